@@ -1,0 +1,30 @@
+"""Shared fixtures: seeded randomness, the shared data folder, hypothesis settings."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TELCO_SHARED", REPO.parent / "shared"))
+NAB_DIR = SHARED / "data" / "nab"
+NO_JIT = os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0")
+
+# The first call of a kernel compiles it, so no per-example deadline; example counts are kept
+# moderate so the whole suite (run twice, once without JIT) stays within CI's budget.
+settings.register_profile("ci", deadline=None, max_examples=40,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile("ci")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(42)
+
+
+@pytest.fixture(scope="session")
+def nab_dir():
+    if not (NAB_DIR / "windows.json").exists():
+        pytest.fail(f"NAB data not found at {NAB_DIR}; set TELCO_SHARED to the shared/ folder")
+    return NAB_DIR
