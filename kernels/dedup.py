@@ -1,0 +1,119 @@
+"""Open-addressing int64 hash set for duplicate detection (record ids).
+
+The table is an int64 array whose length is a power of two; empty slots hold ``EMPTY``
+(``-2**63``). Because that value cannot be told apart from an empty slot, whether the key
+``-2**63`` itself was inserted is kept in ``meta[1]``; ``meta[0]`` is the number of keys stored.
+Linear probing; the caller keeps the load factor at or below one half (see
+``telcoanalytics.ingest.DedupSet``), so a probe sequence always ends at an empty slot.
+
+The hash is a 32-bit murmur-style finaliser computed with int64 arithmetic whose products stay
+below ``2**63`` (31-bit multipliers on 32-bit halves), so the same code runs compiled and as
+plain Python under ``NUMBA_DISABLE_JIT=1`` without integer-overflow warnings.
+"""
+import numpy as np
+
+from ._numba import kernel
+
+EMPTY = np.iinfo(np.int64).min
+
+
+@kernel
+def hashset_slot(key, mask):
+    """Home slot of ``key`` in a table of ``mask + 1`` slots."""
+    lo = key & 0xFFFFFFFF
+    hi = (key >> 32) & 0xFFFFFFFF
+    h = ((lo * 0x5BD1E995) & 0xFFFFFFFF) ^ ((hi * 0x27D4EB2F) & 0xFFFFFFFF)
+    h ^= h >> 15
+    h = (h * 0x2C1B3C6D) & 0xFFFFFFFF
+    h ^= h >> 12
+    h = (h * 0x297A2D39) & 0xFFFFFFFF
+    h ^= h >> 15
+    # fold the high half of the key in again so keys differing only above bit 32 spread too
+    h ^= (hi >> 7) ^ (lo >> 13)
+    return h & mask
+
+
+@kernel
+def hashset_insert(keys, active, table, meta, out_dup):
+    """Insert the active keys in order; mark keys already present (in the table or earlier in
+    this batch) as duplicates.
+
+    Parameters
+    ----------
+    keys : int64 array (n,)
+    active : bool array (n,)
+        Rows to consider; inactive rows are left untouched in ``out_dup`` and not inserted.
+    table : int64 array (capacity,), capacity a power of two, updated in place
+    meta : int64 array (2,), ``[n_keys, has_min_key]``, updated in place
+    out_dup : bool array (n,), set to True for active keys that were already present
+
+    Returns
+    -------
+    int
+        Number of keys newly inserted.
+    """
+    mask = table.shape[0] - 1
+    n_new = 0
+    for i in range(keys.shape[0]):
+        if not active[i]:
+            continue
+        k = keys[i]
+        if k == EMPTY:
+            if meta[1] != 0:
+                out_dup[i] = True
+            else:
+                meta[1] = 1
+                meta[0] += 1
+                n_new += 1
+            continue
+        s = hashset_slot(k, mask)
+        while True:
+            t = table[s]
+            if t == k:
+                out_dup[i] = True
+                break
+            if t == EMPTY:
+                table[s] = k
+                meta[0] += 1
+                n_new += 1
+                break
+            s = (s + 1) & mask
+    return n_new
+
+
+@kernel
+def hashset_contains(keys, active, table, meta, out_found):
+    """Set ``out_found[i] = True`` for each active key present in the table (no insertion)."""
+    mask = table.shape[0] - 1
+    for i in range(keys.shape[0]):
+        if not active[i]:
+            continue
+        k = keys[i]
+        if k == EMPTY:
+            if meta[1] != 0:
+                out_found[i] = True
+            continue
+        s = hashset_slot(k, mask)
+        while True:
+            t = table[s]
+            if t == k:
+                out_found[i] = True
+                break
+            if t == EMPTY:
+                break
+            s = (s + 1) & mask
+
+
+@kernel
+def hashset_rehash(old_table, new_table):
+    """Re-insert every stored key of ``old_table`` into the empty ``new_table`` (a larger
+    power of two). The ``EMPTY`` key is tracked in ``meta`` and needs no slot."""
+    mask = new_table.shape[0] - 1
+    for j in range(old_table.shape[0]):
+        k = old_table[j]
+        if k == EMPTY:
+            continue
+        s = hashset_slot(k, mask)
+        while new_table[s] != EMPTY:
+            s = (s + 1) & mask
+        new_table[s] = k
