@@ -1,0 +1,174 @@
+"""Continuous exponentially weighted (time-decayed) mean and variance, O(1) state per slot.
+
+State layout
+------------
+``state`` is a float64 array of shape ``(n_slots, 1 + 3 * n_h)`` for ``n_h`` half-lives:
+
+* column 0: ``t_ref`` the reference time in ms (float64; NaN while the slot is empty);
+* columns ``1 + 3h .. 3 + 3h``: for half-life ``h`` the weight ``W`` (sum of event weights at
+  ``t_ref``), the weighted ``mean`` and ``S`` (the weighted sum of squared deviations, so that
+  the weighted population variance is ``S / W``).
+
+An event at time ``t`` carries at reference time ``t_ref >= t`` the weight
+``2 ** (-(t_ref - t) / half_life)``. The half-lives come in as coefficients
+``coef[h] = -ln 2 / half_life_ms`` (0 for an infinite half-life, which gives plain sums).
+
+Notes
+-----
+The incremental update is the weighted form of Welford's algorithm (D. H. D. West, "Updating
+mean and variance estimates: an improved method", CACM 22(9), 1979; T. Finch, "Incremental
+calculation of weighted mean and variance", 2009). When a new event is newer than ``t_ref`` the
+state is first decayed by ``a = exp(coef * (t - t_ref))`` (exact for irregular spacing); when it
+is older (out of order) the *event* is decayed instead by ``exp(coef * (t_ref - t))``, so the
+result is independent of arrival order. Two states merge by rescaling the older one to the newer
+reference time and combining the moments with Chan's pairwise formula (Chan, Golub & LeVeque,
+"Algorithms for computing the sample variance", 1979).
+"""
+import math
+
+from ._numba import kernel
+
+
+@kernel
+def ewm_update_one(state, s, t, x, coef):
+    """Fold one event ``(t ms, x)`` into row ``s`` of ``state`` (all half-lives at once)."""
+    n_h = coef.shape[0]
+    t_ref = state[s, 0]
+    if not (t_ref == t_ref):          # empty slot (NaN reference time)
+        state[s, 0] = t
+        for h in range(n_h):
+            j = 1 + 3 * h
+            state[s, j] = 1.0
+            state[s, j + 1] = x
+            state[s, j + 2] = 0.0
+        return
+    if t >= t_ref:
+        dt = t - t_ref
+        state[s, 0] = t
+        for h in range(n_h):
+            j = 1 + 3 * h
+            a = 1.0
+            if dt > 0.0:
+                a = math.exp(coef[h] * dt)
+            w_old = state[s, j] * a
+            w_new = w_old + 1.0
+            m = state[s, j + 1]
+            d = x - m
+            m += d / w_new
+            state[s, j] = w_new
+            state[s, j + 1] = m
+            state[s, j + 2] = state[s, j + 2] * a + d * (x - m)
+    else:
+        dt = t_ref - t
+        for h in range(n_h):
+            j = 1 + 3 * h
+            w = math.exp(coef[h] * dt)
+            w_new = state[s, j] + w
+            m = state[s, j + 1]
+            d = x - m
+            m += d * (w / w_new)
+            state[s, j] = w_new
+            state[s, j + 1] = m
+            state[s, j + 2] += w * d * (x - m)
+
+
+@kernel
+def ewm_update(ts_ms, slot, value, coef, state, status):
+    """Fold a batch of events into the EW state; NaN/inf values are skipped.
+
+    Parameters
+    ----------
+    ts_ms : int64 (n,)
+    slot : int64 (n,), each in ``0..n_slots-1`` (checked by the caller)
+    value : float64 (n,)
+    coef : float64 (n_h,), ``-ln 2 / half_life_ms`` (0 for an infinite half-life)
+    state : float64 (n_slots, 1 + 3 n_h), updated in place
+    status : int8 (n,), set to 0 for folded events and 3 for non-finite values
+
+    Returns
+    -------
+    int
+        Number of events folded.
+    """
+    n_ok = 0
+    for i in range(ts_ms.shape[0]):
+        x = value[i]
+        if not (x - x == 0.0):        # NaN or +-inf: missing
+            status[i] = 3
+            continue
+        status[i] = 0
+        ewm_update_one(state, slot[i], float(ts_ms[i]), x, coef)
+        n_ok += 1
+    return n_ok
+
+
+@kernel
+def ewm_merge(src, dst_of_src, coef, dst):
+    """Merge every row ``s`` of ``src`` into row ``dst_of_src[s]`` of ``dst`` (same half-lives).
+
+    The older of the two states is decayed to the newer reference time, then the moments are
+    combined: ``W = W1 + W2``, ``mean = m1 + (m2 - m1) W2 / W``,
+    ``S = S1 + S2 + (m2 - m1)^2 W1 W2 / W``.
+    """
+    n_h = coef.shape[0]
+    for s in range(src.shape[0]):
+        t2 = src[s, 0]
+        if not (t2 == t2):
+            continue
+        g = dst_of_src[s]
+        t1 = dst[g, 0]
+        if not (t1 == t1):
+            for j in range(src.shape[1]):
+                dst[g, j] = src[s, j]
+            continue
+        t = t1 if t1 >= t2 else t2
+        dst[g, 0] = t
+        for h in range(n_h):
+            j = 1 + 3 * h
+            a1 = 1.0 if t1 == t else math.exp(coef[h] * (t - t1))
+            a2 = 1.0 if t2 == t else math.exp(coef[h] * (t - t2))
+            w1 = dst[g, j] * a1
+            w2 = src[s, j] * a2
+            w = w1 + w2
+            m1 = dst[g, j + 1]
+            d = src[s, j + 1] - m1
+            if w > 0.0:
+                dst[g, j + 1] = m1 + d * (w2 / w)
+                dst[g, j + 2] = dst[g, j + 2] * a1 + src[s, j + 2] * a2 + d * d * (w1 * w2 / w)
+            dst[g, j] = w
+
+
+@kernel
+def ewm_values(state, slots, t_query_ms, coef, out):
+    """Statistics of the selected slots at ``t_query_ms``.
+
+    ``out`` is float64 ``(len(slots), n_h, 5)``: weight decayed to the query time, decayed sum,
+    mean, population variance ``S / W`` and standard deviation. Empty slots give weight 0,
+    sum 0 and NaN for mean, variance and std. A query time before ``t_ref`` extrapolates the
+    weight backwards (factor > 1), which is the same formula read the other way.
+    """
+    n_h = coef.shape[0]
+    nan = math.nan
+    for q in range(slots.shape[0]):
+        s = slots[q]
+        t_ref = state[s, 0]
+        for h in range(n_h):
+            j = 1 + 3 * h
+            if not (t_ref == t_ref) or state[s, j] <= 0.0:
+                out[q, h, 0] = 0.0
+                out[q, h, 1] = 0.0
+                out[q, h, 2] = nan
+                out[q, h, 3] = nan
+                out[q, h, 4] = nan
+                continue
+            a = math.exp(coef[h] * (t_query_ms - t_ref))
+            w = state[s, j] * a
+            m = state[s, j + 1]
+            var = state[s, j + 2] / state[s, j]
+            if var < 0.0:
+                var = 0.0
+            out[q, h, 0] = w
+            out[q, h, 1] = w * m
+            out[q, h, 2] = m
+            out[q, h, 3] = var
+            out[q, h, 4] = math.sqrt(var)

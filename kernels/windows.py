@@ -1,0 +1,362 @@
+"""Multi-resolution ring buffers of bucket aggregates, aligned to wall-clock buckets.
+
+Cell layout
+-----------
+All resolutions share one float64 array ``cells`` of shape ``(total_cells, N_AGG)``. Resolution
+``r`` (bucket width ``width_ms[r]``, ``n_buckets[r]`` buckets) occupies the rows
+``offset[r] + pos * n_slots + slot`` for ring position ``pos = bucket % n_buckets[r]``, where
+``bucket = ts_ms // width_ms[r]`` is the absolute (wall-clock aligned) bucket index. The bucket
+dimension is outer, so the current bucket of all slots is one contiguous block (time-ordered
+streams stay in cache) and a query over all slots reads the ring sequentially.
+
+Columns of a cell (``N_AGG = 7``):
+
+==========  ================================================================
+``BUCKET``  absolute bucket index held by the cell (as float64, exact below 2**53); NaN = empty
+``COUNT``   number of events
+``MEAN``    mean of the values (Welford)
+``M2``      sum of squared deviations from the mean (Welford); variance = M2 / COUNT
+``MIN``     smallest value
+``MAX``     largest value
+``LAST``    largest event time in the bucket (ms, float64)
+==========  ================================================================
+
+Storing the bucket index per cell makes stale cells recognisable lazily: a cell whose stored
+bucket differs from the one a query or update expects is empty for that purpose and is
+overwritten on the next write, so a jump of days in event time costs nothing extra (no clearing
+pass, O(1) per event). Mean/M2 instead of raw power sums keep the variance exact for values
+near 1e9 with a small spread.
+"""
+import math
+
+import numpy as np
+
+from ._numba import kernel
+from .dedup import hashset_slot
+from .ewm import ewm_update_one
+
+N_AGG = 7
+BUCKET, COUNT, MEAN, M2, MIN, MAX, LAST = 0, 1, 2, 3, 4, 5, 6
+
+# status codes written per event by ``window_update``
+ACCEPTED, LATE, DUPLICATE, INVALID = 0, 1, 2, 3
+
+NO_TIME = np.iinfo(np.int64).min
+"""Empty-slot marker in the dedup time table, and the clock value before any event."""
+
+# indices of the int64 ``clock`` array
+CLOCK_MAX_TS, CLOCK_DEDUP_FILL = 0, 1
+
+# indices of the int64 ``counters`` array
+N_ACCEPTED, N_LATE, N_DUPLICATE, N_INVALID = 0, 1, 2, 3
+
+
+@kernel
+def cell_add(cells, c, b, ts, x):
+    """Fold value ``x`` at time ``ts`` into cell row ``c`` for bucket ``b`` (resetting a stale cell)."""
+    if cells[c, BUCKET] != b:          # NaN (empty) or an older bucket: start afresh
+        cells[c, BUCKET] = b
+        cells[c, COUNT] = 1.0
+        cells[c, MEAN] = x
+        cells[c, M2] = 0.0
+        cells[c, MIN] = x
+        cells[c, MAX] = x
+        cells[c, LAST] = ts
+        return
+    n = cells[c, COUNT] + 1.0
+    m = cells[c, MEAN]
+    d = x - m
+    m += d / n
+    cells[c, COUNT] = n
+    cells[c, MEAN] = m
+    cells[c, M2] += d * (x - m)
+    if x < cells[c, MIN]:
+        cells[c, MIN] = x
+    if x > cells[c, MAX]:
+        cells[c, MAX] = x
+    if ts > cells[c, LAST]:
+        cells[c, LAST] = ts
+
+
+@kernel
+def window_update(ts_ms, slot, value, record_id, use_ids, width_ms, n_buckets, offset, n_slots,
+                  allowed_lateness_ms, ew_coef, cells, ew_state, clock, counters, expired,
+                  dedup_keys, dedup_ts, status):
+    """Fold a batch into the rings of every resolution and the continuous EW state.
+
+    Events are processed in arrival order. For each event:
+
+    1. value not finite -> ``status = INVALID`` (counted, nothing updated);
+    2. ``ts < max_ts_seen - allowed_lateness_ms`` (behind the watermark) -> ``LATE``;
+    3. ``use_ids`` and the record id was seen before (and is still tracked) -> ``DUPLICATE``;
+    4. otherwise ``ACCEPTED``: the watermark clock advances, every resolution whose ring still
+       spans the event's bucket is updated (a resolution whose ring no longer reaches back that
+       far counts the event in ``expired[r]``), and the EW state is updated.
+
+    Parameters
+    ----------
+    ts_ms, slot : int64 (n,)
+    value : float64 (n,)
+    record_id : int64 (n,) (ignored unless ``use_ids``)
+    use_ids : bool
+    width_ms, n_buckets, offset : int64 (n_res,)
+    n_slots : int
+    allowed_lateness_ms : int
+    ew_coef : float64 (n_h,), ``-ln 2 / half_life_ms`` (may be empty)
+    cells : float64 (total_cells, N_AGG), updated in place
+    ew_state : float64 (n_slots, 1 + 3 n_h), updated in place
+    clock : int64 (2,) ``[max_ts, dedup_fill]``, updated in place
+    counters : int64 (4,) ``[accepted, late, duplicate, invalid]``, updated in place
+    expired : int64 (n_res,), updated in place
+    dedup_keys, dedup_ts : int64 (capacity,), power-of-two capacity with load <= 1/2 after the
+        batch (ensured by the caller); ``dedup_ts == NO_TIME`` marks an empty slot
+    status : int8 (n,), output
+
+    Returns
+    -------
+    int
+        Number of accepted events in this batch.
+    """
+    n_res = width_ms.shape[0]
+    n_h = ew_coef.shape[0]
+    mask = dedup_keys.shape[0] - 1
+    max_ts = clock[CLOCK_MAX_TS]
+    n_ok = 0
+    for i in range(ts_ms.shape[0]):
+        x = value[i]
+        if not (x - x == 0.0):
+            status[i] = INVALID
+            counters[N_INVALID] += 1
+            continue
+        t = ts_ms[i]
+        if max_ts != NO_TIME and t < max_ts - allowed_lateness_ms:
+            status[i] = LATE
+            counters[N_LATE] += 1
+            continue
+        if use_ids:
+            k = record_id[i]
+            p = hashset_slot(k, mask)
+            dup = False
+            while dedup_ts[p] != NO_TIME:
+                if dedup_keys[p] == k:
+                    dup = True
+                    break
+                p = (p + 1) & mask
+            if dup:
+                status[i] = DUPLICATE
+                counters[N_DUPLICATE] += 1
+                continue
+            dedup_keys[p] = k
+            dedup_ts[p] = t
+            clock[CLOCK_DEDUP_FILL] += 1
+        status[i] = ACCEPTED
+        n_ok += 1
+        if max_ts == NO_TIME or t > max_ts:
+            max_ts = t
+        s = slot[i]
+        tf = float(t)
+        for r in range(n_res):
+            w = width_ms[r]
+            nb = n_buckets[r]
+            b = t // w
+            if b <= max_ts // w - nb:
+                expired[r] += 1
+                continue
+            c = offset[r] + (b % nb) * n_slots + s
+            cell_add(cells, c, float(b), tf, x)
+        if n_h > 0:
+            ewm_update_one(ew_state, s, tf, x, ew_coef)
+    clock[CLOCK_MAX_TS] = max_ts
+    counters[N_ACCEPTED] += n_ok
+    return n_ok
+
+
+@kernel
+def dedup_rebuild(old_keys, old_ts, min_ts, new_keys, new_ts):
+    """Re-insert the tracked record ids with ``ts >= min_ts`` into empty new tables.
+
+    Ids of events behind the watermark cannot matter any more (a repeat of them is late anyway),
+    so they are dropped here; this bounds the table by the ids inside the allowed lateness.
+    Returns the number of ids kept.
+    """
+    mask = new_keys.shape[0] - 1
+    kept = 0
+    for j in range(old_keys.shape[0]):
+        t = old_ts[j]
+        if t == NO_TIME or t < min_ts:
+            continue
+        k = old_keys[j]
+        p = hashset_slot(k, mask)
+        while new_ts[p] != NO_TIME:
+            p = (p + 1) & mask
+        new_keys[p] = k
+        new_ts[p] = t
+        kept += 1
+    return kept
+
+
+@kernel
+def cell_merge(src, cs, dst, cd):
+    """Merge cell row ``cs`` of ``src`` into row ``cd`` of ``dst``.
+
+    Same bucket: Chan's pairwise combination of (count, mean, M2), min/max/last combined.
+    Different buckets: the newer bucket wins (the older one would have been overwritten in a
+    single pass over both inputs too). Empty source cells change nothing.
+    """
+    bs = src[cs, BUCKET]
+    if not (bs == bs):
+        return
+    bd = dst[cd, BUCKET]
+    if not (bd == bd) or bs > bd:
+        for j in range(N_AGG):
+            dst[cd, j] = src[cs, j]
+        return
+    if bs < bd:
+        return
+    n1 = dst[cd, COUNT]
+    n2 = src[cs, COUNT]
+    n = n1 + n2
+    d = src[cs, MEAN] - dst[cd, MEAN]
+    dst[cd, MEAN] += d * (n2 / n)
+    dst[cd, M2] += src[cs, M2] + d * d * (n1 * n2 / n)
+    dst[cd, COUNT] = n
+    if src[cs, MIN] < dst[cd, MIN]:
+        dst[cd, MIN] = src[cs, MIN]
+    if src[cs, MAX] > dst[cd, MAX]:
+        dst[cd, MAX] = src[cs, MAX]
+    if src[cs, LAST] > dst[cd, LAST]:
+        dst[cd, LAST] = src[cs, LAST]
+
+
+@kernel
+def window_merge(src, n_src_slots, dst_of_src, n_buckets, src_offset, dst_offset, n_dst_slots,
+                 dst):
+    """Merge every cell of ``src`` into ``dst``, mapping source slot ``s`` to ``dst_of_src[s]``.
+
+    With the identity mapping this merges two partitions; with a slot -> group mapping it rolls
+    slots up (e.g. elements into their site). Resolutions must be the same in both.
+    """
+    for r in range(n_buckets.shape[0]):
+        for p in range(n_buckets[r]):
+            base_s = src_offset[r] + p * n_src_slots
+            base_d = dst_offset[r] + p * n_dst_slots
+            for s in range(n_src_slots):
+                cell_merge(src, base_s + s, dst, base_d + dst_of_src[s])
+
+
+@kernel
+def window_query(cells, offset, n_buckets, n_slots, width_ms, t_query_ms, weights, slots, out):
+    """Weighted statistics over the last ``len(weights)`` buckets of one resolution.
+
+    Bucket age ``k`` (``k = 0`` is the bucket holding ``t_query_ms``, ``k = 1`` the one before,
+    ...) gets weight ``weights[k]``; every event in that bucket counts with that weight.
+
+    Parameters
+    ----------
+    cells : float64 (total_cells, N_AGG)
+    offset, n_buckets, n_slots, width_ms : int, the resolution's layout
+    t_query_ms : int
+    weights : float64 (n_span,), n_span <= n_buckets, weights >= 0
+    slots : int64 (n_q,), the slots to report
+    out : float64 (n_q, 9), filled with ``count, sum, mean, var, std, min, max, rate_per_s,
+        sum_per_s``
+
+    Notes
+    -----
+    With ``w_k`` the weight and ``(n_k, m_k, M2_k)`` the cell moments,
+    ``count = sum w_k n_k``, ``mean = sum w_k n_k m_k / count``,
+    ``var = sum w_k (M2_k + n_k (m_k - mean)^2) / count`` (weighted population variance),
+    accumulated in one pass with Chan's pairwise update so values near 1e9 keep their digits.
+    ``min``/``max`` are unweighted over the buckets with ``w_k > 0``. Rates divide by the
+    weighted exposure ``sum w_k d_k`` in seconds, ``d_k`` the bucket width except for the
+    current bucket, which counts only up to the query time (``t_query - start + 1 ms``).
+    Empty: ``count = sum = 0``, ``rate = 0``, ``mean = var = std = min = max = NaN``.
+    """
+    n_span = weights.shape[0]
+    bq = t_query_ms // width_ms
+    exposure_ms = 0.0
+    for k in range(n_span):
+        d = float(width_ms)
+        if k == 0:
+            d = float(t_query_ms - bq * width_ms + 1)
+        exposure_ms += weights[k] * d
+    nan = math.nan
+    for q in range(slots.shape[0]):
+        s = slots[q]
+        wsum = 0.0
+        mean = 0.0
+        m2 = 0.0
+        lo = math.inf
+        hi = -math.inf
+        for k in range(n_span):
+            wk = weights[k]
+            if wk <= 0.0:
+                continue
+            b = bq - k
+            c = offset + (b % n_buckets) * n_slots + s
+            if cells[c, BUCKET] != float(b):
+                continue
+            wn = wk * cells[c, COUNT]
+            tot = wsum + wn
+            d = cells[c, MEAN] - mean
+            mean += d * (wn / tot)
+            m2 += wk * cells[c, M2] + d * d * (wsum * wn / tot)
+            wsum = tot
+            if cells[c, MIN] < lo:
+                lo = cells[c, MIN]
+            if cells[c, MAX] > hi:
+                hi = cells[c, MAX]
+        if wsum > 0.0:
+            var = m2 / wsum
+            if var < 0.0:
+                var = 0.0
+            out[q, 0] = wsum
+            out[q, 1] = wsum * mean
+            out[q, 2] = mean
+            out[q, 3] = var
+            out[q, 4] = math.sqrt(var)
+            out[q, 5] = lo
+            out[q, 6] = hi
+            out[q, 7] = wsum * 1000.0 / exposure_ms     # exposure > 0 whenever wsum > 0
+            out[q, 8] = wsum * mean * 1000.0 / exposure_ms
+        else:
+            out[q, 0] = 0.0
+            out[q, 1] = 0.0
+            out[q, 2] = nan
+            out[q, 3] = nan
+            out[q, 4] = nan
+            out[q, 5] = nan
+            out[q, 6] = nan
+            out[q, 7] = 0.0
+            out[q, 8] = 0.0
+
+
+@kernel
+def dedup_insert(keys, ts, dedup_keys, dedup_ts, clock, status):
+    """Insert record ids ``keys`` seen at ``ts`` (used to merge two id tables).
+
+    ``status[i]`` is set to 1 when the id was already present (its time becomes the later of the
+    two), else 0. The caller keeps the load <= 1/2. Returns the number of new ids.
+    """
+    mask = dedup_keys.shape[0] - 1
+    n_new = 0
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        p = hashset_slot(k, mask)
+        found = False
+        while dedup_ts[p] != NO_TIME:
+            if dedup_keys[p] == k:
+                found = True
+                break
+            p = (p + 1) & mask
+        if found:
+            status[i] = 1
+            if ts[i] > dedup_ts[p]:
+                dedup_ts[p] = ts[i]
+            continue
+        status[i] = 0
+        dedup_keys[p] = k
+        dedup_ts[p] = ts[i]
+        clock[CLOCK_DEDUP_FILL] += 1
+        n_new += 1
+    return n_new
