@@ -1,0 +1,406 @@
+"""Causal streaming anomaly detection kernels: seasonal baseline, robust z-score, self-tuning
+threshold, CUSUM change detection, episode tracking and silence bookkeeping.
+
+One call processes a batch of events ``(ts_ms, slot, value)`` in the order given (normally event
+time order). For each event the score is computed against the slot's state BEFORE the event and
+only then is the state updated, so a point never takes part in its own baseline.
+
+Per-slot state lives in one float64 row ``st[slot, :]`` (fields named by the ``F_*`` constants
+below, the hot ones in the first cache line); the seasonal profile is ``seas[phase, slot]`` (phase
+major, so the slots reporting in one interval touch one contiguous row).
+
+Model (per slot, additive Holt-Winters with robust updates)::
+
+    baseline_t = level + season[phase(t)]          (season used once its bucket has data)
+    r_t        = x_t - baseline_t
+    sigma_t    = max(1.2533 * scale, floor_abs + floor_rel * |baseline_t|)
+    z_t        = r_t / sigma_t
+    alarm_t    = warm and |z_t| > thr * thr_mult_t * gain
+    rc_t       = clip(z_t, -huber_c, huber_c) * sigma_t          (bounded influence)
+    level     += a_level  * rc_t
+    season    += a_season * (season + rc_t - season)  (i.e. toward the clipped deseasonalised value)
+    scale     += a_scale  * (min(|r_t|, huber_c * sigma_t) - scale)
+    thr       += eta * thr * (1{|z_t| > thr} - p)   clipped to [thr_min, thr_max]
+    C+ = max(0, C+ + min(z, c_clip) - k),  C- = max(0, C- - max(z, -c_clip) - k)
+    C+ > h or C- > h  ->  change: level += sign * (C/n_run + k) * sigma, CUSUM reset
+
+``1.2533 = sqrt(pi / 2)`` turns a mean absolute deviation into a Gaussian sigma. The threshold
+update is Robbins-Monro stochastic approximation of the (1 - p) quantile of |z| (Robbins & Monro
+1951; Tierney 1983); since thr changes by eta * thr * (exceedances - p * n) in total, the realised
+exceedance rate tends to p whatever the distribution of z, as long as thr stays inside its
+bounds. CUSUM: Page (1954), with the change-point estimate at the last reset of the statistic.
+"""
+import numpy as np
+
+from ._numba import kernel
+
+# ---- per-slot state fields (columns of st) -----------------------------------------------
+F_LEVEL = 0      # deseasonalised level
+F_SCALE = 1      # EW mean absolute residual (clipped)
+F_THR = 2        # self-tuned threshold on |z|
+F_N = 3          # observations folded in
+F_CUP = 4        # CUSUM upper statistic
+F_CDN = 5        # CUSUM lower statistic
+F_NUP = 6        # length of the current upper run
+F_NDN = 7        # length of the current lower run
+F_OPEN = 8       # open episode direction (+1 / -1), 0 when none
+F_QUIET = 9      # consecutive non-alarm observations while open
+F_START = 10     # open episode start ts
+F_PEAK = 11      # open episode peak |z|
+F_PEAKV = 12     # value at the peak
+F_PEAKB = 13     # baseline at the peak
+F_PEAKT = 14     # effective threshold at the peak
+F_LASTA = 15     # ts of the last alarm in the open episode
+F_TUP = 16       # ts where the upper CUSUM run began
+F_TDN = 17       # ts where the lower CUSUM run began
+F_LAST_TS = 18   # ts of the last observation
+N_FIELDS = 24
+
+# ---- global state (g array) ----------------------------------------------------------------
+G_GAIN = 0       # network-wide threshold gain >= 1 (alert budget)
+G_EVENTS = 1     # events scored
+G_ALARMS = 2     # alarm points
+N_GLOBAL = 4
+
+# ---- episode row kinds -----------------------------------------------------------------------
+KIND_OPEN = 1
+KIND_CLOSE = 2
+KIND_CHANGE = 3
+
+# ---- per-event flags -------------------------------------------------------------------------
+FLAG_ALARM = 1
+FLAG_CHANGE = 2
+FLAG_WARM = 4
+FLAG_INVALID = 8
+
+SQRT_HALF_PI = 1.2533141373155003
+
+
+@kernel
+def detect_init(st, thr_init):
+    """Reset state rows to the empty state (``thr`` to ``thr_init``, everything else 0).
+
+    Parameters
+    ----------
+    st : float64 array (n_slots, N_FIELDS)
+        Slot state, updated in place.
+    thr_init : float
+        Starting threshold on |z|.
+    """
+    for s in range(st.shape[0]):
+        for f in range(st.shape[1]):
+            st[s, f] = 0.0
+        st[s, F_THR] = thr_init
+
+
+@kernel
+def detect_batch(ts_ms, slot, value, thr_mult,
+                 season_ms, n_phase, a_level, a_season, a_scale, huber_c,
+                 floor_abs, floor_rel, warmup, target_p, eta, thr_min, thr_max,
+                 budget_p, eta_gain, gain_max, cusum_k, cusum_h, cusum_clip, close_after,
+                 st, seas, seas_n, g,
+                 z_out, base_out, thr_out, flags_out,
+                 ep_idx, ep_kind, ep_start, ep_end, ep_peak, ep_dir, ep_base, ep_thr, ep_value):
+    """Score a batch of events causally and update the detector state.
+
+    Parameters
+    ----------
+    ts_ms, slot : int64 arrays (n,)
+        Event time and dense slot of each event, processed in this order.
+    value : float64 array (n,)
+        Observed values; NaN/inf are skipped (flag ``FLAG_INVALID``) and change nothing.
+    thr_mult : float64 array (n,)
+        Threshold multiplier per event (calendar widening); 1.0 for none.
+    season_ms : int
+        Season length in ms (e.g. one week); 0 disables the seasonal profile.
+    n_phase : int
+        Number of phase buckets per season (rows of ``seas``).
+    a_level, a_season, a_scale : float
+        EW smoothing factors per observation (level, seasonal bucket per visit, scale). During
+        start-up the running mean ``1 / (count + 1)`` is used while it is larger.
+    huber_c : float
+        Clip (in sigmas) of the residual used for updates: bounded influence of outliers.
+    floor_abs, floor_rel : float
+        Floor of sigma: ``floor_abs + floor_rel * |baseline|`` (flat series).
+    warmup : int
+        Observations per slot before alarms are raised.
+    target_p : float
+        Target false-alarm rate per observation of the self-tuned threshold.
+    eta : float
+        Relative step of the threshold quantile tracker.
+    thr_min, thr_max : float
+        Bounds of the self-tuned threshold.
+    budget_p : float
+        Network-wide alarm budget as a fraction of events (>= 1 disables it).
+    eta_gain, gain_max : float
+        Step and upper bound of the network-wide gain on all thresholds.
+    cusum_k, cusum_h, cusum_clip : float
+        CUSUM allowance, decision limit and per-point clip of z (all in sigmas).
+    close_after : int
+        Consecutive non-alarm observations that close an open episode.
+    st : float64 (n_slots, N_FIELDS); seas, seas_n : float64 (n_phase, n_slots); g : float64 (N_GLOBAL,)
+        State, updated in place.
+    z_out, base_out, thr_out : float64 (n,); flags_out : int8 (n,)
+        Per-event outputs: score, baseline and effective threshold before the update, flags.
+    ep_* : arrays (n,)
+        Episode rows written from index 0: event index, kind (open/close/change), start and end
+        ts (end -1 while open), peak |z|, direction, baseline, threshold and value at the peak.
+
+    Returns
+    -------
+    n_rows : int
+        Number of episode rows written.
+    """
+    n = ts_ms.shape[0]
+    n_rows = 0
+    gain = g[G_GAIN]
+    use_season = season_ms > 0 and n_phase > 0
+    phase_ms = season_ms // n_phase if use_season else 1
+    for i in range(n):
+        s = slot[i]
+        x = value[i]
+        t = ts_ms[i]
+        flags = 0
+        if not np.isfinite(x):
+            z_out[i] = np.nan
+            base_out[i] = np.nan
+            thr_out[i] = np.nan
+            flags_out[i] = FLAG_INVALID
+            continue
+        nobs = st[s, F_N]
+        ph = 0
+        sc = 0.0
+        if use_season:
+            ph = (t // phase_ms) % n_phase
+            if seas_n[ph, s] > 0.0:
+                sc = seas[ph, s]
+        if nobs == 0.0:
+            # first observation: it becomes the level, nothing to score against
+            st[s, F_LEVEL] = x - sc
+            st[s, F_N] = 1.0
+            st[s, F_LAST_TS] = t
+            if use_season:
+                seas_n[ph, s] = 1.0
+                seas[ph, s] = sc
+            z_out[i] = 0.0
+            base_out[i] = x
+            thr_out[i] = st[s, F_THR] * thr_mult[i] * gain
+            flags_out[i] = 0
+            continue
+        level = st[s, F_LEVEL]
+        baseline = level + sc
+        r = x - baseline
+        sigma = SQRT_HALF_PI * st[s, F_SCALE]
+        fl = floor_abs + floor_rel * abs(baseline)
+        if sigma < fl:
+            sigma = fl
+        z = r / sigma
+        az = abs(z)
+        thr = st[s, F_THR]
+        thr_eff = thr * thr_mult[i] * gain
+        warm = nobs >= warmup
+        alarm = warm and az > thr_eff
+        if warm:
+            flags |= FLAG_WARM
+        # ---- self-tuning threshold (Robbins-Monro quantile of |z|) -------------------------
+        if az > thr:
+            thr += eta * thr * (1.0 - target_p)
+        else:
+            thr -= eta * thr * target_p
+        if thr < thr_min:
+            thr = thr_min
+        elif thr > thr_max:
+            thr = thr_max
+        st[s, F_THR] = thr
+        # ---- network-wide budget gain --------------------------------------------------
+        if budget_p < 1.0 and warm:
+            if alarm:
+                gain += eta_gain * gain * (1.0 - budget_p)
+            else:
+                gain -= eta_gain * gain * budget_p
+            if gain < 1.0:
+                gain = 1.0
+            elif gain > gain_max:
+                gain = gain_max
+        # ---- robust baseline update --------------------------------------------------
+        rc = r
+        if warm:
+            if z > huber_c:
+                rc = huber_c * sigma
+            elif z < -huber_c:
+                rc = -huber_c * sigma
+        al = 1.0 / (nobs + 1.0)
+        if al < a_level:
+            al = a_level
+        st[s, F_LEVEL] = level + al * rc
+        if use_season:
+            cnt = seas_n[ph, s]
+            a_s = 1.0 / (cnt + 1.0)
+            if a_s < a_season:
+                a_s = a_season
+            # the deseasonalised residual left after the level moved is folded into the bucket
+            seas[ph, s] = sc + a_s * (1.0 - al) * rc
+            seas_n[ph, s] = cnt + 1.0
+        asc = 1.0 / nobs
+        if asc < a_scale:
+            asc = a_scale
+        ar = abs(r)
+        cap = huber_c * sigma
+        if warm and ar > cap:
+            # after warm-up the scale update is clipped too; before it the scale must be free
+            # to grow from the floor to the series' real spread
+            ar = cap
+        st[s, F_SCALE] += asc * (ar - st[s, F_SCALE])
+        st[s, F_N] = nobs + 1.0
+        st[s, F_LAST_TS] = t
+        # ---- CUSUM change detection ----------------------------------------------------
+        if warm:
+            zk = z
+            if zk > cusum_clip:
+                zk = cusum_clip
+            elif zk < -cusum_clip:
+                zk = -cusum_clip
+            cup = st[s, F_CUP] + zk - cusum_k
+            if cup > 0.0:
+                if st[s, F_NUP] == 0.0:
+                    st[s, F_TUP] = t
+                st[s, F_NUP] += 1.0
+            else:
+                cup = 0.0
+                st[s, F_NUP] = 0.0
+            cdn = st[s, F_CDN] - zk - cusum_k
+            if cdn > 0.0:
+                if st[s, F_NDN] == 0.0:
+                    st[s, F_TDN] = t
+                st[s, F_NDN] += 1.0
+            else:
+                cdn = 0.0
+                st[s, F_NDN] = 0.0
+            st[s, F_CUP] = cup
+            st[s, F_CDN] = cdn
+            if cup > cusum_h or cdn > cusum_h:
+                if cup >= cdn:
+                    d = 1
+                    shift = (cup / st[s, F_NUP] + cusum_k) * sigma
+                    t0 = st[s, F_TUP]
+                else:
+                    d = -1
+                    shift = -(cdn / st[s, F_NDN] + cusum_k) * sigma
+                    t0 = st[s, F_TDN]
+                # re-baseline: move the level to the new regime instead of alarming forever
+                st[s, F_LEVEL] += shift
+                st[s, F_CUP] = 0.0
+                st[s, F_CDN] = 0.0
+                st[s, F_NUP] = 0.0
+                st[s, F_NDN] = 0.0
+                flags |= FLAG_CHANGE
+                ep_idx[n_rows] = i
+                ep_kind[n_rows] = KIND_CHANGE
+                ep_start[n_rows] = np.int64(t0)
+                ep_end[n_rows] = t
+                ep_peak[n_rows] = abs(shift) / sigma
+                ep_dir[n_rows] = d
+                ep_base[n_rows] = baseline
+                ep_thr[n_rows] = cusum_h
+                ep_value[n_rows] = x
+                n_rows += 1
+        # ---- episodes ------------------------------------------------------------------
+        if alarm:
+            flags |= FLAG_ALARM
+            g[G_ALARMS] += 1.0
+            if st[s, F_OPEN] == 0.0:
+                d = 1 if z > 0.0 else -1
+                st[s, F_OPEN] = d
+                st[s, F_START] = t
+                st[s, F_PEAK] = az
+                st[s, F_PEAKV] = x
+                st[s, F_PEAKB] = baseline
+                st[s, F_PEAKT] = thr_eff
+                ep_idx[n_rows] = i
+                ep_kind[n_rows] = KIND_OPEN
+                ep_start[n_rows] = t
+                ep_end[n_rows] = -1
+                ep_peak[n_rows] = az
+                ep_dir[n_rows] = d
+                ep_base[n_rows] = baseline
+                ep_thr[n_rows] = thr_eff
+                ep_value[n_rows] = x
+                n_rows += 1
+            elif az > st[s, F_PEAK]:
+                st[s, F_PEAK] = az
+                st[s, F_PEAKV] = x
+                st[s, F_PEAKB] = baseline
+                st[s, F_PEAKT] = thr_eff
+            st[s, F_LASTA] = t
+            st[s, F_QUIET] = 0.0
+        elif st[s, F_OPEN] != 0.0:
+            st[s, F_QUIET] += 1.0
+            if st[s, F_QUIET] >= close_after:
+                ep_idx[n_rows] = i
+                ep_kind[n_rows] = KIND_CLOSE
+                ep_start[n_rows] = np.int64(st[s, F_START])
+                ep_end[n_rows] = np.int64(st[s, F_LASTA])
+                ep_peak[n_rows] = st[s, F_PEAK]
+                ep_dir[n_rows] = np.int8(st[s, F_OPEN])
+                ep_base[n_rows] = st[s, F_PEAKB]
+                ep_thr[n_rows] = st[s, F_PEAKT]
+                ep_value[n_rows] = st[s, F_PEAKV]
+                n_rows += 1
+                st[s, F_OPEN] = 0.0
+                st[s, F_QUIET] = 0.0
+        z_out[i] = z
+        base_out[i] = baseline
+        thr_out[i] = thr_eff
+        flags_out[i] = flags
+        g[G_EVENTS] += 1.0
+    g[G_GAIN] = gain
+    return n_rows
+
+
+@kernel
+def arrivals_update(ts_ms, elem, a_gap, last_ts, gap_ew, n_arr):
+    """Track per-element arrival times and the EW mean gap between distinct report times.
+
+    Parameters
+    ----------
+    ts_ms, elem : int64 arrays (n,)
+        Event time and dense element index, in processing order.
+    a_gap : float
+        EW factor of the mean gap (running mean while fewer than 1 / a_gap gaps were seen).
+    last_ts : int64 (n_elem,); gap_ew : float64 (n_elem,); n_arr : int64 (n_elem,)
+        State updated in place: latest report time (-1 = never), mean gap, distinct report times.
+    """
+    for i in range(ts_ms.shape[0]):
+        e = elem[i]
+        t = ts_ms[i]
+        lt = last_ts[e]
+        if lt < 0:
+            last_ts[e] = t
+            n_arr[e] = 1
+        elif t > lt:
+            gap = float(t - lt)
+            k = n_arr[e]
+            a = 1.0 / k
+            if a < a_gap:
+                a = a_gap
+            if k == 1:
+                gap_ew[e] = gap
+            else:
+                gap_ew[e] += a * (gap - gap_ew[e])
+            last_ts[e] = t
+            n_arr[e] = k + 1
+
+
+@kernel
+def zscore_decayed(slot, value, alpha, mean, var, z_out):
+    """Minimal decayed z-score (the benchmark's baseline computation): score, then update.
+
+    ``z = (x - mean) / sqrt(var)``, ``mean += alpha * d``, ``var = (1 - alpha) * (var + alpha d^2)``.
+    """
+    for i in range(slot.shape[0]):
+        s = slot[i]
+        d = value[i] - mean[s]
+        v = var[s]
+        z_out[i] = d / np.sqrt(v) if v > 0.0 else 0.0
+        mean[s] += alpha * d
+        var[s] = (1.0 - alpha) * (v + alpha * d * d)
