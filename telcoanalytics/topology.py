@@ -358,10 +358,10 @@ class Topology:
                 if len(bad):
                     j = int(bad[0])
                     other = np.flatnonzero((inv == inv[j]) & (node_of_row != node_of_row[j]))
-                    k = int(other[0])
+                    a, b = sorted((j, int(other[0])))
                     raise ValueError(
-                        f"{lv} {col[j]} has two parents: {prev_lv} {ids[prev_lv][node_of_row[k]]} "
-                        f"({row_label(k)}) and {prev_lv} {ids[prev_lv][node_of_row[j]]} ({row_label(j)}); "
+                        f"{lv} {col[j]} has two parents: {prev_lv} {ids[prev_lv][node_of_row[a]]} "
+                        f"({row_label(a)}) and {prev_lv} {ids[prev_lv][node_of_row[b]]} ({row_label(b)}); "
                         f"each {lv} must belong to exactly one {prev_lv}")
                 parent[lv] = par
             if lv in names:
@@ -388,9 +388,9 @@ class Topology:
         bad = np.flatnonzero(out[inv] != rn)
         if len(bad):
             j = int(bad[0])
-            k = int(np.flatnonzero((inv == inv[j]) & (rn != rn[j]))[0])
-            raise ValueError(f"{lv} {col[j]} has two names: {rn[k]!r} ({row_label(k)}) and {rn[j]!r} "
-                             f"({row_label(j)}); give every row of a {lv} the same name")
+            a, b = sorted((j, int(np.flatnonzero((inv == inv[j]) & (rn != rn[j]))[0])))
+            raise ValueError(f"{lv} {col[j]} has two names: {str(rn[a])!r} ({row_label(a)}) and {str(rn[b])!r} "
+                             f"({row_label(b)}); give every row of a {lv} the same name")
         return out
 
     @classmethod
