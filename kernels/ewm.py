@@ -93,7 +93,7 @@ def ewm_update(ts_ms, slot, value, coef, state, status):
     n_ok = 0
     for i in range(ts_ms.shape[0]):
         x = value[i]
-        if not (x - x == 0.0):        # NaN or +-inf: missing
+        if not math.isfinite(x):        # NaN or +-inf: missing
             status[i] = 3
             continue
         status[i] = 0

@@ -75,7 +75,7 @@ def sketch_update(ts_ms, slot, value, active, width_ms, n_buckets, n_slots, min_
             status[i] = SKIPPED
             continue
         x = value[i]
-        if not (x - x == 0.0) or x < 0.0:
+        if not math.isfinite(x) or x < 0.0:
             status[i] = INVALID
             continue
         b = ts_ms[i] // width_ms

@@ -124,7 +124,7 @@ def window_update(ts_ms, slot, value, record_id, use_ids, width_ms, n_buckets, o
     n_ok = 0
     for i in range(ts_ms.shape[0]):
         x = value[i]
-        if not (x - x == 0.0):
+        if not math.isfinite(x):
             status[i] = INVALID
             counters[N_INVALID] += 1
             continue
