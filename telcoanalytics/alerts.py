@@ -558,6 +558,8 @@ def alerts_from_sla_events(events: Iterable, topology, *, include_pending: bool 
                 raise ValueError(f"SLA event #{i} is pending; only firing/resolved events become "
                                  "alerts, filter pending events or use include_pending=False")
             continue
+        for name in SLA_FIELDS:
+            _get(ev, name, i, "SLA event")
         sev = _get(ev, "severity", i, "SLA event")
         if sev not in SEVERITIES:
             raise ValueError(f"SLA event #{i} (rule {_get(ev, 'rule', i, 'SLA event')!r}) has "
