@@ -1,0 +1,450 @@
+"""KPI kernels: raw canonical records -> per-minute counters; window sums; roll-up; SLA steps.
+
+Counter layout
+--------------
+Every counter ring is a 3-D array ``ring[element, minute_slot, column]`` (float32; window sums
+are accumulated in float64). The minute slot is ``absolute_minute % n_minutes``: slots are aligned
+to wall-clock minutes, so two rings with the same configuration merge by slot-wise addition.
+
+* CDR ring: ``n_services * N_CDR`` columns, column ``service * N_CDR + C_*``.
+* Element ring (equipment + QoS): ``N_ELEM`` columns ``E_*``.
+* Latency histogram ring: one column per log bucket (see :func:`kpi_hist_bin`).
+* Hour ring: ``[element, hour_slot, j]`` for a few selected (counter, service) columns that
+  long windows and error-budget periods need.
+
+Row reason codes (``reason`` arrays; 0 = accepted) are set by the Python layer for routing
+problems and by the kernels for bad values, so no row is dropped silently.
+"""
+import math
+
+import numpy as np
+
+from ._numba import kernel
+
+# ---- row reason codes ----------------------------------------------------------------------
+R_OK = 0
+R_UNKNOWN_ELEMENT = 1
+R_TOO_LATE = 2
+R_FUTURE = 3
+R_BAD_CAUSE = 4
+R_BAD_TIME = 5
+R_BAD_SERVICE = 6
+R_BAD_VALUE = 7
+N_REASONS = 8
+
+# ---- Q.850 cause classes (index table built by the Python layer) ---------------------------
+CLS_OTHER = 0
+CLS_NORMAL = 1
+CLS_USER = 2
+CLS_CONGESTION = 3
+CLS_FAILURE = 4
+
+# ---- CDR counter columns (per service) -----------------------------------------------------
+C_ATTEMPTS = 0     # every seizure / attempt
+C_SETUP_OK = 1     # answered, or released with a normal / user-side cause
+C_ANSWERED = 2
+C_DROPS = 3        # answered and released with a cause outside normal / user-side
+C_BLOCKED = 4      # congestion causes
+C_FAILURES = 5     # failure causes
+C_NORMAL = 6       # normal clearing causes
+C_USER = 7         # user-side causes
+C_HOLD_S = 8       # holding seconds of answered calls (end - answer)
+N_CDR = 9
+
+# ---- element counter columns (equipment metrics + QoS probes) ------------------------------
+E_EQUIP_ROWS = 0
+E_AVAIL_REPORTS = 1
+E_PERIOD_S = 2
+E_UP_S = 3
+E_UNAVAILABLE_S = 4
+E_CPU_SUM = 5
+E_CPU_N = 6
+E_PRB_SUM = 7
+E_PRB_N = 8
+E_THR_SUM = 9
+E_THR_N = 10
+E_ERRORS = 11
+E_QOS_ROWS = 12
+E_LAT_SUM = 13
+E_LAT_N = 14
+E_JIT_SUM = 15
+E_JIT_N = 16
+E_LOSS_SUM = 17
+E_LOSS_N = 18
+E_MOS_SUM = 19
+E_MOS_N = 20
+N_ELEM = 21
+
+# METRICS codes (records.METRICS order; asserted equal by the Python layer)
+M_CPU = 0
+M_PRB = 1
+M_THROUGHPUT = 2
+M_UNAVAILABLE = 3
+M_ERRORS = 4
+M_TEMPERATURE = 5
+
+# ---- SLA condition codes and lifecycle states ----------------------------------------------
+COND_INSUFFICIENT = 0
+COND_BREACH = 1
+COND_CLEAR = 2
+COND_BAND = 3      # between threshold and clear threshold: holds the current state
+
+ST_INACTIVE = 0
+ST_PENDING = 1
+ST_FIRING = 2
+
+EV_PENDING = 1
+EV_FIRING = 2
+EV_RESOLVED = 3
+EV_CANCELLED = 4   # a pending violation that ended before firing
+
+
+@kernel
+def kpi_extract_cdr(elem, slot, hslot, start_ms, answer_ms, end_ms, service, cause, cause_class,
+                    n_services, hour_counter, hour_service, reason, ring, hour_ring):
+    """Add CDR rows to the per-minute CDR ring (and selected hour-ring columns).
+
+    Rows with ``reason != 0`` are skipped; bad service, cause or times set ``reason``.
+    ``hour_counter[j]`` is the CDR counter feeding hour column ``j`` (-1: not a CDR column) and
+    ``hour_service[j]`` its service (-1: all services).
+    """
+    contrib = np.zeros(N_CDR)
+    n_hour = hour_counter.shape[0]
+    for i in range(elem.shape[0]):
+        if reason[i] != R_OK:
+            continue
+        sv = service[i]
+        if sv < 0 or sv >= n_services:
+            reason[i] = R_BAD_SERVICE
+            continue
+        ca = cause[i]
+        if ca < 1 or ca >= cause_class.shape[0]:
+            reason[i] = R_BAD_CAUSE
+            continue
+        st = start_ms[i]
+        an = answer_ms[i]
+        en = end_ms[i]
+        answered = an >= 0
+        if en < st or (answered and (an < st or en < an)):
+            reason[i] = R_BAD_TIME
+            continue
+        cls = cause_class[ca]
+        ok_cause = cls == CLS_NORMAL or cls == CLS_USER
+        contrib[C_ATTEMPTS] = 1.0
+        contrib[C_SETUP_OK] = 1.0 if (answered or ok_cause) else 0.0
+        contrib[C_ANSWERED] = 1.0 if answered else 0.0
+        contrib[C_DROPS] = 1.0 if (answered and not ok_cause) else 0.0
+        contrib[C_BLOCKED] = 1.0 if cls == CLS_CONGESTION else 0.0
+        contrib[C_FAILURES] = 1.0 if cls == CLS_FAILURE else 0.0
+        contrib[C_NORMAL] = 1.0 if cls == CLS_NORMAL else 0.0
+        contrib[C_USER] = 1.0 if cls == CLS_USER else 0.0
+        contrib[C_HOLD_S] = (en - an) / 1000.0 if answered else 0.0
+        e = elem[i]
+        s = slot[i]
+        base = sv * N_CDR
+        for c in range(N_CDR):
+            ring[e, s, base + c] += contrib[c]
+        for j in range(n_hour):
+            c = hour_counter[j]
+            if c < 0:
+                continue
+            hs = hour_service[j]
+            if hs >= 0 and hs != sv:
+                continue
+            hour_ring[e, hslot[i], j] += contrib[c]
+
+
+@kernel
+def kpi_extract_equip(elem, slot, hslot, metric_id, value, pm_interval_s, hour_counter, reason, ring,
+                      hour_ring):
+    """Add equipment-metric rows to the element ring.
+
+    ``unavailable_s`` is clipped to ``[0, pm_interval_s]`` and adds one reporting period;
+    negative values of count/utilisation metrics and NaN/inf values set ``R_BAD_VALUE``
+    (temperature may be negative). ``hour_counter[j]`` is the element counter of hour column
+    ``j`` (-1: not an element column).
+    """
+    contrib = np.zeros(N_ELEM)
+    n_hour = hour_counter.shape[0]
+    for i in range(elem.shape[0]):
+        if reason[i] != R_OK:
+            continue
+        m = metric_id[i]
+        v = value[i]
+        if not math.isfinite(v) or m < 0 or m > M_TEMPERATURE or (v < 0.0 and m != M_TEMPERATURE):
+            reason[i] = R_BAD_VALUE
+            continue
+        for c in range(N_ELEM):
+            contrib[c] = 0.0
+        contrib[E_EQUIP_ROWS] = 1.0
+        if m == M_UNAVAILABLE:
+            u = min(v, pm_interval_s)
+            contrib[E_AVAIL_REPORTS] = 1.0
+            contrib[E_PERIOD_S] = pm_interval_s
+            contrib[E_UP_S] = pm_interval_s - u
+            contrib[E_UNAVAILABLE_S] = u
+        elif m == M_CPU:
+            contrib[E_CPU_SUM] = v
+            contrib[E_CPU_N] = 1.0
+        elif m == M_PRB:
+            contrib[E_PRB_SUM] = v
+            contrib[E_PRB_N] = 1.0
+        elif m == M_THROUGHPUT:
+            contrib[E_THR_SUM] = v
+            contrib[E_THR_N] = 1.0
+        elif m == M_ERRORS:
+            contrib[E_ERRORS] = v
+        e = elem[i]
+        s = slot[i]
+        for c in range(N_ELEM):
+            if contrib[c] != 0.0:
+                ring[e, s, c] += contrib[c]
+        for j in range(n_hour):
+            c = hour_counter[j]
+            if c >= 0:
+                hour_ring[e, hslot[i], j] += contrib[c]
+
+
+@kernel
+def kpi_hist_bin(x, lo_ms, bins_per_octave, n_bins):
+    """Log-bucket index of one latency: 0 below ``lo_ms``, ``n_bins-1`` at or above the top.
+
+    Bucket ``b`` in ``1..n_bins-2`` covers ``[lo * 2**((b-1)/bpo), lo * 2**(b/bpo))``.
+    """
+    if x < lo_ms:
+        return 0
+    b = 1 + int(math.floor(math.log2(x / lo_ms) * bins_per_octave))
+    if b > n_bins - 1:
+        b = n_bins - 1
+    return b
+
+
+@kernel
+def kpi_extract_qos(elem, slot, hslot, latency_ms, jitter_ms, loss_pct, mos, lo_ms, bins_per_octave,
+                    hour_counter, reason, ring, hist_ring, hour_ring):
+    """Add QoS probe rows to the element ring and the latency histogram ring.
+
+    Each measure counts only when finite and in range (latency/jitter >= 0, loss in 0..100,
+    MOS in 1..5); a row with no usable measure gets ``R_BAD_VALUE``.
+    """
+    n_bins = hist_ring.shape[2]
+    contrib = np.zeros(N_ELEM)
+    n_hour = hour_counter.shape[0]
+    for i in range(elem.shape[0]):
+        if reason[i] != R_OK:
+            continue
+        for c in range(N_ELEM):
+            contrib[c] = 0.0
+        la = latency_ms[i]
+        ji = jitter_ms[i]
+        lo = loss_pct[i]
+        mo = mos[i]
+        used = 0
+        if math.isfinite(la) and la >= 0.0:
+            contrib[E_LAT_SUM] = la
+            contrib[E_LAT_N] = 1.0
+            used += 1
+        if math.isfinite(ji) and ji >= 0.0:
+            contrib[E_JIT_SUM] = ji
+            contrib[E_JIT_N] = 1.0
+            used += 1
+        if math.isfinite(lo) and lo >= 0.0 and lo <= 100.0:
+            contrib[E_LOSS_SUM] = lo
+            contrib[E_LOSS_N] = 1.0
+            used += 1
+        if math.isfinite(mo) and mo >= 1.0 and mo <= 5.0:
+            contrib[E_MOS_SUM] = mo
+            contrib[E_MOS_N] = 1.0
+            used += 1
+        if used == 0:
+            reason[i] = R_BAD_VALUE
+            continue
+        contrib[E_QOS_ROWS] = 1.0
+        e = elem[i]
+        s = slot[i]
+        for c in range(E_QOS_ROWS, N_ELEM):
+            ring[e, s, c] += contrib[c]
+        if contrib[E_LAT_N] > 0.0:
+            hist_ring[e, s, kpi_hist_bin(la, lo_ms, bins_per_octave, n_bins)] += 1.0
+        for j in range(n_hour):
+            c = hour_counter[j]
+            if c >= 0:
+                hour_ring[e, hslot[i], j] += contrib[c]
+
+
+@kernel
+def kpi_window_sum(ring, rows, slots, cols, out_col, out):
+    """``out[r, out_col[j]] += sum over slots of ring[rows[r], slot, cols[j]]`` (float64)."""
+    for r in range(rows.shape[0]):
+        e = rows[r]
+        for k in range(slots.shape[0]):
+            s = slots[k]
+            for j in range(cols.shape[0]):
+                out[r, out_col[j]] += ring[e, s, cols[j]]
+
+
+@kernel
+def kpi_window_activity(ring, rows, act_cols, win_slots, hist_slots, active, hist_active):
+    """Count minutes with any activity (sum of ``act_cols`` > 0) inside and before the window."""
+    for r in range(rows.shape[0]):
+        e = rows[r]
+        for k in range(win_slots.shape[0]):
+            a = 0.0
+            for j in range(act_cols.shape[0]):
+                a += ring[e, win_slots[k], act_cols[j]]
+            if a > 0.0:
+                active[r] += 1
+        for k in range(hist_slots.shape[0]):
+            a = 0.0
+            for j in range(act_cols.shape[0]):
+                a += ring[e, hist_slots[k], act_cols[j]]
+            if a > 0.0:
+                hist_active[r] += 1
+
+
+@kernel
+def kpi_segment_sum(x, seg, out):
+    """Roll rows up to segments: ``out[seg[r], :] += x[r, :]``; rows with ``seg < 0`` are skipped."""
+    for r in range(x.shape[0]):
+        g = seg[r]
+        if g < 0:
+            continue
+        for j in range(x.shape[1]):
+            out[g, j] += x[r, j]
+
+
+@kernel
+def kpi_hist_quantile(counts, q, lo_ms, bins_per_octave, out):
+    """Quantile ``q`` of each row of log-bucket counts (NaN for an empty row).
+
+    The rank is ``q * total``; inside the bucket holding it the value is interpolated
+    geometrically (linearly in the first bucket ``[0, lo)``); the open top bucket reports its
+    lower edge.
+    """
+    n_bins = counts.shape[1]
+    top = lo_ms * 2.0 ** ((n_bins - 2) / bins_per_octave)
+    for r in range(counts.shape[0]):
+        total = 0.0
+        for b in range(n_bins):
+            total += counts[r, b]
+        if total <= 0.0:
+            out[r] = np.nan
+            continue
+        target = q * total
+        cum = 0.0
+        res = top
+        for b in range(n_bins):
+            c = counts[r, b]
+            if c > 0.0 and cum + c >= target:
+                frac = (target - cum) / c
+                if b == 0:
+                    res = lo_ms * frac
+                elif b == n_bins - 1:
+                    res = top
+                else:
+                    res = lo_ms * 2.0 ** ((b - 1 + frac) / bins_per_octave)
+                break
+            cum += c
+        out[r] = res
+
+
+@kernel
+def kpi_emodel_mos(latency_ms, jitter_ms, loss_pct, r_out, mos_out):
+    """Simplified ITU-T G.107 E-model: R-factor and MOS from mean latency, jitter and loss.
+
+    ``d = latency + 2 jitter`` (one-way delay plus a jitter buffer of twice the jitter);
+    ``Id = 0.024 d + 0.11 (d - 177.3) H(d - 177.3)`` (Cole & Rosenbluth 2001);
+    ``Ie_eff = Ie + (95 - Ie) Ppl / (Ppl / BurstR + Bpl)`` with G.711 + PLC (Ie=0, Bpl=25.1),
+    random loss (BurstR=1); ``R = 93.2 - Id - Ie_eff`` (defaults Ro - Is = 93.2, A = 0);
+    ``MOS = 1 + 0.035 R + 7e-6 R (R - 60)(100 - R)``, 1 for R < 0 and 4.5 for R > 100.
+    NaN in any input gives NaN.
+    """
+    for i in range(latency_ms.shape[0]):
+        d = latency_ms[i] + 2.0 * jitter_ms[i]
+        ppl = loss_pct[i]
+        if not (math.isfinite(d) and math.isfinite(ppl)):
+            r_out[i] = np.nan
+            mos_out[i] = np.nan
+            continue
+        i_d = 0.024 * d
+        if d > 177.3:
+            i_d += 0.11 * (d - 177.3)
+        ie_eff = 95.0 * ppl / (ppl + 25.1)
+        r = 93.2 - i_d - ie_eff
+        r_out[i] = r
+        if r < 0.0:
+            mos_out[i] = 1.0
+        elif r > 100.0:
+            mos_out[i] = 4.5
+        else:
+            mos_out[i] = 1.0 + 0.035 * r + 7e-6 * r * (r - 60.0) * (100.0 - r)
+
+
+@kernel
+def sla_rule_step(nodes, codes, values, t_ms, for_ticks, clear_for_ticks, worse_sign,
+                  state, count, start_ms, worst, ev_node, ev_kind, ev_start, ev_value, ev_worst):
+    """Advance the violation lifecycle of ``nodes`` by one evaluation tick.
+
+    ``codes[node]`` is COND_*: breach starts/extends a violation (pending until more than
+    ``for_ticks`` consecutive breaching ticks, then firing); clear ticks resolve a firing
+    violation after more than ``clear_for_ticks`` of them; a non-breaching tick cancels a
+    pending one (EV_CANCELLED); band ticks
+    (between threshold and clear threshold) reset the clear count; insufficient ticks change
+    nothing. ``worse_sign`` is +1 when larger values are worse, -1 when smaller are.
+    Writes one event per transition into the ``ev_*`` arrays and returns the count.
+    """
+    n_ev = 0
+    for k in range(nodes.shape[0]):
+        i = nodes[k]
+        c = codes[i]
+        v = values[i]
+        st = state[i]
+        kind = 0
+        if c == COND_INSUFFICIENT:
+            continue
+        if st == ST_INACTIVE:
+            if c == COND_BREACH:
+                start_ms[i] = t_ms
+                worst[i] = v
+                count[i] = 1
+                if count[i] > for_ticks:
+                    state[i] = ST_FIRING
+                    count[i] = 0
+                    kind = EV_FIRING
+                else:
+                    state[i] = ST_PENDING
+                    kind = EV_PENDING
+        elif st == ST_PENDING:
+            if c == COND_BREACH:
+                count[i] += 1
+                if worse_sign * (v - worst[i]) > 0.0:
+                    worst[i] = v
+                if count[i] > for_ticks:
+                    state[i] = ST_FIRING
+                    count[i] = 0
+                    kind = EV_FIRING
+            else:
+                state[i] = ST_INACTIVE
+                count[i] = 0
+                kind = EV_CANCELLED
+        else:
+            if c == COND_BREACH:
+                count[i] = 0
+                if worse_sign * (v - worst[i]) > 0.0:
+                    worst[i] = v
+            elif c == COND_BAND:
+                count[i] = 0
+            else:
+                count[i] += 1
+                if count[i] > clear_for_ticks:
+                    state[i] = ST_INACTIVE
+                    count[i] = 0
+                    kind = EV_RESOLVED
+        if kind != 0:
+            ev_node[n_ev] = i
+            ev_kind[n_ev] = kind
+            ev_start[n_ev] = start_ms[i]
+            ev_value[n_ev] = v
+            ev_worst[n_ev] = worst[i]
+            n_ev += 1
+    return n_ev

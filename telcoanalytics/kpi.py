@@ -1,0 +1,841 @@
+"""KPIs from raw records: per-minute counter rings per element, KPI definitions as data.
+
+One :class:`CounterStore` holds every counter the KPIs need, per element (and per service for
+call counters), in rings of minute buckets aligned to wall-clock minutes, plus an optional
+coarser hour ring for the few counters that long windows and error-budget periods need.
+A :class:`KpiCalculator` turns window sums of counters into KPI values at any topology level,
+always as ratios of sums (3GPP TS 32.401 aggregation), each with the sample count it rests on
+and a status (ok / insufficient samples / collection gap / out of scope).
+
+Memory
+------
+With ``n`` elements, ``M`` minutes in the ring, ``S`` services, ``B`` latency buckets, ``H`` hours
+and ``J`` hour columns, all float32::
+
+    n * M * (S * 9 + 21 + B) * 4  +  n * H * J * 4   bytes
+
+For 20,000 elements, M = 90, S = 4, B = 35 and a 30-day ring for one SLO (H = 721, J = 2):
+20,000 * 90 * 92 * 4 = 662 MB plus 115 MB. :meth:`CounterStore.memory_bytes` reports it.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from kernels import kpi as K
+
+from .records import (CAUSE_CONGESTION, CAUSE_FAILURE, CAUSE_NORMAL, CAUSE_USER, METRICS, Q850_MAX,
+                      SERVICE_CODE, SERVICES)
+from .topology import Topology
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+
+assert METRICS[:6] == ("cpu_util_pct", "prb_util_pct", "throughput_mbps", "unavailable_s", "error_count",
+                       "temperature_c"), "kernels/kpi.py metric codes out of step with records.METRICS"
+
+# ---- counters ------------------------------------------------------------------------------
+CDR_COUNTERS: tuple[str, ...] = ("attempts", "setup_ok", "answered", "drops", "blocked", "failures",
+                                 "normal", "user", "hold_s")
+ELEM_COUNTERS: tuple[str, ...] = (
+    "equip_rows", "avail_reports", "period_s", "up_s", "unavailable_s", "cpu_util_sum", "cpu_util_n",
+    "prb_util_sum", "prb_util_n", "throughput_sum", "throughput_n", "errors",
+    "qos_rows", "latency_sum", "latency_n", "jitter_sum", "jitter_n", "loss_sum", "loss_n", "mos_sum", "mos_n")
+assert len(CDR_COUNTERS) == K.N_CDR and len(ELEM_COUNTERS) == K.N_ELEM
+
+
+@dataclass(frozen=True)
+class Counter:
+    """Where a counter lives: ring ``group`` ("cdr" or "elem"), column, and the source feeding it."""
+    name: str
+    group: str
+    column: int
+    source: str
+
+
+COUNTERS: dict[str, Counter] = {}
+for _i, _n in enumerate(CDR_COUNTERS):
+    COUNTERS[_n] = Counter(_n, "cdr", _i, "cdr")
+for _i, _n in enumerate(ELEM_COUNTERS):
+    COUNTERS[_n] = Counter(_n, "elem", _i, "equip" if _i < K.E_QOS_ROWS else "qos")
+
+ACTIVITY_COUNTER = {"cdr": "attempts", "equip": "equip_rows", "qos": "qos_rows"}
+"""Row counter per source: a minute with none of these is a minute without data."""
+
+# ---- statuses ------------------------------------------------------------------------------
+STATUS_OK = 0
+STATUS_INSUFFICIENT = 1
+STATUS_GAP = 2
+STATUS_NO_SCOPE = 3
+STATUS_NAMES = ("ok", "insufficient", "collection_gap", "no_scope")
+
+REJECT_NAMES = ("ok", "unknown_element", "too_late", "future", "bad_cause", "bad_time", "bad_service",
+                "bad_value")
+assert len(REJECT_NAMES) == K.N_REASONS
+
+KINDS = ("ratio", "per_time", "quantile", "mos")
+
+
+def cause_class_table() -> np.ndarray:
+    """Q.850 cause (0..127) -> cause class code (``kernels.kpi.CLS_*``), int8."""
+    t = np.zeros(Q850_MAX + 1, dtype=np.int8)
+    t[list(CAUSE_NORMAL)] = K.CLS_NORMAL
+    t[list(CAUSE_USER)] = K.CLS_USER
+    t[list(CAUSE_CONGESTION)] = K.CLS_CONGESTION
+    t[list(CAUSE_FAILURE)] = K.CLS_FAILURE
+    return t
+
+
+# ---- KPI definitions -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class KpiDef:
+    """A KPI as data.
+
+    Parameters
+    ----------
+    name : str
+        Identifier of the KPI.
+    numerator, denominator : tuple of str
+        Counter names (see ``COUNTERS``) summed over the window and the scope.
+    kind : {"ratio", "per_time", "quantile", "mos"}
+        ``ratio``: ``scale * sum(numerator) / sum(denominator)``; ``per_time``:
+        ``scale * sum(numerator) / window_s`` (traffic in Erlangs with ``hold_s``);
+        ``quantile``: quantile ``q`` of the latency histogram (ms); ``mos``: the E-model MOS
+        from the window's mean latency, jitter and loss (:func:`kernels.kpi.kpi_emodel_mos`).
+    scale : float
+        Multiplier (100 for percentages).
+    samples : str
+        Counter giving the sample count; default: first denominator counter (ratio), the
+        source's row counter (per_time), ``latency_n`` (quantile, mos).
+    min_samples : float
+        Fewer samples than this give status "insufficient" (NaN value).
+    service : str
+        Restrict call counters to one service of ``records.SERVICES`` ("" = all).
+    q : float
+        Quantile in (0, 1) for ``kind="quantile"``.
+    unit, description : str
+
+    Raises
+    ------
+    ValueError
+        Naming the KPI and the field when a counter, kind, service or parameter is invalid.
+    """
+    name: str
+    numerator: tuple = ()
+    denominator: tuple = ()
+    kind: str = "ratio"
+    scale: float = 1.0
+    samples: str = ""
+    min_samples: float = 1.0
+    service: str = ""
+    q: float = float("nan")
+    unit: str = ""
+    description: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "numerator", tuple(self.numerator))
+        object.__setattr__(self, "denominator", tuple(self.denominator))
+        where = f"KPI {self.name!r}"
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"KPI name must be a non-empty string, got {self.name!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"{where}: kind {self.kind!r} is not one of {KINDS}")
+        for fld in ("numerator", "denominator"):
+            for c in getattr(self, fld):
+                if c not in COUNTERS:
+                    raise ValueError(f"{where}: {fld} counter {c!r} is unknown; known counters: "
+                                     f"{', '.join(COUNTERS)}")
+        if self.kind == "ratio" and (not self.numerator or not self.denominator):
+            raise ValueError(f"{where}: a ratio needs numerator and denominator counters")
+        if self.kind == "per_time" and (not self.numerator or self.denominator):
+            raise ValueError(f"{where}: per_time needs numerator counters and no denominator "
+                             "(the window length is the denominator)")
+        if self.kind in ("quantile", "mos") and (self.numerator or self.denominator):
+            raise ValueError(f"{where}: kind {self.kind!r} takes no numerator/denominator counters")
+        if self.kind == "quantile" and not (0.0 < self.q < 1.0):
+            raise ValueError(f"{where}: q must be in (0, 1) for a quantile KPI, got {self.q}")
+        groups = {COUNTERS[c].group for c in self.numerator + self.denominator}
+        if len(groups) > 1:
+            raise ValueError(f"{where}: counters mix call counters and element counters ({sorted(groups)}); "
+                             "a KPI's counters must come from one group")
+        if self.samples and self.samples not in COUNTERS:
+            raise ValueError(f"{where}: samples counter {self.samples!r} is unknown")
+        if self.service and self.service not in SERVICE_CODE:
+            raise ValueError(f"{where}: service {self.service!r} is not one of {SERVICES}")
+        if self.service and self.group != "cdr":
+            raise ValueError(f"{where}: service filter only applies to call (CDR) counters")
+        if not (math.isfinite(self.scale) and self.scale != 0):
+            raise ValueError(f"{where}: scale must be finite and non-zero, got {self.scale}")
+        if not self.min_samples >= 0:
+            raise ValueError(f"{where}: min_samples must be >= 0, got {self.min_samples}")
+
+    @property
+    def group(self) -> str:
+        """Ring group of the counters ("cdr" or "elem")."""
+        cs = self.numerator + self.denominator
+        return COUNTERS[cs[0]].group if cs else "elem"
+
+    @property
+    def source(self) -> str:
+        """The record source whose rows feed this KPI."""
+        cs = self.numerator + self.denominator
+        return COUNTERS[cs[0]].source if cs else "qos"
+
+    @property
+    def samples_counter(self) -> str:
+        if self.samples:
+            return self.samples
+        if self.kind == "ratio":
+            return self.denominator[0]
+        if self.kind == "per_time":
+            return ACTIVITY_COUNTER[self.source]
+        return "latency_n"
+
+    @property
+    def lower_is_worse_hint(self) -> bool:
+        return self.name.endswith(("success_pct", "availability_pct", "asr_pct", "mos"))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["numerator"] = list(self.numerator)
+        d["denominator"] = list(self.denominator)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "KpiDef":
+        """Build from a plain dict (JSON/TOML); unknown keys raise ``ValueError``."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a KPI definition must be a dict, got {type(d).__name__}")
+        known = set(cls.__dataclass_fields__)
+        extra = set(d) - known
+        if extra:
+            raise ValueError(f"KPI {d.get('name', '?')!r}: unknown field(s) {sorted(extra)}; "
+                             f"allowed: {sorted(known)}")
+        if "name" not in d:
+            raise ValueError(f"a KPI definition needs a 'name', got keys {sorted(d)}")
+        return cls(**d)
+
+
+def _ratio(name, num, den, scale=100.0, unit="%", desc=""):
+    return KpiDef(name, (num,), (den,), "ratio", scale, unit=unit, description=desc)
+
+
+BUILTIN_KPIS: dict[str, KpiDef] = {k.name: k for k in (
+    _ratio("call_setup_success_pct", "setup_ok", "attempts",
+           desc="attempts answered or released with a normal/user-side cause, per attempt"),
+    _ratio("call_drop_pct", "drops", "answered", desc="answered calls released abnormally, per answered call"),
+    _ratio("blocking_pct", "blocked", "attempts", desc="attempts released with congestion causes 34/42/44/47"),
+    _ratio("failure_pct", "failures", "attempts", desc="attempts released with failure causes 27/38/41/102"),
+    _ratio("normal_clearing_pct", "normal", "attempts", desc="attempts released with causes 16/31"),
+    _ratio("user_cause_pct", "user", "attempts", desc="attempts released with user-side causes 17-21"),
+    _ratio("asr_pct", "answered", "attempts", desc="answer-seizure ratio"),
+    KpiDef("mean_holding_s", ("hold_s",), ("answered",), "ratio", 1.0, unit="s",
+           description="mean holding time of answered calls"),
+    KpiDef("traffic_erl", ("hold_s",), (), "per_time", 1.0, unit="Erl",
+           description="carried traffic: holding seconds per second of window (calls attributed to "
+                       "their start minute)"),
+    KpiDef("availability_pct", ("up_s",), ("period_s",), "ratio", 100.0, samples="avail_reports", unit="%",
+           description="(period - unavailable time) / period"),
+    KpiDef("cpu_util_pct", ("cpu_util_sum",), ("cpu_util_n",), "ratio", 1.0, unit="%"),
+    KpiDef("prb_util_pct", ("prb_util_sum",), ("prb_util_n",), "ratio", 1.0, unit="%",
+           description="radio / port utilisation"),
+    KpiDef("throughput_mbps", ("throughput_sum",), ("throughput_n",), "ratio", 1.0, unit="Mbit/s"),
+    KpiDef("errors_per_min", ("errors",), (), "per_time", 60.0, samples="equip_rows", unit="1/min"),
+    KpiDef("latency_ms", ("latency_sum",), ("latency_n",), "ratio", 1.0, unit="ms"),
+    KpiDef("jitter_ms", ("jitter_sum",), ("jitter_n",), "ratio", 1.0, unit="ms"),
+    KpiDef("loss_pct", ("loss_sum",), ("loss_n",), "ratio", 1.0, unit="%"),
+    KpiDef("mos_measured", ("mos_sum",), ("mos_n",), "ratio", 1.0, unit="MOS"),
+    KpiDef("latency_p50_ms", kind="quantile", q=0.50, unit="ms"),
+    KpiDef("latency_p95_ms", kind="quantile", q=0.95, unit="ms"),
+    KpiDef("latency_p99_ms", kind="quantile", q=0.99, unit="ms"),
+    KpiDef("mos_emodel", kind="mos", unit="MOS",
+           description="ITU-T G.107 E-model MOS from window mean latency, jitter and loss (simplified)"),
+)}
+
+
+def kpi_registry(extra=None) -> dict[str, KpiDef]:
+    """Built-in KPIs plus user definitions (``KpiDef`` or dicts); a user KPI may replace a built-in."""
+    reg = dict(BUILTIN_KPIS)
+    for k in extra or ():
+        kd = k if isinstance(k, KpiDef) else KpiDef.from_dict(k)
+        reg[kd.name] = kd
+    return reg
+
+
+# ---- topology state helpers ----------------------------------------------------------------
+def topology_to_state(topo: Topology) -> dict:
+    d = {"topology.levels": ",".join(topo.levels), "topology.version": int(topo.version),
+         "topology.attributes": ",".join(topo.attributes)}
+    for lv in topo.levels:
+        d[f"topology.ids.{lv}"] = topo.ids[lv]
+        if lv in topo.parent:
+            d[f"topology.parent.{lv}"] = topo.parent[lv]
+    for a, arr in topo.attributes.items():
+        d[f"topology.attr.{a}"] = np.asarray(arr)
+    return d
+
+
+def topology_from_state(d: dict) -> Topology:
+    levels = tuple(d["topology.levels"].split(","))
+    attrs = [a for a in d["topology.attributes"].split(",") if a]
+    return Topology(levels, {lv: d[f"topology.ids.{lv}"] for lv in levels},
+                    {lv: d[f"topology.parent.{lv}"] for lv in levels[1:]},
+                    {a: d[f"topology.attr.{a}"] for a in attrs}, int(d["topology.version"]))
+
+
+# ---- the counter store ---------------------------------------------------------------------
+@dataclass
+class AddResult:
+    """What :meth:`CounterStore.add` did with a batch."""
+    accepted: int
+    rejected: dict = field(default_factory=dict)
+    elem: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))     # accepted rows' elements
+    minute: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # accepted rows' minutes
+
+
+class CounterStore:
+    """Per-minute counters per element from raw canonical records.
+
+    Parameters
+    ----------
+    topology : Topology
+    minute_ring : int
+        Minutes kept (the longest minute-resolution window plus the lateness to absorb).
+    pm_interval_s : float
+        Equipment reporting period: each ``unavailable_s`` report covers this many seconds.
+    hour_columns : sequence of (counter name, service name or "")
+        Counters also kept per hour (for windows longer than the minute ring, SLO periods).
+    hour_ring : int
+        Hours kept when ``hour_columns`` is given (at least ``minute_ring / 60 + 2``).
+    hist_lo_ms, hist_bins_per_octave, hist_octaves
+        Latency histogram buckets: ``[0, lo)``, then ``bins_per_octave * octaves`` log buckets,
+        then ``[lo * 2**octaves, inf)``.
+    max_ahead_ms : int
+        Rows more than this ahead of the last watermark are rejected as "future" (so one bad
+        clock cannot recycle the whole ring).
+
+    Notes
+    -----
+    Slots are aligned to wall-clock minutes (``slot = minute % minute_ring``), so late rows add
+    to the right minute and two stores merge by slot-wise addition (:meth:`merge`).
+    """
+
+    def __init__(self, topology: Topology, minute_ring: int = 90, pm_interval_s: float = 300.0,
+                 hour_columns=(), hour_ring: int = 0, hist_lo_ms: float = 1.0,
+                 hist_bins_per_octave: int = 3, hist_octaves: int = 11, max_ahead_ms: int = HOUR_MS,
+                 _alloc: bool = True):
+        if not isinstance(topology, Topology):
+            raise TypeError(f"topology must be a telcoanalytics.topology.Topology, got {type(topology).__name__}")
+        self.topology = topology
+        self.minute_ring = _int_at_least("minute_ring", minute_ring, 2)
+        if not (math.isfinite(pm_interval_s) and pm_interval_s > 0):
+            raise ValueError(f"pm_interval_s must be a positive number of seconds, got {pm_interval_s}")
+        self.pm_interval_s = float(pm_interval_s)
+        self.hour_columns = tuple((str(c), str(s)) for c, s in hour_columns)
+        for c, s in self.hour_columns:
+            if c not in COUNTERS:
+                raise ValueError(f"hour_columns counter {c!r} is unknown; known counters: {', '.join(COUNTERS)}")
+            if s and s not in SERVICE_CODE:
+                raise ValueError(f"hour_columns service {s!r} is not one of {SERVICES}")
+            if s and COUNTERS[c].group != "cdr":
+                raise ValueError(f"hour_columns: service {s!r} given for element counter {c!r}")
+        need_h = self.minute_ring // 60 + 2
+        if self.hour_columns and hour_ring < need_h:
+            raise ValueError(f"hour_ring={hour_ring} is too short for a {self.minute_ring}-minute ring; "
+                             f"use at least {need_h} hours")
+        self.hour_ring = int(hour_ring) if self.hour_columns else 1
+        self.hist_lo_ms = float(hist_lo_ms)
+        self.hist_bins_per_octave = _int_at_least("hist_bins_per_octave", hist_bins_per_octave, 1)
+        self.hist_octaves = _int_at_least("hist_octaves", hist_octaves, 1)
+        if not (math.isfinite(self.hist_lo_ms) and self.hist_lo_ms > 0):
+            raise ValueError(f"hist_lo_ms must be > 0, got {hist_lo_ms}")
+        self.n_bins = self.hist_bins_per_octave * self.hist_octaves + 2
+        self.max_ahead_ms = int(max_ahead_ms)
+        self.n_services = len(SERVICES)
+        n, m = topology.n_elements, self.minute_ring
+        self._cause_class = cause_class_table()
+        self._hour_cols()
+        if _alloc:
+            self.cdr = np.zeros((n, m, self.n_services * K.N_CDR), np.float32)
+            self.elem = np.zeros((n, m, K.N_ELEM), np.float32)
+            self.hist = np.zeros((n, m, self.n_bins), np.float32)
+            self.hour = np.zeros((n, self.hour_ring, len(self.hour_columns)), np.float32)
+            self.slot_minute = np.full(m, -1, np.int64)
+            self.slot_hour = np.full(self.hour_ring, -1, np.int64)
+            self.head_minute = -1
+            self.head_hour = -1
+            self.first_minute = -1
+            self.watermark_ms = -1
+            self.rejected = np.zeros(K.N_REASONS, np.int64)
+            self.version = 0
+
+    def _hour_cols(self):
+        J = len(self.hour_columns)
+        self._hc_cdr = np.full(J, -1, np.int64)
+        self._hc_svc = np.full(J, -1, np.int64)
+        self._hc_equip = np.full(J, -1, np.int64)
+        self._hc_qos = np.full(J, -1, np.int64)
+        for j, (c, s) in enumerate(self.hour_columns):
+            ctr = COUNTERS[c]
+            {"cdr": self._hc_cdr, "equip": self._hc_equip, "qos": self._hc_qos}[ctr.source][j] = ctr.column
+            self._hc_svc[j] = SERVICE_CODE[s] if s else -1
+
+    # ---- sizes ---------------------------------------------------------------------------
+    def memory_bytes(self) -> int:
+        """Bytes held by the counter rings."""
+        return int(self.cdr.nbytes + self.elem.nbytes + self.hist.nbytes + self.hour.nbytes)
+
+    def hour_column(self, counter: str, service: str = "") -> int:
+        """Index of ``(counter, service)`` in the hour ring, -1 if not kept."""
+        try:
+            return self.hour_columns.index((counter, service))
+        except ValueError:
+            return -1
+
+    # ---- ring maintenance ----------------------------------------------------------------
+    def _advance_minutes(self, new_head: int):
+        m = self.minute_ring
+        start = max(self.head_minute + 1, new_head - m + 1)
+        for mi in range(start, new_head + 1):
+            s = mi % m
+            self.cdr[:, s, :] = 0
+            self.elem[:, s, :] = 0
+            self.hist[:, s, :] = 0
+            self.slot_minute[s] = mi if mi >= self.first_minute else -1
+        self.head_minute = new_head
+        new_hh = new_head // 60
+        if self.hour_columns and new_hh > self.head_hour:
+            h = self.hour_ring
+            for hi in range(max(self.head_hour + 1, new_hh - h + 1), new_hh + 1):
+                self.hour[:, hi % h, :] = 0
+                self.slot_hour[hi % h] = hi
+            self.head_hour = new_hh
+
+    def set_watermark(self, watermark_ms: int):
+        """Record the pipeline watermark (bounds how far ahead rows may be)."""
+        self.watermark_ms = max(self.watermark_ms, int(watermark_ms))
+
+    # ---- ingestion -----------------------------------------------------------------------
+    def add(self, source: str, batch: np.ndarray) -> AddResult:
+        """Add one canonical batch of ``source`` ("cdr", "equip", "qos"; "flow" is ignored).
+
+        Returns
+        -------
+        AddResult
+            Accepted count, rejected counts by reason, and the element index and minute of each
+            accepted row (for late-data tracking).
+
+        Raises
+        ------
+        ValueError
+            If ``source`` is unknown or ``batch`` lacks the canonical fields.
+        """
+        from .records import DTYPES, ELEMENT_FIELD, TIME_FIELD
+        if source not in DTYPES:
+            raise ValueError(f"source {source!r} is unknown; expected one of {', '.join(DTYPES)}")
+        batch = np.asarray(batch)
+        missing = [f for f in DTYPES[source].names if f not in (batch.dtype.names or ())]
+        if missing:
+            raise ValueError(f"{source} batch lacks canonical fields {missing}; convert it with "
+                             "telcoanalytics.ingest first")
+        if source == "flow" or len(batch) == 0:
+            return AddResult(0, {"ignored": len(batch)} if source == "flow" and len(batch) else {})
+        t = np.ascontiguousarray(batch[TIME_FIELD[source]], dtype=np.int64)
+        minute = t // MINUTE_MS
+        elem = self.topology.index_of(batch[ELEMENT_FIELD[source]])
+        reason = np.zeros(len(batch), np.int8)
+        reason[elem < 0] = K.R_UNKNOWN_ELEMENT
+        if self.watermark_ms >= 0:
+            reason[(reason == 0) & (t > self.watermark_ms + self.max_ahead_ms)] = K.R_FUTURE
+        ok = reason == 0
+        if ok.any():
+            lo, hi = int(minute[ok].min()), int(minute[ok].max())
+            if self.head_minute < 0:
+                self.first_minute = lo
+                self.head_minute = lo - 1
+                if self.hour_columns:
+                    self.head_hour = lo // 60 - 1
+            elif lo < self.first_minute:
+                self.first_minute = max(lo, self.head_minute - self.minute_ring + 1)
+            if hi > self.head_minute:
+                self._advance_minutes(hi)
+            reason[ok & (minute <= self.head_minute - self.minute_ring)] = K.R_TOO_LATE
+        ok = reason == 0
+        elem_c = np.ascontiguousarray(np.where(ok, elem, 0))
+        slot = np.ascontiguousarray(np.where(ok, minute % self.minute_ring, 0))
+        if ok.any():
+            self.slot_minute[slot[ok]] = minute[ok]
+        hslot = np.ascontiguousarray(np.where(ok, (minute // 60) % self.hour_ring, 0)) if self.hour_columns \
+            else np.zeros(len(batch), np.int64)
+        if source == "cdr":
+            K.kpi_extract_cdr(elem_c, slot, hslot, _i8(batch["start_ms"]), _i8(batch["answer_ms"]),
+                              _i8(batch["end_ms"]), _i8(batch["service"]), _i8(batch["cause"]),
+                              self._cause_class, self.n_services, self._hc_cdr, self._hc_svc, reason,
+                              self.cdr, self.hour)
+        elif source == "equip":
+            K.kpi_extract_equip(elem_c, slot, hslot, _i8(batch["metric_id"]), _f8(batch["value"]),
+                                self.pm_interval_s, self._hc_equip, reason, self.elem, self.hour)
+        else:
+            K.kpi_extract_qos(elem_c, slot, hslot, _f8(batch["latency_ms"]), _f8(batch["jitter_ms"]),
+                              _f8(batch["loss_pct"]), _f8(batch["mos"]), self.hist_lo_ms,
+                              float(self.hist_bins_per_octave), self._hc_qos, reason, self.elem, self.hist,
+                              self.hour)
+        counts = np.bincount(reason, minlength=K.N_REASONS)
+        self.rejected += counts
+        self.rejected[0] = 0
+        ok = reason == 0
+        if ok.any():
+            self.version += 1
+        rej = {REJECT_NAMES[i]: int(counts[i]) for i in range(1, K.N_REASONS) if counts[i]}
+        return AddResult(int(counts[0]), rej, elem[ok], minute[ok])
+
+    # ---- window access -------------------------------------------------------------------
+    def window_slots(self, end_minute: int, window_min: int) -> np.ndarray:
+        """Ring slots of the minutes ``[end - window, end)`` that the ring holds."""
+        mins = np.arange(end_minute - window_min, end_minute, dtype=np.int64)
+        slots = mins % self.minute_ring
+        return np.ascontiguousarray(slots[self.slot_minute[slots] == mins])
+
+    def history_slots(self, end_minute: int, window_min: int) -> np.ndarray:
+        """Ring slots holding minutes before the window ``[end - window, end)``."""
+        mins = np.arange(end_minute - self.minute_ring, end_minute - window_min, dtype=np.int64)
+        slots = mins % self.minute_ring
+        return np.ascontiguousarray(slots[(self.slot_minute[slots] == mins) & (mins >= 0)])
+
+    def ring_of(self, group: str) -> np.ndarray:
+        return self.cdr if group == "cdr" else self.elem
+
+    def columns(self, counter: str, service: str = "") -> np.ndarray:
+        """Ring columns holding ``counter`` (all services summed when ``service`` is "")."""
+        c = COUNTERS[counter]
+        if c.group != "cdr":
+            return np.array([c.column], np.int64)
+        if service:
+            return np.array([SERVICE_CODE[service] * K.N_CDR + c.column], np.int64)
+        return np.arange(self.n_services, dtype=np.int64) * K.N_CDR + c.column
+
+    def hour_sums(self, col: int, end_minute: int, n_hours: int, rows: np.ndarray) -> np.ndarray:
+        """Sum of hour column ``col`` over the ``n_hours`` hours up to and including the hour of
+        minute ``end_minute - 1`` (the current hour is partial), per row element."""
+        last_h = (end_minute - 1) // 60
+        hrs = np.arange(last_h - n_hours + 1, last_h + 1, dtype=np.int64)
+        slots = hrs % self.hour_ring
+        slots = np.ascontiguousarray(slots[self.slot_hour[slots] == hrs])
+        out = np.zeros((len(rows), 1))
+        K.kpi_window_sum(self.hour, rows, slots, np.array([col], np.int64), np.zeros(1, np.int64), out)
+        return out[:, 0]
+
+    # ---- merge / checkpoint --------------------------------------------------------------
+    def merge(self, other: "CounterStore") -> "CounterStore":
+        """Add ``other``'s counters into this store (same topology size and configuration).
+
+        Minutes of ``other`` that fall outside this ring after aligning heads are counted as
+        ``too_late`` rejections. Returns ``self``.
+        """
+        cfg = ("minute_ring", "pm_interval_s", "hour_columns", "hour_ring", "hist_lo_ms",
+               "hist_bins_per_octave", "hist_octaves")
+        for a in cfg:
+            if getattr(self, a) != getattr(other, a):
+                raise ValueError(f"cannot merge counter stores with different {a}: "
+                                 f"{getattr(self, a)!r} vs {getattr(other, a)!r}")
+        if self.topology.n_elements != other.topology.n_elements:
+            raise ValueError(f"cannot merge stores over {self.topology.n_elements} and "
+                             f"{other.topology.n_elements} elements")
+        if other.head_minute < 0:
+            return self
+        if self.head_minute < 0:
+            self.first_minute = other.first_minute
+            self.head_minute = other.first_minute - 1
+            self.head_hour = other.first_minute // 60 - 1
+        self.first_minute = min(self.first_minute, other.first_minute)
+        if other.head_minute > self.head_minute:
+            self._advance_minutes(other.head_minute)
+        for s in range(other.minute_ring):
+            mi = other.slot_minute[s]
+            if mi < 0:
+                continue
+            if mi <= self.head_minute - self.minute_ring:
+                self.rejected[K.R_TOO_LATE] += int(other.cdr[:, s].sum() > 0)
+                continue
+            self.cdr[:, s] += other.cdr[:, s]
+            self.elem[:, s] += other.elem[:, s]
+            self.hist[:, s] += other.hist[:, s]
+            self.slot_minute[s] = mi
+        if self.hour_columns:
+            for s in range(other.hour_ring):
+                hi = other.slot_hour[s]
+                if hi < 0 or hi <= self.head_hour - self.hour_ring:
+                    continue
+                if self.slot_hour[s] != hi:
+                    self.hour[:, s] = 0
+                    self.slot_hour[s] = hi
+                self.hour[:, s] += other.hour[:, s]
+        self.rejected += other.rejected
+        self.watermark_ms = max(self.watermark_ms, other.watermark_ms)
+        self.version += 1
+        return self
+
+    _STATE_ARRAYS = ("cdr", "elem", "hist", "hour", "slot_minute", "slot_hour", "rejected")
+    _STATE_SCALARS = ("head_minute", "head_hour", "first_minute", "watermark_ms", "version")
+
+    def to_state(self) -> dict:
+        """Checkpoint: numpy arrays and plain scalars/strings only."""
+        d = topology_to_state(self.topology)
+        d.update({"minute_ring": self.minute_ring, "pm_interval_s": self.pm_interval_s,
+                  "hour_columns": json.dumps(self.hour_columns), "hour_ring": self.hour_ring,
+                  "hist_lo_ms": self.hist_lo_ms, "hist_bins_per_octave": self.hist_bins_per_octave,
+                  "hist_octaves": self.hist_octaves, "max_ahead_ms": self.max_ahead_ms})
+        for a in self._STATE_ARRAYS:
+            d[a] = getattr(self, a).copy()
+        for a in self._STATE_SCALARS:
+            d[a] = int(getattr(self, a))
+        return d
+
+    @classmethod
+    def from_state(cls, d: dict) -> "CounterStore":
+        """Restore a store written by :meth:`to_state`."""
+        st = cls(topology_from_state(d), int(d["minute_ring"]), float(d["pm_interval_s"]),
+                 [tuple(x) for x in json.loads(d["hour_columns"])], int(d["hour_ring"]),
+                 float(d["hist_lo_ms"]), int(d["hist_bins_per_octave"]), int(d["hist_octaves"]),
+                 int(d["max_ahead_ms"]), _alloc=False)
+        for a in cls._STATE_ARRAYS:
+            setattr(st, a, np.array(d[a]))
+        for a in cls._STATE_SCALARS:
+            setattr(st, a, int(d[a]))
+        return st
+
+
+# ---- KPI evaluation ------------------------------------------------------------------------
+@dataclass
+class KpiResult:
+    """KPI values of every node of one level: value (NaN unless status ok), samples, status."""
+    value: np.ndarray
+    samples: np.ndarray
+    status: np.ndarray
+
+
+class KpiCalculator:
+    """Evaluate KPI definitions over windows of a :class:`CounterStore` at any topology level.
+
+    Window sums per (counter, service, window) are cached per store version, so many rules over
+    the same counters and windows cost one pass over the ring.
+
+    Parameters
+    ----------
+    store : CounterStore
+    kpis : dict name -> KpiDef, optional
+        Default: :data:`BUILTIN_KPIS`.
+    gap_fraction : float
+        A window is a collection gap when the scope's elements reported in fewer than
+        ``gap_fraction`` of the minutes they would report in at their usual rate (measured over
+        the rest of the ring).
+
+    Notes
+    -----
+    Ratios are ratios of sums over the window and over the elements of a node, never means of
+    ratios (3GPP TS 32.401 aggregation).
+    """
+
+    def __init__(self, store: CounterStore, kpis: dict | None = None, gap_fraction: float = 0.5):
+        self.store = store
+        self.kpis = dict(kpis) if kpis is not None else dict(BUILTIN_KPIS)
+        if not 0.0 <= gap_fraction < 1.0:
+            raise ValueError(f"gap_fraction must be in [0, 1), got {gap_fraction}")
+        self.gap_fraction = float(gap_fraction)
+        self._cache: dict = {}
+        self._cache_version = -1
+        self._all_rows = np.arange(store.topology.n_elements, dtype=np.int64)
+
+    def get(self, kpi) -> KpiDef:
+        if isinstance(kpi, KpiDef):
+            return kpi
+        try:
+            return self.kpis[kpi]
+        except KeyError:
+            raise ValueError(f"unknown KPI {kpi!r}; known: {', '.join(sorted(self.kpis))}") from None
+
+    def _check_cache(self):
+        if self._cache_version != self.store.version:
+            self._cache.clear()
+            self._cache_version = self.store.version
+
+    def counter_sums(self, counters, service: str, end_minute: int, window_min: int,
+                     rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Window sum of each counter per element of ``rows`` (all elements when None)."""
+        self._check_cache()
+        st = self.store
+        out: dict[str, np.ndarray] = {}
+        todo: dict[str, list] = {"cdr": [], "elem": []}
+        for c in dict.fromkeys(counters):
+            key = (c, service if COUNTERS[c].group == "cdr" else "", end_minute, window_min)
+            if rows is None and key in self._cache:
+                out[c] = self._cache[key]
+            else:
+                todo[COUNTERS[c].group].append(c)
+        r = self._all_rows if rows is None else rows
+        slots = st.window_slots(end_minute, window_min)
+        for grp, names in todo.items():
+            if not names:
+                continue
+            cols, outc = [], []
+            for j, c in enumerate(names):
+                cc = st.columns(c, service if grp == "cdr" else "")
+                cols.append(cc)
+                outc.append(np.full(len(cc), j, np.int64))
+            res = np.zeros((len(r), len(names)))
+            K.kpi_window_sum(st.ring_of(grp), r, slots, np.concatenate(cols), np.concatenate(outc), res)
+            for j, c in enumerate(names):
+                v = np.ascontiguousarray(res[:, j])
+                out[c] = v
+                if rows is None:
+                    self._cache[(c, service if grp == "cdr" else "", end_minute, window_min)] = v
+        return out
+
+    def hist_sums(self, end_minute: int, window_min: int, rows=None) -> np.ndarray:
+        self._check_cache()
+        key = ("hist", end_minute, window_min)
+        if rows is None and key in self._cache:
+            return self._cache[key]
+        st = self.store
+        r = self._all_rows if rows is None else rows
+        res = np.zeros((len(r), st.n_bins))
+        cols = np.arange(st.n_bins, dtype=np.int64)
+        K.kpi_window_sum(st.hist, r, st.window_slots(end_minute, window_min), cols, cols, res)
+        if rows is None:
+            self._cache[key] = res
+        return res
+
+    def activity(self, source: str, end_minute: int, window_min: int, rows=None):
+        """Active minutes in the window and expected active minutes, per element of ``rows``."""
+        self._check_cache()
+        key = ("act", source, end_minute, window_min)
+        if rows is None and key in self._cache:
+            return self._cache[key]
+        st = self.store
+        r = self._all_rows if rows is None else rows
+        grp = COUNTERS[ACTIVITY_COUNTER[source]].group
+        hslots = st.history_slots(end_minute, window_min)
+        active = np.zeros(len(r), np.int64)
+        hist_active = np.zeros(len(r), np.int64)
+        K.kpi_window_activity(st.ring_of(grp), r, st.columns(ACTIVITY_COUNTER[source]),
+                              st.window_slots(end_minute, window_min), hslots, active, hist_active)
+        if len(hslots) >= window_min:
+            expected = hist_active * (window_min / len(hslots))
+        else:
+            expected = np.zeros(len(r))
+        res = (active.astype(np.float64), expected)
+        if rows is None:
+            self._cache[key] = res
+        return res
+
+    def _rollup(self, vecs: list[np.ndarray], seg: np.ndarray, n_nodes: int) -> np.ndarray:
+        x = np.ascontiguousarray(np.column_stack(vecs)) if vecs else np.zeros((len(seg), 0))
+        out = np.zeros((n_nodes, x.shape[1]))
+        K.kpi_segment_sum(x, seg, out)
+        return out
+
+    def compute(self, kpi, level: str, end_minute: int, window_min: int, service: str = "",
+                element_mask: np.ndarray | None = None, rows: np.ndarray | None = None,
+                min_samples: float | None = None) -> KpiResult:
+        """Evaluate one KPI for every node of ``level`` over minutes ``[end - window, end)``.
+
+        Parameters
+        ----------
+        kpi : str or KpiDef
+        level : str
+            Topology level name.
+        end_minute, window_min : int
+            Absolute minute where the window ends (exclusive) and its length in minutes.
+        service : str
+            Call service filter ("" = the KPI's own service, or all).
+        element_mask : bool array over elements, optional
+            Scope filter; elements outside it contribute nothing.
+        rows : int array, optional
+            Evaluate only nodes containing these elements (others get status no_scope);
+            used to re-evaluate the nodes touched by late data.
+        min_samples : float, optional
+            Override the KPI's ``min_samples``.
+
+        Returns
+        -------
+        KpiResult
+
+        Raises
+        ------
+        ValueError
+            Unknown KPI, level or service, or a non-positive window.
+        """
+        kd = self.get(kpi)
+        topo = self.store.topology
+        e2l = topo.element_to(level)
+        n_nodes = topo.n_nodes(level)
+        if window_min < 1:
+            raise ValueError(f"window_min must be >= 1 minute, got {window_min}")
+        svc = service or kd.service
+        if svc and svc not in SERVICE_CODE:
+            raise ValueError(f"service {svc!r} is not one of {SERVICES}")
+        if svc and kd.group != "cdr":
+            raise ValueError(f"KPI {kd.name!r} is not a call KPI; a service filter does not apply")
+        r = self._all_rows if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
+        seg = e2l[r].copy()
+        if element_mask is not None:
+            seg[~element_mask[r]] = -1
+        samples_c = kd.samples_counter
+        if kd.kind == "mos":
+            names = ["latency_sum", "latency_n", "jitter_sum", "jitter_n", "loss_sum", "loss_n"]
+        elif kd.kind == "quantile":
+            names = []
+        else:
+            names = list(kd.numerator) + list(kd.denominator)
+        names = list(dict.fromkeys(names + [samples_c]))
+        sums = self.counter_sums(names, svc, end_minute, window_min, rows)
+        active, expected = self.activity(kd.source, end_minute, window_min, rows)
+        vecs = [sums[n] for n in names] + [active, expected, np.ones(len(r))]
+        agg = self._rollup(vecs, seg, n_nodes)
+        A = {n: agg[:, j] for j, n in enumerate(names)}
+        n_act, n_exp, n_el = agg[:, -3], agg[:, -2], agg[:, -1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if kd.kind == "ratio":
+                num = sum(A[c] for c in kd.numerator)
+                den = sum(A[c] for c in kd.denominator)
+                value = np.where(den != 0, kd.scale * num / np.where(den != 0, den, 1.0), np.nan)
+            elif kd.kind == "per_time":
+                value = kd.scale * sum(A[c] for c in kd.numerator) / (window_min * 60.0)
+            elif kd.kind == "quantile":
+                h = self.hist_sums(end_minute, window_min, rows)
+                hn = np.zeros((n_nodes, h.shape[1]))
+                K.kpi_segment_sum(h, seg, hn)
+                value = np.empty(n_nodes)
+                K.kpi_hist_quantile(hn, kd.q, self.store.hist_lo_ms, float(self.store.hist_bins_per_octave), value)
+            else:
+                lat = A["latency_sum"] / A["latency_n"]
+                jit = A["jitter_sum"] / A["jitter_n"]
+                loss = A["loss_sum"] / A["loss_n"]
+                value = np.empty(n_nodes)
+                K.kpi_emodel_mos(np.ascontiguousarray(lat), np.ascontiguousarray(jit),
+                                 np.ascontiguousarray(loss), np.empty(n_nodes), value)
+        samples = A[samples_c]
+        ms = kd.min_samples if min_samples is None else float(min_samples)
+        status = np.full(n_nodes, STATUS_OK, np.int8)
+        status[(samples < ms) | ~np.isfinite(value) | (samples <= 0)] = STATUS_INSUFFICIENT
+        status[(n_exp > 0) & (n_act < self.gap_fraction * n_exp)] = STATUS_GAP
+        status[n_el == 0] = STATUS_NO_SCOPE
+        value = np.where(status == STATUS_OK, value, np.nan)
+        return KpiResult(value, samples, status)
+
+
+def _int_at_least(name, v, lo):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    return int(v)
+
+
+def _i8(a):
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _f8(a):
+    return np.ascontiguousarray(a, dtype=np.float64)

@@ -1,0 +1,940 @@
+"""SLA monitoring: threshold rules and error-budget SLOs over KPIs, with violation lifecycles.
+
+Rules are data (dicts, JSON or TOML) validated once with errors naming the rule and field.
+:class:`SlaMonitor` owns one :class:`~telcoanalytics.kpi.CounterStore` (per-minute counters per
+element) and evaluates every rule for every node of the rule's level at each minute boundary up
+to the watermark. Each (rule, node) has a lifecycle inactive -> pending -> firing -> resolved,
+emitted as :class:`SlaEvent`.
+
+Late data
+---------
+Rows for minutes already evaluated update their minute in the ring and mark the element dirty.
+At the next :meth:`SlaMonitor.advance`, the windows containing those minutes are re-evaluated for
+the touched nodes only, and their lifecycles are replayed from a committed state kept
+``reeval_minutes`` behind the last tick (using a ring of per-tick condition codes). Events the
+replay produces that were not emitted before are emitted (with their true times); an open
+violation the corrected data no longer supports is resolved with a "withdrawn" summary. Data
+older than the re-evaluation horizon still corrects the counters but no longer the lifecycle.
+
+Error-budget SLOs
+-----------------
+An SLO ``objective`` (e.g. 0.999) of a ratio KPI (good / total, e.g. call setup successes over
+attempts) gets multi-window, multi-burn-rate alerts (Google SRE workbook, ch. 5): burn rate
+``= (1 - good/total) / (1 - objective)``; an alert fires while the burn rate over both its long
+and short window is at least its factor (defaults: page 14.4x over 1 h and 5 min, page 6x over
+6 h and 30 min, ticket 1x over 3 days and 6 h). Windows that fit the minute ring are exact;
+longer ones use the hour ring and cover the current (partial) hour plus whole hours, i.e. they
+are up to 59 minutes shorter than nominal.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kernels import kpi as K
+
+from .kpi import (COUNTERS, MINUTE_MS, STATUS_NAMES, STATUS_OK, CounterStore, KpiCalculator, KpiDef,
+                  kpi_registry)
+from .records import EQUIPMENT_CLASS_CODE, SERVICE_CODE, SERVICES, TECHNOLOGIES, VENDORS
+from .topology import Topology
+
+SEVERITIES = ("page", "ticket", "critical", "major", "minor", "warning")
+COMPARATORS = ("<", "<=", ">", ">=")
+EVENT_STATES = {K.EV_PENDING: "pending", K.EV_FIRING: "firing", K.EV_RESOLVED: "resolved",
+                K.EV_CANCELLED: "resolved"}
+
+SRE_BURN_WINDOWS = (
+    {"severity": "page", "factor": 14.4, "long": "1h", "short": "5m"},
+    {"severity": "page", "factor": 6.0, "long": "6h", "short": "30m"},
+    {"severity": "ticket", "factor": 1.0, "long": "3d", "short": "6h"},
+)
+"""Multi-window multi-burn-rate alerts of the Google SRE workbook (ch. 5, table 5-8)."""
+
+_ATTR_CODES = {"equipment_class": EQUIPMENT_CLASS_CODE,
+               "vendor": {v: i for i, v in enumerate(VENDORS)},
+               "technology": {v: i for i, v in enumerate(TECHNOLOGIES)}}
+
+
+@dataclass
+class SlaEvent:
+    """One lifecycle transition of an SLA rule on one scope node."""
+    rule: str
+    kpi: str
+    severity: str
+    state: str            # "pending" | "firing" | "resolved"
+    scope_level: str
+    scope_id: int
+    service: str
+    t_ms: int             # time of this transition (the evaluation tick)
+    start_ms: int         # when the violation began (first breaching tick)
+    end_ms: int           # -1 unless resolved
+    value: float          # KPI value (burn rate for SLO alerts) at the transition
+    threshold: float
+    worst_value: float
+    summary: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---- durations / validation helpers --------------------------------------------------------
+_DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1, None: 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration_s(v, where: str) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"5m"``, ``"1h"``, ``"30d"``; ``ValueError`` names ``where``."""
+    if isinstance(v, bool):
+        raise ValueError(f"{where}: expected a duration such as '5m' or seconds, got {v!r}")
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        s = float(v)
+    elif isinstance(v, str) and _DUR.match(v):
+        num, unit = _DUR.match(v).groups()
+        s = float(num) * _UNIT_S[unit]
+    else:
+        raise ValueError(f"{where}: expected a duration such as '5m', '1h', '30d' or seconds, got {v!r}")
+    if not (math.isfinite(s) and s >= 0):
+        raise ValueError(f"{where}: duration must be >= 0, got {v!r}")
+    return s
+
+
+def _minutes(v, where: str, min_minutes: int = 0) -> int:
+    s = parse_duration_s(v, where)
+    if s % 60 != 0:
+        raise ValueError(f"{where}: rules are evaluated once a minute, so durations must be whole "
+                         f"minutes; got {v!r}")
+    m = int(s // 60)
+    if m < min_minutes:
+        raise ValueError(f"{where}: must be at least {min_minutes} minute(s), got {v!r}")
+    return m
+
+
+def _number(v, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+        raise ValueError(f"{where}: expected a finite number, got {v!r}")
+    return float(v)
+
+
+def _check_keys(d: dict, allowed: set, where: str):
+    extra = set(d) - allowed
+    if extra:
+        raise ValueError(f"{where}: unknown field(s) {sorted(extra)}; allowed: {sorted(allowed)}")
+
+
+def _scope_filter(flt, where: str) -> dict:
+    if flt is None:
+        return {}
+    if not isinstance(flt, dict):
+        raise ValueError(f"{where}.filter: expected a dict such as {{'equipment_class': 'macro_cell'}}, got {flt!r}")
+    out = {}
+    for k, v in flt.items():
+        vals = v if isinstance(v, (list, tuple)) else [v]
+        codes = []
+        for x in vals:
+            if isinstance(x, str):
+                table = _ATTR_CODES.get(k)
+                if table is None or x not in table:
+                    raise ValueError(f"{where}.filter[{k!r}]: value {x!r} is not a known name"
+                                     + (f"; known: {sorted(table)}" if table else "; use integer codes or ids"))
+                codes.append(int(table[x]))
+            elif isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+                codes.append(int(x))
+            else:
+                raise ValueError(f"{where}.filter[{k!r}]: expected names or integer codes, got {x!r}")
+        out[str(k)] = codes
+    return out
+
+
+# ---- rules ---------------------------------------------------------------------------------
+@dataclass
+class SlaRule:
+    """A threshold rule: ``kpi comparator threshold`` over ``window`` sustained ``for``.
+
+    Fields (dict keys): name, kpi, level ("element"), filter ({attribute or level: values}),
+    service (""), comparator, threshold, window ("5m"), for ("0m"), clear_threshold (default:
+    threshold), clear_for ("0m"), min_samples (default: the KPI's), severity ("major"),
+    description.
+    """
+    name: str
+    kpi: str
+    comparator: str
+    threshold: float
+    level: str = "element"
+    filter: dict = field(default_factory=dict)
+    service: str = ""
+    window_min: int = 5
+    for_min: int = 0
+    clear_threshold: float | None = None
+    clear_for_min: int = 0
+    min_samples: float | None = None
+    severity: str = "major"
+    description: str = ""
+
+    KEYS = {"type", "name", "kpi", "comparator", "threshold", "level", "filter", "service", "window", "for",
+            "clear_threshold", "clear_for", "min_samples", "severity", "description", "scope"}
+
+    @classmethod
+    def from_dict(cls, d: dict, kpis: dict) -> "SlaRule":
+        name = d.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"an SLA rule needs a non-empty 'name', got keys {sorted(d)}")
+        where = f"rule {name!r}"
+        d = _flatten_scope(d, where)
+        _check_keys(d, cls.KEYS, where)
+        for req in ("kpi", "comparator", "threshold"):
+            if req not in d:
+                raise ValueError(f"{where}: missing required field {req!r}")
+        if d["kpi"] not in kpis:
+            raise ValueError(f"{where}.kpi: unknown KPI {d['kpi']!r}; known: {', '.join(sorted(kpis))}")
+        comp = d["comparator"]
+        if comp not in COMPARATORS:
+            raise ValueError(f"{where}.comparator: {comp!r} is not one of {COMPARATORS}")
+        thr = _number(d["threshold"], f"{where}.threshold")
+        clr = _number(d["clear_threshold"], f"{where}.clear_threshold") if d.get("clear_threshold") is not None \
+            else None
+        if clr is not None and ((comp in ("<", "<=") and clr < thr) or (comp in (">", ">=") and clr > thr)):
+            raise ValueError(f"{where}.clear_threshold: {clr} lies on the breaching side of threshold {thr} "
+                             f"for comparator {comp!r}; hysteresis needs it on the healthy side")
+        sev = d.get("severity", "major")
+        if sev not in SEVERITIES:
+            raise ValueError(f"{where}.severity: {sev!r} is not one of {SEVERITIES}")
+        svc = d.get("service", "") or ""
+        _check_service(svc, kpis[d["kpi"]], where)
+        ms = d.get("min_samples")
+        if ms is not None and (_number(ms, f"{where}.min_samples") < 0):
+            raise ValueError(f"{where}.min_samples: must be >= 0, got {ms}")
+        return cls(name, d["kpi"], comp, thr, str(d.get("level", "element")),
+                   _scope_filter(d.get("filter"), where), svc,
+                   _minutes(d.get("window", "5m"), f"{where}.window", 1),
+                   _minutes(d.get("for", 0), f"{where}.for"), clr,
+                   _minutes(d.get("clear_for", 0), f"{where}.clear_for"),
+                   None if ms is None else float(ms), sev, str(d.get("description", "")))
+
+    def to_dict(self) -> dict:
+        return {"type": "threshold", "name": self.name, "kpi": self.kpi, "comparator": self.comparator,
+                "threshold": self.threshold, "level": self.level, "filter": self.filter, "service": self.service,
+                "window": self.window_min * 60, "for": self.for_min * 60, "clear_threshold": self.clear_threshold,
+                "clear_for": self.clear_for_min * 60, "min_samples": self.min_samples,
+                "severity": self.severity, "description": self.description}
+
+
+@dataclass
+class SloRule:
+    """An error-budget SLO over a ratio KPI (numerator = good events, denominator = all events).
+
+    Fields (dict keys, with ``type = "slo"``): name, kpi, objective (0 < o < 1), period ("30d"),
+    level, filter, service, min_samples (per window, default 1), windows (list of {severity,
+    factor, long, short}; default :data:`SRE_BURN_WINDOWS`), description.
+    """
+    name: str
+    kpi: str
+    objective: float
+    period_min: int = 30 * 1440
+    level: str = "element"
+    filter: dict = field(default_factory=dict)
+    service: str = ""
+    min_samples: float = 1.0
+    windows: tuple = ()          # tuples (severity, factor, long_min, short_min)
+    description: str = ""
+
+    KEYS = {"type", "name", "kpi", "objective", "period", "level", "filter", "service", "min_samples",
+            "windows", "description", "scope"}
+
+    @classmethod
+    def from_dict(cls, d: dict, kpis: dict) -> "SloRule":
+        name = d.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"an SLO needs a non-empty 'name', got keys {sorted(d)}")
+        where = f"slo {name!r}"
+        d = _flatten_scope(d, where)
+        _check_keys(d, cls.KEYS, where)
+        for req in ("kpi", "objective"):
+            if req not in d:
+                raise ValueError(f"{where}: missing required field {req!r}")
+        kd = kpis.get(d["kpi"])
+        if kd is None:
+            raise ValueError(f"{where}.kpi: unknown KPI {d['kpi']!r}; known: {', '.join(sorted(kpis))}")
+        if kd.kind != "ratio":
+            raise ValueError(f"{where}.kpi: {d['kpi']!r} is a {kd.kind} KPI; an SLO needs a ratio KPI of "
+                             "good events over all events (e.g. call_setup_success_pct)")
+        obj = _number(d["objective"], f"{where}.objective")
+        if not 0.0 < obj < 1.0:
+            raise ValueError(f"{where}.objective: must be a fraction in (0, 1) such as 0.999, got {obj}")
+        svc = d.get("service", "") or ""
+        _check_service(svc, kd, where)
+        wins = []
+        for i, w in enumerate(d.get("windows", SRE_BURN_WINDOWS)):
+            ww = f"{where}.windows[{i}]"
+            if not isinstance(w, dict):
+                raise ValueError(f"{ww}: expected a dict with severity, factor, long, short; got {w!r}")
+            _check_keys(w, {"severity", "factor", "long", "short"}, ww)
+            sev = w.get("severity", "page")
+            if sev not in SEVERITIES:
+                raise ValueError(f"{ww}.severity: {sev!r} is not one of {SEVERITIES}")
+            f = _number(w.get("factor"), f"{ww}.factor")
+            if f <= 0:
+                raise ValueError(f"{ww}.factor: must be > 0, got {f}")
+            lo = _minutes(w.get("long"), f"{ww}.long", 1)
+            sh = _minutes(w.get("short"), f"{ww}.short", 1)
+            if sh > lo:
+                raise ValueError(f"{ww}: the short window ({sh} min) must not be longer than the long one ({lo} min)")
+            wins.append((sev, f, lo, sh))
+        if not wins:
+            raise ValueError(f"{where}.windows: needs at least one burn-rate window")
+        ms = _number(d.get("min_samples", 1.0), f"{where}.min_samples")
+        return cls(name, d["kpi"], obj, _minutes(d.get("period", "30d"), f"{where}.period", 1),
+                   str(d.get("level", "element")), _scope_filter(d.get("filter"), where), svc, ms, tuple(wins),
+                   str(d.get("description", "")))
+
+    def to_dict(self) -> dict:
+        return {"type": "slo", "name": self.name, "kpi": self.kpi, "objective": self.objective,
+                "period": self.period_min * 60, "level": self.level, "filter": self.filter,
+                "service": self.service, "min_samples": self.min_samples, "description": self.description,
+                "windows": [{"severity": s, "factor": f, "long": lo * 60, "short": sh * 60}
+                            for s, f, lo, sh in self.windows]}
+
+
+def _flatten_scope(d: dict, where: str) -> dict:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a dict, got {type(d).__name__}")
+    d = dict(d)
+    sc = d.pop("scope", None)
+    if sc is not None:
+        if not isinstance(sc, dict):
+            raise ValueError(f"{where}.scope: expected a dict with level/filter/service, got {sc!r}")
+        _check_keys(sc, {"level", "filter", "service"}, f"{where}.scope")
+        for k, v in sc.items():
+            if k in d:
+                raise ValueError(f"{where}: {k!r} given both in scope and at top level")
+            d[k] = v
+    return d
+
+
+def _check_service(svc: str, kd: KpiDef, where: str):
+    if svc and svc not in SERVICE_CODE:
+        raise ValueError(f"{where}.service: {svc!r} is not one of {SERVICES}")
+    if svc and kd.group != "cdr":
+        raise ValueError(f"{where}.service: KPI {kd.name!r} is not a call KPI; a service filter does not apply")
+
+
+def load_rules(src, kpis=None) -> list:
+    """Parse and validate rules from a list of dicts, a dict ``{"rules": [...], "slos": [...]}``
+    or a ``.json`` / ``.toml`` file (TOML: ``[[rule]]`` and ``[[slo]]`` tables).
+
+    Parameters
+    ----------
+    src : list, dict, str or Path
+    kpis : dict name -> KpiDef, optional
+        Known KPIs (default: built-ins).
+
+    Returns
+    -------
+    list of SlaRule and SloRule
+
+    Raises
+    ------
+    ValueError
+        On any invalid rule, naming the rule and field; on duplicate rule names; on an
+        unreadable file.
+    """
+    kpis = kpis if kpis is not None else kpi_registry()
+    if isinstance(src, (str, Path)):
+        p = Path(src)
+        if p.suffix not in (".json", ".toml"):
+            raise ValueError(f"rules file {p} must end in .json or .toml")
+        try:
+            text = p.read_text()
+            src = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read rules file {p}: {e}") from None
+    items: list = []
+    if isinstance(src, dict):
+        _check_keys(src, {"rule", "rules", "slo", "slos"}, "rules document")
+        for k in ("rule", "rules"):
+            items += [dict(r, type=r.get("type", "threshold")) if isinstance(r, dict) else r for r in src.get(k, [])]
+        for k in ("slo", "slos"):
+            items += [dict(r, type="slo") if isinstance(r, dict) else r for r in src.get(k, [])]
+    elif isinstance(src, (list, tuple)):
+        items = list(src)
+    else:
+        raise ValueError(f"rules must be a list of dicts, a dict with 'rules'/'slos', or a file path; "
+                         f"got {type(src).__name__}")
+    out = []
+    for i, r in enumerate(items):
+        if isinstance(r, (SlaRule, SloRule)):
+            out.append(r)
+            continue
+        if not isinstance(r, dict):
+            raise ValueError(f"rule #{i}: expected a dict, got {type(r).__name__}")
+        typ = r.get("type", "threshold")
+        if typ == "threshold":
+            out.append(SlaRule.from_dict(r, kpis))
+        elif typ == "slo":
+            out.append(SloRule.from_dict(r, kpis))
+        else:
+            raise ValueError(f"rule #{i} ({r.get('name', '?')!r}).type: {typ!r} is not 'threshold' or 'slo'")
+    names = [r.name for r in out]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ValueError(f"rule names must be unique; duplicated: {sorted(dup)}")
+    return out
+
+
+def default_rules() -> list:
+    """A rule set for the synthetic network: cell call KPIs, availability, latency, one SLO."""
+    return load_rules([
+        {"name": "cell_call_setup_success", "kpi": "call_setup_success_pct", "level": "element",
+         "comparator": "<", "threshold": 95.0, "clear_threshold": 97.0, "window": "5m", "for": "5m",
+         "clear_for": "5m", "min_samples": 20, "severity": "major"},
+        {"name": "cell_blocking", "kpi": "blocking_pct", "level": "element", "comparator": ">",
+         "threshold": 2.0, "clear_threshold": 1.0, "window": "5m", "for": "5m", "clear_for": "5m",
+         "min_samples": 20, "severity": "major"},
+        {"name": "cell_call_drop", "kpi": "call_drop_pct", "level": "element", "comparator": ">",
+         "threshold": 2.0, "clear_threshold": 1.0, "window": "10m", "for": "5m", "clear_for": "5m",
+         "min_samples": 20, "severity": "minor"},
+        {"name": "site_call_setup_success", "kpi": "call_setup_success_pct", "level": "site",
+         "comparator": "<", "threshold": 95.0, "clear_threshold": 97.0, "window": "10m", "for": "5m",
+         "clear_for": "10m", "min_samples": 50, "severity": "critical"},
+        {"name": "element_availability", "kpi": "availability_pct", "level": "element", "comparator": "<",
+         "threshold": 99.0, "clear_threshold": 99.5, "window": "15m", "for": "10m", "clear_for": "10m",
+         "min_samples": 2, "severity": "major"},
+        {"name": "element_latency_p95", "kpi": "latency_p95_ms", "level": "element", "comparator": ">",
+         "threshold": 150.0, "clear_threshold": 120.0, "window": "15m", "for": "10m", "clear_for": "10m",
+         "min_samples": 5, "severity": "warning"},
+        {"type": "slo", "name": "call_success_slo", "kpi": "call_setup_success_pct", "objective": 0.999,
+         "period": "30d", "level": "element", "min_samples": 20},
+    ])
+
+
+# ---- the monitor ---------------------------------------------------------------------------
+class _Eval:
+    """One evaluated lifecycle: a threshold rule, or one burn-rate window pair of an SLO."""
+
+    def __init__(self, name, kpi, severity, level, filt, service, comparator, threshold, clear_threshold,
+                 window_min, for_min, clear_for_min, min_samples, kind, n_nodes, L, burn=None):
+        self.name, self.kpi, self.severity, self.level = name, kpi, severity, level
+        self.filter, self.service, self.comparator = filt, service, comparator
+        self.threshold, self.clear_threshold = threshold, clear_threshold
+        self.window_min, self.for_min, self.clear_for_min = window_min, for_min, clear_for_min
+        self.min_samples, self.kind, self.burn = min_samples, kind, burn
+        self.sign = -1.0 if comparator in ("<", "<=") else 1.0
+        self.state = _LifeState(n_nodes)
+        self.committed = _LifeState(n_nodes)
+        self.codes = np.zeros((L, n_nodes), np.int8)
+        self.values = np.full((L, n_nodes), np.nan, np.float32)
+        self.emitted: dict = {}       # node -> {(kind, start_ms): tick emitted} within the re-evaluation horizon
+        self.mask = None
+
+    @property
+    def reach_min(self) -> int:
+        return max(self.burn[2], self.burn[3]) if self.burn else self.window_min
+
+
+class _LifeState:
+    def __init__(self, n):
+        self.state = np.zeros(n, np.int8)
+        self.count = np.zeros(n, np.int64)
+        self.start = np.full(n, -1, np.int64)
+        self.worst = np.full(n, np.nan)
+
+    def copy(self) -> "_LifeState":
+        c = _LifeState(0)
+        c.state, c.count, c.start, c.worst = self.state.copy(), self.count.copy(), self.start.copy(), self.worst.copy()
+        return c
+
+    def take(self, other: "_LifeState", nodes):
+        for a in ("state", "count", "start", "worst"):
+            getattr(self, a)[nodes] = getattr(other, a)[nodes]
+
+
+class SlaMonitor:
+    """Evaluate SLA rules and SLOs for every node of their scope, incrementally per batch.
+
+    Parameters
+    ----------
+    topology : Topology
+    rules : list of dicts / SlaRule / SloRule, path, or None
+        Default :func:`default_rules`.
+    kpis : iterable of KpiDef or dicts, optional
+        User KPIs added to (or replacing) the built-ins.
+    minute_ring : int, optional
+        Minutes of counters kept; default: enough for the longest minute window plus
+        ``reeval_minutes`` (at least 90).
+    reeval_minutes : int
+        How far back late data re-evaluates lifecycles (0 disables).
+    pm_interval_s : float
+        Equipment reporting period (for availability).
+    gap_fraction : float
+        See :class:`~telcoanalytics.kpi.KpiCalculator`.
+    emit_cancelled : bool
+        Also emit a "resolved" event when a pending violation ends before firing.
+
+    Examples
+    --------
+    >>> monitor = SlaMonitor(day.topology, default_rules())              # doctest: +SKIP
+    >>> for source, batch in day.raw_batches(60_000):                    # doctest: +SKIP
+    ...     monitor.update(source, batch)
+    ...     events = monitor.advance(watermark_ms)
+    """
+
+    def __init__(self, topology: Topology, rules=None, kpis=None, minute_ring: int | None = None,
+                 reeval_minutes: int = 15, pm_interval_s: float = 300.0, gap_fraction: float = 0.5,
+                 emit_cancelled: bool = False, max_ahead_ms: int = 3_600_000):
+        if not isinstance(topology, Topology):
+            raise TypeError(f"topology must be a telcoanalytics.topology.Topology, got {type(topology).__name__}")
+        self.topology = topology
+        self.user_kpis = [k if isinstance(k, KpiDef) else KpiDef.from_dict(k) for k in (kpis or ())]
+        self.kpis = kpi_registry(self.user_kpis)
+        self.rules = load_rules(default_rules() if rules is None else rules, self.kpis)
+        if isinstance(reeval_minutes, bool) or not isinstance(reeval_minutes, (int, np.integer)) or reeval_minutes < 0:
+            raise ValueError(f"reeval_minutes must be an integer >= 0, got {reeval_minutes!r}")
+        self.reeval_minutes = int(reeval_minutes)
+        self.emit_cancelled = bool(emit_cancelled)
+        L = max(self.reeval_minutes, 1)
+        hour_cols, max_minute_win, max_hours = [], 0, 0
+        for r in self.rules:
+            self._check_level(r)
+            if isinstance(r, SlaRule):
+                max_minute_win = max(max_minute_win, r.window_min)
+            else:
+                kd = self.kpis[r.kpi]
+                for c in kd.numerator + kd.denominator:
+                    hc = (c, r.service if COUNTERS[c].group == "cdr" else "")
+                    if hc not in hour_cols:
+                        hour_cols.append(hc)
+                max_hours = max(max_hours, -(-r.period_min // 60) + 1)
+                for _, _, lo, sh in r.windows:
+                    max_minute_win = max(max_minute_win, min(lo, 60), sh)
+                    max_hours = max(max_hours, -(-lo // 60) + 1)
+        need = max_minute_win + self.reeval_minutes + 2
+        if minute_ring is None:
+            minute_ring = max(90, need)
+        elif minute_ring < need:
+            raise ValueError(f"minute_ring={minute_ring} cannot hold the longest minute window "
+                             f"({max_minute_win} min) plus reeval_minutes ({self.reeval_minutes}); use >= {need}")
+        hour_ring = max(max_hours, minute_ring // 60 + 2) if hour_cols else 0
+        self.store = CounterStore(topology, int(minute_ring), pm_interval_s, hour_cols, hour_ring,
+                                  max_ahead_ms=max_ahead_ms)
+        self.calc = KpiCalculator(self.store, self.kpis, gap_fraction)
+        self.evals = self._expand(L)
+        self.last_tick = -1
+        self.first_tick = -1
+        self.n_late_rows = 0
+        self._dirty = np.zeros(topology.n_elements, bool)
+        self._dirty_lo = np.iinfo(np.int64).max
+        self._dirty_hi = -1
+
+    # ---- setup -----------------------------------------------------------------------------
+    def _check_level(self, r):
+        if r.level not in self.topology.levels:
+            raise ValueError(f"rule {r.name!r}.level: {r.level!r} is not a topology level; levels are "
+                             f"{self.topology.levels}")
+        for k in r.filter:
+            if k not in self.topology.attributes and k not in self.topology.levels:
+                raise ValueError(f"rule {r.name!r}.filter: {k!r} is neither a topology attribute "
+                                 f"({sorted(self.topology.attributes)}) nor a level {self.topology.levels}")
+
+    def _mask(self, filt: dict):
+        if not filt:
+            return None
+        topo = self.topology
+        m = np.ones(topo.n_elements, bool)
+        for k, vals in filt.items():
+            if k in topo.levels:
+                col = topo.ids[k][topo.element_to(k)]
+            else:
+                col = np.asarray(topo.attributes[k])
+            m &= np.isin(col, np.asarray(vals))
+        return m
+
+    def _expand(self, L) -> list[_Eval]:
+        out = []
+        for r in self.rules:
+            n = self.topology.n_nodes(r.level)
+            if isinstance(r, SlaRule):
+                ms = r.min_samples if r.min_samples is not None else self.kpis[r.kpi].min_samples
+                clr = r.clear_threshold if r.clear_threshold is not None else r.threshold
+                e = _Eval(r.name, r.kpi, r.severity, r.level, r.filter, r.service, r.comparator, r.threshold, clr,
+                          r.window_min, r.for_min, r.clear_for_min, ms, "threshold", n, L)
+            else:
+                for sev, f, lo, sh in r.windows:
+                    e = _Eval(f"{r.name}/{sev}-{_fmt_min(lo)}", r.kpi, sev, r.level, r.filter, r.service, ">=", f, f,
+                              sh, 0, 0, r.min_samples, "burn", n, L, burn=(r.objective, f, lo, sh))
+                    e.mask = self._mask(r.filter)
+                    out.append(e)
+                continue
+            e.mask = self._mask(r.filter)
+            out.append(e)
+        return out
+
+    # ---- ingestion -------------------------------------------------------------------------
+    def update(self, source: str, batch: np.ndarray) -> dict:
+        """Add one canonical batch; returns counts ``{"accepted": n, "late": n, <reject reason>: n}``.
+
+        Rows for minutes that were already evaluated are accepted into their minute and mark
+        the windows containing them for re-evaluation at the next :meth:`advance`.
+        """
+        res = self.store.add(source, batch)
+        out = {"accepted": res.accepted, **res.rejected}
+        if self.last_tick >= 0 and len(res.minute):
+            late = res.minute < self.last_tick
+            n_late = int(late.sum())
+            if n_late:
+                self.n_late_rows += n_late
+                self._dirty[res.elem[late]] = True
+                self._dirty_lo = min(self._dirty_lo, int(res.minute[late].min()))
+                self._dirty_hi = max(self._dirty_hi, int(res.minute[late].max()))
+            out["late"] = n_late
+        return out
+
+    # ---- evaluation ------------------------------------------------------------------------
+    def _codes(self, ev: _Eval, tick: int, rows=None):
+        """Condition codes and values of every node of ``ev`` at ``tick`` (subset if ``rows``)."""
+        n = self.topology.n_nodes(ev.level)
+        if ev.kind == "threshold":
+            if len(self.store.window_slots(tick, ev.window_min)) == 0:
+                return np.zeros(n, np.int8), np.full(n, np.nan)
+            res = self.calc.compute(ev.kpi, ev.level, tick, ev.window_min, ev.service, ev.mask, rows,
+                                    ev.min_samples)
+            v = res.value
+            ok = res.status == STATUS_OK
+            breach = ok & _cmp(v, ev.comparator, ev.threshold)
+            clear = ok & ~_cmp(v, ev.comparator, ev.clear_threshold)
+            codes = np.where(breach, K.COND_BREACH, np.where(clear, K.COND_CLEAR,
+                                                                np.where(ok, K.COND_BAND, K.COND_INSUFFICIENT)))
+            return codes.astype(np.int8), v
+        objective, factor, lo, sh = ev.burn
+        burn_l, ok_l = self._burn(ev, tick, lo, objective, rows)
+        burn_s, ok_s = self._burn(ev, tick, sh, objective, rows)
+        ok = ok_l & ok_s
+        breach = ok & (burn_l >= factor) & (burn_s >= factor)
+        codes = np.where(breach, K.COND_BREACH, np.where(ok, K.COND_CLEAR, K.COND_INSUFFICIENT)).astype(np.int8)
+        return codes, np.where(ok, burn_l, np.nan)
+
+    def _burn(self, ev: _Eval, tick: int, window_min: int, objective: float, rows):
+        """Burn rate per node over ``window_min`` ending at ``tick`` and whether it has enough samples."""
+        kd = self.kpis[ev.kpi]
+        if window_min + self.reeval_minutes + 1 <= self.store.minute_ring:
+            res = self.calc.compute(kd, ev.level, tick, window_min, ev.service, ev.mask, rows, ev.min_samples)
+            ok = res.status == STATUS_OK
+            err = 1.0 - res.value / kd.scale
+        else:
+            st = self.store
+            r = self.calc._all_rows if rows is None else rows
+            e2l = self.topology.element_to(ev.level)
+            seg = e2l[r].copy()
+            if ev.mask is not None:
+                seg[~ev.mask[r]] = -1
+            n_h = -(-window_min // 60)
+            svc = lambda c: ev.service if COUNTERS[c].group == "cdr" else ""  # noqa: E731
+            num = sum(st.hour_sums(st.hour_column(c, svc(c)), tick, n_h, r) for c in kd.numerator)
+            den = sum(st.hour_sums(st.hour_column(c, svc(c)), tick, n_h, r) for c in kd.denominator)
+            agg = np.zeros((self.topology.n_nodes(ev.level), 2))
+            K.kpi_segment_sum(np.ascontiguousarray(np.column_stack([num, den])), seg, agg)
+            ok = (agg[:, 1] >= max(ev.min_samples, 1e-300))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                err = np.where(ok, 1.0 - agg[:, 0] / agg[:, 1], np.nan)
+        with np.errstate(invalid="ignore"):
+            burn = np.where(ok, err / (1.0 - objective), np.nan)
+        return burn, ok
+
+    def _step(self, ev: _Eval, ls: _LifeState, nodes, codes, values, tick):
+        n = len(nodes)
+        ev_node = np.empty(n, np.int64)
+        ev_kind = np.empty(n, np.int8)
+        ev_start = np.empty(n, np.int64)
+        ev_value = np.empty(n)
+        ev_worst = np.empty(n)
+        k = K.sla_rule_step(nodes, codes, np.ascontiguousarray(values, dtype=np.float64), tick * MINUTE_MS,
+                            ev.for_min, ev.clear_for_min, ev.sign, ls.state, ls.count, ls.start, ls.worst,
+                            ev_node, ev_kind, ev_start, ev_value, ev_worst)
+        return [(int(ev_node[i]), int(ev_kind[i]), int(ev_start[i]), float(ev_value[i]), float(ev_worst[i]))
+                for i in range(k)]
+
+    def _event(self, ev: _Eval, node, kind, start, value, worst, tick, note="") -> SlaEvent:
+        t = tick * MINUTE_MS
+        state = EVENT_STATES[kind]
+        sid = int(self.topology.ids[ev.level][node])
+        if ev.kind == "burn":
+            desc = (f"{ev.kpi} error budget burning at {value:.3g}x (>= {ev.threshold:g}x over "
+                    f"{_fmt_min(ev.burn[2])} and {_fmt_min(ev.burn[3])}) on {ev.level} {sid}")
+        else:
+            desc = (f"{ev.kpi} {value:.4g} {ev.comparator} {ev.threshold:g} over {_fmt_min(ev.window_min)} "
+                    f"on {ev.level} {sid}")
+        if state == "resolved" and ev.kind == "threshold":
+            desc = (f"{ev.kpi} {value:.4g} back on the healthy side of {ev.clear_threshold:g} over "
+                    f"{_fmt_min(ev.window_min)} on {ev.level} {sid}, worst was {worst:.4g}")
+        elif state == "resolved":
+            desc = f"{ev.kpi} error budget burn back below {ev.threshold:g}x on {ev.level} {sid}"
+        if kind == K.EV_CANCELLED:
+            note = note or "pending violation ended before firing"
+        summary = f"{state}: {desc}" + (f" ({note})" if note else "")
+        return SlaEvent(ev.name, ev.kpi, ev.severity, state, ev.level, sid, ev.service, t, start,
+                        t if state == "resolved" else -1, value, ev.threshold, worst, summary)
+
+    def _emit(self, ev: _Eval, raw, tick, out: list, only_new: bool = False, note=""):
+        for node, kind, start, value, worst in raw:
+            key = (kind, start)
+            seen = ev.emitted.setdefault(node, {})
+            if only_new and key in seen:
+                continue
+            seen[key] = tick
+            if kind == K.EV_CANCELLED and not self.emit_cancelled:
+                continue
+            out.append(self._event(ev, node, kind, start, value, worst, tick, note))
+
+    def _evaluate_tick(self, tick: int) -> list[SlaEvent]:
+        out: list[SlaEvent] = []
+        L = self.reeval_minutes
+        for ev in self.evals:
+            codes, values = self._codes(ev, tick)
+            n = len(codes)
+            if L:
+                pos = tick % L
+                old_tick = tick - L
+                if old_tick >= self.first_tick:
+                    self._step(ev, ev.committed, np.arange(n, dtype=np.int64), ev.codes[pos],
+                               ev.values[pos], old_tick)
+                    if tick % L == 0:
+                        for node in list(ev.emitted):
+                            keep = {k: t for k, t in ev.emitted[node].items() if t > old_tick}
+                            if keep:
+                                ev.emitted[node] = keep
+                            else:
+                                del ev.emitted[node]
+                ev.codes[pos] = codes
+                ev.values[pos] = values
+            raw = self._step(ev, ev.state, np.arange(n, dtype=np.int64), codes, values, tick)
+            self._emit(ev, raw, tick, out)
+        return out
+
+    def _reevaluate(self) -> list[SlaEvent]:
+        out: list[SlaEvent] = []
+        L = self.reeval_minutes
+        T = self.last_tick
+        dirty = np.flatnonzero(self._dirty)
+        lo, hi = self._dirty_lo, self._dirty_hi
+        self._dirty[:] = False
+        self._dirty_lo, self._dirty_hi = np.iinfo(np.int64).max, -1
+        if not L or len(dirty) == 0:
+            return out
+        base = max(T - L + 1, self.first_tick)
+        for ev in self.evals:
+            t_from = max(lo + 1, base)
+            t_to = min(hi + ev.reach_min, T)
+            if t_from > t_to:
+                continue
+            e2l = self.topology.element_to(ev.level)
+            d = dirty if ev.mask is None else dirty[ev.mask[dirty]]
+            if len(d) == 0:
+                continue
+            nodes = np.unique(e2l[d]).astype(np.int64)
+            if ev.level == self.topology.element_level:
+                rows = nodes
+            else:
+                sel = np.isin(e2l, nodes)
+                if ev.mask is not None:
+                    sel &= ev.mask
+                rows = np.flatnonzero(sel).astype(np.int64)
+            changed = False
+            for tick in range(t_from, t_to + 1):
+                codes, values = self._codes(ev, tick, rows)
+                pos = tick % L
+                if np.any(ev.codes[pos, nodes] != codes[nodes]):
+                    changed = True
+                ev.codes[pos, nodes] = codes[nodes]
+                ev.values[pos, nodes] = values[nodes]
+            if not changed:
+                continue
+            tmp = ev.committed.copy()
+            raw_all = []
+            for tick in range(base, T + 1):
+                pos = tick % L
+                raw_all += [(r, tick) for r in self._step(ev, tmp, nodes, ev.codes[pos], ev.values[pos], tick)]
+            for r, tick in raw_all:
+                self._emit(ev, [r], tick, out, only_new=True, note="after late data")
+            for node in nodes:
+                old_st, old_start = ev.state.state[node], ev.state.start[node]
+                if old_st == K.ST_INACTIVE:
+                    continue
+                if tmp.state[node] != K.ST_INACTIVE and tmp.start[node] == old_start:
+                    continue
+                if any(r[0] == node and r[2] == old_start and r[1] in (K.EV_RESOLVED, K.EV_CANCELLED)
+                       for r, _ in raw_all):
+                    continue
+                kind = K.EV_RESOLVED if old_st == K.ST_FIRING else K.EV_CANCELLED
+                self._emit(ev, [(int(node), kind, int(old_start), float(ev.values[T % L, node]),
+                                 float(ev.state.worst[node]))], T, out, note="withdrawn after late data")
+            ev.state.take(tmp, nodes)
+        return out
+
+    def advance(self, watermark_ms: int) -> list[SlaEvent]:
+        """Evaluate every minute boundary up to ``watermark_ms`` (re-evaluating late data first).
+
+        A tick at minute boundary ``t`` evaluates windows ending at ``t`` (minutes before it).
+
+        Returns
+        -------
+        list of SlaEvent
+            Transitions in time order per rule.
+        """
+        wm_tick = int(watermark_ms) // MINUTE_MS
+        self.store.set_watermark(int(watermark_ms))
+        if self.last_tick < 0:
+            if self.store.head_minute < 0:
+                return []
+            self.last_tick = self.store.first_minute
+            self.first_tick = self.last_tick + 1
+        out = self._reevaluate() if self._dirty_hi >= 0 else []
+        for tick in range(self.last_tick + 1, wm_tick + 1):
+            out += self._evaluate_tick(tick)
+            self.last_tick = tick
+        return out
+
+    # ---- queries ---------------------------------------------------------------------------
+    def kpi_table(self, level: str, t_ms: int, kpis=None, window_s: float = 300, service: str = "") -> np.ndarray:
+        """KPI values of every node of ``level`` over the window ending at minute ``t_ms // 60000``.
+
+        Returns
+        -------
+        structured array
+            ``node_id`` plus, per KPI ``k``: ``k`` (f8, NaN unless ok), ``k__samples`` (f8) and
+            ``k__status`` (i1: 0 ok, 1 insufficient, 2 collection gap, 3 no scope).
+        """
+        names = list(kpis) if kpis is not None else list(self.kpis)
+        w = _minutes(window_s, "kpi_table window_s", 1)
+        end = int(t_ms) // MINUTE_MS
+        n = self.topology.n_nodes(level)
+        dt = [("node_id", "i8")]
+        for k in names:
+            dt += [(k, "f8"), (f"{k}__samples", "f8"), (f"{k}__status", "i1")]
+        out = np.zeros(n, dtype=dt)
+        out["node_id"] = self.topology.ids[level]
+        for k in names:
+            kd = self.calc.get(k)
+            r = self.calc.compute(kd, level, end, w, service if kd.group == "cdr" else "")
+            out[k], out[f"{k}__samples"], out[f"{k}__status"] = r.value, r.samples, r.status
+        return out
+
+    def error_budget(self, slo: str, t_ms: int) -> np.ndarray:
+        """Error budget of an SLO per node over its period ending at ``t_ms`` (hour resolution).
+
+        Returns
+        -------
+        structured array
+            node_id, good, total, error_ratio, budget_used (error ratio / (1 - objective)),
+            budget_remaining (1 - budget_used).
+        """
+        rule = next((r for r in self.rules if isinstance(r, SloRule) and r.name == slo), None)
+        if rule is None:
+            raise ValueError(f"unknown SLO {slo!r}; SLOs: {[r.name for r in self.rules if isinstance(r, SloRule)]}")
+        kd = self.kpis[rule.kpi]
+        st = self.store
+        end = int(t_ms) // MINUTE_MS
+        n_h = -(-rule.period_min // 60)
+        rows = self.calc._all_rows
+        svc = lambda c: rule.service if COUNTERS[c].group == "cdr" else ""  # noqa: E731
+        good = sum(st.hour_sums(st.hour_column(c, svc(c)), end, n_h, rows) for c in kd.numerator)
+        total = sum(st.hour_sums(st.hour_column(c, svc(c)), end, n_h, rows) for c in kd.denominator)
+        seg = self.topology.element_to(rule.level).copy()
+        m = self._mask(rule.filter)
+        if m is not None:
+            seg[~m] = -1
+        agg = np.zeros((self.topology.n_nodes(rule.level), 2))
+        K.kpi_segment_sum(np.ascontiguousarray(np.column_stack([good, total])), seg, agg)
+        out = np.zeros(len(agg), dtype=[("node_id", "i8"), ("good", "f8"), ("total", "f8"), ("error_ratio", "f8"),
+                                          ("budget_used", "f8"), ("budget_remaining", "f8")])
+        out["node_id"] = self.topology.ids[rule.level]
+        out["good"], out["total"] = agg[:, 0], agg[:, 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["error_ratio"] = np.where(agg[:, 1] > 0, 1.0 - agg[:, 0] / agg[:, 1], np.nan)
+        out["budget_used"] = out["error_ratio"] / (1.0 - rule.objective)
+        out["budget_remaining"] = 1.0 - out["budget_used"]
+        return out
+
+    def firing(self) -> list[tuple[str, str, int]]:
+        """Currently firing (rule, scope_level, scope_id) triples."""
+        res = []
+        for ev in self.evals:
+            for node in np.flatnonzero(ev.state.state == K.ST_FIRING):
+                res.append((ev.name, ev.level, int(self.topology.ids[ev.level][node])))
+        return res
+
+    # ---- checkpoint ------------------------------------------------------------------------
+    def to_state(self) -> dict:
+        """Checkpoint: numpy arrays and plain scalars/strings only."""
+        d = {f"store.{k}": v for k, v in self.store.to_state().items()}
+        d.update({"rules": json.dumps([r.to_dict() for r in self.rules]),
+                  "kpis": json.dumps([k.to_dict() for k in self.user_kpis]),
+                  "reeval_minutes": self.reeval_minutes, "gap_fraction": self.calc.gap_fraction,
+                  "emit_cancelled": int(self.emit_cancelled), "last_tick": self.last_tick,
+                  "first_tick": self.first_tick, "n_late_rows": self.n_late_rows,
+                  "dirty": self._dirty.copy(), "dirty_lo": int(self._dirty_lo), "dirty_hi": int(self._dirty_hi)})
+        for i, ev in enumerate(self.evals):
+            for which in ("state", "committed"):
+                ls = getattr(ev, which)
+                for a in ("state", "count", "start", "worst"):
+                    d[f"eval{i}.{which}.{a}"] = getattr(ls, a).copy()
+            d[f"eval{i}.codes"] = ev.codes.copy()
+            d[f"eval{i}.values"] = ev.values.copy()
+            em = [(n, k, s, t) for n, keys in ev.emitted.items() for (k, s), t in keys.items()]
+            d[f"eval{i}.emitted"] = np.array(em, np.int64).reshape(-1, 4)
+        return d
+
+    @classmethod
+    def from_state(cls, d: dict) -> "SlaMonitor":
+        """Restore a monitor written by :meth:`to_state`."""
+        store = CounterStore.from_state({k[6:]: v for k, v in d.items() if k.startswith("store.")})
+        rules = json.loads(d["rules"])
+        for r in rules:
+            if r.get("clear_threshold") is None:
+                r.pop("clear_threshold", None)
+            if r.get("min_samples") is None:
+                r.pop("min_samples", None)
+        m = cls(store.topology, rules, json.loads(d["kpis"]), store.minute_ring, int(d["reeval_minutes"]),
+                store.pm_interval_s, float(d["gap_fraction"]), bool(d["emit_cancelled"]), store.max_ahead_ms)
+        m.store = store
+        m.calc = KpiCalculator(store, m.kpis, float(d["gap_fraction"]))
+        m.last_tick, m.first_tick = int(d["last_tick"]), int(d["first_tick"])
+        m.n_late_rows = int(d["n_late_rows"])
+        m._dirty = np.array(d["dirty"])
+        m._dirty_lo, m._dirty_hi = int(d["dirty_lo"]), int(d["dirty_hi"])
+        for i, ev in enumerate(m.evals):
+            for which in ("state", "committed"):
+                ls = getattr(ev, which)
+                for a in ("state", "count", "start", "worst"):
+                    setattr(ls, a, np.array(d[f"eval{i}.{which}.{a}"]))
+            ev.codes = np.array(d[f"eval{i}.codes"])
+            ev.values = np.array(d[f"eval{i}.values"])
+            for n, k, s, t in np.asarray(d[f"eval{i}.emitted"]).tolist():
+                ev.emitted.setdefault(n, {})[(k, s)] = t
+        return m
+
+
+def _cmp(v, comp, thr):
+    with np.errstate(invalid="ignore"):
+        if comp == "<":
+            return v < thr
+        if comp == "<=":
+            return v <= thr
+        if comp == ">":
+            return v > thr
+        return v >= thr
+
+
+def _fmt_min(m: int) -> str:
+    if m % 1440 == 0:
+        return f"{m // 1440}d"
+    if m % 60 == 0:
+        return f"{m // 60}h"
+    return f"{m}m"
+
+
+__all__ = ["SlaEvent", "SlaRule", "SloRule", "SlaMonitor", "load_rules", "default_rules", "parse_duration_s",
+           "SRE_BURN_WINDOWS", "SEVERITIES", "COMPARATORS", "STATUS_NAMES"]
