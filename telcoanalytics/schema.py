@@ -398,7 +398,13 @@ def _parse_vector(a: np.ndarray, kind: str, r: Rule):
             return vals, st
         return vals, None
     if r.parse == "iso":
-        if k not in "UO":
+        if k == "O":
+            try:
+                b = np.array(a.tolist())
+            except (ValueError, TypeError):
+                return None, None
+            return _parse_vector(b, kind, r) if b.dtype.kind in "UM" and b.ndim == 1 else (None, None)
+        if k != "U":
             return (None, None) if k == "S" else (np.zeros(len(a), dtype=np.int64 if kind == "i" else np.float64),
                                                   np.full(len(a), _UNPARSEABLE, dtype=np.int8))
         try:
