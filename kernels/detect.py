@@ -20,15 +20,15 @@ Model (per slot, additive Holt-Winters with robust updates)::
     level     += a_level  * rc_t
     season    += a_season * (season + rc_t - season)  (i.e. toward the clipped deseasonalised value)
     scale     += a_scale  * (min(|r_t|, huber_c * sigma_t) - scale)
-    thr       += eta * thr * (1{|z_t| > thr} - p)   clipped to [thr_min, thr_max]
+    log thr   += eta * (1{|z_t| > thr} - p)         clipped to [thr_min, thr_max]
     C+ = max(0, C+ + min(z, c_clip) - k),  C- = max(0, C- - max(z, -c_clip) - k)
     C+ > h or C- > h  ->  change: level += sign * (C/n_run + k) * sigma, CUSUM reset
 
 ``1.2533 = sqrt(pi / 2)`` turns a mean absolute deviation into a Gaussian sigma. The threshold
-update is Robbins-Monro stochastic approximation of the (1 - p) quantile of |z| (Robbins & Monro
-1951; Tierney 1983); since thr changes by eta * thr * (exceedances - p * n) in total, the realised
-exceedance rate tends to p whatever the distribution of z, as long as thr stays inside its
-bounds. CUSUM: Page (1954), with the change-point estimate at the last reset of the statistic.
+update is Robbins-Monro stochastic approximation of the (1 - p) quantile of |z| on a log scale
+(Robbins & Monro 1951; Tierney 1983); since log thr changes by eta * (exceedances - p * n) in
+total, the realised exceedance rate tends to p whatever the distribution of z, as long as thr
+stays inside its bounds. CUSUM: Page (1954), with the change-point estimate at the last reset of the statistic.
 """
 import numpy as np
 
@@ -127,7 +127,7 @@ def detect_batch(ts_ms, slot, value, thr_mult,
     target_p : float
         Target false-alarm rate per observation of the self-tuned threshold.
     eta : float
-        Relative step of the threshold quantile tracker.
+        Step of the threshold quantile tracker on log(thr).
     thr_min, thr_max : float
         Bounds of the self-tuned threshold.
     budget_p : float
@@ -156,6 +156,10 @@ def detect_batch(ts_ms, slot, value, thr_mult,
     gain = g[G_GAIN]
     use_season = season_ms > 0 and n_phase > 0
     phase_ms = season_ms // n_phase if use_season else 1
+    # log-additive steps: log thr moves by eta * (1{exceed} - p), so the exceedance count stays
+    # within (log(thr_max) - log(thr_min)) / eta of p * n, exactly
+    thr_up = np.exp(eta * (1.0 - target_p))
+    thr_dn = np.exp(-eta * target_p)
     for i in range(n):
         s = slot[i]
         x = value[i]
@@ -204,9 +208,9 @@ def detect_batch(ts_ms, slot, value, thr_mult,
             flags |= FLAG_WARM
         # ---- self-tuning threshold (Robbins-Monro quantile of |z|) -------------------------
         if az > thr:
-            thr += eta * thr * (1.0 - target_p)
+            thr *= thr_up
         else:
-            thr -= eta * thr * target_p
+            thr *= thr_dn
         if thr < thr_min:
             thr = thr_min
         elif thr > thr_max:
