@@ -538,3 +538,27 @@ def test_grouping_order_independent_and_conserving(cells, random):
     [r] = mgr.tick(T0 + 10 * MIN)
     assert sorted(a.labels["element"] for a in r.alerts) == sorted(str(e) for e in set(cells))
     assert all(a.state == "resolved" for a in r.alerts) and mgr.active_alerts == []
+
+
+def test_reclassification_updates_inhibition_and_clock_default(topo):
+    mgr, rec = mgr_for(topo, group_wait_ms=0)
+    symptom = cell_alert(1000, name="anomaly_throughput_mbps", cls="silence")
+    cause = cell_alert(1000, name="anomaly_unavailable_s", cls="change")
+    mgr.ingest([symptom, cause], T0)
+    assert mgr.inhibited_by(symptom) == ""
+    mgr.ingest([cell_alert(1000, name="anomaly_unavailable_s", cls="fault", updated_ms=T0 + 1)], T0 + 1)
+    assert mgr.stats["deduplicated"] == 1 and mgr.inhibited_by(symptom) == "down_mutes_own_symptoms"
+    wall = AlertManager(None).clock()
+    assert abs(wall - __import__("time").time() * 1000) < 60_000
+
+
+def test_labeler_with_an_empty_level():
+    class Empty:                                          # duck-typed topology without sites
+        levels = ("site", "element")
+        element_level = "element"
+        ids = {"site": np.zeros(0, dtype=np.int64), "element": np.zeros(0, dtype=np.int64)}
+
+        def index_of(self, ids):
+            return np.full(len(ids), -1)
+    [a] = alerts_from_sla_events([Ev(scope_level="site", scope_id=5)], Empty())
+    assert a.labels["site"] == "5" and "topology" in a.annotations
