@@ -13,7 +13,12 @@ File formats
   ``lat``, ``lon``, anything else). Column types are inferred: integers, then floats (an empty
   cell is NaN), else text. ``equipment_class``, ``vendor`` and ``technology`` may be given as
   codes or as the names of ``records.EQUIPMENT_CLASSES`` / ``VENDORS`` / ``TECHNOLOGIES`` and are
-  stored as int16 codes, like ``records.TOPOLOGY_DTYPE``.
+  stored as int16 codes, like ``records.TOPOLOGY_DTYPE`` (empty means unknown, code -1).
+
+Dense indices after a load: elements are numbered in row order (tree order for nested JSON);
+upper-level nodes in increasing id order, then nodes without elements (nested JSON only). A
+row-per-element file cannot hold a node without elements; SQLite keeps every node and every
+dense index exactly.
 
 The ``topology.csv`` of :mod:`telcoanalytics.synth` (the ``TOPOLOGY_DTYPE`` fields) is this
 format with the default levels ``("region", "site")``.
@@ -165,6 +170,9 @@ def _coded_column(values, col, row_label) -> np.ndarray:
     out = np.empty(len(values), dtype=np.int16)
     for i, v in enumerate(values):
         s = v.strip() if isinstance(v, str) else v
+        if s is None or s == "":
+            out[i] = -1
+            continue
         if isinstance(s, str) and s in code:
             out[i] = code[s]
             continue
