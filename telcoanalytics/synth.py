@@ -137,7 +137,7 @@ class SynthConfig:
     cells_per_site: int = 3
     pm_interval_ms: int = 300_000
     env_interval_ms: int = 900_000
-    cdr_per_cell_day: float = 220.0
+    cdr_per_cell_day: float = 200.0
     utc_offset_h: float = 0.0
     n_congestion: int = 6
     n_failure: int = 6

@@ -185,7 +185,7 @@ def inject(counts: dict, topo: SynthTopology, times_ms: np.ndarray, dt_ms: int, 
         pl.used_sites.update(int(s) for s in near)
         members = np.flatnonzero(is_cell & np.isin(topo.site, near))
         up, plat, down = pl.fit([pl.k(60), pl.k(rng.uniform(90, 180)), pl.k(30)])
-        k0 = pl.start(up + plat + down)
+        k0 = pl.start(up + plat + down, n_candidates=4, focus=up + plat // 2)   # events favour busy hours
         m_peak = rng.uniform(1.8, 3.0)
         f = _ramp(n_t, [k0, k0 + up, k0 + up + plat, k0 + up + plat + down], [0, 1, 1, 0])
         xb = x_base[:, members]
@@ -213,9 +213,9 @@ def inject(counts: dict, topo: SynthTopology, times_ms: np.ndarray, dt_ms: int, 
     for _ in range(int(counts.get("failure", 0))):
         silent = rng.random() < 0.5
         if silent:
-            e = pl.pick(is_cell, "failure")
+            e = pl.pick(is_cell, "failure", prefer_urban=True)
         else:
-            e = pl.pick(is_cell | (cls == SWITCH), "failure")
+            e = pl.pick(is_cell | (cls == SWITCH), "failure", prefer_urban=True)
         (d,) = pl.fit([pl.k(rng.uniform(30, 120))])
         k0 = pl.start(d)
         sl = slice(k0, k0 + d)
@@ -229,7 +229,7 @@ def inject(counts: dict, topo: SynthTopology, times_ms: np.ndarray, dt_ms: int, 
                 eff.demand[sl, sib] *= np.maximum(1.0, np.minimum(absorb, 0.9 / xb)).astype(np.float32)
             params = {"absorbed_by": len(sib)}
         else:
-            em, fp, la = rng.uniform(20, 60), rng.uniform(0.06, 0.2), rng.uniform(1.0, 4.0)
+            em, fp, la = rng.uniform(20, 60), rng.uniform(0.08, 0.25), rng.uniform(1.0, 4.0)
             eff.err_mult[sl, e] *= em
             eff.unavail_p[sl, e] = 0.3
             eff.loss_add[sl, e] += la

@@ -54,12 +54,13 @@ def mix63(x) -> np.ndarray:
     Distinct inputs below 2**63 give distinct outputs, so ``mix63(salt + arange(n))`` yields
     unique pseudo-random ids.
     """
-    z = np.asarray(x).astype(np.uint64) & _M63
-    z = z ^ (z >> np.uint64(31))
-    z = (z * _C1) & _M63
-    z = z ^ (z >> np.uint64(29))
-    z = (z * _C2) & _M63
-    z = z ^ (z >> np.uint64(32))
+    with np.errstate(over="ignore"):           # multiplication wraps mod 2**64 by design
+        z = np.asarray(x).astype(np.uint64) & _M63
+        z = z ^ (z >> np.uint64(31))
+        z = (z * _C1) & _M63
+        z = z ^ (z >> np.uint64(29))
+        z = (z * _C2) & _M63
+        z = z ^ (z >> np.uint64(32))
     return z.astype(np.int64)
 
 
@@ -169,7 +170,7 @@ def qos_rows(topo, times_ms, x, eff: Effects, rng: np.random.Generator) -> np.nd
     i_d = 0.024 * d + 0.11 * (d - 177.3) * (d > 177.3)
     i_e = 95.0 * loss / (loss + 4.3)
     r = np.clip(93.2 - i_d - i_e, 0.0, 100.0)
-    mos = 1.0 + 0.035 * r + 7e-6 * r * (r - 60.0) * (100.0 - r)
+    mos = np.clip(1.0 + 0.035 * r + 7e-6 * r * (r - 60.0) * (100.0 - r), 1.0, 4.5)
     mos = np.where(is_cell[None, :], np.round(mos, 3), np.nan)
     mask = eff.present
     out = np.empty(int(mask.sum()), dtype=QOS_DTYPE)

@@ -1,0 +1,585 @@
+"""Tests of the synthetic network generator: reproducibility, realism, labels, stream, files."""
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from telcoanalytics.records import (CAUSE_CONGESTION, CAUSE_FAILURE, CAUSE_USER, DTYPES, EQUIPMENT_CLASS_CODE,
+                                    METRIC_CODE, METRICS, NO_TIME_MS, SERVICE_CODE, SOURCES, TIME_FIELD,
+                                    TOPOLOGY_DTYPE)
+from telcoanalytics.synth import (CLASS_METRICS, CORRUPT_KINDS, LABEL_DTYPE, ORIGIN_CLEAN, ORIGIN_CORRUPTED,
+                                  ORIGIN_DUPLICATE, SOURCE_CORRUPTIONS, SynthConfig, diurnal_profile, generate,
+                                  read_labels)
+from telcoanalytics.synth_load import DAY_MS, HOUR_MS
+from telcoanalytics.synth_sources import mix63
+from telcoanalytics.synth_topology import build_topology
+
+START = SynthConfig().start_ms          # Monday 00:00 UTC
+SMALL = dict(n_elements=300, n_regions=4, days=0.25, start_ms=START + 10 * HOUR_MS)
+
+
+@pytest.fixture(scope="module")
+def day():
+    return generate(SynthConfig(seed=11, **SMALL))
+
+
+@pytest.fixture(scope="module")
+def full_day():
+    # one whole day, fewer scenarios so most cells are undisturbed
+    return generate(SynthConfig(n_elements=400, n_regions=4, days=1.0, seed=5, n_congestion=2, n_failure=2,
+                                n_degradation=1, n_crowd=1, n_collection_gap=1))
+
+
+def _digest(d) -> str:
+    h = hashlib.sha256()
+    h.update(d.topology_table.tobytes())
+    for s in SOURCES:
+        h.update(d[s].tobytes())
+    h.update(d.labels.tobytes())
+    for s, rows, arr, org in d.raw_batches(300_000, with_arrival=True):
+        h.update(s.encode())
+        h.update(rows.tobytes())
+        h.update(arr.tobytes())
+        h.update(org.tobytes())
+    return h.hexdigest()
+
+
+def _in(t, a, b):
+    return (t >= a) & (t < b)
+
+
+# ---- reproducibility -----------------------------------------------------------------------------
+def test_same_seed_same_bytes_different_seed_differs(day):
+    again = generate(SynthConfig(seed=11, **SMALL))
+    assert _digest(again) == _digest(day)
+    assert again.stats == day.stats
+    other = generate(SynthConfig(seed=12, **SMALL))
+    assert _digest(other) != _digest(day)
+    for s in SOURCES:        # every source changes, not just one
+        assert other[s].tobytes() != day[s].tobytes()
+
+
+def test_overrides_and_scale():
+    d = generate(SynthConfig(seed=11, **SMALL), seed=11, n_congestion=0)
+    assert "congestion" not in set(d.labels["scenario"])
+    big = generate(n_elements=200, n_regions=2, days=0.05, scale=2.0, n_congestion=0, n_failure=0,
+                   n_degradation=0, n_crowd=0, n_collection_gap=0)
+    assert big.topology.n_elements == 400
+    assert len(big.labels) == 0 and big.labels.dtype == LABEL_DTYPE
+    assert big.n_events == sum(len(big[s]) for s in SOURCES)
+
+
+# ---- topology ------------------------------------------------------------------------------------
+def test_topology_structure(day):
+    t = day.topology_table
+    assert t.dtype == TOPOLOGY_DTYPE and len(t) == 300
+    assert len(np.unique(t["element_id"])) == len(t)
+    topo = day.topology
+    assert topo.levels == ("region", "site", "element") and topo.n_nodes("region") == 4
+    cls = t["equipment_class"]
+    for r in np.unique(t["region_id"]):
+        m = t["region_id"] == r
+        assert (cls[m] == EQUIPMENT_CLASS_CODE["packet_gateway"]).sum() == 1
+        assert (cls[m] == EQUIPMENT_CLASS_CODE["core_router"]).sum() == 2
+        assert (cls[m] == EQUIPMENT_CLASS_CODE["aggregation_switch"]).sum() >= 1
+    cells = np.isin(cls, [EQUIPMENT_CLASS_CODE["macro_cell"], EQUIPMENT_CLASS_CODE["small_cell"]])
+    assert cells.mean() > 0.9
+    sites, per_site = np.unique(t["site_id"][cells], return_counts=True)
+    assert per_site.max() <= 3 and 2.0 < per_site.mean() <= 3.0
+    # cells of one site share coordinates; coordinates are plausible
+    for s in sites[:20]:
+        m = t["site_id"] == s
+        assert np.ptp(t["lat"][m]) == 0 and np.ptp(t["lon"][m]) == 0
+    assert np.all(np.abs(t["lat"]) < 90) and np.all(np.abs(t["lon"]) < 180)
+
+
+def test_build_topology_exact_size_and_errors():
+    for n, r in ((32, 4), (1000, 7), (10_001, 10)):
+        topo = build_topology(n, r, 3, np.random.default_rng(0))
+        assert topo.n == n and len(topo.region_ids) == r
+        assert np.all(topo.uplink[topo.is_cell] >= 0)
+    with pytest.raises(ValueError, match="too small"):
+        build_topology(10, 4, 3, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="n_regions"):
+        build_topology(100, 0, 3, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="cells_per_site"):
+        build_topology(100, 2, 0, np.random.default_rng(0))
+
+
+# ---- canonical arrays ----------------------------------------------------------------------------
+def test_arrays_canonical_and_sorted(day):
+    ids = set(day.topology_table["element_id"].tolist())
+    for s in SOURCES:
+        a = day[s]
+        assert a.dtype == DTYPES[s] and len(a) > 0
+        assert np.all(np.diff(a[TIME_FIELD[s]]) >= 0), s
+        assert np.all(_in(a[TIME_FIELD[s]], day.start_ms, day.end_ms)), s
+        el = a["src_element_id"] if s == "flow" else a["element_id"]
+        assert set(np.unique(el).tolist()) <= ids
+    with pytest.raises(KeyError, match="unknown source"):
+        day["bogus"]
+
+
+def test_cdr_fields(day):
+    c = day.cdr
+    assert len(np.unique(c["record_id"])) == len(c) and np.all(c["record_id"] >= 0)
+    ans = c["answer_ms"] != NO_TIME_MS
+    assert np.all(c["answer_ms"][~ans] == NO_TIME_MS)
+    assert np.all(c["answer_ms"][ans] >= c["start_ms"][ans]) and np.all(c["end_ms"][ans] >= c["answer_ms"][ans])
+    assert np.all(c["end_ms"] >= c["start_ms"])
+    assert np.all((c["cause"] >= 1) & (c["cause"] <= 127))
+    # answered calls end with normal clearing; unanswered have a non-normal cause
+    assert set(np.unique(c["cause"][ans]).tolist()) <= {16, 31}
+    assert not np.isin(c["cause"][~ans], [16, 31]).any()
+    carries = np.isin(c["service"], [SERVICE_CODE["video"], SERVICE_CODE["data"]]) & ans
+    assert np.all(c["bytes_down"][~carries] == 0) and np.all(c["bytes_down"][carries] >= 0)
+    assert (c["bytes_down"][carries] > 0).mean() > 0.99 and np.all(c["bytes_up"] >= 0)
+    # parties come from a subscriber population: fewer distinct IMSIs than calls, ids hashed
+    assert 0 < len(np.unique(c["imsi_hash"])) < len(c)
+    assert np.all(c["calling_id"] >= 0)
+
+
+def test_mix63_is_injective_on_a_range():
+    x = mix63(np.arange(200_000, dtype=np.uint64) + np.uint64(12345))
+    assert len(np.unique(x)) == len(x) and x.min() >= 0
+
+
+def test_equip_metrics_per_class_and_cadence(day):
+    e = day.equip
+    cls_of = dict(zip(day.topology_table["element_id"].tolist(), day.topology_table["equipment_class"].tolist()))
+    elems, first = np.unique(e["element_id"], return_index=True)
+    for el in elems[::7]:
+        got = set(np.unique(e["metric_id"][e["element_id"] == el]).tolist())
+        assert got == {METRIC_CODE[m] for m in CLASS_METRICS[cls_of[int(el)]]}
+    temp = e["metric_id"] == METRIC_CODE["temperature_c"]
+    assert np.all((e["ts_ms"][temp] - day.start_ms) % day.config.env_interval_ms == 0)
+    assert np.all((e["ts_ms"] - day.start_ms) % day.config.pm_interval_ms == 0)
+    for name, lo, hi in (("prb_util_pct", 0, 100), ("cpu_util_pct", 0, 100), ("throughput_mbps", 0, np.inf),
+                         ("unavailable_s", 0, 300), ("error_count", 0, np.inf), ("temperature_c", -10, 90)):
+        v = e["value"][e["metric_id"] == METRIC_CODE[name]]
+        assert len(v) and np.all((v >= lo) & (v <= hi)), name
+    # one row per (ts, element, metric)
+    key = (e["ts_ms"] - day.start_ms) * 10**9 + (e["element_id"] % 10**8) * 10 + e["metric_id"]
+    assert len(np.unique(key)) == len(e)
+    assert set(np.unique(e["metric_id"]).tolist()) <= set(range(len(METRICS)))
+
+
+def test_qos_and_flows(day):
+    q = day.qos
+    cells = set(day.topology_table["element_id"][day.topology.attributes["equipment_class"] <= 1].tolist())
+    is_cell = np.array([v in cells for v in q["element_id"].tolist()])
+    assert np.all(np.isfinite(q["mos"][is_cell])) and np.all(np.isnan(q["mos"][~is_cell]))
+    assert np.all((q["mos"][is_cell] >= 1) & (q["mos"][is_cell] <= 4.5))
+    assert np.all(q["latency_ms"] > 0) and np.all(q["jitter_ms"] >= 0)
+    assert np.all((q["loss_pct"] >= 0) & (q["loss_pct"] <= 100))
+    f = day.flow
+    assert np.all(f["bytes"] >= 0) and np.all(f["packets"] >= 0) and np.all(f["flows"] >= 0)
+    t = day.topology
+    src_cls = t.attributes["equipment_class"][t.index_of(f["src_element_id"])]
+    dst_cls = t.attributes["equipment_class"][t.index_of(f["dst_element_id"])]
+    assert np.all(t.index_of(f["dst_element_id"]) >= 0)
+    # cells feed switches, switches feed core routers, core routers feed the packet gateway
+    expect = {0: 3, 1: 3, 3: 2, 2: 4}
+    assert all(expect[int(a)] == int(b) for a, b in set(zip(src_cls.tolist(), dst_cls.tolist())))
+
+
+def test_latency_tracks_utilisation(full_day):
+    d = full_day
+    e, q = d.equip, d.qos
+    u = e[e["metric_id"] == METRIC_CODE["prb_util_pct"]]
+    cells = d.topology_table["element_id"][d.topology.attributes["equipment_class"] <= 1]
+    el = cells[0]
+    uu = u[u["element_id"] == el]
+    qq = q[q["element_id"] == el]
+    common, iu, iq = np.intersect1d(uu["ts_ms"], qq["ts_ms"], return_indices=True)
+    r = np.corrcoef(uu["value"][iu], qq["latency_ms"][iq])[0, 1]
+    assert r > 0.3, f"latency should rise with utilisation, corr={r:.2f}"
+
+
+# ---- seasonality and proportions ---------------------------------------------------------------
+def test_diurnal_profile_shape():
+    mon = START
+    h = np.arange(0, 24 * 7) * HOUR_MS + mon + HOUR_MS // 2
+    p = diurnal_profile(h)
+    wd = p[:24 * 5].reshape(5, 24)
+    we = p[24 * 5:].reshape(2, 24)
+    assert np.allclose(wd, wd[0])                  # every weekday alike
+    assert 0.97 < wd.max() <= 1.0 and wd[0].argmax() in (19, 20)
+    assert wd[0, 4] < 0.12                         # night trough
+    assert 0.8 < we.max() <= 0.86 and we[0, 9] < wd[0, 9]   # no office peak on weekends
+    assert np.allclose(diurnal_profile(h, utc_offset_h=2.0)[:-2], p[2:])
+
+
+def test_cdr_volume_follows_diurnal_load(full_day):
+    c = full_day.cdr
+    hour = (c["start_ms"] - full_day.start_ms) // HOUR_MS
+    per_hour = np.bincount(hour, minlength=24)
+    assert per_hour[18:21].mean() > 5 * per_hour[2:5].mean()
+    assert per_hour.argmax() in range(9, 22)
+    # equipment utilisation follows the same curve
+    e = full_day.equip
+    u = e[e["metric_id"] == METRIC_CODE["prb_util_pct"]]
+    uh = np.bincount((u["ts_ms"] - full_day.start_ms) // HOUR_MS, weights=u["value"], minlength=24) / \
+        np.bincount((u["ts_ms"] - full_day.start_ms) // HOUR_MS, minlength=24)
+    assert uh[18:21].mean() > 3 * uh[2:5].mean()
+    # volume matches the configured mean per cell and day (within 15%: scenarios add surges)
+    n_cells = (full_day.topology.attributes["equipment_class"] <= 1).sum()
+    assert abs(len(c) / (n_cells * full_day.config.cdr_per_cell_day) - 1.0) < 0.15
+
+
+def test_cause_and_service_proportions(full_day):
+    c = full_day.cdr
+    voice = c[c["service"] == SERVICE_CODE["voice"]]
+    share = lambda a, codes: np.isin(a["cause"], codes).mean()  # noqa: E731
+    # tolerances: ~30k voice calls, binomial sd < 0.3 percentage points; scenario windows add a little
+    assert 0.80 < share(voice, [16]) < 0.89
+    assert 0.09 < share(voice, list(CAUSE_USER)) < 0.15
+    assert 0.01 < share(voice, [31]) < 0.04
+    assert share(voice, list(CAUSE_FAILURE)) < 0.02 and share(voice, [38, 41, 102]) > 0.001
+    assert share(voice, list(CAUSE_CONGESTION)) < 0.03
+    u, n = np.unique(c["cause"], return_counts=True)
+    assert u[np.argmax(n)] == 16
+    assert {16, 17, 18, 19, 31, 34, 38, 41, 102} <= set(u.tolist())
+    svc = np.bincount(c["service"], minlength=4) / len(c)
+    assert np.allclose(svc, [0.42, 0.06, 0.22, 0.30], atol=0.02)
+    ans = c["answer_ms"] != NO_TIME_MS
+    hold = (c["end_ms"] - c["answer_ms"])[ans & (c["service"] == SERVICE_CODE["voice"])] / 1000.0
+    assert 70 < np.median(hold) < 110                # lognormal, median 90 s
+    assert np.mean(hold) > np.median(hold)           # right-skewed
+
+
+# ---- labels match what was injected ------------------------------------------------------------
+def test_labels_cover_every_kind(day):
+    lab = day.labels
+    assert lab.dtype == LABEL_DTYPE
+    kinds, n = np.unique(lab["scenario"], return_counts=True)
+    assert dict(zip(kinds.tolist(), n.tolist())) == {"congestion": 6, "failure": 6, "degradation": 4,
+                                                      "crowd": 2, "collection_gap": 2}
+    assert np.all(lab["start_ms"] >= day.start_ms) and np.all(lab["end_ms"] <= day.end_ms)
+    assert np.all(lab["end_ms"] > lab["start_ms"])
+    assert np.all(np.diff(lab["start_ms"]) >= 0) and len(day.scenarios) == len(lab)
+    for row, det in zip(lab, day.scenarios):
+        assert det["scenario"] == row["scenario"] and det["start_ms"] == row["start_ms"]
+        if row["scope_level"] == "element":
+            assert row["element_id"] == row["scope_id"] and det["element_ids"] == [row["element_id"]]
+        else:
+            assert row["element_id"] == -1
+    # the scenarios touch disjoint sets of elements
+    all_el = np.concatenate([d["element_ids"] for d in day.scenarios if d["scenario"] != "collection_gap"])
+    assert len(np.unique(all_el)) == len(all_el)
+
+
+def test_congestion_label(day):
+    c, q, e = day.cdr, day.qos, day.equip
+    util = e[e["metric_id"] == METRIC_CODE["prb_util_pct"]]
+    for row, det in zip(day.labels, day.scenarios):
+        if row["scenario"] != "congestion":
+            continue
+        el, ps, pe = row["element_id"], det["plateau_start_ms"], det["plateau_end_ms"]
+        m = (c["element_id"] == el) & _in(c["start_ms"], ps, pe)
+        blocked = np.isin(c["cause"][m], [34, 42]).mean()
+        assert m.sum() >= 10 and blocked > 0.02, (row, m.sum(), blocked)
+        u_el = util[util["element_id"] == el]
+        assert u_el["value"][_in(u_el["ts_ms"], ps, pe)].mean() > 95
+        before = u_el["value"][u_el["ts_ms"] < row["start_ms"]]
+        assert before.mean() < 80
+        q_el = q[q["element_id"] == el]
+        lat_in = q_el["latency_ms"][_in(q_el["ts_ms"], ps, pe)].mean()
+        assert lat_in > 2 * q_el["latency_ms"][q_el["ts_ms"] < row["start_ms"]].mean()
+        assert q_el["loss_pct"][_in(q_el["ts_ms"], ps, pe)].mean() > 0.5
+        # the ramp: utilisation at the ramp start is below the plateau
+        assert u_el["value"][u_el["ts_ms"] == row["start_ms"]].max() < 95
+
+
+def test_failure_labels(day):
+    for row, det in zip(day.labels, day.scenarios):
+        if row["scenario"] != "failure":
+            continue
+        el, a, b = row["element_id"], row["start_ms"], row["end_ms"]
+        if det["mode"] == "silent":
+            assert row["source"] == "all" and row["metric"] == ""
+            for s in SOURCES:
+                arr = day[s]
+                col = arr["src_element_id"] if s == "flow" else arr["element_id"]
+                t = arr[TIME_FIELD[s]]
+                assert not np.any((col == el) & _in(t, a, b)), s
+                assert np.any((col == el) & ~_in(t, a, b)), s      # alive outside the window
+        else:
+            assert det["mode"] == "errors" and row["metric"] == "error_count"
+            e = day.equip
+            m = (e["element_id"] == el) & (e["metric_id"] == METRIC_CODE["error_count"])
+            inside = e["value"][m & _in(e["ts_ms"], a, b)].mean()
+            outside = e["value"][m & ~_in(e["ts_ms"], a, b)].mean()
+            assert inside > 5 * outside
+            unav = e["value"][(e["element_id"] == el) & (e["metric_id"] == METRIC_CODE["unavailable_s"])
+                              & _in(e["ts_ms"], a, b)]
+            if len(unav):
+                assert np.any(unav > 0)
+
+
+def test_failure_causes_rise_under_error_failure():
+    # a busier network so the failing cell carries enough calls to measure the cause share
+    d = generate(SynthConfig(n_elements=300, n_regions=2, days=0.25, seed=4, start_ms=START + 12 * HOUR_MS,
+                             cdr_per_cell_day=3000, n_congestion=0, n_failure=6, n_degradation=0, n_crowd=0,
+                             n_collection_gap=0))
+    c = d.cdr
+    checked = 0
+    for row, det in zip(d.labels, d.scenarios):
+        if det["mode"] == "errors" and det["params"]["fail_share"] > 0:
+            m = (c["element_id"] == row["element_id"]) & _in(c["start_ms"], row["start_ms"], row["end_ms"])
+            assert np.isin(c["cause"][m], CAUSE_FAILURE).mean() > 0.04
+            checked += 1
+    assert checked >= 1
+
+
+def test_degradation_label(day):
+    q = day.qos
+    for row in day.labels[day.labels["scenario"] == "degradation"]:
+        assert row["source"] == "qos" and row["metric"] == "latency_ms"
+        qe = q[q["element_id"] == row["element_id"]]
+        a, b = row["start_ms"], row["end_ms"]
+        last = qe["latency_ms"][_in(qe["ts_ms"], b - (b - a) // 4, b)].mean()
+        first = qe["latency_ms"][_in(qe["ts_ms"], a, a + (b - a) // 4)].mean()
+        before = qe["latency_ms"][qe["ts_ms"] < a].mean()
+        assert last > 2 * before and last > 1.5 * first       # a drift, not a step
+        after = qe["latency_ms"][qe["ts_ms"] >= b]
+        if len(after):
+            assert after.mean() < last / 2                     # repaired
+
+
+def test_crowd_label(day):
+    c = day.cdr
+    for row, det in zip(day.labels, day.scenarios):
+        if row["scenario"] != "crowd":
+            continue
+        assert row["scope_level"] == "site" and row["scope_id"] in day.topology_table["site_id"]
+        els = np.array(det["element_ids"])
+        assert len(np.unique(day.topology_table["site_id"][np.isin(day.topology_table["element_id"], els)])) >= 4
+        mine = np.isin(c["element_id"], els)
+        ps, pe = det["plateau_start_ms"], det["plateau_end_ms"]
+        inw = _in(c["start_ms"], ps, pe)
+        outw = ~_in(c["start_ms"], row["start_ms"], row["end_ms"])
+        # attempts relative to the rest of the network: clearly higher during the event
+        ratio_in = (mine & inw).sum() / max((~mine & inw).sum(), 1)
+        ratio_out = (mine & outw).sum() / max((~mine & outw).sum(), 1)
+        assert ratio_in > 1.3 * ratio_out, (ratio_in, ratio_out)
+        # but it is not a fault: failure and congestion causes at their normal (base) rates
+        sel = c[mine & inw]
+        assert np.isin(sel["cause"], CAUSE_FAILURE).mean() < 0.02
+        assert np.isin(sel["cause"], [34, 42]).mean() < 0.02
+        u = day.equip[(day.equip["metric_id"] == METRIC_CODE["prb_util_pct"]) & np.isin(day.equip["element_id"], els)]
+        assert u["value"][_in(u["ts_ms"], ps, pe)].max() <= 92
+
+
+def test_collection_gap_label(day):
+    t = day.topology_table
+    for row in day.labels[day.labels["scenario"] == "collection_gap"]:
+        assert row["scope_level"] == "region" and row["source"] == "equip" and row["element_id"] == -1
+        els = t["element_id"][t["region_id"] == row["scope_id"]]
+        a, b = row["start_ms"], row["end_ms"]
+        e = day.equip
+        assert not np.any(np.isin(e["element_id"], els) & _in(e["ts_ms"], a, b))
+        assert np.any(np.isin(e["element_id"], els) & (e["ts_ms"] < a))
+        # the network is fine: QoS and flows keep coming from every element of the region (no other
+        # scenario runs in a gap region), flows from all but the packet gateway
+        k = (b - a) // day.config.pm_interval_ms
+        for s, expect in (("qos", k * len(els)), ("flow", k * (len(els) - 1))):
+            arr = day[s]
+            col = arr["src_element_id"] if s == "flow" else arr["element_id"]
+            assert (np.isin(col, els) & _in(arr["ts_ms"], a, b)).sum() == expect, s
+
+
+# ---- arrival stream ----------------------------------------------------------------------------
+def test_raw_batches_conserve_counts(day):
+    st = day.stats
+    got = {s: 0 for s in SOURCES}
+    origins = {s: [] for s in SOURCES}
+    last_window = -1
+    for s, rows, arr, org in day.raw_batches(60_000, with_arrival=True):
+        assert rows.dtype == DTYPES[s] and len(rows) == len(arr) == len(org) > 0
+        assert np.all(np.diff(arr) >= 0)
+        w = arr[0] // 60_000
+        assert np.all(arr // 60_000 == w) and w >= last_window
+        last_window = w
+        got[s] += len(rows)
+        origins[s].append(org)
+    for s in SOURCES:
+        org = np.concatenate(origins[s])
+        n_cor = sum(st["n_corrupted"][s].values())
+        assert got[s] == st["n_arrived"][s] == st["n"][s] + st["n_duplicates"][s] + n_cor
+        assert (org == ORIGIN_CLEAN).sum() == st["n"][s] == len(day[s])
+        assert (org == ORIGIN_DUPLICATE).sum() == st["n_duplicates"][s]
+        for kind, k in st["n_corrupted"][s].items():
+            assert (org == ORIGIN_CORRUPTED + CORRUPT_KINDS.index(kind)).sum() == k
+        assert set(st["n_corrupted"][s]) == set(SOURCE_CORRUPTIONS[s]) and min(st["n_corrupted"][s].values()) >= 1
+        assert st["n_on_time"][s] + st["n_out_of_order"][s] + st["n_late"][s] == st["n"][s]
+    assert st["n_duplicates"]["cdr"] == round(0.001 * st["n"]["cdr"]) and st["n_duplicates"]["equip"] == 0
+    plain = sum(len(r) for _, r in day.raw_batches(60_000))
+    assert plain == sum(st["n_arrived"].values())
+
+
+@settings(max_examples=8)
+@given(batch_ms=st.integers(min_value=1_000, max_value=3 * HOUR_MS))
+def test_raw_batches_conservation_any_batch(day, batch_ms):
+    got = {s: 0 for s in SOURCES}
+    for s, rows in day.raw_batches(batch_ms):
+        got[s] += len(rows)
+    assert got == day.stats["n_arrived"]
+
+
+def test_raw_stream_contents(day):
+    for s in SOURCES:
+        rows, arr, org = day.raw(s)
+        assert len(rows) == day.stats["n_arrived"][s] and np.all(np.diff(arr) >= 0)
+        clean = rows[org == ORIGIN_CLEAN]
+        # the clean arrivals are exactly the ground truth (as a multiset)
+        assert np.array_equal(np.sort(clean.view(f"V{DTYPES[s].itemsize}")),
+                              np.sort(day[s].view(f"V{DTYPES[s].itemsize}")))
+        tf = TIME_FIELD[s]
+        for kind in SOURCE_CORRUPTIONS[s]:
+            bad = rows[org == ORIGIN_CORRUPTED + CORRUPT_KINDS.index(kind)]
+            if kind == "nan":
+                fl = [f for f in bad.dtype.names if bad.dtype[f].kind == "f" and f != "mos"]
+                assert np.all(np.any(np.stack([np.isnan(bad[f]) for f in fl]), axis=0))
+            elif kind == "inf":
+                fl = [f for f in bad.dtype.names if bad.dtype[f].kind == "f" and f != "mos"]
+                assert np.all(np.any(np.stack([np.isinf(bad[f]) for f in fl]), axis=0))
+            elif kind == "end_before_start":
+                assert np.all(bad["end_ms"] < bad["start_ms"])
+            elif kind == "time_out_of_range":
+                assert np.all((bad[tf] < day.start_ms - 10 * 365 * DAY_MS) | (bad[tf] > day.end_ms + 100 * 365 * DAY_MS))
+            elif kind == "unknown_element":
+                col = bad["src_element_id"] if s == "flow" else bad["element_id"]
+                assert np.all(day.topology.index_of(col) == -1)
+            elif kind == "bad_cause":
+                assert np.all((bad["cause"] < 1) | (bad["cause"] > 127))
+            elif kind == "negative_latency":
+                assert np.all(bad["latency_ms"] < 0)
+    rows, arr, org = day.raw("cdr")
+    dup = rows[org == ORIGIN_DUPLICATE]
+    assert np.all(np.isin(dup["record_id"], day.cdr["record_id"]))
+    # the duplicate arrives after its original
+    first_arrival = {int(r): int(a) for r, a, o in zip(rows["record_id"], arr, org) if o == ORIGIN_CLEAN}
+    assert all(a > first_arrival[int(r)] for r, a in zip(dup["record_id"], arr[org == ORIGIN_DUPLICATE]))
+    corrupt_ids = rows["record_id"][org >= ORIGIN_CORRUPTED]
+    assert not np.any(np.isin(corrupt_ids, day.cdr["record_id"]))
+
+
+def test_arrival_delays(full_day):
+    st = full_day.stats
+    for s in SOURCES:
+        n = st["n"][s]
+        # tolerances: binomial counts, 4 sd; equip delays are drawn per PM file (5 rows) so wider
+        k = 5.0 if s == "equip" else 1.0
+        for key, p in (("n_out_of_order", 0.03), ("n_late", 0.0052)):
+            sd = np.sqrt(n * p * k)
+            assert abs(st[key][s] - n * p) < 4 * sd + 5, (s, key)
+    rows, arr, org = full_day.raw("qos")
+    clean = org == ORIGIN_CLEAN
+    delay = arr[clean] - (rows["ts_ms"][clean] + full_day.config.pm_interval_ms)
+    assert delay.min() >= 0 and np.mean(delay < 5_000) > 0.95
+    assert (delay > 60_000).sum() == st["n_late"]["qos"]
+    assert (delay >= 3_600_000).sum() == st["n_very_late"]["qos"]
+    # out of order: some rows arrive before rows with an earlier event time
+    assert np.any(np.diff(rows["ts_ms"][clean]) < 0)
+
+
+def test_cdr_arrival_start_option():
+    d = generate(SynthConfig(seed=2, cdr_arrival="start", **{**SMALL, "days": 0.05}))
+    rows, arr, org = d.raw("cdr")
+    ok = org == ORIGIN_CLEAN
+    assert np.all(arr[ok] >= rows["start_ms"][ok]) and np.mean(arr[ok] - rows["start_ms"][ok] < 5_000) > 0.9
+
+
+# ---- files -------------------------------------------------------------------------------------
+def test_write_parquet_round_trip(day, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    man = day.write(tmp_path / "pq", fmt="parquet")
+    for s in SOURCES:
+        tab = pq.read_table(tmp_path / "pq" / f"{s}.parquet")
+        rows, _, _ = day.raw(s)
+        assert tab.num_rows == man["files"][s]["rows"] == len(rows)
+        back = np.empty(tab.num_rows, dtype=DTYPES[s])
+        for f in DTYPES[s].names:
+            back[f] = tab.column(f).to_numpy()
+        assert back.tobytes() == rows.tobytes()
+    assert np.array_equal(read_labels(tmp_path / "pq" / "labels.json"), day.labels)
+    doc = json.loads((tmp_path / "pq" / "labels.json").read_text())
+    assert doc["stats"] == day.stats and doc["config"]["seed"] == 11 and doc["scenarios"] == day.scenarios
+    topo = np.genfromtxt(tmp_path / "pq" / "topology.csv", delimiter=",", names=True)
+    assert np.array_equal(topo["element_id"].astype(np.int64), day.topology_table["element_id"])
+    assert np.allclose(topo["lat"], day.topology_table["lat"], rtol=0, atol=0)   # repr round-trips exactly
+    # clean ground truth instead of the raw stream
+    day.write(tmp_path / "clean", fmt="parquet", raw=False)
+    tab = pq.read_table(tmp_path / "clean" / "cdr.parquet")
+    assert np.array_equal(tab.column("record_id").to_numpy(), day.cdr["record_id"])
+
+
+def test_write_csv_round_trip_with_unparseable_cells(day, tmp_path):
+    man = day.write(tmp_path, fmt="csv")
+    for s in SOURCES:
+        rows, _, _ = day.raw(s)
+        lines = (tmp_path / f"{s}.csv").read_text().splitlines()
+        assert lines[0].split(",") == list(DTYPES[s].names)
+        parsed, bad = [], 0
+        for line in lines[1:]:
+            cells = line.split(",")
+            try:
+                parsed.append(tuple(float(v) if DTYPES[s][f].kind == "f" else int(v)
+                                    for v, f in zip(cells, DTYPES[s].names)))
+            except ValueError:
+                bad += 1
+        assert bad == man["files"][s]["unparseable"] == day.config.csv_unparseable
+        assert man["files"][s]["rows"] == len(lines) - 1 == len(rows) + bad
+        back = np.array(parsed, dtype=DTYPES[s])
+        assert back.tobytes() == rows.tobytes()       # shortest repr round-trips floats exactly
+    bad_cdr = [ln for ln in (tmp_path / "cdr.csv").read_text().splitlines()[1:]
+               if not all(c.lstrip("-").isdigit() for c in ln.split(","))]
+    assert len(bad_cdr) == 3
+    assert not any(int(ln.split(",")[0]) in set(day.cdr["record_id"].tolist())
+                   for ln in bad_cdr if ln.split(",")[0].isdigit())
+
+
+def test_write_and_read_errors(day, tmp_path):
+    with pytest.raises(ValueError, match="fmt must be"):
+        day.write(tmp_path, fmt="xlsx")
+    p = tmp_path / "x.json"
+    p.write_text(json.dumps({"nope": 1}))
+    with pytest.raises(ValueError, match="labels"):
+        read_labels(p)
+    with pytest.raises(ValueError, match="batch_ms"):
+        next(day.raw_batches(0))
+    with pytest.raises(ValueError, match="batch_ms"):
+        next(day.raw_batches(1.5))
+
+
+# ---- configuration errors ----------------------------------------------------------------------
+@pytest.mark.parametrize("kw, field", [
+    ({"n_elements": 0}, "n_elements"), ({"n_regions": 2.5}, "n_regions"), ({"days": 0}, "days"),
+    ({"days": float("inf")}, "days"), ({"scale": -1}, "scale"), ({"start_ms": 5}, "start_ms"),
+    ({"env_interval_ms": 400_000}, "env_interval_ms"), ({"p_late": 1.0}, "p_late"),
+    ({"p_out_of_order": 0.6, "p_late": 0.5}, "p_out_of_order"), ({"cdr_arrival": "later"}, "cdr_arrival"),
+    ({"n_crowd": -1}, "n_crowd"), ({"max_late_ms": 1000}, "max_late_ms"), ({"cdr_per_cell_day": -1}, "cdr_per_cell_day"),
+])
+def test_config_errors(kw, field):
+    with pytest.raises(ValueError, match=f"SynthConfig.{field} must be"):
+        SynthConfig(**kw)
+
+
+def test_too_many_scenarios_for_topology():
+    with pytest.raises(ValueError, match="no free element left"):
+        generate(n_elements=40, n_regions=2, days=0.1, n_congestion=60)
+
+
+def test_tiny_and_multi_day_spans():
+    d = generate(n_elements=40, n_regions=1, days=0.02, n_congestion=1, n_failure=1, n_degradation=1, n_crowd=0,
+                 n_collection_gap=1, seed=3)
+    assert np.all(d.labels["end_ms"] <= d.end_ms) and d.end_ms - d.start_ms == 6 * 300_000
+    assert all(len(d[s]) > 0 for s in SOURCES)
+    two = generate(n_elements=60, n_regions=2, days=2.0, start_ms=START + 5 * DAY_MS, seed=3,   # Sat + Sun
+                   n_congestion=0, n_failure=0, n_degradation=0, n_crowd=0, n_collection_gap=0)
+    h = (two.cdr["start_ms"] - two.start_ms) // HOUR_MS
+    assert h.max() == 47 and np.bincount(h, minlength=48)[[9, 33]].sum() > 0
