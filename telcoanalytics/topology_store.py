@@ -406,10 +406,7 @@ def _from_nested(nodes, levels, source) -> Topology:
     def walk(node, depth, ancestors, where):
         if not isinstance(node, dict) or "id" not in node:
             raise ValueError(f"{source} {where}: each node must be an object with an 'id'")
-        if depth >= len(levels):
-            raise ValueError(f"{source} {where}: node {node['id']!r} is below the element level; unknown level "
-                             f"(levels are {levels})")
-        lv = levels[depth]
+        lv = levels[depth]  # depth < len(levels): an element with children is rejected below
         if "level" in node and node["level"] != lv:
             raise ValueError(f"{source} {where}: node {node['id']!r} says level {node['level']!r} but sits at "
                              f"depth {depth}, which is level {lv!r} (levels are {levels})")
@@ -456,7 +453,8 @@ def _from_nested(nodes, levels, source) -> Topology:
     default = {k: ("" if k.endswith("_name") else 1 if k == "active" else None) for k in keys}
     columns = {k: [r.get(k, default[k]) for r in rows] for k in keys}
     topo = topology_from_rows(columns, levels, source, lambda i: f"{source} {labels[i]}")
-    # upper-level nodes without elements still belong to the topology
+    # upper-level nodes without elements still belong to the topology; names_seen is in
+    # pre-order, so a node's parent is always added before the node itself
     for (lv, nid), nm in names_seen.items():
         if topo.index_of([nid], lv)[0] < 0:
             topo = _add_empty_node(topo, lv, nid, nm, nodes, levels)
@@ -464,12 +462,7 @@ def _from_nested(nodes, levels, source) -> Topology:
 
 
 def _add_empty_node(topo: Topology, lv, nid, nm, nodes, levels) -> Topology:
-    d = levels.index(lv)
-    parent_id = None
-    if d > 0:
-        parent_id = _find_parent(nodes, levels, lv, nid)
-        if topo.index_of([parent_id], levels[d - 1])[0] < 0:
-            topo = _add_empty_node(topo, levels[d - 1], parent_id, None, nodes, levels)
+    parent_id = _find_parent(nodes, levels, lv, nid) if levels.index(lv) > 0 else None
     version, log = topo.version, topo.change_log
     topo, _ = topo.add_node(lv, nid, parent_id, name=nm)
     topo.version, topo.change_log = version, log  # loading is not a change

@@ -7,7 +7,10 @@ from hypothesis.extra import numpy as hnp
 
 from kernels.partition import (compose_parent, partition_by_key, partition_by_map, partition_by_map_into,
                                partition_scatter, segment_count, segment_max, segment_min, segment_sum)
-from reference_topology import ref_partition, ref_segment
+try:  # tests/ as a package (tests/__init__.py) or as a plain folder on sys.path
+    from .reference_topology import ref_partition, ref_segment
+except ImportError:
+    from reference_topology import ref_partition, ref_segment
 
 keys_st = st.integers(1, 12).flatmap(
     lambda nk: st.tuples(st.just(nk), hnp.arrays(np.int64, st.integers(0, 300), elements=st.integers(-3, nk + 2))))

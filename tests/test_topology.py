@@ -4,7 +4,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference_topology import ref_ancestor, ref_rollup_sum, ref_segment
+try:  # tests/ as a package (tests/__init__.py) or as a plain folder on sys.path
+    from .reference_topology import ref_ancestor, ref_rollup_sum, ref_segment
+except ImportError:
+    from reference_topology import ref_ancestor, ref_rollup_sum, ref_segment
 from telcoanalytics.records import TOPOLOGY_DTYPE
 from telcoanalytics.topology import Topology, TopologyChange, remap_rows
 
@@ -334,6 +337,12 @@ def test_add_node_then_elements_and_names():
     assert t5.rollup(np.arange(6.0), "region").tolist() == [1.0, 5.0, 9.0]
     with pytest.raises(ValueError, match="unknown topology level"):
         ch.remap(state, "city")
+
+
+def test_add_elements_fills_bool_attribute():
+    t = Topology(("cell",), {"cell": [1]}, {}, {"ok": np.array([True])})
+    t2, _ = t.add_elements([2])
+    assert t2.attributes["ok"].tolist() == [True, False]
 
 
 def test_element_names_extend():

@@ -135,6 +135,8 @@ def test_column_type_inference():
     assert a["f"].dtype == np.float64 and np.isnan(a["f"][1])
     assert a["s"].dtype.kind == "U" and a["b"].dtype == bool
     assert a["n"].dtype == np.float64 and np.isnan(a["n"][0])
+    mixed = topology_from_rows({"element_id": [1, 2], "x": [True, 1], "y": [True, 1.5]}, levels=("element",))
+    assert mixed.attributes["x"].tolist() == ["True", "1"] and mixed.attributes["y"].dtype.kind == "U"
     with pytest.raises(ValueError, match="levels must name at least"):
         topology_from_rows(cols, levels=())
     with pytest.raises(ValueError, match=r"row 1: element_id 2.5 is not an integer id"):
@@ -208,6 +210,13 @@ def test_json_file_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="is not valid JSON"):
         read_json(tmp_path / "bad.json")
+
+
+def test_nested_json_element_names():
+    t = Topology.from_columns([1, 2], {"site": [7, 8]}, names={"element": ["a", "b"], "site": ["s7", "s8"]})
+    doc = topology_to_json(t, nested=True)
+    assert doc["nodes"][0]["children"][0]["name"] == "a"
+    same_structure(t, topology_from_json(doc, ("site", "element")))
 
 
 def test_single_level_json_round_trip():
