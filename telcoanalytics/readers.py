@@ -306,7 +306,7 @@ def iter_chunks(data, chunk_rows: int | None = None, fmt: str | None = None) -> 
         name = path.name.lower().removesuffix(".gz")
         kind = fmt or ("csv" if name.endswith((".csv", ".tsv", ".txt")) else
                        "parquet" if name.endswith((".parquet", ".pq")) else None)
-        rows = chunk_rows or DEFAULT_CHUNK_ROWS
+        rows = DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows
         if kind == "csv":
             return read_csv(path, rows)
         if kind == "parquet":
@@ -318,11 +318,11 @@ def iter_chunks(data, chunk_rows: int | None = None, fmt: str | None = None) -> 
     if isinstance(data, dict):
         return read_dict(data, chunk_rows)
     if type(data).__module__.startswith("pyarrow") and hasattr(data, "num_rows"):
-        return read_arrow(data, chunk_rows or DEFAULT_CHUNK_ROWS)
+        return read_arrow(data, DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows)
     if _is_dataframe(data):
         return read_dict({str(c): np.asarray(data[c]) for c in data.columns}, chunk_rows)
     if isinstance(data, (bytes, io.IOBase)) or not hasattr(data, "__iter__"):
         raise ValueError(f"unsupported input {type(data).__name__}; pass a file path (.csv/.parquet), a "
                          "structured ndarray, a dict of arrays, a pyarrow Table, a DataFrame or an "
                          "iterable of dicts")
-    return read_records(data, chunk_rows or DEFAULT_CHUNK_ROWS)
+    return read_records(data, DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows)
