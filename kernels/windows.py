@@ -307,9 +307,7 @@ def window_query(cells, offset, n_buckets, n_slots, width_ms, t_query_ms, weight
             if cells[c, MAX] > hi:
                 hi = cells[c, MAX]
         if wsum > 0.0:
-            var = m2 / wsum
-            if var < 0.0:
-                var = 0.0
+            var = m2 / wsum          # >= 0: every term added to m2 is non-negative
             out[q, 0] = wsum
             out[q, 1] = wsum * mean
             out[q, 2] = mean

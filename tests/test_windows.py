@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kernels import windows as kw
-from reference_windows import ref_status, ref_window_stats
+from .reference_windows import ref_status, ref_window_stats
 from telcoanalytics.decay import Decay
 from telcoanalytics.topology import Topology
 from telcoanalytics.windows import STAT_FIELDS, SlidingWindows, busiest_summary
@@ -363,3 +363,21 @@ def test_errors():
 
 def test_kernel_constants_consistent():
     assert kw.N_AGG == 7 and (kw.ACCEPTED, kw.LATE, kw.DUPLICATE, kw.INVALID) == (0, 1, 2, 3)
+
+
+def test_dedup_insert_probes_past_collisions():
+    from kernels.dedup import hashset_slot
+    home = {}
+    for k in range(200):
+        home.setdefault(int(hashset_slot(k, 7)), []).append(k)
+    a, b = next(v for v in home.values() if len(v) >= 2)[:2]
+    keys = np.zeros(8, dtype=np.int64)
+    tss = np.full(8, kw.NO_TIME, dtype=np.int64)
+    clock = np.zeros(2, dtype=np.int64)
+    st_ = np.empty(3, dtype=np.int8)
+    n_new = kw.dedup_insert(np.array([a, b, b]), np.array([5, 6, 9]), keys, tss, clock, st_)
+    assert n_new == 2 and st_.tolist() == [0, 0, 1] and clock[1] == 2
+    assert sorted(tss[tss != kw.NO_TIME].tolist()) == [5, 9]      # the later time is kept
+    w = SlidingWindows(1, ((60_000, 2),), allowed_lateness_ms=10 ** 6, dedup=True)
+    st2 = w.update(np.array([1, 2, 3]), np.zeros(3, dtype=np.int64), np.ones(3), record_id=np.array([a, b, b]))
+    assert st2.status.tolist() == [0, 0, 2]
