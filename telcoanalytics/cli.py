@@ -1,0 +1,240 @@
+"""Command line: ``telcoanalytics replay | generate | bench`` (also ``python -m telcoanalytics``).
+
+``replay`` runs the whole pipeline over a synthetic network day (default) or over the user's
+files, in arrival order, and prints what it ingested, quarantined, routed and found.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .records import SOURCES
+
+
+def _fmt_int(n) -> str:
+    return f"{int(n):,}"
+
+
+def _table(rows: list[list], header: list[str]) -> list[str]:
+    cells = [header] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    out = []
+    for k, r in enumerate(cells):
+        out.append("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        if k == 0:
+            out.append("  " + "  ".join("-" * w for w in widths))
+    return out
+
+
+# ---- data sources for replay ------------------------------------------------------------------
+def _synthetic_batches(args, say):
+    from .synth import SynthConfig, generate
+    cfg = SynthConfig(n_elements=args.elements, days=args.days, seed=args.seed, scale=args.scale)
+    t0 = time.perf_counter()
+    day = generate(cfg)
+    say(f"generated synthetic network: {cfg.n_elements_scaled:,} elements in "
+        f"{day.topology.n_nodes('site'):,} sites and {day.topology.n_nodes('region')} regions, "
+        f"{day.n_events:,} clean events over {(day.end_ms - day.start_ms) / 3_600_000:.1f} h, "
+        f"{len(day.labels)} injected scenarios ({time.perf_counter() - t0:.1f} s)")
+    return day.topology, day.raw_batches(batch_ms=args.batch_s * 1000), day
+
+
+def _file_batches(args, say):
+    from .ingest import Ingestor  # noqa: F401  (readers are used through the pipeline's ingestors)
+    from .readers import iter_chunks
+    from .topology_store import load_sqlite, read_csv, read_json
+    d = Path(args.input)
+    if not d.is_dir():
+        raise SystemExit(f"--input {d} is not a directory; it must hold <source>.parquet/.csv files and a topology")
+    topo_path = args.topology or next((d / n for n in ("topology.sqlite", "topology.db", "topology.csv",
+                                                       "topology.json") if (d / n).exists()), None)
+    if topo_path is None:
+        raise SystemExit(f"no topology found in {d} (topology.sqlite/.db/.csv/.json); pass --topology")
+    topo_path = Path(topo_path)
+    loader = {".sqlite": load_sqlite, ".db": load_sqlite, ".csv": read_csv, ".json": read_json}.get(topo_path.suffix)
+    if loader is None:
+        raise SystemExit(f"--topology {topo_path}: unknown topology file type (use .sqlite, .db, .csv or .json)")
+    topo = loader(topo_path)
+    files = {}
+    for s in SOURCES:
+        for ext in ("parquet", "csv"):
+            if (d / f"{s}.{ext}").exists():
+                files[s] = d / f"{s}.{ext}"
+                break
+    if not files:
+        raise SystemExit(f"no source files in {d}: expected any of " + ", ".join(f"{s}.parquet/{s}.csv" for s in SOURCES))
+    say(f"replaying files from {d}: " + ", ".join(f"{s}={p.name}" for s, p in files.items())
+        + f"; topology {topo_path.name}: {topo.n_elements:,} elements")
+
+    def gen():
+        iters = {s: iter_chunks(p, args.chunk_rows) for s, p in files.items()}
+        while iters:   # round robin over the sources, one bounded chunk at a time
+            for s in list(iters):
+                chunk = next(iters[s], None)
+                if chunk is None:
+                    del iters[s]
+                else:
+                    yield s, chunk
+    return topo, gen(), None
+
+
+# ---- commands -----------------------------------------------------------------------------------
+def cmd_replay(args) -> int:
+    from .pipeline import Pipeline
+    from .replay_components import build_components
+
+    lines: list[str] = []
+
+    def say(msg=""):
+        print(msg, flush=True)
+        lines.append(msg)
+
+    t_start = time.perf_counter()
+    if args.input:
+        topology, batches, day = _file_batches(args, say)
+    else:
+        topology, batches, day = _synthetic_batches(args, say)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    components = build_components(topology, day, out, enabled=args.components)
+    if args.restore:
+        pipe = Pipeline.restore(args.restore, components)
+        say(f"restored state from {args.restore} ({pipe.n_batches:,} batches already processed)")
+    else:
+        pipe = Pipeline(topology, route_level=args.route_level, allowed_lateness_ms=args.lateness_s * 1000,
+                        components=components)
+    t0 = time.perf_counter()
+    n_in = 0
+    next_tick = None
+    for source, data in batches:
+        res = pipe.process(source, data)
+        n_in += res.n_read
+        wm = pipe.watermark_ms
+        if next_tick is None and wm > np.iinfo(np.int64).min:
+            next_tick = wm - wm % 60_000 + 60_000
+        if next_tick is not None and wm >= next_tick:
+            pipe.advance(wm)
+            next_tick = wm - wm % 60_000 + 60_000
+    pipe.advance(pipe.max_event_ms + 1)  # end of input: everything is final
+    t_proc = time.perf_counter() - t0
+
+    say()
+    say(f"== ingested {n_in:,} rows in {pipe.n_batches:,} batches in {t_proc:.1f} s "
+        f"({n_in / max(t_proc, 1e-9) / 1e6:.2f} M rows/s end to end, all components included)")
+    rows = []
+    for s, c in pipe.counts().items():
+        rows.append([s, _fmt_int(c["read"]), _fmt_int(c["accepted"]), _fmt_int(c["quarantined"])])
+    for line in _table(rows, ["source", "read", "accepted", "quarantined"]):
+        say(line)
+    say(f"   conservation (read == accepted + quarantined, accepted == routed): {'ok' if pipe.conserved() else 'VIOLATED'}")
+    say()
+    say("== quarantine by reason (rows kept with their original values in quarantine.jsonl)")
+    q = pipe.quarantine.counts_by_source()
+    rows = [[s, r, _fmt_int(n)] for s in SOURCES for r, n in q.get(s, {}).items()]
+    for line in _table(rows or [["-", "none", "0"]], ["source", "reason", "rows"]):
+        say(line)
+    pipe.quarantine.write_jsonl(out / "quarantine.jsonl")
+    say()
+    say(f"== routed by {pipe.route_level} (accepted rows per source)")
+    rt = pipe.region_table()
+    key = pipe.route_level + "_id"
+    rows = [[r[key]] + [_fmt_int(r[s]) for s in SOURCES] + [_fmt_int(r["total"])] for r in rt]
+    for line in _table(rows, [pipe.route_level] + list(SOURCES) + ["total"]):
+        say(line)
+    if pipe.unrouted.any():
+        say(f"   rows of retired elements (kept, not routed): {_fmt_int(pipe.unrouted.sum())}")
+    for name, comp in pipe.components.items():
+        say()
+        for line in comp.report_lines():
+            say(line)
+    say()
+    secs = ", ".join(f"{k} {v:.1f} s" for k, v in pipe.seconds.items())
+    say(f"== time: {secs}; total {time.perf_counter() - t_start:.1f} s")
+    if args.checkpoint:
+        pipe.checkpoint(args.checkpoint)
+        say(f"checkpoint written to {args.checkpoint} (resume with --restore)")
+    (out / "report.txt").write_text("\n".join(lines) + "\n")
+    say(f"outputs in {out}/ (report.txt, quarantine.jsonl{', alerts.jsonl' if 'alerts' in pipe.components else ''})")
+    if not args.input and args.elements * args.scale <= 20_000 and args.days <= 1:
+        say("bigger: telcoanalytics replay --scale 2 --days 7   (20,000 elements for a week); "
+            "your data: telcoanalytics replay --input DIR")
+    return 0 if pipe.conserved() else 1
+
+
+def cmd_generate(args) -> int:
+    from .synth import SynthConfig, generate
+    cfg = SynthConfig(n_elements=args.elements, days=args.days, seed=args.seed, scale=args.scale)
+    day = generate(cfg)
+    manifest = day.write(args.out, fmt=args.format)
+    print(f"wrote {args.format} dataset of {day.n_events:,} clean events to {args.out}")
+    for k, v in manifest.items():
+        print(f"  {k}: {v}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    bench_dir = Path(__file__).resolve().parents[1] / "benchmarks"
+    if not bench_dir.is_dir():
+        raise SystemExit(f"benchmarks/ not found next to the package ({bench_dir}); run from a source checkout")
+    targets = [str(bench_dir / f"bench_{a}.py") for a in args.areas] if args.areas else [str(bench_dir)]
+    env = dict(os.environ)
+    if args.n:
+        env["BENCH_N"] = str(args.n)
+    cmd = [sys.executable, "-m", "pytest", *targets, "--benchmark-only", "-q", "-p", "no:cacheprovider",
+           "--benchmark-columns=min,median,max,rounds", *args.pytest_args]
+    print("running:", " ".join(cmd), flush=True)
+    return subprocess.call(cmd, env=env)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="telcoanalytics", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def synth_args(p):
+        p.add_argument("--elements", type=int, default=10_000, help="elements before --scale (default 10,000)")
+        p.add_argument("--days", type=float, default=1.0, help="span in days (default 1)")
+        p.add_argument("--seed", type=int, default=7)
+        p.add_argument("--scale", type=float, default=1.0, help="multiply the network size (and volume)")
+
+    p = sub.add_parser("replay", help="replay a synthetic day (default) or --input DIR through the pipeline")
+    synth_args(p)
+    p.add_argument("--input", help="directory with <source>.parquet|csv files and a topology file")
+    p.add_argument("--topology", help="topology file (.sqlite/.db/.csv/.json); default: found in --input")
+    p.add_argument("--out", default="replay_out", help="output directory (default replay_out/)")
+    p.add_argument("--batch-s", type=int, default=60, help="micro-batch width in seconds of arrival time")
+    p.add_argument("--chunk-rows", type=int, default=1_000_000, help="rows per chunk when reading files")
+    p.add_argument("--lateness-s", type=int, default=900, help="allowed lateness in seconds (default 900)")
+    p.add_argument("--route-level", default="region", help="topology level that partitions batches")
+    p.add_argument("--components", nargs="*", default=None,
+                   help="analysis components to run (default all available)")
+    p.add_argument("--checkpoint", help="write the final state to this .npz file")
+    p.add_argument("--restore", help="start from a checkpoint written by --checkpoint")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("generate", help="write a synthetic dataset (Parquet or CSV) for replay --input")
+    synth_args(p)
+    p.add_argument("--out", required=True)
+    p.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("bench", help="run the benchmark suite (needs the [bench] extra and a source checkout)")
+    p.add_argument("areas", nargs="*", help="benchmark areas, e.g. windows cube (default all)")
+    p.add_argument("--n", type=int, help="events per benchmark (BENCH_N), to run smaller")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="further pytest arguments after --")
+    p.set_defaults(func=cmd_bench)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""The pipeline: ingest -> validate -> route by topology -> analysis components, batch by batch.
+
+One ``Pipeline`` owns one ``Ingestor`` per source (sharing one quarantine), routes every
+accepted batch by a topology level (a counting-sort partition), keeps per-partition counts, and
+hands the batch to its analysis components. The same object serves a real-time feed (call
+:meth:`Pipeline.process` per micro-batch, :meth:`Pipeline.advance` as time passes) and an offline
+replay (:func:`replay` drives it over a dataset in arrival order).
+
+Components
+----------
+A component is any object with
+
+* ``update(source, rows, element_index)``: take accepted canonical rows (and their dense element
+  indices) of one source;
+* ``advance(watermark_ms) -> list``: event time has reached ``watermark_ms`` (minus nothing: the
+  pipeline already subtracted the allowed lateness); returns new findings (may be empty);
+* ``report_lines() -> list[str]``: what it found, for people;
+* ``to_state() -> dict`` and ``load_state(dict)``: checkpoint and restore.
+
+Counts are conserved: for every source ``n_read == n_accepted + n_quarantined`` and every
+accepted row lands in exactly one partition (``unrouted`` counts rows of retired elements).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .ingest import Ingestor
+from .quarantine import Quarantine
+from .readers import RawChunk
+from .records import SOURCES, TIME_FIELD
+from .topology import Topology
+
+CHECKPOINT_FORMAT = 1
+
+
+class Pipeline:
+    """Stateful ingest-and-route pipeline with pluggable analysis components.
+
+    Parameters
+    ----------
+    topology : Topology
+        Known elements and hierarchy; unknown element ids are quarantined.
+    route_level : str
+        Topology level that partitions the batches (default ``"region"``).
+    allowed_lateness_ms : int
+        The watermark trails the largest event time seen by this much (default 15 min); the
+        components treat data older than the watermark as late.
+    components : dict name -> component, optional
+        Analysis components (see the module docstring), fed in insertion order.
+    time_range_ms : (int, int), optional
+        Sane event-time range handed to the ingestors.
+
+    Examples
+    --------
+    >>> from telcoanalytics.synth import generate
+    >>> day = generate(n_elements=60, days=0.05, seed=1)
+    >>> p = Pipeline(day.topology)
+    >>> for source, rows in day.raw_batches():
+    ...     _ = p.process(source, rows)
+    >>> p.conserved()
+    True
+    """
+
+    def __init__(self, topology: Topology, route_level: str = "region", allowed_lateness_ms: int = 900_000,
+                 components: dict | None = None, time_range_ms: tuple[int, int] | None = None):
+        if not isinstance(topology, Topology):
+            raise TypeError(f"topology must be a telcoanalytics.topology.Topology, got {type(topology).__name__}")
+        topology._check_level(route_level)
+        if int(allowed_lateness_ms) != allowed_lateness_ms or allowed_lateness_ms < 0:
+            raise ValueError(f"allowed_lateness_ms must be a non-negative integer, got {allowed_lateness_ms!r}")
+        self.topology = topology
+        self.route_level = route_level
+        self.allowed_lateness_ms = int(allowed_lateness_ms)
+        self.quarantine = Quarantine()
+        kw = {} if time_range_ms is None else {"time_range_ms": time_range_ms}
+        self.ingestors = {s: Ingestor(s, topology=topology, quarantine=self.quarantine, **kw) for s in SOURCES}
+        self.components = dict(components or {})
+        n_part = topology.n_nodes(route_level)
+        self.routed = np.zeros((len(SOURCES), n_part), dtype=np.int64)   # accepted rows per source x partition
+        self.unrouted = np.zeros(len(SOURCES), dtype=np.int64)            # accepted rows of retired elements
+        self.max_event_ms = np.iinfo(np.int64).min
+        self.n_batches = 0
+        self.seconds = {"ingest": 0.0, "route": 0.0, **{name: 0.0 for name in self.components}}
+        self.findings: dict[str, list] = {name: [] for name in self.components}
+
+    # ---- feeding ------------------------------------------------------------------------------
+    @property
+    def watermark_ms(self) -> int:
+        """Largest event time seen minus the allowed lateness (int64 min before any data)."""
+        if self.max_event_ms == np.iinfo(np.int64).min:
+            return self.max_event_ms
+        return int(self.max_event_ms - self.allowed_lateness_ms)
+
+    def process(self, source: str, data):
+        """Ingest one batch of ``source`` (any reader input or a ``RawChunk``), route it, feed the
+        components; returns the ``IngestResult``."""
+        if source not in self.ingestors:
+            raise ValueError(f"unknown source {source!r}; known sources: {', '.join(SOURCES)}")
+        t0 = time.perf_counter()
+        ing = self.ingestors[source]
+        res = ing.ingest_chunk(data) if isinstance(data, RawChunk) else ing.ingest(data)
+        t1 = time.perf_counter()
+        self.seconds["ingest"] += t1 - t0
+        self.n_batches += 1
+        if res.n_accepted == 0:
+            return res
+        idx = res.element_index
+        order, offsets = self.topology.partition(idx, self.route_level)
+        si = SOURCES.index(source)
+        self.routed[si] += np.diff(offsets[:-1])
+        self.unrouted[si] += offsets[-1] - offsets[-2]
+        t_max = int(res.accepted[TIME_FIELD[source]].max())
+        self.max_event_ms = max(self.max_event_ms, t_max)
+        t2 = time.perf_counter()
+        self.seconds["route"] += t2 - t1
+        for name, comp in self.components.items():
+            tc = time.perf_counter()
+            comp.update(source, res.accepted, idx)
+            self.seconds[name] += time.perf_counter() - tc
+        return res
+
+    def advance(self, watermark_ms: int | None = None) -> dict[str, list]:
+        """Tell the components event time reached ``watermark_ms`` (default: the pipeline's)."""
+        wm = self.watermark_ms if watermark_ms is None else int(watermark_ms)
+        out = {}
+        for name, comp in self.components.items():
+            tc = time.perf_counter()
+            found = comp.advance(wm)
+            self.seconds[name] += time.perf_counter() - tc
+            if found:
+                self.findings[name].extend(found)
+            out[name] = found or []
+        return out
+
+    # ---- accounting ---------------------------------------------------------------------------
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Read / accepted / quarantined rows per source."""
+        return {s: {"read": ing.n_read, "accepted": ing.n_accepted, "quarantined": ing.n_quarantined}
+                for s, ing in self.ingestors.items()}
+
+    def conserved(self) -> bool:
+        """True when every row read is accepted or quarantined, and every accepted row routed."""
+        for si, (s, ing) in enumerate(self.ingestors.items()):
+            if ing.n_accepted + ing.n_quarantined != ing.n_read:
+                return False
+            if self.routed[si].sum() + self.unrouted[si] != ing.n_accepted:
+                return False
+        return True
+
+    def region_table(self) -> np.ndarray:
+        """Accepted rows per partition (route level node) and source, as a structured array."""
+        ids = self.topology.ids[self.route_level]
+        dt = [(self.route_level + "_id", "i8")] + [(s, "i8") for s in SOURCES] + [("total", "i8")]
+        out = np.zeros(len(ids), dtype=dt)
+        out[self.route_level + "_id"] = ids
+        for si, s in enumerate(SOURCES):
+            out[s] = self.routed[si]
+        out["total"] = self.routed.sum(axis=0)
+        return out
+
+    # ---- checkpoint ---------------------------------------------------------------------------
+    def checkpoint(self, path) -> Path:
+        """Write the whole state (ingestors, quarantine, routing counts, components) to ``path``.
+
+        The file is an uncompressed ``.npz`` whose entries are the flattened state dicts; it is
+        written to a temporary name and renamed, so a crash never leaves half a checkpoint.
+        """
+        path = Path(path)
+        flat: dict[str, np.ndarray] = {}
+        meta = {"format": CHECKPOINT_FORMAT, "route_level": self.route_level,
+                "allowed_lateness_ms": self.allowed_lateness_ms, "components": list(self.components),
+                "n_batches": self.n_batches, "max_event_ms": int(self.max_event_ms)}
+        _flatten("topology", self.topology.to_state(), flat)
+        _flatten("quarantine", self.quarantine.to_state(), flat)
+        for s, ing in self.ingestors.items():
+            _flatten(f"ingest.{s}", ing.to_state(), flat)
+        flat["routed"] = self.routed
+        flat["unrouted"] = self.unrouted
+        for name, comp in self.components.items():
+            _flatten(f"comp.{name}", comp.to_state(), flat)
+        flat["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **flat)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def restore(cls, path, components: dict | None = None) -> "Pipeline":
+        """Rebuild a pipeline from :meth:`checkpoint`; pass fresh component objects of the same
+        names and kinds: their state is loaded with ``load_state``."""
+        with np.load(Path(path), allow_pickle=False) as z:
+            flat = {k: z[k] for k in z.files}
+        meta = json.loads(bytes(flat.pop("__meta__")).decode())
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint {path} has format {meta.get('format')}, this version reads {CHECKPOINT_FORMAT}")
+        names = list(components or {})
+        if names != meta["components"]:
+            raise ValueError(f"checkpoint {path} holds components {meta['components']}, got {names}")
+        topo = Topology.from_state(_unflatten("topology", flat))
+        p = cls(topo, meta["route_level"], meta["allowed_lateness_ms"], components)
+        p.quarantine = Quarantine.from_state(_unflatten("quarantine", flat))
+        for s in SOURCES:
+            p.ingestors[s] = Ingestor.from_state(_unflatten(f"ingest.{s}", flat), topology=topo)
+            p.ingestors[s].quarantine = p.quarantine
+        p.routed = flat["routed"].copy()
+        p.unrouted = flat["unrouted"].copy()
+        p.n_batches = meta["n_batches"]
+        p.max_event_ms = meta["max_event_ms"]
+        for name, comp in p.components.items():
+            comp.load_state(_unflatten(f"comp.{name}", flat))
+        return p
+
+
+# ---- state (de)flattening: nested dicts of arrays/scalars/strings <-> flat npz entries ----------
+def _flatten(prefix: str, d: dict, out: dict) -> None:
+    for k, v in d.items():
+        key = f"{prefix}/{k}"
+        if isinstance(v, dict):
+            _flatten(key, v, out)
+            out[key + "/__dict__"] = np.zeros(0, dtype=np.uint8)
+        elif isinstance(v, np.ndarray) and v.dtype != object:
+            out[key] = v
+        elif isinstance(v, (str, bytes, int, float, bool, type(None), list, tuple)) or np.isscalar(v):
+            out[key + "/__json__"] = np.frombuffer(json.dumps(_jsonable(v)).encode(), dtype=np.uint8)
+        else:
+            raise TypeError(f"state entry {key} has unsupported type {type(v).__name__}")
+
+
+def _jsonable(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, bytes):
+        return v.decode("latin-1")
+    return v
+
+
+def _unflatten(prefix: str, flat: dict) -> dict:
+    out: dict = {}
+    pre = prefix + "/"
+
+    def node_at(parts):
+        node = out
+        for p in parts:
+            node = node.setdefault(p, {})
+        return node
+
+    for key, v in flat.items():
+        if not key.startswith(pre):
+            continue
+        parts = key[len(pre):].split("/")
+        if parts[-1] == "__dict__":
+            node_at(parts[:-1])
+        elif parts[-1] == "__json__":
+            node_at(parts[:-2])[parts[-2]] = json.loads(bytes(v).decode())
+        else:
+            node_at(parts[:-1])[parts[-1]] = v
+    return out
