@@ -1,0 +1,64 @@
+"""End-to-end replay throughput and cold start.
+
+Run: ``.venv/bin/python -m pytest benchmarks/bench_pipeline.py --benchmark-only -q``.
+``BENCH_ELEMENTS`` sets the synthetic network size (default 10,000 elements, one day: ~20M
+events). Reports rows/s of the whole pipeline (ingest + validation + routing + every replay
+component) on the arrival-ordered stream, and the cold-start time of a fresh process with an
+empty Numba cache (compilation of every kernel the replay touches).
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from telcoanalytics.pipeline import Pipeline
+from telcoanalytics.replay_components import build_components
+from telcoanalytics.synth import generate
+
+N_ELEMENTS = int(os.environ.get("BENCH_ELEMENTS", 10_000))
+
+
+@pytest.fixture(scope="module")
+def day():
+    return generate(n_elements=N_ELEMENTS, days=1.0, seed=7)
+
+
+def _replay(day, components: bool, out_dir):
+    comps = build_components(day.topology, day, out_dir) if components else {}
+    p = Pipeline(day.topology, components=comps)
+    n = 0
+    next_tick = None
+    for source, rows in day.raw_batches():
+        n += p.process(source, rows).n_read
+        wm = p.watermark_ms
+        if next_tick is None and wm > -2**62:
+            next_tick = wm + 60_000
+        if next_tick is not None and wm >= next_tick:
+            p.advance(wm)
+            next_tick = wm + 60_000
+    p.advance(p.max_event_ms + 1)
+    assert p.conserved()
+    return n
+
+
+@pytest.mark.parametrize("components", [False, True], ids=["ingest+route", "all-components"])
+def test_replay_rate(benchmark, day, components, tmp_path):
+    _replay(generate(n_elements=200, days=0.05, seed=1), components, tmp_path)   # warm the JIT
+    n = benchmark.pedantic(_replay, args=(day, components, tmp_path), rounds=1, iterations=1)
+    benchmark.extra_info["rows"] = n
+    benchmark.extra_info["rows_per_s"] = n / benchmark.stats.stats.median
+
+
+def test_cold_start(benchmark, tmp_path):
+    """A fresh process with an empty Numba cache: replay of a tiny network (compile time dominates)."""
+    def run():
+        env = dict(os.environ, NUMBA_CACHE_DIR=tempfile.mkdtemp(dir=tmp_path))
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "telcoanalytics", "replay", "--elements", "200", "--days", "0.05",
+                        "--out", str(tmp_path / "o")], env=env, check=True, capture_output=True)
+        return time.perf_counter() - t0
+    s = benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info["cold_start_s"] = s
