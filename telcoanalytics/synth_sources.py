@@ -30,6 +30,9 @@ CAUSES_NORMAL = ((16, 31), (0.975, 0.025))
 CAUSES_USER = ((17, 18, 19, 21), (0.30, 0.20, 0.40, 0.10))
 CAUSES_CONGESTION = ((34, 42), (0.65, 0.35))
 CAUSES_FAILURE = ((27, 38, 41, 102), (0.15, 0.30, 0.35, 0.20))
+CAUSES_DROP = ((41, 38, 102), (0.6, 0.3, 0.1))   # answered calls cut by the network (radio link loss)
+P_DROP = 0.004           # answered voice/video calls dropped on a healthy cell
+P_MOBILE = 0.2           # attempts by subscribers homed elsewhere (mobility)
 P_USER = 0.12            # voice/video attempts ending busy / no answer / rejected
 P_CONGESTION_BASE = 0.002
 P_FAILURE_BASE = 0.005
@@ -219,8 +222,10 @@ def cdr_rows(topo, times_ms, dt_ms, x, eff: Effects, weight, per_cell_day: float
     over PM intervals, ``lambda[t, e] = c * weight[e] * x[t, e]``; ``c`` makes the undisturbed
     expectation ``per_cell_day * n_cells * days``. Outcome per attempt: congestion (probability
     ``0.002 + max(0, 1 - 0.97 / x)``, causes 34/42), failure (``0.005`` + injected share, causes
-    27/38/41/102), user side for voice/video (12%, causes 17/18/19/21), else normal clearing
-    (16, some 31) after answer. Holding times are lognormal (voice median 90 s, video 240 s,
+    27/38/41/102), user side for voice/video (12%, causes 17/18/19/21), else answered with normal
+    clearing (16, some 31); 0.4% of answered voice/video calls (more on a failing cell) are
+    dropped part-way (causes 41/38/102), and calls in progress when a cell goes silent are cut
+    (cause 38). 20% of attempts come from subscribers homed on another cell (mobility). Holding times are lognormal (voice median 90 s, video 240 s,
     data 60 s); answer delays lognormal (voice/video median 4 s, sms/data 300 ms).
     """
     n_t, n_e = x.shape
@@ -247,12 +252,16 @@ def cdr_rows(topo, times_ms, dt_ms, x, eff: Effects, weight, per_cell_day: float
         sel = group == g
         cause[sel] = _codes(rng, int(sel.sum()), spec)
     answered = group == 0
+    # dropped calls: answered voice/video cut part-way (radio link failure), more on a failing cell
+    dropped = answered & talk & (rng.random(n) < P_DROP + 0.5 * eff.fail_p[k, e])
+    cause[dropped] = _codes(rng, int(dropped.sum()), CAUSES_DROP)
     # answer delay and holding time
     setup = np.where(talk, rng.lognormal(np.log(4000.0), 0.5, n), rng.lognormal(np.log(300.0), 0.5, n))
     hold_med = np.array([90.0, 240.0, 0.2, 60.0])[svc]
     hold_sig = np.array([0.9, 1.0, 0.8, 1.2])[svc]
     hold_cap = np.array([3600.0, 7200.0, 5.0, 7200.0])[svc]
     hold_ms = 1000.0 * np.minimum(hold_med * np.exp(hold_sig * rng.standard_normal(n)), hold_cap)
+    hold_ms[dropped] *= rng.random(int(dropped.sum()))
     lo = np.zeros(n)
     hi = np.ones(n)
     for code, (a, b) in RELEASE_MS.items():
@@ -262,6 +271,17 @@ def cdr_rows(topo, times_ms, dt_ms, x, eff: Effects, weight, per_cell_day: float
     answer = np.where(answered, start + np.round(setup).astype(np.int64), NO_TIME_MS)
     end = np.where(answered, answer + np.round(hold_ms).astype(np.int64),
                    start + np.round(release).astype(np.int64))
+    # a cell going silent cuts the calls in progress on it (released within 5 s, cause 38)
+    gone = eff.present[:-1] & ~eff.present[1:]
+    for k_off, e_off in zip(*np.nonzero(gone)):
+        t_off = times_ms[k_off + 1]
+        cut = (e == e_off) & (start < t_off) & (end > t_off)
+        end[cut] = t_off + rng.integers(0, 5_000, int(cut.sum()))
+        cause[cut] = 38
+        lost = cut & answered & (answer >= end)            # would have been answered after the cut
+        answer[lost] = NO_TIME_MS
+        answered &= ~lost
+        hold_ms[cut & answered] = (end - answer)[cut & answered]
     # bytes: video (bit rate x time) and data sessions (volume); voice/sms carry none here
     secs = hold_ms / 1000.0
     video = answered & (svc == SERVICE_CODE["video"])
@@ -282,6 +302,8 @@ def cdr_rows(topo, times_ms, dt_ms, x, eff: Effects, weight, per_cell_day: float
     off = np.cumsum(cnt) - cnt
     salt = rng.integers(0, 1 << 40, 4).astype(np.uint64)
     sub = off[e] + np.floor(rng.random(n) * cnt[e]).astype(np.int64)
+    mobile = rng.random(n) < P_MOBILE
+    sub[mobile] = rng.integers(0, n_sub, int(mobile.sum()))
     msisdn = mix63(salt[0] + np.arange(n_sub, dtype=np.uint64))
     imsi = mix63(salt[1] + np.arange(n_sub, dtype=np.uint64))
     callee = msisdn[rng.integers(0, n_sub, n)]

@@ -28,16 +28,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .records import DTYPES, ELEMENT_FIELD, NO_TIME_MS, SOURCES, TIME_FIELD
+from .records import DTYPES, ELEMENT_FIELD, METRIC_CODE, NO_TIME_MS, SOURCES, TIME_FIELD
 from .synth_sources import mix63
 
-CORRUPT_KINDS: tuple[str, ...] = ("nan", "inf", "end_before_start", "time_out_of_range", "unknown_element",
-                                  "bad_cause", "negative_latency")
+# Corruption kinds are named after the quarantine reason a validator should give them
+# (telcoanalytics.quarantine.REASONS); each corrupted row has exactly one problem.
+CORRUPT_KINDS: tuple[str, ...] = ("non_finite", "time_out_of_range", "end_before_start", "answer_outside_call",
+                                  "bad_cause", "out_of_domain", "negative_counter", "unknown_element")
 SOURCE_CORRUPTIONS: dict[str, tuple[str, ...]] = {
-    "cdr": ("end_before_start", "time_out_of_range", "unknown_element", "bad_cause"),
-    "equip": ("nan", "inf", "time_out_of_range", "unknown_element"),
-    "flow": ("time_out_of_range", "unknown_element"),
-    "qos": ("nan", "inf", "negative_latency", "time_out_of_range", "unknown_element"),
+    "cdr": ("time_out_of_range", "end_before_start", "answer_outside_call", "bad_cause", "out_of_domain",
+            "negative_counter", "unknown_element"),
+    "equip": ("non_finite", "time_out_of_range", "out_of_domain", "negative_counter", "unknown_element"),
+    "flow": ("time_out_of_range", "negative_counter", "unknown_element"),
+    "qos": ("non_finite", "time_out_of_range", "out_of_domain", "unknown_element"),
 }
 ORIGIN_CLEAN = 0
 ORIGIN_DUPLICATE = 1
@@ -73,20 +76,33 @@ def _delays(n: int, cfg, rng: np.random.Generator):
     return np.round(lo + (hi - lo) * rng.random(n)).astype(np.int64), cat
 
 
-def _corrupt(source: str, rows: np.ndarray, kinds: np.ndarray, id_base: np.ndarray, rng) -> None:
-    """Damage ``rows`` in place, row i according to ``CORRUPT_KINDS[kinds[i]]``."""
-    n = len(rows)
+def _corrupt_pool(source: str, a: np.ndarray, kind: str):
+    """Rows of ``a`` a corruption of ``kind`` may copy (None: any row)."""
+    if source == "equip" and kind == "negative_counter":
+        pool = np.flatnonzero(np.isin(a["metric_id"], [METRIC_CODE["error_count"], METRIC_CODE["unavailable_s"]]))
+        return pool if len(pool) else None
+    if source == "cdr" and kind == "answer_outside_call":
+        pool = np.flatnonzero(a["answer_ms"] != NO_TIME_MS)
+        return pool if len(pool) else None
+    return None
+
+
+def _corrupt(source: str, rows: np.ndarray, kinds: list, rng) -> None:
+    """Damage ``rows`` in place, row i according to the kind name ``kinds[i]``.
+
+    ``non_finite``: NaN or +-inf in a required float (equip ``value``; QoS latency, jitter or
+    loss). ``time_out_of_range``: event time moved to 1970 or after 2200 (a CDR keeps its
+    internal durations). ``end_before_start``: CDR ``end_ms`` up to a minute before ``start_ms``
+    (and unanswered). ``answer_outside_call``: answer after the release. ``bad_cause``: cause 0
+    or 200. ``out_of_domain``: CDR service 9, equip metric id 99, QoS negative latency/jitter or
+    loss above 100 %. ``negative_counter``: negative bytes (CDR, flow), error count or
+    unavailable seconds. ``unknown_element``: element id ``UNKNOWN_ELEMENT_BASE + i``.
+    """
     tf, ef = TIME_FIELD[source], ELEMENT_FIELD[source]
-    name = np.asarray(CORRUPT_KINDS)[kinds]
-    float_fields = {"equip": ("value",), "qos": ("latency_ms", "jitter_ms", "loss_pct")}.get(source, ())
-    for i in range(n):
-        k = name[i]
-        if k in ("nan", "inf"):
-            f = float_fields[rng.integers(len(float_fields))]
-            rows[f][i] = np.nan if k == "nan" else (np.inf if rng.random() < 0.5 else -np.inf)
-        elif k == "end_before_start":
-            rows["end_ms"][i] = rows["start_ms"][i] - int(rng.integers(1, 60_000))
-            rows["answer_ms"][i] = NO_TIME_MS
+    for i, k in enumerate(kinds):
+        if k == "non_finite":
+            f = "value" if source == "equip" else ("latency_ms", "jitter_ms", "loss_pct")[rng.integers(3)]
+            rows[f][i] = (np.nan, np.inf, -np.inf)[rng.integers(3)]
         elif k == "time_out_of_range":
             new_t = TIME_TOO_EARLY_MS * int(rng.integers(1, 1000)) if rng.random() < 0.5 \
                 else TIME_TOO_LATE_MS + int(rng.integers(0, 10**10))
@@ -96,12 +112,34 @@ def _corrupt(source: str, rows: np.ndarray, kinds: np.ndarray, id_base: np.ndarr
                 rows["end_ms"][i] += delta
                 if rows["answer_ms"][i] != NO_TIME_MS:
                     rows["answer_ms"][i] += delta
-        elif k == "unknown_element":
-            rows[ef][i] = UNKNOWN_ELEMENT_BASE + int(id_base[i])
+        elif k == "end_before_start":
+            rows["end_ms"][i] = rows["start_ms"][i] - int(rng.integers(1, 60_000))
+            rows["answer_ms"][i] = NO_TIME_MS
+        elif k == "answer_outside_call":
+            rows["answer_ms"][i] = rows["end_ms"][i] + int(rng.integers(1, 60_000))
         elif k == "bad_cause":
             rows["cause"][i] = 0 if rng.random() < 0.5 else 200
-        else:  # negative_latency
-            rows["latency_ms"][i] = -abs(rows["latency_ms"][i]) - 1.0
+        elif k == "out_of_domain":
+            if source == "cdr":
+                rows["service"][i] = 9
+            elif source == "equip":
+                rows["metric_id"][i] = 99
+            else:
+                j = int(rng.integers(3))
+                if j == 0:
+                    rows["latency_ms"][i] = -abs(rows["latency_ms"][i]) - 1.0
+                elif j == 1:
+                    rows["jitter_ms"][i] = -abs(rows["jitter_ms"][i]) - 0.5
+                else:
+                    rows["loss_pct"][i] = 100.0 + float(rng.uniform(1.0, 50.0))
+        elif k == "negative_counter":
+            if source == "equip":
+                rows["value"][i] = -abs(rows["value"][i]) - 1.0
+            else:
+                f = "bytes_down" if source == "cdr" else ("bytes", "packets", "flows")[rng.integers(3)]
+                rows[f][i] = -abs(int(rows[f][i])) - 1
+        else:  # unknown_element
+            rows[ef][i] = UNKNOWN_ELEMENT_BASE + i
 
 
 def build_streams(arrays: dict, cfg, id_salt: int, rng: np.random.Generator):
@@ -141,19 +179,27 @@ def build_streams(arrays: dict, cfg, id_salt: int, rng: np.random.Generator):
             extras.append(a[idx])
             ext_arr.append(arrival[idx] + rng.integers(1_000, 300_000, n_dup))
             ext_org.append(np.full(n_dup, ORIGIN_DUPLICATE, np.int8))
-        kinds_allowed = np.array([CORRUPT_KINDS.index(k) for k in SOURCE_CORRUPTIONS[source]])
+        allowed = SOURCE_CORRUPTIONS[source]
         n_cor = 0
         if n and cfg.p_corrupt > 0:
-            n_cor = max(len(kinds_allowed), int(round(cfg.p_corrupt * n)))
-            idx = np.sort(rng.choice(n, n_cor, replace=n_cor > n))
-            kinds = rng.permutation(kinds_allowed[np.arange(n_cor) % len(kinds_allowed)])
+            n_cor = max(len(allowed), int(round(cfg.p_corrupt * n)))
+            kind_of = rng.permutation(np.arange(n_cor) % len(allowed))
+            idx = np.empty(n_cor, dtype=np.int64)
+            for j, kind in enumerate(allowed):
+                sel = kind_of == j
+                pool = _corrupt_pool(source, a, kind)
+                idx[sel] = rng.integers(0, n, int(sel.sum())) if pool is None \
+                    else pool[rng.integers(0, len(pool), int(sel.sum()))]
+            o = np.argsort(idx, kind="stable")
+            idx, kind_of = idx[o], kind_of[o]
             rows = a[idx].copy()
             if source == "cdr":   # fresh record ids, distinct from every clean id (mix63 is bijective)
                 rows["record_id"] = mix63(np.uint64(id_salt) + np.uint64(n) + np.arange(n_cor, dtype=np.uint64))
-            _corrupt(source, rows, kinds, np.arange(n_cor), rng)
+            _corrupt(source, rows, [allowed[j] for j in kind_of], rng)
             extras.append(rows)
             ext_arr.append(arrival[idx])
-            ext_org.append((ORIGIN_CORRUPTED + kinds).astype(np.int8))
+            codes = np.array([CORRUPT_KINDS.index(k) for k in allowed])[kind_of]
+            ext_org.append((ORIGIN_CORRUPTED + codes).astype(np.int8))
         extra = np.concatenate(extras) if extras else np.empty(0, DTYPES[source])
         e_arr = np.concatenate(ext_arr) if ext_arr else np.empty(0, np.int64)
         e_org = np.concatenate(ext_org) if ext_org else np.empty(0, np.int8)

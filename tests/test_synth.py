@@ -131,9 +131,12 @@ def test_cdr_fields(day):
     assert np.all(c["answer_ms"][ans] >= c["start_ms"][ans]) and np.all(c["end_ms"][ans] >= c["answer_ms"][ans])
     assert np.all(c["end_ms"] >= c["start_ms"])
     assert np.all((c["cause"] >= 1) & (c["cause"] <= 127))
-    # answered calls end with normal clearing; unanswered have a non-normal cause
-    assert set(np.unique(c["cause"][ans]).tolist()) <= {16, 31}
+    # answered calls end with normal clearing or are dropped by the network; unanswered never normal
+    assert set(np.unique(c["cause"][ans]).tolist()) <= {16, 31, 38, 41, 102}
     assert not np.isin(c["cause"][~ans], [16, 31]).any()
+    talk = ans & np.isin(c["service"], [SERVICE_CODE["voice"], SERVICE_CODE["video"]])
+    assert 0.001 < np.isin(c["cause"][talk], [38, 41, 102]).mean() < 0.03
+    assert np.all(np.isin(c["cause"][ans & ~talk], [16, 31]))
     carries = np.isin(c["service"], [SERVICE_CODE["video"], SERVICE_CODE["data"]]) & ans
     assert np.all(c["bytes_down"][~carries] == 0) and np.all(c["bytes_down"][carries] >= 0)
     assert (c["bytes_down"][carries] > 0).mean() > 0.99 and np.all(c["bytes_up"] >= 0)
@@ -307,6 +310,10 @@ def test_failure_labels(day):
                 t = arr[TIME_FIELD[s]]
                 assert not np.any((col == el) & _in(t, a, b)), s
                 assert np.any((col == el) & ~_in(t, a, b)), s      # alive outside the window
+            # calls in progress when the cell died were cut within 5 s, with cause 38
+            c = day.cdr
+            spanning = (c["element_id"] == el) & (c["start_ms"] < a) & (c["end_ms"] > a)
+            assert np.all(c["end_ms"][spanning] < a + 5_000) and np.all(c["cause"][spanning] == 38)
         else:
             assert det["mode"] == "errors" and row["metric"] == "error_count"
             e = day.equip
@@ -439,25 +446,50 @@ def test_raw_stream_contents(day):
         assert np.array_equal(np.sort(clean.view(f"V{DTYPES[s].itemsize}")),
                               np.sort(day[s].view(f"V{DTYPES[s].itemsize}")))
         tf = TIME_FIELD[s]
+        el = rows["src_element_id"] if s == "flow" else rows["element_id"]
         for kind in SOURCE_CORRUPTIONS[s]:
-            bad = rows[org == ORIGIN_CORRUPTED + CORRUPT_KINDS.index(kind)]
-            if kind == "nan":
-                fl = [f for f in bad.dtype.names if bad.dtype[f].kind == "f" and f != "mos"]
-                assert np.all(np.any(np.stack([np.isnan(bad[f]) for f in fl]), axis=0))
-            elif kind == "inf":
-                fl = [f for f in bad.dtype.names if bad.dtype[f].kind == "f" and f != "mos"]
-                assert np.all(np.any(np.stack([np.isinf(bad[f]) for f in fl]), axis=0))
-            elif kind == "end_before_start":
-                assert np.all(bad["end_ms"] < bad["start_ms"])
+            m = org == ORIGIN_CORRUPTED + CORRUPT_KINDS.index(kind)
+            bad = rows[m]
+            assert len(bad) >= 1
+            fl = [f for f in bad.dtype.names if bad.dtype[f].kind == "f" and f != "mos"]
+            finite = np.all(np.stack([np.isfinite(bad[f]) for f in fl]), axis=0) if fl else np.ones(len(bad), bool)
+            in_time = _in(bad[tf], day.start_ms, day.end_ms)
+            known = day.topology.index_of(el[m]) >= 0
+            # exactly one problem per row: everything but the corrupted aspect stays valid
+            if kind != "non_finite":
+                assert np.all(finite), kind
+            if kind != "time_out_of_range":
+                assert np.all(in_time), kind
+            if kind != "unknown_element":
+                assert np.all(known), kind
+            if kind == "non_finite":
+                assert not np.any(finite)
             elif kind == "time_out_of_range":
                 assert np.all((bad[tf] < day.start_ms - 10 * 365 * DAY_MS) | (bad[tf] > day.end_ms + 100 * 365 * DAY_MS))
+            elif kind == "end_before_start":
+                assert np.all(bad["end_ms"] < bad["start_ms"]) and np.all(bad["answer_ms"] == NO_TIME_MS)
+            elif kind == "answer_outside_call":
+                assert np.all(bad["answer_ms"] > bad["end_ms"]) and np.all(bad["end_ms"] >= bad["start_ms"])
             elif kind == "unknown_element":
-                col = bad["src_element_id"] if s == "flow" else bad["element_id"]
-                assert np.all(day.topology.index_of(col) == -1)
+                assert not np.any(known)
             elif kind == "bad_cause":
                 assert np.all((bad["cause"] < 1) | (bad["cause"] > 127))
-            elif kind == "negative_latency":
-                assert np.all(bad["latency_ms"] < 0)
+            elif kind == "out_of_domain":
+                if s == "cdr":
+                    assert np.all(bad["service"] >= 4)
+                elif s == "equip":
+                    assert np.all(bad["metric_id"] >= len(METRICS))
+                else:
+                    assert np.all((bad["latency_ms"] < 0) | (bad["jitter_ms"] < 0) | (bad["loss_pct"] > 100))
+            else:  # negative_counter
+                if s == "equip":
+                    assert np.all(bad["value"] < 0) and np.all(np.isin(bad["metric_id"], [3, 4]))
+                else:
+                    cols = ("bytes_up", "bytes_down") if s == "cdr" else ("bytes", "packets", "flows")
+                    assert np.all(np.any(np.stack([bad[c] < 0 for c in cols]), axis=0))
+            if kind != "negative_counter" and s in ("cdr", "flow"):
+                cols = ("bytes_up", "bytes_down") if s == "cdr" else ("bytes", "packets", "flows")
+                assert np.all(np.stack([bad[c] >= 0 for c in cols]))
     rows, arr, org = day.raw("cdr")
     dup = rows[org == ORIGIN_DUPLICATE]
     assert np.all(np.isin(dup["record_id"], day.cdr["record_id"]))
