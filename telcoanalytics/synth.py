@@ -79,6 +79,8 @@ LABEL_DTYPE = np.dtype([
     ("end_ms", "i8"),
 ])
 
+DEFAULT_SCENARIOS = {"congestion": 6, "failure": 6, "degradation": 4, "crowd": 2, "collection_gap": 2}
+AUTO_SCENARIO_SITES = 120                # radio sites from which the automatic counts are full
 DEFAULT_START_MS = 1_772_409_600_000     # Monday 2026-03-02 00:00 UTC
 SANE_START_MS = 946_684_800_000          # 2000-01-01: ingest treats earlier times as corrupt
 
@@ -91,8 +93,9 @@ class SynthConfig:
     ----------
     n_elements : int
         Elements in the topology before ``scale`` (default 10,000).
-    n_regions : int
-        Regions (default 10).
+    n_regions : int or None
+        Regions; None (default) picks ``clip(round(elements / 1000), 1, 12)``, i.e. 10 for the
+        default 10,000 elements.
     days : float
         Span in days (> 0; default 1.0); rounded up to whole PM intervals.
     seed : int
@@ -111,8 +114,11 @@ class SynthConfig:
         Mean call/session attempts per cell per day on the undisturbed network.
     utc_offset_h : float
         Local time of the network relative to UTC (the diurnal shape is in local time).
-    n_congestion, n_failure, n_degradation, n_crowd, n_collection_gap : int
-        Scenarios of each kind (defaults 6, 6, 4, 2, 2).
+    n_congestion, n_failure, n_degradation, n_crowd, n_collection_gap : int or None
+        Scenarios of each kind. None (default) means 6, 6, 4, 2, 2 on a network of >= 120 radio
+        sites and proportionally fewer (rounded) on smaller ones, so tiny test networks work; an
+        explicit number is placed exactly or raises ValueError when the network is too small.
+        ``SynthDay.scenario_counts`` holds the numbers used.
     p_out_of_order, p_late, p_very_late : float
         Shares of rows delivered 5-60 s late, 1 min - ``max_late_ms`` late, 1-6 h late.
     max_late_ms : int
@@ -129,7 +135,7 @@ class SynthConfig:
     """
 
     n_elements: int = 10_000
-    n_regions: int = 10
+    n_regions: int | None = None
     days: float = 1.0
     seed: int = 7
     scale: float = 1.0
@@ -139,11 +145,11 @@ class SynthConfig:
     env_interval_ms: int = 900_000
     cdr_per_cell_day: float = 200.0
     utc_offset_h: float = 0.0
-    n_congestion: int = 6
-    n_failure: int = 6
-    n_degradation: int = 4
-    n_crowd: int = 2
-    n_collection_gap: int = 2
+    n_congestion: int | None = None
+    n_failure: int | None = None
+    n_degradation: int | None = None
+    n_crowd: int | None = None
+    n_collection_gap: int | None = None
     p_out_of_order: float = 0.03
     p_late: float = 0.005
     p_very_late: float = 0.0002
@@ -157,14 +163,15 @@ class SynthConfig:
         def need(ok: bool, name: str, expected: str):
             if not ok:
                 raise ValueError(f"SynthConfig.{name} must be {expected}, got {getattr(self, name)!r}")
-        for name in ("n_elements", "n_regions", "cells_per_site", "pm_interval_ms", "env_interval_ms",
-                     "max_late_ms"):
-            need(int(getattr(self, name)) == getattr(self, name) and getattr(self, name) >= 1, name,
-                 "a positive integer")
-        for name in ("n_congestion", "n_failure", "n_degradation", "n_crowd", "n_collection_gap",
-                     "csv_unparseable"):
-            need(int(getattr(self, name)) == getattr(self, name) and getattr(self, name) >= 0, name,
-                 "a non-negative integer")
+        def is_int(v, lo):
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= lo
+        for name in ("n_elements", "cells_per_site", "pm_interval_ms", "env_interval_ms", "max_late_ms"):
+            need(is_int(getattr(self, name), 1), name, "a positive integer")
+        need(self.n_regions is None or is_int(self.n_regions, 1), "n_regions", "None or a positive integer")
+        for name in ("n_congestion", "n_failure", "n_degradation", "n_crowd", "n_collection_gap"):
+            need(getattr(self, name) is None or is_int(getattr(self, name), 0), name,
+                 "None or a non-negative integer")
+        need(is_int(self.csv_unparseable, 0), "csv_unparseable", "a non-negative integer")
         need(self.days > 0 and math.isfinite(self.days), "days", "a positive number of days")
         need(self.scale > 0 and math.isfinite(self.scale), "scale", "a positive number")
         need(self.cdr_per_cell_day >= 0 and math.isfinite(self.cdr_per_cell_day), "cdr_per_cell_day",
@@ -184,6 +191,22 @@ class SynthConfig:
     def n_elements_scaled(self) -> int:
         """Elements actually generated: ``round(n_elements * scale)``."""
         return max(1, int(round(self.n_elements * self.scale)))
+
+    @property
+    def regions(self) -> int:
+        """Regions actually generated (``n_regions`` or the automatic choice)."""
+        if self.n_regions is not None:
+            return int(self.n_regions)
+        return int(np.clip(round(self.n_elements_scaled / 1000), 1, 12))
+
+    def scenario_counts(self, n_radio_sites: int) -> dict[str, int]:
+        """Scenarios of each kind for a network with ``n_radio_sites`` radio sites."""
+        f = min(1.0, n_radio_sites / AUTO_SCENARIO_SITES)
+        out = {}
+        for kind, default in DEFAULT_SCENARIOS.items():
+            v = getattr(self, f"n_{kind}")
+            out[kind] = int(v) if v is not None else int(math.floor(default * f + 0.5))
+        return out
 
     @property
     def n_intervals(self) -> int:
@@ -207,6 +230,7 @@ class SynthDay:
     scenarios : list of dict, details of each scenario (same order as ``labels``)
     start_ms, end_ms : int, the span ``[start_ms, end_ms)``
     stats : dict of injected counts (see :meth:`raw_batches`)
+    scenario_counts : dict kind -> int, scenarios placed of each kind
     """
 
     def __init__(self, config, topology_table, arrays, labels, scenarios, streams, stats, id_salt):
@@ -221,6 +245,7 @@ class SynthDay:
         self._streams: dict[str, SourceStream] = streams
         self.stats = stats
         self._id_salt = int(id_salt)
+        self.scenario_counts = {k: int((labels["scenario"] == k).sum()) for k in DEFAULT_SCENARIOS}
 
     def __getitem__(self, source: str) -> np.ndarray:
         if source not in SOURCES:
@@ -409,7 +434,7 @@ def generate(config: SynthConfig | None = None, **overrides) -> SynthDay:
     ss = np.random.SeedSequence(int(cfg.seed))
     r_topo, r_load, r_scen, r_cap, r_equip, r_flow, r_qos, r_cdr, r_stream = (
         np.random.default_rng(s) for s in ss.spawn(9))
-    topo = build_topology(cfg.n_elements_scaled, cfg.n_regions, cfg.cells_per_site, r_topo)
+    topo = build_topology(cfg.n_elements_scaled, cfg.regions, cfg.cells_per_site, r_topo)
     n_e, n_t, dt = topo.n, cfg.n_intervals, int(cfg.pm_interval_ms)
     times = cfg.start_ms + np.arange(n_t, dtype=np.int64) * dt
     profile = diurnal_profile(times + dt // 2, cfg.utc_offset_h)
@@ -424,8 +449,7 @@ def generate(config: SynthConfig | None = None, **overrides) -> SynthDay:
     np.minimum(x_base, np.float32(NATURAL_LOAD_CAP), out=x_base)
     weight = np.where(is_cell, r_load.lognormal(0.0, 0.3, n_e), 0.0)
     weight[topo.table["equipment_class"] == SMALL] *= 0.5
-    counts = {"congestion": cfg.n_congestion, "failure": cfg.n_failure, "degradation": cfg.n_degradation,
-              "crowd": cfg.n_crowd, "collection_gap": cfg.n_collection_gap}
+    counts = cfg.scenario_counts(len(np.unique(topo.site[is_cell])))
     scenarios, eff = inject(counts, topo, times, dt, x_base, profile, r_scen)
     x_cell = x_base.astype(np.float64) * eff.demand * eff.present
     cap = cell_capacity_mbps(topo, r_cap)

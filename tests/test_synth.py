@@ -18,7 +18,8 @@ from telcoanalytics.synth_sources import mix63
 from telcoanalytics.synth_topology import build_topology
 
 START = SynthConfig().start_ms          # Monday 00:00 UTC
-SMALL = dict(n_elements=300, n_regions=4, days=0.25, start_ms=START + 10 * HOUR_MS)
+SMALL = dict(n_elements=300, n_regions=4, days=0.25, start_ms=START + 10 * HOUR_MS, n_congestion=6, n_failure=6,
+             n_degradation=4, n_crowd=2, n_collection_gap=2)
 
 
 @pytest.fixture(scope="module")
@@ -590,7 +591,8 @@ def test_write_and_read_errors(day, tmp_path):
 
 # ---- configuration errors ----------------------------------------------------------------------
 @pytest.mark.parametrize("kw, field", [
-    ({"n_elements": 0}, "n_elements"), ({"n_regions": 2.5}, "n_regions"), ({"days": 0}, "days"),
+    ({"n_elements": 0}, "n_elements"), ({"n_regions": 2.5}, "n_regions"), ({"n_regions": 0}, "n_regions"),
+    ({"n_failure": 1.5}, "n_failure"), ({"csv_unparseable": -1}, "csv_unparseable"), ({"days": 0}, "days"),
     ({"days": float("inf")}, "days"), ({"scale": -1}, "scale"), ({"start_ms": 5}, "start_ms"),
     ({"env_interval_ms": 400_000}, "env_interval_ms"), ({"p_late": 1.0}, "p_late"),
     ({"p_out_of_order": 0.6, "p_late": 0.5}, "p_out_of_order"), ({"cdr_arrival": "later"}, "cdr_arrival"),
@@ -599,6 +601,18 @@ def test_write_and_read_errors(day, tmp_path):
 def test_config_errors(kw, field):
     with pytest.raises(ValueError, match=f"SynthConfig.{field} must be"):
         SynthConfig(**kw)
+
+
+def test_automatic_regions_and_scenario_counts():
+    cfg = SynthConfig()
+    assert cfg.regions == 10 and cfg.scenario_counts(3000) == {"congestion": 6, "failure": 6, "degradation": 4,
+                                                              "crowd": 2, "collection_gap": 2}
+    assert SynthConfig(n_elements=60).regions == 1 and SynthConfig(scale=30).regions == 12
+    assert SynthConfig(n_crowd=5).scenario_counts(12)["crowd"] == 5          # explicit is exact
+    tiny = generate(n_elements=60, days=0.05, seed=1)                        # small networks just work
+    assert tiny.scenario_counts == {"congestion": 1, "failure": 1, "degradation": 1, "crowd": 0,
+                                    "collection_gap": 0}
+    assert len(tiny.labels) == 3
 
 
 def test_too_many_scenarios_for_topology():
