@@ -187,16 +187,19 @@ def read_parquet(path, chunk_rows: int = DEFAULT_CHUNK_ROWS, columns=None) -> It
 def read_arrow(table, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[RawChunk]:
     """Chunks of a pyarrow ``Table`` or ``RecordBatch``."""
     chunk_rows = _check_chunk_rows(chunk_rows)
-    batches = [table] if not hasattr(table, "to_batches") else table.to_batches(max_chunksize=chunk_rows)
+    pa, _ = _pyarrow()
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    if table.num_rows == 0:
+        cols, missing = _arrow_columns(table)
+        yield RawChunk(cols, 0, 0, missing)
+        return
     offset = 0
-    for b in batches:
-        for start in range(0, max(b.num_rows, 1), chunk_rows):
-            part = b.slice(start, chunk_rows)
-            if part.num_rows == 0 and offset > 0:
-                break
-            cols, missing = _arrow_columns(part)
-            yield RawChunk(cols, part.num_rows, offset, missing)
-            offset += part.num_rows
+    for b in table.to_batches(max_chunksize=chunk_rows):
+        if b.num_rows:
+            cols, missing = _arrow_columns(b)
+            yield RawChunk(cols, b.num_rows, offset, missing)
+            offset += b.num_rows
 
 
 # ---- in-memory inputs -------------------------------------------------------------------------
@@ -261,14 +264,15 @@ def read_records(records, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[RawC
         cols = {}
         for c in names:
             vals = [r.get(c) for r in recs]
-            if any(v is None for v in vals):
+            a = None
+            if not any(v is None for v in vals):
+                try:
+                    a = np.asarray(vals)
+                except (ValueError, TypeError):   # ragged values: keep them as objects
+                    a = None
+            if a is None or a.ndim != 1:
                 a = np.empty(len(vals), dtype=object)
                 a[:] = vals
-            else:
-                a = np.asarray(vals)
-                if a.ndim != 1:
-                    a = np.empty(len(vals), dtype=object)
-                    a[:] = vals
             cols[str(c)] = a
         yield RawChunk(cols, len(recs), offset)
         offset += len(recs)

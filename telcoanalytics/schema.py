@@ -266,10 +266,6 @@ def _iso_ms(s: str) -> int:
     return (t - _EPOCH) // _MS
 
 
-def _text_is_missing(s) -> bool:
-    return s is None or (isinstance(s, str) and s.strip() == "") or (isinstance(s, float) and math.isnan(s))
-
-
 def _parse_one(v, kind: str, r: Rule):
     """Parse one value; returns (value, status). Used only on the slow path for bad chunks."""
     if v is None or (isinstance(v, (str, bytes)) and v.strip() == ""):

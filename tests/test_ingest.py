@@ -16,6 +16,7 @@ from telcoanalytics.schema import SchemaError
 from telcoanalytics.topology import Topology
 
 T0 = 1_700_000_000_000
+T0_ISO = "2023-11-14T22:13:20Z"
 ELEMENTS = np.arange(1000, 1100, dtype=np.int64)
 
 
@@ -325,6 +326,11 @@ def test_parquet_round_trip_nulls_and_chunks(tmp_path, rng):
     assert r.n_read == 30_000 and r.by_reason == {"bad_cause": 2}
     r = Ingestor("cdr").ingest(table.to_batches()[0])
     assert r.n_read == len(table.to_batches()[0])
+    assert Ingestor("cdr").ingest(table.slice(0, 0)).n_read == 0
+    eq = pa.table({"timestamp": [T0_ISO], "ne_id": ["1000"], "counter": pa.array(["cpu_util_pct"]).dictionary_encode(),
+                   "value": [1.0]})
+    r = Ingestor("equip").ingest(eq)
+    assert r.schema_version == 1 and r.accepted["ts_ms"].tolist() == [T0] and r.n_accepted == 1
 
 
 def test_in_memory_inputs(rng):
@@ -333,9 +339,12 @@ def test_in_memory_inputs(rng):
     recs = [{f: a[f][i].item() for f in a.dtype.names} for i in range(6)]
     del recs[3]["mos"]                     # optional: absent means not measured
     recs[4]["latency_ms"] = None           # required: missing
+    recs[5]["jitter_ms"] = [1.0, 2.0]      # not a number
+    recs[0]["element_id"] = [1000]         # not a number either (a one-element list)
     ing = Ingestor("qos")
     r = ing.ingest(iter(recs))
-    assert r.by_reason == {"missing_value": 1, "out_of_domain": 1} and math.isnan(r.accepted["mos"][2])
+    assert r.by_reason == {"unparseable": 2, "missing_value": 1, "out_of_domain": 1}
+    assert len(r.accepted) == 2 and math.isnan(r.accepted["mos"][1])
     d = {f: a[f] for f in a.dtype.names}
     r2 = Ingestor("qos").ingest(d, chunk_rows=4)
     assert r2.n_read == 6 and r2.by_reason == {"out_of_domain": 1}

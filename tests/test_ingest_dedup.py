@@ -30,6 +30,9 @@ def test_kernel_matches_python_set(keys, seed):
     found = np.zeros(len(probe), dtype=np.bool_)
     hashset_contains(probe, np.ones(len(probe), dtype=np.bool_), table, meta, found)
     assert found.tolist() == [x in distinct for x in probe.tolist()]
+    none = np.zeros(len(probe), dtype=np.bool_)
+    hashset_contains(probe, np.zeros(len(probe), dtype=np.bool_), table, meta, none)
+    assert not none.any()
 
 
 def test_rehash_keeps_keys_and_slots_spread(rng):

@@ -288,3 +288,19 @@ def test_rule_and_version_validation_errors():
     with pytest.raises(SchemaError, match="required column 'src_element_id' is missing"):
         sv.to_canonical({"ts_ms": np.array([1])}, 1)
     assert "v1 (ts_ms" in sv.describe()
+
+
+def test_rare_value_types_take_the_slow_path():
+    ri = Rule("x")
+    v, st = parse_column(np.array([None, 1e30], dtype=object), "i", Rule("x", scale=1000.0, default=-1))
+    assert v[0] == -1 and st.tolist() == [0, 1]
+    v, st = parse_column(np.array([[1], [1, 2]], dtype=object), "i", ri)      # ragged: not numbers
+    assert st.tolist() == [1, 1]
+    v, st = parse_column(np.array([[1], [1, 2]], dtype=object), "i", Rule("t", parse="iso"))
+    assert st.tolist() == [1, 1]
+    v, st = parse_column(np.array([1 + 2j]), "f", ri)
+    assert st.tolist() == [1]
+    v, st = parse_column(np.array([T0_MS], dtype="datetime64[ms]"), "f", Rule("t", parse="iso"))
+    assert v.tolist() == [float(T0_MS)] and st is None
+    v, st = parse_column(np.array(["2023-11-14T22:13:20", ""]), "i", Rule("t", parse="iso"))
+    assert v[0] == T0_MS and st.tolist() == [0, 2]
