@@ -338,10 +338,9 @@ def write_csv(topology: Topology, path) -> None:
     with Path(path).open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(names)
-        lists = [cols[c].tolist() for c in names]
-        for row in zip(*lists):
-            w.writerow(["" if isinstance(v, float) and v != v else (repr(v) if isinstance(v, float) else v)
-                        for v in row])
+        lists = [[repr(v) if v == v else "" for v in cols[c].tolist()] if cols[c].dtype.kind == "f"
+                 else cols[c].tolist() for c in names]
+        w.writerows(zip(*lists))
 
 
 # ---- JSON --------------------------------------------------------------------------------------
