@@ -632,6 +632,10 @@ class KpiCalculator:
         A window is a collection gap when the scope's elements reported in fewer than
         ``gap_fraction`` of the minutes they would report in at their usual rate (measured over
         the rest of the ring).
+    gap_sources : tuple of str
+        Sources that report periodically, for which a silent window means a collection gap
+        (equipment PM and QoS probes). Call records are excluded by default: no calls is not a
+        gap but no traffic, which ``min_samples`` handles.
 
     Notes
     -----
@@ -639,8 +643,13 @@ class KpiCalculator:
     ratios (3GPP TS 32.401 aggregation).
     """
 
-    def __init__(self, store: CounterStore, kpis: dict | None = None, gap_fraction: float = 0.5):
+    def __init__(self, store: CounterStore, kpis: dict | None = None, gap_fraction: float = 0.5,
+                 gap_sources=("equip", "qos")):
         self.store = store
+        bad = [s for s in gap_sources if s not in ACTIVITY_COUNTER]
+        if bad:
+            raise ValueError(f"gap_sources {bad} unknown; choose from {sorted(ACTIVITY_COUNTER)}")
+        self.gap_sources = tuple(gap_sources)
         self.kpis = dict(kpis) if kpis is not None else dict(BUILTIN_KPIS)
         if not 0.0 <= gap_fraction < 1.0:
             raise ValueError(f"gap_fraction must be in [0, 1), got {gap_fraction}")
@@ -792,7 +801,10 @@ class KpiCalculator:
             names = list(kd.numerator) + list(kd.denominator)
         names = list(dict.fromkeys(names + [samples_c]))
         sums = self.counter_sums(names, svc, end_minute, window_min, rows)
-        active, expected = self.activity(kd.source, end_minute, window_min, rows)
+        if kd.source in self.gap_sources:
+            active, expected = self.activity(kd.source, end_minute, window_min, rows)
+        else:
+            active = expected = np.zeros(len(r))
         vecs = [sums[n] for n in names] + [active, expected, np.ones(len(r))]
         agg = self._rollup(vecs, seg, n_nodes)
         A = {n: agg[:, j] for j, n in enumerate(names)}

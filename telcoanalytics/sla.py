@@ -11,9 +11,11 @@ Late data
 Rows for minutes already evaluated update their minute in the ring and mark the element dirty.
 At the next :meth:`SlaMonitor.advance`, the windows containing those minutes are re-evaluated for
 the touched nodes only, and their lifecycles are replayed from a committed state kept
-``reeval_minutes`` behind the last tick (using a ring of per-tick condition codes). Events the
-replay produces that were not emitted before are emitted (with their true times); an open
-violation the corrected data no longer supports is resolved with a "withdrawn" summary. Data
+``reeval_minutes`` behind the last tick (using a ring of per-tick condition codes). Then only
+what moves a node from its emitted state to its corrected state is emitted: a firing the late
+data reveals (at its true time), a resolution (at its true time) of a violation the corrected
+data ends, a withdrawn pending. A violation open in both runs keeps its start, so late data
+never produces a second firing event for one violation. Data
 older than the re-evaluation horizon still corrects the counters but no longer the lifecycle.
 
 Error-budget SLOs
@@ -158,8 +160,9 @@ class SlaRule:
 
     Fields (dict keys): name, kpi, level ("element"), filter ({attribute or level: values}),
     service (""), comparator, threshold, window ("5m"), for ("0m"), clear_threshold (default:
-    threshold), clear_for ("0m"), min_samples (default: the KPI's), severity ("major"),
-    description.
+    threshold), clear_for ("0m"), min_samples (default: the KPI's), clear_min_samples (samples
+    enough to *resolve*, default min_samples: a cell whose traffic falls back after congestion
+    can then resolve on fewer calls than it needs to fire), severity ("major"), description.
     """
     name: str
     kpi: str
@@ -175,9 +178,11 @@ class SlaRule:
     min_samples: float | None = None
     severity: str = "major"
     description: str = ""
+    clear_min_samples: float | None = None
 
     KEYS = {"type", "name", "kpi", "comparator", "threshold", "level", "filter", "service", "window", "for",
-            "clear_threshold", "clear_for", "min_samples", "severity", "description", "scope"}
+            "clear_threshold", "clear_for", "min_samples", "clear_min_samples", "severity", "description",
+            "scope"}
 
     @classmethod
     def from_dict(cls, d: dict, kpis: dict) -> "SlaRule":
@@ -209,18 +214,23 @@ class SlaRule:
         ms = d.get("min_samples")
         if ms is not None and (_number(ms, f"{where}.min_samples") < 0):
             raise ValueError(f"{where}.min_samples: must be >= 0, got {ms}")
+        cms = d.get("clear_min_samples")
+        if cms is not None and (_number(cms, f"{where}.clear_min_samples") < 0):
+            raise ValueError(f"{where}.clear_min_samples: must be >= 0, got {cms}")
         return cls(name, d["kpi"], comp, thr, str(d.get("level", "element")),
                    _scope_filter(d.get("filter"), where), svc,
                    _minutes(d.get("window", "5m"), f"{where}.window", 1),
                    _minutes(d.get("for", 0), f"{where}.for"), clr,
                    _minutes(d.get("clear_for", 0), f"{where}.clear_for"),
-                   None if ms is None else float(ms), sev, str(d.get("description", "")))
+                   None if ms is None else float(ms), sev, str(d.get("description", "")),
+                   None if cms is None else float(cms))
 
     def to_dict(self) -> dict:
         return {"type": "threshold", "name": self.name, "kpi": self.kpi, "comparator": self.comparator,
                 "threshold": self.threshold, "level": self.level, "filter": self.filter, "service": self.service,
                 "window": self.window_min * 60, "for": self.for_min * 60, "clear_threshold": self.clear_threshold,
                 "clear_for": self.clear_for_min * 60, "min_samples": self.min_samples,
+                "clear_min_samples": self.clear_min_samples,
                 "severity": self.severity, "description": self.description}
 
 
@@ -230,7 +240,8 @@ class SloRule:
 
     Fields (dict keys, with ``type = "slo"``): name, kpi, objective (0 < o < 1), period ("30d"),
     level, filter, service, min_samples (per window, default 1), windows (list of {severity,
-    factor, long, short}; default :data:`SRE_BURN_WINDOWS`), description.
+    factor, long, short}; default :data:`SRE_BURN_WINDOWS`), clear_for (burn below the factor
+    this long before resolving, default "0m"), description.
     """
     name: str
     kpi: str
@@ -242,9 +253,10 @@ class SloRule:
     min_samples: float = 1.0
     windows: tuple = ()          # tuples (severity, factor, long_min, short_min)
     description: str = ""
+    clear_for_min: int = 0
 
     KEYS = {"type", "name", "kpi", "objective", "period", "level", "filter", "service", "min_samples",
-            "windows", "description", "scope"}
+            "windows", "description", "scope", "clear_for"}
 
     @classmethod
     def from_dict(cls, d: dict, kpis: dict) -> "SloRule":
@@ -290,12 +302,13 @@ class SloRule:
         ms = _number(d.get("min_samples", 1.0), f"{where}.min_samples")
         return cls(name, d["kpi"], obj, _minutes(d.get("period", "30d"), f"{where}.period", 1),
                    str(d.get("level", "element")), _scope_filter(d.get("filter"), where), svc, ms, tuple(wins),
-                   str(d.get("description", "")))
+                   str(d.get("description", "")), _minutes(d.get("clear_for", 0), f"{where}.clear_for"))
 
     def to_dict(self) -> dict:
         return {"type": "slo", "name": self.name, "kpi": self.kpi, "objective": self.objective,
                 "period": self.period_min * 60, "level": self.level, "filter": self.filter,
                 "service": self.service, "min_samples": self.min_samples, "description": self.description,
+                "clear_for": self.clear_for_min * 60,
                 "windows": [{"severity": s, "factor": f, "long": lo * 60, "short": sh * 60}
                             for s, f, lo, sh in self.windows]}
 
@@ -387,28 +400,38 @@ def load_rules(src, kpis=None) -> list:
 
 
 def default_rules() -> list:
-    """A rule set for the synthetic network: cell call KPIs, availability, latency, one SLO."""
+    """A rule set for the synthetic network (see Notes): call KPIs per cell and site, availability,
+    latency p95 and a 98 % call-success SLO per site (the synthetic network's baseline failure share is ~1 %) with SRE burn-rate alerts.
+
+    Notes
+    -----
+    Tuned to the synthetic network's traffic (a busy cell carries a few calls a minute): call
+    rules need 20 attempts to fire but resolve on 3 once traffic falls back; availability uses
+    30-minute windows because a failing element reports unavailable seconds in scattered PM
+    intervals, which a 15-minute window would turn into flapping, and fires after 30 minutes so
+    that one isolated glitch (one PM interval) does not page.
+    """
     return load_rules([
-        {"name": "cell_call_setup_success", "kpi": "call_setup_success_pct", "level": "element",
-         "comparator": "<", "threshold": 95.0, "clear_threshold": 97.0, "window": "5m", "for": "5m",
-         "clear_for": "5m", "min_samples": 20, "severity": "major"},
         {"name": "cell_blocking", "kpi": "blocking_pct", "level": "element", "comparator": ">",
-         "threshold": 2.0, "clear_threshold": 1.0, "window": "5m", "for": "5m", "clear_for": "5m",
-         "min_samples": 20, "severity": "major"},
+         "threshold": 5.0, "clear_threshold": 2.0, "window": "10m", "for": "5m", "clear_for": "10m",
+         "min_samples": 20, "clear_min_samples": 3, "severity": "major"},
+        {"name": "cell_call_setup_success", "kpi": "call_setup_success_pct", "level": "element",
+         "comparator": "<", "threshold": 90.0, "clear_threshold": 95.0, "window": "10m", "for": "5m",
+         "clear_for": "10m", "min_samples": 20, "clear_min_samples": 3, "severity": "major"},
         {"name": "cell_call_drop", "kpi": "call_drop_pct", "level": "element", "comparator": ">",
-         "threshold": 2.0, "clear_threshold": 1.0, "window": "10m", "for": "5m", "clear_for": "5m",
-         "min_samples": 20, "severity": "minor"},
+         "threshold": 5.0, "clear_threshold": 2.0, "window": "15m", "for": "5m", "clear_for": "10m",
+         "min_samples": 20, "clear_min_samples": 3, "severity": "minor"},
         {"name": "site_call_setup_success", "kpi": "call_setup_success_pct", "level": "site",
-         "comparator": "<", "threshold": 95.0, "clear_threshold": 97.0, "window": "10m", "for": "5m",
-         "clear_for": "10m", "min_samples": 50, "severity": "critical"},
+         "comparator": "<", "threshold": 95.0, "clear_threshold": 97.0, "window": "15m", "for": "5m",
+         "clear_for": "10m", "min_samples": 50, "clear_min_samples": 5, "severity": "critical"},
         {"name": "element_availability", "kpi": "availability_pct", "level": "element", "comparator": "<",
-         "threshold": 99.0, "clear_threshold": 99.5, "window": "15m", "for": "10m", "clear_for": "10m",
-         "min_samples": 2, "severity": "major"},
+         "threshold": 99.0, "clear_threshold": 99.5, "window": "30m", "for": "30m", "clear_for": "15m",
+         "min_samples": 4, "severity": "major"},
         {"name": "element_latency_p95", "kpi": "latency_p95_ms", "level": "element", "comparator": ">",
-         "threshold": 150.0, "clear_threshold": 120.0, "window": "15m", "for": "10m", "clear_for": "10m",
+         "threshold": 400.0, "clear_threshold": 300.0, "window": "30m", "for": "15m", "clear_for": "15m",
          "min_samples": 5, "severity": "warning"},
-        {"type": "slo", "name": "call_success_slo", "kpi": "call_setup_success_pct", "objective": 0.999,
-         "period": "30d", "level": "element", "min_samples": 20},
+        {"type": "slo", "name": "call_success_slo", "kpi": "call_setup_success_pct", "objective": 0.98,
+         "period": "30d", "level": "site", "min_samples": 50, "clear_for": "15m"},
     ])
 
 
@@ -428,8 +451,8 @@ class _Eval:
         self.committed = _LifeState(n_nodes)
         self.codes = np.zeros((L, n_nodes), np.int8)
         self.values = np.full((L, n_nodes), np.nan, np.float32)
-        self.emitted: dict = {}       # node -> {(kind, start_ms): tick emitted} within the re-evaluation horizon
         self.mask = None
+        self.clear_min_samples = min_samples
 
     @property
     def reach_min(self) -> int:
@@ -526,9 +549,9 @@ class SlaMonitor:
         self.last_tick = -1
         self.first_tick = -1
         self.n_late_rows = 0
-        self._dirty = np.zeros(topology.n_elements, bool)
-        self._dirty_lo = np.iinfo(np.int64).max
-        self._dirty_hi = -1
+        self._dirty = {src: np.zeros(topology.n_elements, bool) for src in ("cdr", "equip", "qos")}
+        self._dirty_lo = {src: np.iinfo(np.int64).max for src in self._dirty}
+        self._dirty_hi = {src: -1 for src in self._dirty}
 
     # ---- setup -----------------------------------------------------------------------------
     def _check_level(self, r):
@@ -559,13 +582,15 @@ class SlaMonitor:
             n = self.topology.n_nodes(r.level)
             if isinstance(r, SlaRule):
                 ms = r.min_samples if r.min_samples is not None else self.kpis[r.kpi].min_samples
+                cms = r.clear_min_samples if r.clear_min_samples is not None else ms
                 clr = r.clear_threshold if r.clear_threshold is not None else r.threshold
                 e = _Eval(r.name, r.kpi, r.severity, r.level, r.filter, r.service, r.comparator, r.threshold, clr,
                           r.window_min, r.for_min, r.clear_for_min, ms, "threshold", n, L)
+                e.clear_min_samples = cms
             else:
                 for sev, f, lo, sh in r.windows:
                     e = _Eval(f"{r.name}/{sev}-{_fmt_min(lo)}", r.kpi, sev, r.level, r.filter, r.service, ">=", f, f,
-                              sh, 0, 0, r.min_samples, "burn", n, L, burn=(r.objective, f, lo, sh))
+                              sh, 0, r.clear_for_min, r.min_samples, "burn", n, L, burn=(r.objective, f, lo, sh))
                     e.mask = self._mask(r.filter)
                     out.append(e)
                 continue
@@ -587,9 +612,9 @@ class SlaMonitor:
             n_late = int(late.sum())
             if n_late:
                 self.n_late_rows += n_late
-                self._dirty[res.elem[late]] = True
-                self._dirty_lo = min(self._dirty_lo, int(res.minute[late].min()))
-                self._dirty_hi = max(self._dirty_hi, int(res.minute[late].max()))
+                self._dirty[source][res.elem[late]] = True
+                self._dirty_lo[source] = min(self._dirty_lo[source], int(res.minute[late].min()))
+                self._dirty_hi[source] = max(self._dirty_hi[source], int(res.minute[late].max()))
             out["late"] = n_late
         return out
 
@@ -601,13 +626,14 @@ class SlaMonitor:
             if len(self.store.window_slots(tick, ev.window_min)) == 0:
                 return np.zeros(n, np.int8), np.full(n, np.nan)
             res = self.calc.compute(ev.kpi, ev.level, tick, ev.window_min, ev.service, ev.mask, rows,
-                                    ev.min_samples)
+                                    min(ev.min_samples, ev.clear_min_samples))
             v = res.value
             ok = res.status == STATUS_OK
-            breach = ok & _cmp(v, ev.comparator, ev.threshold)
-            clear = ok & ~_cmp(v, ev.comparator, ev.clear_threshold)
+            strong = ok & (res.samples >= ev.min_samples)
+            breach = strong & _cmp(v, ev.comparator, ev.threshold)
+            clear = ok & (res.samples >= ev.clear_min_samples) & ~_cmp(v, ev.comparator, ev.clear_threshold)
             codes = np.where(breach, K.COND_BREACH, np.where(clear, K.COND_CLEAR,
-                                                                np.where(ok, K.COND_BAND, K.COND_INSUFFICIENT)))
+                                                                np.where(strong, K.COND_BAND, K.COND_INSUFFICIENT)))
             return codes.astype(np.int8), v
         objective, factor, lo, sh = ev.burn
         burn_l, ok_l = self._burn(ev, tick, lo, objective, rows)
@@ -678,13 +704,8 @@ class SlaMonitor:
         return SlaEvent(ev.name, ev.kpi, ev.severity, state, ev.level, sid, ev.service, t, start,
                         t if state == "resolved" else -1, value, ev.threshold, worst, summary)
 
-    def _emit(self, ev: _Eval, raw, tick, out: list, only_new: bool = False, note=""):
+    def _emit(self, ev: _Eval, raw, tick, out: list, note=""):
         for node, kind, start, value, worst in raw:
-            key = (kind, start)
-            seen = ev.emitted.setdefault(node, {})
-            if only_new and key in seen:
-                continue
-            seen[key] = tick
             if kind == K.EV_CANCELLED and not self.emit_cancelled:
                 continue
             out.append(self._event(ev, node, kind, start, value, worst, tick, note))
@@ -701,13 +722,6 @@ class SlaMonitor:
                 if old_tick >= self.first_tick:
                     self._step(ev, ev.committed, np.arange(n, dtype=np.int64), ev.codes[pos],
                                ev.values[pos], old_tick)
-                    if tick % L == 0:
-                        for node in list(ev.emitted):
-                            keep = {k: t for k, t in ev.emitted[node].items() if t > old_tick}
-                            if keep:
-                                ev.emitted[node] = keep
-                            else:
-                                del ev.emitted[node]
                 ev.codes[pos] = codes
                 ev.values[pos] = values
             raw = self._step(ev, ev.state, np.arange(n, dtype=np.int64), codes, values, tick)
@@ -718,14 +732,18 @@ class SlaMonitor:
         out: list[SlaEvent] = []
         L = self.reeval_minutes
         T = self.last_tick
-        dirty = np.flatnonzero(self._dirty)
-        lo, hi = self._dirty_lo, self._dirty_hi
-        self._dirty[:] = False
-        self._dirty_lo, self._dirty_hi = np.iinfo(np.int64).max, -1
-        if not L or len(dirty) == 0:
+        dirty_by_src = {src: (np.flatnonzero(a), self._dirty_lo[src], self._dirty_hi[src])
+                        for src, a in self._dirty.items()}
+        for src in self._dirty:
+            self._dirty[src][:] = False
+            self._dirty_lo[src], self._dirty_hi[src] = np.iinfo(np.int64).max, -1
+        if not L:
             return out
         base = max(T - L + 1, self.first_tick)
         for ev in self.evals:
+            dirty, lo, hi = dirty_by_src[self.kpis[ev.kpi].source]
+            if len(dirty) == 0:
+                continue
             t_from = max(lo + 1, base)
             t_to = min(hi + ev.reach_min, T)
             if t_from > t_to:
@@ -753,26 +771,48 @@ class SlaMonitor:
             if not changed:
                 continue
             tmp = ev.committed.copy()
-            raw_all = []
+            raw_by_node: dict = {}
             for tick in range(base, T + 1):
                 pos = tick % L
-                raw_all += [(r, tick) for r in self._step(ev, tmp, nodes, ev.codes[pos], ev.values[pos], tick)]
-            for r, tick in raw_all:
-                self._emit(ev, [r], tick, out, only_new=True, note="after late data")
-            for node in nodes:
-                old_st, old_start = ev.state.state[node], ev.state.start[node]
-                if old_st == K.ST_INACTIVE:
-                    continue
-                if tmp.state[node] != K.ST_INACTIVE and tmp.start[node] == old_start:
-                    continue
-                if any(r[0] == node and r[2] == old_start and r[1] in (K.EV_RESOLVED, K.EV_CANCELLED)
-                       for r, _ in raw_all):
-                    continue
-                kind = K.EV_RESOLVED if old_st == K.ST_FIRING else K.EV_CANCELLED
-                self._emit(ev, [(int(node), kind, int(old_start), float(ev.values[T % L, node]),
-                                 float(ev.state.worst[node]))], T, out, note="withdrawn after late data")
+                for r in self._step(ev, tmp, nodes, ev.codes[pos], ev.values[pos], tick):
+                    raw_by_node.setdefault(r[0], []).append((r, tick))
+            self._reconcile(ev, nodes, tmp, raw_by_node, T, out)
             ev.state.take(tmp, nodes)
         return out
+
+    def _reconcile(self, ev: _Eval, nodes, tmp: _LifeState, raw_by_node: dict, T: int, out: list):
+        """Emit what moves each replayed node from its emitted state to its corrected state.
+
+        An episode keeps its identity (start) when both runs have it open, so late data never
+        produces a second firing event for one violation; a replay that only differs inside the
+        horizon (resolved and re-fired) is treated as one continuous violation (no flapping).
+        """
+        note = "after late data"
+        for node in nodes.tolist():
+            old, new = int(ev.state.state[node]), int(tmp.state[node])
+            evs = raw_by_node.get(node, [])
+            if old == new:
+                if old != K.ST_INACTIVE:
+                    tmp.start[node] = ev.state.start[node]
+                    if ev.sign * (ev.state.worst[node] - tmp.worst[node]) > 0:
+                        tmp.worst[node] = ev.state.worst[node]
+                continue
+            if old == K.ST_FIRING:
+                res = [(r, t) for r, t in evs if r[1] == K.EV_RESOLVED]
+                t_res = res[-1][1] if res else T
+                v = res[-1][0][3] if res else float(ev.values[T % self.reeval_minutes, node])
+                self._emit(ev, [(node, K.EV_RESOLVED, int(ev.state.start[node]), v, float(ev.state.worst[node]))],
+                           t_res, out, note)
+            elif old == K.ST_PENDING and new == K.ST_INACTIVE:
+                self._emit(ev, [(node, K.EV_CANCELLED, int(ev.state.start[node]),
+                                 float(ev.values[T % self.reeval_minutes, node]), float(ev.state.worst[node]))],
+                           T, out, note)
+            if new != K.ST_INACTIVE:
+                start = int(tmp.start[node])
+                for r, t in evs:
+                    if r[2] == start and r[1] in (K.EV_PENDING, K.EV_FIRING) and not (
+                            old == K.ST_PENDING and r[1] == K.EV_PENDING):
+                        self._emit(ev, [r], t, out, note)
 
     def advance(self, watermark_ms: int) -> list[SlaEvent]:
         """Evaluate every minute boundary up to ``watermark_ms`` (re-evaluating late data first).
@@ -791,7 +831,7 @@ class SlaMonitor:
                 return []
             self.last_tick = self.store.first_minute
             self.first_tick = self.last_tick + 1
-        out = self._reevaluate() if self._dirty_hi >= 0 else []
+        out = self._reevaluate() if max(self._dirty_hi.values()) >= 0 else []
         for tick in range(self.last_tick + 1, wm_tick + 1):
             out += self._evaluate_tick(tick)
             self.last_tick = tick
@@ -875,7 +915,11 @@ class SlaMonitor:
                   "reeval_minutes": self.reeval_minutes, "gap_fraction": self.calc.gap_fraction,
                   "emit_cancelled": int(self.emit_cancelled), "last_tick": self.last_tick,
                   "first_tick": self.first_tick, "n_late_rows": self.n_late_rows,
-                  "dirty": self._dirty.copy(), "dirty_lo": int(self._dirty_lo), "dirty_hi": int(self._dirty_hi)})
+                  })
+        for src in self._dirty:
+            d[f"dirty.{src}"] = self._dirty[src].copy()
+            d[f"dirty_lo.{src}"] = int(self._dirty_lo[src])
+            d[f"dirty_hi.{src}"] = int(self._dirty_hi[src])
         for i, ev in enumerate(self.evals):
             for which in ("state", "committed"):
                 ls = getattr(ev, which)
@@ -883,8 +927,6 @@ class SlaMonitor:
                     d[f"eval{i}.{which}.{a}"] = getattr(ls, a).copy()
             d[f"eval{i}.codes"] = ev.codes.copy()
             d[f"eval{i}.values"] = ev.values.copy()
-            em = [(n, k, s, t) for n, keys in ev.emitted.items() for (k, s), t in keys.items()]
-            d[f"eval{i}.emitted"] = np.array(em, np.int64).reshape(-1, 4)
         return d
 
     @classmethod
@@ -895,16 +937,18 @@ class SlaMonitor:
         for r in rules:
             if r.get("clear_threshold") is None:
                 r.pop("clear_threshold", None)
-            if r.get("min_samples") is None:
-                r.pop("min_samples", None)
+            for k in ("min_samples", "clear_min_samples"):
+                if r.get(k) is None:
+                    r.pop(k, None)
         m = cls(store.topology, rules, json.loads(d["kpis"]), store.minute_ring, int(d["reeval_minutes"]),
                 store.pm_interval_s, float(d["gap_fraction"]), bool(d["emit_cancelled"]), store.max_ahead_ms)
         m.store = store
         m.calc = KpiCalculator(store, m.kpis, float(d["gap_fraction"]))
         m.last_tick, m.first_tick = int(d["last_tick"]), int(d["first_tick"])
         m.n_late_rows = int(d["n_late_rows"])
-        m._dirty = np.array(d["dirty"])
-        m._dirty_lo, m._dirty_hi = int(d["dirty_lo"]), int(d["dirty_hi"])
+        for src in m._dirty:
+            m._dirty[src] = np.array(d[f"dirty.{src}"])
+            m._dirty_lo[src], m._dirty_hi[src] = int(d[f"dirty_lo.{src}"]), int(d[f"dirty_hi.{src}"])
         for i, ev in enumerate(m.evals):
             for which in ("state", "committed"):
                 ls = getattr(ev, which)
@@ -912,8 +956,6 @@ class SlaMonitor:
                     setattr(ls, a, np.array(d[f"eval{i}.{which}.{a}"]))
             ev.codes = np.array(d[f"eval{i}.codes"])
             ev.values = np.array(d[f"eval{i}.values"])
-            for n, k, s, t in np.asarray(d[f"eval{i}.emitted"]).tolist():
-                ev.emitted.setdefault(n, {})[(k, s)] = t
         return m
 
 
