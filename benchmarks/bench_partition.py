@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from kernels.partition import partition_by_key, partition_scatter
-from telcoanalytics.topology import Topology
+from telcoanalytics.topology import Topology, scratch_dtype
 
 N = int(os.environ.get("BENCH_N", 10_000_000))
 N_ELEMENTS = int(os.environ.get("BENCH_ELEMENTS", 20_000))
@@ -69,7 +69,7 @@ def test_partition_region_topology(benchmark, data):
 def test_partition_region_reused_buffers(benchmark, data):
     """Topology.partition with caller-owned out/scratch buffers (the streaming steady state)."""
     topo, idx = data["topo"], data["idx"]
-    out, scratch = np.empty(N, dtype=np.int64), np.empty(N, dtype=np.int16)
+    out, scratch = np.empty(N, dtype=np.int64), np.empty(N, dtype=scratch_dtype(N_REGIONS))
     order, offsets = benchmark(topo.partition, idx, "region", out=out, scratch=scratch)
     k = np.where(data["keys"] < 0, N_REGIONS, data["keys"])[order]
     assert offsets[-1] == N and np.all(np.diff(k) >= 0)  # grouped by region, unknown rows last

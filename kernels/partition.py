@@ -92,8 +92,9 @@ def partition_by_map_into(index, index_to_key, n_keys, order, kbuf):
     order : int64 array, shape (>= n,)
         Output: ``order[:n]`` receives the row numbers grouped by key, stable within a key,
         unrouted rows last.
-    kbuf : int32 or int16 array, shape (>= n,)
-        Scratch for each row's key (int16 is enough, and faster, when ``n_keys < 32767``).
+    kbuf : uint8, int16 or int32 array, shape (>= n,)
+        Scratch for each row's key ``0..n_keys``; the narrowest type that holds ``n_keys`` is
+        fastest (uint8 up to 255 partitions, int16 up to 32767).
 
     Returns
     -------

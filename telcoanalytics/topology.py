@@ -191,6 +191,15 @@ def remap_rows(state_array, old_to_new, n_new: int, fill=0) -> np.ndarray:
     return out
 
 
+def scratch_dtype(n_keys: int) -> type:
+    """Narrowest scratch dtype for :meth:`Topology.partition` over ``n_keys`` partitions.
+
+    The scratch holds each row's key, ``0..n_keys`` (``n_keys`` = unrouted); a narrower buffer
+    means less memory traffic: uint8 up to 255 partitions, int16 up to 32767, else int32.
+    """
+    return np.uint8 if n_keys <= 255 else np.int16 if n_keys <= 32767 else np.int32
+
+
 @dataclass(eq=False)
 class Topology:
     """Hierarchy of network elements.
@@ -579,8 +588,8 @@ class Topology:
             Routing level (e.g. ``"region"``); the element level groups by element.
         out : int64 array, shape (>= n,), optional
             Reused output buffer for ``order`` (a view ``out[:n]`` is returned).
-        scratch : int32 array, shape (>= n,), optional
-            Reused scratch buffer.
+        scratch : uint8, int16 or int32 array, shape (>= n,), optional
+            Reused scratch buffer, wide enough for ``n_nodes(level)`` (see :func:`scratch_dtype`).
 
         Returns
         -------
@@ -608,13 +617,14 @@ class Topology:
         n_keys = self.n_nodes(level)
         order = np.empty(n, dtype=np.int64) if out is None else out
         if scratch is None:
-            scratch = np.empty(n, dtype=np.int16 if n_keys < 32767 else np.int32)
-        for name, buf, kinds in (("out", order, (np.int64,)), ("scratch", scratch, (np.int16, np.int32))):
+            scratch = np.empty(n, dtype=scratch_dtype(n_keys))
+        for name, buf, kinds in (("out", order, (np.int64,)), ("scratch", scratch, (np.uint8, np.int16, np.int32))):
             if buf.ndim != 1 or buf.dtype not in kinds or len(buf) < n or not buf.flags.c_contiguous:
                 raise ValueError(f"{name} must be a contiguous 1-D {'/'.join(np.dtype(k).name for k in kinds)} "
                                  f"array of at least {n} entries, got {buf.dtype} {buf.shape}")
-        if scratch.dtype == np.int16 and n_keys >= 32767:
-            raise ValueError(f"scratch is int16 but level {level!r} has {n_keys} nodes; pass an int32 scratch")
+        if n_keys > np.iinfo(scratch.dtype).max:
+            raise ValueError(f"scratch is {scratch.dtype} but level {level!r} has {n_keys} nodes; pass a "
+                             f"{np.dtype(scratch_dtype(n_keys)).name} scratch (see scratch_dtype)")
         offsets, n_invalid = partition_by_map_into(idx, route, n_keys, order, scratch)
         if n_invalid:
             self._raise_bad_index(idx)

@@ -9,7 +9,7 @@ try:  # tests/ as a package (tests/__init__.py) or as a plain folder on sys.path
 except ImportError:
     from reference_topology import ref_ancestor, ref_rollup_sum, ref_segment
 from telcoanalytics.records import TOPOLOGY_DTYPE
-from telcoanalytics.topology import Topology, TopologyChange, remap_rows
+from telcoanalytics.topology import Topology, TopologyChange, remap_rows, scratch_dtype
 
 
 def make_topology(rng, n_regions=4, n_sites=30, n_elements=300, levels=("region", "site")):
@@ -153,8 +153,12 @@ def test_partition_errors(topo):
     with pytest.raises(ValueError, match="scratch must be"):
         topo.partition(np.array([0, 1]), "region", scratch=np.empty(2, dtype=np.float64))
     big = Topology(("element",), {"element": np.arange(40_000)}, {})
-    with pytest.raises(ValueError, match="pass an int32 scratch"):
+    with pytest.raises(ValueError, match="scratch is int16 but level 'element' has 40000 nodes; pass a int32"):
         big.partition(np.array([0]), "element", scratch=np.empty(1, dtype=np.int16))
+    with pytest.raises(ValueError, match="scratch is uint8 but level .element. has 40000 nodes"):
+        big.partition(np.array([0]), "element", scratch=np.empty(1, dtype=np.uint8))
+    assert scratch_dtype(255) == np.uint8 and scratch_dtype(256) == np.int16 and scratch_dtype(40_000) == np.int32
+    np.testing.assert_array_equal(big.partition(np.array([5, 3, -1]), "element")[0], [1, 0, 2])
 
 
 def test_scatter_matches_partition(topo, rng):
