@@ -299,30 +299,35 @@ _CHECKS = {"cdr": _checks_cdr, "equip": _checks_equip, "flow": _checks_flow, "qo
 
 
 class _ElementLookup:
-    """Element id -> dense index (topology) or known/unknown (id set), O(1) when ids are dense."""
+    """Element id -> dense index (-1 if unknown); O(1) through a table when ids are dense."""
 
     def __init__(self, ids: np.ndarray, index: np.ndarray):
         ids = np.asarray(ids, dtype=np.int64)
         self.n = len(ids)
         self.lut = None
-        if len(ids) and ids.max() - ids.min() < max(8 * len(ids), 1 << 20):
-            # dense ids: a table over [base, max], with one extra -1 entry that catches the rest
-            self.base = np.int64(ids.min())
-            self.size = np.uint64(ids.max() - ids.min() + 1)
-            self.lut = np.full(int(self.size) + 1, -1, dtype=np.int64)
-            self.lut[ids - self.base] = index
+        if len(ids) and int(ids.max()) - int(ids.min()) < max(8 * len(ids), 1 << 20):
+            # dense ids: table over [min, max] with a -1 sentinel at each end; ``take(mode="clip")``
+            # sends every id outside the range (also after int64 wrap-around) to a sentinel
+            self.shift = np.int64(int(ids.min()) - 1)
+            self.lut = np.full(int(ids.max()) - int(ids.min()) + 3, -1, dtype=np.int64)
+            self.lut[ids - self.shift] = index
         else:
             order = np.argsort(ids, kind="stable")
             self.sorted_ids = ids[order]
             self.sorted_index = np.asarray(index, dtype=np.int64)[order]
 
-    def __call__(self, q: np.ndarray) -> np.ndarray:
+    def __call__(self, q: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if self.lut is not None:
-            return self.lut[np.minimum((q - self.base).view(np.uint64), self.size)]
+            return np.take(self.lut, q - self.shift, mode="clip", out=out)
         if self.n == 0:
-            return np.full(len(q), -1, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self.sorted_ids, q), self.n - 1)
-        return np.where(self.sorted_ids[pos] == q, self.sorted_index[pos], -1)
+            res = np.full(len(q), -1, dtype=np.int64)
+        else:
+            pos = np.minimum(np.searchsorted(self.sorted_ids, q), self.n - 1)
+            res = np.where(self.sorted_ids[pos] == q, self.sorted_index[pos], -1)
+        if out is not None:
+            out[...] = res
+            return out
+        return res
 
 
 # ---- the ingestor ---------------------------------------------------------------------------
@@ -526,14 +531,13 @@ class Ingestor:
             for code, name, mask in checks(d, lo, hi, neg_dur):
                 rej.mark(code, name, mask, sl)
             if lookup is not None:
-                idx = lookup(d[efield])
-                if element_index is not None:
-                    element_index[sl] = idx
+                idx = lookup(d[efield], None if element_index is None else element_index[sl])
                 rej.mark(_C["unknown_element"], efield, idx < 0, sl)
         if self.dedup is not None and n:
             ok = np.ones(n, dtype=bool) if rej.status is None else rej.status == 0
             t = data[TIME_FIELD[self.source]]
-            t_max = int(t[ok].max()) if ok.any() else None
+            t_max = int(np.max(t, where=ok, initial=np.iinfo(np.int64).min)) if rej.status is not None else int(t.max())
+            t_max = None if t_max == np.iinfo(np.int64).min else t_max
             dup = self.dedup.check_insert(data["record_id"], ok, t_max)
             rej.mark(_C["duplicate_id"], "record_id", dup)
         # ---- split accepted / quarantined
