@@ -167,3 +167,12 @@ def test_cold_start_compile(benchmark):
 
     t = benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info["cold_start_s"] = round(t, 3)
+
+
+@pytest.mark.parametrize("source", ["cdr", "equip"])
+def test_numpy_copy_baseline(benchmark, setup, source):
+    """Calibration: one plain copy of the same array (memory bandwidth on this machine, now)."""
+    _, data, _ = setup
+    a = data[source]
+    benchmark.pedantic(a.copy, rounds=3, iterations=1)
+    _rate(benchmark, N)
