@@ -431,7 +431,7 @@ def default_rules() -> list:
          "threshold": 400.0, "clear_threshold": 300.0, "window": "30m", "for": "15m", "clear_for": "15m",
          "min_samples": 5, "severity": "warning"},
         {"type": "slo", "name": "call_success_slo", "kpi": "call_setup_success_pct", "objective": 0.98,
-         "period": "30d", "level": "site", "min_samples": 50, "clear_for": "15m"},
+         "period": "30d", "level": "site", "min_samples": 50, "clear_for": "30m"},
     ])
 
 
@@ -453,6 +453,7 @@ class _Eval:
         self.values = np.full((L, n_nodes), np.nan, np.float32)
         self.mask = None
         self.clear_min_samples = min_samples
+        self.fired: dict = {}         # node -> {start_ms: tick} of firing events emitted recently
 
     @property
     def reach_min(self) -> int:
@@ -520,11 +521,12 @@ class SlaMonitor:
         self.reeval_minutes = int(reeval_minutes)
         self.emit_cancelled = bool(emit_cancelled)
         L = max(self.reeval_minutes, 1)
-        hour_cols, max_minute_win, max_hours = [], 0, 0
+        hour_cols, max_minute_win, max_hours, strict_win = [], 0, 0, 0
         for r in self.rules:
             self._check_level(r)
             if isinstance(r, SlaRule):
                 max_minute_win = max(max_minute_win, r.window_min)
+                strict_win = max(strict_win, r.window_min)
             else:
                 kd = self.kpis[r.kpi]
                 for c in kd.numerator + kd.denominator:
@@ -534,13 +536,14 @@ class SlaMonitor:
                 max_hours = max(max_hours, -(-r.period_min // 60) + 1)
                 for _, _, lo, sh in r.windows:
                     max_minute_win = max(max_minute_win, min(lo, 60), sh)
+                    strict_win = max(strict_win, sh)
                     max_hours = max(max_hours, -(-lo // 60) + 1)
-        need = max_minute_win + self.reeval_minutes + 2
+        need = strict_win + self.reeval_minutes + 2
         if minute_ring is None:
-            minute_ring = max(90, need)
+            minute_ring = max(90, max_minute_win + self.reeval_minutes + 2)
         elif minute_ring < need:
-            raise ValueError(f"minute_ring={minute_ring} cannot hold the longest minute window "
-                             f"({max_minute_win} min) plus reeval_minutes ({self.reeval_minutes}); use >= {need}")
+            raise ValueError(f"minute_ring={minute_ring} cannot hold the longest rule / SLO short window "
+                             f"({strict_win} min) plus reeval_minutes ({self.reeval_minutes}); use >= {need}")
         hour_ring = max(max_hours, minute_ring // 60 + 2) if hour_cols else 0
         self.store = CounterStore(topology, int(minute_ring), pm_interval_s, hour_cols, hour_ring,
                                   max_ahead_ms=max_ahead_ms)
@@ -706,6 +709,8 @@ class SlaMonitor:
 
     def _emit(self, ev: _Eval, raw, tick, out: list, note=""):
         for node, kind, start, value, worst in raw:
+            if kind == K.EV_FIRING:
+                ev.fired.setdefault(node, {})[start] = tick
             if kind == K.EV_CANCELLED and not self.emit_cancelled:
                 continue
             out.append(self._event(ev, node, kind, start, value, worst, tick, note))
@@ -722,6 +727,14 @@ class SlaMonitor:
                 if old_tick >= self.first_tick:
                     self._step(ev, ev.committed, np.arange(n, dtype=np.int64), ev.codes[pos],
                                ev.values[pos], old_tick)
+                if pos == 0 and ev.fired:
+                    for node in list(ev.fired):
+                        keep = {st: t for st, t in ev.fired[node].items()
+                                if t > old_tick or st == ev.state.start[node]}
+                        if keep:
+                            ev.fired[node] = keep
+                        else:
+                            del ev.fired[node]
                 ev.codes[pos] = codes
                 ev.values[pos] = values
             raw = self._step(ev, ev.state, np.arange(n, dtype=np.int64), codes, values, tick)
@@ -791,6 +804,14 @@ class SlaMonitor:
         for node in nodes.tolist():
             old, new = int(ev.state.state[node]), int(tmp.state[node])
             evs = raw_by_node.get(node, [])
+            if old == new == K.ST_INACTIVE:
+                # whole episodes inside the horizon that only the corrected data shows
+                fired = ev.fired.get(node, {})
+                new_starts = {r[2] for r, _ in evs if r[1] == K.EV_FIRING and r[2] not in fired}
+                for r, t in evs:
+                    if r[2] in new_starts and r[1] in (K.EV_FIRING, K.EV_RESOLVED):
+                        self._emit(ev, [r], t, out, note)
+                continue
             if old == new:
                 if old != K.ST_INACTIVE:
                     tmp.start[node] = ev.state.start[node]
@@ -925,6 +946,8 @@ class SlaMonitor:
                 ls = getattr(ev, which)
                 for a in ("state", "count", "start", "worst"):
                     d[f"eval{i}.{which}.{a}"] = getattr(ls, a).copy()
+            d[f"eval{i}.fired"] = np.array([(n, st, t) for n, f in ev.fired.items() for st, t in f.items()],
+                                           np.int64).reshape(-1, 3)
             d[f"eval{i}.codes"] = ev.codes.copy()
             d[f"eval{i}.values"] = ev.values.copy()
         return d
@@ -954,6 +977,8 @@ class SlaMonitor:
                 ls = getattr(ev, which)
                 for a in ("state", "count", "start", "worst"):
                     setattr(ls, a, np.array(d[f"eval{i}.{which}.{a}"]))
+            for n, st, t in np.asarray(d[f"eval{i}.fired"]).tolist():
+                ev.fired.setdefault(n, {})[st] = t
             ev.codes = np.array(d[f"eval{i}.codes"])
             ev.values = np.array(d[f"eval{i}.values"])
         return m
