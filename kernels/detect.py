@@ -13,7 +13,7 @@ Model (per slot, additive Holt-Winters with robust updates)::
 
     baseline_t = level + season[phase(t)]          (season used once its bucket has data)
     r_t        = x_t - baseline_t
-    sigma_t    = max(1.2533 * scale, floor_abs + floor_rel * |baseline_t|)
+    sigma_t    = max(1.2533 * scale, floor_abs[slot] + floor_rel * |baseline_t|)
     z_t        = r_t / sigma_t
     alarm_t    = warm and |z_t| > thr * thr_mult_t * gain
     rc_t       = clip(z_t, -huber_c, huber_c) * sigma_t          (bounded influence)
@@ -54,6 +54,8 @@ F_LASTA = 15     # ts of the last alarm in the open episode
 F_TUP = 16       # ts where the upper CUSUM run began
 F_TDN = 17       # ts where the lower CUSUM run began
 F_LAST_TS = 18   # ts of the last observation
+F_RUN = 19       # consecutive alarm points (an episode opens when it reaches confirm[slot])
+F_DIR = 20       # direction of the first alarm point of the current run
 N_FIELDS = 24
 
 # ---- global state (g array) ----------------------------------------------------------------
@@ -97,7 +99,7 @@ def detect_init(st, thr_init):
 def detect_batch(ts_ms, slot, value, thr_mult,
                  season_ms, n_phase, a_level, a_season, a_scale, huber_c,
                  floor_abs, floor_rel, warmup, target_p, eta, thr_min, thr_max,
-                 budget_p, eta_gain, gain_max, cusum_k, cusum_h, cusum_clip, close_after,
+                 budget_p, eta_gain, gain_max, cusum_k, cusum_h, cusum_clip, close_after, confirm,
                  st, seas, seas_n, g,
                  z_out, base_out, thr_out, flags_out,
                  ep_idx, ep_kind, ep_start, ep_end, ep_peak, ep_dir, ep_base, ep_thr, ep_value):
@@ -120,8 +122,10 @@ def detect_batch(ts_ms, slot, value, thr_mult,
         start-up the running mean ``1 / (count + 1)`` is used while it is larger.
     huber_c : float
         Clip (in sigmas) of the residual used for updates: bounded influence of outliers.
-    floor_abs, floor_rel : float
-        Floor of sigma: ``floor_abs + floor_rel * |baseline|`` (flat series).
+    floor_abs : float64 array (n_slots,)
+        Absolute floor of sigma per slot (e.g. 1 for counters, 1e-6 for continuous values).
+    floor_rel : float
+        Relative floor: sigma >= ``floor_abs[slot] + floor_rel * |baseline|`` (flat series).
     warmup : int
         Observations per slot before alarms are raised.
     target_p : float
@@ -138,6 +142,9 @@ def detect_batch(ts_ms, slot, value, thr_mult,
         CUSUM allowance, decision limit and per-point clip of z (all in sigmas).
     close_after : int
         Consecutive non-alarm observations that close an open episode.
+    confirm : float64 array (n_slots,)
+        Consecutive alarm points that open an episode (1 = the first alarm opens it); the
+        episode's start is the first point of the run.
     st : float64 (n_slots, N_FIELDS); seas, seas_n : float64 (n_phase, n_slots); g : float64 (N_GLOBAL,)
         State, updated in place.
     z_out, base_out, thr_out : float64 (n,); flags_out : int8 (n,)
@@ -195,7 +202,7 @@ def detect_batch(ts_ms, slot, value, thr_mult,
         baseline = level + sc
         r = x - baseline
         sigma = SQRT_HALF_PI * st[s, F_SCALE]
-        fl = floor_abs + floor_rel * abs(baseline)
+        fl = floor_abs[s] + floor_rel * abs(baseline)
         if sigma < fl:
             sigma = fl
         z = r / sigma
@@ -312,34 +319,40 @@ def detect_batch(ts_ms, slot, value, thr_mult,
         if alarm:
             flags |= FLAG_ALARM
             g[G_ALARMS] += 1.0
-            if st[s, F_OPEN] == 0.0:
-                d = 1 if z > 0.0 else -1
-                st[s, F_OPEN] = d
+            is_open = st[s, F_OPEN] != 0.0
+            if not is_open and st[s, F_RUN] == 0.0:
+                # first alarm point of a run: candidate episode start
+                st[s, F_DIR] = 1.0 if z > 0.0 else -1.0
                 st[s, F_START] = t
                 st[s, F_PEAK] = az
                 st[s, F_PEAKV] = x
                 st[s, F_PEAKB] = baseline
                 st[s, F_PEAKT] = thr_eff
-                ep_idx[n_rows] = i
-                ep_kind[n_rows] = KIND_OPEN
-                ep_start[n_rows] = t
-                ep_end[n_rows] = -1
-                ep_peak[n_rows] = az
-                ep_dir[n_rows] = d
-                ep_base[n_rows] = baseline
-                ep_thr[n_rows] = thr_eff
-                ep_value[n_rows] = x
-                n_rows += 1
             elif az > st[s, F_PEAK]:
                 st[s, F_PEAK] = az
                 st[s, F_PEAKV] = x
                 st[s, F_PEAKB] = baseline
                 st[s, F_PEAKT] = thr_eff
+            st[s, F_RUN] += 1.0
             st[s, F_LASTA] = t
             st[s, F_QUIET] = 0.0
-        elif st[s, F_OPEN] != 0.0:
-            st[s, F_QUIET] += 1.0
-            if st[s, F_QUIET] >= close_after:
+            if not is_open and st[s, F_RUN] >= confirm[s]:
+                st[s, F_OPEN] = st[s, F_DIR]
+                ep_idx[n_rows] = i
+                ep_kind[n_rows] = KIND_OPEN
+                ep_start[n_rows] = np.int64(st[s, F_START])
+                ep_end[n_rows] = -1
+                ep_peak[n_rows] = st[s, F_PEAK]
+                ep_dir[n_rows] = np.int8(st[s, F_DIR])
+                ep_base[n_rows] = st[s, F_PEAKB]
+                ep_thr[n_rows] = st[s, F_PEAKT]
+                ep_value[n_rows] = st[s, F_PEAKV]
+                n_rows += 1
+        else:
+            st[s, F_RUN] = 0.0
+            if st[s, F_OPEN] != 0.0:
+                st[s, F_QUIET] += 1.0
+            if st[s, F_OPEN] != 0.0 and st[s, F_QUIET] >= close_after:
                 ep_idx[n_rows] = i
                 ep_kind[n_rows] = KIND_CLOSE
                 ep_start[n_rows] = np.int64(st[s, F_START])
@@ -408,3 +421,66 @@ def zscore_decayed(slot, value, alpha, mean, var, z_out):
         z_out[i] = d / np.sqrt(v) if v > 0.0 else 0.0
         mean[s] += alpha * d
         var[s] = (1.0 - alpha) * (v + alpha * d * d)
+
+
+@kernel
+def sliding_record(s, window, start, out):
+    """Ratio of each value to the maximum of the ``window`` values before it (a "record" score).
+
+    ``out[i] = s[i] / (max(s[i - window : i]) + 1e-12)`` for ``i > start`` (with fewer predecessors
+    near the beginning), 0 otherwise. Uses a monotone deque held in two ring arrays: O(n).
+
+    Parameters
+    ----------
+    s : float64 array (n,), values >= 0
+    window : int
+        Look-back length (>= 1).
+    start : int
+        Indices ``<= start`` get 0 (burn-in).
+    out : float64 array (n,)
+        Written in place.
+    """
+    n = s.shape[0]
+    cap = window + 1
+    dq_i = np.empty(cap, dtype=np.int64)
+    dq_v = np.empty(cap)
+    head = 0
+    size = 0
+    for i in range(n):
+        # drop indices that left the window [i - window, i - 1]
+        while size > 0 and dq_i[head] < i - window:
+            head = (head + 1) % cap
+            size -= 1
+        m = dq_v[head] if size > 0 else 0.0
+        out[i] = s[i] / (m + 1e-12) if i > start else 0.0
+        # push s[i], keeping the deque decreasing
+        while size > 0 and dq_v[(head + size - 1) % cap] <= s[i]:
+            size -= 1
+        dq_i[(head + size) % cap] = i
+        dq_v[(head + size) % cap] = s[i]
+        size += 1
+
+
+@kernel
+def window_mean_z(z, width, clip, out):
+    """Standardised mean of the last ``width`` clipped z-scores: ``sum(clip(z)) / sqrt(k)``.
+
+    ``k = min(i + 1, width)``; NaN z count as 0. A level shift of d sigmas gives about
+    ``d * sqrt(width)`` after ``width`` points, well before a single-point score sees it.
+    """
+    n = z.shape[0]
+    acc = 0.0
+    buf = np.zeros(width)
+    for i in range(n):
+        v = z[i]
+        if not np.isfinite(v):
+            v = 0.0
+        elif v > clip:
+            v = clip
+        elif v < -clip:
+            v = -clip
+        j = i % width
+        acc += v - buf[j]
+        buf[j] = v
+        k = i + 1 if i + 1 < width else width
+        out[i] = acc / np.sqrt(k)

@@ -42,10 +42,21 @@ ANOMALY_DTYPE = np.dtype([
     ("value", "f8"),              # observed value at the peak
     ("scope_level", "U8"),        # extension: "element", "site" or "region"
     ("scope_id", "i8"),           # extension: external id of the scope node
+    ("t_ms", "i8"),               # extension: event time of this transition (open/close/change/check)
 ])
-"""One anomaly episode (open or closed). The last two fields extend the agreed interface."""
+"""One anomaly episode (open or closed). The last three fields extend the agreed interface."""
 
 CLASSIFICATIONS = ("fault", "silence", "crowd", "surge", "collection_gap", "change", "inhibited")
+DEFAULT_METRIC_TRANSFORM = {"throughput_mbps": 1.0, "error_count": 1.0, "loss_pct": 0.05, "latency_ms": 1.0,
+                            "jitter_ms": 1.0}
+"""Metrics scored on ``log(x + c)`` (value -> c): skewed positive quantities whose noise grows with
+their level; the baseline and value in the rows are converted back to the metric's unit."""
+DEFAULT_METRIC_FLOOR = {"error_count": 0.3, "unavailable_s": 10.0, "loss_pct": 0.3, "latency_ms": 0.1,
+                        "throughput_mbps": 0.02}
+"""Absolute sigma floors (in the scored unit, i.e. after the transform): one count more than a run
+of zeros, or a few unavailable seconds, is not an infinite deviation."""
+DEFAULT_METRIC_CONFIRM = {"unavailable_s": 2}
+"""Consecutive alarm points before an episode opens: isolated unavailable-second blips are normal."""
 _PARENT_CLASSES = ("aggregation_switch", "core_router", "packet_gateway")
 _CHILD_CLASSES = ("macro_cell", "small_cell")
 
@@ -216,8 +227,24 @@ class AnomalyDetector:
         _check(len(self.slot_element_id) == self.n_slots and len(self.slot_metric) == self.n_slots,
                f"slot_element_id and slot_metric need {self.n_slots} entries, got "
                f"{len(self.slot_element_id)} and {len(self.slot_metric)}")
+        self.slot_floor = np.full(self.n_slots, float(c.floor_abs))
+        self.slot_confirm = np.ones(self.n_slots)
         self.n_invalid = 0
         self.last: BatchScores | None = None
+
+    def set_floor(self, slots, floor_abs):
+        """Set the absolute sigma floor of some slots (e.g. 1.0 for counters, where one count
+        more than a run of zeros must not look like an infinite z-score)."""
+        slots = _as_1d("slots", slots, np.int64)
+        _check(bool(np.all(np.asarray(floor_abs) >= 0)), f"floor_abs must be >= 0, got {floor_abs}")
+        self.slot_floor[slots] = floor_abs
+
+    def set_confirm(self, slots, n_points: int):
+        """Require ``n_points`` consecutive alarm points before an episode of these slots opens
+        (sparse counters whose isolated blips are normal)."""
+        slots = _as_1d("slots", slots, np.int64)
+        _check(int(n_points) == n_points and n_points >= 1, f"n_points must be an integer >= 1, got {n_points}")
+        self.slot_confirm[slots] = float(n_points)
 
     # ---- scoring ---------------------------------------------------------------------------
     def update(self, ts_ms, slot, value, thr_mult=None) -> np.ndarray:
@@ -279,9 +306,9 @@ class AnomalyDetector:
         m = _k.detect_batch(
             ts_ms, slot, value, thr_mult,
             self.season_ms, self.n_phase if self.season_ms > 0 else 0, c.level_alpha, c.season_alpha,
-            c.scale_alpha, c.huber_c, c.floor_abs, c.floor_rel, float(c.warmup), c.target_fa, c.tune_eta,
+            c.scale_alpha, c.huber_c, self.slot_floor, c.floor_rel, float(c.warmup), c.target_fa, c.tune_eta,
             c.thr_min, c.thr_max, c.budget_fa, c.budget_eta, c.gain_max, c.cusum_k, c.cusum_h,
-            c.cusum_clip, float(c.close_after),
+            c.cusum_clip, float(c.close_after), self.slot_confirm,
             self.state, self.seas, self.seas_n, self.glob,
             z, base, thr, flags,
             ep_idx, ep_kind, ep_start, ep_end, ep_peak, ep_dir, ep_base, ep_thr, ep_value)
@@ -302,6 +329,7 @@ class AnomalyDetector:
         rows["value"] = ep_value[:m]
         rows["scope_level"] = "element"
         rows["scope_id"] = rows["element_id"]
+        rows["t_ms"] = ts_ms[ep_idx[:m]]
         return rows
 
     # ---- state -----------------------------------------------------------------------------
@@ -344,6 +372,8 @@ class AnomalyDetector:
         self.seas_n = np.concatenate([self.seas_n, np.zeros((self.n_phase, k))], axis=1)
         self.slot_element_id = np.concatenate([self.slot_element_id, np.full(k, -1, dtype=np.int64)])
         self.slot_metric = np.concatenate([self.slot_metric, np.full(k, "", dtype="U24")])
+        self.slot_floor = np.concatenate([self.slot_floor, np.full(k, float(self.config.floor_abs))])
+        self.slot_confirm = np.concatenate([self.slot_confirm, np.ones(k)])
         self.n_slots = n_slots
 
     def to_state(self) -> dict:
@@ -351,6 +381,7 @@ class AnomalyDetector:
         return {"kind": "AnomalyDetector", "config": asdict(self.config), "state": self.state.copy(),
                 "seas": self.seas.copy(), "seas_n": self.seas_n.copy(), "glob": self.glob.copy(),
                 "slot_element_id": self.slot_element_id.copy(), "slot_metric": self.slot_metric.copy(),
+                "slot_floor": self.slot_floor.copy(), "slot_confirm": self.slot_confirm.copy(),
                 "n_invalid": self.n_invalid}
 
     @classmethod
@@ -363,6 +394,8 @@ class AnomalyDetector:
         det.seas = np.array(d["seas"], dtype=np.float64)
         det.seas_n = np.array(d["seas_n"], dtype=np.float64)
         det.glob = np.array(d["glob"], dtype=np.float64)
+        det.slot_floor = np.array(d["slot_floor"], dtype=np.float64)
+        det.slot_confirm = np.array(d["slot_confirm"], dtype=np.float64)
         det.n_invalid = int(d["n_invalid"])
         return det
 
@@ -518,6 +551,10 @@ class ClassifyConfig:
         The same over a region: a demand surge.
     gap_min_elements, gap_fraction : int, float
         Silent elements of one region at once that make a collection gap instead of failures.
+    shared_z : float
+        An element counts as deviating with the others when it has an open episode in that
+        direction or its latest point is at least ``shared_z`` sigmas off in that direction
+        (below its own alarm threshold: the crowd's ramp reaches elements at different times).
     """
 
     crowd_min_elements: int = 3
@@ -526,10 +563,12 @@ class ClassifyConfig:
     surge_fraction: float = 0.15
     gap_min_elements: int = 5
     gap_fraction: float = 0.5
+    shared_z: float = 2.0
 
     def __post_init__(self):
         for name in ("crowd_min_elements", "surge_min_elements", "gap_min_elements"):
             _check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        _check(self.shared_z > 0, f"shared_z must be > 0, got {self.shared_z}")
         for name in ("crowd_fraction", "surge_fraction", "gap_fraction"):
             _check(0 < getattr(self, name) <= 1, f"{name} must be in (0, 1], got {getattr(self, name)}")
 
@@ -571,6 +610,16 @@ class NetworkAnomalyDetector:
         Dense parent element of each element (-1 none); default :func:`default_parents`.
     silence : dict, optional
         Keyword arguments of :class:`SilenceMonitor`.
+    metric_floor : dict metric -> float, optional
+        Absolute sigma floor per metric (default :data:`DEFAULT_METRIC_FLOOR`; others use
+        ``config.floor_abs``).
+    metric_transform : dict metric -> float, optional
+        Metrics scored as ``log(max(x, 0) + c)`` (default :data:`DEFAULT_METRIC_TRANSFORM`).
+    metric_confirm : dict metric -> int, optional
+        Consecutive alarm points that open an episode (default :data:`DEFAULT_METRIC_CONFIRM`).
+    silence_metrics : sequence of str, optional
+        Metrics whose reports count as the element being alive (default all). Give the
+        collector-delivered metrics so that a collection gap is seen even while other sources flow.
 
     Examples
     --------
@@ -588,7 +637,8 @@ class NetworkAnomalyDetector:
 
     def __init__(self, topology: Topology, metrics=METRICS, config: DetectorConfig | None = None,
                  classify: ClassifyConfig | None = None, calendar=None, parent_element=None,
-                 silence: dict | None = None):
+                 silence: dict | None = None, metric_floor: dict | None = None,
+                 metric_transform: dict | None = None, metric_confirm: dict | None = None, silence_metrics=None):
         _check(isinstance(topology, Topology), f"topology must be a Topology, got {type(topology).__name__}")
         self.topology = topology
         self.metrics = tuple(metrics)
@@ -598,6 +648,29 @@ class NetworkAnomalyDetector:
         slot_el = np.repeat(topology.ids[topology.element_level], self.n_metrics)
         slot_metric = np.tile(np.array(self.metrics, dtype="U24"), n_el)
         self.detector = AnomalyDetector(n_el * self.n_metrics, config, slot_el, slot_metric)
+        def pick(given, default):   # defaults apply to the metrics present; given tables are checked
+            return {k: v for k, v in default.items() if k in self.metrics} if given is None else dict(given)
+        floors = pick(metric_floor, DEFAULT_METRIC_FLOOR)
+        confirm = pick(metric_confirm, DEFAULT_METRIC_CONFIRM)
+        transform = pick(metric_transform, DEFAULT_METRIC_TRANSFORM)
+        for table, name in ((floors, "metric_floor"), (confirm, "metric_confirm"), (transform, "metric_transform")):
+            for k in table:
+                _check(k in self.metrics, f"{name} names {k!r}, which is not one of the metrics {self.metrics}")
+        elem_slots = np.arange(n_el) * self.n_metrics
+        for k, fl in floors.items():
+            self.detector.set_floor(elem_slots + self.metrics.index(k), fl)
+        for k, npts in confirm.items():
+            self.detector.set_confirm(elem_slots + self.metrics.index(k), npts)
+        self.log_offset = np.full(self.n_metrics, np.nan)      # NaN: scored as is
+        for k, c in transform.items():
+            _check(c > 0, f"metric_transform[{k!r}] must be > 0 (log offset), got {c}")
+            self.log_offset[self.metrics.index(k)] = c
+        if silence_metrics is None:
+            self.silence_metric = np.ones(self.n_metrics, dtype=bool)
+        else:
+            for k in silence_metrics:
+                _check(k in self.metrics, f"silence_metrics names {k!r}, which is not one of the metrics {self.metrics}")
+            self.silence_metric = np.isin(np.array(self.metrics), list(silence_metrics))
         self.classify_config = classify if classify is not None else ClassifyConfig()
         self.silence = SilenceMonitor(n_el, **(silence or {}))
         self.calendar = list(calendar or [])
@@ -674,10 +747,23 @@ class NetworkAnomalyDetector:
             bad = int(np.flatnonzero((metric_id < 0) | (metric_id >= self.n_metrics))[0])
             raise ValueError(f"metric_id[{bad}] = {metric_id[bad]} is outside 0..{self.n_metrics - 1} "
                              f"(metrics {self.metrics})")
-        self.silence.observe(ts_ms, elem)
+        alive = self.silence_metric[metric_id]
+        self.silence.observe(ts_ms[alive], elem[alive])
         mult = self.threshold_multiplier(ts_ms, elem) if self.calendar else None
-        rows = self.detector.update(ts_ms, elem * self.n_metrics + metric_id, value, mult)
-        return self._classify(rows)
+        value = np.asarray(value, dtype=np.float64)
+        off = self.log_offset[metric_id]
+        logm = ~np.isnan(off)
+        if np.any(logm):
+            value = value.copy()
+            value[logm] = np.log(np.maximum(value[logm], 0.0) + off[logm])
+        slot = elem * self.n_metrics + metric_id
+        rows = self.detector.update(ts_ms, slot, value, mult)
+        if len(rows):
+            off_r = self.log_offset[rows["slot"] % self.n_metrics]
+            lr = ~np.isnan(off_r)
+            rows["value"][lr] = np.exp(rows["value"][lr]) - off_r[lr]
+            rows["baseline"][lr] = np.exp(rows["baseline"][lr]) - off_r[lr]
+        return self._classify(rows, slot)
 
     def update_equip(self, equip: np.ndarray) -> np.ndarray:
         """:meth:`update` from an ``EQUIP_DTYPE`` array with external element ids.
@@ -694,14 +780,20 @@ class NetworkAnomalyDetector:
         self.n_unknown += int(np.count_nonzero(~ok))
         return self.update(equip["ts_ms"][ok], elem[ok], mid[ok], equip["value"][ok])
 
-    def _classify(self, rows: np.ndarray) -> np.ndarray:
+    def _classify(self, rows: np.ndarray, batch_slot: np.ndarray) -> np.ndarray:
         if len(rows) == 0:
             return rows
         cc = self.classify_config
         det = self.detector
         n_el = self.topology.n_elements
         nm = self.n_metrics
-        open_dir = det.open_direction.reshape(n_el, nm)
+        # deviating now: an open episode, or a warm point of this batch beyond shared_z sigmas
+        dev_dir = det.open_direction.astype(np.int64)
+        last = det.last
+        near = ((last.flags & _k.FLAG_WARM) != 0) & (np.abs(np.nan_to_num(last.z)) >= cc.shared_z)
+        dev_dir[batch_slot[near]] = np.where(dev_dir[batch_slot[near]] != 0, dev_dir[batch_slot[near]],
+                                             np.sign(last.z[near]).astype(np.int64))
+        open_dir = dev_dir.reshape(n_el, nm)
         active = (det.n_obs > 0).reshape(n_el, nm)
         elem = rows["slot"] // nm
         met = rows["slot"] % nm
@@ -810,6 +902,7 @@ class NetworkAnomalyDetector:
         rr["scope_id"] = eids[resumed]
         rows["direction"] = -1
         rows["metric"] = ""
+        rows["t_ms"] = int(now_ms)
         self._silence_start[flagged] = mon.silent_since[flagged]
         self._silence_cls[resumed] = ""
         return rows
