@@ -161,16 +161,24 @@ def build_streams(arrays: dict, cfg, id_salt: int, rng: np.random.Generator):
         else:
             base = a["ts_ms"] + cfg.pm_interval_ms
             if source == "equip" and n:
-                new = np.empty(n, bool)
-                new[0] = True
-                new[1:] = (a["ts_ms"][1:] != a["ts_ms"][:-1]) | (a["element_id"][1:] != a["element_id"][:-1])
-                grp = np.cumsum(new) - 1
-                d, c = _delays(int(grp[-1]) + 1, cfg, rng)
-                delay, cat = d[grp], c[grp]
+                # one delay per PM file (element, interval): sort the files, then expand to rows
+                ts, el = a["ts_ms"], a["element_id"]
+                first = np.flatnonzero(np.concatenate([[True], (ts[1:] != ts[:-1]) | (el[1:] != el[:-1])]))
+                size = np.diff(np.append(first, n))
+                d, c = _delays(len(first), cfg, rng)
+                g_arr = ts[first] + cfg.pm_interval_ms + d
+                g_ord = np.argsort(g_arr, kind="stable")
+                sz = size[g_ord]
+                order = np.repeat(first[g_ord] - (np.cumsum(sz) - sz), sz) + np.arange(n)
+                arrival_sorted = np.repeat(g_arr[g_ord], sz)
+                arrival = np.repeat(g_arr, size)
+                cat = np.repeat(c, size)
             else:
                 delay, cat = _delays(n, cfg, rng)
-        arrival = base + delay
-        order = np.argsort(arrival, kind="stable")
+        if source != "equip" or not n:
+            arrival = base + delay
+            order = np.argsort(arrival, kind="stable")
+            arrival_sorted = arrival[order]
         extras, ext_arr, ext_org = [], [], []
         n_dup = 0
         if source == "cdr" and n and cfg.p_duplicate > 0:
@@ -204,7 +212,7 @@ def build_streams(arrays: dict, cfg, id_salt: int, rng: np.random.Generator):
         e_arr = np.concatenate(ext_arr) if ext_arr else np.empty(0, np.int64)
         e_org = np.concatenate(ext_org) if ext_org else np.empty(0, np.int8)
         eo = np.argsort(e_arr, kind="stable")
-        streams[source] = SourceStream(arrival[order], order, extra[eo], e_arr[eo], e_org[eo])
+        streams[source] = SourceStream(arrival_sorted, order, extra[eo], e_arr[eo], e_org[eo])
         kind_counts = np.bincount(e_org[e_org >= ORIGIN_CORRUPTED] - ORIGIN_CORRUPTED,
                                   minlength=len(CORRUPT_KINDS))
         stats["n"][source] = int(n)
@@ -230,11 +238,11 @@ def iter_source(clean: np.ndarray, st: SourceStream, edges: np.ndarray, with_ori
             continue
         rows = clean[st.clean_order[c0:c1]]
         if e1 > e0:
-            rows = np.concatenate([rows, st.extra[e0:e1]])
-            arr = np.concatenate([st.clean_arrival_sorted[c0:c1], st.extra_arrival[e0:e1]])
-            org = np.concatenate([np.zeros(c1 - c0, np.int8), st.extra_origin[e0:e1]])
-            o = np.argsort(arr, kind="stable")
-            rows, arr, org = rows[o], arr[o], org[o]
+            # merge the few extra rows into the clean run; ties: clean first (a stable merge)
+            pos = np.searchsorted(st.clean_arrival_sorted[c0:c1], st.extra_arrival[e0:e1], side="right")
+            rows = np.insert(rows, pos, st.extra[e0:e1])
+            arr = np.insert(st.clean_arrival_sorted[c0:c1], pos, st.extra_arrival[e0:e1])
+            org = np.insert(np.zeros(c1 - c0, np.int8), pos, st.extra_origin[e0:e1])
         else:
             arr = st.clean_arrival_sorted[c0:c1]
             org = np.zeros(c1 - c0, np.int8)
