@@ -8,10 +8,12 @@ Kernels only ever see these integer arrays.
 Changes while data flows
 ------------------------
 A topology is treated as immutable: :meth:`Topology.add_elements`,
-:meth:`Topology.retire_elements`, :meth:`Topology.rehome_elements`, :meth:`Topology.add_node`
-and :meth:`Topology.compact` each return a *new* topology (``version + 1``) and a
-:class:`TopologyChange` whose ``old_to_new`` maps (one per level) tell components how to move
-their per-node state rows (:func:`remap_rows`).
+:meth:`Topology.retire_elements`, :meth:`Topology.restore_elements`,
+:meth:`Topology.rehome_elements`, :meth:`Topology.rehome_nodes`, :meth:`Topology.set_attributes`,
+:meth:`Topology.add_node` and :meth:`Topology.compact` each return a *new* topology
+(``version + 1``) and a :class:`TopologyChange` whose ``old_to_new`` maps (one per level) tell
+components how to move their per-node state rows (:func:`remap_rows`).
+:meth:`Topology.reconcile` derives those changes from a freshly loaded topology file.
 
 Dense indices are append-only: adding elements or nodes appends rows, a re-home only changes
 the parent array (the element keeps its row, so all state computed for it survives; its
@@ -81,8 +83,8 @@ class TopologyChange:
     Parameters
     ----------
     kind : str
-        ``"add_elements"``, ``"retire_elements"``, ``"rehome_elements"``, ``"add_node"`` or
-        ``"compact"``.
+        ``"add_elements"``, ``"retire_elements"``, ``"restore_elements"``, ``"rehome_elements"``,
+        ``"rehome_nodes"``, ``"set_attributes"``, ``"add_node"`` or ``"compact"``.
     from_version, to_version : int
         Topology version before and after the change (``to_version == from_version + 1``).
     old_to_new : dict level -> int64 array
@@ -925,6 +927,225 @@ class Topology:
         change = TopologyChange("rehome_elements", self.version, self.version + 1, o2n, n_new,
                                 self.element_level, ids, pids, old)
         return self._next(change, parent=parent), change
+
+    def rehome_nodes(self, level: str, node_ids, new_parent_ids) -> tuple["Topology", TopologyChange]:
+        """Move upper-level nodes (e.g. sites to another region); dense indices do not change.
+
+        Parameters
+        ----------
+        level : str
+            A level below the root and above the elements (use :meth:`rehome_elements` for
+            elements).
+        node_ids : int array, shape (m,)
+            External ids of nodes of ``level``.
+        new_parent_ids : int array, shape (m,)
+            External id of each node's new parent in the level above.
+
+        Returns
+        -------
+        topology : Topology
+            ``version + 1``; all elements below a moved node follow it in routing and roll-ups.
+        change : TopologyChange
+            Identity maps; ``old_parent_ids`` / ``parent_ids`` record the move.
+
+        Raises
+        ------
+        ValueError
+            On the root or element level, an unknown or repeated node, an unknown parent, or
+            wrong lengths.
+        """
+        d = self._depth(level)
+        if level == self.element_level:
+            raise ValueError(f"{level!r} is the element level; use rehome_elements")
+        if d == 0:
+            raise ValueError(f"{level!r} is the root level; its nodes have no parent to change")
+        up = self.levels[d - 1]
+        ids, idx = self._resolve(node_ids, level, "node_ids")
+        self._check_distinct(ids, "node_ids")
+        pids, pidx = self._resolve(new_parent_ids, up, "new_parent_ids")
+        if len(pids) != len(ids):
+            raise ValueError(f"new_parent_ids has {len(pids)} values for {len(ids)} nodes")
+        old = self.ids[up][self.parent[level][idx]]
+        par = self.parent[level].copy()
+        par[idx] = pidx
+        parent = dict(self.parent)
+        parent[level] = par
+        o2n, n_new = self._identity_maps()
+        change = TopologyChange("rehome_nodes", self.version, self.version + 1, o2n, n_new, level, ids, pids, old)
+        return self._next(change, parent=parent), change
+
+    def restore_elements(self, element_ids) -> tuple["Topology", TopologyChange]:
+        """Bring retired elements back into service (the inverse of :meth:`retire_elements`).
+
+        Parameters
+        ----------
+        element_ids : int array
+            External ids of retired elements; they get their old dense index and state back.
+
+        Returns
+        -------
+        topology : Topology
+            ``version + 1``; routing sends to these elements again.
+        change : TopologyChange
+            Identity maps.
+
+        Raises
+        ------
+        ValueError
+            If an id is unknown, repeated or not retired.
+        """
+        ids, idx = self._resolve(element_ids, self.element_level, "element_ids")
+        self._check_distinct(ids, "element_ids")
+        if np.any(self.active[idx]):
+            raise ValueError(f"element {ids[self.active[idx]][0]} is not retired; only retired elements can be restored")
+        active = self.active.copy()
+        active[idx] = True
+        o2n, n_new = self._identity_maps()
+        pids = self._parent_ids_of(idx)
+        change = TopologyChange("restore_elements", self.version, self.version + 1, o2n, n_new,
+                                self.element_level, ids, pids, pids)
+        return self._next(change, active=active), change
+
+    def set_attributes(self, element_ids, attributes: dict) -> tuple["Topology", TopologyChange]:
+        """Change attribute values of existing elements (e.g. a vendor swap or new coordinates).
+
+        Parameters
+        ----------
+        element_ids : int array, shape (m,)
+            External ids of elements (retired ones included).
+        attributes : dict name -> array, shape (m,)
+            New values of existing attributes.
+
+        Returns
+        -------
+        topology : Topology
+            ``version + 1``.
+        change : TopologyChange
+            Identity maps.
+
+        Raises
+        ------
+        ValueError
+            On an unknown or repeated element, an unknown attribute, or wrong lengths.
+        """
+        ids, idx = self._resolve(element_ids, self.element_level, "element_ids")
+        self._check_distinct(ids, "element_ids")
+        attrs = dict(self.attributes)
+        for a, vals in dict(attributes).items():
+            if a not in attrs:
+                raise ValueError(f"attribute {a!r} is not in this topology; known attributes are {tuple(attrs)}")
+            v = np.asarray(vals)
+            if v.shape != ids.shape:
+                raise ValueError(f"attributes[{a!r}] has shape {v.shape}, expected {ids.shape}")
+            col = attrs[a]
+            if col.dtype.kind in "US":
+                v = v.astype(str)
+                col = col.astype(np.result_type(col.dtype, v.dtype))
+            else:
+                col = col.copy()
+            col[idx] = v
+            attrs[a] = col
+        o2n, n_new = self._identity_maps()
+        pids = self._parent_ids_of(idx)
+        change = TopologyChange("set_attributes", self.version, self.version + 1, o2n, n_new,
+                                self.element_level, ids, pids, pids)
+        return self._next(change, attributes=attrs), change
+
+    def reconcile(self, target: "Topology") -> tuple["Topology", list]:
+        """Turn this topology into ``target`` by changes that keep every dense index.
+
+        Use it when an operator ships a fresh topology file (whose own numbering is unrelated to
+        the running one): the result has ``target``'s structure, but existing elements and nodes
+        keep their rows, so no state is lost.
+
+        Parameters
+        ----------
+        target : Topology
+            The wanted structure, with the same levels and attribute names.
+
+        Returns
+        -------
+        topology : Topology
+            Equal to ``target`` up to dense numbering; nodes of this topology that ``target``
+            lacks are kept (elements are retired, upper-level nodes stay, possibly empty).
+        changes : list of TopologyChange
+            In order: added nodes (top-down), re-homed nodes, restored, added, re-homed, retired
+            elements, changed attributes; one version step each (empty list if nothing changed).
+
+        Raises
+        ------
+        ValueError
+            If the levels or attribute names differ.
+        """
+        if not isinstance(target, Topology) or target.levels != self.levels:
+            raise ValueError(f"target must be a Topology with levels {self.levels}, got "
+                             f"{getattr(target, 'levels', type(target).__name__)}")
+        if set(target.attributes) != set(self.attributes):
+            raise ValueError(f"target attributes {sorted(target.attributes)} differ from {sorted(self.attributes)}; "
+                             "reconcile keeps the attribute set")
+        cur, changes = self, []
+
+        def step(res):
+            nonlocal cur
+            cur = res[0]
+            changes.append(res[1])
+
+        def target_parent_ids(lv, idx_t):
+            d = self._depth(lv)
+            return target.ids[self.levels[d - 1]][target.parent[lv][idx_t]]
+
+        for d, lv in enumerate(self.levels[:-1]):
+            t_ids = target.ids[lv]
+            new = np.flatnonzero(cur.index_of(t_ids, lv) < 0)
+            for j in new:
+                pid = None if d == 0 else int(target_parent_ids(lv, np.array([j]))[0])
+                name = str(target.names[lv][j]) if lv in target.names else None
+                step(cur.add_node(lv, int(t_ids[j]), pid, name))
+            if d > 0:
+                idx_c = cur.index_of(t_ids, lv)
+                want = target_parent_ids(lv, np.arange(len(t_ids)))
+                have = cur.ids[self.levels[d - 1]][cur.parent[lv][idx_c]]
+                moved = np.flatnonzero(want != have)
+                if len(moved):
+                    step(cur.rehome_nodes(lv, t_ids[moved], want[moved]))
+        el = self.element_level
+        t_ids = target.ids[el]
+        idx_c = cur.index_of(t_ids)
+        t_active = target.active
+        back = np.flatnonzero((idx_c >= 0) & t_active)
+        back = back[~cur.active[idx_c[back]]]
+        if len(back):
+            step(cur.restore_elements(t_ids[back]))
+        new = np.flatnonzero(idx_c < 0)
+        if len(new):
+            pids = target_parent_ids(el, new) if len(self.levels) > 1 else None
+            step(cur.add_elements(t_ids[new], pids, {a: v[new] for a, v in target.attributes.items()},
+                                  names=target.names[el][new] if el in cur.names and el in target.names else None))
+            if np.any(~t_active[new]):
+                step(cur.retire_elements(t_ids[new][~t_active[new]]))
+        if len(self.levels) > 1:
+            idx_c = cur.index_of(t_ids)
+            want = target_parent_ids(el, np.arange(len(t_ids)))
+            have = cur.ids[self.levels[-2]][cur.parent[el][idx_c]]
+            moved = np.flatnonzero((want != have) & cur.active[idx_c])
+            if len(moved):
+                step(cur.rehome_elements(t_ids[moved], want[moved]))
+        in_target = np.zeros(cur.n_elements, dtype=bool)
+        in_target[cur.index_of(t_ids)] = True
+        t_act = np.zeros(cur.n_elements, dtype=bool)
+        t_act[cur.index_of(t_ids)] = t_active
+        gone = np.flatnonzero(cur.active & ~t_act)
+        if len(gone):
+            step(cur.retire_elements(cur.ids[el][gone]))
+        idx_c = cur.index_of(t_ids)
+        diff = np.zeros(len(t_ids), dtype=bool)
+        for a, v in target.attributes.items():
+            c = cur.attributes[a][idx_c]
+            same = (c == v) | ((c != c) & (v != v)) if v.dtype.kind == "f" else (c == v)
+            diff |= ~np.asarray(same, dtype=bool)
+        if np.any(diff):
+            step(cur.set_attributes(t_ids[diff], {a: v[diff] for a, v in target.attributes.items()}))
+        return cur, changes
 
     def add_node(self, level: str, node_id: int, parent_id: int | None = None,
                  name: str | None = None) -> tuple["Topology", TopologyChange]:

@@ -446,3 +446,105 @@ def test_equals_detects_differences():
     t3 = Topology.from_columns([100, 101, 102, 103], {"region": [1, 1, 2, 2], "site": [10, 10, 20, 21]},
                                {"lat": [1.0, 2.0, 3.0, 4.0]})
     assert not t.equals(t3)
+
+
+# ---- node re-home, restore, attributes, reconcile ----------------------------------------------
+def test_rehome_nodes_moves_subtree():
+    t = small()
+    t2, ch = t.rehome_nodes("site", [20], [1])
+    assert ch.kind == "rehome_nodes" and ch.old_parent_ids.tolist() == [2] and ch.parent_ids.tolist() == [1]
+    assert t2.element_to("region").tolist() == [0, 0, 0, 1]
+    assert t2.rollup(np.ones(4), "region").tolist() == [3.0, 1.0]
+    for call, match in ((lambda: t.rehome_nodes("region", [1], [2]), "root level"),
+                        (lambda: t.rehome_nodes("element", [100], [10]), "use rehome_elements"),
+                        (lambda: t.rehome_nodes("site", [20, 21], [1]), "has 1 values for 2 nodes"),
+                        (lambda: t.rehome_nodes("site", [99], [1]), "site 99 is not in the topology"),
+                        (lambda: t.rehome_nodes("site", [20, 20], [1, 1]), "more than once")):
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+def test_restore_elements():
+    t, _ = small().retire_elements([101])
+    t2, ch = t.restore_elements([101])
+    assert ch.kind == "restore_elements" and t2.active.all() and t2.version == 2
+    assert t2.partition(np.array([1]), "region")[1].tolist() == [0, 1, 1, 1]
+    with pytest.raises(ValueError, match="element 100 is not retired"):
+        t.restore_elements([100])
+
+
+def test_set_attributes():
+    t = Topology.from_columns([1, 2], {"site": [7, 7]}, {"lat": [1.0, 2.0], "vendor": np.array(["a", "b"])})
+    t2, ch = t.set_attributes([2], {"lat": [5.0], "vendor": ["longer"]})
+    assert ch.kind == "set_attributes" and t2.attributes["lat"].tolist() == [1.0, 5.0]
+    assert t2.attributes["vendor"].tolist() == ["a", "longer"] and t.attributes["lat"][1] == 2.0
+    with pytest.raises(ValueError, match="attribute 'x' is not in this topology"):
+        t.set_attributes([1], {"x": [1]})
+    with pytest.raises(ValueError, match=r"attributes\['lat'\] has shape \(2,\), expected \(1,\)"):
+        t.set_attributes([1], {"lat": [1.0, 2.0]})
+
+
+def _renumbered(t: Topology, rng) -> Topology:
+    """The same structure as freshly loaded from a file: rows shuffled, nodes numbered by id."""
+    from telcoanalytics.topology_store import _topology_columns, topology_from_rows
+    cols = _topology_columns(t)
+    perm = rng.permutation(t.n_elements)
+    return topology_from_rows({c: np.asarray(v)[perm].tolist() for c, v in cols.items()}, t.levels)
+
+
+def _same_by_id(a: Topology, b: Topology):
+    el = a.element_level
+    ia, ib = a.index_of(b.ids[el]), np.arange(b.n_elements)
+    assert np.all(ia >= 0)
+    np.testing.assert_array_equal(a.active[ia], b.active[ib])
+    for lv in a.levels[:-1]:
+        np.testing.assert_array_equal(a.ids[lv][a.element_to(lv)[ia]], b.ids[lv][b.element_to(lv)[ib]])
+    for k in b.attributes:
+        np.testing.assert_array_equal(a.attributes[k][ia], b.attributes[k][ib])
+    extra = np.setdiff1d(a.ids[el], b.ids[el])
+    assert not np.any(a.active[a.index_of(extra)])  # elements missing from the target are retired
+
+
+def test_reconcile_to_fresh_file_keeps_dense_indices(topo, rng):
+    t = topo
+    sites, regions = t.ids["site"], t.ids["region"]
+    t1, _ = t.add_node("region", 77)
+    t1, _ = t1.add_node("site", 7700, 77)
+    t1, _ = t1.add_elements([1, 2], [7700, sites[0]], {"lat": [9.0, 9.5]})
+    t1, _ = t1.rehome_elements(t.ids["element"][:3], [sites[1]] * 3)
+    t1, _ = t1.rehome_nodes("site", [sites[2]], [77])
+    t1, _ = t1.retire_elements(t.ids["element"][10:12])
+    t1, _ = t1.set_attributes(t.ids["element"][20:22], {"vendor_name": ["z", "z"]})
+    target = _renumbered(t1, rng)
+    state = np.arange(t.n_elements, dtype=float)
+    res, changes = t.reconcile(target)
+    _same_by_id(res, target)
+    assert res.version == len(changes) and [c.kind for c in changes][:3] == ["add_node", "add_node", "rehome_nodes"]
+    for ch in changes:
+        state = ch.remap(state, fill=np.nan)
+    np.testing.assert_array_equal(res.ids["element"][:t.n_elements], t.ids["element"])  # rows kept
+    np.testing.assert_array_equal(state[:t.n_elements], np.arange(t.n_elements))
+    # reconciling again changes nothing; a target with a retired element coming back restores it
+    again, none = res.reconcile(target)
+    assert none == [] and again is res
+    back, ch = res.reconcile(_renumbered(t, rng))
+    assert "restore_elements" in [c.kind for c in ch] and back.active[t.index_of(t.ids["element"])].all()
+
+
+def test_reconcile_new_retired_element_and_names(rng):
+    t = Topology.from_columns([1, 2], {"site": [7, 7]}, {"x": [1.0, np.nan]}, names={"element": ["a", "b"]})
+    tgt = Topology.from_columns([2, 3], {"site": [8, 7]}, {"x": [np.nan, 3.0]}, names={"element": ["b", "c"]},
+                                )
+    tgt, _ = tgt.retire_elements([3])
+    res, ch = t.reconcile(tgt)
+    assert [c.kind for c in ch] == ["add_node", "add_elements", "retire_elements", "rehome_elements",
+                                   "retire_elements"]
+    assert res.names["element"].tolist() == ["a", "b", "c"] and res.active.tolist() == [False, True, False]
+    _same_by_id(res, tgt)
+    with pytest.raises(ValueError, match="target must be a Topology with levels"):
+        t.reconcile(Topology(("cell",), {"cell": [1]}, {}))
+    with pytest.raises(ValueError, match="reconcile keeps the attribute set"):
+        t.reconcile(Topology.from_columns([1], {"site": [7]}))
+    single = Topology(("cell",), {"cell": [1, 2]}, {})
+    res, ch = single.reconcile(Topology(("cell",), {"cell": [2, 5]}, {}))
+    assert res.ids["cell"].tolist() == [1, 2, 5] and res.active.tolist() == [False, True, True]
