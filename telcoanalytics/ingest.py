@@ -12,8 +12,9 @@ Check order
 A row with several problems is counted once, under the first reason in this order (the order
 of ``quarantine.REASONS``), and within a reason the first field in canonical order:
 
-1. ``unparseable``, 2. ``missing_value``, 3. ``non_finite`` (schema mapping, then NaN/inf in
-   float fields; ``mos`` may be NaN),
+1. ``unparseable``, 2. ``missing_value``, 3. ``non_finite`` (found by the schema mapping, where
+   the lowest of these in a row wins, ties going to the earlier column; then NaN/inf in float
+   fields, of which only ``mos`` may be NaN),
 4. ``time_out_of_range`` (event time and, for CDRs, ``end_ms`` outside ``time_range_ms``),
 5. ``negative_duration`` (CDR whose ``end_ms`` came from a ``duration_s`` column) or
 6. ``end_before_start`` (``end_ms < start_ms``),

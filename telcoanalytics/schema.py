@@ -203,8 +203,9 @@ class SchemaVersion:
         -------
         data : ndarray (n,) of ``records.DTYPES[source]``
         status : int8 array (n,) or None
-            0 where the row parsed, else the first reason code (unparseable, missing_value,
-            non_finite) in canonical field order; None when every row parsed.
+            0 where the row parsed, else the lowest reason code found in the row (unparseable
+            before missing_value before non_finite; on a tie the earlier column in canonical
+            field order, fields derived with ``plus`` last); None when every row parsed.
         bad_col : int16 array (n,) or None
             Index into ``colnames`` of the input column that failed first in each row (-1 for
             rows that parsed); None when every row parsed.
@@ -238,7 +239,8 @@ class SchemaVersion:
                 if status is None:
                     status = np.zeros(n, dtype=np.int8)
                     fcol = np.full(n, -1, dtype=np.int16)
-                new = (st != 0) & (status == 0)
+                # the lowest reason code wins (check order); on a tie the earlier column
+                new = (st != 0) & ((status == 0) | (st < status))
                 if new.any():
                     colnames.append(r.column)
                     status[new] = st[new]

@@ -186,6 +186,9 @@ def test_unparseable_values_report_first_column():
     cols["cause"] = ["bad", "16"]
     sv, d, st, fcol, names = _map("cdr", cols)
     assert st.tolist() == [1, 0] and names[fcol[0]] == "start_s"
+    cols["start_s"] = ["", "1700000000"]          # missing_value in an earlier column ...
+    sv, d, st, fcol, names = _map("cdr", cols)    # ... loses to unparseable (check order)
+    assert st.tolist() == [1, 0] and names[fcol[0]] == "cause"
 
 
 # ---- detection and errors -------------------------------------------------------------------------
