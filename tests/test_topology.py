@@ -548,3 +548,29 @@ def test_reconcile_new_retired_element_and_names(rng):
     single = Topology(("cell",), {"cell": [1, 2]}, {})
     res, ch = single.reconcile(Topology(("cell",), {"cell": [2, 5]}, {}))
     assert res.ids["cell"].tolist() == [1, 2, 5] and res.active.tolist() == [False, True, True]
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_reconcile_property(seed):
+    """For random edits, reconcile(renumbered target) reaches the target without moving old rows."""
+    rng = np.random.default_rng(seed)
+    t = make_topology(rng, n_regions=3, n_sites=6, n_elements=25)
+    cur = t
+    for j in range(int(rng.integers(1, 6))):
+        op = int(rng.integers(0, 5))
+        act = cur.ids["element"][cur.active]
+        if op == 0:
+            cur, _ = cur.add_elements([10**6 + j], [rng.choice(cur.ids["site"])])
+        elif op == 1 and len(act) > 1:
+            cur, _ = cur.retire_elements([rng.choice(act)])
+        elif op == 2 and len(act):
+            cur, _ = cur.rehome_elements([rng.choice(act)], [rng.choice(cur.ids["site"])])
+        elif op == 3:
+            cur, _ = cur.rehome_nodes("site", [rng.choice(cur.ids["site"])], [rng.choice(cur.ids["region"])])
+        else:
+            cur, _ = cur.add_node("site", 5000 + j, rng.choice(cur.ids["region"]))
+    target = _renumbered(cur, rng)
+    res, changes = t.reconcile(target)
+    _same_by_id(res, target)
+    np.testing.assert_array_equal(res.ids["element"][:t.n_elements], t.ids["element"])
+    assert res.version == t.version + len(changes)
