@@ -1,7 +1,7 @@
 """Arrival-order stream of the synthetic network: delays, duplicates, corrupted rows, writing.
 
-Every clean record becomes available at a *base* time (a CDR at its release ``end_ms``, or at
-``start_ms`` with ``cdr_arrival="start"``; a PM/flow/QoS row at the end of its measurement
+Every clean record becomes available at a *base* time (a CDR at its ``start_ms``, or at its
+release ``end_ms`` with ``cdr_arrival="end"``; a PM/flow/QoS row at the end of its measurement
 interval ``ts_ms + interval``) and arrives after a delivery delay drawn from a mixture:
 
 ============  ===============================  ====================================

@@ -520,11 +520,14 @@ def test_arrival_delays(full_day):
     assert np.any(np.diff(rows["ts_ms"][clean]) < 0)
 
 
-def test_cdr_arrival_start_option():
-    d = generate(SynthConfig(seed=2, cdr_arrival="start", **{**SMALL, "days": 0.05}))
+def test_cdr_arrival_options(day):
+    rows, arr, org = day.raw("cdr")
+    ok = org == ORIGIN_CLEAN
+    assert np.all(arr[ok] >= rows["start_ms"][ok]) and np.mean(arr[ok] - rows["start_ms"][ok] < 5_000) > 0.95
+    d = generate(SynthConfig(seed=2, cdr_arrival="end", **{**SMALL, "days": 0.05}))
     rows, arr, org = d.raw("cdr")
     ok = org == ORIGIN_CLEAN
-    assert np.all(arr[ok] >= rows["start_ms"][ok]) and np.mean(arr[ok] - rows["start_ms"][ok] < 5_000) > 0.9
+    assert np.all(arr[ok] >= rows["end_ms"][ok]) and np.mean(arr[ok] - rows["end_ms"][ok] < 5_000) > 0.9
 
 
 # ---- files -------------------------------------------------------------------------------------
@@ -629,3 +632,36 @@ def test_tiny_and_multi_day_spans():
                    n_congestion=0, n_failure=0, n_degradation=0, n_crowd=0, n_collection_gap=0)
     h = (two.cdr["start_ms"] - two.start_ms) // HOUR_MS
     assert h.max() == 47 and np.bincount(h, minlength=48)[[9, 33]].sum() > 0
+
+
+# ---- the answer key agrees with the real validator ----------------------------------------------
+def _expected_reasons(d, s, unparseable=0):
+    exp = {k: v for k, v in d.stats["n_corrupted"][s].items()}
+    if d.stats["n_duplicates"][s]:
+        exp["duplicate_id"] = d.stats["n_duplicates"][s]
+    if unparseable:
+        exp["unparseable"] = unparseable
+    return exp
+
+
+def test_ingest_quarantines_exactly_the_injected_rows(day, tmp_path):
+    ingest = pytest.importorskip("telcoanalytics.ingest")
+    for s in SOURCES:
+        ing = ingest.Ingestor(s, topology=day.topology)
+        got, n_ok = {}, 0
+        for src, rows in day.raw_batches(600_000):
+            if src == s:
+                r = ing.ingest(rows)
+                n_ok += r.n_accepted
+                for k, v in r.by_reason.items():
+                    got[k] = got.get(k, 0) + v
+        assert got == _expected_reasons(day, s), s
+        assert n_ok == day.stats["n"][s]
+    man = day.write(tmp_path, fmt="csv")
+    for s in ("cdr", "qos"):
+        ing = ingest.Ingestor(s, topology=day.topology)
+        got = {}
+        for r in ing.ingest_file(tmp_path / f"{s}.csv"):
+            for k, v in r.by_reason.items():
+                got[k] = got.get(k, 0) + v
+        assert got == _expected_reasons(day, s, man["files"][s]["unparseable"]), s
