@@ -76,6 +76,15 @@ def test_partition_region_reused_buffers(benchmark, data):
     _record(benchmark)
 
 
+def test_partition_site_topology(benchmark, data):
+    """Topology.partition by site (2,000 partitions, int16 scratch), fresh output arrays."""
+    topo, idx = data["topo"], data["idx"]
+    topo.partition(idx[:100], "site")  # int16-scratch specialisation: warm outside the timing
+    order, offsets = benchmark(topo.partition, idx, "site")
+    assert offsets[-1] == N and len(offsets) == topo.n_nodes("site") + 2
+    _record(benchmark)
+
+
 def test_partition_by_key_kernel(benchmark, data):
     """The bare counting-sort kernel on precomputed region keys."""
     order, offsets = benchmark(partition_by_key, data["keys"], N_REGIONS)
