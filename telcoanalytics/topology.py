@@ -483,7 +483,13 @@ class Topology:
         return int(np.count_nonzero(self.active))
 
     def n_nodes(self, level: str) -> int:
-        """Number of dense nodes of ``level`` (for the element level, retired ones included)."""
+        """Number of dense nodes of ``level`` (for the element level, retired ones included).
+
+        Raises
+        ------
+        ValueError
+            If ``level`` is unknown.
+        """
         return len(self.ids[self._check_level(level)])
 
     def _check_level(self, level: str) -> str:
@@ -551,14 +557,46 @@ class Topology:
         return cur
 
     def element_to(self, level: str) -> np.ndarray:
-        """For each dense element index, the dense index of its ancestor at ``level``."""
+        """For each dense element index, the dense index of its ancestor at ``level``.
+
+        Parameters
+        ----------
+        level : str
+            Any level; the element level gives ``arange(n_elements)``.
+
+        Returns
+        -------
+        int64 array, shape (n_elements,)
+            Cached per level (do not modify it); retired elements keep their last ancestor.
+
+        Raises
+        ------
+        ValueError
+            If ``level`` is unknown.
+        """
         self._check_level(level)
         if level not in self._element_to:
             self._element_to[level] = np.ascontiguousarray(self.node_to(self.element_level, level))
         return self._element_to[level]
 
     def route_map(self, level: str) -> np.ndarray:
-        """Routing table: ancestor of each element at ``level``, ``-1`` for retired elements."""
+        """Routing table: ancestor of each element at ``level``, ``-1`` for retired elements.
+
+        Parameters
+        ----------
+        level : str
+            Routing level.
+
+        Returns
+        -------
+        int64 array, shape (n_elements,)
+            What :meth:`partition` routes by (cached; do not modify it).
+
+        Raises
+        ------
+        ValueError
+            If ``level`` is unknown.
+        """
         self._check_level(level)
         if level not in self._route:
             self._route[level] = np.where(self.active, self.element_to(level), -1).astype(np.int64)
@@ -1254,7 +1292,14 @@ class Topology:
 
     # ---- state -----------------------------------------------------------------------------
     def to_state(self) -> dict:
-        """The topology as a dict of NumPy arrays and plain scalars / strings (checkpointing)."""
+        """The topology as a dict of NumPy arrays and plain scalars / strings (checkpointing).
+
+        Returns
+        -------
+        dict
+            ``levels``, ``version``, ``attribute_names``, ``active``, ``change_log`` (JSON text)
+            and ``ids.<level>``, ``parent.<level>``, ``names.<level>``, ``attr.<name>`` arrays.
+        """
         d = {"levels": np.array(self.levels), "version": int(self.version),
              "attribute_names": np.array(list(self.attributes), dtype=str),
              "active": self.active.copy(), "change_log": json.dumps(self.change_log)}
@@ -1271,6 +1316,15 @@ class Topology:
     @classmethod
     def from_state(cls, d: dict) -> "Topology":
         """Rebuild a topology from :meth:`to_state` output.
+
+        Parameters
+        ----------
+        d : dict
+            Output of :meth:`to_state` (possibly after a round trip through ``np.savez``).
+
+        Returns
+        -------
+        Topology
 
         Raises
         ------

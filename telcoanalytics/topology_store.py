@@ -373,7 +373,26 @@ def read_json(path, levels=None) -> Topology:
 
 
 def topology_from_json(doc, levels=None, source: str = "json") -> Topology:
-    """Build a topology from a parsed JSON document (flat or nested), see :func:`read_json`."""
+    """Build a topology from a parsed JSON document (flat or nested), see :func:`read_json`.
+
+    Parameters
+    ----------
+    doc : list or dict
+        A list of element rows, ``{"levels", "elements"}`` or ``{"levels", "nodes"}``.
+    levels : sequence of str, optional
+        Level names; must agree with ``doc["levels"]`` when both are given.
+    source : str
+        Name used in error messages.
+
+    Returns
+    -------
+    Topology
+
+    Raises
+    ------
+    ValueError
+        As :func:`read_json`, and when ``levels`` disagrees with the document.
+    """
     if isinstance(doc, dict):
         doc_levels = doc.get("levels")
         if levels is None and doc_levels is not None:
@@ -494,7 +513,19 @@ def write_json(topology: Topology, path, nested: bool = False) -> None:
 
 
 def topology_to_json(topology: Topology, nested: bool = False) -> dict:
-    """The JSON document :func:`write_json` writes, as Python objects."""
+    """The JSON document :func:`write_json` writes, as Python objects.
+
+    Parameters
+    ----------
+    topology : Topology
+    nested : bool
+        Tree form (``"nodes"``) instead of rows (``"elements"``).
+
+    Returns
+    -------
+    dict
+        JSON-serialisable; NaN attribute values become ``null``.
+    """
     cols = _topology_columns(topology)
     lists = {c: [None if isinstance(v, float) and v != v else v for v in a.tolist()] for c, a in cols.items()}
     n = topology.n_elements
@@ -643,10 +674,20 @@ def save_sqlite(topology: Topology, path, note: str = "") -> int:
 def list_versions(path) -> list[dict]:
     """The versions stored in a topology database, oldest first.
 
+    Parameters
+    ----------
+    path : str or Path
+        Topology database.
+
     Returns
     -------
     list of dict
         ``version``, ``saved_at_ms``, ``n_elements``, ``n_active``, ``note`` per stored version.
+
+    Raises
+    ------
+    ValueError
+        If the file is missing or not a topology database.
     """
     con = _connect(path, create=False)
     try:
