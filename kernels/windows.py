@@ -33,7 +33,7 @@ import numpy as np
 
 from ._numba import kernel
 from .dedup import hashset_slot
-from .ewm import ewm_update_one
+from .ewm import PREFETCH_AHEAD, ewm_update_one, prefetch_row
 
 N_AGG = 7
 BUCKET, COUNT, MEAN, M2, MIN, MAX, LAST = 0, 1, 2, 3, 4, 5, 6
@@ -122,7 +122,26 @@ def window_update(ts_ms, slot, value, record_id, use_ids, width_ms, n_buckets, o
     mask = dedup_keys.shape[0] - 1
     max_ts = clock[CLOCK_MAX_TS]
     n_ok = 0
-    for i in range(ts_ms.shape[0]):
+    # Per resolution, cache the newest bucket seen in this call (index, start, ring position) and
+    # the bucket of max_ts, so that integer divisions happen only when time crosses a bucket edge:
+    # time-ordered streams (with jitter of a bucket either way) run division-free.
+    cur_b = np.zeros(n_res, dtype=np.int64)
+    cur_ok = np.zeros(n_res, dtype=np.bool_)        # the cache starts invalid
+    cur_lo = np.zeros(n_res, dtype=np.int64)
+    cur_hi = np.zeros(n_res, dtype=np.int64)
+    cur_pos = np.zeros(n_res, dtype=np.int64)
+    max_b = np.zeros(n_res, dtype=np.int64)
+    max_b_end = np.full(n_res, NO_TIME, dtype=np.int64)
+    n = ts_ms.shape[0]
+    for i in range(n):
+        if i + PREFETCH_AHEAD < n:
+            # fetch the rows the event PREFETCH_AHEAD positions on will touch (assuming it falls
+            # in the current bucket of each ring): overlaps cache misses with work, no effect on results
+            sa = slot[i + PREFETCH_AHEAD]
+            if n_h > 0:
+                prefetch_row(ew_state, sa)
+            for r in range(n_res):
+                prefetch_row(cells, offset[r] + cur_pos[r] * n_slots + sa)
         x = value[i]
         if not math.isfinite(x):
             status[i] = INVALID
@@ -158,12 +177,46 @@ def window_update(ts_ms, slot, value, record_id, use_ids, width_ms, n_buckets, o
         for r in range(n_res):
             w = width_ms[r]
             nb = n_buckets[r]
-            b = t // w
-            if b <= max_ts // w - nb:
+            if max_ts >= max_b_end[r]:
+                max_b[r] = max_ts // w
+                max_b_end[r] = (max_b[r] + 1) * w
+            if not cur_ok[r]:
+                b = t // w
+                pos = b % nb
+                cur_ok[r] = True
+                cur_b[r] = b
+                cur_pos[r] = pos
+                cur_lo[r] = b * w
+                cur_hi[r] = b * w + w
+            elif t >= cur_lo[r] and t < cur_hi[r]:
+                b = cur_b[r]
+                pos = cur_pos[r]
+            elif t >= cur_hi[r] and t - cur_hi[r] < w:        # the next bucket
+                b = cur_b[r] + 1
+                pos = cur_pos[r] + 1
+                if pos == nb:
+                    pos = 0
+                cur_b[r] = b
+                cur_pos[r] = pos
+                cur_lo[r] = cur_hi[r]
+                cur_hi[r] = cur_hi[r] + w
+            elif t < cur_lo[r] and cur_lo[r] - t <= w:        # the previous bucket (jitter)
+                b = cur_b[r] - 1
+                pos = cur_pos[r] - 1
+                if pos < 0:
+                    pos = nb - 1
+            else:
+                b = t // w
+                pos = b % nb
+                if b > cur_b[r]:
+                    cur_b[r] = b
+                    cur_pos[r] = pos
+                    cur_lo[r] = b * w
+                    cur_hi[r] = b * w + w
+            if b <= max_b[r] - nb:
                 expired[r] += 1
                 continue
-            c = offset[r] + (b % nb) * n_slots + s
-            cell_add(cells, c, float(b), tf, x)
+            cell_add(cells, offset[r] + pos * n_slots + s, float(b), tf, x)
         if n_h > 0:
             ewm_update_one(ew_state, s, tf, x, ew_coef)
     clock[CLOCK_MAX_TS] = max_ts
@@ -273,6 +326,7 @@ def window_query(cells, offset, n_buckets, n_slots, width_ms, t_query_ms, weight
     Empty: ``count = sum = 0``, ``rate = 0``, ``mean = var = std = min = max = NaN``.
     """
     n_span = weights.shape[0]
+    n_q = slots.shape[0]
     bq = t_query_ms // width_ms
     exposure_ms = 0.0
     for k in range(n_span):
@@ -280,43 +334,48 @@ def window_query(cells, offset, n_buckets, n_slots, width_ms, t_query_ms, weight
         if k == 0:
             d = float(t_query_ms - bq * width_ms + 1)
         exposure_ms += weights[k] * d
-    nan = math.nan
-    for q in range(slots.shape[0]):
-        s = slots[q]
-        wsum = 0.0
-        mean = 0.0
-        m2 = 0.0
-        lo = math.inf
-        hi = -math.inf
-        for k in range(n_span):
-            wk = weights[k]
-            if wk <= 0.0:
-                continue
-            b = bq - k
-            c = offset + (b % n_buckets) * n_slots + s
-            if cells[c, BUCKET] != float(b):
+    wsum = np.zeros(n_q)
+    mean = np.zeros(n_q)
+    m2 = np.zeros(n_q)
+    lo = np.full(n_q, math.inf)
+    hi = np.full(n_q, -math.inf)
+    # bucket-outer, slot-inner: one bucket of all slots is contiguous, so the ring is read
+    # sequentially (hardware prefetch) instead of one cache miss per cell
+    for k in range(n_span):
+        wk = weights[k]
+        if wk <= 0.0:
+            continue
+        b = bq - k
+        fb = float(b)
+        base = offset + (b % n_buckets) * n_slots
+        for q in range(n_q):
+            c = base + slots[q]
+            if cells[c, BUCKET] != fb:
                 continue
             wn = wk * cells[c, COUNT]
-            tot = wsum + wn
-            d = cells[c, MEAN] - mean
-            mean += d * (wn / tot)
-            m2 += wk * cells[c, M2] + d * d * (wsum * wn / tot)
-            wsum = tot
-            if cells[c, MIN] < lo:
-                lo = cells[c, MIN]
-            if cells[c, MAX] > hi:
-                hi = cells[c, MAX]
-        if wsum > 0.0:
-            var = m2 / wsum          # >= 0: every term added to m2 is non-negative
-            out[q, 0] = wsum
-            out[q, 1] = wsum * mean
-            out[q, 2] = mean
+            tot = wsum[q] + wn
+            d = cells[c, MEAN] - mean[q]
+            mean[q] += d * (wn / tot)
+            m2[q] += wk * cells[c, M2] + d * d * (wsum[q] * wn / tot)
+            wsum[q] = tot
+            if cells[c, MIN] < lo[q]:
+                lo[q] = cells[c, MIN]
+            if cells[c, MAX] > hi[q]:
+                hi[q] = cells[c, MAX]
+    nan = math.nan
+    for q in range(n_q):
+        ws = wsum[q]
+        if ws > 0.0:
+            var = m2[q] / ws          # >= 0: every term added to m2 is non-negative
+            out[q, 0] = ws
+            out[q, 1] = ws * mean[q]
+            out[q, 2] = mean[q]
             out[q, 3] = var
             out[q, 4] = math.sqrt(var)
-            out[q, 5] = lo
-            out[q, 6] = hi
-            out[q, 7] = wsum * 1000.0 / exposure_ms     # exposure > 0 whenever wsum > 0
-            out[q, 8] = wsum * mean * 1000.0 / exposure_ms
+            out[q, 5] = lo[q]
+            out[q, 6] = hi[q]
+            out[q, 7] = ws * 1000.0 / exposure_ms     # exposure > 0 whenever wsum > 0
+            out[q, 8] = ws * mean[q] * 1000.0 / exposure_ms
         else:
             out[q, 0] = 0.0
             out[q, 1] = 0.0
