@@ -805,8 +805,9 @@ class NetworkAnomalyDetector:
         closing = rows["end_ms"] >= 0
         # episodes closing keep the class they opened with
         prev = self.slot_class[rows["slot"]]
-        for level, min_n, frac, name in (("region", cc.surge_min_elements, cc.surge_fraction, "surge"),
-                                         ("site", cc.crowd_min_elements, cc.crowd_fraction, "crowd")):
+        # site first, then region: a region-wide surge is the wider explanation and wins
+        for level, min_n, frac, name in (("site", cc.crowd_min_elements, cc.crowd_fraction, "crowd"),
+                                         ("region", cc.surge_min_elements, cc.surge_fraction, "surge")):
             node = self._level_index(level)
             n_nodes = len(self._level_ids(level))
             for sign in (1, -1):

@@ -296,3 +296,16 @@ def test_update_errors():
         det.update(z, z, np.zeros(3), thr_mult=np.zeros(3))
     with pytest.raises(ValueError, match="not an AnomalyDetector"):
         AnomalyDetector.from_state({"kind": "x"})
+
+
+def test_confirm_requires_consecutive_alarm_points(rng):
+    t, s, x = _stream(1, 120, rng)
+    x[60] += 50.0                 # an isolated blip: no episode
+    x[90:92] += 50.0              # two in a row: an episode starting at the first
+    det = AnomalyDetector(1, DetectorConfig(season_s=0, warmup=20, cusum_h=1e6))
+    det.set_confirm([0], 2)
+    rows = det.update(t, s, x)
+    opened = rows[rows["end_ms"] < 0]
+    assert opened["start_ms"].tolist() == [90 * PM_MS] and opened["t_ms"].tolist() == [91 * PM_MS]
+    with pytest.raises(ValueError, match="n_points"):
+        det.set_confirm([0], 1.5)
