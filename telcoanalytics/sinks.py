@@ -207,7 +207,10 @@ class QueuedSink:
 
     Subclasses implement ``_deliver(record)`` for one notification dict
     (:meth:`Notification.to_dict`), raising :class:`SinkError` (or any exception) to retry and
-    :class:`PermanentSinkError` to dead-letter.
+    :class:`PermanentSinkError` to dead-letter; a subclass that can send several queued
+    notifications in one request sets ``max_batch`` and overrides ``_deliver_batch`` (a
+    permanent failure of a batch is then retried notification by notification, so only the
+    rejected one is dead-lettered). The spool acknowledgement is written once per delivery.
 
     Parameters
     ----------
@@ -233,6 +236,7 @@ class QueuedSink:
     """
 
     name = "queued"
+    max_batch = 1
 
     def __init__(self, *, spool_dir=None, retry: RetryPolicy | None = None, background: bool = True,
                  sleep: Callable[[float], None] | None = None, fsync: bool = True):
@@ -300,31 +304,51 @@ class QueuedSink:
     def _deliver(self, record: dict) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _attempt(self, item) -> bool:
-        """One delivery attempt; True when the item is done (delivered or dead-lettered)."""
+    def _deliver_batch(self, records: list[dict]) -> None:
+        """Deliver several queued notifications at once (default: one, see ``max_batch``)."""
+        for r in records:
+            self._deliver(r)
+
+    def _head(self) -> list:
+        # caller holds self._cond
+        k = min(len(self._queue), self.max_batch)
+        return [self._queue[i] for i in range(k)]
+
+    def _attempt(self, items: list) -> int:
+        """One delivery attempt of the queue head; returns how many items are done (delivered
+        or dead-lettered), 0 on a transient failure."""
         self.stats["attempts"] += 1
         try:
-            self._deliver(item[2])
+            self._deliver_batch([it[2] for it in items])
         except PermanentSinkError as e:
+            if len(items) > 1:              # isolate the rejected one(s): retry one by one
+                done = 0
+                for it in items:
+                    k = self._attempt([it])
+                    if not k:
+                        break
+                    done += 1
+                return done
             self.last_error = f"{type(e).__name__}: {e}"
             self.stats["dead_lettered"] += 1
-            log.error("%s: dead-lettering notification seq %d: %s", self.name, item[0], e)
+            log.error("%s: dead-lettering notification seq %d: %s", self.name, items[0][0], e)
             if self._spool is not None:
-                self._spool.dead_letter(item[2], str(e))
+                self._spool.dead_letter(items[0][2], str(e))
             else:
-                self.dead_letters.append({"reason": str(e), "record": item[2]})
-            return True
+                self.dead_letters.append({"reason": str(e), "record": items[0][2]})
+            return 1
         except Exception as e:  # transient by default: retried, never dropped
             self.last_error = f"{type(e).__name__}: {e}"
             self.stats["failures"] += 1
-            log.warning("%s: delivery of seq %d failed (%s); will retry", self.name, item[0], e)
-            return False
-        self.stats["delivered"] += 1
-        return True
+            log.warning("%s: delivery of seq %d.. failed (%s); will retry", self.name, items[0][0], e)
+            return 0
+        self.stats["delivered"] += len(items)
+        return len(items)
 
-    def _done(self, item) -> None:
-        # caller holds self._cond
-        self._queue.popleft()
+    def _done(self, k: int) -> None:
+        # caller holds self._cond; the first k queued items are delivered
+        for _ in range(k):
+            item = self._queue.popleft()
         if self._spool is not None:
             self._spool.ack(item[1], item[0])
             if not self._queue:
@@ -334,8 +358,8 @@ class QueuedSink:
     def pump(self, max_attempts: int | None = None) -> int:
         """Deliver queued notifications in the caller's thread (``background=False`` only).
 
-        Each notification gets up to ``max_attempts`` (default ``retry.max_attempts``) attempts
-        with backoff; on the first one still failing, pumping stops and it stays queued.
+        Each delivery gets up to ``max_attempts`` (default ``retry.max_attempts``) attempts
+        with backoff; when one still fails, pumping stops and it stays queued.
 
         Returns
         -------
@@ -356,9 +380,10 @@ class QueuedSink:
             with self._cond:
                 if not self._queue:
                     return n
-                item = self._queue[0]
+                items = self._head()
             for k in range(limit):
-                if self._attempt(item):
+                done = self._attempt(items)
+                if done:
                     break
                 if k + 1 < limit:
                     self.stats["retries"] += 1
@@ -366,8 +391,8 @@ class QueuedSink:
             else:
                 return n
             with self._cond:
-                self._done(item)
-            n += 1
+                self._done(done)
+            n += done
 
     def _run(self) -> None:
         retry = 0
@@ -377,13 +402,13 @@ class QueuedSink:
                     self._cond.wait()
                 if self._stop_now or (self._closing and not self._queue):
                     return
-                item = self._queue[0]
+                items = self._head()
                 self._busy = True
-            ok = self._attempt(item)
+            done = self._attempt(items)
             with self._cond:
                 self._busy = False
-                if ok:
-                    self._done(item)
+                if done:
+                    self._done(done)
                     retry = 0
                     continue
                 if self._stop_now:  # pragma: no cover - close() raced with a failing attempt
@@ -449,6 +474,10 @@ class WebhookSink(QueuedSink):
         Socket timeout of one request (connect and read).
     headers : dict, optional
         Extra HTTP headers (e.g. Authorization).
+    coalesce : int
+        When notifications queue up (a backlog, or the spool draining after an outage), up to
+        this many are sent in one POST, alerts in queue order (default 64; 1 = one POST per
+        notification). A single queued notification is always one POST.
     **kwargs
         :class:`QueuedSink` options (``spool_dir``, ``retry``, ``background``, ``sleep``).
 
@@ -466,7 +495,11 @@ class WebhookSink(QueuedSink):
 
     name = "webhook"
 
-    def __init__(self, url: str, *, timeout_s: float = 5.0, headers: dict | None = None, **kwargs):
+    def __init__(self, url: str, *, timeout_s: float = 5.0, headers: dict | None = None,
+                 coalesce: int = 64, **kwargs):
+        if int(coalesce) < 1:
+            raise ValueError(f"coalesce must be >= 1 notifications per POST, got {coalesce}")
+        self.max_batch = int(coalesce)
         p = urllib.parse.urlsplit(url)
         if p.scheme not in ("http", "https") or not p.netloc:
             raise ValueError(f"webhook url {url!r} must be http(s)://host[:port][/path], e.g. "
@@ -483,12 +516,16 @@ class WebhookSink(QueuedSink):
         super().__init__(**kwargs)
 
     @staticmethod
-    def body(record: dict) -> bytes:
-        """The request body for one notification dict."""
-        return json.dumps(Notification.from_dict(record).v2_alerts()).encode()
+    def body(records: list[dict]) -> bytes:
+        """The request body for notification dicts: their alerts in order, as one list."""
+        return json.dumps([a for r in records for a in Notification.from_dict(r).v2_alerts()]).encode()
 
     def _deliver(self, record: dict) -> None:
-        req = urllib.request.Request(self.url, data=self.body(record), headers=self.headers,
+        self._deliver_batch([record])
+
+    def _deliver_batch(self, records: list[dict]) -> None:
+        self.stats["posts"] += 1
+        req = urllib.request.Request(self.url, data=self.body(records), headers=self.headers,
                                      method="POST")
         try:
             with self._opener.open(req, timeout=self.timeout_s) as resp:
