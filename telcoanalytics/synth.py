@@ -54,8 +54,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .records import SOURCES
-from .synth_load import DAY_MS, ar1_lognoise, busy_hour_util, day_factors, diurnal_profile
+from .records import ELEMENT_FIELD, SOURCES, TIME_FIELD
+from .synth_load import DAY_MS, ar1_lognoise, business_share, busy_hour_util, day_factors, diurnal_profile
 from .synth_scenarios import NATURAL_LOAD_CAP, Scenario, inject
 from .synth_sources import (CLASS_METRICS, cdr_rows, cell_capacity_mbps, equip_rows, flow_rows, mix63,
                             qos_rows, transport_load)
@@ -233,6 +233,8 @@ class SynthDay:
     start_ms, end_ms : int, the span ``[start_ms, end_ms)``
     stats : dict of injected counts (see :meth:`raw_batches`)
     scenario_counts : dict kind -> int, scenarios placed of each kind
+    business_share : float64 (n_elements,), per dense element, the share of its traffic that
+        follows the business (office hours) curve; the rest follows the residential curve
     """
 
     def __init__(self, config, topology_table, arrays, labels, scenarios, streams, stats, id_salt):
@@ -247,6 +249,7 @@ class SynthDay:
         self._streams: dict[str, SourceStream] = streams
         self.stats = stats
         self._id_salt = int(id_salt)
+        self.business_share = np.full(len(topology_table), 0.5)
         self.scenario_counts = {k: int((labels["scenario"] == k).sum()) for k in DEFAULT_SCENARIOS}
 
     def __getitem__(self, source: str) -> np.ndarray:
@@ -307,6 +310,36 @@ class SynthDay:
                 if p is not None and p[0] == k:
                     yield (s, p[1], p[2], p[3]) if with_arrival else (s, p[1])
                     pending[s] = next(iters[s], None)
+
+    def label_index(self, source: str) -> np.ndarray:
+        """For every ground-truth row of ``source``, the index of the label it falls under, else -1.
+
+        A row falls under label ``i`` when its routing element is one of the scenario's elements
+        (``scenarios[i]["element_ids"]``; every element of the region for a collection gap) and
+        its event time lies in ``[start_ms, end_ms)``. A collection gap only covers ``equip``
+        (whose rows in the gap are absent, so it marks none), other scenarios every source.
+        Scenario elements are disjoint, so each row has at most one label.
+
+        Raises
+        ------
+        KeyError
+            For an unknown source.
+        """
+        arr = self[source]
+        el = arr[ELEMENT_FIELD[source]]
+        t = arr[TIME_FIELD[source]]
+        out = np.full(len(arr), -1, dtype=np.int64)
+        table = self.topology_table
+        for i, (row, det) in enumerate(zip(self.labels, self.scenarios)):
+            if row["scenario"] == "collection_gap":
+                if source != "equip":
+                    continue
+                els = table["element_id"][table["region_id"] == row["scope_id"]]
+            else:
+                els = np.asarray(det["element_ids"], dtype=np.int64)
+            hit = (out < 0) & (t >= row["start_ms"]) & (t < row["end_ms"]) & np.isin(el, els)
+            out[hit] = i
+        return out
 
     def raw(self, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All arrivals of one source at once: ``(rows, arrival_ms, origin)`` in arrival order."""
@@ -446,7 +479,11 @@ def generate(config: SynthConfig | None = None, **overrides) -> SynthDay:
     n_days = int(math.ceil(cfg.days))
     dayf = day_factors(len(topo.region_ids), n_days, r_load)
     day_idx = np.minimum((times - cfg.start_ms) // DAY_MS, n_days - 1)
-    x_base = (ub[None, :] * profile[:, None] * dayf[topo.region][:, day_idx].T).astype(np.float32)
+    bshare = business_share(topo.urban, r_load)
+    shape = (diurnal_profile(times + dt // 2, cfg.utc_offset_h, "business")[:, None] * bshare[None, :]
+             + diurnal_profile(times + dt // 2, cfg.utc_offset_h, "residential")[:, None] * (1.0 - bshare[None, :]))
+    x_base = (ub[None, :] * shape * dayf[topo.region][:, day_idx].T).astype(np.float32)
+    del shape
     x_base *= np.exp(ar1_lognoise(n_t, n_e, 0.85, 0.10, r_load))
     np.minimum(x_base, np.float32(NATURAL_LOAD_CAP), out=x_base)
     weight = np.where(is_cell, r_load.lognormal(0.0, 0.3, n_e), 0.0)
@@ -471,4 +508,6 @@ def generate(config: SynthConfig | None = None, **overrides) -> SynthDay:
     }
     labels, details = _labels(scenarios, topo)
     streams, stats = build_streams(arrays, cfg, id_salt, r_stream)
-    return SynthDay(cfg, topo.table, arrays, labels, details, streams, stats, id_salt)
+    day = SynthDay(cfg, topo.table, arrays, labels, details, streams, stats, id_salt)
+    day.business_share = bshare
+    return day

@@ -1,9 +1,10 @@
 """Synthetic load: diurnal/weekly seasonality and per-element baselines on the PM grid.
 
 The *load ratio* ``x[t, e]`` of a cell is its offered demand over its capacity in PM interval
-``t``: ``x = u_bh[e] * profile(t) * day_factor[region, day] * exp(n[t, e]) * M[t, e]`` where
+``t``: ``x = u_bh[e] * profile_e(t) * day_factor[region, day] * exp(n[t, e]) * M[t, e]`` where
 ``u_bh`` is the busy-hour utilisation of the cell (lognormal spread, urban cells busier),
-``profile`` the diurnal/weekly shape (peak 1 on weekdays), ``n`` an AR(1) log-noise per element
+``profile_e = b_e * business(t) + (1 - b_e) * residential(t)`` the diurnal/weekly shape of the
+cell (peak ~1 on weekdays; ``b_e`` its business share, higher in urban cores), ``n`` an AR(1) log-noise per element
 and ``M`` the scenario demand multiplier (1 outside scenarios). Utilisation is ``min(x, 1)``;
 demand above capacity is blocked (congestion causes in the CDRs). CDR attempt rates, throughput,
 utilisation, latency and flows all derive from this one ``x``, so they move together.
@@ -16,9 +17,19 @@ DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 
 # (amplitude, centre hour, spread hours) of the busy-hour bumps; base is the night floor.
-WEEKDAY = (0.05, ((0.55, 10.5, 2.0), (0.50, 14.5, 2.3), (0.75, 19.8, 2.1)))
-WEEKEND = (0.05, ((0.40, 12.5, 2.8), (0.80, 20.3, 2.4)))
-WEEKEND_PEAK = 0.85
+# "mixed" is the network-wide curve; "business" cells (offices, city centre) peak in working
+# hours and fall quiet at weekends; "residential" cells peak in the evening and stay busy at
+# weekends. Every element mixes business and residential (see ``business_share``).
+PROFILES = {
+    "mixed": ((0.05, ((0.55, 10.5, 2.0), (0.50, 14.5, 2.3), (0.75, 19.8, 2.1))),
+              (0.05, ((0.40, 12.5, 2.8), (0.80, 20.3, 2.4))), 0.85),
+    "business": ((0.04, ((0.90, 11.0, 2.3), (0.80, 15.0, 2.0), (0.30, 19.5, 2.0))),
+                 (0.04, ((0.35, 13.0, 3.0), (0.20, 20.0, 2.5))), 0.40),
+    "residential": ((0.06, ((0.35, 8.0, 1.5), (0.35, 13.0, 3.0), (0.90, 20.5, 2.0))),
+                    (0.06, ((0.50, 12.0, 3.0), (0.95, 20.5, 2.5))), 1.00),
+}
+# backwards-compatible names of the mixed curve
+WEEKDAY, WEEKEND, WEEKEND_PEAK = PROFILES["mixed"]
 
 
 def _bumps(hour: np.ndarray, spec) -> np.ndarray:
@@ -31,12 +42,12 @@ def _bumps(hour: np.ndarray, spec) -> np.ndarray:
 
 
 _GRID = np.arange(0.0, 24.0, 1.0 / 60.0)
-_NORM_WD = float(_bumps(_GRID, WEEKDAY).max())
-_NORM_WE = float(_bumps(_GRID, WEEKEND).max()) / WEEKEND_PEAK
+_NORM = {k: (float(_bumps(_GRID, wd).max()), float(_bumps(_GRID, we).max()) / peak)
+         for k, (wd, we, peak) in PROFILES.items()}
 
 
-def diurnal_profile(t_ms, utc_offset_h: float = 0.0) -> np.ndarray:
-    """Relative traffic load at event times ``t_ms`` (peak 1.0 on weekdays).
+def diurnal_profile(t_ms, utc_offset_h: float = 0.0, kind: str = "mixed") -> np.ndarray:
+    """Relative traffic load at event times ``t_ms`` (weekday peak 1.0).
 
     Parameters
     ----------
@@ -44,23 +55,43 @@ def diurnal_profile(t_ms, utc_offset_h: float = 0.0) -> np.ndarray:
         Times in milliseconds UTC.
     utc_offset_h : float
         Local time offset of the network (hours); the shape is in local time.
+    kind : {"mixed", "business", "residential"}
+        The network-wide curve, or the curve of office-district / residential cells.
 
     Returns
     -------
     float64 array, same shape as ``t_ms``
-        Weekdays: night trough ~0.06 around 04:00, a morning/lunch plateau and the busy hour
-        around 20:00 (peak 1.0). Saturday/Sunday: late start, no office peak, evening peak 0.85.
+        "mixed": night trough ~0.06 around 04:00, a morning/lunch plateau and the busy hour
+        around 20:00 (peak 1.0); Saturday/Sunday: late start, no office peak, evening peak 0.85.
+        "business": working-hours peak, weekends at 40%. "residential": evening peak at 20:30,
+        weekends as busy as weekdays.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``kind``.
 
     Notes
     -----
     A sum of circular Gaussian bumps over the hour of day; the day of week is counted from
-    1970-01-01 (a Thursday). Shape after the usual two-peak cellular load curves (e.g. Paul et
-    al., "Understanding traffic dynamics in cellular data networks", INFOCOM 2011).
+    1970-01-01 (a Thursday). Shapes after the usual cellular load curves, e.g. Paul et al.,
+    "Understanding traffic dynamics in cellular data networks", INFOCOM 2011, and the
+    office/residential split of Xu et al., "Understanding mobile traffic patterns of large
+    scale cellular towers in urban environment", IMC 2016.
     """
+    if kind not in PROFILES:
+        raise ValueError(f"kind must be one of {sorted(PROFILES)}, got {kind!r}")
+    wd, we, _ = PROFILES[kind]
+    n_wd, n_we = _NORM[kind]
     t = np.asarray(t_ms, dtype=np.float64) + utc_offset_h * HOUR_MS
     hour = (t / HOUR_MS) % 24.0
     dow = (np.floor(t / DAY_MS) + 3) % 7                           # Monday = 0
-    return np.where(dow >= 5, _bumps(hour, WEEKEND) / _NORM_WE, _bumps(hour, WEEKDAY) / _NORM_WD)
+    return np.where(dow >= 5, _bumps(hour, we) / n_we, _bumps(hour, wd) / n_wd)
+
+
+def business_share(urban: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Share of each element's traffic that follows the business curve: urban U(0.3, 0.9), rural U(0, 0.3)."""
+    return np.where(urban, rng.uniform(0.3, 0.9, len(urban)), rng.uniform(0.0, 0.3, len(urban)))
 
 
 def ar1_lognoise(n_t: int, n_e: int, phi: float, sd: float, rng: np.random.Generator) -> np.ndarray:

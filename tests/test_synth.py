@@ -217,6 +217,24 @@ def test_diurnal_profile_shape():
     assert np.allclose(diurnal_profile(h, utc_offset_h=2.0)[:-2], p[2:])
 
 
+def test_business_and_residential_cells():
+    with pytest.raises(ValueError, match="kind must be one of"):
+        diurnal_profile(START, kind="office")
+    h = START + np.arange(24 * 7) * HOUR_MS + HOUR_MS // 2
+    bus, res = diurnal_profile(h, kind="business"), diurnal_profile(h, kind="residential")
+    assert bus[:24].argmax() in range(10, 17) and res[:24].argmax() in range(19, 23)
+    assert bus[120:].max() < 0.5 and res[120:].max() > 0.9       # weekends: offices quiet, homes busy
+    # Friday + Saturday: business-heavy cells lose more traffic at the weekend than residential ones
+    d = generate(n_elements=200, n_regions=2, days=2.0, start_ms=START + 4 * DAY_MS, seed=8, n_congestion=0,
+                 n_failure=0, n_degradation=0, n_crowd=0, n_collection_gap=0)
+    u = d.equip[d.equip["metric_id"] == METRIC_CODE["prb_util_pct"]]
+    idx = d.topology.index_of(u["element_id"])
+    sat = u["ts_ms"] >= d.start_ms + DAY_MS
+    b = d.business_share[idx]
+    ratio = lambda m: u["value"][m & sat].mean() / u["value"][m & ~sat].mean()  # noqa: E731
+    assert ratio(b > 0.6) < 0.8 * ratio(b < 0.2)
+
+
 def test_cdr_volume_follows_diurnal_load(full_day):
     c = full_day.cdr
     hour = (c["start_ms"] - full_day.start_ms) // HOUR_MS
@@ -274,6 +292,25 @@ def test_labels_cover_every_kind(day):
     # the scenarios touch disjoint sets of elements
     all_el = np.concatenate([d["element_ids"] for d in day.scenarios if d["scenario"] != "collection_gap"])
     assert len(np.unique(all_el)) == len(all_el)
+
+
+def test_label_index(day):
+    for s in SOURCES:
+        li = day.label_index(s)
+        assert li.shape == (len(day[s]),) and li.min() >= -1 and li.max() < len(day.labels)
+        el = day[s]["src_element_id"] if s == "flow" else day[s]["element_id"]
+        t = day[s][TIME_FIELD[s]]
+        for i in np.unique(li[li >= 0]):
+            row = day.labels[i]
+            assert np.all(_in(t[li == i], row["start_ms"], row["end_ms"]))
+            assert np.all(np.isin(el[li == i], day.scenarios[i]["element_ids"]))
+    cong = np.flatnonzero(day.labels["scenario"] == "congestion")
+    li = day.label_index("cdr")
+    assert np.isin(cong, li).all()                  # every congestion has CDRs under its label
+    c = day.cdr
+    assert np.isin(c["cause"][np.isin(li, cong)], [34, 42]).mean() > np.isin(c["cause"][li < 0], [34, 42]).mean()
+    with pytest.raises(KeyError):
+        day.label_index("x")
 
 
 def test_congestion_label(day):
