@@ -1,0 +1,382 @@
+"""Benchmarks of issue 3: continuous EW statistics, multi-resolution windows, queries, memory.
+
+Run::
+
+    .venv/bin/python -m pytest benchmarks/bench_windows.py --benchmark-only -q -s
+    BENCH_N=1000000 .venv/bin/python -m pytest benchmarks/bench_windows.py --benchmark-only -q -s
+
+Data: ``BENCH_N`` events (default 10M), 20,000 elements x 3 metrics = 60,000 slots, one day of
+event time, arrival order = time order with up to 2 s of jitter (out of order inside a 5 s
+allowed lateness), values around a per-slot level. All peers are limited to one thread
+(polars ``POLARS_MAX_THREADS=1`` set before its import, DuckDB ``SET threads=1``). Every
+benchmark records events/s from wall time (pytest-benchmark's minimum) and from CPU time
+(``time.process_time``; steadier on a shared machine) in ``extra_info``; ``-s`` prints a table
+at the end. JIT compile time is measured in a fresh process with an empty Numba cache.
+
+Peers compute the same thing as ``EWStats``: the final exponentially weighted mean and variance
+per slot at three half-lives, with weights ``2 ** (-(t_last - t) / half_life)``. polars and
+DuckDB do it as a vectorised group-by (the natural way in those engines); pandas with
+``groupby().ewm(times=...)`` on a subset of the slots (all events of 1 % of the slots, so the
+events per group match the full data), scaled to events/s.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+os.environ.setdefault("POLARS_MAX_THREADS", "1")     # before polars is imported anywhere
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from telcoanalytics.decay import Decay, EWStats  # noqa: E402
+from telcoanalytics.sketch import QuantileSketch  # noqa: E402
+from telcoanalytics.windows import DEFAULT_RESOLUTIONS, SlidingWindows  # noqa: E402
+
+N = int(os.environ.get("BENCH_N", 10_000_000))
+N_ELEMENTS, N_METRICS = 20_000, 3
+N_SLOTS = N_ELEMENTS * N_METRICS
+HALF_LIVES_S = (60.0, 3600.0, 86400.0)
+LATENESS_MS = 5_000
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
+PANDAS_SLOT_FRACTION = float(os.environ.get("BENCH_PANDAS_FRACTION", 0.01))
+T0 = 1_700_000_000_000
+LIGHT_RESOLUTIONS = ((60_000, 60), (3_600_000, 24), (86_400_000, 7))
+
+RESULTS: list[tuple[str, str, float, float, str]] = []
+
+
+def _record(benchmark, group, name, n_events, cpu_s, note=""):
+    wall = benchmark.stats.stats.min
+    cpu = min(cpu_s)
+    benchmark.extra_info.update(events=n_events, events_per_s_wall=n_events / wall, events_per_s_cpu=n_events / cpu,
+                                cpu_s=cpu, note=note)
+    RESULTS.append((group, name, n_events / wall, n_events / cpu, note))
+
+
+def _timed(fn, cpu_s):
+    def run(*a):
+        t = time.process_time()
+        out = fn(*a)
+        cpu_s.append(time.process_time() - t)
+        return out
+    return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def print_table():
+    yield
+    if not RESULTS:
+        return
+    lines = ["", f"issue 3 benchmarks, N={N:,} events, {N_SLOTS:,} slots, one thread",
+             f"{'group':<10} {'what':<44} {'Mev/s wall':>11} {'Mev/s cpu':>10}  note"]
+    for g, name, wall, cpu, note in RESULTS:
+        lines.append(f"{g:<10} {name:<44} {wall / 1e6:>11.2f} {cpu / 1e6:>10.2f}  {note}")
+    print("\n".join(lines))
+
+
+@pytest.fixture(scope="session")
+def data():
+    rng = np.random.default_rng(2024)
+    ts = np.sort(rng.integers(0, 86_400_000, N)).astype(np.int64) + T0
+    ts -= rng.integers(0, 2_000, N)                       # jitter: out of order within the lateness
+    slot = rng.integers(0, N_SLOTS, N).astype(np.int64)
+    level = rng.lognormal(3.0, 1.0, N_SLOTS)
+    value = level[slot] * (1.0 + 0.1 * rng.standard_normal(N))
+    return ts, slot, value
+
+
+def _warm():
+    """Compile (or load from cache) every kernel once on tiny data."""
+    ts = np.array([T0, T0 + 1], dtype=np.int64)
+    sl = np.array([0, 1], dtype=np.int64)
+    x = np.array([1.0, 2.0])
+    EWStats(2, HALF_LIVES_S).update(ts, sl, x)
+    w = SlidingWindows(2, LIGHT_RESOLUTIONS, LATENESS_MS, HALF_LIVES_S)
+    w.update(ts, sl, x)
+    w.query(T0, 3_600_000, decay=Decay.exponential(600.0))
+    QuantileSketch(2, width_ms=300_000, n_buckets=12).update(ts, sl, x)
+
+
+# ---- (a) continuous EW mean + variance at three half-lives ---------------------------------
+
+def test_a_ew_ours(benchmark, data):
+    ts, sl, x = data
+    _warm()
+    cpu = []
+    ew = benchmark.pedantic(_timed(lambda: _ew_ours(ts, sl, x), cpu), rounds=ROUNDS, iterations=1)
+    assert ew.n_events == N
+    _record(benchmark, "a: EW", "telcoanalytics EWStats.update", N, cpu, "3 half-lives, any order")
+
+
+def _ew_ours(ts, sl, x):
+    ew = EWStats(N_SLOTS, HALF_LIVES_S)
+    ew.update(ts, sl, x)
+    return ew
+
+
+@numba.njit(cache=True, nogil=True)
+def _minimal_ew(ts, sl, x, coef, state):
+    """The smallest correct loop (in-order events only, no checks): the speed ceiling."""
+    for i in range(ts.shape[0]):
+        s = sl[i]
+        t = float(ts[i])
+        dt = t - state[s, 0]
+        state[s, 0] = t
+        for h in range(coef.shape[0]):
+            a = math.exp(coef[h] * dt)
+            j = 1 + 3 * h
+            w = state[s, j] * a + 1.0
+            m = state[s, j + 1]
+            d = x[i] - m
+            m += d / w
+            state[s, j] = w
+            state[s, j + 1] = m
+            state[s, j + 2] = state[s, j + 2] * a + d * (x[i] - m)
+
+
+def test_a_ew_minimal_numba(benchmark, data):
+    ts, sl, x = data
+    coef = -math.log(2.0) / (np.array(HALF_LIVES_S) * 1000.0)
+    _minimal_ew(ts[:2], sl[:2], x[:2], coef, np.zeros((N_SLOTS, 10)))
+    cpu = []
+
+    def run():
+        st = np.zeros((N_SLOTS, 10))
+        st[:, 0] = float(ts[0])
+        _minimal_ew(ts, sl, x, coef, st)
+    benchmark.pedantic(_timed(run, cpu), rounds=ROUNDS, iterations=1)
+    _record(benchmark, "a: EW", "minimal Numba loop (no prefetch, no checks)", N, cpu)
+
+
+def _peer_check(slots, mean_60, ours):
+    """The peers compute the same statistic: compare the 60 s-half-life means."""
+    v = ours.values(0, slots)["mean"][:, 0]
+    np.testing.assert_allclose(mean_60, v, rtol=1e-6)
+
+
+def test_a_ew_polars(benchmark, data):
+    pl = pytest.importorskip("polars")
+    ts, sl, x = data
+    if pl.thread_pool_size() != 1:
+        pytest.skip("polars was imported before POLARS_MAX_THREADS=1 could apply; run this file alone")
+    df = pl.DataFrame({"ts": ts, "slot": sl, "x": x})
+    aggs = []
+    for h in HALF_LIVES_S:
+        w = ((pl.col("ts") - pl.col("ts").max()).cast(pl.Float64) * (math.log(2.0) / (h * 1000.0))).exp()
+        wsum = w.sum()
+        m = (w * pl.col("x")).sum() / wsum
+        aggs += [wsum.alias(f"w{h:g}"), m.alias(f"m{h:g}"),
+                 ((w * (pl.col("x") - m) ** 2).sum() / wsum).alias(f"v{h:g}")]
+    cpu = []
+    out = benchmark.pedantic(_timed(lambda: df.group_by("slot").agg(aggs), cpu), rounds=ROUNDS, iterations=1)
+    ours = _ew_ours(ts, sl, x)
+    out = out.sort("slot")
+    _peer_check(out["slot"].to_numpy(), out["m60"].to_numpy(), ours)
+    _record(benchmark, "a: EW", f"polars {pl.__version__} group_by (1 thread)", N, cpu)
+
+
+def test_a_ew_duckdb(benchmark, data):
+    duckdb = pytest.importorskip("duckdb")
+    pa = pytest.importorskip("pyarrow")
+    ts, sl, x = data
+    con = duckdb.connect()
+    con.execute("SET threads=1")
+    ev = pa.table({"ts": ts, "slot": sl, "x": x})
+    con.register("ev", ev)
+    cols = []
+    for i, h in enumerate(HALF_LIVES_S):
+        c = math.log(2.0) / (h * 1000.0)
+        cols.append(f"exp((e.ts - m.tmax) * {c!r}) AS w{i}")
+    sel = []
+    for i in range(len(HALF_LIVES_S)):
+        sel += [f"sum(w{i}) AS W{i}", f"sum(w{i} * x) / sum(w{i}) AS m{i}",
+                f"sum(w{i} * x * x) / sum(w{i}) - pow(sum(w{i} * x) / sum(w{i}), 2) AS v{i}"]
+    sql = (f"WITH m AS (SELECT slot, max(ts) AS tmax FROM ev GROUP BY slot), "
+           f"w AS (SELECT e.slot, e.x, {', '.join(cols)} FROM ev e JOIN m USING (slot)) "
+           f"SELECT slot, {', '.join(sel)} FROM w GROUP BY slot ORDER BY slot")
+    cpu = []
+    out = benchmark.pedantic(_timed(lambda: con.execute(sql).fetchnumpy(), cpu), rounds=ROUNDS, iterations=1)
+    ours = _ew_ours(ts, sl, x)
+    _peer_check(np.asarray(out["slot"]), np.asarray(out["m0"]), ours)
+    _record(benchmark, "a: EW", f"DuckDB {duckdb.__version__} SQL group by (1 thread)", N, cpu)
+
+
+def test_a_ew_pandas(benchmark, data):
+    pd = pytest.importorskip("pandas")
+    ts, sl, x = data
+    keep = sl < int(N_SLOTS * PANDAS_SLOT_FRACTION)
+    n_sub = int(keep.sum())
+    order = np.argsort(ts[keep], kind="stable")           # pandas needs time order per group
+    df = pd.DataFrame({"t": pd.to_datetime(ts[keep][order], unit="ms"), "slot": sl[keep][order],
+                       "x": x[keep][order]})
+    df["x2"] = df["x"] * df["x"]
+
+    def run():
+        res = {}
+        g = df.groupby("slot")
+        for h in HALF_LIVES_S:
+            e = g.ewm(halflife=pd.Timedelta(seconds=h), times=df["t"])
+            m = e["x"].mean().groupby(level=0).last()
+            m2 = e["x2"].mean().groupby(level=0).last()
+            res[h] = (m, m2 - m * m)
+        return res
+    cpu = []
+    res = benchmark.pedantic(_timed(run, cpu), rounds=1, iterations=1)
+    ours = _ew_ours(ts, sl, x)
+    m = res[60.0][0]
+    _peer_check(m.index.to_numpy(), m.to_numpy(), ours)
+    _record(benchmark, "a: EW", f"pandas {pd.__version__} groupby().ewm(times=)", n_sub, cpu,
+            f"{n_sub:,} events of {100 * PANDAS_SLOT_FRACTION:g}% of the slots, scaled")
+
+
+# ---- (b) multi-resolution windows + continuous decay in one pass -----------------------------
+
+@pytest.mark.parametrize("res", [DEFAULT_RESOLUTIONS, LIGHT_RESOLUTIONS], ids=["issue_example", "light"])
+def test_b_windows_and_ew(benchmark, data, res):
+    ts, sl, x = data
+    _warm()
+    cpu = []
+    holder = {}
+
+    def setup():
+        holder.pop("w", None)
+        gc.collect()
+        holder["w"] = SlidingWindows(N_SLOTS, res, LATENESS_MS, HALF_LIVES_S)
+        return (), {}
+
+    def run():
+        holder["w"].update(ts, sl, x)
+    benchmark.pedantic(_timed(run, cpu), setup=setup, rounds=ROUNDS, iterations=1)
+    w = holder["w"]
+    assert w.n_accepted + w.n_late == N
+    desc = " + ".join(f"{wd // 1000}s x{nb}" for wd, nb in res)
+    _record(benchmark, "b: update", f"windows {desc} + EW x3", N, cpu, f"state {w.nbytes / 1e6:,.0f} MB")
+    holder.clear()
+
+
+def test_b_sketch_update(benchmark, data):
+    ts, sl, x = data
+    _warm()
+    n_lat = N_ELEMENTS      # one latency slot per element
+    sl_e = sl // N_METRICS
+    cpu = []
+    holder = {}
+
+    def setup():
+        holder["s"] = QuantileSketch(n_lat, alpha=0.01, min_value=0.01, max_value=1e5, width_ms=300_000,
+                                     n_buckets=12)
+        return (), {}
+    benchmark.pedantic(_timed(lambda: holder["s"].update(ts, sl_e, x), cpu), setup=setup, rounds=ROUNDS,
+                       iterations=1)
+    _record(benchmark, "b: update", "quantile sketch 1% (5 min x 12, per element)", N, cpu,
+            f"state {holder['s'].nbytes / 1e6:,.0f} MB")
+    holder.clear()
+
+
+# ---- (c) weighted mean / variance query over all slots ----------------------------------------
+
+@pytest.mark.parametrize("span_ms,res_idx,label", [(3_600_000, 1, "1 h at 1 min (60 buckets)"),
+                                                   (86_400_000, 2, "1 day at 1 h (24 buckets)"),
+                                                   (7 * 86_400_000, 3, "7 days at 1 day (7 buckets)")])
+def test_c_query_all_slots(benchmark, data, span_ms, res_idx, label):
+    ts, sl, x = data
+    _warm()
+    w = SlidingWindows(N_SLOTS, DEFAULT_RESOLUTIONS, LATENESS_MS)
+    w.update(ts, sl, x)
+    tq = int(w.max_ts_ms)
+    decay = Decay.exponential(span_ms / 4000.0)
+    w.query(tq, span_ms, decay=decay, resolution=res_idx)
+    cpu = []
+    q = benchmark.pedantic(_timed(lambda: w.query(tq, span_ms, decay=decay, resolution=res_idx), cpu),
+                           rounds=max(ROUNDS, 5), iterations=1)
+    assert np.isfinite(q["var"]).any()
+    wall_ms = benchmark.stats.stats.min * 1e3
+    benchmark.extra_info.update(query_ms_wall=wall_ms, query_ms_cpu=min(cpu) * 1e3, slots=N_SLOTS)
+    RESULTS.append(("c: query", f"{N_SLOTS:,} slots, {label}", 0.0, 0.0,
+                    f"{wall_ms:.1f} ms wall, {min(cpu) * 1e3:.1f} ms cpu"))
+    del w
+    gc.collect()
+
+
+# ---- (d) memory: reported nbytes vs what the process gains ------------------------------------
+
+_MEM_SCRIPT = textwrap.dedent("""
+    import json, sys, numpy as np
+    from telcoanalytics.windows import SlidingWindows
+    from telcoanalytics.sketch import QuantileSketch
+    def rss():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    res = json.loads(sys.argv[1]); n_slots = int(sys.argv[2])
+    ts = np.array([1_700_000_000_000], dtype=np.int64); sl = np.zeros(1, dtype=np.int64); x = np.ones(1)
+    SlidingWindows(2, res, 0, (60.0,)).update(ts, sl, x)          # imports, JIT load, warm
+    QuantileSketch(2, width_ms=300_000, n_buckets=12).update(ts, sl, x)
+    out = {}
+    r0 = rss(); w = SlidingWindows(n_slots, res, 5000, (60.0, 3600.0, 86400.0)); w.update(ts, sl, x)
+    out["windows"] = (w.nbytes, rss() - r0)
+    r0 = rss(); s = QuantileSketch(n_slots // 3, width_ms=300_000, n_buckets=12)
+    s.counts[...] = 0; s.update(ts, sl, x)          # touch every page, as a long-running stream does
+    out["sketch"] = (s.nbytes, rss() - r0)
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.parametrize("res", [DEFAULT_RESOLUTIONS, LIGHT_RESOLUTIONS], ids=["issue_example", "light"])
+def test_d_memory(benchmark, res):
+    import json
+    out = benchmark.pedantic(lambda: subprocess.run(
+        [sys.executable, "-c", _MEM_SCRIPT, json.dumps([list(r) for r in res]), str(N_SLOTS)],
+        capture_output=True, text=True, check=True).stdout, rounds=1, iterations=1)
+    d = json.loads(out.strip().splitlines()[-1])
+    for what, (nbytes, gain) in d.items():
+        benchmark.extra_info[f"{what}_nbytes"] = nbytes
+        benchmark.extra_info[f"{what}_rss_gain"] = gain
+        RESULTS.append(("d: memory", f"{what} {len(res)} resolutions, {N_SLOTS:,} slots" if what == "windows"
+                        else f"sketch 1% 5 min x 12, {N_SLOTS // 3:,} slots", 0.0, 0.0,
+                        f"nbytes {nbytes / 1e6:,.1f} MB, RSS gain {gain / 1e6:,.1f} MB "
+                        f"({100 * (gain - nbytes) / nbytes:+.1f}%)"))
+        assert abs(gain - nbytes) <= 0.1 * nbytes, (what, nbytes, gain)
+
+
+# ---- JIT compile time (cold, empty cache) ------------------------------------------------------
+
+_JIT_SCRIPT = textwrap.dedent("""
+    import time, numpy as np
+    t0 = time.perf_counter()
+    from telcoanalytics.decay import EWStats, Decay
+    from telcoanalytics.windows import SlidingWindows
+    from telcoanalytics.sketch import QuantileSketch
+    t1 = time.perf_counter()
+    ts = np.array([1_700_000_000_000, 1_700_000_000_001]); sl = np.array([0, 1]); x = np.array([1.0, 2.0])
+    EWStats(2, (60.0,)).update(ts, sl, x); t2 = time.perf_counter()
+    w = SlidingWindows(2, ((60_000, 5),), 0, (60.0,)); w.update(ts, sl, x); t3 = time.perf_counter()
+    w.query(int(ts[-1]), 60_000, decay=Decay.exponential(60.0)); t4 = time.perf_counter()
+    s = QuantileSketch(2); s.update(ts, sl, x); s.quantiles([0.5]); t5 = time.perf_counter()
+    print(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)
+""")
+
+
+def test_jit_compile_time(benchmark):
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        env.pop("NUMBA_DISABLE_JIT", None)
+        run = lambda: subprocess.run([sys.executable, "-c", _JIT_SCRIPT], env=env, capture_output=True,  # noqa: E731
+                                     text=True, check=True).stdout
+        out = benchmark.pedantic(run, rounds=1, iterations=1)
+        cold = [float(v) for v in out.split()]
+        warm = [float(v) for v in run().split()]
+    names = ("import", "ewm_update", "window_update", "window_query", "sketch")
+    for n, c, h in zip(names, cold, warm):
+        benchmark.extra_info[f"{n}_cold_s"] = c
+        benchmark.extra_info[f"{n}_cached_s"] = h
+    RESULTS.append(("jit", "compile, empty cache / from disk cache", 0.0, 0.0,
+                    ", ".join(f"{n} {c:.2f}s/{h:.2f}s" for n, c, h in zip(names, cold, warm))))
