@@ -50,6 +50,8 @@ ANOMALY_FIELDS = ("element_id", "metric", "start_ms", "end_ms", "peak_score", "d
 SLA_FIELDS = ("rule", "kpi", "severity", "state", "scope_level", "scope_id", "service", "t_ms",
               "start_ms", "end_ms", "value", "threshold", "worst_value", "summary")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_GOOD_NAMES = frozenset({"alertname", "source", "scope", "region", "site", "element", "service", "kpi",
+                         "rule", "metric", "severity", "classification"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -61,8 +63,12 @@ def rfc3339_ms(t_ms: int) -> str:
     >>> rfc3339_ms(1_700_000_000_123)
     '2023-11-14T22:13:20.123Z'
     """
-    d = _EPOCH + timedelta(milliseconds=int(t_ms))
-    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+    t_ms = int(t_ms)
+    s, ms = divmod(t_ms, 1000)
+    if s < 0 or s > 253_402_300_799:      # outside years 1970..9999: the slow, general path
+        d = _EPOCH + timedelta(milliseconds=t_ms)
+        return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + f".{ms:03d}Z"
 
 
 def fingerprint_of(labels: dict[str, str]) -> str:
@@ -89,15 +95,15 @@ def fingerprint_of(labels: dict[str, str]) -> str:
     >>> fingerprint_of({"b": "2", "a": "1"}) == fingerprint_of({"a": "1", "b": "2", "severity": "x"})
     True
     """
-    h = hashlib.blake2b(digest_size=8)
+    parts = []
     for k in sorted(labels):
         v = labels[k]
         if k in IDENTITY_EXCLUDED_LABELS or v == "":
             continue
-        h.update(k.encode())
-        h.update(b"\xff")
-        h.update(v.encode())
-        h.update(b"\xff")
+        parts.append(k.encode())
+        parts.append(v.encode())
+    parts.append(b"")
+    h = hashlib.blake2b(b"\xff".join(parts), digest_size=8)
     return h.hexdigest()
 
 
@@ -153,7 +159,7 @@ class Alert:
                              "pass labels={'alertname': 'MyRule', ...}")
         clean = {}
         for k, v in self.labels.items():
-            if not isinstance(k, str) or not _LABEL_NAME.match(k):
+            if k not in _GOOD_NAMES and (not isinstance(k, str) or not _LABEL_NAME.match(k)):
                 raise ValueError(f"Alert label name {k!r} is invalid; label names must match "
                                  "[a-zA-Z_][a-zA-Z0-9_]* (Alertmanager rule)")
             if not isinstance(v, str):
@@ -174,6 +180,15 @@ class Alert:
         self.updated_ms = int(self.updated_ms)
         if not self.fingerprint:
             self.fingerprint = fingerprint_of(self.labels)
+
+    def copy(self) -> "Alert":
+        """An independent copy (labels and annotations copied), without re-validation."""
+        c = object.__new__(Alert)
+        for name in Alert.__slots__:
+            object.__setattr__(c, name, getattr(self, name))
+        c.labels = dict(self.labels)
+        c.annotations = dict(self.annotations)
+        return c
 
     @property
     def severity(self) -> str:
@@ -508,12 +523,20 @@ class _Labeler:
         return out, found
 
 
-def _get(ev, name: str, i: int, kind: str):
-    try:
-        return ev[name] if isinstance(ev, dict) else getattr(ev, name)
-    except (KeyError, AttributeError):
-        raise ValueError(f"{kind} #{i} ({type(ev).__name__}) has no field {name!r}; "
-                         f"expected the fields {SLA_FIELDS}") from None
+def _sla_fields(ev, i: int) -> dict:
+    """The SLA_FIELDS of one event (object or dict) as a dict; ValueError naming a missing one."""
+    if isinstance(ev, dict):
+        d = ev
+    else:
+        try:
+            d = {name: getattr(ev, name) for name in SLA_FIELDS}
+        except AttributeError:
+            d = {name: getattr(ev, name) for name in SLA_FIELDS if hasattr(ev, name)}
+    if not all(name in d for name in SLA_FIELDS):
+        name = next(n for n in SLA_FIELDS if n not in d)
+        raise ValueError(f"SLA event #{i} ({type(ev).__name__}) has no field {name!r}; "
+                         f"expected the fields {SLA_FIELDS}")
+    return d
 
 
 def alerts_from_sla_events(events: Iterable, topology, *, include_pending: bool = False,
@@ -548,9 +571,10 @@ def alerts_from_sla_events(events: Iterable, topology, *, include_pending: bool 
     """
     labeler = _Labeler(topology)
     out: list[Alert] = []
-    keep = []
+    keep: list[dict] = []
     for i, ev in enumerate(events):
-        state = _get(ev, "state", i, "SLA event")
+        d = _sla_fields(ev, i)
+        state = d["state"]
         if state not in SLA_STATES:
             raise ValueError(f"SLA event #{i} has state {state!r}; expected one of {SLA_STATES}")
         if state == "pending":
@@ -558,47 +582,39 @@ def alerts_from_sla_events(events: Iterable, topology, *, include_pending: bool 
                 raise ValueError(f"SLA event #{i} is pending; only firing/resolved events become "
                                  "alerts, filter pending events or use include_pending=False")
             continue
-        for name in SLA_FIELDS:
-            _get(ev, name, i, "SLA event")
-        sev = _get(ev, "severity", i, "SLA event")
-        if sev not in SEVERITIES:
-            raise ValueError(f"SLA event #{i} (rule {_get(ev, 'rule', i, 'SLA event')!r}) has "
-                             f"severity {sev!r}; expected one of {SEVERITIES}")
-        keep.append((i, ev))
+        if d["severity"] not in SEVERITIES:
+            raise ValueError(f"SLA event #{i} (rule {d['rule']!r}) has severity {d['severity']!r}; "
+                             f"expected one of {SEVERITIES}")
+        keep.append(d)
     by_level: dict[str, list[int]] = {}
-    for j, (i, ev) in enumerate(keep):
-        by_level.setdefault(str(_get(ev, "scope_level", i, "SLA event")), []).append(j)
-    scope_labels: list[dict] = [None] * len(keep)
+    for j, d in enumerate(keep):
+        by_level.setdefault(str(d["scope_level"]), []).append(j)
+    scope_labels: list = [None] * len(keep)
     found_all = np.zeros(len(keep), dtype=bool)
     for level, js in by_level.items():
-        ids = np.array([int(_get(keep[j][1], "scope_id", keep[j][0], "SLA event")) for j in js],
-                       dtype=np.int64)
+        ids = np.array([int(keep[j]["scope_id"]) for j in js], dtype=np.int64)
         labs, found = labeler.labels(level, ids)
         for k, j in enumerate(js):
             scope_labels[j] = labs[k]
             found_all[j] = found[k]
-    for j, (i, ev) in enumerate(keep):
-        g = lambda name: _get(ev, name, i, "SLA event")  # noqa: E731
-        rule, kpi, level, sid = str(g("rule")), str(g("kpi")), str(g("scope_level")), int(g("scope_id"))
-        service, state = str(g("service") or ""), g("state")
+    for j, d in enumerate(keep):
+        rule, kpi, level, sid = str(d["rule"]), str(d["kpi"]), str(d["scope_level"]), int(d["scope_id"])
+        service, state, sev = str(d["service"] or ""), d["state"], d["severity"]
+        value, thr = _fmt(d["value"]), _fmt(d["threshold"])
         labels = {"alertname": rule, "source": "sla", "rule": rule, "kpi": kpi,
-                  "service": service, "severity": g("severity"), "classification": "sla"}
+                  "service": service, "severity": sev, "classification": "sla"}
         labels.update(scope_labels[j])
         svc = f" ({service})" if service else ""
-        where = f"{level} {sid}{svc}"
         if state == FIRING:
-            summary = (f"{kpi} = {_fmt(g('value'))} breaches threshold {_fmt(g('threshold'))} "
-                       f"on {where}")
+            summary = f"{kpi} = {value} breaches threshold {thr} on {level} {sid}{svc}"
         else:
-            summary = (f"{kpi} = {_fmt(g('value'))} back within threshold "
-                       f"{_fmt(g('threshold'))} on {where}")
-        start_ms, t_ms, end_ms = int(g("start_ms")), int(g("t_ms")), int(g("end_ms"))
-        desc = (f"SLA rule {rule} ({g('severity')}): violation since {rfc3339_ms(start_ms)}, "
-                f"worst {kpi} {_fmt(g('worst_value'))}")
-        if g("summary"):
-            desc += f". {g('summary')}"
-        ann = {"summary": summary, "description": desc, "value": _fmt(g("value")),
-               "threshold": _fmt(g("threshold"))}
+            summary = f"{kpi} = {value} back within threshold {thr} on {level} {sid}{svc}"
+        start_ms, t_ms, end_ms = int(d["start_ms"]), int(d["t_ms"]), int(d["end_ms"])
+        desc = (f"SLA rule {rule} ({sev}): violation since {rfc3339_ms(start_ms)}, "
+                f"worst {kpi} {_fmt(d['worst_value'])}")
+        if d["summary"]:
+            desc += f". {d['summary']}"
+        ann = {"summary": summary, "description": desc, "value": value, "threshold": thr}
         if not found_all[j]:
             ann["topology"] = f"{level} {sid} is not in the topology; ancestor labels missing"
         out.append(Alert(labels=labels, annotations=ann, starts_at_ms=start_ms,
@@ -866,7 +882,7 @@ class AlertManager:
                     st["resolved_unseen"] += 1  # its firing never reached us: nothing to resolve
                     self._tombstones[fp] = a.ends_at_ms
                     continue
-                a = replace(a, labels=dict(a.labels), annotations=dict(a.annotations))
+                a = a.copy()
                 self._alerts[fp] = a
                 self._inhibit_cache = None
                 st["new"] += 1
@@ -1039,9 +1055,7 @@ class AlertManager:
         if notify:
             if firing and not (fire_fps - g.notified_firing) and not resolved:
                 st["repeats"] += 1
-            n = Notification(g.key, dict(g.labels), tuple(replace(a, labels=dict(a.labels),
-                                                                  annotations=dict(a.annotations))
-                                                          for a in firing + resolved),
+            n = Notification(g.key, dict(g.labels), tuple(a.copy() for a in firing + resolved),
                              now, now + self.valid_for_ms, self.receiver)
             g.last_notify_ms = now
             # muted alerts that were announced stay in the set: their resolution is announced
@@ -1054,8 +1068,7 @@ class AlertManager:
             g.fps.discard(fp)
             g.notified_firing.discard(fp)
             del self._group_of[fp]
-            self._tombstones[fp] = a.ends_at_ms
-            self._inhibit_cache = None
+            self._tombstones[fp] = a.ends_at_ms   # resolved alerts are no inhibition sources
         if g.fps:
             g.next_flush_ms = now + self.group_interval_ms
             heapq.heappush(self._heap, (g.next_flush_ms, g.key))

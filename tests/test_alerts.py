@@ -100,6 +100,11 @@ def mgr_for(topo, **kw):
 # ---- model ----------------------------------------------------------------------------------
 def test_rfc3339_and_fingerprint():
     assert rfc3339_ms(0) == "1970-01-01T00:00:00.000Z"
+    assert rfc3339_ms(-1) == "1969-12-31T23:59:59.999Z"
+    import hashlib
+    # name 0xff value 0xff over sorted pairs, UTF-8 (0xff never occurs in UTF-8)
+    raw = b"alertname\xffx\xffsite\xff" + "\u00ff".encode() + b"\xff"
+    assert fingerprint_of({"site": "\u00ff", "alertname": "x"}) == hashlib.blake2b(raw, digest_size=8).hexdigest()
     assert rfc3339_ms(1_700_000_000_123) == "2023-11-14T22:13:20.123Z"
     a = {"alertname": "x", "element": "1", "site": "2"}
     assert fingerprint_of(a) == fingerprint_of(dict(reversed(list(a.items()))))
@@ -228,6 +233,10 @@ def test_sla_event_errors(topo):
         alerts_from_sla_events([Ev(severity="urgent")], topo)
     with pytest.raises(ValueError, match="is pending"):
         alerts_from_sla_events([Ev(state="pending")], topo, include_pending=True)
+    class NoKpi:
+        rule, severity, state = "r", "page", "firing"
+    with pytest.raises(ValueError, match=r"#0 \(NoKpi\) has no field 'kpi'"):
+        alerts_from_sla_events([NoKpi()], topo)
     with pytest.raises(ValueError, match="no field 'kpi'"):
         alerts_from_sla_events([{"state": "firing", "severity": "page", "rule": "r", "scope_level": "site"}], topo)
 
