@@ -364,6 +364,9 @@ def parse_column(a, kind: str, r: Rule, missing=None):
             st[i] = s
         if not st.any():
             st = None
+    if st is not None or (missing is not None and np.any(missing)):
+        if np.may_share_memory(vals, a):    # never write into the caller's array
+            vals = vals.copy()
     if missing is not None and np.any(missing):
         if st is None:
             st = np.zeros(len(a), dtype=np.int8)
@@ -423,7 +426,7 @@ def _parse_vector(a: np.ndarray, kind: str, r: Rule):
         if r.scale == 1:
             if k == "u" and a.dtype.itemsize == 8 and len(a) and a.max() > np.iinfo(np.int64).max:
                 return None, None
-            return a.astype(np.int64), None
+            return a.astype(np.int64, copy=False), None   # may be the input itself: no copy
         return _float_to_int(a.astype(np.float64), r)
     if k == "f":
         if kind == "f":

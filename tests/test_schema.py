@@ -307,3 +307,12 @@ def test_rare_value_types_take_the_slow_path():
     assert v.tolist() == [float(T0_MS)] and st is None
     v, st = parse_column(np.array(["2023-11-14T22:13:20", ""]), "i", Rule("t", parse="iso"))
     assert v[0] == T0_MS and st.tolist() == [0, 2]
+
+
+def test_parsing_never_writes_into_the_input():
+    a = np.array([1, 2, 3], dtype=np.int64)
+    a.flags.writeable = False                       # as zero-copy Arrow data is
+    v, st = parse_column(a, "i", Rule("x", default=-1), missing=np.array([False, True, False]))
+    assert v.tolist() == [1, -1, 3] and a.tolist() == [1, 2, 3] and st is None
+    v, st = parse_column(a, "i", Rule("x"))
+    assert v.tolist() == [1, 2, 3] and st is None
