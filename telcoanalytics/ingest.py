@@ -340,8 +340,9 @@ class Ingestor:
     source : {"cdr", "equip", "flow", "qos"}
     topology : telcoanalytics.topology.Topology, optional
         Known elements; rows whose routing element is not in it are ``unknown_element``, and
-        results carry ``element_index`` (dense indices). A topology change (its ``version``)
-        is picked up on the next call.
+        results carry ``element_index`` (dense indices). After a topology change assign the
+        new version to ``ingestor.topology``; the next call routes by it. Retired elements
+        still count as known (their late data from before the retirement is valid).
     known_element_ids : int array, optional
         Known element ids when no topology is given (exclusive with ``topology``). Without
         either, element ids are not checked.
