@@ -194,10 +194,6 @@ class KpiDef:
             return ACTIVITY_COUNTER[self.source]
         return "latency_n"
 
-    @property
-    def lower_is_worse_hint(self) -> bool:
-        return self.name.endswith(("success_pct", "availability_pct", "asr_pct", "mos"))
-
     def to_dict(self) -> dict:
         d = asdict(self)
         d["numerator"] = list(self.numerator)

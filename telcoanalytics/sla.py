@@ -730,7 +730,8 @@ class SlaMonitor:
                 if pos == 0 and ev.fired:
                     for node in list(ev.fired):
                         keep = {st: t for st, t in ev.fired[node].items()
-                                if t > old_tick or st == ev.state.start[node]}
+                                if t > old_tick or (ev.state.state[node] != K.ST_INACTIVE
+                                                    and st == ev.state.start[node])}
                         if keep:
                             ev.fired[node] = keep
                         else:

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from telcoanalytics.records import empty
-from telcoanalytics.sla import SlaEvent, SlaMonitor, SlaRule, SloRule, default_rules, load_rules, parse_duration_s
+from telcoanalytics.sla import (SlaEvent, SlaMonitor, SlaRule, SloRule, _cmp, _flatten_scope, default_rules,
+                                load_rules, parse_duration_s)
 from telcoanalytics.topology import Topology
 
 from . import reference_kpi as ref
@@ -74,6 +75,25 @@ def test_for_and_hysteresis_exact_timeline():
     assert isinstance(e.to_dict(), dict) and mon.firing() == []
 
 
+def test_worst_value_tracks_pending_and_firing():
+    per_minute = [{10: (85, 15)}, {10: (70, 30)}, {10: (80, 20)}, {10: (60, 40)}, {10: (100, 0)},
+                  {10: (100, 0)}]
+    evs = run(SlaMonitor(topo6(), [BLOCK]), per_minute)
+    assert [(e.state, e.value, e.worst_value) for e in evs] == [
+        ("pending", 15.0, 15.0), ("firing", 20.0, 30.0), ("resolved", 0.0, 40.0)]
+
+
+def test_skip_to_warms_counters_without_events():
+    hot = {10: (10, 10)}
+    mon = SlaMonitor(topo6(), [dict(BLOCK, window="5m")])
+    assert mon.skip_to(T0) == 0                        # nothing seen yet
+    for m in range(5):
+        mon.update("cdr", minute_calls(m, hot))
+    assert mon.skip_to(T0 + 5 * MIN) == 5 and mon.advance(T0 + 5 * MIN) == []
+    evs = run(mon, [hot] * 3, start=5)
+    assert timeline(evs) == [(6, "pending", 6), (8, "firing", 6)]   # history counts in the window
+
+
 def test_pending_cancelled_and_for_zero():
     per_minute = [{10: (18, 2)}, {10: (16, 4)}, {10: (20, 0)}, {10: (10, 10)}, {10: (20, 0)}, {10: (20, 0)}]
     mon = SlaMonitor(topo6(), [BLOCK], emit_cancelled=True)
@@ -140,7 +160,7 @@ def burn_reference(bad, total, objective, factor, long_m, short_m, min_samples):
 def test_burn_rate_exact_timeline():
     bad = [0] * 10 + [40, 70, 50, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
     per_minute = [{10: (100 - b, b)} for b in bad]
-    mon = SlaMonitor(topo6(), [slo_rule()])
+    mon = SlaMonitor(topo6(), [slo_rule(filter={"region": [1]})])
     evs = run(mon, per_minute)
     codes = burn_reference(bad, [100] * len(bad), 0.99, 10.0, 10, 2, 50)
     want = [(i + 1, k) for i, k in ref.lifecycle(codes, 0, 0)]
@@ -163,7 +183,8 @@ def test_burn_rate_long_window_from_hour_ring():
     whole hours before it."""
     bad = [30] * 20 + [0] * 60 + [30] * 5
     per_minute = [{10: (100 - b, b)} for b in bad]
-    rule = slo_rule(windows=[{"severity": "ticket", "factor": 3.0, "long": "2h", "short": "5m"}], min_samples=1)
+    rule = slo_rule(windows=[{"severity": "ticket", "factor": 3.0, "long": "2h", "short": "5m"}], min_samples=1,
+                    filter={"site": [100]})
     mon = SlaMonitor(topo6(), [rule], minute_ring=30, reeval_minutes=5)
     evs = run(mon, per_minute)
     # hour-ring long window at tick t: minutes [60 * (floor((t-1)/60) - 1), t)
@@ -188,7 +209,8 @@ def test_late_data_reveals_a_past_violation():
     assert timeline(evs) == [(8, "firing", 8), (9, "resolved", 8)]
     assert all("late data" in e.summary for e in evs)
     assert mon.n_late_rows == 60
-    assert run(mon, [ok] * 3, start=10) == []          # nothing re-emitted later
+    assert run(mon, [ok] * 30, start=10) == []         # nothing re-emitted later (history pruned)
+    assert mon.evals[0].fired == {}
 
 
 def test_late_data_withdraws_and_keeps_episode():
@@ -214,6 +236,40 @@ def test_late_data_withdraws_and_keeps_episode():
     run(mon4, [ok] * 3)
     mon4.update("cdr", minute_calls(1, {10: (0, 60)}))
     assert mon4.advance(T0 + 3 * MIN) == []
+
+
+def test_late_data_transitions():
+    hot, ok = {10: (10, 10)}, {10: (20, 0)}
+    f0 = dict(BLOCK, **{"for": 0, "clear_for": 0})
+    extra = [{"name": "av", "kpi": "availability_pct", "comparator": "<", "threshold": 99.0},
+             dict(f0, name="masked", filter={"site": [101]})]
+    # firing in both runs with a different first breach: the episode keeps its start, no event
+    mon = SlaMonitor(topo6(), [f0] + extra)
+    assert timeline(run(mon, [ok, hot, hot])) == [(2, "firing", 2)]
+    mon.update("cdr", minute_calls(1, {10: (300, 0)}))
+    assert mon.advance(T0 + 3 * MIN) == [] and int(mon.evals[0].state.start[0]) == T0 + 2 * MIN
+    # pending withdrawn by late data (reported when emit_cancelled)
+    mon = SlaMonitor(topo6(), [BLOCK] + extra, emit_cancelled=True)
+    assert timeline(run(mon, [ok, ok, hot])) == [(3, "pending", 3)]
+    mon.update("cdr", minute_calls(2, {10: (300, 0)}))
+    assert timeline(mon.advance(T0 + 3 * MIN)) == [(3, "resolved", 3)]
+    # inactive -> firing still open at the last tick
+    mon = SlaMonitor(topo6(), [f0] + extra)
+    assert run(mon, [ok, ok, ok]) == []
+    mon.update("cdr", minute_calls(2, {10: (0, 50)}))
+    evs = mon.advance(T0 + 3 * MIN)
+    assert timeline(evs) == [(3, "firing", 3)] and mon.firing() == [("blk", "element", 10)]
+
+
+@pytest.mark.parametrize("comp, want", [("<", [True, False, False]), ("<=", [True, True, False]),
+                                        (">", [False, False, True]), (">=", [False, True, True])])
+def test_comparators(comp, want):
+    assert _cmp(np.array([1.0, 2.0, 3.0]), comp, 2.0).tolist() == want
+
+
+def test_flatten_scope_rejects_non_dict():
+    with pytest.raises(ValueError, match="expected a dict"):
+        _flatten_scope("x", "rule 'r'")
 
 
 def test_state_roundtrip_continues_identically():
