@@ -8,7 +8,7 @@ the packed key to the cell. The key of a cell is the mixed-radix number
 * hashed: open addressing with linear probing over ``tab_keys`` (``-1`` empty, capacity a power
   of two) and ``tab_cell``; the home slot is a multiplicative (Fibonacci) hash of the key.
 
-Per cell and value field ``f`` the measures are ``fn`` (valid values), ``fsum``, ``fmin``,
+Per cell and value field ``f`` the measures are ``fmiss`` (missing values), ``fsum``, ``fmin``,
 ``fmax`` and, where ``mom[f]``, the running mean ``fmean`` and ``fm2`` (sum of squared
 deviations, Welford per event, Chan et al. when cells merge). Per distinct-count field a row of
 HyperLogLog registers, per percentile field a row of log-bucket counts.
@@ -27,43 +27,51 @@ Chan, Golub, LeVeque 1983, "Algorithms for computing the sample variance": for p
 """
 import math
 
+import numpy as np
+
 from ._numba import kernel
 from .hll import hll_add
 from .qsketch import qs_index
 
 EMPTY = -1
+BIG_MOD = 1 << 62   # the modulus of an identity derivation (no arithmetic needed)
 
 
 @kernel
-def cube_hash_slot(key, shift):
-    """Home slot of ``key`` in a table of ``2**(63 - shift)`` slots (exact in int64)."""
-    k = (key ^ (key >> 31)) & 0x7FFFFFFF
-    return (k * 2654435761) >> shift
+def cube_hash_slot(key, mask):
+    """Home slot of ``key`` (< 2**62) in a table of ``mask + 1`` (<= 2**31) slots.
+
+    Universal hashing modulo the Mersenne prime ``2**31 - 1`` of the two 31-bit halves; every
+    product stays below ``2**62``, so it is exact in int64 with or without the JIT.
+    """
+    lo = key & 0x7FFFFFFF
+    hi = (key >> 31) & 0x7FFFFFFF
+    return ((lo * 1103515245 + hi * 1597334677 + 12345) % 2147483647) & mask
 
 
 @kernel
-def cube_probe(key, tab_keys, shift):
+def cube_probe(key, tab_keys):
     """Slot holding ``key``, or the empty slot where it would go (linear probing)."""
     mask = tab_keys.shape[0] - 1
-    s = cube_hash_slot(key, shift)
+    s = cube_hash_slot(key, mask)
     while tab_keys[s] != key and tab_keys[s] != EMPTY:
         s = (s + 1) & mask
     return s
 
 
 @kernel
-def cube_find(key, dense, index, tab_keys, tab_cell, shift):
+def cube_find(key, dense, index, tab_keys, tab_cell):
     """Cell of ``key`` or -1 when it is not in the table."""
     if dense:
         return index[key]
-    s = cube_probe(key, tab_keys, shift)
+    s = cube_probe(key, tab_keys)
     if tab_keys[s] == key:
         return tab_cell[s]
     return -1
 
 
 @kernel
-def cube_insert(key, dense, index, tab_keys, tab_cell, shift, cell_key, counters):
+def cube_insert(key, dense, index, tab_keys, tab_cell, cell_key, counters):
     """Insert ``key`` (known absent) as the next cell; return the cell."""
     c = counters[0]
     counters[0] = c + 1
@@ -71,34 +79,80 @@ def cube_insert(key, dense, index, tab_keys, tab_cell, shift, cell_key, counters
     if dense:
         index[key] = c
     else:
-        s = cube_probe(key, tab_keys, shift)
+        s = cube_probe(key, tab_keys)
         tab_keys[s] = key
         tab_cell[s] = c
     return c
 
 
 @kernel
-def cube_accumulate(codes, rows, strides, vals, vrows, mom, hashes, hrows, p, qvals, qrows,
-                    q_min, q_inv_log_gamma, start, dense, index, tab_keys, tab_cell, shift,
-                    cell_key, cnt, fn, fsum, fmin, fmax, fmean, fm2, hll, qs, counters, limit):
-    """Accumulate events ``start..n-1`` of a batch into a cell table.
+def cube_pack_keys(codes, rows, strides, keys):
+    """Packed keys ``keys[i] = sum_j codes[rows[j], i] * strides[j]``, ``-1`` if any code < 0.
+
+    One pass per four dimensions over contiguous code rows (vectorises), instead of a gather
+    per event: the accumulation then reads a single key per event.
 
     Parameters
     ----------
     codes : int32 array (n_dims_all, n)
-        Dimension codes of the batch, ``-1`` for an invalid value (row rejected and counted).
     rows, strides : int64 arrays (d,)
-        Rows of ``codes`` forming this table's key and their mixed-radix strides.
+    keys : int64 array (n,), written.
+    """
+    n = keys.shape[0]
+    d = rows.shape[0]
+    if d == 0:
+        for i in range(n):
+            keys[i] = 0
+        return
+    j = 0
+    while j < d:
+        # four dimensions per pass; missing ones repeat row j with stride 0
+        r0 = codes[rows[j]]
+        s0 = strides[j]
+        r1 = codes[rows[j + 1]] if j + 1 < d else r0
+        s1 = strides[j + 1] if j + 1 < d else 0
+        r2 = codes[rows[j + 2]] if j + 2 < d else r0
+        s2 = strides[j + 2] if j + 2 < d else 0
+        r3 = codes[rows[j + 3]] if j + 3 < d else r0
+        s3 = strides[j + 3] if j + 3 < d else 0
+        for i in range(n):
+            a = r0[i]
+            b = r1[i]
+            c = r2[i]
+            e = r3[i]
+            k = a * s0 + b * s1 + c * s2 + e * s3
+            if (a | b | c | e) < 0:
+                k = -1
+            if j == 0:
+                keys[i] = k
+            elif k < 0 or keys[i] < 0:
+                keys[i] = -1
+            else:
+                keys[i] += k
+        j += 4
+
+
+@kernel
+def cube_accumulate(keys, vals, vrows, mom, hashes, hrows, p, qrows, q_min, q_inv_log_gamma,
+                    start, dense, index, tab_keys, tab_cell, cell_key, cnt, fmiss, fsum, fmin,
+                    fmax, fmean, fm2, hll, qs, counters, limit):
+    """Accumulate events ``start..n-1`` of a batch into a cell table.
+
+    Parameters
+    ----------
+    keys : int64 array (n,)
+        Packed key of every event (``cube_pack_keys``); ``-1`` rejects the row (counted).
     vals : float64 array (n_fields_all, n); vrows : int64 (F,); mom : bool (F,)
         Value fields (NaN = missing), the rows used, and which fields keep moments.
     hashes : int64 array (n_hash_all, n); hrows : int64 (H,); p : int
         64-bit hashes for the distinct counts, and the HyperLogLog precision.
-    qvals : float64 array (n_q_all, n); qrows : int64 (Q,); q_min, q_inv_log_gamma : float
-        Values for the percentile sketches and the sketch parameters.
+    qrows : int64 (Q,); q_min, q_inv_log_gamma : float
+        Rows of ``vals`` feeding the percentile sketches, and the sketch parameters.
     start : int
         First event to process.
-    dense, index, tab_keys, tab_cell, shift, cell_key : the cell table index (module notes).
-    cnt, fn, fsum, fmin, fmax, fmean, fm2, hll, qs : cell measure arrays, updated in place.
+    dense, index, tab_keys, tab_cell, cell_key : the cell table index (module notes).
+    cnt, fmiss, fsum, fmin, fmax, fmean, fm2, hll, qs : cell measure arrays, updated in place
+        (``fmiss`` counts missing values: valid values of a field = ``cnt - fmiss``).
     counters : int64 array [n_cells, n_rejected], updated in place.
     limit : int
         Maximum number of cells allowed before the caller must grow the table.
@@ -108,37 +162,49 @@ def cube_accumulate(codes, rows, strides, vals, vrows, mom, hashes, hrows, p, qv
     int
         ``n`` when all events were processed, otherwise the event at which room ran out.
     """
-    n = codes.shape[1]
-    d = rows.shape[0]
+    n = keys.shape[0]
     nf = vrows.shape[0]
     nh = hrows.shape[0]
     nq = qrows.shape[0]
     nbq = qs.shape[2]
+    # field 0 is hoisted out of the generic field loop (the common single-field case)
+    v0 = vals[vrows[0]] if nf > 0 else vals[0:0, 0]
+    m0 = mom[0] if nf > 0 else False
+    n_rej = 0
+    stop = n
     for i in range(start, n):
-        key = 0
-        bad = False
-        for j in range(d):
-            cj = codes[rows[j], i]
-            if cj < 0:
-                bad = True
-            key += cj * strides[j]
-        if bad:
-            counters[1] += 1
+        key = keys[i]
+        if key < 0:
+            n_rej += 1
             continue
         if dense:
             c = index[key]
         else:
-            s = cube_probe(key, tab_keys, shift)
+            s = cube_probe(key, tab_keys)
             c = tab_cell[s] if tab_keys[s] == key else -1
         if c < 0:
             if counters[0] >= limit:
-                return i
-            c = cube_insert(key, dense, index, tab_keys, tab_cell, shift, cell_key, counters)
+                stop = i
+                break
+            c = cube_insert(key, dense, index, tab_keys, tab_cell, cell_key, counters)
         cnt[c] += 1
-        for f in range(nf):
+        if nf > 0:
+            v = v0[i]
+            if v == v:
+                fsum[c, 0] += v
+                if v < fmin[c, 0]:
+                    fmin[c, 0] = v
+                if v > fmax[c, 0]:
+                    fmax[c, 0] = v
+                if m0:
+                    dlt = v - fmean[c, 0]
+                    fmean[c, 0] += dlt / (cnt[c] - fmiss[c, 0])
+                    fm2[c, 0] += dlt * (v - fmean[c, 0])
+            else:
+                fmiss[c, 0] += 1
+        for f in range(1, nf):
             v = vals[vrows[f], i]
             if v == v:
-                fn[c, f] += 1
                 fsum[c, f] += v
                 if v < fmin[c, f]:
                     fmin[c, f] = v
@@ -146,21 +212,24 @@ def cube_accumulate(codes, rows, strides, vals, vrows, mom, hashes, hrows, p, qv
                     fmax[c, f] = v
                 if mom[f]:
                     dlt = v - fmean[c, f]
-                    fmean[c, f] += dlt / fn[c, f]
+                    fmean[c, f] += dlt / (cnt[c] - fmiss[c, f])
                     fm2[c, f] += dlt * (v - fmean[c, f])
+            else:
+                fmiss[c, f] += 1
         for h in range(nh):
             hll_add(hll[c, h], hashes[hrows[h], i], p)
         for q in range(nq):
-            v = qvals[qrows[q], i]
+            v = vals[qrows[q], i]
             if v == v:
                 qs[c, q, qs_index(v, q_min, q_inv_log_gamma, nbq)] += 1
-    return n
+    counters[1] += n_rej
+    return stop
 
 
 @kernel
-def cube_merge_cells(src_keys, n_src, s_cnt, s_fn, s_fsum, s_fmin, s_fmax, s_fmean, s_fm2, s_hll,
-                     s_qs, mom, start, dense, index, tab_keys, tab_cell, shift, cell_key,
-                     cnt, fn, fsum, fmin, fmax, fmean, fm2, hll, qs, counters, limit):
+def cube_merge_cells(src_keys, n_src, s_cnt, s_fmiss, s_fsum, s_fmin, s_fmax, s_fmean, s_fm2,
+                     s_hll, s_qs, mom, start, dense, index, tab_keys, tab_cell, cell_key,
+                     cnt, fmiss, fsum, fmin, fmax, fmean, fm2, hll, qs, counters, limit):
     """Merge source cells ``start..n_src-1`` into a table, cell ``s`` going to key ``src_keys[s]``.
 
     Source and destination hold the same measures. ``src_keys[s] < 0`` skips the cell (filtered
@@ -171,24 +240,23 @@ def cube_merge_cells(src_keys, n_src, s_cnt, s_fn, s_fsum, s_fmin, s_fmax, s_fme
     int
         ``n_src`` when done, otherwise the source cell at which room ran out (``limit`` cells).
     """
-    nf = fn.shape[1]
+    nf = fmiss.shape[1]
     for s in range(start, n_src):
         key = src_keys[s]
         if key < 0 or s_cnt[s] == 0:
             continue
-        c = cube_find(key, dense, index, tab_keys, tab_cell, shift)
+        c = cube_find(key, dense, index, tab_keys, tab_cell)
         if c < 0:
             if counters[0] >= limit:
                 return s
-            c = cube_insert(key, dense, index, tab_keys, tab_cell, shift, cell_key, counters)
-        cnt[c] += s_cnt[s]
+            c = cube_insert(key, dense, index, tab_keys, tab_cell, cell_key, counters)
         for f in range(nf):
-            nb = s_fn[s, f]
+            nb = s_cnt[s] - s_fmiss[s, f]
+            na = cnt[c] - fmiss[c, f]
+            fmiss[c, f] += s_fmiss[s, f]
             if nb == 0:
                 continue
-            na = fn[c, f]
             if na == 0:
-                fn[c, f] = nb
                 fsum[c, f] = s_fsum[s, f]
                 fmin[c, f] = s_fmin[s, f]
                 fmax[c, f] = s_fmax[s, f]
@@ -205,7 +273,7 @@ def cube_merge_cells(src_keys, n_src, s_cnt, s_fn, s_fsum, s_fmin, s_fmax, s_fme
                 dlt = s_fmean[s, f] - fmean[c, f]
                 fmean[c, f] += dlt * nb / tot
                 fm2[c, f] += s_fm2[s, f] + dlt * dlt * (float(na) * float(nb) / tot)
-            fn[c, f] = tot
+        cnt[c] += s_cnt[s]
         for h in range(hll.shape[1]):
             for j in range(hll.shape[2]):
                 if s_hll[s, h, j] > hll[c, h, j]:
@@ -224,7 +292,8 @@ def cube_derive_code(k, p_stride, p_radix, d_a, d_b, d_c, d_m, t_off, t_len, tab
     if ``t_len[j] > 0``, ``code = tables[t_off[j] + code]``.
     """
     code = (k // p_stride[j]) % p_radix[j]
-    code = ((code + d_a[j]) // d_b[j] + d_c[j]) % d_m[j]
+    if d_b[j] != 1 or d_a[j] != 0 or d_c[j] != 0 or d_m[j] != BIG_MOD:
+        code = ((code + d_a[j]) // d_b[j] + d_c[j]) % d_m[j]
     if t_len[j] > 0:
         if code >= t_len[j]:
             return -1
@@ -272,20 +341,20 @@ def cube_decode(keys, n, p_stride, p_radix, d_a, d_b, d_c, d_m, t_off, t_len, ta
 
 
 @kernel
-def cube_reindex(cell_key, n, dense, index, tab_keys, tab_cell, shift):
+def cube_reindex(cell_key, n, dense, index, tab_keys, tab_cell):
     """Insert cells ``0..n-1`` into a cleared index (after growth or compaction)."""
     for c in range(n):
         key = cell_key[c]
         if dense:
             index[key] = c
         else:
-            s = cube_probe(key, tab_keys, shift)
+            s = cube_probe(key, tab_keys)
             tab_keys[s] = key
             tab_cell[s] = c
 
 
 @kernel
-def cube_clear(cell_key, n, dense, index, tab_keys, shift):
+def cube_clear(cell_key, n, dense, index, tab_keys):
     """Empty the index of cells ``0..n-1`` in O(n).
 
     Hashed tables are cleared in reverse insertion order: when a key is removed, every key
@@ -296,15 +365,15 @@ def cube_clear(cell_key, n, dense, index, tab_keys, shift):
         if dense:
             index[key] = -1
         else:
-            tab_keys[cube_probe(key, tab_keys, shift)] = EMPTY
+            tab_keys[cube_probe(key, tab_keys)] = EMPTY
 
 
 @kernel
-def cube_count_new(keys, n, dense, index, tab_keys, tab_cell, shift):
+def cube_count_new(keys, n, dense, index, tab_keys, tab_cell):
     """Number of distinct valid keys among ``keys[:n]`` (distinct by construction) not yet present."""
     m = 0
     for i in range(n):
         k = keys[i]
-        if k >= 0 and cube_find(k, dense, index, tab_keys, tab_cell, shift) < 0:
+        if k >= 0 and cube_find(k, dense, index, tab_keys, tab_cell) < 0:
             m += 1
     return m

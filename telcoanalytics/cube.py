@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernels.cube import cube_decode, cube_rekey
+from kernels.cube import cube_decode, cube_pack_keys, cube_rekey
 from kernels.hll import hll_estimate
 from kernels.qsketch import qs_quantiles
 
@@ -348,8 +348,9 @@ class Cube:
         base = self._base_delta
         base.clear()
         rows, vrows, hrows, qrows = self._rows(b)
-        rejected = base.accumulate(b, rows, self.base_keys.strides, vrows, self.mom, hrows, qrows,
-                                   self._q_min, self._q_ilg)
+        keys = np.empty(b.n, dtype=np.int64)
+        cube_pack_keys(b.codes, rows, self.base_keys.strides, keys)
+        rejected = base.accumulate(keys, b, vrows, self.mom, hrows, qrows, self._q_min, self._q_ilg)
         self._deltas: dict[int, CellTable] = {}
         for st in self._delta_steps:
             parent = base if st.parent < 0 else self._deltas[st.parent]
@@ -713,7 +714,7 @@ class Cube:
                 col = res[order, 0]
             else:
                 f = fidx[m.field]
-                nv = t.fn[:k, f][order]
+                nv = (t.cnt[:k] - t.fmiss[:k, f])[order]
                 with np.errstate(invalid="ignore", divide="ignore"):
                     if m.kind == "sum":
                         col = t.fsum[:k, f][order]

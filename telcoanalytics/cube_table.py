@@ -14,7 +14,7 @@ from kernels.cube import (cube_accumulate, cube_clear, cube_count_new, cube_merg
                           cube_reindex)
 
 _MIN_CAP = 16
-CELL_ARRAYS = ("cell_key", "cnt", "fn", "fsum", "fmin", "fmax", "fmean", "fm2", "hll", "qs")
+CELL_ARRAYS = ("cell_key", "cnt", "fmiss", "fsum", "fmin", "fmax", "fmean", "fm2", "hll", "qs")
 
 
 def _pow2_at_least(n: int) -> int:
@@ -49,7 +49,6 @@ class CellTable:
             self.index = np.full(self.keyspace, -1, dtype=np.int32)
             self.tab_keys = np.full(1, -1, dtype=np.int64)
             self.tab_cell = np.zeros(1, dtype=np.int32)
-            self.shift = 62
         else:
             self.index = np.full(1, -1, dtype=np.int32)
             self._alloc_table(_pow2_at_least(2 * self.cap))
@@ -61,7 +60,7 @@ class CellTable:
         n = self.n_cells
         self.cell_key = np.empty(cap, dtype=np.int64)
         self.cnt = np.zeros(cap, dtype=np.int64)
-        self.fn = np.zeros((cap, F), dtype=np.int64)
+        self.fmiss = np.zeros((cap, F), dtype=np.int64)
         self.fsum = np.zeros((cap, F))
         self.fmin = np.full((cap, F), np.inf)
         self.fmax = np.full((cap, F), -np.inf)
@@ -77,7 +76,6 @@ class CellTable:
     def _alloc_table(self, tcap: int):
         self.tab_keys = np.full(tcap, -1, dtype=np.int64)
         self.tab_cell = np.zeros(tcap, dtype=np.int32)
-        self.shift = 63 - (tcap.bit_length() - 1)
 
     @property
     def n_cells(self) -> int:
@@ -98,7 +96,7 @@ class CellTable:
         if not self.dense and 2 * n_total > self.tab_keys.shape[0]:
             self._alloc_table(_pow2_at_least(max(2 * n_total, 2 * self.tab_keys.shape[0])))
             cube_reindex(self.cell_key, self.n_cells, self.dense, self.index, self.tab_keys,
-                         self.tab_cell, self.shift)
+                         self.tab_cell)
 
     def _grow(self):
         self.reserve(max(self.n_cells + 1, 2 * self.limit()))
@@ -108,7 +106,7 @@ class CellTable:
         if hi <= lo:
             return
         self.cnt[lo:hi] = 0
-        self.fn[lo:hi] = 0
+        self.fmiss[lo:hi] = 0
         self.fsum[lo:hi] = 0.0
         self.fmin[lo:hi] = np.inf
         self.fmax[lo:hi] = -np.inf
@@ -120,20 +118,20 @@ class CellTable:
     def clear(self):
         """Remove every cell in O(cells) (reuse the buffers for the next batch)."""
         n = self.n_cells
-        cube_clear(self.cell_key, n, self.dense, self.index, self.tab_keys, self.shift)
+        cube_clear(self.cell_key, n, self.dense, self.index, self.tab_keys)
         self._reset_cells(0, n)
         self.counters[:] = 0
 
     # ---- kernels ---------------------------------------------------------------------------
-    def accumulate(self, b, rows, strides, vrows, mom, hrows, qrows, q_min, q_inv_log_gamma):
-        """Add the events of ``BatchArrays`` ``b``; returns the number of rejected rows."""
+    def accumulate(self, keys, b, vrows, mom, hrows, qrows, q_min, q_inv_log_gamma):
+        """Add the events of ``BatchArrays`` ``b`` with packed ``keys``; returns the rejected count."""
         before = int(self.counters[1])
         start = 0
         while True:
             start = cube_accumulate(
-                b.codes, rows, strides, b.vals, vrows, mom, b.hashes, hrows, self.shape[2],
-                b.vals, qrows, q_min, q_inv_log_gamma, start, self.dense, self.index,
-                self.tab_keys, self.tab_cell, self.shift, self.cell_key, self.cnt, self.fn,
+                keys, b.vals, vrows, mom, b.hashes, hrows, self.shape[2], qrows, q_min,
+                q_inv_log_gamma, start, self.dense, self.index,
+                self.tab_keys, self.tab_cell, self.cell_key, self.cnt, self.fmiss,
                 self.fsum, self.fmin, self.fmax, self.fmean, self.fm2, self.hll, self.qs,
                 self.counters, self.limit())
             if start >= b.n:
@@ -146,9 +144,9 @@ class CellTable:
         start = 0
         while True:
             start = cube_merge_cells(
-                src_keys, n_src, src.cnt, src.fn, src.fsum, src.fmin, src.fmax, src.fmean, src.fm2,
+                src_keys, n_src, src.cnt, src.fmiss, src.fsum, src.fmin, src.fmax, src.fmean, src.fm2,
                 src.hll, src.qs, mom, start, self.dense, self.index, self.tab_keys,
-                self.tab_cell, self.shift, self.cell_key, self.cnt, self.fn, self.fsum,
+                self.tab_cell, self.cell_key, self.cnt, self.fmiss, self.fsum,
                 self.fmin, self.fmax, self.fmean, self.fm2, self.hll, self.qs, self.counters,
                 self.limit())
             if start >= n_src:
@@ -157,13 +155,12 @@ class CellTable:
 
     def count_new(self, keys: np.ndarray, n: int) -> int:
         """How many of the distinct ``keys[:n]`` are not cells yet."""
-        return int(cube_count_new(keys, n, self.dense, self.index, self.tab_keys, self.tab_cell,
-                                  self.shift))
+        return int(cube_count_new(keys, n, self.dense, self.index, self.tab_keys, self.tab_cell))
 
     def compact(self, keep: np.ndarray):
         """Keep only the cells where ``keep`` (length ``n_cells``) is true; rebuild the index."""
         n = self.n_cells
-        cube_clear(self.cell_key, n, self.dense, self.index, self.tab_keys, self.shift)
+        cube_clear(self.cell_key, n, self.dense, self.index, self.tab_keys)
         idx = np.flatnonzero(keep)
         for name in CELL_ARRAYS:
             arr = getattr(self, name)
@@ -171,7 +168,7 @@ class CellTable:
         self._reset_cells(len(idx), n)
         self.counters[0] = len(idx)
         cube_reindex(self.cell_key, len(idx), self.dense, self.index, self.tab_keys,
-                     self.tab_cell, self.shift)
+                     self.tab_cell)
 
     # ---- reporting and checkpoint ---------------------------------------------------------
     @property
@@ -198,5 +195,4 @@ class CellTable:
             dst[:n] = src
         self.counters[0] = n
         self.counters[1] = int(d[f"{prefix}n_rejected"])
-        cube_reindex(self.cell_key, n, self.dense, self.index, self.tab_keys, self.tab_cell,
-                     self.shift)
+        cube_reindex(self.cell_key, n, self.dense, self.index, self.tab_keys, self.tab_cell)
