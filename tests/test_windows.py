@@ -381,3 +381,29 @@ def test_dedup_insert_probes_past_collisions():
     w = SlidingWindows(1, ((60_000, 2),), allowed_lateness_ms=10 ** 6, dedup=True)
     st2 = w.update(np.array([1, 2, 3]), np.zeros(3, dtype=np.int64), np.ones(3), record_id=np.array([a, b, b]))
     assert st2.status.tolist() == [0, 0, 2]
+
+
+@given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(1, 200), lateness_s=st.integers(0, 90))
+def test_side_output_matches_reference_and_conserves_counts(seed, n, lateness_s):
+    rng = np.random.default_rng(seed)
+    ts = (T0 + rng.integers(0, 300_000, n)).astype(np.int64)            # arbitrary arrival order
+    sl = rng.integers(0, 3, n).astype(np.int64)
+    x = rng.normal(0.0, 1.0, n)
+    x[rng.random(n) < 0.05] = np.nan
+    lateness = lateness_s * 1000
+    w = SlidingWindows(3, ((1_000, 400), (60_000, 6)), allowed_lateness_ms=lateness)
+    half = n // 2                                                        # two batches: state carries over
+    status = np.concatenate([w.update(ts[:half], sl[:half], x[:half]).status,
+                             w.update(ts[half:], sl[half:], x[half:]).status])
+    ref = ref_status(ts, None, lateness, x)
+    np.testing.assert_array_equal(status, ref)
+    assert (w.n_accepted, w.n_late, w.n_invalid) == tuple(int((ref == c).sum()) for c in (0, 1, 3))
+    assert w.n_accepted + w.n_late + w.n_duplicate + w.n_invalid == n
+    ok = ref == 0
+    tq = int(ts[ok].max()) if ok.any() else T0
+    for r, (width, nb) in enumerate(((1_000, 400), (60_000, 6))):
+        got = w.query(tq, width * nb, resolution=r)
+        exp = ref_window_stats(ts[ok], sl[ok], x[ok], 3, width, nb, tq, np.ones(nb), max_ts=w.max_ts_ms)
+        # tiny samples of N(0, 1): relative 1e-9 plus an absolute floor for values near 0
+        for f in STAT_FIELDS:
+            np.testing.assert_allclose(got[f], exp[f], rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=f)
