@@ -29,7 +29,7 @@ import numpy as np
 
 __all__ = [
     "Alert", "Matcher", "Silence", "InhibitRule", "Notification", "AlertManager",
-    "DEFAULT_INHIBIT_RULES", "ANOMALY_SEVERITY", "SEVERITIES", "IDENTITY_EXCLUDED_LABELS",
+    "DEFAULT_INHIBIT_RULES", "DEFAULT_ROLLUP_RULES", "RollupRule", "ANOMALY_SEVERITY", "SEVERITIES", "IDENTITY_EXCLUDED_LABELS",
     "alerts_from_sla_events", "alerts_from_anomalies", "fingerprint_of", "rfc3339_ms",
 ]
 
@@ -436,6 +436,94 @@ DEFAULT_INHIBIT_RULES: tuple[InhibitRule, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class RollupRule:
+    """Raise one alert for a topology node when enough of its elements have matching alerts.
+
+    This turns "38 of a site's 40 cells report a fault" into one ``site_down`` alert at site
+    scope, which the inhibition rules then use to mute the cells (one alert for the operator
+    instead of 40), and "most elements of a region stopped reporting" into one region-wide
+    collection-gap alert that mutes the region's silence alerts.
+
+    Parameters
+    ----------
+    level : str
+        Topology level of the raised alert (e.g. "site", "region").
+    source_matchers : sequence of Matcher or str
+        Which firing element-scope alerts count (all must match).
+    alertname, classification, severity : str
+        Labels of the raised alert (``source`` is "rollup", ``rule`` the rule name).
+    min_fraction : float
+        Fraction of the node's elements (active ones when the topology tracks it) that must
+        have a counted alert, in (0, 1].
+    min_count : int
+        And at least this many elements.
+    name : str
+
+    Notes
+    -----
+    Evaluated at every :meth:`AlertManager.tick` (after a change) before the flushes; the raised
+    alert starts at the tick the condition first holds, is updated when its member count
+    changes, and resolves at the first tick the condition fails.
+    """
+
+    level: str
+    source_matchers: tuple
+    alertname: str
+    classification: str
+    severity: str = "critical"
+    min_fraction: float = 0.5
+    min_count: int = 2
+    name: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "source_matchers", _matchers("RollupRule source_matchers",
+                                                              self.source_matchers))
+        if not self.source_matchers:
+            raise ValueError(f"RollupRule {self.name!r} needs source_matchers")
+        if not (0 < float(self.min_fraction) <= 1):
+            raise ValueError(f"RollupRule {self.name!r} min_fraction must be in (0, 1], got "
+                             f"{self.min_fraction}")
+        if int(self.min_count) < 1:
+            raise ValueError(f"RollupRule {self.name!r} min_count must be >= 1, got {self.min_count}")
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"RollupRule {self.name!r} severity {self.severity!r} is unknown; "
+                             f"expected one of {SEVERITIES}")
+        if not self.alertname or not self.level:
+            raise ValueError(f"RollupRule {self.name!r} needs an alertname and a level")
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "level": self.level, "alertname": self.alertname,
+                "classification": self.classification, "severity": self.severity,
+                "source_matchers": [str(m) for m in self.source_matchers],
+                "min_fraction": float(self.min_fraction), "min_count": int(self.min_count)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RollupRule":
+        """Build from a dict (e.g. parsed JSON/TOML); unknown keys are an error."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a rollup rule must be a dict, got {type(d).__name__}")
+        allowed = {"name", "level", "alertname", "classification", "severity", "source_matchers",
+                   "min_fraction", "min_count"}
+        extra = set(d) - allowed
+        if extra:
+            raise ValueError(f"rollup rule {d.get('name', '')!r} has unknown keys {sorted(extra)}; "
+                             f"allowed: {', '.join(sorted(allowed))}")
+        missing = {"level", "alertname", "classification", "source_matchers"} - set(d)
+        if missing:
+            raise ValueError(f"rollup rule {d.get('name', '')!r} lacks {sorted(missing)}")
+        return cls(**d)
+
+
+DEFAULT_ROLLUP_RULES: tuple[RollupRule, ...] = (
+    RollupRule("site", (f"classification=~{_DOWN}",), alertname="site_down", classification="down",
+               severity="critical", min_fraction=0.5, min_count=2, name="site_down"),
+    RollupRule("region", ("classification=collection_gap",), alertname="region_collection_gap",
+               classification="collection_gap", severity="warning", min_fraction=0.5, min_count=2,
+               name="region_collection_gap"),
+)
+
+
 # ---- notifications --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Notification:
@@ -770,10 +858,12 @@ class AlertManager:
                  group_by: Sequence[str] = ("region", "site", "alertname"),
                  group_wait_ms: int = 30_000, group_interval_ms: int = 300_000,
                  repeat_interval_ms: int = 4 * 3_600_000,
-                 inhibit_rules: Sequence | None = None, silences: Sequence = (),
-                 clock: Callable[[], int] | None = None, valid_for_ms: int | None = None,
+                 inhibit_rules: Sequence | None = None, rollup_rules: Sequence | None = None,
+                 silences: Sequence = (), clock: Callable[[], int] | None = None,
+                 valid_for_ms: int | None = None,
                  suppress_classifications: Sequence[str] = ("inhibited",),
                  resolved_retention_ms: int = 24 * 3_600_000, receiver: str = "telcoanalytics"):
+        self.topology = topology
         self.levels = tuple(topology.levels) if topology is not None else ("region", "site", "element")
         for i, s in enumerate(sinks):
             if not all(callable(getattr(s, m, None)) for m in ("submit", "flush", "close")):
@@ -796,6 +886,21 @@ class AlertManager:
         rules = DEFAULT_INHIBIT_RULES if inhibit_rules is None else inhibit_rules
         self.inhibit_rules = tuple(r if isinstance(r, InhibitRule) else InhibitRule.from_dict(r)
                                    for r in rules)
+        if rollup_rules is None:
+            rollup_rules = DEFAULT_ROLLUP_RULES if topology is not None else ()
+        self.rollup_rules = tuple(r if isinstance(r, RollupRule) else RollupRule.from_dict(r)
+                                  for r in rollup_rules)
+        if self.rollup_rules and topology is None:
+            raise ValueError("rollup_rules need a topology (to count each node's elements); pass "
+                             "the Topology or rollup_rules=()")
+        for r in self.rollup_rules:
+            if r.level not in self.levels[:-1]:
+                raise ValueError(f"RollupRule {r.name!r} level {r.level!r} must be a topology level "
+                                 f"above the elements: one of {self.levels[:-1]}")
+        # "rule_index|node value" -> (fingerprint, start_ms) of the raised roll-up alert
+        self._rollup_active: dict[str, tuple[str, int]] = {}
+        self._rollup_dirty = True
+        self._node_sizes: dict[str, dict[str, int]] = {}
         self.suppress_classifications = frozenset(suppress_classifications)
         self.receiver = receiver
         self.clock = clock or _wall_ms
@@ -885,6 +990,7 @@ class AlertManager:
                 a = a.copy()
                 self._alerts[fp] = a
                 self._inhibit_cache = None
+                self._rollup_dirty = True
                 st["new"] += 1
                 self.seen_severity[a.severity] += 1
                 self.seen_classification[a.classification] += 1
@@ -906,16 +1012,19 @@ class AlertManager:
                 st["refired"] += 1            # resolved and re-opened before being notified
                 cur.state, cur.ends_at_ms, cur.starts_at_ms = FIRING, -1, a.starts_at_ms
                 self._inhibit_cache = None
+                self._rollup_dirty = True
             elif a.state == RESOLVED and cur.state == FIRING:
                 st["resolved"] += 1
                 cur.state, cur.ends_at_ms = RESOLVED, a.ends_at_ms
                 self._inhibit_cache = None
+                self._rollup_dirty = True
             else:
                 st["deduplicated"] += 1
                 if cur.state == FIRING:
                     cur.starts_at_ms = min(cur.starts_at_ms, a.starts_at_ms)
             if a.labels != cur.labels:
                 self._inhibit_cache = None
+                self._rollup_dirty = True
             cur.labels = dict(a.labels)
             cur.annotations = dict(a.annotations)
             cur.updated_ms = a.updated_ms
@@ -986,6 +1095,74 @@ class AlertManager:
             return "inhibited"
         return ""
 
+    # ---- topology roll-up ------------------------------------------------------------------
+    def _sizes(self, level: str) -> dict[str, int]:
+        topo = self.topology
+        key = f"{level}@{getattr(topo, 'version', 0)}"
+        if key not in self._node_sizes:
+            up = topo.element_to(level)
+            active = getattr(topo, "active", None)
+            if active is not None:
+                up = up[np.asarray(active, dtype=bool)]
+            counts = np.bincount(up, minlength=len(topo.ids[level]))
+            self._node_sizes[key] = dict(zip(map(str, topo.ids[level].tolist()), counts.tolist()))
+        return self._node_sizes[key]
+
+    def _evaluate_rollups(self, now: int) -> None:
+        """Raise / resolve the roll-up alerts (see :class:`RollupRule`)."""
+        leaf = self.levels[-1]
+        firing = [a for a in self._alerts.values()
+                  if a.state == FIRING and a.labels.get("source") != "rollup" and leaf in a.labels
+                  and a.labels.get("scope", leaf) == leaf]
+        out = []
+        for i, r in enumerate(self.rollup_rules):
+            members: dict[str, dict[str, Alert]] = {}
+            for a in firing:
+                node = a.labels.get(r.level, "")
+                if node and all(m.matches(a.labels) for m in r.source_matchers):
+                    members.setdefault(node, {}).setdefault(a.labels[leaf], a)
+            sizes = self._sizes(r.level)
+            qualified = set()
+            for node, elems in members.items():
+                n = sizes.get(node, 0)
+                k = len(elems)
+                if n == 0 or k < r.min_count or k < r.min_fraction * n:
+                    continue
+                qualified.add(node)
+                first = next(iter(elems.values()))
+                labels = {"alertname": r.alertname, "source": "rollup", "rule": r.name or r.alertname,
+                          "scope": r.level, "classification": r.classification, "severity": r.severity}
+                for lv in self.levels[:self.levels.index(r.level) + 1]:
+                    labels[lv] = first.labels.get(lv, "")
+                key = f"{i}|{node}"
+                prev = self._rollup_active.get(key)
+                if prev is not None:
+                    cur = self._alerts.get(prev[0])
+                    if cur is not None and cur.state == FIRING and cur.annotations.get("members") == str(k):
+                        continue
+                start = prev[1] if prev is not None else now
+                ann = {"summary": f"{r.alertname}: {k} of {n} elements of {r.level} {node} have "
+                                  f"{' '.join(map(str, r.source_matchers))} alerts",
+                       "description": f"roll-up rule {r.name or r.alertname}: at least "
+                                      f"{r.min_fraction:.0%} and {r.min_count} elements",
+                       "members": str(k)}
+                a = Alert(labels, ann, starts_at_ms=start, updated_ms=now)
+                self._rollup_active[key] = (a.fingerprint, start)
+                out.append(a)
+            for key in [k for k in self._rollup_active if k.startswith(f"{i}|")]:
+                node = key.split("|", 1)[1]
+                if node in qualified:
+                    continue
+                fp, _ = self._rollup_active.pop(key)
+                cur = self._alerts.get(fp)
+                if cur is not None and cur.state == FIRING:
+                    out.append(Alert(dict(cur.labels), dict(cur.annotations), starts_at_ms=cur.starts_at_ms,
+                                     ends_at_ms=now, state=RESOLVED, updated_ms=max(now, cur.updated_ms)))
+        if out:
+            self.stats["rollup_updates"] += len(out)
+            self.ingest(out, now)
+        self._rollup_dirty = False
+
     # ---- flushing -------------------------------------------------------------------------
     def tick(self, now_ms: int | None = None, *, drain: bool = False) -> list[Notification]:
         """Flush every group that is due at ``now_ms`` and hand notifications to the sinks.
@@ -1003,6 +1180,8 @@ class AlertManager:
             What was sent, in group flush order.
         """
         now = self._now(now_ms)
+        if self.rollup_rules and self._rollup_dirty:
+            self._evaluate_rollups(now)
         due: list[str] = []
         if drain:
             due = sorted(self._groups, key=lambda k: self._groups[k].next_flush_ms)
@@ -1143,6 +1322,7 @@ class AlertManager:
         body = {"alerts": [a.to_dict() for a in self._alerts.values()], "groups": groups,
                 "tombstones": self._tombstones, "silences": [s.to_dict() for s in self._silences.values()],
                 "silence_seq": self._silence_seq, "stats": dict(self.stats),
+                "rollup_active": self._rollup_active,
                 "seen_severity": dict(self.seen_severity),
                 "seen_classification": dict(self.seen_classification),
                 "config": {"levels": list(self.levels), "group_by": list(self.group_by),
@@ -1153,6 +1333,7 @@ class AlertManager:
                            "resolved_retention_ms": self.resolved_retention_ms,
                            "suppress_classifications": sorted(self.suppress_classifications),
                            "inhibit_rules": [r.to_dict() for r in self.inhibit_rules],
+                           "rollup_rules": [r.to_dict() for r in self.rollup_rules],
                            "receiver": self.receiver}}
         return {"version": 1, "state_json": json.dumps(body, sort_keys=True)}
 
@@ -1165,12 +1346,18 @@ class AlertManager:
                              "pass the dict returned by AlertManager.to_state()")
         b = json.loads(d["state_json"])
         c = b["config"]
-        mgr = cls(None, sinks, group_by=c["group_by"], group_wait_ms=c["group_wait_ms"],
+        rollups = c["rollup_rules"]
+        if rollups and topology is None:
+            raise ValueError("this AlertManager state has rollup_rules: pass the topology to from_state")
+        mgr = cls(topology, sinks, group_by=c["group_by"], group_wait_ms=c["group_wait_ms"],
                   group_interval_ms=c["group_interval_ms"], repeat_interval_ms=c["repeat_interval_ms"],
-                  inhibit_rules=c["inhibit_rules"], clock=clock, valid_for_ms=c["valid_for_ms"],
+                  inhibit_rules=c["inhibit_rules"], rollup_rules=rollups, clock=clock,
+                  valid_for_ms=c["valid_for_ms"],
                   suppress_classifications=c["suppress_classifications"],
                   resolved_retention_ms=c["resolved_retention_ms"], receiver=c["receiver"])
-        mgr.levels = tuple(topology.levels) if topology is not None else tuple(c["levels"])
+        if topology is None:
+            mgr.levels = tuple(c["levels"])
+        mgr._rollup_active = {k: (v[0], int(v[1])) for k, v in b["rollup_active"].items()}
         for ad in b["alerts"]:
             a = Alert.from_dict(ad)
             mgr._alerts[a.fingerprint] = a

@@ -520,9 +520,6 @@ class WebhookSink(QueuedSink):
         """The request body for notification dicts: their alerts in order, as one list."""
         return json.dumps([a for r in records for a in Notification.from_dict(r).v2_alerts()]).encode()
 
-    def _deliver(self, record: dict) -> None:
-        self._deliver_batch([record])
-
     def _deliver_batch(self, records: list[dict]) -> None:
         self.stats["posts"] += 1
         req = urllib.request.Request(self.url, data=self.body(records), headers=self.headers,

@@ -505,8 +505,12 @@ def test_checkpoint_restore_continues_identically(topo):
         got, mgr = run(split)
         assert got == ref, split
         assert mgr.summary_lines(T0) == ref_mgr.summary_lines(T0)
-    restored = AlertManager.from_state(ref_mgr.to_state())
-    assert restored.levels == ("region", "site", "element")
+    with pytest.raises(ValueError, match="pass the topology"):
+        AlertManager.from_state(ref_mgr.to_state())
+    restored = AlertManager.from_state(ref_mgr.to_state(), topo)
+    assert restored.levels == ("region", "site", "element") and restored.rollup_rules == ref_mgr.rollup_rules
+    bare = AlertManager.from_state(AlertManager(None).to_state())
+    assert bare.levels == ("region", "site", "element") and bare.rollup_rules == ()
     with pytest.raises(ValueError, match="not an AlertManager state"):
         AlertManager.from_state({"version": 2})
 
@@ -571,3 +575,92 @@ def test_labeler_with_an_empty_level():
             return np.full(len(ids), -1)
     [a] = alerts_from_sla_events([Ev(scope_level="site", scope_id=5)], Empty())
     assert a.labels["site"] == "5" and "topology" in a.annotations
+
+
+# ---- topology roll-up -----------------------------------------------------------------------
+def test_rollup_site_down_mutes_its_cells(topo):
+    mgr, rec = mgr_for(topo, group_wait_ms=0, group_interval_ms=MIN)
+    faults = [cell_alert(e, name="anomaly_unavailable_s", cls="fault") for e in range(1000, 1040)]
+    mgr.ingest(faults[:19], T0)                             # 19 of 40 < 50 %: no site alert
+    [n] = mgr.tick(T0)
+    assert len(n.alerts) == 19 and mgr.stats["rollup_updates"] == 0
+    mgr.ingest(faults[19:], T0 + MIN)                        # 40 of 40
+    [n] = mgr.tick(T0 + MIN)
+    [down] = n.alerts
+    assert down.labels == {"alertname": "site_down", "source": "rollup", "rule": "site_down", "scope": "site",
+                           "classification": "down", "severity": "critical", "region": "1", "site": "100"}
+    assert down.annotations["summary"].startswith("site_down: 40 of 40 elements of site 100")
+    assert down.starts_at_ms == T0 + MIN
+    assert mgr.inhibited_by(faults[0]) == "down_mutes_descendants"
+    assert mgr.stats["muted_inhibited"] == 40
+    # 30 cells recover: 10 of 40 left, the site alert resolves and the 10 cells are notified
+    mgr.ingest([cell_alert(e, name="anomaly_unavailable_s", cls="fault", state="resolved",
+                           ends_at_ms=T0 + 2 * MIN) for e in range(1000, 1030)], T0 + 2 * MIN)
+    sent = mgr.tick(T0 + 2 * MIN)
+    states = sorted((a.labels["alertname"], a.state) for n in sent for a in n.alerts)
+    assert states.count(("site_down", "resolved")) == 1
+    assert states.count(("anomaly_unavailable_s", "resolved")) == 19     # those notified at T0
+    assert states.count(("anomaly_unavailable_s", "firing")) == 10
+    # the site goes down again while members still fire: a new instance, not a stale copy
+    mgr.ingest([cell_alert(e, name="anomaly_unavailable_s", cls="fault", start=T0 + 3 * MIN)
+                for e in range(1000, 1020)], T0 + 3 * MIN)
+    mgr.tick(T0 + 3 * MIN)
+    again = [a for a in mgr.active_alerts if a.labels["alertname"] == "site_down"]
+    assert len(again) == 1 and again[0].state == "firing" and again[0].starts_at_ms == T0 + 3 * MIN
+    assert again[0].annotations["members"] == "30"
+    # a member count change updates the alert without a new notification
+    mgr.ingest([cell_alert(1000, name="anomaly_unavailable_s", cls="fault", state="resolved",
+                           start=T0 + 3 * MIN, ends_at_ms=T0 + 4 * MIN)], T0 + 4 * MIN)
+    before = mgr.stats["deduplicated"]
+    mgr.tick(T0 + 4 * MIN)
+    assert mgr.stats["deduplicated"] == before + 1
+    assert [a for a in mgr.active_alerts if a.labels["alertname"] == "site_down"][0].annotations["members"] == "29"
+
+
+def test_rollup_region_collection_gap_mutes_silences(topo):
+    mgr, rec = mgr_for(topo, group_wait_ms=0)
+    gaps = [cell_alert(e, name="anomaly_gap", cls="collection_gap") for e in (2000, 2001, 2002)]
+    quiet = cell_alert(2004, name="anomaly_throughput_mbps", cls="silence")   # no gap alert of its own
+    mgr.ingest(gaps + [quiet], T0)
+    mgr.tick(T0)
+    [region] = [a for a in mgr.active_alerts if a.labels["alertname"] == "region_collection_gap"]
+    assert region.labels["scope"] == "region" and region.labels["region"] == "2" and "site" not in region.labels
+    assert mgr.inhibited_by(quiet) == "collection_gap_mutes_silence"
+    mgr.ingest([cell_alert(1000)], T0 + 1)                 # unrelated change: region alert unchanged
+    mgr.tick(T0 + 1)
+    assert mgr.stats["rollup_updates"] == 1
+
+
+def test_rollup_counts_active_elements_only(topo):
+    retired, _ = topo.retire_elements(np.arange(1000, 1030))  # site 100 keeps 10 active cells
+    mgr, rec = mgr_for(retired, group_wait_ms=0)
+    mgr.ingest([cell_alert(e, name="anomaly_unavailable_s", cls="fault") for e in range(1030, 1035)], T0)
+    mgr.tick(T0)
+    assert any(a.labels["alertname"] == "site_down" for a in mgr.active_alerts)
+
+
+def test_rollup_rule_validation(topo):
+    from telcoanalytics.alerts import DEFAULT_ROLLUP_RULES, RollupRule
+    for r in DEFAULT_ROLLUP_RULES:
+        assert RollupRule.from_dict(r.to_dict()) == r
+    with pytest.raises(ValueError, match="needs source_matchers"):
+        RollupRule("site", (), "x", "down")
+    with pytest.raises(ValueError, match="min_fraction"):
+        RollupRule("site", ("a=1",), "x", "down", min_fraction=0)
+    with pytest.raises(ValueError, match="min_count"):
+        RollupRule("site", ("a=1",), "x", "down", min_count=0)
+    with pytest.raises(ValueError, match="severity 'urgent'"):
+        RollupRule("site", ("a=1",), "x", "down", severity="urgent")
+    with pytest.raises(ValueError, match="needs an alertname"):
+        RollupRule("site", ("a=1",), "", "down")
+    with pytest.raises(ValueError, match="unknown keys"):
+        RollupRule.from_dict({"level": "site", "when": 1})
+    with pytest.raises(ValueError, match="lacks"):
+        RollupRule.from_dict({"level": "site"})
+    with pytest.raises(ValueError, match="must be a dict"):
+        RollupRule.from_dict("site")
+    with pytest.raises(ValueError, match="need a topology"):
+        AlertManager(None, rollup_rules=DEFAULT_ROLLUP_RULES)
+    with pytest.raises(ValueError, match="above the elements"):
+        AlertManager(topo, rollup_rules=[{"level": "element", "alertname": "x", "classification": "down",
+                                          "source_matchers": ["a=1"]}])
