@@ -1029,6 +1029,36 @@ class AlertManager:
             cur.annotations = dict(a.annotations)
             cur.updated_ms = a.updated_ms
 
+    def ingest_sla(self, events: Iterable, now_ms: int | None = None) -> int:
+        """Convert SLA events with this manager's topology and ingest them; returns the number
+        of alerts (pending events are skipped, see :func:`alerts_from_sla_events`)."""
+        alerts = alerts_from_sla_events(events, self.topology)
+        self.ingest(alerts, now_ms)
+        return len(alerts)
+
+    def ingest_anomalies(self, rows: np.ndarray, now_ms: int | None = None) -> int:
+        """Convert ``ANOMALY_DTYPE`` rows with this manager's topology and ingest them."""
+        alerts = alerts_from_anomalies(rows, self.topology)
+        self.ingest(alerts, now_ms)
+        return len(alerts)
+
+    def set_topology(self, topology) -> None:
+        """Use a changed topology (elements added, retired or re-homed) from now on.
+
+        Alerts already held keep their labels; roll-up node sizes are recomputed.
+
+        Raises
+        ------
+        ValueError
+            The new topology has other levels (the alert labels would no longer fit).
+        """
+        if topology is None or tuple(topology.levels) != self.levels:
+            raise ValueError(f"set_topology needs a topology with levels {self.levels}, got "
+                             f"{None if topology is None else tuple(topology.levels)}")
+        self.topology = topology
+        self._node_sizes.clear()
+        self._rollup_dirty = True
+
     # ---- muting ---------------------------------------------------------------------------
     def _depth(self, a: Alert) -> int:
         scope = a.labels.get("scope", "")

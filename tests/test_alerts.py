@@ -664,3 +664,15 @@ def test_rollup_rule_validation(topo):
     with pytest.raises(ValueError, match="above the elements"):
         AlertManager(topo, rollup_rules=[{"level": "element", "alertname": "x", "classification": "down",
                                           "source_matchers": ["a=1"]}])
+
+
+def test_ingest_helpers_and_set_topology(topo):
+    mgr, rec = mgr_for(topo, group_wait_ms=0)
+    assert mgr.ingest_sla([Ev(), Ev(state="pending")], T0) == 1
+    assert mgr.ingest_anomalies(anomalies((2000, "prb_util_pct", "crowd", T0, -1)), T0) == 1
+    assert sorted(a.labels["site"] for n in mgr.tick(T0) for a in n.alerts) == ["100", "200"]
+    smaller, _ = topo.retire_elements(np.arange(1000, 1039))
+    mgr.set_topology(smaller)
+    assert mgr._sizes("site")["100"] == 1
+    with pytest.raises(ValueError, match="levels"):
+        mgr.set_topology(None)
