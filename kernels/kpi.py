@@ -2,14 +2,16 @@
 
 Counter layout
 --------------
-Every counter ring is a 3-D array ``ring[element, minute_slot, column]`` (float32; window sums
+Every counter ring is a 3-D array ``ring[minute_slot, element, column]`` (float32; window sums
 are accumulated in float64). The minute slot is ``absolute_minute % n_minutes``: slots are aligned
-to wall-clock minutes, so two rings with the same configuration merge by slot-wise addition.
+to wall-clock minutes, so two rings with the same configuration merge by slot-wise addition. Slot-major layout keeps
+the current minute of every element contiguous (a few MB), so extraction does not miss the TLB
+on every row and window sums stream through memory.
 
 * CDR ring: ``n_services * N_CDR`` columns, column ``service * N_CDR + C_*``.
 * Element ring (equipment + QoS): ``N_ELEM`` columns ``E_*``.
 * Latency histogram ring: one column per log bucket (see :func:`kpi_hist_bin`).
-* Hour ring: ``[element, hour_slot, j]`` for a few selected (counter, service) columns that
+* Hour ring: ``[hour_slot, element, j]`` for a few selected (counter, service) columns that
   long windows and error-budget periods need.
 
 Row reason codes (``reason`` arrays; 0 = accepted) are set by the Python layer for routing
@@ -143,7 +145,7 @@ def kpi_extract_cdr(elem, slot, hslot, start_ms, answer_ms, end_ms, service, cau
         s = slot[i]
         base = sv * N_CDR
         for c in range(N_CDR):
-            ring[e, s, base + c] += contrib[c]
+            ring[s, e, base + c] += contrib[c]
         for j in range(n_hour):
             c = hour_counter[j]
             if c < 0:
@@ -151,7 +153,7 @@ def kpi_extract_cdr(elem, slot, hslot, start_ms, answer_ms, end_ms, service, cau
             hs = hour_service[j]
             if hs >= 0 and hs != sv:
                 continue
-            hour_ring[e, hslot[i], j] += contrib[c]
+            hour_ring[hslot[i], e, j] += contrib[c]
 
 
 @kernel
@@ -198,11 +200,11 @@ def kpi_extract_equip(elem, slot, hslot, metric_id, value, pm_interval_s, hour_c
         s = slot[i]
         for c in range(N_ELEM):
             if contrib[c] != 0.0:
-                ring[e, s, c] += contrib[c]
+                ring[s, e, c] += contrib[c]
         for j in range(n_hour):
             c = hour_counter[j]
             if c >= 0:
-                hour_ring[e, hslot[i], j] += contrib[c]
+                hour_ring[hslot[i], e, j] += contrib[c]
 
 
 @kernel
@@ -263,41 +265,43 @@ def kpi_extract_qos(elem, slot, hslot, latency_ms, jitter_ms, loss_pct, mos, lo_
         e = elem[i]
         s = slot[i]
         for c in range(E_QOS_ROWS, N_ELEM):
-            ring[e, s, c] += contrib[c]
+            ring[s, e, c] += contrib[c]
         if contrib[E_LAT_N] > 0.0:
-            hist_ring[e, s, kpi_hist_bin(la, lo_ms, bins_per_octave, n_bins)] += 1.0
+            hist_ring[s, e, kpi_hist_bin(la, lo_ms, bins_per_octave, n_bins)] += 1.0
         for j in range(n_hour):
             c = hour_counter[j]
             if c >= 0:
-                hour_ring[e, hslot[i], j] += contrib[c]
+                hour_ring[hslot[i], e, j] += contrib[c]
 
 
 @kernel
 def kpi_window_sum(ring, rows, slots, cols, out_col, out):
-    """``out[r, out_col[j]] += sum over slots of ring[rows[r], slot, cols[j]]`` (float64)."""
-    for r in range(rows.shape[0]):
-        e = rows[r]
-        for k in range(slots.shape[0]):
-            s = slots[k]
+    """``out[r, out_col[j]] += sum over slots of ring[slot, rows[r], cols[j]]`` (float64)."""
+    for k in range(slots.shape[0]):
+        s = slots[k]
+        for r in range(rows.shape[0]):
+            e = rows[r]
             for j in range(cols.shape[0]):
-                out[r, out_col[j]] += ring[e, s, cols[j]]
+                out[r, out_col[j]] += ring[s, e, cols[j]]
 
 
 @kernel
 def kpi_window_activity(ring, rows, act_cols, win_slots, hist_slots, active, hist_active):
     """Count minutes with any activity (sum of ``act_cols`` > 0) inside and before the window."""
-    for r in range(rows.shape[0]):
-        e = rows[r]
-        for k in range(win_slots.shape[0]):
+    for k in range(win_slots.shape[0]):
+        s = win_slots[k]
+        for r in range(rows.shape[0]):
             a = 0.0
             for j in range(act_cols.shape[0]):
-                a += ring[e, win_slots[k], act_cols[j]]
+                a += ring[s, rows[r], act_cols[j]]
             if a > 0.0:
                 active[r] += 1
-        for k in range(hist_slots.shape[0]):
+    for k in range(hist_slots.shape[0]):
+        s = hist_slots[k]
+        for r in range(rows.shape[0]):
             a = 0.0
             for j in range(act_cols.shape[0]):
-                a += ring[e, hist_slots[k], act_cols[j]]
+                a += ring[s, rows[r], act_cols[j]]
             if a > 0.0:
                 hist_active[r] += 1
 

@@ -14,6 +14,8 @@ and ``J`` hour columns, all float32::
 
     n * M * (S * 9 + 21 + B) * 4  +  n * H * J * 4   bytes
 
+laid out slot-major (``[minute_slot, element, column]``).
+
 For 20,000 elements, M = 90, S = 4, B = 35 and a 30-day ring for one SLO (H = 721, J = 2):
 20,000 * 90 * 92 * 4 = 662 MB plus 115 MB. :meth:`CounterStore.memory_bytes` reports it.
 """
@@ -355,10 +357,10 @@ class CounterStore:
         self._cause_class = cause_class_table()
         self._hour_cols()
         if _alloc:
-            self.cdr = np.zeros((n, m, self.n_services * K.N_CDR), np.float32)
-            self.elem = np.zeros((n, m, K.N_ELEM), np.float32)
-            self.hist = np.zeros((n, m, self.n_bins), np.float32)
-            self.hour = np.zeros((n, self.hour_ring, len(self.hour_columns)), np.float32)
+            self.cdr = np.zeros((m, n, self.n_services * K.N_CDR), np.float32)
+            self.elem = np.zeros((m, n, K.N_ELEM), np.float32)
+            self.hist = np.zeros((m, n, self.n_bins), np.float32)
+            self.hour = np.zeros((self.hour_ring, n, len(self.hour_columns)), np.float32)
             self.slot_minute = np.full(m, -1, np.int64)
             self.slot_hour = np.full(self.hour_ring, -1, np.int64)
             self.head_minute = -1
@@ -397,16 +399,16 @@ class CounterStore:
         start = max(self.head_minute + 1, new_head - m + 1)
         for mi in range(start, new_head + 1):
             s = mi % m
-            self.cdr[:, s, :] = 0
-            self.elem[:, s, :] = 0
-            self.hist[:, s, :] = 0
+            self.cdr[s] = 0
+            self.elem[s] = 0
+            self.hist[s] = 0
             self.slot_minute[s] = mi if mi >= self.first_minute else -1
         self.head_minute = new_head
         new_hh = new_head // 60
         if self.hour_columns and new_hh > self.head_hour:
             h = self.hour_ring
             for hi in range(max(self.head_hour + 1, new_hh - h + 1), new_hh + 1):
-                self.hour[:, hi % h, :] = 0
+                self.hour[hi % h] = 0
                 self.slot_hour[hi % h] = hi
             self.head_hour = new_hh
 
@@ -554,11 +556,11 @@ class CounterStore:
             if mi < 0:
                 continue
             if mi <= self.head_minute - self.minute_ring:
-                self.rejected[K.R_TOO_LATE] += int(other.cdr[:, s].sum() > 0)
+                self.rejected[K.R_TOO_LATE] += int(other.cdr[s].sum() > 0)
                 continue
-            self.cdr[:, s] += other.cdr[:, s]
-            self.elem[:, s] += other.elem[:, s]
-            self.hist[:, s] += other.hist[:, s]
+            self.cdr[s] += other.cdr[s]
+            self.elem[s] += other.elem[s]
+            self.hist[s] += other.hist[s]
             self.slot_minute[s] = mi
         if self.hour_columns:
             for s in range(other.hour_ring):
@@ -566,9 +568,9 @@ class CounterStore:
                 if hi < 0 or hi <= self.head_hour - self.hour_ring:
                     continue
                 if self.slot_hour[s] != hi:
-                    self.hour[:, s] = 0
+                    self.hour[s] = 0
                     self.slot_hour[s] = hi
-                self.hour[:, s] += other.hour[:, s]
+                self.hour[s] += other.hour[s]
         self.rejected += other.rejected
         self.watermark_ms = max(self.watermark_ms, other.watermark_ms)
         self.version += 1

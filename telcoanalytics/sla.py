@@ -24,9 +24,9 @@ An SLO ``objective`` (e.g. 0.999) of a ratio KPI (good / total, e.g. call setup 
 attempts) gets multi-window, multi-burn-rate alerts (Google SRE workbook, ch. 5): burn rate
 ``= (1 - good/total) / (1 - objective)``; an alert fires while the burn rate over both its long
 and short window is at least its factor (defaults: page 14.4x over 1 h and 5 min, page 6x over
-6 h and 30 min, ticket 1x over 3 days and 6 h). Windows that fit the minute ring are exact;
-longer ones use the hour ring and cover the current (partial) hour plus whole hours, i.e. they
-are up to 59 minutes shorter than nominal.
+6 h and 30 min, ticket 1x over 3 days and 6 h). Windows that fit the minute ring (with the
+re-evaluation horizon) are exact; longer ones use the hour ring and cover the current (partial)
+hour plus whole hours before it, i.e. they are up to 59 minutes shorter than nominal.
 """
 from __future__ import annotations
 
@@ -535,14 +535,13 @@ class SlaMonitor:
                         hour_cols.append(hc)
                 max_hours = max(max_hours, -(-r.period_min // 60) + 1)
                 for _, _, lo, sh in r.windows:
-                    max_minute_win = max(max_minute_win, min(lo, 60), sh)
-                    strict_win = max(strict_win, sh)
+                    max_minute_win = max(max_minute_win, min(lo, 60), min(sh, 60))
                     max_hours = max(max_hours, -(-lo // 60) + 1)
         need = strict_win + self.reeval_minutes + 2
         if minute_ring is None:
             minute_ring = max(90, max_minute_win + self.reeval_minutes + 2)
         elif minute_ring < need:
-            raise ValueError(f"minute_ring={minute_ring} cannot hold the longest rule / SLO short window "
+            raise ValueError(f"minute_ring={minute_ring} cannot hold the longest rule window "
                              f"({strict_win} min) plus reeval_minutes ({self.reeval_minutes}); use >= {need}")
         hour_ring = max(max_hours, minute_ring // 60 + 2) if hour_cols else 0
         self.store = CounterStore(topology, int(minute_ring), pm_interval_s, hour_cols, hour_ring,
