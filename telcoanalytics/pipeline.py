@@ -136,6 +136,47 @@ class Pipeline:
             out[name] = found or []
         return out
 
+    # ---- topology changes while data flows -----------------------------------------------------
+    def change_topology(self, target: Topology, changes: list | None = None) -> list:
+        """Switch to a new topology version without losing state.
+
+        Parameters
+        ----------
+        target : Topology
+            Either a freshly loaded topology (its own numbering; it is reconciled with the running
+            one by :meth:`Topology.reconcile`, so existing elements keep their dense indices), or
+            the result of changes made on the running topology (``add_elements``,
+            ``rehome_elements``, ...), in which case pass those ``changes`` too.
+        changes : list of TopologyChange, optional
+            The changes that lead from the running topology to ``target``.
+
+        Returns
+        -------
+        list of TopologyChange
+            The changes applied. Routing counts are remapped; components with a
+            ``topology_changed(topology, changes)`` method remap their own state. Batches processed
+            after the call are validated and routed by the new structure.
+        """
+        if not isinstance(target, Topology):
+            raise TypeError(f"target must be a Topology, got {type(target).__name__}")
+        if changes is None:
+            target, changes = self.topology.reconcile(target)
+        elif changes and changes[0].from_version != self.topology.version:
+            raise ValueError(f"changes start at topology version {changes[0].from_version}, "
+                             f"the pipeline runs version {self.topology.version}")
+        routed = self.routed.T
+        for ch in changes:
+            routed = ch.remap(routed, level=self.route_level, fill=0)
+        self.routed = np.ascontiguousarray(routed.T)
+        self.topology = target
+        for ing in self.ingestors.values():
+            ing.topology = target
+        for comp in self.components.values():
+            hook = getattr(comp, "topology_changed", None)
+            if hook is not None:
+                hook(target, changes)
+        return changes
+
     # ---- accounting ---------------------------------------------------------------------------
     def counts(self) -> dict[str, dict[str, int]]:
         """Read / accepted / quarantined rows per source."""

@@ -12,7 +12,7 @@ from telcoanalytics.synth import generate
 
 @pytest.fixture(scope="module")
 def day():
-    return generate(n_elements=120, days=0.05, seed=3)
+    return generate(n_elements=240, n_regions=3, days=0.04, seed=3)
 
 
 def _run(day, batches=None):
@@ -169,3 +169,36 @@ def test_cli_input_errors(tmp_path):
     with pytest.raises(SystemExit, match="unknown components"):
         cli.main(["replay", "--elements", "100", "--days", "0.01", "--out", str(tmp_path / "o"),
                   "--components", "nope"])
+
+
+def test_topology_change_while_data_flows(day):
+    topo = day.topology
+    p = Pipeline(topo, allowed_lateness_ms=0)
+    new_id = int(topo.ids["element"].max()) + 1
+    rows = day.qos[:50].copy()
+    rows["element_id"][:10] = new_id
+    r = p.process("qos", rows)
+    assert r.by_reason == {"unknown_element": 10}          # not in the topology yet
+    before = p.routed.copy()
+    # add the element under the first site, then re-home an existing element to another region
+    site0 = int(topo.ids["site"][0])
+    t1, ch1 = topo.add_elements([new_id], [site0])
+    e = int(topo.ids["element"][0])
+    other_site = int(topo.ids["site"][np.flatnonzero(topo.node_to("site", "region") != topo.element_to("region")[0])[0]])
+    t2, ch2 = t1.rehome_elements([e], [other_site])
+    p.change_topology(t2, [ch1, ch2])
+    np.testing.assert_array_equal(p.routed, before)        # nothing already counted is lost
+    r = p.process("qos", rows)
+    assert r.n_accepted == 50                                # the new element is known now
+    region_new = t2.element_to("region")[t2.index_of([e])[0]]
+    rows2 = day.qos[:1].copy()
+    rows2["element_id"] = e
+    before = p.routed.copy()
+    p.process("qos", rows2)
+    assert (p.routed - before)[SOURCES.index("qos"), region_new] == 1   # routed by the new structure
+    with pytest.raises(ValueError, match="changes start at topology version"):
+        p.change_topology(t2, [ch1])
+    with pytest.raises(TypeError, match="Topology"):
+        p.change_topology(object())
+    # a freshly loaded topology file is reconciled (same structure: no change)
+    assert p.change_topology(t2) == []
