@@ -191,12 +191,21 @@ class Cube:
                     moments.add(m.field)
         self.value_fields: dict[str, ValueField] = {}
         self.hash_fields: dict[str, ValueField] = {}
+        def resolve(nm, kind):
+            if nm not in custom:
+                return builtin_value(nm, spec.source, kind=kind)
+            if custom[nm] is not None:
+                return ValueField(nm, custom[nm], kind=kind)
+
+            def external(ctx, nm=nm):
+                raise ValueError(f"field {nm!r} of cube {self.name!r} has no compute function "
+                                 "(values={name: None}): it must be supplied by update_codes")
+            return ValueField(nm, external, kind=kind)
+
         for nm in dict.fromkeys(self.value_names + self.q_names):
-            self.value_fields[nm] = (ValueField(nm, custom[nm]) if nm in custom
-                                     else builtin_value(nm, spec.source))
+            self.value_fields[nm] = resolve(nm, "value")
         for nm in self.hash_names:
-            self.hash_fields[nm] = (ValueField(nm, custom[nm], kind="hash") if nm in custom
-                                    else builtin_value(nm, spec.source, kind="hash"))
+            self.hash_fields[nm] = resolve(nm, "hash")
         self.mom = np.array([nm in moments for nm in self.value_names], dtype=np.bool_)
         self._q_min = float(spec.quantile_min)
         self._q_ilg = 1.0 / np.log(spec.quantile_gamma)

@@ -191,7 +191,7 @@ class Dimension:
             bad = codes < 0
         if bad.any():
             known = self.labels[:5].tolist() if self.labels is not None else "bucket starts"
-            raise ValueError(f"dimension {self.name!r} has no value {vals[bad][0]!r}; "
+            raise ValueError(f"dimension {self.name!r} has no value {vals[bad][0].item()!r}; "
                              f"known values include {known}")
         return codes
 

@@ -107,8 +107,9 @@ class CubeSpec:
     quantile_alpha, quantile_min, quantile_max : float
         Percentile sketch relative accuracy and value range (values below ``quantile_min``
         report as 0, above ``quantile_max`` as the top bucket).
-    values : dict name -> callable(BatchContext) -> array, optional
-        Custom value fields (hash fields too, for ``distinct``).
+    values : dict name -> callable(BatchContext) -> array or None, optional
+        Custom value fields (hash fields too, for ``distinct``); ``None`` declares a field that
+        only ``Cube.update_codes`` supplies.
     """
 
     dimensions: Sequence
