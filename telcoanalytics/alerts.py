@@ -108,7 +108,6 @@ def fingerprint_of(labels: dict[str, str]) -> str:
 
 
 def _fmt(x: float) -> str:
-    x = float(x)
     return "n/a" if x != x else f"{x:.4g}"
 
 
@@ -756,28 +755,27 @@ def alerts_from_anomalies(rows: np.ndarray, topology, *, severity: dict | None =
     labeler = _Labeler(topology)
     level = topology.element_level if topology is not None else "element"
     scope_labels, found = labeler.labels(level, rows["element_id"])
+    c = {f: rows[f].tolist() for f in ANOMALY_FIELDS}   # plain Python values, no numpy scalars
+    found = found.tolist()
     out = []
     for j in range(len(rows)):
-        r = rows[j]
-        metric, cls = str(r["metric"]), str(r["classification"])
-        eid, end_ms = int(r["element_id"]), int(r["end_ms"])
+        metric, cls = c["metric"][j], c["classification"][j]
+        eid, end_ms, start = c["element_id"][j], c["end_ms"][j], c["start_ms"][j]
         labels = {"alertname": f"anomaly_{metric}" if metric else "anomaly", "source": "anomaly",
                   "metric": metric, "classification": cls,
                   "severity": sev_map.get(cls, "warning")}
         labels.update(scope_labels[j])
-        dirn = "above" if int(r["direction"]) > 0 else "below"
-        summary = (f"{cls} on element {eid} {metric}: {_fmt(r['value'])} {dirn} threshold "
-                   f"{_fmt(r['threshold'])} (baseline {_fmt(r['baseline'])})")
+        value, thr, score = _fmt(c["value"][j]), _fmt(c["threshold"][j]), _fmt(c["peak_score"][j])
+        dirn = "above" if c["direction"][j] > 0 else "below"
+        summary = (f"{cls} on element {eid} {metric}: {value} {dirn} threshold {thr} "
+                   f"(baseline {_fmt(c['baseline'][j])})")
         if end_ms >= 0:
             summary = f"resolved: {summary}"
         ann = {"summary": summary,
-               "description": (f"anomaly since {rfc3339_ms(int(r['start_ms']))}, peak score "
-                               f"{_fmt(r['peak_score'])}, classified {cls}"),
-               "value": _fmt(r["value"]), "threshold": _fmt(r["threshold"]),
-               "peak_score": _fmt(r["peak_score"])}
+               "description": f"anomaly since {rfc3339_ms(start)}, peak score {score}, classified {cls}",
+               "value": value, "threshold": thr, "peak_score": score}
         if not found[j]:
             ann["topology"] = f"element {eid} is not in the topology; site/region labels missing"
-        start = int(r["start_ms"])
         out.append(Alert(labels=labels, annotations=ann, starts_at_ms=start,
                          ends_at_ms=end_ms if end_ms >= 0 else -1,
                          state=RESOLVED if end_ms >= 0 else FIRING,
