@@ -5,8 +5,11 @@ and offers ``flush(timeout_s)``, ``close()`` and a ``stats`` counter.
 
 Remote delivery is at-least-once and never silent about loss:
 
-* ``submit`` appends each notification to a durable spool (append-only JSON lines, one
-  ``fsync`` per call) before returning, when the sink has a ``spool_dir``;
+* ``submit`` appends each notification to a spool (append-only JSON lines) when the sink has
+  a ``spool_dir``, written to the operating system before ``submit`` returns (so it survives a
+  crash or kill of the process), and ``fsync``-ed by the delivery side before the first
+  delivery attempt (so nothing is sent that a power loss could take back; the pipeline thread
+  never waits for the disk);
 * delivery runs in a background thread (or synchronously when ``background=False``, for
   deterministic tests), in submission order, with exponential backoff capped at
   ``RetryPolicy.max_delay_s`` on transient failures (connection refused, timeout, HTTP 408,
@@ -97,7 +100,8 @@ class Spool:
     directory : path
         Created if missing; one spool per sink.
     fsync : bool
-        ``fsync`` the spool after each append and the ack file after each update (default).
+        ``fsync`` the spool before delivering what was appended (:meth:`sync`) and the ack file
+        after each update (default).
     compact_bytes : int
         When every record is acknowledged and the spool is larger than this, it is truncated.
 
@@ -119,6 +123,7 @@ class Spool:
         self.compact_bytes = int(compact_bytes)
         self.torn_records = 0
         self.unreadable_records = 0
+        self._unsynced = False
         self.acked_offset, self.acked_seq = 0, 0
         if self.ack_path.exists():
             try:
@@ -156,7 +161,8 @@ class Spool:
         return out
 
     def append(self, items: Sequence[tuple[int, dict]]) -> list[int]:
-        """Append ``(seq, record)`` pairs durably; returns each record's end offset."""
+        """Append ``(seq, record)`` pairs (written to the OS, see :meth:`sync`); returns each
+        record's end offset."""
         offs = []
         pos = self._fh.seek(0, os.SEEK_END)
         buf = bytearray()
@@ -165,9 +171,15 @@ class Spool:
             offs.append(pos + len(buf))
         self._fh.write(buf)
         self._fh.flush()
-        if self.fsync:
-            os.fsync(self._fh.fileno())
+        self._unsynced = True
         return offs
+
+    def sync(self) -> None:
+        """``fsync`` the appended records (no-op when nothing new or ``fsync=False``)."""
+        if self._unsynced:
+            self._unsynced = False
+            if self.fsync:
+                os.fsync(self._fh.fileno())
 
     def ack(self, end_offset: int, seq: int) -> None:
         """Record that everything up to ``end_offset`` (sequence ``seq``) is delivered."""
@@ -199,6 +211,7 @@ class Spool:
                 os.fsync(f.fileno())
 
     def close(self) -> None:
+        self.sync()
         self._fh.close()
 
 
@@ -318,6 +331,8 @@ class QueuedSink:
         """One delivery attempt of the queue head; returns how many items are done (delivered
         or dead-lettered), 0 on a transient failure."""
         self.stats["attempts"] += 1
+        if self._spool is not None:
+            self._spool.sync()
         try:
             self._deliver_batch([it[2] for it in items])
         except PermanentSinkError as e:
