@@ -820,7 +820,12 @@ class AlertManager:
     repeat_interval_ms : int
         Re-send a group whose firing set did not change after this long.
     inhibit_rules : sequence of InhibitRule or dict
-        Default :data:`DEFAULT_INHIBIT_RULES`.
+        Default :data:`DEFAULT_INHIBIT_RULES`: a down/fault node mutes everything below it and
+        its own symptoms; a collection gap mutes the "silence" alerts below it.
+    rollup_rules : sequence of RollupRule or dict, optional
+        Default :data:`DEFAULT_ROLLUP_RULES` when a topology is given (``site_down`` when half
+        of a site's elements report a fault, ``region_collection_gap`` when half of a region's
+        elements have a collection gap), none without a topology.
     silences : sequence of Silence or dict
     clock : callable () -> int ms, optional
         Used when ``now_ms`` is not passed. Default wall-clock ms; replays pass event time.
@@ -832,7 +837,7 @@ class AlertManager:
         (default "inhibited": the anomaly detector already judged them consequences).
     resolved_retention_ms : int
         How long the fingerprint and end of a resolved alert is remembered, so late duplicates
-        of its events do not re-open it.
+        of its events do not re-open it (expired silences are kept as long, then dropped).
 
     Notes
     -----
@@ -1228,9 +1233,10 @@ class AlertManager:
         if drain:
             for key, g in self._groups.items():
                 heapq.heappush(self._heap, (g.next_flush_ms, key))
-        if self._tombstones and (drain or now - self._last_prune_ms >= 60_000):
+        if drain or now - self._last_prune_ms >= 60_000:
             horizon = now - self.resolved_retention_ms
             self._tombstones = {k: v for k, v in self._tombstones.items() if v >= horizon}
+            self._silences = {k: v for k, v in self._silences.items() if v.ends_at_ms >= horizon}
             self._last_prune_ms = now
         if sent:
             self.stats["notifications"] += len(sent)

@@ -444,6 +444,8 @@ def test_silences(topo):
     assert future not in {s.id for s in mgr.silences}
     with pytest.raises(KeyError, match="no silence with id 'nope'"):
         mgr.expire_silence("nope", T0)
+    mgr.tick(T0 + 25 * 3_600_000)                          # past the retention: expired ones dropped
+    assert [x.id for x in mgr.silences] == []
     assert mgr.stats["muted_silenced"] == 5        # muted at flushes T0 (2), +5 min (2), +10 min (1)
 
 
