@@ -7,6 +7,17 @@ site's cells), mutes them by inhibition rules and silences, repeats still-firing
 sends resolved notifications. Time is event time (int64 ms UTC) handed in by the caller or an
 injectable clock, so replays and tests are deterministic.
 
+Usage in a replay or a service (event time as "now")::
+
+    mgr = AlertManager(topology, sinks=[JsonlSink("alerts.jsonl"),
+                                        WebhookSink("http://127.0.0.1:9093", spool_dir="spool/am")])
+    for each micro-batch:
+        mgr.ingest_sla(sla_monitor.advance(watermark_ms), watermark_ms)
+        mgr.ingest_anomalies(anomaly_rows, watermark_ms)
+        mgr.tick(watermark_ms)                # due groups -> notifications -> sinks
+    mgr.close(end_ms)                         # drain groups, flush and close the sinks
+    print("\n".join(mgr.summary_lines()))
+
 References
 ----------
 Prometheus Alertmanager, "Configuration" (route ``group_by``, ``group_wait``,
