@@ -452,3 +452,44 @@ def sla_rule_step(nodes, codes, values, t_ms, for_ticks, clear_for_ticks, worse_
             ev_worst[n_ev] = worst[i]
             n_ev += 1
     return n_ev
+
+
+_GOLDEN = -7046029254386353131     # 0x9E3779B97F4A7C15 as a signed int64 (Fibonacci hashing)
+
+
+@kernel
+def kpi_index_build(ids, table_keys, table_vals):
+    """Open-addressing hash table ``id -> dense index`` (table size a power of two, keys -1 = empty).
+
+    Ids must be unique and >= 0 (as topology element ids are); the caller sizes the table at
+    least twice the number of ids.
+    """
+    mask = table_keys.shape[0] - 1
+    for i in range(ids.shape[0]):
+        k = ids[i]
+        h = (int(k) * _GOLDEN) >> 17
+        j = h & mask
+        while table_keys[j] != -1:
+            j = (j + 1) & mask
+        table_keys[j] = k
+        table_vals[j] = i
+
+
+@kernel
+def kpi_index_lookup(q, table_keys, table_vals, out):
+    """Dense index of each id in ``q`` from :func:`kpi_index_build`'s table, -1 if absent."""
+    mask = table_keys.shape[0] - 1
+    for i in range(q.shape[0]):
+        k = q[i]
+        h = (int(k) * _GOLDEN) >> 17
+        j = h & mask
+        res = -1
+        while k >= 0:
+            t = table_keys[j]
+            if t == k:
+                res = table_vals[j]
+                break
+            if t == -1:
+                break
+            j = (j + 1) & mask
+        out[i] = res
