@@ -331,6 +331,14 @@ class _ElementLookup:
         return res
 
 
+def _take(col, idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` of a raw column (NumPy or Arrow) as a NumPy array."""
+    if isinstance(col, np.ndarray) or not hasattr(col, "take"):
+        return np.asarray(col)[idx]
+    import pyarrow as pa
+    return col.take(pa.array(idx, pa.int64())).to_numpy(zero_copy_only=False)
+
+
 # ---- the ingestor ---------------------------------------------------------------------------
 class Ingestor:
     """Validate one source's input into canonical arrays; quarantine what is not valid.
@@ -564,7 +572,7 @@ class Ingestor:
         return IngestResult(self.source, accepted, n, n - n_q, n_q, by, sv.version, chunk.row_offset, element_index)
 
     def _quarantine(self, chunk: RawChunk, batch: int, bad_idx: np.ndarray, rej: _Rejects) -> None:
-        cols = {name: np.asarray(chunk.column(name))[bad_idx] for name in chunk.names}
+        cols = {name: _take(chunk.column(name), bad_idx) for name in chunk.names}
         if len(chunk.bad_rows):
             line = np.full(chunk.n, None, dtype=object)
             line[chunk.bad_rows] = chunk.bad_text

@@ -352,9 +352,14 @@ def parse_column(a, kind: str, r: Rule, missing=None):
         Per-row status (0 ok, or the reason code of unparseable / missing_value / non_finite);
         None when all rows are ok.
     """
+    vals = None
+    if _is_arrow_text(a):
+        vals, st = _parse_arrow_text(a, kind, r)
+        a = a.to_numpy(zero_copy_only=False) if vals is None else vals
     a = np.asarray(a)
     out_dtype = np.int64 if kind == "i" else np.float64
-    vals, st = _parse_vector(a, kind, r)
+    if vals is None:
+        vals, st = _parse_vector(a, kind, r)
     if vals is None:   # slow path: value by value
         vals = np.zeros(len(a), dtype=out_dtype)
         st = np.zeros(len(a), dtype=np.int8)
@@ -381,6 +386,29 @@ def parse_column(a, kind: str, r: Rule, missing=None):
     if kind == "i" and st is not None:
         vals[st != 0] = 0
     return vals, st
+
+
+def _is_arrow_text(a) -> bool:
+    t = getattr(a, "type", None)
+    return t is not None and not isinstance(a, np.ndarray) and str(t) in ("string", "large_string")
+
+
+def _parse_arrow_text(a, kind: str, r: Rule):
+    """Fast parse of an Arrow string array with Arrow's own casts; (None, None) if any value
+    does not convert (then the NumPy and per-value paths decide row by row)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    if r.parse != "number" or a.null_count:
+        return None, None
+    try:
+        if kind == "i" and r.scale == 1:
+            return pc.cast(a, pa.int64()).to_numpy(zero_copy_only=False), None
+        x = pc.cast(a, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None, None
+    if kind == "f":
+        return (x * r.scale if r.scale != 1 else x), None
+    return _float_to_int(x, r)
 
 
 def _parse_vector(a: np.ndarray, kind: str, r: Rule):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from .reference_ingest import reference_reasons
 from telcoanalytics.ingest import DEFAULT_TIME_RANGE_MS, IngestResult, Ingestor
 from telcoanalytics.quarantine import REASONS, Quarantine
-from telcoanalytics.readers import RawChunk
+from telcoanalytics.readers import RawChunk, read_csv
 from telcoanalytics.records import METRIC_CODE, NO_TIME_MS, empty
 from telcoanalytics.schema import SchemaError
 from telcoanalytics.topology import Topology
@@ -242,26 +242,64 @@ def _write_csv(path, header, rows):
         w.writerows(rows)
 
 
-def test_csv_with_garbage_text_and_ragged_rows(tmp_path):
+@pytest.mark.parametrize("engine", ["python", "arrow"])
+def test_csv_with_garbage_text_ragged_rows_and_blank_lines(tmp_path, engine):
     p = tmp_path / "qos_v1.csv"
-    rows = [[f"{T0 / 1000 + i}", "1000", "12.5", "1.0", "0.01"] for i in range(10)]
-    rows[2][2] = "12,5ms"          # garbage number
+    rows = [[f"{T0 / 1000 + i}", "1000", "12.5", "1.0", "0.01"] for i in range(12)]
+    rows[2][2] = "12,5ms"          # garbage number (quoted by the writer)
     rows[4][4] = ""                # missing
+    rows[5] = []                   # blank line: a row of empty values
     rows[6] = rows[6][:3]          # too few fields
+    rows[7] = rows[7] + ["9"]      # too many fields
     rows[8][2] = "nan"             # non-finite
+    rows[9][1] = " 1000 "          # padded number: fine
     _write_csv(p, ["ts_s", "element_id", "delay_ms", "jitter_ms", "loss_ratio"], rows)
-    with open(p, "a") as f:
-        f.write("\n")              # blank line: no record
     ing = Ingestor("qos", known_element_ids=ELEMENTS)
-    r = ing.ingest(p)
-    check_conservation(r)
-    assert r.n_read == 10 and r.schema_version == 1
-    assert r.by_reason == {"unparseable": 2, "missing_value": 1, "non_finite": 1}
+    res = [ing.ingest_chunk(c) for c in read_csv(p, chunk_rows=4, engine=engine)]
+    assert [r.n_read for r in res] == [4, 4, 4] and [r.row_offset for r in res] == [0, 4, 8]
+    for r in res:
+        check_conservation(r)
+        assert r.schema_version == 1
+    assert ing.by_reason == {"unparseable": 3, "missing_value": 2, "non_finite": 1}
     recs = {x["row"]: x for x in ing.quarantine.records()}
+    assert sorted(recs) == [2, 4, 5, 6, 7, 8]
     assert recs[2]["original"]["delay_ms"] == "12,5ms" and recs[2]["field"] == "delay_ms"
     assert recs[6]["field"] == "<line>" and recs[6]["original"]["<line>"].count(",") == 2
-    assert recs[4]["reason"] == "missing_value" and recs[8]["reason"] == "non_finite"
-    np.testing.assert_allclose(r.accepted["loss_pct"], 1.0, rtol=1e-12)   # 0.01 x 100, one rounding
+    assert recs[7]["field"] == "<line>" and recs[7]["original"]["<line>"].endswith(",9")
+    assert recs[5]["reason"] == "missing_value" and recs[8]["reason"] == "non_finite"
+    acc = np.concatenate([r.accepted for r in res])
+    np.testing.assert_allclose(acc["loss_pct"], 1.0, rtol=1e-12)   # 0.01 x 100, one rounding
+    assert acc["ts_ms"].tolist() == [T0 + 1000 * i for i in (0, 1, 3, 9, 10, 11)]
+
+
+def test_csv_engines_agree_on_a_corrupted_file(tmp_path, rng):
+    a = valid("cdr", 3000, rng)
+    lines = [",".join(a.dtype.names)] + [",".join(str(v) for v in row) for row in a.tolist()]
+    for i in rng.choice(np.arange(1, len(lines)), 60, replace=False):
+        kind = rng.integers(4)
+        f = lines[i].split(",")
+        if kind == 0:
+            f[rng.integers(len(f))] = "x!"
+        elif kind == 1:
+            f[rng.integers(len(f))] = ""
+        elif kind == 2:
+            f = f[:-1]
+        else:
+            f = []
+        lines[i] = ",".join(f)
+    p = tmp_path / "cdr.csv"
+    p.write_text("\n".join(lines) + "\n")
+    out = {}
+    for engine in ("python", "arrow"):
+        ing = Ingestor("cdr")
+        res = [ing.ingest_chunk(c) for c in read_csv(p, chunk_rows=700, engine=engine)]
+        out[engine] = (np.concatenate([r.accepted for r in res]), ing.quarantine.records(), ing.by_reason)
+        assert sum(r.n_read for r in res) == 3000
+    assert_records_equal(out["python"][0], out["arrow"][0])
+    assert out["python"][1] == out["arrow"][1] and out["python"][2] == out["arrow"][2]
+    assert sum(out["python"][2].values()) == 60
+    with pytest.raises(ValueError, match="engine must be one of"):
+        list(read_csv(p, engine="fast"))
 
 
 def test_csv_chunks_row_numbers_gzip_and_tsv(tmp_path, rng):
