@@ -8,7 +8,8 @@ Latency (``test_alert_latency_replay``)
     Incidents (whole sites and single cells) push values over a threshold rule; the producer's
     vectorised rule evaluation emits ``SlaEvent`` transitions (firing / resolved), which go
     through ``alerts_from_sla_events`` -> ``AlertManager.ingest`` / ``tick`` -> ``WebhookSink``
-    (background thread, durable spool with fsync) -> HTTP POST to a server on 127.0.0.1.
+    (background thread, durable spool with fsync) -> HTTP POST to a server on 127.0.0.1 in a
+    separate process (like a real Alertmanager).
     Batch *i* "arrives" at ``t0 + i * BENCH_BATCH / BENCH_RATE`` (wall clock); if the pipeline
     falls behind, its queueing delay is part of the latency. An alert's latency is the server's
     receipt time minus the arrival time of the batch holding the event that caused it.
@@ -34,13 +35,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
-import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -79,36 +80,59 @@ except ImportError:  # pragma: no cover
 
 
 # ---- receiving side ------------------------------------------------------------------------
+_RECEIVER_SRC = r"""
+import json, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+got, posts = [], [0]
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        now = time.monotonic_ns()
+        for a in json.loads(body):
+            got.append((now, a["labels"], a["startsAt"], a.get("endsAt", "")))
+        posts[0] += 1
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self):
+        out = json.dumps({"posts": posts[0], "got": got}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args):
+        pass
+
+srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(srv.server_address[1], flush=True)
+srv.serve_forever(poll_interval=0.01)
+"""
+
+
 class Receiver:
-    """Alertmanager stand-in on 127.0.0.1 recording (receipt ns, fingerprint, startsAt, endsAt)."""
+    """Alertmanager stand-in: a separate process serving 127.0.0.1 (as a real Alertmanager
+    would be, so it does not compete for this process's GIL), recording for every alert its
+    receipt time (``time.monotonic_ns``, CLOCK_MONOTONIC: the same clock in both processes on
+    Linux), labels, startsAt and endsAt."""
 
     def __init__(self):
-        self.got: list[tuple[int, str, str, str]] = []
+        self.proc = subprocess.Popen([sys.executable, "-c", _RECEIVER_SRC], stdout=subprocess.PIPE, text=True)
+        self.url = f"http://127.0.0.1:{int(self.proc.stdout.readline())}"
         self.posts = 0
-        outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                now = time.perf_counter_ns()
-                for a in json.loads(body):
-                    outer.got.append((now, fingerprint_of(a["labels"]), a["startsAt"], a.get("endsAt", "")))
-                outer.posts += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.srv.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
-        threading.Thread(target=self.srv.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+    def records(self) -> list[tuple[int, str, str, str]]:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(self.url + "/records", timeout=60) as r:
+            d = json.loads(r.read())
+        self.posts = d["posts"]
+        return [(t, fingerprint_of(labels), s, e) for t, labels, s, e in d["got"]]
 
     def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 def _iso(t_ms: int) -> str:
@@ -209,15 +233,15 @@ def replay_latency(n_events=BENCH_N, rate=BENCH_RATE, batch=BENCH_BATCH, group_w
     period_ns = int(batch / rate * 1e9)
     busy_ns = alert_ns = 0
     busy_max_ns = 0
-    t_start = time.perf_counter_ns() + 50_000_000
+    t_start = time.monotonic_ns() + 50_000_000
     for i in range(n_batches):
         arrival = t_start + i * period_ns
         while True:
-            d = arrival - time.perf_counter_ns()
+            d = arrival - time.monotonic_ns()
             if d <= 0:
                 break
             time.sleep(min(d / 1e9, 0.01))
-        t_busy = time.perf_counter_ns()
+        t_busy = time.monotonic_ns()
         t_ms = T0 + i * MIN
         site_bad_until[rng.integers(0, len(site_bad_until))] = i + 3
         cell_bad_until[rng.integers(0, n_el, 5)] = i + 2
@@ -225,24 +249,23 @@ def replay_latency(n_events=BENCH_N, rate=BENCH_RATE, batch=BENCH_BATCH, group_w
         bad = (site_bad_until[site_of[elem]] > i) | (cell_bad_until[elem] > i)
         value = np.where(bad, 95.0, base)
         events = prod.step(elem, value, t_ms)
-        t_alert = time.perf_counter_ns()
+        t_alert = time.monotonic_ns()
         alerts = alerts_from_sla_events(events, topo)
         for a in alerts:
             key = _iso(a.starts_at_ms) if a.state == "firing" else _iso(a.ends_at_ms)
             sent.append((a.fingerprint, a.state, key, arrival))
         mgr.ingest(alerts, t_ms)
         mgr.tick(t_ms)
-        alert_ns += time.perf_counter_ns() - t_alert
-        busy_ns += time.perf_counter_ns() - t_busy
-        busy_max_ns = max(busy_max_ns, time.perf_counter_ns() - t_busy)
-    wall_s = (time.perf_counter_ns() - t_start) / 1e9
+        alert_ns += time.monotonic_ns() - t_alert
+        busy_ns += time.monotonic_ns() - t_busy
+        busy_max_ns = max(busy_max_ns, time.monotonic_ns() - t_busy)
+    wall_s = (time.monotonic_ns() - t_start) / 1e9
     # transitions still waiting for their group's next flush at the end are sent by the final
     # drain, not by the running pipeline: exclude the batches within one group interval of it
     tail = 0 if (group_wait_ms == 0 and group_interval_ms <= MIN) else -(-group_interval_ms // MIN)
     cutoff = t_start + (n_batches - tail) * period_ns
     ok = sink.flush(60)
-    time.sleep(0.05)
-    got = list(rcv.got)
+    got = rcv.records()
     measured = [s for s in sent if s[3] < cutoff]
     lat, unsent = match_latencies(measured, got)
     withheld = mgr.stats["resolved_before_notify"]
@@ -276,17 +299,17 @@ def replay_sla_monitor(n_elements=BENCH_SLA_ELEMENTS, days=BENCH_SLA_DAYS, seed=
     sent = []
     n_events = 0
     sla_ns = alert_ns = 0
-    t_start = time.perf_counter_ns()
+    t_start = time.monotonic_ns()
     for src, rows, arrival_ms, _ in batches:
-        handed = time.perf_counter_ns()
+        handed = time.monotonic_ns()
         mon.update(src, rows)
         n_events += len(rows)
         if src != "qos":                       # one advance per arrival window (qos comes last)
-            sla_ns += time.perf_counter_ns() - handed
+            sla_ns += time.monotonic_ns() - handed
             continue
         wm = int(arrival_ms.max()) - 2 * MIN
         events = mon.advance(wm)
-        t1 = time.perf_counter_ns()
+        t1 = time.monotonic_ns()
         sla_ns += t1 - handed
         alerts = alerts_from_sla_events(events, topo)
         for a in alerts:
@@ -294,11 +317,10 @@ def replay_sla_monitor(n_elements=BENCH_SLA_ELEMENTS, days=BENCH_SLA_DAYS, seed=
             sent.append((a.fingerprint, a.state, key, handed))
         mgr.ingest(alerts, wm)
         mgr.tick(wm)
-        alert_ns += time.perf_counter_ns() - t1
-    wall_s = (time.perf_counter_ns() - t_start) / 1e9
+        alert_ns += time.monotonic_ns() - t1
+    wall_s = (time.monotonic_ns() - t_start) / 1e9
     sink.flush(60)
-    time.sleep(0.05)
-    got = list(rcv.got)
+    got = rcv.records()
     # transitions resolved by a later event before their group flushed are never sent
     # (Alertmanager semantics); measure those the server received
     lat, unsent = match_latencies(sent, got)

@@ -41,7 +41,7 @@ import numpy as np
 __all__ = [
     "Alert", "Matcher", "Silence", "InhibitRule", "Notification", "AlertManager",
     "DEFAULT_INHIBIT_RULES", "DEFAULT_ROLLUP_RULES", "RollupRule", "ANOMALY_SEVERITY", "SEVERITIES", "IDENTITY_EXCLUDED_LABELS",
-    "alerts_from_sla_events", "alerts_from_anomalies", "fingerprint_of", "rfc3339_ms",
+    "alerts_from_sla_events", "alerts_from_anomalies", "fingerprint_of", "rfc3339_ms", "postable_alert",
 ]
 
 FIRING, RESOLVED = "firing", "resolved"
@@ -116,6 +116,18 @@ def fingerprint_of(labels: dict[str, str]) -> str:
     parts.append(b"")
     h = hashlib.blake2b(b"\xff".join(parts), digest_size=8)
     return h.hexdigest()
+
+
+def postable_alert(labels: dict, annotations: dict, state: str, starts_at_ms: int, ends_at_ms: int,
+                   generator_url: str = "", valid_until_ms: int | None = None) -> dict:
+    """Alertmanager API v2 ``postableAlert`` from alert fields (see :meth:`Alert.to_v2`)."""
+    d = {"labels": dict(labels), "annotations": dict(annotations), "startsAt": rfc3339_ms(starts_at_ms)}
+    if state == RESOLVED:
+        d["endsAt"] = rfc3339_ms(ends_at_ms)
+    elif valid_until_ms is not None:
+        d["endsAt"] = rfc3339_ms(valid_until_ms)
+    d["generatorURL"] = generator_url
+    return d
 
 
 def _fmt(x: float) -> str:
@@ -194,10 +206,9 @@ class Alert:
     def copy(self) -> "Alert":
         """An independent copy (labels and annotations copied), without re-validation."""
         c = object.__new__(Alert)
-        for name in Alert.__slots__:
-            object.__setattr__(c, name, getattr(self, name))
-        c.labels = dict(self.labels)
-        c.annotations = dict(self.annotations)
+        c.labels, c.annotations = dict(self.labels), dict(self.annotations)
+        c.starts_at_ms, c.ends_at_ms, c.state = self.starts_at_ms, self.ends_at_ms, self.state
+        c.updated_ms, c.generator_url, c.fingerprint = self.updated_ms, self.generator_url, self.fingerprint
         return c
 
     @property
@@ -215,14 +226,8 @@ class Alert:
         ``valid_until_ms`` (as Prometheus does: the receiver resolves the alert by itself if it
         is not refreshed by then) and is omitted when that is None.
         """
-        d = {"labels": dict(self.labels), "annotations": dict(self.annotations),
-             "startsAt": rfc3339_ms(self.starts_at_ms)}
-        if self.state == RESOLVED:
-            d["endsAt"] = rfc3339_ms(self.ends_at_ms)
-        elif valid_until_ms is not None:
-            d["endsAt"] = rfc3339_ms(valid_until_ms)
-        d["generatorURL"] = self.generator_url
-        return d
+        return postable_alert(self.labels, self.annotations, self.state, self.starts_at_ms,
+                              self.ends_at_ms, self.generator_url, valid_until_ms)
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict that :meth:`from_dict` reads back exactly."""

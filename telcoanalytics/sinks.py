@@ -39,7 +39,7 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .alerts import Notification, rfc3339_ms
+from .alerts import Notification, postable_alert, rfc3339_ms
 
 __all__ = ["SinkError", "PermanentSinkError", "RetryPolicy", "Spool", "QueuedSink", "WebhookSink",
            "CallbackSink", "JsonlSink"]
@@ -533,7 +533,9 @@ class WebhookSink(QueuedSink):
     @staticmethod
     def body(records: list[dict]) -> bytes:
         """The request body for notification dicts: their alerts in order, as one list."""
-        return json.dumps([a for r in records for a in Notification.from_dict(r).v2_alerts()]).encode()
+        return json.dumps([postable_alert(a["labels"], a["annotations"], a["status"], a["starts_at_ms"],
+                                          a["ends_at_ms"], a["generator_url"], r["valid_until_ms"])
+                           for r in records for a in r["alerts"]]).encode()
 
     def _deliver_batch(self, records: list[dict]) -> None:
         self.stats["posts"] += 1
