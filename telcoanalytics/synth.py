@@ -489,7 +489,7 @@ def generate(config: SynthConfig | None = None, **overrides) -> SynthDay:
     weight = np.where(is_cell, r_load.lognormal(0.0, 0.3, n_e), 0.0)
     weight[topo.table["equipment_class"] == SMALL] *= 0.5
     counts = cfg.scenario_counts(len(np.unique(topo.site[is_cell])))
-    scenarios, eff = inject(counts, topo, times, dt, x_base, profile, r_scen)
+    scenarios, eff = inject(counts, topo, times, dt, x_base, profile, weight, r_scen)
     x_cell = x_base.astype(np.float64) * eff.demand * eff.present
     cap = cell_capacity_mbps(topo, r_cap)
     thr_cell = np.where(is_cell[None, :], cap[None, :] * np.minimum(x_cell, 1.0)

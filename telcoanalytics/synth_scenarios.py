@@ -122,7 +122,7 @@ def _ramp(n_t: int, knots_k: list[float], values: list[float]) -> np.ndarray:
 
 
 def inject(counts: dict, topo: SynthTopology, times_ms: np.ndarray, dt_ms: int, x_base: np.ndarray,
-           profile: np.ndarray, rng: np.random.Generator) -> tuple[list[Scenario], Effects]:
+           profile: np.ndarray, weight: np.ndarray, rng: np.random.Generator) -> tuple[list[Scenario], Effects]:
     """Place ``counts[kind]`` scenarios of each kind and build their effect grids.
 
     Parameters
@@ -133,6 +133,8 @@ def inject(counts: dict, topo: SynthTopology, times_ms: np.ndarray, dt_ms: int, 
     dt_ms : int  PM interval.
     x_base : float32 (n_t, n_elements)  undisturbed load ratio of the cells.
     profile : float64 (n_t,)  diurnal profile per interval (used to put congestion in busy hours).
+    weight : float64 (n_elements,)  call volume weight of each cell; congestion and failures with
+        errors go to cells at or above the median, which carry enough calls to show them.
     rng : numpy.random.Generator
 
     Returns
@@ -148,6 +150,7 @@ def inject(counts: dict, topo: SynthTopology, times_ms: np.ndarray, dt_ms: int, 
     eff = Effects.neutral(n_t, n_e)
     pl = _Placer(topo, n_t, dt_ms, rng, profile)
     is_cell = topo.is_cell
+    busy_cell = is_cell & (weight >= np.median(weight[is_cell])) if is_cell.any() else is_cell
     cls = topo.table["equipment_class"]
     out: list[Scenario] = []
     t0 = int(times_ms[0]) if n_t else 0
@@ -198,7 +201,7 @@ def inject(counts: dict, topo: SynthTopology, times_ms: np.ndarray, dt_ms: int, 
                             site=int(topo.site[venue_e])))
 
     for _ in range(int(counts.get("congestion", 0))):
-        e = pl.pick(is_cell, "congestion", prefer_urban=True)
+        e = pl.pick(busy_cell, "congestion", prefer_urban=True)
         up, plat, down = pl.fit([pl.k(60), pl.k(rng.uniform(30, 90)), pl.k(20)])
         k0 = pl.start(up + plat + down, n_candidates=4, focus=up)
         x_peak = rng.uniform(1.12, 1.5)
@@ -215,7 +218,7 @@ def inject(counts: dict, topo: SynthTopology, times_ms: np.ndarray, dt_ms: int, 
         if silent:
             e = pl.pick(is_cell, "failure", prefer_urban=True)
         else:
-            e = pl.pick(is_cell | (cls == SWITCH), "failure", prefer_urban=True)
+            e = pl.pick(busy_cell | (cls == SWITCH), "failure", prefer_urban=True)
         (d,) = pl.fit([pl.k(rng.uniform(30, 120))])
         k0 = pl.start(d)
         sl = slice(k0, k0 + d)
@@ -231,7 +234,7 @@ def inject(counts: dict, topo: SynthTopology, times_ms: np.ndarray, dt_ms: int, 
         else:
             em, fp, la = rng.uniform(20, 60), rng.uniform(0.08, 0.25), rng.uniform(1.0, 4.0)
             eff.err_mult[sl, e] *= em
-            eff.unavail_p[sl, e] = 0.3
+            eff.unavail_p[sl, e] = 0.6
             eff.loss_add[sl, e] += la
             if is_cell[e]:
                 eff.fail_p[sl, e] += fp

