@@ -12,7 +12,8 @@ on every row and window sums stream through memory.
 * Element ring (equipment + QoS): ``N_ELEM`` columns ``E_*``.
 * Latency histogram ring: one column per log bucket (see :func:`kpi_hist_bin`).
 * Hour ring: ``[hour_slot, element, j]`` for a few selected (counter, service) columns that
-  long windows and error-budget periods need.
+  long windows and error-budget periods need; a minute is added to it when it leaves the minute
+  ring (so rows only ever touch the minute ring, and late rows stay exact).
 
 Row reason codes (``reason`` arrays; 0 = accepted) are set by the Python layer for routing
 problems and by the kernels for bad values, so no row is dropped silently.
@@ -102,16 +103,13 @@ EV_CANCELLED = 4   # a pending violation that ended before firing
 
 
 @kernel
-def kpi_extract_cdr(elem, slot, hslot, start_ms, answer_ms, end_ms, service, cause, cause_class,
-                    n_services, hour_counter, hour_service, reason, ring, hour_ring):
-    """Add CDR rows to the per-minute CDR ring (and selected hour-ring columns).
+def kpi_extract_cdr(elem, slot, start_ms, answer_ms, end_ms, service, cause, cause_class, n_services,
+                    reason, ring):
+    """Add CDR rows to the per-minute CDR ring.
 
     Rows with ``reason != 0`` are skipped; bad service, cause or times set ``reason``.
-    ``hour_counter[j]`` is the CDR counter feeding hour column ``j`` (-1: not a CDR column) and
-    ``hour_service[j]`` its service (-1: all services).
     """
     contrib = np.zeros(N_CDR)
-    n_hour = hour_counter.shape[0]
     for i in range(elem.shape[0]):
         if reason[i] != R_OK:
             continue
@@ -146,28 +144,17 @@ def kpi_extract_cdr(elem, slot, hslot, start_ms, answer_ms, end_ms, service, cau
         base = sv * N_CDR
         for c in range(N_CDR):
             ring[s, e, base + c] += contrib[c]
-        for j in range(n_hour):
-            c = hour_counter[j]
-            if c < 0:
-                continue
-            hs = hour_service[j]
-            if hs >= 0 and hs != sv:
-                continue
-            hour_ring[hslot[i], e, j] += contrib[c]
 
 
 @kernel
-def kpi_extract_equip(elem, slot, hslot, metric_id, value, pm_interval_s, hour_counter, reason, ring,
-                      hour_ring):
+def kpi_extract_equip(elem, slot, metric_id, value, pm_interval_s, reason, ring):
     """Add equipment-metric rows to the element ring.
 
     ``unavailable_s`` is clipped to ``[0, pm_interval_s]`` and adds one reporting period;
     negative values of count/utilisation metrics and NaN/inf values set ``R_BAD_VALUE``
-    (temperature may be negative). ``hour_counter[j]`` is the element counter of hour column
-    ``j`` (-1: not an element column).
+    (temperature may be negative).
     """
     contrib = np.zeros(N_ELEM)
-    n_hour = hour_counter.shape[0]
     for i in range(elem.shape[0]):
         if reason[i] != R_OK:
             continue
@@ -201,10 +188,6 @@ def kpi_extract_equip(elem, slot, hslot, metric_id, value, pm_interval_s, hour_c
         for c in range(N_ELEM):
             if contrib[c] != 0.0:
                 ring[s, e, c] += contrib[c]
-        for j in range(n_hour):
-            c = hour_counter[j]
-            if c >= 0:
-                hour_ring[hslot[i], e, j] += contrib[c]
 
 
 @kernel
@@ -222,8 +205,8 @@ def kpi_hist_bin(x, lo_ms, bins_per_octave, n_bins):
 
 
 @kernel
-def kpi_extract_qos(elem, slot, hslot, latency_ms, jitter_ms, loss_pct, mos, lo_ms, bins_per_octave,
-                    hour_counter, reason, ring, hist_ring, hour_ring):
+def kpi_extract_qos(elem, slot, latency_ms, jitter_ms, loss_pct, mos, lo_ms, bins_per_octave, reason, ring,
+                    hist_ring):
     """Add QoS probe rows to the element ring and the latency histogram ring.
 
     Each measure counts only when finite and in range (latency/jitter >= 0, loss in 0..100,
@@ -231,7 +214,6 @@ def kpi_extract_qos(elem, slot, hslot, latency_ms, jitter_ms, loss_pct, mos, lo_
     """
     n_bins = hist_ring.shape[2]
     contrib = np.zeros(N_ELEM)
-    n_hour = hour_counter.shape[0]
     for i in range(elem.shape[0]):
         if reason[i] != R_OK:
             continue
@@ -268,10 +250,6 @@ def kpi_extract_qos(elem, slot, hslot, latency_ms, jitter_ms, loss_pct, mos, lo_
             ring[s, e, c] += contrib[c]
         if contrib[E_LAT_N] > 0.0:
             hist_ring[s, e, kpi_hist_bin(la, lo_ms, bins_per_octave, n_bins)] += 1.0
-        for j in range(n_hour):
-            c = hour_counter[j]
-            if c >= 0:
-                hour_ring[hslot[i], e, j] += contrib[c]
 
 
 @kernel

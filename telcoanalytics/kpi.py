@@ -305,7 +305,8 @@ class CounterStore:
     pm_interval_s : float
         Equipment reporting period: each ``unavailable_s`` report covers this many seconds.
     hour_columns : sequence of (counter name, service name or "")
-        Counters also kept per hour (for windows longer than the minute ring, SLO periods).
+        Counters also kept per hour (for windows longer than the minute ring, SLO periods). A
+        minute moves into the hour ring when it leaves the minute ring.
     hour_ring : int
         Hours kept when ``hour_columns`` is given (at least ``minute_ring / 60 + 2``).
     hist_lo_ms, hist_bins_per_octave, hist_octaves
@@ -365,7 +366,6 @@ class CounterStore:
             self.slot_minute = np.full(m, -1, np.int64)
             self.slot_hour = np.full(self.hour_ring, -1, np.int64)
             self.head_minute = -1
-            self.head_hour = -1
             self.first_minute = -1
             self.watermark_ms = -1
             self.rejected = np.zeros(K.N_REASONS, np.int64)
@@ -391,15 +391,9 @@ class CounterStore:
         return out
 
     def _hour_cols(self):
-        J = len(self.hour_columns)
-        self._hc_cdr = np.full(J, -1, np.int64)
-        self._hc_svc = np.full(J, -1, np.int64)
-        self._hc_equip = np.full(J, -1, np.int64)
-        self._hc_qos = np.full(J, -1, np.int64)
-        for j, (c, s) in enumerate(self.hour_columns):
-            ctr = COUNTERS[c]
-            {"cdr": self._hc_cdr, "equip": self._hc_equip, "qos": self._hc_qos}[ctr.source][j] = ctr.column
-            self._hc_svc[j] = SERVICE_CODE[s] if s else -1
+        self._hour_spec = []          # per hour column: (ring group, ring columns summed)
+        for c, svc in self.hour_columns:
+            self._hour_spec.append((COUNTERS[c].group, self.columns(c, svc)))
 
     # ---- sizes ---------------------------------------------------------------------------
     def memory_bytes(self) -> int:
@@ -419,18 +413,34 @@ class CounterStore:
         start = max(self.head_minute + 1, new_head - m + 1)
         for mi in range(start, new_head + 1):
             s = mi % m
+            if self.slot_minute[s] >= 0 and self.hour_columns:
+                self._flush(self, s, int(self.slot_minute[s]))
             self.cdr[s] = 0
             self.elem[s] = 0
             self.hist[s] = 0
             self.slot_minute[s] = mi if mi >= self.first_minute else -1
         self.head_minute = new_head
-        new_hh = new_head // 60
-        if self.hour_columns and new_hh > self.head_hour:
-            h = self.hour_ring
-            for hi in range(max(self.head_hour + 1, new_hh - h + 1), new_hh + 1):
-                self.hour[hi % h] = 0
-                self.slot_hour[hi % h] = hi
-            self.head_hour = new_hh
+
+    def _hour_slot(self, hour: int) -> int:
+        """Slot of ``hour`` in the hour ring (recycled when it held an older hour), -1 if too old."""
+        hs = hour % self.hour_ring
+        cur = self.slot_hour[hs]
+        if cur > hour or hour <= self.head_minute // 60 - self.hour_ring:
+            return -1
+        if cur != hour:
+            self.hour[hs] = 0
+            self.slot_hour[hs] = hour
+        return hs
+
+    def _flush(self, src: "CounterStore", s: int, minute: int):
+        """Add minute ``minute`` (slot ``s`` of ``src``'s minute ring) into this hour ring."""
+        hs = self._hour_slot(minute // 60)
+        if hs < 0:
+            self.rejected[K.R_TOO_LATE] += int(bool(src.cdr[s].any() or src.elem[s].any()))
+            return
+        for j, (grp, cols) in enumerate(self._hour_spec):
+            ring = src.cdr if grp == "cdr" else src.elem
+            self.hour[hs, :, j] += ring[s][:, cols].sum(axis=1)
 
     def set_watermark(self, watermark_ms: int):
         """Record the pipeline watermark (bounds how far ahead rows may be)."""
@@ -476,8 +486,6 @@ class CounterStore:
             if self.head_minute < 0:
                 self.first_minute = lo
                 self.head_minute = lo - 1
-                if self.hour_columns:
-                    self.head_hour = lo // 60 - 1
             elif lo < self.first_minute:
                 self.first_minute = max(lo, self.head_minute - self.minute_ring + 1)
             if hi > self.head_minute:
@@ -491,24 +499,16 @@ class CounterStore:
             slot[~ok] = 0
         if ok.any():
             self.slot_minute[slot[ok]] = minute[ok]
-        if self.hour_columns:
-            hslot = (minute // 60) % self.hour_ring
-            hslot[~ok] = 0
-        else:
-            hslot = slot          # unused: no hour columns
         if source == "cdr":
-            K.kpi_extract_cdr(elem_c, slot, hslot, t, batch["answer_ms"],
-                              batch["end_ms"], batch["service"], batch["cause"],
-                              self._cause_class, self.n_services, self._hc_cdr, self._hc_svc, reason,
-                              self.cdr, self.hour)
+            K.kpi_extract_cdr(elem_c, slot, t, batch["answer_ms"], batch["end_ms"], batch["service"],
+                              batch["cause"], self._cause_class, self.n_services, reason, self.cdr)
         elif source == "equip":
-            K.kpi_extract_equip(elem_c, slot, hslot, batch["metric_id"], batch["value"],
-                                self.pm_interval_s, self._hc_equip, reason, self.elem, self.hour)
+            K.kpi_extract_equip(elem_c, slot, batch["metric_id"], batch["value"], self.pm_interval_s, reason,
+                                self.elem)
         else:
-            K.kpi_extract_qos(elem_c, slot, hslot, batch["latency_ms"], batch["jitter_ms"],
-                              batch["loss_pct"], batch["mos"], self.hist_lo_ms,
-                              float(self.hist_bins_per_octave), self._hc_qos, reason, self.elem, self.hist,
-                              self.hour)
+            K.kpi_extract_qos(elem_c, slot, batch["latency_ms"], batch["jitter_ms"], batch["loss_pct"],
+                              batch["mos"], self.hist_lo_ms, float(self.hist_bins_per_octave), reason, self.elem,
+                              self.hist)
         counts = np.bincount(reason, minlength=K.N_REASONS)
         self.rejected += counts
         self.rejected[0] = 0
@@ -544,22 +544,31 @@ class CounterStore:
         return np.arange(self.n_services, dtype=np.int64) * K.N_CDR + c.column
 
     def hour_sums(self, col: int, end_minute: int, n_hours: int, rows: np.ndarray) -> np.ndarray:
-        """Sum of hour column ``col`` over the ``n_hours`` hours up to and including the hour of
-        minute ``end_minute - 1`` (the current hour is partial), per row element."""
+        """Sum of hour column ``col`` over minutes ``[60 * (h - n_hours + 1), end_minute)`` where
+        ``h`` is the hour of minute ``end_minute - 1``: whole hours from the hour ring plus the
+        minutes still in the minute ring, per element of ``rows``."""
         last_h = (end_minute - 1) // 60
+        first_min = (last_h - n_hours + 1) * 60
+        mins = np.arange(max(first_min, end_minute - self.minute_ring), end_minute, dtype=np.int64)
+        mslots = mins % self.minute_ring
+        live = self.slot_minute[mslots] == mins
+        mslots = np.ascontiguousarray(mslots[live])
         hrs = np.arange(last_h - n_hours + 1, last_h + 1, dtype=np.int64)
-        slots = hrs % self.hour_ring
-        slots = np.ascontiguousarray(slots[self.slot_hour[slots] == hrs])
+        hslots = hrs % self.hour_ring
+        hslots = np.ascontiguousarray(hslots[self.slot_hour[hslots] == hrs])
         out = np.zeros((len(rows), 1))
-        K.kpi_window_sum(self.hour, rows, slots, np.array([col], np.int64), np.zeros(1, np.int64), out)
+        K.kpi_window_sum(self.hour, rows, hslots, np.array([col], np.int64), np.zeros(1, np.int64), out)
+        grp, cols = self._hour_spec[col]
+        K.kpi_window_sum(self.ring_of(grp), rows, mslots, cols, np.zeros(len(cols), np.int64), out)
         return out[:, 0]
 
     # ---- merge / checkpoint --------------------------------------------------------------
     def merge(self, other: "CounterStore") -> "CounterStore":
         """Add ``other``'s counters into this store (same topology size and configuration).
 
-        Minutes of ``other`` that fall outside this ring after aligning heads are counted as
-        ``too_late`` rejections. Returns ``self``.
+        Minutes of ``other`` that fall outside this ring after aligning heads go to the hour ring
+        (or, without hour columns, are counted as ``too_late``: in a merge that count is of
+        minutes / hours with data, not rows). Returns ``self``.
         """
         cfg = ("minute_ring", "pm_interval_s", "hour_columns", "hour_ring", "hist_lo_ms",
                "hist_bins_per_octave", "hist_octaves")
@@ -572,40 +581,43 @@ class CounterStore:
                              f"{other.topology.n_elements} elements")
         if other.head_minute < 0:
             return self
+        if self.hour_columns:
+            for s in np.argsort(other.slot_hour, kind="stable"):
+                hi = int(other.slot_hour[s])
+                if hi < 0:
+                    continue
+                hs = self._hour_slot(hi)
+                if hs < 0:
+                    self.rejected[K.R_TOO_LATE] += 1
+                    continue
+                self.hour[hs] += other.hour[s]
         if self.head_minute < 0:
             self.first_minute = other.first_minute
             self.head_minute = other.first_minute - 1
-            self.head_hour = other.first_minute // 60 - 1
         self.first_minute = min(self.first_minute, other.first_minute)
         if other.head_minute > self.head_minute:
             self._advance_minutes(other.head_minute)
-        for s in range(other.minute_ring):
-            mi = other.slot_minute[s]
+        for s in np.argsort(other.slot_minute, kind="stable"):
+            mi = int(other.slot_minute[s])
             if mi < 0:
                 continue
             if mi <= self.head_minute - self.minute_ring:
-                self.rejected[K.R_TOO_LATE] += int(other.cdr[s].sum() > 0)
+                if self.hour_columns:
+                    self._flush(other, s, mi)       # already left this ring: straight to hours
+                else:
+                    self.rejected[K.R_TOO_LATE] += int(bool(other.cdr[s].any() or other.elem[s].any()))
                 continue
             self.cdr[s] += other.cdr[s]
             self.elem[s] += other.elem[s]
             self.hist[s] += other.hist[s]
             self.slot_minute[s] = mi
-        if self.hour_columns:
-            for s in range(other.hour_ring):
-                hi = other.slot_hour[s]
-                if hi < 0 or hi <= self.head_hour - self.hour_ring:
-                    continue
-                if self.slot_hour[s] != hi:
-                    self.hour[s] = 0
-                    self.slot_hour[s] = hi
-                self.hour[s] += other.hour[s]
         self.rejected += other.rejected
         self.watermark_ms = max(self.watermark_ms, other.watermark_ms)
         self.version += 1
         return self
 
     _STATE_ARRAYS = ("cdr", "elem", "hist", "hour", "slot_minute", "slot_hour", "rejected")
-    _STATE_SCALARS = ("head_minute", "head_hour", "first_minute", "watermark_ms", "version")
+    _STATE_SCALARS = ("head_minute", "first_minute", "watermark_ms", "version")
 
     def to_state(self) -> dict:
         """Checkpoint: numpy arrays and plain scalars/strings only."""

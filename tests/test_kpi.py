@@ -454,40 +454,56 @@ def test_synthetic_day_vs_reference():
         np.testing.assert_allclose(got.value, want, rtol=1e-5, equal_nan=True, err_msg=k)
 
 
-def test_hour_ring_matches_minute_ring(rng):
-    """Hour columns (per service, equipment and QoS counters) equal the minute ring's sums."""
+def test_hour_ring_exact_after_minutes_leave_the_ring(rng):
+    """Hour columns (per service, equipment and QoS counters) over 3 hours fed in time order
+    through a 40-minute ring equal the sums of the accepted records."""
     topo = topo6()
     hc = [("attempts", "voice"), ("attempts", ""), ("up_s", ""), ("latency_n", "")]
-    store = CounterStore(topo, 120, hour_columns=hc, hour_ring=4)
-    cdr = random_cdr(rng, 500, topo.ids["element"], 100)
+    store = CounterStore(topo, 40, hour_columns=hc, hour_ring=5)
+    cdr = random_cdr(rng, 900, topo.ids["element"], 180)
     cdr["element_id"][:3] = 999                               # rejected rows add nothing anywhere
-    eq = empty("equip", 40)
-    eq["ts_ms"] = T0 + rng.integers(0, 100, 40) * MIN
-    eq["element_id"] = np.r_[[999], rng.choice(topo.ids["element"], 39)]
+    eq = empty("equip", 80)
+    eq["ts_ms"] = T0 + rng.integers(0, 180, 80) * MIN
+    eq["element_id"] = np.r_[[999], rng.choice(topo.ids["element"], 79)]
     eq["metric_id"] = 3
-    eq["value"] = rng.uniform(0, 100, 40)
-    q = empty("qos", 30)
-    q["ts_ms"] = T0 + rng.integers(0, 100, 30) * MIN
-    q["element_id"] = np.r_[[999], rng.choice(topo.ids["element"], 29)]
-    q["latency_ms"] = rng.uniform(1, 50, 30)
-    for src, b in (("cdr", cdr), ("equip", eq), ("qos", q)):
-        store.add(src, b)
+    eq["value"] = rng.uniform(0, 100, 80)
+    q = empty("qos", 60)
+    q["ts_ms"] = T0 + rng.integers(0, 180, 60) * MIN
+    q["element_id"] = np.r_[[999], rng.choice(topo.ids["element"], 59)]
+    q["latency_ms"] = rng.uniform(1, 50, 60)
+    for m0 in range(0, 180, 10):                              # ten minutes at a time, in time order
+        for src, b, f in (("cdr", cdr, "start_ms"), ("equip", eq, "ts_ms"), ("qos", q, "ts_ms")):
+            sel = (b[f] >= T0 + m0 * MIN) & (b[f] < T0 + (m0 + 10) * MIN)
+            assert store.add(src, b[sel]).rejected.get("too_late", 0) == 0
     rows = np.arange(6, dtype=np.int64)
-    calc = KpiCalculator(store)
-    end = T0 // MIN + 120
-    for j, (c, svc) in enumerate(hc):
-        got = store.hour_sums(j, end, 2, rows)        # hours 0 and 1 = minutes [0, 120)
-        want = calc.counter_sums([c], svc, end, 120)[c]
-        # float32 hour buckets vs float32 minute buckets summed in float64
-        np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=c)
+    ids = topo.ids["element"]
+    want = {
+        0: [np.sum((cdr["element_id"] == e) & (cdr["service"] == 0)) for e in ids],
+        1: [np.sum(cdr["element_id"] == e) for e in ids],
+        2: [np.sum(300.0 - eq["value"][eq["element_id"] == e]) for e in ids],
+        3: [np.sum(q["element_id"] == e) for e in ids],
+    }
+    for j in range(4):
+        got = store.hour_sums(j, T0 // MIN + 180, 3, rows)    # 2 hours flushed + 1 partly in the ring
+        # float32 buckets of uniform reals for up_s; exact integers for the counts
+        np.testing.assert_allclose(got, want[j], rtol=1e-6, err_msg=str(hc[j]))
+    np.testing.assert_allclose(store.hour_sums(1, T0 // MIN + 150, 1, rows),
+                               [np.sum((cdr["element_id"] == e) & (cdr["start_ms"] >= T0 + 120 * MIN)
+                                       & (cdr["start_ms"] < T0 + 150 * MIN)) for e in ids], rtol=0)
 
 
 def test_merge_hour_ring_realigns():
     topo = topo6()
     hc = [("attempts", "")]
-    a = CounterStore(topo, 40, hour_columns=hc, hour_ring=3)
-    b = CounterStore(topo, 40, hour_columns=hc, hour_ring=3)
-    a.add("cdr", calls([(10, 130, 16, True, 1.0)]))          # a starts in hour 2
-    b.add("cdr", calls([(10, 100, 16, True, 1.0)]))          # b holds hour 1, which a never saw
+    a = CounterStore(topo, 40, hour_columns=hc, hour_ring=4)
+    b = CounterStore(topo, 40, hour_columns=hc, hour_ring=4)
+    a.add("cdr", calls([(10, 200, 16, True, 1.0)]))          # a starts in hour 3
+    b.add("cdr", calls([(10, 10, 16, True, 1.0)]))
+    b.add("cdr", calls([(10, 100, 16, True, 1.0)]))          # b flushed minute 10 into its hour 0
     a.merge(b)
-    assert a.hour.sum() == 2 and a.slot_hour[1] == M_HOUR + 1 and a.slot_hour[2] == M_HOUR + 2
+    assert a.hour.sum() == 2 and a.slot_hour[0] == M_HOUR and a.slot_hour[1] == M_HOUR + 1
+    assert a.hour_sums(0, T0 // MIN + 201, 4, np.arange(6, dtype=np.int64))[0] == 3
+    c = CounterStore(topo, 40, hour_columns=hc, hour_ring=4)
+    c.add("cdr", calls([(10, 400, 16, True, 1.0)]))
+    c.merge(b)                                                # hour 0 and 1 are older than c's ring
+    assert c.rejected[K.R_TOO_LATE] == 2
