@@ -316,3 +316,15 @@ def test_parsing_never_writes_into_the_input():
     assert v.tolist() == [1, -1, 3] and a.tolist() == [1, 2, 3] and st is None
     v, st = parse_column(a, "i", Rule("x"))
     assert v.tolist() == [1, 2, 3] and st is None
+
+
+def test_arrow_text_columns():
+    pa = pytest.importorskip("pyarrow")
+    v, st = parse_column(pa.array(["1", "2"]), "i", Rule("x"))
+    assert v.tolist() == [1, 2] and st is None
+    v, st = parse_column(pa.array(["1.5", "x"]), "f", Rule("x", scale=2.0))        # Arrow cast fails: per value
+    assert v[0] == 3.0 and st.tolist() == [0, 1]
+    v, st = parse_column(pa.array(["1.5", "2"]), "i", Rule("x", scale=1000.0))
+    assert v.tolist() == [1500, 2000] and st is None
+    v, st = parse_column(pa.array([T0_ISO, None]), "i", Rule("t", parse="iso"))     # not a number rule
+    assert v[0] == T0_MS and st.tolist() == [0, 2]
