@@ -5,7 +5,8 @@ Run::
     .venv/bin/python -m pytest benchmarks/bench_ingest.py --benchmark-only -q --benchmark-min-rounds=3
     BENCH_N=1000000 .venv/bin/python -m pytest benchmarks/bench_ingest.py --benchmark-only -q
 
-Sizes: ``BENCH_N`` events per source (default 10,000,000) on a 20,000-element topology. The
+Sizes: ``BENCH_N`` events per source (default 10,000,000) on a 20,000-element topology
+(CSV: the first ``BENCH_CSV_N`` rows, default 1,000,000). The
 data is seeded and valid except for a realistic 0.1% of corrupted rows (and, for CDRs, 0.1%
 duplicate record ids), so the quarantine path is exercised too. The JIT is warmed before
 timing; the cold start (compile into an empty cache) is measured in a fresh process.
@@ -29,6 +30,7 @@ from telcoanalytics.records import NO_TIME_MS, empty
 from telcoanalytics.topology import Topology
 
 N = int(os.environ.get("BENCH_N", 10_000_000))
+N_CSV = min(N, int(os.environ.get("BENCH_CSV_N", 1_000_000)))   # CSV rows (text is slow to write)
 N_ELEMENTS = 20_000
 T0 = 1_700_000_000_000
 REPO = Path(__file__).resolve().parents[1]
@@ -84,9 +86,12 @@ def setup():
     files = {}
     import pyarrow as pa
     import pyarrow.parquet as pq
+    import pyarrow.csv as pcsv
     for s, a in data.items():
         files[s] = tmp / f"{s}.parquet"
         pq.write_table(pa.table({f: a[f] for f in a.dtype.names}), files[s], row_group_size=1_000_000)
+        files[s + "_csv"] = tmp / f"{s}.csv"
+        pcsv.write_csv(pa.table({f: a[f][:N_CSV] for f in a.dtype.names}), files[s + "_csv"])
     yield topo, data, files
     for f in files.values():
         f.unlink()
@@ -176,3 +181,26 @@ def test_numpy_copy_baseline(benchmark, setup, source):
     a = data[source]
     benchmark.pedantic(a.copy, rounds=3, iterations=1)
     _rate(benchmark, N)
+
+
+@pytest.mark.parametrize("source", ["cdr", "equip"])
+def test_csv_read_raw(benchmark, setup, source):
+    """pyarrow alone: parse the CSV file with type inference (no validation, no quarantine)."""
+    import pyarrow.csv as pcsv
+    _, _, files = setup
+    t = benchmark.pedantic(lambda: pcsv.read_csv(files[source + "_csv"]), rounds=3, iterations=1)
+    assert t.num_rows == N_CSV
+    _rate(benchmark, N_CSV)
+
+
+@pytest.mark.parametrize("source", ["cdr", "equip"])
+def test_ingest_csv(benchmark, setup, source):
+    """CSV ingest with the default (arrow) engine: text columns, casts, validation, quarantine."""
+    topo, _, files = setup
+
+    def run():
+        ing = Ingestor(source, topology=topo)
+        return sum(r.n_read for r in ing.ingest_file(files[source + "_csv"], chunk_rows=250_000))
+
+    assert benchmark.pedantic(run, rounds=3, iterations=1) == N_CSV
+    _rate(benchmark, N_CSV)
