@@ -189,6 +189,19 @@ def test_emodel_known_points():
     assert mos[0] == 4.5                                         # R > 100 clamps to 4.5
 
 
+def test_non_canonical_batches_and_ids():
+    """Non-canonical field types are cast once; negative element ids fall back to the topology."""
+    topo = Topology.from_columns(np.array([-5, 7]), {"site": np.array([1, 1])})
+    store = CounterStore(topo)
+    q = empty("qos", 2)
+    q["element_id"] = [-5, 7]
+    q["ts_ms"] = T0
+    q["latency_ms"] = [1e6, 2.0]                     # beyond the top bucket: the open last bucket
+    dt = [(n, "f4") if n == "loss_pct" else (n, q.dtype[n]) for n in q.dtype.names]
+    res = store.add("qos", q.astype(dt))
+    assert res.accepted == 2 and store.hist[:, 0, -1].sum() == 1 and store.index_of([7, 8]).tolist() == [1, -1]
+
+
 def test_hist_quantile_edges():
     out = np.empty(3)
     counts = np.zeros((3, 35))

@@ -247,7 +247,9 @@ def test_late_data_transitions():
     mon = SlaMonitor(topo6(), [f0] + extra)
     assert timeline(run(mon, [ok, hot, hot])) == [(2, "firing", 2)]
     mon.update("cdr", minute_calls(1, {10: (300, 0)}))
+    mon.update("cdr", minute_calls(2, {10: (30, 0)}))        # minute 2 still breaches, less badly
     assert mon.advance(T0 + 3 * MIN) == [] and int(mon.evals[0].state.start[0]) == T0 + 2 * MIN
+    assert mon.evals[0].state.worst[0] == 50.0                # the worst value already reported stays
     # pending withdrawn by late data (reported when emit_cancelled)
     mon = SlaMonitor(topo6(), [BLOCK] + extra, emit_cancelled=True)
     assert timeline(run(mon, [ok, ok, hot])) == [(3, "pending", 3)]
@@ -259,6 +261,16 @@ def test_late_data_transitions():
     mon.update("cdr", minute_calls(2, {10: (0, 50)}))
     evs = mon.advance(T0 + 3 * MIN)
     assert timeline(evs) == [(3, "firing", 3)] and mon.firing() == [("blk", "element", 10)]
+
+
+def test_late_data_on_a_filtered_site_rule():
+    rule = dict(BLOCK, name="site_blk", level="site", filter={"equipment_class": "macro_cell"},
+                **{"for": 0, "clear_for": 0})
+    mon = SlaMonitor(topo6(), [rule])
+    assert run(mon, [{10: (20, 0), 11: (20, 0)}] * 3) == []
+    mon.update("cdr", minute_calls(2, {10: (0, 50)}))
+    evs = mon.advance(T0 + 3 * MIN)
+    assert timeline(evs) == [(3, "firing", 3)] and evs[0].scope_id == 100
 
 
 @pytest.mark.parametrize("comp, want", [("<", [True, False, False]), ("<=", [True, True, False]),
