@@ -588,8 +588,12 @@ class Ingestor:
                             names[rej.field[bad_idx]], cols, batch=batch)
 
     # ---- checkpoint ---------------------------------------------------------------------
-    def to_state(self) -> dict:
-        """Counters, dedup set and quarantine as arrays and scalars (see ``from_state``)."""
+    def to_state(self, include_quarantine: bool = True) -> dict:
+        """Counters, dedup set and quarantine as arrays and scalars (see ``from_state``).
+
+        Pass ``include_quarantine=False`` when the quarantine is shared and checkpointed on
+        its own (``from_state`` then starts an empty one; assign the shared store after).
+        """
         st = {"source": self.source, "time_lo_ms": self.time_range_ms[0], "time_hi_ms": self.time_range_ms[1],
               "schema_version": -1 if self.schema_version is None else int(self.schema_version),
               "allow_extra_columns": int(self.allow_extra_columns),
@@ -599,7 +603,8 @@ class Ingestor:
               "has_known_ids": int(self._known_ids is not None)}
         if self.dedup is not None:
             st.update({f"dedup_{k}": v for k, v in self.dedup.to_state().items()})
-        st.update({f"quarantine_{k}": v for k, v in self.quarantine.to_state().items()})
+        if include_quarantine:
+            st.update({f"quarantine_{k}": v for k, v in self.quarantine.to_state().items()})
         return st
 
     @classmethod
@@ -618,7 +623,9 @@ class Ingestor:
         ing._by_reason = np.asarray(d["by_reason"], dtype=np.int64).copy()
         if ing.dedup is not None:
             ing.dedup = DedupSet.from_state({k[6:]: v for k, v in d.items() if k.startswith("dedup_")})
-        ing.quarantine = Quarantine.from_state({k[11:]: v for k, v in d.items() if k.startswith("quarantine_")})
+        q = {k[11:]: v for k, v in d.items() if k.startswith("quarantine_")}
+        if q:
+            ing.quarantine = Quarantine.from_state(q)
         return ing
 
     def summary(self) -> str:

@@ -463,6 +463,10 @@ def test_state_round_trip(rng):
     assert r.by_reason == {"duplicate_id": 50}
     plain = Ingestor.from_state(Ingestor("qos").to_state())
     assert plain.dedup is None and plain.n_read == 0
+    lean = ing.to_state(include_quarantine=False)
+    assert not any(k.startswith("quarantine_") for k in lean)
+    back2 = Ingestor.from_state(lean)
+    assert len(back2.quarantine) == 0 and back2.by_reason == ing.by_reason
 
 
 def test_shared_quarantine_and_ingest_chunk(rng):
