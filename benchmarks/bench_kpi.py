@@ -67,10 +67,11 @@ def minute_of_data(rng, topo, minute):
 
 def rules(n_rules):
     """A realistic mix: 60 % element rules, 25 % site, 10 % region, one per-site SLO (3 evaluations)."""
-    base = [("blocking_pct", ">", 2.0, 1.0), ("call_setup_success_pct", "<", 95.0, 97.0),
-            ("call_drop_pct", ">", 2.0, 1.0), ("availability_pct", "<", 99.0, 99.5),
-            ("latency_p95_ms", ">", 150.0, 120.0), ("asr_pct", "<", 50.0, 60.0), ("prb_util_pct", ">", 85.0, 80.0),
-            ("mos_emodel", "<", 3.5, 3.8), ("traffic_erl", ">", 50.0, 40.0), ("failure_pct", ">", 2.0, 1.0)]
+    # thresholds the generated (healthy) traffic rarely crosses, so a tick measures evaluation
+    base = [("blocking_pct", ">", 10.0, 5.0), ("call_setup_success_pct", "<", 80.0, 85.0),
+            ("call_drop_pct", ">", 20.0, 10.0), ("availability_pct", "<", 90.0, 95.0),
+            ("latency_p95_ms", ">", 500.0, 400.0), ("asr_pct", "<", 30.0, 40.0), ("prb_util_pct", ">", 95.0, 90.0),
+            ("mos_emodel", "<", 2.5, 3.0), ("traffic_erl", ">", 50.0, 40.0), ("failure_pct", ">", 20.0, 10.0)]
     out = [{"type": "slo", "name": "cs_slo", "kpi": "call_setup_success_pct", "objective": 0.99,
             "level": "site", "min_samples": 50}]
     windows = ("5m", "10m", "15m", "30m")
@@ -167,15 +168,17 @@ def test_minute_tick(benchmark, world):
         world["minute"] = m + 1
         return (T0 + (m + 1) * MIN,), {}
 
-    cpu = []
+    cpu, n_events = [], []
 
     def tick(wm):
         c = time.process_time()
         evs = mon.advance(wm)
         cpu.append(time.process_time() - c)
+        n_events.append(len(evs))
         return evs
     benchmark.pedantic(tick, setup=setup, rounds=6, iterations=1)
     benchmark.extra_info["tick_cpu_s_median"] = float(np.median(cpu))
+    benchmark.extra_info["events_per_tick_median"] = float(np.median(n_events))
     benchmark.extra_info["evaluations_per_cpu_s"] = n_evals / float(np.median(cpu))
     benchmark.extra_info["elements"] = N
     benchmark.extra_info["rules"] = len(mon.rules)
