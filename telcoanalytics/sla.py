@@ -502,10 +502,16 @@ class SlaMonitor:
 
     Examples
     --------
-    >>> monitor = SlaMonitor(day.topology, default_rules())              # doctest: +SKIP
-    >>> for source, batch in day.raw_batches(60_000):                    # doctest: +SKIP
-    ...     monitor.update(source, batch)
-    ...     events = monitor.advance(watermark_ms)
+    >>> import numpy as np
+    >>> from telcoanalytics.records import empty
+    >>> topo = Topology.from_columns(np.array([7]), {"site": np.array([1])})
+    >>> mon = SlaMonitor(topo, [{"name": "blk", "kpi": "blocking_pct", "comparator": ">",
+    ...                          "threshold": 5.0, "window": "1m"}])
+    >>> cdr = empty("cdr", 10)
+    >>> cdr["element_id"], cdr["start_ms"], cdr["end_ms"] = 7, 60_000, 90_000
+    >>> cdr["cause"] = [16] * 9 + [34]                  # one of ten attempts blocked
+    >>> [(e.state, e.value) for e in mon.step("cdr", cdr, 120_000)]
+    [('firing', 10.0)]
     """
 
     def __init__(self, topology: Topology, rules=None, kpis=None, minute_ring: int | None = None,
@@ -858,6 +864,11 @@ class SlaMonitor:
             out += self._evaluate_tick(tick)
             self.last_tick = tick
         return out
+
+    def step(self, source: str, batch: np.ndarray, watermark_ms: int) -> list[SlaEvent]:
+        """``update(source, batch)`` then ``advance(watermark_ms)``: one micro-batch of a replay."""
+        self.update(source, batch)
+        return self.advance(watermark_ms)
 
     def skip_to(self, watermark_ms: int) -> int:
         """Mark every tick up to ``watermark_ms`` as evaluated without evaluating it.
