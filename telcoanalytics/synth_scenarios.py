@@ -155,8 +155,8 @@ def inject(counts: dict, topo: SynthTopology, times_ms: np.ndarray, dt_ms: int, 
     out: list[Scenario] = []
     t0 = int(times_ms[0]) if n_t else 0
 
-    def ms(k: float) -> int:
-        return t0 + int(round(k)) * dt_ms
+    def ms(k: float) -> int:          # label times are clipped to the span (spans shorter than a scenario)
+        return t0 + min(int(round(k)), n_t) * dt_ms
 
     # Collection gaps first: their regions are kept free of other scenarios when possible.
     n_reg = len(topo.region_ids)

@@ -88,9 +88,7 @@ def transport_load(topo: SynthTopology, thr_cells: np.ndarray, rng: np.random.Ge
     thr = thr_cells.astype(np.float64, copy=True)
     cls = topo.table["equipment_class"]
     for children_cls in ((MACRO, SMALL), (SWITCH,), (CORE,)):
-        ch = np.flatnonzero(np.isin(cls, children_cls))
-        if len(ch) == 0:
-            continue
+        ch = np.flatnonzero(np.isin(cls, children_cls))     # never empty: every region has all levels
         up = topo.uplink[ch]
         uniq, inv = np.unique(up, return_inverse=True)
         agg = np.zeros((n_t, len(uniq)))

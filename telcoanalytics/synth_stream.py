@@ -61,10 +61,6 @@ class SourceStream:
     extra_arrival: np.ndarray          # int64 ascending
     extra_origin: np.ndarray           # int8 origin code per extra row
 
-    @property
-    def n_arrived(self) -> int:
-        return len(self.clean_order) + len(self.extra)
-
 
 def _delays(n: int, cfg, rng: np.random.Generator):
     """Delivery delay (ms) and category (0 on time, 1 out of order, 2 late, 3 very late)."""

@@ -28,6 +28,12 @@ def day():
 
 
 @pytest.fixture(scope="module")
+def tiny():
+    # for the file round trips and property tests: ~10k events, every corruption kind present
+    return generate(SynthConfig(n_elements=120, n_regions=2, days=0.1, seed=21, start_ms=START + 12 * HOUR_MS))
+
+
+@pytest.fixture(scope="module")
 def full_day():
     # one whole day, fewer scenarios so most cells are undisturbed
     return generate(SynthConfig(n_elements=400, n_regions=4, days=1.0, seed=5, n_congestion=2, n_failure=2,
@@ -368,8 +374,8 @@ def test_failure_labels(day):
 
 def test_failure_causes_rise_under_error_failure():
     # a busier network so the failing cell carries enough calls to measure the cause share
-    d = generate(SynthConfig(n_elements=300, n_regions=2, days=0.25, seed=4, start_ms=START + 12 * HOUR_MS,
-                             cdr_per_cell_day=3000, n_congestion=0, n_failure=6, n_degradation=0, n_crowd=0,
+    d = generate(SynthConfig(n_elements=150, n_regions=2, days=0.25, seed=4, start_ms=START + 12 * HOUR_MS,
+                             cdr_per_cell_day=2000, n_congestion=0, n_failure=6, n_degradation=0, n_crowd=0,
                              n_collection_gap=0))
     c = d.cdr
     checked = 0
@@ -468,13 +474,13 @@ def test_raw_batches_conserve_counts(day):
     assert plain == sum(st["n_arrived"].values())
 
 
-@settings(max_examples=8)
+@settings(max_examples=10)
 @given(batch_ms=st.integers(min_value=1_000, max_value=3 * HOUR_MS))
-def test_raw_batches_conservation_any_batch(day, batch_ms):
+def test_raw_batches_conservation_any_batch(tiny, batch_ms):
     got = {s: 0 for s in SOURCES}
-    for s, rows in day.raw_batches(batch_ms):
+    for s, rows in tiny.raw_batches(batch_ms):
         got[s] += len(rows)
-    assert got == day.stats["n_arrived"]
+    assert got == tiny.stats["n_arrived"]
 
 
 def test_raw_stream_contents(day):
@@ -570,7 +576,8 @@ def test_cdr_arrival_options(day):
 
 
 # ---- files -------------------------------------------------------------------------------------
-def test_write_parquet_round_trip(day, tmp_path):
+def test_write_parquet_round_trip(tiny, tmp_path):
+    day = tiny
     pq = pytest.importorskip("pyarrow.parquet")
     man = day.write(tmp_path / "pq", fmt="parquet")
     for s in SOURCES:
@@ -583,7 +590,7 @@ def test_write_parquet_round_trip(day, tmp_path):
         assert back.tobytes() == rows.tobytes()
     assert np.array_equal(read_labels(tmp_path / "pq" / "labels.json"), day.labels)
     doc = json.loads((tmp_path / "pq" / "labels.json").read_text())
-    assert doc["stats"] == day.stats and doc["config"]["seed"] == 11 and doc["scenarios"] == day.scenarios
+    assert doc["stats"] == day.stats and doc["config"]["seed"] == 21 and doc["scenarios"] == day.scenarios
     topo = np.genfromtxt(tmp_path / "pq" / "topology.csv", delimiter=",", names=True)
     assert np.array_equal(topo["element_id"].astype(np.int64), day.topology_table["element_id"])
     assert np.allclose(topo["lat"], day.topology_table["lat"], rtol=0, atol=0)   # repr round-trips exactly
@@ -593,7 +600,8 @@ def test_write_parquet_round_trip(day, tmp_path):
     assert np.array_equal(tab.column("record_id").to_numpy(), day.cdr["record_id"])
 
 
-def test_write_csv_round_trip_with_unparseable_cells(day, tmp_path):
+def test_write_csv_round_trip_with_unparseable_cells(tiny, tmp_path):
+    day = tiny
     man = day.write(tmp_path, fmt="csv")
     for s in SOURCES:
         rows, _, _ = day.raw(s)
@@ -657,6 +665,23 @@ def test_automatic_regions_and_scenario_counts():
     assert len(tiny.labels) == 3
 
 
+def test_empty_source_and_edges(tmp_path):
+    from telcoanalytics.synth_load import ar1_lognoise
+    from telcoanalytics.synth_stream import arrival_edges
+    d = generate(n_elements=40, n_regions=1, days=0.02, cdr_per_cell_day=0, seed=2)
+    assert len(d.cdr) == 0 and d.stats["n_arrived"]["cdr"] == 0 and d.stats["n_corrupted"]["cdr"] == {
+        k: 0 for k in SOURCE_CORRUPTIONS["cdr"]}
+    rows, arr, org = d.raw("cdr")
+    assert len(rows) == len(arr) == len(org) == 0 and rows.dtype == DTYPES["cdr"]
+    assert all(s != "cdr" for s, _ in d.raw_batches())
+    man = d.write(tmp_path, fmt="csv")
+    assert man["files"]["cdr"] == {"file": "cdr.csv", "rows": 0, "unparseable": 0}
+    assert (tmp_path / "cdr.csv").read_text().strip() == ",".join(DTYPES["cdr"].names)
+    assert len(d.label_index("cdr")) == 0
+    assert arrival_edges({}, 1000).tolist() == [0]
+    assert ar1_lognoise(0, 3, 0.5, 0.1, np.random.default_rng(0)).shape == (0, 3)
+
+
 def test_too_many_scenarios_for_topology():
     with pytest.raises(ValueError, match="no free element left"):
         generate(n_elements=40, n_regions=2, days=0.1, n_congestion=60)
@@ -667,6 +692,8 @@ def test_tiny_and_multi_day_spans():
                  n_collection_gap=1, seed=3)
     assert np.all(d.labels["end_ms"] <= d.end_ms) and d.end_ms - d.start_ms == 6 * 300_000
     assert all(len(d[s]) > 0 for s in SOURCES)
+    one = generate(n_elements=40, n_regions=1, days=0.003, seed=3, n_congestion=1, n_failure=1)  # one interval
+    assert one.end_ms - one.start_ms == 300_000 and np.all(one.labels["end_ms"] <= one.end_ms)
     two = generate(n_elements=60, n_regions=2, days=2.0, start_ms=START + 5 * DAY_MS, seed=3,   # Sat + Sun
                    n_congestion=0, n_failure=0, n_degradation=0, n_crowd=0, n_collection_gap=0)
     h = (two.cdr["start_ms"] - two.start_ms) // HOUR_MS
@@ -683,7 +710,7 @@ def _expected_reasons(d, s, unparseable=0):
     return exp
 
 
-def test_ingest_quarantines_exactly_the_injected_rows(day, tmp_path):
+def test_ingest_quarantines_exactly_the_injected_rows(day, tiny, tmp_path):
     ingest = pytest.importorskip("telcoanalytics.ingest")
     for s in SOURCES:
         ing = ingest.Ingestor(s, topology=day.topology)
@@ -696,11 +723,12 @@ def test_ingest_quarantines_exactly_the_injected_rows(day, tmp_path):
                     got[k] = got.get(k, 0) + v
         assert got == _expected_reasons(day, s), s
         assert n_ok == day.stats["n"][s]
-    man = day.write(tmp_path, fmt="csv")
-    for s in ("cdr", "qos"):
-        ing = ingest.Ingestor(s, topology=day.topology)
-        got = {}
-        for r in ing.ingest_file(tmp_path / f"{s}.csv"):
-            for k, v in r.by_reason.items():
-                got[k] = got.get(k, 0) + v
-        assert got == _expected_reasons(day, s, man["files"][s]["unparseable"]), s
+    for fmt in ("csv", "parquet"):
+        man = tiny.write(tmp_path / fmt, fmt=fmt)
+        for s in SOURCES:
+            ing = ingest.Ingestor(s, topology=tiny.topology)
+            got = {}
+            for r in ing.ingest_file(tmp_path / fmt / f"{s}.{fmt}"):
+                for k, v in r.by_reason.items():
+                    got[k] = got.get(k, 0) + v
+            assert got == _expected_reasons(tiny, s, man["files"][s]["unparseable"]), (fmt, s)
