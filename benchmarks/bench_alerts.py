@@ -22,7 +22,7 @@ Latency (``test_alert_latency_replay``)
 
 SLA path (``test_alert_latency_sla_monitor``)
     When ``telcoanalytics.sla`` and ``telcoanalytics.synth`` are present: a synthetic day
-    (``BENCH_SLA_ELEMENTS`` elements, default 500, ``BENCH_SLA_DAYS`` default 0.25 day) replayed in arrival order through
+    (``BENCH_SLA_ELEMENTS`` elements, default 2,000, ``BENCH_SLA_DAYS`` default 0.5 day) replayed in arrival order through
     ``SlaMonitor.update`` / ``advance`` -> alerts -> manager -> webhook, unpaced (as fast as the
     monitor goes); reports events/s and the latency from a batch's hand-over to its alerts'
     receipt.
@@ -53,8 +53,8 @@ from telcoanalytics.topology import Topology
 BENCH_N = int(os.environ.get("BENCH_N", 10_000_000))
 BENCH_RATE = float(os.environ.get("BENCH_RATE", 1_000_000))
 BENCH_BATCH = int(os.environ.get("BENCH_BATCH", 100_000))
-BENCH_SLA_ELEMENTS = int(os.environ.get("BENCH_SLA_ELEMENTS", 500))
-BENCH_SLA_DAYS = float(os.environ.get("BENCH_SLA_DAYS", 0.25))
+BENCH_SLA_ELEMENTS = int(os.environ.get("BENCH_SLA_ELEMENTS", 2_000))
+BENCH_SLA_DAYS = float(os.environ.get("BENCH_SLA_DAYS", 0.5))
 T0 = 1_772_409_600_000          # 2026-03-02 00:00 UTC
 MIN = 60_000
 
