@@ -168,7 +168,7 @@ def cube_accumulate(keys, vals, vrows, mom, hashes, hrows, p, qrows, q_min, q_in
     nq = qrows.shape[0]
     nbq = qs.shape[2]
     # field 0 is hoisted out of the generic field loop (the common single-field case)
-    v0 = vals[vrows[0]] if nf > 0 else vals[0:0, 0]
+    v0 = vals[vrows[0]] if nf > 0 else np.zeros(0)
     m0 = mom[0] if nf > 0 else False
     n_rej = 0
     stop = n
@@ -286,17 +286,16 @@ def cube_merge_cells(src_keys, n_src, s_cnt, s_fmiss, s_fsum, s_fmin, s_fmax, s_
 
 @kernel
 def cube_derive_code(k, p_stride, p_radix, d_a, d_b, d_c, d_m, t_off, t_len, tables, j):
-    """Code of output dimension ``j`` from packed parent key ``k`` (-1 if unmapped).
+    """Code of output dimension ``j`` from packed parent key ``k``.
 
-    ``code = (k // p_stride[j]) % p_radix[j]``, then ``code = ((code + a) // b + c) % m``, then,
-    if ``t_len[j] > 0``, ``code = tables[t_off[j] + code]``.
+    ``code = (k // p_stride[j]) % p_radix[j]``, then ``code = ((code + a) // b + c) % m``
+    (skipped for the identity), then, if ``t_len[j] > 0``, ``code = tables[t_off[j] + code]``
+    (tables cover every code, checked when the plan is built).
     """
     code = (k // p_stride[j]) % p_radix[j]
     if d_b[j] != 1 or d_a[j] != 0 or d_c[j] != 0 or d_m[j] != BIG_MOD:
         code = ((code + d_a[j]) // d_b[j] + d_c[j]) % d_m[j]
     if t_len[j] > 0:
-        if code >= t_len[j]:
-            return -1
         code = tables[t_off[j] + code]
     return code
 
@@ -307,23 +306,14 @@ def cube_rekey(keys, n, p_stride, p_radix, d_a, d_b, d_c, d_m, t_off, t_len, tab
     """Re-key cells into another (coarser or derived) key space.
 
     For every cell ``i < n`` and output dimension ``j``, derive the code (``cube_derive_code``)
-    and pack ``out[i] = sum_j code_j * c_stride[j]``; ``-1`` when ``keys[i] < 0`` or a code is
-    unmapped.
+    and pack ``out[i] = sum_j code_j * c_stride[j]``.
     """
     d = p_stride.shape[0]
     for i in range(n):
-        k = keys[i]
-        if k < 0:
-            out[i] = -1
-            continue
         key = 0
         for j in range(d):
-            code = cube_derive_code(k, p_stride, p_radix, d_a, d_b, d_c, d_m, t_off, t_len,
-                                    tables, j)
-            if code < 0:
-                key = -1
-                break
-            key += code * c_stride[j]
+            key += cube_derive_code(keys[i], p_stride, p_radix, d_a, d_b, d_c, d_m, t_off, t_len,
+                                    tables, j) * c_stride[j]
         out[i] = key
 
 
@@ -331,13 +321,9 @@ def cube_rekey(keys, n, p_stride, p_radix, d_a, d_b, d_c, d_m, t_off, t_len, tab
 def cube_decode(keys, n, p_stride, p_radix, d_a, d_b, d_c, d_m, t_off, t_len, tables, out):
     """Codes ``out[j, i]`` of output dimension ``j`` for cell ``i < n`` (``cube_derive_code``)."""
     for i in range(n):
-        k = keys[i]
         for j in range(p_stride.shape[0]):
-            if k < 0:
-                out[j, i] = -1
-            else:
-                out[j, i] = cube_derive_code(k, p_stride, p_radix, d_a, d_b, d_c, d_m, t_off,
-                                             t_len, tables, j)
+            out[j, i] = cube_derive_code(keys[i], p_stride, p_radix, d_a, d_b, d_c, d_m, t_off,
+                                         t_len, tables, j)
 
 
 @kernel

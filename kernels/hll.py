@@ -50,22 +50,6 @@ def hll_add(row, h, p):
 
 
 @kernel
-def hll_update(cells, hashes, p, regs):
-    """Offer ``hashes[i]`` to the sketch of row ``cells[i]`` for every ``i`` with ``cells[i] >= 0``.
-
-    Parameters
-    ----------
-    cells : int64 array (n,)
-    hashes : int64 array (n,)
-    p : int
-    regs : uint8 array (n_cells, 2**p), updated in place.
-    """
-    for i in range(cells.shape[0]):
-        if cells[i] >= 0:
-            hll_add(regs[cells[i]], hashes[i], p)
-
-
-@kernel
 def hll_estimate(regs, n, out):
     """Cardinality estimate of the first ``n`` register rows into ``out[:n]``.
 

@@ -34,25 +34,6 @@ def qs_index(x, min_value, inv_log_gamma, n_buckets):
 
 
 @kernel
-def qs_update(cells, x, min_value, inv_log_gamma, counts):
-    """Add ``x[i]`` to the sketch row ``cells[i]`` (skipping ``cells[i] < 0`` and NaN values).
-
-    Parameters
-    ----------
-    cells : int64 array (n,)
-    x : float64 array (n,)
-    min_value, inv_log_gamma : float
-        Range start and ``1 / ln(gamma)``.
-    counts : int64 array (n_cells, n_buckets), updated in place.
-    """
-    nb = counts.shape[1]
-    for i in range(cells.shape[0]):
-        v = x[i]
-        if cells[i] >= 0 and v == v:
-            counts[cells[i], qs_index(v, min_value, inv_log_gamma, nb)] += 1
-
-
-@kernel
 def qs_quantiles(counts, n, qs, min_value, gamma, out):
     """Quantiles ``qs`` of the first ``n`` sketch rows into ``out[:n, :len(qs)]`` (NaN if empty).
 

@@ -1005,14 +1005,17 @@ class CubeSet:
 
 
 # ---- exploration for the replay ----------------------------------------------------------------
-def explore_spec(cell_budget: int = 2_000_000) -> CubeSpec:
+def explore_spec(cell_budget: int = 2_000_000, **overrides) -> CubeSpec:
     """The cube :func:`explore_summary` reads: calls, answered and dropped by region / site /
-    hour of day / equipment class / service, with duration statistics."""
-    return CubeSpec(
+    hour of day / equipment class / service, with duration statistics (``overrides`` go to
+    :class:`CubeSpec`)."""
+    args = dict(
         dimensions=["region", "site", "equipment_class", "service", "hour_of_day"],
         measures=["count", "sum:answered", "sum:dropped", "mean:duration_ms", "p95:duration_ms"],
         cuboids=[("region", "service"), ("site", "equipment_class", "hour_of_day")],
-        cell_budget=cell_budget)
+        cell_budget=cell_budget, quantile_max=1e9)
+    args.update(overrides)
+    return CubeSpec(**args)
 
 
 def explore_summary(cubes, topology: Topology | None = None, cube: str = "explore", k: int = 3) -> list[str]:

@@ -39,7 +39,7 @@ class Derivation:
     """Map the codes of one dimension to the codes of a coarser one.
 
     ``out = ((code + a) // b + c) % m``, then ``out = table[out]`` when ``table`` is given
-    (``-1`` in the table means "unmapped"). Topology roll-ups are tables; time roll-ups are
+    (every code must map to a code >= 0). Topology roll-ups are tables; time roll-ups are
     arithmetic.
     """
 
@@ -49,11 +49,14 @@ class Derivation:
     m: int = BIG_MOD
     table: np.ndarray | None = None
 
-    def apply(self, codes: np.ndarray) -> np.ndarray:
-        out = ((np.asarray(codes, dtype=np.int64) + self.a) // self.b + self.c) % self.m
+    def __post_init__(self):
+        if self.b < 1 or self.m < 1:
+            raise ValueError(f"Derivation needs b >= 1 and m >= 1, got b={self.b}, m={self.m}")
         if self.table is not None:
-            out = np.asarray(self.table, dtype=np.int64)[out]
-        return out
+            t = np.asarray(self.table)
+            if t.ndim != 1 or t.dtype.kind not in "iu" or (len(t) and t.min() < 0):
+                raise ValueError("a derivation table must be a 1-d array of codes >= 0 (one per "
+                                 "source code)")
 
 
 class BatchContext:

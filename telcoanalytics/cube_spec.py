@@ -235,6 +235,10 @@ class DerivePlan:
             cols["m"].append(der.m)
             if der.table is not None:
                 tab = np.asarray(der.table, dtype=np.int64)
+                reach = min(dims[parent.dims[j]].cardinality, der.m)
+                if der.b == 1 and der.a == 0 and der.c == 0 and len(tab) < reach:
+                    raise ValueError(f"the derivation table {parent.dims[j]!r} -> {t!r} has "
+                                     f"{len(tab)} entries for {reach} codes; give one per code")
                 tables.append(tab)
                 cols["t_off"].append(off)
                 cols["t_len"].append(len(tab))

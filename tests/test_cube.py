@@ -13,7 +13,7 @@ NO_JIT = os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0")
 # Plain-Python kernels loop over every register / bucket of a merged cell: keep sketches small.
 HLL_P = 4 if NO_JIT else 12
 Q_ALPHA = 0.25 if NO_JIT else 0.01
-N = 1200 if NO_JIT else 20000
+N = 800 if NO_JIT else 20000
 
 DIMS4 = ["region", "service", "equipment_class", "hour_of_day"]
 
