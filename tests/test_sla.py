@@ -298,6 +298,12 @@ def test_state_roundtrip_continues_identically():
     assert [e.to_dict() for e in ea] == [e.to_dict() for e in eb] and ea
 
 
+def test_step_is_update_then_advance():
+    mon = SlaMonitor(topo6(), [dict(BLOCK, **{"for": 0})])
+    evs = mon.step("cdr", minute_calls(0, {10: (10, 10)}), T0 + MIN)
+    assert timeline(evs) == [(1, "firing", 1)]
+
+
 def test_kpi_table():
     mon = SlaMonitor(topo6(), [BLOCK])
     run(mon, [{10: (15, 5), 11: (20, 0)}] * 3)
