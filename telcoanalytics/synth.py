@@ -4,8 +4,11 @@
 >>> day = generate(SynthConfig(n_elements=300, n_regions=4, days=0.25, seed=1))
 >>> day.topology.n_elements
 300
->>> sorted(set(day.labels["scenario"]))
-['collection_gap', 'congestion', 'crowd', 'degradation', 'failure']
+>>> day.scenario_counts
+{'congestion': 5, 'failure': 5, 'degradation': 4, 'crowd': 2, 'collection_gap': 2}
+>>> n = sum(len(rows) for source, rows in day.raw_batches(60_000))
+>>> n == sum(day.stats["n_arrived"].values())
+True
 
 What is generated
 -----------------

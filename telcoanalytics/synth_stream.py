@@ -349,8 +349,6 @@ def write_dataset(day, path, fmt: str = "parquet", raw: bool = True, chunk_ms: i
 
 
 def _write_csv_rows(fh, rows: np.ndarray) -> None:
-    if len(rows) == 0:
-        return
     try:
         import pyarrow.csv as pacsv
     except ImportError:  # pragma: no cover - fallback when pyarrow is missing
