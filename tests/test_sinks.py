@@ -277,17 +277,17 @@ def test_spool_compaction_and_crash_during_compaction(tmp_path, server):
 
 
 def test_timeout_is_retried(server):
-    server.delay_s = 0.5
+    server.delay_s = 3.0                                      # far beyond the client's timeout
     sleep = FakeSleep(on_call={1: lambda: setattr(server, "delay_s", 0.0)})
-    sink = WebhookSink(server.url, timeout_s=0.1, background=False, retry=FAST, sleep=sleep)
+    sink = WebhookSink(server.url, timeout_s=0.2, background=False, retry=FAST, sleep=sleep)
     t = time.monotonic()
     sink.submit(note(0))
-    assert time.monotonic() - t < 0.45                       # the client gave up at its timeout
+    assert time.monotonic() - t < 2.5                        # the client gave up at its timeout
     assert sink.stats["failures"] == 1 and sink.stats["delivered"] == 1
     assert "timed out" in sink.last_error
-    time.sleep(0.6)                                           # let the slow handler finish
-    # at-least-once: the slow server may have processed the timed-out copy as well
-    assert 1 <= len(server.requests) <= 2 and all(seqs([b]) == ["0"] for b in server.accepted)
+    # the retry was answered at once; the slow copy may still land later (at-least-once,
+    # harmless: Alertmanager deduplicates by labels)
+    assert seqs(server.accepted) == ["0"]
     sink.close()
 
 
@@ -313,7 +313,7 @@ def test_background_delivery_does_not_block(down_server, tmp_path):
     t = time.monotonic()
     for i in range(5):
         sink.submit(note(i))
-    assert time.monotonic() - t < 0.5                         # spooled, not delivered inline
+    assert time.monotonic() - t < 2.0                         # spooled, not delivered inline
     assert sink.flush(0.2) is False and sink.pending == 5
     with pytest.raises(RuntimeError, match="background thread"):
         sink.pump()
