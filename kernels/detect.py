@@ -5,9 +5,11 @@ One call processes a batch of events ``(ts_ms, slot, value)`` in the order given
 time order). For each event the score is computed against the slot's state BEFORE the event and
 only then is the state updated, so a point never takes part in its own baseline.
 
-Per-slot state lives in one float64 row ``st[slot, :]`` (fields named by the ``F_*`` constants
-below, the hot ones in the first cache line); the seasonal profile is ``seas[phase, slot]`` (phase
-major, so the slots reporting in one interval touch one contiguous row).
+Per-slot state is split by access pattern: a hot float64 row ``st[slot, :8]`` (one 64-byte cache
+line: level, scale, threshold, count, CUSUM) read and written by every event, a cold row
+``sx[slot, :]`` touched only around alarms and changes, and two small integer arrays (open episode
+direction, alarm run length). The seasonal profile is ``seas[phase, slot]`` with ``uint8`` visit
+counts (phase-major, so the slots reporting in one interval touch one contiguous row).
 
 Model (per slot, additive Holt-Winters with robust updates)::
 
@@ -34,7 +36,7 @@ import numpy as np
 
 from ._numba import kernel
 
-# ---- per-slot state fields (columns of st) -----------------------------------------------
+# ---- per-slot state: hot fields (read every event, one 64-byte line per slot) ---------------
 F_LEVEL = 0      # deseasonalised level
 F_SCALE = 1      # EW mean absolute residual (clipped)
 F_THR = 2        # self-tuned threshold on |z|
@@ -43,20 +45,21 @@ F_CUP = 4        # CUSUM upper statistic
 F_CDN = 5        # CUSUM lower statistic
 F_NUP = 6        # length of the current upper run
 F_NDN = 7        # length of the current lower run
-F_OPEN = 8       # open episode direction (+1 / -1), 0 when none
-F_QUIET = 9      # consecutive non-alarm observations while open
-F_START = 10     # open episode start ts
-F_PEAK = 11      # open episode peak |z|
-F_PEAKV = 12     # value at the peak
-F_PEAKB = 13     # baseline at the peak
-F_PEAKT = 14     # effective threshold at the peak
-F_LASTA = 15     # ts of the last alarm in the open episode
-F_TUP = 16       # ts where the upper CUSUM run began
-F_TDN = 17       # ts where the lower CUSUM run began
-F_LAST_TS = 18   # ts of the last observation
-F_RUN = 19       # consecutive alarm points (an episode opens when it reaches confirm[slot])
-F_DIR = 20       # direction of the first alarm point of the current run
-N_FIELDS = 24
+N_FIELDS = 8
+# ---- cold fields (episodes and change bookkeeping, touched only around alarms/changes) ------
+X_QUIET = 0      # consecutive non-alarm observations while open
+X_START = 1      # episode start ts (first alarm point of the run)
+X_PEAK = 2       # peak |z| of the episode
+X_PEAKV = 3      # value at the peak
+X_PEAKB = 4      # baseline at the peak
+X_PEAKT = 5      # effective threshold at the peak
+X_LASTA = 6      # ts of the last alarm in the episode
+X_TUP = 7        # ts where the upper CUSUM run began
+X_TDN = 8        # ts where the lower CUSUM run began
+X_DIR = 9        # direction of the first alarm point of the run
+N_COLD = 10
+RUN_MAX = 30000  # alarm runs are counted up to here (int16 state)
+SEAS_N_MAX = 255  # visits per phase bucket are counted up to here (uint8 state)
 
 # ---- global state (g array) ----------------------------------------------------------------
 G_GAIN = 0       # network-wide threshold gain >= 1 (alert budget)
@@ -80,12 +83,12 @@ SQRT_HALF_PI = 1.2533141373155003
 
 @kernel
 def detect_init(st, thr_init):
-    """Reset state rows to the empty state (``thr`` to ``thr_init``, everything else 0).
+    """Reset hot state rows to the empty state (``thr`` to ``thr_init``, everything else 0).
 
     Parameters
     ----------
     st : float64 array (n_slots, N_FIELDS)
-        Slot state, updated in place.
+        Hot slot state, updated in place.
     thr_init : float
         Starting threshold on |z|.
     """
@@ -100,7 +103,7 @@ def detect_batch(ts_ms, slot, value, thr_mult,
                  season_ms, n_phase, a_level, a_season, a_scale, huber_c,
                  floor_abs, floor_rel, warmup, target_p, eta, thr_min, thr_max,
                  budget_p, eta_gain, gain_max, cusum_k, cusum_h, cusum_clip, close_after, confirm,
-                 st, seas, seas_n, g,
+                 st, sx, open_dir, run, seas, seas_n, g,
                  z_out, base_out, thr_out, flags_out,
                  ep_idx, ep_kind, ep_start, ep_end, ep_peak, ep_dir, ep_base, ep_thr, ep_value):
     """Score a batch of events causally and update the detector state.
@@ -121,7 +124,7 @@ def detect_batch(ts_ms, slot, value, thr_mult,
         EW smoothing factors per observation (level, seasonal bucket per visit, scale). During
         start-up the running mean ``1 / (count + 1)`` is used while it is larger.
     huber_c : float
-        Clip (in sigmas) of the residual used for updates: bounded influence of outliers.
+        Clip (in sigmas) of the residual used for updates after warm-up: bounded influence.
     floor_abs : float64 array (n_slots,)
         Absolute floor of sigma per slot (e.g. 1 for counters, 1e-6 for continuous values).
     floor_rel : float
@@ -145,8 +148,16 @@ def detect_batch(ts_ms, slot, value, thr_mult,
     confirm : float64 array (n_slots,)
         Consecutive alarm points that open an episode (1 = the first alarm opens it); the
         episode's start is the first point of the run.
-    st : float64 (n_slots, N_FIELDS); seas, seas_n : float64 (n_phase, n_slots); g : float64 (N_GLOBAL,)
-        State, updated in place.
+    st : float64 (n_slots, N_FIELDS)
+        Hot state (level, scale, threshold, count, CUSUM), updated in place.
+    sx : float64 (n_slots, N_COLD)
+        Cold state (episode and change bookkeeping), updated in place.
+    open_dir : int8 (n_slots,); run : int16 (n_slots,)
+        Open episode direction (0 none) and current alarm run length, updated in place.
+    seas : float64 (n_phase, n_slots); seas_n : uint8 (n_phase, n_slots)
+        Seasonal offsets and visits per bucket (phase-major: one interval's slots share a row).
+    g : float64 (N_GLOBAL,)
+        Global state (budget gain, counters).
     z_out, base_out, thr_out : float64 (n,); flags_out : int8 (n,)
         Per-event outputs: score, baseline and effective threshold before the update, flags.
     ep_* : arrays (n,)
@@ -167,6 +178,8 @@ def detect_batch(ts_ms, slot, value, thr_mult,
     # within (log(thr_max) - log(thr_min)) / eta of p * n, exactly
     thr_up = np.exp(eta * (1.0 - target_p))
     thr_dn = np.exp(-eta * target_p)
+    n_scored = 0
+    n_alarms = 0
     for i in range(n):
         s = slot[i]
         x = value[i]
@@ -181,18 +194,19 @@ def detect_batch(ts_ms, slot, value, thr_mult,
         nobs = st[s, F_N]
         ph = 0
         sc = 0.0
+        cnt = 0
         if use_season:
             ph = (t // phase_ms) % n_phase
-            if seas_n[ph, s] > 0.0:
+            cnt = seas_n[ph, s]
+            if cnt > 0:
                 sc = seas[ph, s]
         if nobs == 0.0:
             # first observation: it becomes the level, nothing to score against
             st[s, F_LEVEL] = x - sc
             st[s, F_N] = 1.0
-            st[s, F_LAST_TS] = t
-            if use_season:
-                seas_n[ph, s] = 1.0
-                seas[ph, s] = sc
+            if use_season and cnt == 0:
+                seas_n[ph, s] = 1
+                seas[ph, s] = 0.0
             z_out[i] = 0.0
             base_out[i] = x
             thr_out[i] = st[s, F_THR] * thr_mult[i] * gain
@@ -213,7 +227,7 @@ def detect_batch(ts_ms, slot, value, thr_mult,
         alarm = warm and az > thr_eff
         if warm:
             flags |= FLAG_WARM
-        # ---- self-tuning threshold (Robbins-Monro quantile of |z|) -------------------------
+        # ---- self-tuning threshold (Robbins-Monro quantile of |z| on a log scale) ----------
         if az > thr:
             thr *= thr_up
         else:
@@ -245,13 +259,13 @@ def detect_batch(ts_ms, slot, value, thr_mult,
             al = a_level
         st[s, F_LEVEL] = level + al * rc
         if use_season:
-            cnt = seas_n[ph, s]
             a_s = 1.0 / (cnt + 1.0)
             if a_s < a_season:
                 a_s = a_season
             # the deseasonalised residual left after the level moved is folded into the bucket
             seas[ph, s] = sc + a_s * (1.0 - al) * rc
-            seas_n[ph, s] = cnt + 1.0
+            if cnt < SEAS_N_MAX:
+                seas_n[ph, s] = cnt + 1
         asc = 1.0 / nobs
         if asc < a_scale:
             asc = a_scale
@@ -263,7 +277,6 @@ def detect_batch(ts_ms, slot, value, thr_mult,
             ar = cap
         st[s, F_SCALE] += asc * (ar - st[s, F_SCALE])
         st[s, F_N] = nobs + 1.0
-        st[s, F_LAST_TS] = t
         # ---- CUSUM change detection ----------------------------------------------------
         if warm:
             zk = z
@@ -274,7 +287,7 @@ def detect_batch(ts_ms, slot, value, thr_mult,
             cup = st[s, F_CUP] + zk - cusum_k
             if cup > 0.0:
                 if st[s, F_NUP] == 0.0:
-                    st[s, F_TUP] = t
+                    sx[s, X_TUP] = t
                 st[s, F_NUP] += 1.0
             else:
                 cup = 0.0
@@ -282,7 +295,7 @@ def detect_batch(ts_ms, slot, value, thr_mult,
             cdn = st[s, F_CDN] - zk - cusum_k
             if cdn > 0.0:
                 if st[s, F_NDN] == 0.0:
-                    st[s, F_TDN] = t
+                    sx[s, X_TDN] = t
                 st[s, F_NDN] += 1.0
             else:
                 cdn = 0.0
@@ -293,11 +306,11 @@ def detect_batch(ts_ms, slot, value, thr_mult,
                 if cup >= cdn:
                     d = 1
                     shift = (cup / st[s, F_NUP] + cusum_k) * sigma
-                    t0 = st[s, F_TUP]
+                    t0 = sx[s, X_TUP]
                 else:
                     d = -1
                     shift = -(cdn / st[s, F_NDN] + cusum_k) * sigma
-                    t0 = st[s, F_TDN]
+                    t0 = sx[s, X_TDN]
                 # re-baseline: move the level to the new regime instead of alarming forever
                 st[s, F_LEVEL] += shift
                 st[s, F_CUP] = 0.0
@@ -318,59 +331,66 @@ def detect_batch(ts_ms, slot, value, thr_mult,
         # ---- episodes ------------------------------------------------------------------
         if alarm:
             flags |= FLAG_ALARM
-            g[G_ALARMS] += 1.0
-            is_open = st[s, F_OPEN] != 0.0
-            if not is_open and st[s, F_RUN] == 0.0:
+            n_alarms += 1
+            od = open_dir[s]
+            rn = run[s]
+            if od == 0 and rn == 0:
                 # first alarm point of a run: candidate episode start
-                st[s, F_DIR] = 1.0 if z > 0.0 else -1.0
-                st[s, F_START] = t
-                st[s, F_PEAK] = az
-                st[s, F_PEAKV] = x
-                st[s, F_PEAKB] = baseline
-                st[s, F_PEAKT] = thr_eff
-            elif az > st[s, F_PEAK]:
-                st[s, F_PEAK] = az
-                st[s, F_PEAKV] = x
-                st[s, F_PEAKB] = baseline
-                st[s, F_PEAKT] = thr_eff
-            st[s, F_RUN] += 1.0
-            st[s, F_LASTA] = t
-            st[s, F_QUIET] = 0.0
-            if not is_open and st[s, F_RUN] >= confirm[s]:
-                st[s, F_OPEN] = st[s, F_DIR]
+                sx[s, X_DIR] = 1.0 if z > 0.0 else -1.0
+                sx[s, X_START] = t
+                sx[s, X_PEAK] = az
+                sx[s, X_PEAKV] = x
+                sx[s, X_PEAKB] = baseline
+                sx[s, X_PEAKT] = thr_eff
+            elif az > sx[s, X_PEAK]:
+                sx[s, X_PEAK] = az
+                sx[s, X_PEAKV] = x
+                sx[s, X_PEAKB] = baseline
+                sx[s, X_PEAKT] = thr_eff
+            if rn < RUN_MAX:
+                rn += 1
+                run[s] = rn
+            sx[s, X_LASTA] = t
+            sx[s, X_QUIET] = 0.0
+            if od == 0 and rn >= confirm[s]:
+                open_dir[s] = np.int8(sx[s, X_DIR])
                 ep_idx[n_rows] = i
                 ep_kind[n_rows] = KIND_OPEN
-                ep_start[n_rows] = np.int64(st[s, F_START])
+                ep_start[n_rows] = np.int64(sx[s, X_START])
                 ep_end[n_rows] = -1
-                ep_peak[n_rows] = st[s, F_PEAK]
-                ep_dir[n_rows] = np.int8(st[s, F_DIR])
-                ep_base[n_rows] = st[s, F_PEAKB]
-                ep_thr[n_rows] = st[s, F_PEAKT]
-                ep_value[n_rows] = st[s, F_PEAKV]
+                ep_peak[n_rows] = sx[s, X_PEAK]
+                ep_dir[n_rows] = np.int8(sx[s, X_DIR])
+                ep_base[n_rows] = sx[s, X_PEAKB]
+                ep_thr[n_rows] = sx[s, X_PEAKT]
+                ep_value[n_rows] = sx[s, X_PEAKV]
                 n_rows += 1
         else:
-            st[s, F_RUN] = 0.0
-            if st[s, F_OPEN] != 0.0:
-                st[s, F_QUIET] += 1.0
-            if st[s, F_OPEN] != 0.0 and st[s, F_QUIET] >= close_after:
-                ep_idx[n_rows] = i
-                ep_kind[n_rows] = KIND_CLOSE
-                ep_start[n_rows] = np.int64(st[s, F_START])
-                ep_end[n_rows] = np.int64(st[s, F_LASTA])
-                ep_peak[n_rows] = st[s, F_PEAK]
-                ep_dir[n_rows] = np.int8(st[s, F_OPEN])
-                ep_base[n_rows] = st[s, F_PEAKB]
-                ep_thr[n_rows] = st[s, F_PEAKT]
-                ep_value[n_rows] = st[s, F_PEAKV]
-                n_rows += 1
-                st[s, F_OPEN] = 0.0
-                st[s, F_QUIET] = 0.0
+            if run[s] != 0:
+                run[s] = 0
+            if open_dir[s] != 0:
+                q = sx[s, X_QUIET] + 1.0
+                sx[s, X_QUIET] = q
+                if q >= close_after:
+                    ep_idx[n_rows] = i
+                    ep_kind[n_rows] = KIND_CLOSE
+                    ep_start[n_rows] = np.int64(sx[s, X_START])
+                    ep_end[n_rows] = np.int64(sx[s, X_LASTA])
+                    ep_peak[n_rows] = sx[s, X_PEAK]
+                    ep_dir[n_rows] = open_dir[s]
+                    ep_base[n_rows] = sx[s, X_PEAKB]
+                    ep_thr[n_rows] = sx[s, X_PEAKT]
+                    ep_value[n_rows] = sx[s, X_PEAKV]
+                    n_rows += 1
+                    open_dir[s] = 0
+                    sx[s, X_QUIET] = 0.0
         z_out[i] = z
         base_out[i] = baseline
         thr_out[i] = thr_eff
         flags_out[i] = flags
-        g[G_EVENTS] += 1.0
+        n_scored += 1
     g[G_GAIN] = gain
+    g[G_EVENTS] += n_scored
+    g[G_ALARMS] += n_alarms
     return n_rows
 
 

@@ -216,8 +216,11 @@ class AnomalyDetector:
         self.n_phase = int(c.n_phase) if self.season_ms > 0 else 1
         self.state = np.zeros((self.n_slots, _k.N_FIELDS))
         _k.detect_init(self.state, float(c.thr_init))
+        self.cold = np.zeros((self.n_slots, _k.N_COLD))
+        self.open_dir = np.zeros(self.n_slots, dtype=np.int8)
+        self.run = np.zeros(self.n_slots, dtype=np.int16)
         self.seas = np.zeros((self.n_phase, self.n_slots))
-        self.seas_n = np.zeros((self.n_phase, self.n_slots))
+        self.seas_n = np.zeros((self.n_phase, self.n_slots), dtype=np.uint8)
         self.glob = np.zeros(_k.N_GLOBAL)
         self.glob[_k.G_GAIN] = 1.0
         self.slot_element_id = (np.full(self.n_slots, -1, dtype=np.int64) if slot_element_id is None
@@ -243,7 +246,8 @@ class AnomalyDetector:
         """Require ``n_points`` consecutive alarm points before an episode of these slots opens
         (sparse counters whose isolated blips are normal)."""
         slots = _as_1d("slots", slots, np.int64)
-        _check(int(n_points) == n_points and n_points >= 1, f"n_points must be an integer >= 1, got {n_points}")
+        _check(int(n_points) == n_points and 1 <= n_points <= 1000,
+               f"n_points must be an integer in 1..1000, got {n_points}")
         self.slot_confirm[slots] = float(n_points)
 
     # ---- scoring ---------------------------------------------------------------------------
@@ -309,7 +313,7 @@ class AnomalyDetector:
             c.scale_alpha, c.huber_c, self.slot_floor, c.floor_rel, float(c.warmup), c.target_fa, c.tune_eta,
             c.thr_min, c.thr_max, c.budget_fa, c.budget_eta, c.gain_max, c.cusum_k, c.cusum_h,
             c.cusum_clip, float(c.close_after), self.slot_confirm,
-            self.state, self.seas, self.seas_n, self.glob,
+            self.state, self.cold, self.open_dir, self.run, self.seas, self.seas_n, self.glob,
             z, base, thr, flags,
             ep_idx, ep_kind, ep_start, ep_end, ep_peak, ep_dir, ep_base, ep_thr, ep_value)
         self.n_invalid += int(np.count_nonzero(flags & _k.FLAG_INVALID))
@@ -346,7 +350,7 @@ class AnomalyDetector:
     @property
     def open_direction(self) -> np.ndarray:
         """Direction (+1/-1) of each slot's open episode, 0 where none is open."""
-        return self.state[:, _k.F_OPEN].astype(np.int8)
+        return self.open_dir.copy()
 
     @property
     def n_obs(self) -> np.ndarray:
@@ -368,8 +372,11 @@ class AnomalyDetector:
         st = np.zeros((k, _k.N_FIELDS))
         _k.detect_init(st, float(self.config.thr_init))
         self.state = np.concatenate([self.state, st])
+        self.cold = np.concatenate([self.cold, np.zeros((k, _k.N_COLD))])
+        self.open_dir = np.concatenate([self.open_dir, np.zeros(k, dtype=np.int8)])
+        self.run = np.concatenate([self.run, np.zeros(k, dtype=np.int16)])
         self.seas = np.concatenate([self.seas, np.zeros((self.n_phase, k))], axis=1)
-        self.seas_n = np.concatenate([self.seas_n, np.zeros((self.n_phase, k))], axis=1)
+        self.seas_n = np.concatenate([self.seas_n, np.zeros((self.n_phase, k), dtype=np.uint8)], axis=1)
         self.slot_element_id = np.concatenate([self.slot_element_id, np.full(k, -1, dtype=np.int64)])
         self.slot_metric = np.concatenate([self.slot_metric, np.full(k, "", dtype="U24")])
         self.slot_floor = np.concatenate([self.slot_floor, np.full(k, float(self.config.floor_abs))])
@@ -379,6 +386,7 @@ class AnomalyDetector:
     def to_state(self) -> dict:
         """Checkpoint: numpy arrays and plain scalars only."""
         return {"kind": "AnomalyDetector", "config": asdict(self.config), "state": self.state.copy(),
+                "cold": self.cold.copy(), "open_dir": self.open_dir.copy(), "run": self.run.copy(),
                 "seas": self.seas.copy(), "seas_n": self.seas_n.copy(), "glob": self.glob.copy(),
                 "slot_element_id": self.slot_element_id.copy(), "slot_metric": self.slot_metric.copy(),
                 "slot_floor": self.slot_floor.copy(), "slot_confirm": self.slot_confirm.copy(),
@@ -392,7 +400,10 @@ class AnomalyDetector:
         det = cls(d["state"].shape[0], DetectorConfig(**d["config"]), d["slot_element_id"], d["slot_metric"])
         det.state = np.array(d["state"], dtype=np.float64)
         det.seas = np.array(d["seas"], dtype=np.float64)
-        det.seas_n = np.array(d["seas_n"], dtype=np.float64)
+        det.seas_n = np.array(d["seas_n"], dtype=np.uint8)
+        det.cold = np.array(d["cold"], dtype=np.float64)
+        det.open_dir = np.array(d["open_dir"], dtype=np.int8)
+        det.run = np.array(d["run"], dtype=np.int16)
         det.glob = np.array(d["glob"], dtype=np.float64)
         det.slot_floor = np.array(d["slot_floor"], dtype=np.float64)
         det.slot_confirm = np.array(d["slot_confirm"], dtype=np.float64)

@@ -234,7 +234,7 @@ def test_grow_and_metadata(rng):
     t, s, x = _stream(2, 50, rng)
     det.update(t, s, x)
     det.grow(4)
-    assert det.n_slots == 4 and det.state.shape == (4, K.N_FIELDS) and det.seas.shape == (2, 4)
+    assert det.n_slots == 4 and det.state.shape == (4, K.N_FIELDS) and det.cold.shape == (4, K.N_COLD) and det.seas.shape == (2, 4)
     assert det.threshold[3] == det.config.thr_init and det.slot_element_id[3] == -1
     rows = det.update(np.array([t[-1] + PM_MS] * 2), np.array([3, 1]), np.array([1.0, 500.0]))
     assert rows["element_id"].tolist() == [8] and rows["metric"].tolist() == ["b"]
