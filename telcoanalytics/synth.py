@@ -388,7 +388,8 @@ class SynthDay:
     def labels_document(self) -> dict:
         """JSON-ready dict: labels, scenario details, stats, config and span."""
         return {
-            "start_ms": self.start_ms, "end_ms": self.end_ms, "config": asdict(self.config),
+            "start_ms": self.start_ms, "end_ms": self.end_ms,
+            "config": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in asdict(self.config).items()},
             "labels": [{f: row[f].item() for f in LABEL_DTYPE.names} for row in self.labels],
             "scenarios": self.scenarios, "stats": self.stats,
         }

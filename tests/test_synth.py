@@ -692,6 +692,7 @@ def test_tiny_and_multi_day_spans():
                  n_collection_gap=1, seed=3)
     assert np.all(d.labels["end_ms"] <= d.end_ms) and d.end_ms - d.start_ms == 6 * 300_000
     assert all(len(d[s]) > 0 for s in SOURCES)
+    assert json.dumps(generate(n_elements=np.int64(40), n_regions=1, days=0.01).labels_document())  # numpy ints
     one = generate(n_elements=40, n_regions=1, days=0.003, seed=3, n_congestion=1, n_failure=1)  # one interval
     assert one.end_ms - one.start_ms == 300_000 and np.all(one.labels["end_ms"] <= one.end_ms)
     two = generate(n_elements=60, n_regions=2, days=2.0, start_ms=START + 5 * DAY_MS, seed=3,   # Sat + Sun
