@@ -24,7 +24,9 @@ An SLO ``objective`` (e.g. 0.999) of a ratio KPI (good / total, e.g. call setup 
 attempts) gets multi-window, multi-burn-rate alerts (Google SRE workbook, ch. 5): burn rate
 ``= (1 - good/total) / (1 - objective)``; an alert fires while the burn rate over both its long
 and short window is at least its factor (defaults: page 14.4x over 1 h and 5 min, page 6x over
-6 h and 30 min, ticket 1x over 3 days and 6 h). Windows that fit the minute ring (with the
+6 h and 30 min, ticket 1x over 3 days and 6 h). A pair is not evaluated (insufficient) until
+the data spans its short window, so a fresh start does not read 30 minutes as "3 days".
+Windows that fit the minute ring (with the
 re-evaluation horizon) are exact; longer ones use the hour ring and cover the current (partial)
 hour plus whole hours before it, i.e. they are up to 59 minutes shorter than nominal.
 """
@@ -645,6 +647,9 @@ class SlaMonitor:
                                                                 np.where(strong, K.COND_BAND, K.COND_INSUFFICIENT)))
             return codes.astype(np.int8), v
         objective, factor, lo, sh = ev.burn
+        if tick - self.store.first_minute < sh:
+            # until the data spans the short window, the long window is no longer than it
+            return np.zeros(n, np.int8), np.full(n, np.nan)
         burn_l, ok_l = self._burn(ev, tick, lo, objective, rows)
         burn_s, ok_s = self._burn(ev, tick, sh, objective, rows)
         ok = ok_l & ok_s
