@@ -6,8 +6,8 @@ time order). For each event the score is computed against the slot's state BEFOR
 only then is the state updated, so a point never takes part in its own baseline.
 
 Per-slot state is split by access pattern: a hot float64 row ``st[slot, :8]`` (one 64-byte cache
-line: level, scale, threshold, count, CUSUM) read and written by every event, a cold row
-``sx[slot, :]`` touched only around alarms and changes, and two small integer arrays (open episode
+line: level, scale, threshold, CUSUM) read and written by every event, an int32 observation count,
+a cold row ``sx[slot, :]`` touched only around alarms, and two small integer arrays (open episode
 direction, alarm run length). The seasonal profile is ``seas[phase, slot]`` with ``uint8`` visit
 counts (phase-major, so the slots reporting in one interval touch one contiguous row).
 
@@ -40,12 +40,13 @@ from ._numba import kernel
 F_LEVEL = 0      # deseasonalised level
 F_SCALE = 1      # EW mean absolute residual (clipped)
 F_THR = 2        # self-tuned threshold on |z|
-F_N = 3          # observations folded in
+F_TRUN = 3       # ts where the latest CUSUM run (either side) began: the change-point estimate
 F_CUP = 4        # CUSUM upper statistic
 F_CDN = 5        # CUSUM lower statistic
 F_NUP = 6        # length of the current upper run
 F_NDN = 7        # length of the current lower run
 N_FIELDS = 8
+N_MAX = 2_000_000_000   # observation counts saturate here (int32 state)
 # ---- cold fields (episodes and change bookkeeping, touched only around alarms/changes) ------
 X_QUIET = 0      # consecutive non-alarm observations while open
 X_START = 1      # episode start ts (first alarm point of the run)
@@ -54,10 +55,8 @@ X_PEAKV = 3      # value at the peak
 X_PEAKB = 4      # baseline at the peak
 X_PEAKT = 5      # effective threshold at the peak
 X_LASTA = 6      # ts of the last alarm in the episode
-X_TUP = 7        # ts where the upper CUSUM run began
-X_TDN = 8        # ts where the lower CUSUM run began
-X_DIR = 9        # direction of the first alarm point of the run
-N_COLD = 10
+X_DIR = 7        # direction of the first alarm point of the run
+N_COLD = 8
 RUN_MAX = 30000  # alarm runs are counted up to here (int16 state)
 SEAS_N_MAX = 255  # visits per phase bucket are counted up to here (uint8 state)
 
@@ -103,7 +102,7 @@ def detect_batch(ts_ms, slot, value, thr_mult,
                  season_ms, n_phase, a_level, a_season, a_scale, huber_c,
                  floor_abs, floor_rel, warmup, target_p, eta, thr_min, thr_max,
                  budget_p, eta_gain, gain_max, cusum_k, cusum_h, cusum_clip, close_after, confirm,
-                 st, sx, open_dir, run, seas, seas_n, g,
+                 st, nobs_arr, sx, open_dir, run, seas, seas_n, g,
                  z_out, base_out, thr_out, flags_out,
                  ep_idx, ep_kind, ep_start, ep_end, ep_peak, ep_dir, ep_base, ep_thr, ep_value):
     """Score a batch of events causally and update the detector state.
@@ -149,7 +148,9 @@ def detect_batch(ts_ms, slot, value, thr_mult,
         Consecutive alarm points that open an episode (1 = the first alarm opens it); the
         episode's start is the first point of the run.
     st : float64 (n_slots, N_FIELDS)
-        Hot state (level, scale, threshold, count, CUSUM), updated in place.
+        Hot state (level, scale, threshold, CUSUM), updated in place.
+    nobs_arr : int32 (n_slots,)
+        Observations folded into each slot (saturating at ``N_MAX``), updated in place.
     sx : float64 (n_slots, N_COLD)
         Cold state (episode and change bookkeeping), updated in place.
     open_dir : int8 (n_slots,); run : int16 (n_slots,)
@@ -191,7 +192,7 @@ def detect_batch(ts_ms, slot, value, thr_mult,
             thr_out[i] = np.nan
             flags_out[i] = FLAG_INVALID
             continue
-        nobs = st[s, F_N]
+        nobs = nobs_arr[s]
         ph = 0
         sc = 0.0
         cnt = 0
@@ -200,10 +201,10 @@ def detect_batch(ts_ms, slot, value, thr_mult,
             cnt = seas_n[ph, s]
             if cnt > 0:
                 sc = seas[ph, s]
-        if nobs == 0.0:
+        if nobs == 0:
             # first observation: it becomes the level, nothing to score against
             st[s, F_LEVEL] = x - sc
-            st[s, F_N] = 1.0
+            nobs_arr[s] = 1
             if use_season and cnt == 0:
                 seas_n[ph, s] = 1
                 seas[ph, s] = 0.0
@@ -276,7 +277,8 @@ def detect_batch(ts_ms, slot, value, thr_mult,
             # to grow from the floor to the series' real spread
             ar = cap
         st[s, F_SCALE] += asc * (ar - st[s, F_SCALE])
-        st[s, F_N] = nobs + 1.0
+        if nobs < N_MAX:
+            nobs_arr[s] = nobs + 1
         # ---- CUSUM change detection ----------------------------------------------------
         if warm:
             zk = z
@@ -287,7 +289,7 @@ def detect_batch(ts_ms, slot, value, thr_mult,
             cup = st[s, F_CUP] + zk - cusum_k
             if cup > 0.0:
                 if st[s, F_NUP] == 0.0:
-                    sx[s, X_TUP] = t
+                    st[s, F_TRUN] = t
                 st[s, F_NUP] += 1.0
             else:
                 cup = 0.0
@@ -295,7 +297,7 @@ def detect_batch(ts_ms, slot, value, thr_mult,
             cdn = st[s, F_CDN] - zk - cusum_k
             if cdn > 0.0:
                 if st[s, F_NDN] == 0.0:
-                    sx[s, X_TDN] = t
+                    st[s, F_TRUN] = t
                 st[s, F_NDN] += 1.0
             else:
                 cdn = 0.0
@@ -306,11 +308,11 @@ def detect_batch(ts_ms, slot, value, thr_mult,
                 if cup >= cdn:
                     d = 1
                     shift = (cup / st[s, F_NUP] + cusum_k) * sigma
-                    t0 = sx[s, X_TUP]
+                    t0 = st[s, F_TRUN]
                 else:
                     d = -1
                     shift = -(cdn / st[s, F_NDN] + cusum_k) * sigma
-                    t0 = sx[s, X_TDN]
+                    t0 = st[s, F_TRUN]
                 # re-baseline: move the level to the new regime instead of alarming forever
                 st[s, F_LEVEL] += shift
                 st[s, F_CUP] = 0.0

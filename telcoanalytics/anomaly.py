@@ -216,6 +216,7 @@ class AnomalyDetector:
         self.n_phase = int(c.n_phase) if self.season_ms > 0 else 1
         self.state = np.zeros((self.n_slots, _k.N_FIELDS))
         _k.detect_init(self.state, float(c.thr_init))
+        self.nobs = np.zeros(self.n_slots, dtype=np.int32)
         self.cold = np.zeros((self.n_slots, _k.N_COLD))
         self.open_dir = np.zeros(self.n_slots, dtype=np.int8)
         self.run = np.zeros(self.n_slots, dtype=np.int16)
@@ -313,7 +314,7 @@ class AnomalyDetector:
             c.scale_alpha, c.huber_c, self.slot_floor, c.floor_rel, float(c.warmup), c.target_fa, c.tune_eta,
             c.thr_min, c.thr_max, c.budget_fa, c.budget_eta, c.gain_max, c.cusum_k, c.cusum_h,
             c.cusum_clip, float(c.close_after), self.slot_confirm,
-            self.state, self.cold, self.open_dir, self.run, self.seas, self.seas_n, self.glob,
+            self.state, self.nobs, self.cold, self.open_dir, self.run, self.seas, self.seas_n, self.glob,
             z, base, thr, flags,
             ep_idx, ep_kind, ep_start, ep_end, ep_peak, ep_dir, ep_base, ep_thr, ep_value)
         self.n_invalid += int(np.count_nonzero(flags & _k.FLAG_INVALID))
@@ -355,7 +356,7 @@ class AnomalyDetector:
     @property
     def n_obs(self) -> np.ndarray:
         """Observations folded into each slot."""
-        return self.state[:, _k.F_N]
+        return self.nobs.astype(np.float64)
 
     def baseline_at(self, ts_ms: int) -> np.ndarray:
         """Baseline of every slot at time ``ts_ms`` (level plus the seasonal bucket, if learnt)."""
@@ -373,6 +374,7 @@ class AnomalyDetector:
         _k.detect_init(st, float(self.config.thr_init))
         self.state = np.concatenate([self.state, st])
         self.cold = np.concatenate([self.cold, np.zeros((k, _k.N_COLD))])
+        self.nobs = np.concatenate([self.nobs, np.zeros(k, dtype=np.int32)])
         self.open_dir = np.concatenate([self.open_dir, np.zeros(k, dtype=np.int8)])
         self.run = np.concatenate([self.run, np.zeros(k, dtype=np.int16)])
         self.seas = np.concatenate([self.seas, np.zeros((self.n_phase, k))], axis=1)
@@ -386,7 +388,7 @@ class AnomalyDetector:
     def to_state(self) -> dict:
         """Checkpoint: numpy arrays and plain scalars only."""
         return {"kind": "AnomalyDetector", "config": asdict(self.config), "state": self.state.copy(),
-                "cold": self.cold.copy(), "open_dir": self.open_dir.copy(), "run": self.run.copy(),
+                "cold": self.cold.copy(), "nobs": self.nobs.copy(), "open_dir": self.open_dir.copy(), "run": self.run.copy(),
                 "seas": self.seas.copy(), "seas_n": self.seas_n.copy(), "glob": self.glob.copy(),
                 "slot_element_id": self.slot_element_id.copy(), "slot_metric": self.slot_metric.copy(),
                 "slot_floor": self.slot_floor.copy(), "slot_confirm": self.slot_confirm.copy(),
@@ -402,6 +404,7 @@ class AnomalyDetector:
         det.seas = np.array(d["seas"], dtype=np.float64)
         det.seas_n = np.array(d["seas_n"], dtype=np.uint8)
         det.cold = np.array(d["cold"], dtype=np.float64)
+        det.nobs = np.array(d["nobs"], dtype=np.int32)
         det.open_dir = np.array(d["open_dir"], dtype=np.int8)
         det.run = np.array(d["run"], dtype=np.int16)
         det.glob = np.array(d["glob"], dtype=np.float64)
