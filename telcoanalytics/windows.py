@@ -396,6 +396,30 @@ class SlidingWindows:
         return w
 
 
+def topology_groups(topology, level: str, n_metrics: int = 1) -> tuple[np.ndarray, int]:
+    """Slot -> group mapping for rolling ``element * n_metrics + metric`` slots up to ``level``.
+
+    Returns ``(group_of_slot, n_groups)`` with groups ``node * n_metrics + metric`` for the
+    dense nodes of ``level``; pass them to ``rollup`` of :class:`SlidingWindows`,
+    :class:`~telcoanalytics.decay.EWStats` or :class:`~telcoanalytics.sketch.QuantileSketch`.
+
+    Examples
+    --------
+    >>> from telcoanalytics.topology import Topology
+    >>> topo = Topology.from_columns(np.array([11, 12, 13]), {"site": np.array([1, 1, 2])})
+    >>> g, n = topology_groups(topo, "site", n_metrics=2)
+    >>> g.tolist(), n
+    ([0, 1, 0, 1, 2, 3], 4)
+    """
+    n_metrics = int(n_metrics)
+    if n_metrics < 1:
+        raise ValueError(f"n_metrics must be >= 1, got {n_metrics}")
+    node = topology.element_to(level)
+    slots = np.arange(topology.n_elements * n_metrics, dtype=np.int64)
+    g = node[slots // n_metrics] * n_metrics + slots % n_metrics
+    return np.ascontiguousarray(g, dtype=np.int64), topology.n_nodes(level) * n_metrics
+
+
 def busiest_summary(windows: SlidingWindows, topology=None, k: int = 5, span_ms: int | None = None,
                     t_query_ms: int | None = None, decay: Decay | None = None, n_metrics: int = 1,
                     metric_names=None) -> list[str]:

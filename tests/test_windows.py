@@ -8,7 +8,7 @@ from kernels import windows as kw
 from .reference_windows import ref_status, ref_window_stats
 from telcoanalytics.decay import Decay
 from telcoanalytics.topology import Topology
-from telcoanalytics.windows import STAT_FIELDS, SlidingWindows, busiest_summary
+from telcoanalytics.windows import STAT_FIELDS, SlidingWindows, busiest_summary, topology_groups
 
 T0 = 1_700_000_000_000          # a realistic epoch in ms
 RES = ((1_000, 30), (60_000, 20), (3_600_000, 6))
@@ -252,6 +252,11 @@ def test_rollup_equals_one_pass_over_groups(rng):
     site = topo.element_to("site")
     g = site[np.arange(n_slots) // n_metrics] * n_metrics + np.arange(n_slots) % n_metrics
     n_groups = topo.n_nodes("site") * n_metrics
+    g2, n2 = topology_groups(topo, "site", n_metrics)
+    np.testing.assert_array_equal(g, g2)
+    assert n2 == n_groups
+    with pytest.raises(ValueError, match="n_metrics must be >= 1"):
+        topology_groups(topo, "site", 0)
     up = w.rollup(g, n_groups)
     one = SlidingWindows(n_groups, RES, half_lives_s=(300.0,))
     one.update(ts, g[sl], x)
