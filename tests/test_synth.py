@@ -372,6 +372,32 @@ def test_failure_labels(day):
                 assert np.any(unav > 0)
 
 
+def test_silent_cell_traffic_moves_to_its_site_neighbours(day):
+    c, t = day.cdr, day.topology_table
+    checked = 0
+    for row, det in zip(day.labels, day.scenarios):
+        if det["mode"] != "silent" or det["params"]["absorbed_by"] == 0:
+            continue
+        site = t["site_id"][t["element_id"] == row["element_id"]][0]
+        sib = t["element_id"][(t["site_id"] == site) & (t["element_id"] != row["element_id"])]
+        e = day.equip
+        u = e[(e["metric_id"] == METRIC_CODE["prb_util_pct"]) & np.isin(e["element_id"], sib)]
+        inw = _in(u["ts_ms"], row["start_ms"], row["end_ms"])
+        pre = _in(u["ts_ms"], row["start_ms"] - HOUR_MS, row["start_ms"])
+        # neighbours' utilisation in the window over the hour before, against the same ratio of
+        # all other cells (which removes the diurnal trend)
+        others = e[(e["metric_id"] == METRIC_CODE["prb_util_pct"]) & ~np.isin(e["element_id"], sib)
+                   & (day.topology.attributes["equipment_class"][day.topology.index_of(e["element_id"])] <= 1)
+                   & (day.label_index("equip") < 0)]          # undisturbed cells only
+        o_in = _in(others["ts_ms"], row["start_ms"], row["end_ms"])
+        o_pre = _in(others["ts_ms"], row["start_ms"] - HOUR_MS, row["start_ms"])
+        lift = (u["value"][inw].mean() / u["value"][pre].mean()) / (others["value"][o_in].mean()
+                                                                   / others["value"][o_pre].mean())
+        assert lift > 1.05, lift
+        checked += 1
+    assert checked >= 1
+
+
 def test_failure_causes_rise_under_error_failure():
     # a busier network so the failing cell carries enough calls to measure the cause share
     d = generate(SynthConfig(n_elements=150, n_regions=2, days=0.25, seed=4, start_ms=START + 12 * HOUR_MS,
@@ -409,7 +435,15 @@ def test_crowd_label(day):
             continue
         assert row["scope_level"] == "site" and row["scope_id"] in day.topology_table["site_id"]
         els = np.array(det["element_ids"])
-        assert len(np.unique(day.topology_table["site_id"][np.isin(day.topology_table["element_id"], els)])) >= 4
+        t = day.topology_table
+        crowd_sites = np.unique(t["site_id"][np.isin(t["element_id"], els)])
+        assert 4 <= len(crowd_sites) <= 8 and row["scope_id"] in crowd_sites
+        # the affected sites are the ones nearest the venue within its region (other scenarios aside)
+        venue = t[t["site_id"] == row["scope_id"]][0]
+        d_km = 111.2 * np.hypot(t["lat"] - venue["lat"], (t["lon"] - venue["lon"]) * np.cos(np.radians(venue["lat"])))
+        cell = t["equipment_class"] <= 1
+        assert d_km[np.isin(t["element_id"], els)].max() <= det["params"]["max_distance_km"] + 1e-9
+        assert np.median(d_km[cell & (t["region_id"] == venue["region_id"])]) > det["params"]["max_distance_km"]
         mine = np.isin(c["element_id"], els)
         ps, pe = det["plateau_start_ms"], det["plateau_end_ms"]
         inw = _in(c["start_ms"], ps, pe)
