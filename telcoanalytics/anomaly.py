@@ -868,6 +868,8 @@ class NetworkAnomalyDetector:
         silent together they are ``"collection_gap"`` rows (scope region) instead, and elements whose
         parent element is silent are ``"inhibited"``. Elements that report again produce closing
         rows (``end_ms`` = their last report before the silence ends, i.e. the resume time).
+        A flagged element is re-issued (same ``start_ms``, new ``t_ms``) when its explanation
+        changes: its region becomes a collection gap, or it stays silent after the gap ended.
         """
         newly, resumed = self.silence.check(now_ms)
         mon = self.silence
@@ -880,8 +882,12 @@ class NetworkAnomalyDetector:
         tracked_cnt = np.bincount(region[tracked], minlength=n_reg)
         gap_region = (silent_cnt >= cc.gap_min_elements) & (silent_cnt >= cc.gap_fraction * np.maximum(tracked_cnt, 1))
         eids = self.topology.ids[self.topology.element_level]
-        # previously flagged elements of a region that now turns out to be a gap are re-issued
-        reissue = np.flatnonzero(mon.silent & gap_region[region] & (self._silence_class() == "silence"))
+        # re-issue flagged elements whose explanation changed: a region that now turns out to be
+        # a collection gap, or an element still silent after its region's gap ended (a failure
+        # hidden by the gap)
+        cur = self._silence_class()
+        reissue = np.flatnonzero(mon.silent & ((gap_region[region] & (cur == "silence"))
+                                               | (~gap_region[region] & (cur == "collection_gap"))))
         flagged = np.union1d(newly, reissue).astype(np.int64)
         rows = np.zeros(len(flagged) + len(resumed), dtype=ANOMALY_DTYPE)
         k = len(flagged)

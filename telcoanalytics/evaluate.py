@@ -321,6 +321,7 @@ def evaluate_synth(n_elements: int = 2000, days: float = 2.0, seed: int = 7, war
     early, leads = 0, []
     n_cong = 0
     covered = np.zeros(len(rows), dtype=bool)   # rows explained by some scenario
+    missed: list[dict] = []
     for lab, det in zip(day.labels, day.scenarios):
         kind = str(lab["scenario"])
         if kind == "collection_gap":
@@ -340,6 +341,10 @@ def evaluate_synth(n_elements: int = 2000, days: float = 2.0, seed: int = 7, war
         if good.any():
             p["detected"] += 1
             p["delays_min"].append(float(det_t[good].min() - lab["start_ms"]) / 60_000)
+        else:
+            missed.append({"scenario": kind, "mode": det.get("mode", ""), "scope_id": int(lab["scope_id"]),
+                           "start_ms": int(lab["start_ms"]), "end_ms": int(lab["end_ms"]),
+                           "rows_seen": [str(c) for c in rows["classification"][m]]})
         if kind == "crowd":
             crowd_rows += int(m.sum())
             crowd_fault += int((m & (rows["classification"] == "fault")).sum())
@@ -372,6 +377,7 @@ def evaluate_synth(n_elements: int = 2000, days: float = 2.0, seed: int = 7, war
         "events": int(len(ts)),
         "events_per_s": len(ts) / elapsed if elapsed > 0 else float("nan"),
         "n_elements": topo.n_elements,
+        "missed": missed,
     }
     return out
 

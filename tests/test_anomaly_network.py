@@ -151,6 +151,8 @@ def test_region_silent_together_is_a_collection_gap(rng):
     # two elements stop one interval earlier (reported as silence), then the whole region
     early = reg2[:2]
     gone = (np.isin(e, early) & (t >= 24 * PM) & (t < 30 * PM)) | (np.isin(e, reg2) & (t >= 25 * PM) & (t < 30 * PM))
+    failed = reg2[5]                                      # fails during the gap: stays silent after it
+    gone |= (e == failed) & (t >= 25 * PM)
     rows = _run(net, t[~gone], e[~gone], m[~gone], x[~gone])
     g = rows[(rows["classification"] == "collection_gap") & (rows["end_ms"] < 0)]
     assert set(g["element_id"]) == set(topo.ids["element"][reg2])
@@ -158,7 +160,10 @@ def test_region_silent_together_is_a_collection_gap(rng):
     first = rows[np.isin(rows["element_id"], topo.ids["element"][early])]
     assert first["classification"][0] == "silence"        # re-issued later as part of the gap
     closes = rows[(rows["end_ms"] >= 0) & np.isin(rows["element_id"], topo.ids["element"][reg2])]
-    assert len(closes) == 12 and set(closes["classification"]) == {"collection_gap"}
+    assert len(closes) == 11 and set(closes["classification"]) == {"collection_gap"}
+    after = rows[(rows["element_id"] == topo.ids["element"][failed]) & (rows["t_ms"] > 30 * PM)]
+    assert after["classification"].tolist() == ["silence"] and after["start_ms"][0] == 24 * PM
+    assert after["scope_level"][0] == "element"
 
 
 def test_silent_parent_inhibits_silent_children(rng):
