@@ -285,45 +285,51 @@ def cube_merge_cells(src_keys, n_src, s_cnt, s_fmiss, s_fsum, s_fmin, s_fmax, s_
 
 
 @kernel
-def cube_derive_code(k, p_stride, p_radix, d_a, d_b, d_c, d_m, t_off, t_len, tables, j):
-    """Code of output dimension ``j`` from packed parent key ``k``.
+def cube_derive_codes(keys, n, shift, mask, a, b, c, m, t_off, t_len, tables, j, out):
+    """Codes of output dimension ``j`` for the packed keys ``keys[:n]`` into ``out[:n]``.
 
-    ``code = (k // p_stride[j]) % p_radix[j]``, then ``code = ((code + a) // b + c) % m``
-    (skipped for the identity), then, if ``t_len[j] > 0``, ``code = tables[t_off[j] + code]``
-    (tables cover every code, checked when the plan is built).
+    Parent keys are packed on power-of-two radices, so the parent code is
+    ``(key >> shift[j]) & mask[j]``; then ``code = ((code + a) // b + c) % m`` (skipped for the
+    identity), then, if ``t_len[j] > 0``, ``code = tables[t_off[j] + code]`` (tables cover every
+    code, checked when the plan is built).
     """
-    code = (k // p_stride[j]) % p_radix[j]
-    if d_b[j] != 1 or d_a[j] != 0 or d_c[j] != 0 or d_m[j] != BIG_MOD:
-        code = ((code + d_a[j]) // d_b[j] + d_c[j]) % d_m[j]
-    if t_len[j] > 0:
-        code = tables[t_off[j] + code]
-    return code
+    sh = shift[j]
+    mk = mask[j]
+    aj, bj, cj, mj = a[j], b[j], c[j], m[j]
+    arith = bj != 1 or aj != 0 or cj != 0 or mj != BIG_MOD
+    to = t_off[j]
+    tl = t_len[j]
+    for i in range(n):
+        code = (keys[i] >> sh) & mk
+        if arith:
+            code = ((code + aj) // bj + cj) % mj
+        if tl > 0:
+            code = tables[to + code]
+        out[i] = code
 
 
 @kernel
-def cube_rekey(keys, n, p_stride, p_radix, d_a, d_b, d_c, d_m, t_off, t_len, tables, c_stride,
-               out):
+def cube_rekey(keys, n, shift, mask, a, b, c, m, t_off, t_len, tables, c_stride, out):
     """Re-key cells into another (coarser or derived) key space.
 
-    For every cell ``i < n`` and output dimension ``j``, derive the code (``cube_derive_code``)
-    and pack ``out[i] = sum_j code_j * c_stride[j]``.
+    For every cell ``i < n`` and output dimension ``j``, derive the code
+    (``cube_derive_codes``) and pack ``out[i] = sum_j code_j * c_stride[j]``.
     """
-    d = p_stride.shape[0]
+    code = np.empty(n, dtype=np.int64)
     for i in range(n):
-        key = 0
-        for j in range(d):
-            key += cube_derive_code(keys[i], p_stride, p_radix, d_a, d_b, d_c, d_m, t_off, t_len,
-                                    tables, j) * c_stride[j]
-        out[i] = key
+        out[i] = 0
+    for j in range(shift.shape[0]):
+        cube_derive_codes(keys, n, shift, mask, a, b, c, m, t_off, t_len, tables, j, code)
+        st = c_stride[j]
+        for i in range(n):
+            out[i] += code[i] * st
 
 
 @kernel
-def cube_decode(keys, n, p_stride, p_radix, d_a, d_b, d_c, d_m, t_off, t_len, tables, out):
-    """Codes ``out[j, i]`` of output dimension ``j`` for cell ``i < n`` (``cube_derive_code``)."""
-    for i in range(n):
-        for j in range(p_stride.shape[0]):
-            out[j, i] = cube_derive_code(keys[i], p_stride, p_radix, d_a, d_b, d_c, d_m, t_off,
-                                         t_len, tables, j)
+def cube_decode(keys, n, shift, mask, a, b, c, m, t_off, t_len, tables, out):
+    """Codes ``out[j, i]`` of output dimension ``j`` for cell ``i < n`` (``cube_derive_codes``)."""
+    for j in range(shift.shape[0]):
+        cube_derive_codes(keys, n, shift, mask, a, b, c, m, t_off, t_len, tables, j, out[j])
 
 
 @kernel

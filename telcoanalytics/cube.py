@@ -356,6 +356,7 @@ class Cube:
         """Accumulate the batch into the delta tables (no lock: state is not touched)."""
         base = self._base_delta
         base.clear()
+        base.reserve(min(b.n, base.keyspace))   # no growth inside the kernel for this batch
         rows, vrows, hrows, qrows = self._rows(b)
         keys = np.empty(b.n, dtype=np.int64)
         cube_pack_keys(b.codes, rows, self.base_keys.strides, keys)
@@ -958,7 +959,18 @@ class CubeSet:
             dims.update(c.dims)
             vals.update(c.value_fields)
             hashes.update(c.hash_fields)
-        b = prepare_batch(ctx, dims, vals, hashes)
+        return self.update_arrays(prepare_batch(ctx, dims, vals, hashes))
+
+    def update_arrays(self, b: BatchArrays) -> dict[str, UpdateReport]:
+        """Apply one batch of prepared arrays (``cube_dims.prepare_batch``) to every cube.
+
+        ``b`` must hold the codes of every dimension and every field the cubes use.
+
+        Raises
+        ------
+        CubeBudgetError
+            If any cube would exceed its budget (no cube changes).
+        """
         with self._wlock:
             reps = {nm: c._build_delta(b) for nm, c in self.cubes.items()}
             with self._lock:

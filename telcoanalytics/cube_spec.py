@@ -120,7 +120,7 @@ class CubeSpec:
     time_dimension: str | None = None
     source: str = "cdr"
     time_origin_ms: int = 0
-    dense_limit: int = 1 << 22
+    dense_limit: int = 1 << 23
     hll_p: int = 12
     quantile_alpha: float = 0.01
     quantile_min: float = 1.0
@@ -177,37 +177,41 @@ def covers(stored: Sequence[str], needed: Sequence[str], dims: dict[str, Dimensi
 
 @dataclass
 class KeySpace:
-    """Packed-key layout of a tuple of stored dimensions (first dimension most significant)."""
+    """Packed-key layout of a tuple of stored dimensions (first dimension most significant).
+
+    Every radix is the cardinality rounded up to a power of two, so a code is recovered from a
+    key with a shift and a mask (no division) when cells are rolled up or decoded.
+    """
 
     dims: tuple[str, ...]
     radix: np.ndarray
     strides: np.ndarray
+    shifts: np.ndarray
     size: int
 
     @classmethod
     def of(cls, names: Sequence[str], dims: dict[str, Dimension]) -> "KeySpace":
-        radix = [dims[n].cardinality for n in names]
-        size = 1
-        for r in radix:
-            size *= r
-        if size > MAX_KEYSPACE:
-            raise ValueError(f"the key space of cuboid {tuple(names)} has {size} keys (> 2**62); "
-                             "use coarser dimensions or set a time_origin_ms close to the data")
-        strides = []
-        acc = 1
-        for r in reversed(radix):
-            strides.append(acc)
-            acc *= r
-        return cls(tuple(names), np.array(radix, dtype=np.int64),
-                   np.array(strides[::-1], dtype=np.int64), size)
+        bits = [max(0, int(dims[n].cardinality - 1).bit_length()) for n in names]
+        total = sum(bits)
+        if total > 62:
+            raise ValueError(f"the key space of cuboid {tuple(names)} needs {total} bits (> 2**62 "
+                             "keys); use coarser dimensions or set a time_origin_ms close to the data")
+        shifts = []
+        acc = 0
+        for b in reversed(bits):
+            shifts.append(acc)
+            acc += b
+        shifts = np.array(shifts[::-1], dtype=np.int64)
+        return cls(tuple(names), np.array([1 << b for b in bits], dtype=np.int64),
+                   np.left_shift(np.int64(1), shifts).astype(np.int64), shifts, 1 << total)
 
 
 @dataclass
 class DerivePlan:
     """Arguments of ``cube_rekey`` / ``cube_decode`` mapping a parent key space to targets."""
 
-    p_stride: np.ndarray
-    p_radix: np.ndarray
+    shift: np.ndarray
+    mask: np.ndarray
     a: np.ndarray
     b: np.ndarray
     c: np.ndarray
@@ -218,7 +222,7 @@ class DerivePlan:
 
     @classmethod
     def build(cls, parent: KeySpace, targets: Sequence[str], dims: dict[str, Dimension]) -> "DerivePlan":
-        cols = {k: [] for k in ("p_stride", "p_radix", "a", "b", "c", "m", "t_off", "t_len")}
+        cols = {k: [] for k in ("shift", "mask", "a", "b", "c", "m", "t_off", "t_len")}
         tables = []
         off = 0
         for t in targets:
@@ -227,8 +231,8 @@ class DerivePlan:
                 raise ValueError(f"dimension {t!r} cannot be derived from {parent.dims}")
             j, der = found
             der = der or Derivation()
-            cols["p_stride"].append(parent.strides[j])
-            cols["p_radix"].append(parent.radix[j])
+            cols["shift"].append(parent.shifts[j])
+            cols["mask"].append(parent.radix[j] - 1)
             cols["a"].append(der.a)
             cols["b"].append(der.b)
             cols["c"].append(der.c)
@@ -251,8 +255,8 @@ class DerivePlan:
         return cls(tables=np.ascontiguousarray(tab), **arrs)
 
     def args(self):
-        return (self.p_stride, self.p_radix, self.a, self.b, self.c, self.m, self.t_off,
-                self.t_len, self.tables)
+        return (self.shift, self.mask, self.a, self.b, self.c, self.m, self.t_off, self.t_len,
+                self.tables)
 
 
 def resolve_cuboids(cuboids, names: Sequence[str]) -> list[tuple[str, ...]]:

@@ -382,6 +382,7 @@ def test_spec_and_query_errors(world):
     with pytest.raises(ValueError, match="a measure is a string"):
         Measure.parse(5)
     assert Measure.parse("median:x").name == "p50_x" and Measure.parse("p99.9:x").name == "p99_9_x"
+    assert Measure.parse(Measure("count")).name == "count"
     with pytest.raises(ValueError, match="declared twice"):
         Cube(CubeSpec(dimensions=["service"], measures=["count", "count"]), topo)
     with pytest.raises(ValueError, match="at least one measure"):
