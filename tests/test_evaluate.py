@@ -136,3 +136,19 @@ def test_blocked_onset():
     assert ev.blocked_onset(c, 5, 0, 600_000, 300_000) == 300_000
     assert ev.blocked_onset(c, 6, 0, 600_000, 300_000) == -1
     assert ev.blocked_onset(c, 5, 0, 300_000, 300_000) == -1
+
+
+def test_evaluate_synth_small_network():
+    """A tiny network through the whole replay and scoring path (fast, also without JIT)."""
+    from telcoanalytics.synth import SynthConfig, generate
+    day = generate(SynthConfig(n_elements=60, n_regions=2, days=0.3, seed=5, n_congestion=1, n_failure=2,
+                               n_degradation=1, n_crowd=1, n_collection_gap=1))
+    res = ev.evaluate_synth(day=day, warm_days=0.0)
+    per = res["per_scenario"]
+    kinds, counts = np.unique(day.labels["scenario"], return_counts=True)
+    assert {k: v["total"] for k, v in per.items()} == dict(zip(kinds.tolist(), counts.tolist()))
+    assert sum(v["detected"] for v in per.values()) + len(res["missed"]) == len(day.labels)
+    assert per["collection_gap"]["recall"] == 1.0 and per["failure"]["detected"] >= 1
+    assert res["element_hours"] == pytest.approx(60 * (day.end_ms - day.start_ms) / 3_600_000)
+    text = ev.synth_table(res)
+    assert "per 1,000 element-hours" in text and "congestion flagged" in text
