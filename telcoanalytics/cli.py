@@ -122,6 +122,7 @@ def cmd_replay(args) -> int:
             pipe.advance(wm)
             next_tick = wm - wm % 60_000 + 60_000
     pipe.advance(pipe.max_event_ms + 1)  # end of input: everything is final
+    pipe.finish()
     t_proc = time.perf_counter() - t0
 
     say()

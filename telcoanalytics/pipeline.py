@@ -136,6 +136,13 @@ class Pipeline:
             out[name] = found or []
         return out
 
+    def finish(self) -> None:
+        """End of input: components with a ``finish()`` method flush what they hold (alerts)."""
+        for comp in self.components.values():
+            fin = getattr(comp, "finish", None)
+            if fin is not None:
+                fin()
+
     # ---- topology changes while data flows -----------------------------------------------------
     def change_topology(self, target: Topology, changes: list | None = None) -> list:
         """Switch to a new topology version without losing state.
@@ -218,7 +225,7 @@ class Pipeline:
         _flatten("topology", self.topology.to_state(), flat)
         _flatten("quarantine", self.quarantine.to_state(), flat)
         for s, ing in self.ingestors.items():
-            _flatten(f"ingest.{s}", ing.to_state(), flat)
+            _flatten(f"ingest.{s}", ing.to_state(include_quarantine=False), flat)
         flat["routed"] = self.routed
         flat["unrouted"] = self.unrouted
         for name, comp in self.components.items():

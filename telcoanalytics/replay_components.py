@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 COMPONENTS: dict = {}
-"""name -> factory(topology, day, out_dir) of the available components, in run order."""
+"""name -> factory(topology, day, out_dir, built) of the available components, in run order;
+``built`` holds the components made so far (the alert component is made first)."""
 
 
 def build_components(topology, day, out_dir: Path, enabled=None) -> dict:
@@ -19,7 +20,14 @@ def build_components(topology, day, out_dir: Path, enabled=None) -> dict:
     unknown = [n for n in names if n not in COMPONENTS]
     if unknown:
         raise SystemExit(f"unknown components {unknown}; available: {', '.join(COMPONENTS) or 'none'}")
-    return {n: COMPONENTS[n](topology, day, out_dir) for n in names}
+    built: dict = {}
+    if "alerts" in names:   # built first: the others hand it their findings
+        built["alerts"] = COMPONENTS["alerts"](topology, day, out_dir, built)
+    for n in names:
+        if n not in built:
+            built[n] = COMPONENTS[n](topology, day, out_dir, built)
+    # feed order: the alert manager last, so it ticks after the others pushed their findings
+    return {n: built[n] for n in names if n != "alerts"} | ({"alerts": built["alerts"]} if "alerts" in built else {})
 
 
 # ---- windows (issue 3) -------------------------------------------------------------------------
@@ -112,4 +120,112 @@ class WindowsComponent:
         self.n_side = int(d["n_side"])
 
 
-COMPONENTS["windows"] = lambda topology, day, out_dir: WindowsComponent(topology)
+COMPONENTS["windows"] = lambda topology, day, out_dir, built: WindowsComponent(topology)
+
+
+# ---- KPI / SLA monitoring and alerts (issue 6) ------------------------------------------------------
+class AlertsComponent:
+    """The one alert path: SLA events and anomalies -> AlertManager -> JSON lines sink.
+
+    Other components hand their findings to :meth:`push_sla` / :meth:`push_anomalies`; the manager
+    is ticked with event time at every advance, and drained at :meth:`finish`.
+    """
+
+    def __init__(self, topology, out_dir: Path):
+        from .alerts import AlertManager
+        from .sinks import JsonlSink
+        self.topology = topology
+        self.path = Path(out_dir) / "alerts.jsonl"
+        self.path.unlink(missing_ok=True)
+        self.sink = JsonlSink(self.path, fsync=False)
+        self.mgr = AlertManager(topology, sinks=[self.sink])
+        self.now_ms = None
+        self.n_notifications = 0
+
+    def push_sla(self, events, now_ms):
+        if events:
+            self.mgr.ingest_sla(events, now_ms=now_ms)
+
+    def push_anomalies(self, rows, now_ms):
+        if len(rows):
+            self.mgr.ingest_anomalies(rows, now_ms=now_ms)
+
+    def update(self, source, rows, element_index):
+        pass
+
+    def advance(self, watermark_ms):
+        self.now_ms = int(watermark_ms)
+        sent = self.mgr.tick(now_ms=self.now_ms)
+        self.n_notifications += len(sent)
+        return sent
+
+    def topology_changed(self, topology, changes):
+        self.mgr.set_topology(topology)
+        self.topology = topology
+
+    def finish(self):
+        if self.now_ms is not None:
+            self.mgr.close(self.now_ms, drain=True)
+
+    def report_lines(self):
+        lines = [f"== alerts (deduplicated, grouped by site, inhibited along the topology; written to {self.path.name})"]
+        lines += ["  " + x for x in self.mgr.summary_lines(self.now_ms)]
+        return lines
+
+    def to_state(self):
+        return {"mgr": self.mgr.to_state(), "now_ms": -1 if self.now_ms is None else self.now_ms}
+
+    def load_state(self, d):
+        from .alerts import AlertManager
+        self.mgr = AlertManager.from_state(d["mgr"], self.topology, sinks=[self.sink])
+        self.now_ms = None if int(d["now_ms"]) < 0 else int(d["now_ms"])
+
+
+class SlaComponent:
+    """KPIs from raw records and SLA rules/SLOs (default rule set), events routed to alerts."""
+
+    def __init__(self, topology, alerts: AlertsComponent | None, rules=None):
+        from .sla import SlaMonitor
+        self.mon = SlaMonitor(topology, rules)
+        self.alerts = alerts
+        self.events = []
+        self.topology = topology
+
+    def update(self, source, rows, element_index):
+        if source in ("cdr", "equip", "qos"):
+            self.mon.update(source, rows)
+
+    def advance(self, watermark_ms):
+        ev = self.mon.advance(int(watermark_ms))
+        self.events.extend(ev)
+        if self.alerts is not None:
+            self.alerts.push_sla(ev, int(watermark_ms))
+        return ev
+
+    def report_lines(self):
+        from collections import Counter
+        lines = [f"== SLA monitoring ({len(self.mon.rules)} rules, KPIs from raw records; "
+                 f"counter store {self.mon.store.memory_bytes() / 2**20:.0f} MiB)"]
+        by = Counter((e.rule, e.state) for e in self.events)
+        rules = sorted({r for r, _ in by})
+        if not rules:
+            return lines + ["  no violations"]
+        lines.append("  rule                          pending  firing  resolved")
+        for r in rules:
+            lines.append(f"  {r:<29} {by[(r, 'pending')]:7d} {by[(r, 'firing')]:7d} {by[(r, 'resolved')]:9d}")
+        firing = [e for e in self.events if e.state == "firing"]
+        lines.append(f"  first firing violations (of {len(firing)}):")
+        for e in firing[:8]:
+            lines.append(f"    {e.summary}")
+        return lines
+
+    def to_state(self):
+        return {"mon": self.mon.to_state(), "n_events": len(self.events)}
+
+    def load_state(self, d):
+        from .sla import SlaMonitor
+        self.mon = SlaMonitor.from_state(d["mon"])
+
+
+COMPONENTS["alerts"] = lambda topology, day, out_dir, built: AlertsComponent(topology, out_dir)
+COMPONENTS["sla"] = lambda topology, day, out_dir, built: SlaComponent(topology, built.get("alerts"))

@@ -140,6 +140,10 @@ def test_cli_replay_synthetic(tmp_path, capsys):
     assert "quarantine by reason" in out and "duplicate_id" in out
     assert "routed by region" in out
     assert "routed by region" in (tmp_path / "o" / "report.txt").read_text()
+    for section in ("windowed statistics", "SLA monitoring", "alerts (deduplicated"):
+        assert section in out
+    alerts = [json.loads(x) for x in (tmp_path / "o" / "alerts.jsonl").read_text().splitlines()]
+    assert all("fingerprint" in a and "labels" in a for a in alerts)
     lines = (tmp_path / "o" / "quarantine.jsonl").read_text().splitlines()
     assert lines and all("reason" in json.loads(x) for x in lines)
     rc = cli.main(["replay", "--elements", "150", "--days", "0.05", "--out", str(tmp_path / "o2"),
