@@ -349,6 +349,8 @@ def test_d_memory(benchmark, res):
         capture_output=True, text=True, check=True).stdout, rounds=1, iterations=1)
     d = json.loads(out.strip().splitlines()[-1])
     for what, (nbytes, gain) in d.items():
+        if what == "sketch" and res != LIGHT_RESOLUTIONS:
+            continue                      # the sketch does not depend on the resolutions: report once
         benchmark.extra_info[f"{what}_nbytes"] = nbytes
         benchmark.extra_info[f"{what}_rss_gain"] = gain
         RESULTS.append(("d: memory", f"{what} {len(res)} resolutions, {N_SLOTS:,} slots" if what == "windows"
