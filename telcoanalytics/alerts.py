@@ -734,7 +734,9 @@ def alerts_from_anomalies(rows: np.ndarray, topology, *, severity: dict | None =
     ----------
     rows : structured ndarray
         Fields element_id, metric, start_ms, end_ms (-1 while open), peak_score, direction,
-        classification, baseline, threshold, value (``slot`` is optional).
+        classification, baseline, threshold, value (``slot`` is optional; an optional ``t_ms``,
+        the event time of the transition, becomes ``updated_ms``, so a re-issued row with a new
+        classification updates the alert and an older row cannot override a newer one).
     topology : Topology or None
         Fills the site/region labels of each element; unknown elements keep only the element
         label and get the annotation ``topology`` (still alerted, never dropped).
@@ -772,6 +774,8 @@ def alerts_from_anomalies(rows: np.ndarray, topology, *, severity: dict | None =
     level = topology.element_level if topology is not None else "element"
     scope_labels, found = labeler.labels(level, rows["element_id"])
     c = {f: rows[f].tolist() for f in ANOMALY_FIELDS}   # plain Python values, no numpy scalars
+    # optional extension field: event time of this transition (open, close, re-issue)
+    t_col = rows["t_ms"].tolist() if "t_ms" in names else None
     found = found.tolist()
     out = []
     for j in range(len(rows)):
@@ -795,7 +799,8 @@ def alerts_from_anomalies(rows: np.ndarray, topology, *, severity: dict | None =
         out.append(Alert(labels=labels, annotations=ann, starts_at_ms=start,
                          ends_at_ms=end_ms if end_ms >= 0 else -1,
                          state=RESOLVED if end_ms >= 0 else FIRING,
-                         updated_ms=end_ms if end_ms >= 0 else start,
+                         updated_ms=(t_col[j] if t_col is not None and t_col[j] >= 0
+                                     else end_ms if end_ms >= 0 else start),
                          generator_url=generator_url))
     return out
 

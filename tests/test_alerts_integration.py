@@ -52,3 +52,21 @@ def test_real_sla_events_and_anomaly_rows_to_jsonl(topo, tmp_path):
     assert got == [("anomaly_throughput_mbps", "103", "firing"), ("anomaly_throughput_mbps", "106", "firing"),
                    ("site_call_setup_success", "10", "firing"), ("site_call_setup_success", "10", "resolved")]
     assert set(sla.SEVERITIES) <= set(__import__("telcoanalytics.alerts").alerts.SEVERITIES)
+
+
+def test_anomaly_t_ms_orders_updates(topo):
+    if "t_ms" not in anomaly.ANOMALY_DTYPE.names:
+        pytest.skip("ANOMALY_DTYPE has no t_ms extension")
+    rows = np.zeros(3, dtype=anomaly.ANOMALY_DTYPE)
+    rows["element_id"] = 100
+    rows["metric"] = ""
+    rows["start_ms"] = T0
+    rows["end_ms"] = -1
+    rows["classification"] = ["silence", "collection_gap", "silence"]
+    rows["t_ms"] = [T0, T0 + 2 * MIN, T0 + MIN]           # the last row is older than the second
+    alerts = alerts_from_anomalies(rows, topo)
+    assert [a.updated_ms for a in alerts] == [T0, T0 + 2 * MIN, T0 + MIN]
+    mgr = AlertManager(topo, [], group_wait_ms=0)
+    mgr.ingest(alerts, T0 + 2 * MIN)
+    [a] = mgr.active_alerts
+    assert a.classification == "collection_gap" and mgr.stats["stale"] == 1
