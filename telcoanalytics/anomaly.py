@@ -571,7 +571,7 @@ class ClassifyConfig:
         (below its own alarm threshold: the crowd's ramp reaches elements at different times).
     """
 
-    crowd_min_elements: int = 3
+    crowd_min_elements: int = 2
     crowd_fraction: float = 0.3
     surge_min_elements: int = 5
     surge_fraction: float = 0.15
