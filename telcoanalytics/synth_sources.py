@@ -111,7 +111,9 @@ def equip_rows(topo, times_ms, x, thr, eff: Effects, env_every: int, interval_s:
     is_cell = topo.is_cell
     u = np.minimum(x, 1.0)
     grids = np.empty((len(METRICS), n_t, n_e), dtype=np.float64)
-    grids[METRIC_CODE["prb_util_pct"]] = 100.0 * np.clip(u + rng.normal(0, 0.015, u.shape), 0.0, 1.0)
+    # control channels keep a live cell's PRB use above ~2%; noise is mostly relative
+    prb = 0.02 + 0.98 * u * (1.0 + rng.normal(0, 0.03, u.shape)) + rng.normal(0, 0.003, u.shape)
+    grids[METRIC_CODE["prb_util_pct"]] = 100.0 * np.clip(prb, 0.0, 1.0)
     grids[METRIC_CODE["cpu_util_pct"]] = np.clip(8.0 + 55.0 * u + rng.normal(0, 2.0, u.shape), 0.0, 100.0)
     grids[METRIC_CODE["throughput_mbps"]] = np.maximum(thr * (1.0 + rng.normal(0, 0.02, u.shape)), 0.0)
     p_un = 0.0005 + eff.unavail_p
