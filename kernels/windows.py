@@ -33,7 +33,7 @@ import numpy as np
 
 from ._numba import kernel
 from .dedup import hashset_slot
-from .ewm import ewm_update_one, prefetch_row
+from .ewm import ewm_update_one, prefetch_at, prefetch_row
 
 PREFETCH_AHEAD = 4
 """Events of lookahead for the prefetch hints of ``window_update`` (one row per ring plus the
@@ -145,8 +145,11 @@ def window_update(ts_ms, slot, value, record_id, use_ids, width_ms, n_buckets, o
             sa = slot[i + PREFETCH_AHEAD]
             if n_h > 0:
                 prefetch_row(ew_state, sa)
+                prefetch_at(ew_state, sa, ew_state.shape[1] - 1)
             for r in range(n_res):
-                prefetch_row(cells, offset[r] + cur_pos[r] * n_slots + sa)
+                ca = offset[r] + cur_pos[r] * n_slots + sa
+                prefetch_row(cells, ca)              # a 56-byte cell often spans two lines
+                prefetch_at(cells, ca, N_AGG - 1)
         x = value[i]
         if not math.isfinite(x):
             status[i] = INVALID
