@@ -163,7 +163,7 @@ def cmd_replay(args) -> int:
     (out / "report.txt").write_text("\n".join(lines) + "\n")
     say(f"outputs in {out}/ (report.txt, quarantine.jsonl{', alerts.jsonl' if 'alerts' in pipe.components else ''})")
     if not args.input and args.elements * args.scale <= 20_000 and args.days <= 1:
-        say("bigger: telcoanalytics replay --scale 2 --days 7   (20,000 elements for a week); "
+        say("bigger: telcoanalytics replay --scale 2   (20,000 elements; --days 3 for three days; ~90 bytes/event in memory); "
             "your data: telcoanalytics replay --input DIR")
     return 0 if pipe.conserved() else 1
 
