@@ -86,6 +86,24 @@ def cube_insert(key, dense, index, tab_keys, tab_cell, cell_key, counters):
 
 
 @kernel
+def cube_code_stats(codes, rows, c_max, n_neg):
+    """Per row ``rows[j]`` of ``codes``: the largest code into ``c_max[j]`` (-1 if none) and the
+    number of negative (invalid) codes into ``n_neg[j]``, in one pass."""
+    for j in range(rows.shape[0]):
+        r = codes[rows[j]]
+        mx = -1
+        neg = 0
+        for i in range(r.shape[0]):
+            c = r[i]
+            if c > mx:
+                mx = c
+            if c < 0:
+                neg += 1
+        c_max[j] = mx
+        n_neg[j] = neg
+
+
+@kernel
 def cube_pack_keys(codes, rows, strides, keys):
     """Packed keys ``keys[i] = sum_j codes[rows[j], i] * strides[j]``, ``-1`` if any code < 0.
 
@@ -172,6 +190,36 @@ def cube_accumulate(keys, vals, vrows, mom, hashes, hrows, p, qrows, q_min, q_in
     m0 = mom[0] if nf > 0 else False
     n_rej = 0
     stop = n
+    if dense and nf == 1 and nh == 0 and nq == 0 and not m0:
+        # fast path of the common case: dense index, one value field, no sketches or moments
+        nc = counters[0]
+        for i in range(start, n):
+            key = keys[i]
+            if key < 0:
+                n_rej += 1
+                continue
+            c = index[key]
+            if c < 0:
+                if nc >= limit:
+                    stop = i
+                    break
+                c = nc
+                nc += 1
+                index[key] = c
+                cell_key[c] = key
+            cnt[c] += 1
+            v = v0[i]
+            if v == v:
+                fsum[c, 0] += v
+                if v < fmin[c, 0]:
+                    fmin[c, 0] = v
+                if v > fmax[c, 0]:
+                    fmax[c, 0] = v
+            else:
+                fmiss[c, 0] += 1
+        counters[0] = nc
+        counters[1] += n_rej
+        return stop
     for i in range(start, n):
         key = keys[i]
         if key < 0:

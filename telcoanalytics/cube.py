@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernels.cube import cube_decode, cube_pack_keys, cube_rekey
+from kernels.cube import cube_code_stats, cube_decode, cube_pack_keys, cube_rekey
 from kernels.hll import hll_estimate
 from kernels.qsketch import qs_quantiles
 
@@ -312,10 +312,13 @@ class Cube:
         missing = [d for d in self.dims if d not in dim_row]
         if missing:
             raise ValueError(f"codes lack dimensions {missing} of cube {self.name!r}")
-        for nm in self.dims:
-            r = arr[dim_row[nm]]
-            if len(r) and (r.max() >= self.dims[nm].cardinality):
-                raise ValueError(f"codes[{nm!r}] holds {int(r.max())} but the dimension has "
+        rows = np.array([dim_row[nm] for nm in self.dims], dtype=np.int64)
+        c_max = np.empty(len(rows), dtype=np.int64)
+        c_neg = np.empty(len(rows), dtype=np.int64)
+        cube_code_stats(arr, rows, c_max, c_neg)     # one pass: max and invalid count per row
+        for j, nm in enumerate(self.dims):
+            if c_max[j] >= self.dims[nm].cardinality:
+                raise ValueError(f"codes[{nm!r}] holds {int(c_max[j])} but the dimension has "
                                  f"{self.dims[nm].cardinality} codes; use -1 for invalid rows")
 
         def stack(src, names_needed, dtype, what, hashed=False):
@@ -323,6 +326,10 @@ class Cube:
             miss = [x for x in names_needed if x not in src]
             if miss:
                 raise ValueError(f"{what} lack fields {miss} used by the measures of cube {self.name!r}")
+            if len(names_needed) == 1 and not hashed:
+                v = np.asarray(src[names_needed[0]])
+                if v.shape == (n,) and v.dtype == dtype and v.flags.c_contiguous:
+                    return v.reshape(1, n), {names_needed[0]: 0}     # a view, no copy
             out = np.empty((len(names_needed), n), dtype=dtype)
             for i, nm in enumerate(names_needed):
                 v = np.asarray(src[nm])
@@ -333,7 +340,7 @@ class Cube:
 
         vals, val_row = stack(values, list(self.value_fields), np.float64, "values")
         hs, hash_row = stack(hashes, list(self.hash_fields), np.int64, "hashes", hashed=True)
-        invalid = {nm: int(np.count_nonzero(arr[dim_row[nm]] < 0)) for nm in self.dims}
+        invalid = {nm: int(c_neg[j]) for j, nm in enumerate(self.dims)}
         return self.update_arrays(BatchArrays(n, arr, dim_row, vals, val_row, hs, hash_row, invalid))
 
     def update_arrays(self, b: BatchArrays) -> UpdateReport:

@@ -128,12 +128,19 @@ def test_tables_grow_inside_kernels(rng):
     keys[::50] = -1
     ba = BatchArrays(n, np.zeros((0, n), np.int32), {}, x[None, :].copy(), {"x": 0},
                      np.zeros((0, n), np.int64), {}, {})
-    for dense in (False, True):
+    sums = []
+    for dense, mom in ((False, True), (True, True), (True, False)):   # the last: the fast path
         t = CellTable(64 * 64, dense, 1, 0, 4, 0, 0, capacity=16)
-        rej = t.accumulate(keys, ba, np.array([0]), np.array([True]), np.zeros(0, np.int64),
+        rej = t.accumulate(keys, ba, np.array([0]), np.array([mom]), np.zeros(0, np.int64),
                            np.zeros(0, np.int64), 1.0, 1.0)
         assert rej == np.sum(keys < 0) and t.n_cells == len(np.unique(keys[keys >= 0]))
         assert t.cnt[: t.n_cells].sum() == np.sum(keys >= 0)
+        assert t.fmiss[: t.n_cells].sum() == np.sum(np.isnan(x) & (keys >= 0))
+        order = np.argsort(t.cell_key[: t.n_cells])
+        sums.append((t.fsum[: t.n_cells, 0][order], t.fmin[: t.n_cells, 0][order]))
+    for s_, m_ in sums[1:]:
+        np.testing.assert_array_equal(s_, sums[0][0])   # same additions in the same order
+        np.testing.assert_array_equal(m_, sums[0][1])
     # a merge into a table with little room grows it mid-kernel
     t = CellTable(2000, False, 0, 0, 4, 0, 0, capacity=16)
     src = cube.cuboids[0].table
