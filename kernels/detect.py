@@ -181,6 +181,11 @@ def detect_batch(ts_ms, slot, value, thr_mult,
     thr_dn = np.exp(-eta * target_p)
     n_scored = 0
     n_alarms = 0
+    # running means switch to EW factors once 1/count drops below them: compare counts instead
+    # of dividing on every event (same values, fewer divisions)
+    inv_al = 1.0 / a_level
+    inv_as = 1.0 / a_season
+    inv_asc = 1.0 / a_scale
     for i in range(n):
         s = slot[i]
         x = value[i]
@@ -255,21 +260,15 @@ def detect_batch(ts_ms, slot, value, thr_mult,
                 rc = huber_c * sigma
             elif z < -huber_c:
                 rc = -huber_c * sigma
-        al = 1.0 / (nobs + 1.0)
-        if al < a_level:
-            al = a_level
+        al = a_level if nobs + 1.0 > inv_al else 1.0 / (nobs + 1.0)
         st[s, F_LEVEL] = level + al * rc
         if use_season:
-            a_s = 1.0 / (cnt + 1.0)
-            if a_s < a_season:
-                a_s = a_season
+            a_s = a_season if cnt + 1.0 > inv_as else 1.0 / (cnt + 1.0)
             # the deseasonalised residual left after the level moved is folded into the bucket
             seas[ph, s] = sc + a_s * (1.0 - al) * rc
             if cnt < SEAS_N_MAX:
                 seas_n[ph, s] = cnt + 1
-        asc = 1.0 / nobs
-        if asc < a_scale:
-            asc = a_scale
+        asc = a_scale if nobs > inv_asc else 1.0 / nobs
         ar = abs(r)
         cap = huber_c * sigma
         if warm and ar > cap:
@@ -286,22 +285,19 @@ def detect_batch(ts_ms, slot, value, thr_mult,
                 zk = cusum_clip
             elif zk < -cusum_clip:
                 zk = -cusum_clip
+            # written as selects (no data-dependent jumps): the signs of the CUSUM increments are
+            # close to random on normal data and branches on them mispredict
             cup = st[s, F_CUP] + zk - cusum_k
-            if cup > 0.0:
-                if st[s, F_NUP] == 0.0:
-                    st[s, F_TRUN] = t
-                st[s, F_NUP] += 1.0
-            else:
-                cup = 0.0
-                st[s, F_NUP] = 0.0
             cdn = st[s, F_CDN] - zk - cusum_k
-            if cdn > 0.0:
-                if st[s, F_NDN] == 0.0:
-                    st[s, F_TRUN] = t
-                st[s, F_NDN] += 1.0
-            else:
-                cdn = 0.0
-                st[s, F_NDN] = 0.0
+            up = cup > 0.0
+            dn = cdn > 0.0
+            nup = st[s, F_NUP] + 1.0 if up else 0.0
+            ndn = st[s, F_NDN] + 1.0 if dn else 0.0
+            cup = cup if up else 0.0
+            cdn = cdn if dn else 0.0
+            st[s, F_TRUN] = t if (nup == 1.0 or ndn == 1.0) else st[s, F_TRUN]
+            st[s, F_NUP] = nup
+            st[s, F_NDN] = ndn
             st[s, F_CUP] = cup
             st[s, F_CDN] = cdn
             if cup > cusum_h or cdn > cusum_h:
