@@ -471,3 +471,57 @@ def kpi_index_lookup(q, table_keys, table_vals, out):
                 break
             j = (j + 1) & mask
         out[i] = res
+
+
+# ---- running window aggregates (incremental per tick) --------------------------------------
+@kernel
+def kpi_running_shift(ring, add_slots, sub_slots, cols, out):
+    """``out[e, j] += sum(ring[add_slots, e, cols[j]]) - sum(ring[sub_slots, e, cols[j]])`` (float64).
+
+    Moves a per-element running window sum by whole minutes (or hours): minutes entering the
+    window are added, minutes leaving it subtracted. Exact as long as every partial sum is
+    representable in float64 (always for integer counts; see ``telcoanalytics.kpi`` Notes).
+    """
+    n = out.shape[0]
+    for e in range(n):
+        for j in range(cols.shape[0]):
+            c = cols[j]
+            acc = 0.0
+            for k in range(add_slots.shape[0]):
+                acc += ring[add_slots[k], e, c]
+            for k in range(sub_slots.shape[0]):
+                acc -= ring[sub_slots[k], e, c]
+            out[e, j] += acc
+
+
+@kernel
+def kpi_running_activity(ring, add_slots, sub_slots, act_cols, out):
+    """``out[e] +=`` (minutes of ``add_slots`` with activity) - (those of ``sub_slots``).
+
+    A minute is active for element ``e`` when ``sum(ring[slot, e, act_cols]) > 0``.
+    """
+    n = out.shape[0]
+    for e in range(n):
+        d = 0
+        for k in range(add_slots.shape[0]):
+            a = 0.0
+            for j in range(act_cols.shape[0]):
+                a += ring[add_slots[k], e, act_cols[j]]
+            if a > 0.0:
+                d += 1
+        for k in range(sub_slots.shape[0]):
+            a = 0.0
+            for j in range(act_cols.shape[0]):
+                a += ring[sub_slots[k], e, act_cols[j]]
+            if a > 0.0:
+                d -= 1
+        out[e] += d
+
+
+@kernel
+def kpi_scatter_rows(out, idx, vals):
+    """``out[idx[i], :] += vals[i, :]`` (repeated indices accumulate)."""
+    for i in range(idx.shape[0]):
+        r = idx[i]
+        for j in range(vals.shape[1]):
+            out[r, j] += vals[i, j]

@@ -284,6 +284,24 @@ def topology_from_state(d: dict) -> Topology:
                     {a: d[f"topology.attr.{a}"] for a in attrs}, int(d["topology.version"]))
 
 
+# ---- running window aggregates -------------------------------------------------------------
+class _Running:
+    """A per-element aggregate over a moving interval ``[lo, hi)`` of one ring.
+
+    ``kind`` "sum": float64 sums of ring columns ``cols`` over the minutes (hours for the
+    "hour" group) of the interval that the ring holds; "act": per element, the number of those
+    minutes in which the sum of ``cols`` is > 0. Derived state only (never checkpointed).
+    """
+    __slots__ = ("group", "kind", "cols", "colpos", "lo", "hi", "out")
+
+    def __init__(self, group: str, kind: str, cols, n: int):
+        self.group, self.kind = group, kind
+        self.cols = np.ascontiguousarray(cols, dtype=np.int64)
+        self.colpos = {int(c): j for j, c in enumerate(self.cols)}
+        self.lo = self.hi = None
+        self.out = np.zeros((n, len(self.cols))) if kind == "sum" else np.zeros(n, np.int64)
+
+
 # ---- the counter store ---------------------------------------------------------------------
 @dataclass
 class AddResult:
@@ -358,6 +376,7 @@ class CounterStore:
         self._cause_class = cause_class_table()
         self._hour_cols()
         self._build_index()
+        self._running: dict = {}      # key -> _Running (derived state, rebuilt after a restore)
         if _alloc:
             self.cdr = np.zeros((m, n, self.n_services * K.N_CDR), np.float32)
             self.elem = np.zeros((m, n, K.N_ELEM), np.float32)
@@ -413,6 +432,8 @@ class CounterStore:
         start = max(self.head_minute + 1, new_head - m + 1)
         for mi in range(start, new_head + 1):
             s = mi % m
+            if self.slot_minute[s] >= 0 and self._running:
+                self._running_evict(s, int(self.slot_minute[s]))
             if self.slot_minute[s] >= 0 and self.hour_columns:
                 self._flush(self, s, int(self.slot_minute[s]))
             self.cdr[s] = 0
@@ -428,6 +449,8 @@ class CounterStore:
         if cur > hour or hour <= self.head_minute // 60 - self.hour_ring:
             return -1
         if cur != hour:
+            if cur >= 0 and self._running:
+                self._running_evict_hour(hs, int(cur))
             self.hour[hs] = 0
             self.slot_hour[hs] = hour
         return hs
@@ -438,9 +461,14 @@ class CounterStore:
         if hs < 0:
             self.rejected[K.R_TOO_LATE] += int(bool(src.cdr[s].any() or src.elem[s].any()))
             return
+        hour_runs = [r for r in self._running.values()
+                     if r.group == "hour" and r.lo is not None and r.lo <= minute // 60 < r.hi]
+        before = self.hour[hs].astype(np.float64) if hour_runs else None
         for j, (grp, cols) in enumerate(self._hour_spec):
             ring = src.cdr if grp == "cdr" else src.elem
             self.hour[hs, :, j] += ring[s][:, cols].sum(axis=1)
+        for r in hour_runs:
+            r.out += (self.hour[hs].astype(np.float64) - before)[:, r.cols]
 
     def set_watermark(self, watermark_ms: int):
         """Record the pipeline watermark (bounds how far ahead rows may be)."""
@@ -499,6 +527,7 @@ class CounterStore:
             slot[~ok] = 0
         if ok.any():
             self.slot_minute[slot[ok]] = minute[ok]
+        late = self._running_snapshot(source, ok, elem_c, slot, minute)
         if source == "cdr":
             K.kpi_extract_cdr(elem_c, slot, t, batch["answer_ms"], batch["end_ms"], batch["service"],
                               batch["cause"], self._cause_class, self.n_services, reason, self.cdr)
@@ -509,6 +538,8 @@ class CounterStore:
             K.kpi_extract_qos(elem_c, slot, batch["latency_ms"], batch["jitter_ms"], batch["loss_pct"],
                               batch["mos"], self.hist_lo_ms, float(self.hist_bins_per_octave), reason, self.elem,
                               self.hist)
+        if late is not None:
+            self._running_apply(late)
         counts = np.bincount(reason, minlength=K.N_REASONS)
         self.rejected += counts
         self.rejected[0] = 0
@@ -543,13 +574,24 @@ class CounterStore:
             return np.array([SERVICE_CODE[service] * K.N_CDR + c.column], np.int64)
         return np.arange(self.n_services, dtype=np.int64) * K.N_CDR + c.column
 
-    def hour_sums(self, col: int, end_minute: int, n_hours: int, rows: np.ndarray) -> np.ndarray:
+    def hour_sums(self, col: int, end_minute: int, n_hours: int, rows: np.ndarray | None = None) -> np.ndarray:
         """Sum of hour column ``col`` over minutes ``[60 * (h - n_hours + 1), end_minute)`` where
         ``h`` is the hour of minute ``end_minute - 1``: whole hours from the hour ring plus the
-        minutes still in the minute ring, per element of ``rows``."""
+        minutes still in the minute ring, per element of ``rows`` (all elements when None, from
+        running aggregates of both rings, see :meth:`running`)."""
         last_h = (end_minute - 1) // 60
         first_min = (last_h - n_hours + 1) * 60
-        mins = np.arange(max(first_min, end_minute - self.minute_ring), end_minute, dtype=np.int64)
+        grp, cols = self._hour_spec[col]
+        m_lo = max(first_min, end_minute - self.minute_ring)
+        if rows is None:
+            h = self.running(("hour", col, n_hours), "hour", "sum", [col], last_h - n_hours + 1, last_h + 1)
+            mkey = ("win", grp, self.minute_ring) if m_lo == end_minute - self.minute_ring else ("hsum", grp, n_hours)
+            m = self.running(mkey, grp, "sum", cols, m_lo, end_minute)
+            out = h.out[:, 0].copy()
+            for c in cols:
+                out += m.out[:, m.colpos[int(c)]]
+            return out
+        mins = np.arange(m_lo, end_minute, dtype=np.int64)
         mslots = mins % self.minute_ring
         live = self.slot_minute[mslots] == mins
         mslots = np.ascontiguousarray(mslots[live])
@@ -558,9 +600,131 @@ class CounterStore:
         hslots = np.ascontiguousarray(hslots[self.slot_hour[hslots] == hrs])
         out = np.zeros((len(rows), 1))
         K.kpi_window_sum(self.hour, rows, hslots, np.array([col], np.int64), np.zeros(1, np.int64), out)
-        grp, cols = self._hour_spec[col]
         K.kpi_window_sum(self.ring_of(grp), rows, mslots, cols, np.zeros(len(cols), np.int64), out)
         return out[:, 0]
+
+    # ---- running window aggregates -------------------------------------------------------
+    def _ring(self, group: str) -> np.ndarray:
+        return {"cdr": self.cdr, "elem": self.elem, "hist": self.hist, "hour": self.hour}[group]
+
+    def _present(self, group: str, lo: int, hi: int) -> np.ndarray:
+        """Slots of the minutes (hours for "hour") in ``[lo, hi)`` that the ring holds."""
+        lo = max(lo, 0)
+        if hi <= lo:
+            return np.zeros(0, np.int64)
+        units = np.arange(lo, hi, dtype=np.int64)
+        if group == "hour":
+            slots = units % self.hour_ring
+            return np.ascontiguousarray(slots[self.slot_hour[slots] == units])
+        slots = units % self.minute_ring
+        return np.ascontiguousarray(slots[self.slot_minute[slots] == units])
+
+    def _shift(self, r: _Running, add_slots, sub_slots):
+        if len(add_slots) == 0 and len(sub_slots) == 0:
+            return
+        ring = self._ring(r.group)
+        if r.kind == "sum":
+            K.kpi_running_shift(ring, add_slots, sub_slots, r.cols, r.out)
+        else:
+            K.kpi_running_activity(ring, add_slots, sub_slots, r.cols, r.out)
+
+    def running(self, key, group: str, kind: str, cols, lo: int, hi: int) -> _Running:
+        """The running aggregate ``key`` moved to ``[lo, hi)``.
+
+        Moving forward costs the minutes entering and leaving the interval (one each per tick
+        for a sliding window) instead of the whole window; a backward move, a jump past the
+        old interval or new columns recompute it from the ring. Rows added later to minutes
+        inside the interval, and minutes leaving the ring, update it as they happen
+        (:meth:`add`, ring advance), so it always equals the sum over the ring's current content.
+
+        Parameters
+        ----------
+        key : hashable
+            Identity of the aggregate (one per window family).
+        group : {"cdr", "elem", "hist", "hour"}
+        kind : {"sum", "act"}
+        cols : int array
+            Ring columns (summed per column for "sum"; an activity indicator for "act").
+        lo, hi : int
+            Interval in minutes (hours for the "hour" group).
+
+        Returns
+        -------
+        _Running
+            Its ``out`` (n_elements x len(cols) float64, or n_elements int64 for "act") must be
+            treated as read-only by the caller.
+        """
+        r = self._running.get(key)
+        cols = [int(c) for c in cols]
+        if r is None or r.group != group or r.kind != kind or any(c not in r.colpos for c in cols):
+            old = list(r.cols) if (r is not None and r.kind == kind and r.group == group and kind == "sum") else []
+            allc = old + [c for c in cols if c not in old] if kind == "sum" else cols
+            r = self._running[key] = _Running(group, kind, allc, self.topology.n_elements)
+        if r.lo is None or lo < r.lo or hi < r.hi or lo >= r.hi or (lo - r.lo) + (hi - r.hi) >= hi - lo:
+            r.out[...] = 0
+            self._shift(r, self._present(group, lo, hi), np.zeros(0, np.int64))
+        else:
+            self._shift(r, self._present(group, r.hi, hi), self._present(group, r.lo, lo))
+        r.lo, r.hi = lo, hi
+        return r
+
+    def _running_evict(self, s: int, minute: int):
+        """Minute ``minute`` (slot ``s``) leaves the minute ring: take it out of the aggregates."""
+        sub = np.array([s], np.int64)
+        for r in self._running.values():
+            if r.group != "hour" and r.lo is not None and r.lo <= minute < r.hi:
+                self._shift(r, np.zeros(0, np.int64), sub)
+
+    def _running_evict_hour(self, hs: int, hour: int):
+        sub = np.array([hs], np.int64)
+        for r in self._running.values():
+            if r.group == "hour" and r.lo is not None and r.lo <= hour < r.hi:
+                self._shift(r, np.zeros(0, np.int64), sub)
+
+    _SOURCE_GROUPS = {"cdr": ("cdr",), "equip": ("elem",), "qos": ("elem", "hist")}
+
+    def _running_snapshot(self, source, ok, elem, slot, minute):
+        """Before a batch is extracted: the ring cells its rows for minutes inside a running
+        interval will touch, with their current values (None when there are none)."""
+        runs = [r for r in self._running.values()
+                if r.group in self._SOURCE_GROUPS[source] and r.lo is not None]
+        if not runs:
+            return None
+        lo, hi = min(r.lo for r in runs), max(r.hi for r in runs)
+        sel = ok & (minute >= lo) & (minute < hi)
+        if not sel.any():
+            return None
+        n = self.topology.n_elements
+        key = np.unique(slot[sel] * n + elem[sel])
+        cs, ce = key // n, key % n
+        cm = self.slot_minute[cs]
+        old = {g: self._ring(g)[cs, ce].copy() for g in self._SOURCE_GROUPS[source]}
+        return runs, cs, ce, cm, old
+
+    def _running_apply(self, late):
+        """After the batch: add the change of each touched cell to the aggregates covering it.
+
+        The change is ``new - old`` of the float32 cell (exact in float64), so an aggregate
+        stays equal to a fresh sum over the ring."""
+        runs, cs, ce, cm, old = late
+        for g, before in old.items():
+            after = self._ring(g)[cs, ce]
+            delta = None
+            for r in runs:
+                if r.group != g:
+                    continue
+                m = (cm >= r.lo) & (cm < r.hi)
+                if not m.any():
+                    continue
+                if r.kind == "sum":
+                    if delta is None:
+                        delta = after.astype(np.float64) - before.astype(np.float64)
+                    K.kpi_scatter_rows(r.out.reshape(len(r.out), -1), np.ascontiguousarray(ce[m]),
+                                       np.ascontiguousarray(delta[m][:, r.cols]))
+                else:
+                    d = ((after[m][:, r.cols].sum(axis=1) > 0).astype(np.int64)
+                         - (before[m][:, r.cols].sum(axis=1) > 0).astype(np.int64))
+                    np.add.at(r.out, ce[m], d)
 
     # ---- merge / checkpoint --------------------------------------------------------------
     def merge(self, other: "CounterStore") -> "CounterStore":
@@ -614,6 +778,8 @@ class CounterStore:
         self.rejected += other.rejected
         self.watermark_ms = max(self.watermark_ms, other.watermark_ms)
         self.version += 1
+        for r in self._running.values():
+            r.lo = r.hi = None                  # recomputed from the rings at the next use
         return self
 
     _STATE_ARRAYS = ("cdr", "elem", "hist", "hour", "slot_minute", "slot_hour", "rejected")
@@ -711,7 +877,12 @@ class KpiCalculator:
 
     def counter_sums(self, counters, service: str, end_minute: int, window_min: int,
                      rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Window sum of each counter per element of ``rows`` (all elements when None)."""
+        """Window sum of each counter per element of ``rows`` (all elements when None).
+
+        For all elements the sums come from running per-window aggregates of the store
+        (:meth:`CounterStore.running`: one minute in and one out per tick); for a subset of
+        rows (re-evaluation after late data) they are summed from the ring.
+        """
         self._check_cache()
         st = self.store
         out: dict[str, np.ndarray] = {}
@@ -722,7 +893,23 @@ class KpiCalculator:
                 out[c] = self._cache[key]
             else:
                 todo[COUNTERS[c].group].append(c)
-        r = self._all_rows if rows is None else rows
+        if rows is None:
+            for grp, names in todo.items():
+                if not names:
+                    continue
+                svc = service if grp == "cdr" else ""
+                cols = {c: st.columns(c, svc) for c in names}
+                run = st.running(("win", grp, window_min), grp, "sum", np.concatenate(list(cols.values())),
+                                 end_minute - window_min, end_minute)
+                for c in names:
+                    js = [run.colpos[int(x)] for x in cols[c]]
+                    v = run.out[:, js[0]].copy()
+                    for j in js[1:]:
+                        v += run.out[:, j]
+                    out[c] = v
+                    self._cache[(c, svc, end_minute, window_min)] = v
+            return out
+        r = rows
         slots = st.window_slots(end_minute, window_min)
         for grp, names in todo.items():
             if not names:
@@ -735,10 +922,7 @@ class KpiCalculator:
             res = np.zeros((len(r), len(names)))
             K.kpi_window_sum(st.ring_of(grp), r, slots, np.concatenate(cols), np.concatenate(outc), res)
             for j, c in enumerate(names):
-                v = np.ascontiguousarray(res[:, j])
-                out[c] = v
-                if rows is None:
-                    self._cache[(c, service if grp == "cdr" else "", end_minute, window_min)] = v
+                out[c] = np.ascontiguousarray(res[:, j])
         return out
 
     def hist_sums(self, end_minute: int, window_min: int, rows=None) -> np.ndarray:
@@ -747,12 +931,14 @@ class KpiCalculator:
         if rows is None and key in self._cache:
             return self._cache[key]
         st = self.store
-        r = self._all_rows if rows is None else rows
-        res = np.zeros((len(r), st.n_bins))
         cols = np.arange(st.n_bins, dtype=np.int64)
-        K.kpi_window_sum(st.hist, r, st.window_slots(end_minute, window_min), cols, cols, res)
         if rows is None:
+            res = st.running(("win", "hist", window_min), "hist", "sum", cols, end_minute - window_min,
+                             end_minute).out.copy()
             self._cache[key] = res
+            return res
+        res = np.zeros((len(rows), st.n_bins))
+        K.kpi_window_sum(st.hist, rows, st.window_slots(end_minute, window_min), cols, cols, res)
         return res
 
     def activity(self, source: str, end_minute: int, window_min: int, rows=None):
@@ -762,17 +948,23 @@ class KpiCalculator:
         if rows is None and key in self._cache:
             return self._cache[key]
         st = self.store
-        r = self._all_rows if rows is None else rows
         grp = COUNTERS[ACTIVITY_COUNTER[source]].group
+        act_cols = st.columns(ACTIVITY_COUNTER[source])
         hslots = st.history_slots(end_minute, window_min)
-        active = np.zeros(len(r), np.int64)
-        hist_active = np.zeros(len(r), np.int64)
-        K.kpi_window_activity(st.ring_of(grp), r, st.columns(ACTIVITY_COUNTER[source]),
-                              st.window_slots(end_minute, window_min), hslots, active, hist_active)
+        if rows is None:
+            active = st.running(("act", source, window_min), grp, "act", act_cols, end_minute - window_min,
+                                end_minute).out.copy()
+            hist_active = st.running(("acthist", source, window_min), grp, "act", act_cols,
+                                     max(end_minute - st.minute_ring, 0), end_minute - window_min).out.copy()
+        else:
+            active = np.zeros(len(rows), np.int64)
+            hist_active = np.zeros(len(rows), np.int64)
+            K.kpi_window_activity(st.ring_of(grp), rows, act_cols, st.window_slots(end_minute, window_min),
+                                  hslots, active, hist_active)
         if len(hslots) >= window_min:
             expected = hist_active * (window_min / len(hslots))
         else:
-            expected = np.zeros(len(r))
+            expected = np.zeros(len(active))
         res = (active.astype(np.float64), expected)
         if rows is None:
             self._cache[key] = res

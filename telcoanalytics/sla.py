@@ -673,8 +673,8 @@ class SlaMonitor:
                 seg[~ev.mask[r]] = -1
             n_h = -(-window_min // 60)
             svc = lambda c: ev.service if COUNTERS[c].group == "cdr" else ""  # noqa: E731
-            num = sum(st.hour_sums(st.hour_column(c, svc(c)), tick, n_h, r) for c in kd.numerator)
-            den = sum(st.hour_sums(st.hour_column(c, svc(c)), tick, n_h, r) for c in kd.denominator)
+            num = sum(st.hour_sums(st.hour_column(c, svc(c)), tick, n_h, rows) for c in kd.numerator)
+            den = sum(st.hour_sums(st.hour_column(c, svc(c)), tick, n_h, rows) for c in kd.denominator)
             agg = np.zeros((self.topology.n_nodes(ev.level), 2))
             K.kpi_segment_sum(np.ascontiguousarray(np.column_stack([num, den])), seg, agg)
             ok = (agg[:, 1] >= max(ev.min_samples, 1e-300))
@@ -937,7 +937,7 @@ class SlaMonitor:
         st = self.store
         end = int(t_ms) // MINUTE_MS
         n_h = -(-rule.period_min // 60)
-        rows = self.calc._all_rows
+        rows = None
         svc = lambda c: rule.service if COUNTERS[c].group == "cdr" else ""  # noqa: E731
         good = sum(st.hour_sums(st.hour_column(c, svc(c)), end, n_h, rows) for c in kd.numerator)
         total = sum(st.hour_sums(st.hour_column(c, svc(c)), end, n_h, rows) for c in kd.denominator)
