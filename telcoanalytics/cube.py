@@ -443,6 +443,16 @@ class Cube:
             if not keep.all():
                 cb.table.compact(keep)
 
+    def snapshot(self):
+        """Context manager holding the read lock: several queries inside see the same batches.
+
+        Examples
+        --------
+        >>> with cube.snapshot():                       # doctest: +SKIP
+        ...     a, b = cube.query(("region",)), cube.query(("site",))
+        """
+        return self._lock
+
     def roll(self, now_ms: int):
         """Drop time buckets older than the retention relative to ``now_ms`` (no-op without one)."""
         if self._t_dim is None:
@@ -987,6 +997,10 @@ class CubeSet:
                     c._commit(b, reps[nm])
         return reps
 
+    def snapshot(self):
+        """Context manager: queries on any cubes of the set inside it see the same batches."""
+        return self._lock
+
     @property
     def nbytes(self) -> int:
         return sum(c.nbytes for c in self.cubes.values())
@@ -1030,14 +1044,15 @@ def explore_spec(cell_budget: int = 2_000_000, **overrides) -> CubeSpec:
     :class:`CubeSpec`)."""
     args = dict(
         dimensions=["region", "site", "equipment_class", "service", "hour_of_day"],
-        measures=["count", "sum:answered", "sum:dropped", "mean:duration_ms", "p95:duration_ms"],
+        measures=["count", "sum:answered", "sum:dropped", "mean:duration_ms"],
         cuboids=[("region", "service"), ("site", "equipment_class", "hour_of_day")],
-        cell_budget=cell_budget, quantile_max=1e9)
+        cell_budget=cell_budget)
     args.update(overrides)
     return CubeSpec(**args)
 
 
-def explore_summary(cubes, topology: Topology | None = None, cube: str = "explore", k: int = 3) -> list[str]:
+def explore_summary(cubes, topology: Topology | None = None, cube: str = "explore", k: int = 3,
+                    min_answered: int = 30) -> list[str]:
     """Lines describing the worst regions by drop rate and a drill-down into the worst site.
 
     Parameters
@@ -1048,6 +1063,9 @@ def explore_summary(cubes, topology: Topology | None = None, cube: str = "explor
         Unused beyond naming; labels already carry the external ids.
     k : int
         How many regions / hours to list.
+    min_answered : int
+        Sites and drill-down cells with fewer answered calls are not ranked (their rates are
+        noise); if no site qualifies, every site is ranked.
 
     Returns
     -------
@@ -1076,6 +1094,8 @@ def explore_summary(cubes, topology: Topology | None = None, cube: str = "explor
                     measures=["sum:answered", "sum:dropped"])
     with np.errstate(invalid="ignore", divide="ignore"):
         srate = np.where(sites["sum_answered"] > 0, sites["sum_dropped"] / sites["sum_answered"], -1.0)
+    if np.any(sites["sum_answered"] >= min_answered):
+        srate = np.where(sites["sum_answered"] >= min_answered, srate, -1.0)
     ws = int(np.argmax(srate))
     site = sites["site"][ws]
     lines.append(f"cube: worst site {site} of region {worst_region}: drop rate "
@@ -1084,7 +1104,8 @@ def explore_summary(cubes, topology: Topology | None = None, cube: str = "explor
                     measures=["count", "sum:answered", "sum:dropped"])
     with np.errstate(invalid="ignore", divide="ignore"):
         drate = np.where(drill["sum_answered"] > 0, drill["sum_dropped"] / drill["sum_answered"], -1.0)
-    for i in np.argsort(-drate, kind="stable")[:k]:
+    # most dropped calls first (then the higher rate): where the site loses its calls
+    for i in np.lexsort((-drate, -drill["sum_dropped"]))[:k]:
         lines.append(f"  {int(drill['hour_of_day'][i]):02d}h {drill['equipment_class'][i]}: "
                      f"{max(drate[i], 0.0):.2%} dropped of {int(drill['sum_answered'][i])} answered")
     return lines

@@ -183,10 +183,11 @@ def test_readers_see_only_whole_batches(world):
 
     def reader():
         while not done.is_set():
-            with cs._lock:   # a consistent snapshot across the two cubes
+            with cs.snapshot():   # a consistent snapshot across the two cubes
                 ca = int(cs["a"].query(())["count"].sum()) if cs["a"].n_cells else 0
                 cb = int(cs["b"].query(())["count"].sum()) if cs["b"].n_cells else 0
-            by_region = cs["a"].query(("region",))["count"].sum() if cs["a"].n_cells else 0
+            with cs["a"].snapshot():
+                by_region = cs["a"].query(("region",))["count"].sum() if cs["a"].n_cells else 0
             seen.append(ca)
             if ca not in prefix_counts or ca != cb or by_region not in prefix_counts:
                 bad.append((ca, cb, by_region))
