@@ -861,6 +861,7 @@ class KpiCalculator:
         self._cache: dict = {}
         self._cache_version = -1
         self._all_rows = np.arange(store.topology.n_elements, dtype=np.int64)
+        self._sizes: dict = {}
 
     def get(self, kpi) -> KpiDef:
         if isinstance(kpi, KpiDef):
@@ -925,18 +926,18 @@ class KpiCalculator:
                 out[c] = np.ascontiguousarray(res[:, j])
         return out
 
-    def hist_sums(self, end_minute: int, window_min: int, rows=None) -> np.ndarray:
-        self._check_cache()
-        key = ("hist", end_minute, window_min)
-        if rows is None and key in self._cache:
-            return self._cache[key]
+    def hist_sums(self, end_minute: int, window_min: int, rows=None, copy: bool = True) -> np.ndarray:
+        """Latency histogram counts over the window per element of ``rows`` (all when None).
+
+        With ``copy=False`` (all elements) the result is the store's running aggregate itself:
+        read it before the store changes and never write to it.
+        """
         st = self.store
         cols = np.arange(st.n_bins, dtype=np.int64)
         if rows is None:
             res = st.running(("win", "hist", window_min), "hist", "sum", cols, end_minute - window_min,
-                             end_minute).out.copy()
-            self._cache[key] = res
-            return res
+                             end_minute).out
+            return res.copy() if copy else res
         res = np.zeros((len(rows), st.n_bins))
         K.kpi_window_sum(st.hist, rows, st.window_slots(end_minute, window_min), cols, cols, res)
         return res
@@ -969,6 +970,16 @@ class KpiCalculator:
         if rows is None:
             self._cache[key] = res
         return res
+
+    def _node_sizes(self, level, seg, n_nodes, cacheable) -> np.ndarray:
+        """Elements per node (rows with ``seg >= 0``); cached per level for the unmasked case."""
+        key = ("size", level)
+        if cacheable and key in self._sizes:
+            return self._sizes[key]
+        out = np.bincount(seg[seg >= 0], minlength=n_nodes).astype(np.float64)
+        if cacheable:
+            self._sizes[key] = out
+        return out
 
     def _rollup(self, vecs: list[np.ndarray], seg: np.ndarray, n_nodes: int) -> np.ndarray:
         x = np.ascontiguousarray(np.column_stack(vecs)) if vecs else np.zeros((len(seg), 0))
@@ -1019,9 +1030,17 @@ class KpiCalculator:
         if svc and kd.group != "cdr":
             raise ValueError(f"KPI {kd.name!r} is not a call KPI; a service filter does not apply")
         r = self._all_rows if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
-        seg = e2l[r].copy()
+        # element level over all elements: the roll-up is the identity (0 + x == x), skip it
+        identity = rows is None and element_mask is None and level == topo.element_level
+        seg = None if identity else e2l[r].copy()
         if element_mask is not None:
             seg[~element_mask[r]] = -1
+        n_full, node_ids = n_nodes, None
+        if rows is not None:
+            # a subset (re-evaluation): work on the nodes it touches only, scatter back at the end
+            node_ids, inv = np.unique(seg[seg >= 0], return_inverse=True)
+            seg[seg >= 0] = inv
+            n_nodes = len(node_ids)
         samples_c = kd.samples_counter
         if kd.kind == "mos":
             names = ["latency_sum", "latency_n", "jitter_sum", "jitter_n", "loss_sum", "loss_n"]
@@ -1031,14 +1050,19 @@ class KpiCalculator:
             names = list(kd.numerator) + list(kd.denominator)
         names = list(dict.fromkeys(names + [samples_c]))
         sums = self.counter_sums(names, svc, end_minute, window_min, rows)
-        if kd.source in self.gap_sources:
+        gap = kd.source in self.gap_sources
+        if gap:
             active, expected = self.activity(kd.source, end_minute, window_min, rows)
+        if identity:
+            A = {n: sums[n] for n in names}
+            n_el = np.ones(n_nodes)
+            n_act, n_exp = (active, expected) if gap else (np.zeros(n_nodes), np.zeros(n_nodes))
         else:
-            active = expected = np.zeros(len(r))
-        vecs = [sums[n] for n in names] + [active, expected, np.ones(len(r))]
-        agg = self._rollup(vecs, seg, n_nodes)
-        A = {n: agg[:, j] for j, n in enumerate(names)}
-        n_act, n_exp, n_el = agg[:, -3], agg[:, -2], agg[:, -1]
+            vecs = [sums[n] for n in names] + ([active, expected] if gap else [])
+            agg = self._rollup(vecs, seg, n_nodes)
+            A = {n: agg[:, j] for j, n in enumerate(names)}
+            n_act, n_exp = (agg[:, -2], agg[:, -1]) if gap else (np.zeros(n_nodes), np.zeros(n_nodes))
+            n_el = self._node_sizes(level, seg, n_nodes, rows is None and element_mask is None)
         with np.errstate(divide="ignore", invalid="ignore"):
             if kd.kind == "ratio":
                 num = sum(A[c] for c in kd.numerator)
@@ -1047,9 +1071,12 @@ class KpiCalculator:
             elif kd.kind == "per_time":
                 value = kd.scale * sum(A[c] for c in kd.numerator) / (window_min * 60.0)
             elif kd.kind == "quantile":
-                h = self.hist_sums(end_minute, window_min, rows)
-                hn = np.zeros((n_nodes, h.shape[1]))
-                K.kpi_segment_sum(h, seg, hn)
+                h = self.hist_sums(end_minute, window_min, rows, copy=False)
+                if identity:
+                    hn = h
+                else:
+                    hn = np.zeros((n_nodes, h.shape[1]))
+                    K.kpi_segment_sum(h, seg, hn)
                 value = np.empty(n_nodes)
                 K.kpi_hist_quantile(hn, kd.q, self.store.hist_lo_ms, float(self.store.hist_bins_per_octave), value)
             else:
@@ -1066,6 +1093,10 @@ class KpiCalculator:
         status[(n_exp > 0) & (n_act < self.gap_fraction * n_exp)] = STATUS_GAP
         status[n_el == 0] = STATUS_NO_SCOPE
         value = np.where(status == STATUS_OK, value, np.nan)
+        if node_ids is not None:
+            full = KpiResult(np.full(n_full, np.nan), np.zeros(n_full), np.full(n_full, STATUS_NO_SCOPE, np.int8))
+            full.value[node_ids], full.samples[node_ids], full.status[node_ids] = value, samples, status
+            return full
         return KpiResult(value, samples, status)
 
 
