@@ -35,14 +35,21 @@ def _table(rows: list[list], header: list[str]) -> list[str]:
 # ---- data sources for replay ------------------------------------------------------------------
 def _synthetic_batches(args, say):
     from .synth import SynthConfig, generate
-    cfg = SynthConfig(n_elements=args.elements, days=args.days, seed=args.seed, scale=args.scale)
+    cfg = SynthConfig(n_elements=args.elements, days=args.days + args.history_days, seed=args.seed, scale=args.scale)
     t0 = time.perf_counter()
     day = generate(cfg)
+    replay_from = day.start_ms + int(round(args.history_days * 86_400_000))
     say(f"generated synthetic network: {cfg.n_elements_scaled:,} elements in "
         f"{day.topology.n_nodes('site'):,} sites and {day.topology.n_nodes('region')} regions, "
-        f"{day.n_events:,} clean events over {(day.end_ms - day.start_ms) / 3_600_000:.1f} h, "
+        f"{day.n_events:,} clean events over {(day.end_ms - day.start_ms) / 3_600_000:.1f} h "
+        f"({args.history_days:g} day of history to learn from, then {args.days:g} day replayed), "
         f"{len(day.labels)} injected scenarios ({time.perf_counter() - t0:.1f} s)")
-    return day.topology, day.raw_batches(batch_ms=args.batch_s * 1000), day
+
+    def gen():
+        for source, rows, arrival_ms, _origin in day.raw_batches(batch_ms=args.batch_s * 1000, with_arrival=True):
+            if len(arrival_ms) and arrival_ms[0] >= replay_from:
+                yield source, rows
+    return day.topology, gen(), day, replay_from
 
 
 def _file_batches(args, say):
@@ -81,7 +88,7 @@ def _file_batches(args, say):
                     del iters[s]
                 else:
                     yield s, chunk
-    return topo, gen(), None
+    return topo, gen(), None, None
 
 
 # ---- commands -----------------------------------------------------------------------------------
@@ -97,9 +104,9 @@ def cmd_replay(args) -> int:
 
     t_start = time.perf_counter()
     if args.input:
-        topology, batches, day = _file_batches(args, say)
+        topology, batches, day, replay_from = _file_batches(args, say)
     else:
-        topology, batches, day = _synthetic_batches(args, say)
+        topology, batches, day, replay_from = _synthetic_batches(args, say)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     components = build_components(topology, day, out, enabled=args.components)
@@ -109,6 +116,13 @@ def cmd_replay(args) -> int:
     else:
         pipe = Pipeline(topology, route_level=args.route_level, allowed_lateness_ms=args.lateness_s * 1000,
                         components=components)
+    if day is not None and replay_from > day.start_ms and not args.restore:
+        t0 = time.perf_counter()
+        for name, comp in pipe.components.items():
+            learn = getattr(comp, "learn", None)
+            if learn is not None:
+                learn(day, replay_from)
+                say(f"{name}: learned baselines from the history before the replay ({time.perf_counter() - t0:.1f} s)")
     t0 = time.perf_counter()
     n_in = 0
     next_tick = None
@@ -205,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="replay a synthetic day (default) or --input DIR through the pipeline")
     synth_args(p)
+    p.add_argument("--history-days", type=float, default=1.0,
+                   help="synthetic only: days of history generated before the replayed span, from which the "
+                        "anomaly baselines are learned (default 1; 0 to start cold)")
     p.add_argument("--input", help="directory with <source>.parquet|csv files and a topology file")
     p.add_argument("--topology", help="topology file (.sqlite/.db/.csv/.json); default: found in --input")
     p.add_argument("--out", default="replay_out", help="output directory (default replay_out/)")

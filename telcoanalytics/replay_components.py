@@ -229,3 +229,203 @@ class SlaComponent:
 
 COMPONENTS["alerts"] = lambda topology, day, out_dir, built: AlertsComponent(topology, out_dir)
 COMPONENTS["sla"] = lambda topology, day, out_dir, built: SlaComponent(topology, built.get("alerts"))
+
+
+# ---- anomaly detection (issue 4) ---------------------------------------------------------------------
+class AnomalyComponent:
+    """Seasonal, self-tuning anomaly detection on equipment metrics and QoS latency/loss.
+
+    Events are scored as they arrive (time-sorted within each batch); silence is checked at
+    every advance against the pipeline's watermark (which already trails by the allowed lateness,
+    so late-but-allowed reports do not look like silence). Faults, silences and collection gaps go
+    to the alert manager; crowd/surge and change findings are reported here, not paged.
+    """
+
+    PAGED = ("fault", "silence")   # collection gaps are paged once per region (see _region_gaps)
+
+    def __init__(self, topology, alerts: AlertsComponent | None):
+        from .anomaly import NetworkAnomalyDetector
+        from .evaluate import SYNTH_METRICS, synth_detector_config
+        from .records import METRICS
+        self.metrics = SYNTH_METRICS
+        self.n_eq = len(METRICS)
+        self.net = NetworkAnomalyDetector(topology, SYNTH_METRICS, synth_detector_config(), silence_metrics=METRICS)
+        self.topology = topology
+        self.alerts = alerts
+        self.rows = []
+        self._pending = []
+        # the harmful direction per metric: a "fault" the other way (less unavailability, lower
+        # latency after a repair) is reported as benign, not paged; 0 = both directions harm
+        harm = {m: 1 for m in self.metrics} | {"throughput_mbps": 0}
+        self._metric_sorted = np.sort(np.array(self.metrics, dtype="U24"))
+        self._harmful = np.array([harm[m] for m in self._metric_sorted], dtype=np.int64)
+
+    def learn(self, day, until_ms: int):
+        """Learn baselines and thresholds from the clean history before ``until_ms`` (as a
+        deployment restores them from yesterday's checkpoint); findings of the history are dropped."""
+        from .evaluate import synth_events
+        ts, el, mid, val = synth_events(day, self.topology)
+        hi = int(np.searchsorted(ts, until_ms, side="left"))
+        step = 3_600_000
+        lo = 0
+        for t_end in range(day.start_ms + step, until_ms + step, step):
+            k = min(int(np.searchsorted(ts, t_end, side="left")), hi)
+            self.net.update(ts[lo:k], el[lo:k], mid[lo:k], val[lo:k])
+            self.net.check_silence(min(t_end, until_ms))
+            lo = k
+
+    def update(self, source, rows, element_index):
+        if source == "equip":
+            ts, e, m, v = rows["ts_ms"], element_index, rows["metric_id"].astype(np.int64), rows["value"]
+        elif source == "qos":
+            n = len(rows)
+            ts = np.concatenate([rows["ts_ms"], rows["ts_ms"]])
+            e = np.concatenate([element_index, element_index])
+            m = np.repeat(np.array([self.n_eq, self.n_eq + 1], dtype=np.int64), n)
+            v = np.concatenate([rows["latency_ms"], rows["loss_pct"]])
+        else:
+            return
+        o = np.argsort(ts, kind="stable")   # causal scoring: in event-time order within the batch
+        found = self.net.update(ts[o], e[o], m[o], v[o])
+        if len(found):
+            self._pending.append(found)
+
+    def advance(self, watermark_ms):
+        s = self.net.check_silence(int(watermark_ms))
+        if len(s):
+            self._pending.append(s)
+        if not self._pending:
+            return []
+        found = np.concatenate(self._pending)
+        self._pending = []
+        harmless = ((found["classification"] == "fault")
+                    & (found["direction"] == -self._harmful[np.searchsorted(self._metric_sorted, found["metric"])]))
+        found["classification"][harmless] = "benign"
+        self.rows.append(found)
+        if self.alerts is not None:
+            self.alerts.push_anomalies(found[np.isin(found["classification"], self.PAGED)], int(watermark_ms))
+            self._region_gaps(found, int(watermark_ms))
+        return list(found)
+
+    def _region_gaps(self, found, now_ms):
+        """A collection gap is one alert per region (its collector), not one per silent element."""
+        from .alerts import Alert
+        gaps = found[found["classification"] == "collection_gap"]
+        if not len(gaps):
+            return
+        region_of = self.topology.element_to("region")
+        reg = region_of[self.topology.index_of(gaps["element_id"])]
+        out = []
+        for r in np.unique(reg):
+            g = gaps[reg == r]
+            rid = str(int(self.topology.ids["region"][r]))
+            opened = g[g["end_ms"] < 0]
+            closed = g[g["end_ms"] >= 0]
+            labels = {"alertname": "collection_gap", "region": rid, "source": "anomaly",
+                      "classification": "collection_gap", "severity": "warning"}
+            if len(opened):
+                start = int(opened["start_ms"].min())
+                out.append(Alert(labels, {"summary": f"collection gap in region {rid}: {len(opened)} elements "
+                                                     f"stopped reporting together since {_hhmm(start)}"},
+                                 starts_at_ms=start, updated_ms=now_ms))
+            elif len(closed):
+                out.append(Alert(labels, {"summary": f"collection gap in region {rid} ended"},
+                                 starts_at_ms=int(closed["start_ms"].min()), ends_at_ms=int(closed["end_ms"].max()),
+                                 state="resolved", updated_ms=now_ms))
+        self.alerts.mgr.ingest(out, now_ms=now_ms)
+
+    def report_lines(self):
+        from collections import Counter
+        from .anomaly import ANOMALY_DTYPE
+        rows = np.concatenate(self.rows) if self.rows else np.zeros(0, ANOMALY_DTYPE)
+        opened = rows[rows["end_ms"] < 0]
+        lines = [f"== anomalies (seasonal baselines, self-tuning thresholds, change and silence detection; "
+                 f"{self.net.detector.n_obs.size:,} slots)"]
+        if not len(opened):
+            return lines + ["  none"]
+        by = Counter(opened["classification"].tolist())
+        lines.append("  episodes opened by classification: " + ", ".join(f"{k}={v}" for k, v in sorted(by.items()))
+                     + "   (paged: fault, silence; collection gaps once per region; benign = a deviation in the harmless direction)")
+        top = opened[np.isin(opened["classification"], ("fault", "silence"))]
+        top = top[np.argsort(-np.nan_to_num(top["peak_score"], nan=np.inf), kind="stable")][:8]
+        for r in top:
+            lines.append(f"    {r['classification']:<8} element {r['element_id']} {r['metric']:<16} "
+                         f"from {_hhmm(r['start_ms'])} value {r['value']:.4g} vs baseline {r['baseline']:.4g} "
+                         f"(score {r['peak_score']:.1f}, threshold {r['threshold']:.1f})")
+        gaps = opened[opened["classification"] == "collection_gap"]
+        if len(gaps):
+            reg = self.topology.ids["region"][self.topology.element_to("region")[self.topology.index_of(gaps["element_id"])]]
+            for rid in np.unique(reg):
+                g = gaps[reg == rid]
+                lines.append(f"  collection gap: region {rid}, {len(g)} elements silent together from "
+                             f"{_hhmm(g['start_ms'].min())} (network fine, collector down: silence alerts inhibited)")
+        crowd = opened[np.isin(opened["classification"], ("crowd", "surge"))]
+        if len(crowd):
+            sites = Counter(int(x) for x in crowd["scope_id"])
+            lines.append(f"  crowd / demand surge (reported, not paged): {len(crowd)} episodes at scopes "
+                         + ", ".join(f"{k} (x{v})" for k, v in sites.most_common(5)))
+        return lines
+
+    def to_state(self):
+        return {"net": self.net.to_state()}
+
+    def load_state(self, d):
+        from .anomaly import NetworkAnomalyDetector
+        self.net = NetworkAnomalyDetector.from_state(d["net"], self.topology)
+
+
+def _hhmm(t_ms) -> str:
+    import datetime as _dt
+    return _dt.datetime.fromtimestamp(int(t_ms) / 1000, tz=_dt.timezone.utc).strftime("%d %H:%M")
+
+
+COMPONENTS["anomaly"] = lambda topology, day, out_dir, built: AnomalyComponent(topology, built.get("alerts"))
+
+
+# ---- cubes (issue 5) -----------------------------------------------------------------------------------
+class CubeComponent:
+    """Cubes kept up to date from the CDR stream: the exploration cube (drop rates by region,
+    site, equipment class, service, hour of day) and a subscriber cube (distinct subscribers and
+    holding-time percentiles by region, service and hour)."""
+
+    def __init__(self, topology):
+        from .cube import CubeSet, CubeSpec, explore_spec
+        self.topology = topology
+        self.cubes = CubeSet({
+            "explore": explore_spec(),
+            "subscribers": CubeSpec(dimensions=["region", "service", "hour_of_day"],
+                                    measures=["count", "distinct:imsi_hash", "p95:duration_ms", "sum:bytes"]),
+        }, topology)
+        self.n = 0
+
+    def update(self, source, rows, element_index):
+        if source == "cdr":
+            self.cubes.update(rows, element_idx=element_index)
+            self.n += len(rows)
+
+    def advance(self, watermark_ms):
+        return []
+
+    def report_lines(self):
+        from .cube import explore_summary
+        mem = sum(self.cubes[name].nbytes for name in self.cubes)
+        lines = [f"== cubes ({len(self.cubes)} cubes over {self.n:,} call records; {mem / 2**20:.1f} MiB)"]
+        lines += ["  " + x for x in explore_summary(self.cubes)]
+        sub = self.cubes["subscribers"].view().group_by("region", "service").top_k("distinct:imsi_hash", 5)
+        lines.append("  most distinct subscribers by region x service (HyperLogLog, ~1.6% error):")
+        for r in sub:
+            lines.append(f"    region {r['region']} {r['service']:<6} subscribers~{r['distinct_imsi_hash']:,.0f} "
+                         f"calls {r['count']:,} p95 duration {r['p95_duration_ms'] / 1000:.0f} s "
+                         f"bytes {r['sum_bytes'] / 1e9:.1f} GB")
+        return lines
+
+    def to_state(self):
+        return {"cubes": self.cubes.to_state(), "n": self.n}
+
+    def load_state(self, d):
+        from .cube import CubeSet
+        self.cubes = CubeSet.from_state(d["cubes"])
+        self.n = int(d["n"])
+
+
+COMPONENTS["cube"] = lambda topology, day, out_dir, built: CubeComponent(topology)
