@@ -217,9 +217,9 @@ def ewm_values(state, slots, t_query_ms, coef, out):
             a = math.exp(coef[h] * (t_query_ms - t_ref))
             w = state[s, j] * a
             m = state[s, j + 1]
-            var = state[s, j + 2] / state[s, j]   # S >= 0: each update adds w d (x - m_new) >= 0
-            if var < 0.0:   # ... up to rounding of a merge/rescale; never a negative variance
-                var = 0.0
+            # S >= 0 in exact arithmetic (each update adds w d (x - m_new) >= 0); rounding can
+            # leave -1 ulp, never report a negative variance
+            var = max(state[s, j + 2] / state[s, j], 0.0)
             out[q, h, 0] = w
             out[q, h, 1] = w * m
             out[q, h, 2] = m

@@ -374,7 +374,7 @@ def window_query(cells, offset, n_buckets, n_slots, width_ms, t_query_ms, weight
     for q in range(n_q):
         ws = wsum[q]
         if ws > 0.0:
-            var = m2[q] / ws          # >= 0: every term added to m2 is non-negative
+            var = max(m2[q] / ws, 0.0)    # >= 0 exactly; a cell's Welford M2 may round to -1 ulp
             out[q, 0] = ws
             out[q, 1] = ws * mean[q]
             out[q, 2] = mean[q]

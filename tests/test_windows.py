@@ -412,3 +412,14 @@ def test_side_output_matches_reference_and_conserves_counts(seed, n, lateness_s)
         # tiny samples of N(0, 1): relative 1e-9 plus an absolute floor for values near 0
         for f in STAT_FIELDS:
             np.testing.assert_allclose(got[f], exp[f], rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=f)
+
+
+def test_rounding_negative_m2_gives_zero_variance():
+    w = SlidingWindows(1, ((60_000, 2),), half_lives_s=(60.0,))
+    w.update(np.array([T0]), np.array([0]), np.array([1e9]))
+    w.cells[:, kw.M2] = np.where(np.isnan(w.cells[:, kw.BUCKET]), 0.0, -1e-9)   # as if rounded
+    w.ew.state[0, 3] = -1e-9
+    q = w.query(T0, 60_000)
+    assert q["var"][0] == 0.0 and q["std"][0] == 0.0
+    e = w.ew_values(T0)
+    assert e["var"][0, 0] == 0.0 and e["std"][0, 0] == 0.0
