@@ -296,6 +296,29 @@ def kpi_segment_sum(x, seg, out):
 
 
 @kernel
+def _hist_quantile_row(counts, r, q, lo_ms, bins_per_octave, top):
+    n_bins = counts.shape[1]
+    total = 0.0
+    for b in range(n_bins):
+        total += counts[r, b]
+    if total <= 0.0:
+        return np.nan
+    target = q * total
+    cum = 0.0
+    for b in range(n_bins):
+        c = counts[r, b]
+        if c > 0.0 and cum + c >= target:
+            frac = (target - cum) / c
+            if b == 0:
+                return lo_ms * frac
+            if b == n_bins - 1:
+                return top
+            return lo_ms * 2.0 ** ((b - 1 + frac) / bins_per_octave)
+        cum += c
+    return top
+
+
+@kernel
 def kpi_hist_quantile(counts, q, lo_ms, bins_per_octave, out):
     """Quantile ``q`` of each row of log-bucket counts (NaN for an empty row).
 
@@ -303,31 +326,18 @@ def kpi_hist_quantile(counts, q, lo_ms, bins_per_octave, out):
     geometrically (linearly in the first bucket ``[0, lo)``); the open top bucket reports its
     lower edge.
     """
-    n_bins = counts.shape[1]
-    top = lo_ms * 2.0 ** ((n_bins - 2) / bins_per_octave)
+    top = lo_ms * 2.0 ** ((counts.shape[1] - 2) / bins_per_octave)
     for r in range(counts.shape[0]):
-        total = 0.0
-        for b in range(n_bins):
-            total += counts[r, b]
-        if total <= 0.0:
-            out[r] = np.nan
-            continue
-        target = q * total
-        cum = 0.0
-        res = top
-        for b in range(n_bins):
-            c = counts[r, b]
-            if c > 0.0 and cum + c >= target:
-                frac = (target - cum) / c
-                if b == 0:
-                    res = lo_ms * frac
-                elif b == n_bins - 1:
-                    res = top
-                else:
-                    res = lo_ms * 2.0 ** ((b - 1 + frac) / bins_per_octave)
-                break
-            cum += c
-        out[r] = res
+        out[r] = _hist_quantile_row(counts, r, q, lo_ms, bins_per_octave, top)
+
+
+@kernel
+def kpi_hist_quantile_rows(counts, rows, q, lo_ms, bins_per_octave, out):
+    """:func:`kpi_hist_quantile` for the listed rows only (``out[rows[k]]``; others untouched)."""
+    top = lo_ms * 2.0 ** ((counts.shape[1] - 2) / bins_per_octave)
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        out[r] = _hist_quantile_row(counts, r, q, lo_ms, bins_per_octave, top)
 
 
 @kernel
@@ -491,7 +501,8 @@ def kpi_running_shift(ring, add_slots, sub_slots, cols, out):
                 acc += ring[add_slots[k], e, c]
             for k in range(sub_slots.shape[0]):
                 acc -= ring[sub_slots[k], e, c]
-            out[e, j] += acc
+            if acc != 0.0:              # most cells of a minute are empty: skip the write
+                out[e, j] += acc
 
 
 @kernel
@@ -515,7 +526,8 @@ def kpi_running_activity(ring, add_slots, sub_slots, act_cols, out):
                 a += ring[sub_slots[k], e, act_cols[j]]
             if a > 0.0:
                 d -= 1
-        out[e] += d
+        if d != 0:
+            out[e] += d
 
 
 @kernel

@@ -1030,10 +1030,11 @@ class KpiCalculator:
         if svc and kd.group != "cdr":
             raise ValueError(f"KPI {kd.name!r} is not a call KPI; a service filter does not apply")
         r = self._all_rows if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
-        # element level over all elements: the roll-up is the identity (0 + x == x), skip it
-        identity = rows is None and element_mask is None and level == topo.element_level
+        # element level over all elements: the roll-up is the identity (0 + x == x), skip it;
+        # elements outside a scope mask become "no scope" nodes with 0 samples, as a roll-up gives
+        identity = rows is None and level == topo.element_level
         seg = None if identity else e2l[r].copy()
-        if element_mask is not None:
+        if element_mask is not None and seg is not None:
             seg[~element_mask[r]] = -1
         n_full, node_ids = n_nodes, None
         if rows is not None:
@@ -1055,7 +1056,9 @@ class KpiCalculator:
             active, expected = self.activity(kd.source, end_minute, window_min, rows)
         if identity:
             A = {n: sums[n] for n in names}
-            n_el = np.ones(n_nodes)
+            if element_mask is not None:
+                A = {n: np.where(element_mask, v, 0.0) for n, v in A.items()}
+            n_el = np.ones(n_nodes) if element_mask is None else element_mask.astype(np.float64)
             n_act, n_exp = (active, expected) if gap else (np.zeros(n_nodes), np.zeros(n_nodes))
         else:
             vecs = [sums[n] for n in names] + ([active, expected] if gap else [])
@@ -1072,13 +1075,15 @@ class KpiCalculator:
                 value = kd.scale * sum(A[c] for c in kd.numerator) / (window_min * 60.0)
             elif kd.kind == "quantile":
                 h = self.hist_sums(end_minute, window_min, rows, copy=False)
+                value = np.full(n_nodes, np.nan)
+                lo_ms, bpo = self.store.hist_lo_ms, float(self.store.hist_bins_per_octave)
                 if identity:
-                    hn = h
+                    sel = self._all_rows if element_mask is None else np.flatnonzero(element_mask)
+                    K.kpi_hist_quantile_rows(h, np.ascontiguousarray(sel, dtype=np.int64), kd.q, lo_ms, bpo, value)
                 else:
                     hn = np.zeros((n_nodes, h.shape[1]))
                     K.kpi_segment_sum(h, seg, hn)
-                value = np.empty(n_nodes)
-                K.kpi_hist_quantile(hn, kd.q, self.store.hist_lo_ms, float(self.store.hist_bins_per_octave), value)
+                    K.kpi_hist_quantile(hn, kd.q, lo_ms, bpo, value)
             else:
                 lat = A["latency_sum"] / A["latency_n"]
                 jit = A["jitter_sum"] / A["jitter_n"]

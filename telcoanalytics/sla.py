@@ -242,7 +242,9 @@ class SloRule:
 
     Fields (dict keys, with ``type = "slo"``): name, kpi, objective (0 < o < 1), period ("30d"),
     level, filter, service, min_samples (per window, default 1), windows (list of {severity,
-    factor, long, short}; default :data:`SRE_BURN_WINDOWS`), clear_for (burn below the factor
+    factor, long, short[, min_samples]}; default :data:`SRE_BURN_WINDOWS`; a window's own
+    ``min_samples`` overrides the rule's for that pair, e.g. to give a 1x ticket the hundreds of
+    events a 1x burn needs to stand out from binomial noise), clear_for (burn below the factor
     this long before resolving, default "0m"), description.
     """
     name: str
@@ -256,6 +258,7 @@ class SloRule:
     windows: tuple = ()          # tuples (severity, factor, long_min, short_min)
     description: str = ""
     clear_for_min: int = 0
+    windows_min_samples: tuple = ()   # per window: min samples or None (= min_samples)
 
     KEYS = {"type", "name", "kpi", "objective", "period", "level", "filter", "service", "min_samples",
             "windows", "description", "scope", "clear_for"}
@@ -282,12 +285,18 @@ class SloRule:
             raise ValueError(f"{where}.objective: must be a fraction in (0, 1) such as 0.999, got {obj}")
         svc = d.get("service", "") or ""
         _check_service(svc, kd, where)
-        wins = []
+        wins, wms = [], []
         for i, w in enumerate(d.get("windows", SRE_BURN_WINDOWS)):
             ww = f"{where}.windows[{i}]"
             if not isinstance(w, dict):
                 raise ValueError(f"{ww}: expected a dict with severity, factor, long, short; got {w!r}")
-            _check_keys(w, {"severity", "factor", "long", "short"}, ww)
+            _check_keys(w, {"severity", "factor", "long", "short", "min_samples"}, ww)
+            if w.get("min_samples") is not None:
+                if _number(w["min_samples"], f"{ww}.min_samples") < 0:
+                    raise ValueError(f"{ww}.min_samples: must be >= 0, got {w['min_samples']}")
+                wms.append(float(w["min_samples"]))
+            else:
+                wms.append(None)
             sev = w.get("severity", "page")
             if sev not in SEVERITIES:
                 raise ValueError(f"{ww}.severity: {sev!r} is not one of {SEVERITIES}")
@@ -304,15 +313,24 @@ class SloRule:
         ms = _number(d.get("min_samples", 1.0), f"{where}.min_samples")
         return cls(name, d["kpi"], obj, _minutes(d.get("period", "30d"), f"{where}.period", 1),
                    str(d.get("level", "element")), _scope_filter(d.get("filter"), where), svc, ms, tuple(wins),
-                   str(d.get("description", "")), _minutes(d.get("clear_for", 0), f"{where}.clear_for"))
+                   str(d.get("description", "")), _minutes(d.get("clear_for", 0), f"{where}.clear_for"),
+                   tuple(wms) if any(m is not None for m in wms) else ())
+
+    def window_min_samples(self, i: int) -> float:
+        """Minimum samples of burn-rate window pair ``i``."""
+        m = self.windows_min_samples[i] if i < len(self.windows_min_samples) else None
+        return self.min_samples if m is None else m
 
     def to_dict(self) -> dict:
         return {"type": "slo", "name": self.name, "kpi": self.kpi, "objective": self.objective,
                 "period": self.period_min * 60, "level": self.level, "filter": self.filter,
                 "service": self.service, "min_samples": self.min_samples, "description": self.description,
                 "clear_for": self.clear_for_min * 60,
-                "windows": [{"severity": s, "factor": f, "long": lo * 60, "short": sh * 60}
-                            for s, f, lo, sh in self.windows]}
+                "windows": [dict({"severity": s, "factor": f, "long": lo * 60, "short": sh * 60},
+                                 **({"min_samples": self.windows_min_samples[i]}
+                                    if i < len(self.windows_min_samples) and self.windows_min_samples[i] is not None
+                                    else {}))
+                            for i, (s, f, lo, sh) in enumerate(self.windows)]}
 
 
 def _flatten_scope(d: dict, where: str) -> dict:
@@ -599,9 +617,10 @@ class SlaMonitor:
                           r.window_min, r.for_min, r.clear_for_min, ms, "threshold", n, L)
                 e.clear_min_samples = cms
             else:
-                for sev, f, lo, sh in r.windows:
+                for i, (sev, f, lo, sh) in enumerate(r.windows):
                     e = _Eval(f"{r.name}/{sev}-{_fmt_min(lo)}", r.kpi, sev, r.level, r.filter, r.service, ">=", f, f,
-                              sh, 0, r.clear_for_min, r.min_samples, "burn", n, L, burn=(r.objective, f, lo, sh))
+                              sh, 0, r.clear_for_min, r.window_min_samples(i), "burn", n, L,
+                              burn=(r.objective, f, lo, sh))
                     e.mask = self._mask(r.filter)
                     out.append(e)
                 continue
