@@ -419,20 +419,52 @@ def load_rules(src, kpis=None) -> list:
     return out
 
 
-def default_rules() -> list:
+LATENCY_P95_THRESHOLDS_MS = {"5g": 36.0, "4g": 100.0, "3g": 300.0, "2g": 800.0, "ip": 10.0}
+"""Latency p95 alert line per technology of :func:`default_rules` (about 1.2-2x the highest healthy
+30-minute p95 of that technology on the synthetic network; cells of one technology differ ~4x)."""
+
+
+def default_rules(topology: Topology | None = None) -> list:
     """A rule set for the synthetic network (see Notes): call KPIs per cell and site, availability,
-    latency p95 and a 98 % call-success SLO per site with SRE burn-rate alerts (the synthetic
-    network's baseline share of failed setups is about 1 %, so 99.9 % would burn constantly).
+    latency p95 per technology and a 98 % call-success SLO per site with SRE burn-rate alerts (the
+    synthetic network's baseline share of failed setups is about 0.7 %, so 99.9 % would burn
+    constantly).
+
+    Parameters
+    ----------
+    topology : Topology, optional
+        When given and it has no ``technology`` attribute, one latency rule (p95 > 400 ms) replaces
+        the per-technology ones.
+
+    Returns
+    -------
+    list of SlaRule and SloRule
 
     Notes
     -----
-    Tuned to the synthetic network's traffic (a busy cell carries a few calls a minute): call
-    rules need 20 attempts to fire but resolve on 3 once traffic falls back; availability uses
-    60-minute windows because a failing element reports unavailable seconds in scattered PM
-    intervals, which a short window would turn into flapping (a glitch under 36 s an hour stays
-    within 99 %).
+    Tuned on seeded synthetic days (2,000 elements x 12 h, seeds 7 and 11) so that firing alerts
+    match injected scenarios (``tests/test_sla_synthetic.py`` holds the precision/recall check):
+
+    * Call rules need 20 attempts to fire but resolve on 3 once traffic falls back.
+    * Availability: the generator gives every element a glitch of 1-300 unavailable seconds in
+      0.05 % of PM intervals, i.e. an element-hour below 99 % about 0.5 % of the time (about ten
+      false firings an hour on 2,000 elements with a 60-minute window and a 10-minute ``for``). A
+      failing element reports 5-120 s in 60 % of its intervals. No threshold separates one large
+      glitch from a failure, but persistence does: a 20-minute window holds one glitch for exactly
+      20 ticks, so ``for: 25m`` never fires on a single glitch, while a failure keeps the window
+      breaching (all four intervals of a window clean has probability 0.4**4).
+    * Latency p95: healthy cells of one technology differ about 4x, so one absolute line either
+      misses degradations (3-8x drifts of a cell's own baseline) or fires on slow healthy cells;
+      one rule per technology (:data:`LATENCY_P95_THRESHOLDS_MS`) catches them.
+    * SLO: the 1x ticket (3 d / 6 h) needs 500 attempts per window; with 50, a site with 50 calls
+      reaches a 2 % error ratio with a single failed setup (probability ~30 % at a 0.7 % base),
+      which fired ~140 tickets on 2,000 elements in 12 h. The page pairs keep 50.
+
+    Silent failures (a cell stops reporting altogether) are collection gaps / insufficient data
+    for every KPI here by design (a gap must neither fire nor resolve); the anomaly detector's
+    silence alerts cover them.
     """
-    return load_rules([
+    rules = [
         {"name": "cell_blocking", "kpi": "blocking_pct", "level": "element", "comparator": ">",
          "threshold": 5.0, "clear_threshold": 2.0, "window": "10m", "for": "5m", "clear_for": "10m",
          "min_samples": 20, "clear_min_samples": 3, "severity": "major"},
@@ -446,14 +478,25 @@ def default_rules() -> list:
          "comparator": "<", "threshold": 95.0, "clear_threshold": 97.0, "window": "15m", "for": "5m",
          "clear_for": "10m", "min_samples": 50, "clear_min_samples": 5, "severity": "critical"},
         {"name": "element_availability", "kpi": "availability_pct", "level": "element", "comparator": "<",
-         "threshold": 99.0, "clear_threshold": 99.5, "window": "60m", "for": "10m", "clear_for": "15m",
-         "min_samples": 4, "severity": "major"},
-        {"name": "element_latency_p95", "kpi": "latency_p95_ms", "level": "element", "comparator": ">",
-         "threshold": 400.0, "clear_threshold": 300.0, "window": "30m", "for": "15m", "clear_for": "15m",
-         "min_samples": 5, "severity": "warning"},
-        {"type": "slo", "name": "call_success_slo", "kpi": "call_setup_success_pct", "objective": 0.98,
-         "period": "30d", "level": "site", "min_samples": 50, "clear_for": "30m"},
-    ])
+         "threshold": 99.0, "clear_threshold": 99.5, "window": "20m", "for": "25m", "clear_for": "15m",
+         "min_samples": 3, "severity": "major"},
+    ]
+    if topology is not None and "technology" not in topology.attributes:
+        rules.append({"name": "element_latency_p95", "kpi": "latency_p95_ms", "level": "element",
+                      "comparator": ">", "threshold": 400.0, "clear_threshold": 300.0, "window": "30m",
+                      "for": "15m", "clear_for": "15m", "min_samples": 5, "severity": "warning"})
+    for tech, thr in LATENCY_P95_THRESHOLDS_MS.items():
+        if topology is not None and "technology" not in topology.attributes:
+            break
+        rules.append({"name": f"element_latency_p95_{tech}", "kpi": "latency_p95_ms", "level": "element",
+                      "filter": {"technology": tech}, "comparator": ">", "threshold": thr,
+                      "clear_threshold": 0.75 * thr, "window": "30m", "for": "15m", "clear_for": "15m",
+                      "min_samples": 5, "severity": "warning"})
+    rules.append({"type": "slo", "name": "call_success_slo", "kpi": "call_setup_success_pct", "objective": 0.98,
+                  "period": "30d", "level": "site", "min_samples": 50, "clear_for": "30m",
+                  "windows": [dict(w, min_samples=500) if w["severity"] == "ticket" else dict(w)
+                              for w in SRE_BURN_WINDOWS]})
+    return load_rules(rules)
 
 
 # ---- the monitor ---------------------------------------------------------------------------
@@ -505,7 +548,7 @@ class SlaMonitor:
     ----------
     topology : Topology
     rules : list of dicts / SlaRule / SloRule, path, or None
-        Default :func:`default_rules`.
+        Default :func:`default_rules` for ``topology``.
     kpis : iterable of KpiDef or dicts, optional
         User KPIs added to (or replacing) the built-ins.
     minute_ring : int, optional
@@ -542,7 +585,7 @@ class SlaMonitor:
         self.topology = topology
         self.user_kpis = [k if isinstance(k, KpiDef) else KpiDef.from_dict(k) for k in (kpis or ())]
         self.kpis = kpi_registry(self.user_kpis)
-        self.rules = load_rules(default_rules() if rules is None else rules, self.kpis)
+        self.rules = load_rules(default_rules(topology) if rules is None else rules, self.kpis)
         if isinstance(reeval_minutes, bool) or not isinstance(reeval_minutes, (int, np.integer)) or reeval_minutes < 0:
             raise ValueError(f"reeval_minutes must be an integer >= 0, got {reeval_minutes!r}")
         self.reeval_minutes = int(reeval_minutes)
@@ -1061,4 +1104,5 @@ def _fmt_min(m: int) -> str:
 
 
 __all__ = ["SlaEvent", "SlaRule", "SloRule", "SlaMonitor", "load_rules", "default_rules", "parse_duration_s",
+           "LATENCY_P95_THRESHOLDS_MS",
            "SRE_BURN_WINDOWS", "SEVERITIES", "COMPARATORS", "STATUS_NAMES"]
