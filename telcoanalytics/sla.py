@@ -453,6 +453,8 @@ def default_rules(topology: Topology | None = None) -> list:
       glitch from a failure, but persistence does: a 20-minute window holds one glitch for exactly
       20 ticks, so ``for: 25m`` never fires on a single glitch, while a failure keeps the window
       breaching (all four intervals of a window clean has probability 0.4**4).
+    * Packet loss: healthy elements stay below ~0.2 % over 15 minutes; a failing element (also
+      a switch, which reports no unavailable seconds) adds 1-4 points, congestion adds some too.
     * Latency p95: healthy cells of one technology differ about 4x, so one absolute line either
       misses degradations (3-8x drifts of a cell's own baseline) or fires on slow healthy cells;
       one rule per technology (:data:`LATENCY_P95_THRESHOLDS_MS`) catches them.
@@ -479,6 +481,9 @@ def default_rules(topology: Topology | None = None) -> list:
          "clear_for": "10m", "min_samples": 50, "clear_min_samples": 5, "severity": "critical"},
         {"name": "element_availability", "kpi": "availability_pct", "level": "element", "comparator": "<",
          "threshold": 99.0, "clear_threshold": 99.5, "window": "20m", "for": "25m", "clear_for": "15m",
+         "min_samples": 3, "severity": "major"},
+        {"name": "element_packet_loss", "kpi": "loss_pct", "level": "element", "comparator": ">",
+         "threshold": 0.5, "clear_threshold": 0.25, "window": "15m", "for": "5m", "clear_for": "10m",
          "min_samples": 3, "severity": "major"},
     ]
     if topology is not None and "technology" not in topology.attributes:
