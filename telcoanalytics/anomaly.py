@@ -941,7 +941,8 @@ class NetworkAnomalyDetector:
         return {"kind": "NetworkAnomalyDetector", "detector": self.detector.to_state(),
                 "silence": self.silence.to_state(), "slot_class": self.slot_class.copy(),
                 "silence_cls": self._silence_cls.copy(), "silence_start": self._silence_start.copy(),
-                "n_unknown": self.n_unknown, "metrics": np.array(self.metrics)}
+                "n_unknown": self.n_unknown, "metrics": np.array(self.metrics),
+                "silence_metric": self.silence_metric.copy(), "log_offset": self.log_offset.copy()}
 
     @classmethod
     def from_state(cls, d: dict, topology: Topology, classify: ClassifyConfig | None = None, calendar=None,
@@ -959,4 +960,6 @@ class NetworkAnomalyDetector:
         net._silence_cls = np.array(d["silence_cls"], dtype="U16")
         net._silence_start = np.array(d["silence_start"], dtype=np.int64)
         net.n_unknown = int(d["n_unknown"])
+        net.silence_metric = np.array(d["silence_metric"], dtype=bool)
+        net.log_offset = np.array(d["log_offset"], dtype=np.float64)
         return net

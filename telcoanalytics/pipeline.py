@@ -265,16 +265,19 @@ class Pipeline:
 
 
 # ---- state (de)flattening: nested dicts of arrays/scalars/strings <-> flat npz entries ----------
+_SEP = "::"   # nesting separator in npz entry names (component state keys may contain "." and "/")
+
+
 def _flatten(prefix: str, d: dict, out: dict) -> None:
     for k, v in d.items():
-        key = f"{prefix}/{k}"
+        key = f"{prefix}{_SEP}{k}"
         if isinstance(v, dict):
             _flatten(key, v, out)
-            out[key + "/__dict__"] = np.zeros(0, dtype=np.uint8)
+            out[key + _SEP + "__dict__"] = np.zeros(0, dtype=np.uint8)
         elif isinstance(v, np.ndarray) and v.dtype != object:
             out[key] = v
         elif isinstance(v, (str, bytes, int, float, bool, type(None), list, tuple)) or np.isscalar(v):
-            out[key + "/__json__"] = np.frombuffer(json.dumps(_jsonable(v)).encode(), dtype=np.uint8)
+            out[key + _SEP + "__json__"] = np.frombuffer(json.dumps(_jsonable(v)).encode(), dtype=np.uint8)
         else:
             raise TypeError(f"state entry {key} has unsupported type {type(v).__name__}")
 
@@ -291,7 +294,7 @@ def _jsonable(v):
 
 def _unflatten(prefix: str, flat: dict) -> dict:
     out: dict = {}
-    pre = prefix + "/"
+    pre = prefix + _SEP
 
     def node_at(parts):
         node = out
@@ -302,7 +305,7 @@ def _unflatten(prefix: str, flat: dict) -> dict:
     for key, v in flat.items():
         if not key.startswith(pre):
             continue
-        parts = key[len(pre):].split("/")
+        parts = key[len(pre):].split(_SEP)
         if parts[-1] == "__dict__":
             node_at(parts[:-1])
         elif parts[-1] == "__json__":

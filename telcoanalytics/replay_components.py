@@ -220,11 +220,12 @@ class SlaComponent:
         return lines
 
     def to_state(self):
-        return {"mon": self.mon.to_state(), "n_events": len(self.events)}
+        return {"mon": self.mon.to_state(), "events": [e.to_dict() for e in self.events]}
 
     def load_state(self, d):
-        from .sla import SlaMonitor
+        from .sla import SlaEvent, SlaMonitor
         self.mon = SlaMonitor.from_state(d["mon"])
+        self.events = [SlaEvent(**e) for e in d["events"]]
 
 
 COMPONENTS["alerts"] = lambda topology, day, out_dir, built: AlertsComponent(topology, out_dir)
@@ -367,11 +368,14 @@ class AnomalyComponent:
         return lines
 
     def to_state(self):
-        return {"net": self.net.to_state()}
+        from .anomaly import ANOMALY_DTYPE
+        rows = np.concatenate(self.rows) if self.rows else np.zeros(0, ANOMALY_DTYPE)
+        return {"net": self.net.to_state(), "rows": rows}
 
     def load_state(self, d):
         from .anomaly import NetworkAnomalyDetector
         self.net = NetworkAnomalyDetector.from_state(d["net"], self.topology)
+        self.rows = [d["rows"]] if len(d["rows"]) else []
 
 
 def _hhmm(t_ms) -> str:

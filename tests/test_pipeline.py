@@ -132,7 +132,7 @@ def test_flatten_roundtrip():
 
 
 def test_cli_replay_synthetic(tmp_path, capsys):
-    rc = cli.main(["replay", "--elements", "150", "--days", "0.05", "--out", str(tmp_path / "o"),
+    rc = cli.main(["replay", "--elements", "150", "--days", "0.05", "--history-days", "0", "--out", str(tmp_path / "o"),
                    "--checkpoint", str(tmp_path / "ck.npz")])
     out = capsys.readouterr().out
     assert rc == 0
@@ -146,7 +146,7 @@ def test_cli_replay_synthetic(tmp_path, capsys):
     assert all("fingerprint" in a and "labels" in a for a in alerts)
     lines = (tmp_path / "o" / "quarantine.jsonl").read_text().splitlines()
     assert lines and all("reason" in json.loads(x) for x in lines)
-    rc = cli.main(["replay", "--elements", "150", "--days", "0.05", "--out", str(tmp_path / "o2"),
+    rc = cli.main(["replay", "--elements", "150", "--days", "0.05", "--history-days", "0", "--out", str(tmp_path / "o2"),
                    "--restore", str(tmp_path / "ck.npz")])
     assert rc == 0 and "restored state" in capsys.readouterr().out
 
@@ -171,7 +171,7 @@ def test_cli_input_errors(tmp_path):
     with pytest.raises(SystemExit, match="unknown topology file type"):
         cli.main(["replay", "--input", str(tmp_path), "--topology", str(tmp_path / "topology.txt")])
     with pytest.raises(SystemExit, match="unknown components"):
-        cli.main(["replay", "--elements", "100", "--days", "0.01", "--out", str(tmp_path / "o"),
+        cli.main(["replay", "--elements", "100", "--days", "0.01", "--history-days", "0", "--out", str(tmp_path / "o"),
                   "--components", "nope"])
 
 
