@@ -43,8 +43,8 @@ import numpy as np
 
 from kernels import kpi as K
 
-from .kpi import (COUNTERS, MINUTE_MS, STATUS_NAMES, STATUS_OK, CounterStore, KpiCalculator, KpiDef,
-                  kpi_registry)
+from .kpi import (COUNTERS, MINUTE_MS, STATUS_NAMES, STATUS_NO_SCOPE, STATUS_OK, CounterStore, KpiCalculator,
+                  KpiDef, KpiResult, kpi_registry)
 from .records import EQUIPMENT_CLASS_CODE, SERVICE_CODE, SERVICES, TECHNOLOGIES, VENDORS
 from .topology import Topology
 
@@ -626,6 +626,7 @@ class SlaMonitor:
         self.last_tick = -1
         self.first_tick = -1
         self.n_late_rows = 0
+        self._memo: dict = {}           # shared KPI evaluations within one tick / re-evaluation
         self._dirty = {src: np.zeros(topology.n_elements, bool) for src in ("cdr", "equip", "qos")}
         self._dirty_lo = {src: np.iinfo(np.int64).max for src in self._dirty}
         self._dirty_hi = {src: -1 for src in self._dirty}
@@ -703,8 +704,7 @@ class SlaMonitor:
         if ev.kind == "threshold":
             if len(self.store.window_slots(tick, ev.window_min)) == 0:
                 return np.zeros(n, np.int8), np.full(n, np.nan)
-            res = self.calc.compute(ev.kpi, ev.level, tick, ev.window_min, ev.service, ev.mask, rows,
-                                    min(ev.min_samples, ev.clear_min_samples))
+            res = self._compute(ev, ev.kpi, tick, ev.window_min, rows, min(ev.min_samples, ev.clear_min_samples))
             v = res.value
             ok = res.status == STATUS_OK
             strong = ok & (res.samples >= ev.min_samples)
@@ -724,11 +724,33 @@ class SlaMonitor:
         codes = np.where(breach, K.COND_BREACH, np.where(ok, K.COND_CLEAR, K.COND_INSUFFICIENT)).astype(np.int8)
         return codes, np.where(ok, burn_l, np.nan)
 
+    def _compute(self, ev: _Eval, kpi, tick: int, window_min: int, rows, min_samples: float):
+        """``calc.compute`` for ``ev``, shared between rules over the same KPI, window and rows.
+
+        An element-level rule's scope filter only turns the elements outside it into "no scope"
+        nodes (each node is one element), so such rules share one unfiltered evaluation and apply
+        their filter after it (e.g. the per-technology latency rules).
+        """
+        share = ev.mask is not None and ev.level == self.topology.element_level
+        mask = None if share else ev.mask
+        key = (kpi if isinstance(kpi, str) else kpi.name, ev.level, tick, window_min, ev.service, float(min_samples),
+               None if rows is None else id(rows), None if mask is None else id(mask))
+        hit = self._memo.get(key)
+        if hit is None:
+            res = self.calc.compute(kpi, ev.level, tick, window_min, ev.service, mask, rows, min_samples)
+            self._memo[key] = hit = (res, rows, mask)          # rows / mask kept alive: ids stay unique
+        res = hit[0]
+        if share:
+            m = ev.mask
+            res = KpiResult(np.where(m, res.value, np.nan), np.where(m, res.samples, 0.0),
+                            np.where(m, res.status, STATUS_NO_SCOPE).astype(np.int8))
+        return res
+
     def _burn(self, ev: _Eval, tick: int, window_min: int, objective: float, rows):
         """Burn rate per node over ``window_min`` ending at ``tick`` and whether it has enough samples."""
         kd = self.kpis[ev.kpi]
         if window_min + self.reeval_minutes + 1 <= self.store.minute_ring:
-            res = self.calc.compute(kd, ev.level, tick, window_min, ev.service, ev.mask, rows, ev.min_samples)
+            res = self._compute(ev, kd, tick, window_min, rows, ev.min_samples)
             ok = res.status == STATUS_OK
             err = 1.0 - res.value / kd.scale
         else:
@@ -846,7 +868,7 @@ class SlaMonitor:
                 continue
             nodes = np.unique(e2l[d]).astype(np.int64)
             if ev.level == self.topology.element_level:
-                rows = nodes
+                rows = dirty        # the same array for every rule of this source: shared evaluations
             else:
                 sel = np.isin(e2l, nodes)
                 if ev.mask is not None:
@@ -931,10 +953,13 @@ class SlaMonitor:
                 return []
             self.last_tick = self.store.first_minute
             self.first_tick = self.last_tick + 1
+        self._memo.clear()
         out = self._reevaluate() if max(self._dirty_hi.values()) >= 0 else []
         for tick in range(self.last_tick + 1, wm_tick + 1):
+            self._memo.clear()
             out += self._evaluate_tick(tick)
             self.last_tick = tick
+        self._memo.clear()
         return out
 
     def step(self, source: str, batch: np.ndarray, watermark_ms: int) -> list[SlaEvent]:
