@@ -44,7 +44,7 @@ import numpy as np
 from kernels import kpi as K
 
 from .kpi import (COUNTERS, MINUTE_MS, STATUS_NAMES, STATUS_NO_SCOPE, STATUS_OK, CounterStore, KpiCalculator,
-                  KpiDef, KpiResult, kpi_registry)
+                  KpiDef, kpi_registry)
 from .records import EQUIPMENT_CLASS_CODE, SERVICE_CODE, SERVICES, TECHNOLOGIES, VENDORS
 from .topology import Topology
 
@@ -698,18 +698,22 @@ class SlaMonitor:
         return out
 
     # ---- evaluation ------------------------------------------------------------------------
-    def _codes(self, ev: _Eval, tick: int, rows=None):
-        """Condition codes and values of every node of ``ev`` at ``tick`` (subset if ``rows``)."""
-        n = self.topology.n_nodes(ev.level)
+    def _codes(self, ev: _Eval, tick: int, rows=None, nodes=None):
+        """Condition codes and values of every node of ``ev`` at ``tick``.
+
+        With ``rows`` (elements) only the nodes holding them are evaluated; with ``nodes`` the
+        result covers just those nodes (in that order) instead of every node of the level.
+        """
+        n = self.topology.n_nodes(ev.level) if nodes is None else len(nodes)
         if ev.kind == "threshold":
             if len(self.store.window_slots(tick, ev.window_min)) == 0:
                 return np.zeros(n, np.int8), np.full(n, np.nan)
-            res = self._compute(ev, ev.kpi, tick, ev.window_min, rows, min(ev.min_samples, ev.clear_min_samples))
-            v = res.value
-            ok = res.status == STATUS_OK
-            strong = ok & (res.samples >= ev.min_samples)
+            v, samples, status = self._compute(ev, ev.kpi, tick, ev.window_min, rows,
+                                               min(ev.min_samples, ev.clear_min_samples), nodes)
+            ok = status == STATUS_OK
+            strong = ok & (samples >= ev.min_samples)
             breach = strong & _cmp(v, ev.comparator, ev.threshold)
-            clear = ok & (res.samples >= ev.clear_min_samples) & ~_cmp(v, ev.comparator, ev.clear_threshold)
+            clear = ok & (samples >= ev.clear_min_samples) & ~_cmp(v, ev.comparator, ev.clear_threshold)
             codes = np.where(breach, K.COND_BREACH, np.where(clear, K.COND_CLEAR,
                                                                 np.where(strong, K.COND_BAND, K.COND_INSUFFICIENT)))
             return codes.astype(np.int8), v
@@ -717,15 +721,22 @@ class SlaMonitor:
         if tick - self.store.first_minute < sh:
             # until the data spans the short window, the long window is no longer than it
             return np.zeros(n, np.int8), np.full(n, np.nan)
-        burn_l, ok_l = self._burn(ev, tick, lo, objective, rows)
-        burn_s, ok_s = self._burn(ev, tick, sh, objective, rows)
+        burn_l, ok_l = self._burn(ev, tick, lo, objective, rows, nodes)
+        burn_s, ok_s = self._burn(ev, tick, sh, objective, rows, nodes)
         ok = ok_l & ok_s
         breach = ok & (burn_l >= factor) & (burn_s >= factor)
         codes = np.where(breach, K.COND_BREACH, np.where(ok, K.COND_CLEAR, K.COND_INSUFFICIENT)).astype(np.int8)
         return codes, np.where(ok, burn_l, np.nan)
 
-    def _compute(self, ev: _Eval, kpi, tick: int, window_min: int, rows, min_samples: float):
-        """``calc.compute`` for ``ev``, shared between rules over the same KPI, window and rows.
+    def _memo_get(self, key, make, *keep):
+        hit = self._memo.get(key)
+        if hit is None:
+            self._memo[key] = hit = (make(),) + keep          # rows / mask kept alive: ids stay unique
+        return hit[0]
+
+    def _compute(self, ev: _Eval, kpi, tick: int, window_min: int, rows, min_samples: float, nodes=None):
+        """``calc.compute`` for ``ev`` as (value, samples, status), restricted to ``nodes`` if given,
+        shared between rules over the same KPI, window and rows.
 
         An element-level rule's scope filter only turns the elements outside it into "no scope"
         nodes (each node is one element), so such rules share one unfiltered evaluation and apply
@@ -735,43 +746,51 @@ class SlaMonitor:
         mask = None if share else ev.mask
         key = (kpi if isinstance(kpi, str) else kpi.name, ev.level, tick, window_min, ev.service, float(min_samples),
                None if rows is None else id(rows), None if mask is None else id(mask))
-        hit = self._memo.get(key)
-        if hit is None:
-            res = self.calc.compute(kpi, ev.level, tick, window_min, ev.service, mask, rows, min_samples)
-            self._memo[key] = hit = (res, rows, mask)          # rows / mask kept alive: ids stay unique
-        res = hit[0]
+        res = self._memo_get(key, lambda: self.calc.compute(kpi, ev.level, tick, window_min, ev.service, mask, rows,
+                                                            min_samples), rows, mask)
+        v, samples, status = res.value, res.samples, res.status
+        if nodes is not None:
+            v, samples, status = v[nodes], samples[nodes], status[nodes]
         if share:
-            m = ev.mask
-            res = KpiResult(np.where(m, res.value, np.nan), np.where(m, res.samples, 0.0),
-                            np.where(m, res.status, STATUS_NO_SCOPE).astype(np.int8))
-        return res
+            m = ev.mask if nodes is None else ev.mask[nodes]
+            v, samples = np.where(m, v, np.nan), np.where(m, samples, 0.0)
+            status = np.where(m, status, STATUS_NO_SCOPE).astype(np.int8)
+        return v, samples, status
 
-    def _burn(self, ev: _Eval, tick: int, window_min: int, objective: float, rows):
+    def _burn(self, ev: _Eval, tick: int, window_min: int, objective: float, rows, nodes=None):
         """Burn rate per node over ``window_min`` ending at ``tick`` and whether it has enough samples."""
         kd = self.kpis[ev.kpi]
         if window_min + self.reeval_minutes + 1 <= self.store.minute_ring:
-            res = self._compute(ev, kd, tick, window_min, rows, ev.min_samples)
-            ok = res.status == STATUS_OK
-            err = 1.0 - res.value / kd.scale
+            v, _, status = self._compute(ev, kd, tick, window_min, rows, ev.min_samples, nodes)
+            ok = status == STATUS_OK
+            err = 1.0 - v / kd.scale
         else:
-            st = self.store
-            r = self.calc._all_rows if rows is None else rows
-            e2l = self.topology.element_to(ev.level)
-            seg = e2l[r].copy()
-            if ev.mask is not None:
-                seg[~ev.mask[r]] = -1
-            n_h = -(-window_min // 60)
-            svc = lambda c: ev.service if COUNTERS[c].group == "cdr" else ""  # noqa: E731
-            num = sum(st.hour_sums(st.hour_column(c, svc(c)), tick, n_h, rows) for c in kd.numerator)
-            den = sum(st.hour_sums(st.hour_column(c, svc(c)), tick, n_h, rows) for c in kd.denominator)
-            agg = np.zeros((self.topology.n_nodes(ev.level), 2))
-            K.kpi_segment_sum(np.ascontiguousarray(np.column_stack([num, den])), seg, agg)
+            key = ("hour", kd.name, ev.level, tick, window_min, ev.service, None if rows is None else id(rows),
+                   None if ev.mask is None else id(ev.mask))
+            agg = self._memo_get(key, lambda: self._hour_window(ev, kd, tick, window_min, rows), rows, ev.mask)
+            if nodes is not None:
+                agg = agg[nodes]
             ok = (agg[:, 1] >= max(ev.min_samples, 1e-300))
             with np.errstate(divide="ignore", invalid="ignore"):
                 err = np.where(ok, 1.0 - agg[:, 0] / agg[:, 1], np.nan)
         with np.errstate(invalid="ignore"):
             burn = np.where(ok, err / (1.0 - objective), np.nan)
         return burn, ok
+
+    def _hour_window(self, ev: _Eval, kd: KpiDef, tick: int, window_min: int, rows) -> np.ndarray:
+        """(good, total) per node of ``ev.level`` over a window longer than the minute ring."""
+        st = self.store
+        r = self.calc._all_rows if rows is None else rows
+        seg = self.topology.element_to(ev.level)[r].copy()
+        if ev.mask is not None:
+            seg[~ev.mask[r]] = -1
+        n_h = -(-window_min // 60)
+        svc = lambda c: ev.service if COUNTERS[c].group == "cdr" else ""  # noqa: E731
+        num = sum(st.hour_sums(st.hour_column(c, svc(c)), tick, n_h, rows) for c in kd.numerator)
+        den = sum(st.hour_sums(st.hour_column(c, svc(c)), tick, n_h, rows) for c in kd.denominator)
+        agg = np.zeros((self.topology.n_nodes(ev.level), 2))
+        K.kpi_segment_sum(np.ascontiguousarray(np.column_stack([num, den])), seg, agg)
+        return agg
 
     def _step(self, ev: _Eval, ls: _LifeState, nodes, codes, values, tick):
         n = len(nodes)
@@ -876,12 +895,12 @@ class SlaMonitor:
                 rows = np.flatnonzero(sel).astype(np.int64)
             changed = False
             for tick in range(t_from, t_to + 1):
-                codes, values = self._codes(ev, tick, rows)
+                codes, values = self._codes(ev, tick, rows, nodes)
                 pos = tick % L
-                if np.any(ev.codes[pos, nodes] != codes[nodes]):
+                if np.any(ev.codes[pos, nodes] != codes):
                     changed = True
-                ev.codes[pos, nodes] = codes[nodes]
-                ev.values[pos, nodes] = values[nodes]
+                ev.codes[pos, nodes] = codes
+                ev.values[pos, nodes] = values
             if not changed:
                 continue
             tmp = ev.committed.copy()
