@@ -537,3 +537,51 @@ def kpi_scatter_rows(out, idx, vals):
         r = idx[i]
         for j in range(vals.shape[1]):
             out[r, j] += vals[i, j]
+
+
+# ---- fused per-node status and rule conditions ---------------------------------------------
+@kernel
+def kpi_status(value, samples, min_samples, n_act, n_exp, gap_fraction, n_el, status, out_value):
+    """Status per node (ok 0 / insufficient 1 / collection gap 2 / no scope 3, later ones win)
+    and the value kept only where ok (NaN elsewhere)."""
+    for i in range(value.shape[0]):
+        v = value[i]
+        s = 0
+        if samples[i] < min_samples or not math.isfinite(v) or samples[i] <= 0.0:
+            s = 1
+        if n_exp[i] > 0.0 and n_act[i] < gap_fraction * n_exp[i]:
+            s = 2
+        if n_el[i] == 0.0:
+            s = 3
+        status[i] = s
+        out_value[i] = v if s == 0 else np.nan
+
+
+@kernel
+def _compare(v, cmp_code, thr):
+    if cmp_code == 0:
+        return v < thr
+    if cmp_code == 1:
+        return v <= thr
+    if cmp_code == 2:
+        return v > thr
+    return v >= thr
+
+
+@kernel
+def sla_threshold_codes(value, samples, status, min_samples, clear_min_samples, cmp_code, threshold,
+                        clear_threshold, codes):
+    """COND_* per node of a threshold rule: breach (ok, ``min_samples``, past the threshold),
+    clear (ok, ``clear_min_samples``, healthy side of the clear threshold), band (ok and enough
+    samples to fire but neither), else insufficient. ``cmp_code`` indexes ("<", "<=", ">", ">=")."""
+    for i in range(value.shape[0]):
+        ok = status[i] == 0
+        strong = ok and samples[i] >= min_samples
+        if strong and _compare(value[i], cmp_code, threshold):
+            codes[i] = COND_BREACH
+        elif ok and samples[i] >= clear_min_samples and not _compare(value[i], cmp_code, clear_threshold):
+            codes[i] = COND_CLEAR
+        elif strong:
+            codes[i] = COND_BAND
+        else:
+            codes[i] = COND_INSUFFICIENT

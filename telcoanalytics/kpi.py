@@ -1093,11 +1093,13 @@ class KpiCalculator:
                                  np.ascontiguousarray(loss), np.empty(n_nodes), value)
         samples = A[samples_c]
         ms = kd.min_samples if min_samples is None else float(min_samples)
-        status = np.full(n_nodes, STATUS_OK, np.int8)
-        status[(samples < ms) | ~np.isfinite(value) | (samples <= 0)] = STATUS_INSUFFICIENT
-        status[(n_exp > 0) & (n_act < self.gap_fraction * n_exp)] = STATUS_GAP
-        status[n_el == 0] = STATUS_NO_SCOPE
-        value = np.where(status == STATUS_OK, value, np.nan)
+        status = np.empty(n_nodes, np.int8)
+        out_value = np.empty(n_nodes)
+        K.kpi_status(np.ascontiguousarray(value, dtype=np.float64), np.ascontiguousarray(samples, dtype=np.float64),
+                     float(ms), np.ascontiguousarray(n_act, dtype=np.float64),
+                     np.ascontiguousarray(n_exp, dtype=np.float64), self.gap_fraction,
+                     np.ascontiguousarray(n_el, dtype=np.float64), status, out_value)
+        value = out_value
         if node_ids is not None:
             full = KpiResult(np.full(n_full, np.nan), np.zeros(n_full), np.full(n_full, STATUS_NO_SCOPE, np.int8))
             full.value[node_ids], full.samples[node_ids], full.status[node_ids] = value, samples, status

@@ -710,13 +710,13 @@ class SlaMonitor:
                 return np.zeros(n, np.int8), np.full(n, np.nan)
             v, samples, status = self._compute(ev, ev.kpi, tick, ev.window_min, rows,
                                                min(ev.min_samples, ev.clear_min_samples), nodes)
-            ok = status == STATUS_OK
-            strong = ok & (samples >= ev.min_samples)
-            breach = strong & _cmp(v, ev.comparator, ev.threshold)
-            clear = ok & (samples >= ev.clear_min_samples) & ~_cmp(v, ev.comparator, ev.clear_threshold)
-            codes = np.where(breach, K.COND_BREACH, np.where(clear, K.COND_CLEAR,
-                                                                np.where(strong, K.COND_BAND, K.COND_INSUFFICIENT)))
-            return codes.astype(np.int8), v
+            codes = np.empty(n, np.int8)
+            K.sla_threshold_codes(np.ascontiguousarray(v, dtype=np.float64),
+                                  np.ascontiguousarray(samples, dtype=np.float64),
+                                  np.ascontiguousarray(status, dtype=np.int8), float(ev.min_samples),
+                                  float(ev.clear_min_samples), COMPARATORS.index(ev.comparator),
+                                  float(ev.threshold), float(ev.clear_threshold), codes)
+            return codes, v
         objective, factor, lo, sh = ev.burn
         if tick - self.store.first_minute < sh:
             # until the data spans the short window, the long window is no longer than it
