@@ -262,30 +262,41 @@ class AnomalyComponent:
         self._harmful = np.array([harm[m] for m in self._metric_sorted], dtype=np.int64)
 
     def learn(self, day, until_ms: int):
-        """Learn baselines and thresholds from the clean history before ``until_ms`` (as a
-        deployment restores them from yesterday's checkpoint); findings of the history are dropped."""
-        from .evaluate import synth_events
-        ts, el, mid, val = synth_events(day, self.topology)
-        hi = int(np.searchsorted(ts, until_ms, side="left"))
+        """Learn baselines and thresholds from the history: the clean equipment and QoS rows that
+        *arrived* before ``until_ms`` (as a deployment restores them from yesterday's checkpoint).
+        Rows arriving later are the replay's, so nothing is learned twice; findings of the
+        history are dropped."""
+        from .synth_stream import ORIGIN_CLEAN
+        parts = []
+        for source in ("equip", "qos"):
+            rows, arrival_ms, origin = day.raw(source)
+            keep = (origin == ORIGIN_CLEAN) & (arrival_ms < until_ms)
+            parts.append(self._events(source, rows[keep], self.topology.index_of(rows[keep]["element_id"])))
+        ts, e, m, v = (np.concatenate([p[k] for p in parts]) for k in range(4))
+        o = np.argsort(ts, kind="stable")
+        ts, e, m, v = ts[o], e[o], m[o], v[o]
         step = 3_600_000
         lo = 0
         for t_end in range(day.start_ms + step, until_ms + step, step):
-            k = min(int(np.searchsorted(ts, t_end, side="left")), hi)
-            self.net.update(ts[lo:k], el[lo:k], mid[lo:k], val[lo:k])
+            k = int(np.searchsorted(ts, min(t_end, until_ms), side="left"))
+            self.net.update(ts[lo:k], e[lo:k], m[lo:k], v[lo:k])
             self.net.check_silence(min(t_end, until_ms))
             lo = k
+        self.net.update(ts[lo:], e[lo:], m[lo:], v[lo:])
+
+    def _events(self, source, rows, element_index):
+        """(ts_ms, element, metric, value) of equipment metrics and QoS latency/loss rows."""
+        if source == "equip":
+            return rows["ts_ms"], element_index, rows["metric_id"].astype(np.int64), rows["value"]
+        n = len(rows)
+        return (np.concatenate([rows["ts_ms"], rows["ts_ms"]]), np.concatenate([element_index, element_index]),
+                np.repeat(np.array([self.n_eq, self.n_eq + 1], dtype=np.int64), n),
+                np.concatenate([rows["latency_ms"], rows["loss_pct"]]))
 
     def update(self, source, rows, element_index):
-        if source == "equip":
-            ts, e, m, v = rows["ts_ms"], element_index, rows["metric_id"].astype(np.int64), rows["value"]
-        elif source == "qos":
-            n = len(rows)
-            ts = np.concatenate([rows["ts_ms"], rows["ts_ms"]])
-            e = np.concatenate([element_index, element_index])
-            m = np.repeat(np.array([self.n_eq, self.n_eq + 1], dtype=np.int64), n)
-            v = np.concatenate([rows["latency_ms"], rows["loss_pct"]])
-        else:
+        if source not in ("equip", "qos"):
             return
+        ts, e, m, v = self._events(source, rows, element_index)
         o = np.argsort(ts, kind="stable")   # causal scoring: in event-time order within the batch
         found = self.net.update(ts[o], e[o], m[o], v[o])
         if len(found):

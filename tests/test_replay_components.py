@@ -97,12 +97,16 @@ def test_history_warm_up_learns_baselines(tmp_path):
     comp.learn(d, start)
     n_obs = comp.net.detector.n_obs
     warmup = comp.net.detector.config.warmup
-    from telcoanalytics.evaluate import synth_events
-    ts, el, mid, _ = synth_events(d, d.topology)
-    before = ts < start
-    reported = np.unique(el[before] * len(comp.metrics) + mid[before])
-    expected = np.bincount(el[before] * len(comp.metrics) + mid[before], minlength=len(n_obs))
-    np.testing.assert_array_equal(n_obs, expected)          # every history point seen exactly once
+    from telcoanalytics.synth_stream import ORIGIN_CLEAN
+    slots = []
+    for source in ("equip", "qos"):   # what arrived (clean) before the replay starts
+        rows, arrival, origin = d.raw(source)
+        rows = rows[(origin == ORIGIN_CLEAN) & (arrival < start)]
+        ts, e, m, _ = comp._events(source, rows, d.topology.index_of(rows["element_id"]))
+        slots.append(e * len(comp.metrics) + m)
+    slots = np.concatenate(slots)
+    reported = np.unique(slots)
+    np.testing.assert_array_equal(n_obs, np.bincount(slots, minlength=len(n_obs)))   # each seen once
     assert np.all(n_obs[reported] > 0) and np.median(n_obs[reported]) > warmup
     assert comp.rows == []
 
