@@ -168,6 +168,11 @@ def cmd_replay(args) -> int:
         say()
         for line in comp.report_lines():
             say(line)
+    if day is not None and ("anomaly" in pipe.components or "sla" in pipe.components):
+        from .replay_components import scenario_scorecard
+        say()
+        for line in scenario_scorecard(day, replay_from, pipe.components):
+            say(line)
     say()
     secs = ", ".join(f"{k} {v:.1f} s" for k, v in pipe.seconds.items())
     say(f"== time: {secs}; total {time.perf_counter() - t_start:.1f} s")

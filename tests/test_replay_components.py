@@ -7,7 +7,7 @@ import pytest
 
 from telcoanalytics import cli
 from telcoanalytics.pipeline import Pipeline
-from telcoanalytics.replay_components import COMPONENTS, build_components
+from telcoanalytics.replay_components import COMPONENTS, build_components, scenario_scorecard
 from telcoanalytics.synth import generate
 
 
@@ -77,6 +77,12 @@ def test_report_sections_and_findings(day, tmp_path):
     text = "\n".join(line for comp in comps.values() for line in comp.report_lines())
     for section in ("== windowed statistics", "== SLA monitoring", "== anomalies", "== cubes", "== alerts"):
         assert section in text
+    # the scorecard lists each injected scenario of the span; on this day most are caught
+    card = scenario_scorecard(day, day.start_ms, comps)
+    n_lab = int(np.count_nonzero(day.labels["end_ms"] > day.start_ms))
+    assert len(card) == n_lab + 2
+    caught = int(card[-1].split()[1])
+    assert caught >= 0.8 * n_lab, card
     # the alert file holds Alertmanager-style entries with labels that resolve in the topology
     alerts = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
     assert alerts, "a synthetic day with injected failures and congestion raises alerts"
