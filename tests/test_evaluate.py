@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from kernels import detect as K
+from kernels import nab as KN
 from telcoanalytics import evaluate as ev
 
 FAST_FILES = ["artificialWithAnomaly/art_daily_jumpsup.csv", "realAdExchange/exchange-3_cpc_results.csv"]
@@ -38,6 +39,62 @@ def test_window_mean_z_matches_naive(rng):
     ref = np.array([zc[max(0, i - 5):i + 1].sum() / np.sqrt(min(i + 1, 6)) for i in range(300)])
     # running sum vs fresh sums over 300 steps: rounding only
     np.testing.assert_allclose(out, ref, rtol=1e-9, atol=1e-9)
+
+
+def _naive_novelty(x, start):
+    out = np.zeros(len(x))
+    for i in range(len(x)):
+        prev = x[:i][np.isfinite(x[:i])]
+        if i > start and len(prev) and np.isfinite(x[i]):
+            mx, mn = prev.max(), prev.min()
+            e = max(x[i] - mx, mn - x[i], 0.0)
+            out[i] = e / (mx - mn + 1e-9 * (abs(mx) + 1e-9))
+    return out
+
+
+def test_range_novelty_matches_naive(rng):
+    x = np.cumsum(rng.standard_normal(300))
+    x[[7, 50]] = np.nan
+    x[0] = np.inf                                     # non-finite first row: range starts later
+    out = np.empty(300)
+    KN.range_novelty(x, 3, out)
+    # same subtraction and division of the same numbers: exact
+    np.testing.assert_allclose(out, _naive_novelty(x, 3), rtol=1e-12, atol=0)
+    flat = np.array([2.0, 2.0, 2.0, 3.0, 1.0, 2.5])
+    o2 = np.empty(6)
+    KN.range_novelty(flat, 0, o2)
+    assert o2[1] == o2[2] == 0.0 and o2[3] > 1e6      # flat history: any new value is novel
+    assert o2[4] == pytest.approx(1.0) and o2[5] == 0.0
+
+
+def _naive_suppress(s, window):
+    out = np.zeros(len(s))
+    for i in range(len(s)):
+        m = out[max(0, i - window):i].max() if i else 0.0
+        out[i] = s[i] if s[i] > m else 0.0
+    return out
+
+
+@pytest.mark.parametrize("window", [1, 5, 40])
+def test_suppress_refire_matches_naive(rng, window):
+    s = np.abs(rng.standard_normal(400)) * rng.integers(0, 2, 400)
+    out = np.empty(400)
+    KN.suppress_refire(s, window, out)
+    # selection only, no arithmetic: identical
+    np.testing.assert_array_equal(out, _naive_suppress(s, window))
+    assert ((out == 0) | (out == s)).all()
+
+
+def test_nab_score_suppression_toggle(rng):
+    n = 600
+    ts = np.arange(n, dtype=np.int64) * 300_000
+    x = 5 + 0.2 * rng.standard_normal(n)
+    x[[400, 420]] = 40, 30                            # a second, weaker spike 20 rows later
+    on = ev.nab_anomaly_score(ts, x)
+    off = ev.nab_anomaly_score(ts, x, ev.NabConfig(suppress_window=0))
+    assert on[400] == off[400] > 0.8
+    assert on[420] == 0.0 < off[420]                  # suppressed: it does not beat row 400
+    assert ((on == 0) | (on == off)).all()
 
 
 def test_nab_score_is_causal_and_bounded(rng):
@@ -96,9 +153,11 @@ def test_nab_full_corpus(nab_dir, tmp_path, capsys):
     res = ev.score_nab(nab_dir, tmp_path)
     std = res["profiles"]["standard"]["score"]
     print(ev.nab_table(res))
-    # regression guard on the measured figure (see the final report for the value)
-    assert std > 55, text
-    assert res["profiles"]["reward_low_FN_rate"]["score"] > 55
+    # measured 70.15 / 61.62 / 74.76 (standard / low FP / low FN); the tolerance covers only
+    # platform rounding of the written 6-decimal scores, not detector changes
+    assert std == pytest.approx(70.15, abs=0.05), text
+    assert res["profiles"]["reward_low_FP_rate"]["score"] == pytest.approx(61.62, abs=0.05)
+    assert res["profiles"]["reward_low_FN_rate"]["score"] == pytest.approx(74.76, abs=0.05)
 
 
 @pytest.fixture(scope="module")
