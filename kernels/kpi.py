@@ -498,9 +498,9 @@ def kpi_running_shift(ring, add_slots, sub_slots, cols, out):
             c = cols[j]
             acc = 0.0
             for k in range(add_slots.shape[0]):
-                acc += ring[add_slots[k], e, c]
+                acc += float(ring[add_slots[k], e, c])      # float64 also without JIT (NEP 50)
             for k in range(sub_slots.shape[0]):
-                acc -= ring[sub_slots[k], e, c]
+                acc -= float(ring[sub_slots[k], e, c])
             if acc != 0.0:              # most cells of a minute are empty: skip the write
                 out[e, j] += acc
 

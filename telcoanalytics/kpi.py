@@ -377,6 +377,9 @@ class CounterStore:
         self._hour_cols()
         self._build_index()
         self._running: dict = {}      # key -> _Running (derived state, rebuilt after a restore)
+        # per minute slot and ring: may hold non-zero counters (False only for slots known empty, so
+        # running aggregates skip reading them; PM / probe rings are empty 4 minutes in 5)
+        self._slot_used = {g: np.ones(self.minute_ring, bool) for g in ("cdr", "elem", "hist")}
         if _alloc:
             self.cdr = np.zeros((m, n, self.n_services * K.N_CDR), np.float32)
             self.elem = np.zeros((m, n, K.N_ELEM), np.float32)
@@ -439,6 +442,8 @@ class CounterStore:
             self.cdr[s] = 0
             self.elem[s] = 0
             self.hist[s] = 0
+            for used in self._slot_used.values():
+                used[s] = False
             self.slot_minute[s] = mi if mi >= self.first_minute else -1
         self.head_minute = new_head
 
@@ -538,6 +543,8 @@ class CounterStore:
             K.kpi_extract_qos(elem_c, slot, batch["latency_ms"], batch["jitter_ms"], batch["loss_pct"],
                               batch["mos"], self.hist_lo_ms, float(self.hist_bins_per_octave), reason, self.elem,
                               self.hist)
+        for g in self._SOURCE_GROUPS[source]:
+            self._slot_used[g][slot[ok]] = True
         if late is not None:
             self._running_apply(late)
         counts = np.bincount(reason, minlength=K.N_REASONS)
@@ -620,6 +627,10 @@ class CounterStore:
         return np.ascontiguousarray(slots[self.slot_minute[slots] == units])
 
     def _shift(self, r: _Running, add_slots, sub_slots):
+        used = self._slot_used.get(r.group)
+        if used is not None:                  # an empty slot adds nothing: skip reading it
+            add_slots = np.ascontiguousarray(add_slots[used[add_slots]])
+            sub_slots = np.ascontiguousarray(sub_slots[used[sub_slots]])
         if len(add_slots) == 0 and len(sub_slots) == 0:
             return
         ring = self._ring(r.group)
@@ -780,6 +791,8 @@ class CounterStore:
         self.version += 1
         for r in self._running.values():
             r.lo = r.hi = None                  # recomputed from the rings at the next use
+        for used in self._slot_used.values():
+            used[:] = True
         return self
 
     _STATE_ARRAYS = ("cdr", "elem", "hist", "hour", "slot_minute", "slot_hour", "rejected")

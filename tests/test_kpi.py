@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from . import reference_kpi as ref
 from kernels import kpi as K
@@ -524,6 +524,7 @@ def test_merge_hour_ring_realigns():
 
 @settings(max_examples=8)
 @given(seed=st.integers(0, 2**32 - 1), lead=st.integers(0, 25))
+@example(seed=4_219_676_573, lead=3)        # float32 accumulation without JIT (NEP 50) was inexact
 def test_running_aggregates_equal_fresh_window_sums(seed, lead):
     """Running per-window aggregates (moved one minute per tick, updated by late rows, by
     minutes leaving the ring while the data runs ``lead`` minutes ahead, and by hour flushes)
