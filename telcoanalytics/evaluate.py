@@ -70,11 +70,11 @@ class NabConfig:
 
     detector: DetectorConfig = field(default_factory=lambda: DetectorConfig(
         season_s=86400.0, n_phase=288, level_alpha=0.005, season_alpha=0.5, scale_alpha=0.005, huber_c=3.0,
-        floor_abs=1e-6, floor_rel=1e-3, warmup=100, target_fa=0.05, tune_eta=0.01, thr_init=4.0, thr_min=2.0,
+        floor_abs=1e-6, floor_rel=1e-3, warmup=100, target_fa=0.05, tune_eta=0.005, thr_init=4.0, thr_min=3.0,
         thr_max=20.0, cusum_k=0.5, cusum_h=10.0, cusum_clip=4.0))
     record_window: int = 300
     mean_width: int = 6
-    mean_clip: float = 3.0
+    mean_clip: float = 4.0
     mean_scale: float = 9.0
     s0: float = 0.01
     novelty_weight: float = 0.9
@@ -98,7 +98,7 @@ def nab_anomaly_score(ts_ms: np.ndarray, values: np.ndarray, config: NabConfig |
     Notes
     -----
     ``x1 = |z| / thr`` (robust seasonal z over the self-tuned threshold) and
-    ``x2 = |mean_6(clip(z, 3))| * sqrt(6) / 6``; each is turned into
+    ``x2 = |mean_6(clip(z, 4))| * sqrt(6) / 9``; each is turned into
     ``rec / (1 + rec) * x / (x + s0)`` with ``rec = x / max(x over the previous 300 rows)``; a third
     feature is the range novelty ``0.9 * nv / (nv + 0.01)`` (excess over the range of all earlier
     values, relative to it). The score is the largest of the three, then a row is kept only if it

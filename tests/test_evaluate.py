@@ -153,11 +153,11 @@ def test_nab_full_corpus(nab_dir, tmp_path, capsys):
     res = ev.score_nab(nab_dir, tmp_path)
     std = res["profiles"]["standard"]["score"]
     print(ev.nab_table(res))
-    # measured 70.15 / 61.62 / 74.76 (standard / low FP / low FN); the tolerance covers only
+    # measured 71.82 / 62.42 / 76.55 (standard / low FP / low FN); the tolerance covers only
     # platform rounding of the written 6-decimal scores, not detector changes
-    assert std == pytest.approx(70.15, abs=0.05), text
-    assert res["profiles"]["reward_low_FP_rate"]["score"] == pytest.approx(61.62, abs=0.05)
-    assert res["profiles"]["reward_low_FN_rate"]["score"] == pytest.approx(74.76, abs=0.05)
+    assert std == pytest.approx(71.82, abs=0.05), text
+    assert res["profiles"]["reward_low_FP_rate"]["score"] == pytest.approx(62.42, abs=0.05)
+    assert res["profiles"]["reward_low_FN_rate"]["score"] == pytest.approx(76.55, abs=0.05)
 
 
 @pytest.fixture(scope="module")
