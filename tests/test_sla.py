@@ -468,3 +468,51 @@ def test_synthetic_network_breaches_fire_once_and_resolve():
     cong = {int(x) for x in day.labels["element_id"][day.labels["scenario"] == "congestion"]}
     assert {sid for rule, sid in fired if rule == "cell_blocking"} == cong
     assert all(isinstance(e, SlaEvent) for e in evs)
+
+
+def test_filtered_element_rules_share_one_evaluation_and_equal_separate_monitors():
+    """Element rules over one KPI with different scope filters share one evaluation per tick (and
+    per late-data re-evaluation); each gives exactly what it gives alone."""
+    def rule(name, cls, thr):
+        return dict(BLOCK, name=name, threshold=thr, clear_threshold=thr / 2, filter={"equipment_class": [cls]})
+    shares = [0, 20, 20, 20, 20, 8, 8, 20, 3, 3, 3, 3, 0, 0]
+    per_minute = [{10: (100 - s, s), 12: (100 - s // 2, s // 2), 15: (90, 10)} for s in shares]
+    rules = [rule("c0", 0, 10.0), rule("c1", 1, 8.0), rule("c2", 2, 9.0)]
+    both = SlaMonitor(topo6(), rules)
+    evs = run(both, per_minute[:6])
+    late = minute_calls(2, {12: (0, 30)})                      # late blocked calls on element 12
+    both.update("cdr", late)
+    evs += run(both, per_minute[6:], start=6)
+    alone = []
+    for r in rules:
+        m = SlaMonitor(topo6(), [r])
+        e = run(m, per_minute[:6])
+        m.update("cdr", late)
+        alone += e + run(m, per_minute[6:], start=6)
+    key = lambda e: (e.rule, e.t_ms, e.scope_id, e.state)  # noqa: E731
+    assert sorted(map(key, evs)) == sorted(map(key, alone)) and len(evs) >= 4
+    assert {e.scope_id for e in evs if e.rule == "c1"} <= {12, 13}
+
+
+def test_slo_window_min_samples_and_long_window_re_evaluation():
+    win = [{"severity": "page", "factor": 5.0, "long": "2h", "short": "5m", "min_samples": 250},
+           {"severity": "ticket", "factor": 2.0, "long": "10m", "short": "2m"}]
+    r = load_rules([slo_rule(windows=win, min_samples=100)])[0]
+    assert r.windows_min_samples == (250.0, None)
+    assert r.window_min_samples(0) == 250.0 and r.window_min_samples(1) == 100.0
+    assert load_rules([r.to_dict()])[0].windows_min_samples == (250.0, None)
+    with pytest.raises(ValueError, match=r"windows\[0\].min_samples: must be >= 0"):
+        load_rules([slo_rule(windows=[dict(win[0], min_samples=-1)])])
+    mon = SlaMonitor(topo6(), [slo_rule(windows=win, min_samples=100)], minute_ring=30, reeval_minutes=5)
+    assert [e.min_samples for e in mon.evals] == [250.0, 100.0]
+    evs = run(mon, [{10: (30, 20)}] * 12)                     # 50 calls a minute, 40 % failed
+    # each pair waits for data spanning its short window and for its own minimum of calls in both
+    # windows: 100 (tick 2) for the 10-minute pair, 250 (tick 5) for the 2-hour one
+    assert [(e.rule, (e.t_ms - T0) // MIN, e.state) for e in evs] == [
+        ("cs/ticket-10m", 2, "firing"), ("cs/page-2h", 5, "firing")]
+    # late good calls re-evaluate both pairs (the 2-hour one from the hour ring) for the touched node
+    mon.update("cdr", minute_calls(10, {10: (5000, 0)}))
+    evs = mon.advance(T0 + 13 * MIN)
+    assert [(e.rule, (e.t_ms - T0) // MIN, e.state) for e in evs] == [("cs/page-2h", 11, "resolved"),
+                                                                      ("cs/ticket-10m", 11, "resolved")]
+    assert all("after late data" in e.summary for e in evs) and mon.firing() == []
