@@ -18,6 +18,23 @@ laid out slot-major (``[minute_slot, element, column]``).
 
 For 20,000 elements, M = 90, S = 4, B = 35 and a 30-day ring for one SLO (H = 721, J = 2):
 20,000 * 90 * 92 * 4 = 662 MB plus 115 MB. :meth:`CounterStore.memory_bytes` reports it.
+
+Running window aggregates
+-------------------------
+Window sums over all elements come from running aggregates (:meth:`CounterStore.running`), one
+per (ring, window length) with the columns in use: each tick adds the minute entering the window
+and subtracts the one leaving it (slots known to be empty are skipped), so a tick costs
+O(elements x columns) instead of O(window x elements x columns). Rows added later to a minute
+inside a running window add the change of each touched ring cell (new - old float32 value), and
+a minute leaving the ring (the data runs ahead) is subtracted before its slot is reused, so an
+aggregate always equals a fresh sum over the ring's current content. Activity counts (minutes
+with data) and the hour-ring part of long SLO windows run the same way. Exactness: sums are
+float64 over float32 cells; counts are integers (exact), and sums of non-integer counters
+(holding seconds, unavailable seconds, latency sums) are exact as long as every partial sum fits
+53 bits at the resolution of the smallest cell (in practice always: cells carry 24 significant
+bits, window sums of typical magnitudes need well under 53), so adding and subtracting in any
+order gives the same float64 as summing the window afresh. Late-data re-evaluation of a subset
+of elements still sums its windows from the ring.
 """
 from __future__ import annotations
 
