@@ -160,12 +160,23 @@ class Pipeline:
         Returns
         -------
         list of TopologyChange
-            The changes applied. Routing counts are remapped; components with a
-            ``topology_changed(topology, changes)`` method remap their own state. Batches processed
-            after the call are validated and routed by the new structure.
+            The changes applied. Routing counts are remapped; components remap their own state in
+            their ``topology_changed(topology, changes)`` method. Batches processed after the call
+            are validated and routed by the new structure.
+
+        Raises
+        ------
+        ValueError
+            If a component has no ``topology_changed`` method (nothing is changed then), or the
+            changes do not start at the running version.
         """
         if not isinstance(target, Topology):
             raise TypeError(f"target must be a Topology, got {type(target).__name__}")
+        fixed = [name for name, comp in self.components.items() if not hasattr(comp, "topology_changed")]
+        if fixed:   # checked before anything changes: a topology change is all or nothing
+            raise ValueError(f"components {fixed} keep state sized for topology version {self.topology.version} "
+                             "and cannot follow a topology change; checkpoint, then build them for the new "
+                             "topology (components that can: those with a topology_changed method)")
         if changes is None:
             target, changes = self.topology.reconcile(target)
         elif changes and changes[0].from_version != self.topology.version:

@@ -206,3 +206,11 @@ def test_topology_change_while_data_flows(day):
         p.change_topology(object())
     # a freshly loaded topology file is reconciled (same structure: no change)
     assert p.change_topology(t2) == []
+
+
+def test_topology_change_refused_when_a_component_cannot_follow(day):
+    p = Pipeline(day.topology, components={"counter": _Counter()})
+    t1, ch1 = day.topology.add_elements([10**12], [int(day.topology.ids["site"][0])])
+    with pytest.raises(ValueError, match=r"components \['counter'\] keep state sized"):
+        p.change_topology(t1, [ch1])
+    assert p.topology is day.topology      # all or nothing
