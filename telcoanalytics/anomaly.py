@@ -928,6 +928,41 @@ class NetworkAnomalyDetector:
         self._silence_cls[resumed] = ""
         return rows
 
+    def set_topology(self, topology: Topology, parent_element=None):
+        """Follow a new topology version (from ``Topology.add_elements`` / ``retire_elements`` /
+        ``rehome_elements`` or ``reconcile``: existing elements keep their dense indices).
+
+        Added elements get fresh slots (cold baselines, the per-metric floors and confirmation
+        counts of the other elements); every existing slot keeps its learned state; re-homed
+        elements are classified by their new site and region from now on.
+
+        Raises
+        ------
+        ValueError
+            If the new topology has fewer elements (dense indices must be stable).
+        """
+        _check(isinstance(topology, Topology), f"topology must be a Topology, got {type(topology).__name__}")
+        n_old, n_new = self.topology.n_elements, topology.n_elements
+        _check(n_new >= n_old, f"the new topology has {n_new} elements, fewer than {n_old}; dense element "
+                               "indices must stay stable (retire elements instead of removing them)")
+        self._silence_class()
+        if n_new > n_old:
+            det, nm = self.detector, self.n_metrics
+            old_slots = det.n_slots
+            det.grow(n_new * nm)
+            new = np.arange(old_slots, n_new * nm)
+            det.slot_element_id[new] = np.repeat(topology.ids[topology.element_level][n_old:], nm)
+            det.slot_metric[new] = np.tile(np.array(self.metrics, dtype="U24"), n_new - n_old)
+            det.slot_floor[new] = det.slot_floor[new % nm]        # same per-metric settings as element 0
+            det.slot_confirm[new] = det.slot_confirm[new % nm]
+            self.silence.grow(n_new)
+            self.slot_class = np.concatenate([self.slot_class, np.full(len(new), -1, dtype=np.int8)])
+            self._silence_cls = np.concatenate([self._silence_cls, np.full(n_new - n_old, "", dtype="U16")])
+            self._silence_start = np.concatenate([self._silence_start, np.full(n_new - n_old, -1, dtype=np.int64)])
+        self.topology = topology
+        self.parent_element = (default_parents(topology) if parent_element is None
+                               else _as_1d("parent_element", parent_element, np.int64))
+
     def _silence_class(self) -> np.ndarray:
         if not hasattr(self, "_silence_cls") or len(self._silence_cls) != self.topology.n_elements:
             self._silence_cls = np.full(self.topology.n_elements, "", dtype="U16")

@@ -378,6 +378,10 @@ class AnomalyComponent:
                          + ", ".join(f"{k} (x{v})" for k, v in sites.most_common(5)))
         return lines
 
+    def topology_changed(self, topology, changes):
+        self.net.set_topology(topology)
+        self.topology = topology
+
     def to_state(self):
         from .anomaly import ANOMALY_DTYPE
         rows = np.concatenate(self.rows) if self.rows else np.zeros(0, ANOMALY_DTYPE)
