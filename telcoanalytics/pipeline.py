@@ -1,10 +1,13 @@
 """The pipeline: ingest -> validate -> route by topology -> analysis components, batch by batch.
 
 One ``Pipeline`` owns one ``Ingestor`` per source (sharing one quarantine), routes every
-accepted batch by a topology level (a counting-sort partition), keeps per-partition counts, and
-hands the batch to its analysis components. The same object serves a real-time feed (call
+accepted batch by a topology level (each row to the node of its element at that level), keeps
+per-partition counts, and hands the batch to its analysis components, whose states are kept per
+element and rolled up the topology. The same object serves a real-time feed (call
 :meth:`Pipeline.process` per micro-batch, :meth:`Pipeline.advance` as time passes) and an offline
-replay (:func:`replay` drives it over a dataset in arrival order).
+replay (``telcoanalytics replay`` drives it over a dataset in arrival order). To run partitions
+apart (Dask workers), :mod:`telcoanalytics.distributed` splits batches with the counting-sort
+partition kernel and merges the partial states.
 
 Components
 ----------
@@ -85,7 +88,6 @@ class Pipeline:
         self.max_event_ms = np.iinfo(np.int64).min
         self.n_batches = 0
         self.seconds = {"ingest": 0.0, "route": 0.0, **{name: 0.0 for name in self.components}}
-        self.findings: dict[str, list] = {name: [] for name in self.components}
 
     # ---- feeding ------------------------------------------------------------------------------
     @property
@@ -109,10 +111,11 @@ class Pipeline:
         if res.n_accepted == 0:
             return res
         idx = res.element_index
-        order, offsets = self.topology.partition(idx, self.route_level)
+        node = self.topology.route_map(self.route_level)[idx]   # -1: retired element (kept, not routed)
+        counts = np.bincount(node + 1, minlength=self.routed.shape[1] + 1)
         si = SOURCES.index(source)
-        self.routed[si] += np.diff(offsets[:-1])
-        self.unrouted[si] += offsets[-1] - offsets[-2]
+        self.routed[si] += counts[1:]
+        self.unrouted[si] += counts[0]
         t_max = int(res.accepted[TIME_FIELD[source]].max())
         self.max_event_ms = max(self.max_event_ms, t_max)
         t2 = time.perf_counter()
@@ -131,8 +134,6 @@ class Pipeline:
             tc = time.perf_counter()
             found = comp.advance(wm)
             self.seconds[name] += time.perf_counter() - tc
-            if found:
-                self.findings[name].extend(found)
             out[name] = found or []
         return out
 
