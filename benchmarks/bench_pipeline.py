@@ -29,16 +29,7 @@ def day():
 def _replay(day, components: bool, out_dir):
     comps = build_components(day.topology, day, out_dir) if components else {}
     p = Pipeline(day.topology, components=comps)
-    n = 0
-    next_tick = None
-    for source, rows in day.raw_batches():
-        n += p.process(source, rows).n_read
-        wm = p.watermark_ms
-        if next_tick is None and wm > -2**62:
-            next_tick = wm + 60_000
-        if next_tick is not None and wm >= next_tick:
-            p.advance(wm)
-            next_tick = wm + 60_000
+    n = p.feed(day.raw_batches())
     p.advance(p.max_event_ms + 1)
     assert p.conserved()
     return n

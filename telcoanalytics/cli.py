@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from .records import SOURCES
 
@@ -53,7 +52,6 @@ def _synthetic_batches(args, say):
 
 
 def _file_batches(args, say):
-    from .ingest import Ingestor  # noqa: F401  (readers are used through the pipeline's ingestors)
     from .readers import iter_chunks
     from .topology_store import load_sqlite, read_csv, read_json
     d = Path(args.input)
@@ -124,17 +122,7 @@ def cmd_replay(args) -> int:
                 learn(day, replay_from)
                 say(f"{name}: learned baselines from the history before the replay ({time.perf_counter() - t0:.1f} s)")
     t0 = time.perf_counter()
-    n_in = 0
-    next_tick = None
-    for source, data in batches:
-        res = pipe.process(source, data)
-        n_in += res.n_read
-        wm = pipe.watermark_ms
-        if next_tick is None and wm > np.iinfo(np.int64).min:
-            next_tick = wm - wm % 60_000 + 60_000
-        if next_tick is not None and wm >= next_tick:
-            pipe.advance(wm)
-            next_tick = wm - wm % 60_000 + 60_000
+    n_in = pipe.feed(batches)
     pipe.advance(pipe.max_event_ms + 1)  # end of input: everything is final
     pipe.finish()
     t_proc = time.perf_counter() - t0

@@ -126,6 +126,28 @@ class Pipeline:
             self.seconds[name] += time.perf_counter() - tc
         return res
 
+    def feed(self, batches, tick_ms: int = 60_000) -> int:
+        """Process ``(source, data)`` batches in order, advancing the components each time the
+        watermark crosses a multiple of ``tick_ms`` (a minute by default); returns the rows read.
+
+        The end of the input is not an advance: call ``advance(max_event_ms + 1)`` and
+        :meth:`finish` when the stream is over.
+        """
+        n = 0
+        next_tick = None
+        no_data = np.iinfo(np.int64).min
+        for source, data in batches:
+            n += self.process(source, data).n_read
+            wm = self.watermark_ms
+            if wm == no_data:
+                continue
+            if next_tick is None:
+                next_tick = wm - wm % tick_ms + tick_ms
+            elif wm >= next_tick:
+                self.advance(wm)
+                next_tick = wm - wm % tick_ms + tick_ms
+        return n
+
     def advance(self, watermark_ms: int | None = None) -> dict[str, list]:
         """Tell the components event time reached ``watermark_ms`` (default: the pipeline's)."""
         wm = self.watermark_ms if watermark_ms is None else int(watermark_ms)

@@ -911,13 +911,7 @@ class Topology:
         if np.any(~self.active[idx]):
             bad = ids[~self.active[idx]][0]
             raise ValueError(f"element {bad} is already retired (since before version {self.version})")
-        active = self.active.copy()
-        active[idx] = False
-        o2n, n_new = self._identity_maps()
-        pids = self._parent_ids_of(idx)
-        change = TopologyChange("retire_elements", self.version, self.version + 1, o2n, n_new,
-                                self.element_level, ids, pids, pids)
-        return self._next(change, active=active), change
+        return self._set_active("retire_elements", ids, idx, False)
 
     def _parent_ids_of(self, idx: np.ndarray) -> np.ndarray:
         if len(self.levels) == 1:
@@ -1036,12 +1030,15 @@ class Topology:
         self._check_distinct(ids, "element_ids")
         if np.any(self.active[idx]):
             raise ValueError(f"element {ids[self.active[idx]][0]} is not retired; only retired elements can be restored")
+        return self._set_active("restore_elements", ids, idx, True)
+
+    def _set_active(self, kind: str, ids: np.ndarray, idx: np.ndarray, value: bool):
+        """The next version with elements ``idx`` (validated) marked active or retired."""
         active = self.active.copy()
-        active[idx] = True
+        active[idx] = value
         o2n, n_new = self._identity_maps()
         pids = self._parent_ids_of(idx)
-        change = TopologyChange("restore_elements", self.version, self.version + 1, o2n, n_new,
-                                self.element_level, ids, pids, pids)
+        change = TopologyChange(kind, self.version, self.version + 1, o2n, n_new, self.element_level, ids, pids, pids)
         return self._next(change, active=active), change
 
     def set_attributes(self, element_ids, attributes: dict) -> tuple["Topology", TopologyChange]:

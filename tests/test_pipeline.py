@@ -214,3 +214,15 @@ def test_topology_change_refused_when_a_component_cannot_follow(day):
     with pytest.raises(ValueError, match=r"components \['counter'\] keep state sized"):
         p.change_topology(t1, [ch1])
     assert p.topology is day.topology      # all or nothing
+
+
+def test_feed_advances_once_per_minute_of_watermark(day):
+    comp = _Counter()
+    p = Pipeline(day.topology, components={"counter": comp})
+    n = p.feed(day.raw_batches())
+    assert n == sum(c["read"] for c in p.counts().values())
+    ticks = np.array(comp.ticks)
+    assert len(ticks) > 10 and np.all(np.diff(ticks) > 0)
+    # each advance happens at the first watermark past a new minute boundary
+    assert len(np.unique(ticks // 60_000)) == len(ticks)
+    assert ticks[-1] <= p.watermark_ms

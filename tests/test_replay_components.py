@@ -17,15 +17,7 @@ def day():
 
 
 def _feed(p, batches):
-    nt = None
-    for s, rows in batches:
-        p.process(s, rows)
-        wm = p.watermark_ms
-        if nt is None and wm > -2**62:
-            nt = wm - wm % 60_000 + 60_000
-        if nt is not None and wm >= nt:
-            p.advance(wm)
-            nt = wm - wm % 60_000 + 60_000
+    p.feed(batches)
 
 
 def _fingerprint(p):
