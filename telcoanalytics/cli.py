@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 
 
-from .records import SOURCES
+import numpy as np
+
+from .records import SOURCES, TIME_FIELD
 
 
 def _fmt_int(n) -> str:
@@ -49,6 +51,54 @@ def _synthetic_batches(args, say):
             if len(arrival_ms) and arrival_ms[0] >= replay_from:
                 yield source, rows
     return day.topology, gen(), day, replay_from
+
+
+def rehome_plan(day, share: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Elements to move to another site mid-replay (a re-parenting after a transmission change).
+
+    Takes ``share`` of the elements of sites untouched by any injected scenario, each to another
+    untouched site of the same region (so the scorecard's ground truth keeps its meaning).
+    Returns ``(element_ids, new_site_ids)``, empty when nothing qualifies.
+    """
+    topo = day.topology
+    eid = topo.ids[topo.element_level]
+    site_of = topo.element_to("site")
+    region_of_site = topo.node_to("site", "region")
+    touched = np.zeros(topo.n_nodes("site"), dtype=bool)
+    for lab, det in zip(day.labels, day.scenarios):
+        if lab["scope_level"] == "region":    # moves stay inside a region: region scopes keep their meaning
+            continue
+        if lab["scope_level"] == "site":
+            touched[np.searchsorted(topo.ids["site"], lab["scope_id"])] = True
+        ids = np.asarray(det.get("element_ids", [lab["element_id"]]), dtype=np.int64)
+        ids = ids[ids >= 0]
+        if len(ids):
+            touched[site_of[topo.index_of(ids)]] = True
+    free = np.flatnonzero(~touched[site_of] & topo.active)
+    n = int(round(share * topo.n_elements))
+    if n == 0 or len(free) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(free, size=min(n, len(free)), replace=False))
+    new_site = np.full(len(pick), -1, dtype=np.int64)
+    for k, e in enumerate(pick):
+        cand = np.flatnonzero(~touched & (region_of_site == region_of_site[site_of[e]]))
+        cand = cand[cand != site_of[e]]
+        if len(cand):
+            new_site[k] = cand[rng.integers(len(cand))]
+    ok = new_site >= 0
+    return eid[pick[ok]], topo.ids["site"][new_site[ok]]
+
+
+def _with_topology_change(batches, at_ms: int, apply):
+    """Yield ``batches``; call ``apply()`` once, before the first batch holding a row at or after
+    ``at_ms`` of event time (the change is made between micro-batches, while data flows)."""
+    done = False
+    for source, rows in batches:
+        if not done and len(rows) and int(rows[TIME_FIELD[source]].max()) >= at_ms:
+            apply()
+            done = True
+        yield source, rows
 
 
 def _file_batches(args, say):
@@ -121,6 +171,26 @@ def cmd_replay(args) -> int:
             if learn is not None:
                 learn(day, replay_from)
                 say(f"{name}: learned baselines from the history before the replay ({time.perf_counter() - t0:.1f} s)")
+    change_note = []
+    if day is not None and args.rehome_share > 0 and not args.restore:
+        at_ms = replay_from + int(round(args.days * 86_400_000 / 2))
+        moved, new_site = rehome_plan(day, args.rehome_share, seed=args.seed)
+
+        def apply():
+            v0 = pipe.topology.version
+            target, change = pipe.topology.rehome_elements(moved, new_site)
+            tc = time.perf_counter()
+            try:
+                pipe.change_topology(target, [change])
+            except ValueError as exc:   # a component cannot follow: nothing changed, say so
+                change_note.append(f"== topology change at {_hhmm(at_ms)} not applied: {exc}")
+                return
+            change_note.append(f"== topology change while data flowed: at {_hhmm(at_ms)} {len(moved):,} elements were "
+                               f"re-homed to other sites of their region (version {v0} -> {pipe.topology.version}, "
+                               f"{(time.perf_counter() - tc) * 1e3:.0f} ms); components followed: "
+                               f"{', '.join(pipe.components) or 'none'}; later rows route and roll up by the new sites")
+        if len(moved):
+            batches = _with_topology_change(batches, at_ms, apply)
     t0 = time.perf_counter()
     n_in = pipe.feed(batches)
     pipe.advance(pipe.max_event_ms + 1)  # end of input: everything is final
@@ -152,6 +222,9 @@ def cmd_replay(args) -> int:
         say(line)
     if pipe.unrouted.any():
         say(f"   rows of retired elements (kept, not routed): {_fmt_int(pipe.unrouted.sum())}")
+    for line in change_note:
+        say()
+        say(line)
     for name, comp in pipe.components.items():
         say()
         for line in comp.report_lines():
@@ -173,6 +246,11 @@ def cmd_replay(args) -> int:
         say("bigger: telcoanalytics replay --scale 2   (20,000 elements; --days 3 for three days; ~90 bytes/event in memory); "
             "your data: telcoanalytics replay --input DIR")
     return 0 if pipe.conserved() else 1
+
+
+def _hhmm(t_ms) -> str:
+    import datetime as _dt
+    return _dt.datetime.fromtimestamp(int(t_ms) / 1000, tz=_dt.timezone.utc).strftime("%d %H:%M UTC")
 
 
 def cmd_generate(args) -> int:
@@ -224,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--route-level", default="region", help="topology level that partitions batches")
     p.add_argument("--components", nargs="*", default=None,
                    help="analysis components to run (default all available)")
+    p.add_argument("--rehome-share", type=float, default=0.01,
+                   help="synthetic only: share of elements re-homed to another site halfway through the replay, "
+                        "a topology change while data flows (default 0.01; 0 for none)")
     p.add_argument("--checkpoint", help="write the final state to this .npz file")
     p.add_argument("--restore", help="start from a checkpoint written by --checkpoint")
     p.set_defaults(func=cmd_replay)
