@@ -585,3 +585,45 @@ def sla_threshold_codes(value, samples, status, min_samples, clear_min_samples, 
             codes[i] = COND_BAND
         else:
             codes[i] = COND_INSUFFICIENT
+
+
+# ---- window series for re-evaluation (one pass per counter set, all ticks at once) -----------
+@kernel
+def kpi_window_series(ring, rows, cols, out_col, ptr, slots, signs, out):
+    """Window sums of ``rows`` at consecutive ticks, each tick's window moved from the previous one.
+
+    ``out[k, r, out_col[j]] = out[k - 1, r, out_col[j]] + sum over i in ptr[k]:ptr[k+1] of
+    signs[i] * ring[slots[i], rows[r], cols[j]]`` with ``out[-1] = 0`` (float64): tick 0 lists its
+    whole window (sign +1), later ticks the slots entering (+1) and leaving (-1) their window, so a
+    series of ``K`` ticks over windows of ``w`` slots reads ``w + 2 K`` slots instead of ``w K``.
+    """
+    n_k = ptr.shape[0] - 1
+    for k in range(n_k):
+        for r in range(rows.shape[0]):
+            for j in range(out.shape[2]):
+                out[k, r, j] = out[k - 1, r, j] if k > 0 else 0.0
+        for i in range(ptr[k], ptr[k + 1]):
+            s = slots[i]
+            sg = float(signs[i])
+            for r in range(rows.shape[0]):
+                e = rows[r]
+                for j in range(cols.shape[0]):
+                    out[k, r, out_col[j]] += sg * float(ring[s, e, cols[j]])    # float64 also without JIT
+
+
+@kernel
+def kpi_activity_series(ring, rows, act_cols, ptr, slots, signs, out):
+    """Active minutes (sum of ``act_cols`` > 0) of ``rows`` in windows moved tick by tick, as in
+    :func:`kpi_window_series`: ``out[k, r] = out[k - 1, r] + sum of signs[i] * active(slots[i], r)``."""
+    n_k = ptr.shape[0] - 1
+    for k in range(n_k):
+        for r in range(rows.shape[0]):
+            out[k, r] = out[k - 1, r] if k > 0 else 0
+        for i in range(ptr[k], ptr[k + 1]):
+            s = slots[i]
+            for r in range(rows.shape[0]):
+                a = 0.0
+                for j in range(act_cols.shape[0]):
+                    a += ring[s, rows[r], act_cols[j]]
+                if a > 0.0:
+                    out[k, r] += signs[i]

@@ -282,18 +282,15 @@ def kpi_registry(extra=None) -> dict[str, KpiDef]:
 
 # ---- topology state helpers ----------------------------------------------------------------
 def topology_to_state(topo: Topology) -> dict:
-    d = {"topology.levels": ",".join(topo.levels), "topology.version": int(topo.version),
-         "topology.attributes": ",".join(topo.attributes)}
-    for lv in topo.levels:
-        d[f"topology.ids.{lv}"] = topo.ids[lv]
-        if lv in topo.parent:
-            d[f"topology.parent.{lv}"] = topo.parent[lv]
-    for a, arr in topo.attributes.items():
-        d[f"topology.attr.{a}"] = np.asarray(arr)
-    return d
+    """The topology under ``topology.*`` keys (:meth:`Topology.to_state`: ids, parents,
+    attributes, names, active flags, change log)."""
+    return {f"topology.{k}": v for k, v in topo.to_state().items()}
 
 
 def topology_from_state(d: dict) -> Topology:
+    """Inverse of :func:`topology_to_state` (also reads the older layout without active flags)."""
+    if "topology.attribute_names" in d:
+        return Topology.from_state({k[9:]: v for k, v in d.items() if k.startswith("topology.")})
     levels = tuple(d["topology.levels"].split(","))
     attrs = [a for a in d["topology.attributes"].split(",") if a]
     return Topology(levels, {lv: d[f"topology.ids.{lv}"] for lv in levels},
@@ -428,6 +425,53 @@ class CounterStore:
         out = np.empty(len(q), np.int64)
         K.kpi_index_lookup(q, self._tkeys, self._tvals, out)
         return out
+
+    def set_topology(self, topology: Topology, element_map: np.ndarray | None = None):
+        """Follow a new topology version: counter rows move with their elements.
+
+        Parameters
+        ----------
+        topology : Topology
+            The new version.
+        element_map : int64 array, optional
+            New dense index of each old element (-1: removed by ``Topology.compact``, its counters
+            are dropped); default: the identity (elements only appended, as ``add_elements``,
+            ``retire_elements`` and ``rehome_elements`` do). New elements start with zero counters.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Not a Topology; a map of the wrong length or pointing outside the new elements.
+
+        Notes
+        -----
+        Counters are kept per element, so a re-homed element's counters count toward its new
+        ancestors in every window evaluated after the change. Retired elements keep their rows
+        (rows arriving for them still count; the SLA monitor takes them out of scope).
+        """
+        if not isinstance(topology, Topology):
+            raise TypeError(f"topology must be a telcoanalytics.topology.Topology, got {type(topology).__name__}")
+        n_old, n_new = self.topology.n_elements, topology.n_elements
+        if element_map is None:
+            element_map = np.arange(n_old, dtype=np.int64)
+        o2n = np.asarray(element_map, dtype=np.int64)
+        if o2n.shape != (n_old,) or np.any(o2n >= n_new) or np.any(o2n < -1):
+            raise ValueError(f"element_map must hold one new index in -1..{n_new - 1} per old element "
+                             f"({n_old}), got shape {o2n.shape}; pass the TopologyChange maps of this change")
+        identity = n_new == n_old and np.array_equal(o2n, np.arange(n_old))
+        if not identity:
+            keep = np.flatnonzero(o2n >= 0)
+            for a in ("cdr", "elem", "hist", "hour"):
+                old = getattr(self, a)
+                new = np.zeros((old.shape[0], n_new, old.shape[2]), old.dtype)
+                new[:, o2n[keep]] = old[:, keep]
+                setattr(self, a, new)
+            for r in self._running.values():
+                r.out = np.zeros((n_new,) + r.out.shape[1:], r.out.dtype)
+                r.lo = r.hi = None                      # rebuilt from the rings at the next use
+        self.topology = topology
+        self._build_index()
+        self.version += 1
 
     def _hour_cols(self):
         self._hour_spec = []          # per hour column: (ring group, ring columns summed)
@@ -626,6 +670,82 @@ class CounterStore:
         K.kpi_window_sum(self.hour, rows, hslots, np.array([col], np.int64), np.zeros(1, np.int64), out)
         K.kpi_window_sum(self.ring_of(grp), rows, mslots, cols, np.zeros(len(cols), np.int64), out)
         return out[:, 0]
+
+    # ---- window series (late-data re-evaluation) -----------------------------------------
+    def _series_plan(self, group: str, lo, hi):
+        """Slots and signs moving window ``[lo[k], hi[k])`` to ``[lo[k+1], hi[k+1])`` (see
+        :func:`kernels.kpi.kpi_window_series`); tick 0 lists its whole window."""
+        ptr, parts, signs = [0], [], []
+
+        def piece(a, b, sign):
+            if a == b:
+                return 0
+            if b < a:
+                a, b, sign = b, a, -sign
+            sl = self._present(group, a, b)
+            parts.append(sl)
+            signs.append(np.full(len(sl), sign, np.int64))
+            return len(sl)
+
+        for k in range(len(lo)):
+            if k == 0:
+                n = piece(int(lo[0]), int(hi[0]), 1)
+            else:
+                n = piece(int(hi[k - 1]), int(hi[k]), 1) + piece(int(lo[k - 1]), int(lo[k]), -1)
+            ptr.append(ptr[-1] + n)
+        slots = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        sg = np.concatenate(signs) if signs else np.zeros(0, np.int64)
+        return np.asarray(ptr, np.int64), np.ascontiguousarray(slots, np.int64), np.ascontiguousarray(sg)
+
+    def window_series(self, group: str, cols, out_col, n_out: int, rows, lo, hi, kind: str = "sum") -> np.ndarray:
+        """Per-element window aggregates of ``rows`` for a run of windows ``[lo[k], hi[k])``.
+
+        Parameters
+        ----------
+        group : {"cdr", "elem", "hist", "hour"}
+        cols, out_col : int arrays
+            Ring columns and the output column each adds into (``kind="sum"``); for "act", the
+            columns whose sum > 0 marks an active minute.
+        n_out : int
+            Output columns (``kind="sum"``).
+        rows : int64 array
+            Dense element indices.
+        lo, hi : int sequences
+            Window of each tick, in minutes (hours for "hour"), both non-decreasing for the
+            cheapest plan (any order is correct).
+        kind : {"sum", "act"}
+
+        Returns
+        -------
+        ndarray
+            ``(len(lo), len(rows), n_out)`` float64 sums, or ``(len(lo), len(rows))`` int64
+            active-minute counts; equal to summing each window afresh (same exactness argument
+            as the running aggregates).
+        """
+        lo = [min(int(a), int(b)) for a, b in zip(lo, hi)]
+        ptr, slots, signs = self._series_plan(group, lo, hi)
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        ring = self._ring(group)
+        if kind == "sum":
+            out = np.zeros((len(lo), len(rows), int(n_out)))
+            K.kpi_window_series(ring, rows, np.ascontiguousarray(cols, dtype=np.int64),
+                                np.ascontiguousarray(out_col, dtype=np.int64), ptr, slots, signs, out)
+        else:
+            out = np.zeros((len(lo), len(rows)), np.int64)
+            K.kpi_activity_series(ring, rows, np.ascontiguousarray(cols, dtype=np.int64), ptr, slots, signs, out)
+        return out
+
+    def hour_sums_series(self, col: int, ticks, n_hours: int, rows) -> np.ndarray:
+        """:meth:`hour_sums` of ``rows`` at each minute of ``ticks`` (consecutive), ``(len(ticks), len(rows))``."""
+        grp, cols = self._hour_spec[col]
+        ticks = [int(t) for t in ticks]
+        last_h = [(t - 1) // 60 for t in ticks]
+        h_lo = [h - n_hours + 1 for h in last_h]
+        h_hi = [h + 1 for h in last_h]
+        m_lo = [max(a * 60, t - self.minute_ring) for a, t in zip(h_lo, ticks)]
+        out = self.window_series("hour", [col], [0], 1, rows, h_lo, h_hi)[:, :, 0]
+        out += self.window_series(grp, cols, np.zeros(len(cols), np.int64), 1, rows, m_lo, ticks)[:, :, 0]
+        return out
 
     # ---- running window aggregates -------------------------------------------------------
     def _ring(self, group: str) -> np.ndarray:
@@ -892,6 +1012,42 @@ class KpiCalculator:
         self._cache_version = -1
         self._all_rows = np.arange(store.topology.n_elements, dtype=np.int64)
         self._sizes: dict = {}
+        self._span: tuple | None = None       # (t_from, t_to) of a re-evaluation (see begin_series)
+        self._span_cache: dict = {}
+
+    # ---- re-evaluation spans -------------------------------------------------------------
+    def begin_series(self, t_from: int, t_to: int):
+        """Start a re-evaluation of the ticks ``t_from..t_to`` for subsets of rows.
+
+        Until :meth:`end_series`, window sums of a row subset at an end minute in the span are
+        computed for the whole span at once (:meth:`CounterStore.window_series`: each window
+        moved from the previous tick's instead of summed afresh) and cached per (counters,
+        window, rows array); node maps of a row subset are cached too. The store must not
+        change inside a span.
+        """
+        self._span = (int(t_from), int(t_to))
+        self._span_cache = {}
+
+    def end_series(self):
+        """End the span started by :meth:`begin_series` (drops its cache)."""
+        self._span = None
+        self._span_cache = {}
+
+    def _in_span(self, end_minute: int, rows) -> bool:
+        return rows is not None and self._span is not None and self._span[0] <= end_minute <= self._span[1]
+
+    def _span_ticks(self) -> list:
+        return list(range(self._span[0], self._span[1] + 1))
+
+    def hour_sums(self, col: int, end_minute: int, n_hours: int, rows=None) -> np.ndarray:
+        """:meth:`CounterStore.hour_sums`, from a cached series inside a re-evaluation span."""
+        if not self._in_span(end_minute, rows):
+            return self.store.hour_sums(col, end_minute, n_hours, rows)
+        key = ("hour", col, n_hours, id(rows))
+        hit = self._span_cache.get(key)
+        if hit is None:
+            hit = self._span_cache[key] = (self.store.hour_sums_series(col, self._span_ticks(), n_hours, rows), rows)
+        return hit[0][end_minute - self._span[0]]
 
     def get(self, kpi) -> KpiDef:
         if isinstance(kpi, KpiDef):
@@ -941,6 +1097,25 @@ class KpiCalculator:
                     self._cache[(c, svc, end_minute, window_min)] = v
             return out
         r = rows
+        if self._in_span(end_minute, rows):
+            k = end_minute - self._span[0]
+            for grp, names in todo.items():
+                svc = service if grp == "cdr" else ""
+                miss = [c for c in names if (c, svc, window_min, id(rows)) not in self._span_cache]
+                if miss:
+                    cols, outc = [], []
+                    for j, c in enumerate(miss):
+                        cc = st.columns(c, svc)
+                        cols.append(cc)
+                        outc.append(np.full(len(cc), j, np.int64))
+                    ticks = self._span_ticks()
+                    ser = st.window_series(grp, np.concatenate(cols), np.concatenate(outc), len(miss), rows,
+                                           [t - window_min for t in ticks], ticks)
+                    for j, c in enumerate(miss):
+                        self._span_cache[(c, svc, window_min, id(rows))] = (ser[:, :, j], rows)
+                for c in names:
+                    out[c] = np.ascontiguousarray(self._span_cache[(c, svc, window_min, id(rows))][0][k])
+            return out
         slots = st.window_slots(end_minute, window_min)
         for grp, names in todo.items():
             if not names:
@@ -968,6 +1143,14 @@ class KpiCalculator:
             res = st.running(("win", "hist", window_min), "hist", "sum", cols, end_minute - window_min,
                              end_minute).out
             return res.copy() if copy else res
+        if self._in_span(end_minute, rows):
+            key = ("hist", window_min, id(rows))
+            hit = self._span_cache.get(key)
+            if hit is None:
+                ticks = self._span_ticks()
+                hit = self._span_cache[key] = (st.window_series("hist", cols, cols, st.n_bins, rows,
+                                                                [t - window_min for t in ticks], ticks), rows)
+            return hit[0][end_minute - self._span[0]]
         res = np.zeros((len(rows), st.n_bins))
         K.kpi_window_sum(st.hist, rows, st.window_slots(end_minute, window_min), cols, cols, res)
         return res
@@ -987,6 +1170,16 @@ class KpiCalculator:
                                 end_minute).out.copy()
             hist_active = st.running(("acthist", source, window_min), grp, "act", act_cols,
                                      max(end_minute - st.minute_ring, 0), end_minute - window_min).out.copy()
+        elif self._in_span(end_minute, rows):
+            skey = ("act", source, window_min, id(rows))
+            hit = self._span_cache.get(skey)
+            if hit is None:
+                ticks = self._span_ticks()
+                a = st.window_series(grp, act_cols, None, 0, rows, [t - window_min for t in ticks], ticks, "act")
+                h = st.window_series(grp, act_cols, None, 0, rows, [max(t - st.minute_ring, 0) for t in ticks],
+                                     [t - window_min for t in ticks], "act")
+                hit = self._span_cache[skey] = (a, h, rows)
+            active, hist_active = hit[0][end_minute - self._span[0]], hit[1][end_minute - self._span[0]]
         else:
             active = np.zeros(len(rows), np.int64)
             hist_active = np.zeros(len(rows), np.int64)
@@ -1063,15 +1256,23 @@ class KpiCalculator:
         # element level over all elements: the roll-up is the identity (0 + x == x), skip it;
         # elements outside a scope mask become "no scope" nodes with 0 samples, as a roll-up gives
         identity = rows is None and level == topo.element_level
-        seg = None if identity else e2l[r].copy()
-        if element_mask is not None and seg is not None:
-            seg[~element_mask[r]] = -1
         n_full, node_ids = n_nodes, None
-        if rows is not None:
+        nkey = ("nodes", level, id(r), None if element_mask is None else id(element_mask))
+        hit = self._span_cache.get(nkey) if self._in_span(end_minute, rows) else None
+        if hit is not None:
+            seg, node_ids = hit[0], hit[1]
+            n_nodes = len(node_ids)
+        else:
+            seg = None if identity else e2l[r].copy()
+            if element_mask is not None and seg is not None:
+                seg[~element_mask[r]] = -1
+        if rows is not None and hit is None:
             # a subset (re-evaluation): work on the nodes it touches only, scatter back at the end
             node_ids, inv = np.unique(seg[seg >= 0], return_inverse=True)
             seg[seg >= 0] = inv
             n_nodes = len(node_ids)
+            if self._in_span(end_minute, rows):
+                self._span_cache[nkey] = (seg, node_ids, r, element_mask)
         samples_c = kd.samples_counter
         if kd.kind == "mos":
             names = ["latency_sum", "latency_n", "jitter_sum", "jitter_n", "loss_sum", "loss_n"]
