@@ -27,6 +27,7 @@ reference time and combining the moments with Chan's pairwise formula (Chan, Gol
 import math
 
 import numba
+import numpy as np
 
 from ._numba import kernel
 
@@ -77,51 +78,115 @@ PREFETCH_AHEAD = 12
 """How many events ahead the update kernels prefetch state rows."""
 
 
+TABLE_BITS = 10
+"""Bits of ``dt`` (ms) resolved by one level of the decay-factor table."""
+TABLE_LEVELS = 3
+"""Levels of the decay-factor table: ``dt < 2 ** (TABLE_BITS * TABLE_LEVELS)`` ms (12.4 days) is
+looked up, longer gaps call ``exp``."""
+TABLE_LIMIT_MS = float(1 << (TABLE_BITS * TABLE_LEVELS))
+"""Gaps (ms) from which the decay factor is computed with ``exp`` instead of the table."""
+
+
 @kernel
-def ewm_update_one(state, s, t, x, coef):
-    """Fold one event ``(t ms, x)`` into row ``s`` of ``state`` (all half-lives at once)."""
+def ewm_table(coef, table):
+    """Fill the decay-factor table ``table[l, i, h] = exp(coef[h] * i * 2 ** (TABLE_BITS * l))``.
+
+    ``table`` is float64 ``(TABLE_LEVELS, 2 ** TABLE_BITS, n_h)``. A factor for an integer gap
+    ``dt = i0 + i1 * 2**B + i2 * 2**(2B)`` ms is then ``table[0, i0] * table[1, i1] * table[2, i2]``
+    (see :func:`ewm_fold`).
+    """
+    n_lev = table.shape[0]
+    n_i = table.shape[1]
+    for h in range(coef.shape[0]):
+        scale = 1.0
+        for lev in range(n_lev):
+            c = coef[h] * scale             # a power-of-two scaling: exact
+            for i in range(n_i):
+                table[lev, i, h] = math.exp(c * i)
+            scale *= n_i
+
+
+@kernel
+def ewm_fold(ts_ms, slot, value, status, coef, table, state):
+    """Fold the events with ``status == 0`` into the EW state (all half-lives at once).
+
+    An event newer than the slot's reference time decays the state by ``a = exp(coef dt)`` and
+    enters with weight 1; an older one (out of order) enters with weight ``exp(coef dt)`` and the
+    state is not decayed. Both are one update ``W' = a W + w``, ``m' = m + (x - m) w / W'``,
+    ``S' = a S + w (x - m)(x - m')`` with ``(a, w) = (f, 1)`` or ``(1, f)``, so the loop has no
+    data-dependent branch apart from the rare first event of a slot.
+
+    Parameters
+    ----------
+    ts_ms, slot : int64 (n,)
+    value : float64 (n,)
+    status : int8 (n,), events with a non-zero status are skipped
+    coef : float64 (n_h,)
+    table : float64 ``(TABLE_LEVELS, 2 ** TABLE_BITS, n_h)`` from :func:`ewm_table`
+    state : float64 (n_slots, 1 + 3 n_h), updated in place
+
+    Notes
+    -----
+    Measured with 60,000 slots (4.8 MB of state, L3-resident) and three half-lives: the per-event
+    cost is dominated by the random state row (prefetched ``PREFETCH_AHEAD`` events ahead), the
+    decay factors (``exp`` was ~60 cycles per event; three table loads and two multiplications per
+    half-life replace it) and one division per half-life. Keeping this loop free of calls made it
+    about 2x faster than calling a per-event helper.
+    """
+    n = ts_ms.shape[0]
     n_h = coef.shape[0]
-    t_ref = state[s, 0]
-    if not (t_ref == t_ref):          # empty slot (NaN reference time)
-        state[s, 0] = t
-        for h in range(n_h):
-            j = 1 + 3 * h
-            state[s, j] = 1.0
-            state[s, j + 1] = x
-            state[s, j + 2] = 0.0
-        return
-    if t >= t_ref:
+    last = state.shape[1] - 1
+    mask = (1 << TABLE_BITS) - 1
+    for i in range(n):
+        if i + PREFETCH_AHEAD < n:
+            sa = slot[i + PREFETCH_AHEAD]
+            prefetch_row(state, sa)
+            prefetch_at(state, sa, last)     # rows of 10 doubles span two lines
+        if status[i] != 0:
+            continue
+        s = slot[i]
+        t = float(ts_ms[i])
+        x = value[i]
+        t_ref = state[s, 0]
+        if not (t_ref == t_ref):          # empty slot (NaN reference time)
+            state[s, 0] = t
+            for h in range(n_h):
+                j = 1 + 3 * h
+                state[s, j] = 1.0
+                state[s, j + 1] = x
+                state[s, j + 2] = 0.0
+            continue
         dt = t - t_ref
-        state[s, 0] = t
+        late = dt < 0.0
+        if late:
+            dt = -dt
+        else:
+            state[s, 0] = t
+        exact = dt < TABLE_LIMIT_MS
+        idt = np.int64(dt) if exact else np.int64(0)
+        exact = exact and float(idt) == dt
+        i0 = idt & mask
+        i1 = (idt >> TABLE_BITS) & mask
+        i2 = (idt >> (2 * TABLE_BITS)) & mask
         for h in range(n_h):
+            if exact:
+                f = table[0, i0, h] * table[1, i1, h] * table[2, i2, h]
+            else:
+                f = math.exp(coef[h] * dt)
+            a = 1.0 if late else f
+            w = f if late else 1.0
             j = 1 + 3 * h
-            a = 1.0
-            if dt > 0.0:
-                a = math.exp(coef[h] * dt)
-            w_old = state[s, j] * a
-            w_new = w_old + 1.0
-            m = state[s, j + 1]
-            d = x - m
-            m += d / w_new
-            state[s, j] = w_new
-            state[s, j + 1] = m
-            state[s, j + 2] = state[s, j + 2] * a + d * (x - m)
-    else:
-        dt = t_ref - t
-        for h in range(n_h):
-            j = 1 + 3 * h
-            w = math.exp(coef[h] * dt)
-            w_new = state[s, j] + w
+            w_new = state[s, j] * a + w
             m = state[s, j + 1]
             d = x - m
             m += d * (w / w_new)
             state[s, j] = w_new
             state[s, j + 1] = m
-            state[s, j + 2] += w * d * (x - m)
+            state[s, j + 2] = state[s, j + 2] * a + w * d * (x - m)
 
 
 @kernel
-def ewm_update(ts_ms, slot, value, coef, state, status):
+def ewm_update(ts_ms, slot, value, coef, table, state, status):
     """Fold a batch of events into the EW state; NaN/inf values are skipped.
 
     Parameters
@@ -130,6 +195,7 @@ def ewm_update(ts_ms, slot, value, coef, state, status):
     slot : int64 (n,), each in ``0..n_slots-1`` (checked by the caller)
     value : float64 (n,)
     coef : float64 (n_h,), ``-ln 2 / half_life_ms`` (0 for an infinite half-life)
+    table : float64 ``(TABLE_LEVELS, 2 ** TABLE_BITS, n_h)`` from :func:`ewm_table`
     state : float64 (n_slots, 1 + 3 n_h), updated in place
     status : int8 (n,), set to 0 for folded events and 3 for non-finite values
 
@@ -139,19 +205,13 @@ def ewm_update(ts_ms, slot, value, coef, state, status):
         Number of events folded.
     """
     n_ok = 0
-    n = ts_ms.shape[0]
-    for i in range(n):
-        if i + PREFETCH_AHEAD < n:
-            sa = slot[i + PREFETCH_AHEAD]
-            prefetch_row(state, sa)
-            prefetch_at(state, sa, state.shape[1] - 1)     # rows of 10 doubles span two lines
-        x = value[i]
-        if not math.isfinite(x):        # NaN or +-inf: missing
+    for i in range(ts_ms.shape[0]):
+        if math.isfinite(value[i]):
+            status[i] = 0
+            n_ok += 1
+        else:                           # NaN or +-inf: missing
             status[i] = 3
-            continue
-        status[i] = 0
-        ewm_update_one(state, slot[i], float(ts_ms[i]), x, coef)
-        n_ok += 1
+    ewm_fold(ts_ms, slot, value, status, coef, table, state)
     return n_ok
 
 

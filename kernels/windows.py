@@ -33,12 +33,10 @@ import numpy as np
 
 from ._numba import kernel
 from .dedup import hashset_slot
-from .ewm import ewm_update_one, prefetch_at, prefetch_row
+from .ewm import ewm_fold, prefetch_at, prefetch_row
 
-PREFETCH_AHEAD = 4
-"""Events of lookahead for the prefetch hints of ``window_update`` (one row per ring plus the
-EW row per event: a short distance keeps the outstanding misses within the core's fill buffers;
-4 measured best against 2..16 with 60,000 slots)."""
+RING_PREFETCH_AHEAD = 16
+"""Events of lookahead for the prefetch hints of ``ring_fold`` (one cell per event)."""
 
 N_AGG = 7
 BUCKET, COUNT, MEAN, M2, MIN, MAX, LAST = 0, 1, 2, 3, 4, 5, 6
@@ -57,35 +55,8 @@ N_ACCEPTED, N_LATE, N_DUPLICATE, N_INVALID = 0, 1, 2, 3
 
 
 @kernel
-def cell_add(cells, c, b, ts, x):
-    """Fold value ``x`` at time ``ts`` into cell row ``c`` for bucket ``b`` (resetting a stale cell)."""
-    if cells[c, BUCKET] != b:          # NaN (empty) or an older bucket: start afresh
-        cells[c, BUCKET] = b
-        cells[c, COUNT] = 1.0
-        cells[c, MEAN] = x
-        cells[c, M2] = 0.0
-        cells[c, MIN] = x
-        cells[c, MAX] = x
-        cells[c, LAST] = ts
-        return
-    n = cells[c, COUNT] + 1.0
-    m = cells[c, MEAN]
-    d = x - m
-    m += d / n
-    cells[c, COUNT] = n
-    cells[c, MEAN] = m
-    cells[c, M2] += d * (x - m)
-    if x < cells[c, MIN]:
-        cells[c, MIN] = x
-    if x > cells[c, MAX]:
-        cells[c, MAX] = x
-    if ts > cells[c, LAST]:
-        cells[c, LAST] = ts
-
-
-@kernel
 def window_update(ts_ms, slot, value, record_id, use_ids, width_ms, n_buckets, offset, n_slots,
-                  allowed_lateness_ms, ew_coef, cells, ew_state, clock, counters, expired,
+                  allowed_lateness_ms, ew_coef, ew_table, cells, ew_state, clock, counters, expired,
                   dedup_keys, dedup_ts, status):
     """Fold a batch into the rings of every resolution and the continuous EW state.
 
@@ -108,6 +79,7 @@ def window_update(ts_ms, slot, value, record_id, use_ids, width_ms, n_buckets, o
     n_slots : int
     allowed_lateness_ms : int
     ew_coef : float64 (n_h,), ``-ln 2 / half_life_ms`` (may be empty)
+    ew_table : float64 decay-factor table of ``kernels.ewm.ewm_table`` for ``ew_coef``
     cells : float64 (total_cells, N_AGG), updated in place
     ew_state : float64 (n_slots, 1 + 3 n_h), updated in place
     clock : int64 (2,) ``[max_ts, dedup_fill]``, updated in place
@@ -125,33 +97,12 @@ def window_update(ts_ms, slot, value, record_id, use_ids, width_ms, n_buckets, o
     n_res = width_ms.shape[0]
     n_h = ew_coef.shape[0]
     mask = dedup_keys.shape[0] - 1
-    max_ts = clock[CLOCK_MAX_TS]
+    max_ts0 = clock[CLOCK_MAX_TS]
+    max_ts = max_ts0
     n_ok = 0
-    # Per resolution, cache the newest bucket seen in this call (index, start, ring position) and
-    # the bucket of max_ts, so that integer divisions happen only when time crosses a bucket edge:
-    # time-ordered streams (with jitter of a bucket either way) run division-free.
-    cur_b = np.zeros(n_res, dtype=np.int64)
-    cur_ok = np.zeros(n_res, dtype=np.bool_)        # the cache starts invalid
-    cur_lo = np.zeros(n_res, dtype=np.int64)
-    cur_hi = np.zeros(n_res, dtype=np.int64)
-    cur_pos = np.zeros(n_res, dtype=np.int64)
-    max_b = np.zeros(n_res, dtype=np.int64)
-    max_b_end = np.full(n_res, NO_TIME, dtype=np.int64)
-    n = ts_ms.shape[0]
-    for i in range(n):
-        if i + PREFETCH_AHEAD < n:
-            # fetch the rows the event PREFETCH_AHEAD positions on will touch (assuming it falls
-            # in the current bucket of each ring): overlaps cache misses with work, no effect on results
-            sa = slot[i + PREFETCH_AHEAD]
-            if n_h > 0:
-                prefetch_row(ew_state, sa)
-                prefetch_at(ew_state, sa, ew_state.shape[1] - 1)
-            for r in range(n_res):
-                ca = offset[r] + cur_pos[r] * n_slots + sa
-                prefetch_row(cells, ca)              # a 56-byte cell often spans two lines
-                prefetch_at(cells, ca, N_AGG - 1)
-        x = value[i]
-        if not math.isfinite(x):
+    # pass 1, sequential: the outcome of every event (needs only the clock and the id table)
+    for i in range(ts_ms.shape[0]):
+        if not math.isfinite(value[i]):
             status[i] = INVALID
             counters[N_INVALID] += 1
             continue
@@ -180,56 +131,120 @@ def window_update(ts_ms, slot, value, record_id, use_ids, width_ms, n_buckets, o
         n_ok += 1
         if max_ts == NO_TIME or t > max_ts:
             max_ts = t
-        s = slot[i]
-        tf = float(t)
-        for r in range(n_res):
-            w = width_ms[r]
-            nb = n_buckets[r]
-            if max_ts >= max_b_end[r]:
-                max_b[r] = max_ts // w
-                max_b_end[r] = (max_b[r] + 1) * w
-            if not cur_ok[r]:
-                b = t // w
-                pos = b % nb
-                cur_ok[r] = True
-                cur_b[r] = b
-                cur_pos[r] = pos
-                cur_lo[r] = b * w
-                cur_hi[r] = b * w + w
-            elif t >= cur_lo[r] and t < cur_hi[r]:
-                b = cur_b[r]
-                pos = cur_pos[r]
-            elif t >= cur_hi[r] and t - cur_hi[r] < w:        # the next bucket
-                b = cur_b[r] + 1
-                pos = cur_pos[r] + 1
-                if pos == nb:
-                    pos = 0
-                cur_b[r] = b
-                cur_pos[r] = pos
-                cur_lo[r] = cur_hi[r]
-                cur_hi[r] = cur_hi[r] + w
-            elif t < cur_lo[r] and cur_lo[r] - t <= w:        # the previous bucket (jitter)
-                b = cur_b[r] - 1
-                pos = cur_pos[r] - 1
-                if pos < 0:
-                    pos = nb - 1
-            else:
-                b = t // w
-                pos = b % nb
-                if b > cur_b[r]:
-                    cur_b[r] = b
-                    cur_pos[r] = pos
-                    cur_lo[r] = b * w
-                    cur_hi[r] = b * w + w
-            if b <= max_b[r] - nb:
-                expired[r] += 1
-                continue
-            cell_add(cells, offset[r] + pos * n_slots + s, float(b), tf, x)
-        if n_h > 0:
-            ewm_update_one(ew_state, s, tf, x, ew_coef)
+    # one pass per ring and one for the EW state over the accepted events: each pass keeps its
+    # own lookahead of prefetched rows and its bucket cache in registers
+    for r in range(n_res):
+        expired[r] += ring_fold(ts_ms, slot, value, status, width_ms[r], n_buckets[r], offset[r], n_slots,
+                                max_ts0, cells)
+    if n_h > 0:
+        ewm_fold(ts_ms, slot, value, status, ew_coef, ew_table, ew_state)
     clock[CLOCK_MAX_TS] = max_ts
     counters[N_ACCEPTED] += n_ok
     return n_ok
+
+
+@kernel
+def ring_fold(ts_ms, slot, value, status, width_ms, n_buckets, offset, n_slots, max_ts, cells):
+    """Fold the events with ``status == ACCEPTED`` into the ring of one resolution.
+
+    ``max_ts`` is the clock before the batch; it advances with the accepted events exactly as in
+    the status pass, so an event older than the ring's span *at its arrival* is not folded in and
+    counted (the return value, added to ``expired``). Cells holding another bucket are stale
+    and start afresh.
+
+    The bucket of each event comes from a cache of the newest bucket seen (index, start, ring
+    position) and of the bucket of ``max_ts``: integer divisions happen only when time crosses a
+    bucket edge, so time-ordered streams (with jitter of a bucket either way) run division-free.
+    """
+    w = width_ms
+    nb = n_buckets
+    n = ts_ms.shape[0]
+    n_exp = 0
+    cur_ok = False                  # the cache starts invalid
+    cur_b = np.int64(0)
+    cur_lo = np.int64(0)
+    cur_hi = np.int64(0)
+    cur_pos = np.int64(0)
+    max_b = np.int64(0)
+    max_b_end = NO_TIME
+    for i in range(n):
+        if i + RING_PREFETCH_AHEAD < n:
+            # the cell the event RING_PREFETCH_AHEAD positions on will touch if it falls in the
+            # current bucket: overlaps the (mostly cold) cache misses with work, no effect on results
+            ca = offset + cur_pos * n_slots + slot[i + RING_PREFETCH_AHEAD]
+            prefetch_row(cells, ca)              # a 56-byte cell often spans two lines
+            prefetch_at(cells, ca, N_AGG - 1)
+        if status[i] != ACCEPTED:
+            continue
+        t = ts_ms[i]
+        if max_ts == NO_TIME or t > max_ts:
+            max_ts = t
+        if max_ts >= max_b_end:
+            max_b = max_ts // w
+            max_b_end = (max_b + 1) * w
+        if not cur_ok:
+            b = t // w
+            pos = b % nb
+            cur_ok = True
+            cur_b = b
+            cur_pos = pos
+            cur_lo = b * w
+            cur_hi = b * w + w
+        elif t >= cur_lo and t < cur_hi:
+            b = cur_b
+            pos = cur_pos
+        elif t >= cur_hi and t - cur_hi < w:        # the next bucket
+            b = cur_b + 1
+            pos = cur_pos + 1
+            if pos == nb:
+                pos = 0
+            cur_b = b
+            cur_pos = pos
+            cur_lo = cur_hi
+            cur_hi = cur_hi + w
+        elif t < cur_lo and cur_lo - t <= w:        # the previous bucket (jitter)
+            b = cur_b - 1
+            pos = cur_pos - 1
+            if pos < 0:
+                pos = nb - 1
+        else:
+            b = t // w
+            pos = b % nb
+            if b > cur_b:
+                cur_b = b
+                cur_pos = pos
+                cur_lo = b * w
+                cur_hi = b * w + w
+        if b <= max_b - nb:
+            n_exp += 1
+            continue
+        # the cell update, written out: a call per event cost more than the update itself
+        c = offset + pos * n_slots + slot[i]
+        x = value[i]
+        fb = float(b)
+        if cells[c, BUCKET] != fb:          # NaN (empty) or an older bucket: start afresh
+            cells[c, BUCKET] = fb
+            cells[c, COUNT] = 1.0
+            cells[c, MEAN] = x
+            cells[c, M2] = 0.0
+            cells[c, MIN] = x
+            cells[c, MAX] = x
+            cells[c, LAST] = float(t)
+            continue
+        cnt = cells[c, COUNT] + 1.0
+        m = cells[c, MEAN]
+        d = x - m
+        m += d / cnt
+        cells[c, COUNT] = cnt
+        cells[c, MEAN] = m
+        cells[c, M2] += d * (x - m)
+        if x < cells[c, MIN]:
+            cells[c, MIN] = x
+        if x > cells[c, MAX]:
+            cells[c, MAX] = x
+        if float(t) > cells[c, LAST]:
+            cells[c, LAST] = float(t)
+    return n_exp
 
 
 @kernel

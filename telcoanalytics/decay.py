@@ -187,6 +187,16 @@ def half_life_coefs(half_lives_s) -> np.ndarray:
     return np.ascontiguousarray(-LN2 / (hl * 1000.0))
 
 
+def decay_table(coef) -> np.ndarray:
+    """Decay-factor lookup table of the EW kernels for the coefficients ``coef`` (72 KiB for three
+    half-lives): ``exp(coef * dt)`` for an integer gap of ``dt`` ms is a product of three entries
+    (see :func:`kernels.ewm.ewm_factor`)."""
+    coef = np.ascontiguousarray(coef, dtype=np.float64)
+    table = np.empty((_k.TABLE_LEVELS, 1 << _k.TABLE_BITS, len(coef)))
+    _k.ewm_table(coef, table)
+    return table
+
+
 class EWStats:
     """Exponentially weighted mean and variance per slot at several half-lives, O(1) state.
 
@@ -223,6 +233,7 @@ class EWStats:
         self.n_slots = n_slots
         self.half_lives_s = np.atleast_1d(np.asarray(half_lives_s, dtype=np.float64)).copy()
         self.coef = half_life_coefs(self.half_lives_s)
+        self.table = decay_table(self.coef)
         self.state = np.zeros((n_slots, 1 + 3 * len(self.half_lives_s)))
         self.state[:, 0] = np.nan
         self.n_events = 0
@@ -236,7 +247,7 @@ class EWStats:
         """Fold a batch in; returns the status per event (0 folded, 3 non-finite value)."""
         ts, sl, val = check_batch(ts_ms, slot, value, self.n_slots)
         status = np.empty(len(ts), dtype=np.int8)
-        n_ok = _k.ewm_update(ts, sl, val, self.coef, self.state, status)
+        n_ok = _k.ewm_update(ts, sl, val, self.coef, self.table, self.state, status)
         self.n_events += int(n_ok)
         self.n_invalid += len(ts) - int(n_ok)
         return status

@@ -197,8 +197,9 @@ class SlidingWindows:
         status = np.empty(n, dtype=np.int8)
         ew_state = self.ew.state if self.ew is not None else np.zeros((1, 1))
         coef = self.ew.coef if self.ew is not None else np.zeros(0)
+        table = self.ew.table if self.ew is not None else np.zeros((3, 1, 0))
         n_ok = _kw.window_update(ts, sl, val, rid, self.dedup, self.width_ms, self.n_buckets, self.offset,
-                                 self.n_slots, self.allowed_lateness_ms, coef, self.cells, ew_state,
+                                 self.n_slots, self.allowed_lateness_ms, coef, table, self.cells, ew_state,
                                  self.clock, self.counters, self.expired, self.dedup_keys, self.dedup_ts,
                                  status)
         if self.ew is not None:
