@@ -13,9 +13,11 @@ plain Python under ``NUMBA_DISABLE_JIT=1`` without integer-overflow warnings.
 """
 import numpy as np
 
-from ._numba import kernel
+from ._numba import kernel, prefetch
 
 EMPTY = np.iinfo(np.int64).min
+PREFETCH_AHEAD = 16
+"""How many keys ahead insert/contains prefetch the home slot (tables beyond the caches)."""
 
 
 @kernel
@@ -32,6 +34,15 @@ def hashset_slot(key, mask):
     # fold the high half of the key in again so keys differing only above bit 32 spread too
     h ^= (hi >> 7) ^ (lo >> 13)
     return h & mask
+
+
+@kernel
+def _home_slots(keys, mask):
+    """Home slot of every key (one sequential pass, so the probes can be prefetched ahead)."""
+    out = np.empty(keys.shape[0], dtype=np.int64)
+    for i in range(keys.shape[0]):
+        out[i] = hashset_slot(keys[i], mask)
+    return out
 
 
 @kernel
@@ -54,8 +65,12 @@ def hashset_insert(keys, active, table, meta, out_dup):
         Number of keys newly inserted.
     """
     mask = table.shape[0] - 1
+    n = keys.shape[0]
+    home = _home_slots(keys, mask)
     n_new = 0
-    for i in range(keys.shape[0]):
+    for i in range(n):
+        if i + PREFETCH_AHEAD < n:
+            prefetch(table, home[i + PREFETCH_AHEAD])
         if not active[i]:
             continue
         k = keys[i]
@@ -67,7 +82,7 @@ def hashset_insert(keys, active, table, meta, out_dup):
                 meta[0] += 1
                 n_new += 1
             continue
-        s = hashset_slot(k, mask)
+        s = home[i]
         while True:
             t = table[s]
             if t == k:
@@ -86,7 +101,11 @@ def hashset_insert(keys, active, table, meta, out_dup):
 def hashset_contains(keys, active, table, meta, out_found):
     """Set ``out_found[i] = True`` for each active key present in the table (no insertion)."""
     mask = table.shape[0] - 1
-    for i in range(keys.shape[0]):
+    n = keys.shape[0]
+    home = _home_slots(keys, mask)
+    for i in range(n):
+        if i + PREFETCH_AHEAD < n:
+            prefetch(table, home[i + PREFETCH_AHEAD])
         if not active[i]:
             continue
         k = keys[i]
@@ -94,7 +113,7 @@ def hashset_contains(keys, active, table, meta, out_found):
             if meta[1] != 0:
                 out_found[i] = True
             continue
-        s = hashset_slot(k, mask)
+        s = home[i]
         while True:
             t = table[s]
             if t == k:

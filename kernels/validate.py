@@ -1,0 +1,63 @@
+"""Row validation of call detail records in one pass (first failing check per row).
+
+The checks and their order are those of ``telcoanalytics.ingest`` (its module docstring); the
+caller passes the reason codes, so this module knows nothing of the quarantine's numbering.
+Times are int64 ms; a check is "bad" exactly when the NumPy expression in ``ingest`` is True.
+"""
+from ._numba import kernel
+
+# field index written to ``out_field`` (the caller maps it to a name)
+F_START, F_END, F_ANSWER, F_CAUSE, F_SERVICE, F_BYTES_UP, F_BYTES_DOWN = range(7)
+CDR_CHECK_FIELDS = ("start_ms", "end_ms", "answer_ms", "cause", "service", "bytes_up", "bytes_down")
+
+
+@kernel
+def cdr_first_failure(start_ms, end_ms, answer_ms, cause, service, bytes_up, bytes_down, lo_ms, hi_ms,
+                      cause_lo, cause_hi, n_services, codes, out_code, out_field):
+    """First failing check of every CDR row.
+
+    Parameters
+    ----------
+    start_ms, end_ms, answer_ms : int64 (n,)
+    cause : int16 (n,); service : uint8/int (n,); bytes_up, bytes_down : int64 (n,)
+    lo_ms, hi_ms : int, the accepted event-time range ``[lo_ms, hi_ms)``
+    cause_lo, cause_hi : int, the accepted Q.850 range (inclusive)
+    n_services : int, service codes ``0..n_services-1`` are known
+    codes : int64 (6,), reason codes for time out of range, end before start (or negative
+        duration), answer outside the call, bad cause, out of domain, negative counter
+    out_code : int8 (n,), 0 or the first failing reason code
+    out_field : int8 (n,), index into ``CDR_CHECK_FIELDS`` of the failing field, -1 if none
+
+    Returns
+    -------
+    int
+        Number of rows that failed a check.
+    """
+    n_bad = 0
+    for i in range(start_ms.shape[0]):
+        s = start_ms[i]
+        e = end_ms[i]
+        a = answer_ms[i]
+        c = 0
+        f = -1
+        if s < lo_ms or s >= hi_ms:
+            c, f = codes[0], F_START
+        elif e < lo_ms or e >= hi_ms:
+            c, f = codes[0], F_END
+        elif e < s:
+            c, f = codes[1], F_END
+        elif a >= 0 and (a < s or a > e):
+            c, f = codes[2], F_ANSWER
+        elif cause[i] < cause_lo or cause[i] > cause_hi:
+            c, f = codes[3], F_CAUSE
+        elif service[i] < 0 or service[i] >= n_services:
+            c, f = codes[4], F_SERVICE
+        elif bytes_up[i] < 0:
+            c, f = codes[5], F_BYTES_UP
+        elif bytes_down[i] < 0:
+            c, f = codes[5], F_BYTES_DOWN
+        out_code[i] = c
+        out_field[i] = f
+        if c != 0:
+            n_bad += 1
+    return n_bad
