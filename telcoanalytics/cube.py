@@ -81,6 +81,7 @@ class _Cuboid:
     dims: tuple[str, ...]          # grouping set as declared
     keys: KeySpace                 # stored (reduced) dims and their layout
     table: CellTable
+    n_possible: int = 0            # product of the stored dimensions' cardinalities
 
 
 @dataclass
@@ -89,6 +90,26 @@ class _DeltaStep:
     parent: int                    # -1: the base delta; else a cuboid index
     plan: DerivePlan | None        # None: same key space as the parent
     strides: np.ndarray | None
+
+
+@dataclass
+class _Group:
+    """Direct build: cuboids rolled up from one small delta fed straight from the events."""
+
+    keys: KeySpace
+    members: list
+    table: CellTable | None = None
+    steps: list = field(default_factory=list)
+    tables: dict = field(default_factory=dict)
+
+
+@dataclass
+class _DirectPlan:
+    """Direct build: cuboid ``target`` (the finest) is accumulated from the events straight into
+    its state; every other cuboid is rolled up from the delta of its small group."""
+
+    target: int
+    groups: list
 
 
 def _new_lock():
@@ -154,8 +175,10 @@ class Cube:
             self.cuboids.append(_Cuboid(g, ks, CellTable(ks.size, ks.size <= spec.dense_limit, *tshape)))
         union = [n for n in names if any(n in c.keys.dims for c in self.cuboids)]
         self.base_keys = KeySpace.of(reduce_dims(union, self.dims), self.dims)
-        self._base_delta = CellTable(self.base_keys.size, self.base_keys.size <= spec.dense_limit, *tshape)
+        self._base_delta_t = None      # allocated on first use (the direct build rarely needs it)
         self._plan_deltas()
+        self._plan_direct()
+        self._mode = "delta"
         self._setup_retention()
         self.version = 0
         self.n_rows = 0
@@ -210,24 +233,84 @@ class Cube:
         self._q_min = float(spec.quantile_min)
         self._q_ilg = 1.0 / np.log(spec.quantile_gamma)
 
-    def _plan_deltas(self):
-        order = sorted(range(len(self.cuboids)), key=lambda i: -self.cuboids[i].keys.size)
+    @property
+    def _base_delta(self) -> CellTable:
+        if self._base_delta_t is None:
+            ks = self.base_keys
+            self._base_delta_t = CellTable(ks.size, ks.size <= self.spec.dense_limit, *self._tshape)
+        return self._base_delta_t
+
+    def _plan_steps(self, base_keys: KeySpace, members):
+        """Roll-up steps building the deltas of ``members`` from a base delta (largest first,
+        each from the smallest delta already built that covers it)."""
+        order = sorted(members, key=lambda i: -self.cuboids[i].keys.size)
         built: list[int] = []
-        self._delta_steps: list[_DeltaStep] = []
-        self._delta_tables: dict[int, CellTable] = {}
+        steps: list[_DeltaStep] = []
+        tables: dict[int, CellTable] = {}
         for i in order:
             cb = self.cuboids[i]
-            cands = [(-1, self.base_keys)] + [(j, self.cuboids[j].keys) for j in built]
+            cands = [(-1, base_keys)] + [(j, self.cuboids[j].keys) for j in built]
             cands = [(j, ks) for j, ks in cands if covers(ks.dims, cb.keys.dims, self.dims)]
             j, pks = min(cands, key=lambda t: t[1].size)
             if pks.dims == cb.keys.dims:
-                self._delta_steps.append(_DeltaStep(i, j, None, None))
+                steps.append(_DeltaStep(i, j, None, None))
             else:
                 plan = DerivePlan.build(pks, cb.keys.dims, self.dims)
-                self._delta_steps.append(_DeltaStep(i, j, plan, cb.keys.strides))
-                self._delta_tables[i] = CellTable(cb.keys.size, cb.keys.size <= self.spec.dense_limit,
-                                                  *self._tshape)
+                steps.append(_DeltaStep(i, j, plan, cb.keys.strides))
+                tables[i] = CellTable(cb.keys.size, cb.keys.size <= self.spec.dense_limit, *self._tshape)
             built.append(i)
+        return steps, tables
+
+    def _plan_deltas(self):
+        self._delta_steps, self._delta_tables = self._plan_steps(self.base_keys,
+                                                                 range(len(self.cuboids)))
+
+    def _plan_direct(self):
+        """Plan the direct build when the finest key space is large (``spec.direct_min_keys``).
+
+        With a large base (element x service x hour), a per-batch delta holds almost as many
+        cells as the batch has events, so building it and merging it costs two passes of cache
+        misses. Instead the finest cuboid is accumulated straight into its state and the other
+        cuboids are grouped under small bases (at most ``spec.direct_group_max_keys`` keys) fed
+        from the events too; each group's delta then rolls up to its members. Functional
+        dependencies make this exact: region / class of an element are looked up, not hashed.
+        """
+        self._direct = None
+        ks_b, spec = self.base_keys, self.spec
+        for c in self.cuboids:
+            c.n_possible = int(np.prod([self.dims[d].cardinality for d in c.keys.dims], dtype=object))
+        if ks_b.size < spec.direct_min_keys:
+            return
+        tgt = [i for i, c in enumerate(self.cuboids) if c.keys.dims == ks_b.dims]
+        if len(tgt) != 1:
+            return
+        rest = sorted((i for i in range(len(self.cuboids)) if i != tgt[0]),
+                      key=lambda i: -self.cuboids[i].keys.size)
+        groups: list[_Group] = []
+        for i in rest:
+            ks = self.cuboids[i].keys
+            g = next((g for g in groups if covers(g.keys.dims, ks.dims, self.dims)), None)
+            if g is None:
+                if ks.size > spec.direct_group_max_keys:
+                    return
+                g = _Group(ks, [])
+                groups.append(g)
+            g.members.append(i)
+        for g in groups:
+            g.table = CellTable(g.keys.size, g.keys.size <= spec.dense_limit, *self._tshape)
+            g.steps, g.tables = self._plan_steps(g.keys, g.members)
+        self._direct = _DirectPlan(tgt[0], groups)
+
+    def _direct_fits(self, n: int) -> bool:
+        """True if the direct build applies and this batch cannot exceed the budget even if
+        every event made a new cell in every cuboid (then no exact check is needed)."""
+        if self._direct is None:
+            return False
+        total = 0
+        for c in self.cuboids:
+            have = c.table.n_cells
+            total += have + min(n, max(0, c.n_possible - have))
+        return total <= self.spec.cell_budget
 
     def _setup_retention(self):
         spec = self.spec
@@ -360,7 +443,18 @@ class Cube:
         return rows, vrows, hrows, qrows
 
     def _build_delta(self, b: BatchArrays) -> UpdateReport:
-        """Accumulate the batch into the delta tables (no lock: state is not touched)."""
+        """Accumulate the batch into the delta tables (no lock: state is not touched).
+
+        In the direct mode (``_plan_direct``) nothing is built here: the commit accumulates the
+        events under the lock.
+        """
+        if self._direct_fits(b.n):
+            self._mode = "direct"
+            self._deltas = {}
+            rep = UpdateReport(b.n, b.n, 0)
+            self._time_info(b, rep)
+            return rep
+        self._mode = "delta"
         base = self._base_delta
         base.clear()
         base.reserve(min(b.n, base.keyspace))   # no growth inside the kernel for this batch
@@ -369,19 +463,7 @@ class Cube:
         cube_pack_keys(b.codes, rows, self.base_keys.strides, keys)
         rejected = base.accumulate(keys, b, vrows, self.mom, hrows, qrows, self._q_min, self._q_ilg)
         self._deltas: dict[int, CellTable] = {}
-        for st in self._delta_steps:
-            parent = base if st.parent < 0 else self._deltas[st.parent]
-            if st.plan is None:
-                self._deltas[st.target] = parent
-                continue
-            n = parent.n_cells
-            keys = np.empty(n, dtype=np.int64)
-            cube_rekey(parent.cell_key, n, *st.plan.args(), st.strides, keys)
-            t = self._delta_tables[st.target]
-            t.clear()
-            t.reserve(min(n, t.keyspace))
-            t.merge_cells(keys, parent, self.mom)
-            self._deltas[st.target] = t
+        self._roll_group(base, self._delta_steps, self._delta_tables, self._deltas)
         rep = UpdateReport(b.n, b.n - rejected, rejected)
         if rejected:
             bad = np.zeros(b.n, dtype=bool)
@@ -390,11 +472,75 @@ class Cube:
             rep.rejected_rows = np.flatnonzero(bad)
             rep.rejected_by_dim = {nm: b.invalid.get(nm, 0) for nm in self.base_keys.dims
                                    if b.invalid.get(nm, 0)}
+        self._time_info(b, rep)
+        return rep
+
+    def _time_info(self, b: BatchArrays, rep: UpdateReport):
         if self._t_dim is not None:
             t = b.codes[b.dim_row[self._t_dim]]
             rep._t_batch_max = int(t.max()) if b.n else -1
             rep._t_codes = t
-        return rep
+
+    def _roll_group(self, base: CellTable, steps, tables, deltas: dict):
+        for st in steps:
+            parent = base if st.parent < 0 else deltas[st.parent]
+            if st.plan is None:
+                deltas[st.target] = parent
+                continue
+            n = parent.n_cells
+            keys = np.empty(n, dtype=np.int64)
+            cube_rekey(parent.cell_key, n, *st.plan.args(), st.strides, keys)
+            t = tables[st.target]
+            t.clear()
+            t.reserve(min(n, t.keyspace))
+            t.merge_cells(keys, parent, self.mom)
+            deltas[st.target] = t
+
+    def _commit_direct(self, b: BatchArrays, rep: UpdateReport):
+        """Direct build (caller holds the lock; ``_direct_fits`` guaranteed the budget).
+
+        Keys of the finest cuboid and of every group are packed first; a row with a code < 0 in
+        any of them is rejected from all (one mask, only built when such rows exist).
+        """
+        plan = self._direct
+        ks_b = self.base_keys
+        tcb = self.cuboids[plan.target]
+        spaces = [ks_b] + [g.keys for g in plan.groups]
+        tables = [tcb.table] + [g.table for g in plan.groups]
+        keys = []
+        bad = None
+        for ks in spaces:
+            rows = np.array([b.dim_row[n] for n in ks.dims], dtype=np.int64)
+            k = np.empty(b.n, dtype=np.int64)
+            cube_pack_keys(b.codes, rows, ks.strides, k)
+            if b.n and k.min() < 0:
+                bad = (k < 0) if bad is None else (bad | (k < 0))
+            keys.append(k)
+        if bad is not None:
+            for k in keys:
+                k[bad] = -1
+        _, vrows, hrows, qrows = self._rows(b)
+        # one allocation at most per batch instead of doublings inside the accumulation
+        tcb.table.reserve(tcb.table.n_cells + min(b.n, max(0, tcb.n_possible - tcb.table.n_cells)))
+        for g in plan.groups:
+            g.table.clear()
+            g.table.reserve(min(b.n, g.table.keyspace))
+        for k, t in zip(keys, tables):
+            saved = int(t.counters[1])
+            t.accumulate(k, b, vrows, self.mom, hrows, qrows, self._q_min, self._q_ilg)
+            t.counters[1] = saved
+        deltas: dict[int, CellTable] = {}
+        for g in plan.groups:
+            self._roll_group(g.table, g.steps, g.tables, deltas)
+        for i, d in deltas.items():
+            self.cuboids[i].table.merge_cells(d.cell_key, d, self.mom)
+        if bad is not None:
+            rep.n_rejected = int(np.count_nonzero(bad))
+            rep.n_applied = b.n - rep.n_rejected
+            rep.rejected_rows = np.flatnonzero(bad)
+            read = [n for n in self.dims if any(n in ks.dims for ks in spaces)]
+            rep.rejected_by_dim = {n: int(np.count_nonzero(b.codes[b.dim_row[n]] < 0)) for n in read}
+            rep.rejected_by_dim = {n: c for n, c in rep.rejected_by_dim.items() if c}
 
     def _new_cells(self) -> list[int]:
         out = []
@@ -405,6 +551,8 @@ class Cube:
 
     def _check_budget(self):
         """Raise CubeBudgetError if applying the pending delta would exceed the budget."""
+        if self._mode == "direct":
+            return     # _direct_fits bounded the growth already
         new = self._new_cells()
         total = self.n_cells + sum(new)
         if total > self.spec.cell_budget:
@@ -418,10 +566,13 @@ class Cube:
 
     def _commit(self, b: BatchArrays, rep: UpdateReport):
         """Merge the pending deltas into the state (caller holds the lock, budget checked)."""
-        for i, cb in enumerate(self.cuboids):
-            d = self._deltas[i]
-            cb.table.reserve(cb.table.n_cells + self._pending_new[i])
-            cb.table.merge_cells(d.cell_key, d, self.mom)
+        if self._mode == "direct":
+            self._commit_direct(b, rep)
+        else:
+            for i, cb in enumerate(self.cuboids):
+                d = self._deltas[i]
+                cb.table.reserve(cb.table.n_cells + self._pending_new[i])
+                cb.table.merge_cells(d.cell_key, d, self.mom)
         self.n_rows += rep.n_applied
         self.n_rejected += rep.n_rejected
         if self._t_dim is not None:
@@ -472,7 +623,14 @@ class Cube:
     @property
     def nbytes(self) -> int:
         """Bytes held by the state and the per-batch delta buffers."""
-        tabs = [c.table for c in self.cuboids] + [self._base_delta] + list(self._delta_tables.values())
+        return int(sum(c.table.nbytes for c in self.cuboids) + self._delta_nbytes())
+
+    def _delta_nbytes(self) -> int:
+        tabs = list(self._delta_tables.values())
+        if self._base_delta_t is not None:
+            tabs.append(self._base_delta_t)
+        for g in (self._direct.groups if self._direct is not None else ()):
+            tabs += [g.table] + list(g.tables.values())
         return int(sum(t.nbytes for t in tabs))
 
     def memory_report(self) -> dict:
@@ -480,7 +638,8 @@ class Cube:
         rep = {"cuboids": [{"dims": c.dims, "stored": c.keys.dims, "cells": c.table.n_cells,
                             "layout": "dense" if c.table.dense else "hashed",
                             "nbytes": c.table.nbytes} for c in self.cuboids]}
-        rep["delta_nbytes"] = self._base_delta.nbytes + sum(t.nbytes for t in self._delta_tables.values())
+        rep["delta_nbytes"] = self._delta_nbytes()
+        rep["build"] = "direct" if self._direct is not None else "delta"
         rep["cells"] = self.n_cells
         rep["cell_budget"] = self.spec.cell_budget
         rep["nbytes"] = self.nbytes
@@ -503,6 +662,7 @@ class Cube:
             raise ValueError("merge needs a cube with the same dimensions, measures and cuboids")
         with self._wlock, other._lock:
             with self._lock:
+                self._mode = "delta"
                 self._deltas = {i: c.table for i, c in enumerate(other.cuboids)}
                 try:
                     self._check_budget()
@@ -535,6 +695,8 @@ class Cube:
                  "retention_ms": -1 if spec.retention_ms is None else int(spec.retention_ms),
                  "time_dimension": spec.time_dimension or "", "time_origin_ms": int(spec.time_origin_ms),
                  "dense_limit": int(spec.dense_limit), "hll_p": int(spec.hll_p),
+                 "direct_min_keys": int(spec.direct_min_keys),
+                 "direct_group_max_keys": int(spec.direct_group_max_keys),
                  "quantile_alpha": float(spec.quantile_alpha), "quantile_min": float(spec.quantile_min),
                  "quantile_max": float(spec.quantile_max), "version": self.version,
                  "n_rows": self.n_rows, "n_rejected": self.n_rejected, "n_expired": self.n_expired,
@@ -574,6 +736,8 @@ class Cube:
             retention_ms=None if int(d["retention_ms"]) < 0 else int(d["retention_ms"]),
             time_dimension=str(d["time_dimension"]) or None, source=str(d["source"]),
             time_origin_ms=int(d["time_origin_ms"]), dense_limit=int(d["dense_limit"]),
+            direct_min_keys=int(d.get("direct_min_keys", 1 << 18)),
+            direct_group_max_keys=int(d.get("direct_group_max_keys", 1 << 18)),
             hll_p=int(d["hll_p"]), quantile_alpha=float(d["quantile_alpha"]),
             quantile_min=float(d["quantile_min"]), quantile_max=float(d["quantile_max"]), values=values)
         cube = cls(spec, topology, dimensions=dimensions, name=str(d["name"]))

@@ -107,6 +107,13 @@ class CubeSpec:
     quantile_alpha, quantile_min, quantile_max : float
         Percentile sketch relative accuracy and value range (values below ``quantile_min``
         report as 0, above ``quantile_max`` as the top bucket).
+    direct_min_keys : int
+        When the finest stored key space has at least this many keys (element x service x
+        hour ...), batches are accumulated straight into that cuboid's state and the other
+        cuboids are rolled up from small deltas fed by the events (the *direct build*), as long
+        as the batch cannot exceed ``cell_budget``; otherwise through a per-batch delta.
+    direct_group_max_keys : int
+        Largest key space of a small delta in the direct build (else the delta build is used).
     values : dict name -> callable(BatchContext) -> array or None, optional
         Custom value fields (hash fields too, for ``distinct``); ``None`` declares a field that
         only ``Cube.update_codes`` supplies.
@@ -126,6 +133,8 @@ class CubeSpec:
     quantile_min: float = 1.0
     quantile_max: float = 1e10
     values: dict | None = None
+    direct_min_keys: int = 1 << 18
+    direct_group_max_keys: int = 1 << 18
 
     def validate(self):
         if not 4 <= int(self.hll_p) <= 16:
