@@ -48,6 +48,22 @@ __all__ = ["Cube", "CubeSet", "CubeSpec", "CubeView", "CubeBudgetError", "Measur
            "UpdateReport", "explore_summary", "explore_spec", "to_pandas", "hll_relative_error"]
 
 _OUT_DENSE_MAX = 1 << 20
+_RESULT_CACHE_SIZE = 256
+
+
+def _freeze(where: dict):
+    """A hashable, order-independent form of a ``where`` dict (the query cache key)."""
+    out = []
+    for k in sorted(where):
+        v = where[k]
+        if isinstance(v, tuple):
+            out.append((k, "range", v))
+        elif isinstance(v, (list, set, frozenset, np.ndarray)):
+            vals = np.asarray(list(v) if isinstance(v, (set, frozenset)) else v)
+            out.append((k, "in", tuple(sorted(set(vals.tolist()), key=repr))))
+        else:
+            out.append((k, "eq", v.item() if hasattr(v, "item") else v))
+    return tuple(out)
 
 
 class CubeBudgetError(RuntimeError):
@@ -185,6 +201,8 @@ class Cube:
         self.n_rejected = 0
         self.n_expired = 0
         self._decode_cache: dict = {}
+        self._result_cache: dict = {}      # query key -> result, valid for self._cache_version
+        self._cache_version = -1
 
     # ---- set-up ----------------------------------------------------------------------------
     def _setup_measures(self):
@@ -794,7 +812,7 @@ class Cube:
         self._decode_cache[key] = (self.version, out[0])
         return out[0]
 
-    def query(self, by=(), where: dict | None = None, measures=None) -> np.ndarray:
+    def query(self, by=(), where: dict | None = None, measures=None, *, _shared=False) -> np.ndarray:
         """Group-by ``by`` over the rows matching ``where``, from the smallest covering cuboid.
 
         Parameters
@@ -812,6 +830,12 @@ class Cube:
             One row per group (sorted by the group codes): a column per dimension (labels) and
             per measure.
 
+        Notes
+        -----
+        Results are cached per cube version: a repeated query between two batches costs a copy;
+        every batch (or merge, roll, topology change) invalidates the cache, so a result never
+        mixes batches.
+
         Raises
         ------
         ValueError
@@ -825,23 +849,40 @@ class Cube:
         self._check_dims(list(where), "where")
         ms = self._select_measures(measures)
         needed = list(dict.fromkeys(list(by) + list(where)))
+        ckey = (by, _freeze(where), tuple(m.name for m in ms))
         with self._lock:
-            ci = self.answering_cuboid(needed)
-            src = self.cuboids[ci].table
-            n = src.n_cells
-            mask = None
-            for nm, cond in where.items():
-                m = self._filter(nm, self._codes(ci, nm), cond)
-                mask = m if mask is None else mask & m
-            ks = KeySpace.of(by, self.all_dims)
-            keys = np.zeros(n, dtype=np.int64)
-            for j, nm in enumerate(by):
-                keys += self._codes(ci, nm) * ks.strides[j]
-            if mask is not None:
-                keys[~mask] = -1
-            dense = ks.size <= max(_OUT_DENSE_MAX // 16, 4 * n)
-            out = CellTable(ks.size, dense, *self._tshape, capacity=min(n, ks.size) if n else 1)
-            out.merge_cells(keys, src, self.mom, n)
+            if self._cache_version != self.version:
+                self._result_cache.clear()
+                self._decode_cache.clear()
+                self._cache_version = self.version
+            hit = self._result_cache.get(ckey)
+            if hit is None:
+                hit = self._query(by, where, ms, needed)
+                if len(self._result_cache) >= _RESULT_CACHE_SIZE:
+                    self._result_cache.pop(next(iter(self._result_cache)))
+                self._result_cache[ckey] = hit
+            return hit if _shared else hit.copy()
+
+    def _query(self, by, where, ms, needed) -> np.ndarray:
+        """The group-by itself (caller holds the lock; ``query`` caches the result)."""
+        ci = self.answering_cuboid(needed)
+        src = self.cuboids[ci].table
+        n = src.n_cells
+        mask = None
+        for nm, cond in where.items():
+            m = self._filter(nm, self._codes(ci, nm), cond)
+            mask = m if mask is None else mask & m
+        ks = KeySpace.of(by, self.all_dims)
+        if not where and by == self.cuboids[ci].keys.dims:
+            return self._finalize(src, ks, by, ms)    # the cuboid itself: no roll-up
+        keys = np.zeros(n, dtype=np.int64)
+        for j, nm in enumerate(by):
+            keys += self._codes(ci, nm) * ks.strides[j]
+        if mask is not None:
+            keys[~mask] = -1
+        dense = ks.size <= max(_OUT_DENSE_MAX // 16, 4 * n)
+        out = CellTable(ks.size, dense, *self._tshape, capacity=min(n, ks.size) if n else 1)
+        out.merge_cells(keys, src, self.mom, n)
         return self._finalize(out, ks, by, ms)
 
     def _filter(self, name: str, codes: np.ndarray, cond) -> np.ndarray:
@@ -1025,7 +1066,7 @@ class CubeView:
         """The ``k`` groups with the largest (or smallest) ``measure`` (NaN last), best first."""
         if int(k) < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        res = self.result()
+        res = self.cube.query(self.by, self.where, _shared=True)   # cached until the next batch
         name = measure if measure in (res.dtype.names or ()) else Measure.parse(measure).name
         if name not in res.dtype.names:
             raise ValueError(f"unknown measure {measure!r}; columns are {res.dtype.names}")
