@@ -80,7 +80,7 @@ def test_bench_ours_seasonal_threshold(benchmark, data):
     ts, slot, value, cuts, order = data
     small = slice(0, min(len(ts), 1000))
     _ours(AnomalyDetector(N_SLOTS), ts[small], slot[small], value[small], np.array([0, small.stop]))  # JIT
-    benchmark.pedantic(_ours, setup=lambda: ((_fresh(), ts, slot, value, cuts), {}), rounds=3, iterations=1)
+    benchmark.pedantic(_ours, setup=lambda: ((_fresh(), ts, slot, value, cuts), {}), rounds=5, iterations=1)
     _report(benchmark, len(ts), f"ours (seasonal + self-tuned threshold + CUSUM + episodes), {order}")
 
 

@@ -32,9 +32,12 @@ update is Robbins-Monro stochastic approximation of the (1 - p) quantile of |z| 
 total, the realised exceedance rate tends to p whatever the distribution of z, as long as thr
 stays inside its bounds. CUSUM: Page (1954), with the change-point estimate at the last reset of the statistic.
 """
+import math
+
 import numpy as np
 
 from ._numba import kernel
+from .ewm import PREFETCH_AHEAD, prefetch_at, prefetch_row
 
 # ---- per-slot state: hot fields (read every event, one 64-byte line per slot) ---------------
 F_LEVEL = 0      # deseasonalised level
@@ -64,6 +67,7 @@ SEAS_N_MAX = 255  # visits per phase bucket are counted up to here (uint8 state)
 G_GAIN = 0       # network-wide threshold gain >= 1 (alert budget)
 G_EVENTS = 1     # events scored
 G_ALARMS = 2     # alarm points
+G_INVALID = 3    # events skipped for a non-finite value
 N_GLOBAL = 4
 
 # ---- episode row kinds -----------------------------------------------------------------------
@@ -97,10 +101,19 @@ def detect_init(st, thr_init):
         st[s, F_THR] = thr_init
 
 
+def threshold_steps(target_p, eta):
+    """Multiplicative steps ``(thr_up, thr_dn) = (exp(eta (1 - p)), exp(-eta p))`` of the threshold.
+
+    Log-additive steps: log thr moves by ``eta * (1{exceed} - p)``, so the exceedance count stays
+    within ``(log(thr_max) - log(thr_min)) / eta`` of ``p * n``, exactly.
+    """
+    return math.exp(eta * (1.0 - target_p)), math.exp(-eta * target_p)
+
+
 @kernel
 def detect_batch(ts_ms, slot, value, thr_mult,
                  season_ms, n_phase, a_level, a_season, a_scale, huber_c,
-                 floor_abs, floor_rel, warmup, target_p, eta, thr_min, thr_max,
+                 floor_abs, floor_rel, warmup, thr_up, thr_dn, thr_min, thr_max,
                  budget_p, eta_gain, gain_max, cusum_k, cusum_h, cusum_clip, close_after, confirm,
                  st, nobs_arr, sx, open_dir, run, seas, seas_n, g,
                  z_out, base_out, thr_out, flags_out,
@@ -113,8 +126,9 @@ def detect_batch(ts_ms, slot, value, thr_mult,
         Event time and dense slot of each event, processed in this order.
     value : float64 array (n,)
         Observed values; NaN/inf are skipped (flag ``FLAG_INVALID``) and change nothing.
-    thr_mult : float64 array (n,)
-        Threshold multiplier per event (calendar widening); 1.0 for none.
+    thr_mult : float64 array (n,) or (0,)
+        Threshold multiplier per event (calendar widening); an empty array means 1.0 for all
+        (no stream to read).
     season_ms : int
         Season length in ms (e.g. one week); 0 disables the seasonal profile.
     n_phase : int
@@ -130,10 +144,12 @@ def detect_batch(ts_ms, slot, value, thr_mult,
         Relative floor: sigma >= ``floor_abs[slot] + floor_rel * |baseline|`` (flat series).
     warmup : int
         Observations per slot before alarms are raised.
-    target_p : float
-        Target false-alarm rate per observation of the self-tuned threshold.
-    eta : float
-        Step of the threshold quantile tracker on log(thr).
+    thr_up, thr_dn : float
+        Multiplicative steps of the self-tuned threshold: ``exp(eta * (1 - p))`` after an
+        exceedance and ``exp(-eta * p)`` otherwise, for the target false-alarm rate ``p`` per
+        observation and the step ``eta`` on log(thr) (:func:`threshold_steps`). They come in
+        precomputed: computed inside, the compiler merged the two ``exp`` into one
+        ``exp(select(...))`` evaluated on every event.
     thr_min, thr_max : float
         Bounds of the self-tuned threshold.
     budget_p : float
@@ -158,7 +174,7 @@ def detect_batch(ts_ms, slot, value, thr_mult,
     seas : float64 (n_phase, n_slots); seas_n : uint8 (n_phase, n_slots)
         Seasonal offsets and visits per bucket (phase-major: one interval's slots share a row).
     g : float64 (N_GLOBAL,)
-        Global state (budget gain, counters).
+        Global state (budget gain, counters of scored, alarm and invalid events).
     z_out, base_out, thr_out : float64 (n,); flags_out : int8 (n,)
         Per-event outputs: score, baseline and effective threshold before the update, flags.
     ep_* : arrays (n,)
@@ -175,18 +191,30 @@ def detect_batch(ts_ms, slot, value, thr_mult,
     gain = g[G_GAIN]
     use_season = season_ms > 0 and n_phase > 0
     phase_ms = season_ms // n_phase if use_season else 1
-    # log-additive steps: log thr moves by eta * (1{exceed} - p), so the exceedance count stays
-    # within (log(thr_max) - log(thr_min)) / eta of p * n, exactly
-    thr_up = np.exp(eta * (1.0 - target_p))
-    thr_dn = np.exp(-eta * target_p)
+    use_mult = thr_mult.shape[0] > 0
     n_scored = 0
     n_alarms = 0
+    n_invalid = 0
     # running means switch to EW factors once 1/count drops below them: compare counts instead
     # of dividing on every event (same values, fewer divisions)
     inv_al = 1.0 / a_level
     inv_as = 1.0 / a_season
     inv_asc = 1.0 / a_scale
+    # phase of the season: two integer divisions, recomputed only when the event time leaves
+    # the phase bucket of the previous event (a PM batch shares one time)
+    ph = 0
+    ph_lo = 1
+    ph_hi = 0
     for i in range(n):
+        if i + PREFETCH_AHEAD < n:
+            # the state of the event a few positions ahead: overlaps its cache misses with this
+            # event's arithmetic when slots arrive in a random order (no effect on any result)
+            s_ahead = slot[i + PREFETCH_AHEAD]
+            prefetch_row(st, s_ahead)
+            prefetch_row(nobs_arr, s_ahead)
+            prefetch_row(floor_abs, s_ahead)
+            if use_season:
+                prefetch_at(seas, ph, s_ahead)
         s = slot[i]
         x = value[i]
         t = ts_ms[i]
@@ -196,16 +224,22 @@ def detect_batch(ts_ms, slot, value, thr_mult,
             base_out[i] = np.nan
             thr_out[i] = np.nan
             flags_out[i] = FLAG_INVALID
+            n_invalid += 1
             continue
         nobs = nobs_arr[s]
-        ph = 0
         sc = 0.0
         cnt = 0
         if use_season:
-            ph = (t // phase_ms) % n_phase
+            if t < ph_lo or t >= ph_hi:
+                q = t // phase_ms
+                ph = q % n_phase
+                ph_lo = q * phase_ms
+                ph_hi = ph_lo + phase_ms
             cnt = seas_n[ph, s]
             if cnt > 0:
                 sc = seas[ph, s]
+        mult = thr_mult[i] if use_mult else 1.0
+        thr = st[s, F_THR]
         if nobs == 0:
             # first observation: it becomes the level, nothing to score against
             st[s, F_LEVEL] = x - sc
@@ -215,20 +249,20 @@ def detect_batch(ts_ms, slot, value, thr_mult,
                 seas[ph, s] = 0.0
             z_out[i] = 0.0
             base_out[i] = x
-            thr_out[i] = st[s, F_THR] * thr_mult[i] * gain
+            thr_out[i] = thr * mult * gain
             flags_out[i] = 0
             continue
         level = st[s, F_LEVEL]
+        scale = st[s, F_SCALE]
         baseline = level + sc
         r = x - baseline
-        sigma = SQRT_HALF_PI * st[s, F_SCALE]
+        sigma = SQRT_HALF_PI * scale
         fl = floor_abs[s] + floor_rel * abs(baseline)
         if sigma < fl:
             sigma = fl
         z = r / sigma
         az = abs(z)
-        thr = st[s, F_THR]
-        thr_eff = thr * thr_mult[i] * gain
+        thr_eff = thr * mult * gain
         warm = nobs >= warmup
         alarm = warm and az > thr_eff
         if warm:
@@ -261,7 +295,7 @@ def detect_batch(ts_ms, slot, value, thr_mult,
             elif z < -huber_c:
                 rc = -huber_c * sigma
         al = a_level if nobs + 1.0 > inv_al else 1.0 / (nobs + 1.0)
-        st[s, F_LEVEL] = level + al * rc
+        level = level + al * rc
         if use_season:
             a_s = a_season if cnt + 1.0 > inv_as else 1.0 / (cnt + 1.0)
             # the deseasonalised residual left after the level moved is folded into the bucket
@@ -275,7 +309,7 @@ def detect_batch(ts_ms, slot, value, thr_mult,
             # after warm-up the scale update is clipped too; before it the scale must be free
             # to grow from the floor to the series' real spread
             ar = cap
-        st[s, F_SCALE] += asc * (ar - st[s, F_SCALE])
+        st[s, F_SCALE] = scale + asc * (ar - scale)
         if nobs < N_MAX:
             nobs_arr[s] = nobs + 1
         # ---- CUSUM change detection ----------------------------------------------------
@@ -295,30 +329,24 @@ def detect_batch(ts_ms, slot, value, thr_mult,
             ndn = st[s, F_NDN] + 1.0 if dn else 0.0
             cup = cup if up else 0.0
             cdn = cdn if dn else 0.0
-            st[s, F_TRUN] = t if (nup == 1.0 or ndn == 1.0) else st[s, F_TRUN]
-            st[s, F_NUP] = nup
-            st[s, F_NDN] = ndn
-            st[s, F_CUP] = cup
-            st[s, F_CDN] = cdn
+            trun = t if (nup == 1.0 or ndn == 1.0) else st[s, F_TRUN]
             if cup > cusum_h or cdn > cusum_h:
                 if cup >= cdn:
                     d = 1
-                    shift = (cup / st[s, F_NUP] + cusum_k) * sigma
-                    t0 = st[s, F_TRUN]
+                    shift = (cup / nup + cusum_k) * sigma
                 else:
                     d = -1
-                    shift = -(cdn / st[s, F_NDN] + cusum_k) * sigma
-                    t0 = st[s, F_TRUN]
+                    shift = -(cdn / ndn + cusum_k) * sigma
                 # re-baseline: move the level to the new regime instead of alarming forever
-                st[s, F_LEVEL] += shift
-                st[s, F_CUP] = 0.0
-                st[s, F_CDN] = 0.0
-                st[s, F_NUP] = 0.0
-                st[s, F_NDN] = 0.0
+                level += shift
+                cup = 0.0
+                cdn = 0.0
+                nup = 0.0
+                ndn = 0.0
                 flags |= FLAG_CHANGE
                 ep_idx[n_rows] = i
                 ep_kind[n_rows] = KIND_CHANGE
-                ep_start[n_rows] = np.int64(t0)
+                ep_start[n_rows] = np.int64(trun)
                 ep_end[n_rows] = t
                 ep_peak[n_rows] = abs(shift) / sigma
                 ep_dir[n_rows] = d
@@ -326,6 +354,12 @@ def detect_batch(ts_ms, slot, value, thr_mult,
                 ep_thr[n_rows] = cusum_h
                 ep_value[n_rows] = x
                 n_rows += 1
+            st[s, F_TRUN] = trun
+            st[s, F_NUP] = nup
+            st[s, F_NDN] = ndn
+            st[s, F_CUP] = cup
+            st[s, F_CDN] = cdn
+        st[s, F_LEVEL] = level
         # ---- episodes ------------------------------------------------------------------
         if alarm:
             flags |= FLAG_ALARM
@@ -389,6 +423,7 @@ def detect_batch(ts_ms, slot, value, thr_mult,
     g[G_GAIN] = gain
     g[G_EVENTS] += n_scored
     g[G_ALARMS] += n_alarms
+    g[G_INVALID] += n_invalid
     return n_rows
 
 
