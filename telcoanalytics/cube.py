@@ -37,8 +37,9 @@ from kernels.cube import cube_code_stats, cube_decode, cube_pack_keys, cube_reke
 from kernels.hll import hll_estimate
 from kernels.qsketch import qs_quantiles
 
-from .cube_dims import (BatchArrays, BatchContext, Dimension, ValueField, builtin_dimension,
-                        builtin_value, prepare_batch, splitmix64, time_granularity_ms)
+from .cube_dims import (ATTRIBUTE_NAMES, BatchArrays, BatchContext, Dimension, TopologySlots,
+                        ValueField, builtin_dimension, builtin_value, prepare_batch, splitmix64,
+                        time_granularity_ms)
 from .cube_spec import (CubeSpec, DerivePlan, KeySpace, Measure, covers, reduce_dims,
                         resolve_cuboids)
 from .cube_table import CellTable
@@ -151,7 +152,8 @@ class Cube:
     """
 
     def __init__(self, spec: CubeSpec, topology: Topology | None = None, *,
-                 dimensions: dict[str, Dimension] | None = None, name: str = "cube", _lock=None):
+                 dimensions: dict[str, Dimension] | None = None, name: str = "cube", _lock=None,
+                 _slots: TopologySlots | None = None):
         if not isinstance(spec, CubeSpec):
             raise ValueError(f"spec must be a CubeSpec, got {type(spec).__name__}")
         spec.validate()
@@ -161,12 +163,13 @@ class Cube:
         self._lock = _lock or _new_lock()
         self._wlock = threading.Lock()    # one writer at a time (the delta buffers are shared)
         self.dims: dict[str, Dimension] = {}
+        self._slots = _slots if _slots is not None or topology is None else TopologySlots.initial(topology)
         shared = dimensions if dimensions is not None else {}
         for d in spec.dimensions:
             if isinstance(d, Dimension):
                 dim = d
             elif isinstance(d, str):
-                dim = shared.get(d) or builtin_dimension(d, topology, spec.time_origin_ms)
+                dim = shared.get(d) or builtin_dimension(d, topology, spec.time_origin_ms, self._slots)
             else:
                 raise ValueError(f"a dimension is a name or a Dimension, got {d!r}")
             if dim.name in self.dims:
@@ -178,7 +181,7 @@ class Cube:
             for target in d.derive:
                 if target not in self.all_dims:
                     self.all_dims[target] = shared.get(target) or builtin_dimension(
-                        target, topology, spec.time_origin_ms)
+                        target, topology, spec.time_origin_ms, self._slots)
         self._setup_measures()
         names = list(self.dims)
         groups = resolve_cuboids(spec.cuboids, names)
@@ -633,6 +636,79 @@ class Cube:
             self._apply_retention(self._t_max - self._retention_buckets + 1)
             self.version += 1
 
+    # ---- topology changes ----------------------------------------------------------------------
+    def set_topology(self, topology: Topology, changes: list | None = None) -> "Cube":
+        """Follow a new topology version while data flows (no state is lost).
+
+        Parameters
+        ----------
+        topology : Topology
+            The new topology, from ``Topology.add_elements`` / ``rehome_elements`` /
+            ``retire_elements`` / ``set_attributes`` ... or ``Topology.reconcile``.
+        changes : list of TopologyChange, optional
+            The changes leading from the cube's topology to ``topology`` (their ``old_to_new``
+            maps renumber nodes, e.g. after ``compact``). Without them, dense indices must be
+            stable (append-only changes), which is checked.
+
+        Returns
+        -------
+        Cube
+            ``self``.
+
+        Raises
+        ------
+        ValueError
+            If the cube has no topology, the levels differ, or without ``changes`` a node of the
+            old topology is missing or renumbered in the new one.
+
+        Notes
+        -----
+        New elements get codes. A re-homed element (or one whose equipment class / vendor /
+        technology changed) gets a new code for the events after the change: cells already
+        accumulated keep the parent (site, region) and attributes their events had, new events
+        roll up to the new parent. Grouping or filtering by the element itself merges its codes,
+        so it still shows as one row. Retired elements keep their history (their codes stay).
+        See :class:`cube_dims.TopologySlots`.
+        """
+        if self.topology is None or self._slots is None:
+            raise ValueError(f"cube {self.name!r} was built without a topology; nothing to change")
+        slots = self._slots.advance(topology, _compose_maps(self.topology, topology, changes))
+        dims = {n: d for n, d in self.all_dims.items() if not _is_topology_dim(d, topology)}
+        self._retopologize(topology, slots, dims)
+        return self
+
+    def topology_changed(self, topology: Topology, changes: list | None = None) -> None:
+        """Pipeline hook (``Pipeline.change_topology``): same as :meth:`set_topology`."""
+        self.set_topology(topology, changes)
+
+    def _retopologize(self, topology: Topology, slots: TopologySlots, dims: dict[str, Dimension]):
+        """Rebuild the dimensions for ``slots`` and move every cell to the new key layout."""
+        with self._wlock, self._lock:
+            new = Cube(self.spec, topology, dimensions=dims, name=self.name, _lock=self._lock,
+                       _slots=slots)
+            for co, cn in zip(self.cuboids, new.cuboids):
+                if co.keys.dims != cn.keys.dims:    # pragma: no cover - same derivation structure
+                    raise RuntimeError(f"cuboid {co.dims} changed its stored dimensions")
+                n = co.table.n_cells
+                if n == 0:
+                    continue
+                old = co.table.cell_key[:n]
+                if np.array_equal(co.keys.radix, cn.keys.radix):
+                    keys = old.copy()
+                else:     # a dimension outgrew its power-of-two radix: re-pack the codes
+                    keys = np.zeros(n, dtype=np.int64)
+                    for j in range(len(co.keys.dims)):
+                        code = (old >> co.keys.shifts[j]) & (co.keys.radix[j] - 1)
+                        keys += code << cn.keys.shifts[j]
+                cn.table.reserve(n)
+                cn.table.merge_cells(keys, co.table, self.mom, n)
+                cn.table.counters[1] = co.table.counters[1]
+            for attr in ("version", "n_rows", "n_rejected", "n_expired", "_t_max"):
+                setattr(new, attr, getattr(self, attr))
+            new.version += 1
+            new._wlock = self._wlock
+            self.__dict__.update(new.__dict__)
+
     # ---- reporting -------------------------------------------------------------------------
     @property
     def n_cells(self) -> int:
@@ -724,6 +800,8 @@ class Cube:
                 d.update(cb.table.to_state(f"cuboid{i}."))
             if self.topology is not None:
                 d.update(_topology_state(self.topology))
+            if self._slots is not None:
+                d.update(self._slots.to_state())
         return d
 
     @classmethod
@@ -746,6 +824,7 @@ class Cube:
                              "from_state(d, dimensions={name: Dimension})")
         if topology is None and "topology.levels" in d:
             topology = _topology_from_state(d)
+        slots = TopologySlots.from_state(d) if "slots.levels" in d else None
         spec = CubeSpec(
             dimensions=[dimensions.get(str(n), str(n)) for n in d["dimensions"]],
             measures=[str(m) for m in d["measures"]],
@@ -758,7 +837,7 @@ class Cube:
             direct_group_max_keys=int(d.get("direct_group_max_keys", 1 << 18)),
             hll_p=int(d["hll_p"]), quantile_alpha=float(d["quantile_alpha"]),
             quantile_min=float(d["quantile_min"]), quantile_max=float(d["quantile_max"]), values=values)
-        cube = cls(spec, topology, dimensions=dimensions, name=str(d["name"]))
+        cube = cls(spec, topology, dimensions=dimensions, name=str(d["name"]), _slots=slots)
         for i, cb in enumerate(cube.cuboids):
             cb.table.load_state(d, f"cuboid{i}.")
         cube.version = int(d["version"])
@@ -809,8 +888,12 @@ class Cube:
         plan = DerivePlan.build(cb.keys, [name], self.all_dims)
         out = np.empty((1, n), dtype=np.int64)
         cube_decode(cb.table.cell_key, n, *plan.args(), out)
-        self._decode_cache[key] = (self.version, out[0])
-        return out[0]
+        codes = out[0]
+        canon = self.all_dims[name].canon
+        if canon is not None:     # versioned topology codes: group by the node, not the slot
+            codes = canon[codes]
+        self._decode_cache[key] = (self.version, codes)
+        return codes
 
     def query(self, by=(), where: dict | None = None, measures=None, *, _shared=False) -> np.ndarray:
         """Group-by ``by`` over the rows matching ``where``, from the smallest covering cuboid.
@@ -967,6 +1050,36 @@ class Cube:
         for (nm, _), c in zip(dtypes, cols):
             out[nm] = c
         return out
+
+
+def _is_topology_dim(dim: Dimension, topology: Topology) -> bool:
+    return dim.recipe == "builtin" and (dim.name in topology.levels or dim.name in ATTRIBUTE_NAMES)
+
+
+def _compose_maps(old: Topology, new: Topology, changes) -> dict | None:
+    """Old-to-new dense index per level across ``changes``; None when indices are stable.
+
+    Raises
+    ------
+    ValueError
+        Without changes, if an old node is missing or renumbered in ``new``.
+    """
+    if changes:
+        out = {}
+        for lv in old.levels:
+            m = np.arange(old.n_nodes(lv), dtype=np.int64)
+            for ch in changes:
+                o2n = np.asarray(ch.old_to_new[lv], dtype=np.int64)
+                m = np.where(m >= 0, o2n[np.maximum(m, 0)], -1)
+            out[lv] = m
+        return out
+    for lv in old.levels:
+        n = old.n_nodes(lv)
+        if lv not in new.ids or new.n_nodes(lv) < n or not np.array_equal(new.ids[lv][:n], old.ids[lv]):
+            raise ValueError(f"the new topology renumbers or drops {lv} nodes; pass the changes "
+                             "(from Topology.add_elements / rehome_elements / ... or "
+                             "Topology.reconcile(new)) so the cube can follow them")
+    return None
 
 
 def _measure_str(m: Measure) -> str:
@@ -1138,6 +1251,7 @@ class CubeSet:
         self._lock = _new_lock()
         self._wlock = threading.Lock()
         self.dimensions: dict[str, Dimension] = dict(dimensions or {})
+        self._slots = TopologySlots.initial(topology) if topology is not None else None
         self.cubes: dict[str, Cube] = {}
         for nm, spec in (specs or {}).items():
             self.add(nm, spec)
@@ -1148,7 +1262,8 @@ class CubeSet:
         if spec.source != self.source:
             raise ValueError(f"cube {name!r} reads source {spec.source!r} but the set reads "
                              f"{self.source!r}; use one CubeSet per source")
-        cube = Cube(spec, self.topology, dimensions=self.dimensions, name=name, _lock=self._lock)
+        cube = Cube(spec, self.topology, dimensions=self.dimensions, name=name, _lock=self._lock,
+                    _slots=self._slots)
         for dn, dim in cube.all_dims.items():
             self.dimensions.setdefault(dn, dim)
         with self._lock:
@@ -1206,6 +1321,36 @@ class CubeSet:
         """Context manager: queries on any cubes of the set inside it see the same batches."""
         return self._lock
 
+    def set_topology(self, topology: Topology, changes: list | None = None) -> "CubeSet":
+        """Follow a new topology version with every cube (see :meth:`Cube.set_topology`).
+
+        The versioned codes are computed once and shared; no query sees some cubes changed and
+        others not. Batches after the call must be coded with ``topology`` (``update`` does it).
+
+        Raises
+        ------
+        ValueError
+            If the set has no topology, the levels differ, or without ``changes`` the new
+            topology renumbers nodes.
+        """
+        if self.topology is None or self._slots is None:
+            raise ValueError("the cube set was built without a topology; nothing to change")
+        slots = self._slots.advance(topology, _compose_maps(self.topology, topology, changes))
+        with self._wlock, self._lock:
+            self.dimensions = {n: d for n, d in self.dimensions.items()
+                               if not _is_topology_dim(d, topology)}
+            for c in self.cubes.values():
+                c._retopologize(topology, slots, self.dimensions)
+                for dn, dim in c.all_dims.items():
+                    self.dimensions.setdefault(dn, dim)
+            self.topology = topology
+            self._slots = slots
+        return self
+
+    def topology_changed(self, topology: Topology, changes: list | None = None) -> None:
+        """Pipeline hook (``Pipeline.change_topology(target, changes)`` calls it)."""
+        self.set_topology(topology, changes)
+
     @property
     def nbytes(self) -> int:
         return sum(c.nbytes for c in self.cubes.values())
@@ -1236,6 +1381,8 @@ class CubeSet:
             cube._lock = cs._lock
             if cs.topology is None:
                 cs.topology = cube.topology
+            if cube._slots is not None:
+                cs._slots = cube._slots
             for dn, dim in cube.all_dims.items():
                 cs.dimensions.setdefault(dn, dim)
             cs.cubes[nm] = cube

@@ -128,6 +128,9 @@ class Dimension:
     recipe : str
         ``"builtin"`` for the dimensions of :func:`builtin_dimension` (rebuilt by name when a
         cube is restored) or ``"custom"`` (must be passed again to ``from_state``).
+    canon : int array or None
+        Code that queries group and filter by, per code, when several codes share a label (the
+        versioned topology codes of :class:`TopologySlots`); None: every code is its own.
     """
 
     name: str
@@ -138,6 +141,7 @@ class Dimension:
     label_scale: int = 1
     label_offset: int = 0
     recipe: str = "custom"
+    canon: np.ndarray | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -192,6 +196,8 @@ class Dimension:
             codes = np.array([self._label_index.get(x.item() if hasattr(x, "item") else x, -1)
                               for x in vals], dtype=np.int64)
             bad = codes < 0
+            if self.canon is not None and not bad.any():
+                codes = self.canon[codes]
         if bad.any():
             known = self.labels[:5].tolist() if self.labels is not None else "bucket starts"
             raise ValueError(f"dimension {self.name!r} has no value {vals[bad][0].item()!r}; "
@@ -228,11 +234,157 @@ def _lookup(table: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return out
 
 
-def _topology_dims(topology: Topology) -> dict[str, Dimension]:
+ATTRIBUTE_NAMES = {"equipment_class": EQUIPMENT_CLASSES, "vendor": VENDORS, "technology": TECHNOLOGIES}
+
+
+class TopologySlots:
+    """Versioned codes of the topology nodes: a cube's codes for region / site / element.
+
+    A *slot* is a node together with its ancestors (and, for elements, its attributes) as they
+    were when the slot was created. Initially slot ``i`` of a level is node ``i``. When a
+    topology change moves a node (re-home) or changes an element's attributes, the node gets a
+    new slot from then on; its old slot keeps the old parent. Cells accumulated before the
+    change therefore keep rolling up to the parent their events had (history is not rewritten),
+    events after it roll up to the new parent, and grouping by the node itself merges its slots
+    (``canon``: the node's first slot). Slots are append-only, so stored cell codes stay valid.
+
+    Parameters
+    ----------
+    levels : tuple of str
+    ids : dict level -> int64 array
+        External id of every slot.
+    parent : dict level -> int64 array
+        Parent slot (at the level above) of every slot of a non-root level.
+    current : dict level -> int64 array
+        Slot that new events of every node of the current topology use.
+    attrs : dict name -> int64 array
+        Attribute code of every element slot (``-1`` unknown).
+    """
+
+    def __init__(self, levels, ids, parent, current, attrs):
+        self.levels = tuple(levels)
+        self.ids = {lv: np.asarray(ids[lv], dtype=np.int64) for lv in self.levels}
+        self.parent = {lv: np.asarray(parent[lv], dtype=np.int64) for lv in self.levels[1:]}
+        self.current = {lv: np.asarray(current[lv], dtype=np.int64) for lv in self.levels}
+        self.attrs = {a: np.asarray(v, dtype=np.int64) for a, v in attrs.items()}
+
+    @classmethod
+    def initial(cls, topology: Topology) -> "TopologySlots":
+        lv = topology.levels
+        attrs = {a: np.asarray(topology.attributes[a], dtype=np.int64)
+                 for a in ATTRIBUTE_NAMES if a in topology.attributes}
+        return cls(lv, {x: topology.ids[x] for x in lv}, {x: topology.parent[x] for x in lv[1:]},
+                   {x: np.arange(topology.n_nodes(x), dtype=np.int64) for x in lv}, attrs)
+
+    @property
+    def identity(self) -> bool:
+        """True while every slot is its node (no node has moved yet)."""
+        return all(len(self.ids[lv]) == len(self.current[lv]) and
+                   np.array_equal(self.current[lv], np.arange(len(self.current[lv]))) for lv in self.levels)
+
+    def n_slots(self, level: str) -> int:
+        return len(self.ids[level])
+
+    def advance(self, topology: Topology, old_to_new: dict | None = None) -> "TopologySlots":
+        """The slots after a change to ``topology``.
+
+        Parameters
+        ----------
+        topology : Topology
+            The new topology (same levels).
+        old_to_new : dict level -> int64 array, optional
+            New dense index of every node of the previous topology (the composition of the
+            ``TopologyChange.old_to_new`` maps; -1 removed). Identity when omitted (append-only
+            changes).
+
+        Raises
+        ------
+        ValueError
+            If the levels differ.
+        """
+        if tuple(topology.levels) != self.levels:
+            raise ValueError(f"the new topology has levels {tuple(topology.levels)}, the cube was built "
+                             f"for {self.levels}; a cube cannot change its hierarchy")
+        ids = dict(self.ids)
+        parent = dict(self.parent)
+        attrs = dict(self.attrs)
+        current = {}
+        e_lv = self.levels[-1]
+        for k, lv in enumerate(self.levels):
+            n_new = topology.n_nodes(lv)
+            cur = np.full(n_new, -1, dtype=np.int64)
+            old_cur = self.current[lv]
+            o2n = (np.arange(len(old_cur), dtype=np.int64) if old_to_new is None
+                   else np.asarray(old_to_new[lv], dtype=np.int64))
+            keep = (o2n >= 0) & (o2n < n_new)
+            cur[o2n[keep]] = old_cur[keep]
+            want_parent = (current[self.levels[k - 1]][topology.parent[lv]] if k > 0 else None)
+            stale = cur < 0
+            have = np.flatnonzero(~stale)
+            if k > 0:
+                stale[have] |= parent[lv][cur[have]] != want_parent[have]
+            if lv == e_lv:
+                for a in attrs:
+                    if a in topology.attributes:
+                        want = np.asarray(topology.attributes[a], dtype=np.int64)
+                        stale[have] |= attrs[a][cur[have]] != want[have]
+            new_nodes = np.flatnonzero(stale)
+            first = len(ids[lv])
+            cur[new_nodes] = first + np.arange(len(new_nodes))
+            ids[lv] = np.concatenate([ids[lv], topology.ids[lv][new_nodes]])
+            if k > 0:
+                parent[lv] = np.concatenate([parent[lv], want_parent[new_nodes]])
+            if lv == e_lv:
+                for a in attrs:
+                    src = (np.asarray(topology.attributes[a], dtype=np.int64)[new_nodes]
+                           if a in topology.attributes else np.full(len(new_nodes), -1, dtype=np.int64))
+                    attrs[a] = np.concatenate([attrs[a], src])
+            current[lv] = cur
+        return TopologySlots(self.levels, ids, parent, current, attrs)
+
+    def slot_to(self, level: str, up: str) -> np.ndarray:
+        """Ancestor slot at level ``up`` of every slot of ``level``."""
+        k, u = self.levels.index(level), self.levels.index(up)
+        cur = np.arange(self.n_slots(level), dtype=np.int64)
+        for i in range(k, u, -1):
+            cur = self.parent[self.levels[i]][cur]
+        return cur
+
+    def canon(self, level: str) -> np.ndarray | None:
+        """First slot of the same node for every slot (None while slots are nodes)."""
+        ids = self.ids[level]
+        _, first, inv = np.unique(ids, return_index=True, return_inverse=True)
+        out = first[inv].astype(np.int64)
+        return None if np.array_equal(out, np.arange(len(ids))) else out
+
+    def to_state(self, prefix: str = "slots.") -> dict:
+        d = {f"{prefix}levels": np.array(self.levels), f"{prefix}attrs": np.array(list(self.attrs), dtype="U32")}
+        for lv in self.levels:
+            d[f"{prefix}ids.{lv}"] = self.ids[lv]
+            d[f"{prefix}current.{lv}"] = self.current[lv]
+        for lv in self.levels[1:]:
+            d[f"{prefix}parent.{lv}"] = self.parent[lv]
+        for a, v in self.attrs.items():
+            d[f"{prefix}attr.{a}"] = v
+        return d
+
+    @classmethod
+    def from_state(cls, d: dict, prefix: str = "slots.") -> "TopologySlots":
+        levels = tuple(str(x) for x in d[f"{prefix}levels"])
+        return cls(levels, {lv: d[f"{prefix}ids.{lv}"] for lv in levels},
+                   {lv: d[f"{prefix}parent.{lv}"] for lv in levels[1:]},
+                   {lv: d[f"{prefix}current.{lv}"] for lv in levels},
+                   {str(a): d[f"{prefix}attr.{a}"] for a in d[f"{prefix}attrs"]})
+
+
+def _topology_dims(topology: Topology, slots: TopologySlots | None = None) -> dict[str, Dimension]:
+    slots = slots if slots is not None else TopologySlots.initial(topology)
     dims: dict[str, Dimension] = {}
     levels = topology.levels
+    e_lv = topology.element_level
+    e_slot = slots.current[e_lv]            # slot of every element for new events
     for lv in levels:
-        table = topology.element_to(lv)
+        table = slots.slot_to(e_lv, lv)[e_slot] if len(e_slot) else np.zeros(0, dtype=np.int64)
 
         def compute(ctx, table=table):
             return _lookup(table, ctx.element_idx)
@@ -240,25 +392,25 @@ def _topology_dims(topology: Topology) -> dict[str, Dimension]:
         derive = {}
         k = levels.index(lv)
         for up in levels[:k]:
-            # ancestor of every node of level lv at level `up`
-            cur = np.arange(topology.n_nodes(lv), dtype=np.int64)
-            for i in range(k, levels.index(up), -1):
-                cur = topology.parent[levels[i]][cur]
-            derive[up] = Derivation(table=cur)
-        dims[lv] = Dimension(lv, max(topology.n_nodes(lv), 1), compute, labels=topology.ids[lv],
-                             derive=derive, recipe="builtin")
-    attr_names = {"equipment_class": EQUIPMENT_CLASSES, "vendor": VENDORS, "technology": TECHNOLOGIES}
-    e_dim = dims[topology.element_level]
-    for attr, names in attr_names.items():
-        if attr not in topology.attributes:
+            derive[up] = Derivation(table=slots.slot_to(lv, up))
+        dims[lv] = Dimension(lv, max(slots.n_slots(lv), 1), compute, labels=slots.ids[lv],
+                             derive=derive, recipe="builtin", canon=slots.canon(lv))
+    e_dim = dims[e_lv]
+    for attr, names in ATTRIBUTE_NAMES.items():
+        if attr not in slots.attrs:
             continue
-        table = np.asarray(topology.attributes[attr], dtype=np.int64)
+        per_slot = slots.attrs[attr]
+        labels = np.array(names)
+        if (per_slot < 0).any():         # an element without this attribute: code "unknown"
+            labels = np.array(list(names) + ["unknown"])
+            per_slot = np.where(per_slot < 0, len(names), per_slot)
+        table = per_slot[e_slot]
 
         def compute(ctx, table=table):
             return _lookup(table, ctx.element_idx)
 
-        dims[attr] = Dimension(attr, len(names), compute, labels=np.array(names), recipe="builtin")
-        e_dim.derive[attr] = Derivation(table=table)
+        dims[attr] = Dimension(attr, len(labels), compute, labels=labels, recipe="builtin")
+        e_dim.derive[attr] = Derivation(table=per_slot)
     return dims
 
 
@@ -301,7 +453,8 @@ def time_derivations(gran_ms: int, origin_ms: int) -> dict[str, Derivation]:
     return out
 
 
-def builtin_dimension(name: str, topology: Topology | None, time_origin_ms: int = 0) -> Dimension:
+def builtin_dimension(name: str, topology: Topology | None, time_origin_ms: int = 0,
+                      slots: TopologySlots | None = None) -> Dimension:
     """The built-in dimension called ``name``.
 
     Names: any topology level (``region``, ``site``, ``element``), ``equipment_class``,
@@ -310,13 +463,16 @@ def builtin_dimension(name: str, topology: Topology | None, time_origin_ms: int 
     ``hour``, ``day`` or ``time:<granularity_ms>`` (codes count buckets from ``time_origin_ms``),
     ``hour_of_day`` (UTC) and ``day_of_week`` (UTC, Monday first).
 
+    ``slots`` (:class:`TopologySlots`) gives the versioned codes of the topology dimensions
+    after topology changes; by default every node is its own code.
+
     Raises
     ------
     ValueError
         For an unknown name, or a topology name without a topology.
     """
     if topology is not None:
-        tdims = _topology_dims(topology)
+        tdims = _topology_dims(topology, slots)
         if name in tdims:
             return tdims[name]
     if name == "service":
