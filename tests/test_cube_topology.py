@@ -130,8 +130,10 @@ def test_single_cube_retire_and_compact(rng):
 def test_append_only_change_without_changes_and_errors(rng):
     topo = make_topology(rng)
     cube = Cube(CubeSpec(dimensions=["site", "service"], measures=["count"]), topo)
-    cube.update(make_cdr(rng, topo, 100))
     t1, _ = topo.add_elements(np.array([77_777]), parent_ids=topo.ids["site"][:1])
+    empty = Cube(CubeSpec(dimensions=["element"], measures=["count"]), topo).set_topology(t1)
+    assert empty.n_cells == 0 and empty.dims["element"].cardinality == topo.n_elements + 1
+    cube.update(make_cdr(rng, topo, 100))
     cube.set_topology(t1)          # indices stable: no changes needed
     assert cube.query(("site",))["count"].sum() == 100
     t2, _ = t1.retire_elements(topo.ids["element"][:2])
