@@ -18,7 +18,7 @@ import importlib.util
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -106,12 +106,22 @@ def nab_anomaly_score(ts_ms: np.ndarray, values: np.ndarray, config: NabConfig |
     charges the others). Every step is causal.
     """
     cfg = config if config is not None else NabConfig()
+    return _nab_features(np.asarray(values, dtype=np.float64), _nab_detector_pass(ts_ms, values, cfg.detector), cfg)
+
+
+def _nab_detector_pass(ts_ms, values, det_cfg: DetectorConfig):
+    """Per-row outputs of the seasonal detector over one series (``BatchScores``)."""
+    det = AnomalyDetector(1, det_cfg)
+    det.update(ts_ms, np.zeros(len(values), dtype=np.int64), values)
+    return det.last
+
+
+def _nab_features(values: np.ndarray, last, cfg: NabConfig) -> np.ndarray:
+    """The score of :func:`nab_anomaly_score` from the detector's per-row outputs ``last``."""
     n = len(values)
-    det = AnomalyDetector(1, cfg.detector)
-    det.update(ts_ms, np.zeros(n, dtype=np.int64), values)
-    z = det.last.z
-    warm = (det.last.flags & _k.FLAG_WARM) != 0
-    x1 = np.where(warm, np.abs(np.nan_to_num(z)) / det.last.threshold, 0.0)
+    z = last.z
+    warm = (last.flags & _k.FLAG_WARM) != 0
+    x1 = np.where(warm, np.abs(np.nan_to_num(z)) / last.threshold, 0.0)
     x1 = np.where(np.isfinite(x1), x1, 0.0)
     zm = np.empty(n)
     _k.window_mean_z(z, int(cfg.mean_width), float(cfg.mean_clip), zm)
@@ -228,6 +238,225 @@ def nab_table(res: dict) -> str:
     wl = res["window_level"]
     lines.append(f"windows detected {wl['windows_detected']}/{wl['windows_scorable']}, "
                  f"FP detections {wl['fp_detections']} ({wl['fp_per_1000_rows']:.3f} per 1000 rows)")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# NAB out of sample: parameters chosen on one half of the files, scored on the other
+# ------------------------------------------------------------------------------------------------
+DETECTOR_PARAMS = {f.name for f in fields(DetectorConfig)}
+
+NAB_GRID = {
+    "target_fa": (0.02, 0.05, 0.1),
+    "mean_scale": (6.0, 9.0, 12.0),
+    "novelty_weight": (0.8, 0.9, 1.0),
+    "suppress_window": (50, 100, 200),
+}
+"""Declared selection grid of the out-of-sample check: the four parameters that move the NAB
+score most, each at the :class:`NabConfig` default and one step either side (81 configurations)."""
+
+NAB_SENSITIVITY_GRID = {
+    **NAB_GRID,
+    "level_alpha": (0.0025, 0.005, 0.01),
+    "warmup": (50, 100, 200),
+    "record_window": (150, 300, 600),
+    "s0": (0.005, 0.01, 0.02),
+    "cusum_h": (7.0, 10.0, 14.0),
+}
+"""Parameters whose one-step changes (around the default, the middle value) :func:`nab_sensitivity`
+reports."""
+
+
+def nab_config_with(base: NabConfig | None = None, **params) -> NabConfig:
+    """A copy of ``base`` (default :class:`NabConfig`) with some parameters replaced; names of
+    :class:`DetectorConfig` fields go to the detector, the others to the score transform.
+
+    Raises
+    ------
+    ValueError
+        For a name that is neither a ``NabConfig`` nor a ``DetectorConfig`` field.
+    """
+    base = base if base is not None else NabConfig()
+    own = {f.name for f in fields(NabConfig)} - {"detector"}
+    bad = [k for k in params if k not in own and k not in DETECTOR_PARAMS]
+    if bad:
+        raise ValueError(f"unknown NAB parameter(s) {bad}; expected names from NabConfig {sorted(own)} "
+                         f"or DetectorConfig")
+    det = replace(base.detector, **{k: v for k, v in params.items() if k in DETECTOR_PARAMS})
+    return replace(base, detector=det, **{k: v for k, v in params.items() if k in own})
+
+
+class NabCorpus:
+    """The NAB files in memory, scored with the shared scorer without writing result files.
+
+    Scores are rounded to 6 decimals, as :func:`run_nab` writes them, so a configuration scores
+    here exactly as through the result files. Detector passes are cached per (file, detector
+    configuration), since most grid parameters only change the score transform.
+
+    Parameters
+    ----------
+    data_dir : path
+        NAB data folder with ``windows.json``.
+    files : list of str, optional
+        Relative paths (``folder/file.csv``) to load; default every file in ``windows.json``.
+    scorer_path : path, optional
+        The shared ``nab_score.py``.
+
+    Raises
+    ------
+    ValueError
+        If a requested file is not listed in ``windows.json``.
+    """
+
+    def __init__(self, data_dir, files=None, scorer_path=None):
+        self.ns = load_nab_scorer(scorer_path)
+        data_dir = Path(data_dir)
+        self.windows = self.ns.load_windows(str(data_dir / "windows.json"))
+        unknown = [n for n in (files or []) if n not in self.windows]
+        if unknown:
+            raise ValueError(f"files {unknown[:3]} are not in {data_dir / 'windows.json'}")
+        self.names = sorted(self.windows) if files is None else sorted(files)
+        self.data = {}
+        for name in self.names:
+            stamps, ts, vals = read_nab_csv(data_dir / name)
+            self.data[name] = (self.ns.parse_times(stamps), ts, vals)
+        self._det_cache: dict = {}
+
+    def scores(self, name: str, config: NabConfig) -> np.ndarray:
+        """Causal anomaly scores of one file under ``config`` (rounded as in the result files)."""
+        stamps, ts, vals = self.data[name]
+        key = (name, repr(config.detector))
+        last = self._det_cache.get(key)
+        if last is None:
+            last = self._det_cache[key] = _nab_detector_pass(ts, vals, config.detector)
+        return np.round(_nab_features(vals, last, config), 6)
+
+    def file_rows(self, names, config: NabConfig) -> list:
+        """The scorer's per-file rows (``FileRows``) of ``names`` under ``config``."""
+        out, wid = [], 0
+        for name in names:
+            out.append(self.ns.prepare_file(name, self.data[name][0], self.scores(name, config),
+                                            self.windows[name], wid))
+            wid += len(self.windows[name])
+        return out
+
+    def score(self, names, config: NabConfig, threshold=None) -> dict:
+        """NAB result (``score_corpus`` dict) of the files ``names``; ``threshold`` None sweeps it
+        per profile on these files (NAB's rule), a float or a per-profile dict fixes it."""
+        names = list(names)
+        return self.ns.score_corpus(self.file_rows(names, config), sum(len(self.windows[n]) for n in names),
+                                    threshold)
+
+    def standard_raw(self, names, config: NabConfig) -> tuple[float, float]:
+        """(threshold, raw standard-profile score) with the threshold swept on ``names``: the
+        selection criterion (the normalisation is fixed for a fixed set of files)."""
+        return self.ns.sweep(self.file_rows(list(names), config), self.ns.PROFILES["standard"])
+
+
+def nab_folds(names, n_folds: int = 2) -> list[list[str]]:
+    """Split file names into ``n_folds`` folds stratified by folder: within each folder the
+    sorted files are dealt out in turn (deterministic, every folder in every fold)."""
+    folds: list[list[str]] = [[] for _ in range(n_folds)]
+    by_folder: dict[str, list[str]] = {}
+    for n in sorted(names):
+        by_folder.setdefault(os.path.dirname(n), []).append(n)
+    for files in by_folder.values():
+        for i, n in enumerate(files):
+            folds[i % n_folds].append(n)
+    return folds
+
+
+def _grid_configs(grid: dict) -> list[dict]:
+    keys = list(grid)
+    combos = np.array(np.meshgrid(*[np.arange(len(grid[k])) for k in keys], indexing="ij")).reshape(len(keys), -1).T
+    return [{k: grid[k][int(i)] for k, i in zip(keys, row)} for row in combos]
+
+
+def nab_heldout(corpus: NabCorpus, grid: dict | None = None, n_folds: int = 2) -> dict:
+    """Out-of-sample NAB score: choose parameters and thresholds on some files, score the rest.
+
+    For each fold, every configuration of ``grid`` (default :data:`NAB_GRID`) is scored on the
+    other folds' files (standard profile, threshold swept there); the best configuration and
+    its per-profile thresholds, chosen on those training files only, then score the fold's files
+    at those fixed thresholds. The held-out figure pools the folds: NAB raw scores, the
+    no-detection baseline and the perfect score are all sums over files, so
+    ``100 * (sum raw - sum null) / (sum perfect - sum null)``.
+
+    Returns
+    -------
+    dict with ``folds`` (per fold: files, chosen parameters, training score, held-out scores at
+    the training thresholds and, for comparison, with the threshold swept on the held-out files)
+    and ``heldout`` (pooled normalised score per profile).
+    """
+    grid = NAB_GRID if grid is None else grid
+    configs = _grid_configs(grid)
+    folds = nab_folds(corpus.names, n_folds)
+    out_folds = []
+    pooled = {}
+    for k, test in enumerate(folds):
+        train = [n for j, f in enumerate(folds) if j != k for n in f]
+        raws = [corpus.standard_raw(train, nab_config_with(**p))[1] for p in configs]
+        best = configs[int(np.argmax(raws))]
+        cfg = nab_config_with(**best)
+        tr = corpus.score(train, cfg)
+        thr = {p: v["threshold"] for p, v in tr["profiles"].items()}
+        te = corpus.score(test, cfg, threshold=thr)
+        te_swept = corpus.score(test, cfg)
+        for p, v in te["profiles"].items():
+            acc = pooled.setdefault(p, [0.0, 0.0, 0.0])
+            acc[0] += v["raw"]
+            acc[1] += v["null_raw"]
+            acc[2] += v["perfect_raw"]
+        out_folds.append({
+            "test_files": test, "params": best,
+            "train_score": {p: v["score"] for p, v in tr["profiles"].items()},
+            "thresholds": thr,
+            "test_score": {p: v["score"] for p, v in te["profiles"].items()},
+            "test_score_swept": {p: v["score"] for p, v in te_swept["profiles"].items()},
+            "test_windows": f"{te['window_level']['windows_detected']}/{te['window_level']['windows_scorable']}",
+        })
+    held = {p: 100.0 * (raw - null) / (perf - null) for p, (raw, null, perf) in pooled.items()}
+    return {"folds": out_folds, "heldout": held, "grid": {k: list(v) for k, v in grid.items()},
+            "n_configs": len(configs)}
+
+
+def nab_sensitivity(corpus: NabCorpus, grid: dict | None = None) -> dict:
+    """Standard-profile NAB score of the whole corpus (threshold swept, as NAB does) at the
+    default configuration and with each parameter of ``grid`` (default
+    :data:`NAB_SENSITIVITY_GRID`) moved one step down and up, the others at their defaults.
+
+    Returns
+    -------
+    dict ``{"default": score, "params": {name: {value: score}}}``.
+    """
+    grid = NAB_SENSITIVITY_GRID if grid is None else grid
+    base = corpus.score(corpus.names, NabConfig())["profiles"]["standard"]["score"]
+    out = {}
+    for name, values in grid.items():
+        out[name] = {v: corpus.score(corpus.names, nab_config_with(**{name: v}))["profiles"]["standard"]["score"]
+                     for v in values}
+    return {"default": base, "params": out}
+
+
+def heldout_table(res: dict) -> str:
+    """Text table of :func:`nab_heldout` results."""
+    lines = [f"out-of-sample NAB: {len(res['folds'])} folds (files dealt out per folder), "
+             f"{res['n_configs']} configurations of {sorted(res['grid'])} chosen on the other folds"]
+    for k, f in enumerate(res["folds"]):
+        lines.append(f"fold {k}: {len(f['test_files'])} files, chosen {f['params']}")
+        lines.append("  " + "  ".join(f"{p}: train {f['train_score'][p]:.2f} / held-out {f['test_score'][p]:.2f} "
+                                      f"(swept {f['test_score_swept'][p]:.2f})" for p in f["test_score"])
+                     + f"  windows {f['test_windows']}")
+    lines.append("held-out (pooled, thresholds from the training folds): "
+                 + ", ".join(f"{p} {v:.2f}" for p, v in res["heldout"].items()))
+    return "\n".join(lines)
+
+
+def sensitivity_table(res: dict) -> str:
+    """Text table of :func:`nab_sensitivity` results."""
+    lines = [f"sensitivity (standard profile, whole corpus, threshold swept): default {res['default']:.2f}"]
+    for name, d in res["params"].items():
+        lines.append(f"  {name:<16}" + "  ".join(f"{v!s:>7}: {s:6.2f}" for v, s in d.items()))
     return "\n".join(lines)
 
 
@@ -437,6 +666,10 @@ def main(argv=None) -> int:
     a = sub.add_parser("nab", help="run and score the NAB subset")
     a.add_argument("--data", default=str(SHARED / "data" / "nab"))
     a.add_argument("--out", default="nab_results")
+    a.add_argument("--heldout", action="store_true",
+                   help="also choose parameters on half the files and score the other half (2 folds)")
+    a.add_argument("--sensitivity", action="store_true",
+                   help="also report the score with each main parameter one grid step down and up")
     b = sub.add_parser("synth", help="replay a synthetic network with injected scenarios")
     b.add_argument("--elements", type=int, default=2000)
     b.add_argument("--days", type=float, default=2.0)
@@ -445,6 +678,12 @@ def main(argv=None) -> int:
     if args.what == "nab":
         run_nab(args.data, args.out)
         print(nab_table(score_nab(args.data, args.out)))
+        if args.heldout or args.sensitivity:
+            corpus = NabCorpus(args.data)
+            if args.heldout:
+                print(heldout_table(nab_heldout(corpus)))
+            if args.sensitivity:
+                print(sensitivity_table(nab_sensitivity(corpus)))
     else:
         print(synth_table(evaluate_synth(n_elements=args.elements, days=args.days, seed=args.seed)))
     return 0
