@@ -35,8 +35,12 @@ from ._numba import kernel
 from .dedup import hashset_slot
 from .ewm import ewm_fold, prefetch_at, prefetch_row
 
-RING_PREFETCH_AHEAD = 16
-"""Events of lookahead for the prefetch hints of ``ring_fold`` (one cell per event)."""
+RING_LOOKAHEAD = 32
+"""Events between locating (and prefetching) a cell and folding into it in ``ring_fold``; a power
+of two."""
+
+FAST_DIV_LIMIT = 1 << 52
+"""Event times (ms) below this in magnitude take the reciprocal-multiplication bucket path."""
 
 N_AGG = 7
 BUCKET, COUNT, MEAN, M2, MIN, MAX, LAST = 0, 1, 2, 3, 4, 5, 6
@@ -152,98 +156,102 @@ def ring_fold(ts_ms, slot, value, status, width_ms, n_buckets, offset, n_slots, 
     counted (the return value, added to ``expired``). Cells holding another bucket are stale
     and start afresh.
 
-    The bucket of each event comes from a cache of the newest bucket seen (index, start, ring
-    position) and of the bucket of ``max_ts``: integer divisions happen only when time crosses a
-    bucket edge, so time-ordered streams (with jitter of a bucket either way) run division-free.
+    Software pipeline: the cell of event ``j`` is located and prefetched ``RING_LOOKAHEAD``
+    events before it is folded, so the (mostly cold) cache misses overlap with work; located
+    cells wait in a small ring buffer. The bucket comes from a cache of the newest bucket when
+    the event falls in it, else from a multiplication by the rounded reciprocal of the width
+    with a +-1 correction (exact for ``|ts| < 2**52`` ms; integer division beyond): no integer
+    division per event, which matters for jittered streams on fine resolutions (a 1 s ring sees
+    events of 2-3 different buckets in a row).
     """
     w = width_ms
     nb = n_buckets
+    inv_w = 1.0 / w
+    inv_nb = 1.0 / nb
     n = ts_ms.shape[0]
     n_exp = 0
-    cur_ok = False                  # the cache starts invalid
-    cur_b = np.int64(0)
+    max_b = np.int64(0)             # bucket of max_ts, valid while max_ts < max_b_end
+    max_b_end = NO_TIME
+    if max_ts != NO_TIME:
+        max_b = max_ts // w
+        max_b_end = (max_b + 1) * w
+    cur_b = NO_TIME                 # newest bucket located so far, its ring position and span
+    cur_pos = np.int64(0)
     cur_lo = np.int64(0)
     cur_hi = np.int64(0)
-    cur_pos = np.int64(0)
-    max_b = np.int64(0)
-    max_b_end = NO_TIME
-    for i in range(n):
-        if i + RING_PREFETCH_AHEAD < n:
-            # the cell the event RING_PREFETCH_AHEAD positions on will touch if it falls in the
-            # current bucket: overlaps the (mostly cold) cache misses with work, no effect on results
-            ca = offset + cur_pos * n_slots + slot[i + RING_PREFETCH_AHEAD]
-            prefetch_row(cells, ca)              # a 56-byte cell often spans two lines
-            prefetch_at(cells, ca, N_AGG - 1)
-        if status[i] != ACCEPTED:
-            continue
-        t = ts_ms[i]
-        if max_ts == NO_TIME or t > max_ts:
-            max_ts = t
-        if max_ts >= max_b_end:
-            max_b = max_ts // w
-            max_b_end = (max_b + 1) * w
-        if not cur_ok:
-            b = t // w
-            pos = b % nb
-            cur_ok = True
-            cur_b = b
-            cur_pos = pos
-            cur_lo = b * w
-            cur_hi = b * w + w
-        elif t >= cur_lo and t < cur_hi:
-            b = cur_b
-            pos = cur_pos
-        elif t >= cur_hi and t - cur_hi < w:        # the next bucket
-            b = cur_b + 1
-            pos = cur_pos + 1
-            if pos == nb:
-                pos = 0
-            cur_b = b
-            cur_pos = pos
-            cur_lo = cur_hi
-            cur_hi = cur_hi + w
-        elif t < cur_lo and cur_lo - t <= w:        # the previous bucket (jitter)
-            b = cur_b - 1
-            pos = cur_pos - 1
-            if pos < 0:
-                pos = nb - 1
-        else:
-            b = t // w
-            pos = b % nb
-            if b > cur_b:
-                cur_b = b
-                cur_pos = pos
-                cur_lo = b * w
-                cur_hi = b * w + w
-        if b <= max_b - nb:
-            n_exp += 1
-            continue
-        # the cell update, written out: a call per event cost more than the update itself
-        c = offset + pos * n_slots + slot[i]
-        x = value[i]
-        fb = float(b)
-        if cells[c, BUCKET] != fb:          # NaN (empty) or an older bucket: start afresh
-            cells[c, BUCKET] = fb
-            cells[c, COUNT] = 1.0
-            cells[c, MEAN] = x
-            cells[c, M2] = 0.0
-            cells[c, MIN] = x
-            cells[c, MAX] = x
-            cells[c, LAST] = float(t)
-            continue
-        cnt = cells[c, COUNT] + 1.0
-        m = cells[c, MEAN]
-        d = x - m
-        m += d / cnt
-        cells[c, COUNT] = cnt
-        cells[c, MEAN] = m
-        cells[c, M2] += d * (x - m)
-        if x < cells[c, MIN]:
-            cells[c, MIN] = x
-        if x > cells[c, MAX]:
-            cells[c, MAX] = x
-        if float(t) > cells[c, LAST]:
-            cells[c, LAST] = float(t)
+    look_mask = RING_LOOKAHEAD - 1
+    cb = np.empty(RING_LOOKAHEAD, dtype=np.int64)      # cell row of the located events
+    bb = np.empty(RING_LOOKAHEAD, dtype=np.int64)      # bucket of the located events
+    for j in range(n + RING_LOOKAHEAD):
+        i = j - RING_LOOKAHEAD
+        if i >= 0 and status[i] == ACCEPTED:          # fold event i (located at iteration i)
+            t = ts_ms[i]
+            if max_ts == NO_TIME or t > max_ts:
+                max_ts = t
+                if max_ts >= max_b_end:
+                    max_b = max_ts // w
+                    max_b_end = (max_b + 1) * w
+            b = bb[i & look_mask]
+            if b <= max_b - nb:
+                n_exp += 1
+            else:
+                # the cell update, written out: a call per event cost more than the update itself
+                c = cb[i & look_mask]
+                x = value[i]
+                fb = float(b)
+                tf = float(t)
+                if cells[c, BUCKET] != fb:          # NaN (empty) or an older bucket: start afresh
+                    cells[c, BUCKET] = fb
+                    cells[c, COUNT] = 1.0
+                    cells[c, MEAN] = x
+                    cells[c, M2] = 0.0
+                    cells[c, MIN] = x
+                    cells[c, MAX] = x
+                    cells[c, LAST] = tf
+                else:
+                    cnt = cells[c, COUNT] + 1.0
+                    m = cells[c, MEAN]
+                    d = x - m
+                    m += d / cnt
+                    cells[c, COUNT] = cnt
+                    cells[c, MEAN] = m
+                    cells[c, M2] += d * (x - m)
+                    if x < cells[c, MIN]:
+                        cells[c, MIN] = x
+                    if x > cells[c, MAX]:
+                        cells[c, MAX] = x
+                    if tf > cells[c, LAST]:
+                        cells[c, LAST] = tf
+        if j < n:                                     # locate and prefetch event j
+            t = ts_ms[j]
+            if cur_lo <= t < cur_hi:
+                b = cur_b
+                pos = cur_pos
+            else:
+                if -FAST_DIV_LIMIT < t < FAST_DIV_LIMIT:
+                    b = np.int64(math.floor(float(t) * inv_w))
+                    if b * w > t:
+                        b -= 1
+                    elif (b + 1) * w <= t:
+                        b += 1
+                    pos = b - np.int64(math.floor(float(b) * inv_nb)) * nb
+                    if pos < 0:
+                        pos += nb
+                    elif pos >= nb:
+                        pos -= nb
+                else:
+                    b = t // w
+                    pos = b % nb
+                if b > cur_b:
+                    cur_b = b
+                    cur_pos = pos
+                    cur_lo = b * w
+                    cur_hi = cur_lo + w
+            c = offset + pos * n_slots + slot[j]
+            cb[j & look_mask] = c
+            bb[j & look_mask] = b
+            prefetch_row(cells, c)              # a 56-byte cell often spans two lines
+            prefetch_at(cells, c, N_AGG - 1)
     return n_exp
 
 
