@@ -1,5 +1,6 @@
 """Cube benchmarks (issue 5): build rate vs DuckDB GROUP BY CUBE and a minimal Numba loop,
-a high-cardinality dimension, 20 cubes from one stream, and query latency vs DuckDB / polars.
+a high-cardinality dimension (direct vs delta build, vs DuckDB GROUPING SETS and a minimal
+loop), 20 cubes from one stream, and query latency (cold and cached) vs DuckDB / polars.
 
 Run:  .venv/bin/python -m pytest benchmarks/bench_cube.py --benchmark-only -q --benchmark-min-rounds=3
 Size: BENCH_N events (default 10,000,000), 20,000 elements; batches of BENCH_BATCH (1,000,000).
@@ -163,19 +164,88 @@ def test_build_duckdb_group_by_cube(benchmark, data):
     _report(benchmark, "duckdb_cube_1_thread", N, wall, cpu)
 
 
-def _element_spec():
+def _element_spec(extra=(), **kw):
     # the 16 cuboids of the four small dimensions plus the element-level base cuboid: every
     # group-by over the five dimensions is answerable (region / class derive from element)
-    cub = [tuple(DIMS5)] + [c for k in range(5) for c in itertools.combinations(DIMS4, k)]
-    return CubeSpec(dimensions=DIMS5, measures=MEASURES, cuboids=cub, cell_budget=20_000_000)
+    cub = [tuple(DIMS5)] + [c for k in range(5) for c in itertools.combinations(DIMS4, k)] + list(extra)
+    return CubeSpec(dimensions=DIMS5, measures=MEASURES, cuboids=cub, cell_budget=20_000_000, **kw)
 
 
-def test_build_with_element_dimension(benchmark, data):
-    cube, wall, cpu = _timed(benchmark, lambda: _build(data, _element_spec(), DIMS5))
-    assert cube.n_rows == N
-    _report(benchmark, "cube_with_element_17_cuboids", N, wall, cpu)
+@pytest.mark.parametrize("build", ["direct", "delta"])
+def test_build_with_element_dimension(benchmark, data, build):
+    """17 cuboids; ``direct`` (default): element x service x hour accumulated into its state,
+    the 16 small cuboids from a region x service x class x hour delta; ``delta``: the previous
+    build (one per-batch delta of the finest cuboid, merged into the state)."""
+    kw = {} if build == "direct" else {"direct_min_keys": 1 << 62}
+    cube, wall, cpu = _timed(benchmark, lambda: _build(data, _element_spec(**kw), DIMS5))
+    assert cube.n_rows == N and cube.memory_report()["build"] == build
+    _report(benchmark, f"cube_with_element_17_cuboids_{build}", N, wall, cpu)
     benchmark.extra_info["cells"] = cube.n_cells
     benchmark.extra_info["nbytes"] = cube.nbytes
+
+
+def test_build_with_element_and_element_cuboid(benchmark, data):
+    """18 cuboids: the 17 above plus (element,) for sub-millisecond element top-k."""
+    cube, wall, cpu = _timed(benchmark, lambda: _build(data, _element_spec([("element",)]), DIMS5))
+    assert cube.n_rows == N
+    _report(benchmark, "cube_with_element_18_cuboids", N, wall, cpu)
+
+
+def test_build_minimal_numba_loop_element(benchmark, data):
+    """Reference: element x service x hour and region x service x class x hour, dense,
+    count/sum/min/max, hand-written loop (what the 17-cuboid build must at least do)."""
+
+    @numba.njit(cache=True, nogil=True)
+    def loop(c, v, cnt, s, mn, mx, cnt2, s2, mn2, mx2):
+        for i in range(c.shape[1]):
+            k = (c[1, i] * 24 + c[3, i]) * 20_000 + c[4, i]
+            x = v[i]
+            cnt[k] += 1
+            s[k] += x
+            if x < mn[k]:
+                mn[k] = x
+            if x > mx[k]:
+                mx[k] = x
+            k = ((c[0, i] * 4 + c[1, i]) * 5 + c[2, i]) * 24 + c[3, i]
+            cnt2[k] += 1
+            s2[k] += x
+            if x < mn2[k]:
+                mn2[k] = x
+            if x > mx2[k]:
+                mx2[k] = x
+
+    k1, k2 = len(SERVICES) * 24 * N_ELEMENTS, 20 * 4 * 5 * 24
+    codes = np.ascontiguousarray(data["codes"])
+
+    def run():
+        out = []
+        for k in (k1, k2):
+            out += [np.zeros(k, np.int64), np.zeros(k), np.full(k, np.inf), np.full(k, -np.inf)]
+        loop(codes, data["dur"], *out)
+        return out[0]
+
+    run()
+    cnt, wall, cpu = _timed(benchmark, run)
+    assert cnt.sum() == N
+    _report(benchmark, "minimal_numba_element_plus_4dim", N, wall, cpu)
+
+
+def test_build_duckdb_grouping_sets_with_element(benchmark, data):
+    duckdb = pytest.importorskip("duckdb")
+    pa = pytest.importorskip("pyarrow")
+    con = duckdb.connect()
+    con.execute("SET threads=1")
+    tbl = pa.table({"region": data["codes"][0], "service": data["codes"][1],
+                    "equipment_class": data["codes"][2], "hour_of_day": data["codes"][3],
+                    "element": data["codes"][4], "duration_ms": data["dur"]})
+    con.register("t", tbl)
+    sets = ", ".join("(" + ", ".join(c) + ")" for c in _element_spec().cuboids)
+    sql = ("SELECT region, service, equipment_class, hour_of_day, element, count(*), "
+           "sum(duration_ms), min(duration_ms), max(duration_ms) FROM t "
+           f"GROUP BY GROUPING SETS ({sets})")
+    res, wall, cpu = _timed(benchmark, lambda: con.execute(sql).fetchnumpy(), rounds=1)
+    assert len(res["region"]) > 0
+    _report(benchmark, "duckdb_grouping_sets_17_with_element_1_thread", N, wall, cpu)
 
 
 def _twenty_specs():
@@ -241,7 +311,7 @@ def _p(lat):
 
 def test_query_latency(benchmark, data):
     """Drill-down, top-k, roll-up and slice on the built cube vs DuckDB and polars on the raw table."""
-    cube = _build(data, _element_spec(), DIMS5)
+    cube = _build(data, _element_spec([("element",)]), DIMS5)
     topo = data["topo"]
     worst_region = int(topo.ids["region"][3])
     a_site = int(topo.ids["site"][topo.element_to("site")[0]])
@@ -263,6 +333,18 @@ def test_query_latency(benchmark, data):
             q()
             lat[k].append(time.perf_counter() - t0)
 
+    # cold: the first query after a batch (caches emptied before every query)
+    cold = {k: [] for k in queries}
+    for _ in range(7):
+        for k, q in queries.items():
+            cube._result_cache.clear()
+            cube._decode_cache.clear()
+            t0 = time.perf_counter()
+            q()
+            cold[k].append(time.perf_counter() - t0)
+    for k, v in cold.items():
+        benchmark.extra_info[f"{k}_cold_p50_ms"] = round(_p(v)[0], 3)
+        print(f"\ncube {k} (cold, first query after a batch): p50 {_p(v)[0]:.3f} ms, max {max(v) * 1e3:.3f} ms")
     for _ in range(5):
         run_all()
     for v in lat.values():
@@ -272,7 +354,7 @@ def test_query_latency(benchmark, data):
         p50, p99 = _p(v)
         benchmark.extra_info[f"{k}_p50_ms"] = round(p50, 4)
         benchmark.extra_info[f"{k}_p99_ms"] = round(p99, 4)
-        print(f"\ncube {k}: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+        print(f"\ncube {k} (between batches, cached per version): p50 {p50:.3f} ms, p99 {p99:.3f} ms")
 
     # peers on the raw table (one thread)
     import duckdb

@@ -151,6 +151,43 @@ def cube_pack_keys(codes, rows, strides, keys):
 
 
 @kernel
+def cube_accumulate_fast(keys, v, start, index, cell_key, cnt, fmiss, fsum, fmin, fmax, counters,
+                         limit):
+    """``cube_accumulate`` for a dense index, one value field ``v``, no moments or sketches."""
+    n = keys.shape[0]
+    nc = counters[0]
+    n_rej = 0
+    stop = n
+    for i in range(start, n):
+        key = keys[i]
+        if key < 0:
+            n_rej += 1
+            continue
+        c = index[key]
+        if c < 0:
+            if nc >= limit:
+                stop = i
+                break
+            c = nc
+            nc += 1
+            index[key] = c
+            cell_key[c] = key
+        cnt[c] += 1
+        x = v[i]
+        if x == x:
+            fsum[c, 0] += x
+            if x < fmin[c, 0]:
+                fmin[c, 0] = x
+            if x > fmax[c, 0]:
+                fmax[c, 0] = x
+        else:
+            fmiss[c, 0] += 1
+    counters[0] = nc
+    counters[1] += n_rej
+    return stop
+
+
+@kernel
 def cube_accumulate(keys, vals, vrows, mom, hashes, hrows, p, qrows, q_min, q_inv_log_gamma,
                     start, dense, index, tab_keys, tab_cell, cell_key, cnt, fmiss, fsum, fmin,
                     fmax, fmean, fm2, hll, qs, counters, limit):
@@ -191,35 +228,9 @@ def cube_accumulate(keys, vals, vrows, mom, hashes, hrows, p, qrows, q_min, q_in
     n_rej = 0
     stop = n
     if dense and nf == 1 and nh == 0 and nq == 0 and not m0:
-        # fast path of the common case: dense index, one value field, no sketches or moments
-        nc = counters[0]
-        for i in range(start, n):
-            key = keys[i]
-            if key < 0:
-                n_rej += 1
-                continue
-            c = index[key]
-            if c < 0:
-                if nc >= limit:
-                    stop = i
-                    break
-                c = nc
-                nc += 1
-                index[key] = c
-                cell_key[c] = key
-            cnt[c] += 1
-            v = v0[i]
-            if v == v:
-                fsum[c, 0] += v
-                if v < fmin[c, 0]:
-                    fmin[c, 0] = v
-                if v > fmax[c, 0]:
-                    fmax[c, 0] = v
-            else:
-                fmiss[c, 0] += 1
-        counters[0] = nc
-        counters[1] += n_rej
-        return stop
+        # the common case has its own small kernel (LLVM optimises its loop better)
+        return cube_accumulate_fast(keys, v0, start, index, cell_key, cnt, fmiss, fsum, fmin,
+                                    fmax, counters, limit)
     for i in range(start, n):
         key = keys[i]
         if key < 0:
