@@ -18,7 +18,11 @@ A component is any object with
 * ``advance(watermark_ms) -> list``: event time has reached ``watermark_ms`` (minus nothing: the
   pipeline already subtracted the allowed lateness); returns new findings (may be empty);
 * ``report_lines() -> list[str]``: what it found, for people;
-* ``to_state() -> dict`` and ``load_state(dict)``: checkpoint and restore.
+* ``to_state() -> dict`` and ``load_state(dict)``: checkpoint and restore; a component with a
+  ``topology`` attribute gets the checkpoint's topology there before ``load_state`` (it may have
+  changed since the component was built);
+* optionally ``topology_changed(topology, changes)``: follow a topology change while data flows
+  (:meth:`Pipeline.change_topology` refuses the change if a component lacks it).
 
 Counts are conserved: for every source ``n_read == n_accepted + n_quarantined`` and every
 accepted row lands in exactly one partition (``unrouted`` counts rows of retired elements).
@@ -294,6 +298,8 @@ class Pipeline:
         p.n_batches = meta["n_batches"]
         p.max_event_ms = meta["max_event_ms"]
         for name, comp in p.components.items():
+            if hasattr(comp, "topology"):   # the checkpoint's version, which may be newer than the build's
+                comp.topology = topo
             comp.load_state(_unflatten(f"comp.{name}", flat))
         return p
 

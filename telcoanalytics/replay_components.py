@@ -190,17 +190,28 @@ class SlaComponent:
         self.alerts = alerts
         self.events = []
         self.topology = topology
+        self.now_ms = None
 
     def update(self, source, rows, element_index):
         if source in ("cdr", "equip", "qos"):
             self.mon.update(source, rows)
 
     def advance(self, watermark_ms):
-        ev = self.mon.advance(int(watermark_ms))
+        self.now_ms = int(watermark_ms)
+        ev = self.mon.advance(self.now_ms)
         self.events.extend(ev)
         if self.alerts is not None:
-            self.alerts.push_sla(ev, int(watermark_ms))
+            self.alerts.push_sla(ev, self.now_ms)
         return ev
+
+    def topology_changed(self, topology, changes):
+        """New elements get counters, re-homed ones count toward their new parents from now on;
+        violations whose scope went away (retired elements) are closed and handed on."""
+        ev = self.mon.set_topology(topology, changes)
+        self.topology = topology
+        self.events.extend(ev)
+        if ev and self.alerts is not None and self.now_ms is not None:
+            self.alerts.push_sla(ev, self.now_ms)
 
     def report_lines(self):
         from collections import Counter
@@ -424,6 +435,11 @@ class CubeComponent:
 
     def advance(self, watermark_ms):
         return []
+
+    def topology_changed(self, topology, changes):
+        """Cells keep the parents their events had; later rows roll up by the new structure."""
+        self.cubes.set_topology(topology, changes)
+        self.topology = topology
 
     def report_lines(self):
         from .cube import explore_summary
