@@ -627,3 +627,31 @@ def kpi_activity_series(ring, rows, act_cols, ptr, slots, signs, out):
                     a += ring[s, rows[r], act_cols[j]]
                 if a > 0.0:
                     out[k, r] += signs[i]
+
+
+@kernel
+def kpi_prefix_gather(ring, rows, slots, cols, out_col, out):
+    """Cumulative per-minute sums of ``rows``: ``out[:, k + 1] = out[:, k] + ring[slots[k], rows, cols]``.
+
+    ``out`` is ``(n_out, len(slots) + 1, len(rows))`` float64 (one contiguous minute-by-row plane
+    per output column) with ``out[:, 0] = 0``; ring column ``cols[j]`` adds into output
+    ``out_col[j]``; ``slots[k] < 0`` marks a minute the ring does not hold (adds nothing). A window
+    ``[a, b)`` of minutes is then ``out[j, b] - out[j, a]`` (one read of each ring cell for any
+    number of windows and ticks).
+    """
+    n_out = out.shape[0]
+    n_r = rows.shape[0]
+    acc = np.zeros((n_r, n_out))            # running sums, row-major: one cache line per row
+    for j in range(n_out):
+        for r in range(n_r):
+            out[j, 0, r] = 0.0
+    for k in range(slots.shape[0]):
+        s = slots[k]
+        if s >= 0:
+            for r in range(n_r):
+                e = rows[r]
+                for j in range(cols.shape[0]):
+                    acc[r, out_col[j]] += float(ring[s, e, cols[j]])    # float64 also without JIT
+        for j in range(n_out):
+            for r in range(n_r):
+                out[j, k + 1, r] = acc[r, j]

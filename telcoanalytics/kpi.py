@@ -735,7 +735,25 @@ class CounterStore:
             K.kpi_activity_series(ring, rows, np.ascontiguousarray(cols, dtype=np.int64), ptr, slots, signs, out)
         return out
 
-    def hour_sums_series(self, col: int, ticks, n_hours: int, rows) -> np.ndarray:
+    def prefix_sums(self, group: str, keys, rows, lo: int, hi: int) -> np.ndarray:
+        """Cumulative per-minute sums of counters ``keys`` ((counter, service) pairs of ``group``)
+        for ``rows`` over minutes ``[lo, hi)``: ``(len(keys), hi - lo + 1, len(rows))`` float64,
+        ``[j, k]`` holding key ``j``'s sums of minutes ``lo..lo+k-1`` the ring holds (see
+        :func:`kernels.kpi.kpi_prefix_gather`)."""
+        mins = np.arange(lo, hi, dtype=np.int64)
+        slots = mins % self.minute_ring
+        slots = np.ascontiguousarray(np.where((self.slot_minute[slots] == mins) & (mins >= 0), slots, -1))
+        cols, outc = [], []
+        for j, (c, svc) in enumerate(keys):
+            cc = self.columns(c, svc)
+            cols.append(cc)
+            outc.append(np.full(len(cc), j, np.int64))
+        out = np.empty((len(keys), len(mins) + 1, len(rows)))
+        K.kpi_prefix_gather(self._ring(group), np.ascontiguousarray(rows, dtype=np.int64), slots,
+                            np.concatenate(cols), np.concatenate(outc), out)
+        return out
+
+    def hour_sums_series(self, col: int, ticks, n_hours: int, rows, minute_part=None) -> np.ndarray:
         """:meth:`hour_sums` of ``rows`` at each minute of ``ticks`` (consecutive), ``(len(ticks), len(rows))``."""
         grp, cols = self._hour_spec[col]
         ticks = [int(t) for t in ticks]
@@ -744,7 +762,10 @@ class CounterStore:
         h_hi = [h + 1 for h in last_h]
         m_lo = [max(a * 60, t - self.minute_ring) for a, t in zip(h_lo, ticks)]
         out = self.window_series("hour", [col], [0], 1, rows, h_lo, h_hi)[:, :, 0]
-        out += self.window_series(grp, cols, np.zeros(len(cols), np.int64), 1, rows, m_lo, ticks)[:, :, 0]
+        if minute_part is not None:          # (lo, hi) -> sums of the minute ring part, given by the caller
+            out += np.stack([minute_part(a, t) for a, t in zip(m_lo, ticks)])
+        else:
+            out += self.window_series(grp, cols, np.zeros(len(cols), np.int64), 1, rows, m_lo, ticks)[:, :, 0]
         return out
 
     # ---- running window aggregates -------------------------------------------------------
@@ -1014,9 +1035,14 @@ class KpiCalculator:
         self._sizes: dict = {}
         self._span: tuple | None = None       # (t_from, t_to) of a re-evaluation (see begin_series)
         self._span_cache: dict = {}
+        self._span_keys: dict = {}
+        self._span_rows: dict = {}
 
     # ---- re-evaluation spans -------------------------------------------------------------
-    def begin_series(self, t_from: int, t_to: int):
+    prefix_budget_bytes = 512 * 2**20
+    """Largest prefix-sum array (bytes) a re-evaluation span builds; beyond it, window series."""
+
+    def begin_series(self, t_from: int, t_to: int, counters: dict | None = None, rows: dict | None = None):
         """Start a re-evaluation of the ticks ``t_from..t_to`` for subsets of rows.
 
         Until :meth:`end_series`, window sums of a row subset at an end minute in the span are
@@ -1024,14 +1050,25 @@ class KpiCalculator:
         moved from the previous tick's instead of summed afresh) and cached per (counters,
         window, rows array); node maps of a row subset are cached too. The store must not
         change inside a span.
+
+        With ``counters`` (ring group -> (counter, service) pairs, e.g. every counter the rules
+        read), each row subset's counters of a group are gathered once into cumulative per-minute
+        sums over the span and the ``minute_ring`` minutes before it
+        (:meth:`CounterStore.prefix_sums`), so every window of every tick is one difference.
+        With ``rows`` (ring group -> sorted element indices, the union of the subsets the span
+        will ask for), one prefix per group covers every subset of it.
         """
         self._span = (int(t_from), int(t_to))
         self._span_cache = {}
+        self._span_keys = {g: dict.fromkeys(v) for g, v in (counters or {}).items()}
+        self._span_rows = {g: np.ascontiguousarray(v, dtype=np.int64) for g, v in (rows or {}).items()}
 
     def end_series(self):
         """End the span started by :meth:`begin_series` (drops its cache)."""
         self._span = None
         self._span_cache = {}
+        self._span_keys = {}
+        self._span_rows = {}
 
     def _in_span(self, end_minute: int, rows) -> bool:
         return rows is not None and self._span is not None and self._span[0] <= end_minute <= self._span[1]
@@ -1046,8 +1083,68 @@ class KpiCalculator:
         key = ("hour", col, n_hours, id(rows))
         hit = self._span_cache.get(key)
         if hit is None:
-            hit = self._span_cache[key] = (self.store.hour_sums_series(col, self._span_ticks(), n_hours, rows), rows)
+            c, svc = self.store.hour_columns[col]
+            part = None
+            if self._prefix_for(COUNTERS[c].group, [c], svc, rows) is not None:
+                part = lambda a, b: self._prefix_window(COUNTERS[c].group, c, svc, rows, a, b)  # noqa: E731
+            hit = self._span_cache[key] = (self.store.hour_sums_series(col, self._span_ticks(), n_hours, rows, part),
+                                           rows)
         return hit[0][end_minute - self._span[0]]
+
+    def _prefix_for(self, group: str, names, svc: str, rows):
+        """The span's prefix sums of ``group`` for ``rows`` if they hold every (name, svc), else None."""
+        if not self._span_keys or group not in self._span_keys:
+            return None
+        keys = self._span_keys[group]
+        if any((c, svc) not in keys for c in names):
+            return None
+        # one prefix per group over the rows hinted for the span (all row subsets inside it share it)
+        base = self._span_rows.get(group)
+        if base is None or len(rows) > len(base):
+            base = rows
+        pkey = ("prefix", group, id(base))
+        hit = self._span_cache.get(pkey)
+        if hit is None:
+            lo = self._span[0] - self.store.minute_ring
+            kl = list(keys)
+            if (self._span[1] - lo + 1) * len(base) * len(kl) * 8 > self.prefix_budget_bytes:
+                return None
+            hit = self._span_cache[pkey] = (self.store.prefix_sums(group, kl, base, lo, self._span[1]),
+                                            {k: j for j, k in enumerate(kl)}, lo, base)
+        rkey = ("prefix_rows", group, id(rows))
+        at = self._span_cache.get(rkey)
+        if at is None:
+            if rows is base:
+                pos = None
+            else:
+                pos = np.minimum(np.searchsorted(base, rows), len(base) - 1)
+                if len(base) == 0 or not np.array_equal(base[pos], rows):
+                    return None                         # not a subset of the hinted rows
+            at = self._span_cache[rkey] = (hit, pos, rows)
+        return at
+
+    def _prefix_series(self, group, c, svc, rows, window_min: int) -> np.ndarray:
+        """Window sums of ``(c, svc)`` for ``rows`` at every tick of the span, ``(ticks, rows)``."""
+        skey = ("prefix_win", group, c, svc, window_min, id(rows))
+        hit = self._span_cache.get(skey)
+        if hit is None:
+            self._prefix_window(group, c, svc, rows, 0, 0)          # builds the column
+            col, lo, _ = self._span_cache[("prefix_col", group, c, svc, id(rows))]
+            t = np.arange(self._span[0], self._span[1] + 1)
+            hit = self._span_cache[skey] = (col[np.maximum(t, lo) - lo] - col[np.maximum(t - window_min, lo) - lo],
+                                            rows)
+        return hit[0]
+
+    def _prefix_window(self, group, c, svc, rows, a: int, b: int) -> np.ndarray:
+        """Sum of counter ``(c, svc)`` over minutes ``[a, b)`` per element of ``rows`` (a span's prefix)."""
+        ckey = ("prefix_col", group, c, svc, id(rows))
+        hit = self._span_cache.get(ckey)
+        if hit is None:             # this counter's cumulative sums for these rows, contiguous per minute
+            (P, keypos, lo, _), pos, _ = self._span_cache[("prefix_rows", group, id(rows))]
+            col = P[keypos[(c, svc)]]
+            hit = self._span_cache[ckey] = (col if pos is None else col[:, pos], lo, rows)
+        col, lo, _ = hit
+        return col[max(b, lo) - lo] - col[max(a, lo) - lo]
 
     def get(self, kpi) -> KpiDef:
         if isinstance(kpi, KpiDef):
@@ -1101,6 +1198,10 @@ class KpiCalculator:
             k = end_minute - self._span[0]
             for grp, names in todo.items():
                 svc = service if grp == "cdr" else ""
+                if names and self._prefix_for(grp, names, svc, rows) is not None:
+                    for c in names:
+                        out[c] = self._prefix_series(grp, c, svc, rows, window_min)[k]
+                    continue
                 miss = [c for c in names if (c, svc, window_min, id(rows)) not in self._span_cache]
                 if miss:
                     cols, outc = [], []

@@ -1027,14 +1027,39 @@ class SlaMonitor:
         base = max(T - L + 1, self.first_tick)
         # window sums of the touched rows for all re-evaluated ticks at once, one series per
         # (counters, window, rows): each tick's window moved from the previous one's
-        self.calc.begin_series(base, T)
+        plan = self._reevaluation_plan(dirty_by_src, base, T)
+        union: dict = {}
+        for ev, nodes, rows, t_from, t_to in plan:
+            g = "cdr" if self.kpis[ev.kpi].source == "cdr" else "elem"
+            union.setdefault(g, []).append(rows)
+        self.calc.begin_series(base, T, self._rule_counters(),
+                               {g: np.unique(np.concatenate(v)) for g, v in union.items()})
         try:
-            self._reevaluate_span(out, dirty_by_src, base, T, L)
+            self._reevaluate_span(out, plan, base, T, L)
         finally:
             self.calc.end_series()
         return out
 
-    def _reevaluate_span(self, out, dirty_by_src, base, T, L):
+    def _rule_counters(self) -> dict:
+        """Ring group -> (counter, service) pairs the rules read (prefix sums of re-evaluation)."""
+        out: dict = {}
+        for ev in self.evals:
+            kd = self.kpis[ev.kpi]
+            if kd.kind == "quantile":
+                continue
+            names = (["latency_sum", "latency_n", "jitter_sum", "jitter_n", "loss_sum", "loss_n"]
+                     if kd.kind == "mos" else list(kd.numerator) + list(kd.denominator))
+            svc = ev.service or kd.service
+            for c in names + [kd.samples_counter]:
+                g = COUNTERS[c].group
+                out.setdefault(g, {})[(c, svc if g == "cdr" else "")] = None
+        for c, svc in self.store.hour_columns:
+            out.setdefault(COUNTERS[c].group, {})[(c, svc)] = None
+        return {g: list(v) for g, v in out.items()}
+
+    def _reevaluation_plan(self, dirty_by_src, base, T) -> list:
+        """Per lifecycle touched by late rows: (eval, nodes, rows, first tick, last tick)."""
+        plan = []
         rows_memo: dict = {}
         for ev in self.evals:
             dirty, lo, hi = dirty_by_src[self.kpis[ev.kpi].source]
@@ -1060,6 +1085,11 @@ class SlaMonitor:
                         sel &= ev.mask
                     hit = rows_memo[rkey] = np.flatnonzero(sel).astype(np.int64)
                 rows = hit
+            plan.append((ev, nodes, rows, t_from, t_to))
+        return plan
+
+    def _reevaluate_span(self, out, plan, base, T, L):
+        for ev, nodes, rows, t_from, t_to in plan:
             changed = False
             for tick in range(t_from, t_to + 1):
                 codes, values = self._codes(ev, tick, rows, nodes)
@@ -1088,7 +1118,18 @@ class SlaMonitor:
         horizon (resolved and re-fired) is treated as one continuous violation (no flapping).
         """
         note = "after late data"
-        for node in nodes.tolist():
+        o, n = ev.state.state[nodes], tmp.state[nodes]
+        same_open = nodes[(o == n) & (o != K.ST_INACTIVE)]
+        # open in both runs: the episode keeps its start and the worst value seen by either run
+        tmp.start[same_open] = ev.state.start[same_open]
+        worse = ev.sign * (ev.state.worst[same_open] - tmp.worst[same_open]) > 0
+        tmp.worst[same_open[worse]] = ev.state.worst[same_open[worse]]
+        quiet = (o == n) & (o == K.ST_INACTIVE)
+        busy = nodes[~quiet & (o != n)]
+        if raw_by_node:
+            q = nodes[quiet]
+            busy = np.union1d(busy, q[np.isin(q, np.fromiter(raw_by_node, np.int64, len(raw_by_node)))])
+        for node in busy.tolist():
             old, new = int(ev.state.state[node]), int(tmp.state[node])
             evs = raw_by_node.get(node, [])
             if old == new == K.ST_INACTIVE:
@@ -1098,12 +1139,6 @@ class SlaMonitor:
                 for r, t in evs:
                     if r[2] in new_starts and r[1] in (K.EV_FIRING, K.EV_RESOLVED):
                         self._emit(ev, [r], t, out, note)
-                continue
-            if old == new:
-                if old != K.ST_INACTIVE:
-                    tmp.start[node] = ev.state.start[node]
-                    if ev.sign * (ev.state.worst[node] - tmp.worst[node]) > 0:
-                        tmp.worst[node] = ev.state.worst[node]
                 continue
             if old == K.ST_FIRING:
                 res = [(r, t) for r, t in evs if r[1] == K.EV_RESOLVED]

@@ -86,7 +86,7 @@ def test_window_series_equals_fresh_sums(seed, w, n_ticks, back, n_rows):
     assert hist_act.shape == (len(ticks), len(rows))
 
 
-def _late_run(monkeypatch=None):
+def _late_run(monkeypatch=None, mode="prefix"):
     rules = [{"name": "blk", "kpi": "blocking_pct", "comparator": ">", "threshold": 10.0, "clear_threshold": 5.0,
               "window": "5m", "for": "2m", "clear_for": "2m", "min_samples": 5},
              {"name": "site_css", "kpi": "call_setup_success_pct", "level": "site", "comparator": "<",
@@ -96,8 +96,13 @@ def _late_run(monkeypatch=None):
              {"type": "slo", "name": "slo", "kpi": "call_setup_success_pct", "objective": 0.95, "level": "site",
               "windows": [{"severity": "page", "factor": 2.0, "long": "2h", "short": "10m"}]}]
     mon = SlaMonitor(topo6(), rules, minute_ring=40, reeval_minutes=10)
-    if monkeypatch is not None:          # per-tick window sums from the ring (the path before series)
-        monkeypatch.setattr(mon.calc, "begin_series", lambda a, b: None)
+    if mode == "ring":                   # per-tick window sums from the ring (the path before series)
+        monkeypatch.setattr(mon.calc, "begin_series", lambda *a: None)
+    elif mode == "budget":               # prefix sums over the memory budget: window series instead
+        monkeypatch.setattr(mon.calc, "prefix_budget_bytes", 0)
+    elif mode == "series":               # window series without prefix sums
+        orig = mon.calc.begin_series
+        monkeypatch.setattr(mon.calc, "begin_series", lambda a, b, *hints: orig(a, b))
     rng = np.random.default_rng(5)
     ids = topo6().ids["element"]
     out = []
@@ -120,7 +125,10 @@ def _late_run(monkeypatch=None):
 
 
 def test_monitor_events_equal_with_and_without_series(monkeypatch):
+    """Late-data re-evaluation from prefix sums, from window series and per tick from the ring
+    give identical events (values rounded to 1e-9: float64 sums of float32 cells)."""
     with_series = _late_run()
-    without = _late_run(monkeypatch)
-    assert with_series == without
+    assert _late_run(monkeypatch, "series") == with_series
+    assert _late_run(monkeypatch, "budget") == with_series
+    assert _late_run(monkeypatch, "ring") == with_series
     assert {r for r, *_ in with_series} >= {"blk", "site_css", "lat"} and len(with_series) > 20
