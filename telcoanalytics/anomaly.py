@@ -315,26 +315,16 @@ class AnomalyDetector:
             c.cusum_clip, float(c.close_after), self.slot_confirm,
             self.state, self.nobs, self.cold, self.open_dir, self.run, self.seas, self.seas_n, self.glob,
             z, base, thr, flags, *ep)
-        ep_idx, ep_kind, ep_start, ep_end, ep_peak, ep_dir, ep_base, ep_thr, ep_value = ep
+        ep_idx, ep_kind = ep[0], ep[1]
         self.n_invalid += int(self.glob[_k.G_INVALID] - n_bad)
         self.last = BatchScores(z, base, thr, flags)
         rows = np.zeros(m, dtype=ANOMALY_DTYPE)
-        s = slot[ep_idx[:m]]
-        rows["slot"] = s
-        rows["element_id"] = self.slot_element_id[s]
-        rows["metric"] = self.slot_metric[s]
-        rows["start_ms"] = ep_start[:m]
-        rows["end_ms"] = ep_end[:m]
-        rows["peak_score"] = ep_peak[:m]
-        rows["direction"] = ep_dir[:m]
-        rows["classification"] = "fault"
-        rows["classification"][ep_kind[:m] == _k.KIND_CHANGE] = "change"
-        rows["baseline"] = ep_base[:m]
-        rows["threshold"] = ep_thr[:m]
-        rows["value"] = ep_value[:m]
-        rows["scope_level"] = "element"
-        rows["scope_id"] = rows["element_id"]
-        rows["t_ms"] = ts_ms[ep_idx[:m]]
+        if m:
+            _k.fill_episode_rows(rows, ts_ms, slot, self.slot_element_id, *ep)
+            rows["metric"] = self.slot_metric[slot[ep_idx[:m]]]
+            rows["classification"] = "fault"
+            rows["classification"][ep_kind[:m] == _k.KIND_CHANGE] = "change"
+            rows["scope_level"] = "element"
         return rows
 
     def _score_buffers(self, n: int) -> tuple:

@@ -417,3 +417,21 @@ def test_threshold_steps_are_log_additive():
     up, dn = K.threshold_steps(0.01, 0.05)
     assert np.log(up) == pytest.approx(0.05 * 0.99, rel=1e-14)
     assert np.log(dn) == pytest.approx(-0.05 * 0.01, rel=1e-14)
+
+
+def test_counters_saturate(rng):
+    """Season visit counts (uint8), observation counts (int32) and alarm runs (int16) stop at
+    their caps instead of wrapping around."""
+    det = AnomalyDetector(1, DetectorConfig(season_s=3600.0, n_phase=1, warmup=5))
+    t = np.arange(300, dtype=np.int64) * 1000
+    det.update(t, np.zeros(300, dtype=np.int64), 5.0 + rng.standard_normal(300))
+    assert det.seas_n[0, 0] == K.SEAS_N_MAX
+    det.nobs[0] = K.N_MAX
+    det.run[0] = K.RUN_MAX
+    det.open_dir[0] = 1
+    det.update(np.array([10**6]), np.array([0]), np.array([1e6]))        # an alarm point
+    assert det.nobs[0] == K.N_MAX and det.run[0] == K.RUN_MAX
+    assert det.last.flags[0] & K.FLAG_ALARM
+    flat = AnomalyDetector(1, DetectorConfig(season_s=0))
+    flat.update(t[:3], np.zeros(3, dtype=np.int64), np.array([1.0, 2.0, 3.0]))
+    assert flat.baseline_at(0)[0] == flat.state[0, K.F_LEVEL]            # no season: the level
