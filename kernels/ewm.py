@@ -20,7 +20,11 @@ mean and variance estimates: an improved method", CACM 22(9), 1979; T. Finch, "I
 calculation of weighted mean and variance", 2009). When a new event is newer than ``t_ref`` the
 state is first decayed by ``a = exp(coef * (t - t_ref))`` (exact for irregular spacing); when it
 is older (out of order) the *event* is decayed instead by ``exp(coef * (t_ref - t))``, so the
-result is independent of arrival order. Two states merge by rescaling the older one to the newer
+result is independent of arrival order. Gaps are whole milliseconds, so the update takes the
+factor from a three-level table (:func:`ewm_table`: ``exp(c dt) = T0[dt mod 2^10] *
+T1[(dt >> 10) mod 2^10] * T2[dt >> 20]``, each entry correctly rounded, so the product is
+within a few ulp of the true factor) instead of calling ``exp``; gaps of 2**30 ms (12.4 days)
+or more and non-integer gaps call ``exp``. Two states merge by rescaling the older one to the newer
 reference time and combining the moments with Chan's pairwise formula (Chan, Golub & LeVeque,
 "Algorithms for computing the sample variance", 1979).
 """

@@ -229,16 +229,12 @@ def ring_fold(ts_ms, slot, value, status, width_ms, n_buckets, offset, n_slots, 
                 pos = cur_pos
             else:
                 if -FAST_DIV_LIMIT < t < FAST_DIV_LIMIT:
+                    # quotient estimates off by at most one (rarely): fix them branch-free
                     b = np.int64(math.floor(float(t) * inv_w))
-                    if b * w > t:
-                        b -= 1
-                    elif (b + 1) * w <= t:
-                        b += 1
+                    rem = t - b * w
+                    b += np.int64(rem >= w) - np.int64(rem < 0)
                     pos = b - np.int64(math.floor(float(b) * inv_nb)) * nb
-                    if pos < 0:
-                        pos += nb
-                    elif pos >= nb:
-                        pos -= nb
+                    pos += nb * (np.int64(pos < 0) - np.int64(pos >= nb))
                 else:
                     b = t // w
                     pos = b % nb

@@ -214,7 +214,8 @@ class EWStats:
     Notes
     -----
     Memory: ``nbytes = n_slots * (1 + 3 * n_half_lives) * 8`` bytes (reference time, then weight,
-    mean and weighted M2 per half-life). Values are NaN-aware: non-finite values are skipped and
+    mean and weighted M2 per half-life) plus the decay-factor table of the update kernel,
+    ``3 * 1024 * n_half_lives * 8`` bytes (24 KiB per half-life, independent of the slots). Values are NaN-aware: non-finite values are skipped and
     reported with status 3. See :mod:`kernels.ewm` for the update, out-of-order and merge formulas.
 
     Examples
@@ -241,7 +242,8 @@ class EWStats:
 
     @property
     def nbytes(self) -> int:
-        return int(self.state.nbytes)
+        """Bytes of the state array and the decay-factor table (see Notes)."""
+        return int(self.state.nbytes + self.table.nbytes)
 
     def update(self, ts_ms, slot, value) -> np.ndarray:
         """Fold a batch in; returns the status per event (0 folded, 3 non-finite value)."""

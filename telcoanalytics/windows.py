@@ -19,9 +19,11 @@ missing data (``status == 3``). Nothing is dropped silently: every event ends in
 
 Memory
 ------
-``nbytes = 8 * n_slots * (7 * sum(n_buckets) + [1 + 3 * n_half_lives]) + 16 * dedup_capacity``:
+``nbytes = 8 * n_slots * (7 * sum(n_buckets) + [1 + 3 * n_half_lives]) + [24576 * n_half_lives]
++ 16 * dedup_capacity``:
 seven float64 aggregates per slot and bucket (bucket index, count, mean, M2, min, max, last
-time), the EW state when half-lives are given (bracketed term), and the record-id table
+time), the EW state and its decay-factor table when half-lives are given (bracketed terms; the
+table is 24 KiB per half-life whatever the slot count), and the record-id table
 (capacity 1 when ``dedup=False``; with dedup a power of two at least twice the ids inside the
 allowed lateness). All of it is allocated and touched at construction, so the process RSS grows
 by exactly this much (the benchmark measures it). Example: 60,000 slots with the default

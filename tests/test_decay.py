@@ -161,7 +161,7 @@ def test_ew_rollup_state_and_errors(rng):
     d = ew.to_state()
     ew2 = EWStats.from_state(d)
     np.testing.assert_array_equal(ew2.values(tq, slots=[1, 3])["mean"], ew.values(tq, slots=[1, 3])["mean"])
-    assert ew2.nbytes == 4 * 4 * 8
+    assert ew2.nbytes == 4 * 4 * 8 + 3 * 1024 * 8          # state + decay-factor table
     with pytest.raises(ValueError, match="not an EWStats"):
         EWStats.from_state({"kind": "SlidingWindows"})
     d["state"] = d["state"][:2]

@@ -292,7 +292,7 @@ def test_state_round_trip(rng):
 def test_nbytes_formula():
     w = SlidingWindows(100, RES, half_lives_s=(60.0, 3600.0, 86400.0))
     n_b = sum(nb for _, nb in RES)
-    assert w.nbytes == 8 * 100 * (7 * n_b + 1 + 9) + 16 * 1
+    assert w.nbytes == 8 * 100 * (7 * n_b + 1 + 9) + 3 * 1024 * 3 * 8 + 16 * 1     # + EW decay-factor table
     assert SlidingWindows(10, RES, dedup=True).nbytes == 8 * 10 * 7 * n_b + 16 * 1024
     assert w.resolutions == list(RES) and len(w.half_lives_s) == 3
 
