@@ -151,9 +151,10 @@ def cube_pack_keys(codes, rows, strides, keys):
 
 
 @kernel
-def cube_accumulate_fast(keys, v, start, index, cell_key, cnt, fmiss, fsum, fmin, fmax, counters,
-                         limit):
-    """``cube_accumulate`` for a dense index, one value field ``v``, no moments or sketches."""
+def cube_accumulate_fast(keys, v, has_v, start, index, cell_key, cnt, fmiss, fsum, fmin, fmax,
+                         counters, limit):
+    """``cube_accumulate`` for a dense index, one value field ``v`` (or none when ``has_v`` is
+    false: counts only), no moments or sketches."""
     n = keys.shape[0]
     nc = counters[0]
     n_rej = 0
@@ -173,6 +174,8 @@ def cube_accumulate_fast(keys, v, start, index, cell_key, cnt, fmiss, fsum, fmin
             index[key] = c
             cell_key[c] = key
         cnt[c] += 1
+        if not has_v:
+            continue
         x = v[i]
         if x == x:
             fsum[c, 0] += x
@@ -227,10 +230,10 @@ def cube_accumulate(keys, vals, vrows, mom, hashes, hrows, p, qrows, q_min, q_in
     m0 = mom[0] if nf > 0 else False
     n_rej = 0
     stop = n
-    if dense and nf == 1 and nh == 0 and nq == 0 and not m0:
+    if dense and nf <= 1 and nh == 0 and nq == 0 and not m0:
         # the common case has its own small kernel (LLVM optimises its loop better)
-        return cube_accumulate_fast(keys, v0, start, index, cell_key, cnt, fmiss, fsum, fmin,
-                                    fmax, counters, limit)
+        return cube_accumulate_fast(keys, v0, nf == 1, start, index, cell_key, cnt, fmiss, fsum,
+                                    fmin, fmax, counters, limit)
     for i in range(start, n):
         key = keys[i]
         if key < 0:

@@ -50,6 +50,7 @@ __all__ = ["Cube", "CubeSet", "CubeSpec", "CubeView", "CubeBudgetError", "Measur
 
 _OUT_DENSE_MAX = 1 << 20
 _RESULT_CACHE_SIZE = 256
+_SHARED_MAX_KEYS = 1 << 18
 
 
 def _freeze(where: dict):
@@ -463,11 +464,18 @@ class Cube:
         qrows = np.array([b.val_row[n] for n in self.q_names], dtype=np.int64)
         return rows, vrows, hrows, qrows
 
-    def _build_delta(self, b: BatchArrays) -> UpdateReport:
+    def _measure_signature(self):
+        """Cubes with equal signatures have cells of the same layout (they can share deltas)."""
+        return (tuple(self.value_names), tuple(self.mom.tolist()), tuple(self.hash_names),
+                tuple(self.q_names), self._tshape, self._q_min, self._q_ilg)
+
+    def _build_delta(self, b: BatchArrays, shared=None) -> UpdateReport:
         """Accumulate the batch into the delta tables (no lock: state is not touched).
 
         In the direct mode (``_plan_direct``) nothing is built here: the commit accumulates the
-        events under the lock.
+        events under the lock. ``shared`` is ``(CellTable, KeySpace, dims)``: the batch already
+        accumulated by the CubeSet over a key space covering this cube's base, with no rejected
+        row; the base delta is then rolled up from its cells instead of from the events.
         """
         if self._direct_fits(b.n):
             self._mode = "direct"
@@ -478,11 +486,21 @@ class Cube:
         self._mode = "delta"
         base = self._base_delta
         base.clear()
-        base.reserve(min(b.n, base.keyspace))   # no growth inside the kernel for this batch
-        rows, vrows, hrows, qrows = self._rows(b)
-        keys = np.empty(b.n, dtype=np.int64)
-        cube_pack_keys(b.codes, rows, self.base_keys.strides, keys)
-        rejected = base.accumulate(keys, b, vrows, self.mom, hrows, qrows, self._q_min, self._q_ilg)
+        if shared is not None:
+            src, ks, dims = shared
+            plan = DerivePlan.build(ks, self.base_keys.dims, dims)
+            n = src.n_cells
+            keys = np.empty(n, dtype=np.int64)
+            cube_rekey(src.cell_key, n, *plan.args(), self.base_keys.strides, keys)
+            base.reserve(min(n, base.keyspace))
+            base.merge_cells(keys, src, self.mom)
+            rejected = 0
+        else:
+            base.reserve(min(b.n, base.keyspace))   # no growth inside the kernel for this batch
+            rows, vrows, hrows, qrows = self._rows(b)
+            keys = np.empty(b.n, dtype=np.int64)
+            cube_pack_keys(b.codes, rows, self.base_keys.strides, keys)
+            rejected = base.accumulate(keys, b, vrows, self.mom, hrows, qrows, self._q_min, self._q_ilg)
         self._deltas: dict[int, CellTable] = {}
         self._roll_group(base, self._delta_steps, self._delta_tables, self._deltas)
         rep = UpdateReport(b.n, b.n - rejected, rejected)
@@ -1252,6 +1270,7 @@ class CubeSet:
         self._wlock = threading.Lock()
         self.dimensions: dict[str, Dimension] = dict(dimensions or {})
         self._slots = TopologySlots.initial(topology) if topology is not None else None
+        self._shared_tables: dict = {}
         self.cubes: dict[str, Cube] = {}
         for nm, spec in (specs or {}).items():
             self.add(nm, spec)
@@ -1309,13 +1328,62 @@ class CubeSet:
             If any cube would exceed its budget (no cube changes).
         """
         with self._wlock:
-            reps = {nm: c._build_delta(b) for nm, c in self.cubes.items()}
+            shared = self._shared_deltas(b)
+            reps = {nm: c._build_delta(b, shared.get(nm)) for nm, c in self.cubes.items()}
             with self._lock:
                 for c in self.cubes.values():
                     c._check_budget()
                 for nm, c in self.cubes.items():
                     c._commit(b, reps[nm])
         return reps
+
+    def _shared_deltas(self, b: BatchArrays) -> dict:
+        """Accumulate the batch once for groups of cubes that can share it.
+
+        Cubes on the delta build with the same measure layout are grouped (largest base first)
+        under the first group base that covers theirs; a group base is a cube's base key space
+        of at most ``_SHARED_MAX_KEYS`` keys (dense). Each group with two or more cubes gets one
+        pass over the events, then every member rolls its base delta up from the group's cells.
+        A group whose batch has a row with an invalid code is not shared (each cube rejects by
+        its own dimensions).
+
+        Returns
+        -------
+        dict cube name -> (CellTable, KeySpace, dims)
+        """
+        groups: list = []
+        cands = [(nm, c) for nm, c in self.cubes.items() if not c._direct_fits(b.n)]
+        cands.sort(key=lambda t: -t[1].base_keys.size)
+        for nm, c in cands:
+            sig = c._measure_signature()
+            g = next((g for g in groups if g[0] == sig and covers(g[1].dims, c.base_keys.dims,
+                                                                   self.dimensions)), None)
+            if g is None:
+                if c.base_keys.size > _SHARED_MAX_KEYS:
+                    continue
+                g = (sig, c.base_keys, c, [])
+                groups.append(g)
+            g[3].append(nm)
+        out = {}
+        for sig, ks, c0, names in groups:
+            if len(names) < 2:
+                continue
+            rows = np.array([b.dim_row[n] for n in ks.dims], dtype=np.int64)
+            keys = np.empty(b.n, dtype=np.int64)
+            cube_pack_keys(b.codes, rows, ks.strides, keys)
+            if b.n and keys.min() < 0:
+                continue
+            tkey = (sig, ks.dims, ks.size)
+            t = self._shared_tables.get(tkey)
+            if t is None:
+                t = self._shared_tables[tkey] = CellTable(ks.size, True, *c0._tshape)
+            t.clear()
+            t.reserve(min(b.n, ks.size))
+            _, vrows, hrows, qrows = c0._rows(b)
+            t.accumulate(keys, b, vrows, c0.mom, hrows, qrows, c0._q_min, c0._q_ilg)
+            for nm in names:
+                out[nm] = (t, ks, self.dimensions)
+        return out
 
     def snapshot(self):
         """Context manager: queries on any cubes of the set inside it see the same batches."""
@@ -1345,6 +1413,7 @@ class CubeSet:
                     self.dimensions.setdefault(dn, dim)
             self.topology = topology
             self._slots = slots
+            self._shared_tables = {}
         return self
 
     def topology_changed(self, topology: Topology, changes: list | None = None) -> None:
