@@ -273,6 +273,109 @@ def test_b_windows_and_ew(benchmark, data, res):
     holder.clear()
 
 
+@numba.njit(cache=True, nogil=True)
+def _minimal_windows(ts, sl, x, width_ms, n_buckets, offset, n_slots, cells, coef, ew):
+    """The smallest correct loop for rings + EW (in-order, no lateness/status/prefetch): a ceiling
+    for the straightforward formulation, one event at a time through every ring."""
+    for i in range(ts.shape[0]):
+        s = sl[i]
+        t = ts[i]
+        v = x[i]
+        for r in range(width_ms.shape[0]):
+            b = t // width_ms[r]
+            c = offset[r] + (b % n_buckets[r]) * n_slots + s
+            if cells[c, 0] != b:
+                cells[c, 0] = b
+                cells[c, 1] = 1.0
+                cells[c, 2] = v
+                cells[c, 3] = 0.0
+                cells[c, 4] = v
+                cells[c, 5] = v
+                cells[c, 6] = t
+                continue
+            n = cells[c, 1] + 1.0
+            d = v - cells[c, 2]
+            cells[c, 1] = n
+            cells[c, 2] += d / n
+            cells[c, 3] += d * (v - cells[c, 2])
+            cells[c, 4] = min(cells[c, 4], v)
+            cells[c, 5] = max(cells[c, 5], v)
+            cells[c, 6] = max(cells[c, 6], float(t))
+        tf = float(t)
+        dt = tf - ew[s, 0]
+        ew[s, 0] = tf
+        for h in range(coef.shape[0]):
+            a = math.exp(coef[h] * dt)
+            j = 1 + 3 * h
+            w = ew[s, j] * a + 1.0
+            d = v - ew[s, j + 1]
+            ew[s, j + 1] += d / w
+            ew[s, j] = w
+            ew[s, j + 2] = ew[s, j + 2] * a + d * (v - ew[s, j + 1])
+
+
+def test_b_windows_minimal_numba(benchmark, data):
+    ts, sl, x = data
+    res = np.array(LIGHT_RESOLUTIONS, dtype=np.int64)
+    width, nb = res[:, 0].copy(), res[:, 1].copy()
+    offset = np.concatenate([[0], np.cumsum(nb * N_SLOTS)[:-1]]).astype(np.int64)
+    coef = -math.log(2.0) / (np.array(HALF_LIVES_S) * 1000.0)
+    _minimal_windows(ts[:2], sl[:2], x[:2], width, nb, offset, N_SLOTS, np.full((int(nb.sum()) * N_SLOTS, 7), np.nan),
+                     coef, np.zeros((N_SLOTS, 10)))
+    cpu = []
+    holder = {}
+
+    def setup():
+        holder.clear()
+        gc.collect()
+        cells = np.full((int(nb.sum()) * N_SLOTS, 7), np.nan)
+        ew = np.zeros((N_SLOTS, 10))
+        ew[:, 0] = float(ts[0])
+        holder.update(cells=cells, ew=ew)
+        return (), {}
+    benchmark.pedantic(_timed(lambda: _minimal_windows(ts, sl, x, width, nb, offset, N_SLOTS, holder["cells"], coef,
+                                                       holder["ew"]), cpu), setup=setup, rounds=ROUNDS, iterations=1)
+    desc = " + ".join(f"{wd // 1000}s x{n}" for wd, n in LIGHT_RESOLUTIONS)
+    _record(benchmark, "b: update", f"minimal Numba loop {desc} + EW x3", N, cpu, "no checks, no prefetch")
+    holder.clear()
+
+
+def test_b_windows_passes(benchmark, data):
+    """Where the time of ``SlidingWindows.update`` goes: each pass of the kernel timed alone
+    (status pass, one pass per ring, the EW pass), light resolutions, CPU time per event."""
+    from kernels import ewm as ke
+    from kernels import windows as kw
+    ts, sl, x = data
+    _warm()
+    w = SlidingWindows(N_SLOTS, LIGHT_RESOLUTIONS, LATENESS_MS, HALF_LIVES_S)
+    z = np.zeros(0, dtype=np.int64)
+    status = np.empty(len(ts), dtype=np.int8)
+
+    def status_pass():
+        kw.window_update(ts, sl, x, ts, False, z, z, z, N_SLOTS, LATENESS_MS, np.zeros(0), np.zeros((3, 1, 0)),
+                         np.zeros((1, kw.N_AGG)), np.zeros((1, 1)), np.array([kw.NO_TIME, 0]), np.zeros(4, np.int64),
+                         z, np.zeros(1, np.int64), np.full(1, kw.NO_TIME), status)
+    passes = [("status (watermark, invalid)", status_pass)]
+    for r, (wd, nb) in enumerate(LIGHT_RESOLUTIONS):
+        passes.append((f"ring {wd // 1000}s x{nb}", lambda r=r: kw.ring_fold(
+            ts, sl, x, status, w.width_ms[r], w.n_buckets[r], w.offset[r], N_SLOTS, kw.NO_TIME, w.cells)))
+    passes.append(("EW x3", lambda: ke.ewm_fold(ts, sl, x, status, w.ew.coef, w.ew.table, w.ew.state)))
+    cpu_all = []
+
+    def run():
+        for name, f in passes:
+            t = time.process_time()
+            f()
+            cpu_all.append((name, time.process_time() - t))
+    benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
+    for name, _ in passes:
+        best = min(c for n, c in cpu_all if n == name)
+        benchmark.extra_info[f"{name} ns/event cpu"] = best / N * 1e9
+        RESULTS.append(("b: passes", name, 0.0, N / best, f"{best / N * 1e9:.1f} ns/event cpu"))
+    del w
+    gc.collect()
+
+
 def test_b_sketch_update(benchmark, data):
     ts, sl, x = data
     _warm()
