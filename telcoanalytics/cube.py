@@ -986,6 +986,35 @@ class Cube:
         out.merge_cells(keys, src, self.mom, n)
         return self._finalize(out, ks, by, ms)
 
+    def _top_k_cells(self, by, where, measure, k, ascending):
+        """Top-k straight from a cuboid's cells (see ``CubeView.top_k``), or None."""
+        if where:
+            return None
+        m = next((x for x in self.measures if measure in (x.name, _measure_str(x))), None)
+        if m is None or m.kind not in ("count", "sum", "min", "max", "mean"):
+            return None
+        with self._lock:
+            ci = self.answering_cuboid(by)
+            cb = self.cuboids[ci]
+            if tuple(by) != cb.keys.dims:
+                return None
+            t = cb.table
+            n = t.n_cells
+            ck = t.cell_key[:n]
+            if m.kind == "count":
+                v = t.cnt[:n].astype(np.float64)
+            else:
+                f = self.value_names.index(m.field)
+                nv = t.cnt[:n] - t.fmiss[:n, f]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    col = {"sum": t.fsum, "min": t.fmin, "max": t.fmax, "mean": t.fsum}[m.kind][:n, f]
+                    v = np.where(nv > 0, col / nv if m.kind == "mean" else col, np.nan)
+            sel = _best(v, ck, k, ascending)
+            sel = sel[np.argsort(ck[sel])]         # the selected cells in group order
+            sub = _CellsView(len(sel), ck[sel], t, sel)
+            res = self._finalize(sub, cb.keys, tuple(by), self.measures)
+        return res[_best(res[m.name], np.arange(len(res)), k, ascending)]
+
     def _filter(self, name: str, codes: np.ndarray, cond) -> np.ndarray:
         dim = self.all_dims[name]
         if isinstance(cond, tuple):
@@ -1020,8 +1049,14 @@ class Cube:
 
     def _finalize(self, t: CellTable, ks: KeySpace, by, ms) -> np.ndarray:
         k = t.n_cells
-        order = np.argsort(t.cell_key[:k], kind="stable")
-        keys = t.cell_key[:k][order]
+        ck = t.cell_key[:k]
+        if ks.size <= 8 * k + 4096:     # keys are distinct: a scatter over the key space sorts
+            pos = np.full(ks.size, -1, dtype=np.int64)
+            pos[ck] = np.arange(k)
+            order = pos[pos >= 0]
+        else:
+            order = np.argsort(ck)
+        keys = ck[order]
         cols, dtypes = [], []
         for j, nm in enumerate(by):
             code = (keys // ks.strides[j]) % ks.radix[j]
@@ -1068,6 +1103,18 @@ class Cube:
         for (nm, _), c in zip(dtypes, cols):
             out[nm] = c
         return out
+
+
+def _best(values: np.ndarray, tie: np.ndarray, k: int, ascending: bool) -> np.ndarray:
+    """Positions of the ``k`` best ``values`` (NaN last), ordered by value then ``tie``."""
+    v = np.asarray(values, dtype=np.float64)
+    v = np.where(np.isnan(v), np.inf if ascending else -np.inf, v)
+    v = v if ascending else -v
+    k = min(k, len(v))
+    if k == 0:
+        return np.zeros(0, dtype=np.int64)
+    cand = np.flatnonzero(v <= np.partition(v, k - 1)[k - 1]) if k < len(v) else np.arange(len(v))
+    return cand[np.lexsort((tie[cand], v[cand]))[:k]]
 
 
 def _is_topology_dim(dim: Dimension, topology: Topology) -> bool:
@@ -1126,6 +1173,16 @@ def _topology_from_state(d: dict) -> Topology:
     parent = {lv: d[f"topology.parent.{lv}"] for lv in levels[1:]}
     attrs = {str(a): d[f"topology.attr.{a}"] for a in d["topology.attributes"]}
     return Topology(levels, ids, parent, attrs)
+
+
+class _CellsView:
+    """Some cells of a CellTable, with the attributes ``Cube._finalize`` reads."""
+
+    def __init__(self, n: int, cell_key: np.ndarray, t: CellTable, sel: np.ndarray):
+        self.n_cells = n
+        self.cell_key = cell_key
+        for name in ("cnt", "fmiss", "fsum", "fmin", "fmax", "fmean", "fm2", "hll", "qs"):
+            setattr(self, name, getattr(t, name)[sel])
 
 
 # ---- views ----------------------------------------------------------------------------------
@@ -1194,21 +1251,23 @@ class CubeView:
     to_numpy = result
 
     def top_k(self, measure: str, k: int, ascending: bool = False) -> np.ndarray:
-        """The ``k`` groups with the largest (or smallest) ``measure`` (NaN last), best first."""
+        """The ``k`` groups with the largest (or smallest) ``measure`` (NaN last), best first;
+        ties in group order.
+
+        When the group-by is a materialised cuboid itself (no filter) and the measure is a
+        count, sum, min, max or mean, the ``k`` cells are selected on the cuboid's measure
+        column first (``np.partition``) and only they are decoded.
+        """
         if int(k) < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        fast = self.cube._top_k_cells(self.by, self.where, measure, int(k), ascending)
+        if fast is not None:
+            return fast
         res = self.cube.query(self.by, self.where, _shared=True)   # cached until the next batch
         name = measure if measure in (res.dtype.names or ()) else Measure.parse(measure).name
         if name not in res.dtype.names:
             raise ValueError(f"unknown measure {measure!r}; columns are {res.dtype.names}")
-        v = res[name].astype(np.float64)
-        v = np.where(np.isnan(v), np.inf if ascending else -np.inf, v)
-        v = v if ascending else -v
-        k = min(int(k), len(res))
-        if k == 0:
-            return res[:0]
-        idx = np.argpartition(v, k - 1)[:k] if k < len(res) else np.arange(len(res))
-        idx = idx[np.lexsort((idx, v[idx]))]
+        idx = _best(res[name], np.arange(len(res)), int(k), ascending)
         return res[idx]
 
     def pivot(self, rows: str, columns: str, measure: str = "count") -> Pivot:
