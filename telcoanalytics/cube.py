@@ -20,6 +20,21 @@ How a batch is applied
    ``cell_budget`` raises :class:`CubeBudgetError` and changes nothing), then the deltas merge
    into the state. Queries take the same lock, so they see whole batches only.
 
+*Direct build* (when the finest stored key space has at least ``spec.direct_min_keys`` keys,
+e.g. element x service x hour): a per-batch delta would hold nearly as many cells as the batch
+has events, so the finest cuboid is accumulated straight into its state, and the other cuboids
+are grouped under small bases (region x service x class x hour ...) fed from the events and
+rolled up as above. Functional dependencies (element -> site, region, class) make this exact.
+It runs under the lock (queries wait for the batch) and only when the batch cannot exceed the
+budget even if every event made new cells; otherwise the delta build applies.
+
+In a :class:`CubeSet`, cubes with the same measure layout share one pass over the events: the
+batch is accumulated once per group under the largest base that covers the others, and each
+cube rolls its base delta up from those cells.
+
+After a topology change (:meth:`Cube.set_topology`) the topology dimensions use versioned codes
+(:class:`cube_dims.TopologySlots`): history keeps the parents its events had.
+
 Notes
 -----
 Gray et al. 1997, "Data Cube: a relational aggregation operator generalizing group-by,
