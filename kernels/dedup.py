@@ -137,3 +137,39 @@ def hashset_rehash(old_table, new_table):
         while new_table[s] != EMPTY:
             s = (s + 1) & mask
         new_table[s] = k
+
+
+@kernel
+def hashmap_build(keys, values, table_keys, table_vals):
+    """Fill an empty map (``table_keys`` all ``EMPTY``, capacity a power of two above
+    ``len(keys)``) with ``keys[i] -> values[i]``; distinct keys, none equal to ``EMPTY``.
+    Returns the number of keys stored."""
+    mask = table_keys.shape[0] - 1
+    for i in range(keys.shape[0]):
+        s = hashset_slot(keys[i], mask)
+        while table_keys[s] != EMPTY:
+            s = (s + 1) & mask
+        table_keys[s] = keys[i]
+        table_vals[s] = values[i]
+    return keys.shape[0]
+
+
+@kernel
+def hashmap_lookup(q, table_keys, table_vals, missing, out):
+    """``out[i]`` = the value of key ``q[i]``, or ``missing`` when it is not in the map."""
+    mask = table_keys.shape[0] - 1
+    for i in range(q.shape[0]):
+        k = q[i]
+        r = missing
+        if k != EMPTY:
+            s = hashset_slot(k, mask)
+            while True:
+                t = table_keys[s]
+                if t == k:
+                    r = table_vals[s]
+                    break
+                if t == EMPTY:
+                    break
+                s = (s + 1) & mask
+        out[i] = r
+    return out

@@ -95,3 +95,34 @@ def test_dedupset_state_keeps_min_key():
     r = DedupSet.from_state(s.to_state())
     assert len(r) == 2
     assert r.check_insert(np.array([EMPTY, 4, 5], dtype=np.int64), np.ones(3, np.bool_)).tolist() == [True, True, False]
+
+
+@given(ids=st.lists(st.integers(-2**63 + 1, 2**63 - 1), min_size=0, max_size=300, unique=True),
+       probes=st.lists(st.integers(-2**63, 2**63 - 1), max_size=50))
+def test_element_lookup_sparse_ids_match_a_dict(ids, probes):
+    """The hash-map path (ids too sparse for a table) equals a dict lookup, unknown ids -1."""
+    from telcoanalytics.ingest import _ElementLookup
+    ids = np.array(ids + [10**15, 2 * 10**15], dtype=np.int64)     # a wide range: never the table path
+    index = np.arange(len(ids), dtype=np.int64)[::-1].copy()
+    lk = _ElementLookup(ids, index)
+    assert lk.lut is None
+    q = np.array(list(ids) + probes + [EMPTY], dtype=np.int64)
+    ref = {int(k): int(v) for k, v in zip(ids, index)}
+    np.testing.assert_array_equal(lk(q), [ref.get(int(k), -1) for k in q])
+    out = np.zeros(len(q), dtype=np.int64)
+    assert lk(q, out) is out
+
+
+def test_element_lookup_colliding_keys_and_empty_map():
+    """Keys with the same home slot probe on; an empty id set answers -1 everywhere."""
+    from kernels.dedup import hashmap_build, hashmap_lookup
+    mask = 15
+    home = hashset_slot(np.int64(12345), mask)
+    same = [k for k in range(10**6, 10**6 + 5000) if hashset_slot(np.int64(k), mask) == home][:3]
+    keys = np.array(same, dtype=np.int64)
+    tk, tv = np.full(16, EMPTY, dtype=np.int64), np.full(16, -1, dtype=np.int64)
+    assert hashmap_build(keys, np.array([7, 8, 9], dtype=np.int64), tk, tv) == 3
+    out = np.empty(4, dtype=np.int64)
+    np.testing.assert_array_equal(hashmap_lookup(np.append(keys, 5).astype(np.int64), tk, tv, -1, out), [7, 8, 9, -1])
+    from telcoanalytics.ingest import _ElementLookup
+    np.testing.assert_array_equal(_ElementLookup(np.zeros(0, np.int64), np.zeros(0, np.int64))(np.array([1, 2])), [-1, -1])
