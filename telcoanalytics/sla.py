@@ -17,6 +17,18 @@ data reveals (at its true time), a resolution (at its true time) of a violation 
 data ends, a withdrawn pending. A violation open in both runs keeps its start, so late data
 never produces a second firing event for one violation. Data
 older than the re-evaluation horizon still corrects the counters but no longer the lifecycle.
+The windows of all re-evaluated ticks come from one gather per ring group: cumulative per-minute
+sums of the counters the rules read, over the union of the touched rows
+(:meth:`~telcoanalytics.kpi.KpiCalculator.begin_series`), so each window of each tick is one
+difference instead of a fresh sum over the ring.
+
+Topology changes
+----------------
+:meth:`SlaMonitor.set_topology` follows added, re-homed, retired, restored and compacted
+elements while data flows: new elements get counter rows, counters stay with their element (a
+re-homed element counts toward its new ancestors from the change on), retired elements leave
+every rule's scope, and open violations on nodes left without an in-scope element are closed
+with a ``resolved`` event saying so ("closed without recovery").
 
 Error-budget SLOs
 -----------------

@@ -132,3 +132,59 @@ def test_monitor_events_equal_with_and_without_series(monkeypatch):
     assert _late_run(monkeypatch, "budget") == with_series
     assert _late_run(monkeypatch, "ring") == with_series
     assert {r for r, *_ in with_series} >= {"blk", "site_css", "lat"} and len(with_series) > 20
+
+
+def test_prefix_span_hints_subsets_and_fallbacks():
+    """The calculator's prefix path with and without row hints, for the hinted rows themselves, for
+    a subset, for rows outside the hint and for counters outside the gathered set equals the
+    per-tick path."""
+    store, rng = filled_store(11)
+    calc = KpiCalculator(store)
+    end = store.head_minute + 1
+    ticks = list(range(end - 5, end + 1))
+    hint = np.array([0, 2, 3, 5], np.int64)
+    cases = [(hint, {"cdr": hint}), (hint[[1, 3]], {"cdr": hint}), (np.array([1, 2], np.int64), {"cdr": hint}),
+             (np.array([0, 1], np.int64), None)]
+    keys = {"cdr": [("blocked", ""), ("attempts", "")]}
+    for rows, hints in cases:
+        want = [(calc.compute("blocking_pct", "site", t, 7, rows=rows),
+                 calc.compute("call_setup_success_pct", "site", t, 7, rows=rows)) for t in ticks]
+        calc.begin_series(ticks[0], ticks[-1], keys, hints)
+        got = [(calc.compute("blocking_pct", "site", t, 7, rows=rows),      # from prefix sums
+                calc.compute("call_setup_success_pct", "site", t, 7, rows=rows)) for t in ticks]  # setup_ok: series
+        calc.end_series()
+        for (a, b), (c, d) in zip(want, got):
+            np.testing.assert_allclose(c.value, a.value, rtol=1e-12)
+            np.testing.assert_allclose(d.value, b.value, rtol=1e-12)
+            np.testing.assert_array_equal(c.samples, a.samples)
+
+
+def test_window_series_any_direction():
+    """Windows that shrink or move backwards between ticks are still exact (signed pieces)."""
+    store, rng = filled_store(3)
+    rows = np.arange(6, dtype=np.int64)
+    end = store.head_minute + 1
+    lo = [end - 10, end - 12, end - 3, end - 8]
+    hi = [end - 2, end - 5, end, end - 1]
+    cols = store.columns("attempts")
+    ser = store.window_series("cdr", cols, np.zeros(len(cols), np.int64), 1, rows, lo, hi)
+    for k, (a, b) in enumerate(zip(lo, hi)):
+        fresh = np.zeros((6, 1))
+        K.kpi_window_sum(store.cdr, rows, store.window_slots(b, b - a), cols, np.zeros(len(cols), np.int64), fresh)
+        np.testing.assert_array_equal(ser[k], fresh)
+
+
+def test_store_set_topology_appends_rows_and_legacy_topology_state():
+    from telcoanalytics.kpi import topology_from_state
+    store, rng = filled_store(2)
+    before = store.cdr.copy()
+    topo, _ = store.topology.add_elements([99], [102])
+    store.set_topology(topo)
+    assert store.cdr.shape[1] == 7 and np.array_equal(store.cdr[:, :6], before) and not store.cdr[:, 6].any()
+    assert store.index_of([99, 10]).tolist() == [6, 0]
+    old = {"topology.levels": "region,site,element", "topology.version": 3, "topology.attributes": "",
+           "topology.ids.region": np.array([1]), "topology.ids.site": np.array([7]),
+           "topology.ids.element": np.array([5, 6]), "topology.parent.site": np.array([0]),
+           "topology.parent.element": np.array([0, 0])}
+    t = topology_from_state(old)
+    assert t.version == 3 and t.ids["element"].tolist() == [5, 6] and t.active.all()
