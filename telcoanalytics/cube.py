@@ -967,17 +967,24 @@ class Cube:
         needed = list(dict.fromkeys(list(by) + list(where)))
         ckey = (by, _freeze(where), tuple(m.name for m in ms))
         with self._lock:
-            if self._cache_version != self.version:
-                self._result_cache.clear()
-                self._decode_cache.clear()
-                self._cache_version = self.version
-            hit = self._result_cache.get(ckey)
+            hit = self._cached(ckey)
             if hit is None:
                 hit = self._query(by, where, ms, needed)
-                if len(self._result_cache) >= _RESULT_CACHE_SIZE:
-                    self._result_cache.pop(next(iter(self._result_cache)))
-                self._result_cache[ckey] = hit
+                self._store(ckey, hit)
             return hit if _shared else hit.copy()
+
+    def _cached(self, ckey):
+        """A cached result of this version, or None (caller holds the lock)."""
+        if self._cache_version != self.version:
+            self._result_cache.clear()
+            self._decode_cache.clear()
+            self._cache_version = self.version
+        return self._result_cache.get(ckey)
+
+    def _store(self, ckey, res: np.ndarray):
+        if len(self._result_cache) >= _RESULT_CACHE_SIZE:
+            self._result_cache.pop(next(iter(self._result_cache)))
+        self._result_cache[ckey] = res
 
     def _query(self, by, where, ms, needed) -> np.ndarray:
         """The group-by itself (caller holds the lock; ``query`` caches the result)."""
@@ -1275,15 +1282,20 @@ class CubeView:
         """
         if int(k) < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        fast = self.cube._top_k_cells(self.by, self.where, measure, int(k), ascending)
-        if fast is not None:
-            return fast
-        res = self.cube.query(self.by, self.where, _shared=True)   # cached until the next batch
-        name = measure if measure in (res.dtype.names or ()) else Measure.parse(measure).name
-        if name not in res.dtype.names:
-            raise ValueError(f"unknown measure {measure!r}; columns are {res.dtype.names}")
-        idx = _best(res[name], np.arange(len(res)), int(k), ascending)
-        return res[idx]
+        cube = self.cube
+        ckey = ("top_k", self.by, _freeze(self.where), str(measure), int(k), bool(ascending))
+        with cube._lock:
+            hit = cube._cached(ckey)
+            if hit is None:
+                hit = cube._top_k_cells(self.by, self.where, measure, int(k), ascending)
+                if hit is None:
+                    res = cube.query(self.by, self.where, _shared=True)
+                    name = measure if measure in (res.dtype.names or ()) else Measure.parse(measure).name
+                    if name not in res.dtype.names:
+                        raise ValueError(f"unknown measure {measure!r}; columns are {res.dtype.names}")
+                    hit = res[_best(res[name], np.arange(len(res)), int(k), ascending)]
+                cube._store(ckey, hit)
+            return hit.copy()
 
     def pivot(self, rows: str, columns: str, measure: str = "count") -> Pivot:
         """Cross-tab of ``measure`` with ``rows`` x ``columns`` (other group-bys are summed out)."""
