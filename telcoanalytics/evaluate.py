@@ -361,16 +361,19 @@ class NabCorpus:
         return self.ns.sweep(self.file_rows(list(names), config), self.ns.PROFILES["standard"])
 
 
-def nab_folds(names, n_folds: int = 2) -> list[list[str]]:
-    """Split file names into ``n_folds`` folds stratified by folder: within each folder the
-    sorted files are dealt out in turn (deterministic, every folder in every fold)."""
+def nab_folds(names, n_folds: int = 2, seed: int | None = None) -> list[list[str]]:
+    """Split file names into ``n_folds`` folds stratified by folder: within each folder the files
+    are dealt out in turn (every folder in every fold), in sorted order for ``seed=None`` or
+    shuffled by ``numpy.random.default_rng(seed)`` otherwise (repeated random splits)."""
     folds: list[list[str]] = [[] for _ in range(n_folds)]
     by_folder: dict[str, list[str]] = {}
     for n in sorted(names):
         by_folder.setdefault(os.path.dirname(n), []).append(n)
+    rng = np.random.default_rng(seed) if seed is not None else None
     for files in by_folder.values():
-        for i, n in enumerate(files):
-            folds[i % n_folds].append(n)
+        order = rng.permutation(len(files)) if rng is not None else range(len(files))
+        for i, j in enumerate(order):
+            folds[i % n_folds].append(files[j])
     return folds
 
 
@@ -380,7 +383,7 @@ def _grid_configs(grid: dict) -> list[dict]:
     return [{k: grid[k][int(i)] for k, i in zip(keys, row)} for row in combos]
 
 
-def nab_heldout(corpus: NabCorpus, grid: dict | None = None, n_folds: int = 2) -> dict:
+def nab_heldout(corpus: NabCorpus, grid: dict | None = None, n_folds: int = 2, seed: int | None = None) -> dict:
     """Out-of-sample NAB score: choose parameters and thresholds on some files, score the rest.
 
     For each fold, every configuration of ``grid`` (default :data:`NAB_GRID`) is scored on the
@@ -388,7 +391,8 @@ def nab_heldout(corpus: NabCorpus, grid: dict | None = None, n_folds: int = 2) -
     its per-profile thresholds, chosen on those training files only, then score the fold's files
     at those fixed thresholds. The held-out figure pools the folds: NAB raw scores, the
     no-detection baseline and the perfect score are all sums over files, so
-    ``100 * (sum raw - sum null) / (sum perfect - sum null)``.
+    ``100 * (sum raw - sum null) / (sum perfect - sum null)``. ``seed`` picks the split
+    (:func:`nab_folds`).
 
     Returns
     -------
@@ -398,7 +402,7 @@ def nab_heldout(corpus: NabCorpus, grid: dict | None = None, n_folds: int = 2) -
     """
     grid = NAB_GRID if grid is None else grid
     configs = _grid_configs(grid)
-    folds = nab_folds(corpus.names, n_folds)
+    folds = nab_folds(corpus.names, n_folds, seed)
     out_folds = []
     pooled = {}
     for k, test in enumerate(folds):
@@ -425,7 +429,15 @@ def nab_heldout(corpus: NabCorpus, grid: dict | None = None, n_folds: int = 2) -
         })
     held = {p: 100.0 * (raw - null) / (perf - null) for p, (raw, null, perf) in pooled.items()}
     return {"folds": out_folds, "heldout": held, "grid": {k: list(v) for k, v in grid.items()},
-            "n_configs": len(configs)}
+            "n_configs": len(configs), "seed": seed}
+
+
+def nab_heldout_repeats(corpus: NabCorpus, seeds=(None, 1, 2, 3, 4), grid: dict | None = None) -> dict:
+    """:func:`nab_heldout` over several splits (``seeds``): the spread shows how much of the
+    figure is the luck of one split. Returns ``{"runs": [...], "standard": (mean, min, max)}``."""
+    runs = [nab_heldout(corpus, grid, 2, sd) for sd in seeds]
+    std = np.array([r["heldout"]["standard"] for r in runs])
+    return {"runs": runs, "standard": (float(std.mean()), float(std.min()), float(std.max()))}
 
 
 def nab_sensitivity(corpus: NabCorpus, grid: dict | None = None) -> dict:
@@ -676,6 +688,8 @@ def main(argv=None) -> int:
     a.add_argument("--out", default="nab_results")
     a.add_argument("--heldout", action="store_true",
                    help="also choose parameters on half the files and score the other half (2 folds)")
+    a.add_argument("--splits", type=int, default=5,
+                   help="random 2-fold splits for --heldout (the first deals the sorted files; default 5)")
     a.add_argument("--sensitivity", action="store_true",
                    help="also report the score with each main parameter one grid step down and up")
     b = sub.add_parser("synth", help="replay a synthetic network with injected scenarios")
@@ -684,12 +698,17 @@ def main(argv=None) -> int:
     b.add_argument("--seed", type=int, default=7)
     args = ap.parse_args(argv)
     if args.what == "nab":
+        if args.splits < 1:
+            ap.error(f"--splits must be >= 1, got {args.splits}")
         run_nab(args.data, args.out)
         print(nab_table(score_nab(args.data, args.out)))
         if args.heldout or args.sensitivity:
             corpus = NabCorpus(args.data)
             if args.heldout:
-                print(heldout_table(nab_heldout(corpus)))
+                rep = nab_heldout_repeats(corpus, seeds=(None,) + tuple(range(1, args.splits)))
+                print(heldout_table(rep["runs"][0]))
+                print("held-out standard over {} splits (seeds {}): mean {:.2f}, min {:.2f}, max {:.2f}".format(
+                    len(rep["runs"]), [r["seed"] for r in rep["runs"]], *rep["standard"]))
             if args.sensitivity:
                 print(sensitivity_table(nab_sensitivity(corpus)))
     else:
