@@ -574,8 +574,14 @@ class Cube:
             for k in keys:
                 k[bad] = -1
         _, vrows, hrows, qrows = self._rows(b)
-        # one allocation at most per batch instead of doublings inside the accumulation
-        tcb.table.reserve(tcb.table.n_cells + min(b.n, max(0, tcb.n_possible - tcb.table.n_cells)))
+        # one allocation at most per batch instead of doublings inside the accumulation; cells
+        # without sketches are small, so allocate ahead (measured: growing a large table batch
+        # by batch costs more than its copies, ~1/3 of the accumulation time)
+        need = tcb.table.n_cells + min(b.n, max(0, tcb.n_possible - tcb.table.n_cells))
+        if not self.hash_names and not self.q_names:
+            need = max(need, min(tcb.n_possible, 4 * need, self.spec.cell_budget))
+        if need > tcb.table.cap:
+            tcb.table.reserve(need)
         for g in plan.groups:
             g.table.clear()
             g.table.reserve(min(b.n, g.table.keyspace))
