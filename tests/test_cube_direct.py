@@ -128,3 +128,32 @@ def test_direct_build_with_retention_and_merge(rng):
     st = a.to_state()
     assert int(st["direct_min_keys"]) == 1
     assert Cube.from_state(st)._direct is not None
+
+
+def test_direct_build_readers_see_only_whole_batches(rng):
+    import threading
+    topo = make_topology(rng)
+    batches = [make_cdr(rng, topo, 120) for _ in range(6 if HLL_P == 4 else 30)]
+    cs = CubeSet({"e": CubeSpec(dimensions=["region", "element", "service"], measures=FAST,
+                                cuboids=[("element", "service"), ("region",)], direct_min_keys=1),
+                  "s": CubeSpec(dimensions=["service"], measures=["count"])}, topo)
+    prefix = set(np.cumsum([0] + [len(b) for b in batches]).tolist())
+    bad, seen, done = [], [], threading.Event()
+
+    def reader():
+        while not done.is_set():
+            with cs.snapshot():
+                fine = int(cs["e"].query(("element", "service"))["count"].sum())
+                coarse = int(cs["e"].query(("region",))["count"].sum())
+                other = int(cs["s"].query(())["count"].sum()) if cs["s"].n_cells else 0
+            seen.append(fine)
+            if fine not in prefix or fine != coarse or fine != other:
+                bad.append((fine, coarse, other))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    for b in batches:
+        cs.update(b)
+    done.set()
+    t.join()
+    assert cs["e"]._mode == "direct" and not bad and seen
