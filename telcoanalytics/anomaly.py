@@ -843,12 +843,14 @@ class NetworkAnomalyDetector:
                                          ("region", cc.surge_min_elements, cc.surge_fraction, "surge")):
             node = self._level_index(level)
             n_nodes = len(self._level_ids(level))
+            # per (node, metric) sums as one bincount over flat (node * nm + metric) keys
+            gidx = (node[:, None] * nm + np.arange(nm)[None, :]).ravel()
+            tot = np.bincount(gidx, weights=active.ravel().astype(np.float64),
+                              minlength=n_nodes * nm).reshape(n_nodes, nm)
             for sign in (1, -1):
                 # same-direction open deviations per (node, metric)
-                cnt = np.zeros((n_nodes, nm))
-                tot = np.zeros((n_nodes, nm))
-                np.add.at(cnt, node, (open_dir == sign).astype(np.float64))
-                np.add.at(tot, node, active.astype(np.float64))
+                cnt = np.bincount(gidx, weights=(open_dir == sign).ravel().astype(np.float64),
+                                  minlength=n_nodes * nm).reshape(n_nodes, nm)
                 nd = node[elem]
                 c = cnt[nd, met]
                 share = c / np.maximum(tot[nd, met], 1.0)
