@@ -1004,8 +1004,10 @@ class AlertManager:
             cur = self._alerts.get(fp)
             if cur is None:
                 tomb = self._tombstones.get(fp)
-                if tomb is not None and a.starts_at_ms <= tomb:
-                    st["stale"] += 1          # late copy of an alert already resolved
+                if tomb is not None and a.updated_ms <= tomb:
+                    # a copy issued before the resolution (a firing issued after it re-opens the
+                    # alert even when its violation started earlier, e.g. after late data)
+                    st["stale"] += 1
                     continue
                 if a.state == RESOLVED:
                     st["resolved_unseen"] += 1  # its firing never reached us: nothing to resolve
@@ -1030,7 +1032,7 @@ class AlertManager:
                 st["stale"] += 1
                 continue
             if a.state == FIRING and cur.state == RESOLVED:
-                if a.starts_at_ms <= cur.ends_at_ms:
+                if a.updated_ms <= cur.ends_at_ms:
                     st["stale"] += 1
                     continue
                 st["refired"] += 1            # resolved and re-opened before being notified

@@ -15,7 +15,9 @@ the touched nodes only, and their lifecycles are replayed from a committed state
 what moves a node from its emitted state to its corrected state is emitted: a firing the late
 data reveals (at its true time), a resolution (at its true time) of a violation the corrected
 data ends, a withdrawn pending. A violation open in both runs keeps its start, so late data
-never produces a second firing event for one violation. Data
+never produces a second firing event for one violation; a firing violation that the corrected
+data shows still open but not yet past its ``for`` (late rows delayed its firing) stays firing,
+and a resolution is never stamped before the firing it ends. Data
 older than the re-evaluation horizon still corrects the counters but no longer the lifecycle.
 The windows of all re-evaluated ticks come from one gather per ring group: cumulative per-minute
 sums of the counters the rules read, over the union of the touched rows
@@ -1144,6 +1146,13 @@ class SlaMonitor:
         for node in busy.tolist():
             old, new = int(ev.state.state[node]), int(tmp.state[node])
             evs = raw_by_node.get(node, [])
+            if old == K.ST_FIRING and new == K.ST_PENDING:
+                # late rows only delay a violation that is still open: it stays firing with its
+                # start (retracting it and firing again a few ticks later would be a flap)
+                tmp.state[node], tmp.count[node], tmp.start[node] = K.ST_FIRING, 0, ev.state.start[node]
+                if not ev.sign * (tmp.worst[node] - ev.state.worst[node]) > 0:
+                    tmp.worst[node] = ev.state.worst[node]
+                continue
             if old == new == K.ST_INACTIVE:
                 # whole episodes inside the horizon that only the corrected data shows
                 fired = ev.fired.get(node, {})
@@ -1154,7 +1163,8 @@ class SlaMonitor:
                 continue
             if old == K.ST_FIRING:
                 res = [(r, t) for r, t in evs if r[1] == K.EV_RESOLVED]
-                t_res = res[-1][1] if res else T
+                # never before the firing it ends was emitted (consumers order updates by time)
+                t_res = max(res[-1][1] if res else T, ev.fired.get(node, {}).get(int(ev.state.start[node]), -1))
                 v = res[-1][0][3] if res else float(ev.values[T % self.reeval_minutes, node])
                 self._emit(ev, [(node, K.EV_RESOLVED, int(ev.state.start[node]), v, float(ev.state.worst[node]))],
                            t_res, out, note)

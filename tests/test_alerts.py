@@ -678,3 +678,18 @@ def test_ingest_helpers_and_set_topology(topo):
     assert mgr._sizes("site")["100"] == 1
     with pytest.raises(ValueError, match="levels"):
         mgr.set_topology(None)
+
+
+def test_firing_issued_after_a_resolution_reopens_even_with_an_earlier_start(topo):
+    """Late data can move a violation's start before the previous resolution (SLA re-evaluation):
+    a firing issued after the resolution is a new instance, a copy issued before it is stale."""
+    mgr, rec = mgr_for(topo, group_wait_ms=0)
+    mgr.ingest([cell_alert(1000, start=T0 + 30 * MIN, updated_ms=T0 + 35 * MIN)], T0 + 35 * MIN)
+    assert [n.status for n in mgr.tick(T0 + 35 * MIN)] == ["firing"]
+    mgr.ingest([cell_alert(1000, state="resolved", start=T0 + 30 * MIN, ends_at_ms=T0 + 36 * MIN)], T0 + 36 * MIN)
+    assert [n.status for n in mgr.tick(T0 + 40 * MIN)] == ["resolved"]       # notified, then dropped
+    mgr.ingest([cell_alert(1000, start=T0 + 30 * MIN, updated_ms=T0 + 35 * MIN)], T0 + 41 * MIN)   # old copy
+    assert mgr.stats["stale"] == 1 and mgr.active_alerts == []
+    mgr.ingest([cell_alert(1000, start=T0 + 33 * MIN, updated_ms=T0 + 41 * MIN)], T0 + 41 * MIN)
+    [n] = mgr.tick(T0 + 41 * MIN)
+    assert n.status == "firing" and n.alerts[0].starts_at_ms == T0 + 33 * MIN and mgr.stats["stale"] == 1
