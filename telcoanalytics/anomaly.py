@@ -75,6 +75,12 @@ def _check(cond: bool, msg: str):
         raise ValueError(msg)
 
 
+def _refcounts(pool: tuple) -> list:
+    """``sys.getrefcount`` of each buffer of ``pool`` (compared only with a count taken through
+    this same function when the buffers were new, never with a constant)."""
+    return [sys.getrefcount(b) for b in pool]
+
+
 @dataclass
 class DetectorConfig:
     """Parameters of :class:`AnomalyDetector` (defaults suit 5-minute performance counters).
@@ -339,11 +345,13 @@ class AnomalyDetector:
         """
         self.last = None        # drop our own views before counting the others
         pool = getattr(self, "_out", None)
-        if (pool is None or len(pool[0]) < n
-                or any(sys.getrefcount(b) > 3 for b in pool)):   # pool tuple + argument + loop name
+        if pool is None or len(pool[0]) < n or _refcounts(pool) != self._out_free:
             cap = max(n, 1024)
             pool = (np.empty(cap), np.empty(cap), np.empty(cap), np.empty(cap, dtype=np.int8))
             self._out = pool
+            # what the count reads when nothing else holds a view, measured through the same
+            # function (interpreters differ in how many references a call or a loop adds)
+            self._out_free = _refcounts(pool)
         return tuple(b[:n] for b in pool)
 
     def _episode_buffers(self, n: int) -> tuple:

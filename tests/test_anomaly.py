@@ -404,7 +404,9 @@ def test_outputs_kept_by_caller_are_not_overwritten(rng):
     np.testing.assert_array_equal(kept.z, z_kept)      # the caller's view still holds batch 1
     assert not np.shares_memory(kept.z, det.last.z)
     # nobody holds batch 2's outputs: batch 3 reuses their buffers, results as a fresh detector
+    pool_id = id(det._out[0])
     det.update(t[:30] + 10**9, s[:30], x[:30])
+    assert id(det._out[0]) == pool_id
     ref = AnomalyDetector(3, DetectorConfig(season_s=0, warmup=5))
     for a, b in ((0, 60), (60, 150)):
         ref.update(t[a:b], s[a:b], x[a:b] + (100.0 if a else 0.0))
