@@ -1114,8 +1114,8 @@ class KpiCalculator:
         rkey = ("prefix_rows", group, id(rows))
         at = self._span_cache.get(rkey)
         if at is None:
-            if rows is base:
-                pos = None
+            if rows is base or (len(rows) == len(base) and np.array_equal(rows, base)):
+                pos = None                              # the hinted rows themselves: no gather
             else:
                 pos = np.minimum(np.searchsorted(base, rows), len(base) - 1)
                 if len(base) == 0 or not np.array_equal(base[pos], rows):
