@@ -33,8 +33,17 @@ float64 over float32 cells; counts are integers (exact), and sums of non-integer
 (holding seconds, unavailable seconds, latency sums) are exact as long as every partial sum fits
 53 bits at the resolution of the smallest cell (in practice always: cells carry 24 significant
 bits, window sums of typical magnitudes need well under 53), so adding and subtracting in any
-order gives the same float64 as summing the window afresh. Late-data re-evaluation of a subset
-of elements still sums its windows from the ring.
+order gives the same float64 as summing the window afresh.
+
+Late-data re-evaluation
+-----------------------
+Re-evaluating the last ``L`` ticks for the elements touched by late rows needs, per rule, a
+window sum at each of those ticks. Inside a span (:meth:`KpiCalculator.begin_series`) the
+counters the rules read are gathered once per ring group into cumulative per-minute sums over
+the union of the touched rows (:meth:`CounterStore.prefix_sums`, one read of each ring cell), so
+every window of every tick is one difference; other aggregates (latency histograms, activity)
+move each tick's window from the previous one's (:meth:`CounterStore.window_series`). The same
+exactness argument as above applies.
 """
 from __future__ import annotations
 
