@@ -191,6 +191,60 @@ def cube_accumulate_fast(keys, v, has_v, start, index, cell_key, cnt, fmiss, fsu
 
 
 @kernel
+def cube_accumulate_pos(keys, v, has_v, start, index, cell_key, pcnt, pfmiss, pfsum, pfmin,
+                        pfmax, counters, limit):
+    """``cube_accumulate_fast`` into a *positional* table: the measures of key ``k`` are at
+    row ``k`` of ``pcnt, pfmiss, pfsum, pfmin, pfmax`` (key-space sized), so an event costs no
+    index lookup. A key seen for the first time (``pcnt[k] == 0``) becomes the next cell:
+    ``cell_key`` and the dense ``index`` record it (other kernels find the cell there) and its
+    rows are put into the empty state (the arrays need no initialisation; only ``pcnt`` must
+    start at zero).
+
+    Returns
+    -------
+    int
+        ``n`` when all events were processed, otherwise the event at which room ran out.
+    """
+    n = keys.shape[0]
+    nc = counters[0]
+    n_rej = 0
+    stop = n
+    for i in range(start, n):
+        key = keys[i]
+        if key < 0:
+            n_rej += 1
+            continue
+        c0 = pcnt[key]
+        if c0 == 0:
+            if nc >= limit:
+                stop = i
+                break
+            index[key] = nc
+            cell_key[nc] = key
+            nc += 1
+            for f in range(pfsum.shape[1]):     # rows are initialised when first seen
+                pfmiss[key, f] = 0
+                pfsum[key, f] = 0.0
+                pfmin[key, f] = np.inf
+                pfmax[key, f] = -np.inf
+        pcnt[key] = c0 + 1
+        if not has_v:
+            continue
+        x = v[i]
+        if x == x:
+            pfsum[key, 0] += x
+            if x < pfmin[key, 0]:
+                pfmin[key, 0] = x
+            if x > pfmax[key, 0]:
+                pfmax[key, 0] = x
+        else:
+            pfmiss[key, 0] += 1
+    counters[0] = nc
+    counters[1] += n_rej
+    return stop
+
+
+@kernel
 def cube_accumulate(keys, vals, vrows, mom, hashes, hrows, p, qrows, q_min, q_inv_log_gamma,
                     start, dense, index, tab_keys, tab_cell, cell_key, cnt, fmiss, fsum, fmin,
                     fmax, fmean, fm2, hll, qs, counters, limit):
