@@ -106,7 +106,7 @@ def _late_run(monkeypatch=None, mode="prefix"):
     rng = np.random.default_rng(5)
     ids = topo6().ids["element"]
     out = []
-    for t in range(150):
+    for t in range(100):
         n = 30
         c = random_cdr(rng, n, ids, 1)
         c["start_ms"] += (t - rng.integers(1, 9, n) * (rng.random(n) < 0.2)) * MIN
