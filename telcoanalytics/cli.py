@@ -318,13 +318,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run the benchmark suite (needs the [bench] extra and a source checkout)")
     p.add_argument("areas", nargs="*", help="benchmark areas, e.g. windows cube (default all)")
     p.add_argument("--n", type=int, help="events per benchmark (BENCH_N), to run smaller")
-    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="further pytest arguments after --")
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=cmd_bench, pytest_args=[])
+    p.epilog = "arguments after -- go to pytest, e.g. telcoanalytics bench cube -- --benchmark-min-rounds=3"
     return ap
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = []
+    if "--" in argv:     # everything after -- is for pytest (bench); options may come in any order before it
+        k = argv.index("--")
+        argv, extra = argv[:k], argv[k + 1:]
     args = build_parser().parse_args(argv)
+    if extra:
+        if args.command != "bench":
+            raise SystemExit(f"arguments after -- are only for 'bench' (pytest arguments), got {extra}")
+        args.pytest_args = extra
     return args.func(args)
 
 
