@@ -190,15 +190,23 @@ def cube_accumulate_fast(keys, v, has_v, start, index, cell_key, cnt, fmiss, fsu
     return stop
 
 
+POS_TAG_SHIFT = 40                     # positional count words: count | epoch << 40
+POS_CNT_MASK = (1 << POS_TAG_SHIFT) - 1
+
+
 @kernel
 def cube_accumulate_pos(keys, v, has_v, start, index, cell_key, pcnt, pfmiss, pfsum, pfmin,
-                        pfmax, counters, limit):
+                        pfmax, dirty, pstate, counters, limit):
     """``cube_accumulate_fast`` into a *positional* table: the measures of key ``k`` are at
     row ``k`` of ``pcnt, pfmiss, pfsum, pfmin, pfmax`` (key-space sized), so an event costs no
-    index lookup. A key seen for the first time (``pcnt[k] == 0``) becomes the next cell:
-    ``cell_key`` and the dense ``index`` record it (other kernels find the cell there) and its
-    rows are put into the empty state (the arrays need no initialisation; only ``pcnt`` must
-    start at zero).
+    index lookup. A key seen for the first time (count 0) becomes the next cell: ``cell_key``
+    and the dense ``index`` record it (other kernels find the cell there) and its rows are put
+    into the empty state (the arrays need no initialisation; only ``pcnt`` must start at zero).
+
+    ``pcnt[k]`` holds ``count | epoch << POS_TAG_SHIFT``: the first time a cell is touched in
+    epoch ``pstate[0]`` (>= 1), its key is appended to ``dirty`` (``pstate[1]`` entries), so
+    the compact cells are refreshed from the touched rows only (``cube_gather_pos``). The tag
+    lives in the word the event updates anyway: no extra memory access.
 
     Returns
     -------
@@ -207,6 +215,9 @@ def cube_accumulate_pos(keys, v, has_v, start, index, cell_key, pcnt, pfmiss, pf
     """
     n = keys.shape[0]
     nc = counters[0]
+    epoch = pstate[0]
+    tag = epoch << POS_TAG_SHIFT
+    nd = pstate[1]
     n_rej = 0
     stop = n
     for i in range(start, n):
@@ -214,7 +225,8 @@ def cube_accumulate_pos(keys, v, has_v, start, index, cell_key, pcnt, pfmiss, pf
         if key < 0:
             n_rej += 1
             continue
-        c0 = pcnt[key]
+        w = pcnt[key]
+        c0 = w & POS_CNT_MASK
         if c0 == 0:
             if nc >= limit:
                 stop = i
@@ -227,7 +239,10 @@ def cube_accumulate_pos(keys, v, has_v, start, index, cell_key, pcnt, pfmiss, pf
                 pfsum[key, f] = 0.0
                 pfmin[key, f] = np.inf
                 pfmax[key, f] = -np.inf
-        pcnt[key] = c0 + 1
+        if (w >> POS_TAG_SHIFT) != epoch:
+            dirty[nd] = key
+            nd += 1
+        pcnt[key] = (c0 + 1) | tag
         if not has_v:
             continue
         x = v[i]
@@ -241,7 +256,25 @@ def cube_accumulate_pos(keys, v, has_v, start, index, cell_key, pcnt, pfmiss, pf
             pfmiss[key, 0] += 1
     counters[0] = nc
     counters[1] += n_rej
+    pstate[1] = nd
     return stop
+
+
+@kernel
+def cube_gather_pos(dirty, nd, index, pcnt, pfmiss, pfsum, pfmin, pfmax, cnt, fmiss, fsum, fmin,
+                    fmax):
+    """Copy the positional rows of the touched keys ``dirty[:nd]`` to their compact cells
+    (``index[key]``), the count without its epoch tag."""
+    nf = pfsum.shape[1]
+    for j in range(nd):
+        k = dirty[j]
+        c = index[k]
+        cnt[c] = pcnt[k] & POS_CNT_MASK
+        for f in range(nf):
+            fmiss[c, f] = pfmiss[k, f]
+            fsum[c, f] = pfsum[k, f]
+            fmin[c, f] = pfmin[k, f]
+            fmax[c, f] = pfmax[k, f]
 
 
 @kernel

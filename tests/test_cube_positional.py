@@ -9,7 +9,7 @@ from .reference_cube import make_cdr, make_topology
 from .test_cube import N, oracle_columns
 from .test_cube_direct import DIMS, FAST, assert_same, element_cuboids
 from telcoanalytics.cube import Cube, CubeSpec
-from telcoanalytics.cube_table import CellTable, PositionalCellTable
+from telcoanalytics.cube_table import _EPOCH_MAX, CellTable, PositionalCellTable
 
 
 def layouts(cube):
@@ -123,5 +123,11 @@ def test_positional_table_matches_cell_table(rng, n_fields):
     c.accumulate(keys, _batch(v), vrows, *args)
     same()
     assert p.nbytes > 0
+    p._pstate[0] = _EPOCH_MAX - 1          # the next read wraps the epoch tags
+    for part in np.array_split(np.arange(n), 3):
+        p.accumulate(keys[part], _batch(v[part]), vrows, *args)
+        c.accumulate(keys[part], _batch(v[part]), vrows, *args)
+        same()
+    assert p._pstate[0] == 3
     with pytest.raises(ValueError, match="at most one value field, got 2"):
         PositionalCellTable(keyspace, 2)
