@@ -5,17 +5,13 @@ keys to cells: a dense ``int32`` array over the key space when it is small (``de
 otherwise an open-addressing hash table (linear probing, load <= 1/2, capacity a power of two).
 Both layouts answer every query identically (tests check it); the kernels are in
 ``kernels/cube.py``.
-
-:class:`PositionalCellTable` adds a *positional* store for the accumulation of a large cuboid:
-the count / sum / min / max of key ``k`` live at row ``k`` of key-space sized arrays, so an event
-costs no index lookup; the compact cell arrays are gathered from it when something reads them.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from kernels.cube import (POS_CNT_MASK, cube_accumulate, cube_accumulate_pos, cube_clear,
-                          cube_count_new, cube_gather_pos, cube_merge_cells, cube_reindex)
+from kernels.cube import (cube_accumulate, cube_clear, cube_count_new, cube_merge_cells,
+                          cube_reindex)
 
 _MIN_CAP = 16
 CELL_ARRAYS = ("cell_key", "cnt", "fmiss", "fsum", "fmin", "fmax", "fmean", "fm2", "hll", "qs")
@@ -200,131 +196,3 @@ class CellTable:
         self.counters[0] = n
         self.counters[1] = int(d[f"{prefix}n_rejected"])
         cube_reindex(self.cell_key, n, self.dense, self.index, self.tab_keys, self.tab_cell)
-
-
-P_ARRAYS = ("cnt", "fmiss", "fsum", "fmin", "fmax")
-_EPOCH_MAX = 1 << 21        # epoch tags stay below 2**62 with POS_TAG_SHIFT = 40
-
-
-def _p_property(name: str):
-    def get(self):
-        if self._pstate[1]:
-            self._sync()
-        return self._c[name]
-
-    def put(self, value):
-        self._c[name] = value
-    return property(get, put)
-
-
-class PositionalCellTable(CellTable):
-    """A dense CellTable whose events accumulate into key-indexed (positional) measure arrays.
-
-    Accumulating an event reads and writes row ``key`` of ``cnt, fmiss, fsum, fmin, fmax``
-    directly (``cube_accumulate_pos``) instead of looking its cell up in the index first. The
-    compact cell arrays every other operation uses (queries, merges, checkpoints, retention)
-    are refreshed from the rows touched since the last read (``_sync``: O(touched cells), the
-    kernel lists them through an epoch tag in the count word); operations writing the compact
-    arrays scatter them back (``_scatter``). Both stores hold the same cells in the same order,
-    so results are identical to a :class:`CellTable`'s.
-
-    Only for at most one value field without moments or sketches (the fast accumulation case).
-    Positional rows are initialised when their key is first seen, so key-space memory is only
-    touched for keys that occur.
-
-    Parameters
-    ----------
-    keyspace, n_fields, capacity : as :class:`CellTable` (the index is dense).
-
-    Raises
-    ------
-    ValueError
-        If ``n_fields`` > 1.
-    """
-
-    def __init__(self, keyspace: int, n_fields: int, capacity: int = _MIN_CAP):
-        if int(n_fields) > 1:
-            raise ValueError(f"a positional table holds at most one value field, got {n_fields}")
-        self._c: dict = {}
-        self._pstate = np.array([1, 0], dtype=np.int64)      # [epoch, touched keys listed]
-        self._dirty = np.empty(0, dtype=np.int64)
-        k, f = int(keyspace), int(n_fields)
-        # zeros / empty are lazily mapped: pages of keys never seen are never touched
-        self._p = {"cnt": np.zeros(k, dtype=np.int64), "fmiss": np.empty((k, f), dtype=np.int64),
-                   "fsum": np.empty((k, f)), "fmin": np.empty((k, f)), "fmax": np.empty((k, f))}
-        super().__init__(keyspace, True, n_fields, 0, 4, 0, 0, capacity)
-
-    cnt = _p_property("cnt")
-    fmiss = _p_property("fmiss")
-    fsum = _p_property("fsum")
-    fmin = _p_property("fmin")
-    fmax = _p_property("fmax")
-
-    def _alloc_cells(self, cap: int):
-        super()._alloc_cells(cap)      # reads the arrays first: the touched list is empty after
-        self._dirty = np.empty(cap, dtype=np.int64)     # at most one entry per cell
-
-    def _sync(self):
-        """Refresh the compact cells touched since the last read from their positional rows."""
-        p, c, st = self._p, self._c, self._pstate
-        cube_gather_pos(self._dirty, int(st[1]), self.index, p["cnt"], p["fmiss"], p["fsum"],
-                        p["fmin"], p["fmax"], c["cnt"], c["fmiss"], c["fsum"], c["fmin"], c["fmax"])
-        st[1] = 0
-        st[0] += 1
-        if st[0] >= _EPOCH_MAX:      # wrap: clear every tag (O(cells), once in 2**21 reads)
-            keys = self.cell_key[:self.n_cells]
-            p["cnt"][keys] &= POS_CNT_MASK
-            st[0] = 1
-
-    def _scatter(self):
-        """Write the compact cells back to their positional rows (after a compact-path write)."""
-        keys = self.cell_key[:self.n_cells]
-        for name in P_ARRAYS:
-            self._p[name][keys] = self._c[name][:len(keys)]     # counts untagged: not listed
-
-    def _forget(self):
-        """Mark the rows of the current cells unseen (they are re-initialised when seen)."""
-        self._p["cnt"][self.cell_key[:self.n_cells]] = 0
-        self._pstate[1] = 0
-
-    def accumulate(self, keys, b, vrows, mom, hrows, qrows, q_min, q_inv_log_gamma):
-        """As :meth:`CellTable.accumulate`, into the positional rows."""
-        before = int(self.counters[1])
-        has_v = len(vrows) == 1
-        v = b.vals[vrows[0]] if has_v else np.zeros(0)
-        p = self._p
-        start = 0
-        while True:
-            start = cube_accumulate_pos(keys, v, has_v, start, self.index, self.cell_key,
-                                        p["cnt"], p["fmiss"], p["fsum"], p["fmin"], p["fmax"],
-                                        self._dirty, self._pstate, self.counters, self.limit())
-            if start >= b.n:
-                return int(self.counters[1]) - before
-            self._grow()
-
-    def merge_cells(self, src_keys, src, mom, n_src=None):
-        super().merge_cells(src_keys, src, mom, n_src)
-        self._scatter()
-
-    def clear(self):
-        self._forget()          # the cells go: nothing to gather
-        super().clear()
-
-    def compact(self, keep):
-        if self._pstate[1]:
-            self._sync()     # before CellTable.compact moves cell_key (the index is cleared)
-        self._forget()
-        super().compact(keep)
-        self._scatter()
-
-    def load_state(self, d, prefix):
-        self._forget()          # the loaded cells replace the compact arrays
-        super().load_state(d, prefix)
-        self._scatter()
-
-    @property
-    def nbytes(self) -> int:
-        arrays = list(self._c.values()) + list(self._p.values())
-        arrays += [self.cell_key, self._dirty, self.fmean, self.fm2, self.hll, self.qs, self.index,
-                   self.tab_keys, self.tab_cell]
-        return int(sum(a.nbytes for a in arrays))
