@@ -171,20 +171,43 @@ def _element_spec(extra=(), **kw):
     return CubeSpec(dimensions=DIMS5, measures=MEASURES, cuboids=cub, cell_budget=20_000_000, **kw)
 
 
-@pytest.mark.parametrize("build", ["direct", "delta"])
+@pytest.mark.parametrize("build", ["direct", "direct_indexed", "delta"])
 def test_build_with_element_dimension(benchmark, data, build):
-    """17 cuboids; ``direct`` (default): element x service x hour accumulated into its state,
-    the 16 small cuboids from a region x service x class x hour delta; ``delta``: the previous
-    build (one per-batch delta of the finest cuboid, merged into the state)."""
-    kw = {} if build == "direct" else {"direct_min_keys": 1 << 62}
+    """17 cuboids; ``direct`` (default): element x service x hour accumulated into its state
+    stored by position (row = packed key), the 16 small cuboids from a region x service x
+    class x hour delta; ``direct_indexed``: the same with the element cuboid's cells found
+    through its dense index (the previous layout); ``delta``: one per-batch delta of the finest
+    cuboid, merged into the state."""
+    kw = {"direct": {}, "direct_indexed": {"positional_max_keys": 0},
+          "delta": {"direct_min_keys": 1 << 62}}[build]
     warm = Cube(_element_spec(**kw), data["topo"])     # JIT warm-up (compile time kept out)
     warm.update_codes((np.ascontiguousarray(data["codes"][:, :1000]), DIMS5),
                       values={"duration_ms": data["dur"][:1000]})
     cube, wall, cpu = _timed(benchmark, lambda: _build(data, _element_spec(**kw), DIMS5))
-    assert cube.n_rows == N and cube.memory_report()["build"] == build
+    rep = cube.memory_report()
+    assert cube.n_rows == N and rep["build"] == build.split("_")[0]
+    assert (rep["cuboids"][0]["layout"] == "positional") == (build == "direct")
     _report(benchmark, f"cube_with_element_17_cuboids_{build}", N, wall, cpu)
     benchmark.extra_info["cells"] = cube.n_cells
     benchmark.extra_info["nbytes"] = cube.nbytes
+
+
+@pytest.mark.parametrize("layout", ["positional", "indexed"])
+def test_stream_into_existing_element_cube(benchmark, data, layout):
+    """The pipeline case: batches streamed into a long-lived cube (built once outside the timed
+    region, so first-touch memory and new cells are not measured): positional vs indexed
+    finest cuboid."""
+    kw = {} if layout == "positional" else {"positional_max_keys": 0}
+    cube = _build(data, _element_spec(**kw), DIMS5)
+    assert (cube.memory_report()["cuboids"][0]["layout"] == "positional") == (layout == "positional")
+
+    def more():
+        for codes, dur in _batches(data, DIMS5):
+            cube.update_codes((codes, DIMS5), values={"duration_ms": dur})
+        return cube
+
+    _, wall, cpu = _timed(benchmark, more)
+    _report(benchmark, f"stream_into_existing_element_cube_{layout}", N, wall, cpu)
 
 
 def test_build_with_element_and_element_cuboid(benchmark, data):

@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from ._numba import kernel
+from ._numba import kernel, prefetch_row
 from .hll import hll_add
 from .qsketch import qs_index
 
@@ -188,6 +188,132 @@ def cube_accumulate_fast(keys, v, has_v, start, index, cell_key, cnt, fmiss, fsu
     counters[0] = nc
     counters[1] += n_rej
     return stop
+
+
+POS_TAG_SHIFT = 40                     # positional count words: count | epoch << 40
+POS_CNT_MASK = (1 << POS_TAG_SHIFT) - 1
+POS_AHEAD = 16                         # events between a prefetch and its use
+
+
+@kernel
+def cube_key_pos(keys, shift, mask, mstride, out):
+    """Row of every packed key in a positional table: ``out[i] = sum_j code_j * mstride[j]``
+    with ``code_j = (keys[i] >> shift[j]) & mask[j]`` (mixed radix over the cardinalities, so
+    no row is wasted on the power-of-two padding of the keys); ``-1`` stays ``-1``."""
+    d = shift.shape[0]
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        if k < 0:
+            out[i] = -1
+            continue
+        r = 0
+        for j in range(d):
+            r += ((k >> shift[j]) & mask[j]) * mstride[j]
+        out[i] = r
+
+
+@kernel
+def cube_accumulate_pos(pos, keys, v, has_v, start, index, cell_key, pcnt, pfmiss, pfsum, pfmin,
+                        pfmax, dirty_pos, dirty_key, pstate, counters, limit):
+    """``cube_accumulate_fast`` into a *positional* table: the measures of the event with row
+    ``pos[i]`` (``cube_key_pos`` of its key ``keys[i]``) are at that row of ``pcnt, pfmiss,
+    pfsum, pfmin, pfmax``, so an event costs no index lookup, and the row of a later event is
+    prefetched. A row seen for the first time (count 0) becomes the next cell: ``cell_key`` and
+    the dense ``index`` record its key (other kernels find the cell there) and its row is put
+    into the empty state (the arrays need no initialisation; only ``pcnt`` must start at zero).
+
+    ``pcnt[r]`` holds ``count | epoch << POS_TAG_SHIFT``: the first time a row of an older
+    cell (below ``pstate[2]``, the cells at the start of the epoch) is touched in epoch
+    ``pstate[0]`` (>= 1), its row and key are appended to ``dirty_pos`` / ``dirty_key``
+    (``pstate[1]`` entries); new cells are not listed (they are the cells from ``pstate[2]``).
+    So the compact cells are refreshed from the touched rows only (``cube_gather_pos``). The
+    tag lives in the word the event updates anyway.
+
+    Returns
+    -------
+    int
+        ``n`` when all events were processed, otherwise the event at which room ran out.
+    """
+    n = pos.shape[0]
+    nc = counters[0]
+    epoch = pstate[0]
+    tag = epoch << POS_TAG_SHIFT
+    nd = pstate[1]
+    n_rej = 0
+    stop = n
+    for i in range(start, n):
+        if i + POS_AHEAD < n:
+            ra = pos[i + POS_AHEAD]
+            if ra >= 0:
+                prefetch_row(pcnt, ra)
+                if has_v:
+                    prefetch_row(pfsum, ra)
+                    prefetch_row(pfmin, ra)
+                    prefetch_row(pfmax, ra)
+        r = pos[i]
+        if r < 0:
+            n_rej += 1
+            continue
+        w = pcnt[r]
+        c0 = w & POS_CNT_MASK
+        if c0 == 0:
+            if nc >= limit:
+                stop = i
+                break
+            index[keys[i]] = nc
+            cell_key[nc] = keys[i]
+            nc += 1
+            if has_v:     # rows are initialised when first seen (one value field at most)
+                pfmiss[r, 0] = 0
+                pfsum[r, 0] = 0.0
+                pfmin[r, 0] = np.inf
+                pfmax[r, 0] = -np.inf
+        elif (w >> POS_TAG_SHIFT) != epoch:
+            dirty_pos[nd] = r
+            dirty_key[nd] = keys[i]
+            nd += 1
+        pcnt[r] = (c0 + 1) | tag
+        if not has_v:
+            continue
+        x = v[i]
+        if x == x:
+            pfsum[r, 0] += x
+            if x < pfmin[r, 0]:
+                pfmin[r, 0] = x
+            if x > pfmax[r, 0]:
+                pfmax[r, 0] = x
+        else:
+            pfmiss[r, 0] += 1
+    counters[0] = nc
+    counters[1] += n_rej
+    pstate[1] = nd
+    return stop
+
+
+@kernel
+def cube_gather_pos(dirty_pos, dirty_key, nd, index, new_from, cell_key, n, shift, mask, mstride,
+                    pcnt, pfmiss, pfsum, pfmin, pfmax, cnt, fmiss, fsum, fmin, fmax):
+    """Copy rows to compact cells, the count without its epoch tag: the touched rows
+    ``dirty_pos[:nd]`` to the cells of their keys (``index[dirty_key[j]]``), and the rows of
+    the new cells ``new_from..n-1`` (row from ``cell_key``, as ``cube_key_pos``)."""
+    nf = pfsum.shape[1]
+    d = shift.shape[0]
+    for j in range(nd + n - new_from):
+        if j < nd:
+            r = dirty_pos[j]
+            c = index[dirty_key[j]]
+        else:
+            c = new_from + j - nd
+            k = cell_key[c]
+            r = 0
+            for t in range(d):
+                r += ((k >> shift[t]) & mask[t]) * mstride[t]
+        cnt[c] = pcnt[r] & POS_CNT_MASK
+        for f in range(nf):
+            fmiss[c, f] = pfmiss[r, f]
+            fsum[c, f] = pfsum[r, f]
+            fmin[c, f] = pfmin[r, f]
+            fmax[c, f] = pfmax[r, f]
 
 
 @kernel

@@ -26,7 +26,10 @@ has events, so the finest cuboid is accumulated straight into its state, and the
 are grouped under small bases (region x service x class x hour ...) fed from the events and
 rolled up as above. Functional dependencies (element -> site, region, class) make this exact.
 It runs under the lock (queries wait for the batch) and only when the batch cannot exceed the
-budget even if every event made new cells; otherwise the delta build applies.
+budget even if every event made new cells; otherwise the delta build applies. With count and at
+most one value field's sum / min / max (``spec.positional_max_keys``), the finest cuboid stores
+its measures by position (row = packed key: no index lookup per event); its compact cells are
+gathered when read (:class:`cube_table.PositionalCellTable`).
 
 In a :class:`CubeSet`, cubes with the same measure layout share one pass over the events: the
 batch is accumulated once per group under the largest base that covers the others, and each
@@ -57,7 +60,7 @@ from .cube_dims import (ATTRIBUTE_NAMES, BatchArrays, BatchContext, Dimension, T
                         time_granularity_ms)
 from .cube_spec import (CubeSpec, DerivePlan, KeySpace, Measure, covers, reduce_dims,
                         resolve_cuboids)
-from .cube_table import CellTable
+from .cube_table import CellTable, PositionalCellTable
 from .topology import Topology
 
 __all__ = ["Cube", "CubeSet", "CubeSpec", "CubeView", "CubeBudgetError", "Measure", "Pivot",
@@ -337,6 +340,15 @@ class Cube:
             g.table = CellTable(g.keys.size, g.keys.size <= spec.dense_limit, *self._tshape)
             g.steps, g.tables = self._plan_steps(g.keys, g.members)
         self._direct = _DirectPlan(tgt[0], groups)
+        tcb = self.cuboids[tgt[0]]
+        if (tcb.table.dense and 0 < tcb.n_possible <= spec.positional_max_keys
+                and len(self.value_names) <= 1 and not self.hash_names and not self.q_names
+                and not self.mom.any()):
+            # measured on bench_cube (10M events, 20,000 elements): streaming into an existing
+            # cube 35-39 M events/s positional vs 25-32 M/s through the index
+            cards = [self.dims[d].cardinality for d in ks_b.dims]
+            tcb.table = PositionalCellTable(ks_b.size, len(self.value_names), ks_b.shifts,
+                                            ks_b.radix, cards)
 
     def _direct_fits(self, n: int) -> bool:
         """True if the direct build applies and this batch cannot exceed the budget even if
@@ -769,7 +781,8 @@ class Cube:
     def memory_report(self) -> dict:
         """Cells and bytes per materialised cuboid (plus the delta buffers)."""
         rep = {"cuboids": [{"dims": c.dims, "stored": c.keys.dims, "cells": c.table.n_cells,
-                            "layout": "dense" if c.table.dense else "hashed",
+                            "layout": ("positional" if isinstance(c.table, PositionalCellTable)
+                                       else "dense" if c.table.dense else "hashed"),
                             "nbytes": c.table.nbytes} for c in self.cuboids]}
         rep["delta_nbytes"] = self._delta_nbytes()
         rep["build"] = "direct" if self._direct is not None else "delta"
@@ -830,6 +843,7 @@ class Cube:
                  "dense_limit": int(spec.dense_limit), "hll_p": int(spec.hll_p),
                  "direct_min_keys": int(spec.direct_min_keys),
                  "direct_group_max_keys": int(spec.direct_group_max_keys),
+                 "positional_max_keys": int(spec.positional_max_keys),
                  "quantile_alpha": float(spec.quantile_alpha), "quantile_min": float(spec.quantile_min),
                  "quantile_max": float(spec.quantile_max), "version": self.version,
                  "n_rows": self.n_rows, "n_rejected": self.n_rejected, "n_expired": self.n_expired,
@@ -874,6 +888,7 @@ class Cube:
             time_origin_ms=int(d["time_origin_ms"]), dense_limit=int(d["dense_limit"]),
             direct_min_keys=int(d.get("direct_min_keys", 1 << 18)),
             direct_group_max_keys=int(d.get("direct_group_max_keys", 1 << 18)),
+            positional_max_keys=int(d.get("positional_max_keys", 1 << 23)),
             hll_p=int(d["hll_p"]), quantile_alpha=float(d["quantile_alpha"]),
             quantile_min=float(d["quantile_min"]), quantile_max=float(d["quantile_max"]), values=values)
         cube = cls(spec, topology, dimensions=dimensions, name=str(d["name"]), _slots=slots)

@@ -114,6 +114,12 @@ class CubeSpec:
         as the batch cannot exceed ``cell_budget``; otherwise through a per-batch delta.
     direct_group_max_keys : int
         Largest key space of a small delta in the direct build (else the delta build is used).
+    positional_max_keys : int
+        In the direct build, the finest cuboid's measures are stored by position (row = mixed
+        radix number of the codes, no index lookup per event) when the product of its
+        dimensions' cardinalities is at most this, its key space is within ``dense_limit``, and the measures are count and at most one value field's
+        sum / min / max / mean (no var / std / distinct / percentiles); 0 disables it. Memory
+        is only touched for keys that occur.
     values : dict name -> callable(BatchContext) -> array or None, optional
         Custom value fields (hash fields too, for ``distinct``); ``None`` declares a field that
         only ``Cube.update_codes`` supplies.
@@ -135,6 +141,7 @@ class CubeSpec:
     values: dict | None = None
     direct_min_keys: int = 1 << 18
     direct_group_max_keys: int = 1 << 18
+    positional_max_keys: int = 1 << 23
 
     def validate(self):
         if not 4 <= int(self.hll_p) <= 16:

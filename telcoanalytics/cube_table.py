@@ -5,12 +5,17 @@ keys to cells: a dense ``int32`` array over the key space when it is small (``de
 otherwise an open-addressing hash table (linear probing, load <= 1/2, capacity a power of two).
 Both layouts answer every query identically (tests check it); the kernels are in
 ``kernels/cube.py``.
+
+:class:`PositionalCellTable` adds a *positional* store for the accumulation of a large cuboid:
+the count / sum / min / max of key ``k`` live at row ``k`` of key-space sized arrays, so an event
+costs no index lookup; the compact cell arrays are gathered from it when something reads them.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from kernels.cube import (cube_accumulate, cube_clear, cube_count_new, cube_merge_cells,
+from kernels.cube import (POS_CNT_MASK, cube_accumulate, cube_accumulate_pos, cube_clear,
+                          cube_count_new, cube_gather_pos, cube_key_pos, cube_merge_cells,
                           cube_reindex)
 
 _MIN_CAP = 16
@@ -196,3 +201,192 @@ class CellTable:
         self.counters[0] = n
         self.counters[1] = int(d[f"{prefix}n_rejected"])
         cube_reindex(self.cell_key, n, self.dense, self.index, self.tab_keys, self.tab_cell)
+
+
+P_ARRAYS = ("cnt", "fmiss", "fsum", "fmin", "fmax")
+_EPOCH_MAX = 1 << 21        # epoch tags stay below 2**62 with POS_TAG_SHIFT = 40
+
+
+def _p_property(name: str):
+    def get(self):
+        self._current()
+        return self._c[name]
+
+    def put(self, value):
+        self._c[name] = value
+    return property(get, put)
+
+
+class PositionalCellTable(CellTable):
+    """A dense CellTable whose events accumulate into key-indexed (positional) measure arrays.
+
+    Accumulating an event reads and writes the row of its key in ``cnt, fmiss, fsum, fmin,
+    fmax`` directly (``cube_accumulate_pos``) instead of looking its cell up in the index first;
+    the row is the mixed-radix number of the key's codes over the dimension cardinalities
+    (``cube_key_pos``: no rows for the power-of-two padding of the keys). The
+    compact cell arrays every other operation uses (queries, merges, checkpoints, retention)
+    are refreshed from the rows touched since the last read (``_sync``: O(touched cells), the
+    kernel lists them through an epoch tag in the count word); operations writing the compact
+    arrays scatter them back (``_scatter``). Both stores hold the same cells in the same order,
+    so results are identical to a :class:`CellTable`'s.
+
+    Only for at most one value field without moments or sketches (the fast accumulation case).
+    Positional rows are initialised when their key is first seen, so key-space memory is only
+    touched for keys that occur.
+
+    Parameters
+    ----------
+    keyspace, n_fields, capacity : as :class:`CellTable` (the index is dense).
+    shifts, radix : int arrays
+        Key layout (``KeySpace.shifts`` / ``KeySpace.radix``) of the stored dimensions.
+    cards : int array
+        Their cardinalities (every code is below its cardinality).
+
+    Raises
+    ------
+    ValueError
+        If ``n_fields`` > 1.
+    """
+
+    def __init__(self, keyspace: int, n_fields: int, shifts, radix, cards, capacity: int = _MIN_CAP):
+        if int(n_fields) > 1:
+            raise ValueError(f"a positional table holds at most one value field, got {n_fields}")
+        self._c: dict = {}
+        # [epoch, touched rows listed, cells at the start of the epoch]
+        self._pstate = np.array([1, 0, 0], dtype=np.int64)
+        self._dirty_pos = np.empty(0, dtype=np.int64)
+        self._dirty_key = np.empty(0, dtype=np.int64)
+        cards = np.asarray(cards, dtype=np.int64)
+        self._shift = np.asarray(shifts, dtype=np.int64)
+        self._mask = np.asarray(radix, dtype=np.int64) - 1
+        self._mstride = np.ones(len(cards), dtype=np.int64)
+        for j in range(len(cards) - 2, -1, -1):
+            self._mstride[j] = self._mstride[j + 1] * cards[j + 1]
+        self.n_rows = int(np.prod(cards))
+        k, f = self.n_rows, int(n_fields)
+        # zeros / empty are lazily mapped: pages of keys never seen are never touched
+        self._p = {"cnt": np.zeros(k, dtype=np.int64), "fmiss": np.empty((k, f), dtype=np.int64),
+                   "fsum": np.empty((k, f)), "fmin": np.empty((k, f)), "fmax": np.empty((k, f))}
+        super().__init__(keyspace, True, n_fields, 0, 4, 0, 0, capacity)
+
+    cnt = _p_property("cnt")
+    fmiss = _p_property("fmiss")
+    fsum = _p_property("fsum")
+    fmin = _p_property("fmin")
+    fmax = _p_property("fmax")
+
+    def _alloc_cells(self, cap: int):
+        if self._c:
+            super()._alloc_cells(cap)      # reads the arrays first: nothing is listed after
+        else:
+            # the compact measure arrays do not exist before the first read (_materialise):
+            # a build that is not read meanwhile touches no memory for them
+            F, H, p, Q, nb = self.shape
+            old = self.cell_key[:self.n_cells] if self.cap else None
+            self.cell_key = np.empty(cap, dtype=np.int64)
+            if old is not None:
+                self.cell_key[:len(old)] = old
+            self.fmean = np.zeros((cap, F))      # never written before _materialise
+            self.fm2 = np.zeros((cap, F))
+            self.hll = np.zeros((cap, 0, 0), dtype=np.uint8)
+            self.qs = np.zeros((cap, 0, 0), dtype=np.int64)
+            self.cap = cap
+        self._dirty_pos = np.empty(cap, dtype=np.int64)     # at most one entry per cell
+        self._dirty_key = np.empty(cap, dtype=np.int64)
+
+    def _current(self):
+        """Bring the compact cells up to date with the positional rows."""
+        if not self._c:
+            self._materialise()
+        elif self._pstate[1] or self._pstate[2] < self.counters[0]:
+            self._sync()
+
+    def _materialise(self):
+        """Allocate the compact measure arrays (empty state) and gather every cell."""
+        cap, F = self.cap, self.shape[0]
+        self._c = {"cnt": np.zeros(cap, dtype=np.int64), "fmiss": np.zeros((cap, F), dtype=np.int64),
+                   "fsum": np.zeros((cap, F)), "fmin": np.full((cap, F), np.inf),
+                   "fmax": np.full((cap, F), -np.inf)}
+        self._pstate[1] = 0
+        self._pstate[2] = 0
+        self._sync()
+
+    def _pos_of(self, keys: np.ndarray) -> np.ndarray:
+        """Rows of packed keys (``-1`` stays ``-1``)."""
+        out = np.empty(len(keys), dtype=np.int64)
+        cube_key_pos(keys, self._shift, self._mask, self._mstride, out)
+        return out
+
+    def _sync(self):
+        """Refresh the compact cells touched since the last read from their positional rows."""
+        p, c, st = self._p, self._c, self._pstate
+        n = self.n_cells
+        cube_gather_pos(self._dirty_pos, self._dirty_key, int(st[1]), self.index, int(st[2]),
+                        self.cell_key, n, self._shift, self._mask, self._mstride, p["cnt"],
+                        p["fmiss"], p["fsum"], p["fmin"], p["fmax"], c["cnt"], c["fmiss"], c["fsum"],
+                        c["fmin"], c["fmax"])
+        st[1] = 0
+        st[2] = n
+        st[0] += 1
+        if st[0] >= _EPOCH_MAX:      # wrap: clear every tag (O(cells), once in 2**21 reads)
+            rows = self._pos_of(self.cell_key[:self.n_cells])
+            p["cnt"][rows] &= POS_CNT_MASK
+            st[0] = 1
+
+    def _scatter(self):
+        """Write the compact cells back to their positional rows (after a compact-path write)."""
+        rows = self._pos_of(self.cell_key[:self.n_cells])
+        for name in P_ARRAYS:
+            self._p[name][rows] = self._c[name][:len(rows)]     # counts untagged: not listed
+        self._pstate[2] = len(rows)
+
+    def _forget(self):
+        """Mark the rows of the current cells unseen (they are re-initialised when seen)."""
+        self._p["cnt"][self._pos_of(self.cell_key[:self.n_cells])] = 0
+        self._pstate[1] = 0
+        self._pstate[2] = self.counters[0]     # nothing to gather until the caller's op ends
+
+    def accumulate(self, keys, b, vrows, mom, hrows, qrows, q_min, q_inv_log_gamma):
+        """As :meth:`CellTable.accumulate`, into the positional rows."""
+        before = int(self.counters[1])
+        has_v = len(vrows) == 1
+        v = b.vals[vrows[0]] if has_v else np.zeros(0)
+        p = self._p
+        pos = self._pos_of(keys)
+        start = 0
+        while True:
+            start = cube_accumulate_pos(pos, keys, v, has_v, start, self.index, self.cell_key,
+                                        p["cnt"], p["fmiss"], p["fsum"], p["fmin"], p["fmax"],
+                                        self._dirty_pos, self._dirty_key, self._pstate,
+                                        self.counters, self.limit())
+            if start >= b.n:
+                return int(self.counters[1]) - before
+            self._grow()
+
+    def merge_cells(self, src_keys, src, mom, n_src=None):
+        super().merge_cells(src_keys, src, mom, n_src)
+        self._scatter()
+
+    def clear(self):
+        self._forget()          # the cells go: nothing to gather
+        super().clear()
+        self._pstate[2] = 0
+
+    def compact(self, keep):
+        self._current()     # gather first: CellTable.compact moves cell_key, clears the index
+        self._forget()
+        super().compact(keep)
+        self._scatter()
+
+    def load_state(self, d, prefix):
+        self._current()         # compact arrays up to date (cells beyond the loaded stay empty)
+        self._forget()          # the loaded cells replace the compact arrays
+        super().load_state(d, prefix)
+        self._scatter()
+
+    @property
+    def nbytes(self) -> int:
+        arrays = list(self._c.values()) + list(self._p.values())
+        arrays += [self.cell_key, self._dirty_pos, self._dirty_key, self.fmean, self.fm2, self.hll, self.qs, self.index,
+                   self.tab_keys, self.tab_cell]
+        return int(sum(a.nbytes for a in arrays))
