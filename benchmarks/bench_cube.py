@@ -171,14 +171,14 @@ def _element_spec(extra=(), **kw):
     return CubeSpec(dimensions=DIMS5, measures=MEASURES, cuboids=cub, cell_budget=20_000_000, **kw)
 
 
-@pytest.mark.parametrize("build", ["direct", "direct_indexed", "delta"])
+@pytest.mark.parametrize("build", ["direct", "direct_positional", "delta"])
 def test_build_with_element_dimension(benchmark, data, build):
     """17 cuboids; ``direct`` (default): element x service x hour accumulated into its state
-    stored by position (row = packed key), the 16 small cuboids from a region x service x
-    class x hour delta; ``direct_indexed``: the same with the element cuboid's cells found
-    through its dense index (the previous layout); ``delta``: one per-batch delta of the finest
-    cuboid, merged into the state."""
-    kw = {"direct": {}, "direct_indexed": {"positional_max_keys": 0},
+    (cells found through its dense index), the 16 small cuboids from a region x service x
+    class x hour delta; ``direct_positional``: the same with the element cuboid's measures
+    stored by position (opt-in ``positional_max_keys``); ``delta``: one per-batch delta of the
+    finest cuboid, merged into the state."""
+    kw = {"direct": {}, "direct_positional": {"positional_max_keys": 1 << 23},
           "delta": {"direct_min_keys": 1 << 62}}[build]
     warm = Cube(_element_spec(**kw), data["topo"])     # JIT warm-up (compile time kept out)
     warm.update_codes((np.ascontiguousarray(data["codes"][:, :1000]), DIMS5),
@@ -186,7 +186,7 @@ def test_build_with_element_dimension(benchmark, data, build):
     cube, wall, cpu = _timed(benchmark, lambda: _build(data, _element_spec(**kw), DIMS5))
     rep = cube.memory_report()
     assert cube.n_rows == N and rep["build"] == build.split("_")[0]
-    assert (rep["cuboids"][0]["layout"] == "positional") == (build == "direct")
+    assert (rep["cuboids"][0]["layout"] == "positional") == (build == "direct_positional")
     _report(benchmark, f"cube_with_element_17_cuboids_{build}", N, wall, cpu)
     benchmark.extra_info["cells"] = cube.n_cells
     benchmark.extra_info["nbytes"] = cube.nbytes
@@ -197,7 +197,7 @@ def test_stream_into_existing_element_cube(benchmark, data, layout):
     """The pipeline case: batches streamed into a long-lived cube (built once outside the timed
     region, so first-touch memory and new cells are not measured): positional vs indexed
     finest cuboid."""
-    kw = {} if layout == "positional" else {"positional_max_keys": 0}
+    kw = {"positional_max_keys": 1 << 23} if layout == "positional" else {}
     cube = _build(data, _element_spec(**kw), DIMS5)
     assert (cube.memory_report()["cuboids"][0]["layout"] == "positional") == (layout == "positional")
 

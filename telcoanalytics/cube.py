@@ -26,8 +26,8 @@ has events, so the finest cuboid is accumulated straight into its state, and the
 are grouped under small bases (region x service x class x hour ...) fed from the events and
 rolled up as above. Functional dependencies (element -> site, region, class) make this exact.
 It runs under the lock (queries wait for the batch) and only when the batch cannot exceed the
-budget even if every event made new cells; otherwise the delta build applies. With count and at
-most one value field's sum / min / max (``spec.positional_max_keys``), the finest cuboid stores
+budget even if every event made new cells; otherwise the delta build applies. Opt-in, with count
+and at most one value field's sum / min / max (``spec.positional_max_keys``), the finest cuboid stores
 its measures by position (row = packed key: no index lookup per event); its compact cells are
 gathered when read (:class:`cube_table.PositionalCellTable`).
 
@@ -345,7 +345,8 @@ class Cube:
                 and len(self.value_names) <= 1 and not self.hash_names and not self.q_names
                 and not self.mom.any()):
             # measured on bench_cube (10M events, 20,000 elements): streaming into an existing
-            # cube 35-39 M events/s positional vs 25-32 M/s through the index
+            # cube ~32 M events/s positional vs ~27 M/s through the index; a new cube's build
+            # is not faster (opt-in: spec.positional_max_keys)
             cards = [self.dims[d].cardinality for d in ks_b.dims]
             tcb.table = PositionalCellTable(ks_b.size, len(self.value_names), ks_b.shifts,
                                             ks_b.radix, cards)
@@ -888,7 +889,7 @@ class Cube:
             time_origin_ms=int(d["time_origin_ms"]), dense_limit=int(d["dense_limit"]),
             direct_min_keys=int(d.get("direct_min_keys", 1 << 18)),
             direct_group_max_keys=int(d.get("direct_group_max_keys", 1 << 18)),
-            positional_max_keys=int(d.get("positional_max_keys", 1 << 23)),
+            positional_max_keys=int(d.get("positional_max_keys", 0)),
             hll_p=int(d["hll_p"]), quantile_alpha=float(d["quantile_alpha"]),
             quantile_min=float(d["quantile_min"]), quantile_max=float(d["quantile_max"]), values=values)
         cube = cls(spec, topology, dimensions=dimensions, name=str(d["name"]), _slots=slots)

@@ -118,8 +118,11 @@ class CubeSpec:
         In the direct build, the finest cuboid's measures are stored by position (row = mixed
         radix number of the codes, no index lookup per event) when the product of its
         dimensions' cardinalities is at most this, its key space is within ``dense_limit``, and the measures are count and at most one value field's
-        sum / min / max / mean (no var / std / distinct / percentiles); 0 disables it. Memory
-        is only touched for keys that occur.
+        sum / min / max / mean (no var / std / distinct / percentiles); 0 (the default)
+        disables it. Measured (bench_cube, 10M events, 20,000 elements): streaming batches
+        into a long-lived cube ~18-25 % faster, building a new cube from scratch not faster
+        (creating the cells and first-touching memory dominate), and the compact cells are
+        gathered again at the first read after a batch (O(cells touched)). E.g. ``1 << 23``.
     values : dict name -> callable(BatchContext) -> array or None, optional
         Custom value fields (hash fields too, for ``distinct``); ``None`` declares a field that
         only ``Cube.update_codes`` supplies.
@@ -141,7 +144,7 @@ class CubeSpec:
     values: dict | None = None
     direct_min_keys: int = 1 << 18
     direct_group_max_keys: int = 1 << 18
-    positional_max_keys: int = 1 << 23
+    positional_max_keys: int = 0
 
     def validate(self):
         if not 4 <= int(self.hll_p) <= 16:

@@ -12,6 +12,9 @@ from telcoanalytics.cube import Cube, CubeSpec
 from telcoanalytics.cube_table import _EPOCH_MAX, CellTable, PositionalCellTable
 
 
+POS = 1 << 23     # positional_max_keys turning the layout on (off by default)
+
+
 def layouts(cube):
     return [c["layout"] for c in cube.memory_report()["cuboids"]]
 
@@ -21,8 +24,8 @@ def test_positional_chosen_and_identical_to_indexed(rng):
     cdr = make_cdr(rng, topo, N, unknown_frac=0.005)
     spec = dict(dimensions=DIMS, measures=FAST + ["mean:duration_ms"], cuboids=element_cuboids(),
                 direct_min_keys=1)
-    a = Cube(CubeSpec(**spec), topo)
-    b = Cube(CubeSpec(**spec, positional_max_keys=0), topo)
+    a = Cube(CubeSpec(**spec, positional_max_keys=POS), topo)
+    b = Cube(CubeSpec(**spec), topo)
     assert layouts(a)[0] == "positional" and layouts(b)[0] == "dense"
     sets = [c.dims for c in a.cuboids] + [("site", "service"), ("region",)]
     for p in np.array_split(cdr, 4):
@@ -45,8 +48,8 @@ def test_positional_merge_checkpoint_and_counts_only(rng):
     parts = np.array_split(make_cdr(rng, topo, N // 2), 3)
     spec = dict(dimensions=["element", "service", "region"], measures=FAST,
                 cuboids=[("element", "service"), ("region",)], direct_min_keys=1)
-    a = Cube(CubeSpec(**spec), topo)
-    b = Cube(CubeSpec(**spec, positional_max_keys=0), topo)
+    a = Cube(CubeSpec(**spec, positional_max_keys=POS), topo)
+    b = Cube(CubeSpec(**spec), topo)
     for p in parts[:2]:
         a.update(p)
         b.update(p)
@@ -55,28 +58,42 @@ def test_positional_merge_checkpoint_and_counts_only(rng):
     back.update(parts[2])         # restored positional rows keep accumulating
     b.update(parts[2])
     assert_same(back, b, [("element", "service"), ("region",), ()])
-    other = Cube(CubeSpec(**spec), topo)
+    other = Cube(CubeSpec(**spec, positional_max_keys=POS), topo)
     other.update(parts[0])
     other.merge(back)             # merged cells are written back to their rows
     other.update(parts[1])
-    ref = Cube(CubeSpec(**spec, positional_max_keys=0), topo)
+    ref = Cube(CubeSpec(**spec), topo)
     for p in [parts[0], *parts, parts[1]]:
         ref.update(p)
     assert_same(other, ref, [("element", "service"), ("service",)])
     cnt = Cube(CubeSpec(dimensions=["element", "service"], measures=["count"],
-                        cuboids=[("element", "service")], direct_min_keys=1), topo)
+                        cuboids=[("element", "service")], direct_min_keys=1,
+                        positional_max_keys=POS), topo)
     cnt.update(parts[0])
     assert layouts(cnt) == ["positional"]
     assert cnt.query(("element", "service"))["count"].sum() == len(parts[0])
+    # a topology change re-packs the cells into a new positional layout (more elements)
+    t1, _ = topo.add_elements(np.array([77_777, 77_778]), parent_ids=topo.ids["site"][:2])
+    for c in (back, b):
+        c.set_topology(t1)
+    assert layouts(back)[0] == "positional"
+    late = make_cdr(rng, t1, 200)
+    back.update(late)
+    b.update(late)
+    assert_same(back, b, [("element", "service"), ("region",)])
 
 
 def test_positional_only_for_the_fast_measures(rng):
     topo = make_topology(rng)
+    assert layouts(Cube(CubeSpec(dimensions=DIMS, cuboids=element_cuboids(), direct_min_keys=1,
+                                 measures=FAST), topo))[0] == "dense"     # off by default
     base = dict(dimensions=DIMS, cuboids=element_cuboids(), direct_min_keys=1)
     for measures in (["count", "var:duration_ms"], ["count", "p50:duration_ms"],
                      ["sum:duration_ms", "sum:setup_ms"]):
-        assert layouts(Cube(CubeSpec(**base, measures=measures), topo))[0] == "dense", measures
-    assert layouts(Cube(CubeSpec(**base, measures=FAST, dense_limit=16), topo))[0] == "hashed"
+        assert layouts(Cube(CubeSpec(**base, measures=measures, positional_max_keys=POS),
+                            topo))[0] == "dense", measures
+    assert layouts(Cube(CubeSpec(**base, measures=FAST, dense_limit=16, positional_max_keys=POS),
+                        topo))[0] == "hashed"
     assert layouts(Cube(CubeSpec(**base, measures=FAST, positional_max_keys=16), topo))[0] == "dense"
 
 
