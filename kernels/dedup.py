@@ -37,6 +37,17 @@ def hashset_slot(key, mask):
 
 
 @kernel
+def probe(table, mask, k, s):
+    """Linear probing from slot ``s``: the first slot holding ``k`` or ``EMPTY`` (the load factor
+    keeps an empty slot in every probe sequence, so this ends)."""
+    while True:
+        t = table[s]
+        if t == k or t == EMPTY:
+            return s
+        s = (s + 1) & mask
+
+
+@kernel
 def _home_slots(keys, mask):
     """Home slot of every key (one sequential pass, so the probes can be prefetched ahead)."""
     out = np.empty(keys.shape[0], dtype=np.int64)
@@ -82,18 +93,13 @@ def hashset_insert(keys, active, table, meta, out_dup):
                 meta[0] += 1
                 n_new += 1
             continue
-        s = home[i]
-        while True:
-            t = table[s]
-            if t == k:
-                out_dup[i] = True
-                break
-            if t == EMPTY:
-                table[s] = k
-                meta[0] += 1
-                n_new += 1
-                break
-            s = (s + 1) & mask
+        s = probe(table, mask, k, home[i])
+        if table[s] == k:
+            out_dup[i] = True
+        else:
+            table[s] = k
+            meta[0] += 1
+            n_new += 1
     return n_new
 
 
@@ -113,15 +119,8 @@ def hashset_contains(keys, active, table, meta, out_found):
             if meta[1] != 0:
                 out_found[i] = True
             continue
-        s = home[i]
-        while True:
-            t = table[s]
-            if t == k:
-                out_found[i] = True
-                break
-            if t == EMPTY:
-                break
-            s = (s + 1) & mask
+        if table[probe(table, mask, k, home[i])] == k:
+            out_found[i] = True
 
 
 @kernel
@@ -133,10 +132,7 @@ def hashset_rehash(old_table, new_table):
         k = old_table[j]
         if k == EMPTY:
             continue
-        s = hashset_slot(k, mask)
-        while new_table[s] != EMPTY:
-            s = (s + 1) & mask
-        new_table[s] = k
+        new_table[probe(new_table, mask, k, hashset_slot(k, mask))] = k
 
 
 @kernel
@@ -146,9 +142,7 @@ def hashmap_build(keys, values, table_keys, table_vals):
     Returns the number of keys stored."""
     mask = table_keys.shape[0] - 1
     for i in range(keys.shape[0]):
-        s = hashset_slot(keys[i], mask)
-        while table_keys[s] != EMPTY:
-            s = (s + 1) & mask
+        s = probe(table_keys, mask, keys[i], hashset_slot(keys[i], mask))
         table_keys[s] = keys[i]
         table_vals[s] = values[i]
     return keys.shape[0]
@@ -162,14 +156,8 @@ def hashmap_lookup(q, table_keys, table_vals, missing, out):
         k = q[i]
         r = missing
         if k != EMPTY:
-            s = hashset_slot(k, mask)
-            while True:
-                t = table_keys[s]
-                if t == k:
-                    r = table_vals[s]
-                    break
-                if t == EMPTY:
-                    break
-                s = (s + 1) & mask
+            s = probe(table_keys, mask, k, hashset_slot(k, mask))
+            if table_keys[s] == k:
+                r = table_vals[s]
         out[i] = r
     return out
