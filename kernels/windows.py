@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from ._numba import kernel
+from ._numba import kernel, kernel_exact
 from .dedup import hashset_slot
 from .ewm import ewm_fold, prefetch_at, prefetch_row
 
@@ -332,7 +332,88 @@ def window_merge(src, n_src_slots, dst_of_src, n_buckets, src_offset, dst_offset
                 cell_merge(src, base_s + s, dst, base_d + dst_of_src[s])
 
 
-@kernel
+@kernel_exact
+def window_exposure_ms(width_ms, t_query_ms, weights):
+    """Weighted exposure ``sum_k weights[k] d_k`` in ms of a query at ``t_query_ms``: ``d_k`` is
+    the bucket width, except for the current bucket (``k = 0``), which counts only up to the
+    query time (``t_query_ms - start + 1``)."""
+    bq = t_query_ms // width_ms
+    exposure_ms = 0.0
+    for k in range(weights.shape[0]):
+        d = float(width_ms)
+        if k == 0:
+            d = float(t_query_ms - bq * width_ms + 1)
+        exposure_ms += weights[k] * d
+    return exposure_ms
+
+
+@kernel_exact
+def window_accumulate(cells, offset, n_buckets, n_slots, bq, k_hi, k_lo, weights, slots, wsum, mean, m2, lo,
+                      hi):
+    """Fold the buckets of ages ``k_hi > k >= k_lo`` (age ``k`` = bucket ``bq - k``), oldest first,
+    into the per-slot accumulators ``wsum, mean, m2, lo, hi`` (float64 ``(n_q,)``, updated in
+    place; start from ``0, 0, 0, inf, -inf``).
+
+    Oldest first, so that folding ``[k_hi, k_mid)`` and then ``[k_mid, k_lo)`` performs exactly
+    the operations of one fold over ``[k_hi, k_lo)``: a standing query that keeps the settled
+    (older) part and folds only the live buckets at query time gives bit-identical results.
+    Compiled without fast-math (``kernel_exact``), as is :func:`window_query_live`, so that no
+    contraction or reassociation differs between the two.
+    Bucket-outer, slot-inner: one bucket of all slots is contiguous, so the ring is read
+    sequentially (hardware prefetch) instead of one cache miss per cell.
+    """
+    n_q = slots.shape[0]
+    for k in range(k_hi - 1, k_lo - 1, -1):
+        wk = weights[k]
+        if wk <= 0.0:
+            continue
+        b = bq - k
+        fb = float(b)
+        base = offset + (b % n_buckets) * n_slots
+        for q in range(n_q):
+            c = base + slots[q]
+            if cells[c, BUCKET] != fb:
+                continue
+            wn = wk * cells[c, COUNT]
+            tot = wsum[q] + wn
+            d = cells[c, MEAN] - mean[q]
+            mean[q] += d * (wn / tot)
+            m2[q] += wk * cells[c, M2] + d * d * (wsum[q] * wn / tot)
+            wsum[q] = tot
+            if cells[c, MIN] < lo[q]:
+                lo[q] = cells[c, MIN]
+            if cells[c, MAX] > hi[q]:
+                hi[q] = cells[c, MAX]
+
+
+@kernel_exact
+def window_finish(q, ws, mean, m2, lo, hi, exposure_ms, out):
+    """Write row ``q`` of ``out`` (see :func:`window_query`) from one slot's accumulators."""
+    if ws > 0.0:
+        var = max(m2 / ws, 0.0)    # >= 0 exactly; a cell's Welford M2 may round to -1 ulp
+        out[q, 0] = ws
+        out[q, 1] = ws * mean
+        out[q, 2] = mean
+        out[q, 3] = var
+        out[q, 4] = math.sqrt(var)
+        out[q, 5] = lo
+        out[q, 6] = hi
+        out[q, 7] = ws * 1000.0 / exposure_ms     # exposure > 0 whenever wsum > 0
+        out[q, 8] = ws * mean * 1000.0 / exposure_ms
+    else:
+        nan = math.nan
+        out[q, 0] = 0.0
+        out[q, 1] = 0.0
+        out[q, 2] = nan
+        out[q, 3] = nan
+        out[q, 4] = nan
+        out[q, 5] = nan
+        out[q, 6] = nan
+        out[q, 7] = 0.0
+        out[q, 8] = 0.0
+
+
+@kernel_exact
 def window_query(cells, offset, n_buckets, n_slots, width_ms, t_query_ms, weights, slots, out):
     """Weighted statistics over the last ``len(weights)`` buckets of one resolution.
 
@@ -354,73 +435,67 @@ def window_query(cells, offset, n_buckets, n_slots, width_ms, t_query_ms, weight
     With ``w_k`` the weight and ``(n_k, m_k, M2_k)`` the cell moments,
     ``count = sum w_k n_k``, ``mean = sum w_k n_k m_k / count``,
     ``var = sum w_k (M2_k + n_k (m_k - mean)^2) / count`` (weighted population variance),
-    accumulated in one pass with Chan's pairwise update so values near 1e9 keep their digits.
+    accumulated oldest bucket first with Chan's pairwise update so values near 1e9 keep their
+    digits (:func:`window_accumulate`).
     ``min``/``max`` are unweighted over the buckets with ``w_k > 0``. Rates divide by the
-    weighted exposure ``sum w_k d_k`` in seconds, ``d_k`` the bucket width except for the
-    current bucket, which counts only up to the query time (``t_query - start + 1 ms``).
+    weighted exposure ``sum w_k d_k`` in seconds (:func:`window_exposure_ms`).
     Empty: ``count = sum = 0``, ``rate = 0``, ``mean = var = std = min = max = NaN``.
     """
-    n_span = weights.shape[0]
     n_q = slots.shape[0]
     bq = t_query_ms // width_ms
-    exposure_ms = 0.0
-    for k in range(n_span):
-        d = float(width_ms)
-        if k == 0:
-            d = float(t_query_ms - bq * width_ms + 1)
-        exposure_ms += weights[k] * d
+    exposure_ms = window_exposure_ms(width_ms, t_query_ms, weights)
     wsum = np.zeros(n_q)
     mean = np.zeros(n_q)
     m2 = np.zeros(n_q)
     lo = np.full(n_q, math.inf)
     hi = np.full(n_q, -math.inf)
-    # bucket-outer, slot-inner: one bucket of all slots is contiguous, so the ring is read
-    # sequentially (hardware prefetch) instead of one cache miss per cell
-    for k in range(n_span):
-        wk = weights[k]
-        if wk <= 0.0:
-            continue
-        b = bq - k
-        fb = float(b)
-        base = offset + (b % n_buckets) * n_slots
-        for q in range(n_q):
-            c = base + slots[q]
-            if cells[c, BUCKET] != fb:
+    window_accumulate(cells, offset, n_buckets, n_slots, bq, weights.shape[0], 0, weights, slots, wsum, mean,
+                      m2, lo, hi)
+    for q in range(n_q):
+        window_finish(q, wsum[q], mean[q], m2[q], lo[q], hi[q], exposure_ms, out)
+
+
+@kernel_exact
+def window_query_live(cells, offset, n_buckets, n_slots, width_ms, t_query_ms, weights, k_live, slots, acc,
+                      out):
+    """Finish a standing query: continue each slot's settled accumulators with the live buckets.
+
+    ``acc`` is float64 ``(5, n_q)``: the accumulators ``wsum, mean, m2, lo, hi`` of
+    :func:`window_accumulate` over the ages ``len(weights) > k >= k_live`` (the buckets no
+    accepted event can change any more), left unchanged. The buckets of ages ``k_live > k >= 0``
+    are read from the ring now, oldest first, so ``out`` equals :func:`window_query` bit for
+    bit. Slot-outer: each slot reads its ``k_live`` live cells (one sequential stream per live
+    bucket) and its five accumulators, instead of the whole span.
+    """
+    n_q = slots.shape[0]
+    bq = t_query_ms // width_ms
+    exposure_ms = window_exposure_ms(width_ms, t_query_ms, weights)
+    for q in range(n_q):
+        ws = acc[0, q]
+        mean = acc[1, q]
+        m2 = acc[2, q]
+        lo = acc[3, q]
+        hi = acc[4, q]
+        s = slots[q]
+        for k in range(k_live - 1, -1, -1):
+            wk = weights[k]
+            if wk <= 0.0:
+                continue
+            b = bq - k
+            c = offset + (b % n_buckets) * n_slots + s
+            if cells[c, BUCKET] != float(b):
                 continue
             wn = wk * cells[c, COUNT]
-            tot = wsum[q] + wn
-            d = cells[c, MEAN] - mean[q]
-            mean[q] += d * (wn / tot)
-            m2[q] += wk * cells[c, M2] + d * d * (wsum[q] * wn / tot)
-            wsum[q] = tot
-            if cells[c, MIN] < lo[q]:
-                lo[q] = cells[c, MIN]
-            if cells[c, MAX] > hi[q]:
-                hi[q] = cells[c, MAX]
-    nan = math.nan
-    for q in range(n_q):
-        ws = wsum[q]
-        if ws > 0.0:
-            var = max(m2[q] / ws, 0.0)    # >= 0 exactly; a cell's Welford M2 may round to -1 ulp
-            out[q, 0] = ws
-            out[q, 1] = ws * mean[q]
-            out[q, 2] = mean[q]
-            out[q, 3] = var
-            out[q, 4] = math.sqrt(var)
-            out[q, 5] = lo[q]
-            out[q, 6] = hi[q]
-            out[q, 7] = ws * 1000.0 / exposure_ms     # exposure > 0 whenever wsum > 0
-            out[q, 8] = ws * mean[q] * 1000.0 / exposure_ms
-        else:
-            out[q, 0] = 0.0
-            out[q, 1] = 0.0
-            out[q, 2] = nan
-            out[q, 3] = nan
-            out[q, 4] = nan
-            out[q, 5] = nan
-            out[q, 6] = nan
-            out[q, 7] = 0.0
-            out[q, 8] = 0.0
+            tot = ws + wn
+            d = cells[c, MEAN] - mean
+            mean += d * (wn / tot)
+            m2 += wk * cells[c, M2] + d * d * (ws * wn / tot)
+            ws = tot
+            if cells[c, MIN] < lo:
+                lo = cells[c, MIN]
+            if cells[c, MAX] > hi:
+                hi = cells[c, MAX]
+        window_finish(q, ws, mean, m2, lo, hi, exposure_ms, out)
 
 
 @kernel

@@ -120,6 +120,9 @@ class SlidingWindows:
         cap = _MIN_DEDUP_CAPACITY if self.dedup else 1
         self.dedup_keys = np.zeros(cap, dtype=np.int64)
         self.dedup_ts = np.full(cap, _kw.NO_TIME, dtype=np.int64)
+        self._version = 0
+        """Bumped by every change of cells other than :meth:`update` (which only writes buckets
+        at or after the watermark's); standing queries rebuild when it moved."""
 
     # ---- properties ---------------------------------------------------------------------------
     @property
@@ -275,6 +278,17 @@ class SlidingWindows:
         own bucket after it. Buckets older than a ring's span relative to the newest event have
         been recycled and count as empty.
         """
+        r, n_span = self._span_resolution(span_ms, resolution)
+        w = int(self.width_ms[r])
+        weights = as_decay(decay).weights(n_span, w / 1000.0)
+        sl = check_slots(slots, self.n_slots)
+        out = np.empty((len(sl), len(STAT_FIELDS)))
+        _kw.window_query(self.cells, int(self.offset[r]), int(self.n_buckets[r]), self.n_slots, w,
+                         int(t_query_ms), weights, sl, out)
+        return out.view(STATS_DTYPE).reshape(len(sl))
+
+    def _span_resolution(self, span_ms, resolution) -> tuple[int, int]:
+        """Validated ``(resolution index, number of buckets)`` of a query span."""
         span_ms = int(span_ms)
         if span_ms <= 0:
             raise ValueError(f"span_ms must be positive, got {span_ms}")
@@ -288,14 +302,19 @@ class SlidingWindows:
             if span_ms % w or span_ms // w > nb:
                 raise ValueError(f"span_ms={span_ms} is not a whole number of buckets of resolution {r} "
                                  f"(width {w} ms, {nb} buckets)")
-        w = int(self.width_ms[r])
-        n_span = span_ms // w
-        weights = as_decay(decay).weights(n_span, w / 1000.0)
-        sl = check_slots(slots, self.n_slots)
-        out = np.empty((len(sl), len(STAT_FIELDS)))
-        _kw.window_query(self.cells, int(self.offset[r]), int(self.n_buckets[r]), self.n_slots, w,
-                         int(t_query_ms), weights, sl, out)
-        return out.view(STATS_DTYPE).reshape(len(sl))
+        return r, span_ms // int(self.width_ms[r])
+
+    def standing_query(self, span_ms: int, decay=None, slots=None, resolution: int | None = None
+                       ) -> "StandingQuery":
+        """Register a query that is asked again and again (a dashboard, an SLA tick).
+
+        The returned :class:`StandingQuery` ``sq(t_query_ms)`` gives exactly (bit for bit) what
+        ``query(t_query_ms, span_ms, decay, slots, resolution)`` gives, but reads the ring only
+        once per bucket of the query time: the buckets no accepted event can change any more
+        (older than the watermark's bucket) are kept as per-slot partial aggregates, and each call
+        reads only the live buckets. See :class:`StandingQuery`.
+        """
+        return StandingQuery(self, span_ms, decay=decay, slots=slots, resolution=resolution)
 
     def ew_values(self, t_query_ms: int, slots=None) -> np.ndarray:
         """Continuous EW statistics (``EW_DTYPE``, shape ``(n_q, n_half_lives)``)."""
@@ -319,6 +338,7 @@ class SlidingWindows:
         maximum; counters add; record-id tables are united. Returns self.
         """
         self._check_compatible(other)
+        self._version += 1            # settled buckets change: standing queries rebuild
         if other.n_slots != self.n_slots:
             raise ValueError(f"cannot merge windows over {other.n_slots} slots into {self.n_slots} slots; "
                              "use rollup() to change the slot space")
@@ -397,6 +417,108 @@ class SlidingWindows:
             w.ew.state[...] = np.asarray(d["ew_state"], dtype=np.float64)
             w.ew.n_events = int(d["ew_n_events"])
         return w
+
+
+class StandingQuery:
+    """A registered query over one span of :class:`SlidingWindows`, fast when asked repeatedly.
+
+    Build it with :meth:`SlidingWindows.standing_query`. ``sq(t_query_ms)`` returns the same
+    ``STATS_DTYPE`` rows as ``windows.query(t_query_ms, span_ms, decay, slots, resolution)``, bit
+    for bit, whatever happened in between (updates, late events, merges).
+
+    How
+    ---
+    An accepted event is never older than ``watermark = max event time - allowed_lateness_ms``,
+    and the watermark only moves forward. So once the buckets of a query older than the
+    watermark's bucket ``s0`` have been folded (oldest first, as :meth:`SlidingWindows.query`
+    folds them), that partial aggregate (weighted count, mean, M2, min, max: five float64 per
+    slot) stays valid. Each call then reads only the live buckets ``s0 .. bq`` (one or two when
+    the lateness is shorter than a bucket) and continues the fold from the kept aggregate. The
+    settled part is rebuilt (one full read of the span) when the query time moves to another
+    bucket, when :meth:`SlidingWindows.merge` changed the cells, or when the ring has recycled a
+    kept bucket; ``n_builds`` and ``n_calls`` count both.
+
+    Memory: ``nbytes = 40 * n_q`` (``n_q`` the reported slots), beside the windows' own state.
+
+    Notes
+    -----
+    Writing into ``windows.cells`` directly (not through ``update``/``merge``) is not seen; call
+    :meth:`invalidate` after doing so. A query time ahead of the newest event reads its
+    future buckets live, as they may still receive events.
+
+    Examples
+    --------
+    >>> w = SlidingWindows(n_slots=2, resolutions=((60_000, 60),), allowed_lateness_ms=5_000)
+    >>> _ = w.update(np.array([0, 70_000]), np.array([0, 1]), np.array([1.0, 3.0]))
+    >>> sq = w.standing_query(3_600_000, decay=Decay.exponential(600.0))
+    >>> _ = w.update(np.array([80_000]), np.array([0]), np.array([5.0]))
+    >>> bool(np.array_equal(sq(80_000), w.query(80_000, 3_600_000, decay=Decay.exponential(600.0))))
+    True
+    """
+
+    def __init__(self, windows: SlidingWindows, span_ms: int, decay=None, slots=None, resolution=None):
+        if not isinstance(windows, SlidingWindows):
+            raise TypeError(f"windows must be a SlidingWindows, got {type(windows).__name__}")
+        self.windows = windows
+        self.span_ms = int(span_ms)
+        self.resolution, self.n_span = windows._span_resolution(span_ms, resolution)
+        self.width_ms = int(windows.width_ms[self.resolution])
+        self.decay = as_decay(decay)
+        self.weights = self.decay.weights(self.n_span, self.width_ms / 1000.0)
+        self.slots = check_slots(slots, windows.n_slots)
+        self._acc = np.empty((5, len(self.slots)))
+        self._key = None              # (query bucket, windows version) of the kept aggregate
+        self._k_live = self.n_span    # ages below this are read at each call
+        self.n_builds = 0
+        self.n_calls = 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the kept per-slot aggregates (``40 * n_q``)."""
+        return int(self._acc.nbytes)
+
+    def invalidate(self) -> None:
+        """Forget the kept aggregate: the next call reads the whole span again."""
+        self._key = None
+
+    def _settled_k(self, bq: int) -> int:
+        """Ages ``>= k`` can no longer change: their buckets are older than the watermark's."""
+        w = self.windows
+        wm = w.watermark_ms
+        if wm is None:
+            return self.n_span
+        s0 = wm // self.width_ms
+        return int(min(self.n_span, max(0, bq - s0 + 1)))
+
+    def __call__(self, t_query_ms: int) -> np.ndarray:
+        """Statistics per slot at ``t_query_ms`` (``STATS_DTYPE``, see :meth:`SlidingWindows.query`)."""
+        w = self.windows
+        r = self.resolution
+        t = int(t_query_ms)
+        bq = t // self.width_ms
+        nb = int(w.n_buckets[r])
+        offset = int(w.offset[r])
+        key = (bq, w._version)
+        max_ts = w.max_ts_ms
+        # the ring recycles the position of bucket b when a bucket b + nb arrives
+        recycled = max_ts is not None and max_ts // self.width_ms - nb >= bq - self.n_span + 1
+        if self._key != key or recycled:
+            k_live = self._settled_k(bq)
+            acc = self._acc
+            acc[:3] = 0.0
+            acc[3] = np.inf
+            acc[4] = -np.inf
+            _kw.window_accumulate(w.cells, offset, nb, w.n_slots, bq, self.n_span, k_live, self.weights,
+                                  self.slots, acc[0], acc[1], acc[2], acc[3], acc[4])
+            self._k_live = k_live
+            # a kept bucket that the ring has already recycled must be read again next time
+            self._key = None if recycled else key
+            self.n_builds += 1
+        self.n_calls += 1
+        out = np.empty((len(self.slots), len(STAT_FIELDS)))
+        _kw.window_query_live(w.cells, offset, nb, w.n_slots, self.width_ms, t, self.weights, self._k_live,
+                              self.slots, self._acc, out)
+        return out.view(STATS_DTYPE).reshape(len(self.slots))
 
 
 def topology_groups(topology, level: str, n_metrics: int = 1) -> tuple[np.ndarray, int]:
