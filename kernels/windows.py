@@ -194,42 +194,38 @@ def ring_fold(ts_ms, slot, value, status, width_ms, n_buckets, offset, n_slots, 
         i = j - RING_LOOKAHEAD
         if i >= 0 and status[i] == ACCEPTED:          # fold event i (located at iteration i)
             t = ts_ms[i]
-            if max_ts == NO_TIME or t > max_ts:
-                max_ts = t
-                if max_ts >= max_b_end:
-                    max_b = max_ts // w
-                    max_b_end = (max_b + 1) * w
+            max_ts = max(max_ts, t)                   # NO_TIME is the smallest int64
+            if max_ts >= max_b_end:
+                max_b = max_ts // w
+                max_b_end = (max_b + 1) * w
             b = bb[i & look_mask]
             if b <= max_b - nb:
                 n_exp += 1
             else:
-                # the cell update, written out: a call per event cost more than the update itself
+                # the cell update, written out (a call per event cost more than the update itself)
+                # and branch-free: a stale cell (NaN or older bucket) restarts from x through
+                # selects, which gives the same bits as a separate "start afresh" branch but no
+                # mispredictions where a share of the events open a cell (1 h ring: ~1/3 faster)
                 c = cb[i & look_mask]
                 x = value[i]
                 fb = float(b)
                 tf = float(t)
-                if cells[c, BUCKET] != fb:          # NaN (empty) or an older bucket: start afresh
-                    cells[c, BUCKET] = fb
-                    cells[c, COUNT] = 1.0
-                    cells[c, MEAN] = x
-                    cells[c, M2] = 0.0
-                    cells[c, MIN] = x
-                    cells[c, MAX] = x
-                    cells[c, LAST] = tf
-                else:
-                    cnt = cells[c, COUNT] + 1.0
-                    m = cells[c, MEAN]
-                    d = x - m
-                    m += d / cnt
-                    cells[c, COUNT] = cnt
-                    cells[c, MEAN] = m
-                    cells[c, M2] += d * (x - m)
-                    if x < cells[c, MIN]:
-                        cells[c, MIN] = x
-                    if x > cells[c, MAX]:
-                        cells[c, MAX] = x
-                    if tf > cells[c, LAST]:
-                        cells[c, LAST] = tf
+                same = cells[c, BUCKET] == fb
+                cnt = (cells[c, COUNT] if same else 0.0) + 1.0
+                m = cells[c, MEAN] if same else x
+                m2 = cells[c, M2] if same else 0.0
+                lo = cells[c, MIN] if same else x
+                hi = cells[c, MAX] if same else x
+                la = cells[c, LAST] if same else tf
+                d = x - m
+                m += d / cnt
+                cells[c, BUCKET] = fb
+                cells[c, COUNT] = cnt
+                cells[c, MEAN] = m
+                cells[c, M2] = m2 + d * (x - m)
+                cells[c, MIN] = min(lo, x)
+                cells[c, MAX] = max(hi, x)
+                cells[c, LAST] = max(la, tf)
         if j < n:                                     # locate and prefetch event j
             t = ts_ms[j]
             if cur_lo <= t < cur_hi:
