@@ -141,8 +141,7 @@ def window_update(ts_ms, slot, value, record_id, use_ids, width_ms, n_buckets, o
             clock[CLOCK_DEDUP_FILL] += 1
         status[i] = ACCEPTED
         n_ok += 1
-        if max_ts == NO_TIME or t > max_ts:
-            max_ts = t
+        max_ts = max(max_ts, t)                       # NO_TIME is the smallest int64
     # one pass per ring and one for the EW state over the accepted events: each pass keeps its
     # own lookahead of prefetched rows and its bucket cache in registers
     for r in range(n_res):
