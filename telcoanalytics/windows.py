@@ -30,6 +30,16 @@ by exactly this much (the benchmark measures it). Example: 60,000 slots with the
 resolutions (323 buckets) and three half-lives take 1,090 MB; 1 min x 60, 1 h x 24, 1 day x 7
 take 311 MB.
 
+Queries
+-------
+:meth:`SlidingWindows.query` reads every cell of the span: over 60,000 slots, 1 h at 1 min reads
+60 x 60,000 cells, about 200 MB, which takes 30-40 ms on one core (memory bandwidth). A query
+asked again and again (a dashboard, a tick) is better registered with
+:meth:`SlidingWindows.standing_query`: it keeps the buckets no accepted event can change any more
+(older than the watermark's bucket) as five float64 per slot, reads only the live buckets per call
+(about 1-2 ms over 60,000 slots) and the whole span once per new query bucket, and gives the same
+bits as :meth:`~SlidingWindows.query`.
+
 Typical use
 -----------
 >>> import numpy as np
