@@ -465,6 +465,9 @@ def window_query_live(cells, offset, n_buckets, n_slots, width_ms, t_query_ms, w
     n_q = slots.shape[0]
     bq = t_query_ms // width_ms
     exposure_ms = window_exposure_ms(width_ms, t_query_ms, weights)
+    base = np.empty(k_live, dtype=np.int64)          # first row of each live bucket's block
+    for k in range(k_live):
+        base[k] = offset + ((bq - k) % n_buckets) * n_slots
     for q in range(n_q):
         ws = acc[0, q]
         mean = acc[1, q]
@@ -476,9 +479,8 @@ def window_query_live(cells, offset, n_buckets, n_slots, width_ms, t_query_ms, w
             wk = weights[k]
             if wk <= 0.0:
                 continue
-            b = bq - k
-            c = offset + (b % n_buckets) * n_slots + s
-            if cells[c, BUCKET] != float(b):
+            c = base[k] + s
+            if cells[c, BUCKET] != float(bq - k):
                 continue
             wn = wk * cells[c, COUNT]
             tot = ws + wn
