@@ -314,17 +314,19 @@ class SlidingWindows:
                                  f"(width {w} ms, {nb} buckets)")
         return r, span_ms // int(self.width_ms[r])
 
-    def standing_query(self, span_ms: int, decay=None, slots=None, resolution: int | None = None
-                       ) -> "StandingQuery":
+    def standing_query(self, span_ms: int, decay=None, slots=None, resolution: int | None = None,
+                       spread_buckets: int = 4) -> "StandingQuery":
         """Register a query that is asked again and again (a dashboard, an SLA tick).
 
         The returned :class:`StandingQuery` ``sq(t_query_ms)`` gives exactly (bit for bit) what
         ``query(t_query_ms, span_ms, decay, slots, resolution)`` gives, but reads the ring only
         once per bucket of the query time: the buckets no accepted event can change any more
-        (older than the watermark's bucket) are kept as per-slot partial aggregates, and each call
-        reads only the live buckets. See :class:`StandingQuery`.
+        (older than the watermark's bucket) are kept as per-slot partial aggregates, each call
+        reads only the live buckets, and folds ``spread_buckets`` settled buckets ahead for the
+        next query bucket. See :class:`StandingQuery`.
         """
-        return StandingQuery(self, span_ms, decay=decay, slots=slots, resolution=resolution)
+        return StandingQuery(self, span_ms, decay=decay, slots=slots, resolution=resolution,
+                             spread_buckets=spread_buckets)
 
     def ew_values(self, t_query_ms: int, slots=None) -> np.ndarray:
         """Continuous EW statistics (``EW_DTYPE``, shape ``(n_q, n_half_lives)``)."""
@@ -443,12 +445,27 @@ class StandingQuery:
     watermark's bucket ``s0`` have been folded (oldest first, as :meth:`SlidingWindows.query`
     folds them), that partial aggregate (weighted count, mean, M2, min, max: five float64 per
     slot) stays valid. Each call then reads only the live buckets ``s0 .. bq`` (one or two when
-    the lateness is shorter than a bucket) and continues the fold from the kept aggregate. The
-    settled part is rebuilt (one full read of the span) when the query time moves to another
-    bucket, when :meth:`SlidingWindows.merge` changed the cells, or when the ring has recycled a
-    kept bucket; ``n_builds`` and ``n_calls`` count both.
+    the lateness is shorter than a bucket) and continues the fold from the kept aggregate.
 
-    Memory: ``nbytes = 40 * n_q`` (``n_q`` the reported slots), beside the windows' own state.
+    When the query time moves to the next bucket, every bucket's age (so its weight) changes.
+    To avoid reading the whole span at that moment, each call also folds up to
+    ``spread_buckets`` settled buckets, oldest first, into the aggregate for the *next* query
+    bucket; the first call in that bucket finishes it (the few buckets left) instead of starting
+    over. With a call per second and 1 min buckets, a 60-bucket span is ready long before the
+    minute ends. A full read of the span (``n_builds`` counts them) remains for a first call, a
+    jump of more than one bucket, a :meth:`SlidingWindows.merge` (it may change settled
+    buckets), or a ring that has recycled a kept bucket.
+
+    Memory: ``nbytes = 80 * n_q`` (``n_q`` the reported slots: two sets of five float64), beside
+    the windows' own state.
+
+    Parameters
+    ----------
+    windows : SlidingWindows
+    span_ms, decay, slots, resolution
+        As for :meth:`SlidingWindows.query`.
+    spread_buckets : int
+        Settled buckets folded ahead per call for the next query bucket (0: no look-ahead).
 
     Notes
     -----
@@ -466,9 +483,13 @@ class StandingQuery:
     True
     """
 
-    def __init__(self, windows: SlidingWindows, span_ms: int, decay=None, slots=None, resolution=None):
+    def __init__(self, windows: SlidingWindows, span_ms: int, decay=None, slots=None, resolution=None,
+                 spread_buckets: int = 4):
         if not isinstance(windows, SlidingWindows):
             raise TypeError(f"windows must be a SlidingWindows, got {type(windows).__name__}")
+        spread = int(spread_buckets)
+        if spread < 0:
+            raise ValueError(f"spread_buckets must be >= 0, got {spread_buckets}")
         self.windows = windows
         self.span_ms = int(span_ms)
         self.resolution, self.n_span = windows._span_resolution(span_ms, resolution)
@@ -476,29 +497,40 @@ class StandingQuery:
         self.decay = as_decay(decay)
         self.weights = self.decay.weights(self.n_span, self.width_ms / 1000.0)
         self.slots = check_slots(slots, windows.n_slots)
+        self.spread_buckets = spread
         self._acc = np.empty((5, len(self.slots)))
         self._key = None              # (query bucket, windows version) of the kept aggregate
         self._k_live = self.n_span    # ages below this are read at each call
+        self._nxt = np.empty((5, len(self.slots)))
+        self._nxt_key = None          # (next query bucket, version) being folded ahead
+        self._nxt_b = 0               # next absolute bucket to fold into _nxt
         self.n_builds = 0
         self.n_calls = 0
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the kept per-slot aggregates (``40 * n_q``)."""
-        return int(self._acc.nbytes)
+        """Bytes of the kept per-slot aggregates (``80 * n_q``)."""
+        return int(self._acc.nbytes + self._nxt.nbytes)
 
     def invalidate(self) -> None:
-        """Forget the kept aggregate: the next call reads the whole span again."""
+        """Forget the kept aggregates: the next call reads the whole span again."""
         self._key = None
+        self._nxt_key = None
 
-    def _settled_k(self, bq: int) -> int:
-        """Ages ``>= k`` can no longer change: their buckets are older than the watermark's."""
+    def _fold(self, acc, bq: int, b_from: int, b_to: int) -> None:
+        """Fold the buckets ``b_from .. b_to`` (ages relative to ``bq``) into ``acc``, oldest first."""
+        if b_to < b_from:
+            return
         w = self.windows
-        wm = w.watermark_ms
-        if wm is None:
-            return self.n_span
-        s0 = wm // self.width_ms
-        return int(min(self.n_span, max(0, bq - s0 + 1)))
+        r = self.resolution
+        _kw.window_accumulate(w.cells, int(w.offset[r]), int(w.n_buckets[r]), w.n_slots, bq, bq - b_from + 1,
+                              bq - b_to, self.weights, self.slots, acc[0], acc[1], acc[2], acc[3], acc[4])
+
+    @staticmethod
+    def _reset(acc) -> None:
+        acc[:3] = 0.0
+        acc[3] = np.inf
+        acc[4] = -np.inf
 
     def __call__(self, t_query_ms: int) -> np.ndarray:
         """Statistics per slot at ``t_query_ms`` (``STATS_DTYPE``, see :meth:`SlidingWindows.query`)."""
@@ -507,27 +539,40 @@ class StandingQuery:
         t = int(t_query_ms)
         bq = t // self.width_ms
         nb = int(w.n_buckets[r])
-        offset = int(w.offset[r])
         key = (bq, w._version)
-        max_ts = w.max_ts_ms
+        wm = w.watermark_ms
+        # buckets older than s0 (the watermark's bucket) can no longer change
+        s0 = None if wm is None else wm // self.width_ms
+        k_live = self.n_span if s0 is None else int(min(self.n_span, max(0, bq - s0 + 1)))
+        settled_to = bq - k_live                  # newest bucket of the kept part
         # the ring recycles the position of bucket b when a bucket b + nb arrives
-        recycled = max_ts is not None and max_ts // self.width_ms - nb >= bq - self.n_span + 1
-        if self._key != key or recycled:
-            k_live = self._settled_k(bq)
-            acc = self._acc
-            acc[:3] = 0.0
-            acc[3] = np.inf
-            acc[4] = -np.inf
-            _kw.window_accumulate(w.cells, offset, nb, w.n_slots, bq, self.n_span, k_live, self.weights,
-                                  self.slots, acc[0], acc[1], acc[2], acc[3], acc[4])
+        recycled = s0 is not None and (wm + w.allowed_lateness_ms) // self.width_ms - nb >= bq - self.n_span + 1
+        if recycled or self._key != key:
+            if not recycled and self._nxt_key == key and self._nxt_b <= settled_to + 1:
+                # prepared during the previous bucket: fold the settled buckets still missing
+                self._fold(self._nxt, bq, self._nxt_b, settled_to)
+                self._acc, self._nxt = self._nxt, self._acc
+            else:
+                self._reset(self._acc)
+                self._fold(self._acc, bq, bq - self.n_span + 1, settled_to)
+                self.n_builds += 1
             self._k_live = k_live
+            self._nxt_key = None
             # a kept bucket that the ring has already recycled must be read again next time
             self._key = None if recycled else key
-            self.n_builds += 1
+        if self._key is not None and self.spread_buckets and s0 is not None:
+            nxt = bq + 1
+            if self._nxt_key != (nxt, key[1]):
+                self._reset(self._nxt)
+                self._nxt_key = (nxt, key[1])
+                self._nxt_b = nxt - self.n_span + 1
+            b_to = min(s0 - 1, nxt, self._nxt_b + self.spread_buckets - 1)
+            self._fold(self._nxt, nxt, self._nxt_b, b_to)
+            self._nxt_b = max(self._nxt_b, b_to + 1)
         self.n_calls += 1
         out = np.empty((len(self.slots), len(STAT_FIELDS)))
-        _kw.window_query_live(w.cells, offset, nb, w.n_slots, self.width_ms, t, self.weights, self._k_live,
-                              self.slots, self._acc, out)
+        _kw.window_query_live(w.cells, int(w.offset[r]), nb, w.n_slots, self.width_ms, t, self.weights,
+                              self._k_live, self.slots, self._acc, out)
         return out.view(STATS_DTYPE).reshape(len(self.slots))
 
 

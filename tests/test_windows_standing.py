@@ -38,14 +38,19 @@ def test_standing_equals_query_through_a_stream(rng, decay):
     ts, sl, x = stream(rng, 4000, n_slots, 45 * 60_000, jitter_ms=8_000)
     w = SlidingWindows(n_slots, RES, allowed_lateness_ms=10_000)
     sq = w.standing_query(20 * 60_000, decay=decay)
-    minutes = set()
+    sq0 = w.standing_query(20 * 60_000, decay=decay, spread_buckets=0)
+    minutes = []
     for chunk in np.array_split(np.arange(len(ts)), 80):
         w.update(ts[chunk], sl[chunk], x[chunk])
         t = w.max_ts_ms
-        minutes.add(t // 60_000)
+        minutes.append(t // 60_000)
         got = same(sq, w, t, 20 * 60_000, decay)
+        same(sq0, w, t, 20 * 60_000, decay)
     assert sq.n_calls == 80
-    assert sq.n_builds == len(minutes)               # one full read per query bucket
+    assert sq0.n_builds == len(set(minutes))          # no look-ahead: one full read per query bucket
+    # with look-ahead: a full read only first and where the query time skipped a bucket
+    skips = sum(1 for a, b in zip(minutes, minutes[1:]) if b > a + 1)
+    assert sq.n_builds == 1 + skips < len(set(minutes))
     # and the answer is the statistic recomputed from the raw accepted events
     ok = np.ones(len(ts), bool)                        # nothing was late: jitter < lateness
     assert w.n_accepted == len(ts)
@@ -108,7 +113,7 @@ def test_query_before_any_event_and_ahead_of_the_data():
     w.update(np.array([T0 + 19_000]), np.array([1]), np.array([5.0]))
     got = same(sq, w, T0 + 20_000, 10_000, Decay.exponential(5.0), slots=[1])
     assert got["max"][0] == 5.0
-    assert len(got) == 1 and sq.nbytes == 40
+    assert len(got) == 1 and sq.nbytes == 80
 
 
 def test_lateness_longer_than_the_span_reads_everything_live():
@@ -135,6 +140,8 @@ def test_errors():
         w.standing_query(60_000 * 6, resolution=0)
     with pytest.raises(ValueError):
         w.standing_query(60_000, slots=[5])
+    with pytest.raises(ValueError, match="spread_buckets must be >= 0"):
+        w.standing_query(60_000, spread_buckets=-1)
 
 
 @given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(0, 300), n_batches=st.integers(1, 12),
@@ -166,3 +173,28 @@ def test_zero_weight_live_bucket_is_skipped():
     sq = w.standing_query(240_000, decay=decay)
     got = same(sq, w, T0 + 60_000, 240_000, decay)
     assert got["count"][0] == 1.0 and got["max"][0] == 1.0
+
+
+def test_next_bucket_prepared_ahead_one_call_per_second():
+    """A dashboard asking once per second of event time while 1 min buckets roll: after the
+    first call, no call reads the whole 60-bucket span again."""
+    rng = np.random.default_rng(3)
+    w = SlidingWindows(5, ((60_000, 60),), allowed_lateness_ms=5_000)
+    ts, sl, x = stream(rng, 3000, 5, 70 * 60_000, jitter_ms=2_000)
+    w.update(ts, sl, x)
+    decay = Decay.gaussian(900.0)
+    sq = w.standing_query(3_600_000, decay=decay, spread_buckets=2)
+    t = w.max_ts_ms
+    for i in range(200):                               # 200 s: three minute boundaries or so
+        t += 1_000
+        w.update(np.array([t - int(rng.integers(0, 2_000))]), np.array([i % 5]), np.array([float(i)]))
+        same(sq, w, t, 3_600_000, decay)
+    assert sq.n_builds == 1 and sq.n_calls == 200
+    # a merge may change settled buckets: the prepared aggregate is dropped, one full read
+    w.merge(SlidingWindows(5, ((60_000, 60),), allowed_lateness_ms=5_000))
+    same(sq, w, t, 3_600_000, decay)
+    same(sq, w, t + 60_000, 3_600_000, decay)
+    assert sq.n_builds == 2
+    sq.invalidate()
+    same(sq, w, t + 60_000, 3_600_000, decay)
+    assert sq.n_builds == 3
