@@ -87,12 +87,140 @@ def ewm_fold(ts_ms, slot, value, status, coef, table, state):
 
     Notes
     -----
-    Measured with 60,000 slots (4.8 MB of state, L3-resident) and three half-lives: the per-event
-    cost is dominated by the random state row (prefetched ``PREFETCH_AHEAD`` events ahead), the
-    decay factors (``exp`` was ~60 cycles per event; three table loads and two multiplications per
-    half-life replace it) and one division per half-life. Keeping this loop free of calls made it
-    about 2x faster than calling a per-event helper.
+    Three half-lives (the common case) go through :func:`ewm_fold3`, any other count through
+    :func:`ewm_fold_n`; both give bit-identical states. Measured with 60,000 slots (4.8 MB of
+    state) and three half-lives: the per-event cost is dominated by the random state row
+    (prefetched ``PREFETCH_AHEAD`` events ahead; without the prefetch it is ~5x slower), the
+    decay factors (``exp`` was ~60 cycles per event; three table loads and two multiplications
+    per half-life replace it) and one division per half-life. Keeping the loops free of
+    per-event calls made them about 2x faster than calling a per-event helper.
     """
+    if coef.shape[0] == 3:
+        ewm_fold3(ts_ms, slot, value, status, coef, table, state, False)
+    else:
+        ewm_fold_n(ts_ms, slot, value, status, coef, table, state)
+
+
+@kernel
+def ewm_fold3(ts_ms, slot, value, status, coef, table, state, set_status):
+    """:func:`ewm_fold` for exactly three half-lives, written out; returns the events folded.
+
+    With ``set_status`` the status is not read but written (0 for a finite value, which is
+    folded, 3 for NaN/inf, which is skipped), so :func:`ewm_update` needs no separate pass.
+
+    Notes
+    -----
+    The same arithmetic, in the same order, as :func:`ewm_fold_n` (bit-identical states), with
+    the table-or-``exp`` choice taken once per event instead of once per half-life, the three
+    coefficients and table levels in registers, and the state row read as a whole before it is
+    written (the compiler need not reload it after every store). Measured against the loop of
+    ``ewm_fold_n`` on the issue-3 benchmark data (10M events, 60,000 slots, CPU time, A/B in
+    one process): 10-15% faster.
+    """
+    n = ts_ms.shape[0]
+    last = state.shape[1] - 1
+    mask = np.uint64((1 << TABLE_BITS) - 1)
+    c0 = coef[0]
+    c1 = coef[1]
+    c2 = coef[2]
+    tab0 = table[0]
+    tab1 = table[1]
+    tab2 = table[2]
+    n_ok = 0
+    for i in range(n):
+        if i + PREFETCH_AHEAD < n:
+            sa = slot[i + PREFETCH_AHEAD]
+            prefetch_row(state, sa)
+            prefetch_at(state, sa, last)     # rows of 10 doubles span two lines
+        x = value[i]
+        if set_status:
+            if not math.isfinite(x):        # NaN or +-inf: missing
+                status[i] = 3
+                continue
+            status[i] = 0
+        elif status[i] != 0:
+            continue
+        n_ok += 1
+        row = state[np.uint64(slot[i])]     # unsigned: no negative-index wrap-around code
+        t = float(ts_ms[i])
+        t_ref = row[0]
+        if not (t_ref == t_ref):          # empty slot (NaN reference time)
+            row[0] = t
+            row[1] = 1.0
+            row[2] = x
+            row[3] = 0.0
+            row[4] = 1.0
+            row[5] = x
+            row[6] = 0.0
+            row[7] = 1.0
+            row[8] = x
+            row[9] = 0.0
+            continue
+        dt = t - t_ref
+        late = dt < 0.0
+        if late:
+            dt = -dt
+        else:
+            row[0] = t
+        if dt < TABLE_LIMIT_MS and float(np.int64(dt)) == dt:
+            idt = np.uint64(dt)
+            i0 = idt & mask
+            i1 = (idt >> np.uint64(TABLE_BITS)) & mask
+            i2 = idt >> np.uint64(2 * TABLE_BITS)
+            f0 = tab0[i0, 0] * tab1[i1, 0] * tab2[i2, 0]
+            f1 = tab0[i0, 1] * tab1[i1, 1] * tab2[i2, 1]
+            f2 = tab0[i0, 2] * tab1[i1, 2] * tab2[i2, 2]
+        else:
+            f0 = math.exp(c0 * dt)
+            f1 = math.exp(c1 * dt)
+            f2 = math.exp(c2 * dt)
+        w0_old = row[1]
+        m0 = row[2]
+        s0 = row[3]
+        w1_old = row[4]
+        m1 = row[5]
+        s1 = row[6]
+        w2_old = row[7]
+        m2 = row[8]
+        s2 = row[9]
+        if late:
+            a0 = 1.0
+            a1 = 1.0
+            a2 = 1.0
+            w0 = f0
+            w1 = f1
+            w2 = f2
+        else:
+            a0 = f0
+            a1 = f1
+            a2 = f2
+            w0 = 1.0
+            w1 = 1.0
+            w2 = 1.0
+        w0_new = w0_old * a0 + w0
+        w1_new = w1_old * a1 + w1
+        w2_new = w2_old * a2 + w2
+        d0 = x - m0
+        d1 = x - m1
+        d2 = x - m2
+        m0 += d0 * (w0 / w0_new)
+        m1 += d1 * (w1 / w1_new)
+        m2 += d2 * (w2 / w2_new)
+        row[1] = w0_new
+        row[2] = m0
+        row[3] = s0 * a0 + w0 * d0 * (x - m0)
+        row[4] = w1_new
+        row[5] = m1
+        row[6] = s1 * a1 + w1 * d1 * (x - m1)
+        row[7] = w2_new
+        row[8] = m2
+        row[9] = s2 * a2 + w2 * d2 * (x - m2)
+    return n_ok
+
+
+@kernel
+def ewm_fold_n(ts_ms, slot, value, status, coef, table, state):
+    """:func:`ewm_fold` for any number of half-lives (a loop over them per event)."""
     n = ts_ms.shape[0]
     n_h = coef.shape[0]
     last = state.shape[1] - 1
@@ -164,6 +292,8 @@ def ewm_update(ts_ms, slot, value, coef, table, state, status):
     int
         Number of events folded.
     """
+    if coef.shape[0] == 3:                  # status set inside the fold: one pass
+        return ewm_fold3(ts_ms, slot, value, status, coef, table, state, True)
     n_ok = 0
     for i in range(ts_ms.shape[0]):
         if math.isfinite(value[i]):
@@ -171,7 +301,7 @@ def ewm_update(ts_ms, slot, value, coef, table, state, status):
             n_ok += 1
         else:                           # NaN or +-inf: missing
             status[i] = 3
-    ewm_fold(ts_ms, slot, value, status, coef, table, state)
+    ewm_fold_n(ts_ms, slot, value, status, coef, table, state)
     return n_ok
 
 
