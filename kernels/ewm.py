@@ -125,7 +125,7 @@ def ewm_fold3(ts_ms, slot, value, status, coef, table, state, set_status):
     """
     n = ts_ms.shape[0]
     last = state.shape[1] - 1
-    mask = np.uint64((1 << TABLE_BITS) - 1)
+    mask = (1 << TABLE_BITS) - 1
     c0 = coef[0]
     c1 = coef[1]
     c2 = coef[2]
@@ -147,7 +147,7 @@ def ewm_fold3(ts_ms, slot, value, status, coef, table, state, set_status):
         elif status[i] != 0:
             continue
         n_ok += 1
-        row = state[np.uint64(slot[i])]     # unsigned: no negative-index wrap-around code
+        row = state[slot[i]]
         t = float(ts_ms[i])
         t_ref = row[0]
         if not (t_ref == t_ref):          # empty slot (NaN reference time)
@@ -169,10 +169,10 @@ def ewm_fold3(ts_ms, slot, value, status, coef, table, state, set_status):
         else:
             row[0] = t
         if dt < TABLE_LIMIT_MS and float(np.int64(dt)) == dt:
-            idt = np.uint64(dt)
-            i0 = idt & mask
-            i1 = (idt >> np.uint64(TABLE_BITS)) & mask
-            i2 = idt >> np.uint64(2 * TABLE_BITS)
+            idt = np.int64(dt)
+            i0 = idt & mask                 # masked: provably >= 0, no negative-index code
+            i1 = (idt >> TABLE_BITS) & mask
+            i2 = (idt >> (2 * TABLE_BITS)) & mask
             f0 = tab0[i0, 0] * tab1[i1, 0] * tab2[i2, 0]
             f1 = tab0[i0, 1] * tab1[i1, 1] * tab2[i2, 1]
             f2 = tab0[i0, 2] * tab1[i1, 2] * tab2[i2, 2]
