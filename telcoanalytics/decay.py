@@ -190,7 +190,7 @@ def half_life_coefs(half_lives_s) -> np.ndarray:
 def decay_table(coef) -> np.ndarray:
     """Decay-factor lookup table of the EW kernels for the coefficients ``coef`` (72 KiB for three
     half-lives): ``exp(coef * dt)`` for an integer gap of ``dt`` ms is a product of three entries
-    (see :func:`kernels.ewm.ewm_factor`)."""
+    (see :func:`kernels.ewm.ewm_fold` and its three-half-life path :func:`kernels.ewm.ewm_fold3`)."""
     coef = np.ascontiguousarray(coef, dtype=np.float64)
     table = np.empty((_k.TABLE_LEVELS, 1 << _k.TABLE_BITS, len(coef)))
     _k.ewm_table(coef, table)
