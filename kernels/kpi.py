@@ -501,8 +501,11 @@ def kpi_running_shift(ring, add_slots, sub_slots, cols, out):
                 acc += float(ring[add_slots[k], e, c])      # float64 also without JIT (NEP 50)
             for k in range(sub_slots.shape[0]):
                 acc -= float(ring[sub_slots[k], e, c])
-            if acc != 0.0:              # most cells of a minute are empty: skip the write
-                out[e, j] += acc
+            # no "skip the write when acc == 0" branch: on sparse minutes it mispredicts about
+            # as often as it is taken and made the shift ~3x slower (1.6 ms vs 0.45 ms for 10,000
+            # elements x 12 columns); adding +0.0 leaves every sum unchanged (they start at +0.0
+            # and a cancellation to zero rounds to +0.0, so no sum is ever -0.0)
+            out[e, j] += acc
 
 
 @kernel
@@ -518,16 +521,13 @@ def kpi_running_activity(ring, add_slots, sub_slots, act_cols, out):
             a = 0.0
             for j in range(act_cols.shape[0]):
                 a += ring[add_slots[k], e, act_cols[j]]
-            if a > 0.0:
-                d += 1
+            d += 1 if a > 0.0 else 0        # branch-free (a select): see kpi_running_shift
         for k in range(sub_slots.shape[0]):
             a = 0.0
             for j in range(act_cols.shape[0]):
                 a += ring[sub_slots[k], e, act_cols[j]]
-            if a > 0.0:
-                d -= 1
-        if d != 0:
-            out[e] += d
+            d -= 1 if a > 0.0 else 0
+        out[e] += d
 
 
 @kernel

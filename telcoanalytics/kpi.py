@@ -683,28 +683,48 @@ class CounterStore:
     # ---- window series (late-data re-evaluation) -----------------------------------------
     def _series_plan(self, group: str, lo, hi):
         """Slots and signs moving window ``[lo[k], hi[k])`` to ``[lo[k+1], hi[k+1])`` (see
-        :func:`kernels.kpi.kpi_window_series`); tick 0 lists its whole window."""
-        ptr, parts, signs = [0], [], []
+        :func:`kernels.kpi.kpi_window_series`); tick 0 lists its whole window.
 
-        def piece(a, b, sign):
-            if a == b:
-                return 0
-            if b < a:
-                a, b, sign = b, a, -sign
-            sl = self._present(group, a, b)
-            parts.append(sl)
-            signs.append(np.full(len(sl), sign, np.int64))
-            return len(sl)
-
-        for k in range(len(lo)):
-            if k == 0:
-                n = piece(int(lo[0]), int(hi[0]), 1)
-            else:
-                n = piece(int(hi[k - 1]), int(hi[k]), 1) + piece(int(lo[k - 1]), int(lo[k]), -1)
-            ptr.append(ptr[-1] + n)
-        slots = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-        sg = np.concatenate(signs) if signs else np.zeros(0, np.int64)
-        return np.asarray(ptr, np.int64), np.ascontiguousarray(slots, np.int64), np.ascontiguousarray(sg)
+        Per tick ``k > 0`` the pieces are ``[hi[k-1], hi[k])`` (entering, +1) then ``[lo[k-1],
+        lo[k])`` (leaving, -1), a reversed piece flipping its sign; each piece lists the units it
+        covers that the ring holds, in ascending order. Built with array operations (one pass for
+        all ticks instead of a few numpy calls per piece).
+        """
+        lo = np.asarray(lo, np.int64).reshape(-1)
+        hi = np.asarray(hi, np.int64).reshape(-1)
+        n_k = len(lo)
+        if n_k == 0:
+            return np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        # pieces in emission order: tick 0's window, then per tick (hi move, lo move)
+        a = np.empty(2 * n_k - 1, np.int64)
+        b = np.empty(2 * n_k - 1, np.int64)
+        sg = np.ones(2 * n_k - 1, np.int64)
+        tk = np.empty(2 * n_k - 1, np.int64)
+        a[0], b[0], tk[0] = lo[0], hi[0], 0
+        a[1::2], b[1::2] = hi[:-1], hi[1:]
+        a[2::2], b[2::2] = lo[:-1], lo[1:]
+        sg[2::2] = -1
+        tk[1::2] = tk[2::2] = np.arange(1, n_k)
+        rev = b < a
+        a, b = np.where(rev, b, a), np.where(rev, a, b)
+        sg = np.where(rev, -sg, sg)
+        a = np.maximum(a, 0)
+        ln = np.maximum(b - a, 0)
+        tot = int(ln.sum())
+        if group == "hour":
+            ring_n, held = self.hour_ring, self.slot_hour
+        else:
+            ring_n, held = self.minute_ring, self.slot_minute
+        off = np.cumsum(ln) - ln
+        units = np.arange(tot, dtype=np.int64) - np.repeat(off - a, ln)
+        slots = units % ring_n
+        keep = held[slots] == units
+        slots = np.ascontiguousarray(slots[keep])
+        signs = np.ascontiguousarray(np.repeat(sg, ln)[keep])
+        counts = np.bincount(np.repeat(tk, ln)[keep], minlength=n_k)
+        ptr = np.zeros(n_k + 1, np.int64)
+        np.cumsum(counts, out=ptr[1:])
+        return ptr, slots, signs
 
     def window_series(self, group: str, cols, out_col, n_out: int, rows, lo, hi, kind: str = "sum") -> np.ndarray:
         """Per-element window aggregates of ``rows`` for a run of windows ``[lo[k], hi[k])``.
@@ -1205,26 +1225,8 @@ class KpiCalculator:
         r = rows
         if self._in_span(end_minute, rows):
             k = end_minute - self._span[0]
-            for grp, names in todo.items():
-                svc = service if grp == "cdr" else ""
-                if names and self._prefix_for(grp, names, svc, rows) is not None:
-                    for c in names:
-                        out[c] = self._prefix_series(grp, c, svc, rows, window_min)[k]
-                    continue
-                miss = [c for c in names if (c, svc, window_min, id(rows)) not in self._span_cache]
-                if miss:
-                    cols, outc = [], []
-                    for j, c in enumerate(miss):
-                        cc = st.columns(c, svc)
-                        cols.append(cc)
-                        outc.append(np.full(len(cc), j, np.int64))
-                    ticks = self._span_ticks()
-                    ser = st.window_series(grp, np.concatenate(cols), np.concatenate(outc), len(miss), rows,
-                                           [t - window_min for t in ticks], ticks)
-                    for j, c in enumerate(miss):
-                        self._span_cache[(c, svc, window_min, id(rows))] = (ser[:, :, j], rows)
-                for c in names:
-                    out[c] = np.ascontiguousarray(self._span_cache[(c, svc, window_min, id(rows))][0][k])
+            for c, ser in self._span_counter_series(todo, service, window_min, rows).items():
+                out[c] = np.ascontiguousarray(ser[k])
             return out
         slots = st.window_slots(end_minute, window_min)
         for grp, names in todo.items():
@@ -1241,6 +1243,34 @@ class KpiCalculator:
                 out[c] = np.ascontiguousarray(res[:, j])
         return out
 
+    def _span_counter_series(self, todo: dict, service: str, window_min: int, rows) -> dict:
+        """Inside a span: window sums of the counters ``todo`` (ring group -> names) for ``rows`` at
+        every tick of the span, name -> ``(ticks, rows)`` (from the span's prefix sums when they
+        hold the counters, else one window series per group, cached)."""
+        st = self.store
+        out: dict = {}
+        for grp, names in todo.items():
+            svc = service if grp == "cdr" else ""
+            if names and self._prefix_for(grp, names, svc, rows) is not None:
+                for c in names:
+                    out[c] = self._prefix_series(grp, c, svc, rows, window_min)
+                continue
+            miss = [c for c in names if (c, svc, window_min, id(rows)) not in self._span_cache]
+            if miss:
+                cols, outc = [], []
+                for j, c in enumerate(miss):
+                    cc = st.columns(c, svc)
+                    cols.append(cc)
+                    outc.append(np.full(len(cc), j, np.int64))
+                ticks = self._span_ticks()
+                ser = st.window_series(grp, np.concatenate(cols), np.concatenate(outc), len(miss), rows,
+                                       [t - window_min for t in ticks], ticks)
+                for j, c in enumerate(miss):
+                    self._span_cache[(c, svc, window_min, id(rows))] = (ser[:, :, j], rows)
+            for c in names:
+                out[c] = self._span_cache[(c, svc, window_min, id(rows))][0]
+        return out
+
     def hist_sums(self, end_minute: int, window_min: int, rows=None, copy: bool = True) -> np.ndarray:
         """Latency histogram counts over the window per element of ``rows`` (all when None).
 
@@ -1254,16 +1284,43 @@ class KpiCalculator:
                              end_minute).out
             return res.copy() if copy else res
         if self._in_span(end_minute, rows):
-            key = ("hist", window_min, id(rows))
-            hit = self._span_cache.get(key)
-            if hit is None:
-                ticks = self._span_ticks()
-                hit = self._span_cache[key] = (st.window_series("hist", cols, cols, st.n_bins, rows,
-                                                                [t - window_min for t in ticks], ticks), rows)
-            return hit[0][end_minute - self._span[0]]
+            return self._span_hist_series(window_min, rows)[end_minute - self._span[0]]
         res = np.zeros((len(rows), st.n_bins))
         K.kpi_window_sum(st.hist, rows, st.window_slots(end_minute, window_min), cols, cols, res)
         return res
+
+    def _span_hist_series(self, window_min: int, rows) -> np.ndarray:
+        """Inside a span: latency histograms of ``rows`` at every tick, ``(ticks, rows, bins)`` (cached)."""
+        st = self.store
+        key = ("hist", window_min, id(rows))
+        hit = self._span_cache.get(key)
+        if hit is None:
+            ticks = self._span_ticks()
+            cols = np.arange(st.n_bins, dtype=np.int64)
+            hit = self._span_cache[key] = (st.window_series("hist", cols, cols, st.n_bins, rows,
+                                                            [t - window_min for t in ticks], ticks), rows)
+        return hit[0]
+
+    def _span_activity_series(self, source: str, window_min: int, rows):
+        """Inside a span: (active minutes, active minutes before the window) of ``rows`` at every
+        tick, each ``(ticks, rows)`` int64 (cached)."""
+        st = self.store
+        skey = ("act", source, window_min, id(rows))
+        hit = self._span_cache.get(skey)
+        if hit is None:
+            grp = COUNTERS[ACTIVITY_COUNTER[source]].group
+            act_cols = st.columns(ACTIVITY_COUNTER[source])
+            ticks = self._span_ticks()
+            a = st.window_series(grp, act_cols, None, 0, rows, [t - window_min for t in ticks], ticks, "act")
+            h = st.window_series(grp, act_cols, None, 0, rows, [max(t - st.minute_ring, 0) for t in ticks],
+                                 [t - window_min for t in ticks], "act")
+            hit = self._span_cache[skey] = (a, h, rows)
+        return hit[0], hit[1]
+
+    def _expected_factor(self, end_minute: int, window_min: int) -> float:
+        """Scale from active minutes before the window to the minutes expected in it (0: too little history)."""
+        n_h = len(self.store.history_slots(end_minute, window_min))
+        return window_min / n_h if n_h >= window_min else 0.0
 
     def activity(self, source: str, end_minute: int, window_min: int, rows=None):
         """Active minutes in the window and expected active minutes, per element of ``rows``."""
@@ -1281,15 +1338,8 @@ class KpiCalculator:
             hist_active = st.running(("acthist", source, window_min), grp, "act", act_cols,
                                      max(end_minute - st.minute_ring, 0), end_minute - window_min).out.copy()
         elif self._in_span(end_minute, rows):
-            skey = ("act", source, window_min, id(rows))
-            hit = self._span_cache.get(skey)
-            if hit is None:
-                ticks = self._span_ticks()
-                a = st.window_series(grp, act_cols, None, 0, rows, [t - window_min for t in ticks], ticks, "act")
-                h = st.window_series(grp, act_cols, None, 0, rows, [max(t - st.minute_ring, 0) for t in ticks],
-                                     [t - window_min for t in ticks], "act")
-                hit = self._span_cache[skey] = (a, h, rows)
-            active, hist_active = hit[0][end_minute - self._span[0]], hit[1][end_minute - self._span[0]]
+            a, h = self._span_activity_series(source, window_min, rows)
+            active, hist_active = a[end_minute - self._span[0]], h[end_minute - self._span[0]]
         else:
             active = np.zeros(len(rows), np.int64)
             hist_active = np.zeros(len(rows), np.int64)
@@ -1319,6 +1369,64 @@ class KpiCalculator:
         out = np.zeros((n_nodes, x.shape[1]))
         K.kpi_segment_sum(x, seg, out)
         return out
+
+    @staticmethod
+    def _check_args(kd: KpiDef, window_min: int, service: str) -> str:
+        """The effective service of ``kd`` under ``service``; ValueError for a bad window or service."""
+        if window_min < 1:
+            raise ValueError(f"window_min must be >= 1 minute, got {window_min}")
+        svc = service or kd.service
+        if svc and svc not in SERVICE_CODE:
+            raise ValueError(f"service {svc!r} is not one of {SERVICES}")
+        if svc and kd.group != "cdr":
+            raise ValueError(f"KPI {kd.name!r} is not a call KPI; a service filter does not apply")
+        return svc
+
+    @staticmethod
+    def _names(kd: KpiDef) -> list:
+        """Counters a KPI reads (its samples counter last unless already among them)."""
+        if kd.kind == "mos":
+            names = ["latency_sum", "latency_n", "jitter_sum", "jitter_n", "loss_sum", "loss_n"]
+        elif kd.kind == "quantile":
+            names = []
+        else:
+            names = list(kd.numerator) + list(kd.denominator)
+        return list(dict.fromkeys(names + [kd.samples_counter]))
+
+    def _span_nodes(self, level: str, r: np.ndarray, element_mask, end_minute: int, rows):
+        """Roll-up map of a row subset: (segment per row over the touched nodes, -1 outside the
+        mask; the touched nodes' dense indices), cached inside a re-evaluation span."""
+        nkey = ("nodes", level, id(r), None if element_mask is None else id(element_mask))
+        in_span = self._in_span(end_minute, rows)
+        hit = self._span_cache.get(nkey) if in_span else None
+        if hit is not None:
+            return hit[0], hit[1]
+        seg = self.store.topology.element_to(level)[r].copy()
+        if element_mask is not None:
+            seg[~element_mask[r]] = -1
+        node_ids, inv = np.unique(seg[seg >= 0], return_inverse=True)
+        seg[seg >= 0] = inv
+        if in_span:
+            self._span_cache[nkey] = (seg, node_ids, r, element_mask)
+        return seg, node_ids
+
+    @staticmethod
+    def _value(kd: KpiDef, A: dict, window_min: int, shape) -> np.ndarray:
+        """Value of a ratio / per_time / mos KPI from its rolled-up counter sums ``A`` (elementwise)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if kd.kind == "ratio":
+                num = sum(A[c] for c in kd.numerator)
+                den = sum(A[c] for c in kd.denominator)
+                return np.where(den != 0, kd.scale * num / np.where(den != 0, den, 1.0), np.nan)
+            if kd.kind == "per_time":
+                return kd.scale * sum(A[c] for c in kd.numerator) / (window_min * 60.0)
+            lat = A["latency_sum"] / A["latency_n"]
+            jit = A["jitter_sum"] / A["jitter_n"]
+            loss = A["loss_sum"] / A["loss_n"]
+            value = np.empty(lat.size)
+            K.kpi_emodel_mos(np.ascontiguousarray(lat).ravel(), np.ascontiguousarray(jit).ravel(),
+                             np.ascontiguousarray(loss).ravel(), np.empty(lat.size), value)
+            return value.reshape(shape)
 
     def compute(self, kpi, level: str, end_minute: int, window_min: int, service: str = "",
                 element_mask: np.ndarray | None = None, rows: np.ndarray | None = None,
@@ -1353,44 +1461,23 @@ class KpiCalculator:
         """
         kd = self.get(kpi)
         topo = self.store.topology
-        e2l = topo.element_to(level)
         n_nodes = topo.n_nodes(level)
-        if window_min < 1:
-            raise ValueError(f"window_min must be >= 1 minute, got {window_min}")
-        svc = service or kd.service
-        if svc and svc not in SERVICE_CODE:
-            raise ValueError(f"service {svc!r} is not one of {SERVICES}")
-        if svc and kd.group != "cdr":
-            raise ValueError(f"KPI {kd.name!r} is not a call KPI; a service filter does not apply")
+        svc = self._check_args(kd, window_min, service)
         r = self._all_rows if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
         # element level over all elements: the roll-up is the identity (0 + x == x), skip it;
         # elements outside a scope mask become "no scope" nodes with 0 samples, as a roll-up gives
         identity = rows is None and level == topo.element_level
         n_full, node_ids = n_nodes, None
-        nkey = ("nodes", level, id(r), None if element_mask is None else id(element_mask))
-        hit = self._span_cache.get(nkey) if self._in_span(end_minute, rows) else None
-        if hit is not None:
-            seg, node_ids = hit[0], hit[1]
+        if rows is not None:
+            # a subset (re-evaluation): work on the nodes it touches only, scatter back at the end
+            seg, node_ids = self._span_nodes(level, r, element_mask, end_minute, rows)
             n_nodes = len(node_ids)
         else:
-            seg = None if identity else e2l[r].copy()
+            seg = None if identity else topo.element_to(level)[r].copy()
             if element_mask is not None and seg is not None:
                 seg[~element_mask[r]] = -1
-        if rows is not None and hit is None:
-            # a subset (re-evaluation): work on the nodes it touches only, scatter back at the end
-            node_ids, inv = np.unique(seg[seg >= 0], return_inverse=True)
-            seg[seg >= 0] = inv
-            n_nodes = len(node_ids)
-            if self._in_span(end_minute, rows):
-                self._span_cache[nkey] = (seg, node_ids, r, element_mask)
         samples_c = kd.samples_counter
-        if kd.kind == "mos":
-            names = ["latency_sum", "latency_n", "jitter_sum", "jitter_n", "loss_sum", "loss_n"]
-        elif kd.kind == "quantile":
-            names = []
-        else:
-            names = list(kd.numerator) + list(kd.denominator)
-        names = list(dict.fromkeys(names + [samples_c]))
+        names = self._names(kd)
         sums = self.counter_sums(names, svc, end_minute, window_min, rows)
         gap = kd.source in self.gap_sources
         if gap:
@@ -1407,31 +1494,19 @@ class KpiCalculator:
             A = {n: agg[:, j] for j, n in enumerate(names)}
             n_act, n_exp = (agg[:, -2], agg[:, -1]) if gap else (np.zeros(n_nodes), np.zeros(n_nodes))
             n_el = self._node_sizes(level, seg, n_nodes, rows is None and element_mask is None)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if kd.kind == "ratio":
-                num = sum(A[c] for c in kd.numerator)
-                den = sum(A[c] for c in kd.denominator)
-                value = np.where(den != 0, kd.scale * num / np.where(den != 0, den, 1.0), np.nan)
-            elif kd.kind == "per_time":
-                value = kd.scale * sum(A[c] for c in kd.numerator) / (window_min * 60.0)
-            elif kd.kind == "quantile":
-                h = self.hist_sums(end_minute, window_min, rows, copy=False)
-                value = np.full(n_nodes, np.nan)
-                lo_ms, bpo = self.store.hist_lo_ms, float(self.store.hist_bins_per_octave)
-                if identity:
-                    sel = self._all_rows if element_mask is None else np.flatnonzero(element_mask)
-                    K.kpi_hist_quantile_rows(h, np.ascontiguousarray(sel, dtype=np.int64), kd.q, lo_ms, bpo, value)
-                else:
-                    hn = np.zeros((n_nodes, h.shape[1]))
-                    K.kpi_segment_sum(h, seg, hn)
-                    K.kpi_hist_quantile(hn, kd.q, lo_ms, bpo, value)
+        if kd.kind == "quantile":
+            h = self.hist_sums(end_minute, window_min, rows, copy=False)
+            value = np.full(n_nodes, np.nan)
+            lo_ms, bpo = self.store.hist_lo_ms, float(self.store.hist_bins_per_octave)
+            if identity:
+                sel = self._all_rows if element_mask is None else np.flatnonzero(element_mask)
+                K.kpi_hist_quantile_rows(h, np.ascontiguousarray(sel, dtype=np.int64), kd.q, lo_ms, bpo, value)
             else:
-                lat = A["latency_sum"] / A["latency_n"]
-                jit = A["jitter_sum"] / A["jitter_n"]
-                loss = A["loss_sum"] / A["loss_n"]
-                value = np.empty(n_nodes)
-                K.kpi_emodel_mos(np.ascontiguousarray(lat), np.ascontiguousarray(jit),
-                                 np.ascontiguousarray(loss), np.empty(n_nodes), value)
+                hn = np.zeros((n_nodes, h.shape[1]))
+                K.kpi_segment_sum(h, seg, hn)
+                K.kpi_hist_quantile(hn, kd.q, lo_ms, bpo, value)
+        else:
+            value = self._value(kd, A, window_min, (n_nodes,))
         samples = A[samples_c]
         ms = kd.min_samples if min_samples is None else float(min_samples)
         status = np.empty(n_nodes, np.int8)
@@ -1447,6 +1522,97 @@ class KpiCalculator:
             return full
         return KpiResult(value, samples, status)
 
+
+    def compute_span(self, kpi, level: str, t_from: int, t_to: int, window_min: int, service: str = "",
+                     element_mask: np.ndarray | None = None, rows: np.ndarray | None = None,
+                     min_samples: float | None = None) -> KpiResult:
+        """:meth:`compute` at every end minute ``t_from..t_to`` at once, ``(ticks, nodes)`` arrays.
+
+        Inside a re-evaluation span (:meth:`begin_series`) for a row subset, the window sums of
+        all ticks come from the span's series and are rolled up, turned into values and statuses
+        in one pass each (one roll-up of ``ticks x counters`` columns instead of one per tick), so
+        a re-evaluation costs a few array operations per lifecycle instead of a few per lifecycle
+        and tick. Row ``k`` equals ``compute(..., t_from + k, ...)`` exactly (the same operations
+        element by element, roll-up sums in the same row order). Elsewhere it stacks
+        :meth:`compute` per tick.
+
+        Returns
+        -------
+        KpiResult
+            ``value``, ``samples``, ``status`` of shape ``(t_to - t_from + 1, n_nodes(level))``.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`compute`; ``t_to < t_from``.
+        """
+        if t_to < t_from:
+            raise ValueError(f"compute_span: t_to ({t_to}) must not be before t_from ({t_from})")
+        if rows is None or self._span is None or not self._span[0] <= t_from <= t_to <= self._span[1]:
+            res = [self.compute(kpi, level, t, window_min, service, element_mask, rows, min_samples)
+                   for t in range(t_from, t_to + 1)]
+            return KpiResult(np.stack([r.value for r in res]), np.stack([r.samples for r in res]),
+                             np.stack([r.status for r in res]))
+        kd = self.get(kpi)
+        topo = self.store.topology
+        n_full = topo.n_nodes(level)
+        svc = self._check_args(kd, window_min, service)
+        r = np.ascontiguousarray(rows, dtype=np.int64)
+        seg, node_ids = self._span_nodes(level, r, element_mask, t_from, rows)
+        n_nodes = len(node_ids)
+        n_t = t_to - t_from + 1
+        k0 = t_from - self._span[0]
+        names = self._names(kd)
+        todo: dict[str, list] = {"cdr": [], "elem": []}
+        for c in names:
+            todo[COUNTERS[c].group].append(c)
+        series = self._span_counter_series(todo, svc, window_min, rows)
+        vecs = [series[c][k0:k0 + n_t] for c in names]
+        gap = kd.source in self.gap_sources
+        if gap:
+            a, h = self._span_activity_series(kd.source, window_min, rows)
+            active = a[k0:k0 + n_t].astype(np.float64)
+            expected = np.zeros(active.shape)
+            for k in range(n_t):
+                f = self._expected_factor(t_from + k, window_min)
+                if f:
+                    expected[k] = h[k0 + k] * f
+            vecs += [active, expected]
+        # one roll-up for every tick: column block j * n_t + k holds vector j at tick k
+        x = np.ascontiguousarray(np.concatenate([v.T for v in vecs], axis=1))
+        agg = np.zeros((n_nodes, x.shape[1]))
+        K.kpi_segment_sum(x, seg, agg)
+        A = {c: agg[:, j * n_t:(j + 1) * n_t].T for j, c in enumerate(names)}
+        if gap:
+            n_act, n_exp = agg[:, -2 * n_t:-n_t].T, agg[:, -n_t:].T
+        else:
+            n_act = n_exp = np.zeros((n_t, n_nodes))
+        n_el = self._node_sizes(level, seg, n_nodes, False)
+        if kd.kind == "quantile":
+            hs = self._span_hist_series(window_min, rows)
+            value = np.full((n_t, n_nodes), np.nan)
+            lo_ms, bpo = self.store.hist_lo_ms, float(self.store.hist_bins_per_octave)
+            for k in range(n_t):
+                hn = np.zeros((n_nodes, hs.shape[2]))
+                K.kpi_segment_sum(hs[k0 + k], seg, hn)
+                K.kpi_hist_quantile(hn, kd.q, lo_ms, bpo, value[k])
+        else:
+            value = self._value(kd, A, window_min, (n_t, n_nodes))
+        samples = A[kd.samples_counter]
+        ms = kd.min_samples if min_samples is None else float(min_samples)
+        status = np.empty(n_t * n_nodes, np.int8)
+        out_value = np.empty(n_t * n_nodes)
+        K.kpi_status(np.ascontiguousarray(value, dtype=np.float64).ravel(),
+                     np.ascontiguousarray(samples, dtype=np.float64).ravel(), float(ms),
+                     np.ascontiguousarray(n_act, dtype=np.float64).ravel(),
+                     np.ascontiguousarray(n_exp, dtype=np.float64).ravel(), self.gap_fraction,
+                     np.tile(n_el, n_t), status, out_value)
+        full = KpiResult(np.full((n_t, n_full), np.nan), np.zeros((n_t, n_full)),
+                         np.full((n_t, n_full), STATUS_NO_SCOPE, np.int8))
+        full.value[:, node_ids] = out_value.reshape(n_t, n_nodes)
+        full.samples[:, node_ids] = samples
+        full.status[:, node_ids] = status.reshape(n_t, n_nodes)
+        return full
 
 def _int_at_least(name, v, lo):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:

@@ -864,18 +864,15 @@ class SlaMonitor:
         return out
 
     # ---- evaluation ------------------------------------------------------------------------
-    def _codes(self, ev: _Eval, tick: int, rows=None, nodes=None):
-        """Condition codes and values of every node of ``ev`` at ``tick``.
-
-        With ``rows`` (elements) only the nodes holding them are evaluated; with ``nodes`` the
-        result covers just those nodes (in that order) instead of every node of the level.
-        """
-        n = self.topology.n_nodes(ev.level) if nodes is None else len(nodes)
+    def _codes(self, ev: _Eval, tick: int):
+        """Condition codes and values of every node of ``ev`` at ``tick`` (late-data
+        re-evaluation of a few nodes over many ticks: :meth:`_codes_span`)."""
+        n = self.topology.n_nodes(ev.level)
         if ev.kind == "threshold":
             if len(self.store.window_slots(tick, ev.window_min)) == 0:
                 return np.zeros(n, np.int8), np.full(n, np.nan)
-            v, samples, status = self._compute(ev, ev.kpi, tick, ev.window_min, rows,
-                                               min(ev.min_samples, ev.clear_min_samples), nodes)
+            v, samples, status = self._compute(ev, ev.kpi, tick, ev.window_min,
+                                               min(ev.min_samples, ev.clear_min_samples))
             codes = np.empty(n, np.int8)
             K.sla_threshold_codes(np.ascontiguousarray(v, dtype=np.float64),
                                   np.ascontiguousarray(samples, dtype=np.float64),
@@ -887,12 +884,83 @@ class SlaMonitor:
         if tick - self.store.first_minute < sh:
             # until the data spans the short window, the long window is no longer than it
             return np.zeros(n, np.int8), np.full(n, np.nan)
-        burn_l, ok_l = self._burn(ev, tick, lo, objective, rows, nodes)
-        burn_s, ok_s = self._burn(ev, tick, sh, objective, rows, nodes)
+        burn_l, ok_l = self._burn(ev, tick, lo, objective)
+        burn_s, ok_s = self._burn(ev, tick, sh, objective)
         ok = ok_l & ok_s
         breach = ok & (burn_l >= factor) & (burn_s >= factor)
         codes = np.where(breach, K.COND_BREACH, np.where(ok, K.COND_CLEAR, K.COND_INSUFFICIENT)).astype(np.int8)
         return codes, np.where(ok, burn_l, np.nan)
+
+    def _codes_span(self, ev: _Eval, t_from: int, t_to: int, rows, nodes):
+        """Condition codes and values of ``nodes`` (the nodes holding ``rows``) at every tick
+        ``t_from..t_to``, ``(ticks, nodes)`` arrays: what :meth:`_codes` gives for those nodes at
+        each tick, from one KPI evaluation per lifecycle and window for all ticks
+        (:meth:`KpiCalculator.compute_span`) instead of one per tick (late-data re-evaluation)."""
+        n_t, n = t_to - t_from + 1, len(nodes)
+        codes = np.zeros((n_t, n), np.int8)
+        values = np.full((n_t, n), np.nan)
+        if ev.kind == "threshold":
+            live = [len(self.store.window_slots(t, ev.window_min)) > 0 for t in range(t_from, t_to + 1)]
+            if not any(live):
+                return codes, values
+            v, samples, status = self._compute_span(ev, ev.kpi, t_from, t_to, ev.window_min, rows,
+                                                    min(ev.min_samples, ev.clear_min_samples), nodes)
+            c = np.empty(n_t * n, np.int8)
+            K.sla_threshold_codes(np.ascontiguousarray(v, dtype=np.float64).ravel(),
+                                  np.ascontiguousarray(samples, dtype=np.float64).ravel(),
+                                  np.ascontiguousarray(status, dtype=np.int8).ravel(), float(ev.min_samples),
+                                  float(ev.clear_min_samples), COMPARATORS.index(ev.comparator),
+                                  float(ev.threshold), float(ev.clear_threshold), c)
+            live = np.array(live)
+            codes[live] = c.reshape(n_t, n)[live]
+            values[live] = v[live]
+            return codes, values
+        objective, factor, lo, sh = ev.burn
+        # until the data spans the short window, the long window is no longer than it
+        t0 = max(t_from, self.store.first_minute + sh)
+        if t0 > t_to:
+            return codes, values
+        burn_l, ok_l = self._burn_span(ev, t0, t_to, lo, objective, rows, nodes)
+        burn_s, ok_s = self._burn_span(ev, t0, t_to, sh, objective, rows, nodes)
+        ok = ok_l & ok_s
+        breach = ok & (burn_l >= factor) & (burn_s >= factor)
+        k = t0 - t_from
+        codes[k:] = np.where(breach, K.COND_BREACH, np.where(ok, K.COND_CLEAR, K.COND_INSUFFICIENT))
+        values[k:] = np.where(ok, burn_l, np.nan)
+        return codes, values
+
+    def _compute_span(self, ev: _Eval, kpi, t_from: int, t_to: int, window_min: int, rows, min_samples: float,
+                      nodes):
+        """:meth:`_compute` at every tick ``t_from..t_to`` (``(ticks, nodes)`` arrays), shared the same way."""
+        share = ev.mask is not None and ev.level == self.topology.element_level
+        mask = None if share else ev.mask
+        key = ("span", kpi if isinstance(kpi, str) else kpi.name, ev.level, t_from, t_to, window_min, ev.service,
+               float(min_samples), id(rows), None if mask is None else id(mask))
+        res = self._memo_get(key, lambda: self.calc.compute_span(kpi, ev.level, t_from, t_to, window_min,
+                                                                 ev.service, mask, rows, min_samples), rows, mask)
+        v, samples, status = res.value[:, nodes], res.samples[:, nodes], res.status[:, nodes]
+        if share:
+            m = ev.mask[nodes]
+            v, samples = np.where(m, v, np.nan), np.where(m, samples, 0.0)
+            status = np.where(m, status, STATUS_NO_SCOPE).astype(np.int8)
+        return v, samples, status
+
+    def _burn_span(self, ev: _Eval, t_from: int, t_to: int, window_min: int, objective: float, rows, nodes):
+        """:meth:`_burn` at every tick ``t_from..t_to`` (``(ticks, nodes)`` arrays)."""
+        kd = self.kpis[ev.kpi]
+        if window_min + self.reeval_minutes + 1 <= self.store.minute_ring:
+            v, _, status = self._compute_span(ev, kd, t_from, t_to, window_min, rows, ev.min_samples, nodes)
+            ok = status == STATUS_OK
+            err = 1.0 - v / kd.scale
+        else:
+            agg = np.stack([self._hour_agg(ev, kd, tick, window_min, rows)[nodes]
+                            for tick in range(t_from, t_to + 1)])
+            ok = (agg[:, :, 1] >= max(ev.min_samples, 1e-300))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                err = np.where(ok, 1.0 - agg[:, :, 0] / agg[:, :, 1], np.nan)
+        with np.errstate(invalid="ignore"):
+            burn = np.where(ok, err / (1.0 - objective), np.nan)
+        return burn, ok
 
     def _memo_get(self, key, make, *keep):
         hit = self._memo.get(key)
@@ -900,9 +968,9 @@ class SlaMonitor:
             self._memo[key] = hit = (make(),) + keep          # rows / mask kept alive: ids stay unique
         return hit[0]
 
-    def _compute(self, ev: _Eval, kpi, tick: int, window_min: int, rows, min_samples: float, nodes=None):
-        """``calc.compute`` for ``ev`` as (value, samples, status), restricted to ``nodes`` if given,
-        shared between rules over the same KPI, window and rows.
+    def _compute(self, ev: _Eval, kpi, tick: int, window_min: int, min_samples: float):
+        """``calc.compute`` for ``ev`` over every node as (value, samples, status), shared between
+        rules over the same KPI and window.
 
         An element-level rule's scope filter only turns the elements outside it into "no scope"
         nodes (each node is one element), so such rules share one unfiltered evaluation and apply
@@ -911,37 +979,37 @@ class SlaMonitor:
         share = ev.mask is not None and ev.level == self.topology.element_level
         mask = None if share else ev.mask
         key = (kpi if isinstance(kpi, str) else kpi.name, ev.level, tick, window_min, ev.service, float(min_samples),
-               None if rows is None else id(rows), None if mask is None else id(mask))
-        res = self._memo_get(key, lambda: self.calc.compute(kpi, ev.level, tick, window_min, ev.service, mask, rows,
-                                                            min_samples), rows, mask)
+               None if mask is None else id(mask))
+        res = self._memo_get(key, lambda: self.calc.compute(kpi, ev.level, tick, window_min, ev.service, mask, None,
+                                                            min_samples), mask)
         v, samples, status = res.value, res.samples, res.status
-        if nodes is not None:
-            v, samples, status = v[nodes], samples[nodes], status[nodes]
         if share:
-            m = ev.mask if nodes is None else ev.mask[nodes]
+            m = ev.mask
             v, samples = np.where(m, v, np.nan), np.where(m, samples, 0.0)
             status = np.where(m, status, STATUS_NO_SCOPE).astype(np.int8)
         return v, samples, status
 
-    def _burn(self, ev: _Eval, tick: int, window_min: int, objective: float, rows, nodes=None):
+    def _burn(self, ev: _Eval, tick: int, window_min: int, objective: float):
         """Burn rate per node over ``window_min`` ending at ``tick`` and whether it has enough samples."""
         kd = self.kpis[ev.kpi]
         if window_min + self.reeval_minutes + 1 <= self.store.minute_ring:
-            v, _, status = self._compute(ev, kd, tick, window_min, rows, ev.min_samples, nodes)
+            v, _, status = self._compute(ev, kd, tick, window_min, ev.min_samples)
             ok = status == STATUS_OK
             err = 1.0 - v / kd.scale
         else:
-            key = ("hour", kd.name, ev.level, tick, window_min, ev.service, None if rows is None else id(rows),
-                   None if ev.mask is None else id(ev.mask))
-            agg = self._memo_get(key, lambda: self._hour_window(ev, kd, tick, window_min, rows), rows, ev.mask)
-            if nodes is not None:
-                agg = agg[nodes]
+            agg = self._hour_agg(ev, kd, tick, window_min, None)
             ok = (agg[:, 1] >= max(ev.min_samples, 1e-300))
             with np.errstate(divide="ignore", invalid="ignore"):
                 err = np.where(ok, 1.0 - agg[:, 0] / agg[:, 1], np.nan)
         with np.errstate(invalid="ignore"):
             burn = np.where(ok, err / (1.0 - objective), np.nan)
         return burn, ok
+
+    def _hour_agg(self, ev: _Eval, kd: KpiDef, tick: int, window_min: int, rows) -> np.ndarray:
+        """:meth:`_hour_window`, shared between lifecycles within a tick / re-evaluation."""
+        key = ("hour", kd.name, ev.level, tick, window_min, ev.service, None if rows is None else id(rows),
+               None if ev.mask is None else id(ev.mask))
+        return self._memo_get(key, lambda: self._hour_window(ev, kd, tick, window_min, rows), rows, ev.mask)
 
     def _hour_window(self, ev: _Eval, kd: KpiDef, tick: int, window_min: int, rows) -> np.ndarray:
         """(good, total) per node of ``ev.level`` over a window longer than the minute ring."""
@@ -1094,7 +1162,9 @@ class SlaMonitor:
                 rkey = (self.kpis[ev.kpi].source, ev.level, None if ev.mask is None else id(ev.mask))
                 hit = rows_memo.get(rkey)
                 if hit is None:
-                    sel = np.isin(e2l, nodes)
+                    member = np.zeros(self.topology.n_nodes(ev.level), bool)
+                    member[nodes] = True            # as np.isin(e2l, nodes), without a sort per call
+                    sel = member[e2l]
                     if ev.mask is not None:
                         sel &= ev.mask
                     hit = rows_memo[rkey] = np.flatnonzero(sel).astype(np.int64)
@@ -1105,8 +1175,9 @@ class SlaMonitor:
     def _reevaluate_span(self, out, plan, base, T, L):
         for ev, nodes, rows, t_from, t_to in plan:
             changed = False
+            codes_t, values_t = self._codes_span(ev, t_from, t_to, rows, nodes)
             for tick in range(t_from, t_to + 1):
-                codes, values = self._codes(ev, tick, rows, nodes)
+                codes, values = codes_t[tick - t_from], values_t[tick - t_from]
                 pos = tick % L
                 if np.any(ev.codes[pos, nodes] != codes):
                     changed = True
