@@ -343,21 +343,24 @@ def window_exposure_ms(width_ms, t_query_ms, weights):
 
 
 @kernel_exact
-def window_accumulate(cells, offset, n_buckets, n_slots, bq, k_hi, k_lo, weights, slots, wsum, mean, m2, lo,
-                      hi):
+def window_accumulate(cells, offset, n_buckets, n_slots, bq, k_hi, k_lo, weights, slots, acc):
     """Fold the buckets of ages ``k_hi > k >= k_lo`` (age ``k`` = bucket ``bq - k``), oldest first,
-    into the per-slot accumulators ``wsum, mean, m2, lo, hi`` (float64 ``(n_q,)``, updated in
-    place; start from ``0, 0, 0, inf, -inf``).
+    into the per-slot accumulators ``acc`` (float64 ``(5, n_q)``: weighted count, mean, M2, min,
+    max; updated in place, start from :data:`ACC_EMPTY`).
 
     Oldest first, so that folding ``[k_hi, k_mid)`` and then ``[k_mid, k_lo)`` performs exactly
     the operations of one fold over ``[k_hi, k_lo)``: a standing query that keeps the settled
     (older) part and folds only the live buckets at query time gives bit-identical results.
-    Compiled without fast-math (``kernel_exact``), as is :func:`window_query_live`, so that no
-    contraction or reassociation differs between the two.
-    Bucket-outer, slot-inner: one bucket of all slots is contiguous, so the ring is read
-    sequentially (hardware prefetch) instead of one cache miss per cell.
+    Compiled without fast-math (``kernel_exact``) so that no contraction or reassociation can
+    differ between calls. Bucket-outer, slot-inner: one bucket of all slots is contiguous, so the
+    ring is read sequentially (hardware prefetch) instead of one cache miss per cell.
     """
     n_q = slots.shape[0]
+    wsum = acc[0]
+    mean = acc[1]
+    m2 = acc[2]
+    lo = acc[3]
+    hi = acc[4]
     for k in range(k_hi - 1, k_lo - 1, -1):
         wk = weights[k]
         if wk <= 0.0:
@@ -381,31 +384,38 @@ def window_accumulate(cells, offset, n_buckets, n_slots, bq, k_hi, k_lo, weights
                 hi[q] = cells[c, MAX]
 
 
+ACC_EMPTY = (0.0, 0.0, 0.0, math.inf, -math.inf)
+"""Initial values of the five accumulator rows of :func:`window_accumulate`."""
+
+
 @kernel_exact
-def window_finish(q, ws, mean, m2, lo, hi, exposure_ms, out):
-    """Write row ``q`` of ``out`` (see :func:`window_query`) from one slot's accumulators."""
-    if ws > 0.0:
-        var = max(m2 / ws, 0.0)    # >= 0 exactly; a cell's Welford M2 may round to -1 ulp
-        out[q, 0] = ws
-        out[q, 1] = ws * mean
-        out[q, 2] = mean
-        out[q, 3] = var
-        out[q, 4] = math.sqrt(var)
-        out[q, 5] = lo
-        out[q, 6] = hi
-        out[q, 7] = ws * 1000.0 / exposure_ms     # exposure > 0 whenever wsum > 0
-        out[q, 8] = ws * mean * 1000.0 / exposure_ms
-    else:
-        nan = math.nan
-        out[q, 0] = 0.0
-        out[q, 1] = 0.0
-        out[q, 2] = nan
-        out[q, 3] = nan
-        out[q, 4] = nan
-        out[q, 5] = nan
-        out[q, 6] = nan
-        out[q, 7] = 0.0
-        out[q, 8] = 0.0
+def window_finish(acc, exposure_ms, out):
+    """Write ``out`` (see :func:`window_query`) from the accumulators of :func:`window_accumulate`."""
+    nan = math.nan
+    for q in range(acc.shape[1]):
+        ws = acc[0, q]
+        if ws > 0.0:
+            mean = acc[1, q]
+            var = max(acc[2, q] / ws, 0.0)    # >= 0 exactly; a cell's Welford M2 may round to -1 ulp
+            out[q, 0] = ws
+            out[q, 1] = ws * mean
+            out[q, 2] = mean
+            out[q, 3] = var
+            out[q, 4] = math.sqrt(var)
+            out[q, 5] = acc[3, q]
+            out[q, 6] = acc[4, q]
+            out[q, 7] = ws * 1000.0 / exposure_ms     # exposure > 0 whenever wsum > 0
+            out[q, 8] = ws * mean * 1000.0 / exposure_ms
+        else:
+            out[q, 0] = 0.0
+            out[q, 1] = 0.0
+            out[q, 2] = nan
+            out[q, 3] = nan
+            out[q, 4] = nan
+            out[q, 5] = nan
+            out[q, 6] = nan
+            out[q, 7] = 0.0
+            out[q, 8] = 0.0
 
 
 @kernel_exact
@@ -436,63 +446,12 @@ def window_query(cells, offset, n_buckets, n_slots, width_ms, t_query_ms, weight
     weighted exposure ``sum w_k d_k`` in seconds (:func:`window_exposure_ms`).
     Empty: ``count = sum = 0``, ``rate = 0``, ``mean = var = std = min = max = NaN``.
     """
-    n_q = slots.shape[0]
-    bq = t_query_ms // width_ms
-    exposure_ms = window_exposure_ms(width_ms, t_query_ms, weights)
-    wsum = np.zeros(n_q)
-    mean = np.zeros(n_q)
-    m2 = np.zeros(n_q)
-    lo = np.full(n_q, math.inf)
-    hi = np.full(n_q, -math.inf)
-    window_accumulate(cells, offset, n_buckets, n_slots, bq, weights.shape[0], 0, weights, slots, wsum, mean,
-                      m2, lo, hi)
-    for q in range(n_q):
-        window_finish(q, wsum[q], mean[q], m2[q], lo[q], hi[q], exposure_ms, out)
-
-
-@kernel_exact
-def window_query_live(cells, offset, n_buckets, n_slots, width_ms, t_query_ms, weights, k_live, slots, acc,
-                      out):
-    """Finish a standing query: continue each slot's settled accumulators with the live buckets.
-
-    ``acc`` is float64 ``(5, n_q)``: the accumulators ``wsum, mean, m2, lo, hi`` of
-    :func:`window_accumulate` over the ages ``len(weights) > k >= k_live`` (the buckets no
-    accepted event can change any more), left unchanged. The buckets of ages ``k_live > k >= 0``
-    are read from the ring now, oldest first, so ``out`` equals :func:`window_query` bit for
-    bit. Slot-outer: each slot reads its ``k_live`` live cells (one sequential stream per live
-    bucket) and its five accumulators, instead of the whole span.
-    """
-    n_q = slots.shape[0]
-    bq = t_query_ms // width_ms
-    exposure_ms = window_exposure_ms(width_ms, t_query_ms, weights)
-    base = np.empty(k_live, dtype=np.int64)          # first row of each live bucket's block
-    for k in range(k_live):
-        base[k] = offset + ((bq - k) % n_buckets) * n_slots
-    for q in range(n_q):
-        ws = acc[0, q]
-        mean = acc[1, q]
-        m2 = acc[2, q]
-        lo = acc[3, q]
-        hi = acc[4, q]
-        s = slots[q]
-        for k in range(k_live - 1, -1, -1):
-            wk = weights[k]
-            if wk <= 0.0:
-                continue
-            c = base[k] + s
-            if cells[c, BUCKET] != float(bq - k):
-                continue
-            wn = wk * cells[c, COUNT]
-            tot = ws + wn
-            d = cells[c, MEAN] - mean
-            mean += d * (wn / tot)
-            m2 += wk * cells[c, M2] + d * d * (ws * wn / tot)
-            ws = tot
-            if cells[c, MIN] < lo:
-                lo = cells[c, MIN]
-            if cells[c, MAX] > hi:
-                hi = cells[c, MAX]
-        window_finish(q, ws, mean, m2, lo, hi, exposure_ms, out)
+    acc = np.empty((5, slots.shape[0]))
+    for j in range(5):
+        acc[j] = ACC_EMPTY[j]
+    window_accumulate(cells, offset, n_buckets, n_slots, t_query_ms // width_ms, weights.shape[0], 0, weights,
+                      slots, acc)
+    window_finish(acc, window_exposure_ms(width_ms, t_query_ms, weights), out)
 
 
 @kernel

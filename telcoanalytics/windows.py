@@ -448,13 +448,14 @@ class StandingQuery:
     the lateness is shorter than a bucket) and continues the fold from the kept aggregate.
 
     When the query time moves to the next bucket, every bucket's age (so its weight) changes.
-    To avoid reading the whole span at that moment, each call also folds up to
-    ``spread_buckets`` settled buckets, oldest first, into the aggregate for the *next* query
-    bucket; the first call in that bucket finishes it (the few buckets left) instead of starting
-    over. With a call per second and 1 min buckets, a 60-bucket span is ready long before the
-    minute ends. A full read of the span (``n_builds`` counts them) remains for a first call, a
-    jump of more than one bucket, a :meth:`SlidingWindows.merge` (it may change settled
-    buckets), or a ring that has recycled a kept bucket.
+    To avoid reading the whole span at that moment, each call also folds settled buckets,
+    oldest first, into the aggregate for the *next* query bucket: at least ``spread_buckets``,
+    and as many as needed to be done when half of the current bucket has passed (so the work
+    spreads over the calls whatever their rate). The first call in the next bucket finishes it
+    (the few buckets left) instead of starting over. A full read of the span (``n_builds``
+    counts them) remains for a first call, a jump of more than one bucket, a
+    :meth:`SlidingWindows.merge` (it may change settled buckets), or a ring that has recycled a
+    kept bucket.
 
     Memory: ``nbytes = 80 * n_q`` (``n_q`` the reported slots: two sets of five float64), beside
     the windows' own state.
@@ -465,7 +466,8 @@ class StandingQuery:
     span_ms, decay, slots, resolution
         As for :meth:`SlidingWindows.query`.
     spread_buckets : int
-        Settled buckets folded ahead per call for the next query bucket (0: no look-ahead).
+        Settled buckets folded ahead at least per call for the next query bucket (0: no
+        look-ahead at all).
 
     Notes
     -----
@@ -524,13 +526,11 @@ class StandingQuery:
         w = self.windows
         r = self.resolution
         _kw.window_accumulate(w.cells, int(w.offset[r]), int(w.n_buckets[r]), w.n_slots, bq, bq - b_from + 1,
-                              bq - b_to, self.weights, self.slots, acc[0], acc[1], acc[2], acc[3], acc[4])
+                              bq - b_to, self.weights, self.slots, acc)
 
     @staticmethod
     def _reset(acc) -> None:
-        acc[:3] = 0.0
-        acc[3] = np.inf
-        acc[4] = -np.inf
+        acc[...] = np.array(_kw.ACC_EMPTY)[:, None]
 
     def __call__(self, t_query_ms: int) -> np.ndarray:
         """Statistics per slot at ``t_query_ms`` (``STATS_DTYPE``, see :meth:`SlidingWindows.query`)."""
@@ -566,13 +566,19 @@ class StandingQuery:
                 self._reset(self._nxt)
                 self._nxt_key = (nxt, key[1])
                 self._nxt_b = nxt - self.n_span + 1
-            b_to = min(s0 - 1, nxt, self._nxt_b + self.spread_buckets - 1)
+            # at least spread_buckets per call, and enough to be done by mid-bucket whatever the
+            # call rate (calls every 10 s on 1 min buckets fold 20 buckets each, not 60 at once)
+            elapsed = (t - bq * self.width_ms) / self.width_ms
+            due = nxt - self.n_span + int(np.ceil(min(1.0, 2.0 * elapsed) * self.n_span))
+            b_to = min(s0 - 1, nxt, max(self._nxt_b + self.spread_buckets - 1, due))
             self._fold(self._nxt, nxt, self._nxt_b, b_to)
             self._nxt_b = max(self._nxt_b, b_to + 1)
         self.n_calls += 1
+        # the live buckets continue a copy of the kept fold, in the same kernel as a full query
+        live = self._acc.copy()
+        self._fold(live, bq, bq - self._k_live + 1, bq)
         out = np.empty((len(self.slots), len(STAT_FIELDS)))
-        _kw.window_query_live(w.cells, int(w.offset[r]), nb, w.n_slots, self.width_ms, t, self.weights,
-                              self._k_live, self.slots, self._acc, out)
+        _kw.window_finish(live, _kw.window_exposure_ms(self.width_ms, t, self.weights), out)
         return out.view(STATS_DTYPE).reshape(len(self.slots))
 
 
