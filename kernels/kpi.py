@@ -509,6 +509,32 @@ def kpi_running_shift(ring, add_slots, sub_slots, cols, out):
 
 
 @kernel
+def kpi_running_shift_many(ring, add_slot, sub_slots, col_ptr, cols, outs):
+    """:func:`kpi_running_shift` of several running sums of one ring moved by one minute at once.
+
+    Aggregate ``i`` sums ring columns ``cols[col_ptr[i]:col_ptr[i + 1]]`` into ``outs[i]``; the
+    minute entering every window is ``add_slot`` (-1: none), the one leaving window ``i`` is
+    ``sub_slots[i]`` (-1: none). Per cell the same arithmetic as :func:`kpi_running_shift` with
+    one slot in and one out (``acc = 0 + in - out``, ``out += acc``), but the entering minute's
+    row of each element is read once for all aggregates (sliding windows of several lengths).
+    """
+    n = ring.shape[1]
+    for e in range(n):
+        for i in range(len(outs)):
+            out = outs[i]
+            s = sub_slots[i]
+            j0 = col_ptr[i]
+            for j in range(j0, col_ptr[i + 1]):
+                c = cols[j]
+                acc = 0.0
+                if add_slot >= 0:
+                    acc += float(ring[add_slot, e, c])
+                if s >= 0:
+                    acc -= float(ring[s, e, c])
+                out[e, j - j0] += acc
+
+
+@kernel
 def kpi_running_activity(ring, add_slots, sub_slots, act_cols, out):
     """``out[e] +=`` (minutes of ``add_slots`` with activity) - (those of ``sub_slots``).
 

@@ -866,6 +866,45 @@ class CounterStore:
         r.lo, r.hi = lo, hi
         return r
 
+    def slide_running(self, end_minute: int) -> int:
+        """Move every sliding window sum (keys ``("win", group, w)``, interval ``[end - w, end)``)
+        that ends one minute before ``end_minute`` to end at ``end_minute``: one kernel call per
+        ring for all window lengths (:func:`kernels.kpi.kpi_running_shift_many`, the entering
+        minute read once) instead of one per window when :meth:`running` asks for them. Each sum
+        gets exactly the shift :meth:`running` would apply, so :meth:`running` then finds it in
+        place. Returns the number of sums moved."""
+        jobs: dict = {}
+        for key, r in self._running.items():
+            if key[0] != "win" or r.kind != "sum" or r.lo is None:
+                continue
+            lo, hi = end_minute - key[2], end_minute
+            if r.hi != hi - 1 or r.lo != lo - 1 or hi - lo <= 2:
+                continue            # not a one-minute move (or running() would sum it afresh)
+            jobs.setdefault(r.group, []).append(r)
+        n_moved = 0
+        for grp, runs in jobs.items():
+            used = self._slot_used.get(grp)
+            add = self._present(grp, end_minute - 1, end_minute)
+            if used is not None:
+                add = add[used[add]]
+            todo, subs = [], []
+            for r in runs:
+                sub = self._present(grp, r.lo, r.lo + 1)
+                if used is not None:
+                    sub = sub[used[sub]]
+                r.lo, r.hi = r.lo + 1, r.hi + 1
+                n_moved += 1
+                if len(add) or len(sub):
+                    todo.append(r)
+                    subs.append(int(sub[0]) if len(sub) else -1)
+            if not todo:
+                continue
+            col_ptr = np.zeros(len(todo) + 1, np.int64)
+            np.cumsum([len(r.cols) for r in todo], out=col_ptr[1:])
+            K.kpi_running_shift_many(self._ring(grp), int(add[0]) if len(add) else -1, np.array(subs, np.int64),
+                                     col_ptr, np.concatenate([r.cols for r in todo]), tuple(r.out for r in todo))
+        return n_moved
+
     def _running_evict(self, s: int, minute: int):
         """Minute ``minute`` (slot ``s``) leaves the minute ring: take it out of the aggregates."""
         sub = np.array([s], np.int64)
@@ -1525,7 +1564,7 @@ class KpiCalculator:
 
     def compute_span(self, kpi, level: str, t_from: int, t_to: int, window_min: int, service: str = "",
                      element_mask: np.ndarray | None = None, rows: np.ndarray | None = None,
-                     min_samples: float | None = None) -> KpiResult:
+                     min_samples: float | None = None, nodes: np.ndarray | None = None) -> KpiResult:
         """:meth:`compute` at every end minute ``t_from..t_to`` at once, ``(ticks, nodes)`` arrays.
 
         Inside a re-evaluation span (:meth:`begin_series`) for a row subset, the window sums of
@@ -1536,10 +1575,17 @@ class KpiCalculator:
         element by element, roll-up sums in the same row order). Elsewhere it stacks
         :meth:`compute` per tick.
 
+        Parameters
+        ----------
+        nodes : int array, optional
+            Return only these nodes' columns (in this order) instead of every node of the
+            level (a re-evaluation needs a few nodes of many).
+
         Returns
         -------
         KpiResult
-            ``value``, ``samples``, ``status`` of shape ``(t_to - t_from + 1, n_nodes(level))``.
+            ``value``, ``samples``, ``status`` of shape ``(t_to - t_from + 1, n_nodes(level))``
+            (``len(nodes)`` columns with ``nodes``).
 
         Raises
         ------
@@ -1551,8 +1597,9 @@ class KpiCalculator:
         if rows is None or self._span is None or not self._span[0] <= t_from <= t_to <= self._span[1]:
             res = [self.compute(kpi, level, t, window_min, service, element_mask, rows, min_samples)
                    for t in range(t_from, t_to + 1)]
-            return KpiResult(np.stack([r.value for r in res]), np.stack([r.samples for r in res]),
-                             np.stack([r.status for r in res]))
+            sel = slice(None) if nodes is None else nodes
+            return KpiResult(np.stack([r.value[sel] for r in res]), np.stack([r.samples[sel] for r in res]),
+                             np.stack([r.status[sel] for r in res]))
         kd = self.get(kpi)
         topo = self.store.topology
         n_full = topo.n_nodes(level)
@@ -1607,11 +1654,23 @@ class KpiCalculator:
                      np.ascontiguousarray(n_act, dtype=np.float64).ravel(),
                      np.ascontiguousarray(n_exp, dtype=np.float64).ravel(), self.gap_fraction,
                      np.tile(n_el, n_t), status, out_value)
+        out_value, status = out_value.reshape(n_t, n_nodes), status.reshape(n_t, n_nodes)
+        if nodes is not None:
+            # the asked nodes' columns; nodes without a row of the subset are out of scope
+            pos = np.minimum(np.searchsorted(node_ids, nodes), max(n_nodes - 1, 0))
+            hit = (node_ids[pos] == nodes) if n_nodes else np.zeros(len(nodes), bool)
+            if hit.all():
+                return KpiResult(out_value[:, pos], samples[:, pos], status[:, pos])
+            node_ids, n_full = nodes[hit], len(nodes)
+            out_value, samples, status = out_value[:, pos[hit]], samples[:, pos[hit]], status[:, pos[hit]]
+            cols = np.flatnonzero(hit)
+        else:
+            cols = node_ids
         full = KpiResult(np.full((n_t, n_full), np.nan), np.zeros((n_t, n_full)),
                          np.full((n_t, n_full), STATUS_NO_SCOPE, np.int8))
-        full.value[:, node_ids] = out_value.reshape(n_t, n_nodes)
-        full.samples[:, node_ids] = samples
-        full.status[:, node_ids] = status.reshape(n_t, n_nodes)
+        full.value[:, cols] = out_value
+        full.samples[:, cols] = samples
+        full.status[:, cols] = status
         return full
 
 def _int_at_least(name, v, lo):

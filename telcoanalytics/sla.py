@@ -641,6 +641,7 @@ class SlaMonitor:
         self.first_tick = -1
         self.n_late_rows = 0
         self._memo: dict = {}           # shared KPI evaluations within one tick / re-evaluation
+        self._scratch = (np.zeros(0, np.int64),) * 6    # see _buffers
         self._dirty = {src: np.zeros(topology.n_elements, bool) for src in ("cdr", "equip", "qos")}
         self._dirty_lo = {src: np.iinfo(np.int64).max for src in self._dirty}
         self._dirty_hi = {src: -1 for src in self._dirty}
@@ -934,11 +935,21 @@ class SlaMonitor:
         """:meth:`_compute` at every tick ``t_from..t_to`` (``(ticks, nodes)`` arrays), shared the same way."""
         share = ev.mask is not None and ev.level == self.topology.element_level
         mask = None if share else ev.mask
+        # only the asked nodes' columns; at the element level the nodes are among the (sorted) rows,
+        # so every lifecycle of a source asks for the rows and shares one evaluation
+        req = nodes
+        if ev.level == self.topology.element_level:
+            pos = np.minimum(np.searchsorted(rows, nodes), max(len(rows) - 1, 0))
+            if len(rows) and np.array_equal(rows[pos], nodes):
+                req = rows
         key = ("span", kpi if isinstance(kpi, str) else kpi.name, ev.level, t_from, t_to, window_min, ev.service,
-               float(min_samples), id(rows), None if mask is None else id(mask))
+               float(min_samples), id(rows), None if mask is None else id(mask), id(req))
         res = self._memo_get(key, lambda: self.calc.compute_span(kpi, ev.level, t_from, t_to, window_min,
-                                                                 ev.service, mask, rows, min_samples), rows, mask)
-        v, samples, status = res.value[:, nodes], res.samples[:, nodes], res.status[:, nodes]
+                                                                 ev.service, mask, rows, min_samples, req),
+                             rows, mask, req)
+        v, samples, status = res.value, res.samples, res.status
+        if req is not nodes:
+            v, samples, status = v[:, pos], samples[:, pos], status[:, pos]
         if share:
             m = ev.mask[nodes]
             v, samples = np.where(m, v, np.nan), np.where(m, samples, 0.0)
@@ -1026,13 +1037,18 @@ class SlaMonitor:
         K.kpi_segment_sum(np.ascontiguousarray(np.column_stack([num, den])), seg, agg)
         return agg
 
+    def _buffers(self, n: int) -> tuple:
+        """Scratch arrays of at least ``n`` entries: node indices ``0..`` and the event outputs of
+        :func:`kernels.kpi.sla_rule_step` (reused every tick instead of allocated per lifecycle)."""
+        if len(self._scratch[0]) < n:
+            m = max(n, 2 * len(self._scratch[0]))
+            self._scratch = (np.arange(m, dtype=np.int64), np.empty(m, np.int64), np.empty(m, np.int8),
+                             np.empty(m, np.int64), np.empty(m), np.empty(m))
+        return self._scratch
+
     def _step(self, ev: _Eval, ls: _LifeState, nodes, codes, values, tick):
         n = len(nodes)
-        ev_node = np.empty(n, np.int64)
-        ev_kind = np.empty(n, np.int8)
-        ev_start = np.empty(n, np.int64)
-        ev_value = np.empty(n)
-        ev_worst = np.empty(n)
+        _, ev_node, ev_kind, ev_start, ev_value, ev_worst = (a[:n] for a in self._buffers(n))
         k = K.sla_rule_step(nodes, codes, np.ascontiguousarray(values, dtype=np.float64), tick * MINUTE_MS,
                             ev.for_min, ev.clear_for_min, ev.sign, ls.state, ls.count, ls.start, ls.worst,
                             ev_node, ev_kind, ev_start, ev_value, ev_worst)
@@ -1071,6 +1087,7 @@ class SlaMonitor:
     def _evaluate_tick(self, tick: int) -> list[SlaEvent]:
         out: list[SlaEvent] = []
         L = self.reeval_minutes
+        self.store.slide_running(tick)      # every rule window of a ring moved in one pass
         for ev in self.evals:
             codes, values = self._codes(ev, tick)
             n = len(codes)
@@ -1078,7 +1095,7 @@ class SlaMonitor:
                 pos = tick % L
                 old_tick = tick - L
                 if old_tick >= self.first_tick:
-                    self._step(ev, ev.committed, np.arange(n, dtype=np.int64), ev.codes[pos],
+                    self._step(ev, ev.committed, self._buffers(n)[0][:n], ev.codes[pos],
                                ev.values[pos], old_tick)
                 if pos == 0 and ev.fired:
                     for node in list(ev.fired):
@@ -1091,7 +1108,7 @@ class SlaMonitor:
                             del ev.fired[node]
                 ev.codes[pos] = codes
                 ev.values[pos] = values
-            raw = self._step(ev, ev.state, np.arange(n, dtype=np.int64), codes, values, tick)
+            raw = self._step(ev, ev.state, self._buffers(n)[0][:n], codes, values, tick)
             self._emit(ev, raw, tick, out)
         return out
 
@@ -1143,6 +1160,7 @@ class SlaMonitor:
         """Per lifecycle touched by late rows: (eval, nodes, rows, first tick, last tick)."""
         plan = []
         rows_memo: dict = {}
+        nodes_memo: dict = {}
         for ev in self.evals:
             dirty, lo, hi = dirty_by_src[self.kpis[ev.kpi].source]
             if len(dirty) == 0:
@@ -1155,7 +1173,10 @@ class SlaMonitor:
             d = dirty if ev.mask is None else dirty[ev.mask[dirty]]
             if len(d) == 0:
                 continue
-            nodes = np.unique(e2l[d]).astype(np.int64)
+            nkey = (self.kpis[ev.kpi].source, ev.level, None if ev.mask is None else id(ev.mask))
+            nodes = nodes_memo.get(nkey)
+            if nodes is None:   # one array per (source, level, mask): evaluations shared by id
+                nodes = nodes_memo[nkey] = np.unique(e2l[d]).astype(np.int64)
             if ev.level == self.topology.element_level:
                 rows = dirty        # the same array for every rule of this source: shared evaluations
             else:               # one rows array per (source, level, mask): shared series and memos

@@ -158,3 +158,75 @@ def test_codes_span_before_the_data_is_insufficient():
         nodes = np.arange(mon.topology.n_nodes(ev.level), dtype=np.int64)
         codes, values = mon._codes_span(ev, first - 5, first - 1, rows, nodes)
         assert not codes.any() and np.isnan(values).all()
+
+
+def test_compute_span_for_asked_nodes_only():
+    """``nodes`` picks columns of the full result, also nodes the rows do not touch (no scope)."""
+    store, _ = filled_store(8)
+    calc = KpiCalculator(store)
+    end = store.head_minute + 1
+    rows = np.array([0, 1, 4], np.int64)              # sites 0 and 2, regions 0 and 1
+    calc.begin_series(end - 4, end)
+    for level, nodes in (("site", np.array([2, 0])), ("site", np.array([1, 2])), ("element", np.array([4, 3, 0]))):
+        full = calc.compute_span("call_setup_success_pct", level, end - 3, end, 5, rows=rows)
+        part = calc.compute_span("call_setup_success_pct", level, end - 3, end, 5, rows=rows, nodes=nodes)
+        for a in ("value", "samples", "status"):
+            np.testing.assert_array_equal(getattr(part, a), getattr(full, a)[:, nodes])
+    none = np.zeros(6, bool)                            # every row masked out: nothing in scope
+    part = calc.compute_span("blocking_pct", "site", end - 1, end, 5, element_mask=none, rows=rows,
+                             nodes=np.array([0, 1]))
+    assert (part.status == 3).all() and np.isnan(part.value).all()
+    calc.end_series()
+    out = calc.compute_span("blocking_pct", "site", end - 1, end, 5, rows=rows, nodes=np.array([1]))
+    assert out.value.shape == (2, 1) and (out.status == 3).all()
+
+
+def test_codes_span_nodes_outside_the_rows():
+    """Element-level nodes that are not among the rows are evaluated on their own (no sharing)."""
+    mon = _monitor(minutes=30)
+    T = mon.last_tick
+    rows = np.array([0, 2, 3], np.int64)
+    mon.calc.begin_series(T - 4, T)
+    ev = mon.evals[0]                                   # blk: element level
+    nodes = np.array([0, 1], np.int64)
+    codes, values = mon._codes_span(ev, T - 4, T, rows, nodes)
+    mon.calc.end_series()
+    mon._memo.clear()
+    for k, t in enumerate(range(T - 4, T + 1)):
+        res = mon.calc.compute("blocking_pct", "element", t, ev.window_min, rows=rows, min_samples=ev.min_samples)
+        assert res.status[1] == 3 and codes[k, 1] == 0    # element 1 holds no row: no scope, insufficient
+        np.testing.assert_array_equal(np.isnan(values[k, 0]), np.isnan(res.value[0]))
+
+
+def _sums(store, end, windows):
+    calc = KpiCalculator(store)
+    out = {}
+    for w in windows:
+        out[w] = calc.counter_sums(["attempts", "blocked", "up_s", "latency_n"], "", end, w)
+        out[("hist", w)] = calc.hist_sums(end, w)
+        out[("act", w)] = calc.activity("equip", end, w)
+    return out
+
+
+def test_slide_running_gives_what_running_gives():
+    """Sliding every window sum by one minute in one pass per ring leaves each sum exactly where
+    ``running`` would have moved it (windows of 1 and 2 minutes, which ``running`` sums afresh, and
+    sums not ending one minute before are left alone)."""
+    windows = (1, 2, 5, 12, 29)
+    a, _ = filled_store(31, minutes=50)
+    b, _ = filled_store(31, minutes=50)
+    end = a.head_minute - 6
+    _sums(a, end, windows)
+    _sums(b, end, windows)
+    a._running[("win", "cdr", 7)] = a._running[("win", "cdr", 5)].__class__("cdr", "sum", [0], 6)  # never placed
+    moved = 0
+    for t in range(end + 1, end + 7):
+        moved += a.slide_running(t)
+        got, want = _sums(a, t, windows), _sums(b, t, windows)
+        for k in want:
+            for x, y in zip(np.atleast_1d(got[k]) if not isinstance(got[k], dict) else got[k].values(),
+                            np.atleast_1d(want[k]) if not isinstance(want[k], dict) else want[k].values()):
+                np.testing.assert_array_equal(x, y)
+    # 3 windows x 3 rings (cdr, elem, hist) per minute; the equipment ring is empty in most minutes
+    assert moved == 6 * 3 * 3
+    assert a.slide_running(end + 20) == 0                # nothing ends at end + 19
