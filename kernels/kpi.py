@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from ._numba import kernel
+from ._numba import kernel, kernel_exact
 
 # ---- row reason codes ----------------------------------------------------------------------
 R_OK = 0
@@ -532,6 +532,18 @@ def kpi_running_shift_many(ring, add_slot, sub_slots, col_ptr, cols, outs):
                 if s >= 0:
                     acc -= float(ring[s, e, c])
                 out[e, j - j0] += acc
+
+
+@kernel_exact
+def kpi_sum_columns(x, js, out):
+    """``out[r] = x[r, js[0]] + x[r, js[1]] + ...`` added left to right (float64; exact kernel, no
+    reassociation, so it equals adding the columns one after another with numpy). Reads each row
+    once instead of one strided pass over ``x`` per column."""
+    for r in range(x.shape[0]):
+        acc = x[r, js[0]]
+        for k in range(1, js.shape[0]):
+            acc += x[r, js[k]]
+        out[r] = acc
 
 
 @kernel

@@ -1254,10 +1254,9 @@ class KpiCalculator:
                 run = st.running(("win", grp, window_min), grp, "sum", np.concatenate(list(cols.values())),
                                  end_minute - window_min, end_minute)
                 for c in names:
-                    js = [run.colpos[int(x)] for x in cols[c]]
-                    v = run.out[:, js[0]].copy()
-                    for j in js[1:]:
-                        v += run.out[:, j]
+                    # the counter's columns (one per service) added left to right in one pass
+                    v = np.empty(len(run.out))
+                    K.kpi_sum_columns(run.out, np.array([run.colpos[int(x)] for x in cols[c]], np.int64), v)
                     out[c] = v
                     self._cache[(c, svc, end_minute, window_min)] = v
             return out

@@ -230,3 +230,15 @@ def test_slide_running_gives_what_running_gives():
     # 3 windows x 3 rings (cdr, elem, hist) per minute; the equipment ring is empty in most minutes
     assert moved == 6 * 3 * 3
     assert a.slide_running(end + 20) == 0                # nothing ends at end + 19
+
+
+def test_sum_columns_adds_left_to_right():
+    from kernels import kpi as K
+    x = np.random.default_rng(3).random((7, 5)) * 1e3
+    js = np.array([3, 0, 4], np.int64)
+    out = np.empty(7)
+    K.kpi_sum_columns(x, js, out)
+    want = x[:, 3].copy()
+    want += x[:, 0]
+    want += x[:, 4]
+    np.testing.assert_array_equal(out, want)
