@@ -78,8 +78,10 @@ def window_update(ts_ms, slot, value, record_id, use_ids, width_ms, n_buckets, o
     :func:`kernels.ewm.ewm_fold`. Every cell and EW row sees the same sequence of updates as in
     one event-at-a-time loop (bit-identical results); each pass keeps its own prefetch
     lookahead and bucket cache in registers. Measured per event with 60,000 slots (CPU time,
-    10M events): status ~2 ns, a ring whose current bucket is L3-resident 12-18 ns, a ring whose
-    every event opens a cold cell (1 s buckets) ~40 ns, the EW pass ~20 ns.
+    10M events over a day): status ~2 ns, a ring whose current bucket is L3-resident (1 h, 1 d)
+    9-15 ns, a ring where almost every event opens a cold cell from DRAM (1 min) 21-30 ns, which
+    is the floor of that memory traffic on this machine (``bench_windows.py::test_b_windows_floor``),
+    the EW pass 17-27 ns.
 
     Parameters
     ----------
