@@ -693,3 +693,55 @@ def kpi_prefix_gather(ring, rows, slots, cols, out_col, out):
         for j in range(n_out):
             for r in range(n_r):
                 out[j, k + 1, r] = acc[r, j]
+
+
+# ---- fused ratio KPI of a tick (all elements, running window sums) ---------------------------
+@kernel_exact
+def kpi_ratio_nodes(x, col_ptr, cols, extra, seg, num_k, den_k, samp_k, scale, min_samples, gap_fraction, n_el,
+                    agg, value, samples, status):
+    """Value, samples and status per node of a ratio KPI from per-element running sums, in one pass.
+
+    Counter ``k`` of an element is ``x[r, cols[col_ptr[k]]] + x[r, cols[col_ptr[k] + 1]] + ...``
+    (its per-service columns, left to right); rows roll up to node ``seg[r]`` (``< 0``: skipped)
+    into ``agg[:, k]`` (zeroed by the caller), followed by the ``extra`` columns (active and
+    expected minutes when the source has collection gaps, else none). Per node: numerator
+    ``0 + agg[num_k[0]] + ...``, denominator likewise, ``value = scale * num / den`` (NaN where
+    ``den == 0``), ``samples = agg[samp_k]``, then :func:`kpi_status` (without extra columns no
+    node is a gap). Exact kernel: the same additions in the same order as
+    :func:`kpi_sum_columns`, :func:`kpi_segment_sum` and the numpy value formula, so the result
+    is bit-identical to computing them one after another.
+    """
+    n_k = col_ptr.shape[0] - 1
+    n_x = extra.shape[1]
+    for r in range(x.shape[0]):
+        g = seg[r]
+        if g < 0:
+            continue
+        for k in range(n_k):
+            j0 = col_ptr[k]
+            acc = x[r, cols[j0]]
+            for j in range(j0 + 1, col_ptr[k + 1]):
+                acc += x[r, cols[j]]
+            agg[g, k] += acc
+        for j in range(n_x):
+            agg[g, n_k + j] += extra[r, j]
+    for i in range(agg.shape[0]):
+        num = 0.0
+        for k in range(num_k.shape[0]):
+            num += agg[i, num_k[k]]
+        den = 0.0
+        for k in range(den_k.shape[0]):
+            den += agg[i, den_k[k]]
+        # selects instead of branches (nodes without data are common: a branch mispredicts)
+        has = den != 0.0
+        v = scale * num / (den if has else 1.0)
+        sm = agg[i, samp_k]
+        samples[i] = sm
+        bad = (sm < min_samples) | (not has) | (not math.isfinite(v)) | (sm <= 0.0)
+        s = 1 if bad else 0
+        if n_x == 2:
+            e = agg[i, n_k + 1]
+            s = 2 if ((e > 0.0) & (agg[i, n_k] < gap_fraction * e)) else s
+        s = 3 if n_el[i] == 0.0 else s
+        status[i] = s
+        value[i] = v if s == 0 else np.nan

@@ -1101,10 +1101,15 @@ class KpiCalculator:
         self._cache_version = -1
         self._all_rows = np.arange(store.topology.n_elements, dtype=np.int64)
         self._sizes: dict = {}
+        self._plans: dict = {}              # fused ratio path: ring columns and positions per KPI / window
         self._span: tuple | None = None       # (t_from, t_to) of a re-evaluation (see begin_series)
         self._span_cache: dict = {}
         self._span_keys: dict = {}
         self._span_rows: dict = {}
+
+    fused_ratio = True
+    """Ratio KPIs over all elements in one kernel call (:meth:`_ratio_all`); False: the step-by-step
+    path it equals bit for bit (kept as the reference of the tests)."""
 
     # ---- re-evaluation spans -------------------------------------------------------------
     prefix_budget_bytes = 512 * 2**20
@@ -1501,6 +1506,8 @@ class KpiCalculator:
         topo = self.store.topology
         n_nodes = topo.n_nodes(level)
         svc = self._check_args(kd, window_min, service)
+        if rows is None and kd.kind == "ratio" and self.fused_ratio:
+            return self._ratio_all(kd, level, end_minute, window_min, svc, element_mask, min_samples)
         r = self._all_rows if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
         # element level over all elements: the roll-up is the identity (0 + x == x), skip it;
         # elements outside a scope mask become "no scope" nodes with 0 samples, as a roll-up gives
@@ -1560,6 +1567,52 @@ class KpiCalculator:
             return full
         return KpiResult(value, samples, status)
 
+
+    def _ratio_all(self, kd: KpiDef, level: str, end_minute: int, window_min: int, svc: str, element_mask,
+                   min_samples) -> KpiResult:
+        """:meth:`compute` of a ratio KPI over all elements in one kernel call
+        (:func:`kernels.kpi.kpi_ratio_nodes`: per-service columns of the running window sums
+        added, rolled up, value and status), the same additions in the same order as the
+        step-by-step path (:meth:`counter_sums`, :meth:`_rollup`, :meth:`_value`, ``kpi_status``),
+        so bit-identical to it, without its per-counter arrays and calls."""
+        st = self.store
+        topo = st.topology
+        n_nodes = topo.n_nodes(level)
+        grp = kd.group
+        names = self._names(kd)
+        key = ("ratio_plan", kd.name, svc, window_min)
+        plan = self._plans.get(key)
+        if plan is None:
+            cols = [st.columns(c, svc if grp == "cdr" else "") for c in names]
+            ptr = np.zeros(len(names) + 1, np.int64)
+            np.cumsum([len(c) for c in cols], out=ptr[1:])
+            pos = {c: j for j, c in enumerate(names)}
+            plan = self._plans[key] = (np.concatenate(cols), ptr, np.array([pos[c] for c in kd.numerator], np.int64),
+                                       np.array([pos[c] for c in kd.denominator], np.int64),
+                                       pos[kd.samples_counter], None, None)
+        ring_cols, ptr, num_k, den_k, samp_k, run_ref, js = plan
+        run = st.running(("win", grp, window_min), grp, "sum", ring_cols, end_minute - window_min, end_minute)
+        if run_ref is not run:          # positions of the columns in this aggregate (fixed while it lives)
+            js = np.array([run.colpos[int(c)] for c in ring_cols], np.int64)
+            self._plans[key] = plan[:5] + (run, js)
+        if level == topo.element_level:
+            seg = self._all_rows if element_mask is None else np.where(element_mask, self._all_rows, -1)
+        else:
+            seg = topo.element_to(level).copy()
+            if element_mask is not None:
+                seg[~element_mask] = -1
+        n_el = self._node_sizes(level, seg, n_nodes, element_mask is None)
+        if kd.source in self.gap_sources:
+            active, expected = self.activity(kd.source, end_minute, window_min, None)
+            extra = np.ascontiguousarray(np.column_stack([active, expected]))
+        else:
+            extra = np.zeros((len(seg), 0))
+        agg = np.zeros((n_nodes, len(names) + extra.shape[1]))
+        value, samples, status = np.empty(n_nodes), np.empty(n_nodes), np.empty(n_nodes, np.int8)
+        ms = kd.min_samples if min_samples is None else float(min_samples)
+        K.kpi_ratio_nodes(run.out, ptr, js, extra, seg, num_k, den_k, samp_k, float(kd.scale), float(ms),
+                          self.gap_fraction, n_el, agg, value, samples, status)
+        return KpiResult(value, samples, status)
 
     def compute_span(self, kpi, level: str, t_from: int, t_to: int, window_min: int, service: str = "",
                      element_mask: np.ndarray | None = None, rows: np.ndarray | None = None,
