@@ -713,25 +713,44 @@ def kpi_ratio_nodes(x, col_ptr, cols, extra, seg, num_k, den_k, samp_k, scale, m
     """
     n_k = col_ptr.shape[0] - 1
     n_x = extra.shape[1]
-    for r in range(x.shape[0]):
-        g = seg[r]
-        if g < 0:
-            continue
-        for k in range(n_k):
-            j0 = col_ptr[k]
-            acc = x[r, cols[j0]]
-            for j in range(j0 + 1, col_ptr[k + 1]):
-                acc += x[r, cols[j]]
-            agg[g, k] += acc
-        for j in range(n_x):
-            agg[g, n_k + j] += extra[r, j]
+    # counter by counter (each node's sum still adds its rows in row order): independent rows
+    # pipeline, and a counter's columns are read with fixed offsets
+    for k in range(n_k):
+        j0 = col_ptr[k]
+        m = col_ptr[k + 1] - j0
+        c0 = cols[j0]
+        if m == 4:
+            c1, c2, c3 = cols[j0 + 1], cols[j0 + 2], cols[j0 + 3]
+            for r in range(x.shape[0]):
+                g = seg[r]
+                if g >= 0:
+                    agg[g, k] += ((x[r, c0] + x[r, c1]) + x[r, c2]) + x[r, c3]
+        else:
+            for r in range(x.shape[0]):
+                g = seg[r]
+                if g >= 0:
+                    acc = x[r, c0]
+                    for j in range(j0 + 1, j0 + m):
+                        acc += x[r, cols[j]]
+                    agg[g, k] += acc
+    for j in range(n_x):
+        for r in range(x.shape[0]):
+            g = seg[r]
+            if g >= 0:
+                agg[g, n_k + j] += extra[r, j]
+    single = num_k.shape[0] == 1 and den_k.shape[0] == 1
+    a0, b0 = num_k[0], den_k[0]
     for i in range(agg.shape[0]):
-        num = 0.0
-        for k in range(num_k.shape[0]):
-            num += agg[i, num_k[k]]
-        den = 0.0
-        for k in range(den_k.shape[0]):
-            den += agg[i, den_k[k]]
+        if single:
+            num = 0.0 + agg[i, a0]
+            den = 0.0 + agg[i, b0]
+        else:
+            num = 0.0
+            for k in range(num_k.shape[0]):
+                num += agg[i, num_k[k]]
+            den = 0.0
+            for k in range(den_k.shape[0]):
+                den += agg[i, den_k[k]]
         # selects instead of branches (nodes without data are common: a branch mispredicts)
         has = den != 0.0
         v = scale * num / (den if has else 1.0)
