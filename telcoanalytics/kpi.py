@@ -1350,6 +1350,20 @@ class KpiCalculator:
         st = self.store
         skey = ("act", source, window_min, id(rows))
         hit = self._span_cache.get(skey)
+        if hit is None and self._prefix_for(COUNTERS[ACTIVITY_COUNTER[source]].group, [ACTIVITY_COUNTER[source]], "",
+                                            rows) is not None:
+            # from the span's prefix sums: a minute is active when its row count (one difference of
+            # the prefix, exact for counts) is > 0; cumulative active minutes give every window
+            act = ACTIVITY_COUNTER[source]
+            grp = COUNTERS[act].group
+            self._prefix_window(grp, act, "", rows, 0, 0)          # builds the column
+            col, lo, _ = self._span_cache[("prefix_col", grp, act, "", id(rows))]
+            cum = np.zeros(col.shape, np.int64)
+            np.cumsum(np.diff(col, axis=0) > 0.0, axis=0, out=cum[1:])
+            t = np.arange(self._span[0], self._span[1] + 1)
+            at = lambda m: cum[np.maximum(m, lo) - lo]      # noqa: E731
+            w0 = at(t - window_min)
+            hit = self._span_cache[skey] = (at(t) - w0, w0 - at(np.maximum(t - st.minute_ring, 0)), rows)
         if hit is None:
             grp = COUNTERS[ACTIVITY_COUNTER[source]].group
             act_cols = st.columns(ACTIVITY_COUNTER[source])

@@ -57,8 +57,8 @@ import numpy as np
 
 from kernels import kpi as K
 
-from .kpi import (COUNTERS, MINUTE_MS, STATUS_NAMES, STATUS_NO_SCOPE, STATUS_OK, CounterStore, KpiCalculator,
-                  KpiDef, kpi_registry)
+from .kpi import (ACTIVITY_COUNTER, COUNTERS, MINUTE_MS, STATUS_NAMES, STATUS_NO_SCOPE, STATUS_OK, CounterStore,
+                  KpiCalculator, KpiDef, kpi_registry)
 from .records import EQUIPMENT_CLASS_CODE, SERVICE_CODE, SERVICES, TECHNOLOGIES, VENDORS
 from .topology import Topology, remap_rows
 
@@ -1047,11 +1047,13 @@ class SlaMonitor:
         return self._scratch
 
     def _step(self, ev: _Eval, ls: _LifeState, nodes, codes, values, tick):
-        n = len(nodes)
-        _, ev_node, ev_kind, ev_start, ev_value, ev_worst = (a[:n] for a in self._buffers(n))
+        # whole scratch buffers (at most one event per node is written): no slices per call
+        _, ev_node, ev_kind, ev_start, ev_value, ev_worst = self._buffers(len(nodes))
         k = K.sla_rule_step(nodes, codes, np.ascontiguousarray(values, dtype=np.float64), tick * MINUTE_MS,
                             ev.for_min, ev.clear_for_min, ev.sign, ls.state, ls.count, ls.start, ls.worst,
                             ev_node, ev_kind, ev_start, ev_value, ev_worst)
+        if k == 0:
+            return []
         return [(int(ev_node[i]), int(ev_kind[i]), int(ev_start[i]), float(ev_value[i]), float(ev_worst[i]))
                 for i in range(k)]
 
@@ -1144,6 +1146,9 @@ class SlaMonitor:
         out: dict = {}
         for ev in self.evals:
             kd = self.kpis[ev.kpi]
+            if kd.source in self.calc.gap_sources:      # activity (collection gaps) from the prefix too
+                act = ACTIVITY_COUNTER[kd.source]
+                out.setdefault(COUNTERS[act].group, {})[(act, "")] = None
             if kd.kind == "quantile":
                 continue
             names = (["latency_sum", "latency_n", "jitter_sum", "jitter_n", "loss_sum", "loss_n"]

@@ -37,6 +37,8 @@ def test_compute_span_equals_compute_per_tick_inside_a_span(hints):
             for c in KpiCalculator._names(kd):
                 from telcoanalytics.kpi import COUNTERS
                 keys.setdefault(COUNTERS[c].group, {})[(c, "")] = None
+        for c in ("equip_rows", "qos_rows"):      # activity (collection gaps) from the prefix as well
+            keys["elem"][(c, "")] = None
         keys = {g: list(v) for g, v in keys.items()}
     calc.begin_series(t_from, t_to, keys, {"cdr": rows, "elem": rows} if hints else None)
     for name in names:
