@@ -854,6 +854,9 @@ class CounterStore:
         """
         r = self._running.get(key)
         cols = [int(c) for c in cols]
+        if (r is not None and r.lo == lo and r.hi == hi and lo < hi and r.group == group and r.kind == kind
+                and all(c in r.colpos for c in cols)):
+            return r            # already in place (e.g. moved by slide_running): nothing to shift
         if r is None or r.group != group or r.kind != kind or any(c not in r.colpos for c in cols):
             old = list(r.cols) if (r is not None and r.kind == kind and r.group == group and kind == "sum") else []
             allc = old + [c for c in cols if c not in old] if kind == "sum" else cols
@@ -883,27 +886,33 @@ class CounterStore:
             jobs.setdefault(r.group, []).append(r)
         n_moved = 0
         for grp, runs in jobs.items():
-            used = self._slot_used.get(grp)
-            add = self._present(grp, end_minute - 1, end_minute)
-            if used is not None:
-                add = add[used[add]]
+            add = self._unit_slot(grp, end_minute - 1)
             todo, subs = [], []
             for r in runs:
-                sub = self._present(grp, r.lo, r.lo + 1)
-                if used is not None:
-                    sub = sub[used[sub]]
+                sub = self._unit_slot(grp, r.lo)
                 r.lo, r.hi = r.lo + 1, r.hi + 1
                 n_moved += 1
-                if len(add) or len(sub):
+                if add >= 0 or sub >= 0:
                     todo.append(r)
-                    subs.append(int(sub[0]) if len(sub) else -1)
+                    subs.append(sub)
             if not todo:
                 continue
             col_ptr = np.zeros(len(todo) + 1, np.int64)
             np.cumsum([len(r.cols) for r in todo], out=col_ptr[1:])
-            K.kpi_running_shift_many(self._ring(grp), int(add[0]) if len(add) else -1, np.array(subs, np.int64),
+            K.kpi_running_shift_many(self._ring(grp), add, np.array(subs, np.int64),
                                      col_ptr, np.concatenate([r.cols for r in todo]), tuple(r.out for r in todo))
         return n_moved
+
+    def _unit_slot(self, group: str, unit: int) -> int:
+        """Slot of minute ``unit`` (hour for "hour") when the ring holds it and it may hold data
+        (:meth:`_present` of one unit, without the slots known empty), else -1."""
+        if unit < 0:
+            return -1
+        if group == "hour":
+            s = unit % self.hour_ring
+            return s if self.slot_hour[s] == unit else -1
+        s = unit % self.minute_ring
+        return s if self.slot_minute[s] == unit and self._slot_used[group][s] else -1
 
     def _running_evict(self, s: int, minute: int):
         """Minute ``minute`` (slot ``s``) leaves the minute ring: take it out of the aggregates."""
