@@ -870,7 +870,7 @@ class SlaMonitor:
         re-evaluation of a few nodes over many ticks: :meth:`_codes_span`)."""
         n = self.topology.n_nodes(ev.level)
         if ev.kind == "threshold":
-            if len(self.store.window_slots(tick, ev.window_min)) == 0:
+            if not self._live(tick, ev.window_min):
                 return np.zeros(n, np.int8), np.full(n, np.nan)
             v, samples, status = self._compute(ev, ev.kpi, tick, ev.window_min,
                                                min(ev.min_samples, ev.clear_min_samples))
@@ -901,7 +901,7 @@ class SlaMonitor:
         codes = np.zeros((n_t, n), np.int8)
         values = np.full((n_t, n), np.nan)
         if ev.kind == "threshold":
-            live = [len(self.store.window_slots(t, ev.window_min)) > 0 for t in range(t_from, t_to + 1)]
+            live = [self._live(t, ev.window_min) for t in range(t_from, t_to + 1)]
             if not any(live):
                 return codes, values
             v, samples, status = self._compute_span(ev, ev.kpi, t_from, t_to, ev.window_min, rows,
@@ -972,6 +972,15 @@ class SlaMonitor:
         with np.errstate(invalid="ignore"):
             burn = np.where(ok, err / (1.0 - objective), np.nan)
         return burn, ok
+
+    def _live(self, tick: int, window_min: int) -> bool:
+        """Whether the ring holds any minute of the window ending at ``tick`` (shared within a tick /
+        re-evaluation)."""
+        key = ("live", tick, window_min)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = len(self.store.window_slots(tick, window_min)) > 0
+        return hit
 
     def _memo_get(self, key, make, *keep):
         hit = self._memo.get(key)
