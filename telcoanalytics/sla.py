@@ -1209,15 +1209,12 @@ class SlaMonitor:
 
     def _reevaluate_span(self, out, plan, base, T, L):
         for ev, nodes, rows, t_from, t_to in plan:
-            changed = False
             codes_t, values_t = self._codes_span(ev, t_from, t_to, rows, nodes)
-            for tick in range(t_from, t_to + 1):
-                codes, values = codes_t[tick - t_from], values_t[tick - t_from]
-                pos = tick % L
-                if np.any(ev.codes[pos, nodes] != codes):
-                    changed = True
-                ev.codes[pos, nodes] = codes
-                ev.values[pos, nodes] = values
+            # the span lies within the last L ticks, so its ring positions are distinct
+            at = np.ix_(np.arange(t_from, t_to + 1) % L, nodes)
+            changed = bool(np.any(ev.codes[at] != codes_t))
+            ev.codes[at] = codes_t
+            ev.values[at] = values_t
             if not changed:
                 continue
             tmp = ev.committed.copy()
