@@ -264,24 +264,26 @@ def kpi_window_sum(ring, rows, slots, cols, out_col, out):
 
 
 @kernel
+def minute_active(ring, s, e, act_cols):
+    """1 when minute slot ``s`` of row ``e`` has any activity (``sum(ring[s, e, act_cols]) > 0``),
+    else 0: the one definition of an active minute (collection gaps are minutes without)."""
+    a = 0.0
+    for j in range(act_cols.shape[0]):
+        a += ring[s, e, act_cols[j]]
+    return 1 if a > 0.0 else 0      # a select, no branch: see kpi_running_shift
+
+
+@kernel
 def kpi_window_activity(ring, rows, act_cols, win_slots, hist_slots, active, hist_active):
     """Count minutes with any activity (sum of ``act_cols`` > 0) inside and before the window."""
     for k in range(win_slots.shape[0]):
         s = win_slots[k]
         for r in range(rows.shape[0]):
-            a = 0.0
-            for j in range(act_cols.shape[0]):
-                a += ring[s, rows[r], act_cols[j]]
-            if a > 0.0:
-                active[r] += 1
+            active[r] += minute_active(ring, s, rows[r], act_cols)
     for k in range(hist_slots.shape[0]):
         s = hist_slots[k]
         for r in range(rows.shape[0]):
-            a = 0.0
-            for j in range(act_cols.shape[0]):
-                a += ring[s, rows[r], act_cols[j]]
-            if a > 0.0:
-                hist_active[r] += 1
+            hist_active[r] += minute_active(ring, s, rows[r], act_cols)
 
 
 @kernel
@@ -556,15 +558,9 @@ def kpi_running_activity(ring, add_slots, sub_slots, act_cols, out):
     for e in range(n):
         d = 0
         for k in range(add_slots.shape[0]):
-            a = 0.0
-            for j in range(act_cols.shape[0]):
-                a += ring[add_slots[k], e, act_cols[j]]
-            d += 1 if a > 0.0 else 0        # branch-free (a select): see kpi_running_shift
+            d += minute_active(ring, add_slots[k], e, act_cols)
         for k in range(sub_slots.shape[0]):
-            a = 0.0
-            for j in range(act_cols.shape[0]):
-                a += ring[sub_slots[k], e, act_cols[j]]
-            d -= 1 if a > 0.0 else 0
+            d -= minute_active(ring, sub_slots[k], e, act_cols)
         out[e] += d
 
 
@@ -660,11 +656,7 @@ def kpi_activity_series(ring, rows, act_cols, ptr, slots, signs, out):
         for i in range(ptr[k], ptr[k + 1]):
             s = slots[i]
             for r in range(rows.shape[0]):
-                a = 0.0
-                for j in range(act_cols.shape[0]):
-                    a += ring[s, rows[r], act_cols[j]]
-                if a > 0.0:
-                    out[k, r] += signs[i]
+                out[k, r] += signs[i] * minute_active(ring, s, rows[r], act_cols)
 
 
 @kernel
