@@ -37,8 +37,8 @@ Queries
 asked again and again (a dashboard, a tick) is better registered with
 :meth:`SlidingWindows.standing_query`: it keeps the buckets no accepted event can change any more
 (older than the watermark's bucket) as five float64 per slot, reads only the live buckets per call
-(about 1-2 ms over 60,000 slots) and the whole span once per new query bucket, and gives the same
-bits as :meth:`~SlidingWindows.query`.
+(about 1-3 ms over 60,000 slots), prepares the next query bucket a few buckets per call, and gives
+the same bits as :meth:`~SlidingWindows.query`.
 
 Typical use
 -----------
@@ -319,11 +319,11 @@ class SlidingWindows:
         """Register a query that is asked again and again (a dashboard, an SLA tick).
 
         The returned :class:`StandingQuery` ``sq(t_query_ms)`` gives exactly (bit for bit) what
-        ``query(t_query_ms, span_ms, decay, slots, resolution)`` gives, but reads the ring only
-        once per bucket of the query time: the buckets no accepted event can change any more
-        (older than the watermark's bucket) are kept as per-slot partial aggregates, each call
-        reads only the live buckets, and folds ``spread_buckets`` settled buckets ahead for the
-        next query bucket. See :class:`StandingQuery`.
+        ``query(t_query_ms, span_ms, decay, slots, resolution)`` gives, without reading the whole
+        span per call: the buckets no accepted event can change any more (older than the
+        watermark's bucket) are kept as per-slot partial aggregates, each call reads only the
+        live buckets, and folds at least ``spread_buckets`` settled buckets ahead for the next
+        query bucket. See :class:`StandingQuery`.
         """
         return StandingQuery(self, span_ms, decay=decay, slots=slots, resolution=resolution,
                              spread_buckets=spread_buckets)
