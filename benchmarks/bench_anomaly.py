@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 import pytest       # noqa: E402
 
 from kernels import detect as K                                # noqa: E402
-from telcoanalytics.anomaly import AnomalyDetector, DetectorConfig   # noqa: E402
+from telcoanalytics.anomaly.detector import AnomalyDetector, DetectorConfig   # noqa: E402
 
 N_EVENTS = int(os.environ.get("BENCH_N", 10_000_000))
 N_ELEMENTS = 20_000
@@ -152,7 +152,7 @@ def test_bench_cold_start_jit(benchmark):
     code = textwrap.dedent("""
         import time, numpy as np
         t0 = time.perf_counter()
-        from telcoanalytics.anomaly import AnomalyDetector, DetectorConfig
+        from telcoanalytics.anomaly.detector import AnomalyDetector, DetectorConfig
         det = AnomalyDetector(4, DetectorConfig())
         t1 = time.perf_counter()
         det.update(np.arange(8, dtype=np.int64), np.arange(8, dtype=np.int64) % 4, np.ones(8))

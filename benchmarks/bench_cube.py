@@ -19,10 +19,10 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from telcoanalytics.cube import Cube, CubeSet, CubeSpec  # noqa: E402
-from telcoanalytics.cube_dims import BatchArrays, BatchContext, prepare_batch  # noqa: E402
+from telcoanalytics.cube.cube import Cube, CubeSet, CubeSpec  # noqa: E402
+from telcoanalytics.cube.dims import BatchArrays, BatchContext, prepare_batch  # noqa: E402
 from telcoanalytics.records import CDR_DTYPE, EQUIPMENT_CLASSES, SERVICES, TOPOLOGY_DTYPE  # noqa: E402
-from telcoanalytics.topology import Topology  # noqa: E402
+from telcoanalytics.topology.model import Topology  # noqa: E402
 
 N = int(os.environ.get("BENCH_N", 10_000_000))
 BATCH = int(os.environ.get("BENCH_BATCH", 1_000_000))

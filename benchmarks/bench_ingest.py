@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from telcoanalytics.ingest import Ingestor
+from telcoanalytics.ingest.ingestor import Ingestor
 from telcoanalytics.records import NO_TIME_MS, empty
-from telcoanalytics.topology import Topology
+from telcoanalytics.topology.model import Topology
 
 N = int(os.environ.get("BENCH_N", 10_000_000))
 N_CSV = min(N, int(os.environ.get("BENCH_CSV_N", 1_000_000)))   # CSV rows (text is slow to write)
@@ -159,7 +159,7 @@ def test_ingest_parquet(benchmark, setup, source):
 def test_cold_start_compile(benchmark):
     """Import + first CDR ingest in a fresh process with an empty Numba cache (compile time)."""
     code = ("import time, numpy as np; t=time.perf_counter();"
-            "from telcoanalytics.ingest import Ingestor; from telcoanalytics.records import empty;"
+            "from telcoanalytics.ingest.ingestor import Ingestor; from telcoanalytics.records import empty;"
             "a=empty('cdr', 10); a['start_ms']=a['end_ms']=1_700_000_000_000; a['cause']=16;"
             "a['record_id']=np.arange(10); Ingestor('cdr').ingest(a); print(time.perf_counter()-t)")
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from telcoanalytics.records import empty
-from telcoanalytics.sla import SlaMonitor
-from telcoanalytics.topology import Topology
+from telcoanalytics.sla.sla import SlaMonitor
+from telcoanalytics.topology.model import Topology
 
 N = int(os.environ.get("BENCH_N", 20_000))
 N_RULES = int(os.environ.get("BENCH_RULES", 50))

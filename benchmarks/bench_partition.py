@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from kernels.partition import partition_by_key, partition_scatter
-from telcoanalytics.topology import Topology, scratch_dtype
+from telcoanalytics.topology.model import Topology, scratch_dtype
 
 N = int(os.environ.get("BENCH_N", 10_000_000))
 N_ELEMENTS = int(os.environ.get("BENCH_ELEMENTS", 20_000))
@@ -148,7 +148,7 @@ def test_rollup_elements_to_region(benchmark, data):
 def test_cold_start_compile(benchmark):
     """Fresh process, empty NUMBA_CACHE_DIR: import + compile of the routing kernel."""
     code = ("import time, numpy as np; t=time.perf_counter();"
-            "from telcoanalytics.topology import Topology;"
+            "from telcoanalytics.topology.model import Topology;"
             "t1=time.perf_counter();"
             "topo=Topology.from_columns([1,2,3],{'region':[1,1,2]});"
             "topo.partition(np.array([0,1,2]),'region');"

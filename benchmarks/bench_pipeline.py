@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from telcoanalytics.pipeline import Pipeline
-from telcoanalytics.replay_components import build_components
-from telcoanalytics.synth import generate
+from telcoanalytics.pipeline.pipeline import Pipeline
+from telcoanalytics.pipeline.replay import build_components
+from telcoanalytics.synth.network import generate
 
 N_ELEMENTS = int(os.environ.get("BENCH_ELEMENTS", 10_000))
 

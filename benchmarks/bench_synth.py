@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from telcoanalytics.records import SOURCES
-from telcoanalytics.synth import SynthConfig, generate
+from telcoanalytics.synth.network import SynthConfig, generate
 
 N_ELEMENTS = int(os.environ.get("BENCH_N", 10_000))
 DAYS = float(os.environ.get("BENCH_DAYS", 1.0))

@@ -37,9 +37,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from kernels._numba import prefetch_at, prefetch_row  # noqa: E402
-from telcoanalytics.decay import Decay, EWStats  # noqa: E402
-from telcoanalytics.sketch import QuantileSketch  # noqa: E402
-from telcoanalytics.windows import DEFAULT_RESOLUTIONS, SlidingWindows  # noqa: E402
+from telcoanalytics.windows.decay import Decay, EWStats  # noqa: E402
+from telcoanalytics.windows.sketch import QuantileSketch  # noqa: E402
+from telcoanalytics.windows.sliding import DEFAULT_RESOLUTIONS, SlidingWindows  # noqa: E402
 
 N = int(os.environ.get("BENCH_N", 10_000_000))
 N_ELEMENTS, N_METRICS = 20_000, 3
@@ -524,8 +524,8 @@ def test_c_standing_query_live(benchmark, data, span_ms, res_idx, label):
 
 _MEM_SCRIPT = textwrap.dedent("""
     import json, sys, numpy as np
-    from telcoanalytics.windows import SlidingWindows
-    from telcoanalytics.sketch import QuantileSketch
+    from telcoanalytics.windows.sliding import SlidingWindows
+    from telcoanalytics.windows.sketch import QuantileSketch
     def rss():
         for line in open("/proc/self/status"):
             if line.startswith("VmRSS:"):
@@ -568,9 +568,9 @@ def test_d_memory(benchmark, res):
 _JIT_SCRIPT = textwrap.dedent("""
     import time, numpy as np
     t0 = time.perf_counter()
-    from telcoanalytics.decay import EWStats, Decay
-    from telcoanalytics.windows import SlidingWindows
-    from telcoanalytics.sketch import QuantileSketch
+    from telcoanalytics.windows.decay import EWStats, Decay
+    from telcoanalytics.windows.sliding import SlidingWindows
+    from telcoanalytics.windows.sketch import QuantileSketch
     t1 = time.perf_counter()
     ts = np.array([1_700_000_000_000, 1_700_000_000_001]); sl = np.array([0, 1]); x = np.array([1.0, 2.0])
     EWStats(2, (60.0,)).update(ts, sl, x); t2 = time.perf_counter()

@@ -4,7 +4,7 @@ The table is an int64 array whose length is a power of two; empty slots hold ``E
 (``-2**63``). Because that value cannot be told apart from an empty slot, whether the key
 ``-2**63`` itself was inserted is kept in ``meta[1]``; ``meta[0]`` is the number of keys stored.
 Linear probing; the caller keeps the load factor at or below 0.7 (see
-``telcoanalytics.ingest.DedupSet``), so a probe sequence always ends at an empty slot and
+``telcoanalytics.ingest.ingestor.DedupSet``), so a probe sequence always ends at an empty slot and
 stays short (about 4 slots for a new key at 0.7, mostly within one 64-byte cache line).
 
 The hash is a 32-bit murmur-style finaliser computed with int64 arithmetic whose products stay

@@ -1,6 +1,6 @@
 """Row validation of call detail records in one pass (first failing check per row).
 
-The checks and their order are those of ``telcoanalytics.ingest`` (its module docstring); the
+The checks and their order are those of ``telcoanalytics.ingest.ingestor`` (its module docstring); the
 caller passes the reason codes, so this module knows nothing of the quarantine's numbering.
 Times are int64 ms; a check is "bad" exactly when the NumPy expression in ``ingest`` is True.
 """

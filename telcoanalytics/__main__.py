@@ -1,6 +1,6 @@
 """``python -m telcoanalytics`` is the ``telcoanalytics`` command."""
 import sys
 
-from .cli import main
+from telcoanalytics.cli import main
 
 sys.exit(main())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .records import SOURCES, TIME_FIELD
+from telcoanalytics.records import SOURCES, TIME_FIELD
 
 
 def _fmt_int(n) -> str:
@@ -35,7 +35,7 @@ def _table(rows: list[list], header: list[str]) -> list[str]:
 
 # ---- data sources for replay ------------------------------------------------------------------
 def _synthetic_batches(args, say):
-    from .synth import SynthConfig, generate
+    from telcoanalytics.synth.network import SynthConfig, generate
     cfg = SynthConfig(n_elements=args.elements, days=args.days + args.history_days, seed=args.seed, scale=args.scale)
     t0 = time.perf_counter()
     day = generate(cfg)
@@ -102,8 +102,8 @@ def _with_topology_change(batches, at_ms: int, apply):
 
 
 def _file_batches(args, say):
-    from .readers import iter_chunks
-    from .topology_store import load_sqlite, read_csv, read_json
+    from telcoanalytics.ingest.readers import iter_chunks
+    from telcoanalytics.topology.store import load_sqlite, read_csv, read_json
     d = Path(args.input)
     if not d.is_dir():
         raise SystemExit(f"--input {d} is not a directory; it must hold <source>.parquet/.csv files and a topology")
@@ -141,8 +141,8 @@ def _file_batches(args, say):
 
 # ---- commands -----------------------------------------------------------------------------------
 def cmd_replay(args) -> int:
-    from .pipeline import Pipeline
-    from .replay_components import build_components
+    from telcoanalytics.pipeline.pipeline import Pipeline
+    from telcoanalytics.pipeline.replay import build_components
 
     lines: list[str] = []
 
@@ -230,7 +230,7 @@ def cmd_replay(args) -> int:
         for line in comp.report_lines():
             say(line)
     if day is not None and ("anomaly" in pipe.components or "sla" in pipe.components):
-        from .replay_components import scenario_scorecard
+        from telcoanalytics.pipeline.replay import scenario_scorecard
         say()
         for line in scenario_scorecard(day, replay_from, pipe.components):
             say(line)
@@ -254,7 +254,7 @@ def _hhmm(t_ms) -> str:
 
 
 def cmd_generate(args) -> int:
-    from .synth import SynthConfig, generate
+    from telcoanalytics.synth.network import SynthConfig, generate
     cfg = SynthConfig(n_elements=args.elements, days=args.days, seed=args.seed, scale=args.scale)
     day = generate(cfg)
     manifest = day.write(args.out, fmt=args.format)

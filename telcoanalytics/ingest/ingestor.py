@@ -1,0 +1,651 @@
+"""Ingestion: any supported input -> validated canonical arrays + a quarantine of rejected rows.
+
+``Ingestor(source, ...)`` reads an input (see ``telcoanalytics.ingest.readers``), maps it through its
+schema version (``telcoanalytics.ingest.schema``: detected from the columns or declared) to the
+canonical dtype of ``records.DTYPES[source]``, validates every row with vectorised NumPy, and
+returns the accepted rows. Every rejected row goes to ``Ingestor.quarantine`` with a reason.
+
+Invariant: ``n_accepted + n_quarantined == n_read`` for every call, and per reason.
+
+Check order
+-----------
+A row with several problems is counted once, under the first reason in this order (the order
+of ``quarantine.REASONS``), and within a reason the first field in canonical order:
+
+1. ``unparseable``, 2. ``missing_value``, 3. ``non_finite`` (found by the schema mapping, where
+   the lowest of these in a row wins, ties going to the earlier column; then NaN/inf in float
+   fields, of which only ``mos`` may be NaN),
+4. ``time_out_of_range`` (event time and, for CDRs, ``end_ms`` outside ``time_range_ms``),
+5. ``negative_duration`` (CDR whose ``end_ms`` came from a ``duration_s`` column) or
+6. ``end_before_start`` (``end_ms < start_ms``),
+7. ``answer_outside_call`` (``answer_ms >= 0`` and not within ``[start_ms, end_ms]``),
+8. ``bad_cause`` (cause outside 1..127),
+9. ``out_of_domain`` (service / metric code unknown; ``*_pct`` metric or ``loss_pct`` outside
+   0..100; negative latency, jitter or throughput; MOS outside 1..5),
+10. ``negative_counter`` (negative bytes, packets, flows, ``error_count``, ``unavailable_s``),
+11. ``unknown_element`` (the routing element, ``records.ELEMENT_FIELD``, is not in the
+    topology or ``known_element_ids``; flows' destination may be a link id and is not checked),
+12. ``duplicate_id`` (CDR ``record_id`` seen before in this batch or an earlier one; only rows
+    that passed every other check count as seen, so a corrupt first copy does not hide a valid
+    second one).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from kernels.dedup import EMPTY, hashmap_build, hashmap_lookup, hashset_contains, hashset_insert, hashset_rehash
+from kernels.validate import CDR_CHECK_FIELDS, cdr_first_failure
+
+from telcoanalytics.ingest.quarantine import REASON_CODE, REASONS, Quarantine
+from telcoanalytics.ingest.readers import DEFAULT_CHUNK_ROWS, RawChunk, iter_chunks
+from telcoanalytics.records import DTYPES, ELEMENT_FIELD, METRICS, Q850_MAX, Q850_MIN, SERVICES, TIME_FIELD, empty
+from telcoanalytics.ingest.schema import REGISTRY, SchemaRegistry, SchemaVersion
+
+DEFAULT_TIME_RANGE_MS = (946_684_800_000, 4_102_444_800_000)
+"""Sane event-time range: [2000-01-01, 2100-01-01) UTC in ms."""
+
+DEFAULT_DEDUP_HORIZON_MS = 24 * 3600 * 1000
+"""Duplicate record ids are remembered for at least this much event time (see DedupSet)."""
+
+_BLOCK_ROWS = 32_768   # validation works on cache-sized row blocks of the structured array
+
+_C = REASON_CODE
+# metric domain kinds, indexed by metric_id (the extra last entry catches unknown codes)
+_MK_FREE, _MK_PCT, _MK_NONNEG, _MK_COUNTER, _MK_UNKNOWN = 0, 1, 2, 3, 4
+_METRIC_KIND = np.array([_MK_PCT if m.endswith("_pct") else _MK_NONNEG if m.endswith("_mbps") else
+                         _MK_COUNTER if m in ("unavailable_s", "error_count") else _MK_FREE for m in METRICS]
+                        + [_MK_UNKNOWN], dtype=np.int8)
+
+
+# ---- duplicate detection ------------------------------------------------------------------------
+class DedupSet:
+    """Set of int64 ids seen, with bounded memory through an event-time horizon.
+
+    Two generations of Numba open-addressing hash tables (``kernels.dedup``): new ids go into
+    the current one; a lookup checks both. When the largest event time seen passes the current
+    generation's start by ``horizon_ms``, the previous generation is forgotten and the current
+    becomes the previous. Tables grow (powers of two, load factor <= 0.7) as needed.
+
+    Parameters
+    ----------
+    horizon_ms : int or None
+        None remembers every id for the object's lifetime (memory grows with distinct ids).
+
+    Notes
+    -----
+    A duplicate is always detected when it arrives before the largest event time seen has
+    advanced ``horizon_ms`` past the time at which the first copy was inserted; ids are
+    certainly forgotten after ``2 * horizon_ms``. Memory is 8 bytes per slot, 11-23 bytes per
+    id seen in the last two horizons.
+    """
+
+    def __init__(self, horizon_ms: int | None = DEFAULT_DEDUP_HORIZON_MS, initial_capacity: int = 1 << 12):
+        if horizon_ms is not None and (not isinstance(horizon_ms, (int, np.integer)) or horizon_ms <= 0):
+            raise ValueError(f"dedup_horizon_ms must be a positive int (ms) or None, got {horizon_ms!r}")
+        self.horizon_ms = None if horizon_ms is None else int(horizon_ms)
+        cap = 1 << max(4, int(initial_capacity - 1).bit_length())
+        self.cur = np.full(cap, EMPTY, dtype=np.int64)
+        self.cur_meta = np.zeros(2, dtype=np.int64)
+        self.prev = np.full(16, EMPTY, dtype=np.int64)
+        self.prev_meta = np.zeros(2, dtype=np.int64)
+        self.cur_start_ms: int | None = None
+
+    def __len__(self) -> int:
+        return int(self.cur_meta[0] + self.prev_meta[0])
+
+    def _rotate(self, t_max: int) -> None:
+        if self.horizon_ms is None:
+            return
+        if self.cur_start_ms is None:
+            self.cur_start_ms = t_max
+            return
+        if t_max >= self.cur_start_ms + self.horizon_ms:
+            if t_max >= self.cur_start_ms + 2 * self.horizon_ms:
+                self.prev = np.full(16, EMPTY, dtype=np.int64)
+                self.prev_meta = np.zeros(2, dtype=np.int64)
+            else:
+                self.prev, self.prev_meta = self.cur, self.cur_meta
+            self.cur = np.full(max(16, len(self.prev) // 2), EMPTY, dtype=np.int64)
+            self.cur_meta = np.zeros(2, dtype=np.int64)
+            self.cur_start_ms = t_max
+
+    def _reserve(self, n_more: int) -> None:
+        need = int(self.cur_meta[0]) + n_more
+        if 10 * need > 7 * len(self.cur):       # keep the load factor <= 0.7
+            cap = 1 << ((10 * need) // 7).bit_length()
+            new = np.full(cap, EMPTY, dtype=np.int64)
+            hashset_rehash(self.cur, new)
+            self.cur = new
+
+    def check_insert(self, keys: np.ndarray, active: np.ndarray, t_max_ms: int | None = None) -> np.ndarray:
+        """Mark active keys already seen (before, or earlier in ``keys``), and remember the
+        first copies.
+
+        Parameters
+        ----------
+        keys : int64 array (n,)
+        active : bool array (n,)
+            Rows to check and insert.
+        t_max_ms : int, optional
+            Largest event time of the active rows (drives the horizon).
+
+        Returns
+        -------
+        bool array (n,)
+            True for active duplicates.
+        """
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        active = np.ascontiguousarray(active, dtype=np.bool_)
+        dup = np.zeros(len(keys), dtype=np.bool_)
+        n_active = int(np.count_nonzero(active))
+        if n_active == 0:
+            return dup
+        if t_max_ms is not None:
+            self._rotate(int(t_max_ms))
+        if self.prev_meta[0]:
+            hashset_contains(keys, active, self.prev, self.prev_meta, dup)
+            active = active & ~dup
+        self._reserve(n_active)
+        hashset_insert(keys, active, self.cur, self.cur_meta, dup)
+        return dup
+
+    def to_state(self) -> dict:
+        return {"horizon_ms": -1 if self.horizon_ms is None else self.horizon_ms,
+                "cur_start_ms": np.iinfo(np.int64).min if self.cur_start_ms is None else self.cur_start_ms,
+                "cur_keys": self.cur[self.cur != EMPTY], "cur_meta": self.cur_meta.copy(),
+                "prev_keys": self.prev[self.prev != EMPTY], "prev_meta": self.prev_meta.copy()}
+
+    @classmethod
+    def from_state(cls, d: dict) -> "DedupSet":
+        h = int(d["horizon_ms"])
+        s = cls(None if h < 0 else h)
+        cs = int(d["cur_start_ms"])
+        s.cur_start_ms = None if cs == np.iinfo(np.int64).min else cs
+        for name in ("cur", "prev"):
+            keys = np.asarray(d[f"{name}_keys"], dtype=np.int64)
+            meta = np.asarray(d[f"{name}_meta"], dtype=np.int64).copy()
+            table = np.full(1 << max(4, (2 * len(keys)).bit_length()), EMPTY, dtype=np.int64)
+            m = np.zeros(2, dtype=np.int64)
+            hashset_insert(keys, np.ones(len(keys), dtype=np.bool_), table, m, np.zeros(len(keys), dtype=np.bool_))
+            m[1] = meta[1]
+            m[0] = len(keys) + meta[1]
+            setattr(s, name, table)
+            setattr(s, f"{name}_meta", m)
+        return s
+
+
+# ---- results --------------------------------------------------------------------------------
+@dataclass
+class IngestResult:
+    """Outcome of one ingest call (or one chunk of ``ingest_file``).
+
+    Attributes
+    ----------
+    source : str
+    accepted : ndarray of ``records.DTYPES[source]``
+        Valid rows in input order. When the input already had the canonical dtype and every
+        row was accepted, this is the input array itself (no copy).
+    n_read, n_accepted, n_quarantined : int
+        ``n_accepted + n_quarantined == n_read``.
+    by_reason : dict reason -> int
+        Quarantined rows per reason (only reasons that occurred, in check order).
+    schema_version : int or None
+        The schema version used (None for an empty input without columns).
+    row_offset : int
+        Input row number of this chunk's first row.
+    element_index : int64 array or None
+        Dense topology index of each accepted row's routing element (when the Ingestor has a
+        topology), ready for partitioning.
+    """
+
+    source: str
+    accepted: np.ndarray
+    n_read: int
+    n_accepted: int
+    n_quarantined: int
+    by_reason: dict = field(default_factory=dict)
+    schema_version: int | None = None
+    row_offset: int = 0
+    element_index: np.ndarray | None = None
+
+    def __post_init__(self):
+        assert self.n_accepted + self.n_quarantined == self.n_read, "ingest conservation violated"
+
+
+class _Rejects:
+    """First-reason bookkeeping: status code and failing field per row, allocated lazily."""
+
+    __slots__ = ("n", "status", "field", "names")
+
+    def __init__(self, n: int):
+        self.n = n
+        self.status = None
+        self.field = None
+        self.names: list[str] = []
+
+    def _alloc(self):
+        if self.status is None:
+            self.status = np.zeros(self.n, dtype=np.int8)
+            self.field = np.full(self.n, -1, dtype=np.int16)
+
+    def name_index(self, name: str) -> int:
+        if name not in self.names:
+            self.names.append(name)
+        return self.names.index(name)
+
+    def mark(self, code: int, name: str, mask: np.ndarray, sl: slice = slice(None)) -> None:
+        if not mask.any():
+            return
+        self._alloc()
+        st = self.status[sl]
+        m = mask & (st == 0)
+        if m.any():
+            st[m] = code
+            self.field[sl][m] = self.name_index(name)
+
+
+# ---- per-source checks (yield in check order, on one block of the canonical array) -----------
+def _range_bad(x, lo, hi):
+    """``(x < lo) | (x >= hi)`` in two passes: x - lo as unsigned is >= hi - lo exactly then."""
+    return (x - np.int64(lo)).view(np.uint64) >= np.uint64(hi - lo)
+
+
+def _checks_equip(d, lo, hi, neg_duration):
+    v = d["value"]
+    yield _C["non_finite"], "value", ~np.isfinite(v)
+    yield _C["time_out_of_range"], "ts_ms", _range_bad(d["ts_ms"], lo, hi)
+    kind = _METRIC_KIND[np.minimum(d["metric_id"].astype(np.uint32), np.uint32(len(METRICS)))]
+    yield _C["out_of_domain"], "metric_id", kind == _MK_UNKNOWN
+    neg = v < 0
+    yield _C["out_of_domain"], "value", ((kind == _MK_PCT) & (neg | (v > 100))) | ((kind == _MK_NONNEG) & neg)
+    yield _C["negative_counter"], "value", (kind == _MK_COUNTER) & neg
+
+
+def _checks_flow(d, lo, hi, neg_duration):
+    yield _C["time_out_of_range"], "ts_ms", _range_bad(d["ts_ms"], lo, hi)
+    for f in ("bytes", "packets", "flows"):
+        yield _C["negative_counter"], f, d[f] < 0
+
+
+def _checks_qos(d, lo, hi, neg_duration):
+    lat, jit, loss, mos = d["latency_ms"], d["jitter_ms"], d["loss_pct"], d["mos"]
+    yield _C["non_finite"], "latency_ms", ~np.isfinite(lat)
+    yield _C["non_finite"], "jitter_ms", ~np.isfinite(jit)
+    yield _C["non_finite"], "loss_pct", ~np.isfinite(loss)
+    yield _C["non_finite"], "mos", np.isinf(mos)
+    yield _C["time_out_of_range"], "ts_ms", _range_bad(d["ts_ms"], lo, hi)
+    yield _C["out_of_domain"], "latency_ms", lat < 0
+    yield _C["out_of_domain"], "jitter_ms", jit < 0
+    yield _C["out_of_domain"], "loss_pct", ~((loss >= 0) & (loss <= 100))
+    yield _C["out_of_domain"], "mos", (mos < 1) | (mos > 5)   # NaN compares False: allowed
+
+
+_CHECKS = {"cdr": None,   # CDRs: one compiled pass, Ingestor._cdr_checks (kernels.validate)
+           "equip": _checks_equip, "flow": _checks_flow, "qos": _checks_qos}
+
+
+class _ElementLookup:
+    """Element id -> dense index (-1 if unknown): a table when ids are dense, else a hash map.
+
+    Dense ids (range below ``max(8 n, 2**20)``) index a table directly; sparse ids (e.g. ids
+    with a class prefix) go through an open-addressing hash map at load <= 0.5, which stays in
+    cache for tens of thousands of elements (a binary search costs ~log2(n) dependent misses).
+    """
+
+    def __init__(self, ids: np.ndarray, index: np.ndarray):
+        ids = np.asarray(ids, dtype=np.int64)
+        self.n = len(ids)
+        self.lut = None
+        self.map_keys = None
+        if len(ids) and int(ids.max()) - int(ids.min()) < max(8 * len(ids), 1 << 20):
+            # dense ids: table over [min, max] with a -1 sentinel at each end; ``take(mode="clip")``
+            # sends every id outside the range (also after int64 wrap-around) to a sentinel
+            self.shift = np.int64(int(ids.min()) - 1)
+            self.lut = np.full(int(ids.max()) - int(ids.min()) + 3, -1, dtype=np.int64)
+            self.lut[ids - self.shift] = index
+        elif len(ids):
+            ok = ids != EMPTY      # the hash map's empty marker; no topology uses int64 min as an id
+            cap = 1 << max(4, (2 * len(ids)).bit_length())
+            self.map_keys = np.full(cap, EMPTY, dtype=np.int64)
+            self.map_vals = np.full(cap, -1, dtype=np.int64)
+            hashmap_build(ids[ok], np.asarray(index, dtype=np.int64)[ok], self.map_keys, self.map_vals)
+
+    def __call__(self, q: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if self.lut is not None:
+            return np.take(self.lut, q - self.shift, mode="clip", out=out)
+        if out is None:
+            out = np.empty(len(q), dtype=np.int64)
+        if self.map_keys is None:
+            out[...] = -1
+            return out
+        return hashmap_lookup(np.ascontiguousarray(q, dtype=np.int64), self.map_keys, self.map_vals, -1, out)
+
+
+def _take(col, idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` of a raw column (NumPy or Arrow) as a NumPy array."""
+    if isinstance(col, np.ndarray) or not hasattr(col, "take"):
+        return np.asarray(col)[idx]
+    import pyarrow as pa
+    return col.take(pa.array(idx, pa.int64())).to_numpy(zero_copy_only=False)
+
+
+# ---- the ingestor ---------------------------------------------------------------------------
+class Ingestor:
+    """Validate one source's input into canonical arrays; quarantine what is not valid.
+
+    Parameters
+    ----------
+    source : {"cdr", "equip", "flow", "qos"}
+    topology : telcoanalytics.topology.model.Topology, optional
+        Known elements; rows whose routing element is not in it are ``unknown_element``, and
+        results carry ``element_index`` (dense indices). After a topology change assign the
+        new version to ``ingestor.topology``; the next call routes by it. Retired elements
+        still count as known (their late data from before the retirement is valid).
+    known_element_ids : int array, optional
+        Known element ids when no topology is given (exclusive with ``topology``). Without
+        either, element ids are not checked.
+    time_range_ms : (int, int)
+        Sane event-time range ``[lo, hi)`` in ms UTC; default 2000-01-01 .. 2100-01-01.
+    schema_version : int, optional
+        Declared input schema version; default: detected from each input's columns.
+    registry : SchemaRegistry, optional
+        Schema versions to use; default the process-wide ``schema.REGISTRY``.
+    quarantine : Quarantine, optional
+        Where rejected rows go (shareable between Ingestors); default a new one.
+    dedup_horizon_ms : int or None
+        Event-time horizon of duplicate record-id detection (CDR only); None for the lifetime
+        of the Ingestor. See :class:`DedupSet`.
+    allow_extra_columns : bool
+        Ignore input columns that the schema version cannot map instead of raising.
+
+    Raises
+    ------
+    ValueError
+        For an unknown source, both topology and known ids, a bad time range.
+
+    Examples
+    --------
+    >>> from telcoanalytics.records import empty
+    >>> qos = empty("qos", 3)
+    >>> qos["ts_ms"] = 1_700_000_000_000
+    >>> qos["loss_pct"] = [0.5, 150.0, 1.0]
+    >>> ing = Ingestor("qos")
+    >>> r = ing.ingest(qos)
+    >>> r.n_read, r.n_accepted, r.by_reason
+    (3, 2, {'out_of_domain': 1})
+    """
+
+    def __init__(self, source: str, topology=None, known_element_ids=None,
+                 time_range_ms: tuple[int, int] = DEFAULT_TIME_RANGE_MS, schema_version: int | None = None,
+                 registry: SchemaRegistry | None = None, quarantine: Quarantine | None = None,
+                 dedup_horizon_ms: int | None = DEFAULT_DEDUP_HORIZON_MS, allow_extra_columns: bool = False):
+        if source not in DTYPES:
+            raise ValueError(f"unknown source {source!r}; known sources: {', '.join(DTYPES)}")
+        if topology is not None and known_element_ids is not None:
+            raise ValueError("pass either topology or known_element_ids, not both")
+        try:
+            lo, hi = (int(x) for x in time_range_ms)
+        except (TypeError, ValueError):
+            raise ValueError(f"time_range_ms must be a pair (lo_ms, hi_ms), got {time_range_ms!r}") from None
+        if not lo < hi:
+            raise ValueError(f"time_range_ms must have lo < hi, got {time_range_ms!r}")
+        self.source = source
+        self.topology = topology
+        self.time_range_ms = (lo, hi)
+        self.registry = registry if registry is not None else REGISTRY
+        if schema_version is not None:
+            self.registry.get(source, schema_version)   # fail early on an unknown version
+        self.schema_version = schema_version
+        self.allow_extra_columns = bool(allow_extra_columns)
+        self.quarantine = quarantine if quarantine is not None else Quarantine()
+        self.dedup = DedupSet(dedup_horizon_ms) if source == "cdr" else None
+        self._known_ids = None if known_element_ids is None else np.unique(np.asarray(known_element_ids, np.int64))
+        self._lookup: _ElementLookup | None = None
+        self._lookup_version = None
+        self._schema_cache: dict[tuple, SchemaVersion] = {}
+        self.n_batches = 0
+        self.n_read = 0
+        self.n_accepted = 0
+        self._by_reason = np.zeros(len(REASONS) + 1, dtype=np.int64)
+
+    # ---- public API ---------------------------------------------------------------------
+    @property
+    def by_reason(self) -> dict[str, int]:
+        """Quarantined rows per reason over the Ingestor's lifetime."""
+        return {r: int(self._by_reason[i + 1]) for i, r in enumerate(REASONS) if self._by_reason[i + 1]}
+
+    @property
+    def n_quarantined(self) -> int:
+        return int(self._by_reason.sum())
+
+    def ingest(self, data, chunk_rows: int | None = None) -> IngestResult:
+        """Ingest one input completely and return one result.
+
+        Parameters
+        ----------
+        data : structured ndarray, dict of arrays, iterable of dicts, pyarrow Table, DataFrame,
+            or a file path (see ``readers.iter_chunks``)
+        chunk_rows : int, optional
+            Work in chunks of this many rows (bounded working memory; the accepted rows of
+            all chunks are concatenated).
+
+        Returns
+        -------
+        IngestResult
+
+        Raises
+        ------
+        SchemaError
+            If the columns match no known schema version (or not the declared one).
+        """
+        results = [self._ingest_chunk(c) for c in iter_chunks(data, chunk_rows)]
+        if len(results) == 1:
+            return results[0]
+        by = {}
+        for r in results:
+            for k, v in r.by_reason.items():
+                by[k] = by.get(k, 0) + v
+        idx = [r.element_index for r in results]
+        return IngestResult(
+            self.source, np.concatenate([r.accepted for r in results]) if results else empty(self.source),
+            sum(r.n_read for r in results), sum(r.n_accepted for r in results),
+            sum(r.n_quarantined for r in results), {k: by[k] for k in REASONS if k in by},
+            results[-1].schema_version if results else None, 0,
+            np.concatenate(idx) if results and all(i is not None for i in idx) else None)
+
+    def ingest_file(self, path, chunk_rows: int = DEFAULT_CHUNK_ROWS, fmt: str | None = None) -> Iterator[IngestResult]:
+        """Ingest a CSV or Parquet file chunk by chunk (bounded memory).
+
+        Parameters
+        ----------
+        path : str or Path
+        chunk_rows : int
+            Rows per chunk (CSV rows or Parquet batch size).
+        fmt : {"csv", "parquet"}, optional
+            Default: from the file suffix.
+
+        Yields
+        ------
+        IngestResult
+            One per chunk; ``row_offset`` gives the chunk's first row in the file.
+        """
+        for chunk in iter_chunks(path, chunk_rows, fmt):
+            yield self._ingest_chunk(chunk)
+
+    def ingest_chunk(self, chunk: RawChunk) -> IngestResult:
+        """Ingest one raw chunk from ``telcoanalytics.ingest.readers``."""
+        return self._ingest_chunk(chunk)
+
+    # ---- internals ----------------------------------------------------------------------
+    def _schema(self, names: tuple) -> SchemaVersion:
+        s = self._schema_cache.get(names)
+        if s is None:
+            s = self.registry.resolve(self.source, names, self.schema_version, self.allow_extra_columns)
+            self._schema_cache[names] = s
+        return s
+
+    def _element_lookup(self) -> _ElementLookup | None:
+        topo = self.topology
+        if topo is not None:
+            key = (id(topo), topo.version, topo.n_elements)
+            if self._lookup is None or self._lookup_version != key:
+                ids = topo.ids[topo.element_level]
+                self._lookup = _ElementLookup(ids, np.arange(len(ids), dtype=np.int64))
+                self._lookup_version = key
+            return self._lookup
+        if self._known_ids is not None:
+            if self._lookup is None:
+                self._lookup = _ElementLookup(self._known_ids, np.arange(len(self._known_ids), dtype=np.int64))
+            return self._lookup
+        return None
+
+    def _ingest_chunk(self, chunk: RawChunk) -> IngestResult:
+        batch = self.n_batches
+        self.n_batches += 1
+        n = chunk.n
+        if n == 0 and not chunk.names:
+            return IngestResult(self.source, empty(self.source), 0, 0, 0, {}, None, chunk.row_offset,
+                                np.zeros(0, np.int64) if self.topology is not None else None)
+        sv = self._schema(chunk.names)
+        data, pstatus, pfield, pnames = sv.to_canonical(chunk.columns, n, chunk.missing)
+        rej = _Rejects(n)
+        if len(chunk.bad_rows):
+            bad = np.zeros(n, dtype=bool)
+            bad[chunk.bad_rows] = True
+            rej.mark(_C["unparseable"], "<line>", bad)
+        if pstatus is not None:
+            rej._alloc()
+            m = (pstatus != 0) & (rej.status == 0)
+            names_idx = np.array([rej.name_index(c) for c in pnames], dtype=np.int16)
+            rej.status[m] = pstatus[m]
+            rej.field[m] = names_idx[pfield[m]]
+        lo, hi = self.time_range_ms
+        checks = _CHECKS[self.source]
+        neg_dur = self.source == "cdr" and sv.derived_from_duration("end_ms")
+        lookup = self._element_lookup()
+        efield = ELEMENT_FIELD[self.source]
+        element_index = np.empty(n, dtype=np.int64) if self.topology is not None else None
+        if self.source == "cdr" and n:
+            self._cdr_checks(data, lo, hi, neg_dur, rej)
+        for start in range(0, n, _BLOCK_ROWS):
+            sl = slice(start, min(n, start + _BLOCK_ROWS))
+            d = data[sl]
+            if self.source != "cdr":
+                for code, name, mask in checks(d, lo, hi, neg_dur):
+                    rej.mark(code, name, mask, sl)
+            if lookup is not None:
+                idx = lookup(d[efield], None if element_index is None else element_index[sl])
+                rej.mark(_C["unknown_element"], efield, idx < 0, sl)
+        if self.dedup is not None and n:
+            ok = np.ones(n, dtype=bool) if rej.status is None else rej.status == 0
+            t = data[TIME_FIELD[self.source]]
+            t_max = int(np.max(t, where=ok, initial=np.iinfo(np.int64).min)) if rej.status is not None else int(t.max())
+            t_max = None if t_max == np.iinfo(np.int64).min else t_max
+            dup = self.dedup.check_insert(data["record_id"], ok, t_max)
+            rej.mark(_C["duplicate_id"], "record_id", dup)
+        # ---- split accepted / quarantined
+        if rej.status is None:
+            accepted = data
+            counts = np.zeros(len(REASONS) + 1, dtype=np.int64)
+        else:
+            okm = rej.status == 0
+            # compact through an opaque-bytes view: ~3x faster than boolean-indexing the fields
+            accepted = data.view(np.dtype((np.void, data.dtype.itemsize)))[okm].view(data.dtype)
+            if element_index is not None:
+                element_index = element_index[okm]
+            counts = np.bincount(rej.status, minlength=len(REASONS) + 1).astype(np.int64)
+            counts[0] = 0
+            bad_idx = np.flatnonzero(~okm)
+            self._quarantine(chunk, batch, bad_idx, rej)
+        n_q = int(counts.sum())
+        self.n_read += n
+        self.n_accepted += n - n_q
+        self._by_reason += counts
+        by = {REASONS[i - 1]: int(counts[i]) for i in np.flatnonzero(counts)}
+        return IngestResult(self.source, accepted, n, n - n_q, n_q, by, sv.version, chunk.row_offset, element_index)
+
+    @staticmethod
+    def _cdr_checks(data, lo, hi, neg_dur, rej: _Rejects) -> None:
+        """The CDR checks of ``_checks_cdr`` in one compiled pass (same order, same result)."""
+        n = len(data)
+        code = np.empty(n, dtype=np.int8)
+        fld = np.empty(n, dtype=np.int8)
+        codes = np.array([_C["time_out_of_range"], _C["negative_duration"] if neg_dur else _C["end_before_start"],
+                          _C["answer_outside_call"], _C["bad_cause"], _C["out_of_domain"], _C["negative_counter"]],
+                         dtype=np.int64)
+        n_bad = cdr_first_failure(data["start_ms"], data["end_ms"], data["answer_ms"], data["cause"], data["service"],
+                                  data["bytes_up"], data["bytes_down"], int(lo), int(hi), Q850_MIN, Q850_MAX,
+                                  len(SERVICES), codes, code, fld)
+        if n_bad == 0:
+            return
+        rej._alloc()
+        m = (code != 0) & (rej.status == 0)
+        names = np.array([rej.name_index(f) for f in CDR_CHECK_FIELDS], dtype=np.int16)
+        rej.status[m] = code[m]
+        rej.field[m] = names[fld[m]]
+
+    def _quarantine(self, chunk: RawChunk, batch: int, bad_idx: np.ndarray, rej: _Rejects) -> None:
+        cols = {name: _take(chunk.column(name), bad_idx) for name in chunk.names}
+        if len(chunk.bad_rows):
+            line = np.full(chunk.n, None, dtype=object)
+            line[chunk.bad_rows] = chunk.bad_text
+            cols["<line>"] = line[bad_idx]
+        for name, m in chunk.missing.items():   # nulls read as placeholder values: show them as null
+            mm = np.asarray(m)[bad_idx]
+            if mm.any():
+                c = cols[name].astype(object)
+                c[mm] = None
+                cols[name] = c
+        names = np.array(rej.names + ["?"], dtype=object)
+        self.quarantine.add(self.source, chunk.row_offset + bad_idx, rej.status[bad_idx],
+                            names[rej.field[bad_idx]], cols, batch=batch)
+
+    # ---- checkpoint ---------------------------------------------------------------------
+    def to_state(self, include_quarantine: bool = True) -> dict:
+        """Counters, dedup set and quarantine as arrays and scalars (see ``from_state``).
+
+        Pass ``include_quarantine=False`` when the quarantine is shared and checkpointed on
+        its own (``from_state`` then starts an empty one; assign the shared store after).
+        """
+        st = {"source": self.source, "time_lo_ms": self.time_range_ms[0], "time_hi_ms": self.time_range_ms[1],
+              "schema_version": -1 if self.schema_version is None else int(self.schema_version),
+              "allow_extra_columns": int(self.allow_extra_columns),
+              "n_batches": self.n_batches, "n_read": self.n_read, "n_accepted": self.n_accepted,
+              "by_reason": self._by_reason.copy(),
+              "known_element_ids": np.zeros(0, np.int64) if self._known_ids is None else self._known_ids.copy(),
+              "has_known_ids": int(self._known_ids is not None)}
+        if self.dedup is not None:
+            st.update({f"dedup_{k}": v for k, v in self.dedup.to_state().items()})
+        if include_quarantine:
+            st.update({f"quarantine_{k}": v for k, v in self.quarantine.to_state().items()})
+        return st
+
+    @classmethod
+    def from_state(cls, d: dict, topology=None, registry: SchemaRegistry | None = None) -> "Ingestor":
+        """Restore an Ingestor from ``to_state()``; pass the topology again (it is not part of the
+        state) and the registry if a custom one was used."""
+        sv = int(d["schema_version"])
+        ing = cls(str(d["source"]), topology=topology,
+                  known_element_ids=d["known_element_ids"] if int(d["has_known_ids"]) else None,
+                  time_range_ms=(int(d["time_lo_ms"]), int(d["time_hi_ms"])),
+                  schema_version=None if sv < 0 else sv, registry=registry,
+                  allow_extra_columns=bool(int(d["allow_extra_columns"])))
+        ing.n_batches = int(d["n_batches"])
+        ing.n_read = int(d["n_read"])
+        ing.n_accepted = int(d["n_accepted"])
+        ing._by_reason = np.asarray(d["by_reason"], dtype=np.int64).copy()
+        if ing.dedup is not None:
+            ing.dedup = DedupSet.from_state({k[6:]: v for k, v in d.items() if k.startswith("dedup_")})
+        q = {k[11:]: v for k, v in d.items() if k.startswith("quarantine_")}
+        if q:
+            ing.quarantine = Quarantine.from_state(q)
+        return ing
+
+    def summary(self) -> str:
+        """One line: read / accepted / quarantined with the reasons."""
+        reasons = ", ".join(f"{k} {v}" for k, v in self.by_reason.items()) or "none"
+        return (f"{self.source}: read {self.n_read}, accepted {self.n_accepted}, quarantined "
+                f"{self.n_quarantined} ({reasons})")

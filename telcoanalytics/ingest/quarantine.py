@@ -1,0 +1,308 @@
+"""Quarantine: the side output for rejected input rows, with a reason code per row.
+
+Nothing is silently dropped at ingest: every row that is not accepted lands here with the
+source, the reason code, the field (input column or canonical field) that failed, its row
+number in the input and its original values. Counts per reason are exact even when the
+store is told to keep only the first ``max_kept`` rows' details.
+
+Reason codes
+------------
+The codes below are listed in the order in which ingest checks them; a row with several
+problems is counted once, under the first that applies (see ``telcoanalytics.ingest.ingestor``).
+
+=====================  ===========================================================
+``unparseable``        text that is not a number / time / known code, or a ragged CSV row
+``missing_value``      required value absent (empty CSV cell, None, Arrow null)
+``non_finite``         NaN or +-inf where a number is required
+``time_out_of_range``  a timestamp outside the Ingestor's sane range
+``negative_duration``  a duration column (legacy schemas) below zero
+``end_before_start``   ``end_ms < start_ms``
+``answer_outside_call`` answer time before the start or after the end of the call
+``bad_cause``          release cause outside Q.850 (1..127)
+``out_of_domain``      unknown service / metric code, loss_pct outside 0..100, negative
+                       latency or jitter, MOS outside 1..5, percentage metric outside 0..100
+``negative_counter``   bytes, packets, flows, error counts or unavailable seconds below zero
+``unknown_element``    element id not in the topology / known ids
+``duplicate_id``       a record id already seen (CDR only)
+=====================  ===========================================================
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+UNPARSEABLE = "unparseable"
+MISSING_VALUE = "missing_value"
+NON_FINITE = "non_finite"
+TIME_OUT_OF_RANGE = "time_out_of_range"
+NEGATIVE_DURATION = "negative_duration"
+END_BEFORE_START = "end_before_start"
+ANSWER_OUTSIDE_CALL = "answer_outside_call"
+BAD_CAUSE = "bad_cause"
+OUT_OF_DOMAIN = "out_of_domain"
+NEGATIVE_COUNTER = "negative_counter"
+UNKNOWN_ELEMENT = "unknown_element"
+DUPLICATE_ID = "duplicate_id"
+
+REASONS: tuple[str, ...] = (
+    UNPARSEABLE, MISSING_VALUE, NON_FINITE, TIME_OUT_OF_RANGE, NEGATIVE_DURATION, END_BEFORE_START,
+    ANSWER_OUTSIDE_CALL, BAD_CAUSE, OUT_OF_DOMAIN, NEGATIVE_COUNTER, UNKNOWN_ELEMENT, DUPLICATE_ID,
+)
+"""All reason codes in check order. Code number ``i + 1`` is ``REASONS[i]``; 0 means accepted."""
+
+REASON_CODE: dict[str, int] = {r: i + 1 for i, r in enumerate(REASONS)}
+
+_TABLE_FIELDS = ("source", "batch", "row", "reason", "field", "original")
+
+
+def _text(v) -> str | None:
+    """The original value as text: strings verbatim, numbers in Python's repr, None as null."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        return repr(f) if math.isfinite(f) else str(f)
+    if isinstance(v, (np.integer, int, np.bool_, bool)):
+        return str(int(v)) if not isinstance(v, (bool, np.bool_)) else str(bool(v))
+    if isinstance(v, np.datetime64):
+        return str(v)
+    return str(v)
+
+
+class _Block:
+    """Rejected rows of one ingest chunk, kept columnar until they are asked for."""
+
+    __slots__ = ("source", "batch", "rows", "reasons", "fields", "columns")
+
+    def __init__(self, source, batch, rows, reasons, fields, columns):
+        self.source = source
+        self.batch = batch
+        self.rows = rows            # int64 (k,)
+        self.reasons = reasons      # int8 codes (k,)
+        self.fields = fields        # object array of str (k,)
+        self.columns = columns      # dict name -> array (k,) of original values
+
+    def __len__(self):
+        return len(self.rows)
+
+    def originals(self) -> list[dict]:
+        names = list(self.columns)
+        cols = [self.columns[c].tolist() if hasattr(self.columns[c], "tolist") else list(self.columns[c])
+                for c in names]
+        return [{c: _text(col[i]) for c, col in zip(names, cols)} for i in range(len(self.rows))]
+
+
+class Quarantine:
+    """In-memory store of rejected rows, writable to JSON lines or Parquet.
+
+    Parameters
+    ----------
+    max_kept : int or None
+        Keep the details (original values) of at most this many rows; later rows are only
+        counted (``n_not_kept``). None (default) keeps every row.
+
+    Notes
+    -----
+    Counts per reason and per source are always exact. The store is mergeable (``merge``) and
+    checkpointable (``to_state`` / ``from_state``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> q = Quarantine()
+    >>> q.add("qos", rows=np.array([3]), reasons=np.array([REASON_CODE["non_finite"]]),
+    ...       fields=np.array(["latency_ms"], dtype=object), columns={"latency_ms": np.array([np.nan])})
+    >>> q.counts()
+    {'non_finite': 1}
+    >>> q.records()[0]["original"]
+    {'latency_ms': 'nan'}
+    """
+
+    def __init__(self, max_kept: int | None = None):
+        if max_kept is not None and (not isinstance(max_kept, (int, np.integer)) or max_kept < 0):
+            raise ValueError(f"max_kept must be a non-negative int or None, got {max_kept!r}")
+        self.max_kept = None if max_kept is None else int(max_kept)
+        self._blocks: list[_Block] = []
+        self._n_kept = 0
+        self.n_not_kept = 0
+        self._counts: dict[tuple[str, str], int] = {}
+
+    # ---- filling ----------------------------------------------------------------------------
+    def add(self, source: str, rows, reasons, fields, columns: dict, batch: int = 0) -> None:
+        """Add rejected rows.
+
+        Parameters
+        ----------
+        source : str
+            Source name (``cdr``, ``equip``, ``flow``, ``qos`` or a user source).
+        rows : int array (k,)
+            Row number of each rejected row in its input (0-based data rows).
+        reasons : int array (k,)
+            Reason codes (``REASON_CODE``), each in 1..len(REASONS).
+        fields : array (k,) of str
+            The input column or canonical field that failed.
+        columns : dict name -> array (k,)
+            Original values of the rejected rows, one array per input column.
+        batch : int
+            Number of the ingest call / chunk the rows came from.
+
+        Raises
+        ------
+        ValueError
+            If lengths differ or a reason code is unknown.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        reasons = np.asarray(reasons, dtype=np.int8)
+        fields = np.asarray(fields, dtype=object)
+        k = len(rows)
+        if len(reasons) != k or len(fields) != k or any(len(v) != k for v in columns.values()):
+            raise ValueError(f"rows, reasons, fields and every column must have the same length ({k})")
+        if k == 0:
+            return
+        if reasons.min() < 1 or reasons.max() > len(REASONS):
+            raise ValueError(f"reason codes must be in 1..{len(REASONS)} (see REASONS), got "
+                             f"{sorted(set(reasons.tolist()) - set(range(1, len(REASONS) + 1)))}")
+        binc = np.bincount(reasons, minlength=len(REASONS) + 1)
+        for code in np.flatnonzero(binc):
+            key = (source, REASONS[code - 1])
+            self._counts[key] = self._counts.get(key, 0) + int(binc[code])
+        keep = k if self.max_kept is None else max(0, min(k, self.max_kept - self._n_kept))
+        self.n_not_kept += k - keep
+        if keep:
+            sl = slice(0, keep)
+            self._blocks.append(_Block(source, int(batch), rows[sl].copy(), reasons[sl].copy(), fields[sl].copy(),
+                                       {c: np.asarray(v)[sl] for c, v in columns.items()}))
+            self._n_kept += keep
+
+    # ---- accessors --------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return sum(self._counts.values())
+
+    @property
+    def n_kept(self) -> int:
+        """Rows whose details are held (``len(self) - n_not_kept``)."""
+        return self._n_kept
+
+    def counts(self, source: str | None = None) -> dict[str, int]:
+        """Number of rejected rows per reason (only reasons that occurred), in check order."""
+        out: dict[str, int] = {}
+        for r in REASONS:
+            n = sum(v for (s, rr), v in self._counts.items() if rr == r and (source is None or s == source))
+            if n:
+                out[r] = n
+        return out
+
+    def counts_by_source(self) -> dict[str, dict[str, int]]:
+        """``{source: {reason: count}}`` for every source with rejected rows."""
+        return {s: self.counts(s) for s in sorted({s for s, _ in self._counts})}
+
+    def records(self, source: str | None = None, reason: str | None = None) -> list[dict]:
+        """Kept rejected rows as dicts ``{source, batch, row, reason, field, original}``;
+        ``original`` maps each input column to its value as text (None where absent)."""
+        if reason is not None and reason not in REASON_CODE:
+            raise ValueError(f"unknown reason {reason!r}; known reasons: {', '.join(REASONS)}")
+        out = []
+        for b in self._blocks:
+            if source is not None and b.source != source:
+                continue
+            origs = b.originals()
+            for i in range(len(b)):
+                r = REASONS[b.reasons[i] - 1]
+                if reason is None or r == reason:
+                    out.append({"source": b.source, "batch": b.batch, "row": int(b.rows[i]), "reason": r,
+                                "field": str(b.fields[i]), "original": origs[i]})
+        return out
+
+    def table(self) -> dict[str, np.ndarray]:
+        """Kept rows as columns: source, batch, row, reason, field (str) and original (JSON text)."""
+        recs = self.records()
+        return {
+            "source": np.array([r["source"] for r in recs], dtype=str),
+            "batch": np.array([r["batch"] for r in recs], dtype=np.int64),
+            "row": np.array([r["row"] for r in recs], dtype=np.int64),
+            "reason": np.array([r["reason"] for r in recs], dtype=str),
+            "field": np.array([r["field"] for r in recs], dtype=str),
+            "original": np.array([json.dumps(r["original"], sort_keys=True) for r in recs], dtype=str),
+        }
+
+    # ---- writing ----------------------------------------------------------------------------
+    def write_jsonl(self, path) -> int:
+        """Write the kept rows as JSON lines (one object per row); returns the number written."""
+        recs = self.records()
+        with open(Path(path), "w", encoding="utf-8") as f:
+            for r in recs:
+                f.write(json.dumps(r) + "\n")
+        return len(recs)
+
+    def write_parquet(self, path) -> int:
+        """Write the kept rows to Parquet (``original`` as a JSON string column); returns the
+        number written.
+
+        Raises
+        ------
+        ImportError
+            If pyarrow is not installed (``pip install 'telcoanalytics[io]'``).
+        """
+        from telcoanalytics.ingest.readers import _pyarrow
+        pa, pq = _pyarrow()
+        t = self.table()
+        pq.write_table(pa.table({k: pa.array(v.tolist(), type=pa.int64() if v.dtype.kind == "i" else pa.string())
+                                 for k, v in t.items()}), str(path))
+        return len(t["row"])
+
+    # ---- state ------------------------------------------------------------------------------
+    def to_state(self) -> dict:
+        """Checkpoint as NumPy arrays and scalars (``from_state`` restores it)."""
+        keys = sorted(self._counts)
+        st = {f"kept_{k}": v for k, v in self.table().items()}
+        st.update({
+            "count_source": np.array([k[0] for k in keys], dtype=str),
+            "count_reason": np.array([k[1] for k in keys], dtype=str),
+            "count_n": np.array([self._counts[k] for k in keys], dtype=np.int64),
+            "n_not_kept": self.n_not_kept,
+            "max_kept": -1 if self.max_kept is None else self.max_kept,
+        })
+        return st
+
+    @classmethod
+    def from_state(cls, d: dict) -> "Quarantine":
+        """Rebuild a store from ``to_state()`` output."""
+        q = cls(None if int(d["max_kept"]) < 0 else int(d["max_kept"]))
+        q._counts = {(str(s), str(r)): int(n) for s, r, n in zip(d["count_source"], d["count_reason"], d["count_n"])}
+        q.n_not_kept = int(d["n_not_kept"])
+        src = np.asarray(d["kept_source"])
+        for s in dict.fromkeys(src.tolist()):
+            for b in dict.fromkeys(np.asarray(d["kept_batch"])[src == s].tolist()):
+                m = (src == s) & (np.asarray(d["kept_batch"]) == b)
+                origs = [json.loads(o) for o in np.asarray(d["kept_original"])[m]]
+                names = list(dict.fromkeys(c for o in origs for c in o))
+                cols = {c: np.array([o.get(c) for o in origs], dtype=object) for c in names}
+                q._blocks.append(_Block(s, int(b), np.asarray(d["kept_row"])[m].astype(np.int64),
+                                        np.array([REASON_CODE[r] for r in np.asarray(d["kept_reason"])[m]], np.int8),
+                                        np.asarray(d["kept_field"])[m].astype(object), cols))
+                q._n_kept += int(m.sum())
+        return q
+
+    def merge(self, other: "Quarantine") -> "Quarantine":
+        """Add the rows and counts of ``other`` into this store (in place); returns self."""
+        for k, v in other._counts.items():
+            self._counts[k] = self._counts.get(k, 0) + v
+        self.n_not_kept += other.n_not_kept
+        for b in other._blocks:
+            keep = len(b) if self.max_kept is None else max(0, min(len(b), self.max_kept - self._n_kept))
+            self.n_not_kept += len(b) - keep
+            if keep:
+                self._blocks.append(_Block(b.source, b.batch, b.rows[:keep], b.reasons[:keep], b.fields[:keep],
+                                           {c: v[:keep] for c, v in b.columns.items()}))
+                self._n_kept += keep
+        return self
+
+    def __repr__(self) -> str:
+        return f"Quarantine({len(self)} rows: {self.counts()})"

@@ -1,0 +1,355 @@
+"""The pipeline: ingest -> validate -> route by topology -> analysis components, batch by batch.
+
+One ``Pipeline`` owns one ``Ingestor`` per source (sharing one quarantine), routes every
+accepted batch by a topology level (each row to the node of its element at that level), keeps
+per-partition counts, and hands the batch to its analysis components, whose states are kept per
+element and rolled up the topology. The same object serves a real-time feed (call
+:meth:`Pipeline.process` per micro-batch, :meth:`Pipeline.advance` as time passes) and an offline
+replay (``telcoanalytics replay`` drives it over a dataset in arrival order). To run partitions
+apart (Dask workers), :mod:`telcoanalytics.pipeline.distributed` splits batches with the counting-sort
+partition kernel and merges the partial states.
+
+Components
+----------
+A component is any object with
+
+* ``update(source, rows, element_index)``: take accepted canonical rows (and their dense element
+  indices) of one source;
+* ``advance(watermark_ms) -> list``: event time has reached ``watermark_ms`` (minus nothing: the
+  pipeline already subtracted the allowed lateness); returns new findings (may be empty);
+* ``report_lines() -> list[str]``: what it found, for people;
+* ``to_state() -> dict`` and ``load_state(dict)``: checkpoint and restore; a component with a
+  ``topology`` attribute gets the checkpoint's topology there before ``load_state`` (it may have
+  changed since the component was built);
+* optionally ``topology_changed(topology, changes)``: follow a topology change while data flows
+  (:meth:`Pipeline.change_topology` refuses the change if a component lacks it).
+
+Counts are conserved: for every source ``n_read == n_accepted + n_quarantined`` and every
+accepted row lands in exactly one partition (``unrouted`` counts rows of retired elements).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from telcoanalytics.ingest.ingestor import Ingestor
+from telcoanalytics.ingest.quarantine import Quarantine
+from telcoanalytics.ingest.readers import RawChunk
+from telcoanalytics.records import SOURCES, TIME_FIELD
+from telcoanalytics.topology.model import Topology
+
+CHECKPOINT_FORMAT = 1
+
+
+class Pipeline:
+    """Stateful ingest-and-route pipeline with pluggable analysis components.
+
+    Parameters
+    ----------
+    topology : Topology
+        Known elements and hierarchy; unknown element ids are quarantined.
+    route_level : str
+        Topology level that partitions the batches (default ``"region"``).
+    allowed_lateness_ms : int
+        The watermark trails the largest event time seen by this much (default 15 min); the
+        components treat data older than the watermark as late.
+    components : dict name -> component, optional
+        Analysis components (see the module docstring), fed in insertion order.
+    time_range_ms : (int, int), optional
+        Sane event-time range handed to the ingestors.
+
+    Examples
+    --------
+    >>> from telcoanalytics.synth.network import generate
+    >>> day = generate(n_elements=60, days=0.05, seed=1)
+    >>> p = Pipeline(day.topology)
+    >>> for source, rows in day.raw_batches():
+    ...     _ = p.process(source, rows)
+    >>> p.conserved()
+    True
+    """
+
+    def __init__(self, topology: Topology, route_level: str = "region", allowed_lateness_ms: int = 900_000,
+                 components: dict | None = None, time_range_ms: tuple[int, int] | None = None):
+        if not isinstance(topology, Topology):
+            raise TypeError(f"topology must be a telcoanalytics.topology.model.Topology, got {type(topology).__name__}")
+        topology._check_level(route_level)
+        if int(allowed_lateness_ms) != allowed_lateness_ms or allowed_lateness_ms < 0:
+            raise ValueError(f"allowed_lateness_ms must be a non-negative integer, got {allowed_lateness_ms!r}")
+        self.topology = topology
+        self.route_level = route_level
+        self.allowed_lateness_ms = int(allowed_lateness_ms)
+        self.quarantine = Quarantine()
+        kw = {} if time_range_ms is None else {"time_range_ms": time_range_ms}
+        self.ingestors = {s: Ingestor(s, topology=topology, quarantine=self.quarantine, **kw) for s in SOURCES}
+        self.components = dict(components or {})
+        n_part = topology.n_nodes(route_level)
+        self.routed = np.zeros((len(SOURCES), n_part), dtype=np.int64)   # accepted rows per source x partition
+        self.unrouted = np.zeros(len(SOURCES), dtype=np.int64)            # accepted rows of retired elements
+        self.max_event_ms = np.iinfo(np.int64).min
+        self.n_batches = 0
+        self.seconds = {"ingest": 0.0, "route": 0.0, **{name: 0.0 for name in self.components}}
+
+    # ---- feeding ------------------------------------------------------------------------------
+    @property
+    def watermark_ms(self) -> int:
+        """Largest event time seen minus the allowed lateness (int64 min before any data)."""
+        if self.max_event_ms == np.iinfo(np.int64).min:
+            return self.max_event_ms
+        return int(self.max_event_ms - self.allowed_lateness_ms)
+
+    def process(self, source: str, data):
+        """Ingest one batch of ``source`` (any reader input or a ``RawChunk``), route it, feed the
+        components; returns the ``IngestResult``."""
+        if source not in self.ingestors:
+            raise ValueError(f"unknown source {source!r}; known sources: {', '.join(SOURCES)}")
+        t0 = time.perf_counter()
+        ing = self.ingestors[source]
+        res = ing.ingest_chunk(data) if isinstance(data, RawChunk) else ing.ingest(data)
+        t1 = time.perf_counter()
+        self.seconds["ingest"] += t1 - t0
+        self.n_batches += 1
+        if res.n_accepted == 0:
+            return res
+        idx = res.element_index
+        node = self.topology.route_map(self.route_level)[idx]   # -1: retired element (kept, not routed)
+        counts = np.bincount(node + 1, minlength=self.routed.shape[1] + 1)
+        si = SOURCES.index(source)
+        self.routed[si] += counts[1:]
+        self.unrouted[si] += counts[0]
+        t_max = int(res.accepted[TIME_FIELD[source]].max())
+        self.max_event_ms = max(self.max_event_ms, t_max)
+        t2 = time.perf_counter()
+        self.seconds["route"] += t2 - t1
+        for name, comp in self.components.items():
+            tc = time.perf_counter()
+            comp.update(source, res.accepted, idx)
+            self.seconds[name] += time.perf_counter() - tc
+        return res
+
+    def feed(self, batches, tick_ms: int = 60_000) -> int:
+        """Process ``(source, data)`` batches in order, advancing the components each time the
+        watermark crosses a multiple of ``tick_ms`` (a minute by default); returns the rows read.
+
+        The end of the input is not an advance: call ``advance(max_event_ms + 1)`` and
+        :meth:`finish` when the stream is over.
+        """
+        n = 0
+        next_tick = None
+        no_data = np.iinfo(np.int64).min
+        for source, data in batches:
+            n += self.process(source, data).n_read
+            wm = self.watermark_ms
+            if wm == no_data:
+                continue
+            if next_tick is None:
+                next_tick = wm - wm % tick_ms + tick_ms
+            elif wm >= next_tick:
+                self.advance(wm)
+                next_tick = wm - wm % tick_ms + tick_ms
+        return n
+
+    def advance(self, watermark_ms: int | None = None) -> dict[str, list]:
+        """Tell the components event time reached ``watermark_ms`` (default: the pipeline's)."""
+        wm = self.watermark_ms if watermark_ms is None else int(watermark_ms)
+        out = {}
+        for name, comp in self.components.items():
+            tc = time.perf_counter()
+            found = comp.advance(wm)
+            self.seconds[name] += time.perf_counter() - tc
+            out[name] = found or []
+        return out
+
+    def finish(self) -> None:
+        """End of input: components with a ``finish()`` method flush what they hold (alerts)."""
+        for comp in self.components.values():
+            fin = getattr(comp, "finish", None)
+            if fin is not None:
+                fin()
+
+    # ---- topology changes while data flows -----------------------------------------------------
+    def change_topology(self, target: Topology, changes: list | None = None) -> list:
+        """Switch to a new topology version without losing state.
+
+        Parameters
+        ----------
+        target : Topology
+            Either a freshly loaded topology (its own numbering; it is reconciled with the running
+            one by :meth:`Topology.reconcile`, so existing elements keep their dense indices), or
+            the result of changes made on the running topology (``add_elements``,
+            ``rehome_elements``, ...), in which case pass those ``changes`` too.
+        changes : list of TopologyChange, optional
+            The changes that lead from the running topology to ``target``.
+
+        Returns
+        -------
+        list of TopologyChange
+            The changes applied. Routing counts are remapped; components remap their own state in
+            their ``topology_changed(topology, changes)`` method. Batches processed after the call
+            are validated and routed by the new structure.
+
+        Raises
+        ------
+        ValueError
+            If a component has no ``topology_changed`` method (nothing is changed then), or the
+            changes do not start at the running version.
+        """
+        if not isinstance(target, Topology):
+            raise TypeError(f"target must be a Topology, got {type(target).__name__}")
+        fixed = [name for name, comp in self.components.items() if not hasattr(comp, "topology_changed")]
+        if fixed:   # checked before anything changes: a topology change is all or nothing
+            raise ValueError(f"components {fixed} keep state sized for topology version {self.topology.version} "
+                             "and cannot follow a topology change; checkpoint, then build them for the new "
+                             "topology (components that can: those with a topology_changed method)")
+        if changes is None:
+            target, changes = self.topology.reconcile(target)
+        elif changes and changes[0].from_version != self.topology.version:
+            raise ValueError(f"changes start at topology version {changes[0].from_version}, "
+                             f"the pipeline runs version {self.topology.version}")
+        routed = self.routed.T
+        for ch in changes:
+            routed = ch.remap(routed, level=self.route_level, fill=0)
+        self.routed = np.ascontiguousarray(routed.T)
+        self.topology = target
+        for ing in self.ingestors.values():
+            ing.topology = target
+        for comp in self.components.values():
+            hook = getattr(comp, "topology_changed", None)
+            if hook is not None:
+                hook(target, changes)
+        return changes
+
+    # ---- accounting ---------------------------------------------------------------------------
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Read / accepted / quarantined rows per source."""
+        return {s: {"read": ing.n_read, "accepted": ing.n_accepted, "quarantined": ing.n_quarantined}
+                for s, ing in self.ingestors.items()}
+
+    def conserved(self) -> bool:
+        """True when every row read is accepted or quarantined, and every accepted row routed."""
+        for si, (s, ing) in enumerate(self.ingestors.items()):
+            if ing.n_accepted + ing.n_quarantined != ing.n_read:
+                return False
+            if self.routed[si].sum() + self.unrouted[si] != ing.n_accepted:
+                return False
+        return True
+
+    def region_table(self) -> np.ndarray:
+        """Accepted rows per partition (route level node) and source, as a structured array."""
+        ids = self.topology.ids[self.route_level]
+        dt = [(self.route_level + "_id", "i8")] + [(s, "i8") for s in SOURCES] + [("total", "i8")]
+        out = np.zeros(len(ids), dtype=dt)
+        out[self.route_level + "_id"] = ids
+        for si, s in enumerate(SOURCES):
+            out[s] = self.routed[si]
+        out["total"] = self.routed.sum(axis=0)
+        return out
+
+    # ---- checkpoint ---------------------------------------------------------------------------
+    def checkpoint(self, path) -> Path:
+        """Write the whole state (ingestors, quarantine, routing counts, components) to ``path``.
+
+        The file is an uncompressed ``.npz`` whose entries are the flattened state dicts; it is
+        written to a temporary name and renamed, so a crash never leaves half a checkpoint.
+        """
+        path = Path(path)
+        flat: dict[str, np.ndarray] = {}
+        meta = {"format": CHECKPOINT_FORMAT, "route_level": self.route_level,
+                "allowed_lateness_ms": self.allowed_lateness_ms, "components": list(self.components),
+                "n_batches": self.n_batches, "max_event_ms": int(self.max_event_ms)}
+        _flatten("topology", self.topology.to_state(), flat)
+        _flatten("quarantine", self.quarantine.to_state(), flat)
+        for s, ing in self.ingestors.items():
+            _flatten(f"ingest.{s}", ing.to_state(include_quarantine=False), flat)
+        flat["routed"] = self.routed
+        flat["unrouted"] = self.unrouted
+        for name, comp in self.components.items():
+            _flatten(f"comp.{name}", comp.to_state(), flat)
+        flat["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **flat)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def restore(cls, path, components: dict | None = None) -> "Pipeline":
+        """Rebuild a pipeline from :meth:`checkpoint`; pass fresh component objects of the same
+        names and kinds: their state is loaded with ``load_state``."""
+        with np.load(Path(path), allow_pickle=False) as z:
+            flat = {k: z[k] for k in z.files}
+        meta = json.loads(bytes(flat.pop("__meta__")).decode())
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint {path} has format {meta.get('format')}, this version reads {CHECKPOINT_FORMAT}")
+        names = list(components or {})
+        if names != meta["components"]:
+            raise ValueError(f"checkpoint {path} holds components {meta['components']}, got {names}")
+        topo = Topology.from_state(_unflatten("topology", flat))
+        p = cls(topo, meta["route_level"], meta["allowed_lateness_ms"], components)
+        p.quarantine = Quarantine.from_state(_unflatten("quarantine", flat))
+        for s in SOURCES:
+            p.ingestors[s] = Ingestor.from_state(_unflatten(f"ingest.{s}", flat), topology=topo)
+            p.ingestors[s].quarantine = p.quarantine
+        p.routed = flat["routed"].copy()
+        p.unrouted = flat["unrouted"].copy()
+        p.n_batches = meta["n_batches"]
+        p.max_event_ms = meta["max_event_ms"]
+        for name, comp in p.components.items():
+            if hasattr(comp, "topology"):   # the checkpoint's version, which may be newer than the build's
+                comp.topology = topo
+            comp.load_state(_unflatten(f"comp.{name}", flat))
+        return p
+
+
+# ---- state (de)flattening: nested dicts of arrays/scalars/strings <-> flat npz entries ----------
+_SEP = "::"   # nesting separator in npz entry names (component state keys may contain "." and "/")
+
+
+def _flatten(prefix: str, d: dict, out: dict) -> None:
+    for k, v in d.items():
+        key = f"{prefix}{_SEP}{k}"
+        if isinstance(v, dict):
+            _flatten(key, v, out)
+            out[key + _SEP + "__dict__"] = np.zeros(0, dtype=np.uint8)
+        elif isinstance(v, np.ndarray) and v.dtype != object:
+            out[key] = v
+        elif isinstance(v, (str, bytes, int, float, bool, type(None), list, tuple)) or np.isscalar(v):
+            out[key + _SEP + "__json__"] = np.frombuffer(json.dumps(_jsonable(v)).encode(), dtype=np.uint8)
+        else:
+            raise TypeError(f"state entry {key} has unsupported type {type(v).__name__}")
+
+
+def _jsonable(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, bytes):
+        return v.decode("latin-1")
+    return v
+
+
+def _unflatten(prefix: str, flat: dict) -> dict:
+    out: dict = {}
+    pre = prefix + _SEP
+
+    def node_at(parts):
+        node = out
+        for p in parts:
+            node = node.setdefault(p, {})
+        return node
+
+    for key, v in flat.items():
+        if not key.startswith(pre):
+            continue
+        parts = key[len(pre):].split(_SEP)
+        if parts[-1] == "__dict__":
+            node_at(parts[:-1])
+        elif parts[-1] == "__json__":
+            node_at(parts[:-2])[parts[-2]] = json.loads(bytes(v).decode())
+        else:
+            node_at(parts[:-1])[parts[-1]] = v
+    return out

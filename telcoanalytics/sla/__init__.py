@@ -1,0 +1,33 @@
+"""SLA monitoring: rules and SLOs (from dicts, JSON or TOML), evaluation per minute tick with late
+data re-evaluation, lifecycles and error budgets.
+"""
+
+from telcoanalytics.sla.sla import (  # noqa: F401
+    SlaEvent,
+    SlaRule,
+    SloRule,
+    SlaMonitor,
+    load_rules,
+    default_rules,
+    parse_duration_s,
+    LATENCY_P95_THRESHOLDS_MS,
+    SRE_BURN_WINDOWS,
+    SEVERITIES,
+    COMPARATORS,
+    STATUS_NAMES,
+)
+
+__all__ = [
+    'SlaEvent',
+    'SlaRule',
+    'SloRule',
+    'SlaMonitor',
+    'load_rules',
+    'default_rules',
+    'parse_duration_s',
+    'LATENCY_P95_THRESHOLDS_MS',
+    'SRE_BURN_WINDOWS',
+    'SEVERITIES',
+    'COMPARATORS',
+    'STATUS_NAMES',
+]

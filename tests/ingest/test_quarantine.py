@@ -1,0 +1,94 @@
+"""Quarantine store: counts, records, writers, state, merge, limits, errors."""
+import json
+
+import numpy as np
+import pytest
+
+from telcoanalytics.ingest.quarantine import REASON_CODE, REASONS, Quarantine
+
+
+def _add(q, source="qos", rows=(0, 5), reasons=("non_finite", "out_of_domain"), batch=0):
+    k = len(rows)
+    q.add(source, rows=np.array(rows), reasons=np.array([REASON_CODE[r] for r in reasons]),
+          fields=np.array(["latency_ms"] * k, dtype=object),
+          columns={"latency_ms": np.array([np.nan, -1.0, 2.0][:k]), "note": np.array(["a", None, "c"][:k], dtype=object)},
+          batch=batch)
+
+
+def test_reason_codes_are_complete_and_ordered():
+    assert len(REASONS) == 12 and REASONS[0] == "unparseable" and REASONS[-1] == "duplicate_id"
+    assert [REASON_CODE[r] for r in REASONS] == list(range(1, 13))
+
+
+def test_add_counts_records():
+    q = Quarantine()
+    _add(q)
+    _add(q, source="cdr", rows=(7,), reasons=("duplicate_id",), batch=3)
+    assert len(q) == 3 and q.n_kept == 3
+    assert q.counts() == {"non_finite": 1, "out_of_domain": 1, "duplicate_id": 1}
+    assert q.counts("qos") == {"non_finite": 1, "out_of_domain": 1}
+    assert q.counts_by_source() == {"cdr": {"duplicate_id": 1}, "qos": {"non_finite": 1, "out_of_domain": 1}}
+    recs = q.records(reason="out_of_domain")
+    assert recs == [{"source": "qos", "batch": 0, "row": 5, "reason": "out_of_domain", "field": "latency_ms",
+                     "original": {"latency_ms": "-1.0", "note": None}}]
+    assert q.records(source="cdr")[0]["batch"] == 3
+    assert q.records()[0]["original"]["latency_ms"] == "nan"
+    assert "3 rows" in repr(q)
+    _add(q, rows=(), reasons=())          # empty add is a no-op
+    assert len(q) == 3
+
+
+def test_add_errors():
+    q = Quarantine()
+    with pytest.raises(ValueError, match="same length"):
+        q.add("qos", rows=np.array([1, 2]), reasons=np.array([1]), fields=np.array(["a"], dtype=object), columns={})
+    with pytest.raises(ValueError, match=r"reason codes must be in 1\.\.12"):
+        q.add("qos", rows=np.array([1]), reasons=np.array([13]), fields=np.array(["a"], dtype=object), columns={})
+    with pytest.raises(ValueError, match="unknown reason 'late'"):
+        q.records(reason="late")
+    with pytest.raises(ValueError, match="max_kept"):
+        Quarantine(max_kept=-1)
+
+
+def test_max_kept_counts_everything():
+    q = Quarantine(max_kept=2)
+    _add(q, rows=(0, 1, 2), reasons=("non_finite",) * 3)
+    _add(q, rows=(3,), reasons=("non_finite",))
+    assert len(q) == 4 and q.n_kept == 2 and q.n_not_kept == 2
+    assert q.counts() == {"non_finite": 4}
+
+
+def test_write_jsonl_and_parquet(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    q = Quarantine()
+    _add(q)
+    n = q.write_jsonl(tmp_path / "q.jsonl")
+    lines = (tmp_path / "q.jsonl").read_text().splitlines()
+    assert n == 2 and json.loads(lines[1])["original"] == {"latency_ms": "-1.0", "note": None}
+    assert q.write_parquet(tmp_path / "q.parquet") == 2
+    t = pq.read_table(tmp_path / "q.parquet").to_pydict()
+    assert t["row"] == [0, 5] and t["reason"] == ["non_finite", "out_of_domain"]
+    assert json.loads(t["original"][0]) == {"latency_ms": "nan", "note": "a"}
+
+
+def test_state_round_trip_and_merge():
+    q = Quarantine(max_kept=10)
+    _add(q)
+    _add(q, source="cdr", rows=(7,), reasons=("duplicate_id",), batch=3)
+    r = Quarantine.from_state(q.to_state())
+    assert r.records() == q.records() and r.counts() == q.counts() and r.max_kept == 10
+    assert Quarantine.from_state(Quarantine().to_state()).counts() == {}
+    m = Quarantine(max_kept=4)
+    _add(m, rows=(0, 1, 2), reasons=("unparseable",) * 3)
+    m.merge(q)
+    assert len(m) == 6 and m.n_kept == 4 and m.n_not_kept == 2
+    assert m.counts() == {"unparseable": 3, "non_finite": 1, "out_of_domain": 1, "duplicate_id": 1}
+    u = Quarantine().merge(q)
+    assert u.records() == q.records()
+
+
+def test_text_of_original_values():
+    from telcoanalytics.ingest.quarantine import _text
+    assert _text(b"ab") == "ab" and _text(np.int64(3)) == "3" and _text(True) == "True"
+    assert _text(np.float64(np.inf)) == "inf" and _text(2.5) == "2.5"
+    assert _text(np.datetime64(0, "ms")) == "1970-01-01T00:00:00.000" and _text([1]) == "[1]"
