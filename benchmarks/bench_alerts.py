@@ -42,6 +42,7 @@ Run: ``.venv/bin/python -m pytest benchmarks/bench_alerts.py --benchmark-only -q
 ``.venv/bin/python benchmarks/bench_alerts.py`` (prints the figures). ``BENCH_N`` sets the
 number of replayed events (default 10,000,000 = 10 s at 1M events/s).
 """
+
 from __future__ import annotations
 
 import json
@@ -66,12 +67,13 @@ BENCH_RATE = float(os.environ.get("BENCH_RATE", 1_000_000))
 BENCH_BATCH = int(os.environ.get("BENCH_BATCH", 100_000))
 BENCH_SLA_ELEMENTS = int(os.environ.get("BENCH_SLA_ELEMENTS", 2_000))
 BENCH_SLA_DAYS = float(os.environ.get("BENCH_SLA_DAYS", 0.5))
-T0 = 1_772_409_600_000          # 2026-03-02 00:00 UTC
+T0 = 1_772_409_600_000  # 2026-03-02 00:00 UTC
 MIN = 60_000
 
 try:  # the real event class when the SLA module is there, else the brief's field list
     from telcoanalytics.sla.sla import SlaEvent
 except ImportError:  # pragma: no cover
+
     @dataclass
     class SlaEvent:
         rule: str
@@ -148,6 +150,7 @@ class Receiver:
 
 def _iso(t_ms: int) -> str:
     from telcoanalytics.alerts.manager import rfc3339_ms
+
     return rfc3339_ms(t_ms)
 
 
@@ -208,23 +211,54 @@ class ThresholdProducer:
         self.firing[gone] = False
         out = []
         for i in new.tolist():
-            out.append(SlaEvent("cell_prb_congestion", "prb_util_pct", "major", "firing", "element",
-                                int(self.eids[i]), "", t_ms, t_ms, -1, float(peak[i]), self.thr,
-                                float(peak[i]), "PRB utilisation over 90%"))
+            out.append(
+                SlaEvent(
+                    "cell_prb_congestion",
+                    "prb_util_pct",
+                    "major",
+                    "firing",
+                    "element",
+                    int(self.eids[i]),
+                    "",
+                    t_ms,
+                    t_ms,
+                    -1,
+                    float(peak[i]),
+                    self.thr,
+                    float(peak[i]),
+                    "PRB utilisation over 90%",
+                )
+            )
         for i in gone.tolist():
-            out.append(SlaEvent("cell_prb_congestion", "prb_util_pct", "major", "resolved", "element",
-                                int(self.eids[i]), "", t_ms, int(self.start_ms[i]), t_ms, 50.0, self.thr,
-                                float(self.worst[i]), "PRB utilisation back under 90%"))
+            out.append(
+                SlaEvent(
+                    "cell_prb_congestion",
+                    "prb_util_pct",
+                    "major",
+                    "resolved",
+                    "element",
+                    int(self.eids[i]),
+                    "",
+                    t_ms,
+                    int(self.start_ms[i]),
+                    t_ms,
+                    50.0,
+                    self.thr,
+                    float(self.worst[i]),
+                    "PRB utilisation back under 90%",
+                )
+            )
             self.worst[i] = 0.0
         return out
 
 
-def replay_latency(n_events=BENCH_N, rate=BENCH_RATE, batch=BENCH_BATCH, group_wait_ms=0,
-                   group_interval_ms=MIN, seed=42, spool=True) -> dict:
+def replay_latency(
+    n_events=BENCH_N, rate=BENCH_RATE, batch=BENCH_BATCH, group_wait_ms=0, group_interval_ms=MIN, seed=42, spool=True
+) -> dict:
     """Paced replay through the alert path; returns latency percentiles and rates."""
     rng = np.random.default_rng(seed)
     topo = bench_topology()
-    for lv in topo.levels:                  # warm the topology's cached maps (and their kernels)
+    for lv in topo.levels:  # warm the topology's cached maps (and their kernels)
         topo.element_to(lv)
     n_el = topo.n_elements
     n_batches = max(1, n_events // batch)
@@ -237,8 +271,14 @@ def replay_latency(n_events=BENCH_N, rate=BENCH_RATE, batch=BENCH_BATCH, group_w
     rcv = Receiver()
     tmp = tempfile.mkdtemp(prefix="bench_alerts_")
     sink = WebhookSink(rcv.url, spool_dir=os.path.join(tmp, "spool") if spool else None, timeout_s=5)
-    mgr = AlertManager(topo, [sink], group_wait_ms=group_wait_ms, group_interval_ms=group_interval_ms,
-                       repeat_interval_ms=4 * 3_600_000, clock=lambda: 0)
+    mgr = AlertManager(
+        topo,
+        [sink],
+        group_wait_ms=group_wait_ms,
+        group_interval_ms=group_interval_ms,
+        repeat_interval_ms=4 * 3_600_000,
+        clock=lambda: 0,
+    )
     prod = ThresholdProducer(topo)
     sent: list[tuple[str, str, str, int]] = []
     period_ns = int(batch / rate * 1e9)
@@ -283,22 +323,36 @@ def replay_latency(n_events=BENCH_N, rate=BENCH_RATE, batch=BENCH_BATCH, group_w
     summary = mgr.summary_lines(T0 + n_batches * MIN)
     mgr.close(T0 + n_batches * MIN)
     rcv.close()
-    return {"events": n_batches * batch, "batches": n_batches, "target_rate_eps": rate,
-            "achieved_rate_eps": n_batches * batch / wall_s, "busy_fraction": busy_ns / 1e9 / wall_s,
-            "alert_transitions": len(sent), "measured": int(len(lat)), "posts": rcv.posts,
-            "unsent_transitions": unsent, "resolved_before_notify": int(withheld),
-            "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99), "max_ms": _pct(lat, 100),
-            "group_wait_ms": group_wait_ms, "unmeasured_tail_batches": int(tail),
-            "group_interval_ms": group_interval_ms, "flushed": ok,
-            "batch_ms_mean": busy_ns / 1e6 / n_batches, "batch_ms_max": busy_max_ns / 1e6,
-            "alert_path_ms_per_batch": alert_ns / 1e6 / n_batches,
-            "summary": summary}
+    return {
+        "events": n_batches * batch,
+        "batches": n_batches,
+        "target_rate_eps": rate,
+        "achieved_rate_eps": n_batches * batch / wall_s,
+        "busy_fraction": busy_ns / 1e9 / wall_s,
+        "alert_transitions": len(sent),
+        "measured": int(len(lat)),
+        "posts": rcv.posts,
+        "unsent_transitions": unsent,
+        "resolved_before_notify": int(withheld),
+        "p50_ms": _pct(lat, 50),
+        "p99_ms": _pct(lat, 99),
+        "max_ms": _pct(lat, 100),
+        "group_wait_ms": group_wait_ms,
+        "unmeasured_tail_batches": int(tail),
+        "group_interval_ms": group_interval_ms,
+        "flushed": ok,
+        "batch_ms_mean": busy_ns / 1e6 / n_batches,
+        "batch_ms_max": busy_max_ns / 1e6,
+        "alert_path_ms_per_batch": alert_ns / 1e6 / n_batches,
+        "summary": summary,
+    }
 
 
 def replay_sla_monitor(n_elements=BENCH_SLA_ELEMENTS, days=BENCH_SLA_DAYS, seed=7) -> dict:
     """Synthetic day through SlaMonitor -> alerts -> manager -> webhook, unpaced."""
     from telcoanalytics.sla.sla import SlaMonitor, default_rules
     from telcoanalytics.synth.network import SynthConfig, generate
+
     day = generate(SynthConfig(n_elements=n_elements, days=days, seed=seed))
     batches = list(day.raw_batches(60_000, with_arrival=True))
     topo = day.topology
@@ -315,7 +369,7 @@ def replay_sla_monitor(n_elements=BENCH_SLA_ELEMENTS, days=BENCH_SLA_DAYS, seed=
         handed = time.monotonic_ns()
         mon.update(src, rows)
         n_events += len(rows)
-        if src != "qos":                       # one advance per arrival window (qos comes last)
+        if src != "qos":  # one advance per arrival window (qos comes last)
             sla_ns += time.monotonic_ns() - handed
             continue
         wm = int(arrival_ms.max()) - 2 * MIN
@@ -338,11 +392,19 @@ def replay_sla_monitor(n_elements=BENCH_SLA_ELEMENTS, days=BENCH_SLA_DAYS, seed=
     summary = mgr.summary_lines(wm)
     mgr.close(wm)
     rcv.close()
-    return {"events": n_events, "elements": n_elements, "rate_eps": n_events / wall_s,
-            "sla_s": sla_ns / 1e9, "alert_path_s": alert_ns / 1e9, "alert_transitions": len(sent),
-            "received": int(len(lat)), "unsent_transitions": unsent,
-            "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99),
-            "summary": summary}
+    return {
+        "events": n_events,
+        "elements": n_elements,
+        "rate_eps": n_events / wall_s,
+        "sla_s": sla_ns / 1e9,
+        "alert_path_s": alert_ns / 1e9,
+        "alert_transitions": len(sent),
+        "received": int(len(lat)),
+        "unsent_transitions": unsent,
+        "p50_ms": _pct(lat, 50),
+        "p99_ms": _pct(lat, 99),
+        "summary": summary,
+    }
 
 
 # ---- the real path at 1M events/s -----------------------------------------------------------
@@ -352,7 +414,7 @@ PACED_MIN_PER_BATCH = int(os.environ.get("BENCH_PACED_MIN_PER_BATCH", 1))
 PACED_LATE = float(os.environ.get("BENCH_PACED_LATE", 0.005))
 # healthy release-cause mix: 98.5 % normal / user-side, 0.5 % congestion, 1 % failures
 _CAUSES = np.array([16] * 170 + [31] * 8 + [17] * 8 + [18] * 6 + [19] * 4 + [21] + [34] + [27, 38])
-_LATENCY_MEDIAN_MS = np.array([200.0, 80.0, 30.0, 10.0])        # 2g, 3g, 4g, 5g cells (healthy)
+_LATENCY_MEDIAN_MS = np.array([200.0, 80.0, 30.0, 10.0])  # 2g, 3g, 4g, 5g cells (healthy)
 
 
 class CdrHeavyProducer:
@@ -371,6 +433,7 @@ class CdrHeavyProducer:
     def __init__(self, topo: Topology, rate: int, seed: int = 42, p_late: float = PACED_LATE):
         rng = self.rng = np.random.default_rng(seed)
         from telcoanalytics.records import empty
+
         n = topo.n_elements
         self.topo = topo
         eids = topo.ids[topo.element_level]
@@ -391,8 +454,16 @@ class CdrHeavyProducer:
             c["end_ms"] = off + 3000 + rng.integers(0, 180_000, n_cdr)
             c["service"] = rng.integers(0, 4, n_cdr)
             c["cause"] = cause
-            self.templates.append({"cdr": c, "elem": e, "cause": cause, "answered": np.flatnonzero(ans),
-                                   "hit": rng.random(n_cdr) < 0.3, "t": 0})
+            self.templates.append(
+                {
+                    "cdr": c,
+                    "elem": e,
+                    "cause": cause,
+                    "answered": np.flatnonzero(ans),
+                    "hit": rng.random(n_cdr) < 0.3,
+                    "t": 0,
+                }
+            )
         eq = empty("equip", 5 * n)
         eq["element_id"] = np.repeat(eids, 5)
         eq["metric_id"] = np.tile(np.arange(5, dtype=np.int32), n)
@@ -431,9 +502,16 @@ class CdrHeavyProducer:
         return out
 
 
-def replay_sla_paced(n_elements=PACED_ELEMENTS, seconds=PACED_SECONDS, rate=BENCH_RATE,
-                     minutes_per_batch=PACED_MIN_PER_BATCH, warm_minutes=30, incident_every=8,
-                     incident_min=15, seed=42) -> dict:
+def replay_sla_paced(
+    n_elements=PACED_ELEMENTS,
+    seconds=PACED_SECONDS,
+    rate=BENCH_RATE,
+    minutes_per_batch=PACED_MIN_PER_BATCH,
+    warm_minutes=30,
+    incident_every=8,
+    incident_min=15,
+    seed=42,
+) -> dict:
     """The real alert path under a sustained, paced load of ``rate`` events/s.
 
     Every second (wall clock) one micro-batch "arrives" holding ``minutes_per_batch`` minutes of
@@ -447,11 +525,14 @@ def replay_sla_paced(n_elements=PACED_ELEMENTS, seconds=PACED_SECONDS, rate=BENC
     ``warm_minutes`` of history are fed unpaced first (windows fill; not measured).
     """
     from telcoanalytics.sla.sla import SlaMonitor, default_rules
+
     base = bench_topology(n_sites=max(1, n_elements // 40), cells_per_site=40, n_regions=10)
     el = base.ids["element"]
-    topo = Topology.from_columns(el, {"region": base.ids["region"][base.element_to("region")],
-                                      "site": base.ids["site"][base.element_to("site")]},
-                                 {"technology": (np.arange(len(el)) % 4).astype(np.int16)})   # 5g/4g/3g/2g cells
+    topo = Topology.from_columns(
+        el,
+        {"region": base.ids["region"][base.element_to("region")], "site": base.ids["site"][base.element_to("site")]},
+        {"technology": (np.arange(len(el)) % 4).astype(np.int16)},
+    )  # 5g/4g/3g/2g cells
     for lv in topo.levels:
         topo.element_to(lv)
     per_min = int(rate // minutes_per_batch)
@@ -460,14 +541,20 @@ def replay_sla_paced(n_elements=PACED_ELEMENTS, seconds=PACED_SECONDS, rate=BENC
     t_gen = time.perf_counter() - t0
     mon = SlaMonitor(topo, default_rules(topo))
     wt = bench_topology(3, 4, 1)
-    warm = SlaMonitor(wt, default_rules(wt))                          # load every kernel once
+    warm = SlaMonitor(wt, default_rules(wt))  # load every kernel once
     for m in range(3):
         warm.step("cdr", CdrHeavyProducer(warm.topology, 500, 1).batch(m, np.zeros(0))[0][1], T0 + (m + 1) * MIN)
     rcv = Receiver()
     tmp = tempfile.mkdtemp(prefix="bench_alerts_paced_")
     sink = WebhookSink(rcv.url, spool_dir=os.path.join(tmp, "spool"), timeout_s=5)
-    mgr = AlertManager(topo, [sink], group_wait_ms=0, group_interval_ms=MIN * minutes_per_batch,
-                       repeat_interval_ms=4 * 3_600_000, clock=lambda: 0)
+    mgr = AlertManager(
+        topo,
+        [sink],
+        group_wait_ms=0,
+        group_interval_ms=MIN * minutes_per_batch,
+        repeat_interval_ms=4 * 3_600_000,
+        clock=lambda: 0,
+    )
     n_sites = topo.n_nodes("site")
     minute = 0
     t0 = time.perf_counter()
@@ -495,7 +582,7 @@ def replay_sla_paced(n_elements=PACED_ELEMENTS, seconds=PACED_SECONDS, rate=BENC
         for j in range(minutes_per_batch):
             m = minute + j
             inc = [k for k in range(0, m + 1, incident_every) if k <= m - warm_minutes < k + incident_min]
-            bad = np.array([(k // incident_every * 37) % n_sites for k in inc], np.int64)   # dense site indices
+            bad = np.array([(k // incident_every * 37) % n_sites for k in inc], np.int64)  # dense site indices
             minutes.append(prod.batch(m, bad))
         produce.append(time.perf_counter() - p0)
         arrival = t_start + i * period_ns
@@ -536,20 +623,40 @@ def replay_sla_paced(n_elements=PACED_ELEMENTS, seconds=PACED_SECONDS, rate=BENC
     mgr.close(T0 + minute * MIN)
     rcv.close()
     b = np.asarray(busy)
-    return {"elements": topo.n_elements, "rules": len(mon.rules), "lifecycles": len(mon.evals),
-            "target_rate_eps": rate, "events": n_events, "late_rows": int(n_late),
-            "achieved_rate_eps": n_events / wall_s, "batches": seconds,
-            "event_minutes_per_batch": minutes_per_batch,
-            "batch_s_p50": float(np.median(b)), "batch_s_p99": float(np.percentile(b, 99)),
-            "batch_s_max": float(b.max()), "batch_cpu_s_p50": float(np.median(busy_cpu)),
-            "batch_cpu_s_max": float(np.max(busy_cpu)), "process_cpu_s_per_batch": cpu_s / seconds,
-            "update_s_p50": float(np.median(upd)), "advance_s_p50": float(np.median(adv)),
-            "advance_s_max": float(np.max(adv)),
-            "kept_up": bool(b.max() < 1.0), "started_late_ms_max": float(max(behind)),
-            "alert_transitions": len(sent), "received": int(len(lat)), "unsent_transitions": unsent,
-            "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99), "max_ms": _pct(lat, 100), "flushed": ok,
-            "producer_s_p50": float(np.median(produce)), "generator_setup_s": t_gen, "warm_s": t_warm,
-            "store_memory_mb": mon.store.memory_bytes() / 2**20, "summary": summary}
+    return {
+        "elements": topo.n_elements,
+        "rules": len(mon.rules),
+        "lifecycles": len(mon.evals),
+        "target_rate_eps": rate,
+        "events": n_events,
+        "late_rows": int(n_late),
+        "achieved_rate_eps": n_events / wall_s,
+        "batches": seconds,
+        "event_minutes_per_batch": minutes_per_batch,
+        "batch_s_p50": float(np.median(b)),
+        "batch_s_p99": float(np.percentile(b, 99)),
+        "batch_s_max": float(b.max()),
+        "batch_cpu_s_p50": float(np.median(busy_cpu)),
+        "batch_cpu_s_max": float(np.max(busy_cpu)),
+        "process_cpu_s_per_batch": cpu_s / seconds,
+        "update_s_p50": float(np.median(upd)),
+        "advance_s_p50": float(np.median(adv)),
+        "advance_s_max": float(np.max(adv)),
+        "kept_up": bool(b.max() < 1.0),
+        "started_late_ms_max": float(max(behind)),
+        "alert_transitions": len(sent),
+        "received": int(len(lat)),
+        "unsent_transitions": unsent,
+        "p50_ms": _pct(lat, 50),
+        "p99_ms": _pct(lat, 99),
+        "max_ms": _pct(lat, 100),
+        "flushed": ok,
+        "producer_s_p50": float(np.median(produce)),
+        "generator_setup_s": t_gen,
+        "warm_s": t_warm,
+        "store_memory_mb": mon.store.memory_bytes() / 2**20,
+        "summary": summary,
+    }
 
 
 # ---- pytest-benchmark entry points ---------------------------------------------------------
@@ -559,8 +666,10 @@ def _record(benchmark, res: dict):
             benchmark.extra_info[k] = v
 
 
-CONFIGS = {"bare": {"group_wait_ms": 0, "group_interval_ms": MIN},
-           "alertmanager_defaults": {"group_wait_ms": 30_000, "group_interval_ms": 5 * MIN}}
+CONFIGS = {
+    "bare": {"group_wait_ms": 0, "group_interval_ms": MIN},
+    "alertmanager_defaults": {"group_wait_ms": 30_000, "group_interval_ms": 5 * MIN},
+}
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))
@@ -568,14 +677,17 @@ def test_alert_latency_replay(benchmark, config):
     res = benchmark.pedantic(replay_latency, kwargs=CONFIGS[config], rounds=1, iterations=1)
     _record(benchmark, res)
     if res["batches"] <= res["unmeasured_tail_batches"]:
-        pytest.skip(f"{res['batches']} batches leave nothing to measure before the last "
-                    f"{res['unmeasured_tail_batches']} (one group interval); raise BENCH_N")
+        pytest.skip(
+            f"{res['batches']} batches leave nothing to measure before the last "
+            f"{res['unmeasured_tail_batches']} (one group interval); raise BENCH_N"
+        )
     assert res["measured"] > 0
 
 
 def test_alert_latency_sla_monitor(benchmark):
     import telcoanalytics.sla.sla  # noqa: F401
     import telcoanalytics.synth.network  # noqa: F401
+
     res = benchmark.pedantic(replay_sla_monitor, rounds=1, iterations=1)
     _record(benchmark, res)
 
@@ -585,15 +697,16 @@ def test_alert_latency_sla_paced(benchmark):
     res = benchmark.pedantic(replay_sla_paced, rounds=1, iterations=1)
     _record(benchmark, res)
     assert res["events"] == res["batches"] * int(BENCH_RATE) and res["flushed"]
-    assert PACED_SECONDS < 15 or res["received"] > 0        # incidents fire from ~6 minutes in
+    assert PACED_SECONDS < 15 or res["received"] > 0  # incidents fire from ~6 minutes in
 
 
 def _alerts_for_throughput(n=10_000):
     topo = bench_topology()
-    for lv in topo.levels:                  # warm the topology's cached maps (and their kernels)
+    for lv in topo.levels:  # warm the topology's cached maps (and their kernels)
         topo.element_to(lv)
     eids = topo.ids["element"][:n]
     from telcoanalytics.anomaly.detector import ANOMALY_DTYPE
+
     rows = np.zeros(n, dtype=ANOMALY_DTYPE)
     rows["element_id"] = eids
     rows["metric"] = "prb_util_pct"
@@ -605,6 +718,7 @@ def _alerts_for_throughput(n=10_000):
 
 def test_convert_anomalies_throughput(benchmark):
     import telcoanalytics.anomaly.detector  # noqa: F401
+
     topo, rows = _alerts_for_throughput()
     benchmark(alerts_from_anomalies, rows, topo)
     benchmark.extra_info["alerts_per_s"] = len(rows) / benchmark.stats.stats.mean
@@ -612,14 +726,16 @@ def test_convert_anomalies_throughput(benchmark):
 
 def test_manager_ingest_tick_throughput(benchmark):
     import telcoanalytics.anomaly.detector  # noqa: F401
+
     topo, rows = _alerts_for_throughput()
     alerts = alerts_from_anomalies(rows, topo)
 
     def run():
         mgr = AlertManager(topo, [], group_wait_ms=0)
         mgr.ingest(alerts, T0)
-        mgr.ingest(alerts, T0 + 1)            # every alert re-sent once (dedup path)
+        mgr.ingest(alerts, T0 + 1)  # every alert re-sent once (dedup path)
         return mgr.tick(T0 + 1)
+
     notes = benchmark(run)
     assert sum(len(n.alerts) for n in notes) == len(alerts)
     benchmark.extra_info["alerts_per_s"] = 2 * len(alerts) / benchmark.stats.stats.mean

@@ -24,20 +24,21 @@ same run: minimal Numba decayed z-score 163 M/s (collector) / 50 M/s (shuffled),
 1.8-2.1 M/s, pandas 0.5-0.6 M/s. Results are bit-identical before and after (per-event outputs,
 state and episode rows compared).
 """
+
 import os
 
-os.environ.setdefault("POLARS_MAX_THREADS", "1")   # before polars is imported anywhere
+os.environ.setdefault("POLARS_MAX_THREADS", "1")  # before polars is imported anywhere
 
-import subprocess   # noqa: E402
-import sys          # noqa: E402
-import tempfile     # noqa: E402
-import textwrap     # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import textwrap  # noqa: E402
 
 import numpy as np  # noqa: E402
-import pytest       # noqa: E402
+import pytest  # noqa: E402
 
-from kernels import detect as K                                # noqa: E402
-from telcoanalytics.anomaly.detector import AnomalyDetector, DetectorConfig   # noqa: E402
+from kernels import detect as K  # noqa: E402
+from telcoanalytics.anomaly.detector import AnomalyDetector, DetectorConfig  # noqa: E402
 
 N_EVENTS = int(os.environ.get("BENCH_N", 10_000_000))
 N_ELEMENTS = 20_000
@@ -71,8 +72,8 @@ def data(request):
 
 
 def _fresh():
-    det = AnomalyDetector(N_SLOTS, DetectorConfig())      # weekly season, 168 buckets
-    det.seas[:] = 0.0                                     # touch the pages outside the timing
+    det = AnomalyDetector(N_SLOTS, DetectorConfig())  # weekly season, 168 buckets
+    det.seas[:] = 0.0  # touch the pages outside the timing
     det.seas_n[:] = 0.0
     return det
 
@@ -89,8 +90,10 @@ def _report(benchmark, n, name):
     benchmark.extra_info["events"] = n
     benchmark.extra_info["events_per_s"] = n / st.median
     benchmark.extra_info["events_per_s_best"] = n / st.min
-    print(f"\n{name}: {n / st.median / 1e6:.1f} M events/s median, {n / st.min / 1e6:.1f} best of {st.rounds} "
-          f"({n:,} events, median {st.median:.3f} s)")
+    print(
+        f"\n{name}: {n / st.median / 1e6:.1f} M events/s median, {n / st.min / 1e6:.1f} best of {st.rounds} "
+        f"({n:,} events, median {st.median:.3f} s)"
+    )
 
 
 def test_bench_ours_seasonal_threshold(benchmark, data):
@@ -123,7 +126,8 @@ def test_bench_polars_zscore(benchmark, data):
         m = pl.col("value").ewm_mean(alpha=ALPHA, adjust=False)
         v = pl.col("value").ewm_var(alpha=ALPHA, adjust=False, bias=True)
         return df.with_columns(
-            ((pl.col("value") - m.shift(1).over("slot")) / v.shift(1).over("slot").sqrt()).alias("z"))
+            ((pl.col("value") - m.shift(1).over("slot")) / v.shift(1).over("slot").sqrt()).alias("z")
+        )
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info["threads"] = pl.thread_pool_size()
@@ -165,8 +169,14 @@ def test_bench_cold_start_jit(benchmark):
     def run():
         with tempfile.TemporaryDirectory() as cache:
             env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                 check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            out = subprocess.run(
+                [sys.executable, "-c", code],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            )
         return [float(v) for v in out.stdout.split()]
 
     imp, first, second = benchmark.pedantic(run, rounds=1, iterations=1)

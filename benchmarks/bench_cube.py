@@ -8,6 +8,7 @@ Peers run on one thread (DuckDB ``SET threads=1``, POLARS_MAX_THREADS=1 set befo
 Rates are reported both on wall time and on this process's CPU time (the machine is shared;
 CPU time is the fairer one-core figure when other jobs compete for the cores).
 """
+
 import os
 
 os.environ.setdefault("POLARS_MAX_THREADS", "1")
@@ -39,11 +40,11 @@ def data():
     t = np.zeros(N_ELEMENTS, dtype=TOPOLOGY_DTYPE)
     t["element_id"] = 10_000_000 + rng.permutation(N_ELEMENTS)
     t["site_id"] = 5_000 + np.arange(N_ELEMENTS) // 10
-    t["region_id"] = 100 + np.arange(N_ELEMENTS) // 1_000          # 20 regions, 2,000 sites
+    t["region_id"] = 100 + np.arange(N_ELEMENTS) // 1_000  # 20 regions, 2,000 sites
     t["equipment_class"] = rng.integers(0, len(EQUIPMENT_CLASSES), N_ELEMENTS)
     topo = Topology.from_table(t)
     eidx = rng.integers(0, N_ELEMENTS, N)
-    t_ms = T0_MS + np.sort(rng.integers(0, 86_400_000, N))          # one day, event-time order
+    t_ms = T0_MS + np.sort(rng.integers(0, 86_400_000, N))  # one day, event-time order
     codes = np.empty((5, N), dtype=np.int32)
     codes[0] = topo.element_to("region")[eidx]
     codes[1] = rng.integers(0, len(SERVICES), N)
@@ -62,8 +63,9 @@ def _batches(d, dims):
     key = tuple(dims)
     if key not in _BATCHES:
         rows = [DIMS5.index(x) for x in dims]
-        _BATCHES[key] = [(np.ascontiguousarray(d["codes"][rows, s:s + BATCH]), d["dur"][s:s + BATCH])
-                         for s in range(0, N, BATCH)]
+        _BATCHES[key] = [
+            (np.ascontiguousarray(d["codes"][rows, s : s + BATCH]), d["dur"][s : s + BATCH]) for s in range(0, N, BATCH)
+        ]
     return _BATCHES[key]
 
 
@@ -109,9 +111,10 @@ def test_compile_time(benchmark):
 
 def test_build_4dims_16_cuboids(benchmark, data):
     spec = CubeSpec(dimensions=DIMS4, measures=MEASURES, cuboids="all")
-    warm = Cube(spec, data["topo"])     # JIT warm-up (compile time is its own benchmark)
-    warm.update_codes((np.ascontiguousarray(data["codes"][:4, :1000]), DIMS4),
-                      values={"duration_ms": data["dur"][:1000]})
+    warm = Cube(spec, data["topo"])  # JIT warm-up (compile time is its own benchmark)
+    warm.update_codes(
+        (np.ascontiguousarray(data["codes"][:4, :1000]), DIMS4), values={"duration_ms": data["dur"][:1000]}
+    )
     cube, wall, cpu = _timed(benchmark, lambda: _build(data, spec, DIMS4))
     assert len(cube.cuboids) == 16 and cube.n_rows == N
     _report(benchmark, "cube_16_cuboids", N, wall, cpu)
@@ -152,13 +155,21 @@ def test_build_duckdb_group_by_cube(benchmark, data):
     pa = pytest.importorskip("pyarrow")
     con = duckdb.connect()
     con.execute("SET threads=1")
-    tbl = pa.table({"region": data["codes"][0], "service": data["codes"][1],
-                    "equipment_class": data["codes"][2], "hour_of_day": data["codes"][3],
-                    "duration_ms": data["dur"]})
+    tbl = pa.table(
+        {
+            "region": data["codes"][0],
+            "service": data["codes"][1],
+            "equipment_class": data["codes"][2],
+            "hour_of_day": data["codes"][3],
+            "duration_ms": data["dur"],
+        }
+    )
     con.register("t", tbl)
-    sql = ("SELECT region, service, equipment_class, hour_of_day, count(*), sum(duration_ms), "
-           "min(duration_ms), max(duration_ms) FROM t "
-           "GROUP BY CUBE (region, service, equipment_class, hour_of_day)")
+    sql = (
+        "SELECT region, service, equipment_class, hour_of_day, count(*), sum(duration_ms), "
+        "min(duration_ms), max(duration_ms) FROM t "
+        "GROUP BY CUBE (region, service, equipment_class, hour_of_day)"
+    )
     res, wall, cpu = _timed(benchmark, lambda: con.execute(sql).fetchnumpy())
     assert len(res["region"]) > 0
     _report(benchmark, "duckdb_cube_1_thread", N, wall, cpu)
@@ -178,11 +189,13 @@ def test_build_with_element_dimension(benchmark, data, build):
     class x hour delta; ``direct_positional``: the same with the element cuboid's measures
     stored by position (opt-in ``positional_max_keys``); ``delta``: one per-batch delta of the
     finest cuboid, merged into the state."""
-    kw = {"direct": {}, "direct_positional": {"positional_max_keys": 1 << 23},
-          "delta": {"direct_min_keys": 1 << 62}}[build]
-    warm = Cube(_element_spec(**kw), data["topo"])     # JIT warm-up (compile time kept out)
-    warm.update_codes((np.ascontiguousarray(data["codes"][:, :1000]), DIMS5),
-                      values={"duration_ms": data["dur"][:1000]})
+    kw = {"direct": {}, "direct_positional": {"positional_max_keys": 1 << 23}, "delta": {"direct_min_keys": 1 << 62}}[
+        build
+    ]
+    warm = Cube(_element_spec(**kw), data["topo"])  # JIT warm-up (compile time kept out)
+    warm.update_codes(
+        (np.ascontiguousarray(data["codes"][:, :1000]), DIMS5), values={"duration_ms": data["dur"][:1000]}
+    )
     cube, wall, cpu = _timed(benchmark, lambda: _build(data, _element_spec(**kw), DIMS5))
     rep = cube.memory_report()
     assert cube.n_rows == N and rep["build"] == build.split("_")[0]
@@ -261,21 +274,30 @@ def test_build_duckdb_grouping_sets_with_element(benchmark, data):
     pa = pytest.importorskip("pyarrow")
     con = duckdb.connect()
     con.execute("SET threads=1")
-    tbl = pa.table({"region": data["codes"][0], "service": data["codes"][1],
-                    "equipment_class": data["codes"][2], "hour_of_day": data["codes"][3],
-                    "element": data["codes"][4], "duration_ms": data["dur"]})
+    tbl = pa.table(
+        {
+            "region": data["codes"][0],
+            "service": data["codes"][1],
+            "equipment_class": data["codes"][2],
+            "hour_of_day": data["codes"][3],
+            "element": data["codes"][4],
+            "duration_ms": data["dur"],
+        }
+    )
     con.register("t", tbl)
     sets = ", ".join("(" + ", ".join(c) + ")" for c in _element_spec().cuboids)
-    sql = ("SELECT region, service, equipment_class, hour_of_day, element, count(*), "
-           "sum(duration_ms), min(duration_ms), max(duration_ms) FROM t "
-           f"GROUP BY GROUPING SETS ({sets})")
+    sql = (
+        "SELECT region, service, equipment_class, hour_of_day, element, count(*), "
+        "sum(duration_ms), min(duration_ms), max(duration_ms) FROM t "
+        f"GROUP BY GROUPING SETS ({sets})"
+    )
     res, wall, cpu = _timed(benchmark, lambda: con.execute(sql).fetchnumpy(), rounds=1)
     assert len(res["region"]) > 0
     _report(benchmark, "duckdb_grouping_sets_17_with_element_1_thread", N, wall, cpu)
 
 
 def _twenty_specs():
-    small = [c for k in range(1, 5) for c in itertools.combinations(DIMS4, k)]   # 15 group-bys
+    small = [c for k in range(1, 5) for c in itertools.combinations(DIMS4, k)]  # 15 group-bys
     specs = {f"c{i:02d}": CubeSpec(dimensions=list(g), measures=MEASURES) for i, g in enumerate(small)}
     specs["c15"] = CubeSpec(dimensions=DIMS4, measures=["count", "var:duration_ms"])
     specs["c16"] = CubeSpec(dimensions=["region", "hour_of_day"], measures=["count", "p95:duration_ms"])
@@ -289,9 +311,16 @@ def test_twenty_cubes_same_stream(benchmark, data):
     def run():
         cs = CubeSet(_twenty_specs(), data["topo"])
         for codes, dur in _batches(data, DIMS5):
-            b = BatchArrays(codes.shape[1], codes, {d: i for i, d in enumerate(DIMS5)},
-                            dur[None, :], {"duration_ms": 0}, np.zeros((0, codes.shape[1]), np.int64),
-                            {}, {})
+            b = BatchArrays(
+                codes.shape[1],
+                codes,
+                {d: i for i, d in enumerate(DIMS5)},
+                dur[None, :],
+                {"duration_ms": 0},
+                np.zeros((0, codes.shape[1]), np.int64),
+                {},
+                {},
+            )
             cs.update_arrays(b)
         return cs
 
@@ -314,7 +343,7 @@ def test_end_to_end_from_cdr_records(benchmark, data):
     def run():
         cs = CubeSet(_twenty_specs(), data["topo"])
         for s in range(0, n, BATCH):
-            cs.update(r[s:s + BATCH])
+            cs.update(r[s : s + BATCH])
         return cs
 
     cs, wall, cpu = _timed(benchmark, run, rounds=2)
@@ -342,12 +371,19 @@ def test_query_latency(benchmark, data):
     worst_region = int(topo.ids["region"][3])
     a_site = int(topo.ids["site"][topo.element_to("site")[0]])
     queries = {
-        "drill_down": lambda: cube.view().group_by("region").slice(region=worst_region)
-        .drill_down("service").drill_down("hour_of_day").result(),
+        "drill_down": lambda: (
+            cube.view()
+            .group_by("region")
+            .slice(region=worst_region)
+            .drill_down("service")
+            .drill_down("hour_of_day")
+            .result()
+        ),
         "top_k": lambda: cube.view().group_by("region", "equipment_class").top_k("count", 10),
         "roll_up": lambda: cube.view().group_by("region", "hour_of_day").roll_up("hour_of_day").result(),
-        "slice": lambda: cube.view().group_by("hour_of_day").slice(service="voice",
-                                                                   equipment_class="macro_cell").result(),
+        "slice": lambda: (
+            cube.view().group_by("hour_of_day").slice(service="voice", equipment_class="macro_cell").result()
+        ),
         "element_top_k": lambda: cube.view().group_by("element").top_k("sum:duration_ms", 10),
         "site_drill": lambda: cube.view().group_by("hour_of_day", "service").slice(site=a_site).result(),
     }
@@ -387,8 +423,14 @@ def test_query_latency(benchmark, data):
     import polars as pl
     import pyarrow as pa
 
-    cols = {"region": data["codes"][0], "service": data["codes"][1], "equipment_class": data["codes"][2],
-            "hour_of_day": data["codes"][3], "element": data["codes"][4], "duration_ms": data["dur"]}
+    cols = {
+        "region": data["codes"][0],
+        "service": data["codes"][1],
+        "equipment_class": data["codes"][2],
+        "hour_of_day": data["codes"][3],
+        "element": data["codes"][4],
+        "duration_ms": data["dur"],
+    }
     con = duckdb.connect()
     con.execute("SET threads=1")
     con.register("t", pa.table(cols))
@@ -400,12 +442,16 @@ def test_query_latency(benchmark, data):
         "slice": "SELECT hour_of_day, count(*) FROM t WHERE service = 0 AND equipment_class = 0 GROUP BY 1",
     }
     plq = {
-        "drill_down": lambda: df.filter(pl.col("region") == 3).group_by("service", "hour_of_day")
-        .agg(pl.len(), pl.col("duration_ms").sum()),
+        "drill_down": lambda: (
+            df.filter(pl.col("region") == 3)
+            .group_by("service", "hour_of_day")
+            .agg(pl.len(), pl.col("duration_ms").sum())
+        ),
         "top_k": lambda: df.group_by("region", "equipment_class").agg(pl.len().alias("c")).top_k(10, by="c"),
         "roll_up": lambda: df.group_by("region").agg(pl.len(), pl.col("duration_ms").sum()),
-        "slice": lambda: df.filter((pl.col("service") == 0) & (pl.col("equipment_class") == 0))
-        .group_by("hour_of_day").agg(pl.len()),
+        "slice": lambda: (
+            df.filter((pl.col("service") == 0) & (pl.col("equipment_class") == 0)).group_by("hour_of_day").agg(pl.len())
+        ),
     }
     for k in sqls:
         dl, pll = [], []

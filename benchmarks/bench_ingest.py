@@ -15,11 +15,11 @@ timing; the cold start (compile into an empty cache) is measured in a fresh proc
 ingest is compared with ``pyarrow.parquet.read_table`` of the same file: the ratio tells how
 much of the Parquet ingest time is pyarrow's own decoding.
 """
+
 import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from telcoanalytics.records import NO_TIME_MS, empty
 from telcoanalytics.topology.model import Topology
 
 N = int(os.environ.get("BENCH_N", 10_000_000))
-N_CSV = min(N, int(os.environ.get("BENCH_CSV_N", 1_000_000)))   # CSV rows (text is slow to write)
+N_CSV = min(N, int(os.environ.get("BENCH_CSV_N", 1_000_000)))  # CSV rows (text is slow to write)
 N_ELEMENTS = 20_000
 T0 = 1_700_000_000_000
 REPO = Path(__file__).resolve().parents[1]
@@ -80,13 +80,14 @@ def setup():
     topo = _topology()
     eids = topo.ids[topo.element_level]
     data = {s: make(s, N, eids) for s in ("cdr", "equip")}
-    for s, a in data.items():        # warm the JIT (dedup kernels) before timing
+    for s, a in data.items():  # warm the JIT (dedup kernels) before timing
         Ingestor(s, topology=topo).ingest(a[:1000])
     tmp = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
     files = {}
     import pyarrow as pa
-    import pyarrow.parquet as pq
     import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
     for s, a in data.items():
         files[s] = tmp / f"{s}.parquet"
         pq.write_table(pa.table({f: a[f] for f in a.dtype.names}), files[s], row_group_size=1_000_000)
@@ -122,7 +123,7 @@ def test_ingest_numpy_batches_100k(benchmark, setup, source):
     def run():
         ing = Ingestor(source, topology=topo)
         for s in range(0, N, 100_000):
-            ing.ingest(a[s:s + 100_000])
+            ing.ingest(a[s : s + 100_000])
         return ing
 
     ing = benchmark.pedantic(run, rounds=3, iterations=1)
@@ -134,6 +135,7 @@ def test_ingest_numpy_batches_100k(benchmark, setup, source):
 def test_parquet_read_table_raw(benchmark, setup, source):
     """pyarrow alone: decode the file into an Arrow table (the lower bound of our Parquet path)."""
     import pyarrow.parquet as pq
+
     _, _, files = setup
     t = benchmark.pedantic(lambda: pq.read_table(files[source]), rounds=3, iterations=1)
     assert t.num_rows == N
@@ -158,16 +160,19 @@ def test_ingest_parquet(benchmark, setup, source):
 
 def test_cold_start_compile(benchmark):
     """Import + first CDR ingest in a fresh process with an empty Numba cache (compile time)."""
-    code = ("import time, numpy as np; t=time.perf_counter();"
-            "from telcoanalytics.ingest.ingestor import Ingestor; from telcoanalytics.records import empty;"
-            "a=empty('cdr', 10); a['start_ms']=a['end_ms']=1_700_000_000_000; a['cause']=16;"
-            "a['record_id']=np.arange(10); Ingestor('cdr').ingest(a); print(time.perf_counter()-t)")
+    code = (
+        "import time, numpy as np; t=time.perf_counter();"
+        "from telcoanalytics.ingest.ingestor import Ingestor; from telcoanalytics.records import empty;"
+        "a=empty('cdr', 10); a['start_ms']=a['end_ms']=1_700_000_000_000; a['cause']=16;"
+        "a['record_id']=np.arange(10); Ingestor('cdr').ingest(a); print(time.perf_counter()-t)"
+    )
 
     def run():
         with tempfile.TemporaryDirectory() as cache:
             env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-            out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True,
-                                 text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True
+            )
             return float(out.stdout.strip())
 
     t = benchmark.pedantic(run, rounds=1, iterations=1)
@@ -187,6 +192,7 @@ def test_numpy_copy_baseline(benchmark, setup, source):
 def test_csv_read_raw(benchmark, setup, source):
     """pyarrow alone: parse the CSV file with type inference (no validation, no quarantine)."""
     import pyarrow.csv as pcsv
+
     _, _, files = setup
     t = benchmark.pedantic(lambda: pcsv.read_csv(files[source + "_csv"]), rounds=3, iterations=1)
     assert t.num_rows == N_CSV

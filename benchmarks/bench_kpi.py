@@ -8,6 +8,7 @@ Run: ``.venv/bin/python -m pytest benchmarks/bench_kpi.py --benchmark-only -q --
 * ``test_minute_tick``: one minute boundary: every rule on every node of its level, including
   window sums, roll-up, lifecycle steps (evaluations/s = nodes x rules per second).
 """
+
 import os
 import time
 
@@ -30,8 +31,11 @@ def topology(n):
     rng = np.random.default_rng(1)
     site = np.arange(n) // 3
     region = site // max(1, (n // 3) // 20)
-    return Topology.from_columns(np.arange(n, dtype=np.int64) + 1_000_000, {"region": region, "site": site},
-                                 {"equipment_class": rng.integers(0, 5, n).astype(np.int16)})
+    return Topology.from_columns(
+        np.arange(n, dtype=np.int64) + 1_000_000,
+        {"region": region, "site": site},
+        {"equipment_class": rng.integers(0, 5, n).astype(np.int16)},
+    )
 
 
 def cdrs(rng, topo, minute, n):
@@ -68,19 +72,47 @@ def minute_of_data(rng, topo, minute):
 def rules(n_rules):
     """A realistic mix: 60 % element rules, 25 % site, 10 % region, one per-site SLO (3 evaluations)."""
     # thresholds the generated (healthy) traffic rarely crosses, so a tick measures evaluation
-    base = [("blocking_pct", ">", 10.0, 5.0), ("call_setup_success_pct", "<", 80.0, 85.0),
-            ("call_drop_pct", ">", 20.0, 10.0), ("availability_pct", "<", 90.0, 95.0),
-            ("latency_p95_ms", ">", 500.0, 400.0), ("asr_pct", "<", 30.0, 40.0), ("prb_util_pct", ">", 95.0, 90.0),
-            ("mos_emodel", "<", 2.5, 3.0), ("traffic_erl", ">", 50.0, 40.0), ("failure_pct", ">", 20.0, 10.0)]
-    out = [{"type": "slo", "name": "cs_slo", "kpi": "call_setup_success_pct", "objective": 0.99,
-            "level": "site", "min_samples": 50}]
+    base = [
+        ("blocking_pct", ">", 10.0, 5.0),
+        ("call_setup_success_pct", "<", 80.0, 85.0),
+        ("call_drop_pct", ">", 20.0, 10.0),
+        ("availability_pct", "<", 90.0, 95.0),
+        ("latency_p95_ms", ">", 500.0, 400.0),
+        ("asr_pct", "<", 30.0, 40.0),
+        ("prb_util_pct", ">", 95.0, 90.0),
+        ("mos_emodel", "<", 2.5, 3.0),
+        ("traffic_erl", ">", 50.0, 40.0),
+        ("failure_pct", ">", 20.0, 10.0),
+    ]
+    out = [
+        {
+            "type": "slo",
+            "name": "cs_slo",
+            "kpi": "call_setup_success_pct",
+            "objective": 0.99,
+            "level": "site",
+            "min_samples": 50,
+        }
+    ]
     windows = ("5m", "10m", "15m", "30m")
     for i in range(n_rules - 3):
         kpi, comp, thr, clr = base[i % len(base)]
         level = "element" if i % 20 < 12 else ("site" if i % 20 < 17 else "region")
-        out.append({"name": f"r{i}", "kpi": kpi, "comparator": comp, "threshold": thr, "clear_threshold": clr,
-                    "level": level, "window": windows[(i // len(base)) % len(windows)], "for": "5m",
-                    "clear_for": "5m", "min_samples": 10, "severity": "major"})
+        out.append(
+            {
+                "name": f"r{i}",
+                "kpi": kpi,
+                "comparator": comp,
+                "threshold": thr,
+                "clear_threshold": clr,
+                "level": level,
+                "window": windows[(i // len(base)) % len(windows)],
+                "for": "5m",
+                "clear_for": "5m",
+                "min_samples": 10,
+                "severity": "major",
+            }
+        )
     return out
 
 
@@ -90,17 +122,17 @@ def world():
     topo = topology(N)
     t = time.perf_counter()
     mon = SlaMonitor(topo, rules(N_RULES))
-    warm = SlaMonitor(topology(30), rules(N_RULES))           # compile / load every kernel once
+    warm = SlaMonitor(topology(30), rules(N_RULES))  # compile / load every kernel once
     for m in range(3):
         for src, b in minute_of_data(rng, warm.topology, m):
             warm.update(src, b)
         warm.advance(T0 + (m + 1) * MIN)
     t_compile = time.perf_counter() - t
     t = time.perf_counter()
-    for m in range(60):                                        # one hour of history
+    for m in range(60):  # one hour of history
         for src, b in minute_of_data(rng, topo, m):
             mon.update(src, b)
-    mon.skip_to(T0 + 60 * MIN)                                 # history only warms the counters
+    mon.skip_to(T0 + 60 * MIN)  # history only warms the counters
     t_fill = time.perf_counter() - t
     return {"rng": rng, "mon": mon, "topo": topo, "minute": 60, "t_compile": t_compile, "t_fill": t_fill}
 
@@ -115,6 +147,7 @@ def test_extract_cdr(benchmark, world):
         r = mon.store.add("cdr", batch)
         cpu.append(time.process_time() - c)
         return r
+
     res = benchmark.pedantic(add, rounds=5, iterations=1, warmup_rounds=1)
     assert res.accepted == len(batch)
     # the machine is shared: CPU time of this process shows the rate without other load
@@ -130,9 +163,16 @@ def test_extract_pandas_peer(benchmark, world):
     batch = cdrs(rng, topo, 0, 1_000_000)
 
     def peer():
-        df = pd.DataFrame({"e": batch["element_id"], "m": batch["start_ms"] // MIN, "s": batch["service"],
-                           "c": batch["cause"], "a": batch["answer_ms"] >= 0,
-                           "h": np.where(batch["answer_ms"] >= 0, (batch["end_ms"] - batch["answer_ms"]) / 1e3, 0.0)})
+        df = pd.DataFrame(
+            {
+                "e": batch["element_id"],
+                "m": batch["start_ms"] // MIN,
+                "s": batch["service"],
+                "c": batch["cause"],
+                "a": batch["answer_ms"] >= 0,
+                "h": np.where(batch["answer_ms"] >= 0, (batch["end_ms"] - batch["answer_ms"]) / 1e3, 0.0),
+            }
+        )
         okc = df["c"].isin([16, 31, 17, 18, 19, 20, 21])
         df["setup_ok"] = df["a"] | okc
         df["drops"] = df["a"] & ~okc
@@ -140,10 +180,18 @@ def test_extract_pandas_peer(benchmark, world):
         df["failures"] = df["c"].isin([27, 38, 41, 102])
         df["normal"] = df["c"].isin([16, 31])
         df["user"] = df["c"].isin([17, 18, 19, 20, 21])
-        return df.groupby(["e", "m", "s"]).agg(attempts=("c", "size"), setup_ok=("setup_ok", "sum"),
-                                                answered=("a", "sum"), drops=("drops", "sum"),
-                                                blocked=("blocked", "sum"), failures=("failures", "sum"),
-                                                normal=("normal", "sum"), user=("user", "sum"), hold_s=("h", "sum"))
+        return df.groupby(["e", "m", "s"]).agg(
+            attempts=("c", "size"),
+            setup_ok=("setup_ok", "sum"),
+            answered=("a", "sum"),
+            drops=("drops", "sum"),
+            blocked=("blocked", "sum"),
+            failures=("failures", "sum"),
+            normal=("normal", "sum"),
+            user=("user", "sum"),
+            hold_s=("h", "sum"),
+        )
+
     cpu = []
 
     def timed():
@@ -151,6 +199,7 @@ def test_extract_pandas_peer(benchmark, world):
         r = peer()
         cpu.append(time.process_time() - c)
         return r
+
     out = benchmark.pedantic(timed, rounds=3, iterations=1)
     assert out["attempts"].sum() == len(batch)
     benchmark.extra_info["events_per_cpu_s"] = len(batch) / min(cpu)
@@ -176,9 +225,10 @@ def test_minute_tick(benchmark, world):
         cpu.append(time.process_time() - c)
         n_events.append(len(evs))
         return evs
+
     # warm-up round: the first tick builds the running window aggregates from the rings
     benchmark.pedantic(tick, setup=setup, rounds=6, iterations=1, warmup_rounds=1)
-    cpu, n_events = cpu[1:], n_events[1:]                        # drop the warm-up round
+    cpu, n_events = cpu[1:], n_events[1:]  # drop the warm-up round
     benchmark.extra_info["tick_cpu_s_median"] = float(np.median(cpu))
     benchmark.extra_info["events_per_tick_median"] = float(np.median(n_events))
     benchmark.extra_info["evaluations_per_cpu_s"] = n_evals / float(np.median(cpu))

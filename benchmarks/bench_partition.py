@@ -9,6 +9,7 @@ batch of element indices drawn with a skewed (lognormal) per-element rate, 0.1% 
 Baselines on one core: ``np.argsort(kind="stable")`` of the region keys (with and without the
 element -> region gather) and polars' stable ``arg_sort`` (POLARS_MAX_THREADS=1).
 """
+
 import os
 import subprocess
 import sys
@@ -49,8 +50,9 @@ def data():
     rng = np.random.default_rng(2024)
     site_region = rng.integers(0, N_REGIONS, N_SITES) + 1
     elem_site = rng.integers(0, N_SITES, N_ELEMENTS)
-    topo = Topology.from_columns(np.arange(N_ELEMENTS) + 10_000,
-                                 {"region": site_region[elem_site], "site": elem_site + 1_000})
+    topo = Topology.from_columns(
+        np.arange(N_ELEMENTS) + 10_000, {"region": site_region[elem_site], "site": elem_site + 1_000}
+    )
     rate = rng.lognormal(0.0, 1.0, N_ELEMENTS)
     idx = rng.choice(N_ELEMENTS, size=N, p=rate / rate.sum()).astype(np.int64)
     idx[rng.random(N) < 0.001] = -1
@@ -147,18 +149,26 @@ def test_rollup_elements_to_region(benchmark, data):
 
 def test_cold_start_compile(benchmark):
     """Fresh process, empty NUMBA_CACHE_DIR: import + compile of the routing kernel."""
-    code = ("import time, numpy as np; t=time.perf_counter();"
-            "from telcoanalytics.topology.model import Topology;"
-            "t1=time.perf_counter();"
-            "topo=Topology.from_columns([1,2,3],{'region':[1,1,2]});"
-            "topo.partition(np.array([0,1,2]),'region');"
-            "print(t1-t, time.perf_counter()-t1)")
+    code = (
+        "import time, numpy as np; t=time.perf_counter();"
+        "from telcoanalytics.topology.model import Topology;"
+        "t1=time.perf_counter();"
+        "topo=Topology.from_columns([1,2,3],{'region':[1,1,2]});"
+        "topo.partition(np.array([0,1,2]),'region');"
+        "print(t1-t, time.perf_counter()-t1)"
+    )
 
     def run():
         with tempfile.TemporaryDirectory() as d:
             env = dict(os.environ, NUMBA_CACHE_DIR=d)
-            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                 check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            out = subprocess.run(
+                [sys.executable, "-c", code],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            )
             return [float(x) for x in out.stdout.split()]
 
     import_s, compile_s = benchmark.pedantic(run, rounds=1, iterations=1)

@@ -6,6 +6,7 @@ events). Reports rows/s of the whole pipeline (ingest + validation + routing + e
 component) on the arrival-ordered stream, and the cold-start time of a fresh process with an
 empty Numba cache (compilation of every kernel the replay touches).
 """
+
 import os
 import subprocess
 import sys
@@ -37,7 +38,7 @@ def _replay(day, components: bool, out_dir):
 
 @pytest.mark.parametrize("components", [False, True], ids=["ingest+route", "all-components"])
 def test_replay_rate(benchmark, day, components, tmp_path):
-    _replay(generate(n_elements=200, days=0.05, seed=1), components, tmp_path)   # warm the JIT
+    _replay(generate(n_elements=200, days=0.05, seed=1), components, tmp_path)  # warm the JIT
     n = benchmark.pedantic(_replay, args=(day, components, tmp_path), rounds=1, iterations=1)
     benchmark.extra_info["rows"] = n
     benchmark.extra_info["rows_per_s"] = n / benchmark.stats.stats.median
@@ -45,11 +46,28 @@ def test_replay_rate(benchmark, day, components, tmp_path):
 
 def test_cold_start(benchmark, tmp_path):
     """A fresh process with an empty Numba cache: replay of a tiny network (compile time dominates)."""
+
     def run():
         env = dict(os.environ, NUMBA_CACHE_DIR=tempfile.mkdtemp(dir=tmp_path))
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "telcoanalytics", "replay", "--elements", "200", "--days", "0.05",
-                        "--out", str(tmp_path / "o")], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "telcoanalytics",
+                "replay",
+                "--elements",
+                "200",
+                "--days",
+                "0.05",
+                "--out",
+                str(tmp_path / "o"),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         return time.perf_counter() - t0
+
     s = benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info["cold_start_s"] = s

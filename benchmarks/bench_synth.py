@@ -9,6 +9,7 @@ Measured: ``generate()`` end to end (topology, load, four sources, scenarios, ar
 (pure NumPy), so there is nothing to warm up; the peer is writing the same arrays with pandas'
 ``to_parquet`` (pyarrow engine, one thread).
 """
+
 import os
 
 import numpy as np
@@ -43,6 +44,7 @@ def test_generate(benchmark):
 def test_raw_batches(benchmark, day):
     def run():
         return sum(len(rows) for _, rows in day.raw_batches(60_000))
+
     n = benchmark.pedantic(run, rounds=1, iterations=1)
     assert n == sum(day.stats["n_arrived"].values())
     _record(benchmark, n)
@@ -58,11 +60,13 @@ def test_peer_pandas_to_parquet(benchmark, day, tmp_path):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
     import pyarrow as pa
+
     pa.set_cpu_count(1)
     frames = {s: pd.DataFrame({f: np.ascontiguousarray(day[s][f]) for f in day[s].dtype.names}) for s in SOURCES}
 
     def run():
         for s, df in frames.items():
             df.to_parquet(tmp_path / f"{s}.parquet", engine="pyarrow")
+
     benchmark.pedantic(run, rounds=1, iterations=1)
     _record(benchmark, sum(len(df) for df in frames.values()))

@@ -19,6 +19,7 @@ DuckDB do it as a vectorised group-by (the natural way in those engines); pandas
 ``groupby().ewm(times=...)`` on a subset of the slots (all events of 1 % of the slots, so the
 events per group match the full data), scaled to events/s.
 """
+
 from __future__ import annotations
 
 import gc
@@ -30,7 +31,7 @@ import tempfile
 import textwrap
 import time
 
-os.environ.setdefault("POLARS_MAX_THREADS", "1")     # before polars is imported anywhere
+os.environ.setdefault("POLARS_MAX_THREADS", "1")  # before polars is imported anywhere
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
@@ -57,8 +58,9 @@ RESULTS: list[tuple[str, str, float, float, str]] = []
 def _record(benchmark, group, name, n_events, cpu_s, note=""):
     wall = benchmark.stats.stats.min
     cpu = min(cpu_s)
-    benchmark.extra_info.update(events=n_events, events_per_s_wall=n_events / wall, events_per_s_cpu=n_events / cpu,
-                                cpu_s=cpu, note=note)
+    benchmark.extra_info.update(
+        events=n_events, events_per_s_wall=n_events / wall, events_per_s_cpu=n_events / cpu, cpu_s=cpu, note=note
+    )
     RESULTS.append((group, name, n_events / wall, n_events / cpu, note))
 
 
@@ -68,6 +70,7 @@ def _timed(fn, cpu_s):
         out = fn(*a)
         cpu_s.append(time.process_time() - t)
         return out
+
     return run
 
 
@@ -76,8 +79,11 @@ def print_table():
     yield
     if not RESULTS:
         return
-    lines = ["", f"issue 3 benchmarks, N={N:,} events, {N_SLOTS:,} slots, one thread",
-             f"{'group':<10} {'what':<44} {'Mev/s wall':>11} {'Mev/s cpu':>10}  note"]
+    lines = [
+        "",
+        f"issue 3 benchmarks, N={N:,} events, {N_SLOTS:,} slots, one thread",
+        f"{'group':<10} {'what':<44} {'Mev/s wall':>11} {'Mev/s cpu':>10}  note",
+    ]
     for g, name, wall, cpu, note in RESULTS:
         lines.append(f"{g:<10} {name:<44} {wall / 1e6:>11.2f} {cpu / 1e6:>10.2f}  {note}")
     print("\n".join(lines))
@@ -87,7 +93,7 @@ def print_table():
 def data():
     rng = np.random.default_rng(2024)
     ts = np.sort(rng.integers(0, 86_400_000, N)).astype(np.int64) + T0
-    ts -= rng.integers(0, 2_000, N)                       # jitter: out of order within the lateness
+    ts -= rng.integers(0, 2_000, N)  # jitter: out of order within the lateness
     slot = rng.integers(0, N_SLOTS, N).astype(np.int64)
     level = rng.lognormal(3.0, 1.0, N_SLOTS)
     value = level[slot] * (1.0 + 0.1 * rng.standard_normal(N))
@@ -107,6 +113,7 @@ def _warm():
 
 
 # ---- (a) continuous EW mean + variance at three half-lives ---------------------------------
+
 
 def test_a_ew_ours(benchmark, data):
     ts, sl, x = data
@@ -153,6 +160,7 @@ def test_a_ew_minimal_numba(benchmark, data):
         st = np.zeros((N_SLOTS, 10))
         st[:, 0] = float(ts[0])
         _minimal_ew(ts, sl, x, coef, st)
+
     benchmark.pedantic(_timed(run, cpu), rounds=ROUNDS, iterations=1)
     _record(benchmark, "a: EW", "minimal Numba loop (no prefetch, no checks)", N, cpu)
 
@@ -177,16 +185,27 @@ def test_a_ew_polars(benchmark, data):
     aggs = []
     for i in range(len(HALF_LIVES_S)):
         w = pl.col(f"w{i}")
-        aggs += [w.sum().alias(f"W{i}"), (w * pl.col("x")).sum().alias(f"S{i}"),
-                 (w * pl.col("x") * pl.col("x")).sum().alias(f"Q{i}")]
+        aggs += [
+            w.sum().alias(f"W{i}"),
+            (w * pl.col("x")).sum().alias(f"S{i}"),
+            (w * pl.col("x") * pl.col("x")).sum().alias(f"Q{i}"),
+        ]
     fin = []
     for i in range(len(HALF_LIVES_S)):
         m = pl.col(f"S{i}") / pl.col(f"W{i}")
         fin += [m.alias(f"m{i}"), (pl.col(f"Q{i}") / pl.col(f"W{i}") - m * m).alias(f"v{i}")]
 
     def run():
-        return (df.lazy().with_columns(dt=(pl.col("ts") - pl.col("ts").max().over("slot")).cast(pl.Float64))
-                .with_columns(weights).group_by("slot").agg(aggs).with_columns(fin).collect())
+        return (
+            df.lazy()
+            .with_columns(dt=(pl.col("ts") - pl.col("ts").max().over("slot")).cast(pl.Float64))
+            .with_columns(weights)
+            .group_by("slot")
+            .agg(aggs)
+            .with_columns(fin)
+            .collect()
+        )
+
     cpu = []
     out = benchmark.pedantic(_timed(run, cpu), rounds=ROUNDS, iterations=1)
     ours = _ew_ours(ts, sl, x)
@@ -209,11 +228,16 @@ def test_a_ew_duckdb(benchmark, data):
         cols.append(f"exp((e.ts - m.tmax) * {c!r}) AS w{i}")
     sel = []
     for i in range(len(HALF_LIVES_S)):
-        sel += [f"sum(w{i}) AS W{i}", f"sum(w{i} * x) / sum(w{i}) AS m{i}",
-                f"sum(w{i} * x * x) / sum(w{i}) - pow(sum(w{i} * x) / sum(w{i}), 2) AS v{i}"]
-    sql = (f"WITH m AS (SELECT slot, max(ts) AS tmax FROM ev GROUP BY slot), "
-           f"w AS (SELECT e.slot, e.x, {', '.join(cols)} FROM ev e JOIN m USING (slot)) "
-           f"SELECT slot, {', '.join(sel)} FROM w GROUP BY slot ORDER BY slot")
+        sel += [
+            f"sum(w{i}) AS W{i}",
+            f"sum(w{i} * x) / sum(w{i}) AS m{i}",
+            f"sum(w{i} * x * x) / sum(w{i}) - pow(sum(w{i} * x) / sum(w{i}), 2) AS v{i}",
+        ]
+    sql = (
+        f"WITH m AS (SELECT slot, max(ts) AS tmax FROM ev GROUP BY slot), "
+        f"w AS (SELECT e.slot, e.x, {', '.join(cols)} FROM ev e JOIN m USING (slot)) "
+        f"SELECT slot, {', '.join(sel)} FROM w GROUP BY slot ORDER BY slot"
+    )
     cpu = []
     out = benchmark.pedantic(_timed(lambda: con.execute(sql).fetchnumpy(), cpu), rounds=ROUNDS, iterations=1)
     ours = _ew_ours(ts, sl, x)
@@ -226,9 +250,8 @@ def test_a_ew_pandas(benchmark, data):
     ts, sl, x = data
     keep = sl < int(N_SLOTS * PANDAS_SLOT_FRACTION)
     n_sub = int(keep.sum())
-    order = np.argsort(ts[keep], kind="stable")           # pandas needs time order per group
-    df = pd.DataFrame({"t": pd.to_datetime(ts[keep][order], unit="ms"), "slot": sl[keep][order],
-                       "x": x[keep][order]})
+    order = np.argsort(ts[keep], kind="stable")  # pandas needs time order per group
+    df = pd.DataFrame({"t": pd.to_datetime(ts[keep][order], unit="ms"), "slot": sl[keep][order], "x": x[keep][order]})
     df["x2"] = df["x"] * df["x"]
 
     def run():
@@ -240,16 +263,24 @@ def test_a_ew_pandas(benchmark, data):
             m2 = e["x2"].mean().groupby(level=0).last()
             res[h] = (m, m2 - m * m)
         return res
+
     cpu = []
     res = benchmark.pedantic(_timed(run, cpu), rounds=1, iterations=1)
     ours = _ew_ours(ts, sl, x)
     m = res[60.0][0]
     _peer_check(m.index.to_numpy(), m.to_numpy(), ours)
-    _record(benchmark, "a: EW", f"pandas {pd.__version__} groupby().ewm(times=)", n_sub, cpu,
-            f"{n_sub:,} events of {100 * PANDAS_SLOT_FRACTION:g}% of the slots, scaled")
+    _record(
+        benchmark,
+        "a: EW",
+        f"pandas {pd.__version__} groupby().ewm(times=)",
+        n_sub,
+        cpu,
+        f"{n_sub:,} events of {100 * PANDAS_SLOT_FRACTION:g}% of the slots, scaled",
+    )
 
 
 # ---- (b) multi-resolution windows + continuous decay in one pass -----------------------------
+
 
 @pytest.mark.parametrize("res", [DEFAULT_RESOLUTIONS, LIGHT_RESOLUTIONS], ids=["issue_example", "light"])
 def test_b_windows_and_ew(benchmark, data, res):
@@ -266,6 +297,7 @@ def test_b_windows_and_ew(benchmark, data, res):
 
     def run():
         holder["w"].update(ts, sl, x)
+
     benchmark.pedantic(_timed(run, cpu), setup=setup, rounds=ROUNDS, iterations=1)
     w = holder["w"]
     assert w.n_accepted + w.n_late == N
@@ -321,8 +353,18 @@ def test_b_windows_minimal_numba(benchmark, data):
     width, nb = res[:, 0].copy(), res[:, 1].copy()
     offset = np.concatenate([[0], np.cumsum(nb * N_SLOTS)[:-1]]).astype(np.int64)
     coef = -math.log(2.0) / (np.array(HALF_LIVES_S) * 1000.0)
-    _minimal_windows(ts[:2], sl[:2], x[:2], width, nb, offset, N_SLOTS, np.full((int(nb.sum()) * N_SLOTS, 7), np.nan),
-                     coef, np.zeros((N_SLOTS, 10)))
+    _minimal_windows(
+        ts[:2],
+        sl[:2],
+        x[:2],
+        width,
+        nb,
+        offset,
+        N_SLOTS,
+        np.full((int(nb.sum()) * N_SLOTS, 7), np.nan),
+        coef,
+        np.zeros((N_SLOTS, 10)),
+    )
     cpu = []
     holder = {}
 
@@ -334,8 +376,15 @@ def test_b_windows_minimal_numba(benchmark, data):
         ew[:, 0] = float(ts[0])
         holder.update(cells=cells, ew=ew)
         return (), {}
-    benchmark.pedantic(_timed(lambda: _minimal_windows(ts, sl, x, width, nb, offset, N_SLOTS, holder["cells"], coef,
-                                                       holder["ew"]), cpu), setup=setup, rounds=ROUNDS, iterations=1)
+
+    benchmark.pedantic(
+        _timed(
+            lambda: _minimal_windows(ts, sl, x, width, nb, offset, N_SLOTS, holder["cells"], coef, holder["ew"]), cpu
+        ),
+        setup=setup,
+        rounds=ROUNDS,
+        iterations=1,
+    )
     desc = " + ".join(f"{wd // 1000}s x{n}" for wd, n in LIGHT_RESOLUTIONS)
     _record(benchmark, "b: update", f"minimal Numba loop {desc} + EW x3", N, cpu, "no checks, no prefetch")
     holder.clear()
@@ -346,6 +395,7 @@ def test_b_windows_passes(benchmark, data):
     (status pass, one pass per ring, the EW pass), light resolutions, CPU time per event."""
     from kernels import ewm as ke
     from kernels import windows as kw
+
     ts, sl, x = data
     _warm()
     w = SlidingWindows(N_SLOTS, LIGHT_RESOLUTIONS, LATENESS_MS, HALF_LIVES_S)
@@ -353,14 +403,49 @@ def test_b_windows_passes(benchmark, data):
     status = np.empty(len(ts), dtype=np.int8)
 
     def status_pass():
-        kw.window_update(ts, sl, x, ts, False, z, z, z, N_SLOTS, LATENESS_MS, np.zeros(0), np.zeros((3, 1, 0)),
-                         np.zeros((1, kw.N_AGG)), np.zeros((1, 1)), np.array([kw.NO_TIME, 0]), np.zeros(4, np.int64),
-                         z, np.zeros(1, np.int64), np.full(1, kw.NO_TIME), status)
+        kw.window_update(
+            ts,
+            sl,
+            x,
+            ts,
+            False,
+            z,
+            z,
+            z,
+            N_SLOTS,
+            LATENESS_MS,
+            np.zeros(0),
+            np.zeros((3, 1, 0)),
+            np.zeros((1, kw.N_AGG)),
+            np.zeros((1, 1)),
+            np.array([kw.NO_TIME, 0]),
+            np.zeros(4, np.int64),
+            z,
+            np.zeros(1, np.int64),
+            np.full(1, kw.NO_TIME),
+            status,
+        )
+
     passes = [("status (watermark, invalid)", status_pass)]
     for r, (wd, nb) in enumerate(LIGHT_RESOLUTIONS):
-        passes.append((f"ring {wd // 1000}s x{nb}", lambda r=r: kw.ring_fold(
-            ts, sl, x, status, w.width_ms[r], w.n_buckets[r], w.offset[r], N_SLOTS, kw.NO_TIME, w.cells)))
-    passes.append(("EW x3", lambda: ke.ewm_fold(ts, sl, x, status, w.ew.coef, w.ew.table, w.ew.state)))
+        passes.append(
+            (
+                f"ring {wd // 1000}s x{nb}",
+                lambda r=r, w=w: kw.ring_fold(
+                    ts,
+                    sl,
+                    x,
+                    status,
+                    w.width_ms[r],
+                    w.n_buckets[r],
+                    w.offset[r],
+                    N_SLOTS,
+                    kw.NO_TIME,
+                    w.cells,
+                ),
+            )
+        )
+    passes.append(("EW x3", lambda w=w: ke.ewm_fold(ts, sl, x, status, w.ew.coef, w.ew.table, w.ew.state)))
     cpu_all = []
 
     def run():
@@ -368,6 +453,7 @@ def test_b_windows_passes(benchmark, data):
             t = time.process_time()
             f()
             cpu_all.append((name, time.process_time() - t))
+
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
     for name, _ in passes:
         best = min(c for n, c in cpu_all if n == name)
@@ -400,12 +486,14 @@ def test_b_windows_floor(benchmark, data):
     and no arithmetic beyond one add per field. Our update cannot beat the sum of these passes."""
     from kernels.ewm import PREFETCH_AHEAD
     from kernels.windows import N_AGG, RING_LOOKAHEAD
+
     ts, sl, x = data
     w = SlidingWindows(N_SLOTS, LIGHT_RESOLUTIONS, LATENESS_MS, HALF_LIVES_S)
     rows = []
     for r, (wd, nb) in enumerate(LIGHT_RESOLUTIONS):
-        rows.append((f"ring {wd // 1000}s x{nb}", w.offset[r] + (ts // wd) % nb * N_SLOTS + sl, w.cells,
-                     RING_LOOKAHEAD))
+        rows.append(
+            (f"ring {wd // 1000}s x{nb}", w.offset[r] + (ts // wd) % nb * N_SLOTS + sl, w.cells, RING_LOOKAHEAD)
+        )
     rows.append(("EW row", sl, w.ew.state, PREFETCH_AHEAD))
     _floor_pass(sl[:2], x[:2], np.zeros((2, N_AGG)), 1)
     cpu_all = []
@@ -415,6 +503,7 @@ def test_b_windows_floor(benchmark, data):
             t = time.process_time()
             _floor_pass(rr, x, st_, ahead)
             cpu_all.append((name, time.process_time() - t))
+
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
     total = 0.0
     for name, *_ in rows:
@@ -422,8 +511,9 @@ def test_b_windows_floor(benchmark, data):
         total += best
         RESULTS.append(("b: floor", name, 0.0, N / best, f"{best / N * 1e9:.1f} ns/event cpu"))
     benchmark.extra_info["floor_events_per_s_cpu"] = N / total
-    RESULTS.append(("b: floor", "sum: ceiling of windows + EW x3 (light)", 0.0, N / total,
-                    f"{total / N * 1e9:.1f} ns/event cpu"))
+    RESULTS.append(
+        ("b: floor", "sum: ceiling of windows + EW x3 (light)", 0.0, N / total, f"{total / N * 1e9:.1f} ns/event cpu")
+    )
     del w
     gc.collect()
 
@@ -431,27 +521,38 @@ def test_b_windows_floor(benchmark, data):
 def test_b_sketch_update(benchmark, data):
     ts, sl, x = data
     _warm()
-    n_lat = N_ELEMENTS      # one latency slot per element
+    n_lat = N_ELEMENTS  # one latency slot per element
     sl_e = sl // N_METRICS
     cpu = []
     holder = {}
 
     def setup():
-        holder["s"] = QuantileSketch(n_lat, alpha=0.01, min_value=0.01, max_value=1e5, width_ms=300_000,
-                                     n_buckets=12)
+        holder["s"] = QuantileSketch(n_lat, alpha=0.01, min_value=0.01, max_value=1e5, width_ms=300_000, n_buckets=12)
         return (), {}
-    benchmark.pedantic(_timed(lambda: holder["s"].update(ts, sl_e, x), cpu), setup=setup, rounds=ROUNDS,
-                       iterations=1)
-    _record(benchmark, "b: update", "quantile sketch 1% (5 min x 12, per element)", N, cpu,
-            f"state {holder['s'].nbytes / 1e6:,.0f} MB")
+
+    benchmark.pedantic(_timed(lambda: holder["s"].update(ts, sl_e, x), cpu), setup=setup, rounds=ROUNDS, iterations=1)
+    _record(
+        benchmark,
+        "b: update",
+        "quantile sketch 1% (5 min x 12, per element)",
+        N,
+        cpu,
+        f"state {holder['s'].nbytes / 1e6:,.0f} MB",
+    )
     holder.clear()
 
 
 # ---- (c) weighted mean / variance query over all slots ----------------------------------------
 
-@pytest.mark.parametrize("span_ms,res_idx,label", [(3_600_000, 1, "1 h at 1 min (60 buckets)"),
-                                                   (86_400_000, 2, "1 day at 1 h (24 buckets)"),
-                                                   (7 * 86_400_000, 3, "7 days at 1 day (7 buckets)")])
+
+@pytest.mark.parametrize(
+    "span_ms,res_idx,label",
+    [
+        (3_600_000, 1, "1 h at 1 min (60 buckets)"),
+        (86_400_000, 2, "1 day at 1 h (24 buckets)"),
+        (7 * 86_400_000, 3, "7 days at 1 day (7 buckets)"),
+    ],
+)
 def test_c_query_all_slots(benchmark, data, span_ms, res_idx, label):
     ts, sl, x = data
     _warm()
@@ -461,20 +562,29 @@ def test_c_query_all_slots(benchmark, data, span_ms, res_idx, label):
     decay = Decay.exponential(span_ms / 4000.0)
     w.query(tq, span_ms, decay=decay, resolution=res_idx)
     cpu = []
-    q = benchmark.pedantic(_timed(lambda: w.query(tq, span_ms, decay=decay, resolution=res_idx), cpu),
-                           rounds=max(ROUNDS, 5), iterations=1)
+    q = benchmark.pedantic(
+        _timed(lambda: w.query(tq, span_ms, decay=decay, resolution=res_idx), cpu),  # noqa: F821
+        rounds=max(ROUNDS, 5),
+        iterations=1,
+    )
     assert np.isfinite(q["var"]).any()
     wall_ms = benchmark.stats.stats.min * 1e3
     benchmark.extra_info.update(query_ms_wall=wall_ms, query_ms_cpu=min(cpu) * 1e3, slots=N_SLOTS)
-    RESULTS.append(("c: query", f"{N_SLOTS:,} slots, {label}", 0.0, 0.0,
-                    f"{wall_ms:.1f} ms wall, {min(cpu) * 1e3:.1f} ms cpu"))
+    RESULTS.append(
+        ("c: query", f"{N_SLOTS:,} slots, {label}", 0.0, 0.0, f"{wall_ms:.1f} ms wall, {min(cpu) * 1e3:.1f} ms cpu")
+    )
     del w
     gc.collect()
 
 
-@pytest.mark.parametrize("span_ms,res_idx,label", [(3_600_000, 1, "1 h at 1 min (60 buckets)"),
-                                                   (86_400_000, 2, "1 day at 1 h (24 buckets)"),
-                                                   (7 * 86_400_000, 3, "7 days at 1 day (7 buckets)")])
+@pytest.mark.parametrize(
+    "span_ms,res_idx,label",
+    [
+        (3_600_000, 1, "1 h at 1 min (60 buckets)"),
+        (86_400_000, 2, "1 day at 1 h (24 buckets)"),
+        (7 * 86_400_000, 3, "7 days at 1 day (7 buckets)"),
+    ],
+)
 def test_c_standing_query_live(benchmark, data, span_ms, res_idx, label):
     """A registered query asked after every micro-batch of a live stream (a dashboard).
 
@@ -511,11 +621,23 @@ def test_c_standing_query_live(benchmark, data, span_ms, res_idx, label):
     assert np.isfinite(q["var"]).any()
     c = np.array(calls_ms)
     builds = sq.n_builds - 1
-    benchmark.extra_info.update(p50_ms=float(np.median(c)), p99_ms=float(np.quantile(c, 0.99)), max_ms=float(c.max()),
-                                rebuilds=builds, calls=n_b)
-    RESULTS.append(("c: standing", f"{N_SLOTS:,} slots, {label}", 0.0, 0.0,
-                    f"per call p50 {np.median(c):.2f} ms, p99 {np.quantile(c, 0.99):.1f} ms, max {c.max():.1f} ms; "
-                    f"{builds} rebuilds in {n_b} calls; hot {benchmark.stats.stats.min * 1e3:.2f} ms"))
+    benchmark.extra_info.update(
+        p50_ms=float(np.median(c)),
+        p99_ms=float(np.quantile(c, 0.99)),
+        max_ms=float(c.max()),
+        rebuilds=builds,
+        calls=n_b,
+    )
+    RESULTS.append(
+        (
+            "c: standing",
+            f"{N_SLOTS:,} slots, {label}",
+            0.0,
+            0.0,
+            f"per call p50 {np.median(c):.2f} ms, p99 {np.quantile(c, 0.99):.1f} ms, max {c.max():.1f} ms; "
+            f"{builds} rebuilds in {n_b} calls; hot {benchmark.stats.stats.min * 1e3:.2f} ms",
+        )
+    )
     del w
     gc.collect()
 
@@ -547,19 +669,37 @@ _MEM_SCRIPT = textwrap.dedent("""
 @pytest.mark.parametrize("res", [DEFAULT_RESOLUTIONS, LIGHT_RESOLUTIONS], ids=["issue_example", "light"])
 def test_d_memory(benchmark, res):
     import json
-    out = benchmark.pedantic(lambda: subprocess.run(
-        [sys.executable, "-c", _MEM_SCRIPT, json.dumps([list(r) for r in res]), str(N_SLOTS)],
-        capture_output=True, text=True, check=True).stdout, rounds=1, iterations=1)
+
+    out = benchmark.pedantic(
+        lambda: (
+            subprocess.run(
+                [sys.executable, "-c", _MEM_SCRIPT, json.dumps([list(r) for r in res]), str(N_SLOTS)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        ),
+        rounds=1,
+        iterations=1,
+    )
     d = json.loads(out.strip().splitlines()[-1])
     for what, (nbytes, gain) in d.items():
         if what == "sketch" and res != LIGHT_RESOLUTIONS:
-            continue                      # the sketch does not depend on the resolutions: report once
+            continue  # the sketch does not depend on the resolutions: report once
         benchmark.extra_info[f"{what}_nbytes"] = nbytes
         benchmark.extra_info[f"{what}_rss_gain"] = gain
-        RESULTS.append(("d: memory", f"{what} {len(res)} resolutions, {N_SLOTS:,} slots" if what == "windows"
-                        else f"sketch 1% 5 min x 12, {N_SLOTS // 3:,} slots", 0.0, 0.0,
-                        f"nbytes {nbytes / 1e6:,.1f} MB, RSS gain {gain / 1e6:,.1f} MB "
-                        f"({100 * (gain - nbytes) / nbytes:+.1f}%)"))
+        RESULTS.append(
+            (
+                "d: memory",
+                f"{what} {len(res)} resolutions, {N_SLOTS:,} slots"
+                if what == "windows"
+                else f"sketch 1% 5 min x 12, {N_SLOTS // 3:,} slots",
+                0.0,
+                0.0,
+                f"nbytes {nbytes / 1e6:,.1f} MB, RSS gain {gain / 1e6:,.1f} MB "
+                f"({100 * (gain - nbytes) / nbytes:+.1f}%)",
+            )
+        )
         assert abs(gain - nbytes) <= 0.1 * nbytes, (what, nbytes, gain)
 
 
@@ -585,8 +725,15 @@ def test_jit_compile_time(benchmark):
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         env.pop("NUMBA_DISABLE_JIT", None)
-        run = lambda: subprocess.run([sys.executable, "-c", _JIT_SCRIPT], env=env, capture_output=True,  # noqa: E731
-                                     text=True, check=True).stdout
+        run = lambda: (
+            subprocess.run(
+                [sys.executable, "-c", _JIT_SCRIPT],
+                env=env,
+                capture_output=True,  # noqa: E731
+                text=True,
+                check=True,
+            ).stdout
+        )
         out = benchmark.pedantic(run, rounds=1, iterations=1)
         cold = [float(v) for v in out.split()]
         warm = [float(v) for v in run().split()]
@@ -594,5 +741,12 @@ def test_jit_compile_time(benchmark):
     for n, c, h in zip(names, cold, warm):
         benchmark.extra_info[f"{n}_cold_s"] = c
         benchmark.extra_info[f"{n}_cached_s"] = h
-    RESULTS.append(("jit", "compile, empty cache / from disk cache", 0.0, 0.0,
-                    ", ".join(f"{n} {c:.2f}s/{h:.2f}s" for n, c, h in zip(names, cold, warm))))
+    RESULTS.append(
+        (
+            "jit",
+            "compile, empty cache / from disk cache",
+            0.0,
+            0.0,
+            ", ".join(f"{n} {c:.2f}s/{h:.2f}s" for n, c, h in zip(names, cold, warm)),
+        )
+    )

@@ -3,6 +3,7 @@
 ``NUMBA_DISABLE_JIT=1`` in the environment makes every kernel plain Python (numba honours it
 inside ``njit``), which is how the test suite measures coverage inside the kernels.
 """
+
 import numba
 
 # No nnan/ninf: NaN means "missing" throughout the package and must survive arithmetic.
@@ -15,6 +16,7 @@ kernel_exact = numba.njit(cache=True, nogil=True)
 """Decorator for kernels whose results must be bit-reproducible (no reassociation)."""
 
 if numba.config.DISABLE_JIT:
+
     def prefetch_row(arr, i):
         """Hint the CPU to fetch row ``i`` of ``arr`` (no-op when kernels run as plain Python)."""
 
@@ -31,14 +33,20 @@ else:  # pragma: no cover  (code generation only runs compiled; pass 1 runs with
         ary = context.make_array(aryty)(context, builder, args[0])
         zero = context.get_constant(types.intp, 0)
         idx = list(args[1:]) + [zero] * (aryty.ndim - (len(args) - 1))
-        ptr = cgutils.get_item_pointer2(context, builder, data=ary.data,
-                                        shape=cgutils.unpack_tuple(builder, ary.shape),
-                                        strides=cgutils.unpack_tuple(builder, ary.strides),
-                                        layout=aryty.layout, inds=idx)
+        ptr = cgutils.get_item_pointer2(
+            context,
+            builder,
+            data=ary.data,
+            shape=cgutils.unpack_tuple(builder, ary.shape),
+            strides=cgutils.unpack_tuple(builder, ary.strides),
+            layout=aryty.layout,
+            inds=idx,
+        )
         i8p = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-                                            "llvm.prefetch.p0i8")
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0i8"
+        )
         builder.call(fn, [builder.bitcast(ptr, i8p), i32(1), i32(3), i32(1)])
         return context.get_dummy_value()
 

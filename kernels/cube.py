@@ -25,7 +25,6 @@ Chan, Golub, LeVeque 1983, "Algorithms for computing the sample variance": for p
 ``b`` with ``delta = mean_b - mean_a``, ``n = n_a + n_b``:
 ``mean = mean_a + delta n_b / n`` and ``M2 = M2_a + M2_b + delta**2 n_a n_b / n``.
 """
-import math
 
 import numpy as np
 
@@ -34,7 +33,7 @@ from .hll import hll_add
 from .qsketch import qs_index
 
 EMPTY = -1
-BIG_MOD = 1 << 62   # the modulus of an identity derivation (no arithmetic needed)
+BIG_MOD = 1 << 62  # the modulus of an identity derivation (no arithmetic needed)
 
 
 @kernel
@@ -151,8 +150,7 @@ def cube_pack_keys(codes, rows, strides, keys):
 
 
 @kernel
-def cube_accumulate_fast(keys, v, has_v, start, index, cell_key, cnt, fmiss, fsum, fmin, fmax,
-                         counters, limit):
+def cube_accumulate_fast(keys, v, has_v, start, index, cell_key, cnt, fmiss, fsum, fmin, fmax, counters, limit):
     """``cube_accumulate`` for a dense index, one value field ``v`` (or none when ``has_v`` is
     false: counts only), no moments or sketches."""
     n = keys.shape[0]
@@ -190,9 +188,9 @@ def cube_accumulate_fast(keys, v, has_v, start, index, cell_key, cnt, fmiss, fsu
     return stop
 
 
-POS_TAG_SHIFT = 40                     # positional count words: count | epoch << 40
+POS_TAG_SHIFT = 40  # positional count words: count | epoch << 40
 POS_CNT_MASK = (1 << POS_TAG_SHIFT) - 1
-POS_AHEAD = 16                         # events between a prefetch and its use
+POS_AHEAD = 16  # events between a prefetch and its use
 
 
 @kernel
@@ -213,8 +211,25 @@ def cube_key_pos(keys, shift, mask, mstride, out):
 
 
 @kernel
-def cube_accumulate_pos(pos, keys, v, has_v, start, index, cell_key, pcnt, pfmiss, pfsum, pfmin,
-                        pfmax, dirty_pos, dirty_key, pstate, counters, limit):
+def cube_accumulate_pos(
+    pos,
+    keys,
+    v,
+    has_v,
+    start,
+    index,
+    cell_key,
+    pcnt,
+    pfmiss,
+    pfsum,
+    pfmin,
+    pfmax,
+    dirty_pos,
+    dirty_key,
+    pstate,
+    counters,
+    limit,
+):
     """``cube_accumulate_fast`` into a *positional* table: the measures of the event with row
     ``pos[i]`` (``cube_key_pos`` of its key ``keys[i]``) are at that row of ``pcnt, pfmiss,
     pfsum, pfmin, pfmax``, so an event costs no index lookup, and the row of a later event is
@@ -263,7 +278,7 @@ def cube_accumulate_pos(pos, keys, v, has_v, start, index, cell_key, pcnt, pfmis
             index[keys[i]] = nc
             cell_key[nc] = keys[i]
             nc += 1
-            if has_v:     # rows are initialised when first seen (one value field at most)
+            if has_v:  # rows are initialised when first seen (one value field at most)
                 pfmiss[r, 0] = 0
                 pfsum[r, 0] = 0.0
                 pfmin[r, 0] = np.inf
@@ -291,8 +306,28 @@ def cube_accumulate_pos(pos, keys, v, has_v, start, index, cell_key, pcnt, pfmis
 
 
 @kernel
-def cube_gather_pos(dirty_pos, dirty_key, nd, index, new_from, cell_key, n, shift, mask, mstride,
-                    pcnt, pfmiss, pfsum, pfmin, pfmax, cnt, fmiss, fsum, fmin, fmax):
+def cube_gather_pos(
+    dirty_pos,
+    dirty_key,
+    nd,
+    index,
+    new_from,
+    cell_key,
+    n,
+    shift,
+    mask,
+    mstride,
+    pcnt,
+    pfmiss,
+    pfsum,
+    pfmin,
+    pfmax,
+    cnt,
+    fmiss,
+    fsum,
+    fmin,
+    fmax,
+):
     """Copy rows to compact cells, the count without its epoch tag: the touched rows
     ``dirty_pos[:nd]`` to the cells of their keys (``index[dirty_key[j]]``), and the rows of
     the new cells ``new_from..n-1`` (row from ``cell_key``, as ``cube_key_pos``)."""
@@ -317,9 +352,35 @@ def cube_gather_pos(dirty_pos, dirty_key, nd, index, new_from, cell_key, n, shif
 
 
 @kernel
-def cube_accumulate(keys, vals, vrows, mom, hashes, hrows, p, qrows, q_min, q_inv_log_gamma,
-                    start, dense, index, tab_keys, tab_cell, cell_key, cnt, fmiss, fsum, fmin,
-                    fmax, fmean, fm2, hll, qs, counters, limit):
+def cube_accumulate(
+    keys,
+    vals,
+    vrows,
+    mom,
+    hashes,
+    hrows,
+    p,
+    qrows,
+    q_min,
+    q_inv_log_gamma,
+    start,
+    dense,
+    index,
+    tab_keys,
+    tab_cell,
+    cell_key,
+    cnt,
+    fmiss,
+    fsum,
+    fmin,
+    fmax,
+    fmean,
+    fm2,
+    hll,
+    qs,
+    counters,
+    limit,
+):
     """Accumulate events ``start..n-1`` of a batch into a cell table.
 
     Parameters
@@ -358,8 +419,9 @@ def cube_accumulate(keys, vals, vrows, mom, hashes, hrows, p, qrows, q_min, q_in
     stop = n
     if dense and nf <= 1 and nh == 0 and nq == 0 and not m0:
         # the common case has its own small kernel (LLVM optimises its loop better)
-        return cube_accumulate_fast(keys, v0, nf == 1, start, index, cell_key, cnt, fmiss, fsum,
-                                    fmin, fmax, counters, limit)
+        return cube_accumulate_fast(
+            keys, v0, nf == 1, start, index, cell_key, cnt, fmiss, fsum, fmin, fmax, counters, limit
+        )
     for i in range(start, n):
         key = keys[i]
         if key < 0:
@@ -415,9 +477,37 @@ def cube_accumulate(keys, vals, vrows, mom, hashes, hrows, p, qrows, q_min, q_in
 
 
 @kernel
-def cube_merge_cells(src_keys, n_src, s_cnt, s_fmiss, s_fsum, s_fmin, s_fmax, s_fmean, s_fm2,
-                     s_hll, s_qs, mom, start, dense, index, tab_keys, tab_cell, cell_key,
-                     cnt, fmiss, fsum, fmin, fmax, fmean, fm2, hll, qs, counters, limit):
+def cube_merge_cells(
+    src_keys,
+    n_src,
+    s_cnt,
+    s_fmiss,
+    s_fsum,
+    s_fmin,
+    s_fmax,
+    s_fmean,
+    s_fm2,
+    s_hll,
+    s_qs,
+    mom,
+    start,
+    dense,
+    index,
+    tab_keys,
+    tab_cell,
+    cell_key,
+    cnt,
+    fmiss,
+    fsum,
+    fmin,
+    fmax,
+    fmean,
+    fm2,
+    hll,
+    qs,
+    counters,
+    limit,
+):
     """Merge source cells ``start..n_src-1`` into a table, cell ``s`` going to key ``src_keys[s]``.
 
     Source and destination hold the same measures. ``src_keys[s] < 0`` skips the cell (filtered

@@ -11,6 +11,7 @@ The hash is a 32-bit murmur-style finaliser computed with int64 arithmetic whose
 below ``2**63`` (31-bit multipliers on 32-bit halves), so the same code runs compiled and as
 plain Python under ``NUMBA_DISABLE_JIT=1`` without integer-overflow warnings.
 """
+
 import numpy as np
 
 from ._numba import kernel, prefetch

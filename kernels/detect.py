@@ -32,6 +32,7 @@ update is Robbins-Monro stochastic approximation of the (1 - p) quantile of |z| 
 total, the realised exceedance rate tends to p whatever the distribution of z, as long as thr
 stays inside its bounds. CUSUM: Page (1954), with the change-point estimate at the last reset of the statistic.
 """
+
 import math
 
 import numpy as np
@@ -40,34 +41,34 @@ from ._numba import kernel
 from .ewm import PREFETCH_AHEAD, prefetch_at, prefetch_row
 
 # ---- per-slot state: hot fields (read every event, one 64-byte line per slot) ---------------
-F_LEVEL = 0      # deseasonalised level
-F_SCALE = 1      # EW mean absolute residual (clipped)
-F_THR = 2        # self-tuned threshold on |z|
-F_TRUN = 3       # ts where the latest CUSUM run (either side) began: the change-point estimate
-F_CUP = 4        # CUSUM upper statistic
-F_CDN = 5        # CUSUM lower statistic
-F_NUP = 6        # length of the current upper run
-F_NDN = 7        # length of the current lower run
+F_LEVEL = 0  # deseasonalised level
+F_SCALE = 1  # EW mean absolute residual (clipped)
+F_THR = 2  # self-tuned threshold on |z|
+F_TRUN = 3  # ts where the latest CUSUM run (either side) began: the change-point estimate
+F_CUP = 4  # CUSUM upper statistic
+F_CDN = 5  # CUSUM lower statistic
+F_NUP = 6  # length of the current upper run
+F_NDN = 7  # length of the current lower run
 N_FIELDS = 8
-N_MAX = 2_000_000_000   # observation counts saturate here (int32 state)
+N_MAX = 2_000_000_000  # observation counts saturate here (int32 state)
 # ---- cold fields (episodes and change bookkeeping, touched only around alarms/changes) ------
-X_QUIET = 0      # consecutive non-alarm observations while open
-X_START = 1      # episode start ts (first alarm point of the run)
-X_PEAK = 2       # peak |z| of the episode
-X_PEAKV = 3      # value at the peak
-X_PEAKB = 4      # baseline at the peak
-X_PEAKT = 5      # effective threshold at the peak
-X_LASTA = 6      # ts of the last alarm in the episode
-X_DIR = 7        # direction of the first alarm point of the run
+X_QUIET = 0  # consecutive non-alarm observations while open
+X_START = 1  # episode start ts (first alarm point of the run)
+X_PEAK = 2  # peak |z| of the episode
+X_PEAKV = 3  # value at the peak
+X_PEAKB = 4  # baseline at the peak
+X_PEAKT = 5  # effective threshold at the peak
+X_LASTA = 6  # ts of the last alarm in the episode
+X_DIR = 7  # direction of the first alarm point of the run
 N_COLD = 8
 RUN_MAX = 30000  # alarm runs are counted up to here (int16 state)
 SEAS_N_MAX = 255  # visits per phase bucket are counted up to here (uint8 state)
 
 # ---- global state (g array) ----------------------------------------------------------------
-G_GAIN = 0       # network-wide threshold gain >= 1 (alert budget)
-G_EVENTS = 1     # events scored
-G_ALARMS = 2     # alarm points
-G_INVALID = 3    # events skipped for a non-finite value
+G_GAIN = 0  # network-wide threshold gain >= 1 (alert budget)
+G_EVENTS = 1  # events scored
+G_ALARMS = 2  # alarm points
+G_INVALID = 3  # events skipped for a non-finite value
 N_GLOBAL = 4
 
 # ---- episode row kinds -----------------------------------------------------------------------
@@ -111,13 +112,54 @@ def threshold_steps(target_p, eta):
 
 
 @kernel
-def detect_batch(ts_ms, slot, value, thr_mult,
-                 season_ms, n_phase, a_level, a_season, a_scale, huber_c,
-                 floor_abs, floor_rel, warmup, thr_up, thr_dn, thr_min, thr_max,
-                 budget_p, eta_gain, gain_max, cusum_k, cusum_h, cusum_clip, close_after, confirm,
-                 st, nobs_arr, sx, open_dir, run, seas, seas_n, g,
-                 z_out, base_out, thr_out, flags_out,
-                 ep_idx, ep_kind, ep_start, ep_end, ep_peak, ep_dir, ep_base, ep_thr, ep_value):
+def detect_batch(
+    ts_ms,
+    slot,
+    value,
+    thr_mult,
+    season_ms,
+    n_phase,
+    a_level,
+    a_season,
+    a_scale,
+    huber_c,
+    floor_abs,
+    floor_rel,
+    warmup,
+    thr_up,
+    thr_dn,
+    thr_min,
+    thr_max,
+    budget_p,
+    eta_gain,
+    gain_max,
+    cusum_k,
+    cusum_h,
+    cusum_clip,
+    close_after,
+    confirm,
+    st,
+    nobs_arr,
+    sx,
+    open_dir,
+    run,
+    seas,
+    seas_n,
+    g,
+    z_out,
+    base_out,
+    thr_out,
+    flags_out,
+    ep_idx,
+    ep_kind,
+    ep_start,
+    ep_end,
+    ep_peak,
+    ep_dir,
+    ep_base,
+    ep_thr,
+    ep_value,
+):
     """Score a batch of events causally and update the detector state.
 
     Parameters
@@ -429,8 +471,9 @@ def detect_batch(ts_ms, slot, value, thr_mult,
 
 
 @kernel
-def fill_episode_rows(rows, ts_ms, slot, slot_element_id, ep_idx, ep_kind, ep_start, ep_end, ep_peak, ep_dir,
-                      ep_base, ep_thr, ep_value):
+def fill_episode_rows(
+    rows, ts_ms, slot, slot_element_id, ep_idx, ep_kind, ep_start, ep_end, ep_peak, ep_dir, ep_base, ep_thr, ep_value
+):
     """Copy the numeric fields of the first ``len(rows)`` episode rows into a structured array.
 
     ``rows`` needs the fields slot, element_id, start_ms, end_ms, peak_score, direction, baseline,

@@ -32,6 +32,7 @@ half-lives (the common case) run through a loop with the three written out
 by rescaling the older one to the newer reference time and combining the moments with Chan's
 pairwise formula (Chan, Golub & LeVeque, "Algorithms for computing the sample variance", 1979).
 """
+
 import math
 
 import numpy as np
@@ -64,7 +65,7 @@ def ewm_table(coef, table):
     for h in range(coef.shape[0]):
         scale = 1.0
         for lev in range(n_lev):
-            c = coef[h] * scale             # a power-of-two scaling: exact
+            c = coef[h] * scale  # a power-of-two scaling: exact
             for i in range(n_i):
                 table[lev, i, h] = math.exp(c * i)
             scale *= n_i
@@ -137,10 +138,10 @@ def ewm_fold3(ts_ms, slot, value, status, coef, table, state, set_status):
         if i + PREFETCH_AHEAD < n:
             sa = slot[i + PREFETCH_AHEAD]
             prefetch_row(state, sa)
-            prefetch_at(state, sa, last)     # rows of 10 doubles span two lines
+            prefetch_at(state, sa, last)  # rows of 10 doubles span two lines
         x = value[i]
         if set_status:
-            if not math.isfinite(x):        # NaN or +-inf: missing
+            if not math.isfinite(x):  # NaN or +-inf: missing
                 status[i] = 3
                 continue
             status[i] = 0
@@ -150,7 +151,7 @@ def ewm_fold3(ts_ms, slot, value, status, coef, table, state, set_status):
         row = state[slot[i]]
         t = float(ts_ms[i])
         t_ref = row[0]
-        if not (t_ref == t_ref):          # empty slot (NaN reference time)
+        if not (t_ref == t_ref):  # empty slot (NaN reference time)
             row[0] = t
             row[1] = 1.0
             row[2] = x
@@ -170,7 +171,7 @@ def ewm_fold3(ts_ms, slot, value, status, coef, table, state, set_status):
             row[0] = t
         if dt < TABLE_LIMIT_MS and float(np.int64(dt)) == dt:
             idt = np.int64(dt)
-            i0 = idt & mask                 # masked: provably >= 0, no negative-index code
+            i0 = idt & mask  # masked: provably >= 0, no negative-index code
             i1 = (idt >> TABLE_BITS) & mask
             i2 = (idt >> (2 * TABLE_BITS)) & mask
             f0 = tab0[i0, 0] * tab1[i1, 0] * tab2[i2, 0]
@@ -189,7 +190,7 @@ def ewm_fold3(ts_ms, slot, value, status, coef, table, state, set_status):
         w2_old = row[7]
         m2 = row[8]
         s2 = row[9]
-        if late:                            # the event decayed to t_ref, the state not
+        if late:  # the event decayed to t_ref, the state not
             w0_new = w0_old + f0
             w1_new = w1_old + f1
             w2_new = w2_old + f2
@@ -215,7 +216,7 @@ def ewm_fold3(ts_ms, slot, value, status, coef, table, state, set_status):
             d0 = x - m0
             d1 = x - m1
             d2 = x - m2
-            m0 += d0 * (1.0 / w0_new)           # as d * (w / W) with w = 1 (same rounding)
+            m0 += d0 * (1.0 / w0_new)  # as d * (w / W) with w = 1 (same rounding)
             m1 += d1 * (1.0 / w1_new)
             m2 += d2 * (1.0 / w2_new)
             row[1] = w0_new
@@ -241,14 +242,14 @@ def ewm_fold_n(ts_ms, slot, value, status, coef, table, state):
         if i + PREFETCH_AHEAD < n:
             sa = slot[i + PREFETCH_AHEAD]
             prefetch_row(state, sa)
-            prefetch_at(state, sa, last)     # rows of 10 doubles span two lines
+            prefetch_at(state, sa, last)  # rows of 10 doubles span two lines
         if status[i] != 0:
             continue
         s = slot[i]
         t = float(ts_ms[i])
         x = value[i]
         t_ref = state[s, 0]
-        if not (t_ref == t_ref):          # empty slot (NaN reference time)
+        if not (t_ref == t_ref):  # empty slot (NaN reference time)
             state[s, 0] = t
             for h in range(n_h):
                 j = 1 + 3 * h
@@ -304,14 +305,14 @@ def ewm_update(ts_ms, slot, value, coef, table, state, status):
     int
         Number of events folded.
     """
-    if coef.shape[0] == 3:                  # status set inside the fold: one pass
+    if coef.shape[0] == 3:  # status set inside the fold: one pass
         return ewm_fold3(ts_ms, slot, value, status, coef, table, state, True)
     n_ok = 0
     for i in range(ts_ms.shape[0]):
         if math.isfinite(value[i]):
             status[i] = 0
             n_ok += 1
-        else:                           # NaN or +-inf: missing
+        else:  # NaN or +-inf: missing
             status[i] = 3
     ewm_fold_n(ts_ms, slot, value, status, coef, table, state)
     return n_ok

@@ -19,6 +19,7 @@ Hashing happens in NumPy (``splitmix64`` in ``telcoanalytics.cube.cube``), becau
 wrap-around multiplication warns in plain Python, and kernels must also run with
 ``NUMBA_DISABLE_JIT=1``. The kernels here only use shifts and masks that are exact in int64.
 """
+
 import math
 
 from ._numba import kernel
@@ -80,4 +81,3 @@ def hll_estimate(regs, n, out):
         if e <= 2.5 * m and zeros > 0:
             e = m * math.log(m / zeros)
         out[c] = e
-

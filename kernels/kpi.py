@@ -18,6 +18,7 @@ on every row and window sums stream through memory.
 Row reason codes (``reason`` arrays; 0 = accepted) are set by the Python layer for routing
 problems and by the kernels for bad values, so no row is dropped silently.
 """
+
 import math
 
 import numpy as np
@@ -43,15 +44,15 @@ CLS_CONGESTION = 3
 CLS_FAILURE = 4
 
 # ---- CDR counter columns (per service) -----------------------------------------------------
-C_ATTEMPTS = 0     # every seizure / attempt
-C_SETUP_OK = 1     # answered, or released with a normal / user-side cause
+C_ATTEMPTS = 0  # every seizure / attempt
+C_SETUP_OK = 1  # answered, or released with a normal / user-side cause
 C_ANSWERED = 2
-C_DROPS = 3        # answered and released with a cause outside normal / user-side
-C_BLOCKED = 4      # congestion causes
-C_FAILURES = 5     # failure causes
-C_NORMAL = 6       # normal clearing causes
-C_USER = 7         # user-side causes
-C_HOLD_S = 8       # holding seconds of answered calls (end - answer)
+C_DROPS = 3  # answered and released with a cause outside normal / user-side
+C_BLOCKED = 4  # congestion causes
+C_FAILURES = 5  # failure causes
+C_NORMAL = 6  # normal clearing causes
+C_USER = 7  # user-side causes
+C_HOLD_S = 8  # holding seconds of answered calls (end - answer)
 N_CDR = 9
 
 # ---- element counter columns (equipment metrics + QoS probes) ------------------------------
@@ -90,7 +91,7 @@ M_TEMPERATURE = 5
 COND_INSUFFICIENT = 0
 COND_BREACH = 1
 COND_CLEAR = 2
-COND_BAND = 3      # between threshold and clear threshold: holds the current state
+COND_BAND = 3  # between threshold and clear threshold: holds the current state
 
 ST_INACTIVE = 0
 ST_PENDING = 1
@@ -99,12 +100,11 @@ ST_FIRING = 2
 EV_PENDING = 1
 EV_FIRING = 2
 EV_RESOLVED = 3
-EV_CANCELLED = 4   # a pending violation that ended before firing
+EV_CANCELLED = 4  # a pending violation that ended before firing
 
 
 @kernel
-def kpi_extract_cdr(elem, slot, start_ms, answer_ms, end_ms, service, cause, cause_class, n_services,
-                    reason, ring):
+def kpi_extract_cdr(elem, slot, start_ms, answer_ms, end_ms, service, cause, cause_class, n_services, reason, ring):
     """Add CDR rows to the per-minute CDR ring.
 
     Rows with ``reason != 0`` are skipped; bad service, cause or times set ``reason``.
@@ -205,8 +205,7 @@ def kpi_hist_bin(x, lo_ms, bins_per_octave, n_bins):
 
 
 @kernel
-def kpi_extract_qos(elem, slot, latency_ms, jitter_ms, loss_pct, mos, lo_ms, bins_per_octave, reason, ring,
-                    hist_ring):
+def kpi_extract_qos(elem, slot, latency_ms, jitter_ms, loss_pct, mos, lo_ms, bins_per_octave, reason, ring, hist_ring):
     """Add QoS probe rows to the element ring and the latency histogram ring.
 
     Each measure counts only when finite and in range (latency/jitter >= 0, loss in 0..100,
@@ -270,7 +269,7 @@ def minute_active(ring, s, e, act_cols):
     a = 0.0
     for j in range(act_cols.shape[0]):
         a += ring[s, e, act_cols[j]]
-    return 1 if a > 0.0 else 0      # a select, no branch: see kpi_running_shift
+    return 1 if a > 0.0 else 0  # a select, no branch: see kpi_running_shift
 
 
 @kernel
@@ -375,8 +374,24 @@ def kpi_emodel_mos(latency_ms, jitter_ms, loss_pct, r_out, mos_out):
 
 
 @kernel
-def sla_rule_step(nodes, codes, values, t_ms, for_ticks, clear_for_ticks, worse_sign,
-                  state, count, start_ms, worst, ev_node, ev_kind, ev_start, ev_value, ev_worst):
+def sla_rule_step(
+    nodes,
+    codes,
+    values,
+    t_ms,
+    for_ticks,
+    clear_for_ticks,
+    worse_sign,
+    state,
+    count,
+    start_ms,
+    worst,
+    ev_node,
+    ev_kind,
+    ev_start,
+    ev_value,
+    ev_worst,
+):
     """Advance the violation lifecycle of ``nodes`` by one evaluation tick.
 
     ``codes[node]`` is COND_*: breach starts/extends a violation (pending until more than
@@ -444,7 +459,7 @@ def sla_rule_step(nodes, codes, values, t_ms, for_ticks, clear_for_ticks, worse_
     return n_ev
 
 
-_GOLDEN = -7046029254386353131     # 0x9E3779B97F4A7C15 as a signed int64 (Fibonacci hashing)
+_GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed int64 (Fibonacci hashing)
 
 
 @kernel
@@ -500,7 +515,7 @@ def kpi_running_shift(ring, add_slots, sub_slots, cols, out):
             c = cols[j]
             acc = 0.0
             for k in range(add_slots.shape[0]):
-                acc += float(ring[add_slots[k], e, c])      # float64 also without JIT (NEP 50)
+                acc += float(ring[add_slots[k], e, c])  # float64 also without JIT (NEP 50)
             for k in range(sub_slots.shape[0]):
                 acc -= float(ring[sub_slots[k], e, c])
             # no "skip the write when acc == 0" branch: on sparse minutes it mispredicts about
@@ -603,8 +618,9 @@ def _compare(v, cmp_code, thr):
 
 
 @kernel
-def sla_threshold_codes(value, samples, status, min_samples, clear_min_samples, cmp_code, threshold,
-                        clear_threshold, codes):
+def sla_threshold_codes(
+    value, samples, status, min_samples, clear_min_samples, cmp_code, threshold, clear_threshold, codes
+):
     """COND_* per node of a threshold rule: breach (ok, ``min_samples``, past the threshold),
     clear (ok, ``clear_min_samples``, healthy side of the clear threshold), band (ok and enough
     samples to fire but neither), else insufficient. ``cmp_code`` indexes ("<", "<=", ">", ">=")."""
@@ -642,7 +658,7 @@ def kpi_window_series(ring, rows, cols, out_col, ptr, slots, signs, out):
             for r in range(rows.shape[0]):
                 e = rows[r]
                 for j in range(cols.shape[0]):
-                    out[k, r, out_col[j]] += sg * float(ring[s, e, cols[j]])    # float64 also without JIT
+                    out[k, r, out_col[j]] += sg * float(ring[s, e, cols[j]])  # float64 also without JIT
 
 
 @kernel
@@ -671,7 +687,7 @@ def kpi_prefix_gather(ring, rows, slots, cols, out_col, out):
     """
     n_out = out.shape[0]
     n_r = rows.shape[0]
-    acc = np.zeros((n_r, n_out))            # running sums, row-major: one cache line per row
+    acc = np.zeros((n_r, n_out))  # running sums, row-major: one cache line per row
     for j in range(n_out):
         for r in range(n_r):
             out[j, 0, r] = 0.0
@@ -681,7 +697,7 @@ def kpi_prefix_gather(ring, rows, slots, cols, out_col, out):
             for r in range(n_r):
                 e = rows[r]
                 for j in range(cols.shape[0]):
-                    acc[r, out_col[j]] += float(ring[s, e, cols[j]])    # float64 also without JIT
+                    acc[r, out_col[j]] += float(ring[s, e, cols[j]])  # float64 also without JIT
         for j in range(n_out):
             for r in range(n_r):
                 out[j, k + 1, r] = acc[r, j]
@@ -689,8 +705,24 @@ def kpi_prefix_gather(ring, rows, slots, cols, out_col, out):
 
 # ---- fused ratio KPI of a tick (all elements, running window sums) ---------------------------
 @kernel_exact
-def kpi_ratio_nodes(x, col_ptr, cols, extra, seg, num_k, den_k, samp_k, scale, min_samples, gap_fraction, n_el,
-                    agg, value, samples, status):
+def kpi_ratio_nodes(
+    x,
+    col_ptr,
+    cols,
+    extra,
+    seg,
+    num_k,
+    den_k,
+    samp_k,
+    scale,
+    min_samples,
+    gap_fraction,
+    n_el,
+    agg,
+    value,
+    samples,
+    status,
+):
     """Value, samples and status per node of a ratio KPI from per-element running sums, in one pass.
 
     Counter ``k`` of an element is ``x[r, cols[col_ptr[k]]] + x[r, cols[col_ptr[k] + 1]] + ...``

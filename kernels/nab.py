@@ -4,6 +4,7 @@ re-fire suppression.
 Both kernels read only rows up to the current one (``out[i]`` depends on ``s[: i + 1]``), so a
 score built from them stays causal.
 """
+
 import numpy as np
 
 from ._numba import kernel

@@ -22,6 +22,7 @@ Conventions shared by all segment kernels
 * NaN is "missing": it is skipped by sum, min and max and not counted by count. An empty
   segment sums to 0, counts 0, and has NaN as min and max.
 """
+
 import numpy as np
 
 from ._numba import kernel, kernel_exact
@@ -60,7 +61,7 @@ def partition_by_key(keys, n_keys):
         counts[k + 1] += 1
     for j in range(n_keys + 1):
         counts[j + 1] += counts[j]
-    pos = counts[:n_keys + 1].copy()
+    pos = counts[: n_keys + 1].copy()
     order = np.empty(n, dtype=np.int64)
     for i in range(n):
         k = keys[i]
@@ -126,7 +127,7 @@ def partition_by_map_into(index, index_to_key, n_keys, order, kbuf):
         counts[k + 1] += 1
     for j in range(n_keys + 1):
         counts[j + 1] += counts[j]
-    pos = counts[:n_keys + 1].copy()
+    pos = counts[: n_keys + 1].copy()
     for i in range(n):
         k = kbuf[i]
         order[pos[k]] = i
@@ -201,7 +202,7 @@ def partition_scatter(keys, n_keys, values):
         counts[k + 1] += 1
     for j in range(n_keys + 1):
         counts[j + 1] += counts[j]
-    pos = counts[:n_keys + 1].copy()
+    pos = counts[: n_keys + 1].copy()
     out = np.empty_like(values)
     for i in range(n):
         k = keys[i]

@@ -15,6 +15,7 @@ among the ``n`` values (SQL ``quantile_disc``, Hyndman-Fan type 1),
 so the answer is within ``alpha`` (relative) of that order statistic when it lies in
 ``[min_value, max_value]``, and below ``min_value`` (reported as 0) when it is below the range.
 """
+
 import math
 
 from ._numba import kernel
@@ -67,4 +68,4 @@ def qs_quantiles(counts, n, qs, min_value, gamma, out):
             if b == 0:
                 out[c, k] = 0.0
             else:
-                out[c, k] = 2.0 * min_value * gamma ** b / (gamma + 1.0)
+                out[c, k] = 2.0 * min_value * gamma**b / (gamma + 1.0)

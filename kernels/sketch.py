@@ -18,6 +18,7 @@ Layout
 ``(bucket % n_buckets) * n_slots + slot``. Stale cells are recognised lazily as in
 :mod:`kernels.windows`.
 """
+
 import math
 
 import numpy as np
@@ -44,8 +45,9 @@ def sketch_bin(x, min_value, inv_log_gamma, n_log):
 
 
 @kernel
-def sketch_update(ts_ms, slot, value, active, width_ms, n_buckets, n_slots, min_value, inv_log_gamma,
-                  clock, bucket_of, counts, status):
+def sketch_update(
+    ts_ms, slot, value, active, width_ms, n_buckets, n_slots, min_value, inv_log_gamma, clock, bucket_of, counts, status
+):
     """Count each active event into the bin of its value in its slot's time-bucket cell.
 
     Parameters
@@ -97,8 +99,7 @@ def sketch_update(ts_ms, slot, value, active, width_ms, n_buckets, n_slots, min_
 
 
 @kernel
-def sketch_merge(src_bucket_of, src_counts, n_src_slots, dst_of_src, n_buckets, n_dst_slots,
-                 dst_bucket_of, dst_counts):
+def sketch_merge(src_bucket_of, src_counts, n_src_slots, dst_of_src, n_buckets, n_dst_slots, dst_bucket_of, dst_counts):
     """Merge all cells of a source sketch into ``dst`` (slot ``s`` -> ``dst_of_src[s]``).
 
     Same bucket: counts add. Different buckets: the newer wins, as in a single pass.
@@ -122,8 +123,9 @@ def sketch_merge(src_bucket_of, src_counts, n_src_slots, dst_of_src, n_buckets, 
 
 
 @kernel
-def sketch_query(bucket_of, counts, n_buckets, n_slots, width_ms, t_query_ms, weights, slots, qs,
-                 bin_value, out_q, out_n):
+def sketch_query(
+    bucket_of, counts, n_buckets, n_slots, width_ms, t_query_ms, weights, slots, qs, bin_value, out_q, out_n
+):
     """Weighted quantiles per slot over the last ``len(weights)`` buckets up to ``t_query_ms``.
 
     The histogram of a slot is ``sum_k weights[k] * counts[cell of bucket age k]``. Quantile

@@ -4,6 +4,7 @@ The checks and their order are those of ``telcoanalytics.ingest.ingestor`` (its 
 caller passes the reason codes, so this module knows nothing of the quarantine's numbering.
 Times are int64 ms; a check is "bad" exactly when the NumPy expression in ``ingest`` is True.
 """
+
 from ._numba import kernel
 
 # field index written to ``out_field`` (the caller maps it to a name)
@@ -12,8 +13,23 @@ CDR_CHECK_FIELDS = ("start_ms", "end_ms", "answer_ms", "cause", "service", "byte
 
 
 @kernel
-def cdr_first_failure(start_ms, end_ms, answer_ms, cause, service, bytes_up, bytes_down, lo_ms, hi_ms,
-                      cause_lo, cause_hi, n_services, codes, out_code, out_field):
+def cdr_first_failure(
+    start_ms,
+    end_ms,
+    answer_ms,
+    cause,
+    service,
+    bytes_up,
+    bytes_down,
+    lo_ms,
+    hi_ms,
+    cause_lo,
+    cause_hi,
+    n_services,
+    codes,
+    out_code,
+    out_field,
+):
     """First failing check of every CDR row.
 
     Parameters

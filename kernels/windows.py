@@ -27,6 +27,7 @@ overwritten on the next write, so a jump of days in event time costs nothing ext
 pass, O(1) per event). Mean/M2 instead of raw power sums keep the variance exact for values
 near 1e9 with a small spread.
 """
+
 import math
 
 import numpy as np
@@ -59,9 +60,28 @@ N_ACCEPTED, N_LATE, N_DUPLICATE, N_INVALID = 0, 1, 2, 3
 
 
 @kernel
-def window_update(ts_ms, slot, value, record_id, use_ids, width_ms, n_buckets, offset, n_slots,
-                  allowed_lateness_ms, ew_coef, ew_table, cells, ew_state, clock, counters, expired,
-                  dedup_keys, dedup_ts, status):
+def window_update(
+    ts_ms,
+    slot,
+    value,
+    record_id,
+    use_ids,
+    width_ms,
+    n_buckets,
+    offset,
+    n_slots,
+    allowed_lateness_ms,
+    ew_coef,
+    ew_table,
+    cells,
+    ew_state,
+    clock,
+    counters,
+    expired,
+    dedup_keys,
+    dedup_ts,
+    status,
+):
     """Fold a batch into the rings of every resolution and the continuous EW state.
 
     Events are processed in arrival order. For each event:
@@ -143,12 +163,13 @@ def window_update(ts_ms, slot, value, record_id, use_ids, width_ms, n_buckets, o
             clock[CLOCK_DEDUP_FILL] += 1
         status[i] = ACCEPTED
         n_ok += 1
-        max_ts = max(max_ts, t)                       # NO_TIME is the smallest int64
+        max_ts = max(max_ts, t)  # NO_TIME is the smallest int64
     # one pass per ring and one for the EW state over the accepted events: each pass keeps its
     # own lookahead of prefetched rows and its bucket cache in registers
     for r in range(n_res):
-        expired[r] += ring_fold(ts_ms, slot, value, status, width_ms[r], n_buckets[r], offset[r], n_slots,
-                                max_ts0, cells)
+        expired[r] += ring_fold(
+            ts_ms, slot, value, status, width_ms[r], n_buckets[r], offset[r], n_slots, max_ts0, cells
+        )
     if n_h > 0:
         ewm_fold(ts_ms, slot, value, status, ew_coef, ew_table, ew_state)
     clock[CLOCK_MAX_TS] = max_ts
@@ -179,23 +200,23 @@ def ring_fold(ts_ms, slot, value, status, width_ms, n_buckets, offset, n_slots, 
     inv_nb = 1.0 / nb
     n = ts_ms.shape[0]
     n_exp = 0
-    max_b = np.int64(0)             # bucket of max_ts, valid while max_ts < max_b_end
+    max_b = np.int64(0)  # bucket of max_ts, valid while max_ts < max_b_end
     max_b_end = NO_TIME
     if max_ts != NO_TIME:
         max_b = max_ts // w
         max_b_end = (max_b + 1) * w
-    cur_b = NO_TIME                 # newest bucket located so far, its ring position and span
+    cur_b = NO_TIME  # newest bucket located so far, its ring position and span
     cur_pos = np.int64(0)
     cur_lo = np.int64(0)
     cur_hi = np.int64(0)
     look_mask = RING_LOOKAHEAD - 1
-    cb = np.empty(RING_LOOKAHEAD, dtype=np.int64)      # cell row of the located events
-    bb = np.empty(RING_LOOKAHEAD, dtype=np.int64)      # bucket of the located events
+    cb = np.empty(RING_LOOKAHEAD, dtype=np.int64)  # cell row of the located events
+    bb = np.empty(RING_LOOKAHEAD, dtype=np.int64)  # bucket of the located events
     for j in range(n + RING_LOOKAHEAD):
         i = j - RING_LOOKAHEAD
-        if i >= 0 and status[i] == ACCEPTED:          # fold event i (located at iteration i)
+        if i >= 0 and status[i] == ACCEPTED:  # fold event i (located at iteration i)
             t = ts_ms[i]
-            max_ts = max(max_ts, t)                   # NO_TIME is the smallest int64
+            max_ts = max(max_ts, t)  # NO_TIME is the smallest int64
             if max_ts >= max_b_end:
                 max_b = max_ts // w
                 max_b_end = (max_b + 1) * w
@@ -227,7 +248,7 @@ def ring_fold(ts_ms, slot, value, status, width_ms, n_buckets, offset, n_slots, 
                 cells[c, MIN] = min(lo, x)
                 cells[c, MAX] = max(hi, x)
                 cells[c, LAST] = max(la, tf)
-        if j < n:                                     # locate and prefetch event j
+        if j < n:  # locate and prefetch event j
             t = ts_ms[j]
             if cur_lo <= t < cur_hi:
                 b = cur_b
@@ -251,7 +272,7 @@ def ring_fold(ts_ms, slot, value, status, width_ms, n_buckets, offset, n_slots, 
             c = offset + pos * n_slots + slot[j]
             cb[j & look_mask] = c
             bb[j & look_mask] = b
-            prefetch_row(cells, c)              # a 56-byte cell often spans two lines
+            prefetch_row(cells, c)  # a 56-byte cell often spans two lines
             prefetch_at(cells, c, N_AGG - 1)
     return n_exp
 
@@ -314,8 +335,7 @@ def cell_merge(src, cs, dst, cd):
 
 
 @kernel
-def window_merge(src, n_src_slots, dst_of_src, n_buckets, src_offset, dst_offset, n_dst_slots,
-                 dst):
+def window_merge(src, n_src_slots, dst_of_src, n_buckets, src_offset, dst_offset, n_dst_slots, dst):
     """Merge every cell of ``src`` into ``dst``, mapping source slot ``s`` to ``dst_of_src[s]``.
 
     With the identity mapping this merges two partitions; with a slot -> group mapping it rolls
@@ -398,7 +418,7 @@ def window_finish(acc, exposure_ms, out):
         ws = acc[0, q]
         if ws > 0.0:
             mean = acc[1, q]
-            var = max(acc[2, q] / ws, 0.0)    # >= 0 exactly; a cell's Welford M2 may round to -1 ulp
+            var = max(acc[2, q] / ws, 0.0)  # >= 0 exactly; a cell's Welford M2 may round to -1 ulp
             out[q, 0] = ws
             out[q, 1] = ws * mean
             out[q, 2] = mean
@@ -406,7 +426,7 @@ def window_finish(acc, exposure_ms, out):
             out[q, 4] = math.sqrt(var)
             out[q, 5] = acc[3, q]
             out[q, 6] = acc[4, q]
-            out[q, 7] = ws * 1000.0 / exposure_ms     # exposure > 0 whenever wsum > 0
+            out[q, 7] = ws * 1000.0 / exposure_ms  # exposure > 0 whenever wsum > 0
             out[q, 8] = ws * mean * 1000.0 / exposure_ms
         else:
             out[q, 0] = 0.0
@@ -451,8 +471,9 @@ def window_query(cells, offset, n_buckets, n_slots, width_ms, t_query_ms, weight
     acc = np.empty((5, slots.shape[0]))
     for j in range(5):
         acc[j] = ACC_EMPTY[j]
-    window_accumulate(cells, offset, n_buckets, n_slots, t_query_ms // width_ms, weights.shape[0], 0, weights,
-                      slots, acc)
+    window_accumulate(
+        cells, offset, n_buckets, n_slots, t_query_ms // width_ms, weights.shape[0], 0, weights, slots, acc
+    )
     window_finish(acc, window_exposure_ms(width_ms, t_query_ms, weights), out)
 
 

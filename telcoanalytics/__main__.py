@@ -1,4 +1,5 @@
 """``python -m telcoanalytics`` is the ``telcoanalytics`` command."""
+
 import sys
 
 from telcoanalytics.cli import main

@@ -3,6 +3,7 @@
 ``replay`` runs the whole pipeline over a synthetic network day (default) or over the user's
 files, in arrival order, and prints what it ingested, quarantined, routed and found.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
 
 import numpy as np
 
@@ -36,20 +36,24 @@ def _table(rows: list[list], header: list[str]) -> list[str]:
 # ---- data sources for replay ------------------------------------------------------------------
 def _synthetic_batches(args, say):
     from telcoanalytics.synth.network import SynthConfig, generate
+
     cfg = SynthConfig(n_elements=args.elements, days=args.days + args.history_days, seed=args.seed, scale=args.scale)
     t0 = time.perf_counter()
     day = generate(cfg)
     replay_from = day.start_ms + int(round(args.history_days * 86_400_000))
-    say(f"generated synthetic network: {cfg.n_elements_scaled:,} elements in "
+    say(
+        f"generated synthetic network: {cfg.n_elements_scaled:,} elements in "
         f"{day.topology.n_nodes('site'):,} sites and {day.topology.n_nodes('region')} regions, "
         f"{day.n_events:,} clean events over {(day.end_ms - day.start_ms) / 3_600_000:.1f} h "
         f"({args.history_days:g} day of history to learn from, then {args.days:g} day replayed), "
-        f"{len(day.labels)} injected scenarios ({time.perf_counter() - t0:.1f} s)")
+        f"{len(day.labels)} injected scenarios ({time.perf_counter() - t0:.1f} s)"
+    )
 
     def gen():
         for source, rows, arrival_ms, _origin in day.raw_batches(batch_ms=args.batch_s * 1000, with_arrival=True):
             if len(arrival_ms) and arrival_ms[0] >= replay_from:
                 yield source, rows
+
     return day.topology, gen(), day, replay_from
 
 
@@ -66,7 +70,7 @@ def rehome_plan(day, share: float, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     region_of_site = topo.node_to("site", "region")
     touched = np.zeros(topo.n_nodes("site"), dtype=bool)
     for lab, det in zip(day.labels, day.scenarios):
-        if lab["scope_level"] == "region":    # moves stay inside a region: region scopes keep their meaning
+        if lab["scope_level"] == "region":  # moves stay inside a region: region scopes keep their meaning
             continue
         if lab["scope_level"] == "site":
             touched[np.searchsorted(topo.ids["site"], lab["scope_id"])] = True
@@ -104,11 +108,13 @@ def _with_topology_change(batches, at_ms: int, apply):
 def _file_batches(args, say):
     from telcoanalytics.ingest.readers import iter_chunks
     from telcoanalytics.topology.store import load_sqlite, read_csv, read_json
+
     d = Path(args.input)
     if not d.is_dir():
         raise SystemExit(f"--input {d} is not a directory; it must hold <source>.parquet/.csv files and a topology")
-    topo_path = args.topology or next((d / n for n in ("topology.sqlite", "topology.db", "topology.csv",
-                                                       "topology.json") if (d / n).exists()), None)
+    topo_path = args.topology or next(
+        (d / n for n in ("topology.sqlite", "topology.db", "topology.csv", "topology.json") if (d / n).exists()), None
+    )
     if topo_path is None:
         raise SystemExit(f"no topology found in {d} (topology.sqlite/.db/.csv/.json); pass --topology")
     topo_path = Path(topo_path)
@@ -123,19 +129,25 @@ def _file_batches(args, say):
                 files[s] = d / f"{s}.{ext}"
                 break
     if not files:
-        raise SystemExit(f"no source files in {d}: expected any of " + ", ".join(f"{s}.parquet/{s}.csv" for s in SOURCES))
-    say(f"replaying files from {d}: " + ", ".join(f"{s}={p.name}" for s, p in files.items())
-        + f"; topology {topo_path.name}: {topo.n_elements:,} elements")
+        raise SystemExit(
+            f"no source files in {d}: expected any of " + ", ".join(f"{s}.parquet/{s}.csv" for s in SOURCES)
+        )
+    say(
+        f"replaying files from {d}: "
+        + ", ".join(f"{s}={p.name}" for s, p in files.items())
+        + f"; topology {topo_path.name}: {topo.n_elements:,} elements"
+    )
 
     def gen():
         iters = {s: iter_chunks(p, args.chunk_rows) for s, p in files.items()}
-        while iters:   # round robin over the sources, one bounded chunk at a time
+        while iters:  # round robin over the sources, one bounded chunk at a time
             for s in list(iters):
                 chunk = next(iters[s], None)
                 if chunk is None:
                     del iters[s]
                 else:
                     yield s, chunk
+
     return topo, gen(), None, None
 
 
@@ -162,8 +174,9 @@ def cmd_replay(args) -> int:
         pipe = Pipeline.restore(args.restore, components)
         say(f"restored state from {args.restore} ({pipe.n_batches:,} batches already processed)")
     else:
-        pipe = Pipeline(topology, route_level=args.route_level, allowed_lateness_ms=args.lateness_s * 1000,
-                        components=components)
+        pipe = Pipeline(
+            topology, route_level=args.route_level, allowed_lateness_ms=args.lateness_s * 1000, components=components
+        )
     if day is not None and replay_from > day.start_ms and not args.restore:
         t0 = time.perf_counter()
         for name, comp in pipe.components.items():
@@ -182,13 +195,16 @@ def cmd_replay(args) -> int:
             tc = time.perf_counter()
             try:
                 pipe.change_topology(target, [change])
-            except ValueError as exc:   # a component cannot follow: nothing changed, say so
+            except ValueError as exc:  # a component cannot follow: nothing changed, say so
                 change_note.append(f"== topology change at {_hhmm(at_ms)} not applied: {exc}")
                 return
-            change_note.append(f"== topology change while data flowed: at {_hhmm(at_ms)} {len(moved):,} elements were "
-                               f"re-homed to other sites of their region (version {v0} -> {pipe.topology.version}, "
-                               f"{(time.perf_counter() - tc) * 1e3:.0f} ms); components followed: "
-                               f"{', '.join(pipe.components) or 'none'}; later rows route and roll up by the new sites")
+            change_note.append(
+                f"== topology change while data flowed: at {_hhmm(at_ms)} {len(moved):,} elements were "
+                f"re-homed to other sites of their region (version {v0} -> {pipe.topology.version}, "
+                f"{(time.perf_counter() - tc) * 1e3:.0f} ms); components followed: "
+                f"{', '.join(pipe.components) or 'none'}; later rows route and roll up by the new sites"
+            )
+
         if len(moved):
             batches = _with_topology_change(batches, at_ms, apply)
     t0 = time.perf_counter()
@@ -198,14 +214,18 @@ def cmd_replay(args) -> int:
     t_proc = time.perf_counter() - t0
 
     say()
-    say(f"== ingested {n_in:,} rows in {pipe.n_batches:,} batches in {t_proc:.1f} s "
-        f"({n_in / max(t_proc, 1e-9) / 1e6:.2f} M rows/s end to end, all components included)")
+    say(
+        f"== ingested {n_in:,} rows in {pipe.n_batches:,} batches in {t_proc:.1f} s "
+        f"({n_in / max(t_proc, 1e-9) / 1e6:.2f} M rows/s end to end, all components included)"
+    )
     rows = []
     for s, c in pipe.counts().items():
         rows.append([s, _fmt_int(c["read"]), _fmt_int(c["accepted"]), _fmt_int(c["quarantined"])])
     for line in _table(rows, ["source", "read", "accepted", "quarantined"]):
         say(line)
-    say(f"   conservation (read == accepted + quarantined, accepted == routed): {'ok' if pipe.conserved() else 'VIOLATED'}")
+    say(
+        f"   conservation (read == accepted + quarantined, accepted == routed): {'ok' if pipe.conserved() else 'VIOLATED'}"
+    )
     say()
     say("== quarantine by reason (rows kept with their original values in quarantine.jsonl)")
     q = pipe.quarantine.counts_by_source()
@@ -225,12 +245,13 @@ def cmd_replay(args) -> int:
     for line in change_note:
         say()
         say(line)
-    for name, comp in pipe.components.items():
+    for comp in pipe.components.values():
         say()
         for line in comp.report_lines():
             say(line)
     if day is not None and ("anomaly" in pipe.components or "sla" in pipe.components):
         from telcoanalytics.pipeline.replay import scenario_scorecard
+
         say()
         for line in scenario_scorecard(day, replay_from, pipe.components):
             say(line)
@@ -243,18 +264,22 @@ def cmd_replay(args) -> int:
     (out / "report.txt").write_text("\n".join(lines) + "\n")
     say(f"outputs in {out}/ (report.txt, quarantine.jsonl{', alerts.jsonl' if 'alerts' in pipe.components else ''})")
     if not args.input and args.elements * args.scale <= 20_000 and args.days <= 1:
-        say("bigger: telcoanalytics replay --scale 2   (20,000 elements; --days 3 for three days; ~90 bytes/event in memory); "
-            "your data: telcoanalytics replay --input DIR")
+        say(
+            "bigger: telcoanalytics replay --scale 2   (20,000 elements; --days 3 for three days; ~90 bytes/event in memory); "
+            "your data: telcoanalytics replay --input DIR"
+        )
     return 0 if pipe.conserved() else 1
 
 
 def _hhmm(t_ms) -> str:
     import datetime as _dt
-    return _dt.datetime.fromtimestamp(int(t_ms) / 1000, tz=_dt.timezone.utc).strftime("%d %H:%M UTC")
+
+    return _dt.datetime.fromtimestamp(int(t_ms) / 1000, tz=_dt.UTC).strftime("%d %H:%M UTC")
 
 
 def cmd_generate(args) -> int:
     from telcoanalytics.synth.network import SynthConfig, generate
+
     cfg = SynthConfig(n_elements=args.elements, days=args.days, seed=args.seed, scale=args.scale)
     day = generate(cfg)
     manifest = day.write(args.out, fmt=args.format)
@@ -272,8 +297,18 @@ def cmd_bench(args) -> int:
     env = dict(os.environ)
     if args.n:
         env["BENCH_N"] = str(args.n)
-    cmd = [sys.executable, "-m", "pytest", *targets, "--benchmark-only", "-q", "-p", "no:cacheprovider",
-           "--benchmark-columns=min,median,max,rounds", *args.pytest_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *targets,
+        "--benchmark-only",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-columns=min,median,max,rounds",
+        *args.pytest_args,
+    ]
     print("running:", " ".join(cmd), flush=True)
     return subprocess.call(cmd, env=env)
 
@@ -290,9 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="replay a synthetic day (default) or --input DIR through the pipeline")
     synth_args(p)
-    p.add_argument("--history-days", type=float, default=1.0,
-                   help="synthetic only: days of history generated before the replayed span, from which the "
-                        "anomaly baselines are learned (default 1; 0 to start cold)")
+    p.add_argument(
+        "--history-days",
+        type=float,
+        default=1.0,
+        help="synthetic only: days of history generated before the replayed span, from which the "
+        "anomaly baselines are learned (default 1; 0 to start cold)",
+    )
     p.add_argument("--input", help="directory with <source>.parquet|csv files and a topology file")
     p.add_argument("--topology", help="topology file (.sqlite/.db/.csv/.json); default: found in --input")
     p.add_argument("--out", default="replay_out", help="output directory (default replay_out/)")
@@ -300,11 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-rows", type=int, default=1_000_000, help="rows per chunk when reading files")
     p.add_argument("--lateness-s", type=int, default=900, help="allowed lateness in seconds (default 900)")
     p.add_argument("--route-level", default="region", help="topology level that partitions batches")
-    p.add_argument("--components", nargs="*", default=None,
-                   help="analysis components to run (default all available)")
-    p.add_argument("--rehome-share", type=float, default=0.01,
-                   help="synthetic only: share of elements re-homed to another site halfway through the replay, "
-                        "a topology change while data flows (default 0.01; 0 for none)")
+    p.add_argument("--components", nargs="*", default=None, help="analysis components to run (default all available)")
+    p.add_argument(
+        "--rehome-share",
+        type=float,
+        default=0.01,
+        help="synthetic only: share of elements re-homed to another site halfway through the replay, "
+        "a topology change while data flows (default 0.01; 0 for none)",
+    )
     p.add_argument("--checkpoint", help="write the final state to this .npz file")
     p.add_argument("--restore", help="start from a checkpoint written by --checkpoint")
     p.set_defaults(func=cmd_replay)
@@ -326,9 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = []
-    if "--" in argv:     # everything after -- is for pytest (bench); options may come in any order before it
+    if "--" in argv:  # everything after -- is for pytest (bench); options may come in any order before it
         k = argv.index("--")
-        argv, extra = argv[:k], argv[k + 1:]
+        argv, extra = argv[:k], argv[k + 1 :]
     args = build_parser().parse_args(argv)
     if extra:
         if args.command != "bench":

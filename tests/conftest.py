@@ -1,4 +1,5 @@
 """Shared fixtures: seeded randomness, the shared data folder, hypothesis settings."""
+
 import os
 from pathlib import Path
 
@@ -14,8 +15,9 @@ NO_JIT = os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0")
 
 # The first call of a kernel compiles it, so no per-example deadline; example counts are kept
 # moderate so the whole suite (run twice, once without JIT) stays within CI's budget.
-settings.register_profile("ci", deadline=None, max_examples=40,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile(
+    "ci", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 settings.load_profile("ci")
 
 

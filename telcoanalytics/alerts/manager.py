@@ -24,6 +24,7 @@ Prometheus Alertmanager, "Configuration" (route ``group_by``, ``group_wait``,
 ``group_interval``, ``repeat_interval``, ``inhibit_rules``) and the API v2 OpenAPI spec
 (``postableAlert``): https://prometheus.io/docs/alerting/latest/configuration/
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,16 +33,30 @@ import json
 import re
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 __all__ = [
-    "Alert", "Matcher", "Silence", "InhibitRule", "Notification", "AlertManager",
-    "DEFAULT_INHIBIT_RULES", "DEFAULT_ROLLUP_RULES", "RollupRule", "ANOMALY_SEVERITY", "SEVERITIES", "IDENTITY_EXCLUDED_LABELS",
-    "alerts_from_sla_events", "alerts_from_anomalies", "fingerprint_of", "rfc3339_ms", "postable_alert",
+    "Alert",
+    "Matcher",
+    "Silence",
+    "InhibitRule",
+    "Notification",
+    "AlertManager",
+    "DEFAULT_INHIBIT_RULES",
+    "DEFAULT_ROLLUP_RULES",
+    "RollupRule",
+    "ANOMALY_SEVERITY",
+    "SEVERITIES",
+    "IDENTITY_EXCLUDED_LABELS",
+    "alerts_from_sla_events",
+    "alerts_from_anomalies",
+    "fingerprint_of",
+    "rfc3339_ms",
+    "postable_alert",
 ]
 
 FIRING, RESOLVED = "firing", "resolved"
@@ -53,17 +68,60 @@ SLA_STATES = ("pending", FIRING, RESOLVED)
 IDENTITY_EXCLUDED_LABELS = frozenset({"severity", "classification"})
 # Severity of an anomaly alert by its classification (unknown classes get "warning").
 ANOMALY_SEVERITY = {
-    "fault": "critical", "silence": "major", "collection_gap": "warning", "crowd": "warning",
-    "surge": "minor", "change": "minor", "inhibited": "info",
+    "fault": "critical",
+    "silence": "major",
+    "collection_gap": "warning",
+    "crowd": "warning",
+    "surge": "minor",
+    "change": "minor",
+    "inhibited": "info",
 }
-ANOMALY_FIELDS = ("element_id", "metric", "start_ms", "end_ms", "peak_score", "direction",
-                  "classification", "baseline", "threshold", "value")
-SLA_FIELDS = ("rule", "kpi", "severity", "state", "scope_level", "scope_id", "service", "t_ms",
-              "start_ms", "end_ms", "value", "threshold", "worst_value", "summary")
+ANOMALY_FIELDS = (
+    "element_id",
+    "metric",
+    "start_ms",
+    "end_ms",
+    "peak_score",
+    "direction",
+    "classification",
+    "baseline",
+    "threshold",
+    "value",
+)
+SLA_FIELDS = (
+    "rule",
+    "kpi",
+    "severity",
+    "state",
+    "scope_level",
+    "scope_id",
+    "service",
+    "t_ms",
+    "start_ms",
+    "end_ms",
+    "value",
+    "threshold",
+    "worst_value",
+    "summary",
+)
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_GOOD_NAMES = frozenset({"alertname", "source", "scope", "region", "site", "element", "service", "kpi",
-                         "rule", "metric", "severity", "classification"})
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_GOOD_NAMES = frozenset(
+    {
+        "alertname",
+        "source",
+        "scope",
+        "region",
+        "site",
+        "element",
+        "service",
+        "kpi",
+        "rule",
+        "metric",
+        "severity",
+        "classification",
+    }
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def rfc3339_ms(t_ms: int) -> str:
@@ -76,7 +134,7 @@ def rfc3339_ms(t_ms: int) -> str:
     """
     t_ms = int(t_ms)
     s, ms = divmod(t_ms, 1000)
-    if s < 0 or s > 253_402_300_799:      # outside years 1970..9999: the slow, general path
+    if s < 0 or s > 253_402_300_799:  # outside years 1970..9999: the slow, general path
         d = _EPOCH + timedelta(milliseconds=t_ms)
         return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + f".{ms:03d}Z"
@@ -118,8 +176,15 @@ def fingerprint_of(labels: dict[str, str]) -> str:
     return h.hexdigest()
 
 
-def postable_alert(labels: dict, annotations: dict, state: str, starts_at_ms: int, ends_at_ms: int,
-                   generator_url: str = "", valid_until_ms: int | None = None) -> dict:
+def postable_alert(
+    labels: dict,
+    annotations: dict,
+    state: str,
+    starts_at_ms: int,
+    ends_at_ms: int,
+    generator_url: str = "",
+    valid_until_ms: int | None = None,
+) -> dict:
     """Alertmanager API v2 ``postableAlert`` from alert fields (see :meth:`Alert.to_v2`)."""
     d = {"labels": dict(labels), "annotations": dict(annotations), "startsAt": rfc3339_ms(starts_at_ms)}
     if state == RESOLVED:
@@ -177,16 +242,22 @@ class Alert:
 
     def __post_init__(self):
         if not isinstance(self.labels, dict) or not self.labels.get("alertname"):
-            raise ValueError(f"Alert labels need a non-empty 'alertname', got {self.labels!r}; "
-                             "pass labels={'alertname': 'MyRule', ...}")
+            raise ValueError(
+                f"Alert labels need a non-empty 'alertname', got {self.labels!r}; "
+                "pass labels={'alertname': 'MyRule', ...}"
+            )
         clean = {}
         for k, v in self.labels.items():
             if k not in _GOOD_NAMES and (not isinstance(k, str) or not _LABEL_NAME.match(k)):
-                raise ValueError(f"Alert label name {k!r} is invalid; label names must match "
-                                 "[a-zA-Z_][a-zA-Z0-9_]* (Alertmanager rule)")
+                raise ValueError(
+                    f"Alert label name {k!r} is invalid; label names must match "
+                    "[a-zA-Z_][a-zA-Z0-9_]* (Alertmanager rule)"
+                )
             if not isinstance(v, str):
-                raise ValueError(f"Alert label {k!r} has value {v!r} of type {type(v).__name__}; "
-                                 "label values must be str, convert with str()")
+                raise ValueError(
+                    f"Alert label {k!r} has value {v!r} of type {type(v).__name__}; "
+                    "label values must be str, convert with str()"
+                )
             if v != "":
                 clean[k] = v
         self.labels = clean
@@ -195,15 +266,17 @@ class Alert:
         self.starts_at_ms = int(self.starts_at_ms)
         self.ends_at_ms = int(self.ends_at_ms)
         if self.state == RESOLVED and self.ends_at_ms < 0:
-            raise ValueError(f"resolved alert {self.labels['alertname']!r} needs ends_at_ms >= 0, "
-                             f"got {self.ends_at_ms}; set it to the event time of the recovery")
+            raise ValueError(
+                f"resolved alert {self.labels['alertname']!r} needs ends_at_ms >= 0, "
+                f"got {self.ends_at_ms}; set it to the event time of the recovery"
+            )
         if self.updated_ms < 0:
             self.updated_ms = self.ends_at_ms if self.state == RESOLVED else self.starts_at_ms
         self.updated_ms = int(self.updated_ms)
         if not self.fingerprint:
             self.fingerprint = fingerprint_of(self.labels)
 
-    def copy(self) -> "Alert":
+    def copy(self) -> Alert:
         """An independent copy (labels and annotations copied), without re-validation."""
         c = object.__new__(Alert)
         c.labels, c.annotations = dict(self.labels), dict(self.annotations)
@@ -226,22 +299,41 @@ class Alert:
         ``valid_until_ms`` (as Prometheus does: the receiver resolves the alert by itself if it
         is not refreshed by then) and is omitted when that is None.
         """
-        return postable_alert(self.labels, self.annotations, self.state, self.starts_at_ms,
-                              self.ends_at_ms, self.generator_url, valid_until_ms)
+        return postable_alert(
+            self.labels,
+            self.annotations,
+            self.state,
+            self.starts_at_ms,
+            self.ends_at_ms,
+            self.generator_url,
+            valid_until_ms,
+        )
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict that :meth:`from_dict` reads back exactly."""
-        return {"fingerprint": self.fingerprint, "status": self.state, "labels": dict(self.labels),
-                "annotations": dict(self.annotations), "starts_at_ms": self.starts_at_ms,
-                "ends_at_ms": self.ends_at_ms, "updated_ms": self.updated_ms,
-                "generator_url": self.generator_url}
+        return {
+            "fingerprint": self.fingerprint,
+            "status": self.state,
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+            "starts_at_ms": self.starts_at_ms,
+            "ends_at_ms": self.ends_at_ms,
+            "updated_ms": self.updated_ms,
+            "generator_url": self.generator_url,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Alert":
-        return cls(labels=dict(d["labels"]), annotations=dict(d.get("annotations", {})),
-                   starts_at_ms=d["starts_at_ms"], ends_at_ms=d.get("ends_at_ms", -1),
-                   state=d.get("status", FIRING), updated_ms=d.get("updated_ms", -1),
-                   generator_url=d.get("generator_url", ""), fingerprint=d.get("fingerprint", ""))
+    def from_dict(cls, d: dict) -> Alert:
+        return cls(
+            labels=dict(d["labels"]),
+            annotations=dict(d.get("annotations", {})),
+            starts_at_ms=d["starts_at_ms"],
+            ends_at_ms=d.get("ends_at_ms", -1),
+            state=d.get("status", FIRING),
+            updated_ms=d.get("updated_ms", -1),
+            generator_url=d.get("generator_url", ""),
+            fingerprint=d.get("fingerprint", ""),
+        )
 
 
 # ---- matchers, silences, inhibition rules ---------------------------------------------------
@@ -270,17 +362,17 @@ class Matcher:
         if self.op not in ("=", "!=", "=~", "!~"):
             raise ValueError(f"Matcher op {self.op!r} is unknown; use one of = != =~ !~")
         if not _LABEL_NAME.match(self.name):
-            raise ValueError(f"Matcher label name {self.name!r} is invalid; it must match "
-                             "[a-zA-Z_][a-zA-Z0-9_]*")
+            raise ValueError(f"Matcher label name {self.name!r} is invalid; it must match [a-zA-Z_][a-zA-Z0-9_]*")
         if self.op in ("=~", "!~"):
             try:
                 object.__setattr__(self, "_rx", re.compile(self.value))
             except re.error as e:
-                raise ValueError(f"Matcher {self.name}{self.op}{self.value!r} has a bad regular "
-                                 f"expression: {e}") from None
+                raise ValueError(
+                    f"Matcher {self.name}{self.op}{self.value!r} has a bad regular expression: {e}"
+                ) from None
 
     @classmethod
-    def parse(cls, text: "str | Matcher | Sequence") -> "Matcher":
+    def parse(cls, text: str | Matcher | Sequence) -> Matcher:
         """From ``"name=~value"``, a ``(name, op, value)`` triple or a Matcher."""
         if isinstance(text, Matcher):
             return text
@@ -288,8 +380,9 @@ class Matcher:
             return cls(*map(str, text))
         m = _MATCHER_RE.match(text) if isinstance(text, str) else None
         if m is None:
-            raise ValueError(f"cannot parse matcher {text!r}; write 'name=value', 'name!=value', "
-                             "'name=~regex' or 'name!~regex'")
+            raise ValueError(
+                f"cannot parse matcher {text!r}; write 'name=value', 'name!=value', 'name=~regex' or 'name!~regex'"
+            )
         val = m.group(3)
         if len(val) >= 2 and val[0] == val[-1] == '"':
             val = val[1:-1]
@@ -346,8 +439,7 @@ class Silence:
             raise ValueError("a Silence needs at least one matcher, e.g. ['site=17']")
         object.__setattr__(self, "matchers", ms)
         if int(self.ends_at_ms) <= int(self.starts_at_ms):
-            raise ValueError(f"Silence ends_at_ms ({self.ends_at_ms}) must be after starts_at_ms "
-                             f"({self.starts_at_ms})")
+            raise ValueError(f"Silence ends_at_ms ({self.ends_at_ms}) must be after starts_at_ms ({self.starts_at_ms})")
 
     def active(self, now_ms: int) -> bool:
         return self.starts_at_ms <= now_ms < self.ends_at_ms
@@ -356,15 +448,25 @@ class Silence:
         return all(m.matches(labels) for m in self.matchers)
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "matchers": [str(m) for m in self.matchers],
-                "starts_at_ms": int(self.starts_at_ms), "ends_at_ms": int(self.ends_at_ms),
-                "created_by": self.created_by, "comment": self.comment}
+        return {
+            "id": self.id,
+            "matchers": [str(m) for m in self.matchers],
+            "starts_at_ms": int(self.starts_at_ms),
+            "ends_at_ms": int(self.ends_at_ms),
+            "created_by": self.created_by,
+            "comment": self.comment,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Silence":
-        return cls(matchers=tuple(d["matchers"]), starts_at_ms=d["starts_at_ms"],
-                   ends_at_ms=d["ends_at_ms"], created_by=d.get("created_by", ""),
-                   comment=d.get("comment", ""), id=d.get("id", ""))
+    def from_dict(cls, d: dict) -> Silence:
+        return cls(
+            matchers=tuple(d["matchers"]),
+            starts_at_ms=d["starts_at_ms"],
+            ends_at_ms=d["ends_at_ms"],
+            created_by=d.get("created_by", ""),
+            comment=d.get("comment", ""),
+            id=d.get("id", ""),
+        )
 
 
 RELATIONS = ("equal", "descendants", "descendants_or_self")
@@ -400,54 +502,70 @@ class InhibitRule:
     name: str = ""
 
     def __post_init__(self):
-        object.__setattr__(self, "source_matchers", _matchers("InhibitRule source_matchers",
-                                                              self.source_matchers))
-        object.__setattr__(self, "target_matchers", _matchers("InhibitRule target_matchers",
-                                                              self.target_matchers))
+        object.__setattr__(self, "source_matchers", _matchers("InhibitRule source_matchers", self.source_matchers))
+        object.__setattr__(self, "target_matchers", _matchers("InhibitRule target_matchers", self.target_matchers))
         eq = (self.equal,) if isinstance(self.equal, str) else tuple(self.equal)
         object.__setattr__(self, "equal", eq)
         if self.relation not in RELATIONS:
-            raise ValueError(f"InhibitRule {self.name!r} relation {self.relation!r} is unknown; "
-                             f"expected one of {RELATIONS}")
+            raise ValueError(
+                f"InhibitRule {self.name!r} relation {self.relation!r} is unknown; expected one of {RELATIONS}"
+            )
         if not self.source_matchers:
-            raise ValueError(f"InhibitRule {self.name!r} needs source_matchers, otherwise every "
-                             "alert would inhibit its peers")
+            raise ValueError(
+                f"InhibitRule {self.name!r} needs source_matchers, otherwise every alert would inhibit its peers"
+            )
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "source_matchers": [str(m) for m in self.source_matchers],
-                "target_matchers": [str(m) for m in self.target_matchers],
-                "equal": list(self.equal), "relation": self.relation}
+        return {
+            "name": self.name,
+            "source_matchers": [str(m) for m in self.source_matchers],
+            "target_matchers": [str(m) for m in self.target_matchers],
+            "equal": list(self.equal),
+            "relation": self.relation,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "InhibitRule":
+    def from_dict(cls, d: dict) -> InhibitRule:
         """Build from a dict (e.g. parsed JSON/TOML); unknown keys are an error."""
         if not isinstance(d, dict):
             raise ValueError(f"an inhibit rule must be a dict, got {type(d).__name__}")
         extra = set(d) - {"name", "source_matchers", "target_matchers", "equal", "relation"}
         if extra:
-            raise ValueError(f"inhibit rule {d.get('name', '')!r} has unknown keys {sorted(extra)}; "
-                             "allowed: name, source_matchers, target_matchers, equal, relation")
-        return cls(source_matchers=d.get("source_matchers", ()),
-                   target_matchers=d.get("target_matchers", ()), equal=d.get("equal", ()),
-                   relation=d.get("relation", "equal"), name=d.get("name", ""))
+            raise ValueError(
+                f"inhibit rule {d.get('name', '')!r} has unknown keys {sorted(extra)}; "
+                "allowed: name, source_matchers, target_matchers, equal, relation"
+            )
+        return cls(
+            source_matchers=d.get("source_matchers", ()),
+            target_matchers=d.get("target_matchers", ()),
+            equal=d.get("equal", ()),
+            relation=d.get("relation", "equal"),
+            name=d.get("name", ""),
+        )
 
 
 _DOWN = "fault|down|failure|outage"
 DEFAULT_INHIBIT_RULES: tuple[InhibitRule, ...] = (
     # a site (or any non-leaf node) that is down mutes every alert below it
-    InhibitRule(source_matchers=(f"classification=~{_DOWN}",), relation="descendants",
-                name="down_mutes_descendants"),
+    InhibitRule(source_matchers=(f"classification=~{_DOWN}",), relation="descendants", name="down_mutes_descendants"),
     # an SLA rule named for an outage (e.g. "site_down", "cell_failure") does the same
-    InhibitRule(source_matchers=(f"alertname=~(?i).*({_DOWN}).*",), relation="descendants",
-                name="down_rule_mutes_descendants"),
+    InhibitRule(
+        source_matchers=(f"alertname=~(?i).*({_DOWN}).*",), relation="descendants", name="down_rule_mutes_descendants"
+    ),
     # a down element mutes its own symptoms (throughput silence, ...) but not other faults
-    InhibitRule(source_matchers=(f"classification=~{_DOWN}",),
-                target_matchers=(f"classification!~{_DOWN}",), relation="descendants_or_self",
-                name="down_mutes_own_symptoms"),
+    InhibitRule(
+        source_matchers=(f"classification=~{_DOWN}",),
+        target_matchers=(f"classification!~{_DOWN}",),
+        relation="descendants_or_self",
+        name="down_mutes_own_symptoms",
+    ),
     # a collection gap (region-wide or smaller) explains the "silence" below it
-    InhibitRule(source_matchers=("classification=collection_gap",),
-                target_matchers=("classification=silence",), relation="descendants_or_self",
-                name="collection_gap_mutes_silence"),
+    InhibitRule(
+        source_matchers=("classification=collection_gap",),
+        target_matchers=("classification=silence",),
+        relation="descendants_or_self",
+        name="collection_gap_mutes_silence",
+    ),
 )
 
 
@@ -492,38 +610,53 @@ class RollupRule:
     name: str = ""
 
     def __post_init__(self):
-        object.__setattr__(self, "source_matchers", _matchers("RollupRule source_matchers",
-                                                              self.source_matchers))
+        object.__setattr__(self, "source_matchers", _matchers("RollupRule source_matchers", self.source_matchers))
         if not self.source_matchers:
             raise ValueError(f"RollupRule {self.name!r} needs source_matchers")
         if not (0 < float(self.min_fraction) <= 1):
-            raise ValueError(f"RollupRule {self.name!r} min_fraction must be in (0, 1], got "
-                             f"{self.min_fraction}")
+            raise ValueError(f"RollupRule {self.name!r} min_fraction must be in (0, 1], got {self.min_fraction}")
         if int(self.min_count) < 1:
             raise ValueError(f"RollupRule {self.name!r} min_count must be >= 1, got {self.min_count}")
         if self.severity not in SEVERITIES:
-            raise ValueError(f"RollupRule {self.name!r} severity {self.severity!r} is unknown; "
-                             f"expected one of {SEVERITIES}")
+            raise ValueError(
+                f"RollupRule {self.name!r} severity {self.severity!r} is unknown; expected one of {SEVERITIES}"
+            )
         if not self.alertname or not self.level:
             raise ValueError(f"RollupRule {self.name!r} needs an alertname and a level")
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "level": self.level, "alertname": self.alertname,
-                "classification": self.classification, "severity": self.severity,
-                "source_matchers": [str(m) for m in self.source_matchers],
-                "min_fraction": float(self.min_fraction), "min_count": int(self.min_count)}
+        return {
+            "name": self.name,
+            "level": self.level,
+            "alertname": self.alertname,
+            "classification": self.classification,
+            "severity": self.severity,
+            "source_matchers": [str(m) for m in self.source_matchers],
+            "min_fraction": float(self.min_fraction),
+            "min_count": int(self.min_count),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RollupRule":
+    def from_dict(cls, d: dict) -> RollupRule:
         """Build from a dict (e.g. parsed JSON/TOML); unknown keys are an error."""
         if not isinstance(d, dict):
             raise ValueError(f"a rollup rule must be a dict, got {type(d).__name__}")
-        allowed = {"name", "level", "alertname", "classification", "severity", "source_matchers",
-                   "min_fraction", "min_count"}
+        allowed = {
+            "name",
+            "level",
+            "alertname",
+            "classification",
+            "severity",
+            "source_matchers",
+            "min_fraction",
+            "min_count",
+        }
         extra = set(d) - allowed
         if extra:
-            raise ValueError(f"rollup rule {d.get('name', '')!r} has unknown keys {sorted(extra)}; "
-                             f"allowed: {', '.join(sorted(allowed))}")
+            raise ValueError(
+                f"rollup rule {d.get('name', '')!r} has unknown keys {sorted(extra)}; "
+                f"allowed: {', '.join(sorted(allowed))}"
+            )
         missing = {"level", "alertname", "classification", "source_matchers"} - set(d)
         if missing:
             raise ValueError(f"rollup rule {d.get('name', '')!r} lacks {sorted(missing)}")
@@ -531,11 +664,26 @@ class RollupRule:
 
 
 DEFAULT_ROLLUP_RULES: tuple[RollupRule, ...] = (
-    RollupRule("site", (f"classification=~{_DOWN}",), alertname="site_down", classification="down",
-               severity="critical", min_fraction=0.5, min_count=2, name="site_down"),
-    RollupRule("region", ("classification=collection_gap",), alertname="region_collection_gap",
-               classification="collection_gap", severity="warning", min_fraction=0.5, min_count=2,
-               name="region_collection_gap"),
+    RollupRule(
+        "site",
+        (f"classification=~{_DOWN}",),
+        alertname="site_down",
+        classification="down",
+        severity="critical",
+        min_fraction=0.5,
+        min_count=2,
+        name="site_down",
+    ),
+    RollupRule(
+        "region",
+        ("classification=collection_gap",),
+        alertname="region_collection_gap",
+        classification="collection_gap",
+        severity="warning",
+        min_fraction=0.5,
+        min_count=2,
+        name="region_collection_gap",
+    ),
 )
 
 
@@ -567,17 +715,28 @@ class Notification:
         common = dict(self.alerts[0].labels) if self.alerts else {}
         for a in self.alerts[1:]:
             common = {k: v for k, v in common.items() if a.labels.get(k) == v}
-        return {"version": "4", "groupKey": self.group_key, "status": self.status,
-                "receiver": self.receiver, "groupLabels": dict(self.group_labels),
-                "commonLabels": common, "t_ms": int(self.t_ms),
-                "valid_until_ms": int(self.valid_until_ms),
-                "alerts": [a.to_dict() for a in self.alerts]}
+        return {
+            "version": "4",
+            "groupKey": self.group_key,
+            "status": self.status,
+            "receiver": self.receiver,
+            "groupLabels": dict(self.group_labels),
+            "commonLabels": common,
+            "t_ms": int(self.t_ms),
+            "valid_until_ms": int(self.valid_until_ms),
+            "alerts": [a.to_dict() for a in self.alerts],
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Notification":
-        return cls(group_key=d["groupKey"], group_labels=dict(d["groupLabels"]),
-                   alerts=tuple(Alert.from_dict(a) for a in d["alerts"]), t_ms=d["t_ms"],
-                   valid_until_ms=d["valid_until_ms"], receiver=d.get("receiver", "telcoanalytics"))
+    def from_dict(cls, d: dict) -> Notification:
+        return cls(
+            group_key=d["groupKey"],
+            group_labels=dict(d["groupLabels"]),
+            alerts=tuple(Alert.from_dict(a) for a in d["alerts"]),
+            t_ms=d["t_ms"],
+            valid_until_ms=d["valid_until_ms"],
+            receiver=d.get("receiver", "telcoanalytics"),
+        )
 
 
 # ---- converters -----------------------------------------------------------------------------
@@ -637,13 +796,15 @@ def _sla_fields(ev, i: int) -> dict:
             d = {name: getattr(ev, name) for name in SLA_FIELDS if hasattr(ev, name)}
     if not all(name in d for name in SLA_FIELDS):
         name = next(n for n in SLA_FIELDS if n not in d)
-        raise ValueError(f"SLA event #{i} ({type(ev).__name__}) has no field {name!r}; "
-                         f"expected the fields {SLA_FIELDS}")
+        raise ValueError(
+            f"SLA event #{i} ({type(ev).__name__}) has no field {name!r}; expected the fields {SLA_FIELDS}"
+        )
     return d
 
 
-def alerts_from_sla_events(events: Iterable, topology, *, include_pending: bool = False,
-                           generator_url: str = "") -> list[Alert]:
+def alerts_from_sla_events(
+    events: Iterable, topology, *, include_pending: bool = False, generator_url: str = ""
+) -> list[Alert]:
     """Convert SLA lifecycle events (``telcoanalytics.sla.sla.SlaEvent`` or dicts) into alerts.
 
     Parameters
@@ -682,12 +843,15 @@ def alerts_from_sla_events(events: Iterable, topology, *, include_pending: bool 
             raise ValueError(f"SLA event #{i} has state {state!r}; expected one of {SLA_STATES}")
         if state == "pending":
             if include_pending:
-                raise ValueError(f"SLA event #{i} is pending; only firing/resolved events become "
-                                 "alerts, filter pending events or use include_pending=False")
+                raise ValueError(
+                    f"SLA event #{i} is pending; only firing/resolved events become "
+                    "alerts, filter pending events or use include_pending=False"
+                )
             continue
         if d["severity"] not in SEVERITIES:
-            raise ValueError(f"SLA event #{i} (rule {d['rule']!r}) has severity {d['severity']!r}; "
-                             f"expected one of {SEVERITIES}")
+            raise ValueError(
+                f"SLA event #{i} (rule {d['rule']!r}) has severity {d['severity']!r}; expected one of {SEVERITIES}"
+            )
         keep.append(d)
     by_level: dict[str, list[int]] = {}
     for j, d in enumerate(keep):
@@ -704,8 +868,15 @@ def alerts_from_sla_events(events: Iterable, topology, *, include_pending: bool 
         rule, kpi, level, sid = str(d["rule"]), str(d["kpi"]), str(d["scope_level"]), int(d["scope_id"])
         service, state, sev = str(d["service"] or ""), d["state"], d["severity"]
         value, thr = _fmt(d["value"]), _fmt(d["threshold"])
-        labels = {"alertname": rule, "source": "sla", "rule": rule, "kpi": kpi,
-                  "service": service, "severity": sev, "classification": "sla"}
+        labels = {
+            "alertname": rule,
+            "source": "sla",
+            "rule": rule,
+            "kpi": kpi,
+            "service": service,
+            "severity": sev,
+            "classification": "sla",
+        }
         labels.update(scope_labels[j])
         svc = f" ({service})" if service else ""
         if state == FIRING:
@@ -713,21 +884,29 @@ def alerts_from_sla_events(events: Iterable, topology, *, include_pending: bool 
         else:
             summary = f"{kpi} = {value} back within threshold {thr} on {level} {sid}{svc}"
         start_ms, t_ms, end_ms = int(d["start_ms"]), int(d["t_ms"]), int(d["end_ms"])
-        desc = (f"SLA rule {rule} ({sev}): violation since {rfc3339_ms(start_ms)}, "
-                f"worst {kpi} {_fmt(d['worst_value'])}")
+        desc = f"SLA rule {rule} ({sev}): violation since {rfc3339_ms(start_ms)}, worst {kpi} {_fmt(d['worst_value'])}"
         if d["summary"]:
             desc += f". {d['summary']}"
         ann = {"summary": summary, "description": desc, "value": value, "threshold": thr}
         if not found_all[j]:
             ann["topology"] = f"{level} {sid} is not in the topology; ancestor labels missing"
-        out.append(Alert(labels=labels, annotations=ann, starts_at_ms=start_ms,
-                         ends_at_ms=(end_ms if end_ms >= 0 else t_ms) if state == RESOLVED else -1,
-                         state=state, updated_ms=t_ms, generator_url=generator_url))
+        out.append(
+            Alert(
+                labels=labels,
+                annotations=ann,
+                starts_at_ms=start_ms,
+                ends_at_ms=(end_ms if end_ms >= 0 else t_ms) if state == RESOLVED else -1,
+                state=state,
+                updated_ms=t_ms,
+                generator_url=generator_url,
+            )
+        )
     return out
 
 
-def alerts_from_anomalies(rows: np.ndarray, topology, *, severity: dict | None = None,
-                          generator_url: str = "") -> list[Alert]:
+def alerts_from_anomalies(
+    rows: np.ndarray, topology, *, severity: dict | None = None, generator_url: str = ""
+) -> list[Alert]:
     """Convert anomaly records (``ANOMALY_DTYPE`` rows) into element-scope alerts.
 
     Parameters
@@ -759,8 +938,10 @@ def alerts_from_anomalies(rows: np.ndarray, topology, *, severity: dict | None =
     """
     names = getattr(getattr(rows, "dtype", None), "names", None)
     if names is None:
-        raise ValueError(f"rows must be a structured array with fields {ANOMALY_FIELDS}, got "
-                         f"{type(rows).__name__}; pass the ANOMALY_DTYPE array from anomaly.py")
+        raise ValueError(
+            f"rows must be a structured array with fields {ANOMALY_FIELDS}, got "
+            f"{type(rows).__name__}; pass the ANOMALY_DTYPE array from anomaly.py"
+        )
     missing = [f for f in ANOMALY_FIELDS if f not in names]
     if missing:
         raise ValueError(f"anomaly rows lack fields {missing}; expected {ANOMALY_FIELDS}")
@@ -773,7 +954,7 @@ def alerts_from_anomalies(rows: np.ndarray, topology, *, severity: dict | None =
     labeler = _Labeler(topology)
     level = topology.element_level if topology is not None else "element"
     scope_labels, found = labeler.labels(level, rows["element_id"])
-    c = {f: rows[f].tolist() for f in ANOMALY_FIELDS}   # plain Python values, no numpy scalars
+    c = {f: rows[f].tolist() for f in ANOMALY_FIELDS}  # plain Python values, no numpy scalars
     # optional extension field: event time of this transition (open, close, re-issue)
     t_col = rows["t_ms"].tolist() if "t_ms" in names else None
     found = found.tolist()
@@ -781,27 +962,39 @@ def alerts_from_anomalies(rows: np.ndarray, topology, *, severity: dict | None =
     for j in range(len(rows)):
         metric, cls = c["metric"][j], c["classification"][j]
         eid, end_ms, start = c["element_id"][j], c["end_ms"][j], c["start_ms"][j]
-        labels = {"alertname": f"anomaly_{metric}" if metric else "anomaly", "source": "anomaly",
-                  "metric": metric, "classification": cls,
-                  "severity": sev_map.get(cls, "warning")}
+        labels = {
+            "alertname": f"anomaly_{metric}" if metric else "anomaly",
+            "source": "anomaly",
+            "metric": metric,
+            "classification": cls,
+            "severity": sev_map.get(cls, "warning"),
+        }
         labels.update(scope_labels[j])
         value, thr, score = _fmt(c["value"][j]), _fmt(c["threshold"][j]), _fmt(c["peak_score"][j])
         dirn = "above" if c["direction"][j] > 0 else "below"
-        summary = (f"{cls} on element {eid} {metric}: {value} {dirn} threshold {thr} "
-                   f"(baseline {_fmt(c['baseline'][j])})")
+        summary = f"{cls} on element {eid} {metric}: {value} {dirn} threshold {thr} (baseline {_fmt(c['baseline'][j])})"
         if end_ms >= 0:
             summary = f"resolved: {summary}"
-        ann = {"summary": summary,
-               "description": f"anomaly since {rfc3339_ms(start)}, peak score {score}, classified {cls}",
-               "value": value, "threshold": thr, "peak_score": score}
+        ann = {
+            "summary": summary,
+            "description": f"anomaly since {rfc3339_ms(start)}, peak score {score}, classified {cls}",
+            "value": value,
+            "threshold": thr,
+            "peak_score": score,
+        }
         if not found[j]:
             ann["topology"] = f"element {eid} is not in the topology; site/region labels missing"
-        out.append(Alert(labels=labels, annotations=ann, starts_at_ms=start,
-                         ends_at_ms=end_ms if end_ms >= 0 else -1,
-                         state=RESOLVED if end_ms >= 0 else FIRING,
-                         updated_ms=(t_col[j] if t_col is not None and t_col[j] >= 0
-                                     else end_ms if end_ms >= 0 else start),
-                         generator_url=generator_url))
+        out.append(
+            Alert(
+                labels=labels,
+                annotations=ann,
+                starts_at_ms=start,
+                ends_at_ms=end_ms if end_ms >= 0 else -1,
+                state=RESOLVED if end_ms >= 0 else FIRING,
+                updated_ms=(t_col[j] if t_col is not None and t_col[j] >= 0 else end_ms if end_ms >= 0 else start),
+                generator_url=generator_url,
+            )
+        )
     return out
 
 
@@ -810,7 +1003,7 @@ def alerts_from_anomalies(rows: np.ndarray, topology, *, severity: dict | None =
 class _Group:
     key: str
     labels: dict
-    fps: set = field(default_factory=set)       # alerts currently in the group
+    fps: set = field(default_factory=set)  # alerts currently in the group
     next_flush_ms: int = 0
     last_notify_ms: int = -1
     notified_firing: set = field(default_factory=set)  # firing set of the last notification
@@ -878,28 +1071,42 @@ class AlertManager:
     [1]
     """
 
-    def __init__(self, topology=None, sinks: Sequence = (), *,
-                 group_by: Sequence[str] = ("region", "site", "alertname"),
-                 group_wait_ms: int = 30_000, group_interval_ms: int = 300_000,
-                 repeat_interval_ms: int = 4 * 3_600_000,
-                 inhibit_rules: Sequence | None = None, rollup_rules: Sequence | None = None,
-                 silences: Sequence = (), clock: Callable[[], int] | None = None,
-                 valid_for_ms: int | None = None,
-                 suppress_classifications: Sequence[str] = ("inhibited",),
-                 resolved_retention_ms: int = 24 * 3_600_000, receiver: str = "telcoanalytics"):
+    def __init__(
+        self,
+        topology=None,
+        sinks: Sequence = (),
+        *,
+        group_by: Sequence[str] = ("region", "site", "alertname"),
+        group_wait_ms: int = 30_000,
+        group_interval_ms: int = 300_000,
+        repeat_interval_ms: int = 4 * 3_600_000,
+        inhibit_rules: Sequence | None = None,
+        rollup_rules: Sequence | None = None,
+        silences: Sequence = (),
+        clock: Callable[[], int] | None = None,
+        valid_for_ms: int | None = None,
+        suppress_classifications: Sequence[str] = ("inhibited",),
+        resolved_retention_ms: int = 24 * 3_600_000,
+        receiver: str = "telcoanalytics",
+    ):
         self.topology = topology
         self.levels = tuple(topology.levels) if topology is not None else ("region", "site", "element")
         for i, s in enumerate(sinks):
             if not all(callable(getattr(s, m, None)) for m in ("submit", "flush", "close")):
-                raise TypeError(f"sinks[{i}] ({type(s).__name__}) lacks submit/flush/close; use a "
-                                "sink from telcoanalytics.alerts.sinks or CallbackSink(fn)")
+                raise TypeError(
+                    f"sinks[{i}] ({type(s).__name__}) lacks submit/flush/close; use a "
+                    "sink from telcoanalytics.alerts.sinks or CallbackSink(fn)"
+                )
         self.sinks = list(sinks)
         if isinstance(group_by, str):
             group_by = (group_by,)
         self.group_by = tuple(group_by)
-        for name, v, lo in (("group_wait_ms", group_wait_ms, 0), ("group_interval_ms", group_interval_ms, 1),
-                            ("repeat_interval_ms", repeat_interval_ms, 1),
-                            ("resolved_retention_ms", resolved_retention_ms, 0)):
+        for name, v, lo in (
+            ("group_wait_ms", group_wait_ms, 0),
+            ("group_interval_ms", group_interval_ms, 1),
+            ("repeat_interval_ms", repeat_interval_ms, 1),
+            ("resolved_retention_ms", resolved_retention_ms, 0),
+        ):
             if int(v) < lo:
                 raise ValueError(f"{name} must be >= {lo} ms, got {v}")
         self.group_wait_ms = int(group_wait_ms)
@@ -908,19 +1115,20 @@ class AlertManager:
         self.valid_for_ms = int(valid_for_ms) if valid_for_ms is not None else 2 * self.repeat_interval_ms
         self.resolved_retention_ms = int(resolved_retention_ms)
         rules = DEFAULT_INHIBIT_RULES if inhibit_rules is None else inhibit_rules
-        self.inhibit_rules = tuple(r if isinstance(r, InhibitRule) else InhibitRule.from_dict(r)
-                                   for r in rules)
+        self.inhibit_rules = tuple(r if isinstance(r, InhibitRule) else InhibitRule.from_dict(r) for r in rules)
         if rollup_rules is None:
             rollup_rules = DEFAULT_ROLLUP_RULES if topology is not None else ()
-        self.rollup_rules = tuple(r if isinstance(r, RollupRule) else RollupRule.from_dict(r)
-                                  for r in rollup_rules)
+        self.rollup_rules = tuple(r if isinstance(r, RollupRule) else RollupRule.from_dict(r) for r in rollup_rules)
         if self.rollup_rules and topology is None:
-            raise ValueError("rollup_rules need a topology (to count each node's elements); pass "
-                             "the Topology or rollup_rules=()")
+            raise ValueError(
+                "rollup_rules need a topology (to count each node's elements); pass the Topology or rollup_rules=()"
+            )
         for r in self.rollup_rules:
             if r.level not in self.levels[:-1]:
-                raise ValueError(f"RollupRule {r.name!r} level {r.level!r} must be a topology level "
-                                 f"above the elements: one of {self.levels[:-1]}")
+                raise ValueError(
+                    f"RollupRule {r.name!r} level {r.level!r} must be a topology level "
+                    f"above the elements: one of {self.levels[:-1]}"
+                )
         # "rule_index|node value" -> (fingerprint, start_ms) of the raised roll-up alert
         self._rollup_active: dict[str, tuple[str, int]] = {}
         self._rollup_dirty = True
@@ -932,8 +1140,8 @@ class AlertManager:
         self._group_of: dict[str, str] = {}
         self._groups: dict[str, _Group] = {}
         self._heap: list[tuple[int, str]] = []
-        self._tombstones: dict[str, int] = {}       # fingerprint -> ends_at_ms of resolved
-        self._last_prune_ms = -(2 ** 62)
+        self._tombstones: dict[str, int] = {}  # fingerprint -> ends_at_ms of resolved
+        self._last_prune_ms = -(2**62)
         self._silences: dict[str, Silence] = {}
         self._silence_seq = 0
         self._inhibit_cache = None
@@ -944,7 +1152,7 @@ class AlertManager:
             self.add_silence(s)
 
     # ---- silences -------------------------------------------------------------------------
-    def add_silence(self, silence: "Silence | dict") -> str:
+    def add_silence(self, silence: Silence | dict) -> str:
         """Add a silence; returns its id (assigned if empty)."""
         if isinstance(silence, dict):
             silence = Silence.from_dict(silence)
@@ -997,8 +1205,10 @@ class AlertManager:
         st = self.stats
         for i, a in enumerate(alerts):
             if not isinstance(a, Alert):
-                raise TypeError(f"alerts[{i}] is a {type(a).__name__}, expected Alert; convert with "
-                                "alerts_from_sla_events / alerts_from_anomalies")
+                raise TypeError(
+                    f"alerts[{i}] is a {type(a).__name__}, expected Alert; convert with "
+                    "alerts_from_sla_events / alerts_from_anomalies"
+                )
             st["received"] += 1
             fp = a.fingerprint
             cur = self._alerts.get(fp)
@@ -1035,7 +1245,7 @@ class AlertManager:
                 if a.updated_ms <= cur.ends_at_ms:
                     st["stale"] += 1
                     continue
-                st["refired"] += 1            # resolved and re-opened before being notified
+                st["refired"] += 1  # resolved and re-opened before being notified
                 cur.state, cur.ends_at_ms, cur.starts_at_ms = FIRING, -1, a.starts_at_ms
                 self._inhibit_cache = None
                 self._rollup_dirty = True
@@ -1079,8 +1289,10 @@ class AlertManager:
             The new topology has other levels (the alert labels would no longer fit).
         """
         if topology is None or tuple(topology.levels) != self.levels:
-            raise ValueError(f"set_topology needs a topology with levels {self.levels}, got "
-                             f"{None if topology is None else tuple(topology.levels)}")
+            raise ValueError(
+                f"set_topology needs a topology with levels {self.levels}, got "
+                f"{None if topology is None else tuple(topology.levels)}"
+            )
         self.topology = topology
         self._node_sizes.clear()
         self._rollup_dirty = True
@@ -1127,7 +1339,7 @@ class AlertManager:
             else:
                 d = self._depth(a)
                 top = d + 1 if r.relation == "descendants_or_self" else d
-                keys = [(lv, a.labels.get(lv, ""), eq) for lv in self.levels[:max(top, 0)]]
+                keys = [(lv, a.labels.get(lv, ""), eq) for lv in self.levels[: max(top, 0)]]
             for k in keys:
                 fps = src.get(k)
                 if fps and (len(fps) > 1 or a.fingerprint not in fps):
@@ -1167,9 +1379,14 @@ class AlertManager:
     def _evaluate_rollups(self, now: int) -> None:
         """Raise / resolve the roll-up alerts (see :class:`RollupRule`)."""
         leaf = self.levels[-1]
-        firing = [a for a in self._alerts.values()
-                  if a.state == FIRING and a.labels.get("source") != "rollup" and leaf in a.labels
-                  and a.labels.get("scope", leaf) == leaf]
+        firing = [
+            a
+            for a in self._alerts.values()
+            if a.state == FIRING
+            and a.labels.get("source") != "rollup"
+            and leaf in a.labels
+            and a.labels.get("scope", leaf) == leaf
+        ]
         out = []
         for i, r in enumerate(self.rollup_rules):
             members: dict[str, dict[str, Alert]] = {}
@@ -1186,9 +1403,15 @@ class AlertManager:
                     continue
                 qualified.add(node)
                 first = next(iter(elems.values()))
-                labels = {"alertname": r.alertname, "source": "rollup", "rule": r.name or r.alertname,
-                          "scope": r.level, "classification": r.classification, "severity": r.severity}
-                for lv in self.levels[:self.levels.index(r.level) + 1]:
+                labels = {
+                    "alertname": r.alertname,
+                    "source": "rollup",
+                    "rule": r.name or r.alertname,
+                    "scope": r.level,
+                    "classification": r.classification,
+                    "severity": r.severity,
+                }
+                for lv in self.levels[: self.levels.index(r.level) + 1]:
                     labels[lv] = first.labels.get(lv, "")
                 key = f"{i}|{node}"
                 prev = self._rollup_active.get(key)
@@ -1197,11 +1420,13 @@ class AlertManager:
                     if cur is not None and cur.state == FIRING and cur.annotations.get("members") == str(k):
                         continue
                 start = prev[1] if prev is not None else now
-                ann = {"summary": f"{r.alertname}: {k} of {n} elements of {r.level} {node} have "
-                                  f"{' '.join(map(str, r.source_matchers))} alerts",
-                       "description": f"roll-up rule {r.name or r.alertname}: at least "
-                                      f"{r.min_fraction:.0%} and {r.min_count} elements",
-                       "members": str(k)}
+                ann = {
+                    "summary": f"{r.alertname}: {k} of {n} elements of {r.level} {node} have "
+                    f"{' '.join(map(str, r.source_matchers))} alerts",
+                    "description": f"roll-up rule {r.name or r.alertname}: at least "
+                    f"{r.min_fraction:.0%} and {r.min_count} elements",
+                    "members": str(k),
+                }
                 a = Alert(labels, ann, starts_at_ms=start, updated_ms=now)
                 self._rollup_active[key] = (a.fingerprint, start)
                 out.append(a)
@@ -1212,8 +1437,16 @@ class AlertManager:
                 fp, _ = self._rollup_active.pop(key)
                 cur = self._alerts.get(fp)
                 if cur is not None and cur.state == FIRING:
-                    out.append(Alert(dict(cur.labels), dict(cur.annotations), starts_at_ms=cur.starts_at_ms,
-                                     ends_at_ms=now, state=RESOLVED, updated_ms=max(now, cur.updated_ms)))
+                    out.append(
+                        Alert(
+                            dict(cur.labels),
+                            dict(cur.annotations),
+                            starts_at_ms=cur.starts_at_ms,
+                            ends_at_ms=now,
+                            state=RESOLVED,
+                            updated_ms=max(now, cur.updated_ms),
+                        )
+                    )
         if out:
             self.stats["rollup_updates"] += len(out)
             self.ingest(out, now)
@@ -1285,18 +1518,28 @@ class AlertManager:
             else:
                 firing.append(a)
         fire_fps = {a.fingerprint for a in firing}
-        notify = bool(resolved) or bool(fire_fps - g.notified_firing) or (
-            bool(firing) and g.last_notify_ms >= 0 and now - g.last_notify_ms >= self.repeat_interval_ms)
+        notify = (
+            bool(resolved)
+            or bool(fire_fps - g.notified_firing)
+            or (bool(firing) and g.last_notify_ms >= 0 and now - g.last_notify_ms >= self.repeat_interval_ms)
+        )
         n = None
         if notify:
             if firing and not (fire_fps - g.notified_firing) and not resolved:
                 st["repeats"] += 1
-            n = Notification(g.key, dict(g.labels), tuple(a.copy() for a in firing + resolved),
-                             now, now + self.valid_for_ms, self.receiver)
+            n = Notification(
+                g.key,
+                dict(g.labels),
+                tuple(a.copy() for a in firing + resolved),
+                now,
+                now + self.valid_for_ms,
+                self.receiver,
+            )
             g.last_notify_ms = now
             # muted alerts that were announced stay in the set: their resolution is announced
-            g.notified_firing = fire_fps | {fp for fp in g.notified_firing
-                                            if fp in g.fps and self._alerts[fp].state == FIRING}
+            g.notified_firing = fire_fps | {
+                fp for fp in g.notified_firing if fp in g.fps and self._alerts[fp].state == FIRING
+            }
             st["alerts_notified_firing"] += len(firing)
             st["alerts_notified_resolved"] += len(resolved)
         for fp in gone:
@@ -1304,7 +1547,7 @@ class AlertManager:
             g.fps.discard(fp)
             g.notified_firing.discard(fp)
             del self._group_of[fp]
-            self._tombstones[fp] = a.ends_at_ms   # resolved alerts are no inhibition sources
+            self._tombstones[fp] = a.ends_at_ms  # resolved alerts are no inhibition sources
         if g.fps:
             g.next_flush_ms = now + self.group_interval_ms
             heapq.heappush(self._heap, (g.next_flush_ms, g.key))
@@ -1312,8 +1555,7 @@ class AlertManager:
             del self._groups[g.key]
         return n
 
-    def close(self, now_ms: int | None = None, *, drain: bool = True,
-              flush_timeout_s: float | None = 10.0) -> bool:
+    def close(self, now_ms: int | None = None, *, drain: bool = True, flush_timeout_s: float | None = 10.0) -> bool:
         """Flush pending groups (``drain``), then flush and close every sink.
 
         Returns True when every sink confirmed delivery within ``flush_timeout_s``.
@@ -1341,9 +1583,14 @@ class AlertManager:
             if a.state == FIRING:
                 why = self.muted(a, now)
                 cur[why or "notifiable"] += 1
-        return {"current": dict(cur), "severity": dict(self.seen_severity),
-                "classification": dict(self.seen_classification), "stats": dict(self.stats),
-                "groups": len(self._groups), "silences": len(self._silences)}
+        return {
+            "current": dict(cur),
+            "severity": dict(self.seen_severity),
+            "classification": dict(self.seen_classification),
+            "stats": dict(self.stats),
+            "groups": len(self._groups),
+            "silences": len(self._silences),
+        }
 
     def summary_lines(self, now_ms: int | None = None) -> list[str]:
         """Short printable lines for the replay: counts by state, severity, classification."""
@@ -1352,6 +1599,7 @@ class AlertManager:
 
         def kv(d):
             return ", ".join(f"{k or '-'}={v}" for k, v in sorted(d.items())) or "none"
+
         lines = [
             f"alerts: {s.get('new', 0)} opened, {s.get('resolved', 0)} resolved, "
             f"{s.get('deduplicated', 0)} duplicates merged, {s.get('stale', 0)} stale, "
@@ -1373,45 +1621,73 @@ class AlertManager:
     # ---- checkpoint -----------------------------------------------------------------------
     def to_state(self) -> dict:
         """Checkpoint as plain scalars/strings (the alert store as a JSON string)."""
-        groups = [{"key": g.key, "labels": g.labels, "fps": sorted(g.fps),
-                   "next_flush_ms": g.next_flush_ms, "last_notify_ms": g.last_notify_ms,
-                   "notified_firing": sorted(g.notified_firing)} for g in self._groups.values()]
-        body = {"alerts": [a.to_dict() for a in self._alerts.values()], "groups": groups,
-                "tombstones": self._tombstones, "silences": [s.to_dict() for s in self._silences.values()],
-                "silence_seq": self._silence_seq, "stats": dict(self.stats),
-                "rollup_active": self._rollup_active,
-                "seen_severity": dict(self.seen_severity),
-                "seen_classification": dict(self.seen_classification),
-                "config": {"levels": list(self.levels), "group_by": list(self.group_by),
-                           "group_wait_ms": self.group_wait_ms,
-                           "group_interval_ms": self.group_interval_ms,
-                           "repeat_interval_ms": self.repeat_interval_ms,
-                           "valid_for_ms": self.valid_for_ms,
-                           "resolved_retention_ms": self.resolved_retention_ms,
-                           "suppress_classifications": sorted(self.suppress_classifications),
-                           "inhibit_rules": [r.to_dict() for r in self.inhibit_rules],
-                           "rollup_rules": [r.to_dict() for r in self.rollup_rules],
-                           "receiver": self.receiver}}
+        groups = [
+            {
+                "key": g.key,
+                "labels": g.labels,
+                "fps": sorted(g.fps),
+                "next_flush_ms": g.next_flush_ms,
+                "last_notify_ms": g.last_notify_ms,
+                "notified_firing": sorted(g.notified_firing),
+            }
+            for g in self._groups.values()
+        ]
+        body = {
+            "alerts": [a.to_dict() for a in self._alerts.values()],
+            "groups": groups,
+            "tombstones": self._tombstones,
+            "silences": [s.to_dict() for s in self._silences.values()],
+            "silence_seq": self._silence_seq,
+            "stats": dict(self.stats),
+            "rollup_active": self._rollup_active,
+            "seen_severity": dict(self.seen_severity),
+            "seen_classification": dict(self.seen_classification),
+            "config": {
+                "levels": list(self.levels),
+                "group_by": list(self.group_by),
+                "group_wait_ms": self.group_wait_ms,
+                "group_interval_ms": self.group_interval_ms,
+                "repeat_interval_ms": self.repeat_interval_ms,
+                "valid_for_ms": self.valid_for_ms,
+                "resolved_retention_ms": self.resolved_retention_ms,
+                "suppress_classifications": sorted(self.suppress_classifications),
+                "inhibit_rules": [r.to_dict() for r in self.inhibit_rules],
+                "rollup_rules": [r.to_dict() for r in self.rollup_rules],
+                "receiver": self.receiver,
+            },
+        }
         return {"version": 1, "state_json": json.dumps(body, sort_keys=True)}
 
     @classmethod
-    def from_state(cls, d: dict, topology=None, sinks: Sequence = (),
-                   clock: Callable[[], int] | None = None) -> "AlertManager":
+    def from_state(
+        cls, d: dict, topology=None, sinks: Sequence = (), clock: Callable[[], int] | None = None
+    ) -> AlertManager:
         """Restore a manager saved by :meth:`to_state` (sinks and clock are not state)."""
         if d.get("version") != 1 or "state_json" not in d:
-            raise ValueError(f"not an AlertManager state (version {d.get('version')!r}); "
-                             "pass the dict returned by AlertManager.to_state()")
+            raise ValueError(
+                f"not an AlertManager state (version {d.get('version')!r}); "
+                "pass the dict returned by AlertManager.to_state()"
+            )
         b = json.loads(d["state_json"])
         c = b["config"]
         rollups = c["rollup_rules"]
         if rollups and topology is None:
             raise ValueError("this AlertManager state has rollup_rules: pass the topology to from_state")
-        mgr = cls(topology, sinks, group_by=c["group_by"], group_wait_ms=c["group_wait_ms"],
-                  group_interval_ms=c["group_interval_ms"], repeat_interval_ms=c["repeat_interval_ms"],
-                  inhibit_rules=c["inhibit_rules"], rollup_rules=rollups, clock=clock,
-                  valid_for_ms=c["valid_for_ms"],
-                  suppress_classifications=c["suppress_classifications"],
-                  resolved_retention_ms=c["resolved_retention_ms"], receiver=c["receiver"])
+        mgr = cls(
+            topology,
+            sinks,
+            group_by=c["group_by"],
+            group_wait_ms=c["group_wait_ms"],
+            group_interval_ms=c["group_interval_ms"],
+            repeat_interval_ms=c["repeat_interval_ms"],
+            inhibit_rules=c["inhibit_rules"],
+            rollup_rules=rollups,
+            clock=clock,
+            valid_for_ms=c["valid_for_ms"],
+            suppress_classifications=c["suppress_classifications"],
+            resolved_retention_ms=c["resolved_retention_ms"],
+            receiver=c["receiver"],
+        )
         if topology is None:
             mgr.levels = tuple(c["levels"])
         mgr._rollup_active = {k: (v[0], int(v[1])) for k, v in b["rollup_active"].items()}
@@ -1419,8 +1695,14 @@ class AlertManager:
             a = Alert.from_dict(ad)
             mgr._alerts[a.fingerprint] = a
         for gd in b["groups"]:
-            g = _Group(gd["key"], gd["labels"], set(gd["fps"]), gd["next_flush_ms"],
-                       gd["last_notify_ms"], set(gd["notified_firing"]))
+            g = _Group(
+                gd["key"],
+                gd["labels"],
+                set(gd["fps"]),
+                gd["next_flush_ms"],
+                gd["last_notify_ms"],
+                set(gd["notified_firing"]),
+            )
             mgr._groups[g.key] = g
             for fp in g.fps:
                 mgr._group_of[fp] = g.key

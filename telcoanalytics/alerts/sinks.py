@@ -23,6 +23,7 @@ Remote delivery is at-least-once and never silent about loss:
 A crash between a successful delivery and its acknowledgement resends that one notification
 (at-least-once); Alertmanager deduplicates alerts by their labels, so this is harmless there.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,15 +35,23 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
-from typing import Callable, Sequence
 
 from telcoanalytics.alerts.manager import Notification, postable_alert, rfc3339_ms
 
-__all__ = ["SinkError", "PermanentSinkError", "RetryPolicy", "Spool", "QueuedSink", "WebhookSink",
-           "CallbackSink", "JsonlSink"]
+__all__ = [
+    "SinkError",
+    "PermanentSinkError",
+    "RetryPolicy",
+    "Spool",
+    "QueuedSink",
+    "WebhookSink",
+    "CallbackSink",
+    "JsonlSink",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +92,14 @@ class RetryPolicy:
         if self.max_attempts < 1:
             raise ValueError(f"RetryPolicy max_attempts must be >= 1, got {self.max_attempts}")
         if not (0 <= self.base_delay_s <= self.max_delay_s):
-            raise ValueError(f"RetryPolicy needs 0 <= base_delay_s <= max_delay_s, got "
-                             f"{self.base_delay_s} and {self.max_delay_s}")
+            raise ValueError(
+                f"RetryPolicy needs 0 <= base_delay_s <= max_delay_s, got {self.base_delay_s} and {self.max_delay_s}"
+            )
         if self.multiplier < 1:
             raise ValueError(f"RetryPolicy multiplier must be >= 1, got {self.multiplier}")
 
     def delay_s(self, retry: int) -> float:
-        return min(self.max_delay_s, self.base_delay_s * self.multiplier ** retry)
+        return min(self.max_delay_s, self.base_delay_s * self.multiplier**retry)
 
 
 class Spool:
@@ -130,15 +140,17 @@ class Spool:
                 d = json.loads(self.ack_path.read_text())
                 self.acked_offset, self.acked_seq = int(d["offset"]), int(d["seq"])
             except (ValueError, KeyError, TypeError) as e:
-                raise ValueError(f"spool ack file {self.ack_path} is unreadable ({e}); it holds "
-                                 "the delivered position: restore it or remove the spool directory "
-                                 "after checking spool.jsonl by hand") from None
+                raise ValueError(
+                    f"spool ack file {self.ack_path} is unreadable ({e}); it holds "
+                    "the delivered position: restore it or remove the spool directory "
+                    "after checking spool.jsonl by hand"
+                ) from None
         self._fh = open(self.path, "ab")
 
     def load(self) -> list[tuple[int, int, dict]]:
         """Unacknowledged records as ``(seq, end_offset, record)``, oldest first."""
         data = self.path.read_bytes()
-        if self.acked_offset > len(data):   # crash between truncation and ack: all delivered
+        if self.acked_offset > len(data):  # crash between truncation and ack: all delivered
             self.acked_offset = 0
         end = data.rfind(b"\n") + 1
         if end < len(data):
@@ -251,8 +263,15 @@ class QueuedSink:
     name = "queued"
     max_batch = 1
 
-    def __init__(self, *, spool_dir=None, retry: RetryPolicy | None = None, background: bool = True,
-                 sleep: Callable[[float], None] | None = None, fsync: bool = True):
+    def __init__(
+        self,
+        *,
+        spool_dir=None,
+        retry: RetryPolicy | None = None,
+        background: bool = True,
+        sleep: Callable[[float], None] | None = None,
+        fsync: bool = True,
+    ):
         self.retry = retry or RetryPolicy()
         self.background = bool(background)
         self._cond = threading.Condition()
@@ -295,12 +314,12 @@ class QueuedSink:
             return
         with self._cond:
             if self._closing:
-                raise RuntimeError(f"{self.name} sink is closed; create a new sink over the same "
-                                   "spool_dir to continue delivering")
+                raise RuntimeError(
+                    f"{self.name} sink is closed; create a new sink over the same spool_dir to continue delivering"
+                )
             seqs = list(range(self._seq + 1, self._seq + 1 + len(recs)))
             self._seq += len(recs)
-            offs = (self._spool.append(list(zip(seqs, recs))) if self._spool is not None
-                    else [-1] * len(recs))
+            offs = self._spool.append(list(zip(seqs, recs))) if self._spool is not None else [-1] * len(recs)
             self._queue.extend(zip(seqs, offs, recs))
             self.stats["submitted"] += len(recs)
             self._cond.notify_all()
@@ -336,7 +355,7 @@ class QueuedSink:
         try:
             self._deliver_batch([it[2] for it in items])
         except PermanentSinkError as e:
-            if len(items) > 1:              # isolate the rejected one(s): retry one by one
+            if len(items) > 1:  # isolate the rejected one(s): retry one by one
                 done = 0
                 for it in items:
                     k = self._attempt([it])
@@ -387,8 +406,9 @@ class QueuedSink:
             The sink has a background thread (it does the pumping).
         """
         if self.background:
-            raise RuntimeError(f"{self.name} sink delivers in a background thread; call "
-                               "flush(timeout_s) instead of pump()")
+            raise RuntimeError(
+                f"{self.name} sink delivers in a background thread; call flush(timeout_s) instead of pump()"
+            )
         limit = int(max_attempts or self.retry.max_attempts)
         n = 0
         while True:
@@ -510,15 +530,13 @@ class WebhookSink(QueuedSink):
 
     name = "webhook"
 
-    def __init__(self, url: str, *, timeout_s: float = 5.0, headers: dict | None = None,
-                 coalesce: int = 64, **kwargs):
+    def __init__(self, url: str, *, timeout_s: float = 5.0, headers: dict | None = None, coalesce: int = 64, **kwargs):
         if int(coalesce) < 1:
             raise ValueError(f"coalesce must be >= 1 notifications per POST, got {coalesce}")
         self.max_batch = int(coalesce)
         p = urllib.parse.urlsplit(url)
         if p.scheme not in ("http", "https") or not p.netloc:
-            raise ValueError(f"webhook url {url!r} must be http(s)://host[:port][/path], e.g. "
-                             "http://127.0.0.1:9093")
+            raise ValueError(f"webhook url {url!r} must be http(s)://host[:port][/path], e.g. http://127.0.0.1:9093")
         if p.path in ("", "/"):
             p = p._replace(path="/api/v2/alerts")
         self.url = urllib.parse.urlunsplit(p)
@@ -533,14 +551,25 @@ class WebhookSink(QueuedSink):
     @staticmethod
     def body(records: list[dict]) -> bytes:
         """The request body for notification dicts: their alerts in order, as one list."""
-        return json.dumps([postable_alert(a["labels"], a["annotations"], a["status"], a["starts_at_ms"],
-                                          a["ends_at_ms"], a["generator_url"], r["valid_until_ms"])
-                           for r in records for a in r["alerts"]]).encode()
+        return json.dumps(
+            [
+                postable_alert(
+                    a["labels"],
+                    a["annotations"],
+                    a["status"],
+                    a["starts_at_ms"],
+                    a["ends_at_ms"],
+                    a["generator_url"],
+                    r["valid_until_ms"],
+                )
+                for r in records
+                for a in r["alerts"]
+            ]
+        ).encode()
 
     def _deliver_batch(self, records: list[dict]) -> None:
         self.stats["posts"] += 1
-        req = urllib.request.Request(self.url, data=self.body(records), headers=self.headers,
-                                     method="POST")
+        req = urllib.request.Request(self.url, data=self.body(records), headers=self.headers, method="POST")
         try:
             with self._opener.open(req, timeout=self.timeout_s) as resp:
                 resp.read()
@@ -615,8 +644,13 @@ class JsonlSink:
             for a in n.alerts:
                 d = a.to_dict()
                 v2 = a.to_v2(n.valid_until_ms)
-                d.update(startsAt=v2["startsAt"], endsAt=v2.get("endsAt", ""), group_key=n.group_key,
-                         notified_ms=int(n.t_ms), notified_at=rfc3339_ms(n.t_ms))
+                d.update(
+                    startsAt=v2["startsAt"],
+                    endsAt=v2.get("endsAt", ""),
+                    group_key=n.group_key,
+                    notified_ms=int(n.t_ms),
+                    notified_at=rfc3339_ms(n.t_ms),
+                )
                 lines.append(json.dumps(d, sort_keys=True))
         if not lines:
             return

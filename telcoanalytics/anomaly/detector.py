@@ -17,44 +17,55 @@ Three layers, each usable alone:
     but not faults; an isolated deviation is a fault; a parent element's failure inhibits its
     children; calendar events widen thresholds for their scope and time.
 """
+
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-
 import sys
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from kernels import detect as _k
-
 from telcoanalytics.records import EQUIP_DTYPE, EQUIPMENT_CLASS_CODE, METRICS
 from telcoanalytics.topology.model import Topology
 
-ANOMALY_DTYPE = np.dtype([
-    ("slot", "i8"),
-    ("element_id", "i8"),         # external element id (-1 when the slot has no element)
-    ("metric", "U24"),
-    ("start_ms", "i8"),
-    ("end_ms", "i8"),             # -1 while the episode is open
-    ("peak_score", "f8"),         # peak |z| (robust sigmas) of the episode so far
-    ("direction", "i1"),          # +1 above baseline, -1 below
-    ("classification", "U16"),    # fault|silence|crowd|surge|collection_gap|change|inhibited
-    ("baseline", "f8"),           # baseline at the peak
-    ("threshold", "f8"),          # effective threshold at the peak
-    ("value", "f8"),              # observed value at the peak
-    ("scope_level", "U8"),        # extension: "element", "site" or "region"
-    ("scope_id", "i8"),           # extension: external id of the scope node
-    ("t_ms", "i8"),               # extension: event time of this transition (open/close/change/check)
-])
+ANOMALY_DTYPE = np.dtype(
+    [
+        ("slot", "i8"),
+        ("element_id", "i8"),  # external element id (-1 when the slot has no element)
+        ("metric", "U24"),
+        ("start_ms", "i8"),
+        ("end_ms", "i8"),  # -1 while the episode is open
+        ("peak_score", "f8"),  # peak |z| (robust sigmas) of the episode so far
+        ("direction", "i1"),  # +1 above baseline, -1 below
+        ("classification", "U16"),  # fault|silence|crowd|surge|collection_gap|change|inhibited
+        ("baseline", "f8"),  # baseline at the peak
+        ("threshold", "f8"),  # effective threshold at the peak
+        ("value", "f8"),  # observed value at the peak
+        ("scope_level", "U8"),  # extension: "element", "site" or "region"
+        ("scope_id", "i8"),  # extension: external id of the scope node
+        ("t_ms", "i8"),  # extension: event time of this transition (open/close/change/check)
+    ]
+)
 """One anomaly episode (open or closed). The last three fields extend the agreed interface."""
 
 CLASSIFICATIONS = ("fault", "silence", "crowd", "surge", "collection_gap", "change", "inhibited")
-DEFAULT_METRIC_TRANSFORM = {"throughput_mbps": 1.0, "error_count": 1.0, "loss_pct": 0.05, "latency_ms": 1.0,
-                            "jitter_ms": 1.0}
+DEFAULT_METRIC_TRANSFORM = {
+    "throughput_mbps": 1.0,
+    "error_count": 1.0,
+    "loss_pct": 0.05,
+    "latency_ms": 1.0,
+    "jitter_ms": 1.0,
+}
 """Metrics scored on ``log(x + c)`` (value -> c): skewed positive quantities whose noise grows with
 their level; the baseline and value in the rows are converted back to the metric's unit."""
-DEFAULT_METRIC_FLOOR = {"error_count": 0.3, "unavailable_s": 10.0, "loss_pct": 0.3, "latency_ms": 0.1,
-                        "throughput_mbps": 0.02}
+DEFAULT_METRIC_FLOOR = {
+    "error_count": 0.3,
+    "unavailable_s": 10.0,
+    "loss_pct": 0.3,
+    "latency_ms": 0.1,
+    "throughput_mbps": 0.02,
+}
 """Absolute sigma floors (in the scored unit, i.e. after the transform): one count more than a run
 of zeros, or a few unavailable seconds, is not an infinite deviation."""
 DEFAULT_METRIC_CONFIRM = {"unavailable_s": 2}
@@ -144,39 +155,51 @@ class DetectorConfig:
             v = getattr(self, f.name)
             _check(np.isfinite(v), f"DetectorConfig.{f.name} must be finite, got {v!r}")
         _check(self.season_s >= 0, f"season_s must be >= 0 (0 disables the season), got {self.season_s}")
-        _check(self.n_phase >= 1 and int(self.n_phase) == self.n_phase,
-               f"n_phase must be a positive integer, got {self.n_phase}")
+        _check(
+            self.n_phase >= 1 and int(self.n_phase) == self.n_phase,
+            f"n_phase must be a positive integer, got {self.n_phase}",
+        )
         if self.season_s > 0:
-            _check(self.season_s * 1000 >= self.n_phase,
-                   f"season_s={self.season_s} is shorter than n_phase={self.n_phase} milliseconds")
+            _check(
+                self.season_s * 1000 >= self.n_phase,
+                f"season_s={self.season_s} is shorter than n_phase={self.n_phase} milliseconds",
+            )
         for name in ("level_alpha", "season_alpha", "scale_alpha"):
             v = getattr(self, name)
             _check(0 < v <= 1, f"{name} must be in (0, 1], got {v}")
         for name in ("huber_c", "thr_init", "thr_min", "cusum_h", "cusum_clip", "gain_max"):
             _check(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
-        _check(self.floor_abs >= 0 and self.floor_rel >= 0 and self.floor_abs + self.floor_rel > 0,
-               f"floor_abs and floor_rel must be >= 0 and not both 0, got {self.floor_abs}, {self.floor_rel}")
+        _check(
+            self.floor_abs >= 0 and self.floor_rel >= 0 and self.floor_abs + self.floor_rel > 0,
+            f"floor_abs and floor_rel must be >= 0 and not both 0, got {self.floor_abs}, {self.floor_rel}",
+        )
         _check(0 < self.target_fa < 1, f"target_fa must be in (0, 1), got {self.target_fa}")
         _check(0 < self.budget_fa <= 1, f"budget_fa must be in (0, 1] (1 disables the budget), got {self.budget_fa}")
         _check(0 <= self.tune_eta < 1, f"tune_eta must be in [0, 1), got {self.tune_eta}")
         _check(0 <= self.budget_eta < 1, f"budget_eta must be in [0, 1), got {self.budget_eta}")
-        _check(self.thr_min <= self.thr_init <= self.thr_max,
-               f"need thr_min <= thr_init <= thr_max, got {self.thr_min}, {self.thr_init}, {self.thr_max}")
+        _check(
+            self.thr_min <= self.thr_init <= self.thr_max,
+            f"need thr_min <= thr_init <= thr_max, got {self.thr_min}, {self.thr_init}, {self.thr_max}",
+        )
         _check(self.gain_max >= 1, f"gain_max must be >= 1, got {self.gain_max}")
         _check(self.cusum_k >= 0, f"cusum_k must be >= 0, got {self.cusum_k}")
-        _check(self.warmup >= 1 and int(self.warmup) == self.warmup, f"warmup must be an integer >= 1, got {self.warmup}")
-        _check(self.close_after >= 1 and int(self.close_after) == self.close_after,
-               f"close_after must be an integer >= 1, got {self.close_after}")
+        _check(
+            self.warmup >= 1 and int(self.warmup) == self.warmup, f"warmup must be an integer >= 1, got {self.warmup}"
+        )
+        _check(
+            self.close_after >= 1 and int(self.close_after) == self.close_after,
+            f"close_after must be an integer >= 1, got {self.close_after}",
+        )
 
 
 @dataclass
 class BatchScores:
     """Per-event outputs of the last :meth:`AnomalyDetector.update` (event order)."""
 
-    z: np.ndarray          # robust z-score before the update (NaN for invalid values)
-    baseline: np.ndarray   # baseline before the update
+    z: np.ndarray  # robust z-score before the update (NaN for invalid values)
+    baseline: np.ndarray  # baseline before the update
     threshold: np.ndarray  # effective threshold (self-tuned x calendar x budget gain)
-    flags: np.ndarray      # int8 bit set: 1 alarm, 2 change confirmed, 4 warm, 8 invalid value
+    flags: np.ndarray  # int8 bit set: 1 alarm, 2 change confirmed, 4 warm, 8 invalid value
 
 
 def _as_1d(name: str, a, dtype) -> np.ndarray:
@@ -219,13 +242,14 @@ class AnomalyDetector:
     (True, 'fault')
     """
 
-    def __init__(self, n_slots: int, config: DetectorConfig | None = None, slot_element_id=None,
-                 slot_metric=None):
+    def __init__(self, n_slots: int, config: DetectorConfig | None = None, slot_element_id=None, slot_metric=None):
         _check(int(n_slots) == n_slots and n_slots >= 0, f"n_slots must be a non-negative integer, got {n_slots!r}")
         self.n_slots = int(n_slots)
         self.config = config if config is not None else DetectorConfig()
-        _check(isinstance(self.config, DetectorConfig),
-               f"config must be a DetectorConfig, got {type(self.config).__name__}")
+        _check(
+            isinstance(self.config, DetectorConfig),
+            f"config must be a DetectorConfig, got {type(self.config).__name__}",
+        )
         c = self.config
         self.season_ms = int(round(c.season_s * 1000.0))
         self.n_phase = int(c.n_phase) if self.season_ms > 0 else 1
@@ -239,13 +263,19 @@ class AnomalyDetector:
         self.seas_n = np.zeros((self.n_phase, self.n_slots), dtype=np.uint8)
         self.glob = np.zeros(_k.N_GLOBAL)
         self.glob[_k.G_GAIN] = 1.0
-        self.slot_element_id = (np.full(self.n_slots, -1, dtype=np.int64) if slot_element_id is None
-                                else _as_1d("slot_element_id", slot_element_id, np.int64))
-        self.slot_metric = (np.full(self.n_slots, "", dtype="U24") if slot_metric is None
-                            else np.asarray(slot_metric, dtype="U24"))
-        _check(len(self.slot_element_id) == self.n_slots and len(self.slot_metric) == self.n_slots,
-               f"slot_element_id and slot_metric need {self.n_slots} entries, got "
-               f"{len(self.slot_element_id)} and {len(self.slot_metric)}")
+        self.slot_element_id = (
+            np.full(self.n_slots, -1, dtype=np.int64)
+            if slot_element_id is None
+            else _as_1d("slot_element_id", slot_element_id, np.int64)
+        )
+        self.slot_metric = (
+            np.full(self.n_slots, "", dtype="U24") if slot_metric is None else np.asarray(slot_metric, dtype="U24")
+        )
+        _check(
+            len(self.slot_element_id) == self.n_slots and len(self.slot_metric) == self.n_slots,
+            f"slot_element_id and slot_metric need {self.n_slots} entries, got "
+            f"{len(self.slot_element_id)} and {len(self.slot_metric)}",
+        )
         self.slot_floor = np.full(self.n_slots, float(c.floor_abs))
         self.slot_confirm = np.ones(self.n_slots)
         self.n_invalid = 0
@@ -262,8 +292,10 @@ class AnomalyDetector:
         """Require ``n_points`` consecutive alarm points before an episode of these slots opens
         (sparse counters whose isolated blips are normal)."""
         slots = _as_1d("slots", slots, np.int64)
-        _check(int(n_points) == n_points and 1 <= n_points <= 1000,
-               f"n_points must be an integer in 1..1000, got {n_points}")
+        _check(
+            int(n_points) == n_points and 1 <= n_points <= 1000,
+            f"n_points must be an integer in 1..1000, got {n_points}",
+        )
         self.slot_confirm[slots] = float(n_points)
 
     # ---- scoring ---------------------------------------------------------------------------
@@ -297,12 +329,16 @@ class AnomalyDetector:
         slot = _as_1d("slot", slot, np.int64)
         value = _as_1d("value", value, np.float64)
         n = len(ts_ms)
-        _check(len(slot) == n and len(value) == n,
-               f"ts_ms, slot and value must have one length, got {n}, {len(slot)}, {len(value)}")
+        _check(
+            len(slot) == n and len(value) == n,
+            f"ts_ms, slot and value must have one length, got {n}, {len(slot)}, {len(value)}",
+        )
         if n and (slot.min() < 0 or slot.max() >= self.n_slots):
             bad = int(np.flatnonzero((slot < 0) | (slot >= self.n_slots))[0])
-            raise ValueError(f"slot[{bad}] = {slot[bad]} is outside 0..{self.n_slots - 1}; "
-                             f"create the detector with more slots or call grow()")
+            raise ValueError(
+                f"slot[{bad}] = {slot[bad]} is outside 0..{self.n_slots - 1}; "
+                f"create the detector with more slots or call grow()"
+            )
         if thr_mult is None:
             thr_mult = _NO_MULT
         else:
@@ -314,13 +350,44 @@ class AnomalyDetector:
         ep = self._episode_buffers(n)
         n_bad = self.glob[_k.G_INVALID]
         m = _k.detect_batch(
-            ts_ms, slot, value, thr_mult,
-            self.season_ms, self.n_phase if self.season_ms > 0 else 0, c.level_alpha, c.season_alpha,
-            c.scale_alpha, c.huber_c, self.slot_floor, c.floor_rel, float(c.warmup), *_k.threshold_steps(c.target_fa, c.tune_eta),
-            c.thr_min, c.thr_max, c.budget_fa, c.budget_eta, c.gain_max, c.cusum_k, c.cusum_h,
-            c.cusum_clip, float(c.close_after), self.slot_confirm,
-            self.state, self.nobs, self.cold, self.open_dir, self.run, self.seas, self.seas_n, self.glob,
-            z, base, thr, flags, *ep)
+            ts_ms,
+            slot,
+            value,
+            thr_mult,
+            self.season_ms,
+            self.n_phase if self.season_ms > 0 else 0,
+            c.level_alpha,
+            c.season_alpha,
+            c.scale_alpha,
+            c.huber_c,
+            self.slot_floor,
+            c.floor_rel,
+            float(c.warmup),
+            *_k.threshold_steps(c.target_fa, c.tune_eta),
+            c.thr_min,
+            c.thr_max,
+            c.budget_fa,
+            c.budget_eta,
+            c.gain_max,
+            c.cusum_k,
+            c.cusum_h,
+            c.cusum_clip,
+            float(c.close_after),
+            self.slot_confirm,
+            self.state,
+            self.nobs,
+            self.cold,
+            self.open_dir,
+            self.run,
+            self.seas,
+            self.seas_n,
+            self.glob,
+            z,
+            base,
+            thr,
+            flags,
+            *ep,
+        )
         ep_idx, ep_kind = ep[0], ep[1]
         self.n_invalid += int(self.glob[_k.G_INVALID] - n_bad)
         self.last = BatchScores(z, base, thr, flags)
@@ -343,7 +410,7 @@ class AnomalyDetector:
         otherwise fault in and the allocator unmap again (about a tenth of the scoring time on
         60,000-event batches).
         """
-        self.last = None        # drop our own views before counting the others
+        self.last = None  # drop our own views before counting the others
         pool = getattr(self, "_out", None)
         if pool is None or len(pool[0]) < n or _refcounts(pool) != self._out_free:
             cap = max(n, 1024)
@@ -414,18 +481,30 @@ class AnomalyDetector:
 
     def to_state(self) -> dict:
         """Checkpoint: numpy arrays and plain scalars only."""
-        return {"kind": "AnomalyDetector", "config": asdict(self.config), "state": self.state.copy(),
-                "cold": self.cold.copy(), "nobs": self.nobs.copy(), "open_dir": self.open_dir.copy(), "run": self.run.copy(),
-                "seas": self.seas.copy(), "seas_n": self.seas_n.copy(), "glob": self.glob.copy(),
-                "slot_element_id": self.slot_element_id.copy(), "slot_metric": self.slot_metric.copy(),
-                "slot_floor": self.slot_floor.copy(), "slot_confirm": self.slot_confirm.copy(),
-                "n_invalid": self.n_invalid}
+        return {
+            "kind": "AnomalyDetector",
+            "config": asdict(self.config),
+            "state": self.state.copy(),
+            "cold": self.cold.copy(),
+            "nobs": self.nobs.copy(),
+            "open_dir": self.open_dir.copy(),
+            "run": self.run.copy(),
+            "seas": self.seas.copy(),
+            "seas_n": self.seas_n.copy(),
+            "glob": self.glob.copy(),
+            "slot_element_id": self.slot_element_id.copy(),
+            "slot_metric": self.slot_metric.copy(),
+            "slot_floor": self.slot_floor.copy(),
+            "slot_confirm": self.slot_confirm.copy(),
+            "n_invalid": self.n_invalid,
+        }
 
     @classmethod
-    def from_state(cls, d: dict) -> "AnomalyDetector":
+    def from_state(cls, d: dict) -> AnomalyDetector:
         """Restore from :meth:`to_state` output."""
-        _check(d.get("kind") == "AnomalyDetector",
-               f"state is not an AnomalyDetector checkpoint (kind={d.get('kind')!r})")
+        _check(
+            d.get("kind") == "AnomalyDetector", f"state is not an AnomalyDetector checkpoint (kind={d.get('kind')!r})"
+        )
         det = cls(d["state"].shape[0], DetectorConfig(**d["config"]), d["slot_element_id"], d["slot_metric"])
         det.state = np.array(d["state"], dtype=np.float64)
         det.seas = np.array(d["seas"], dtype=np.float64)
@@ -464,10 +543,18 @@ class SilenceMonitor:
     about one minute after its first missing report).
     """
 
-    def __init__(self, n_elements: int, gap_factor: float = 1.0, slack_ms: int = 60_000, min_reports: int = 3,
-                 gap_alpha: float = 0.1):
-        _check(int(n_elements) == n_elements and n_elements >= 0,
-               f"n_elements must be a non-negative integer, got {n_elements!r}")
+    def __init__(
+        self,
+        n_elements: int,
+        gap_factor: float = 1.0,
+        slack_ms: int = 60_000,
+        min_reports: int = 3,
+        gap_alpha: float = 0.1,
+    ):
+        _check(
+            int(n_elements) == n_elements and n_elements >= 0,
+            f"n_elements must be a non-negative integer, got {n_elements!r}",
+        )
         _check(gap_factor > 0, f"gap_factor must be > 0, got {gap_factor}")
         _check(slack_ms >= 0, f"slack_ms must be >= 0, got {slack_ms}")
         _check(min_reports >= 2, f"min_reports must be >= 2 (a gap needs two reports), got {min_reports}")
@@ -480,7 +567,7 @@ class SilenceMonitor:
         self.last_ts = np.full(self.n_elements, -1, dtype=np.int64)
         self.gap_ms = np.zeros(self.n_elements)
         self.n_reports = np.zeros(self.n_elements, dtype=np.int64)
-        self.silent_since = np.full(self.n_elements, -1, dtype=np.int64)   # -1: not flagged
+        self.silent_since = np.full(self.n_elements, -1, dtype=np.int64)  # -1: not flagged
 
     def observe(self, ts_ms, elem):
         """Record reports of dense elements ``elem`` at ``ts_ms`` (any order within the batch)."""
@@ -488,8 +575,10 @@ class SilenceMonitor:
         elem = _as_1d("elem", elem, np.int64)
         _check(len(ts_ms) == len(elem), f"ts_ms and elem differ in length: {len(ts_ms)} vs {len(elem)}")
         if len(elem) and (elem.min() < 0 or elem.max() >= self.n_elements):
-            raise ValueError(f"elem contains {int(elem[(elem < 0) | (elem >= self.n_elements)][0])} but the "
-                             f"monitor has {self.n_elements} elements; call grow()")
+            raise ValueError(
+                f"elem contains {int(elem[(elem < 0) | (elem >= self.n_elements)][0])} but the "
+                f"monitor has {self.n_elements} elements; call grow()"
+            )
         order = np.argsort(ts_ms, kind="stable")
         _k.arrivals_update(ts_ms[order], elem[order], self.gap_alpha, self.last_ts, self.gap_ms, self.n_reports)
 
@@ -530,16 +619,22 @@ class SilenceMonitor:
 
     def to_state(self) -> dict:
         """Checkpoint: numpy arrays and plain scalars only."""
-        return {"kind": "SilenceMonitor", "gap_factor": self.gap_factor, "slack_ms": self.slack_ms,
-                "min_reports": self.min_reports, "gap_alpha": self.gap_alpha, "last_ts": self.last_ts.copy(),
-                "gap_ms": self.gap_ms.copy(), "n_reports": self.n_reports.copy(),
-                "silent_since": self.silent_since.copy()}
+        return {
+            "kind": "SilenceMonitor",
+            "gap_factor": self.gap_factor,
+            "slack_ms": self.slack_ms,
+            "min_reports": self.min_reports,
+            "gap_alpha": self.gap_alpha,
+            "last_ts": self.last_ts.copy(),
+            "gap_ms": self.gap_ms.copy(),
+            "n_reports": self.n_reports.copy(),
+            "silent_since": self.silent_since.copy(),
+        }
 
     @classmethod
-    def from_state(cls, d: dict) -> "SilenceMonitor":
+    def from_state(cls, d: dict) -> SilenceMonitor:
         """Restore from :meth:`to_state` output."""
-        _check(d.get("kind") == "SilenceMonitor",
-               f"state is not a SilenceMonitor checkpoint (kind={d.get('kind')!r})")
+        _check(d.get("kind") == "SilenceMonitor", f"state is not a SilenceMonitor checkpoint (kind={d.get('kind')!r})")
         m = cls(len(d["last_ts"]), d["gap_factor"], d["slack_ms"], d["min_reports"], d["gap_alpha"])
         m.last_ts = np.array(d["last_ts"], dtype=np.int64)
         m.gap_ms = np.array(d["gap_ms"], dtype=np.float64)
@@ -574,8 +669,10 @@ class CalendarEvent:
     name: str = ""
 
     def __post_init__(self):
-        _check(self.end_ms > self.start_ms,
-               f"calendar event {self.name!r}: end_ms {self.end_ms} must be after start_ms {self.start_ms}")
+        _check(
+            self.end_ms > self.start_ms,
+            f"calendar event {self.name!r}: end_ms {self.end_ms} must be after start_ms {self.start_ms}",
+        )
         _check(self.widen > 0, f"calendar event {self.name!r}: widen must be > 0, got {self.widen}")
 
 
@@ -630,7 +727,7 @@ def default_parents(topology: Topology) -> np.ndarray:
     is_child = np.isin(cls, [EQUIPMENT_CLASS_CODE[c] for c in _CHILD_CLASSES])
     hub = np.full(topology.n_nodes("site"), -1, dtype=np.int64)
     idx = np.flatnonzero(is_parent)
-    hub[site[idx[::-1]]] = idx[::-1]          # first parent-class element of each site
+    hub[site[idx[::-1]]] = idx[::-1]  # first parent-class element of each site
     parent[is_child] = hub[site[is_child]]
     return parent
 
@@ -676,10 +773,20 @@ class NetworkAnomalyDetector:
     (11, 'fault')
     """
 
-    def __init__(self, topology: Topology, metrics=METRICS, config: DetectorConfig | None = None,
-                 classify: ClassifyConfig | None = None, calendar=None, parent_element=None,
-                 silence: dict | None = None, metric_floor: dict | None = None,
-                 metric_transform: dict | None = None, metric_confirm: dict | None = None, silence_metrics=None):
+    def __init__(
+        self,
+        topology: Topology,
+        metrics=METRICS,
+        config: DetectorConfig | None = None,
+        classify: ClassifyConfig | None = None,
+        calendar=None,
+        parent_element=None,
+        silence: dict | None = None,
+        metric_floor: dict | None = None,
+        metric_transform: dict | None = None,
+        metric_confirm: dict | None = None,
+        silence_metrics=None,
+    ):
         _check(isinstance(topology, Topology), f"topology must be a Topology, got {type(topology).__name__}")
         self.topology = topology
         self.metrics = tuple(metrics)
@@ -689,8 +796,10 @@ class NetworkAnomalyDetector:
         slot_el = np.repeat(topology.ids[topology.element_level], self.n_metrics)
         slot_metric = np.tile(np.array(self.metrics, dtype="U24"), n_el)
         self.detector = AnomalyDetector(n_el * self.n_metrics, config, slot_el, slot_metric)
-        def pick(given, default):   # defaults apply to the metrics present; given tables are checked
+
+        def pick(given, default):  # defaults apply to the metrics present; given tables are checked
             return {k: v for k, v in default.items() if k in self.metrics} if given is None else dict(given)
+
         floors = pick(metric_floor, DEFAULT_METRIC_FLOOR)
         confirm = pick(metric_confirm, DEFAULT_METRIC_CONFIRM)
         transform = pick(metric_transform, DEFAULT_METRIC_TRANSFORM)
@@ -702,7 +811,7 @@ class NetworkAnomalyDetector:
             self.detector.set_floor(elem_slots + self.metrics.index(k), fl)
         for k, npts in confirm.items():
             self.detector.set_confirm(elem_slots + self.metrics.index(k), npts)
-        self.log_offset = np.full(self.n_metrics, np.nan)      # NaN: scored as is
+        self.log_offset = np.full(self.n_metrics, np.nan)  # NaN: scored as is
         for k, c in transform.items():
             _check(c > 0, f"metric_transform[{k!r}] must be > 0 (log offset), got {c}")
             self.log_offset[self.metrics.index(k)] = c
@@ -710,7 +819,9 @@ class NetworkAnomalyDetector:
             self.silence_metric = np.ones(self.n_metrics, dtype=bool)
         else:
             for k in silence_metrics:
-                _check(k in self.metrics, f"silence_metrics names {k!r}, which is not one of the metrics {self.metrics}")
+                _check(
+                    k in self.metrics, f"silence_metrics names {k!r}, which is not one of the metrics {self.metrics}"
+                )
             self.silence_metric = np.isin(np.array(self.metrics), list(silence_metrics))
         self.classify_config = classify if classify is not None else ClassifyConfig()
         self.silence = SilenceMonitor(n_el, **(silence or {}))
@@ -722,10 +833,14 @@ class NetworkAnomalyDetector:
             self.parent_element = default_parents(topology)
         else:
             self.parent_element = _as_1d("parent_element", parent_element, np.int64)
-            _check(len(self.parent_element) == n_el,
-                   f"parent_element has {len(self.parent_element)} entries for {n_el} elements")
-            _check(bool(np.all((self.parent_element >= -1) & (self.parent_element < n_el))),
-                   f"parent_element must hold dense element indices in -1..{n_el - 1}")
+            _check(
+                len(self.parent_element) == n_el,
+                f"parent_element has {len(self.parent_element)} entries for {n_el} elements",
+            )
+            _check(
+                bool(np.all((self.parent_element >= -1) & (self.parent_element < n_el))),
+                f"parent_element must hold dense element indices in -1..{n_el - 1}",
+            )
         # classification of each slot's open episode (code into CLASSIFICATIONS, -1 none)
         self.slot_class = np.full(self.detector.n_slots, -1, dtype=np.int8)
         self.n_unknown = 0
@@ -777,17 +892,22 @@ class NetworkAnomalyDetector:
         elem = _as_1d("elem", elem, np.int64)
         metric_id = _as_1d("metric_id", metric_id, np.int64)
         n = len(ts_ms)
-        _check(len(elem) == n and len(metric_id) == n,
-               f"ts_ms, elem and metric_id must have one length, got {n}, {len(elem)}, {len(metric_id)}")
+        _check(
+            len(elem) == n and len(metric_id) == n,
+            f"ts_ms, elem and metric_id must have one length, got {n}, {len(elem)}, {len(metric_id)}",
+        )
         n_el = self.topology.n_elements
         if n and (elem.min() < 0 or elem.max() >= n_el):
             bad = int(np.flatnonzero((elem < 0) | (elem >= n_el))[0])
-            raise ValueError(f"elem[{bad}] = {elem[bad]} is not a dense element index (0..{n_el - 1}); "
-                             "map ids with topology.index_of() and quarantine the -1s")
+            raise ValueError(
+                f"elem[{bad}] = {elem[bad]} is not a dense element index (0..{n_el - 1}); "
+                "map ids with topology.index_of() and quarantine the -1s"
+            )
         if n and (metric_id.min() < 0 or metric_id.max() >= self.n_metrics):
             bad = int(np.flatnonzero((metric_id < 0) | (metric_id >= self.n_metrics))[0])
-            raise ValueError(f"metric_id[{bad}] = {metric_id[bad]} is outside 0..{self.n_metrics - 1} "
-                             f"(metrics {self.metrics})")
+            raise ValueError(
+                f"metric_id[{bad}] = {metric_id[bad]} is outside 0..{self.n_metrics - 1} (metrics {self.metrics})"
+            )
         alive = self.silence_metric[metric_id]
         self.silence.observe(ts_ms[alive], elem[alive])
         mult = self.threshold_multiplier(ts_ms, elem) if self.calendar else None
@@ -812,8 +932,10 @@ class NetworkAnomalyDetector:
         Rows whose element id is unknown or whose metric is out of range are not scored; they are
         counted in ``n_unknown`` and returned by :attr:`last_rejected`.
         """
-        _check(equip.dtype.names is not None and set(EQUIP_DTYPE.names) <= set(equip.dtype.names),
-               f"equip must have the fields {EQUIP_DTYPE.names}, got {equip.dtype.names}")
+        _check(
+            equip.dtype.names is not None and set(EQUIP_DTYPE.names) <= set(equip.dtype.names),
+            f"equip must have the fields {EQUIP_DTYPE.names}, got {equip.dtype.names}",
+        )
         elem = self.topology.index_of(equip["element_id"])
         mid = equip["metric_id"].astype(np.int64)
         ok = (elem >= 0) & (mid >= 0) & (mid < self.n_metrics)
@@ -832,8 +954,9 @@ class NetworkAnomalyDetector:
         dev_dir = det.open_direction.astype(np.int64)
         last = det.last
         near = ((last.flags & _k.FLAG_WARM) != 0) & (np.abs(np.nan_to_num(last.z)) >= cc.shared_z)
-        dev_dir[batch_slot[near]] = np.where(dev_dir[batch_slot[near]] != 0, dev_dir[batch_slot[near]],
-                                             np.sign(last.z[near]).astype(np.int64))
+        dev_dir[batch_slot[near]] = np.where(
+            dev_dir[batch_slot[near]] != 0, dev_dir[batch_slot[near]], np.sign(last.z[near]).astype(np.int64)
+        )
         open_dir = dev_dir.reshape(n_el, nm)
         active = (det.n_obs > 0).reshape(n_el, nm)
         elem = rows["slot"] // nm
@@ -847,18 +970,22 @@ class NetworkAnomalyDetector:
         # episodes closing keep the class they opened with
         prev = self.slot_class[rows["slot"]]
         # site first, then region: a region-wide surge is the wider explanation and wins
-        for level, min_n, frac, name in (("site", cc.crowd_min_elements, cc.crowd_fraction, "crowd"),
-                                         ("region", cc.surge_min_elements, cc.surge_fraction, "surge")):
+        for level, min_n, frac, name in (
+            ("site", cc.crowd_min_elements, cc.crowd_fraction, "crowd"),
+            ("region", cc.surge_min_elements, cc.surge_fraction, "surge"),
+        ):
             node = self._level_index(level)
             n_nodes = len(self._level_ids(level))
             # per (node, metric) sums as one bincount over flat (node * nm + metric) keys
             gidx = (node[:, None] * nm + np.arange(nm)[None, :]).ravel()
-            tot = np.bincount(gidx, weights=active.ravel().astype(np.float64),
-                              minlength=n_nodes * nm).reshape(n_nodes, nm)
+            tot = np.bincount(gidx, weights=active.ravel().astype(np.float64), minlength=n_nodes * nm).reshape(
+                n_nodes, nm
+            )
             for sign in (1, -1):
                 # same-direction open deviations per (node, metric)
-                cnt = np.bincount(gidx, weights=(open_dir == sign).ravel().astype(np.float64),
-                                  minlength=n_nodes * nm).reshape(n_nodes, nm)
+                cnt = np.bincount(
+                    gidx, weights=(open_dir == sign).ravel().astype(np.float64), minlength=n_nodes * nm
+                ).reshape(n_nodes, nm)
                 nd = node[elem]
                 c = cnt[nd, met]
                 share = c / np.maximum(tot[nd, met], 1.0)
@@ -915,8 +1042,9 @@ class NetworkAnomalyDetector:
         # a collection gap, or an element still silent after its region's gap ended (a failure
         # hidden by the gap)
         cur = self._silence_class()
-        reissue = np.flatnonzero(mon.silent & ((gap_region[region] & (cur == "silence"))
-                                               | (~gap_region[region] & (cur == "collection_gap"))))
+        reissue = np.flatnonzero(
+            mon.silent & ((gap_region[region] & (cur == "silence")) | (~gap_region[region] & (cur == "collection_gap")))
+        )
         flagged = np.union1d(newly, reissue).astype(np.int64)
         rows = np.zeros(len(flagged) + len(resumed), dtype=ANOMALY_DTYPE)
         k = len(flagged)
@@ -972,8 +1100,11 @@ class NetworkAnomalyDetector:
         """
         _check(isinstance(topology, Topology), f"topology must be a Topology, got {type(topology).__name__}")
         n_old, n_new = self.topology.n_elements, topology.n_elements
-        _check(n_new >= n_old, f"the new topology has {n_new} elements, fewer than {n_old}; dense element "
-                               "indices must stay stable (retire elements instead of removing them)")
+        _check(
+            n_new >= n_old,
+            f"the new topology has {n_new} elements, fewer than {n_old}; dense element "
+            "indices must stay stable (retire elements instead of removing them)",
+        )
         self._silence_class()
         if n_new > n_old:
             det, nm = self.detector, self.n_metrics
@@ -982,15 +1113,16 @@ class NetworkAnomalyDetector:
             new = np.arange(old_slots, n_new * nm)
             det.slot_element_id[new] = np.repeat(topology.ids[topology.element_level][n_old:], nm)
             det.slot_metric[new] = np.tile(np.array(self.metrics, dtype="U24"), n_new - n_old)
-            det.slot_floor[new] = det.slot_floor[new % nm]        # same per-metric settings as element 0
+            det.slot_floor[new] = det.slot_floor[new % nm]  # same per-metric settings as element 0
             det.slot_confirm[new] = det.slot_confirm[new % nm]
             self.silence.grow(n_new)
             self.slot_class = np.concatenate([self.slot_class, np.full(len(new), -1, dtype=np.int8)])
             self._silence_cls = np.concatenate([self._silence_cls, np.full(n_new - n_old, "", dtype="U16")])
             self._silence_start = np.concatenate([self._silence_start, np.full(n_new - n_old, -1, dtype=np.int64)])
         self.topology = topology
-        self.parent_element = (default_parents(topology) if parent_element is None
-                               else _as_1d("parent_element", parent_element, np.int64))
+        self.parent_element = (
+            default_parents(topology) if parent_element is None else _as_1d("parent_element", parent_element, np.int64)
+        )
 
     def _silence_class(self) -> np.ndarray:
         if not hasattr(self, "_silence_cls") or len(self._silence_cls) != self.topology.n_elements:
@@ -1002,22 +1134,34 @@ class NetworkAnomalyDetector:
     def to_state(self) -> dict:
         """Checkpoint (the topology, calendar and configs are supplied again on restore)."""
         self._silence_class()
-        return {"kind": "NetworkAnomalyDetector", "detector": self.detector.to_state(),
-                "silence": self.silence.to_state(), "slot_class": self.slot_class.copy(),
-                "silence_cls": self._silence_cls.copy(), "silence_start": self._silence_start.copy(),
-                "n_unknown": self.n_unknown, "metrics": np.array(self.metrics),
-                "silence_metric": self.silence_metric.copy(), "log_offset": self.log_offset.copy()}
+        return {
+            "kind": "NetworkAnomalyDetector",
+            "detector": self.detector.to_state(),
+            "silence": self.silence.to_state(),
+            "slot_class": self.slot_class.copy(),
+            "silence_cls": self._silence_cls.copy(),
+            "silence_start": self._silence_start.copy(),
+            "n_unknown": self.n_unknown,
+            "metrics": np.array(self.metrics),
+            "silence_metric": self.silence_metric.copy(),
+            "log_offset": self.log_offset.copy(),
+        }
 
     @classmethod
-    def from_state(cls, d: dict, topology: Topology, classify: ClassifyConfig | None = None, calendar=None,
-                   parent_element=None) -> "NetworkAnomalyDetector":
+    def from_state(
+        cls, d: dict, topology: Topology, classify: ClassifyConfig | None = None, calendar=None, parent_element=None
+    ) -> NetworkAnomalyDetector:
         """Restore from :meth:`to_state` output with the same topology."""
-        _check(d.get("kind") == "NetworkAnomalyDetector",
-               f"state is not a NetworkAnomalyDetector checkpoint (kind={d.get('kind')!r})")
+        _check(
+            d.get("kind") == "NetworkAnomalyDetector",
+            f"state is not a NetworkAnomalyDetector checkpoint (kind={d.get('kind')!r})",
+        )
         det = AnomalyDetector.from_state(d["detector"])
         net = cls(topology, tuple(str(m) for m in d["metrics"]), det.config, classify, calendar, parent_element)
-        _check(net.detector.n_slots == det.n_slots,
-               f"checkpoint has {det.n_slots} slots but the topology gives {net.detector.n_slots}")
+        _check(
+            net.detector.n_slots == det.n_slots,
+            f"checkpoint has {det.n_slots} slots but the topology gives {net.detector.n_slots}",
+        )
         net.detector = det
         net.silence = SilenceMonitor.from_state(d["silence"])
         net.slot_class = np.array(d["slot_class"], dtype=np.int8)

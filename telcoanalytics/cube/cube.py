@@ -44,6 +44,7 @@ Gray et al. 1997, "Data Cube: a relational aggregation operator generalizing gro
 cross-tab, and sub-totals"; Harinarayan, Rajaraman, Ullman 1996, "Implementing data cubes
 efficiently" (answering a group-by from its smallest materialised ancestor).
 """
+
 from __future__ import annotations
 
 import threading
@@ -54,17 +55,37 @@ import numpy as np
 from kernels.cube import cube_code_stats, cube_decode, cube_pack_keys, cube_rekey
 from kernels.hll import hll_estimate
 from kernels.qsketch import qs_quantiles
-
-from telcoanalytics.cube.dims import (ATTRIBUTE_NAMES, BatchArrays, BatchContext, Dimension, TopologySlots,
-                        ValueField, builtin_dimension, builtin_value, prepare_batch, splitmix64,
-                        time_granularity_ms)
-from telcoanalytics.cube.spec import (CubeSpec, DerivePlan, KeySpace, Measure, covers, reduce_dims,
-                        resolve_cuboids)
+from telcoanalytics.cube.dims import (
+    ATTRIBUTE_NAMES,
+    BatchArrays,
+    BatchContext,
+    Dimension,
+    TopologySlots,
+    ValueField,
+    builtin_dimension,
+    builtin_value,
+    prepare_batch,
+    splitmix64,
+    time_granularity_ms,
+)
+from telcoanalytics.cube.spec import CubeSpec, DerivePlan, KeySpace, Measure, covers, reduce_dims, resolve_cuboids
 from telcoanalytics.cube.table import CellTable, PositionalCellTable
 from telcoanalytics.topology.model import Topology
 
-__all__ = ["Cube", "CubeSet", "CubeSpec", "CubeView", "CubeBudgetError", "Measure", "Pivot",
-           "UpdateReport", "explore_summary", "explore_spec", "to_pandas", "hll_relative_error"]
+__all__ = [
+    "Cube",
+    "CubeSet",
+    "CubeSpec",
+    "CubeView",
+    "CubeBudgetError",
+    "Measure",
+    "Pivot",
+    "UpdateReport",
+    "explore_summary",
+    "explore_spec",
+    "to_pandas",
+    "hll_relative_error",
+]
 
 _OUT_DENSE_MAX = 1 << 20
 _RESULT_CACHE_SIZE = 256
@@ -92,7 +113,7 @@ class CubeBudgetError(RuntimeError):
 
 def hll_relative_error(p: int) -> float:
     """Relative standard error ``1.04 / sqrt(2**p)`` of the distinct-count estimate."""
-    return 1.04 / np.sqrt(2.0 ** p)
+    return 1.04 / np.sqrt(2.0**p)
 
 
 @dataclass
@@ -114,17 +135,17 @@ class UpdateReport:
 
 @dataclass
 class _Cuboid:
-    dims: tuple[str, ...]          # grouping set as declared
-    keys: KeySpace                 # stored (reduced) dims and their layout
+    dims: tuple[str, ...]  # grouping set as declared
+    keys: KeySpace  # stored (reduced) dims and their layout
     table: CellTable
-    n_possible: int = 0            # product of the stored dimensions' cardinalities
+    n_possible: int = 0  # product of the stored dimensions' cardinalities
 
 
 @dataclass
 class _DeltaStep:
-    target: int                    # cuboid index
-    parent: int                    # -1: the base delta; else a cuboid index
-    plan: DerivePlan | None        # None: same key space as the parent
+    target: int  # cuboid index
+    parent: int  # -1: the base delta; else a cuboid index
+    plan: DerivePlan | None  # None: same key space as the parent
     strides: np.ndarray | None
 
 
@@ -170,9 +191,16 @@ class Cube:
         For an unknown dimension, measure field, cuboid, or an invalid retention set-up.
     """
 
-    def __init__(self, spec: CubeSpec, topology: Topology | None = None, *,
-                 dimensions: dict[str, Dimension] | None = None, name: str = "cube", _lock=None,
-                 _slots: TopologySlots | None = None):
+    def __init__(
+        self,
+        spec: CubeSpec,
+        topology: Topology | None = None,
+        *,
+        dimensions: dict[str, Dimension] | None = None,
+        name: str = "cube",
+        _lock=None,
+        _slots: TopologySlots | None = None,
+    ):
         if not isinstance(spec, CubeSpec):
             raise ValueError(f"spec must be a CubeSpec, got {type(spec).__name__}")
         spec.validate()
@@ -180,7 +208,7 @@ class Cube:
         self.name = name
         self.topology = topology
         self._lock = _lock or _new_lock()
-        self._wlock = threading.Lock()    # one writer at a time (the delta buffers are shared)
+        self._wlock = threading.Lock()  # one writer at a time (the delta buffers are shared)
         self.dims: dict[str, Dimension] = {}
         self._slots = _slots if _slots is not None or topology is None else TopologySlots.initial(topology)
         shared = dimensions if dimensions is not None else {}
@@ -200,12 +228,12 @@ class Cube:
             for target in d.derive:
                 if target not in self.all_dims:
                     self.all_dims[target] = shared.get(target) or builtin_dimension(
-                        target, topology, spec.time_origin_ms, self._slots)
+                        target, topology, spec.time_origin_ms, self._slots
+                    )
         self._setup_measures()
         names = list(self.dims)
         groups = resolve_cuboids(spec.cuboids, names)
-        tshape = (len(self.value_names), len(self.hash_names), spec.hll_p, len(self.q_names),
-                  spec.quantile_buckets)
+        tshape = (len(self.value_names), len(self.hash_names), spec.hll_p, len(self.q_names), spec.quantile_buckets)
         self._tshape = tshape
         self.cuboids: list[_Cuboid] = []
         for g in groups:
@@ -213,7 +241,7 @@ class Cube:
             self.cuboids.append(_Cuboid(g, ks, CellTable(ks.size, ks.size <= spec.dense_limit, *tshape)))
         union = [n for n in names if any(n in c.keys.dims for c in self.cuboids)]
         self.base_keys = KeySpace.of(reduce_dims(union, self.dims), self.dims)
-        self._base_delta_t = None      # allocated on first use (the direct build rarely needs it)
+        self._base_delta_t = None  # allocated on first use (the direct build rarely needs it)
         self._plan_deltas()
         self._plan_direct()
         self._mode = "delta"
@@ -223,7 +251,7 @@ class Cube:
         self.n_rejected = 0
         self.n_expired = 0
         self._decode_cache: dict = {}
-        self._result_cache: dict = {}      # query key -> result, valid for self._cache_version
+        self._result_cache: dict = {}  # query key -> result, valid for self._cache_version
         self._cache_version = -1
 
     # ---- set-up ----------------------------------------------------------------------------
@@ -254,6 +282,7 @@ class Cube:
                     moments.add(m.field)
         self.value_fields: dict[str, ValueField] = {}
         self.hash_fields: dict[str, ValueField] = {}
+
         def resolve(nm, kind):
             if nm not in custom:
                 return builtin_value(nm, spec.source, kind=kind)
@@ -261,8 +290,11 @@ class Cube:
                 return ValueField(nm, custom[nm], kind=kind)
 
             def external(ctx, nm=nm):
-                raise ValueError(f"field {nm!r} of cube {self.name!r} has no compute function "
-                                 "(values={name: None}): it must be supplied by update_codes")
+                raise ValueError(
+                    f"field {nm!r} of cube {self.name!r} has no compute function "
+                    "(values={name: None}): it must be supplied by update_codes"
+                )
+
             return ValueField(nm, external, kind=kind)
 
         for nm in dict.fromkeys(self.value_names + self.q_names):
@@ -302,8 +334,7 @@ class Cube:
         return steps, tables
 
     def _plan_deltas(self):
-        self._delta_steps, self._delta_tables = self._plan_steps(self.base_keys,
-                                                                 range(len(self.cuboids)))
+        self._delta_steps, self._delta_tables = self._plan_steps(self.base_keys, range(len(self.cuboids)))
 
     def _plan_direct(self):
         """Plan the direct build when the finest key space is large (``spec.direct_min_keys``).
@@ -324,8 +355,7 @@ class Cube:
         tgt = [i for i, c in enumerate(self.cuboids) if c.keys.dims == ks_b.dims]
         if len(tgt) != 1:
             return
-        rest = sorted((i for i in range(len(self.cuboids)) if i != tgt[0]),
-                      key=lambda i: -self.cuboids[i].keys.size)
+        rest = sorted((i for i in range(len(self.cuboids)) if i != tgt[0]), key=lambda i: -self.cuboids[i].keys.size)
         groups: list[_Group] = []
         for i in rest:
             ks = self.cuboids[i].keys
@@ -341,15 +371,19 @@ class Cube:
             g.steps, g.tables = self._plan_steps(g.keys, g.members)
         self._direct = _DirectPlan(tgt[0], groups)
         tcb = self.cuboids[tgt[0]]
-        if (tcb.table.dense and 0 < tcb.n_possible <= spec.positional_max_keys
-                and len(self.value_names) <= 1 and not self.hash_names and not self.q_names
-                and not self.mom.any()):
+        if (
+            tcb.table.dense
+            and 0 < tcb.n_possible <= spec.positional_max_keys
+            and len(self.value_names) <= 1
+            and not self.hash_names
+            and not self.q_names
+            and not self.mom.any()
+        ):
             # measured on bench_cube (10M events, 20,000 elements): streaming into an existing
             # cube ~32 M events/s positional vs ~27 M/s through the index; a new cube's build
             # is not faster (opt-in: spec.positional_max_keys)
             cards = [self.dims[d].cardinality for d in ks_b.dims]
-            tcb.table = PositionalCellTable(ks_b.size, len(self.value_names), ks_b.shifts,
-                                            ks_b.radix, cards)
+            tcb.table = PositionalCellTable(ks_b.size, len(self.value_names), ks_b.shifts, ks_b.radix, cards)
 
     def _direct_fits(self, n: int) -> bool:
         """True if the direct build applies and this batch cannot exceed the budget even if
@@ -373,15 +407,18 @@ class Cube:
         if tname is None:
             tnames = [n for n, d in self.dims.items() if time_granularity_ms(d)]
             if not tnames:
-                raise ValueError("retention_ms needs a time-bucket dimension (minute, hour, day or "
-                                 "time:<ms>) in the cube")
+                raise ValueError(
+                    "retention_ms needs a time-bucket dimension (minute, hour, day or time:<ms>) in the cube"
+                )
             tname = tnames[0]
         if tname not in self.dims or not time_granularity_ms(self.dims[tname]):
             raise ValueError(f"time_dimension {tname!r} is not a time-bucket dimension of the cube")
         lacking = [c.dims for c in self.cuboids if tname not in c.keys.dims]
         if lacking:
-            raise ValueError(f"with retention every materialised cuboid must contain {tname!r}, "
-                             f"but {lacking} do not; add {tname!r} to them or drop retention_ms")
+            raise ValueError(
+                f"with retention every materialised cuboid must contain {tname!r}, "
+                f"but {lacking} do not; add {tname!r} to them or drop retention_ms"
+            )
         gran = time_granularity_ms(self.dims[tname])
         self._t_dim = tname
         self._retention_buckets = max(1, -(-int(spec.retention_ms) // gran))
@@ -448,11 +485,13 @@ class Cube:
         rows = np.array([dim_row[nm] for nm in self.dims], dtype=np.int64)
         c_max = np.empty(len(rows), dtype=np.int64)
         c_neg = np.empty(len(rows), dtype=np.int64)
-        cube_code_stats(arr, rows, c_max, c_neg)     # one pass: max and invalid count per row
+        cube_code_stats(arr, rows, c_max, c_neg)  # one pass: max and invalid count per row
         for j, nm in enumerate(self.dims):
             if c_max[j] >= self.dims[nm].cardinality:
-                raise ValueError(f"codes[{nm!r}] holds {int(c_max[j])} but the dimension has "
-                                 f"{self.dims[nm].cardinality} codes; use -1 for invalid rows")
+                raise ValueError(
+                    f"codes[{nm!r}] holds {int(c_max[j])} but the dimension has "
+                    f"{self.dims[nm].cardinality} codes; use -1 for invalid rows"
+                )
 
         def stack(src, names_needed, dtype, what, hashed=False):
             src = dict(src or {})
@@ -462,7 +501,7 @@ class Cube:
             if len(names_needed) == 1 and not hashed:
                 v = np.asarray(src[names_needed[0]])
                 if v.shape == (n,) and v.dtype == dtype and v.flags.c_contiguous:
-                    return v.reshape(1, n), {names_needed[0]: 0}     # a view, no copy
+                    return v.reshape(1, n), {names_needed[0]: 0}  # a view, no copy
             out = np.empty((len(names_needed), n), dtype=dtype)
             for i, nm in enumerate(names_needed):
                 v = np.asarray(src[nm])
@@ -494,8 +533,15 @@ class Cube:
 
     def _measure_signature(self):
         """Cubes with equal signatures have cells of the same layout (they can share deltas)."""
-        return (tuple(self.value_names), tuple(self.mom.tolist()), tuple(self.hash_names),
-                tuple(self.q_names), self._tshape, self._q_min, self._q_ilg)
+        return (
+            tuple(self.value_names),
+            tuple(self.mom.tolist()),
+            tuple(self.hash_names),
+            tuple(self.q_names),
+            self._tshape,
+            self._q_min,
+            self._q_ilg,
+        )
 
     def _build_delta(self, b: BatchArrays, shared=None) -> UpdateReport:
         """Accumulate the batch into the delta tables (no lock: state is not touched).
@@ -524,7 +570,7 @@ class Cube:
             base.merge_cells(keys, src, self.mom)
             rejected = 0
         else:
-            base.reserve(min(b.n, base.keyspace))   # no growth inside the kernel for this batch
+            base.reserve(min(b.n, base.keyspace))  # no growth inside the kernel for this batch
             rows, vrows, hrows, qrows = self._rows(b)
             keys = np.empty(b.n, dtype=np.int64)
             cube_pack_keys(b.codes, rows, self.base_keys.strides, keys)
@@ -537,8 +583,7 @@ class Cube:
             for nm in self.base_keys.dims:
                 bad |= b.codes[b.dim_row[nm]] < 0
             rep.rejected_rows = np.flatnonzero(bad)
-            rep.rejected_by_dim = {nm: b.invalid.get(nm, 0) for nm in self.base_keys.dims
-                                   if b.invalid.get(nm, 0)}
+            rep.rejected_by_dim = {nm: b.invalid.get(nm, 0) for nm in self.base_keys.dims if b.invalid.get(nm, 0)}
         self._time_info(b, rep)
         return rep
 
@@ -625,7 +670,7 @@ class Cube:
     def _check_budget(self):
         """Raise CubeBudgetError if applying the pending delta would exceed the budget."""
         if self._mode == "direct":
-            return     # _direct_fits bounded the growth already
+            return  # _direct_fits bounded the growth already
         new = self._new_cells()
         total = self.n_cells + sum(new)
         if total > self.spec.cell_budget:
@@ -634,7 +679,8 @@ class Cube:
                 f"cube {self.name!r}: this batch would grow the cube to {total} cells, over its "
                 f"cell_budget of {self.spec.cell_budget} (cuboid {self.cuboids[worst].dims} alone "
                 f"adds {new[worst]}); nothing was applied. Raise cell_budget, materialise coarser "
-                "cuboids, or set retention_ms")
+                "cuboids, or set retention_ms"
+            )
         self._pending_new = new
 
     def _commit(self, b: BatchArrays, rep: UpdateReport):
@@ -689,7 +735,7 @@ class Cube:
             self.version += 1
 
     # ---- topology changes ----------------------------------------------------------------------
-    def set_topology(self, topology: Topology, changes: list | None = None) -> "Cube":
+    def set_topology(self, topology: Topology, changes: list | None = None) -> Cube:
         """Follow a new topology version while data flows (no state is lost).
 
         Parameters
@@ -736,10 +782,9 @@ class Cube:
     def _retopologize(self, topology: Topology, slots: TopologySlots, dims: dict[str, Dimension]):
         """Rebuild the dimensions for ``slots`` and move every cell to the new key layout."""
         with self._wlock, self._lock:
-            new = Cube(self.spec, topology, dimensions=dims, name=self.name, _lock=self._lock,
-                       _slots=slots)
+            new = Cube(self.spec, topology, dimensions=dims, name=self.name, _lock=self._lock, _slots=slots)
             for co, cn in zip(self.cuboids, new.cuboids):
-                if co.keys.dims != cn.keys.dims:    # pragma: no cover - same derivation structure
+                if co.keys.dims != cn.keys.dims:  # pragma: no cover - same derivation structure
                     raise RuntimeError(f"cuboid {co.dims} changed its stored dimensions")
                 n = co.table.n_cells
                 if n == 0:
@@ -747,7 +792,7 @@ class Cube:
                 old = co.table.cell_key[:n]
                 if np.array_equal(co.keys.radix, cn.keys.radix):
                     keys = old.copy()
-                else:     # a dimension outgrew its power-of-two radix: re-pack the codes
+                else:  # a dimension outgrew its power-of-two radix: re-pack the codes
                     keys = np.zeros(n, dtype=np.int64)
                     for j in range(len(co.keys.dims)):
                         code = (old >> co.keys.shifts[j]) & (co.keys.radix[j] - 1)
@@ -775,16 +820,30 @@ class Cube:
         tabs = list(self._delta_tables.values())
         if self._base_delta_t is not None:
             tabs.append(self._base_delta_t)
-        for g in (self._direct.groups if self._direct is not None else ()):
+        for g in self._direct.groups if self._direct is not None else ():
             tabs += [g.table] + list(g.tables.values())
         return int(sum(t.nbytes for t in tabs))
 
     def memory_report(self) -> dict:
         """Cells and bytes per materialised cuboid (plus the delta buffers)."""
-        rep = {"cuboids": [{"dims": c.dims, "stored": c.keys.dims, "cells": c.table.n_cells,
-                            "layout": ("positional" if isinstance(c.table, PositionalCellTable)
-                                       else "dense" if c.table.dense else "hashed"),
-                            "nbytes": c.table.nbytes} for c in self.cuboids]}
+        rep = {
+            "cuboids": [
+                {
+                    "dims": c.dims,
+                    "stored": c.keys.dims,
+                    "cells": c.table.n_cells,
+                    "layout": (
+                        "positional"
+                        if isinstance(c.table, PositionalCellTable)
+                        else "dense"
+                        if c.table.dense
+                        else "hashed"
+                    ),
+                    "nbytes": c.table.nbytes,
+                }
+                for c in self.cuboids
+            ]
+        }
         rep["delta_nbytes"] = self._delta_nbytes()
         rep["build"] = "direct" if self._direct is not None else "delta"
         rep["cells"] = self.n_cells
@@ -794,10 +853,14 @@ class Cube:
 
     # ---- merge and checkpoint ----------------------------------------------------------------
     def _signature(self):
-        return ([(n, d.cardinality) for n, d in self.dims.items()], [m.name for m in self.measures],
-                [c.dims for c in self.cuboids], self._tshape)
+        return (
+            [(n, d.cardinality) for n, d in self.dims.items()],
+            [m.name for m in self.measures],
+            [c.dims for c in self.cuboids],
+            self._tshape,
+        )
 
-    def merge(self, other: "Cube") -> "Cube":
+    def merge(self, other: Cube) -> Cube:
         """Add another cube of the same spec (another partition / worker) into this one.
 
         Raises
@@ -834,21 +897,32 @@ class Cube:
         """Checkpoint: spec description, topology arrays and cell arrays (NumPy / scalars only)."""
         spec = self.spec
         with self._lock:
-            d = {"kind": "Cube", "name": self.name, "source": spec.source,
-                 "dimensions": np.array(list(self.dims)),
-                 "custom_dimensions": np.array([n for n, x in self.dims.items() if x.recipe != "builtin"]),
-                 "measures": np.array([_measure_str(m) for m in self.measures]),
-                 "n_cuboids": len(self.cuboids), "cell_budget": int(spec.cell_budget),
-                 "retention_ms": -1 if spec.retention_ms is None else int(spec.retention_ms),
-                 "time_dimension": spec.time_dimension or "", "time_origin_ms": int(spec.time_origin_ms),
-                 "dense_limit": int(spec.dense_limit), "hll_p": int(spec.hll_p),
-                 "direct_min_keys": int(spec.direct_min_keys),
-                 "direct_group_max_keys": int(spec.direct_group_max_keys),
-                 "positional_max_keys": int(spec.positional_max_keys),
-                 "quantile_alpha": float(spec.quantile_alpha), "quantile_min": float(spec.quantile_min),
-                 "quantile_max": float(spec.quantile_max), "version": self.version,
-                 "n_rows": self.n_rows, "n_rejected": self.n_rejected, "n_expired": self.n_expired,
-                 "t_max": self._t_max}
+            d = {
+                "kind": "Cube",
+                "name": self.name,
+                "source": spec.source,
+                "dimensions": np.array(list(self.dims)),
+                "custom_dimensions": np.array([n for n, x in self.dims.items() if x.recipe != "builtin"]),
+                "measures": np.array([_measure_str(m) for m in self.measures]),
+                "n_cuboids": len(self.cuboids),
+                "cell_budget": int(spec.cell_budget),
+                "retention_ms": -1 if spec.retention_ms is None else int(spec.retention_ms),
+                "time_dimension": spec.time_dimension or "",
+                "time_origin_ms": int(spec.time_origin_ms),
+                "dense_limit": int(spec.dense_limit),
+                "hll_p": int(spec.hll_p),
+                "direct_min_keys": int(spec.direct_min_keys),
+                "direct_group_max_keys": int(spec.direct_group_max_keys),
+                "positional_max_keys": int(spec.positional_max_keys),
+                "quantile_alpha": float(spec.quantile_alpha),
+                "quantile_min": float(spec.quantile_min),
+                "quantile_max": float(spec.quantile_max),
+                "version": self.version,
+                "n_rows": self.n_rows,
+                "n_rejected": self.n_rejected,
+                "n_expired": self.n_expired,
+                "t_max": self._t_max,
+            }
             for i, cb in enumerate(self.cuboids):
                 d[f"cuboid{i}.dims"] = np.array(cb.dims, dtype="U64")
                 d.update(cb.table.to_state(f"cuboid{i}."))
@@ -859,8 +933,14 @@ class Cube:
         return d
 
     @classmethod
-    def from_state(cls, d: dict, *, topology: Topology | None = None,
-                   dimensions: dict[str, Dimension] | None = None, values: dict | None = None) -> "Cube":
+    def from_state(
+        cls,
+        d: dict,
+        *,
+        topology: Topology | None = None,
+        dimensions: dict[str, Dimension] | None = None,
+        values: dict | None = None,
+    ) -> Cube:
         """Restore a cube from :meth:`to_state`.
 
         Custom dimensions and custom value fields are code, not data: pass them again.
@@ -874,8 +954,9 @@ class Cube:
         dimensions = dict(dimensions or {})
         missing = [c for c in custom if c not in dimensions]
         if missing:
-            raise ValueError(f"the cube uses custom dimensions {missing}; pass them as "
-                             "from_state(d, dimensions={name: Dimension})")
+            raise ValueError(
+                f"the cube uses custom dimensions {missing}; pass them as from_state(d, dimensions={{name: Dimension}})"
+            )
         if topology is None and "topology.levels" in d:
             topology = _topology_from_state(d)
         slots = TopologySlots.from_state(d) if "slots.levels" in d else None
@@ -885,13 +966,19 @@ class Cube:
             cuboids=[tuple(str(x) for x in d[f"cuboid{i}.dims"]) for i in range(int(d["n_cuboids"]))],
             cell_budget=int(d["cell_budget"]),
             retention_ms=None if int(d["retention_ms"]) < 0 else int(d["retention_ms"]),
-            time_dimension=str(d["time_dimension"]) or None, source=str(d["source"]),
-            time_origin_ms=int(d["time_origin_ms"]), dense_limit=int(d["dense_limit"]),
+            time_dimension=str(d["time_dimension"]) or None,
+            source=str(d["source"]),
+            time_origin_ms=int(d["time_origin_ms"]),
+            dense_limit=int(d["dense_limit"]),
             direct_min_keys=int(d.get("direct_min_keys", 1 << 18)),
             direct_group_max_keys=int(d.get("direct_group_max_keys", 1 << 18)),
             positional_max_keys=int(d.get("positional_max_keys", 0)),
-            hll_p=int(d["hll_p"]), quantile_alpha=float(d["quantile_alpha"]),
-            quantile_min=float(d["quantile_min"]), quantile_max=float(d["quantile_max"]), values=values)
+            hll_p=int(d["hll_p"]),
+            quantile_alpha=float(d["quantile_alpha"]),
+            quantile_min=float(d["quantile_min"]),
+            quantile_max=float(d["quantile_max"]),
+            values=values,
+        )
         cube = cls(spec, topology, dimensions=dimensions, name=str(d["name"]), _slots=slots)
         for i, cb in enumerate(cube.cuboids):
             cb.table.load_state(d, f"cuboid{i}.")
@@ -901,18 +988,17 @@ class Cube:
         return cube
 
     # ---- queries ---------------------------------------------------------------------------
-    def view(self) -> "CubeView":
+    def view(self) -> CubeView:
         """An empty query (grand total) to refine with group_by / slice / dice / drill_down."""
         return CubeView(self)
 
-    def group_by(self, *dims: str) -> "CubeView":
+    def group_by(self, *dims: str) -> CubeView:
         return CubeView(self, by=tuple(dims))
 
     def _check_dims(self, names, what):
         bad = [n for n in names if n not in self.all_dims]
         if bad:
-            raise ValueError(f"{what} names unknown dimensions {bad}; the cube has "
-                             f"{sorted(self.all_dims)}")
+            raise ValueError(f"{what} names unknown dimensions {bad}; the cube has {sorted(self.all_dims)}")
 
     def answering_cuboid(self, needed) -> int:
         """Index of the smallest materialised cuboid that can answer a group-by over ``needed``.
@@ -928,9 +1014,11 @@ class Cube:
                 if best is None or cb.table.n_cells < self.cuboids[best].table.n_cells:
                     best = i
         if best is None:
-            raise ValueError(f"no materialised cuboid can answer a group-by over {tuple(needed)}; "
-                             f"materialised: {[c.dims for c in self.cuboids]}. Add a cuboid "
-                             "containing these dimensions (or finer ones) to the spec")
+            raise ValueError(
+                f"no materialised cuboid can answer a group-by over {tuple(needed)}; "
+                f"materialised: {[c.dims for c in self.cuboids]}. Add a cuboid "
+                "containing these dimensions (or finer ones) to the spec"
+            )
         return best
 
     def _codes(self, ci: int, name: str) -> np.ndarray:
@@ -945,7 +1033,7 @@ class Cube:
         cube_decode(cb.table.cell_key, n, *plan.args(), out)
         codes = out[0]
         canon = self.all_dims[name].canon
-        if canon is not None:     # versioned topology codes: group by the node, not the slot
+        if canon is not None:  # versioned topology codes: group by the node, not the slot
             codes = canon[codes]
         self._decode_cache[key] = (self.version, codes)
         return codes
@@ -1019,7 +1107,7 @@ class Cube:
             mask = m if mask is None else mask & m
         ks = KeySpace.of(by, self.all_dims)
         if not where and by == self.cuboids[ci].keys.dims:
-            return self._finalize(src, ks, by, ms)    # the cuboid itself: no roll-up
+            return self._finalize(src, ks, by, ms)  # the cuboid itself: no roll-up
         keys = np.zeros(n, dtype=np.int64)
         for j, nm in enumerate(by):
             keys += self._codes(ci, nm) * ks.strides[j]
@@ -1054,7 +1142,7 @@ class Cube:
                     col = {"sum": t.fsum, "min": t.fmin, "max": t.fmax, "mean": t.fsum}[m.kind][:n, f]
                     v = np.where(nv > 0, col / nv if m.kind == "mean" else col, np.nan)
             sel = _best(v, ck, k, ascending)
-            sel = sel[np.argsort(ck[sel])]         # the selected cells in group order
+            sel = sel[np.argsort(ck[sel])]  # the selected cells in group order
             sub = _CellsView(len(sel), ck[sel], t, sel)
             res = self._finalize(sub, cb.keys, tuple(by), self.measures)
         return res[_best(res[m.name], np.arange(len(res)), k, ascending)]
@@ -1084,7 +1172,7 @@ class Cube:
             return list(self.measures)
         names = {m.name: m for m in self.measures}
         out = []
-        for x in ([measures] if isinstance(measures, str) else measures):
+        for x in [measures] if isinstance(measures, str) else measures:
             nm = x if x in names else Measure.parse(x).name
             if nm not in names:
                 raise ValueError(f"unknown measure {x!r}; the cube has {list(names)}")
@@ -1094,7 +1182,7 @@ class Cube:
     def _finalize(self, t: CellTable, ks: KeySpace, by, ms) -> np.ndarray:
         k = t.n_cells
         ck = t.cell_key[:k]
-        if ks.size <= 8 * k + 4096:     # keys are distinct: a scatter over the key space sorts
+        if ks.size <= 8 * k + 4096:  # keys are distinct: a scatter over the key space sorts
             pos = np.full(ks.size, -1, dtype=np.int64)
             pos[ck] = np.arange(k)
             order = pos[pos >= 0]
@@ -1121,8 +1209,9 @@ class Cube:
             elif m.kind == "quantile":
                 qi = self.q_names.index(m.field)
                 res = np.empty((k, 1))
-                qs_quantiles(np.ascontiguousarray(t.qs[:k, qi]), k, np.array([m.q]), self._q_min,
-                             self.spec.quantile_gamma, res)
+                qs_quantiles(
+                    np.ascontiguousarray(t.qs[:k, qi]), k, np.array([m.q]), self._q_min, self.spec.quantile_gamma, res
+                )
                 col = res[order, 0]
             else:
                 f = fidx[m.field]
@@ -1185,9 +1274,11 @@ def _compose_maps(old: Topology, new: Topology, changes) -> dict | None:
     for lv in old.levels:
         n = old.n_nodes(lv)
         if lv not in new.ids or new.n_nodes(lv) < n or not np.array_equal(new.ids[lv][:n], old.ids[lv]):
-            raise ValueError(f"the new topology renumbers or drops {lv} nodes; pass the changes "
-                             "(from Topology.add_elements / rehome_elements / ... or "
-                             "Topology.reconcile(new)) so the cube can follow them")
+            raise ValueError(
+                f"the new topology renumbers or drops {lv} nodes; pass the changes "
+                "(from Topology.add_elements / rehome_elements / ... or "
+                "Topology.reconcile(new)) so the cube can follow them"
+            )
     return None
 
 
@@ -1258,34 +1349,35 @@ class CubeView:
         cube._check_dims(self.by, "group_by")
         cube._check_dims(list(self.where), "where")
 
-    def group_by(self, *dims: str) -> "CubeView":
+    def group_by(self, *dims: str) -> CubeView:
         return CubeView(self.cube, dims, self.where)
 
-    def slice(self, **fixed) -> "CubeView":
+    def slice(self, **fixed) -> CubeView:
         """Fix dimensions to one value each (they leave the group-by)."""
         where = dict(self.where)
         where.update(fixed)
         return CubeView(self.cube, [d for d in self.by if d not in fixed], where)
 
-    def dice(self, **conds) -> "CubeView":
+    def dice(self, **conds) -> CubeView:
         """Keep only values in sets (list/set) or ranges ((lo, hi) tuples) of dimensions."""
         where = dict(self.where)
         where.update(conds)
         return CubeView(self.cube, self.by, where)
 
-    def drill_down(self, dim: str) -> "CubeView":
+    def drill_down(self, dim: str) -> CubeView:
         """Add a finer dimension to the group-by (e.g. region -> region, site)."""
         if dim in self.by:
             raise ValueError(f"already grouped by {dim!r}")
         return CubeView(self.cube, self.by + (dim,), self.where)
 
-    def roll_up(self, dim: str, to: str | None = None) -> "CubeView":
+    def roll_up(self, dim: str, to: str | None = None) -> CubeView:
         """Remove ``dim`` from the group-by, or replace it by a coarser ``to`` (site -> region)."""
         if dim not in self.by:
             raise ValueError(f"not grouped by {dim!r}; grouped by {self.by}")
         if to is not None and to not in self.cube.all_dims[dim].derive:
-            raise ValueError(f"{to!r} is not a roll-up of {dim!r}; roll-ups of {dim!r}: "
-                             f"{sorted(self.cube.all_dims[dim].derive)}")
+            raise ValueError(
+                f"{to!r} is not a roll-up of {dim!r}; roll-ups of {dim!r}: {sorted(self.cube.all_dims[dim].derive)}"
+            )
         by = [to if d == dim else d for d in self.by] if to else [d for d in self.by if d != dim]
         return CubeView(self.cube, by, self.where)
 
@@ -1370,8 +1462,14 @@ class CubeSet:
         If the cubes read different sources or bad specs.
     """
 
-    def __init__(self, specs: dict[str, CubeSpec] | None = None, topology: Topology | None = None,
-                 *, dimensions: dict[str, Dimension] | None = None, source: str = "cdr"):
+    def __init__(
+        self,
+        specs: dict[str, CubeSpec] | None = None,
+        topology: Topology | None = None,
+        *,
+        dimensions: dict[str, Dimension] | None = None,
+        source: str = "cdr",
+    ):
         self.topology = topology
         self.source = source
         self._lock = _new_lock()
@@ -1387,10 +1485,11 @@ class CubeSet:
         if name in self.cubes:
             raise ValueError(f"a cube named {name!r} already exists in the set")
         if spec.source != self.source:
-            raise ValueError(f"cube {name!r} reads source {spec.source!r} but the set reads "
-                             f"{self.source!r}; use one CubeSet per source")
-        cube = Cube(spec, self.topology, dimensions=self.dimensions, name=name, _lock=self._lock,
-                    _slots=self._slots)
+            raise ValueError(
+                f"cube {name!r} reads source {spec.source!r} but the set reads "
+                f"{self.source!r}; use one CubeSet per source"
+            )
+        cube = Cube(spec, self.topology, dimensions=self.dimensions, name=name, _lock=self._lock, _slots=self._slots)
         for dn, dim in cube.all_dims.items():
             self.dimensions.setdefault(dn, dim)
         with self._lock:
@@ -1464,8 +1563,7 @@ class CubeSet:
         cands.sort(key=lambda t: -t[1].base_keys.size)
         for nm, c in cands:
             sig = c._measure_signature()
-            g = next((g for g in groups if g[0] == sig and covers(g[1].dims, c.base_keys.dims,
-                                                                   self.dimensions)), None)
+            g = next((g for g in groups if g[0] == sig and covers(g[1].dims, c.base_keys.dims, self.dimensions)), None)
             if g is None:
                 if c.base_keys.size > _SHARED_MAX_KEYS:
                     continue
@@ -1497,7 +1595,7 @@ class CubeSet:
         """Context manager: queries on any cubes of the set inside it see the same batches."""
         return self._lock
 
-    def set_topology(self, topology: Topology, changes: list | None = None) -> "CubeSet":
+    def set_topology(self, topology: Topology, changes: list | None = None) -> CubeSet:
         """Follow a new topology version with every cube (see :meth:`Cube.set_topology`).
 
         The versioned codes are computed once and shared; no query sees some cubes changed and
@@ -1513,8 +1611,7 @@ class CubeSet:
             raise ValueError("the cube set was built without a topology; nothing to change")
         slots = self._slots.advance(topology, _compose_maps(self.topology, topology, changes))
         with self._wlock, self._lock:
-            self.dimensions = {n: d for n, d in self.dimensions.items()
-                               if not _is_topology_dim(d, topology)}
+            self.dimensions = {n: d for n, d in self.dimensions.items() if not _is_topology_dim(d, topology)}
             for c in self.cubes.values():
                 c._retopologize(topology, slots, self.dimensions)
                 for dn, dim in c.all_dims.items():
@@ -1532,7 +1629,7 @@ class CubeSet:
     def nbytes(self) -> int:
         return sum(c.nbytes for c in self.cubes.values())
 
-    def merge(self, other: "CubeSet") -> "CubeSet":
+    def merge(self, other: CubeSet) -> CubeSet:
         """Merge another set with the same cubes (cube by cube)."""
         if list(other.cubes) != list(self.cubes):
             raise ValueError(f"cube sets differ: {list(self.cubes)} vs {list(other.cubes)}")
@@ -1548,12 +1645,18 @@ class CubeSet:
         return d
 
     @classmethod
-    def from_state(cls, d: dict, *, topology: Topology | None = None,
-                   dimensions: dict[str, Dimension] | None = None, values: dict | None = None) -> "CubeSet":
+    def from_state(
+        cls,
+        d: dict,
+        *,
+        topology: Topology | None = None,
+        dimensions: dict[str, Dimension] | None = None,
+        values: dict | None = None,
+    ) -> CubeSet:
         cs = cls(None, topology, dimensions=dimensions, source=str(d["source"]))
         for nm in (str(x) for x in d["names"]):
             pre = f"{nm}/"
-            sub = {k[len(pre):]: v for k, v in d.items() if k.startswith(pre)}
+            sub = {k[len(pre) :]: v for k, v in d.items() if k.startswith(pre)}
             cube = Cube.from_state(sub, topology=topology, dimensions=cs.dimensions, values=values)
             cube._lock = cs._lock
             if cs.topology is None:
@@ -1575,13 +1678,15 @@ def explore_spec(cell_budget: int = 2_000_000, **overrides) -> CubeSpec:
         dimensions=["region", "site", "equipment_class", "service", "hour_of_day"],
         measures=["count", "sum:answered", "sum:dropped", "mean:duration_ms"],
         cuboids=[("region", "service"), ("site", "equipment_class", "hour_of_day")],
-        cell_budget=cell_budget)
+        cell_budget=cell_budget,
+    )
     args.update(overrides)
     return CubeSpec(**args)
 
 
-def explore_summary(cubes, topology: Topology | None = None, cube: str = "explore", k: int = 3,
-                    min_answered: int = 30) -> list[str]:
+def explore_summary(
+    cubes, topology: Topology | None = None, cube: str = "explore", k: int = 3, min_answered: int = 30
+) -> list[str]:
     """Lines describing the worst regions by drop rate and a drill-down into the worst site.
 
     Parameters
@@ -1616,25 +1721,31 @@ def explore_summary(cubes, topology: Topology | None = None, cube: str = "explor
     order = np.argsort(-rate, kind="stable")[:k]
     lines.append(f"cube: worst {len(order)} regions by drop rate (dropped / answered calls)")
     for i in order:
-        lines.append(f"  region {reg['region'][i]}: {max(rate[i], 0.0):.2%} of "
-                     f"{int(reg['sum_answered'][i])} answered ({int(reg['count'][i])} calls)")
+        lines.append(
+            f"  region {reg['region'][i]}: {max(rate[i], 0.0):.2%} of "
+            f"{int(reg['sum_answered'][i])} answered ({int(reg['count'][i])} calls)"
+        )
     worst_region = reg["region"][order[0]]
-    sites = c.query(("site",), where={"region": worst_region},
-                    measures=["sum:answered", "sum:dropped"])
+    sites = c.query(("site",), where={"region": worst_region}, measures=["sum:answered", "sum:dropped"])
     with np.errstate(invalid="ignore", divide="ignore"):
         srate = np.where(sites["sum_answered"] > 0, sites["sum_dropped"] / sites["sum_answered"], -1.0)
     if np.any(sites["sum_answered"] >= min_answered):
         srate = np.where(sites["sum_answered"] >= min_answered, srate, -1.0)
     ws = int(np.argmax(srate))
     site = sites["site"][ws]
-    lines.append(f"cube: worst site {site} of region {worst_region}: drop rate "
-                 f"{max(srate[ws], 0.0):.2%}; by hour of day and equipment class:")
-    drill = c.query(("hour_of_day", "equipment_class"), where={"site": site},
-                    measures=["count", "sum:answered", "sum:dropped"])
+    lines.append(
+        f"cube: worst site {site} of region {worst_region}: drop rate "
+        f"{max(srate[ws], 0.0):.2%}; by hour of day and equipment class:"
+    )
+    drill = c.query(
+        ("hour_of_day", "equipment_class"), where={"site": site}, measures=["count", "sum:answered", "sum:dropped"]
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         drate = np.where(drill["sum_answered"] > 0, drill["sum_dropped"] / drill["sum_answered"], -1.0)
     # most dropped calls first (then the higher rate): where the site loses its calls
     for i in np.lexsort((-drate, -drill["sum_dropped"]))[:k]:
-        lines.append(f"  {int(drill['hour_of_day'][i]):02d}h {drill['equipment_class'][i]}: "
-                     f"{max(drate[i], 0.0):.2%} dropped of {int(drill['sum_answered'][i])} answered")
+        lines.append(
+            f"  {int(drill['hour_of_day'][i]):02d}h {drill['equipment_class'][i]}: "
+            f"{max(drate[i], 0.0):.2%} dropped of {int(drill['sum_answered'][i])} answered"
+        )
     return lines

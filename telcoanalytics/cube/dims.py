@@ -10,17 +10,29 @@ Those derivations drive roll-up in queries and the choice of the cuboid that ans
 A :class:`ValueField` turns a batch into float64 values (NaN = missing) for the measures; a hash
 field gives int64 identities (subscribers) for distinct counts.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from telcoanalytics.records import (CAUSE_CONGESTION, CAUSE_FAILURE, CAUSE_NORMAL, CAUSE_USER, DTYPES,
-                      ELEMENT_FIELD, EQUIPMENT_CLASSES, Q850_MAX, SERVICES, TECHNOLOGIES,
-                      TIME_FIELD, VENDORS)
+from telcoanalytics.records import (
+    CAUSE_CONGESTION,
+    CAUSE_FAILURE,
+    CAUSE_NORMAL,
+    CAUSE_USER,
+    DTYPES,
+    ELEMENT_FIELD,
+    EQUIPMENT_CLASSES,
+    Q850_MAX,
+    SERVICES,
+    TECHNOLOGIES,
+    TIME_FIELD,
+    VENDORS,
+)
 from telcoanalytics.topology.model import Topology
 
 BIG_MOD = 1 << 62
@@ -55,8 +67,7 @@ class Derivation:
         if self.table is not None:
             t = np.asarray(self.table)
             if t.ndim != 1 or t.dtype.kind not in "iu" or (len(t) and t.min() < 0):
-                raise ValueError("a derivation table must be a 1-d array of codes >= 0 (one per "
-                                 "source code)")
+                raise ValueError("a derivation table must be a 1-d array of codes >= 0 (one per source code)")
 
 
 class BatchContext:
@@ -72,18 +83,22 @@ class BatchContext:
         Dense element index of every row when the caller already has it (``-1`` unknown).
     """
 
-    def __init__(self, records: np.ndarray, topology: Topology | None, source: str = "cdr",
-                 element_idx: np.ndarray | None = None):
+    def __init__(
+        self, records: np.ndarray, topology: Topology | None, source: str = "cdr", element_idx: np.ndarray | None = None
+    ):
         if source not in DTYPES:
             raise ValueError(f"source must be one of {tuple(DTYPES)}, got {source!r}")
         names = getattr(getattr(records, "dtype", None), "names", None)
         if names is None:
-            raise ValueError(f"records must be a structured array of the {source!r} dtype "
-                             f"(records.DTYPES[{source!r}]), got {type(records).__name__}")
+            raise ValueError(
+                f"records must be a structured array of the {source!r} dtype "
+                f"(records.DTYPES[{source!r}]), got {type(records).__name__}"
+            )
         missing = [f for f in DTYPES[source].names if f not in names]
         if missing:
-            raise ValueError(f"records lack fields {missing} of the {source!r} dtype; convert with "
-                             "telcoanalytics ingest first")
+            raise ValueError(
+                f"records lack fields {missing} of the {source!r} dtype; convert with telcoanalytics ingest first"
+            )
         self.records = records
         self.topology = topology
         self.source = source
@@ -91,8 +106,10 @@ class BatchContext:
         if element_idx is not None:
             element_idx = np.asarray(element_idx)
             if element_idx.shape != (self.n,):
-                raise ValueError(f"element_idx has shape {element_idx.shape}, expected ({self.n},) "
-                                 "(one dense element index per record)")
+                raise ValueError(
+                    f"element_idx has shape {element_idx.shape}, expected ({self.n},) "
+                    "(one dense element index per record)"
+                )
         self._element_idx = element_idx
         self.cache: dict[str, np.ndarray] = {}
 
@@ -147,22 +164,25 @@ class Dimension:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"dimension name must be a non-empty string, got {self.name!r}")
         if int(self.cardinality) < 1 or int(self.cardinality) > _CODE_MAX:
-            raise ValueError(f"dimension {self.name!r}: cardinality must be in 1..{_CODE_MAX}, "
-                             f"got {self.cardinality}")
+            raise ValueError(f"dimension {self.name!r}: cardinality must be in 1..{_CODE_MAX}, got {self.cardinality}")
         self.cardinality = int(self.cardinality)
         if self.labels is not None:
             self.labels = np.asarray(self.labels)
             if len(self.labels) != self.cardinality:
-                raise ValueError(f"dimension {self.name!r}: {len(self.labels)} labels for cardinality "
-                                 f"{self.cardinality}; give one label per code")
+                raise ValueError(
+                    f"dimension {self.name!r}: {len(self.labels)} labels for cardinality "
+                    f"{self.cardinality}; give one label per code"
+                )
         self._label_index: dict | None = None
 
     def codes(self, ctx: BatchContext) -> np.ndarray:
         """Codes of a batch as int32, out-of-range values replaced by -1 (counted by the caller)."""
         c = np.asarray(self.compute(ctx))
         if c.shape != (ctx.n,):
-            raise ValueError(f"dimension {self.name!r} returned shape {c.shape} for a batch of "
-                             f"{ctx.n} rows; compute must return one code per row")
+            raise ValueError(
+                f"dimension {self.name!r} returned shape {c.shape} for a batch of "
+                f"{ctx.n} rows; compute must return one code per row"
+            )
         if c.dtype.kind not in "iu":
             raise ValueError(f"dimension {self.name!r} returned dtype {c.dtype}; codes must be integers")
         c64 = c.astype(np.int64, copy=False)
@@ -191,17 +211,20 @@ class Dimension:
             bad = (v % self.label_scale != 0) | (codes < 0) | (codes >= self.cardinality)
         else:
             if self._label_index is None:
-                self._label_index = {lab.item() if hasattr(lab, "item") else lab: i
-                                     for i, lab in enumerate(self.labels)}
-            codes = np.array([self._label_index.get(x.item() if hasattr(x, "item") else x, -1)
-                              for x in vals], dtype=np.int64)
+                self._label_index = {
+                    lab.item() if hasattr(lab, "item") else lab: i for i, lab in enumerate(self.labels)
+                }
+            codes = np.array(
+                [self._label_index.get(x.item() if hasattr(x, "item") else x, -1) for x in vals], dtype=np.int64
+            )
             bad = codes < 0
             if self.canon is not None and not bad.any():
                 codes = self.canon[codes]
         if bad.any():
             known = self.labels[:5].tolist() if self.labels is not None else "bucket starts"
-            raise ValueError(f"dimension {self.name!r} has no value {vals[bad][0].item()!r}; "
-                             f"known values include {known}")
+            raise ValueError(
+                f"dimension {self.name!r} has no value {vals[bad][0].item()!r}; known values include {known}"
+            )
         return codes
 
 
@@ -269,23 +292,32 @@ class TopologySlots:
         self.attrs = {a: np.asarray(v, dtype=np.int64) for a, v in attrs.items()}
 
     @classmethod
-    def initial(cls, topology: Topology) -> "TopologySlots":
+    def initial(cls, topology: Topology) -> TopologySlots:
         lv = topology.levels
-        attrs = {a: np.asarray(topology.attributes[a], dtype=np.int64)
-                 for a in ATTRIBUTE_NAMES if a in topology.attributes}
-        return cls(lv, {x: topology.ids[x] for x in lv}, {x: topology.parent[x] for x in lv[1:]},
-                   {x: np.arange(topology.n_nodes(x), dtype=np.int64) for x in lv}, attrs)
+        attrs = {
+            a: np.asarray(topology.attributes[a], dtype=np.int64) for a in ATTRIBUTE_NAMES if a in topology.attributes
+        }
+        return cls(
+            lv,
+            {x: topology.ids[x] for x in lv},
+            {x: topology.parent[x] for x in lv[1:]},
+            {x: np.arange(topology.n_nodes(x), dtype=np.int64) for x in lv},
+            attrs,
+        )
 
     @property
     def identity(self) -> bool:
         """True while every slot is its node (no node has moved yet)."""
-        return all(len(self.ids[lv]) == len(self.current[lv]) and
-                   np.array_equal(self.current[lv], np.arange(len(self.current[lv]))) for lv in self.levels)
+        return all(
+            len(self.ids[lv]) == len(self.current[lv])
+            and np.array_equal(self.current[lv], np.arange(len(self.current[lv])))
+            for lv in self.levels
+        )
 
     def n_slots(self, level: str) -> int:
         return len(self.ids[level])
 
-    def advance(self, topology: Topology, old_to_new: dict | None = None) -> "TopologySlots":
+    def advance(self, topology: Topology, old_to_new: dict | None = None) -> TopologySlots:
         """The slots after a change to ``topology``.
 
         Parameters
@@ -303,8 +335,10 @@ class TopologySlots:
             If the levels differ.
         """
         if tuple(topology.levels) != self.levels:
-            raise ValueError(f"the new topology has levels {tuple(topology.levels)}, the cube was built "
-                             f"for {self.levels}; a cube cannot change its hierarchy")
+            raise ValueError(
+                f"the new topology has levels {tuple(topology.levels)}, the cube was built "
+                f"for {self.levels}; a cube cannot change its hierarchy"
+            )
         ids = dict(self.ids)
         parent = dict(self.parent)
         attrs = dict(self.attrs)
@@ -314,11 +348,14 @@ class TopologySlots:
             n_new = topology.n_nodes(lv)
             cur = np.full(n_new, -1, dtype=np.int64)
             old_cur = self.current[lv]
-            o2n = (np.arange(len(old_cur), dtype=np.int64) if old_to_new is None
-                   else np.asarray(old_to_new[lv], dtype=np.int64))
+            o2n = (
+                np.arange(len(old_cur), dtype=np.int64)
+                if old_to_new is None
+                else np.asarray(old_to_new[lv], dtype=np.int64)
+            )
             keep = (o2n >= 0) & (o2n < n_new)
             cur[o2n[keep]] = old_cur[keep]
-            want_parent = (current[self.levels[k - 1]][topology.parent[lv]] if k > 0 else None)
+            want_parent = current[self.levels[k - 1]][topology.parent[lv]] if k > 0 else None
             stale = cur < 0
             have = np.flatnonzero(~stale)
             if k > 0:
@@ -336,8 +373,11 @@ class TopologySlots:
                 parent[lv] = np.concatenate([parent[lv], want_parent[new_nodes]])
             if lv == e_lv:
                 for a in attrs:
-                    src = (np.asarray(topology.attributes[a], dtype=np.int64)[new_nodes]
-                           if a in topology.attributes else np.full(len(new_nodes), -1, dtype=np.int64))
+                    src = (
+                        np.asarray(topology.attributes[a], dtype=np.int64)[new_nodes]
+                        if a in topology.attributes
+                        else np.full(len(new_nodes), -1, dtype=np.int64)
+                    )
                     attrs[a] = np.concatenate([attrs[a], src])
             current[lv] = cur
         return TopologySlots(self.levels, ids, parent, current, attrs)
@@ -369,12 +409,15 @@ class TopologySlots:
         return d
 
     @classmethod
-    def from_state(cls, d: dict, prefix: str = "slots.") -> "TopologySlots":
+    def from_state(cls, d: dict, prefix: str = "slots.") -> TopologySlots:
         levels = tuple(str(x) for x in d[f"{prefix}levels"])
-        return cls(levels, {lv: d[f"{prefix}ids.{lv}"] for lv in levels},
-                   {lv: d[f"{prefix}parent.{lv}"] for lv in levels[1:]},
-                   {lv: d[f"{prefix}current.{lv}"] for lv in levels},
-                   {str(a): d[f"{prefix}attr.{a}"] for a in d[f"{prefix}attrs"]})
+        return cls(
+            levels,
+            {lv: d[f"{prefix}ids.{lv}"] for lv in levels},
+            {lv: d[f"{prefix}parent.{lv}"] for lv in levels[1:]},
+            {lv: d[f"{prefix}current.{lv}"] for lv in levels},
+            {str(a): d[f"{prefix}attr.{a}"] for a in d[f"{prefix}attrs"]},
+        )
 
 
 def _topology_dims(topology: Topology, slots: TopologySlots | None = None) -> dict[str, Dimension]:
@@ -382,7 +425,7 @@ def _topology_dims(topology: Topology, slots: TopologySlots | None = None) -> di
     dims: dict[str, Dimension] = {}
     levels = topology.levels
     e_lv = topology.element_level
-    e_slot = slots.current[e_lv]            # slot of every element for new events
+    e_slot = slots.current[e_lv]  # slot of every element for new events
     for lv in levels:
         table = slots.slot_to(e_lv, lv)[e_slot] if len(e_slot) else np.zeros(0, dtype=np.int64)
 
@@ -393,15 +436,22 @@ def _topology_dims(topology: Topology, slots: TopologySlots | None = None) -> di
         k = levels.index(lv)
         for up in levels[:k]:
             derive[up] = Derivation(table=slots.slot_to(lv, up))
-        dims[lv] = Dimension(lv, max(slots.n_slots(lv), 1), compute, labels=slots.ids[lv],
-                             derive=derive, recipe="builtin", canon=slots.canon(lv))
+        dims[lv] = Dimension(
+            lv,
+            max(slots.n_slots(lv), 1),
+            compute,
+            labels=slots.ids[lv],
+            derive=derive,
+            recipe="builtin",
+            canon=slots.canon(lv),
+        )
     e_dim = dims[e_lv]
     for attr, names in ATTRIBUTE_NAMES.items():
         if attr not in slots.attrs:
             continue
         per_slot = slots.attrs[attr]
         labels = np.array(names)
-        if (per_slot < 0).any():         # an element without this attribute: code "unknown"
+        if (per_slot < 0).any():  # an element without this attribute: code "unknown"
             labels = np.array(list(names) + ["unknown"])
             per_slot = np.where(per_slot < 0, len(names), per_slot)
         table = per_slot[e_slot]
@@ -420,18 +470,23 @@ def _time_dims(origin_ms: int) -> dict[str, Dimension]:
             d = ctx.time_ms.astype(np.int64) - origin_ms
             c = d // gran
             return np.where((d >= 0) & (c <= _CODE_MAX - 1), c, -1)
+
         return compute
 
     dims: dict[str, Dimension] = {}
     for name, gran in TIME_GRANULARITY_MS.items():
         card = min(_CODE_MAX, (1 << 42) // gran)
-        dims[name] = Dimension(name, card, bucket(gran), label_scale=gran, label_offset=origin_ms,
-                               recipe="builtin")
+        dims[name] = Dimension(name, card, bucket(gran), label_scale=gran, label_offset=origin_ms, recipe="builtin")
     dims["hour_of_day"] = Dimension(
-        "hour_of_day", 24, lambda ctx: (ctx.time_ms.astype(np.int64) // MS_HOUR) % 24, recipe="builtin")
+        "hour_of_day", 24, lambda ctx: (ctx.time_ms.astype(np.int64) // MS_HOUR) % 24, recipe="builtin"
+    )
     dims["day_of_week"] = Dimension(
-        "day_of_week", 7, lambda ctx: (ctx.time_ms.astype(np.int64) // MS_DAY + _EPOCH_DOW) % 7,
-        labels=np.array(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]), recipe="builtin")
+        "day_of_week",
+        7,
+        lambda ctx: (ctx.time_ms.astype(np.int64) // MS_DAY + _EPOCH_DOW) % 7,
+        labels=np.array(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]),
+        recipe="builtin",
+    )
     for name, gran in TIME_GRANULARITY_MS.items():
         dims[name].derive.update(time_derivations(gran, origin_ms))
     return dims
@@ -453,8 +508,9 @@ def time_derivations(gran_ms: int, origin_ms: int) -> dict[str, Derivation]:
     return out
 
 
-def builtin_dimension(name: str, topology: Topology | None, time_origin_ms: int = 0,
-                      slots: TopologySlots | None = None) -> Dimension:
+def builtin_dimension(
+    name: str, topology: Topology | None, time_origin_ms: int = 0, slots: TopologySlots | None = None
+) -> Dimension:
     """The built-in dimension called ``name``.
 
     Names: any topology level (``region``, ``site``, ``element``), ``equipment_class``,
@@ -476,12 +532,17 @@ def builtin_dimension(name: str, topology: Topology | None, time_origin_ms: int 
         if name in tdims:
             return tdims[name]
     if name == "service":
-        return Dimension("service", len(SERVICES), lambda ctx: ctx.records["service"],
-                         labels=np.array(SERVICES), recipe="builtin")
+        return Dimension(
+            "service", len(SERVICES), lambda ctx: ctx.records["service"], labels=np.array(SERVICES), recipe="builtin"
+        )
     if name == "cause_class":
-        return Dimension("cause_class", len(CAUSE_CLASSES),
-                         lambda ctx: _lookup(_CAUSE_TABLE, ctx.records["cause"]),
-                         labels=np.array(CAUSE_CLASSES), recipe="builtin")
+        return Dimension(
+            "cause_class",
+            len(CAUSE_CLASSES),
+            lambda ctx: _lookup(_CAUSE_TABLE, ctx.records["cause"]),
+            labels=np.array(CAUSE_CLASSES),
+            recipe="builtin",
+        )
     tdims = _time_dims(int(time_origin_ms))
     if name in tdims:
         return tdims[name]
@@ -496,15 +557,22 @@ def builtin_dimension(name: str, topology: Topology | None, time_origin_ms: int 
             c = d // gran
             return np.where((d >= 0) & (c <= _CODE_MAX - 1), c, -1)
 
-        return Dimension(name, min(_CODE_MAX, (1 << 42) // gran), compute, label_scale=gran,
-                         label_offset=int(time_origin_ms),
-                         derive=time_derivations(gran, int(time_origin_ms)), recipe="builtin")
+        return Dimension(
+            name,
+            min(_CODE_MAX, (1 << 42) // gran),
+            compute,
+            label_scale=gran,
+            label_offset=int(time_origin_ms),
+            derive=time_derivations(gran, int(time_origin_ms)),
+            recipe="builtin",
+        )
     topo_names = () if topology is None else topology.levels + ("equipment_class", "vendor", "technology")
     hint = "" if topology is not None else " (topology dimensions need topology=)"
     raise ValueError(
         f"unknown dimension {name!r}{hint}; built-ins are {list(topo_names)} + "
         "['service', 'cause_class', 'minute', 'hour', 'day', 'time:<ms>', 'hour_of_day', "
-        "'day_of_week'], or pass a Dimension object")
+        "'day_of_week'], or pass a Dimension object"
+    )
 
 
 def time_granularity_ms(dim: Dimension) -> int | None:
@@ -524,8 +592,9 @@ def _dropped(ctx):
 
 BUILTIN_VALUES: dict[str, Callable[[BatchContext], np.ndarray]] = {
     "duration_ms": lambda ctx: (ctx.records["end_ms"] - ctx.records["start_ms"]).astype(np.float64),
-    "setup_ms": lambda ctx: np.where(_answered(ctx), ctx.records["answer_ms"] - ctx.records["start_ms"],
-                                     np.nan).astype(np.float64),
+    "setup_ms": lambda ctx: np.where(_answered(ctx), ctx.records["answer_ms"] - ctx.records["start_ms"], np.nan).astype(
+        np.float64
+    ),
     "answered": lambda ctx: _answered(ctx).astype(np.float64),
     "dropped": lambda ctx: _dropped(ctx).astype(np.float64),
     "congested": lambda ctx: np.isin(ctx.records["cause"], CAUSE_CONGESTION).astype(np.float64),
@@ -552,8 +621,10 @@ def builtin_value(name: str, source: str, kind: str = "value") -> ValueField:
     if source == "cdr" and name in BUILTIN_VALUES and kind == "value":
         return ValueField(name, BUILTIN_VALUES[name])
     known = list(dt.names) + (list(BUILTIN_VALUES) if source == "cdr" and kind == "value" else [])
-    raise ValueError(f"unknown {kind} field {name!r} for source {source!r}; known: {known}, "
-                     "or pass values={name: callable(ctx) -> array}")
+    raise ValueError(
+        f"unknown {kind} field {name!r} for source {source!r}; known: {known}, "
+        "or pass values={name: callable(ctx) -> array}"
+    )
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -587,8 +658,9 @@ class BatchArrays:
     invalid: dict[str, int]
 
 
-def prepare_batch(ctx: BatchContext, dims: dict[str, Dimension], values: dict[str, ValueField],
-                  hashes: dict[str, ValueField]) -> BatchArrays:
+def prepare_batch(
+    ctx: BatchContext, dims: dict[str, Dimension], values: dict[str, ValueField], hashes: dict[str, ValueField]
+) -> BatchArrays:
     """Compute every dimension's codes and every field once for a batch."""
     n = ctx.n
     codes = np.empty((len(dims), n), dtype=np.int32)
@@ -610,8 +682,9 @@ def prepare_batch(ctx: BatchContext, dims: dict[str, Dimension], values: dict[st
     for r, (name, hf) in enumerate(hashes.items()):
         h = np.asarray(hf.compute(ctx))
         if h.shape != (n,) or h.dtype.kind not in "iu":
-            raise ValueError(f"hash field {name!r} must return one integer per row, got "
-                             f"shape {h.shape} dtype {h.dtype}")
+            raise ValueError(
+                f"hash field {name!r} must return one integer per row, got shape {h.shape} dtype {h.dtype}"
+            )
         hs[r] = splitmix64(h)
         hash_row[name] = r
     return BatchArrays(n, codes, dim_row, vals, val_row, hs, hash_row, invalid)

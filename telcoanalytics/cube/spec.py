@@ -6,13 +6,14 @@ comes from the topology at query time), which keeps keys short. A group-by is an
 the smallest materialised cuboid whose stored dimensions give every requested dimension either
 directly or by a derivation (element > site > region, minute > hour > day ...).
 """
+
 from __future__ import annotations
 
 import itertools
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -46,7 +47,7 @@ class Measure:
             raise ValueError(f"quantile measure needs q in [0, 1], got {self.q!r}")
 
     @classmethod
-    def parse(cls, m: "str | Measure") -> "Measure":
+    def parse(cls, m: str | Measure) -> Measure:
         if isinstance(m, Measure):
             return m
         if not isinstance(m, str):
@@ -152,8 +153,7 @@ class CubeSpec:
         if not 0.0 < float(self.quantile_alpha) < 0.5:
             raise ValueError(f"quantile_alpha must be in (0, 0.5), got {self.quantile_alpha}")
         if not 0.0 < float(self.quantile_min) < float(self.quantile_max):
-            raise ValueError(f"need 0 < quantile_min < quantile_max, got {self.quantile_min}, "
-                             f"{self.quantile_max}")
+            raise ValueError(f"need 0 < quantile_min < quantile_max, got {self.quantile_min}, {self.quantile_max}")
         if int(self.cell_budget) < 1:
             raise ValueError(f"cell_budget must be >= 1, got {self.cell_budget}")
         if self.retention_ms is not None and int(self.retention_ms) <= 0:
@@ -166,8 +166,7 @@ class CubeSpec:
 
     @property
     def quantile_buckets(self) -> int:
-        return int(math.ceil(math.log(self.quantile_max / self.quantile_min)
-                             / math.log(self.quantile_gamma))) + 2
+        return int(math.ceil(math.log(self.quantile_max / self.quantile_min) / math.log(self.quantile_gamma))) + 2
 
 
 def reduce_dims(names: Sequence[str], dims: dict[str, Dimension]) -> tuple[str, ...]:
@@ -209,20 +208,27 @@ class KeySpace:
     size: int
 
     @classmethod
-    def of(cls, names: Sequence[str], dims: dict[str, Dimension]) -> "KeySpace":
+    def of(cls, names: Sequence[str], dims: dict[str, Dimension]) -> KeySpace:
         bits = [max(0, int(dims[n].cardinality - 1).bit_length()) for n in names]
         total = sum(bits)
         if total > 62:
-            raise ValueError(f"the key space of cuboid {tuple(names)} needs {total} bits (> 2**62 "
-                             "keys); use coarser dimensions or set a time_origin_ms close to the data")
+            raise ValueError(
+                f"the key space of cuboid {tuple(names)} needs {total} bits (> 2**62 "
+                "keys); use coarser dimensions or set a time_origin_ms close to the data"
+            )
         shifts = []
         acc = 0
         for b in reversed(bits):
             shifts.append(acc)
             acc += b
         shifts = np.array(shifts[::-1], dtype=np.int64)
-        return cls(tuple(names), np.array([1 << b for b in bits], dtype=np.int64),
-                   np.left_shift(np.int64(1), shifts).astype(np.int64), shifts, 1 << total)
+        return cls(
+            tuple(names),
+            np.array([1 << b for b in bits], dtype=np.int64),
+            np.left_shift(np.int64(1), shifts).astype(np.int64),
+            shifts,
+            1 << total,
+        )
 
 
 @dataclass
@@ -240,7 +246,7 @@ class DerivePlan:
     tables: np.ndarray
 
     @classmethod
-    def build(cls, parent: KeySpace, targets: Sequence[str], dims: dict[str, Dimension]) -> "DerivePlan":
+    def build(cls, parent: KeySpace, targets: Sequence[str], dims: dict[str, Dimension]) -> DerivePlan:
         cols = {k: [] for k in ("shift", "mask", "a", "b", "c", "m", "t_off", "t_len")}
         tables = []
         off = 0
@@ -260,8 +266,10 @@ class DerivePlan:
                 tab = np.asarray(der.table, dtype=np.int64)
                 reach = min(dims[parent.dims[j]].cardinality, der.m)
                 if der.b == 1 and der.a == 0 and der.c == 0 and len(tab) < reach:
-                    raise ValueError(f"the derivation table {parent.dims[j]!r} -> {t!r} has "
-                                     f"{len(tab)} entries for {reach} codes; give one per code")
+                    raise ValueError(
+                        f"the derivation table {parent.dims[j]!r} -> {t!r} has "
+                        f"{len(tab)} entries for {reach} codes; give one per code"
+                    )
                 tables.append(tab)
                 cols["t_off"].append(off)
                 cols["t_len"].append(len(tab))
@@ -274,8 +282,7 @@ class DerivePlan:
         return cls(tables=np.ascontiguousarray(tab), **arrs)
 
     def args(self):
-        return (self.shift, self.mask, self.a, self.b, self.c, self.m, self.t_off, self.t_len,
-                self.tables)
+        return (self.shift, self.mask, self.a, self.b, self.c, self.m, self.t_off, self.t_len, self.tables)
 
 
 def resolve_cuboids(cuboids, names: Sequence[str]) -> list[tuple[str, ...]]:
@@ -284,8 +291,10 @@ def resolve_cuboids(cuboids, names: Sequence[str]) -> list[tuple[str, ...]]:
         if cuboids != "all":
             raise ValueError(f"cuboids must be 'all' or a list of grouping sets, got {cuboids!r}")
         if len(names) > MAX_ALL_DIMS:
-            raise ValueError(f"cuboids='all' over {len(names)} dimensions is 2**{len(names)} cuboids; "
-                             f"list grouping sets instead (at most {MAX_ALL_DIMS} dimensions for 'all')")
+            raise ValueError(
+                f"cuboids='all' over {len(names)} dimensions is 2**{len(names)} cuboids; "
+                f"list grouping sets instead (at most {MAX_ALL_DIMS} dimensions for 'all')"
+            )
         out = []
         for k in range(len(names), -1, -1):
             out.extend(itertools.combinations(names, k))

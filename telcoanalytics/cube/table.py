@@ -10,13 +10,22 @@ Both layouts answer every query identically (tests check it); the kernels are in
 the count / sum / min / max of key ``k`` live at row ``k`` of key-space sized arrays, so an event
 costs no index lookup; the compact cell arrays are gathered from it when something reads them.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from kernels.cube import (POS_CNT_MASK, cube_accumulate, cube_accumulate_pos, cube_clear,
-                          cube_count_new, cube_gather_pos, cube_key_pos, cube_merge_cells,
-                          cube_reindex)
+from kernels.cube import (
+    POS_CNT_MASK,
+    cube_accumulate,
+    cube_accumulate_pos,
+    cube_clear,
+    cube_count_new,
+    cube_gather_pos,
+    cube_key_pos,
+    cube_merge_cells,
+    cube_reindex,
+)
 
 _MIN_CAP = 16
 CELL_ARRAYS = ("cell_key", "cnt", "fmiss", "fsum", "fmin", "fmax", "fmean", "fm2", "hll", "qs")
@@ -42,8 +51,17 @@ class CellTable:
         Initial number of cells.
     """
 
-    def __init__(self, keyspace: int, dense: bool, n_fields: int, n_hll: int, hll_p: int,
-                 n_q: int, q_buckets: int, capacity: int = _MIN_CAP):
+    def __init__(
+        self,
+        keyspace: int,
+        dense: bool,
+        n_fields: int,
+        n_hll: int,
+        hll_p: int,
+        n_q: int,
+        q_buckets: int,
+        capacity: int = _MIN_CAP,
+    ):
         self.keyspace = int(keyspace)
         self.dense = bool(dense)
         self.shape = (int(n_fields), int(n_hll), int(hll_p), int(n_q), int(q_buckets))
@@ -100,8 +118,7 @@ class CellTable:
             self._alloc_cells(max(n_total, 2 * self.cap))
         if not self.dense and 2 * n_total > self.tab_keys.shape[0]:
             self._alloc_table(_pow2_at_least(max(2 * n_total, 2 * self.tab_keys.shape[0])))
-            cube_reindex(self.cell_key, self.n_cells, self.dense, self.index, self.tab_keys,
-                         self.tab_cell)
+            cube_reindex(self.cell_key, self.n_cells, self.dense, self.index, self.tab_keys, self.tab_cell)
 
     def _grow(self):
         self.reserve(max(self.n_cells + 1, 2 * self.limit()))
@@ -134,26 +151,74 @@ class CellTable:
         start = 0
         while True:
             start = cube_accumulate(
-                keys, b.vals, vrows, mom, b.hashes, hrows, self.shape[2], qrows, q_min,
-                q_inv_log_gamma, start, self.dense, self.index,
-                self.tab_keys, self.tab_cell, self.cell_key, self.cnt, self.fmiss,
-                self.fsum, self.fmin, self.fmax, self.fmean, self.fm2, self.hll, self.qs,
-                self.counters, self.limit())
+                keys,
+                b.vals,
+                vrows,
+                mom,
+                b.hashes,
+                hrows,
+                self.shape[2],
+                qrows,
+                q_min,
+                q_inv_log_gamma,
+                start,
+                self.dense,
+                self.index,
+                self.tab_keys,
+                self.tab_cell,
+                self.cell_key,
+                self.cnt,
+                self.fmiss,
+                self.fsum,
+                self.fmin,
+                self.fmax,
+                self.fmean,
+                self.fm2,
+                self.hll,
+                self.qs,
+                self.counters,
+                self.limit(),
+            )
             if start >= b.n:
                 return int(self.counters[1]) - before
             self._grow()
 
-    def merge_cells(self, src_keys: np.ndarray, src: "CellTable", mom: np.ndarray, n_src: int | None = None):
+    def merge_cells(self, src_keys: np.ndarray, src: CellTable, mom: np.ndarray, n_src: int | None = None):
         """Merge ``src``'s cells into this table, cell ``s`` under key ``src_keys[s]`` (-1 skip)."""
         n_src = src.n_cells if n_src is None else n_src
         start = 0
         while True:
             start = cube_merge_cells(
-                src_keys, n_src, src.cnt, src.fmiss, src.fsum, src.fmin, src.fmax, src.fmean, src.fm2,
-                src.hll, src.qs, mom, start, self.dense, self.index, self.tab_keys,
-                self.tab_cell, self.cell_key, self.cnt, self.fmiss, self.fsum,
-                self.fmin, self.fmax, self.fmean, self.fm2, self.hll, self.qs, self.counters,
-                self.limit())
+                src_keys,
+                n_src,
+                src.cnt,
+                src.fmiss,
+                src.fsum,
+                src.fmin,
+                src.fmax,
+                src.fmean,
+                src.fm2,
+                src.hll,
+                src.qs,
+                mom,
+                start,
+                self.dense,
+                self.index,
+                self.tab_keys,
+                self.tab_cell,
+                self.cell_key,
+                self.cnt,
+                self.fmiss,
+                self.fsum,
+                self.fmin,
+                self.fmax,
+                self.fmean,
+                self.fm2,
+                self.hll,
+                self.qs,
+                self.counters,
+                self.limit(),
+            )
             if start >= n_src:
                 return
             self._grow()
@@ -169,11 +234,10 @@ class CellTable:
         idx = np.flatnonzero(keep)
         for name in CELL_ARRAYS:
             arr = getattr(self, name)
-            arr[:len(idx)] = arr[idx]
+            arr[: len(idx)] = arr[idx]
         self._reset_cells(len(idx), n)
         self.counters[0] = len(idx)
-        cube_reindex(self.cell_key, len(idx), self.dense, self.index, self.tab_keys,
-                     self.tab_cell)
+        cube_reindex(self.cell_key, len(idx), self.dense, self.index, self.tab_keys, self.tab_cell)
 
     # ---- reporting and checkpoint ---------------------------------------------------------
     @property
@@ -195,8 +259,10 @@ class CellTable:
             src = np.asarray(d[f"{prefix}{name}"])
             dst = getattr(self, name)
             if src.shape[1:] != dst.shape[1:]:
-                raise ValueError(f"state array {prefix}{name} has shape {src.shape}, expected "
-                                 f"(n, {', '.join(map(str, dst.shape[1:]))}) for this cube spec")
+                raise ValueError(
+                    f"state array {prefix}{name} has shape {src.shape}, expected "
+                    f"(n, {', '.join(map(str, dst.shape[1:]))}) for this cube spec"
+                )
             dst[:n] = src
         self.counters[0] = n
         self.counters[1] = int(d[f"{prefix}n_rejected"])
@@ -204,7 +270,7 @@ class CellTable:
 
 
 P_ARRAYS = ("cnt", "fmiss", "fsum", "fmin", "fmax")
-_EPOCH_MAX = 1 << 21        # epoch tags stay below 2**62 with POS_TAG_SHIFT = 40
+_EPOCH_MAX = 1 << 21  # epoch tags stay below 2**62 with POS_TAG_SHIFT = 40
 
 
 def _p_property(name: str):
@@ -214,6 +280,7 @@ def _p_property(name: str):
 
     def put(self, value):
         self._c[name] = value
+
     return property(get, put)
 
 
@@ -265,8 +332,13 @@ class PositionalCellTable(CellTable):
         self.n_rows = int(np.prod(cards))
         k, f = self.n_rows, int(n_fields)
         # zeros / empty are lazily mapped: pages of keys never seen are never touched
-        self._p = {"cnt": np.zeros(k, dtype=np.int64), "fmiss": np.empty((k, f), dtype=np.int64),
-                   "fsum": np.empty((k, f)), "fmin": np.empty((k, f)), "fmax": np.empty((k, f))}
+        self._p = {
+            "cnt": np.zeros(k, dtype=np.int64),
+            "fmiss": np.empty((k, f), dtype=np.int64),
+            "fsum": np.empty((k, f)),
+            "fmin": np.empty((k, f)),
+            "fmax": np.empty((k, f)),
+        }
         super().__init__(keyspace, True, n_fields, 0, 4, 0, 0, capacity)
 
     cnt = _p_property("cnt")
@@ -277,21 +349,21 @@ class PositionalCellTable(CellTable):
 
     def _alloc_cells(self, cap: int):
         if self._c:
-            super()._alloc_cells(cap)      # reads the arrays first: nothing is listed after
+            super()._alloc_cells(cap)  # reads the arrays first: nothing is listed after
         else:
             # the compact measure arrays do not exist before the first read (_materialise):
             # a build that is not read meanwhile touches no memory for them
             F, H, p, Q, nb = self.shape
-            old = self.cell_key[:self.n_cells] if self.cap else None
+            old = self.cell_key[: self.n_cells] if self.cap else None
             self.cell_key = np.empty(cap, dtype=np.int64)
             if old is not None:
-                self.cell_key[:len(old)] = old
-            self.fmean = np.zeros((cap, F))      # never written before _materialise
+                self.cell_key[: len(old)] = old
+            self.fmean = np.zeros((cap, F))  # never written before _materialise
             self.fm2 = np.zeros((cap, F))
             self.hll = np.zeros((cap, 0, 0), dtype=np.uint8)
             self.qs = np.zeros((cap, 0, 0), dtype=np.int64)
             self.cap = cap
-        self._dirty_pos = np.empty(cap, dtype=np.int64)     # at most one entry per cell
+        self._dirty_pos = np.empty(cap, dtype=np.int64)  # at most one entry per cell
         self._dirty_key = np.empty(cap, dtype=np.int64)
 
     def _current(self):
@@ -304,9 +376,13 @@ class PositionalCellTable(CellTable):
     def _materialise(self):
         """Allocate the compact measure arrays (empty state) and gather every cell."""
         cap, F = self.cap, self.shape[0]
-        self._c = {"cnt": np.zeros(cap, dtype=np.int64), "fmiss": np.zeros((cap, F), dtype=np.int64),
-                   "fsum": np.zeros((cap, F)), "fmin": np.full((cap, F), np.inf),
-                   "fmax": np.full((cap, F), -np.inf)}
+        self._c = {
+            "cnt": np.zeros(cap, dtype=np.int64),
+            "fmiss": np.zeros((cap, F), dtype=np.int64),
+            "fsum": np.zeros((cap, F)),
+            "fmin": np.full((cap, F), np.inf),
+            "fmax": np.full((cap, F), -np.inf),
+        }
         self._pstate[1] = 0
         self._pstate[2] = 0
         self._sync()
@@ -321,30 +397,48 @@ class PositionalCellTable(CellTable):
         """Refresh the compact cells touched since the last read from their positional rows."""
         p, c, st = self._p, self._c, self._pstate
         n = self.n_cells
-        cube_gather_pos(self._dirty_pos, self._dirty_key, int(st[1]), self.index, int(st[2]),
-                        self.cell_key, n, self._shift, self._mask, self._mstride, p["cnt"],
-                        p["fmiss"], p["fsum"], p["fmin"], p["fmax"], c["cnt"], c["fmiss"], c["fsum"],
-                        c["fmin"], c["fmax"])
+        cube_gather_pos(
+            self._dirty_pos,
+            self._dirty_key,
+            int(st[1]),
+            self.index,
+            int(st[2]),
+            self.cell_key,
+            n,
+            self._shift,
+            self._mask,
+            self._mstride,
+            p["cnt"],
+            p["fmiss"],
+            p["fsum"],
+            p["fmin"],
+            p["fmax"],
+            c["cnt"],
+            c["fmiss"],
+            c["fsum"],
+            c["fmin"],
+            c["fmax"],
+        )
         st[1] = 0
         st[2] = n
         st[0] += 1
-        if st[0] >= _EPOCH_MAX:      # wrap: clear every tag (O(cells), once in 2**21 reads)
-            rows = self._pos_of(self.cell_key[:self.n_cells])
+        if st[0] >= _EPOCH_MAX:  # wrap: clear every tag (O(cells), once in 2**21 reads)
+            rows = self._pos_of(self.cell_key[: self.n_cells])
             p["cnt"][rows] &= POS_CNT_MASK
             st[0] = 1
 
     def _scatter(self):
         """Write the compact cells back to their positional rows (after a compact-path write)."""
-        rows = self._pos_of(self.cell_key[:self.n_cells])
+        rows = self._pos_of(self.cell_key[: self.n_cells])
         for name in P_ARRAYS:
-            self._p[name][rows] = self._c[name][:len(rows)]     # counts untagged: not listed
+            self._p[name][rows] = self._c[name][: len(rows)]  # counts untagged: not listed
         self._pstate[2] = len(rows)
 
     def _forget(self):
         """Mark the rows of the current cells unseen (they are re-initialised when seen)."""
-        self._p["cnt"][self._pos_of(self.cell_key[:self.n_cells])] = 0
+        self._p["cnt"][self._pos_of(self.cell_key[: self.n_cells])] = 0
         self._pstate[1] = 0
-        self._pstate[2] = self.counters[0]     # nothing to gather until the caller's op ends
+        self._pstate[2] = self.counters[0]  # nothing to gather until the caller's op ends
 
     def accumulate(self, keys, b, vrows, mom, hrows, qrows, q_min, q_inv_log_gamma):
         """As :meth:`CellTable.accumulate`, into the positional rows."""
@@ -355,10 +449,25 @@ class PositionalCellTable(CellTable):
         pos = self._pos_of(keys)
         start = 0
         while True:
-            start = cube_accumulate_pos(pos, keys, v, has_v, start, self.index, self.cell_key,
-                                        p["cnt"], p["fmiss"], p["fsum"], p["fmin"], p["fmax"],
-                                        self._dirty_pos, self._dirty_key, self._pstate,
-                                        self.counters, self.limit())
+            start = cube_accumulate_pos(
+                pos,
+                keys,
+                v,
+                has_v,
+                start,
+                self.index,
+                self.cell_key,
+                p["cnt"],
+                p["fmiss"],
+                p["fsum"],
+                p["fmin"],
+                p["fmax"],
+                self._dirty_pos,
+                self._dirty_key,
+                self._pstate,
+                self.counters,
+                self.limit(),
+            )
             if start >= b.n:
                 return int(self.counters[1]) - before
             self._grow()
@@ -368,25 +477,35 @@ class PositionalCellTable(CellTable):
         self._scatter()
 
     def clear(self):
-        self._forget()          # the cells go: nothing to gather
+        self._forget()  # the cells go: nothing to gather
         super().clear()
         self._pstate[2] = 0
 
     def compact(self, keep):
-        self._current()     # gather first: CellTable.compact moves cell_key, clears the index
+        self._current()  # gather first: CellTable.compact moves cell_key, clears the index
         self._forget()
         super().compact(keep)
         self._scatter()
 
     def load_state(self, d, prefix):
-        self._current()         # compact arrays up to date (cells beyond the loaded stay empty)
-        self._forget()          # the loaded cells replace the compact arrays
+        self._current()  # compact arrays up to date (cells beyond the loaded stay empty)
+        self._forget()  # the loaded cells replace the compact arrays
         super().load_state(d, prefix)
         self._scatter()
 
     @property
     def nbytes(self) -> int:
         arrays = list(self._c.values()) + list(self._p.values())
-        arrays += [self.cell_key, self._dirty_pos, self._dirty_key, self.fmean, self.fm2, self.hll, self.qs, self.index,
-                   self.tab_keys, self.tab_cell]
+        arrays += [
+            self.cell_key,
+            self._dirty_pos,
+            self._dirty_key,
+            self.fmean,
+            self.fm2,
+            self.hll,
+            self.qs,
+            self.index,
+            self.tab_keys,
+            self.tab_cell,
+        ]
         return int(sum(a.nbytes for a in arrays))

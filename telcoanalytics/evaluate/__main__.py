@@ -1,4 +1,5 @@
 """``python -m telcoanalytics.evaluate nab|synth``: the anomaly-detection evaluation."""
+
 from telcoanalytics.evaluate.evaluate import main
 
 if __name__ == "__main__":

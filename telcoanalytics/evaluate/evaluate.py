@@ -12,6 +12,7 @@ synthetic network with injected scenarios, replays it in event time through
 :class:`~telcoanalytics.anomaly.detector.NetworkAnomalyDetector` and prints recall, detection delay,
 false alarms per 1,000 element-hours and the crowd-as-fault share per scenario type.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,6 @@ import numpy as np
 
 from kernels import detect as _k
 from kernels import nab as _kn
-
 from telcoanalytics.anomaly.detector import ANOMALY_DTYPE, AnomalyDetector, DetectorConfig
 from telcoanalytics.records import CAUSE_CONGESTION, METRICS
 
@@ -76,10 +76,27 @@ class NabConfig:
     (:func:`nab_sensitivity`: 60.9 and 65.0 one step away).
     """
 
-    detector: DetectorConfig = field(default_factory=lambda: DetectorConfig(
-        season_s=86400.0, n_phase=288, level_alpha=0.005, season_alpha=0.5, scale_alpha=0.005, huber_c=3.0,
-        floor_abs=1e-6, floor_rel=1e-3, warmup=100, target_fa=0.05, tune_eta=0.005, thr_init=4.0, thr_min=3.0,
-        thr_max=20.0, cusum_k=0.5, cusum_h=10.0, cusum_clip=4.0))
+    detector: DetectorConfig = field(
+        default_factory=lambda: DetectorConfig(
+            season_s=86400.0,
+            n_phase=288,
+            level_alpha=0.005,
+            season_alpha=0.5,
+            scale_alpha=0.005,
+            huber_c=3.0,
+            floor_abs=1e-6,
+            floor_rel=1e-3,
+            warmup=100,
+            target_fa=0.05,
+            tune_eta=0.005,
+            thr_init=4.0,
+            thr_min=3.0,
+            thr_max=20.0,
+            cusum_k=0.5,
+            cusum_h=10.0,
+            cusum_clip=4.0,
+        )
+    )
     record_window: int = 300
     mean_width: int = 6
     mean_clip: float = 4.0
@@ -158,7 +175,7 @@ def load_nab_scorer(path: str | os.PathLike | None = None):
         raise FileNotFoundError(f"NAB scorer not found at {p}; set TELCO_SHARED to the shared/ folder")
     spec = importlib.util.spec_from_file_location("nab_score", p)
     mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("nab_score", mod)   # dataclasses need the module registered
+    sys.modules.setdefault("nab_score", mod)  # dataclasses need the module registered
     spec.loader.exec_module(mod)
     return mod
 
@@ -244,8 +261,10 @@ def nab_table(res: dict) -> str:
     for pname, p in res["profiles"].items():
         lines.append(f"{pname:<20}{p['threshold']:>10.4f}{p['score']:>11.2f}")
     wl = res["window_level"]
-    lines.append(f"windows detected {wl['windows_detected']}/{wl['windows_scorable']}, "
-                 f"FP detections {wl['fp_detections']} ({wl['fp_per_1000_rows']:.3f} per 1000 rows)")
+    lines.append(
+        f"windows detected {wl['windows_detected']}/{wl['windows_scorable']}, "
+        f"FP detections {wl['fp_detections']} ({wl['fp_per_1000_rows']:.3f} per 1000 rows)"
+    )
     return "\n".join(lines)
 
 
@@ -288,8 +307,9 @@ def nab_config_with(base: NabConfig | None = None, **params) -> NabConfig:
     own = {f.name for f in fields(NabConfig)} - {"detector"}
     bad = [k for k in params if k not in own and k not in DETECTOR_PARAMS]
     if bad:
-        raise ValueError(f"unknown NAB parameter(s) {bad}; expected names from NabConfig {sorted(own)} "
-                         f"or DetectorConfig")
+        raise ValueError(
+            f"unknown NAB parameter(s) {bad}; expected names from NabConfig {sorted(own)} or DetectorConfig"
+        )
     det = replace(base.detector, **{k: v for k, v in params.items() if k in DETECTOR_PARAMS})
     return replace(base, detector=det, **{k: v for k, v in params.items() if k in own})
 
@@ -343,8 +363,9 @@ class NabCorpus:
         """The scorer's per-file rows (``FileRows``) of ``names`` under ``config``."""
         out, wid = [], 0
         for name in names:
-            out.append(self.ns.prepare_file(name, self.data[name][0], self.scores(name, config),
-                                            self.windows[name], wid))
+            out.append(
+                self.ns.prepare_file(name, self.data[name][0], self.scores(name, config), self.windows[name], wid)
+            )
             wid += len(self.windows[name])
         return out
 
@@ -352,8 +373,7 @@ class NabCorpus:
         """NAB result (``score_corpus`` dict) of the files ``names``; ``threshold`` None sweeps it
         per profile on these files (NAB's rule), a float or a per-profile dict fixes it."""
         names = list(names)
-        return self.ns.score_corpus(self.file_rows(names, config), sum(len(self.windows[n]) for n in names),
-                                    threshold)
+        return self.ns.score_corpus(self.file_rows(names, config), sum(len(self.windows[n]) for n in names), threshold)
 
     def standard_raw(self, names, config: NabConfig) -> tuple[float, float]:
         """(threshold, raw standard-profile score) with the threshold swept on ``names``: the
@@ -419,17 +439,25 @@ def nab_heldout(corpus: NabCorpus, grid: dict | None = None, n_folds: int = 2, s
             acc[0] += v["raw"]
             acc[1] += v["null_raw"]
             acc[2] += v["perfect_raw"]
-        out_folds.append({
-            "test_files": test, "params": best,
-            "train_score": {p: v["score"] for p, v in tr["profiles"].items()},
-            "thresholds": thr,
-            "test_score": {p: v["score"] for p, v in te["profiles"].items()},
-            "test_score_swept": {p: v["score"] for p, v in te_swept["profiles"].items()},
-            "test_windows": f"{te['window_level']['windows_detected']}/{te['window_level']['windows_scorable']}",
-        })
+        out_folds.append(
+            {
+                "test_files": test,
+                "params": best,
+                "train_score": {p: v["score"] for p, v in tr["profiles"].items()},
+                "thresholds": thr,
+                "test_score": {p: v["score"] for p, v in te["profiles"].items()},
+                "test_score_swept": {p: v["score"] for p, v in te_swept["profiles"].items()},
+                "test_windows": f"{te['window_level']['windows_detected']}/{te['window_level']['windows_scorable']}",
+            }
+        )
     held = {p: 100.0 * (raw - null) / (perf - null) for p, (raw, null, perf) in pooled.items()}
-    return {"folds": out_folds, "heldout": held, "grid": {k: list(v) for k, v in grid.items()},
-            "n_configs": len(configs), "seed": seed}
+    return {
+        "folds": out_folds,
+        "heldout": held,
+        "grid": {k: list(v) for k, v in grid.items()},
+        "n_configs": len(configs),
+        "seed": seed,
+    }
 
 
 def nab_heldout_repeats(corpus: NabCorpus, seeds=(None, 1, 2, 3, 4), grid: dict | None = None) -> dict:
@@ -453,22 +481,33 @@ def nab_sensitivity(corpus: NabCorpus, grid: dict | None = None) -> dict:
     base = corpus.score(corpus.names, NabConfig())["profiles"]["standard"]["score"]
     out = {}
     for name, values in grid.items():
-        out[name] = {v: corpus.score(corpus.names, nab_config_with(**{name: v}))["profiles"]["standard"]["score"]
-                     for v in values}
+        out[name] = {
+            v: corpus.score(corpus.names, nab_config_with(**{name: v}))["profiles"]["standard"]["score"] for v in values
+        }
     return {"default": base, "params": out}
 
 
 def heldout_table(res: dict) -> str:
     """Text table of :func:`nab_heldout` results."""
-    lines = [f"out-of-sample NAB: {len(res['folds'])} folds (files dealt out per folder), "
-             f"{res['n_configs']} configurations of {sorted(res['grid'])} chosen on the other folds"]
+    lines = [
+        f"out-of-sample NAB: {len(res['folds'])} folds (files dealt out per folder), "
+        f"{res['n_configs']} configurations of {sorted(res['grid'])} chosen on the other folds"
+    ]
     for k, f in enumerate(res["folds"]):
         lines.append(f"fold {k}: {len(f['test_files'])} files, chosen {f['params']}")
-        lines.append("  " + "  ".join(f"{p}: train {f['train_score'][p]:.2f} / held-out {f['test_score'][p]:.2f} "
-                                      f"(swept {f['test_score_swept'][p]:.2f})" for p in f["test_score"])
-                     + f"  windows {f['test_windows']}")
-    lines.append("held-out (pooled, thresholds from the training folds): "
-                 + ", ".join(f"{p} {v:.2f}" for p, v in res["heldout"].items()))
+        lines.append(
+            "  "
+            + "  ".join(
+                f"{p}: train {f['train_score'][p]:.2f} / held-out {f['test_score'][p]:.2f} "
+                f"(swept {f['test_score_swept'][p]:.2f})"
+                for p in f["test_score"]
+            )
+            + f"  windows {f['test_windows']}"
+        )
+    lines.append(
+        "held-out (pooled, thresholds from the training folds): "
+        + ", ".join(f"{p} {v:.2f}" for p, v in res["heldout"].items())
+    )
     return "\n".join(lines)
 
 
@@ -486,16 +525,32 @@ def sensitivity_table(res: dict) -> str:
 SYNTH_METRICS = METRICS + ("latency_ms", "loss_pct")
 """Slots of the synthetic evaluation: the equipment metrics plus QoS latency and loss."""
 PAGED = ("fault", "silence")
-EXPECTED = {"failure": ("fault", "silence", "change", "inhibited"), "congestion": ("fault", "change"),
-            "degradation": ("fault", "change"), "crowd": ("crowd", "surge"),
-            "collection_gap": ("collection_gap",)}
+EXPECTED = {
+    "failure": ("fault", "silence", "change", "inhibited"),
+    "congestion": ("fault", "change"),
+    "degradation": ("fault", "change"),
+    "crowd": ("crowd", "surge"),
+    "collection_gap": ("collection_gap",),
+}
 
 
 def synth_detector_config() -> DetectorConfig:
     """Detector settings for 5-minute PM data (daily season in 15-minute buckets)."""
-    return DetectorConfig(season_s=86400.0, n_phase=96, level_alpha=0.05, season_alpha=0.3, scale_alpha=0.01,
-                          warmup=36, target_fa=1e-3, tune_eta=0.02, thr_init=6.0, thr_min=5.0, thr_max=30.0,
-                          cusum_k=1.0, cusum_h=25.0)
+    return DetectorConfig(
+        season_s=86400.0,
+        n_phase=96,
+        level_alpha=0.05,
+        season_alpha=0.3,
+        scale_alpha=0.01,
+        warmup=36,
+        target_fa=1e-3,
+        tune_eta=0.02,
+        thr_init=6.0,
+        thr_min=5.0,
+        thr_max=30.0,
+        cusum_k=1.0,
+        cusum_h=25.0,
+    )
 
 
 def synth_events(day, topology) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -505,8 +560,9 @@ def synth_events(day, topology) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     ts = np.concatenate([eq["ts_ms"], q["ts_ms"], q["ts_ms"]])
     el = np.concatenate([topology.index_of(eq["element_id"]), np.tile(topology.index_of(q["element_id"]), 2)])
     n_m = len(METRICS)
-    mid = np.concatenate([eq["metric_id"].astype(np.int64), np.full(len(q), n_m, np.int64),
-                          np.full(len(q), n_m + 1, np.int64)])
+    mid = np.concatenate(
+        [eq["metric_id"].astype(np.int64), np.full(len(q), n_m, np.int64), np.full(len(q), n_m + 1, np.int64)]
+    )
     val = np.concatenate([eq["value"], q["latency_ms"], q["loss_pct"]])
     order = np.argsort(ts, kind="stable")
     ok = el[order] >= 0
@@ -532,9 +588,16 @@ def blocked_onset(cdr, element_id: int, start_ms: int, end_ms: int, pm_ms: int, 
     return int(start_ms + over[0] * pm_ms) if len(over) else -1
 
 
-def evaluate_synth(n_elements: int = 2000, days: float = 2.0, seed: int = 7, warm_days: float = 1.0,
-                   check_ms: int = 60_000, grace_ms: int = 900_000, counts: dict | None = None,
-                   day=None) -> dict:
+def evaluate_synth(
+    n_elements: int = 2000,
+    days: float = 2.0,
+    seed: int = 7,
+    warm_days: float = 1.0,
+    check_ms: int = 60_000,
+    grace_ms: int = 900_000,
+    counts: dict | None = None,
+    day=None,
+) -> dict:
     """Replay a synthetic network through the detector and score it against the injected labels.
 
     Parameters
@@ -567,8 +630,13 @@ def evaluate_synth(n_elements: int = 2000, days: float = 2.0, seed: int = 7, war
 
     if day is None:
         k = max(days, 1.0)
-        c = dict(n_congestion=int(8 * k), n_failure=int(8 * k), n_degradation=int(4 * k), n_crowd=int(2 * k),
-                 n_collection_gap=int(2 * k))
+        c = dict(
+            n_congestion=int(8 * k),
+            n_failure=int(8 * k),
+            n_degradation=int(4 * k),
+            n_crowd=int(2 * k),
+            n_collection_gap=int(2 * k),
+        )
         c.update(counts or {})
         day = generate(SynthConfig(n_elements=n_elements, days=days, seed=seed, **c))
     topo = day.topology
@@ -597,12 +665,14 @@ def evaluate_synth(n_elements: int = 2000, days: float = 2.0, seed: int = 7, war
     crowd_rows = crowd_fault = 0
     early, leads = 0, []
     n_cong = 0
-    covered = np.zeros(len(rows), dtype=bool)   # rows explained by some scenario
+    covered = np.zeros(len(rows), dtype=bool)  # rows explained by some scenario
     missed: list[dict] = []
     for lab, det in zip(day.labels, day.scenarios):
         kind = str(lab["scenario"])
         if kind == "collection_gap":
-            elems = topo.ids["element"][topo.element_to("region") == np.searchsorted(topo.ids["region"], lab["scope_id"])]
+            elems = topo.ids["element"][
+                topo.element_to("region") == np.searchsorted(topo.ids["region"], lab["scope_id"])
+            ]
         else:
             elems = np.array(det["element_ids"], dtype=np.int64)
         hit_el = np.isin(rows["element_id"], elems)
@@ -619,16 +689,24 @@ def evaluate_synth(n_elements: int = 2000, days: float = 2.0, seed: int = 7, war
             p["detected"] += 1
             p["delays_min"].append(float(det_t[good].min() - lab["start_ms"]) / 60_000)
         else:
-            missed.append({"scenario": kind, "mode": det.get("mode", ""), "scope_id": int(lab["scope_id"]),
-                           "start_ms": int(lab["start_ms"]), "end_ms": int(lab["end_ms"]),
-                           "rows_seen": [str(c) for c in rows["classification"][m]]})
+            missed.append(
+                {
+                    "scenario": kind,
+                    "mode": det.get("mode", ""),
+                    "scope_id": int(lab["scope_id"]),
+                    "start_ms": int(lab["start_ms"]),
+                    "end_ms": int(lab["end_ms"]),
+                    "rows_seen": [str(c) for c in rows["classification"][m]],
+                }
+            )
         if kind == "crowd":
             crowd_rows += int(m.sum())
             crowd_fault += int((m & (rows["classification"] == "fault")).sum())
         if kind == "congestion":
             n_cong += 1
-            onset = blocked_onset(day.cdr, int(lab["element_id"]), int(lab["start_ms"]), int(lab["end_ms"]),
-                                  day.config.pm_interval_ms)
+            onset = blocked_onset(
+                day.cdr, int(lab["element_id"]), int(lab["start_ms"]), int(lab["end_ms"]), day.config.pm_interval_ms
+            )
             if good.any():
                 first = int(det_t[good].min())
                 if onset < 0 or first < onset:
@@ -639,11 +717,16 @@ def evaluate_synth(n_elements: int = 2000, days: float = 2.0, seed: int = 7, war
     hours = (day.end_ms - warm_ms) / 3_600_000
     elem_hours = topo.n_elements * hours
     out = {
-        "per_scenario": {k: {"total": v["total"], "detected": v["detected"],
-                             "recall": v["detected"] / v["total"] if v["total"] else float("nan"),
-                             "median_delay_min": float(np.median(v["delays_min"])) if v["delays_min"] else float("nan"),
-                             "p90_delay_min": float(np.percentile(v["delays_min"], 90)) if v["delays_min"] else float("nan")}
-                         for k, v in sorted(per.items())},
+        "per_scenario": {
+            k: {
+                "total": v["total"],
+                "detected": v["detected"],
+                "recall": v["detected"] / v["total"] if v["total"] else float("nan"),
+                "median_delay_min": float(np.median(v["delays_min"])) if v["delays_min"] else float("nan"),
+                "p90_delay_min": float(np.percentile(v["delays_min"], 90)) if v["delays_min"] else float("nan"),
+            }
+            for k, v in sorted(per.items())
+        },
         "false_alarms": int(fa_mask.sum()),
         "element_hours": elem_hours,
         "false_alarms_per_1000_element_hours": 1000.0 * fa_mask.sum() / elem_hours,
@@ -663,16 +746,24 @@ def synth_table(res: dict) -> str:
     """Text table of :func:`evaluate_synth` results."""
     lines = [f"{'scenario':<16}{'detected':>10}{'recall':>8}{'median delay':>14}{'p90 delay':>11}"]
     for k, v in res["per_scenario"].items():
-        lines.append(f"{k:<16}{v['detected']:>5}/{v['total']:<4}{v['recall']:>8.2f}"
-                     f"{v['median_delay_min']:>11.1f} min{v['p90_delay_min']:>7.1f} min")
-    lines.append(f"false alarms: {res['false_alarms']} in {res['element_hours']:.0f} element-hours = "
-                 f"{res['false_alarms_per_1000_element_hours']:.3f} per 1,000 element-hours")
+        lines.append(
+            f"{k:<16}{v['detected']:>5}/{v['total']:<4}{v['recall']:>8.2f}"
+            f"{v['median_delay_min']:>11.1f} min{v['p90_delay_min']:>7.1f} min"
+        )
+    lines.append(
+        f"false alarms: {res['false_alarms']} in {res['element_hours']:.0f} element-hours = "
+        f"{res['false_alarms_per_1000_element_hours']:.3f} per 1,000 element-hours"
+    )
     lines.append(f"crowd rows classified as fault: {100 * res['crowd_as_fault_share']:.1f} %")
-    lines.append(f"congestion flagged before blocked calls > 2 %: {100 * res['congestion_early_share']:.0f} % "
-                 f"(median lead {res['congestion_lead_min']:.1f} min)")
+    lines.append(
+        f"congestion flagged before blocked calls > 2 %: {100 * res['congestion_early_share']:.0f} % "
+        f"(median lead {res['congestion_lead_min']:.1f} min)"
+    )
     lines.append(f"classifications: {res['classifications']}")
-    lines.append(f"replay: {res['events']:,} events at {res['events_per_s']:,.0f} events/s (detector + silence + "
-                 "classification, Python loop per minute)")
+    lines.append(
+        f"replay: {res['events']:,} events at {res['events_per_s']:,.0f} events/s (detector + silence + "
+        "classification, Python loop per minute)"
+    )
     return "\n".join(lines)
 
 
@@ -680,18 +771,30 @@ def synth_table(res: dict) -> str:
 # command line
 # ================================================================================================
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m telcoanalytics.evaluate.evaluate",
-                                 description="Evaluate the anomaly detector (NAB or synthetic network).")
+    ap = argparse.ArgumentParser(
+        prog="python -m telcoanalytics.evaluate.evaluate",
+        description="Evaluate the anomaly detector (NAB or synthetic network).",
+    )
     sub = ap.add_subparsers(dest="what", required=True)
     a = sub.add_parser("nab", help="run and score the NAB subset")
     a.add_argument("--data", default=str(SHARED / "data" / "nab"))
     a.add_argument("--out", default="nab_results")
-    a.add_argument("--heldout", action="store_true",
-                   help="also choose parameters on half the files and score the other half (2 folds)")
-    a.add_argument("--splits", type=int, default=5,
-                   help="random 2-fold splits for --heldout (the first deals the sorted files; default 5)")
-    a.add_argument("--sensitivity", action="store_true",
-                   help="also report the score with each main parameter one grid step down and up")
+    a.add_argument(
+        "--heldout",
+        action="store_true",
+        help="also choose parameters on half the files and score the other half (2 folds)",
+    )
+    a.add_argument(
+        "--splits",
+        type=int,
+        default=5,
+        help="random 2-fold splits for --heldout (the first deals the sorted files; default 5)",
+    )
+    a.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="also report the score with each main parameter one grid step down and up",
+    )
     b = sub.add_parser("synth", help="replay a synthetic network with injected scenarios")
     b.add_argument("--elements", type=int, default=2000)
     b.add_argument("--days", type=float, default=2.0)
@@ -707,8 +810,11 @@ def main(argv=None) -> int:
             if args.heldout:
                 rep = nab_heldout_repeats(corpus, seeds=(None,) + tuple(range(1, args.splits)))
                 print(heldout_table(rep["runs"][0]))
-                print("held-out standard over {} splits (seeds {}): mean {:.2f}, min {:.2f}, max {:.2f}".format(
-                    len(rep["runs"]), [r["seed"] for r in rep["runs"]], *rep["standard"]))
+                print(
+                    "held-out standard over {} splits (seeds {}): mean {:.2f}, min {:.2f}, max {:.2f}".format(
+                        len(rep["runs"]), [r["seed"] for r in rep["runs"]], *rep["standard"]
+                    )
+                )
             if args.sensitivity:
                 print(sensitivity_table(nab_sensitivity(corpus)))
     else:
@@ -716,5 +822,5 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":   # pragma: no cover
+if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -29,20 +29,20 @@ of ``quarantine.REASONS``), and within a reason the first field in canonical ord
     that passed every other check count as seen, so a corrupt first copy does not hide a valid
     second one).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 
 from kernels.dedup import EMPTY, hashmap_build, hashmap_lookup, hashset_contains, hashset_insert, hashset_rehash
 from kernels.validate import CDR_CHECK_FIELDS, cdr_first_failure
-
 from telcoanalytics.ingest.quarantine import REASON_CODE, REASONS, Quarantine
 from telcoanalytics.ingest.readers import DEFAULT_CHUNK_ROWS, RawChunk, iter_chunks
-from telcoanalytics.records import DTYPES, ELEMENT_FIELD, METRICS, Q850_MAX, Q850_MIN, SERVICES, TIME_FIELD, empty
 from telcoanalytics.ingest.schema import REGISTRY, SchemaRegistry, SchemaVersion
+from telcoanalytics.records import DTYPES, ELEMENT_FIELD, METRICS, Q850_MAX, Q850_MIN, SERVICES, TIME_FIELD, empty
 
 DEFAULT_TIME_RANGE_MS = (946_684_800_000, 4_102_444_800_000)
 """Sane event-time range: [2000-01-01, 2100-01-01) UTC in ms."""
@@ -50,14 +50,25 @@ DEFAULT_TIME_RANGE_MS = (946_684_800_000, 4_102_444_800_000)
 DEFAULT_DEDUP_HORIZON_MS = 24 * 3600 * 1000
 """Duplicate record ids are remembered for at least this much event time (see DedupSet)."""
 
-_BLOCK_ROWS = 32_768   # validation works on cache-sized row blocks of the structured array
+_BLOCK_ROWS = 32_768  # validation works on cache-sized row blocks of the structured array
 
 _C = REASON_CODE
 # metric domain kinds, indexed by metric_id (the extra last entry catches unknown codes)
 _MK_FREE, _MK_PCT, _MK_NONNEG, _MK_COUNTER, _MK_UNKNOWN = 0, 1, 2, 3, 4
-_METRIC_KIND = np.array([_MK_PCT if m.endswith("_pct") else _MK_NONNEG if m.endswith("_mbps") else
-                         _MK_COUNTER if m in ("unavailable_s", "error_count") else _MK_FREE for m in METRICS]
-                        + [_MK_UNKNOWN], dtype=np.int8)
+_METRIC_KIND = np.array(
+    [
+        _MK_PCT
+        if m.endswith("_pct")
+        else _MK_NONNEG
+        if m.endswith("_mbps")
+        else _MK_COUNTER
+        if m in ("unavailable_s", "error_count")
+        else _MK_FREE
+        for m in METRICS
+    ]
+    + [_MK_UNKNOWN],
+    dtype=np.int8,
+)
 
 
 # ---- duplicate detection ------------------------------------------------------------------------
@@ -114,7 +125,7 @@ class DedupSet:
 
     def _reserve(self, n_more: int) -> None:
         need = int(self.cur_meta[0]) + n_more
-        if 10 * need > 7 * len(self.cur):       # keep the load factor <= 0.7
+        if 10 * need > 7 * len(self.cur):  # keep the load factor <= 0.7
             cap = 1 << ((10 * need) // 7).bit_length()
             new = np.full(cap, EMPTY, dtype=np.int64)
             hashset_rehash(self.cur, new)
@@ -153,13 +164,17 @@ class DedupSet:
         return dup
 
     def to_state(self) -> dict:
-        return {"horizon_ms": -1 if self.horizon_ms is None else self.horizon_ms,
-                "cur_start_ms": np.iinfo(np.int64).min if self.cur_start_ms is None else self.cur_start_ms,
-                "cur_keys": self.cur[self.cur != EMPTY], "cur_meta": self.cur_meta.copy(),
-                "prev_keys": self.prev[self.prev != EMPTY], "prev_meta": self.prev_meta.copy()}
+        return {
+            "horizon_ms": -1 if self.horizon_ms is None else self.horizon_ms,
+            "cur_start_ms": np.iinfo(np.int64).min if self.cur_start_ms is None else self.cur_start_ms,
+            "cur_keys": self.cur[self.cur != EMPTY],
+            "cur_meta": self.cur_meta.copy(),
+            "prev_keys": self.prev[self.prev != EMPTY],
+            "prev_meta": self.prev_meta.copy(),
+        }
 
     @classmethod
-    def from_state(cls, d: dict) -> "DedupSet":
+    def from_state(cls, d: dict) -> DedupSet:
         h = int(d["horizon_ms"])
         s = cls(None if h < 0 else h)
         cs = int(d["cur_start_ms"])
@@ -280,11 +295,15 @@ def _checks_qos(d, lo, hi, neg_duration):
     yield _C["out_of_domain"], "latency_ms", lat < 0
     yield _C["out_of_domain"], "jitter_ms", jit < 0
     yield _C["out_of_domain"], "loss_pct", ~((loss >= 0) & (loss <= 100))
-    yield _C["out_of_domain"], "mos", (mos < 1) | (mos > 5)   # NaN compares False: allowed
+    yield _C["out_of_domain"], "mos", (mos < 1) | (mos > 5)  # NaN compares False: allowed
 
 
-_CHECKS = {"cdr": None,   # CDRs: one compiled pass, Ingestor._cdr_checks (kernels.validate)
-           "equip": _checks_equip, "flow": _checks_flow, "qos": _checks_qos}
+_CHECKS = {
+    "cdr": None,  # CDRs: one compiled pass, Ingestor._cdr_checks (kernels.validate)
+    "equip": _checks_equip,
+    "flow": _checks_flow,
+    "qos": _checks_qos,
+}
 
 
 class _ElementLookup:
@@ -307,7 +326,7 @@ class _ElementLookup:
             self.lut = np.full(int(ids.max()) - int(ids.min()) + 3, -1, dtype=np.int64)
             self.lut[ids - self.shift] = index
         elif len(ids):
-            ok = ids != EMPTY      # the hash map's empty marker; no topology uses int64 min as an id
+            ok = ids != EMPTY  # the hash map's empty marker; no topology uses int64 min as an id
             cap = 1 << max(4, (2 * len(ids)).bit_length())
             self.map_keys = np.full(cap, EMPTY, dtype=np.int64)
             self.map_vals = np.full(cap, -1, dtype=np.int64)
@@ -329,6 +348,7 @@ def _take(col, idx: np.ndarray) -> np.ndarray:
     if isinstance(col, np.ndarray) or not hasattr(col, "take"):
         return np.asarray(col)[idx]
     import pyarrow as pa
+
     return col.take(pa.array(idx, pa.int64())).to_numpy(zero_copy_only=False)
 
 
@@ -378,10 +398,18 @@ class Ingestor:
     (3, 2, {'out_of_domain': 1})
     """
 
-    def __init__(self, source: str, topology=None, known_element_ids=None,
-                 time_range_ms: tuple[int, int] = DEFAULT_TIME_RANGE_MS, schema_version: int | None = None,
-                 registry: SchemaRegistry | None = None, quarantine: Quarantine | None = None,
-                 dedup_horizon_ms: int | None = DEFAULT_DEDUP_HORIZON_MS, allow_extra_columns: bool = False):
+    def __init__(
+        self,
+        source: str,
+        topology=None,
+        known_element_ids=None,
+        time_range_ms: tuple[int, int] = DEFAULT_TIME_RANGE_MS,
+        schema_version: int | None = None,
+        registry: SchemaRegistry | None = None,
+        quarantine: Quarantine | None = None,
+        dedup_horizon_ms: int | None = DEFAULT_DEDUP_HORIZON_MS,
+        allow_extra_columns: bool = False,
+    ):
         if source not in DTYPES:
             raise ValueError(f"unknown source {source!r}; known sources: {', '.join(DTYPES)}")
         if topology is not None and known_element_ids is not None:
@@ -397,7 +425,7 @@ class Ingestor:
         self.time_range_ms = (lo, hi)
         self.registry = registry if registry is not None else REGISTRY
         if schema_version is not None:
-            self.registry.get(source, schema_version)   # fail early on an unknown version
+            self.registry.get(source, schema_version)  # fail early on an unknown version
         self.schema_version = schema_version
         self.allow_extra_columns = bool(allow_extra_columns)
         self.quarantine = quarantine if quarantine is not None else Quarantine()
@@ -450,11 +478,16 @@ class Ingestor:
                 by[k] = by.get(k, 0) + v
         idx = [r.element_index for r in results]
         return IngestResult(
-            self.source, np.concatenate([r.accepted for r in results]) if results else empty(self.source),
-            sum(r.n_read for r in results), sum(r.n_accepted for r in results),
-            sum(r.n_quarantined for r in results), {k: by[k] for k in REASONS if k in by},
-            results[-1].schema_version if results else None, 0,
-            np.concatenate(idx) if results and all(i is not None for i in idx) else None)
+            self.source,
+            np.concatenate([r.accepted for r in results]) if results else empty(self.source),
+            sum(r.n_read for r in results),
+            sum(r.n_accepted for r in results),
+            sum(r.n_quarantined for r in results),
+            {k: by[k] for k in REASONS if k in by},
+            results[-1].schema_version if results else None,
+            0,
+            np.concatenate(idx) if results and all(i is not None for i in idx) else None,
+        )
 
     def ingest_file(self, path, chunk_rows: int = DEFAULT_CHUNK_ROWS, fmt: str | None = None) -> Iterator[IngestResult]:
         """Ingest a CSV or Parquet file chunk by chunk (bounded memory).
@@ -507,8 +540,17 @@ class Ingestor:
         self.n_batches += 1
         n = chunk.n
         if n == 0 and not chunk.names:
-            return IngestResult(self.source, empty(self.source), 0, 0, 0, {}, None, chunk.row_offset,
-                                np.zeros(0, np.int64) if self.topology is not None else None)
+            return IngestResult(
+                self.source,
+                empty(self.source),
+                0,
+                0,
+                0,
+                {},
+                None,
+                chunk.row_offset,
+                np.zeros(0, np.int64) if self.topology is not None else None,
+            )
         sv = self._schema(chunk.names)
         data, pstatus, pfield, pnames = sv.to_canonical(chunk.columns, n, chunk.missing)
         rej = _Rejects(n)
@@ -573,12 +615,34 @@ class Ingestor:
         n = len(data)
         code = np.empty(n, dtype=np.int8)
         fld = np.empty(n, dtype=np.int8)
-        codes = np.array([_C["time_out_of_range"], _C["negative_duration"] if neg_dur else _C["end_before_start"],
-                          _C["answer_outside_call"], _C["bad_cause"], _C["out_of_domain"], _C["negative_counter"]],
-                         dtype=np.int64)
-        n_bad = cdr_first_failure(data["start_ms"], data["end_ms"], data["answer_ms"], data["cause"], data["service"],
-                                  data["bytes_up"], data["bytes_down"], int(lo), int(hi), Q850_MIN, Q850_MAX,
-                                  len(SERVICES), codes, code, fld)
+        codes = np.array(
+            [
+                _C["time_out_of_range"],
+                _C["negative_duration"] if neg_dur else _C["end_before_start"],
+                _C["answer_outside_call"],
+                _C["bad_cause"],
+                _C["out_of_domain"],
+                _C["negative_counter"],
+            ],
+            dtype=np.int64,
+        )
+        n_bad = cdr_first_failure(
+            data["start_ms"],
+            data["end_ms"],
+            data["answer_ms"],
+            data["cause"],
+            data["service"],
+            data["bytes_up"],
+            data["bytes_down"],
+            int(lo),
+            int(hi),
+            Q850_MIN,
+            Q850_MAX,
+            len(SERVICES),
+            codes,
+            code,
+            fld,
+        )
         if n_bad == 0:
             return
         rej._alloc()
@@ -593,15 +657,16 @@ class Ingestor:
             line = np.full(chunk.n, None, dtype=object)
             line[chunk.bad_rows] = chunk.bad_text
             cols["<line>"] = line[bad_idx]
-        for name, m in chunk.missing.items():   # nulls read as placeholder values: show them as null
+        for name, m in chunk.missing.items():  # nulls read as placeholder values: show them as null
             mm = np.asarray(m)[bad_idx]
             if mm.any():
                 c = cols[name].astype(object)
                 c[mm] = None
                 cols[name] = c
         names = np.array(rej.names + ["?"], dtype=object)
-        self.quarantine.add(self.source, chunk.row_offset + bad_idx, rej.status[bad_idx],
-                            names[rej.field[bad_idx]], cols, batch=batch)
+        self.quarantine.add(
+            self.source, chunk.row_offset + bad_idx, rej.status[bad_idx], names[rej.field[bad_idx]], cols, batch=batch
+        )
 
     # ---- checkpoint ---------------------------------------------------------------------
     def to_state(self, include_quarantine: bool = True) -> dict:
@@ -610,13 +675,19 @@ class Ingestor:
         Pass ``include_quarantine=False`` when the quarantine is shared and checkpointed on
         its own (``from_state`` then starts an empty one; assign the shared store after).
         """
-        st = {"source": self.source, "time_lo_ms": self.time_range_ms[0], "time_hi_ms": self.time_range_ms[1],
-              "schema_version": -1 if self.schema_version is None else int(self.schema_version),
-              "allow_extra_columns": int(self.allow_extra_columns),
-              "n_batches": self.n_batches, "n_read": self.n_read, "n_accepted": self.n_accepted,
-              "by_reason": self._by_reason.copy(),
-              "known_element_ids": np.zeros(0, np.int64) if self._known_ids is None else self._known_ids.copy(),
-              "has_known_ids": int(self._known_ids is not None)}
+        st = {
+            "source": self.source,
+            "time_lo_ms": self.time_range_ms[0],
+            "time_hi_ms": self.time_range_ms[1],
+            "schema_version": -1 if self.schema_version is None else int(self.schema_version),
+            "allow_extra_columns": int(self.allow_extra_columns),
+            "n_batches": self.n_batches,
+            "n_read": self.n_read,
+            "n_accepted": self.n_accepted,
+            "by_reason": self._by_reason.copy(),
+            "known_element_ids": np.zeros(0, np.int64) if self._known_ids is None else self._known_ids.copy(),
+            "has_known_ids": int(self._known_ids is not None),
+        }
         if self.dedup is not None:
             st.update({f"dedup_{k}": v for k, v in self.dedup.to_state().items()})
         if include_quarantine:
@@ -624,15 +695,19 @@ class Ingestor:
         return st
 
     @classmethod
-    def from_state(cls, d: dict, topology=None, registry: SchemaRegistry | None = None) -> "Ingestor":
+    def from_state(cls, d: dict, topology=None, registry: SchemaRegistry | None = None) -> Ingestor:
         """Restore an Ingestor from ``to_state()``; pass the topology again (it is not part of the
         state) and the registry if a custom one was used."""
         sv = int(d["schema_version"])
-        ing = cls(str(d["source"]), topology=topology,
-                  known_element_ids=d["known_element_ids"] if int(d["has_known_ids"]) else None,
-                  time_range_ms=(int(d["time_lo_ms"]), int(d["time_hi_ms"])),
-                  schema_version=None if sv < 0 else sv, registry=registry,
-                  allow_extra_columns=bool(int(d["allow_extra_columns"])))
+        ing = cls(
+            str(d["source"]),
+            topology=topology,
+            known_element_ids=d["known_element_ids"] if int(d["has_known_ids"]) else None,
+            time_range_ms=(int(d["time_lo_ms"]), int(d["time_hi_ms"])),
+            schema_version=None if sv < 0 else sv,
+            registry=registry,
+            allow_extra_columns=bool(int(d["allow_extra_columns"])),
+        )
         ing.n_batches = int(d["n_batches"])
         ing.n_read = int(d["n_read"])
         ing.n_accepted = int(d["n_accepted"])
@@ -647,5 +722,7 @@ class Ingestor:
     def summary(self) -> str:
         """One line: read / accepted / quarantined with the reasons."""
         reasons = ", ".join(f"{k} {v}" for k, v in self.by_reason.items()) or "none"
-        return (f"{self.source}: read {self.n_read}, accepted {self.n_accepted}, quarantined "
-                f"{self.n_quarantined} ({reasons})")
+        return (
+            f"{self.source}: read {self.n_read}, accepted {self.n_accepted}, quarantined "
+            f"{self.n_quarantined} ({reasons})"
+        )

@@ -26,6 +26,7 @@ problems is counted once, under the first that applies (see ``telcoanalytics.ing
 ``duplicate_id``       a record id already seen (CDR only)
 =====================  ===========================================================
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,18 @@ UNKNOWN_ELEMENT = "unknown_element"
 DUPLICATE_ID = "duplicate_id"
 
 REASONS: tuple[str, ...] = (
-    UNPARSEABLE, MISSING_VALUE, NON_FINITE, TIME_OUT_OF_RANGE, NEGATIVE_DURATION, END_BEFORE_START,
-    ANSWER_OUTSIDE_CALL, BAD_CAUSE, OUT_OF_DOMAIN, NEGATIVE_COUNTER, UNKNOWN_ELEMENT, DUPLICATE_ID,
+    UNPARSEABLE,
+    MISSING_VALUE,
+    NON_FINITE,
+    TIME_OUT_OF_RANGE,
+    NEGATIVE_DURATION,
+    END_BEFORE_START,
+    ANSWER_OUTSIDE_CALL,
+    BAD_CAUSE,
+    OUT_OF_DOMAIN,
+    NEGATIVE_COUNTER,
+    UNKNOWN_ELEMENT,
+    DUPLICATE_ID,
 )
 """All reason codes in check order. Code number ``i + 1`` is ``REASONS[i]``; 0 means accepted."""
 
@@ -84,18 +95,19 @@ class _Block:
     def __init__(self, source, batch, rows, reasons, fields, columns):
         self.source = source
         self.batch = batch
-        self.rows = rows            # int64 (k,)
-        self.reasons = reasons      # int8 codes (k,)
-        self.fields = fields        # object array of str (k,)
-        self.columns = columns      # dict name -> array (k,) of original values
+        self.rows = rows  # int64 (k,)
+        self.reasons = reasons  # int8 codes (k,)
+        self.fields = fields  # object array of str (k,)
+        self.columns = columns  # dict name -> array (k,) of original values
 
     def __len__(self):
         return len(self.rows)
 
     def originals(self) -> list[dict]:
         names = list(self.columns)
-        cols = [self.columns[c].tolist() if hasattr(self.columns[c], "tolist") else list(self.columns[c])
-                for c in names]
+        cols = [
+            self.columns[c].tolist() if hasattr(self.columns[c], "tolist") else list(self.columns[c]) for c in names
+        ]
         return [{c: _text(col[i]) for c, col in zip(names, cols)} for i in range(len(self.rows))]
 
 
@@ -167,8 +179,10 @@ class Quarantine:
         if k == 0:
             return
         if reasons.min() < 1 or reasons.max() > len(REASONS):
-            raise ValueError(f"reason codes must be in 1..{len(REASONS)} (see REASONS), got "
-                             f"{sorted(set(reasons.tolist()) - set(range(1, len(REASONS) + 1)))}")
+            raise ValueError(
+                f"reason codes must be in 1..{len(REASONS)} (see REASONS), got "
+                f"{sorted(set(reasons.tolist()) - set(range(1, len(REASONS) + 1)))}"
+            )
         binc = np.bincount(reasons, minlength=len(REASONS) + 1)
         for code in np.flatnonzero(binc):
             key = (source, REASONS[code - 1])
@@ -177,8 +191,16 @@ class Quarantine:
         self.n_not_kept += k - keep
         if keep:
             sl = slice(0, keep)
-            self._blocks.append(_Block(source, int(batch), rows[sl].copy(), reasons[sl].copy(), fields[sl].copy(),
-                                       {c: np.asarray(v)[sl] for c, v in columns.items()}))
+            self._blocks.append(
+                _Block(
+                    source,
+                    int(batch),
+                    rows[sl].copy(),
+                    reasons[sl].copy(),
+                    fields[sl].copy(),
+                    {c: np.asarray(v)[sl] for c, v in columns.items()},
+                )
+            )
             self._n_kept += keep
 
     # ---- accessors --------------------------------------------------------------------------
@@ -216,8 +238,16 @@ class Quarantine:
             for i in range(len(b)):
                 r = REASONS[b.reasons[i] - 1]
                 if reason is None or r == reason:
-                    out.append({"source": b.source, "batch": b.batch, "row": int(b.rows[i]), "reason": r,
-                                "field": str(b.fields[i]), "original": origs[i]})
+                    out.append(
+                        {
+                            "source": b.source,
+                            "batch": b.batch,
+                            "row": int(b.rows[i]),
+                            "reason": r,
+                            "field": str(b.fields[i]),
+                            "original": origs[i],
+                        }
+                    )
         return out
 
     def table(self) -> dict[str, np.ndarray]:
@@ -251,10 +281,15 @@ class Quarantine:
             If pyarrow is not installed (``pip install 'telcoanalytics[io]'``).
         """
         from telcoanalytics.ingest.readers import _pyarrow
+
         pa, pq = _pyarrow()
         t = self.table()
-        pq.write_table(pa.table({k: pa.array(v.tolist(), type=pa.int64() if v.dtype.kind == "i" else pa.string())
-                                 for k, v in t.items()}), str(path))
+        pq.write_table(
+            pa.table(
+                {k: pa.array(v.tolist(), type=pa.int64() if v.dtype.kind == "i" else pa.string()) for k, v in t.items()}
+            ),
+            str(path),
+        )
         return len(t["row"])
 
     # ---- state ------------------------------------------------------------------------------
@@ -262,17 +297,19 @@ class Quarantine:
         """Checkpoint as NumPy arrays and scalars (``from_state`` restores it)."""
         keys = sorted(self._counts)
         st = {f"kept_{k}": v for k, v in self.table().items()}
-        st.update({
-            "count_source": np.array([k[0] for k in keys], dtype=str),
-            "count_reason": np.array([k[1] for k in keys], dtype=str),
-            "count_n": np.array([self._counts[k] for k in keys], dtype=np.int64),
-            "n_not_kept": self.n_not_kept,
-            "max_kept": -1 if self.max_kept is None else self.max_kept,
-        })
+        st.update(
+            {
+                "count_source": np.array([k[0] for k in keys], dtype=str),
+                "count_reason": np.array([k[1] for k in keys], dtype=str),
+                "count_n": np.array([self._counts[k] for k in keys], dtype=np.int64),
+                "n_not_kept": self.n_not_kept,
+                "max_kept": -1 if self.max_kept is None else self.max_kept,
+            }
+        )
         return st
 
     @classmethod
-    def from_state(cls, d: dict) -> "Quarantine":
+    def from_state(cls, d: dict) -> Quarantine:
         """Rebuild a store from ``to_state()`` output."""
         q = cls(None if int(d["max_kept"]) < 0 else int(d["max_kept"]))
         q._counts = {(str(s), str(r)): int(n) for s, r, n in zip(d["count_source"], d["count_reason"], d["count_n"])}
@@ -284,13 +321,20 @@ class Quarantine:
                 origs = [json.loads(o) for o in np.asarray(d["kept_original"])[m]]
                 names = list(dict.fromkeys(c for o in origs for c in o))
                 cols = {c: np.array([o.get(c) for o in origs], dtype=object) for c in names}
-                q._blocks.append(_Block(s, int(b), np.asarray(d["kept_row"])[m].astype(np.int64),
-                                        np.array([REASON_CODE[r] for r in np.asarray(d["kept_reason"])[m]], np.int8),
-                                        np.asarray(d["kept_field"])[m].astype(object), cols))
+                q._blocks.append(
+                    _Block(
+                        s,
+                        int(b),
+                        np.asarray(d["kept_row"])[m].astype(np.int64),
+                        np.array([REASON_CODE[r] for r in np.asarray(d["kept_reason"])[m]], np.int8),
+                        np.asarray(d["kept_field"])[m].astype(object),
+                        cols,
+                    )
+                )
                 q._n_kept += int(m.sum())
         return q
 
-    def merge(self, other: "Quarantine") -> "Quarantine":
+    def merge(self, other: Quarantine) -> Quarantine:
         """Add the rows and counts of ``other`` into this store (in place); returns self."""
         for k, v in other._counts.items():
             self._counts[k] = self._counts.get(k, 0) + v
@@ -299,8 +343,16 @@ class Quarantine:
             keep = len(b) if self.max_kept is None else max(0, min(len(b), self.max_kept - self._n_kept))
             self.n_not_kept += len(b) - keep
             if keep:
-                self._blocks.append(_Block(b.source, b.batch, b.rows[:keep], b.reasons[:keep], b.fields[:keep],
-                                           {c: v[:keep] for c, v in b.columns.items()}))
+                self._blocks.append(
+                    _Block(
+                        b.source,
+                        b.batch,
+                        b.rows[:keep],
+                        b.reasons[:keep],
+                        b.fields[:keep],
+                        {c: v[:keep] for c, v in b.columns.items()},
+                    )
+                )
                 self._n_kept += keep
         return self
 

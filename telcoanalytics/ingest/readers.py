@@ -15,15 +15,16 @@ Supported inputs (:func:`iter_chunks`)
 * a pyarrow ``Table`` / ``RecordBatch``, or a pandas / polars DataFrame;
 * an iterable of dicts (one per record; missing keys are missing values).
 """
+
 from __future__ import annotations
 
 import csv
 import gzip
 import io
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -35,9 +36,10 @@ def _pyarrow():
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
-    except ImportError as e:   # pragma: no cover - pyarrow is installed in the test env
-        raise ImportError("reading or writing Parquet needs pyarrow; install it with "
-                          "pip install 'telcoanalytics[io]'") from e
+    except ImportError as e:  # pragma: no cover - pyarrow is installed in the test env
+        raise ImportError(
+            "reading or writing Parquet needs pyarrow; install it with pip install 'telcoanalytics[io]'"
+        ) from e
     return pa, pq
 
 
@@ -92,13 +94,18 @@ CSV_ENGINES = ("auto", "arrow", "python")
 def _has_pyarrow() -> bool:
     try:
         import pyarrow.csv  # noqa: F401
-    except ImportError:    # pragma: no cover - pyarrow is installed in the test env
+    except ImportError:  # pragma: no cover - pyarrow is installed in the test env
         return False
     return True
 
 
-def read_csv(path, chunk_rows: int = DEFAULT_CHUNK_ROWS, delimiter: str | None = None,
-             encoding: str = "utf-8", engine: str = "auto") -> Iterator[RawChunk]:
+def read_csv(
+    path,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
+    engine: str = "auto",
+) -> Iterator[RawChunk]:
     """Read a CSV file (header row first) in chunks of at most ``chunk_rows`` rows.
 
     Every line after the header is one row: ``row`` numbers in the quarantine are the 0-based
@@ -166,8 +173,8 @@ def _rows_to_chunk(rows: list, header: list, offset: int, delimiter: str) -> Raw
     bad_text = []
     for i, r in enumerate(rows):
         if not r:
-            rows[i] = [""] * ncol           # blank line: a row of empty values
-    for i in bad:                           # the raw text is kept; the columns are left empty
+            rows[i] = [""] * ncol  # blank line: a row of empty values
+    for i in bad:  # the raw text is kept; the columns are left empty
         bad_text.append(delimiter.join(rows[i]))
         rows[i] = [""] * ncol
     cols = list(zip(*rows))
@@ -186,11 +193,10 @@ def _read_csv_arrow(path: Path, header: list, chunk_rows: int, delimiter: str, e
         bad.append((row.number, row.text))
         return "skip"
 
-    ro = pcsv.ReadOptions(use_threads=False, block_size=1 << 22, column_names=header, skip_rows=1,
-                          encoding=encoding)
+    ro = pcsv.ReadOptions(use_threads=False, block_size=1 << 22, column_names=header, skip_rows=1, encoding=encoding)
     po = pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid, ignore_empty_lines=False)
     co = pcsv.ConvertOptions(column_types={h: pa.string() for h in header}, strings_can_be_null=False)
-    offset = 0        # row number (line - 2) of the next row
+    offset = 0  # row number (line - 2) of the next row
     with pa.input_stream(str(path), compression="detect") as stream:
         for batch in pcsv.open_csv(stream, ro, po, co):
             cols = dict(zip(header, batch.columns))
@@ -201,11 +207,11 @@ def _read_csv_arrow(path: Path, header: list, chunk_rows: int, delimiter: str, e
                 bad_pos = np.array([n - 2 - offset for n, _ in bad], dtype=np.int64)
                 texts = [t for _, t in bad]
                 bad.clear()
-                if bad_pos.min() < 0 or bad_pos.max() >= m + k:   # pragma: no cover - pyarrow contract
+                if bad_pos.min() < 0 or bad_pos.max() >= m + k:  # pragma: no cover - pyarrow contract
                     raise RuntimeError("pyarrow reported an invalid CSV row outside the current block")
                 is_bad = np.zeros(m + k, dtype=bool)
                 is_bad[bad_pos] = True
-                src = np.full(m + k, m, dtype=np.int64)       # index m is the "" pad
+                src = np.full(m + k, m, dtype=np.int64)  # index m is the "" pad
                 src[~is_bad] = np.arange(m)
                 take = pa.array(src)
                 cols = {h: pa.concat_arrays([c, pa.array([""], pa.string())]).take(take) for h, c in cols.items()}
@@ -213,10 +219,15 @@ def _read_csv_arrow(path: Path, header: list, chunk_rows: int, delimiter: str, e
             for s0 in range(0, n, chunk_rows):
                 s1 = min(n, s0 + chunk_rows)
                 sel = (bad_pos >= s0) & (bad_pos < s1)
-                yield RawChunk({h: c.slice(s0, s1 - s0) for h, c in cols.items()}, s1 - s0, offset + s0,
-                               bad_rows=bad_pos[sel] - s0, bad_text=[t for t, b in zip(texts, sel) if b])
+                yield RawChunk(
+                    {h: c.slice(s0, s1 - s0) for h, c in cols.items()},
+                    s1 - s0,
+                    offset + s0,
+                    bad_rows=bad_pos[sel] - s0,
+                    bad_text=[t for t, b in zip(texts, sel) if b],
+                )
             offset += n
-    if bad:   # pragma: no cover - pyarrow reports invalid rows with the block that holds them
+    if bad:  # pragma: no cover - pyarrow reports invalid rows with the block that holds them
         raise RuntimeError("pyarrow reported invalid CSV rows after the last block")
 
 
@@ -278,14 +289,16 @@ def read_arrow(table, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[RawChunk
 def read_numpy(arr: np.ndarray, chunk_rows: int | None = None) -> Iterator[RawChunk]:
     """Chunks (views) of a 1-D structured array; one chunk when ``chunk_rows`` is None."""
     if not isinstance(arr, np.ndarray) or arr.dtype.names is None or arr.ndim != 1:
-        raise ValueError(f"expected a 1-D NumPy structured array, got "
-                         f"{type(arr).__name__} {getattr(arr, 'dtype', '')} {getattr(arr, 'shape', '')}")
+        raise ValueError(
+            f"expected a 1-D NumPy structured array, got "
+            f"{type(arr).__name__} {getattr(arr, 'dtype', '')} {getattr(arr, 'shape', '')}"
+        )
     step = len(arr) if chunk_rows is None else _check_chunk_rows(chunk_rows)
     if len(arr) == 0:
         yield RawChunk(arr, 0, 0)
         return
     for start in range(0, len(arr), step):
-        part = arr[start:start + step]
+        part = arr[start : start + step]
         yield RawChunk(part, len(part), start)
 
 
@@ -306,7 +319,7 @@ def read_dict(d: dict, chunk_rows: int | None = None) -> Iterator[RawChunk]:
         yield RawChunk(cols, 0, 0)
         return
     for start in range(0, n, step):
-        part = {k: v[start:start + step] for k, v in cols.items()}
+        part = {k: v[start : start + step] for k, v in cols.items()}
         yield RawChunk(part, min(step, n - start), start)
 
 
@@ -340,7 +353,7 @@ def read_records(records, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[RawC
             if not any(v is None for v in vals):
                 try:
                     a = np.asarray(vals)
-                except (ValueError, TypeError):   # ragged values: keep them as objects
+                except (ValueError, TypeError):  # ragged values: keep them as objects
                     a = None
             if a is None or a.ndim != 1:
                 a = np.empty(len(vals), dtype=object)
@@ -351,8 +364,12 @@ def read_records(records, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[RawC
 
 
 def _is_dataframe(x) -> bool:
-    return hasattr(x, "columns") and hasattr(x, "__getitem__") and hasattr(x, "shape") \
+    return (
+        hasattr(x, "columns")
+        and hasattr(x, "__getitem__")
+        and hasattr(x, "shape")
         and type(x).__module__.split(".")[0] in ("pandas", "polars")
+    )
 
 
 def iter_chunks(data, chunk_rows: int | None = None, fmt: str | None = None) -> Iterator[RawChunk]:
@@ -380,15 +397,22 @@ def iter_chunks(data, chunk_rows: int | None = None, fmt: str | None = None) -> 
         if not path.exists():
             raise FileNotFoundError(f"input file {str(path)!r} does not exist")
         name = path.name.lower().removesuffix(".gz")
-        kind = fmt or ("csv" if name.endswith((".csv", ".tsv", ".txt")) else
-                       "parquet" if name.endswith((".parquet", ".pq")) else None)
+        kind = fmt or (
+            "csv"
+            if name.endswith((".csv", ".tsv", ".txt"))
+            else "parquet"
+            if name.endswith((".parquet", ".pq"))
+            else None
+        )
         rows = DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows
         if kind == "csv":
             return read_csv(path, rows)
         if kind == "parquet":
             return read_parquet(path, rows)
-        raise ValueError(f"cannot tell the format of {str(path)!r}: use a .csv/.tsv(.gz) or .parquet/.pq "
-                         "suffix or pass fmt='csv' or fmt='parquet'")
+        raise ValueError(
+            f"cannot tell the format of {str(path)!r}: use a .csv/.tsv(.gz) or .parquet/.pq "
+            "suffix or pass fmt='csv' or fmt='parquet'"
+        )
     if isinstance(data, np.ndarray):
         return read_numpy(data, chunk_rows)
     if isinstance(data, dict):
@@ -398,7 +422,9 @@ def iter_chunks(data, chunk_rows: int | None = None, fmt: str | None = None) -> 
     if _is_dataframe(data):
         return read_dict({str(c): np.asarray(data[c]) for c in data.columns}, chunk_rows)
     if isinstance(data, (bytes, io.IOBase)) or not hasattr(data, "__iter__"):
-        raise ValueError(f"unsupported input {type(data).__name__}; pass a file path (.csv/.parquet), a "
-                         "structured ndarray, a dict of arrays, a pyarrow Table, a DataFrame or an "
-                         "iterable of dicts")
+        raise ValueError(
+            f"unsupported input {type(data).__name__}; pass a file path (.csv/.parquet), a "
+            "structured ndarray, a dict of arrays, a pyarrow Table, a DataFrame or an "
+            "iterable of dicts"
+        )
     return read_records(data, DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows)

@@ -35,25 +35,25 @@ qos      2      ``ts_ms``, ``latency_us``/``jitter_us`` microseconds (x0.001), `
 qos      3      canonical (``QOS_DTYPE`` names); ``mos`` optional (default NaN)
 =======  =====  ================================================================================
 """
+
 from __future__ import annotations
 
 import math
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from telcoanalytics.records import DTYPES, METRICS, NO_TIME_MS, SERVICES
-
 # status of a parsed value (0 = ok); the same numbers as quarantine.REASON_CODE
 from telcoanalytics.ingest.quarantine import REASON_CODE
+from telcoanalytics.records import DTYPES, METRICS, NO_TIME_MS, SERVICES
 
 _OK = 0
 _UNPARSEABLE = REASON_CODE["unparseable"]
 _MISSING = REASON_CODE["missing_value"]
 _NON_FINITE = REASON_CODE["non_finite"]
-_I8_LIMIT = 9.2e18   # floats beyond this do not fit int64
+_I8_LIMIT = 9.2e18  # floats beyond this do not fit int64
 
 PARSE_KINDS = ("number", "iso", "code")
 
@@ -147,19 +147,24 @@ class SchemaVersion:
         missing = [f for f in names if f not in self.fields]
         extra = [f for f in self.fields if f not in names]
         if missing or extra:
-            raise SchemaError(f"{self.source} v{self.version}: rules must cover exactly the canonical fields "
-                              f"{names}; missing {missing}, unknown {extra}")
+            raise SchemaError(
+                f"{self.source} v{self.version}: rules must cover exactly the canonical fields "
+                f"{names}; missing {missing}, unknown {extra}"
+            )
         for f, r in self.fields.items():
             if not isinstance(r, Rule):
                 raise SchemaError(f"{self.source} v{self.version}: fields[{f!r}] must be a Rule, got {r!r}")
             if r.plus is not None and (r.plus not in names or self.fields[r.plus].plus is not None):
-                raise SchemaError(f"{self.source} v{self.version}: fields[{f!r}].plus={r.plus!r} must name a "
-                                  "canonical field that is not itself derived with plus")
+                raise SchemaError(
+                    f"{self.source} v{self.version}: fields[{f!r}].plus={r.plus!r} must name a "
+                    "canonical field that is not itself derived with plus"
+                )
         cols = [r.column for r in self.fields.values() if r.column is not None]
         if len(set(cols)) != len(cols):
             raise SchemaError(f"{self.source} v{self.version}: a column feeds two fields: {cols}")
-        ident = all(r.column == f and r.scale == 1 and r.plus is None and r.parse == "number"
-                    for f, r in self.fields.items())
+        ident = all(
+            r.column == f and r.scale == 1 and r.plus is None and r.parse == "number" for f, r in self.fields.items()
+        )
         object.__setattr__(self, "_identity", ident)
 
     @property
@@ -170,8 +175,9 @@ class SchemaVersion:
     @property
     def optional_columns(self) -> tuple[str, ...]:
         """Columns that may be present: defaulted ones and ``dropped``."""
-        return tuple(r.column for r in self.fields.values() if r.column is not None and r.default is not None) \
-            + tuple(self.dropped)
+        return tuple(r.column for r in self.fields.values() if r.column is not None and r.default is not None) + tuple(
+            self.dropped
+        )
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -179,8 +185,11 @@ class SchemaVersion:
 
     def describe(self) -> str:
         opt = [c for c in self.optional_columns]
-        return (f"v{self.version} ({', '.join(self.required_columns)}"
-                + (f"; optional {', '.join(opt)}" if opt else "") + ")")
+        return (
+            f"v{self.version} ({', '.join(self.required_columns)}"
+            + (f"; optional {', '.join(opt)}" if opt else "")
+            + ")"
+        )
 
     def derived_from_duration(self, fieldname: str) -> bool:
         """True when ``fieldname`` is computed as another field plus a duration column."""
@@ -218,16 +227,17 @@ class SchemaVersion:
             return columns, None, None, []
         out = np.empty(n, dtype=dt)
         status = None
-        fcol = None   # int16 index into colnames of the first failing column
+        fcol = None  # int16 index into colnames of the first failing column
         colnames: list[str] = []
-        order = [f for f in dt.names if self.fields[f].plus is None] + \
-                [f for f in dt.names if self.fields[f].plus is not None]
+        order = [f for f in dt.names if self.fields[f].plus is None] + [
+            f for f in dt.names if self.fields[f].plus is not None
+        ]
         for f in order:
             r = self.fields[f]
             kind = "i" if dt[f].kind in "iu" else "f"
             present = r.column is not None and r.column in _names(columns)
             if not present:
-                if r.default is None:   # required and absent: resolve() prevents this
+                if r.default is None:  # required and absent: resolve() prevents this
                     raise SchemaError(f"{self.source} v{self.version}: required column {r.column!r} is missing")
                 out[f] = r.default
                 continue
@@ -257,14 +267,14 @@ def _names(columns) -> tuple[str, ...]:
 
 
 # ---- parsing ----------------------------------------------------------------------------------
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
 def _iso_ms(s: str) -> int:
     t = datetime.fromisoformat(s.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
+        t = t.replace(tzinfo=UTC)
     return (t - _EPOCH) // _MS
 
 
@@ -290,7 +300,7 @@ def _parse_one(v, kind: str, r: Rule):
         if kind == "i" and r.scale == 1:
             try:
                 x = int(s)
-                return (x, _OK) if -2 ** 63 <= x < 2 ** 63 else (0, _UNPARSEABLE)
+                return (x, _OK) if -(2**63) <= x < 2**63 else (0, _UNPARSEABLE)
             except ValueError:
                 pass
         try:
@@ -304,7 +314,7 @@ def _parse_one(v, kind: str, r: Rule):
     if kind == "f":
         return float(v) * r.scale, _OK
     if isinstance(v, (int, np.integer)) and r.scale == 1:
-        return (int(v), _OK) if -2 ** 63 <= int(v) < 2 ** 63 else (0, _UNPARSEABLE)
+        return (int(v), _OK) if -(2**63) <= int(v) < 2**63 else (0, _UNPARSEABLE)
     f = float(v)
     if math.isnan(f):
         return 0, (_MISSING if r.default is not None else _NON_FINITE)
@@ -360,7 +370,7 @@ def parse_column(a, kind: str, r: Rule, missing=None):
     out_dtype = np.int64 if kind == "i" else np.float64
     if vals is None:
         vals, st = _parse_vector(a, kind, r)
-    if vals is None:   # slow path: value by value
+    if vals is None:  # slow path: value by value
         vals = np.zeros(len(a), dtype=out_dtype)
         st = np.zeros(len(a), dtype=np.int8)
         for i, v in enumerate(a.tolist()):
@@ -370,7 +380,7 @@ def parse_column(a, kind: str, r: Rule, missing=None):
         if not st.any():
             st = None
     if st is not None or (missing is not None and np.any(missing)):
-        if np.may_share_memory(vals, a):    # never write into the caller's array
+        if np.may_share_memory(vals, a):  # never write into the caller's array
             vals = vals.copy()
     if missing is not None and np.any(missing):
         if st is None:
@@ -398,6 +408,7 @@ def _parse_arrow_text(a, kind: str, r: Rule):
     does not convert (then the NumPy and per-value paths decide row by row)."""
     import pyarrow as pa
     import pyarrow.compute as pc
+
     if r.parse != "number" or a.null_count:
         return None, None
     try:
@@ -434,15 +445,21 @@ def _parse_vector(a: np.ndarray, kind: str, r: Rule):
                 return None, None
             return _parse_vector(b, kind, r) if b.dtype.kind in "UM" and b.ndim == 1 else (None, None)
         if k != "U":
-            return (None, None) if k == "S" else (np.zeros(len(a), dtype=np.int64 if kind == "i" else np.float64),
-                                                  np.full(len(a), _UNPARSEABLE, dtype=np.int8))
+            return (
+                (None, None)
+                if k == "S"
+                else (
+                    np.zeros(len(a), dtype=np.int64 if kind == "i" else np.float64),
+                    np.full(len(a), _UNPARSEABLE, dtype=np.int8),
+                )
+            )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error")
                 ms = np.asarray(a, dtype="datetime64[ms]")
         except (ValueError, TypeError, Warning):
             return None, None
-        if np.isnat(ms).any():   # empty text parses as NaT: let the slow path tell empty from bad
+        if np.isnat(ms).any():  # empty text parses as NaT: let the slow path tell empty from bad
             return None, None
         vals = ms.astype(np.int64)
         return (vals if kind == "i" else vals.astype(np.float64)), None
@@ -454,7 +471,7 @@ def _parse_vector(a: np.ndarray, kind: str, r: Rule):
         if r.scale == 1:
             if k == "u" and a.dtype.itemsize == 8 and len(a) and a.max() > np.iinfo(np.int64).max:
                 return None, None
-            return a.astype(np.int64, copy=False), None   # may be the input itself: no copy
+            return a.astype(np.int64, copy=False), None  # may be the input itself: no copy
         return _float_to_int(a.astype(np.float64), r)
     if k == "f":
         if kind == "f":
@@ -484,7 +501,7 @@ def _parse_vector(a: np.ndarray, kind: str, r: Rule):
 def _parse_codes(a: np.ndarray, kind: str, r: Rule):
     try:
         uniq, inv = np.unique(a, return_inverse=True)
-    except TypeError:      # mixed objects: slow path
+    except TypeError:  # mixed objects: slow path
         return None, None
     table = {name: i for i, name in enumerate(r.codes)}
     codes = np.zeros(len(uniq), dtype=np.int64)
@@ -530,13 +547,20 @@ class SchemaRegistry:
             raise TypeError(f"register() takes a SchemaVersion, got {type(schema).__name__}")
         known = self._versions[schema.source]
         if schema.version in known and not replace:
-            raise SchemaError(f"{schema.source} v{schema.version} is already registered; pass replace=True "
-                              "or choose a new version number")
+            raise SchemaError(
+                f"{schema.source} v{schema.version} is already registered; pass replace=True "
+                "or choose a new version number"
+            )
         for v, s in known.items():
-            if v != schema.version and set(s.columns) == set(schema.columns) and \
-                    set(s.required_columns) == set(schema.required_columns):
-                raise SchemaError(f"{schema.source} v{schema.version} has the same columns as v{v}; it could "
-                                  "not be told apart by detection")
+            if (
+                v != schema.version
+                and set(s.columns) == set(schema.columns)
+                and set(s.required_columns) == set(schema.required_columns)
+            ):
+                raise SchemaError(
+                    f"{schema.source} v{schema.version} has the same columns as v{v}; it could "
+                    "not be told apart by detection"
+                )
         known[schema.version] = schema
         return schema
 
@@ -562,8 +586,9 @@ class SchemaRegistry:
         try:
             return vs[int(version)]
         except (KeyError, ValueError, TypeError):
-            raise SchemaError(f"unknown {source} schema version {version!r}; known versions: "
-                              f"{self.known(source)}") from None
+            raise SchemaError(
+                f"unknown {source} schema version {version!r}; known versions: {self.known(source)}"
+            ) from None
 
     def detect(self, source: str, columns, allow_extra: bool = False) -> SchemaVersion:
         """The version whose columns best explain ``columns``.
@@ -588,29 +613,36 @@ class SchemaRegistry:
                 used = len(colset & set(s.columns))
                 scored.append(((len(extra), -used), v, s, extra))
         if not scored:
+
             def gap(s):
                 return len(set(s.required_columns) - colset) + len(colset - set(s.columns))
+
             best = min(vs.values(), key=lambda s: (gap(s), -s.version))
             lacks = [c for c in best.required_columns if c not in colset]
             cannot = [c for c in cols if c not in set(best.columns)]
             raise SchemaError(
                 f"the {source} input columns {cols} match no known schema version; the closest, "
-                f"v{best.version}, lacks {lacks}" + (f" and cannot map {cannot}" if cannot else "")
+                f"v{best.version}, lacks {lacks}"
+                + (f" and cannot map {cannot}" if cannot else "")
                 + f". Known versions: {self.known(source)}. Rename the columns, declare "
-                "schema_version=..., or register a SchemaVersion for this format")
+                "schema_version=..., or register a SchemaVersion for this format"
+            )
         scored.sort(key=lambda t: (t[0], -t[1]))
         if len(scored) > 1 and scored[0][0] == scored[1][0]:
-            raise SchemaError(f"the {source} input columns {cols} match versions v{scored[0][1]} and "
-                              f"v{scored[1][1]} equally well; declare schema_version=...")
+            raise SchemaError(
+                f"the {source} input columns {cols} match versions v{scored[0][1]} and "
+                f"v{scored[1][1]} equally well; declare schema_version=..."
+            )
         _, v, s, extra = scored[0]
         if extra and not allow_extra:
-            raise SchemaError(f"{source} columns {extra} cannot be mapped by any known schema version (best "
-                              f"match v{v}). Known versions: {self.known(source)}. Drop or rename them, "
-                              "pass allow_extra_columns=True to ignore them, or register a SchemaVersion")
+            raise SchemaError(
+                f"{source} columns {extra} cannot be mapped by any known schema version (best "
+                f"match v{v}). Known versions: {self.known(source)}. Drop or rename them, "
+                "pass allow_extra_columns=True to ignore them, or register a SchemaVersion"
+            )
         return s
 
-    def resolve(self, source: str, columns, version: int | None = None,
-                allow_extra: bool = False) -> SchemaVersion:
+    def resolve(self, source: str, columns, version: int | None = None, allow_extra: bool = False) -> SchemaVersion:
         """Declared ``version`` (checked against the columns) or the detected one."""
         if version is None:
             return self.detect(source, columns, allow_extra)
@@ -618,19 +650,24 @@ class SchemaRegistry:
         colset = set(str(c) for c in columns)
         lacks = [c for c in s.required_columns if c not in colset]
         if lacks:
-            raise SchemaError(f"the input lacks column(s) {lacks} required by {source} schema "
-                              f"v{s.version}; known versions: {self.known(source)}")
+            raise SchemaError(
+                f"the input lacks column(s) {lacks} required by {source} schema "
+                f"v{s.version}; known versions: {self.known(source)}"
+            )
         extra = [c for c in columns if str(c) not in set(s.columns)]
         if extra and not allow_extra:
-            raise SchemaError(f"{source} columns {extra} cannot be mapped by schema v{s.version}; known "
-                              f"versions: {self.known(source)}. Drop them or pass allow_extra_columns=True")
+            raise SchemaError(
+                f"{source} columns {extra} cannot be mapped by schema v{s.version}; known "
+                f"versions: {self.known(source)}. Drop them or pass allow_extra_columns=True"
+            )
         return s
 
 
 def _canonical(source: str, optional: dict | None = None) -> SchemaVersion:
     optional = optional or {}
-    return SchemaVersion(source, 3, {f: Rule(f, default=optional.get(f)) for f in DTYPES[source].names},
-                         note="canonical")
+    return SchemaVersion(
+        source, 3, {f: Rule(f, default=optional.get(f)) for f in DTYPES[source].names}, note="canonical"
+    )
 
 
 def default_registry() -> SchemaRegistry:
@@ -638,84 +675,142 @@ def default_registry() -> SchemaRegistry:
     reg = SchemaRegistry()
     R = Rule
     # ---- cdr
-    reg.register(SchemaVersion("cdr", 1, {
-        "record_id": R("record_id"),
-        "start_ms": R("start_s", scale=1000.0),
-        "answer_ms": R("answer_s", scale=1000.0, default=NO_TIME_MS),
-        "end_ms": R("duration_s", scale=1000.0, plus="start_ms"),
-        "calling_id": R("calling_id"),
-        "called_id": R("called_id"),
-        "imsi_hash": R(None, default=0),
-        "element_id": R("cell_id"),
-        "service": R("service", parse="code", codes=SERVICES),
-        "cause": R("cause"),
-        "bytes_up": R("bytes_up"),
-        "bytes_down": R("bytes_down"),
-    }, dropped=("switch_id",), note="legacy switch export, seconds and durations"))
-    reg.register(SchemaVersion("cdr", 2, {
-        "record_id": R("record_id"),
-        "start_ms": R("start_ms"),
-        "answer_ms": R("answer_ms", default=NO_TIME_MS),
-        "end_ms": R("end_ms"),
-        "calling_id": R("calling_id"),
-        "called_id": R("called_id"),
-        "imsi_hash": R("imsi"),
-        "element_id": R("element_id"),
-        "service": R("service_id", parse="code", codes=SERVICES),
-        "cause": R("release_cause"),
-        "bytes_up": R("bytes_up"),
-        "bytes_down": R("bytes_down"),
-    }, note="milliseconds, element_id, imsi"))
+    reg.register(
+        SchemaVersion(
+            "cdr",
+            1,
+            {
+                "record_id": R("record_id"),
+                "start_ms": R("start_s", scale=1000.0),
+                "answer_ms": R("answer_s", scale=1000.0, default=NO_TIME_MS),
+                "end_ms": R("duration_s", scale=1000.0, plus="start_ms"),
+                "calling_id": R("calling_id"),
+                "called_id": R("called_id"),
+                "imsi_hash": R(None, default=0),
+                "element_id": R("cell_id"),
+                "service": R("service", parse="code", codes=SERVICES),
+                "cause": R("cause"),
+                "bytes_up": R("bytes_up"),
+                "bytes_down": R("bytes_down"),
+            },
+            dropped=("switch_id",),
+            note="legacy switch export, seconds and durations",
+        )
+    )
+    reg.register(
+        SchemaVersion(
+            "cdr",
+            2,
+            {
+                "record_id": R("record_id"),
+                "start_ms": R("start_ms"),
+                "answer_ms": R("answer_ms", default=NO_TIME_MS),
+                "end_ms": R("end_ms"),
+                "calling_id": R("calling_id"),
+                "called_id": R("called_id"),
+                "imsi_hash": R("imsi"),
+                "element_id": R("element_id"),
+                "service": R("service_id", parse="code", codes=SERVICES),
+                "cause": R("release_cause"),
+                "bytes_up": R("bytes_up"),
+                "bytes_down": R("bytes_down"),
+            },
+            note="milliseconds, element_id, imsi",
+        )
+    )
     reg.register(_canonical("cdr", {"answer_ms": NO_TIME_MS}))
     # ---- equip
-    reg.register(SchemaVersion("equip", 1, {
-        "ts_ms": R("timestamp", parse="iso"),
-        "element_id": R("ne_id"),
-        "metric_id": R("counter", parse="code", codes=METRICS),
-        "value": R("value"),
-    }, note="ISO timestamps, counter names"))
-    reg.register(SchemaVersion("equip", 2, {
-        "ts_ms": R("ts_s", scale=1000.0),
-        "element_id": R("element_id"),
-        "metric_id": R("metric_id", parse="code", codes=METRICS),
-        "value": R("value"),
-    }, dropped=("unit",), note="float seconds, metric ids"))
+    reg.register(
+        SchemaVersion(
+            "equip",
+            1,
+            {
+                "ts_ms": R("timestamp", parse="iso"),
+                "element_id": R("ne_id"),
+                "metric_id": R("counter", parse="code", codes=METRICS),
+                "value": R("value"),
+            },
+            note="ISO timestamps, counter names",
+        )
+    )
+    reg.register(
+        SchemaVersion(
+            "equip",
+            2,
+            {
+                "ts_ms": R("ts_s", scale=1000.0),
+                "element_id": R("element_id"),
+                "metric_id": R("metric_id", parse="code", codes=METRICS),
+                "value": R("value"),
+            },
+            dropped=("unit",),
+            note="float seconds, metric ids",
+        )
+    )
     reg.register(_canonical("equip"))
     # ---- flow
-    reg.register(SchemaVersion("flow", 1, {
-        "ts_ms": R("ts_s", scale=1000.0),
-        "src_element_id": R("src"),
-        "dst_element_id": R("dst"),
-        "bytes": R("octets"),
-        "packets": R("pkts"),
-        "flows": R(None, default=1),
-    }, note="seconds, octets, one flow per row"))
-    reg.register(SchemaVersion("flow", 2, {
-        "ts_ms": R("ts_ms"),
-        "src_element_id": R("src_element_id"),
-        "dst_element_id": R("dst_element_id"),
-        "bytes": R("kbytes", scale=1000.0),
-        "packets": R("packets"),
-        "flows": R("flows"),
-    }, note="kilobytes"))
+    reg.register(
+        SchemaVersion(
+            "flow",
+            1,
+            {
+                "ts_ms": R("ts_s", scale=1000.0),
+                "src_element_id": R("src"),
+                "dst_element_id": R("dst"),
+                "bytes": R("octets"),
+                "packets": R("pkts"),
+                "flows": R(None, default=1),
+            },
+            note="seconds, octets, one flow per row",
+        )
+    )
+    reg.register(
+        SchemaVersion(
+            "flow",
+            2,
+            {
+                "ts_ms": R("ts_ms"),
+                "src_element_id": R("src_element_id"),
+                "dst_element_id": R("dst_element_id"),
+                "bytes": R("kbytes", scale=1000.0),
+                "packets": R("packets"),
+                "flows": R("flows"),
+            },
+            note="kilobytes",
+        )
+    )
     reg.register(_canonical("flow"))
     # ---- qos
-    reg.register(SchemaVersion("qos", 1, {
-        "ts_ms": R("ts_s", scale=1000.0),
-        "element_id": R("element_id"),
-        "latency_ms": R("delay_ms"),
-        "jitter_ms": R("jitter_ms"),
-        "loss_pct": R("loss_ratio", scale=100.0),
-        "mos": R(None, default=math.nan),
-    }, note="seconds, loss ratio 0..1, no MOS"))
-    reg.register(SchemaVersion("qos", 2, {
-        "ts_ms": R("ts_ms"),
-        "element_id": R("element_id"),
-        "latency_ms": R("latency_us", scale=0.001),
-        "jitter_ms": R("jitter_us", scale=0.001),
-        "loss_pct": R("loss_pct"),
-        "mos": R("mos", default=math.nan),
-    }, note="microseconds"))
+    reg.register(
+        SchemaVersion(
+            "qos",
+            1,
+            {
+                "ts_ms": R("ts_s", scale=1000.0),
+                "element_id": R("element_id"),
+                "latency_ms": R("delay_ms"),
+                "jitter_ms": R("jitter_ms"),
+                "loss_pct": R("loss_ratio", scale=100.0),
+                "mos": R(None, default=math.nan),
+            },
+            note="seconds, loss ratio 0..1, no MOS",
+        )
+    )
+    reg.register(
+        SchemaVersion(
+            "qos",
+            2,
+            {
+                "ts_ms": R("ts_ms"),
+                "element_id": R("element_id"),
+                "latency_ms": R("latency_us", scale=0.001),
+                "jitter_ms": R("jitter_us", scale=0.001),
+                "loss_pct": R("loss_pct"),
+                "mos": R("mos", default=math.nan),
+            },
+            note="microseconds",
+        )
+    )
     reg.register(_canonical("qos", {"mos": math.nan}))
     return reg
 

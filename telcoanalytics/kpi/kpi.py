@@ -45,6 +45,7 @@ every window of every tick is one difference; other aggregates (latency histogra
 move each tick's window from the previous one's (:meth:`CounterStore.window_series`). The same
 exactness argument as above applies.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,30 +55,72 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from kernels import kpi as K
-
-from telcoanalytics.records import (CAUSE_CONGESTION, CAUSE_FAILURE, CAUSE_NORMAL, CAUSE_USER, METRICS, Q850_MAX,
-                      SERVICE_CODE, SERVICES)
+from telcoanalytics.records import (
+    CAUSE_CONGESTION,
+    CAUSE_FAILURE,
+    CAUSE_NORMAL,
+    CAUSE_USER,
+    METRICS,
+    Q850_MAX,
+    SERVICE_CODE,
+    SERVICES,
+)
 from telcoanalytics.topology.model import Topology
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 
-assert METRICS[:6] == ("cpu_util_pct", "prb_util_pct", "throughput_mbps", "unavailable_s", "error_count",
-                       "temperature_c"), "kernels/kpi.py metric codes out of step with records.METRICS"
+assert METRICS[:6] == (
+    "cpu_util_pct",
+    "prb_util_pct",
+    "throughput_mbps",
+    "unavailable_s",
+    "error_count",
+    "temperature_c",
+), "kernels/kpi.py metric codes out of step with records.METRICS"
 
 # ---- counters ------------------------------------------------------------------------------
-CDR_COUNTERS: tuple[str, ...] = ("attempts", "setup_ok", "answered", "drops", "blocked", "failures",
-                                 "normal", "user", "hold_s")
+CDR_COUNTERS: tuple[str, ...] = (
+    "attempts",
+    "setup_ok",
+    "answered",
+    "drops",
+    "blocked",
+    "failures",
+    "normal",
+    "user",
+    "hold_s",
+)
 ELEM_COUNTERS: tuple[str, ...] = (
-    "equip_rows", "avail_reports", "period_s", "up_s", "unavailable_s", "cpu_util_sum", "cpu_util_n",
-    "prb_util_sum", "prb_util_n", "throughput_sum", "throughput_n", "errors",
-    "qos_rows", "latency_sum", "latency_n", "jitter_sum", "jitter_n", "loss_sum", "loss_n", "mos_sum", "mos_n")
+    "equip_rows",
+    "avail_reports",
+    "period_s",
+    "up_s",
+    "unavailable_s",
+    "cpu_util_sum",
+    "cpu_util_n",
+    "prb_util_sum",
+    "prb_util_n",
+    "throughput_sum",
+    "throughput_n",
+    "errors",
+    "qos_rows",
+    "latency_sum",
+    "latency_n",
+    "jitter_sum",
+    "jitter_n",
+    "loss_sum",
+    "loss_n",
+    "mos_sum",
+    "mos_n",
+)
 assert len(CDR_COUNTERS) == K.N_CDR and len(ELEM_COUNTERS) == K.N_ELEM
 
 
 @dataclass(frozen=True)
 class Counter:
     """Where a counter lives: ring ``group`` ("cdr" or "elem"), column, and the source feeding it."""
+
     name: str
     group: str
     column: int
@@ -100,8 +143,7 @@ STATUS_GAP = 2
 STATUS_NO_SCOPE = 3
 STATUS_NAMES = ("ok", "insufficient", "collection_gap", "no_scope")
 
-REJECT_NAMES = ("ok", "unknown_element", "too_late", "future", "bad_cause", "bad_time", "bad_service",
-                "bad_value")
+REJECT_NAMES = ("ok", "unknown_element", "too_late", "future", "bad_cause", "bad_time", "bad_service", "bad_value")
 assert len(REJECT_NAMES) == K.N_REASONS
 
 KINDS = ("ratio", "per_time", "quantile", "mos")
@@ -151,6 +193,7 @@ class KpiDef:
     ValueError
         Naming the KPI and the field when a counter, kind, service or parameter is invalid.
     """
+
     name: str
     numerator: tuple = ()
     denominator: tuple = ()
@@ -174,21 +217,23 @@ class KpiDef:
         for fld in ("numerator", "denominator"):
             for c in getattr(self, fld):
                 if c not in COUNTERS:
-                    raise ValueError(f"{where}: {fld} counter {c!r} is unknown; known counters: "
-                                     f"{', '.join(COUNTERS)}")
+                    raise ValueError(f"{where}: {fld} counter {c!r} is unknown; known counters: {', '.join(COUNTERS)}")
         if self.kind == "ratio" and (not self.numerator or not self.denominator):
             raise ValueError(f"{where}: a ratio needs numerator and denominator counters")
         if self.kind == "per_time" and (not self.numerator or self.denominator):
-            raise ValueError(f"{where}: per_time needs numerator counters and no denominator "
-                             "(the window length is the denominator)")
+            raise ValueError(
+                f"{where}: per_time needs numerator counters and no denominator (the window length is the denominator)"
+            )
         if self.kind in ("quantile", "mos") and (self.numerator or self.denominator):
             raise ValueError(f"{where}: kind {self.kind!r} takes no numerator/denominator counters")
         if self.kind == "quantile" and not (0.0 < self.q < 1.0):
             raise ValueError(f"{where}: q must be in (0, 1) for a quantile KPI, got {self.q}")
         groups = {COUNTERS[c].group for c in self.numerator + self.denominator}
         if len(groups) > 1:
-            raise ValueError(f"{where}: counters mix call counters and element counters ({sorted(groups)}); "
-                             "a KPI's counters must come from one group")
+            raise ValueError(
+                f"{where}: counters mix call counters and element counters ({sorted(groups)}); "
+                "a KPI's counters must come from one group"
+            )
         if self.samples and self.samples not in COUNTERS:
             raise ValueError(f"{where}: samples counter {self.samples!r} is unknown")
         if self.service and self.service not in SERVICE_CODE:
@@ -229,15 +274,14 @@ class KpiDef:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "KpiDef":
+    def from_dict(cls, d: dict) -> KpiDef:
         """Build from a plain dict (JSON/TOML); unknown keys raise ``ValueError``."""
         if not isinstance(d, dict):
             raise ValueError(f"a KPI definition must be a dict, got {type(d).__name__}")
         known = set(cls.__dataclass_fields__)
         extra = set(d) - known
         if extra:
-            raise ValueError(f"KPI {d.get('name', '?')!r}: unknown field(s) {sorted(extra)}; "
-                             f"allowed: {sorted(known)}")
+            raise ValueError(f"KPI {d.get('name', '?')!r}: unknown field(s) {sorted(extra)}; allowed: {sorted(known)}")
         if "name" not in d:
             raise ValueError(f"a KPI definition needs a 'name', got keys {sorted(d)}")
         return cls(**d)
@@ -247,37 +291,77 @@ def _ratio(name, num, den, scale=100.0, unit="%", desc=""):
     return KpiDef(name, (num,), (den,), "ratio", scale, unit=unit, description=desc)
 
 
-BUILTIN_KPIS: dict[str, KpiDef] = {k.name: k for k in (
-    _ratio("call_setup_success_pct", "setup_ok", "attempts",
-           desc="attempts answered or released with a normal/user-side cause, per attempt"),
-    _ratio("call_drop_pct", "drops", "answered", desc="answered calls released abnormally, per answered call"),
-    _ratio("blocking_pct", "blocked", "attempts", desc="attempts released with congestion causes 34/42/44/47"),
-    _ratio("failure_pct", "failures", "attempts", desc="attempts released with failure causes 27/38/41/102"),
-    _ratio("normal_clearing_pct", "normal", "attempts", desc="attempts released with causes 16/31"),
-    _ratio("user_cause_pct", "user", "attempts", desc="attempts released with user-side causes 17-21"),
-    _ratio("asr_pct", "answered", "attempts", desc="answer-seizure ratio"),
-    KpiDef("mean_holding_s", ("hold_s",), ("answered",), "ratio", 1.0, unit="s",
-           description="mean holding time of answered calls"),
-    KpiDef("traffic_erl", ("hold_s",), (), "per_time", 1.0, unit="Erl",
-           description="carried traffic: holding seconds per second of window (calls attributed to "
-                       "their start minute)"),
-    KpiDef("availability_pct", ("up_s",), ("period_s",), "ratio", 100.0, samples="avail_reports", unit="%",
-           description="(period - unavailable time) / period"),
-    KpiDef("cpu_util_pct", ("cpu_util_sum",), ("cpu_util_n",), "ratio", 1.0, unit="%"),
-    KpiDef("prb_util_pct", ("prb_util_sum",), ("prb_util_n",), "ratio", 1.0, unit="%",
-           description="radio / port utilisation"),
-    KpiDef("throughput_mbps", ("throughput_sum",), ("throughput_n",), "ratio", 1.0, unit="Mbit/s"),
-    KpiDef("errors_per_min", ("errors",), (), "per_time", 60.0, samples="equip_rows", unit="1/min"),
-    KpiDef("latency_ms", ("latency_sum",), ("latency_n",), "ratio", 1.0, unit="ms"),
-    KpiDef("jitter_ms", ("jitter_sum",), ("jitter_n",), "ratio", 1.0, unit="ms"),
-    KpiDef("loss_pct", ("loss_sum",), ("loss_n",), "ratio", 1.0, unit="%"),
-    KpiDef("mos_measured", ("mos_sum",), ("mos_n",), "ratio", 1.0, unit="MOS"),
-    KpiDef("latency_p50_ms", kind="quantile", q=0.50, unit="ms"),
-    KpiDef("latency_p95_ms", kind="quantile", q=0.95, unit="ms"),
-    KpiDef("latency_p99_ms", kind="quantile", q=0.99, unit="ms"),
-    KpiDef("mos_emodel", kind="mos", unit="MOS",
-           description="ITU-T G.107 E-model MOS from window mean latency, jitter and loss (simplified)"),
-)}
+BUILTIN_KPIS: dict[str, KpiDef] = {
+    k.name: k
+    for k in (
+        _ratio(
+            "call_setup_success_pct",
+            "setup_ok",
+            "attempts",
+            desc="attempts answered or released with a normal/user-side cause, per attempt",
+        ),
+        _ratio("call_drop_pct", "drops", "answered", desc="answered calls released abnormally, per answered call"),
+        _ratio("blocking_pct", "blocked", "attempts", desc="attempts released with congestion causes 34/42/44/47"),
+        _ratio("failure_pct", "failures", "attempts", desc="attempts released with failure causes 27/38/41/102"),
+        _ratio("normal_clearing_pct", "normal", "attempts", desc="attempts released with causes 16/31"),
+        _ratio("user_cause_pct", "user", "attempts", desc="attempts released with user-side causes 17-21"),
+        _ratio("asr_pct", "answered", "attempts", desc="answer-seizure ratio"),
+        KpiDef(
+            "mean_holding_s",
+            ("hold_s",),
+            ("answered",),
+            "ratio",
+            1.0,
+            unit="s",
+            description="mean holding time of answered calls",
+        ),
+        KpiDef(
+            "traffic_erl",
+            ("hold_s",),
+            (),
+            "per_time",
+            1.0,
+            unit="Erl",
+            description="carried traffic: holding seconds per second of window (calls attributed to "
+            "their start minute)",
+        ),
+        KpiDef(
+            "availability_pct",
+            ("up_s",),
+            ("period_s",),
+            "ratio",
+            100.0,
+            samples="avail_reports",
+            unit="%",
+            description="(period - unavailable time) / period",
+        ),
+        KpiDef("cpu_util_pct", ("cpu_util_sum",), ("cpu_util_n",), "ratio", 1.0, unit="%"),
+        KpiDef(
+            "prb_util_pct",
+            ("prb_util_sum",),
+            ("prb_util_n",),
+            "ratio",
+            1.0,
+            unit="%",
+            description="radio / port utilisation",
+        ),
+        KpiDef("throughput_mbps", ("throughput_sum",), ("throughput_n",), "ratio", 1.0, unit="Mbit/s"),
+        KpiDef("errors_per_min", ("errors",), (), "per_time", 60.0, samples="equip_rows", unit="1/min"),
+        KpiDef("latency_ms", ("latency_sum",), ("latency_n",), "ratio", 1.0, unit="ms"),
+        KpiDef("jitter_ms", ("jitter_sum",), ("jitter_n",), "ratio", 1.0, unit="ms"),
+        KpiDef("loss_pct", ("loss_sum",), ("loss_n",), "ratio", 1.0, unit="%"),
+        KpiDef("mos_measured", ("mos_sum",), ("mos_n",), "ratio", 1.0, unit="MOS"),
+        KpiDef("latency_p50_ms", kind="quantile", q=0.50, unit="ms"),
+        KpiDef("latency_p95_ms", kind="quantile", q=0.95, unit="ms"),
+        KpiDef("latency_p99_ms", kind="quantile", q=0.99, unit="ms"),
+        KpiDef(
+            "mos_emodel",
+            kind="mos",
+            unit="MOS",
+            description="ITU-T G.107 E-model MOS from window mean latency, jitter and loss (simplified)",
+        ),
+    )
+}
 
 
 def kpi_registry(extra=None) -> dict[str, KpiDef]:
@@ -302,9 +386,13 @@ def topology_from_state(d: dict) -> Topology:
         return Topology.from_state({k[9:]: v for k, v in d.items() if k.startswith("topology.")})
     levels = tuple(d["topology.levels"].split(","))
     attrs = [a for a in d["topology.attributes"].split(",") if a]
-    return Topology(levels, {lv: d[f"topology.ids.{lv}"] for lv in levels},
-                    {lv: d[f"topology.parent.{lv}"] for lv in levels[1:]},
-                    {a: d[f"topology.attr.{a}"] for a in attrs}, int(d["topology.version"]))
+    return Topology(
+        levels,
+        {lv: d[f"topology.ids.{lv}"] for lv in levels},
+        {lv: d[f"topology.parent.{lv}"] for lv in levels[1:]},
+        {a: d[f"topology.attr.{a}"] for a in attrs},
+        int(d["topology.version"]),
+    )
 
 
 # ---- running window aggregates -------------------------------------------------------------
@@ -315,6 +403,7 @@ class _Running:
     "hour" group) of the interval that the ring holds; "act": per element, the number of those
     minutes in which the sum of ``cols`` is > 0. Derived state only (never checkpointed).
     """
+
     __slots__ = ("group", "kind", "cols", "colpos", "lo", "hi", "out")
 
     def __init__(self, group: str, kind: str, cols, n: int):
@@ -329,10 +418,11 @@ class _Running:
 @dataclass
 class AddResult:
     """What :meth:`CounterStore.add` did with a batch."""
+
     accepted: int
     rejected: dict = field(default_factory=dict)
-    elem: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))     # accepted rows' elements
-    minute: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # accepted rows' minutes
+    elem: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # accepted rows' elements
+    minute: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # accepted rows' minutes
 
 
 class CounterStore:
@@ -363,10 +453,19 @@ class CounterStore:
     to the right minute and two stores merge by slot-wise addition (:meth:`merge`).
     """
 
-    def __init__(self, topology: Topology, minute_ring: int = 90, pm_interval_s: float = 300.0,
-                 hour_columns=(), hour_ring: int = 0, hist_lo_ms: float = 1.0,
-                 hist_bins_per_octave: int = 3, hist_octaves: int = 11, max_ahead_ms: int = HOUR_MS,
-                 _alloc: bool = True):
+    def __init__(
+        self,
+        topology: Topology,
+        minute_ring: int = 90,
+        pm_interval_s: float = 300.0,
+        hour_columns=(),
+        hour_ring: int = 0,
+        hist_lo_ms: float = 1.0,
+        hist_bins_per_octave: int = 3,
+        hist_octaves: int = 11,
+        max_ahead_ms: int = HOUR_MS,
+        _alloc: bool = True,
+    ):
         if not isinstance(topology, Topology):
             raise TypeError(f"topology must be a telcoanalytics.topology.model.Topology, got {type(topology).__name__}")
         self.topology = topology
@@ -384,8 +483,9 @@ class CounterStore:
                 raise ValueError(f"hour_columns: service {s!r} given for element counter {c!r}")
         need_h = self.minute_ring // 60 + 2
         if self.hour_columns and hour_ring < need_h:
-            raise ValueError(f"hour_ring={hour_ring} is too short for a {self.minute_ring}-minute ring; "
-                             f"use at least {need_h} hours")
+            raise ValueError(
+                f"hour_ring={hour_ring} is too short for a {self.minute_ring}-minute ring; use at least {need_h} hours"
+            )
         self.hour_ring = int(hour_ring) if self.hour_columns else 1
         self.hist_lo_ms = float(hist_lo_ms)
         self.hist_bins_per_octave = _int_at_least("hist_bins_per_octave", hist_bins_per_octave, 1)
@@ -399,7 +499,7 @@ class CounterStore:
         self._cause_class = cause_class_table()
         self._hour_cols()
         self._build_index()
-        self._running: dict = {}      # key -> _Running (derived state, rebuilt after a restore)
+        self._running: dict = {}  # key -> _Running (derived state, rebuilt after a restore)
         # per minute slot and ring: may hold non-zero counters (False only for slots known empty, so
         # running aggregates skip reading them; PM / probe rings are empty 4 minutes in 5)
         self._slot_used = {g: np.ones(self.minute_ring, bool) for g in ("cdr", "elem", "hist")}
@@ -465,8 +565,10 @@ class CounterStore:
             element_map = np.arange(n_old, dtype=np.int64)
         o2n = np.asarray(element_map, dtype=np.int64)
         if o2n.shape != (n_old,) or np.any(o2n >= n_new) or np.any(o2n < -1):
-            raise ValueError(f"element_map must hold one new index in -1..{n_new - 1} per old element "
-                             f"({n_old}), got shape {o2n.shape}; pass the TopologyChange maps of this change")
+            raise ValueError(
+                f"element_map must hold one new index in -1..{n_new - 1} per old element "
+                f"({n_old}), got shape {o2n.shape}; pass the TopologyChange maps of this change"
+            )
         identity = n_new == n_old and np.array_equal(o2n, np.arange(n_old))
         if not identity:
             keep = np.flatnonzero(o2n >= 0)
@@ -477,13 +579,13 @@ class CounterStore:
                 setattr(self, a, new)
             for r in self._running.values():
                 r.out = np.zeros((n_new,) + r.out.shape[1:], r.out.dtype)
-                r.lo = r.hi = None                      # rebuilt from the rings at the next use
+                r.lo = r.hi = None  # rebuilt from the rings at the next use
         self.topology = topology
         self._build_index()
         self.version += 1
 
     def _hour_cols(self):
-        self._hour_spec = []          # per hour column: (ring group, ring columns summed)
+        self._hour_spec = []  # per hour column: (ring group, ring columns summed)
         for c, svc in self.hour_columns:
             self._hour_spec.append((COUNTERS[c].group, self.columns(c, svc)))
 
@@ -530,14 +632,15 @@ class CounterStore:
             self.slot_hour[hs] = hour
         return hs
 
-    def _flush(self, src: "CounterStore", s: int, minute: int):
+    def _flush(self, src: CounterStore, s: int, minute: int):
         """Add minute ``minute`` (slot ``s`` of ``src``'s minute ring) into this hour ring."""
         hs = self._hour_slot(minute // 60)
         if hs < 0:
             self.rejected[K.R_TOO_LATE] += int(bool(src.cdr[s].any() or src.elem[s].any()))
             return
-        hour_runs = [r for r in self._running.values()
-                     if r.group == "hour" and r.lo is not None and r.lo <= minute // 60 < r.hi]
+        hour_runs = [
+            r for r in self._running.values() if r.group == "hour" and r.lo is not None and r.lo <= minute // 60 < r.hi
+        ]
         before = self.hour[hs].astype(np.float64) if hour_runs else None
         for j, (grp, cols) in enumerate(self._hour_spec):
             ring = src.cdr if grp == "cdr" else src.elem
@@ -565,17 +668,19 @@ class CounterStore:
             If ``source`` is unknown or ``batch`` lacks the canonical fields.
         """
         from telcoanalytics.records import DTYPES, ELEMENT_FIELD, TIME_FIELD
+
         if source not in DTYPES:
             raise ValueError(f"source {source!r} is unknown; expected one of {', '.join(DTYPES)}")
         batch = np.asarray(batch)
         missing = [f for f in DTYPES[source].names if f not in (batch.dtype.names or ())]
         if missing:
-            raise ValueError(f"{source} batch lacks canonical fields {missing}; convert it with "
-                             "telcoanalytics.ingest.ingestor first")
+            raise ValueError(
+                f"{source} batch lacks canonical fields {missing}; convert it with telcoanalytics.ingest.ingestor first"
+            )
         if source == "flow" or len(batch) == 0:
             return AddResult(0, {"ignored": len(batch)} if source == "flow" and len(batch) else {})
         if batch.dtype != DTYPES[source]:
-            batch = batch.astype(DTYPES[source])          # one cast; canonical batches pass as views
+            batch = batch.astype(DTYPES[source])  # one cast; canonical batches pass as views
         t = np.ascontiguousarray(batch[TIME_FIELD[source]], dtype=np.int64)
         minute = t // MINUTE_MS
         elem = self.index_of(batch[ELEMENT_FIELD[source]])
@@ -604,15 +709,35 @@ class CounterStore:
             self.slot_minute[slot[ok]] = minute[ok]
         late = self._running_snapshot(source, ok, elem_c, slot, minute)
         if source == "cdr":
-            K.kpi_extract_cdr(elem_c, slot, t, batch["answer_ms"], batch["end_ms"], batch["service"],
-                              batch["cause"], self._cause_class, self.n_services, reason, self.cdr)
+            K.kpi_extract_cdr(
+                elem_c,
+                slot,
+                t,
+                batch["answer_ms"],
+                batch["end_ms"],
+                batch["service"],
+                batch["cause"],
+                self._cause_class,
+                self.n_services,
+                reason,
+                self.cdr,
+            )
         elif source == "equip":
-            K.kpi_extract_equip(elem_c, slot, batch["metric_id"], batch["value"], self.pm_interval_s, reason,
-                                self.elem)
+            K.kpi_extract_equip(elem_c, slot, batch["metric_id"], batch["value"], self.pm_interval_s, reason, self.elem)
         else:
-            K.kpi_extract_qos(elem_c, slot, batch["latency_ms"], batch["jitter_ms"], batch["loss_pct"],
-                              batch["mos"], self.hist_lo_ms, float(self.hist_bins_per_octave), reason, self.elem,
-                              self.hist)
+            K.kpi_extract_qos(
+                elem_c,
+                slot,
+                batch["latency_ms"],
+                batch["jitter_ms"],
+                batch["loss_pct"],
+                batch["mos"],
+                self.hist_lo_ms,
+                float(self.hist_bins_per_octave),
+                reason,
+                self.elem,
+                self.hist,
+            )
         for g in self._SOURCE_GROUPS[source]:
             self._slot_used[g][slot[ok]] = True
         if late is not None:
@@ -757,8 +882,16 @@ class CounterStore:
         ring = self._ring(group)
         if kind == "sum":
             out = np.zeros((len(lo), len(rows), int(n_out)))
-            K.kpi_window_series(ring, rows, np.ascontiguousarray(cols, dtype=np.int64),
-                                np.ascontiguousarray(out_col, dtype=np.int64), ptr, slots, signs, out)
+            K.kpi_window_series(
+                ring,
+                rows,
+                np.ascontiguousarray(cols, dtype=np.int64),
+                np.ascontiguousarray(out_col, dtype=np.int64),
+                ptr,
+                slots,
+                signs,
+                out,
+            )
         else:
             out = np.zeros((len(lo), len(rows)), np.int64)
             K.kpi_activity_series(ring, rows, np.ascontiguousarray(cols, dtype=np.int64), ptr, slots, signs, out)
@@ -778,8 +911,14 @@ class CounterStore:
             cols.append(cc)
             outc.append(np.full(len(cc), j, np.int64))
         out = np.empty((len(keys), len(mins) + 1, len(rows)))
-        K.kpi_prefix_gather(self._ring(group), np.ascontiguousarray(rows, dtype=np.int64), slots,
-                            np.concatenate(cols), np.concatenate(outc), out)
+        K.kpi_prefix_gather(
+            self._ring(group),
+            np.ascontiguousarray(rows, dtype=np.int64),
+            slots,
+            np.concatenate(cols),
+            np.concatenate(outc),
+            out,
+        )
         return out
 
     def hour_sums_series(self, col: int, ticks, n_hours: int, rows, minute_part=None) -> np.ndarray:
@@ -791,7 +930,7 @@ class CounterStore:
         h_hi = [h + 1 for h in last_h]
         m_lo = [max(a * 60, t - self.minute_ring) for a, t in zip(h_lo, ticks)]
         out = self.window_series("hour", [col], [0], 1, rows, h_lo, h_hi)[:, :, 0]
-        if minute_part is not None:          # (lo, hi) -> sums of the minute ring part, given by the caller
+        if minute_part is not None:  # (lo, hi) -> sums of the minute ring part, given by the caller
             out += np.stack([minute_part(a, t) for a, t in zip(m_lo, ticks)])
         else:
             out += self.window_series(grp, cols, np.zeros(len(cols), np.int64), 1, rows, m_lo, ticks)[:, :, 0]
@@ -815,7 +954,7 @@ class CounterStore:
 
     def _shift(self, r: _Running, add_slots, sub_slots):
         used = self._slot_used.get(r.group)
-        if used is not None:                  # an empty slot adds nothing: skip reading it
+        if used is not None:  # an empty slot adds nothing: skip reading it
             add_slots = np.ascontiguousarray(add_slots[used[add_slots]])
             sub_slots = np.ascontiguousarray(sub_slots[used[sub_slots]])
         if len(add_slots) == 0 and len(sub_slots) == 0:
@@ -854,9 +993,16 @@ class CounterStore:
         """
         r = self._running.get(key)
         cols = [int(c) for c in cols]
-        if (r is not None and r.lo == lo and r.hi == hi and lo < hi and r.group == group and r.kind == kind
-                and all(c in r.colpos for c in cols)):
-            return r            # already in place (e.g. moved by slide_running): nothing to shift
+        if (
+            r is not None
+            and r.lo == lo
+            and r.hi == hi
+            and lo < hi
+            and r.group == group
+            and r.kind == kind
+            and all(c in r.colpos for c in cols)
+        ):
+            return r  # already in place (e.g. moved by slide_running): nothing to shift
         if r is None or r.group != group or r.kind != kind or any(c not in r.colpos for c in cols):
             old = list(r.cols) if (r is not None and r.kind == kind and r.group == group and kind == "sum") else []
             allc = old + [c for c in cols if c not in old] if kind == "sum" else cols
@@ -882,7 +1028,7 @@ class CounterStore:
                 continue
             lo, hi = end_minute - key[2], end_minute
             if r.hi != hi - 1 or r.lo != lo - 1 or hi - lo <= 2:
-                continue            # not a one-minute move (or running() would sum it afresh)
+                continue  # not a one-minute move (or running() would sum it afresh)
             jobs.setdefault(r.group, []).append(r)
         n_moved = 0
         for grp, runs in jobs.items():
@@ -899,8 +1045,14 @@ class CounterStore:
                 continue
             col_ptr = np.zeros(len(todo) + 1, np.int64)
             np.cumsum([len(r.cols) for r in todo], out=col_ptr[1:])
-            K.kpi_running_shift_many(self._ring(grp), add, np.array(subs, np.int64),
-                                     col_ptr, np.concatenate([r.cols for r in todo]), tuple(r.out for r in todo))
+            K.kpi_running_shift_many(
+                self._ring(grp),
+                add,
+                np.array(subs, np.int64),
+                col_ptr,
+                np.concatenate([r.cols for r in todo]),
+                tuple(r.out for r in todo),
+            )
         return n_moved
 
     def _unit_slot(self, group: str, unit: int) -> int:
@@ -932,8 +1084,7 @@ class CounterStore:
     def _running_snapshot(self, source, ok, elem, slot, minute):
         """Before a batch is extracted: the ring cells its rows for minutes inside a running
         interval will touch, with their current values (None when there are none)."""
-        runs = [r for r in self._running.values()
-                if r.group in self._SOURCE_GROUPS[source] and r.lo is not None]
+        runs = [r for r in self._running.values() if r.group in self._SOURCE_GROUPS[source] and r.lo is not None]
         if not runs:
             return None
         lo, hi = min(r.lo for r in runs), max(r.hi for r in runs)
@@ -965,30 +1116,43 @@ class CounterStore:
                 if r.kind == "sum":
                     if delta is None:
                         delta = after.astype(np.float64) - before.astype(np.float64)
-                    K.kpi_scatter_rows(r.out.reshape(len(r.out), -1), np.ascontiguousarray(ce[m]),
-                                       np.ascontiguousarray(delta[m][:, r.cols]))
+                    K.kpi_scatter_rows(
+                        r.out.reshape(len(r.out), -1),
+                        np.ascontiguousarray(ce[m]),
+                        np.ascontiguousarray(delta[m][:, r.cols]),
+                    )
                 else:
-                    d = ((after[m][:, r.cols].sum(axis=1) > 0).astype(np.int64)
-                         - (before[m][:, r.cols].sum(axis=1) > 0).astype(np.int64))
+                    d = (after[m][:, r.cols].sum(axis=1) > 0).astype(np.int64) - (
+                        before[m][:, r.cols].sum(axis=1) > 0
+                    ).astype(np.int64)
                     np.add.at(r.out, ce[m], d)
 
     # ---- merge / checkpoint --------------------------------------------------------------
-    def merge(self, other: "CounterStore") -> "CounterStore":
+    def merge(self, other: CounterStore) -> CounterStore:
         """Add ``other``'s counters into this store (same topology size and configuration).
 
         Minutes of ``other`` that fall outside this ring after aligning heads go to the hour ring
         (or, without hour columns, are counted as ``too_late``: in a merge that count is of
         minutes / hours with data, not rows). Returns ``self``.
         """
-        cfg = ("minute_ring", "pm_interval_s", "hour_columns", "hour_ring", "hist_lo_ms",
-               "hist_bins_per_octave", "hist_octaves")
+        cfg = (
+            "minute_ring",
+            "pm_interval_s",
+            "hour_columns",
+            "hour_ring",
+            "hist_lo_ms",
+            "hist_bins_per_octave",
+            "hist_octaves",
+        )
         for a in cfg:
             if getattr(self, a) != getattr(other, a):
-                raise ValueError(f"cannot merge counter stores with different {a}: "
-                                 f"{getattr(self, a)!r} vs {getattr(other, a)!r}")
+                raise ValueError(
+                    f"cannot merge counter stores with different {a}: {getattr(self, a)!r} vs {getattr(other, a)!r}"
+                )
         if self.topology.n_elements != other.topology.n_elements:
-            raise ValueError(f"cannot merge stores over {self.topology.n_elements} and "
-                             f"{other.topology.n_elements} elements")
+            raise ValueError(
+                f"cannot merge stores over {self.topology.n_elements} and {other.topology.n_elements} elements"
+            )
         if other.head_minute < 0:
             return self
         if self.hour_columns:
@@ -1013,7 +1177,7 @@ class CounterStore:
                 continue
             if mi <= self.head_minute - self.minute_ring:
                 if self.hour_columns:
-                    self._flush(other, s, mi)       # already left this ring: straight to hours
+                    self._flush(other, s, mi)  # already left this ring: straight to hours
                 else:
                     self.rejected[K.R_TOO_LATE] += int(bool(other.cdr[s].any() or other.elem[s].any()))
                 continue
@@ -1025,7 +1189,7 @@ class CounterStore:
         self.watermark_ms = max(self.watermark_ms, other.watermark_ms)
         self.version += 1
         for r in self._running.values():
-            r.lo = r.hi = None                  # recomputed from the rings at the next use
+            r.lo = r.hi = None  # recomputed from the rings at the next use
         for used in self._slot_used.values():
             used[:] = True
         return self
@@ -1036,10 +1200,18 @@ class CounterStore:
     def to_state(self) -> dict:
         """Checkpoint: numpy arrays and plain scalars/strings only."""
         d = topology_to_state(self.topology)
-        d.update({"minute_ring": self.minute_ring, "pm_interval_s": self.pm_interval_s,
-                  "hour_columns": json.dumps(self.hour_columns), "hour_ring": self.hour_ring,
-                  "hist_lo_ms": self.hist_lo_ms, "hist_bins_per_octave": self.hist_bins_per_octave,
-                  "hist_octaves": self.hist_octaves, "max_ahead_ms": self.max_ahead_ms})
+        d.update(
+            {
+                "minute_ring": self.minute_ring,
+                "pm_interval_s": self.pm_interval_s,
+                "hour_columns": json.dumps(self.hour_columns),
+                "hour_ring": self.hour_ring,
+                "hist_lo_ms": self.hist_lo_ms,
+                "hist_bins_per_octave": self.hist_bins_per_octave,
+                "hist_octaves": self.hist_octaves,
+                "max_ahead_ms": self.max_ahead_ms,
+            }
+        )
         for a in self._STATE_ARRAYS:
             d[a] = getattr(self, a).copy()
         for a in self._STATE_SCALARS:
@@ -1047,12 +1219,20 @@ class CounterStore:
         return d
 
     @classmethod
-    def from_state(cls, d: dict) -> "CounterStore":
+    def from_state(cls, d: dict) -> CounterStore:
         """Restore a store written by :meth:`to_state`."""
-        st = cls(topology_from_state(d), int(d["minute_ring"]), float(d["pm_interval_s"]),
-                 [tuple(x) for x in json.loads(d["hour_columns"])], int(d["hour_ring"]),
-                 float(d["hist_lo_ms"]), int(d["hist_bins_per_octave"]), int(d["hist_octaves"]),
-                 int(d["max_ahead_ms"]), _alloc=False)
+        st = cls(
+            topology_from_state(d),
+            int(d["minute_ring"]),
+            float(d["pm_interval_s"]),
+            [tuple(x) for x in json.loads(d["hour_columns"])],
+            int(d["hour_ring"]),
+            float(d["hist_lo_ms"]),
+            int(d["hist_bins_per_octave"]),
+            int(d["hist_octaves"]),
+            int(d["max_ahead_ms"]),
+            _alloc=False,
+        )
         for a in cls._STATE_ARRAYS:
             setattr(st, a, np.array(d[a]))
         for a in cls._STATE_SCALARS:
@@ -1064,6 +1244,7 @@ class CounterStore:
 @dataclass
 class KpiResult:
     """KPI values of every node of one level: value (NaN unless status ok), samples, status."""
+
     value: np.ndarray
     samples: np.ndarray
     status: np.ndarray
@@ -1095,8 +1276,9 @@ class KpiCalculator:
     ratios (3GPP TS 32.401 aggregation).
     """
 
-    def __init__(self, store: CounterStore, kpis: dict | None = None, gap_fraction: float = 0.5,
-                 gap_sources=("equip", "qos")):
+    def __init__(
+        self, store: CounterStore, kpis: dict | None = None, gap_fraction: float = 0.5, gap_sources=("equip", "qos")
+    ):
         self.store = store
         bad = [s for s in gap_sources if s not in ACTIVITY_COUNTER]
         if bad:
@@ -1110,8 +1292,8 @@ class KpiCalculator:
         self._cache_version = -1
         self._all_rows = np.arange(store.topology.n_elements, dtype=np.int64)
         self._sizes: dict = {}
-        self._plans: dict = {}              # fused ratio path: ring columns and positions per KPI / window
-        self._span: tuple | None = None       # (t_from, t_to) of a re-evaluation (see begin_series)
+        self._plans: dict = {}  # fused ratio path: ring columns and positions per KPI / window
+        self._span: tuple | None = None  # (t_from, t_to) of a re-evaluation (see begin_series)
         self._span_cache: dict = {}
         self._span_keys: dict = {}
         self._span_rows: dict = {}
@@ -1169,8 +1351,10 @@ class KpiCalculator:
             part = None
             if self._prefix_for(COUNTERS[c].group, [c], svc, rows) is not None:
                 part = lambda a, b: self._prefix_window(COUNTERS[c].group, c, svc, rows, a, b)  # noqa: E731
-            hit = self._span_cache[key] = (self.store.hour_sums_series(col, self._span_ticks(), n_hours, rows, part),
-                                           rows)
+            hit = self._span_cache[key] = (
+                self.store.hour_sums_series(col, self._span_ticks(), n_hours, rows, part),
+                rows,
+            )
         return hit[0][end_minute - self._span[0]]
 
     def _prefix_for(self, group: str, names, svc: str, rows):
@@ -1191,17 +1375,21 @@ class KpiCalculator:
             kl = list(keys)
             if (self._span[1] - lo + 1) * len(base) * len(kl) * 8 > self.prefix_budget_bytes:
                 return None
-            hit = self._span_cache[pkey] = (self.store.prefix_sums(group, kl, base, lo, self._span[1]),
-                                            {k: j for j, k in enumerate(kl)}, lo, base)
+            hit = self._span_cache[pkey] = (
+                self.store.prefix_sums(group, kl, base, lo, self._span[1]),
+                {k: j for j, k in enumerate(kl)},
+                lo,
+                base,
+            )
         rkey = ("prefix_rows", group, id(rows))
         at = self._span_cache.get(rkey)
         if at is None:
             if rows is base or (len(rows) == len(base) and np.array_equal(rows, base)):
-                pos = None                              # the hinted rows themselves: no gather
+                pos = None  # the hinted rows themselves: no gather
             else:
                 pos = np.minimum(np.searchsorted(base, rows), len(base) - 1)
                 if len(base) == 0 or not np.array_equal(base[pos], rows):
-                    return None                         # not a subset of the hinted rows
+                    return None  # not a subset of the hinted rows
             at = self._span_cache[rkey] = (hit, pos, rows)
         return at
 
@@ -1210,18 +1398,20 @@ class KpiCalculator:
         skey = ("prefix_win", group, c, svc, window_min, id(rows))
         hit = self._span_cache.get(skey)
         if hit is None:
-            self._prefix_window(group, c, svc, rows, 0, 0)          # builds the column
+            self._prefix_window(group, c, svc, rows, 0, 0)  # builds the column
             col, lo, _ = self._span_cache[("prefix_col", group, c, svc, id(rows))]
             t = np.arange(self._span[0], self._span[1] + 1)
-            hit = self._span_cache[skey] = (col[np.maximum(t, lo) - lo] - col[np.maximum(t - window_min, lo) - lo],
-                                            rows)
+            hit = self._span_cache[skey] = (
+                col[np.maximum(t, lo) - lo] - col[np.maximum(t - window_min, lo) - lo],
+                rows,
+            )
         return hit[0]
 
     def _prefix_window(self, group, c, svc, rows, a: int, b: int) -> np.ndarray:
         """Sum of counter ``(c, svc)`` over minutes ``[a, b)`` per element of ``rows`` (a span's prefix)."""
         ckey = ("prefix_col", group, c, svc, id(rows))
         hit = self._span_cache.get(ckey)
-        if hit is None:             # this counter's cumulative sums for these rows, contiguous per minute
+        if hit is None:  # this counter's cumulative sums for these rows, contiguous per minute
             (P, keypos, lo, _), pos, _ = self._span_cache[("prefix_rows", group, id(rows))]
             col = P[keypos[(c, svc)]]
             hit = self._span_cache[ckey] = (col if pos is None else col[:, pos], lo, rows)
@@ -1241,8 +1431,9 @@ class KpiCalculator:
             self._cache.clear()
             self._cache_version = self.store.version
 
-    def counter_sums(self, counters, service: str, end_minute: int, window_min: int,
-                     rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def counter_sums(
+        self, counters, service: str, end_minute: int, window_min: int, rows: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Window sum of each counter per element of ``rows`` (all elements when None).
 
         For all elements the sums come from running per-window aggregates of the store
@@ -1265,8 +1456,14 @@ class KpiCalculator:
                     continue
                 svc = service if grp == "cdr" else ""
                 cols = {c: st.columns(c, svc) for c in names}
-                run = st.running(("win", grp, window_min), grp, "sum", np.concatenate(list(cols.values())),
-                                 end_minute - window_min, end_minute)
+                run = st.running(
+                    ("win", grp, window_min),
+                    grp,
+                    "sum",
+                    np.concatenate(list(cols.values())),
+                    end_minute - window_min,
+                    end_minute,
+                )
                 for c in names:
                     # the counter's columns (one per service) added left to right in one pass
                     v = np.empty(len(run.out))
@@ -1315,8 +1512,15 @@ class KpiCalculator:
                     cols.append(cc)
                     outc.append(np.full(len(cc), j, np.int64))
                 ticks = self._span_ticks()
-                ser = st.window_series(grp, np.concatenate(cols), np.concatenate(outc), len(miss), rows,
-                                       [t - window_min for t in ticks], ticks)
+                ser = st.window_series(
+                    grp,
+                    np.concatenate(cols),
+                    np.concatenate(outc),
+                    len(miss),
+                    rows,
+                    [t - window_min for t in ticks],
+                    ticks,
+                )
                 for j, c in enumerate(miss):
                     self._span_cache[(c, svc, window_min, id(rows))] = (ser[:, :, j], rows)
             for c in names:
@@ -1332,8 +1536,7 @@ class KpiCalculator:
         st = self.store
         cols = np.arange(st.n_bins, dtype=np.int64)
         if rows is None:
-            res = st.running(("win", "hist", window_min), "hist", "sum", cols, end_minute - window_min,
-                             end_minute).out
+            res = st.running(("win", "hist", window_min), "hist", "sum", cols, end_minute - window_min, end_minute).out
             return res.copy() if copy else res
         if self._in_span(end_minute, rows):
             return self._span_hist_series(window_min, rows)[end_minute - self._span[0]]
@@ -1349,8 +1552,10 @@ class KpiCalculator:
         if hit is None:
             ticks = self._span_ticks()
             cols = np.arange(st.n_bins, dtype=np.int64)
-            hit = self._span_cache[key] = (st.window_series("hist", cols, cols, st.n_bins, rows,
-                                                            [t - window_min for t in ticks], ticks), rows)
+            hit = self._span_cache[key] = (
+                st.window_series("hist", cols, cols, st.n_bins, rows, [t - window_min for t in ticks], ticks),
+                rows,
+            )
         return hit[0]
 
     def _span_activity_series(self, source: str, window_min: int, rows):
@@ -1359,18 +1564,21 @@ class KpiCalculator:
         st = self.store
         skey = ("act", source, window_min, id(rows))
         hit = self._span_cache.get(skey)
-        if hit is None and self._prefix_for(COUNTERS[ACTIVITY_COUNTER[source]].group, [ACTIVITY_COUNTER[source]], "",
-                                            rows) is not None:
+        if (
+            hit is None
+            and self._prefix_for(COUNTERS[ACTIVITY_COUNTER[source]].group, [ACTIVITY_COUNTER[source]], "", rows)
+            is not None
+        ):
             # from the span's prefix sums: a minute is active when its row count (one difference of
             # the prefix, exact for counts) is > 0; cumulative active minutes give every window
             act = ACTIVITY_COUNTER[source]
             grp = COUNTERS[act].group
-            self._prefix_window(grp, act, "", rows, 0, 0)          # builds the column
+            self._prefix_window(grp, act, "", rows, 0, 0)  # builds the column
             col, lo, _ = self._span_cache[("prefix_col", grp, act, "", id(rows))]
             cum = np.zeros(col.shape, np.int64)
             np.cumsum(np.diff(col, axis=0) > 0.0, axis=0, out=cum[1:])
             t = np.arange(self._span[0], self._span[1] + 1)
-            at = lambda m: cum[np.maximum(m, lo) - lo]      # noqa: E731
+            at = lambda m: cum[np.maximum(m, lo) - lo]  # noqa: E731
             w0 = at(t - window_min)
             hit = self._span_cache[skey] = (at(t) - w0, w0 - at(np.maximum(t - st.minute_ring, 0)), rows)
         if hit is None:
@@ -1378,8 +1586,16 @@ class KpiCalculator:
             act_cols = st.columns(ACTIVITY_COUNTER[source])
             ticks = self._span_ticks()
             a = st.window_series(grp, act_cols, None, 0, rows, [t - window_min for t in ticks], ticks, "act")
-            h = st.window_series(grp, act_cols, None, 0, rows, [max(t - st.minute_ring, 0) for t in ticks],
-                                 [t - window_min for t in ticks], "act")
+            h = st.window_series(
+                grp,
+                act_cols,
+                None,
+                0,
+                rows,
+                [max(t - st.minute_ring, 0) for t in ticks],
+                [t - window_min for t in ticks],
+                "act",
+            )
             hit = self._span_cache[skey] = (a, h, rows)
         return hit[0], hit[1]
 
@@ -1399,18 +1615,26 @@ class KpiCalculator:
         act_cols = st.columns(ACTIVITY_COUNTER[source])
         hslots = st.history_slots(end_minute, window_min)
         if rows is None:
-            active = st.running(("act", source, window_min), grp, "act", act_cols, end_minute - window_min,
-                                end_minute).out.copy()
-            hist_active = st.running(("acthist", source, window_min), grp, "act", act_cols,
-                                     max(end_minute - st.minute_ring, 0), end_minute - window_min).out.copy()
+            active = st.running(
+                ("act", source, window_min), grp, "act", act_cols, end_minute - window_min, end_minute
+            ).out.copy()
+            hist_active = st.running(
+                ("acthist", source, window_min),
+                grp,
+                "act",
+                act_cols,
+                max(end_minute - st.minute_ring, 0),
+                end_minute - window_min,
+            ).out.copy()
         elif self._in_span(end_minute, rows):
             a, h = self._span_activity_series(source, window_min, rows)
             active, hist_active = a[end_minute - self._span[0]], h[end_minute - self._span[0]]
         else:
             active = np.zeros(len(rows), np.int64)
             hist_active = np.zeros(len(rows), np.int64)
-            K.kpi_window_activity(st.ring_of(grp), rows, act_cols, st.window_slots(end_minute, window_min),
-                                  hslots, active, hist_active)
+            K.kpi_window_activity(
+                st.ring_of(grp), rows, act_cols, st.window_slots(end_minute, window_min), hslots, active, hist_active
+            )
         if len(hslots) >= window_min:
             expected = hist_active * (window_min / len(hslots))
         else:
@@ -1490,13 +1714,26 @@ class KpiCalculator:
             jit = A["jitter_sum"] / A["jitter_n"]
             loss = A["loss_sum"] / A["loss_n"]
             value = np.empty(lat.size)
-            K.kpi_emodel_mos(np.ascontiguousarray(lat).ravel(), np.ascontiguousarray(jit).ravel(),
-                             np.ascontiguousarray(loss).ravel(), np.empty(lat.size), value)
+            K.kpi_emodel_mos(
+                np.ascontiguousarray(lat).ravel(),
+                np.ascontiguousarray(jit).ravel(),
+                np.ascontiguousarray(loss).ravel(),
+                np.empty(lat.size),
+                value,
+            )
             return value.reshape(shape)
 
-    def compute(self, kpi, level: str, end_minute: int, window_min: int, service: str = "",
-                element_mask: np.ndarray | None = None, rows: np.ndarray | None = None,
-                min_samples: float | None = None) -> KpiResult:
+    def compute(
+        self,
+        kpi,
+        level: str,
+        end_minute: int,
+        window_min: int,
+        service: str = "",
+        element_mask: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
+        min_samples: float | None = None,
+    ) -> KpiResult:
         """Evaluate one KPI for every node of ``level`` over minutes ``[end - window, end)``.
 
         Parameters
@@ -1579,10 +1816,17 @@ class KpiCalculator:
         ms = kd.min_samples if min_samples is None else float(min_samples)
         status = np.empty(n_nodes, np.int8)
         out_value = np.empty(n_nodes)
-        K.kpi_status(np.ascontiguousarray(value, dtype=np.float64), np.ascontiguousarray(samples, dtype=np.float64),
-                     float(ms), np.ascontiguousarray(n_act, dtype=np.float64),
-                     np.ascontiguousarray(n_exp, dtype=np.float64), self.gap_fraction,
-                     np.ascontiguousarray(n_el, dtype=np.float64), status, out_value)
+        K.kpi_status(
+            np.ascontiguousarray(value, dtype=np.float64),
+            np.ascontiguousarray(samples, dtype=np.float64),
+            float(ms),
+            np.ascontiguousarray(n_act, dtype=np.float64),
+            np.ascontiguousarray(n_exp, dtype=np.float64),
+            self.gap_fraction,
+            np.ascontiguousarray(n_el, dtype=np.float64),
+            status,
+            out_value,
+        )
         value = out_value
         if node_ids is not None:
             full = KpiResult(np.full(n_full, np.nan), np.zeros(n_full), np.full(n_full, STATUS_NO_SCOPE, np.int8))
@@ -1590,9 +1834,9 @@ class KpiCalculator:
             return full
         return KpiResult(value, samples, status)
 
-
-    def _ratio_all(self, kd: KpiDef, level: str, end_minute: int, window_min: int, svc: str, element_mask,
-                   min_samples) -> KpiResult:
+    def _ratio_all(
+        self, kd: KpiDef, level: str, end_minute: int, window_min: int, svc: str, element_mask, min_samples
+    ) -> KpiResult:
         """:meth:`compute` of a ratio KPI over all elements in one kernel call
         (:func:`kernels.kpi.kpi_ratio_nodes`: per-service columns of the running window sums
         added, rolled up, value and status), the same additions in the same order as the
@@ -1610,12 +1854,18 @@ class KpiCalculator:
             ptr = np.zeros(len(names) + 1, np.int64)
             np.cumsum([len(c) for c in cols], out=ptr[1:])
             pos = {c: j for j, c in enumerate(names)}
-            plan = self._plans[key] = (np.concatenate(cols), ptr, np.array([pos[c] for c in kd.numerator], np.int64),
-                                       np.array([pos[c] for c in kd.denominator], np.int64),
-                                       pos[kd.samples_counter], None, None)
+            plan = self._plans[key] = (
+                np.concatenate(cols),
+                ptr,
+                np.array([pos[c] for c in kd.numerator], np.int64),
+                np.array([pos[c] for c in kd.denominator], np.int64),
+                pos[kd.samples_counter],
+                None,
+                None,
+            )
         ring_cols, ptr, num_k, den_k, samp_k, run_ref, js = plan
         run = st.running(("win", grp, window_min), grp, "sum", ring_cols, end_minute - window_min, end_minute)
-        if run_ref is not run:          # positions of the columns in this aggregate (fixed while it lives)
+        if run_ref is not run:  # positions of the columns in this aggregate (fixed while it lives)
             js = np.array([run.colpos[int(c)] for c in ring_cols], np.int64)
             self._plans[key] = plan[:5] + (run, js)
         if level == topo.element_level:
@@ -1633,13 +1883,39 @@ class KpiCalculator:
         agg = np.zeros((n_nodes, len(names) + extra.shape[1]))
         value, samples, status = np.empty(n_nodes), np.empty(n_nodes), np.empty(n_nodes, np.int8)
         ms = kd.min_samples if min_samples is None else float(min_samples)
-        K.kpi_ratio_nodes(run.out, ptr, js, extra, seg, num_k, den_k, samp_k, float(kd.scale), float(ms),
-                          self.gap_fraction, n_el, agg, value, samples, status)
+        K.kpi_ratio_nodes(
+            run.out,
+            ptr,
+            js,
+            extra,
+            seg,
+            num_k,
+            den_k,
+            samp_k,
+            float(kd.scale),
+            float(ms),
+            self.gap_fraction,
+            n_el,
+            agg,
+            value,
+            samples,
+            status,
+        )
         return KpiResult(value, samples, status)
 
-    def compute_span(self, kpi, level: str, t_from: int, t_to: int, window_min: int, service: str = "",
-                     element_mask: np.ndarray | None = None, rows: np.ndarray | None = None,
-                     min_samples: float | None = None, nodes: np.ndarray | None = None) -> KpiResult:
+    def compute_span(
+        self,
+        kpi,
+        level: str,
+        t_from: int,
+        t_to: int,
+        window_min: int,
+        service: str = "",
+        element_mask: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
+        min_samples: float | None = None,
+        nodes: np.ndarray | None = None,
+    ) -> KpiResult:
         """:meth:`compute` at every end minute ``t_from..t_to`` at once, ``(ticks, nodes)`` arrays.
 
         Inside a re-evaluation span (:meth:`begin_series`) for a row subset, the window sums of
@@ -1670,11 +1946,16 @@ class KpiCalculator:
         if t_to < t_from:
             raise ValueError(f"compute_span: t_to ({t_to}) must not be before t_from ({t_from})")
         if rows is None or self._span is None or not self._span[0] <= t_from <= t_to <= self._span[1]:
-            res = [self.compute(kpi, level, t, window_min, service, element_mask, rows, min_samples)
-                   for t in range(t_from, t_to + 1)]
+            res = [
+                self.compute(kpi, level, t, window_min, service, element_mask, rows, min_samples)
+                for t in range(t_from, t_to + 1)
+            ]
             sel = slice(None) if nodes is None else nodes
-            return KpiResult(np.stack([r.value[sel] for r in res]), np.stack([r.samples[sel] for r in res]),
-                             np.stack([r.status[sel] for r in res]))
+            return KpiResult(
+                np.stack([r.value[sel] for r in res]),
+                np.stack([r.samples[sel] for r in res]),
+                np.stack([r.status[sel] for r in res]),
+            )
         kd = self.get(kpi)
         topo = self.store.topology
         n_full = topo.n_nodes(level)
@@ -1689,11 +1970,11 @@ class KpiCalculator:
         for c in names:
             todo[COUNTERS[c].group].append(c)
         series = self._span_counter_series(todo, svc, window_min, rows)
-        vecs = [series[c][k0:k0 + n_t] for c in names]
+        vecs = [series[c][k0 : k0 + n_t] for c in names]
         gap = kd.source in self.gap_sources
         if gap:
             a, h = self._span_activity_series(kd.source, window_min, rows)
-            active = a[k0:k0 + n_t].astype(np.float64)
+            active = a[k0 : k0 + n_t].astype(np.float64)
             expected = np.zeros(active.shape)
             for k in range(n_t):
                 f = self._expected_factor(t_from + k, window_min)
@@ -1704,9 +1985,9 @@ class KpiCalculator:
         x = np.ascontiguousarray(np.concatenate([v.T for v in vecs], axis=1))
         agg = np.zeros((n_nodes, x.shape[1]))
         K.kpi_segment_sum(x, seg, agg)
-        A = {c: agg[:, j * n_t:(j + 1) * n_t].T for j, c in enumerate(names)}
+        A = {c: agg[:, j * n_t : (j + 1) * n_t].T for j, c in enumerate(names)}
         if gap:
-            n_act, n_exp = agg[:, -2 * n_t:-n_t].T, agg[:, -n_t:].T
+            n_act, n_exp = agg[:, -2 * n_t : -n_t].T, agg[:, -n_t:].T
         else:
             n_act = n_exp = np.zeros((n_t, n_nodes))
         n_el = self._node_sizes(level, seg, n_nodes, False)
@@ -1724,11 +2005,17 @@ class KpiCalculator:
         ms = kd.min_samples if min_samples is None else float(min_samples)
         status = np.empty(n_t * n_nodes, np.int8)
         out_value = np.empty(n_t * n_nodes)
-        K.kpi_status(np.ascontiguousarray(value, dtype=np.float64).ravel(),
-                     np.ascontiguousarray(samples, dtype=np.float64).ravel(), float(ms),
-                     np.ascontiguousarray(n_act, dtype=np.float64).ravel(),
-                     np.ascontiguousarray(n_exp, dtype=np.float64).ravel(), self.gap_fraction,
-                     np.tile(n_el, n_t), status, out_value)
+        K.kpi_status(
+            np.ascontiguousarray(value, dtype=np.float64).ravel(),
+            np.ascontiguousarray(samples, dtype=np.float64).ravel(),
+            float(ms),
+            np.ascontiguousarray(n_act, dtype=np.float64).ravel(),
+            np.ascontiguousarray(n_exp, dtype=np.float64).ravel(),
+            self.gap_fraction,
+            np.tile(n_el, n_t),
+            status,
+            out_value,
+        )
         out_value, status = out_value.reshape(n_t, n_nodes), status.reshape(n_t, n_nodes)
         if nodes is not None:
             # the asked nodes' columns; nodes without a row of the subset are out of scope
@@ -1741,12 +2028,14 @@ class KpiCalculator:
             cols = np.flatnonzero(hit)
         else:
             cols = node_ids
-        full = KpiResult(np.full((n_t, n_full), np.nan), np.zeros((n_t, n_full)),
-                         np.full((n_t, n_full), STATUS_NO_SCOPE, np.int8))
+        full = KpiResult(
+            np.full((n_t, n_full), np.nan), np.zeros((n_t, n_full)), np.full((n_t, n_full), STATUS_NO_SCOPE, np.int8)
+        )
         full.value[:, cols] = out_value
         full.samples[:, cols] = samples
         full.status[:, cols] = status
         return full
+
 
 def _int_at_least(name, v, lo):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:

@@ -9,9 +9,10 @@ with a ``dask.distributed.Client``; the tests check both give identical results.
 
 Dask is an optional extra: ``pip install telcoanalytics[distributed]``.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -51,8 +52,10 @@ def split_by_level(topology: Topology, element_index, columns: dict, level: str 
     n_unrouted = int(offsets[-1] - offsets[-2])
     if n_unrouted:
         first = int(order[offsets[-2]])
-        raise ValueError(f"{n_unrouted} rows belong to unknown or retired elements (first at row {first}, "
-                         f"element index {idx[first]}); validate the batch with an Ingestor first")
+        raise ValueError(
+            f"{n_unrouted} rows belong to unknown or retired elements (first at row {first}, "
+            f"element index {idx[first]}); validate the batch with an Ingestor first"
+        )
     gathered = {name: np.asarray(col)[order] for name, col in columns.items()}
     parts = []
     for k in range(topology.n_nodes(level)):
@@ -97,6 +100,7 @@ def map_merge(parts: list, fn: Callable, merge: Callable, client=None):
 # ---- ready-made partitioned analyses --------------------------------------------------------------
 def _windows_partial(part: dict):
     from telcoanalytics.windows.sliding import SlidingWindows
+
     w = SlidingWindows(part["_n_slots"], part["_resolutions"], part["_lateness"], part["_half_lives"])
     w.update(part["ts_ms"], part["slot"], part["value"])
     return w
@@ -106,9 +110,19 @@ def _merge_windows(a, b):
     return a.merge(b)
 
 
-def windows_by_partition(topology: Topology, element_index, ts_ms, slot, value, n_slots: int,
-                         resolutions, allowed_lateness_ms: int = 0, half_lives_s=(), level: str = "region",
-                         client=None):
+def windows_by_partition(
+    topology: Topology,
+    element_index,
+    ts_ms,
+    slot,
+    value,
+    n_slots: int,
+    resolutions,
+    allowed_lateness_ms: int = 0,
+    half_lives_s=(),
+    level: str = "region",
+    client=None,
+):
     """Sliding windows built per partition of ``level`` and merged: equal to one pass over all rows.
 
     Parameters
@@ -132,10 +146,15 @@ def windows_by_partition(topology: Topology, element_index, ts_ms, slot, value, 
     """
     parts = split_by_level(topology, element_index, {"ts_ms": ts_ms, "slot": slot, "value": value}, level)
     for p in parts:
-        p.update(_n_slots=int(n_slots), _resolutions=tuple(map(tuple, resolutions)),
-                 _lateness=int(allowed_lateness_ms), _half_lives=tuple(half_lives_s))
+        p.update(
+            _n_slots=int(n_slots),
+            _resolutions=tuple(map(tuple, resolutions)),
+            _lateness=int(allowed_lateness_ms),
+            _half_lives=tuple(half_lives_s),
+        )
     out = map_merge(parts, _windows_partial, _merge_windows, client)
     if out is None:
         from telcoanalytics.windows.sliding import SlidingWindows
+
         out = SlidingWindows(n_slots, resolutions, allowed_lateness_ms, half_lives_s)
     return out

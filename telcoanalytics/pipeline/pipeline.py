@@ -27,6 +27,7 @@ A component is any object with
 Counts are conserved: for every source ``n_read == n_accepted + n_quarantined`` and every
 accepted row lands in exactly one partition (``unrouted`` counts rows of retired elements).
 """
+
 from __future__ import annotations
 
 import json
@@ -72,8 +73,14 @@ class Pipeline:
     True
     """
 
-    def __init__(self, topology: Topology, route_level: str = "region", allowed_lateness_ms: int = 900_000,
-                 components: dict | None = None, time_range_ms: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        topology: Topology,
+        route_level: str = "region",
+        allowed_lateness_ms: int = 900_000,
+        components: dict | None = None,
+        time_range_ms: tuple[int, int] | None = None,
+    ):
         if not isinstance(topology, Topology):
             raise TypeError(f"topology must be a telcoanalytics.topology.model.Topology, got {type(topology).__name__}")
         topology._check_level(route_level)
@@ -87,8 +94,8 @@ class Pipeline:
         self.ingestors = {s: Ingestor(s, topology=topology, quarantine=self.quarantine, **kw) for s in SOURCES}
         self.components = dict(components or {})
         n_part = topology.n_nodes(route_level)
-        self.routed = np.zeros((len(SOURCES), n_part), dtype=np.int64)   # accepted rows per source x partition
-        self.unrouted = np.zeros(len(SOURCES), dtype=np.int64)            # accepted rows of retired elements
+        self.routed = np.zeros((len(SOURCES), n_part), dtype=np.int64)  # accepted rows per source x partition
+        self.unrouted = np.zeros(len(SOURCES), dtype=np.int64)  # accepted rows of retired elements
         self.max_event_ms = np.iinfo(np.int64).min
         self.n_batches = 0
         self.seconds = {"ingest": 0.0, "route": 0.0, **{name: 0.0 for name in self.components}}
@@ -115,7 +122,7 @@ class Pipeline:
         if res.n_accepted == 0:
             return res
         idx = res.element_index
-        node = self.topology.route_map(self.route_level)[idx]   # -1: retired element (kept, not routed)
+        node = self.topology.route_map(self.route_level)[idx]  # -1: retired element (kept, not routed)
         counts = np.bincount(node + 1, minlength=self.routed.shape[1] + 1)
         si = SOURCES.index(source)
         self.routed[si] += counts[1:]
@@ -200,15 +207,19 @@ class Pipeline:
         if not isinstance(target, Topology):
             raise TypeError(f"target must be a Topology, got {type(target).__name__}")
         fixed = [name for name, comp in self.components.items() if not hasattr(comp, "topology_changed")]
-        if fixed:   # checked before anything changes: a topology change is all or nothing
-            raise ValueError(f"components {fixed} keep state sized for topology version {self.topology.version} "
-                             "and cannot follow a topology change; checkpoint, then build them for the new "
-                             "topology (components that can: those with a topology_changed method)")
+        if fixed:  # checked before anything changes: a topology change is all or nothing
+            raise ValueError(
+                f"components {fixed} keep state sized for topology version {self.topology.version} "
+                "and cannot follow a topology change; checkpoint, then build them for the new "
+                "topology (components that can: those with a topology_changed method)"
+            )
         if changes is None:
             target, changes = self.topology.reconcile(target)
         elif changes and changes[0].from_version != self.topology.version:
-            raise ValueError(f"changes start at topology version {changes[0].from_version}, "
-                             f"the pipeline runs version {self.topology.version}")
+            raise ValueError(
+                f"changes start at topology version {changes[0].from_version}, "
+                f"the pipeline runs version {self.topology.version}"
+            )
         routed = self.routed.T
         for ch in changes:
             routed = ch.remap(routed, level=self.route_level, fill=0)
@@ -225,12 +236,14 @@ class Pipeline:
     # ---- accounting ---------------------------------------------------------------------------
     def counts(self) -> dict[str, dict[str, int]]:
         """Read / accepted / quarantined rows per source."""
-        return {s: {"read": ing.n_read, "accepted": ing.n_accepted, "quarantined": ing.n_quarantined}
-                for s, ing in self.ingestors.items()}
+        return {
+            s: {"read": ing.n_read, "accepted": ing.n_accepted, "quarantined": ing.n_quarantined}
+            for s, ing in self.ingestors.items()
+        }
 
     def conserved(self) -> bool:
         """True when every row read is accepted or quarantined, and every accepted row routed."""
-        for si, (s, ing) in enumerate(self.ingestors.items()):
+        for si, (_s, ing) in enumerate(self.ingestors.items()):
             if ing.n_accepted + ing.n_quarantined != ing.n_read:
                 return False
             if self.routed[si].sum() + self.unrouted[si] != ing.n_accepted:
@@ -257,9 +270,14 @@ class Pipeline:
         """
         path = Path(path)
         flat: dict[str, np.ndarray] = {}
-        meta = {"format": CHECKPOINT_FORMAT, "route_level": self.route_level,
-                "allowed_lateness_ms": self.allowed_lateness_ms, "components": list(self.components),
-                "n_batches": self.n_batches, "max_event_ms": int(self.max_event_ms)}
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "route_level": self.route_level,
+            "allowed_lateness_ms": self.allowed_lateness_ms,
+            "components": list(self.components),
+            "n_batches": self.n_batches,
+            "max_event_ms": int(self.max_event_ms),
+        }
         _flatten("topology", self.topology.to_state(), flat)
         _flatten("quarantine", self.quarantine.to_state(), flat)
         for s, ing in self.ingestors.items():
@@ -276,14 +294,16 @@ class Pipeline:
         return path
 
     @classmethod
-    def restore(cls, path, components: dict | None = None) -> "Pipeline":
+    def restore(cls, path, components: dict | None = None) -> Pipeline:
         """Rebuild a pipeline from :meth:`checkpoint`; pass fresh component objects of the same
         names and kinds: their state is loaded with ``load_state``."""
         with np.load(Path(path), allow_pickle=False) as z:
             flat = {k: z[k] for k in z.files}
         meta = json.loads(bytes(flat.pop("__meta__")).decode())
         if meta.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint {path} has format {meta.get('format')}, this version reads {CHECKPOINT_FORMAT}")
+            raise ValueError(
+                f"checkpoint {path} has format {meta.get('format')}, this version reads {CHECKPOINT_FORMAT}"
+            )
         names = list(components or {})
         if names != meta["components"]:
             raise ValueError(f"checkpoint {path} holds components {meta['components']}, got {names}")
@@ -298,14 +318,14 @@ class Pipeline:
         p.n_batches = meta["n_batches"]
         p.max_event_ms = meta["max_event_ms"]
         for name, comp in p.components.items():
-            if hasattr(comp, "topology"):   # the checkpoint's version, which may be newer than the build's
+            if hasattr(comp, "topology"):  # the checkpoint's version, which may be newer than the build's
                 comp.topology = topo
             comp.load_state(_unflatten(f"comp.{name}", flat))
         return p
 
 
 # ---- state (de)flattening: nested dicts of arrays/scalars/strings <-> flat npz entries ----------
-_SEP = "::"   # nesting separator in npz entry names (component state keys may contain "." and "/")
+_SEP = "::"  # nesting separator in npz entry names (component state keys may contain "." and "/")
 
 
 def _flatten(prefix: str, d: dict, out: dict) -> None:
@@ -345,7 +365,7 @@ def _unflatten(prefix: str, flat: dict) -> dict:
     for key, v in flat.items():
         if not key.startswith(pre):
             continue
-        parts = key[len(pre):].split(_SEP)
+        parts = key[len(pre) :].split(_SEP)
         if parts[-1] == "__dict__":
             node_at(parts[:-1])
         elif parts[-1] == "__json__":

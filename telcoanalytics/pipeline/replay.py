@@ -3,6 +3,7 @@
 Each adapter implements the component protocol of :mod:`telcoanalytics.pipeline.pipeline`
 (``update``, ``advance``, ``report_lines``, ``to_state``, ``load_state``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,7 +22,7 @@ def build_components(topology, day, out_dir: Path, enabled=None) -> dict:
     if unknown:
         raise SystemExit(f"unknown components {unknown}; available: {', '.join(COMPONENTS) or 'none'}")
     built: dict = {}
-    if "alerts" in names:   # built first: the others hand it their findings
+    if "alerts" in names:  # built first: the others hand it their findings
         built["alerts"] = COMPONENTS["alerts"](topology, day, out_dir, built)
     for n in names:
         if n not in built:
@@ -45,12 +46,14 @@ class WindowsComponent:
 
     def __init__(self, topology, allowed_lateness_ms: int = 900_000):
         from telcoanalytics.windows.sliding import SlidingWindows
+
         self.topology = topology
         self.win = SlidingWindows(topology.n_elements * 3, self.RESOLUTIONS, allowed_lateness_ms, self.HALF_LIVES_S)
-        self.n_side = 0   # events behind the windows' watermark (side output), counted, not folded in
+        self.n_side = 0  # events behind the windows' watermark (side output), counted, not folded in
 
     def update(self, source, rows, element_index):
         from telcoanalytics.records import METRIC_CODE
+
         if source == "cdr":
             ok = rows["answer_ms"] >= 0
             ts, e, v = rows["start_ms"][ok], element_index[ok], (rows["end_ms"][ok] - rows["answer_ms"][ok]) / 1000.0
@@ -73,14 +76,17 @@ class WindowsComponent:
         """Added elements get new slots; existing elements keep theirs (dense indices are stable)."""
         n_new = topology.n_elements * 3
         if n_new > self.win.n_slots:
-            self.win = self.win.rollup(np.arange(self.win.n_slots), n_new)   # identity groups: grow
+            self.win = self.win.rollup(np.arange(self.win.n_slots), n_new)  # identity groups: grow
         self.topology = topology
 
     def report_lines(self):
         from telcoanalytics.windows.decay import Decay
+
         w = self.win
-        lines = [f"== windowed statistics ({len(self.RESOLUTIONS)} resolutions: 1 min x 60, 1 h x 24; "
-                 f"EW half-lives 60 s / 1 h / 1 day; state {w.nbytes / 2**20:.0f} MiB for {w.n_slots:,} slots)"]
+        lines = [
+            f"== windowed statistics ({len(self.RESOLUTIONS)} resolutions: 1 min x 60, 1 h x 24; "
+            f"EW half-lives 60 s / 1 h / 1 day; state {w.nbytes / 2**20:.0f} MiB for {w.n_slots:,} slots)"
+        ]
         t = w.max_ts_ms
         if t is None:
             return lines + ["  no data"]
@@ -90,12 +96,16 @@ class WindowsComponent:
         busiest = np.argsort(-q_day["count"][:, 0], kind="stable")[:5]
         eids = self.topology.ids[self.topology.element_level]
         lines.append("  busiest elements over the last 24 h (calls answered, holding time, QoS latency, throughput):")
-        lines.append("  element      calls  hold_mean_s  hold_std_s  lat_mean_ms  lat_max_ms  lat_last_h_ms*  "
-                     "lat_ew1h_ms  thr_mean_mbps")
+        lines.append(
+            "  element      calls  hold_mean_s  hold_std_s  lat_mean_ms  lat_max_ms  lat_last_h_ms*  "
+            "lat_ew1h_ms  thr_mean_mbps"
+        )
         for e in busiest:
             a, b, c = q_day[e]
-            lines.append(f"  {eids[e]:<10} {a['count']:7.0f} {a['mean']:12.1f} {a['std']:11.1f} {b['mean']:12.2f} "
-                         f"{b['max']:11.2f} {q_hour[e, 1]['mean']:14.2f} {ew[e, 1, 1]['mean']:12.2f} {c['mean']:14.1f}")
+            lines.append(
+                f"  {eids[e]:<10} {a['count']:7.0f} {a['mean']:12.1f} {a['std']:11.1f} {b['mean']:12.2f} "
+                f"{b['max']:11.2f} {q_hour[e, 1]['mean']:14.2f} {ew[e, 1, 1]['mean']:12.2f} {c['mean']:14.1f}"
+            )
         lines.append("  * last hour, exponentially decayed (half-life 15 min)")
         # roll the element slots up to regions (merge of window states along the topology)
         topo = self.topology
@@ -106,8 +116,10 @@ class WindowsComponent:
         lines.append("  region    calls  hold_mean_s  lat_mean_ms  lat_std_ms  lat_max_ms")
         for r in range(topo.n_nodes("region")):
             a, b = reg[r, 0], reg[r, 1]
-            lines.append(f"  {topo.ids['region'][r]:<7} {a['count']:7.0f} {a['mean']:12.1f} {b['mean']:12.2f} "
-                         f"{b['std']:11.2f} {b['max']:11.2f}")
+            lines.append(
+                f"  {topo.ids['region'][r]:<7} {a['count']:7.0f} {a['mean']:12.1f} {b['mean']:12.2f} "
+                f"{b['std']:11.2f} {b['max']:11.2f}"
+            )
         lines.append(f"  events behind the windows' watermark (side output, not folded in): {self.n_side:,}")
         return lines
 
@@ -116,6 +128,7 @@ class WindowsComponent:
 
     def load_state(self, d):
         from telcoanalytics.windows.sliding import SlidingWindows
+
         self.win = SlidingWindows.from_state(d["win"])
         self.n_side = int(d["n_side"])
 
@@ -134,6 +147,7 @@ class AlertsComponent:
     def __init__(self, topology, out_dir: Path):
         from telcoanalytics.alerts.manager import AlertManager
         from telcoanalytics.alerts.sinks import JsonlSink
+
         self.topology = topology
         self.path = Path(out_dir) / "alerts.jsonl"
         self.path.unlink(missing_ok=True)
@@ -168,7 +182,9 @@ class AlertsComponent:
             self.mgr.close(self.now_ms, drain=True)
 
     def report_lines(self):
-        lines = [f"== alerts (deduplicated, grouped by site, inhibited along the topology; written to {self.path.name})"]
+        lines = [
+            f"== alerts (deduplicated, grouped by site, inhibited along the topology; written to {self.path.name})"
+        ]
         lines += ["  " + x for x in self.mgr.summary_lines(self.now_ms)]
         return lines
 
@@ -177,6 +193,7 @@ class AlertsComponent:
 
     def load_state(self, d):
         from telcoanalytics.alerts.manager import AlertManager
+
         self.mgr = AlertManager.from_state(d["mgr"], self.topology, sinks=[self.sink])
         self.now_ms = None if int(d["now_ms"]) < 0 else int(d["now_ms"])
 
@@ -186,6 +203,7 @@ class SlaComponent:
 
     def __init__(self, topology, alerts: AlertsComponent | None, rules=None):
         from telcoanalytics.sla.sla import SlaMonitor
+
         self.mon = SlaMonitor(topology, rules)
         self.alerts = alerts
         self.events = []
@@ -215,8 +233,11 @@ class SlaComponent:
 
     def report_lines(self):
         from collections import Counter
-        lines = [f"== SLA monitoring ({len(self.mon.rules)} rules, KPIs from raw records; "
-                 f"counter store {self.mon.store.memory_bytes() / 2**20:.0f} MiB)"]
+
+        lines = [
+            f"== SLA monitoring ({len(self.mon.rules)} rules, KPIs from raw records; "
+            f"counter store {self.mon.store.memory_bytes() / 2**20:.0f} MiB)"
+        ]
         by = Counter((e.rule, e.state) for e in self.events)
         rules = sorted({r for r, _ in by})
         if not rules:
@@ -235,6 +256,7 @@ class SlaComponent:
 
     def load_state(self, d):
         from telcoanalytics.sla.sla import SlaEvent, SlaMonitor
+
         self.mon = SlaMonitor.from_state(d["mon"])
         self.events = [SlaEvent(**e) for e in d["events"]]
 
@@ -253,12 +275,13 @@ class AnomalyComponent:
     to the alert manager; crowd/surge and change findings are reported here, not paged.
     """
 
-    PAGED = ("fault", "silence")   # collection gaps are paged once per region (see _region_gaps)
+    PAGED = ("fault", "silence")  # collection gaps are paged once per region (see _region_gaps)
 
     def __init__(self, topology, alerts: AlertsComponent | None):
         from telcoanalytics.anomaly.detector import NetworkAnomalyDetector
         from telcoanalytics.evaluate.evaluate import SYNTH_METRICS, synth_detector_config
         from telcoanalytics.records import METRICS
+
         self.metrics = SYNTH_METRICS
         self.n_eq = len(METRICS)
         self.net = NetworkAnomalyDetector(topology, SYNTH_METRICS, synth_detector_config(), silence_metrics=METRICS)
@@ -278,6 +301,7 @@ class AnomalyComponent:
         Rows arriving later are the replay's, so nothing is learned twice; findings of the
         history are dropped."""
         from telcoanalytics.synth.stream import ORIGIN_CLEAN
+
         parts = []
         for source in ("equip", "qos"):
             rows, arrival_ms, origin = day.raw(source)
@@ -300,15 +324,18 @@ class AnomalyComponent:
         if source == "equip":
             return rows["ts_ms"], element_index, rows["metric_id"].astype(np.int64), rows["value"]
         n = len(rows)
-        return (np.concatenate([rows["ts_ms"], rows["ts_ms"]]), np.concatenate([element_index, element_index]),
-                np.repeat(np.array([self.n_eq, self.n_eq + 1], dtype=np.int64), n),
-                np.concatenate([rows["latency_ms"], rows["loss_pct"]]))
+        return (
+            np.concatenate([rows["ts_ms"], rows["ts_ms"]]),
+            np.concatenate([element_index, element_index]),
+            np.repeat(np.array([self.n_eq, self.n_eq + 1], dtype=np.int64), n),
+            np.concatenate([rows["latency_ms"], rows["loss_pct"]]),
+        )
 
     def update(self, source, rows, element_index):
         if source not in ("equip", "qos"):
             return
         ts, e, m, v = self._events(source, rows, element_index)
-        o = np.argsort(ts, kind="stable")   # causal scoring: in event-time order within the batch
+        o = np.argsort(ts, kind="stable")  # causal scoring: in event-time order within the batch
         found = self.net.update(ts[o], e[o], m[o], v[o])
         if len(found):
             self._pending.append(found)
@@ -321,8 +348,9 @@ class AnomalyComponent:
             return []
         found = np.concatenate(self._pending)
         self._pending = []
-        harmless = ((found["classification"] == "fault")
-                    & (found["direction"] == -self._harmful[np.searchsorted(self._metric_sorted, found["metric"])]))
+        harmless = (found["classification"] == "fault") & (
+            found["direction"] == -self._harmful[np.searchsorted(self._metric_sorted, found["metric"])]
+        )
         found["classification"][harmless] = "benign"
         self.rows.append(found)
         if self.alerts is not None:
@@ -333,6 +361,7 @@ class AnomalyComponent:
     def _region_gaps(self, found, now_ms):
         """A collection gap is one alert per region (its collector), not one per silent element."""
         from telcoanalytics.alerts.manager import Alert
+
         gaps = found[found["classification"] == "collection_gap"]
         if not len(gaps):
             return
@@ -344,49 +373,84 @@ class AnomalyComponent:
             rid = str(int(self.topology.ids["region"][r]))
             opened = g[g["end_ms"] < 0]
             closed = g[g["end_ms"] >= 0]
-            labels = {"alertname": "collection_gap", "region": rid, "source": "anomaly",
-                      "classification": "collection_gap", "severity": "warning"}
+            labels = {
+                "alertname": "collection_gap",
+                "region": rid,
+                "source": "anomaly",
+                "classification": "collection_gap",
+                "severity": "warning",
+            }
             if len(opened):
                 start = int(opened["start_ms"].min())
-                out.append(Alert(labels, {"summary": f"collection gap in region {rid}: {len(opened)} elements "
-                                                     f"stopped reporting together since {_hhmm(start)}"},
-                                 starts_at_ms=start, updated_ms=now_ms))
+                out.append(
+                    Alert(
+                        labels,
+                        {
+                            "summary": f"collection gap in region {rid}: {len(opened)} elements "
+                            f"stopped reporting together since {_hhmm(start)}"
+                        },
+                        starts_at_ms=start,
+                        updated_ms=now_ms,
+                    )
+                )
             elif len(closed):
-                out.append(Alert(labels, {"summary": f"collection gap in region {rid} ended"},
-                                 starts_at_ms=int(closed["start_ms"].min()), ends_at_ms=int(closed["end_ms"].max()),
-                                 state="resolved", updated_ms=now_ms))
+                out.append(
+                    Alert(
+                        labels,
+                        {"summary": f"collection gap in region {rid} ended"},
+                        starts_at_ms=int(closed["start_ms"].min()),
+                        ends_at_ms=int(closed["end_ms"].max()),
+                        state="resolved",
+                        updated_ms=now_ms,
+                    )
+                )
         self.alerts.mgr.ingest(out, now_ms=now_ms)
 
     def report_lines(self):
         from collections import Counter
+
         from telcoanalytics.anomaly.detector import ANOMALY_DTYPE
+
         rows = np.concatenate(self.rows) if self.rows else np.zeros(0, ANOMALY_DTYPE)
         opened = rows[rows["end_ms"] < 0]
-        lines = [f"== anomalies (seasonal baselines, self-tuning thresholds, change and silence detection; "
-                 f"{self.net.detector.n_obs.size:,} slots)"]
+        lines = [
+            f"== anomalies (seasonal baselines, self-tuning thresholds, change and silence detection; "
+            f"{self.net.detector.n_obs.size:,} slots)"
+        ]
         if not len(opened):
             return lines + ["  none"]
         by = Counter(opened["classification"].tolist())
-        lines.append("  episodes opened by classification: " + ", ".join(f"{k}={v}" for k, v in sorted(by.items()))
-                     + "   (paged: fault, silence; collection gaps once per region; benign = a deviation in the harmless direction)")
+        lines.append(
+            "  episodes opened by classification: "
+            + ", ".join(f"{k}={v}" for k, v in sorted(by.items()))
+            + "   (paged: fault, silence; collection gaps once per region; benign = a deviation in the harmless direction)"
+        )
         top = opened[np.isin(opened["classification"], ("fault", "silence"))]
         top = top[np.argsort(-np.nan_to_num(top["peak_score"], nan=np.inf), kind="stable")][:8]
         for r in top:
-            lines.append(f"    {r['classification']:<8} element {r['element_id']} {r['metric']:<16} "
-                         f"from {_hhmm(r['start_ms'])} value {r['value']:.4g} vs baseline {r['baseline']:.4g} "
-                         f"(score {r['peak_score']:.1f}, threshold {r['threshold']:.1f})")
+            lines.append(
+                f"    {r['classification']:<8} element {r['element_id']} {r['metric']:<16} "
+                f"from {_hhmm(r['start_ms'])} value {r['value']:.4g} vs baseline {r['baseline']:.4g} "
+                f"(score {r['peak_score']:.1f}, threshold {r['threshold']:.1f})"
+            )
         gaps = opened[opened["classification"] == "collection_gap"]
         if len(gaps):
-            reg = self.topology.ids["region"][self.topology.element_to("region")[self.topology.index_of(gaps["element_id"])]]
+            reg = self.topology.ids["region"][
+                self.topology.element_to("region")[self.topology.index_of(gaps["element_id"])]
+            ]
             for rid in np.unique(reg):
                 g = gaps[reg == rid]
-                lines.append(f"  collection gap: region {rid}, {len(g)} elements silent together from "
-                             f"{_hhmm(g['start_ms'].min())} (network fine, collector down: silence alerts inhibited)")
+                lines.append(
+                    f"  collection gap: region {rid}, {len(g)} elements silent together from "
+                    f"{_hhmm(g['start_ms'].min())} (network fine, collector down: silence alerts inhibited)"
+                )
         crowd = opened[np.isin(opened["classification"], ("crowd", "surge"))]
         if len(crowd):
             sites = Counter(int(x) for x in crowd["scope_id"])
-            lines.append(f"  crowd / demand surge (reported, not paged): {len(crowd)} episodes at scopes "
-                         + ", ".join(f"{k} (x{v})" for k, v in sites.most_common(5)))
+            lines.append(
+                f"  crowd / demand surge (reported, not paged): {len(crowd)} episodes at scopes "
+                + ", ".join(f"{k} (x{v})" for k, v in sites.most_common(5))
+            )
         return lines
 
     def topology_changed(self, topology, changes):
@@ -395,18 +459,21 @@ class AnomalyComponent:
 
     def to_state(self):
         from telcoanalytics.anomaly.detector import ANOMALY_DTYPE
+
         rows = np.concatenate(self.rows) if self.rows else np.zeros(0, ANOMALY_DTYPE)
         return {"net": self.net.to_state(), "rows": rows}
 
     def load_state(self, d):
         from telcoanalytics.anomaly.detector import NetworkAnomalyDetector
+
         self.net = NetworkAnomalyDetector.from_state(d["net"], self.topology)
         self.rows = [d["rows"]] if len(d["rows"]) else []
 
 
 def _hhmm(t_ms) -> str:
     import datetime as _dt
-    return _dt.datetime.fromtimestamp(int(t_ms) / 1000, tz=_dt.timezone.utc).strftime("%d %H:%M")
+
+    return _dt.datetime.fromtimestamp(int(t_ms) / 1000, tz=_dt.UTC).strftime("%d %H:%M")
 
 
 COMPONENTS["anomaly"] = lambda topology, day, out_dir, built: AnomalyComponent(topology, built.get("alerts"))
@@ -420,12 +487,18 @@ class CubeComponent:
 
     def __init__(self, topology):
         from telcoanalytics.cube.cube import CubeSet, CubeSpec, explore_spec
+
         self.topology = topology
-        self.cubes = CubeSet({
-            "explore": explore_spec(),
-            "subscribers": CubeSpec(dimensions=["region", "service", "hour_of_day"],
-                                    measures=["count", "distinct:imsi_hash", "p95:duration_ms", "sum:bytes"]),
-        }, topology)
+        self.cubes = CubeSet(
+            {
+                "explore": explore_spec(),
+                "subscribers": CubeSpec(
+                    dimensions=["region", "service", "hour_of_day"],
+                    measures=["count", "distinct:imsi_hash", "p95:duration_ms", "sum:bytes"],
+                ),
+            },
+            topology,
+        )
         self.n = 0
 
     def update(self, source, rows, element_index):
@@ -443,15 +516,18 @@ class CubeComponent:
 
     def report_lines(self):
         from telcoanalytics.cube.cube import explore_summary
+
         mem = sum(self.cubes[name].nbytes for name in self.cubes)
         lines = [f"== cubes ({len(self.cubes)} cubes over {self.n:,} call records; {mem / 2**20:.1f} MiB)"]
         lines += ["  " + x for x in explore_summary(self.cubes)]
         sub = self.cubes["subscribers"].view().group_by("region", "service").top_k("distinct:imsi_hash", 5)
         lines.append("  most distinct subscribers by region x service (HyperLogLog, ~1.6% error):")
         for r in sub:
-            lines.append(f"    region {r['region']} {r['service']:<6} subscribers~{r['distinct_imsi_hash']:,.0f} "
-                         f"calls {r['count']:,} p95 duration {r['p95_duration_ms'] / 1000:.0f} s "
-                         f"bytes {r['sum_bytes'] / 1e9:.1f} GB")
+            lines.append(
+                f"    region {r['region']} {r['service']:<6} subscribers~{r['distinct_imsi_hash']:,.0f} "
+                f"calls {r['count']:,} p95 duration {r['p95_duration_ms'] / 1000:.0f} s "
+                f"bytes {r['sum_bytes'] / 1e9:.1f} GB"
+            )
         return lines
 
     def to_state(self):
@@ -459,6 +535,7 @@ class CubeComponent:
 
     def load_state(self, d):
         from telcoanalytics.cube.cube import CubeSet
+
         self.cubes = CubeSet.from_state(d["cubes"])
         self.n = int(d["n"])
 
@@ -512,7 +589,9 @@ def scenario_scorecard(day, replay_from: int, components: dict, grace_ms: int = 
             how.append("SLA " + "/".join(sorted({e.rule for e in hits})))
         caught_total += bool(how)
         where = f"{lab['scope_level']} {lab['scope_id']}" + (f" {lab['metric']}" if lab["metric"] else "")
-        lines.append(f"  {kind:<15} {where:<34} {_hhmm(lab['start_ms'])}-{_hhmm(lab['end_ms'])}: "
-                     + ("; ".join(how) if how else "NOT CAUGHT"))
+        lines.append(
+            f"  {kind:<15} {where:<34} {_hhmm(lab['start_ms'])}-{_hhmm(lab['end_ms'])}: "
+            + ("; ".join(how) if how else "NOT CAUGHT")
+        )
     lines.append(f"  caught {caught_total} of {listed} injected scenarios")
     return lines

@@ -44,6 +44,7 @@ Windows that fit the minute ring (with the
 re-evaluation horizon) are exact; longer ones use the hour ring and cover the current (partial)
 hour plus whole hours before it, i.e. they are up to 59 minutes shorter than nominal.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,16 +57,24 @@ from pathlib import Path
 import numpy as np
 
 from kernels import kpi as K
-
-from telcoanalytics.kpi.kpi import (ACTIVITY_COUNTER, COUNTERS, MINUTE_MS, STATUS_NAMES, STATUS_NO_SCOPE, STATUS_OK, CounterStore,
-                  KpiCalculator, KpiDef, kpi_registry)
+from telcoanalytics.kpi.kpi import (
+    ACTIVITY_COUNTER,
+    COUNTERS,
+    MINUTE_MS,
+    STATUS_NAMES,
+    STATUS_NO_SCOPE,
+    STATUS_OK,
+    CounterStore,
+    KpiCalculator,
+    KpiDef,
+    kpi_registry,
+)
 from telcoanalytics.records import EQUIPMENT_CLASS_CODE, SERVICE_CODE, SERVICES, TECHNOLOGIES, VENDORS
 from telcoanalytics.topology.model import Topology, remap_rows
 
 SEVERITIES = ("page", "ticket", "critical", "major", "minor", "warning")
 COMPARATORS = ("<", "<=", ">", ">=")
-EVENT_STATES = {K.EV_PENDING: "pending", K.EV_FIRING: "firing", K.EV_RESOLVED: "resolved",
-                K.EV_CANCELLED: "resolved"}
+EVENT_STATES = {K.EV_PENDING: "pending", K.EV_FIRING: "firing", K.EV_RESOLVED: "resolved", K.EV_CANCELLED: "resolved"}
 
 SRE_BURN_WINDOWS = (
     {"severity": "page", "factor": 14.4, "long": "1h", "short": "5m"},
@@ -74,25 +83,28 @@ SRE_BURN_WINDOWS = (
 )
 """Multi-window multi-burn-rate alerts of the Google SRE workbook (ch. 5, table 5-8)."""
 
-_ATTR_CODES = {"equipment_class": EQUIPMENT_CLASS_CODE,
-               "vendor": {v: i for i, v in enumerate(VENDORS)},
-               "technology": {v: i for i, v in enumerate(TECHNOLOGIES)}}
+_ATTR_CODES = {
+    "equipment_class": EQUIPMENT_CLASS_CODE,
+    "vendor": {v: i for i, v in enumerate(VENDORS)},
+    "technology": {v: i for i, v in enumerate(TECHNOLOGIES)},
+}
 
 
 @dataclass
 class SlaEvent:
     """One lifecycle transition of an SLA rule on one scope node."""
+
     rule: str
     kpi: str
     severity: str
-    state: str            # "pending" | "firing" | "resolved"
+    state: str  # "pending" | "firing" | "resolved"
     scope_level: str
     scope_id: int
     service: str
-    t_ms: int             # time of this transition (the evaluation tick)
-    start_ms: int         # when the violation began (first breaching tick)
-    end_ms: int           # -1 unless resolved
-    value: float          # KPI value (burn rate for SLO alerts) at the transition
+    t_ms: int  # time of this transition (the evaluation tick)
+    start_ms: int  # when the violation began (first breaching tick)
+    end_ms: int  # -1 unless resolved
+    value: float  # KPI value (burn rate for SLO alerts) at the transition
     threshold: float
     worst_value: float
     summary: str
@@ -125,8 +137,7 @@ def parse_duration_s(v, where: str) -> float:
 def _minutes(v, where: str, min_minutes: int = 0) -> int:
     s = parse_duration_s(v, where)
     if s % 60 != 0:
-        raise ValueError(f"{where}: rules are evaluated once a minute, so durations must be whole "
-                         f"minutes; got {v!r}")
+        raise ValueError(f"{where}: rules are evaluated once a minute, so durations must be whole minutes; got {v!r}")
     m = int(s // 60)
     if m < min_minutes:
         raise ValueError(f"{where}: must be at least {min_minutes} minute(s), got {v!r}")
@@ -158,8 +169,10 @@ def _scope_filter(flt, where: str) -> dict:
             if isinstance(x, str):
                 table = _ATTR_CODES.get(k)
                 if table is None or x not in table:
-                    raise ValueError(f"{where}.filter[{k!r}]: value {x!r} is not a known name"
-                                     + (f"; known: {sorted(table)}" if table else "; use integer codes or ids"))
+                    raise ValueError(
+                        f"{where}.filter[{k!r}]: value {x!r} is not a known name"
+                        + (f"; known: {sorted(table)}" if table else "; use integer codes or ids")
+                    )
                 codes.append(int(table[x]))
             elif isinstance(x, (int, np.integer)) and not isinstance(x, bool):
                 codes.append(int(x))
@@ -180,6 +193,7 @@ class SlaRule:
     enough to *resolve*, default min_samples: a cell whose traffic falls back after congestion
     can then resolve on fewer calls than it needs to fire), severity ("major"), description.
     """
+
     name: str
     kpi: str
     comparator: str
@@ -196,12 +210,28 @@ class SlaRule:
     description: str = ""
     clear_min_samples: float | None = None
 
-    KEYS = {"type", "name", "kpi", "comparator", "threshold", "level", "filter", "service", "window", "for",
-            "clear_threshold", "clear_for", "min_samples", "clear_min_samples", "severity", "description",
-            "scope"}
+    KEYS = {
+        "type",
+        "name",
+        "kpi",
+        "comparator",
+        "threshold",
+        "level",
+        "filter",
+        "service",
+        "window",
+        "for",
+        "clear_threshold",
+        "clear_for",
+        "min_samples",
+        "clear_min_samples",
+        "severity",
+        "description",
+        "scope",
+    }
 
     @classmethod
-    def from_dict(cls, d: dict, kpis: dict) -> "SlaRule":
+    def from_dict(cls, d: dict, kpis: dict) -> SlaRule:
         name = d.get("name")
         if not isinstance(name, str) or not name:
             raise ValueError(f"an SLA rule needs a non-empty 'name', got keys {sorted(d)}")
@@ -217,11 +247,14 @@ class SlaRule:
         if comp not in COMPARATORS:
             raise ValueError(f"{where}.comparator: {comp!r} is not one of {COMPARATORS}")
         thr = _number(d["threshold"], f"{where}.threshold")
-        clr = _number(d["clear_threshold"], f"{where}.clear_threshold") if d.get("clear_threshold") is not None \
-            else None
+        clr = (
+            _number(d["clear_threshold"], f"{where}.clear_threshold") if d.get("clear_threshold") is not None else None
+        )
         if clr is not None and ((comp in ("<", "<=") and clr < thr) or (comp in (">", ">=") and clr > thr)):
-            raise ValueError(f"{where}.clear_threshold: {clr} lies on the breaching side of threshold {thr} "
-                             f"for comparator {comp!r}; hysteresis needs it on the healthy side")
+            raise ValueError(
+                f"{where}.clear_threshold: {clr} lies on the breaching side of threshold {thr} "
+                f"for comparator {comp!r}; hysteresis needs it on the healthy side"
+            )
         sev = d.get("severity", "major")
         if sev not in SEVERITIES:
             raise ValueError(f"{where}.severity: {sev!r} is not one of {SEVERITIES}")
@@ -233,21 +266,43 @@ class SlaRule:
         cms = d.get("clear_min_samples")
         if cms is not None and (_number(cms, f"{where}.clear_min_samples") < 0):
             raise ValueError(f"{where}.clear_min_samples: must be >= 0, got {cms}")
-        return cls(name, d["kpi"], comp, thr, str(d.get("level", "element")),
-                   _scope_filter(d.get("filter"), where), svc,
-                   _minutes(d.get("window", "5m"), f"{where}.window", 1),
-                   _minutes(d.get("for", 0), f"{where}.for"), clr,
-                   _minutes(d.get("clear_for", 0), f"{where}.clear_for"),
-                   None if ms is None else float(ms), sev, str(d.get("description", "")),
-                   None if cms is None else float(cms))
+        return cls(
+            name,
+            d["kpi"],
+            comp,
+            thr,
+            str(d.get("level", "element")),
+            _scope_filter(d.get("filter"), where),
+            svc,
+            _minutes(d.get("window", "5m"), f"{where}.window", 1),
+            _minutes(d.get("for", 0), f"{where}.for"),
+            clr,
+            _minutes(d.get("clear_for", 0), f"{where}.clear_for"),
+            None if ms is None else float(ms),
+            sev,
+            str(d.get("description", "")),
+            None if cms is None else float(cms),
+        )
 
     def to_dict(self) -> dict:
-        return {"type": "threshold", "name": self.name, "kpi": self.kpi, "comparator": self.comparator,
-                "threshold": self.threshold, "level": self.level, "filter": self.filter, "service": self.service,
-                "window": self.window_min * 60, "for": self.for_min * 60, "clear_threshold": self.clear_threshold,
-                "clear_for": self.clear_for_min * 60, "min_samples": self.min_samples,
-                "clear_min_samples": self.clear_min_samples,
-                "severity": self.severity, "description": self.description}
+        return {
+            "type": "threshold",
+            "name": self.name,
+            "kpi": self.kpi,
+            "comparator": self.comparator,
+            "threshold": self.threshold,
+            "level": self.level,
+            "filter": self.filter,
+            "service": self.service,
+            "window": self.window_min * 60,
+            "for": self.for_min * 60,
+            "clear_threshold": self.clear_threshold,
+            "clear_for": self.clear_for_min * 60,
+            "min_samples": self.min_samples,
+            "clear_min_samples": self.clear_min_samples,
+            "severity": self.severity,
+            "description": self.description,
+        }
 
 
 @dataclass
@@ -261,6 +316,7 @@ class SloRule:
     events a 1x burn needs to stand out from binomial noise), clear_for (burn below the factor
     this long before resolving, default "0m"), description.
     """
+
     name: str
     kpi: str
     objective: float
@@ -269,16 +325,29 @@ class SloRule:
     filter: dict = field(default_factory=dict)
     service: str = ""
     min_samples: float = 1.0
-    windows: tuple = ()          # tuples (severity, factor, long_min, short_min)
+    windows: tuple = ()  # tuples (severity, factor, long_min, short_min)
     description: str = ""
     clear_for_min: int = 0
-    windows_min_samples: tuple = ()   # per window: min samples or None (= min_samples)
+    windows_min_samples: tuple = ()  # per window: min samples or None (= min_samples)
 
-    KEYS = {"type", "name", "kpi", "objective", "period", "level", "filter", "service", "min_samples",
-            "windows", "description", "scope", "clear_for"}
+    KEYS = {
+        "type",
+        "name",
+        "kpi",
+        "objective",
+        "period",
+        "level",
+        "filter",
+        "service",
+        "min_samples",
+        "windows",
+        "description",
+        "scope",
+        "clear_for",
+    }
 
     @classmethod
-    def from_dict(cls, d: dict, kpis: dict) -> "SloRule":
+    def from_dict(cls, d: dict, kpis: dict) -> SloRule:
         name = d.get("name")
         if not isinstance(name, str) or not name:
             raise ValueError(f"an SLO needs a non-empty 'name', got keys {sorted(d)}")
@@ -292,8 +361,10 @@ class SloRule:
         if kd is None:
             raise ValueError(f"{where}.kpi: unknown KPI {d['kpi']!r}; known: {', '.join(sorted(kpis))}")
         if kd.kind != "ratio":
-            raise ValueError(f"{where}.kpi: {d['kpi']!r} is a {kd.kind} KPI; an SLO needs a ratio KPI of "
-                             "good events over all events (e.g. call_setup_success_pct)")
+            raise ValueError(
+                f"{where}.kpi: {d['kpi']!r} is a {kd.kind} KPI; an SLO needs a ratio KPI of "
+                "good events over all events (e.g. call_setup_success_pct)"
+            )
         obj = _number(d["objective"], f"{where}.objective")
         if not 0.0 < obj < 1.0:
             raise ValueError(f"{where}.objective: must be a fraction in (0, 1) such as 0.999, got {obj}")
@@ -325,10 +396,20 @@ class SloRule:
         if not wins:
             raise ValueError(f"{where}.windows: needs at least one burn-rate window")
         ms = _number(d.get("min_samples", 1.0), f"{where}.min_samples")
-        return cls(name, d["kpi"], obj, _minutes(d.get("period", "30d"), f"{where}.period", 1),
-                   str(d.get("level", "element")), _scope_filter(d.get("filter"), where), svc, ms, tuple(wins),
-                   str(d.get("description", "")), _minutes(d.get("clear_for", 0), f"{where}.clear_for"),
-                   tuple(wms) if any(m is not None for m in wms) else ())
+        return cls(
+            name,
+            d["kpi"],
+            obj,
+            _minutes(d.get("period", "30d"), f"{where}.period", 1),
+            str(d.get("level", "element")),
+            _scope_filter(d.get("filter"), where),
+            svc,
+            ms,
+            tuple(wins),
+            str(d.get("description", "")),
+            _minutes(d.get("clear_for", 0), f"{where}.clear_for"),
+            tuple(wms) if any(m is not None for m in wms) else (),
+        )
 
     def window_min_samples(self, i: int) -> float:
         """Minimum samples of burn-rate window pair ``i``."""
@@ -336,15 +417,30 @@ class SloRule:
         return self.min_samples if m is None else m
 
     def to_dict(self) -> dict:
-        return {"type": "slo", "name": self.name, "kpi": self.kpi, "objective": self.objective,
-                "period": self.period_min * 60, "level": self.level, "filter": self.filter,
-                "service": self.service, "min_samples": self.min_samples, "description": self.description,
-                "clear_for": self.clear_for_min * 60,
-                "windows": [dict({"severity": s, "factor": f, "long": lo * 60, "short": sh * 60},
-                                 **({"min_samples": self.windows_min_samples[i]}
-                                    if i < len(self.windows_min_samples) and self.windows_min_samples[i] is not None
-                                    else {}))
-                            for i, (s, f, lo, sh) in enumerate(self.windows)]}
+        return {
+            "type": "slo",
+            "name": self.name,
+            "kpi": self.kpi,
+            "objective": self.objective,
+            "period": self.period_min * 60,
+            "level": self.level,
+            "filter": self.filter,
+            "service": self.service,
+            "min_samples": self.min_samples,
+            "description": self.description,
+            "clear_for": self.clear_for_min * 60,
+            "windows": [
+                dict(
+                    {"severity": s, "factor": f, "long": lo * 60, "short": sh * 60},
+                    **(
+                        {"min_samples": self.windows_min_samples[i]}
+                        if i < len(self.windows_min_samples) and self.windows_min_samples[i] is not None
+                        else {}
+                    ),
+                )
+                for i, (s, f, lo, sh) in enumerate(self.windows)
+            ],
+        }
 
 
 def _flatten_scope(d: dict, where: str) -> dict:
@@ -410,8 +506,9 @@ def load_rules(src, kpis=None) -> list:
     elif isinstance(src, (list, tuple)):
         items = list(src)
     else:
-        raise ValueError(f"rules must be a list of dicts, a dict with 'rules'/'slos', or a file path; "
-                         f"got {type(src).__name__}")
+        raise ValueError(
+            f"rules must be a list of dicts, a dict with 'rules'/'slos', or a file path; got {type(src).__name__}"
+        )
     out = []
     for i, r in enumerate(items):
         if isinstance(r, (SlaRule, SloRule)):
@@ -481,40 +578,137 @@ def default_rules(topology: Topology | None = None) -> list:
     silence alerts cover them.
     """
     rules = [
-        {"name": "cell_blocking", "kpi": "blocking_pct", "level": "element", "comparator": ">",
-         "threshold": 5.0, "clear_threshold": 2.0, "window": "10m", "for": "5m", "clear_for": "10m",
-         "min_samples": 20, "clear_min_samples": 3, "severity": "major"},
-        {"name": "cell_call_setup_success", "kpi": "call_setup_success_pct", "level": "element",
-         "comparator": "<", "threshold": 90.0, "clear_threshold": 95.0, "window": "10m", "for": "5m",
-         "clear_for": "10m", "min_samples": 20, "clear_min_samples": 3, "severity": "major"},
-        {"name": "cell_call_drop", "kpi": "call_drop_pct", "level": "element", "comparator": ">",
-         "threshold": 5.0, "clear_threshold": 2.0, "window": "15m", "for": "5m", "clear_for": "10m",
-         "min_samples": 20, "clear_min_samples": 3, "severity": "minor"},
-        {"name": "site_call_setup_success", "kpi": "call_setup_success_pct", "level": "site",
-         "comparator": "<", "threshold": 95.0, "clear_threshold": 97.0, "window": "15m", "for": "5m",
-         "clear_for": "10m", "min_samples": 50, "clear_min_samples": 5, "severity": "critical"},
-        {"name": "element_availability", "kpi": "availability_pct", "level": "element", "comparator": "<",
-         "threshold": 99.0, "clear_threshold": 99.5, "window": "20m", "for": "25m", "clear_for": "15m",
-         "min_samples": 3, "severity": "major"},
-        {"name": "element_packet_loss", "kpi": "loss_pct", "level": "element", "comparator": ">",
-         "threshold": 0.5, "clear_threshold": 0.25, "window": "15m", "for": "5m", "clear_for": "10m",
-         "min_samples": 3, "severity": "major"},
+        {
+            "name": "cell_blocking",
+            "kpi": "blocking_pct",
+            "level": "element",
+            "comparator": ">",
+            "threshold": 5.0,
+            "clear_threshold": 2.0,
+            "window": "10m",
+            "for": "5m",
+            "clear_for": "10m",
+            "min_samples": 20,
+            "clear_min_samples": 3,
+            "severity": "major",
+        },
+        {
+            "name": "cell_call_setup_success",
+            "kpi": "call_setup_success_pct",
+            "level": "element",
+            "comparator": "<",
+            "threshold": 90.0,
+            "clear_threshold": 95.0,
+            "window": "10m",
+            "for": "5m",
+            "clear_for": "10m",
+            "min_samples": 20,
+            "clear_min_samples": 3,
+            "severity": "major",
+        },
+        {
+            "name": "cell_call_drop",
+            "kpi": "call_drop_pct",
+            "level": "element",
+            "comparator": ">",
+            "threshold": 5.0,
+            "clear_threshold": 2.0,
+            "window": "15m",
+            "for": "5m",
+            "clear_for": "10m",
+            "min_samples": 20,
+            "clear_min_samples": 3,
+            "severity": "minor",
+        },
+        {
+            "name": "site_call_setup_success",
+            "kpi": "call_setup_success_pct",
+            "level": "site",
+            "comparator": "<",
+            "threshold": 95.0,
+            "clear_threshold": 97.0,
+            "window": "15m",
+            "for": "5m",
+            "clear_for": "10m",
+            "min_samples": 50,
+            "clear_min_samples": 5,
+            "severity": "critical",
+        },
+        {
+            "name": "element_availability",
+            "kpi": "availability_pct",
+            "level": "element",
+            "comparator": "<",
+            "threshold": 99.0,
+            "clear_threshold": 99.5,
+            "window": "20m",
+            "for": "25m",
+            "clear_for": "15m",
+            "min_samples": 3,
+            "severity": "major",
+        },
+        {
+            "name": "element_packet_loss",
+            "kpi": "loss_pct",
+            "level": "element",
+            "comparator": ">",
+            "threshold": 0.5,
+            "clear_threshold": 0.25,
+            "window": "15m",
+            "for": "5m",
+            "clear_for": "10m",
+            "min_samples": 3,
+            "severity": "major",
+        },
     ]
     if topology is not None and "technology" not in topology.attributes:
-        rules.append({"name": "element_latency_p95", "kpi": "latency_p95_ms", "level": "element",
-                      "comparator": ">", "threshold": 400.0, "clear_threshold": 300.0, "window": "30m",
-                      "for": "15m", "clear_for": "15m", "min_samples": 5, "severity": "warning"})
+        rules.append(
+            {
+                "name": "element_latency_p95",
+                "kpi": "latency_p95_ms",
+                "level": "element",
+                "comparator": ">",
+                "threshold": 400.0,
+                "clear_threshold": 300.0,
+                "window": "30m",
+                "for": "15m",
+                "clear_for": "15m",
+                "min_samples": 5,
+                "severity": "warning",
+            }
+        )
     for tech, thr in LATENCY_P95_THRESHOLDS_MS.items():
         if topology is not None and "technology" not in topology.attributes:
             break
-        rules.append({"name": f"element_latency_p95_{tech}", "kpi": "latency_p95_ms", "level": "element",
-                      "filter": {"technology": tech}, "comparator": ">", "threshold": thr,
-                      "clear_threshold": 0.75 * thr, "window": "30m", "for": "15m", "clear_for": "15m",
-                      "min_samples": 5, "severity": "warning"})
-    rules.append({"type": "slo", "name": "call_success_slo", "kpi": "call_setup_success_pct", "objective": 0.98,
-                  "period": "30d", "level": "site", "min_samples": 50, "clear_for": "30m",
-                  "windows": [dict(w, min_samples=500) if w["severity"] == "ticket" else dict(w)
-                              for w in SRE_BURN_WINDOWS]})
+        rules.append(
+            {
+                "name": f"element_latency_p95_{tech}",
+                "kpi": "latency_p95_ms",
+                "level": "element",
+                "filter": {"technology": tech},
+                "comparator": ">",
+                "threshold": thr,
+                "clear_threshold": 0.75 * thr,
+                "window": "30m",
+                "for": "15m",
+                "clear_for": "15m",
+                "min_samples": 5,
+                "severity": "warning",
+            }
+        )
+    rules.append(
+        {
+            "type": "slo",
+            "name": "call_success_slo",
+            "kpi": "call_setup_success_pct",
+            "objective": 0.98,
+            "period": "30d",
+            "level": "site",
+            "min_samples": 50,
+            "clear_for": "30m",
+            "windows": [dict(w, min_samples=500) if w["severity"] == "ticket" else dict(w) for w in SRE_BURN_WINDOWS],
+        }
+    )
     return load_rules(rules)
 
 
@@ -522,8 +716,26 @@ def default_rules(topology: Topology | None = None) -> list:
 class _Eval:
     """One evaluated lifecycle: a threshold rule, or one burn-rate window pair of an SLO."""
 
-    def __init__(self, name, kpi, severity, level, filt, service, comparator, threshold, clear_threshold,
-                 window_min, for_min, clear_for_min, min_samples, kind, n_nodes, L, burn=None):
+    def __init__(
+        self,
+        name,
+        kpi,
+        severity,
+        level,
+        filt,
+        service,
+        comparator,
+        threshold,
+        clear_threshold,
+        window_min,
+        for_min,
+        clear_for_min,
+        min_samples,
+        kind,
+        n_nodes,
+        L,
+        burn=None,
+    ):
         self.name, self.kpi, self.severity, self.level = name, kpi, severity, level
         self.filter, self.service, self.comparator = filt, service, comparator
         self.threshold, self.clear_threshold = threshold, clear_threshold
@@ -536,7 +748,7 @@ class _Eval:
         self.values = np.full((L, n_nodes), np.nan, np.float32)
         self.mask = None
         self.clear_min_samples = min_samples
-        self.fired: dict = {}         # node -> {start_ms: tick} of firing events emitted recently
+        self.fired: dict = {}  # node -> {start_ms: tick} of firing events emitted recently
 
     @property
     def reach_min(self) -> int:
@@ -550,12 +762,12 @@ class _LifeState:
         self.start = np.full(n, -1, np.int64)
         self.worst = np.full(n, np.nan)
 
-    def copy(self) -> "_LifeState":
+    def copy(self) -> _LifeState:
         c = _LifeState(0)
         c.state, c.count, c.start, c.worst = self.state.copy(), self.count.copy(), self.start.copy(), self.worst.copy()
         return c
 
-    def take(self, other: "_LifeState", nodes):
+    def take(self, other: _LifeState, nodes):
         for a in ("state", "count", "start", "worst"):
             getattr(self, a)[nodes] = getattr(other, a)[nodes]
 
@@ -596,9 +808,18 @@ class SlaMonitor:
     [('firing', 10.0)]
     """
 
-    def __init__(self, topology: Topology, rules=None, kpis=None, minute_ring: int | None = None,
-                 reeval_minutes: int = 15, pm_interval_s: float = 300.0, gap_fraction: float = 0.5,
-                 emit_cancelled: bool = False, max_ahead_ms: int = 3_600_000):
+    def __init__(
+        self,
+        topology: Topology,
+        rules=None,
+        kpis=None,
+        minute_ring: int | None = None,
+        reeval_minutes: int = 15,
+        pm_interval_s: float = 300.0,
+        gap_fraction: float = 0.5,
+        emit_cancelled: bool = False,
+        max_ahead_ms: int = 3_600_000,
+    ):
         if not isinstance(topology, Topology):
             raise TypeError(f"topology must be a telcoanalytics.topology.model.Topology, got {type(topology).__name__}")
         self.topology = topology
@@ -630,18 +851,21 @@ class SlaMonitor:
         if minute_ring is None:
             minute_ring = max(90, max_minute_win + self.reeval_minutes + 2)
         elif minute_ring < need:
-            raise ValueError(f"minute_ring={minute_ring} cannot hold the longest rule window "
-                             f"({strict_win} min) plus reeval_minutes ({self.reeval_minutes}); use >= {need}")
+            raise ValueError(
+                f"minute_ring={minute_ring} cannot hold the longest rule window "
+                f"({strict_win} min) plus reeval_minutes ({self.reeval_minutes}); use >= {need}"
+            )
         hour_ring = max(max_hours, minute_ring // 60 + 2) if hour_cols else 0
-        self.store = CounterStore(topology, int(minute_ring), pm_interval_s, hour_cols, hour_ring,
-                                  max_ahead_ms=max_ahead_ms)
+        self.store = CounterStore(
+            topology, int(minute_ring), pm_interval_s, hour_cols, hour_ring, max_ahead_ms=max_ahead_ms
+        )
         self.calc = KpiCalculator(self.store, self.kpis, gap_fraction)
         self.evals = self._expand(L)
         self.last_tick = -1
         self.first_tick = -1
         self.n_late_rows = 0
-        self._memo: dict = {}           # shared KPI evaluations within one tick / re-evaluation
-        self._scratch = (np.zeros(0, np.int64),) * 6    # see _buffers
+        self._memo: dict = {}  # shared KPI evaluations within one tick / re-evaluation
+        self._scratch = (np.zeros(0, np.int64),) * 6  # see _buffers
         self._dirty = {src: np.zeros(topology.n_elements, bool) for src in ("cdr", "equip", "qos")}
         self._dirty_lo = {src: np.iinfo(np.int64).max for src in self._dirty}
         self._dirty_hi = {src: -1 for src in self._dirty}
@@ -649,12 +873,15 @@ class SlaMonitor:
     # ---- setup -----------------------------------------------------------------------------
     def _check_level(self, r):
         if r.level not in self.topology.levels:
-            raise ValueError(f"rule {r.name!r}.level: {r.level!r} is not a topology level; levels are "
-                             f"{self.topology.levels}")
+            raise ValueError(
+                f"rule {r.name!r}.level: {r.level!r} is not a topology level; levels are {self.topology.levels}"
+            )
         for k in r.filter:
             if k not in self.topology.attributes and k not in self.topology.levels:
-                raise ValueError(f"rule {r.name!r}.filter: {k!r} is neither a topology attribute "
-                                 f"({sorted(self.topology.attributes)}) nor a level {self.topology.levels}")
+                raise ValueError(
+                    f"rule {r.name!r}.filter: {k!r} is neither a topology attribute "
+                    f"({sorted(self.topology.attributes)}) nor a level {self.topology.levels}"
+                )
 
     def _mask(self, filt: dict):
         """Elements in scope of a rule filter (None: all); retired elements are never in scope."""
@@ -678,14 +905,46 @@ class SlaMonitor:
                 ms = r.min_samples if r.min_samples is not None else self.kpis[r.kpi].min_samples
                 cms = r.clear_min_samples if r.clear_min_samples is not None else ms
                 clr = r.clear_threshold if r.clear_threshold is not None else r.threshold
-                e = _Eval(r.name, r.kpi, r.severity, r.level, r.filter, r.service, r.comparator, r.threshold, clr,
-                          r.window_min, r.for_min, r.clear_for_min, ms, "threshold", n, L)
+                e = _Eval(
+                    r.name,
+                    r.kpi,
+                    r.severity,
+                    r.level,
+                    r.filter,
+                    r.service,
+                    r.comparator,
+                    r.threshold,
+                    clr,
+                    r.window_min,
+                    r.for_min,
+                    r.clear_for_min,
+                    ms,
+                    "threshold",
+                    n,
+                    L,
+                )
                 e.clear_min_samples = cms
             else:
                 for i, (sev, f, lo, sh) in enumerate(r.windows):
-                    e = _Eval(f"{r.name}/{sev}-{_fmt_min(lo)}", r.kpi, sev, r.level, r.filter, r.service, ">=", f, f,
-                              sh, 0, r.clear_for_min, r.window_min_samples(i), "burn", n, L,
-                              burn=(r.objective, f, lo, sh))
+                    e = _Eval(
+                        f"{r.name}/{sev}-{_fmt_min(lo)}",
+                        r.kpi,
+                        sev,
+                        r.level,
+                        r.filter,
+                        r.service,
+                        ">=",
+                        f,
+                        f,
+                        sh,
+                        0,
+                        r.clear_for_min,
+                        r.window_min_samples(i),
+                        "burn",
+                        n,
+                        L,
+                        burn=(r.objective, f, lo, sh),
+                    )
                     e.mask = self._mask(r.filter)
                     out.append(e)
                 continue
@@ -744,8 +1003,10 @@ class SlaMonitor:
             raise TypeError(f"topology must be a telcoanalytics.topology.model.Topology, got {type(topology).__name__}")
         old = self.topology
         if tuple(topology.levels) != tuple(old.levels):
-            raise ValueError(f"the new topology has levels {topology.levels}, the monitor runs {old.levels}; "
-                             "rules are bound to levels, build a new SlaMonitor for another hierarchy")
+            raise ValueError(
+                f"the new topology has levels {topology.levels}, the monitor runs {old.levels}; "
+                "rules are bound to levels, build a new SlaMonitor for another hierarchy"
+            )
         maps = self._topology_maps(old, topology, changes)
         prev, self.topology = self.topology, topology
         try:
@@ -776,7 +1037,7 @@ class SlaMonitor:
                         out.append(e)
             for ls in (ev.state, ev.committed):
                 ls.state[gone], ls.count[gone], ls.start[gone], ls.worst[gone] = K.ST_INACTIVE, 0, -1, np.nan
-            ev.codes[:, gone] = K.COND_INSUFFICIENT     # a re-evaluation cannot revive them
+            ev.codes[:, gone] = K.COND_INSUFFICIENT  # a re-evaluation cannot revive them
             for node in gone.tolist():
                 ev.fired.pop(node, None)
             ev.mask = mask
@@ -814,10 +1075,26 @@ class SlaMonitor:
         value = float(ev.values[tick % max(self.reeval_minutes, 1), node])
         worst = float(ev.state.worst[node])
         what = "violation" if st == K.ST_FIRING else "pending violation"
-        summary = (f"resolved: {ev.name} ({ev.kpi}) on {ev.level} {sid} closed without recovery: {why}; "
-                   f"{what} since {int(ev.state.start[node])}, worst {worst:.4g}")
-        return SlaEvent(ev.name, ev.kpi, ev.severity, "resolved", ev.level, sid, ev.service, t,
-                        int(ev.state.start[node]), t, value, ev.threshold, worst, summary)
+        summary = (
+            f"resolved: {ev.name} ({ev.kpi}) on {ev.level} {sid} closed without recovery: {why}; "
+            f"{what} since {int(ev.state.start[node])}, worst {worst:.4g}"
+        )
+        return SlaEvent(
+            ev.name,
+            ev.kpi,
+            ev.severity,
+            "resolved",
+            ev.level,
+            sid,
+            ev.service,
+            t,
+            int(ev.state.start[node]),
+            t,
+            value,
+            ev.threshold,
+            worst,
+            summary,
+        )
 
     @staticmethod
     def _topology_maps(old: Topology, new: Topology, changes) -> dict:
@@ -825,9 +1102,11 @@ class SlaMonitor:
         maps = {}
         if changes:
             if changes[0].from_version != old.version or changes[-1].to_version != new.version:
-                raise ValueError(f"changes lead from topology version {changes[0].from_version} to "
-                                 f"{changes[-1].to_version}, but the monitor runs version {old.version} "
-                                 f"and the new topology is version {new.version}")
+                raise ValueError(
+                    f"changes lead from topology version {changes[0].from_version} to "
+                    f"{changes[-1].to_version}, but the monitor runs version {old.version} "
+                    f"and the new topology is version {new.version}"
+                )
             for lv in old.levels:
                 m = np.arange(old.n_nodes(lv), dtype=np.int64)
                 for ch in changes:
@@ -838,9 +1117,11 @@ class SlaMonitor:
         for lv in old.levels:
             n = old.n_nodes(lv)
             if new.n_nodes(lv) < n or not np.array_equal(new.ids[lv][:n], old.ids[lv]):
-                raise ValueError(f"level {lv!r}: the new topology does not keep the existing {lv} nodes at "
-                                 "their dense indices (compacted or freshly loaded?); pass the changes that "
-                                 "lead to it (Topology.reconcile gives them)")
+                raise ValueError(
+                    f"level {lv!r}: the new topology does not keep the existing {lv} nodes at "
+                    "their dense indices (compacted or freshly loaded?); pass the changes that "
+                    "lead to it (Topology.reconcile gives them)"
+                )
             maps[lv] = np.arange(n, dtype=np.int64)
         return maps
 
@@ -872,14 +1153,21 @@ class SlaMonitor:
         if ev.kind == "threshold":
             if not self._live(tick, ev.window_min):
                 return np.zeros(n, np.int8), np.full(n, np.nan)
-            v, samples, status = self._compute(ev, ev.kpi, tick, ev.window_min,
-                                               min(ev.min_samples, ev.clear_min_samples))
+            v, samples, status = self._compute(
+                ev, ev.kpi, tick, ev.window_min, min(ev.min_samples, ev.clear_min_samples)
+            )
             codes = np.empty(n, np.int8)
-            K.sla_threshold_codes(np.ascontiguousarray(v, dtype=np.float64),
-                                  np.ascontiguousarray(samples, dtype=np.float64),
-                                  np.ascontiguousarray(status, dtype=np.int8), float(ev.min_samples),
-                                  float(ev.clear_min_samples), COMPARATORS.index(ev.comparator),
-                                  float(ev.threshold), float(ev.clear_threshold), codes)
+            K.sla_threshold_codes(
+                np.ascontiguousarray(v, dtype=np.float64),
+                np.ascontiguousarray(samples, dtype=np.float64),
+                np.ascontiguousarray(status, dtype=np.int8),
+                float(ev.min_samples),
+                float(ev.clear_min_samples),
+                COMPARATORS.index(ev.comparator),
+                float(ev.threshold),
+                float(ev.clear_threshold),
+                codes,
+            )
             return codes, v
         objective, factor, lo, sh = ev.burn
         if tick - self.store.first_minute < sh:
@@ -904,14 +1192,21 @@ class SlaMonitor:
             live = [self._live(t, ev.window_min) for t in range(t_from, t_to + 1)]
             if not any(live):
                 return codes, values
-            v, samples, status = self._compute_span(ev, ev.kpi, t_from, t_to, ev.window_min, rows,
-                                                    min(ev.min_samples, ev.clear_min_samples), nodes)
+            v, samples, status = self._compute_span(
+                ev, ev.kpi, t_from, t_to, ev.window_min, rows, min(ev.min_samples, ev.clear_min_samples), nodes
+            )
             c = np.empty(n_t * n, np.int8)
-            K.sla_threshold_codes(np.ascontiguousarray(v, dtype=np.float64).ravel(),
-                                  np.ascontiguousarray(samples, dtype=np.float64).ravel(),
-                                  np.ascontiguousarray(status, dtype=np.int8).ravel(), float(ev.min_samples),
-                                  float(ev.clear_min_samples), COMPARATORS.index(ev.comparator),
-                                  float(ev.threshold), float(ev.clear_threshold), c)
+            K.sla_threshold_codes(
+                np.ascontiguousarray(v, dtype=np.float64).ravel(),
+                np.ascontiguousarray(samples, dtype=np.float64).ravel(),
+                np.ascontiguousarray(status, dtype=np.int8).ravel(),
+                float(ev.min_samples),
+                float(ev.clear_min_samples),
+                COMPARATORS.index(ev.comparator),
+                float(ev.threshold),
+                float(ev.clear_threshold),
+                c,
+            )
             live = np.array(live)
             codes[live] = c.reshape(n_t, n)[live]
             values[live] = v[live]
@@ -930,8 +1225,7 @@ class SlaMonitor:
         values[k:] = np.where(ok, burn_l, np.nan)
         return codes, values
 
-    def _compute_span(self, ev: _Eval, kpi, t_from: int, t_to: int, window_min: int, rows, min_samples: float,
-                      nodes):
+    def _compute_span(self, ev: _Eval, kpi, t_from: int, t_to: int, window_min: int, rows, min_samples: float, nodes):
         """:meth:`_compute` at every tick ``t_from..t_to`` (``(ticks, nodes)`` arrays), shared the same way."""
         share = ev.mask is not None and ev.level == self.topology.element_level
         mask = None if share else ev.mask
@@ -942,11 +1236,28 @@ class SlaMonitor:
             pos = np.minimum(np.searchsorted(rows, nodes), max(len(rows) - 1, 0))
             if len(rows) and np.array_equal(rows[pos], nodes):
                 req = rows
-        key = ("span", kpi if isinstance(kpi, str) else kpi.name, ev.level, t_from, t_to, window_min, ev.service,
-               float(min_samples), id(rows), None if mask is None else id(mask), id(req))
-        res = self._memo_get(key, lambda: self.calc.compute_span(kpi, ev.level, t_from, t_to, window_min,
-                                                                 ev.service, mask, rows, min_samples, req),
-                             rows, mask, req)
+        key = (
+            "span",
+            kpi if isinstance(kpi, str) else kpi.name,
+            ev.level,
+            t_from,
+            t_to,
+            window_min,
+            ev.service,
+            float(min_samples),
+            id(rows),
+            None if mask is None else id(mask),
+            id(req),
+        )
+        res = self._memo_get(
+            key,
+            lambda: self.calc.compute_span(
+                kpi, ev.level, t_from, t_to, window_min, ev.service, mask, rows, min_samples, req
+            ),
+            rows,
+            mask,
+            req,
+        )
         v, samples, status = res.value, res.samples, res.status
         if req is not nodes:
             v, samples, status = v[:, pos], samples[:, pos], status[:, pos]
@@ -964,9 +1275,8 @@ class SlaMonitor:
             ok = status == STATUS_OK
             err = 1.0 - v / kd.scale
         else:
-            agg = np.stack([self._hour_agg(ev, kd, tick, window_min, rows)[nodes]
-                            for tick in range(t_from, t_to + 1)])
-            ok = (agg[:, :, 1] >= max(ev.min_samples, 1e-300))
+            agg = np.stack([self._hour_agg(ev, kd, tick, window_min, rows)[nodes] for tick in range(t_from, t_to + 1)])
+            ok = agg[:, :, 1] >= max(ev.min_samples, 1e-300)
             with np.errstate(divide="ignore", invalid="ignore"):
                 err = np.where(ok, 1.0 - agg[:, :, 0] / agg[:, :, 1], np.nan)
         with np.errstate(invalid="ignore"):
@@ -985,7 +1295,7 @@ class SlaMonitor:
     def _memo_get(self, key, make, *keep):
         hit = self._memo.get(key)
         if hit is None:
-            self._memo[key] = hit = (make(),) + keep          # rows / mask kept alive: ids stay unique
+            self._memo[key] = hit = (make(),) + keep  # rows / mask kept alive: ids stay unique
         return hit[0]
 
     def _compute(self, ev: _Eval, kpi, tick: int, window_min: int, min_samples: float):
@@ -998,10 +1308,18 @@ class SlaMonitor:
         """
         share = ev.mask is not None and ev.level == self.topology.element_level
         mask = None if share else ev.mask
-        key = (kpi if isinstance(kpi, str) else kpi.name, ev.level, tick, window_min, ev.service, float(min_samples),
-               None if mask is None else id(mask))
-        res = self._memo_get(key, lambda: self.calc.compute(kpi, ev.level, tick, window_min, ev.service, mask, None,
-                                                            min_samples), mask)
+        key = (
+            kpi if isinstance(kpi, str) else kpi.name,
+            ev.level,
+            tick,
+            window_min,
+            ev.service,
+            float(min_samples),
+            None if mask is None else id(mask),
+        )
+        res = self._memo_get(
+            key, lambda: self.calc.compute(kpi, ev.level, tick, window_min, ev.service, mask, None, min_samples), mask
+        )
         v, samples, status = res.value, res.samples, res.status
         if share:
             m = ev.mask
@@ -1018,7 +1336,7 @@ class SlaMonitor:
             err = 1.0 - v / kd.scale
         else:
             agg = self._hour_agg(ev, kd, tick, window_min, None)
-            ok = (agg[:, 1] >= max(ev.min_samples, 1e-300))
+            ok = agg[:, 1] >= max(ev.min_samples, 1e-300)
             with np.errstate(divide="ignore", invalid="ignore"):
                 err = np.where(ok, 1.0 - agg[:, 0] / agg[:, 1], np.nan)
         with np.errstate(invalid="ignore"):
@@ -1027,8 +1345,16 @@ class SlaMonitor:
 
     def _hour_agg(self, ev: _Eval, kd: KpiDef, tick: int, window_min: int, rows) -> np.ndarray:
         """:meth:`_hour_window`, shared between lifecycles within a tick / re-evaluation."""
-        key = ("hour", kd.name, ev.level, tick, window_min, ev.service, None if rows is None else id(rows),
-               None if ev.mask is None else id(ev.mask))
+        key = (
+            "hour",
+            kd.name,
+            ev.level,
+            tick,
+            window_min,
+            ev.service,
+            None if rows is None else id(rows),
+            None if ev.mask is None else id(ev.mask),
+        )
         return self._memo_get(key, lambda: self._hour_window(ev, kd, tick, window_min, rows), rows, ev.mask)
 
     def _hour_window(self, ev: _Eval, kd: KpiDef, tick: int, window_min: int, rows) -> np.ndarray:
@@ -1051,41 +1377,84 @@ class SlaMonitor:
         :func:`kernels.kpi.sla_rule_step` (reused every tick instead of allocated per lifecycle)."""
         if len(self._scratch[0]) < n:
             m = max(n, 2 * len(self._scratch[0]))
-            self._scratch = (np.arange(m, dtype=np.int64), np.empty(m, np.int64), np.empty(m, np.int8),
-                             np.empty(m, np.int64), np.empty(m), np.empty(m))
+            self._scratch = (
+                np.arange(m, dtype=np.int64),
+                np.empty(m, np.int64),
+                np.empty(m, np.int8),
+                np.empty(m, np.int64),
+                np.empty(m),
+                np.empty(m),
+            )
         return self._scratch
 
     def _step(self, ev: _Eval, ls: _LifeState, nodes, codes, values, tick):
         # whole scratch buffers (at most one event per node is written): no slices per call
         _, ev_node, ev_kind, ev_start, ev_value, ev_worst = self._buffers(len(nodes))
-        k = K.sla_rule_step(nodes, codes, np.ascontiguousarray(values, dtype=np.float64), tick * MINUTE_MS,
-                            ev.for_min, ev.clear_for_min, ev.sign, ls.state, ls.count, ls.start, ls.worst,
-                            ev_node, ev_kind, ev_start, ev_value, ev_worst)
+        k = K.sla_rule_step(
+            nodes,
+            codes,
+            np.ascontiguousarray(values, dtype=np.float64),
+            tick * MINUTE_MS,
+            ev.for_min,
+            ev.clear_for_min,
+            ev.sign,
+            ls.state,
+            ls.count,
+            ls.start,
+            ls.worst,
+            ev_node,
+            ev_kind,
+            ev_start,
+            ev_value,
+            ev_worst,
+        )
         if k == 0:
             return []
-        return [(int(ev_node[i]), int(ev_kind[i]), int(ev_start[i]), float(ev_value[i]), float(ev_worst[i]))
-                for i in range(k)]
+        return [
+            (int(ev_node[i]), int(ev_kind[i]), int(ev_start[i]), float(ev_value[i]), float(ev_worst[i]))
+            for i in range(k)
+        ]
 
     def _event(self, ev: _Eval, node, kind, start, value, worst, tick, note="") -> SlaEvent:
         t = tick * MINUTE_MS
         state = EVENT_STATES[kind]
         sid = int(self.topology.ids[ev.level][node])
         if ev.kind == "burn":
-            desc = (f"{ev.kpi} error budget burning at {value:.3g}x (>= {ev.threshold:g}x over "
-                    f"{_fmt_min(ev.burn[2])} and {_fmt_min(ev.burn[3])}) on {ev.level} {sid}")
+            desc = (
+                f"{ev.kpi} error budget burning at {value:.3g}x (>= {ev.threshold:g}x over "
+                f"{_fmt_min(ev.burn[2])} and {_fmt_min(ev.burn[3])}) on {ev.level} {sid}"
+            )
         else:
-            desc = (f"{ev.kpi} {value:.4g} {ev.comparator} {ev.threshold:g} over {_fmt_min(ev.window_min)} "
-                    f"on {ev.level} {sid}")
+            desc = (
+                f"{ev.kpi} {value:.4g} {ev.comparator} {ev.threshold:g} over {_fmt_min(ev.window_min)} "
+                f"on {ev.level} {sid}"
+            )
         if state == "resolved" and ev.kind == "threshold":
-            desc = (f"{ev.kpi} {value:.4g} back on the healthy side of {ev.clear_threshold:g} over "
-                    f"{_fmt_min(ev.window_min)} on {ev.level} {sid}, worst was {worst:.4g}")
+            desc = (
+                f"{ev.kpi} {value:.4g} back on the healthy side of {ev.clear_threshold:g} over "
+                f"{_fmt_min(ev.window_min)} on {ev.level} {sid}, worst was {worst:.4g}"
+            )
         elif state == "resolved":
             desc = f"{ev.kpi} error budget burn back below {ev.threshold:g}x on {ev.level} {sid}"
         if kind == K.EV_CANCELLED:
             note = note or "pending violation ended before firing"
         summary = f"{state}: {desc}" + (f" ({note})" if note else "")
-        return SlaEvent(ev.name, ev.kpi, ev.severity, state, ev.level, sid, ev.service, t, start,
-                        t if state == "resolved" else -1, value, ev.threshold, worst, summary)
+        return SlaEvent(
+            ev.name,
+            ev.kpi,
+            ev.severity,
+            state,
+            ev.level,
+            sid,
+            ev.service,
+            t,
+            start,
+            t if state == "resolved" else -1,
+            value,
+            ev.threshold,
+            worst,
+            summary,
+        )
 
     def _emit(self, ev: _Eval, raw, tick, out: list, note=""):
         for node, kind, start, value, worst in raw:
@@ -1098,7 +1467,7 @@ class SlaMonitor:
     def _evaluate_tick(self, tick: int) -> list[SlaEvent]:
         out: list[SlaEvent] = []
         L = self.reeval_minutes
-        self.store.slide_running(tick)      # every rule window of a ring moved in one pass
+        self.store.slide_running(tick)  # every rule window of a ring moved in one pass
         for ev in self.evals:
             codes, values = self._codes(ev, tick)
             n = len(codes)
@@ -1106,13 +1475,14 @@ class SlaMonitor:
                 pos = tick % L
                 old_tick = tick - L
                 if old_tick >= self.first_tick:
-                    self._step(ev, ev.committed, self._buffers(n)[0][:n], ev.codes[pos],
-                               ev.values[pos], old_tick)
+                    self._step(ev, ev.committed, self._buffers(n)[0][:n], ev.codes[pos], ev.values[pos], old_tick)
                 if pos == 0 and ev.fired:
                     for node in list(ev.fired):
-                        keep = {st: t for st, t in ev.fired[node].items()
-                                if t > old_tick or (ev.state.state[node] != K.ST_INACTIVE
-                                                    and st == ev.state.start[node])}
+                        keep = {
+                            st: t
+                            for st, t in ev.fired[node].items()
+                            if t > old_tick or (ev.state.state[node] != K.ST_INACTIVE and st == ev.state.start[node])
+                        }
                         if keep:
                             ev.fired[node] = keep
                         else:
@@ -1127,8 +1497,9 @@ class SlaMonitor:
         out: list[SlaEvent] = []
         L = self.reeval_minutes
         T = self.last_tick
-        dirty_by_src = {src: (np.flatnonzero(a), self._dirty_lo[src], self._dirty_hi[src])
-                        for src, a in self._dirty.items()}
+        dirty_by_src = {
+            src: (np.flatnonzero(a), self._dirty_lo[src], self._dirty_hi[src]) for src, a in self._dirty.items()
+        }
         for src in self._dirty:
             self._dirty[src][:] = False
             self._dirty_lo[src], self._dirty_hi[src] = np.iinfo(np.int64).max, -1
@@ -1139,11 +1510,12 @@ class SlaMonitor:
         # (counters, window, rows): each tick's window moved from the previous one's
         plan = self._reevaluation_plan(dirty_by_src, base, T)
         union: dict = {}
-        for ev, nodes, rows, t_from, t_to in plan:
+        for ev, _nodes, rows, _t_from, _t_to in plan:
             g = "cdr" if self.kpis[ev.kpi].source == "cdr" else "elem"
             union.setdefault(g, []).append(rows)
-        self.calc.begin_series(base, T, self._rule_counters(),
-                               {g: np.unique(np.concatenate(v)) for g, v in union.items()})
+        self.calc.begin_series(
+            base, T, self._rule_counters(), {g: np.unique(np.concatenate(v)) for g, v in union.items()}
+        )
         try:
             self._reevaluate_span(out, plan, base, T, L)
         finally:
@@ -1155,13 +1527,16 @@ class SlaMonitor:
         out: dict = {}
         for ev in self.evals:
             kd = self.kpis[ev.kpi]
-            if kd.source in self.calc.gap_sources:      # activity (collection gaps) from the prefix too
+            if kd.source in self.calc.gap_sources:  # activity (collection gaps) from the prefix too
                 act = ACTIVITY_COUNTER[kd.source]
                 out.setdefault(COUNTERS[act].group, {})[(act, "")] = None
             if kd.kind == "quantile":
                 continue
-            names = (["latency_sum", "latency_n", "jitter_sum", "jitter_n", "loss_sum", "loss_n"]
-                     if kd.kind == "mos" else list(kd.numerator) + list(kd.denominator))
+            names = (
+                ["latency_sum", "latency_n", "jitter_sum", "jitter_n", "loss_sum", "loss_n"]
+                if kd.kind == "mos"
+                else list(kd.numerator) + list(kd.denominator)
+            )
             svc = ev.service or kd.service
             for c in names + [kd.samples_counter]:
                 g = COUNTERS[c].group
@@ -1189,16 +1564,16 @@ class SlaMonitor:
                 continue
             nkey = (self.kpis[ev.kpi].source, ev.level, None if ev.mask is None else id(ev.mask))
             nodes = nodes_memo.get(nkey)
-            if nodes is None:   # one array per (source, level, mask): evaluations shared by id
+            if nodes is None:  # one array per (source, level, mask): evaluations shared by id
                 nodes = nodes_memo[nkey] = np.unique(e2l[d]).astype(np.int64)
             if ev.level == self.topology.element_level:
-                rows = dirty        # the same array for every rule of this source: shared evaluations
-            else:               # one rows array per (source, level, mask): shared series and memos
+                rows = dirty  # the same array for every rule of this source: shared evaluations
+            else:  # one rows array per (source, level, mask): shared series and memos
                 rkey = (self.kpis[ev.kpi].source, ev.level, None if ev.mask is None else id(ev.mask))
                 hit = rows_memo.get(rkey)
                 if hit is None:
                     member = np.zeros(self.topology.n_nodes(ev.level), bool)
-                    member[nodes] = True            # as np.isin(e2l, nodes), without a sort per call
+                    member[nodes] = True  # as np.isin(e2l, nodes), without a sort per call
                     sel = member[e2l]
                     if ev.mask is not None:
                         sel &= ev.mask
@@ -1269,17 +1644,37 @@ class SlaMonitor:
                 # never before the firing it ends was emitted (consumers order updates by time)
                 t_res = max(res[-1][1] if res else T, ev.fired.get(node, {}).get(int(ev.state.start[node]), -1))
                 v = res[-1][0][3] if res else float(ev.values[T % self.reeval_minutes, node])
-                self._emit(ev, [(node, K.EV_RESOLVED, int(ev.state.start[node]), v, float(ev.state.worst[node]))],
-                           t_res, out, note)
+                self._emit(
+                    ev,
+                    [(node, K.EV_RESOLVED, int(ev.state.start[node]), v, float(ev.state.worst[node]))],
+                    t_res,
+                    out,
+                    note,
+                )
             elif old == K.ST_PENDING and new == K.ST_INACTIVE:
-                self._emit(ev, [(node, K.EV_CANCELLED, int(ev.state.start[node]),
-                                 float(ev.values[T % self.reeval_minutes, node]), float(ev.state.worst[node]))],
-                           T, out, note)
+                self._emit(
+                    ev,
+                    [
+                        (
+                            node,
+                            K.EV_CANCELLED,
+                            int(ev.state.start[node]),
+                            float(ev.values[T % self.reeval_minutes, node]),
+                            float(ev.state.worst[node]),
+                        )
+                    ],
+                    T,
+                    out,
+                    note,
+                )
             if new != K.ST_INACTIVE:
                 start = int(tmp.start[node])
                 for r, t in evs:
-                    if r[2] == start and r[1] in (K.EV_PENDING, K.EV_FIRING) and not (
-                            old == K.ST_PENDING and r[1] == K.EV_PENDING):
+                    if (
+                        r[2] == start
+                        and r[1] in (K.EV_PENDING, K.EV_FIRING)
+                        and not (old == K.ST_PENDING and r[1] == K.EV_PENDING)
+                    ):
                         self._emit(ev, [r], t, out, note)
 
     def advance(self, watermark_ms: int) -> list[SlaEvent]:
@@ -1385,8 +1780,17 @@ class SlaMonitor:
             seg[~m] = -1
         agg = np.zeros((self.topology.n_nodes(rule.level), 2))
         K.kpi_segment_sum(np.ascontiguousarray(np.column_stack([good, total])), seg, agg)
-        out = np.zeros(len(agg), dtype=[("node_id", "i8"), ("good", "f8"), ("total", "f8"), ("error_ratio", "f8"),
-                                          ("budget_used", "f8"), ("budget_remaining", "f8")])
+        out = np.zeros(
+            len(agg),
+            dtype=[
+                ("node_id", "i8"),
+                ("good", "f8"),
+                ("total", "f8"),
+                ("error_ratio", "f8"),
+                ("budget_used", "f8"),
+                ("budget_remaining", "f8"),
+            ],
+        )
         out["node_id"] = self.topology.ids[rule.level]
         out["good"], out["total"] = agg[:, 0], agg[:, 1]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -1407,12 +1811,18 @@ class SlaMonitor:
     def to_state(self) -> dict:
         """Checkpoint: numpy arrays and plain scalars/strings only."""
         d = {f"store.{k}": v for k, v in self.store.to_state().items()}
-        d.update({"rules": json.dumps([r.to_dict() for r in self.rules]),
-                  "kpis": json.dumps([k.to_dict() for k in self.user_kpis]),
-                  "reeval_minutes": self.reeval_minutes, "gap_fraction": self.calc.gap_fraction,
-                  "emit_cancelled": int(self.emit_cancelled), "last_tick": self.last_tick,
-                  "first_tick": self.first_tick, "n_late_rows": self.n_late_rows,
-                  })
+        d.update(
+            {
+                "rules": json.dumps([r.to_dict() for r in self.rules]),
+                "kpis": json.dumps([k.to_dict() for k in self.user_kpis]),
+                "reeval_minutes": self.reeval_minutes,
+                "gap_fraction": self.calc.gap_fraction,
+                "emit_cancelled": int(self.emit_cancelled),
+                "last_tick": self.last_tick,
+                "first_tick": self.first_tick,
+                "n_late_rows": self.n_late_rows,
+            }
+        )
         for src in self._dirty:
             d[f"dirty.{src}"] = self._dirty[src].copy()
             d[f"dirty_lo.{src}"] = int(self._dirty_lo[src])
@@ -1422,14 +1832,15 @@ class SlaMonitor:
                 ls = getattr(ev, which)
                 for a in ("state", "count", "start", "worst"):
                     d[f"eval{i}.{which}.{a}"] = getattr(ls, a).copy()
-            d[f"eval{i}.fired"] = np.array([(n, st, t) for n, f in ev.fired.items() for st, t in f.items()],
-                                           np.int64).reshape(-1, 3)
+            d[f"eval{i}.fired"] = np.array(
+                [(n, st, t) for n, f in ev.fired.items() for st, t in f.items()], np.int64
+            ).reshape(-1, 3)
             d[f"eval{i}.codes"] = ev.codes.copy()
             d[f"eval{i}.values"] = ev.values.copy()
         return d
 
     @classmethod
-    def from_state(cls, d: dict) -> "SlaMonitor":
+    def from_state(cls, d: dict) -> SlaMonitor:
         """Restore a monitor written by :meth:`to_state`."""
         store = CounterStore.from_state({k[6:]: v for k, v in d.items() if k.startswith("store.")})
         rules = json.loads(d["rules"])
@@ -1439,8 +1850,17 @@ class SlaMonitor:
             for k in ("min_samples", "clear_min_samples"):
                 if r.get(k) is None:
                     r.pop(k, None)
-        m = cls(store.topology, rules, json.loads(d["kpis"]), store.minute_ring, int(d["reeval_minutes"]),
-                store.pm_interval_s, float(d["gap_fraction"]), bool(d["emit_cancelled"]), store.max_ahead_ms)
+        m = cls(
+            store.topology,
+            rules,
+            json.loads(d["kpis"]),
+            store.minute_ring,
+            int(d["reeval_minutes"]),
+            store.pm_interval_s,
+            float(d["gap_fraction"]),
+            bool(d["emit_cancelled"]),
+            store.max_ahead_ms,
+        )
         m.store = store
         m.calc = KpiCalculator(store, m.kpis, float(d["gap_fraction"]))
         m.last_tick, m.first_tick = int(d["last_tick"]), int(d["first_tick"])
@@ -1479,6 +1899,17 @@ def _fmt_min(m: int) -> str:
     return f"{m}m"
 
 
-__all__ = ["SlaEvent", "SlaRule", "SloRule", "SlaMonitor", "load_rules", "default_rules", "parse_duration_s",
-           "LATENCY_P95_THRESHOLDS_MS",
-           "SRE_BURN_WINDOWS", "SEVERITIES", "COMPARATORS", "STATUS_NAMES"]
+__all__ = [
+    "SlaEvent",
+    "SlaRule",
+    "SloRule",
+    "SlaMonitor",
+    "load_rules",
+    "default_rules",
+    "parse_duration_s",
+    "LATENCY_P95_THRESHOLDS_MS",
+    "SRE_BURN_WINDOWS",
+    "SEVERITIES",
+    "COMPARATORS",
+    "STATUS_NAMES",
+]

@@ -9,6 +9,7 @@ and ``M`` the scenario demand multiplier (1 outside scenarios). Utilisation is `
 demand above capacity is blocked (congestion causes in the CDRs). CDR attempt rates, throughput,
 utilisation, latency and flows all derive from this one ``x``, so they move together.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,12 +22,21 @@ HOUR_MS = 3_600_000
 # hours and fall quiet at weekends; "residential" cells peak in the evening and stay busy at
 # weekends. Every element mixes business and residential (see ``business_share``).
 PROFILES = {
-    "mixed": ((0.05, ((0.55, 10.5, 2.0), (0.50, 14.5, 2.3), (0.75, 19.8, 2.1))),
-              (0.05, ((0.40, 12.5, 2.8), (0.80, 20.3, 2.4))), 0.85),
-    "business": ((0.04, ((0.90, 11.0, 2.3), (0.80, 15.0, 2.0), (0.30, 19.5, 2.0))),
-                 (0.04, ((0.35, 13.0, 3.0), (0.20, 20.0, 2.5))), 0.40),
-    "residential": ((0.06, ((0.35, 8.0, 1.5), (0.35, 13.0, 3.0), (0.90, 20.5, 2.0))),
-                    (0.06, ((0.50, 12.0, 3.0), (0.95, 20.5, 2.5))), 1.00),
+    "mixed": (
+        (0.05, ((0.55, 10.5, 2.0), (0.50, 14.5, 2.3), (0.75, 19.8, 2.1))),
+        (0.05, ((0.40, 12.5, 2.8), (0.80, 20.3, 2.4))),
+        0.85,
+    ),
+    "business": (
+        (0.04, ((0.90, 11.0, 2.3), (0.80, 15.0, 2.0), (0.30, 19.5, 2.0))),
+        (0.04, ((0.35, 13.0, 3.0), (0.20, 20.0, 2.5))),
+        0.40,
+    ),
+    "residential": (
+        (0.06, ((0.35, 8.0, 1.5), (0.35, 13.0, 3.0), (0.90, 20.5, 2.0))),
+        (0.06, ((0.50, 12.0, 3.0), (0.95, 20.5, 2.5))),
+        1.00,
+    ),
 }
 # backwards-compatible names of the mixed curve
 WEEKDAY, WEEKEND, WEEKEND_PEAK = PROFILES["mixed"]
@@ -36,14 +46,15 @@ def _bumps(hour: np.ndarray, spec) -> np.ndarray:
     base, comps = spec
     out = np.full(hour.shape, base, dtype=np.float64)
     for amp, mu, sd in comps:
-        d = (hour - mu + 12.0) % 24.0 - 12.0                       # circular distance in hours
+        d = (hour - mu + 12.0) % 24.0 - 12.0  # circular distance in hours
         out += amp * np.exp(-0.5 * (d / sd) ** 2)
     return out
 
 
 _GRID = np.arange(0.0, 24.0, 1.0 / 60.0)
-_NORM = {k: (float(_bumps(_GRID, wd).max()), float(_bumps(_GRID, we).max()) / peak)
-         for k, (wd, we, peak) in PROFILES.items()}
+_NORM = {
+    k: (float(_bumps(_GRID, wd).max()), float(_bumps(_GRID, we).max()) / peak) for k, (wd, we, peak) in PROFILES.items()
+}
 
 
 def diurnal_profile(t_ms, utc_offset_h: float = 0.0, kind: str = "mixed") -> np.ndarray:
@@ -85,7 +96,7 @@ def diurnal_profile(t_ms, utc_offset_h: float = 0.0, kind: str = "mixed") -> np.
     n_wd, n_we = _NORM[kind]
     t = np.asarray(t_ms, dtype=np.float64) + utc_offset_h * HOUR_MS
     hour = (t / HOUR_MS) % 24.0
-    dow = (np.floor(t / DAY_MS) + 3) % 7                           # Monday = 0
+    dow = (np.floor(t / DAY_MS) + 3) % 7  # Monday = 0
     return np.where(dow >= 5, _bumps(hour, we) / n_we, _bumps(hour, wd) / n_wd)
 
 

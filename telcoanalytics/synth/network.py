@@ -49,43 +49,75 @@ collection_gap  region        equip    ""                no equipment metrics fr
 
 ``day.scenarios`` holds the details (all affected element ids, plateau times, parameters).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Iterator
 
 import numpy as np
 
 from telcoanalytics.records import ELEMENT_FIELD, SOURCES, TIME_FIELD
 from telcoanalytics.synth.load import DAY_MS, ar1_lognoise, business_share, busy_hour_util, day_factors, diurnal_profile
 from telcoanalytics.synth.scenarios import NATURAL_LOAD_CAP, Scenario, inject
-from telcoanalytics.synth.sources import (CLASS_METRICS, cdr_rows, cell_capacity_mbps, equip_rows, flow_rows, mix63,
-                            qos_rows, transport_load)
-from telcoanalytics.synth.stream import (CORRUPT_KINDS, ORIGIN_CLEAN, ORIGIN_CORRUPTED, ORIGIN_DUPLICATE, SOURCE_CORRUPTIONS,
-                           SourceStream, arrival_edges, build_streams, iter_source, write_dataset)
+from telcoanalytics.synth.sources import (
+    CLASS_METRICS,
+    cdr_rows,
+    cell_capacity_mbps,
+    equip_rows,
+    flow_rows,
+    mix63,
+    qos_rows,
+    transport_load,
+)
+from telcoanalytics.synth.stream import (
+    CORRUPT_KINDS,
+    ORIGIN_CLEAN,
+    ORIGIN_CORRUPTED,
+    ORIGIN_DUPLICATE,
+    SOURCE_CORRUPTIONS,
+    SourceStream,
+    arrival_edges,
+    build_streams,
+    iter_source,
+    write_dataset,
+)
 from telcoanalytics.synth.topology import SMALL, build_topology
 from telcoanalytics.topology.model import Topology
 
-__all__ = ["LABEL_DTYPE", "SynthConfig", "SynthDay", "generate", "read_labels", "CLASS_METRICS",
-           "CORRUPT_KINDS", "SOURCE_CORRUPTIONS", "ORIGIN_CLEAN", "ORIGIN_DUPLICATE", "ORIGIN_CORRUPTED",
-           "diurnal_profile"]
+__all__ = [
+    "LABEL_DTYPE",
+    "SynthConfig",
+    "SynthDay",
+    "generate",
+    "read_labels",
+    "CLASS_METRICS",
+    "CORRUPT_KINDS",
+    "SOURCE_CORRUPTIONS",
+    "ORIGIN_CLEAN",
+    "ORIGIN_DUPLICATE",
+    "ORIGIN_CORRUPTED",
+    "diurnal_profile",
+]
 
-LABEL_DTYPE = np.dtype([
-    ("scenario", "U16"),     # congestion | failure | degradation | crowd | collection_gap
-    ("scope_level", "U8"),   # element | site | region
-    ("scope_id", "i8"),      # external id at scope_level
-    ("element_id", "i8"),    # the element, -1 if the scope is not one element
-    ("source", "U8"),        # cdr | equip | flow | qos | all
-    ("metric", "U24"),       # field or METRICS name affected, "" if many
-    ("start_ms", "i8"),
-    ("end_ms", "i8"),
-])
+LABEL_DTYPE = np.dtype(
+    [
+        ("scenario", "U16"),  # congestion | failure | degradation | crowd | collection_gap
+        ("scope_level", "U8"),  # element | site | region
+        ("scope_id", "i8"),  # external id at scope_level
+        ("element_id", "i8"),  # the element, -1 if the scope is not one element
+        ("source", "U8"),  # cdr | equip | flow | qos | all
+        ("metric", "U24"),  # field or METRICS name affected, "" if many
+        ("start_ms", "i8"),
+        ("end_ms", "i8"),
+    ]
+)
 
 DEFAULT_SCENARIOS = {"congestion": 6, "failure": 6, "degradation": 4, "crowd": 2, "collection_gap": 2}
-AUTO_SCENARIO_SITES = 120                # radio sites from which the automatic counts are full
-DEFAULT_START_MS = 1_772_409_600_000     # Monday 2026-03-02 00:00 UTC
-SANE_START_MS = 946_684_800_000          # 2000-01-01: ingest treats earlier times as corrupt
+AUTO_SCENARIO_SITES = 120  # radio sites from which the automatic counts are full
+DEFAULT_START_MS = 1_772_409_600_000  # Monday 2026-03-02 00:00 UTC
+SANE_START_MS = 946_684_800_000  # 2000-01-01: ingest treats earlier times as corrupt
 
 
 @dataclass(frozen=True)
@@ -168,28 +200,41 @@ class SynthConfig:
         def need(ok: bool, name: str, expected: str):
             if not ok:
                 raise ValueError(f"SynthConfig.{name} must be {expected}, got {getattr(self, name)!r}")
+
         def is_int(v, lo):
             return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= lo
+
         for name in ("n_elements", "cells_per_site", "pm_interval_ms", "env_interval_ms", "max_late_ms"):
             need(is_int(getattr(self, name), 1), name, "a positive integer")
         need(self.n_regions is None or is_int(self.n_regions, 1), "n_regions", "None or a positive integer")
         for name in ("n_congestion", "n_failure", "n_degradation", "n_crowd", "n_collection_gap"):
-            need(getattr(self, name) is None or is_int(getattr(self, name), 0), name,
-                 "None or a non-negative integer")
+            need(getattr(self, name) is None or is_int(getattr(self, name), 0), name, "None or a non-negative integer")
         need(is_int(self.csv_unparseable, 0), "csv_unparseable", "a non-negative integer")
         need(self.days > 0 and math.isfinite(self.days), "days", "a positive number of days")
         need(self.scale > 0 and math.isfinite(self.scale), "scale", "a positive number")
-        need(self.cdr_per_cell_day >= 0 and math.isfinite(self.cdr_per_cell_day), "cdr_per_cell_day",
-             "a non-negative number")
-        need(int(self.start_ms) == self.start_ms and self.start_ms >= SANE_START_MS, "start_ms",
-             f"an integer ms UTC time >= {SANE_START_MS} (2000-01-01)")
-        need(self.env_interval_ms % self.pm_interval_ms == 0, "env_interval_ms",
-             f"a multiple of pm_interval_ms={self.pm_interval_ms}")
+        need(
+            self.cdr_per_cell_day >= 0 and math.isfinite(self.cdr_per_cell_day),
+            "cdr_per_cell_day",
+            "a non-negative number",
+        )
+        need(
+            int(self.start_ms) == self.start_ms and self.start_ms >= SANE_START_MS,
+            "start_ms",
+            f"an integer ms UTC time >= {SANE_START_MS} (2000-01-01)",
+        )
+        need(
+            self.env_interval_ms % self.pm_interval_ms == 0,
+            "env_interval_ms",
+            f"a multiple of pm_interval_ms={self.pm_interval_ms}",
+        )
         need(self.max_late_ms > 60_000, "max_late_ms", "more than 60000 (one minute)")
         for name in ("p_out_of_order", "p_late", "p_very_late", "p_duplicate", "p_corrupt"):
             need(0.0 <= getattr(self, name) < 1.0, name, "a probability in [0, 1)")
-        need(self.p_out_of_order + self.p_late + self.p_very_late < 1.0, "p_out_of_order",
-             "such that p_out_of_order + p_late + p_very_late < 1")
+        need(
+            self.p_out_of_order + self.p_late + self.p_very_late < 1.0,
+            "p_out_of_order",
+            "such that p_out_of_order + p_late + p_very_late < 1",
+        )
         need(self.cdr_arrival in ("end", "start"), "cdr_arrival", "'end' or 'start'")
 
     @property
@@ -388,10 +433,12 @@ class SynthDay:
     def labels_document(self) -> dict:
         """JSON-ready dict: labels, scenario details, stats, config and span."""
         return {
-            "start_ms": self.start_ms, "end_ms": self.end_ms,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
             "config": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in asdict(self.config).items()},
             "labels": [{f: row[f].item() for f in LABEL_DTYPE.names} for row in self.labels],
-            "scenarios": self.scenarios, "stats": self.stats,
+            "scenarios": self.scenarios,
+            "stats": self.stats,
         }
 
 
@@ -404,6 +451,7 @@ def read_labels(path) -> np.ndarray:
         If the file has no ``labels`` list.
     """
     import json
+
     with open(path) as fh:
         doc = json.load(fh)
     if not isinstance(doc, dict) or not isinstance(doc.get("labels"), list):
@@ -428,16 +476,26 @@ def _labels(scenarios: list[Scenario], topo) -> tuple[np.ndarray, list[dict]]:
         else:
             eid = int(table["element_id"][e])
             level, sid = "element", eid
-            source, metric = {("congestion", ""): ("equip", "prb_util_pct"),
-                              ("failure", "silent"): ("all", ""),
-                              ("failure", "errors"): ("equip", "error_count"),
-                              ("degradation", ""): ("qos", "latency_ms")}[(sc.kind, sc.mode)]
+            source, metric = {
+                ("congestion", ""): ("equip", "prb_util_pct"),
+                ("failure", "silent"): ("all", ""),
+                ("failure", "errors"): ("equip", "error_count"),
+                ("degradation", ""): ("qos", "latency_ms"),
+            }[(sc.kind, sc.mode)]
         out[i] = (sc.kind, level, sid, eid, source, metric, sc.start_ms, sc.end_ms)
-        details.append({"scenario": sc.kind, "mode": sc.mode, "scope_level": level, "scope_id": sid,
-                        "start_ms": int(sc.start_ms), "end_ms": int(sc.end_ms),
-                        "element_ids": [int(v) for v in table["element_id"][sc.elements]],
-                        **{k: int(v) for k, v in sc.phases.items()},
-                        "params": {k: float(v) for k, v in sc.params.items()}})
+        details.append(
+            {
+                "scenario": sc.kind,
+                "mode": sc.mode,
+                "scope_level": level,
+                "scope_id": sid,
+                "start_ms": int(sc.start_ms),
+                "end_ms": int(sc.end_ms),
+                "element_ids": [int(v) for v in table["element_id"][sc.elements]],
+                **{k: int(v) for k, v in sc.phases.items()},
+                "params": {k: float(v) for k, v in sc.params.items()},
+            }
+        )
     order = np.argsort(out["start_ms"], kind="stable")
     return out[order], [details[i] for i in order]
 
@@ -472,7 +530,8 @@ def generate(config: SynthConfig | None = None, **overrides) -> SynthDay:
         cfg = SynthConfig(**{**asdict(cfg), **overrides})
     ss = np.random.SeedSequence(int(cfg.seed))
     r_topo, r_load, r_scen, r_cap, r_equip, r_flow, r_qos, r_cdr, r_stream = (
-        np.random.default_rng(s) for s in ss.spawn(9))
+        np.random.default_rng(s) for s in ss.spawn(9)
+    )
     topo = build_topology(cfg.n_elements_scaled, cfg.regions, cfg.cells_per_site, r_topo)
     n_e, n_t, dt = topo.n, cfg.n_intervals, int(cfg.pm_interval_ms)
     times = cfg.start_ms + np.arange(n_t, dtype=np.int64) * dt
@@ -484,8 +543,9 @@ def generate(config: SynthConfig | None = None, **overrides) -> SynthDay:
     dayf = day_factors(len(topo.region_ids), n_days, r_load)
     day_idx = np.minimum((times - cfg.start_ms) // DAY_MS, n_days - 1)
     bshare = business_share(topo.urban, r_load)
-    shape = (diurnal_profile(times + dt // 2, cfg.utc_offset_h, "business")[:, None] * bshare[None, :]
-             + diurnal_profile(times + dt // 2, cfg.utc_offset_h, "residential")[:, None] * (1.0 - bshare[None, :]))
+    shape = diurnal_profile(times + dt // 2, cfg.utc_offset_h, "business")[:, None] * bshare[None, :] + diurnal_profile(
+        times + dt // 2, cfg.utc_offset_h, "residential"
+    )[:, None] * (1.0 - bshare[None, :])
     x_base = (ub[None, :] * shape * dayf[topo.region][:, day_idx].T).astype(np.float32)
     del shape
     x_base *= np.exp(ar1_lognoise(n_t, n_e, 0.85, 0.10, r_load))
@@ -496,17 +556,16 @@ def generate(config: SynthConfig | None = None, **overrides) -> SynthDay:
     scenarios, eff = inject(counts, topo, times, dt, x_base, profile, weight, r_scen)
     x_cell = x_base.astype(np.float64) * eff.demand * eff.present
     cap = cell_capacity_mbps(topo, r_cap)
-    thr_cell = np.where(is_cell[None, :], cap[None, :] * np.minimum(x_cell, 1.0)
-                        * r_cap.uniform(0.88, 0.98, x_cell.shape), 0.0)
+    thr_cell = np.where(
+        is_cell[None, :], cap[None, :] * np.minimum(x_cell, 1.0) * r_cap.uniform(0.88, 0.98, x_cell.shape), 0.0
+    )
     thr, x_tr = transport_load(topo, thr_cell, r_cap)
     x = np.where(is_cell[None, :], x_cell, x_tr)
     region_temp = r_equip.uniform(6.0, 24.0, len(topo.region_ids))
     id_salt = int(r_cdr.integers(0, 1 << 40))
     arrays = {
-        "cdr": cdr_rows(topo, times, dt, x_cell, eff, weight, cfg.cdr_per_cell_day, cfg.days, x_base,
-                        id_salt, r_cdr),
-        "equip": equip_rows(topo, times, x, thr, eff, cfg.env_interval_ms // dt, dt / 1000.0, region_temp,
-                            r_equip),
+        "cdr": cdr_rows(topo, times, dt, x_cell, eff, weight, cfg.cdr_per_cell_day, cfg.days, x_base, id_salt, r_cdr),
+        "equip": equip_rows(topo, times, x, thr, eff, cfg.env_interval_ms // dt, dt / 1000.0, region_temp, r_equip),
         "flow": flow_rows(topo, times, thr, eff, dt / 1000.0, r_flow),
         "qos": qos_rows(topo, times, x, eff, r_qos),
     }

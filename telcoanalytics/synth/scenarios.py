@@ -19,6 +19,7 @@ grids that the source generators read:
 ``collection_gap``  a region's PM collector delivers no equipment metrics for 20-90 min; the
                     network itself is fine (CDRs, flows and QoS continue).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,8 +30,8 @@ from telcoanalytics.synth.topology import SWITCH, SynthTopology
 
 MIN_MS = 60_000
 SCENARIOS = ("congestion", "failure", "degradation", "crowd", "collection_gap")
-NATURAL_LOAD_CAP = 0.93      # undisturbed demand stays below capacity: congestion only when injected
-CROWD_LOAD_CAP = 0.85        # a crowd surge is capped below capacity (it is not a fault)
+NATURAL_LOAD_CAP = 0.93  # undisturbed demand stays below capacity: congestion only when injected
+CROWD_LOAD_CAP = 0.85  # a crowd surge is capped below capacity (it is not a fault)
 
 
 @dataclass
@@ -38,41 +39,41 @@ class Scenario:
     """One injected scenario (dense indices inside the generator, ms times on the PM grid)."""
 
     kind: str
-    mode: str                       # failure: "silent" | "errors"; "" otherwise
-    elements: np.ndarray            # dense indices of the elements whose behaviour changes
+    mode: str  # failure: "silent" | "errors"; "" otherwise
+    elements: np.ndarray  # dense indices of the elements whose behaviour changes
     start_ms: int
     end_ms: int
-    phases: dict = field(default_factory=dict)   # name -> ms (e.g. plateau_start_ms)
-    params: dict = field(default_factory=dict)   # numbers that define the effect
-    site: int = -1                  # dense site (crowd venue), -1 if n/a
-    region: int = -1                # dense region (collection gap), -1 if n/a
+    phases: dict = field(default_factory=dict)  # name -> ms (e.g. plateau_start_ms)
+    params: dict = field(default_factory=dict)  # numbers that define the effect
+    site: int = -1  # dense site (crowd venue), -1 if n/a
+    region: int = -1  # dense region (collection gap), -1 if n/a
 
 
 @dataclass
 class Effects:
     """Per-(interval, element) effect grids, shape ``(n_t, n_elements)``."""
 
-    demand: np.ndarray      # float32 demand multiplier M (>= 0)
-    present: np.ndarray     # bool: element produces records (False while silent)
-    gap: np.ndarray         # bool: equipment metrics not collected
-    err_mult: np.ndarray    # float32 multiplier of the error counter
-    unavail_p: np.ndarray   # float32 probability of unavailable seconds in the interval
-    fail_p: np.ndarray      # float32 extra share of call attempts failing (causes 27/38/41/102)
-    loss_add: np.ndarray    # float32 additive packet loss (percent)
-    lat_mult: np.ndarray    # float32 latency multiplier
+    demand: np.ndarray  # float32 demand multiplier M (>= 0)
+    present: np.ndarray  # bool: element produces records (False while silent)
+    gap: np.ndarray  # bool: equipment metrics not collected
+    err_mult: np.ndarray  # float32 multiplier of the error counter
+    unavail_p: np.ndarray  # float32 probability of unavailable seconds in the interval
+    fail_p: np.ndarray  # float32 extra share of call attempts failing (causes 27/38/41/102)
+    loss_add: np.ndarray  # float32 additive packet loss (percent)
+    lat_mult: np.ndarray  # float32 latency multiplier
 
     @classmethod
-    def neutral(cls, n_t: int, n_e: int) -> "Effects":
+    def neutral(cls, n_t: int, n_e: int) -> Effects:
         f = lambda v: np.full((n_t, n_e), v, dtype=np.float32)  # noqa: E731
-        return cls(f(1.0), np.ones((n_t, n_e), bool), np.zeros((n_t, n_e), bool), f(1.0), f(0.0),
-                   f(0.0), f(0.0), f(1.0))
+        return cls(
+            f(1.0), np.ones((n_t, n_e), bool), np.zeros((n_t, n_e), bool), f(1.0), f(0.0), f(0.0), f(0.0), f(1.0)
+        )
 
 
 class _Placer:
     """Chooses non-overlapping elements/sites and seeded start intervals."""
 
-    def __init__(self, topo: SynthTopology, n_t: int, dt_ms: int, rng: np.random.Generator,
-                 profile: np.ndarray):
+    def __init__(self, topo: SynthTopology, n_t: int, dt_ms: int, rng: np.random.Generator, profile: np.ndarray):
         self.topo, self.n_t, self.dt, self.rng, self.profile = topo, n_t, dt_ms, rng, profile
         self.used_sites: set[int] = set()
         self.blocked_regions: set[int] = set()
@@ -108,8 +109,10 @@ class _Placer:
             ok &= t.urban
         cand = np.flatnonzero(ok)
         if len(cand) == 0:
-            raise ValueError(f"no free element left for a {what} scenario; use more n_elements or "
-                             "fewer scenarios (n_congestion, n_failure, ...)")
+            raise ValueError(
+                f"no free element left for a {what} scenario; use more n_elements or "
+                "fewer scenarios (n_congestion, n_failure, ...)"
+            )
         e = int(cand[self.rng.integers(len(cand))])
         self.used_sites.add(int(t.site[e]))
         return e
@@ -121,8 +124,16 @@ def _ramp(n_t: int, knots_k: list[float], values: list[float]) -> np.ndarray:
     return np.interp(mid, knots_k, values, left=0.0, right=0.0)
 
 
-def inject(counts: dict, topo: SynthTopology, times_ms: np.ndarray, dt_ms: int, x_base: np.ndarray,
-           profile: np.ndarray, weight: np.ndarray, rng: np.random.Generator) -> tuple[list[Scenario], Effects]:
+def inject(
+    counts: dict,
+    topo: SynthTopology,
+    times_ms: np.ndarray,
+    dt_ms: int,
+    x_base: np.ndarray,
+    profile: np.ndarray,
+    weight: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[list[Scenario], Effects]:
     """Place ``counts[kind]`` scenarios of each kind and build their effect grids.
 
     Parameters
@@ -155,20 +166,23 @@ def inject(counts: dict, topo: SynthTopology, times_ms: np.ndarray, dt_ms: int, 
     out: list[Scenario] = []
     t0 = int(times_ms[0]) if n_t else 0
 
-    def ms(k: float) -> int:          # label times are clipped to the span (spans shorter than a scenario)
+    def ms(k: float) -> int:  # label times are clipped to the span (spans shorter than a scenario)
         return t0 + min(int(round(k)), n_t) * dt_ms
 
     # Collection gaps first: their regions are kept free of other scenarios when possible.
     n_reg = len(topo.region_ids)
     n_gap = int(counts.get("collection_gap", 0))
-    gap_regions = rng.permutation(n_reg)[: n_gap] if n_gap <= n_reg else rng.integers(0, n_reg, n_gap)
+    gap_regions = rng.permutation(n_reg)[:n_gap] if n_gap <= n_reg else rng.integers(0, n_reg, n_gap)
     for r in gap_regions:
         (d,) = pl.fit([pl.k(rng.uniform(20, 90))])
         k0 = pl.start(d)
         members = np.flatnonzero(topo.region == r)
-        eff.gap[k0:k0 + d, members] = True
-        out.append(Scenario("collection_gap", "", members, ms(k0), ms(k0 + d), region=int(r),
-                            params={"n_elements": len(members)}))
+        eff.gap[k0 : k0 + d, members] = True
+        out.append(
+            Scenario(
+                "collection_gap", "", members, ms(k0), ms(k0 + d), region=int(r), params={"n_elements": len(members)}
+            )
+        )
     if len(set(gap_regions.tolist())) < n_reg:
         pl.blocked_regions = set(int(r) for r in gap_regions)
 
@@ -188,17 +202,28 @@ def inject(counts: dict, topo: SynthTopology, times_ms: np.ndarray, dt_ms: int, 
         pl.used_sites.update(int(s) for s in near)
         members = np.flatnonzero(is_cell & np.isin(topo.site, near))
         up, plat, down = pl.fit([pl.k(60), pl.k(rng.uniform(90, 180)), pl.k(30)])
-        k0 = pl.start(up + plat + down, n_candidates=4, focus=up + plat // 2)   # events favour busy hours
+        k0 = pl.start(up + plat + down, n_candidates=4, focus=up + plat // 2)  # events favour busy hours
         m_peak = rng.uniform(1.8, 3.0)
         f = _ramp(n_t, [k0, k0 + up, k0 + up + plat, k0 + up + plat + down], [0, 1, 1, 0])
         xb = x_base[:, members]
         mult = np.maximum(1.0, np.minimum(1.0 + (m_peak - 1.0) * f[:, None], CROWD_LOAD_CAP / xb))
         eff.demand[:, members] *= mult.astype(np.float32)
-        out.append(Scenario("crowd", "", members, ms(k0), ms(k0 + up + plat + down),
-                            phases={"plateau_start_ms": ms(k0 + up), "plateau_end_ms": ms(k0 + up + plat)},
-                            params={"demand_peak": m_peak, "n_sites": len(near),
-                                    "max_distance_km": float(np.sort(dist_km)[len(near) - 1])},
-                            site=int(topo.site[venue_e])))
+        out.append(
+            Scenario(
+                "crowd",
+                "",
+                members,
+                ms(k0),
+                ms(k0 + up + plat + down),
+                phases={"plateau_start_ms": ms(k0 + up), "plateau_end_ms": ms(k0 + up + plat)},
+                params={
+                    "demand_peak": m_peak,
+                    "n_sites": len(near),
+                    "max_distance_km": float(np.sort(dist_km)[len(near) - 1]),
+                },
+                site=int(topo.site[venue_e]),
+            )
+        )
 
     for _ in range(int(counts.get("congestion", 0))):
         e = pl.pick(busy_cell, "congestion", prefer_urban=True)
@@ -209,9 +234,17 @@ def inject(counts: dict, topo: SynthTopology, times_ms: np.ndarray, dt_ms: int, 
         target = x_peak * np.exp(0.03 * rng.standard_normal(n_t))
         xb = x_base[:, e].astype(np.float64)
         eff.demand[:, e] *= ((1.0 - f) + f * target / xb).astype(np.float32)
-        out.append(Scenario("congestion", "", np.array([e]), ms(k0), ms(k0 + up + plat + down),
-                            phases={"plateau_start_ms": ms(k0 + up), "plateau_end_ms": ms(k0 + up + plat)},
-                            params={"load_peak": x_peak}))
+        out.append(
+            Scenario(
+                "congestion",
+                "",
+                np.array([e]),
+                ms(k0),
+                ms(k0 + up + plat + down),
+                phases={"plateau_start_ms": ms(k0 + up), "plateau_end_ms": ms(k0 + up + plat)},
+                params={"load_peak": x_peak},
+            )
+        )
 
     for _ in range(int(counts.get("failure", 0))):
         silent = rng.random() < 0.5
@@ -239,8 +272,9 @@ def inject(counts: dict, topo: SynthTopology, times_ms: np.ndarray, dt_ms: int, 
             if is_cell[e]:
                 eff.fail_p[sl, e] += fp
             params = {"error_mult": em, "fail_share": fp if is_cell[e] else 0.0, "loss_add_pct": la}
-        out.append(Scenario("failure", "silent" if silent else "errors", np.array([e]), ms(k0), ms(k0 + d),
-                            params=params))
+        out.append(
+            Scenario("failure", "silent" if silent else "errors", np.array([e]), ms(k0), ms(k0 + d), params=params)
+        )
 
     for _ in range(int(counts.get("degradation", 0))):
         e = pl.pick(is_cell | (cls == SWITCH), "degradation")
@@ -250,6 +284,5 @@ def inject(counts: dict, topo: SynthTopology, times_ms: np.ndarray, dt_ms: int, 
         f = _ramp(n_t, [k0, k0 + d - 1e-9, k0 + d], [0, 1, 0])
         eff.lat_mult[:, e] *= (1.0 + (factor - 1.0) * f).astype(np.float32)
         eff.loss_add[:, e] += (0.5 * f).astype(np.float32)
-        out.append(Scenario("degradation", "", np.array([e]), ms(k0), ms(k0 + d),
-                            params={"latency_factor": factor}))
+        out.append(Scenario("degradation", "", np.array([e]), ms(k0), ms(k0 + d), params={"latency_factor": factor}))
     return out, eff

@@ -3,12 +3,23 @@
 All four derive from the same load ratio ``x[t, e]`` (see :mod:`telcoanalytics.synth.load`) and
 the scenario effect grids (see :mod:`telcoanalytics.synth.scenarios`), fully vectorised.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from telcoanalytics.records import (CDR_DTYPE, EQUIP_DTYPE, FLOW_DTYPE, METRIC_CODE, METRICS, NO_TIME_MS, QOS_DTYPE,
-                      SERVICE_CODE, SERVICES, TECHNOLOGIES)
+from telcoanalytics.records import (
+    CDR_DTYPE,
+    EQUIP_DTYPE,
+    FLOW_DTYPE,
+    METRIC_CODE,
+    METRICS,
+    NO_TIME_MS,
+    QOS_DTYPE,
+    SERVICE_CODE,
+    SERVICES,
+    TECHNOLOGIES,
+)
 from telcoanalytics.synth.scenarios import Effects
 from telcoanalytics.synth.topology import CORE, MACRO, PGW, SMALL, SWITCH, SynthTopology
 
@@ -17,8 +28,7 @@ CLASS_METRICS: dict[int, tuple[str, ...]] = {
     MACRO: ("prb_util_pct", "throughput_mbps", "unavailable_s", "error_count", "temperature_c"),
     SMALL: ("prb_util_pct", "throughput_mbps", "unavailable_s", "error_count", "temperature_c"),
     SWITCH: ("cpu_util_pct", "prb_util_pct", "throughput_mbps", "error_count", "temperature_c"),
-    CORE: ("cpu_util_pct", "prb_util_pct", "throughput_mbps", "unavailable_s", "error_count",
-           "temperature_c"),
+    CORE: ("cpu_util_pct", "prb_util_pct", "throughput_mbps", "unavailable_s", "error_count", "temperature_c"),
     PGW: ("cpu_util_pct", "throughput_mbps", "unavailable_s", "error_count", "temperature_c"),
 }
 # Metrics reported at the slower environment cadence (``env_interval_ms``) instead of every PM interval.
@@ -30,24 +40,33 @@ CAUSES_NORMAL = ((16, 31), (0.975, 0.025))
 CAUSES_USER = ((17, 18, 19, 21), (0.30, 0.20, 0.40, 0.10))
 CAUSES_CONGESTION = ((34, 42), (0.65, 0.35))
 CAUSES_FAILURE = ((27, 38, 41, 102), (0.15, 0.30, 0.35, 0.20))
-CAUSES_DROP = ((41, 38, 102), (0.6, 0.3, 0.1))   # answered calls cut by the network (radio link loss)
-P_DROP = 0.004           # answered voice/video calls dropped on a healthy cell
-P_MOBILE = 0.2           # attempts by subscribers homed elsewhere (mobility)
-P_USER = 0.12            # voice/video attempts ending busy / no answer / rejected
+CAUSES_DROP = ((41, 38, 102), (0.6, 0.3, 0.1))  # answered calls cut by the network (radio link loss)
+P_DROP = 0.004  # answered voice/video calls dropped on a healthy cell
+P_MOBILE = 0.2  # attempts by subscribers homed elsewhere (mobility)
+P_USER = 0.12  # voice/video attempts ending busy / no answer / rejected
 P_CONGESTION_BASE = 0.002
 P_FAILURE_BASE = 0.005
-BLOCK_KNEE = 0.97        # load ratio above which excess demand is blocked
+BLOCK_KNEE = 0.97  # load ratio above which excess demand is blocked
 # Release delay after the attempt for unanswered calls, per cause: (low, high) ms, uniform.
-RELEASE_MS = {17: (1000, 3000), 18: (8000, 15000), 19: (20000, 45000), 21: (2000, 10000),
-              34: (200, 2000), 42: (200, 2000), 27: (300, 5000), 38: (300, 5000), 41: (300, 5000),
-              102: (10000, 30000)}
+RELEASE_MS = {
+    17: (1000, 3000),
+    18: (8000, 15000),
+    19: (20000, 45000),
+    21: (2000, 10000),
+    34: (200, 2000),
+    42: (200, 2000),
+    27: (300, 5000),
+    38: (300, 5000),
+    41: (300, 5000),
+    102: (10000, 30000),
+}
 # Cell capacity by technology (Mbit/s, macro sector); small cells carry half.
 CAPACITY_MBPS = {"2g": 0.2, "3g": 21.0, "4g": 150.0, "5g": 700.0, "ip": 0.0}
 BASE_LATENCY_MS = {"2g": 180.0, "3g": 70.0, "4g": 28.0, "5g": 12.0}
 TRANSPORT_LATENCY_MS = {SWITCH: 1.5, CORE: 0.8, PGW: 3.0}
 
 _M63 = np.uint64((1 << 63) - 1)
-_C1 = np.uint64(0x3F58476D1CE4E5B9)   # odd multipliers of splitmix64, masked to 63 bits below
+_C1 = np.uint64(0x3F58476D1CE4E5B9)  # odd multipliers of splitmix64, masked to 63 bits below
 _C2 = np.uint64(0x14D049BB133111EB)
 
 
@@ -57,7 +76,7 @@ def mix63(x) -> np.ndarray:
     Distinct inputs below 2**63 give distinct outputs, so ``mix63(salt + arange(n))`` yields
     unique pseudo-random ids.
     """
-    with np.errstate(over="ignore"):           # multiplication wraps mod 2**64 by design
+    with np.errstate(over="ignore"):  # multiplication wraps mod 2**64 by design
         z = np.asarray(x).astype(np.uint64) & _M63
         z = z ^ (z >> np.uint64(31))
         z = (z * _C1) & _M63
@@ -88,11 +107,11 @@ def transport_load(topo: SynthTopology, thr_cells: np.ndarray, rng: np.random.Ge
     thr = thr_cells.astype(np.float64, copy=True)
     cls = topo.table["equipment_class"]
     for children_cls in ((MACRO, SMALL), (SWITCH,), (CORE,)):
-        ch = np.flatnonzero(np.isin(cls, children_cls))     # never empty: every region has all levels
+        ch = np.flatnonzero(np.isin(cls, children_cls))  # never empty: every region has all levels
         up = topo.uplink[ch]
         uniq, inv = np.unique(up, return_inverse=True)
         agg = np.zeros((n_t, len(uniq)))
-        for j in range(len(uniq)):           # few parents (switches/cores), many children each
+        for j in range(len(uniq)):  # few parents (switches/cores), many children each
             agg[:, j] = thr[:, ch[inv == j]].sum(axis=1)
         thr[:, uniq] = agg
     transport = ~np.isin(cls, (MACRO, SMALL))
@@ -103,8 +122,17 @@ def transport_load(topo: SynthTopology, thr_cells: np.ndarray, rng: np.random.Ge
     return thr, x
 
 
-def equip_rows(topo, times_ms, x, thr, eff: Effects, env_every: int, interval_s: float,
-               region_temp_c: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def equip_rows(
+    topo,
+    times_ms,
+    x,
+    thr,
+    eff: Effects,
+    env_every: int,
+    interval_s: float,
+    region_temp_c: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Equipment metric rows (EQUIP_DTYPE) sorted by (ts_ms, element, metric)."""
     n_t, n_e = x.shape
     cls = topo.table["equipment_class"]
@@ -126,14 +154,14 @@ def equip_rows(topo, times_ms, x, thr, eff: Effects, env_every: int, interval_s:
     ambient = region_temp_c[topo.region][None, :] + 4.0 * np.cos((hour[:, None] - 15.0) * np.pi / 12.0)
     offset = np.where(is_cell, 12.0, 22.0) + rng.normal(0, 2.0, n_e)
     grids[METRIC_CODE["temperature_c"]] = np.round(
-        ambient + offset[None, :] + 12.0 * u + rng.normal(0, 0.4, u.shape), 1)
+        ambient + offset[None, :] + 12.0 * u + rng.normal(0, 0.4, u.shape), 1
+    )
     has = np.zeros((n_e, len(METRICS)), bool)
     for c, names in CLASS_METRICS.items():
         has[np.ix_(cls == c, [METRIC_CODE[m] for m in names])] = True
     slow = np.array([m in SLOW_METRICS for m in METRICS])
     on_env = (np.arange(n_t) % env_every) == 0
-    mask = (has[None, :, :] & (eff.present & ~eff.gap)[:, :, None]
-            & (~slow[None, None, :] | on_env[:, None, None]))
+    mask = has[None, :, :] & (eff.present & ~eff.gap)[:, :, None] & (~slow[None, None, :] | on_env[:, None, None])
     out = np.empty(int(mask.sum()), dtype=EQUIP_DTYPE)
     shape = mask.shape
     out["ts_ms"] = np.broadcast_to(times_ms[:, None, None], shape)[mask]
@@ -163,13 +191,11 @@ def qos_rows(topo, times_ms, x, eff: Effects, rng: np.random.Generator) -> np.nd
         base[cls == c] = v
     base = base * rng.lognormal(0.0, 0.25, n_e)
     u = np.minimum(x, 0.985)
-    lat = (base[None, :] * (1.0 + 0.15 * u / (1.0 - u)) * eff.lat_mult
-           * rng.lognormal(0.0, 0.08, u.shape))
+    lat = base[None, :] * (1.0 + 0.15 * u / (1.0 - u)) * eff.lat_mult * rng.lognormal(0.0, 0.08, u.shape)
     jit = 0.12 * lat * rng.lognormal(0.0, 0.3, u.shape)
-    loss = (0.02 * rng.lognormal(0.0, 0.5, u.shape) + 100.0 * np.maximum(u - 0.85, 0.0) ** 2
-            + eff.loss_add)
+    loss = 0.02 * rng.lognormal(0.0, 0.5, u.shape) + 100.0 * np.maximum(u - 0.85, 0.0) ** 2 + eff.loss_add
     loss = np.clip(loss, 0.0, 100.0)
-    d = lat + 2.0 * jit + 10.0                                        # one-way mouth-to-ear delay
+    d = lat + 2.0 * jit + 10.0  # one-way mouth-to-ear delay
     i_d = 0.024 * d + 0.11 * (d - 177.3) * (d > 177.3)
     i_e = 95.0 * loss / (loss + 4.3)
     r = np.clip(93.2 - i_d - i_e, 0.0, 100.0)
@@ -205,8 +231,19 @@ def flow_rows(topo, times_ms, thr, eff: Effects, interval_s: float, rng: np.rand
     return out
 
 
-def cdr_rows(topo, times_ms, dt_ms, x, eff: Effects, weight, per_cell_day: float, days: float,
-             x_base, id_salt: int, rng: np.random.Generator) -> np.ndarray:
+def cdr_rows(
+    topo,
+    times_ms,
+    dt_ms,
+    x,
+    eff: Effects,
+    weight,
+    per_cell_day: float,
+    days: float,
+    x_base,
+    id_salt: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Call detail records (CDR_DTYPE) sorted by ``start_ms``.
 
     Parameters
@@ -242,7 +279,7 @@ def cdr_rows(topo, times_ms, dt_ms, x, eff: Effects, weight, per_cell_day: float
     order = np.argsort(start, kind="stable")
     start, flat = start[order], flat[order]
     del order
-    k, e = flat // n_e, flat % n_e
+    _k, e = flat // n_e, flat % n_e
     xc = x.ravel()[flat]
     fail_p = eff.fail_p.ravel()[flat]
     del flat
@@ -274,8 +311,7 @@ def cdr_rows(topo, times_ms, dt_ms, x, eff: Effects, weight, per_cell_day: float
     lo, hi = lo[cause], hi[cause]
     release = lo + (hi - lo) * rng.random(n)
     answer = np.where(answered, start + np.round(setup).astype(np.int64), NO_TIME_MS)
-    end = np.where(answered, answer + np.round(hold_ms).astype(np.int64),
-                   start + np.round(release).astype(np.int64))
+    end = np.where(answered, answer + np.round(hold_ms).astype(np.int64), start + np.round(release).astype(np.int64))
     # a cell going silent cuts the calls in progress on it (released within 5 s, cause 38)
     gone = eff.present[:-1] & ~eff.present[1:]
     for k_off, e_off in zip(*np.nonzero(gone)):
@@ -283,7 +319,7 @@ def cdr_rows(topo, times_ms, dt_ms, x, eff: Effects, weight, per_cell_day: float
         cut = (e == e_off) & (start < t_off) & (end > t_off)
         end[cut] = t_off + rng.integers(0, 5_000, int(cut.sum()))
         cause[cut] = 38
-        lost = cut & answered & (answer >= end)            # would have been answered after the cut
+        lost = cut & answered & (answer >= end)  # would have been answered after the cut
         answer[lost] = NO_TIME_MS
         answered &= ~lost
         hold_ms[cut & answered] = (end - answer)[cut & answered]
@@ -299,8 +335,9 @@ def cdr_rows(topo, times_ms, dt_ms, x, eff: Effects, weight, per_cell_day: float
     cells = np.flatnonzero(is_cell)
     n_sub = max(1000, 40 * n_cells)
     w = weight[cells] / weight[cells].sum()
-    home = np.concatenate([cells, cells[rng.choice(len(cells), n_sub - len(cells), p=w)]]) \
-        if n_sub > len(cells) else cells
+    home = (
+        np.concatenate([cells, cells[rng.choice(len(cells), n_sub - len(cells), p=w)]]) if n_sub > len(cells) else cells
+    )
     home = np.sort(home)
     n_sub = len(home)
     cnt = np.bincount(home, minlength=n_e)

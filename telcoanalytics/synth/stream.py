@@ -20,6 +20,7 @@ arriving 1 s - 5 min after the original) and corrupted copies of clean rows of e
 ``n_arrived == n_clean + n_duplicates + n_corrupted``, and the clean rows that arrive are exactly
 the ground-truth arrays.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,21 +34,36 @@ from telcoanalytics.synth.sources import mix63
 
 # Corruption kinds are named after the quarantine reason a validator should give them
 # (telcoanalytics.ingest.quarantine.REASONS); each corrupted row has exactly one problem.
-CORRUPT_KINDS: tuple[str, ...] = ("non_finite", "time_out_of_range", "end_before_start", "answer_outside_call",
-                                  "bad_cause", "out_of_domain", "negative_counter", "unknown_element")
+CORRUPT_KINDS: tuple[str, ...] = (
+    "non_finite",
+    "time_out_of_range",
+    "end_before_start",
+    "answer_outside_call",
+    "bad_cause",
+    "out_of_domain",
+    "negative_counter",
+    "unknown_element",
+)
 SOURCE_CORRUPTIONS: dict[str, tuple[str, ...]] = {
-    "cdr": ("time_out_of_range", "end_before_start", "answer_outside_call", "bad_cause", "out_of_domain",
-            "negative_counter", "unknown_element"),
+    "cdr": (
+        "time_out_of_range",
+        "end_before_start",
+        "answer_outside_call",
+        "bad_cause",
+        "out_of_domain",
+        "negative_counter",
+        "unknown_element",
+    ),
     "equip": ("non_finite", "time_out_of_range", "out_of_domain", "negative_counter", "unknown_element"),
     "flow": ("time_out_of_range", "negative_counter", "unknown_element"),
     "qos": ("non_finite", "time_out_of_range", "out_of_domain", "unknown_element"),
 }
 ORIGIN_CLEAN = 0
 ORIGIN_DUPLICATE = 1
-ORIGIN_CORRUPTED = 2            # origin code of kind CORRUPT_KINDS[i] is ORIGIN_CORRUPTED + i
+ORIGIN_CORRUPTED = 2  # origin code of kind CORRUPT_KINDS[i] is ORIGIN_CORRUPTED + i
 UNKNOWN_ELEMENT_BASE = 9_000_000_000_000
-TIME_TOO_EARLY_MS = 86_400_000          # 1970-01-02
-TIME_TOO_LATE_MS = 7_258_118_400_000    # 2200-01-01
+TIME_TOO_EARLY_MS = 86_400_000  # 1970-01-02
+TIME_TOO_LATE_MS = 7_258_118_400_000  # 2200-01-01
 UNPARSEABLE_TOKENS = ("n/a", "#VALUE!", "1.2.3", "abc", "12;5", "0x1G", "--")
 
 
@@ -55,11 +71,11 @@ UNPARSEABLE_TOKENS = ("n/a", "#VALUE!", "1.2.3", "abc", "12;5", "0x1G", "--")
 class SourceStream:
     """Arrival data of one source: clean rows by arrival plus the extra (duplicate/corrupt) rows."""
 
-    clean_arrival_sorted: np.ndarray   # int64, arrival times of the clean rows, ascending
-    clean_order: np.ndarray            # int64, clean row index of each entry above
-    extra: np.ndarray                  # canonical dtype, sorted by arrival
-    extra_arrival: np.ndarray          # int64 ascending
-    extra_origin: np.ndarray           # int8 origin code per extra row
+    clean_arrival_sorted: np.ndarray  # int64, arrival times of the clean rows, ascending
+    clean_order: np.ndarray  # int64, clean row index of each entry above
+    extra: np.ndarray  # canonical dtype, sorted by arrival
+    extra_arrival: np.ndarray  # int64 ascending
+    extra_origin: np.ndarray  # int8 origin code per extra row
 
 
 def _delays(n: int, cfg, rng: np.random.Generator):
@@ -100,8 +116,11 @@ def _corrupt(source: str, rows: np.ndarray, kinds: list, rng) -> None:
             f = "value" if source == "equip" else ("latency_ms", "jitter_ms", "loss_pct")[rng.integers(3)]
             rows[f][i] = (np.nan, np.inf, -np.inf)[rng.integers(3)]
         elif k == "time_out_of_range":
-            new_t = TIME_TOO_EARLY_MS * int(rng.integers(1, 1000)) if rng.random() < 0.5 \
+            new_t = (
+                TIME_TOO_EARLY_MS * int(rng.integers(1, 1000))
+                if rng.random() < 0.5
                 else TIME_TOO_LATE_MS + int(rng.integers(0, 10**10))
+            )
             delta = new_t - int(rows[tf][i])
             rows[tf][i] = new_t
             if source == "cdr":
@@ -146,8 +165,19 @@ def build_streams(arrays: dict, cfg, id_salt: int, rng: np.random.Generator):
     (dict source -> SourceStream, stats dict)
     """
     streams: dict[str, SourceStream] = {}
-    stats: dict = {k: {} for k in ("n", "n_arrived", "n_duplicates", "n_corrupted", "n_on_time",
-                                   "n_out_of_order", "n_late", "n_very_late")}
+    stats: dict = {
+        k: {}
+        for k in (
+            "n",
+            "n_arrived",
+            "n_duplicates",
+            "n_corrupted",
+            "n_on_time",
+            "n_out_of_order",
+            "n_late",
+            "n_very_late",
+        )
+    }
     for source in SOURCES:
         a = arrays[source]
         n = len(a)
@@ -192,12 +222,15 @@ def build_streams(arrays: dict, cfg, id_salt: int, rng: np.random.Generator):
             for j, kind in enumerate(allowed):
                 sel = kind_of == j
                 pool = _corrupt_pool(source, a, kind)
-                idx[sel] = rng.integers(0, n, int(sel.sum())) if pool is None \
+                idx[sel] = (
+                    rng.integers(0, n, int(sel.sum()))
+                    if pool is None
                     else pool[rng.integers(0, len(pool), int(sel.sum()))]
+                )
             o = np.argsort(idx, kind="stable")
             idx, kind_of = idx[o], kind_of[o]
             rows = a[idx].copy()
-            if source == "cdr":   # fresh record ids, distinct from every clean id (mix63 is bijective)
+            if source == "cdr":  # fresh record ids, distinct from every clean id (mix63 is bijective)
                 rows["record_id"] = mix63(np.uint64(id_salt) + np.uint64(n) + np.arange(n_cor, dtype=np.uint64))
             _corrupt(source, rows, [allowed[j] for j in kind_of], rng)
             extras.append(rows)
@@ -209,13 +242,11 @@ def build_streams(arrays: dict, cfg, id_salt: int, rng: np.random.Generator):
         e_org = np.concatenate(ext_org) if ext_org else np.empty(0, np.int8)
         eo = np.argsort(e_arr, kind="stable")
         streams[source] = SourceStream(arrival_sorted, order, extra[eo], e_arr[eo], e_org[eo])
-        kind_counts = np.bincount(e_org[e_org >= ORIGIN_CORRUPTED] - ORIGIN_CORRUPTED,
-                                  minlength=len(CORRUPT_KINDS))
+        kind_counts = np.bincount(e_org[e_org >= ORIGIN_CORRUPTED] - ORIGIN_CORRUPTED, minlength=len(CORRUPT_KINDS))
         stats["n"][source] = int(n)
         stats["n_arrived"][source] = int(n + len(extra))
         stats["n_duplicates"][source] = int(n_dup)
-        stats["n_corrupted"][source] = {k: int(kind_counts[CORRUPT_KINDS.index(k)])
-                                        for k in SOURCE_CORRUPTIONS[source]}
+        stats["n_corrupted"][source] = {k: int(kind_counts[CORRUPT_KINDS.index(k)]) for k in SOURCE_CORRUPTIONS[source]}
         counts = np.bincount(cat, minlength=4)
         stats["n_on_time"][source] = int(counts[0])
         stats["n_out_of_order"][source] = int(counts[1])
@@ -266,13 +297,16 @@ def _require_pyarrow():
         import pyarrow.csv  # noqa: F401
         import pyarrow.parquet  # noqa: F401
     except ImportError as exc:  # pragma: no cover - pyarrow is installed in the test env
-        raise ImportError("writing Parquet needs pyarrow; install it with `pip install telcoanalytics[io]` "
-                          "(or `pip install pyarrow`), or write CSV with fmt='csv'") from exc
+        raise ImportError(
+            "writing Parquet needs pyarrow; install it with `pip install telcoanalytics[io]` "
+            "(or `pip install pyarrow`), or write CSV with fmt='csv'"
+        ) from exc
     return pyarrow
 
 
 def _table(rows: np.ndarray):
     import pyarrow as pa
+
     return pa.table({f: np.ascontiguousarray(rows[f]) for f in rows.dtype.names})
 
 
@@ -282,8 +316,12 @@ def _csv_text(rows: np.ndarray) -> str:
     for f in rows.dtype.names:
         v = rows[f]
         if v.dtype.kind == "f":
-            cols.append([repr(float(x)) if np.isfinite(x) else ("nan" if np.isnan(x) else ("inf" if x > 0 else "-inf"))
-                         for x in v])
+            cols.append(
+                [
+                    repr(float(x)) if np.isfinite(x) else ("nan" if np.isnan(x) else ("inf" if x > 0 else "-inf"))
+                    for x in v
+                ]
+            )
         else:
             cols.append([str(int(x)) for x in v])
     return "".join(",".join(r) + "\n" for r in zip(*cols)) if len(rows) else ""
@@ -313,7 +351,7 @@ def write_dataset(day, path, fmt: str = "parquet", raw: bool = True, chunk_ms: i
             chunks = (rows for _, rows in iter_source(clean, st, arrival_edges({source: st}, chunk_ms)))
         else:
             step = 1_000_000
-            chunks = (clean[i:i + step] for i in range(0, max(len(clean), 1), step))
+            chunks = (clean[i : i + step] for i in range(0, max(len(clean), 1), step))
         if fmt == "parquet":
             writer = pq.ParquetWriter(str(fname), _table(clean[:0]).schema)
             try:
@@ -355,6 +393,7 @@ def _write_csv_rows(fh, rows: np.ndarray) -> None:
         fh.write(_csv_text(rows))
         return
     import io
+
     buf = io.BytesIO()
     pacsv.write_csv(_table(rows), buf, write_options=pacsv.WriteOptions(include_header=False))
     fh.write(buf.getvalue().decode("ascii"))

@@ -8,6 +8,7 @@ aggregation switch per ~25 radio sites (each on its own hub site), and one core 
 core routers and a packet gateway. Macro sites carry up to three sector cells, small-cell sites
 one cell. Traffic flows cell -> aggregation switch -> core router -> packet gateway.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -89,8 +90,10 @@ def build_topology(n_elements: int, n_regions: int, cells_per_site: int, rng: np
     if cells_per_site < 1:
         raise ValueError(f"cells_per_site must be >= 1, got {cells_per_site}")
     if n_elements < MIN_ELEMENTS_PER_REGION * n_regions:
-        raise ValueError(f"n_elements={n_elements} is too small for n_regions={n_regions}; "
-                         f"use n_elements >= {MIN_ELEMENTS_PER_REGION * n_regions} or fewer regions")
+        raise ValueError(
+            f"n_elements={n_elements} is too small for n_regions={n_regions}; "
+            f"use n_elements >= {MIN_ELEMENTS_PER_REGION * n_regions} or fewer regions"
+        )
     # Region sizes: uneven populations, each region >= the minimum.
     w = rng.lognormal(0.0, 0.45, n_regions)
     spare = n_elements - MIN_ELEMENTS_PER_REGION * n_regions
@@ -117,7 +120,7 @@ def build_topology(n_elements: int, n_regions: int, cells_per_site: int, rng: np
         sizes[-1] -= int(sizes.sum() - n_cells)
         n_sites = len(sizes)
         urban_site = rng.random(n_sites) < 0.55
-        spread = np.where(urban_site, 0.04, 0.45)                      # degrees (~4 km vs ~45 km)
+        spread = np.where(urban_site, 0.04, 0.45)  # degrees (~4 km vs ~45 km)
         s_lat = centre_lat[r] + rng.normal(0.0, 1.0, n_sites) * spread
         s_lon = centre_lon[r] + rng.normal(0.0, 1.0, n_sites) * spread * 1.5
         # Switches aggregate geographic strips of sites (sorted by longitude).
@@ -143,8 +146,7 @@ def build_topology(n_elements: int, n_regions: int, cells_per_site: int, rng: np
         site_local = np.concatenate([cell_site, n_sites + np.arange(n_switch), [n_sites + n_switch] * 3])
         t["site_id"] = sid[site_local]
         t["equipment_class"] = np.concatenate([cls, np.full(n_switch, SWITCH), [CORE, CORE, PGW]])
-        t["vendor"] = np.concatenate([vend, rng.integers(0, len(VENDORS), n_switch),
-                                      rng.integers(0, len(VENDORS), 3)])
+        t["vendor"] = np.concatenate([vend, rng.integers(0, len(VENDORS), n_switch), rng.integers(0, len(VENDORS), 3)])
         t["technology"] = np.concatenate([tech, np.full(n_switch + 3, TECH["ip"])])
         # Sector antennas share their site's coordinates.
         t["lat"] = np.concatenate([s_lat[cell_site], sw_lat, [core_lat] * 3])
@@ -157,13 +159,18 @@ def build_topology(n_elements: int, n_regions: int, cells_per_site: int, rng: np
         core0 = first_sw + n_switch
         up = np.empty(n_r, dtype=np.int64)
         up[:n_cells] = first_sw + sw_of_site[cell_site]
-        up[n_cells:n_cells + n_switch] = core0 + (np.arange(n_switch) % 2)
-        up[n_cells + n_switch: n_cells + n_switch + 2] = core0 + 2
+        up[n_cells : n_cells + n_switch] = core0 + (np.arange(n_switch) % 2)
+        up[n_cells + n_switch : n_cells + n_switch + 2] = core0 + 2
         up[-1] = -1
         uplink_l.append(up)
         offset += n_r
         site_offset += local_sites
     return SynthTopology(
-        table=np.concatenate(rows), region=np.concatenate(region_l), site=np.concatenate(site_l),
-        urban=np.concatenate(urban_l), uplink=np.concatenate(uplink_l),
-        region_ids=np.arange(1, n_regions + 1, dtype=np.int64), site_ids=np.concatenate(site_ids))
+        table=np.concatenate(rows),
+        region=np.concatenate(region_l),
+        site=np.concatenate(site_l),
+        urban=np.concatenate(urban_l),
+        uplink=np.concatenate(uplink_l),
+        region_ids=np.arange(1, n_regions + 1, dtype=np.int64),
+        site_ids=np.concatenate(site_ids),
+    )

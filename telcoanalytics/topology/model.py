@@ -23,6 +23,7 @@ data stay attributable, but routing (:meth:`Topology.partition`) sends its rows 
 slice, where the ingest layer quarantines them with a reason. Only :meth:`Topology.compact`
 removes retired rows; its maps hold -1 for them.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernels.partition import (compose_parent, partition_by_map_into, partition_scatter,
-                               segment_count, segment_max, segment_min, segment_sum)
-
+from kernels.partition import (
+    compose_parent,
+    partition_by_map_into,
+    partition_scatter,
+    segment_count,
+    segment_max,
+    segment_min,
+    segment_sum,
+)
 from telcoanalytics.records import TOPOLOGY_DTYPE
 
 ROLLUP_HOWS = ("sum", "count", "min", "max", "mean")
@@ -69,8 +76,7 @@ def _clean_attribute(name: str, a, n: int) -> np.ndarray:
     if arr.ndim != 1:
         raise ValueError(f"attribute {name!r} must be one-dimensional, got shape {arr.shape}")
     if len(arr) != n:
-        raise ValueError(f"attribute {name!r} has {len(arr)} values for {n} elements; "
-                         "give one value per element")
+        raise ValueError(f"attribute {name!r} has {len(arr)} values for {n} elements; give one value per element")
     if arr.dtype.kind == "O":
         arr = arr.astype(str)
     return np.ascontiguousarray(arr)
@@ -142,9 +148,14 @@ class TopologyChange:
 
     def to_record(self) -> dict:
         """The change as a JSON-serialisable dict (the change-log row)."""
-        return {"version": int(self.to_version), "kind": self.kind, "level": self.level,
-                "ids": [int(x) for x in self.ids], "parent_ids": [int(x) for x in self.parent_ids],
-                "old_parent_ids": [int(x) for x in self.old_parent_ids]}
+        return {
+            "version": int(self.to_version),
+            "kind": self.kind,
+            "level": self.level,
+            "ids": [int(x) for x in self.ids],
+            "parent_ids": [int(x) for x in self.parent_ids],
+            "old_parent_ids": [int(x) for x in self.old_parent_ids],
+        }
 
 
 def remap_rows(state_array, old_to_new, n_new: int, fill=0) -> np.ndarray:
@@ -179,15 +190,18 @@ def remap_rows(state_array, old_to_new, n_new: int, fill=0) -> np.ndarray:
     state = np.asarray(state_array)
     o2n = _as_i8("old_to_new", old_to_new)
     if state.ndim == 0 or state.shape[0] != len(o2n):
-        raise ValueError(f"state_array has {state.shape[0] if state.ndim else 0} rows but old_to_new "
-                         f"has {len(o2n)}; pass the state of the topology version before the change")
+        raise ValueError(
+            f"state_array has {state.shape[0] if state.ndim else 0} rows but old_to_new "
+            f"has {len(o2n)}; pass the state of the topology version before the change"
+        )
     n_new = int(n_new)
     if n_new < 0:
         raise ValueError(f"n_new must be >= 0, got {n_new}")
     keep = o2n >= 0
     if np.any(o2n[keep] >= n_new) or np.any(o2n < -1):
-        raise ValueError(f"old_to_new points outside 0..{n_new - 1} (or below -1); "
-                         "use the map of the same TopologyChange as n_new")
+        raise ValueError(
+            f"old_to_new points outside 0..{n_new - 1} (or below -1); use the map of the same TopologyChange as n_new"
+        )
     out = np.full((n_new,) + state.shape[1:], fill, dtype=state.dtype)
     out[o2n[keep]] = state[keep]
     return out
@@ -266,8 +280,10 @@ class Topology:
             raise ValueError(f"unknown topology level {extra[0]!r} in ids/parent; levels are {self.levels}")
         for i, lv in enumerate(self.levels[1:], start=1):
             if lv not in self.parent:
-                raise ValueError(f"parent has no entry for level {lv!r}; every level below the root "
-                                 f"({self.levels[0]!r}) needs a parent-index array")
+                raise ValueError(
+                    f"parent has no entry for level {lv!r}; every level below the root "
+                    f"({self.levels[0]!r}) needs a parent-index array"
+                )
             p = _as_i8(f"parent[{lv!r}]", self.parent[lv])
             n_up = len(self.ids[self.levels[i - 1]])
             if len(p) != len(self.ids[lv]):
@@ -275,15 +291,17 @@ class Topology:
             if len(p) and (p.min() < 0 or p.max() >= n_up):
                 raise ValueError(f"parent[{lv!r}] points outside level {self.levels[i - 1]!r} (0..{n_up - 1})")
             self.parent[lv] = p
-        self.attributes = {name: _clean_attribute(name, a, self.n_elements)
-                           for name, a in dict(self.attributes).items()}
+        self.attributes = {
+            name: _clean_attribute(name, a, self.n_elements) for name, a in dict(self.attributes).items()
+        }
         names = {}
         for lv, a in dict(self.names).items():
             self._check_level(lv)
             arr = np.asarray(a).astype(str)
             if arr.shape != (len(self.ids[lv]),):
-                raise ValueError(f"names[{lv!r}] has shape {arr.shape}, expected ({len(self.ids[lv])},): "
-                                 "one name per node")
+                raise ValueError(
+                    f"names[{lv!r}] has shape {arr.shape}, expected ({len(self.ids[lv])},): one name per node"
+                )
             names[lv] = arr
         self.names = names
         if self.active is None:
@@ -291,8 +309,9 @@ class Topology:
         else:
             act = np.asarray(self.active)
             if act.shape != (self.n_elements,) or act.dtype.kind != "b":
-                raise ValueError(f"active must be a bool array of shape ({self.n_elements},), got "
-                                 f"{act.dtype} {act.shape}")
+                raise ValueError(
+                    f"active must be a bool array of shape ({self.n_elements},), got {act.dtype} {act.shape}"
+                )
             self.active = np.ascontiguousarray(act)
         self.version = int(self.version)
         self.change_log = list(self.change_log)
@@ -300,9 +319,15 @@ class Topology:
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
-    def from_columns(cls, element_id, path: dict[str, np.ndarray], attributes: dict | None = None,
-                     element_level: str = "element", names: dict | None = None,
-                     row_label=_default_row_label) -> "Topology":
+    def from_columns(
+        cls,
+        element_id,
+        path: dict[str, np.ndarray],
+        attributes: dict | None = None,
+        element_level: str = "element",
+        names: dict | None = None,
+        row_label=_default_row_label,
+    ) -> Topology:
         """Build from one row per element: its id and the ids of its ancestors, root level first.
 
         Parameters
@@ -343,8 +368,10 @@ class Topology:
         dup = np.flatnonzero(sid[1:] == sid[:-1])
         if len(dup):
             r1, r2 = order[dup[0]], order[dup[0] + 1]
-            raise ValueError(f"element_id {sid[dup[0]]} appears more than once in the topology "
-                             f"({row_label(int(r1))} and {row_label(int(r2))}); element ids must be unique")
+            raise ValueError(
+                f"element_id {sid[dup[0]]} appears more than once in the topology "
+                f"({row_label(int(r1))} and {row_label(int(r2))}); element ids must be unique"
+            )
         levels = tuple(path) + (element_level,)
         ids: dict[str, np.ndarray] = {}
         parent: dict[str, np.ndarray] = {}
@@ -373,7 +400,8 @@ class Topology:
                     raise ValueError(
                         f"{lv} {col[j]} has two parents: {prev_lv} {ids[prev_lv][node_of_row[a]]} "
                         f"({row_label(a)}) and {prev_lv} {ids[prev_lv][node_of_row[b]]} ({row_label(b)}); "
-                        f"each {lv} must belong to exactly one {prev_lv}")
+                        f"each {lv} must belong to exactly one {prev_lv}"
+                    )
                 parent[lv] = par
             if lv in names:
                 node_names[lv] = cls._names_per_node(lv, names[lv], inv, len(uniq), col, n, row_label)
@@ -400,12 +428,14 @@ class Topology:
         if len(bad):
             j = int(bad[0])
             a, b = sorted((j, int(np.flatnonzero((inv == inv[j]) & (rn != rn[j]))[0])))
-            raise ValueError(f"{lv} {col[j]} has two names: {str(rn[a])!r} ({row_label(a)}) and {str(rn[b])!r} "
-                             f"({row_label(b)}); give every row of a {lv} the same name")
+            raise ValueError(
+                f"{lv} {col[j]} has two names: {str(rn[a])!r} ({row_label(a)}) and {str(rn[b])!r} "
+                f"({row_label(b)}); give every row of a {lv} the same name"
+            )
         return out
 
     @classmethod
-    def from_table(cls, table: np.ndarray) -> "Topology":
+    def from_table(cls, table: np.ndarray) -> Topology:
         """Build the standard region > site > element topology from a ``TOPOLOGY_DTYPE`` array.
 
         Parameters
@@ -425,10 +455,12 @@ class Topology:
         missing = [f for f in TOPOLOGY_DTYPE.names if f not in (table.dtype.names or ())]
         if missing:
             raise ValueError(f"topology table lacks fields {missing}; expected {TOPOLOGY_DTYPE.names}")
-        attrs = {f: np.ascontiguousarray(table[f]) for f in TOPOLOGY_DTYPE.names
-                 if f not in ("element_id", "site_id", "region_id")}
-        return cls.from_columns(table["element_id"], {"region": table["region_id"], "site": table["site_id"]},
-                                attrs)
+        attrs = {
+            f: np.ascontiguousarray(table[f])
+            for f in TOPOLOGY_DTYPE.names
+            if f not in ("element_id", "site_id", "region_id")
+        }
+        return cls.from_columns(table["element_id"], {"region": table["region_id"], "site": table["site_id"]}, attrs)
 
     def to_table(self) -> np.ndarray:
         """The topology as a ``TOPOLOGY_DTYPE`` array (region > site > element topologies only).
@@ -462,8 +494,10 @@ class Topology:
             s = a[order]
             dup = np.flatnonzero(s[1:] == s[:-1])
             if len(dup):
-                raise ValueError(f"{lv} id {s[dup[0]]} appears more than once (dense indices "
-                                 f"{order[dup[0]]} and {order[dup[0] + 1]}); ids must be unique per level")
+                raise ValueError(
+                    f"{lv} id {s[dup[0]]} appears more than once (dense indices "
+                    f"{order[dup[0]]} and {order[dup[0] + 1]}); ids must be unique per level"
+                )
             self._sorted[lv] = (s, order)
         self._sorted_ids, self._sorted_idx = self._sorted[self.element_level]
         self._element_to: dict[str, np.ndarray] = {}
@@ -549,8 +583,9 @@ class Topology:
         """
         d_from, d_to = self._depth(from_level), self._depth(to_level)
         if d_to > d_from:
-            raise ValueError(f"level {to_level!r} is below {from_level!r}; roll up goes towards the root "
-                             f"({self.levels[0]!r})")
+            raise ValueError(
+                f"level {to_level!r} is below {from_level!r}; roll up goes towards the root ({self.levels[0]!r})"
+            )
         cur = np.arange(len(self.ids[from_level]), dtype=np.int64)
         for i in range(d_from, d_to, -1):
             cur = compose_parent(cur, self.parent[self.levels[i]])
@@ -613,9 +648,11 @@ class Topology:
 
     def _raise_bad_index(self, idx: np.ndarray):
         bad = np.flatnonzero((idx < -1) | (idx >= self.n_elements))
-        raise ValueError(f"element_index has {len(bad)} values outside -1..{self.n_elements - 1}, first "
-                         f"{idx[bad[0]]} at row {bad[0]}; map external ids with topology.index_of(ids) "
-                         "of this topology version (-1 marks unknown elements)")
+        raise ValueError(
+            f"element_index has {len(bad)} values outside -1..{self.n_elements - 1}, first "
+            f"{idx[bad[0]]} at row {bad[0]}; map external ids with topology.index_of(ids) "
+            "of this topology version (-1 marks unknown elements)"
+        )
 
     def partition(self, element_index, level: str, *, out=None, scratch=None):
         """Group the rows of a batch by their element's node at ``level`` (counting sort).
@@ -660,11 +697,15 @@ class Topology:
             scratch = np.empty(n, dtype=scratch_dtype(n_keys))
         for name, buf, kinds in (("out", order, (np.int64,)), ("scratch", scratch, (np.uint8, np.int16, np.int32))):
             if buf.ndim != 1 or buf.dtype not in kinds or len(buf) < n or not buf.flags.c_contiguous:
-                raise ValueError(f"{name} must be a contiguous 1-D {'/'.join(np.dtype(k).name for k in kinds)} "
-                                 f"array of at least {n} entries, got {buf.dtype} {buf.shape}")
+                raise ValueError(
+                    f"{name} must be a contiguous 1-D {'/'.join(np.dtype(k).name for k in kinds)} "
+                    f"array of at least {n} entries, got {buf.dtype} {buf.shape}"
+                )
         if n_keys > np.iinfo(scratch.dtype).max:
-            raise ValueError(f"scratch is {scratch.dtype} but level {level!r} has {n_keys} nodes; pass a "
-                             f"{np.dtype(scratch_dtype(n_keys)).name} scratch (see scratch_dtype)")
+            raise ValueError(
+                f"scratch is {scratch.dtype} but level {level!r} has {n_keys} nodes; pass a "
+                f"{np.dtype(scratch_dtype(n_keys)).name} scratch (see scratch_dtype)"
+            )
         offsets, n_invalid = partition_by_map_into(idx, route, n_keys, order, scratch)
         if n_invalid:
             self._raise_bad_index(idx)
@@ -705,8 +746,9 @@ class Topology:
         keys[ok] = self.route_map(level)[idx[ok]]
         return partition_scatter(keys, self.n_nodes(level), np.ascontiguousarray(vals))
 
-    def rollup(self, values, to_level: str, how: str = "sum", from_level: str | None = None,
-               active_only: bool = False) -> np.ndarray:
+    def rollup(
+        self, values, to_level: str, how: str = "sum", from_level: str | None = None, active_only: bool = False
+    ) -> np.ndarray:
         """Roll per-node values up the hierarchy (segment reduction over the parent arrays).
 
         Parameters
@@ -746,8 +788,9 @@ class Topology:
         n_from = len(seg)
         v = np.asarray(values)
         if v.ndim not in (1, 2) or v.shape[0] != n_from:
-            raise ValueError(f"values must have shape ({n_from},) or ({n_from}, k): one row per "
-                             f"{from_level}, got {v.shape}")
+            raise ValueError(
+                f"values must have shape ({n_from},) or ({n_from}, k): one row per {from_level}, got {v.shape}"
+            )
         if v.dtype.kind not in "iufb":
             raise ValueError(f"values must be numeric, got dtype {v.dtype}")
         if active_only:
@@ -775,10 +818,17 @@ class Topology:
         o2n = {lv: np.arange(len(self.ids[lv]), dtype=np.int64) for lv in self.levels}
         return o2n, {lv: len(self.ids[lv]) for lv in self.levels}
 
-    def _next(self, change: TopologyChange, **kw) -> "Topology":
-        d = dict(levels=self.levels, ids=dict(self.ids), parent=dict(self.parent),
-                 attributes=dict(self.attributes), version=self.version + 1, names=dict(self.names),
-                 active=self.active, change_log=self.change_log + [change.to_record()])
+    def _next(self, change: TopologyChange, **kw) -> Topology:
+        d = dict(
+            levels=self.levels,
+            ids=dict(self.ids),
+            parent=dict(self.parent),
+            attributes=dict(self.attributes),
+            version=self.version + 1,
+            names=dict(self.names),
+            active=self.active,
+            change_log=self.change_log + [change.to_record()],
+        )
         d.update(kw)
         return Topology(**d)
 
@@ -787,8 +837,10 @@ class Topology:
         idx = self.index_of(ids, level)
         if np.any(idx < 0):
             bad = ids[idx < 0][0]
-            raise ValueError(f"{what}: {level} {bad} is not in the topology (version {self.version}); "
-                             f"{'add it first with add_node' if level != self.element_level else 'check the id'}")
+            raise ValueError(
+                f"{what}: {level} {bad} is not in the topology (version {self.version}); "
+                f"{'add it first with add_node' if level != self.element_level else 'check the id'}"
+            )
         return ids, idx
 
     def _check_distinct(self, ids: np.ndarray, what: str):
@@ -797,8 +849,9 @@ class Topology:
         if len(dup):
             raise ValueError(f"{what} lists id {s[dup[0]]} more than once; give each id once")
 
-    def add_elements(self, element_ids, parent_ids=None, attributes: dict | None = None,
-                     names=None) -> tuple["Topology", TopologyChange]:
+    def add_elements(
+        self, element_ids, parent_ids=None, attributes: dict | None = None, names=None
+    ) -> tuple[Topology, TopologyChange]:
         """Append new elements under existing parents.
 
         Parameters
@@ -834,8 +887,10 @@ class Topology:
         if np.any(have >= 0):
             j = int(np.flatnonzero(have >= 0)[0])
             state = "retired" if not self.active[have[j]] else "active"
-            raise ValueError(f"element {new_ids[j]} is already in the topology ({state}, dense index "
-                             f"{have[j]}); use rehome_elements to move it, or a new id")
+            raise ValueError(
+                f"element {new_ids[j]} is already in the topology ({state}, dense index "
+                f"{have[j]}); use rehome_elements to move it, or a new id"
+            )
         el = self.element_level
         ids = dict(self.ids)
         parent = dict(self.parent)
@@ -855,8 +910,9 @@ class Topology:
         attributes = dict(attributes or {})
         unknown = [a for a in attributes if a not in self.attributes]
         if unknown:
-            raise ValueError(f"attribute {unknown[0]!r} is not in this topology; known attributes are "
-                             f"{tuple(self.attributes)}")
+            raise ValueError(
+                f"attribute {unknown[0]!r} is not in this topology; known attributes are {tuple(self.attributes)}"
+            )
         attrs = {}
         for a, old in self.attributes.items():
             if a in attributes:
@@ -880,13 +936,28 @@ class Topology:
             raise ValueError("names given but this topology has no element names; build it with names")
         o2n, n_new = self._identity_maps()
         n_new[el] += m
-        change = TopologyChange("add_elements", self.version, self.version + 1, o2n, n_new, el, new_ids,
-                                pids, np.full(m, -1, dtype=np.int64))
-        topo = self._next(change, ids=ids, parent=parent, attributes=attrs, names=node_names,
-                          active=np.concatenate([self.active, np.ones(m, dtype=bool)]))
+        change = TopologyChange(
+            "add_elements",
+            self.version,
+            self.version + 1,
+            o2n,
+            n_new,
+            el,
+            new_ids,
+            pids,
+            np.full(m, -1, dtype=np.int64),
+        )
+        topo = self._next(
+            change,
+            ids=ids,
+            parent=parent,
+            attributes=attrs,
+            names=node_names,
+            active=np.concatenate([self.active, np.ones(m, dtype=bool)]),
+        )
         return topo, change
 
-    def retire_elements(self, element_ids) -> tuple["Topology", TopologyChange]:
+    def retire_elements(self, element_ids) -> tuple[Topology, TopologyChange]:
         """Mark elements retired: they keep their dense index, but routing no longer sends to them.
 
         Parameters
@@ -918,7 +989,7 @@ class Topology:
             return np.full(len(idx), -1, dtype=np.int64)
         return self.ids[self.levels[-2]][self.parent[self.element_level][idx]]
 
-    def rehome_elements(self, element_ids, new_parent_ids) -> tuple["Topology", TopologyChange]:
+    def rehome_elements(self, element_ids, new_parent_ids) -> tuple[Topology, TopologyChange]:
         """Move elements under new parents; each keeps its dense index (and all its state).
 
         Parameters
@@ -956,11 +1027,12 @@ class Topology:
         parent = dict(self.parent)
         parent[self.element_level] = par
         o2n, n_new = self._identity_maps()
-        change = TopologyChange("rehome_elements", self.version, self.version + 1, o2n, n_new,
-                                self.element_level, ids, pids, old)
+        change = TopologyChange(
+            "rehome_elements", self.version, self.version + 1, o2n, n_new, self.element_level, ids, pids, old
+        )
         return self._next(change, parent=parent), change
 
-    def rehome_nodes(self, level: str, node_ids, new_parent_ids) -> tuple["Topology", TopologyChange]:
+    def rehome_nodes(self, level: str, node_ids, new_parent_ids) -> tuple[Topology, TopologyChange]:
         """Move upper-level nodes (e.g. sites to another region); dense indices do not change.
 
         Parameters
@@ -1006,7 +1078,7 @@ class Topology:
         change = TopologyChange("rehome_nodes", self.version, self.version + 1, o2n, n_new, level, ids, pids, old)
         return self._next(change, parent=parent), change
 
-    def restore_elements(self, element_ids) -> tuple["Topology", TopologyChange]:
+    def restore_elements(self, element_ids) -> tuple[Topology, TopologyChange]:
         """Bring retired elements back into service (the inverse of :meth:`retire_elements`).
 
         Parameters
@@ -1029,7 +1101,9 @@ class Topology:
         ids, idx = self._resolve(element_ids, self.element_level, "element_ids")
         self._check_distinct(ids, "element_ids")
         if np.any(self.active[idx]):
-            raise ValueError(f"element {ids[self.active[idx]][0]} is not retired; only retired elements can be restored")
+            raise ValueError(
+                f"element {ids[self.active[idx]][0]} is not retired; only retired elements can be restored"
+            )
         return self._set_active("restore_elements", ids, idx, True)
 
     def _set_active(self, kind: str, ids: np.ndarray, idx: np.ndarray, value: bool):
@@ -1041,7 +1115,7 @@ class Topology:
         change = TopologyChange(kind, self.version, self.version + 1, o2n, n_new, self.element_level, ids, pids, pids)
         return self._next(change, active=active), change
 
-    def set_attributes(self, element_ids, attributes: dict) -> tuple["Topology", TopologyChange]:
+    def set_attributes(self, element_ids, attributes: dict) -> tuple[Topology, TopologyChange]:
         """Change attribute values of existing elements (e.g. a vendor swap or new coordinates).
 
         Parameters
@@ -1082,11 +1156,12 @@ class Topology:
             attrs[a] = col
         o2n, n_new = self._identity_maps()
         pids = self._parent_ids_of(idx)
-        change = TopologyChange("set_attributes", self.version, self.version + 1, o2n, n_new,
-                                self.element_level, ids, pids, pids)
+        change = TopologyChange(
+            "set_attributes", self.version, self.version + 1, o2n, n_new, self.element_level, ids, pids, pids
+        )
         return self._next(change, attributes=attrs), change
 
-    def reconcile(self, target: "Topology") -> tuple["Topology", list]:
+    def reconcile(self, target: Topology) -> tuple[Topology, list]:
         """Turn this topology into ``target`` by changes that keep every dense index.
 
         Use it when an operator ships a fresh topology file (whose own numbering is unrelated to
@@ -1113,11 +1188,15 @@ class Topology:
             If the levels or attribute names differ.
         """
         if not isinstance(target, Topology) or target.levels != self.levels:
-            raise ValueError(f"target must be a Topology with levels {self.levels}, got "
-                             f"{getattr(target, 'levels', type(target).__name__)}")
+            raise ValueError(
+                f"target must be a Topology with levels {self.levels}, got "
+                f"{getattr(target, 'levels', type(target).__name__)}"
+            )
         if set(target.attributes) != set(self.attributes):
-            raise ValueError(f"target attributes {sorted(target.attributes)} differ from {sorted(self.attributes)}; "
-                             "reconcile keeps the attribute set")
+            raise ValueError(
+                f"target attributes {sorted(target.attributes)} differ from {sorted(self.attributes)}; "
+                "reconcile keeps the attribute set"
+            )
         cur, changes = self, []
 
         def step(res):
@@ -1154,8 +1233,14 @@ class Topology:
         new = np.flatnonzero(idx_c < 0)
         if len(new):
             pids = target_parent_ids(el, new) if len(self.levels) > 1 else None
-            step(cur.add_elements(t_ids[new], pids, {a: v[new] for a, v in target.attributes.items()},
-                                  names=target.names[el][new] if el in cur.names and el in target.names else None))
+            step(
+                cur.add_elements(
+                    t_ids[new],
+                    pids,
+                    {a: v[new] for a, v in target.attributes.items()},
+                    names=target.names[el][new] if el in cur.names and el in target.names else None,
+                )
+            )
             if np.any(~t_active[new]):
                 step(cur.retire_elements(t_ids[new][~t_active[new]]))
         if len(self.levels) > 1:
@@ -1182,8 +1267,9 @@ class Topology:
             step(cur.set_attributes(t_ids[diff], {a: v[diff] for a, v in target.attributes.items()}))
         return cur, changes
 
-    def add_node(self, level: str, node_id: int, parent_id: int | None = None,
-                 name: str | None = None) -> tuple["Topology", TopologyChange]:
+    def add_node(
+        self, level: str, node_id: int, parent_id: int | None = None, name: str | None = None
+    ) -> tuple[Topology, TopologyChange]:
         """Append one node (e.g. a new site) to a level above the elements.
 
         Parameters
@@ -1235,12 +1321,20 @@ class Topology:
             names[level] = np.append(np.full(len(self.ids[level]), "", dtype="U1"), str(name))
         o2n, n_new = self._identity_maps()
         n_new[level] += 1
-        change = TopologyChange("add_node", self.version, self.version + 1, o2n, n_new, level,
-                                np.array([nid], dtype=np.int64), np.array([pid], dtype=np.int64),
-                                np.array([-1], dtype=np.int64))
+        change = TopologyChange(
+            "add_node",
+            self.version,
+            self.version + 1,
+            o2n,
+            n_new,
+            level,
+            np.array([nid], dtype=np.int64),
+            np.array([pid], dtype=np.int64),
+            np.array([-1], dtype=np.int64),
+        )
         return self._next(change, ids=ids, parent=parent, names=names), change
 
-    def compact(self, drop_empty_nodes: bool = False) -> tuple["Topology", TopologyChange]:
+    def compact(self, drop_empty_nodes: bool = False) -> tuple[Topology, TopologyChange]:
         """Remove retired elements (and optionally nodes left without children) for good.
 
         Parameters
@@ -1281,10 +1375,20 @@ class Topology:
         attrs = {a: v[keep[el]] for a, v in self.attributes.items()}
         names = {lv: v[keep[lv]] for lv, v in self.names.items()}
         gone = self.ids[el][~keep[el]]
-        change = TopologyChange("compact", self.version, self.version + 1, o2n, n_new, el, gone,
-                                np.full(len(gone), -1, dtype=np.int64), self._parent_ids_of(np.flatnonzero(~keep[el])))
-        topo = self._next(change, ids=ids, parent=parent, attributes=attrs, names=names,
-                          active=np.ones(n_new[el], dtype=bool))
+        change = TopologyChange(
+            "compact",
+            self.version,
+            self.version + 1,
+            o2n,
+            n_new,
+            el,
+            gone,
+            np.full(len(gone), -1, dtype=np.int64),
+            self._parent_ids_of(np.flatnonzero(~keep[el])),
+        )
+        topo = self._next(
+            change, ids=ids, parent=parent, attributes=attrs, names=names, active=np.ones(n_new[el], dtype=bool)
+        )
         return topo, change
 
     # ---- state -----------------------------------------------------------------------------
@@ -1297,9 +1401,13 @@ class Topology:
             ``levels``, ``version``, ``attribute_names``, ``active``, ``change_log`` (JSON text)
             and ``ids.<level>``, ``parent.<level>``, ``names.<level>``, ``attr.<name>`` arrays.
         """
-        d = {"levels": np.array(self.levels), "version": int(self.version),
-             "attribute_names": np.array(list(self.attributes), dtype=str),
-             "active": self.active.copy(), "change_log": json.dumps(self.change_log)}
+        d = {
+            "levels": np.array(self.levels),
+            "version": int(self.version),
+            "attribute_names": np.array(list(self.attributes), dtype=str),
+            "active": self.active.copy(),
+            "change_log": json.dumps(self.change_log),
+        }
         for lv in self.levels:
             d[f"ids.{lv}"] = self.ids[lv].copy()
             if lv in self.parent:
@@ -1311,7 +1419,7 @@ class Topology:
         return d
 
     @classmethod
-    def from_state(cls, d: dict) -> "Topology":
+    def from_state(cls, d: dict) -> Topology:
         """Rebuild a topology from :meth:`to_state` output.
 
         Parameters
@@ -1336,10 +1444,18 @@ class Topology:
         parent = {lv: d[f"parent.{lv}"] for lv in levels[1:]}
         names = {lv: d[f"names.{lv}"] for lv in levels if f"names.{lv}" in d}
         attrs = {str(a): d[f"attr.{a}"] for a in np.asarray(d.get("attribute_names", []))}
-        return cls(levels, ids, parent, attrs, int(d["version"]), names, np.asarray(d["active"], dtype=bool),
-                   json.loads(str(d.get("change_log", "[]"))))
+        return cls(
+            levels,
+            ids,
+            parent,
+            attrs,
+            int(d["version"]),
+            names,
+            np.asarray(d["active"], dtype=bool),
+            json.loads(str(d.get("change_log", "[]"))),
+        )
 
-    def equals(self, other: "Topology") -> bool:
+    def equals(self, other: Topology) -> bool:
         """True when both topologies have the same levels, ids, parents, names, attributes,
         active mask and version (``==`` is not defined on topologies)."""
         if not isinstance(other, Topology) or self.levels != other.levels or self.version != other.version:
@@ -1349,12 +1465,13 @@ class Topology:
         same = [np.array_equal(self.ids[lv], other.ids[lv]) for lv in self.levels]
         same += [np.array_equal(self.parent[lv], other.parent[lv]) for lv in self.levels[1:]]
         same += [np.array_equal(self.names[lv], other.names[lv]) for lv in self.names]
-        same += [np.array_equal(self.attributes[a], other.attributes[a], equal_nan=self.attributes[a].dtype.kind == "f")
-                 for a in self.attributes]
+        same += [
+            np.array_equal(self.attributes[a], other.attributes[a], equal_nan=self.attributes[a].dtype.kind == "f")
+            for a in self.attributes
+        ]
         same.append(np.array_equal(self.active, other.active))
         return all(same)
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{lv}={len(self.ids[lv])}" for lv in self.levels)
-        return (f"Topology(version={self.version}, {sizes}, active={self.n_active}, "
-                f"attributes={list(self.attributes)})")
+        return f"Topology(version={self.version}, {sizes}, active={self.n_active}, attributes={list(self.attributes)})"

@@ -61,6 +61,7 @@ saved version can be loaded back; the change log records how each version came a
 ``parent_id`` is the parent's *external* id (what operators query), ``dense_index`` keeps the
 row order so state arrays line up after a reload. NaN attribute values are stored as NULL.
 """
+
 from __future__ import annotations
 
 import csv
@@ -111,9 +112,11 @@ def _find_column(columns, candidates, what, source) -> str:
     for c in candidates:
         if c in columns:
             return c
-    raise ValueError(f"{source} has no column {candidates[0]!r}"
-                     f"{' (or ' + ', '.join(repr(c) for c in candidates[1:]) + ')' if len(candidates) > 1 else ''}"
-                     f" for {what}; columns are {sorted(columns)}")
+    raise ValueError(
+        f"{source} has no column {candidates[0]!r}"
+        f"{' (or ' + ', '.join(repr(c) for c in candidates[1:]) + ')' if len(candidates) > 1 else ''}"
+        f" for {what}; columns are {sorted(columns)}"
+    )
 
 
 def _parse_ids(values, col, row_label) -> np.ndarray:
@@ -181,8 +184,10 @@ def _coded_column(values, col, row_label) -> np.ndarray:
         except (TypeError, ValueError):
             c = -2
         if not (0 <= c < len(table)) and c != -1:
-            raise ValueError(f"{row_label(i)}: {col} {v!r} is neither a known name {table} nor a code "
-                             f"0..{len(table) - 1} (-1 for unknown)")
+            raise ValueError(
+                f"{row_label(i)}: {col} {v!r} is neither a known name {table} nor a code "
+                f"0..{len(table) - 1} (-1 for unknown)"
+            )
         out[i] = c
     return out
 
@@ -200,8 +205,9 @@ def _parse_active(values, row_label) -> np.ndarray:
     return out
 
 
-def topology_from_rows(columns: dict[str, list], levels=DEFAULT_LEVELS, source: str = "topology",
-                       row_label=None) -> Topology:
+def topology_from_rows(
+    columns: dict[str, list], levels=DEFAULT_LEVELS, source: str = "topology", row_label=None
+) -> Topology:
     """Build a topology from column lists (one entry per element row).
 
     Parameters
@@ -231,8 +237,12 @@ def topology_from_rows(columns: dict[str, list], levels=DEFAULT_LEVELS, source: 
     row_label = row_label or (lambda i: f"{source} row {i}")
     el = levels[-1]
     used = set()
-    ecol = _find_column(columns, ["element_id", f"{el}_id", el] if el != "element" else ["element_id", "element"],
-                        f"the element ids (level {el!r})", source)
+    ecol = _find_column(
+        columns,
+        ["element_id", f"{el}_id", el] if el != "element" else ["element_id", "element"],
+        f"the element ids (level {el!r})",
+        source,
+    )
     used.add(ecol)
     element_id = _parse_ids(columns[ecol], ecol, row_label)
     path, names = {}, {}
@@ -338,8 +348,10 @@ def write_csv(topology: Topology, path) -> None:
     with Path(path).open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(names)
-        lists = [[repr(v) if v == v else "" for v in cols[c].tolist()] if cols[c].dtype.kind == "f"
-                 else cols[c].tolist() for c in names]
+        lists = [
+            [repr(v) if v == v else "" for v in cols[c].tolist()] if cols[c].dtype.kind == "f" else cols[c].tolist()
+            for c in names
+        ]
         w.writerows(zip(*lists))
 
 
@@ -398,15 +410,18 @@ def topology_from_json(doc, levels=None, source: str = "json") -> Topology:
         if levels is None and doc_levels is not None:
             levels = doc_levels
         elif levels is not None and doc_levels is not None and tuple(doc_levels) != tuple(levels):
-            raise ValueError(f"{source}: levels {tuple(doc_levels)} in the document disagree with "
-                             f"levels={tuple(levels)}")
+            raise ValueError(
+                f"{source}: levels {tuple(doc_levels)} in the document disagree with levels={tuple(levels)}"
+            )
     levels = _check_levels_arg(levels if levels is not None else DEFAULT_LEVELS)
     if isinstance(doc, dict) and "nodes" in doc:
         return _from_nested(doc["nodes"], levels, source)
     rows = doc.get("elements") if isinstance(doc, dict) else doc
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise ValueError(f"{source}: expected a list of element objects, {{'elements': [...]}} or a nested "
-                         "{'nodes': [...]} document")
+        raise ValueError(
+            f"{source}: expected a list of element objects, {{'elements': [...]}} or a nested "
+            "{'nodes': [...]} document"
+        )
     keys: list[str] = []
     for r in rows:
         for k in r:
@@ -426,12 +441,16 @@ def _from_nested(nodes, levels, source) -> Topology:
             raise ValueError(f"{source} {where}: each node must be an object with an 'id'")
         lv = levels[depth]  # depth < len(levels): an element with children is rejected below
         if "level" in node and node["level"] != lv:
-            raise ValueError(f"{source} {where}: node {node['id']!r} says level {node['level']!r} but sits at "
-                             f"depth {depth}, which is level {lv!r} (levels are {levels})")
+            raise ValueError(
+                f"{source} {where}: node {node['id']!r} says level {node['level']!r} but sits at "
+                f"depth {depth}, which is level {lv!r} (levels are {levels})"
+            )
         if lv == el:
             if node.get("children"):
-                raise ValueError(f"{source} {where}: element {node['id']!r} has children; unknown level below "
-                                 f"{el!r} (levels are {levels})")
+                raise ValueError(
+                    f"{source} {where}: element {node['id']!r} has children; unknown level below "
+                    f"{el!r} (levels are {levels})"
+                )
             row = {f"{a}_id": i for a, i in ancestors}
             row.update({f"{a}_name": nm for a, nm in ancestors_names(ancestors, where)})
             row["element_id"] = node["id"]
@@ -444,8 +463,10 @@ def _from_nested(nodes, levels, source) -> Topology:
             labels.append(where)
             return
         if (lv, node["id"]) in first_seen:
-            raise ValueError(f"{source} {where}: {lv} {node['id']!r} appears more than once (first at "
-                             f"{first_seen[(lv, node['id'])]}); node ids must be unique per level")
+            raise ValueError(
+                f"{source} {where}: {lv} {node['id']!r} appears more than once (first at "
+                f"{first_seen[(lv, node['id'])]}); node ids must be unique per level"
+            )
         first_seen[(lv, node["id"])] = where
         names_seen[(lv, node["id"])] = node.get("name")
         kids = node.get("children", [])
@@ -530,8 +551,7 @@ def topology_to_json(topology: Topology, nested: bool = False) -> dict:
     lists = {c: [None if isinstance(v, float) and v != v else v for v in a.tolist()] for c, a in cols.items()}
     n = topology.n_elements
     if not nested:
-        return {"levels": list(topology.levels),
-                "elements": [{c: lists[c][i] for c in lists} for i in range(n)]}
+        return {"levels": list(topology.levels), "elements": [{c: lists[c][i] for c in lists} for i in range(n)]}
     levels = topology.levels
     el = topology.element_level
     children: dict = {}
@@ -578,12 +598,12 @@ def _connect(path, create: bool) -> sqlite3.Connection:
             row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except sqlite3.DatabaseError as e:
             con.close()
-            raise ValueError(f"{path} is not a telcoanalytics topology database ({e}); "
-                             "create one with save_sqlite") from None
+            raise ValueError(
+                f"{path} is not a telcoanalytics topology database ({e}); create one with save_sqlite"
+            ) from None
         if row is None or int(row[0]) != SCHEMA_VERSION:
             con.close()
-            raise ValueError(f"{path} has topology schema version {row[0] if row else None}, expected "
-                             f"{SCHEMA_VERSION}")
+            raise ValueError(f"{path} has topology schema version {row[0] if row else None}, expected {SCHEMA_VERSION}")
     return con
 
 
@@ -624,8 +644,10 @@ def save_sqlite(topology: Topology, path, note: str = "") -> int:
     """
     for a in topology.attributes:
         if not _IDENT.match(a) or a.lower() in _RESERVED:
-            raise ValueError(f"attribute name {a!r} cannot be a column of the elements table: use letters, "
-                             f"digits and _ and avoid {sorted(_RESERVED)}")
+            raise ValueError(
+                f"attribute name {a!r} cannot be a column of the elements table: use letters, "
+                f"digits and _ and avoid {sorted(_RESERVED)}"
+            )
     con = _connect(path, create=True)
     v = int(topology.version)
     el = topology.element_level
@@ -637,35 +659,64 @@ def save_sqlite(topology: Topology, path, note: str = "") -> int:
                     con.execute(f'ALTER TABLE elements ADD COLUMN "{a}"')
             for t in ("topology_version", "levels", "nodes", "elements", "attributes"):
                 con.execute(f"DELETE FROM {t} WHERE version = ?", (v,))
-            con.execute("INSERT INTO topology_version VALUES (?, ?, ?, ?, ?)",
-                        (v, int(time.time() * 1000), topology.n_elements, topology.n_active, note))
-            con.executemany("INSERT INTO levels VALUES (?, ?, ?, ?)",
-                            [(v, d, lv, int(lv in topology.names)) for d, lv in enumerate(topology.levels)])
+            con.execute(
+                "INSERT INTO topology_version VALUES (?, ?, ?, ?, ?)",
+                (v, int(time.time() * 1000), topology.n_elements, topology.n_active, note),
+            )
+            con.executemany(
+                "INSERT INTO levels VALUES (?, ?, ?, ?)",
+                [(v, d, lv, int(lv in topology.names)) for d, lv in enumerate(topology.levels)],
+            )
             for d, lv in enumerate(topology.levels[:-1]):
                 n = topology.n_nodes(lv)
-                par = ([None] * n if d == 0 else
-                       topology.ids[topology.levels[d - 1]][topology.parent[lv]].tolist())
+                par = [None] * n if d == 0 else topology.ids[topology.levels[d - 1]][topology.parent[lv]].tolist()
                 nm = topology.names[lv].tolist() if lv in topology.names else [None] * n
-                con.executemany("INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?)",
-                                zip([v] * n, [lv] * n, range(n), topology.ids[lv].tolist(), par, nm))
+                con.executemany(
+                    "INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?)",
+                    zip([v] * n, [lv] * n, range(n), topology.ids[lv].tolist(), par, nm),
+                )
             n = topology.n_elements
-            par = ([None] * n if len(topology.levels) == 1 else
-                   topology.ids[topology.levels[-2]][topology.parent[el]].tolist())
+            par = (
+                [None] * n
+                if len(topology.levels) == 1
+                else topology.ids[topology.levels[-2]][topology.parent[el]].tolist()
+            )
             nm = topology.names[el].tolist() if el in topology.names else [None] * n
             attrs = list(topology.attributes)
-            cols = ", ".join(["version", "dense_index", "element_id", "parent_id", "active", "name"]
-                             + [f'"{a}"' for a in attrs])
+            cols = ", ".join(
+                ["version", "dense_index", "element_id", "parent_id", "active", "name"] + [f'"{a}"' for a in attrs]
+            )
             marks = ", ".join("?" * (6 + len(attrs)))
-            con.executemany(f"INSERT INTO elements ({cols}) VALUES ({marks})",
-                            zip([v] * n, range(n), topology.ids[el].tolist(), par,
-                                topology.active.astype(int).tolist(), nm,
-                                *[_sql_values(topology.attributes[a]) for a in attrs]))
-            con.executemany("INSERT INTO attributes VALUES (?, ?, ?, ?)",
-                            [(v, a, j, topology.attributes[a].dtype.str) for j, a in enumerate(attrs)])
-            con.executemany("INSERT OR REPLACE INTO topology_change VALUES (?, ?, ?, ?, ?, ?)",
-                            [(int(r["version"]), r["kind"], r["level"], json.dumps(r["ids"]),
-                              json.dumps(r["parent_ids"]), json.dumps(r["old_parent_ids"]))
-                             for r in topology.change_log])
+            con.executemany(
+                f"INSERT INTO elements ({cols}) VALUES ({marks})",
+                zip(
+                    [v] * n,
+                    range(n),
+                    topology.ids[el].tolist(),
+                    par,
+                    topology.active.astype(int).tolist(),
+                    nm,
+                    *[_sql_values(topology.attributes[a]) for a in attrs],
+                ),
+            )
+            con.executemany(
+                "INSERT INTO attributes VALUES (?, ?, ?, ?)",
+                [(v, a, j, topology.attributes[a].dtype.str) for j, a in enumerate(attrs)],
+            )
+            con.executemany(
+                "INSERT OR REPLACE INTO topology_change VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        int(r["version"]),
+                        r["kind"],
+                        r["level"],
+                        json.dumps(r["ids"]),
+                        json.dumps(r["parent_ids"]),
+                        json.dumps(r["old_parent_ids"]),
+                    )
+                    for r in topology.change_log
+                ],
+            )
     finally:
         con.close()
     return v
@@ -691,8 +742,9 @@ def list_versions(path) -> list[dict]:
     """
     con = _connect(path, create=False)
     try:
-        rows = con.execute("SELECT version, saved_at_ms, n_elements, n_active, note FROM topology_version "
-                           "ORDER BY version").fetchall()
+        rows = con.execute(
+            "SELECT version, saved_at_ms, n_elements, n_active, note FROM topology_version ORDER BY version"
+        ).fetchall()
     finally:
         con.close()
     return [dict(zip(("version", "saved_at_ms", "n_elements", "n_active", "note"), r)) for r in rows]
@@ -734,14 +786,17 @@ def load_sqlite(path, version: int | None = None) -> Topology:
         with_names = {r[0] for r in lv_rows if r[1]}
         ids, parent_ext, names = {}, {}, {}
         for lv in levels[:-1]:
-            rows = con.execute("SELECT node_id, parent_id, name FROM nodes WHERE version = ? AND level = ? "
-                               "ORDER BY dense_index", (v, lv)).fetchall()
+            rows = con.execute(
+                "SELECT node_id, parent_id, name FROM nodes WHERE version = ? AND level = ? ORDER BY dense_index",
+                (v, lv),
+            ).fetchall()
             ids[lv] = np.array([r[0] for r in rows], dtype=np.int64)
             parent_ext[lv] = [r[1] for r in rows]
             if lv in with_names:
                 names[lv] = np.array([r[2] or "" for r in rows], dtype=str)
-        attr_rows = con.execute("SELECT name, dtype FROM attributes WHERE version = ? ORDER BY position",
-                                (v,)).fetchall()
+        attr_rows = con.execute(
+            "SELECT name, dtype FROM attributes WHERE version = ? ORDER BY position", (v,)
+        ).fetchall()
         attrs = [r[0] for r in attr_rows]
         cols = ", ".join(["element_id", "parent_id", "active", "name"] + [f'"{a}"' for a in attrs])
         rows = con.execute(f"SELECT {cols} FROM elements WHERE version = ? ORDER BY dense_index", (v,)).fetchall()
@@ -761,9 +816,17 @@ def load_sqlite(path, version: int | None = None) -> Topology:
                 attributes[a] = np.array(["" if x is None else str(x) for x in col], dtype=str)
             else:
                 attributes[a] = np.array(col, dtype=dt)
-        log = [{"version": r[0], "kind": r[1], "level": r[2], "ids": json.loads(r[3]),
-                "parent_ids": json.loads(r[4]), "old_parent_ids": json.loads(r[5])}
-               for r in con.execute("SELECT * FROM topology_change WHERE version <= ? ORDER BY version", (v,))]
+        log = [
+            {
+                "version": r[0],
+                "kind": r[1],
+                "level": r[2],
+                "ids": json.loads(r[3]),
+                "parent_ids": json.loads(r[4]),
+                "old_parent_ids": json.loads(r[5]),
+            }
+            for r in con.execute("SELECT * FROM topology_change WHERE version <= ? ORDER BY version", (v,))
+        ]
     finally:
         con.close()
     parent = {}
@@ -774,8 +837,10 @@ def load_sqlite(path, version: int | None = None) -> Topology:
         for j, pe in enumerate(parent_ext[lv]):
             if pe not in pos:
                 table = "elements" if lv == el else "nodes"
-                raise ValueError(f"{path} version {v}: {table} row for {lv} {ids[lv][j]} has parent_id {pe}, "
-                                 f"which is not a {up} of that version")
+                raise ValueError(
+                    f"{path} version {v}: {table} row for {lv} {ids[lv][j]} has parent_id {pe}, "
+                    f"which is not a {up} of that version"
+                )
             par[j] = pos[pe]
         parent[lv] = par
     return Topology(levels, ids, parent, attributes, v, names, active, log)

@@ -17,11 +17,13 @@ evaluates the decay at this bucket granularity (``age_s = (t_query // w - ts // 
 gives exactly the bucket result; the tests check this against a reference recomputed from the
 raw events.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -65,37 +67,37 @@ class Decay:
 
     # ---- constructors ---------------------------------------------------------------------
     @classmethod
-    def none(cls) -> "Decay":
+    def none(cls) -> Decay:
         return cls("none")
 
     @classmethod
-    def exponential(cls, half_life_s: float) -> "Decay":
+    def exponential(cls, half_life_s: float) -> Decay:
         return cls("exponential", _positive("half_life_s", half_life_s, allow_inf=True))
 
     @classmethod
-    def linear(cls, span_s: float) -> "Decay":
+    def linear(cls, span_s: float) -> Decay:
         return cls("linear", _positive("span_s", span_s))
 
     @classmethod
-    def power(cls, exponent: float, scale_s: float = 1.0) -> "Decay":
+    def power(cls, exponent: float, scale_s: float = 1.0) -> Decay:
         return cls("power", _positive("exponent", exponent), _positive("scale_s", scale_s))
 
     @classmethod
-    def gaussian(cls, sigma_s: float) -> "Decay":
+    def gaussian(cls, sigma_s: float) -> Decay:
         return cls("gaussian", _positive("sigma_s", sigma_s))
 
     @classmethod
-    def step(cls, cutoff_s: float) -> "Decay":
+    def step(cls, cutoff_s: float) -> Decay:
         return cls("step", _positive("cutoff_s", cutoff_s))
 
     @classmethod
-    def function(cls, f: Callable) -> "Decay":
+    def function(cls, f: Callable) -> Decay:
         if not callable(f):
             raise TypeError(f"Decay.function needs a callable of age_s (array -> weights), got {type(f).__name__}")
         return cls("function", func=f)
 
     @classmethod
-    def weights_of(cls, vector) -> "Decay":
+    def weights_of(cls, vector) -> Decay:
         """A user weight vector, ``vector[k]`` for bucket age index ``k`` (0 = current bucket)."""
         v = np.asarray(vector, dtype=np.float64)
         if v.ndim != 1 or len(v) == 0:
@@ -130,13 +132,17 @@ class Decay:
         elif k == "function":
             w = np.asarray(self.func(age_s), dtype=np.float64)
             if w.shape != (n,):
-                raise ValueError(f"the decay function returned shape {w.shape} for {n} bucket ages; "
-                                 "it must map an array of ages (seconds) to one weight each")
+                raise ValueError(
+                    f"the decay function returned shape {w.shape} for {n} bucket ages; "
+                    "it must map an array of ages (seconds) to one weight each"
+                )
             _check_weights(w, "the decay function's weights")
         elif k == "weights":
             if len(self.vector) < n:
-                raise ValueError(f"the decay weight vector has {len(self.vector)} entries but the query "
-                                 f"spans {n} buckets; pass at least {n} weights or shorten the span")
+                raise ValueError(
+                    f"the decay weight vector has {len(self.vector)} entries but the query "
+                    f"spans {n} buckets; pass at least {n} weights or shorten the span"
+                )
             w = np.asarray(self.vector[:n], dtype=np.float64)
         else:
             raise ValueError(f"unknown decay kind {k!r}; use one of {_KINDS}")
@@ -264,7 +270,7 @@ class EWStats:
         _k.ewm_values(self.state, sl, float(int(t_query_ms)), self.coef, out)
         return out.view(EW_DTYPE).reshape(len(sl), len(self.coef))
 
-    def merge(self, other: "EWStats") -> "EWStats":
+    def merge(self, other: EWStats) -> EWStats:
         """Merge ``other`` (same slots and half-lives) into this state in place; returns self."""
         self._check_compatible(other)
         _k.ewm_merge(other.state, np.arange(self.n_slots, dtype=np.int64), self.coef, self.state)
@@ -272,7 +278,7 @@ class EWStats:
         self.n_invalid += other.n_invalid
         return self
 
-    def rollup(self, group_of_slot, n_groups: int) -> "EWStats":
+    def rollup(self, group_of_slot, n_groups: int) -> EWStats:
         """A new state with one slot per group, merging the slots of each group."""
         g = check_groups(group_of_slot, self.n_slots, n_groups)
         out = EWStats(n_groups, self.half_lives_s)
@@ -284,16 +290,24 @@ class EWStats:
         if not isinstance(other, EWStats):
             raise TypeError(f"can only merge EWStats, got {type(other).__name__}")
         if other.n_slots != self.n_slots or not np.array_equal(other.half_lives_s, self.half_lives_s):
-            raise ValueError(f"cannot merge EWStats with {other.n_slots} slots / half-lives "
-                             f"{other.half_lives_s.tolist()} into {self.n_slots} slots / "
-                             f"{self.half_lives_s.tolist()}; both need the same slots and half-lives")
+            raise ValueError(
+                f"cannot merge EWStats with {other.n_slots} slots / half-lives "
+                f"{other.half_lives_s.tolist()} into {self.n_slots} slots / "
+                f"{self.half_lives_s.tolist()}; both need the same slots and half-lives"
+            )
 
     def to_state(self) -> dict:
-        return {"kind": "EWStats", "n_slots": self.n_slots, "half_lives_s": self.half_lives_s.copy(),
-                "state": self.state.copy(), "n_events": self.n_events, "n_invalid": self.n_invalid}
+        return {
+            "kind": "EWStats",
+            "n_slots": self.n_slots,
+            "half_lives_s": self.half_lives_s.copy(),
+            "state": self.state.copy(),
+            "n_events": self.n_events,
+            "n_invalid": self.n_invalid,
+        }
 
     @classmethod
-    def from_state(cls, d: dict) -> "EWStats":
+    def from_state(cls, d: dict) -> EWStats:
         if d.get("kind") != "EWStats":
             raise ValueError(f"not an EWStats state (kind={d.get('kind')!r})")
         ew = cls(int(d["n_slots"]), d["half_lives_s"])
@@ -307,6 +321,7 @@ class EWStats:
 
 # ---- boundary validation shared with windows and sketch --------------------------------------
 
+
 def check_batch(ts_ms, slot, value, n_slots: int):
     """Coerce ``(ts_ms int64, slot int64, value float64)`` and check lengths and slot range."""
     ts = np.asarray(ts_ms)
@@ -314,22 +329,28 @@ def check_batch(ts_ms, slot, value, n_slots: int):
     if ts.ndim != 1 or sl.ndim != 1:
         raise ValueError(f"ts_ms and slot must be 1-D arrays, got shapes {ts.shape} and {sl.shape}")
     if ts.dtype.kind not in "iu":
-        raise ValueError(f"ts_ms must be integer milliseconds (int64), got dtype {ts.dtype}; "
-                         "convert with (t_s * 1000).astype('int64')")
+        raise ValueError(
+            f"ts_ms must be integer milliseconds (int64), got dtype {ts.dtype}; "
+            "convert with (t_s * 1000).astype('int64')"
+        )
     if sl.dtype.kind not in "iu":
         raise ValueError(f"slot must hold integer slot indices, got dtype {sl.dtype}")
     val = np.ascontiguousarray(value, dtype=np.float64)
     if val.shape != ts.shape or sl.shape != ts.shape:
-        raise ValueError(f"ts_ms, slot and value must have the same length, got {len(ts)}, {len(sl)}, "
-                         f"{val.shape[0] if val.ndim else 'scalar'}")
+        raise ValueError(
+            f"ts_ms, slot and value must have the same length, got {len(ts)}, {len(sl)}, "
+            f"{val.shape[0] if val.ndim else 'scalar'}"
+        )
     ts = np.ascontiguousarray(ts, dtype=np.int64)
     sl = np.ascontiguousarray(sl, dtype=np.int64)
     if len(sl):
         lo, hi = int(sl.min()), int(sl.max())
         if lo < 0 or hi >= n_slots:
             row = int(np.flatnonzero((sl < 0) | (sl >= n_slots))[0])
-            raise ValueError(f"slot[{row}] = {int(sl[row])} is outside 0..{n_slots - 1}; map element ids "
-                             "with Topology.index_of and quarantine unknown ones before windowing")
+            raise ValueError(
+                f"slot[{row}] = {int(sl[row])} is outside 0..{n_slots - 1}; map element ids "
+                "with Topology.index_of and quarantine unknown ones before windowing"
+            )
     return ts, sl, val
 
 
@@ -349,12 +370,14 @@ def check_groups(group_of_slot, n_slots: int, n_groups: int) -> np.ndarray:
     g = np.asarray(group_of_slot)
     n_groups = int(n_groups)
     if g.shape != (n_slots,) or g.dtype.kind not in "iu":
-        raise ValueError(f"group_of_slot must be an integer array of length n_slots={n_slots}, "
-                         f"got dtype {g.dtype} shape {g.shape}")
+        raise ValueError(
+            f"group_of_slot must be an integer array of length n_slots={n_slots}, got dtype {g.dtype} shape {g.shape}"
+        )
     g = np.ascontiguousarray(g, dtype=np.int64)
     if n_groups < 1 or (len(g) and (g.min() < 0 or g.max() >= n_groups)):
-        raise ValueError(f"group_of_slot must lie in 0..n_groups-1 = 0..{n_groups - 1}, got "
-                         f"{int(g.min())}..{int(g.max())}")
+        raise ValueError(
+            f"group_of_slot must lie in 0..n_groups-1 = 0..{n_groups - 1}, got {int(g.min())}..{int(g.max())}"
+        )
     return g
 
 

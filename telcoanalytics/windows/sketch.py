@@ -21,6 +21,7 @@ below ``min_value`` are represented by 0 (absolute error < ``min_value``); value
 quantities (latency, jitter, loss, durations): negative and non-finite values are rejected into
 the side output (status 3, ``n_invalid``), never silently. Sketches merge exactly (bin counts add).
 """
+
 from __future__ import annotations
 
 import math
@@ -28,7 +29,6 @@ import math
 import numpy as np
 
 from kernels import sketch as _ks
-
 from telcoanalytics.windows.decay import as_decay, check_batch, check_groups, check_slots
 
 _HUGE_WIDTH_MS = 1 << 62
@@ -63,8 +63,15 @@ class QuantileSketch:
     True
     """
 
-    def __init__(self, n_slots: int, alpha: float = 0.01, min_value: float = 0.01, max_value: float = 1e5,
-                 width_ms: int | None = None, n_buckets: int = 1):
+    def __init__(
+        self,
+        n_slots: int,
+        alpha: float = 0.01,
+        min_value: float = 0.01,
+        max_value: float = 1e5,
+        width_ms: int | None = None,
+        n_buckets: int = 1,
+    ):
         n_slots = int(n_slots)
         if n_slots < 1:
             raise ValueError(f"n_slots must be >= 1, got {n_slots}")
@@ -92,7 +99,7 @@ class QuantileSketch:
         n_log = int(math.ceil(math.log(max_value / min_value) * self.inv_log_gamma))
         self.n_bins = n_log + 2
         i = np.arange(self.n_bins, dtype=np.float64)
-        self.bin_value = min_value * 2.0 * self.gamma ** i / (self.gamma + 1.0)
+        self.bin_value = min_value * 2.0 * self.gamma**i / (self.gamma + 1.0)
         self.bin_value[0] = 0.0
         self.bin_value[-1] = max_value
         self.bucket_of = np.full(n_buckets * n_slots, _ks.NO_BUCKET, dtype=np.int64)
@@ -125,15 +132,35 @@ class QuantileSketch:
             if act.shape != ts.shape:
                 raise ValueError(f"active must be a boolean array of length {len(ts)}, got shape {act.shape}")
         status = np.empty(len(ts), dtype=np.int8)
-        n = _ks.sketch_update(ts, sl, val, act, self.width_ms, self.n_buckets, self.n_slots, self.min_value,
-                              self.inv_log_gamma, self.clock, self.bucket_of, self.counts, status)
+        n = _ks.sketch_update(
+            ts,
+            sl,
+            val,
+            act,
+            self.width_ms,
+            self.n_buckets,
+            self.n_slots,
+            self.min_value,
+            self.inv_log_gamma,
+            self.clock,
+            self.bucket_of,
+            self.counts,
+            status,
+        )
         self.n_counted += int(n)
         self.n_invalid += int(np.count_nonzero(status == _ks.INVALID))
         self.n_expired += int(np.count_nonzero(status == _ks.EXPIRED))
         return status
 
-    def quantiles(self, qs, t_query_ms: int | None = None, span_ms: int | None = None, decay=None,
-                  slots=None, return_count: bool = False):
+    def quantiles(
+        self,
+        qs,
+        t_query_ms: int | None = None,
+        span_ms: int | None = None,
+        decay=None,
+        slots=None,
+        return_count: bool = False,
+    ):
         """Quantiles ``qs`` per slot over the last ``span_ms`` (default: the whole ring).
 
         Parameters
@@ -160,10 +187,16 @@ class QuantileSketch:
             n_span = self.n_buckets
         else:
             span_ms = int(span_ms)
-            if self.width_ms == _HUGE_WIDTH_MS or span_ms <= 0 or span_ms % self.width_ms or \
-                    span_ms // self.width_ms > self.n_buckets:
-                raise ValueError(f"span_ms={span_ms} must be a positive multiple of width_ms up to "
-                                 f"{self.n_buckets} buckets (a sketch without width_ms takes no span)")
+            if (
+                self.width_ms == _HUGE_WIDTH_MS
+                or span_ms <= 0
+                or span_ms % self.width_ms
+                or span_ms // self.width_ms > self.n_buckets
+            ):
+                raise ValueError(
+                    f"span_ms={span_ms} must be a positive multiple of width_ms up to "
+                    f"{self.n_buckets} buckets (a sketch without width_ms takes no span)"
+                )
             n_span = span_ms // self.width_ms
         if t_query_ms is None:
             bq = int(self.clock[0]) if self.clock[0] != _ks.NO_BUCKET else 0
@@ -174,8 +207,20 @@ class QuantileSketch:
         sl = check_slots(slots, self.n_slots)
         out = np.empty((len(sl), len(q)))
         cnt = np.empty(len(sl))
-        _ks.sketch_query(self.bucket_of, self.counts, self.n_buckets, self.n_slots, self.width_ms, t, w, sl,
-                         np.ascontiguousarray(q), self.bin_value, out, cnt)
+        _ks.sketch_query(
+            self.bucket_of,
+            self.counts,
+            self.n_buckets,
+            self.n_slots,
+            self.width_ms,
+            t,
+            w,
+            sl,
+            np.ascontiguousarray(q),
+            self.bin_value,
+            out,
+            cnt,
+        )
         return (out, cnt) if return_count else out
 
     def _check_compatible(self, other):
@@ -184,49 +229,82 @@ class QuantileSketch:
         mine = (self.alpha, self.min_value, self.max_value, self.width_ms, self.n_buckets)
         theirs = (other.alpha, other.min_value, other.max_value, other.width_ms, other.n_buckets)
         if mine != theirs:
-            raise ValueError(f"cannot merge sketches with (alpha, min, max, width_ms, n_buckets) = {theirs} "
-                             f"into {mine}; both need the same parameters")
+            raise ValueError(
+                f"cannot merge sketches with (alpha, min, max, width_ms, n_buckets) = {theirs} "
+                f"into {mine}; both need the same parameters"
+            )
 
-    def merge(self, other: "QuantileSketch") -> "QuantileSketch":
+    def merge(self, other: QuantileSketch) -> QuantileSketch:
         """Add another partition's counts (same parameters and slots) into this sketch; returns self."""
         self._check_compatible(other)
         if other.n_slots != self.n_slots:
-            raise ValueError(f"cannot merge a sketch over {other.n_slots} slots into {self.n_slots} slots; "
-                             "use rollup()")
-        _ks.sketch_merge(other.bucket_of, other.counts, other.n_slots, np.arange(self.n_slots, dtype=np.int64),
-                         self.n_buckets, self.n_slots, self.bucket_of, self.counts)
+            raise ValueError(
+                f"cannot merge a sketch over {other.n_slots} slots into {self.n_slots} slots; use rollup()"
+            )
+        _ks.sketch_merge(
+            other.bucket_of,
+            other.counts,
+            other.n_slots,
+            np.arange(self.n_slots, dtype=np.int64),
+            self.n_buckets,
+            self.n_slots,
+            self.bucket_of,
+            self.counts,
+        )
         self.clock[0] = max(int(self.clock[0]), int(other.clock[0]))
         self.n_counted += other.n_counted
         self.n_invalid += other.n_invalid
         self.n_expired += other.n_expired
         return self
 
-    def rollup(self, group_of_slot, n_groups: int) -> "QuantileSketch":
+    def rollup(self, group_of_slot, n_groups: int) -> QuantileSketch:
         """A new sketch with one slot per group, merging the slots of each group."""
         g = check_groups(group_of_slot, self.n_slots, n_groups)
-        out = QuantileSketch(n_groups, self.alpha, self.min_value, self.max_value,
-                             None if self.width_ms == _HUGE_WIDTH_MS else self.width_ms, self.n_buckets)
-        _ks.sketch_merge(self.bucket_of, self.counts, self.n_slots, g, self.n_buckets, n_groups,
-                         out.bucket_of, out.counts)
+        out = QuantileSketch(
+            n_groups,
+            self.alpha,
+            self.min_value,
+            self.max_value,
+            None if self.width_ms == _HUGE_WIDTH_MS else self.width_ms,
+            self.n_buckets,
+        )
+        _ks.sketch_merge(
+            self.bucket_of, self.counts, self.n_slots, g, self.n_buckets, n_groups, out.bucket_of, out.counts
+        )
         out.clock[0] = self.clock[0]
         out.n_counted, out.n_invalid, out.n_expired = self.n_counted, self.n_invalid, self.n_expired
         return out
 
     def to_state(self) -> dict:
-        return {"kind": "QuantileSketch", "n_slots": self.n_slots, "alpha": self.alpha,
-                "min_value": self.min_value, "max_value": self.max_value,
-                "width_ms": -1 if self.width_ms == _HUGE_WIDTH_MS else self.width_ms,
-                "n_buckets": self.n_buckets, "bucket_of": self.bucket_of.copy(), "counts": self.counts.copy(),
-                "clock": self.clock.copy(), "n_counted": self.n_counted, "n_invalid": self.n_invalid,
-                "n_expired": self.n_expired}
+        return {
+            "kind": "QuantileSketch",
+            "n_slots": self.n_slots,
+            "alpha": self.alpha,
+            "min_value": self.min_value,
+            "max_value": self.max_value,
+            "width_ms": -1 if self.width_ms == _HUGE_WIDTH_MS else self.width_ms,
+            "n_buckets": self.n_buckets,
+            "bucket_of": self.bucket_of.copy(),
+            "counts": self.counts.copy(),
+            "clock": self.clock.copy(),
+            "n_counted": self.n_counted,
+            "n_invalid": self.n_invalid,
+            "n_expired": self.n_expired,
+        }
 
     @classmethod
-    def from_state(cls, d: dict) -> "QuantileSketch":
+    def from_state(cls, d: dict) -> QuantileSketch:
         if d.get("kind") != "QuantileSketch":
             raise ValueError(f"not a QuantileSketch state (kind={d.get('kind')!r})")
         width = int(d["width_ms"])
-        sk = cls(int(d["n_slots"]), float(d["alpha"]), float(d["min_value"]), float(d["max_value"]),
-                 None if width < 0 else width, int(d["n_buckets"]))
+        sk = cls(
+            int(d["n_slots"]),
+            float(d["alpha"]),
+            float(d["min_value"]),
+            float(d["max_value"]),
+            None if width < 0 else width,
+            int(d["n_buckets"]),
+        )
         counts = np.asarray(d["counts"])
         if counts.shape != sk.counts.shape:
             raise ValueError(f"counts has shape {counts.shape}, expected {sk.counts.shape}")

@@ -49,14 +49,14 @@ Typical use
 >>> side.late_idx.tolist(), float(w.query(2_000, 3_600_000, decay=Decay.exponential(600.0))["mean"][0])
 ([], 2.0)
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from kernels import ewm as _ke
 from kernels import windows as _kw
-
-from telcoanalytics.windows.decay import (BatchStatus, Decay, EWStats, as_decay, check_batch, check_groups, check_slots)
+from telcoanalytics.windows.decay import BatchStatus, Decay, EWStats, as_decay, check_batch, check_groups, check_slots
 
 STAT_FIELDS = ("count", "sum", "mean", "var", "std", "min", "max", "rate_per_s", "sum_per_s")
 STATS_DTYPE = np.dtype([(f, "f8") for f in STAT_FIELDS])
@@ -101,8 +101,14 @@ class SlidingWindows:
     ([2.0, 1.0], [2.0, 5.0])
     """
 
-    def __init__(self, n_slots: int, resolutions=DEFAULT_RESOLUTIONS, allowed_lateness_ms: int = 0,
-                 half_lives_s=(), dedup: bool = False):
+    def __init__(
+        self,
+        n_slots: int,
+        resolutions=DEFAULT_RESOLUTIONS,
+        allowed_lateness_ms: int = 0,
+        half_lives_s=(),
+        dedup: bool = False,
+    ):
         n_slots = int(n_slots)
         if n_slots < 1:
             raise ValueError(f"n_slots must be >= 1, got {n_slots}")
@@ -117,8 +123,9 @@ class SlidingWindows:
         self.n_slots = n_slots
         self.width_ms = np.ascontiguousarray(res[:, 0], dtype=np.int64)
         self.n_buckets = np.ascontiguousarray(res[:, 1], dtype=np.int64)
-        self.offset = np.ascontiguousarray(np.concatenate([[0], np.cumsum(self.n_buckets * n_slots)[:-1]]),
-                                           dtype=np.int64)
+        self.offset = np.ascontiguousarray(
+            np.concatenate([[0], np.cumsum(self.n_buckets * n_slots)[:-1]]), dtype=np.int64
+        )
         self.allowed_lateness_ms = lateness
         self.dedup = bool(dedup)
         self.ew = EWStats(n_slots, half_lives_s) if len(np.atleast_1d(half_lives_s)) else None
@@ -200,23 +207,44 @@ class SlidingWindows:
                 raise ValueError("this SlidingWindows was built with dedup=True: pass record_id")
             rid = np.asarray(record_id)
             if rid.shape != ts.shape or rid.dtype.kind not in "iu":
-                raise ValueError(f"record_id must be an integer array of length {n}, got dtype {rid.dtype} "
-                                 f"shape {rid.shape}")
+                raise ValueError(
+                    f"record_id must be an integer array of length {n}, got dtype {rid.dtype} shape {rid.shape}"
+                )
             rid = np.ascontiguousarray(rid, dtype=np.int64)
             self._reserve_dedup(n)
         else:
             if record_id is not None:
-                raise ValueError("record_id given but this SlidingWindows was built with dedup=False; "
-                                 "build it with dedup=True to drop duplicates")
+                raise ValueError(
+                    "record_id given but this SlidingWindows was built with dedup=False; "
+                    "build it with dedup=True to drop duplicates"
+                )
             rid = ts
         status = np.empty(n, dtype=np.int8)
         ew_state = self.ew.state if self.ew is not None else np.zeros((1, 1))
         coef = self.ew.coef if self.ew is not None else np.zeros(0)
         table = self.ew.table if self.ew is not None else np.zeros((3, 1, 0))
-        n_ok = _kw.window_update(ts, sl, val, rid, self.dedup, self.width_ms, self.n_buckets, self.offset,
-                                 self.n_slots, self.allowed_lateness_ms, coef, table, self.cells, ew_state,
-                                 self.clock, self.counters, self.expired, self.dedup_keys, self.dedup_ts,
-                                 status)
+        n_ok = _kw.window_update(
+            ts,
+            sl,
+            val,
+            rid,
+            self.dedup,
+            self.width_ms,
+            self.n_buckets,
+            self.offset,
+            self.n_slots,
+            self.allowed_lateness_ms,
+            coef,
+            table,
+            self.cells,
+            ew_state,
+            self.clock,
+            self.counters,
+            self.expired,
+            self.dedup_keys,
+            self.dedup_ts,
+            status,
+        )
         if self.ew is not None:
             self.ew.n_events += int(n_ok)
         return BatchStatus(status)
@@ -252,12 +280,13 @@ class SlidingWindows:
             w, nb = int(self.width_ms[r]), int(self.n_buckets[r])
             if span_ms % w == 0 and span_ms // w <= nb:
                 return int(r)
-        raise ValueError(f"no resolution covers span_ms={span_ms} in whole buckets; resolutions are "
-                         f"{self.resolutions} (width_ms, n_buckets); use a span that is a multiple of a width "
-                         "and at most width * n_buckets, or add a resolution")
+        raise ValueError(
+            f"no resolution covers span_ms={span_ms} in whole buckets; resolutions are "
+            f"{self.resolutions} (width_ms, n_buckets); use a span that is a multiple of a width "
+            "and at most width * n_buckets, or add a resolution"
+        )
 
-    def query(self, t_query_ms: int, span_ms: int, decay=None, slots=None, resolution: int | None = None
-              ) -> np.ndarray:
+    def query(self, t_query_ms: int, span_ms: int, decay=None, slots=None, resolution: int | None = None) -> np.ndarray:
         """Weighted statistics per slot over the last ``span_ms`` up to ``t_query_ms``.
 
         Parameters
@@ -293,8 +322,9 @@ class SlidingWindows:
         weights = as_decay(decay).weights(n_span, w / 1000.0)
         sl = check_slots(slots, self.n_slots)
         out = np.empty((len(sl), len(STAT_FIELDS)))
-        _kw.window_query(self.cells, int(self.offset[r]), int(self.n_buckets[r]), self.n_slots, w,
-                         int(t_query_ms), weights, sl, out)
+        _kw.window_query(
+            self.cells, int(self.offset[r]), int(self.n_buckets[r]), self.n_slots, w, int(t_query_ms), weights, sl, out
+        )
         return out.view(STATS_DTYPE).reshape(len(sl))
 
     def _span_resolution(self, span_ms, resolution) -> tuple[int, int]:
@@ -310,12 +340,14 @@ class SlidingWindows:
                 raise ValueError(f"resolution {r} out of range 0..{len(self.width_ms) - 1}")
             w, nb = int(self.width_ms[r]), int(self.n_buckets[r])
             if span_ms % w or span_ms // w > nb:
-                raise ValueError(f"span_ms={span_ms} is not a whole number of buckets of resolution {r} "
-                                 f"(width {w} ms, {nb} buckets)")
+                raise ValueError(
+                    f"span_ms={span_ms} is not a whole number of buckets of resolution {r} (width {w} ms, {nb} buckets)"
+                )
         return r, span_ms // int(self.width_ms[r])
 
-    def standing_query(self, span_ms: int, decay=None, slots=None, resolution: int | None = None,
-                       spread_buckets: int = 4) -> "StandingQuery":
+    def standing_query(
+        self, span_ms: int, decay=None, slots=None, resolution: int | None = None, spread_buckets: int = 4
+    ) -> StandingQuery:
         """Register a query that is asked again and again (a dashboard, an SLA tick).
 
         The returned :class:`StandingQuery` ``sq(t_query_ms)`` gives exactly (bit for bit) what
@@ -325,8 +357,9 @@ class SlidingWindows:
         live buckets, and folds at least ``spread_buckets`` settled buckets ahead for the next
         query bucket. See :class:`StandingQuery`.
         """
-        return StandingQuery(self, span_ms, decay=decay, slots=slots, resolution=resolution,
-                             spread_buckets=spread_buckets)
+        return StandingQuery(
+            self, span_ms, decay=decay, slots=slots, resolution=resolution, spread_buckets=spread_buckets
+        )
 
     def ew_values(self, t_query_ms: int, slots=None) -> np.ndarray:
         """Continuous EW statistics (``EW_DTYPE``, shape ``(n_q, n_half_lives)``)."""
@@ -339,24 +372,29 @@ class SlidingWindows:
         if not isinstance(other, SlidingWindows):
             raise TypeError(f"can only merge SlidingWindows, got {type(other).__name__}")
         if other.resolutions != self.resolutions or not np.array_equal(other.half_lives_s, self.half_lives_s):
-            raise ValueError(f"cannot merge windows with resolutions {other.resolutions} / half-lives "
-                             f"{other.half_lives_s.tolist()} into {self.resolutions} / "
-                             f"{self.half_lives_s.tolist()}")
+            raise ValueError(
+                f"cannot merge windows with resolutions {other.resolutions} / half-lives "
+                f"{other.half_lives_s.tolist()} into {self.resolutions} / "
+                f"{self.half_lives_s.tolist()}"
+            )
 
-    def merge(self, other: "SlidingWindows") -> "SlidingWindows":
+    def merge(self, other: SlidingWindows) -> SlidingWindows:
         """Merge another partition's state (same slots, resolutions, half-lives) into this one.
 
         Cells of the same bucket combine (Chan), the newer bucket wins otherwise; clocks take the
         maximum; counters add; record-id tables are united. Returns self.
         """
         self._check_compatible(other)
-        self._version += 1            # settled buckets change: standing queries rebuild
+        self._version += 1  # settled buckets change: standing queries rebuild
         if other.n_slots != self.n_slots:
-            raise ValueError(f"cannot merge windows over {other.n_slots} slots into {self.n_slots} slots; "
-                             "use rollup() to change the slot space")
+            raise ValueError(
+                f"cannot merge windows over {other.n_slots} slots into {self.n_slots} slots; "
+                "use rollup() to change the slot space"
+            )
         ident = np.arange(self.n_slots, dtype=np.int64)
-        _kw.window_merge(other.cells, other.n_slots, ident, self.n_buckets, other.offset, self.offset,
-                         self.n_slots, self.cells)
+        _kw.window_merge(
+            other.cells, other.n_slots, ident, self.n_buckets, other.offset, self.offset, self.n_slots, self.cells
+        )
         if self.ew is not None:
             _ke.ewm_merge(other.ew.state, ident, self.ew.coef, self.ew.state)
             self.ew.n_events += other.ew.n_events
@@ -372,7 +410,7 @@ class SlidingWindows:
             _kw.dedup_insert(k, t, self.dedup_keys, self.dedup_ts, self.clock, st)
         return self
 
-    def rollup(self, group_of_slot, n_groups: int) -> "SlidingWindows":
+    def rollup(self, group_of_slot, n_groups: int) -> SlidingWindows:
         """A new windows object with one slot per group (e.g. site from elements), merging the
         slots of each group; ``group_of_slot[s]`` is the group of slot ``s``.
 
@@ -386,8 +424,7 @@ class SlidingWindows:
         """
         g = check_groups(group_of_slot, self.n_slots, n_groups)
         out = SlidingWindows(n_groups, self.resolutions, self.allowed_lateness_ms, self.half_lives_s, dedup=False)
-        _kw.window_merge(self.cells, self.n_slots, g, self.n_buckets, self.offset, out.offset, out.n_slots,
-                         out.cells)
+        _kw.window_merge(self.cells, self.n_slots, g, self.n_buckets, self.offset, out.offset, out.n_slots, out.cells)
         if self.ew is not None:
             _ke.ewm_merge(self.ew.state, g, self.ew.coef, out.ew.state)
             out.ew.n_events = self.ew.n_events
@@ -398,19 +435,28 @@ class SlidingWindows:
 
     def to_state(self) -> dict:
         """Checkpoint as a dict of numpy arrays and plain scalars."""
-        d = {"kind": "SlidingWindows", "n_slots": self.n_slots, "width_ms": self.width_ms.copy(),
-             "n_buckets": self.n_buckets.copy(), "allowed_lateness_ms": self.allowed_lateness_ms,
-             "dedup": self.dedup, "cells": self.cells.copy(), "clock": self.clock.copy(),
-             "counters": self.counters.copy(), "expired": self.expired.copy(),
-             "dedup_keys": self.dedup_keys.copy(), "dedup_ts": self.dedup_ts.copy(),
-             "half_lives_s": self.half_lives_s.copy()}
+        d = {
+            "kind": "SlidingWindows",
+            "n_slots": self.n_slots,
+            "width_ms": self.width_ms.copy(),
+            "n_buckets": self.n_buckets.copy(),
+            "allowed_lateness_ms": self.allowed_lateness_ms,
+            "dedup": self.dedup,
+            "cells": self.cells.copy(),
+            "clock": self.clock.copy(),
+            "counters": self.counters.copy(),
+            "expired": self.expired.copy(),
+            "dedup_keys": self.dedup_keys.copy(),
+            "dedup_ts": self.dedup_ts.copy(),
+            "half_lives_s": self.half_lives_s.copy(),
+        }
         if self.ew is not None:
             d["ew_state"] = self.ew.state.copy()
             d["ew_n_events"] = self.ew.n_events
         return d
 
     @classmethod
-    def from_state(cls, d: dict) -> "SlidingWindows":
+    def from_state(cls, d: dict) -> SlidingWindows:
         """Restore from :meth:`to_state`."""
         if d.get("kind") != "SlidingWindows":
             raise ValueError(f"not a SlidingWindows state (kind={d.get('kind')!r})")
@@ -485,8 +531,9 @@ class StandingQuery:
     True
     """
 
-    def __init__(self, windows: SlidingWindows, span_ms: int, decay=None, slots=None, resolution=None,
-                 spread_buckets: int = 4):
+    def __init__(
+        self, windows: SlidingWindows, span_ms: int, decay=None, slots=None, resolution=None, spread_buckets: int = 4
+    ):
         if not isinstance(windows, SlidingWindows):
             raise TypeError(f"windows must be a SlidingWindows, got {type(windows).__name__}")
         spread = int(spread_buckets)
@@ -501,11 +548,11 @@ class StandingQuery:
         self.slots = check_slots(slots, windows.n_slots)
         self.spread_buckets = spread
         self._acc = np.empty((5, len(self.slots)))
-        self._key = None              # (query bucket, windows version) of the kept aggregate
-        self._k_live = self.n_span    # ages below this are read at each call
+        self._key = None  # (query bucket, windows version) of the kept aggregate
+        self._k_live = self.n_span  # ages below this are read at each call
         self._nxt = np.empty((5, len(self.slots)))
-        self._nxt_key = None          # (next query bucket, version) being folded ahead
-        self._nxt_b = 0               # next absolute bucket to fold into _nxt
+        self._nxt_key = None  # (next query bucket, version) being folded ahead
+        self._nxt_b = 0  # next absolute bucket to fold into _nxt
         self.n_builds = 0
         self.n_calls = 0
 
@@ -525,8 +572,18 @@ class StandingQuery:
             return
         w = self.windows
         r = self.resolution
-        _kw.window_accumulate(w.cells, int(w.offset[r]), int(w.n_buckets[r]), w.n_slots, bq, bq - b_from + 1,
-                              bq - b_to, self.weights, self.slots, acc)
+        _kw.window_accumulate(
+            w.cells,
+            int(w.offset[r]),
+            int(w.n_buckets[r]),
+            w.n_slots,
+            bq,
+            bq - b_from + 1,
+            bq - b_to,
+            self.weights,
+            self.slots,
+            acc,
+        )
 
     @staticmethod
     def _reset(acc) -> None:
@@ -544,7 +601,7 @@ class StandingQuery:
         # buckets older than s0 (the watermark's bucket) can no longer change
         s0 = None if wm is None else wm // self.width_ms
         k_live = self.n_span if s0 is None else int(min(self.n_span, max(0, bq - s0 + 1)))
-        settled_to = bq - k_live                  # newest bucket of the kept part
+        settled_to = bq - k_live  # newest bucket of the kept part
         # the ring recycles the position of bucket b when a bucket b + nb arrives
         recycled = s0 is not None and (wm + w.allowed_lateness_ms) // self.width_ms - nb >= bq - self.n_span + 1
         if recycled or self._key != key:
@@ -606,9 +663,16 @@ def topology_groups(topology, level: str, n_metrics: int = 1) -> tuple[np.ndarra
     return np.ascontiguousarray(g, dtype=np.int64), topology.n_nodes(level) * n_metrics
 
 
-def busiest_summary(windows: SlidingWindows, topology=None, k: int = 5, span_ms: int | None = None,
-                    t_query_ms: int | None = None, decay: Decay | None = None, n_metrics: int = 1,
-                    metric_names=None) -> list[str]:
+def busiest_summary(
+    windows: SlidingWindows,
+    topology=None,
+    k: int = 5,
+    span_ms: int | None = None,
+    t_query_ms: int | None = None,
+    decay: Decay | None = None,
+    n_metrics: int = 1,
+    metric_names=None,
+) -> list[str]:
     """One line of windowed statistics for each of the ``k`` busiest slots (largest count).
 
     Parameters
@@ -638,7 +702,7 @@ def busiest_summary(windows: SlidingWindows, topology=None, k: int = 5, span_ms:
         r = int(np.argmax(windows.width_ms * windows.n_buckets))
         span_ms = int(windows.width_ms[r] * windows.n_buckets[r])
     q = windows.query(t, span_ms, decay=decay)
-    order = np.argsort(-q["count"], kind="stable")[:int(k)]
+    order = np.argsort(-q["count"], kind="stable")[: int(k)]
     lines = []
     for s in order:
         if q["count"][s] <= 0:
@@ -648,7 +712,9 @@ def busiest_summary(windows: SlidingWindows, topology=None, k: int = 5, span_ms:
         if n_metrics > 1 or metric_names is not None:
             who += f" {metric_names[m] if metric_names is not None else 'metric ' + str(m)}"
         row = q[s]
-        lines.append(f"{who}: n={row['count']:.0f} mean={row['mean']:.4g} std={row['std']:.4g} "
-                     f"min={row['min']:.4g} max={row['max']:.4g} rate={row['rate_per_s']:.4g}/s "
-                     f"over {span_ms / 1000:g}s")
+        lines.append(
+            f"{who}: n={row['count']:.0f} mean={row['mean']:.4g} std={row['std']:.4g} "
+            f"min={row['min']:.4g} max={row['max']:.4g} rate={row['rate_per_s']:.4g}/s "
+            f"over {span_ms / 1000:g}s"
+        )
     return lines

@@ -1,21 +1,32 @@
 """Alert model, SLA/anomaly converters and the AlertManager (dedup, grouping, inhibition,
 silences, repeat, resolved, checkpoint) with exact expected timelines."""
+
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from telcoanalytics.alerts.manager import (
-    ANOMALY_SEVERITY, DEFAULT_INHIBIT_RULES, Alert, AlertManager, InhibitRule, Matcher,
-    Notification, Silence, alerts_from_anomalies, alerts_from_sla_events, fingerprint_of,
+    ANOMALY_SEVERITY,
+    DEFAULT_INHIBIT_RULES,
+    Alert,
+    AlertManager,
+    InhibitRule,
+    Matcher,
+    Notification,
+    Silence,
+    alerts_from_anomalies,
+    alerts_from_sla_events,
+    fingerprint_of,
     rfc3339_ms,
 )
 from telcoanalytics.alerts.sinks import CallbackSink
 from telcoanalytics.topology.model import Topology
 
 MIN = 60_000
-T0 = 1_790_000_000_000   # some event time in 2026
+T0 = 1_790_000_000_000  # some event time in 2026
 
 
 # ---- fixtures -------------------------------------------------------------------------------
@@ -34,6 +45,7 @@ def topo():
 @dataclass
 class Ev:
     """Stands in for telcoanalytics.sla.sla.SlaEvent (same fields, see the helpers' brief)."""
+
     rule: str = "css_cell"
     kpi: str = "call_setup_success_rate"
     severity: str = "major"
@@ -50,10 +62,21 @@ class Ev:
     summary: str = "CSSR below 95%"
 
 
-ANOMALY_DTYPE = np.dtype([("slot", "i8"), ("element_id", "i8"), ("metric", "U24"), ("start_ms", "i8"),
-                          ("end_ms", "i8"), ("peak_score", "f8"), ("direction", "i1"),
-                          ("classification", "U16"), ("baseline", "f8"), ("threshold", "f8"),
-                          ("value", "f8")])
+ANOMALY_DTYPE = np.dtype(
+    [
+        ("slot", "i8"),
+        ("element_id", "i8"),
+        ("metric", "U24"),
+        ("start_ms", "i8"),
+        ("end_ms", "i8"),
+        ("peak_score", "f8"),
+        ("direction", "i1"),
+        ("classification", "U16"),
+        ("baseline", "f8"),
+        ("threshold", "f8"),
+        ("value", "f8"),
+    ]
+)
 
 
 def anomalies(*rows):
@@ -84,8 +107,16 @@ class Recorder:
 def cell_alert(eid, name="anomaly_prb_util_pct", cls="crowd", start=T0, **kw):
     site = 100 if 1000 <= eid < 1040 else 101 if 1100 <= eid < 1105 else 200
     region = 2 if site == 200 else 1
-    labels = {"alertname": name, "source": "anomaly", "scope": "element", "element": str(eid),
-              "site": str(site), "region": str(region), "classification": cls, "severity": "warning"}
+    labels = {
+        "alertname": name,
+        "source": "anomaly",
+        "scope": "element",
+        "element": str(eid),
+        "site": str(site),
+        "region": str(region),
+        "classification": cls,
+        "severity": "warning",
+    }
     return Alert(labels, {"summary": f"{cls} on {eid}"}, starts_at_ms=start, **kw)
 
 
@@ -102,6 +133,7 @@ def test_rfc3339_and_fingerprint():
     assert rfc3339_ms(0) == "1970-01-01T00:00:00.000Z"
     assert rfc3339_ms(-1) == "1969-12-31T23:59:59.999Z"
     import hashlib
+
     # name 0xff value 0xff over sorted pairs, UTF-8 (0xff never occurs in UTF-8)
     raw = b"alertname\xffx\xffsite\xff" + "\u00ff".encode() + b"\xff"
     assert fingerprint_of({"site": "\u00ff", "alertname": "x"}) == hashlib.blake2b(raw, digest_size=8).hexdigest()
@@ -115,8 +147,12 @@ def test_rfc3339_and_fingerprint():
     assert len(fingerprint_of(a)) == 16
 
 
-@given(st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True),
-                       st.text(min_size=1, max_size=5), min_size=1, max_size=6), st.randoms())
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True), st.text(min_size=1, max_size=5), min_size=1, max_size=6
+    ),
+    st.randoms(),
+)
 def test_fingerprint_independent_of_label_order(labels, random):
     items = list(labels.items())
     random.shuffle(items)
@@ -142,8 +178,12 @@ def test_alert_validation_errors():
 
 def test_alert_to_v2():
     a = Alert({"alertname": "x", "site": "7"}, {"summary": "s"}, starts_at_ms=0, generator_url="http://g")
-    assert a.to_v2() == {"labels": {"alertname": "x", "site": "7"}, "annotations": {"summary": "s"},
-                         "startsAt": "1970-01-01T00:00:00.000Z", "generatorURL": "http://g"}
+    assert a.to_v2() == {
+        "labels": {"alertname": "x", "site": "7"},
+        "annotations": {"summary": "s"},
+        "startsAt": "1970-01-01T00:00:00.000Z",
+        "generatorURL": "http://g",
+    }
     assert a.to_v2(valid_until_ms=1000)["endsAt"] == "1970-01-01T00:00:01.000Z"
     r = Alert({"alertname": "x"}, starts_at_ms=0, ends_at_ms=2000, state="resolved")
     assert r.to_v2(valid_until_ms=99_999)["endsAt"] == "1970-01-01T00:00:02.000Z"
@@ -193,26 +233,40 @@ def test_silence_and_rule_validation():
 
 # ---- converters -----------------------------------------------------------------------------
 def test_sla_events_to_alerts(topo):
-    evs = [Ev(), Ev(scope_level="site", scope_id=100, rule="css_site", service=""),
-           Ev(scope_level="region", scope_id=2, rule="css_region"), Ev(state="pending"),
-           Ev(state="resolved", t_ms=T0 + 20 * MIN, end_ms=-1, value=0.97),
-           Ev(scope_level="network", scope_id=0, rule="css_net"),
-           Ev(scope_id=999_999, rule="css_ghost")]
+    evs = [
+        Ev(),
+        Ev(scope_level="site", scope_id=100, rule="css_site", service=""),
+        Ev(scope_level="region", scope_id=2, rule="css_region"),
+        Ev(state="pending"),
+        Ev(state="resolved", t_ms=T0 + 20 * MIN, end_ms=-1, value=0.97),
+        Ev(scope_level="network", scope_id=0, rule="css_net"),
+        Ev(scope_id=999_999, rule="css_ghost"),
+    ]
     out = alerts_from_sla_events(evs, topo, generator_url="http://sla")
-    assert len(out) == 6                                    # pending is not an alert
+    assert len(out) == 6  # pending is not an alert
     cell, site, region, res, net, ghost = out
-    assert cell.labels == {"alertname": "css_cell", "source": "sla", "rule": "css_cell",
-                           "kpi": "call_setup_success_rate", "service": "voice", "severity": "major",
-                           "classification": "sla", "scope": "element", "element": "1000",
-                           "site": "100", "region": "1"}
-    assert cell.annotations["summary"] == ("call_setup_success_rate = 0.912 breaches threshold 0.95 "
-                                           "on element 1000 (voice)")
+    assert cell.labels == {
+        "alertname": "css_cell",
+        "source": "sla",
+        "rule": "css_cell",
+        "kpi": "call_setup_success_rate",
+        "service": "voice",
+        "severity": "major",
+        "classification": "sla",
+        "scope": "element",
+        "element": "1000",
+        "site": "100",
+        "region": "1",
+    }
+    assert cell.annotations["summary"] == (
+        "call_setup_success_rate = 0.912 breaches threshold 0.95 on element 1000 (voice)"
+    )
     assert "CSSR below 95%" in cell.annotations["description"] and "worst" in cell.annotations["description"]
     assert (cell.state, cell.starts_at_ms, cell.ends_at_ms, cell.updated_ms) == ("firing", T0 - 5 * MIN, -1, T0)
     assert site.labels["site"] == "100" and site.labels["region"] == "1" and "element" not in site.labels
     assert "service" not in site.labels
     assert region.labels["region"] == "2" and region.labels["scope"] == "region" and "site" not in region.labels
-    assert res.state == "resolved" and res.ends_at_ms == T0 + 20 * MIN       # end_ms -1 -> t_ms
+    assert res.state == "resolved" and res.ends_at_ms == T0 + 20 * MIN  # end_ms -1 -> t_ms
     assert res.fingerprint == cell.fingerprint
     assert "back within threshold 0.95" in res.annotations["summary"]
     assert net.labels["network"] == "0" and "topology" in net.annotations
@@ -233,8 +287,10 @@ def test_sla_event_errors(topo):
         alerts_from_sla_events([Ev(severity="urgent")], topo)
     with pytest.raises(ValueError, match="is pending"):
         alerts_from_sla_events([Ev(state="pending")], topo, include_pending=True)
+
     class NoKpi:
         rule, severity, state = "r", "page", "firing"
+
     with pytest.raises(ValueError, match=r"#0 \(NoKpi\) has no field 'kpi'"):
         alerts_from_sla_events([NoKpi()], topo)
     with pytest.raises(ValueError, match="no field 'kpi'"):
@@ -242,14 +298,26 @@ def test_sla_event_errors(topo):
 
 
 def test_anomalies_to_alerts(topo):
-    rows = anomalies((1000, "prb_util_pct", "crowd", T0, -1), (2001, "throughput_mbps", "fault", T0, T0 + MIN),
-                     (5, "cpu_util_pct", "brandnew", T0, -1))
+    rows = anomalies(
+        (1000, "prb_util_pct", "crowd", T0, -1),
+        (2001, "throughput_mbps", "fault", T0, T0 + MIN),
+        (5, "cpu_util_pct", "brandnew", T0, -1),
+    )
     a, b, c = alerts_from_anomalies(rows, topo)
-    assert a.labels == {"alertname": "anomaly_prb_util_pct", "source": "anomaly", "metric": "prb_util_pct",
-                        "classification": "crowd", "severity": "warning", "scope": "element",
-                        "element": "1000", "site": "100", "region": "1"}
+    assert a.labels == {
+        "alertname": "anomaly_prb_util_pct",
+        "source": "anomaly",
+        "metric": "prb_util_pct",
+        "classification": "crowd",
+        "severity": "warning",
+        "scope": "element",
+        "element": "1000",
+        "site": "100",
+        "region": "1",
+    }
     assert a.state == "firing" and a.annotations["summary"] == (
-        "crowd on element 1000 prb_util_pct: 3 below threshold 40 (baseline 100)")
+        "crowd on element 1000 prb_util_pct: 3 below threshold 40 (baseline 100)"
+    )
     assert b.state == "resolved" and b.ends_at_ms == T0 + MIN and b.severity == ANOMALY_SEVERITY["fault"]
     assert b.labels["region"] == "2" and b.annotations["summary"].startswith("resolved: ")
     assert c.severity == "warning" and "topology" in c.annotations
@@ -257,16 +325,27 @@ def test_anomalies_to_alerts(topo):
     rows2 = anomalies((1000, "prb_util_pct", "fault", T0, -1))
     assert alerts_from_anomalies(rows2, topo)[0].fingerprint == a.fingerprint
     assert alerts_from_anomalies(rows2, topo, severity={"fault": "page"})[0].severity == "page"
-    assert alerts_from_anomalies(rows[0], topo)[0].fingerprint == a.fingerprint   # a single row
+    assert alerts_from_anomalies(rows[0], topo)[0].fingerprint == a.fingerprint  # a single row
 
 
 def test_anomaly_errors(topo):
     with pytest.raises(ValueError, match="structured array"):
         alerts_from_anomalies([1, 2], topo)
     with pytest.raises(ValueError, match=r"lack fields \['classification'"):
-        alerts_from_anomalies(np.zeros(1, dtype=[("element_id", "i8"), ("metric", "U8"), ("start_ms", "i8"),
-                                                 ("end_ms", "i8"), ("peak_score", "f8"), ("direction", "i1")]),
-                              topo)
+        alerts_from_anomalies(
+            np.zeros(
+                1,
+                dtype=[
+                    ("element_id", "i8"),
+                    ("metric", "U8"),
+                    ("start_ms", "i8"),
+                    ("end_ms", "i8"),
+                    ("peak_score", "f8"),
+                    ("direction", "i1"),
+                ],
+            ),
+            topo,
+        )
     with pytest.raises(ValueError, match="unknown severities"):
         alerts_from_anomalies(anomalies((1000, "m", "fault", T0, -1)), topo, severity={"fault": "urgent"})
 
@@ -276,8 +355,8 @@ def test_dedup_and_group_of_40_cells(topo):
     mgr, rec = mgr_for(topo)
     cells = [cell_alert(e) for e in range(1000, 1040)]
     mgr.ingest(cells, now_ms=T0)
-    mgr.ingest(cells[:10], now_ms=T0 + 1000)                # re-sent: updates, no duplicates
-    mgr.ingest([cell_alert(1100)], now_ms=T0 + 1000)        # other site: other group
+    mgr.ingest(cells[:10], now_ms=T0 + 1000)  # re-sent: updates, no duplicates
+    mgr.ingest([cell_alert(1100)], now_ms=T0 + 1000)  # other site: other group
     assert mgr.tick(T0 + 29_999) == [] and rec.notes == []  # group_wait not over
     sent = mgr.tick(T0 + 30_000)
     assert [len(n.alerts) for n in sent] == [40]
@@ -287,7 +366,7 @@ def test_dedup_and_group_of_40_cells(topo):
     assert len({a.fingerprint for a in n.alerts}) == 40 and n.status == "firing"
     assert n.valid_until_ms == T0 + 30_000 + 120 * MIN
     assert mgr.stats["deduplicated"] == 10 and mgr.stats["new"] == 41
-    assert [len(x.alerts) for x in mgr.tick(T0 + 31_000)] == [1]     # site 101, created 1 s later
+    assert [len(x.alerts) for x in mgr.tick(T0 + 31_000)] == [1]  # site 101, created 1 s later
     assert rec.notes[0] is n and len(rec.notes) == 2
     d = n.to_dict()
     assert d["commonLabels"]["site"] == "100" and "element" not in d["commonLabels"]
@@ -298,13 +377,13 @@ def test_group_interval_repeat_and_resolve(topo):
     mgr, rec = mgr_for(topo, group_wait_ms=0)
     mgr.ingest([cell_alert(1000)], T0)
     assert len(mgr.tick(T0)) == 1
-    mgr.ingest([cell_alert(1001)], T0 + MIN)                # joins the flushed group
-    assert mgr.tick(T0 + 4 * MIN) == []                     # waits for group_interval
+    mgr.ingest([cell_alert(1001)], T0 + MIN)  # joins the flushed group
+    assert mgr.tick(T0 + 4 * MIN) == []  # waits for group_interval
     [n] = mgr.tick(T0 + 5 * MIN)
     assert sorted(a.labels["element"] for a in n.alerts) == ["1000", "1001"]
-    for k in range(2, 12):                                  # no change: silent until repeat
+    for k in range(2, 12):  # no change: silent until repeat
         assert mgr.tick(T0 + 5 * k * MIN) == [], k
-    [rep] = mgr.tick(T0 + 65 * MIN)                         # 60 min after the last notification
+    [rep] = mgr.tick(T0 + 65 * MIN)  # 60 min after the last notification
     assert len(rep.alerts) == 2 and mgr.stats["repeats"] == 1
     # resolve one: notified once as resolved, then gone; the other keeps firing
     r = cell_alert(1000, state="resolved", ends_at_ms=T0 + 66 * MIN)
@@ -331,7 +410,7 @@ def test_resolved_before_notification_is_not_sent(topo):
     mgr.ingest([cell_alert(1000)], T0)
     mgr.ingest([cell_alert(1000, state="resolved", ends_at_ms=T0 + 10_000)], T0 + 10_000)
     assert mgr.tick(T0 + MIN) == [] and mgr.stats["resolved_before_notify"] == 1
-    mgr.ingest([cell_alert(1002, state="resolved", ends_at_ms=T0)], T0)   # never seen firing
+    mgr.ingest([cell_alert(1002, state="resolved", ends_at_ms=T0)], T0)  # never seen firing
     assert mgr.stats["resolved_unseen"] == 1 and mgr.active_alerts == []
 
 
@@ -342,9 +421,14 @@ def test_out_of_order_updates(topo):
     mgr.ingest([new, old], T0)
     assert mgr.stats["stale"] == 1 and mgr.active_alerts[0].classification == "crowd"
     # resolved then re-opened (later start) before any flush: one firing alert
-    mgr.ingest([cell_alert(1000, state="resolved", ends_at_ms=T0 + 3 * MIN),
-                cell_alert(1000, start=T0 + 2 * MIN, updated_ms=T0 + 3 * MIN),        # stale start
-                cell_alert(1000, start=T0 + 4 * MIN, updated_ms=T0 + 4 * MIN)], T0)
+    mgr.ingest(
+        [
+            cell_alert(1000, state="resolved", ends_at_ms=T0 + 3 * MIN),
+            cell_alert(1000, start=T0 + 2 * MIN, updated_ms=T0 + 3 * MIN),  # stale start
+            cell_alert(1000, start=T0 + 4 * MIN, updated_ms=T0 + 4 * MIN),
+        ],
+        T0,
+    )
     assert mgr.stats["refired"] == 1 and mgr.stats["stale"] == 2
     [n] = mgr.tick(T0)
     assert n.alerts[0].starts_at_ms == T0 + 4 * MIN and n.alerts[0].state == "firing"
@@ -352,9 +436,20 @@ def test_out_of_order_updates(topo):
 
 # ---- inhibition -----------------------------------------------------------------------------
 def site_down(site=100, region=1, state="firing", **kw):
-    return Alert({"alertname": "site_down", "source": "sla", "scope": "site", "site": str(site),
-                  "region": str(region), "classification": "sla", "severity": "critical"},
-                 starts_at_ms=T0, state=state, **kw)
+    return Alert(
+        {
+            "alertname": "site_down",
+            "source": "sla",
+            "scope": "site",
+            "site": str(site),
+            "region": str(region),
+            "classification": "sla",
+            "severity": "critical",
+        },
+        starts_at_ms=T0,
+        state=state,
+        **kw,
+    )
 
 
 def test_site_down_inhibits_its_cells(topo):
@@ -367,7 +462,7 @@ def test_site_down_inhibits_its_cells(topo):
     assert [n.group_labels["site"] for n in sent if n.group_labels["alertname"] != "site_down"] == ["101"]
     assert mgr.stats["muted_inhibited"] == 40
     assert mgr.inhibited_by(cells[0]) == "down_rule_mutes_descendants"
-    assert mgr.inhibited_by(site_down()) == ""              # never by itself
+    assert mgr.inhibited_by(site_down()) == ""  # never by itself
     assert mgr.counts(T0)["current"]["inhibited"] == 40
     # the site comes back: the cells (still firing) are notified at the next group interval
     mgr.ingest([site_down(state="resolved", ends_at_ms=T0 + MIN)], T0 + MIN)
@@ -377,8 +472,10 @@ def test_site_down_inhibits_its_cells(topo):
 
 def test_fault_classification_inhibits_descendants_and_own_symptoms(topo):
     mgr, rec = mgr_for(topo, group_wait_ms=0)
-    site_fault = Alert({"alertname": "site_health", "scope": "site", "site": "101", "region": "1",
-                        "classification": "fault"}, starts_at_ms=T0)
+    site_fault = Alert(
+        {"alertname": "site_health", "scope": "site", "site": "101", "region": "1", "classification": "fault"},
+        starts_at_ms=T0,
+    )
     cell_fault = cell_alert(2000, name="anomaly_unavailable_s", cls="fault")
     cell_fault2 = cell_alert(2000, name="anomaly_error_count", cls="fault")
     symptom = cell_alert(2000, name="anomaly_throughput_mbps", cls="silence")
@@ -386,15 +483,17 @@ def test_fault_classification_inhibits_descendants_and_own_symptoms(topo):
     mgr.ingest([site_fault, cell_fault, cell_fault2, symptom, under_site], T0)
     assert mgr.inhibited_by(under_site) == "down_mutes_descendants"
     assert mgr.inhibited_by(symptom) == "down_mutes_own_symptoms"
-    assert mgr.inhibited_by(cell_fault) == "" and mgr.inhibited_by(cell_fault2) == ""   # no mutual muting
+    assert mgr.inhibited_by(cell_fault) == "" and mgr.inhibited_by(cell_fault2) == ""  # no mutual muting
     names = sorted(n.group_labels["alertname"] for n in mgr.tick(T0))
     assert names == ["anomaly_error_count", "anomaly_unavailable_s", "site_health"]
 
 
 def test_region_collection_gap_inhibits_silence_alerts(topo):
     mgr, rec = mgr_for(topo, group_wait_ms=0)
-    gap = Alert({"alertname": "collection_gap", "scope": "region", "region": "1",
-                 "classification": "collection_gap"}, starts_at_ms=T0)
+    gap = Alert(
+        {"alertname": "collection_gap", "scope": "region", "region": "1", "classification": "collection_gap"},
+        starts_at_ms=T0,
+    )
     silence_r1 = [cell_alert(e, cls="silence") for e in (1000, 1001, 1100)]
     crowd_r1 = cell_alert(1002, name="anomaly_cpu_util_pct", cls="crowd")
     silence_r2 = cell_alert(2000, cls="silence")
@@ -407,8 +506,13 @@ def test_region_collection_gap_inhibits_silence_alerts(topo):
 
 
 def test_custom_inhibit_rule_equal_relation(topo):
-    rule = {"name": "critical_mutes_warning", "source_matchers": ["severity=critical"],
-            "target_matchers": ["severity=warning"], "equal": ["site"], "relation": "equal"}
+    rule = {
+        "name": "critical_mutes_warning",
+        "source_matchers": ["severity=critical"],
+        "target_matchers": ["severity=warning"],
+        "equal": ["site"],
+        "relation": "equal",
+    }
     mgr, rec = mgr_for(topo, group_wait_ms=0, inhibit_rules=[rule])
     crit = cell_alert(1000, name="x")
     crit = Alert({**crit.labels, "severity": "critical"}, starts_at_ms=T0)
@@ -426,28 +530,29 @@ def test_custom_inhibit_rule_equal_relation(topo):
 
 # ---- silences and suppression ---------------------------------------------------------------
 def test_silences(topo):
-    mgr, rec = mgr_for(topo, group_wait_ms=0, silences=[{"matchers": ["site=100"], "starts_at_ms": T0,
-                                                         "ends_at_ms": T0 + 10 * MIN}])
+    mgr, rec = mgr_for(
+        topo, group_wait_ms=0, silences=[{"matchers": ["site=100"], "starts_at_ms": T0, "ends_at_ms": T0 + 10 * MIN}]
+    )
     sid = mgr.add_silence(Silence(("element=~110[0-4]", "classification=crowd"), T0, T0 + 60 * MIN))
     assert sid == "s2" and [s.id for s in mgr.silences] == ["s1", "s2"]
     mgr.ingest([cell_alert(1000), cell_alert(1100), cell_alert(2000)], T0)
     assert [n.group_labels["site"] for n in mgr.tick(T0)] == ["200"]
     assert mgr.silenced_by(cell_alert(1000), T0) == "s1"
-    assert mgr.tick(T0 + 5 * MIN) == []                     # still silenced
-    [n] = mgr.tick(T0 + 10 * MIN)                           # s1 over: site 100 notified
+    assert mgr.tick(T0 + 5 * MIN) == []  # still silenced
+    [n] = mgr.tick(T0 + 10 * MIN)  # s1 over: site 100 notified
     assert n.group_labels["site"] == "100"
     mgr.expire_silence(sid, T0 + 12 * MIN)
     assert mgr.silences[1].ends_at_ms == T0 + 12 * MIN
     [n] = mgr.tick(T0 + 15 * MIN)
     assert n.group_labels["site"] == "101"
     future = mgr.add_silence(Silence(("site=1",), T0 + 100 * MIN, T0 + 200 * MIN))
-    mgr.expire_silence(future, T0 + 20 * MIN)               # not started yet: deleted
+    mgr.expire_silence(future, T0 + 20 * MIN)  # not started yet: deleted
     assert future not in {s.id for s in mgr.silences}
     with pytest.raises(KeyError, match="no silence with id 'nope'"):
         mgr.expire_silence("nope", T0)
-    mgr.tick(T0 + 25 * 3_600_000)                          # past the retention: expired ones dropped
+    mgr.tick(T0 + 25 * 3_600_000)  # past the retention: expired ones dropped
     assert [x.id for x in mgr.silences] == []
-    assert mgr.stats["muted_silenced"] == 5        # muted at flushes T0 (2), +5 min (2), +10 min (1)
+    assert mgr.stats["muted_silenced"] == 5  # muted at flushes T0 (2), +5 min (2), +10 min (1)
 
 
 def test_suppressed_classification(topo):
@@ -488,11 +593,14 @@ def test_sla_and_anomalies_through_manager_to_callback(topo):
 def test_checkpoint_restore_continues_identically(topo):
     def run(split):
         mgr, rec = mgr_for(topo, silences=[Silence(("element=1003",), T0, T0 + 30 * MIN)])
-        steps = [(T0, [cell_alert(e) for e in range(1000, 1005)] + [site_down(101)]),
-                 (T0 + MIN, [cell_alert(1100)]),
-                 (T0 + 6 * MIN, [cell_alert(1000, state="resolved", ends_at_ms=T0 + 6 * MIN)]),
-                 (T0 + 12 * MIN, [site_down(101, state="resolved", ends_at_ms=T0 + 12 * MIN)]),
-                 (T0 + 40 * MIN, []), (T0 + 200 * MIN, [])]
+        steps = [
+            (T0, [cell_alert(e) for e in range(1000, 1005)] + [site_down(101)]),
+            (T0 + MIN, [cell_alert(1100)]),
+            (T0 + 6 * MIN, [cell_alert(1000, state="resolved", ends_at_ms=T0 + 6 * MIN)]),
+            (T0 + 12 * MIN, [site_down(101, state="resolved", ends_at_ms=T0 + 12 * MIN)]),
+            (T0 + 40 * MIN, []),
+            (T0 + 200 * MIN, []),
+        ]
         for i, (t, alerts) in enumerate(steps):
             if i == split:
                 state = mgr.to_state()
@@ -535,7 +643,7 @@ def test_close_drains_pending_groups(topo):
     assert mgr.tick(T0) == []
     assert mgr.close(T0 + 1) is True
     assert len(rec.notes) == 2 and rec.closed
-    mgr.ingest([cell_alert(1001)], T0 + 2)                  # groups keep timers after a drain
+    mgr.ingest([cell_alert(1001)], T0 + 2)  # groups keep timers after a drain
     assert [len(n.alerts) for n in mgr.tick(T0 + 2 + 5 * MIN)] == [2]
 
 
@@ -569,13 +677,14 @@ def test_reclassification_updates_inhibition_and_clock_default(topo):
 
 
 def test_labeler_with_an_empty_level():
-    class Empty:                                          # duck-typed topology without sites
+    class Empty:  # duck-typed topology without sites
         levels = ("site", "element")
         element_level = "element"
         ids = {"site": np.zeros(0, dtype=np.int64), "element": np.zeros(0, dtype=np.int64)}
 
         def index_of(self, ids):
             return np.full(len(ids), -1)
+
     [a] = alerts_from_sla_events([Ev(scope_level="site", scope_id=5)], Empty())
     assert a.labels["site"] == "5" and "topology" in a.annotations
 
@@ -584,36 +693,62 @@ def test_labeler_with_an_empty_level():
 def test_rollup_site_down_mutes_its_cells(topo):
     mgr, rec = mgr_for(topo, group_wait_ms=0, group_interval_ms=MIN)
     faults = [cell_alert(e, name="anomaly_unavailable_s", cls="fault") for e in range(1000, 1040)]
-    mgr.ingest(faults[:19], T0)                             # 19 of 40 < 50 %: no site alert
+    mgr.ingest(faults[:19], T0)  # 19 of 40 < 50 %: no site alert
     [n] = mgr.tick(T0)
     assert len(n.alerts) == 19 and mgr.stats["rollup_updates"] == 0
-    mgr.ingest(faults[19:], T0 + MIN)                        # 40 of 40
+    mgr.ingest(faults[19:], T0 + MIN)  # 40 of 40
     [n] = mgr.tick(T0 + MIN)
     [down] = n.alerts
-    assert down.labels == {"alertname": "site_down", "source": "rollup", "rule": "site_down", "scope": "site",
-                           "classification": "down", "severity": "critical", "region": "1", "site": "100"}
+    assert down.labels == {
+        "alertname": "site_down",
+        "source": "rollup",
+        "rule": "site_down",
+        "scope": "site",
+        "classification": "down",
+        "severity": "critical",
+        "region": "1",
+        "site": "100",
+    }
     assert down.annotations["summary"].startswith("site_down: 40 of 40 elements of site 100")
     assert down.starts_at_ms == T0 + MIN
     assert mgr.inhibited_by(faults[0]) == "down_mutes_descendants"
     assert mgr.stats["muted_inhibited"] == 40
     # 30 cells recover: 10 of 40 left, the site alert resolves and the 10 cells are notified
-    mgr.ingest([cell_alert(e, name="anomaly_unavailable_s", cls="fault", state="resolved",
-                           ends_at_ms=T0 + 2 * MIN) for e in range(1000, 1030)], T0 + 2 * MIN)
+    mgr.ingest(
+        [
+            cell_alert(e, name="anomaly_unavailable_s", cls="fault", state="resolved", ends_at_ms=T0 + 2 * MIN)
+            for e in range(1000, 1030)
+        ],
+        T0 + 2 * MIN,
+    )
     sent = mgr.tick(T0 + 2 * MIN)
     states = sorted((a.labels["alertname"], a.state) for n in sent for a in n.alerts)
     assert states.count(("site_down", "resolved")) == 1
-    assert states.count(("anomaly_unavailable_s", "resolved")) == 19     # those notified at T0
+    assert states.count(("anomaly_unavailable_s", "resolved")) == 19  # those notified at T0
     assert states.count(("anomaly_unavailable_s", "firing")) == 10
     # the site goes down again while members still fire: a new instance, not a stale copy
-    mgr.ingest([cell_alert(e, name="anomaly_unavailable_s", cls="fault", start=T0 + 3 * MIN)
-                for e in range(1000, 1020)], T0 + 3 * MIN)
+    mgr.ingest(
+        [cell_alert(e, name="anomaly_unavailable_s", cls="fault", start=T0 + 3 * MIN) for e in range(1000, 1020)],
+        T0 + 3 * MIN,
+    )
     mgr.tick(T0 + 3 * MIN)
     again = [a for a in mgr.active_alerts if a.labels["alertname"] == "site_down"]
     assert len(again) == 1 and again[0].state == "firing" and again[0].starts_at_ms == T0 + 3 * MIN
     assert again[0].annotations["members"] == "30"
     # a member count change updates the alert without a new notification
-    mgr.ingest([cell_alert(1000, name="anomaly_unavailable_s", cls="fault", state="resolved",
-                           start=T0 + 3 * MIN, ends_at_ms=T0 + 4 * MIN)], T0 + 4 * MIN)
+    mgr.ingest(
+        [
+            cell_alert(
+                1000,
+                name="anomaly_unavailable_s",
+                cls="fault",
+                state="resolved",
+                start=T0 + 3 * MIN,
+                ends_at_ms=T0 + 4 * MIN,
+            )
+        ],
+        T0 + 4 * MIN,
+    )
     before = mgr.stats["deduplicated"]
     mgr.tick(T0 + 4 * MIN)
     assert mgr.stats["deduplicated"] == before + 1
@@ -623,13 +758,13 @@ def test_rollup_site_down_mutes_its_cells(topo):
 def test_rollup_region_collection_gap_mutes_silences(topo):
     mgr, rec = mgr_for(topo, group_wait_ms=0)
     gaps = [cell_alert(e, name="anomaly_gap", cls="collection_gap") for e in (2000, 2001, 2002)]
-    quiet = cell_alert(2004, name="anomaly_throughput_mbps", cls="silence")   # no gap alert of its own
+    quiet = cell_alert(2004, name="anomaly_throughput_mbps", cls="silence")  # no gap alert of its own
     mgr.ingest(gaps + [quiet], T0)
     mgr.tick(T0)
     [region] = [a for a in mgr.active_alerts if a.labels["alertname"] == "region_collection_gap"]
     assert region.labels["scope"] == "region" and region.labels["region"] == "2" and "site" not in region.labels
     assert mgr.inhibited_by(quiet) == "collection_gap_mutes_silence"
-    mgr.ingest([cell_alert(1000)], T0 + 1)                 # unrelated change: region alert unchanged
+    mgr.ingest([cell_alert(1000)], T0 + 1)  # unrelated change: region alert unchanged
     mgr.tick(T0 + 1)
     assert mgr.stats["rollup_updates"] == 1
 
@@ -644,6 +779,7 @@ def test_rollup_counts_active_elements_only(topo):
 
 def test_rollup_rule_validation(topo):
     from telcoanalytics.alerts.manager import DEFAULT_ROLLUP_RULES, RollupRule
+
     for r in DEFAULT_ROLLUP_RULES:
         assert RollupRule.from_dict(r.to_dict()) == r
     with pytest.raises(ValueError, match="needs source_matchers"):
@@ -665,8 +801,10 @@ def test_rollup_rule_validation(topo):
     with pytest.raises(ValueError, match="need a topology"):
         AlertManager(None, rollup_rules=DEFAULT_ROLLUP_RULES)
     with pytest.raises(ValueError, match="above the elements"):
-        AlertManager(topo, rollup_rules=[{"level": "element", "alertname": "x", "classification": "down",
-                                          "source_matchers": ["a=1"]}])
+        AlertManager(
+            topo,
+            rollup_rules=[{"level": "element", "alertname": "x", "classification": "down", "source_matchers": ["a=1"]}],
+        )
 
 
 def test_ingest_helpers_and_set_topology(topo):
@@ -688,8 +826,8 @@ def test_firing_issued_after_a_resolution_reopens_even_with_an_earlier_start(top
     mgr.ingest([cell_alert(1000, start=T0 + 30 * MIN, updated_ms=T0 + 35 * MIN)], T0 + 35 * MIN)
     assert [n.status for n in mgr.tick(T0 + 35 * MIN)] == ["firing"]
     mgr.ingest([cell_alert(1000, state="resolved", start=T0 + 30 * MIN, ends_at_ms=T0 + 36 * MIN)], T0 + 36 * MIN)
-    assert [n.status for n in mgr.tick(T0 + 40 * MIN)] == ["resolved"]       # notified, then dropped
-    mgr.ingest([cell_alert(1000, start=T0 + 30 * MIN, updated_ms=T0 + 35 * MIN)], T0 + 41 * MIN)   # old copy
+    assert [n.status for n in mgr.tick(T0 + 40 * MIN)] == ["resolved"]  # notified, then dropped
+    mgr.ingest([cell_alert(1000, start=T0 + 30 * MIN, updated_ms=T0 + 35 * MIN)], T0 + 41 * MIN)  # old copy
     assert mgr.stats["stale"] == 1 and mgr.active_alerts == []
     mgr.ingest([cell_alert(1000, start=T0 + 33 * MIN, updated_ms=T0 + 41 * MIN)], T0 + 41 * MIN)
     [n] = mgr.tick(T0 + 41 * MIN)

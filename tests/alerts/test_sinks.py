@@ -1,6 +1,7 @@
 """Sinks against a REAL HTTP server on 127.0.0.1 (random free port): exact Alertmanager v2 JSON,
 server down -> spooled -> drained in order, crash/restart from the spool, timeouts, 5xx/4xx,
 background delivery; plus the callback and JSON lines sinks. Loopback addresses only."""
+
 import json
 import socket
 import tempfile
@@ -9,11 +10,17 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from telcoanalytics.alerts.manager import Alert, AlertManager, Notification
 from telcoanalytics.alerts.sinks import (
-    CallbackSink, JsonlSink, PermanentSinkError, RetryPolicy, Spool, WebhookSink,
+    CallbackSink,
+    JsonlSink,
+    PermanentSinkError,
+    RetryPolicy,
+    Spool,
+    WebhookSink,
 )
 
 T0 = 1_790_000_000_000
@@ -29,7 +36,7 @@ def free_port() -> int:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def handle_error(self, request, client_address):   # client gone after a timeout: expected
+    def handle_error(self, request, client_address):  # client gone after a timeout: expected
         pass
 
 
@@ -96,12 +103,17 @@ def down_server():
 
 
 def note(i: int, n_alerts: int = 1, state="firing") -> Notification:
-    alerts = tuple(Alert({"alertname": "css_cell", "element": str(1000 + k), "site": "100",
-                          "severity": "major", "seq": str(i)},
-                         {"summary": f"notification {i} alert {k}"}, starts_at_ms=T0 + i,
-                         ends_at_ms=T0 + i + 60_000 if state == "resolved" else -1, state=state,
-                         generator_url="http://127.0.0.1/graph")
-                   for k in range(n_alerts))
+    alerts = tuple(
+        Alert(
+            {"alertname": "css_cell", "element": str(1000 + k), "site": "100", "severity": "major", "seq": str(i)},
+            {"summary": f"notification {i} alert {k}"},
+            starts_at_ms=T0 + i,
+            ends_at_ms=T0 + i + 60_000 if state == "resolved" else -1,
+            state=state,
+            generator_url="http://127.0.0.1/graph",
+        )
+        for k in range(n_alerts)
+    )
     return Notification(f'{{site="100",n="{i}"}}', {"site": "100"}, alerts, T0 + i, T0 + i + 3_600_000)
 
 
@@ -127,25 +139,44 @@ class FakeSleep:
 # ---- webhook ---------------------------------------------------------------------------------
 def test_webhook_posts_exact_alertmanager_v2_json(server):
     sink = WebhookSink(server.url, background=False)
-    firing = Alert({"alertname": "css_site", "site": "100", "region": "1", "severity": "page"},
-                   {"summary": "call_setup_success_rate = 0.9 breaches threshold 0.95 on site 100"},
-                   starts_at_ms=1_700_000_000_123, generator_url="http://127.0.0.1:9090/sla")
-    resolved = Alert({"alertname": "css_site", "site": "101", "region": "1", "severity": "page"},
-                     {"summary": "back"}, starts_at_ms=1_700_000_000_000, ends_at_ms=1_700_000_060_000,
-                     state="resolved")
-    sink.submit([Notification('{site="100"}', {"site": "100"}, (firing, resolved), 1_700_000_100_000,
-                              1_700_000_100_000 + 7_200_000)])
+    firing = Alert(
+        {"alertname": "css_site", "site": "100", "region": "1", "severity": "page"},
+        {"summary": "call_setup_success_rate = 0.9 breaches threshold 0.95 on site 100"},
+        starts_at_ms=1_700_000_000_123,
+        generator_url="http://127.0.0.1:9090/sla",
+    )
+    resolved = Alert(
+        {"alertname": "css_site", "site": "101", "region": "1", "severity": "page"},
+        {"summary": "back"},
+        starts_at_ms=1_700_000_000_000,
+        ends_at_ms=1_700_000_060_000,
+        state="resolved",
+    )
+    sink.submit(
+        [
+            Notification(
+                '{site="100"}', {"site": "100"}, (firing, resolved), 1_700_000_100_000, 1_700_000_100_000 + 7_200_000
+            )
+        ]
+    )
     assert sink.stats["delivered"] == 1
     [(path, headers, body, code)] = server.requests
     assert path == "/api/v2/alerts" and headers["Content-Type"] == "application/json"
     assert body == [
-        {"labels": {"alertname": "css_site", "site": "100", "region": "1", "severity": "page"},
-         "annotations": {"summary": "call_setup_success_rate = 0.9 breaches threshold 0.95 on site 100"},
-         "startsAt": "2023-11-14T22:13:20.123Z", "endsAt": "2023-11-15T00:15:00.000Z",
-         "generatorURL": "http://127.0.0.1:9090/sla"},
-        {"labels": {"alertname": "css_site", "site": "101", "region": "1", "severity": "page"},
-         "annotations": {"summary": "back"}, "startsAt": "2023-11-14T22:13:20.000Z",
-         "endsAt": "2023-11-14T22:14:20.000Z", "generatorURL": ""},
+        {
+            "labels": {"alertname": "css_site", "site": "100", "region": "1", "severity": "page"},
+            "annotations": {"summary": "call_setup_success_rate = 0.9 breaches threshold 0.95 on site 100"},
+            "startsAt": "2023-11-14T22:13:20.123Z",
+            "endsAt": "2023-11-15T00:15:00.000Z",
+            "generatorURL": "http://127.0.0.1:9090/sla",
+        },
+        {
+            "labels": {"alertname": "css_site", "site": "101", "region": "1", "severity": "page"},
+            "annotations": {"summary": "back"},
+            "startsAt": "2023-11-14T22:13:20.000Z",
+            "endsAt": "2023-11-14T22:14:20.000Z",
+            "generatorURL": "",
+        },
     ]
     assert sink.close() is True
     full = WebhookSink(server.url + "/custom/path", background=False, headers={"X-Token": "t"})
@@ -156,27 +187,29 @@ def test_webhook_posts_exact_alertmanager_v2_json(server):
 
 def test_server_down_spools_then_drains_in_order(down_server, tmp_path):
     sleep = FakeSleep()
-    sink = WebhookSink(down_server.url, spool_dir=tmp_path / "spool", background=False, retry=FAST,
-                       sleep=sleep, timeout_s=2)
+    sink = WebhookSink(
+        down_server.url, spool_dir=tmp_path / "spool", background=False, retry=FAST, sleep=sleep, timeout_s=2
+    )
     for i in range(3):
-        sink.submit(note(i))                                   # each: 3 refused attempts
+        sink.submit(note(i))  # each: 3 refused attempts
     assert sink.stats["failures"] == 9 and sink.stats["delivered"] == 0 and sink.pending == 3
     assert "cannot reach" in sink.last_error
-    assert sleep.delays == [0.01, 0.02] * 3                   # exponential, per notification
+    assert sleep.delays == [0.01, 0.02] * 3  # exponential, per notification
     lines = (tmp_path / "spool" / "spool.jsonl").read_text().splitlines()
     assert [json.loads(x)["seq"] for x in lines] == [1, 2, 3]
     down_server.start()
-    sink.submit(note(3))                                      # the backlog goes first
+    sink.submit(note(3))  # the backlog goes first
     assert seqs(down_server.accepted) == ["0", "1", "2", "3"]
-    assert len(down_server.requests) == 1 and sink.stats["posts"] == 10   # coalesced drain
+    assert len(down_server.requests) == 1 and sink.stats["posts"] == 10  # coalesced drain
     assert sink.pending == 0 and sink.flush(1) is True
     assert json.loads((tmp_path / "spool" / "ack.json").read_text())["seq"] == 4
     assert sink.close() is True
 
 
 def test_drain_without_coalescing_posts_each_notification(down_server, tmp_path):
-    sink = WebhookSink(down_server.url, spool_dir=tmp_path / "s", background=False, retry=FAST,
-                       sleep=FakeSleep(), coalesce=1)
+    sink = WebhookSink(
+        down_server.url, spool_dir=tmp_path / "s", background=False, retry=FAST, sleep=FakeSleep(), coalesce=1
+    )
     sink.submit([note(0), note(1, n_alerts=2), note(2)])
     down_server.start()
     assert sink.flush(5) is True
@@ -188,28 +221,31 @@ def test_drain_without_coalescing_posts_each_notification(down_server, tmp_path)
 
 
 def test_rejected_coalesced_post_isolates_the_bad_notification(down_server, tmp_path):
-    sink = WebhookSink(down_server.url, spool_dir=tmp_path / "s", background=False, retry=FAST,
-                       sleep=FakeSleep())
+    sink = WebhookSink(down_server.url, spool_dir=tmp_path / "s", background=False, retry=FAST, sleep=FakeSleep())
     sink.submit([note(0), note(1), note(2)])
-    down_server.codes = [400, 200, 400, 200]                  # batch rejected; then 0 ok, 1 bad, 2 ok
+    down_server.codes = [400, 200, 400, 200]  # batch rejected; then 0 ok, 1 bad, 2 ok
     down_server.start()
     assert sink.flush(5) is True
     assert seqs(down_server.accepted) == ["0", "2"] and sink.stats["dead_lettered"] == 1
     assert json.loads((tmp_path / "s" / "dead.jsonl").read_text())["record"]["alerts"][0]["labels"]["seq"] == "1"
-    down_server.codes = [400, 503]                            # batch rejected, then a transient error
+    down_server.codes = [400, 503]  # batch rejected, then a transient error
     failures = sink.stats["failures"]
-    sink.submit([note(3), note(4)])                           # isolating hit 503: retried later
+    sink.submit([note(3), note(4)])  # isolating hit 503: retried later
     assert sink.stats["failures"] == failures + 1 and sink.stats["dead_lettered"] == 1
     assert sink.pending == 0 and seqs(down_server.accepted) == ["0", "2", "3", "4"]
     sink.close()
 
 
 def test_backoff_until_the_server_returns(down_server, tmp_path):
-    sleep = FakeSleep(on_call={3: down_server.start})          # back during the 3rd wait
-    sink = WebhookSink(down_server.url, background=False, sleep=sleep,
-                       retry=RetryPolicy(max_attempts=10, base_delay_s=0.5, max_delay_s=1.5))
+    sleep = FakeSleep(on_call={3: down_server.start})  # back during the 3rd wait
+    sink = WebhookSink(
+        down_server.url,
+        background=False,
+        sleep=sleep,
+        retry=RetryPolicy(max_attempts=10, base_delay_s=0.5, max_delay_s=1.5),
+    )
     sink.submit(note(0))
-    assert sleep.delays == [0.5, 1.0, 1.5]                    # bounded by max_delay_s
+    assert sleep.delays == [0.5, 1.0, 1.5]  # bounded by max_delay_s
     assert sink.stats["attempts"] == 4 and sink.stats["delivered"] == 1
     assert seqs(down_server.accepted) == ["0"]
     sink.close()
@@ -219,21 +255,21 @@ def test_crash_and_restart_resume_from_the_spool(down_server, tmp_path):
     spool = tmp_path / "spool"
     down_server.start()
     a = WebhookSink(down_server.url, spool_dir=spool, background=False, retry=FAST, sleep=FakeSleep())
-    a.submit([note(0), note(1)])                              # delivered and acknowledged
+    a.submit([note(0), note(1)])  # delivered and acknowledged
     down_server.stop()
-    a.submit([note(2), note(3), note(4)])                     # spooled, server down
+    a.submit([note(2), note(3), note(4)])  # spooled, server down
     assert a.pending == 3
-    del a                                                     # crash: no close, no flush
+    del a  # crash: no close, no flush
     b = WebhookSink(down_server.url, spool_dir=spool, background=False, retry=FAST, sleep=FakeSleep())
     assert b.stats["recovered"] == 3 and b.pending == 3
     down_server.start()
     assert b.flush(5) is True
     b.submit(note(5))
-    assert seqs(down_server.accepted) == ["0", "1", "2", "3", "4", "5"]   # none lost, none twice
+    assert seqs(down_server.accepted) == ["0", "1", "2", "3", "4", "5"]  # none lost, none twice
     assert b.close() is True
     c = WebhookSink(down_server.url, spool_dir=spool, background=False)
     assert c.stats["recovered"] == 0 and c.pending == 0
-    c.submit(note(6))                                         # sequence continues after restart
+    c.submit(note(6))  # sequence continues after restart
     assert json.loads((spool / "ack.json").read_text())["seq"] == 7
     c.close()
 
@@ -244,8 +280,8 @@ def test_torn_and_unreadable_spool_lines(tmp_path, down_server):
     a.submit(note(0))
     a.close(timeout_s=0.1)
     with open(spool / "spool.jsonl", "ab") as f:
-        f.write(b"this is not json\n")                       # damaged complete line
-        f.write(b'{"seq": 9, "record": {"gro')               # crash in the middle of a write
+        f.write(b"this is not json\n")  # damaged complete line
+        f.write(b'{"seq": 9, "record": {"gro')  # crash in the middle of a write
     b = WebhookSink(down_server.url, spool_dir=spool, background=False, retry=FAST, sleep=FakeSleep())
     assert b.stats["torn_records"] == 1 and b.stats["unreadable_records"] == 1 and b.pending == 1
     dead = [json.loads(x) for x in (spool / "dead.jsonl").read_text().splitlines()]
@@ -277,12 +313,12 @@ def test_spool_compaction_and_crash_during_compaction(tmp_path, server):
 
 
 def test_timeout_is_retried(server):
-    server.delay_s = 3.0                                      # far beyond the client's timeout
+    server.delay_s = 3.0  # far beyond the client's timeout
     sleep = FakeSleep(on_call={1: lambda: setattr(server, "delay_s", 0.0)})
     sink = WebhookSink(server.url, timeout_s=0.2, background=False, retry=FAST, sleep=sleep)
     t = time.monotonic()
     sink.submit(note(0))
-    assert time.monotonic() - t < 2.5                        # the client gave up at its timeout
+    assert time.monotonic() - t < 2.5  # the client gave up at its timeout
     assert sink.stats["failures"] == 1 and sink.stats["delivered"] == 1
     assert "timed out" in sink.last_error
     # the retry was answered at once; the slow copy may still land later (at-least-once,
@@ -297,8 +333,8 @@ def test_5xx_retried_4xx_dead_lettered(server, tmp_path):
     sink.submit(note(0))
     assert [r[3] for r in server.requests] == [503, 500, 200] and sink.stats["delivered"] == 1
     assert "HTTP 500" in sink.last_error
-    server.codes = [400, 400]                                 # the POST of 1+2, then 1 alone
-    sink.submit([note(1), note(2)])                           # 1 is rejected for good, 2 goes on
+    server.codes = [400, 400]  # the POST of 1+2, then 1 alone
+    sink.submit([note(1), note(2)])  # 1 is rejected for good, 2 goes on
     assert sink.stats["dead_lettered"] == 1 and seqs(server.accepted) == ["0", "2"]
     dead = json.loads((tmp_path / "s" / "dead.jsonl").read_text())
     assert "HTTP 400" in dead["reason"] and dead["record"]["alerts"][0]["labels"]["seq"] == "1"
@@ -313,7 +349,7 @@ def test_background_delivery_does_not_block(down_server, tmp_path):
     t = time.monotonic()
     for i in range(5):
         sink.submit(note(i))
-    assert time.monotonic() - t < 2.0                         # spooled, not delivered inline
+    assert time.monotonic() - t < 2.0  # spooled, not delivered inline
     assert sink.flush(0.2) is False and sink.pending == 5
     with pytest.raises(RuntimeError, match="background thread"):
         sink.pump()
@@ -338,15 +374,26 @@ def test_background_close_with_server_down_keeps_spool(down_server, tmp_path):
 
 def test_manager_sends_40_cells_as_one_post(server):
     mgr = AlertManager(None, [WebhookSink(server.url)], group_wait_ms=30_000)
-    cells = [Alert({"alertname": "anomaly_prb_util_pct", "scope": "element", "element": str(e),
-                    "site": "100", "region": "1", "classification": "crowd"}, starts_at_ms=T0)
-             for e in range(1000, 1040)]
+    cells = [
+        Alert(
+            {
+                "alertname": "anomaly_prb_util_pct",
+                "scope": "element",
+                "element": str(e),
+                "site": "100",
+                "region": "1",
+                "classification": "crowd",
+            },
+            starts_at_ms=T0,
+        )
+        for e in range(1000, 1040)
+    ]
     mgr.ingest(cells, T0)
     mgr.tick(T0 + 30_000)
     assert mgr.close(T0 + 30_001) is True
     [(_, _, body, _)] = server.requests
     assert len(body) == 40 and {b["labels"]["site"] for b in body} == {"100"}
-    assert all(b["endsAt"] == "2026-09-21T22:13:50.000Z" for b in body)   # valid for 2 x 4 h
+    assert all(b["endsAt"] == "2026-09-21T22:13:50.000Z" for b in body)  # valid for 2 x 4 h
 
 
 # ---- callback and JSON lines -----------------------------------------------------------------
@@ -416,8 +463,13 @@ def test_sink_argument_errors(tmp_path):
 
 
 @settings(max_examples=30)
-@given(st.lists(st.tuples(st.sampled_from(["submit", "down", "up", "restart", "pump"]), st.integers(1, 3)),
-                min_size=1, max_size=25))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["submit", "down", "up", "restart", "pump"]), st.integers(1, 3)),
+        min_size=1,
+        max_size=25,
+    )
+)
 def test_spool_delivers_everything_once_in_order(ops):
     """Any schedule of submissions, outages and crashes (a new sink over the same spool,
     the old one dropped without close) delivers every notification exactly once, in order."""
@@ -431,8 +483,13 @@ def test_spool_delivers_everything_once_in_order(ops):
             got.append(n.alerts[0].labels["seq"])
 
         def make():
-            return CallbackSink(receiver, spool_dir=d, sleep=lambda s: None,
-                                retry=RetryPolicy(max_attempts=2, base_delay_s=0, max_delay_s=0))
+            return CallbackSink(
+                receiver,
+                spool_dir=d,
+                sleep=lambda s: None,
+                retry=RetryPolicy(max_attempts=2, base_delay_s=0, max_delay_s=0),
+            )
+
         sink, sent = make(), []
         for op, k in ops:
             if op == "submit":

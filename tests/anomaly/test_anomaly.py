@@ -1,4 +1,5 @@
 """Tests of the streaming anomaly detector (kernel + AnomalyDetector)."""
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -6,7 +7,6 @@ from hypothesis import strategies as st
 
 from kernels import detect as K
 from telcoanalytics.anomaly.detector import ANOMALY_DTYPE, AnomalyDetector, DetectorConfig
-
 from tests.reference.anomaly import reference_detect, reference_zscore
 
 DAY_MS = 86_400_000
@@ -25,13 +25,20 @@ def _stream(n_slots, n_steps, rng, step_ms=PM_MS, noise=1.0, level=10.0):
 def test_matches_reference(rng, season):
     n_slots, n_steps = 3, 400
     t, s, x = _stream(n_slots, n_steps, rng)
-    x[500] += 40.0                      # a spike
-    x[s == 2] += np.where(t[s == 2] > 250 * PM_MS, 8.0, 0.0)   # a step: CUSUM fires
+    x[500] += 40.0  # a spike
+    x[s == 2] += np.where(t[s == 2] > 250 * PM_MS, 8.0, 0.0)  # a step: CUSUM fires
     x[7] = np.nan
-    kw = dict(season_ms=DAY_MS // 8 if season else 0, n_phase=12 if season else 1, warmup=20,
-              target_p=0.02, eta=0.05, cusum_h=8.0)
-    cfg = DetectorConfig(season_s=kw["season_ms"] / 1000, n_phase=kw["n_phase"], warmup=20, target_fa=0.02,
-                         tune_eta=0.05, cusum_h=8.0)
+    kw = dict(
+        season_ms=DAY_MS // 8 if season else 0,
+        n_phase=12 if season else 1,
+        warmup=20,
+        target_p=0.02,
+        eta=0.05,
+        cusum_h=8.0,
+    )
+    cfg = DetectorConfig(
+        season_s=kw["season_ms"] / 1000, n_phase=kw["n_phase"], warmup=20, target_fa=0.02, tune_eta=0.05, cusum_h=8.0
+    )
     det = AnomalyDetector(n_slots, cfg)
     rows = det.update(t, s, x)
     z, base, thr, alarm, change = reference_detect(t, s, x, n_slots, **kw)
@@ -87,7 +94,7 @@ def test_warmup_and_first_observation():
     det.update(t, np.zeros(10, dtype=np.int64), x)
     flags = det.last.flags
     assert det.last.z[0] == 0.0 and det.last.baseline[0] == 1.0
-    assert not (flags[:5] & (K.FLAG_ALARM | K.FLAG_WARM)).any()   # index 4 is a spike but not warm
+    assert not (flags[:5] & (K.FLAG_ALARM | K.FLAG_WARM)).any()  # index 4 is a spike but not warm
     assert flags[9] & K.FLAG_ALARM and flags[9] & K.FLAG_WARM
 
 
@@ -100,9 +107,9 @@ def test_seasonal_profile_learns_and_removes_daily_pattern(rng):
     det.update(t, np.zeros(len(t), dtype=np.int64), x)
     last_day = slice(5 * per_day, None)
     resid = x[last_day] - det.last.baseline[last_day]
-    assert np.std(resid) < 2.0              # the 20-amplitude wave is in the baseline
+    assert np.std(resid) < 2.0  # the 20-amplitude wave is in the baseline
     b = det.baseline_at(int(t[-1]) + DAY_MS // per_day)
-    assert abs(b[0] - 50) < 5               # next bucket: the wave crosses 50 at phase 0
+    assert abs(b[0] - 50) < 5  # next bucket: the wave crosses 50 at phase 0
 
 
 def test_step_change_rebaselines_instead_of_alarming_forever(rng):
@@ -119,7 +126,7 @@ def test_step_change_rebaselines_instead_of_alarming_forever(rng):
 
 def test_downward_change_and_gradual_drift(rng):
     t, s, x = _stream(1, 600, rng)
-    x[300:] -= np.linspace(0, 30, 300)          # gradual degradation
+    x[300:] -= np.linspace(0, 30, 300)  # gradual degradation
     det = AnomalyDetector(1, DetectorConfig(season_s=0, warmup=30, cusum_h=12.0, level_alpha=0.005))
     rows = det.update(t, s, x)
     ch = rows[rows["classification"] == "change"]
@@ -155,8 +162,17 @@ def _fa_rate(x, target, warm_steps, slots, season_steps=0):
     n_steps = len(x) // n_slots
     t = np.repeat(np.arange(n_steps, dtype=np.int64) * PM_MS, n_slots)
     s = np.tile(np.arange(n_slots, dtype=np.int64), n_steps)
-    cfg = DetectorConfig(season_s=season_steps * PM_MS / 1000, n_phase=max(season_steps, 1), warmup=50, target_fa=target, tune_eta=0.1, thr_min=0.5, thr_max=1e3,
-                         thr_init=3.0, cusum_h=1e9)
+    cfg = DetectorConfig(
+        season_s=season_steps * PM_MS / 1000,
+        n_phase=max(season_steps, 1),
+        warmup=50,
+        target_fa=target,
+        tune_eta=0.1,
+        thr_min=0.5,
+        thr_max=1e3,
+        thr_init=3.0,
+        cusum_h=1e9,
+    )
     det = AnomalyDetector(n_slots, cfg)
     det.update(t, s, x[: n_steps * n_slots])
     late = t >= warm_steps * PM_MS
@@ -188,7 +204,7 @@ def _dist_sample(dist, rng, n_slots, n_steps, season):
         return rng.standard_normal(n)
     if dist == "student_t3":
         return rng.standard_t(3, n)
-    if dist == "lognormal":                           # heavy right tail, skewed
+    if dist == "lognormal":  # heavy right tail, skewed
         return rng.lognormal(0.0, 1.0, n)
     return 100 + 30 * np.sin(2 * np.pi * step / season) + 2 * rng.standard_normal(n)
 
@@ -202,13 +218,24 @@ def test_exceedance_count_identity_is_exact(rng, dist):
     t = np.repeat(np.arange(n_steps, dtype=np.int64) * PM_MS, n_slots)
     s = np.tile(np.arange(n_slots, dtype=np.int64), n_steps)
     p, eta = 0.01, 0.05
-    det = AnomalyDetector(n_slots, DetectorConfig(season_s=season * PM_MS / 1000 if dist == "seasonal" else 0,
-                                                  n_phase=season, warmup=20, target_fa=p, tune_eta=eta,
-                                                  thr_min=1e-3, thr_init=2.0, thr_max=1e6, cusum_h=1e9))
+    det = AnomalyDetector(
+        n_slots,
+        DetectorConfig(
+            season_s=season * PM_MS / 1000 if dist == "seasonal" else 0,
+            n_phase=season,
+            warmup=20,
+            target_fa=p,
+            tune_eta=eta,
+            thr_min=1e-3,
+            thr_init=2.0,
+            thr_max=1e6,
+            cusum_h=1e9,
+        ),
+    )
     det.update(t, s, x)
     z, thr = det.last.z, det.last.threshold
     updated = np.ones(len(t), dtype=bool)
-    updated[:n_slots] = False                         # the first point of a slot only sets the level
+    updated[:n_slots] = False  # the first point of a slot only sets the level
     for k in range(n_slots):
         m = updated & (s == k)
         exceed = np.count_nonzero(np.abs(z[m]) > thr[m])
@@ -235,8 +262,17 @@ def test_false_alarm_rate_at_production_target(dist):
     x = _dist_sample(dist, rng, n_slots, n_steps, season)
     t = np.repeat(np.arange(n_steps, dtype=np.int64) * PM_MS, n_slots)
     s = np.tile(np.arange(n_slots, dtype=np.int64), n_steps)
-    cfg = DetectorConfig(season_s=season * PM_MS / 1000 if dist == "seasonal" else 0, n_phase=season, warmup=50,
-                         target_fa=p, tune_eta=0.05, thr_min=1.0, thr_init=1.0, thr_max=1e3, cusum_h=1e9)
+    cfg = DetectorConfig(
+        season_s=season * PM_MS / 1000 if dist == "seasonal" else 0,
+        n_phase=season,
+        warmup=50,
+        target_fa=p,
+        tune_eta=0.05,
+        thr_min=1.0,
+        thr_init=1.0,
+        thr_max=1e3,
+        cusum_h=1e9,
+    )
     det = AnomalyDetector(n_slots, cfg)
     det.update(t, s, x)
     late = t >= n_steps // 2 * PM_MS
@@ -249,11 +285,11 @@ def test_bounds_override_target(rng):
     t = np.arange(20_000, dtype=np.int64)
     det = AnomalyDetector(1, DetectorConfig(season_s=0, warmup=50, target_fa=0.2, thr_min=4.0, thr_init=4.0))
     det.update(t, np.zeros(20_000, dtype=np.int64), x)
-    assert det.threshold[0] == 4.0                      # pinned at the lower bound
+    assert det.threshold[0] == 4.0  # pinned at the lower bound
     assert np.mean(det.last.flags & K.FLAG_ALARM) < 0.01
     det2 = AnomalyDetector(1, DetectorConfig(season_s=0, warmup=50, target_fa=1e-4, thr_max=3.5, thr_init=3.5))
     det2.update(t, np.zeros(20_000, dtype=np.int64), x * 100)
-    assert 3.45 < det2.threshold[0] <= 3.5                # held at the upper bound
+    assert 3.45 < det2.threshold[0] <= 3.5  # held at the upper bound
 
 
 def test_network_budget_gain_limits_alarms(rng):
@@ -270,7 +306,7 @@ def test_network_budget_gain_limits_alarms(rng):
     assert r_free > 0.03 and r_cap < 0.012 and capped.gain > 1.0 and free.gain == 1.0
     tiny = AnomalyDetector(n_slots, DetectorConfig(**base_cfg, budget_fa=1e-6, budget_eta=0.5, gain_max=1.5))
     tiny.update(t, s, x)
-    assert tiny.gain == pytest.approx(1.5, rel=1e-3)     # upper bound reached
+    assert tiny.gain == pytest.approx(1.5, rel=1e-3)  # upper bound reached
 
 
 # ---- batching, state ----------------------------------------------------------------------
@@ -284,7 +320,7 @@ def test_two_batches_equal_one_pass(split, seed):
     rows1 = one.update(t, s, x)
     two = AnomalyDetector(3, cfg)
     ra = two.update(t[:split], s[:split], x[:split])
-    two = AnomalyDetector.from_state(two.to_state())          # checkpoint in the middle
+    two = AnomalyDetector.from_state(two.to_state())  # checkpoint in the middle
     rb = two.update(t[split:], s[split:], x[split:])
     np.testing.assert_array_equal(np.concatenate([ra, rb]), rows1)
     np.testing.assert_array_equal(two.state, one.state)
@@ -292,12 +328,18 @@ def test_two_batches_equal_one_pass(split, seed):
 
 
 def test_grow_and_metadata(rng):
-    det = AnomalyDetector(2, DetectorConfig(season_s=600, n_phase=2, warmup=5),
-                          slot_element_id=[7, 8], slot_metric=["a", "b"])
+    det = AnomalyDetector(
+        2, DetectorConfig(season_s=600, n_phase=2, warmup=5), slot_element_id=[7, 8], slot_metric=["a", "b"]
+    )
     t, s, x = _stream(2, 50, rng)
     det.update(t, s, x)
     det.grow(4)
-    assert det.n_slots == 4 and det.state.shape == (4, K.N_FIELDS) and det.cold.shape == (4, K.N_COLD) and det.seas.shape == (2, 4)
+    assert (
+        det.n_slots == 4
+        and det.state.shape == (4, K.N_FIELDS)
+        and det.cold.shape == (4, K.N_COLD)
+        and det.seas.shape == (2, 4)
+    )
     assert det.threshold[3] == det.config.thr_init and det.slot_element_id[3] == -1
     rows = det.update(np.array([t[-1] + PM_MS] * 2), np.array([3, 1]), np.array([1.0, 500.0]))
     assert rows["element_id"].tolist() == [8] and rows["metric"].tolist() == ["b"]
@@ -313,24 +355,27 @@ def test_empty_batch():
 
 
 # ---- errors -------------------------------------------------------------------------------
-@pytest.mark.parametrize("kw, match", [
-    (dict(season_s=-1), "season_s"),
-    (dict(n_phase=0), "n_phase"),
-    (dict(season_s=0.01, n_phase=168), "shorter than"),
-    (dict(level_alpha=0.0), "level_alpha"),
-    (dict(huber_c=0), "huber_c"),
-    (dict(floor_abs=0, floor_rel=0), "floor_abs"),
-    (dict(target_fa=1.5), "target_fa"),
-    (dict(budget_fa=0), "budget_fa"),
-    (dict(tune_eta=1.0), "tune_eta"),
-    (dict(budget_eta=-0.1), "budget_eta"),
-    (dict(thr_init=50.0), "thr_min <= thr_init"),
-    (dict(gain_max=0.5), "gain_max must be >= 1"),
-    (dict(cusum_k=-1), "cusum_k"),
-    (dict(warmup=0), "warmup"),
-    (dict(close_after=0), "close_after"),
-    (dict(thr_max=float("nan")), "finite"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(season_s=-1), "season_s"),
+        (dict(n_phase=0), "n_phase"),
+        (dict(season_s=0.01, n_phase=168), "shorter than"),
+        (dict(level_alpha=0.0), "level_alpha"),
+        (dict(huber_c=0), "huber_c"),
+        (dict(floor_abs=0, floor_rel=0), "floor_abs"),
+        (dict(target_fa=1.5), "target_fa"),
+        (dict(budget_fa=0), "budget_fa"),
+        (dict(tune_eta=1.0), "tune_eta"),
+        (dict(budget_eta=-0.1), "budget_eta"),
+        (dict(thr_init=50.0), "thr_min <= thr_init"),
+        (dict(gain_max=0.5), "gain_max must be >= 1"),
+        (dict(cusum_k=-1), "cusum_k"),
+        (dict(warmup=0), "warmup"),
+        (dict(close_after=0), "close_after"),
+        (dict(thr_max=float("nan")), "finite"),
+    ],
+)
 def test_config_errors(kw, match):
     with pytest.raises(ValueError, match=match):
         DetectorConfig(**kw)
@@ -363,8 +408,8 @@ def test_update_errors():
 
 def test_confirm_requires_consecutive_alarm_points(rng):
     t, s, x = _stream(1, 120, rng)
-    x[60] += 50.0                 # an isolated blip: no episode
-    x[90:92] += 50.0              # two in a row: an episode starting at the first
+    x[60] += 50.0  # an isolated blip: no episode
+    x[90:92] += 50.0  # two in a row: an episode starting at the first
     det = AnomalyDetector(1, DetectorConfig(season_s=0, warmup=20, cusum_h=1e6))
     det.set_confirm([0], 2)
     rows = det.update(t, s, x)
@@ -381,15 +426,15 @@ def test_phase_cache_matches_one_event_per_call(rng):
     one event per call (a fresh phase each time) gives."""
     n = 600
     t = rng.integers(0, 3 * DAY_MS, n).astype(np.int64)
-    t[100:140] = t[100]                      # a run within one bucket
+    t[100:140] = t[100]  # a run within one bucket
     s = rng.integers(0, 4, n).astype(np.int64)
     x = 10.0 + s + rng.standard_normal(n)
     cfg = DetectorConfig(season_s=86400.0, n_phase=24, warmup=5)
     one = AnomalyDetector(4, cfg)
     one.update(t, s, x)
     step = AnomalyDetector(4, cfg)
-    z = np.array([(step.update(t[i:i + 1], s[i:i + 1], x[i:i + 1]), step.last.z[0])[1] for i in range(n)])
-    np.testing.assert_array_equal(one.last.z, z)       # same operations: bit-identical
+    z = np.array([(step.update(t[i : i + 1], s[i : i + 1], x[i : i + 1]), step.last.z[0])[1] for i in range(n)])
+    np.testing.assert_array_equal(one.last.z, z)  # same operations: bit-identical
     np.testing.assert_array_equal(one.seas, step.seas)
     np.testing.assert_array_equal(one.state, step.state)
 
@@ -401,7 +446,7 @@ def test_outputs_kept_by_caller_are_not_overwritten(rng):
     kept = det.last
     z_kept = kept.z.copy()
     det.update(t[60:], s[60:], x[60:] + 100.0)
-    np.testing.assert_array_equal(kept.z, z_kept)      # the caller's view still holds batch 1
+    np.testing.assert_array_equal(kept.z, z_kept)  # the caller's view still holds batch 1
     assert not np.shares_memory(kept.z, det.last.z)
     # nobody holds batch 2's outputs: batch 3 reuses their buffers, results as a fresh detector
     pool_id = id(det._out[0])
@@ -431,9 +476,9 @@ def test_counters_saturate(rng):
     det.nobs[0] = K.N_MAX
     det.run[0] = K.RUN_MAX
     det.open_dir[0] = 1
-    det.update(np.array([10**6]), np.array([0]), np.array([1e6]))        # an alarm point
+    det.update(np.array([10**6]), np.array([0]), np.array([1e6]))  # an alarm point
     assert det.nobs[0] == K.N_MAX and det.run[0] == K.RUN_MAX
     assert det.last.flags[0] & K.FLAG_ALARM
     flat = AnomalyDetector(1, DetectorConfig(season_s=0))
     flat.update(t[:3], np.zeros(3, dtype=np.int64), np.array([1.0, 2.0, 3.0]))
-    assert flat.baseline_at(0)[0] == flat.state[0, K.F_LEVEL]            # no season: the level
+    assert flat.baseline_at(0)[0] == flat.state[0, K.F_LEVEL]  # no season: the level

@@ -1,12 +1,19 @@
 """Tests of silence detection and topology-aware classification (NetworkAnomalyDetector)."""
+
 import numpy as np
 import pytest
 
-from telcoanalytics.anomaly.detector import (ANOMALY_DTYPE, CalendarEvent, ClassifyConfig, DetectorConfig,
-                                    NetworkAnomalyDetector, SilenceMonitor, default_parents)
+from telcoanalytics.anomaly.detector import (
+    ANOMALY_DTYPE,
+    CalendarEvent,
+    ClassifyConfig,
+    DetectorConfig,
+    NetworkAnomalyDetector,
+    SilenceMonitor,
+    default_parents,
+)
 from telcoanalytics.records import EQUIP_DTYPE, EQUIPMENT_CLASS_CODE
 from telcoanalytics.topology.model import Topology
-
 from tests.reference.anomaly import reference_silent
 
 PM = 300_000
@@ -28,8 +35,9 @@ def _topo():
             site.append(s_)
             region.append(r_)
             cls.append(MACRO)
-    return Topology.from_columns(eid, {"region": region, "site": site},
-                                 {"equipment_class": np.array(cls, dtype=np.int16)})
+    return Topology.from_columns(
+        eid, {"region": region, "site": site}, {"equipment_class": np.array(cls, dtype=np.int16)}
+    )
 
 
 METRICS2 = ("prb_util_pct", "error_count")
@@ -73,7 +81,7 @@ def test_isolated_deviation_is_a_fault(rng):
     rows = _run(net, t, e, m, x)
     f = rows[rows["element_id"] == 120]
     assert f.dtype == ANOMALY_DTYPE
-    assert f["classification"].tolist() == ["fault", "fault"]          # open, then close
+    assert f["classification"].tolist() == ["fault", "fault"]  # open, then close
     assert f["scope_level"][0] == "element" and f["metric"][0] == "prb_util_pct"
     assert f["t_ms"][0] == 30 * PM and f["end_ms"][1] == 30 * PM
     assert len(rows[rows["element_id"] != 120]) == 0
@@ -84,13 +92,13 @@ def test_site_wide_deviation_is_a_crowd(rng):
     t, e, m, x = _grid(topo, 40, rng)
     cells = topo.index_of([120, 121, 122])
     _bump(t, e, m, x, cells[:2], 30, 30.0)
-    _bump(t, e, m, x, cells[2:], 30, 5.0)          # the third cell is only starting to rise
+    _bump(t, e, m, x, cells[2:], 30, 5.0)  # the third cell is only starting to rise
     rows = _run(net, t, e, m, x)
     opened = rows[rows["end_ms"] < 0]
     assert set(opened["classification"]) == {"crowd"}
     assert set(opened["scope_level"]) == {"site"} and set(opened["scope_id"]) == {12}
     closed = rows[rows["end_ms"] >= 0]
-    assert set(closed["classification"]) == {"crowd"}                 # keeps the class it opened with
+    assert set(closed["classification"]) == {"crowd"}  # keeps the class it opened with
 
 
 def test_region_wide_deviation_is_a_surge(rng):
@@ -108,8 +116,8 @@ def test_parent_failure_inhibits_children(rng):
     net, topo = _net()
     t, e, m, x = _grid(topo, 40, rng)
     sw, cell = topo.index_of([100, 101])
-    _bump(t, e, m, x, [sw], 30, 80.0, metric=1)     # the switch's errors jump
-    _bump(t, e, m, x, [cell], 31, 30.0)             # then its cell deviates
+    _bump(t, e, m, x, [sw], 30, 80.0, metric=1)  # the switch's errors jump
+    _bump(t, e, m, x, [cell], 31, 30.0)  # then its cell deviates
     rows = _run(net, t, e, m, x)
     o = rows[rows["end_ms"] < 0]
     assert o[o["element_id"] == 100]["classification"].tolist() == ["fault"]
@@ -127,7 +135,7 @@ def test_log_transform_reports_original_units(rng):
     # exp(log(x + 1)) - 1 round trip: a few ulps
     assert r["metric"] == "error_count"
     assert r["value"] == pytest.approx(x[(t == 30 * PM) & (e == el) & (m == 1)][0], rel=1e-12)
-    assert 0.5 < r["baseline"] < 5.0                # around the Poisson mean 2, in counts
+    assert 0.5 < r["baseline"] < 5.0  # around the Poisson mean 2, in counts
 
 
 def test_silence_then_resume(rng):
@@ -139,7 +147,7 @@ def test_silence_then_resume(rng):
     s = rows[rows["element_id"] == 131]
     assert s["classification"].tolist() == ["silence", "silence"]
     assert s["start_ms"][0] == 24 * PM and s["end_ms"][0] == -1
-    assert s["t_ms"][0] == 25 * PM + PM // 2        # first check past 24*PM + PM + 60 s slack
+    assert s["t_ms"][0] == 25 * PM + PM // 2  # first check past 24*PM + PM + 60 s slack
     assert s["end_ms"][1] == 32 * PM and s["value"][1] == 8 * PM
     assert not net.silence.silent[el]
 
@@ -151,14 +159,14 @@ def test_region_silent_together_is_a_collection_gap(rng):
     # two elements stop one interval earlier (reported as silence), then the whole region
     early = reg2[:2]
     gone = (np.isin(e, early) & (t >= 24 * PM) & (t < 30 * PM)) | (np.isin(e, reg2) & (t >= 25 * PM) & (t < 30 * PM))
-    failed = reg2[5]                                      # fails during the gap: stays silent after it
+    failed = reg2[5]  # fails during the gap: stays silent after it
     gone |= (e == failed) & (t >= 25 * PM)
     rows = _run(net, t[~gone], e[~gone], m[~gone], x[~gone])
     g = rows[(rows["classification"] == "collection_gap") & (rows["end_ms"] < 0)]
     assert set(g["element_id"]) == set(topo.ids["element"][reg2])
     assert set(g["scope_level"]) == {"region"} and set(g["scope_id"]) == {2}
     first = rows[np.isin(rows["element_id"], topo.ids["element"][early])]
-    assert first["classification"][0] == "silence"        # re-issued later as part of the gap
+    assert first["classification"][0] == "silence"  # re-issued later as part of the gap
     closes = rows[(rows["end_ms"] >= 0) & np.isin(rows["element_id"], topo.ids["element"][reg2])]
     assert len(closes) == 11 and set(closes["classification"]) == {"collection_gap"}
     after = rows[(rows["element_id"] == topo.ids["element"][failed]) & (rows["t_ms"] > 30 * PM)]
@@ -238,11 +246,11 @@ def test_silence_monitor_matches_reference(rng):
     mon = SilenceMonitor(3, gap_factor=1.5, slack_ms=1000, min_reports=3, gap_alpha=0.2)
     t = np.array([0, 100_000, 200_000, 0, 100_000, 0, 100_000, 200_000], dtype=np.int64)
     e = np.array([0, 0, 0, 1, 1, 2, 2, 2])
-    mon.observe(t[::-1].copy(), e[::-1].copy())          # any order within a batch
-    mon.observe(np.array([200_000]), np.array([2]))      # a repeated time is not a gap
+    mon.observe(t[::-1].copy(), e[::-1].copy())  # any order within a batch
+    mon.observe(np.array([200_000]), np.array([2]))  # a repeated time is not a gap
     assert mon.n_reports.tolist() == [3, 2, 3] and mon.gap_ms[0] == 100_000
     due = mon.expected_by()
-    assert due[1] == -1                                   # too few reports to trust
+    assert due[1] == -1  # too few reports to trust
     for now in (350_000, 351_001):
         assert bool(now > due[0]) == reference_silent(200_000, 100_000.0, now, 1.5, 1000)
     newly, resumed = mon.check(351_001)
@@ -259,9 +267,13 @@ def test_silence_monitor_matches_reference(rng):
 
 # ---- errors -------------------------------------------------------------------------------
 def test_silence_monitor_errors():
-    for kw, match in [(dict(n_elements=-1), "n_elements"), (dict(n_elements=1, gap_factor=0), "gap_factor"),
-                      (dict(n_elements=1, slack_ms=-1), "slack_ms"), (dict(n_elements=1, min_reports=1), "min_reports"),
-                      (dict(n_elements=1, gap_alpha=0), "gap_alpha")]:
+    for kw, match in [
+        (dict(n_elements=-1), "n_elements"),
+        (dict(n_elements=1, gap_factor=0), "gap_factor"),
+        (dict(n_elements=1, slack_ms=-1), "slack_ms"),
+        (dict(n_elements=1, min_reports=1), "min_reports"),
+        (dict(n_elements=1, gap_alpha=0), "gap_alpha"),
+    ]:
         with pytest.raises(ValueError, match=match):
             SilenceMonitor(**kw)
     mon = SilenceMonitor(2)

@@ -1,4 +1,5 @@
 """The network anomaly detector follows topology changes without losing learned state."""
+
 import numpy as np
 import pytest
 
@@ -35,7 +36,7 @@ def test_add_rehome_keep_state_and_score_new_elements(rng):
     t2, _ = t1.rehome_elements([100], [21])
     net.set_topology(t2)
     assert net.detector.n_slots == 14 * 2
-    np.testing.assert_array_equal(net.detector.state[:24], before)           # learned state kept
+    np.testing.assert_array_equal(net.detector.state[:24], before)  # learned state kept
     assert net.detector.slot_element_id[24:].tolist() == [500, 500, 501, 501]
     assert net.detector.slot_metric[24:].tolist() == list(METRICS) * 2
     np.testing.assert_array_equal(net.detector.slot_floor[24:], net.detector.slot_floor[:4])

@@ -1,13 +1,14 @@
 """Cube accuracy against DuckDB (GROUP BY GROUPING SETS / CUBE) and query semantics."""
+
 import os
 
 import numpy as np
 import pytest
 
-from tests.reference.cube import T0_MS, duckdb_grouping_sets, make_cdr, make_topology
 from telcoanalytics.cube.cube import Cube, CubeSet, CubeSpec, hll_relative_error, to_pandas
 from telcoanalytics.cube.dims import CAUSE_CLASSES
 from telcoanalytics.records import EQUIPMENT_CLASSES, SERVICES
+from tests.reference.cube import T0_MS, duckdb_grouping_sets, make_cdr, make_topology
 
 NO_JIT = os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0")
 # Plain-Python kernels loop over every register / bucket of a merged cell: keep sketches small.
@@ -38,20 +39,39 @@ def oracle_columns(topo, cdr):
 
 
 def full_spec(**kw):
-    args = dict(dimensions=DIMS4,
-                measures=["count", "sum:duration_ms", "min:duration_ms", "max:duration_ms",
-                          "mean:duration_ms", "var:duration_ms", "std:duration_ms",
-                          "sum:bytes_down", "min:bytes_down", "max:bytes_down",
-                          "distinct:imsi_hash", "p50:duration_ms", "p95:duration_ms"],
-                hll_p=HLL_P, quantile_alpha=Q_ALPHA, quantile_max=1e8)
+    args = dict(
+        dimensions=DIMS4,
+        measures=[
+            "count",
+            "sum:duration_ms",
+            "min:duration_ms",
+            "max:duration_ms",
+            "mean:duration_ms",
+            "var:duration_ms",
+            "std:duration_ms",
+            "sum:bytes_down",
+            "min:bytes_down",
+            "max:bytes_down",
+            "distinct:imsi_hash",
+            "p50:duration_ms",
+            "p95:duration_ms",
+        ],
+        hll_p=HLL_P,
+        quantile_alpha=Q_ALPHA,
+        quantile_max=1e8,
+    )
     args.update(kw)
     return CubeSpec(**args)
 
 
 def assert_matches_oracle(cube, cols, sets):
-    truth = duckdb_grouping_sets(cols, sets, ["duration_ms", "bytes_down"],
-                                 quantiles=[("duration_ms", 0.5), ("duration_ms", 0.95)],
-                                 distinct=["imsi_hash"])
+    truth = duckdb_grouping_sets(
+        cols,
+        sets,
+        ["duration_ms", "bytes_down"],
+        quantiles=[("duration_ms", 0.5), ("duration_ms", 0.95)],
+        distinct=["imsi_hash"],
+    )
     sigma = hll_relative_error(cube.spec.hll_p)
     alpha = cube.spec.quantile_alpha
     hll_errs = []
@@ -87,7 +107,7 @@ def assert_matches_oracle(cube, cols, sets):
                 hll_errs.append(err / d)
     hll_errs = np.array(hll_errs)
     # the RMS relative error of the larger groups is near the stated sigma
-    assert len(hll_errs) == 0 or np.sqrt(np.mean(hll_errs ** 2)) <= 1.5 * sigma
+    assert len(hll_errs) == 0 or np.sqrt(np.mean(hll_errs**2)) <= 1.5 * sigma
 
 
 def test_all_16_cuboids_match_duckdb_cube(rng):
@@ -109,15 +129,24 @@ def test_hierarchy_and_grouping_sets_match_duckdb(rng):
     """Roll-up along element > site > region answered from element-level grouping sets."""
     topo = make_topology(rng)
     cdr = make_cdr(rng, topo, N)
-    spec = full_spec(dimensions=["region", "site", "element", "service", "equipment_class", "hour_of_day"],
-                     cuboids=[("element", "service", "hour_of_day"), ("site", "hour_of_day"), ()])
+    spec = full_spec(
+        dimensions=["region", "site", "element", "service", "equipment_class", "hour_of_day"],
+        cuboids=[("element", "service", "hour_of_day"), ("site", "hour_of_day"), ()],
+    )
     cube = Cube(spec, topo)
     cube.update(cdr)
     # (element, service, hour) stores element only once; region/site/class derive from it
     assert cube.cuboids[0].keys.dims == ("element", "service", "hour_of_day")
     cols, _ = oracle_columns(topo, cdr)
-    sets = [("region",), ("site",), ("region", "service"), ("equipment_class", "hour_of_day"),
-            ("site", "hour_of_day"), ("element", "service"), ()]
+    sets = [
+        ("region",),
+        ("site",),
+        ("region", "service"),
+        ("equipment_class", "hour_of_day"),
+        ("site", "hour_of_day"),
+        ("element", "service"),
+        (),
+    ]
     assert_matches_oracle(cube, cols, sets)
     # the smallest materialised ancestor answers
     assert cube.answering_cuboid(["site"]) == 1
@@ -145,9 +174,14 @@ def test_dense_and_hashed_layouts_identical(rng):
 def test_slice_dice_range_topk_pivot_drill(rng):
     topo = make_topology(rng)
     cdr = make_cdr(rng, topo, N)
-    cube = Cube(CubeSpec(dimensions=["region", "site", "element", "service", "cause_class", "hour"],
-                         measures=["count", "sum:dropped", "sum:answered"],
-                         cuboids=[("element", "service", "cause_class", "hour"), ("region",)]), topo)
+    cube = Cube(
+        CubeSpec(
+            dimensions=["region", "site", "element", "service", "cause_class", "hour"],
+            measures=["count", "sum:dropped", "sum:answered"],
+            cuboids=[("element", "service", "cause_class", "hour"), ("region",)],
+        ),
+        topo,
+    )
     cube.update(cdr)
     cols, _ = oracle_columns(topo, cdr)
     svc = cols["service"]
@@ -201,13 +235,15 @@ def test_slice_dice_range_topk_pivot_drill(rng):
 def test_time_roll_ups_from_minutes(rng):
     topo = make_topology(rng)
     cdr = make_cdr(rng, topo, N, days=9)
-    cube = Cube(CubeSpec(dimensions=["minute", "service"], measures=["count"],
-                         cuboids=[("minute", "service")]), topo)
+    cube = Cube(CubeSpec(dimensions=["minute", "service"], measures=["count"], cuboids=[("minute", "service")]), topo)
     cube.update(cdr)
     t = cdr["start_ms"]
-    for dim, key in [("hour", t // 3_600_000 * 3_600_000), ("day", t // 86_400_000 * 86_400_000),
-                     ("hour_of_day", (t // 3_600_000) % 24),
-                     ("day_of_week", ((t // 86_400_000 + 3) % 7))]:
+    for dim, key in [
+        ("hour", t // 3_600_000 * 3_600_000),
+        ("day", t // 86_400_000 * 86_400_000),
+        ("hour_of_day", (t // 3_600_000) % 24),
+        ("day_of_week", ((t // 86_400_000 + 3) % 7)),
+    ]:
         res = cube.query((dim,))
         vals, counts = np.unique(key, return_counts=True)
         if dim == "day_of_week":
@@ -219,8 +255,7 @@ def test_time_roll_ups_from_minutes(rng):
 def test_cubeset_shares_codes_and_updates_all(rng):
     topo = make_topology(rng)
     cdr = make_cdr(rng, topo, N // 2)
-    specs = {f"c{i}": CubeSpec(dimensions=DIMS4[: 1 + i % 4], measures=["count", "sum:duration_ms"])
-             for i in range(21)}
+    specs = {f"c{i}": CubeSpec(dimensions=DIMS4[: 1 + i % 4], measures=["count", "sum:duration_ms"]) for i in range(21)}
     cs = CubeSet(specs, topo)
     assert len(cs) == 21 and list(cs)[0] == "c0"
     reps = cs.update(cdr)

@@ -1,11 +1,13 @@
 """The direct build (finest cuboid accumulated straight into its state, the others rolled up from
 small event-fed deltas) against DuckDB and against the delta build."""
+
 import numpy as np
 import pytest
 
-from tests.reference.cube import make_cdr, make_topology
-from .test_cube import HLL_P, N, Q_ALPHA, assert_matches_oracle, full_spec, oracle_columns
 from telcoanalytics.cube.cube import Cube, CubeBudgetError, CubeSet, CubeSpec
+from tests.reference.cube import make_cdr, make_topology
+
+from .test_cube import HLL_P, N, assert_matches_oracle, full_spec, oracle_columns
 
 DIMS = ["region", "site", "element", "service", "equipment_class", "hour_of_day"]
 FAST = ["count", "sum:duration_ms", "min:duration_ms", "max:duration_ms"]
@@ -13,8 +15,15 @@ FAST = ["count", "sum:duration_ms", "min:duration_ms", "max:duration_ms"]
 
 def element_cuboids():
     # the finest (element, service, hour) plus small grouping sets and an element-level one
-    return [("element", "service", "hour_of_day"), ("region", "service", "equipment_class", "hour_of_day"),
-            ("region", "service"), ("equipment_class", "hour_of_day"), ("element",), ("site",), ()]
+    return [
+        ("element", "service", "hour_of_day"),
+        ("region", "service", "equipment_class", "hour_of_day"),
+        ("region", "service"),
+        ("equipment_class", "hour_of_day"),
+        ("element",),
+        ("site",),
+        (),
+    ]
 
 
 def assert_same(a: Cube, b: Cube, sets):
@@ -41,8 +50,15 @@ def test_direct_build_matches_duckdb_all_measures(rng):
     assert all(r.n_applied + r.n_rejected == r.n_rows for r in reps)
     assert all(set(r.rejected_by_dim) <= set(DIMS) for r in reps)
     assert cube.n_rows == len(cdr) - n_bad and cube.n_rejected == n_bad
-    sets = [("region",), ("site",), ("element",), ("region", "service"),
-            ("equipment_class", "hour_of_day"), ("element", "service"), ()]
+    sets = [
+        ("region",),
+        ("site",),
+        ("element",),
+        ("region", "service"),
+        ("equipment_class", "hour_of_day"),
+        ("element", "service"),
+        (),
+    ]
     assert_matches_oracle(cube, cols, sets)
 
 
@@ -64,12 +80,20 @@ def test_direct_and_delta_builds_identical(rng):
 def test_direct_build_in_a_cubeset_with_count_only(rng):
     topo = make_topology(rng)
     cdr = make_cdr(rng, topo, N // 2)
-    specs = {"e": CubeSpec(dimensions=["element", "service"], measures=["count"],
-                           cuboids=[("element", "service"), ("service",)], direct_min_keys=1),
-             "r": CubeSpec(dimensions=["region"], measures=FAST)}
+    specs = {
+        "e": CubeSpec(
+            dimensions=["element", "service"],
+            measures=["count"],
+            cuboids=[("element", "service"), ("service",)],
+            direct_min_keys=1,
+        ),
+        "r": CubeSpec(dimensions=["region"], measures=FAST),
+    }
     cs = CubeSet(specs, topo)
-    ref = Cube(CubeSpec(dimensions=["element", "service"], measures=["count"],
-                        cuboids=[("element", "service"), ("service",)]), topo)
+    ref = Cube(
+        CubeSpec(dimensions=["element", "service"], measures=["count"], cuboids=[("element", "service"), ("service",)]),
+        topo,
+    )
     for p in np.array_split(cdr, 2):
         cs.update(p)
         ref.update(p)
@@ -80,12 +104,21 @@ def test_direct_build_in_a_cubeset_with_count_only(rng):
 def test_direct_needs_small_groups_and_a_unique_finest_cuboid(rng):
     topo = make_topology(rng)
     # a group over (element, service) has 2**12 keys here: too big for direct_group_max_keys=16
-    c = Cube(CubeSpec(dimensions=DIMS, cuboids=[("element", "service", "hour_of_day"), ("element", "service")],
-                      direct_min_keys=1, direct_group_max_keys=16), topo)
+    c = Cube(
+        CubeSpec(
+            dimensions=DIMS,
+            cuboids=[("element", "service", "hour_of_day"), ("element", "service")],
+            direct_min_keys=1,
+            direct_group_max_keys=16,
+        ),
+        topo,
+    )
     assert c._direct is None and c.memory_report()["build"] == "delta"
     # two cuboids storing the same finest keys: the delta build handles it
-    c = Cube(CubeSpec(dimensions=["region", "element"], cuboids=[("element",), ("region", "element")],
-                      direct_min_keys=1), topo)
+    c = Cube(
+        CubeSpec(dimensions=["region", "element"], cuboids=[("element",), ("region", "element")], direct_min_keys=1),
+        topo,
+    )
     assert c._direct is None
     # only the finest cuboid: no groups at all
     c = Cube(CubeSpec(dimensions=["element"], cuboids=[("element",)], direct_min_keys=1), topo)
@@ -96,25 +129,35 @@ def test_direct_needs_small_groups_and_a_unique_finest_cuboid(rng):
 def test_direct_falls_back_to_exact_budget_check(rng):
     topo = make_topology(rng)
     cdr = make_cdr(rng, topo, 400)
-    spec = CubeSpec(dimensions=["element", "service"], measures=FAST,
-                    cuboids=[("element", "service"), ("service",)], direct_min_keys=1, cell_budget=60)
+    spec = CubeSpec(
+        dimensions=["element", "service"],
+        measures=FAST,
+        cuboids=[("element", "service"), ("service",)],
+        direct_min_keys=1,
+        cell_budget=60,
+    )
     cube = Cube(spec, topo)
     # 400 events could make 400 cells: the bound fails, the exact check raises, nothing changes
     with pytest.raises(CubeBudgetError, match="cell_budget of 60"):
         cube.update(cdr)
     assert cube.n_cells == 0 and cube.n_rows == 0
     assert cube._mode == "delta"
-    cube.update(cdr[:20])          # 20 events: the bound holds, direct build
+    cube.update(cdr[:20])  # 20 events: the bound holds, direct build
     assert cube._mode == "direct" and cube.n_rows == 20
 
 
 def test_direct_build_with_retention_and_merge(rng):
     topo = make_topology(rng)
     cdr = make_cdr(rng, topo, N // 2, days=3.0)
-    spec = dict(dimensions=["element", "service", "hour"], measures=FAST,
-                cuboids=[("element", "service", "hour"), ("service", "hour")], retention_ms=86_400_000,
-                # hour buckets have a huge key space: hashed tables, groups of any size
-                dense_limit=1 << 16, direct_group_max_keys=1 << 60)
+    spec = dict(
+        dimensions=["element", "service", "hour"],
+        measures=FAST,
+        cuboids=[("element", "service", "hour"), ("service", "hour")],
+        retention_ms=86_400_000,
+        # hour buckets have a huge key space: hashed tables, groups of any size
+        dense_limit=1 << 16,
+        direct_group_max_keys=1 << 60,
+    )
     a = Cube(CubeSpec(**spec, direct_min_keys=1), topo)
     b = Cube(CubeSpec(**spec, direct_min_keys=1 << 40), topo)
     for p in np.array_split(cdr, 5):
@@ -132,11 +175,21 @@ def test_direct_build_with_retention_and_merge(rng):
 
 def test_direct_build_readers_see_only_whole_batches(rng):
     import threading
+
     topo = make_topology(rng)
     batches = [make_cdr(rng, topo, 120) for _ in range(6 if HLL_P == 4 else 30)]
-    cs = CubeSet({"e": CubeSpec(dimensions=["region", "element", "service"], measures=FAST,
-                                cuboids=[("element", "service"), ("region",)], direct_min_keys=1),
-                  "s": CubeSpec(dimensions=["service"], measures=["count"])}, topo)
+    cs = CubeSet(
+        {
+            "e": CubeSpec(
+                dimensions=["region", "element", "service"],
+                measures=FAST,
+                cuboids=[("element", "service"), ("region",)],
+                direct_min_keys=1,
+            ),
+            "s": CubeSpec(dimensions=["service"], measures=["count"]),
+        },
+        topo,
+    )
     prefix = set(np.cumsum([0] + [len(b) for b in batches]).tolist())
     bad, seen, done = [], [], threading.Event()
 

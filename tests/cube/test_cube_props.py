@@ -1,5 +1,6 @@
 """Cube properties: order / batch-split independence, merge == one pass, budget, retention,
 concurrency, checkpoints, custom dimensions, and every error raised."""
+
 import os
 import threading
 
@@ -8,17 +9,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.reference.cube import DAY_MS, T0_MS, make_cdr, make_topology
-from telcoanalytics.cube.cube import (Cube, CubeBudgetError, CubeSet, CubeSpec, Measure,
-                                 explore_spec, explore_summary)
+from telcoanalytics.cube.cube import Cube, CubeBudgetError, CubeSet, CubeSpec, Measure, explore_spec, explore_summary
 from telcoanalytics.cube.dims import BatchContext, Derivation, Dimension, builtin_dimension
 from telcoanalytics.cube.spec import rollup
 from telcoanalytics.records import CDR_DTYPE
+from tests.reference.cube import DAY_MS, T0_MS, make_cdr, make_topology
 
 NO_JIT = os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0")
 SMALL = dict(hll_p=4, quantile_alpha=0.25, quantile_max=1e8)
-MEASURES = ["count", "sum:duration_ms", "min:duration_ms", "max:duration_ms", "var:duration_ms",
-            "mean:setup_ms", "distinct:imsi_hash", "p90:duration_ms"]
+MEASURES = [
+    "count",
+    "sum:duration_ms",
+    "min:duration_ms",
+    "max:duration_ms",
+    "var:duration_ms",
+    "mean:setup_ms",
+    "distinct:imsi_hash",
+    "p90:duration_ms",
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +38,12 @@ def world():
 
 
 def spec_small(**kw):
-    args = dict(dimensions=["region", "element", "service", "hour_of_day"], measures=MEASURES,
-                cuboids=[("element", "service", "hour_of_day"), ("region", "service"), ()], **SMALL)
+    args = dict(
+        dimensions=["region", "element", "service", "hour_of_day"],
+        measures=MEASURES,
+        cuboids=[("element", "service", "hour_of_day"), ("region", "service"), ()],
+        **SMALL,
+    )
     args.update(kw)
     return CubeSpec(**args)
 
@@ -101,8 +113,7 @@ def test_budget_exceeded_raises_and_changes_nothing(world):
     n_before = cube.n_cells
     with pytest.raises(CubeBudgetError, match="cell_budget of 120.*nothing was applied"):
         cube.update(cdr)
-    assert cube.n_cells == n_before and cube.n_rows == 20 - np.sum(
-        topo.index_of(cdr["element_id"][:20]) < 0)
+    assert cube.n_cells == n_before and cube.n_rows == 20 - np.sum(topo.index_of(cdr["element_id"][:20]) < 0)
     assert_same(before, results(cube), exact_float=True)
     # merge over budget: also unchanged
     other = Cube(spec_small(cell_budget=10_000), topo)
@@ -122,8 +133,12 @@ def test_retention_drops_old_buckets(world):
     rng = np.random.default_rng(3)
     cdr = make_cdr(rng, topo, 800, days=1.0)
     cdr = cdr[np.argsort(cdr["start_ms"])]
-    spec = CubeSpec(dimensions=["hour", "service", "region"], measures=["count", "sum:duration_ms"],
-                    cuboids=[("hour", "service"), ("hour", "region")], retention_ms=3 * 3_600_000)
+    spec = CubeSpec(
+        dimensions=["hour", "service", "region"],
+        measures=["count", "sum:duration_ms"],
+        cuboids=[("hour", "service"), ("hour", "region")],
+        retention_ms=3 * 3_600_000,
+    )
     cube = Cube(spec, topo)
     expired = expected = 0
     t_max = -1
@@ -132,7 +147,7 @@ def test_retention_drops_old_buckets(world):
         expired += rep.n_expired
         h = part["start_ms"] // 3_600_000
         t_max = max(t_max, h.max())
-        expected += np.sum(h <= t_max - 3)   # already outside the retention once applied
+        expected += np.sum(h <= t_max - 3)  # already outside the retention once applied
     last_hour = cdr["start_ms"].max() // 3_600_000
     keep = cdr["start_ms"] // 3_600_000 > last_hour - 3
     res = cube.query(("hour",))
@@ -163,11 +178,10 @@ def test_retention_errors(world):
     with pytest.raises(ValueError, match="needs a time-bucket dimension"):
         Cube(CubeSpec(dimensions=["service"], retention_ms=1000), topo)
     with pytest.raises(ValueError, match="must contain 'minute'"):
-        Cube(CubeSpec(dimensions=["minute", "service"], cuboids=[("minute",), ("service",)],
-                      retention_ms=60_000), topo)
+        Cube(CubeSpec(dimensions=["minute", "service"], cuboids=[("minute",), ("service",)], retention_ms=60_000), topo)
     with pytest.raises(ValueError, match="not a time-bucket dimension"):
         Cube(CubeSpec(dimensions=["minute", "service"], retention_ms=60_000, time_dimension="service"), topo)
-    Cube(spec_small(), topo).roll(0)   # no retention: no-op
+    Cube(spec_small(), topo).roll(0)  # no retention: no-op
 
 
 def test_readers_see_only_whole_batches(world):
@@ -176,14 +190,19 @@ def test_readers_see_only_whole_batches(world):
     rng = np.random.default_rng(11)
     n_batches = 6 if NO_JIT else 40
     batches = [make_cdr(rng, topo, 150) for _ in range(n_batches)]
-    cs = CubeSet({"a": CubeSpec(dimensions=["region", "service"], measures=["count", "sum:duration_ms"]),
-                  "b": CubeSpec(dimensions=["site", "hour_of_day"], measures=["count"])}, topo)
+    cs = CubeSet(
+        {
+            "a": CubeSpec(dimensions=["region", "service"], measures=["count", "sum:duration_ms"]),
+            "b": CubeSpec(dimensions=["site", "hour_of_day"], measures=["count"]),
+        },
+        topo,
+    )
     prefix_counts = set(np.cumsum([0] + [len(b) for b in batches]).tolist())
     seen, bad, done = [], [], threading.Event()
 
     def reader():
         while not done.is_set():
-            with cs.snapshot():   # a consistent snapshot across the two cubes
+            with cs.snapshot():  # a consistent snapshot across the two cubes
                 ca = int(cs["a"].query(())["count"].sum()) if cs["a"].n_cells else 0
                 cb = int(cs["b"].query(())["count"].sum()) if cs["b"].n_cells else 0
             with cs["a"].snapshot():
@@ -210,7 +229,7 @@ def test_state_round_trip_and_continue(world):
     st = cube.to_state()
     for k, v in st.items():
         assert isinstance(v, (np.ndarray, int, float, str)), k
-    c2 = Cube.from_state(st)   # topology travels in the state
+    c2 = Cube.from_state(st)  # topology travels in the state
     assert c2.name == "calls" and c2.topology.n_elements == topo.n_elements
     assert_same(results(cube), results(c2), exact_float=True)
     cube.update(cdr[300:])
@@ -252,13 +271,19 @@ def test_cubeset_state_merge_and_errors(world):
 def test_custom_dimension_and_values(world):
     topo, cdr = world
     # calls bucketed by duration class; a custom value; a derived roll-up of the custom dimension
-    long_call = Dimension("long_call", 3,
-                          lambda ctx: np.minimum((ctx.records["end_ms"] - ctx.records["start_ms"]) // 60_000, 2),
-                          labels=np.array(["<1min", "1-2min", ">=2min"]),
-                          derive={"is_long": Derivation(table=np.array([0, 0, 1]))})
+    long_call = Dimension(
+        "long_call",
+        3,
+        lambda ctx: np.minimum((ctx.records["end_ms"] - ctx.records["start_ms"]) // 60_000, 2),
+        labels=np.array(["<1min", "1-2min", ">=2min"]),
+        derive={"is_long": Derivation(table=np.array([0, 0, 1]))},
+    )
     is_long = Dimension("is_long", 2, lambda ctx: np.zeros(ctx.n, dtype=np.int64))
-    spec = CubeSpec(dimensions=[long_call, "service"], measures=["count", "sum:kbytes"],
-                    values={"kbytes": lambda ctx: ctx.records["bytes_down"] / 1000.0})
+    spec = CubeSpec(
+        dimensions=[long_call, "service"],
+        measures=["count", "sum:kbytes"],
+        values={"kbytes": lambda ctx: ctx.records["bytes_down"] / 1000.0},
+    )
     cube = Cube(spec, topo, dimensions={"is_long": is_long})
     cube.update(cdr)
     res = cube.query(("long_call",))
@@ -270,22 +295,26 @@ def test_custom_dimension_and_values(world):
     st = cube.to_state()
     with pytest.raises(ValueError, match="custom dimensions"):
         Cube.from_state(st)
-    c2 = Cube.from_state(st, dimensions={"long_call": long_call, "is_long": is_long},
-                         values=spec.values)
+    c2 = Cube.from_state(st, dimensions={"long_call": long_call, "is_long": is_long}, values=spec.values)
     np.testing.assert_array_equal(c2.query(("long_call",))["count"], res["count"])
 
 
 def test_update_codes_path(world):
     topo, _ = world
-    spec = CubeSpec(dimensions=["service", "hour_of_day"],
-                    measures=["count", "sum:x", "distinct:sub"], hll_p=4,
-                    values={"x": None, "sub": None})   # supplied by update_codes
+    spec = CubeSpec(
+        dimensions=["service", "hour_of_day"],
+        measures=["count", "sum:x", "distinct:sub"],
+        hll_p=4,
+        values={"x": None, "sub": None},
+    )  # supplied by update_codes
     cube = Cube(spec, topo)
     svc = np.array([0, 1, 1, 3, -1])
     hod = np.array([5, 5, 6, 23, 1])
-    rep = cube.update_codes({"service": svc, "hour_of_day": hod},
-                            values={"x": np.array([1.0, 2.0, np.nan, 4.0, 5.0])},
-                            hashes={"sub": np.array([1, 2, 2, 3, 4])})
+    rep = cube.update_codes(
+        {"service": svc, "hour_of_day": hod},
+        values={"x": np.array([1.0, 2.0, np.nan, 4.0, 5.0])},
+        hashes={"sub": np.array([1, 2, 2, 3, 4])},
+    )
     assert rep.n_rejected == 1 and rep.rejected_by_dim == {"service": 1} and list(rep.rejected_rows) == [4]
     res = cube.query(("service",))
     assert list(res["service"]) == ["voice", "video", "data"]
@@ -293,32 +322,37 @@ def test_update_codes_path(world):
     # NaN is missing: excluded from the sum, the group with only NaN... has one valid value here
     assert list(res["sum_x"]) == [1.0, 2.0, 4.0]
     arr = np.array([svc, hod], dtype=np.int32)
-    cube.update_codes((arr, ["service", "hour_of_day"]), values={"x": np.ones(5)},
-                      hashes={"sub": np.arange(5)})
+    cube.update_codes((arr, ["service", "hour_of_day"]), values={"x": np.ones(5)}, hashes={"sub": np.arange(5)})
     assert cube.query(())["count"][0] == 8
     with pytest.raises(ValueError, match="lack dimensions"):
         cube.update_codes({"service": svc}, values={"x": np.ones(5)}, hashes={"sub": np.arange(5)})
     with pytest.raises(ValueError, match="has 4 codes"):
-        cube.update_codes({"service": svc + 5, "hour_of_day": hod}, values={"x": np.ones(5)},
-                          hashes={"sub": np.arange(5)})
+        cube.update_codes(
+            {"service": svc + 5, "hour_of_day": hod}, values={"x": np.ones(5)}, hashes={"sub": np.arange(5)}
+        )
     with pytest.raises(ValueError, match="expected"):
         cube.update_codes((arr, ["service"]))
     with pytest.raises(ValueError, match="values lack fields"):
         cube.update_codes({"service": svc, "hour_of_day": hod}, hashes={"sub": np.arange(5)})
     with pytest.raises(ValueError, match="shape"):
-        cube.update_codes({"service": svc, "hour_of_day": hod}, values={"x": np.ones(3)},
-                          hashes={"sub": np.arange(5)})
+        cube.update_codes({"service": svc, "hour_of_day": hod}, values={"x": np.ones(3)}, hashes={"sub": np.arange(5)})
     with pytest.raises(ValueError, match="supplied by update_codes"):
         cube.update(make_cdr(np.random.default_rng(0), topo, 3))
 
 
 def test_missing_values_and_empty_groups(world):
     topo, _ = world
-    spec = CubeSpec(dimensions=["service"], measures=["count", "sum:x", "min:x", "var:x", "p50:x"],
-                    hll_p=4, quantile_alpha=0.25, values={"x": None})
+    spec = CubeSpec(
+        dimensions=["service"],
+        measures=["count", "sum:x", "min:x", "var:x", "p50:x"],
+        hll_p=4,
+        quantile_alpha=0.25,
+        values={"x": None},
+    )
     cube = Cube(spec, topo)
-    cube.update_codes({"service": np.array([0, 0, 1, 1, 1])},
-                      values={"x": np.array([np.nan, np.nan, 3.0, 5.0, np.nan])})
+    cube.update_codes(
+        {"service": np.array([0, 0, 1, 1, 1])}, values={"x": np.array([np.nan, np.nan, 3.0, 5.0, np.nan])}
+    )
     res = cube.query(("service",))
     # service 0: every value missing -> NaN measures, count still 2
     assert res["count"][0] == 2 and np.isnan(res["sum_x"][0]) and np.isnan(res["min_x"][0])
@@ -346,7 +380,7 @@ def test_memory_report_and_layouts(world):
 
 def test_explore_summary(world):
     topo, cdr = world
-    light = dict(quantile_alpha=0.25) if NO_JIT else {}   # plain-Python sketch merges are slow
+    light = dict(quantile_alpha=0.25) if NO_JIT else {}  # plain-Python sketch merges are slow
     cs = CubeSet({"explore": explore_spec(**light)}, topo)
     assert explore_summary(cs) == ["cube: no calls yet"]
     cs.update(cdr)
@@ -392,11 +426,17 @@ def test_spec_and_query_errors(world):
         Cube(CubeSpec(dimensions=["service"], measures=["sum:zz"]), topo)
     with pytest.raises(ValueError, match="unknown hash field"):
         Cube(CubeSpec(dimensions=["service"], measures=["distinct:duration_ms"]), topo)
-    for bad, msg in [({"hll_p": 20}, "hll_p"), ({"quantile_alpha": 0.7}, "quantile_alpha"),
-                     ({"quantile_min": 5.0, "quantile_max": 1.0}, "quantile_min"),
-                     ({"cell_budget": 0}, "cell_budget"), ({"retention_ms": -5}, "retention_ms"),
-                     ({"cuboids": "some"}, "'all' or a list"), ({"cuboids": [("nope",)]}, "not dimensions"),
-                     ({"cuboids": [("service", "service")]}, "repeats"), ({"cuboids": []}, "empty")]:
+    for bad, msg in [
+        ({"hll_p": 20}, "hll_p"),
+        ({"quantile_alpha": 0.7}, "quantile_alpha"),
+        ({"quantile_min": 5.0, "quantile_max": 1.0}, "quantile_min"),
+        ({"cell_budget": 0}, "cell_budget"),
+        ({"retention_ms": -5}, "retention_ms"),
+        ({"cuboids": "some"}, "'all' or a list"),
+        ({"cuboids": [("nope",)]}, "not dimensions"),
+        ({"cuboids": [("service", "service")]}, "repeats"),
+        ({"cuboids": []}, "empty"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             Cube(CubeSpec(dimensions=["service"], **bad), topo)
     many = [f"d{i}" for i in range(13)]
@@ -461,7 +501,7 @@ def test_dimension_and_context_errors(world):
         BatchContext(cdr, topo, element_idx=np.zeros(2))
     ctx = BatchContext(cdr, None)
     with pytest.raises(ValueError, match="needs a topology"):
-        ctx.element_idx
+        _ = ctx.element_idx
     d = Dimension("x", 3, lambda ctx: np.zeros(2, dtype=np.int64))
     with pytest.raises(ValueError, match="returned shape"):
         d.codes(BatchContext(cdr, topo))

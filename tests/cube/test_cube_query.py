@@ -1,8 +1,9 @@
 """Query cache and the exact-cuboid fast path: results never go stale and never alias."""
+
 import numpy as np
 
-from tests.reference.cube import make_cdr, make_topology
 from telcoanalytics.cube.cube import Cube, CubeSpec
+from tests.reference.cube import make_cdr, make_topology
 
 FAST = ["count", "sum:duration_ms", "min:duration_ms", "max:duration_ms"]
 
@@ -10,11 +11,12 @@ FAST = ["count", "sum:duration_ms", "min:duration_ms", "max:duration_ms"]
 def test_cache_is_invalidated_by_every_batch_and_results_are_copies(rng):
     topo = make_topology(rng)
     cdr = make_cdr(rng, topo, 600)
-    cube = Cube(CubeSpec(dimensions=["element", "service"], measures=FAST,
-                         cuboids=[("element", "service"), ("element",)]), topo)
+    cube = Cube(
+        CubeSpec(dimensions=["element", "service"], measures=FAST, cuboids=[("element", "service"), ("element",)]), topo
+    )
     cube.update(cdr[:300])
     r1 = cube.query(("element",))
-    r1["count"][:] = -7                      # mutating a result leaves the cube's cache alone
+    r1["count"][:] = -7  # mutating a result leaves the cube's cache alone
     r2 = cube.query(("element",))
     assert r2["count"].sum() == 300
     assert cube.view().group_by("element").top_k("count", 3)["count"][0] == r2["count"].max()
@@ -22,8 +24,7 @@ def test_cache_is_invalidated_by_every_batch_and_results_are_copies(rng):
     r3 = cube.query(("element",))
     assert r3["count"].sum() == 600
     # the exact cuboid (no roll-up) and a roll-up from the finer cuboid agree
-    fine = cube.query(("element",), where={"service": list(np.unique(np.array(
-        cube.all_dims["service"].labels)))})
+    fine = cube.query(("element",), where={"service": list(np.unique(np.array(cube.all_dims["service"].labels)))})
     for nm in r3.dtype.names:
         np.testing.assert_array_equal(r3[nm], fine[nm])
     # where dicts with the same meaning share one cache entry; others do not
@@ -41,6 +42,7 @@ def test_cache_is_invalidated_by_every_batch_and_results_are_copies(rng):
 
 def test_cache_is_bounded(rng, monkeypatch):
     import telcoanalytics.cube.cube as cm
+
     monkeypatch.setattr(cm, "_RESULT_CACHE_SIZE", 2)
     topo = make_topology(rng)
     cube = Cube(CubeSpec(dimensions=["region", "service"], measures=["count"]), topo)
@@ -53,17 +55,32 @@ def test_cache_is_bounded(rng, monkeypatch):
 def test_top_k_from_cells_equals_top_k_of_the_full_result(rng):
     topo = make_topology(rng)
     cdr = make_cdr(rng, topo, 500)
-    cdr["end_ms"][:40] = cdr["start_ms"][:40] + 1000       # ties
-    cube = Cube(CubeSpec(dimensions=["element", "service"], values={"x": None},
-                         measures=FAST + ["mean:duration_ms", "var:duration_ms", "max:x"],
-                         cuboids=[("element", "service"), ("element",)]), topo)
+    cdr["end_ms"][:40] = cdr["start_ms"][:40] + 1000  # ties
+    cube = Cube(
+        CubeSpec(
+            dimensions=["element", "service"],
+            values={"x": None},
+            measures=FAST + ["mean:duration_ms", "var:duration_ms", "max:x"],
+            cuboids=[("element", "service"), ("element",)],
+        ),
+        topo,
+    )
     e = topo.index_of(cdr["element_id"])
-    x = np.where(e % 3 == 0, np.nan, 1.0)                  # a field missing for some groups
-    cube.update_codes({"element": e, "service": cdr["service"]},
-                      values={"duration_ms": (cdr["end_ms"] - cdr["start_ms"]).astype(float), "x": x})
+    x = np.where(e % 3 == 0, np.nan, 1.0)  # a field missing for some groups
+    cube.update_codes(
+        {"element": e, "service": cdr["service"]},
+        values={"duration_ms": (cdr["end_ms"] - cdr["start_ms"]).astype(float), "x": x},
+    )
     full = cube.query(("element",))
-    for meas in ["count", "sum:duration_ms", "min_duration_ms", "max:duration_ms", "mean:duration_ms",
-                 "max:x", "var:duration_ms"]:
+    for meas in [
+        "count",
+        "sum:duration_ms",
+        "min_duration_ms",
+        "max:duration_ms",
+        "mean:duration_ms",
+        "max:x",
+        "var:duration_ms",
+    ]:
         for asc in (False, True):
             for k in (1, 5, 200):
                 got = cube.view().group_by("element").top_k(meas, k, ascending=asc)

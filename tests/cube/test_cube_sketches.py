@@ -1,5 +1,6 @@
 """Sketch and kernel unit tests: HyperLogLog error, log-bucket percentile guarantee, key packing,
 table growth, derivation validation."""
+
 import os
 
 import numpy as np
@@ -31,8 +32,8 @@ def test_hll_error_within_stated_bound(rng, p):
         sizes = np.minimum(sizes, 1500)
     cube = one_dim_cube(["count", "distinct:h"], n_groups=n_groups, hll_p=p)
     g = np.repeat(np.arange(n_groups), sizes)
-    ids = rng.permutation(g.size) * 7919 + 11          # distinct ids
-    dup = rng.integers(0, g.size, g.size // 2)      # plus duplicates, which must not count
+    ids = rng.permutation(g.size) * 7919 + 11  # distinct ids
+    dup = rng.integers(0, g.size, g.size // 2)  # plus duplicates, which must not count
     g = np.concatenate([g, g[dup]])
     ids = np.concatenate([ids, ids[dup]])
     cube.update_codes({"g": g}, hashes={"h": ids})
@@ -54,22 +55,25 @@ def test_hll_estimate_empty_registers():
 def test_quantile_sketch_relative_error_guarantee(rng, alpha):
     n = 3000 if NO_JIT else 50000
     x = rng.lognormal(6.0, 2.0, n)
-    x[:50] = 0.0                       # below quantile_min: reported as 0
-    x[50:60] = 1e12                    # above quantile_max: clamped to the top bucket
-    cube = one_dim_cube(["p1:x", "p10:x", "p50:x", "p90:x", "p99:x", "p99.9:x"],
-                        quantile_alpha=alpha, quantile_min=1e-3, quantile_max=1e9)
+    x[:50] = 0.0  # below quantile_min: reported as 0
+    x[50:60] = 1e12  # above quantile_max: clamped to the top bucket
+    cube = one_dim_cube(
+        ["p1:x", "p10:x", "p50:x", "p90:x", "p99:x", "p99.9:x"],
+        quantile_alpha=alpha,
+        quantile_min=1e-3,
+        quantile_max=1e9,
+    )
     cube.update_codes({"g": np.zeros(n, dtype=np.int64)}, values={"x": x})
     res = cube.query(())
     xs = np.sort(x)
-    for q, col in [(0.01, "p1_x"), (0.1, "p10_x"), (0.5, "p50_x"), (0.9, "p90_x"), (0.99, "p99_x"),
-                   (0.999, "p99_9_x")]:
-        true = xs[int(np.ceil(q * n)) - 1]   # nearest rank, as quantile_disc
+    for q, col in [(0.01, "p1_x"), (0.1, "p10_x"), (0.5, "p50_x"), (0.9, "p90_x"), (0.99, "p99_x"), (0.999, "p99_9_x")]:
+        true = xs[int(np.ceil(q * n)) - 1]  # nearest rank, as quantile_disc
         got = res[col][0]
         if true == 0.0:
             assert got == 0.0
         elif true > 1e9:
             gamma = (1 + alpha) / (1 - alpha)
-            assert 1e9 / gamma <= got <= 1e9 * gamma ** 2   # clamped to the top bucket (documented)
+            assert 1e9 / gamma <= got <= 1e9 * gamma**2  # clamped to the top bucket (documented)
         else:
             assert abs(got - true) <= alpha * true * (1 + 1e-9), (q, got, true)
     # the lowest rank holds a 0 and the sketch says so
@@ -89,8 +93,9 @@ def test_pack_keys_matches_numpy(rng, d):
     codes = np.stack([rng.integers(0, c, n) for c in card]).astype(np.int32) if d else np.zeros((0, n), np.int32)
     if d:
         codes[rng.integers(0, d, 20), rng.integers(0, n, 20)] = -1
-    ks = KeySpace.of([f"d{i}" for i in range(d)],
-                     {f"d{i}": Dimension(f"d{i}", int(card[i]), lambda ctx: 0) for i in range(d)})
+    ks = KeySpace.of(
+        [f"d{i}" for i in range(d)], {f"d{i}": Dimension(f"d{i}", int(card[i]), lambda ctx: 0) for i in range(d)}
+    )
     keys = np.empty(n, dtype=np.int64)
     cube_pack_keys(codes, np.arange(d, dtype=np.int64), ks.strides, keys)
     expect = (codes.astype(np.int64) * ks.strides[:, None]).sum(axis=0) if d else np.zeros(n, np.int64)
@@ -107,10 +112,15 @@ def test_tables_grow_inside_kernels(rng):
     x = rng.random(n)
     x[::17] = np.nan
     for dense_limit in (0, 10**6):
-        cube = Cube(CubeSpec(dimensions=[Dimension("a", 50, lambda c: 0), Dimension("b", 40, lambda c: 0)],
-                             measures=["count", "sum:x", "var:x", "sum:y", "var:y", "min:y"],
-                             cuboids=[("a", "b"), ("b",)], dense_limit=dense_limit,
-                             values={"x": None, "y": None}))
+        cube = Cube(
+            CubeSpec(
+                dimensions=[Dimension("a", 50, lambda c: 0), Dimension("b", 40, lambda c: 0)],
+                measures=["count", "sum:x", "var:x", "sum:y", "var:y", "min:y"],
+                cuboids=[("a", "b"), ("b",)],
+                dense_limit=dense_limit,
+                values={"x": None, "y": None},
+            )
+        )
         cube.update_codes({"a": a, "b": b}, values={"x": x, "y": 2 * x})
         res = cube.query(("a", "b"))
         k = a * 40 + b
@@ -118,28 +128,29 @@ def test_tables_grow_inside_kernels(rng):
         np.testing.assert_array_equal(res["count"], cnt)
         xs = np.where(np.isnan(x), 0.0, x)
         n_valid = np.bincount(inv, ~np.isnan(x))
-        expect = np.where(n_valid > 0, np.bincount(inv, xs), np.nan)   # all missing -> NaN
+        expect = np.where(n_valid > 0, np.bincount(inv, xs), np.nan)  # all missing -> NaN
         np.testing.assert_allclose(res["sum_x"], expect, rtol=1e-12)
         np.testing.assert_allclose(res["sum_y"], 2 * res["sum_x"], rtol=1e-12)
         np.testing.assert_allclose(res["var_y"], 4 * res["var_x"], rtol=1e-9, equal_nan=True)
     # accumulation into a table with little room stops, grows and resumes (both layouts)
     from telcoanalytics.cube.dims import BatchArrays
+
     keys = (a * 64 + b).astype(np.int64)
     keys[::50] = -1
-    ba = BatchArrays(n, np.zeros((0, n), np.int32), {}, x[None, :].copy(), {"x": 0},
-                     np.zeros((0, n), np.int64), {}, {})
+    ba = BatchArrays(n, np.zeros((0, n), np.int32), {}, x[None, :].copy(), {"x": 0}, np.zeros((0, n), np.int64), {}, {})
     sums = []
-    for dense, mom in ((False, True), (True, True), (True, False)):   # the last: the fast path
+    for dense, mom in ((False, True), (True, True), (True, False)):  # the last: the fast path
         t = CellTable(64 * 64, dense, 1, 0, 4, 0, 0, capacity=16)
-        rej = t.accumulate(keys, ba, np.array([0]), np.array([mom]), np.zeros(0, np.int64),
-                           np.zeros(0, np.int64), 1.0, 1.0)
+        rej = t.accumulate(
+            keys, ba, np.array([0]), np.array([mom]), np.zeros(0, np.int64), np.zeros(0, np.int64), 1.0, 1.0
+        )
         assert rej == np.sum(keys < 0) and t.n_cells == len(np.unique(keys[keys >= 0]))
         assert t.cnt[: t.n_cells].sum() == np.sum(keys >= 0)
         assert t.fmiss[: t.n_cells].sum() == np.sum(np.isnan(x) & (keys >= 0))
         order = np.argsort(t.cell_key[: t.n_cells])
         sums.append((t.fsum[: t.n_cells, 0][order], t.fmin[: t.n_cells, 0][order]))
     for s_, m_ in sums[1:]:
-        np.testing.assert_array_equal(s_, sums[0][0])   # same additions in the same order
+        np.testing.assert_array_equal(s_, sums[0][0])  # same additions in the same order
         np.testing.assert_array_equal(m_, sums[0][1])
     # a merge into a table with little room grows it mid-kernel
     t = CellTable(2000, False, 0, 0, 4, 0, 0, capacity=16)
@@ -176,6 +187,7 @@ def test_topology_without_attributes_and_custom_time_bucket(rng):
         builtin_dimension("vendor", bare)
     assert set(builtin_dimension("element", bare).derive) == {"region", "site"}
     from tests.reference.cube import T0_MS, make_cdr
+
     cdr = make_cdr(rng, full, 400, days=1.0)
     cube = Cube(CubeSpec(dimensions=["time:900000"], time_origin_ms=T0_MS), full)
     cube.update(cdr)
@@ -183,8 +195,7 @@ def test_topology_without_attributes_and_custom_time_bucket(rng):
     assert res["count"].sum() == 400
     np.testing.assert_array_equal(res["time:900000"], np.unique(cdr["start_ms"] // 900_000 * 900_000))
     by_hour = cube.query(("hour",))
-    np.testing.assert_array_equal(by_hour["count"],
-                                  np.unique(cdr["start_ms"] // 3_600_000, return_counts=True)[1])
+    np.testing.assert_array_equal(by_hour["count"], np.unique(cdr["start_ms"] // 3_600_000, return_counts=True)[1])
     early = cdr.copy()
     early["start_ms"] = T0_MS - 1
-    assert cube.update(early).n_rejected == 400    # before the origin: no bucket, rejected
+    assert cube.update(early).n_rejected == 400  # before the origin: no bucket, rejected

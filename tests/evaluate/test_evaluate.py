@@ -1,4 +1,5 @@
 """Tests of the evaluation module: NAB runner and scorer glue, score transforms, synthetic network."""
+
 import csv
 import json
 import re
@@ -6,9 +7,10 @@ import re
 import numpy as np
 import pytest
 
+import telcoanalytics.evaluate.evaluate as ev
 from kernels import detect as K
 from kernels import nab as KN
-import telcoanalytics.evaluate.evaluate as ev
+
 FAST_FILES = ["artificialWithAnomaly/art_daily_jumpsup.csv", "realAdExchange/exchange-3_cpc_results.csv"]
 
 
@@ -16,7 +18,7 @@ def _naive_record(s, window, start):
     out = np.zeros(len(s))
     for i in range(len(s)):
         if i > start:
-            prev = s[max(0, i - window):i]
+            prev = s[max(0, i - window) : i]
             out[i] = s[i] / ((prev.max() if len(prev) else 0.0) + 1e-12)
     return out
 
@@ -36,7 +38,7 @@ def test_window_mean_z_matches_naive(rng):
     out = np.empty(300)
     K.window_mean_z(z, 6, 3.0, out)
     zc = np.clip(np.nan_to_num(z, nan=0.0), -3, 3)
-    ref = np.array([zc[max(0, i - 5):i + 1].sum() / np.sqrt(min(i + 1, 6)) for i in range(300)])
+    ref = np.array([zc[max(0, i - 5) : i + 1].sum() / np.sqrt(min(i + 1, 6)) for i in range(300)])
     # running sum vs fresh sums over 300 steps: rounding only
     np.testing.assert_allclose(out, ref, rtol=1e-9, atol=1e-9)
 
@@ -55,7 +57,7 @@ def _naive_novelty(x, start):
 def test_range_novelty_matches_naive(rng):
     x = np.cumsum(rng.standard_normal(300))
     x[[7, 50]] = np.nan
-    x[0] = np.inf                                     # non-finite first row: range starts later
+    x[0] = np.inf  # non-finite first row: range starts later
     out = np.empty(300)
     KN.range_novelty(x, 3, out)
     # same subtraction and division of the same numbers: exact
@@ -63,14 +65,14 @@ def test_range_novelty_matches_naive(rng):
     flat = np.array([2.0, 2.0, 2.0, 3.0, 1.0, 2.5])
     o2 = np.empty(6)
     KN.range_novelty(flat, 0, o2)
-    assert o2[1] == o2[2] == 0.0 and o2[3] > 1e6      # flat history: any new value is novel
+    assert o2[1] == o2[2] == 0.0 and o2[3] > 1e6  # flat history: any new value is novel
     assert o2[4] == pytest.approx(1.0) and o2[5] == 0.0
 
 
 def _naive_suppress(s, window):
     out = np.zeros(len(s))
     for i in range(len(s)):
-        m = out[max(0, i - window):i].max() if i else 0.0
+        m = out[max(0, i - window) : i].max() if i else 0.0
         out[i] = s[i] if s[i] > m else 0.0
     return out
 
@@ -89,11 +91,11 @@ def test_nab_score_suppression_toggle(rng):
     n = 600
     ts = np.arange(n, dtype=np.int64) * 300_000
     x = 5 + 0.2 * rng.standard_normal(n)
-    x[[400, 420]] = 40, 30                            # a second, weaker spike 20 rows later
+    x[[400, 420]] = 40, 30  # a second, weaker spike 20 rows later
     on = ev.nab_anomaly_score(ts, x)
     off = ev.nab_anomaly_score(ts, x, ev.NabConfig(suppress_window=0))
     assert on[400] == off[400] > 0.8
-    assert on[420] == 0.0 < off[420]                  # suppressed: it does not beat row 400
+    assert on[420] == 0.0 < off[420]  # suppressed: it does not beat row 400
     assert ((on == 0) | (on == off)).all()
 
 
@@ -105,7 +107,7 @@ def test_nab_score_is_causal_and_bounded(rng):
     a = ev.nab_anomaly_score(ts, x)
     assert a.min() >= 0 and a.max() <= 1
     assert a[1200] == a.max() and a[1200] > 0.8
-    assert (a[:101] == 0).all()                               # warm-up
+    assert (a[:101] == 0).all()  # warm-up
     y = x.copy()
     y[1300:] = 1e9
     np.testing.assert_array_equal(ev.nab_anomaly_score(ts, y)[:1300], a[:1300])
@@ -146,8 +148,12 @@ def test_nab_errors(nab_dir, tmp_path):
         ev.load_nab_scorer(tmp_path / "missing.py")
 
 
-HELDOUT_FILES = ["artificialWithAnomaly/art_daily_jumpsup.csv", "artificialWithAnomaly/art_daily_nojump.csv",
-                 "realAdExchange/exchange-2_cpc_results.csv", "realAdExchange/exchange-3_cpc_results.csv"]
+HELDOUT_FILES = [
+    "artificialWithAnomaly/art_daily_jumpsup.csv",
+    "artificialWithAnomaly/art_daily_nojump.csv",
+    "realAdExchange/exchange-2_cpc_results.csv",
+    "realAdExchange/exchange-3_cpc_results.csv",
+]
 
 
 def test_nab_corpus_in_memory_matches_result_files(nab_dir, tmp_path):
@@ -166,7 +172,7 @@ def test_nab_corpus_in_memory_matches_result_files(nab_dir, tmp_path):
 def test_nab_config_with_routes_parameters():
     cfg = ev.nab_config_with(target_fa=0.1, suppress_window=7)
     assert cfg.detector.target_fa == 0.1 and cfg.suppress_window == 7
-    assert ev.NabConfig().detector.target_fa == 0.05          # the default is not modified
+    assert ev.NabConfig().detector.target_fa == 0.05  # the default is not modified
     with pytest.raises(ValueError, match="unknown NAB parameter"):
         ev.nab_config_with(nope=1)
 
@@ -192,10 +198,10 @@ def test_nab_heldout_small(nab_dir):
     assert set(res["heldout"]) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
     assert "held-out (pooled" in ev.heldout_table(res)
     sens = ev.nab_sensitivity(corpus, grid={"suppress_window": (50, 100)})
-    assert sens["params"]["suppress_window"][100] == sens["default"]      # 100 is the default
+    assert sens["params"]["suppress_window"][100] == sens["default"]  # 100 is the default
     assert "sensitivity" in ev.sensitivity_table(sens)
     rep = ev.nab_heldout_repeats(corpus, seeds=(None, 3), grid={"suppress_window": (50, 100)})
-    assert rep["runs"][0]["heldout"] == res["heldout"]                 # seed None: the dealt split
+    assert rep["runs"][0]["heldout"] == res["heldout"]  # seed None: the dealt split
     assert rep["standard"][1] <= rep["standard"][0] <= rep["standard"][2]
     assert sorted(sum(ev.nab_folds(HELDOUT_FILES, 2, seed=3), [])) == sorted(HELDOUT_FILES)
 
@@ -218,8 +224,10 @@ def test_nab_full_corpus(nab_dir, tmp_path, capsys):
 def test_nab_heldout_and_sensitivity(nab_dir, tmp_path, capsys):
     """Out-of-sample check of the in-sample 71.82: 2 folds, 81 configurations chosen on one half
     and scored on the other at the training half's thresholds."""
-    assert ev.main(["nab", "--data", str(nab_dir), "--out", str(tmp_path), "--heldout", "--splits", "1",
-                    "--sensitivity"]) == 0
+    assert (
+        ev.main(["nab", "--data", str(nab_dir), "--out", str(tmp_path), "--heldout", "--splits", "1", "--sensitivity"])
+        == 0
+    )
     text = capsys.readouterr().out
     held = float(re.search(r"held-out \(pooled.*?standard ([0-9.]+)", text).group(1))
     folds = re.findall(r"standard: train ([0-9.]+) / held-out ([0-9.]+)", text)
@@ -227,9 +235,11 @@ def test_nab_heldout_and_sensitivity(nab_dir, tmp_path, capsys):
     # over 5 splits 63.8..70.0 (mean 66.2). The bound guards the out-of-sample figure against
     # regressions; it is not the target 70
     assert held > 60.0, text
-    assert len(folds) == 2 and all(float(tr) > float(te) for tr, te in folds)   # the honest gap shows
-    sens = {m.group(1): [float(v) for v in re.findall(r": +([0-9.]+)", m.group(2))]
-            for m in re.finditer(r"^  (\w+) +(.*)$", text, flags=re.M)}
+    assert len(folds) == 2 and all(float(tr) > float(te) for tr, te in folds)  # the honest gap shows
+    sens = {
+        m.group(1): [float(v) for v in re.findall(r": +([0-9.]+)", m.group(2))]
+        for m in re.finditer(r"^  (\w+) +(.*)$", text, flags=re.M)
+    }
     default = float(re.search(r"threshold swept\): default ([0-9.]+)", text).group(1))
     assert len(sens) == len(ev.NAB_SENSITIVITY_GRID)
     # the defaults were tuned on this corpus: no single one-step change improves it
@@ -242,8 +252,19 @@ def test_nab_heldout_and_sensitivity(nab_dir, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def synth_day():
     from telcoanalytics.synth.network import SynthConfig, generate
-    return generate(SynthConfig(n_elements=1000, days=2.0, seed=11, n_congestion=12, n_failure=12,
-                                n_degradation=6, n_crowd=4, n_collection_gap=4))
+
+    return generate(
+        SynthConfig(
+            n_elements=1000,
+            days=2.0,
+            seed=11,
+            n_congestion=12,
+            n_failure=12,
+            n_degradation=6,
+            n_crowd=4,
+            n_collection_gap=4,
+        )
+    )
 
 
 @pytest.mark.slow
@@ -266,11 +287,12 @@ def test_evaluate_main_synth(capsys):
 
 def test_blocked_onset():
     from telcoanalytics.records import empty
+
     c = empty("cdr", 20)
     c["element_id"] = 5
     c["start_ms"] = np.repeat([0, 300_000], 10)
     c["cause"] = 16
-    c["cause"][15] = 34                        # 1 of 10 blocked in the second interval
+    c["cause"][15] = 34  # 1 of 10 blocked in the second interval
     assert ev.blocked_onset(c, 5, 0, 600_000, 300_000) == 300_000
     assert ev.blocked_onset(c, 6, 0, 600_000, 300_000) == -1
     assert ev.blocked_onset(c, 5, 0, 300_000, 300_000) == -1
@@ -279,8 +301,20 @@ def test_blocked_onset():
 def test_evaluate_synth_small_network():
     """A tiny network through the whole replay and scoring path (fast, also without JIT)."""
     from telcoanalytics.synth.network import SynthConfig, generate
-    day = generate(SynthConfig(n_elements=60, n_regions=2, days=0.3, seed=5, n_congestion=1, n_failure=2,
-                               n_degradation=1, n_crowd=1, n_collection_gap=1))
+
+    day = generate(
+        SynthConfig(
+            n_elements=60,
+            n_regions=2,
+            days=0.3,
+            seed=5,
+            n_congestion=1,
+            n_failure=2,
+            n_degradation=1,
+            n_crowd=1,
+            n_collection_gap=1,
+        )
+    )
     res = ev.evaluate_synth(day=day, warm_days=0.0)
     per = res["per_scenario"]
     kinds, counts = np.unique(day.labels["scenario"], return_counts=True)

@@ -1,4 +1,5 @@
 """Ingestor: every quarantine reason, conservation, readers (CSV, Parquet, dicts, records), state."""
+
 import csv
 import math
 
@@ -7,13 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.reference.ingest import reference_reasons
-from telcoanalytics.ingest.ingestor import DEFAULT_TIME_RANGE_MS, IngestResult, Ingestor
+from telcoanalytics.ingest.ingestor import DEFAULT_TIME_RANGE_MS, Ingestor, IngestResult
 from telcoanalytics.ingest.quarantine import REASONS, Quarantine
 from telcoanalytics.ingest.readers import RawChunk, read_csv
-from telcoanalytics.records import METRIC_CODE, NO_TIME_MS, empty
 from telcoanalytics.ingest.schema import SchemaError
+from telcoanalytics.records import METRIC_CODE, NO_TIME_MS, empty
 from telcoanalytics.topology.model import Topology
+from tests.reference.ingest import reference_reasons
 
 T0 = 1_700_000_000_000
 T0_ISO = "2023-11-14T22:13:20Z"
@@ -115,10 +116,17 @@ def test_each_reason(source, field, value, reason, reported, rng):
     assert_records_equal(r.accepted, np.delete(a, 7))
 
 
-@pytest.mark.parametrize("metric,value,reason", [
-    ("cpu_util_pct", 100.5, "out_of_domain"), ("prb_util_pct", -0.1, "out_of_domain"),
-    ("throughput_mbps", -1.0, "out_of_domain"), ("error_count", -1.0, "negative_counter"),
-    ("unavailable_s", -3.0, "negative_counter"), ("temperature_c", -20.0, None)])
+@pytest.mark.parametrize(
+    "metric,value,reason",
+    [
+        ("cpu_util_pct", 100.5, "out_of_domain"),
+        ("prb_util_pct", -0.1, "out_of_domain"),
+        ("throughput_mbps", -1.0, "out_of_domain"),
+        ("error_count", -1.0, "negative_counter"),
+        ("unavailable_s", -3.0, "negative_counter"),
+        ("temperature_c", -20.0, None),
+    ],
+)
 def test_equipment_metric_domains(metric, value, reason, rng):
     a = valid("equip", 5, rng)
     a["metric_id"][2] = METRIC_CODE[metric]
@@ -129,18 +137,26 @@ def test_equipment_metric_domains(metric, value, reason, rng):
 
 def test_negative_duration_from_legacy_cdr_and_missing_values(rng):
     n = 4
-    v1 = {"record_id": np.arange(n), "start_s": np.full(n, T0 / 1000), "duration_s": [10.0, -5.0, 3.0, 1.0],
-          "answer_s": [np.nan] * n, "calling_id": np.ones(n, int), "called_id": np.ones(n, int),
-          "cell_id": np.array([1000, 1001, None, 1003], dtype=object), "service": ["voice"] * n,
-          "cause": [16, 16, 16, "x"], "bytes_up": np.zeros(n, int), "bytes_down": np.zeros(n, int)}
+    v1 = {
+        "record_id": np.arange(n),
+        "start_s": np.full(n, T0 / 1000),
+        "duration_s": [10.0, -5.0, 3.0, 1.0],
+        "answer_s": [np.nan] * n,
+        "calling_id": np.ones(n, int),
+        "called_id": np.ones(n, int),
+        "cell_id": np.array([1000, 1001, None, 1003], dtype=object),
+        "service": ["voice"] * n,
+        "cause": [16, 16, 16, "x"],
+        "bytes_up": np.zeros(n, int),
+        "bytes_down": np.zeros(n, int),
+    }
     ing = Ingestor("cdr", known_element_ids=ELEMENTS)
     r = ing.ingest(v1)
     check_conservation(r)
     assert r.schema_version == 1
     assert r.by_reason == {"unparseable": 1, "missing_value": 1, "negative_duration": 1}
     got = {x["row"]: (x["reason"], x["field"]) for x in ing.quarantine.records()}
-    assert got == {1: ("negative_duration", "end_ms"), 2: ("missing_value", "cell_id"),
-                   3: ("unparseable", "cause")}
+    assert got == {1: ("negative_duration", "end_ms"), 2: ("missing_value", "cell_id"), 3: ("unparseable", "cause")}
     assert ing.quarantine.records(reason="missing_value")[0]["original"]["cell_id"] is None
     assert r.accepted["end_ms"][0] == T0 + 10_000
 
@@ -154,7 +170,7 @@ def test_duplicates_within_and_across_batches(rng):
     assert ing.quarantine.records()[0]["row"] == 5
     b = valid("cdr", 10, rng)
     b["record_id"] = a["record_id"][:10]
-    b["cause"][0] = 0            # a corrupt copy counts under its own reason, not as duplicate
+    b["cause"][0] = 0  # a corrupt copy counts under its own reason, not as duplicate
     r2 = ing.ingest(b)
     assert r2.by_reason == {"bad_cause": 1, "duplicate_id": 9}
     # a corrupt first copy does not hide the valid later one
@@ -173,13 +189,13 @@ def test_dedup_horizon_forgets_old_ids(rng):
     a = valid("cdr", 1, rng)
     ing.ingest(a)
     b = a.copy()
-    for shift in (30_000, 70_000):       # still remembered within one horizon and after one rotation
+    for shift in (30_000, 70_000):  # still remembered within one horizon and after one rotation
         b["start_ms"] = b["end_ms"] = a["start_ms"] + shift
         b["answer_ms"] = NO_TIME_MS
         assert ing.ingest(b).by_reason == {"duplicate_id": 1}
     c = valid("cdr", 1, rng)
     c["record_id"] = 77
-    c["start_ms"] = c["end_ms"] = a["start_ms"] + 10 * 60_000   # jumps two horizons: all forgotten
+    c["start_ms"] = c["end_ms"] = a["start_ms"] + 10 * 60_000  # jumps two horizons: all forgotten
     c["answer_ms"] = NO_TIME_MS
     ing.ingest(c)
     b["start_ms"] = b["end_ms"] = c["start_ms"]
@@ -195,19 +211,41 @@ def test_dedup_horizon_forgets_old_ids(rng):
 
 # ---- conservation and exact agreement with the row-by-row reference ------------------------------
 CORRUPT = {
-    "cdr": [("start_ms", [0, -1, 5 * 10**12]), ("end_ms", [0, T0 - 10**6]), ("answer_ms", [T0 + 10**8, T0 - 1, -7]),
-            ("cause", [0, 128, -3, 55]), ("service", [-1, 4, 3]), ("bytes_up", [-1]), ("bytes_down", [-2]),
-            ("element_id", [1, 1050]), ("record_id", [0, 1, 2])],
-    "equip": [("ts_ms", [0, 4 * 10**12]), ("metric_id", [-1, 6, 3, 4]), ("value", [np.nan, -np.inf, -1.0, 101.0]),
-              ("element_id", [7])],
+    "cdr": [
+        ("start_ms", [0, -1, 5 * 10**12]),
+        ("end_ms", [0, T0 - 10**6]),
+        ("answer_ms", [T0 + 10**8, T0 - 1, -7]),
+        ("cause", [0, 128, -3, 55]),
+        ("service", [-1, 4, 3]),
+        ("bytes_up", [-1]),
+        ("bytes_down", [-2]),
+        ("element_id", [1, 1050]),
+        ("record_id", [0, 1, 2]),
+    ],
+    "equip": [
+        ("ts_ms", [0, 4 * 10**12]),
+        ("metric_id", [-1, 6, 3, 4]),
+        ("value", [np.nan, -np.inf, -1.0, 101.0]),
+        ("element_id", [7]),
+    ],
     "flow": [("ts_ms", [-5]), ("bytes", [-1]), ("packets", [-1]), ("flows", [-1]), ("src_element_id", [3])],
-    "qos": [("ts_ms", [0]), ("latency_ms", [np.nan, -1.0, np.inf]), ("jitter_ms", [-0.5, np.nan]),
-            ("loss_pct", [-1.0, 100.01, np.nan]), ("mos", [np.inf, 0.5, 5.01, np.nan]), ("element_id", [2])],
+    "qos": [
+        ("ts_ms", [0]),
+        ("latency_ms", [np.nan, -1.0, np.inf]),
+        ("jitter_ms", [-0.5, np.nan]),
+        ("loss_pct", [-1.0, 100.01, np.nan]),
+        ("mos", [np.inf, 0.5, 5.01, np.nan]),
+        ("element_id", [2]),
+    ],
 }
 
 
-@given(source=st.sampled_from(sorted(CORRUPT)), seed=st.integers(0, 2**31 - 1),
-       n_bad=st.integers(0, 40), n_batches=st.integers(1, 3))
+@given(
+    source=st.sampled_from(sorted(CORRUPT)),
+    seed=st.integers(0, 2**31 - 1),
+    n_bad=st.integers(0, 40),
+    n_batches=st.integers(1, 3),
+)
 def test_conservation_and_reference(source, seed, n_bad, n_batches):
     rng = np.random.default_rng(seed)
     ing = Ingestor(source, known_element_ids=ELEMENTS)
@@ -216,7 +254,7 @@ def test_conservation_and_reference(source, seed, n_bad, n_batches):
     for _ in range(n_batches):
         a = valid(source, 60, rng)
         if source == "cdr":
-            a["record_id"] = rng.integers(0, 120, 60)   # frequent duplicates, across batches too
+            a["record_id"] = rng.integers(0, 120, 60)  # frequent duplicates, across batches too
         for _ in range(n_bad):
             f, vals = CORRUPT[source][rng.integers(len(CORRUPT[source]))]
             a[f][rng.integers(60)] = vals[rng.integers(len(vals))]
@@ -246,13 +284,13 @@ def _write_csv(path, header, rows):
 def test_csv_with_garbage_text_ragged_rows_and_blank_lines(tmp_path, engine):
     p = tmp_path / "qos_v1.csv"
     rows = [[f"{T0 / 1000 + i}", "1000", "12.5", "1.0", "0.01"] for i in range(12)]
-    rows[2][2] = "12,5ms"          # garbage number (quoted by the writer)
-    rows[4][4] = ""                # missing
-    rows[5] = []                   # blank line: a row of empty values
-    rows[6] = rows[6][:3]          # too few fields
-    rows[7] = rows[7] + ["9"]      # too many fields
-    rows[8][2] = "nan"             # non-finite
-    rows[9][1] = " 1000 "          # padded number: fine
+    rows[2][2] = "12,5ms"  # garbage number (quoted by the writer)
+    rows[4][4] = ""  # missing
+    rows[5] = []  # blank line: a row of empty values
+    rows[6] = rows[6][:3]  # too few fields
+    rows[7] = rows[7] + ["9"]  # too many fields
+    rows[8][2] = "nan"  # non-finite
+    rows[9][1] = " 1000 "  # padded number: fine
     _write_csv(p, ["ts_s", "element_id", "delay_ms", "jitter_ms", "loss_ratio"], rows)
     ing = Ingestor("qos", known_element_ids=ELEMENTS)
     res = [ing.ingest_chunk(c) for c in read_csv(p, chunk_rows=4, engine=engine)]
@@ -268,7 +306,7 @@ def test_csv_with_garbage_text_ragged_rows_and_blank_lines(tmp_path, engine):
     assert recs[7]["field"] == "<line>" and recs[7]["original"]["<line>"].endswith(",9")
     assert recs[5]["reason"] == "missing_value" and recs[8]["reason"] == "non_finite"
     acc = np.concatenate([r.accepted for r in res])
-    np.testing.assert_allclose(acc["loss_pct"], 1.0, rtol=1e-12)   # 0.01 x 100, one rounding
+    np.testing.assert_allclose(acc["loss_pct"], 1.0, rtol=1e-12)  # 0.01 x 100, one rounding
     assert acc["ts_ms"].tolist() == [T0 + 1000 * i for i in (0, 1, 3, 9, 10, 11)]
 
 
@@ -304,6 +342,7 @@ def test_csv_engines_agree_on_a_corrupted_file(tmp_path, rng):
 
 def test_csv_chunks_row_numbers_gzip_and_tsv(tmp_path, rng):
     import gzip
+
     a = valid("flow", 2500, rng)
     a["bytes"][[5, 1234, 2499]] = -1
     header = list(a.dtype.names)
@@ -333,12 +372,22 @@ def test_parquet_round_trip_nulls_and_chunks(tmp_path, rng):
     a["cause"][[3, 11_999]] = 200
     table = pa.table({f: a[f] for f in a.dtype.names})
     # v2 layout from the same data: renamed columns, imsi as digit strings, a null answer
-    v2 = pa.table({"record_id": a["record_id"], "start_ms": a["start_ms"],
-                   "answer_ms": pa.array(np.where(a["answer_ms"] < 0, None, a["answer_ms"]).tolist(), pa.int64()),
-                   "end_ms": a["end_ms"], "calling_id": a["calling_id"], "called_id": a["called_id"],
-                   "imsi": pa.array([str(x) for x in a["imsi_hash"]]), "element_id": a["element_id"],
-                   "service_id": pa.array(a["service"]).dictionary_encode(), "release_cause": a["cause"],
-                   "bytes_up": a["bytes_up"], "bytes_down": a["bytes_down"]})
+    v2 = pa.table(
+        {
+            "record_id": a["record_id"],
+            "start_ms": a["start_ms"],
+            "answer_ms": pa.array(np.where(a["answer_ms"] < 0, None, a["answer_ms"]).tolist(), pa.int64()),
+            "end_ms": a["end_ms"],
+            "calling_id": a["calling_id"],
+            "called_id": a["called_id"],
+            "imsi": pa.array([str(x) for x in a["imsi_hash"]]),
+            "element_id": a["element_id"],
+            "service_id": pa.array(a["service"]).dictionary_encode(),
+            "release_cause": a["cause"],
+            "bytes_up": a["bytes_up"],
+            "bytes_down": a["bytes_down"],
+        }
+    )
     pq.write_table(table, tmp_path / "cdr.parquet", row_group_size=5_000)
     pq.write_table(v2, tmp_path / "cdr_v2.parquet", row_group_size=5_000)
     expect = np.delete(a, [3, 11_999])
@@ -352,8 +401,15 @@ def test_parquet_round_trip_nulls_and_chunks(tmp_path, rng):
         assert_records_equal(np.concatenate([r.accepted for r in res]), expect)
         assert [x["row"] for x in ing.quarantine.records()] == [3, 11_999]
     # a null in a required column is a missing value, shown as null in the quarantine
-    t = pa.table({"ts_ms": pa.array([T0, None], pa.int64()), "element_id": [1, 2], "latency_ms": [1.0, 2.0],
-                  "jitter_ms": [1.0, 1.0], "loss_pct": [0.0, 0.0]})
+    t = pa.table(
+        {
+            "ts_ms": pa.array([T0, None], pa.int64()),
+            "element_id": [1, 2],
+            "latency_ms": [1.0, 2.0],
+            "jitter_ms": [1.0, 1.0],
+            "loss_pct": [0.0, 0.0],
+        }
+    )
     pq.write_table(t, tmp_path / "q.parquet")
     ing = Ingestor("qos")
     r = ing.ingest(tmp_path / "q.parquet")
@@ -365,8 +421,14 @@ def test_parquet_round_trip_nulls_and_chunks(tmp_path, rng):
     r = Ingestor("cdr").ingest(table.to_batches()[0])
     assert r.n_read == len(table.to_batches()[0])
     assert Ingestor("cdr").ingest(table.slice(0, 0)).n_read == 0
-    eq = pa.table({"timestamp": [T0_ISO], "ne_id": ["1000"], "counter": pa.array(["cpu_util_pct"]).dictionary_encode(),
-                   "value": [1.0]})
+    eq = pa.table(
+        {
+            "timestamp": [T0_ISO],
+            "ne_id": ["1000"],
+            "counter": pa.array(["cpu_util_pct"]).dictionary_encode(),
+            "value": [1.0],
+        }
+    )
     r = Ingestor("equip").ingest(eq)
     assert r.schema_version == 1 and r.accepted["ts_ms"].tolist() == [T0] and r.n_accepted == 1
 
@@ -397,10 +459,10 @@ def test_in_memory_inputs(rng):
     a = valid("qos", 6, rng)
     a["loss_pct"][1] = 200.0
     recs = [{f: a[f][i].item() for f in a.dtype.names} for i in range(6)]
-    del recs[3]["mos"]                     # optional: absent means not measured
-    recs[4]["latency_ms"] = None           # required: missing
-    recs[5]["jitter_ms"] = [1.0, 2.0]      # not a number
-    recs[0]["element_id"] = [1000]         # not a number either (a one-element list)
+    del recs[3]["mos"]  # optional: absent means not measured
+    recs[4]["latency_ms"] = None  # required: missing
+    recs[5]["jitter_ms"] = [1.0, 2.0]  # not a number
+    recs[0]["element_id"] = [1000]  # not a number either (a one-element list)
     ing = Ingestor("qos")
     r = ing.ingest(iter(recs))
     assert r.by_reason == {"unparseable": 2, "missing_value": 1, "out_of_domain": 1}
@@ -412,14 +474,24 @@ def test_in_memory_inputs(rng):
     r3 = Ingestor("qos").ingest(pd.DataFrame(d))
     assert_records_equal(r3.accepted, r2.accepted)
     r4 = Ingestor("qos").ingest(a.astype([(f, "f8") if f != "element_id" else (f, "i4") for f in a.dtype.names]))
-    assert r4.n_accepted == 5   # retyped canonical columns take the generic path
+    assert r4.n_accepted == 5  # retyped canonical columns take the generic path
     r5 = Ingestor("qos").ingest(a, chunk_rows=2)
     assert r5.n_read == 6 and r5.row_offset == 0
 
 
 def test_empty_inputs():
-    for data in ([], empty("flow"), {"ts_ms": np.zeros(0, np.int64), "src_element_id": [], "dst_element_id": [],
-                                     "bytes": [], "packets": [], "flows": []}):
+    for data in (
+        [],
+        empty("flow"),
+        {
+            "ts_ms": np.zeros(0, np.int64),
+            "src_element_id": [],
+            "dst_element_id": [],
+            "bytes": [],
+            "packets": [],
+            "flows": [],
+        },
+    ):
         r = Ingestor("flow").ingest(data)
         assert r.n_read == 0 and len(r.accepted) == 0 and r.accepted.dtype.names == empty("flow").dtype.names
     assert Ingestor("flow", topology=topo()).ingest([]).element_index.shape == (0,)
@@ -434,7 +506,7 @@ def test_topology_element_index_and_changes(rng):
     assert r.by_reason == {"unknown_element": 1}
     np.testing.assert_array_equal(r.element_index, tp.index_of(r.accepted["element_id"]))
     tp2, _ = tp.add_elements([42], parent_ids=[int(ELEMENTS[0] // 10)])
-    ing.topology = tp2                        # the next call follows the new topology version
+    ing.topology = tp2  # the next call follows the new topology version
     r2 = ing.ingest(a)
     assert r2.by_reason == {} and r2.element_index[10] == tp2.index_of([42])[0]
     # sparse (hashed) element ids take the sorted-lookup path
@@ -459,7 +531,7 @@ def test_state_round_trip(rng):
     back = Ingestor.from_state(st_)
     assert back.by_reason == ing.by_reason and back.n_read == 100 and back.time_range_ms == ing.time_range_ms
     assert back.quarantine.records() == ing.quarantine.records()
-    r = back.ingest(a[50:])                   # the restored dedup set remembers the ids
+    r = back.ingest(a[50:])  # the restored dedup set remembers the ids
     assert r.by_reason == {"duplicate_id": 50}
     plain = Ingestor.from_state(Ingestor("qos").to_state())
     assert plain.dedup is None and plain.n_read == 0
@@ -474,9 +546,18 @@ def test_shared_quarantine_and_ingest_chunk(rng):
     a = valid("flow", 5, rng)
     a["flows"][0] = -1
     Ingestor("flow", quarantine=q).ingest(a)
-    Ingestor("qos", quarantine=q).ingest_chunk(RawChunk({"ts_ms": np.array([0]), "element_id": np.array([1]),
-                                                          "latency_ms": np.array([1.0]), "jitter_ms": np.array([1.0]),
-                                                          "loss_pct": np.array([1.0])}, 1))
+    Ingestor("qos", quarantine=q).ingest_chunk(
+        RawChunk(
+            {
+                "ts_ms": np.array([0]),
+                "element_id": np.array([1]),
+                "latency_ms": np.array([1.0]),
+                "jitter_ms": np.array([1.0]),
+                "loss_pct": np.array([1.0]),
+            },
+            1,
+        )
+    )
     assert q.counts_by_source() == {"flow": {"negative_counter": 1}, "qos": {"time_out_of_range": 1}}
 
 
@@ -493,10 +574,12 @@ def test_errors(tmp_path, rng):
     with pytest.raises(SchemaError, match="unknown qos schema version 9"):
         Ingestor("qos", schema_version=9)
     with pytest.raises(SchemaError, match=r"\['bogus'\] cannot be mapped"):
-        Ingestor("qos").ingest({**{f: [1] for f in ("ts_ms", "element_id", "latency_ms", "jitter_ms", "loss_pct")},
-                                "bogus": [1]})
+        Ingestor("qos").ingest(
+            {**{f: [1] for f in ("ts_ms", "element_id", "latency_ms", "jitter_ms", "loss_pct")}, "bogus": [1]}
+        )
     r = Ingestor("qos", allow_extra_columns=True).ingest(
-        {"ts_ms": [T0], "element_id": [1], "latency_ms": [1.0], "jitter_ms": [1.0], "loss_pct": [1.0], "bogus": ["x"]})
+        {"ts_ms": [T0], "element_id": [1], "latency_ms": [1.0], "jitter_ms": [1.0], "loss_pct": [1.0], "bogus": ["x"]}
+    )
     assert r.n_accepted == 1
     with pytest.raises(ValueError, match="unsupported input int"):
         Ingestor("qos").ingest(5)
@@ -527,5 +610,6 @@ def test_errors(tmp_path, rng):
 
 def test_all_reasons_documented():
     import telcoanalytics.ingest.ingestor as ingest_mod
+
     for reason in REASONS:
         assert reason in ingest_mod.__doc__

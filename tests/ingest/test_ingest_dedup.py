@@ -1,4 +1,5 @@
 """Duplicate detection: the Numba hash set against a Python set, growth, horizon, state."""
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -6,11 +7,12 @@ from hypothesis import strategies as st
 
 from kernels.dedup import EMPTY, hashset_contains, hashset_insert, hashset_rehash, hashset_slot
 from telcoanalytics.ingest.ingestor import DedupSet
-
 from tests.reference.ingest import reference_dedup
 
-KEYS = st.lists(st.one_of(st.integers(-2**63, 2**63 - 1), st.integers(-3, 40),
-                          st.sampled_from([EMPTY, 2**63 - 1, 0, -1])), max_size=300)
+KEYS = st.lists(
+    st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(-3, 40), st.sampled_from([EMPTY, 2**63 - 1, 0, -1])),
+    max_size=300,
+)
 
 
 @given(keys=KEYS, seed=st.integers(0, 2**32 - 1))
@@ -36,7 +38,7 @@ def test_kernel_matches_python_set(keys, seed):
 
 
 def test_rehash_keeps_keys_and_slots_spread(rng):
-    k = rng.integers(-2**63, 2**63 - 1, 5000)
+    k = rng.integers(-(2**63), 2**63 - 1, 5000)
     small = np.full(1 << 14, EMPTY, dtype=np.int64)
     meta = np.zeros(2, dtype=np.int64)
     hashset_insert(k, np.ones(len(k), np.bool_), small, meta, np.zeros(len(k), np.bool_))
@@ -53,7 +55,7 @@ def test_rehash_keeps_keys_and_slots_spread(rng):
 
 @given(batches=st.lists(st.lists(st.integers(0, 500), max_size=80), max_size=6))
 def test_dedupset_lifetime_matches_python_set(batches):
-    s = DedupSet(horizon_ms=None, initial_capacity=4)   # forces several doublings
+    s = DedupSet(horizon_ms=None, initial_capacity=4)  # forces several doublings
     seen = set()
     for b in batches:
         k = np.array(b, dtype=np.int64)
@@ -73,18 +75,18 @@ def test_dedupset_horizon_generations():
     s = DedupSet(horizon_ms=100)
     one = np.ones(1, dtype=np.bool_)
     assert not s.check_insert(np.array([1]), one, t_max_ms=0)[0]
-    assert s.check_insert(np.array([1]), one, t_max_ms=99)[0]           # same generation
-    assert not s.check_insert(np.array([2]), one, t_max_ms=150)[0]      # rotates: 1 now in prev
-    assert s.check_insert(np.array([1]), one, t_max_ms=150)[0]          # still found in prev
-    assert not s.check_insert(np.array([3]), one, t_max_ms=260)[0]      # rotates again: 1 forgotten
+    assert s.check_insert(np.array([1]), one, t_max_ms=99)[0]  # same generation
+    assert not s.check_insert(np.array([2]), one, t_max_ms=150)[0]  # rotates: 1 now in prev
+    assert s.check_insert(np.array([1]), one, t_max_ms=150)[0]  # still found in prev
+    assert not s.check_insert(np.array([3]), one, t_max_ms=260)[0]  # rotates again: 1 forgotten
     assert not s.check_insert(np.array([1]), one, t_max_ms=260)[0]
     st_ = s.to_state()
     r = DedupSet.from_state(st_)
     assert r.horizon_ms == 100 and r.cur_start_ms == s.cur_start_ms
     assert r.check_insert(np.array([2, 3, 9]), np.ones(3, np.bool_), t_max_ms=260).tolist() == [True, True, False]
-    assert not s.check_insert(np.array([5]), one, t_max_ms=10**6)[0]    # two horizons: both dropped
+    assert not s.check_insert(np.array([5]), one, t_max_ms=10**6)[0]  # two horizons: both dropped
     assert len(s) == 1
-    assert s.check_insert(np.array([5]), np.zeros(1, np.bool_)).tolist() == [False]   # inactive: ignored
+    assert s.check_insert(np.array([5]), np.zeros(1, np.bool_)).tolist() == [False]  # inactive: ignored
     with pytest.raises(ValueError, match="dedup_horizon_ms must be a positive int"):
         DedupSet(horizon_ms=0)
 
@@ -97,12 +99,15 @@ def test_dedupset_state_keeps_min_key():
     assert r.check_insert(np.array([EMPTY, 4, 5], dtype=np.int64), np.ones(3, np.bool_)).tolist() == [True, True, False]
 
 
-@given(ids=st.lists(st.integers(-2**63 + 1, 2**63 - 1), min_size=0, max_size=300, unique=True),
-       probes=st.lists(st.integers(-2**63, 2**63 - 1), max_size=50))
+@given(
+    ids=st.lists(st.integers(-(2**63) + 1, 2**63 - 1), min_size=0, max_size=300, unique=True),
+    probes=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=50),
+)
 def test_element_lookup_sparse_ids_match_a_dict(ids, probes):
     """The hash-map path (ids too sparse for a table) equals a dict lookup, unknown ids -1."""
     from telcoanalytics.ingest.ingestor import _ElementLookup
-    ids = np.array(ids + [10**15, 2 * 10**15], dtype=np.int64)     # a wide range: never the table path
+
+    ids = np.array(ids + [10**15, 2 * 10**15], dtype=np.int64)  # a wide range: never the table path
     index = np.arange(len(ids), dtype=np.int64)[::-1].copy()
     lk = _ElementLookup(ids, index)
     assert lk.lut is None
@@ -116,6 +121,7 @@ def test_element_lookup_sparse_ids_match_a_dict(ids, probes):
 def test_element_lookup_colliding_keys_and_empty_map():
     """Keys with the same home slot probe on; an empty id set answers -1 everywhere."""
     from kernels.dedup import hashmap_build, hashmap_lookup
+
     mask = 15
     home = hashset_slot(np.int64(12345), mask)
     same = [k for k in range(10**6, 10**6 + 5000) if hashset_slot(np.int64(k), mask) == home][:3]
@@ -125,4 +131,7 @@ def test_element_lookup_colliding_keys_and_empty_map():
     out = np.empty(4, dtype=np.int64)
     np.testing.assert_array_equal(hashmap_lookup(np.append(keys, 5).astype(np.int64), tk, tv, -1, out), [7, 8, 9, -1])
     from telcoanalytics.ingest.ingestor import _ElementLookup
-    np.testing.assert_array_equal(_ElementLookup(np.zeros(0, np.int64), np.zeros(0, np.int64))(np.array([1, 2])), [-1, -1])
+
+    np.testing.assert_array_equal(
+        _ElementLookup(np.zeros(0, np.int64), np.zeros(0, np.int64))(np.array([1, 2])), [-1, -1]
+    )

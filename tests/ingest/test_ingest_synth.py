@@ -1,12 +1,12 @@
 """Ingest of the synthetic network's arrival stream: every injected defect is found, by reason."""
+
 import numpy as np
 import pytest
 
+import telcoanalytics.synth.network as synth
 from telcoanalytics.ingest.ingestor import Ingestor
 from telcoanalytics.ingest.quarantine import Quarantine
 from telcoanalytics.records import SOURCES
-
-import telcoanalytics.synth.network as synth
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +21,9 @@ def test_raw_batches_quarantine_exactly_the_injected_defects(day):
     for source, batch in day.raw_batches(batch_ms=60_000):
         r = ing[source].ingest(batch)
         assert r.n_accepted + r.n_quarantined == r.n_read
-        np.testing.assert_array_equal(r.element_index, day.topology.index_of(r.accepted[
-            {"flow": "src_element_id"}.get(source, "element_id")]))
+        np.testing.assert_array_equal(
+            r.element_index, day.topology.index_of(r.accepted[{"flow": "src_element_id"}.get(source, "element_id")])
+        )
         accepted[source] += r.n_accepted
     st = day.stats
     for s in SOURCES:
@@ -31,7 +32,7 @@ def test_raw_batches_quarantine_exactly_the_injected_defects(day):
             expect["duplicate_id"] = st["n_duplicates"][s]
         assert ing[s].by_reason == expect, s
         assert ing[s].n_read == st["n_arrived"][s]
-        assert accepted[s] == st["n"][s]            # every clean row, once
+        assert accepted[s] == st["n"][s]  # every clean row, once
     assert len(q) == sum(i.n_quarantined for i in ing.values())
 
 

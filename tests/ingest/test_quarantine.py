@@ -1,4 +1,5 @@
 """Quarantine store: counts, records, writers, state, merge, limits, errors."""
+
 import json
 
 import numpy as np
@@ -9,10 +10,14 @@ from telcoanalytics.ingest.quarantine import REASON_CODE, REASONS, Quarantine
 
 def _add(q, source="qos", rows=(0, 5), reasons=("non_finite", "out_of_domain"), batch=0):
     k = len(rows)
-    q.add(source, rows=np.array(rows), reasons=np.array([REASON_CODE[r] for r in reasons]),
-          fields=np.array(["latency_ms"] * k, dtype=object),
-          columns={"latency_ms": np.array([np.nan, -1.0, 2.0][:k]), "note": np.array(["a", None, "c"][:k], dtype=object)},
-          batch=batch)
+    q.add(
+        source,
+        rows=np.array(rows),
+        reasons=np.array([REASON_CODE[r] for r in reasons]),
+        fields=np.array(["latency_ms"] * k, dtype=object),
+        columns={"latency_ms": np.array([np.nan, -1.0, 2.0][:k]), "note": np.array(["a", None, "c"][:k], dtype=object)},
+        batch=batch,
+    )
 
 
 def test_reason_codes_are_complete_and_ordered():
@@ -29,12 +34,20 @@ def test_add_counts_records():
     assert q.counts("qos") == {"non_finite": 1, "out_of_domain": 1}
     assert q.counts_by_source() == {"cdr": {"duplicate_id": 1}, "qos": {"non_finite": 1, "out_of_domain": 1}}
     recs = q.records(reason="out_of_domain")
-    assert recs == [{"source": "qos", "batch": 0, "row": 5, "reason": "out_of_domain", "field": "latency_ms",
-                     "original": {"latency_ms": "-1.0", "note": None}}]
+    assert recs == [
+        {
+            "source": "qos",
+            "batch": 0,
+            "row": 5,
+            "reason": "out_of_domain",
+            "field": "latency_ms",
+            "original": {"latency_ms": "-1.0", "note": None},
+        }
+    ]
     assert q.records(source="cdr")[0]["batch"] == 3
     assert q.records()[0]["original"]["latency_ms"] == "nan"
     assert "3 rows" in repr(q)
-    _add(q, rows=(), reasons=())          # empty add is a no-op
+    _add(q, rows=(), reasons=())  # empty add is a no-op
     assert len(q) == 3
 
 
@@ -89,6 +102,7 @@ def test_state_round_trip_and_merge():
 
 def test_text_of_original_values():
     from telcoanalytics.ingest.quarantine import _text
+
     assert _text(b"ab") == "ab" and _text(np.int64(3)) == "3" and _text(True) == "True"
     assert _text(np.float64(np.inf)) == "inf" and _text(2.5) == "2.5"
     assert _text(np.datetime64(0, "ms")) == "1970-01-01T00:00:00.000" and _text([1]) == "[1]"

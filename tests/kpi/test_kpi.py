@@ -1,32 +1,61 @@
 """KPI extraction and evaluation against slow references (tests/reference_kpi.py)."""
+
 import math
 
 import numpy as np
 import pytest
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from tests.reference import kpi as ref
 from kernels import kpi as K
-from telcoanalytics.kpi.kpi import (BUILTIN_KPIS, STATUS_GAP, STATUS_INSUFFICIENT, STATUS_NO_SCOPE, STATUS_OK,
-                                CounterStore, KpiCalculator, KpiDef, kpi_registry)
+from telcoanalytics.kpi.kpi import (
+    BUILTIN_KPIS,
+    STATUS_GAP,
+    STATUS_INSUFFICIENT,
+    STATUS_NO_SCOPE,
+    STATUS_OK,
+    CounterStore,
+    KpiCalculator,
+    KpiDef,
+    kpi_registry,
+)
 from telcoanalytics.records import SERVICES, empty
 from telcoanalytics.topology.model import Topology
+from tests.reference import kpi as ref
 
-T0 = 1_772_409_600_000          # a whole hour
+T0 = 1_772_409_600_000  # a whole hour
 MIN = 60_000
 M_HOUR = T0 // 3_600_000
-CALL_KPIS = ["call_setup_success_pct", "call_drop_pct", "blocking_pct", "failure_pct", "normal_clearing_pct",
-             "user_cause_pct", "asr_pct", "mean_holding_s", "traffic_erl"]
+CALL_KPIS = [
+    "call_setup_success_pct",
+    "call_drop_pct",
+    "blocking_pct",
+    "failure_pct",
+    "normal_clearing_pct",
+    "user_cause_pct",
+    "asr_pct",
+    "mean_holding_s",
+    "traffic_erl",
+]
 EQUIP_KPIS = ["availability_pct", "cpu_util_pct", "prb_util_pct", "throughput_mbps", "errors_per_min"]
-QOS_KPIS = ["latency_ms", "jitter_ms", "loss_pct", "mos_measured", "latency_p50_ms", "latency_p95_ms",
-            "latency_p99_ms", "mos_emodel"]
+QOS_KPIS = [
+    "latency_ms",
+    "jitter_ms",
+    "loss_pct",
+    "mos_measured",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "mos_emodel",
+]
 
 
 def topo6():
-    return Topology.from_columns(np.array([10, 11, 12, 13, 14, 15]),
-                                 {"region": np.array([1, 1, 1, 1, 2, 2]),
-                                  "site": np.array([100, 100, 101, 101, 102, 102])},
-                                 {"equipment_class": np.array([0, 0, 1, 1, 0, 2], np.int16)})
+    return Topology.from_columns(
+        np.array([10, 11, 12, 13, 14, 15]),
+        {"region": np.array([1, 1, 1, 1, 2, 2]), "site": np.array([100, 100, 101, 101, 102, 102])},
+        {"equipment_class": np.array([0, 0, 1, 1, 0, 2], np.int16)},
+    )
 
 
 def calls(rows):
@@ -60,18 +89,31 @@ def random_cdr(rng, n, elements, minutes):
 
 def test_call_kpis_hand_made_exact():
     topo = topo6()
-    rows = ([(10, 0, 16, True, 60.0)] * 6 + [(10, 1, 34, False, 0)] * 2 + [(10, 2, 17, False, 0)]
-            + [(10, 3, 27, True, 30.0)] + [(11, 0, 16, True, 120.0)] * 4 + [(11, 4, 42, False, 0)])
+    rows = (
+        [(10, 0, 16, True, 60.0)] * 6
+        + [(10, 1, 34, False, 0)] * 2
+        + [(10, 2, 17, False, 0)]
+        + [(10, 3, 27, True, 30.0)]
+        + [(11, 0, 16, True, 120.0)] * 4
+        + [(11, 4, 42, False, 0)]
+    )
     store = CounterStore(topo)
     res = store.add("cdr", calls(rows))
     assert res.accepted == len(rows) and res.rejected == {}
     calc = KpiCalculator(store)
     end = T0 // MIN + 5
     # element 10: 10 attempts, 7 answered (6 normal + 1 failure-cause drop), 2 blocked, 1 user busy
-    expect = {"call_setup_success_pct": 80.0,   # 6 normal answered + 1 user + 1 answered-then-failed
-              "call_drop_pct": 100.0 / 7, "blocking_pct": 20.0, "failure_pct": 10.0,
-              "normal_clearing_pct": 60.0, "user_cause_pct": 10.0, "asr_pct": 70.0,
-              "mean_holding_s": (6 * 60 + 30) / 7, "traffic_erl": (6 * 60 + 30) / 300.0}
+    expect = {
+        "call_setup_success_pct": 80.0,  # 6 normal answered + 1 user + 1 answered-then-failed
+        "call_drop_pct": 100.0 / 7,
+        "blocking_pct": 20.0,
+        "failure_pct": 10.0,
+        "normal_clearing_pct": 60.0,
+        "user_cause_pct": 10.0,
+        "asr_pct": 70.0,
+        "mean_holding_s": (6 * 60 + 30) / 7,
+        "traffic_erl": (6 * 60 + 30) / 300.0,
+    }
     for k, v in expect.items():
         r = calc.compute(k, "element", end, 5)
         # float32 minute buckets hold these small integers and halves exactly; 1e-12 covers division
@@ -81,7 +123,7 @@ def test_call_kpis_hand_made_exact():
     r = calc.compute("call_setup_success_pct", "site", end, 5)
     np.testing.assert_allclose(r.value[0], 100.0 * (8 + 4) / (10 + 5), rtol=1e-12)
     assert r.samples[0] == 15
-    assert r.status[1] == STATUS_INSUFFICIENT and np.isnan(r.value[1])   # site 101: no calls
+    assert r.status[1] == STATUS_INSUFFICIENT and np.isnan(r.value[1])  # site 101: no calls
     r = calc.compute("blocking_pct", "region", end, 5)
     np.testing.assert_allclose(r.value[0], 100.0 * 3 / 15, rtol=1e-12)
 
@@ -91,7 +133,7 @@ def test_call_kpis_random_vs_reference(rng):
     cdr = random_cdr(rng, 3000, topo.ids["element"], 30)
     store = CounterStore(topo, minute_ring=40)
     store.add("cdr", cdr[:1500])
-    store.add("cdr", cdr[1500:])     # out of time order: every row still lands in its minute
+    store.add("cdr", cdr[1500:])  # out of time order: every row still lands in its minute
     calc = KpiCalculator(store)
     for end_min, w in ((30, 30), (20, 7), (5, 5)):
         end = T0 // MIN + end_min
@@ -138,7 +180,7 @@ def test_availability_hand_made():
     eq["ts_ms"] = T0 + np.array([0, 5, 10]) * MIN
     eq["element_id"] = 10
     eq["metric_id"] = 3
-    eq["value"] = [0.0, 30.0, 500.0]          # the last is clipped to the 300 s period
+    eq["value"] = [0.0, 30.0, 500.0]  # the last is clipped to the 300 s period
     store = CounterStore(topo)
     store.add("equip", eq)
     r = KpiCalculator(store).compute("availability_pct", "element", T0 // MIN + 15, 15)
@@ -156,7 +198,7 @@ def test_qos_kpis_vs_reference(rng):
     q["jitter_ms"] = rng.lognormal(1.0, 0.5, n)
     q["loss_pct"] = rng.uniform(0, 3, n)
     q["mos"] = np.where(rng.random(n) < 0.5, rng.uniform(1, 5, n), np.nan)
-    q["latency_ms"][:5] = np.nan                 # a missing measure does not drop the row's others
+    q["latency_ms"][:5] = np.nan  # a missing measure does not drop the row's others
     store = CounterStore(topo)
     res = store.add("qos", q)
     assert res.accepted == n
@@ -180,13 +222,13 @@ def test_emodel_known_points():
     loss = np.array([0.0, 100.0, 1.0, 5.0, 0.0, 1e6])
     r, mos = np.empty(6), np.empty(6)
     K.kpi_emodel_mos(lat, jit, loss, r, mos)
-    np.testing.assert_allclose(r[0], 93.2, rtol=1e-12)           # no impairment: R = Ro - Is
+    np.testing.assert_allclose(r[0], 93.2, rtol=1e-12)  # no impairment: R = Ro - Is
     np.testing.assert_allclose(mos[0], 1 + 0.035 * 93.2 + 7e-6 * 93.2 * 33.2 * 6.8, rtol=1e-12)
     for i in (1, 2, 3):
         np.testing.assert_allclose(mos[i], ref.emodel_mos(lat[i], jit[i], loss[i]), rtol=1e-12)
-    assert np.isnan(mos[4]) and mos[5] == 1.0 and r[5] < 0       # NaN in, NaN out; R < 0 clamps to 1
+    assert np.isnan(mos[4]) and mos[5] == 1.0 and r[5] < 0  # NaN in, NaN out; R < 0 clamps to 1
     K.kpi_emodel_mos(np.array([-5000.0]), np.zeros(1), np.zeros(1), r[:1], mos[:1])
-    assert mos[0] == 4.5                                         # R > 100 clamps to 4.5
+    assert mos[0] == 4.5  # R > 100 clamps to 4.5
 
 
 def test_non_canonical_batches_and_ids():
@@ -196,7 +238,7 @@ def test_non_canonical_batches_and_ids():
     q = empty("qos", 2)
     q["element_id"] = [-5, 7]
     q["ts_ms"] = T0
-    q["latency_ms"] = [1e6, 2.0]                     # beyond the top bucket: the open last bucket
+    q["latency_ms"] = [1e6, 2.0]  # beyond the top bucket: the open last bucket
     dt = [(n, "f4") if n == "loss_pct" else (n, q.dtype[n]) for n in q.dtype.names]
     res = store.add("qos", q.astype(dt))
     assert res.accepted == 2 and store.hist[:, 0, -1].sum() == 1 and store.index_of([7, 8]).tolist() == [1, -1]
@@ -205,19 +247,19 @@ def test_non_canonical_batches_and_ids():
 def test_hist_quantile_edges():
     out = np.empty(3)
     counts = np.zeros((3, 35))
-    counts[0, 0] = 4                       # all below lo: linear inside [0, lo)
-    counts[1, 34] = 2                      # all in the open top bucket: its lower edge
+    counts[0, 0] = 4  # all below lo: linear inside [0, lo)
+    counts[1, 34] = 2  # all in the open top bucket: its lower edge
     K.kpi_hist_quantile(counts, 0.5, 1.0, 3.0, out)
-    assert out[0] == 0.5 and out[1] == 2.0 ** 11 and np.isnan(out[2])
+    assert out[0] == 0.5 and out[1] == 2.0**11 and np.isnan(out[2])
 
 
 def test_rejections_counted_never_silent():
     topo = topo6()
     rows = calls([(10, 0, 16, True, 10.0)] * 7)
-    rows[1]["cause"] = 0                    # bad cause
-    rows[2]["end_ms"] = rows[2]["start_ms"] - 1   # end before start
-    rows[3]["element_id"] = 999             # unknown element
-    rows[4]["service"] = 9                  # bad service
+    rows[1]["cause"] = 0  # bad cause
+    rows[2]["end_ms"] = rows[2]["start_ms"] - 1  # end before start
+    rows[3]["element_id"] = 999  # unknown element
+    rows[4]["service"] = 9  # bad service
     rows[5]["answer_ms"] = rows[5]["end_ms"] + 1  # answer after end
     store = CounterStore(topo)
     res = store.add("cdr", rows)
@@ -283,29 +325,38 @@ def test_store_validation_errors():
         KpiCalculator(store, gap_sources=("fax",))
 
 
-@pytest.mark.parametrize("kw, msg", [
-    (dict(name=""), "non-empty"),
-    (dict(name="x", kind="median", numerator=("attempts",), denominator=("attempts",)), "kind"),
-    (dict(name="x", numerator=("nope",), denominator=("attempts",)), "numerator counter 'nope'"),
-    (dict(name="x", numerator=("attempts",)), "needs numerator and denominator"),
-    (dict(name="x", kind="per_time", numerator=("attempts",), denominator=("answered",)), "per_time"),
-    (dict(name="x", kind="quantile", q=0.5, numerator=("attempts",)), "takes no numerator"),
-    (dict(name="x", kind="quantile", q=1.5), "q must be"),
-    (dict(name="x", numerator=("attempts",), denominator=("up_s",)), "mix"),
-    (dict(name="x", numerator=("attempts",), denominator=("answered",), samples="nope"), "samples counter"),
-    (dict(name="x", numerator=("attempts",), denominator=("answered",), service="fax"), "service 'fax'"),
-    (dict(name="x", numerator=("up_s",), denominator=("period_s",), service="voice"), "only applies"),
-    (dict(name="x", numerator=("attempts",), denominator=("answered",), scale=0.0), "scale"),
-    (dict(name="x", numerator=("attempts",), denominator=("answered",), min_samples=-1), "min_samples"),
-])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        (dict(name=""), "non-empty"),
+        (dict(name="x", kind="median", numerator=("attempts",), denominator=("attempts",)), "kind"),
+        (dict(name="x", numerator=("nope",), denominator=("attempts",)), "numerator counter 'nope'"),
+        (dict(name="x", numerator=("attempts",)), "needs numerator and denominator"),
+        (dict(name="x", kind="per_time", numerator=("attempts",), denominator=("answered",)), "per_time"),
+        (dict(name="x", kind="quantile", q=0.5, numerator=("attempts",)), "takes no numerator"),
+        (dict(name="x", kind="quantile", q=1.5), "q must be"),
+        (dict(name="x", numerator=("attempts",), denominator=("up_s",)), "mix"),
+        (dict(name="x", numerator=("attempts",), denominator=("answered",), samples="nope"), "samples counter"),
+        (dict(name="x", numerator=("attempts",), denominator=("answered",), service="fax"), "service 'fax'"),
+        (dict(name="x", numerator=("up_s",), denominator=("period_s",), service="voice"), "only applies"),
+        (dict(name="x", numerator=("attempts",), denominator=("answered",), scale=0.0), "scale"),
+        (dict(name="x", numerator=("attempts",), denominator=("answered",), min_samples=-1), "min_samples"),
+    ],
+)
 def test_kpidef_validation(kw, msg):
     with pytest.raises(ValueError, match=msg):
         KpiDef(**kw)
 
 
 def test_custom_kpi_from_dict_and_registry():
-    d = {"name": "voice_blocking_pct", "numerator": ["blocked"], "denominator": ["attempts"], "scale": 100.0,
-         "service": "voice", "min_samples": 2}
+    d = {
+        "name": "voice_blocking_pct",
+        "numerator": ["blocked"],
+        "denominator": ["attempts"],
+        "scale": 100.0,
+        "service": "voice",
+        "min_samples": 2,
+    }
     kd = KpiDef.from_dict(d)
     assert KpiDef.from_dict(kd.to_dict()) == kd
     reg = kpi_registry([d])
@@ -320,7 +371,7 @@ def test_custom_kpi_from_dict_and_registry():
     store = CounterStore(topo)
     store.add("cdr", calls([(10, 0, 34, False, 0, 0), (10, 0, 16, True, 5.0, 0), (10, 0, 34, False, 0, 3)]))
     r = KpiCalculator(store, reg).compute("voice_blocking_pct", "element", T0 // MIN + 1, 1)
-    np.testing.assert_allclose(r.value[0], 50.0, rtol=1e-12)     # the data call is not voice
+    np.testing.assert_allclose(r.value[0], 50.0, rtol=1e-12)  # the data call is not voice
     r = KpiCalculator(store, reg).compute("voice_blocking_pct", "element", T0 // MIN + 1, 1, min_samples=3)
     assert r.status[0] == STATUS_INSUFFICIENT
 
@@ -332,7 +383,7 @@ def test_scope_mask_and_no_scope():
     calc = KpiCalculator(store)
     mask = topo.attributes["equipment_class"] == 0
     r = calc.compute("blocking_pct", "site", T0 // MIN + 1, 1, element_mask=mask)
-    assert r.value[0] == 0.0 and r.status[1] == STATUS_NO_SCOPE   # site 101 has no class-0 element
+    assert r.value[0] == 0.0 and r.status[1] == STATUS_NO_SCOPE  # site 101 has no class-0 element
 
 
 def test_collection_gap_status():
@@ -345,7 +396,7 @@ def test_collection_gap_status():
     eq["element_id"] = 10
     eq["metric_id"] = 3
     eq["value"] = 0.0
-    keep = (np.arange(n) < 12) | (np.arange(n) == 20)        # silent from minute 60 except minute 100
+    keep = (np.arange(n) < 12) | (np.arange(n) == 20)  # silent from minute 60 except minute 100
     store.add("equip", eq[keep])
     store._advance_minutes(T0 // MIN + 119)
     calc = KpiCalculator(store)
@@ -360,7 +411,7 @@ def test_late_row_lands_in_its_minute():
     store = CounterStore(topo)
     store.add("cdr", calls([(10, 30, 16, True, 5.0)]))
     v0 = store.version
-    res = store.add("cdr", calls([(10, 3, 34, False, 0)]))      # 27 minutes late, inside the ring
+    res = store.add("cdr", calls([(10, 3, 34, False, 0)]))  # 27 minutes late, inside the ring
     assert res.accepted == 1 and res.minute[0] == T0 // MIN + 3 and store.version == v0 + 1
     calc = KpiCalculator(store)
     r = calc.compute("blocking_pct", "element", T0 // MIN + 4, 1)
@@ -385,7 +436,7 @@ def test_merged_counters_equal_union(seed, split, window):
     a.add("cdr", cdr[:split])
     b.add("cdr", cdr[split:])
     a.add("equip", eq[: split % 60])
-    b.add("equip", eq[split % 60:])
+    b.add("equip", eq[split % 60 :])
     u.add("cdr", cdr)
     u.add("equip", eq)
     a.merge(b)
@@ -416,7 +467,7 @@ def test_merge_validation_and_empty():
     old = CounterStore(topo, 40)
     old.add("cdr", calls([(10, 0, 16, True, 5.0)]))
     a.add("cdr", calls([(10, 100, 16, True, 5.0)]))
-    a.merge(old)                                               # minutes that fell out of a's ring
+    a.merge(old)  # minutes that fell out of a's ring
     assert a.rejected[K.R_TOO_LATE] == 1
 
 
@@ -439,6 +490,7 @@ def test_store_state_roundtrip(rng):
 def test_synthetic_day_vs_reference():
     """Clean synthetic records: every KPI family against the reference at element level."""
     import telcoanalytics.synth.network as synth
+
     day = synth.generate(synth.SynthConfig(n_elements=60, days=0.05, seed=3))
     topo = day.topology
     store = CounterStore(topo, minute_ring=100)
@@ -450,8 +502,9 @@ def test_synthetic_day_vs_reference():
     ids = topo.ids["element"]
     sums = ref.cdr_sums(day.cdr, ids, (end - w) * MIN, end * MIN)
     for k in CALL_KPIS:
-        want = np.array([ref.call_kpis(sums[int(e)], w * 60.0)[k] if sums[int(e)]["attempts"] else np.nan
-                         for e in ids])     # no attempts at all: no samples, so no value
+        want = np.array(
+            [ref.call_kpis(sums[int(e)], w * 60.0)[k] if sums[int(e)]["attempts"] else np.nan for e in ids]
+        )  # no attempts at all: no samples, so no value
         got = calc.compute(k, "element", end, w, min_samples=0)
         # float32 per-minute sums
         np.testing.assert_allclose(got.value, want, rtol=2e-6, equal_nan=True, err_msg=k)
@@ -474,7 +527,7 @@ def test_hour_ring_exact_after_minutes_leave_the_ring(rng):
     hc = [("attempts", "voice"), ("attempts", ""), ("up_s", ""), ("latency_n", "")]
     store = CounterStore(topo, 40, hour_columns=hc, hour_ring=5)
     cdr = random_cdr(rng, 900, topo.ids["element"], 180)
-    cdr["element_id"][:3] = 999                               # rejected rows add nothing anywhere
+    cdr["element_id"][:3] = 999  # rejected rows add nothing anywhere
     eq = empty("equip", 80)
     eq["ts_ms"] = T0 + rng.integers(0, 180, 80) * MIN
     eq["element_id"] = np.r_[[999], rng.choice(topo.ids["element"], 79)]
@@ -484,7 +537,7 @@ def test_hour_ring_exact_after_minutes_leave_the_ring(rng):
     q["ts_ms"] = T0 + rng.integers(0, 180, 60) * MIN
     q["element_id"] = np.r_[[999], rng.choice(topo.ids["element"], 59)]
     q["latency_ms"] = rng.uniform(1, 50, 60)
-    for m0 in range(0, 180, 10):                              # ten minutes at a time, in time order
+    for m0 in range(0, 180, 10):  # ten minutes at a time, in time order
         for src, b, f in (("cdr", cdr, "start_ms"), ("equip", eq, "ts_ms"), ("qos", q, "ts_ms")):
             sel = (b[f] >= T0 + m0 * MIN) & (b[f] < T0 + (m0 + 10) * MIN)
             assert store.add(src, b[sel]).rejected.get("too_late", 0) == 0
@@ -497,12 +550,17 @@ def test_hour_ring_exact_after_minutes_leave_the_ring(rng):
         3: [np.sum(q["element_id"] == e) for e in ids],
     }
     for j in range(4):
-        got = store.hour_sums(j, T0 // MIN + 180, 3, rows)    # 2 hours flushed + 1 partly in the ring
+        got = store.hour_sums(j, T0 // MIN + 180, 3, rows)  # 2 hours flushed + 1 partly in the ring
         # float32 buckets of uniform reals for up_s; exact integers for the counts
         np.testing.assert_allclose(got, want[j], rtol=1e-6, err_msg=str(hc[j]))
-    np.testing.assert_allclose(store.hour_sums(1, T0 // MIN + 150, 1, rows),
-                               [np.sum((cdr["element_id"] == e) & (cdr["start_ms"] >= T0 + 120 * MIN)
-                                       & (cdr["start_ms"] < T0 + 150 * MIN)) for e in ids], rtol=0)
+    np.testing.assert_allclose(
+        store.hour_sums(1, T0 // MIN + 150, 1, rows),
+        [
+            np.sum((cdr["element_id"] == e) & (cdr["start_ms"] >= T0 + 120 * MIN) & (cdr["start_ms"] < T0 + 150 * MIN))
+            for e in ids
+        ],
+        rtol=0,
+    )
 
 
 def test_merge_hour_ring_realigns():
@@ -510,37 +568,36 @@ def test_merge_hour_ring_realigns():
     hc = [("attempts", "")]
     a = CounterStore(topo, 40, hour_columns=hc, hour_ring=4)
     b = CounterStore(topo, 40, hour_columns=hc, hour_ring=4)
-    a.add("cdr", calls([(10, 200, 16, True, 1.0)]))          # a starts in hour 3
+    a.add("cdr", calls([(10, 200, 16, True, 1.0)]))  # a starts in hour 3
     b.add("cdr", calls([(10, 10, 16, True, 1.0)]))
-    b.add("cdr", calls([(10, 100, 16, True, 1.0)]))          # b flushed minute 10 into its hour 0
+    b.add("cdr", calls([(10, 100, 16, True, 1.0)]))  # b flushed minute 10 into its hour 0
     a.merge(b)
     assert a.hour.sum() == 2 and a.slot_hour[0] == M_HOUR and a.slot_hour[1] == M_HOUR + 1
     assert a.hour_sums(0, T0 // MIN + 201, 4, np.arange(6, dtype=np.int64))[0] == 3
     c = CounterStore(topo, 40, hour_columns=hc, hour_ring=4)
     c.add("cdr", calls([(10, 400, 16, True, 1.0)]))
-    c.merge(b)                                                # hour 0 and 1 are older than c's ring
+    c.merge(b)  # hour 0 and 1 are older than c's ring
     assert c.rejected[K.R_TOO_LATE] == 2
 
 
 @settings(max_examples=8)
 @given(seed=st.integers(0, 2**32 - 1), lead=st.integers(0, 25))
-@example(seed=4_219_676_573, lead=3)        # float32 accumulation without JIT (NEP 50) was inexact
+@example(seed=4_219_676_573, lead=3)  # float32 accumulation without JIT (NEP 50) was inexact
 def test_running_aggregates_equal_fresh_window_sums(seed, lead):
     """Running per-window aggregates (moved one minute per tick, updated by late rows, by
     minutes leaving the ring while the data runs ``lead`` minutes ahead, and by hour flushes)
     equal window sums recomputed from the rings at every tick."""
     rng = np.random.default_rng(seed)
     topo = topo6()
-    store = CounterStore(topo, 30, hour_columns=[("attempts", ""), ("setup_ok", "voice"), ("up_s", "")],
-                         hour_ring=6)
+    store = CounterStore(topo, 30, hour_columns=[("attempts", ""), ("setup_ok", "voice"), ("up_s", "")], hour_ring=6)
     calc = KpiCalculator(store)
     ids = topo.ids["element"]
     every = np.arange(6, dtype=np.int64)
     m0 = T0 // MIN
     for tick in range(1, 50):
-        now = tick + lead                                         # data arrives up to `lead` minutes ahead
+        now = tick + lead  # data arrives up to `lead` minutes ahead
         c = random_cdr(rng, 12, ids, 1)
-        c["start_ms"] += (now - rng.integers(0, 20, 12) * (rng.random(12) < 0.3)) * MIN   # 30 % late
+        c["start_ms"] += (now - rng.integers(0, 20, 12) * (rng.random(12) < 0.3)) * MIN  # 30 % late
         c["answer_ms"] = np.where(c["answer_ms"] >= 0, c["start_ms"] + 1000, -1)
         c["end_ms"] = c["start_ms"] + 60_000
         store.add("cdr", c)
@@ -575,16 +632,21 @@ def test_running_aggregates_equal_fresh_window_sums(seed, lead):
                 np.testing.assert_array_equal(a[0], b[0])
                 np.testing.assert_array_equal(a[1], b[1])
         for j, n_h in ((0, 1), (0, 3), (1, 4), (2, 2)):
-            np.testing.assert_allclose(store.hour_sums(j, end, n_h), store.hour_sums(j, end, n_h, every),
-                                       rtol=1e-12 if j == 2 else 0)
+            np.testing.assert_allclose(
+                store.hour_sums(j, end, n_h), store.hour_sums(j, end, n_h, every), rtol=1e-12 if j == 2 else 0
+            )
     # a backward query and a merge recompute from the rings
-    np.testing.assert_array_equal(calc.counter_sums(["attempts"], "", m0 + 50, 5)["attempts"],
-                                  calc.counter_sums(["attempts"], "", m0 + 50, 5, every)["attempts"])
+    np.testing.assert_array_equal(
+        calc.counter_sums(["attempts"], "", m0 + 50, 5)["attempts"],
+        calc.counter_sums(["attempts"], "", m0 + 50, 5, every)["attempts"],
+    )
     store.merge(CounterStore(topo, 30, hour_columns=store.hour_columns, hour_ring=6))
     calc._check_cache()
     calc._cache.clear()
-    np.testing.assert_array_equal(calc.counter_sums(["attempts"], "", m0 + 49, 5)["attempts"],
-                                  calc.counter_sums(["attempts"], "", m0 + 49, 5, every)["attempts"])
+    np.testing.assert_array_equal(
+        calc.counter_sums(["attempts"], "", m0 + 49, 5)["attempts"],
+        calc.counter_sums(["attempts"], "", m0 + 49, 5, every)["attempts"],
+    )
 
 
 def test_masked_element_level_and_site_quantile_match_the_subset_path(rng):
@@ -614,8 +676,10 @@ def test_masked_element_level_and_site_quantile_match_the_subset_path(rng):
     other.add("cdr", random_cdr(rng, 50, topo.ids["element"], 20))
     store.merge(other)
     calc._cache.clear()
-    np.testing.assert_array_equal(calc.counter_sums(["attempts"], "", end, 15)["attempts"],
-                                  calc.counter_sums(["attempts"], "", end, 15, every)["attempts"])
+    np.testing.assert_array_equal(
+        calc.counter_sums(["attempts"], "", end, 15)["attempts"],
+        calc.counter_sums(["attempts"], "", end, 15, every)["attempts"],
+    )
     # hours move on past the 3-hour ring: recycled hour slots leave the running hour window
     for h in range(1, 6):
         store.hour_sums(0, end + 60 * h - 60, 3)

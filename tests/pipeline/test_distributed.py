@@ -1,4 +1,5 @@
 """Partitioned analyses: per-region states merged == one pass, in-process and on a Dask cluster."""
+
 import numpy as np
 import pytest
 
@@ -12,12 +13,14 @@ RES = ((60_000, 30), (3_600_000, 6))
 @pytest.fixture
 def data(rng):
     n_el = 60
-    topo = Topology.from_columns(np.arange(n_el) + 100, {"region": (np.arange(n_el) // 3) % 4, "site": np.arange(n_el) // 3})
+    topo = Topology.from_columns(
+        np.arange(n_el) + 100, {"region": (np.arange(n_el) // 3) % 4, "site": np.arange(n_el) // 3}
+    )
     n = 5_000
     ts = np.sort(rng.integers(0, 4 * 3_600_000, n))
     e = rng.integers(0, n_el, n)
     metric = rng.integers(0, 2, n)
-    value = rng.normal(1e6, 3.0, n)   # large offset, small spread: stability matters
+    value = rng.normal(1e6, 3.0, n)  # large offset, small spread: stability matters
     return topo, ts, e, e * 2 + metric, value
 
 
@@ -25,8 +28,8 @@ def _check_equal(a: SlidingWindows, b: SlidingWindows):
     t = max(a.max_ts_ms, b.max_ts_ms)
     for span in (60_000 * 30, 3_600_000 * 6):
         qa, qb = a.query(t, span), b.query(t, span)
-        np.testing.assert_array_equal(qa["count"], qb["count"])   # counts exact
-        np.testing.assert_array_equal(qa["min"], qb["min"])       # min/max exact
+        np.testing.assert_array_equal(qa["count"], qb["count"])  # counts exact
+        np.testing.assert_array_equal(qa["min"], qb["min"])  # min/max exact
         np.testing.assert_array_equal(qa["max"], qb["max"])
         # sums of ~1e6-sized values in another order: rounding only
         np.testing.assert_allclose(qa["sum"], qb["sum"], rtol=1e-12)
@@ -42,7 +45,7 @@ def test_split_by_level_is_a_partition(data):
     region = topo.element_to("region")
     for p in parts:
         rows = np.flatnonzero(region[e] == p["_node"])
-        np.testing.assert_array_equal(p["ts"], ts[rows])         # stable order within the partition
+        np.testing.assert_array_equal(p["ts"], ts[rows])  # stable order within the partition
 
 
 def test_split_errors(data):
@@ -79,5 +82,5 @@ def test_dask_cluster_gives_identical_results(data):
     local = windows_by_partition(topo, e, ts, slot, value, 120, RES, 0, (60.0,), "region")
     with distributed.Client(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None) as client:
         on_dask = windows_by_partition(topo, e, ts, slot, value, 120, RES, 0, (60.0,), "region", client=client)
-    np.testing.assert_array_equal(on_dask.cells, local.cells)    # same partitions, same merge order: bitwise
+    np.testing.assert_array_equal(on_dask.cells, local.cells)  # same partitions, same merge order: bitwise
     np.testing.assert_array_equal(on_dask.ew.state, local.ew.state)

@@ -1,4 +1,5 @@
 """Pipeline: conservation, routing against a NumPy reference, watermark, checkpoint/restore, CLI."""
+
 import json
 
 import numpy as np
@@ -17,7 +18,7 @@ def day():
 
 def _run(day, batches=None):
     p = Pipeline(day.topology)
-    for source, rows in (batches if batches is not None else day.raw_batches()):
+    for source, rows in batches if batches is not None else day.raw_batches():
         p.process(source, rows)
     return p
 
@@ -38,9 +39,10 @@ def test_routing_matches_numpy_reference(day):
     region_of = day.topology.element_to("region")
     for si, s in enumerate(SOURCES):
         from telcoanalytics.records import ELEMENT_FIELD
+
         idx = day.topology.index_of(day[s][ELEMENT_FIELD[s]])
         ref = np.bincount(region_of[idx], minlength=day.topology.n_nodes("region"))
-        np.testing.assert_array_equal(p.routed[si], ref)   # exact: counts
+        np.testing.assert_array_equal(p.routed[si], ref)  # exact: counts
     assert p.region_table()["total"].sum() == sum(len(day[s]) for s in SOURCES)
 
 
@@ -132,8 +134,21 @@ def test_flatten_roundtrip():
 
 
 def test_cli_replay_synthetic(tmp_path, capsys):
-    rc = cli.main(["replay", "--elements", "150", "--days", "0.05", "--history-days", "0", "--out", str(tmp_path / "o"),
-                   "--checkpoint", str(tmp_path / "ck.npz")])
+    rc = cli.main(
+        [
+            "replay",
+            "--elements",
+            "150",
+            "--days",
+            "0.05",
+            "--history-days",
+            "0",
+            "--out",
+            str(tmp_path / "o"),
+            "--checkpoint",
+            str(tmp_path / "ck.npz"),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "conservation (read == accepted + quarantined, accepted == routed): ok" in out
@@ -146,8 +161,21 @@ def test_cli_replay_synthetic(tmp_path, capsys):
     assert all("fingerprint" in a and "labels" in a for a in alerts)
     lines = (tmp_path / "o" / "quarantine.jsonl").read_text().splitlines()
     assert lines and all("reason" in json.loads(x) for x in lines)
-    rc = cli.main(["replay", "--elements", "150", "--days", "0.05", "--history-days", "0", "--out", str(tmp_path / "o2"),
-                   "--restore", str(tmp_path / "ck.npz")])
+    rc = cli.main(
+        [
+            "replay",
+            "--elements",
+            "150",
+            "--days",
+            "0.05",
+            "--history-days",
+            "0",
+            "--out",
+            str(tmp_path / "o2"),
+            "--restore",
+            str(tmp_path / "ck.npz"),
+        ]
+    )
     assert rc == 0 and "restored state" in capsys.readouterr().out
 
 
@@ -171,8 +199,21 @@ def test_cli_input_errors(tmp_path):
     with pytest.raises(SystemExit, match="unknown topology file type"):
         cli.main(["replay", "--input", str(tmp_path), "--topology", str(tmp_path / "topology.txt")])
     with pytest.raises(SystemExit, match="unknown components"):
-        cli.main(["replay", "--elements", "100", "--days", "0.01", "--history-days", "0", "--out", str(tmp_path / "o"),
-                  "--components", "nope"])
+        cli.main(
+            [
+                "replay",
+                "--elements",
+                "100",
+                "--days",
+                "0.01",
+                "--history-days",
+                "0",
+                "--out",
+                str(tmp_path / "o"),
+                "--components",
+                "nope",
+            ]
+        )
 
 
 def test_topology_change_while_data_flows(day):
@@ -182,24 +223,26 @@ def test_topology_change_while_data_flows(day):
     rows = day.qos[:50].copy()
     rows["element_id"][:10] = new_id
     r = p.process("qos", rows)
-    assert r.by_reason == {"unknown_element": 10}          # not in the topology yet
+    assert r.by_reason == {"unknown_element": 10}  # not in the topology yet
     before = p.routed.copy()
     # add the element under the first site, then re-home an existing element to another region
     site0 = int(topo.ids["site"][0])
     t1, ch1 = topo.add_elements([new_id], [site0])
     e = int(topo.ids["element"][0])
-    other_site = int(topo.ids["site"][np.flatnonzero(topo.node_to("site", "region") != topo.element_to("region")[0])[0]])
+    other_site = int(
+        topo.ids["site"][np.flatnonzero(topo.node_to("site", "region") != topo.element_to("region")[0])[0]]
+    )
     t2, ch2 = t1.rehome_elements([e], [other_site])
     p.change_topology(t2, [ch1, ch2])
-    np.testing.assert_array_equal(p.routed, before)        # nothing already counted is lost
+    np.testing.assert_array_equal(p.routed, before)  # nothing already counted is lost
     r = p.process("qos", rows)
-    assert r.n_accepted == 50                                # the new element is known now
+    assert r.n_accepted == 50  # the new element is known now
     region_new = t2.element_to("region")[t2.index_of([e])[0]]
     rows2 = day.qos[:1].copy()
     rows2["element_id"] = e
     before = p.routed.copy()
     p.process("qos", rows2)
-    assert (p.routed - before)[SOURCES.index("qos"), region_new] == 1   # routed by the new structure
+    assert (p.routed - before)[SOURCES.index("qos"), region_new] == 1  # routed by the new structure
     with pytest.raises(ValueError, match="changes start at topology version"):
         p.change_topology(t2, [ch1])
     with pytest.raises(TypeError, match="Topology"):
@@ -213,7 +256,7 @@ def test_topology_change_refused_when_a_component_cannot_follow(day):
     t1, ch1 = day.topology.add_elements([10**12], [int(day.topology.ids["site"][0])])
     with pytest.raises(ValueError, match=r"components \['counter'\] keep state sized"):
         p.change_topology(t1, [ch1])
-    assert p.topology is day.topology      # all or nothing
+    assert p.topology is day.topology  # all or nothing
 
 
 def test_feed_advances_once_per_minute_of_watermark(day):

@@ -1,6 +1,7 @@
 """Edge paths of the pipeline, its components and the command line: broken conservation is
 reported, foreign checkpoints are refused, components grow with the topology and say when they
 have nothing to report, the bench command runs pytest on the benchmark files."""
+
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 from telcoanalytics import cli
 from telcoanalytics.pipeline.pipeline import Pipeline
-from telcoanalytics.pipeline.replay import SlaComponent, WindowsComponent, AlertsComponent
+from telcoanalytics.pipeline.replay import AlertsComponent, SlaComponent, WindowsComponent
 from telcoanalytics.synth.network import generate
 
 
@@ -21,10 +22,10 @@ def test_conservation_check_detects_lost_rows(day):
     p = Pipeline(day.topology)
     p.feed(list(day.raw_batches())[:8])
     assert p.conserved()
-    p.routed[0, 0] -= 1                      # a routed row went missing
+    p.routed[0, 0] -= 1  # a routed row went missing
     assert not p.conserved()
     p.routed[0, 0] += 1
-    p.ingestors["cdr"].n_accepted += 1       # an accepted row neither routed nor quarantined
+    p.ingestors["cdr"].n_accepted += 1  # an accepted row neither routed nor quarantined
     assert not p.conserved()
 
 
@@ -71,7 +72,7 @@ def test_windows_component_grows_with_added_elements_and_reports_no_data(day):
     t2, ch = topo.add_elements([10**12, 10**12 + 1], [site, site])
     p = Pipeline(topo, components={"windows": w})
     p.change_topology(t2, [ch])
-    assert w.win.n_slots == n0 + 6            # 3 metrics per new element
+    assert w.win.n_slots == n0 + 6  # 3 metrics per new element
     rows = day.qos[:3].copy()
     rows["element_id"] = 10**12 + 1
     p.process("qos", rows)
@@ -80,15 +81,28 @@ def test_windows_component_grows_with_added_elements_and_reports_no_data(day):
 
 def test_sla_component_hands_closing_events_to_alerts(day, tmp_path):
     from telcoanalytics.sla.sla import SlaEvent
+
     alerts = AlertsComponent(day.topology, tmp_path)
     sla = SlaComponent(day.topology, alerts)
     assert sla.report_lines()[-1] == "  no violations"
-    closing = SlaEvent(rule="r", kpi="k", severity="major", state="resolved", scope_level="element",
-                       scope_id=int(day.topology.ids["element"][0]), service="", t_ms=day.start_ms,
-                       start_ms=day.start_ms, end_ms=day.start_ms, value=float("nan"), threshold=1.0,
-                       worst_value=2.0, summary="closed: element retired")
+    closing = SlaEvent(
+        rule="r",
+        kpi="k",
+        severity="major",
+        state="resolved",
+        scope_level="element",
+        scope_id=int(day.topology.ids["element"][0]),
+        service="",
+        t_ms=day.start_ms,
+        start_ms=day.start_ms,
+        end_ms=day.start_ms,
+        value=float("nan"),
+        threshold=1.0,
+        worst_value=2.0,
+        summary="closed: element retired",
+    )
 
-    class Mon:   # stands in for a monitor whose open violation's scope went away
+    class Mon:  # stands in for a monitor whose open violation's scope went away
         rules = []
 
         def set_topology(self, topology, changes):
@@ -97,7 +111,7 @@ def test_sla_component_hands_closing_events_to_alerts(day, tmp_path):
     pushed = []
     alerts.push_sla = lambda ev, now: pushed.append((list(ev), now))
     sla.mon = Mon()
-    sla.topology_changed(day.topology, [])      # before any advance: nothing to hand on yet
+    sla.topology_changed(day.topology, [])  # before any advance: nothing to hand on yet
     assert sla.events == [closing] and pushed == []
     sla.now_ms = day.start_ms + 60_000
     sla.topology_changed(day.topology, [])

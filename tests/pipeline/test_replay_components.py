@@ -1,5 +1,6 @@
 """The replay's components end to end: every capability fed by the pipeline, checkpoint/restore
 mid-stream gives exactly the uninterrupted result, and the report says what was found."""
+
 import json
 
 import numpy as np
@@ -24,22 +25,25 @@ def _fingerprint(p):
     """What each component holds, as comparable plain values."""
     c = p.components
     t = c["windows"].win.max_ts_ms
-    out = {"windows": c["windows"].win.query(t, 3_600_000).tolist(),
-           "cube": c["cube"].cubes["explore"].query(["region", "service"]).tolist(),
-           "sla": [(e.rule, e.state, e.scope_id, e.t_ms) for e in c["sla"].events],
-           "anomaly": [(int(r["slot"]), str(r["classification"]), int(r["start_ms"])) for rows in c["anomaly"].rows
-                       for r in rows],
-           "alerts": c["alerts"].mgr.counts()["current"]}
+    out = {
+        "windows": c["windows"].win.query(t, 3_600_000).tolist(),
+        "cube": c["cube"].cubes["explore"].query(["region", "service"]).tolist(),
+        "sla": [(e.rule, e.state, e.scope_id, e.t_ms) for e in c["sla"].events],
+        "anomaly": [
+            (int(r["slot"]), str(r["classification"]), int(r["start_ms"])) for rows in c["anomaly"].rows for r in rows
+        ],
+        "alerts": c["alerts"].mgr.counts()["current"],
+    }
     return json.dumps(out, sort_keys=True, default=str)
 
 
-@pytest.mark.slow   # minutes as plain Python; the compiled pass runs it
+@pytest.mark.slow  # minutes as plain Python; the compiled pass runs it
 def test_all_components_run_and_restore_mid_stream_equals_uninterrupted(day, tmp_path):
     batches = list(day.raw_batches())
     a = Pipeline(day.topology, components=build_components(day.topology, day, tmp_path / "a"))
     _feed(a, batches)
     assert set(a.components) == set(COMPONENTS)
-    assert list(a.components)[-1] == "alerts"   # the alert manager ticks after the producers
+    assert list(a.components)[-1] == "alerts"  # the alert manager ticks after the producers
 
     half = len(batches) // 2
     b = Pipeline(day.topology, components=build_components(day.topology, day, tmp_path / "b"))
@@ -96,21 +100,24 @@ def test_history_warm_up_learns_baselines(tmp_path):
     n_obs = comp.net.detector.n_obs
     warmup = comp.net.detector.config.warmup
     from telcoanalytics.synth.stream import ORIGIN_CLEAN
+
     slots = []
-    for source in ("equip", "qos"):   # what arrived (clean) before the replay starts
+    for source in ("equip", "qos"):  # what arrived (clean) before the replay starts
         rows, arrival, origin = d.raw(source)
         rows = rows[(origin == ORIGIN_CLEAN) & (arrival < start)]
         ts, e, m, _ = comp._events(source, rows, d.topology.index_of(rows["element_id"]))
         slots.append(e * len(comp.metrics) + m)
     slots = np.concatenate(slots)
     reported = np.unique(slots)
-    np.testing.assert_array_equal(n_obs, np.bincount(slots, minlength=len(n_obs)))   # each seen once
+    np.testing.assert_array_equal(n_obs, np.bincount(slots, minlength=len(n_obs)))  # each seen once
     assert np.all(n_obs[reported] > 0) and np.median(n_obs[reported]) > warmup
     assert comp.rows == []
 
 
 def test_cli_replay_with_history(tmp_path, capsys):
-    assert cli.main(["replay", "--elements", "100", "--days", "0.02", "--history-days", "0.03",
-                     "--out", str(tmp_path)]) == 0
+    assert (
+        cli.main(["replay", "--elements", "100", "--days", "0.02", "--history-days", "0.03", "--out", str(tmp_path)])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "learned baselines from the history" in out

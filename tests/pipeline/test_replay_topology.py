@@ -1,6 +1,7 @@
 """A topology change while data flows, in the replay: which elements move, when the change is
 applied, and that every component follows it (state kept at element level, roll-ups by the new
 structure from the change on)."""
+
 import json
 
 import numpy as np
@@ -26,8 +27,8 @@ def test_rehome_plan_moves_untouched_elements_inside_their_region(day):
     reg_of_site = topo.node_to("site", "region")
     e = topo.index_of(moved)
     s_new = topo.index_of(new_site, "site")
-    assert np.all(s_new != site_of[e])                              # a real move
-    assert np.all(reg_of_site[s_new] == reg_of_site[site_of[e]])    # inside the region
+    assert np.all(s_new != site_of[e])  # a real move
+    assert np.all(reg_of_site[s_new] == reg_of_site[site_of[e]])  # inside the region
     touched = set()
     for lab, det in zip(day.labels, day.scenarios):
         if lab["scope_level"] == "region":
@@ -36,7 +37,7 @@ def test_rehome_plan_moves_untouched_elements_inside_their_region(day):
         touched |= set(site_of[topo.index_of(ids[ids >= 0])].tolist())
         if lab["scope_level"] == "site":
             touched.add(int(topo.index_of([lab["scope_id"]], "site")[0]))
-    assert not touched & set(site_of[e].tolist())                   # scenario ground truth untouched
+    assert not touched & set(site_of[e].tolist())  # scenario ground truth untouched
     assert not touched & set(s_new.tolist())
     assert len(rehome_plan(day, 0.0)[0]) == 0
     # the plan is reproducible from the seed
@@ -45,14 +46,16 @@ def test_rehome_plan_moves_untouched_elements_inside_their_region(day):
 
 def test_change_applied_once_before_first_batch_reaching_the_time():
     calls = []
-    batches = [("equip", np.array([(5,), (9,)], dtype=[("ts_ms", "i8")])),
-               ("cdr", np.zeros(0, dtype=[("start_ms", "i8")])),
-               ("cdr", np.array([(3,), (12,)], dtype=[("start_ms", "i8")])),
-               ("equip", np.array([(20,)], dtype=[("ts_ms", "i8")]))]
+    batches = [
+        ("equip", np.array([(5,), (9,)], dtype=[("ts_ms", "i8")])),
+        ("cdr", np.zeros(0, dtype=[("start_ms", "i8")])),
+        ("cdr", np.array([(3,), (12,)], dtype=[("start_ms", "i8")])),
+        ("equip", np.array([(20,)], dtype=[("ts_ms", "i8")])),
+    ]
     seen = []
-    for source, rows in _with_topology_change(iter(batches), 10, lambda: calls.append(len(seen))):
+    for source, _rows in _with_topology_change(iter(batches), 10, lambda: calls.append(len(seen))):
         seen.append(source)
-    assert calls == [2] and len(seen) == 4    # before the third batch (max 12 >= 10), once
+    assert calls == [2] and len(seen) == 4  # before the third batch (max 12 >= 10), once
 
 
 def _element_fingerprint(p):
@@ -63,12 +66,16 @@ def _element_fingerprint(p):
         w = c["windows"].win
         out["windows"] = w.query(w.max_ts_ms, 3_600_000).tolist()
     if "anomaly" in c:
-        out["anomaly"] = sorted((int(r["slot"]), str(r["classification"]), int(r["start_ms"]))
-                                for rows in c["anomaly"].rows for r in rows if r["classification"] != "crowd")
-    return json.dumps(out, sort_keys=True)   # NaN-safe equality (nan != nan as floats)
+        out["anomaly"] = sorted(
+            (int(r["slot"]), str(r["classification"]), int(r["start_ms"]))
+            for rows in c["anomaly"].rows
+            for r in rows
+            if r["classification"] != "crowd"
+        )
+    return json.dumps(out, sort_keys=True)  # NaN-safe equality (nan != nan as floats)
 
 
-@pytest.mark.slow   # ~20 s as plain Python; the compiled pass runs it
+@pytest.mark.slow  # ~20 s as plain Python; the compiled pass runs it
 def test_pipeline_follows_a_rehome_mid_stream(day, tmp_path):
     names = ["windows", "anomaly", "sla", "cube", "alerts"]
     batches = list(day.raw_batches())
@@ -81,14 +88,15 @@ def test_pipeline_follows_a_rehome_mid_stream(day, tmp_path):
     b.feed(batches[:half])
     target, ch = b.topology.rehome_elements(moved, new_site)
     b.change_topology(target, [ch])
-    b.feed(batches[half:half + 10])
+    b.feed(batches[half : half + 10])
     b.advance()
     # a checkpoint taken after the change restores into components built for the old version
-    c = Pipeline.restore(b.checkpoint(tmp_path / "ck.npz"),
-                         build_components(day.topology, day, tmp_path / "c", enabled=names))
+    c = Pipeline.restore(
+        b.checkpoint(tmp_path / "ck.npz"), build_components(day.topology, day, tmp_path / "c", enabled=names)
+    )
     assert c.topology.version == target.version
     for p in (b, c):
-        p.feed(batches[half + 10:])
+        p.feed(batches[half + 10 :])
     c.advance(c.max_event_ms + 1)
     c.finish()
     for p in (a, b):
@@ -96,8 +104,9 @@ def test_pipeline_follows_a_rehome_mid_stream(day, tmp_path):
         p.finish()
     assert a.counts() == b.counts() and b.conserved()
     assert b.topology.version == day.topology.version + 1
-    np.testing.assert_array_equal(b.topology.element_to("site")[b.topology.index_of(moved)],
-                                  b.topology.index_of(new_site, "site"))
+    np.testing.assert_array_equal(
+        b.topology.element_to("site")[b.topology.index_of(moved)], b.topology.index_of(new_site, "site")
+    )
     assert _element_fingerprint(a) == _element_fingerprint(b)
     # the cube: rows after the change roll up to the new sites, history stays where it happened
     site_of = day.topology.element_to("site")
@@ -121,8 +130,25 @@ def test_pipeline_follows_a_rehome_mid_stream(day, tmp_path):
 
 
 def test_cli_replay_reports_the_topology_change(tmp_path, capsys):
-    rc = cli.main(["replay", "--elements", "300", "--days", "0.05", "--history-days", "0", "--out", str(tmp_path / "o"),
-                   "--rehome-share", "0.02", "--components", "windows", "anomaly", "alerts"])
+    rc = cli.main(
+        [
+            "replay",
+            "--elements",
+            "300",
+            "--days",
+            "0.05",
+            "--history-days",
+            "0",
+            "--out",
+            str(tmp_path / "o"),
+            "--rehome-share",
+            "0.02",
+            "--components",
+            "windows",
+            "anomaly",
+            "alerts",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "topology change while data flowed" in out and "6 elements were re-homed" in out
@@ -131,7 +157,8 @@ def test_cli_replay_reports_the_topology_change(tmp_path, capsys):
 
 def test_cli_replay_says_when_a_component_cannot_follow(tmp_path, capsys, monkeypatch):
     import telcoanalytics.pipeline.replay as rc
-    class Fixed:   # a component sized at construction, without topology_changed
+
+    class Fixed:  # a component sized at construction, without topology_changed
         def update(self, source, rows, element_index):
             pass
 
@@ -142,7 +169,25 @@ def test_cli_replay_says_when_a_component_cannot_follow(tmp_path, capsys, monkey
             return []
 
     monkeypatch.setitem(rc.COMPONENTS, "fixed", lambda topology, day, out_dir, built: Fixed())
-    assert cli.main(["replay", "--elements", "300", "--days", "0.05", "--history-days", "0", "--out",
-                     str(tmp_path / "o"), "--rehome-share", "0.02", "--components", "fixed"]) == 0
+    assert (
+        cli.main(
+            [
+                "replay",
+                "--elements",
+                "300",
+                "--days",
+                "0.05",
+                "--history-days",
+                "0",
+                "--out",
+                str(tmp_path / "o"),
+                "--rehome-share",
+                "0.02",
+                "--components",
+                "fixed",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "not applied: components ['fixed']" in out

@@ -2,6 +2,7 @@
 
 Written from the formulas in ``kernels/detect.py``'s module docstring, not from its code.
 """
+
 import math
 
 import numpy as np
@@ -15,13 +16,34 @@ class RefSlot:
         self.n = 0
         self.cup = self.cdn = 0.0
         self.nup = self.ndn = 0
-        self.season = {}        # phase -> (offset, visits)
+        self.season = {}  # phase -> (offset, visits)
 
 
-def reference_detect(ts_ms, slot, value, n_slots, *, season_ms=0, n_phase=1, a_level=0.05, a_season=0.3,
-                     a_scale=0.02, huber_c=3.0, floor_abs=1e-6, floor_rel=1e-3, warmup=24, target_p=1e-3,
-                     eta=0.02, thr_init=5.0, thr_min=3.0, thr_max=30.0, cusum_k=0.5, cusum_h=12.0,
-                     cusum_clip=4.0, thr_mult=None):
+def reference_detect(
+    ts_ms,
+    slot,
+    value,
+    n_slots,
+    *,
+    season_ms=0,
+    n_phase=1,
+    a_level=0.05,
+    a_season=0.3,
+    a_scale=0.02,
+    huber_c=3.0,
+    floor_abs=1e-6,
+    floor_rel=1e-3,
+    warmup=24,
+    target_p=1e-3,
+    eta=0.02,
+    thr_init=5.0,
+    thr_min=3.0,
+    thr_max=30.0,
+    cusum_k=0.5,
+    cusum_h=12.0,
+    cusum_clip=4.0,
+    thr_mult=None,
+):
     """Per-event z, baseline, threshold, alarm and change flags (no budget gain, no episodes)."""
     slots = [RefSlot(thr_init) for _ in range(n_slots)]
     n = len(ts_ms)

@@ -3,6 +3,7 @@
 DuckDB is the oracle: every measure of every cuboid is recomputed with ``GROUP BY GROUPING SETS``
 over a plain table holding the same rows with their dimension codes.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +12,7 @@ from telcoanalytics.records import CDR_DTYPE, TOPOLOGY_DTYPE
 from telcoanalytics.topology.model import Topology
 
 DAY_MS = 86_400_000
-T0_MS = 1_790_000_000_000 - (1_790_000_000_000 % DAY_MS)   # a UTC midnight in 2026
+T0_MS = 1_790_000_000_000 - (1_790_000_000_000 % DAY_MS)  # a UTC midnight in 2026
 
 
 def make_topology(rng, n_elements=60, n_sites=12, n_regions=3) -> Topology:
@@ -57,9 +58,13 @@ def _norm(x):
     return x if isinstance(x, str) else int(x)
 
 
-def duckdb_grouping_sets(columns: dict[str, np.ndarray], sets: list[tuple[str, ...]],
-                         value_fields: list[str], quantiles: list[tuple[str, float]] = (),
-                         distinct: list[str] = ()) -> dict[tuple, dict]:
+def duckdb_grouping_sets(
+    columns: dict[str, np.ndarray],
+    sets: list[tuple[str, ...]],
+    value_fields: list[str],
+    quantiles: list[tuple[str, float]] = (),
+    distinct: list[str] = (),
+) -> dict[tuple, dict]:
     """Every grouping set's groups and measures, computed by DuckDB.
 
     Returns ``{grouping_set: {group_tuple: {measure_name: value}}}`` with measure names as in
@@ -76,16 +81,23 @@ def duckdb_grouping_sets(columns: dict[str, np.ndarray], sets: list[tuple[str, .
     dims = sorted({d for s in sets for d in s})
     aggs = ["count(*) AS count"]
     for f in value_fields:
-        aggs += [f"sum({f}) AS sum_{f}", f"min({f}) AS min_{f}", f"max({f}) AS max_{f}",
-                 f"avg({f}) AS mean_{f}", f"var_samp({f}) AS var_{f}"]
+        aggs += [
+            f"sum({f}) AS sum_{f}",
+            f"min({f}) AS min_{f}",
+            f"max({f}) AS max_{f}",
+            f"avg({f}) AS mean_{f}",
+            f"var_samp({f}) AS var_{f}",
+        ]
     for f, q in quantiles:
         aggs.append(f"quantile_disc({f}, {q}) AS q_{f}_{int(round(q * 1000))}")
     for f in distinct:
         aggs.append(f"count(DISTINCT {f}) AS distinct_{f}")
     gsets = ", ".join("(" + ", ".join(s) + ")" for s in sets)
     gid = ", ".join(f"grouping({d}) AS g_{d}" for d in dims) if dims else "0 AS g_none"
-    sql = (f"SELECT {', '.join(dims) + ', ' if dims else ''}{gid}, {', '.join(aggs)} "
-           f"FROM t GROUP BY GROUPING SETS ({gsets})")
+    sql = (
+        f"SELECT {', '.join(dims) + ', ' if dims else ''}{gid}, {', '.join(aggs)} "
+        f"FROM t GROUP BY GROUPING SETS ({gsets})"
+    )
     df = con.execute(sql).fetch_df()
     out: dict[tuple, dict] = {tuple(s): {} for s in sets}
     for row in df.to_dict("records"):

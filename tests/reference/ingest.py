@@ -3,14 +3,26 @@
 Written from the rules in ``telcoanalytics.ingest.ingestor``'s docstring, one row at a time in plain
 Python, without sharing code with the vectorised implementation.
 """
+
 import math
 
 from telcoanalytics.records import METRICS, SERVICES
 
 # reasons in check order, as documented
-ORDER = ("unparseable", "missing_value", "non_finite", "time_out_of_range", "negative_duration",
-         "end_before_start", "answer_outside_call", "bad_cause", "out_of_domain", "negative_counter",
-         "unknown_element", "duplicate_id")
+ORDER = (
+    "unparseable",
+    "missing_value",
+    "non_finite",
+    "time_out_of_range",
+    "negative_duration",
+    "end_before_start",
+    "answer_outside_call",
+    "bad_cause",
+    "out_of_domain",
+    "negative_counter",
+    "unknown_element",
+    "duplicate_id",
+)
 
 
 def _row_problems(source, r, lo, hi, neg_duration):
@@ -97,7 +109,7 @@ def reference_reasons(source, arr, time_range_ms, known_ids=None, neg_duration=F
                 probs.append(("duplicate_id", "record_id"))
             else:
                 seen.add(r["record_id"])
-        probs.sort(key=lambda p: ORDER.index(p[0]))   # stable: field order kept within a reason
+        probs.sort(key=lambda p: ORDER.index(p[0]))  # stable: field order kept within a reason
         out.append(probs[0] if probs else None)
     return out
 

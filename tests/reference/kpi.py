@@ -1,4 +1,5 @@
 """Slow, obvious references for the KPI kernels: loops over records, plain Python arithmetic."""
+
 import math
 
 import numpy as np
@@ -10,8 +11,10 @@ MIN = 60_000
 
 def cdr_sums(cdr, element_ids, t0_ms, t1_ms, service=None):
     """Per element id: dict of counter sums over CDRs with start in [t0, t1)."""
-    out = {int(e): dict(attempts=0, setup_ok=0, answered=0, drops=0, blocked=0, failures=0, normal=0,
-                        user=0, hold_s=0.0) for e in element_ids}
+    out = {
+        int(e): dict(attempts=0, setup_ok=0, answered=0, drops=0, blocked=0, failures=0, normal=0, user=0, hold_s=0.0)
+        for e in element_ids
+    }
     for r in cdr:
         if not (t0_ms <= r["start_ms"] < t1_ms) or int(r["element_id"]) not in out:
             continue
@@ -36,8 +39,10 @@ def cdr_sums(cdr, element_ids, t0_ms, t1_ms, service=None):
 
 def call_kpis(s, window_s):
     """KPI values from summed counters (NaN where the denominator is zero)."""
+
     def ratio(a, b, scale=100.0):
         return scale * a / b if b else float("nan")
+
     return {
         "call_setup_success_pct": ratio(s["setup_ok"], s["attempts"]),
         "call_drop_pct": ratio(s["drops"], s["answered"]),
@@ -151,12 +156,20 @@ def qos_kpis(qos, element_ids, t0_ms, t1_ms):
     out = {}
     for e, a in acc.items():
         mean = lambda x: float(np.mean(x)) if x else float("nan")  # noqa: E731
-        out[e] = {"latency_ms": mean(a["lat"]), "jitter_ms": mean(a["jit"]), "loss_pct": mean(a["loss"]),
-                  "mos_measured": mean(a["mos"]),
-                  "latency_p50_ms": hist_quantile(a["lat"], 0.5), "latency_p95_ms": hist_quantile(a["lat"], 0.95),
-                  "latency_p99_ms": hist_quantile(a["lat"], 0.99),
-                  "mos_emodel": (emodel_mos(mean(a["lat"]), mean(a["jit"]), mean(a["loss"]))
-                                 if a["lat"] and a["jit"] and a["loss"] else float("nan"))}
+        out[e] = {
+            "latency_ms": mean(a["lat"]),
+            "jitter_ms": mean(a["jit"]),
+            "loss_pct": mean(a["loss"]),
+            "mos_measured": mean(a["mos"]),
+            "latency_p50_ms": hist_quantile(a["lat"], 0.5),
+            "latency_p95_ms": hist_quantile(a["lat"], 0.95),
+            "latency_p99_ms": hist_quantile(a["lat"], 0.99),
+            "mos_emodel": (
+                emodel_mos(mean(a["lat"]), mean(a["jit"]), mean(a["loss"]))
+                if a["lat"] and a["jit"] and a["loss"]
+                else float("nan")
+            ),
+        }
     return out
 
 

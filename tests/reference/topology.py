@@ -1,4 +1,5 @@
 """Slow, obvious references for the topology and partition kernels (loops and NumPy only)."""
+
 import numpy as np
 
 

@@ -1,4 +1,5 @@
 """Slow, obvious references for windows, decay and sketches, recomputed from raw events."""
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,9 @@ def ref_window_stats(ts, slot, value, n_slots, width_ms, n_buckets, t_query_ms, 
     if max_ts is not None:
         visible &= b > (max_ts // width_ms) - n_buckets
     exposure_ms = sum(weights[k] * (width_ms if k else (t_query_ms - bq * width_ms + 1)) for k in range(n_span))
-    out = {k: np.zeros(n_slots) for k in ("count", "sum", "mean", "var", "std", "min", "max",
-                                          "rate_per_s", "sum_per_s")}
+    out = {
+        k: np.zeros(n_slots) for k in ("count", "sum", "mean", "var", "std", "min", "max", "rate_per_s", "sum_per_s")
+    }
     for s in range(n_slots):
         m = visible & (slot == s)
         w = np.asarray(weights)[age[m]] if m.any() else np.zeros(0)

@@ -1,17 +1,23 @@
 """Late-data re-evaluation over all ticks at once: ``KpiCalculator.compute_span`` and
 ``SlaMonitor._codes_span`` give, row by row, exactly what the per-tick evaluation gives."""
+
 import numpy as np
 import pytest
 
-from telcoanalytics.kpi.kpi import CounterStore, KpiCalculator, KpiDef, kpi_registry
+from telcoanalytics.kpi.kpi import KpiCalculator, KpiDef, kpi_registry
 from telcoanalytics.records import SERVICES
 from telcoanalytics.sla.sla import SlaMonitor
+from tests.kpi.test_kpi import CALL_KPIS, EQUIP_KPIS, MIN, QOS_KPIS, T0, random_cdr, topo6
 
-from tests.kpi.test_kpi import CALL_KPIS, EQUIP_KPIS, QOS_KPIS, T0, MIN, random_cdr, topo6
 from .test_sla_series import filled_store
 
-SPAN_CASES = [("element", None), ("site", None), ("region", None), ("element", np.array([1, 1, 0, 1, 1, 0], bool)),
-              ("site", np.array([1, 0, 1, 1, 0, 1], bool))]
+SPAN_CASES = [
+    ("element", None),
+    ("site", None),
+    ("region", None),
+    ("element", np.array([1, 1, 0, 1, 1, 0], bool)),
+    ("site", np.array([1, 0, 1, 1, 0, 1], bool)),
+]
 
 
 def _same(got, want):
@@ -30,22 +36,24 @@ def test_compute_span_equals_compute_per_tick_inside_a_span(hints):
     rows = np.array([0, 2, 3, 5], np.int64)
     names = CALL_KPIS + EQUIP_KPIS + QOS_KPIS
     keys = None
-    if hints:         # the monitor's way: prefix sums of every counter the KPIs read, one per ring group
+    if hints:  # the monitor's way: prefix sums of every counter the KPIs read, one per ring group
         keys = {}
         for k in names:
             kd = kpi_registry()[k]
             for c in KpiCalculator._names(kd):
                 from telcoanalytics.kpi.kpi import COUNTERS
+
                 keys.setdefault(COUNTERS[c].group, {})[(c, "")] = None
-        for c in ("equip_rows", "qos_rows"):      # activity (collection gaps) from the prefix as well
+        for c in ("equip_rows", "qos_rows"):  # activity (collection gaps) from the prefix as well
             keys["elem"][(c, "")] = None
         keys = {g: list(v) for g, v in keys.items()}
     calc.begin_series(t_from, t_to, keys, {"cdr": rows, "elem": rows} if hints else None)
     for name in names:
         for level, mask in SPAN_CASES:
             for w in (1, 5, 12):
-                span = calc.compute_span(name, level, t_from + 1, t_to, w, element_mask=mask, rows=rows,
-                                         min_samples=2.0)
+                span = calc.compute_span(
+                    name, level, t_from + 1, t_to, w, element_mask=mask, rows=rows, min_samples=2.0
+                )
                 for k, t in enumerate(range(t_from + 1, t_to + 1)):
                     want = calc.compute(name, level, t, w, element_mask=mask, rows=rows, min_samples=2.0)
                     got = type(want)(span.value[k], span.samples[k], span.status[k])
@@ -83,26 +91,67 @@ def test_series_plan_of_no_ticks_is_empty():
     store, _ = filled_store(2, minutes=5)
     ptr, slots, signs = store._series_plan("cdr", [], [])
     assert ptr.tolist() == [0] and len(slots) == 0 and len(signs) == 0
-    out = store.window_series("cdr", store.columns("attempts"), np.zeros(4, np.int64), 1,
-                              np.arange(6, dtype=np.int64), [], [])
+    out = store.window_series(
+        "cdr", store.columns("attempts"), np.zeros(4, np.int64), 1, np.arange(6, dtype=np.int64), [], []
+    )
     assert out.shape == (0, 6, 1)
 
 
-RULES = [{"name": "blk", "kpi": "blocking_pct", "comparator": ">", "threshold": 10.0, "clear_threshold": 5.0,
-          "window": "5m", "for": "1m", "min_samples": 3},
-         {"name": "site_css", "kpi": "call_setup_success_pct", "level": "site", "comparator": "<",
-          "threshold": 90.0, "window": "3m", "min_samples": 3},
-         {"name": "lat_cls0", "kpi": "latency_p95_ms", "comparator": ">", "threshold": 40.0, "window": "4m",
-          "filter": {"equipment_class": [0]}, "min_samples": 1},
-         {"name": "avail", "kpi": "availability_pct", "level": "site", "comparator": "<", "threshold": 99.0,
-          "window": "6m", "min_samples": 1},
-         {"type": "slo", "name": "slo", "kpi": "call_setup_success_pct", "objective": 0.95, "level": "site",
-          "windows": [{"severity": "page", "factor": 2.0, "long": "2h", "short": "10m"},
-                      {"severity": "page", "factor": 1.0, "long": "20m", "short": "5m"}]}]
+RULES = [
+    {
+        "name": "blk",
+        "kpi": "blocking_pct",
+        "comparator": ">",
+        "threshold": 10.0,
+        "clear_threshold": 5.0,
+        "window": "5m",
+        "for": "1m",
+        "min_samples": 3,
+    },
+    {
+        "name": "site_css",
+        "kpi": "call_setup_success_pct",
+        "level": "site",
+        "comparator": "<",
+        "threshold": 90.0,
+        "window": "3m",
+        "min_samples": 3,
+    },
+    {
+        "name": "lat_cls0",
+        "kpi": "latency_p95_ms",
+        "comparator": ">",
+        "threshold": 40.0,
+        "window": "4m",
+        "filter": {"equipment_class": [0]},
+        "min_samples": 1,
+    },
+    {
+        "name": "avail",
+        "kpi": "availability_pct",
+        "level": "site",
+        "comparator": "<",
+        "threshold": 99.0,
+        "window": "6m",
+        "min_samples": 1,
+    },
+    {
+        "type": "slo",
+        "name": "slo",
+        "kpi": "call_setup_success_pct",
+        "objective": 0.95,
+        "level": "site",
+        "windows": [
+            {"severity": "page", "factor": 2.0, "long": "2h", "short": "10m"},
+            {"severity": "page", "factor": 1.0, "long": "20m", "short": "5m"},
+        ],
+    },
+]
 
 
 def _monitor(minutes=70):
     from telcoanalytics.records import empty
+
     mon = SlaMonitor(topo6(), RULES, minute_ring=40, reeval_minutes=10)
     rng = np.random.default_rng(9)
     ids = topo6().ids["element"]
@@ -168,16 +217,17 @@ def test_compute_span_for_asked_nodes_only():
     store, _ = filled_store(8)
     calc = KpiCalculator(store)
     end = store.head_minute + 1
-    rows = np.array([0, 1, 4], np.int64)              # sites 0 and 2, regions 0 and 1
+    rows = np.array([0, 1, 4], np.int64)  # sites 0 and 2, regions 0 and 1
     calc.begin_series(end - 4, end)
     for level, nodes in (("site", np.array([2, 0])), ("site", np.array([1, 2])), ("element", np.array([4, 3, 0]))):
         full = calc.compute_span("call_setup_success_pct", level, end - 3, end, 5, rows=rows)
         part = calc.compute_span("call_setup_success_pct", level, end - 3, end, 5, rows=rows, nodes=nodes)
         for a in ("value", "samples", "status"):
             np.testing.assert_array_equal(getattr(part, a), getattr(full, a)[:, nodes])
-    none = np.zeros(6, bool)                            # every row masked out: nothing in scope
-    part = calc.compute_span("blocking_pct", "site", end - 1, end, 5, element_mask=none, rows=rows,
-                             nodes=np.array([0, 1]))
+    none = np.zeros(6, bool)  # every row masked out: nothing in scope
+    part = calc.compute_span(
+        "blocking_pct", "site", end - 1, end, 5, element_mask=none, rows=rows, nodes=np.array([0, 1])
+    )
     assert (part.status == 3).all() and np.isnan(part.value).all()
     calc.end_series()
     out = calc.compute_span("blocking_pct", "site", end - 1, end, 5, rows=rows, nodes=np.array([1]))
@@ -190,14 +240,14 @@ def test_codes_span_nodes_outside_the_rows():
     T = mon.last_tick
     rows = np.array([0, 2, 3], np.int64)
     mon.calc.begin_series(T - 4, T)
-    ev = mon.evals[0]                                   # blk: element level
+    ev = mon.evals[0]  # blk: element level
     nodes = np.array([0, 1], np.int64)
     codes, values = mon._codes_span(ev, T - 4, T, rows, nodes)
     mon.calc.end_series()
     mon._memo.clear()
     for k, t in enumerate(range(T - 4, T + 1)):
         res = mon.calc.compute("blocking_pct", "element", t, ev.window_min, rows=rows, min_samples=ev.min_samples)
-        assert res.status[1] == 3 and codes[k, 1] == 0    # element 1 holds no row: no scope, insufficient
+        assert res.status[1] == 3 and codes[k, 1] == 0  # element 1 holds no row: no scope, insufficient
         np.testing.assert_array_equal(np.isnan(values[k, 0]), np.isnan(res.value[0]))
 
 
@@ -227,16 +277,19 @@ def test_slide_running_gives_what_running_gives():
         moved += a.slide_running(t)
         got, want = _sums(a, t, windows), _sums(b, t, windows)
         for k in want:
-            for x, y in zip(np.atleast_1d(got[k]) if not isinstance(got[k], dict) else got[k].values(),
-                            np.atleast_1d(want[k]) if not isinstance(want[k], dict) else want[k].values()):
+            for x, y in zip(
+                np.atleast_1d(got[k]) if not isinstance(got[k], dict) else got[k].values(),
+                np.atleast_1d(want[k]) if not isinstance(want[k], dict) else want[k].values(),
+            ):
                 np.testing.assert_array_equal(x, y)
     # 3 windows x 3 rings (cdr, elem, hist) per minute; the equipment ring is empty in most minutes
     assert moved == 6 * 3 * 3
-    assert a.slide_running(end + 20) == 0                # nothing ends at end + 19
+    assert a.slide_running(end + 20) == 0  # nothing ends at end + 19
 
 
 def test_sum_columns_adds_left_to_right():
     from kernels import kpi as K
+
     x = np.random.default_rng(3).random((7, 5)) * 1e3
     js = np.array([3, 0, 4], np.int64)
     out = np.empty(7)
@@ -253,16 +306,24 @@ def test_fused_ratio_path_equals_the_step_by_step_path(seed, monkeypatch):
     # (call KPIs without gaps, equipment / QoS ratio KPIs with collection gaps, user KPIs with several
     # numerator counters and one service, every level, with and without a scope mask)
     store, _ = filled_store(seed)
-    extra = [KpiDef("answered_or_blocked_pct", ("answered", "blocked"), ("attempts", "failures"), "ratio", 100.0,
-                    min_samples=2.0),
-             KpiDef("voice_drop_pct", ("drops",), ("answered",), "ratio", 100.0, service=SERVICES[0])]
+    extra = [
+        KpiDef(
+            "answered_or_blocked_pct",
+            ("answered", "blocked"),
+            ("attempts", "failures"),
+            "ratio",
+            100.0,
+            min_samples=2.0,
+        ),
+        KpiDef("voice_drop_pct", ("drops",), ("answered",), "ratio", 100.0, service=SERVICES[0]),
+    ]
     kpis = kpi_registry(extra)
     names = [k for k, kd in kpis.items() if kd.kind == "ratio"]
     end = store.head_minute + 1
     fused, plain = KpiCalculator(store, kpis), KpiCalculator(store, kpis)
     for name in names:
         for level, mask in SPAN_CASES:
-            for t in (end - 3, end - 2, end):       # running sums moved minute by minute
+            for t in (end - 3, end - 2, end):  # running sums moved minute by minute
                 for w in (1, 5, 12):
                     got = fused.compute(name, level, t, w, element_mask=mask, min_samples=1.0)
                     monkeypatch.setattr(KpiCalculator, "fused_ratio", False)

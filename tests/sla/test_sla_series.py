@@ -1,15 +1,16 @@
 """Late-data re-evaluation from window series: each tick's window moved from the previous one's
 (``CounterStore.window_series``) equals summing every window afresh, and the monitor emits the same
 events with and without it."""
+
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kernels import kpi as K
 from telcoanalytics.kpi.kpi import CounterStore, KpiCalculator
 from telcoanalytics.records import empty
 from telcoanalytics.sla.sla import SlaMonitor
-
-from tests.kpi.test_kpi import T0, MIN, random_cdr, topo6
+from tests.kpi.test_kpi import MIN, T0, random_cdr, topo6
 
 
 def filled_store(seed, minutes=40, lead_late=25):
@@ -39,16 +40,25 @@ def filled_store(seed, minutes=40, lead_late=25):
 
 
 @settings(max_examples=10)
-@given(seed=st.integers(0, 2**32 - 1), w=st.integers(1, 35), n_ticks=st.integers(1, 12),
-       back=st.integers(0, 12), n_rows=st.integers(1, 6))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    w=st.integers(1, 35),
+    n_ticks=st.integers(1, 12),
+    back=st.integers(0, 12),
+    n_rows=st.integers(1, 6),
+)
 def test_window_series_equals_fresh_sums(seed, w, n_ticks, back, n_rows):
     store, rng = filled_store(seed)
     rows = np.sort(rng.choice(6, n_rows, replace=False)).astype(np.int64)
     end = store.head_minute + 1 - back
     ticks = list(range(end - n_ticks + 1, end + 1))
     calc = KpiCalculator(store)
-    for grp, cols in (("cdr", store.columns("attempts")), ("cdr", store.columns("hold_s", "voice")),
-                      ("elem", store.columns("up_s")), ("hist", np.arange(store.n_bins))):
+    for grp, cols in (
+        ("cdr", store.columns("attempts")),
+        ("cdr", store.columns("hold_s", "voice")),
+        ("elem", store.columns("up_s")),
+        ("hist", np.arange(store.n_bins)),
+    ):
         outc = np.zeros(len(cols), np.int64) if grp != "hist" else np.arange(store.n_bins)
         n_out = 1 if grp != "hist" else store.n_bins
         ser = store.window_series(grp, cols, outc, n_out, rows, [t - w for t in ticks], ticks)
@@ -58,10 +68,17 @@ def test_window_series_equals_fresh_sums(seed, w, n_ticks, back, n_rows):
             K.kpi_window_sum(ring, rows, store.window_slots(t, w), np.asarray(cols, np.int64), outc, fresh)
             # counts are integers (exact); holding seconds are float32 cells summed in float64
             np.testing.assert_allclose(ser[k], fresh, rtol=1e-12, atol=0)
-    act = store.window_series("elem", store.columns("equip_rows"), None, 0, rows, [t - w for t in ticks], ticks,
-                              "act")
-    hist_act = store.window_series("elem", store.columns("equip_rows"), None, 0, rows,
-                                   [max(t - store.minute_ring, 0) for t in ticks], [t - w for t in ticks], "act")
+    act = store.window_series("elem", store.columns("equip_rows"), None, 0, rows, [t - w for t in ticks], ticks, "act")
+    hist_act = store.window_series(
+        "elem",
+        store.columns("equip_rows"),
+        None,
+        0,
+        rows,
+        [max(t - store.minute_ring, 0) for t in ticks],
+        [t - w for t in ticks],
+        "act",
+    )
     for k, t in enumerate(ticks):
         a, h = calc.activity("equip", t, w, rows) if w < store.minute_ring else (None, None)
         if a is None:
@@ -87,20 +104,51 @@ def test_window_series_equals_fresh_sums(seed, w, n_ticks, back, n_rows):
 
 
 def _late_run(monkeypatch=None, mode="prefix"):
-    rules = [{"name": "blk", "kpi": "blocking_pct", "comparator": ">", "threshold": 10.0, "clear_threshold": 5.0,
-              "window": "5m", "for": "2m", "clear_for": "2m", "min_samples": 5},
-             {"name": "site_css", "kpi": "call_setup_success_pct", "level": "site", "comparator": "<",
-              "threshold": 90.0, "clear_threshold": 95.0, "window": "3m", "min_samples": 5},
-             {"name": "lat", "kpi": "latency_p95_ms", "comparator": ">", "threshold": 60.0, "window": "4m",
-              "min_samples": 2},
-             {"type": "slo", "name": "slo", "kpi": "call_setup_success_pct", "objective": 0.95, "level": "site",
-              "windows": [{"severity": "page", "factor": 2.0, "long": "2h", "short": "10m"}]}]
+    rules = [
+        {
+            "name": "blk",
+            "kpi": "blocking_pct",
+            "comparator": ">",
+            "threshold": 10.0,
+            "clear_threshold": 5.0,
+            "window": "5m",
+            "for": "2m",
+            "clear_for": "2m",
+            "min_samples": 5,
+        },
+        {
+            "name": "site_css",
+            "kpi": "call_setup_success_pct",
+            "level": "site",
+            "comparator": "<",
+            "threshold": 90.0,
+            "clear_threshold": 95.0,
+            "window": "3m",
+            "min_samples": 5,
+        },
+        {
+            "name": "lat",
+            "kpi": "latency_p95_ms",
+            "comparator": ">",
+            "threshold": 60.0,
+            "window": "4m",
+            "min_samples": 2,
+        },
+        {
+            "type": "slo",
+            "name": "slo",
+            "kpi": "call_setup_success_pct",
+            "objective": 0.95,
+            "level": "site",
+            "windows": [{"severity": "page", "factor": 2.0, "long": "2h", "short": "10m"}],
+        },
+    ]
     mon = SlaMonitor(topo6(), rules, minute_ring=40, reeval_minutes=10)
-    if mode == "ring":                   # per-tick window sums from the ring (the path before series)
+    if mode == "ring":  # per-tick window sums from the ring (the path before series)
         monkeypatch.setattr(mon.calc, "begin_series", lambda *a: None)
-    elif mode == "budget":               # prefix sums over the memory budget: window series instead
+    elif mode == "budget":  # prefix sums over the memory budget: window series instead
         monkeypatch.setattr(mon.calc, "prefix_budget_bytes", 0)
-    elif mode == "series":               # window series without prefix sums
+    elif mode == "series":  # window series without prefix sums
         orig = mon.calc.begin_series
         monkeypatch.setattr(mon.calc, "begin_series", lambda a, b, *hints: orig(a, b))
     rng = np.random.default_rng(5)
@@ -143,15 +191,29 @@ def test_prefix_span_hints_subsets_and_fallbacks():
     end = store.head_minute + 1
     ticks = list(range(end - 5, end + 1))
     hint = np.array([0, 2, 3, 5], np.int64)
-    cases = [(hint, {"cdr": hint}), (hint[[1, 3]], {"cdr": hint}), (np.array([1, 2], np.int64), {"cdr": hint}),
-             (np.array([0, 1], np.int64), None)]
+    cases = [
+        (hint, {"cdr": hint}),
+        (hint[[1, 3]], {"cdr": hint}),
+        (np.array([1, 2], np.int64), {"cdr": hint}),
+        (np.array([0, 1], np.int64), None),
+    ]
     keys = {"cdr": [("blocked", ""), ("attempts", "")]}
     for rows, hints in cases:
-        want = [(calc.compute("blocking_pct", "site", t, 7, rows=rows),
-                 calc.compute("call_setup_success_pct", "site", t, 7, rows=rows)) for t in ticks]
+        want = [
+            (
+                calc.compute("blocking_pct", "site", t, 7, rows=rows),
+                calc.compute("call_setup_success_pct", "site", t, 7, rows=rows),
+            )
+            for t in ticks
+        ]
         calc.begin_series(ticks[0], ticks[-1], keys, hints)
-        got = [(calc.compute("blocking_pct", "site", t, 7, rows=rows),      # from prefix sums
-                calc.compute("call_setup_success_pct", "site", t, 7, rows=rows)) for t in ticks]  # setup_ok: series
+        got = [
+            (
+                calc.compute("blocking_pct", "site", t, 7, rows=rows),  # from prefix sums
+                calc.compute("call_setup_success_pct", "site", t, 7, rows=rows),
+            )
+            for t in ticks
+        ]  # setup_ok: series
         calc.end_series()
         for (a, b), (c, d) in zip(want, got):
             np.testing.assert_allclose(c.value, a.value, rtol=1e-12)
@@ -176,15 +238,22 @@ def test_window_series_any_direction():
 
 def test_store_set_topology_appends_rows_and_legacy_topology_state():
     from telcoanalytics.kpi.kpi import topology_from_state
+
     store, rng = filled_store(2)
     before = store.cdr.copy()
     topo, _ = store.topology.add_elements([99], [102])
     store.set_topology(topo)
     assert store.cdr.shape[1] == 7 and np.array_equal(store.cdr[:, :6], before) and not store.cdr[:, 6].any()
     assert store.index_of([99, 10]).tolist() == [6, 0]
-    old = {"topology.levels": "region,site,element", "topology.version": 3, "topology.attributes": "",
-           "topology.ids.region": np.array([1]), "topology.ids.site": np.array([7]),
-           "topology.ids.element": np.array([5, 6]), "topology.parent.site": np.array([0]),
-           "topology.parent.element": np.array([0, 0])}
+    old = {
+        "topology.levels": "region,site,element",
+        "topology.version": 3,
+        "topology.attributes": "",
+        "topology.ids.region": np.array([1]),
+        "topology.ids.site": np.array([7]),
+        "topology.ids.element": np.array([5, 6]),
+        "topology.parent.site": np.array([0]),
+        "topology.parent.element": np.array([0, 0]),
+    }
     t = topology_from_state(old)
     assert t.version == 3 and t.ids["element"].tolist() == [5, 6] and t.active.all()

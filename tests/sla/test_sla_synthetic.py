@@ -5,6 +5,7 @@ injected fault scenario (congestion, failure, degradation) in element and time (
 span plus one hour, as windows and ``for`` delay firing and long burn windows keep it).
 Recall per scenario type: share of scenarios with at least one overlapping firing episode.
 """
+
 import numpy as np
 import pytest
 
@@ -33,9 +34,17 @@ def replay(day, lag_ms=10 * MIN):
 def episodes(evs, end_ms):
     """(rule, scope_level, scope_id, start_ms, end_ms) of every firing episode."""
     res = {(e.rule, e.scope_level, e.scope_id, e.start_ms): e.t_ms for e in evs if e.state == "resolved"}
-    return [(e.rule, e.scope_level, e.scope_id, e.start_ms, res.get((e.rule, e.scope_level, e.scope_id,
-                                                                       e.start_ms), end_ms))
-            for e in evs if e.state == "firing"]
+    return [
+        (
+            e.rule,
+            e.scope_level,
+            e.scope_id,
+            e.start_ms,
+            res.get((e.rule, e.scope_level, e.scope_id, e.start_ms), end_ms),
+        )
+        for e in evs
+        if e.state == "firing"
+    ]
 
 
 def score(evs, day):
@@ -50,16 +59,20 @@ def score(evs, day):
     eps = episodes(evs, day.end_ms)
     hit = np.zeros(len(labels), bool)
     true_pos = 0
-    for rule, level, sid, t0, t1 in eps:
+    for _rule, level, sid, t0, t1 in eps:
         els = elements(level, sid)
-        m = [i for i, lb in enumerate(labels)
-             if t0 <= lb["end_ms"] + SLACK_MS and t1 >= lb["start_ms"] and els & lab_el[i]]
+        m = [
+            i
+            for i, lb in enumerate(labels)
+            if t0 <= lb["end_ms"] + SLACK_MS and t1 >= lb["start_ms"] and els & lab_el[i]
+        ]
         hit[m] = True
         true_pos += any(str(labels[i]["scenario"]) in FAULTS for i in m)
     kinds = labels["scenario"].astype(str)
     silent = (kinds == "failure") & (labels["source"].astype(str) == "all")
-    recall = {k: (int(hit[(kinds == k) & ~silent].sum()), int(((kinds == k) & ~silent).sum()))
-              for k in np.unique(kinds)}
+    recall = {
+        k: (int(hit[(kinds == k) & ~silent].sum()), int(((kinds == k) & ~silent).sum())) for k in np.unique(kinds)
+    }
     recall["failure_silent"] = (int(hit[silent].sum()), int(silent.sum()))
     return len(eps), true_pos / max(len(eps), 1), recall
 
@@ -67,6 +80,7 @@ def score(evs, day):
 @pytest.mark.slow
 def test_default_rules_alerts_match_injected_scenarios():
     import telcoanalytics.synth.network as synth
+
     day = synth.generate(synth.SynthConfig(n_elements=2000, days=0.5, seed=7))
     n, precision, recall = score(replay(day), day)
     # measured (seeds 7, 11, 3): 38, 35, 37 episodes, precision 0.95, 0.94, 0.89; recall 1.0 for
@@ -76,7 +90,7 @@ def test_default_rules_alerts_match_injected_scenarios():
     for k in ("congestion", "degradation"):
         got, total = recall[k]
         assert total >= 3 and got == total, (k, recall)
-    got, total = recall["failure"]            # failures that keep reporting (errors, unavailable s)
+    got, total = recall["failure"]  # failures that keep reporting (errors, unavailable s)
     assert total >= 1 and got == total, recall
     # crowds are surges below capacity, not faults: no alert
     assert recall["crowd"][0] == 0, recall

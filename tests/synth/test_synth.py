@@ -1,4 +1,5 @@
 """Tests of the synthetic network generator: reproducibility, realism, labels, stream, files."""
+
 import hashlib
 import json
 
@@ -7,19 +8,49 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telcoanalytics.records import (CAUSE_CONGESTION, CAUSE_FAILURE, CAUSE_USER, DTYPES, EQUIPMENT_CLASS_CODE,
-                                    METRIC_CODE, METRICS, NO_TIME_MS, SERVICE_CODE, SOURCES, TIME_FIELD,
-                                    TOPOLOGY_DTYPE)
-from telcoanalytics.synth.network import (CLASS_METRICS, CORRUPT_KINDS, LABEL_DTYPE, ORIGIN_CLEAN, ORIGIN_CORRUPTED,
-                                  ORIGIN_DUPLICATE, SOURCE_CORRUPTIONS, SynthConfig, diurnal_profile, generate,
-                                  read_labels)
+from telcoanalytics.records import (
+    CAUSE_CONGESTION,
+    CAUSE_FAILURE,
+    CAUSE_USER,
+    DTYPES,
+    EQUIPMENT_CLASS_CODE,
+    METRIC_CODE,
+    METRICS,
+    NO_TIME_MS,
+    SERVICE_CODE,
+    SOURCES,
+    TIME_FIELD,
+    TOPOLOGY_DTYPE,
+)
 from telcoanalytics.synth.load import DAY_MS, HOUR_MS
+from telcoanalytics.synth.network import (
+    CLASS_METRICS,
+    CORRUPT_KINDS,
+    LABEL_DTYPE,
+    ORIGIN_CLEAN,
+    ORIGIN_CORRUPTED,
+    ORIGIN_DUPLICATE,
+    SOURCE_CORRUPTIONS,
+    SynthConfig,
+    diurnal_profile,
+    generate,
+    read_labels,
+)
 from telcoanalytics.synth.sources import mix63
 from telcoanalytics.synth.topology import build_topology
 
-START = SynthConfig().start_ms          # Monday 00:00 UTC
-SMALL = dict(n_elements=300, n_regions=4, days=0.25, start_ms=START + 10 * HOUR_MS, n_congestion=6, n_failure=6,
-             n_degradation=4, n_crowd=2, n_collection_gap=2)
+START = SynthConfig().start_ms  # Monday 00:00 UTC
+SMALL = dict(
+    n_elements=300,
+    n_regions=4,
+    days=0.25,
+    start_ms=START + 10 * HOUR_MS,
+    n_congestion=6,
+    n_failure=6,
+    n_degradation=4,
+    n_crowd=2,
+    n_collection_gap=2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +67,19 @@ def tiny():
 @pytest.fixture(scope="module")
 def full_day():
     # one whole day, fewer scenarios so most cells are undisturbed
-    return generate(SynthConfig(n_elements=400, n_regions=4, days=1.0, seed=5, n_congestion=2, n_failure=2,
-                                n_degradation=1, n_crowd=1, n_collection_gap=1))
+    return generate(
+        SynthConfig(
+            n_elements=400,
+            n_regions=4,
+            days=1.0,
+            seed=5,
+            n_congestion=2,
+            n_failure=2,
+            n_degradation=1,
+            n_crowd=1,
+            n_collection_gap=1,
+        )
+    )
 
 
 def _digest(d) -> str:
@@ -65,15 +107,24 @@ def test_same_seed_same_bytes_different_seed_differs(day):
     assert again.stats == day.stats
     other = generate(SynthConfig(seed=12, **SMALL))
     assert _digest(other) != _digest(day)
-    for s in SOURCES:        # every source changes, not just one
+    for s in SOURCES:  # every source changes, not just one
         assert other[s].tobytes() != day[s].tobytes()
 
 
 def test_overrides_and_scale():
     d = generate(SynthConfig(seed=11, **SMALL), seed=11, n_congestion=0)
     assert "congestion" not in set(d.labels["scenario"])
-    big = generate(n_elements=200, n_regions=2, days=0.05, scale=2.0, n_congestion=0, n_failure=0,
-                   n_degradation=0, n_crowd=0, n_collection_gap=0)
+    big = generate(
+        n_elements=200,
+        n_regions=2,
+        days=0.05,
+        scale=2.0,
+        n_congestion=0,
+        n_failure=0,
+        n_degradation=0,
+        n_crowd=0,
+        n_collection_gap=0,
+    )
     assert big.topology.n_elements == 400
     assert len(big.labels) == 0 and big.labels.dtype == LABEL_DTYPE
     assert big.n_events == sum(len(big[s]) for s in SOURCES)
@@ -143,7 +194,7 @@ def test_cdr_fields(day):
     assert not np.isin(c["cause"][~ans], [16, 31]).any()
     talk = ans & np.isin(c["service"], [SERVICE_CODE["voice"], SERVICE_CODE["video"]])
     assert 0.001 < np.isin(c["cause"][talk], [38, 41, 102]).mean() < 0.03
-    assert np.all(np.isin(c["cause"][ans & ~talk], [16, 31, 38]))      # 38: cut when a cell died
+    assert np.all(np.isin(c["cause"][ans & ~talk], [16, 31, 38]))  # 38: cut when a cell died
     carries = np.isin(c["service"], [SERVICE_CODE["video"], SERVICE_CODE["data"]]) & ans
     assert np.all(c["bytes_down"][~carries] == 0) and np.all(c["bytes_down"][carries] >= 0)
     assert (c["bytes_down"][carries] > 0).mean() > 0.99 and np.all(c["bytes_up"] >= 0)
@@ -167,8 +218,14 @@ def test_equip_metrics_per_class_and_cadence(day):
     temp = e["metric_id"] == METRIC_CODE["temperature_c"]
     assert np.all((e["ts_ms"][temp] - day.start_ms) % day.config.env_interval_ms == 0)
     assert np.all((e["ts_ms"] - day.start_ms) % day.config.pm_interval_ms == 0)
-    for name, lo, hi in (("prb_util_pct", 0, 100), ("cpu_util_pct", 0, 100), ("throughput_mbps", 0, np.inf),
-                         ("unavailable_s", 0, 300), ("error_count", 0, np.inf), ("temperature_c", -10, 90)):
+    for name, lo, hi in (
+        ("prb_util_pct", 0, 100),
+        ("cpu_util_pct", 0, 100),
+        ("throughput_mbps", 0, np.inf),
+        ("unavailable_s", 0, 300),
+        ("error_count", 0, np.inf),
+        ("temperature_c", -10, 90),
+    ):
         v = e["value"][e["metric_id"] == METRIC_CODE[name]]
         assert len(v) and np.all((v >= lo) & (v <= hi)), name
     # one row per (ts, element, metric)
@@ -202,7 +259,7 @@ def test_latency_tracks_utilisation(full_day):
     u = e[(e["metric_id"] == METRIC_CODE["prb_util_pct"]) & (d.label_index("equip") < 0)]
     cells = np.unique(u["element_id"])
     p95 = np.array([np.percentile(u["value"][u["element_id"] == c], 95) for c in cells])
-    el = cells[np.argmax(p95)]                     # the busiest undisturbed cell: queueing shows
+    el = cells[np.argmax(p95)]  # the busiest undisturbed cell: queueing shows
     uu = u[u["element_id"] == el]
     qq = q[(q["element_id"] == el) & (d.label_index("qos") < 0)]
     common, iu, iq = np.intersect1d(uu["ts_ms"], qq["ts_ms"], return_indices=True)
@@ -215,12 +272,12 @@ def test_diurnal_profile_shape():
     mon = START
     h = np.arange(0, 24 * 7) * HOUR_MS + mon + HOUR_MS // 2
     p = diurnal_profile(h)
-    wd = p[:24 * 5].reshape(5, 24)
-    we = p[24 * 5:].reshape(2, 24)
-    assert np.allclose(wd, wd[0])                  # every weekday alike
+    wd = p[: 24 * 5].reshape(5, 24)
+    we = p[24 * 5 :].reshape(2, 24)
+    assert np.allclose(wd, wd[0])  # every weekday alike
     assert 0.97 < wd.max() <= 1.0 and wd[0].argmax() in (19, 20)
-    assert wd[0, 4] < 0.12                         # night trough
-    assert 0.8 < we.max() <= 0.86 and we[0, 9] < wd[0, 9]   # no office peak on weekends
+    assert wd[0, 4] < 0.12  # night trough
+    assert 0.8 < we.max() <= 0.86 and we[0, 9] < wd[0, 9]  # no office peak on weekends
     assert np.allclose(diurnal_profile(h, utc_offset_h=2.0)[:-2], p[2:])
 
 
@@ -230,10 +287,20 @@ def test_business_and_residential_cells():
     h = START + np.arange(24 * 7) * HOUR_MS + HOUR_MS // 2
     bus, res = diurnal_profile(h, kind="business"), diurnal_profile(h, kind="residential")
     assert bus[:24].argmax() in range(10, 17) and res[:24].argmax() in range(19, 23)
-    assert bus[120:].max() < 0.5 and res[120:].max() > 0.9       # weekends: offices quiet, homes busy
+    assert bus[120:].max() < 0.5 and res[120:].max() > 0.9  # weekends: offices quiet, homes busy
     # Friday + Saturday: business-heavy cells lose more traffic at the weekend than residential ones
-    d = generate(n_elements=200, n_regions=2, days=2.0, start_ms=START + 4 * DAY_MS, seed=8, n_congestion=0,
-                 n_failure=0, n_degradation=0, n_crowd=0, n_collection_gap=0)
+    d = generate(
+        n_elements=200,
+        n_regions=2,
+        days=2.0,
+        start_ms=START + 4 * DAY_MS,
+        seed=8,
+        n_congestion=0,
+        n_failure=0,
+        n_degradation=0,
+        n_crowd=0,
+        n_collection_gap=0,
+    )
     u = d.equip[d.equip["metric_id"] == METRIC_CODE["prb_util_pct"]]
     idx = d.topology.index_of(u["element_id"])
     sat = u["ts_ms"] >= d.start_ms + DAY_MS
@@ -251,8 +318,9 @@ def test_cdr_volume_follows_diurnal_load(full_day):
     # equipment utilisation follows the same curve
     e = full_day.equip
     u = e[e["metric_id"] == METRIC_CODE["prb_util_pct"]]
-    uh = np.bincount((u["ts_ms"] - full_day.start_ms) // HOUR_MS, weights=u["value"], minlength=24) / \
-        np.bincount((u["ts_ms"] - full_day.start_ms) // HOUR_MS, minlength=24)
+    uh = np.bincount((u["ts_ms"] - full_day.start_ms) // HOUR_MS, weights=u["value"], minlength=24) / np.bincount(
+        (u["ts_ms"] - full_day.start_ms) // HOUR_MS, minlength=24
+    )
     assert uh[18:21].mean() > 3 * uh[2:5].mean()
     # volume matches the configured mean per cell and day (within 15%: scenarios add surges)
     n_cells = (full_day.topology.attributes["equipment_class"] <= 1).sum()
@@ -276,8 +344,8 @@ def test_cause_and_service_proportions(full_day):
     assert np.allclose(svc, [0.42, 0.06, 0.22, 0.30], atol=0.02)
     ans = c["answer_ms"] != NO_TIME_MS
     hold = (c["end_ms"] - c["answer_ms"])[ans & (c["service"] == SERVICE_CODE["voice"])] / 1000.0
-    assert 70 < np.median(hold) < 110                # lognormal, median 90 s
-    assert np.mean(hold) > np.median(hold)           # right-skewed
+    assert 70 < np.median(hold) < 110  # lognormal, median 90 s
+    assert np.mean(hold) > np.median(hold)  # right-skewed
 
 
 # ---- labels match what was injected ------------------------------------------------------------
@@ -285,8 +353,13 @@ def test_labels_cover_every_kind(day):
     lab = day.labels
     assert lab.dtype == LABEL_DTYPE
     kinds, n = np.unique(lab["scenario"], return_counts=True)
-    assert dict(zip(kinds.tolist(), n.tolist())) == {"congestion": 6, "failure": 6, "degradation": 4,
-                                                      "crowd": 2, "collection_gap": 2}
+    assert dict(zip(kinds.tolist(), n.tolist())) == {
+        "congestion": 6,
+        "failure": 6,
+        "degradation": 4,
+        "crowd": 2,
+        "collection_gap": 2,
+    }
     assert np.all(lab["start_ms"] >= day.start_ms) and np.all(lab["end_ms"] <= day.end_ms)
     assert np.all(lab["end_ms"] > lab["start_ms"])
     assert np.all(np.diff(lab["start_ms"]) >= 0) and len(day.scenarios) == len(lab)
@@ -313,7 +386,7 @@ def test_label_index(day):
             assert np.all(np.isin(el[li == i], day.scenarios[i]["element_ids"]))
     cong = np.flatnonzero(day.labels["scenario"] == "congestion")
     li = day.label_index("cdr")
-    assert np.isin(cong, li).all()                  # every congestion has CDRs under its label
+    assert np.isin(cong, li).all()  # every congestion has CDRs under its label
     c = day.cdr
     assert np.isin(c["cause"][np.isin(li, cong)], [34, 42]).mean() > np.isin(c["cause"][li < 0], [34, 42]).mean()
     with pytest.raises(KeyError):
@@ -354,7 +427,7 @@ def test_failure_labels(day):
                 col = arr["src_element_id"] if s == "flow" else arr["element_id"]
                 t = arr[TIME_FIELD[s]]
                 assert not np.any((col == el) & _in(t, a, b)), s
-                assert np.any((col == el) & ~_in(t, a, b)), s      # alive outside the window
+                assert np.any((col == el) & ~_in(t, a, b)), s  # alive outside the window
             # calls in progress when the cell died were cut within 5 s, with cause 38
             c = day.cdr
             spanning = (c["element_id"] == el) & (c["start_ms"] < a) & (c["end_ms"] > a)
@@ -366,14 +439,15 @@ def test_failure_labels(day):
             inside = e["value"][m & _in(e["ts_ms"], a, b)].mean()
             outside = e["value"][m & ~_in(e["ts_ms"], a, b)].mean()
             assert inside > 5 * outside
-            unav = e["value"][(e["element_id"] == el) & (e["metric_id"] == METRIC_CODE["unavailable_s"])
-                              & _in(e["ts_ms"], a, b)]
+            unav = e["value"][
+                (e["element_id"] == el) & (e["metric_id"] == METRIC_CODE["unavailable_s"]) & _in(e["ts_ms"], a, b)
+            ]
             if len(unav):
                 assert np.any(unav > 0)
 
 
 def test_silent_cell_traffic_moves_to_its_site_neighbours(day):
-    c, t = day.cdr, day.topology_table
+    _c, t = day.cdr, day.topology_table
     checked = 0
     for row, det in zip(day.labels, day.scenarios):
         if det["mode"] != "silent" or det["params"]["absorbed_by"] == 0:
@@ -386,13 +460,17 @@ def test_silent_cell_traffic_moves_to_its_site_neighbours(day):
         pre = _in(u["ts_ms"], row["start_ms"] - HOUR_MS, row["start_ms"])
         # neighbours' utilisation in the window over the hour before, against the same ratio of
         # all other cells (which removes the diurnal trend)
-        others = e[(e["metric_id"] == METRIC_CODE["prb_util_pct"]) & ~np.isin(e["element_id"], sib)
-                   & (day.topology.attributes["equipment_class"][day.topology.index_of(e["element_id"])] <= 1)
-                   & (day.label_index("equip") < 0)]          # undisturbed cells only
+        others = e[
+            (e["metric_id"] == METRIC_CODE["prb_util_pct"])
+            & ~np.isin(e["element_id"], sib)
+            & (day.topology.attributes["equipment_class"][day.topology.index_of(e["element_id"])] <= 1)
+            & (day.label_index("equip") < 0)
+        ]  # undisturbed cells only
         o_in = _in(others["ts_ms"], row["start_ms"], row["end_ms"])
         o_pre = _in(others["ts_ms"], row["start_ms"] - HOUR_MS, row["start_ms"])
-        lift = (u["value"][inw].mean() / u["value"][pre].mean()) / (others["value"][o_in].mean()
-                                                                   / others["value"][o_pre].mean())
+        lift = (u["value"][inw].mean() / u["value"][pre].mean()) / (
+            others["value"][o_in].mean() / others["value"][o_pre].mean()
+        )
         assert lift > 1.05, lift
         checked += 1
     assert checked >= 1
@@ -400,9 +478,21 @@ def test_silent_cell_traffic_moves_to_its_site_neighbours(day):
 
 def test_failure_causes_rise_under_error_failure():
     # a busier network so the failing cell carries enough calls to measure the cause share
-    d = generate(SynthConfig(n_elements=150, n_regions=2, days=0.25, seed=4, start_ms=START + 12 * HOUR_MS,
-                             cdr_per_cell_day=2000, n_congestion=0, n_failure=6, n_degradation=0, n_crowd=0,
-                             n_collection_gap=0))
+    d = generate(
+        SynthConfig(
+            n_elements=150,
+            n_regions=2,
+            days=0.25,
+            seed=4,
+            start_ms=START + 12 * HOUR_MS,
+            cdr_per_cell_day=2000,
+            n_congestion=0,
+            n_failure=6,
+            n_degradation=0,
+            n_crowd=0,
+            n_collection_gap=0,
+        )
+    )
     c = d.cdr
     checked = 0
     for row, det in zip(d.labels, d.scenarios):
@@ -422,10 +512,10 @@ def test_degradation_label(day):
         last = qe["latency_ms"][_in(qe["ts_ms"], b - (b - a) // 4, b)].mean()
         first = qe["latency_ms"][_in(qe["ts_ms"], a, a + (b - a) // 4)].mean()
         before = qe["latency_ms"][qe["ts_ms"] < a].mean()
-        assert last > 2 * before and last > 1.5 * first       # a drift, not a step
+        assert last > 2 * before and last > 1.5 * first  # a drift, not a step
         after = qe["latency_ms"][qe["ts_ms"] >= b]
         if len(after):
-            assert after.mean() < last / 2                     # repaired
+            assert after.mean() < last / 2  # repaired
 
 
 def test_crowd_label(day):
@@ -523,8 +613,9 @@ def test_raw_stream_contents(day):
         assert len(rows) == day.stats["n_arrived"][s] and np.all(np.diff(arr) >= 0)
         clean = rows[org == ORIGIN_CLEAN]
         # the clean arrivals are exactly the ground truth (as a multiset)
-        assert np.array_equal(np.sort(clean.view(f"V{DTYPES[s].itemsize}")),
-                              np.sort(day[s].view(f"V{DTYPES[s].itemsize}")))
+        assert np.array_equal(
+            np.sort(clean.view(f"V{DTYPES[s].itemsize}")), np.sort(day[s].view(f"V{DTYPES[s].itemsize}"))
+        )
         tf = TIME_FIELD[s]
         el = rows["src_element_id"] if s == "flow" else rows["element_id"]
         for kind in SOURCE_CORRUPTIONS[s]:
@@ -628,7 +719,7 @@ def test_write_parquet_round_trip(tiny, tmp_path):
     assert doc["stats"] == day.stats and doc["config"]["seed"] == 21 and doc["scenarios"] == day.scenarios
     topo = np.genfromtxt(tmp_path / "pq" / "topology.csv", delimiter=",", names=True)
     assert np.array_equal(topo["element_id"].astype(np.int64), day.topology_table["element_id"])
-    assert np.allclose(topo["lat"], day.topology_table["lat"], rtol=0, atol=0)   # repr round-trips exactly
+    assert np.allclose(topo["lat"], day.topology_table["lat"], rtol=0, atol=0)  # repr round-trips exactly
     # clean ground truth instead of the raw stream
     day.write(tmp_path / "clean", fmt="parquet", raw=False)
     tab = pq.read_table(tmp_path / "clean" / "cdr.parquet")
@@ -646,19 +737,24 @@ def test_write_csv_round_trip_with_unparseable_cells(tiny, tmp_path):
         for line in lines[1:]:
             cells = line.split(",")
             try:
-                parsed.append(tuple(float(v) if DTYPES[s][f].kind == "f" else int(v)
-                                    for v, f in zip(cells, DTYPES[s].names)))
+                parsed.append(
+                    tuple(float(v) if DTYPES[s][f].kind == "f" else int(v) for v, f in zip(cells, DTYPES[s].names))
+                )
             except ValueError:
                 bad += 1
         assert bad == man["files"][s]["unparseable"] == day.config.csv_unparseable
         assert man["files"][s]["rows"] == len(lines) - 1 == len(rows) + bad
         back = np.array(parsed, dtype=DTYPES[s])
-        assert back.tobytes() == rows.tobytes()       # shortest repr round-trips floats exactly
-    bad_cdr = [ln for ln in (tmp_path / "cdr.csv").read_text().splitlines()[1:]
-               if not all(c.lstrip("-").isdigit() for c in ln.split(","))]
+        assert back.tobytes() == rows.tobytes()  # shortest repr round-trips floats exactly
+    bad_cdr = [
+        ln
+        for ln in (tmp_path / "cdr.csv").read_text().splitlines()[1:]
+        if not all(c.lstrip("-").isdigit() for c in ln.split(","))
+    ]
     assert len(bad_cdr) == 3
-    assert not any(int(ln.split(",")[0]) in set(day.cdr["record_id"].tolist())
-                   for ln in bad_cdr if ln.split(",")[0].isdigit())
+    assert not any(
+        int(ln.split(",")[0]) in set(day.cdr["record_id"].tolist()) for ln in bad_cdr if ln.split(",")[0].isdigit()
+    )
 
 
 def test_write_and_read_errors(day, tmp_path):
@@ -675,15 +771,27 @@ def test_write_and_read_errors(day, tmp_path):
 
 
 # ---- configuration errors ----------------------------------------------------------------------
-@pytest.mark.parametrize("kw, field", [
-    ({"n_elements": 0}, "n_elements"), ({"n_regions": 2.5}, "n_regions"), ({"n_regions": 0}, "n_regions"),
-    ({"n_failure": 1.5}, "n_failure"), ({"csv_unparseable": -1}, "csv_unparseable"), ({"days": 0}, "days"),
-    ({"days": float("inf")}, "days"), ({"scale": -1}, "scale"), ({"start_ms": 5}, "start_ms"),
-    ({"env_interval_ms": 400_000}, "env_interval_ms"), ({"p_late": 1.0}, "p_late"),
-    ({"p_out_of_order": 0.6, "p_late": 0.5}, "p_out_of_order"), ({"cdr_arrival": "later"}, "cdr_arrival"),
-    ({"n_crowd": -1}, "n_crowd"), ({"max_late_ms": 1000}, "max_late_ms"),
-    ({"cdr_per_cell_day": -1}, "cdr_per_cell_day"),
-])
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        ({"n_elements": 0}, "n_elements"),
+        ({"n_regions": 2.5}, "n_regions"),
+        ({"n_regions": 0}, "n_regions"),
+        ({"n_failure": 1.5}, "n_failure"),
+        ({"csv_unparseable": -1}, "csv_unparseable"),
+        ({"days": 0}, "days"),
+        ({"days": float("inf")}, "days"),
+        ({"scale": -1}, "scale"),
+        ({"start_ms": 5}, "start_ms"),
+        ({"env_interval_ms": 400_000}, "env_interval_ms"),
+        ({"p_late": 1.0}, "p_late"),
+        ({"p_out_of_order": 0.6, "p_late": 0.5}, "p_out_of_order"),
+        ({"cdr_arrival": "later"}, "cdr_arrival"),
+        ({"n_crowd": -1}, "n_crowd"),
+        ({"max_late_ms": 1000}, "max_late_ms"),
+        ({"cdr_per_cell_day": -1}, "cdr_per_cell_day"),
+    ],
+)
 def test_config_errors(kw, field):
     with pytest.raises(ValueError, match=f"SynthConfig.{field} must be"):
         SynthConfig(**kw)
@@ -691,22 +799,30 @@ def test_config_errors(kw, field):
 
 def test_automatic_regions_and_scenario_counts():
     cfg = SynthConfig()
-    assert cfg.regions == 10 and cfg.scenario_counts(3000) == {"congestion": 6, "failure": 6, "degradation": 4,
-                                                              "crowd": 2, "collection_gap": 2}
+    assert cfg.regions == 10 and cfg.scenario_counts(3000) == {
+        "congestion": 6,
+        "failure": 6,
+        "degradation": 4,
+        "crowd": 2,
+        "collection_gap": 2,
+    }
     assert SynthConfig(n_elements=60).regions == 1 and SynthConfig(scale=30).regions == 12
-    assert SynthConfig(n_crowd=5).scenario_counts(12)["crowd"] == 5          # explicit is exact
-    tiny = generate(n_elements=60, days=0.05, seed=1)                        # small networks just work
-    assert tiny.scenario_counts == {"congestion": 1, "failure": 1, "degradation": 1, "crowd": 0,
-                                    "collection_gap": 0}
+    assert SynthConfig(n_crowd=5).scenario_counts(12)["crowd"] == 5  # explicit is exact
+    tiny = generate(n_elements=60, days=0.05, seed=1)  # small networks just work
+    assert tiny.scenario_counts == {"congestion": 1, "failure": 1, "degradation": 1, "crowd": 0, "collection_gap": 0}
     assert len(tiny.labels) == 3
 
 
 def test_empty_source_and_edges(tmp_path):
     from telcoanalytics.synth.load import ar1_lognoise
     from telcoanalytics.synth.stream import arrival_edges
+
     d = generate(n_elements=40, n_regions=1, days=0.02, cdr_per_cell_day=0, seed=2)
-    assert len(d.cdr) == 0 and d.stats["n_arrived"]["cdr"] == 0 and d.stats["n_corrupted"]["cdr"] == {
-        k: 0 for k in SOURCE_CORRUPTIONS["cdr"]}
+    assert (
+        len(d.cdr) == 0
+        and d.stats["n_arrived"]["cdr"] == 0
+        and d.stats["n_corrupted"]["cdr"] == {k: 0 for k in SOURCE_CORRUPTIONS["cdr"]}
+    )
     rows, arr, org = d.raw("cdr")
     assert len(rows) == len(arr) == len(org) == 0 and rows.dtype == DTYPES["cdr"]
     assert all(s != "cdr" for s, _ in d.raw_batches())
@@ -724,15 +840,34 @@ def test_too_many_scenarios_for_topology():
 
 
 def test_tiny_and_multi_day_spans():
-    d = generate(n_elements=40, n_regions=1, days=0.02, n_congestion=1, n_failure=1, n_degradation=1, n_crowd=0,
-                 n_collection_gap=1, seed=3)
+    d = generate(
+        n_elements=40,
+        n_regions=1,
+        days=0.02,
+        n_congestion=1,
+        n_failure=1,
+        n_degradation=1,
+        n_crowd=0,
+        n_collection_gap=1,
+        seed=3,
+    )
     assert np.all(d.labels["end_ms"] <= d.end_ms) and d.end_ms - d.start_ms == 6 * 300_000
     assert all(len(d[s]) > 0 for s in SOURCES)
     assert json.dumps(generate(n_elements=np.int64(40), n_regions=1, days=0.01).labels_document())  # numpy ints
     one = generate(n_elements=40, n_regions=1, days=0.003, seed=3, n_congestion=1, n_failure=1)  # one interval
     assert one.end_ms - one.start_ms == 300_000 and np.all(one.labels["end_ms"] <= one.end_ms)
-    two = generate(n_elements=60, n_regions=2, days=2.0, start_ms=START + 5 * DAY_MS, seed=3,   # Sat + Sun
-                   n_congestion=0, n_failure=0, n_degradation=0, n_crowd=0, n_collection_gap=0)
+    two = generate(
+        n_elements=60,
+        n_regions=2,
+        days=2.0,
+        start_ms=START + 5 * DAY_MS,
+        seed=3,  # Sat + Sun
+        n_congestion=0,
+        n_failure=0,
+        n_degradation=0,
+        n_crowd=0,
+        n_collection_gap=0,
+    )
     h = (two.cdr["start_ms"] - two.start_ms) // HOUR_MS
     assert h.max() == 47 and np.bincount(h, minlength=48)[[9, 33]].sum() > 0
 
@@ -749,6 +884,7 @@ def _expected_reasons(d, s, unparseable=0):
 
 def test_ingest_quarantines_exactly_the_injected_rows(day, tiny, tmp_path):
     import telcoanalytics.ingest.ingestor as ingest
+
     for s in SOURCES:
         ing = ingest.Ingestor(s, topology=day.topology)
         got, n_ok = {}, 0

@@ -1,19 +1,31 @@
 """Partition (counting sort) and segment kernels against NumPy references, plus properties."""
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from kernels.partition import (compose_parent, partition_by_key, partition_by_map, partition_by_map_into,
-                               partition_scatter, segment_count, segment_max, segment_min, segment_sum)
+from kernels.partition import (
+    compose_parent,
+    partition_by_key,
+    partition_by_map,
+    partition_by_map_into,
+    partition_scatter,
+    segment_count,
+    segment_max,
+    segment_min,
+    segment_sum,
+)
+
 try:  # tests/ as a package (tests/__init__.py) or as a plain folder on sys.path
     from tests.reference.topology import ref_partition, ref_segment
 except ImportError:
     from reference_topology import ref_partition, ref_segment
 
 keys_st = st.integers(1, 12).flatmap(
-    lambda nk: st.tuples(st.just(nk), hnp.arrays(np.int64, st.integers(0, 300), elements=st.integers(-3, nk + 2))))
+    lambda nk: st.tuples(st.just(nk), hnp.arrays(np.int64, st.integers(0, 300), elements=st.integers(-3, nk + 2)))
+)
 
 
 def test_partition_matches_stable_argsort(rng):
@@ -44,7 +56,7 @@ def test_partition_properties(arg):
     routed = (keys >= 0) & (keys < n_keys)
     np.testing.assert_array_equal(np.diff(offsets)[:n_keys], np.bincount(keys[routed], minlength=n_keys))
     for k in range(n_keys + 1):
-        rows = order[offsets[k]:offsets[k + 1]]
+        rows = order[offsets[k] : offsets[k + 1]]
         if k < n_keys:
             assert np.all(keys[rows] == k)
         else:
@@ -70,9 +82,15 @@ def test_scatter_keeps_integer_dtype(rng):
     np.testing.assert_array_equal(out, vals[np.argsort(keys, kind="stable")])
 
 
-@given(st.integers(1, 9).flatmap(lambda nk: st.tuples(
-    st.just(nk), hnp.arrays(np.int64, st.integers(1, 40), elements=st.integers(-1, nk - 1)),
-    hnp.arrays(np.int64, st.integers(0, 200), elements=st.integers(-3, 45)))))
+@given(
+    st.integers(1, 9).flatmap(
+        lambda nk: st.tuples(
+            st.just(nk),
+            hnp.arrays(np.int64, st.integers(1, 40), elements=st.integers(-1, nk - 1)),
+            hnp.arrays(np.int64, st.integers(0, 200), elements=st.integers(-3, 45)),
+        )
+    )
+)
 def test_partition_by_map_equals_key_partition(arg):
     n_keys, table, index = arg
     m = len(table)
@@ -96,8 +114,9 @@ def test_partition_into_reuses_buffers_and_int16_scratch(rng):
     assert offsets[-1] == 2000
 
 
-@pytest.mark.parametrize("how,kern", [("sum", segment_sum), ("count", segment_count),
-                                      ("min", segment_min), ("max", segment_max)])
+@pytest.mark.parametrize(
+    "how,kern", [("sum", segment_sum), ("count", segment_count), ("min", segment_min), ("max", segment_max)]
+)
 def test_segment_kernels_match_reference(rng, how, kern):
     n, k, n_seg = 3000, 3, 40
     values = rng.normal(size=(n, k))
@@ -118,8 +137,9 @@ def test_segment_kernels_match_reference(rng, how, kern):
         assert np.all(out[5] == 0.0)
     elif how == "count":
         assert out.dtype == np.int64 and np.all(out[5] == 0)
-        np.testing.assert_array_equal(out[:, 0], np.bincount(seg[(seg >= 0) & ~np.isnan(values[:, 0])],
-                                                             minlength=n_seg))
+        np.testing.assert_array_equal(
+            out[:, 0], np.bincount(seg[(seg >= 0) & ~np.isnan(values[:, 0])], minlength=n_seg)
+        )
     else:
         assert np.all(np.isnan(out[5]))
 

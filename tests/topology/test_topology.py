@@ -1,4 +1,5 @@
 """Topology: construction errors, lookups, routing, roll-up, changes and index maps, state."""
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -17,8 +18,11 @@ def make_topology(rng, n_regions=4, n_sites=30, n_elements=300, levels=("region"
     elem_site = rng.integers(0, n_sites, n_elements)
     element_id = rng.permutation(np.arange(1000, 1000 + 3 * n_elements))[:n_elements]
     path = {levels[0]: site_region[elem_site], levels[1]: elem_site + 100}
-    attrs = {"equipment_class": rng.integers(0, 5, n_elements).astype(np.int16),
-             "lat": rng.uniform(50, 52, n_elements), "vendor_name": np.array(["a", "b", "c"])[elem_site % 3]}
+    attrs = {
+        "equipment_class": rng.integers(0, 5, n_elements).astype(np.int16),
+        "lat": rng.uniform(50, 52, n_elements),
+        "vendor_name": np.array(["a", "b", "c"])[elem_site % 3],
+    }
     return Topology.from_columns(element_id, path, attrs)
 
 
@@ -28,8 +32,12 @@ def topo(rng):
 
 
 def small():
-    return Topology.from_columns([100, 101, 102, 103], {"region": [1, 1, 2, 2], "site": [10, 10, 20, 21]},
-                                 {"lat": [1.0, 2.0, 3.0, 4.0]}, names={"region": ["N", "N", "S", "S"]})
+    return Topology.from_columns(
+        [100, 101, 102, 103],
+        {"region": [1, 1, 2, 2], "site": [10, 10, 20, 21]},
+        {"lat": [1.0, 2.0, 3.0, 4.0]},
+        names={"region": ["N", "N", "S", "S"]},
+    )
 
 
 # ---- construction and lookups ----------------------------------------------------------------
@@ -75,33 +83,43 @@ def test_from_table_and_to_table(rng):
         Topology(("element",), {"element": [1]}, {}).to_table()
 
 
-@pytest.mark.parametrize("build,match", [
-    (lambda: Topology.from_columns([1, 2, 1], {"site": [1, 1, 2]}), r"element_id 1 appears more than once in the topology \(row 0 and row 2\)"),
-    (lambda: Topology.from_columns([1, 2, 3], {"region": [1, 2, 2], "site": [7, 7, 8]}),
-     r"site 7 has two parents: region 1 \(row 0\) and region 2 \(row 1\)"),
-    (lambda: Topology.from_columns([1, 2], {"site": [7, 7]}, names={"site": ["a", "b"]}),
-     r"site 7 has two names: 'a' \(row 0\) and 'b' \(row 1\)"),
-    (lambda: Topology.from_columns([1, 2], {"site": [7]}), r"path\['site'\] has 1 values for 2 elements"),
-    (lambda: Topology.from_columns([1, 2], {"element": [7, 7]}), "path must list only the levels above"),
-    (lambda: Topology.from_columns([1, 2], {"site": [7, 7]}, names={"city": ["a", "b"]}), "unknown level 'city'"),
-    (lambda: Topology.from_columns([1, 2], {"site": [7, 7]}, names={"site": ["a"]}), "give one per row"),
-    (lambda: Topology.from_columns([1, 2], {"site": [7, 7]}, names={"element": ["a"]}), "1 values for 2 elements"),
-    (lambda: Topology.from_columns([1.5, 2], {"site": [7, 7]}), "must hold integer ids"),
-    (lambda: Topology.from_columns([[1, 2]], {}), "one-dimensional"),
-    (lambda: Topology((), {}, {}), "at least one level"),
-    (lambda: Topology(("a", "a"), {"a": [1]}, {}), "distinct"),
-    (lambda: Topology(("a", "b"), {"a": [1]}, {}), "ids has no entry for level 'b'"),
-    (lambda: Topology(("a",), {"a": [1], "z": [2]}, {}), "unknown topology level 'z'"),
-    (lambda: Topology(("a", "b"), {"a": [1], "b": [2]}, {}), "parent has no entry for level 'b'"),
-    (lambda: Topology(("a", "b"), {"a": [1], "b": [2, 3]}, {"b": [0]}), "has 1 entries but level 'b' has 2"),
-    (lambda: Topology(("a", "b"), {"a": [1], "b": [2]}, {"b": [1]}), "points outside level 'a'"),
-    (lambda: Topology(("a", "b"), {"a": [1, 1], "b": [2]}, {"b": [0]}), "a id 1 appears more than once"),
-    (lambda: Topology(("a",), {"a": [1, 2]}, {}, {"x": [1.0]}), "attribute 'x' has 1 values for 2"),
-    (lambda: Topology(("a",), {"a": [1]}, {}, {"x": [[1.0]]}), "attribute 'x' must be one-dimensional"),
-    (lambda: Topology(("a",), {"a": [1]}, {}, names={"a": ["x", "y"]}), r"names\['a'\] has shape"),
-    (lambda: Topology(("a",), {"a": [1]}, {}, names={"q": ["x"]}), "unknown topology level 'q'"),
-    (lambda: Topology(("a",), {"a": [1]}, {}, active=np.array([1])), "active must be a bool array"),
-])
+@pytest.mark.parametrize(
+    "build,match",
+    [
+        (
+            lambda: Topology.from_columns([1, 2, 1], {"site": [1, 1, 2]}),
+            r"element_id 1 appears more than once in the topology \(row 0 and row 2\)",
+        ),
+        (
+            lambda: Topology.from_columns([1, 2, 3], {"region": [1, 2, 2], "site": [7, 7, 8]}),
+            r"site 7 has two parents: region 1 \(row 0\) and region 2 \(row 1\)",
+        ),
+        (
+            lambda: Topology.from_columns([1, 2], {"site": [7, 7]}, names={"site": ["a", "b"]}),
+            r"site 7 has two names: 'a' \(row 0\) and 'b' \(row 1\)",
+        ),
+        (lambda: Topology.from_columns([1, 2], {"site": [7]}), r"path\['site'\] has 1 values for 2 elements"),
+        (lambda: Topology.from_columns([1, 2], {"element": [7, 7]}), "path must list only the levels above"),
+        (lambda: Topology.from_columns([1, 2], {"site": [7, 7]}, names={"city": ["a", "b"]}), "unknown level 'city'"),
+        (lambda: Topology.from_columns([1, 2], {"site": [7, 7]}, names={"site": ["a"]}), "give one per row"),
+        (lambda: Topology.from_columns([1, 2], {"site": [7, 7]}, names={"element": ["a"]}), "1 values for 2 elements"),
+        (lambda: Topology.from_columns([1.5, 2], {"site": [7, 7]}), "must hold integer ids"),
+        (lambda: Topology.from_columns([[1, 2]], {}), "one-dimensional"),
+        (lambda: Topology((), {}, {}), "at least one level"),
+        (lambda: Topology(("a", "a"), {"a": [1]}, {}), "distinct"),
+        (lambda: Topology(("a", "b"), {"a": [1]}, {}), "ids has no entry for level 'b'"),
+        (lambda: Topology(("a",), {"a": [1], "z": [2]}, {}), "unknown topology level 'z'"),
+        (lambda: Topology(("a", "b"), {"a": [1], "b": [2]}, {}), "parent has no entry for level 'b'"),
+        (lambda: Topology(("a", "b"), {"a": [1], "b": [2, 3]}, {"b": [0]}), "has 1 entries but level 'b' has 2"),
+        (lambda: Topology(("a", "b"), {"a": [1], "b": [2]}, {"b": [1]}), "points outside level 'a'"),
+        (lambda: Topology(("a", "b"), {"a": [1, 1], "b": [2]}, {"b": [0]}), "a id 1 appears more than once"),
+        (lambda: Topology(("a",), {"a": [1, 2]}, {}, {"x": [1.0]}), "attribute 'x' has 1 values for 2"),
+        (lambda: Topology(("a",), {"a": [1]}, {}, {"x": [[1.0]]}), "attribute 'x' must be one-dimensional"),
+        (lambda: Topology(("a",), {"a": [1]}, {}, names={"a": ["x", "y"]}), r"names\['a'\] has shape"),
+        (lambda: Topology(("a",), {"a": [1]}, {}, names={"q": ["x"]}), "unknown topology level 'q'"),
+        (lambda: Topology(("a",), {"a": [1]}, {}, active=np.array([1])), "active must be a bool array"),
+    ],
+)
 def test_construction_errors(build, match):
     with pytest.raises(ValueError, match=match):
         build()
@@ -114,9 +132,13 @@ def test_object_attributes_become_text_and_float_ids_accepted():
 
 
 def test_unknown_level_errors(topo):
-    for call in (lambda: topo.element_to("country"), lambda: topo.n_nodes("country"),
-                 lambda: topo.index_of([1], "country"), lambda: topo.partition(np.array([0]), "country"),
-                 lambda: topo.rollup(np.ones(300), "country")):
+    for call in (
+        lambda: topo.element_to("country"),
+        lambda: topo.n_nodes("country"),
+        lambda: topo.index_of([1], "country"),
+        lambda: topo.partition(np.array([0]), "country"),
+        lambda: topo.rollup(np.ones(300), "country"),
+    ):
         with pytest.raises(ValueError, match="unknown topology level 'country'"):
             call()
 
@@ -128,7 +150,7 @@ def test_partition_by_region_matches_argsort(topo, rng):
     keys = np.where(idx >= 0, topo.element_to("region")[idx], topo.n_nodes("region"))
     np.testing.assert_array_equal(order, np.argsort(keys, kind="stable"))
     assert offsets.shape == (topo.n_nodes("region") + 2,)
-    unrouted = order[offsets[-2]:offsets[-1]]
+    unrouted = order[offsets[-2] : offsets[-1]]
     assert np.all(idx[unrouted] == -1) and len(unrouted) == np.sum(idx == -1)
 
 
@@ -190,9 +212,12 @@ def test_rollup_matches_reference(topo, rng, how):
 
 def test_rollup_sum_vs_add_at(topo, rng):
     vals = rng.poisson(5.0, topo.n_elements).astype(float)
-    np.testing.assert_allclose(topo.rollup(vals, "region"),
-                               ref_rollup_sum(vals, topo.element_to("region"), topo.n_nodes("region")),
-                               rtol=0, atol=0)  # integer-valued floats: exact
+    np.testing.assert_allclose(
+        topo.rollup(vals, "region"),
+        ref_rollup_sum(vals, topo.element_to("region"), topo.n_nodes("region")),
+        rtol=0,
+        atol=0,
+    )  # integer-valued floats: exact
 
 
 def test_rollup_errors(topo):
@@ -254,7 +279,7 @@ def test_retire_keeps_index_but_not_routing(topo, rng):
     assert t2.n_active == topo.n_active - 2 and t2.version == 1 and ch.kind == "retire_elements"
     assert t2.index_of(gone).tolist() == [3, 7]
     order, offsets = t2.partition(np.array([3, 7, 0, -1]), "region")
-    unrouted = order[offsets[-2]:offsets[-1]]
+    unrouted = order[offsets[-2] : offsets[-1]]
     assert sorted(unrouted.tolist()) == [0, 1, 3]
     vals = np.ones(topo.n_elements)
     assert t2.rollup(vals, "region").sum() == topo.n_elements  # totals conserved by default
@@ -286,26 +311,29 @@ def test_add_elements_grows_state(topo, rng):
     assert offsets[2] - offsets[1] == 1
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda t: t.add_elements([1, 1], [100, 100]), "lists id 1 more than once"),
-    (lambda t: t.add_elements([1], None), "parent_ids is required"),
-    (lambda t: t.add_elements([1], [999999]), "site 999999 is not in the topology .* add_node"),
-    (lambda t: t.add_elements([1, 2], [t.ids["site"][0]]), "parent_ids has 1 values for 2"),
-    (lambda t: t.add_elements([1], [t.ids["site"][0]], {"colour": [1]}), "attribute 'colour' is not in"),
-    (lambda t: t.add_elements([1], [t.ids["site"][0]], {"lat": [1.0, 2.0]}), r"attributes\['lat'\] has shape"),
-    (lambda t: t.add_elements([1], [t.ids["site"][0]], names=["x"]), "has no element names"),
-    (lambda t: t.add_elements(t.ids["element"][:1], [t.ids["site"][0]]), r"already in the topology \(active"),
-    (lambda t: t.retire_elements([424242]), "element 424242 is not in the topology"),
-    (lambda t: t.retire_elements(np.repeat(t.ids["element"][:1], 2)), "more than once"),
-    (lambda t: t.rehome_elements(t.ids["element"][:2], [t.ids["site"][0]]), "new_parent_ids has 1 values for 2"),
-    (lambda t: t.rehome_elements(t.ids["element"][:1], [5]), "site 5 is not in the topology"),
-    (lambda t: t.add_node("element", 5, 100), "use add_elements"),
-    (lambda t: t.add_node("site", t.ids["site"][0], 1), "already in the topology"),
-    (lambda t: t.add_node("region", 99, 1), "root level"),
-    (lambda t: t.add_node("site", 999, None), "parent_id is required"),
-    (lambda t: t.add_node("site", 999, 12345), "region 12345 is not in the topology"),
-    (lambda t: t.add_node("city", 1), "unknown topology level 'city'"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda t: t.add_elements([1, 1], [100, 100]), "lists id 1 more than once"),
+        (lambda t: t.add_elements([1], None), "parent_ids is required"),
+        (lambda t: t.add_elements([1], [999999]), "site 999999 is not in the topology .* add_node"),
+        (lambda t: t.add_elements([1, 2], [t.ids["site"][0]]), "parent_ids has 1 values for 2"),
+        (lambda t: t.add_elements([1], [t.ids["site"][0]], {"colour": [1]}), "attribute 'colour' is not in"),
+        (lambda t: t.add_elements([1], [t.ids["site"][0]], {"lat": [1.0, 2.0]}), r"attributes\['lat'\] has shape"),
+        (lambda t: t.add_elements([1], [t.ids["site"][0]], names=["x"]), "has no element names"),
+        (lambda t: t.add_elements(t.ids["element"][:1], [t.ids["site"][0]]), r"already in the topology \(active"),
+        (lambda t: t.retire_elements([424242]), "element 424242 is not in the topology"),
+        (lambda t: t.retire_elements(np.repeat(t.ids["element"][:1], 2)), "more than once"),
+        (lambda t: t.rehome_elements(t.ids["element"][:2], [t.ids["site"][0]]), "new_parent_ids has 1 values for 2"),
+        (lambda t: t.rehome_elements(t.ids["element"][:1], [5]), "site 5 is not in the topology"),
+        (lambda t: t.add_node("element", 5, 100), "use add_elements"),
+        (lambda t: t.add_node("site", t.ids["site"][0], 1), "already in the topology"),
+        (lambda t: t.add_node("region", 99, 1), "root level"),
+        (lambda t: t.add_node("site", 999, None), "parent_id is required"),
+        (lambda t: t.add_node("site", 999, 12345), "region 12345 is not in the topology"),
+        (lambda t: t.add_node("city", 1), "unknown topology level 'city'"),
+    ],
+)
 def test_change_errors(topo, call, match):
     with pytest.raises(ValueError, match=match):
         call(topo)
@@ -440,11 +468,16 @@ def test_state_round_trip(topo):
 
 def test_equals_detects_differences():
     t = small()
-    t2 = Topology.from_columns([100, 101, 102, 103], {"region": [1, 1, 2, 2], "site": [10, 10, 20, 21]},
-                               {"lat": [1.0, 2.0, 3.0, 5.0]}, names={"region": ["N", "N", "S", "S"]})
+    t2 = Topology.from_columns(
+        [100, 101, 102, 103],
+        {"region": [1, 1, 2, 2], "site": [10, 10, 20, 21]},
+        {"lat": [1.0, 2.0, 3.0, 5.0]},
+        names={"region": ["N", "N", "S", "S"]},
+    )
     assert t.equals(small()) and not t.equals(t2)
-    t3 = Topology.from_columns([100, 101, 102, 103], {"region": [1, 1, 2, 2], "site": [10, 10, 20, 21]},
-                               {"lat": [1.0, 2.0, 3.0, 4.0]})
+    t3 = Topology.from_columns(
+        [100, 101, 102, 103], {"region": [1, 1, 2, 2], "site": [10, 10, 20, 21]}, {"lat": [1.0, 2.0, 3.0, 4.0]}
+    )
     assert not t.equals(t3)
 
 
@@ -455,11 +488,13 @@ def test_rehome_nodes_moves_subtree():
     assert ch.kind == "rehome_nodes" and ch.old_parent_ids.tolist() == [2] and ch.parent_ids.tolist() == [1]
     assert t2.element_to("region").tolist() == [0, 0, 0, 1]
     assert t2.rollup(np.ones(4), "region").tolist() == [3.0, 1.0]
-    for call, match in ((lambda: t.rehome_nodes("region", [1], [2]), "root level"),
-                        (lambda: t.rehome_nodes("element", [100], [10]), "use rehome_elements"),
-                        (lambda: t.rehome_nodes("site", [20, 21], [1]), "has 1 values for 2 nodes"),
-                        (lambda: t.rehome_nodes("site", [99], [1]), "site 99 is not in the topology"),
-                        (lambda: t.rehome_nodes("site", [20, 20], [1, 1]), "more than once")):
+    for call, match in (
+        (lambda: t.rehome_nodes("region", [1], [2]), "root level"),
+        (lambda: t.rehome_nodes("element", [100], [10]), "use rehome_elements"),
+        (lambda: t.rehome_nodes("site", [20, 21], [1]), "has 1 values for 2 nodes"),
+        (lambda: t.rehome_nodes("site", [99], [1]), "site 99 is not in the topology"),
+        (lambda: t.rehome_nodes("site", [20, 20], [1, 1]), "more than once"),
+    ):
         with pytest.raises(ValueError, match=match):
             call()
 
@@ -487,6 +522,7 @@ def test_set_attributes():
 def _renumbered(t: Topology, rng) -> Topology:
     """The same structure as freshly loaded from a file: rows shuffled, nodes numbered by id."""
     from telcoanalytics.topology.store import _topology_columns, topology_from_rows
+
     cols = _topology_columns(t)
     perm = rng.permutation(t.n_elements)
     return topology_from_rows({c: np.asarray(v)[perm].tolist() for c, v in cols.items()}, t.levels)
@@ -507,7 +543,7 @@ def _same_by_id(a: Topology, b: Topology):
 
 def test_reconcile_to_fresh_file_keeps_dense_indices(topo, rng):
     t = topo
-    sites, regions = t.ids["site"], t.ids["region"]
+    sites, _regions = t.ids["site"], t.ids["region"]
     t1, _ = t.add_node("region", 77)
     t1, _ = t1.add_node("site", 7700, 77)
     t1, _ = t1.add_elements([1, 2], [7700, sites[0]], {"lat": [9.0, 9.5]})
@@ -522,8 +558,8 @@ def test_reconcile_to_fresh_file_keeps_dense_indices(topo, rng):
     assert res.version == len(changes) and [c.kind for c in changes][:3] == ["add_node", "add_node", "rehome_nodes"]
     for ch in changes:
         state = ch.remap(state, fill=np.nan)
-    np.testing.assert_array_equal(res.ids["element"][:t.n_elements], t.ids["element"])  # rows kept
-    np.testing.assert_array_equal(state[:t.n_elements], np.arange(t.n_elements))
+    np.testing.assert_array_equal(res.ids["element"][: t.n_elements], t.ids["element"])  # rows kept
+    np.testing.assert_array_equal(state[: t.n_elements], np.arange(t.n_elements))
     # reconciling again changes nothing; a target with a retired element coming back restores it
     again, none = res.reconcile(target)
     assert none == [] and again is res
@@ -533,12 +569,15 @@ def test_reconcile_to_fresh_file_keeps_dense_indices(topo, rng):
 
 def test_reconcile_new_retired_element_and_names(rng):
     t = Topology.from_columns([1, 2], {"site": [7, 7]}, {"x": [1.0, np.nan]}, names={"element": ["a", "b"]})
-    tgt = Topology.from_columns([2, 3], {"site": [8, 7]}, {"x": [np.nan, 3.0]}, names={"element": ["b", "c"]},
-                                )
+    tgt = Topology.from_columns(
+        [2, 3],
+        {"site": [8, 7]},
+        {"x": [np.nan, 3.0]},
+        names={"element": ["b", "c"]},
+    )
     tgt, _ = tgt.retire_elements([3])
     res, ch = t.reconcile(tgt)
-    assert [c.kind for c in ch] == ["add_node", "add_elements", "retire_elements", "rehome_elements",
-                                   "retire_elements"]
+    assert [c.kind for c in ch] == ["add_node", "add_elements", "retire_elements", "rehome_elements", "retire_elements"]
     assert res.names["element"].tolist() == ["a", "b", "c"] and res.active.tolist() == [False, True, False]
     _same_by_id(res, tgt)
     with pytest.raises(ValueError, match="target must be a Topology with levels"):
@@ -572,5 +611,5 @@ def test_reconcile_property(seed):
     target = _renumbered(cur, rng)
     res, changes = t.reconcile(target)
     _same_by_id(res, target)
-    np.testing.assert_array_equal(res.ids["element"][:t.n_elements], t.ids["element"])
+    np.testing.assert_array_equal(res.ids["element"][: t.n_elements], t.ids["element"])
     assert res.version == t.version + len(changes)

@@ -1,4 +1,5 @@
 """Topology loaders: CSV, flat and nested JSON, the SQLite topology database; round trips, errors."""
+
 import json
 import sqlite3
 
@@ -9,9 +10,19 @@ from hypothesis import strategies as st
 
 from telcoanalytics.records import TOPOLOGY_DTYPE, VENDORS
 from telcoanalytics.topology.model import Topology
-from telcoanalytics.topology.store import (SQLITE_SCHEMA, list_versions, load_sqlite, read_csv, read_json,
-                                           save_sqlite, topology_from_json, topology_from_rows,
-                                           topology_to_json, write_csv, write_json)
+from telcoanalytics.topology.store import (
+    SQLITE_SCHEMA,
+    list_versions,
+    load_sqlite,
+    read_csv,
+    read_json,
+    save_sqlite,
+    topology_from_json,
+    topology_from_rows,
+    topology_to_json,
+    write_csv,
+    write_json,
+)
 
 
 def rich_topology(rng, n=60):
@@ -19,16 +30,22 @@ def rich_topology(rng, n=60):
     site_of = rng.integers(0, 9, n)
     region_of_site = np.array([1, 1, 2, 2, 3, 3, 3, 4, 4])
     t = Topology.from_columns(
-        np.arange(5000, 5000 + n) * 7, {"region": region_of_site[site_of], "site": site_of + 100},
-        {"equipment_class": rng.integers(0, 5, n).astype(np.int16),
-         "vendor": rng.integers(0, 3, n).astype(np.int16),
-         "technology": rng.integers(0, 5, n).astype(np.int16),
-         "lat": np.where(rng.random(n) < 0.1, np.nan, rng.uniform(50, 52, n)),
-         "lon": rng.uniform(-1, 1, n),
-         "owner": np.array(["acme", "beta co", "c,d"])[site_of % 3],
-         "capacity": rng.integers(1, 100, n)},
-        names={"region": np.array(["north", "north", "south", "south", "east", "east", "east", "west", "west"])[site_of],
-               "site": np.char.add("site-", (site_of + 100).astype(str))})
+        np.arange(5000, 5000 + n) * 7,
+        {"region": region_of_site[site_of], "site": site_of + 100},
+        {
+            "equipment_class": rng.integers(0, 5, n).astype(np.int16),
+            "vendor": rng.integers(0, 3, n).astype(np.int16),
+            "technology": rng.integers(0, 5, n).astype(np.int16),
+            "lat": np.where(rng.random(n) < 0.1, np.nan, rng.uniform(50, 52, n)),
+            "lon": rng.uniform(-1, 1, n),
+            "owner": np.array(["acme", "beta co", "c,d"])[site_of % 3],
+            "capacity": rng.integers(1, 100, n),
+        },
+        names={
+            "region": np.array(["north", "north", "south", "south", "east", "east", "east", "west", "west"])[site_of],
+            "site": np.char.add("site-", (site_of + 100).astype(str)),
+        },
+    )
     t, _ = t.retire_elements([t.ids["element"][3]])
     return t
 
@@ -77,7 +94,8 @@ def test_csv_synth_layout_with_names(tmp_path):
         "7,1,0,macro_cell,vendor_a,4g,51.5,-0.1\n"
         "8,1,0,1,vendor_b,5g,,0.2\n"
         "\n"
-        "9,2,0,core_router,2,ip,51.0,0.0\n")
+        "9,2,0,core_router,2,ip,51.0,0.0\n"
+    )
     t = read_csv(tmp_path / "t.csv")
     assert t.levels == ("region", "site", "element")
     assert t.attributes["equipment_class"].tolist() == [0, 1, 2]
@@ -88,29 +106,39 @@ def test_csv_synth_layout_with_names(tmp_path):
 
 
 def test_csv_custom_levels(tmp_path):
-    (tmp_path / "t.csv").write_text("cell,country,area,area_name,cell_name,band\n"
-                                    "1,44,7,Kent,c1,n78\n2,44,8,Essex,c2,n1\n")
+    (tmp_path / "t.csv").write_text(
+        "cell,country,area,area_name,cell_name,band\n1,44,7,Kent,c1,n78\n2,44,8,Essex,c2,n1\n"
+    )
     t = read_csv(tmp_path / "t.csv", levels=("country", "area", "cell"))
     assert t.levels == ("country", "area", "cell")
     assert t.names["area"].tolist() == ["Kent", "Essex"] and t.names["cell"].tolist() == ["c1", "c2"]
     assert t.attributes["band"].tolist() == ["n78", "n1"]
 
 
-@pytest.mark.parametrize("text,match", [
-    ("", "is empty"),
-    ("element_id,site_id\n1,10\n", r"has no column 'region_id' \(or 'region'\) for level 'region'"),
-    ("site_id,region_id\n1,10\n", "has no column 'element_id'"),
-    ("element_id,site_id,region_id\n1,10,1\n1,11,1\n", r"element_id 1 appears more than once in the topology "
-                                                       r"\(.*line 2 and .*line 3\)"),
-    ("element_id,site_id,region_id\n1,10,1\n2,10,2\n", r"site 10 has two parents: region 1 \(.*line 2\) and "
-                                                       r"region 2 \(.*line 3\)"),
-    ("element_id,site_id,region_id\n1,10,1\nx,10,1\n", r"line 3: element_id 'x' is not an integer id"),
-    ("element_id,site_id,region_id\n1,10,1\n2,10\n", "line 3: 2 fields for 3 columns"),
-    ("element_id,site_id,region_id,vendor\n1,10,1,nokia\n", r"line 2: vendor 'nokia' is neither a known name"),
-    ("element_id,site_id,region_id,vendor\n1,10,1,7\n", r"line 2: vendor '7' is neither"),
-    ("element_id,site_id,region_id,active\n1,10,1,maybe\n", r"line 2: active 'maybe' is not 1/0"),
-    ("element_id,site_id,region_id,site_name\n1,10,1,a\n2,10,1,b\n", r"site 10 has two names"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("", "is empty"),
+        ("element_id,site_id\n1,10\n", r"has no column 'region_id' \(or 'region'\) for level 'region'"),
+        ("site_id,region_id\n1,10\n", "has no column 'element_id'"),
+        (
+            "element_id,site_id,region_id\n1,10,1\n1,11,1\n",
+            r"element_id 1 appears more than once in the topology "
+            r"\(.*line 2 and .*line 3\)",
+        ),
+        (
+            "element_id,site_id,region_id\n1,10,1\n2,10,2\n",
+            r"site 10 has two parents: region 1 \(.*line 2\) and "
+            r"region 2 \(.*line 3\)",
+        ),
+        ("element_id,site_id,region_id\n1,10,1\nx,10,1\n", r"line 3: element_id 'x' is not an integer id"),
+        ("element_id,site_id,region_id\n1,10,1\n2,10\n", "line 3: 2 fields for 3 columns"),
+        ("element_id,site_id,region_id,vendor\n1,10,1,nokia\n", r"line 2: vendor 'nokia' is neither a known name"),
+        ("element_id,site_id,region_id,vendor\n1,10,1,7\n", r"line 2: vendor '7' is neither"),
+        ("element_id,site_id,region_id,active\n1,10,1,maybe\n", r"line 2: active 'maybe' is not 1/0"),
+        ("element_id,site_id,region_id,site_name\n1,10,1,a\n2,10,1,b\n", r"site 10 has two names"),
+    ],
+)
 def test_csv_errors_name_the_line(tmp_path, text, match):
     p = tmp_path / "bad.csv"
     p.write_text(text)
@@ -127,8 +155,14 @@ def test_csv_bad_levels_argument(tmp_path):
 
 
 def test_column_type_inference():
-    cols = {"element_id": [1, 2, 3], "i": ["1", " 2", "-3"], "f": ["1.5", "", "2"], "s": ["a", "1", ""],
-            "b": [True, False, True], "n": [None, 2.5, 3]}
+    cols = {
+        "element_id": [1, 2, 3],
+        "i": ["1", " 2", "-3"],
+        "f": ["1.5", "", "2"],
+        "s": ["a", "1", ""],
+        "b": [True, False, True],
+        "n": [None, 2.5, 3],
+    }
     t = topology_from_rows(cols, levels=("element",))
     a = t.attributes
     assert a["i"].dtype == np.int64 and a["i"].tolist() == [1, 2, -3]
@@ -163,12 +197,27 @@ def test_json_list_of_rows_default_levels():
 
 
 def test_nested_json_empty_nodes_attributes_object_and_levels():
-    doc = {"levels": ["region", "site", "cell"], "nodes": [
-        {"id": 1, "name": "N", "level": "region", "children": [
-            {"id": 10, "children": [{"id": 100, "attributes": {"lat": 1.0}, "technology": "5g"},
-                                    {"id": 101, "lat": 2.0, "active": 0}]},
-            {"id": 11, "name": "empty site"}]},
-        {"id": 2, "name": "S"}]}
+    doc = {
+        "levels": ["region", "site", "cell"],
+        "nodes": [
+            {
+                "id": 1,
+                "name": "N",
+                "level": "region",
+                "children": [
+                    {
+                        "id": 10,
+                        "children": [
+                            {"id": 100, "attributes": {"lat": 1.0}, "technology": "5g"},
+                            {"id": 101, "lat": 2.0, "active": 0},
+                        ],
+                    },
+                    {"id": 11, "name": "empty site"},
+                ],
+            },
+            {"id": 2, "name": "S"},
+        ],
+    }
     t = topology_from_json(doc)
     assert t.levels == ("region", "site", "cell") and t.version == 0 and t.change_log == []
     assert t.ids["site"].tolist() == [10, 11] and t.names["site"].tolist() == ["", "empty site"]
@@ -176,30 +225,53 @@ def test_nested_json_empty_nodes_attributes_object_and_levels():
     assert t.active.tolist() == [True, False]
     assert t.attributes["lat"].tolist() == [1.0, 2.0] and t.attributes["technology"].tolist() == [3, -1]
     # a site without elements under a region without elements
-    t2 = topology_from_json({"nodes": [{"id": 1, "children": [{"id": 10, "children": [{"id": 5}]}]},
-                                       {"id": 2, "children": [{"id": 20}]}]})
+    t2 = topology_from_json(
+        {"nodes": [{"id": 1, "children": [{"id": 10, "children": [{"id": 5}]}]}, {"id": 2, "children": [{"id": 20}]}]}
+    )
     assert t2.ids["site"].tolist() == [10, 20] and t2.node_to("site", "region").tolist() == [0, 1]
 
 
-@pytest.mark.parametrize("doc,match", [
-    ({"nodes": [{"id": 1, "children": [{"id": 10, "children": [{"id": 100, "children": [{"id": 5}]}]}]}]},
-     r"nodes\[0\].children\[0\].children\[0\]: element 100 has children; unknown level"),
-    ({"levels": ["site", "element"], "nodes": [{"id": 1, "level": "region"}]},
-     r"says level 'region' but sits at depth 0, which is level 'site'"),
-    ({"nodes": [{"children": []}]}, r"nodes\[0\]: each node must be an object with an 'id'"),
-    ({"nodes": {"id": 1}}, "'nodes' must be a list"),
-    ({"nodes": [{"id": 1, "children": {"id": 2}}]}, "children of region 1 must be a list"),
-    ({"nodes": [{"id": 1, "children": [{"id": 10, "children": [{"id": 100}]}]},
-                {"id": 2, "children": [{"id": 10, "children": [{"id": 101}]}]}]},
-     r"site 10 appears more than once \(first at nodes\[0\].children\[0\]\)"),
-    ({"nodes": [{"id": 1, "children": [{"id": 10, "children": [{"id": 100}, {"id": 100}]}]}]},
-     r"element_id 100 appears more than once in the topology \(.*children\[0\] and .*children\[1\]\)"),
-    ({"elements": [{"element_id": 1, "site_id": 2, "region_id": 3}, {"element_id": 2, "site_id": 2, "region_id": 4}]},
-     r"site 2 has two parents: region 3 \(json elements\[0\]\) and region 4 \(json elements\[1\]\)"),
-    ({"elements": [{"element_id": 1, "site_id": 2}]}, "has no column 'region_id'"),
-    ({"elements": 5}, "expected a list of element objects"),
-    ({"levels": ["a", "b"], "elements": []}, "disagree"),
-])
+@pytest.mark.parametrize(
+    "doc,match",
+    [
+        (
+            {"nodes": [{"id": 1, "children": [{"id": 10, "children": [{"id": 100, "children": [{"id": 5}]}]}]}]},
+            r"nodes\[0\].children\[0\].children\[0\]: element 100 has children; unknown level",
+        ),
+        (
+            {"levels": ["site", "element"], "nodes": [{"id": 1, "level": "region"}]},
+            r"says level 'region' but sits at depth 0, which is level 'site'",
+        ),
+        ({"nodes": [{"children": []}]}, r"nodes\[0\]: each node must be an object with an 'id'"),
+        ({"nodes": {"id": 1}}, "'nodes' must be a list"),
+        ({"nodes": [{"id": 1, "children": {"id": 2}}]}, "children of region 1 must be a list"),
+        (
+            {
+                "nodes": [
+                    {"id": 1, "children": [{"id": 10, "children": [{"id": 100}]}]},
+                    {"id": 2, "children": [{"id": 10, "children": [{"id": 101}]}]},
+                ]
+            },
+            r"site 10 appears more than once \(first at nodes\[0\].children\[0\]\)",
+        ),
+        (
+            {"nodes": [{"id": 1, "children": [{"id": 10, "children": [{"id": 100}, {"id": 100}]}]}]},
+            r"element_id 100 appears more than once in the topology \(.*children\[0\] and .*children\[1\]\)",
+        ),
+        (
+            {
+                "elements": [
+                    {"element_id": 1, "site_id": 2, "region_id": 3},
+                    {"element_id": 2, "site_id": 2, "region_id": 4},
+                ]
+            },
+            r"site 2 has two parents: region 3 \(json elements\[0\]\) and region 4 \(json elements\[1\]\)",
+        ),
+        ({"elements": [{"element_id": 1, "site_id": 2}]}, "has no column 'region_id'"),
+        ({"elements": 5}, "expected a list of element objects"),
+        ({"levels": ["a", "b"], "elements": []}, "disagree"),
+    ],
+)
 def test_json_errors(doc, match):
     levels = ("x", "y") if doc.get("levels") == ["a", "b"] else None
     with pytest.raises(ValueError, match=match):
@@ -256,14 +328,21 @@ def test_sqlite_new_attribute_in_later_version_and_single_level(tmp_path):
     db = tmp_path / "t.db"
     a = Topology(("cell",), {"cell": [1, 2]}, {}, {"x": [1.0, 2.0]})
     save_sqlite(a, db)
-    b = Topology(("cell",), {"cell": [1, 2]}, {}, {"x": [1.0, 2.0], "flag": np.array([True, False])}, version=1,
-                 names={"cell": ["a", "b"]})
+    b = Topology(
+        ("cell",),
+        {"cell": [1, 2]},
+        {},
+        {"x": [1.0, 2.0], "flag": np.array([True, False])},
+        version=1,
+        names={"cell": ["a", "b"]},
+    )
     save_sqlite(b, db)
     assert load_sqlite(db, 0).equals(a) and load_sqlite(db).equals(b)
 
 
 def test_sqlite_schema_is_documented():
     import telcoanalytics.topology.store as ts
+
     for table in ("meta", "topology_version", "levels", "nodes", "elements", "attributes", "topology_change"):
         assert f"CREATE TABLE IF NOT EXISTS {table}" in SQLITE_SCHEMA and table in ts.__doc__
 
@@ -320,6 +399,7 @@ def test_all_formats_agree(seed):
     """CSV, flat JSON, nested JSON and SQLite give the same topology (hypothesis over shapes)."""
     import tempfile
     from pathlib import Path
+
     rng = np.random.default_rng(seed)
     t = rich_topology(rng, n=int(rng.integers(4, 30)))
     with tempfile.TemporaryDirectory() as d:

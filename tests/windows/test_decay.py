@@ -1,4 +1,5 @@
 """Decay profiles and continuous EW statistics (EWStats) against closed-form references."""
+
 import math
 
 import numpy as np
@@ -7,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.reference.windows import ref_ew
 from telcoanalytics.windows.decay import EW_FIELDS, Decay, EWStats, as_decay
+from tests.reference.windows import ref_ew
 
 T0 = 1_700_000_000_000
 
@@ -20,7 +21,7 @@ def test_decay_profiles():
     np.testing.assert_array_equal(Decay.exponential(np.inf).weights(3, 30.0), np.ones(3))
     np.testing.assert_allclose(Decay.linear(90.0).weights(5, 30.0), [1, 2 / 3, 1 / 3, 0, 0], rtol=1e-15)
     np.testing.assert_allclose(Decay.power(2.0, 30.0).weights(5, 30.0), (1 + age / 30.0) ** -2.0, rtol=1e-15)
-    np.testing.assert_allclose(Decay.gaussian(60.0).weights(5, 30.0), np.exp(-age ** 2 / 7200.0), rtol=1e-15)
+    np.testing.assert_allclose(Decay.gaussian(60.0).weights(5, 30.0), np.exp(-(age**2) / 7200.0), rtol=1e-15)
     np.testing.assert_array_equal(Decay.step(60.0).weights(5, 30.0), [1, 1, 0, 0, 0])
     np.testing.assert_array_equal(Decay.function(lambda a: a + 1).weights(3, 30.0), [1, 31, 61])
     np.testing.assert_array_equal(Decay.weights_of([3, 2, 1]).weights(2, 30.0), [3, 2])
@@ -67,11 +68,11 @@ def events(rng, n, n_slots, span_ms, loc=5.0):
 
 
 def test_ew_matches_closed_form_irregular_unsorted(rng):
-    ts, sl, x = events(rng, 4000, 6, 6 * 3_600_000)      # random order: out-of-order everywhere
+    ts, sl, x = events(rng, 4000, 6, 6 * 3_600_000)  # random order: out-of-order everywhere
     hl = (60.0, 3600.0, 86400.0, np.inf)
     ew = EWStats(6, hl)
     for i in range(0, len(ts), 1000):
-        ew.update(ts[i:i + 1000], sl[i:i + 1000], x[i:i + 1000])
+        ew.update(ts[i : i + 1000], sl[i : i + 1000], x[i : i + 1000])
     tq = int(ts.max()) + 5_000
     got = ew.values(tq)
     ref = ref_ew(ts, sl, x, 6, hl, tq)
@@ -109,16 +110,16 @@ def test_ew_variance_stable_near_1e9(rng):
     np.testing.assert_allclose(ew.values(tq)["var"], ref["var"], rtol=1e-6)
 
 
-@given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(1, 120))
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 120))
 def test_infinite_half_life_is_plain_sums(seed, n):
     rng = np.random.default_rng(seed)
-    ts, sl, x = events(rng, n, 3, 10 ** 9)
+    ts, sl, x = events(rng, n, 3, 10**9)
     ew = EWStats(3, (np.inf,))
     ew.update(ts, sl, x)
-    v = ew.values(int(ts.max()) + 10 ** 9)
+    v = ew.values(int(ts.max()) + 10**9)
     for s in range(3):
         xs = x[sl == s]
-        assert v["weight"][s, 0] == len(xs)          # exact count
+        assert v["weight"][s, 0] == len(xs)  # exact count
         if len(xs):
             # running Welford vs NumPy's pairwise sums: 1e-12 relative / 1e-9 absolute near 0
             assert v["sum"][s, 0] == pytest.approx(xs.sum(), rel=1e-12, abs=1e-9)
@@ -127,7 +128,7 @@ def test_infinite_half_life_is_plain_sums(seed, n):
             assert np.isnan(v["mean"][s, 0])
 
 
-@given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(0, 150), cut=st.floats(0, 1))
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 150), cut=st.floats(0, 1))
 def test_ew_merge_any_split_and_order(seed, n, cut):
     rng = np.random.default_rng(seed)
     ts, sl, x = events(rng, n, 3, 2 * 3_600_000)
@@ -161,7 +162,7 @@ def test_ew_rollup_state_and_errors(rng):
     d = ew.to_state()
     ew2 = EWStats.from_state(d)
     np.testing.assert_array_equal(ew2.values(tq, slots=[1, 3])["mean"], ew.values(tq, slots=[1, 3])["mean"])
-    assert ew2.nbytes == 4 * 4 * 8 + 3 * 1024 * 8          # state + decay-factor table
+    assert ew2.nbytes == 4 * 4 * 8 + 3 * 1024 * 8  # state + decay-factor table
     with pytest.raises(ValueError, match="not an EWStats"):
         EWStats.from_state({"kind": "SlidingWindows"})
     d["state"] = d["state"][:2]
@@ -182,7 +183,7 @@ def test_ew_rollup_state_and_errors(rng):
 def test_ew_single_event_and_query_before_reference():
     ew = EWStats(1, (60.0,))
     ew.update(np.array([T0 + 60_000]), np.array([0]), np.array([4.0]))
-    v = ew.values(T0)                         # one half-life before the reference: weight 2
+    v = ew.values(T0)  # one half-life before the reference: weight 2
     assert v["weight"][0, 0] == pytest.approx(2.0, rel=1e-15)
     assert v["var"][0, 0] == 0.0 and v["mean"][0, 0] == 4.0
     assert math.isclose(ew.values(T0 + 120_000)["sum"][0, 0], 2.0, rel_tol=1e-15)

@@ -1,14 +1,15 @@
 """QuantileSketch: quantiles within the relative-error guarantee of numpy.quantile, merge, windows."""
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kernels import sketch as ks
-from tests.reference.windows import ref_lower_quantile
 from telcoanalytics.windows.decay import Decay
 from telcoanalytics.windows.sketch import QuantileSketch
 from telcoanalytics.windows.sliding import SlidingWindows
+from tests.reference.windows import ref_lower_quantile
 
 QS = np.array([0.0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0])
 T0 = 1_700_000_000_000
@@ -54,8 +55,9 @@ def test_windowed_quantiles_span_and_decay(rng):
     # default query time: the newest bucket
     np.testing.assert_array_equal(sk.quantiles(QS), sk.quantiles(QS, t_query_ms=tq))
     # decay as a step equals a shorter span
-    np.testing.assert_array_equal(sk.quantiles(QS, t_query_ms=tq, decay=Decay.step(120.0)),
-                                  sk.quantiles(QS, t_query_ms=tq, span_ms=120_000))
+    np.testing.assert_array_equal(
+        sk.quantiles(QS, t_query_ms=tq, decay=Decay.step(120.0)), sk.quantiles(QS, t_query_ms=tq, span_ms=120_000)
+    )
     # weights 10:1 between the newest and the older buckets: a weighted lower quantile
     wv = np.r_[10.0, np.ones(4)]
     got = sk.quantiles([0.5], t_query_ms=tq, decay=wv)[0, 0]
@@ -75,9 +77,9 @@ def test_zeros_negatives_overflow_and_empty():
     np.testing.assert_array_equal(st_, [0, 0, 3, 3, 0, 0, 0])
     assert sk.n_invalid == 2 and sk.n_counted == 5 and sk.n_overflow == 1
     q = sk.quantiles([0.0, 0.5, 1.0])
-    assert q[0, 0] == 0.0 and q[0, 2] == 100.0            # zero bin -> 0, overflow -> max_value
-    assert abs(q[0, 1] - 1.0) <= 0.02 * (1 + 1e-9)        # median = 1.0 (lower rule)
-    assert np.all(np.isnan(q[1]))                         # empty slot
+    assert q[0, 0] == 0.0 and q[0, 2] == 100.0  # zero bin -> 0, overflow -> max_value
+    assert abs(q[0, 1] - 1.0) <= 0.02 * (1 + 1e-9)  # median = 1.0 (lower rule)
+    assert np.all(np.isnan(q[1]))  # empty slot
     act = np.array([True, False])
     st2 = sk.update(np.zeros(2, dtype=np.int64), np.array([1, 1]), np.array([5.0, 6.0]), active=act)
     np.testing.assert_array_equal(st2, [0, 5])
@@ -95,7 +97,7 @@ def test_expired_events_counted():
     assert sk.n_expired == 1
 
 
-@given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(0, 300), cut=st.floats(0, 1))
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 300), cut=st.floats(0, 1))
 def test_merge_equals_one_pass(seed, n, cut):
     rng = np.random.default_rng(seed)
     ts = np.sort(rng.integers(0, 5_000, n)).astype(np.int64)
@@ -111,8 +113,8 @@ def test_merge_equals_one_pass(seed, n, cut):
     tq = int(ts.max()) if n else 0
     qa, ca = a.quantiles(QS, t_query_ms=tq, return_count=True)
     qo, co = one.quantiles(QS, t_query_ms=tq, return_count=True)
-    np.testing.assert_array_equal(ca, co)                 # counts exact
-    np.testing.assert_array_equal(qa, qo)                 # same bins -> identical answers
+    np.testing.assert_array_equal(ca, co)  # counts exact
+    np.testing.assert_array_equal(qa, qo)  # same bins -> identical answers
 
 
 def test_rollup_state_and_errors(rng):
@@ -139,11 +141,14 @@ def test_rollup_state_and_errors(rng):
     d["counts"] = d["counts"][:1]
     with pytest.raises(ValueError, match="counts has shape"):
         QuantileSketch.from_state(d)
-    for kwargs, msg in [(dict(n_slots=0), "n_slots"), (dict(n_slots=1, alpha=1.5), "alpha"),
-                        (dict(n_slots=1, min_value=5.0, max_value=1.0), "min_value < max_value"),
-                        (dict(n_slots=1, n_buckets=3), "needs a bucket width"),
-                        (dict(n_slots=1, width_ms=0), "width_ms must be positive"),
-                        (dict(n_slots=1, width_ms=10, n_buckets=0), "n_buckets must be >= 1")]:
+    for kwargs, msg in [
+        (dict(n_slots=0), "n_slots"),
+        (dict(n_slots=1, alpha=1.5), "alpha"),
+        (dict(n_slots=1, min_value=5.0, max_value=1.0), "min_value < max_value"),
+        (dict(n_slots=1, n_buckets=3), "needs a bucket width"),
+        (dict(n_slots=1, width_ms=0), "width_ms must be positive"),
+        (dict(n_slots=1, width_ms=10, n_buckets=0), "n_buckets must be >= 1"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             QuantileSketch(**kwargs)
     with pytest.raises(ValueError, match="active must be a boolean array"):
@@ -174,9 +179,9 @@ def test_sketch_follows_window_side_output(rng):
 
 
 def test_bin_edges():
-    g = (1.01 / 0.99)
+    g = 1.01 / 0.99
     inv = 1 / np.log(g)
     assert ks.sketch_bin(0.5, 1.0, inv, 10) == 0
     assert ks.sketch_bin(1.0, 1.0, inv, 10) == 1
-    assert ks.sketch_bin(g ** 3 * 0.999, 1.0, inv, 10) == 3
+    assert ks.sketch_bin(g**3 * 0.999, 1.0, inv, 10) == 3
     assert ks.sketch_bin(1e9, 1.0, inv, 10) == 11

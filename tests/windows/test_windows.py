@@ -1,20 +1,29 @@
 """SlidingWindows against references recomputed from raw events, plus invariants."""
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kernels import windows as kw
-from tests.reference.windows import ref_status, ref_window_stats
-from telcoanalytics.windows.decay import Decay
 from telcoanalytics.topology.model import Topology
+from telcoanalytics.windows.decay import Decay
 from telcoanalytics.windows.sliding import STAT_FIELDS, SlidingWindows, busiest_summary, topology_groups
+from tests.reference.windows import ref_status, ref_window_stats
 
-T0 = 1_700_000_000_000          # a realistic epoch in ms
+T0 = 1_700_000_000_000  # a realistic epoch in ms
 RES = ((1_000, 30), (60_000, 20), (3_600_000, 6))
-DECAYS = [None, Decay.none(), Decay.exponential(90.0), Decay.linear(600.0), Decay.power(1.5, 60.0),
-          Decay.gaussian(300.0), Decay.step(240.0), (lambda age: 1.0 / (1.0 + age)),
-          np.linspace(1.0, 0.1, 20)]
+DECAYS = [
+    None,
+    Decay.none(),
+    Decay.exponential(90.0),
+    Decay.linear(600.0),
+    Decay.power(1.5, 60.0),
+    Decay.gaussian(300.0),
+    Decay.step(240.0),
+    (lambda age: 1.0 / (1.0 + age)),
+    np.linspace(1.0, 0.1, 20),
+]
 
 
 def make_events(rng, n, n_slots, span_ms, jitter_ms=0, t0=T0, loc=50.0, scale=10.0):
@@ -40,6 +49,7 @@ def test_query_matches_reference_every_decay(rng, decay):
     np.testing.assert_array_equal(st_.status, ref_status(ts, None, 10_000))
     tq = int(ts.max()) + 1234
     from telcoanalytics.windows.decay import as_decay
+
     weights = as_decay(decay).weights(20, 60.0)
     got = w.query(tq, 20 * 60_000, decay=decay)
     ref = ref_window_stats(ts[ok], sl[ok], x[ok], 7, 60_000, 20, tq, weights, max_ts=w.max_ts_ms)
@@ -56,7 +66,7 @@ def test_every_resolution_and_span(rng):
         for n_span in (1, nb // 2, nb):
             got = w.query(tq, n_span * width, resolution=r)
             ref = ref_window_stats(ts, sl, x, 5, width, nb, tq, np.ones(n_span), max_ts=tq)
-            assert_stats(got, ref, rtol=1e-9, msg=f"res {r} span {n_span}")   # same bound as above
+            assert_stats(got, ref, rtol=1e-9, msg=f"res {r} span {n_span}")  # same bound as above
 
 
 def test_variance_stable_near_1e9(rng):
@@ -72,7 +82,7 @@ def test_variance_stable_near_1e9(rng):
     np.testing.assert_allclose(got["mean"], ref["mean"], rtol=1e-12)
     m = sl == 0
     naive = np.mean(x[m] ** 2) - np.mean(x[m]) ** 2
-    assert abs(naive - np.var(x[m])) > 1e-3          # the textbook formula fails here
+    assert abs(naive - np.var(x[m])) > 1e-3  # the textbook formula fails here
 
 
 def test_late_events_side_output_and_right_bucket(rng):
@@ -99,10 +109,11 @@ def test_late_events_side_output_and_right_bucket(rng):
 
 def test_expired_per_resolution_when_lateness_exceeds_fine_span():
     w = SlidingWindows(1, ((1_000, 5), (60_000, 10)), allowed_lateness_ms=60_000)
-    st_ = w.update(np.array([T0 + 30_000, T0 + 10_000], dtype=np.int64), np.zeros(2, dtype=np.int64),
-                   np.array([1.0, 2.0]))
+    st_ = w.update(
+        np.array([T0 + 30_000, T0 + 10_000], dtype=np.int64), np.zeros(2, dtype=np.int64), np.array([1.0, 2.0])
+    )
     np.testing.assert_array_equal(st_.status, [0, 0])
-    np.testing.assert_array_equal(w.n_expired, [1, 0])      # too old for the 5 s ring only
+    np.testing.assert_array_equal(w.n_expired, [1, 0])  # too old for the 5 s ring only
     assert w.query(T0 + 30_000, 600_000)["count"][0] == 2
     assert w.query(T0 + 30_000, 5_000)["count"][0] == 1
 
@@ -110,7 +121,7 @@ def test_expired_per_resolution_when_lateness_exceeds_fine_span():
 def test_dedup_by_record_id(rng):
     n = 400
     ts, sl, x = make_events(rng, n, 4, 600_000)
-    rid = np.arange(n, dtype=np.int64) + 10 ** 12
+    rid = np.arange(n, dtype=np.int64) + 10**12
     dup = rng.choice(n, 100, replace=False)
     ts2 = np.concatenate([ts, ts[dup]])
     sl2 = np.concatenate([sl, sl[dup]])
@@ -120,14 +131,18 @@ def test_dedup_by_record_id(rng):
     ts2, sl2, x2, rid2 = ts2[perm], sl2[perm], x2[perm], rid2[perm]
     w = SlidingWindows(4, ((60_000, 10),), allowed_lateness_ms=600_000, dedup=True)
     # several small batches so the id table is rebuilt and grown on the way
-    status = np.concatenate([w.update(ts2[i:i + 97], sl2[i:i + 97], x2[i:i + 97], record_id=rid2[i:i + 97]).status
-                             for i in range(0, len(ts2), 97)])
+    status = np.concatenate(
+        [
+            w.update(ts2[i : i + 97], sl2[i : i + 97], x2[i : i + 97], record_id=rid2[i : i + 97]).status
+            for i in range(0, len(ts2), 97)
+        ]
+    )
     np.testing.assert_array_equal(status, ref_status(ts2, rid2, 600_000))
     assert w.n_duplicate == 100 and w.n_accepted == n
     one = SlidingWindows(4, ((60_000, 10),))
     one.update(ts, sl, x)
     tq = int(ts.max())
-    assert_stats(w.query(tq, 600_000), one.query(tq, 600_000), rtol=1e-12)   # same events, other order
+    assert_stats(w.query(tq, 600_000), one.query(tq, 600_000), rtol=1e-12)  # same events, other order
 
 
 def test_dedup_table_forgets_ids_behind_watermark():
@@ -140,8 +155,12 @@ def test_dedup_table_forgets_ids_behind_watermark():
     assert len(w.dedup_keys) <= 4 * 2 * n
     assert w.n_accepted == 4 * n
     # a repeat of the newest ids within the lateness is still caught
-    st_ = w.update(np.array([T0 + 3 * 100_000 + (n - 1) * 10]), np.zeros(1, dtype=np.int64), np.ones(1),
-                   record_id=np.array([4 * n - 1]))
+    st_ = w.update(
+        np.array([T0 + 3 * 100_000 + (n - 1) * 10]),
+        np.zeros(1, dtype=np.int64),
+        np.ones(1),
+        record_id=np.array([4 * n - 1]),
+    )
     np.testing.assert_array_equal(st_.duplicate_idx, [0])
 
 
@@ -157,15 +176,15 @@ def test_invalid_values_reported():
 def test_gap_of_days_costs_nothing_and_old_buckets_vanish():
     w = SlidingWindows(2, ((1_000, 60), (86_400_000, 7)), half_lives_s=(60.0, np.inf))
     w.update(np.array([T0, T0 + 500]), np.array([0, 1]), np.array([1.0, 2.0]))
-    jump = T0 + 10 ** 5 * 86_400_000            # 100,000 days later: a loop over the gap would hang
+    jump = T0 + 10**5 * 86_400_000  # 100,000 days later: a loop over the gap would hang
     w.update(np.array([jump]), np.array([0]), np.array([7.0]))
     q = w.query(jump, 60_000)
     assert q["count"].tolist() == [1.0, 0.0] and q["mean"][0] == 7.0 and np.isnan(q["mean"][1])
     qd = w.query(jump, 7 * 86_400_000)
     assert qd["count"].tolist() == [1.0, 0.0]
     ew = w.ew_values(jump)
-    assert ew["mean"][0, 0] == 7.0 and ew["weight"][0, 0] == 1.0       # 60 s half-life forgot
-    assert ew["weight"][0, 1] == 2.0 and ew["mean"][0, 1] == 4.0       # infinite: plain mean
+    assert ew["mean"][0, 0] == 7.0 and ew["weight"][0, 0] == 1.0  # 60 s half-life forgot
+    assert ew["weight"][0, 1] == 2.0 and ew["mean"][0, 1] == 4.0  # infinite: plain mean
 
 
 def test_empty_windows_documented_values():
@@ -182,11 +201,11 @@ def test_empty_windows_documented_values():
     assert w.query(T0, 300_000, decay=np.zeros(5))["count"][0] == 0.0
 
 
-@given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(1, 150))
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 150))
 def test_order_independence_within_lateness(seed, n):
     rng = np.random.default_rng(seed)
     lateness = 120_000
-    ts, sl, x = make_events(rng, n, 3, lateness + 1)            # all within the lateness
+    ts, sl, x = make_events(rng, n, 3, lateness + 1)  # all within the lateness
     a = SlidingWindows(3, RES[:2], allowed_lateness_ms=lateness, half_lives_s=(30.0, np.inf))
     b = SlidingWindows(3, RES[:2], allowed_lateness_ms=lateness, half_lives_s=(30.0, np.inf))
     a.update(ts, sl, x)
@@ -197,7 +216,7 @@ def test_order_independence_within_lateness(seed, n):
     for span, r in ((20_000, 0), (600_000, 1)):
         qa, qb = a.query(tq, span, resolution=r), b.query(tq, span, resolution=r)
         for f in ("count", "min", "max"):
-            np.testing.assert_array_equal(qa[f], qb[f])        # exact: counts and extremes
+            np.testing.assert_array_equal(qa[f], qb[f])  # exact: counts and extremes
         for f in ("sum", "mean", "var"):
             # floating sums in another order: 1e-12 relative, plus an absolute floor for var ~ 0
             np.testing.assert_allclose(qa[f], qb[f], rtol=1e-12, atol=1e-9, equal_nan=True)
@@ -206,7 +225,7 @@ def test_order_independence_within_lateness(seed, n):
         np.testing.assert_allclose(ea[f], eb[f], rtol=1e-11, atol=1e-9, equal_nan=True)
 
 
-@given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(0, 200), cut=st.floats(0, 1))
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 200), cut=st.floats(0, 1))
 def test_merge_of_any_split_equals_one_pass(seed, n, cut):
     rng = np.random.default_rng(seed)
     ts, sl, x = make_events(rng, n, 4, 3_600_000)
@@ -222,24 +241,24 @@ def test_merge_of_any_split_equals_one_pass(seed, n, cut):
     for r, (width, nb) in enumerate(RES):
         qa, qo = a.query(tq, width * nb, resolution=r), one.query(tq, width * nb, resolution=r)
         for f in ("count", "min", "max"):
-            np.testing.assert_array_equal(qa[f], qo[f])          # exact
+            np.testing.assert_array_equal(qa[f], qo[f])  # exact
         for f in ("sum", "mean", "var", "rate_per_s"):
             np.testing.assert_allclose(qa[f], qo[f], rtol=1e-12, atol=1e-9, equal_nan=True)  # sums to 1e-12
     np.testing.assert_allclose(a.ew_values(tq)["mean"], one.ew_values(tq)["mean"], rtol=1e-12, equal_nan=True)
 
 
 def test_merge_newer_bucket_wins_and_dedup_tables_unite():
-    a = SlidingWindows(1, ((60_000, 2),), allowed_lateness_ms=10 ** 9, dedup=True)
-    b = SlidingWindows(1, ((60_000, 2),), allowed_lateness_ms=10 ** 9, dedup=True)
+    a = SlidingWindows(1, ((60_000, 2),), allowed_lateness_ms=10**9, dedup=True)
+    b = SlidingWindows(1, ((60_000, 2),), allowed_lateness_ms=10**9, dedup=True)
     a.update(np.array([0, 120_000]), np.array([0, 0]), np.array([1.0, 5.0]), record_id=np.array([1, 2]))
     b.update(np.array([5_000]), np.array([0]), np.array([3.0]), record_id=np.array([3]))
-    b.update(np.array([125_000]), np.array([0]), np.array([4.0]), record_id=np.array([2]))   # id 2 again
+    b.update(np.array([125_000]), np.array([0]), np.array([4.0]), record_id=np.array([2]))  # id 2 again
     # a: bucket 2 (5.0) sits where bucket 0 was; b: bucket 0 (3.0) and then bucket 2 (4.0)
     a.merge(b)
     q = a.query(179_999, 120_000)
     assert q["count"][0] == 2 and q["mean"][0] == 4.5
     st_ = a.update(np.array([130_000, 131_000]), np.array([0, 0]), np.array([1.0, 1.0]), record_id=np.array([3, 9]))
-    np.testing.assert_array_equal(st_.status, [2, 0])          # id 3 came from b
+    np.testing.assert_array_equal(st_.status, [2, 0])  # id 3 came from b
 
 
 def test_rollup_equals_one_pass_over_groups(rng):
@@ -261,7 +280,7 @@ def test_rollup_equals_one_pass_over_groups(rng):
     one = SlidingWindows(n_groups, RES, half_lives_s=(300.0,))
     one.update(ts, g[sl], x)
     tq = int(ts.max())
-    assert_stats(up.query(tq, 3_600_000), one.query(tq, 3_600_000), rtol=1e-12)   # sums to 1e-12
+    assert_stats(up.query(tq, 3_600_000), one.query(tq, 3_600_000), rtol=1e-12)  # sums to 1e-12
     np.testing.assert_allclose(up.ew_values(tq)["var"], one.ew_values(tq)["var"], rtol=1e-10)
     assert up.n_accepted == w.n_accepted
 
@@ -277,7 +296,7 @@ def test_state_round_trip(rng):
     w.update(ts[300:], sl[300:], x[300:], record_id=np.arange(300, 500))
     w2.update(ts[300:], sl[300:], x[300:], record_id=np.arange(300, 500))
     tq = int(ts.max())
-    assert_stats(w.query(tq, 600_000), w2.query(tq, 600_000), rtol=0)        # bit-identical
+    assert_stats(w.query(tq, 600_000), w2.query(tq, 600_000), rtol=0)  # bit-identical
     np.testing.assert_array_equal(w.ew_values(tq)["mean"], w2.ew_values(tq)["mean"])
     with pytest.raises(ValueError, match="not a SlidingWindows state"):
         SlidingWindows.from_state({"kind": "x"})
@@ -292,7 +311,7 @@ def test_state_round_trip(rng):
 def test_nbytes_formula():
     w = SlidingWindows(100, RES, half_lives_s=(60.0, 3600.0, 86400.0))
     n_b = sum(nb for _, nb in RES)
-    assert w.nbytes == 8 * 100 * (7 * n_b + 1 + 9) + 3 * 1024 * 3 * 8 + 16 * 1     # + EW decay-factor table
+    assert w.nbytes == 8 * 100 * (7 * n_b + 1 + 9) + 3 * 1024 * 3 * 8 + 16 * 1  # + EW decay-factor table
     assert SlidingWindows(10, RES, dedup=True).nbytes == 8 * 10 * 7 * n_b + 16 * 1024
     assert w.resolutions == list(RES) and len(w.half_lives_s) == 3
 
@@ -372,6 +391,7 @@ def test_kernel_constants_consistent():
 
 def test_dedup_insert_probes_past_collisions():
     from kernels.dedup import hashset_slot
+
     home = {}
     for k in range(200):
         home.setdefault(int(hashset_slot(k, 7)), []).append(k)
@@ -382,24 +402,25 @@ def test_dedup_insert_probes_past_collisions():
     st_ = np.empty(3, dtype=np.int8)
     n_new = kw.dedup_insert(np.array([a, b, b]), np.array([5, 6, 9]), keys, tss, clock, st_)
     assert n_new == 2 and st_.tolist() == [0, 0, 1] and clock[1] == 2
-    assert sorted(tss[tss != kw.NO_TIME].tolist()) == [5, 9]      # the later time is kept
-    w = SlidingWindows(1, ((60_000, 2),), allowed_lateness_ms=10 ** 6, dedup=True)
+    assert sorted(tss[tss != kw.NO_TIME].tolist()) == [5, 9]  # the later time is kept
+    w = SlidingWindows(1, ((60_000, 2),), allowed_lateness_ms=10**6, dedup=True)
     st2 = w.update(np.array([1, 2, 3]), np.zeros(3, dtype=np.int64), np.ones(3), record_id=np.array([a, b, b]))
     assert st2.status.tolist() == [0, 0, 2]
 
 
-@given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(1, 200), lateness_s=st.integers(0, 90))
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 200), lateness_s=st.integers(0, 90))
 def test_side_output_matches_reference_and_conserves_counts(seed, n, lateness_s):
     rng = np.random.default_rng(seed)
-    ts = (T0 + rng.integers(0, 300_000, n)).astype(np.int64)            # arbitrary arrival order
+    ts = (T0 + rng.integers(0, 300_000, n)).astype(np.int64)  # arbitrary arrival order
     sl = rng.integers(0, 3, n).astype(np.int64)
     x = rng.normal(0.0, 1.0, n)
     x[rng.random(n) < 0.05] = np.nan
     lateness = lateness_s * 1000
     w = SlidingWindows(3, ((1_000, 400), (60_000, 6)), allowed_lateness_ms=lateness)
-    half = n // 2                                                        # two batches: state carries over
-    status = np.concatenate([w.update(ts[:half], sl[:half], x[:half]).status,
-                             w.update(ts[half:], sl[half:], x[half:]).status])
+    half = n // 2  # two batches: state carries over
+    status = np.concatenate(
+        [w.update(ts[:half], sl[:half], x[:half]).status, w.update(ts[half:], sl[half:], x[half:]).status]
+    )
     ref = ref_status(ts, None, lateness, x)
     np.testing.assert_array_equal(status, ref)
     assert (w.n_accepted, w.n_late, w.n_invalid) == tuple(int((ref == c).sum()) for c in (0, 1, 3))
@@ -417,7 +438,7 @@ def test_side_output_matches_reference_and_conserves_counts(seed, n, lateness_s)
 def test_rounding_negative_m2_gives_zero_variance():
     w = SlidingWindows(1, ((60_000, 2),), half_lives_s=(60.0,))
     w.update(np.array([T0]), np.array([0]), np.array([1e9]))
-    w.cells[:, kw.M2] = np.where(np.isnan(w.cells[:, kw.BUCKET]), 0.0, -1e-9)   # as if rounded
+    w.cells[:, kw.M2] = np.where(np.isnan(w.cells[:, kw.BUCKET]), 0.0, -1e-9)  # as if rounded
     w.ew.state[0, 3] = -1e-9
     q = w.query(T0, 60_000)
     assert q["var"][0] == 0.0 and q["std"][0] == 0.0

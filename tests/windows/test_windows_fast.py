@@ -1,5 +1,6 @@
 """The fast paths of the window and EW kernels: decay-factor table, reciprocal bucket arithmetic,
 software-pipelined passes (batches of any size, state carried across batches)."""
+
 import math
 
 import numpy as np
@@ -7,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kernels import ewm as ke
-from tests.reference.windows import ref_status, ref_window_stats
 from telcoanalytics.windows.decay import EWStats, decay_table, half_life_coefs
 from telcoanalytics.windows.sliding import STAT_FIELDS, SlidingWindows
+from tests.reference.windows import ref_status, ref_window_stats
 
 T0 = 1_700_000_000_000
 
@@ -21,9 +22,10 @@ def test_decay_table_entries():
     i = np.arange(1 << ke.TABLE_BITS)
     for lev in range(ke.TABLE_LEVELS):
         # each entry is one exp of an exactly scaled argument: equal to NumPy's exp to 1 ulp
-        np.testing.assert_allclose(tab[lev, :, 0], np.exp(coef[0] * (i * 2.0 ** (ke.TABLE_BITS * lev))),
-                                   rtol=3e-16, atol=0)
-    assert np.all(tab[:, :, 1] == 1.0)                  # infinite half-life: factor exactly 1
+        np.testing.assert_allclose(
+            tab[lev, :, 0], np.exp(coef[0] * (i * 2.0 ** (ke.TABLE_BITS * lev))), rtol=3e-16, atol=0
+        )
+    assert np.all(tab[:, :, 1] == 1.0)  # infinite half-life: factor exactly 1
 
 
 def _weight_after_two_events(dt_ms, late, half_lives_s=(60.0, 3600.0, 86400.0)):
@@ -36,8 +38,24 @@ def _weight_after_two_events(dt_ms, late, half_lives_s=(60.0, 3600.0, 86400.0)):
     return ew
 
 
-DTS = np.array([0, 1, 1023, 1024, 1025, (1 << 20) - 1, 1 << 20, 3_600_000, 86_400_000,
-                (1 << 30) - 1, 1 << 30, (1 << 30) + 12_345, 40 * 86_400_000], dtype=np.int64)
+DTS = np.array(
+    [
+        0,
+        1,
+        1023,
+        1024,
+        1025,
+        (1 << 20) - 1,
+        1 << 20,
+        3_600_000,
+        86_400_000,
+        (1 << 30) - 1,
+        1 << 30,
+        (1 << 30) + 12_345,
+        40 * 86_400_000,
+    ],
+    dtype=np.int64,
+)
 
 
 def test_table_factor_equals_exp_in_order_and_late():
@@ -47,12 +65,12 @@ def test_table_factor_equals_exp_in_order_and_late():
             exact = 1.0 + np.exp2(-DTS / (hl * 1000.0))
             # three correctly rounded table entries (or exp past 2**30 ms): a few ulp
             np.testing.assert_allclose(ew.state[:, 1 + 3 * h], exact, rtol=1e-14, atol=0, err_msg=f"late={late}")
-        np.testing.assert_array_equal(ew.state[:, 0], T0 + DTS)    # reference time = newest event
+        np.testing.assert_array_equal(ew.state[:, 0], T0 + DTS)  # reference time = newest event
 
 
 def test_non_integer_reference_time_falls_back_to_exp():
     ew = EWStats(1, (60.0,))
-    ew.state[0] = [T0 + 0.5, 1.0, 2.0, 0.0]             # e.g. a state restored from elsewhere
+    ew.state[0] = [T0 + 0.5, 1.0, 2.0, 0.0]  # e.g. a state restored from elsewhere
     ew.update(np.array([T0 + 60_000]), np.array([0]), np.array([4.0]))
     a = 2.0 ** (-59_999.5 / 60_000.0)
     assert math.isclose(ew.state[0, 1], a + 1.0, rel_tol=1e-14)
@@ -60,7 +78,7 @@ def test_non_integer_reference_time_falls_back_to_exp():
 
 
 def test_reciprocal_quotient_needs_the_correction():
-    t, w = 1_565_128_590_399_528, 49             # the case the kernel corrects
+    t, w = 1_565_128_590_399_528, 49  # the case the kernel corrects
     assert math.floor(float(t) * (1.0 / w)) == t // w - 1
 
 
@@ -81,7 +99,7 @@ def _check_windows(ts, sl, x, n_slots, res, lateness):
 def test_bucket_arithmetic_awkward_widths_large_negative_and_huge_times(rng):
     res = ((3, 7), (7, 10), (10, 3), (49, 4), (1_000, 5))
     n = 3000
-    for base in (1_565_128_590_399_528 - 100, 2 ** 51 - 12_345, -10 ** 12 - 1, 2 ** 53 + 17, 0):
+    for base in (1_565_128_590_399_528 - 100, 2**51 - 12_345, -(10**12) - 1, 2**53 + 17, 0):
         # 1565128590399528 // 49: the reciprocal product floors one too low and is corrected
         # (found by search); beyond 2**52 the exact integer division takes over
         ts = base + np.sort(rng.integers(0, 200, n)) - rng.integers(0, 30, n)
@@ -90,7 +108,7 @@ def test_bucket_arithmetic_awkward_widths_large_negative_and_huge_times(rng):
         _check_windows(ts.astype(np.int64), sl.astype(np.int64), x, 3, res, lateness=25)
 
 
-@given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(1, 300), n_cuts=st.integers(0, 6))
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 300), n_cuts=st.integers(0, 6))
 def test_any_batching_gives_the_same_state(seed, n, n_cuts):
     rng = np.random.default_rng(seed)
     ts = (T0 + np.sort(rng.integers(0, 400_000, n)) - rng.integers(0, 90_000, n)).astype(np.int64)

@@ -1,19 +1,28 @@
 """Standing (registered) window queries: bit-identical to ``SlidingWindows.query`` whatever
 happens between two calls, while reading the whole span only once per query bucket."""
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kernels import windows as kw
-from tests.reference.windows import ref_window_stats
 from telcoanalytics.windows.decay import Decay, as_decay
 from telcoanalytics.windows.sliding import STAT_FIELDS, SlidingWindows, StandingQuery
+from tests.reference.windows import ref_window_stats
 
 T0 = 1_700_000_000_000
 RES = ((1_000, 30), (60_000, 20), (3_600_000, 6))
-DECAYS = [None, Decay.exponential(90.0), Decay.linear(600.0), Decay.power(1.5, 60.0), Decay.gaussian(300.0),
-          Decay.step(240.0), (lambda age: 1.0 / (1.0 + age)), np.linspace(1.0, 0.1, 20)]
+DECAYS = [
+    None,
+    Decay.exponential(90.0),
+    Decay.linear(600.0),
+    Decay.power(1.5, 60.0),
+    Decay.gaussian(300.0),
+    Decay.step(240.0),
+    (lambda age: 1.0 / (1.0 + age)),
+    np.linspace(1.0, 0.1, 20),
+]
 
 
 def same(sq, w, t, span_ms, decay, slots=None, resolution=None):
@@ -47,15 +56,16 @@ def test_standing_equals_query_through_a_stream(rng, decay):
         got = same(sq, w, t, 20 * 60_000, decay)
         same(sq0, w, t, 20 * 60_000, decay)
     assert sq.n_calls == 80
-    assert sq0.n_builds == len(set(minutes))          # no look-ahead: one full read per query bucket
+    assert sq0.n_builds == len(set(minutes))  # no look-ahead: one full read per query bucket
     # with look-ahead: a full read only first and where the query time skipped a bucket
     skips = sum(1 for a, b in zip(minutes, minutes[1:]) if b > a + 1)
     assert sq.n_builds == 1 + skips < len(set(minutes))
     # and the answer is the statistic recomputed from the raw accepted events
-    ok = np.ones(len(ts), bool)                        # nothing was late: jitter < lateness
+    ok = np.ones(len(ts), bool)  # nothing was late: jitter < lateness
     assert w.n_accepted == len(ts)
-    ref = ref_window_stats(ts[ok], sl[ok], x[ok], n_slots, 60_000, 20, t,
-                           as_decay(decay).weights(20, 60.0), max_ts=w.max_ts_ms)
+    ref = ref_window_stats(
+        ts[ok], sl[ok], x[ok], n_slots, 60_000, 20, t, as_decay(decay).weights(20, 60.0), max_ts=w.max_ts_ms
+    )
     for f in STAT_FIELDS:
         # Chan's one-pass combination vs an fsum two-pass reference, values O(50): 1e-9 relative
         np.testing.assert_allclose(got[f], ref[f], rtol=1e-9, atol=0, equal_nan=True, err_msg=f)
@@ -68,7 +78,7 @@ def test_late_event_into_a_settled_looking_bucket_is_seen():
     w.update(np.array([T0 + 50_000, T0 + 61_000]), np.array([0, 1]), np.array([1.0, 2.0]))
     sq = w.standing_query(600_000)
     same(sq, w, w.max_ts_ms, 600_000, None)
-    w.update(np.array([T0 + 40_000]), np.array([0]), np.array([7.0]))     # 21 s late: accepted
+    w.update(np.array([T0 + 40_000]), np.array([0]), np.array([7.0]))  # 21 s late: accepted
     got = same(sq, w, w.max_ts_ms, 600_000, None)
     assert got["count"][0] == 2.0 and got["max"][0] == 7.0
     assert sq.n_builds == 1
@@ -121,7 +131,7 @@ def test_lateness_longer_than_the_span_reads_everything_live():
     w.update(np.array([T0, T0 + 9_000]), np.array([0, 1]), np.array([1.0, 2.0]))
     sq = w.standing_query(10_000)
     same(sq, w, T0 + 9_000, 10_000, None)
-    assert sq._k_live == sq.n_span                    # nothing is settled yet
+    assert sq._k_live == sq.n_span  # nothing is settled yet
     w.update(np.array([T0 + 1_000]), np.array([0]), np.array([5.0]))
     assert same(sq, w, T0 + 9_000, 10_000, None)["count"][0] == 2.0
 
@@ -144,9 +154,15 @@ def test_errors():
         w.standing_query(60_000, spread_buckets=-1)
 
 
-@given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(0, 300), n_batches=st.integers(1, 12),
-       lateness_s=st.integers(0, 120), jitter_s=st.integers(0, 150), res=st.sampled_from([0, 1]),
-       offsets=st.lists(st.integers(-200_000, 200_000), min_size=1, max_size=3))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(0, 300),
+    n_batches=st.integers(1, 12),
+    lateness_s=st.integers(0, 120),
+    jitter_s=st.integers(0, 150),
+    res=st.sampled_from([0, 1]),
+    offsets=st.lists(st.integers(-200_000, 200_000), min_size=1, max_size=3),
+)
 def test_standing_equals_query_any_stream(seed, n, n_batches, lateness_s, jitter_s, res, offsets):
     """Any stream, any batching, late and too-late events, query times around the newest event
     (past, same bucket, future): always bit-identical to a fresh ``query``."""
@@ -185,7 +201,7 @@ def test_next_bucket_prepared_ahead_one_call_per_second():
     decay = Decay.gaussian(900.0)
     sq = w.standing_query(3_600_000, decay=decay, spread_buckets=2)
     t = w.max_ts_ms
-    for i in range(200):                               # 200 s: three minute boundaries or so
+    for i in range(200):  # 200 s: three minute boundaries or so
         t += 1_000
         w.update(np.array([t - int(rng.integers(0, 2_000))]), np.array([i % 5]), np.array([float(i)]))
         same(sq, w, t, 3_600_000, decay)
