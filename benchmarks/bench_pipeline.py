@@ -15,8 +15,8 @@ import time
 
 import pytest
 
+from telcoanalytics.pipeline.components import build_alert_manager, build_components
 from telcoanalytics.pipeline.pipeline import Pipeline
-from telcoanalytics.pipeline.replay import build_components
 from telcoanalytics.synth.network import generate
 
 N_ELEMENTS = int(os.environ.get("BENCH_ELEMENTS", 10_000))
@@ -28,8 +28,9 @@ def day():
 
 
 def _replay(day, components: bool, out_dir):
-    comps = build_components(day.topology, day, out_dir) if components else {}
-    p = Pipeline(day.topology, components=comps)
+    comps = build_components(day.topology) if components else {}
+    mgr = build_alert_manager(day.topology, out_dir) if components else None
+    p = Pipeline(day.topology, components=comps, alerts=mgr)
     n = p.feed(day.raw_batches())
     p.advance(p.max_event_ms + 1)
     assert p.conserved()

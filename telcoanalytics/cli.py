@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from telcoanalytics.pipeline.components import ALL_NAMES
 from telcoanalytics.records import SOURCES, TIME_FIELD
 
 
@@ -153,8 +154,8 @@ def _file_batches(args, say):
 
 # ---- commands -----------------------------------------------------------------------------------
 def cmd_replay(args) -> int:
+    from telcoanalytics.pipeline.components import build_alert_manager, build_components
     from telcoanalytics.pipeline.pipeline import Pipeline
-    from telcoanalytics.pipeline.replay import build_components
 
     lines: list[str] = []
 
@@ -169,13 +170,22 @@ def cmd_replay(args) -> int:
         topology, batches, day, replay_from = _synthetic_batches(args, say)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    components = build_components(topology, day, out, enabled=args.components)
+    with_alerts = args.components is None or "alerts" in args.components
     if args.restore:
-        pipe = Pipeline.restore(args.restore, components)
+        from telcoanalytics.alerts.sinks import JsonlSink
+
+        sinks = [JsonlSink(out / "alerts.jsonl", fsync=False)] if with_alerts else []
+        pipe = Pipeline.restore(args.restore, alert_sinks=sinks)
         say(f"restored state from {args.restore} ({pipe.n_batches:,} batches already processed)")
     else:
+        lateness_ms = args.lateness_s * 1000
+        components = build_components(topology, args.components, allowed_lateness_ms=lateness_ms)
         pipe = Pipeline(
-            topology, route_level=args.route_level, allowed_lateness_ms=args.lateness_s * 1000, components=components
+            topology,
+            route_level=args.route_level,
+            allowed_lateness_ms=lateness_ms,
+            components=components,
+            alerts=build_alert_manager(topology, out) if with_alerts else None,
         )
     if day is not None and replay_from > day.start_ms and not args.restore:
         t0 = time.perf_counter()
@@ -245,12 +255,13 @@ def cmd_replay(args) -> int:
     for line in change_note:
         say()
         say(line)
-    for comp in pipe.components.values():
-        say()
-        for line in comp.report_lines():
+    for section in [comp.report_lines() for comp in pipe.components.values()] + [pipe.alert_report_lines()]:
+        if section:
+            say()
+        for line in section:
             say(line)
     if day is not None and ("anomaly" in pipe.components or "sla" in pipe.components):
-        from telcoanalytics.pipeline.replay import scenario_scorecard
+        from telcoanalytics.evaluate.scorecard import scenario_scorecard
 
         say()
         for line in scenario_scorecard(day, replay_from, pipe.components):
@@ -262,7 +273,7 @@ def cmd_replay(args) -> int:
         pipe.checkpoint(args.checkpoint)
         say(f"checkpoint written to {args.checkpoint} (resume with --restore)")
     (out / "report.txt").write_text("\n".join(lines) + "\n")
-    say(f"outputs in {out}/ (report.txt, quarantine.jsonl{', alerts.jsonl' if 'alerts' in pipe.components else ''})")
+    say(f"outputs in {out}/ (report.txt, quarantine.jsonl{', alerts.jsonl' if pipe.alerts is not None else ''})")
     if not args.input and args.elements * args.scale <= 20_000 and args.days <= 1:
         say(
             "bigger: telcoanalytics replay --scale 2   (20,000 elements; --days 3 for three days; ~90 bytes/event in memory); "
@@ -339,7 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-rows", type=int, default=1_000_000, help="rows per chunk when reading files")
     p.add_argument("--lateness-s", type=int, default=900, help="allowed lateness in seconds (default 900)")
     p.add_argument("--route-level", default="region", help="topology level that partitions batches")
-    p.add_argument("--components", nargs="*", default=None, help="analysis components to run (default all available)")
+    p.add_argument(
+        "--components",
+        nargs="*",
+        default=None,
+        choices=ALL_NAMES,
+        help="analysis components to run, and alerts for the alert manager (default all)",
+    )
     p.add_argument(
         "--rehome-share",
         type=float,

@@ -17,6 +17,16 @@ from telcoanalytics.anomaly.detector import (  # noqa: F401
     SilenceMonitor,
     default_parents,
 )
+from telcoanalytics.anomaly.policy import (  # noqa: F401
+    HARMFUL_DIRECTION,
+    PAGED,
+    paged_alerts,
+    region_gap_alerts,
+    relabel_benign,
+)
+from telcoanalytics.anomaly.warmup import (  # noqa: F401
+    warm_up,
+)
 
 __all__ = [
     "ANOMALY_DTYPE",
@@ -32,4 +42,10 @@ __all__ = [
     "ClassifyConfig",
     "default_parents",
     "NetworkAnomalyDetector",
+    "PAGED",
+    "HARMFUL_DIRECTION",
+    "relabel_benign",
+    "paged_alerts",
+    "region_gap_alerts",
+    "warm_up",
 ]

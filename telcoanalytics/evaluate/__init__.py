@@ -34,6 +34,9 @@ from telcoanalytics.evaluate.evaluate import (  # noqa: F401
     synth_events,
     synth_table,
 )
+from telcoanalytics.evaluate.scorecard import (  # noqa: F401
+    scenario_scorecard,
+)
 
 __all__ = [
     "REPO",
@@ -66,4 +69,5 @@ __all__ = [
     "evaluate_synth",
     "synth_table",
     "main",
+    "scenario_scorecard",
 ]

@@ -2,6 +2,23 @@
 lateness, checkpoint and restore, the replay's component wiring and partitioned (Dask) runs.
 """
 
+from telcoanalytics.pipeline.components import (  # noqa: F401
+    ALL_NAMES,
+    AnomalyComponent,
+    CubeComponent,
+    SlaComponent,
+    WindowsComponent,
+    build_alert_manager,
+    build_components,
+)
+from telcoanalytics.pipeline.contract import (  # noqa: F401
+    CONTRACT_METHODS,
+    Component,
+    RoutedBatch,
+    check_component,
+    class_path,
+    load_class,
+)
 from telcoanalytics.pipeline.distributed import (  # noqa: F401
     map_merge,
     split_by_level,
@@ -11,27 +28,24 @@ from telcoanalytics.pipeline.pipeline import (  # noqa: F401
     CHECKPOINT_FORMAT,
     Pipeline,
 )
-from telcoanalytics.pipeline.replay import (  # noqa: F401
-    AlertsComponent,
-    AnomalyComponent,
-    CubeComponent,
-    SlaComponent,
-    WindowsComponent,
-    build_components,
-    scenario_scorecard,
-)
 
 __all__ = [
+    "ALL_NAMES",
+    "build_components",
+    "build_alert_manager",
+    "WindowsComponent",
+    "SlaComponent",
+    "AnomalyComponent",
+    "CubeComponent",
+    "RoutedBatch",
+    "Component",
+    "CONTRACT_METHODS",
+    "check_component",
+    "class_path",
+    "load_class",
     "split_by_level",
     "map_merge",
     "windows_by_partition",
     "CHECKPOINT_FORMAT",
     "Pipeline",
-    "build_components",
-    "WindowsComponent",
-    "AlertsComponent",
-    "SlaComponent",
-    "AnomalyComponent",
-    "CubeComponent",
-    "scenario_scorecard",
 ]

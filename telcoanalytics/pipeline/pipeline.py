@@ -11,18 +11,11 @@ partition kernel and merges the partial states.
 
 Components
 ----------
-A component is any object with
-
-* ``update(source, rows, element_index)``: take accepted canonical rows (and their dense element
-  indices) of one source;
-* ``advance(watermark_ms) -> list``: event time has reached ``watermark_ms`` (minus nothing: the
-  pipeline already subtracted the allowed lateness); returns new findings (may be empty);
-* ``report_lines() -> list[str]``: what it found, for people;
-* ``to_state() -> dict`` and ``load_state(dict)``: checkpoint and restore; a component with a
-  ``topology`` attribute gets the checkpoint's topology there before ``load_state`` (it may have
-  changed since the component was built);
-* optionally ``topology_changed(topology, changes)``: follow a topology change while data flows
-  (:meth:`Pipeline.change_topology` refuses the change if a component lacks it).
+Every component implements the contract of :mod:`telcoanalytics.pipeline.contract`: it takes a
+:class:`~telcoanalytics.pipeline.contract.RoutedBatch` (rows with their element indices, resolved
+once at ingest), settles at each watermark, follows topology changes, and returns its findings as
+alerts. The pipeline hands every finding to its alert manager (if it has one) and returns them
+from :meth:`Pipeline.advance`; components never talk to each other.
 
 Counts are conserved: for every source ``n_read == n_accepted + n_quarantined`` and every
 accepted row lands in exactly one partition (``unrouted`` counts rows of retired elements).
@@ -39,10 +32,11 @@ import numpy as np
 from telcoanalytics.ingest.ingestor import Ingestor
 from telcoanalytics.ingest.quarantine import Quarantine
 from telcoanalytics.ingest.readers import RawChunk
+from telcoanalytics.pipeline.contract import RoutedBatch, check_component, class_path, load_class
 from telcoanalytics.records import SOURCES, TIME_FIELD
 from telcoanalytics.topology.model import Topology
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 
 class Pipeline:
@@ -58,7 +52,11 @@ class Pipeline:
         The watermark trails the largest event time seen by this much (default 15 min); the
         components treat data older than the watermark as late.
     components : dict name -> component, optional
-        Analysis components (see the module docstring), fed in insertion order.
+        Analysis components (the contract of :mod:`telcoanalytics.pipeline.contract`), fed in
+        insertion order.
+    alerts : AlertManager, optional
+        Receives every component's findings (in component order) and is ticked with event time
+        at each :meth:`advance`.
     time_range_ms : (int, int), optional
         Sane event-time range handed to the ingestors.
 
@@ -80,6 +78,7 @@ class Pipeline:
         allowed_lateness_ms: int = 900_000,
         components: dict | None = None,
         time_range_ms: tuple[int, int] | None = None,
+        alerts=None,
     ):
         if not isinstance(topology, Topology):
             raise TypeError(f"topology must be a telcoanalytics.topology.model.Topology, got {type(topology).__name__}")
@@ -93,12 +92,21 @@ class Pipeline:
         kw = {} if time_range_ms is None else {"time_range_ms": time_range_ms}
         self.ingestors = {s: Ingestor(s, topology=topology, quarantine=self.quarantine, **kw) for s in SOURCES}
         self.components = dict(components or {})
+        for name, comp in self.components.items():
+            check_component(name, comp)
+        self.alerts = alerts
+        self.notifications = 0  # notifications the alert manager sent
+        self.findings_count = 0  # findings the components returned
+        self.last_advance_ms: int | None = None
+        self.next_tick_ms: int | None = None  # feed()'s next minute boundary
         n_part = topology.n_nodes(route_level)
         self.routed = np.zeros((len(SOURCES), n_part), dtype=np.int64)  # accepted rows per source x partition
         self.unrouted = np.zeros(len(SOURCES), dtype=np.int64)  # accepted rows of retired elements
         self.max_event_ms = np.iinfo(np.int64).min
         self.n_batches = 0
         self.seconds = {"ingest": 0.0, "route": 0.0, **{name: 0.0 for name in self.components}}
+        if alerts is not None:
+            self.seconds["alerts"] = 0.0
 
     # ---- feeding ------------------------------------------------------------------------------
     @property
@@ -131,51 +139,90 @@ class Pipeline:
         self.max_event_ms = max(self.max_event_ms, t_max)
         t2 = time.perf_counter()
         self.seconds["route"] += t2 - t1
+        batch = RoutedBatch(source, res.accepted, idx, node)
+        found = []
         for name, comp in self.components.items():
             tc = time.perf_counter()
-            comp.update(source, res.accepted, idx)
+            found += comp.update(batch)
             self.seconds[name] += time.perf_counter() - tc
+        if found:
+            self._deliver(found, self.watermark_ms)
         return res
 
     def feed(self, batches, tick_ms: int = 60_000) -> int:
         """Process ``(source, data)`` batches in order, advancing the components each time the
         watermark crosses a multiple of ``tick_ms`` (a minute by default); returns the rows read.
 
-        The end of the input is not an advance: call ``advance(max_event_ms + 1)`` and
-        :meth:`finish` when the stream is over.
+        The tick schedule is the pipeline's state (it is checkpointed), so feeding the same
+        batches in several calls, or after a restore, ticks exactly as one call would. The end of
+        the input is not an advance: call ``advance(max_event_ms + 1)`` and :meth:`finish` when
+        the stream is over.
         """
         n = 0
-        next_tick = None
         no_data = np.iinfo(np.int64).min
         for source, data in batches:
             n += self.process(source, data).n_read
             wm = self.watermark_ms
             if wm == no_data:
                 continue
-            if next_tick is None:
-                next_tick = wm - wm % tick_ms + tick_ms
-            elif wm >= next_tick:
+            if self.next_tick_ms is None:
+                self.next_tick_ms = wm - wm % tick_ms + tick_ms
+            elif wm >= self.next_tick_ms:
                 self.advance(wm)
-                next_tick = wm - wm % tick_ms + tick_ms
+                self.next_tick_ms = wm - wm % tick_ms + tick_ms
         return n
 
-    def advance(self, watermark_ms: int | None = None) -> dict[str, list]:
-        """Tell the components event time reached ``watermark_ms`` (default: the pipeline's)."""
+    def advance(self, watermark_ms: int | None = None) -> list:
+        """Tell the components event time reached ``watermark_ms`` (default: the pipeline's).
+
+        Returns
+        -------
+        list of Alert
+            What the components found, in component order; they went to the alert manager, which
+            was then ticked (its notifications went to its sinks).
+        """
         wm = self.watermark_ms if watermark_ms is None else int(watermark_ms)
-        out = {}
+        found = []
         for name, comp in self.components.items():
             tc = time.perf_counter()
-            found = comp.advance(wm)
+            found += comp.advance(wm)
             self.seconds[name] += time.perf_counter() - tc
-            out[name] = found or []
-        return out
+        self.last_advance_ms = wm
+        self._deliver(found, wm, tick=True)
+        return found
 
-    def finish(self) -> None:
-        """End of input: components with a ``finish()`` method flush what they hold (alerts)."""
+    def _deliver(self, found: list, now_ms: int, tick: bool = False) -> None:
+        """Findings to the alert manager (then, at an advance, a tick of it)."""
+        self.findings_count += len(found)
+        if self.alerts is None:
+            return
+        tc = time.perf_counter()
+        if found:
+            self.alerts.ingest(found, now_ms=now_ms)
+        if tick:
+            self.notifications += len(self.alerts.tick(now_ms=now_ms))
+        self.seconds["alerts"] += time.perf_counter() - tc
+
+    def finish(self) -> list:
+        """End of input: components settle, the alert manager is drained at the last watermark."""
+        wm = self.last_advance_ms if self.last_advance_ms is not None else self.watermark_ms
+        found = []
         for comp in self.components.values():
-            fin = getattr(comp, "finish", None)
-            if fin is not None:
-                fin()
+            found += comp.finish(wm)
+        self._deliver(found, wm)
+        if self.alerts is not None and self.last_advance_ms is not None:
+            self.alerts.close(self.last_advance_ms, drain=True)
+        return found
+
+    def alert_report_lines(self) -> list[str]:
+        """The alert manager's section of the report (empty without an alert manager)."""
+        if self.alerts is None:
+            return []
+        names = ", ".join(Path(s.path).name if hasattr(s, "path") else type(s).__name__ for s in self.alerts.sinks)
+        lines = [
+            f"== alerts (deduplicated, grouped by site, inhibited along the topology; written to {names or 'no sink'})"
+        ]
+        return lines + ["  " + x for x in self.alerts.summary_lines(self.last_advance_ms)]
 
     # ---- topology changes while data flows -----------------------------------------------------
     def change_topology(self, target: Topology, changes: list | None = None) -> list:
@@ -201,18 +248,10 @@ class Pipeline:
         Raises
         ------
         ValueError
-            If a component has no ``topology_changed`` method (nothing is changed then), or the
-            changes do not start at the running version.
+            If the changes do not start at the running version.
         """
         if not isinstance(target, Topology):
             raise TypeError(f"target must be a Topology, got {type(target).__name__}")
-        fixed = [name for name, comp in self.components.items() if not hasattr(comp, "topology_changed")]
-        if fixed:  # checked before anything changes: a topology change is all or nothing
-            raise ValueError(
-                f"components {fixed} keep state sized for topology version {self.topology.version} "
-                "and cannot follow a topology change; checkpoint, then build them for the new "
-                "topology (components that can: those with a topology_changed method)"
-            )
         if changes is None:
             target, changes = self.topology.reconcile(target)
         elif changes and changes[0].from_version != self.topology.version:
@@ -227,10 +266,13 @@ class Pipeline:
         self.topology = target
         for ing in self.ingestors.values():
             ing.topology = target
+        found = []
         for comp in self.components.values():
-            hook = getattr(comp, "topology_changed", None)
-            if hook is not None:
-                hook(target, changes)
+            found += comp.topology_changed(target, changes)
+        if self.alerts is not None:
+            self.alerts.set_topology(target)
+        now = self.last_advance_ms if self.last_advance_ms is not None else self.watermark_ms
+        self._deliver(found, now)
         return changes
 
     # ---- accounting ---------------------------------------------------------------------------
@@ -275,6 +317,12 @@ class Pipeline:
             "route_level": self.route_level,
             "allowed_lateness_ms": self.allowed_lateness_ms,
             "components": list(self.components),
+            "component_classes": {name: class_path(comp) for name, comp in self.components.items()},
+            "alerts": self.alerts is not None,
+            "last_advance_ms": self.last_advance_ms,
+            "next_tick_ms": self.next_tick_ms,
+            "notifications": self.notifications,
+            "findings_count": self.findings_count,
             "n_batches": self.n_batches,
             "max_event_ms": int(self.max_event_ms),
         }
@@ -286,6 +334,8 @@ class Pipeline:
         flat["unrouted"] = self.unrouted
         for name, comp in self.components.items():
             _flatten(f"comp.{name}", comp.to_state(), flat)
+        if self.alerts is not None:
+            _flatten("alerts", self.alerts.to_state(), flat)
         flat["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
@@ -294,9 +344,10 @@ class Pipeline:
         return path
 
     @classmethod
-    def restore(cls, path, components: dict | None = None) -> Pipeline:
-        """Rebuild a pipeline from :meth:`checkpoint`; pass fresh component objects of the same
-        names and kinds: their state is loaded with ``load_state``."""
+    def restore(cls, path, alert_sinks=()) -> Pipeline:
+        """Rebuild a pipeline from :meth:`checkpoint`: components are rebuilt from their stored
+        class and state (``from_state``), the alert manager (if the run had one) with
+        ``alert_sinks`` (sinks are not state)."""
         with np.load(Path(path), allow_pickle=False) as z:
             flat = {k: z[k] for k in z.files}
         meta = json.loads(bytes(flat.pop("__meta__")).decode())
@@ -304,11 +355,17 @@ class Pipeline:
             raise ValueError(
                 f"checkpoint {path} has format {meta.get('format')}, this version reads {CHECKPOINT_FORMAT}"
             )
-        names = list(components or {})
-        if names != meta["components"]:
-            raise ValueError(f"checkpoint {path} holds components {meta['components']}, got {names}")
         topo = Topology.from_state(_unflatten("topology", flat))
-        p = cls(topo, meta["route_level"], meta["allowed_lateness_ms"], components)
+        components = {
+            name: load_class(meta["component_classes"][name]).from_state(_unflatten(f"comp.{name}", flat), topo)
+            for name in meta["components"]
+        }
+        alerts = None
+        if meta["alerts"]:
+            from telcoanalytics.alerts.manager import AlertManager
+
+            alerts = AlertManager.from_state(_unflatten("alerts", flat), topo, sinks=list(alert_sinks))
+        p = cls(topo, meta["route_level"], meta["allowed_lateness_ms"], components, alerts=alerts)
         p.quarantine = Quarantine.from_state(_unflatten("quarantine", flat))
         for s in SOURCES:
             p.ingestors[s] = Ingestor.from_state(_unflatten(f"ingest.{s}", flat), topology=topo)
@@ -317,10 +374,10 @@ class Pipeline:
         p.unrouted = flat["unrouted"].copy()
         p.n_batches = meta["n_batches"]
         p.max_event_ms = meta["max_event_ms"]
-        for name, comp in p.components.items():
-            if hasattr(comp, "topology"):  # the checkpoint's version, which may be newer than the build's
-                comp.topology = topo
-            comp.load_state(_unflatten(f"comp.{name}", flat))
+        p.last_advance_ms = meta["last_advance_ms"]
+        p.next_tick_ms = meta["next_tick_ms"]
+        p.notifications = meta["notifications"]
+        p.findings_count = meta["findings_count"]
         return p
 
 

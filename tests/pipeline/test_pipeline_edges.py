@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from telcoanalytics import cli
+from telcoanalytics.pipeline.components import SlaComponent, WindowsComponent
 from telcoanalytics.pipeline.pipeline import Pipeline
-from telcoanalytics.pipeline.replay import AlertsComponent, SlaComponent, WindowsComponent
 from telcoanalytics.synth.network import generate
 
 
@@ -32,15 +32,15 @@ def test_conservation_check_detects_lost_rows(day):
 def test_feed_waits_for_data_before_ticking(day):
     ticks = []
 
-    class Probe:
-        def update(self, source, rows, element_index):
+    class Probe(WindowsComponent):
+        def __init__(self):
             pass
+
+        def update(self, batch):
+            return []
 
         def advance(self, wm):
             ticks.append(wm)
-            return []
-
-        def report_lines(self):
             return []
 
     p = Pipeline(day.topology, components={"probe": Probe()})
@@ -60,7 +60,7 @@ def test_restore_refuses_another_checkpoint_format(day, tmp_path):
     flat["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     np.savez(tmp_path / "b.npz", **flat)
     with pytest.raises(ValueError, match="has format 999"):
-        Pipeline.restore(tmp_path / "b.npz", {})
+        Pipeline.restore(tmp_path / "b.npz")
 
 
 def test_windows_component_grows_with_added_elements_and_reports_no_data(day):
@@ -79,11 +79,10 @@ def test_windows_component_grows_with_added_elements_and_reports_no_data(day):
     assert w.win.query(int(rows["ts_ms"].max()), 60_000)["count"][(t2.n_elements - 1) * 3 + 1] == 3
 
 
-def test_sla_component_hands_closing_events_to_alerts(day, tmp_path):
+def test_sla_component_returns_closing_events_as_alerts(day):
     from telcoanalytics.sla.sla import SlaEvent
 
-    alerts = AlertsComponent(day.topology, tmp_path)
-    sla = SlaComponent(day.topology, alerts)
+    sla = SlaComponent(day.topology)
     assert sla.report_lines()[-1] == "  no violations"
     closing = SlaEvent(
         rule="r",
@@ -108,14 +107,11 @@ def test_sla_component_hands_closing_events_to_alerts(day, tmp_path):
         def set_topology(self, topology, changes):
             return [closing]
 
-    pushed = []
-    alerts.push_sla = lambda ev, now: pushed.append((list(ev), now))
     sla.mon = Mon()
-    sla.topology_changed(day.topology, [])  # before any advance: nothing to hand on yet
-    assert sla.events == [closing] and pushed == []
-    sla.now_ms = day.start_ms + 60_000
-    sla.topology_changed(day.topology, [])
-    assert pushed == [([closing], day.start_ms + 60_000)]
+    [alert] = sla.topology_changed(day.topology, [])
+    assert sla.events == [closing]
+    assert alert.state == "resolved" and alert.labels["alertname"] == "r"
+    assert alert.labels["element"] == str(closing.scope_id)
 
 
 def test_cli_input_dir_without_source_files(tmp_path):

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from telcoanalytics import cli
+from telcoanalytics.alerts.sinks import JsonlSink
+from telcoanalytics.evaluate.scorecard import scenario_scorecard
+from telcoanalytics.pipeline.components import COMPONENTS, build_alert_manager, build_components
 from telcoanalytics.pipeline.pipeline import Pipeline
-from telcoanalytics.pipeline.replay import COMPONENTS, build_components, scenario_scorecard
 from telcoanalytics.synth.network import generate
 
 
@@ -17,12 +19,14 @@ def day():
     return generate(n_elements=300, n_regions=3, days=0.25, seed=5)
 
 
-def _feed(p, batches):
-    p.feed(batches)
+def _pipeline(day, out, enabled=None):
+    return Pipeline(
+        day.topology, components=build_components(day.topology, enabled), alerts=build_alert_manager(day.topology, out)
+    )
 
 
 def _fingerprint(p):
-    """What each component holds, as comparable plain values."""
+    """What each component and the alert manager hold, as comparable plain values."""
     c = p.components
     t = c["windows"].win.max_ts_ms
     out = {
@@ -32,49 +36,52 @@ def _fingerprint(p):
         "anomaly": [
             (int(r["slot"]), str(r["classification"]), int(r["start_ms"])) for rows in c["anomaly"].rows for r in rows
         ],
-        "alerts": c["alerts"].mgr.counts()["current"],
+        "alerts": p.alerts.counts()["current"],
+        "notifications": p.notifications,
+        "findings": p.findings_count,
     }
     return json.dumps(out, sort_keys=True, default=str)
 
 
 @pytest.mark.slow  # minutes as plain Python; the compiled pass runs it
 def test_all_components_run_and_restore_mid_stream_equals_uninterrupted(day, tmp_path):
+    """A run checkpointed halfway and restored (components rebuilt from the checkpoint alone)
+    ends exactly as the same run uninterrupted: same state, same findings, same notifications,
+    and the two halves of its alert file are the uninterrupted alert file."""
     batches = list(day.raw_batches())
-    a = Pipeline(day.topology, components=build_components(day.topology, day, tmp_path / "a"))
-    _feed(a, batches)
+    a = _pipeline(day, tmp_path / "a")
     assert set(a.components) == set(COMPONENTS)
-    assert list(a.components)[-1] == "alerts"  # the alert manager ticks after the producers
+    a.feed(batches)
+    a.advance(a.max_event_ms + 1)
+    a.finish()
 
     half = len(batches) // 2
-    b = Pipeline(day.topology, components=build_components(day.topology, day, tmp_path / "b"))
-    _feed(b, batches[:half])
-    b.advance()
+    b = _pipeline(day, tmp_path / "b")
+    b.feed(batches[:half])
     path = b.checkpoint(tmp_path / "mid.npz")
-    c = Pipeline.restore(path, build_components(day.topology, day, tmp_path / "c"))
-    # the uninterrupted run also advanced at the split point? align both on the same ticks
-    a2 = Pipeline(day.topology, components=build_components(day.topology, day, tmp_path / "a2"))
-    _feed(a2, batches[:half])
-    a2.advance()
-    _feed(a2, batches[half:])
-    _feed(c, batches[half:])
-    for p in (a2, c):
-        p.advance(p.max_event_ms + 1)
-    assert c.counts() == a2.counts()
-    assert _fingerprint(c) == _fingerprint(a2)
+    c = Pipeline.restore(path, alert_sinks=[JsonlSink(tmp_path / "b" / "alerts.jsonl", fsync=False)])
+    assert list(c.components) == list(a.components)
+    c.feed(batches[half:])
+    c.advance(c.max_event_ms + 1)
+    c.finish()
+    assert c.counts() == a.counts()
+    assert _fingerprint(c) == _fingerprint(a)
+    assert (tmp_path / "b" / "alerts.jsonl").read_text() == (tmp_path / "a" / "alerts.jsonl").read_text()
 
 
 @pytest.mark.slow
 def test_report_sections_and_findings(day, tmp_path):
-    comps = build_components(day.topology, day, tmp_path)
-    p = Pipeline(day.topology, components=comps)
-    _feed(p, day.raw_batches())
-    p.advance(p.max_event_ms + 1)
+    p = _pipeline(day, tmp_path)
+    p.feed(day.raw_batches())
+    found = p.advance(p.max_event_ms + 1)
     p.finish()
-    text = "\n".join(line for comp in comps.values() for line in comp.report_lines())
+    assert p.findings_count > 0 and p.findings_count >= len(found)
+    text = "\n".join(line for comp in p.components.values() for line in comp.report_lines())
+    text += "\n".join(p.alert_report_lines())
     for section in ("== windowed statistics", "== SLA monitoring", "== anomalies", "== cubes", "== alerts"):
         assert section in text
     # the scorecard lists each injected scenario of the span; on this day most are caught
-    card = scenario_scorecard(day, day.start_ms, comps)
+    card = scenario_scorecard(day, day.start_ms, p.components)
     n_lab = int(np.count_nonzero(day.labels["end_ms"] > day.start_ms))
     assert len(card) == n_lab + 2
     caught = int(card[-1].split()[1])
@@ -82,6 +89,7 @@ def test_report_sections_and_findings(day, tmp_path):
     # the alert file holds Alertmanager-style entries with labels that resolve in the topology
     alerts = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
     assert alerts, "a synthetic day with injected failures and congestion raises alerts"
+    assert p.notifications > 0
     known = set(map(str, day.topology.ids["element"]))
     for a in alerts:
         el = a["labels"].get("element")
@@ -94,7 +102,7 @@ def test_history_warm_up_learns_baselines(tmp_path):
     findings of the history are not reported."""
     d = generate(n_elements=300, n_regions=3, days=0.5, seed=5)
     start = d.start_ms + 6 * 3_600_000
-    comp = build_components(d.topology, d, tmp_path, enabled=["anomaly"])["anomaly"]
+    comp = build_components(d.topology, ["anomaly"])["anomaly"]
     assert comp.net.detector.n_obs.max() == 0
     comp.learn(d, start)
     n_obs = comp.net.detector.n_obs

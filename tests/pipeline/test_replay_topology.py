@@ -9,8 +9,8 @@ import pytest
 
 from telcoanalytics import cli
 from telcoanalytics.cli import _with_topology_change, rehome_plan
+from telcoanalytics.pipeline.components import build_alert_manager, build_components
 from telcoanalytics.pipeline.pipeline import Pipeline
-from telcoanalytics.pipeline.replay import build_components
 from telcoanalytics.synth.network import generate
 
 
@@ -82,18 +82,23 @@ def test_pipeline_follows_a_rehome_mid_stream(day, tmp_path):
     half = len(batches) // 2
     moved, new_site = rehome_plan(day, 0.05, seed=1)
 
-    a = Pipeline(day.topology, components=build_components(day.topology, day, tmp_path / "a", enabled=names))
+    def pipeline(out):
+        return Pipeline(
+            day.topology,
+            components=build_components(day.topology, names),
+            alerts=build_alert_manager(day.topology, out),
+        )
+
+    a = pipeline(tmp_path / "a")
     a.feed(batches)
-    b = Pipeline(day.topology, components=build_components(day.topology, day, tmp_path / "b", enabled=names))
+    b = pipeline(tmp_path / "b")
     b.feed(batches[:half])
     target, ch = b.topology.rehome_elements(moved, new_site)
     b.change_topology(target, [ch])
     b.feed(batches[half : half + 10])
     b.advance()
-    # a checkpoint taken after the change restores into components built for the old version
-    c = Pipeline.restore(
-        b.checkpoint(tmp_path / "ck.npz"), build_components(day.topology, day, tmp_path / "c", enabled=names)
-    )
+    # a checkpoint taken after the change restores with the changed topology
+    c = Pipeline.restore(b.checkpoint(tmp_path / "ck.npz"))
     assert c.topology.version == target.version
     for p in (b, c):
         p.feed(batches[half + 10 :])
@@ -153,41 +158,3 @@ def test_cli_replay_reports_the_topology_change(tmp_path, capsys):
     assert rc == 0
     assert "topology change while data flowed" in out and "6 elements were re-homed" in out
     assert "version 0 -> 1" in out
-
-
-def test_cli_replay_says_when_a_component_cannot_follow(tmp_path, capsys, monkeypatch):
-    import telcoanalytics.pipeline.replay as rc
-
-    class Fixed:  # a component sized at construction, without topology_changed
-        def update(self, source, rows, element_index):
-            pass
-
-        def advance(self, wm):
-            return []
-
-        def report_lines(self):
-            return []
-
-    monkeypatch.setitem(rc.COMPONENTS, "fixed", lambda topology, day, out_dir, built: Fixed())
-    assert (
-        cli.main(
-            [
-                "replay",
-                "--elements",
-                "300",
-                "--days",
-                "0.05",
-                "--history-days",
-                "0",
-                "--out",
-                str(tmp_path / "o"),
-                "--rehome-share",
-                "0.02",
-                "--components",
-                "fixed",
-            ]
-        )
-        == 0
-    )
-    out = capsys.readouterr().out
-    assert "not applied: components ['fixed']" in out

@@ -1,0 +1,104 @@
+"""What of the detector's findings an operations centre is paged for, and how.
+
+The detector classifies episodes (fault, silence, collection_gap, crowd, surge, change); this
+module holds the paging policy on top:
+
+* a "fault" in a metric's harmless direction (less unavailability, lower latency after a repair)
+  is relabelled ``benign`` and not paged (:func:`relabel_benign`);
+* faults and silences are paged per element (:data:`PAGED`);
+* a collection gap is paged once per collector (a region), not once per silent element
+  (:func:`region_gap_alerts`);
+* crowd / surge / change findings are reported, not paged.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+import numpy as np
+
+from telcoanalytics.alerts.manager import Alert, alerts_from_anomalies
+
+PAGED = ("fault", "silence")
+"""Classifications paged per element."""
+
+HARMFUL_DIRECTION = {"throughput_mbps": 0}
+"""Metric -> the direction that harms (+1 up, -1 down, 0 both); metrics not listed harm upwards."""
+
+
+def relabel_benign(rows: np.ndarray, harmful: dict | None = None) -> int:
+    """Relabel, in place, faults that deviate in their metric's harmless direction as ``benign``.
+
+    Parameters
+    ----------
+    rows : structured ndarray with fields ``classification``, ``direction``, ``metric``
+    harmful : dict metric -> direction, optional
+        Overrides :data:`HARMFUL_DIRECTION`.
+
+    Returns
+    -------
+    int
+        Rows relabelled.
+
+    Examples
+    --------
+    >>> r = np.array([("fault", -1, "latency_ms"), ("fault", 1, "latency_ms"), ("fault", -1, "throughput_mbps")],
+    ...              dtype=[("classification", "U16"), ("direction", "i1"), ("metric", "U24")])
+    >>> relabel_benign(r), r["classification"].tolist()
+    (1, ['benign', 'fault', 'fault'])
+    """
+    table = HARMFUL_DIRECTION if harmful is None else harmful
+    if not len(rows):
+        return 0
+    direction = np.array([table.get(str(m), 1) for m in rows["metric"]], dtype=np.int64)
+    harmless = (rows["classification"] == "fault") & (direction != 0) & (rows["direction"] == -direction)
+    rows["classification"][harmless] = "benign"
+    return int(harmless.sum())
+
+
+def paged_alerts(rows: np.ndarray, topology, now_ms: int) -> list[Alert]:
+    """Alerts for the paged findings of ``rows``: faults and silences per element, then collection
+    gaps once per region."""
+    out = alerts_from_anomalies(rows[np.isin(rows["classification"], PAGED)], topology)
+    return out + region_gap_alerts(rows, topology, now_ms)
+
+
+def region_gap_alerts(rows: np.ndarray, topology, now_ms: int) -> list[Alert]:
+    """One alert per region for the collection gaps among ``rows`` (its collector stopped), firing
+    while any of its gap episodes is open, else resolved at the last end."""
+    gaps = rows[rows["classification"] == "collection_gap"]
+    if not len(gaps):
+        return []
+    reg = topology.element_to("region")[topology.index_of(gaps["element_id"])]
+    out = []
+    for r in np.unique(reg):
+        g = gaps[reg == r]
+        rid = str(int(topology.ids["region"][r]))
+        opened, closed = g[g["end_ms"] < 0], g[g["end_ms"] >= 0]
+        labels = {
+            "alertname": "collection_gap",
+            "region": rid,
+            "source": "anomaly",
+            "classification": "collection_gap",
+            "severity": "warning",
+        }
+        if len(opened):
+            start = int(opened["start_ms"].min())
+            summary = f"collection gap in region {rid}: {len(opened)} elements stopped reporting together since {_hhmm(start)}"
+            out.append(Alert(labels, {"summary": summary}, starts_at_ms=start, updated_ms=now_ms))
+        else:
+            out.append(
+                Alert(
+                    labels,
+                    {"summary": f"collection gap in region {rid} ended"},
+                    starts_at_ms=int(closed["start_ms"].min()),
+                    ends_at_ms=int(closed["end_ms"].max()),
+                    state="resolved",
+                    updated_ms=now_ms,
+                )
+            )
+    return out
+
+
+def _hhmm(t_ms) -> str:
+    return _dt.datetime.fromtimestamp(int(t_ms) / 1000, tz=_dt.UTC).strftime("%d %H:%M")

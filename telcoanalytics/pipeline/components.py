@@ -1,0 +1,466 @@
+"""The analysis components of a replay, each implementing the contract of
+:mod:`telcoanalytics.pipeline.contract`, and the registry that builds them by name.
+
+=========  =====================================================================================
+name       what it keeps
+=========  =====================================================================================
+windows    per-element sliding windows (1 min x 60, 1 h x 24) and continuous EW statistics of
+           call holding time, QoS latency and equipment throughput
+sla        KPI counter stores from raw records, the default SLA rules and SLOs, lifecycles
+anomaly    seasonal self-tuning detection on equipment metrics and QoS, silence, classification
+cube       the exploration cube (drop rates by region, site, class, service, hour) and a
+           subscriber cube (distinct subscribers, holding-time percentiles)
+=========  =====================================================================================
+
+Their findings travel as alerts through :meth:`Pipeline.advance` to the pipeline's alert manager
+(:func:`build_alert_manager`), never sideways between components.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from telcoanalytics.pipeline.contract import RoutedBatch
+
+COMPONENTS: dict = {}
+"""name -> factory(topology, options) of the available components, in run order. ``options`` is a
+dict of the run's settings (``allowed_lateness_ms``) that a factory passes on where it applies."""
+
+ALL_NAMES = ("windows", "alerts", "sla", "anomaly", "cube")
+"""What ``--components`` accepts: the components and ``alerts`` (the pipeline's alert manager)."""
+
+
+def build_components(topology, enabled=None, *, allowed_lateness_ms: int = 900_000) -> dict:
+    """Instantiate the enabled components (default: all, in run order); ``"alerts"`` in ``enabled``
+    is not a component (see :func:`build_alert_manager`) and is skipped here.
+
+    Raises
+    ------
+    ValueError
+        An unknown name, listing the known ones.
+    """
+    names = list(COMPONENTS) if enabled is None else [n for n in enabled if n != "alerts"]
+    unknown = [n for n in names if n not in COMPONENTS]
+    if unknown:
+        raise ValueError(f"unknown components {unknown}; available: {', '.join(ALL_NAMES)}")
+    options = {"allowed_lateness_ms": int(allowed_lateness_ms)}
+    return {n: COMPONENTS[n](topology, options) for n in COMPONENTS if n in names}
+
+
+def build_alert_manager(topology, out_dir: Path):
+    """The replay's alert manager: deduplicated, grouped by site, inhibited along the topology,
+    written to ``out_dir/alerts.jsonl`` (emptied first)."""
+    from telcoanalytics.alerts.manager import AlertManager
+    from telcoanalytics.alerts.sinks import JsonlSink
+
+    path = Path(out_dir) / "alerts.jsonl"
+    path.unlink(missing_ok=True)
+    return AlertManager(topology, sinks=[JsonlSink(path, fsync=False)])
+
+
+class _Base:
+    """Defaults of the contract for components that find nothing in some calls."""
+
+    def update(self, batch: RoutedBatch) -> list:
+        return []
+
+    def advance(self, watermark_ms: int) -> list:
+        return []
+
+    def finish(self, watermark_ms: int) -> list:
+        return []
+
+
+# ---- windows -------------------------------------------------------------------------------------
+class WindowsComponent(_Base):
+    """Per-element sliding windows of three replay metrics, with continuous EW decay.
+
+    Slots are ``element_index * 3 + k`` for k = 0 call holding time (s, answered CDRs),
+    1 QoS latency (ms), 2 equipment throughput (Mbit/s). Resolutions: 1 min x 60 and 1 h x 24;
+    continuous EW mean/variance at half-lives 60 s, 1 h and 1 day. Memory is reported.
+    """
+
+    METRICS = ("holding_s", "latency_ms", "throughput_mbps")
+    RESOLUTIONS = ((60_000, 60), (3_600_000, 24))
+    HALF_LIVES_S = (60.0, 3600.0, 86400.0)
+
+    def __init__(self, topology, allowed_lateness_ms: int = 900_000, _win=None):
+        from telcoanalytics.records import METRIC_CODE
+        from telcoanalytics.windows.sliding import SlidingWindows
+
+        self.topology = topology
+        self.win = _win or SlidingWindows(
+            topology.n_elements * 3, self.RESOLUTIONS, allowed_lateness_ms, self.HALF_LIVES_S
+        )
+        self.n_side = 0  # events behind the windows' watermark (side output), counted, not folded in
+        self._throughput = METRIC_CODE["throughput_mbps"]
+
+    def update(self, batch: RoutedBatch) -> list:
+        source, rows, element_index = batch.source, batch.rows, batch.element_index
+        if source == "cdr":
+            ok = rows["answer_ms"] >= 0
+            ts, e, v = rows["start_ms"][ok], element_index[ok], (rows["end_ms"][ok] - rows["answer_ms"][ok]) / 1000.0
+            k = 0
+        elif source == "qos":
+            ts, e, v, k = rows["ts_ms"], element_index, rows["latency_ms"], 1
+        elif source == "equip":
+            ok = rows["metric_id"] == self._throughput
+            ts, e, v, k = rows["ts_ms"][ok], element_index[ok], rows["value"][ok], 2
+        else:
+            return []
+        if len(ts):
+            st = self.win.update(ts, e * 3 + k, v)
+            self.n_side += int(np.count_nonzero(st.status == 1))
+        return []
+
+    def topology_changed(self, topology, changes) -> list:
+        """Added elements get new slots; existing elements keep theirs (dense indices are stable)."""
+        n_new = topology.n_elements * 3
+        if n_new > self.win.n_slots:
+            self.win = self.win.rollup(np.arange(self.win.n_slots), n_new)  # identity groups: grow
+        self.topology = topology
+        return []
+
+    def report_lines(self):
+        from telcoanalytics.windows.decay import Decay
+
+        w = self.win
+        lines = [
+            f"== windowed statistics ({len(self.RESOLUTIONS)} resolutions: 1 min x 60, 1 h x 24; "
+            f"EW half-lives 60 s / 1 h / 1 day; state {w.nbytes / 2**20:.0f} MiB for {w.n_slots:,} slots)"
+        ]
+        t = w.max_ts_ms
+        if t is None:
+            return lines + ["  no data"]
+        q_day = w.query(t, 24 * 3_600_000).reshape(-1, 3)
+        q_hour = w.query(t, 3_600_000, decay=Decay.exponential(half_life_s=900.0)).reshape(-1, 3)
+        ew = w.ew_values(t).reshape(-1, 3, len(self.HALF_LIVES_S))
+        busiest = np.argsort(-q_day["count"][:, 0], kind="stable")[:5]
+        eids = self.topology.ids[self.topology.element_level]
+        lines.append("  busiest elements over the last 24 h (calls answered, holding time, QoS latency, throughput):")
+        lines.append(
+            "  element      calls  hold_mean_s  hold_std_s  lat_mean_ms  lat_max_ms  lat_last_h_ms*  "
+            "lat_ew1h_ms  thr_mean_mbps"
+        )
+        for e in busiest:
+            a, b, c = q_day[e]
+            lines.append(
+                f"  {eids[e]:<10} {a['count']:7.0f} {a['mean']:12.1f} {a['std']:11.1f} {b['mean']:12.2f} "
+                f"{b['max']:11.2f} {q_hour[e, 1]['mean']:14.2f} {ew[e, 1, 1]['mean']:12.2f} {c['mean']:14.1f}"
+            )
+        lines.append("  * last hour, exponentially decayed (half-life 15 min)")
+        # roll the element slots up to regions (merge of window states along the topology)
+        topo = self.topology
+        slot = np.arange(w.n_slots)
+        region = topo.element_to("region")[slot // 3] * 3 + slot % 3
+        reg = w.rollup(region, topo.n_nodes("region") * 3).query(t, 3_600_000).reshape(-1, 3)
+        lines.append("  regions over the last hour (windows rolled up the topology):")
+        lines.append("  region    calls  hold_mean_s  lat_mean_ms  lat_std_ms  lat_max_ms")
+        for r in range(topo.n_nodes("region")):
+            a, b = reg[r, 0], reg[r, 1]
+            lines.append(
+                f"  {topo.ids['region'][r]:<7} {a['count']:7.0f} {a['mean']:12.1f} {b['mean']:12.2f} "
+                f"{b['std']:11.2f} {b['max']:11.2f}"
+            )
+        lines.append(f"  events behind the windows' watermark (side output, not folded in): {self.n_side:,}")
+        return lines
+
+    def to_state(self) -> dict:
+        return {"win": self.win.to_state(), "n_side": self.n_side}
+
+    @classmethod
+    def from_state(cls, state: dict, topology) -> WindowsComponent:
+        from telcoanalytics.windows.sliding import SlidingWindows
+
+        comp = cls(topology, _win=SlidingWindows.from_state(state["win"]))
+        comp.n_side = int(state["n_side"])
+        return comp
+
+
+COMPONENTS["windows"] = lambda topology, options: WindowsComponent(topology, options["allowed_lateness_ms"])
+
+
+# ---- KPI / SLA monitoring ----------------------------------------------------------------------------
+class SlaComponent(_Base):
+    """KPIs from raw records and SLA rules/SLOs (default rule set); firing and resolved events
+    become alerts."""
+
+    def __init__(self, topology, rules=None, _mon=None):
+        from telcoanalytics.sla.sla import SlaMonitor
+
+        self.mon = _mon or SlaMonitor(topology, rules)
+        self.events = []
+        self.topology = topology
+
+    def update(self, batch: RoutedBatch) -> list:
+        if batch.source in ("cdr", "equip", "qos"):
+            self.mon.update(batch.source, batch.rows)
+        return []
+
+    def _alerts(self, events) -> list:
+        from telcoanalytics.alerts.manager import alerts_from_sla_events
+
+        self.events.extend(events)
+        return alerts_from_sla_events(events, self.topology) if events else []
+
+    def advance(self, watermark_ms: int) -> list:
+        return self._alerts(self.mon.advance(int(watermark_ms)))
+
+    def topology_changed(self, topology, changes) -> list:
+        """New elements get counters, re-homed ones count toward their new parents from now on;
+        violations whose scope went away (retired elements) are closed."""
+        ev = self.mon.set_topology(topology, changes)
+        self.topology = topology
+        return self._alerts(ev)
+
+    def report_lines(self) -> list[str]:
+        lines = [
+            f"== SLA monitoring ({len(self.mon.rules)} rules, KPIs from raw records; "
+            f"counter store {self.mon.store.memory_bytes() / 2**20:.0f} MiB)"
+        ]
+        by = Counter((e.rule, e.state) for e in self.events)
+        rules = sorted({r for r, _ in by})
+        if not rules:
+            return lines + ["  no violations"]
+        lines.append("  rule                          pending  firing  resolved")
+        for r in rules:
+            lines.append(f"  {r:<29} {by[(r, 'pending')]:7d} {by[(r, 'firing')]:7d} {by[(r, 'resolved')]:9d}")
+        firing = [e for e in self.events if e.state == "firing"]
+        lines.append(f"  first firing violations (of {len(firing)}):")
+        for e in firing[:8]:
+            lines.append(f"    {e.summary}")
+        return lines
+
+    def to_state(self) -> dict:
+        return {"mon": self.mon.to_state(), "events": [e.to_dict() for e in self.events]}
+
+    @classmethod
+    def from_state(cls, state: dict, topology) -> SlaComponent:
+        from telcoanalytics.sla.sla import SlaEvent, SlaMonitor
+
+        mon = SlaMonitor.from_state(state["mon"])
+        comp = cls(mon.topology, _mon=mon)
+        comp.events = [SlaEvent(**e) for e in state["events"]]
+        return comp
+
+
+COMPONENTS["sla"] = lambda topology, options: SlaComponent(topology)
+
+
+# ---- anomaly detection ---------------------------------------------------------------------------------
+class AnomalyComponent(_Base):
+    """Seasonal, self-tuning anomaly detection on equipment metrics and QoS latency/loss.
+
+    Events are scored as they arrive (time-sorted within each batch); silence is checked at
+    every advance against the pipeline's watermark (which already trails by the allowed lateness,
+    so late-but-allowed reports do not look like silence). The paging policy is
+    :mod:`telcoanalytics.anomaly.policy`: faults and silences per element, collection gaps once
+    per region; crowd/surge, change and benign findings are reported here, not paged.
+    """
+
+    def __init__(self, topology, _net=None):
+        from telcoanalytics.anomaly.detector import NetworkAnomalyDetector
+        from telcoanalytics.evaluate.evaluate import SYNTH_METRICS, synth_detector_config
+        from telcoanalytics.records import METRICS
+
+        self.metrics = SYNTH_METRICS
+        self.n_eq = len(METRICS)
+        self.net = _net or NetworkAnomalyDetector(
+            topology, SYNTH_METRICS, synth_detector_config(), silence_metrics=METRICS
+        )
+        self.topology = topology
+        self.rows = []
+        self._pending = []
+
+    def learn(self, day, until_ms: int) -> None:
+        """Learn baselines and thresholds from a synthetic day's history: the clean equipment and
+        QoS rows that *arrived* before ``until_ms`` (as a deployment restores them from yesterday's
+        checkpoint). Rows arriving later are the replay's, so nothing is learned twice; findings of
+        the history are dropped."""
+        from telcoanalytics.anomaly.warmup import warm_up
+        from telcoanalytics.synth.stream import ORIGIN_CLEAN
+
+        parts = []
+        for source in ("equip", "qos"):
+            rows, arrival_ms, origin = day.raw(source)
+            keep = (origin == ORIGIN_CLEAN) & (arrival_ms < until_ms)
+            parts.append(self._events(source, rows[keep], self.topology.index_of(rows[keep]["element_id"])))
+        ts, e, m, v = (np.concatenate([p[k] for p in parts]) for k in range(4))
+        warm_up(self.net, ts, e, m, v, day.start_ms, until_ms)
+
+    def _events(self, source, rows, element_index):
+        """(ts_ms, element, metric, value) of equipment metrics and QoS latency/loss rows."""
+        if source == "equip":
+            return rows["ts_ms"], element_index, rows["metric_id"].astype(np.int64), rows["value"]
+        n = len(rows)
+        return (
+            np.concatenate([rows["ts_ms"], rows["ts_ms"]]),
+            np.concatenate([element_index, element_index]),
+            np.repeat(np.array([self.n_eq, self.n_eq + 1], dtype=np.int64), n),
+            np.concatenate([rows["latency_ms"], rows["loss_pct"]]),
+        )
+
+    def update(self, batch: RoutedBatch) -> list:
+        if batch.source not in ("equip", "qos"):
+            return []
+        ts, e, m, v = self._events(batch.source, batch.rows, batch.element_index)
+        o = np.argsort(ts, kind="stable")  # causal scoring: in event-time order within the batch
+        found = self.net.update(ts[o], e[o], m[o], v[o])
+        if len(found):
+            self._pending.append(found)
+        return []
+
+    def advance(self, watermark_ms: int) -> list:
+        from telcoanalytics.anomaly.policy import paged_alerts, relabel_benign
+
+        s = self.net.check_silence(int(watermark_ms))
+        if len(s):
+            self._pending.append(s)
+        if not self._pending:
+            return []
+        found = np.concatenate(self._pending)
+        self._pending = []
+        relabel_benign(found)
+        self.rows.append(found)
+        return paged_alerts(found, self.topology, int(watermark_ms))
+
+    def report_lines(self):
+        from telcoanalytics.anomaly.detector import ANOMALY_DTYPE
+
+        rows = np.concatenate(self.rows) if self.rows else np.zeros(0, ANOMALY_DTYPE)
+        opened = rows[rows["end_ms"] < 0]
+        lines = [
+            f"== anomalies (seasonal baselines, self-tuning thresholds, change and silence detection; "
+            f"{self.net.detector.n_obs.size:,} slots)"
+        ]
+        if not len(opened):
+            return lines + ["  none"]
+        by = Counter(opened["classification"].tolist())
+        lines.append(
+            "  episodes opened by classification: "
+            + ", ".join(f"{k}={v}" for k, v in sorted(by.items()))
+            + "   (paged: fault, silence; collection gaps once per region; benign = a deviation in the harmless direction)"
+        )
+        top = opened[np.isin(opened["classification"], ("fault", "silence"))]
+        top = top[np.argsort(-np.nan_to_num(top["peak_score"], nan=np.inf), kind="stable")][:8]
+        for r in top:
+            lines.append(
+                f"    {r['classification']:<8} element {r['element_id']} {r['metric']:<16} "
+                f"from {_hhmm(r['start_ms'])} value {r['value']:.4g} vs baseline {r['baseline']:.4g} "
+                f"(score {r['peak_score']:.1f}, threshold {r['threshold']:.1f})"
+            )
+        gaps = opened[opened["classification"] == "collection_gap"]
+        if len(gaps):
+            reg = self.topology.ids["region"][
+                self.topology.element_to("region")[self.topology.index_of(gaps["element_id"])]
+            ]
+            for rid in np.unique(reg):
+                g = gaps[reg == rid]
+                lines.append(
+                    f"  collection gap: region {rid}, {len(g)} elements silent together from "
+                    f"{_hhmm(g['start_ms'].min())} (network fine, collector down: silence alerts inhibited)"
+                )
+        crowd = opened[np.isin(opened["classification"], ("crowd", "surge"))]
+        if len(crowd):
+            sites = Counter(int(x) for x in crowd["scope_id"])
+            lines.append(
+                f"  crowd / demand surge (reported, not paged): {len(crowd)} episodes at scopes "
+                + ", ".join(f"{k} (x{v})" for k, v in sites.most_common(5))
+            )
+        return lines
+
+    def topology_changed(self, topology, changes) -> list:
+        self.net.set_topology(topology)
+        self.topology = topology
+        return []
+
+    def to_state(self) -> dict:
+        from telcoanalytics.anomaly.detector import ANOMALY_DTYPE
+
+        rows = np.concatenate(self.rows) if self.rows else np.zeros(0, ANOMALY_DTYPE)
+        return {"net": self.net.to_state(), "rows": rows}
+
+    @classmethod
+    def from_state(cls, state: dict, topology) -> AnomalyComponent:
+        from telcoanalytics.anomaly.detector import NetworkAnomalyDetector
+
+        comp = cls(topology, _net=NetworkAnomalyDetector.from_state(state["net"], topology))
+        comp.rows = [state["rows"]] if len(state["rows"]) else []
+        return comp
+
+
+def _hhmm(t_ms) -> str:
+    import datetime as _dt
+
+    return _dt.datetime.fromtimestamp(int(t_ms) / 1000, tz=_dt.UTC).strftime("%d %H:%M")
+
+
+COMPONENTS["anomaly"] = lambda topology, options: AnomalyComponent(topology)
+
+
+# ---- cubes -------------------------------------------------------------------------------------------------
+class CubeComponent(_Base):
+    """Cubes kept up to date from the CDR stream: the exploration cube (drop rates by region,
+    site, equipment class, service, hour of day) and a subscriber cube (distinct subscribers and
+    holding-time percentiles by region, service and hour)."""
+
+    def __init__(self, topology, _cubes=None):
+        from telcoanalytics.cube.cube import CubeSet, CubeSpec, explore_spec
+
+        self.topology = topology
+        self.cubes = _cubes or CubeSet(
+            {
+                "explore": explore_spec(),
+                "subscribers": CubeSpec(
+                    dimensions=["region", "service", "hour_of_day"],
+                    measures=["count", "distinct:imsi_hash", "p95:duration_ms", "sum:bytes"],
+                ),
+            },
+            topology,
+        )
+        self.n = 0
+
+    def update(self, batch: RoutedBatch) -> list:
+        if batch.source == "cdr":
+            self.cubes.update(batch.rows, element_idx=batch.element_index)
+            self.n += len(batch.rows)
+        return []
+
+    def topology_changed(self, topology, changes) -> list:
+        """Cells keep the parents their events had; later rows roll up by the new structure."""
+        self.cubes.set_topology(topology, changes)
+        self.topology = topology
+        return []
+
+    def report_lines(self):
+        from telcoanalytics.cube.cube import explore_summary
+
+        mem = sum(self.cubes[name].nbytes for name in self.cubes)
+        lines = [f"== cubes ({len(self.cubes)} cubes over {self.n:,} call records; {mem / 2**20:.1f} MiB)"]
+        lines += ["  " + x for x in explore_summary(self.cubes)]
+        sub = self.cubes["subscribers"].view().group_by("region", "service").top_k("distinct:imsi_hash", 5)
+        lines.append("  most distinct subscribers by region x service (HyperLogLog, ~1.6% error):")
+        for r in sub:
+            lines.append(
+                f"    region {r['region']} {r['service']:<6} subscribers~{r['distinct_imsi_hash']:,.0f} "
+                f"calls {r['count']:,} p95 duration {r['p95_duration_ms'] / 1000:.0f} s "
+                f"bytes {r['sum_bytes'] / 1e9:.1f} GB"
+            )
+        return lines
+
+    def to_state(self) -> dict:
+        return {"cubes": self.cubes.to_state(), "n": self.n}
+
+    @classmethod
+    def from_state(cls, state: dict, topology) -> CubeComponent:
+        from telcoanalytics.cube.cube import CubeSet
+
+        comp = cls(topology, _cubes=CubeSet.from_state(state["cubes"]))
+        comp.n = int(state["n"])
+        return comp
+
+
+COMPONENTS["cube"] = lambda topology, options: CubeComponent(topology)
