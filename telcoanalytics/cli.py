@@ -212,7 +212,7 @@ def cmd_replay(args) -> int:
                 f"== topology change while data flowed: at {_hhmm(at_ms)} {len(moved):,} elements were "
                 f"re-homed to other sites of their region (version {v0} -> {pipe.topology.version}, "
                 f"{(time.perf_counter() - tc) * 1e3:.0f} ms); components followed: "
-                f"{', '.join(pipe.components) or 'none'}; later rows route and roll up by the new sites"
+                f"{', '.join([*pipe.components, *(['alerts'] if pipe.alerts is not None else [])]) or 'none'}; later rows route and roll up by the new sites"
             )
 
         if len(moved):
