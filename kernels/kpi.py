@@ -507,7 +507,7 @@ def kpi_running_shift(ring, add_slots, sub_slots, cols, out):
 
     Moves a per-element running window sum by whole minutes (or hours): minutes entering the
     window are added, minutes leaving it subtracted. Exact as long as every partial sum is
-    representable in float64 (always for integer counts; see ``telcoanalytics.kpi.kpi`` Notes).
+    representable in float64 (always for integer counts; see ``telcoanalytics.kpi.running``).
     """
     n = out.shape[0]
     for e in range(n):

@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from kernels import kpi as K
-from telcoanalytics.kpi.kpi import (
+from telcoanalytics.kpi import (
     ACTIVITY_COUNTER,
     COUNTERS,
     MINUTE_MS,
