@@ -82,7 +82,7 @@ class CubeSpec:
     Parameters
     ----------
     dimensions : sequence of str or Dimension
-        Built-in names (see ``cube_dims.builtin_dimension``) or Dimension objects.
+        Built-in names (see ``telcoanalytics.cube.dims.builtin_dimension``) or Dimension objects.
     measures : sequence of str or Measure
         ``count``, ``sum/min/max/mean/var/std:<field>``, ``distinct:<hash field>``,
         ``pNN:<field>`` / ``median:<field>`` (see :class:`Measure`).

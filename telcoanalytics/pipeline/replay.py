@@ -486,7 +486,7 @@ class CubeComponent:
     holding-time percentiles by region, service and hour)."""
 
     def __init__(self, topology):
-        from telcoanalytics.cube.cube import CubeSet, CubeSpec, explore_spec
+        from telcoanalytics.cube import CubeSet, CubeSpec, explore_spec
 
         self.topology = topology
         self.cubes = CubeSet(
@@ -515,7 +515,7 @@ class CubeComponent:
         self.topology = topology
 
     def report_lines(self):
-        from telcoanalytics.cube.cube import explore_summary
+        from telcoanalytics.cube import explore_summary
 
         mem = sum(self.cubes[name].nbytes for name in self.cubes)
         lines = [f"== cubes ({len(self.cubes)} cubes over {self.n:,} call records; {mem / 2**20:.1f} MiB)"]
@@ -534,7 +534,7 @@ class CubeComponent:
         return {"cubes": self.cubes.to_state(), "n": self.n}
 
     def load_state(self, d):
-        from telcoanalytics.cube.cube import CubeSet
+        from telcoanalytics.cube import CubeSet
 
         self.cubes = CubeSet.from_state(d["cubes"])
         self.n = int(d["n"])
