@@ -70,7 +70,7 @@ from telcoanalytics.kpi import (
     kpi_registry,
 )
 from telcoanalytics.records import EQUIPMENT_CLASS_CODE, SERVICE_CODE, SERVICES, TECHNOLOGIES, VENDORS
-from telcoanalytics.topology.model import Topology, remap_rows
+from telcoanalytics.topology import Topology, remap_rows
 
 SEVERITIES = ("page", "ticket", "critical", "major", "minor", "warning")
 COMPARATORS = ("<", "<=", ">", ">=")
