@@ -196,7 +196,7 @@ class _CubeBuild:
             plan = DerivePlan.build(ks, self.base_keys.dims, dims)
             n = src.n_cells
             keys = np.empty(n, dtype=np.int64)
-            cube_rekey(src.cell_key, n, *plan.args(), self.base_keys.strides, keys)
+            cube_rekey(src.cell_key, n, plan.args(), self.base_keys.strides, keys)
             base.reserve(min(n, base.keyspace))
             base.merge_cells(keys, src, self.mom)
             rejected = 0
@@ -232,7 +232,7 @@ class _CubeBuild:
                 continue
             n = parent.n_cells
             keys = np.empty(n, dtype=np.int64)
-            cube_rekey(parent.cell_key, n, *st.plan.args(), st.strides, keys)
+            cube_rekey(parent.cell_key, n, st.plan.args(), st.strides, keys)
             t = tables[st.target]
             t.clear()
             t.reserve(min(n, t.keyspace))

@@ -62,7 +62,7 @@ class _CubeQueries:
         n = cb.table.n_cells
         plan = DerivePlan.build(cb.keys, [name], self.all_dims)
         out = np.empty((1, n), dtype=np.int64)
-        cube_decode(cb.table.cell_key, n, *plan.args(), out)
+        cube_decode(cb.table.cell_key, n, plan.args(), out)
         codes = out[0]
         canon = self.all_dims[name].canon
         if canon is not None:  # versioned topology codes: group by the node, not the slot
