@@ -20,7 +20,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from telcoanalytics.cube.cube import Cube, CubeSet, CubeSpec  # noqa: E402
+from telcoanalytics.cube import Cube, CubeSet, CubeSpec  # noqa: E402
 from telcoanalytics.cube.dims import BatchArrays, BatchContext, prepare_batch  # noqa: E402
 from telcoanalytics.records import CDR_DTYPE, EQUIPMENT_CLASSES, SERVICES, TOPOLOGY_DTYPE  # noqa: E402
 from telcoanalytics.topology.model import Topology  # noqa: E402

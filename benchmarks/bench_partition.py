@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from kernels.partition import partition_by_key, partition_scatter
-from telcoanalytics.topology.model import Topology, scratch_dtype
+from telcoanalytics.topology import Topology, scratch_dtype
 
 N = int(os.environ.get("BENCH_N", 10_000_000))
 N_ELEMENTS = int(os.environ.get("BENCH_ELEMENTS", 20_000))

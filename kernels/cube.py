@@ -26,6 +26,8 @@ Chan, Golub, LeVeque 1983, "Algorithms for computing the sample variance": for p
 ``mean = mean_a + delta n_b / n`` and ``M2 = M2_a + M2_b + delta**2 n_a n_b / n``.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ._numba import kernel, prefetch_row
@@ -34,6 +36,91 @@ from .qsketch import qs_index
 
 EMPTY = -1
 BIG_MOD = 1 << 62  # the modulus of an identity derivation (no arithmetic needed)
+
+
+class CellIndex(NamedTuple):
+    """The index of a cell table (module notes), updated in place by the kernels that add cells."""
+
+    dense: bool  # dense index (``index[key]``) or hashed (``tab_keys`` / ``tab_cell``)
+    index: np.ndarray  # int32 (keyspace,) when dense
+    tab_keys: np.ndarray  # int64 (capacity,) when hashed, ``EMPTY`` = free slot
+    tab_cell: np.ndarray  # int32 (capacity,) when hashed
+    cell_key: np.ndarray  # int64 (cap,): key of each cell, in insertion order
+    counters: np.ndarray  # int64 [n_cells, n_rejected]
+
+
+class CellMeasures(NamedTuple):
+    """Measure arrays of the cells of a table (module notes); row ``c`` is cell ``c``."""
+
+    cnt: np.ndarray  # int64 (cap,)
+    fmiss: np.ndarray  # int64 (cap, F): missing values per field
+    fsum: np.ndarray  # float64 (cap, F)
+    fmin: np.ndarray  # float64 (cap, F)
+    fmax: np.ndarray  # float64 (cap, F)
+    fmean: np.ndarray  # float64 (cap, F), where ``mom[f]``
+    fm2: np.ndarray  # float64 (cap, F), where ``mom[f]``
+    hll: np.ndarray  # uint8 (cap, H, 2**p)
+    qs: np.ndarray  # int64 (cap, Q, buckets)
+
+
+class AccumParams(NamedTuple):
+    """Which rows of a batch feed which measures, and the sketch parameters."""
+
+    vrows: np.ndarray  # int64 (F,): rows of ``vals`` holding the value fields
+    mom: np.ndarray  # bool (F,): fields that keep moments
+    hrows: np.ndarray  # int64 (H,): rows of ``hashes`` feeding the distinct counts
+    p: int  # HyperLogLog precision
+    qrows: np.ndarray  # int64 (Q,): rows of ``vals`` feeding the percentile sketches
+    q_min: float  # percentile sketch: smallest tracked value
+    q_inv_log_gamma: float  # percentile sketch: 1 / ln(gamma)
+
+
+class EventBatch(NamedTuple):
+    """A batch of events to accumulate."""
+
+    keys: np.ndarray  # int64 (n,): packed key per event (``cube_pack_keys``), -1 rejects the row
+    vals: np.ndarray  # float64 (n_fields_all, n); NaN = missing
+    hashes: np.ndarray  # int64 (n_hash_all, n): 64-bit hashes for the distinct counts
+
+
+class PosRows(NamedTuple):
+    """Count and single-field value measures by row (positional rows or compact cells)."""
+
+    cnt: np.ndarray  # int64 (rows,); positional rows hold ``count | epoch << POS_TAG_SHIFT``
+    fmiss: np.ndarray  # int64 (rows, F<=1)
+    fsum: np.ndarray  # float64 (rows, F<=1)
+    fmin: np.ndarray  # float64 (rows, F<=1)
+    fmax: np.ndarray  # float64 (rows, F<=1)
+
+
+class PosDirty(NamedTuple):
+    """Rows of older cells touched in the current epoch of a positional table."""
+
+    pos: np.ndarray  # int64 (cap,): their rows
+    key: np.ndarray  # int64 (cap,): their keys
+    state: np.ndarray  # int64 [epoch, entries listed, cells at the start of the epoch]
+
+
+class PosLayout(NamedTuple):
+    """Row of a packed key: ``sum_j ((key >> shift[j]) & mask[j]) * mstride[j]``."""
+
+    shift: np.ndarray  # int64 (d,)
+    mask: np.ndarray  # int64 (d,)
+    mstride: np.ndarray  # int64 (d,)
+
+
+class DeriveArgs(NamedTuple):
+    """How output codes derive from a packed parent key (``cube_derive_codes``), per output dimension."""
+
+    shift: np.ndarray  # int64 (d,)
+    mask: np.ndarray  # int64 (d,)
+    a: np.ndarray  # int64 (d,)
+    b: np.ndarray  # int64 (d,)
+    c: np.ndarray  # int64 (d,)
+    m: np.ndarray  # int64 (d,)
+    t_off: np.ndarray  # int64 (d,)
+    t_len: np.ndarray  # int64 (d,)
+    tables: np.ndarray  # int64 (sum t_len,)
 
 
 @kernel
@@ -150,9 +237,11 @@ def cube_pack_keys(codes, rows, strides, keys):
 
 
 @kernel
-def cube_accumulate_fast(keys, v, has_v, start, index, cell_key, cnt, fmiss, fsum, fmin, fmax, counters, limit):
-    """``cube_accumulate`` for a dense index, one value field ``v`` (or none when ``has_v`` is
-    false: counts only), no moments or sketches."""
+def cube_accumulate_fast(ix, cells, keys, v, has_v, start, limit):
+    """``cube_accumulate`` for a dense index (``CellIndex`` ``ix``, ``CellMeasures`` ``cells``),
+    one value field ``v`` (or none when ``has_v`` is false: counts only), no moments or sketches."""
+    index, cell_key, counters = ix.index, ix.cell_key, ix.counters
+    cnt, fmiss, fsum, fmin, fmax = cells.cnt, cells.fmiss, cells.fsum, cells.fmin, cells.fmax
     n = keys.shape[0]
     nc = counters[0]
     n_rej = 0
@@ -211,25 +300,7 @@ def cube_key_pos(keys, shift, mask, mstride, out):
 
 
 @kernel
-def cube_accumulate_pos(
-    pos,
-    keys,
-    v,
-    has_v,
-    start,
-    index,
-    cell_key,
-    pcnt,
-    pfmiss,
-    pfsum,
-    pfmin,
-    pfmax,
-    dirty_pos,
-    dirty_key,
-    pstate,
-    counters,
-    limit,
-):
+def cube_accumulate_pos(ix, rows, dirty, pos, keys, v, has_v, start, limit):
     """``cube_accumulate_fast`` into a *positional* table: the measures of the event with row
     ``pos[i]`` (``cube_key_pos`` of its key ``keys[i]``) are at that row of ``pcnt, pfmiss,
     pfsum, pfmin, pfmax``, so an event costs no index lookup, and the row of a later event is
@@ -244,11 +315,29 @@ def cube_accumulate_pos(
     So the compact cells are refreshed from the touched rows only (``cube_gather_pos``). The
     tag lives in the word the event updates anyway.
 
+    Parameters
+    ----------
+    ix : CellIndex
+        The dense index (``index``, ``cell_key``, ``counters`` are used), updated in place.
+    rows : PosRows
+        The positional rows, updated in place.
+    dirty : PosDirty
+        The touched-rows list and ``[epoch, listed, cells at the epoch start]``, updated in place.
+    pos, keys : int64 (n,)
+        Row and packed key of every event (-1 rejects the row).
+    v : float64 (n,); has_v : bool
+        The value field (ignored unless ``has_v``).
+    start, limit : int
+        First event; most cells allowed before the caller must grow the table.
+
     Returns
     -------
     int
         ``n`` when all events were processed, otherwise the event at which room ran out.
     """
+    index, cell_key, counters = ix.index, ix.cell_key, ix.counters
+    pcnt, pfmiss, pfsum, pfmin, pfmax = rows.cnt, rows.fmiss, rows.fsum, rows.fmin, rows.fmax
+    dirty_pos, dirty_key, pstate = dirty.pos, dirty.key, dirty.state
     n = pos.shape[0]
     nc = counters[0]
     epoch = pstate[0]
@@ -306,31 +395,19 @@ def cube_accumulate_pos(
 
 
 @kernel
-def cube_gather_pos(
-    dirty_pos,
-    dirty_key,
-    nd,
-    index,
-    new_from,
-    cell_key,
-    n,
-    shift,
-    mask,
-    mstride,
-    pcnt,
-    pfmiss,
-    pfsum,
-    pfmin,
-    pfmax,
-    cnt,
-    fmiss,
-    fsum,
-    fmin,
-    fmax,
-):
+def cube_gather_pos(cells, rows, dirty, layout, ix, nd, new_from, n):
     """Copy rows to compact cells, the count without its epoch tag: the touched rows
     ``dirty_pos[:nd]`` to the cells of their keys (``index[dirty_key[j]]``), and the rows of
-    the new cells ``new_from..n-1`` (row from ``cell_key``, as ``cube_key_pos``)."""
+    the new cells ``new_from..n-1`` (row from ``cell_key``, as ``cube_key_pos``).
+
+    ``cells`` (``PosRows``, compact) is written from ``rows`` (``PosRows``, positional);
+    ``dirty`` is the ``PosDirty`` list, ``layout`` the ``PosLayout`` of the keys, ``ix`` the
+    ``CellIndex`` (``index`` and ``cell_key`` are read)."""
+    dirty_pos, dirty_key = dirty.pos, dirty.key
+    index, cell_key = ix.index, ix.cell_key
+    shift, mask, mstride = layout.shift, layout.mask, layout.mstride
+    pcnt, pfmiss, pfsum, pfmin, pfmax = rows.cnt, rows.fmiss, rows.fsum, rows.fmin, rows.fmax
+    cnt, fmiss, fsum, fmin, fmax = cells.cnt, cells.fmiss, cells.fsum, cells.fmin, cells.fmax
     nf = pfsum.shape[1]
     d = shift.shape[0]
     for j in range(nd + n - new_from):
@@ -352,53 +429,24 @@ def cube_gather_pos(
 
 
 @kernel
-def cube_accumulate(
-    keys,
-    vals,
-    vrows,
-    mom,
-    hashes,
-    hrows,
-    p,
-    qrows,
-    q_min,
-    q_inv_log_gamma,
-    start,
-    dense,
-    index,
-    tab_keys,
-    tab_cell,
-    cell_key,
-    cnt,
-    fmiss,
-    fsum,
-    fmin,
-    fmax,
-    fmean,
-    fm2,
-    hll,
-    qs,
-    counters,
-    limit,
-):
+def cube_accumulate(ix, cells, params, batch, start, limit):
     """Accumulate events ``start..n-1`` of a batch into a cell table.
 
     Parameters
     ----------
-    keys : int64 array (n,)
-        Packed key of every event (``cube_pack_keys``); ``-1`` rejects the row (counted).
-    vals : float64 array (n_fields_all, n); vrows : int64 (F,); mom : bool (F,)
-        Value fields (NaN = missing), the rows used, and which fields keep moments.
-    hashes : int64 array (n_hash_all, n); hrows : int64 (H,); p : int
-        64-bit hashes for the distinct counts, and the HyperLogLog precision.
-    qrows : int64 (Q,); q_min, q_inv_log_gamma : float
-        Rows of ``vals`` feeding the percentile sketches, and the sketch parameters.
+    ix : CellIndex
+        The cell table index (module notes), updated in place (``counters`` is
+        ``[n_cells, n_rejected]``).
+    cells : CellMeasures
+        Cell measure arrays, updated in place (``fmiss`` counts missing values: valid values of a
+        field = ``cnt - fmiss``).
+    params : AccumParams
+        Rows of the value fields (and which keep moments), of the distinct-count hashes and of the
+        percentile fields, the HyperLogLog precision and the percentile sketch parameters.
+    batch : EventBatch
+        Packed keys (``-1`` rejects the row, counted), values (NaN = missing) and hashes.
     start : int
         First event to process.
-    dense, index, tab_keys, tab_cell, cell_key : the cell table index (module notes).
-    cnt, fmiss, fsum, fmin, fmax, fmean, fm2, hll, qs : cell measure arrays, updated in place
-        (``fmiss`` counts missing values: valid values of a field = ``cnt - fmiss``).
-    counters : int64 array [n_cells, n_rejected], updated in place.
     limit : int
         Maximum number of cells allowed before the caller must grow the table.
 
@@ -407,6 +455,10 @@ def cube_accumulate(
     int
         ``n`` when all events were processed, otherwise the event at which room ran out.
     """
+    dense, index, tab_keys, tab_cell, cell_key, counters = ix
+    cnt, fmiss, fsum, fmin, fmax, fmean, fm2, hll, qs = cells
+    vrows, mom, hrows, p, qrows, q_min, q_inv_log_gamma = params
+    keys, vals, hashes = batch
     n = keys.shape[0]
     nf = vrows.shape[0]
     nh = hrows.shape[0]
@@ -419,9 +471,7 @@ def cube_accumulate(
     stop = n
     if dense and nf <= 1 and nh == 0 and nq == 0 and not m0:
         # the common case has its own small kernel (LLVM optimises its loop better)
-        return cube_accumulate_fast(
-            keys, v0, nf == 1, start, index, cell_key, cnt, fmiss, fsum, fmin, fmax, counters, limit
-        )
+        return cube_accumulate_fast(ix, cells, keys, v0, nf == 1, start, limit)
     for i in range(start, n):
         key = keys[i]
         if key < 0:
@@ -477,47 +527,35 @@ def cube_accumulate(
 
 
 @kernel
-def cube_merge_cells(
-    src_keys,
-    n_src,
-    s_cnt,
-    s_fmiss,
-    s_fsum,
-    s_fmin,
-    s_fmax,
-    s_fmean,
-    s_fm2,
-    s_hll,
-    s_qs,
-    mom,
-    start,
-    dense,
-    index,
-    tab_keys,
-    tab_cell,
-    cell_key,
-    cnt,
-    fmiss,
-    fsum,
-    fmin,
-    fmax,
-    fmean,
-    fm2,
-    hll,
-    qs,
-    counters,
-    limit,
-):
+def cube_merge_cells(ix, cells, mom, src, src_keys, n_src, start, limit):
     """Merge source cells ``start..n_src-1`` into a table, cell ``s`` going to key ``src_keys[s]``.
 
     Source and destination hold the same measures. ``src_keys[s] < 0`` skips the cell (filtered
     out). Several source cells may share a destination key (roll-up).
+
+    Parameters
+    ----------
+    ix : CellIndex
+        The destination's index, updated in place.
+    cells : CellMeasures
+        The destination's measures, updated in place.
+    mom : bool (F,)
+        Fields that keep moments.
+    src : CellMeasures
+        The source cells' measures.
+    src_keys : int64 (>= n_src,)
+        Destination key of each source cell (-1 skips it).
+    n_src, start, limit : int
+        Source cells, first source cell, most destination cells allowed.
 
     Returns
     -------
     int
         ``n_src`` when done, otherwise the source cell at which room ran out (``limit`` cells).
     """
+    dense, index, tab_keys, tab_cell, cell_key, counters = ix
+    cnt, fmiss, fsum, fmin, fmax, fmean, fm2, hll, qs = cells
+    s_cnt, s_fmiss, s_fsum, s_fmin, s_fmax, s_fmean, s_fm2, s_hll, s_qs = src
     nf = fmiss.shape[1]
     for s in range(start, n_src):
         key = src_keys[s]
@@ -563,14 +601,15 @@ def cube_merge_cells(
 
 
 @kernel
-def cube_derive_codes(keys, n, shift, mask, a, b, c, m, t_off, t_len, tables, j, out):
+def cube_derive_codes(keys, n, plan, j, out):
     """Codes of output dimension ``j`` for the packed keys ``keys[:n]`` into ``out[:n]``.
 
     Parent keys are packed on power-of-two radices, so the parent code is
     ``(key >> shift[j]) & mask[j]``; then ``code = ((code + a) // b + c) % m`` (skipped for the
     identity), then, if ``t_len[j] > 0``, ``code = tables[t_off[j] + code]`` (tables cover every
-    code, checked when the plan is built).
+    code, checked when the plan is built). ``plan`` is a ``DeriveArgs``.
     """
+    shift, mask, a, b, c, m, t_off, t_len, tables = plan
     sh = shift[j]
     mk = mask[j]
     aj, bj, cj, mj = a[j], b[j], c[j], m[j]
@@ -587,7 +626,7 @@ def cube_derive_codes(keys, n, shift, mask, a, b, c, m, t_off, t_len, tables, j,
 
 
 @kernel
-def cube_rekey(keys, n, shift, mask, a, b, c, m, t_off, t_len, tables, c_stride, out):
+def cube_rekey(keys, n, plan, c_stride, out):
     """Re-key cells into another (coarser or derived) key space.
 
     For every cell ``i < n`` and output dimension ``j``, derive the code
@@ -596,18 +635,18 @@ def cube_rekey(keys, n, shift, mask, a, b, c, m, t_off, t_len, tables, c_stride,
     code = np.empty(n, dtype=np.int64)
     for i in range(n):
         out[i] = 0
-    for j in range(shift.shape[0]):
-        cube_derive_codes(keys, n, shift, mask, a, b, c, m, t_off, t_len, tables, j, code)
+    for j in range(plan.shift.shape[0]):
+        cube_derive_codes(keys, n, plan, j, code)
         st = c_stride[j]
         for i in range(n):
             out[i] += code[i] * st
 
 
 @kernel
-def cube_decode(keys, n, shift, mask, a, b, c, m, t_off, t_len, tables, out):
+def cube_decode(keys, n, plan, out):
     """Codes ``out[j, i]`` of output dimension ``j`` for cell ``i < n`` (``cube_derive_codes``)."""
-    for j in range(shift.shape[0]):
-        cube_derive_codes(keys, n, shift, mask, a, b, c, m, t_off, t_len, tables, j, out[j])
+    for j in range(plan.shift.shape[0]):
+        cube_derive_codes(keys, n, plan, j, out[j])
 
 
 @kernel

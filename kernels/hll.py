@@ -15,7 +15,7 @@ Heule, Nunkesser, Hall 2013 ("HyperLogLog in practice"):
 ``E = m ln(m / V)``. The relative standard error is ``1.04 / sqrt(m)`` (1.63 % for ``p = 12``).
 The 64-bit hash makes the large-range correction unnecessary.
 
-Hashing happens in NumPy (``splitmix64`` in ``telcoanalytics.cube.cube``), because unsigned 64-bit
+Hashing happens in NumPy (``splitmix64`` in ``telcoanalytics.cube.dims``), because unsigned 64-bit
 wrap-around multiplication warns in plain Python, and kernels must also run with
 ``NUMBA_DISABLE_JIT=1``. The kernels here only use shifts and masks that are exact in int64.
 """

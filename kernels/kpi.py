@@ -20,6 +20,7 @@ problems and by the kernels for bad values, so no row is dropped silently.
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -507,7 +508,7 @@ def kpi_running_shift(ring, add_slots, sub_slots, cols, out):
 
     Moves a per-element running window sum by whole minutes (or hours): minutes entering the
     window are added, minutes leaving it subtracted. Exact as long as every partial sum is
-    representable in float64 (always for integer counts; see ``telcoanalytics.kpi.kpi`` Notes).
+    representable in float64 (always for integer counts; see ``telcoanalytics.kpi.running``).
     """
     n = out.shape[0]
     for e in range(n):
@@ -704,25 +705,35 @@ def kpi_prefix_gather(ring, rows, slots, cols, out_col, out):
 
 
 # ---- fused ratio KPI of a tick (all elements, running window sums) ---------------------------
+class RatioPlan(NamedTuple):
+    """Where a ratio KPI's counters are in the running sums, and which are numerator, denominator, samples."""
+
+    col_ptr: np.ndarray  # int64 (n_k + 1,): counter k's columns are cols[col_ptr[k]:col_ptr[k + 1]]
+    cols: np.ndarray  # int64: columns of ``x``
+    num_k: np.ndarray  # int64: numerator counters
+    den_k: np.ndarray  # int64: denominator counters
+    samp_k: int  # the samples counter
+
+
+class StatusParams(NamedTuple):
+    """Parameters of a KPI's value and status (:func:`kpi_status`)."""
+
+    scale: float
+    min_samples: float
+    gap_fraction: float
+
+
+class NodeResult(NamedTuple):
+    """Per-node outputs of :func:`kpi_ratio_nodes`."""
+
+    agg: np.ndarray  # float64 (n_nodes, n_k + n_extra), zeroed by the caller: rolled-up sums
+    value: np.ndarray  # float64 (n_nodes,)
+    samples: np.ndarray  # float64 (n_nodes,)
+    status: np.ndarray  # int8 (n_nodes,)
+
+
 @kernel_exact
-def kpi_ratio_nodes(
-    x,
-    col_ptr,
-    cols,
-    extra,
-    seg,
-    num_k,
-    den_k,
-    samp_k,
-    scale,
-    min_samples,
-    gap_fraction,
-    n_el,
-    agg,
-    value,
-    samples,
-    status,
-):
+def kpi_ratio_nodes(out, plan, params, x, extra, seg, n_el):
     """Value, samples and status per node of a ratio KPI from per-element running sums, in one pass.
 
     Counter ``k`` of an element is ``x[r, cols[col_ptr[k]]] + x[r, cols[col_ptr[k] + 1]] + ...``
@@ -734,7 +745,27 @@ def kpi_ratio_nodes(
     node is a gap). Exact kernel: the same additions in the same order as
     :func:`kpi_sum_columns`, :func:`kpi_segment_sum` and the numpy value formula, so the result
     is bit-identical to computing them one after another.
+
+    Parameters
+    ----------
+    out : NodeResult
+        ``agg`` (zeroed by the caller), ``value``, ``samples``, ``status``, written.
+    plan : RatioPlan
+        The KPI's columns and counters.
+    params : StatusParams
+        Scale, minimum samples and collection-gap fraction.
+    x : float64 (n_elements, n_cols)
+        Per-element running window sums.
+    extra : float64 (n_elements, 0 or 2)
+        Active and expected minutes per element when the source has collection gaps.
+    seg : int64 (n_elements,)
+        Node of each element (``< 0``: outside the scope).
+    n_el : float64 (n_nodes,)
+        Elements per node in scope (0: the node is out of scope).
     """
+    agg, value, samples, status = out
+    col_ptr, cols, num_k, den_k, samp_k = plan
+    scale, min_samples, gap_fraction = params
     n_k = col_ptr.shape[0] - 1
     n_x = extra.shape[1]
     # counter by counter (each node's sum still adds its rows in row order): independent rows

@@ -20,6 +20,7 @@ Layout
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,6 +30,24 @@ NO_BUCKET = np.iinfo(np.int64).min
 
 # per-event status codes of ``sketch_update``
 OK, INVALID, EXPIRED, SKIPPED = 0, 3, 4, 5
+
+
+class SketchState(NamedTuple):
+    """The sketch state (module notes), updated in place by ``sketch_update``."""
+
+    clock: np.ndarray  # int64 (1,): newest bucket seen (``NO_BUCKET`` initially)
+    bucket_of: np.ndarray  # int64 (n_buckets * n_slots,)
+    counts: np.ndarray  # uint32 (n_buckets * n_slots, n_bins)
+
+
+class SketchParams(NamedTuple):
+    """Time buckets and bins of a sketch."""
+
+    width_ms: int
+    n_buckets: int
+    n_slots: int
+    min_value: float
+    inv_log_gamma: float  # ``1 / ln(gamma)``
 
 
 @kernel
@@ -45,21 +64,18 @@ def sketch_bin(x, min_value, inv_log_gamma, n_log):
 
 
 @kernel
-def sketch_update(
-    ts_ms, slot, value, active, width_ms, n_buckets, n_slots, min_value, inv_log_gamma, clock, bucket_of, counts, status
-):
+def sketch_update(state, params, ts_ms, slot, value, active, status):
     """Count each active event into the bin of its value in its slot's time-bucket cell.
 
     Parameters
     ----------
+    state : SketchState
+        Clock, bucket of each cell and bin counts, updated in place.
+    params : SketchParams
+        Bucket width, ring length, slots, smallest tracked value and ``1 / ln(gamma)``.
     ts_ms, slot : int64 (n,)
     value : float64 (n,)
     active : bool (n,), inactive events get ``status = SKIPPED``
-    width_ms, n_buckets, n_slots : int
-    min_value, inv_log_gamma : float, ``1 / ln(gamma)``
-    clock : int64 (1,), newest bucket seen (``NO_BUCKET`` initially), updated in place
-    bucket_of : int64 (n_buckets * n_slots,), updated in place
-    counts : uint32 (n_buckets * n_slots, n_bins), updated in place
     status : int8 (n,), output: OK, INVALID (NaN, inf or negative value), EXPIRED (older than
         the ring span), SKIPPED
 
@@ -68,6 +84,8 @@ def sketch_update(
     int
         Number of events counted.
     """
+    clock, bucket_of, counts = state
+    width_ms, n_buckets, n_slots, min_value, inv_log_gamma = params
     n_bins = counts.shape[1]
     n_log = n_bins - 2
     maxb = clock[0]
@@ -123,9 +141,7 @@ def sketch_merge(src_bucket_of, src_counts, n_src_slots, dst_of_src, n_buckets, 
 
 
 @kernel
-def sketch_query(
-    bucket_of, counts, n_buckets, n_slots, width_ms, t_query_ms, weights, slots, qs, bin_value, out_q, out_n
-):
+def sketch_query(state, params, t_query_ms, weights, slots, qs, bin_value, out_q, out_n):
     """Weighted quantiles per slot over the last ``len(weights)`` buckets up to ``t_query_ms``.
 
     The histogram of a slot is ``sum_k weights[k] * counts[cell of bucket age k]``. Quantile
@@ -135,8 +151,9 @@ def sketch_query(
 
     Parameters
     ----------
-    bucket_of, counts : the sketch state
-    n_buckets, n_slots, width_ms, t_query_ms : int
+    state : SketchState
+    params : SketchParams (``width_ms``, ``n_buckets``, ``n_slots`` are used)
+    t_query_ms : int
     weights : float64 (n_span,)
     slots : int64 (n_q,)
     qs : float64 (n_qs,), in [0, 1]
@@ -144,6 +161,8 @@ def sketch_query(
     out_q : float64 (n_q, n_qs), output quantiles
     out_n : float64 (n_q,), output weighted count
     """
+    bucket_of, counts = state.bucket_of, state.counts
+    width_ms, n_buckets, n_slots = params.width_ms, params.n_buckets, params.n_slots
     n_bins = counts.shape[1]
     hist = np.zeros(n_bins)
     bq = t_query_ms // width_ms

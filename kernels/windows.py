@@ -29,6 +29,7 @@ near 1e9 with a small spread.
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -59,29 +60,42 @@ CLOCK_MAX_TS, CLOCK_DEDUP_FILL = 0, 1
 N_ACCEPTED, N_LATE, N_DUPLICATE, N_INVALID = 0, 1, 2, 3
 
 
+class WindowState(NamedTuple):
+    """State arrays of ``window_update``, all updated in place."""
+
+    cells: np.ndarray  # float64 (total_cells, N_AGG): the rings of every resolution
+    ew_state: np.ndarray  # float64 (n_slots, 1 + 3 n_h): continuous EW state (``kernels.ewm``)
+    clock: np.ndarray  # int64 (2,): ``[max_ts, dedup_fill]``
+    counters: np.ndarray  # int64 (4,): ``[accepted, late, duplicate, invalid]``
+    expired: np.ndarray  # int64 (n_res,): events older than a ring's span, per resolution
+    dedup_keys: np.ndarray  # int64 (capacity,): record ids seen (power-of-two capacity)
+    dedup_ts: np.ndarray  # int64 (capacity,): their event times, ``NO_TIME`` = empty slot
+
+
+class WindowParams(NamedTuple):
+    """Parameters of ``window_update``."""
+
+    width_ms: np.ndarray  # int64 (n_res,): bucket width per resolution
+    n_buckets: np.ndarray  # int64 (n_res,): buckets per ring
+    offset: np.ndarray  # int64 (n_res,): first row of each ring in ``cells``
+    n_slots: int
+    allowed_lateness_ms: int
+    use_ids: bool  # drop repeated record ids
+    ew_coef: np.ndarray  # float64 (n_h,): ``-ln 2 / half_life_ms`` (may be empty)
+    ew_table: np.ndarray  # float64 decay-factor table of ``kernels.ewm.ewm_table`` for ``ew_coef``
+
+
+class WindowBatch(NamedTuple):
+    """One batch of events, in arrival order."""
+
+    ts_ms: np.ndarray  # int64 (n,)
+    slot: np.ndarray  # int64 (n,)
+    value: np.ndarray  # float64 (n,)
+    record_id: np.ndarray  # int64 (n,), ignored unless ``use_ids``
+
+
 @kernel
-def window_update(
-    ts_ms,
-    slot,
-    value,
-    record_id,
-    use_ids,
-    width_ms,
-    n_buckets,
-    offset,
-    n_slots,
-    allowed_lateness_ms,
-    ew_coef,
-    ew_table,
-    cells,
-    ew_state,
-    clock,
-    counters,
-    expired,
-    dedup_keys,
-    dedup_ts,
-    status,
-):
+def window_update(state, params, batch, status):
     """Fold a batch into the rings of every resolution and the continuous EW state.
 
     Events are processed in arrival order. For each event:
@@ -97,30 +111,18 @@ def window_update(
     pass over times and values), then :func:`ring_fold` once per resolution, then
     :func:`kernels.ewm.ewm_fold`. Every cell and EW row sees the same sequence of updates as in
     one event-at-a-time loop (bit-identical results); each pass keeps its own prefetch
-    lookahead and bucket cache in registers. Measured per event with 60,000 slots (CPU time,
-    10M events over a day): status ~2 ns, a ring whose current bucket is L3-resident (1 h, 1 d)
-    9-15 ns, a ring where almost every event opens a cold cell from DRAM (1 min) 21-30 ns, which
-    is the floor of that memory traffic on this machine (``bench_windows.py::test_b_windows_floor``),
-    the EW pass 17-27 ns.
+    lookahead and bucket cache in registers.
 
     Parameters
     ----------
-    ts_ms, slot : int64 (n,)
-    value : float64 (n,)
-    record_id : int64 (n,) (ignored unless ``use_ids``)
-    use_ids : bool
-    width_ms, n_buckets, offset : int64 (n_res,)
-    n_slots : int
-    allowed_lateness_ms : int
-    ew_coef : float64 (n_h,), ``-ln 2 / half_life_ms`` (may be empty)
-    ew_table : float64 decay-factor table of ``kernels.ewm.ewm_table`` for ``ew_coef``
-    cells : float64 (total_cells, N_AGG), updated in place
-    ew_state : float64 (n_slots, 1 + 3 n_h), updated in place
-    clock : int64 (2,) ``[max_ts, dedup_fill]``, updated in place
-    counters : int64 (4,) ``[accepted, late, duplicate, invalid]``, updated in place
-    expired : int64 (n_res,), updated in place
-    dedup_keys, dedup_ts : int64 (capacity,), power-of-two capacity with load <= 1/2 after the
-        batch (ensured by the caller); ``dedup_ts == NO_TIME`` marks an empty slot
+    state : WindowState
+        Rings, EW state, clock, counters, expired counts and the record-id table, updated in
+        place; the id table must have load <= 1/2 after the batch (ensured by the caller).
+    params : WindowParams
+        Resolutions (width, buckets, offset), slots, allowed lateness, whether ids are checked,
+        the EW coefficients and their decay table.
+    batch : WindowBatch
+        Event times, slots, values and record ids.
     status : int8 (n,), output
 
     Returns
@@ -128,6 +130,9 @@ def window_update(
     int
         Number of accepted events in this batch.
     """
+    cells, ew_state, clock, counters, expired, dedup_keys, dedup_ts = state
+    width_ms, n_buckets, offset, n_slots, allowed_lateness_ms, use_ids, ew_coef, ew_table = params
+    ts_ms, slot, value, record_id = batch
     n_res = width_ms.shape[0]
     n_h = ew_coef.shape[0]
     mask = dedup_keys.shape[0] - 1

@@ -1,22 +1,18 @@
 """Cubes: dimension and measure specifications, the lattice of cuboids, hashed and dense cell tables,
 streaming accumulation from event batches, cube sets over one stream and OLAP views.
+
+Modules: :mod:`~telcoanalytics.cube.spec` (:class:`CubeSpec`, measures, key spaces, the lattice),
+:mod:`~telcoanalytics.cube.dims` (dimensions, value fields, batch preparation),
+:mod:`~telcoanalytics.cube.table` (cell tables), :mod:`~telcoanalytics.cube.cube` (:class:`Cube`)
+with its batch build (:mod:`~telcoanalytics.cube.build`) and queries
+(:mod:`~telcoanalytics.cube.query`), :mod:`~telcoanalytics.cube.views` (:class:`CubeView`,
+:class:`Pivot`) and :mod:`~telcoanalytics.cube.cubeset` (:class:`CubeSet`, the replay's exploration cube).
 """
 
-from telcoanalytics.cube.cube import (  # noqa: F401
-    Cube,
-    CubeBudgetError,
-    CubeSet,
-    CubeSpec,
-    CubeView,
-    Measure,
-    Pivot,
-    UpdateReport,
-    explore_spec,
-    explore_summary,
-    hll_relative_error,
-    to_pandas,
-)
-from telcoanalytics.cube.dims import (  # noqa: F401
+from telcoanalytics.cube.build import CubeBudgetError, UpdateReport
+from telcoanalytics.cube.cube import Cube, hll_relative_error
+from telcoanalytics.cube.cubeset import CubeSet, explore_spec, explore_summary
+from telcoanalytics.cube.dims import (
     ATTRIBUTE_NAMES,
     BIG_MOD,
     CAUSE_CLASSES,
@@ -37,24 +33,27 @@ from telcoanalytics.cube.dims import (  # noqa: F401
     time_derivations,
     time_granularity_ms,
 )
-from telcoanalytics.cube.spec import (  # noqa: F401
+from telcoanalytics.cube.spec import (
     MAX_ALL_DIMS,
     MAX_KEYSPACE,
     MEASURE_KINDS,
+    CubeSpec,
     DerivePlan,
     KeySpace,
+    Measure,
     covers,
     derivation_for,
     reduce_dims,
     resolve_cuboids,
     rollup,
 )
-from telcoanalytics.cube.table import (  # noqa: F401
+from telcoanalytics.cube.table import (
     CELL_ARRAYS,
     P_ARRAYS,
     CellTable,
     PositionalCellTable,
 )
+from telcoanalytics.cube.views import CubeView, Pivot, to_pandas
 
 __all__ = [
     "Cube",

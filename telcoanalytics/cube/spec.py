@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kernels.cube import DeriveArgs
 from telcoanalytics.cube.dims import Derivation, Dimension
 
 MEASURE_KINDS = ("count", "sum", "min", "max", "mean", "var", "std", "distinct", "quantile")
@@ -82,7 +83,7 @@ class CubeSpec:
     Parameters
     ----------
     dimensions : sequence of str or Dimension
-        Built-in names (see ``cube_dims.builtin_dimension``) or Dimension objects.
+        Built-in names (see ``telcoanalytics.cube.dims.builtin_dimension``) or Dimension objects.
     measures : sequence of str or Measure
         ``count``, ``sum/min/max/mean/var/std:<field>``, ``distinct:<hash field>``,
         ``pNN:<field>`` / ``median:<field>`` (see :class:`Measure`).
@@ -281,8 +282,9 @@ class DerivePlan:
         tab = np.concatenate(tables) if tables else np.zeros(1, dtype=np.int64)
         return cls(tables=np.ascontiguousarray(tab), **arrs)
 
-    def args(self):
-        return (self.shift, self.mask, self.a, self.b, self.c, self.m, self.t_off, self.t_len, self.tables)
+    def args(self) -> DeriveArgs:
+        """The plan as the kernels take it (``kernels.cube.DeriveArgs``)."""
+        return DeriveArgs(self.shift, self.mask, self.a, self.b, self.c, self.m, self.t_off, self.t_len, self.tables)
 
 
 def resolve_cuboids(cuboids, names: Sequence[str]) -> list[tuple[str, ...]]:

@@ -17,6 +17,13 @@ import numpy as np
 
 from kernels.cube import (
     POS_CNT_MASK,
+    AccumParams,
+    CellIndex,
+    CellMeasures,
+    EventBatch,
+    PosDirty,
+    PosLayout,
+    PosRows,
     cube_accumulate,
     cube_accumulate_pos,
     cube_clear,
@@ -145,38 +152,27 @@ class CellTable:
         self.counters[:] = 0
 
     # ---- kernels ---------------------------------------------------------------------------
+    def _index(self) -> CellIndex:
+        """The index arrays as the kernels take them (views of the current arrays)."""
+        return CellIndex(self.dense, self.index, self.tab_keys, self.tab_cell, self.cell_key, self.counters)
+
+    def _measures(self) -> CellMeasures:
+        """The measure arrays as the kernels take them (views of the current arrays)."""
+        return CellMeasures(
+            self.cnt, self.fmiss, self.fsum, self.fmin, self.fmax, self.fmean, self.fm2, self.hll, self.qs
+        )
+
     def accumulate(self, keys, b, vrows, mom, hrows, qrows, q_min, q_inv_log_gamma):
         """Add the events of ``BatchArrays`` ``b`` with packed ``keys``; returns the rejected count."""
         before = int(self.counters[1])
         start = 0
         while True:
             start = cube_accumulate(
-                keys,
-                b.vals,
-                vrows,
-                mom,
-                b.hashes,
-                hrows,
-                self.shape[2],
-                qrows,
-                q_min,
-                q_inv_log_gamma,
+                self._index(),
+                self._measures(),
+                AccumParams(vrows, mom, hrows, self.shape[2], qrows, q_min, q_inv_log_gamma),
+                EventBatch(keys, b.vals, b.hashes),
                 start,
-                self.dense,
-                self.index,
-                self.tab_keys,
-                self.tab_cell,
-                self.cell_key,
-                self.cnt,
-                self.fmiss,
-                self.fsum,
-                self.fmin,
-                self.fmax,
-                self.fmean,
-                self.fm2,
-                self.hll,
-                self.qs,
-                self.counters,
                 self.limit(),
             )
             if start >= b.n:
@@ -189,35 +185,7 @@ class CellTable:
         start = 0
         while True:
             start = cube_merge_cells(
-                src_keys,
-                n_src,
-                src.cnt,
-                src.fmiss,
-                src.fsum,
-                src.fmin,
-                src.fmax,
-                src.fmean,
-                src.fm2,
-                src.hll,
-                src.qs,
-                mom,
-                start,
-                self.dense,
-                self.index,
-                self.tab_keys,
-                self.tab_cell,
-                self.cell_key,
-                self.cnt,
-                self.fmiss,
-                self.fsum,
-                self.fmin,
-                self.fmax,
-                self.fmean,
-                self.fm2,
-                self.hll,
-                self.qs,
-                self.counters,
-                self.limit(),
+                self._index(), self._measures(), mom, src._measures(), src_keys, n_src, start, self.limit()
             )
             if start >= n_src:
                 return
@@ -398,26 +366,14 @@ class PositionalCellTable(CellTable):
         p, c, st = self._p, self._c, self._pstate
         n = self.n_cells
         cube_gather_pos(
-            self._dirty_pos,
-            self._dirty_key,
+            PosRows(c["cnt"], c["fmiss"], c["fsum"], c["fmin"], c["fmax"]),
+            PosRows(p["cnt"], p["fmiss"], p["fsum"], p["fmin"], p["fmax"]),
+            PosDirty(self._dirty_pos, self._dirty_key, st),
+            PosLayout(self._shift, self._mask, self._mstride),
+            self._index(),
             int(st[1]),
-            self.index,
             int(st[2]),
-            self.cell_key,
             n,
-            self._shift,
-            self._mask,
-            self._mstride,
-            p["cnt"],
-            p["fmiss"],
-            p["fsum"],
-            p["fmin"],
-            p["fmax"],
-            c["cnt"],
-            c["fmiss"],
-            c["fsum"],
-            c["fmin"],
-            c["fmax"],
         )
         st[1] = 0
         st[2] = n
@@ -446,28 +402,12 @@ class PositionalCellTable(CellTable):
         has_v = len(vrows) == 1
         v = b.vals[vrows[0]] if has_v else np.zeros(0)
         p = self._p
+        rows = PosRows(p["cnt"], p["fmiss"], p["fsum"], p["fmin"], p["fmax"])
         pos = self._pos_of(keys)
         start = 0
         while True:
-            start = cube_accumulate_pos(
-                pos,
-                keys,
-                v,
-                has_v,
-                start,
-                self.index,
-                self.cell_key,
-                p["cnt"],
-                p["fmiss"],
-                p["fsum"],
-                p["fmin"],
-                p["fmax"],
-                self._dirty_pos,
-                self._dirty_key,
-                self._pstate,
-                self.counters,
-                self.limit(),
-            )
+            dirty = PosDirty(self._dirty_pos, self._dirty_key, self._pstate)  # reallocated by _grow
+            start = cube_accumulate_pos(self._index(), rows, dirty, pos, keys, v, has_v, start, self.limit())
             if start >= b.n:
                 return int(self.counters[1]) - before
             self._grow()

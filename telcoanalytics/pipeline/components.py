@@ -408,7 +408,7 @@ class CubeComponent(_Base):
     holding-time percentiles by region, service and hour)."""
 
     def __init__(self, topology, _cubes=None):
-        from telcoanalytics.cube.cube import CubeSet, CubeSpec, explore_spec
+        from telcoanalytics.cube import CubeSet, CubeSpec, explore_spec
 
         self.topology = topology
         self.cubes = _cubes or CubeSet(
@@ -436,7 +436,7 @@ class CubeComponent(_Base):
         return []
 
     def report_lines(self):
-        from telcoanalytics.cube.cube import explore_summary
+        from telcoanalytics.cube import explore_summary
 
         mem = sum(self.cubes[name].nbytes for name in self.cubes)
         lines = [f"== cubes ({len(self.cubes)} cubes over {self.n:,} call records; {mem / 2**20:.1f} MiB)"]
@@ -456,7 +456,7 @@ class CubeComponent(_Base):
 
     @classmethod
     def from_state(cls, state: dict, topology) -> CubeComponent:
-        from telcoanalytics.cube.cube import CubeSet
+        from telcoanalytics.cube import CubeSet
 
         comp = cls(topology, _cubes=CubeSet.from_state(state["cubes"]))
         comp.n = int(state["n"])

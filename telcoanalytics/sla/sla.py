@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from kernels import kpi as K
-from telcoanalytics.kpi.kpi import (
+from telcoanalytics.kpi import (
     ACTIVITY_COUNTER,
     COUNTERS,
     MINUTE_MS,
@@ -70,7 +70,7 @@ from telcoanalytics.kpi.kpi import (
     kpi_registry,
 )
 from telcoanalytics.records import EQUIPMENT_CLASS_CODE, SERVICE_CODE, SERVICES, TECHNOLOGIES, VENDORS
-from telcoanalytics.topology.model import Topology, remap_rows
+from telcoanalytics.topology import Topology, remap_rows
 
 SEVERITIES = ("page", "ticket", "critical", "major", "minor", "warning")
 COMPARATORS = ("<", "<=", ">", ">=")

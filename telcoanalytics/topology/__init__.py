@@ -1,16 +1,17 @@
 """Topology: the network hierarchy as data (element ids -> dense indices, parent arrays per level),
 the one id-to-index lookup, partition and roll-up by any level, versioned changes (add, retire,
 re-home) and the stores it is loaded from and saved to (CSV, JSON, SQLite).
+
+Modules: :mod:`~telcoanalytics.topology.model` (:class:`Topology`: levels, ids, parents, the one
+id-to-index lookup, state), :mod:`~telcoanalytics.topology.routing` (partition, scatter, roll-up),
+:mod:`~telcoanalytics.topology.changes` (versioned changes, :class:`TopologyChange`,
+:func:`remap_rows`), :mod:`~telcoanalytics.topology.store` (CSV, JSON, SQLite).
 """
 
-from telcoanalytics.topology.model import (  # noqa: F401
-    ROLLUP_HOWS,
-    Topology,
-    TopologyChange,
-    remap_rows,
-    scratch_dtype,
-)
-from telcoanalytics.topology.store import (  # noqa: F401
+from telcoanalytics.topology.changes import TopologyChange, remap_rows
+from telcoanalytics.topology.model import Topology
+from telcoanalytics.topology.routing import ROLLUP_HOWS, scratch_dtype
+from telcoanalytics.topology.store import (
     CODED_ATTRIBUTES,
     DEFAULT_LEVELS,
     SCHEMA_VERSION,

@@ -120,6 +120,14 @@ class QuantileSketch:
         live = self.bucket_of != _ks.NO_BUCKET
         return int(self.counts[live, -1].sum())
 
+    def _state(self) -> _ks.SketchState:
+        return _ks.SketchState(self.clock, self.bucket_of, self.counts)
+
+    def _params(self) -> _ks.SketchParams:
+        return _ks.SketchParams(
+            int(self.width_ms), int(self.n_buckets), int(self.n_slots), float(self.min_value), float(self.inv_log_gamma)
+        )
+
     def update(self, ts_ms, slot, value, active=None) -> np.ndarray:
         """Count a batch in. ``active`` (bool) restricts to accepted events, e.g.
         ``windows_status.status == 0``. Returns the status per event: 0 counted, 3 invalid
@@ -132,21 +140,7 @@ class QuantileSketch:
             if act.shape != ts.shape:
                 raise ValueError(f"active must be a boolean array of length {len(ts)}, got shape {act.shape}")
         status = np.empty(len(ts), dtype=np.int8)
-        n = _ks.sketch_update(
-            ts,
-            sl,
-            val,
-            act,
-            self.width_ms,
-            self.n_buckets,
-            self.n_slots,
-            self.min_value,
-            self.inv_log_gamma,
-            self.clock,
-            self.bucket_of,
-            self.counts,
-            status,
-        )
+        n = _ks.sketch_update(self._state(), self._params(), ts, sl, val, act, status)
         self.n_counted += int(n)
         self.n_invalid += int(np.count_nonzero(status == _ks.INVALID))
         self.n_expired += int(np.count_nonzero(status == _ks.EXPIRED))
@@ -207,20 +201,7 @@ class QuantileSketch:
         sl = check_slots(slots, self.n_slots)
         out = np.empty((len(sl), len(q)))
         cnt = np.empty(len(sl))
-        _ks.sketch_query(
-            self.bucket_of,
-            self.counts,
-            self.n_buckets,
-            self.n_slots,
-            self.width_ms,
-            t,
-            w,
-            sl,
-            np.ascontiguousarray(q),
-            self.bin_value,
-            out,
-            cnt,
-        )
+        _ks.sketch_query(self._state(), self._params(), t, w, sl, np.ascontiguousarray(q), self.bin_value, out, cnt)
         return (out, cnt) if return_count else out
 
     def _check_compatible(self, other):

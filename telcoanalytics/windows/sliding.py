@@ -224,25 +224,20 @@ class SlidingWindows:
         coef = self.ew.coef if self.ew is not None else np.zeros(0)
         table = self.ew.table if self.ew is not None else np.zeros((3, 1, 0))
         n_ok = _kw.window_update(
-            ts,
-            sl,
-            val,
-            rid,
-            self.dedup,
-            self.width_ms,
-            self.n_buckets,
-            self.offset,
-            self.n_slots,
-            self.allowed_lateness_ms,
-            coef,
-            table,
-            self.cells,
-            ew_state,
-            self.clock,
-            self.counters,
-            self.expired,
-            self.dedup_keys,
-            self.dedup_ts,
+            _kw.WindowState(
+                self.cells, ew_state, self.clock, self.counters, self.expired, self.dedup_keys, self.dedup_ts
+            ),
+            _kw.WindowParams(
+                self.width_ms,
+                self.n_buckets,
+                self.offset,
+                self.n_slots,
+                self.allowed_lateness_ms,
+                self.dedup,
+                coef,
+                table,
+            ),
+            _kw.WindowBatch(ts, sl, val, rid),
             status,
         )
         if self.ew is not None:

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from telcoanalytics.cube.cube import Cube, CubeSet, CubeSpec, hll_relative_error, to_pandas
+from telcoanalytics.cube import Cube, CubeSet, CubeSpec, hll_relative_error, to_pandas
 from telcoanalytics.cube.dims import CAUSE_CLASSES
 from telcoanalytics.records import EQUIPMENT_CLASSES, SERVICES
 from tests.reference.cube import T0_MS, duckdb_grouping_sets, make_cdr, make_topology

@@ -4,7 +4,7 @@ small event-fed deltas) against DuckDB and against the delta build."""
 import numpy as np
 import pytest
 
-from telcoanalytics.cube.cube import Cube, CubeBudgetError, CubeSet, CubeSpec
+from telcoanalytics.cube import Cube, CubeBudgetError, CubeSet, CubeSpec
 from tests.reference.cube import make_cdr, make_topology
 
 from .test_cube import HLL_P, N, assert_matches_oracle, full_spec, oracle_columns

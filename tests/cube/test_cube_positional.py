@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from telcoanalytics.cube.cube import Cube, CubeSpec
+from telcoanalytics.cube import Cube, CubeSpec
 from telcoanalytics.cube.table import _EPOCH_MAX, CellTable, PositionalCellTable
 from tests.reference.cube import make_cdr, make_topology
 

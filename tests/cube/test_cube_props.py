@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telcoanalytics.cube.cube import Cube, CubeBudgetError, CubeSet, CubeSpec, Measure, explore_spec, explore_summary
+from telcoanalytics.cube import Cube, CubeBudgetError, CubeSet, CubeSpec, Measure, explore_spec, explore_summary
 from telcoanalytics.cube.dims import BatchContext, Derivation, Dimension, builtin_dimension
 from telcoanalytics.cube.spec import rollup
 from telcoanalytics.records import CDR_DTYPE

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from telcoanalytics.cube.cube import Cube, CubeSpec
+from telcoanalytics.cube import Cube, CubeSpec
 from tests.reference.cube import make_cdr, make_topology
 
 FAST = ["count", "sum:duration_ms", "min:duration_ms", "max:duration_ms"]
@@ -41,7 +41,7 @@ def test_cache_is_invalidated_by_every_batch_and_results_are_copies(rng):
 
 
 def test_cache_is_bounded(rng, monkeypatch):
-    import telcoanalytics.cube.cube as cm
+    import telcoanalytics.cube.query as cm
 
     monkeypatch.setattr(cm, "_RESULT_CACHE_SIZE", 2)
     topo = make_topology(rng)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from telcoanalytics.cube.cube import Cube, CubeSet, CubeSpec
+from telcoanalytics.cube import Cube, CubeSet, CubeSpec
 from tests.reference.cube import make_cdr, make_topology
 
 from .test_cube_direct import assert_same

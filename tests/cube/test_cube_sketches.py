@@ -8,7 +8,7 @@ import pytest
 
 from kernels.cube import cube_pack_keys
 from kernels.hll import hll_estimate
-from telcoanalytics.cube.cube import Cube, CubeSpec, hll_relative_error
+from telcoanalytics.cube import Cube, CubeSpec, hll_relative_error
 from telcoanalytics.cube.dims import Derivation, Dimension, builtin_dimension
 from telcoanalytics.cube.spec import DerivePlan, KeySpace
 from telcoanalytics.cube.table import CellTable

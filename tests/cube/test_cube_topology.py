@@ -5,7 +5,7 @@ the parent its element had when the event happened."""
 import numpy as np
 import pytest
 
-from telcoanalytics.cube.cube import Cube, CubeSet, CubeSpec
+from telcoanalytics.cube import Cube, CubeSet, CubeSpec
 from telcoanalytics.cube.dims import TopologySlots
 from telcoanalytics.records import EQUIPMENT_CLASSES
 from tests.reference.cube import make_cdr, make_topology

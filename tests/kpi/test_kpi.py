@@ -8,7 +8,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from kernels import kpi as K
-from telcoanalytics.kpi.kpi import (
+from telcoanalytics.kpi import (
     BUILTIN_KPIS,
     STATUS_GAP,
     STATUS_INSUFFICIENT,

@@ -518,7 +518,7 @@ def test_rule_set_and_monitor_errors(tmp_path):
         SlaMonitor(topo6(), [R], reeval_minutes=-1)
     with pytest.raises(ValueError, match="minute_ring"):
         SlaMonitor(topo6(), [dict(R, window="1h")], minute_ring=30)
-    assert load_rules([SlaRule.from_dict(R, __import__("telcoanalytics.kpi.kpi").kpi.kpi_registry())])[0].name == "r"
+    assert load_rules([SlaRule.from_dict(R, __import__("telcoanalytics.kpi").kpi.kpi_registry())])[0].name == "r"
     mon = SlaMonitor(topo6(), [dict(R, filter={"site": [100], "region": 1})])
     assert mon.advance(T0) == []  # nothing seen yet: nothing to evaluate
     assert mon.evals[0].mask.tolist() == [True, True, False, False, False, False]

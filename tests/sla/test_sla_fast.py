@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from telcoanalytics.kpi.kpi import KpiCalculator, KpiDef, kpi_registry
+from telcoanalytics.kpi import KpiCalculator, KpiDef, kpi_registry
 from telcoanalytics.records import SERVICES
 from telcoanalytics.sla.sla import SlaMonitor
 from tests.kpi.test_kpi import CALL_KPIS, EQUIP_KPIS, MIN, QOS_KPIS, T0, random_cdr, topo6
@@ -41,7 +41,7 @@ def test_compute_span_equals_compute_per_tick_inside_a_span(hints):
         for k in names:
             kd = kpi_registry()[k]
             for c in KpiCalculator._names(kd):
-                from telcoanalytics.kpi.kpi import COUNTERS
+                from telcoanalytics.kpi import COUNTERS
 
                 keys.setdefault(COUNTERS[c].group, {})[(c, "")] = None
         for c in ("equip_rows", "qos_rows"):  # activity (collection gaps) from the prefix as well

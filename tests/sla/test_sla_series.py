@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels import kpi as K
-from telcoanalytics.kpi.kpi import CounterStore, KpiCalculator
+from telcoanalytics.kpi import CounterStore, KpiCalculator
 from telcoanalytics.records import empty
 from telcoanalytics.sla.sla import SlaMonitor
 from tests.kpi.test_kpi import MIN, T0, random_cdr, topo6
@@ -237,7 +237,7 @@ def test_window_series_any_direction():
 
 
 def test_store_set_topology_appends_rows_and_legacy_topology_state():
-    from telcoanalytics.kpi.kpi import topology_from_state
+    from telcoanalytics.kpi import topology_from_state
 
     store, rng = filled_store(2)
     before = store.cdr.copy()

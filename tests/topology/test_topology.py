@@ -10,7 +10,7 @@ try:  # tests/ as a package (tests/__init__.py) or as a plain folder on sys.path
 except ImportError:
     from reference_topology import ref_ancestor, ref_rollup_sum, ref_segment
 from telcoanalytics.records import TOPOLOGY_DTYPE
-from telcoanalytics.topology.model import Topology, TopologyChange, remap_rows, scratch_dtype
+from telcoanalytics.topology import Topology, TopologyChange, remap_rows, scratch_dtype
 
 
 def make_topology(rng, n_regions=4, n_sites=30, n_elements=300, levels=("region", "site")):

@@ -1,0 +1,236 @@
+"""Running window aggregates of a :class:`~telcoanalytics.kpi.store.CounterStore`.
+
+Window sums over all elements come from running aggregates (:meth:`_RunningAggregates.running`), one
+per (ring, window length) with the columns in use: each tick adds the minute entering the window
+and subtracts the one leaving it (slots known to be empty are skipped), so a tick costs
+O(elements x columns) instead of O(window x elements x columns). Rows added later to a minute
+inside a running window add the change of each touched ring cell (new - old float32 value), and
+a minute leaving the ring (the data runs ahead) is subtracted before its slot is reused, so an
+aggregate always equals a fresh sum over the ring's current content. Activity counts (minutes
+with data) and the hour-ring part of long SLO windows run the same way. Exactness: sums are
+float64 over float32 cells; counts are integers (exact), and sums of non-integer counters
+(holding seconds, unavailable seconds, latency sums) are exact as long as every partial sum fits
+53 bits at the resolution of the smallest cell (in practice always: cells carry 24 significant
+bits, window sums of typical magnitudes need well under 53), so adding and subtracting in any
+order gives the same float64 as summing the window afresh.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import kpi as K
+
+
+# ---- running window aggregates -------------------------------------------------------------
+class _Running:
+    """A per-element aggregate over a moving interval ``[lo, hi)`` of one ring.
+
+    ``kind`` "sum": float64 sums of ring columns ``cols`` over the minutes (hours for the
+    "hour" group) of the interval that the ring holds; "act": per element, the number of those
+    minutes in which the sum of ``cols`` is > 0. Derived state only (never checkpointed).
+    """
+
+    __slots__ = ("group", "kind", "cols", "colpos", "lo", "hi", "out")
+
+    def __init__(self, group: str, kind: str, cols, n: int):
+        self.group, self.kind = group, kind
+        self.cols = np.ascontiguousarray(cols, dtype=np.int64)
+        self.colpos = {int(c): j for j, c in enumerate(self.cols)}
+        self.lo = self.hi = None
+        self.out = np.zeros((n, len(self.cols))) if kind == "sum" else np.zeros(n, np.int64)
+
+
+class _RunningAggregates:
+    """Mixin of :class:`~telcoanalytics.kpi.store.CounterStore`: per-element aggregates over moving
+    intervals of its rings, kept equal to a fresh sum as minutes enter, leave and receive late rows."""
+
+    def _ring(self, group: str) -> np.ndarray:
+        return {"cdr": self.cdr, "elem": self.elem, "hist": self.hist, "hour": self.hour}[group]
+
+    def _present(self, group: str, lo: int, hi: int) -> np.ndarray:
+        """Slots of the minutes (hours for "hour") in ``[lo, hi)`` that the ring holds."""
+        lo = max(lo, 0)
+        if hi <= lo:
+            return np.zeros(0, np.int64)
+        units = np.arange(lo, hi, dtype=np.int64)
+        if group == "hour":
+            slots = units % self.hour_ring
+            return np.ascontiguousarray(slots[self.slot_hour[slots] == units])
+        slots = units % self.minute_ring
+        return np.ascontiguousarray(slots[self.slot_minute[slots] == units])
+
+    def _shift(self, r: _Running, add_slots, sub_slots):
+        used = self._slot_used.get(r.group)
+        if used is not None:  # an empty slot adds nothing: skip reading it
+            add_slots = np.ascontiguousarray(add_slots[used[add_slots]])
+            sub_slots = np.ascontiguousarray(sub_slots[used[sub_slots]])
+        if len(add_slots) == 0 and len(sub_slots) == 0:
+            return
+        ring = self._ring(r.group)
+        if r.kind == "sum":
+            K.kpi_running_shift(ring, add_slots, sub_slots, r.cols, r.out)
+        else:
+            K.kpi_running_activity(ring, add_slots, sub_slots, r.cols, r.out)
+
+    def running(self, key, group: str, kind: str, cols, lo: int, hi: int) -> _Running:
+        """The running aggregate ``key`` moved to ``[lo, hi)``.
+
+        Moving forward costs the minutes entering and leaving the interval (one each per tick
+        for a sliding window) instead of the whole window; a backward move, a jump past the
+        old interval or new columns recompute it from the ring. Rows added later to minutes
+        inside the interval, and minutes leaving the ring, update it as they happen
+        (:meth:`add`, ring advance), so it always equals the sum over the ring's current content.
+
+        Parameters
+        ----------
+        key : hashable
+            Identity of the aggregate (one per window family).
+        group : {"cdr", "elem", "hist", "hour"}
+        kind : {"sum", "act"}
+        cols : int array
+            Ring columns (summed per column for "sum"; an activity indicator for "act").
+        lo, hi : int
+            Interval in minutes (hours for the "hour" group).
+
+        Returns
+        -------
+        _Running
+            Its ``out`` (n_elements x len(cols) float64, or n_elements int64 for "act") must be
+            treated as read-only by the caller.
+        """
+        r = self._running.get(key)
+        cols = [int(c) for c in cols]
+        if (
+            r is not None
+            and r.lo == lo
+            and r.hi == hi
+            and lo < hi
+            and r.group == group
+            and r.kind == kind
+            and all(c in r.colpos for c in cols)
+        ):
+            return r  # already in place (e.g. moved by slide_running): nothing to shift
+        if r is None or r.group != group or r.kind != kind or any(c not in r.colpos for c in cols):
+            old = list(r.cols) if (r is not None and r.kind == kind and r.group == group and kind == "sum") else []
+            allc = old + [c for c in cols if c not in old] if kind == "sum" else cols
+            r = self._running[key] = _Running(group, kind, allc, self.topology.n_elements)
+        if r.lo is None or lo < r.lo or hi < r.hi or lo >= r.hi or (lo - r.lo) + (hi - r.hi) >= hi - lo:
+            r.out[...] = 0
+            self._shift(r, self._present(group, lo, hi), np.zeros(0, np.int64))
+        else:
+            self._shift(r, self._present(group, r.hi, hi), self._present(group, r.lo, lo))
+        r.lo, r.hi = lo, hi
+        return r
+
+    def slide_running(self, end_minute: int) -> int:
+        """Move every sliding window sum (keys ``("win", group, w)``, interval ``[end - w, end)``)
+        that ends one minute before ``end_minute`` to end at ``end_minute``: one kernel call per
+        ring for all window lengths (:func:`kernels.kpi.kpi_running_shift_many`, the entering
+        minute read once) instead of one per window when :meth:`running` asks for them. Each sum
+        gets exactly the shift :meth:`running` would apply, so :meth:`running` then finds it in
+        place. Returns the number of sums moved."""
+        jobs: dict = {}
+        for key, r in self._running.items():
+            if key[0] != "win" or r.kind != "sum" or r.lo is None:
+                continue
+            lo, hi = end_minute - key[2], end_minute
+            if r.hi != hi - 1 or r.lo != lo - 1 or hi - lo <= 2:
+                continue  # not a one-minute move (or running() would sum it afresh)
+            jobs.setdefault(r.group, []).append(r)
+        n_moved = 0
+        for grp, runs in jobs.items():
+            add = self._unit_slot(grp, end_minute - 1)
+            todo, subs = [], []
+            for r in runs:
+                sub = self._unit_slot(grp, r.lo)
+                r.lo, r.hi = r.lo + 1, r.hi + 1
+                n_moved += 1
+                if add >= 0 or sub >= 0:
+                    todo.append(r)
+                    subs.append(sub)
+            if not todo:
+                continue
+            col_ptr = np.zeros(len(todo) + 1, np.int64)
+            np.cumsum([len(r.cols) for r in todo], out=col_ptr[1:])
+            K.kpi_running_shift_many(
+                self._ring(grp),
+                add,
+                np.array(subs, np.int64),
+                col_ptr,
+                np.concatenate([r.cols for r in todo]),
+                tuple(r.out for r in todo),
+            )
+        return n_moved
+
+    def _unit_slot(self, group: str, unit: int) -> int:
+        """Slot of minute ``unit`` (hour for "hour") when the ring holds it and it may hold data
+        (:meth:`_present` of one unit, without the slots known empty), else -1."""
+        if unit < 0:
+            return -1
+        if group == "hour":
+            s = unit % self.hour_ring
+            return s if self.slot_hour[s] == unit else -1
+        s = unit % self.minute_ring
+        return s if self.slot_minute[s] == unit and self._slot_used[group][s] else -1
+
+    def _running_evict(self, s: int, minute: int):
+        """Minute ``minute`` (slot ``s``) leaves the minute ring: take it out of the aggregates."""
+        sub = np.array([s], np.int64)
+        for r in self._running.values():
+            if r.group != "hour" and r.lo is not None and r.lo <= minute < r.hi:
+                self._shift(r, np.zeros(0, np.int64), sub)
+
+    def _running_evict_hour(self, hs: int, hour: int):
+        sub = np.array([hs], np.int64)
+        for r in self._running.values():
+            if r.group == "hour" and r.lo is not None and r.lo <= hour < r.hi:
+                self._shift(r, np.zeros(0, np.int64), sub)
+
+    _SOURCE_GROUPS = {"cdr": ("cdr",), "equip": ("elem",), "qos": ("elem", "hist")}
+
+    def _running_snapshot(self, source, ok, elem, slot, minute):
+        """Before a batch is extracted: the ring cells its rows for minutes inside a running
+        interval will touch, with their current values (None when there are none)."""
+        runs = [r for r in self._running.values() if r.group in self._SOURCE_GROUPS[source] and r.lo is not None]
+        if not runs:
+            return None
+        lo, hi = min(r.lo for r in runs), max(r.hi for r in runs)
+        sel = ok & (minute >= lo) & (minute < hi)
+        if not sel.any():
+            return None
+        n = self.topology.n_elements
+        key = np.unique(slot[sel] * n + elem[sel])
+        cs, ce = key // n, key % n
+        cm = self.slot_minute[cs]
+        old = {g: self._ring(g)[cs, ce].copy() for g in self._SOURCE_GROUPS[source]}
+        return runs, cs, ce, cm, old
+
+    def _running_apply(self, late):
+        """After the batch: add the change of each touched cell to the aggregates covering it.
+
+        The change is ``new - old`` of the float32 cell (exact in float64), so an aggregate
+        stays equal to a fresh sum over the ring."""
+        runs, cs, ce, cm, old = late
+        for g, before in old.items():
+            after = self._ring(g)[cs, ce]
+            delta = None
+            for r in runs:
+                if r.group != g:
+                    continue
+                m = (cm >= r.lo) & (cm < r.hi)
+                if not m.any():
+                    continue
+                if r.kind == "sum":
+                    if delta is None:
+                        delta = after.astype(np.float64) - before.astype(np.float64)
+                    K.kpi_scatter_rows(
+                        r.out.reshape(len(r.out), -1),
+                        np.ascontiguousarray(ce[m]),
+                        np.ascontiguousarray(delta[m][:, r.cols]),
+                    )
+                else:
+                    d = (after[m][:, r.cols].sum(axis=1) > 0).astype(np.int64) - (
+                        before[m][:, r.cols].sum(axis=1) > 0
+                    ).astype(np.int64)
+                    np.add.at(r.out, ce[m], d)
