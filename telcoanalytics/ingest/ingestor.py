@@ -665,7 +665,7 @@ class Ingestor:
                 cols[name] = c
         names = np.array(rej.names + ["?"], dtype=object)
         self.quarantine.add(
-            self.source, chunk.row_offset + bad_idx, rej.status[bad_idx], names[rej.field[bad_idx]], cols, batch=batch
+            self.source, chunk.rows()[bad_idx], rej.status[bad_idx], names[rej.field[bad_idx]], cols, batch=batch
         )
 
     # ---- checkpoint ---------------------------------------------------------------------
