@@ -226,6 +226,7 @@ def cmd_replay(args) -> int:
     say(
         f"   conservation (read == accepted + quarantined, accepted == routed): {'ok' if pipe.conserved() else 'VIOLATED'}"
     )
+    say(f"   {pipe.clock.summary()}")
     say()
     say("== quarantine by reason (rows kept with their original values in quarantine.jsonl)")
     q = pipe.quarantine.counts_by_source()
