@@ -107,7 +107,7 @@ def _with_topology_change(batches, at_ms: int, apply):
 
 
 def _file_batches(args, say):
-    from telcoanalytics.ingest.readers import iter_chunks
+    from telcoanalytics.ingest.merge import merged_batches
     from telcoanalytics.topology.store import load_sqlite, read_csv, read_json
 
     d = Path(args.input)
@@ -139,17 +139,14 @@ def _file_batches(args, say):
         + f"; topology {topo_path.name}: {topo.n_elements:,} elements"
     )
 
-    def gen():
-        iters = {s: iter_chunks(p, args.chunk_rows) for s, p in files.items()}
-        while iters:  # round robin over the sources, one bounded chunk at a time
-            for s in list(iters):
-                chunk = next(iters[s], None)
-                if chunk is None:
-                    del iters[s]
-                else:
-                    yield s, chunk
-
-    return topo, gen(), None, None
+    batches = merged_batches(
+        files,
+        chunk_rows=args.chunk_rows,
+        max_disorder_ms=args.max_disorder_s * 1000,
+        batch_ms=args.batch_s * 1000,
+        allow_extra_columns=args.allow_extra_columns,
+    )
+    return topo, batches, None, None
 
 
 # ---- commands -----------------------------------------------------------------------------------
@@ -187,6 +184,9 @@ def cmd_replay(args) -> int:
             components=components,
             alerts=build_alert_manager(topology, out) if with_alerts else None,
         )
+    if getattr(args, "allow_extra_columns", False):
+        for ing in pipe.ingestors.values():
+            ing.allow_extra_columns = True
     if day is not None and replay_from > day.start_ms and not args.restore:
         t0 = time.perf_counter()
         for name, comp in pipe.components.items():
@@ -236,6 +236,7 @@ def cmd_replay(args) -> int:
     say(
         f"   conservation (read == accepted + quarantined, accepted == routed): {'ok' if pipe.conserved() else 'VIOLATED'}"
     )
+    say(f"   {pipe.clock.summary()}")
     say()
     say("== quarantine by reason (rows kept with their original values in quarantine.jsonl)")
     q = pipe.quarantine.counts_by_source()
@@ -346,8 +347,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="directory with <source>.parquet|csv files and a topology file")
     p.add_argument("--topology", help="topology file (.sqlite/.db/.csv/.json); default: found in --input")
     p.add_argument("--out", default="replay_out", help="output directory (default replay_out/)")
-    p.add_argument("--batch-s", type=int, default=60, help="micro-batch width in seconds of arrival time")
+    p.add_argument(
+        "--batch-s",
+        type=int,
+        default=60,
+        help="micro-batch width in seconds (of arrival time; of event time for --input files)",
+    )
     p.add_argument("--chunk-rows", type=int, default=1_000_000, help="rows per chunk when reading files")
+    p.add_argument(
+        "--max-disorder-s",
+        type=int,
+        default=60,
+        help="files: rows up to this many seconds out of event-time order are put back in order (default 60)",
+    )
+    p.add_argument(
+        "--allow-extra-columns",
+        action="store_true",
+        help="files: ignore columns that no schema version maps (default: such columns are an error)",
+    )
     p.add_argument("--lateness-s", type=int, default=900, help="allowed lateness in seconds (default 900)")
     p.add_argument("--route-level", default="region", help="topology level that partitions batches")
     p.add_argument(

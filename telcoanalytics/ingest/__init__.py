@@ -9,6 +9,12 @@ from telcoanalytics.ingest.ingestor import (  # noqa: F401
     Ingestor,
     IngestResult,
 )
+from telcoanalytics.ingest.merge import (  # noqa: F401
+    DEFAULT_BATCH_MS,
+    DEFAULT_MAX_DISORDER_MS,
+    MergedBatches,
+    merged_batches,
+)
 from telcoanalytics.ingest.quarantine import (  # noqa: F401
     ANSWER_OUTSIDE_CALL,
     BAD_CAUSE,
@@ -67,6 +73,10 @@ __all__ = [
     "UNKNOWN_ELEMENT",
     "DUPLICATE_ID",
     "Quarantine",
+    "DEFAULT_BATCH_MS",
+    "DEFAULT_MAX_DISORDER_MS",
+    "MergedBatches",
+    "merged_batches",
     "DEFAULT_CHUNK_ROWS",
     "RawChunk",
     "CSV_ENGINES",

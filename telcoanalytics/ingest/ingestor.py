@@ -28,6 +28,9 @@ of ``quarantine.REASONS``), and within a reason the first field in canonical ord
 12. ``duplicate_id`` (CDR ``record_id`` seen before in this batch or an earlier one; only rows
     that passed every other check count as seen, so a corrupt first copy does not hide a valid
     second one).
+13. ``time_in_future`` is not checked here: a pipeline decides it after ingest, against its robust
+    event-time clock (``telcoanalytics.ingest.clock``), and moves such rows here with
+    :meth:`Ingestor.reject_accepted`.
 """
 
 from __future__ import annotations
@@ -225,9 +228,22 @@ class IngestResult:
     schema_version: int | None = None
     row_offset: int = 0
     element_index: np.ndarray | None = None
+    row_numbers: np.ndarray | None = field(default=None, repr=False)
+    origin: str | None = None
 
     def __post_init__(self):
         assert self.n_accepted + self.n_quarantined == self.n_read, "ingest conservation violated"
+
+    def accepted_rows(self) -> np.ndarray:
+        """Input row number of each accepted row."""
+        if self.row_numbers is None:
+            of = getattr(self, "_rows_of", None)
+            if of is not None:
+                chunk, okm = of
+                self.row_numbers = chunk.rows() if okm is None else chunk.rows()[okm]
+            else:
+                self.row_numbers = np.arange(self.row_offset, self.row_offset + self.n_accepted, dtype=np.int64)
+        return self.row_numbers
 
 
 class _Rejects:
@@ -512,6 +528,44 @@ class Ingestor:
         """Ingest one raw chunk from ``telcoanalytics.ingest.readers``."""
         return self._ingest_chunk(chunk)
 
+    def reject_accepted(self, res: IngestResult, mask: np.ndarray, reason: str, field_name: str) -> IngestResult:
+        """Move accepted rows of ``res`` (``mask`` over ``res.accepted``) to the quarantine with
+        ``reason`` (a decision made after ingest, e.g. ``time_in_future`` by the pipeline's clock);
+        returns the result without them. Counts stay conserved."""
+        mask = np.asarray(mask, dtype=bool)
+        k = int(mask.sum())
+        if k == 0:
+            return res
+        code = REASON_CODE[reason]
+        bad = res.accepted[mask]
+        cols = {name: bad[name] for name in bad.dtype.names}
+        self.quarantine.add(
+            self.source,
+            res.accepted_rows()[mask],
+            np.full(k, code, np.int8),
+            np.full(k, field_name, dtype=object),
+            cols,
+            batch=self.n_batches - 1,
+        )
+        self.n_accepted -= k
+        self._by_reason[code] += k
+        by = dict(res.by_reason)
+        by[reason] = by.get(reason, 0) + k
+        keep = ~mask
+        return IngestResult(
+            self.source,
+            res.accepted[keep],
+            res.n_read,
+            res.n_accepted - k,
+            res.n_quarantined + k,
+            {r: by[r] for r in REASONS if r in by},
+            res.schema_version,
+            res.row_offset,
+            None if res.element_index is None else res.element_index[keep],
+            res.accepted_rows()[keep],
+            res.origin,
+        )
+
     # ---- internals ----------------------------------------------------------------------
     def _schema(self, names: tuple) -> SchemaVersion:
         s = self._schema_cache.get(names)
@@ -607,7 +661,11 @@ class Ingestor:
         self.n_accepted += n - n_q
         self._by_reason += counts
         by = {REASONS[i - 1]: int(counts[i]) for i in np.flatnonzero(counts)}
-        return IngestResult(self.source, accepted, n, n - n_q, n_q, by, sv.version, chunk.row_offset, element_index)
+        res = IngestResult(
+            self.source, accepted, n, n - n_q, n_q, by, sv.version, chunk.row_offset, element_index, None, chunk.origin
+        )
+        res._rows_of = (chunk, None if rej.status is None else okm)  # row numbers computed on demand
+        return res
 
     @staticmethod
     def _cdr_checks(data, lo, hi, neg_dur, rej: _Rejects) -> None:
@@ -665,7 +723,7 @@ class Ingestor:
                 cols[name] = c
         names = np.array(rej.names + ["?"], dtype=object)
         self.quarantine.add(
-            self.source, chunk.row_offset + bad_idx, rej.status[bad_idx], names[rej.field[bad_idx]], cols, batch=batch
+            self.source, chunk.rows()[bad_idx], rej.status[bad_idx], names[rej.field[bad_idx]], cols, batch=batch
         )
 
     # ---- checkpoint ---------------------------------------------------------------------

@@ -23,7 +23,10 @@ problems is counted once, under the first that applies (see ``telcoanalytics.ing
                        latency or jitter, MOS outside 1..5, percentage metric outside 0..100
 ``negative_counter``   bytes, packets, flows, error counts or unavailable seconds below zero
 ``unknown_element``    element id not in the topology / known ids
-``duplicate_id``       a record id already seen (CDR only)
+``duplicate_id``       a record already seen: same CDR ``record_id``, or for the other sources the
+                       same natural key (see ``telcoanalytics.ingest.ingestor``)
+``time_in_future``     event time further ahead of the pipeline's robust clock than its horizon
+                       (``telcoanalytics.ingest.clock``); decided after the row checks
 =====================  ===========================================================
 """
 
@@ -47,6 +50,7 @@ OUT_OF_DOMAIN = "out_of_domain"
 NEGATIVE_COUNTER = "negative_counter"
 UNKNOWN_ELEMENT = "unknown_element"
 DUPLICATE_ID = "duplicate_id"
+TIME_IN_FUTURE = "time_in_future"
 
 REASONS: tuple[str, ...] = (
     UNPARSEABLE,
@@ -61,6 +65,7 @@ REASONS: tuple[str, ...] = (
     NEGATIVE_COUNTER,
     UNKNOWN_ELEMENT,
     DUPLICATE_ID,
+    TIME_IN_FUTURE,
 )
 """All reason codes in check order. Code number ``i + 1`` is ``REASONS[i]``; 0 means accepted."""
 

@@ -62,6 +62,11 @@ class RawChunk:
         few or too many fields); their column values are empty text.
     bad_text : list of str
         The raw text of each of ``bad_rows``.
+    row_numbers : int64 array or None
+        Row number in the input of each row, when the rows are not the consecutive
+        ``row_offset, row_offset + 1, ...`` (a chunk assembled by the event-time merge).
+    origin : str or None
+        Where the rows came from (the file path), for the quarantine.
     """
 
     columns: object
@@ -70,6 +75,14 @@ class RawChunk:
     missing: dict = field(default_factory=dict)
     bad_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     bad_text: list = field(default_factory=list)
+    row_numbers: np.ndarray | None = None
+    origin: str | None = None
+
+    def rows(self) -> np.ndarray:
+        """Row number in the input of each row (int64)."""
+        if self.row_numbers is not None:
+            return self.row_numbers
+        return np.arange(self.row_offset, self.row_offset + self.n, dtype=np.int64)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -162,7 +175,9 @@ def read_csv(
                 rows = list(itertools.islice(reader, chunk_rows))
                 if not rows:
                     return
-                yield _rows_to_chunk(rows, header, offset, delimiter)
+                chunk = _rows_to_chunk(rows, header, offset, delimiter)
+                chunk.origin = str(path)
+                yield chunk
                 offset += len(rows)
     yield from _read_csv_arrow(path, header, chunk_rows, delimiter, encoding)
 
@@ -225,6 +240,7 @@ def _read_csv_arrow(path: Path, header: list, chunk_rows: int, delimiter: str, e
                     offset + s0,
                     bad_rows=bad_pos[sel] - s0,
                     bad_text=[t for t, b in zip(texts, sel) if b],
+                    origin=str(path),
                 )
             offset += n
     if bad:  # pragma: no cover - pyarrow reports invalid rows with the block that holds them
@@ -263,7 +279,7 @@ def read_parquet(path, chunk_rows: int = DEFAULT_CHUNK_ROWS, columns=None) -> It
     offset = 0
     for batch in pf.iter_batches(batch_size=chunk_rows, columns=columns):
         cols, missing = _arrow_columns(batch)
-        yield RawChunk(cols, batch.num_rows, offset, missing)
+        yield RawChunk(cols, batch.num_rows, offset, missing, origin=str(path))
         offset += batch.num_rows
 
 

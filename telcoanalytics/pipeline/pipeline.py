@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from telcoanalytics.ingest.clock import DEFAULT_FUTURE_HORIZON_MS, DEFAULT_MAX_SKEW_MS, EventClock
 from telcoanalytics.ingest.ingestor import Ingestor
 from telcoanalytics.ingest.quarantine import Quarantine
 from telcoanalytics.ingest.readers import RawChunk
@@ -49,8 +50,8 @@ class Pipeline:
     route_level : str
         Topology level that partitions the batches (default ``"region"``).
     allowed_lateness_ms : int
-        The watermark trails the largest event time seen by this much (default 15 min); the
-        components treat data older than the watermark as late.
+        The watermark trails the robust event-time clock (``telcoanalytics.ingest.clock``) by this
+        much (default 15 min); the components treat data older than the watermark as late.
     components : dict name -> component, optional
         Analysis components (the contract of :mod:`telcoanalytics.pipeline.contract`), fed in
         insertion order.
@@ -59,6 +60,11 @@ class Pipeline:
         at each :meth:`advance`.
     time_range_ms : (int, int), optional
         Sane event-time range handed to the ingestors.
+    max_skew_ms, future_horizon_ms : int
+        Rows more than ``max_skew_ms`` (default 5 min) ahead of the clock wait in the
+        ``time_in_future`` side output until the clock reaches them; rows more than
+        ``future_horizon_ms`` (default 6 h) ahead are quarantined as ``time_in_future``. See
+        :class:`telcoanalytics.ingest.clock.EventClock`; ``pipeline.clock.summary()`` counts them.
 
     Examples
     --------
@@ -79,6 +85,8 @@ class Pipeline:
         components: dict | None = None,
         time_range_ms: tuple[int, int] | None = None,
         alerts=None,
+        max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
+        future_horizon_ms: int = DEFAULT_FUTURE_HORIZON_MS,
     ):
         if not isinstance(topology, Topology):
             raise TypeError(f"topology must be a telcoanalytics.topology.model.Topology, got {type(topology).__name__}")
@@ -102,7 +110,7 @@ class Pipeline:
         n_part = topology.n_nodes(route_level)
         self.routed = np.zeros((len(SOURCES), n_part), dtype=np.int64)  # accepted rows per source x partition
         self.unrouted = np.zeros(len(SOURCES), dtype=np.int64)  # accepted rows of retired elements
-        self.max_event_ms = np.iinfo(np.int64).min
+        self.clock = EventClock(max_skew_ms, future_horizon_ms)
         self.n_batches = 0
         self.seconds = {"ingest": 0.0, "route": 0.0, **{name: 0.0 for name in self.components}}
         if alerts is not None:
@@ -110,8 +118,18 @@ class Pipeline:
 
     # ---- feeding ------------------------------------------------------------------------------
     @property
+    def max_event_ms(self) -> int:
+        """The robust event-time clock: what most recent rows say, not the single largest time
+        (int64 min before any data; see ``telcoanalytics.ingest.clock``)."""
+        return self.clock.now_ms
+
+    @max_event_ms.setter
+    def max_event_ms(self, value: int) -> None:
+        self.clock.now_ms = int(value)
+
+    @property
     def watermark_ms(self) -> int:
-        """Largest event time seen minus the allowed lateness (int64 min before any data)."""
+        """The robust clock minus the allowed lateness (int64 min before any data)."""
         if self.max_event_ms == np.iinfo(np.int64).min:
             return self.max_event_ms
         return int(self.max_event_ms - self.allowed_lateness_ms)
@@ -129,17 +147,37 @@ class Pipeline:
         self.n_batches += 1
         if res.n_accepted == 0:
             return res
+        # robust clock: rows far ahead are quarantined, rows somewhat ahead wait (time_in_future)
+        t = res.accepted[TIME_FIELD[source]]
+        self.clock.observe(t)
+        now, hold, reject = self.clock.classify(t)
+        if reject.any():
+            res = ing.reject_accepted(res, reject, "time_in_future", TIME_FIELD[source])
+            self.clock.n_rejected += int(reject.sum())
+            now, hold = now[~reject], hold[~reject]
+            if res.n_accepted == 0:
+                return res
         idx = res.element_index
         node = self.topology.route_map(self.route_level)[idx]  # -1: retired element (kept, not routed)
         counts = np.bincount(node + 1, minlength=self.routed.shape[1] + 1)
         si = SOURCES.index(source)
         self.routed[si] += counts[1:]
         self.unrouted[si] += counts[0]
-        t_max = int(res.accepted[TIME_FIELD[source]].max())
-        self.max_event_ms = max(self.max_event_ms, t_max)
         t2 = time.perf_counter()
         self.seconds["route"] += t2 - t1
-        batch = RoutedBatch(source, res.accepted, idx, node)
+        rows = res.accepted
+        if hold.any():
+            self.clock.hold(source, rows[hold], idx[hold], res.accepted[TIME_FIELD[source]][hold])
+            rows, idx, node = rows[now], idx[now], node[now]
+        self._update(source, rows, idx, node)
+        route = self.topology.route_map(self.route_level)
+        for src, r, ix in self.clock.due():  # rows that waited ahead of the clock: their time has come
+            self._update(src, r, ix, route[ix])
+        return res
+
+    def _update(self, source: str, rows, idx, node) -> None:
+        """One routed batch to every component; their findings to the alert manager."""
+        batch = RoutedBatch(source, rows, idx, node)
         found = []
         for name, comp in self.components.items():
             tc = time.perf_counter()
@@ -147,7 +185,6 @@ class Pipeline:
             self.seconds[name] += time.perf_counter() - tc
         if found:
             self._deliver(found, self.watermark_ms)
-        return res
 
     def feed(self, batches, tick_ms: int = 60_000) -> int:
         """Process ``(source, data)`` batches in order, advancing the components each time the

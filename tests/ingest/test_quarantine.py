@@ -21,8 +21,8 @@ def _add(q, source="qos", rows=(0, 5), reasons=("non_finite", "out_of_domain"), 
 
 
 def test_reason_codes_are_complete_and_ordered():
-    assert len(REASONS) == 12 and REASONS[0] == "unparseable" and REASONS[-1] == "duplicate_id"
-    assert [REASON_CODE[r] for r in REASONS] == list(range(1, 13))
+    assert len(REASONS) == 13 and REASONS[0] == "unparseable" and REASONS[-2:] == ("duplicate_id", "time_in_future")
+    assert [REASON_CODE[r] for r in REASONS] == list(range(1, 14))
 
 
 def test_add_counts_records():
@@ -55,8 +55,8 @@ def test_add_errors():
     q = Quarantine()
     with pytest.raises(ValueError, match="same length"):
         q.add("qos", rows=np.array([1, 2]), reasons=np.array([1]), fields=np.array(["a"], dtype=object), columns={})
-    with pytest.raises(ValueError, match=r"reason codes must be in 1\.\.12"):
-        q.add("qos", rows=np.array([1]), reasons=np.array([13]), fields=np.array(["a"], dtype=object), columns={})
+    with pytest.raises(ValueError, match=r"reason codes must be in 1\.\.13"):
+        q.add("qos", rows=np.array([1]), reasons=np.array([14]), fields=np.array(["a"], dtype=object), columns={})
     with pytest.raises(ValueError, match="unknown reason 'late'"):
         q.records(reason="late")
     with pytest.raises(ValueError, match="max_kept"):
