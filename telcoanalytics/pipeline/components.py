@@ -33,9 +33,15 @@ ALL_NAMES = ("windows", "alerts", "sla", "anomaly", "cube")
 """What ``--components`` accepts: the components and ``alerts`` (the pipeline's alert manager)."""
 
 
-def build_components(topology, enabled=None, *, allowed_lateness_ms: int = 900_000) -> dict:
+def build_components(
+    topology, enabled=None, *, allowed_lateness_ms: int = 900_000, options: dict | None = None
+) -> dict:
     """Instantiate the enabled components (default: all, in run order); ``"alerts"`` in ``enabled``
     is not a component (see :func:`build_alert_manager`) and is skipped here.
+
+    ``options`` maps a component name to its settings (the ``[components.<name>]`` tables of a
+    configuration file, :mod:`telcoanalytics.pipeline.config`); each factory receives them with
+    ``allowed_lateness_ms``.
 
     Raises
     ------
@@ -46,8 +52,9 @@ def build_components(topology, enabled=None, *, allowed_lateness_ms: int = 900_0
     unknown = [n for n in names if n not in COMPONENTS]
     if unknown:
         raise ValueError(f"unknown components {unknown}; available: {', '.join(ALL_NAMES)}")
-    options = {"allowed_lateness_ms": int(allowed_lateness_ms)}
-    return {n: COMPONENTS[n](topology, options) for n in COMPONENTS if n in names}
+    options = options or {}
+    base = {"allowed_lateness_ms": int(allowed_lateness_ms)}
+    return {n: COMPONENTS[n](topology, {**base, **options.get(n, {})}) for n in COMPONENTS if n in names}
 
 
 def build_alert_manager(topology, out_dir: Path):
