@@ -10,283 +10,49 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-
 from telcoanalytics.pipeline.components import ALL_NAMES
-from telcoanalytics.records import SOURCES, TIME_FIELD
-
-
-def _fmt_int(n) -> str:
-    return f"{int(n):,}"
-
-
-def _table(rows: list[list], header: list[str]) -> list[str]:
-    cells = [header] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    out = []
-    for k, r in enumerate(cells):
-        out.append("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
-        if k == 0:
-            out.append("  " + "  ".join("-" * w for w in widths))
-    return out
-
-
-# ---- data sources for replay ------------------------------------------------------------------
-def _synthetic_batches(args, say):
-    from telcoanalytics.synth.network import SynthConfig, generate
-
-    cfg = SynthConfig(n_elements=args.elements, days=args.days + args.history_days, seed=args.seed, scale=args.scale)
-    t0 = time.perf_counter()
-    day = generate(cfg)
-    replay_from = day.start_ms + int(round(args.history_days * 86_400_000))
-    say(
-        f"generated synthetic network: {cfg.n_elements_scaled:,} elements in "
-        f"{day.topology.n_nodes('site'):,} sites and {day.topology.n_nodes('region')} regions, "
-        f"{day.n_events:,} clean events over {(day.end_ms - day.start_ms) / 3_600_000:.1f} h "
-        f"({args.history_days:g} day of history to learn from, then {args.days:g} day replayed), "
-        f"{len(day.labels)} injected scenarios ({time.perf_counter() - t0:.1f} s)"
-    )
-
-    def gen():
-        for source, rows, arrival_ms, _origin in day.raw_batches(batch_ms=args.batch_s * 1000, with_arrival=True):
-            if len(arrival_ms) and arrival_ms[0] >= replay_from:
-                yield source, rows
-
-    return day.topology, gen(), day, replay_from
-
-
-def rehome_plan(day, share: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Elements to move to another site mid-replay (a re-parenting after a transmission change).
-
-    Takes ``share`` of the elements of sites untouched by any injected scenario, each to another
-    untouched site of the same region (so the scorecard's ground truth keeps its meaning).
-    Returns ``(element_ids, new_site_ids)``, empty when nothing qualifies.
-    """
-    topo = day.topology
-    eid = topo.ids[topo.element_level]
-    site_of = topo.element_to("site")
-    region_of_site = topo.node_to("site", "region")
-    touched = np.zeros(topo.n_nodes("site"), dtype=bool)
-    for lab, det in zip(day.labels, day.scenarios):
-        if lab["scope_level"] == "region":  # moves stay inside a region: region scopes keep their meaning
-            continue
-        if lab["scope_level"] == "site":
-            touched[np.searchsorted(topo.ids["site"], lab["scope_id"])] = True
-        ids = np.asarray(det.get("element_ids", [lab["element_id"]]), dtype=np.int64)
-        ids = ids[ids >= 0]
-        if len(ids):
-            touched[site_of[topo.index_of(ids)]] = True
-    free = np.flatnonzero(~touched[site_of] & topo.active)
-    n = int(round(share * topo.n_elements))
-    if n == 0 or len(free) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(free, size=min(n, len(free)), replace=False))
-    new_site = np.full(len(pick), -1, dtype=np.int64)
-    for k, e in enumerate(pick):
-        cand = np.flatnonzero(~touched & (region_of_site == region_of_site[site_of[e]]))
-        cand = cand[cand != site_of[e]]
-        if len(cand):
-            new_site[k] = cand[rng.integers(len(cand))]
-    ok = new_site >= 0
-    return eid[pick[ok]], topo.ids["site"][new_site[ok]]
-
-
-def _with_topology_change(batches, at_ms: int, apply):
-    """Yield ``batches``; call ``apply()`` once, before the first batch holding a row at or after
-    ``at_ms`` of event time (the change is made between micro-batches, while data flows)."""
-    done = False
-    for source, rows in batches:
-        if not done and len(rows) and int(rows[TIME_FIELD[source]].max()) >= at_ms:
-            apply()
-            done = True
-        yield source, rows
-
-
-def _file_batches(args, say):
-    from telcoanalytics.ingest.merge import merged_batches
-    from telcoanalytics.topology.store import load_sqlite, read_csv, read_json
-
-    d = Path(args.input)
-    if not d.is_dir():
-        raise SystemExit(f"--input {d} is not a directory; it must hold <source>.parquet/.csv files and a topology")
-    topo_path = args.topology or next(
-        (d / n for n in ("topology.sqlite", "topology.db", "topology.csv", "topology.json") if (d / n).exists()), None
-    )
-    if topo_path is None:
-        raise SystemExit(f"no topology found in {d} (topology.sqlite/.db/.csv/.json); pass --topology")
-    topo_path = Path(topo_path)
-    loader = {".sqlite": load_sqlite, ".db": load_sqlite, ".csv": read_csv, ".json": read_json}.get(topo_path.suffix)
-    if loader is None:
-        raise SystemExit(f"--topology {topo_path}: unknown topology file type (use .sqlite, .db, .csv or .json)")
-    topo = loader(topo_path)
-    files = {}
-    for s in SOURCES:
-        for ext in ("parquet", "csv"):
-            if (d / f"{s}.{ext}").exists():
-                files[s] = d / f"{s}.{ext}"
-                break
-    if not files:
-        raise SystemExit(
-            f"no source files in {d}: expected any of " + ", ".join(f"{s}.parquet/{s}.csv" for s in SOURCES)
-        )
-    say(
-        f"replaying files from {d}: "
-        + ", ".join(f"{s}={p.name}" for s, p in files.items())
-        + f"; topology {topo_path.name}: {topo.n_elements:,} elements"
-    )
-
-    batches = merged_batches(
-        files,
-        chunk_rows=args.chunk_rows,
-        max_disorder_ms=args.max_disorder_s * 1000,
-        batch_ms=args.batch_s * 1000,
-        allow_extra_columns=args.allow_extra_columns,
-    )
-    return topo, batches, None, None
 
 
 # ---- commands -----------------------------------------------------------------------------------
+def replay_settings(args) -> dict:
+    """The replay settings (:data:`telcoanalytics.pipeline.replay.DEFAULTS` keys) of parsed options,
+    on top of a ``--config`` file's when given (options given explicitly win)."""
+    from telcoanalytics.pipeline.replay import DEFAULTS
+
+    settings = dict(DEFAULTS)
+    if getattr(args, "config", None):
+        from telcoanalytics.pipeline.config import ConfigError, load_config
+
+        try:
+            settings = load_config(args.config).settings
+        except ConfigError as exc:
+            raise SystemExit(str(exc)) from None
+    for k in DEFAULTS:
+        v = getattr(args, k, None)
+        if v is not None and (not getattr(args, "config", None) or v != _PARSER_DEFAULTS.get(k)):
+            settings[k] = v
+    return settings
+
+
+_PARSER_DEFAULTS: dict = {}
+
+
 def cmd_replay(args) -> int:
-    from telcoanalytics.pipeline.components import build_alert_manager, build_components
-    from telcoanalytics.pipeline.pipeline import Pipeline
+    from telcoanalytics.pipeline.replay import run_replay
 
-    lines: list[str] = []
-
-    def say(msg=""):
-        print(msg, flush=True)
-        lines.append(msg)
-
-    t_start = time.perf_counter()
-    if args.input:
-        topology, batches, day, replay_from = _file_batches(args, say)
-    else:
-        topology, batches, day, replay_from = _synthetic_batches(args, say)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with_alerts = args.components is None or "alerts" in args.components
-    if args.restore:
-        from telcoanalytics.alerts.sinks import JsonlSink
-
-        sinks = [JsonlSink(out / "alerts.jsonl", fsync=False)] if with_alerts else []
-        pipe = Pipeline.restore(args.restore, alert_sinks=sinks)
-        say(f"restored state from {args.restore} ({pipe.n_batches:,} batches already processed)")
-    else:
-        lateness_ms = args.lateness_s * 1000
-        components = build_components(topology, args.components, allowed_lateness_ms=lateness_ms)
-        pipe = Pipeline(
-            topology,
-            route_level=args.route_level,
-            allowed_lateness_ms=lateness_ms,
-            components=components,
-            alerts=build_alert_manager(topology, out) if with_alerts else None,
-        )
-    if getattr(args, "allow_extra_columns", False):
-        for ing in pipe.ingestors.values():
-            ing.allow_extra_columns = True
-    if day is not None and replay_from > day.start_ms and not args.restore:
-        t0 = time.perf_counter()
-        for name, comp in pipe.components.items():
-            learn = getattr(comp, "learn", None)
-            if learn is not None:
-                learn(day, replay_from)
-                say(f"{name}: learned baselines from the history before the replay ({time.perf_counter() - t0:.1f} s)")
-    change_note = []
-    if day is not None and args.rehome_share > 0 and not args.restore:
-        at_ms = replay_from + int(round(args.days * 86_400_000 / 2))
-        moved, new_site = rehome_plan(day, args.rehome_share, seed=args.seed)
-
-        def apply():
-            v0 = pipe.topology.version
-            target, change = pipe.topology.rehome_elements(moved, new_site)
-            tc = time.perf_counter()
-            try:
-                pipe.change_topology(target, [change])
-            except ValueError as exc:  # a component cannot follow: nothing changed, say so
-                change_note.append(f"== topology change at {_hhmm(at_ms)} not applied: {exc}")
-                return
-            change_note.append(
-                f"== topology change while data flowed: at {_hhmm(at_ms)} {len(moved):,} elements were "
-                f"re-homed to other sites of their region (version {v0} -> {pipe.topology.version}, "
-                f"{(time.perf_counter() - tc) * 1e3:.0f} ms); components followed: "
-                f"{', '.join([*pipe.components, *(['alerts'] if pipe.alerts is not None else [])]) or 'none'}; later rows route and roll up by the new sites"
-            )
-
-        if len(moved):
-            batches = _with_topology_change(batches, at_ms, apply)
-    t0 = time.perf_counter()
-    n_in = pipe.feed(batches)
-    pipe.advance(pipe.max_event_ms + 1)  # end of input: everything is final
-    pipe.finish()
-    t_proc = time.perf_counter() - t0
-
-    say()
-    say(
-        f"== ingested {n_in:,} rows in {pipe.n_batches:,} batches in {t_proc:.1f} s "
-        f"({n_in / max(t_proc, 1e-9) / 1e6:.2f} M rows/s end to end, all components included)"
-    )
-    rows = []
-    for s, c in pipe.counts().items():
-        rows.append([s, _fmt_int(c["read"]), _fmt_int(c["accepted"]), _fmt_int(c["quarantined"])])
-    for line in _table(rows, ["source", "read", "accepted", "quarantined"]):
-        say(line)
-    say(
-        f"   conservation (read == accepted + quarantined, accepted == routed): {'ok' if pipe.conserved() else 'VIOLATED'}"
-    )
-    say(f"   {pipe.clock.summary()}")
-    say()
-    say("== quarantine by reason (rows kept with their original values in quarantine.jsonl)")
-    q = pipe.quarantine.counts_by_source()
-    rows = [[s, r, _fmt_int(n)] for s in SOURCES for r, n in q.get(s, {}).items()]
-    for line in _table(rows or [["-", "none", "0"]], ["source", "reason", "rows"]):
-        say(line)
-    pipe.quarantine.write_jsonl(out / "quarantine.jsonl")
-    say()
-    say(f"== routed by {pipe.route_level} (accepted rows per source)")
-    rt = pipe.region_table()
-    key = pipe.route_level + "_id"
-    rows = [[r[key]] + [_fmt_int(r[s]) for s in SOURCES] + [_fmt_int(r["total"])] for r in rt]
-    for line in _table(rows, [pipe.route_level] + list(SOURCES) + ["total"]):
-        say(line)
-    if pipe.unrouted.any():
-        say(f"   rows of retired elements (kept, not routed): {_fmt_int(pipe.unrouted.sum())}")
-    for line in change_note:
-        say()
-        say(line)
-    for section in [comp.report_lines() for comp in pipe.components.values()] + [pipe.alert_report_lines()]:
-        if section:
-            say()
-        for line in section:
-            say(line)
-    if day is not None and ("anomaly" in pipe.components or "sla" in pipe.components):
-        from telcoanalytics.evaluate.scorecard import scenario_scorecard
-
-        say()
-        for line in scenario_scorecard(day, replay_from, pipe.components):
-            say(line)
-    say()
-    secs = ", ".join(f"{k} {v:.1f} s" for k, v in pipe.seconds.items())
-    say(f"== time: {secs}; total {time.perf_counter() - t_start:.1f} s")
-    if args.checkpoint:
-        pipe.checkpoint(args.checkpoint)
-        say(f"checkpoint written to {args.checkpoint} (resume with --restore)")
-    (out / "report.txt").write_text("\n".join(lines) + "\n")
-    say(f"outputs in {out}/ (report.txt, quarantine.jsonl{', alerts.jsonl' if pipe.alerts is not None else ''})")
-    if not args.input and args.elements * args.scale <= 20_000 and args.days <= 1:
-        say(
-            "bigger: telcoanalytics replay --scale 2   (20,000 elements; --days 3 for three days; ~90 bytes/event in memory); "
-            "your data: telcoanalytics replay --input DIR"
-        )
-    return 0 if pipe.conserved() else 1
-
-
-def _hhmm(t_ms) -> str:
-    import datetime as _dt
-
-    return _dt.datetime.fromtimestamp(int(t_ms) / 1000, tz=_dt.UTC).strftime("%d %H:%M UTC")
+    if args.resume:
+        given = [f"--{k}" for k in ("input", "config", "restore", "checkpoint") if getattr(args, k, None)]
+        if given:
+            raise SystemExit(f"--resume takes the run's settings from its checkpoint; drop {', '.join(given)}")
+        return run_replay(resume=args.resume)
+    settings = replay_settings(args)
+    if args.checkpoint_every_min is not None:
+        settings["checkpoint_every_min"] = args.checkpoint_every_min
+    if args.no_checkpoints:
+        settings["checkpoints"] = False
+    return run_replay(settings, checkpoint=args.checkpoint, restore=args.restore)
 
 
 def cmd_generate(args) -> int:
@@ -353,7 +119,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=60,
         help="micro-batch width in seconds (of arrival time; of event time for --input files)",
     )
-    p.add_argument("--chunk-rows", type=int, default=1_000_000, help="rows per chunk when reading files")
     p.add_argument(
         "--max-disorder-s",
         type=int,
@@ -363,8 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-extra-columns",
         action="store_true",
+        default=None,
         help="files: ignore columns that no schema version maps (default: such columns are an error)",
     )
+    p.add_argument("--chunk-rows", type=int, default=1_000_000, help="rows per chunk when reading files")
     p.add_argument("--lateness-s", type=int, default=900, help="allowed lateness in seconds (default 900)")
     p.add_argument("--route-level", default="region", help="topology level that partitions batches")
     p.add_argument(
@@ -381,8 +148,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="synthetic only: share of elements re-homed to another site halfway through the replay, "
         "a topology change while data flows (default 0.01; 0 for none)",
     )
-    p.add_argument("--checkpoint", help="write the final state to this .npz file")
-    p.add_argument("--restore", help="start from a checkpoint written by --checkpoint")
+    p.add_argument("--checkpoint", help="also write the final state to this .npz file")
+    p.add_argument(
+        "--restore",
+        help="start from a checkpoint's state (the input continues at its position when it has one); "
+        "new output files in --out",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="OUT",
+        help="continue the interrupted replay whose output folder is OUT from its last checkpoint "
+        "(settings from the checkpoint; alerts.jsonl and quarantine.jsonl continue where it left them)",
+    )
+    p.add_argument(
+        "--checkpoint-every-min",
+        type=float,
+        default=None,
+        help="minutes of event time between the periodic checkpoints in OUT/checkpoint.npz (default 60)",
+    )
+    p.add_argument("--no-checkpoints", action="store_true", help="no periodic checkpoints (no --resume then)")
+    p.add_argument("--config", help="TOML configuration file of the whole pipeline (options given here win)")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("generate", help="write a synthetic dataset (Parquet or CSV) for replay --input")
@@ -405,7 +190,9 @@ def main(argv=None) -> int:
     if "--" in argv:  # everything after -- is for pytest (bench); options may come in any order before it
         k = argv.index("--")
         argv, extra = argv[:k], argv[k + 1 :]
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _PARSER_DEFAULTS.update(vars(parser._subparsers._group_actions[0].choices["replay"].parse_args([])))
+    args = parser.parse_args(argv)
     if extra:
         if args.command != "bench":
             raise SystemExit(f"arguments after -- are only for 'bench' (pytest arguments), got {extra}")

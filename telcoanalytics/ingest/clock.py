@@ -146,6 +146,38 @@ class EventClock:
         self.n_admitted += sum(len(o[1]) for o in out)
         return out
 
+    def to_state(self) -> dict:
+        """The clock's whole state, waiting rows included (for checkpoints)."""
+        held = {
+            str(k): {
+                "source": src,
+                "rows": rows,
+                "idx": np.full(len(rows), -1, np.int64) if idx is None else idx,
+                "t": t,
+            }
+            for k, (src, rows, idx, t) in enumerate(self._held)
+        }
+        return {
+            "settings": [self.max_skew_ms, self.future_horizon_ms, self.window, self.outliers],
+            "now_ms": int(self.now_ms),
+            "recent": self._recent,
+            "counts": [self.n_held, self.n_admitted, self.n_rejected],
+            "held": held,
+        }
+
+    @classmethod
+    def from_state(cls, d: dict) -> EventClock:
+        """Rebuild a clock saved by :meth:`to_state`."""
+        c = cls(*(int(x) for x in d["settings"]))
+        c.now_ms = int(d["now_ms"])
+        c._recent = np.asarray(d["recent"], np.int64)
+        c.n_held, c.n_admitted, c.n_rejected = (int(x) for x in d["counts"])
+        c._held = [
+            (str(h["source"]), h["rows"], h["idx"], np.asarray(h["t"], np.int64))
+            for _, h in sorted(d["held"].items(), key=lambda kv: int(kv[0]))
+        ]
+        return c
+
     def summary(self) -> str:
         """One line for reports."""
         return (

@@ -2,6 +2,11 @@
 lateness, checkpoint and restore, the replay's component wiring and partitioned (Dask) runs.
 """
 
+from telcoanalytics.pipeline.checkpoint import (  # noqa: F401
+    CheckpointError,
+    read_checkpoint,
+    write_atomic,
+)
 from telcoanalytics.pipeline.components import (  # noqa: F401
     ALL_NAMES,
     AnomalyComponent,
@@ -47,5 +52,8 @@ __all__ = [
     "map_merge",
     "windows_by_partition",
     "CHECKPOINT_FORMAT",
+    "CheckpointError",
+    "read_checkpoint",
+    "write_atomic",
     "Pipeline",
 ]

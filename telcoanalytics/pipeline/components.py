@@ -33,9 +33,15 @@ ALL_NAMES = ("windows", "alerts", "sla", "anomaly", "cube")
 """What ``--components`` accepts: the components and ``alerts`` (the pipeline's alert manager)."""
 
 
-def build_components(topology, enabled=None, *, allowed_lateness_ms: int = 900_000) -> dict:
+def build_components(
+    topology, enabled=None, *, allowed_lateness_ms: int = 900_000, options: dict | None = None
+) -> dict:
     """Instantiate the enabled components (default: all, in run order); ``"alerts"`` in ``enabled``
     is not a component (see :func:`build_alert_manager`) and is skipped here.
+
+    ``options`` maps a component name to its settings (the ``[components.<name>]`` tables of a
+    configuration file, :mod:`telcoanalytics.pipeline.config`); each factory receives them with
+    ``allowed_lateness_ms``.
 
     Raises
     ------
@@ -46,8 +52,9 @@ def build_components(topology, enabled=None, *, allowed_lateness_ms: int = 900_0
     unknown = [n for n in names if n not in COMPONENTS]
     if unknown:
         raise ValueError(f"unknown components {unknown}; available: {', '.join(ALL_NAMES)}")
-    options = {"allowed_lateness_ms": int(allowed_lateness_ms)}
-    return {n: COMPONENTS[n](topology, options) for n in COMPONENTS if n in names}
+    options = options or {}
+    base = {"allowed_lateness_ms": int(allowed_lateness_ms)}
+    return {n: COMPONENTS[n](topology, {**base, **options.get(n, {})}) for n in COMPONENTS if n in names}
 
 
 def build_alert_manager(topology, out_dir: Path):
@@ -87,13 +94,16 @@ class WindowsComponent(_Base):
     RESOLUTIONS = ((60_000, 60), (3_600_000, 24))
     HALF_LIVES_S = (60.0, 3600.0, 86400.0)
 
-    def __init__(self, topology, allowed_lateness_ms: int = 900_000, _win=None):
+    def __init__(self, topology, allowed_lateness_ms: int = 900_000, _win=None, resolutions=None, half_lives_s=None):
         from telcoanalytics.records import METRIC_CODE
         from telcoanalytics.windows.sliding import SlidingWindows
 
         self.topology = topology
         self.win = _win or SlidingWindows(
-            topology.n_elements * 3, self.RESOLUTIONS, allowed_lateness_ms, self.HALF_LIVES_S
+            topology.n_elements * 3,
+            tuple(map(tuple, resolutions or self.RESOLUTIONS)),
+            allowed_lateness_ms,
+            tuple(half_lives_s or self.HALF_LIVES_S),
         )
         self.n_side = 0  # events behind the windows' watermark (side output), counted, not folded in
         self._throughput = METRIC_CODE["throughput_mbps"]
@@ -180,7 +190,12 @@ class WindowsComponent(_Base):
         return comp
 
 
-COMPONENTS["windows"] = lambda topology, options: WindowsComponent(topology, options["allowed_lateness_ms"])
+COMPONENTS["windows"] = lambda topology, options: WindowsComponent(
+    topology,
+    options["allowed_lateness_ms"],
+    resolutions=options.get("resolutions"),
+    half_lives_s=options.get("half_lives_s"),
+)
 
 
 # ---- KPI / SLA monitoring ----------------------------------------------------------------------------
@@ -188,10 +203,10 @@ class SlaComponent(_Base):
     """KPIs from raw records and SLA rules/SLOs (default rule set); firing and resolved events
     become alerts."""
 
-    def __init__(self, topology, rules=None, _mon=None):
+    def __init__(self, topology, rules=None, _mon=None, **monitor_options):
         from telcoanalytics.sla.sla import SlaMonitor
 
-        self.mon = _mon or SlaMonitor(topology, rules)
+        self.mon = _mon or SlaMonitor(topology, rules, **monitor_options)
         self.events = []
         self.topology = topology
 
@@ -247,7 +262,19 @@ class SlaComponent(_Base):
         return comp
 
 
-COMPONENTS["sla"] = lambda topology, options: SlaComponent(topology)
+def _sla_factory(topology, options):
+    """``rules`` / ``slos`` (lists of rule dicts) or ``rules_file``; ``kpis`` (user KPI dicts);
+    ``reeval_minutes``; none given: the default rule set."""
+    rules = None
+    if options.get("rules_file"):
+        rules = options["rules_file"]
+    elif options.get("rules") or options.get("slos"):
+        rules = {"rules": list(options.get("rules", [])), "slos": list(options.get("slos", []))}
+    kw = {k: options[k] for k in ("kpis", "reeval_minutes") if k in options}
+    return SlaComponent(topology, rules, **kw)
+
+
+COMPONENTS["sla"] = _sla_factory
 
 
 # ---- anomaly detection ---------------------------------------------------------------------------------
@@ -261,16 +288,19 @@ class AnomalyComponent(_Base):
     per region; crowd/surge, change and benign findings are reported here, not paged.
     """
 
-    def __init__(self, topology, _net=None):
+    def __init__(self, topology, _net=None, detector: dict | None = None):
+        import dataclasses
+
         from telcoanalytics.anomaly.detector import NetworkAnomalyDetector
         from telcoanalytics.evaluate.evaluate import SYNTH_METRICS, synth_detector_config
         from telcoanalytics.records import METRICS
 
         self.metrics = SYNTH_METRICS
         self.n_eq = len(METRICS)
-        self.net = _net or NetworkAnomalyDetector(
-            topology, SYNTH_METRICS, synth_detector_config(), silence_metrics=METRICS
-        )
+        if _net is None:
+            cfg = dataclasses.replace(synth_detector_config(), **(detector or {}))
+            _net = NetworkAnomalyDetector(topology, SYNTH_METRICS, cfg, silence_metrics=METRICS)
+        self.net = _net
         self.topology = topology
         self.rows = []
         self._pending = []
@@ -398,7 +428,7 @@ def _hhmm(t_ms) -> str:
     return _dt.datetime.fromtimestamp(int(t_ms) / 1000, tz=_dt.UTC).strftime("%d %H:%M")
 
 
-COMPONENTS["anomaly"] = lambda topology, options: AnomalyComponent(topology)
+COMPONENTS["anomaly"] = lambda topology, options: AnomalyComponent(topology, detector=options.get("detector"))
 
 
 # ---- cubes -------------------------------------------------------------------------------------------------
@@ -407,20 +437,23 @@ class CubeComponent(_Base):
     site, equipment class, service, hour of day) and a subscriber cube (distinct subscribers and
     holding-time percentiles by region, service and hour)."""
 
-    def __init__(self, topology, _cubes=None):
+    def __init__(self, topology, _cubes=None, specs: dict | None = None):
         from telcoanalytics.cube import CubeSet, CubeSpec, explore_spec
 
         self.topology = topology
-        self.cubes = _cubes or CubeSet(
-            {
-                "explore": explore_spec(),
-                "subscribers": CubeSpec(
-                    dimensions=["region", "service", "hour_of_day"],
-                    measures=["count", "distinct:imsi_hash", "p95:duration_ms", "sum:bytes"],
-                ),
-            },
-            topology,
-        )
+        if _cubes is None:
+            if specs is None:
+                specs = {
+                    "explore": explore_spec(),
+                    "subscribers": CubeSpec(
+                        dimensions=["region", "service", "hour_of_day"],
+                        measures=["count", "distinct:imsi_hash", "p95:duration_ms", "sum:bytes"],
+                    ),
+                }
+            else:
+                specs = {k: v if isinstance(v, CubeSpec) else CubeSpec(**_spec_args(v)) for k, v in specs.items()}
+            _cubes = CubeSet(specs, topology)
+        self.cubes = _cubes
         self.n = 0
 
     def update(self, batch: RoutedBatch) -> list:
@@ -440,7 +473,14 @@ class CubeComponent(_Base):
 
         mem = sum(self.cubes[name].nbytes for name in self.cubes)
         lines = [f"== cubes ({len(self.cubes)} cubes over {self.n:,} call records; {mem / 2**20:.1f} MiB)"]
-        lines += ["  " + x for x in explore_summary(self.cubes)]
+        names = list(self.cubes)
+        if "explore" in names:
+            lines += ["  " + x for x in explore_summary(self.cubes)]
+        for name in names:
+            if name not in ("explore", "subscribers"):
+                lines.append(f"  cube {name}: {self.cubes[name].nbytes / 2**20:.1f} MiB")
+        if "subscribers" not in names:
+            return lines
         sub = self.cubes["subscribers"].view().group_by("region", "service").top_k("distinct:imsi_hash", 5)
         lines.append("  most distinct subscribers by region x service (HyperLogLog, ~1.6% error):")
         for r in sub:
@@ -463,4 +503,12 @@ class CubeComponent(_Base):
         return comp
 
 
-COMPONENTS["cube"] = lambda topology, options: CubeComponent(topology)
+def _spec_args(d: dict) -> dict:
+    """CubeSpec arguments from a configuration table (cuboids as tuples)."""
+    d = dict(d)
+    if isinstance(d.get("cuboids"), list):
+        d["cuboids"] = [tuple(c) for c in d["cuboids"]]
+    return d
+
+
+COMPONENTS["cube"] = lambda topology, options: CubeComponent(topology, specs=options.get("cubes"))

@@ -23,7 +23,6 @@ accepted row lands in exactly one partition (``unrouted`` counts rows of retired
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -33,11 +32,16 @@ from telcoanalytics.ingest.clock import DEFAULT_FUTURE_HORIZON_MS, DEFAULT_MAX_S
 from telcoanalytics.ingest.ingestor import Ingestor
 from telcoanalytics.ingest.quarantine import Quarantine
 from telcoanalytics.ingest.readers import RawChunk
-from telcoanalytics.pipeline.contract import RoutedBatch, check_component, class_path, load_class
+from telcoanalytics.pipeline.checkpoint import (  # noqa: F401  (_flatten/_unflatten: older imports)
+    CHECKPOINT_FORMAT,
+    _flatten,
+    _unflatten,
+    restore_pipeline,
+    write_checkpoint,
+)
+from telcoanalytics.pipeline.contract import RoutedBatch, check_component
 from telcoanalytics.records import SOURCES, TIME_FIELD
 from telcoanalytics.topology.model import Topology
-
-CHECKPOINT_FORMAT = 2
 
 
 class Pipeline:
@@ -65,6 +69,9 @@ class Pipeline:
         ``time_in_future`` side output until the clock reaches them; rows more than
         ``future_horizon_ms`` (default 6 h) ahead are quarantined as ``time_in_future``. See
         :class:`telcoanalytics.ingest.clock.EventClock`; ``pipeline.clock.summary()`` counts them.
+    ingest_options : dict source -> dict, optional
+        Further keyword arguments of each source's ``Ingestor`` (``schema_version``,
+        ``allow_extra_columns``, ...); they are part of the ingestors' checkpointed state.
 
     Examples
     --------
@@ -87,6 +94,7 @@ class Pipeline:
         alerts=None,
         max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
         future_horizon_ms: int = DEFAULT_FUTURE_HORIZON_MS,
+        ingest_options: dict | None = None,
     ):
         if not isinstance(topology, Topology):
             raise TypeError(f"topology must be a telcoanalytics.topology.model.Topology, got {type(topology).__name__}")
@@ -98,7 +106,13 @@ class Pipeline:
         self.allowed_lateness_ms = int(allowed_lateness_ms)
         self.quarantine = Quarantine()
         kw = {} if time_range_ms is None else {"time_range_ms": time_range_ms}
-        self.ingestors = {s: Ingestor(s, topology=topology, quarantine=self.quarantine, **kw) for s in SOURCES}
+        extra = dict(ingest_options or {})
+        unknown = sorted(set(extra) - set(SOURCES))
+        if unknown:
+            raise ValueError(f"ingest_options for unknown sources {unknown}; known sources: {', '.join(SOURCES)}")
+        self.ingestors = {
+            s: Ingestor(s, topology=topology, quarantine=self.quarantine, **kw, **extra.get(s, {})) for s in SOURCES
+        }
         self.components = dict(components or {})
         for name, comp in self.components.items():
             check_component(name, comp)
@@ -112,6 +126,7 @@ class Pipeline:
         self.unrouted = np.zeros(len(SOURCES), dtype=np.int64)  # accepted rows of retired elements
         self.clock = EventClock(max_skew_ms, future_horizon_ms)
         self.n_batches = 0
+        self.checkpoint_driver: dict | None = None  # the driver section of the checkpoint restored from
         self.seconds = {"ingest": 0.0, "route": 0.0, **{name: 0.0 for name in self.components}}
         if alerts is not None:
             self.seconds["alerts"] = 0.0
@@ -341,129 +356,25 @@ class Pipeline:
         return out
 
     # ---- checkpoint ---------------------------------------------------------------------------
-    def checkpoint(self, path) -> Path:
-        """Write the whole state (ingestors, quarantine, routing counts, components) to ``path``.
+    def checkpoint(self, path, driver: dict | None = None) -> Path:
+        """Write the whole state (ingestors, quarantine, routing counts, components, alert manager,
+        tick schedule) to ``path``, atomically and durably (:mod:`telcoanalytics.pipeline.checkpoint`).
 
-        The file is an uncompressed ``.npz`` whose entries are the flattened state dicts; it is
-        written to a temporary name and renamed, so a crash never leaves half a checkpoint.
+        ``driver`` is an optional JSON-able dict stored with it (a run's source positions and output
+        lengths); :meth:`restore` puts it on ``checkpoint_driver``.
         """
-        path = Path(path)
-        flat: dict[str, np.ndarray] = {}
-        meta = {
-            "format": CHECKPOINT_FORMAT,
-            "route_level": self.route_level,
-            "allowed_lateness_ms": self.allowed_lateness_ms,
-            "components": list(self.components),
-            "component_classes": {name: class_path(comp) for name, comp in self.components.items()},
-            "alerts": self.alerts is not None,
-            "last_advance_ms": self.last_advance_ms,
-            "next_tick_ms": self.next_tick_ms,
-            "notifications": self.notifications,
-            "findings_count": self.findings_count,
-            "n_batches": self.n_batches,
-            "max_event_ms": int(self.max_event_ms),
-        }
-        _flatten("topology", self.topology.to_state(), flat)
-        _flatten("quarantine", self.quarantine.to_state(), flat)
-        for s, ing in self.ingestors.items():
-            _flatten(f"ingest.{s}", ing.to_state(include_quarantine=False), flat)
-        flat["routed"] = self.routed
-        flat["unrouted"] = self.unrouted
-        for name, comp in self.components.items():
-            _flatten(f"comp.{name}", comp.to_state(), flat)
-        if self.alerts is not None:
-            _flatten("alerts", self.alerts.to_state(), flat)
-        flat["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **flat)
-        tmp.replace(path)
-        return path
+        return write_checkpoint(self, path, driver)
 
     @classmethod
     def restore(cls, path, alert_sinks=()) -> Pipeline:
         """Rebuild a pipeline from :meth:`checkpoint`: components are rebuilt from their stored
         class and state (``from_state``), the alert manager (if the run had one) with
-        ``alert_sinks`` (sinks are not state)."""
-        with np.load(Path(path), allow_pickle=False) as z:
-            flat = {k: z[k] for k in z.files}
-        meta = json.loads(bytes(flat.pop("__meta__")).decode())
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(
-                f"checkpoint {path} has format {meta.get('format')}, this version reads {CHECKPOINT_FORMAT}"
-            )
-        topo = Topology.from_state(_unflatten("topology", flat))
-        components = {
-            name: load_class(meta["component_classes"][name]).from_state(_unflatten(f"comp.{name}", flat), topo)
-            for name in meta["components"]
-        }
-        alerts = None
-        if meta["alerts"]:
-            from telcoanalytics.alerts.manager import AlertManager
+        ``alert_sinks`` (sinks are not state).
 
-            alerts = AlertManager.from_state(_unflatten("alerts", flat), topo, sinks=list(alert_sinks))
-        p = cls(topo, meta["route_level"], meta["allowed_lateness_ms"], components, alerts=alerts)
-        p.quarantine = Quarantine.from_state(_unflatten("quarantine", flat))
-        for s in SOURCES:
-            p.ingestors[s] = Ingestor.from_state(_unflatten(f"ingest.{s}", flat), topology=topo)
-            p.ingestors[s].quarantine = p.quarantine
-        p.routed = flat["routed"].copy()
-        p.unrouted = flat["unrouted"].copy()
-        p.n_batches = meta["n_batches"]
-        p.max_event_ms = meta["max_event_ms"]
-        p.last_advance_ms = meta["last_advance_ms"]
-        p.next_tick_ms = meta["next_tick_ms"]
-        p.notifications = meta["notifications"]
-        p.findings_count = meta["findings_count"]
-        return p
-
-
-# ---- state (de)flattening: nested dicts of arrays/scalars/strings <-> flat npz entries ----------
-_SEP = "::"  # nesting separator in npz entry names (component state keys may contain "." and "/")
-
-
-def _flatten(prefix: str, d: dict, out: dict) -> None:
-    for k, v in d.items():
-        key = f"{prefix}{_SEP}{k}"
-        if isinstance(v, dict):
-            _flatten(key, v, out)
-            out[key + _SEP + "__dict__"] = np.zeros(0, dtype=np.uint8)
-        elif isinstance(v, np.ndarray) and v.dtype != object:
-            out[key] = v
-        elif isinstance(v, (str, bytes, int, float, bool, type(None), list, tuple)) or np.isscalar(v):
-            out[key + _SEP + "__json__"] = np.frombuffer(json.dumps(_jsonable(v)).encode(), dtype=np.uint8)
-        else:
-            raise TypeError(f"state entry {key} has unsupported type {type(v).__name__}")
-
-
-def _jsonable(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, bytes):
-        return v.decode("latin-1")
-    return v
-
-
-def _unflatten(prefix: str, flat: dict) -> dict:
-    out: dict = {}
-    pre = prefix + _SEP
-
-    def node_at(parts):
-        node = out
-        for p in parts:
-            node = node.setdefault(p, {})
-        return node
-
-    for key, v in flat.items():
-        if not key.startswith(pre):
-            continue
-        parts = key[len(pre) :].split(_SEP)
-        if parts[-1] == "__dict__":
-            node_at(parts[:-1])
-        elif parts[-1] == "__json__":
-            node_at(parts[:-2])[parts[-2]] = json.loads(bytes(v).decode())
-        else:
-            node_at(parts[:-1])[parts[-1]] = v
-    return out
+        Raises
+        ------
+        CheckpointError
+            A missing, damaged, foreign or newer-format checkpoint (one line naming the file, the
+            problem and what to do). Older formats load.
+        """
+        return restore_pipeline(cls, path, alert_sinks)

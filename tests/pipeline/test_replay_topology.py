@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from telcoanalytics import cli
-from telcoanalytics.cli import _with_topology_change, rehome_plan
 from telcoanalytics.pipeline.components import build_alert_manager, build_components
 from telcoanalytics.pipeline.pipeline import Pipeline
+from telcoanalytics.pipeline.replay import topology_change_hook
+from telcoanalytics.pipeline.replay_report import rehome_plan
 from telcoanalytics.synth.network import generate
 
 
@@ -53,7 +54,10 @@ def test_change_applied_once_before_first_batch_reaching_the_time():
         ("equip", np.array([(20,)], dtype=[("ts_ms", "i8")])),
     ]
     seen = []
-    for source, _rows in _with_topology_change(iter(batches), 10, lambda: calls.append(len(seen))):
+    state = {}
+    hook = topology_change_hook(10, lambda: calls.append(len(seen)), state)
+    for source, rows in batches:
+        hook(source, rows)
         seen.append(source)
     assert calls == [2] and len(seen) == 4  # before the third batch (max 12 >= 10), once
 

@@ -1,0 +1,355 @@
+"""Pipeline checkpoints on disk: one crash-safe ``.npz`` file per checkpoint.
+
+A checkpoint holds every piece of a :class:`~telcoanalytics.pipeline.Pipeline`'s state (topology,
+ingestors, quarantine, routing counts, each component's class and state, the alert manager, the
+tick schedule) and, optionally, a *driver* section: what the program that ran the pipeline needs
+to continue exactly (the sources' read positions, the byte length of each output file, the run's
+settings); see :mod:`telcoanalytics.pipeline.run`.
+
+Writing is atomic and durable: the archive goes to a temporary file in the same folder, is
+``fsync``-ed, renamed over the target and the folder is ``fsync``-ed, so after a crash (even a
+power loss) the path holds either the previous checkpoint or the new one, never a mix; a failed
+write removes its temporary file.
+
+Reading refuses, with one :class:`CheckpointError` naming the file, what is wrong and what to do:
+a missing file, a damaged one (truncated, bad CRC, missing entries), a foreign one (not written
+by telcoanalytics, or holding pickled objects) and one written by a newer version. Older formats
+still load: format 1 (before the component contract: components named, not classed, no alert
+manager) and format 2 (no driver section).
+
+Layout: an uncompressed ``.npz`` whose entries are the flattened state dicts (nesting joined by
+``::``, JSON-able leaves as UTF-8 JSON bytes) plus ``__meta__`` (JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+CHECKPOINT_FORMAT = 3
+"""Format written by this version; formats 1 and 2 still load."""
+
+CHECKPOINT_KIND = "telcoanalytics.pipeline"
+"""``meta["kind"]`` of every checkpoint written since format 3."""
+
+_FIX = "resume from an older checkpoint, or start the run afresh (without --resume / --restore)"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read: the message names the file, what is wrong, and what to do."""
+
+
+# ---- writing ------------------------------------------------------------------------------------------
+def write_atomic(path, write) -> Path:
+    """Call ``write(fileobj)`` on a temporary file next to ``path``, then make it ``path`` durably.
+
+    The temporary file is flushed and ``fsync``-ed, renamed over ``path`` (atomic on POSIX), and
+    the folder is ``fsync``-ed so the rename itself survives a power loss. On any error the
+    temporary file is removed and the error re-raised; ``path`` is untouched then.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> write_atomic(d / "x.bin", lambda f: f.write(b"abc")).read_bytes()
+    b'abc'
+    >>> sorted(p.name for p in d.iterdir())
+    ['x.bin']
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-write
+        stale.unlink(missing_ok=True)
+    return path
+
+
+def fsync_dir(folder) -> None:
+    """``fsync`` a folder (makes a rename or a new file in it durable); a no-op where unsupported."""
+    try:
+        fd = os.open(str(folder), os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def pipeline_meta(pipe) -> dict:
+    """The scalar part of a pipeline's state (``__meta__`` without the driver section)."""
+    from telcoanalytics.pipeline.contract import class_path
+
+    return {
+        "kind": CHECKPOINT_KIND,
+        "format": CHECKPOINT_FORMAT,
+        "route_level": pipe.route_level,
+        "allowed_lateness_ms": pipe.allowed_lateness_ms,
+        "components": list(pipe.components),
+        "component_classes": {name: class_path(comp) for name, comp in pipe.components.items()},
+        "alerts": pipe.alerts is not None,
+        "last_advance_ms": pipe.last_advance_ms,
+        "next_tick_ms": pipe.next_tick_ms,
+        "notifications": pipe.notifications,
+        "findings_count": pipe.findings_count,
+        "n_batches": pipe.n_batches,
+        "max_event_ms": int(pipe.max_event_ms),
+    }
+
+
+def pipeline_entries(pipe) -> dict[str, np.ndarray]:
+    """The pipeline's state as flat ``.npz`` entries (without ``__meta__``)."""
+    flat: dict[str, np.ndarray] = {}
+    _flatten("topology", pipe.topology.to_state(), flat)
+    _flatten("quarantine", pipe.quarantine.to_state(), flat)
+    _flatten("clock", pipe.clock.to_state(), flat)
+    for s, ing in pipe.ingestors.items():
+        _flatten(f"ingest.{s}", ing.to_state(include_quarantine=False), flat)
+    flat["routed"] = pipe.routed
+    flat["unrouted"] = pipe.unrouted
+    for name, comp in pipe.components.items():
+        _flatten(f"comp.{name}", comp.to_state(), flat)
+    if pipe.alerts is not None:
+        _flatten("alerts", pipe.alerts.to_state(), flat)
+    return flat
+
+
+def write_checkpoint(pipe, path, driver: dict | None = None) -> Path:
+    """Write ``pipe``'s whole state (and the JSON-able ``driver`` section) to ``path`` atomically.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    flat = pipeline_entries(pipe)
+    meta = pipeline_meta(pipe)
+    if driver is not None:
+        meta["driver"] = driver
+    flat["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    return write_atomic(path, lambda f: np.savez(f, **flat))
+
+
+# ---- reading ------------------------------------------------------------------------------------------
+def read_checkpoint(path) -> tuple[dict, dict]:
+    """Load a checkpoint's entries and its (upgraded) meta, checking it thoroughly.
+
+    Returns
+    -------
+    flat : dict name -> ndarray
+    meta : dict
+        Upgraded to the current format's keys (``driver`` is None when absent).
+
+    Raises
+    ------
+    CheckpointError
+        Missing, damaged, foreign or newer-format checkpoint (one line: file, problem, fix).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist (or is not a file); check the path, or {_FIX}")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"checkpoint {path} is damaged or not a checkpoint (not a complete .npz archive: truncated, "
+            f"overwritten or another kind of file); {_FIX}"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            flat = {k: z[k] for k in z.files}
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise CheckpointError(
+                f"checkpoint {path} is not a telcoanalytics checkpoint (it holds pickled Python objects, which "
+                f"are never loaded); {_FIX}"
+            ) from None
+        raise CheckpointError(f"checkpoint {path} is damaged ({_short(exc)}); {_FIX}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, zipfile.LargeZipFile) as exc:
+        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint ({_short(exc)}); {_FIX}") from None
+    if not isinstance(flat, dict) or "__meta__" not in flat:
+        raise CheckpointError(
+            f"checkpoint {path} is not a telcoanalytics checkpoint (an .npz archive without the __meta__ entry); "
+            f"pass a file written by telcoanalytics (--checkpoint / Pipeline.checkpoint), or {_FIX}"
+        )
+    try:
+        meta = json.loads(bytes(flat.pop("__meta__")).decode())
+        if not isinstance(meta, dict):
+            raise ValueError("meta is not a JSON object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"checkpoint {path} is damaged (unreadable __meta__: {_short(exc)}); {_FIX}") from None
+    kind = meta.get("kind", CHECKPOINT_KIND)
+    fmt = meta.get("format")
+    if kind != CHECKPOINT_KIND or not isinstance(fmt, int) or isinstance(fmt, bool):
+        raise CheckpointError(
+            f"checkpoint {path} is not a telcoanalytics pipeline checkpoint (kind {kind!r}, format {fmt!r}); {_FIX}"
+        )
+    if fmt > CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path} has format {fmt}, written by a newer telcoanalytics (this version reads formats "
+            f"1 to {CHECKPOINT_FORMAT}); upgrade telcoanalytics to resume it, or start afresh"
+        )
+    if fmt < 1:
+        raise CheckpointError(f"checkpoint {path} has format {fmt}, which never existed; {_FIX}")
+    meta = _upgrade(meta, path)
+    return flat, meta
+
+
+def _upgrade(meta: dict, path) -> dict:
+    """Bring an older meta to the current keys."""
+    fmt = meta["format"]
+    out = dict(meta)
+    if fmt == 1:  # before the component contract: components by registry name, no alert manager, no ticks
+        from telcoanalytics.pipeline.components import COMPONENTS
+
+        names = list(out.get("components", []))
+        unknown = [n for n in names if n not in COMPONENTS]
+        if unknown:
+            raise CheckpointError(
+                f"checkpoint {path} (format 1) holds components {unknown} that this version does not know; {_FIX}"
+            )
+        out["component_classes"] = {n: _registry_class_path(n) for n in names}
+        out.setdefault("alerts", False)
+        for k in ("last_advance_ms", "next_tick_ms"):
+            out.setdefault(k, None)
+        for k in ("notifications", "findings_count"):
+            out.setdefault(k, 0)
+    out.setdefault("components", [])
+    out.setdefault("component_classes", {})
+    out.setdefault("driver", None)
+    required = ("route_level", "allowed_lateness_ms", "n_batches", "max_event_ms")
+    missing = [k for k in required if k not in out]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is damaged (__meta__ lacks {', '.join(missing)}); {_FIX}")
+    out["format"] = CHECKPOINT_FORMAT
+    return out
+
+
+def _registry_class_path(name: str) -> str:
+    from telcoanalytics.pipeline.components import COMPONENTS
+    from telcoanalytics.pipeline.contract import class_path
+    from telcoanalytics.topology.model import Topology
+
+    topo = Topology.from_columns(np.array([1]), {"site": np.array([1]), "region": np.array([1])})
+    return class_path(COMPONENTS[name](topo, {"allowed_lateness_ms": 0}))
+
+
+def restore_pipeline(cls, path, alert_sinks=()):
+    """Rebuild a pipeline of class ``cls`` from :func:`write_checkpoint`'s file (see
+    :meth:`Pipeline.restore`); the driver section is left on ``pipe.checkpoint_driver``."""
+    from telcoanalytics.ingest.ingestor import Ingestor
+    from telcoanalytics.ingest.quarantine import Quarantine
+    from telcoanalytics.pipeline.contract import load_class
+    from telcoanalytics.records import SOURCES
+    from telcoanalytics.topology.model import Topology
+
+    flat, meta = read_checkpoint(path)
+    try:
+        topo = Topology.from_state(_unflatten("topology", flat))
+        components = {}
+        for name in meta["components"]:
+            klass = load_class(meta["component_classes"][name])
+            components[name] = klass.from_state(_unflatten(f"comp.{name}", flat), topo)
+        alerts = None
+        if meta["alerts"]:
+            from telcoanalytics.alerts.manager import AlertManager
+
+            alerts = AlertManager.from_state(_unflatten("alerts", flat), topo, sinks=list(alert_sinks))
+        p = cls(topo, meta["route_level"], meta["allowed_lateness_ms"], components, alerts=alerts)
+        p.quarantine = Quarantine.from_state(_unflatten("quarantine", flat))
+        for s in SOURCES:
+            p.ingestors[s] = Ingestor.from_state(_unflatten(f"ingest.{s}", flat), topology=topo)
+            p.ingestors[s].quarantine = p.quarantine
+        p.routed = flat["routed"].copy()
+        p.unrouted = flat["unrouted"].copy()
+    except CheckpointError:
+        raise
+    except ValueError as exc:
+        if "component class" in str(exc) or "is not a component class" in str(exc):
+            raise
+        raise CheckpointError(f"checkpoint {path} is damaged ({_short(exc)}); {_FIX}") from None
+    except (KeyError, IndexError, TypeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged (missing or malformed entry {_short(exc)}); {_FIX}"
+        ) from None
+    p.n_batches = meta["n_batches"]
+    p.max_event_ms = meta["max_event_ms"]
+    if any(k.startswith("clock" + _SEP) for k in flat):  # format 2 from the robust clock on
+        from telcoanalytics.ingest.clock import EventClock
+
+        p.clock = EventClock.from_state(_unflatten("clock", flat))
+    p.last_advance_ms = meta["last_advance_ms"]
+    p.next_tick_ms = meta["next_tick_ms"]
+    p.notifications = meta["notifications"]
+    p.findings_count = meta["findings_count"]
+    p.checkpoint_driver = meta["driver"]
+    return p
+
+
+def _short(exc) -> str:
+    msg = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {msg}"[:200]
+
+
+# ---- state (de)flattening: nested dicts of arrays/scalars/strings <-> flat npz entries ----------
+_SEP = "::"  # nesting separator in npz entry names (component state keys may contain "." and "/")
+
+
+def _flatten(prefix: str, d: dict, out: dict) -> None:
+    for k, v in d.items():
+        key = f"{prefix}{_SEP}{k}"
+        if isinstance(v, dict):
+            _flatten(key, v, out)
+            out[key + _SEP + "__dict__"] = np.zeros(0, dtype=np.uint8)
+        elif isinstance(v, np.ndarray) and v.dtype != object:
+            out[key] = v
+        elif isinstance(v, (str, bytes, int, float, bool, type(None), list, tuple)) or np.isscalar(v):
+            out[key + _SEP + "__json__"] = np.frombuffer(json.dumps(_jsonable(v)).encode(), dtype=np.uint8)
+        else:
+            raise TypeError(f"state entry {key} has unsupported type {type(v).__name__}")
+
+
+def _jsonable(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, bytes):
+        return v.decode("latin-1")
+    return v
+
+
+def _unflatten(prefix: str, flat: dict) -> dict:
+    out: dict = {}
+    pre = prefix + _SEP
+
+    def node_at(parts):
+        node = out
+        for p in parts:
+            node = node.setdefault(p, {})
+        return node
+
+    for key, v in flat.items():
+        if not key.startswith(pre):
+            continue
+        parts = key[len(pre) :].split(_SEP)
+        if parts[-1] == "__dict__":
+            node_at(parts[:-1])
+        elif parts[-1] == "__json__":
+            node_at(parts[:-2])[parts[-2]] = json.loads(bytes(v).decode())
+        else:
+            node_at(parts[:-1])[parts[-1]] = v
+    return out
