@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from telcoanalytics.alerts.convert import alerts_from_anomalies, alerts_from_sla_events
+from telcoanalytics.alerts.incidents import IncidentBook, flush_incident
 from telcoanalytics.alerts.model import (
     ANOMALY_FIELDS,
     ANOMALY_SEVERITY,
@@ -58,6 +59,7 @@ from telcoanalytics.alerts.rules import (
     Matcher,
     RollupRule,
     Silence,
+    rollup_alerts,
 )
 
 __all__ = [
@@ -137,6 +139,11 @@ class AlertManager:
     resolved_retention_ms : int
         How long the fingerprint and end of a resolved alert is remembered, so late duplicates
         of its events do not re-open it (expired silences are kept as long, then dropped).
+    receiver : str
+    incidents : IncidentBook, optional
+        Group by incident instead of ``group_by``: alerts sharing a cause (one site, or under a
+        firing region incident) form one group, notified when it opens, escalates, repeats and
+        resolves (see :mod:`telcoanalytics.alerts.incidents`).
 
     Notes
     -----
@@ -173,6 +180,7 @@ class AlertManager:
         suppress_classifications: Sequence[str] = ("inhibited",),
         resolved_retention_ms: int = 24 * 3_600_000,
         receiver: str = "telcoanalytics",
+        incidents: IncidentBook | None = None,
     ):
         self.topology = topology
         self.levels = tuple(topology.levels) if topology is not None else ("region", "site", "element")
@@ -233,6 +241,9 @@ class AlertManager:
         self.stats: Counter = Counter()
         self.seen_severity: Counter = Counter()
         self.seen_classification: Counter = Counter()
+        if incidents is not None and tuple(incidents.levels) != self.levels:
+            raise ValueError(f"incidents has levels {incidents.levels}, the manager {self.levels}; build it with these")
+        self.incidents = incidents
         for s in silences:
             self.add_silence(s)
 
@@ -315,12 +326,19 @@ class AlertManager:
                 st["new"] += 1
                 self.seen_severity[a.severity] += 1
                 self.seen_classification[a.classification] += 1
-                key, gl = self._group_key(a.labels)
+                if self.incidents is None:
+                    key, gl = self._group_key(a.labels)
+                else:
+                    inc, merged = self.incidents.assign(a, now)
+                    key, gl = inc.key, inc.group_labels(self.levels)
+                    for other in merged:
+                        self._merge_group(other.key, key, gl)
                 self._group_of[fp] = key
                 g = self._groups.get(key)
                 if g is None:
                     g = self._groups[key] = _Group(key, gl, next_flush_ms=now + self.group_wait_ms)
                     heapq.heappush(self._heap, (g.next_flush_ms, key))
+                g.labels = gl
                 g.fps.add(fp)
                 continue
             if a.updated_ms < cur.updated_ms:
@@ -349,6 +367,22 @@ class AlertManager:
             cur.labels = dict(a.labels)
             cur.annotations = dict(a.annotations)
             cur.updated_ms = a.updated_ms
+
+    def _merge_group(self, old_key: str, key: str, labels: dict) -> None:
+        """Move the alerts of group ``old_key`` into group ``key`` (incidents merged)."""
+        old = self._groups.pop(old_key, None)
+        if old is None:
+            return
+        g = self._groups.get(key)
+        if g is None:
+            g = self._groups[key] = _Group(key, labels, next_flush_ms=old.next_flush_ms)
+        g.fps |= old.fps
+        g.notified_firing |= old.notified_firing
+        g.last_notify_ms = max(g.last_notify_ms, old.last_notify_ms)
+        g.next_flush_ms = min(g.next_flush_ms, old.next_flush_ms)
+        heapq.heappush(self._heap, (g.next_flush_ms, key))
+        for fp in old.fps:
+            self._group_of[fp] = key
 
     def ingest_sla(self, events: Iterable, now_ms: int | None = None) -> int:
         """Convert SLA events with this manager's topology and ingest them; returns the number
@@ -449,89 +483,9 @@ class AlertManager:
         return ""
 
     # ---- topology roll-up ------------------------------------------------------------------
-    def _sizes(self, level: str) -> dict[str, int]:
-        topo = self.topology
-        key = f"{level}@{getattr(topo, 'version', 0)}"
-        if key not in self._node_sizes:
-            up = topo.element_to(level)
-            active = getattr(topo, "active", None)
-            if active is not None:
-                up = up[np.asarray(active, dtype=bool)]
-            counts = np.bincount(up, minlength=len(topo.ids[level]))
-            self._node_sizes[key] = dict(zip(map(str, topo.ids[level].tolist()), counts.tolist()))
-        return self._node_sizes[key]
-
     def _evaluate_rollups(self, now: int) -> None:
         """Raise / resolve the roll-up alerts (see :class:`RollupRule`)."""
-        leaf = self.levels[-1]
-        firing = [
-            a
-            for a in self._alerts.values()
-            if a.state == FIRING
-            and a.labels.get("source") != "rollup"
-            and leaf in a.labels
-            and a.labels.get("scope", leaf) == leaf
-        ]
-        out = []
-        for i, r in enumerate(self.rollup_rules):
-            members: dict[str, dict[str, Alert]] = {}
-            for a in firing:
-                node = a.labels.get(r.level, "")
-                if node and all(m.matches(a.labels) for m in r.source_matchers):
-                    members.setdefault(node, {}).setdefault(a.labels[leaf], a)
-            sizes = self._sizes(r.level)
-            qualified = set()
-            for node, elems in members.items():
-                n = sizes.get(node, 0)
-                k = len(elems)
-                if n == 0 or k < r.min_count or k < r.min_fraction * n:
-                    continue
-                qualified.add(node)
-                first = next(iter(elems.values()))
-                labels = {
-                    "alertname": r.alertname,
-                    "source": "rollup",
-                    "rule": r.name or r.alertname,
-                    "scope": r.level,
-                    "classification": r.classification,
-                    "severity": r.severity,
-                }
-                for lv in self.levels[: self.levels.index(r.level) + 1]:
-                    labels[lv] = first.labels.get(lv, "")
-                key = f"{i}|{node}"
-                prev = self._rollup_active.get(key)
-                if prev is not None:
-                    cur = self._alerts.get(prev[0])
-                    if cur is not None and cur.state == FIRING and cur.annotations.get("members") == str(k):
-                        continue
-                start = prev[1] if prev is not None else now
-                ann = {
-                    "summary": f"{r.alertname}: {k} of {n} elements of {r.level} {node} have "
-                    f"{' '.join(map(str, r.source_matchers))} alerts",
-                    "description": f"roll-up rule {r.name or r.alertname}: at least "
-                    f"{r.min_fraction:.0%} and {r.min_count} elements",
-                    "members": str(k),
-                }
-                a = Alert(labels, ann, starts_at_ms=start, updated_ms=now)
-                self._rollup_active[key] = (a.fingerprint, start)
-                out.append(a)
-            for key in [k for k in self._rollup_active if k.startswith(f"{i}|")]:
-                node = key.split("|", 1)[1]
-                if node in qualified:
-                    continue
-                fp, _ = self._rollup_active.pop(key)
-                cur = self._alerts.get(fp)
-                if cur is not None and cur.state == FIRING:
-                    out.append(
-                        Alert(
-                            dict(cur.labels),
-                            dict(cur.annotations),
-                            starts_at_ms=cur.starts_at_ms,
-                            ends_at_ms=now,
-                            state=RESOLVED,
-                            updated_ms=max(now, cur.updated_ms),
-                        )
-                    )
+        out = rollup_alerts(self, now)
         if out:
             self.stats["rollup_updates"] += len(out)
             self.ingest(out, now)
@@ -579,6 +533,8 @@ class AlertManager:
             self._tombstones = {k: v for k, v in self._tombstones.items() if v >= horizon}
             self._silences = {k: v for k, v in self._silences.items() if v.ends_at_ms >= horizon}
             self._last_prune_ms = now
+        if self.incidents is not None:
+            self.incidents.expire(now)
         if sent:
             self.stats["notifications"] += len(sent)
             for s in self.sinks:
@@ -586,6 +542,8 @@ class AlertManager:
         return sent
 
     def _flush(self, g: _Group, now: int) -> Notification | None:
+        if self.incidents is not None:
+            return flush_incident(self, g, now)
         st = self.stats
         firing, resolved, gone = [], [], []
         for fp in sorted(g.fps, key=lambda f: (self._alerts[f].starts_at_ms, f)):
@@ -627,6 +585,11 @@ class AlertManager:
             }
             st["alerts_notified_firing"] += len(firing)
             st["alerts_notified_resolved"] += len(resolved)
+        self._drop_gone(g, gone, now)
+        return n
+
+    def _drop_gone(self, g: _Group, gone: list, now: int) -> None:
+        """Remove the resolved alerts of a flushed group; schedule its next flush or drop it."""
         for fp in gone:
             a = self._alerts.pop(fp)
             g.fps.discard(fp)
@@ -638,7 +601,6 @@ class AlertManager:
             heapq.heappush(self._heap, (g.next_flush_ms, g.key))
         else:
             del self._groups[g.key]
-        return n
 
     def close(self, now_ms: int | None = None, *, drain: bool = True, flush_timeout_s: float | None = 10.0) -> bool:
         """Flush pending groups (``drain``), then flush and close every sink.
@@ -647,6 +609,8 @@ class AlertManager:
         """
         if drain:
             self.tick(now_ms, drain=True)
+        if self.incidents is not None:
+            self.incidents.finish(self._now(now_ms))
         ok = True
         for s in self.sinks:
             ok = bool(s.flush(flush_timeout_s)) and ok
@@ -701,6 +665,8 @@ class AlertManager:
             sst = getattr(sink, "stats", None)
             if sst:
                 lines.append(f"sink {i} {getattr(sink, 'name', type(sink).__name__)}: {kv(dict(sst))}")
+        if self.incidents is not None:
+            lines += self.incidents.summary_lines()
         return lines
 
     # ---- checkpoint -----------------------------------------------------------------------
@@ -727,6 +693,7 @@ class AlertManager:
             "rollup_active": self._rollup_active,
             "seen_severity": dict(self.seen_severity),
             "seen_classification": dict(self.seen_classification),
+            "incidents": self.incidents.to_state() if self.incidents is not None else None,
             "config": {
                 "levels": list(self.levels),
                 "group_by": list(self.group_by),
@@ -772,6 +739,7 @@ class AlertManager:
             suppress_classifications=c["suppress_classifications"],
             resolved_retention_ms=c["resolved_retention_ms"],
             receiver=c["receiver"],
+            incidents=IncidentBook.from_state(b["incidents"]) if b.get("incidents") else None,
         )
         if topology is None:
             mgr.levels = tuple(c["levels"])
@@ -800,4 +768,9 @@ class AlertManager:
         mgr.stats = Counter(b["stats"])
         mgr.seen_severity = Counter(b["seen_severity"])
         mgr.seen_classification = Counter(b["seen_classification"])
+        if mgr.incidents is not None:  # members are the manager's live alerts again
+            for fp, a in mgr._alerts.items():
+                inc = mgr.incidents.incident(mgr.incidents._of.get(fp, ""))
+                if inc is not None:
+                    inc.members[fp] = a
         return mgr

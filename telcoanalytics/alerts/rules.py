@@ -6,7 +6,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from telcoanalytics.alerts.model import _LABEL_NAME, SEVERITIES
+import numpy as np
+
+from telcoanalytics.alerts.model import _LABEL_NAME, FIRING, RESOLVED, SEVERITIES, Alert
 
 __all__ = ["Matcher", "Silence", "InhibitRule", "RollupRule", "DEFAULT_INHIBIT_RULES", "DEFAULT_ROLLUP_RULES"]
 
@@ -359,3 +361,92 @@ DEFAULT_ROLLUP_RULES: tuple[RollupRule, ...] = (
         name="region_collection_gap",
     ),
 )
+
+
+# ---- roll-up evaluation (a helper of AlertManager.tick) ---------------------------------------
+def node_sizes(mgr, level: str) -> dict[str, int]:
+    topo = mgr.topology
+    key = f"{level}@{getattr(topo, 'version', 0)}"
+    if key not in mgr._node_sizes:
+        up = topo.element_to(level)
+        active = getattr(topo, "active", None)
+        if active is not None:
+            up = up[np.asarray(active, dtype=bool)]
+        counts = np.bincount(up, minlength=len(topo.ids[level]))
+        mgr._node_sizes[key] = dict(zip(map(str, topo.ids[level].tolist()), counts.tolist()))
+    return mgr._node_sizes[key]
+
+
+def rollup_alerts(mgr, now: int) -> list:
+    """The roll-up alerts to raise, update or resolve at ``now`` for an AlertManager ``mgr`` (see
+    :class:`RollupRule`); ``mgr._rollup_active`` is updated."""
+    leaf = mgr.levels[-1]
+    firing = [
+        a
+        for a in mgr._alerts.values()
+        if a.state == FIRING
+        and a.labels.get("source") != "rollup"
+        and leaf in a.labels
+        and a.labels.get("scope", leaf) == leaf
+    ]
+    out = []
+    for i, r in enumerate(mgr.rollup_rules):
+        members: dict[str, dict[str, Alert]] = {}
+        for a in firing:
+            node = a.labels.get(r.level, "")
+            if node and all(m.matches(a.labels) for m in r.source_matchers):
+                members.setdefault(node, {}).setdefault(a.labels[leaf], a)
+        sizes = node_sizes(mgr, r.level)
+        qualified = set()
+        for node, elems in members.items():
+            n = sizes.get(node, 0)
+            k = len(elems)
+            if n == 0 or k < r.min_count or k < r.min_fraction * n:
+                continue
+            qualified.add(node)
+            first = next(iter(elems.values()))
+            labels = {
+                "alertname": r.alertname,
+                "source": "rollup",
+                "rule": r.name or r.alertname,
+                "scope": r.level,
+                "classification": r.classification,
+                "severity": r.severity,
+            }
+            for lv in mgr.levels[: mgr.levels.index(r.level) + 1]:
+                labels[lv] = first.labels.get(lv, "")
+            key = f"{i}|{node}"
+            prev = mgr._rollup_active.get(key)
+            if prev is not None:
+                cur = mgr._alerts.get(prev[0])
+                if cur is not None and cur.state == FIRING and cur.annotations.get("members") == str(k):
+                    continue
+            start = prev[1] if prev is not None else now
+            ann = {
+                "summary": f"{r.alertname}: {k} of {n} elements of {r.level} {node} have "
+                f"{' '.join(map(str, r.source_matchers))} alerts",
+                "description": f"roll-up rule {r.name or r.alertname}: at least "
+                f"{r.min_fraction:.0%} and {r.min_count} elements",
+                "members": str(k),
+            }
+            a = Alert(labels, ann, starts_at_ms=start, updated_ms=now)
+            mgr._rollup_active[key] = (a.fingerprint, start)
+            out.append(a)
+        for key in [k for k in mgr._rollup_active if k.startswith(f"{i}|")]:
+            node = key.split("|", 1)[1]
+            if node in qualified:
+                continue
+            fp, _ = mgr._rollup_active.pop(key)
+            cur = mgr._alerts.get(fp)
+            if cur is not None and cur.state == FIRING:
+                out.append(
+                    Alert(
+                        dict(cur.labels),
+                        dict(cur.annotations),
+                        starts_at_ms=cur.starts_at_ms,
+                        ends_at_ms=now,
+                        state=RESOLVED,
+                        updated_ms=max(now, cur.updated_ms),
+                    )
+                )
+    return out

@@ -22,6 +22,7 @@ from telcoanalytics.alerts.manager import (
     fingerprint_of,
     rfc3339_ms,
 )
+from telcoanalytics.alerts.rules import node_sizes
 from telcoanalytics.alerts.sinks import CallbackSink
 from telcoanalytics.topology.model import Topology
 
@@ -814,7 +815,7 @@ def test_ingest_helpers_and_set_topology(topo):
     assert sorted(a.labels["site"] for n in mgr.tick(T0) for a in n.alerts) == ["100", "200"]
     smaller, _ = topo.retire_elements(np.arange(1000, 1039))
     mgr.set_topology(smaller)
-    assert mgr._sizes("site")["100"] == 1
+    assert node_sizes(mgr, "site")["100"] == 1
     with pytest.raises(ValueError, match="levels"):
         mgr.set_topology(None)
 
