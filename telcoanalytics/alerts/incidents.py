@@ -71,7 +71,6 @@ class Incident:
     last_notified_ms: int = -1
     notified_state: str = ""  # state of the last notification ("" before the first)
     notified_severity: str = ""
-    merged: list = field(default_factory=list)  # ids of incidents folded into this one
     closed: bool = False
 
     @property
@@ -144,7 +143,6 @@ class Incident:
             "n_members": len(self.members),
             "notifications": self.notifications,
             "first_notified_ms": self.first_notified_ms,
-            "merged": list(self.merged),
             "members": [a.to_dict() for a in self.ordered()],
         }
 
@@ -177,7 +175,7 @@ class IncidentBook:
     >>> book = IncidentBook(("region", "site", "element"))
     >>> a = Alert({"alertname": "x", "region": "1", "site": "10", "element": "100", "scope": "element"})
     >>> b = Alert({"alertname": "y", "region": "1", "site": "10", "scope": "site"})
-    >>> book.assign(a)[0].id == book.assign(b)[0].id, book.live[0].root_level
+    >>> book.assign(a, 0).id == book.assign(b, 0).id, book.live[0].root_level
     (True, 'site')
     """
 
@@ -239,74 +237,51 @@ class IncidentBook:
                 if not s:
                     del self._by_node[node]
 
-    def assign(self, a: Alert, now_ms: int = 0) -> tuple[Incident, list[Incident]]:
-        """Put alert ``a`` into an incident.
+    def _holds(self, inc: Incident, now_ms: int) -> bool:
+        return inc.firing or inc.end_ms + self.hold_ms >= now_ms
 
-        Returns
-        -------
-        (Incident, list of Incident)
-            Its incident, and the incidents merged into that one by this alert (an alert on a
-            site that already had two element incidents joins them).
+    def assign(self, a: Alert, now_ms: int) -> Incident:
+        """Put alert ``a`` (new at event time ``now_ms``) into an incident and return it.
+
+        A correlation node holds at most one live incident (a new alert there joins it), so
+        incidents never need merging; the root moves up to the common ancestor of the members.
         """
         t0 = time.perf_counter()
         fp = a.fingerprint
-        iid = self._of.get(fp)
-        if iid is not None and iid in self._live:
-            inc = self._live[iid]
-            inc.members[fp] = a
-            self.seconds += time.perf_counter() - t0
-            return inc, []
-        level, path = self.scope_of(a)
-        ids = set(self._by_node.get(self._node(path), ()))
-        if not ids:  # a firing incident at an ancestor above the correlation level collects it
-            for k in range(min(len(path) - 1, self._corr_depth), 0, -1):
-                up = [i for i in self._by_node.get(path[:k], ()) if self._live[i].firing]
-                if up:
-                    ids = set(up)
-                    break
-        if not ids:
-            self._seq += 1
-            inc = Incident(f"I{self._seq:05d}", level, path)
-            self._live[inc.id] = inc
-            self._by_key[inc.key] = inc
-            self._index(inc, True)
-            merged = []
-        else:
-            found = sorted((self._live[i] for i in ids), key=lambda x: (x.start_ms, x.id))
-            inc, merged = found[0], found[1:]
-            root = inc.root_path
-            for other in merged:
-                root = _common(root, other.root_path)
-            self._index(inc, False)
-            new_root = _common(root, path)
-            if new_root != inc.root_path:
-                inc.root_path, inc.root_level = new_root, self.levels[len(new_root) - 1]
-            self._index(inc, True)
-            for other in merged:
-                self._fold(inc, other)
+        inc = self._live.get(self._of.get(fp, ""))
+        if inc is None or not self._holds(inc, now_ms):
+            level, path = self.scope_of(a)
+            inc = self._find(path, now_ms)
+            if inc is None:
+                self._seq += 1
+                inc = Incident(f"I{self._seq:05d}", level, path)
+                self._live[inc.id] = inc
+                self._by_key[inc.key] = inc
+                self._index(inc, True)
+            else:
+                new_root = _common(inc.root_path, path)
+                if new_root != inc.root_path:
+                    self._index(inc, False)
+                    inc.root_path, inc.root_level = new_root, self.levels[len(new_root) - 1]
+                    self._index(inc, True)
         inc.members[fp] = a
         self._of[fp] = inc.id
         self.seconds += time.perf_counter() - t0
-        return inc, merged
+        return inc
 
-    def _fold(self, inc: Incident, other: Incident) -> None:
-        self._index(other, False)
-        del self._live[other.id]
-        del self._by_key[other.key]
-        inc.members.update(other.members)
-        for f in other.members:
-            self._of[f] = inc.id
-        inc.merged += [other.id] + other.merged
-        inc.notifications += other.notifications
-        if other.first_notified_ms >= 0:
-            if inc.first_notified_ms < 0 or other.first_notified_ms < inc.first_notified_ms:
-                inc.first_notified_ms = other.first_notified_ms
-            inc.last_notified_ms = max(inc.last_notified_ms, other.last_notified_ms)
-            if other.notified_state == FIRING or not inc.notified_state:
-                inc.notified_state = other.notified_state
-            inc.notified_severity = min(
-                (s for s in (inc.notified_severity, other.notified_severity) if s), key=severity_rank, default=""
-            )
+    def _find(self, path: tuple, now_ms: int) -> Incident | None:
+        """The live incident on the correlation node of ``path``, else a firing one at an ancestor
+        above that level (nearest first); incidents past their hold are closed on the way."""
+        for inc in [self._live[i] for i in self._by_node.get(self._node(path), ())]:
+            if self._holds(inc, now_ms):
+                return inc
+            if inc.notified_state != FIRING:
+                self._close(inc)
+        for k in range(min(len(path) - 1, self._corr_depth), 0, -1):
+            for i in sorted(self._by_node.get(path[:k], ())):
+                if self._live[i].firing:
+                    return self._live[i]
+        return None
 
     def incident(self, key_or_id: str) -> Incident | None:
         """The live incident with this group key or id."""
@@ -392,7 +367,6 @@ class IncidentBook:
                 "last_notified_ms": i.last_notified_ms,
                 "notified_state": i.notified_state,
                 "notified_severity": i.notified_severity,
-                "merged": i.merged,
             }
 
         return {

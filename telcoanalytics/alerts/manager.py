@@ -329,10 +329,8 @@ class AlertManager:
                 if self.incidents is None:
                     key, gl = self._group_key(a.labels)
                 else:
-                    inc, merged = self.incidents.assign(a, now)
+                    inc = self.incidents.assign(a, now)
                     key, gl = inc.key, inc.group_labels(self.levels)
-                    for other in merged:
-                        self._merge_group(other.key, key, gl)
                 self._group_of[fp] = key
                 g = self._groups.get(key)
                 if g is None:
@@ -367,22 +365,6 @@ class AlertManager:
             cur.labels = dict(a.labels)
             cur.annotations = dict(a.annotations)
             cur.updated_ms = a.updated_ms
-
-    def _merge_group(self, old_key: str, key: str, labels: dict) -> None:
-        """Move the alerts of group ``old_key`` into group ``key`` (incidents merged)."""
-        old = self._groups.pop(old_key, None)
-        if old is None:
-            return
-        g = self._groups.get(key)
-        if g is None:
-            g = self._groups[key] = _Group(key, labels, next_flush_ms=old.next_flush_ms)
-        g.fps |= old.fps
-        g.notified_firing |= old.notified_firing
-        g.last_notify_ms = max(g.last_notify_ms, old.last_notify_ms)
-        g.next_flush_ms = min(g.next_flush_ms, old.next_flush_ms)
-        heapq.heappush(self._heap, (g.next_flush_ms, key))
-        for fp in old.fps:
-            self._group_of[fp] = key
 
     def ingest_sla(self, events: Iterable, now_ms: int | None = None) -> int:
         """Convert SLA events with this manager's topology and ingest them; returns the number
