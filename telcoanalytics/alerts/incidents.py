@@ -14,12 +14,20 @@ otherwise it opens a new incident. An incident is live while a member fires and 
 after its last member resolved (a flapping cell stays one incident). Its root scope is the
 lowest common ancestor of its members' scopes (an element, its site, or the region).
 
+An incident is *confirmed* (may be notified) once it holds a conclusive member (an SLA breach,
+which has its own ``for``; a roll-up; a silence, collection gap or outage) or has kept firing
+``confirm_ms`` after it opened; a lone anomaly episode that ends sooner stays an unconfirmed
+incident: it is recorded (``incidents.jsonl``, the report) but pages nobody. ``confirm_ms=0``
+notifies every incident at once.
+
 With ``AlertManager(..., incidents=IncidentBook(levels))`` the manager groups by incident: an
 incident goes out as one Alertmanager group (group key ``{incident="I00012"}``, the root scope's
 labels as group labels, the members as its alerts, each labelled ``incident``), notified when it
-opens, when its severity rises, every ``repeat_interval`` while it fires, and once when it
-resolves; a member joining or resolving without changing that is no new notification. Each
-incident is written as one JSON line (:meth:`Incident.to_record`) when it closes.
+is confirmed, when its severity rises, every ``repeat_interval`` while it fires, and once when
+it closes (``hold_ms`` after its last member resolved, so a flapping element sends no
+resolve/re-open pairs); a member joining or resolving without changing that is no new
+notification. Each incident is written as one JSON line (:meth:`Incident.to_record`) when it
+closes.
 """
 
 from __future__ import annotations
@@ -71,6 +79,8 @@ class Incident:
     last_notified_ms: int = -1
     notified_state: str = ""  # state of the last notification ("" before the first)
     notified_severity: str = ""
+    opened_ms: int = -1  # event time (manager's now) the incident opened
+    confirmed_ms: int = -1  # when it became notifiable (see IncidentBook.confirmed)
     closed: bool = False
 
     @property
@@ -143,6 +153,8 @@ class Incident:
             "n_members": len(self.members),
             "notifications": self.notifications,
             "first_notified_ms": self.first_notified_ms,
+            "opened_ms": self.opened_ms,
+            "confirmed_ms": self.confirmed_ms,
             "members": [a.to_dict() for a in self.ordered()],
         }
 
@@ -164,6 +176,11 @@ class IncidentBook:
         :meth:`finish` (emptied first).
     keep_closed : int
         Closed incidents kept in :attr:`closed` for reports (oldest dropped first).
+    confirm_ms : int
+        An incident of anomaly findings only is notified once it has fired this long since it
+        opened (default 10 min); conclusive members confirm it at once.
+    conclusive : sequence of str
+        Classifications that confirm an incident at once (besides any non-anomaly member).
 
     Raises
     ------
@@ -180,7 +197,8 @@ class IncidentBook:
     """
 
     def __init__(self, levels, *, correlation_level: str | None = None, hold_ms: int = 1_800_000, path=None,
-                 keep_closed: int = 10_000):  # fmt: skip
+                 keep_closed: int = 10_000, confirm_ms: int = 600_000,
+                 conclusive=("silence", "collection_gap", "down", "outage", "failure")):  # fmt: skip
         self.levels = tuple(levels)
         if not self.levels:
             raise ValueError("IncidentBook needs the topology levels, e.g. ('region', 'site', 'element')")
@@ -189,6 +207,10 @@ class IncidentBook:
             raise ValueError(f"correlation_level {corr!r} is not one of the levels {self.levels}")
         if int(hold_ms) < 0:
             raise ValueError(f"hold_ms must be >= 0, got {hold_ms}")
+        if int(confirm_ms) < 0:
+            raise ValueError(f"confirm_ms must be >= 0, got {confirm_ms}")
+        self.confirm_ms = int(confirm_ms)
+        self.conclusive = frozenset(conclusive)
         self.correlation_level = corr
         self._corr_depth = self.levels.index(corr)
         self.hold_ms = int(hold_ms)
@@ -203,6 +225,7 @@ class IncidentBook:
         self._by_node: dict[tuple, set] = {}  # correlation node -> ids of live incidents rooted there
         self._of: dict[str, str] = {}  # member fingerprint -> id of its live incident
         self.closed: list[Incident] = []
+        self.pending_resolutions: list[Incident] = []  # closed while notified firing: to announce
         self.seconds = 0.0
 
     # ---- correlation ---------------------------------------------------------------------
@@ -254,7 +277,7 @@ class IncidentBook:
             inc = self._find(path, now_ms)
             if inc is None:
                 self._seq += 1
-                inc = Incident(f"I{self._seq:05d}", level, path)
+                inc = Incident(f"I{self._seq:05d}", level, path, opened_ms=int(now_ms))
                 self._live[inc.id] = inc
                 self._by_key[inc.key] = inc
                 self._index(inc, True)
@@ -269,14 +292,26 @@ class IncidentBook:
         self.seconds += time.perf_counter() - t0
         return inc
 
+    def confirmed(self, inc: Incident, now_ms: int) -> bool:
+        """Whether ``inc`` may be notified at ``now_ms`` (remembered once true)."""
+        if inc.confirmed_ms < 0 and (
+            now_ms - inc.opened_ms >= self.confirm_ms
+            or any(
+                a.labels.get("source", "") != "anomaly" or a.labels.get("classification", "") in self.conclusive
+                for a in inc.members.values()
+            )
+        ):
+            inc.confirmed_ms = int(now_ms)
+        return inc.confirmed_ms >= 0
+
     def _find(self, path: tuple, now_ms: int) -> Incident | None:
         """The live incident on the correlation node of ``path``, else a firing one at an ancestor
         above that level (nearest first); incidents past their hold are closed on the way."""
         for inc in [self._live[i] for i in self._by_node.get(self._node(path), ())]:
             if self._holds(inc, now_ms):
                 return inc
-            if inc.notified_state != FIRING:
-                self._close(inc)
+            self._close(inc)
+            self.pending_resolutions.append(inc)
         for k in range(min(len(path) - 1, self._corr_depth), 0, -1):
             for i in sorted(self._by_node.get(path[:k], ())):
                 if self._live[i].firing:
@@ -296,19 +331,19 @@ class IncidentBook:
         return sorted(self.closed + list(self._live.values()), key=lambda x: x.id)
 
     # ---- closing -------------------------------------------------------------------------
-    def expire(self, now_ms: int) -> list[Incident]:
-        """Close the incidents whose members all resolved at least ``hold_ms`` before ``now_ms`` (and
-        whose resolution, if they were notified, went out)."""
+    def expire(self, now_ms: int, *, hold_ms: int | None = None) -> list[Incident]:
+        """Close the incidents whose members all resolved at least ``hold_ms`` (default the book's)
+        before ``now_ms``; returns those notified as firing (and closed since the last call), whose
+        resolution is to be announced."""
         t0 = time.perf_counter()
-        done = [
-            i
-            for i in self._live.values()
-            if not i.firing and i.end_ms + self.hold_ms <= now_ms and i.notified_state != FIRING
-        ]
+        hold = self.hold_ms if hold_ms is None else int(hold_ms)
+        done = [i for i in self._live.values() if not i.firing and i.end_ms + hold <= now_ms]
         for inc in done:
             self._close(inc)
+        out = [i for i in self.pending_resolutions + done if i.notified_state == FIRING]
+        self.pending_resolutions = []
         self.seconds += time.perf_counter() - t0
-        return done
+        return out
 
     def _close(self, inc: Incident) -> None:
         self._index(inc, False)
@@ -322,12 +357,16 @@ class IncidentBook:
         self.closed.append(inc)
         if len(self.closed) > self.keep_closed:
             del self.closed[: len(self.closed) - self.keep_closed]
-        self._write([inc])
+        if inc.notified_state != FIRING:  # else written once its resolution is announced
+            self._write([inc])
 
-    def finish(self, now_ms: int) -> None:
-        """End of input: close what has ended and write the still-open incidents as they stand."""
-        self.expire(now_ms)
+    def finish(self, now_ms: int) -> list[Incident]:
+        """End of input: close every incident whose members all resolved (without waiting for the
+        hold) and write the still-firing ones as they stand; returns the closed ones whose
+        resolution is to be announced."""
+        out = self.expire(now_ms, hold_ms=-(2**62))
         self._write(self.live)
+        return out
 
     def _write(self, incidents) -> None:
         if self.path is None or not incidents:
@@ -367,6 +406,8 @@ class IncidentBook:
                 "last_notified_ms": i.last_notified_ms,
                 "notified_state": i.notified_state,
                 "notified_severity": i.notified_severity,
+                "opened_ms": i.opened_ms,
+                "confirmed_ms": i.confirmed_ms,
             }
 
         return {
@@ -375,6 +416,9 @@ class IncidentBook:
             "hold_ms": self.hold_ms,
             "path": str(self.path) if self.path is not None else None,
             "keep_closed": self.keep_closed,
+            "confirm_ms": self.confirm_ms,
+            "conclusive": sorted(self.conclusive),
+            "pending": [i.id for i in self.pending_resolutions],
             "seq": self._seq,
             "live": [inc_state(i) for i in self._live.values()],
             "closed": [inc_state(i) for i in self.closed],
@@ -385,7 +429,7 @@ class IncidentBook:
     def from_state(cls, d: dict) -> IncidentBook:
         """Restore a book saved by :meth:`to_state` (the JSONL file is appended to, not emptied)."""
         book = cls(d["levels"], correlation_level=d["correlation_level"], hold_ms=d["hold_ms"],
-                   keep_closed=d["keep_closed"])  # fmt: skip
+                   keep_closed=d["keep_closed"], confirm_ms=d["confirm_ms"], conclusive=d["conclusive"])  # fmt: skip
         book.path = Path(d["path"]) if d["path"] else None
         book._seq = int(d["seq"])
         book.seconds = float(d["seconds"])
@@ -396,6 +440,7 @@ class IncidentBook:
             return Incident(root_path=tuple(s["root_path"]), members=members, closed=closed, **fields)
 
         book.closed = [mk(s, True) for s in d["closed"]]
+        book.pending_resolutions = [i for i in book.closed if i.id in set(d["pending"])]
         for s in d["live"]:
             inc = mk(s, False)
             book._live[inc.id] = inc
@@ -418,11 +463,10 @@ def _common(a: tuple, b: tuple) -> tuple:
 def flush_incident(mgr, g, now: int) -> Notification | None:
     """The flush of an incident group of an :class:`~telcoanalytics.alerts.manager.AlertManager`.
 
-    Notifies when the incident has an unmuted firing member and was not notified as firing yet
-    (it opened or re-opened), when its severity rose above the last notified one, or after the
-    repeat interval; and once when all its members resolved after a firing notification (every
-    member then goes out as resolved). Resolved members leave the group as in
-    :meth:`AlertManager._flush`.
+    Notifies when the incident has an unmuted firing member, is confirmed and was not notified as
+    firing yet, when its severity rose above the last notified one, or after the repeat interval.
+    The resolution goes out when the incident closes (:meth:`IncidentBook.expire`). Resolved
+    members leave the group as in :meth:`AlertManager._flush`.
     """
     inc = mgr.incidents.incident(g.key)
     st = mgr.stats
@@ -440,36 +484,46 @@ def flush_incident(mgr, g, now: int) -> Notification | None:
             loud.append(a)
     kind = ""
     sev = min((a.severity for a in loud), key=severity_rank, default="")
-    if inc is not None and loud:
+    if inc is not None and loud and mgr.incidents.confirmed(inc, now):
         if inc.notified_state != FIRING:
             kind = "open"
         elif severity_rank(sev) < severity_rank(inc.notified_severity):
             kind = "escalate"
         elif now - inc.last_notified_ms >= mgr.repeat_interval_ms:
             kind = "repeat"
-    elif inc is not None and not firing and inc.notified_state == FIRING and not inc.firing:
-        kind = "resolve"
     n = None
     if kind:
-        members = firing if kind != "resolve" else inc.ordered()
-        alerts = []
-        for a in members:
-            c = a.copy()
-            c.labels["incident"] = inc.id
-            alerts.append(c)
-        n = Notification(g.key, inc.group_labels(mgr.levels), tuple(alerts), now, now + mgr.valid_for_ms, mgr.receiver)
-        inc.notifications += 1
-        inc.last_notified_ms = now
-        if inc.first_notified_ms < 0:
-            inc.first_notified_ms = now
-        inc.notified_state = RESOLVED if kind == "resolve" else FIRING
-        if kind != "resolve":
-            inc.notified_severity = sev
-        st[f"incident_{kind}"] += 1
-        st["repeats"] += kind == "repeat"
-        st["alerts_notified_firing"] += len(firing) if kind != "resolve" else 0
-        st["alerts_notified_resolved"] += len(alerts) if kind == "resolve" else 0
+        n = incident_notification(mgr, inc, kind, firing, now)
+        inc.notified_severity = sev
+        st["alerts_notified_firing"] += len(firing)
         g.last_notify_ms = now
         g.notified_firing = {a.fingerprint for a in firing}
     mgr._drop_gone(g, gone, now)
+    due = inc.opened_ms + mgr.incidents.confirm_ms if inc is not None and inc.confirmed_ms < 0 else -1
+    if now < due < g.next_flush_ms and mgr._groups.get(g.key) is g:  # flush when it confirms by lasting
+        mgr._reschedule(g, due)
+    return n
+
+
+def incident_notification(mgr, inc: Incident, kind: str, members, now: int) -> Notification:
+    """The group notification of ``inc`` (``kind`` open, escalate, repeat or resolve) with
+    ``members`` (all of them, resolved, for "resolve") as its alerts, each labelled ``incident``."""
+    if kind == "resolve":
+        members = inc.ordered()
+    alerts = []
+    for a in members:
+        c = a.copy()
+        c.labels["incident"] = inc.id
+        alerts.append(c)
+    n = Notification(inc.key, inc.group_labels(mgr.levels), tuple(alerts), now, now + mgr.valid_for_ms, mgr.receiver)
+    inc.notifications += 1
+    inc.last_notified_ms = now
+    if inc.first_notified_ms < 0:
+        inc.first_notified_ms = now
+    inc.notified_state = RESOLVED if kind == "resolve" else FIRING
+    mgr.stats[f"incident_{kind}"] += 1
+    mgr.stats["repeats"] += kind == "repeat"
+    if kind == "resolve":
+        mgr.stats["alerts_notified_resolved"] += len(alerts)
+        mgr.incidents._write([inc])
     return n

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from telcoanalytics.alerts.convert import alerts_from_anomalies, alerts_from_sla_events
-from telcoanalytics.alerts.incidents import IncidentBook, flush_incident
+from telcoanalytics.alerts.incidents import IncidentBook, flush_incident, incident_notification
 from telcoanalytics.alerts.model import (
     ANOMALY_FIELDS,
     ANOMALY_SEVERITY,
@@ -338,6 +338,8 @@ class AlertManager:
                     heapq.heappush(self._heap, (g.next_flush_ms, key))
                 g.labels = gl
                 g.fps.add(fp)
+                if self.incidents is not None and inc.notified_state != FIRING:
+                    self._reschedule(g, now + self.group_wait_ms)  # it may be confirmed now: no delay
                 continue
             if a.updated_ms < cur.updated_ms:
                 st["stale"] += 1
@@ -365,6 +367,12 @@ class AlertManager:
             cur.labels = dict(a.labels)
             cur.annotations = dict(a.annotations)
             cur.updated_ms = a.updated_ms
+
+    def _reschedule(self, g: _Group, t_ms: int) -> None:
+        """Flush group ``g`` at ``t_ms`` if that is earlier than its next flush."""
+        if t_ms < g.next_flush_ms:
+            g.next_flush_ms = t_ms
+            heapq.heappush(self._heap, (t_ms, g.key))
 
     def ingest_sla(self, events: Iterable, now_ms: int | None = None) -> int:
         """Convert SLA events with this manager's topology and ingest them; returns the number
@@ -516,7 +524,7 @@ class AlertManager:
             self._silences = {k: v for k, v in self._silences.items() if v.ends_at_ms >= horizon}
             self._last_prune_ms = now
         if self.incidents is not None:
-            self.incidents.expire(now)
+            sent += [incident_notification(self, i, "resolve", (), now) for i in self.incidents.expire(now)]
         if sent:
             self.stats["notifications"] += len(sent)
             for s in self.sinks:
@@ -592,7 +600,12 @@ class AlertManager:
         if drain:
             self.tick(now_ms, drain=True)
         if self.incidents is not None:
-            self.incidents.finish(self._now(now_ms))
+            now = self._now(now_ms)
+            done = [incident_notification(self, i, "resolve", (), now) for i in self.incidents.finish(now)]
+            if done:
+                self.stats["notifications"] += len(done)
+                for s in self.sinks:
+                    s.submit(done)
         ok = True
         for s in self.sinks:
             ok = bool(s.flush(flush_timeout_s)) and ok

@@ -61,6 +61,7 @@ from telcoanalytics.kpi.kpi import (
     ACTIVITY_COUNTER,
     COUNTERS,
     MINUTE_MS,
+    STATUS_INSUFFICIENT,
     STATUS_NAMES,
     STATUS_NO_SCOPE,
     STATUS_OK,
@@ -1173,12 +1174,9 @@ class SlaMonitor:
         if tick - self.store.first_minute < sh:
             # until the data spans the short window, the long window is no longer than it
             return np.zeros(n, np.int8), np.full(n, np.nan)
-        burn_l, ok_l = self._burn(ev, tick, lo, objective)
-        burn_s, ok_s = self._burn(ev, tick, sh, objective)
-        ok = ok_l & ok_s
-        breach = ok & (burn_l >= factor) & (burn_s >= factor)
-        codes = np.where(breach, K.COND_BREACH, np.where(ok, K.COND_CLEAR, K.COND_INSUFFICIENT)).astype(np.int8)
-        return codes, np.where(ok, burn_l, np.nan)
+        burn_l, ok_l, _ = self._burn(ev, tick, lo, objective, factor)
+        burn_s, ok_s, quiet_s = self._burn(ev, tick, sh, objective, factor)
+        return _burn_codes(burn_l, ok_l, burn_s, ok_s, quiet_s, factor), np.where(ok_l, burn_l, np.nan)
 
     def _codes_span(self, ev: _Eval, t_from: int, t_to: int, rows, nodes):
         """Condition codes and values of ``nodes`` (the nodes holding ``rows``) at every tick
@@ -1216,13 +1214,11 @@ class SlaMonitor:
         t0 = max(t_from, self.store.first_minute + sh)
         if t0 > t_to:
             return codes, values
-        burn_l, ok_l = self._burn_span(ev, t0, t_to, lo, objective, rows, nodes)
-        burn_s, ok_s = self._burn_span(ev, t0, t_to, sh, objective, rows, nodes)
-        ok = ok_l & ok_s
-        breach = ok & (burn_l >= factor) & (burn_s >= factor)
+        burn_l, ok_l, _ = self._burn_span(ev, t0, t_to, lo, objective, rows, nodes, factor)
+        burn_s, ok_s, quiet_s = self._burn_span(ev, t0, t_to, sh, objective, rows, nodes, factor)
         k = t0 - t_from
-        codes[k:] = np.where(breach, K.COND_BREACH, np.where(ok, K.COND_CLEAR, K.COND_INSUFFICIENT))
-        values[k:] = np.where(ok, burn_l, np.nan)
+        codes[k:] = _burn_codes(burn_l, ok_l, burn_s, ok_s, quiet_s, factor)
+        values[k:] = np.where(ok_l, burn_l, np.nan)
         return codes, values
 
     def _compute_span(self, ev: _Eval, kpi, t_from: int, t_to: int, window_min: int, rows, min_samples: float, nodes):
@@ -1267,21 +1263,16 @@ class SlaMonitor:
             status = np.where(m, status, STATUS_NO_SCOPE).astype(np.int8)
         return v, samples, status
 
-    def _burn_span(self, ev: _Eval, t_from: int, t_to: int, window_min: int, objective: float, rows, nodes):
+    def _burn_span(
+        self, ev: _Eval, t_from: int, t_to: int, window_min: int, objective: float, rows, nodes, factor: float
+    ):
         """:meth:`_burn` at every tick ``t_from..t_to`` (``(ticks, nodes)`` arrays)."""
         kd = self.kpis[ev.kpi]
         if window_min + self.reeval_minutes + 1 <= self.store.minute_ring:
-            v, _, status = self._compute_span(ev, kd, t_from, t_to, window_min, rows, ev.min_samples, nodes)
-            ok = status == STATUS_OK
-            err = 1.0 - v / kd.scale
-        else:
-            agg = np.stack([self._hour_agg(ev, kd, tick, window_min, rows)[nodes] for tick in range(t_from, t_to + 1)])
-            ok = agg[:, :, 1] >= max(ev.min_samples, 1e-300)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                err = np.where(ok, 1.0 - agg[:, :, 0] / agg[:, :, 1], np.nan)
-        with np.errstate(invalid="ignore"):
-            burn = np.where(ok, err / (1.0 - objective), np.nan)
-        return burn, ok
+            v, n, status = self._compute_span(ev, kd, t_from, t_to, window_min, rows, min(ev.min_samples, 1.0), nodes)
+            return _burn_of(v / kd.scale, n, status, ev.min_samples, objective, factor)
+        agg = np.stack([self._hour_agg(ev, kd, tick, window_min, rows)[nodes] for tick in range(t_from, t_to + 1)])
+        return _burn_of_counts(agg[:, :, 0], agg[:, :, 1], ev.min_samples, objective, factor)
 
     def _live(self, tick: int, window_min: int) -> bool:
         """Whether the ring holds any minute of the window ending at ``tick`` (shared within a tick /
@@ -1327,21 +1318,15 @@ class SlaMonitor:
             status = np.where(m, status, STATUS_NO_SCOPE).astype(np.int8)
         return v, samples, status
 
-    def _burn(self, ev: _Eval, tick: int, window_min: int, objective: float):
-        """Burn rate per node over ``window_min`` ending at ``tick`` and whether it has enough samples."""
+    def _burn(self, ev: _Eval, tick: int, window_min: int, objective: float, factor: float):
+        """Burn rate per node over ``window_min`` ending at ``tick``, whether it has enough samples,
+        and whether the window is quiet (see :func:`_burn_of`)."""
         kd = self.kpis[ev.kpi]
         if window_min + self.reeval_minutes + 1 <= self.store.minute_ring:
-            v, _, status = self._compute(ev, kd, tick, window_min, ev.min_samples)
-            ok = status == STATUS_OK
-            err = 1.0 - v / kd.scale
-        else:
-            agg = self._hour_agg(ev, kd, tick, window_min, None)
-            ok = agg[:, 1] >= max(ev.min_samples, 1e-300)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                err = np.where(ok, 1.0 - agg[:, 0] / agg[:, 1], np.nan)
-        with np.errstate(invalid="ignore"):
-            burn = np.where(ok, err / (1.0 - objective), np.nan)
-        return burn, ok
+            v, n, status = self._compute(ev, kd, tick, window_min, min(ev.min_samples, 1.0))
+            return _burn_of(v / kd.scale, n, status, ev.min_samples, objective, factor)
+        agg = self._hour_agg(ev, kd, tick, window_min, None)
+        return _burn_of_counts(agg[:, 0], agg[:, 1], ev.min_samples, objective, factor)
 
     def _hour_agg(self, ev: _Eval, kd: KpiDef, tick: int, window_min: int, rows) -> np.ndarray:
         """:meth:`_hour_window`, shared between lifecycles within a tick / re-evaluation."""
@@ -1878,6 +1863,43 @@ class SlaMonitor:
             ev.codes = np.array(d[f"eval{i}.codes"])
             ev.values = np.array(d[f"eval{i}.values"])
         return m
+
+
+def _burn_of(good_share, samples, status, min_samples: float, objective: float, factor: float):
+    """(burn, ok, quiet) of a window from its good share, samples and KPI status.
+
+    ``burn = (1 - good_share) / (1 - objective)`` where the window has ``min_samples``; ``quiet``:
+    the window holds no event (status insufficient, not a collection gap) or its burn on whatever
+    events it holds is below ``factor``. A burn alert resolves on a quiet short window: when the
+    failures stop and traffic falls below ``min_samples`` (night after a congestion), the budget
+    is no longer burning, so the alert must not stay firing for want of evidence.
+    """
+    has = status == STATUS_OK
+    with np.errstate(invalid="ignore"):
+        burn_any = np.where(has, (1.0 - good_share) / (1.0 - objective), np.nan)
+        quiet = (status == STATUS_INSUFFICIENT) | (has & ~(burn_any >= factor))
+    ok = has & (samples >= min_samples)
+    return np.where(ok, burn_any, np.nan), ok, quiet
+
+
+def _burn_of_counts(good, total, min_samples: float, objective: float, factor: float):
+    """:func:`_burn_of` from good and total counts (hour-ring windows, no gap status)."""
+    has = total > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        burn_any = np.where(has, (1.0 - good / total) / (1.0 - objective), np.nan)
+        quiet = ~has | ~(burn_any >= factor)
+    ok = total >= max(min_samples, 1e-300)
+    return np.where(ok, burn_any, np.nan), ok, quiet
+
+
+def _burn_codes(burn_l, ok_l, burn_s, ok_s, quiet_s, factor: float) -> np.ndarray:
+    """Condition codes of a burn-rate window pair: breach while both windows (with enough samples)
+    burn at ``factor`` or more; clear when both have samples and do not, or the short window is
+    quiet (the burn stopped); insufficient otherwise (neither fires nor resolves)."""
+    with np.errstate(invalid="ignore"):
+        breach = ok_l & ok_s & (burn_l >= factor) & (burn_s >= factor)
+    clear = ~breach & (quiet_s | (ok_l & ok_s))
+    return np.where(breach, K.COND_BREACH, np.where(clear, K.COND_CLEAR, K.COND_INSUFFICIENT)).astype(np.int8)
 
 
 def _cmp(v, comp, thr):

@@ -247,3 +247,63 @@ def test_site_correlation_equals_interval_merging(raw, hold_min):
     for k, iid in of.items():
         got.setdefault(iid, []).append(k)
     assert sorted(sorted(v) for v in got.values()) == _reference_site_incidents(spans, hold_min * MIN)
+
+
+def _anomaly(e, site, name="anomaly_loss_pct", start=T0):
+    return el(e, site, name=name, start=start, source="anomaly", classification="fault")
+
+
+def _resolve(a, t):
+    return Alert(dict(a.labels), dict(a.annotations), a.starts_at_ms, t, "resolved")
+
+
+def test_confirmation_gate_and_resolution_after_the_hold(tmp_path):
+    """A lone anomaly episode shorter than confirm_ms pages nobody; one that lasts is notified once
+    confirm_ms passed; an SLA breach confirms at once; a flapping element sends one opening and one
+    resolution (after the hold), not a pair per flap."""
+    sent = []
+    book = IncidentBook(LEVELS, path=tmp_path / "inc.jsonl", hold_ms=20 * MIN, confirm_ms=10 * MIN)
+    mgr = AlertManager(None, sinks=[CallbackSink(sent.append)], incidents=book, group_wait_ms=30_000)
+    blip, lasting, with_sla = _anomaly("100", "10"), _anomaly("200", "20"), _anomaly("300", "30")
+    sla = el("300", "30", name="element_packet_loss", sev="major", source="sla", start=T0 + MIN)
+    flap = _anomaly("400", "40")
+    mgr.ingest([blip, lasting, with_sla, flap], T0)
+    timeline = {
+        T0 + MIN: [sla],
+        T0 + 5 * MIN: [_resolve(blip, T0 + 5 * MIN)],
+        T0 + 20 * MIN: [_resolve(flap, T0 + 20 * MIN)],
+        T0 + 30 * MIN: [_anomaly("400", "40", name="anomaly_latency_ms", start=T0 + 30 * MIN)],
+    }
+    first = {}
+    for t in range(T0, T0 + 60 * MIN, 30_000):
+        if t in timeline:
+            mgr.ingest(timeline[t], t)
+        for n in mgr.tick(t):
+            first.setdefault((n.group_labels["site"], n.status), t)
+    assert ("10", "firing") not in first  # the blip: unconfirmed, never notified
+    assert first[("30", "firing")] - T0 <= 2 * MIN  # confirmed by the SLA breach
+    assert 10 * MIN <= first[("20", "firing")] - T0 <= 16 * MIN  # confirmed by lasting
+    assert first[("40", "firing")] - T0 >= 10 * MIN
+    mgr.ingest([_resolve(a, T0 + 60 * MIN) for a in mgr.active_alerts], T0 + 60 * MIN)
+    for t in range(T0 + 60 * MIN, T0 + 100 * MIN, MIN):
+        mgr.tick(t)
+    mgr.close(T0 + 100 * MIN)
+    by_site = {}
+    for n in sent:
+        by_site.setdefault(n.group_labels["site"], []).append(n.status)
+    assert by_site == {"20": ["firing", "resolved"], "30": ["firing", "resolved"], "40": ["firing", "resolved"]}
+    recs = {r["root"]["site"]: r for r in map(json.loads, (tmp_path / "inc.jsonl").read_text().splitlines())}
+    assert recs["10"]["notifications"] == 0 and recs["10"]["confirmed_ms"] == -1
+    assert recs["40"]["n_members"] == 2  # the flap stayed one incident
+    assert book.confirm_ms == 10 * MIN and mgr.stats["incident_resolve"] == 3
+
+
+def test_confirm_ms_zero_notifies_every_incident_and_bad_confirm_is_rejected(tmp_path):
+    sent = []
+    book = IncidentBook(LEVELS, confirm_ms=0)
+    mgr = AlertManager(None, sinks=[CallbackSink(sent.append)], incidents=book, group_wait_ms=0)
+    blip = _anomaly("100", "10")
+    mgr.ingest([blip], T0)
+    assert [n.status for n in mgr.tick(T0)] == ["firing"]
+    with pytest.raises(ValueError, match="confirm_ms"):
+        IncidentBook(LEVELS, confirm_ms=-1)
