@@ -77,6 +77,8 @@ def _sla_fields(ev, i: int) -> dict:
             d = {name: getattr(ev, name) for name in SLA_FIELDS}
         except AttributeError:
             d = {name: getattr(ev, name) for name in SLA_FIELDS if hasattr(ev, name)}
+    if not isinstance(ev, dict):  # optional fields of newer SlaEvents (window, unit, ...)
+        d.update({name: getattr(ev, name) for name in SLA_EXTRA_FIELDS if hasattr(ev, name)})
     if not all(name in d for name in SLA_FIELDS):
         name = next(n for n in SLA_FIELDS if n not in d)
         raise ValueError(
@@ -150,7 +152,6 @@ def alerts_from_sla_events(
     for j, d in enumerate(keep):
         rule, kpi, level, sid = str(d["rule"]), str(d["kpi"]), str(d["scope_level"]), int(d["scope_id"])
         service, state, sev = str(d["service"] or ""), d["state"], d["severity"]
-        value, thr = _fmt(d["value"]), _fmt(d["threshold"])
         labels = {
             "alertname": rule,
             "source": "sla",
@@ -161,16 +162,8 @@ def alerts_from_sla_events(
             "classification": "sla",
         }
         labels.update(scope_labels[j])
-        svc = f" ({service})" if service else ""
-        if state == FIRING:
-            summary = f"{kpi} = {value} breaches threshold {thr} on {level} {sid}{svc}"
-        else:
-            summary = f"{kpi} = {value} back within threshold {thr} on {level} {sid}{svc}"
         start_ms, t_ms, end_ms = int(d["start_ms"]), int(d["t_ms"]), int(d["end_ms"])
-        desc = f"SLA rule {rule} ({sev}): violation since {rfc3339_ms(start_ms)}, worst {kpi} {_fmt(d['worst_value'])}"
-        if d["summary"]:
-            desc += f". {d['summary']}"
-        ann = {"summary": summary, "description": desc, "value": value, "threshold": thr}
+        ann = sla_annotations(d, level, sid, service, start_ms, t_ms, end_ms)
         if not found_all[j]:
             ann["topology"] = f"{level} {sid} is not in the topology; ancestor labels missing"
         out.append(
@@ -188,7 +181,7 @@ def alerts_from_sla_events(
 
 
 def alerts_from_anomalies(
-    rows: np.ndarray, topology, *, severity: dict | None = None, generator_url: str = ""
+    rows: np.ndarray, topology, *, severity: dict | None = None, generator_url: str = "", transform: dict | None = None
 ) -> list[Alert]:
     """Convert anomaly records (``ANOMALY_DTYPE`` rows) into element-scope alerts.
 
@@ -206,6 +199,10 @@ def alerts_from_anomalies(
         Overrides :data:`ANOMALY_SEVERITY`; unknown classifications get "warning".
     generator_url : str
         ``generatorURL`` of the alerts.
+    transform : dict metric -> c, optional
+        Metrics the detector scores on ``log(x + c)`` (default the detector's
+        ``DEFAULT_METRIC_TRANSFORM``), to express its band in the metric's unit
+        (:func:`anomaly_annotations`).
 
     Returns
     -------
@@ -237,6 +234,11 @@ def alerts_from_anomalies(
     labeler = _Labeler(topology)
     level = topology.element_level if topology is not None else "element"
     scope_labels, found = labeler.labels(level, rows["element_id"])
+    if transform is None:
+        try:
+            from telcoanalytics.anomaly.detector import DEFAULT_METRIC_TRANSFORM as transform
+        except ImportError:  # pragma: no cover - the anomaly package is part of the library
+            transform = {}
     c = {f: rows[f].tolist() for f in ANOMALY_FIELDS}  # plain Python values, no numpy scalars
     # optional extension field: event time of this transition (open, close, re-issue)
     t_col = rows["t_ms"].tolist() if "t_ms" in names else None
@@ -253,18 +255,20 @@ def alerts_from_anomalies(
             "severity": sev_map.get(cls, "warning"),
         }
         labels.update(scope_labels[j])
-        value, thr, score = _fmt(c["value"][j]), _fmt(c["threshold"][j]), _fmt(c["peak_score"][j])
-        dirn = "above" if c["direction"][j] > 0 else "below"
-        summary = f"{cls} on element {eid} {metric}: {value} {dirn} threshold {thr} (baseline {_fmt(c['baseline'][j])})"
+        ann = anomaly_annotations(
+            metric,
+            cls,
+            eid,
+            c["value"][j],
+            c["baseline"][j],
+            c["peak_score"][j],
+            c["threshold"][j],
+            c["direction"][j],
+            start,
+            transform,
+        )
         if end_ms >= 0:
-            summary = f"resolved: {summary}"
-        ann = {
-            "summary": summary,
-            "description": f"anomaly since {rfc3339_ms(start)}, peak score {score}, classified {cls}",
-            "value": value,
-            "threshold": thr,
-            "peak_score": score,
-        }
+            ann["summary"] = f"resolved: {ann['summary']}"
         if not found[j]:
             ann["topology"] = f"element {eid} is not in the topology; site/region labels missing"
         out.append(
@@ -279,3 +283,136 @@ def alerts_from_anomalies(
             )
         )
     return out
+
+
+_UNIT_SUFFIX = (("_pct", "%"), ("_ms", "ms"), ("_mbps", "Mbit/s"), ("_s", "s"), ("_count", ""))
+
+
+def metric_unit(metric: str) -> str:
+    """The unit of a metric named with a unit suffix ("" when none).
+
+    Examples
+    --------
+    >>> metric_unit("latency_ms"), metric_unit("prb_util_pct"), metric_unit("error_count")
+    ('ms', '%', '')
+    """
+    for suffix, unit in _UNIT_SUFFIX:
+        if metric.endswith(suffix):
+            return unit
+    return ""
+
+
+def _u(x: float, unit: str) -> str:
+    if x != x:
+        return "n/a"
+    return f"{x:.3g}" + ("" if not unit else "%" if unit == "%" else f" {unit}")
+
+
+def anomaly_band(value, baseline, score, score_threshold, c=None) -> tuple[float, float]:
+    """The expected band (low, high) of a metric in its own unit: the values whose score stays
+    within ``score_threshold``, from the value and baseline at the peak and the peak score.
+
+    The detector scores ``z = (f(x) - f(baseline)) / s`` with ``f`` the identity or ``log(x + c)``;
+    ``s`` follows from the peak (``|f(value) - f(baseline)| / score``) and the band is
+    ``f^-1(f(baseline) -+ score_threshold * s)``. NaN when the peak does not determine ``s``.
+
+    Examples
+    --------
+    >>> [round(x, 6) for x in anomaly_band(16.0, 10.0, 3.0, 2.0)]  # s = 2: band 10 -+ 4
+    [6.0, 14.0]
+    >>> lo, hi = anomaly_band(np.e**3 - 1, 0.0, 3.0, 1.0, c=1.0)  # log scale: s = 1
+    >>> round(lo, 4), round(hi, 4)
+    (-0.6321, 1.7183)
+    """
+    nan = float("nan")
+    value, baseline, score, thr = float(value), float(baseline), float(score), float(score_threshold)
+    if not (np.isfinite(score) and score > 0 and np.isfinite(thr)):
+        return nan, nan
+    if c is None:
+        s = abs(value - baseline) / score
+        return (baseline - thr * s, baseline + thr * s) if s > 0 else (nan, nan)
+    if value + c <= 0 or baseline + c <= 0:
+        return nan, nan
+    lb = np.log(baseline + c)
+    s = abs(np.log(value + c) - lb) / score
+    if s <= 0:
+        return nan, nan
+    return float(np.exp(lb - thr * s) - c), float(np.exp(lb + thr * s) - c)
+
+
+def anomaly_annotations(metric, cls, eid, value, baseline, score, threshold, direction, start_ms, transform) -> dict:
+    """Summary and annotations of an anomaly alert, values in the metric's unit: the value, the
+    expected value (baseline) and band, the line it crossed, and the score separately."""
+    if not metric:  # a silence: value = time without reports, threshold = the allowed gap (ms)
+        return {
+            "summary": f"{cls} on element {eid}: no report for {value / 60_000:.0f} min "
+            f"(expected every {baseline / 60_000:.0f} min, flagged after {threshold / 60_000:.0f} min)",
+            "description": f"{cls} since {rfc3339_ms(start_ms)}",
+            "value": f"{value / 60_000:.0f} min",
+            "expected": f"{baseline / 60_000:.0f} min",
+            "threshold": f"{threshold / 60_000:.0f} min",
+        }
+    unit = metric_unit(metric)
+    lo, hi = anomaly_band(value, baseline, score, threshold, transform.get(metric))
+    lo = max(lo, 0.0) if lo == lo else lo  # the metrics are non-negative quantities
+    up = direction > 0
+    line = hi if up else lo
+    summary = (
+        f"{cls} on element {eid}: {metric} {_u(value, unit)} {'above' if up else 'below'} the expected "
+        f"{_u(baseline, unit)} (normal {'up to' if up else 'down to'} {_u(line, unit)}); "
+        f"score {_fmt(score)} vs threshold {_fmt(threshold)}"
+    )
+    return {
+        "summary": summary,
+        "description": f"{cls} since {rfc3339_ms(start_ms)}: expected band {_u(lo, unit)} to {_u(hi, unit)} "
+        f"(baseline {_u(baseline, unit)}); peak score {_fmt(score)} (robust sigmas), score threshold {_fmt(threshold)}",
+        "value": _u(value, unit),
+        "expected": _u(baseline, unit),
+        "expected_range": f"{_u(lo, unit)} to {_u(hi, unit)}",
+        "threshold": _u(line, unit),
+        "score": _fmt(score),
+        "score_threshold": _fmt(threshold),
+    }
+
+
+SLA_EXTRA_FIELDS = ("window_min", "comparator", "unit", "kind")
+"""Optional SLA event fields that make the alert text complete (older events lack them)."""
+
+
+def _dur(ms: int) -> str:
+    m = max(int(ms), 0) // 60_000
+    return f"{m} min" if m < 120 else f"{m // 60} h {m % 60:02d} min"
+
+
+def sla_annotations(d: dict, level: str, sid: int, service: str, start_ms: int, t_ms: int, end_ms: int) -> dict:
+    """Summary and annotations of an SLA alert: the rule, its KPI with value and threshold in the
+    KPI's unit, its window, and how long it has been breached (or was, once resolved)."""
+    rule, kpi, unit = str(d["rule"]), str(d["kpi"]), str(d.get("unit", "") or "")
+    window, comp = int(d.get("window_min", 0) or 0), str(d.get("comparator", "") or "")
+    value, thr = _fmt(d["value"]), _fmt(d["threshold"])
+    u = "" if not unit else unit if unit in ("%", "x") else f" {unit}"
+    svc = f" ({service})" if service else ""
+    over = f" over {window} min" if window else ""
+    where = f"{level} {sid}{svc}"
+    if d["state"] == FIRING:
+        breached = _dur(t_ms - start_ms)
+        if d.get("kind") == "burn":
+            text = f"{kpi} error budget burning {value}{u} (alert at {thr}{u}{over}) on {where}"
+        else:
+            text = f"{kpi} {value}{u} {comp or 'breaches'} {thr}{u}{over} on {where}"
+        summary = f"{rule}: {text}, breached for {breached} (since {rfc3339_ms(start_ms)[11:16]} UTC)"
+    else:
+        breached = _dur((end_ms if end_ms >= 0 else t_ms) - start_ms)
+        summary = f"{rule}: {kpi} {value}{u} back within {thr}{u}{over} on {where} after {breached}"
+    desc = f"SLA rule {rule} ({d['severity']}): violation since {rfc3339_ms(start_ms)}, worst {kpi} {_fmt(d['worst_value'])}{u}"
+    if d["summary"]:
+        desc += f". {d['summary']}"
+    return {
+        "summary": summary,
+        "description": desc,
+        "kpi": kpi,
+        "value": f"{value}{u}",
+        "threshold": f"{comp + ' ' if comp else ''}{thr}{u}",
+        "window": f"{window} min" if window else "",
+        "breached_for": breached,
+    }

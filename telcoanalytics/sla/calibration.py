@@ -62,7 +62,7 @@ def replay_monitor(day, rules=None, *, lag_ms: int = 10 * MIN_MS, step_min: int 
 
 
 def healthy_values(day, rules=None, step_min: int = 5) -> dict:
-    """Per threshold rule, the KPI values a day produced on nodes in scope with enough samples.
+    """Per threshold rule, the KPI over the rule's window on every node, sampled every ``step_min``.
 
     Parameters
     ----------
@@ -75,9 +75,10 @@ def healthy_values(day, rules=None, step_min: int = 5) -> dict:
 
     Returns
     -------
-    dict rule name -> (values ndarray, hours ndarray)
-        Every sampled value (rule window ending at the sample time) and the UTC hour of day of
-        its sample.
+    dict rule name -> (values, hours)
+        ``values`` is a ``(samples, nodes)`` float array, NaN where the node is out of the rule's
+        scope (element-level filters) or has fewer than the rule's ``min_samples``; ``hours`` the
+        UTC hour of day of each sample.
     """
     from telcoanalytics.sla.sla import SlaRule, default_rules
 
@@ -92,13 +93,33 @@ def healthy_values(day, rules=None, step_min: int = 5) -> dict:
             ok = (tab[f"{r.kpi}__status"] == 0) & (tab[f"{r.kpi}__samples"] >= ms)
             if r.filter and r.level == mon.topology.element_level:
                 ok &= mon._mask(r.filter)
-            v = tab[r.kpi][ok]
-            out[r.name][0].append(v)
-            out[r.name][1].append(np.full(len(v), (t // 3_600_000) % 24, dtype=np.int8))
+            out[r.name][0].append(np.where(ok, tab[r.kpi], np.nan))
+            out[r.name][1].append((t // 3_600_000) % 24)
 
     replay_monitor(day, rules, step_min=step_min, on_step=sample)
-    return {k: (np.concatenate(v) if v else np.zeros(0), np.concatenate(h) if h else np.zeros(0, np.int8))
-            for k, (v, h) in out.items()}  # fmt: skip
+    return {k: (np.array(v, dtype=np.float64), np.array(h, dtype=np.int8)) for k, (v, h) in out.items()}
+
+
+def sustained_edge(values: np.ndarray, n_consecutive: int, up: bool) -> float:
+    """The most extreme level a node held for ``n_consecutive`` samples in a row: for an upper
+    (``up``) rule the max over nodes and time of the rolling minimum, for a lower rule the min of
+    the rolling maximum (NaN breaks a run).
+
+    Examples
+    --------
+    >>> v = np.array([[1.0, 5.0], [9.0, 6.0], [2.0, 7.0]])
+    >>> float(sustained_edge(v, 1, True)), float(sustained_edge(v, 2, True)), float(sustained_edge(v, 2, False))
+    (9.0, 6.0, 6.0)
+    """
+    k = max(int(n_consecutive), 1)
+    if values.shape[0] < k or not values.size:
+        return float("nan")
+    x = np.where(np.isnan(values), -np.inf, values if up else -values)  # NaN breaks a run
+    win = np.lib.stride_tricks.sliding_window_view(x, k, axis=0).min(axis=-1)
+    edge = win.max()
+    if not np.isfinite(edge):
+        return float("nan")
+    return float(edge if up else -edge)
 
 
 def normal_firings(day, rules=None) -> dict:
@@ -111,25 +132,30 @@ def normal_firings(day, rules=None) -> dict:
     return out
 
 
-def calibration_table(values: dict, rules) -> list[str]:
-    """One line per threshold rule: samples, the healthy edge (max for ``>`` rules, min for ``<``),
-    its 99.9th / 0.1th percentile, the threshold and the headroom to it."""
+def calibration_table(values: dict, rules, step_min: int = 5) -> list[str]:
+    """One line per threshold rule: samples with data, the healthy edge of one sample and the edge
+    held for the rule's ``for`` (what could fire it), the busy-hour (10-16 h UTC) edge, the
+    threshold and the headroom (threshold over held edge; for ``<`` rules their difference)."""
     from telcoanalytics.sla.sla import SlaRule
 
-    lines = [f"{'rule':<28} {'samples':>8} {'edge':>9} {'p99.9':>9} {'busy-h edge':>11} {'threshold':>9}  headroom"]
+    lines = [f"{'rule':<26} {'samples':>8} {'edge':>8} {'held':>8} {'busy-h':>8} {'threshold':>9}  headroom  for"]
     for r in rules:
         if not isinstance(r, SlaRule) or r.name not in values:
             continue
         v, h = values[r.name]
         up = r.comparator in (">", ">=")
-        if not len(v):
-            lines.append(f"{r.name:<28} {0:8d} {'-':>9} {'-':>9} {'-':>11} {r.threshold:9.4g}  no sample with enough data")
+        n = int(np.isfinite(v).sum())
+        if not n:
+            lines.append(
+                f"{r.name:<26} {0:8d} {'-':>8} {'-':>8} {'-':>8} {r.threshold:9.4g}  no node had enough samples"
+            )
             continue
-        edge = v.max() if up else v.min()
-        q = np.quantile(v, 0.999 if up else 0.001)
-        busy = v[(h >= 10) & (h < 16)]
-        b = (busy.max() if up else busy.min()) if len(busy) else float("nan")
-        room = (r.threshold / edge) if up and edge > 0 else (r.threshold - edge)
-        room_s = f"x{room:.2f}" if up and edge > 0 else f"{room:+.3g}"
-        lines.append(f"{r.name:<28} {len(v):8d} {edge:9.4g} {q:9.4g} {b:11.4g} {r.threshold:9.4g}  {room_s}")
+        k = 1 + r.for_min // step_min
+        edge = np.nanmax(v) if up else np.nanmin(v)
+        held = sustained_edge(v, k, up)
+        busy = sustained_edge(v[(h >= 10) & (h < 16)], k, up)
+        room = f"x{r.threshold / held:.2f}" if up and held > 0 else f"{r.threshold - held:+.3g}"
+        lines.append(
+            f"{r.name:<26} {n:8d} {edge:8.4g} {held:8.4g} {busy:8.4g} {r.threshold:9.4g}  {room:>8}  {r.for_min}m"
+        )
     return lines

@@ -109,6 +109,10 @@ class SlaEvent:
     threshold: float
     worst_value: float
     summary: str
+    window_min: int = 0  # the rule's window (the short window of a burn-rate pair)
+    comparator: str = ""  # the rule's comparator (">=" for burn rates)
+    unit: str = ""  # unit of value and threshold ("x" for burn rates)
+    kind: str = "threshold"  # "threshold" | "burn"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -1439,6 +1443,10 @@ class SlaMonitor:
             ev.threshold,
             worst,
             summary,
+            ev.window_min,
+            ev.comparator,
+            "x" if ev.kind == "burn" else self.kpis[ev.kpi].unit,
+            ev.kind,
         )
 
     def _emit(self, ev: _Eval, raw, tick, out: list, note=""):
