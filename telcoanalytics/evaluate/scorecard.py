@@ -164,6 +164,25 @@ def incident_scorecard(
         lines.append(f"  {kind:<15} {where:<34} {_hhmm(lab['start_ms'])}-{_hhmm(lab['end_ms'])}: {how}")
     true_ids = [i for i in notified if matched_by[i.id]]
     false_ids = [i for i in notified if not matched_by[i.id]]
+    # the same alerts one by one (what an operator read before incidents), and the incidents that
+    # confirmation held back (notified at once without it)
+    alerts, alerts_true = 0, 0
+    for inc in incidents:
+        for a in inc.members.values():
+            alerts += 1
+            one = type(inc)(inc.id, inc.root_level, inc.root_path, members={a.fingerprint: a})
+            alerts_true += any(
+                _matches(one, scopes, int(lab["start_ms"]) - grace_ms, int(lab["end_ms"]) + grace_ms, end_ms)
+                for _, lab, scopes in scen
+            )
+    held = [i for i in incidents if not i.notifications and i.confirmed_ms < 0]
+    held_true = sum(
+        any(
+            _matches(i, scopes, int(lab["start_ms"]) - grace_ms, int(lab["end_ms"]) + grace_ms, end_ms)
+            for _, lab, scopes in scen
+        )
+        for i in held
+    )
     n_inc = len(notified)
     n_notes = sum(i.notifications for i in notified)
     n_firing_notes = sum(i.notifications - (i.notified_state == "resolved") for i in notified)
@@ -181,6 +200,10 @@ def incident_scorecard(
         "median_delay_min": float(np.median(delays)) if delays else float("nan"),
         "false_per_day_per_10k": len(false_ids) / days / (n_el / 10_000),
         "silent_incidents": len(incidents) - n_inc,
+        "alerts": alerts,
+        "alerts_true": alerts_true,
+        "held_unconfirmed": len(held),
+        "held_true": held_true,
     }
     lines.append(
         f"  {out['incidents']} notified incidents: {out['true']} match a scenario, {out['false']} do not "
@@ -191,7 +214,12 @@ def incident_scorecard(
         f"  notifications per incident {out['notifications_per_incident']:.2f} "
         f"({out['firing_notifications_per_incident']:.2f} opening/escalating/repeating, the rest resolutions); "
         f"false incidents {out['false_per_day_per_10k']:.1f} per day per 10,000 elements "
-        f"({n_el:,} elements, {days:.2f} days); {out['silent_incidents']} incidents resolved before notification"
+        f"({n_el:,} elements, {days:.2f} days); {out['silent_incidents']} incidents never notified"
+    )
+    lines.append(
+        f"  the same findings as alerts: {alerts} alerts, {alerts_true} on a scenario's scope and time "
+        f"({alerts_true / max(alerts, 1):.0%}); confirmation held back {len(held)} incidents "
+        f"(a lone anomaly episode shorter than the confirmation time), {held_true} of them on a scenario"
     )
     out["lines"] = lines
     out["appendix"] = false_incident_appendix(false_ids, day.topology.levels)
