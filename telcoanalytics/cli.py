@@ -273,7 +273,12 @@ def cmd_replay(args) -> int:
             from telcoanalytics.evaluate.scorecard import incident_scorecard
 
             sc = incident_scorecard(
-                day, replay_from, pipe.alerts.incidents.all(), pipe.max_event_ms + 1, finding_delay_ms=delays
+                day,
+                replay_from,
+                pipe.alerts.incidents.all(),
+                pipe.max_event_ms + 1,
+                finding_delay_ms=delays,
+                notify_lag_ms=pipe.allowed_lateness_ms,
             )
             for line in [""] + sc["lines"] + [""] + sc["appendix"]:
                 say(line)

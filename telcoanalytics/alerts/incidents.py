@@ -17,8 +17,8 @@ lowest common ancestor of its members' scopes (an element, its site, or the regi
 An incident is *confirmed* (may be notified) once it holds a conclusive member (an SLA breach,
 which has its own ``for``; a roll-up; a silence, collection gap or outage) or has kept firing
 ``confirm_ms`` after it opened; a lone anomaly episode that ends sooner stays an unconfirmed
-incident: it is recorded (``incidents.jsonl``, the report) but pages nobody. ``confirm_ms=0``
-notifies every incident at once.
+incident: it is recorded (``incidents.jsonl``, the report) but pages nobody. The default
+``confirm_ms=0`` notifies every incident at once.
 
 With ``AlertManager(..., incidents=IncidentBook(levels))`` the manager groups by incident: an
 incident goes out as one Alertmanager group (group key ``{incident="I00012"}``, the root scope's
@@ -178,7 +178,9 @@ class IncidentBook:
         Closed incidents kept in :attr:`closed` for reports (oldest dropped first).
     confirm_ms : int
         An incident of anomaly findings only is notified once it has fired this long since it
-        opened (default 10 min); conclusive members confirm it at once.
+        opened (default 0: at once); conclusive members confirm it at once. Measured on the
+        synthetic replay, 10 minutes held back almost nothing (the detector keeps an episode open
+        for several points after a blip) and delayed anomaly-first incidents by 10 minutes.
     conclusive : sequence of str
         Classifications that confirm an incident at once (besides any non-anomaly member).
 
@@ -197,7 +199,7 @@ class IncidentBook:
     """
 
     def __init__(self, levels, *, correlation_level: str | None = None, hold_ms: int = 1_800_000, path=None,
-                 keep_closed: int = 10_000, confirm_ms: int = 600_000,
+                 keep_closed: int = 10_000, confirm_ms: int = 0,
                  conclusive=("silence", "collection_gap", "down", "outage", "failure")):  # fmt: skip
         self.levels = tuple(levels)
         if not self.levels:

@@ -157,7 +157,7 @@ def scenario_alerts(scenario_dir, config=None) -> list:
     return sorted(alerts, key=lambda x: x[0])
 
 
-def run_incidents(alerts: list, *, confirm_ms: int = 600_000, hold_ms: int = 600_000, tick_ms: int = 10_000):
+def run_incidents(alerts: list, *, confirm_ms: int = 0, hold_ms: int = 600_000, tick_ms: int = 10_000):
     """Feed (t_ms, Alert) through an incident-grouping AlertManager on event time; returns the
     book and the notifications."""
     book = IncidentBook(("region", "site", "element"), confirm_ms=confirm_ms, hold_ms=hold_ms)
@@ -202,7 +202,7 @@ def score_alarms(scenario_dir, alarms: list, scorer: Path) -> dict:
     return json.loads(res.stdout)
 
 
-def evaluate_scenario(scenario_dir, scorer, *, confirm_ms: int = 600_000) -> dict:
+def evaluate_scenario(scenario_dir, scorer, *, confirm_ms: int = 0) -> dict:
     """Raw alerts and notified incidents of one scenario, each scored with the data's scorer."""
     alerts = scenario_alerts(scenario_dir)
     raw = [(t, *_series(a.labels)) for t, a in alerts if a.state == "firing"]

@@ -73,14 +73,10 @@ def scenario_scorecard(
 def _scenario_scopes(day, lab, det) -> tuple[set, set, set]:
     """(element ids, site ids, region ids) a scenario acts on, as label strings."""
     topo = day.topology
-    eid = topo.ids[topo.element_level]
-    if str(lab["scenario"]) == "collection_gap":
-        r = int(np.searchsorted(topo.ids["region"], lab["scope_id"]))
-        elems = eid[topo.element_to("region") == r]
-        regions = {str(int(lab["scope_id"]))}
-    else:
-        elems = np.asarray(det.get("element_ids", [lab["element_id"]]), dtype=np.int64)
-        regions = set()
+    if str(lab["scenario"]) == "collection_gap":  # matched by its region's gap/silence alerts only
+        return set(), set(), {str(int(lab["scope_id"]))}
+    elems = np.asarray(det.get("element_ids", [lab["element_id"]]), dtype=np.int64)
+    regions = set()
     idx = topo.index_of(elems)
     idx = idx[idx >= 0]
     sites = {str(int(s)) for s in topo.ids["site"][np.unique(topo.element_to("site")[idx])]}
@@ -96,13 +92,24 @@ def _matches(inc, scopes, lo: int, hi: int, end_ms: int) -> bool:
         lab = a.labels
         if lab.get("element") in elems or lab.get("site") in sites:
             return True
-        if regions and lab.get("region") in regions and lab.get("scope", "") in ("region", "element"):
+        if (
+            regions
+            and lab.get("region") in regions
+            and (lab.get("scope", "") == "region" or lab.get("classification") in ("silence", "collection_gap"))
+        ):
             return True
     return False
 
 
 def incident_scorecard(
-    day, replay_from: int, incidents, end_ms: int, *, grace_ms: int = 900_000, finding_delay_ms: dict | None = None
+    day,
+    replay_from: int,
+    incidents,
+    end_ms: int,
+    *,
+    grace_ms: int = 900_000,
+    finding_delay_ms: dict | None = None,
+    notify_lag_ms: int = 0,
 ) -> dict:
     """Alert precision of a synthetic replay: its incidents against the injected scenarios.
 
@@ -119,10 +126,14 @@ def incident_scorecard(
         End of the replayed span; open incidents count as lasting until then.
     grace_ms : int
         An incident matches a scenario when one of its members is on the scenario's elements or
-        sites (for a collection gap: its region) and its span meets the scenario's span widened
-        by this much on both sides.
+        sites (for a collection gap: a region-wide, gap or silence alert of its region) and its
+        span meets the scenario's span widened by this much on both sides.
     finding_delay_ms : dict scenario index -> ms, optional
         Delay of the first finding per scenario (the older figure), shown beside the incident's.
+    notify_lag_ms : int
+        Added to notification times for the delay: a pipeline's alert manager runs on the
+        watermark, which trails the newest event by the allowed lateness, so a notification
+        stamped W goes out once events up to W + lateness have arrived.
 
     Returns
     -------
@@ -154,7 +165,7 @@ def incident_scorecard(
         if hits:
             caught += 1
             first = min(hits, key=lambda i: i.first_notified_ms)
-            d_min = (first.first_notified_ms - int(lab["start_ms"])) / 60_000
+            d_min = (first.first_notified_ms + notify_lag_ms - int(lab["start_ms"])) / 60_000
             delays.append(d_min)
             how = f"{', '.join(i.id for i in hits)} notified at {d_min:+.0f} min ({first.severity})"
         else:
