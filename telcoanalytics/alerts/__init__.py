@@ -1,7 +1,9 @@
 """Alerts: one alert model for SLA and anomaly findings, deduplication, grouping, inhibition and
-silences in the manner of Alertmanager, and the sinks that deliver notifications.
+silences in the manner of Alertmanager, incidents (alerts sharing a cause, notified as one group),
+and the sinks that deliver notifications.
 """
 
+from telcoanalytics.alerts.incidents import Incident, IncidentBook  # noqa: F401
 from telcoanalytics.alerts.manager import (  # noqa: F401
     ANOMALY_SEVERITY,
     DEFAULT_INHIBIT_RULES,
@@ -39,6 +41,8 @@ __all__ = [
     "InhibitRule",
     "Notification",
     "AlertManager",
+    "Incident",
+    "IncidentBook",
     "DEFAULT_INHIBIT_RULES",
     "DEFAULT_ROLLUP_RULES",
     "RollupRule",

@@ -27,17 +27,40 @@ Prometheus Alertmanager, "Configuration" (route ``group_by``, ``group_wait``,
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import json
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
+
+from telcoanalytics.alerts.convert import alerts_from_anomalies, alerts_from_sla_events
+from telcoanalytics.alerts.incidents import IncidentBook, flush_incident, incident_notification
+from telcoanalytics.alerts.model import (
+    ANOMALY_FIELDS,
+    ANOMALY_SEVERITY,
+    FIRING,
+    IDENTITY_EXCLUDED_LABELS,
+    RESOLVED,
+    SEVERITIES,
+    SLA_FIELDS,
+    Alert,
+    Notification,
+    fingerprint_of,
+    postable_alert,
+    rfc3339_ms,
+)
+from telcoanalytics.alerts.rules import (
+    DEFAULT_INHIBIT_RULES,
+    DEFAULT_ROLLUP_RULES,
+    InhibitRule,
+    Matcher,
+    RollupRule,
+    Silence,
+    rollup_alerts,
+)
 
 __all__ = [
     "Alert",
@@ -52,950 +75,14 @@ __all__ = [
     "ANOMALY_SEVERITY",
     "SEVERITIES",
     "IDENTITY_EXCLUDED_LABELS",
+    "ANOMALY_FIELDS",
+    "SLA_FIELDS",
     "alerts_from_sla_events",
     "alerts_from_anomalies",
     "fingerprint_of",
     "rfc3339_ms",
     "postable_alert",
 ]
-
-FIRING, RESOLVED = "firing", "resolved"
-STATES = (FIRING, RESOLVED)
-SEVERITIES = ("page", "critical", "major", "ticket", "minor", "warning", "info")
-SLA_STATES = ("pending", FIRING, RESOLVED)
-# Labels that describe an alert but do not identify it: an escalation from "minor" to "major",
-# or an anomaly re-classified from "change" to "fault", updates the same alert.
-IDENTITY_EXCLUDED_LABELS = frozenset({"severity", "classification"})
-# Severity of an anomaly alert by its classification (unknown classes get "warning").
-ANOMALY_SEVERITY = {
-    "fault": "critical",
-    "silence": "major",
-    "collection_gap": "warning",
-    "crowd": "warning",
-    "surge": "minor",
-    "change": "minor",
-    "inhibited": "info",
-}
-ANOMALY_FIELDS = (
-    "element_id",
-    "metric",
-    "start_ms",
-    "end_ms",
-    "peak_score",
-    "direction",
-    "classification",
-    "baseline",
-    "threshold",
-    "value",
-)
-SLA_FIELDS = (
-    "rule",
-    "kpi",
-    "severity",
-    "state",
-    "scope_level",
-    "scope_id",
-    "service",
-    "t_ms",
-    "start_ms",
-    "end_ms",
-    "value",
-    "threshold",
-    "worst_value",
-    "summary",
-)
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_GOOD_NAMES = frozenset(
-    {
-        "alertname",
-        "source",
-        "scope",
-        "region",
-        "site",
-        "element",
-        "service",
-        "kpi",
-        "rule",
-        "metric",
-        "severity",
-        "classification",
-    }
-)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def rfc3339_ms(t_ms: int) -> str:
-    """Format event time (int64 ms UTC) as RFC 3339 with millisecond precision.
-
-    Examples
-    --------
-    >>> rfc3339_ms(1_700_000_000_123)
-    '2023-11-14T22:13:20.123Z'
-    """
-    t_ms = int(t_ms)
-    s, ms = divmod(t_ms, 1000)
-    if s < 0 or s > 253_402_300_799:  # outside years 1970..9999: the slow, general path
-        d = _EPOCH + timedelta(milliseconds=t_ms)
-        return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + f".{ms:03d}Z"
-
-
-def fingerprint_of(labels: dict[str, str]) -> str:
-    """Stable 64-bit fingerprint (16 hex digits) of an alert's identifying labels.
-
-    Parameters
-    ----------
-    labels : dict str -> str
-        All labels; those in ``IDENTITY_EXCLUDED_LABELS`` and empty values are ignored.
-
-    Returns
-    -------
-    str
-        Hex digest of BLAKE2b-64 over the sorted ``name \\xff value \\xff`` pairs.
-
-    Notes
-    -----
-    Like Alertmanager's ``model.LabelSet.Fingerprint`` the hash runs over the label pairs sorted
-    by name, separated by the byte 0xff that cannot occur in UTF-8, so it does not depend on
-    insertion order, process or platform (unlike Python's ``hash``).
-
-    Examples
-    --------
-    >>> fingerprint_of({"b": "2", "a": "1"}) == fingerprint_of({"a": "1", "b": "2", "severity": "x"})
-    True
-    """
-    parts = []
-    for k in sorted(labels):
-        v = labels[k]
-        if k in IDENTITY_EXCLUDED_LABELS or v == "":
-            continue
-        parts.append(k.encode())
-        parts.append(v.encode())
-    parts.append(b"")
-    h = hashlib.blake2b(b"\xff".join(parts), digest_size=8)
-    return h.hexdigest()
-
-
-def postable_alert(
-    labels: dict,
-    annotations: dict,
-    state: str,
-    starts_at_ms: int,
-    ends_at_ms: int,
-    generator_url: str = "",
-    valid_until_ms: int | None = None,
-) -> dict:
-    """Alertmanager API v2 ``postableAlert`` from alert fields (see :meth:`Alert.to_v2`)."""
-    d = {"labels": dict(labels), "annotations": dict(annotations), "startsAt": rfc3339_ms(starts_at_ms)}
-    if state == RESOLVED:
-        d["endsAt"] = rfc3339_ms(ends_at_ms)
-    elif valid_until_ms is not None:
-        d["endsAt"] = rfc3339_ms(valid_until_ms)
-    d["generatorURL"] = generator_url
-    return d
-
-
-def _fmt(x: float) -> str:
-    return "n/a" if x != x else f"{x:.4g}"
-
-
-# ---- the alert model -----------------------------------------------------------------------
-@dataclass(slots=True)
-class Alert:
-    """One alert: identity labels, human-readable annotations and a lifecycle.
-
-    Parameters
-    ----------
-    labels : dict str -> str
-        Must contain ``alertname``. Empty values mean "absent" (as in Alertmanager) and are
-        removed. Usual labels: alertname, source (sla|anomaly), scope, one per topology level
-        (region, site, element), service, kpi, rule, metric, severity, classification.
-    annotations : dict str -> str
-        ``summary`` (one sentence with value and threshold) and ``description``.
-    starts_at_ms : int
-        Event time the condition began.
-    ends_at_ms : int
-        Event time it ended, -1 while firing.
-    state : {"firing", "resolved"}
-    updated_ms : int
-        Event time of the last update (producer transition time); -1 means ``starts_at_ms``.
-    generator_url : str
-        Link back to the producer, sent as ``generatorURL``.
-    fingerprint : str
-        Computed from the identifying labels when empty (see :func:`fingerprint_of`).
-
-    Raises
-    ------
-    ValueError
-        Missing alertname, bad label name, non-string value, unknown state, or a resolved alert
-        without an end time.
-    """
-
-    labels: dict[str, str]
-    annotations: dict[str, str] = field(default_factory=dict)
-    starts_at_ms: int = 0
-    ends_at_ms: int = -1
-    state: str = FIRING
-    updated_ms: int = -1
-    generator_url: str = ""
-    fingerprint: str = ""
-
-    def __post_init__(self):
-        if not isinstance(self.labels, dict) or not self.labels.get("alertname"):
-            raise ValueError(
-                f"Alert labels need a non-empty 'alertname', got {self.labels!r}; "
-                "pass labels={'alertname': 'MyRule', ...}"
-            )
-        clean = {}
-        for k, v in self.labels.items():
-            if k not in _GOOD_NAMES and (not isinstance(k, str) or not _LABEL_NAME.match(k)):
-                raise ValueError(
-                    f"Alert label name {k!r} is invalid; label names must match "
-                    "[a-zA-Z_][a-zA-Z0-9_]* (Alertmanager rule)"
-                )
-            if not isinstance(v, str):
-                raise ValueError(
-                    f"Alert label {k!r} has value {v!r} of type {type(v).__name__}; "
-                    "label values must be str, convert with str()"
-                )
-            if v != "":
-                clean[k] = v
-        self.labels = clean
-        if self.state not in STATES:
-            raise ValueError(f"Alert state {self.state!r} is unknown; expected one of {STATES}")
-        self.starts_at_ms = int(self.starts_at_ms)
-        self.ends_at_ms = int(self.ends_at_ms)
-        if self.state == RESOLVED and self.ends_at_ms < 0:
-            raise ValueError(
-                f"resolved alert {self.labels['alertname']!r} needs ends_at_ms >= 0, "
-                f"got {self.ends_at_ms}; set it to the event time of the recovery"
-            )
-        if self.updated_ms < 0:
-            self.updated_ms = self.ends_at_ms if self.state == RESOLVED else self.starts_at_ms
-        self.updated_ms = int(self.updated_ms)
-        if not self.fingerprint:
-            self.fingerprint = fingerprint_of(self.labels)
-
-    def copy(self) -> Alert:
-        """An independent copy (labels and annotations copied), without re-validation."""
-        c = object.__new__(Alert)
-        c.labels, c.annotations = dict(self.labels), dict(self.annotations)
-        c.starts_at_ms, c.ends_at_ms, c.state = self.starts_at_ms, self.ends_at_ms, self.state
-        c.updated_ms, c.generator_url, c.fingerprint = self.updated_ms, self.generator_url, self.fingerprint
-        return c
-
-    @property
-    def severity(self) -> str:
-        return self.labels.get("severity", "")
-
-    @property
-    def classification(self) -> str:
-        return self.labels.get("classification", "")
-
-    def to_v2(self, valid_until_ms: int | None = None) -> dict:
-        """The Alertmanager API v2 ``postableAlert`` object.
-
-        ``endsAt`` is the end time of a resolved alert; for a firing alert it is
-        ``valid_until_ms`` (as Prometheus does: the receiver resolves the alert by itself if it
-        is not refreshed by then) and is omitted when that is None.
-        """
-        return postable_alert(
-            self.labels,
-            self.annotations,
-            self.state,
-            self.starts_at_ms,
-            self.ends_at_ms,
-            self.generator_url,
-            valid_until_ms,
-        )
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict that :meth:`from_dict` reads back exactly."""
-        return {
-            "fingerprint": self.fingerprint,
-            "status": self.state,
-            "labels": dict(self.labels),
-            "annotations": dict(self.annotations),
-            "starts_at_ms": self.starts_at_ms,
-            "ends_at_ms": self.ends_at_ms,
-            "updated_ms": self.updated_ms,
-            "generator_url": self.generator_url,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Alert:
-        return cls(
-            labels=dict(d["labels"]),
-            annotations=dict(d.get("annotations", {})),
-            starts_at_ms=d["starts_at_ms"],
-            ends_at_ms=d.get("ends_at_ms", -1),
-            state=d.get("status", FIRING),
-            updated_ms=d.get("updated_ms", -1),
-            generator_url=d.get("generator_url", ""),
-            fingerprint=d.get("fingerprint", ""),
-        )
-
-
-# ---- matchers, silences, inhibition rules ---------------------------------------------------
-_MATCHER_RE = re.compile(r"^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$")
-
-
-@dataclass(frozen=True)
-class Matcher:
-    """A label matcher as in Alertmanager: ``name op value`` with op in ``= != =~ !~``.
-
-    Regular expressions are fully anchored; a missing label matches as the empty string.
-
-    Examples
-    --------
-    >>> Matcher.parse("severity=~critical|major").matches({"severity": "major"})
-    True
-    >>> Matcher.parse("site!=7").matches({})
-    True
-    """
-
-    name: str
-    op: str
-    value: str
-
-    def __post_init__(self):
-        if self.op not in ("=", "!=", "=~", "!~"):
-            raise ValueError(f"Matcher op {self.op!r} is unknown; use one of = != =~ !~")
-        if not _LABEL_NAME.match(self.name):
-            raise ValueError(f"Matcher label name {self.name!r} is invalid; it must match [a-zA-Z_][a-zA-Z0-9_]*")
-        if self.op in ("=~", "!~"):
-            try:
-                object.__setattr__(self, "_rx", re.compile(self.value))
-            except re.error as e:
-                raise ValueError(
-                    f"Matcher {self.name}{self.op}{self.value!r} has a bad regular expression: {e}"
-                ) from None
-
-    @classmethod
-    def parse(cls, text: str | Matcher | Sequence) -> Matcher:
-        """From ``"name=~value"``, a ``(name, op, value)`` triple or a Matcher."""
-        if isinstance(text, Matcher):
-            return text
-        if isinstance(text, (tuple, list)) and len(text) == 3:
-            return cls(*map(str, text))
-        m = _MATCHER_RE.match(text) if isinstance(text, str) else None
-        if m is None:
-            raise ValueError(
-                f"cannot parse matcher {text!r}; write 'name=value', 'name!=value', 'name=~regex' or 'name!~regex'"
-            )
-        val = m.group(3)
-        if len(val) >= 2 and val[0] == val[-1] == '"':
-            val = val[1:-1]
-        return cls(m.group(1), m.group(2), val)
-
-    def matches(self, labels: dict[str, str]) -> bool:
-        v = labels.get(self.name, "")
-        if self.op == "=":
-            return v == self.value
-        if self.op == "!=":
-            return v != self.value
-        hit = self._rx.fullmatch(v) is not None
-        return hit if self.op == "=~" else not hit
-
-    def __str__(self) -> str:
-        return f"{self.name}{self.op}{self.value}"
-
-
-def _matchers(name: str, items) -> tuple[Matcher, ...]:
-    if isinstance(items, (str, Matcher)):
-        items = [items]
-    try:
-        return tuple(Matcher.parse(m) for m in items)
-    except ValueError as e:
-        raise ValueError(f"{name}: {e}") from None
-
-
-@dataclass(frozen=True)
-class Silence:
-    """Mute alerts whose labels match all ``matchers`` while ``starts_at_ms <= now < ends_at_ms``.
-
-    Parameters
-    ----------
-    matchers : sequence of Matcher or str
-        At least one matcher.
-    starts_at_ms, ends_at_ms : int
-        Event-time interval, ``ends_at_ms > starts_at_ms``.
-    created_by, comment : str
-        Who and why (kept for the audit trail).
-    id : str
-        Assigned by :meth:`AlertManager.add_silence` when empty.
-    """
-
-    matchers: tuple
-    starts_at_ms: int
-    ends_at_ms: int
-    created_by: str = ""
-    comment: str = ""
-    id: str = ""
-
-    def __post_init__(self):
-        ms = _matchers("Silence matchers", self.matchers)
-        if not ms:
-            raise ValueError("a Silence needs at least one matcher, e.g. ['site=17']")
-        object.__setattr__(self, "matchers", ms)
-        if int(self.ends_at_ms) <= int(self.starts_at_ms):
-            raise ValueError(f"Silence ends_at_ms ({self.ends_at_ms}) must be after starts_at_ms ({self.starts_at_ms})")
-
-    def active(self, now_ms: int) -> bool:
-        return self.starts_at_ms <= now_ms < self.ends_at_ms
-
-    def matches(self, labels: dict[str, str]) -> bool:
-        return all(m.matches(labels) for m in self.matchers)
-
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "matchers": [str(m) for m in self.matchers],
-            "starts_at_ms": int(self.starts_at_ms),
-            "ends_at_ms": int(self.ends_at_ms),
-            "created_by": self.created_by,
-            "comment": self.comment,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Silence:
-        return cls(
-            matchers=tuple(d["matchers"]),
-            starts_at_ms=d["starts_at_ms"],
-            ends_at_ms=d["ends_at_ms"],
-            created_by=d.get("created_by", ""),
-            comment=d.get("comment", ""),
-            id=d.get("id", ""),
-        )
-
-
-RELATIONS = ("equal", "descendants", "descendants_or_self")
-
-
-@dataclass(frozen=True)
-class InhibitRule:
-    """Mute target alerts while a matching source alert fires (rules are data).
-
-    Parameters
-    ----------
-    source_matchers, target_matchers : sequence of Matcher or str
-        Which alerts inhibit and which are inhibited (all matchers must match; empty = any).
-    equal : sequence of str
-        Labels that must have equal values on source and target (Alertmanager ``equal``).
-    relation : {"equal", "descendants", "descendants_or_self"}
-        ``equal``: only the ``equal`` labels relate source and target (plain Alertmanager).
-        ``descendants``: the target must lie strictly below the source's scope in the
-        topology (a site alert inhibits the site's cells). ``descendants_or_self`` also
-        inhibits alerts at the source's own scope node (an element's other alerts).
-    name : str
-        For statistics and messages.
-
-    Notes
-    -----
-    An alert never inhibits itself. A muted alert still counts as a source (as in Alertmanager).
-    """
-
-    source_matchers: tuple = ()
-    target_matchers: tuple = ()
-    equal: tuple = ()
-    relation: str = "equal"
-    name: str = ""
-
-    def __post_init__(self):
-        object.__setattr__(self, "source_matchers", _matchers("InhibitRule source_matchers", self.source_matchers))
-        object.__setattr__(self, "target_matchers", _matchers("InhibitRule target_matchers", self.target_matchers))
-        eq = (self.equal,) if isinstance(self.equal, str) else tuple(self.equal)
-        object.__setattr__(self, "equal", eq)
-        if self.relation not in RELATIONS:
-            raise ValueError(
-                f"InhibitRule {self.name!r} relation {self.relation!r} is unknown; expected one of {RELATIONS}"
-            )
-        if not self.source_matchers:
-            raise ValueError(
-                f"InhibitRule {self.name!r} needs source_matchers, otherwise every alert would inhibit its peers"
-            )
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "source_matchers": [str(m) for m in self.source_matchers],
-            "target_matchers": [str(m) for m in self.target_matchers],
-            "equal": list(self.equal),
-            "relation": self.relation,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> InhibitRule:
-        """Build from a dict (e.g. parsed JSON/TOML); unknown keys are an error."""
-        if not isinstance(d, dict):
-            raise ValueError(f"an inhibit rule must be a dict, got {type(d).__name__}")
-        extra = set(d) - {"name", "source_matchers", "target_matchers", "equal", "relation"}
-        if extra:
-            raise ValueError(
-                f"inhibit rule {d.get('name', '')!r} has unknown keys {sorted(extra)}; "
-                "allowed: name, source_matchers, target_matchers, equal, relation"
-            )
-        return cls(
-            source_matchers=d.get("source_matchers", ()),
-            target_matchers=d.get("target_matchers", ()),
-            equal=d.get("equal", ()),
-            relation=d.get("relation", "equal"),
-            name=d.get("name", ""),
-        )
-
-
-_DOWN = "fault|down|failure|outage"
-DEFAULT_INHIBIT_RULES: tuple[InhibitRule, ...] = (
-    # a site (or any non-leaf node) that is down mutes every alert below it
-    InhibitRule(source_matchers=(f"classification=~{_DOWN}",), relation="descendants", name="down_mutes_descendants"),
-    # an SLA rule named for an outage (e.g. "site_down", "cell_failure") does the same
-    InhibitRule(
-        source_matchers=(f"alertname=~(?i).*({_DOWN}).*",), relation="descendants", name="down_rule_mutes_descendants"
-    ),
-    # a down element mutes its own symptoms (throughput silence, ...) but not other faults
-    InhibitRule(
-        source_matchers=(f"classification=~{_DOWN}",),
-        target_matchers=(f"classification!~{_DOWN}",),
-        relation="descendants_or_self",
-        name="down_mutes_own_symptoms",
-    ),
-    # a collection gap (region-wide or smaller) explains the "silence" below it
-    InhibitRule(
-        source_matchers=("classification=collection_gap",),
-        target_matchers=("classification=silence",),
-        relation="descendants_or_self",
-        name="collection_gap_mutes_silence",
-    ),
-)
-
-
-@dataclass(frozen=True)
-class RollupRule:
-    """Raise one alert for a topology node when enough of its elements have matching alerts.
-
-    This turns "38 of a site's 40 cells report a fault" into one ``site_down`` alert at site
-    scope, which the inhibition rules then use to mute the cells (one alert for the operator
-    instead of 40), and "most elements of a region stopped reporting" into one region-wide
-    collection-gap alert that mutes the region's silence alerts.
-
-    Parameters
-    ----------
-    level : str
-        Topology level of the raised alert (e.g. "site", "region").
-    source_matchers : sequence of Matcher or str
-        Which firing element-scope alerts count (all must match).
-    alertname, classification, severity : str
-        Labels of the raised alert (``source`` is "rollup", ``rule`` the rule name).
-    min_fraction : float
-        Fraction of the node's elements (active ones when the topology tracks it) that must
-        have a counted alert, in (0, 1].
-    min_count : int
-        And at least this many elements.
-    name : str
-
-    Notes
-    -----
-    Evaluated at every :meth:`AlertManager.tick` (after a change) before the flushes; the raised
-    alert starts at the tick the condition first holds, is updated when its member count
-    changes, and resolves at the first tick the condition fails.
-    """
-
-    level: str
-    source_matchers: tuple
-    alertname: str
-    classification: str
-    severity: str = "critical"
-    min_fraction: float = 0.5
-    min_count: int = 2
-    name: str = ""
-
-    def __post_init__(self):
-        object.__setattr__(self, "source_matchers", _matchers("RollupRule source_matchers", self.source_matchers))
-        if not self.source_matchers:
-            raise ValueError(f"RollupRule {self.name!r} needs source_matchers")
-        if not (0 < float(self.min_fraction) <= 1):
-            raise ValueError(f"RollupRule {self.name!r} min_fraction must be in (0, 1], got {self.min_fraction}")
-        if int(self.min_count) < 1:
-            raise ValueError(f"RollupRule {self.name!r} min_count must be >= 1, got {self.min_count}")
-        if self.severity not in SEVERITIES:
-            raise ValueError(
-                f"RollupRule {self.name!r} severity {self.severity!r} is unknown; expected one of {SEVERITIES}"
-            )
-        if not self.alertname or not self.level:
-            raise ValueError(f"RollupRule {self.name!r} needs an alertname and a level")
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "level": self.level,
-            "alertname": self.alertname,
-            "classification": self.classification,
-            "severity": self.severity,
-            "source_matchers": [str(m) for m in self.source_matchers],
-            "min_fraction": float(self.min_fraction),
-            "min_count": int(self.min_count),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RollupRule:
-        """Build from a dict (e.g. parsed JSON/TOML); unknown keys are an error."""
-        if not isinstance(d, dict):
-            raise ValueError(f"a rollup rule must be a dict, got {type(d).__name__}")
-        allowed = {
-            "name",
-            "level",
-            "alertname",
-            "classification",
-            "severity",
-            "source_matchers",
-            "min_fraction",
-            "min_count",
-        }
-        extra = set(d) - allowed
-        if extra:
-            raise ValueError(
-                f"rollup rule {d.get('name', '')!r} has unknown keys {sorted(extra)}; "
-                f"allowed: {', '.join(sorted(allowed))}"
-            )
-        missing = {"level", "alertname", "classification", "source_matchers"} - set(d)
-        if missing:
-            raise ValueError(f"rollup rule {d.get('name', '')!r} lacks {sorted(missing)}")
-        return cls(**d)
-
-
-DEFAULT_ROLLUP_RULES: tuple[RollupRule, ...] = (
-    RollupRule(
-        "site",
-        (f"classification=~{_DOWN}",),
-        alertname="site_down",
-        classification="down",
-        severity="critical",
-        min_fraction=0.5,
-        min_count=2,
-        name="site_down",
-    ),
-    RollupRule(
-        "region",
-        ("classification=collection_gap",),
-        alertname="region_collection_gap",
-        classification="collection_gap",
-        severity="warning",
-        min_fraction=0.5,
-        min_count=2,
-        name="region_collection_gap",
-    ),
-)
-
-
-# ---- notifications --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Notification:
-    """One message for one group: its alerts (snapshots) at flush time ``t_ms``.
-
-    ``valid_until_ms`` is the ``endsAt`` sent for firing alerts (see :meth:`Alert.to_v2`).
-    """
-
-    group_key: str
-    group_labels: dict
-    alerts: tuple
-    t_ms: int
-    valid_until_ms: int
-    receiver: str = "telcoanalytics"
-
-    @property
-    def status(self) -> str:
-        return FIRING if any(a.state == FIRING for a in self.alerts) else RESOLVED
-
-    def v2_alerts(self) -> list[dict]:
-        """Body of ``POST /api/v2/alerts``: a list of postable alerts."""
-        return [a.to_v2(self.valid_until_ms) for a in self.alerts]
-
-    def to_dict(self) -> dict:
-        """Alertmanager webhook (version 4) shaped dict with exact ms fields added."""
-        common = dict(self.alerts[0].labels) if self.alerts else {}
-        for a in self.alerts[1:]:
-            common = {k: v for k, v in common.items() if a.labels.get(k) == v}
-        return {
-            "version": "4",
-            "groupKey": self.group_key,
-            "status": self.status,
-            "receiver": self.receiver,
-            "groupLabels": dict(self.group_labels),
-            "commonLabels": common,
-            "t_ms": int(self.t_ms),
-            "valid_until_ms": int(self.valid_until_ms),
-            "alerts": [a.to_dict() for a in self.alerts],
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Notification:
-        return cls(
-            group_key=d["groupKey"],
-            group_labels=dict(d["groupLabels"]),
-            alerts=tuple(Alert.from_dict(a) for a in d["alerts"]),
-            t_ms=d["t_ms"],
-            valid_until_ms=d["valid_until_ms"],
-            receiver=d.get("receiver", "telcoanalytics"),
-        )
-
-
-# ---- converters -----------------------------------------------------------------------------
-class _Labeler:
-    """Maps (scope level, external id) to the label dict of the node and all its ancestors."""
-
-    def __init__(self, topology):
-        self.topology = topology
-        self.levels = tuple(topology.levels) if topology is not None else ()
-        self._lookup: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-
-    def _dense(self, level: str, ids: np.ndarray) -> np.ndarray:
-        topo = self.topology
-        if level == topo.element_level:
-            return topo.index_of(ids)
-        if level not in self._lookup:
-            node_ids = topo.ids[level]
-            order = np.argsort(node_ids, kind="stable")
-            self._lookup[level] = (node_ids[order], order.astype(np.int64))
-        sorted_ids, order = self._lookup[level]
-        if len(sorted_ids) == 0:
-            return np.full(len(ids), -1, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
-        return np.where(sorted_ids[pos] == ids, order[pos], -1)
-
-    def labels(self, level: str, ids: np.ndarray) -> tuple[list[dict], np.ndarray]:
-        """Label dicts per id and a bool mask of ids found in the topology."""
-        ids = np.asarray(ids, dtype=np.int64)
-        out = [{"scope": level, level: str(int(i))} for i in ids]
-        if level not in self.levels:
-            return out, np.zeros(len(ids), dtype=bool)
-        dense = self._dense(level, ids)
-        found = dense >= 0
-        topo = self.topology
-        depth = self.levels.index(level)
-        if depth and found.any():
-            # ancestors of a level-L node: go through any element below it is not possible for
-            # childless nodes, so walk the parent arrays upward from this level
-            node = np.where(found, dense, 0)
-            for up in range(depth, 0, -1):
-                node = topo.parent[self.levels[up]][node]
-                name = self.levels[up - 1]
-                vals = topo.ids[name][node].tolist()
-                for j in np.flatnonzero(found).tolist():
-                    out[j][name] = str(vals[j])
-        return out, found
-
-
-def _sla_fields(ev, i: int) -> dict:
-    """The SLA_FIELDS of one event (object or dict) as a dict; ValueError naming a missing one."""
-    if isinstance(ev, dict):
-        d = ev
-    else:
-        try:
-            d = {name: getattr(ev, name) for name in SLA_FIELDS}
-        except AttributeError:
-            d = {name: getattr(ev, name) for name in SLA_FIELDS if hasattr(ev, name)}
-    if not all(name in d for name in SLA_FIELDS):
-        name = next(n for n in SLA_FIELDS if n not in d)
-        raise ValueError(
-            f"SLA event #{i} ({type(ev).__name__}) has no field {name!r}; expected the fields {SLA_FIELDS}"
-        )
-    return d
-
-
-def alerts_from_sla_events(
-    events: Iterable, topology, *, include_pending: bool = False, generator_url: str = ""
-) -> list[Alert]:
-    """Convert SLA lifecycle events (``telcoanalytics.sla.sla.SlaEvent`` or dicts) into alerts.
-
-    Parameters
-    ----------
-    events : iterable of SlaEvent-like objects or dicts
-        Fields rule, kpi, severity, state, scope_level, scope_id, service, t_ms, start_ms,
-        end_ms, value, threshold, worst_value, summary.
-    topology : Topology or None
-        Fills the ancestor labels (e.g. region of a site). Scopes whose level is not a topology
-        level (e.g. "network") or whose id is unknown keep only their own label and get the
-        annotation ``topology`` saying so (they are still alerted, never dropped).
-    include_pending : bool
-        ``pending`` events are not alerts (Prometheus sends only firing ones); they are skipped
-        unless this is True, in which case they raise (a pending alert has no meaning here).
-    generator_url : str
-        ``generatorURL`` of the alerts.
-
-    Returns
-    -------
-    list of Alert
-        One per firing or resolved event, in input order. alertname is the rule name; the
-        fingerprint covers rule, kpi, scope, service (severity may change without a new alert).
-
-    Raises
-    ------
-    ValueError
-        Missing field, unknown state or severity, or a pending event with include_pending.
-    """
-    labeler = _Labeler(topology)
-    out: list[Alert] = []
-    keep: list[dict] = []
-    for i, ev in enumerate(events):
-        d = _sla_fields(ev, i)
-        state = d["state"]
-        if state not in SLA_STATES:
-            raise ValueError(f"SLA event #{i} has state {state!r}; expected one of {SLA_STATES}")
-        if state == "pending":
-            if include_pending:
-                raise ValueError(
-                    f"SLA event #{i} is pending; only firing/resolved events become "
-                    "alerts, filter pending events or use include_pending=False"
-                )
-            continue
-        if d["severity"] not in SEVERITIES:
-            raise ValueError(
-                f"SLA event #{i} (rule {d['rule']!r}) has severity {d['severity']!r}; expected one of {SEVERITIES}"
-            )
-        keep.append(d)
-    by_level: dict[str, list[int]] = {}
-    for j, d in enumerate(keep):
-        by_level.setdefault(str(d["scope_level"]), []).append(j)
-    scope_labels: list = [None] * len(keep)
-    found_all = np.zeros(len(keep), dtype=bool)
-    for level, js in by_level.items():
-        ids = np.array([int(keep[j]["scope_id"]) for j in js], dtype=np.int64)
-        labs, found = labeler.labels(level, ids)
-        for k, j in enumerate(js):
-            scope_labels[j] = labs[k]
-            found_all[j] = found[k]
-    for j, d in enumerate(keep):
-        rule, kpi, level, sid = str(d["rule"]), str(d["kpi"]), str(d["scope_level"]), int(d["scope_id"])
-        service, state, sev = str(d["service"] or ""), d["state"], d["severity"]
-        value, thr = _fmt(d["value"]), _fmt(d["threshold"])
-        labels = {
-            "alertname": rule,
-            "source": "sla",
-            "rule": rule,
-            "kpi": kpi,
-            "service": service,
-            "severity": sev,
-            "classification": "sla",
-        }
-        labels.update(scope_labels[j])
-        svc = f" ({service})" if service else ""
-        if state == FIRING:
-            summary = f"{kpi} = {value} breaches threshold {thr} on {level} {sid}{svc}"
-        else:
-            summary = f"{kpi} = {value} back within threshold {thr} on {level} {sid}{svc}"
-        start_ms, t_ms, end_ms = int(d["start_ms"]), int(d["t_ms"]), int(d["end_ms"])
-        desc = f"SLA rule {rule} ({sev}): violation since {rfc3339_ms(start_ms)}, worst {kpi} {_fmt(d['worst_value'])}"
-        if d["summary"]:
-            desc += f". {d['summary']}"
-        ann = {"summary": summary, "description": desc, "value": value, "threshold": thr}
-        if not found_all[j]:
-            ann["topology"] = f"{level} {sid} is not in the topology; ancestor labels missing"
-        out.append(
-            Alert(
-                labels=labels,
-                annotations=ann,
-                starts_at_ms=start_ms,
-                ends_at_ms=(end_ms if end_ms >= 0 else t_ms) if state == RESOLVED else -1,
-                state=state,
-                updated_ms=t_ms,
-                generator_url=generator_url,
-            )
-        )
-    return out
-
-
-def alerts_from_anomalies(
-    rows: np.ndarray, topology, *, severity: dict | None = None, generator_url: str = ""
-) -> list[Alert]:
-    """Convert anomaly records (``ANOMALY_DTYPE`` rows) into element-scope alerts.
-
-    Parameters
-    ----------
-    rows : structured ndarray
-        Fields element_id, metric, start_ms, end_ms (-1 while open), peak_score, direction,
-        classification, baseline, threshold, value (``slot`` is optional; an optional ``t_ms``,
-        the event time of the transition, becomes ``updated_ms``, so a re-issued row with a new
-        classification updates the alert and an older row cannot override a newer one).
-    topology : Topology or None
-        Fills the site/region labels of each element; unknown elements keep only the element
-        label and get the annotation ``topology`` (still alerted, never dropped).
-    severity : dict classification -> severity, optional
-        Overrides :data:`ANOMALY_SEVERITY`; unknown classifications get "warning".
-    generator_url : str
-        ``generatorURL`` of the alerts.
-
-    Returns
-    -------
-    list of Alert
-        One per row: firing while ``end_ms == -1``, else resolved at ``end_ms``. alertname is
-        ``anomaly_<metric>``; the classification is a label but not part of the fingerprint,
-        so a re-classified anomaly updates its alert.
-
-    Raises
-    ------
-    ValueError
-        ``rows`` is not a structured array with the fields above.
-    """
-    names = getattr(getattr(rows, "dtype", None), "names", None)
-    if names is None:
-        raise ValueError(
-            f"rows must be a structured array with fields {ANOMALY_FIELDS}, got "
-            f"{type(rows).__name__}; pass the ANOMALY_DTYPE array from anomaly.py"
-        )
-    missing = [f for f in ANOMALY_FIELDS if f not in names]
-    if missing:
-        raise ValueError(f"anomaly rows lack fields {missing}; expected {ANOMALY_FIELDS}")
-    rows = np.atleast_1d(rows)
-    sev_map = dict(ANOMALY_SEVERITY)
-    sev_map.update(severity or {})
-    bad = [s for s in sev_map.values() if s not in SEVERITIES]
-    if bad:
-        raise ValueError(f"severity map has unknown severities {bad}; expected {SEVERITIES}")
-    labeler = _Labeler(topology)
-    level = topology.element_level if topology is not None else "element"
-    scope_labels, found = labeler.labels(level, rows["element_id"])
-    c = {f: rows[f].tolist() for f in ANOMALY_FIELDS}  # plain Python values, no numpy scalars
-    # optional extension field: event time of this transition (open, close, re-issue)
-    t_col = rows["t_ms"].tolist() if "t_ms" in names else None
-    found = found.tolist()
-    out = []
-    for j in range(len(rows)):
-        metric, cls = c["metric"][j], c["classification"][j]
-        eid, end_ms, start = c["element_id"][j], c["end_ms"][j], c["start_ms"][j]
-        labels = {
-            "alertname": f"anomaly_{metric}" if metric else "anomaly",
-            "source": "anomaly",
-            "metric": metric,
-            "classification": cls,
-            "severity": sev_map.get(cls, "warning"),
-        }
-        labels.update(scope_labels[j])
-        value, thr, score = _fmt(c["value"][j]), _fmt(c["threshold"][j]), _fmt(c["peak_score"][j])
-        dirn = "above" if c["direction"][j] > 0 else "below"
-        summary = f"{cls} on element {eid} {metric}: {value} {dirn} threshold {thr} (baseline {_fmt(c['baseline'][j])})"
-        if end_ms >= 0:
-            summary = f"resolved: {summary}"
-        ann = {
-            "summary": summary,
-            "description": f"anomaly since {rfc3339_ms(start)}, peak score {score}, classified {cls}",
-            "value": value,
-            "threshold": thr,
-            "peak_score": score,
-        }
-        if not found[j]:
-            ann["topology"] = f"element {eid} is not in the topology; site/region labels missing"
-        out.append(
-            Alert(
-                labels=labels,
-                annotations=ann,
-                starts_at_ms=start,
-                ends_at_ms=end_ms if end_ms >= 0 else -1,
-                state=RESOLVED if end_ms >= 0 else FIRING,
-                updated_ms=(t_col[j] if t_col is not None and t_col[j] >= 0 else end_ms if end_ms >= 0 else start),
-                generator_url=generator_url,
-            )
-        )
-    return out
 
 
 # ---- the manager ----------------------------------------------------------------------------
@@ -1052,6 +139,11 @@ class AlertManager:
     resolved_retention_ms : int
         How long the fingerprint and end of a resolved alert is remembered, so late duplicates
         of its events do not re-open it (expired silences are kept as long, then dropped).
+    receiver : str
+    incidents : IncidentBook, optional
+        Group by incident instead of ``group_by``: alerts sharing a cause (one site, or under a
+        firing region incident) form one group, notified when it opens, escalates, repeats and
+        resolves (see :mod:`telcoanalytics.alerts.incidents`).
 
     Notes
     -----
@@ -1088,6 +180,7 @@ class AlertManager:
         suppress_classifications: Sequence[str] = ("inhibited",),
         resolved_retention_ms: int = 24 * 3_600_000,
         receiver: str = "telcoanalytics",
+        incidents: IncidentBook | None = None,
     ):
         self.topology = topology
         self.levels = tuple(topology.levels) if topology is not None else ("region", "site", "element")
@@ -1148,6 +241,9 @@ class AlertManager:
         self.stats: Counter = Counter()
         self.seen_severity: Counter = Counter()
         self.seen_classification: Counter = Counter()
+        if incidents is not None and tuple(incidents.levels) != self.levels:
+            raise ValueError(f"incidents has levels {incidents.levels}, the manager {self.levels}; build it with these")
+        self.incidents = incidents
         for s in silences:
             self.add_silence(s)
 
@@ -1230,13 +326,20 @@ class AlertManager:
                 st["new"] += 1
                 self.seen_severity[a.severity] += 1
                 self.seen_classification[a.classification] += 1
-                key, gl = self._group_key(a.labels)
+                if self.incidents is None:
+                    key, gl = self._group_key(a.labels)
+                else:
+                    inc = self.incidents.assign(a, now)
+                    key, gl = inc.key, inc.group_labels(self.levels)
                 self._group_of[fp] = key
                 g = self._groups.get(key)
                 if g is None:
                     g = self._groups[key] = _Group(key, gl, next_flush_ms=now + self.group_wait_ms)
                     heapq.heappush(self._heap, (g.next_flush_ms, key))
+                g.labels = gl
                 g.fps.add(fp)
+                if self.incidents is not None and inc.notified_state != FIRING:
+                    self._reschedule(g, now + self.group_wait_ms)  # it may be confirmed now: no delay
                 continue
             if a.updated_ms < cur.updated_ms:
                 st["stale"] += 1
@@ -1264,6 +367,12 @@ class AlertManager:
             cur.labels = dict(a.labels)
             cur.annotations = dict(a.annotations)
             cur.updated_ms = a.updated_ms
+
+    def _reschedule(self, g: _Group, t_ms: int) -> None:
+        """Flush group ``g`` at ``t_ms`` if that is earlier than its next flush."""
+        if t_ms < g.next_flush_ms:
+            g.next_flush_ms = t_ms
+            heapq.heappush(self._heap, (t_ms, g.key))
 
     def ingest_sla(self, events: Iterable, now_ms: int | None = None) -> int:
         """Convert SLA events with this manager's topology and ingest them; returns the number
@@ -1364,89 +473,9 @@ class AlertManager:
         return ""
 
     # ---- topology roll-up ------------------------------------------------------------------
-    def _sizes(self, level: str) -> dict[str, int]:
-        topo = self.topology
-        key = f"{level}@{getattr(topo, 'version', 0)}"
-        if key not in self._node_sizes:
-            up = topo.element_to(level)
-            active = getattr(topo, "active", None)
-            if active is not None:
-                up = up[np.asarray(active, dtype=bool)]
-            counts = np.bincount(up, minlength=len(topo.ids[level]))
-            self._node_sizes[key] = dict(zip(map(str, topo.ids[level].tolist()), counts.tolist()))
-        return self._node_sizes[key]
-
     def _evaluate_rollups(self, now: int) -> None:
         """Raise / resolve the roll-up alerts (see :class:`RollupRule`)."""
-        leaf = self.levels[-1]
-        firing = [
-            a
-            for a in self._alerts.values()
-            if a.state == FIRING
-            and a.labels.get("source") != "rollup"
-            and leaf in a.labels
-            and a.labels.get("scope", leaf) == leaf
-        ]
-        out = []
-        for i, r in enumerate(self.rollup_rules):
-            members: dict[str, dict[str, Alert]] = {}
-            for a in firing:
-                node = a.labels.get(r.level, "")
-                if node and all(m.matches(a.labels) for m in r.source_matchers):
-                    members.setdefault(node, {}).setdefault(a.labels[leaf], a)
-            sizes = self._sizes(r.level)
-            qualified = set()
-            for node, elems in members.items():
-                n = sizes.get(node, 0)
-                k = len(elems)
-                if n == 0 or k < r.min_count or k < r.min_fraction * n:
-                    continue
-                qualified.add(node)
-                first = next(iter(elems.values()))
-                labels = {
-                    "alertname": r.alertname,
-                    "source": "rollup",
-                    "rule": r.name or r.alertname,
-                    "scope": r.level,
-                    "classification": r.classification,
-                    "severity": r.severity,
-                }
-                for lv in self.levels[: self.levels.index(r.level) + 1]:
-                    labels[lv] = first.labels.get(lv, "")
-                key = f"{i}|{node}"
-                prev = self._rollup_active.get(key)
-                if prev is not None:
-                    cur = self._alerts.get(prev[0])
-                    if cur is not None and cur.state == FIRING and cur.annotations.get("members") == str(k):
-                        continue
-                start = prev[1] if prev is not None else now
-                ann = {
-                    "summary": f"{r.alertname}: {k} of {n} elements of {r.level} {node} have "
-                    f"{' '.join(map(str, r.source_matchers))} alerts",
-                    "description": f"roll-up rule {r.name or r.alertname}: at least "
-                    f"{r.min_fraction:.0%} and {r.min_count} elements",
-                    "members": str(k),
-                }
-                a = Alert(labels, ann, starts_at_ms=start, updated_ms=now)
-                self._rollup_active[key] = (a.fingerprint, start)
-                out.append(a)
-            for key in [k for k in self._rollup_active if k.startswith(f"{i}|")]:
-                node = key.split("|", 1)[1]
-                if node in qualified:
-                    continue
-                fp, _ = self._rollup_active.pop(key)
-                cur = self._alerts.get(fp)
-                if cur is not None and cur.state == FIRING:
-                    out.append(
-                        Alert(
-                            dict(cur.labels),
-                            dict(cur.annotations),
-                            starts_at_ms=cur.starts_at_ms,
-                            ends_at_ms=now,
-                            state=RESOLVED,
-                            updated_ms=max(now, cur.updated_ms),
-                        )
-                    )
+        out = rollup_alerts(self, now)
         if out:
             self.stats["rollup_updates"] += len(out)
             self.ingest(out, now)
@@ -1494,6 +523,8 @@ class AlertManager:
             self._tombstones = {k: v for k, v in self._tombstones.items() if v >= horizon}
             self._silences = {k: v for k, v in self._silences.items() if v.ends_at_ms >= horizon}
             self._last_prune_ms = now
+        if self.incidents is not None:
+            sent += [incident_notification(self, i, "resolve", (), now) for i in self.incidents.expire(now)]
         if sent:
             self.stats["notifications"] += len(sent)
             for s in self.sinks:
@@ -1501,6 +532,8 @@ class AlertManager:
         return sent
 
     def _flush(self, g: _Group, now: int) -> Notification | None:
+        if self.incidents is not None:
+            return flush_incident(self, g, now)
         st = self.stats
         firing, resolved, gone = [], [], []
         for fp in sorted(g.fps, key=lambda f: (self._alerts[f].starts_at_ms, f)):
@@ -1542,6 +575,11 @@ class AlertManager:
             }
             st["alerts_notified_firing"] += len(firing)
             st["alerts_notified_resolved"] += len(resolved)
+        self._drop_gone(g, gone, now)
+        return n
+
+    def _drop_gone(self, g: _Group, gone: list, now: int) -> None:
+        """Remove the resolved alerts of a flushed group; schedule its next flush or drop it."""
         for fp in gone:
             a = self._alerts.pop(fp)
             g.fps.discard(fp)
@@ -1553,7 +591,6 @@ class AlertManager:
             heapq.heappush(self._heap, (g.next_flush_ms, g.key))
         else:
             del self._groups[g.key]
-        return n
 
     def close(self, now_ms: int | None = None, *, drain: bool = True, flush_timeout_s: float | None = 10.0) -> bool:
         """Flush pending groups (``drain``), then flush and close every sink.
@@ -1562,6 +599,13 @@ class AlertManager:
         """
         if drain:
             self.tick(now_ms, drain=True)
+        if self.incidents is not None:
+            now = self._now(now_ms)
+            done = [incident_notification(self, i, "resolve", (), now) for i in self.incidents.finish(now)]
+            if done:
+                self.stats["notifications"] += len(done)
+                for s in self.sinks:
+                    s.submit(done)
         ok = True
         for s in self.sinks:
             ok = bool(s.flush(flush_timeout_s)) and ok
@@ -1616,6 +660,8 @@ class AlertManager:
             sst = getattr(sink, "stats", None)
             if sst:
                 lines.append(f"sink {i} {getattr(sink, 'name', type(sink).__name__)}: {kv(dict(sst))}")
+        if self.incidents is not None:
+            lines += self.incidents.summary_lines()
         return lines
 
     # ---- checkpoint -----------------------------------------------------------------------
@@ -1642,6 +688,7 @@ class AlertManager:
             "rollup_active": self._rollup_active,
             "seen_severity": dict(self.seen_severity),
             "seen_classification": dict(self.seen_classification),
+            "incidents": self.incidents.to_state() if self.incidents is not None else None,
             "config": {
                 "levels": list(self.levels),
                 "group_by": list(self.group_by),
@@ -1687,6 +734,7 @@ class AlertManager:
             suppress_classifications=c["suppress_classifications"],
             resolved_retention_ms=c["resolved_retention_ms"],
             receiver=c["receiver"],
+            incidents=IncidentBook.from_state(b["incidents"]) if b.get("incidents") else None,
         )
         if topology is None:
             mgr.levels = tuple(c["levels"])
@@ -1715,4 +763,9 @@ class AlertManager:
         mgr.stats = Counter(b["stats"])
         mgr.seen_severity = Counter(b["seen_severity"])
         mgr.seen_classification = Counter(b["seen_classification"])
+        if mgr.incidents is not None:  # members are the manager's live alerts again
+            for fp, a in mgr._alerts.items():
+                inc = mgr.incidents.incident(mgr.incidents._of.get(fp, ""))
+                if inc is not None:
+                    inc.members[fp] = a
         return mgr

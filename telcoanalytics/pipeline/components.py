@@ -58,14 +58,17 @@ def build_components(
 
 
 def build_alert_manager(topology, out_dir: Path):
-    """The replay's alert manager: deduplicated, grouped by site, inhibited along the topology,
-    written to ``out_dir/alerts.jsonl`` (emptied first)."""
+    """The replay's alert manager: deduplicated, inhibited along the topology, grouped by incident
+    (alerts sharing a cause), written to ``out_dir/alerts.jsonl`` (one line per alert of each
+    notification) and ``out_dir/incidents.jsonl`` (one line per incident), both emptied first."""
+    from telcoanalytics.alerts.incidents import IncidentBook
     from telcoanalytics.alerts.manager import AlertManager
     from telcoanalytics.alerts.sinks import JsonlSink
 
     path = Path(out_dir) / "alerts.jsonl"
     path.unlink(missing_ok=True)
-    return AlertManager(topology, sinks=[JsonlSink(path, fsync=False)])
+    book = IncidentBook(topology.levels, path=Path(out_dir) / "incidents.jsonl")
+    return AlertManager(topology, sinks=[JsonlSink(path, fsync=False)], incidents=book)
 
 
 class _Base:

@@ -170,7 +170,7 @@ def _outputs(out: Path, settings: dict, state: dict | None) -> dict:
     state = state or {}
     return {
         name: OutputLog(out / f"{name}.jsonl", rot_bytes, o.get("keep"), state=state.get(name))
-        for name in ("alerts", "quarantine")
+        for name in ("alerts", "quarantine", "incidents")
     }
 
 
@@ -183,7 +183,7 @@ def _ingest_options(settings: dict) -> dict:
     return opts
 
 
-def build_pipeline(settings: dict, topology, alert_log):
+def build_pipeline(settings: dict, topology, alert_log, incident_log=None):
     """A fresh pipeline from the settings (components with their options, alert manager, ingest options)."""
     from telcoanalytics.alerts.manager import AlertManager
     from telcoanalytics.pipeline.components import build_components
@@ -196,7 +196,12 @@ def build_pipeline(settings: dict, topology, alert_log):
     )
     with_alerts = enabled is None or "alerts" in enabled
     alert_opts = (settings.get("component_options") or {}).get("alerts", {})
-    alerts = AlertManager(topology, sinks=[JsonlAlertSink(alert_log)], **alert_opts) if with_alerts else None
+    alerts = None
+    if with_alerts:
+        from telcoanalytics.alerts.incidents import IncidentBook
+
+        book = IncidentBook(topology.levels, log=incident_log)
+        alerts = AlertManager(topology, sinks=[JsonlAlertSink(alert_log)], incidents=book, **alert_opts)
     return Pipeline(
         topology,
         route_level=settings["route_level"],
@@ -324,9 +329,11 @@ def run_replay(settings: dict | None = None, resume=None, checkpoint=None, resto
     src = (FileSource if settings["input"] else SyntheticSource)(settings, start=start or None, say=quiet)
     logs = _outputs(out, settings, driver.get("outputs") if resuming else None)
     if pipe is None:
-        pipe = build_pipeline(settings, src.topology, logs["alerts"])
+        pipe = build_pipeline(settings, src.topology, logs["alerts"], logs["incidents"])
     else:
         holder[0] = JsonlAlertSink(logs["alerts"])
+        if pipe.alerts is not None and pipe.alerts.incidents is not None:
+            pipe.alerts.incidents.log = logs["incidents"]
         if not resuming and restore is not None:
             _say(f"restored state from {restore} ({pipe.n_batches:,} batches already processed)")
     use_quarantine(pipe, streaming_quarantine(logs["quarantine"], restored=pipe.quarantine))

@@ -113,8 +113,28 @@ def replay_report(pipe, src, runner, say, out, t_start: float) -> int:
         from telcoanalytics.evaluate.scorecard import scenario_scorecard
 
         say()
-        for line in scenario_scorecard(src.day, src.replay_from, pipe.components):
+        delays: dict = {}
+        for line in scenario_scorecard(src.day, src.replay_from, pipe.components, delays=delays):
             say(line)
+        if getattr(pipe.alerts, "incidents", None) is not None:
+            import json
+
+            from telcoanalytics.evaluate.scorecard import incident_scorecard
+
+            sc = incident_scorecard(
+                src.day,
+                src.replay_from,
+                pipe.alerts.incidents.all(),
+                pipe.max_event_ms + 1,
+                finding_delay_ms=delays,
+                notify_lag_ms=pipe.allowed_lateness_ms,
+            )
+            for line in [""] + sc["lines"] + [""] + sc["appendix"]:
+                say(line)
+            figures = {k: v for k, v in sc.items() if k not in ("lines", "appendix")}
+            (out / "scorecard.json").write_text(
+                json.dumps(dict(figures, seconds_incidents=pipe.alerts.incidents.seconds))
+            )
     say()
     secs = ", ".join(f"{k} {v:.1f} s" for k, v in pipe.seconds.items())
     n_ck = runner.driver["n_checkpoints"]

@@ -22,6 +22,7 @@ from telcoanalytics.alerts.manager import (
     fingerprint_of,
     rfc3339_ms,
 )
+from telcoanalytics.alerts.rules import node_sizes
 from telcoanalytics.alerts.sinks import CallbackSink
 from telcoanalytics.topology.model import Topology
 
@@ -259,8 +260,10 @@ def test_sla_events_to_alerts(topo):
         "region": "1",
     }
     assert cell.annotations["summary"] == (
-        "call_setup_success_rate = 0.912 breaches threshold 0.95 on element 1000 (voice)"
+        "css_cell: call_setup_success_rate 0.912 breaches 0.95 on element 1000 (voice), breached for 5 min "
+        "(since " + rfc3339_ms(T0 - 5 * MIN)[11:16] + " UTC)"
     )
+    assert cell.annotations["breached_for"] == "5 min" and cell.annotations["kpi"] == "call_setup_success_rate"
     assert "CSSR below 95%" in cell.annotations["description"] and "worst" in cell.annotations["description"]
     assert (cell.state, cell.starts_at_ms, cell.ends_at_ms, cell.updated_ms) == ("firing", T0 - 5 * MIN, -1, T0)
     assert site.labels["site"] == "100" and site.labels["region"] == "1" and "element" not in site.labels
@@ -268,7 +271,7 @@ def test_sla_events_to_alerts(topo):
     assert region.labels["region"] == "2" and region.labels["scope"] == "region" and "site" not in region.labels
     assert res.state == "resolved" and res.ends_at_ms == T0 + 20 * MIN  # end_ms -1 -> t_ms
     assert res.fingerprint == cell.fingerprint
-    assert "back within threshold 0.95" in res.annotations["summary"]
+    assert "back within 0.95" in res.annotations["summary"] and res.annotations["breached_for"] == "25 min"
     assert net.labels["network"] == "0" and "topology" in net.annotations
     assert ghost.labels["element"] == "999999" and "region" not in ghost.labels
     assert "not in the topology" in ghost.annotations["topology"]
@@ -315,9 +318,11 @@ def test_anomalies_to_alerts(topo):
         "site": "100",
         "region": "1",
     }
+    # band 100 -+ 40 * (100 - 3) / 7.5 in the metric's unit, clipped at 0: the score stays separate
     assert a.state == "firing" and a.annotations["summary"] == (
-        "crowd on element 1000 prb_util_pct: 3 below threshold 40 (baseline 100)"
+        "crowd on element 1000: prb_util_pct 3% below the expected 100% (normal down to 0%); score 7.5 vs threshold 40"
     )
+    assert a.annotations["threshold"] == "0%" and a.annotations["score_threshold"] == "40"
     assert b.state == "resolved" and b.ends_at_ms == T0 + MIN and b.severity == ANOMALY_SEVERITY["fault"]
     assert b.labels["region"] == "2" and b.annotations["summary"].startswith("resolved: ")
     assert c.severity == "warning" and "topology" in c.annotations
@@ -814,7 +819,7 @@ def test_ingest_helpers_and_set_topology(topo):
     assert sorted(a.labels["site"] for n in mgr.tick(T0) for a in n.alerts) == ["100", "200"]
     smaller, _ = topo.retire_elements(np.arange(1000, 1039))
     mgr.set_topology(smaller)
-    assert mgr._sizes("site")["100"] == 1
+    assert node_sizes(mgr, "site")["100"] == 1
     with pytest.raises(ValueError, match="levels"):
         mgr.set_topology(None)
 
@@ -832,3 +837,27 @@ def test_firing_issued_after_a_resolution_reopens_even_with_an_earlier_start(top
     mgr.ingest([cell_alert(1000, start=T0 + 33 * MIN, updated_ms=T0 + 41 * MIN)], T0 + 41 * MIN)
     [n] = mgr.tick(T0 + 41 * MIN)
     assert n.status == "firing" and n.alerts[0].starts_at_ms == T0 + 33 * MIN and mgr.stats["stale"] == 1
+
+
+def test_anomaly_band_in_the_metric_unit():
+    """The band edge is the value whose score equals the threshold, computed here from the
+    detector's log(x + c) score directly (loss_pct: c = 0.05)."""
+    from telcoanalytics.alerts.convert import anomaly_annotations, anomaly_band
+
+    value, base, score, thr, c = 0.66, 0.04, 7.4, 6.2, 0.05
+    s = (np.log(value + c) - np.log(base + c)) / score
+    want_hi = np.exp(np.log(base + c) + thr * s) - c
+    lo, hi = anomaly_band(value, base, score, thr, c)
+    np.testing.assert_allclose(hi, want_hi, rtol=1e-12)
+    np.testing.assert_allclose((np.log(hi + c) - np.log(base + c)) / s, thr, rtol=1e-12)
+    assert lo < base < hi < value
+    ann = anomaly_annotations("loss_pct", "fault", 7, value, base, score, thr, 1, T0, {"loss_pct": c})
+    assert ann["summary"] == (
+        f"fault on element 7: loss_pct 0.66% above the expected 0.04% (normal up to {want_hi:.3g}%); "
+        "score 7.4 vs threshold 6.2"
+    )
+    # what the peak does not determine, or a log of a non-positive number, is "n/a", never a crash
+    assert np.isnan(anomaly_band(1.0, 1.0, 3.0, 2.0)).all() and np.isnan(anomaly_band(1.0, 0.0, 0.0, 2.0)).all()
+    assert np.isnan(anomaly_band(1.0, -0.1, 3.0, 2.0, c)).all() and np.isnan(anomaly_band(1.0, 1.0, 3.0, 2.0, c)).all()
+    sil = anomaly_annotations("", "silence", 7, 6_900_000, 300_000, 23.0, 360_000, -1, T0, {})
+    assert sil["summary"] == "silence on element 7: no report for 115 min (expected every 5 min, flagged after 6 min)"

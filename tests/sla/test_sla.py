@@ -191,13 +191,15 @@ def burn_reference(bad, total, objective, factor, long_m, short_m, min_samples):
 
         def burn(w):
             b, n = sum(bad[max(0, t - w) : t]), sum(total[max(0, t - w) : t])  # noqa: B023 (called in this iteration)
-            return (b / n / (1 - objective), n)
+            return (b / n / (1 - objective) if n else 0.0, n)
 
         (bl, nl), (bs, ns) = burn(long_m), burn(short_m)
-        if nl < min_samples or ns < min_samples:
-            codes.append(0)
+        if nl >= min_samples and ns >= min_samples and bl >= factor and bs >= factor:
+            codes.append(1)
+        elif (nl >= min_samples and ns >= min_samples) or bs < factor:  # both measured, or the burn stopped
+            codes.append(2)
         else:
-            codes.append(1 if (bl >= factor and bs >= factor) else 2)
+            codes.append(0)
     return codes
 
 
@@ -220,6 +222,21 @@ def test_burn_rate_exact_timeline():
     np.testing.assert_allclose(eb["budget_used"][i], 160 / 2500 / 0.01, rtol=1e-12)
     with pytest.raises(ValueError, match="unknown SLO"):
         mon.error_budget("nope", T0)
+
+
+def test_burn_rate_alert_resolves_when_the_burn_stops_on_thin_traffic():
+    """After a burn the traffic falls below min_samples (night): the short window holds a few clean
+    calls, or none, so it cannot confirm the burn any more; the alert resolves instead of staying
+    firing for want of evidence (it stayed firing to the end of the day before)."""
+    bad = [0] * 10 + [40, 70, 50] + [0] * 12
+    total = [100] * 13 + [10, 10, 0, 0, 0, 10, 10, 0, 0, 0, 0, 0]
+    per_minute = [{10: (n - b, b)} for b, n in zip(bad, total)]
+    evs = run(SlaMonitor(topo6(), [slo_rule(filter={"region": [1]})]), per_minute)
+    want = [(i + 1, k) for i, k in ref.lifecycle(burn_reference(bad, total, 0.99, 10.0, 10, 2, 50), 0, 0)]
+    assert [(t, s) for t, s, _ in timeline(evs)] == want == [(12, "firing"), (15, "resolved")]
+    # the old rule (both windows need min_samples to resolve) would never resolve here
+    short_n = [sum(total[max(0, t - 2) : t]) for t in range(15, 26)]
+    assert max(short_n) < 50
 
 
 def test_burn_rate_long_window_from_hour_ring():

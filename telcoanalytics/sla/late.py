@@ -1,0 +1,202 @@
+"""Late-data re-evaluation of the SLA monitor (a mixin of ``SlaMonitor``): see the module notes of
+:mod:`telcoanalytics.sla.monitor`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import kpi as K
+from telcoanalytics.kpi import (
+    ACTIVITY_COUNTER,
+    COUNTERS,
+)
+from telcoanalytics.sla.lifecycle import _Eval, _LifeState
+from telcoanalytics.sla.rules import SlaEvent
+
+
+class _LateData:
+    """Re-evaluation of windows that late rows touched."""
+
+    def _reevaluate(self) -> list[SlaEvent]:
+        out: list[SlaEvent] = []
+        L = self.reeval_minutes
+        T = self.last_tick
+        dirty_by_src = {
+            src: (np.flatnonzero(a), self._dirty_lo[src], self._dirty_hi[src]) for src, a in self._dirty.items()
+        }
+        for src in self._dirty:
+            self._dirty[src][:] = False
+            self._dirty_lo[src], self._dirty_hi[src] = np.iinfo(np.int64).max, -1
+        if not L:
+            return out
+        base = max(T - L + 1, self.first_tick)
+        # window sums of the touched rows for all re-evaluated ticks at once, one series per
+        # (counters, window, rows): each tick's window moved from the previous one's
+        plan = self._reevaluation_plan(dirty_by_src, base, T)
+        union: dict = {}
+        for ev, _nodes, rows, _t_from, _t_to in plan:
+            g = "cdr" if self.kpis[ev.kpi].source == "cdr" else "elem"
+            union.setdefault(g, []).append(rows)
+        self.calc.begin_series(
+            base, T, self._rule_counters(), {g: np.unique(np.concatenate(v)) for g, v in union.items()}
+        )
+        try:
+            self._reevaluate_span(out, plan, base, T, L)
+        finally:
+            self.calc.end_series()
+        return out
+
+    def _rule_counters(self) -> dict:
+        """Ring group -> (counter, service) pairs the rules read (prefix sums of re-evaluation)."""
+        out: dict = {}
+        for ev in self.evals:
+            kd = self.kpis[ev.kpi]
+            if kd.source in self.calc.gap_sources:  # activity (collection gaps) from the prefix too
+                act = ACTIVITY_COUNTER[kd.source]
+                out.setdefault(COUNTERS[act].group, {})[(act, "")] = None
+            if kd.kind == "quantile":
+                continue
+            names = (
+                ["latency_sum", "latency_n", "jitter_sum", "jitter_n", "loss_sum", "loss_n"]
+                if kd.kind == "mos"
+                else list(kd.numerator) + list(kd.denominator)
+            )
+            svc = ev.service or kd.service
+            for c in names + [kd.samples_counter]:
+                g = COUNTERS[c].group
+                out.setdefault(g, {})[(c, svc if g == "cdr" else "")] = None
+        for c, svc in self.store.hour_columns:
+            out.setdefault(COUNTERS[c].group, {})[(c, svc)] = None
+        return {g: list(v) for g, v in out.items()}
+
+    def _reevaluation_plan(self, dirty_by_src, base, T) -> list:
+        """Per lifecycle touched by late rows: (eval, nodes, rows, first tick, last tick)."""
+        plan = []
+        rows_memo: dict = {}
+        nodes_memo: dict = {}
+        for ev in self.evals:
+            dirty, lo, hi = dirty_by_src[self.kpis[ev.kpi].source]
+            if len(dirty) == 0:
+                continue
+            t_from = max(lo + 1, base)
+            t_to = min(hi + ev.reach_min, T)
+            if t_from > t_to:
+                continue
+            e2l = self.topology.element_to(ev.level)
+            d = dirty if ev.mask is None else dirty[ev.mask[dirty]]
+            if len(d) == 0:
+                continue
+            nkey = (self.kpis[ev.kpi].source, ev.level, None if ev.mask is None else id(ev.mask))
+            nodes = nodes_memo.get(nkey)
+            if nodes is None:  # one array per (source, level, mask): evaluations shared by id
+                nodes = nodes_memo[nkey] = np.unique(e2l[d]).astype(np.int64)
+            if ev.level == self.topology.element_level:
+                rows = dirty  # the same array for every rule of this source: shared evaluations
+            else:  # one rows array per (source, level, mask): shared series and memos
+                rkey = (self.kpis[ev.kpi].source, ev.level, None if ev.mask is None else id(ev.mask))
+                hit = rows_memo.get(rkey)
+                if hit is None:
+                    member = np.zeros(self.topology.n_nodes(ev.level), bool)
+                    member[nodes] = True  # as np.isin(e2l, nodes), without a sort per call
+                    sel = member[e2l]
+                    if ev.mask is not None:
+                        sel &= ev.mask
+                    hit = rows_memo[rkey] = np.flatnonzero(sel).astype(np.int64)
+                rows = hit
+            plan.append((ev, nodes, rows, t_from, t_to))
+        return plan
+
+    def _reevaluate_span(self, out, plan, base, T, L):
+        for ev, nodes, rows, t_from, t_to in plan:
+            codes_t, values_t = self._codes_span(ev, t_from, t_to, rows, nodes)
+            # the span lies within the last L ticks, so its ring positions are distinct
+            at = np.ix_(np.arange(t_from, t_to + 1) % L, nodes)
+            changed = bool(np.any(ev.codes[at] != codes_t))
+            ev.codes[at] = codes_t
+            ev.values[at] = values_t
+            if not changed:
+                continue
+            tmp = ev.committed.copy()
+            raw_by_node: dict = {}
+            for tick in range(base, T + 1):
+                pos = tick % L
+                for r in self._step(ev, tmp, nodes, ev.codes[pos], ev.values[pos], tick):
+                    raw_by_node.setdefault(r[0], []).append((r, tick))
+            self._reconcile(ev, nodes, tmp, raw_by_node, T, out)
+            ev.state.take(tmp, nodes)
+        return out
+
+    def _reconcile(self, ev: _Eval, nodes, tmp: _LifeState, raw_by_node: dict, T: int, out: list):
+        """Emit what moves each replayed node from its emitted state to its corrected state.
+
+        An episode keeps its identity (start) when both runs have it open, so late data never
+        produces a second firing event for one violation; a replay that only differs inside the
+        horizon (resolved and re-fired) is treated as one continuous violation (no flapping).
+        """
+        note = "after late data"
+        o, n = ev.state.state[nodes], tmp.state[nodes]
+        same_open = nodes[(o == n) & (o != K.ST_INACTIVE)]
+        # open in both runs: the episode keeps its start and the worst value seen by either run
+        tmp.start[same_open] = ev.state.start[same_open]
+        worse = ev.sign * (ev.state.worst[same_open] - tmp.worst[same_open]) > 0
+        tmp.worst[same_open[worse]] = ev.state.worst[same_open[worse]]
+        quiet = (o == n) & (o == K.ST_INACTIVE)
+        busy = nodes[~quiet & (o != n)]
+        if raw_by_node:
+            q = nodes[quiet]
+            busy = np.union1d(busy, q[np.isin(q, np.fromiter(raw_by_node, np.int64, len(raw_by_node)))])
+        for node in busy.tolist():
+            old, new = int(ev.state.state[node]), int(tmp.state[node])
+            evs = raw_by_node.get(node, [])
+            if old == K.ST_FIRING and new == K.ST_PENDING:
+                # late rows only delay a violation that is still open: it stays firing with its
+                # start (retracting it and firing again a few ticks later would be a flap)
+                tmp.state[node], tmp.count[node], tmp.start[node] = K.ST_FIRING, 0, ev.state.start[node]
+                if not ev.sign * (tmp.worst[node] - ev.state.worst[node]) > 0:
+                    tmp.worst[node] = ev.state.worst[node]
+                continue
+            if old == new == K.ST_INACTIVE:
+                # whole episodes inside the horizon that only the corrected data shows
+                fired = ev.fired.get(node, {})
+                new_starts = {r[2] for r, _ in evs if r[1] == K.EV_FIRING and r[2] not in fired}
+                for r, t in evs:
+                    if r[2] in new_starts and r[1] in (K.EV_FIRING, K.EV_RESOLVED):
+                        self._emit(ev, [r], t, out, note)
+                continue
+            if old == K.ST_FIRING:
+                res = [(r, t) for r, t in evs if r[1] == K.EV_RESOLVED]
+                # never before the firing it ends was emitted (consumers order updates by time)
+                t_res = max(res[-1][1] if res else T, ev.fired.get(node, {}).get(int(ev.state.start[node]), -1))
+                v = res[-1][0][3] if res else float(ev.values[T % self.reeval_minutes, node])
+                self._emit(
+                    ev,
+                    [(node, K.EV_RESOLVED, int(ev.state.start[node]), v, float(ev.state.worst[node]))],
+                    t_res,
+                    out,
+                    note,
+                )
+            elif old == K.ST_PENDING and new == K.ST_INACTIVE:
+                self._emit(
+                    ev,
+                    [
+                        (
+                            node,
+                            K.EV_CANCELLED,
+                            int(ev.state.start[node]),
+                            float(ev.values[T % self.reeval_minutes, node]),
+                            float(ev.state.worst[node]),
+                        )
+                    ],
+                    T,
+                    out,
+                    note,
+                )
+            if new != K.ST_INACTIVE:
+                start = int(tmp.start[node])
+                for r, t in evs:
+                    if (
+                        r[2] == start
+                        and r[1] in (K.EV_PENDING, K.EV_FIRING)
+                        and not (old == K.ST_PENDING and r[1] == K.EV_PENDING)
+                    ):
+                        self._emit(ev, [r], t, out, note)
