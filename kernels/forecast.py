@@ -117,7 +117,18 @@ def hw_init(y, m, init):
                 total += v
                 cnt += 1
         means[c] = total / cnt if cnt > 0 else np.nan
-    b0 = (means[k - 1] - means[0]) / ((k - 1) * m) if k > 1 and np.isfinite(means[k - 1] - means[0]) else 0.0
+    # first and last cycles with data (each tested on its own: under fast math the compiled
+    # ``isfinite(a - b)`` can fold to True)
+    c_first = -1
+    c_last = -1
+    for c in range(k):
+        if np.isfinite(means[c]):
+            if c_first < 0:
+                c_first = c
+            c_last = c
+    b0 = 0.0
+    if c_last > c_first:
+        b0 = (means[c_last] - means[c_first]) / ((c_last - c_first) * m)
     centre = 0.0
     for j in range(m):
         total = 0.0
@@ -131,8 +142,10 @@ def hw_init(y, m, init):
         centre += init[2 + j]
     for j in range(m):
         init[2 + j] -= centre / m
-    first_mean = means[0] if np.isfinite(means[0]) else 0.0
-    init[0] = first_mean - ((m - 1) / 2.0 + 1.0) * b0
+    if c_first < 0:
+        init[0] = 0.0
+    else:  # the level one step before the first point
+        init[0] = means[c_first] - (c_first * m + (m - 1) / 2.0 + 1.0) * b0
     init[1] = b0
 
 

@@ -20,6 +20,10 @@ from kernels._numba import SAFE_FASTMATH, kernel
 kernel_rows = numba.njit(cache=True, nogil=True, parallel=True, fastmath=SAFE_FASTMATH)
 """Decorator for the per-row drivers: rows are independent, spread over the threads (``prange``)."""
 
+kernel_rows_exact = numba.njit(cache=True, nogil=True, parallel=True)
+"""Per-row driver without fast math: ``y - slope * t`` rounded as NumPy does (no fused
+multiply-add), so ties in the detrended values are the same as in ``pymannkendall``."""
+
 TREND_COLS = 8
 """Columns of the ``out`` array of the row drivers: n, S, var S, pairs (Kendall tau denominator),
 slope, slope lower bound, slope upper bound, intercept."""
@@ -439,7 +443,7 @@ def _average_ranks(v, out):
         i = j
 
 
-@kernel_rows
+@kernel_rows_exact
 def detrended_rows(Y, t, slope, use_ranks, out):
     """Per row: the finite values minus ``slope * t`` (as ranks when ``use_ranks``), centred,
     packed to the left of ``out`` (zeros after); returns nothing. Input of the ACF that the
@@ -448,7 +452,7 @@ def detrended_rows(Y, t, slope, use_ranks, out):
         valid = np.isfinite(Y[r])
         y = Y[r][valid]
         n = y.shape[0]
-        d = y - slope[r] * t[valid]
+        d = y - slope[r] * (t[valid] + 1.0)  # the +1 (a shift) as pymannkendall: identical ties
         out[r, :] = 0.0
         if n == 0:
             continue

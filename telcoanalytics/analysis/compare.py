@@ -77,6 +77,7 @@ def before_after(
     bucket_ms=MS_PER_HOUR,
     season_ms=MS_PER_WEEK,
     level=0.95,
+    hac_lags=None,
 ):
     """Effect of a change on each series, seasonally matched, with Welch and Mann-Whitney tests.
 
@@ -95,6 +96,9 @@ def before_after(
         (``season_ms`` a multiple of ``bucket_ms``; buckets are aligned to the epoch, UTC).
     level : float
         Confidence level of the interval.
+    hac_lags : int, optional
+        Neighbouring buckets in the Newey-West variance; None: ``floor(4 (B / 100)^(2/9))``
+        for ``B`` buckets per season (4 for the hours of a week), 0 for independent buckets.
 
     Returns
     -------
@@ -104,8 +108,8 @@ def before_after(
     -----
     Per season bucket ``b`` seen on both sides, ``d_b`` is the mean after minus the mean before;
     the effect is the mean of the ``d_b`` and its interval a t interval with ``B - 1`` d.f. from
-    their spread (matched pairs: autocorrelation within an hour stays inside one ``d_b``, and a
-    weekly pattern cancels). Welch's t and Mann-Whitney U compare the raw points and ignore the
+    their Newey-West spread (matched pairs: a weekly pattern cancels, noise correlated within a
+    bucket stays inside one ``d_b`` and noise shared by neighbouring buckets is in the variance). Welch's t and Mann-Whitney U compare the raw points and ignore the
     season.
 
     Examples
@@ -136,11 +140,14 @@ def before_after(
             "check change_time against times, or widen window_ms"
         )
     n_buckets = season_ms // bucket_ms
+    if hac_lags is None:
+        hac_lags = int(4 * (n_buckets / 100.0) ** (2.0 / 9.0))
+    hac_lags = min(check_positive_int(hac_lags, "hac_lags", minimum=0), n_buckets - 1)
     bucket = (t_ms % season_ms) // bucket_ms
     mom = np.empty((y.shape[0], 2, n_buckets, 3))
     K.bucket_moments_rows(y, bucket, side, n_buckets, mom)
     out = np.zeros(y.shape[0], dtype=EFFECT_DTYPE)
-    _matched(mom, level, out)
+    _matched(mom, level, out, hac_lags)
     one = np.empty((y.shape[0], 2, 1, 3))
     K.bucket_moments_rows(y, np.zeros_like(bucket), side, 1, one)
     cnt_b, mean_b, m2_b = one[:, 0, 0, 0], one[:, 0, 0, 1], one[:, 0, 0, 2]
@@ -168,15 +175,23 @@ def _change_ms(change_time):
     raise TypeError(f"change_time must be a datetime64 or int64 ms scalar; got {change_time!r}")
 
 
-def _matched(mom, level, out):
-    """Matched-bucket effect and t interval from per-bucket moments ``mom`` (rows, 2, B, 3)."""
+def _matched(mom, level, out, hac_lags):
+    """Matched-bucket effect and t interval from per-bucket moments ``mom`` (rows, 2, B, 3).
+
+    The variance of the mean of the ``d_b`` is Newey-West (Bartlett weights over ``hac_lags``
+    neighbouring buckets, with the small-sample factor ``B / (B - 1)``): neighbouring buckets
+    share slow noise.
+    """
     both = (mom[:, 0, :, 0] > 0) & (mom[:, 1, :, 0] > 0)
     d = np.where(both, mom[:, 1, :, 1] - mom[:, 0, :, 1], 0.0)
     nb = both.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         effect = d.sum(axis=1) / nb
-        ss = np.where(both, (d - effect[:, None]) ** 2, 0.0).sum(axis=1)
-        se = np.sqrt(ss / (nb - 1) / nb)
+        dev = np.where(both, d - effect[:, None], 0.0)
+        long_run = (dev * dev).sum(axis=1)
+        for k in range(1, hac_lags + 1):
+            long_run += 2.0 * (1.0 - k / (hac_lags + 1.0)) * (dev[:, :-k] * dev[:, k:]).sum(axis=1)
+        se = np.sqrt(np.maximum(long_run, 0.0) / (nb - 1) / nb)
     df = (nb - 1).astype(np.float64)
     tq = np.where(df >= 1, special.stdtrit(np.maximum(df, 1), 0.5 + level / 2.0), np.nan)
     out["effect"] = effect
