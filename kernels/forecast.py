@@ -14,16 +14,16 @@ search whose 8 trial points are evaluated together, one SIMD lane each, in one p
 series. A missing point (NaN) propagates the state with the forecast and adds no error.
 """
 
-import numba
 import numpy as np
 
-from kernels._numba import SAFE_FASTMATH, kernel
+from kernels._numba import kernel
 
-kernel_rows = numba.njit(cache=True, nogil=True, parallel=True, fastmath=SAFE_FASTMATH)
+kernel_rows = kernel  # serial, as every kernel of the package (see kernels/trend.py)
 
 N_PARAMS = 4  # alpha, beta, gamma, phi
 STATS_COLS = 3  # sse, valid points, sigma^2
 _LANES = 8
+INIT_CYCLES = 10  # cycles averaged for the initial seasonals (more: less noise, less adaptivity)
 
 
 @kernel
@@ -106,7 +106,7 @@ def hw_init(y, m, init):
         init[0] = first - init[1] if np.isfinite(first) else 0.0
         init[2] = 0.0
         return
-    k = min(n // m, 4)
+    k = min(n // m, INIT_CYCLES)
     means = np.zeros(k)
     for c in range(k):
         total = 0.0
@@ -117,18 +117,30 @@ def hw_init(y, m, init):
                 total += v
                 cnt += 1
         means[c] = total / cnt if cnt > 0 else np.nan
-    # first and last cycles with data (each tested on its own: under fast math the compiled
-    # ``isfinite(a - b)`` can fold to True)
+    # least-squares line through the cycle means (each finite mean tested on its own: under
+    # fast math the compiled ``isfinite(a - b)`` can fold to True)
     c_first = -1
-    c_last = -1
+    sw = 0.0
+    sc = 0.0
+    sm = 0.0
     for c in range(k):
         if np.isfinite(means[c]):
             if c_first < 0:
                 c_first = c
-            c_last = c
+            sw += 1.0
+            sc += c
+            sm += means[c]
     b0 = 0.0
-    if c_last > c_first:
-        b0 = (means[c_last] - means[c_first]) / ((c_last - c_first) * m)
+    cbar = sc / sw if sw > 0 else 0.0
+    mbar = sm / sw if sw > 0 else 0.0
+    if sw > 1:
+        num = 0.0
+        den = 0.0
+        for c in range(k):
+            if np.isfinite(means[c]):
+                num += (c - cbar) * (means[c] - mbar)
+                den += (c - cbar) * (c - cbar)
+        b0 = num / den / m
     centre = 0.0
     for j in range(m):
         total = 0.0
@@ -144,8 +156,8 @@ def hw_init(y, m, init):
         init[2 + j] -= centre / m
     if c_first < 0:
         init[0] = 0.0
-    else:  # the level one step before the first point
-        init[0] = means[c_first] - (c_first * m + (m - 1) / 2.0 + 1.0) * b0
+    else:  # the level one step before the first point, on the fitted line
+        init[0] = mbar - (cbar * m + (m - 1) / 2.0 + 1.0) * b0
     init[1] = b0
 
 
@@ -218,7 +230,7 @@ def hw_fit_rows(Y, m, bounds, max_iter, par_out, state_out, stats_out):
     state_out : float64 (n_series, 2 + m), written: final level, trend, seasonal ring
     stats_out : float64 (n_series, STATS_COLS), written: SSE, valid points, sigma^2
     """
-    for r in numba.prange(Y.shape[0]):
+    for r in range(Y.shape[0]):
         sse = _fit_one(Y[r], m, bounds, max_iter, par_out[r], state_out[r])
         n_valid = 0
         for v in Y[r]:

@@ -5,12 +5,11 @@ Rows are series (NaN = missing); the Python layer (``telcoanalytics.analysis.cor
 ``.compare``) validates and turns statistics into p-values.
 """
 
-import numba
 import numpy as np
 
-from kernels._numba import SAFE_FASTMATH, kernel
+from kernels._numba import kernel
 
-kernel_rows = numba.njit(cache=True, nogil=True, parallel=True, fastmath=SAFE_FASTMATH)
+kernel_rows = kernel  # serial, as every kernel of the package (see kernels/trend.py)
 
 MW_COLS = 4  # U of the first group, tie term sum(t^3 - t), n first, n second
 
@@ -87,7 +86,7 @@ def lagged_corr_rows(X, y, lags, rank, r_out, n_out):
     ``n_out`` (n_series, n_lags).
     """
     n = y.shape[0]
-    for i in numba.prange(X.shape[0]):
+    for i in range(X.shape[0]):
         a = np.empty(n)
         b = np.empty(n)
         ra = np.empty(n)
@@ -107,7 +106,7 @@ def lagged_corr_rows(X, y, lags, rank, r_out, n_out):
 def pair_corr_rows(X, first, second, lags, r_out, n_out):
     """Exact pairwise-complete Pearson r of ``X[first[p], t]`` with ``X[second[p], t + lags[p]]``."""
     n = X.shape[1]
-    for p in numba.prange(first.shape[0]):
+    for p in range(first.shape[0]):
         a = np.empty(n)
         b = np.empty(n)
         c = _overlap(X[first[p]], X[second[p]], lags[p], a, b)
@@ -122,7 +121,7 @@ def bucket_moments_rows(Y, bucket, side, n_buckets, out):
     ``bucket`` (n_points, int64) is each point's bucket (-1 = ignore), ``side`` (n_points, int64)
     0 before / 1 after / -1 ignore; ``out`` (n_series, 2, n_buckets, 3) is written (Welford).
     """
-    for r in numba.prange(Y.shape[0]):
+    for r in range(Y.shape[0]):
         o = out[r]
         o[:] = 0.0
         for t in range(Y.shape[1]):
@@ -146,7 +145,7 @@ def mann_whitney_rows(Y, side, out):
     the after points in the pooled sample (average ranks for ties), ``sum (t^3 - t)`` over tie
     groups, ``n1``, ``n2``.
     """
-    for r in numba.prange(Y.shape[0]):
+    for r in range(Y.shape[0]):
         n1 = 0
         n2 = 0
         for t in range(Y.shape[1]):

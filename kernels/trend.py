@@ -12,15 +12,16 @@ the bracket is an inversion count of ``y - s t`` (``O(n log n)``), and only the 
 the bracket are enumerated (Dillencourt, Mount & Netanyahu 1992; Matousek 1991).
 """
 
-import numba
 import numpy as np
 
-from kernels._numba import SAFE_FASTMATH, kernel
+from kernels._numba import kernel, kernel_exact
 
-kernel_rows = numba.njit(cache=True, nogil=True, parallel=True, fastmath=SAFE_FASTMATH)
-"""Decorator for the per-row drivers: rows are independent, spread over the threads (``prange``)."""
+kernel_rows = kernel
+"""Decorator of the per-row drivers. Serial like every kernel of the package (``parallel=True``
+made the first compile of these kernels take minutes); ``nogil`` lets a caller run row blocks
+from its own threads."""
 
-kernel_rows_exact = numba.njit(cache=True, nogil=True, parallel=True)
+kernel_rows_exact = kernel_exact
 """Per-row driver without fast math: ``y - slope * t`` rounded as NumPy does (no fused
 multiply-add), so ties in the detrended values are the same as in ``pymannkendall``."""
 
@@ -331,7 +332,7 @@ def trend_rows(Y, t, z_ci, sample_factor, want_ci, out):
     want_ci : bool
     out : float64 (n_series, TREND_COLS), written
     """
-    for r in numba.prange(Y.shape[0]):
+    for r in range(Y.shape[0]):
         valid = np.isfinite(Y[r])
         _trend_one(t[valid], Y[r][valid], z_ci, sample_factor, want_ci, out[r])
 
@@ -342,8 +343,10 @@ def _mk_small(v, nv, work):
     s = 0.0
     for a in range(nv - 1):
         for b in range(a + 1, nv):
-            d = v[b] - v[a]
-            s += (d > 0) - (d < 0)
+            if v[b] > v[a]:
+                s += 1.0
+            elif v[b] < v[a]:
+                s -= 1.0
     w = work[:nv]
     w[:] = v[:nv]
     for a in range(1, nv):  # insertion sort: seasons hold a few points each
@@ -423,7 +426,7 @@ def seasonal_trend_rows(Y, t, period, z_ci, want_ci, out):
     """Seasonal Mann-Kendall and seasonal Sen slope per row: season ``j`` holds the points
     ``j, j + period, ...``; S and var S add over seasons, the slope is the median of all
     within-season pairwise slopes. Same ``out`` layout as ``trend_rows``."""
-    for r in numba.prange(Y.shape[0]):
+    for r in range(Y.shape[0]):
         _seasonal_one(t, Y[r], period, z_ci, want_ci, out[r])
 
 
@@ -448,7 +451,7 @@ def detrended_rows(Y, t, slope, use_ranks, out):
     """Per row: the finite values minus ``slope * t`` (as ranks when ``use_ranks``), centred,
     packed to the left of ``out`` (zeros after); returns nothing. Input of the ACF that the
     Hamed-Rao / Yue-Wang variance corrections need."""
-    for r in numba.prange(Y.shape[0]):
+    for r in range(Y.shape[0]):
         valid = np.isfinite(Y[r])
         y = Y[r][valid]
         n = y.shape[0]

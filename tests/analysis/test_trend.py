@@ -97,6 +97,9 @@ def test_seasonal_long_seasons_and_empty_rows(rng):
     # more than 64 points per season takes the merge-sort path; an all-NaN row gives NaN
     y = np.vstack([_series(rng, 140, slope=0.01), np.full(140, np.nan)])
     r = trend(y, period=2, ci=False)
+    for correction in ("hamed_rao", "yue_wang"):
+        rc = trend(y, correction=correction)
+        assert rc["variance_factor"][1] == 1.0 and np.isnan(rc["p"][1])
     ref = pmk.seasonal_test(y[0], period=2)
     np.testing.assert_allclose([r["s"][0], r["var_s"][0]], [ref.s, ref.var_s], rtol=RTOL)
     assert np.isnan(r["slope_lo"][0]) and r["n"][1] == 0 and np.isnan(r["slope"][1]) and r["direction"][1] == 0
@@ -143,6 +146,7 @@ def test_slope_ranks_when_the_sample_misses():
     t = np.arange(50.0)
     y = 2.0 * t
     assert K.slope_ranks(t, y, 10, 11, 2) == (2.0, 2.0)
+    assert K.slope_ranks(t, y, 600, 601, 2) == (2.0, 2.0)
     y2 = np.where(t < 49, 0.0, 1.0)  # every slope 0 except the pairs with the last point
     n_pairs = 50 * 49 // 2
     assert K.slope_ranks(t, y2, n_pairs - 49, n_pairs - 1, 1) == (1.0 / 49, 1.0)
