@@ -1,0 +1,207 @@
+"""Benchmark: trend + Holt-Winters over 20,000 series, against statsforecast; top-k lagged
+correlations and how they grow with the series count; cold start.
+
+Run: ``.venv/bin/python -m pytest benchmarks/bench_analysis.py --benchmark-only -q -s``
+(``BENCH_SERIES`` changes the 20,000; ``BENCH_SF_SERIES`` the statsforecast subset, 200;
+``BENCH_TOPK_COUNTS`` the counts of the growth table, "1000,2500,5000,10000,20000").
+
+Data: seeded synthetic KPIs (a daily profile of random amplitude and phase, a random linear
+trend, AR(1) noise), 2,016 points per series plus one held-back day.
+
+- 5-minute data (a week, season 288): ours only. statsforecast's ETS refuses seasonal periods
+  above 24 (``statsforecast/ets.py``: "if m > 24 ... return"), so it has no Holt-Winters peer
+  for 5-minute data with a daily cycle.
+- hourly data (12 weeks, season 24): ours against ``StatsForecast(models=[AutoETS(model="AAA",
+  damped=True, season_length=24)], freq="h", n_jobs=1)`` on a long-format frame, the same model
+  (additive error, damped additive trend, additive season) as ours. statsforecast is timed on a
+  subset (all 20,000 take about an hour on this machine) and both are scored by MASE on the
+  held-back day of that subset.
+
+Timings are wall time on a shared 2-core machine (other sessions running tests); peers run in
+the same process, one after the other.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from scipy.signal import lfilter
+
+from telcoanalytics.analysis import fit_holt_winters, mase, top_correlated_pairs, trend
+
+N_SERIES = int(os.environ.get("BENCH_SERIES", 20_000))
+N_SF = int(os.environ.get("BENCH_SF_SERIES", 200))
+TOPK_COUNTS = [int(c) for c in os.environ.get("BENCH_TOPK_COUNTS", "1000,2500,5000,10000,20000").split(",")]
+N_POINTS = 2016
+
+
+def make_series(n_series, n_points, season, seed):
+    """KPI-like series: level + daily profile + trend + AR(1) noise (float64, rows)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_points)
+    amp = rng.uniform(2, 10, (n_series, 1))
+    phase = rng.uniform(0, 2 * np.pi, (n_series, 1))
+    daily = amp * (np.sin(2 * np.pi * t / season + phase) + 0.3 * np.sin(4 * np.pi * t / season + 2 * phase))
+    slope = rng.normal(0, 2.0 / n_points, (n_series, 1)) * (rng.uniform(size=(n_series, 1)) < 0.3)
+    noise = lfilter([1.0], [1.0, -0.5], rng.normal(0, 1, (n_series, n_points)), axis=1)
+    return 50 + daily + slope * t * amp + noise
+
+
+def make_ets_series(n_series, n_points, season, seed):
+    """Series simulated from ETS(A,Ad,A) itself (the model both sides fit), parameters drawn
+    per series: alpha U(0.05, 0.5), beta 0.05 alpha, gamma U(0, 0.2) (1 - alpha), phi U(0.85, 0.98)."""
+    rng = np.random.default_rng(seed)
+    alpha = rng.uniform(0.05, 0.5, n_series)
+    beta = 0.05 * alpha
+    gamma = rng.uniform(0, 0.2, n_series) * (1 - alpha)
+    phi = rng.uniform(0.85, 0.98, n_series)
+    level = np.full(n_series, 50.0)
+    slope = rng.normal(0, 0.02, n_series)
+    seas = rng.uniform(2, 10, (n_series, 1)) * np.sin(
+        2 * np.pi * np.arange(season) / season + rng.uniform(0, 6, (n_series, 1))
+    )
+    out = np.empty((n_series, n_points))
+    for i in range(n_points):
+        f = level + phi * slope
+        e = rng.normal(0, 1, n_series)
+        out[:, i] = f + seas[:, i % season] + e
+        level = f + alpha * e
+        slope = phi * slope + beta * e
+        seas[:, i % season] += gamma * e
+    return out
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def test_trend_and_forecast_5min(benchmark):
+    """A week of 5-minute data per series: seasonal Mann-Kendall + Sen slope (season 288) and
+    Holt-Winters fitted per series, forecasting the next day."""
+    season, horizon = 288, 288
+    y = make_series(N_SERIES, N_POINTS + horizon, season, seed=1)
+    train, test = np.ascontiguousarray(y[:, :N_POINTS]), y[:, N_POINTS:]
+    trend(train[:4], period=season)  # compile / load the cache outside the timing
+    fit_holt_winters(train[:4], season).forecast(horizon)
+
+    def run():
+        tr = trend(train, period=season)
+        fc = fit_holt_winters(train, season).forecast(horizon)
+        return tr, fc
+
+    (tr, fc), _ = _timed(run)
+    _, t_trend = _timed(lambda: trend(train, period=season))
+    _, t_fit = _timed(lambda: fit_holt_winters(train, season).forecast(horizon))
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    score = mase(train, test, fc.mean, season)
+    print(
+        f"\n5-min, {N_SERIES} series x {N_POINTS}: trend {t_trend:.2f} s, Holt-Winters fit + forecast {t_fit:.2f} s, "
+        f"total {t_trend + t_fit:.2f} s; MASE (next day) mean {score.mean():.3f} median {np.median(score):.3f}; "
+        f"trends found {(tr['direction'] != 0).mean():.1%}"
+    )
+
+
+def _statsforecast(train, horizon, season):
+    import pandas as pd
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoETS
+
+    n, length = train.shape
+    frame = pd.DataFrame(
+        {
+            "unique_id": np.repeat(np.arange(n), length),
+            "ds": np.tile(pd.date_range("2026-01-01", periods=length, freq="h"), n),
+            "y": train.ravel(),
+        }
+    )
+    sf = StatsForecast(models=[AutoETS(season_length=season, model="AAA", damped=True)], freq="h", n_jobs=1)
+    out = sf.forecast(df=frame, h=horizon)
+    return out.sort_values(["unique_id", "ds"])["AutoETS"].to_numpy().reshape(n, horizon)
+
+
+def test_forecast_hourly_vs_statsforecast(benchmark):
+    """Twelve weeks of hourly data, season 24: ours on all series and on a subset; statsforecast
+    AutoETS(AAdA) on the subset. MASE on the held-back day."""
+    pytest.importorskip("statsforecast")
+    season, horizon = 24, 24
+    y = make_series(N_SERIES, N_POINTS + horizon, season, seed=2)
+    train, test = np.ascontiguousarray(y[:, :N_POINTS]), y[:, N_POINTS:]
+    fit_holt_winters(train[:4], season).forecast(horizon)
+    _statsforecast(train[:2], horizon, season)  # numba compile of statsforecast outside the timing
+
+    fc_all, t_all = _timed(lambda: fit_holt_winters(train, season).forecast(horizon))
+    sub = slice(0, N_SF)
+    fc_sub, t_sub = _timed(lambda: fit_holt_winters(train[sub], season).forecast(horizon))
+    sf_mean, t_sf = _timed(lambda: _statsforecast(train[sub], horizon, season))
+    benchmark.pedantic(lambda: fit_holt_winters(train, season).forecast(horizon), rounds=1, iterations=1)
+    ours = mase(train[sub], test[sub], fc_sub.mean, season)
+    theirs = mase(train[sub], test[sub], sf_mean, season)
+    print(
+        f"\nhourly KPI-like (AR(1) noise), season 24: ours {N_SERIES} series {t_all:.2f} s "
+        f"({t_all / N_SERIES * 1e3:.3f} ms/series), MASE mean {mase(train, test, fc_all.mean, season).mean():.3f}\n"
+        f"  subset of {N_SF}: ours {t_sub:.3f} s, statsforecast AutoETS(AAdA) {t_sf:.2f} s "
+        f"({t_sf / N_SF * 1e3:.1f} ms/series, so about {t_sf / N_SF * N_SERIES / 60:.0f} min for {N_SERIES}); "
+        f"MASE mean ours {ours.mean():.3f} vs statsforecast {theirs.mean():.3f}, "
+        f"median {np.median(ours):.3f} vs {np.median(theirs):.3f}; ours better on {(ours < theirs).mean():.0%} of series"
+    )
+    e = make_ets_series(N_SF, N_POINTS + horizon, season, seed=4)
+    e_train, e_test = np.ascontiguousarray(e[:, :N_POINTS]), e[:, N_POINTS:]
+    fc_e, t_e = _timed(lambda: fit_holt_winters(e_train, season).forecast(horizon))
+    sf_e, t_sf_e = _timed(lambda: _statsforecast(e_train, horizon, season))
+    ours_e = mase(e_train, e_test, fc_e.mean, season)
+    theirs_e = mase(e_train, e_test, sf_e, season)
+    cover = ((e_test >= fc_e.lower) & (e_test <= fc_e.upper)).mean()
+    print(
+        f"  ETS(A,Ad,A)-generated, {N_SF} series: ours {t_e:.3f} s, statsforecast {t_sf_e:.2f} s; "
+        f"MASE mean ours {ours_e.mean():.3f} vs statsforecast {theirs_e.mean():.3f}, "
+        f"median {np.median(ours_e):.3f} vs {np.median(theirs_e):.3f}; ours better on {(ours_e < theirs_e).mean():.0%}; "
+        f"our 95 % interval covers {cover:.1%} of the held-back points"
+    )
+
+
+def test_topk_lagged_growth(benchmark):
+    """Top 100 pairs among N series of 2,016 points over lags 0..2 (both directions)."""
+    y = make_series(max(TOPK_COUNTS), N_POINTS, 288, seed=3).astype(np.float64)
+    top_correlated_pairs(y[:50], k=5, max_lag=2)
+    rows = []
+    for n in TOPK_COUNTS:
+        _, sec = _timed(lambda n=n: top_correlated_pairs(y[:n], k=100, max_lag=2))
+        rows.append((n, sec))
+    benchmark.pedantic(lambda: top_correlated_pairs(y[: TOPK_COUNTS[0]], k=100, max_lag=2), rounds=1, iterations=1)
+    print("\ntop-100 pairs, lags 0..2, 2,016 points:")
+    for n, sec in rows:
+        print(f"  {n:>6} series: {sec:7.2f} s  ({sec / (n * n) * 1e9:.1f} ns per pair and lag set)")
+    if len(rows) > 1:
+        slope = np.polyfit(np.log([r[0] for r in rows]), np.log([r[1] for r in rows]), 1)[0]
+        print(f"  growth exponent (log time / log count): {slope:.2f}")
+
+
+def test_cold_start(benchmark):
+    """First call in a fresh process with an empty Numba cache (compiles every kernel)."""
+    code = textwrap.dedent(
+        """
+        import time, numpy as np
+        t0 = time.perf_counter()
+        from telcoanalytics.analysis import trend, fit_holt_winters, lagged_correlation, before_after
+        y = np.random.default_rng(0).normal(size=(4, 600))
+        trend(y); trend(y, period=24); fit_holt_winters(y, 24).forecast(5)
+        lagged_correlation(y[0], y, max_lag=2)
+        before_after(y, np.arange(600, dtype=np.int64) * 3_600_000, 300 * 3_600_000)
+        print(f"{time.perf_counter() - t0:.1f}")
+        """
+    )
+
+    def run():
+        with tempfile.TemporaryDirectory() as cache:
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+            return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+
+    res = benchmark.pedantic(run, rounds=1, iterations=1)
+    print(f"\ncold start (empty cache, all analysis kernels compiled): {res.stdout.strip()} s")

@@ -1,0 +1,300 @@
+"""Holt-Winters kernels: additive damped trend, additive seasonality, fitted per series.
+
+State-space form ETS(A,Ad,A) (Hyndman et al. 2008), one step:
+
+    f_t = l_{t-1} + phi b_{t-1} + s_{t-m},   e_t = y_t - f_t
+    l_t = l_{t-1} + phi b_{t-1} + alpha e_t
+    b_t = phi b_{t-1} + beta e_t
+    s_t = s_{t-m} + gamma e_t
+
+with ``0 < alpha < 1``, ``0 <= beta <= alpha``, ``0 <= gamma <= 1 - alpha``. Parameters are
+searched in a unit cube (``beta = alpha rb``, ``gamma = (1 - alpha) rg``, squares of the cube
+coordinates so that small smoothing weights get fine resolution): a coarse grid, then a compass
+search whose 8 trial points are evaluated together, one SIMD lane each, in one pass over the
+series. A missing point (NaN) propagates the state with the forecast and adds no error.
+"""
+
+import numpy as np
+
+from kernels._numba import kernel
+
+kernel_rows = kernel  # serial, as every kernel of the package (see kernels/trend.py)
+
+N_PARAMS = 4  # alpha, beta, gamma, phi
+STATS_COLS = 3  # sse, valid points, sigma^2
+_LANES = 8
+INIT_CYCLES = 10  # cycles averaged for the initial seasonals (more: less noise, less adaptivity)
+
+
+@kernel
+def _params_from_cube(z, bounds, par):
+    """Cube coordinates ``z`` (4, P) -> parameters ``par`` (4, P): alpha, beta, gamma, phi."""
+    for p in range(z.shape[1]):
+        alpha = bounds[0, 0] + (bounds[0, 1] - bounds[0, 0]) * z[0, p] * z[0, p]
+        par[0, p] = alpha
+        par[1, p] = alpha * (bounds[1, 0] + (bounds[1, 1] - bounds[1, 0]) * z[1, p] * z[1, p])
+        par[2, p] = (1.0 - alpha) * (bounds[2, 0] + (bounds[2, 1] - bounds[2, 0]) * z[2, p] * z[2, p])
+        par[3, p] = bounds[3, 0] + (bounds[3, 1] - bounds[3, 0]) * z[3, p]
+
+
+@kernel
+def hw_sse(y, m, init, par, sse, state):
+    """Sum of squared one-step errors of ``y`` for each column of ``par`` (4, P).
+
+    ``init`` = (l0, b0, s0 for phases 0..m-1); ``state`` (2 + m, P) receives the final level,
+    trend and seasonal ring (the seasonal of time ``i`` is ``state[2 + i % m]``).
+    """
+    n_lanes = par.shape[1]
+    # Local arrays (not views of ``state``) let the compiler prove the lanes do not alias and
+    # run them as SIMD.
+    lev = np.full(n_lanes, init[0])
+    tr = np.full(n_lanes, init[1])
+    acc = np.zeros(n_lanes)
+    seas = np.empty((m, n_lanes))
+    for j in range(m):
+        seas[j, :] = init[2 + j]
+    alpha = par[0].copy()
+    beta = par[1].copy()
+    gamma = par[2].copy()
+    phi = par[3].copy()
+    j = 0
+    for i in range(y.shape[0]):
+        yi = y[i]
+        if np.isfinite(yi):
+            for p in range(n_lanes):
+                f = lev[p] + phi[p] * tr[p]
+                e = yi - f - seas[j, p]
+                acc[p] += e * e
+                lev[p] = f + alpha[p] * e
+                tr[p] = phi[p] * tr[p] + beta[p] * e
+                seas[j, p] += gamma[p] * e
+        else:
+            for p in range(n_lanes):
+                lev[p] = lev[p] + phi[p] * tr[p]
+                tr[p] = phi[p] * tr[p]
+        j += 1
+        if j == m:
+            j = 0
+    sse[:] = acc
+    state[0] = lev
+    state[1] = tr
+    state[2:] = seas
+
+
+@kernel
+def hw_init(y, m, init):
+    """Heuristic initial states into ``init`` (2 + m): the first cycles' means give the level
+    and trend, the mean deviation per phase the (centred) seasonals. Needs two cycles when
+    ``m > 1``; missing points are skipped."""
+    n = y.shape[0]
+    if m == 1:
+        k = min(n, 10)
+        first = np.nan
+        i0 = 0
+        for i in range(k):
+            if np.isfinite(y[i]):
+                first = y[i]
+                i0 = i
+                break
+        slope = 0.0
+        c = 0
+        for i in range(i0 + 1, k):
+            if np.isfinite(y[i]) and np.isfinite(y[i - 1]):
+                slope += y[i] - y[i - 1]
+                c += 1
+        init[1] = slope / c if c > 0 else 0.0
+        init[0] = first - init[1] if np.isfinite(first) else 0.0
+        init[2] = 0.0
+        return
+    k = min(n // m, INIT_CYCLES)
+    means = np.zeros(k)
+    for c in range(k):
+        total = 0.0
+        cnt = 0
+        for j in range(m):
+            v = y[c * m + j]
+            if np.isfinite(v):
+                total += v
+                cnt += 1
+        means[c] = total / cnt if cnt > 0 else np.nan
+    # least-squares line through the cycle means (each finite mean tested on its own: under
+    # fast math the compiled ``isfinite(a - b)`` can fold to True)
+    c_first = -1
+    sw = 0.0
+    sc = 0.0
+    sm = 0.0
+    for c in range(k):
+        if np.isfinite(means[c]):
+            if c_first < 0:
+                c_first = c
+            sw += 1.0
+            sc += c
+            sm += means[c]
+    b0 = 0.0
+    cbar = sc / sw if sw > 0 else 0.0
+    mbar = sm / sw if sw > 0 else 0.0
+    if sw > 1:
+        num = 0.0
+        den = 0.0
+        for c in range(k):
+            if np.isfinite(means[c]):
+                num += (c - cbar) * (means[c] - mbar)
+                den += (c - cbar) * (c - cbar)
+        b0 = num / den / m
+    centre = 0.0
+    for j in range(m):
+        total = 0.0
+        cnt = 0
+        for c in range(k):
+            v = y[c * m + j]
+            if np.isfinite(v) and np.isfinite(means[c]):
+                total += v - (means[c] + (j - (m - 1) / 2.0) * b0)
+                cnt += 1
+        init[2 + j] = total / cnt if cnt > 0 else 0.0
+        centre += init[2 + j]
+    for j in range(m):
+        init[2 + j] -= centre / m
+    if c_first < 0:
+        init[0] = 0.0
+    else:  # the level one step before the first point, on the fitted line
+        init[0] = mbar - (cbar * m + (m - 1) / 2.0 + 1.0) * b0
+    init[1] = b0
+
+
+@kernel
+def _fit_one(y, m, bounds, max_iter, par_out, state_out):
+    """Compass search of the parameters of one series; returns the SSE at the optimum."""
+    init = np.empty(2 + m)
+    hw_init(y, m, init)
+    z = np.empty((N_PARAMS, _LANES))
+    par = np.empty((N_PARAMS, _LANES))
+    sse = np.empty(_LANES)
+    state = np.empty((2 + m, _LANES))
+    grid0 = (0.25, 0.55, 0.85)
+    best = np.inf
+    best_z = np.full(N_PARAMS, 0.5)
+    for g in range(3):  # coarse start: alpha x (rb, rg, phi) corners, 8 lanes per pass
+        for p in range(_LANES):
+            z[0, p] = grid0[g]
+            z[1, p] = 0.15 if p & 1 == 0 else 0.5
+            z[2, p] = 0.15 if p & 2 == 0 else 0.5
+            z[3, p] = 0.3 if p & 4 == 0 else 0.85
+        _params_from_cube(z, bounds, par)
+        hw_sse(y, m, init, par, sse, state)
+        for p in range(_LANES):
+            if sse[p] < best:
+                best = sse[p]
+                best_z[:] = z[:, p]
+    step = 0.15
+    for _ in range(max_iter):
+        for p in range(_LANES):
+            z[:, p] = best_z
+            d = p // 2
+            z[d, p] = min(max(best_z[d] + (step if p % 2 == 0 else -step), 0.0), 1.0)
+        _params_from_cube(z, bounds, par)
+        hw_sse(y, m, init, par, sse, state)
+        arg = -1
+        for p in range(_LANES):
+            if sse[p] < best:
+                best = sse[p]
+                arg = p
+        if arg >= 0:
+            best_z[:] = z[:, arg]
+        else:
+            step *= 0.5
+            if step < 0.004:
+                break
+    z1 = np.empty((N_PARAMS, 1))
+    z1[:, 0] = best_z
+    par1 = np.empty((N_PARAMS, 1))
+    _params_from_cube(z1, bounds, par1)
+    sse1 = np.empty(1)
+    state1 = np.empty((2 + m, 1))
+    hw_sse(y, m, init, par1, sse1, state1)
+    par_out[:] = par1[:, 0]
+    state_out[:] = state1[:, 0]
+    return sse1[0]
+
+
+@kernel_rows
+def hw_fit_rows(Y, m, bounds, max_iter, par_out, state_out, stats_out):
+    """Fit Holt-Winters per row of ``Y`` (n_series, n_points), NaN = missing.
+
+    Parameters
+    ----------
+    Y : float64 (n_series, n_points)
+    m : int, season length (1 = no seasonality; then ``bounds[2]`` should be (0, 0))
+    bounds : float64 (4, 2), ranges of alpha, beta / alpha, gamma / (1 - alpha), phi
+    max_iter : int, compass iterations
+    par_out : float64 (n_series, 4), written: alpha, beta, gamma, phi
+    state_out : float64 (n_series, 2 + m), written: final level, trend, seasonal ring
+    stats_out : float64 (n_series, STATS_COLS), written: SSE, valid points, sigma^2
+    """
+    for r in range(Y.shape[0]):
+        sse = _fit_one(Y[r], m, bounds, max_iter, par_out[r], state_out[r])
+        n_valid = 0
+        for v in Y[r]:
+            if np.isfinite(v):
+                n_valid += 1
+        stats_out[r, 0] = sse
+        stats_out[r, 1] = n_valid
+        stats_out[r, 2] = sse / max(n_valid - N_PARAMS, 1)
+
+
+@kernel
+def hw_forecast_rows(par, state, n_obs, m, mean_out, sd_out):
+    """Point forecasts and their standard deviations for horizons 1..H per row.
+
+    ``mean = l + (phi + ... + phi^h) b + s`` at the phase of time ``n_obs - 1 + h``;
+    ``var = sigma^2 (1 + sum_{j<h} c_j^2)``, ``c_j = alpha + beta phi_j + gamma [j mod m = 0]``
+    (Hyndman et al. 2008, class 1). ``sd_out`` holds sigma^2 in column 0 on entry.
+    """
+    horizon = mean_out.shape[1]
+    for r in range(par.shape[0]):
+        alpha = par[r, 0]
+        beta = par[r, 1]
+        gamma = par[r, 2]
+        phi = par[r, 3]
+        sigma2 = sd_out[r, 0]
+        phi_h = 0.0
+        phi_pow = 1.0
+        acc = 1.0
+        for h in range(1, horizon + 1):
+            phi_pow *= phi
+            phi_h += phi_pow
+            mean_out[r, h - 1] = state[r, 0] + phi_h * state[r, 1] + state[r, 2 + (n_obs - 1 + h) % m]
+            sd_out[r, h - 1] = np.sqrt(sigma2 * acc)
+            c = alpha + beta * phi_h + (gamma if h % m == 0 and m > 1 else 0.0)
+            acc += c * c
+
+
+@kernel
+def hw_first_crossing(par, state, sigma, n_obs, m, threshold, horizon, seed, first_out):
+    """Simulate ``first_out.shape[1]`` sample paths of ``horizon`` steps from each row's final
+    state (Gaussian errors of s.d. ``sigma[r]``) and record in ``first_out[r, k]`` the first step
+    (1-based) at which path ``k`` reaches ``threshold[r]``, or 0 if it does not."""
+    np.random.seed(seed)
+    n_paths = first_out.shape[1]
+    for r in range(par.shape[0]):
+        alpha = par[r, 0]
+        beta = par[r, 1]
+        gamma = par[r, 2]
+        phi = par[r, 3]
+        seas = np.empty(m)
+        for k in range(n_paths):
+            lev = state[r, 0]
+            tr = state[r, 1]
+            for j in range(m):
+                seas[j] = state[r, 2 + j]
+            first_out[r, k] = 0
+            for h in range(1, horizon + 1):
+                ph = (n_obs - 1 + h) % m
+                f = lev + phi * tr
+                e = sigma[r] * np.random.standard_normal()
+                yh = f + seas[ph] + e
+                if yh >= threshold[r]:
+                    first_out[r, k] = h
+                    break
+                lev = f + alpha * e
+                tr = phi * tr + beta * e
+                seas[ph] += gamma * e

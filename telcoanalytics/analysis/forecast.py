@@ -1,0 +1,243 @@
+"""Holt-Winters forecasting per series with prediction intervals, capacity questions ("when does
+this series cross 80 %?") answered with uncertainty, and MASE for held-back evaluation.
+
+The model is ETS(A,Ad,A) -- additive error, additive damped trend, additive seasonality --
+fitted per series by ``kernels.forecast`` (see its docstring for the equations and the search).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+from kernels import forecast as K
+from telcoanalytics.analysis._common import as_series_matrix, as_time_ms, check_level, check_positive_int
+
+PARAM_DTYPE = np.dtype([("alpha", np.float64), ("beta", np.float64), ("gamma", np.float64), ("phi", np.float64)])
+"""Smoothing parameters per series (state-space form: ``b_t = phi b_{t-1} + beta e_t``)."""
+
+CROSSING_DTYPE = np.dtype(
+    [
+        ("p_cross", np.float64),  # probability of reaching the threshold within the horizon
+        ("step_earliest", np.int64),  # first step by which `p_early` of the paths have crossed (0 = never)
+        ("step_likely", np.int64),  # median first-crossing step (0 if fewer than half cross)
+        ("step_mean_path", np.int64),  # first step where the point forecast reaches it (0 = never)
+        ("t_earliest_ms", np.int64),  # the steps as times (int64 ms; -1 when the step is 0)
+        ("t_likely_ms", np.int64),
+        ("t_mean_path_ms", np.int64),
+    ]
+)
+"""One row per series, returned by :meth:`HoltWinters.crossing`."""
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Point forecasts and prediction intervals for horizons 1..H.
+
+    ``mean``, ``sd``, ``lower``, ``upper`` are (n_series, H); ``times_ms`` (H,) int64 when the
+    fit had times (else steps 1..H); ``level`` the interval level.
+    """
+
+    mean: np.ndarray
+    sd: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    times_ms: np.ndarray
+    level: float
+
+
+@dataclass(frozen=True)
+class HoltWinters:
+    """Fitted Holt-Winters models, one per series (see :func:`fit_holt_winters`).
+
+    Attributes: ``params`` (``PARAM_DTYPE``, n_series), ``state`` (n_series, 2 + m: level,
+    trend, seasonal ring by absolute phase), ``sigma2`` and ``sse`` (n_series,), ``n_valid``,
+    ``season_length``, ``n_obs`` (points in the fit), ``t_last_ms`` and ``step_ms`` (or None).
+    """
+
+    params: np.ndarray
+    state: np.ndarray
+    sigma2: np.ndarray
+    sse: np.ndarray
+    n_valid: np.ndarray
+    season_length: int
+    n_obs: int
+    t_last_ms: int | None
+    step_ms: int | None
+
+    def _par(self):
+        return np.ascontiguousarray(np.stack([self.params[f] for f in PARAM_DTYPE.names], axis=1))
+
+    def _times(self, horizon):
+        steps = np.arange(1, horizon + 1, dtype=np.int64)
+        return steps if self.t_last_ms is None else self.t_last_ms + steps * self.step_ms
+
+    def forecast(self, horizon, level=0.95):
+        """Forecasts for ``horizon`` steps with a central prediction interval at ``level``.
+
+        The interval is ``mean +- z sd`` with the analytic variance of ETS(A,Ad,A) (Hyndman et
+        al. 2008, ch. 6), Gaussian errors of variance ``sigma2``.
+        """
+        horizon = check_positive_int(horizon, "horizon")
+        level = check_level(level, "level")
+        n = self.params.shape[0]
+        mean = np.empty((n, horizon))
+        sd = np.empty((n, horizon))
+        sd[:, 0] = self.sigma2
+        K.hw_forecast_rows(self._par(), self.state, self.n_obs, self.season_length, mean, sd)
+        z = special.ndtri(0.5 + level / 2.0)
+        return Forecast(mean, sd, mean - z * sd, mean + z * sd, self._times(horizon), level)
+
+    def crossing(self, threshold, horizon, *, n_paths=1000, p_early=0.1, seed=0):
+        """When does each series reach ``threshold``? Answered from simulated sample paths.
+
+        Parameters
+        ----------
+        threshold : float or array (n_series,)
+            E.g. 80 for PRB utilisation in percent.
+        horizon : int
+            Steps to look ahead.
+        n_paths : int
+            Simulated paths per series (the Monte Carlo error of ``p_cross`` is at most
+            ``0.5 / sqrt(n_paths)``).
+        p_early : float
+            ``step_earliest`` is the first step by which this share of paths has crossed.
+        seed : int
+
+        Returns
+        -------
+        numpy structured array of ``CROSSING_DTYPE``, one row per series.
+        """
+        horizon = check_positive_int(horizon, "horizon")
+        n_paths = check_positive_int(n_paths, "n_paths")
+        p_early = check_level(p_early, "p_early")
+        n = self.params.shape[0]
+        thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (n,)).copy()
+        if not np.isfinite(thr).all():
+            raise ValueError("threshold must be finite")
+        first = np.empty((n, n_paths), dtype=np.int64)
+        sigma = np.sqrt(self.sigma2)
+        K.hw_first_crossing(self._par(), self.state, sigma, self.n_obs, self.season_length, thr, horizon, seed, first)
+        out = np.zeros(n, dtype=CROSSING_DTYPE)
+        crossed = np.where(first > 0, first, horizon + 1)
+        out["p_cross"] = (first > 0).mean(axis=1)
+        srt = np.sort(crossed, axis=1)
+        early = srt[:, min(int(np.ceil(p_early * n_paths)) - 1, n_paths - 1)]
+        likely = srt[:, (n_paths - 1) // 2]
+        out["step_earliest"] = np.where(early <= horizon, early, 0)
+        out["step_likely"] = np.where(likely <= horizon, likely, 0)
+        mean = self.forecast(horizon).mean
+        hit = mean >= thr[:, None]
+        out["step_mean_path"] = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, 0)
+        times = self._times(horizon)
+        for step, t in (
+            ("step_earliest", "t_earliest_ms"),
+            ("step_likely", "t_likely_ms"),
+            ("step_mean_path", "t_mean_path_ms"),
+        ):
+            out[t] = np.where(out[step] > 0, times[np.maximum(out[step] - 1, 0)], -1)
+        return out
+
+
+DEFAULT_BOUNDS = np.array([[1e-4, 0.9999], [0.0, 0.9999], [0.0, 0.9999], [0.8, 0.98]])
+
+
+def fit_holt_winters(values, season_length, *, times=None, damped=True, seasonal=True, max_iter=30):
+    """Fit Holt-Winters (additive damped trend, additive seasonality) to each series.
+
+    Parameters
+    ----------
+    values : array_like, (n_points,) or (n_series, n_points)
+        NaN marks a missing point (the state is carried over it).
+    season_length : int
+        Points per season (24 for hourly data with a daily cycle, 288 for 5-minute data).
+    times : array_like of datetime64 or int64 ms, optional
+        Regular time axis; with it forecasts and crossings carry times.
+    damped : bool
+        Damped trend (``phi`` in [0.8, 0.98], as ``statsforecast``); False fixes ``phi = 1``.
+    seasonal : bool
+        False fits Holt's damped trend without a season.
+    max_iter : int
+        Compass-search iterations per series.
+
+    Returns
+    -------
+    HoltWinters
+
+    Raises
+    ------
+    ValueError
+        If a series is shorter than two seasons, or an argument is out of range.
+
+    Examples
+    --------
+    >>> t = np.arange(24 * 14)
+    >>> y = 50 + 0.05 * t + 10 * np.sin(2 * np.pi * t / 24)
+    >>> fit = fit_holt_winters(y, 24)
+    >>> fc = fit.forecast(24)
+    >>> bool(np.abs(fc.mean[0] - (50 + 0.05 * (t[-1] + 1 + np.arange(24)) + 10 * np.sin(2 * np.pi * (t[-1] + 1 + np.arange(24)) / 24))).max() < 1.0)
+    True
+    """
+    y = as_series_matrix(values)
+    m = check_positive_int(season_length, "season_length")
+    max_iter = check_positive_int(max_iter, "max_iter")
+    if not seasonal:
+        m = 1
+    if y.shape[1] < max(2 * m, 4):
+        raise ValueError(
+            f"values has {y.shape[1]} points per series; Holt-Winters needs two seasons ({2 * m}) and at least 4"
+        )
+    t_ms, given = as_time_ms(times, y.shape[1])
+    step_ms = None
+    if given:
+        steps = np.diff(t_ms)
+        if steps.size and np.any(steps != steps[0]):
+            raise ValueError("times must be regular (one step); resample onto a regular axis, NaN for gaps")
+        step_ms = int(steps[0]) if steps.size else 1
+    bounds = DEFAULT_BOUNDS.copy()
+    if not damped:
+        bounds[3] = 1.0
+    if m == 1:
+        bounds[2] = 0.0
+    n = y.shape[0]
+    par = np.empty((n, K.N_PARAMS))
+    state = np.empty((n, 2 + m))
+    stats = np.empty((n, K.STATS_COLS))
+    K.hw_fit_rows(y, m, bounds, max_iter, par, state, stats)
+    params = np.zeros(n, dtype=PARAM_DTYPE)
+    for i, f in enumerate(PARAM_DTYPE.names):
+        params[f] = par[:, i]
+    return HoltWinters(
+        params=params,
+        state=state,
+        sigma2=stats[:, 2],
+        sse=stats[:, 0],
+        n_valid=stats[:, 1].astype(np.int64),
+        season_length=m,
+        n_obs=y.shape[1],
+        t_last_ms=int(t_ms[-1]) if given else None,
+        step_ms=step_ms,
+    )
+
+
+def mase(train, actual, predicted, season_length=1):
+    """Mean absolute scaled error per series (Hyndman & Koehler 2006).
+
+    The scale is the in-sample mean absolute error of the seasonal naive forecast
+    (``y_t - y_{t-m}``) on ``train``; NaN points are skipped.
+
+    Examples
+    --------
+    >>> mase([1.0, 2.0, 3.0, 4.0], [5.0, 6.0], [5.5, 6.5])
+    array([0.5])
+    """
+    train = as_series_matrix(train, "train")
+    actual = as_series_matrix(actual, "actual")
+    predicted = as_series_matrix(predicted, "predicted")
+    m = check_positive_int(season_length, "season_length")
+    if actual.shape != predicted.shape or actual.shape[0] != train.shape[0]:
+        raise ValueError(f"shapes disagree: train {train.shape}, actual {actual.shape}, predicted {predicted.shape}")
+    if train.shape[1] <= m:
+        raise ValueError(f"train needs more than season_length={m} points")
+    scale = np.nanmean(np.abs(train[:, m:] - train[:, :-m]), axis=1)
+    return np.nanmean(np.abs(actual - predicted), axis=1) / scale
