@@ -118,6 +118,8 @@ DEFAULT_SCENARIOS = {"congestion": 6, "failure": 6, "degradation": 4, "crowd": 2
 AUTO_SCENARIO_SITES = 120  # radio sites from which the automatic counts are full
 DEFAULT_START_MS = 1_772_409_600_000  # Monday 2026-03-02 00:00 UTC
 SANE_START_MS = 946_684_800_000  # 2000-01-01: ingest treats earlier times as corrupt
+_OPTIONAL_DEFAULTS = {"n_root_cause": 0}  # options that leave a run unchanged at these values
+_ROOT_CAUSE_STREAM = 15  # seed-sequence key of the root-cause draws (independent of the others)
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,11 @@ class SynthConfig:
         (~1% of CDRs last over 15 min) arrive late by their duration.
     csv_unparseable : int
         Extra rows per source with a non-numeric cell in CSV output.
+    n_root_cause : int
+        Root-cause faults (:mod:`telcoanalytics.synth.rootcause`) applied to the CDRs: a
+        combination of site / equipment class / vendor / technology / service in a region drops
+        more calls for 1-3 hours; the truth is in ``SynthDay.root_causes``. 0 (default): none,
+        and nothing else changes.
     """
 
     n_elements: int = 10_000
@@ -195,6 +202,7 @@ class SynthConfig:
     p_corrupt: float = 0.0005
     cdr_arrival: str = "start"
     csv_unparseable: int = 3
+    n_root_cause: int = 0
 
     def __post_init__(self):
         def need(ok: bool, name: str, expected: str):
@@ -210,6 +218,7 @@ class SynthConfig:
         for name in ("n_congestion", "n_failure", "n_degradation", "n_crowd", "n_collection_gap"):
             need(getattr(self, name) is None or is_int(getattr(self, name), 0), name, "None or a non-negative integer")
         need(is_int(self.csv_unparseable, 0), "csv_unparseable", "a non-negative integer")
+        need(is_int(self.n_root_cause, 0), "n_root_cause", "a non-negative integer")
         need(self.days > 0 and math.isfinite(self.days), "days", "a positive number of days")
         need(self.scale > 0 and math.isfinite(self.scale), "scale", "a positive number")
         need(
@@ -299,6 +308,7 @@ class SynthDay:
         self._id_salt = int(id_salt)
         self.business_share = np.full(len(topology_table), 0.5)
         self.scenario_counts = {k: int((labels["scenario"] == k).sum()) for k in DEFAULT_SCENARIOS}
+        self.root_causes: list = []  # RootCauseFault truth when config.n_root_cause > 0
 
     def __getitem__(self, source: str) -> np.ndarray:
         if source not in SOURCES:
@@ -432,14 +442,21 @@ class SynthDay:
 
     def labels_document(self) -> dict:
         """JSON-ready dict: labels, scenario details, stats, config and span."""
-        return {
+        cfg = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in asdict(self.config).items()}
+        for k, default in _OPTIONAL_DEFAULTS.items():  # options added later appear only when used
+            if cfg.get(k) == default:
+                cfg.pop(k)
+        doc = {
             "start_ms": self.start_ms,
             "end_ms": self.end_ms,
-            "config": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in asdict(self.config).items()},
+            "config": cfg,
             "labels": [{f: row[f].item() for f in LABEL_DTYPE.names} for row in self.labels],
             "scenarios": self.scenarios,
             "stats": self.stats,
         }
+        if self.root_causes:
+            doc["root_causes"] = [f.to_dict() for f in self.root_causes]
+        return doc
 
 
 def read_labels(path) -> np.ndarray:
@@ -569,8 +586,16 @@ def generate(config: SynthConfig | None = None, **overrides) -> SynthDay:
         "flow": flow_rows(topo, times, thr, eff, dt / 1000.0, r_flow),
         "qos": qos_rows(topo, times, x, eff, r_qos),
     }
+    faults = []
+    if cfg.n_root_cause:
+        from telcoanalytics.synth.rootcause import inject_root_causes
+
+        r_rc = np.random.default_rng(np.random.SeedSequence([int(cfg.seed), _ROOT_CAUSE_STREAM]))
+        span = (int(cfg.start_ms), int(cfg.start_ms + n_t * dt))
+        arrays["cdr"], faults = inject_root_causes(arrays["cdr"], topo.table, span, int(cfg.n_root_cause), r_rc)
     labels, details = _labels(scenarios, topo)
     streams, stats = build_streams(arrays, cfg, id_salt, r_stream)
     day = SynthDay(cfg, topo.table, arrays, labels, details, streams, stats, id_salt)
     day.business_share = bshare
+    day.root_causes = faults
     return day
