@@ -2,6 +2,14 @@
 routing efficiency, a compact Parquet history, and the replay's analysis section.
 """
 
+from telcoanalytics.analysis.complaints import (  # noqa: F401
+    category_dimension,
+    complaint_counts,
+    complaint_cube_spec,
+    complaint_table,
+    locate_complaints,
+)
+from telcoanalytics.analysis.history import History, rollup  # noqa: F401
 from telcoanalytics.analysis.localize import (  # noqa: F401
     LOCALIZE_DIMS,
     Candidate,
@@ -10,6 +18,13 @@ from telcoanalytics.analysis.localize import (  # noqa: F401
     localize,
     localize_cube,
     localize_spec,
+    poisson_llr,
+)
+from telcoanalytics.analysis.routing import (  # noqa: F401
+    Opportunity,
+    RoutingReport,
+    routing_efficiency,
+    with_capacities,
 )
 
 __all__ = [
@@ -20,4 +35,16 @@ __all__ = [
     "localize_cube",
     "localize_spec",
     "localization_scores",
+    "poisson_llr",
+    "locate_complaints",
+    "complaint_counts",
+    "complaint_table",
+    "complaint_cube_spec",
+    "category_dimension",
+    "Opportunity",
+    "RoutingReport",
+    "routing_efficiency",
+    "with_capacities",
+    "History",
+    "rollup",
 ]
