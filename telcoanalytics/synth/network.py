@@ -119,9 +119,14 @@ AUTO_SCENARIO_SITES = 120  # radio sites from which the automatic counts are ful
 DEFAULT_START_MS = 1_772_409_600_000  # Monday 2026-03-02 00:00 UTC
 SANE_START_MS = 946_684_800_000  # 2000-01-01: ingest treats earlier times as corrupt
 BASE_SOURCES = ("cdr", "equip", "flow", "qos")  # always generated; "complaint" with SynthConfig.complaints
-_OPTIONAL_DEFAULTS = {"n_root_cause": 0, "complaints": 0.0}  # options that leave a run unchanged at these values
+_OPTIONAL_DEFAULTS = {
+    "n_root_cause": 0,
+    "complaints": 0.0,
+    "n_changes": 0,
+}  # options that leave a run unchanged at these values
 _ROOT_CAUSE_STREAM = 15  # seed-sequence keys of the optional draws (independent of the others)
 _COMPLAINT_STREAM = 16
+_CHANGE_STREAM = 17
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,11 @@ class SynthConfig:
         Customer complaints (:mod:`telcoanalytics.synth.complaints`, source ``"complaint"``) that
         follow the degradations with a lag; the value multiplies the nominal rates (1.0). 0
         (default): no complaint stream, and nothing else changes.
+    n_changes : int
+        Software upgrades of known effect (:mod:`telcoanalytics.synth.changes`) on the cells of a
+        vendor at a few scenario-free sites, alternately on QoS latency (x 0.75-0.9 or 1.1-1.25) and
+        equipment PRB utilisation (x 0.8-0.92), with control cells; the truth is in ``SynthDay.changes``. 0 (default):
+        none, and nothing else changes.
     """
 
     n_elements: int = 10_000
@@ -210,6 +220,7 @@ class SynthConfig:
     csv_unparseable: int = 3
     n_root_cause: int = 0
     complaints: float = 0.0
+    n_changes: int = 0
 
     def __post_init__(self):
         def need(ok: bool, name: str, expected: str):
@@ -226,6 +237,7 @@ class SynthConfig:
             need(getattr(self, name) is None or is_int(getattr(self, name), 0), name, "None or a non-negative integer")
         need(is_int(self.csv_unparseable, 0), "csv_unparseable", "a non-negative integer")
         need(is_int(self.n_root_cause, 0), "n_root_cause", "a non-negative integer")
+        need(is_int(self.n_changes, 0), "n_changes", "a non-negative integer")
         need(self.complaints >= 0 and math.isfinite(self.complaints), "complaints", "a non-negative rate multiplier")
         need(self.days > 0 and math.isfinite(self.days), "days", "a positive number of days")
         need(self.scale > 0 and math.isfinite(self.scale), "scale", "a positive number")
@@ -296,6 +308,7 @@ class SynthDay:
     complaint : complaints sorted by time (empty unless ``config.complaints > 0``)
     sources : tuple of the sources generated (``complaint`` last when on)
     root_causes : list of ``synth.rootcause.RootCauseFault`` (``config.n_root_cause``)
+    changes : list of ``synth.changes.Change`` (``config.n_changes``)
     capacity_mbps : float64 (n_elements,), per dense element, what it can carry (radio peak of a
         cell; transport capacity of a switch, core router or gateway), for ``analysis.routing``
     labels : LABEL_DTYPE array, one row per scenario
@@ -324,6 +337,7 @@ class SynthDay:
         self.business_share = np.full(len(topology_table), 0.5)
         self.scenario_counts = {k: int((labels["scenario"] == k).sum()) for k in DEFAULT_SCENARIOS}
         self.root_causes: list = []  # RootCauseFault truth when config.n_root_cause > 0
+        self.changes: list = []  # synth.changes.Change truth when config.n_changes > 0
         self.capacity_mbps = np.zeros(len(topology_table))
 
     def __getitem__(self, source: str) -> np.ndarray:
@@ -475,6 +489,8 @@ class SynthDay:
         }
         if self.root_causes:
             doc["root_causes"] = [f.to_dict() for f in self.root_causes]
+        if self.changes:
+            doc["changes"] = [c.to_dict() for c in self.changes]
         return doc
 
 
@@ -612,6 +628,15 @@ def generate(config: SynthConfig | None = None, **overrides) -> SynthDay:
         r_rc = np.random.default_rng(np.random.SeedSequence([int(cfg.seed), _ROOT_CAUSE_STREAM]))
         span = (int(cfg.start_ms), int(cfg.start_ms + n_t * dt))
         arrays["cdr"], faults = inject_root_causes(arrays["cdr"], topo.table, span, int(cfg.n_root_cause), r_rc)
+    changes = []
+    if cfg.n_changes:
+        from telcoanalytics.synth.changes import apply_changes
+
+        r_ch = np.random.default_rng(np.random.SeedSequence([int(cfg.seed), _CHANGE_STREAM]))
+        touched = [np.asarray(sc.elements, dtype=np.int64) for sc in scenarios if sc.kind != "collection_gap"]
+        busy = topo.table["element_id"][np.unique(np.concatenate(touched + [np.zeros(0, np.int64)]))]
+        span = (int(cfg.start_ms), int(cfg.start_ms + n_t * dt))
+        arrays, changes = apply_changes(arrays, topo, busy, span, int(cfg.n_changes), r_ch)
     if cfg.complaints > 0:
         from telcoanalytics.synth.complaints import complaint_rows
 
@@ -624,6 +649,7 @@ def generate(config: SynthConfig | None = None, **overrides) -> SynthDay:
     day = SynthDay(cfg, topo.table, arrays, labels, details, streams, stats, id_salt)
     day.business_share = bshare
     day.root_causes = faults
+    day.changes = changes
     with np.errstate(invalid="ignore", divide="ignore"):  # transport capacity = throughput / load
         cap_tr = np.nanmax(np.where(x_tr > 0, thr / x_tr, np.nan), axis=0, initial=0.0)
     day.capacity_mbps = np.where(is_cell, cap, np.nan_to_num(cap_tr))
