@@ -9,6 +9,7 @@ from telcoanalytics.analysis.complaints import (  # noqa: F401
     complaint_table,
     locate_complaints,
 )
+from telcoanalytics.analysis.component import AnalysisComponent  # noqa: F401
 from telcoanalytics.analysis.history import History, rollup  # noqa: F401
 from telcoanalytics.analysis.localize import (  # noqa: F401
     LOCALIZE_DIMS,
@@ -19,7 +20,9 @@ from telcoanalytics.analysis.localize import (  # noqa: F401
     localize_cube,
     localize_spec,
     poisson_llr,
+    worst_incident,
 )
+from telcoanalytics.analysis.report import analysis_report_lines  # noqa: F401
 from telcoanalytics.analysis.routing import (  # noqa: F401
     Opportunity,
     RoutingReport,
@@ -36,6 +39,9 @@ __all__ = [
     "localize_spec",
     "localization_scores",
     "poisson_llr",
+    "worst_incident",
+    "AnalysisComponent",
+    "analysis_report_lines",
     "locate_complaints",
     "complaint_counts",
     "complaint_table",

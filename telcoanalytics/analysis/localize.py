@@ -48,6 +48,7 @@ __all__ = [
     "localize_spec",
     "localization_scores",
     "poisson_llr",
+    "worst_incident",
     "LOCALIZE_DIMS",
 ]
 
@@ -454,8 +455,11 @@ def localize_cube(
         A cube with the dimensions and measures named here (see :func:`localize_spec`).
     scope : dict
         The deviating scope as a cube filter, e.g. ``{"region": 3}``.
-    window, baseline : (start, end)
-        Event-time spans (int ms UTC or datetime64/str) of the deviation and of the reference.
+    window : (start, end)
+        Event-time span (int ms UTC or datetime64/str) of the deviation.
+    baseline : (start, end) or list of (start, end)
+        The reference span(s), e.g. ``[(day_start, window_start), (window_end, day_end)]``; several
+        spans are read as the ``time_dim`` buckets they cover.
     numerator, denominator : str
         Measures of the KPI ``numerator / denominator`` (drop rate: dropped / answered). With
         ``denominator=None`` the KPI is the count ``numerator``, expected as its baseline value
@@ -481,19 +485,26 @@ def localize_cube(
     ValueError
         For bad spans, unknown dimensions or measures (from the cube).
     """
-    window, baseline = _span(window, "window"), _span(baseline, "baseline")
+    window = _span(window, "window")
+    spans = [_span(b, "baseline") for b in baseline] if isinstance(baseline, list) else [_span(baseline, "baseline")]
+    base_len = sum(b - a for a, b in spans)
+    if len(spans) == 1:
+        base_where = spans[0]
+    else:  # several spans: the time buckets they cover, as a list of labels (a dice)
+        gran = int(cube.all_dims[time_dim].label_scale)
+        base_where = np.unique(np.concatenate([np.arange(a // gran * gran, b, gran) for a, b in spans]))
     dims = tuple(dims)
     num_only = tuple(d for d in dims if d == "cause_class") if denominator else ()
     den_dims = tuple(d for d in dims if d not in num_only)
     q = cube.query
     both = [numerator] if denominator is None or num_only else [numerator, denominator]
     cur_n = q(dims, where={**scope, time_dim: window}, measures=both)
-    base_n = q(dims, where={**scope, time_dim: baseline}, measures=both)
+    base_n = q(dims, where={**scope, time_dim: base_where}, measures=both)
     nname = cur_n.dtype.names[len(dims)]
     if denominator is None:
         codes, labels, (v, fb), _, _ = _leaf_table([cur_n, base_n], dims, [nname, nname])
         # a leaf silent in the baseline still expects a little (1% of the mean leaf), not zero
-        f = (fb + 0.01 * fb.mean()) * (window[1] - window[0]) / (baseline[1] - baseline[0])
+        f = (fb + 0.01 * fb.mean()) * (window[1] - window[0]) / base_len
         return localize(codes, v, f, dims=dims, labels=labels, **options)
     if not num_only:
         dname = cur_n.dtype.names[len(dims) + 1]
@@ -504,7 +515,7 @@ def localize_cube(
         f = dcur * (nb + prior * base_rate) / (dbase + prior)
         return localize(codes, v, f, dims=dims, labels=labels, **options)
     cur_d = q(den_dims, where={**scope, time_dim: window}, measures=[denominator])
-    base_d = q(den_dims, where={**scope, time_dim: baseline}, measures=[denominator])
+    base_d = q(den_dims, where={**scope, time_dim: base_where}, measures=[denominator])
     dname = cur_d.dtype.names[-1]
     codes, labels, (v, nb), _, _ = _leaf_table([cur_n, base_n], dims, [nname, nname])
     # denominators of the leaves' denominator part (their codes in the same label encoding)
@@ -534,6 +545,66 @@ def localize_cube(
     rate = (nb + prior * scope_rate) / (dbase + prior)
     f = dcur * rate
     return localize(codes, v, f, dims=dims, labels=labels, **options)
+
+
+def worst_incident(
+    cube,
+    *,
+    level: str = "region",
+    time_dim: str = "hour",
+    numerator: str = "sum:dropped",
+    denominator: str = "sum:answered",
+    min_score: float = 4.5,
+):
+    """The scope and time window where the KPI deviates most (what to localise first).
+
+    Every (``level`` node, ``time_dim`` bucket) is scored by the Poisson likelihood ratio of its
+    numerator against its denominator times the node's rate in the other buckets (leave one
+    out); the best bucket is extended over adjacent buckets of the same node scoring at least
+    ``min_score`` (``2 score`` ~ chi-square(1): 4.5 is z = 3).
+
+    Returns
+    -------
+    dict or None
+        ``scope`` ({level: label}), ``window`` (start_ms, end_ms), ``baseline`` (list of the
+        node's other spans), ``score``, ``actual`` and ``expected`` over the window; None when no
+        bucket scores ``min_score``.
+    """
+    res = cube.query((level, time_dim), measures=[numerator, denominator])
+    if len(res) == 0:
+        return None
+    nn, dn = res.dtype.names[2], res.dtype.names[3]
+    node, inv = np.unique(res[level], return_inverse=True)
+    n, d = np.nan_to_num(res[nn]), np.nan_to_num(res[dn])
+    tot_n, tot_d = np.bincount(inv, n, len(node))[inv], np.bincount(inv, d, len(node))[inv]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(tot_d - d > 0, (tot_n - n) / (tot_d - d), 0.0)
+    exp = d * rate
+    score = np.where(n > exp, poisson_llr(n, exp), 0.0)
+    best = int(np.argmax(score))
+    if score[best] < min_score:
+        return None
+    gran = int(cube.all_dims[time_dim].label_scale)
+    t = res[time_dim].astype(np.int64)
+    mine = np.flatnonzero(inv == inv[best])
+    by_t = dict(zip(t[mine].tolist(), mine.tolist()))
+    lo = hi = int(t[best])
+    while lo - gran in by_t and score[by_t[lo - gran]] >= min_score:
+        lo -= gran
+    while hi + gran in by_t and score[by_t[hi + gran]] >= min_score:
+        hi += gran
+    sel = [by_t[x] for x in range(lo, hi + gran, gran)]
+    t_min, t_max = int(t[mine].min()), int(t[mine].max()) + gran
+    baseline = [(a, b) for a, b in ((t_min, lo), (hi + gran, t_max)) if b > a]
+    label = node[inv[best]]
+    return {
+        "scope": {level: label.item() if isinstance(label, np.generic) else label},
+        "window": (lo, hi + gran),
+        "baseline": baseline,
+        "score": float(score[sel].sum()),
+        "actual": float(n[sel].sum()),
+        "expected": float(exp[sel].sum()),
+    }
 
 
 def _sum_by(keys, values, at):

@@ -193,3 +193,18 @@ def test_cube_variants_count_kpi_and_cause_group(small_day):
         baseline=(dt, dt + np.timedelta64(2, "h")),
     )
     assert r.expected > 0
+
+
+def test_sparse_key_space_and_order(rng):
+    # wide codes (a key space far larger than the leaves) take the sorting path of the grouping
+    codes, f = _leaves(rng, cards=(6, 3))
+    codes = codes * np.array([100_000, 1])
+    v = _plant(rng, codes, f, ((0, 300_000),), 5.0)
+    res = localize(codes, v, f)
+    assert res.causes[0].items == (("d0", 300_000),) and res.causes[0].order == 1
+
+
+def test_balanced_deviation_has_no_adtributor_view():
+    codes = np.array([[0], [1]])
+    res = localize(codes, [30.0, 0.0], [15.0, 15.0])  # one value up, one down: net deviation 0
+    assert res.dimensions == [] and res.actual == res.expected
