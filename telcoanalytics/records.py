@@ -9,12 +9,13 @@ Sources
 ``equip``    equipment performance metrics, one row per (time, element, metric)
 ``flow``     traffic flow statistics, one row per (time, source, destination) interval
 ``qos``      quality-of-service measurements, one row per (time, element) probe interval
+``complaint`` customer complaints, one row per ticket (time, element and/or location, category)
 
 Conventions
 -----------
 * ``NO_TIME_MS`` (-1) in ``answer_ms`` means the call was never answered. Real timestamps are
   always inside the sane range checked at ingest (after 2000-01-01), so any negative is "none".
-* ``mos`` NaN means "not measured" (optional field).
+* ``mos`` NaN means "not measured" (optional field); complaint ``lat``/``lon`` NaN: no location.
 * Ids of parties, subscribers and elements are int64 (hashed upstream where they are strings).
 """
 
@@ -72,17 +73,42 @@ QOS_DTYPE = np.dtype(
     ]
 )
 
-DTYPES: dict[str, np.dtype] = {"cdr": CDR_DTYPE, "equip": EQUIP_DTYPE, "flow": FLOW_DTYPE, "qos": QOS_DTYPE}
+COMPLAINT_DTYPE = np.dtype(
+    [
+        ("complaint_id", "i8"),  # ticket id
+        ("ts_ms", "i8"),  # when the customer complained
+        ("element_id", "i8"),  # serving cell the ticket names (analysis.locate_complaints fills it from lat/lon)
+        ("lat", "f8"),  # location given by the customer, NaN when none
+        ("lon", "f8"),
+        ("category", "i2"),  # COMPLAINT_CATEGORIES code
+        ("imsi_hash", "i8"),  # hashed IMSI of the subscriber, 0 if unknown
+    ]
+)
+
+DTYPES: dict[str, np.dtype] = {
+    "cdr": CDR_DTYPE,
+    "equip": EQUIP_DTYPE,
+    "flow": FLOW_DTYPE,
+    "qos": QOS_DTYPE,
+    "complaint": COMPLAINT_DTYPE,
+}
 SOURCES: tuple[str, ...] = tuple(DTYPES)
 
 # Field holding the event time of each source (the CDR's event time is its start).
-TIME_FIELD: dict[str, str] = {"cdr": "start_ms", "equip": "ts_ms", "flow": "ts_ms", "qos": "ts_ms"}
+TIME_FIELD: dict[str, str] = {
+    "cdr": "start_ms",
+    "equip": "ts_ms",
+    "flow": "ts_ms",
+    "qos": "ts_ms",
+    "complaint": "ts_ms",
+}
 # Field holding the element a record is routed by.
 ELEMENT_FIELD: dict[str, str] = {
     "cdr": "element_id",
     "equip": "element_id",
     "flow": "src_element_id",
     "qos": "element_id",
+    "complaint": "element_id",
 }
 
 # ---- code tables -------------------------------------------------------------------------
@@ -99,6 +125,17 @@ METRICS: tuple[str, ...] = (
     "temperature_c",  # 5
 )
 METRIC_CODE = {name: i for i, name in enumerate(METRICS)}
+
+# Complaint categories: name -> code.
+COMPLAINT_CATEGORIES: tuple[str, ...] = (
+    "dropped_calls",  # 0  calls cut or failing
+    "no_coverage",  # 1  no service at all
+    "slow_data",  # 2  low throughput, long page loads
+    "voice_quality",  # 3  choppy / delayed voice
+    "billing",  # 4  not a network problem
+    "other",  # 5
+)
+COMPLAINT_CATEGORY_CODE = {name: i for i, name in enumerate(COMPLAINT_CATEGORIES)}
 
 EQUIPMENT_CLASSES: tuple[str, ...] = ("macro_cell", "small_cell", "core_router", "aggregation_switch", "packet_gateway")
 EQUIPMENT_CLASS_CODE = {name: i for i, name in enumerate(EQUIPMENT_CLASSES)}
@@ -128,7 +165,7 @@ TOPOLOGY_DTYPE = np.dtype(
 
 
 def empty(source: str, n: int = 0) -> np.ndarray:
-    """A zero-filled canonical array of ``source`` with ``n`` rows (``answer_ms``/``mos`` unset)."""
+    """A zero-filled canonical array of ``source`` with ``n`` rows (``answer_ms``/``mos``/``lat``/``lon`` unset)."""
     try:
         dt = DTYPES[source]
     except KeyError:
@@ -138,4 +175,7 @@ def empty(source: str, n: int = 0) -> np.ndarray:
         out["answer_ms"] = NO_TIME_MS
     elif source == "qos":
         out["mos"] = np.nan
+    elif source == "complaint":
+        out["lat"] = np.nan
+        out["lon"] = np.nan
     return out

@@ -14,17 +14,20 @@ of ``quarantine.REASONS``), and within a reason the first field in canonical ord
 
 1. ``unparseable``, 2. ``missing_value``, 3. ``non_finite`` (found by the schema mapping, where
    the lowest of these in a row wins, ties going to the earlier column; then NaN/inf in float
-   fields, of which only ``mos`` may be NaN),
+   fields, of which only ``mos`` and a complaint's ``lat``/``lon`` may be NaN),
 4. ``time_out_of_range`` (event time and, for CDRs, ``end_ms`` outside ``time_range_ms``),
 5. ``negative_duration`` (CDR whose ``end_ms`` came from a ``duration_s`` column) or
 6. ``end_before_start`` (``end_ms < start_ms``),
 7. ``answer_outside_call`` (``answer_ms >= 0`` and not within ``[start_ms, end_ms]``),
 8. ``bad_cause`` (cause outside 1..127),
-9. ``out_of_domain`` (service / metric code unknown; ``*_pct`` metric or ``loss_pct`` outside
-   0..100; negative latency, jitter or throughput; MOS outside 1..5),
+9. ``out_of_domain`` (service / metric / complaint category code unknown; ``*_pct`` metric or
+   ``loss_pct`` outside 0..100; negative latency, jitter or throughput; MOS outside 1..5;
+   complaint latitude / longitude outside +-90 / +-180 or only one of them given),
 10. ``negative_counter`` (negative bytes, packets, flows, ``error_count``, ``unavailable_s``),
 11. ``unknown_element`` (the routing element, ``records.ELEMENT_FIELD``, is not in the
-    topology or ``known_element_ids``; flows' destination may be a link id and is not checked),
+    topology or ``known_element_ids``; flows' destination may be a link id and is not checked;
+    a complaint with a location but no cell, ``element_id = -1``, lands here unless
+    ``analysis.locate_complaints`` resolved it first),
 12. ``duplicate_id`` (CDR ``record_id`` seen before in this batch or an earlier one; only rows
     that passed every other check count as seen, so a corrupt first copy does not hide a valid
     second one).
@@ -45,7 +48,17 @@ from kernels.validate import CDR_CHECK_FIELDS, cdr_first_failure
 from telcoanalytics.ingest.quarantine import REASON_CODE, REASONS, Quarantine
 from telcoanalytics.ingest.readers import DEFAULT_CHUNK_ROWS, RawChunk, iter_chunks
 from telcoanalytics.ingest.schema import REGISTRY, SchemaRegistry, SchemaVersion
-from telcoanalytics.records import DTYPES, ELEMENT_FIELD, METRICS, Q850_MAX, Q850_MIN, SERVICES, TIME_FIELD, empty
+from telcoanalytics.records import (
+    COMPLAINT_CATEGORIES,
+    DTYPES,
+    ELEMENT_FIELD,
+    METRICS,
+    Q850_MAX,
+    Q850_MIN,
+    SERVICES,
+    TIME_FIELD,
+    empty,
+)
 
 DEFAULT_TIME_RANGE_MS = (946_684_800_000, 4_102_444_800_000)
 """Sane event-time range: [2000-01-01, 2100-01-01) UTC in ms."""
@@ -314,11 +327,22 @@ def _checks_qos(d, lo, hi, neg_duration):
     yield _C["out_of_domain"], "mos", (mos < 1) | (mos > 5)  # NaN compares False: allowed
 
 
+def _checks_complaint(d, lo, hi, neg_duration):
+    lat, lon = d["lat"], d["lon"]
+    yield _C["non_finite"], "lat", np.isinf(lat)  # NaN: no location given
+    yield _C["non_finite"], "lon", np.isinf(lon)
+    yield _C["time_out_of_range"], "ts_ms", _range_bad(d["ts_ms"], lo, hi)
+    yield _C["out_of_domain"], "category", d["category"].astype(np.uint16) >= len(COMPLAINT_CATEGORIES)
+    yield _C["out_of_domain"], "lat", (lat < -90) | (lat > 90) | (np.isnan(lat) != np.isnan(lon))
+    yield _C["out_of_domain"], "lon", (lon < -180) | (lon > 180)
+
+
 _CHECKS = {
     "cdr": None,  # CDRs: one compiled pass, Ingestor._cdr_checks (kernels.validate)
     "equip": _checks_equip,
     "flow": _checks_flow,
     "qos": _checks_qos,
+    "complaint": _checks_complaint,
 }
 
 

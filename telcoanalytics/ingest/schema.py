@@ -47,7 +47,7 @@ import numpy as np
 
 # status of a parsed value (0 = ok); the same numbers as quarantine.REASON_CODE
 from telcoanalytics.ingest.quarantine import REASON_CODE
-from telcoanalytics.records import DTYPES, METRICS, NO_TIME_MS, SERVICES
+from telcoanalytics.records import COMPLAINT_CATEGORIES, DTYPES, METRICS, NO_TIME_MS, SERVICES
 
 _OK = 0
 _UNPARSEABLE = REASON_CODE["unparseable"]
@@ -812,6 +812,24 @@ def default_registry() -> SchemaRegistry:
         )
     )
     reg.register(_canonical("qos", {"mos": math.nan}))
+    # ---- complaint
+    reg.register(
+        SchemaVersion(
+            "complaint",
+            1,
+            {
+                "complaint_id": R("ticket_id"),
+                "ts_ms": R("created_at", parse="iso"),
+                "element_id": R("cell_id", default=-1),
+                "lat": R("latitude", default=math.nan),
+                "lon": R("longitude", default=math.nan),
+                "category": R("category", parse="code", codes=COMPLAINT_CATEGORIES),
+                "imsi_hash": R(None, default=0),
+            },
+            note="CRM ticket export: ISO times, category names, cell or location",
+        )
+    )
+    reg.register(_canonical("complaint", {"lat": math.nan, "lon": math.nan, "imsi_hash": 0}))
     return reg
 
 

@@ -58,7 +58,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from telcoanalytics.records import ELEMENT_FIELD, SOURCES, TIME_FIELD
+from telcoanalytics.records import ELEMENT_FIELD, SOURCES, TIME_FIELD, empty
 from telcoanalytics.synth.load import DAY_MS, ar1_lognoise, business_share, busy_hour_util, day_factors, diurnal_profile
 from telcoanalytics.synth.scenarios import NATURAL_LOAD_CAP, Scenario, inject
 from telcoanalytics.synth.sources import (
@@ -118,6 +118,15 @@ DEFAULT_SCENARIOS = {"congestion": 6, "failure": 6, "degradation": 4, "crowd": 2
 AUTO_SCENARIO_SITES = 120  # radio sites from which the automatic counts are full
 DEFAULT_START_MS = 1_772_409_600_000  # Monday 2026-03-02 00:00 UTC
 SANE_START_MS = 946_684_800_000  # 2000-01-01: ingest treats earlier times as corrupt
+BASE_SOURCES = ("cdr", "equip", "flow", "qos")  # always generated; "complaint" with SynthConfig.complaints
+_OPTIONAL_DEFAULTS = {
+    "n_root_cause": 0,
+    "complaints": 0.0,
+    "n_changes": 0,
+}  # options that leave a run unchanged at these values
+_ROOT_CAUSE_STREAM = 15  # seed-sequence keys of the optional draws (independent of the others)
+_COMPLAINT_STREAM = 16
+_CHANGE_STREAM = 17
 
 
 @dataclass(frozen=True)
@@ -169,6 +178,20 @@ class SynthConfig:
         (~1% of CDRs last over 15 min) arrive late by their duration.
     csv_unparseable : int
         Extra rows per source with a non-numeric cell in CSV output.
+    n_root_cause : int
+        Root-cause faults (:mod:`telcoanalytics.synth.rootcause`) applied to the CDRs: a
+        combination of site / equipment class / vendor / technology / service in a region drops
+        more calls for 1-3 hours; the truth is in ``SynthDay.root_causes``. 0 (default): none,
+        and nothing else changes.
+    complaints : float
+        Customer complaints (:mod:`telcoanalytics.synth.complaints`, source ``"complaint"``) that
+        follow the degradations with a lag; the value multiplies the nominal rates (1.0). 0
+        (default): no complaint stream, and nothing else changes.
+    n_changes : int
+        Software upgrades of known effect (:mod:`telcoanalytics.synth.changes`) on the cells of a
+        vendor at a few scenario-free sites, alternately on QoS latency (x 0.75-0.9 or 1.1-1.25) and
+        equipment PRB utilisation (x 0.8-0.92), with control cells; the truth is in ``SynthDay.changes``. 0 (default):
+        none, and nothing else changes.
     """
 
     n_elements: int = 10_000
@@ -195,6 +218,9 @@ class SynthConfig:
     p_corrupt: float = 0.0005
     cdr_arrival: str = "start"
     csv_unparseable: int = 3
+    n_root_cause: int = 0
+    complaints: float = 0.0
+    n_changes: int = 0
 
     def __post_init__(self):
         def need(ok: bool, name: str, expected: str):
@@ -210,6 +236,9 @@ class SynthConfig:
         for name in ("n_congestion", "n_failure", "n_degradation", "n_crowd", "n_collection_gap"):
             need(getattr(self, name) is None or is_int(getattr(self, name), 0), name, "None or a non-negative integer")
         need(is_int(self.csv_unparseable, 0), "csv_unparseable", "a non-negative integer")
+        need(is_int(self.n_root_cause, 0), "n_root_cause", "a non-negative integer")
+        need(is_int(self.n_changes, 0), "n_changes", "a non-negative integer")
+        need(self.complaints >= 0 and math.isfinite(self.complaints), "complaints", "a non-negative rate multiplier")
         need(self.days > 0 and math.isfinite(self.days), "days", "a positive number of days")
         need(self.scale > 0 and math.isfinite(self.scale), "scale", "a positive number")
         need(
@@ -276,6 +305,12 @@ class SynthDay:
     topology : Topology
     cdr, equip, flow, qos : canonical arrays sorted by event time (ground truth, before
         corruption, duplication and lateness)
+    complaint : complaints sorted by time (empty unless ``config.complaints > 0``)
+    sources : tuple of the sources generated (``complaint`` last when on)
+    root_causes : list of ``synth.rootcause.RootCauseFault`` (``config.n_root_cause``)
+    changes : list of ``synth.changes.Change`` (``config.n_changes``)
+    capacity_mbps : float64 (n_elements,), per dense element, what it can carry (radio peak of a
+        cell; transport capacity of a switch, core router or gateway), for ``analysis.routing``
     labels : LABEL_DTYPE array, one row per scenario
     scenarios : list of dict, details of each scenario (same order as ``labels``)
     start_ms, end_ms : int, the span ``[start_ms, end_ms)``
@@ -289,7 +324,9 @@ class SynthDay:
         self.config = config
         self.topology_table = topology_table
         self.topology = Topology.from_table(topology_table)
-        self.cdr, self.equip, self.flow, self.qos = (arrays[s] for s in SOURCES)
+        self.cdr, self.equip, self.flow, self.qos = (arrays[s] for s in BASE_SOURCES)
+        self.complaint = arrays.get("complaint", empty("complaint"))
+        self.sources = tuple(s for s in SOURCES if s in arrays)  # the sources generated
         self.labels = labels
         self.scenarios = scenarios
         self.start_ms = int(config.start_ms)
@@ -299,6 +336,9 @@ class SynthDay:
         self._id_salt = int(id_salt)
         self.business_share = np.full(len(topology_table), 0.5)
         self.scenario_counts = {k: int((labels["scenario"] == k).sum()) for k in DEFAULT_SCENARIOS}
+        self.root_causes: list = []  # RootCauseFault truth when config.n_root_cause > 0
+        self.changes: list = []  # synth.changes.Change truth when config.n_changes > 0
+        self.capacity_mbps = np.zeros(len(topology_table))
 
     def __getitem__(self, source: str) -> np.ndarray:
         if source not in SOURCES:
@@ -349,11 +389,11 @@ class SynthDay:
         if int(batch_ms) != batch_ms or batch_ms < 1:
             raise ValueError(f"batch_ms must be a positive integer of milliseconds, got {batch_ms!r}")
         edges = arrival_edges(self._streams, int(batch_ms))
-        iters = {s: iter_source(getattr(self, s), self._streams[s], edges, with_origin=True) for s in SOURCES}
-        pending = {s: next(iters[s], None) for s in SOURCES}
+        iters = {s: iter_source(getattr(self, s), self._streams[s], edges, with_origin=True) for s in self.sources}
+        pending = {s: next(iters[s], None) for s in self.sources}
         while any(p is not None for p in pending.values()):
             k = min(p[0] for p in pending.values() if p is not None)
-            for s in SOURCES:
+            for s in self.sources:
                 p = pending[s]
                 if p is not None and p[0] == k:
                     yield (s, p[1], p[2], p[3]) if with_arrival else (s, p[1])
@@ -392,6 +432,8 @@ class SynthDay:
     def raw(self, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All arrivals of one source at once: ``(rows, arrival_ms, origin)`` in arrival order."""
         clean = self[source]
+        if source not in self._streams:  # a source this run did not generate (complaints off)
+            return clean[:0], np.empty(0, np.int64), np.empty(0, np.int8)
         st = self._streams[source]
         parts = list(iter_source(clean, st, arrival_edges({source: st}, DAY_MS), with_origin=True))
         if not parts:
@@ -432,14 +474,24 @@ class SynthDay:
 
     def labels_document(self) -> dict:
         """JSON-ready dict: labels, scenario details, stats, config and span."""
-        return {
+        cfg = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in asdict(self.config).items()}
+        for k, default in _OPTIONAL_DEFAULTS.items():  # options added later appear only when used
+            if cfg.get(k) == default:
+                cfg.pop(k)
+        stats = {k: {s: v[s] for s in self.sources} for k, v in self.stats.items()}  # generated sources
+        doc = {
             "start_ms": self.start_ms,
             "end_ms": self.end_ms,
-            "config": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in asdict(self.config).items()},
+            "config": cfg,
             "labels": [{f: row[f].item() for f in LABEL_DTYPE.names} for row in self.labels],
             "scenarios": self.scenarios,
-            "stats": self.stats,
+            "stats": stats,
         }
+        if self.root_causes:
+            doc["root_causes"] = [f.to_dict() for f in self.root_causes]
+        if self.changes:
+            doc["changes"] = [c.to_dict() for c in self.changes]
+        return doc
 
 
 def read_labels(path) -> np.ndarray:
@@ -569,8 +621,36 @@ def generate(config: SynthConfig | None = None, **overrides) -> SynthDay:
         "flow": flow_rows(topo, times, thr, eff, dt / 1000.0, r_flow),
         "qos": qos_rows(topo, times, x, eff, r_qos),
     }
+    faults = []
+    if cfg.n_root_cause:
+        from telcoanalytics.synth.rootcause import inject_root_causes
+
+        r_rc = np.random.default_rng(np.random.SeedSequence([int(cfg.seed), _ROOT_CAUSE_STREAM]))
+        span = (int(cfg.start_ms), int(cfg.start_ms + n_t * dt))
+        arrays["cdr"], faults = inject_root_causes(arrays["cdr"], topo.table, span, int(cfg.n_root_cause), r_rc)
+    changes = []
+    if cfg.n_changes:
+        from telcoanalytics.synth.changes import apply_changes
+
+        r_ch = np.random.default_rng(np.random.SeedSequence([int(cfg.seed), _CHANGE_STREAM]))
+        touched = [np.asarray(sc.elements, dtype=np.int64) for sc in scenarios if sc.kind != "collection_gap"]
+        busy = topo.table["element_id"][np.unique(np.concatenate(touched + [np.zeros(0, np.int64)]))]
+        span = (int(cfg.start_ms), int(cfg.start_ms + n_t * dt))
+        arrays, changes = apply_changes(arrays, topo, busy, span, int(cfg.n_changes), r_ch)
+    if cfg.complaints > 0:
+        from telcoanalytics.synth.complaints import complaint_rows
+
+        r_cp = np.random.default_rng(np.random.SeedSequence([int(cfg.seed), _COMPLAINT_STREAM]))
+        arrays["complaint"] = complaint_rows(
+            topo, times, dt, eff, x_base, weight, arrays["cdr"], cfg.cdr_per_cell_day, float(cfg.complaints), r_cp
+        )
     labels, details = _labels(scenarios, topo)
     streams, stats = build_streams(arrays, cfg, id_salt, r_stream)
     day = SynthDay(cfg, topo.table, arrays, labels, details, streams, stats, id_salt)
     day.business_share = bshare
+    day.root_causes = faults
+    day.changes = changes
+    with np.errstate(invalid="ignore", divide="ignore"):  # transport capacity = throughput / load
+        cap_tr = np.nanmax(np.where(x_tr > 0, thr / x_tr, np.nan), axis=0, initial=0.0)
+    day.capacity_mbps = np.where(is_cell, cap, np.nan_to_num(cap_tr))
     return day

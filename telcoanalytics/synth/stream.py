@@ -57,6 +57,7 @@ SOURCE_CORRUPTIONS: dict[str, tuple[str, ...]] = {
     "equip": ("non_finite", "time_out_of_range", "out_of_domain", "negative_counter", "unknown_element"),
     "flow": ("time_out_of_range", "negative_counter", "unknown_element"),
     "qos": ("non_finite", "time_out_of_range", "out_of_domain", "unknown_element"),
+    "complaint": ("time_out_of_range", "out_of_domain", "unknown_element"),
 }
 ORIGIN_CLEAN = 0
 ORIGIN_DUPLICATE = 1
@@ -106,8 +107,8 @@ def _corrupt(source: str, rows: np.ndarray, kinds: list, rng) -> None:
     loss). ``time_out_of_range``: event time moved to 1970 or after 2200 (a CDR keeps its
     internal durations). ``end_before_start``: CDR ``end_ms`` up to a minute before ``start_ms``
     (and unanswered). ``answer_outside_call``: answer after the release. ``bad_cause``: cause 0
-    or 200. ``out_of_domain``: CDR service 9, equip metric id 99, QoS negative latency/jitter or
-    loss above 100 %. ``negative_counter``: negative bytes (CDR, flow), error count or
+    or 200. ``out_of_domain``: CDR service 9, equip metric id 99, complaint category 99, QoS
+    negative latency/jitter or loss above 100 %. ``negative_counter``: negative bytes (CDR, flow), error count or
     unavailable seconds. ``unknown_element``: element id ``UNKNOWN_ELEMENT_BASE + i``.
     """
     tf, ef = TIME_FIELD[source], ELEMENT_FIELD[source]
@@ -139,6 +140,8 @@ def _corrupt(source: str, rows: np.ndarray, kinds: list, rng) -> None:
                 rows["service"][i] = 9
             elif source == "equip":
                 rows["metric_id"][i] = 99
+            elif source == "complaint":
+                rows["category"][i] = 99
             else:
                 j = int(rng.integers(3))
                 if j == 0:
@@ -178,11 +181,14 @@ def build_streams(arrays: dict, cfg, id_salt: int, rng: np.random.Generator):
             "n_very_late",
         )
     }
-    for source in SOURCES:
+    for source in [s for s in SOURCES if s in arrays]:  # complaints only when generated
         a = arrays[source]
         n = len(a)
         if source == "cdr":
             base = a["end_ms"] if cfg.cdr_arrival == "end" else a["start_ms"]
+            delay, cat = _delays(n, cfg, rng)
+        elif source == "complaint":  # a ticket is exported when filed
+            base = a["ts_ms"]
             delay, cat = _delays(n, cfg, rng)
         else:
             base = a["ts_ms"] + cfg.pm_interval_ms
@@ -252,6 +258,9 @@ def build_streams(arrays: dict, cfg, id_salt: int, rng: np.random.Generator):
         stats["n_out_of_order"][source] = int(counts[1])
         stats["n_late"][source] = int(counts[2] + counts[3])
         stats["n_very_late"][source] = int(counts[3])
+    for source in [s for s in SOURCES if s not in arrays]:  # not generated: zero counts
+        for k in stats:
+            stats[k][source] = {c: 0 for c in SOURCE_CORRUPTIONS[source]} if k == "n_corrupted" else 0
     return streams, stats
 
 
@@ -341,7 +350,7 @@ def write_dataset(day, path, fmt: str = "parquet", raw: bool = True, chunk_ms: i
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(day.config.seed + 991)
     manifest: dict = {"format": fmt, "raw": bool(raw), "files": {}}
-    for source in SOURCES:
+    for source in day.sources:
         clean = getattr(day, source)
         fname = out / f"{source}.{fmt}"
         n_rows = 0

@@ -18,11 +18,11 @@ from telcoanalytics.records import (
     METRICS,
     NO_TIME_MS,
     SERVICE_CODE,
-    SOURCES,
     TIME_FIELD,
     TOPOLOGY_DTYPE,
 )
 from telcoanalytics.synth.load import DAY_MS, HOUR_MS
+from telcoanalytics.synth.network import BASE_SOURCES as SOURCES  # the sources of every synthetic day
 from telcoanalytics.synth.network import (
     CLASS_METRICS,
     CORRUPT_KINDS,
@@ -604,7 +604,7 @@ def test_raw_batches_conservation_any_batch(tiny, batch_ms):
     got = {s: 0 for s in SOURCES}
     for s, rows in tiny.raw_batches(batch_ms):
         got[s] += len(rows)
-    assert got == tiny.stats["n_arrived"]
+    assert got == {s: tiny.stats["n_arrived"][s] for s in SOURCES}
 
 
 def test_raw_stream_contents(day):
@@ -716,7 +716,11 @@ def test_write_parquet_round_trip(tiny, tmp_path):
         assert back.tobytes() == rows.tobytes()
     assert np.array_equal(read_labels(tmp_path / "pq" / "labels.json"), day.labels)
     doc = json.loads((tmp_path / "pq" / "labels.json").read_text())
-    assert doc["stats"] == day.stats and doc["config"]["seed"] == 21 and doc["scenarios"] == day.scenarios
+    assert (
+        doc["stats"] == {k: {s: v[s] for s in SOURCES} for k, v in day.stats.items()}
+        and doc["config"]["seed"] == 21
+        and doc["scenarios"] == day.scenarios
+    )
     topo = np.genfromtxt(tmp_path / "pq" / "topology.csv", delimiter=",", names=True)
     assert np.array_equal(topo["element_id"].astype(np.int64), day.topology_table["element_id"])
     assert np.allclose(topo["lat"], day.topology_table["lat"], rtol=0, atol=0)  # repr round-trips exactly
