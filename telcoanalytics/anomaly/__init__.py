@@ -1,35 +1,6 @@
-"""Anomaly detection: seasonal baselines, self-tuning thresholds, change detection, silence
+"""Anomaly detection: earned seasonal baselines, calibrated scores, change detection, silence
 (collection gaps) and the network-level classification of anomalies along the topology.
 """
 
-from telcoanalytics.anomaly.detector import (  # noqa: F401
-    ANOMALY_DTYPE,
-    CLASSIFICATIONS,
-    DEFAULT_METRIC_CONFIRM,
-    DEFAULT_METRIC_FLOOR,
-    DEFAULT_METRIC_TRANSFORM,
-    AnomalyDetector,
-    BatchScores,
-    CalendarEvent,
-    ClassifyConfig,
-    DetectorConfig,
-    NetworkAnomalyDetector,
-    SilenceMonitor,
-    default_parents,
-)
-
-__all__ = [
-    "ANOMALY_DTYPE",
-    "CLASSIFICATIONS",
-    "DEFAULT_METRIC_TRANSFORM",
-    "DEFAULT_METRIC_FLOOR",
-    "DEFAULT_METRIC_CONFIRM",
-    "DetectorConfig",
-    "BatchScores",
-    "AnomalyDetector",
-    "SilenceMonitor",
-    "CalendarEvent",
-    "ClassifyConfig",
-    "default_parents",
-    "NetworkAnomalyDetector",
-]
+from telcoanalytics.anomaly.detector import *  # noqa: F401,F403
+from telcoanalytics.anomaly.detector import __all__  # noqa: F401
