@@ -31,7 +31,7 @@ Learning (only from normal points: warm-up, or not alarming and no episode open)
 
     rc         = clip(r, -huber_c sigma, huber_c sigma)
     level     += a_level * rc                     (running mean while count < 1 / a_level)
-    D, W      += a * (season_t + rc - D or W)     a = inc / e while e < 1 / a_season, else a_season * inc
+    D, W      += a * (1 - a_level) * rc            a = inc / e while e < 1 / a_season, else a_season * inc
     e_d, e_w  += inc = min(t - t_prev, bucket) / bucket   (a full bucket visit adds one cycle)
     scale     += a_scale * (min(|r|, huber_c sigma) - scale)
     C+ = max(0, C+ + min(z, c_clip) - k), C- = max(0, C- - max(z, -c_clip) - k)
@@ -60,7 +60,7 @@ from .ewm import PREFETCH_AHEAD, prefetch_at, prefetch_row
 # ---- per-slot state: hot fields (read every event, one 64-byte line per slot) ---------------
 F_LEVEL = 0  # deseasonalised level
 F_SCALE = 1  # EW mean absolute residual (clipped)
-F_THR = 2  # tracked (1 - p) quantile q of |z|
+F_THR = 2  # score per sigma k = L / q, q = the tracked (1 - p) quantile of |z|
 F_TRUN = 3  # ts where the latest CUSUM run (either side) began: the change-point estimate
 F_CUP = 4  # CUSUM upper statistic
 F_CDN = 5  # CUSUM lower statistic
@@ -141,10 +141,10 @@ class Params(NamedTuple):
     huber_c: float
     floor_rel: float
     warmup: float  # observations before alarms
-    q_up: float  # multiplicative step of q after an exceedance
-    q_dn: float  # ... otherwise
-    q_min: float
-    q_max: float
+    k_up: float  # multiplicative step of k = L / q after an exceedance of q (exp(-eta (1 - p)))
+    k_dn: float  # ... otherwise (exp(eta p))
+    k_min: float  # L / q_max
+    k_max: float  # L / q_min
     log_inv_p: float  # -log10(p)
     score_thr: float  # S
     budget_p: float
@@ -169,10 +169,8 @@ class State(NamedTuple):
     sx: np.ndarray  # float64 (n_slots, N_COLD) cold
     open_dir: np.ndarray  # int8 (n_slots,)
     run: np.ndarray  # int16 (n_slots,)
-    seas_d: np.ndarray  # float64 (n_day, n_slots) day-profile offsets
-    seas_de: np.ndarray  # float32 (n_day, n_slots) cycles of evidence
-    seas_w: np.ndarray  # float64 (n_week, n_slots) week-profile offsets
-    seas_we: np.ndarray  # float32 (n_week, n_slots)
+    seas_d: np.ndarray  # float64 (n_day, n_slots, 2): day-profile offset, cycles of evidence
+    seas_w: np.ndarray  # float64 (n_week, n_slots, 2): week-profile offset, cycles of evidence
     g: np.ndarray  # float64 (N_GLOBAL,)
 
 
@@ -196,12 +194,12 @@ class Out(NamedTuple):
 
 
 @kernel
-def detect_init(st, q_init):
-    """Reset hot state rows to the empty state (``q`` to ``q_init``, everything else 0)."""
+def detect_init(st, k_init):
+    """Reset hot state rows to the empty state (``k = L / q`` to ``k_init``, everything else 0)."""
     for s in range(st.shape[0]):
         for f in range(st.shape[1]):
             st[s, f] = 0.0
-        st[s, F_THR] = q_init
+        st[s, F_THR] = k_init
 
 
 @kernel
@@ -219,72 +217,20 @@ def _emit(o, n_rows, i, kind, start, end, peak, d, base, thr, x):
 
 
 @kernel
-def _learn_season(p, S, s, pd, pw, inc, target):
-    """Fold the deseasonalised value ``target`` (offset from the level) into the day and week buckets."""
-    if p.n_day > 0:
-        e = S.seas_de[pd, s] + inc
-        if e > 0.0:
-            a = inc / e if e * p.a_season < 1.0 else p.a_season * inc
-            S.seas_d[pd, s] += a * (target - S.seas_d[pd, s])
-            S.seas_de[pd, s] = e
-    if p.n_week > 0:
-        e = S.seas_we[pw, s] + inc
-        if e > 0.0:
-            a = inc / e if e * p.a_season < 1.0 else p.a_season * inc
-            S.seas_w[pw, s] += a * (target - S.seas_w[pw, s])
-            S.seas_we[pw, s] = e
-
-
-@kernel
-def _season(p, S, s, pd, pw):
-    """Seasonal offset of slot ``s``: the day profile shrunk towards 0, the week profile shrunk
-    towards the day profile, each by its cycles of evidence."""
-    eff = 0.0
-    sd = 0.0
-    if p.n_day > 0:
-        e = S.seas_de[pd, s]
-        if e > 0.0:
-            sd = S.seas_d[pd, s]
-            eff = sd * e / (e + p.k_season)
-    if p.n_week > 0:
-        e = S.seas_we[pw, s]
-        if e > 0.0:
-            eff += (S.seas_w[pw, s] - sd) * e / (e + p.k_season)
-    return eff
-
-
-@kernel
-def _cusum(p, S, o, s, z, sigma, t, i, x, baseline, n_rows):
-    """One CUSUM step; on a change, move the level, reset and emit a change row."""
+def _cusum_change(p, S, o, s, sigma, i, t, x, baseline, n_rows):
+    """A CUSUM statistic crossed its limit: move the level to the new regime, reset, emit a row."""
     st = S.st
-    zk = min(max(z, -p.cusum_clip), p.cusum_clip)
-    cup = st[s, F_CUP] + zk - p.cusum_k
-    cdn = st[s, F_CDN] - zk - p.cusum_k
-    up = cup > 0.0
-    dn = cdn > 0.0
-    nup = st[s, F_NUP] + 1.0 if up else 0.0
-    ndn = st[s, F_NDN] + 1.0 if dn else 0.0
-    cup = cup if up else 0.0
-    cdn = cdn if dn else 0.0
-    trun = t if (nup == 1.0 or ndn == 1.0) else st[s, F_TRUN]
-    changed = False
-    if cup > p.cusum_h or cdn > p.cusum_h:
-        if cup >= cdn:
-            d = 1
-            shift = (cup / nup + p.cusum_k) * sigma
-        else:
-            d = -1
-            shift = -(cdn / ndn + p.cusum_k) * sigma
-        st[s, F_LEVEL] = max(st[s, F_LEVEL] + shift, p.sp[s, P_LOWER])
-        cup = cdn = nup = ndn = 0.0
-        changed = True
-        n_rows = _emit(o, n_rows, i, KIND_CHANGE, np.int64(trun), t, abs(shift) / sigma, d, baseline, p.cusum_h, x)
-    st[s, F_TRUN] = trun
-    st[s, F_NUP] = nup
-    st[s, F_NDN] = ndn
-    st[s, F_CUP] = cup
-    st[s, F_CDN] = cdn
-    return n_rows, changed
+    cup, cdn = st[s, F_CUP], st[s, F_CDN]
+    if cup >= cdn:
+        d = 1
+        shift = (cup / st[s, F_NUP] + p.cusum_k) * sigma
+    else:
+        d = -1
+        shift = -(cdn / st[s, F_NDN] + p.cusum_k) * sigma
+    st[s, F_LEVEL] = max(st[s, F_LEVEL] + shift, p.sp[s, P_LOWER])
+    for f in (F_CUP, F_CDN, F_NUP, F_NDN):
+        st[s, f] = 0.0
+    return _emit(o, n_rows, i, KIND_CHANGE, np.int64(st[s, F_TRUN]), t, abs(shift) / sigma, d, baseline, p.cusum_h, x)
 
 
 @kernel
@@ -391,7 +337,9 @@ def detect_batch(b, p, S, o):
     """
     ts_ms, slot, value, thr_mult = b.ts_ms, b.slot, b.value, b.thr_mult
     st, nobs_arr, sx, sp = S.st, S.nobs, S.sx, p.sp
-    g = S.g
+    g, last_t, open_dir, run = S.g, S.last_t, S.open_dir, S.run
+    seas_d, seas_w = S.seas_d, S.seas_w
+    n_day, n_week, k_season, a_season = p.n_day, p.n_week, p.k_season, p.a_season
     n = ts_ms.shape[0]
     n_rows = 0
     gain = g[G_GAIN]
@@ -403,7 +351,7 @@ def detect_batch(b, p, S, o):
     n_back = 0
     inv_al = 1.0 / p.a_level
     inv_asc = 1.0 / p.a_scale
-    bucket_f = float(p.bucket_ms) if use_season else 1.0
+    inv_bucket = 1.0 / p.bucket_ms if use_season else 1.0
     # bucket indices are recomputed only when the event time leaves the previous event's bucket
     pd = np.uint64(0)
     pw = np.uint64(0)
@@ -414,10 +362,13 @@ def detect_batch(b, p, S, o):
             s_ahead = np.uint64(slot[i + PREFETCH_AHEAD])
             prefetch_row(st, s_ahead)
             prefetch_row(nobs_arr, s_ahead)
-            prefetch_row(S.last_t, s_ahead)
+            prefetch_row(last_t, s_ahead)
             prefetch_row(sp, s_ahead)
-            if use_season and p.n_day > 0:
-                prefetch_at(S.seas_d, pd, s_ahead)
+            if use_season:
+                if n_day > 0:
+                    prefetch_at(seas_d, pd, s_ahead)
+                if n_week > 0:
+                    prefetch_at(seas_w, pw, s_ahead)
         s = np.uint64(slot[i])
         x = value[i]
         t = ts_ms[i]
@@ -430,23 +381,35 @@ def detect_batch(b, p, S, o):
             n_invalid += 1
             continue
         flags = 0
-        lt = S.last_t[s]
+        lt = last_t[s]
         inc = 0.0
         if lt >= 0:
             if t < lt:
                 flags |= FLAG_BACKWARDS
                 n_back += 1
             elif use_season:
-                inc = min(float(t - lt), bucket_f) / bucket_f
+                inc = min(float(t - lt) * inv_bucket, 1.0)
         if t > lt:
-            S.last_t[s] = t
+            last_t[s] = t
         if use_season and (t < b_lo or t >= b_hi):
             q_b = t // p.bucket_ms
             pd = np.uint64(q_b % p.n_day) if p.n_day > 0 else np.uint64(0)
             pw = np.uint64(q_b % p.n_week) if p.n_week > 0 else np.uint64(0)
             b_lo = q_b * p.bucket_ms
             b_hi = b_lo + p.bucket_ms
-        sc = _season(p, S, s, pd, pw) if use_season else 0.0
+        # seasonal offset: day profile shrunk towards 0, week profile shrunk towards the day's
+        sc = 0.0
+        if use_season:
+            sd = 0.0
+            if n_day > 0:
+                e = seas_d[pd, s, 1]
+                if e > 0.0:
+                    sd = seas_d[pd, s, 0]
+                    sc = sd * e / (e + k_season)
+            if n_week > 0:
+                e = seas_w[pw, s, 1]
+                if e > 0.0:
+                    sc += (seas_w[pw, s, 0] - sd) * e / (e + k_season)
         mult = thr_mult[i] if use_mult else 1.0
         thr_eff = p.score_thr * sp[s, P_SCALE] * mult * gain
         nobs = nobs_arr[s]
@@ -468,19 +431,19 @@ def detect_batch(b, p, S, o):
         sigma = max(SQRT_HALF_PI * scale, sp[s, P_FLOOR] + p.floor_rel * abs(baseline))
         z = r / sigma
         az = abs(z)
-        q = st[s, F_THR]
-        score = p.log_inv_p * az / q
+        kq = st[s, F_THR]
+        score = az * kq
         warm = nobs >= p.warmup
         alarm = warm and score > thr_eff
-        in_ep = S.open_dir[s] != 0
+        in_ep = open_dir[s] != 0
         if alarm and sx[s, X_PREVT] > 0.0:
             # recovery after an accepted long deviation: normal against the remembered level?
             if t - np.int64(sx[s, X_PREVT]) <= p.recovery_ms:
                 prev_b = max(sx[s, X_PREVL] + sc, lower)
                 prev_sig = max(SQRT_HALF_PI * scale, sp[s, P_FLOOR] + p.floor_rel * abs(prev_b))
-                if p.log_inv_p * abs(x - prev_b) / prev_sig / q <= thr_eff:
+                if abs(x - prev_b) / prev_sig * kq <= thr_eff:
                     n_rows = _emit(o, n_rows, i, KIND_CHANGE, np.int64(sx[s, X_PREVT]), t, score,
-                                   -1 if z > 0 else 1, baseline, thr_eff, x)  # fmt: skip
+                                   1 if z > 0 else -1, baseline, thr_eff, x)  # fmt: skip
                     st[s, F_LEVEL] = sx[s, X_PREVL]
                     level = sx[s, X_PREVL]
                     baseline = prev_b
@@ -488,7 +451,7 @@ def detect_batch(b, p, S, o):
                     sigma = prev_sig
                     z = r / sigma
                     az = abs(z)
-                    score = p.log_inv_p * az / q
+                    score = az * kq
                     alarm = False
                     flags |= FLAG_CHANGE
                     sx[s, X_PREVT] = 0.0
@@ -504,13 +467,13 @@ def detect_batch(b, p, S, o):
             else:
                 gain -= p.eta_gain * gain * p.budget_p
             gain = min(max(gain, 1.0), p.gain_max)
-        learn = (not warm) or (not alarm and not in_ep and S.run[s] == 0)
+        learn = (not warm) or (not alarm and not in_ep and run[s] == 0)
         if (flags & FLAG_BACKWARDS) != 0:
             learn = False
         if warm and not in_ep and (flags & FLAG_BACKWARDS) == 0:
             # tail quantile: every point outside episodes (exceedances must raise it)
-            q = q * p.q_up if az > q else q * p.q_dn
-            st[s, F_THR] = min(max(q, p.q_min), p.q_max)
+            kq = kq * p.k_up if score > p.log_inv_p else kq * p.k_dn
+            st[s, F_THR] = min(max(kq, p.k_min), p.k_max)
         if alarm and not in_ep and (flags & FLAG_BACKWARDS) == 0:
             # bounded robust update: an isolated alarm point (not inside an open episode) moves
             # the scale by at most huber_c sigmas, so a spiky series learns its spread
@@ -525,7 +488,20 @@ def detect_batch(b, p, S, o):
             al = p.a_level if nobs + 1.0 > inv_al else 1.0 / (nobs + 1.0)
             level = max(level + al * rc, lower)
             if use_season:
-                _learn_season(p, S, s, pd, pw, inc, sc + (1.0 - al) * rc)
+                # each bucket moves towards its own offset plus the residual the level left
+                rs = (1.0 - al) * rc
+                if n_day > 0:
+                    e = seas_d[pd, s, 1] + inc
+                    if e > 0.0:
+                        a = inc / e if e * a_season < 1.0 else a_season * inc
+                        seas_d[pd, s, 0] += a * rs
+                        seas_d[pd, s, 1] = e
+                if n_week > 0:
+                    e = seas_w[pw, s, 1] + inc
+                    if e > 0.0:
+                        a = inc / e if e * a_season < 1.0 else a_season * inc
+                        seas_w[pw, s, 0] += a * rs
+                        seas_w[pw, s, 1] = e
             asc = p.a_scale if nobs > inv_asc else 1.0 / nobs
             ar = abs(r)
             if warm and ar > p.huber_c * sigma:
@@ -535,10 +511,26 @@ def detect_batch(b, p, S, o):
             if nobs < N_MAX:
                 nobs_arr[s] = nobs + 1
         if warm and not in_ep and not alarm and (flags & FLAG_BACKWARDS) == 0:
-            n_rows, changed = _cusum(p, S, o, s, z, sigma, t, i, x, baseline, n_rows)
-            if changed:
+            # CUSUM as selects (signs are close to random on normal data: branches mispredict)
+            zk = min(max(z, -p.cusum_clip), p.cusum_clip)
+            cup = st[s, F_CUP] + zk - p.cusum_k
+            cdn = st[s, F_CDN] - zk - p.cusum_k
+            up = cup > 0.0
+            dn = cdn > 0.0
+            nup = st[s, F_NUP] + 1.0 if up else 0.0
+            ndn = st[s, F_NDN] + 1.0 if dn else 0.0
+            cup = cup if up else 0.0
+            cdn = cdn if dn else 0.0
+            trun = t if (nup == 1.0 or ndn == 1.0) else st[s, F_TRUN]
+            st[s, F_TRUN] = trun
+            st[s, F_NUP] = nup
+            st[s, F_NDN] = ndn
+            st[s, F_CUP] = cup
+            st[s, F_CDN] = cdn
+            if cup > p.cusum_h or cdn > p.cusum_h:
+                n_rows = _cusum_change(p, S, o, s, sigma, i, t, x, baseline, n_rows)
                 flags |= FLAG_CHANGE
-        if warm and (flags & FLAG_BACKWARDS) == 0:
+        if warm and (flags & FLAG_BACKWARDS) == 0 and (alarm or open_dir[s] != 0 or run[s] != 0):
             n_rows = _episode(p, S, o, s, i, t, x, z, score, baseline, thr_eff, alarm, n_rows)
         if alarm:
             flags |= FLAG_ALARM

@@ -79,7 +79,9 @@ def to_ms(ts, name: str = "ts_ms") -> np.ndarray:
     """
     arr = np.asarray(ts)
     if arr.dtype.kind == "M":
-        _check(not np.isnat(arr).any(), f"{name} holds NaT at index {int(np.flatnonzero(np.isnat(arr))[0])}")
+        nat = np.isnat(arr)
+        if nat.any():
+            raise ValueError(f"{name} holds NaT at index {int(np.flatnonzero(nat)[0])}; drop or fill those rows")
         return np.ascontiguousarray(arr.astype("datetime64[ms]").astype(np.int64))
     if arr.size and arr.dtype.kind not in "iu":
         raise ValueError(
@@ -157,7 +159,7 @@ class DetectorConfig:
     tail_p: float = 0.01
     tune_eta: float = 0.02
     q_max: float = 1e3
-    threshold: float = 5.0
+    threshold: float = 4.5
     budget_fa: float = 1.0
     budget_eta: float = 0.01
     gain_max: float = 4.0
@@ -246,10 +248,10 @@ class DetectorConfig:
             float(self.huber_c),
             float(self.floor_rel),
             float(self.warmup),
-            math.exp(eta * (1.0 - p)),
-            math.exp(-eta * p),
-            self.q_min,
-            float(self.q_max),
+            math.exp(-eta * (1.0 - p)),
+            math.exp(eta * p),
+            -math.log10(p) / float(self.q_max),
+            -math.log10(p) / self.q_min,
             -math.log10(p),
             float(self.threshold),
             float(self.budget_fa),

@@ -223,6 +223,9 @@ class NetworkAnomalyDetector:
         for k, fl in floors.items():
             self.metric_floor[self.metrics.index(k)] = fl
         for k, npts in confirm.items():
+            _check(
+                int(npts) == npts and 1 <= npts <= 1000, f"metric_confirm[{k!r}] must be an integer in 1..1000, got {npts}"
+            )
             self.metric_confirm[self.metrics.index(k)] = npts
         # non-negative metrics: baseline >= 0 in the metric's unit (log(c) in the scored unit)
         self.metric_lower = np.full(self.n_metrics, -np.inf)
@@ -271,7 +274,7 @@ class NetworkAnomalyDetector:
         m = slots % self.n_metrics
         det = self.detector
         det.set_floor(slots, self.metric_floor[m])
-        det.sp[slots, 1] = self.metric_confirm[m]
+        det.sp[slots, _k.P_CONFIRM] = self.metric_confirm[m]
         det.set_lower(slots, self.metric_lower[m])
         det.set_threshold_scale(slots, self.metric_thr_scale[m])
 

@@ -82,13 +82,11 @@ class AnomalyDetector:
             np.zeros((n, _k.N_COLD)),
             np.zeros(n, dtype=np.int8),
             np.zeros(n, dtype=np.int16),
-            np.zeros((self.n_day, n)),
-            np.zeros((self.n_day, n), dtype=np.float32),
-            np.zeros((self.n_week, n)),
-            np.zeros((self.n_week, n), dtype=np.float32),
+            np.zeros((self.n_day, n, 2)),
+            np.zeros((self.n_week, n, 2)),
             np.zeros(_k.N_GLOBAL),
         )
-        _k.detect_init(self.state.st, self.config.q_min)
+        _k.detect_init(self.state.st, -np.log10(self.config.tail_p) / self.config.q_min)
         self.state.g[_k.G_GAIN] = 1.0
         self.sp = np.zeros((n, _k.N_SP))
         self.sp[:, _k.P_FLOOR] = self.config.floor_abs
@@ -196,7 +194,7 @@ class AnomalyDetector:
         n_bad, n_back = g[_k.G_INVALID], g[_k.G_BACKWARDS]
         batch = _k.Batch(ts_ms, slot, value, thr_mult)
         out = _k.Out(*self._score_buffers(n), *self._episode_buffers(n))
-        m = _k.detect_batch(batch, self.config.params(self.sp), self.state, out)
+        m = _k.detect_batch(batch, self._params(), self.state, out)
         self.n_invalid += int(g[_k.G_INVALID] - n_bad)
         back = int(g[_k.G_BACKWARDS] - n_back)
         if back:
@@ -215,6 +213,15 @@ class AnomalyDetector:
             rows["classification"] = np.where(out.ep_kind[:m] == _k.KIND_CHANGE, "change", "fault")
             rows["scope_level"] = "element"
         return rows
+
+    def _params(self) -> _k.Params:
+        """Kernel parameters, rebuilt when the config object or the settings array changes
+        (a config is read as given: replace it rather than mutate it)."""
+        key = (id(self.config), id(self.sp))
+        if getattr(self, "_pkey", None) != key:
+            self._pcache = self.config.params(self.sp)
+            self._pkey = key
+        return self._pcache
 
     def _score_buffers(self, n: int) -> tuple:
         """Per-event output arrays of length ``n`` (they become ``self.last``), reused across
@@ -242,7 +249,7 @@ class AnomalyDetector:
     @property
     def threshold(self) -> np.ndarray:
         """Tracked ``(1 - tail_p)`` quantile of ``|z|`` of each slot (the score's anchor)."""
-        return self.state.st[:, _k.F_THR]
+        return -np.log10(self.config.tail_p) / self.state.st[:, _k.F_THR]
 
     @property
     def gain(self) -> float:
@@ -267,12 +274,12 @@ class AnomalyDetector:
         if p.bucket_ms:
             q = int(ts_ms) // p.bucket_ms
             k = c.season_prior
-            ed = S.seas_de[q % p.n_day].astype(np.float64)
-            sd = np.where(ed > 0, S.seas_d[q % p.n_day], 0.0)
+            ed = S.seas_d[q % p.n_day, :, 1]
+            sd = np.where(ed > 0, S.seas_d[q % p.n_day, :, 0], 0.0)
             level += sd * ed / (ed + k)
             if p.n_week:
-                ew = S.seas_we[q % p.n_week].astype(np.float64)
-                level += np.where(ew > 0, S.seas_w[q % p.n_week] - sd, 0.0) * ew / (ew + k)
+                ew = S.seas_w[q % p.n_week, :, 1]
+                level += np.where(ew > 0, S.seas_w[q % p.n_week, :, 0] - sd, 0.0) * ew / (ew + k)
         return np.maximum(level, self.sp[:, _k.P_LOWER])
 
     def grow(self, n_slots: int):
