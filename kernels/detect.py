@@ -1,39 +1,56 @@
-"""Causal streaming anomaly detection kernels: seasonal baseline, robust z-score, self-tuning
-threshold, CUSUM change detection, episode tracking and silence bookkeeping.
+"""Causal streaming anomaly detection kernels: earned seasonal baseline, robust scale, calibrated
+tail score, CUSUM change detection, episodes that do not teach the baseline, silence bookkeeping.
 
 One call processes a batch of events ``(ts_ms, slot, value)`` in the order given (normally event
-time order). For each event the score is computed against the slot's state BEFORE the event and
-only then is the state updated, so a point never takes part in its own baseline.
+time order). Each event is scored against the slot's state BEFORE the event and only then, if it is
+normal, folded into the state: a point never takes part in its own baseline, and points that alarm
+or fall inside an open episode never move the baseline, the scale or the seasonal profile.
 
-Per-slot state is split by access pattern: a hot float64 row ``st[slot, :8]`` (one 64-byte cache
-line: level, scale, threshold, CUSUM) read and written by every event, an int32 observation count,
-a cold row ``sx[slot, :]`` touched only around alarms, and two small integer arrays (open episode
-direction, alarm run length). The seasonal profile is ``seas[phase, slot]`` with ``uint8`` visit
-counts (phase-major, so the slots reporting in one interval touch one contiguous row).
+Arguments are grouped in four NamedTuples: :class:`Batch` (the events), :class:`Params` (scalars
+and per-slot settings), :class:`State` (per-slot and global state, updated in place) and
+:class:`Out` (per-event outputs and episode rows).
 
-Model (per slot, additive Holt-Winters with robust updates)::
+Model (per slot)::
 
-    baseline_t = level + season[phase(t)]          (season used once its bucket has data)
+    season_t   = w_d * D[hour of day] + w_w * (W[hour of week] - D[hour of day])
+                 w_d = e_d / (e_d + k), w_w = e_w / (e_w + k)  (e = cycles of evidence in the bucket)
+    baseline_t = max(level + season_t, lower)
     r_t        = x_t - baseline_t
-    sigma_t    = max(1.2533 * scale, floor_abs[slot] + floor_rel * |baseline_t|)
+    sigma_t    = max(1.2533 * scale, floor_abs + floor_rel * |baseline_t|)
     z_t        = r_t / sigma_t
-    alarm_t    = warm and |z_t| > thr * thr_mult_t * gain
-    rc_t       = clip(z_t, -huber_c, huber_c) * sigma_t          (bounded influence)
-    level     += a_level  * rc_t
-    season    += a_season * (season + rc_t - season)  (i.e. toward the clipped deseasonalised value)
-    scale     += a_scale  * (min(|r_t|, huber_c * sigma_t) - scale)
-    log thr   += eta * (1{|z_t| > thr} - p)         clipped to [thr_min, thr_max]
-    C+ = max(0, C+ + min(z, c_clip) - k),  C- = max(0, C- - max(z, -c_clip) - k)
-    C+ > h or C- > h  ->  change: level += sign * (C/n_run + k) * sigma, CUSUM reset
+    score_t    = L * |z_t| / q        L = -log10(p), q = tracked (1 - p) quantile of |z|
+    alarm_t    = warm and score_t > S * thr_mult_t * gain
 
-``1.2533 = sqrt(pi / 2)`` turns a mean absolute deviation into a Gaussian sigma. The threshold
-update is Robbins-Monro stochastic approximation of the (1 - p) quantile of |z| on a log scale
-(Robbins & Monro 1951; Tierney 1983); since log thr changes by eta * (exceedances - p * n) in
-total, the realised exceedance rate tends to p whatever the distribution of z, as long as thr
-stays inside its bounds. CUSUM: Page (1954), with the change-point estimate at the last reset of the statistic.
+``score`` is ``-log10`` of the probability of a deviation at least this large under an exponential
+tail fitted through the slot's own ``(1 - p)`` quantile of ``|z|``: ``P(|Z| > z) = p ** (z / q)``.
+``q`` is tracked by Robbins-Monro stochastic approximation on a log scale (log q moves by
+``eta * (1{|z| > q} - p)``) and never falls below the Gaussian quantile ``q_min``: heavier tails
+raise ``q`` and lower the scores, so one threshold ``S`` means one false-alarm rate on every series.
+
+Learning (only from normal points: warm-up, or not alarming and no episode open)::
+
+    rc         = clip(r, -huber_c sigma, huber_c sigma)
+    level     += a_level * rc                     (running mean while count < 1 / a_level)
+    D, W      += a * (1 - a_level) * rc            a = inc / e while e < 1 / a_season, else a_season * inc
+    e_d, e_w  += inc = min(t - t_prev, bucket) / bucket   (a full bucket visit adds one cycle)
+    scale     += a_scale * (min(|r|, huber_c sigma) - scale)
+    C+ = max(0, C+ + min(z, c_clip) - k), C- = max(0, C- - max(z, -c_clip) - k)
+    C+ > h or C- > h  ->  change: level += sign * (C / n_run + k) * sigma, CUSUM reset
+
+Episodes: an episode opens after ``confirm`` consecutive alarm points and closes after
+``close_after`` normal ones. Within ``refire_ms`` of a close, a new episode of the slot is
+reported only if its peak beats the closed one's (a weaker re-fire is tracked silently, as part of
+the same trouble). While it is open the baseline is frozen and the episode's mean
+residual is tracked; if it stays open for ``adapt_ms`` the new regime is accepted (level moved by
+that mean, a "change" row, the episode closed) and the old level is remembered for ``recovery_ms``:
+a later point that is normal against the old level restores it (a "change" row back) instead of
+opening a new episode.
+
+``1.2533 = sqrt(pi / 2)`` turns a mean absolute deviation into a Gaussian sigma. CUSUM: Page (1954),
+with the change-point estimate at the last reset of the statistic. Robbins & Monro (1951).
 """
 
-import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,7 +60,7 @@ from .ewm import PREFETCH_AHEAD, prefetch_at, prefetch_row
 # ---- per-slot state: hot fields (read every event, one 64-byte line per slot) ---------------
 F_LEVEL = 0  # deseasonalised level
 F_SCALE = 1  # EW mean absolute residual (clipped)
-F_THR = 2  # self-tuned threshold on |z|
+F_THR = 2  # score per sigma k = L / q, q = the tracked (1 - p) quantile of |z|
 F_TRUN = 3  # ts where the latest CUSUM run (either side) began: the change-point estimate
 F_CUP = 4  # CUSUM upper statistic
 F_CDN = 5  # CUSUM lower statistic
@@ -54,22 +71,36 @@ N_MAX = 2_000_000_000  # observation counts saturate here (int32 state)
 # ---- cold fields (episodes and change bookkeeping, touched only around alarms/changes) ------
 X_QUIET = 0  # consecutive non-alarm observations while open
 X_START = 1  # episode start ts (first alarm point of the run)
-X_PEAK = 2  # peak |z| of the episode
+X_PEAK = 2  # peak score of the episode
 X_PEAKV = 3  # value at the peak
 X_PEAKB = 4  # baseline at the peak
-X_PEAKT = 5  # effective threshold at the peak
+X_PEAKT = 5  # effective score threshold at the peak
 X_LASTA = 6  # ts of the last alarm in the episode
 X_DIR = 7  # direction of the first alarm point of the run
-N_COLD = 8
+X_EPSUM = 8  # sum of residuals of the episode's points (for adaptation)
+X_EPN = 9  # points in the episode
+X_PREVL = 10  # level before the last adaptation (recovery target)
+X_PREVT = 11  # ts of the last adaptation (0: none remembered)
+X_CLOSET = 12  # ts when the slot's last episode closed (0: none)
+X_CLOSEP = 13  # peak score of that episode
+X_SILENT = 14  # 1 while the open episode is a suppressed re-fire (no rows)
+N_COLD = 15
 RUN_MAX = 30000  # alarm runs are counted up to here (int16 state)
-SEAS_N_MAX = 255  # visits per phase bucket are counted up to here (uint8 state)
+
+# ---- per-slot settings (sp array columns) ----------------------------------------------------
+P_FLOOR = 0  # absolute sigma floor
+P_CONFIRM = 1  # consecutive alarm points that open an episode
+P_LOWER = 2  # lower bound of the baseline (0 for non-negative metrics, -inf otherwise)
+P_SCALE = 3  # multiplier of the score threshold (1 = as configured)
+N_SP = 4
 
 # ---- global state (g array) ----------------------------------------------------------------
 G_GAIN = 0  # network-wide threshold gain >= 1 (alert budget)
 G_EVENTS = 1  # events scored
 G_ALARMS = 2  # alarm points
 G_INVALID = 3  # events skipped for a non-finite value
-N_GLOBAL = 4
+G_BACKWARDS = 4  # events older than the slot's previous event (scored, not learned)
+N_GLOBAL = 5
 
 # ---- episode row kinds -----------------------------------------------------------------------
 KIND_OPEN = 1
@@ -81,291 +112,409 @@ FLAG_ALARM = 1
 FLAG_CHANGE = 2
 FLAG_WARM = 4
 FLAG_INVALID = 8
+FLAG_LEARNED = 16
+FLAG_BACKWARDS = 32
 
 SQRT_HALF_PI = 1.2533141373155003
 
 
-@kernel
-def detect_init(st, thr_init):
-    """Reset hot state rows to the empty state (``thr`` to ``thr_init``, everything else 0).
+class Batch(NamedTuple):
+    """Events of one call: time (int64 ms), dense slot (int64), value (float64), and a per-event
+    threshold multiplier (float64, or an empty array for 1.0 everywhere)."""
 
-    Parameters
-    ----------
-    st : float64 array (n_slots, N_FIELDS)
-        Hot slot state, updated in place.
-    thr_init : float
-        Starting threshold on |z|.
-    """
+    ts_ms: np.ndarray
+    slot: np.ndarray
+    value: np.ndarray
+    thr_mult: np.ndarray
+
+
+class Params(NamedTuple):
+    """Detector parameters (see the module docstring for the formulas)."""
+
+    bucket_ms: int  # seasonal bucket length (ms); 0 disables the season
+    n_day: int  # buckets per day profile (0: none)
+    n_week: int  # buckets per week profile (0: none)
+    k_season: float  # shrinkage prior (cycles) of each bucket
+    a_level: float
+    a_season: float  # per cycle of a bucket
+    a_scale: float
+    huber_c: float
+    floor_rel: float
+    warmup: float  # observations before alarms
+    k_up: float  # multiplicative step of k = L / q after an exceedance of q (exp(-eta (1 - p)))
+    k_dn: float  # ... otherwise (exp(eta p))
+    k_min: float  # L / q_max
+    k_max: float  # L / q_min
+    log_inv_p: float  # -log10(p)
+    score_thr: float  # S
+    budget_p: float
+    eta_gain: float
+    gain_max: float
+    cusum_k: float
+    cusum_h: float
+    cusum_clip: float
+    close_after: float
+    adapt_ms: int
+    recovery_ms: int
+    refire_ms: int  # a new episode within this time of the last close must beat its peak
+    sp: np.ndarray  # (n_slots, N_SP) per-slot settings
+
+
+class State(NamedTuple):
+    """Detector state, updated in place by :func:`detect_batch`."""
+
+    st: np.ndarray  # float64 (n_slots, N_FIELDS) hot
+    nobs: np.ndarray  # int32 (n_slots,)
+    last_t: np.ndarray  # int64 (n_slots,) latest event time (-1 none)
+    sx: np.ndarray  # float64 (n_slots, N_COLD) cold
+    open_dir: np.ndarray  # int8 (n_slots,)
+    run: np.ndarray  # int16 (n_slots,)
+    seas_d: np.ndarray  # float64 (n_day, n_slots, 2): day-profile offset, cycles of evidence
+    seas_w: np.ndarray  # float64 (n_week, n_slots, 2): week-profile offset, cycles of evidence
+    g: np.ndarray  # float64 (N_GLOBAL,)
+
+
+class Out(NamedTuple):
+    """Per-event outputs (length n) and episode rows (capacity n, written from index 0)."""
+
+    z: np.ndarray
+    score: np.ndarray
+    base: np.ndarray
+    thr: np.ndarray
+    flags: np.ndarray
+    ep_idx: np.ndarray
+    ep_kind: np.ndarray
+    ep_start: np.ndarray
+    ep_end: np.ndarray
+    ep_peak: np.ndarray
+    ep_dir: np.ndarray
+    ep_base: np.ndarray
+    ep_thr: np.ndarray
+    ep_value: np.ndarray
+
+
+@kernel
+def detect_init(st, k_init):
+    """Reset hot state rows to the empty state (``k = L / q`` to ``k_init``, everything else 0)."""
     for s in range(st.shape[0]):
         for f in range(st.shape[1]):
             st[s, f] = 0.0
-        st[s, F_THR] = thr_init
-
-
-def threshold_steps(target_p, eta):
-    """Multiplicative steps ``(thr_up, thr_dn) = (exp(eta (1 - p)), exp(-eta p))`` of the threshold.
-
-    Log-additive steps: log thr moves by ``eta * (1{exceed} - p)``, so the exceedance count stays
-    within ``(log(thr_max) - log(thr_min)) / eta`` of ``p * n``, exactly.
-    """
-    return math.exp(eta * (1.0 - target_p)), math.exp(-eta * target_p)
+        st[s, F_THR] = k_init
 
 
 @kernel
-def detect_batch(
-    ts_ms,
-    slot,
-    value,
-    thr_mult,
-    season_ms,
-    n_phase,
-    a_level,
-    a_season,
-    a_scale,
-    huber_c,
-    floor_abs,
-    floor_rel,
-    warmup,
-    thr_up,
-    thr_dn,
-    thr_min,
-    thr_max,
-    budget_p,
-    eta_gain,
-    gain_max,
-    cusum_k,
-    cusum_h,
-    cusum_clip,
-    close_after,
-    confirm,
-    st,
-    nobs_arr,
-    sx,
-    open_dir,
-    run,
-    seas,
-    seas_n,
-    g,
-    z_out,
-    base_out,
-    thr_out,
-    flags_out,
-    ep_idx,
-    ep_kind,
-    ep_start,
-    ep_end,
-    ep_peak,
-    ep_dir,
-    ep_base,
-    ep_thr,
-    ep_value,
-):
+def _emit(o, n_rows, i, kind, start, end, peak, d, base, thr, x):
+    o.ep_idx[n_rows] = i
+    o.ep_kind[n_rows] = kind
+    o.ep_start[n_rows] = start
+    o.ep_end[n_rows] = end
+    o.ep_peak[n_rows] = peak
+    o.ep_dir[n_rows] = d
+    o.ep_base[n_rows] = base
+    o.ep_thr[n_rows] = thr
+    o.ep_value[n_rows] = x
+    return n_rows + 1
+
+
+@kernel
+def _cusum_change(p, S, o, s, sigma, i, t, x, baseline, n_rows):
+    """A CUSUM statistic crossed its limit: move the level to the new regime, reset, emit a row."""
+    st = S.st
+    cup, cdn = st[s, F_CUP], st[s, F_CDN]
+    if cup >= cdn:
+        d = 1
+        shift = (cup / st[s, F_NUP] + p.cusum_k) * sigma
+    else:
+        d = -1
+        shift = -(cdn / st[s, F_NDN] + p.cusum_k) * sigma
+    st[s, F_LEVEL] = max(st[s, F_LEVEL] + shift, p.sp[s, P_LOWER])
+    for f in (F_CUP, F_CDN, F_NUP, F_NDN):
+        st[s, f] = 0.0
+    return _emit(o, n_rows, i, KIND_CHANGE, np.int64(st[s, F_TRUN]), t, abs(shift) / sigma, d, baseline, p.cusum_h, x)
+
+
+@kernel
+def _episode(p, S, o, s, i, t, x, z, score, baseline, thr_eff, alarm, n_rows):
+    """Episode bookkeeping of one scored point (open, extend, close, adapt to a long one)."""
+    sx = S.sx
+    od = S.open_dir[s]
+    if alarm:
+        rn = S.run[s]
+        if od == 0 and rn == 0:
+            sx[s, X_DIR] = 1.0 if z > 0.0 else -1.0
+            sx[s, X_START] = t
+            sx[s, X_PEAK] = -1.0
+            sx[s, X_EPSUM] = 0.0
+            sx[s, X_EPN] = 0.0
+        if score > sx[s, X_PEAK]:
+            sx[s, X_PEAK] = score
+            sx[s, X_PEAKV] = x
+            sx[s, X_PEAKB] = baseline
+            sx[s, X_PEAKT] = thr_eff
+        if rn < RUN_MAX:
+            rn += 1
+            S.run[s] = rn
+        sx[s, X_LASTA] = t
+        sx[s, X_QUIET] = 0.0
+        if od == 0 and rn >= p.sp[s, P_CONFIRM]:
+            od = np.int8(sx[s, X_DIR])
+            S.open_dir[s] = od
+            # re-fire suppression: soon after an episode closed, only a stronger one is reported
+            silent = sx[s, X_CLOSET] > 0.0 and t - np.int64(sx[s, X_CLOSET]) < p.refire_ms
+            silent = silent and sx[s, X_PEAK] <= sx[s, X_CLOSEP]
+            sx[s, X_SILENT] = 1.0 if silent else 0.0
+            if not silent:
+                n_rows = _emit(
+                    o, n_rows, i, KIND_OPEN, np.int64(sx[s, X_START]), -1, sx[s, X_PEAK], od,
+                    sx[s, X_PEAKB], sx[s, X_PEAKT], sx[s, X_PEAKV],
+                )  # fmt: skip
+    else:
+        if S.run[s] != 0:
+            S.run[s] = 0
+        if od != 0:
+            q = sx[s, X_QUIET] + 1.0
+            sx[s, X_QUIET] = q
+            if q >= p.close_after:
+                if sx[s, X_SILENT] == 0.0:
+                    n_rows = _emit(
+                        o, n_rows, i, KIND_CLOSE, np.int64(sx[s, X_START]), np.int64(sx[s, X_LASTA]), sx[s, X_PEAK],
+                        od, sx[s, X_PEAKB], sx[s, X_PEAKT], sx[s, X_PEAKV],
+                    )  # fmt: skip
+                    sx[s, X_CLOSEP] = sx[s, X_PEAK]
+                else:
+                    sx[s, X_CLOSEP] = max(sx[s, X_CLOSEP], sx[s, X_PEAK])
+                sx[s, X_CLOSET] = t
+                sx[s, X_SILENT] = 0.0
+                S.open_dir[s] = 0
+                sx[s, X_QUIET] = 0.0
+                return n_rows
+    if od != 0 or S.run[s] > 0:
+        sx[s, X_EPSUM] += x - baseline
+        sx[s, X_EPN] += 1.0
+    if od != 0 and p.adapt_ms > 0 and t - np.int64(sx[s, X_START]) >= p.adapt_ms:
+        # open too long: accept the new regime, remember the old level for a later recovery
+        shift = sx[s, X_EPSUM] / sx[s, X_EPN]
+        lvl = S.st[s, F_LEVEL]
+        sx[s, X_PREVL] = lvl
+        sx[s, X_PREVT] = t
+        S.st[s, F_LEVEL] = max(lvl + shift, p.sp[s, P_LOWER])
+        if sx[s, X_SILENT] == 0.0:
+            n_rows = _emit(
+                o, n_rows, i, KIND_CLOSE, np.int64(sx[s, X_START]), t, sx[s, X_PEAK], od,
+                sx[s, X_PEAKB], sx[s, X_PEAKT], sx[s, X_PEAKV],
+            )  # fmt: skip
+        sx[s, X_SILENT] = 0.0
+        n_rows = _emit(o, n_rows, i, KIND_CHANGE, np.int64(sx[s, X_START]), t, score, od, baseline, thr_eff, x)
+        S.open_dir[s] = 0
+        S.run[s] = 0
+        sx[s, X_QUIET] = 0.0
+        for f in (F_CUP, F_CDN, F_NUP, F_NDN):
+            S.st[s, f] = 0.0
+    return n_rows
+
+
+@kernel
+def detect_batch(b, p, S, o):
     """Score a batch of events causally and update the detector state.
 
     Parameters
     ----------
-    ts_ms, slot : int64 arrays (n,)
-        Event time and dense slot of each event, processed in this order.
-    value : float64 array (n,)
-        Observed values; NaN/inf are skipped (flag ``FLAG_INVALID``) and change nothing.
-    thr_mult : float64 array (n,) or (0,)
-        Threshold multiplier per event (calendar widening); an empty array means 1.0 for all
-        (no stream to read).
-    season_ms : int
-        Season length in ms (e.g. one week); 0 disables the seasonal profile.
-    n_phase : int
-        Number of phase buckets per season (rows of ``seas``).
-    a_level, a_season, a_scale : float
-        EW smoothing factors per observation (level, seasonal bucket per visit, scale). During
-        start-up the running mean ``1 / (count + 1)`` is used while it is larger.
-    huber_c : float
-        Clip (in sigmas) of the residual used for updates after warm-up: bounded influence.
-    floor_abs : float64 array (n_slots,)
-        Absolute floor of sigma per slot (e.g. 1 for counters, 1e-6 for continuous values).
-    floor_rel : float
-        Relative floor: sigma >= ``floor_abs[slot] + floor_rel * |baseline|`` (flat series).
-    warmup : int
-        Observations per slot before alarms are raised.
-    thr_up, thr_dn : float
-        Multiplicative steps of the self-tuned threshold: ``exp(eta * (1 - p))`` after an
-        exceedance and ``exp(-eta * p)`` otherwise, for the target false-alarm rate ``p`` per
-        observation and the step ``eta`` on log(thr) (:func:`threshold_steps`). They come in
-        precomputed: computed inside, the compiler merged the two ``exp`` into one
-        ``exp(select(...))`` evaluated on every event.
-    thr_min, thr_max : float
-        Bounds of the self-tuned threshold.
-    budget_p : float
-        Network-wide alarm budget as a fraction of events (>= 1 disables it).
-    eta_gain, gain_max : float
-        Step and upper bound of the network-wide gain on all thresholds.
-    cusum_k, cusum_h, cusum_clip : float
-        CUSUM allowance, decision limit and per-point clip of z (all in sigmas).
-    close_after : int
-        Consecutive non-alarm observations that close an open episode.
-    confirm : float64 array (n_slots,)
-        Consecutive alarm points that open an episode (1 = the first alarm opens it); the
-        episode's start is the first point of the run.
-    st : float64 (n_slots, N_FIELDS)
-        Hot state (level, scale, threshold, CUSUM), updated in place.
-    nobs_arr : int32 (n_slots,)
-        Observations folded into each slot (saturating at ``N_MAX``), updated in place.
-    sx : float64 (n_slots, N_COLD)
-        Cold state (episode and change bookkeeping), updated in place.
-    open_dir : int8 (n_slots,); run : int16 (n_slots,)
-        Open episode direction (0 none) and current alarm run length, updated in place.
-    seas : float64 (n_phase, n_slots); seas_n : uint8 (n_phase, n_slots)
-        Seasonal offsets and visits per bucket (phase-major: one interval's slots share a row).
-    g : float64 (N_GLOBAL,)
-        Global state (budget gain, counters of scored, alarm and invalid events).
-    z_out, base_out, thr_out : float64 (n,); flags_out : int8 (n,)
-        Per-event outputs: score, baseline and effective threshold before the update, flags.
-    ep_* : arrays (n,)
-        Episode rows written from index 0: event index, kind (open/close/change), start and end
-        ts (end -1 while open), peak |z|, direction, baseline, threshold and value at the peak.
+    b : Batch
+        Events, processed in their order; NaN/inf values are skipped (``FLAG_INVALID``).
+    p : Params
+        Parameters and per-slot settings.
+    S : State
+        Detector state, updated in place.
+    o : Out
+        Per-event outputs (z, score, baseline, effective score threshold, flags) and episode rows:
+        event index, kind (open/close/change), start and end ts (end -1 while open), peak score,
+        direction, baseline, threshold and value at the peak.
 
     Returns
     -------
     n_rows : int
         Number of episode rows written.
     """
+    ts_ms, slot, value, thr_mult = b.ts_ms, b.slot, b.value, b.thr_mult
+    st, nobs_arr, sx, sp = S.st, S.nobs, S.sx, p.sp
+    g, last_t, open_dir, run = S.g, S.last_t, S.open_dir, S.run
+    seas_d, seas_w = S.seas_d, S.seas_w
+    n_day, n_week, k_season, a_season = p.n_day, p.n_week, p.k_season, p.a_season
     n = ts_ms.shape[0]
     n_rows = 0
     gain = g[G_GAIN]
-    use_season = season_ms > 0 and n_phase > 0
-    phase_ms = season_ms // n_phase if use_season else 1
+    use_season = p.bucket_ms > 0 and (p.n_day > 0 or p.n_week > 0)
     use_mult = thr_mult.shape[0] > 0
     n_scored = 0
     n_alarms = 0
     n_invalid = 0
-    # running means switch to EW factors once 1/count drops below them: compare counts instead
-    # of dividing on every event (same values, fewer divisions)
-    inv_al = 1.0 / a_level
-    inv_as = 1.0 / a_season
-    inv_asc = 1.0 / a_scale
-    # phase of the season: two integer divisions, recomputed only when the event time leaves
-    # the phase bucket of the previous event (a PM batch shares one time)
-    ph = np.uint64(0)
-    ph_lo = 1
-    ph_hi = 0
+    n_back = 0
+    inv_al = 1.0 / p.a_level
+    inv_asc = 1.0 / p.a_scale
+    inv_bucket = 1.0 / p.bucket_ms if use_season else 1.0
+    # bucket indices are recomputed only when the event time leaves the previous event's bucket
+    pd = np.uint64(0)
+    pw = np.uint64(0)
+    b_lo = 1
+    b_hi = 0
     for i in range(n):
         if i + PREFETCH_AHEAD < n:
-            # the state of the event a few positions ahead: overlaps its cache misses with this
-            # event's arithmetic when slots arrive in a random order (no effect on any result)
             s_ahead = np.uint64(slot[i + PREFETCH_AHEAD])
             prefetch_row(st, s_ahead)
             prefetch_row(nobs_arr, s_ahead)
-            prefetch_row(floor_abs, s_ahead)
+            prefetch_row(last_t, s_ahead)
+            prefetch_row(sp, s_ahead)
             if use_season:
-                prefetch_at(seas, ph, s_ahead)
-        # unsigned indices: no negative-index wraparound code on each of the ~15 state accesses
+                if n_day > 0:
+                    prefetch_at(seas_d, pd, s_ahead)
+                if n_week > 0:
+                    prefetch_at(seas_w, pw, s_ahead)
         s = np.uint64(slot[i])
         x = value[i]
         t = ts_ms[i]
-        flags = 0
         if not np.isfinite(x):
-            z_out[i] = np.nan
-            base_out[i] = np.nan
-            thr_out[i] = np.nan
-            flags_out[i] = FLAG_INVALID
+            o.z[i] = np.nan
+            o.score[i] = np.nan
+            o.base[i] = np.nan
+            o.thr[i] = np.nan
+            o.flags[i] = FLAG_INVALID
             n_invalid += 1
             continue
-        nobs = nobs_arr[s]
+        flags = 0
+        lt = last_t[s]
+        inc = 0.0
+        if lt >= 0:
+            if t < lt:
+                flags |= FLAG_BACKWARDS
+                n_back += 1
+            elif use_season:
+                inc = min(float(t - lt) * inv_bucket, 1.0)
+        if t > lt:
+            last_t[s] = t
+        if use_season and (t < b_lo or t >= b_hi):
+            q_b = t // p.bucket_ms
+            pd = np.uint64(q_b % p.n_day) if p.n_day > 0 else np.uint64(0)
+            pw = np.uint64(q_b % p.n_week) if p.n_week > 0 else np.uint64(0)
+            b_lo = q_b * p.bucket_ms
+            b_hi = b_lo + p.bucket_ms
+        # seasonal offset: day profile shrunk towards 0, week profile shrunk towards the day's
         sc = 0.0
-        cnt = 0
         if use_season:
-            if t < ph_lo or t >= ph_hi:
-                q = t // phase_ms
-                ph = np.uint64(q % n_phase)
-                ph_lo = q * phase_ms
-                ph_hi = ph_lo + phase_ms
-            cnt = seas_n[ph, s]
-            if cnt > 0:
-                sc = seas[ph, s]
+            sd = 0.0
+            if n_day > 0:
+                e = seas_d[pd, s, 1]
+                if e > 0.0:
+                    sd = seas_d[pd, s, 0]
+                    sc = sd * e / (e + k_season)
+            if n_week > 0:
+                e = seas_w[pw, s, 1]
+                if e > 0.0:
+                    sc += (seas_w[pw, s, 0] - sd) * e / (e + k_season)
         mult = thr_mult[i] if use_mult else 1.0
-        thr = st[s, F_THR]
+        thr_eff = p.score_thr * sp[s, P_SCALE] * mult * gain
+        nobs = nobs_arr[s]
+        lower = sp[s, P_LOWER]
         if nobs == 0:
             # first observation: it becomes the level, nothing to score against
-            st[s, F_LEVEL] = x - sc
+            st[s, F_LEVEL] = max(x - sc, lower)
             nobs_arr[s] = 1
-            if use_season and cnt == 0:
-                seas_n[ph, s] = 1
-                seas[ph, s] = 0.0
-            z_out[i] = 0.0
-            base_out[i] = x
-            thr_out[i] = thr * mult * gain
-            flags_out[i] = 0
+            o.z[i] = 0.0
+            o.score[i] = 0.0
+            o.base[i] = x
+            o.thr[i] = thr_eff
+            o.flags[i] = flags | FLAG_LEARNED
             continue
         level = st[s, F_LEVEL]
         scale = st[s, F_SCALE]
-        baseline = level + sc
+        baseline = max(level + sc, lower)
         r = x - baseline
-        sigma = SQRT_HALF_PI * scale
-        fl = floor_abs[s] + floor_rel * abs(baseline)
-        if sigma < fl:
-            sigma = fl
+        sigma = max(SQRT_HALF_PI * scale, sp[s, P_FLOOR] + p.floor_rel * abs(baseline))
         z = r / sigma
         az = abs(z)
-        thr_eff = thr * mult * gain
-        warm = nobs >= warmup
-        alarm = warm and az > thr_eff
+        kq = st[s, F_THR]
+        score = az * kq
+        warm = nobs >= p.warmup
+        alarm = warm and score > thr_eff
+        in_ep = open_dir[s] != 0
+        if alarm and sx[s, X_PREVT] > 0.0:
+            # recovery after an accepted long deviation: normal against the remembered level?
+            if t - np.int64(sx[s, X_PREVT]) <= p.recovery_ms:
+                prev_b = max(sx[s, X_PREVL] + sc, lower)
+                prev_sig = max(SQRT_HALF_PI * scale, sp[s, P_FLOOR] + p.floor_rel * abs(prev_b))
+                if abs(x - prev_b) / prev_sig * kq <= thr_eff:
+                    n_rows = _emit(o, n_rows, i, KIND_CHANGE, np.int64(sx[s, X_PREVT]), t, score,
+                                   1 if z > 0 else -1, baseline, thr_eff, x)  # fmt: skip
+                    st[s, F_LEVEL] = sx[s, X_PREVL]
+                    level = sx[s, X_PREVL]
+                    baseline = prev_b
+                    r = x - baseline
+                    sigma = prev_sig
+                    z = r / sigma
+                    az = abs(z)
+                    score = az * kq
+                    alarm = False
+                    flags |= FLAG_CHANGE
+                    sx[s, X_PREVT] = 0.0
+                    for f in (F_CUP, F_CDN, F_NUP, F_NDN):
+                        st[s, f] = 0.0
+            else:
+                sx[s, X_PREVT] = 0.0
         if warm:
             flags |= FLAG_WARM
-        # ---- self-tuning threshold (Robbins-Monro quantile of |z| on a log scale) ----------
-        if az > thr:
-            thr *= thr_up
-        else:
-            thr *= thr_dn
-        if thr < thr_min:
-            thr = thr_min
-        elif thr > thr_max:
-            thr = thr_max
-        st[s, F_THR] = thr
-        # ---- network-wide budget gain --------------------------------------------------
-        if budget_p < 1.0 and warm:
+        if p.budget_p < 1.0 and warm:
             if alarm:
-                gain += eta_gain * gain * (1.0 - budget_p)
+                gain += p.eta_gain * gain * (1.0 - p.budget_p)
             else:
-                gain -= eta_gain * gain * budget_p
-            if gain < 1.0:
-                gain = 1.0
-            elif gain > gain_max:
-                gain = gain_max
-        # ---- robust baseline update --------------------------------------------------
-        rc = r
-        if warm:
-            if z > huber_c:
-                rc = huber_c * sigma
-            elif z < -huber_c:
-                rc = -huber_c * sigma
-        al = a_level if nobs + 1.0 > inv_al else 1.0 / (nobs + 1.0)
-        level = level + al * rc
-        if use_season:
-            a_s = a_season if cnt + 1.0 > inv_as else 1.0 / (cnt + 1.0)
-            # the deseasonalised residual left after the level moved is folded into the bucket
-            seas[ph, s] = sc + a_s * (1.0 - al) * rc
-            if cnt < SEAS_N_MAX:
-                seas_n[ph, s] = cnt + 1
-        asc = a_scale if nobs > inv_asc else 1.0 / nobs
-        ar = abs(r)
-        cap = huber_c * sigma
-        if warm and ar > cap:
-            # after warm-up the scale update is clipped too; before it the scale must be free
-            # to grow from the floor to the series' real spread
-            ar = cap
-        st[s, F_SCALE] = scale + asc * (ar - scale)
-        if nobs < N_MAX:
-            nobs_arr[s] = nobs + 1
-        # ---- CUSUM change detection ----------------------------------------------------
-        if warm:
-            zk = z
-            if zk > cusum_clip:
-                zk = cusum_clip
-            elif zk < -cusum_clip:
-                zk = -cusum_clip
-            # written as selects (no data-dependent jumps): the signs of the CUSUM increments are
-            # close to random on normal data and branches on them mispredict
-            cup = st[s, F_CUP] + zk - cusum_k
-            cdn = st[s, F_CDN] - zk - cusum_k
+                gain -= p.eta_gain * gain * p.budget_p
+            gain = min(max(gain, 1.0), p.gain_max)
+        learn = (not warm) or (not alarm and not in_ep and run[s] == 0)
+        if (flags & FLAG_BACKWARDS) != 0:
+            learn = False
+        if warm and not in_ep and (flags & FLAG_BACKWARDS) == 0:
+            # tail quantile: every point outside episodes (exceedances must raise it)
+            kq = kq * p.k_up if score > p.log_inv_p else kq * p.k_dn
+            st[s, F_THR] = min(max(kq, p.k_min), p.k_max)
+        if alarm and not in_ep and (flags & FLAG_BACKWARDS) == 0:
+            # bounded robust update: an isolated alarm point (not inside an open episode) moves
+            # the scale by at most huber_c sigmas, so a spiky series learns its spread
+            asc = p.a_scale if nobs > inv_asc else 1.0 / nobs
+            st[s, F_SCALE] = scale + asc * (p.huber_c * sigma - scale)
+        if learn:
+            flags |= FLAG_LEARNED
+            rc = r
+            if warm:
+                cap = p.huber_c * sigma
+                rc = min(max(r, -cap), cap)
+            al = p.a_level if nobs + 1.0 > inv_al else 1.0 / (nobs + 1.0)
+            level = max(level + al * rc, lower)
+            if use_season:
+                # each bucket moves towards its own offset plus the residual the level left
+                rs = (1.0 - al) * rc
+                if n_day > 0:
+                    e = seas_d[pd, s, 1] + inc
+                    if e > 0.0:
+                        a = inc / e if e * a_season < 1.0 else a_season * inc
+                        seas_d[pd, s, 0] += a * rs
+                        seas_d[pd, s, 1] = e
+                if n_week > 0:
+                    e = seas_w[pw, s, 1] + inc
+                    if e > 0.0:
+                        a = inc / e if e * a_season < 1.0 else a_season * inc
+                        seas_w[pw, s, 0] += a * rs
+                        seas_w[pw, s, 1] = e
+            asc = p.a_scale if nobs > inv_asc else 1.0 / nobs
+            ar = abs(r)
+            if warm and ar > p.huber_c * sigma:
+                ar = p.huber_c * sigma
+            st[s, F_SCALE] = scale + asc * (ar - scale)
+            st[s, F_LEVEL] = level
+            if nobs < N_MAX:
+                nobs_arr[s] = nobs + 1
+        if warm and not in_ep and not alarm and (flags & FLAG_BACKWARDS) == 0:
+            # CUSUM as selects (signs are close to random on normal data: branches mispredict)
+            zk = min(max(z, -p.cusum_clip), p.cusum_clip)
+            cup = st[s, F_CUP] + zk - p.cusum_k
+            cdn = st[s, F_CDN] - zk - p.cusum_k
             up = cup > 0.0
             dn = cdn > 0.0
             nup = st[s, F_NUP] + 1.0 if up else 0.0
@@ -373,128 +522,55 @@ def detect_batch(
             cup = cup if up else 0.0
             cdn = cdn if dn else 0.0
             trun = t if (nup == 1.0 or ndn == 1.0) else st[s, F_TRUN]
-            if cup > cusum_h or cdn > cusum_h:
-                if cup >= cdn:
-                    d = 1
-                    shift = (cup / nup + cusum_k) * sigma
-                else:
-                    d = -1
-                    shift = -(cdn / ndn + cusum_k) * sigma
-                # re-baseline: move the level to the new regime instead of alarming forever
-                level += shift
-                cup = 0.0
-                cdn = 0.0
-                nup = 0.0
-                ndn = 0.0
-                flags |= FLAG_CHANGE
-                ep_idx[n_rows] = i
-                ep_kind[n_rows] = KIND_CHANGE
-                ep_start[n_rows] = np.int64(trun)
-                ep_end[n_rows] = t
-                ep_peak[n_rows] = abs(shift) / sigma
-                ep_dir[n_rows] = d
-                ep_base[n_rows] = baseline
-                ep_thr[n_rows] = cusum_h
-                ep_value[n_rows] = x
-                n_rows += 1
             st[s, F_TRUN] = trun
             st[s, F_NUP] = nup
             st[s, F_NDN] = ndn
             st[s, F_CUP] = cup
             st[s, F_CDN] = cdn
-        st[s, F_LEVEL] = level
-        # ---- episodes ------------------------------------------------------------------
+            if cup > p.cusum_h or cdn > p.cusum_h:
+                n_rows = _cusum_change(p, S, o, s, sigma, i, t, x, baseline, n_rows)
+                flags |= FLAG_CHANGE
+        if warm and (flags & FLAG_BACKWARDS) == 0 and (alarm or open_dir[s] != 0 or run[s] != 0):
+            n_rows = _episode(p, S, o, s, i, t, x, z, score, baseline, thr_eff, alarm, n_rows)
         if alarm:
             flags |= FLAG_ALARM
             n_alarms += 1
-            od = open_dir[s]
-            rn = run[s]
-            if od == 0 and rn == 0:
-                # first alarm point of a run: candidate episode start
-                sx[s, X_DIR] = 1.0 if z > 0.0 else -1.0
-                sx[s, X_START] = t
-                sx[s, X_PEAK] = az
-                sx[s, X_PEAKV] = x
-                sx[s, X_PEAKB] = baseline
-                sx[s, X_PEAKT] = thr_eff
-            elif az > sx[s, X_PEAK]:
-                sx[s, X_PEAK] = az
-                sx[s, X_PEAKV] = x
-                sx[s, X_PEAKB] = baseline
-                sx[s, X_PEAKT] = thr_eff
-            if rn < RUN_MAX:
-                rn += 1
-                run[s] = rn
-            sx[s, X_LASTA] = t
-            sx[s, X_QUIET] = 0.0
-            if od == 0 and rn >= confirm[s]:
-                open_dir[s] = np.int8(sx[s, X_DIR])
-                ep_idx[n_rows] = i
-                ep_kind[n_rows] = KIND_OPEN
-                ep_start[n_rows] = np.int64(sx[s, X_START])
-                ep_end[n_rows] = -1
-                ep_peak[n_rows] = sx[s, X_PEAK]
-                ep_dir[n_rows] = np.int8(sx[s, X_DIR])
-                ep_base[n_rows] = sx[s, X_PEAKB]
-                ep_thr[n_rows] = sx[s, X_PEAKT]
-                ep_value[n_rows] = sx[s, X_PEAKV]
-                n_rows += 1
-        else:
-            if run[s] != 0:
-                run[s] = 0
-            if open_dir[s] != 0:
-                q = sx[s, X_QUIET] + 1.0
-                sx[s, X_QUIET] = q
-                if q >= close_after:
-                    ep_idx[n_rows] = i
-                    ep_kind[n_rows] = KIND_CLOSE
-                    ep_start[n_rows] = np.int64(sx[s, X_START])
-                    ep_end[n_rows] = np.int64(sx[s, X_LASTA])
-                    ep_peak[n_rows] = sx[s, X_PEAK]
-                    ep_dir[n_rows] = open_dir[s]
-                    ep_base[n_rows] = sx[s, X_PEAKB]
-                    ep_thr[n_rows] = sx[s, X_PEAKT]
-                    ep_value[n_rows] = sx[s, X_PEAKV]
-                    n_rows += 1
-                    open_dir[s] = 0
-                    sx[s, X_QUIET] = 0.0
-        z_out[i] = z
-        base_out[i] = baseline
-        thr_out[i] = thr_eff
-        flags_out[i] = flags
+        o.z[i] = z
+        o.score[i] = score
+        o.base[i] = baseline
+        o.thr[i] = thr_eff
+        o.flags[i] = flags
         n_scored += 1
     g[G_GAIN] = gain
     g[G_EVENTS] += n_scored
     g[G_ALARMS] += n_alarms
     g[G_INVALID] += n_invalid
+    g[G_BACKWARDS] += n_back
     return n_rows
 
 
 @kernel
-def fill_episode_rows(
-    rows, ts_ms, slot, slot_element_id, ep_idx, ep_kind, ep_start, ep_end, ep_peak, ep_dir, ep_base, ep_thr, ep_value
-):
+def fill_episode_rows(rows, b, slot_element_id, o):
     """Copy the numeric fields of the first ``len(rows)`` episode rows into a structured array.
 
     ``rows`` needs the fields slot, element_id, start_ms, end_ms, peak_score, direction, baseline,
     threshold, value, scope_id and t_ms (the anomaly record); string fields are left to the caller.
-    One pass over the rows instead of one strided, mostly unaligned numpy copy per field.
     """
     for j in range(rows.shape[0]):
-        i = ep_idx[j]
-        s = slot[i]
+        i = o.ep_idx[j]
+        s = b.slot[i]
         r = rows[j]
         r["slot"] = s
         r["element_id"] = slot_element_id[s]
         r["scope_id"] = slot_element_id[s]
-        r["start_ms"] = ep_start[j]
-        r["end_ms"] = ep_end[j]
-        r["peak_score"] = ep_peak[j]
-        r["direction"] = ep_dir[j]
-        r["baseline"] = ep_base[j]
-        r["threshold"] = ep_thr[j]
-        r["value"] = ep_value[j]
-        r["t_ms"] = ts_ms[i]
+        r["start_ms"] = o.ep_start[j]
+        r["end_ms"] = o.ep_end[j]
+        r["peak_score"] = o.ep_peak[j]
+        r["direction"] = o.ep_dir[j]
+        r["baseline"] = o.ep_base[j]
+        r["threshold"] = o.ep_thr[j]
+        r["value"] = o.ep_value[j]
+        r["t_ms"] = b.ts_ms[i]
 
 
 @kernel
@@ -544,66 +620,3 @@ def zscore_decayed(slot, value, alpha, mean, var, z_out):
         z_out[i] = d / np.sqrt(v) if v > 0.0 else 0.0
         mean[s] += alpha * d
         var[s] = (1.0 - alpha) * (v + alpha * d * d)
-
-
-@kernel
-def sliding_record(s, window, start, out):
-    """Ratio of each value to the maximum of the ``window`` values before it (a "record" score).
-
-    ``out[i] = s[i] / (max(s[i - window : i]) + 1e-12)`` for ``i > start`` (with fewer predecessors
-    near the beginning), 0 otherwise. Uses a monotone deque held in two ring arrays: O(n).
-
-    Parameters
-    ----------
-    s : float64 array (n,), values >= 0
-    window : int
-        Look-back length (>= 1).
-    start : int
-        Indices ``<= start`` get 0 (burn-in).
-    out : float64 array (n,)
-        Written in place.
-    """
-    n = s.shape[0]
-    cap = window + 1
-    dq_i = np.empty(cap, dtype=np.int64)
-    dq_v = np.empty(cap)
-    head = 0
-    size = 0
-    for i in range(n):
-        # drop indices that left the window [i - window, i - 1]
-        while size > 0 and dq_i[head] < i - window:
-            head = (head + 1) % cap
-            size -= 1
-        m = dq_v[head] if size > 0 else 0.0
-        out[i] = s[i] / (m + 1e-12) if i > start else 0.0
-        # push s[i], keeping the deque decreasing
-        while size > 0 and dq_v[(head + size - 1) % cap] <= s[i]:
-            size -= 1
-        dq_i[(head + size) % cap] = i
-        dq_v[(head + size) % cap] = s[i]
-        size += 1
-
-
-@kernel
-def window_mean_z(z, width, clip, out):
-    """Standardised mean of the last ``width`` clipped z-scores: ``sum(clip(z)) / sqrt(k)``.
-
-    ``k = min(i + 1, width)``; NaN z count as 0. A level shift of d sigmas gives about
-    ``d * sqrt(width)`` after ``width`` points, well before a single-point score sees it.
-    """
-    n = z.shape[0]
-    acc = 0.0
-    buf = np.zeros(width)
-    for i in range(n):
-        v = z[i]
-        if not np.isfinite(v):
-            v = 0.0
-        elif v > clip:
-            v = clip
-        elif v < -clip:
-            v = -clip
-        j = i % width
-        acc += v - buf[j]
-        buf[j] = v
-        k = i + 1 if i + 1 < width else width
-        out[i] = acc / np.sqrt(k)

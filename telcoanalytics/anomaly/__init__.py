@@ -1,22 +1,9 @@
-"""Anomaly detection: seasonal baselines, self-tuning thresholds, change detection, silence
+"""Anomaly detection: earned seasonal baselines, calibrated scores, change detection, silence
 (collection gaps) and the network-level classification of anomalies along the topology.
 """
 
-from telcoanalytics.anomaly.detector import (  # noqa: F401
-    ANOMALY_DTYPE,
-    CLASSIFICATIONS,
-    DEFAULT_METRIC_CONFIRM,
-    DEFAULT_METRIC_FLOOR,
-    DEFAULT_METRIC_TRANSFORM,
-    AnomalyDetector,
-    BatchScores,
-    CalendarEvent,
-    ClassifyConfig,
-    DetectorConfig,
-    NetworkAnomalyDetector,
-    SilenceMonitor,
-    default_parents,
-)
+from telcoanalytics.anomaly.detector import *  # noqa: F401,F403
+from telcoanalytics.anomaly.detector import __all__ as _detector_all
 from telcoanalytics.anomaly.policy import (  # noqa: F401
     HARMFUL_DIRECTION,
     PAGED,
@@ -24,24 +11,10 @@ from telcoanalytics.anomaly.policy import (  # noqa: F401
     region_gap_alerts,
     relabel_benign,
 )
-from telcoanalytics.anomaly.warmup import (  # noqa: F401
-    warm_up,
-)
+from telcoanalytics.anomaly.warmup import warm_up  # noqa: F401
 
 __all__ = [
-    "ANOMALY_DTYPE",
-    "CLASSIFICATIONS",
-    "DEFAULT_METRIC_TRANSFORM",
-    "DEFAULT_METRIC_FLOOR",
-    "DEFAULT_METRIC_CONFIRM",
-    "DetectorConfig",
-    "BatchScores",
-    "AnomalyDetector",
-    "SilenceMonitor",
-    "CalendarEvent",
-    "ClassifyConfig",
-    "default_parents",
-    "NetworkAnomalyDetector",
+    *_detector_all,
     "PAGED",
     "HARMFUL_DIRECTION",
     "relabel_benign",

@@ -119,7 +119,7 @@ def rate_alerts(routers: dict, config=None) -> list:
     if not ts:
         return []
     order = np.argsort(np.asarray(ts), kind="stable")
-    det = AnomalyDetector(len(slots), config or DetectorConfig(season_s=0, warmup=30))
+    det = AnomalyDetector(len(slots), config or DetectorConfig.for_interval(10))
     rows = det.update(np.asarray(ts, np.int64)[order], np.asarray(sl, np.int64)[order], np.asarray(val)[order])
     name = {v: k for k, v in slots.items()}
     out = []

@@ -271,10 +271,13 @@ def restore_pipeline(cls, path, alert_sinks=()):
         p = cls(topo, meta["route_level"], meta["allowed_lateness_ms"], components, alerts=alerts)
         p.quarantine = Quarantine.from_state(_unflatten("quarantine", flat))
         for s in SOURCES:
-            p.ingestors[s] = Ingestor.from_state(_unflatten(f"ingest.{s}", flat), topology=topo)
+            st = _unflatten(f"ingest.{s}", flat)
+            if st:  # a source added after the checkpoint was written starts fresh
+                p.ingestors[s] = Ingestor.from_state(st, topology=topo)
             p.ingestors[s].quarantine = p.quarantine
-        p.routed = flat["routed"].copy()
-        p.unrouted = flat["unrouted"].copy()
+        routed, unrouted = flat["routed"], flat["unrouted"]
+        p.routed[: routed.shape[0]] = routed  # rows of sources the checkpoint knew (same order)
+        p.unrouted[: unrouted.shape[0]] = unrouted
     except CheckpointError:
         raise
     except ValueError as exc:

@@ -41,7 +41,7 @@ def _topo():
 
 
 METRICS2 = ("prb_util_pct", "error_count")
-CFG = DetectorConfig(season_s=0, warmup=20, thr_init=5.0, cusum_h=1e6)
+CFG = DetectorConfig(interval_s=300, season="none", warmup=20, cusum_h=1e6, refire_s=0)
 
 
 def _grid(topo, n_steps, rng, t0=0):
@@ -116,7 +116,7 @@ def test_parent_failure_inhibits_children(rng):
     net, topo = _net()
     t, e, m, x = _grid(topo, 40, rng)
     sw, cell = topo.index_of([100, 101])
-    _bump(t, e, m, x, [sw], 30, 80.0, metric=1)  # the switch's errors jump
+    _bump(t, e, m, x, [sw], 30, 400.0, metric=1)  # the switch's errors jump
     _bump(t, e, m, x, [cell], 31, 30.0)  # then its cell deviates
     rows = _run(net, t, e, m, x)
     o = rows[rows["end_ms"] < 0]
@@ -129,7 +129,7 @@ def test_log_transform_reports_original_units(rng):
     net, topo = _net()
     t, e, m, x = _grid(topo, 40, rng)
     el = int(topo.index_of([130])[0])
-    _bump(t, e, m, x, [el], 30, 60.0, metric=1)
+    _bump(t, e, m, x, [el], 30, 400.0, metric=1)
     rows = _run(net, t, e, m, x)
     r = rows[(rows["element_id"] == 130) & (rows["end_ms"] < 0)][0]
     # exp(log(x + 1)) - 1 round trip: a few ulps
@@ -321,7 +321,7 @@ def test_network_errors():
         NetworkAnomalyDetector(topo, METRICS2, metric_transform={"error_count": 0.0})
     with pytest.raises(ValueError, match="silence_metrics names 'x'"):
         NetworkAnomalyDetector(topo, METRICS2, silence_metrics=["x"])
-    with pytest.raises(ValueError, match="n_points"):
+    with pytest.raises(ValueError, match="metric_confirm"):
         NetworkAnomalyDetector(topo, METRICS2, metric_confirm={"error_count": 0})
     with pytest.raises(ValueError, match="floor_abs must be >= 0"):
         NetworkAnomalyDetector(topo, METRICS2, metric_floor={"error_count": -1.0})

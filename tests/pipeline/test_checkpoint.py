@@ -166,7 +166,7 @@ def test_format_1_still_loads():
     assert q.counts()["equip"] == {"read": 225, "accepted": 220, "quarantined": 5}
     assert q.counts()["cdr"] == {"read": 19, "accepted": 11, "quarantined": 8}
     assert q.n_batches == 18 and q.alerts is None and q.next_tick_ms is None
-    np.testing.assert_array_equal(q.routed, [[4, 7], [110, 110], [21, 21], [24, 24]])
+    np.testing.assert_array_equal(q.routed, [[4, 7], [110, 110], [21, 21], [24, 24], [0, 0]])  # + complaint (new)
     w = q.components["windows"]
     assert isinstance(w, WindowsComponent) and w.win.max_ts_ms == 1772410437060 and w.n_side == 96
     assert q.conserved()

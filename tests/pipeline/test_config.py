@@ -58,7 +58,7 @@ lateness_s = 120
 resolutions = [[60, 30], [3600, 30]]
 half_lives_s = [30.0, 600.0]
 [detectors]
-thr_min = 4.0
+threshold = 5.5
 [cubes.by_service]
 dimensions = ["service", "hour_of_day"]
 measures = ["count", "sum:dropped"]
@@ -81,7 +81,7 @@ schema_version = 1
     assert list(p.components) == ["windows", "sla", "anomaly", "cube"] and p.allowed_lateness_ms == 120_000
     w = p.components["windows"].win
     assert w.resolutions[0] == (60_000, 30) and tuple(w.half_lives_s) == (30.0, 600.0)
-    assert p.components["anomaly"].net.detector.config.thr_min == 4.0
+    assert p.components["anomaly"].net.detector.config.threshold == 5.5
     assert list(p.components["cube"].cubes) == ["by_service"]
     mon = p.components["sla"].mon
     assert [r.name for r in mon.rules] == ["blk"] and mon.reeval_minutes == 5
@@ -99,7 +99,7 @@ schema_version = 1
         ("[run]\nlateness_s = true", r"run.lateness_s is True"),
         ("[run]\ncomponents = ['windows', 'sla2']", r"run.components holds unknown \['sla2'\]; choose from"),
         ("[synthetic]\nrehome_share = 2", r"synthetic.rehome_share is 2; it must be a share between 0 and 1"),
-        ("[detectors]\nthr_mn = 3", r"detectors.thr_mn is not a known key; did you mean 'thr_min'\?"),
+        ("[detectors]\nthreshhold = 3", r"detectors.threshhold is not a known key; did you mean 'threshold'\?"),
         ("[cubes.x]\ndimensions = ['region']", r"cubes.x.measures is missing"),
         ("[cubes.x]\ndimensions = ['regio']\nmeasures = ['count']", r"cubes.x is not a valid cube: .*regio"),
         (

@@ -1,0 +1,653 @@
+"""Network-level anomaly detection: the per-slot detector and the silence monitor over a topology,
+with classification along whichever topology levels the user names (crowd, surge, collection gap),
+parent/child inhibition and calendar events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kernels import detect as _k
+from telcoanalytics.anomaly.config import (
+    ANOMALY_DTYPE,
+    CLASSIFICATIONS,
+    DEFAULT_REGISTRY,
+    NAME_LEN,
+    DetectorConfig,
+    MetricRegistry,
+    _as_1d,
+    _check,
+    to_ms,
+)
+from telcoanalytics.anomaly.silence import SilenceMonitor
+from telcoanalytics.anomaly.slots import AnomalyDetector
+from telcoanalytics.records import EQUIP_DTYPE, EQUIPMENT_CLASS_CODE, METRICS
+from telcoanalytics.topology.model import Topology
+
+_PARENT_CLASSES = ("aggregation_switch", "core_router", "packet_gateway")
+_CHILD_CLASSES = ("macro_cell", "small_cell")
+
+
+@dataclass
+class CalendarEvent:
+    """A known event (holiday, match, maintenance) that widens thresholds for a scope and time.
+
+    Parameters
+    ----------
+    scope_level : str
+        Topology level of the scope ("region", "site", "element").
+    scope_id : int
+        External id of the scope node at that level.
+    start_ms, end_ms : int
+        Time span (inclusive start, exclusive end), ms UTC.
+    widen : float
+        Threshold multiplier inside the scope and span (> 1 widens).
+    name : str
+        Label for reports.
+    """
+
+    scope_level: str
+    scope_id: int
+    start_ms: int
+    end_ms: int
+    widen: float = 2.0
+    name: str = ""
+
+    def __post_init__(self):
+        _check(
+            self.end_ms > self.start_ms,
+            f"calendar event {self.name!r}: end_ms {self.end_ms} must be after start_ms {self.start_ms}",
+        )
+        _check(self.widen > 0, f"calendar event {self.name!r}: widen must be > 0, got {self.widen}")
+
+
+@dataclass
+class ClassifyConfig:
+    """Topology-aware classification parameters.
+
+    Parameters
+    ----------
+    crowd_level, surge_level, gap_level : str or None
+        Topology levels whose nodes group elements for crowd events, demand surges and collection
+        gaps (any level of the user's topology; None disables that grouping). A default level
+        the topology lacks disables its grouping; a level named explicitly must exist.
+    crowd_min_elements, crowd_fraction : int, float
+        A deviation is a crowd event when at least this many elements of its ``crowd_level`` node
+        (and this share of the node's elements reporting the metric) deviate in the same direction.
+    surge_min_elements, surge_fraction : int, float
+        The same over a ``surge_level`` node: a demand surge.
+    gap_min_elements, gap_fraction : int, float
+        Silent elements of one ``gap_level`` node at once that make a collection gap.
+    shared_z : float
+        An element counts as deviating with the others when it has an open episode in that
+        direction or its latest point is at least ``shared_z`` sigmas off in that direction.
+    """
+
+    crowd_min_elements: int = 2
+    crowd_fraction: float = 0.3
+    surge_min_elements: int = 5
+    surge_fraction: float = 0.15
+    gap_min_elements: int = 5
+    gap_fraction: float = 0.5
+    shared_z: float = 2.0
+    crowd_level: str | None = "site"
+    surge_level: str | None = "region"
+    gap_level: str | None = "region"
+
+    def __post_init__(self):
+        for name in ("crowd_min_elements", "surge_min_elements", "gap_min_elements"):
+            _check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        _check(self.shared_z > 0, f"shared_z must be > 0, got {self.shared_z}")
+        for name in ("crowd_fraction", "surge_fraction", "gap_fraction"):
+            _check(0 < getattr(self, name) <= 1, f"{name} must be in (0, 1], got {getattr(self, name)}")
+
+    def levels(self) -> list[str]:
+        return [lv for lv in (self.crowd_level, self.surge_level, self.gap_level) if lv is not None]
+
+    @property
+    def explicit(self) -> set:
+        """Levels set to something other than the defaults (they must exist in the topology)."""
+        d = {"crowd_level": "site", "surge_level": "region", "gap_level": "region"}
+        return {getattr(self, k) for k, v in d.items() if getattr(self, k) not in (None, v)}
+
+
+def default_parents(topology: Topology) -> np.ndarray:
+    """Parent element of each element: a site's cells hang off the site's switch/router/gateway.
+
+    Returns an int64 array of dense element indices, -1 where an element has no parent element
+    (no ``equipment_class`` attribute, or no aggregation equipment at the site).
+    """
+    n = topology.n_elements
+    parent = np.full(n, -1, dtype=np.int64)
+    cls = topology.attributes.get("equipment_class")
+    if cls is None or n == 0 or "site" not in topology.levels:
+        return parent
+    site = topology.element_to("site")
+    is_parent = np.isin(cls, [EQUIPMENT_CLASS_CODE[c] for c in _PARENT_CLASSES])
+    is_child = np.isin(cls, [EQUIPMENT_CLASS_CODE[c] for c in _CHILD_CLASSES])
+    hub = np.full(topology.n_nodes("site"), -1, dtype=np.int64)
+    idx = np.flatnonzero(is_parent)
+    hub[site[idx[::-1]]] = idx[::-1]  # first parent-class element of each site
+    parent[is_child] = hub[site[is_child]]
+    return parent
+
+
+class NetworkAnomalyDetector:
+    """Anomaly detection over a whole network: detector + silence + topology classification.
+
+    Parameters
+    ----------
+    topology : Topology
+        Network hierarchy (levels must include "site" and "region" for crowd/surge/gap).
+    metrics : sequence of str
+        Metric names; a slot is ``element_index * len(metrics) + metric_id``.
+    config : DetectorConfig, optional
+    classify : ClassifyConfig, optional
+    calendar : list of CalendarEvent, optional
+    parent_element : int64 array (n_elements,), optional
+        Dense parent element of each element (-1 none); default :func:`default_parents`.
+    silence : dict, optional
+        Keyword arguments of :class:`SilenceMonitor`.
+    metric_floor : dict metric -> float, optional
+        Absolute sigma floor per metric (default :data:`DEFAULT_METRIC_FLOOR`; others use
+        ``config.floor_abs``).
+    metric_transform : dict metric -> float, optional
+        Metrics scored as ``log(max(x, 0) + c)`` (default :data:`DEFAULT_METRIC_TRANSFORM`).
+    metric_confirm : dict metric -> int, optional
+        Consecutive alarm points that open an episode (default :data:`DEFAULT_METRIC_CONFIRM`).
+    silence_metrics : sequence of str, optional
+        Metrics whose reports count as the element being alive (default all). Give the
+        collector-delivered metrics so that a collection gap is seen even while other sources flow.
+
+    Examples
+    --------
+    >>> from telcoanalytics.topology.model import Topology
+    >>> topo = Topology.from_columns([10, 11], {"region": [1, 1], "site": [5, 6]})
+    >>> net = NetworkAnomalyDetector(topo, metrics=("cpu_util_pct",),
+    ...                              config=DetectorConfig(season="none", warmup=5))
+    >>> t = np.repeat(np.arange(30, dtype=np.int64) * 300_000, 2)
+    >>> e = np.tile([0, 1], 30); m = np.zeros(60, dtype=np.int64)
+    >>> x = np.where((e == 1) & (t == 25 * 300_000), 99.0, 20.0 + (t // 300_000) % 3)
+    >>> rows = net.update(t, e, m, x)
+    >>> rows[["element_id", "classification", "end_ms"]].tolist()[0][:2]
+    (11, 'fault')
+    """
+
+    def __init__(
+        self,
+        topology: Topology,
+        metrics=METRICS,
+        config: DetectorConfig | None = None,
+        classify: ClassifyConfig | None = None,
+        calendar=None,
+        parent_element=None,
+        silence: dict | None = None,
+        metric_floor: dict | None = None,
+        metric_transform: dict | None = None,
+        metric_confirm: dict | None = None,
+        silence_metrics=None,
+        registry: MetricRegistry | None = None,
+    ):
+        _check(isinstance(topology, Topology), f"topology must be a Topology, got {type(topology).__name__}")
+        self.topology = topology
+        self.metrics = tuple(str(m) for m in metrics)
+        _check(len(self.metrics) >= 1, "metrics must name at least one metric")
+        _check(len(set(self.metrics)) == len(self.metrics), f"metrics repeat a name: {self.metrics}")
+        self.n_metrics = len(self.metrics)
+        self.registry = registry if registry is not None else DEFAULT_REGISTRY
+        explicit = metric_floor is not None or metric_transform is not None or metric_confirm is not None
+        specs = [self.registry.get(m, warn=not explicit) for m in self.metrics]
+        n_el = topology.n_elements
+        slot_el = np.repeat(topology.ids[topology.element_level], self.n_metrics)
+        slot_metric = np.tile(np.array(self.metrics, dtype=f"U{NAME_LEN}"), n_el)
+        self.detector = AnomalyDetector(n_el * self.n_metrics, config, slot_el, slot_metric)
+        floors = {s.name: s.floor for s in specs if s.floor is not None} if metric_floor is None else dict(metric_floor)
+        confirm = (
+            {s.name: s.confirm for s in specs if s.confirm != 1} if metric_confirm is None else dict(metric_confirm)
+        )
+        transform = (
+            {s.name: s.log_offset for s in specs if s.log_offset is not None}
+            if metric_transform is None
+            else dict(metric_transform)
+        )
+        for table, name in ((floors, "metric_floor"), (confirm, "metric_confirm"), (transform, "metric_transform")):
+            for k in table:
+                _check(k in self.metrics, f"{name} names {k!r}, which is not one of the metrics {self.metrics}")
+        self.log_offset = np.full(self.n_metrics, np.nan)  # NaN: scored as is
+        for k, c in transform.items():
+            _check(c > 0, f"metric_transform[{k!r}] must be > 0 (log offset), got {c}")
+            self.log_offset[self.metrics.index(k)] = c
+        self.metric_floor = np.full(self.n_metrics, self.detector.config.floor_abs)
+        self.metric_confirm = np.ones(self.n_metrics)
+        for k, fl in floors.items():
+            self.metric_floor[self.metrics.index(k)] = fl
+        for k, npts in confirm.items():
+            _check(
+                int(npts) == npts and 1 <= npts <= 1000,
+                f"metric_confirm[{k!r}] must be an integer in 1..1000, got {npts}",
+            )
+            self.metric_confirm[self.metrics.index(k)] = npts
+        # non-negative metrics: baseline >= 0 in the metric's unit (log(c) in the scored unit)
+        self.metric_lower = np.full(self.n_metrics, -np.inf)
+        for j, s in enumerate(specs):
+            if s.nonneg:
+                self.metric_lower[j] = np.log(self.log_offset[j]) if np.isfinite(self.log_offset[j]) else 0.0
+        self.metric_thr_scale = np.array([s.threshold_scale for s in specs])
+        self._apply_metric_settings(np.arange(self.detector.n_slots))
+        if silence_metrics is None:
+            self.silence_metric = np.ones(self.n_metrics, dtype=bool)
+        else:
+            for k in silence_metrics:
+                _check(
+                    k in self.metrics, f"silence_metrics names {k!r}, which is not one of the metrics {self.metrics}"
+                )
+            self.silence_metric = np.isin(np.array(self.metrics), list(silence_metrics))
+        self.classify_config = classify if classify is not None else ClassifyConfig()
+        for lv in self.classify_config.levels():
+            _check(
+                lv in topology.levels[:-1] or lv not in self.classify_config.explicit,
+                f"ClassifyConfig names the level {lv!r}, which the topology does not have "
+                f"(levels: {topology.levels[:-1]})",
+            )
+        self.silence = SilenceMonitor(n_el, **(silence or {}))
+        self.calendar = list(calendar or [])
+        for ev in self.calendar:
+            _check(isinstance(ev, CalendarEvent), f"calendar entries must be CalendarEvent, got {type(ev).__name__}")
+            topology._check_level(ev.scope_level)
+        if parent_element is None:
+            self.parent_element = default_parents(topology)
+        else:
+            self.parent_element = _as_1d("parent_element", parent_element, np.int64)
+            _check(
+                len(self.parent_element) == n_el,
+                f"parent_element has {len(self.parent_element)} entries for {n_el} elements",
+            )
+            _check(
+                bool(np.all((self.parent_element >= -1) & (self.parent_element < n_el))),
+                f"parent_element must hold dense element indices in -1..{n_el - 1}",
+            )
+        # classification of each slot's open episode (code into CLASSIFICATIONS, -1 none)
+        self.slot_class = np.full(self.detector.n_slots, -1, dtype=np.int8)
+        self.n_unknown = 0
+
+    def _apply_metric_settings(self, slots: np.ndarray):
+        m = slots % self.n_metrics
+        det = self.detector
+        det.set_floor(slots, self.metric_floor[m])
+        det.sp[slots, _k.P_CONFIRM] = self.metric_confirm[m]
+        det.set_lower(slots, self.metric_lower[m])
+        det.set_threshold_scale(slots, self.metric_thr_scale[m])
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def _has_level(self, level) -> bool:
+        return level is not None and level in self.topology.levels[:-1]
+
+    def _level_index(self, level: str) -> np.ndarray:
+        return self.topology.element_to(level)
+
+    def _level_ids(self, level: str) -> np.ndarray:
+        return self.topology.ids[level]
+
+    def element_index(self, elem) -> np.ndarray:
+        """Dense element indices from dense indices (ints) or element names (strings).
+
+        Names are looked up in ``topology.names[element_level]``; an unknown name raises an error
+        that names it (map or quarantine such rows before scoring).
+        """
+        arr = np.asarray(elem)
+        if arr.dtype.kind in "US":
+            names = self.topology.names.get(self.topology.element_level)
+            _check(
+                names is not None,
+                "elem holds names but the topology has no element names; build it with "
+                "Topology.from_columns(..., names={element_level: names}) or pass dense indices",
+            )
+            if getattr(self, "_name_key", None) is None or len(self._name_key[0]) != len(names):
+                order = np.argsort(names, kind="stable")
+                self._name_key = (np.asarray(names)[order], order)
+            srt, order = self._name_key
+            pos = np.minimum(np.searchsorted(srt, arr), max(len(srt) - 1, 0))
+            hit = srt[pos] == arr if len(srt) else np.zeros(arr.shape, dtype=bool)
+            if not hit.all():
+                bad = int(np.flatnonzero(~hit)[0])
+                raise ValueError(f"elem[{bad}] = {arr[bad]!r} is not an element name of the topology")
+            return order[pos].astype(np.int64)
+        return _as_1d("elem", arr, np.int64)
+
+    def metric_index(self, metric) -> np.ndarray:
+        """Metric indices from indices (ints) or full metric names (strings)."""
+        arr = np.asarray(metric)
+        if arr.dtype.kind in "US":
+            lut = {m: i for i, m in enumerate(self.metrics)}
+            uniq, inv = np.unique(arr, return_inverse=True)
+            missing = [str(u) for u in uniq if str(u) not in lut]
+            _check(not missing, f"metric names {missing[:3]} are not among the detector's metrics {self.metrics}")
+            return np.array([lut[str(u)] for u in uniq], dtype=np.int64)[inv].reshape(arr.shape)
+        return _as_1d("metric_id", arr, np.int64)
+
+    def threshold_multiplier(self, ts_ms, elem) -> np.ndarray:
+        """Calendar multiplier for each event (product over the events covering it)."""
+        mult = np.ones(len(ts_ms))
+        for ev in self.calendar:
+            node = self._level_index(ev.scope_level)[elem]
+            ids = self.topology.ids[ev.scope_level]
+            hit = (ids[node] == ev.scope_id) & (ts_ms >= ev.start_ms) & (ts_ms < ev.end_ms)
+            mult[hit] *= ev.widen
+        return mult
+
+    # ---- streaming -------------------------------------------------------------------------
+    def update(self, ts_ms, elem, metric_id, value) -> np.ndarray:
+        """Score one batch of metric values, classify what fires, return ANOMALY_DTYPE rows.
+
+        Parameters
+        ----------
+        ts_ms : int64 ms UTC or datetime64 array (n,)
+        elem : int64 array (n,) or str array (n,)
+            Dense element indices (``topology.index_of(element_id)``), or element names (the
+            topology's element names, see :meth:`element_index`).
+        metric_id : int array (n,) or str array (n,)
+            Index into ``metrics``, or metric names.
+        value : float array (n,)
+
+        Returns
+        -------
+        ANOMALY_DTYPE array of opened, closed and changed episodes, classified.
+
+        Raises
+        ------
+        ValueError
+            On length mismatch, element or metric out of range.
+        """
+        ts_ms = to_ms(ts_ms)
+        elem = self.element_index(elem)
+        metric_id = self.metric_index(metric_id)
+        n = len(ts_ms)
+        _check(
+            len(elem) == n and len(metric_id) == n,
+            f"ts_ms, elem and metric_id must have one length, got {n}, {len(elem)}, {len(metric_id)}",
+        )
+        n_el = self.topology.n_elements
+        if n and (elem.min() < 0 or elem.max() >= n_el):
+            bad = int(np.flatnonzero((elem < 0) | (elem >= n_el))[0])
+            raise ValueError(
+                f"elem[{bad}] = {elem[bad]} is not a dense element index (0..{n_el - 1}); "
+                "map ids with topology.index_of() and quarantine the -1s"
+            )
+        if n and (metric_id.min() < 0 or metric_id.max() >= self.n_metrics):
+            bad = int(np.flatnonzero((metric_id < 0) | (metric_id >= self.n_metrics))[0])
+            raise ValueError(
+                f"metric_id[{bad}] = {metric_id[bad]} is outside 0..{self.n_metrics - 1} (metrics {self.metrics})"
+            )
+        alive = self.silence_metric[metric_id]
+        self.silence.observe(ts_ms[alive], elem[alive])
+        mult = self.threshold_multiplier(ts_ms, elem) if self.calendar else None
+        value = np.asarray(value, dtype=np.float64)
+        off = self.log_offset[metric_id]
+        logm = ~np.isnan(off)
+        if np.any(logm):
+            value = value.copy()
+            value[logm] = np.log(np.maximum(value[logm], 0.0) + off[logm])
+        slot = elem * self.n_metrics + metric_id
+        rows = self.detector.update(ts_ms, slot, value, mult)
+        if len(rows):
+            off_r = self.log_offset[rows["slot"] % self.n_metrics]
+            lr = ~np.isnan(off_r)
+            rows["value"][lr] = np.exp(rows["value"][lr]) - off_r[lr]
+            rows["baseline"][lr] = np.exp(rows["baseline"][lr]) - off_r[lr]
+        return self._classify(rows, slot)
+
+    def update_equip(self, equip: np.ndarray) -> np.ndarray:
+        """:meth:`update` from an ``EQUIP_DTYPE`` array with external element ids.
+
+        Rows whose element id is unknown or whose metric is out of range are not scored; they are
+        counted in ``n_unknown`` and returned by :attr:`last_rejected`.
+        """
+        _check(
+            equip.dtype.names is not None and set(EQUIP_DTYPE.names) <= set(equip.dtype.names),
+            f"equip must have the fields {EQUIP_DTYPE.names}, got {equip.dtype.names}",
+        )
+        elem = self.topology.index_of(equip["element_id"])
+        mid = equip["metric_id"].astype(np.int64)
+        ok = (elem >= 0) & (mid >= 0) & (mid < self.n_metrics)
+        self.last_rejected = equip[~ok]
+        self.n_unknown += int(np.count_nonzero(~ok))
+        return self.update(equip["ts_ms"][ok], elem[ok], mid[ok], equip["value"][ok])
+
+    def _classify(self, rows: np.ndarray, batch_slot: np.ndarray) -> np.ndarray:
+        if len(rows) == 0:
+            return rows
+        cc = self.classify_config
+        det = self.detector
+        n_el = self.topology.n_elements
+        nm = self.n_metrics
+        # deviating now: an open episode, or a warm point of this batch beyond shared_z sigmas
+        dev_dir = det.open_direction.astype(np.int64)
+        last = det.last
+        near = ((last.flags & _k.FLAG_WARM) != 0) & (np.abs(np.nan_to_num(last.z)) >= cc.shared_z)
+        dev_dir[batch_slot[near]] = np.where(
+            dev_dir[batch_slot[near]] != 0, dev_dir[batch_slot[near]], np.sign(last.z[near]).astype(np.int64)
+        )
+        open_dir = dev_dir.reshape(n_el, nm)
+        active = (det.n_obs > 0).reshape(n_el, nm)
+        elem = rows["slot"] // nm
+        met = rows["slot"] % nm
+        d = rows["direction"].astype(np.int64)
+        is_ep = rows["classification"] != "change"
+        out_cls = np.where(is_ep, "fault", "change").astype("U16")
+        scope_level = np.full(len(rows), "element", dtype="U8")
+        scope_id = rows["element_id"].copy()
+        closing = rows["end_ms"] >= 0
+        # episodes closing keep the class they opened with
+        prev = self.slot_class[rows["slot"]]
+        # site first, then region: a region-wide surge is the wider explanation and wins
+        for level, min_n, frac, name in (
+            (cc.crowd_level, cc.crowd_min_elements, cc.crowd_fraction, "crowd"),
+            (cc.surge_level, cc.surge_min_elements, cc.surge_fraction, "surge"),
+        ):
+            if not self._has_level(level):
+                continue
+            node = self._level_index(level)
+            n_nodes = len(self._level_ids(level))
+            # per (node, metric) sums as one bincount over flat (node * nm + metric) keys
+            gidx = (node[:, None] * nm + np.arange(nm)[None, :]).ravel()
+            tot = np.bincount(gidx, weights=active.ravel().astype(np.float64), minlength=n_nodes * nm).reshape(
+                n_nodes, nm
+            )
+            for sign in (1, -1):
+                # same-direction open deviations per (node, metric)
+                cnt = np.bincount(
+                    gidx, weights=(open_dir == sign).ravel().astype(np.float64), minlength=n_nodes * nm
+                ).reshape(n_nodes, nm)
+                nd = node[elem]
+                c = cnt[nd, met]
+                share = c / np.maximum(tot[nd, met], 1.0)
+                hit = is_ep & (d == sign) & (c >= min_n) & (share >= frac)
+                out_cls[hit] = name
+                scope_level[hit] = level
+                scope_id[hit] = self._level_ids(level)[nd[hit]]
+        # a parent's failure (open fault or silence) inhibits its children
+        par = self.parent_element[elem]
+        has_par = par >= 0
+        par_down = np.zeros(len(rows), dtype=bool)
+        if np.any(has_par):
+            pslots = par[has_par][:, None] * nm + np.arange(nm)[None, :]
+            pcls = self.slot_class[pslots]
+            par_fault = np.any(pcls == CLASSIFICATIONS.index("fault"), axis=1)
+            par_down[has_par] = par_fault | self.silence.silent[par[has_par]]
+        out_cls[is_ep & par_down & (out_cls == "fault")] = "inhibited"
+        # closing rows report the class given at opening
+        known = closing & is_ep & (prev >= 0)
+        if np.any(known):
+            out_cls[known] = np.array(CLASSIFICATIONS)[prev[known]]
+        code = np.array([CLASSIFICATIONS.index(c) for c in out_cls], dtype=np.int8)
+        opening = is_ep & ~closing
+        self.slot_class[rows["slot"][opening]] = code[opening]
+        self.slot_class[rows["slot"][closing & is_ep]] = -1
+        rows["classification"] = out_cls
+        rows["scope_level"] = scope_level
+        rows["scope_id"] = scope_id
+        return rows
+
+    def check_silence(self, now_ms: int) -> np.ndarray:
+        """Silence records at time ``now_ms`` (the pipeline's watermark).
+
+        Elements whose next report is overdue become ``"silence"`` rows (suspected failure, open);
+        when at least ``gap_min_elements`` and ``gap_fraction`` of a region's tracked elements are
+        silent together they are ``"collection_gap"`` rows (scope region) instead, and elements whose
+        parent element is silent are ``"inhibited"``. Elements that report again produce closing
+        rows (``end_ms`` = their last report before the silence ends, i.e. the resume time).
+        A flagged element is re-issued (same ``start_ms``, new ``t_ms``) when its explanation
+        changes: its region becomes a collection gap, or it stays silent after the gap ended.
+        """
+        newly, resumed = self.silence.check(now_ms)
+        mon = self.silence
+        cc = self.classify_config
+        if self._has_level(cc.gap_level):
+            region = self._level_index(cc.gap_level)
+            rids = self._level_ids(cc.gap_level)
+        else:  # no grouping: every element is its own node, so no collection gap
+            region = np.arange(self.topology.n_elements)
+            rids = np.full(self.topology.n_elements, -1, dtype=np.int64)
+        tracked = mon.n_reports >= mon.min_reports
+        n_reg = len(rids)
+        silent_cnt = np.bincount(region[mon.silent], minlength=n_reg)
+        tracked_cnt = np.bincount(region[tracked], minlength=n_reg)
+        gap_region = (
+            (silent_cnt >= cc.gap_min_elements)
+            & (silent_cnt >= cc.gap_fraction * np.maximum(tracked_cnt, 1))
+            & self._has_level(cc.gap_level)
+        )
+        eids = self.topology.ids[self.topology.element_level]
+        # re-issue flagged elements whose explanation changed: a region that now turns out to be
+        # a collection gap, or an element still silent after its region's gap ended (a failure
+        # hidden by the gap)
+        cur = self._silence_class()
+        reissue = np.flatnonzero(
+            mon.silent & ((gap_region[region] & (cur == "silence")) | (~gap_region[region] & (cur == "collection_gap")))
+        )
+        flagged = np.union1d(newly, reissue).astype(np.int64)
+        rows = np.zeros(len(flagged) + len(resumed), dtype=ANOMALY_DTYPE)
+        k = len(flagged)
+        cls = np.where(gap_region[region[flagged]], "collection_gap", "silence").astype("U16")
+        par = self.parent_element[flagged]
+        inhib = (cls == "silence") & (par >= 0)
+        inhib[inhib] = mon.silent[par[inhib]]
+        cls[inhib] = "inhibited"
+        rows["slot"][:k] = flagged * self.n_metrics
+        rows["element_id"][:k] = eids[flagged]
+        rows["start_ms"][:k] = mon.silent_since[flagged]
+        rows["end_ms"][:k] = -1
+        rows["peak_score"][:k] = (int(now_ms) - mon.last_ts[flagged]) / np.maximum(mon.gap_ms[flagged], 1.0)
+        rows["classification"][:k] = cls
+        rows["baseline"][:k] = mon.gap_ms[flagged]
+        rows["threshold"][:k] = mon.gap_factor * mon.gap_ms[flagged] + mon.slack_ms
+        rows["value"][:k] = int(now_ms) - mon.last_ts[flagged]
+        gap = cls == "collection_gap"
+        rows["scope_level"][:k] = np.where(gap, str(cc.gap_level), "element")
+        rows["scope_id"][:k] = np.where(gap, rids[region[flagged]], eids[flagged])
+        self._silence_cls[flagged] = cls
+        rr = rows[k:]
+        rr["slot"] = resumed * self.n_metrics
+        rr["element_id"] = eids[resumed]
+        rr["start_ms"] = self._silence_start[resumed]
+        rr["end_ms"] = mon.last_ts[resumed]
+        rr["classification"] = self._silence_cls[resumed]
+        rr["baseline"] = mon.gap_ms[resumed]
+        rr["threshold"] = mon.gap_factor * mon.gap_ms[resumed] + mon.slack_ms
+        rr["value"] = mon.last_ts[resumed] - self._silence_start[resumed]
+        rr["peak_score"] = rr["value"] / np.maximum(mon.gap_ms[resumed], 1.0)
+        rr["scope_level"] = "element"
+        rr["scope_id"] = eids[resumed]
+        rows["direction"] = -1
+        rows["metric"] = ""
+        rows["t_ms"] = int(now_ms)
+        self._silence_start[flagged] = mon.silent_since[flagged]
+        self._silence_cls[resumed] = ""
+        return rows
+
+    def set_topology(self, topology: Topology, parent_element=None):
+        """Follow a new topology version (from ``Topology.add_elements`` / ``retire_elements`` /
+        ``rehome_elements`` or ``reconcile``: existing elements keep their dense indices).
+
+        Added elements get fresh slots (cold baselines, the per-metric floors and confirmation
+        counts of the other elements); every existing slot keeps its learned state; re-homed
+        elements are classified by their new site and region from now on.
+
+        Raises
+        ------
+        ValueError
+            If the new topology has fewer elements (dense indices must be stable).
+        """
+        _check(isinstance(topology, Topology), f"topology must be a Topology, got {type(topology).__name__}")
+        n_old, n_new = self.topology.n_elements, topology.n_elements
+        _check(
+            n_new >= n_old,
+            f"the new topology has {n_new} elements, fewer than {n_old}; dense element "
+            "indices must stay stable (retire elements instead of removing them)",
+        )
+        self._silence_class()
+        if n_new > n_old:
+            det, nm = self.detector, self.n_metrics
+            old_slots = det.n_slots
+            det.grow(n_new * nm)
+            new = np.arange(old_slots, n_new * nm)
+            det.slot_element_id[new] = np.repeat(topology.ids[topology.element_level][n_old:], nm)
+            det.slot_metric[new] = np.tile(np.array(self.metrics, dtype=f"U{NAME_LEN}"), n_new - n_old)
+            self._apply_metric_settings(new)
+            self.silence.grow(n_new)
+            self.slot_class = np.concatenate([self.slot_class, np.full(len(new), -1, dtype=np.int8)])
+            self._silence_cls = np.concatenate([self._silence_cls, np.full(n_new - n_old, "", dtype="U16")])
+            self._silence_start = np.concatenate([self._silence_start, np.full(n_new - n_old, -1, dtype=np.int64)])
+        self.topology = topology
+        self.parent_element = (
+            default_parents(topology) if parent_element is None else _as_1d("parent_element", parent_element, np.int64)
+        )
+
+    def _silence_class(self) -> np.ndarray:
+        if not hasattr(self, "_silence_cls") or len(self._silence_cls) != self.topology.n_elements:
+            self._silence_cls = np.full(self.topology.n_elements, "", dtype="U16")
+            self._silence_start = np.full(self.topology.n_elements, -1, dtype=np.int64)
+        return self._silence_cls
+
+    # ---- state -----------------------------------------------------------------------------
+    def to_state(self) -> dict:
+        """Checkpoint (the topology, calendar and configs are supplied again on restore)."""
+        self._silence_class()
+        return {
+            "kind": "NetworkAnomalyDetector",
+            "detector": self.detector.to_state(),
+            "silence": self.silence.to_state(),
+            "slot_class": self.slot_class.copy(),
+            "silence_cls": self._silence_cls.copy(),
+            "silence_start": self._silence_start.copy(),
+            "n_unknown": self.n_unknown,
+            "metrics": np.array(self.metrics),
+            "silence_metric": self.silence_metric.copy(),
+            "log_offset": self.log_offset.copy(),
+        }
+
+    @classmethod
+    def from_state(
+        cls, d: dict, topology: Topology, classify: ClassifyConfig | None = None, calendar=None, parent_element=None
+    ) -> NetworkAnomalyDetector:
+        """Restore from :meth:`to_state` output with the same topology."""
+        _check(
+            d.get("kind") == "NetworkAnomalyDetector",
+            f"state is not a NetworkAnomalyDetector checkpoint (kind={d.get('kind')!r})",
+        )
+        det = AnomalyDetector.from_state(d["detector"])
+        net = cls(topology, tuple(str(m) for m in d["metrics"]), det.config, classify, calendar, parent_element)
+        _check(
+            net.detector.n_slots == det.n_slots,
+            f"checkpoint has {det.n_slots} slots but the topology gives {net.detector.n_slots}",
+        )
+        net.detector = det
+        net.silence = SilenceMonitor.from_state(d["silence"])
+        net.slot_class = np.array(d["slot_class"], dtype=np.int8)
+        net._silence_cls = np.array(d["silence_cls"], dtype="U16")
+        net._silence_start = np.array(d["silence_start"], dtype=np.int64)
+        net.n_unknown = int(d["n_unknown"])
+        net.silence_metric = np.array(d["silence_metric"], dtype=bool)
+        net.log_offset = np.array(d["log_offset"], dtype=np.float64)
+        return net

@@ -1,0 +1,131 @@
+"""Per-element reporting intervals and silence detection (suspected failures, collection gaps)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import detect as _k
+from telcoanalytics.anomaly.config import _as_1d, _check
+
+
+class SilenceMonitor:
+    """Per-element reporting intervals and silence detection.
+
+    Parameters
+    ----------
+    n_elements : int
+        Dense elements tracked.
+    gap_factor : float
+        An element is silent when ``now - last_report > gap_factor * mean_gap + slack_ms``.
+    slack_ms : int
+        Allowance for jitter and transport delay added to the expected gap.
+    min_reports : int
+        Reports needed before an element's gap is trusted.
+    gap_alpha : float
+        EW factor of the mean gap between distinct report times.
+
+    Notes
+    -----
+    ``mean_gap`` is the EW mean of the gaps between distinct report timestamps of the element
+    (with 5-minute PM files and ``gap_factor = 1``, ``slack_ms = 60 s`` an element is flagged
+    about one minute after its first missing report).
+    """
+
+    def __init__(
+        self,
+        n_elements: int,
+        gap_factor: float = 1.0,
+        slack_ms: int = 60_000,
+        min_reports: int = 3,
+        gap_alpha: float = 0.1,
+    ):
+        _check(
+            int(n_elements) == n_elements and n_elements >= 0,
+            f"n_elements must be a non-negative integer, got {n_elements!r}",
+        )
+        _check(gap_factor > 0, f"gap_factor must be > 0, got {gap_factor}")
+        _check(slack_ms >= 0, f"slack_ms must be >= 0, got {slack_ms}")
+        _check(min_reports >= 2, f"min_reports must be >= 2 (a gap needs two reports), got {min_reports}")
+        _check(0 < gap_alpha <= 1, f"gap_alpha must be in (0, 1], got {gap_alpha}")
+        self.n_elements = int(n_elements)
+        self.gap_factor = float(gap_factor)
+        self.slack_ms = int(slack_ms)
+        self.min_reports = int(min_reports)
+        self.gap_alpha = float(gap_alpha)
+        self.last_ts = np.full(self.n_elements, -1, dtype=np.int64)
+        self.gap_ms = np.zeros(self.n_elements)
+        self.n_reports = np.zeros(self.n_elements, dtype=np.int64)
+        self.silent_since = np.full(self.n_elements, -1, dtype=np.int64)  # -1: not flagged
+
+    def observe(self, ts_ms, elem):
+        """Record reports of dense elements ``elem`` at ``ts_ms`` (any order within the batch)."""
+        ts_ms = _as_1d("ts_ms", ts_ms, np.int64)
+        elem = _as_1d("elem", elem, np.int64)
+        _check(len(ts_ms) == len(elem), f"ts_ms and elem differ in length: {len(ts_ms)} vs {len(elem)}")
+        if len(elem) and (elem.min() < 0 or elem.max() >= self.n_elements):
+            raise ValueError(
+                f"elem contains {int(elem[(elem < 0) | (elem >= self.n_elements)][0])} but the "
+                f"monitor has {self.n_elements} elements; call grow()"
+            )
+        order = np.argsort(ts_ms, kind="stable")
+        _k.arrivals_update(ts_ms[order], elem[order], self.gap_alpha, self.last_ts, self.gap_ms, self.n_reports)
+
+    def expected_by(self) -> np.ndarray:
+        """Time by which each element's next report is due (int64 ms; -1 if not yet trusted)."""
+        due = self.last_ts + np.ceil(self.gap_factor * self.gap_ms).astype(np.int64) + self.slack_ms
+        return np.where(self.n_reports >= self.min_reports, due, -1)
+
+    def check(self, now_ms: int) -> tuple[np.ndarray, np.ndarray]:
+        """Elements that became silent and elements that resumed since the last check.
+
+        Returns
+        -------
+        (newly_silent, resumed) : int64 arrays of dense element indices
+        """
+        due = self.expected_by()
+        silent = (due >= 0) & (int(now_ms) > due)
+        newly = np.flatnonzero(silent & (self.silent_since < 0))
+        resumed = np.flatnonzero(~silent & (self.silent_since >= 0))
+        self.silent_since[newly] = self.last_ts[newly]
+        self.silent_since[resumed] = -1
+        return newly.astype(np.int64), resumed.astype(np.int64)
+
+    @property
+    def silent(self) -> np.ndarray:
+        """Boolean mask of elements currently flagged silent."""
+        return self.silent_since >= 0
+
+    def grow(self, n_elements: int):
+        """Track more elements (new ones start unknown)."""
+        _check(n_elements >= self.n_elements, f"grow() cannot shrink from {self.n_elements} to {n_elements}")
+        k = n_elements - self.n_elements
+        self.last_ts = np.concatenate([self.last_ts, np.full(k, -1, dtype=np.int64)])
+        self.gap_ms = np.concatenate([self.gap_ms, np.zeros(k)])
+        self.n_reports = np.concatenate([self.n_reports, np.zeros(k, dtype=np.int64)])
+        self.silent_since = np.concatenate([self.silent_since, np.full(k, -1, dtype=np.int64)])
+        self.n_elements = n_elements
+
+    def to_state(self) -> dict:
+        """Checkpoint: numpy arrays and plain scalars only."""
+        return {
+            "kind": "SilenceMonitor",
+            "gap_factor": self.gap_factor,
+            "slack_ms": self.slack_ms,
+            "min_reports": self.min_reports,
+            "gap_alpha": self.gap_alpha,
+            "last_ts": self.last_ts.copy(),
+            "gap_ms": self.gap_ms.copy(),
+            "n_reports": self.n_reports.copy(),
+            "silent_since": self.silent_since.copy(),
+        }
+
+    @classmethod
+    def from_state(cls, d: dict) -> SilenceMonitor:
+        """Restore from :meth:`to_state` output."""
+        _check(d.get("kind") == "SilenceMonitor", f"state is not a SilenceMonitor checkpoint (kind={d.get('kind')!r})")
+        m = cls(len(d["last_ts"]), d["gap_factor"], d["slack_ms"], d["min_reports"], d["gap_alpha"])
+        m.last_ts = np.array(d["last_ts"], dtype=np.int64)
+        m.gap_ms = np.array(d["gap_ms"], dtype=np.float64)
+        m.n_reports = np.array(d["n_reports"], dtype=np.int64)
+        m.silent_since = np.array(d["silent_since"], dtype=np.int64)
+        return m

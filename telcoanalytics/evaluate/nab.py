@@ -1,0 +1,159 @@
+"""NAB evaluation of the product detector: the same :class:`~telcoanalytics.anomaly.slots.AnomalyDetector`
+with the same defaults as the pipeline (``DetectorConfig.for_interval`` of each file's interval).
+
+A detection is an episode opening (what the product reports); the NAB results file holds 1.0 at
+those rows and 0 elsewhere, scored at the fixed threshold 0.5 by the shared scorer
+(``shared/tools/nab_score.py``, imported, not copied). The one free choice, the score threshold
+``S``, is chosen by leave-one-folder-out (:func:`nab_lofo`): on three folders, scored on the fourth.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from telcoanalytics.anomaly.config import DetectorConfig
+from telcoanalytics.anomaly.slots import AnomalyDetector
+
+NAB_PREFIX = "telco"
+THRESHOLD_GRID = (3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 10.0)
+"""Score thresholds (``-log10`` tail probability) among which :func:`nab_lofo` chooses."""
+_FIXED = {"standard": 0.5, "reward_low_FP_rate": 0.5, "reward_low_FN_rate": 0.5}
+
+
+def load_nab_scorer(path=None, shared=None):
+    """Import the shared NAB scorer module (``shared/tools/nab_score.py``) without copying it."""
+    p = Path(path) if path is not None else Path(shared) / "tools" / "nab_score.py"
+    if not p.exists():
+        raise FileNotFoundError(f"NAB scorer not found at {p}; set TELCO_SHARED to the shared/ folder")
+    spec = importlib.util.spec_from_file_location("nab_score", p)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("nab_score", mod)  # dataclasses need the module registered
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def read_nab_csv(path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Timestamps (as in the file), int64 ms UTC and float values of one NAB data file."""
+    stamps, vals = [], []
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader)]
+        if header[:2] != ["timestamp", "value"]:
+            raise ValueError(f"{path}: expected columns timestamp,value, got {header}")
+        for lineno, row in enumerate(reader, start=2):
+            if row:
+                try:
+                    vals.append(float(row[1]))
+                except (IndexError, ValueError) as e:
+                    raise ValueError(f"{path}, line {lineno}: value {row[1:2]} is not a number") from e
+                stamps.append(row[0].strip())
+    ts = np.array([s.replace(" ", "T") for s in stamps], dtype="datetime64[ms]").astype(np.int64)
+    return stamps, ts, np.array(vals, dtype=np.float64)
+
+
+def series_interval_s(ts_ms: np.ndarray) -> float:
+    """The series' sampling interval (median gap), clipped to the supported 1 s .. 1 h."""
+    gap = float(np.median(np.diff(ts_ms))) / 1000.0 if len(ts_ms) > 1 else 300.0
+    return min(max(gap, 1.0), 3600.0)
+
+
+def detections(ts_ms, values, threshold: float | None = None, **overrides) -> np.ndarray:
+    """1.0 at the rows where the product detector (defaults for the series' interval) opens an
+    episode, 0 elsewhere."""
+    cfg = DetectorConfig.for_interval(series_interval_s(ts_ms), **overrides)
+    if threshold is not None:
+        cfg = replace(cfg, threshold=float(threshold))
+    det = AnomalyDetector(1, cfg)
+    rows = det.update(ts_ms, np.zeros(len(ts_ms), dtype=np.int64), values)
+    out = np.zeros(len(ts_ms))
+    op = rows[(rows["end_ms"] < 0) & (rows["classification"] == "fault")]
+    out[np.searchsorted(ts_ms, op["t_ms"])] = 1.0
+    return out
+
+
+class NabCorpus:
+    """The NAB files in memory, scored with the shared scorer without writing result files."""
+
+    def __init__(self, data_dir, shared):
+        self.ns = load_nab_scorer(shared=shared)
+        data_dir = Path(data_dir)
+        self.windows = self.ns.load_windows(str(data_dir / "windows.json"))
+        self.names = sorted(self.windows)
+        self.data = {}
+        for name in self.names:
+            stamps, ts, vals = read_nab_csv(data_dir / name)
+            self.data[name] = (self.ns.parse_times(stamps), ts, vals)
+        self._cache: dict = {}
+
+    def folders(self) -> list[str]:
+        return sorted({os.path.dirname(n) for n in self.names})
+
+    def file_rows(self, names, threshold: float) -> list:
+        out, wid = [], 0
+        for name in names:
+            key = (name, threshold)
+            if key not in self._cache:
+                _, ts, vals = self.data[name]
+                self._cache[key] = detections(ts, vals, threshold)
+            out.append(self.ns.prepare_file(name, self.data[name][0], self._cache[key], self.windows[name], wid))
+            wid += len(self.windows[name])
+        return out
+
+    def score(self, names, threshold: float) -> dict:
+        """NAB result (``score_corpus`` dict) of ``names`` at the detector threshold ``threshold``."""
+        names = list(names)
+        return self.ns.score_corpus(
+            self.file_rows(names, threshold), sum(len(self.windows[n]) for n in names), dict(_FIXED)
+        )
+
+
+def nab_lofo(corpus: NabCorpus, grid=THRESHOLD_GRID) -> dict:
+    """Leave-one-folder-out: per profile, the threshold with the best raw score on the other
+    folders scores the held-out folder. Returns per-fold and mean normalised scores."""
+    folds = []
+    for held in corpus.folders():
+        train = [n for n in corpus.names if os.path.dirname(n) != held]
+        test = [n for n in corpus.names if os.path.dirname(n) == held]
+        chosen, scores, parts = {}, {}, {}
+        for prof in _FIXED:
+            raws = [corpus.score(train, s)["profiles"][prof]["raw"] for s in grid]
+            chosen[prof] = grid[int(np.argmax(raws))]
+            v = corpus.score(test, chosen[prof])["profiles"][prof]
+            scores[prof] = v["score"]
+            parts[prof] = (v["raw"], v["null_raw"], v["perfect_raw"])
+        folds.append({"folder": held, "files": len(test), "threshold": chosen, "score": scores, "parts": parts})
+    # a folder without windows has no normalised score (perfect == null): the mean is over the
+    # others, and the pooled figure sums raw, null and perfect over all folds (NAB's own sums)
+    mean = {p: float(np.nanmean([f["score"][p] for f in folds])) for p in _FIXED}
+    pooled = {}
+    for p in _FIXED:
+        raw, null, perf = (sum(f["parts"][p][k] for f in folds) for k in range(3))
+        pooled[p] = 100.0 * (raw - null) / (perf - null)
+    return {"folds": folds, "mean": mean, "pooled": pooled, "grid": list(grid)}
+
+
+def choose_threshold(corpus: NabCorpus, grid=THRESHOLD_GRID, profile: str = "standard") -> float:
+    """The threshold with the best raw ``profile`` score on the whole corpus (for transfer)."""
+    raws = [corpus.score(corpus.names, s)["profiles"][profile]["raw"] for s in grid]
+    return float(grid[int(np.argmax(raws))])
+
+
+def lofo_table(res: dict) -> str:
+    lines = ["NAB leave-one-folder-out (threshold chosen on the other folders, product defaults otherwise)"]
+    for f in res["folds"]:
+        lines.append(
+            f"  {f['folder']:<24}{f['files']:>3} files  "
+            + "  ".join(
+                f"{p}: {f['score'][p]:6.1f} (raw {f['parts'][p][0]:.2f}, S={f['threshold'][p]:g})" for p in f["score"]
+            )
+        )
+    lines.append("  mean of scorable folds: " + ", ".join(f"{p} {v:.1f}" for p, v in res["mean"].items()))
+    lines.append("  pooled over all folds:  " + ", ".join(f"{p} {v:.1f}" for p, v in res["pooled"].items()))
+    return "\n".join(lines)
