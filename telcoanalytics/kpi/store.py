@@ -285,8 +285,11 @@ class CounterStore(_WindowReads, _RunningAggregates):
         self.watermark_ms = max(self.watermark_ms, int(watermark_ms))
 
     # ---- ingestion -----------------------------------------------------------------------
-    def add(self, source: str, batch: np.ndarray) -> AddResult:
+    def add(self, source: str, batch: np.ndarray, element_index: np.ndarray | None = None) -> AddResult:
         """Add one canonical batch of ``source`` ("cdr", "equip", "qos"; "flow" is ignored).
+
+        ``element_index``, when given, is each row's dense topology index as the ingest resolved
+        it (a pipeline's routed batch): the ids are then not looked up again.
 
         Returns
         -------
@@ -315,7 +318,12 @@ class CounterStore(_WindowReads, _RunningAggregates):
             batch = batch.astype(DTYPES[source])  # one cast; canonical batches pass as views
         t = np.ascontiguousarray(batch[TIME_FIELD[source]], dtype=np.int64)
         minute = t // MINUTE_MS
-        elem = self.index_of(batch[ELEMENT_FIELD[source]])
+        if element_index is None:
+            elem = self.index_of(batch[ELEMENT_FIELD[source]])
+        else:
+            elem = np.ascontiguousarray(element_index, dtype=np.int64)
+            if elem.shape != (len(batch),):
+                raise ValueError(f"element_index has shape {elem.shape}, the batch {len(batch)} rows")
         reason = np.zeros(len(batch), np.int8)
         reason[elem < 0] = K.R_UNKNOWN_ELEMENT
         if self.watermark_ms >= 0:

@@ -215,7 +215,7 @@ class SlaComponent(_Base):
 
     def update(self, batch: RoutedBatch) -> list:
         if batch.source in ("cdr", "equip", "qos"):
-            self.mon.update(batch.source, batch.rows)
+            self.mon.update(batch.source, batch.rows, batch.element_index)
         return []
 
     def _alerts(self, events) -> list:

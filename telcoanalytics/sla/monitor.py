@@ -265,13 +265,16 @@ class SlaMonitor(_TopologyChanges, _LateData):
         return out
 
     # ---- ingestion -------------------------------------------------------------------------
-    def update(self, source: str, batch: np.ndarray) -> dict:
+    def update(self, source: str, batch: np.ndarray, element_index: np.ndarray | None = None) -> dict:
         """Add one canonical batch; returns counts ``{"accepted": n, "late": n, <reject reason>: n}``.
+
+        ``element_index``: the rows' dense topology indices when already resolved (a pipeline's
+        routed batch), so the ids are not looked up twice.
 
         Rows for minutes that were already evaluated are accepted into their minute and mark
         the windows containing them for re-evaluation at the next :meth:`advance`.
         """
-        res = self.store.add(source, batch)
+        res = self.store.add(source, batch, element_index)
         out = {"accepted": res.accepted, **res.rejected}
         if self.last_tick >= 0 and len(res.minute):
             late = res.minute < self.last_tick
