@@ -18,6 +18,7 @@ Their findings travel as alerts through :meth:`Pipeline.advance` to the pipeline
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -341,7 +342,9 @@ class AnomalyComponent(_Base):
             return []
         ts, e, m, v = self._events(batch.source, batch.rows, batch.element_index)
         o = np.argsort(ts, kind="stable")  # causal scoring: in event-time order within the batch
-        found = self.net.update(ts[o], e[o], m[o], v[o])
+        with warnings.catch_warnings():  # late rows across batches are normal here: counted, reported
+            warnings.filterwarnings("ignore", message=".*older than their slot's previous event")
+            found = self.net.update(ts[o], e[o], m[o], v[o])
         if len(found):
             self._pending.append(found)
         return []
@@ -369,6 +372,9 @@ class AnomalyComponent(_Base):
             f"== anomalies (seasonal baselines, self-tuning thresholds, change and silence detection; "
             f"{self.net.detector.n_obs.size:,} slots)"
         ]
+        n_back = int(getattr(self.net.detector, "n_backwards", 0))
+        if n_back:
+            lines.append(f"  late events older than their slot's previous event (scored, not learned): {n_back:,}")
         if not len(opened):
             return lines + ["  none"]
         by = Counter(opened["classification"].tolist())
