@@ -15,6 +15,7 @@ from telcoanalytics.kpi.definitions import (
     ACTIVITY_COUNTER,
     BUILTIN_KPIS,
     COUNTERS,
+    EMODEL_G711_PLC,
     STATUS_NO_SCOPE,
     KpiDef,
     KpiResult,
@@ -74,10 +75,6 @@ class KpiCalculator(_SpanEvaluation):
         self._span_cache: dict = {}
         self._span_keys: dict = {}
         self._span_rows: dict = {}
-
-    fused_ratio = True
-    """Ratio KPIs over all elements in one kernel call (:meth:`_ratio_all`); False: the step-by-step
-    path it equals bit for bit (kept as the reference of the tests)."""
 
     def get(self, kpi) -> KpiDef:
         if isinstance(kpi, KpiDef):
@@ -272,6 +269,7 @@ class KpiCalculator(_SpanEvaluation):
                 np.ascontiguousarray(lat).ravel(),
                 np.ascontiguousarray(jit).ravel(),
                 np.ascontiguousarray(loss).ravel(),
+                *EMODEL_G711_PLC,
                 np.empty(lat.size),
                 value,
             )
@@ -320,7 +318,7 @@ class KpiCalculator(_SpanEvaluation):
         topo = self.store.topology
         n_nodes = topo.n_nodes(level)
         svc = self._check_args(kd, window_min, service)
-        if rows is None and kd.kind == "ratio" and self.fused_ratio:
+        if rows is None and kd.kind == "ratio":
             return self._ratio_all(kd, level, end_minute, window_min, svc, element_mask, min_samples)
         r = self._all_rows if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
         # element level over all elements: the roll-up is the identity (0 + x == x), skip it;
