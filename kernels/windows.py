@@ -232,7 +232,7 @@ def ring_fold(ts_ms, slot, value, status, width_ms, n_buckets, offset, n_slots, 
                 # the cell update, written out (a call per event cost more than the update itself)
                 # and branch-free: a stale cell (NaN or older bucket) restarts from x through
                 # selects, which gives the same bits as a separate "start afresh" branch but no
-                # mispredictions where a share of the events open a cell (1 h ring: ~1/3 faster)
+                # mispredictions where a share of the events open a cell
                 c = cb[i & look_mask]
                 x = value[i]
                 fb = float(b)

@@ -157,9 +157,8 @@ class _CubeBuild:
             and not self.q_names
             and not self.mom.any()
         ):
-            # measured on bench_cube (10M events, 20,000 elements): streaming into an existing
-            # cube ~32 M events/s positional vs ~27 M/s through the index; a new cube's build
-            # is not faster (opt-in: spec.positional_max_keys)
+            # streaming into an existing cube is faster positional than through the index, a new
+            # cube's build is not (bench_cube.py reports both; opt-in: spec.positional_max_keys)
             cards = [self.dims[d].cardinality for d in ks_b.dims]
             tcb.table = PositionalCellTable(ks_b.size, len(self.value_names), ks_b.shifts, ks_b.radix, cards)
 
@@ -264,8 +263,8 @@ class _CubeBuild:
                 k[bad] = -1
         _, vrows, hrows, qrows = self._rows(b)
         # one allocation at most per batch instead of doublings inside the accumulation; cells
-        # without sketches are small, so allocate ahead (measured: growing a large table batch
-        # by batch costs more than its copies, ~1/3 of the accumulation time)
+        # without sketches are small, so allocate ahead (growing a large table batch by batch
+        # costs more than its copies, bench_cube.py::test_build_with_element_dimension)
         need = tcb.table.n_cells + min(b.n, max(0, tcb.n_possible - tcb.table.n_cells))
         if not self.hash_names and not self.q_names:
             need = max(need, min(tcb.n_possible, 4 * need, self.spec.cell_budget))

@@ -121,9 +121,9 @@ class CubeSpec:
         radix number of the codes, no index lookup per event) when the product of its
         dimensions' cardinalities is at most this, its key space is within ``dense_limit``, and the measures are count and at most one value field's
         sum / min / max / mean (no var / std / distinct / percentiles); 0 (the default)
-        disables it. Measured (bench_cube, 10M events, 20,000 elements): streaming batches
-        into a long-lived cube ~18-25 % faster, building a new cube from scratch not faster
-        (creating the cells and first-touching memory dominate), and the compact cells are
+        disables it. Streaming batches into a long-lived cube is faster this way, building a new
+        cube from scratch is not (creating the cells and first-touching memory dominate; see
+        ``bench_cube.py::test_stream_into_existing_element_cube``), and the compact cells are
         gathered again at the first read after a batch (O(cells touched)). E.g. ``1 << 23``.
     values : dict name -> callable(BatchContext) -> array or None, optional
         Custom value fields (hash fields too, for ``distinct``); ``None`` declares a field that
