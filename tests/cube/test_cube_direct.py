@@ -210,3 +210,59 @@ def test_direct_build_readers_see_only_whole_batches(rng):
     done.set()
     t.join()
     assert cs["e"]._mode == "direct" and not bad and seen
+
+
+def _two_dim_cube(**kw):
+    from telcoanalytics.cube import Dimension
+
+    def codes_only(ctx):
+        raise ValueError("codes only")
+
+    dims = {"a": Dimension("a", 300, codes_only), "b": Dimension("b", 300, codes_only)}
+    spec = CubeSpec(dimensions=list(dims.values()), measures=FAST, values={"duration_ms": None}, **kw)
+    return Cube(spec)
+
+
+def _codes(rng, n):
+    codes = {"a": rng.integers(0, 300, n), "b": rng.integers(0, 300, n)}
+    return codes, {"duration_ms": rng.integers(1, 1000, n).astype(np.float64)}
+
+
+def test_default_build_chosen_per_batch_by_modelled_cost(rng):
+    # 300 x 300 codes (2**18 keys): a batch of 500 events makes ~500 cells (the direct build's
+    # extra passes over the events are cheaper than rolling up and merging a delta as large as the
+    # batch); 150,000 events make ~75,000 cells (one delta is cheaper than three passes)
+    cube = _two_dim_cube()
+    assert cube.spec.direct_min_keys is None and cube.base_keys.size == 1 << 18
+    small, large = cube.build_costs(500), cube.build_costs(150_000)
+    assert small[1] < small[0] and large[0] < large[1]
+    assert cube._direct_fits(500) and not cube._direct_fits(150_000)
+    forced = _two_dim_cube(direct_min_keys=1 << 62)
+    for _ in range(3):
+        c, v = _codes(rng, 500)
+        cube.update_codes(c, v)
+        forced.update_codes(c, v)
+        assert cube.memory_report()["build"] == "direct" and cube.memory_report()["build_rule"] == "modelled cost"
+    # integer durations: every sum is exact in either build, so the cubes are equal
+    for by in [("a", "b"), ("a",), ("b",), ()]:
+        ra, rb = cube.query(by), forced.query(by)
+        for nm in ra.dtype.names:
+            np.testing.assert_array_equal(ra[nm], rb[nm], err_msg=f"{by} {nm}")
+    st = cube.to_state()
+    assert int(st["direct_min_keys"]) == -1
+    assert Cube.from_state(st, dimensions=cube.dims).spec.direct_min_keys is None
+    with pytest.raises(ValueError, match="direct_min_keys must be None"):
+        CubeSpec(dimensions=["region"], direct_min_keys=0).validate()
+
+
+@pytest.mark.slow
+def test_default_build_takes_the_delta_build_for_a_large_batch(rng):
+    cube, forced = _two_dim_cube(), _two_dim_cube(direct_min_keys=1)
+    c, v = _codes(rng, 150_000)
+    cube.update_codes(c, v)
+    forced.update_codes(c, v)
+    assert cube.memory_report()["build"] == "delta" and forced.memory_report()["build"] == "direct"
+    for by in [("a", "b"), ("a",), ()]:
+        ra, rb = cube.query(by), forced.query(by)
+        for nm in ra.dtype.names:
+            np.testing.assert_array_equal(ra[nm], rb[nm], err_msg=f"{by} {nm}")
