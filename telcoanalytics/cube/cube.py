@@ -496,6 +496,7 @@ class Cube(_CubeBuild, _CubeQueries):
             ]
         }
         rep["delta_nbytes"] = self._delta_nbytes()
+        rep["last_batch_build"] = self._last_build
         if self.spec.direct_min_keys is None:  # chosen per batch: the last batch's build
             rep["build"] = self._last_build if self._direct is not None else "delta"
             rep["build_rule"] = "modelled cost"
