@@ -5,7 +5,7 @@ re-home) and the stores it is loaded from and saved to (CSV, JSON, SQLite).
 Modules: :mod:`~telcoanalytics.topology.model` (:class:`Topology`: levels, ids, parents, the one
 id-to-index lookup, state), :mod:`~telcoanalytics.topology.routing` (partition, scatter, roll-up),
 :mod:`~telcoanalytics.topology.changes` (versioned changes, :class:`TopologyChange`,
-:func:`remap_rows`), :mod:`~telcoanalytics.topology.store` (CSV, JSON, SQLite).
+:func:`remap_rows`), :mod:`~telcoanalytics.topology.reconcile` (reconcile with a loaded file, compact), :mod:`~telcoanalytics.topology.store` (CSV, JSON, SQLite).
 """
 
 from telcoanalytics.topology.changes import TopologyChange, remap_rows
