@@ -107,7 +107,7 @@ def _with_topology_change(batches, at_ms: int, apply):
 
 def _file_batches(args, say):
     from telcoanalytics.ingest.readers import iter_chunks
-    from telcoanalytics.topology.store import load_sqlite, read_csv, read_json
+    from telcoanalytics.topology import load_sqlite, read_csv, read_json
 
     d = Path(args.input)
     if not d.is_dir():
