@@ -708,6 +708,10 @@ def kpi_prefix_gather(ring, rows, slots, cols, out_col, out):
 
 
 # ---- fused ratio KPI of a tick (all elements, running window sums) ---------------------------
+# The NamedTuples name the fields of the tuples ``kpi_ratio_nodes`` takes; callers pass plain tuples
+# (Numba dispatches those through its C fast path, see kernels.cube), the kernel unpacks by position.
+
+
 class RatioPlan(NamedTuple):
     """Where a ratio KPI's counters are in the running sums, and which are numerator, denominator, samples."""
 

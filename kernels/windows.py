@@ -60,6 +60,10 @@ CLOCK_MAX_TS, CLOCK_DEDUP_FILL = 0, 1
 N_ACCEPTED, N_LATE, N_DUPLICATE, N_INVALID = 0, 1, 2, 3
 
 
+# The NamedTuples name the fields of the tuples ``window_update`` takes; callers pass plain tuples
+# (Numba dispatches those through its C fast path, see kernels.cube), the kernel unpacks by position.
+
+
 class WindowState(NamedTuple):
     """State arrays of ``window_update``, all updated in place."""
 

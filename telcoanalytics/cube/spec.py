@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels.cube import DeriveArgs
 from telcoanalytics.cube.dims import Derivation, Dimension
 
 MEASURE_KINDS = ("count", "sum", "min", "max", "mean", "var", "std", "distinct", "quantile")
@@ -294,9 +293,10 @@ class DerivePlan:
         tab = np.concatenate(tables) if tables else np.zeros(1, dtype=np.int64)
         return cls(tables=np.ascontiguousarray(tab), **arrs)
 
-    def args(self) -> DeriveArgs:
-        """The plan as the kernels take it (``kernels.cube.DeriveArgs``)."""
-        return DeriveArgs(self.shift, self.mask, self.a, self.b, self.c, self.m, self.t_off, self.t_len, self.tables)
+    def args(self) -> tuple:
+        """The plan as the kernels take it: a plain tuple laid out as ``kernels.cube.DeriveArgs`` (plain
+        tuples take Numba's fast dispatch path, see ``kernels.cube``)."""
+        return (self.shift, self.mask, self.a, self.b, self.c, self.m, self.t_off, self.t_len, self.tables)
 
 
 def resolve_cuboids(cuboids, names: Sequence[str]) -> list[tuple[str, ...]]:

@@ -436,9 +436,9 @@ class KpiCalculator(_SpanEvaluation):
         value, samples, status = np.empty(n_nodes), np.empty(n_nodes), np.empty(n_nodes, np.int8)
         ms = kd.min_samples if min_samples is None else float(min_samples)
         K.kpi_ratio_nodes(
-            K.NodeResult(agg, value, samples, status),
-            K.RatioPlan(ptr, js, num_k, den_k, samp_k),
-            K.StatusParams(float(kd.scale), float(ms), self.gap_fraction),
+            (agg, value, samples, status),  # NodeResult (plain tuples: Numba's fast dispatch path)
+            (ptr, js, num_k, den_k, samp_k),  # RatioPlan
+            (float(kd.scale), float(ms), self.gap_fraction),  # StatusParams
             run.out,
             extra,
             seg,
