@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import kpi as K
+from kernels.emodel import kpi_emodel_mos
 from telcoanalytics.kpi.definitions import (
     ACTIVITY_COUNTER,
     BUILTIN_KPIS,
@@ -265,7 +266,7 @@ class KpiCalculator(_SpanEvaluation):
             jit = A["jitter_sum"] / A["jitter_n"]
             loss = A["loss_sum"] / A["loss_n"]
             value = np.empty(lat.size)
-            K.kpi_emodel_mos(
+            kpi_emodel_mos(
                 np.ascontiguousarray(lat).ravel(),
                 np.ascontiguousarray(jit).ravel(),
                 np.ascontiguousarray(loss).ravel(),

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from kernels import kpi as K
+from kernels.emodel import kpi_emodel_mos
 from telcoanalytics.records import (
     CAUSE_CONGESTION,
     CAUSE_FAILURE,
@@ -125,7 +126,7 @@ concealment under random loss (ITU-T G.113 Appendix I): the codec ``mos_emodel``
 
 
 def emodel(latency_ms, jitter_ms, loss_pct, ie: float = EMODEL_G711_PLC[0], bpl: float = EMODEL_G711_PLC[1]):
-    """R-factor and MOS of the simplified ITU-T G.107 E-model (:func:`kernels.kpi.kpi_emodel_mos`).
+    """R-factor and MOS of the simplified ITU-T G.107 E-model (:func:`kernels.emodel.kpi_emodel_mos`).
 
     Parameters
     ----------
@@ -164,7 +165,7 @@ def emodel(latency_ms, jitter_ms, loss_pct, ie: float = EMODEL_G711_PLC[0], bpl:
         )
     )
     r, mos = np.empty(lat.size), np.empty(lat.size)
-    K.kpi_emodel_mos(lat, jit, loss, float(ie), float(bpl), r, mos)
+    kpi_emodel_mos(lat, jit, loss, float(ie), float(bpl), r, mos)
     return r, mos
 
 

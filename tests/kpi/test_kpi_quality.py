@@ -105,7 +105,7 @@ def test_full_g107_reference_reproduces_the_published_ro():
 
 def test_emodel_delay_impairment_within_1_r_of_full_g107():
     # the simplified Id (Cole & Rosenbluth) against G.107's Idte + Idle + Idd relative to zero
-    # delay, over the delays the simplification is documented for (kernels.kpi.kpi_emodel_mos)
+    # delay, over the delays the simplification is documented for (kernels.emodel.kpi_emodel_mos)
     d = np.arange(0.0, 301.0, 5.0)
     r, _ = emodel(d, np.zeros(len(d)), np.zeros(len(d)))
     id0 = ref.g107_delay_impairment(0.0)[0]
