@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from telcoanalytics.cube import Cube, CubeSet, CubeSpec  # noqa: E402
-from telcoanalytics.cube.dims import BatchArrays, BatchContext, prepare_batch  # noqa: E402
+from telcoanalytics.cube.dims import BatchArrays, BatchContext, Dimension, prepare_batch  # noqa: E402
 from telcoanalytics.records import CDR_DTYPE, EQUIPMENT_CLASSES, SERVICES, TOPOLOGY_DTYPE  # noqa: E402
 from telcoanalytics.topology.model import Topology  # noqa: E402
 
@@ -175,6 +175,89 @@ def test_build_duckdb_group_by_cube(benchmark, data):
     _report(benchmark, "duckdb_cube_1_thread", N, wall, cpu)
 
 
+# ---- build choice: a CubeSet whose finest key space is exactly 2**18 (issue 14 item 6) -----------
+SHAPE = {"region": 50, "service": 8, "equipment_class": 12, "hour_of_day": 24}  # 6 + 3 + 4 + 5 key bits
+
+
+def _codes_only(ctx):
+    raise ValueError("this benchmark feeds codes (update_arrays)")
+
+
+@pytest.fixture(scope="module")
+def shape_data():
+    rng = np.random.default_rng(2027)
+    codes = np.empty((len(SHAPE), N), dtype=np.int32)
+    for j, k in enumerate(SHAPE.values()):
+        codes[j] = rng.integers(0, k, N)
+    t_ms = T0_MS + np.sort(rng.integers(0, 86_400_000, N))
+    codes[3] = (t_ms // 3_600_000) % 24
+    dur = np.round(rng.lognormal(10.0, 1.0, N))
+    batches = [
+        BatchArrays(
+            min(BATCH, N - s),
+            np.ascontiguousarray(codes[:, s : s + BATCH]),
+            {d: i for i, d in enumerate(SHAPE)},
+            dur[None, s : s + BATCH],
+            {"duration_ms": 0},
+            np.zeros((0, min(BATCH, N - s)), np.int64),
+            {},
+            {},
+        )
+        for s in range(0, N, BATCH)
+    ]
+    return {"codes": codes, "dur": dur, "batches": batches}
+
+
+def _shape_set(**kw):
+    dims = {d: Dimension(d, k, _codes_only) for d, k in SHAPE.items()}
+    spec = CubeSpec(dimensions=list(SHAPE), measures=MEASURES, cuboids="all", values={"duration_ms": None}, **kw)
+    return CubeSet({"c": spec}, None, dimensions=dims)
+
+
+@pytest.mark.parametrize("build", ["default", "direct", "delta"])
+def test_cubeset_2pow18_keys_build_choice(benchmark, shape_data, build):
+    """A CubeSet over region (50) x service (8) x class (12) x hour (24): 4 dimensions, 16 cuboids,
+    a finest key space of exactly 2**18. ``default``: the build chosen per batch by modelled cost
+    (``CubeSpec.direct_min_keys=None``); ``direct``: the direct build forced (the former default
+    threshold, ``direct_min_keys=2**18``); ``delta``: the delta build forced (``2**62``). Compare
+    with ``test_cubeset_2pow18_keys_duckdb_group_by_cube`` in the same run."""
+    kw = {"default": {}, "direct": {"direct_min_keys": 1 << 18}, "delta": {"direct_min_keys": 1 << 62}}[build]
+    warm = _shape_set(**kw)  # JIT warm-up (compile time is its own benchmark)
+    warm.update_arrays(shape_data["batches"][0])
+
+    def run():
+        cs = _shape_set(**kw)
+        for b in shape_data["batches"]:
+            cs.update_arrays(b)
+        return cs
+
+    cs, wall, cpu = _timed(benchmark, run)
+    cube = cs["c"]
+    assert cube.n_rows == N and len(cube.cuboids) == 16 and cube.base_keys.size == 1 << 18
+    chosen = cube.memory_report()["build"]
+    assert chosen == {"default": "delta", "direct": "direct", "delta": "delta"}[build]
+    benchmark.extra_info["build"] = chosen
+    benchmark.extra_info["modelled_cost_delta_direct"] = [float(x) for x in cube.build_costs(BATCH)]
+    _report(benchmark, f"cubeset_2pow18_keys_{build}", N, wall, cpu)
+
+
+def test_cubeset_2pow18_keys_duckdb_group_by_cube(benchmark, shape_data):
+    duckdb = pytest.importorskip("duckdb")
+    pa = pytest.importorskip("pyarrow")
+    con = duckdb.connect()
+    con.execute("SET threads=1")
+    cols = {d: shape_data["codes"][j] for j, d in enumerate(SHAPE)}
+    con.register("t", pa.table({**cols, "duration_ms": shape_data["dur"]}))
+    sql = (
+        "SELECT region, service, equipment_class, hour_of_day, count(*), sum(duration_ms), "
+        "min(duration_ms), max(duration_ms) FROM t "
+        "GROUP BY CUBE (region, service, equipment_class, hour_of_day)"
+    )
+    res, wall, cpu = _timed(benchmark, lambda: con.execute(sql).fetchnumpy())
+    assert int(res["count_star()"].sum()) == 16 * N
+    _report(benchmark, "cubeset_2pow18_keys_duckdb_cube_1_thread", N, wall, cpu)
+
+
 def _element_spec(extra=(), **kw):
     # the 16 cuboids of the four small dimensions plus the element-level base cuboid: every
     # group-by over the five dimensions is answerable (region / class derive from element)
@@ -184,7 +267,7 @@ def _element_spec(extra=(), **kw):
 
 @pytest.mark.parametrize("build", ["direct", "direct_positional", "delta"])
 def test_build_with_element_dimension(benchmark, data, build):
-    """17 cuboids; ``direct`` (default): element x service x hour accumulated into its state
+    """17 cuboids; ``direct`` (the default's modelled choice here): element x service x hour accumulated into its state
     (cells found through its dense index), the 16 small cuboids from a region x service x
     class x hour delta; ``direct_positional``: the same with the element cuboid's measures
     stored by position (opt-in ``positional_max_keys``); ``delta``: one per-batch delta of the

@@ -404,17 +404,19 @@ def test_b_windows_passes(benchmark, data):
 
     def status_pass():
         kw.window_update(
-            kw.WindowState(
-                np.zeros((1, kw.N_AGG)),
-                np.zeros((1, 1)),
-                np.array([kw.NO_TIME, 0]),
-                np.zeros(4, np.int64),
-                z,
-                np.zeros(1, np.int64),
-                np.full(1, kw.NO_TIME),
+            tuple(
+                kw.WindowState(
+                    np.zeros((1, kw.N_AGG)),
+                    np.zeros((1, 1)),
+                    np.array([kw.NO_TIME, 0]),
+                    np.zeros(4, np.int64),
+                    z,
+                    np.zeros(1, np.int64),
+                    np.full(1, kw.NO_TIME),
+                )
             ),
-            kw.WindowParams(z, z, z, N_SLOTS, LATENESS_MS, False, np.zeros(0), np.zeros((3, 1, 0))),
-            kw.WindowBatch(ts, sl, x, ts),
+            tuple(kw.WindowParams(z, z, z, N_SLOTS, LATENESS_MS, False, np.zeros(0), np.zeros((3, 1, 0)))),
+            tuple(kw.WindowBatch(ts, sl, x, ts)),
             status,
         )
 

@@ -38,6 +38,12 @@ EMPTY = -1
 BIG_MOD = 1 << 62  # the modulus of an identity derivation (no arithmetic needed)
 
 
+# The NamedTuples below name the fields of the tuples the kernels take (state, parameters, batch).
+# Callers pass them as plain tuples in this field order: Numba dispatches a plain tuple of arrays
+# through its C fast path, a NamedTuple through a slower Python fallback (it adds up over many small
+# batches). The kernels unpack them by position, so both work.
+
+
 class CellIndex(NamedTuple):
     """The index of a cell table (module notes), updated in place by the kernels that add cells."""
 
@@ -240,8 +246,8 @@ def cube_pack_keys(codes, rows, strides, keys):
 def cube_accumulate_fast(ix, cells, keys, v, has_v, start, limit):
     """``cube_accumulate`` for a dense index (``CellIndex`` ``ix``, ``CellMeasures`` ``cells``),
     one value field ``v`` (or none when ``has_v`` is false: counts only), no moments or sketches."""
-    index, cell_key, counters = ix.index, ix.cell_key, ix.counters
-    cnt, fmiss, fsum, fmin, fmax = cells.cnt, cells.fmiss, cells.fsum, cells.fmin, cells.fmax
+    _, index, _, _, cell_key, counters = ix
+    cnt, fmiss, fsum, fmin, fmax, _, _, _, _ = cells
     n = keys.shape[0]
     nc = counters[0]
     n_rej = 0
@@ -335,9 +341,9 @@ def cube_accumulate_pos(ix, rows, dirty, pos, keys, v, has_v, start, limit):
     int
         ``n`` when all events were processed, otherwise the event at which room ran out.
     """
-    index, cell_key, counters = ix.index, ix.cell_key, ix.counters
-    pcnt, pfmiss, pfsum, pfmin, pfmax = rows.cnt, rows.fmiss, rows.fsum, rows.fmin, rows.fmax
-    dirty_pos, dirty_key, pstate = dirty.pos, dirty.key, dirty.state
+    _, index, _, _, cell_key, counters = ix
+    pcnt, pfmiss, pfsum, pfmin, pfmax = rows
+    dirty_pos, dirty_key, pstate = dirty
     n = pos.shape[0]
     nc = counters[0]
     epoch = pstate[0]
@@ -403,11 +409,11 @@ def cube_gather_pos(cells, rows, dirty, layout, ix, nd, new_from, n):
     ``cells`` (``PosRows``, compact) is written from ``rows`` (``PosRows``, positional);
     ``dirty`` is the ``PosDirty`` list, ``layout`` the ``PosLayout`` of the keys, ``ix`` the
     ``CellIndex`` (``index`` and ``cell_key`` are read)."""
-    dirty_pos, dirty_key = dirty.pos, dirty.key
-    index, cell_key = ix.index, ix.cell_key
-    shift, mask, mstride = layout.shift, layout.mask, layout.mstride
-    pcnt, pfmiss, pfsum, pfmin, pfmax = rows.cnt, rows.fmiss, rows.fsum, rows.fmin, rows.fmax
-    cnt, fmiss, fsum, fmin, fmax = cells.cnt, cells.fmiss, cells.fsum, cells.fmin, cells.fmax
+    dirty_pos, dirty_key, _ = dirty
+    _, index, _, _, cell_key, _ = ix
+    shift, mask, mstride = layout
+    pcnt, pfmiss, pfsum, pfmin, pfmax = rows
+    cnt, fmiss, fsum, fmin, fmax = cells
     nf = pfsum.shape[1]
     d = shift.shape[0]
     for j in range(nd + n - new_from):
@@ -635,7 +641,7 @@ def cube_rekey(keys, n, plan, c_stride, out):
     code = np.empty(n, dtype=np.int64)
     for i in range(n):
         out[i] = 0
-    for j in range(plan.shift.shape[0]):
+    for j in range(plan[0].shape[0]):  # plan[0]: DeriveArgs.shift
         cube_derive_codes(keys, n, plan, j, code)
         st = c_stride[j]
         for i in range(n):
@@ -645,7 +651,7 @@ def cube_rekey(keys, n, plan, c_stride, out):
 @kernel
 def cube_decode(keys, n, plan, out):
     """Codes ``out[j, i]`` of output dimension ``j`` for cell ``i < n`` (``cube_derive_codes``)."""
-    for j in range(plan.shift.shape[0]):
+    for j in range(plan[0].shape[0]):  # plan[0]: DeriveArgs.shift
         cube_derive_codes(keys, n, plan, j, out[j])
 
 

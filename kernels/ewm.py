@@ -93,12 +93,11 @@ def ewm_fold(ts_ms, slot, value, status, coef, table, state):
     Notes
     -----
     Three half-lives (the common case) go through :func:`ewm_fold3`, any other count through
-    :func:`ewm_fold_n`; both give bit-identical states. Measured with 60,000 slots (4.8 MB of
-    state) and three half-lives: the per-event cost is dominated by the random state row
-    (prefetched ``PREFETCH_AHEAD`` events ahead; without the prefetch it is ~5x slower), the
-    decay factors (``exp`` was ~60 cycles per event; three table loads and two multiplications
-    per half-life replace it) and one division per half-life. Keeping the loops free of
-    per-event calls made them about 2x faster than calling a per-event helper.
+    :func:`ewm_fold_n`; both give bit-identical states. With tens of thousands of slots the
+    per-event cost is dominated by the random state row (prefetched ``PREFETCH_AHEAD`` events
+    ahead), the decay factors (three table loads and two multiplications per half-life instead
+    of an ``exp``) and one division per half-life; the loops make no per-event calls. Rates are
+    in ``benchmarks/bench_windows.py`` and the README.
     """
     if coef.shape[0] == 3:
         ewm_fold3(ts_ms, slot, value, status, coef, table, state, False)
@@ -120,9 +119,8 @@ def ewm_fold3(ts_ms, slot, value, status, coef, table, state, set_status):
     coefficients and table levels in registers, the state row read as a whole before it is
     written (the compiler need not reload it after every store), and separate in-order
     (``w = 1``: no multiplications by the weight) and late (``a = 1``) updates instead of the
-    selects (a rare, well-predicted branch). Measured against the loop of ``ewm_fold_n`` on the
-    issue-3 benchmark data (10M events, 60,000 slots, CPU time, A/B in one process): 10-20%
-    faster.
+    selects (a rare, well-predicted branch), which makes it faster than the loop of
+    :func:`ewm_fold_n` (``bench_windows.py``).
     """
     n = ts_ms.shape[0]
     last = state.shape[1] - 1

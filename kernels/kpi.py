@@ -343,38 +343,6 @@ def kpi_hist_quantile_rows(counts, rows, q, lo_ms, bins_per_octave, out):
 
 
 @kernel
-def kpi_emodel_mos(latency_ms, jitter_ms, loss_pct, r_out, mos_out):
-    """Simplified ITU-T G.107 E-model: R-factor and MOS from mean latency, jitter and loss.
-
-    ``d = latency + 2 jitter`` (one-way delay plus a jitter buffer of twice the jitter);
-    ``Id = 0.024 d + 0.11 (d - 177.3) H(d - 177.3)`` (Cole & Rosenbluth 2001);
-    ``Ie_eff = Ie + (95 - Ie) Ppl / (Ppl / BurstR + Bpl)`` with G.711 + PLC (Ie=0, Bpl=25.1),
-    random loss (BurstR=1); ``R = 93.2 - Id - Ie_eff`` (defaults Ro - Is = 93.2, A = 0);
-    ``MOS = 1 + 0.035 R + 7e-6 R (R - 60)(100 - R)``, 1 for R < 0 and 4.5 for R > 100.
-    NaN in any input gives NaN.
-    """
-    for i in range(latency_ms.shape[0]):
-        d = latency_ms[i] + 2.0 * jitter_ms[i]
-        ppl = loss_pct[i]
-        if not (math.isfinite(d) and math.isfinite(ppl)):
-            r_out[i] = np.nan
-            mos_out[i] = np.nan
-            continue
-        i_d = 0.024 * d
-        if d > 177.3:
-            i_d += 0.11 * (d - 177.3)
-        ie_eff = 95.0 * ppl / (ppl + 25.1)
-        r = 93.2 - i_d - ie_eff
-        r_out[i] = r
-        if r < 0.0:
-            mos_out[i] = 1.0
-        elif r > 100.0:
-            mos_out[i] = 4.5
-        else:
-            mos_out[i] = 1.0 + 0.035 * r + 7e-6 * r * (r - 60.0) * (100.0 - r)
-
-
-@kernel
 def sla_rule_step(
     nodes,
     codes,
@@ -520,8 +488,8 @@ def kpi_running_shift(ring, add_slots, sub_slots, cols, out):
             for k in range(sub_slots.shape[0]):
                 acc -= float(ring[sub_slots[k], e, c])
             # no "skip the write when acc == 0" branch: on sparse minutes it mispredicts about
-            # as often as it is taken and made the shift ~3x slower (1.6 ms vs 0.45 ms for 10,000
-            # elements x 12 columns); adding +0.0 leaves every sum unchanged (they start at +0.0
+            # as often as it is taken and made the shift slower (bench_kpi.py::test_minute_tick);
+            # adding +0.0 leaves every sum unchanged (they start at +0.0
             # and a cancellation to zero rounds to +0.0, so no sum is ever -0.0)
             out[e, j] += acc
 
@@ -705,6 +673,10 @@ def kpi_prefix_gather(ring, rows, slots, cols, out_col, out):
 
 
 # ---- fused ratio KPI of a tick (all elements, running window sums) ---------------------------
+# The NamedTuples name the fields of the tuples ``kpi_ratio_nodes`` takes; callers pass plain tuples
+# (Numba dispatches those through its C fast path, see kernels.cube), the kernel unpacks by position.
+
+
 class RatioPlan(NamedTuple):
     """Where a ratio KPI's counters are in the running sums, and which are numerator, denominator, samples."""
 

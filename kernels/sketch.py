@@ -32,6 +32,10 @@ NO_BUCKET = np.iinfo(np.int64).min
 OK, INVALID, EXPIRED, SKIPPED = 0, 3, 4, 5
 
 
+# The NamedTuples name the fields of the tuples the kernels take; callers pass plain tuples (Numba
+# dispatches those through its C fast path, see kernels.cube), the kernels unpack by position.
+
+
 class SketchState(NamedTuple):
     """The sketch state (module notes), updated in place by ``sketch_update``."""
 
@@ -161,8 +165,8 @@ def sketch_query(state, params, t_query_ms, weights, slots, qs, bin_value, out_q
     out_q : float64 (n_q, n_qs), output quantiles
     out_n : float64 (n_q,), output weighted count
     """
-    bucket_of, counts = state.bucket_of, state.counts
-    width_ms, n_buckets, n_slots = params.width_ms, params.n_buckets, params.n_slots
+    _, bucket_of, counts = state
+    width_ms, n_buckets, n_slots, _, _ = params
     n_bins = counts.shape[1]
     hist = np.zeros(n_bins)
     bq = t_query_ms // width_ms

@@ -60,6 +60,10 @@ CLOCK_MAX_TS, CLOCK_DEDUP_FILL = 0, 1
 N_ACCEPTED, N_LATE, N_DUPLICATE, N_INVALID = 0, 1, 2, 3
 
 
+# The NamedTuples name the fields of the tuples ``window_update`` takes; callers pass plain tuples
+# (Numba dispatches those through its C fast path, see kernels.cube), the kernel unpacks by position.
+
+
 class WindowState(NamedTuple):
     """State arrays of ``window_update``, all updated in place."""
 
@@ -232,7 +236,7 @@ def ring_fold(ts_ms, slot, value, status, width_ms, n_buckets, offset, n_slots, 
                 # the cell update, written out (a call per event cost more than the update itself)
                 # and branch-free: a stale cell (NaN or older bucket) restarts from x through
                 # selects, which gives the same bits as a separate "start afresh" branch but no
-                # mispredictions where a share of the events open a cell (1 h ring: ~1/3 faster)
+                # mispredictions where a share of the events open a cell
                 c = cb[i & look_mask]
                 x = value[i]
                 fb = float(b)

@@ -6,6 +6,7 @@ others under small group bases), with their plans.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,6 +81,11 @@ class _DirectPlan:
     groups: list
 
 
+_MODELLED_MIN_KEYS = 1 << 16
+"""With the build chosen by modelled cost, the direct build is not planned below this finest key
+space (its delta stays small next to a batch)."""
+
+
 class _CubeBuild:
     """Mixin of :class:`~telcoanalytics.cube.cube.Cube`: planning and applying a batch (delta or direct build)."""
 
@@ -125,10 +131,12 @@ class _CubeBuild:
         dependencies make this exact: region / class of an element are looked up, not hashed.
         """
         self._direct = None
+        self._build_cost_cache: dict = {}
         ks_b, spec = self.base_keys, self.spec
         for c in self.cuboids:
-            c.n_possible = int(np.prod([self.dims[d].cardinality for d in c.keys.dims], dtype=object))
-        if ks_b.size < spec.direct_min_keys:
+            c.n_possible = self._possible(c.keys.dims)
+        floor = _MODELLED_MIN_KEYS if spec.direct_min_keys is None else spec.direct_min_keys
+        if ks_b.size < floor:
             return
         tgt = [i for i, c in enumerate(self.cuboids) if c.keys.dims == ks_b.dims]
         if len(tgt) != 1:
@@ -157,17 +165,57 @@ class _CubeBuild:
             and not self.q_names
             and not self.mom.any()
         ):
-            # measured on bench_cube (10M events, 20,000 elements): streaming into an existing
-            # cube ~32 M events/s positional vs ~27 M/s through the index; a new cube's build
-            # is not faster (opt-in: spec.positional_max_keys)
+            # streaming into an existing cube is faster positional than through the index, a new
+            # cube's build is not (bench_cube.py reports both; opt-in: spec.positional_max_keys)
             cards = [self.dims[d].cardinality for d in ks_b.dims]
             tcb.table = PositionalCellTable(ks_b.size, len(self.value_names), ks_b.shifts, ks_b.radix, cards)
 
+    def _possible(self, dims) -> int:
+        """Cells a key space over ``dims`` can hold (product of the cardinalities)."""
+        return int(np.prod([self.dims[d].cardinality for d in dims], dtype=object))
+
+    def build_costs(self, n: int) -> tuple[float, float]:
+        """Modelled cost of a batch of ``n`` events: ``(delta build, direct build)`` (``inf`` when
+        the direct build does not apply), see ``CubeSpec.direct_min_keys``.
+
+        One unit per event of each pass over the batch and per delta cell rolled up or merged
+        into the state; a delta over ``P`` possible keys holds ``P (1 - exp(-n / P))`` cells (the
+        distinct keys of ``n`` uniform draws, an upper bound for skewed data).
+        """
+        hit = self._build_cost_cache.get(n)
+        if hit is not None:
+            return hit
+
+        def cells(p: int) -> float:
+            return float(p) * -math.expm1(-n / float(p)) if p > 0 else 0.0
+
+        def rollups(steps, base_possible: int) -> float:
+            return sum(
+                cells(base_possible if st.parent < 0 else self.cuboids[st.parent].n_possible)
+                for st in steps
+                if st.plan is not None
+            )
+
+        merges = {i: cells(c.n_possible) for i, c in enumerate(self.cuboids)}
+        delta = n + rollups(self._delta_steps, self._possible(self.base_keys.dims)) + sum(merges.values())
+        direct = math.inf
+        if self._direct is not None:
+            direct = float(n)  # the finest cuboid, straight into its state
+            for g in self._direct.groups:
+                direct += n + rollups(g.steps, self._possible(g.keys.dims)) + sum(merges[i] for i in g.members)
+        self._build_cost_cache[n] = (delta, direct)
+        return delta, direct
+
     def _direct_fits(self, n: int) -> bool:
-        """True if the direct build applies and this batch cannot exceed the budget even if
+        """True if the direct build applies (a threshold of ``spec.direct_min_keys``, or else the
+        lower modelled cost, :meth:`build_costs`) and this batch cannot exceed the budget even if
         every event made a new cell in every cuboid (then no exact check is needed)."""
         if self._direct is None:
             return False
+        if self.spec.direct_min_keys is None:
+            delta, direct = self.build_costs(n)
+            if not direct < delta:
+                return False
         total = 0
         for c in self.cuboids:
             have = c.table.n_cells
@@ -183,12 +231,12 @@ class _CubeBuild:
         row; the base delta is then rolled up from its cells instead of from the events.
         """
         if self._direct_fits(b.n):
-            self._mode = "direct"
+            self._mode = self._last_build = "direct"
             self._deltas = {}
             rep = UpdateReport(b.n, b.n, 0)
             self._time_info(b, rep)
             return rep
-        self._mode = "delta"
+        self._mode = self._last_build = "delta"
         base = self._base_delta
         base.clear()
         if shared is not None:
@@ -264,8 +312,8 @@ class _CubeBuild:
                 k[bad] = -1
         _, vrows, hrows, qrows = self._rows(b)
         # one allocation at most per batch instead of doublings inside the accumulation; cells
-        # without sketches are small, so allocate ahead (measured: growing a large table batch
-        # by batch costs more than its copies, ~1/3 of the accumulation time)
+        # without sketches are small, so allocate ahead (growing a large table batch by batch
+        # costs more than its copies, bench_cube.py::test_build_with_element_dimension)
         need = tcb.table.n_cells + min(b.n, max(0, tcb.n_possible - tcb.table.n_cells))
         if not self.hash_names and not self.q_names:
             need = max(need, min(tcb.n_possible, 4 * need, self.spec.cell_budget))

@@ -20,9 +20,9 @@ How a batch is applied
    ``cell_budget`` raises :class:`CubeBudgetError` and changes nothing), then the deltas merge
    into the state. Queries take the same lock, so they see whole batches only.
 
-*Direct build* (when the finest stored key space has at least ``spec.direct_min_keys`` keys,
-e.g. element x service x hour): a per-batch delta would hold nearly as many cells as the batch
-has events, so the finest cuboid is accumulated straight into its state, and the other cuboids
+*Direct build* (chosen per batch by modelled cost, see ``CubeSpec.direct_min_keys``: when a
+per-batch delta would hold nearly as many cells as the batch has events, e.g. element x service x
+hour), the finest cuboid is accumulated straight into its state, and the other cuboids
 are grouped under small bases (region x service x class x hour ...) fed from the events and
 rolled up as above. Functional dependencies (element -> site, region, class) make this exact.
 It runs under the lock (queries wait for the batch) and only when the batch cannot exceed the
@@ -156,7 +156,7 @@ class Cube(_CubeBuild, _CubeQueries):
         self._base_delta_t = None  # allocated on first use (the direct build rarely needs it)
         self._plan_deltas()
         self._plan_direct()
-        self._mode = "delta"
+        self._mode = self._last_build = "delta"
         self._setup_retention()
         self.version = 0
         self.n_rows = 0
@@ -496,7 +496,13 @@ class Cube(_CubeBuild, _CubeQueries):
             ]
         }
         rep["delta_nbytes"] = self._delta_nbytes()
-        rep["build"] = "direct" if self._direct is not None else "delta"
+        rep["last_batch_build"] = self._last_build
+        if self.spec.direct_min_keys is None:  # chosen per batch: the last batch's build
+            rep["build"] = self._last_build if self._direct is not None else "delta"
+            rep["build_rule"] = "modelled cost"
+        else:
+            rep["build"] = "direct" if self._direct is not None else "delta"
+            rep["build_rule"] = f"direct_min_keys={self.spec.direct_min_keys}"
         rep["cells"] = self.n_cells
         rep["cell_budget"] = self.spec.cell_budget
         rep["nbytes"] = self.nbytes
@@ -562,7 +568,7 @@ class Cube(_CubeBuild, _CubeQueries):
                 "time_origin_ms": int(spec.time_origin_ms),
                 "dense_limit": int(spec.dense_limit),
                 "hll_p": int(spec.hll_p),
-                "direct_min_keys": int(spec.direct_min_keys),
+                "direct_min_keys": -1 if spec.direct_min_keys is None else int(spec.direct_min_keys),
                 "direct_group_max_keys": int(spec.direct_group_max_keys),
                 "positional_max_keys": int(spec.positional_max_keys),
                 "quantile_alpha": float(spec.quantile_alpha),
@@ -621,7 +627,9 @@ class Cube(_CubeBuild, _CubeQueries):
             source=str(d["source"]),
             time_origin_ms=int(d["time_origin_ms"]),
             dense_limit=int(d["dense_limit"]),
-            direct_min_keys=int(d.get("direct_min_keys", 1 << 18)),
+            direct_min_keys=None
+            if int(d.get("direct_min_keys", 1 << 18)) < 0
+            else int(d.get("direct_min_keys", 1 << 18)),
             direct_group_max_keys=int(d.get("direct_group_max_keys", 1 << 18)),
             positional_max_keys=int(d.get("positional_max_keys", 0)),
             hll_p=int(d["hll_p"]),

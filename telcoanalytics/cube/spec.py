@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels.cube import DeriveArgs
 from telcoanalytics.cube.dims import Derivation, Dimension
 
 MEASURE_KINDS = ("count", "sum", "min", "max", "mean", "var", "std", "distinct", "quantile")
@@ -109,11 +108,19 @@ class CubeSpec:
     quantile_alpha, quantile_min, quantile_max : float
         Percentile sketch relative accuracy and value range (values below ``quantile_min``
         report as 0, above ``quantile_max`` as the top bucket).
-    direct_min_keys : int
-        When the finest stored key space has at least this many keys (element x service x
-        hour ...), batches are accumulated straight into that cuboid's state and the other
-        cuboids are rolled up from small deltas fed by the events (the *direct build*), as long
-        as the batch cannot exceed ``cell_budget``; otherwise through a per-batch delta.
+    direct_min_keys : int or None
+        How a batch reaches the cube when one cuboid holds every stored dimension (element x
+        service x hour ...). The *direct build* accumulates the events straight into that
+        cuboid's state and rolls the other cuboids up from small deltas, each fed by its own pass
+        over the events; the *delta build* accumulates the batch once into a delta of the finest
+        key space, rolls every cuboid's delta up from it and merges them. None (the default):
+        per batch, the build with the lower modelled cost, one unit per event of each pass over
+        the batch and per delta cell rolled up or merged, the delta cells estimated as the
+        distinct keys of a uniform batch (``P (1 - exp(-n / P))`` of ``P`` possible keys); the
+        direct build wins when a batch makes nearly as many cells as it has events. An int: the
+        direct build whenever the finest stored key space has at least this many keys (1 forces
+        it, ``2**62`` disables it). Either way the direct build applies only when the batch
+        cannot exceed ``cell_budget``.
     direct_group_max_keys : int
         Largest key space of a small delta in the direct build (else the delta build is used).
     positional_max_keys : int
@@ -121,9 +128,9 @@ class CubeSpec:
         radix number of the codes, no index lookup per event) when the product of its
         dimensions' cardinalities is at most this, its key space is within ``dense_limit``, and the measures are count and at most one value field's
         sum / min / max / mean (no var / std / distinct / percentiles); 0 (the default)
-        disables it. Measured (bench_cube, 10M events, 20,000 elements): streaming batches
-        into a long-lived cube ~18-25 % faster, building a new cube from scratch not faster
-        (creating the cells and first-touching memory dominate), and the compact cells are
+        disables it. Streaming batches into a long-lived cube is faster this way, building a new
+        cube from scratch is not (creating the cells and first-touching memory dominate; see
+        ``bench_cube.py::test_stream_into_existing_element_cube``), and the compact cells are
         gathered again at the first read after a batch (O(cells touched)). E.g. ``1 << 23``.
     values : dict name -> callable(BatchContext) -> array or None, optional
         Custom value fields (hash fields too, for ``distinct``); ``None`` declares a field that
@@ -144,7 +151,7 @@ class CubeSpec:
     quantile_min: float = 1.0
     quantile_max: float = 1e10
     values: dict | None = None
-    direct_min_keys: int = 1 << 18
+    direct_min_keys: int | None = None
     direct_group_max_keys: int = 1 << 18
     positional_max_keys: int = 0
 
@@ -157,6 +164,10 @@ class CubeSpec:
             raise ValueError(f"need 0 < quantile_min < quantile_max, got {self.quantile_min}, {self.quantile_max}")
         if int(self.cell_budget) < 1:
             raise ValueError(f"cell_budget must be >= 1, got {self.cell_budget}")
+        if self.direct_min_keys is not None and int(self.direct_min_keys) < 1:
+            raise ValueError(
+                f"direct_min_keys must be None (build chosen by modelled cost) or >= 1, got {self.direct_min_keys}"
+            )
         if self.retention_ms is not None and int(self.retention_ms) <= 0:
             raise ValueError(f"retention_ms must be > 0 or None, got {self.retention_ms}")
 
@@ -282,9 +293,10 @@ class DerivePlan:
         tab = np.concatenate(tables) if tables else np.zeros(1, dtype=np.int64)
         return cls(tables=np.ascontiguousarray(tab), **arrs)
 
-    def args(self) -> DeriveArgs:
-        """The plan as the kernels take it (``kernels.cube.DeriveArgs``)."""
-        return DeriveArgs(self.shift, self.mask, self.a, self.b, self.c, self.m, self.t_off, self.t_len, self.tables)
+    def args(self) -> tuple:
+        """The plan as the kernels take it: a plain tuple laid out as ``kernels.cube.DeriveArgs`` (plain
+        tuples take Numba's fast dispatch path, see ``kernels.cube``)."""
+        return (self.shift, self.mask, self.a, self.b, self.c, self.m, self.t_off, self.t_len, self.tables)
 
 
 def resolve_cuboids(cuboids, names: Sequence[str]) -> list[tuple[str, ...]]:

@@ -17,13 +17,6 @@ import numpy as np
 
 from kernels.cube import (
     POS_CNT_MASK,
-    AccumParams,
-    CellIndex,
-    CellMeasures,
-    EventBatch,
-    PosDirty,
-    PosLayout,
-    PosRows,
     cube_accumulate,
     cube_accumulate_pos,
     cube_clear,
@@ -152,15 +145,14 @@ class CellTable:
         self.counters[:] = 0
 
     # ---- kernels ---------------------------------------------------------------------------
-    def _index(self) -> CellIndex:
-        """The index arrays as the kernels take them (views of the current arrays)."""
-        return CellIndex(self.dense, self.index, self.tab_keys, self.tab_cell, self.cell_key, self.counters)
+    def _index(self) -> tuple:
+        """The index arrays as the kernels take them: a plain tuple laid out as ``CellIndex`` (the
+        current arrays; plain tuples take Numba's fast dispatch path, see ``kernels.cube``)."""
+        return (self.dense, self.index, self.tab_keys, self.tab_cell, self.cell_key, self.counters)
 
-    def _measures(self) -> CellMeasures:
-        """The measure arrays as the kernels take them (views of the current arrays)."""
-        return CellMeasures(
-            self.cnt, self.fmiss, self.fsum, self.fmin, self.fmax, self.fmean, self.fm2, self.hll, self.qs
-        )
+    def _measures(self) -> tuple:
+        """The measure arrays as the kernels take them: a plain tuple laid out as ``CellMeasures``."""
+        return (self.cnt, self.fmiss, self.fsum, self.fmin, self.fmax, self.fmean, self.fm2, self.hll, self.qs)
 
     def accumulate(self, keys, b, vrows, mom, hrows, qrows, q_min, q_inv_log_gamma):
         """Add the events of ``BatchArrays`` ``b`` with packed ``keys``; returns the rejected count."""
@@ -170,8 +162,8 @@ class CellTable:
             start = cube_accumulate(
                 self._index(),
                 self._measures(),
-                AccumParams(vrows, mom, hrows, self.shape[2], qrows, q_min, q_inv_log_gamma),
-                EventBatch(keys, b.vals, b.hashes),
+                (vrows, mom, hrows, self.shape[2], qrows, q_min, q_inv_log_gamma),  # AccumParams
+                (keys, b.vals, b.hashes),  # EventBatch
                 start,
                 self.limit(),
             )
@@ -366,10 +358,10 @@ class PositionalCellTable(CellTable):
         p, c, st = self._p, self._c, self._pstate
         n = self.n_cells
         cube_gather_pos(
-            PosRows(c["cnt"], c["fmiss"], c["fsum"], c["fmin"], c["fmax"]),
-            PosRows(p["cnt"], p["fmiss"], p["fsum"], p["fmin"], p["fmax"]),
-            PosDirty(self._dirty_pos, self._dirty_key, st),
-            PosLayout(self._shift, self._mask, self._mstride),
+            (c["cnt"], c["fmiss"], c["fsum"], c["fmin"], c["fmax"]),  # PosRows (compact cells)
+            (p["cnt"], p["fmiss"], p["fsum"], p["fmin"], p["fmax"]),  # PosRows (positional rows)
+            (self._dirty_pos, self._dirty_key, st),  # PosDirty
+            (self._shift, self._mask, self._mstride),  # PosLayout
             self._index(),
             int(st[1]),
             int(st[2]),
@@ -402,11 +394,11 @@ class PositionalCellTable(CellTable):
         has_v = len(vrows) == 1
         v = b.vals[vrows[0]] if has_v else np.zeros(0)
         p = self._p
-        rows = PosRows(p["cnt"], p["fmiss"], p["fsum"], p["fmin"], p["fmax"])
+        rows = (p["cnt"], p["fmiss"], p["fsum"], p["fmin"], p["fmax"])  # PosRows
         pos = self._pos_of(keys)
         start = 0
         while True:
-            dirty = PosDirty(self._dirty_pos, self._dirty_key, self._pstate)  # reallocated by _grow
+            dirty = (self._dirty_pos, self._dirty_key, self._pstate)  # PosDirty (reallocated by _grow)
             start = cube_accumulate_pos(self._index(), rows, dirty, pos, keys, v, has_v, start, self.limit())
             if start >= b.n:
                 return int(self.counters[1]) - before

@@ -11,10 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import kpi as K
+from kernels.emodel import kpi_emodel_mos
 from telcoanalytics.kpi.definitions import (
     ACTIVITY_COUNTER,
     BUILTIN_KPIS,
     COUNTERS,
+    EMODEL_G711_PLC,
     STATUS_NO_SCOPE,
     KpiDef,
     KpiResult,
@@ -74,10 +76,6 @@ class KpiCalculator(_SpanEvaluation):
         self._span_cache: dict = {}
         self._span_keys: dict = {}
         self._span_rows: dict = {}
-
-    fused_ratio = True
-    """Ratio KPIs over all elements in one kernel call (:meth:`_ratio_all`); False: the step-by-step
-    path it equals bit for bit (kept as the reference of the tests)."""
 
     def get(self, kpi) -> KpiDef:
         if isinstance(kpi, KpiDef):
@@ -268,10 +266,11 @@ class KpiCalculator(_SpanEvaluation):
             jit = A["jitter_sum"] / A["jitter_n"]
             loss = A["loss_sum"] / A["loss_n"]
             value = np.empty(lat.size)
-            K.kpi_emodel_mos(
+            kpi_emodel_mos(
                 np.ascontiguousarray(lat).ravel(),
                 np.ascontiguousarray(jit).ravel(),
                 np.ascontiguousarray(loss).ravel(),
+                *EMODEL_G711_PLC,
                 np.empty(lat.size),
                 value,
             )
@@ -320,7 +319,7 @@ class KpiCalculator(_SpanEvaluation):
         topo = self.store.topology
         n_nodes = topo.n_nodes(level)
         svc = self._check_args(kd, window_min, service)
-        if rows is None and kd.kind == "ratio" and self.fused_ratio:
+        if rows is None and kd.kind == "ratio":
             return self._ratio_all(kd, level, end_minute, window_min, svc, element_mask, min_samples)
         r = self._all_rows if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
         # element level over all elements: the roll-up is the identity (0 + x == x), skip it;
@@ -438,9 +437,9 @@ class KpiCalculator(_SpanEvaluation):
         value, samples, status = np.empty(n_nodes), np.empty(n_nodes), np.empty(n_nodes, np.int8)
         ms = kd.min_samples if min_samples is None else float(min_samples)
         K.kpi_ratio_nodes(
-            K.NodeResult(agg, value, samples, status),
-            K.RatioPlan(ptr, js, num_k, den_k, samp_k),
-            K.StatusParams(float(kd.scale), float(ms), self.gap_fraction),
+            (agg, value, samples, status),  # NodeResult (plain tuples: Numba's fast dispatch path)
+            (ptr, js, num_k, den_k, samp_k),  # RatioPlan
+            (float(kd.scale), float(ms), self.gap_fraction),  # StatusParams
             run.out,
             extra,
             seg,

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from kernels import kpi as K
+from kernels.emodel import kpi_emodel_mos
 from telcoanalytics.records import (
     CAUSE_CONGESTION,
     CAUSE_FAILURE,
@@ -118,6 +119,56 @@ def cause_class_table() -> np.ndarray:
     return t
 
 
+# ---- E-model -----------------------------------------------------------------------------
+EMODEL_G711_PLC = (0.0, 25.1)
+"""Equipment impairment ``Ie`` and packet-loss robustness ``Bpl`` of G.711 with packet loss
+concealment under random loss (ITU-T G.113 Appendix I): the codec ``mos_emodel`` assumes."""
+
+
+def emodel(latency_ms, jitter_ms, loss_pct, ie: float = EMODEL_G711_PLC[0], bpl: float = EMODEL_G711_PLC[1]):
+    """R-factor and MOS of the simplified ITU-T G.107 E-model (:func:`kernels.emodel.kpi_emodel_mos`).
+
+    Parameters
+    ----------
+    latency_ms, jitter_ms, loss_pct : float or array
+        Mean one-way latency, jitter (ms) and packet loss (percent); broadcast together.
+    ie, bpl : float
+        The codec's equipment impairment and packet-loss robustness (ITU-T G.113 Appendix I;
+        default G.711 with packet loss concealment: 0 and 25.1; G.729A with VAD: 11 and 19).
+
+    Returns
+    -------
+    r, mos : float64 arrays
+        The R-factor and the MOS (1 for R < 0, 4.5 for R > 100, NaN where an input is NaN).
+
+    Raises
+    ------
+    ValueError
+        If ``ie`` is outside ``[0, 95)`` or ``bpl`` is not positive.
+
+    Examples
+    --------
+    >>> r, mos = emodel(0.0, 0.0, 0.0)  # no impairment: the G.107 default R = 93.2
+    >>> round(float(r[0]), 1), round(float(mos[0]), 2)
+    (93.2, 4.41)
+    """
+    if not (math.isfinite(ie) and 0.0 <= ie < 95.0):
+        raise ValueError(f"ie must be in [0, 95), got {ie}; see ITU-T G.113 Appendix I for codec values")
+    if not (math.isfinite(bpl) and bpl > 0.0):
+        raise ValueError(f"bpl must be a positive number, got {bpl}; see ITU-T G.113 Appendix I for codec values")
+    lat, jit, loss = (
+        np.ascontiguousarray(a, dtype=np.float64).ravel()
+        for a in np.broadcast_arrays(
+            np.atleast_1d(np.asarray(latency_ms, dtype=np.float64)),
+            np.atleast_1d(np.asarray(jitter_ms, dtype=np.float64)),
+            np.atleast_1d(np.asarray(loss_pct, dtype=np.float64)),
+        )
+    )
+    r, mos = np.empty(lat.size), np.empty(lat.size)
+    kpi_emodel_mos(lat, jit, loss, float(ie), float(bpl), r, mos)
+    return r, mos
+
+
 # ---- KPI definitions -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class KpiDef:
@@ -132,8 +183,12 @@ class KpiDef:
     kind : {"ratio", "per_time", "quantile", "mos"}
         ``ratio``: ``scale * sum(numerator) / sum(denominator)``; ``per_time``:
         ``scale * sum(numerator) / window_s`` (traffic in Erlangs with ``hold_s``);
-        ``quantile``: quantile ``q`` of the latency histogram (ms); ``mos``: the E-model MOS
-        from the window's mean latency, jitter and loss (:func:`kernels.kpi.kpi_emodel_mos`).
+        ``quantile``: quantile ``q`` of the latency histogram (ms), within a factor
+        ``2 ** (1 / hist_bins_per_octave)`` (26 % relative error at the default 3 bins per octave) of
+        the exact order statistic of rank ``ceil(q n)`` (``np.quantile(..., method="inverted_cdf")``)
+        for latencies in ``[hist_lo_ms, hist_lo_ms * 2 ** hist_octaves)``, within ``hist_lo_ms``
+        (absolute) below that range; ``mos``: the E-model MOS
+        from the window's mean latency, jitter and loss (:func:`emodel`, G.711 with loss concealment).
     scale : float
         Multiplier (100 for percentages).
     samples : str

@@ -6,8 +6,8 @@ hierarchy is a parent-index array per level; element ids (int64) map to dense el
 Kernels only ever see these integer arrays.
 
 Routing (partition, scatter, roll-up) lives in :mod:`telcoanalytics.topology.routing`, changes
-(add, retire, re-home, compact, reconcile) in :mod:`telcoanalytics.topology.changes`; both are
-mixins of :class:`Topology`.
+(add, retire, restore, re-home, attributes, nodes) in :mod:`telcoanalytics.topology.changes`,
+reconcile and compact in :mod:`telcoanalytics.topology.reconcile`; all are mixins of :class:`Topology`.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from kernels.partition import (
 from telcoanalytics.records import TOPOLOGY_DTYPE
 from telcoanalytics.topology._validate import _as_i8, _clean_attribute, _default_row_label, _fill_value
 from telcoanalytics.topology.changes import _Changes
+from telcoanalytics.topology.reconcile import _Reconcile
 from telcoanalytics.topology.routing import _Routing
 
 
 @dataclass(eq=False)
-class Topology(_Routing, _Changes):
+class Topology(_Routing, _Changes, _Reconcile):
     """Hierarchy of network elements.
 
     Parameters

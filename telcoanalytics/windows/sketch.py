@@ -120,12 +120,18 @@ class QuantileSketch:
         live = self.bucket_of != _ks.NO_BUCKET
         return int(self.counts[live, -1].sum())
 
-    def _state(self) -> _ks.SketchState:
-        return _ks.SketchState(self.clock, self.bucket_of, self.counts)
+    def _state(self) -> tuple:
+        """A plain tuple laid out as ``kernels.sketch.SketchState`` (Numba's fast dispatch path)."""
+        return (self.clock, self.bucket_of, self.counts)
 
-    def _params(self) -> _ks.SketchParams:
-        return _ks.SketchParams(
-            int(self.width_ms), int(self.n_buckets), int(self.n_slots), float(self.min_value), float(self.inv_log_gamma)
+    def _params(self) -> tuple:
+        """A plain tuple laid out as ``kernels.sketch.SketchParams``."""
+        return (
+            int(self.width_ms),
+            int(self.n_buckets),
+            int(self.n_slots),
+            float(self.min_value),
+            float(self.inv_log_gamma),
         )
 
     def update(self, ts_ms, slot, value, active=None) -> np.ndarray:

@@ -223,23 +223,19 @@ class SlidingWindows:
         ew_state = self.ew.state if self.ew is not None else np.zeros((1, 1))
         coef = self.ew.coef if self.ew is not None else np.zeros(0)
         table = self.ew.table if self.ew is not None else np.zeros((3, 1, 0))
-        n_ok = _kw.window_update(
-            _kw.WindowState(
-                self.cells, ew_state, self.clock, self.counters, self.expired, self.dedup_keys, self.dedup_ts
-            ),
-            _kw.WindowParams(
-                self.width_ms,
-                self.n_buckets,
-                self.offset,
-                self.n_slots,
-                self.allowed_lateness_ms,
-                self.dedup,
-                coef,
-                table,
-            ),
-            _kw.WindowBatch(ts, sl, val, rid),
-            status,
+        # plain tuples laid out as kernels.windows.WindowState / WindowParams / WindowBatch
+        state = (self.cells, ew_state, self.clock, self.counters, self.expired, self.dedup_keys, self.dedup_ts)
+        params = (
+            self.width_ms,
+            self.n_buckets,
+            self.offset,
+            self.n_slots,
+            self.allowed_lateness_ms,
+            self.dedup,
+            coef,
+            table,
         )
+        n_ok = _kw.window_update(state, params, (ts, sl, val, rid), status)
         if self.ew is not None:
             self.ew.n_events += int(n_ok)
         return BatchStatus(status)

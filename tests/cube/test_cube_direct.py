@@ -68,7 +68,7 @@ def test_direct_and_delta_builds_identical(rng):
     spec = dict(dimensions=DIMS, measures=FAST, cuboids=element_cuboids())
     a = Cube(CubeSpec(**spec, direct_min_keys=1), topo)
     b = Cube(CubeSpec(**spec, direct_min_keys=1 << 40), topo)
-    assert a._direct is not None and b._direct is None
+    assert a.memory_report()["build"] == "direct" and b.memory_report()["build"] == "delta"
     for p in np.array_split(cdr, 4):
         ra, rb = a.update(p), b.update(p)
         assert (ra.n_applied, ra.n_rejected) == (rb.n_applied, rb.n_rejected)
@@ -97,7 +97,7 @@ def test_direct_build_in_a_cubeset_with_count_only(rng):
     for p in np.array_split(cdr, 2):
         cs.update(p)
         ref.update(p)
-    assert cs["e"]._direct is not None and ref._direct is None
+    assert cs["e"].memory_report()["build"] == "direct" and ref.memory_report()["build"] == "delta"
     assert_same(cs["e"], ref, [("element", "service"), ("service",), ("region",), ()])
 
 
@@ -113,17 +113,17 @@ def test_direct_needs_small_groups_and_a_unique_finest_cuboid(rng):
         ),
         topo,
     )
-    assert c._direct is None and c.memory_report()["build"] == "delta"
+    assert c.memory_report()["build"] == "delta" and c.memory_report()["build"] == "delta"
     # two cuboids storing the same finest keys: the delta build handles it
     c = Cube(
         CubeSpec(dimensions=["region", "element"], cuboids=[("element",), ("region", "element")], direct_min_keys=1),
         topo,
     )
-    assert c._direct is None
+    assert c.memory_report()["build"] == "delta"
     # only the finest cuboid: no groups at all
     c = Cube(CubeSpec(dimensions=["element"], cuboids=[("element",)], direct_min_keys=1), topo)
     c.update(make_cdr(rng, topo, 50))
-    assert c._direct is not None and c.n_rows == 50
+    assert c.memory_report()["build"] == "direct" and c.n_rows == 50
 
 
 def test_direct_falls_back_to_exact_budget_check(rng):
@@ -141,9 +141,9 @@ def test_direct_falls_back_to_exact_budget_check(rng):
     with pytest.raises(CubeBudgetError, match="cell_budget of 60"):
         cube.update(cdr)
     assert cube.n_cells == 0 and cube.n_rows == 0
-    assert cube._mode == "delta"
+    assert cube.memory_report()["last_batch_build"] == "delta"
     cube.update(cdr[:20])  # 20 events: the bound holds, direct build
-    assert cube._mode == "direct" and cube.n_rows == 20
+    assert cube.memory_report()["last_batch_build"] == "direct" and cube.n_rows == 20
 
 
 def test_direct_build_with_retention_and_merge(rng):
@@ -163,14 +163,14 @@ def test_direct_build_with_retention_and_merge(rng):
     for p in np.array_split(cdr, 5):
         ra, rb = a.update(p), b.update(p)
         assert ra.n_expired == rb.n_expired
-    assert a._direct is not None and a.n_expired > 0
+    assert a.memory_report()["build"] == "direct" and a.n_expired > 0
     assert_same(a, b, [("element", "service", "hour"), ("service",), ("hour",)])
     a2 = Cube(CubeSpec(**spec, direct_min_keys=1), topo)
     a2.merge(a)
     assert_same(a2, b, [("service", "hour")])
     st = a.to_state()
     assert int(st["direct_min_keys"]) == 1
-    assert Cube.from_state(st)._direct is not None
+    assert Cube.from_state(st).memory_report()["build"] == "direct"
 
 
 def test_direct_build_readers_see_only_whole_batches(rng):
@@ -209,4 +209,59 @@ def test_direct_build_readers_see_only_whole_batches(rng):
         cs.update(b)
     done.set()
     t.join()
-    assert cs["e"]._mode == "direct" and not bad and seen
+    assert cs["e"].memory_report()["last_batch_build"] == "direct" and not bad and seen
+
+
+def _two_dim_cube(**kw):
+    from telcoanalytics.cube import Dimension
+
+    def codes_only(ctx):
+        raise ValueError("codes only")
+
+    dims = {"a": Dimension("a", 300, codes_only), "b": Dimension("b", 300, codes_only)}
+    spec = CubeSpec(dimensions=list(dims.values()), measures=FAST, values={"duration_ms": None}, **kw)
+    return Cube(spec)
+
+
+def _codes(rng, n):
+    codes = {"a": rng.integers(0, 300, n), "b": rng.integers(0, 300, n)}
+    return codes, {"duration_ms": rng.integers(1, 1000, n).astype(np.float64)}
+
+
+def test_default_build_chosen_per_batch_by_modelled_cost(rng):
+    # 300 x 300 codes (2**18 keys): a batch of 500 events makes ~500 cells (the direct build's
+    # extra passes over the events are cheaper than rolling up and merging a delta as large as the
+    # batch); 150,000 events make ~75,000 cells (one delta is cheaper than three passes)
+    cube = _two_dim_cube()
+    assert cube.spec.direct_min_keys is None and cube.base_keys.size == 1 << 18
+    small, large = cube.build_costs(500), cube.build_costs(150_000)
+    assert small[1] < small[0] and large[0] < large[1]
+    forced = _two_dim_cube(direct_min_keys=1 << 62)
+    for _ in range(3):
+        c, v = _codes(rng, 500)
+        cube.update_codes(c, v)
+        forced.update_codes(c, v)
+        assert cube.memory_report()["build"] == "direct" and cube.memory_report()["build_rule"] == "modelled cost"
+    # integer durations: every sum is exact in either build, so the cubes are equal
+    for by in [("a", "b"), ("a",), ("b",), ()]:
+        ra, rb = cube.query(by), forced.query(by)
+        for nm in ra.dtype.names:
+            np.testing.assert_array_equal(ra[nm], rb[nm], err_msg=f"{by} {nm}")
+    st = cube.to_state()
+    assert int(st["direct_min_keys"]) == -1
+    assert Cube.from_state(st, dimensions=cube.dims).spec.direct_min_keys is None
+    with pytest.raises(ValueError, match="direct_min_keys must be None"):
+        CubeSpec(dimensions=["region"], direct_min_keys=0).validate()
+
+
+@pytest.mark.slow
+def test_default_build_takes_the_delta_build_for_a_large_batch(rng):
+    cube, forced = _two_dim_cube(), _two_dim_cube(direct_min_keys=1)
+    c, v = _codes(rng, 150_000)
+    cube.update_codes(c, v)
+    forced.update_codes(c, v)
+    assert cube.memory_report()["build"] == "delta" and forced.memory_report()["build"] == "direct"
+    for by in [("a", "b"), ("a",), ()]:
+        ra, rb = cube.query(by), forced.query(by)
+        for nm in ra.dtype.names:
+            np.testing.assert_array_equal(ra[nm], rb[nm], err_msg=f"{by} {nm}")

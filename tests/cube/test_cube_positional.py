@@ -33,7 +33,8 @@ def test_positional_chosen_and_identical_to_indexed(rng):
         assert (ra.n_applied, ra.n_rejected) == (rb.n_applied, rb.n_rejected)
         # read between batches: the compact cells are gathered, then go stale again
         assert_same(a, b, sets[:1])
-    assert a._mode == b._mode == "direct" and a.n_cells == b.n_cells
+    assert a.memory_report()["last_batch_build"] == b.memory_report()["last_batch_build"] == "direct"
+    assert a.n_cells == b.n_cells
     assert_same(a, b, sets)
     assert (
         a.view().group_by("element").top_k("count", 3).tolist()

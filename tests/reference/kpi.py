@@ -95,47 +95,77 @@ def equip_kpis(equip, element_ids, t0_ms, t1_ms, pm_interval_s):
     return out
 
 
-def hist_bin(x, lo, bpo, n_bins):
-    if x < lo:
-        return 0
-    return min(1 + int(math.floor(math.log2(x / lo) * bpo)), n_bins - 1)
+def ratio_kpi_step_by_step(calc, kd, level, end_minute, window_min, element_mask=None, min_samples=None):
+    """A ratio KPI over all elements, step by step: the calculator's per-element window sums
+    (``counter_sums``, ``activity``), a roll-up in row order (``np.bincount``), the value
+    ``scale * num / den`` and the documented status rules, in NumPy.
+
+    The production path fuses these steps in one kernel (``kernels.kpi.kpi_ratio_nodes``) with the
+    same additions in the same order, so the results are expected to be equal bit for bit.
+    Returns ``(value, samples, status)``.
+    """
+    topo = calc.store.topology
+    n_nodes = topo.n_nodes(level)
+    names = list(dict.fromkeys(list(kd.numerator) + list(kd.denominator) + [kd.samples_counter]))
+    sums = calc.counter_sums(names, kd.service, end_minute, window_min)
+    seg = topo.element_to(level).copy()
+    if element_mask is not None:
+        seg[~element_mask] = -1
+    inside = seg >= 0
+
+    def roll(v):
+        return np.bincount(seg[inside], weights=np.asarray(v, np.float64)[inside], minlength=n_nodes)
+
+    agg = {c: roll(sums[c]) for c in names}
+    num = sum(agg[c] for c in kd.numerator)
+    den = sum(agg[c] for c in kd.denominator)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.where(den != 0, kd.scale * num / np.where(den != 0, den, 1.0), np.nan)
+    samples = agg[kd.samples_counter]
+    ms = kd.min_samples if min_samples is None else float(min_samples)
+    status = np.zeros(n_nodes, np.int8)
+    status[(samples < ms) | ~np.isfinite(value) | (samples <= 0)] = 1  # insufficient
+    if kd.source in calc.gap_sources:  # fewer active minutes than gap_fraction of the expected
+        active, expected = calc.activity(kd.source, end_minute, window_min)
+        n_act, n_exp = roll(active), roll(expected)
+        status[(n_exp > 0) & (n_act < calc.gap_fraction * n_exp)] = 2
+    status[np.bincount(seg[inside], minlength=n_nodes) == 0] = 3  # no element in scope
+    return np.where(status == 0, value, np.nan), samples, status
 
 
-def hist_quantile(values, q, lo=1.0, bpo=3, octaves=11):
-    """The documented histogram quantile, computed from a Python list of latencies."""
-    n_bins = bpo * octaves + 2
-    counts = [0] * n_bins
-    for x in values:
-        counts[hist_bin(x, lo, bpo, n_bins)] += 1
-    total = sum(counts)
-    if total == 0:
-        return float("nan")
-    target = q * total
-    cum = 0
-    top = lo * 2.0 ** ((n_bins - 2) / bpo)
-    for b, c in enumerate(counts):
-        if c > 0 and cum + c >= target:
-            frac = (target - cum) / c
-            if b == 0:
-                return lo * frac
-            if b == n_bins - 1:
-                return top
-            return lo * 2.0 ** ((b - 1 + frac) / bpo)
-        cum += c
-    return top
+def g107_delay_impairment(t_ms):
+    """Delay impairment ``Id = Idte + Idle + Idd`` of the full ITU-T G.107 (06/2015) E-model at its
+    default parameters, for a one-way delay ``T = Ta = t_ms`` and round trip ``Tr = 2 t_ms``
+    (equations 7-2 to 7-27 of the Recommendation; independent of the simplified kernel).
 
-
-def emodel_mos(latency_ms, jitter_ms, loss_pct):
-    """ITU-T G.107 simplified as documented in kernels.kpi.kpi_emodel_mos."""
-    d = latency_ms + 2 * jitter_ms
-    i_d = 0.024 * d + (0.11 * (d - 177.3) if d > 177.3 else 0.0)
-    ie = 95.0 * loss_pct / (loss_pct + 25.1)
-    r = 93.2 - i_d - ie
-    if r < 0:
-        return 1.0
-    if r > 100:
-        return 4.5
-    return 1 + 0.035 * r + 7e-6 * r * (r - 60) * (100 - r)
+    Returns ``(Id, Ro)``; with the defaults ``Ro = 94.77`` as the Recommendation lists.
+    """
+    slr, rlr, stmr, lstr, ds, telr, wepl = 8.0, 2.0, 15.0, 18.0, 3.0, 65.0, 110.0
+    nc, nfor, ps, pr = -70.0, -64.0, 35.0, 35.0
+    t = ta = float(t_ms)
+    tr = 2.0 * t
+    olr = slr + rlr
+    nfo = nfor + rlr
+    pre = pr + 10 * math.log10(1 + 10 ** ((10 - lstr) / 10))
+    nor = rlr - 121 + pre + 0.008 * (pre - 35) ** 2
+    nos = ps - slr - ds - 100 + 0.004 * (ps - olr - ds - 14) ** 2
+    no = 10 * math.log10(10 ** (nc / 10) + 10 ** (nos / 10) + 10 ** (nor / 10) + 10 ** (nfo / 10))
+    ro = 15 - 1.5 * (slr + no)
+    # talker echo (STMR = 15: no sidetone correction of TERV, no Idtes)
+    assert 9 <= stmr <= 20
+    terv = telr - 40 * math.log10((1 + t / 10) / (1 + t / 150)) + 6 * math.exp(-0.3 * t**2)
+    roe = -1.5 * (no - rlr)
+    re = 80 + 2.5 * (terv - 14)
+    idte = ((roe - re) / 2 + math.sqrt((roe - re) ** 2 / 4 + 100) - 1) * (1 - math.exp(-t))
+    # listener echo
+    rle = 10.5 * (wepl + 7) * (tr + 1) ** (-0.25)
+    idle = (ro - rle) / 2 + math.sqrt((ro - rle) ** 2 / 4 + 169)
+    # absolute delay
+    idd = 0.0
+    if ta > 100:
+        x = math.log10(ta / 100) / math.log10(2)
+        idd = 25 * ((1 + x**6) ** (1 / 6) - 3 * (1 + (x / 3) ** 6) ** (1 / 6) + 2)
+    return idte + idle + idd, ro
 
 
 def qos_kpis(qos, element_ids, t0_ms, t1_ms):
@@ -161,14 +191,6 @@ def qos_kpis(qos, element_ids, t0_ms, t1_ms):
             "jitter_ms": mean(a["jit"]),
             "loss_pct": mean(a["loss"]),
             "mos_measured": mean(a["mos"]),
-            "latency_p50_ms": hist_quantile(a["lat"], 0.5),
-            "latency_p95_ms": hist_quantile(a["lat"], 0.95),
-            "latency_p99_ms": hist_quantile(a["lat"], 0.99),
-            "mos_emodel": (
-                emodel_mos(mean(a["lat"]), mean(a["jit"]), mean(a["loss"]))
-                if a["lat"] and a["jit"] and a["loss"]
-                else float("nan")
-            ),
         }
     return out
 

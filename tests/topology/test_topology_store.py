@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telcoanalytics.records import TOPOLOGY_DTYPE, VENDORS
-from telcoanalytics.topology.model import Topology
-from telcoanalytics.topology.store import (
+from telcoanalytics.topology import (
     SQLITE_SCHEMA,
+    Topology,
     list_versions,
     load_sqlite,
     read_csv,
@@ -341,7 +341,7 @@ def test_sqlite_new_attribute_in_later_version_and_single_level(tmp_path):
 
 
 def test_sqlite_schema_is_documented():
-    import telcoanalytics.topology.store as ts
+    import telcoanalytics.topology.sqlite as ts
 
     for table in ("meta", "topology_version", "levels", "nodes", "elements", "attributes", "topology_change"):
         assert f"CREATE TABLE IF NOT EXISTS {table}" in SQLITE_SCHEMA and table in ts.__doc__
