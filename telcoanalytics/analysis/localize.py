@@ -26,8 +26,10 @@ Selection. Candidates are ranked by score (equal leaf sets keep the fewest dimen
 cause must be significant: ``2 score`` beyond the chi-square(1) quantile at ``alpha`` divided by
 the number of candidates (Bonferroni over the search). The first cause is the best candidate,
 replaced by an ancestor (fewer values) while the ancestor's other leaves are consistent with having
-moved by the same factor (a Poisson test at level ``rest_alpha`` does not reject it): the simplest
-combination the data allow, as Squeeze's succinctness. Further causes are taken in rank order if significant, disjoint from the leaves already
+moved by the same factor (a Poisson test at level ``rest_alpha`` does not reject it) or the
+ancestor's score is within that test's critical value of the candidate's: the simplest combination
+the data allow, as Squeeze's succinctness. (The second condition was chosen on development seeds
+11, 21, 31 and 41, F1 0.56 -> 0.62 over 100 faults; the figures reported are on other seeds.) Further causes are taken in rank order if significant, disjoint from the leaves already
 explained, moving in the same direction and carrying at least ``min_ep`` of the net deviation, up to
 ``max_causes``. These parameters are fixed a priori, not tuned on the injections scored.
 """
@@ -198,7 +200,8 @@ def localize(
         Least explanatory power of a second or later cause.
     rest_alpha : float
         Level of the test that the rest of an ancestor (its leaves outside the candidate) moved by
-        the candidate's factor; when not rejected, the simpler ancestor replaces the candidate.
+        the candidate's factor; when not rejected, or when the ancestor's score is within the
+        test's critical value of the candidate's, the simpler ancestor replaces the candidate.
     ep_cover : float
         Adtributor's cumulative explanatory power per dimension.
     top : int
@@ -289,7 +292,7 @@ def localize(
         return Candidate(items, float(c[0]), float(ep), float(_js_term(p, q)[0]), float(vs), float(fs), c[6])
 
     def succinct(c):
-        """Move to an ancestor while the ancestor's other leaves are consistent with the same factor."""
+        """Move to an ancestor while its other leaves moved by the same factor or it scores about as well."""
         while True:
             best = None
             rate = c[4] / max(c[5], 1e-9)
@@ -297,9 +300,9 @@ def localize(
                 for sub in itertools.combinations(c[2], k):
                     gi = int(groups[sub][c[7]])
                     vg, fg, llr, cnt = stats[sub]
-                    if _llr1(vg[gi] - c[4], (fg[gi] - c[5]) * rate) < rest_threshold and (
-                        best is None or llr[gi] > best[0]
-                    ):
+                    ok = _llr1(vg[gi] - c[4], (fg[gi] - c[5]) * rate) < rest_threshold  # rest moved alike
+                    ok = ok or llr[gi] >= c[0] - rest_threshold  # or it explains about as well
+                    if ok and (best is None or llr[gi] > best[0]):
                         best = (float(llr[gi]), k, sub, gi, float(vg[gi]), float(fg[gi]), int(cnt[gi]), c[7])
             if best is None:
                 return c
