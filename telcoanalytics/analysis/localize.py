@@ -26,8 +26,10 @@ Selection. Candidates are ranked by score (equal leaf sets keep the fewest dimen
 cause must be significant: ``2 score`` beyond the chi-square(1) quantile at ``alpha`` divided by
 the number of candidates (Bonferroni over the search). The first cause is the best candidate,
 replaced by an ancestor (fewer values) while the ancestor's other leaves are consistent with having
-moved by the same factor (a Poisson test at level ``rest_alpha`` does not reject it): the simplest
-combination the data allow, as Squeeze's succinctness. Further causes are taken in rank order if significant, disjoint from the leaves already
+moved by the same factor (a Poisson test at level ``rest_alpha`` does not reject it) or the
+ancestor's score is within that test's critical value of the candidate's: the simplest combination
+the data allow, as Squeeze's succinctness. (The second condition was chosen on development seeds
+11, 21, 31 and 41, F1 0.56 -> 0.62 over 100 faults; the figures reported are on other seeds.) Further causes are taken in rank order if significant, disjoint from the leaves already
 explained, moving in the same direction and carrying at least ``min_ep`` of the net deviation, up to
 ``max_causes``. These parameters are fixed a priori, not tuned on the injections scored.
 """
@@ -35,6 +37,7 @@ explained, moving in the same direction and carrying at least ``min_ep`` of the 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from statistics import NormalDist
 
@@ -197,7 +200,8 @@ def localize(
         Least explanatory power of a second or later cause.
     rest_alpha : float
         Level of the test that the rest of an ancestor (its leaves outside the candidate) moved by
-        the candidate's factor; when not rejected, the simpler ancestor replaces the candidate.
+        the candidate's factor; when not rejected, or when the ancestor's score is within the
+        test's critical value of the candidate's, the simpler ancestor replaces the candidate.
     ep_cover : float
         Adtributor's cumulative explanatory power per dimension.
     top : int
@@ -241,7 +245,7 @@ def localize(
         return Localization([], [], [], tot_v, tot_f, 0.0)
     card = codes.max(axis=0) + 1
     leaf_hash = np.random.default_rng(0x5EED).random(n)  # sums identify equal leaf sets
-    cols_of, parts, groups, singles = [], [], {}, {}
+    cols_of, parts, groups, singles, stats = [], [], {}, {}, {}
     for order in range(1, min(int(max_order), nd) + 1):
         for cols in itertools.combinations(range(nd), order):
             key = np.zeros(n, dtype=np.int64)
@@ -255,13 +259,20 @@ def localize(
             if order == 1:
                 singles[cols[0]] = (vg, fg, rep)
             cols_of.append(cols)
-            stat = [poisson_llr(vg, fg), np.full(ng, order), np.full(ng, len(cols_of) - 1), np.arange(ng)]
-            stat += [vg, fg, np.round(np.bincount(g, leaf_hash, ng) * 1e6), np.bincount(g, minlength=ng), rep]
+            llr = poisson_llr(vg, fg)
+            cnt = np.bincount(g, minlength=ng)
+            stats[cols] = (vg, fg, llr, cnt)
+            stat = [llr, np.full(ng, order), np.full(ng, len(cols_of) - 1), np.arange(ng)]
+            stat += [vg, fg, np.round(np.bincount(g, leaf_hash, ng) * 1e6), cnt, rep]
             parts.append(np.stack([np.asarray(x, dtype=np.float64) for x in stat], axis=1))
     table = np.concatenate(parts)
     n_cand = len(table)
+    keep = max(_SEARCH, int(top)) * 8  # the best by score, before removing equal leaf sets
+    if n_cand > keep:
+        table = table[np.argpartition(-table[:, 0], keep)[:keep]]
     table = table[np.lexsort((table[:, 1], -table[:, 0]))]
-    _, first = np.unique(table[:, 6:8], axis=0, return_index=True)  # equal leaf sets: keep the first
+    sig = np.ascontiguousarray(table[:, 6:8]).view(np.complex128).ravel()  # (hash, count) pairs
+    _, first = np.unique(sig, return_index=True)  # equal leaf sets: keep the first (fewest values)
     table = table[np.sort(first)][: max(_SEARCH, int(top))]
     ranked = [(r[0], int(r[1]), cols_of[int(r[2])], int(r[3]), r[4], r[5], int(r[7]), int(r[8])) for r in table]
     # 2 LLR ~ chi2(1) under "nothing moved"; Bonferroni over the candidates searched
@@ -281,15 +292,18 @@ def localize(
         return Candidate(items, float(c[0]), float(ep), float(_js_term(p, q)[0]), float(vs), float(fs), c[6])
 
     def succinct(c):
-        """Move to an ancestor while the ancestor's other leaves are consistent with the same factor."""
+        """Move to an ancestor while its other leaves moved by the same factor or it scores about as well."""
         while True:
-            its = set(items_of(c))
             best = None
-            for o in ranked:
-                if o[1] < c[1] and set(items_of(o)) < its:
-                    rv, rf = o[4] - c[4], (o[5] - c[5]) * (c[4] / max(c[5], 1e-9))
-                    if poisson_llr(rv, rf) < rest_threshold and (best is None or o[0] > best[0]):
-                        best = o
+            rate = c[4] / max(c[5], 1e-9)
+            for k in range(1, c[1]):
+                for sub in itertools.combinations(c[2], k):
+                    gi = int(groups[sub][c[7]])
+                    vg, fg, llr, cnt = stats[sub]
+                    ok = _llr1(vg[gi] - c[4], (fg[gi] - c[5]) * rate) < rest_threshold  # rest moved alike
+                    ok = ok or llr[gi] >= c[0] - rest_threshold  # or it explains about as well
+                    if ok and (best is None or llr[gi] > best[0]):
+                        best = (float(llr[gi]), k, sub, gi, float(vg[gi]), float(fg[gi]), int(cnt[gi]), c[7])
             if best is None:
                 return c
             c = best
@@ -299,6 +313,8 @@ def localize(
     for c in ranked:
         if len(causes) >= int(max_causes) or c[0] < threshold:
             break
+        if covered[groups[c[2]] == c[3]].any():  # its ancestors cover these leaves too
+            continue
         c = succinct(c)
         mask = groups[c[2]] == c[3]
         ep = (c[4] - c[5]) / net if net != 0 else 0.0
@@ -317,6 +333,12 @@ def localize(
         float(sum(c.explanatory_power for c in out)),
         {"threshold": threshold, "n_candidates": n_cand},
     )
+
+
+def _llr1(v: float, f: float) -> float:
+    """:func:`poisson_llr` of one pair (no array overhead)."""
+    f = max(f, 1e-9)
+    return (v * math.log(v / f) if v > 0 else 0.0) - (v - f)
 
 
 def _group(key: np.ndarray, size: int) -> tuple[np.ndarray, int]:

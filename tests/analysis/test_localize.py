@@ -154,6 +154,7 @@ def _question(day, cube, fa, **kw):
     return localize_cube(cube, scope={"region": fa.region_id}, window=(fa.start_ms, fa.end_ms), baseline=base, **kw)
 
 
+@pytest.mark.slow  # six cube builds over a synthetic day: minutes without the JIT
 def test_injected_causes_are_localised_from_a_cube(small_day):
     """Held-out seeds (the method's parameters were fixed on other seeds): F1 lower bound."""
     day = small_day
