@@ -104,7 +104,7 @@ def find_input_files(directory) -> dict:
 
 
 def load_topology_file(path):
-    from telcoanalytics.topology.store import load_sqlite, read_csv, read_json
+    from telcoanalytics.topology import load_sqlite, read_csv, read_json
 
     path = Path(path)
     loader = {".sqlite": load_sqlite, ".db": load_sqlite, ".csv": read_csv, ".json": read_json}.get(path.suffix)

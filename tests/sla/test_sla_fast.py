@@ -4,8 +4,7 @@
 import numpy as np
 import pytest
 
-from telcoanalytics.kpi import KpiCalculator, KpiDef, kpi_registry
-from telcoanalytics.records import SERVICES
+from telcoanalytics.kpi import KpiCalculator, kpi_registry
 from telcoanalytics.sla.sla import SlaMonitor
 from tests.kpi.test_kpi import CALL_KPIS, EQUIP_KPIS, MIN, QOS_KPIS, T0, random_cdr, topo6
 
@@ -298,36 +297,3 @@ def test_sum_columns_adds_left_to_right():
     want += x[:, 0]
     want += x[:, 4]
     np.testing.assert_array_equal(out, want)
-
-
-@pytest.mark.parametrize("seed", [3, 8])
-def test_fused_ratio_path_equals_the_step_by_step_path(seed, monkeypatch):
-    # the fused kernel runs the same additions in the same order as the step-by-step path: equal bits
-    # (call KPIs without gaps, equipment / QoS ratio KPIs with collection gaps, user KPIs with several
-    # numerator counters and one service, every level, with and without a scope mask)
-    store, _ = filled_store(seed)
-    extra = [
-        KpiDef(
-            "answered_or_blocked_pct",
-            ("answered", "blocked"),
-            ("attempts", "failures"),
-            "ratio",
-            100.0,
-            min_samples=2.0,
-        ),
-        KpiDef("voice_drop_pct", ("drops",), ("answered",), "ratio", 100.0, service=SERVICES[0]),
-    ]
-    kpis = kpi_registry(extra)
-    names = [k for k, kd in kpis.items() if kd.kind == "ratio"]
-    end = store.head_minute + 1
-    fused, plain = KpiCalculator(store, kpis), KpiCalculator(store, kpis)
-    for name in names:
-        for level, mask in SPAN_CASES:
-            for t in (end - 3, end - 2, end):  # running sums moved minute by minute
-                for w in (1, 5, 12):
-                    got = fused.compute(name, level, t, w, element_mask=mask, min_samples=1.0)
-                    monkeypatch.setattr(KpiCalculator, "fused_ratio", False)
-                    want = plain.compute(name, level, t, w, element_mask=mask, min_samples=1.0)
-                    monkeypatch.setattr(KpiCalculator, "fused_ratio", True)
-                    _same(got, want)
-    assert any(len(p) for p in fused._plans)
