@@ -179,7 +179,7 @@ def _variance_factor(y, t, slope, correction, lag, alpha, chunk=1024):
         acov = np.fft.irfft(spec.real**2 + spec.imag**2, nfft, axis=1)[:, : max_k + 1]
         with np.errstate(invalid="ignore", divide="ignore"):
             rho = acov[:, 1:] / acov[:, :1]
-        nn = n[a:b, None].astype(np.float64)
+        nn = np.maximum(n[a:b, None], 1).astype(np.float64)  # an empty row: no lag in range
         in_range = k[None, :] <= nn - 1
         if use_ranks:
             bound = special.ndtri(1.0 - alpha / 2.0) / np.sqrt(nn)
