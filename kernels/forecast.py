@@ -10,8 +10,8 @@ State-space form ETS(A,Ad,A) (Hyndman et al. 2008), one step:
 with ``0 < alpha < 1``, ``0 <= beta <= alpha``, ``0 <= gamma <= 1 - alpha``. Parameters are
 searched in a unit cube (``beta = alpha rb``, ``gamma = (1 - alpha) rg``, squares of the cube
 coordinates so that small smoothing weights get fine resolution): a coarse grid, then a compass
-search whose 8 trial points are evaluated together, one SIMD lane each, in one pass over the
-series. A missing point (NaN) propagates the state with the forecast and adds no error.
+search whose 8 trial points (one step each way per parameter) are evaluated together, as 8
+lanes of one pass over the series. A missing point (NaN) propagates the state with the forecast and adds no error.
 """
 
 import numpy as np
