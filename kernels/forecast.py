@@ -10,8 +10,8 @@ State-space form ETS(A,Ad,A) (Hyndman et al. 2008), one step:
 with ``0 < alpha < 1``, ``0 <= beta <= alpha``, ``0 <= gamma <= 1 - alpha``. Parameters are
 searched in a unit cube (``beta = alpha rb``, ``gamma = (1 - alpha) rg``, squares of the cube
 coordinates so that small smoothing weights get fine resolution): a coarse grid, then a compass
-search whose 8 trial points are evaluated together, one SIMD lane each, in one pass over the
-series. A missing point (NaN) propagates the state with the forecast and adds no error.
+search whose 8 trial points (one step each way per parameter) are evaluated together, as 8
+lanes of one pass over the series. A missing point (NaN) propagates the state with the forecast and adds no error.
 """
 
 import numpy as np
@@ -38,9 +38,12 @@ def _params_from_cube(z, bounds, par):
 
 
 @kernel
-def hw_sse(y, m, init, par, sse, state):
-    """Sum of squared one-step errors of ``y`` for each column of ``par`` (4, P).
+def hw_sse(y, m, init, par, horizon, sse, state):
+    """Sum of squared errors of ``y`` for each column of ``par`` (4, P).
 
+    ``horizon <= 1``: one-step errors. ``horizon = H > 1``: the errors of the 1..H-step
+    forecasts made from every H-th point (a multi-step criterion, like R's
+    ``ets(opt.crit = "amse")`` on sparse origins, for about one more pass of work).
     ``init`` = (l0, b0, s0 for phases 0..m-1); ``state`` (2 + m, P) receives the final level,
     trend and seasonal ring (the seasonal of time ``i`` is ``state[2 + i % m]``).
     """
@@ -57,14 +60,32 @@ def hw_sse(y, m, init, par, sse, state):
     beta = par[1].copy()
     gamma = par[2].copy()
     phi = par[3].copy()
+    multi = horizon > 1
+    phi_h = np.empty(n_lanes)
+    phi_pow = np.empty(n_lanes)
+    n = y.shape[0]
     j = 0
-    for i in range(y.shape[0]):
+    for i in range(n):
+        if multi and i % horizon == 0:
+            phi_h[:] = 0.0
+            phi_pow[:] = 1.0
+            for h in range(min(horizon, n - i)):
+                yh = y[i + h]
+                jh = (i + h) % m
+                for p in range(n_lanes):
+                    phi_pow[p] *= phi[p]
+                    phi_h[p] += phi_pow[p]
+                if np.isfinite(yh):
+                    for p in range(n_lanes):
+                        e = yh - lev[p] - phi_h[p] * tr[p] - seas[jh, p]
+                        acc[p] += e * e
         yi = y[i]
         if np.isfinite(yi):
             for p in range(n_lanes):
                 f = lev[p] + phi[p] * tr[p]
                 e = yi - f - seas[j, p]
-                acc[p] += e * e
+                if not multi:
+                    acc[p] += e * e
                 lev[p] = f + alpha[p] * e
                 tr[p] = phi[p] * tr[p] + beta[p] * e
                 seas[j, p] += gamma[p] * e
@@ -162,7 +183,7 @@ def hw_init(y, m, init):
 
 
 @kernel
-def _fit_one(y, m, bounds, max_iter, par_out, state_out):
+def _fit_one(y, m, bounds, max_iter, horizon, par_out, state_out):
     """Compass search of the parameters of one series; returns the SSE at the optimum."""
     init = np.empty(2 + m)
     hw_init(y, m, init)
@@ -180,7 +201,7 @@ def _fit_one(y, m, bounds, max_iter, par_out, state_out):
             z[2, p] = 0.15 if p & 2 == 0 else 0.5
             z[3, p] = 0.3 if p & 4 == 0 else 0.85
         _params_from_cube(z, bounds, par)
-        hw_sse(y, m, init, par, sse, state)
+        hw_sse(y, m, init, par, horizon, sse, state)
         for p in range(_LANES):
             if sse[p] < best:
                 best = sse[p]
@@ -192,7 +213,7 @@ def _fit_one(y, m, bounds, max_iter, par_out, state_out):
             d = p // 2
             z[d, p] = min(max(best_z[d] + (step if p % 2 == 0 else -step), 0.0), 1.0)
         _params_from_cube(z, bounds, par)
-        hw_sse(y, m, init, par, sse, state)
+        hw_sse(y, m, init, par, horizon, sse, state)
         arg = -1
         for p in range(_LANES):
             if sse[p] < best:
@@ -210,14 +231,14 @@ def _fit_one(y, m, bounds, max_iter, par_out, state_out):
     _params_from_cube(z1, bounds, par1)
     sse1 = np.empty(1)
     state1 = np.empty((2 + m, 1))
-    hw_sse(y, m, init, par1, sse1, state1)
+    hw_sse(y, m, init, par1, 1, sse1, state1)  # one-step errors: sigma^2 of the intervals
     par_out[:] = par1[:, 0]
     state_out[:] = state1[:, 0]
     return sse1[0]
 
 
 @kernel_rows
-def hw_fit_rows(Y, m, bounds, max_iter, par_out, state_out, stats_out):
+def hw_fit_rows(Y, m, bounds, fit_horizon, max_iter, par_out, state_out, stats_out):
     """Fit Holt-Winters per row of ``Y`` (n_series, n_points), NaN = missing.
 
     Parameters
@@ -225,13 +246,14 @@ def hw_fit_rows(Y, m, bounds, max_iter, par_out, state_out, stats_out):
     Y : float64 (n_series, n_points)
     m : int, season length (1 = no seasonality; then ``bounds[2]`` should be (0, 0))
     bounds : float64 (4, 2), ranges of alpha, beta / alpha, gamma / (1 - alpha), phi
+    fit_horizon : int, 1 to fit one-step errors, H > 1 the 1..H-step errors (see ``hw_sse``)
     max_iter : int, compass iterations
     par_out : float64 (n_series, 4), written: alpha, beta, gamma, phi
     state_out : float64 (n_series, 2 + m), written: final level, trend, seasonal ring
-    stats_out : float64 (n_series, STATS_COLS), written: SSE, valid points, sigma^2
+    stats_out : float64 (n_series, STATS_COLS), written: one-step SSE, valid points, sigma^2
     """
     for r in range(Y.shape[0]):
-        sse = _fit_one(Y[r], m, bounds, max_iter, par_out[r], state_out[r])
+        sse = _fit_one(Y[r], m, bounds, max_iter, fit_horizon, par_out[r], state_out[r])
         n_valid = 0
         for v in Y[r]:
             if np.isfinite(v):

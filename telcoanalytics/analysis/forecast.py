@@ -142,7 +142,7 @@ class HoltWinters:
 DEFAULT_BOUNDS = np.array([[1e-4, 0.9999], [0.0, 0.9999], [0.0, 0.9999], [0.8, 0.98]])
 
 
-def fit_holt_winters(values, season_length, *, times=None, damped=True, seasonal=True, max_iter=30):
+def fit_holt_winters(values, season_length, *, times=None, damped=True, seasonal=True, fit_horizon=1, max_iter=30):
     """Fit Holt-Winters (additive damped trend, additive seasonality) to each series.
 
     Parameters
@@ -157,6 +157,13 @@ def fit_holt_winters(values, season_length, *, times=None, damped=True, seasonal
         Damped trend (``phi`` in [0.8, 0.98], as ``statsforecast``); False fixes ``phi = 1``.
     seasonal : bool
         False fits Holt's damped trend without a season.
+    fit_horizon : int
+        1 (default) chooses the parameters by one-step squared errors (maximum likelihood for
+        Gaussian errors, as statsmodels and statsforecast). ``H > 1`` minimises the squared
+        errors of the 1..H-step forecasts made from every H-th point instead (R's
+        ``ets(opt.crit = "amse")`` on sparse origins): for forecasts far ahead of data whose
+        short-term noise is autocorrelated, where one-step fitting over-reacts to the last
+        points. The intervals still use the one-step error variance.
     max_iter : int
         Compass-search iterations per series.
 
@@ -181,6 +188,7 @@ def fit_holt_winters(values, season_length, *, times=None, damped=True, seasonal
     y = as_series_matrix(values)
     m = check_positive_int(season_length, "season_length")
     max_iter = check_positive_int(max_iter, "max_iter")
+    fit_horizon = check_positive_int(fit_horizon, "fit_horizon")
     if not seasonal:
         m = 1
     if y.shape[1] < max(2 * m, 4):
@@ -203,7 +211,7 @@ def fit_holt_winters(values, season_length, *, times=None, damped=True, seasonal
     par = np.empty((n, K.N_PARAMS))
     state = np.empty((n, 2 + m))
     stats = np.empty((n, K.STATS_COLS))
-    K.hw_fit_rows(y, m, bounds, max_iter, par, state, stats)
+    K.hw_fit_rows(y, m, bounds, fit_horizon, max_iter, par, state, stats)
     params = np.zeros(n, dtype=PARAM_DTYPE)
     for i, f in enumerate(PARAM_DTYPE.names):
         params[f] = par[:, i]

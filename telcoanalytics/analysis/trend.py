@@ -66,8 +66,11 @@ def trend(
     lag : int or "all", optional
         Autocorrelation lags in the correction. None takes the authors' suggestions: 3 for
         Hamed-Rao, 1 for Yue-Wang. "all" uses every lag (``pymannkendall``'s default), which
-        is liberal: on white noise of 100 points it rejects about 10 % (Hamed-Rao) and 48 %
-        (Yue-Wang) at alpha = 0.05, against about 6 % and 7 % with the defaults.
+        is liberal: on white noise of 100 points (2,000 seeds) it rejects about 11 % (Hamed-Rao)
+        and 48 % (Yue-Wang) at alpha = 0.05, against 6 % and 6 % with the defaults (4.6 %
+        uncorrected). On AR(1) noise (phi = 0.5) the defaults reject 10-12 % where the
+        uncorrected test rejects 27 %: the correction helps but short autocorrelated series
+        stay somewhat liberal.
     alpha : float
         Significance level of ``direction`` (and of Hamed-Rao's test for significant lags).
     confidence : float
@@ -179,7 +182,7 @@ def _variance_factor(y, t, slope, correction, lag, alpha, chunk=1024):
         acov = np.fft.irfft(spec.real**2 + spec.imag**2, nfft, axis=1)[:, : max_k + 1]
         with np.errstate(invalid="ignore", divide="ignore"):
             rho = acov[:, 1:] / acov[:, :1]
-        nn = n[a:b, None].astype(np.float64)
+        nn = np.maximum(n[a:b, None], 1).astype(np.float64)  # an empty row: no lag in range
         in_range = k[None, :] <= nn - 1
         if use_ranks:
             bound = special.ndtri(1.0 - alpha / 2.0) / np.sqrt(nn)

@@ -9,7 +9,7 @@ from scipy import stats
 
 from kernels import forecast as K
 from telcoanalytics.analysis import CROSSING_DTYPE, PARAM_DTYPE, fit_holt_winters, mase
-from tests.analysis.reference import ets_aada_sse, simulate_ets
+from tests.analysis.reference import ets_aada_multistep_sse, ets_aada_sse, simulate_ets
 
 
 def test_sse_and_state_match_the_plain_recursion(rng):
@@ -21,12 +21,43 @@ def test_sse_and_state_match_the_plain_recursion(rng):
     par = np.array([[0.3, 0.1, 0.9], [0.05, 0.0, 0.2], [0.2, 0.5, 0.0], [0.9, 0.8, 0.98]])
     sse = np.empty(3)
     state = np.empty((2 + m, 3))
-    K.hw_sse(y, m, init, par, sse, state)
+    K.hw_sse(y, m, init, par, 1, sse, state)
     for p in range(3):
         ref = ets_aada_sse(y, m, *par[:, p], init[0], init[1], init[2:])
         # same operations in another order (fast math may fuse multiply-adds): 1e-12 relative
         np.testing.assert_allclose(sse[p], ref[0], rtol=1e-12)
         np.testing.assert_allclose(state[:, p], [ref[1], ref[2], *ref[3]], rtol=1e-12, atol=1e-12)
+
+
+def test_multistep_criterion_matches_the_plain_reference(rng):
+    m, horizon = 4, 6
+    y = rng.normal(size=29) + np.tile([0.0, 2.0, 1.0, -1.0], 8)[:29]  # 29: the last origin is cut short
+    y[[7, 8, 20]] = np.nan
+    init = np.empty(2 + m)
+    K.hw_init(y, m, init)
+    par = np.array([[0.3, 0.05], [0.05, 0.0], [0.2, 0.5], [0.9, 0.98]])
+    sse = np.empty(2)
+    K.hw_sse(y, m, init, par, horizon, sse, np.empty((2 + m, 2)))
+    for p in range(2):
+        ref = ets_aada_multistep_sse(y, m, *par[:, p], init[0], init[1], init[2:], horizon)
+        np.testing.assert_allclose(sse[p], ref, rtol=1e-12)
+
+
+def test_fit_horizon_prefers_smoother_levels_on_transient_noise():
+    """AR(1) noise around a fixed daily profile: one-step fitting tracks the noise (large alpha),
+    fitting day-ahead errors does not, and forecasts the next day better."""
+    rng = np.random.default_rng(4)
+    m, n = 12, 12 * 20
+    noise = np.zeros((6, n + m))
+    e = rng.normal(size=(6, n + m))
+    for i in range(1, n + m):
+        noise[:, i] = 0.7 * noise[:, i - 1] + e[:, i]
+    y = 20 + 3 * np.sin(2 * np.pi * np.arange(n + m) / m) + noise
+    one = fit_holt_winters(y[:, :n], m, max_iter=10)
+    multi = fit_holt_winters(y[:, :n], m, fit_horizon=m, max_iter=10)
+    assert np.median(multi.params["alpha"]) < np.median(one.params["alpha"])
+    score = [mase(y[:, :n], y[:, n:], f.forecast(m).mean, m).mean() for f in (one, multi)]
+    assert score[1] < score[0], score
 
 
 def test_initial_states(rng):
@@ -111,6 +142,7 @@ def test_mase():
         (lambda: fit_holt_winters(np.ones(24), 0), "season_length"),
         (lambda: fit_holt_winters(np.ones(24), 4, times=np.array([0, 1, 2, 4] + list(range(5, 25)))), "regular"),
         (lambda: fit_holt_winters(np.ones(24), 4, max_iter=0), "max_iter"),
+        (lambda: fit_holt_winters(np.ones(24), 4, fit_horizon=0), "fit_horizon"),
         (lambda: fit_holt_winters(np.arange(24.0), 4, max_iter=2).forecast(0), "horizon"),
         (lambda: fit_holt_winters(np.arange(24.0), 4, max_iter=2).forecast(3, level=1.0), "level"),
         (lambda: fit_holt_winters(np.arange(24.0), 4, max_iter=2).crossing(np.nan, 5), "threshold"),

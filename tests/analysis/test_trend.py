@@ -147,6 +147,11 @@ def test_slope_ranks_when_the_sample_misses():
     y = 2.0 * t
     assert K.slope_ranks(t, y, 10, 11, 2) == (2.0, 2.0)
     assert K.slope_ranks(t, y, 600, 601, 2) == (2.0, 2.0)
+    # a tied series whose sample puts the upper bracket end below the wanted rank (found by search)
+    y3 = np.array([0, -1, 1, -1, 2, 0, -1, 0, 1, 0, 0, 0, 0, -1, 1, 1, 1, -1], dtype=np.float64)
+    t3 = np.arange(18.0)
+    ref = np.sort(np.concatenate([(y3[i + 1 :] - y3[i]) / (t3[i + 1 :] - t3[i]) for i in range(17)]))
+    assert K.slope_ranks(t3, y3, 35, 35, 2) == (ref[35], ref[35])
     y2 = np.where(t < 49, 0.0, 1.0)  # every slope 0 except the pairs with the last point
     n_pairs = 50 * 49 // 2
     assert K.slope_ranks(t, y2, n_pairs - 49, n_pairs - 1, 1) == (1.0 / 49, 1.0)
