@@ -224,7 +224,8 @@ class NetworkAnomalyDetector:
             self.metric_floor[self.metrics.index(k)] = fl
         for k, npts in confirm.items():
             _check(
-                int(npts) == npts and 1 <= npts <= 1000, f"metric_confirm[{k!r}] must be an integer in 1..1000, got {npts}"
+                int(npts) == npts and 1 <= npts <= 1000,
+                f"metric_confirm[{k!r}] must be an integer in 1..1000, got {npts}",
             )
             self.metric_confirm[self.metrics.index(k)] = npts
         # non-negative metrics: baseline >= 0 in the metric's unit (log(c) in the scored unit)

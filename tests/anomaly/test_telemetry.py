@@ -68,6 +68,7 @@ def test_reader_errors(tmp_path):
         read_scenario(empty)
 
 
+@pytest.mark.slow
 def test_shutdown_found_on_real_telemetry(cisco_dir):
     folder = cisco_dir / "S-200202_2014_evtmix-1"
     ts, el, me, va = read_scenario(folder / ".." / "S-200202_2014_evtmix-1")
