@@ -288,6 +288,7 @@ def main(argv=None) -> int:
         from telcoanalytics.evaluate.telemetry import evaluate_telemetry, telemetry_table
 
         print(telemetry_table(evaluate_telemetry(args.data, SHARED, threshold=args.threshold)))
+        print(telemetry_table(evaluate_telemetry(args.data, SHARED, threshold=args.threshold, resolutions=True)))
     elif args.what == "transfer":
         print(transfer_table(threshold_transfer(args.nab, args.cisco)))
     else:
