@@ -21,7 +21,6 @@ from telcoanalytics.records import CAUSE_CONGESTION, METRICS
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("TELCO_SHARED", REPO.parent / "shared"))
-NAB_PREFIX = "telco"
 
 
 # ================================================================================================
