@@ -364,6 +364,8 @@ def detect_batch(b, p, S, o):
             prefetch_row(nobs_arr, s_ahead)
             prefetch_row(last_t, s_ahead)
             prefetch_row(sp, s_ahead)
+            prefetch_row(open_dir, s_ahead)
+            prefetch_row(run, s_ahead)
             if use_season:
                 if n_day > 0:
                     prefetch_at(seas_d, pd, s_ahead)

@@ -159,7 +159,7 @@ class DetectorConfig:
     tail_p: float = 0.01
     tune_eta: float = 0.02
     q_max: float = 1e3
-    threshold: float = 4.5
+    threshold: float = 3.0
     budget_fa: float = 1.0
     budget_eta: float = 0.01
     gain_max: float = 4.0
@@ -169,7 +169,7 @@ class DetectorConfig:
     close_after: int = 3
     adapt_s: float = 12 * 3600.0
     recovery_s: float = 7 * 86400.0
-    refire_s: float = 4 * 3600.0
+    refire_s: float = 86400.0
 
     def __post_init__(self):
         _check(self.season in ("auto", "day", "none"), f"season must be 'auto', 'day' or 'none', got {self.season!r}")

@@ -139,7 +139,7 @@ class NetworkAnomalyDetector:
     Parameters
     ----------
     topology : Topology
-        Network hierarchy (levels must include "site" and "region" for crowd/surge/gap).
+        Network hierarchy; classification groups by the levels named in ``classify``.
     metrics : sequence of str
         Metric names; a slot is ``element_index * len(metrics) + metric_id``.
     config : DetectorConfig, optional
@@ -150,15 +150,19 @@ class NetworkAnomalyDetector:
     silence : dict, optional
         Keyword arguments of :class:`SilenceMonitor`.
     metric_floor : dict metric -> float, optional
-        Absolute sigma floor per metric (default :data:`DEFAULT_METRIC_FLOOR`; others use
+        Absolute sigma floor per metric (replaces the registry's floors; others use
         ``config.floor_abs``).
     metric_transform : dict metric -> float, optional
-        Metrics scored as ``log(max(x, 0) + c)`` (default :data:`DEFAULT_METRIC_TRANSFORM`).
+        Metrics scored as ``log(max(x, 0) + c)`` (replaces the registry's transforms).
     metric_confirm : dict metric -> int, optional
-        Consecutive alarm points that open an episode (default :data:`DEFAULT_METRIC_CONFIRM`).
+        Consecutive alarm points that open an episode (replaces the registry's counts).
     silence_metrics : sequence of str, optional
         Metrics whose reports count as the element being alive (default all). Give the
         collector-delivered metrics so that a collection gap is seen even while other sources flow.
+    registry : MetricRegistry, optional
+        Per-metric settings by full name (default :data:`DEFAULT_REGISTRY`, the project's metrics);
+        a metric without settings gets the defaults and a ``UserWarning`` unless explicit
+        ``metric_floor`` / ``metric_transform`` / ``metric_confirm`` tables are given.
 
     Examples
     --------

@@ -21,7 +21,6 @@ from telcoanalytics.records import CAUSE_CONGESTION, METRICS
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("TELCO_SHARED", REPO.parent / "shared"))
-NAB_PREFIX = "telco"
 
 
 # ================================================================================================
@@ -288,6 +287,7 @@ def main(argv=None) -> int:
         from telcoanalytics.evaluate.telemetry import evaluate_telemetry, telemetry_table
 
         print(telemetry_table(evaluate_telemetry(args.data, SHARED, threshold=args.threshold)))
+        print(telemetry_table(evaluate_telemetry(args.data, SHARED, threshold=args.threshold, resolutions=True)))
     elif args.what == "transfer":
         print(transfer_table(threshold_transfer(args.nab, args.cisco)))
     else:

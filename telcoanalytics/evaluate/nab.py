@@ -22,8 +22,11 @@ from telcoanalytics.anomaly.config import DetectorConfig
 from telcoanalytics.anomaly.slots import AnomalyDetector
 
 NAB_PREFIX = "telco"
-THRESHOLD_GRID = (3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 10.0)
+THRESHOLD_GRID = (2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0)
 """Score thresholds (``-log10`` tail probability) among which :func:`nab_lofo` chooses."""
+REFIRE_GRID = (4 * 3600.0, 86400.0)
+"""Re-fire suppression windows (s) among which :func:`nab_lofo` chooses (the other default it
+selects on the training folders)."""
 _FIXED = {"standard": 0.5, "reward_low_FP_rate": 0.5, "reward_low_FN_rate": 0.5}
 
 
@@ -95,37 +98,44 @@ class NabCorpus:
     def folders(self) -> list[str]:
         return sorted({os.path.dirname(n) for n in self.names})
 
-    def file_rows(self, names, threshold: float) -> list:
+    def file_rows(self, names, threshold: float, refire_s: float | None = None) -> list:
         out, wid = [], 0
         for name in names:
-            key = (name, threshold)
+            key = (name, threshold, refire_s)
             if key not in self._cache:
                 _, ts, vals = self.data[name]
-                self._cache[key] = detections(ts, vals, threshold)
+                kw = {} if refire_s is None else {"refire_s": refire_s}
+                self._cache[key] = detections(ts, vals, threshold, **kw)
             out.append(self.ns.prepare_file(name, self.data[name][0], self._cache[key], self.windows[name], wid))
             wid += len(self.windows[name])
         return out
 
-    def score(self, names, threshold: float) -> dict:
-        """NAB result (``score_corpus`` dict) of ``names`` at the detector threshold ``threshold``."""
+    def score(self, names, threshold: float, refire_s: float | None = None) -> dict:
+        """NAB result (``score_corpus`` dict) of ``names`` at the detector threshold ``threshold``
+        (and re-fire window ``refire_s``; None: the product default)."""
         names = list(names)
         return self.ns.score_corpus(
-            self.file_rows(names, threshold), sum(len(self.windows[n]) for n in names), dict(_FIXED)
+            self.file_rows(names, threshold, refire_s), sum(len(self.windows[n]) for n in names), dict(_FIXED)
         )
 
 
-def nab_lofo(corpus: NabCorpus, grid=THRESHOLD_GRID) -> dict:
-    """Leave-one-folder-out: per profile, the threshold with the best raw score on the other
-    folders scores the held-out folder. Returns per-fold and mean normalised scores."""
+def _grid(grid, refire_grid) -> list:
+    return [(s, r) for r in refire_grid for s in grid]
+
+
+def nab_lofo(corpus: NabCorpus, grid=THRESHOLD_GRID, refire_grid=REFIRE_GRID) -> dict:
+    """Leave-one-folder-out: per profile, the (threshold, re-fire window) with the best raw score
+    on the other folders scores the held-out folder. Returns per-fold, mean and pooled scores."""
     folds = []
+    combos = _grid(grid, refire_grid)
     for held in corpus.folders():
         train = [n for n in corpus.names if os.path.dirname(n) != held]
         test = [n for n in corpus.names if os.path.dirname(n) == held]
         chosen, scores, parts = {}, {}, {}
         for prof in _FIXED:
-            raws = [corpus.score(train, s)["profiles"][prof]["raw"] for s in grid]
-            chosen[prof] = grid[int(np.argmax(raws))]
-            v = corpus.score(test, chosen[prof])["profiles"][prof]
+            raws = [corpus.score(train, *c)["profiles"][prof]["raw"] for c in combos]
+            chosen[prof] = combos[int(np.argmax(raws))]
+            v = corpus.score(test, *chosen[prof])["profiles"][prof]
             scores[prof] = v["score"]
             parts[prof] = (v["raw"], v["null_raw"], v["perfect_raw"])
         folds.append({"folder": held, "files": len(test), "threshold": chosen, "score": scores, "parts": parts})
@@ -136,13 +146,22 @@ def nab_lofo(corpus: NabCorpus, grid=THRESHOLD_GRID) -> dict:
     for p in _FIXED:
         raw, null, perf = (sum(f["parts"][p][k] for f in folds) for k in range(3))
         pooled[p] = 100.0 * (raw - null) / (perf - null)
-    return {"folds": folds, "mean": mean, "pooled": pooled, "grid": list(grid)}
+    return {"folds": folds, "mean": mean, "pooled": pooled, "grid": combos}
 
 
 def choose_threshold(corpus: NabCorpus, grid=THRESHOLD_GRID, profile: str = "standard") -> float:
-    """The threshold with the best raw ``profile`` score on the whole corpus (for transfer)."""
+    """The threshold with the best raw ``profile`` score on the whole corpus at the product's other
+    defaults (for threshold transfer)."""
     raws = [corpus.score(corpus.names, s)["profiles"][profile]["raw"] for s in grid]
     return float(grid[int(np.argmax(raws))])
+
+
+def choose_defaults(corpus: NabCorpus, grid=THRESHOLD_GRID, refire_grid=REFIRE_GRID) -> tuple:
+    """The (threshold, re-fire window) with the best raw standard score on all files: how the
+    product defaults were chosen (their held-out estimate is :func:`nab_lofo`)."""
+    combos = _grid(grid, refire_grid)
+    raws = [corpus.score(corpus.names, *c)["profiles"]["standard"]["raw"] for c in combos]
+    return combos[int(np.argmax(raws))]
 
 
 def lofo_table(res: dict) -> str:
@@ -151,7 +170,9 @@ def lofo_table(res: dict) -> str:
         lines.append(
             f"  {f['folder']:<24}{f['files']:>3} files  "
             + "  ".join(
-                f"{p}: {f['score'][p]:6.1f} (raw {f['parts'][p][0]:.2f}, S={f['threshold'][p]:g})" for p in f["score"]
+                f"{p}: {f['score'][p]:6.1f} (raw {f['parts'][p][0]:.2f}, S={f['threshold'][p][0]:g}, "
+                f"refire {f['threshold'][p][1] / 3600:g} h)"
+                for p in f["score"]
             )
         )
     lines.append("  mean of scorable folds: " + ", ".join(f"{p} {v:.1f}" for p, v in res["mean"].items()))

@@ -33,8 +33,12 @@ def load_event_scorer(shared: Path):
     return mod
 
 
-def scenario_alarms(folder, config: DetectorConfig | None = None, step_ms: int = 10_000) -> list[dict]:
-    """Alarms (episode openings) of one scenario, replayed causally in ``step_ms`` batches."""
+def scenario_alarms(
+    folder, config: DetectorConfig | None = None, step_ms: int = 10_000, resolutions: bool = False
+) -> list[dict]:
+    """Alarms (episode openings) of one scenario, replayed causally in ``step_ms`` batches; with
+    ``resolutions`` also the episode closings (an operator's "resolved" notice), timed at the
+    point where the episode closes (the close row's ``t_ms``)."""
     ts, el, me, va = read_scenario(folder)
     net = telemetry_detector(el, config)
     eidx = net.element_index(el)
@@ -47,12 +51,13 @@ def scenario_alarms(folder, config: DetectorConfig | None = None, step_ms: int =
         if hi <= lo:
             continue
         rows = net.update(ts[lo:hi], eidx[lo:hi], midx[lo:hi], va[lo:hi])
-        for r in rows[(rows["end_ms"] < 0) & np.isin(rows["classification"], REPORTED)]:
+        keep = np.isin(rows["classification"], REPORTED) & ((rows["end_ms"] < 0) | resolutions)
+        for r in rows[keep]:
             el_name = str(names[int(r["slot"]) // net.n_metrics])
             dev, itf = el_name.split("|", 1)
             out.append(
                 {
-                    "timestamp": int(r["start_ms"]) / 1000.0,
+                    "timestamp": (int(r["start_ms"]) if r["end_ms"] < 0 else int(r["t_ms"])) / 1000.0,
                     "device": dev,
                     "interface": "" if itf == "-" else itf,
                     "series": f"{el_name}|{r['metric']}",
@@ -64,8 +69,11 @@ def scenario_alarms(folder, config: DetectorConfig | None = None, step_ms: int =
     return out
 
 
-def evaluate_telemetry(data_dir, shared, config: DetectorConfig | None = None, threshold: float | None = None) -> dict:
-    """Score every scenario of ``data_dir``; ``threshold`` overrides the configured one.
+def evaluate_telemetry(
+    data_dir, shared, config: DetectorConfig | None = None, threshold: float | None = None, resolutions: bool = False
+) -> dict:
+    """Score every scenario of ``data_dir``; ``threshold`` overrides the configured one;
+    ``resolutions`` counts episode closings as notices too (see :func:`scenario_alarms`).
 
     Returns ``{"scenarios": [...], "events": n, "detected": k, "recall": k / n, "median_delay_s",
     "false_alarms", "hours", "routers", "fa_per_hour_per_router"}`` (false episodes per hour per
@@ -83,7 +91,7 @@ def evaluate_telemetry(data_dir, shared, config: DetectorConfig | None = None, t
             folder = Path(data_dir) / sc
             if not (folder / "events.csv").exists():
                 continue
-            alarms = scenario_alarms(folder, cfg)
+            alarms = scenario_alarms(folder, cfg, resolutions=resolutions)
             path = Path(tmp) / f"{sc}.csv"
             with open(path, "w", newline="") as f:
                 w = csv.DictWriter(f, ["timestamp", "device", "interface", "series"], extrasaction="ignore")
@@ -108,6 +116,7 @@ def evaluate_telemetry(data_dir, shared, config: DetectorConfig | None = None, t
         "hours": hours_sum,
         "fa_per_hour_per_router": fa_rate_sum / hours_sum if hours_sum else float("nan"),
         "threshold": cfg.threshold,
+        "resolutions": resolutions,
     }
 
 
@@ -124,6 +133,7 @@ def telemetry_table(res: dict) -> str:
     lines.append(
         f"all: {res['detected']}/{res['events']} events within 5 min ({100 * res['recall']:.0f} %), median delay "
         f"{res['median_delay_s']:.0f} s, {res['false_alarms']} false alarms = "
-        f"{res['fa_per_hour_per_router']:.2f} per hour per router (threshold {res['threshold']:g})"
+        f"{res['fa_per_hour_per_router']:.2f} per hour per router (threshold {res['threshold']:g}"
+        + (", episode closings counted as notices)" if res["resolutions"] else ", alarm starts only)")
     )
     return "\n".join(lines)

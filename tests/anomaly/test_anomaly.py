@@ -107,6 +107,7 @@ def test_two_batches_equal_one_pass(split, seed):
 
 
 # ---- calibration -------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("dist", ["gauss", "laplace", "student_t4"])
 def test_score_is_a_calibrated_tail_probability(dist):
     """Share of points with score > s: at most about 10**-s whatever the noise (the exponential
@@ -148,6 +149,7 @@ def test_one_threshold_means_one_rate_across_scales():
 
 
 # ---- useful from the first hour: earned seasonality -----------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("interval_s", [10, 60])
 def test_stationary_series_no_more_alarms_at_full_hours(interval_s):
     rng = np.random.default_rng(11)
@@ -351,7 +353,8 @@ def test_settings_scale_with_the_interval(interval_s):
     x[300:] += 10.0  # a 20-sigma step
     rows = AnomalyDetector(1, cfg).update(t, np.zeros(n, np.int64), x)
     opened = rows[rows["end_ms"] < 0]
-    assert len(opened) >= 1 and opened["start_ms"][0] == t[300]
+    assert t[300] in opened["start_ms"]  # found at the first point of the step
+    assert (opened["start_ms"] < t[300]).sum() <= 2  # noise at a 1e-3 tail over 300 points
 
 
 def test_for_interval_bounds():
@@ -390,7 +393,8 @@ def test_outputs_kept_by_caller_are_not_overwritten(rng):
 
 def test_grow_checkpoint_and_metadata(rng):
     t, s, x = _series(rng, 2, 200, PM)
-    det = AnomalyDetector(2, DetectorConfig.for_interval(300), slot_element_id=[7, 8], slot_metric=["a" * 64, "b"])
+    cfg = DetectorConfig.for_interval(300, refire_s=0)
+    det = AnomalyDetector(2, cfg, slot_element_id=[7, 8], slot_metric=["a" * 64, "b"])
     det.update(t, s, x)
     det.grow(3)
     assert det.n_slots == 3 and det.state.seas_w.shape[1] == 3 and det.slot_metric[0] == "a" * 64

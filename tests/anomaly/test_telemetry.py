@@ -45,6 +45,10 @@ def test_reads_both_header_layouts_and_blank_lines(tmp_path):
     assert ts[0] == np.datetime64("2020-01-01T00:00:00.100").astype("datetime64[ms]").astype(np.int64)
     ts2, *_ = read_scenario(tmp_path)
     np.testing.assert_array_equal(ts, ts2)
+    net = telemetry_detector(el)
+    assert net.topology.names["element"].tolist() == ["leafX|Hu0/0/0/1"] and net.metrics == TELEMETRY_METRICS
+    rows = net.update(ts, net.element_index(el), net.metric_index(me), va)
+    assert len(rows) == 0  # three points: still warming up
 
 
 def test_reader_errors(tmp_path):
@@ -68,6 +72,7 @@ def test_reader_errors(tmp_path):
         read_scenario(empty)
 
 
+@pytest.mark.slow
 def test_shutdown_found_on_real_telemetry(cisco_dir):
     folder = cisco_dir / "S-200202_2014_evtmix-1"
     ts, el, me, va = read_scenario(folder / ".." / "S-200202_2014_evtmix-1")

@@ -109,3 +109,21 @@ def test_unknown_metric_warns_and_names_are_checked():
             MetricSpec("m", **bad)
     with pytest.raises(ValueError, match="non-empty"):
         MetricSpec("")
+
+
+def test_integer_arguments_name_the_fix():
+    from telcoanalytics.anomaly.silence import SilenceMonitor
+
+    mon = SilenceMonitor(2)
+    with pytest.raises(ValueError, match="datetime64; pass it through to_ms"):
+        mon.observe(np.array(["2024-01-01"], dtype="datetime64[s]"), np.zeros(1, np.int64))
+    with pytest.raises(ValueError, match="elem must hold integers"):
+        mon.observe(np.zeros(1, np.int64), np.zeros(1))
+    with pytest.raises(ValueError, match="one-dimensional"):
+        mon.observe(np.zeros((1, 1), np.int64), np.zeros(1, np.int64))
+
+
+def test_explicit_per_metric_tables_override_the_registry():
+    net = NetworkAnomalyDetector(_topo(), (LONG,), registry=REG, metric_confirm={LONG: 2}, metric_floor={LONG: 0.5})
+    assert (net.detector.sp[:, 1] == 2).all() and (net.detector.sp[:, 0] == 0.5).all()
+    assert net.log_offset[0] == 1000.0  # tables not given still come from the registry

@@ -40,9 +40,10 @@ def test_read_nab_csv(tmp_path):
         evt.load_event_scorer(tmp_path)
 
 
+@pytest.mark.slow
 def test_nab_corpus_scores_two_files(nab_dir):
     c = evn.NabCorpus(nab_dir, ev.SHARED)
-    r = c.score(FAST_FILES, 4.5)
+    r = c.score(FAST_FILES, 3.0)
     assert r["window_level"]["windows_scorable"] >= 2
     assert r["profiles"]["standard"]["score"] > 0.0  # better than detecting nothing
     assert "artificialNoAnomaly" in c.folders()
@@ -69,6 +70,7 @@ def test_telemetry_with_defaults(cisco_dir, capsys):
     assert "per hour per router" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_telemetry_one_scenario(cisco_dir):
     alarms = evt.scenario_alarms(cisco_dir / "S-200124_0247_bfd_break")
     t_break = 1579835634.0  # break_bfd, events.csv
