@@ -25,7 +25,9 @@ from telcoanalytics.pipeline.contract import (  # noqa: F401
     load_class,
 )
 from telcoanalytics.pipeline.distributed import (  # noqa: F401
+    PartitionedComponents,
     map_merge,
+    partitioned_pipeline,
     split_by_level,
     windows_by_partition,
 )
@@ -50,6 +52,8 @@ __all__ = [
     "load_class",
     "split_by_level",
     "map_merge",
+    "PartitionedComponents",
+    "partitioned_pipeline",
     "windows_by_partition",
     "CHECKPOINT_FORMAT",
     "CheckpointError",
