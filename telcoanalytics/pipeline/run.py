@@ -263,7 +263,9 @@ class Progress:
 
     def line(self, rows: int, event_ms: int, extra: str = "") -> str:
         dt = max(time.perf_counter() - self._t0, 1e-9)
-        s = f"{rows:,} rows | event time {fmt_time(event_ms)} | {rows / dt / 1e6:.2f} M rows/s"
+        rate = rows / dt
+        rate_s = f"{rate / 1e6:.2f} M rows/s" if rate >= 1e5 else f"{rate:,.0f} rows/s"
+        s = f"{rows:,} rows | event time {fmt_time(event_ms)} | {rate_s}"
         if self.show_lag and event_ms != _NO_DATA:
             s += f" | lag {self.clock() - event_ms / 1000:.0f} s"
         return s + (f" | {extra}" if extra else "")
