@@ -182,6 +182,7 @@ def run_follow(config, out=None, say=print) -> int:
         CHECKPOINT_NAME,
         _LateSink,
         _outputs,
+        attach_finding_logs,
         build_pipeline,
         load_topology_file,
     )
@@ -217,6 +218,7 @@ def run_follow(config, out=None, say=print) -> int:
         pipe = build_pipeline(s, topo, logs["alerts"])
         pipe.checkpoint_driver = {"settings": s, "head": []}
     use_quarantine(pipe, streaming_quarantine(logs["quarantine"], restored=pipe.quarantine))
+    attach_finding_logs(pipe, out, s, (driver or {}).get("outputs"), logs)
     src = DirectorySource(
         f["dir"],
         s["chunk_rows"],

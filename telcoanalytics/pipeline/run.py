@@ -83,6 +83,7 @@ class OutputLog:
         self.rotate_bytes = rotate_bytes
         self.keep = keep
         self.seq = 0  # rotations so far
+        self.counters: dict = dict((state or {}).get("counters", {}))  # writers' tallies, checkpointed with the length
         if state is None:
             for old in self._rotated():
                 old.unlink()
@@ -141,9 +142,9 @@ class OutputLog:
         os.fsync(self._fh.fileno())
 
     def state(self) -> dict:
-        """``{"seq": rotations, "bytes": length of the active file}``, for a checkpoint."""
+        """``{"seq": rotations, "bytes": length of the active file, "counters": ...}``, for a checkpoint."""
         self._fh.flush()
-        return {"seq": self.seq, "bytes": self._fh.tell()}
+        return {"seq": self.seq, "bytes": self._fh.tell(), "counters": dict(self.counters)}
 
     def files(self) -> list[Path]:
         """Rotated files (oldest first) then the active file: everything written and retained."""
@@ -169,11 +170,15 @@ class JsonlAlertSink:
     name = "jsonl"
 
     def __init__(self, log: OutputLog):
-        from collections import Counter
-
         self.log = log
         self.path = log.path
-        self.stats: Counter = Counter()
+
+    @property
+    def stats(self):
+        """Notifications and lines written (over the whole run: kept in the log's checkpointed counters)."""
+        from collections import Counter
+
+        return Counter(self.log.counters)
 
     def submit(self, notifications) -> None:
         from telcoanalytics.alerts.manager import Notification, rfc3339_ms
@@ -193,9 +198,12 @@ class JsonlAlertSink:
                     notified_at=rfc3339_ms(n.t_ms),
                 )
                 lines.append(json.dumps(d, sort_keys=True))
+        if not lines:
+            return
         self.log.write_lines(lines)
-        self.stats["notifications"] += len(notifications)
-        self.stats["lines"] += len(lines)
+        c = self.log.counters
+        c["notifications"] = c.get("notifications", 0) + len(notifications)
+        c["lines"] = c.get("lines", 0) + len(lines)
 
     def flush(self, timeout_s: float | None = None) -> bool:
         return True
