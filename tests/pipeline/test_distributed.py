@@ -126,6 +126,7 @@ def _run(day, batches, client=None, single=False, n_partitions=None, split=None,
     return p, js, notes
 
 
+@pytest.mark.slow  # full components: minutes as plain Python; the compiled pass runs it
 def test_partitioned_pipeline_equals_the_single_pipeline(net):
     """Reference: the ordinary one-process pipeline over the same batches."""
     day, batches = net
@@ -146,6 +147,7 @@ def test_partitioned_pipeline_equals_the_single_pipeline(net):
     assert len(part.partition_report_lines()) == 3
 
 
+@pytest.mark.slow  # full components: minutes as plain Python; the compiled pass runs it
 def test_partitioned_checkpoint_restores_exactly(net, tmp_path):
     day, batches = net
     a, fa, na = _run(day, batches, n_partitions=2)
