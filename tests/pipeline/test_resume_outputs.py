@@ -189,3 +189,19 @@ def test_anomalies_found_between_advances_survive_a_checkpoint(day):
     comp._pending.append(row)  # as update() leaves what it scored until the next advance
     again = AnomalyComponent.from_state(comp.to_state(), day.topology)
     assert len(again._pending) == 1 and again._pending[0]["classification"][0] == "fault"
+
+
+def test_resume_refuses_damaged_foreign_and_finished_runs(tmp_path):
+    from telcoanalytics import cli
+
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "checkpoint.npz").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(SystemExit, match=r"checkpoint .*checkpoint.npz is damaged or not a checkpoint"):
+        cli.main(["replay", "--resume", str(out)])
+    day = generate(n_elements=40, n_regions=2, days=0.01, seed=1)
+    Pipeline(day.topology).checkpoint(out / "checkpoint.npz")  # a library checkpoint: no run settings
+    with pytest.raises(SystemExit, match="was not written by a replay"):
+        cli.main(["replay", "--resume", str(out)])
+    with pytest.raises(SystemExit, match="no checkpoint there"):
+        cli.main(["replay", "--resume", str(tmp_path / "empty")])
