@@ -1,4 +1,4 @@
-"""Command line: ``telcoanalytics replay | generate | bench`` (also ``python -m telcoanalytics``).
+"""Command line: ``telcoanalytics replay | run | generate | bench`` (also ``python -m telcoanalytics``).
 
 ``replay`` runs the whole pipeline over a synthetic network day (default) or over the user's
 files, in arrival order, and prints what it ingested, quarantined, routed and found.
@@ -53,6 +53,17 @@ def cmd_replay(args) -> int:
     if args.no_checkpoints:
         settings["checkpoints"] = False
     return run_replay(settings, checkpoint=args.checkpoint, restore=args.restore)
+
+
+def cmd_run(args) -> int:
+    from telcoanalytics.pipeline.config import ConfigError, load_config
+    from telcoanalytics.pipeline.follow import run_follow
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
+    return run_follow(config, out=args.out)
 
 
 def cmd_generate(args) -> int:
@@ -169,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-checkpoints", action="store_true", help="no periodic checkpoints (no --resume then)")
     p.add_argument("--config", help="TOML configuration file of the whole pipeline (options given here win)")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser(
+        "run", help="real time: follow the folder of [follow] dir in a configuration file, with checkpoints"
+    )
+    p.add_argument("--config", required=True, help="TOML configuration (see examples/pipeline.toml)")
+    p.add_argument("--out", help="output folder (default: [run] out of the configuration)")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("generate", help="write a synthetic dataset (Parquet or CSV) for replay --input")
     synth_args(p)

@@ -1,5 +1,7 @@
 """Pipeline: micro-batches through ingest and topology to the components, watermarks and allowed
-lateness, checkpoint and restore, the replay's component wiring and partitioned (Dask) runs.
+lateness, crash-safe checkpoints (:mod:`.checkpoint`), the replay and real-time drivers with exact
+resume (:mod:`.run`, :mod:`.replay`, :mod:`.follow`), one TOML configuration (:mod:`.config`), the
+replay's component wiring and the pipeline partitioned on Dask (:mod:`.distributed`).
 """
 
 from telcoanalytics.pipeline.checkpoint import (  # noqa: F401
@@ -16,6 +18,7 @@ from telcoanalytics.pipeline.components import (  # noqa: F401
     build_alert_manager,
     build_components,
 )
+from telcoanalytics.pipeline.config import ConfigError, load_config  # noqa: F401
 from telcoanalytics.pipeline.contract import (  # noqa: F401
     CONTRACT_METHODS,
     Component,
@@ -25,16 +28,30 @@ from telcoanalytics.pipeline.contract import (  # noqa: F401
     load_class,
 )
 from telcoanalytics.pipeline.distributed import (  # noqa: F401
+    PartitionedComponents,
     map_merge,
+    partitioned_pipeline,
     split_by_level,
     windows_by_partition,
 )
+from telcoanalytics.pipeline.follow import DirectorySource, run_stream  # noqa: F401
 from telcoanalytics.pipeline.pipeline import (  # noqa: F401
     CHECKPOINT_FORMAT,
     Pipeline,
 )
+from telcoanalytics.pipeline.replay import run_replay  # noqa: F401
+from telcoanalytics.pipeline.run import DEFAULT_CHECKPOINT_EVERY_MIN, OutputLog, Progress, Runner  # noqa: F401
 
 __all__ = [
+    "ConfigError",
+    "load_config",
+    "DirectorySource",
+    "run_stream",
+    "run_replay",
+    "DEFAULT_CHECKPOINT_EVERY_MIN",
+    "OutputLog",
+    "Progress",
+    "Runner",
     "ALL_NAMES",
     "build_components",
     "build_alert_manager",
@@ -50,6 +67,8 @@ __all__ = [
     "load_class",
     "split_by_level",
     "map_merge",
+    "PartitionedComponents",
+    "partitioned_pipeline",
     "windows_by_partition",
     "CHECKPOINT_FORMAT",
     "CheckpointError",

@@ -18,6 +18,7 @@ Their findings travel as alerts through :meth:`Pipeline.advance` to the pipeline
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -83,6 +84,31 @@ class _Base:
 
     def finish(self, watermark_ms: int) -> list:
         return []
+
+
+class _Streamed:
+    """Findings that can stream to an append-only log instead of living in memory and checkpoints.
+
+    ``attach_log(log)`` (an :class:`telcoanalytics.pipeline.run.OutputLog`; the replay and the
+    real-time runner attach ``sla_events.jsonl`` / ``anomalies.jsonl``) makes the component write
+    each finding as one JSON line and keep none; reading them (the report, the scorecard) then
+    reads the retained files back. The log's length is recorded by each checkpoint, so a resumed
+    run continues the file exactly.
+    """
+
+    _log = None
+
+    def attach_log(self, log) -> None:
+        """Stream findings to ``log`` from now on (those held so far are written first)."""
+        self._log = log
+        held = self._held()
+        self._clear_held()
+        if held:
+            self._write(held)
+
+    @property
+    def streaming(self) -> bool:
+        return self._log is not None
 
 
 # ---- windows -------------------------------------------------------------------------------------
@@ -203,16 +229,36 @@ COMPONENTS["windows"] = lambda topology, options: WindowsComponent(
 
 
 # ---- KPI / SLA monitoring ----------------------------------------------------------------------------
-class SlaComponent(_Base):
+class SlaComponent(_Streamed, _Base):
     """KPIs from raw records and SLA rules/SLOs (default rule set); firing and resolved events
-    become alerts."""
+    become alerts (and stream to ``sla_events.jsonl`` in a replay or real-time run)."""
+
+    LOG_NAME = "sla_events"
 
     def __init__(self, topology, rules=None, _mon=None, **monitor_options):
         from telcoanalytics.sla.sla import SlaMonitor
 
         self.mon = _mon or SlaMonitor(topology, rules, **monitor_options)
-        self.events = []
+        self._events = []
         self.topology = topology
+
+    @property
+    def events(self) -> list:
+        """Every SLA event so far (read back from the log when streaming)."""
+        if self._log is None:
+            return self._events
+        from telcoanalytics.sla.sla import SlaEvent
+
+        return [SlaEvent(**json.loads(x)) for x in self._log.read_lines()]
+
+    def _held(self):
+        return self._events
+
+    def _clear_held(self):
+        self._events = []
+
+    def _write(self, events):
+        self._log.write_lines([json.dumps(e.to_dict(), sort_keys=True) for e in events])
 
     def update(self, batch: RoutedBatch) -> list:
         if batch.source in ("cdr", "equip", "qos"):
@@ -222,7 +268,10 @@ class SlaComponent(_Base):
     def _alerts(self, events) -> list:
         from telcoanalytics.alerts.manager import alerts_from_sla_events
 
-        self.events.extend(events)
+        if self._log is not None:
+            self._write(events)
+        else:
+            self._events.extend(events)
         return alerts_from_sla_events(events, self.topology) if events else []
 
     def advance(self, watermark_ms: int) -> list:
@@ -240,21 +289,22 @@ class SlaComponent(_Base):
             f"== SLA monitoring ({len(self.mon.rules)} rules, KPIs from raw records; "
             f"counter store {self.mon.store.memory_bytes() / 2**20:.0f} MiB)"
         ]
-        by = Counter((e.rule, e.state) for e in self.events)
+        events = self.events
+        by = Counter((e.rule, e.state) for e in events)
         rules = sorted({r for r, _ in by})
         if not rules:
             return lines + ["  no violations"]
         lines.append("  rule                          pending  firing  resolved")
         for r in rules:
             lines.append(f"  {r:<29} {by[(r, 'pending')]:7d} {by[(r, 'firing')]:7d} {by[(r, 'resolved')]:9d}")
-        firing = [e for e in self.events if e.state == "firing"]
+        firing = [e for e in events if e.state == "firing"]
         lines.append(f"  first firing violations (of {len(firing)}):")
         for e in firing[:8]:
             lines.append(f"    {e.summary}")
         return lines
 
     def to_state(self) -> dict:
-        return {"mon": self.mon.to_state(), "events": [e.to_dict() for e in self.events]}
+        return {"mon": self.mon.to_state(), "events": [e.to_dict() for e in self._events]}
 
     @classmethod
     def from_state(cls, state: dict, topology) -> SlaComponent:
@@ -262,7 +312,7 @@ class SlaComponent(_Base):
 
         mon = SlaMonitor.from_state(state["mon"])
         comp = cls(mon.topology, _mon=mon)
-        comp.events = [SlaEvent(**e) for e in state["events"]]
+        comp._events = [SlaEvent(**e) for e in state["events"]]
         return comp
 
 
@@ -282,7 +332,7 @@ COMPONENTS["sla"] = _sla_factory
 
 
 # ---- anomaly detection ---------------------------------------------------------------------------------
-class AnomalyComponent(_Base):
+class AnomalyComponent(_Streamed, _Base):
     """Seasonal, self-tuning anomaly detection on equipment metrics and QoS latency/loss.
 
     Events are scored as they arrive (time-sorted within each batch); silence is checked at
@@ -291,6 +341,8 @@ class AnomalyComponent(_Base):
     :mod:`telcoanalytics.anomaly.policy`: faults and silences per element, collection gaps once
     per region; crowd/surge, change and benign findings are reported here, not paged.
     """
+
+    LOG_NAME = "anomalies"
 
     def __init__(self, topology, _net=None, detector: dict | None = None):
         import dataclasses
@@ -306,8 +358,38 @@ class AnomalyComponent(_Base):
             _net = NetworkAnomalyDetector(topology, SYNTH_METRICS, cfg, silence_metrics=METRICS)
         self.net = _net
         self.topology = topology
-        self.rows = []
+        self._rows = []
         self._pending = []
+
+    @property
+    def rows(self) -> list:
+        """Anomaly rows found so far, as a list of ``ANOMALY_DTYPE`` arrays (read back from the
+        log when streaming)."""
+        if self._log is None:
+            return self._rows
+        from telcoanalytics.anomaly.detector import ANOMALY_DTYPE
+
+        lines = self._log.read_lines()
+        if not lines:
+            return []
+        names = ANOMALY_DTYPE.names
+        nan = float("nan")
+        recs = [json.loads(x) for x in lines]
+        return [np.array([tuple(nan if r[n] is None else r[n] for n in names) for r in recs], dtype=ANOMALY_DTYPE)]
+
+    def _held(self):
+        return self._rows
+
+    def _clear_held(self):
+        self._rows = []
+
+    def _write(self, parts):
+        names = parts[0].dtype.names
+        lines = []
+        for rows in parts:
+            for r in rows.tolist():
+                lines.append(json.dumps(dict(zip(names, (_plain(v) for v in r)))))
+        self._log.write_lines(lines)
 
     def learn(self, day, until_ms: int) -> None:
         """Learn baselines and thresholds from a synthetic day's history: the clean equipment and
@@ -360,7 +442,10 @@ class AnomalyComponent(_Base):
         found = np.concatenate(self._pending)
         self._pending = []
         relabel_benign(found)
-        self.rows.append(found)
+        if self._log is not None:
+            self._write([found])
+        else:
+            self._rows.append(found)
         return paged_alerts(found, self.topology, int(watermark_ms))
 
     def report_lines(self):
@@ -419,16 +504,28 @@ class AnomalyComponent(_Base):
     def to_state(self) -> dict:
         from telcoanalytics.anomaly.detector import ANOMALY_DTYPE
 
-        rows = np.concatenate(self.rows) if self.rows else np.zeros(0, ANOMALY_DTYPE)
-        return {"net": self.net.to_state(), "rows": rows}
+        rows = np.concatenate(self._rows) if self._rows else np.zeros(0, ANOMALY_DTYPE)
+        pending = np.concatenate(self._pending) if self._pending else np.zeros(0, ANOMALY_DTYPE)
+        return {"net": self.net.to_state(), "rows": rows, "pending": pending}
 
     @classmethod
     def from_state(cls, state: dict, topology) -> AnomalyComponent:
         from telcoanalytics.anomaly.detector import NetworkAnomalyDetector
 
         comp = cls(topology, _net=NetworkAnomalyDetector.from_state(state["net"], topology))
-        comp.rows = [state["rows"]] if len(state["rows"]) else []
+        comp._rows = [state["rows"]] if len(state["rows"]) else []
+        pending = state.get("pending")  # found by updates, not yet settled by an advance
+        comp._pending = [pending] if pending is not None and len(pending) else []
         return comp
+
+
+def _plain(v):
+    """A JSON-able scalar of an anomaly row field (NaN as null)."""
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, float) and v != v:
+        return None
+    return v
 
 
 def _hhmm(t_ms) -> str:

@@ -158,3 +158,344 @@ def windows_by_partition(
 
         out = SlidingWindows(n_slots, resolutions, allowed_lateness_ms, half_lives_s)
     return out
+
+
+# ---- the pipeline itself, partitioned ---------------------------------------------------------------
+class PartitionWorker:
+    """The analysis components of one partition (a set of route-level nodes); runs in this process
+    or as a Dask actor on a worker process. Built from plain values so it pickles cheaply."""
+
+    def __init__(self, topology_state: dict, enabled, allowed_lateness_ms: int, options: dict, state=None):
+        from telcoanalytics.pipeline.components import build_components
+        from telcoanalytics.pipeline.contract import load_class
+
+        topo = Topology.from_state(topology_state)
+        if state is None:
+            self.components = build_components(topo, enabled, allowed_lateness_ms=allowed_lateness_ms, options=options)
+        else:
+            self.components = {name: load_class(cls).from_state(st, topo) for name, (cls, st) in state.items()}
+
+    def apply(self, batches: list, watermark_ms=None, finish: bool = False) -> dict:
+        """Feed ``batches`` (RoutedBatch), then advance (and finish) at ``watermark_ms``; returns
+        ``{component: findings}`` (update findings first)."""
+        out = {name: [] for name in self.components}
+        for b in batches:
+            for name, comp in self.components.items():
+                out[name] += comp.update(b)
+        if watermark_ms is not None:
+            for name, comp in self.components.items():
+                out[name] += comp.finish(watermark_ms) if finish else comp.advance(watermark_ms)
+        return out
+
+    def topology_changed(self, batches: list, topology_state: dict, changes: list) -> dict:
+        out = self.apply(batches)
+        topo = Topology.from_state(topology_state)
+        for name, comp in self.components.items():
+            out[name] += comp.topology_changed(topo, changes)
+        return out
+
+    def to_state(self, batches: list = ()) -> tuple[dict, dict]:
+        """Pending batches applied first (their findings returned), then every component's class and state."""
+        from telcoanalytics.pipeline.contract import class_path
+
+        found = self.apply(list(batches))
+        return found, {name: (class_path(c), c.to_state()) for name, c in self.components.items()}
+
+    def write_checkpoint(self, path: str, batches: list = ()) -> tuple[dict, str]:
+        """Apply pending batches, then write this partition's own checkpoint (atomic) on its worker."""
+        import json
+
+        from telcoanalytics.pipeline.checkpoint import _flatten, write_atomic
+
+        found, state = self.to_state(batches)
+        flat: dict = {}
+        classes = {}
+        for name, (cls, st) in state.items():
+            classes[name] = cls
+            _flatten(f"comp.{name}", st, flat)
+        flat["__meta__"] = np.frombuffer(json.dumps({"classes": classes}).encode(), dtype=np.uint8)
+        write_atomic(path, lambda f: np.savez(f, **flat))
+        return found, path
+
+    def report_lines(self) -> list[str]:
+        return [x for comp in self.components.values() for x in comp.report_lines()]
+
+
+def _read_partition_checkpoint(path: str) -> dict:
+    import json
+
+    from telcoanalytics.pipeline.checkpoint import CheckpointError, _unflatten
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            flat = {k: z[k] for k in z.files}
+        classes = json.loads(bytes(flat.pop("__meta__")).decode())["classes"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(
+            f"partition checkpoint {path} is missing or damaged ({type(exc).__name__}: {exc}); resume from an "
+            "older checkpoint or start afresh"
+        ) from None
+    return {name: (cls, _unflatten(f"comp.{name}", flat)) for name, cls in classes.items()}
+
+
+class PartitionedComponents:
+    """One pipeline component that runs the real components partitioned by the pipeline's route
+    level: each partition (route-level nodes ``node % n_partitions``) has its own component
+    states, on a Dask worker process (an actor) or, without a client, in this process.
+
+    Use it as the only component of a :class:`~telcoanalytics.pipeline.Pipeline`: ingest,
+    validation, quarantine, routing, the tick schedule and the alert manager stay in the driving
+    process; each partition's rows are buffered and shipped once per advance (one round trip per
+    partition and tick), and the partitions work in parallel. Findings come back per component
+    and are merged in component order, partition by partition, so a run is identical whatever the
+    number of workers, and identical with and without Dask (bitwise).
+
+    Parameters
+    ----------
+    topology : Topology
+    route_level : str
+        Must be the pipeline's ``route_level`` (rows are split by ``RoutedBatch.partition``).
+    n_partitions : int
+        Partitions (default: one per route-level node).
+    enabled, allowed_lateness_ms, options
+        As :func:`telcoanalytics.pipeline.components.build_components`.
+    client : dask.distributed.Client, optional
+        Run each partition as an actor on the cluster; None: in this process.
+    checkpoint_dir : path, optional
+        Each partition writes its own checkpoint file there (on its worker, in parallel) when the
+        pipeline checkpoints; the pipeline's checkpoint then holds only their names. None: the
+        partitions' states are gathered into the pipeline's checkpoint.
+
+    Notes
+    -----
+    Rows of retired elements (``partition == -1``) go to partition 0. A component sees only its
+    partition's rows, so state that spans partitions (a rule scoped above the route level, the
+    windows' own lateness clock) is per partition: choose a route level at or above the scopes
+    of the SLA rules (``region`` for the default rules).
+    """
+
+    def __init__(
+        self,
+        topology: Topology,
+        route_level: str = "region",
+        n_partitions: int | None = None,
+        enabled=None,
+        allowed_lateness_ms: int = 900_000,
+        options: dict | None = None,
+        client=None,
+        checkpoint_dir=None,
+        _states=None,
+    ):
+        n_nodes = topology.n_nodes(route_level)
+        self.n_partitions = int(n_partitions or n_nodes)
+        if not 1 <= self.n_partitions <= n_nodes:
+            raise ValueError(f"n_partitions must be in 1..{n_nodes} (nodes of {route_level!r}), got {n_partitions!r}")
+        self.topology = topology
+        self.route_level = route_level
+        self.client = client
+        self.checkpoint_dir = checkpoint_dir
+        self.config = {
+            "enabled": None if enabled is None else list(enabled),
+            "allowed_lateness_ms": int(allowed_lateness_ms),
+            "options": dict(options or {}),
+        }
+        ts = topology.to_state()
+        states = _states or [None] * self.n_partitions
+        args = [
+            (ts, self.config["enabled"], self.config["allowed_lateness_ms"], self.config["options"], st)
+            for st in states
+        ]
+        if client is None:
+            self.workers = [PartitionWorker(*a) for a in args]
+        else:
+            futures = [client.submit(PartitionWorker, *a, actor=True, pure=False) for a in args]
+            self.workers = [f.result() for f in futures]
+        self.pending: list[list] = [[] for _ in range(self.n_partitions)]
+        if _states is not None:
+            self.names = list(_states[0])
+        else:
+            from telcoanalytics.pipeline.components import COMPONENTS
+
+            self.names = [n for n in COMPONENTS if enabled is None or n in enabled]
+        self._carry: list = []  # findings of pending rows applied outside an advance (none for the built-ins)
+
+    # ---- calls on every partition, in parallel ------------------------------------------------------
+    def _call(self, method: str, per_partition_args) -> list:
+        calls = [getattr(w, method)(*a) for w, a in zip(self.workers, per_partition_args)]
+        return [c.result() for c in calls] if self.client is not None else calls
+
+    def _merge(self, results: list[dict]) -> list:
+        found = []
+        for name in self.names:
+            for r in results:
+                found += r.get(name, [])
+        return found
+
+    def _take_pending(self) -> list[list]:
+        p, self.pending = self.pending, [[] for _ in range(self.n_partitions)]
+        return p
+
+    # ---- the component contract ---------------------------------------------------------------------------
+    def update(self, batch) -> list:
+        from telcoanalytics.pipeline.contract import RoutedBatch
+
+        part = np.where(batch.partition < 0, 0, batch.partition % self.n_partitions)
+        if self.n_partitions == 1:
+            self.pending[0].append(batch)
+            return []
+        order = np.argsort(part, kind="stable")
+        bounds = np.searchsorted(part[order], np.arange(self.n_partitions + 1))
+        for k in range(self.n_partitions):
+            sel = order[bounds[k] : bounds[k + 1]]
+            if len(sel):
+                self.pending[k].append(
+                    RoutedBatch(batch.source, batch.rows[sel], batch.element_index[sel], batch.partition[sel])
+                )
+        return []
+
+    def _carried(self) -> list:
+        c, self._carry = self._carry, []
+        return c
+
+    def advance(self, watermark_ms: int) -> list:
+        return self._carried() + self._merge(
+            self._call("apply", [(b, int(watermark_ms)) for b in self._take_pending()])
+        )
+
+    def finish(self, watermark_ms: int) -> list:
+        found = self._merge(self._call("apply", [(b, int(watermark_ms), True) for b in self._take_pending()]))
+        return self._carried() + found
+
+    def topology_changed(self, topology, changes) -> list:
+        ts = topology.to_state()
+        found = self._merge(self._call("topology_changed", [(b, ts, changes) for b in self._take_pending()]))
+        self.topology = topology
+        return self._carried() + found
+
+    def report_lines(self) -> list[str]:
+        lines = [
+            f"== partitioned by {self.route_level}: {self.n_partitions} partitions "
+            f"({'on a Dask cluster' if self.client is not None else 'in this process'}); components "
+            f"{', '.join(self.names)}"
+        ]
+        return lines
+
+    def partition_report_lines(self) -> list[list[str]]:
+        """Each partition's own component report."""
+        return self._call("report_lines", [()] * self.n_partitions)
+
+    def states(self) -> list[dict]:
+        """Each partition's ``{component: (class path, state)}``; pending rows are applied first
+        (their findings, if any, are returned by the next advance)."""
+        res = self._call("to_state", [(b,) for b in self._take_pending()])
+        self._carry += self._merge([found for found, _st in res])
+        return [st for _found, st in res]
+
+    def merged_windows(self):
+        """The partitions' sliding windows merged (equal to one pass over all rows)."""
+        out = None
+        for st in self.states():
+            from telcoanalytics.windows.sliding import SlidingWindows
+
+            w = SlidingWindows.from_state(st["windows"][1]["win"])
+            out = w if out is None else out.merge(w)
+        return out
+
+    def merged_cubes(self):
+        """The partitions' cubes merged."""
+        from telcoanalytics.cube.cube import CubeSet
+
+        out = None
+        for st in self.states():
+            c = CubeSet.from_state(st["cube"][1]["cubes"])
+            out = c if out is None else out.merge(c)
+        return out
+
+    def to_state(self) -> dict:
+        head = {
+            "route_level": self.route_level,
+            "n_partitions": self.n_partitions,
+            "config": self.config,
+        }
+        if self.checkpoint_dir is not None:
+            from pathlib import Path
+
+            d = Path(self.checkpoint_dir)
+            d.mkdir(parents=True, exist_ok=True)
+            paths = [str(d / f"partition-{k}.npz") for k in range(self.n_partitions)]
+            res = self._call("write_checkpoint", [(p, b) for p, b in zip(paths, self._take_pending())])
+            self._carry += self._merge([found for found, _p in res])
+            return {**head, "files": paths}
+        return {
+            **head,
+            "partitions": {
+                str(k): {n: {"cls": c, "state": s} for n, (c, s) in st.items()} for k, st in enumerate(self.states())
+            },
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, topology, client=None) -> PartitionedComponents:
+        """Rebuild; the partitions go to ``client``, or to the current Dask client when there is
+        one (``distributed.get_client``), else run in this process."""
+        if client is None:
+            try:
+                from distributed import get_client
+
+                client = get_client()
+            except (ImportError, ValueError):
+                client = None
+        n = int(state["n_partitions"])
+        if "files" in state:
+            states = [_read_partition_checkpoint(p) for p in state["files"]]
+        else:
+            parts = state["partitions"]
+            states = [{name: (v["cls"], v["state"]) for name, v in parts[str(k)].items()} for k in range(n)]
+        cfg = state["config"]
+        return cls(
+            topology,
+            state["route_level"],
+            n,
+            cfg["enabled"],
+            cfg["allowed_lateness_ms"],
+            cfg["options"],
+            client=client,
+            checkpoint_dir=None if "files" not in state else str(__import__("pathlib").Path(state["files"][0]).parent),
+            _states=states,
+        )
+
+
+def partitioned_pipeline(
+    topology: Topology,
+    route_level: str = "region",
+    n_partitions: int | None = None,
+    enabled=None,
+    allowed_lateness_ms: int = 900_000,
+    options: dict | None = None,
+    client=None,
+    alerts=None,
+    checkpoint_dir=None,
+):
+    """A :class:`~telcoanalytics.pipeline.Pipeline` whose analysis runs partitioned by
+    ``route_level`` (see :class:`PartitionedComponents`); ``alerts`` is its alert manager.
+
+    Examples
+    --------
+    >>> from telcoanalytics.synth.network import generate
+    >>> day = generate(n_elements=60, n_regions=2, days=0.02, seed=1)
+    >>> p = partitioned_pipeline(day.topology, enabled=["windows", "cube"], allowed_lateness_ms=60_000)
+    >>> _ = p.feed(day.raw_batches())
+    >>> p.components["partitions"].n_partitions, p.conserved()
+    (2, True)
+    """
+    from telcoanalytics.pipeline.pipeline import Pipeline
+
+    part = PartitionedComponents(
+        topology, route_level, n_partitions, enabled, allowed_lateness_ms, options, client, checkpoint_dir
+    )
+    return Pipeline(
+        topology,
+        route_level=route_level,
+        allowed_lateness_ms=allowed_lateness_ms,
+        components={"partitions": part},
+        alerts=alerts,
+    )

@@ -163,15 +163,22 @@ class FileSource:
 
 
 # ---- building the pipeline --------------------------------------------------------------------------------
-def _outputs(out: Path, settings: dict, state: dict | None) -> dict:
+def _outputs(out: Path, settings: dict, state: dict | None, names=("alerts", "quarantine", "incidents")) -> dict:
     o = settings.get("outputs") or {}
     rot = o.get("rotate_mb")
     rot_bytes = None if rot is None else int(rot * 2**20)
     state = state or {}
-    return {
-        name: OutputLog(out / f"{name}.jsonl", rot_bytes, o.get("keep"), state=state.get(name))
-        for name in ("alerts", "quarantine", "incidents")
-    }
+    return {name: OutputLog(out / f"{name}.jsonl", rot_bytes, o.get("keep"), state=state.get(name)) for name in names}
+
+
+def attach_finding_logs(pipe, out: Path, settings: dict, state: dict | None, logs: dict) -> None:
+    """Components that can stream their findings (``attach_log``) write them to ``OUT/<LOG_NAME>.jsonl``
+    instead of keeping them in memory and checkpoints; the logs join ``logs``."""
+    for comp in pipe.components.values():
+        name = getattr(comp, "LOG_NAME", None)
+        if name is not None and hasattr(comp, "attach_log"):
+            logs.update(_outputs(out, settings, state, (name,)))
+            comp.attach_log(logs[name])
 
 
 def _ingest_options(settings: dict) -> dict:
@@ -337,6 +344,7 @@ def run_replay(settings: dict | None = None, resume=None, checkpoint=None, resto
         if not resuming and restore is not None:
             _say(f"restored state from {restore} ({pipe.n_batches:,} batches already processed)")
     use_quarantine(pipe, streaming_quarantine(logs["quarantine"], restored=pipe.quarantine))
+    attach_finding_logs(pipe, out, settings, driver.get("outputs") if resuming else None, logs)
     if src.day is not None and src.replay_from > src.day.start_ms and driver is None:
         t0 = time.perf_counter()
         for name, comp in pipe.components.items():
@@ -381,7 +389,8 @@ def run_replay(settings: dict | None = None, resume=None, checkpoint=None, resto
         _say(f"checkpoint written to {checkpoint} (resume with --restore)")
     for log in logs.values():
         log.close()
-    _say(f"outputs in {out}/ (report.txt, quarantine.jsonl{', alerts.jsonl' if pipe.alerts is not None else ''})")
+    files = ", ".join(f"{n}.jsonl" for n in logs if n != "alerts" or pipe.alerts is not None)
+    _say(f"outputs in {out}/ (report.txt, {files})")
     if not settings["input"] and settings["elements"] * settings["scale"] <= 20_000 and settings["days"] <= 1:
         _say(
             "bigger: telcoanalytics replay --scale 2   (20,000 elements; --days 3 for three days; ~90 bytes/event in "

@@ -29,7 +29,6 @@ import os
 import signal
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +83,7 @@ class OutputLog:
         self.rotate_bytes = rotate_bytes
         self.keep = keep
         self.seq = 0  # rotations so far
-        # counts kept by the writer (e.g. notifications of an alert sink), resumed with the file
-        self.counters: Counter = Counter((state or {}).get("counters", {}))
+        self.counters: dict = dict((state or {}).get("counters", {}))  # writers' tallies, checkpointed with the length
         if state is None:
             for old in self._rotated():
                 old.unlink()
@@ -144,8 +142,7 @@ class OutputLog:
         os.fsync(self._fh.fileno())
 
     def state(self) -> dict:
-        """``{"seq": rotations, "bytes": length of the active file, "counters": writer's counts}``,
-        for a checkpoint."""
+        """``{"seq": rotations, "bytes": length of the active file, "counters": ...}``, for a checkpoint."""
         self._fh.flush()
         return {"seq": self.seq, "bytes": self._fh.tell(), "counters": dict(self.counters)}
 
@@ -175,7 +172,13 @@ class JsonlAlertSink:
     def __init__(self, log: OutputLog):
         self.log = log
         self.path = log.path
-        self.stats: Counter = log.counters  # resumed with the log: a resumed run reports the whole run
+
+    @property
+    def stats(self):
+        """Notifications and lines written (over the whole run: kept in the log's checkpointed counters)."""
+        from collections import Counter
+
+        return Counter(self.log.counters)
 
     def submit(self, notifications) -> None:
         from telcoanalytics.alerts.manager import Notification, rfc3339_ms
@@ -195,9 +198,12 @@ class JsonlAlertSink:
                     notified_at=rfc3339_ms(n.t_ms),
                 )
                 lines.append(json.dumps(d, sort_keys=True))
+        if not lines:
+            return
         self.log.write_lines(lines)
-        self.stats["notifications"] += len(notifications)
-        self.stats["lines"] += len(lines)
+        c = self.log.counters
+        c["notifications"] = c.get("notifications", 0) + len(notifications)
+        c["lines"] = c.get("lines", 0) + len(lines)
 
     def flush(self, timeout_s: float | None = None) -> bool:
         return True
@@ -265,7 +271,9 @@ class Progress:
 
     def line(self, rows: int, event_ms: int, extra: str = "") -> str:
         dt = max(time.perf_counter() - self._t0, 1e-9)
-        s = f"{rows:,} rows | event time {fmt_time(event_ms)} | {rows / dt / 1e6:.2f} M rows/s"
+        rate = rows / dt
+        rate_s = f"{rate / 1e6:.2f} M rows/s" if rate >= 1e5 else f"{rate:,.0f} rows/s"
+        s = f"{rows:,} rows | event time {fmt_time(event_ms)} | {rate_s}"
         if self.show_lag and event_ms != _NO_DATA:
             s += f" | lag {self.clock() - event_ms / 1000:.0f} s"
         return s + (f" | {extra}" if extra else "")

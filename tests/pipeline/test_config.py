@@ -38,6 +38,7 @@ def _masked(out):
     return re.sub(r"\d+(\.\d+)? (s|ms|M rows/s|MiB)\b", "X", text)
 
 
+@pytest.mark.slow  # full components: minutes as plain Python; the compiled pass runs it
 def test_replay_with_the_example_equals_the_replay_without(tmp_path, capsys):
     assert cli.main(["replay", *SMALL, "--out", str(tmp_path / "a")]) == 0
     assert cli.main(["replay", "--config", str(EXAMPLE), *SMALL, "--out", str(tmp_path / "b")]) == 0

@@ -84,3 +84,114 @@ def test_dask_cluster_gives_identical_results(data):
         on_dask = windows_by_partition(topo, e, ts, slot, value, 120, RES, 0, (60.0,), "region", client=client)
     np.testing.assert_array_equal(on_dask.cells, local.cells)  # same partitions, same merge order: bitwise
     np.testing.assert_array_equal(on_dask.ew.state, local.ew.state)
+
+
+# ---- the pipeline itself, partitioned ------------------------------------------------------------------
+from telcoanalytics.alerts.manager import AlertManager  # noqa: E402
+from telcoanalytics.alerts.sinks import CallbackSink  # noqa: E402
+from telcoanalytics.pipeline.components import build_components  # noqa: E402
+from telcoanalytics.pipeline.distributed import PartitionedComponents, partitioned_pipeline  # noqa: E402
+from telcoanalytics.pipeline.pipeline import Pipeline  # noqa: E402
+from telcoanalytics.synth.network import generate  # noqa: E402
+
+NAMES = ["windows", "sla", "anomaly", "cube", "alerts"]
+
+
+@pytest.fixture(scope="module")
+def net():
+    day = generate(n_elements=90, n_regions=3, days=0.06, seed=5)
+    return day, list(day.raw_batches())
+
+
+def _run(day, batches, client=None, single=False, n_partitions=None, split=None, tmp=None):
+    """Run a pipeline; returns (pipeline, findings as JSON, notifications as JSON)."""
+    import json
+
+    sent = []
+    mgr = AlertManager(day.topology, sinks=[CallbackSink(sent.append)])
+    if single:
+        p = Pipeline(day.topology, components=build_components(day.topology, NAMES), alerts=mgr)
+    else:
+        p = partitioned_pipeline(day.topology, enabled=NAMES, client=client, alerts=mgr, n_partitions=n_partitions)
+    found = []
+    first = batches if split is None else batches[:split]
+    p.feed(first)
+    if split is not None:  # checkpoint mid-stream and continue from the restored copy
+        p = Pipeline.restore(p.checkpoint(tmp / "ck.npz"), alert_sinks=[CallbackSink(sent.append)])
+        p.feed(batches[split:])
+    found += p.advance(p.max_event_ms + 1)
+    found += p.finish()
+    js = [json.dumps(a.to_dict(), sort_keys=True, default=str) for a in found]
+    notes = [json.dumps([a.to_dict() for a in n.alerts], sort_keys=True, default=str) for n in sent]
+    return p, js, notes
+
+
+@pytest.mark.slow  # full components: minutes as plain Python; the compiled pass runs it
+def test_partitioned_pipeline_equals_the_single_pipeline(net):
+    """Reference: the ordinary one-process pipeline over the same batches."""
+    day, batches = net
+    a, fa, na = _run(day, batches, single=True)
+    b, fb, nb = _run(day, batches)
+    assert b.counts() == a.counts() and b.conserved()
+    assert b.quarantine.counts_by_source() == a.quarantine.counts_by_source()
+    assert fb == fa and nb == na and b.findings_count == a.findings_count > 0
+    part = b.components["partitions"]
+    assert part.n_partitions == 3
+    wa, wb = a.components["windows"].win, part.merged_windows()
+    t = wa.max_ts_ms
+    np.testing.assert_array_equal(wb.query(t, 3_600_000)["count"], wa.query(t, 3_600_000)["count"])
+    ca = a.components["cube"].cubes["explore"].query(["region", "service"])
+    cb = part.merged_cubes()["explore"].query(["region", "service"])
+    np.testing.assert_array_equal(ca["count"], cb["count"])
+    assert part.report_lines()[0].startswith("== partitioned by region: 3 partitions (in this process)")
+    assert len(part.partition_report_lines()) == 3
+
+
+@pytest.mark.slow  # full components: minutes as plain Python; the compiled pass runs it
+def test_partitioned_checkpoint_restores_exactly(net, tmp_path):
+    day, batches = net
+    a, fa, na = _run(day, batches, n_partitions=2)
+    b, fb, nb = _run(day, batches, n_partitions=2, split=len(batches) // 2, tmp=tmp_path)
+    assert b.counts() == a.counts() and fb == fa and nb == na
+    assert isinstance(b.components["partitions"], PartitionedComponents)
+
+
+def test_partition_files_and_errors(net, tmp_path):
+    day, batches = net
+    p = partitioned_pipeline(day.topology, enabled=["windows"], n_partitions=2)
+    p.components["partitions"].checkpoint_dir = str(tmp_path / "parts")
+    p.feed(batches[:20])
+    q = Pipeline.restore(p.checkpoint(tmp_path / "ck.npz"))
+    assert sorted(x.name for x in (tmp_path / "parts").iterdir()) == ["partition-0.npz", "partition-1.npz"]
+    for x in (p, q):
+        x.feed(batches[20:])
+    wp, wq = p.components["partitions"].merged_windows(), q.components["partitions"].merged_windows()
+    np.testing.assert_array_equal(wp.cells, wq.cells)
+    (tmp_path / "parts" / "partition-1.npz").write_bytes(b"garbage")
+    from telcoanalytics.pipeline.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="partition checkpoint .*partition-1.npz is missing or damaged"):
+        Pipeline.restore(tmp_path / "ck.npz")
+    with pytest.raises(ValueError, match=r"n_partitions must be in 1..3"):
+        PartitionedComponents(day.topology, n_partitions=4)
+
+
+@pytest.mark.slow
+def test_pipeline_on_dask_worker_processes_is_identical(net):
+    """Two worker processes (each partition an actor with its own state) == the same run in-process."""
+    distributed = pytest.importorskip("distributed", reason="the [distributed] extra is part of [test]")
+    day, batches = net
+    batches = batches[: len(batches) * 2 // 3]
+    a, fa, na = _run(day, batches)
+    with (
+        distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        b, fb, nb = _run(day, batches, client=client)
+        wb = b.components["partitions"].merged_windows()
+        cb = b.components["partitions"].merged_cubes()["explore"].query(["region", "service"])
+        assert "on a Dask cluster" in b.components["partitions"].report_lines()[0]
+    assert b.counts() == a.counts() and fb == fa and nb == na
+    wa = a.components["partitions"].merged_windows()
+    np.testing.assert_array_equal(wb.cells, wa.cells)  # bitwise: same partitions, same merge order
+    np.testing.assert_array_equal(cb, a.components["partitions"].merged_cubes()["explore"].query(["region", "service"]))
