@@ -70,6 +70,11 @@ def scenario_scorecard(
     return lines
 
 
+NOT_PAGED = ("crowd",)
+"""Scenarios that are no fault (a demand surge below capacity): reported by the detector, not paged;
+an incident on one still counts as true (it is on the scenario), none is not a miss."""
+
+
 def _scenario_scopes(day, lab, det) -> tuple[set, set, set]:
     """(element ids, site ids, region ids) a scenario acts on, as label strings."""
     topo = day.topology
@@ -154,7 +159,7 @@ def incident_scorecard(
     matched_by: dict[str, list] = {i.id: [] for i in notified}
     lines = ["== alert precision: incidents against the injected scenarios (ground truth of the synthetic day)"]
     delays = []
-    caught = 0
+    caught = not_paged = reported = 0
     for k, lab, scopes in scen:
         lo, hi = int(lab["start_ms"]) - grace_ms, int(lab["end_ms"]) + grace_ms
         hits = [i for i in notified if _matches(i, scopes, lo, hi, end_ms)]
@@ -162,6 +167,15 @@ def incident_scorecard(
             matched_by[i.id].append(k)
         kind = str(lab["scenario"])
         where = f"{lab['scope_level']} {lab['scope_id']}" + (f" {lab['metric']}" if lab["metric"] else "")
+        if not hits and kind in NOT_PAGED:
+            out_np = finding_delay_ms is not None and k in finding_delay_ms
+            how = "not paged by design" + (
+                f"; reported (first finding {finding_delay_ms[k] / 60_000:+.0f} min)" if out_np else "; NOT REPORTED"
+            )
+            not_paged += 1
+            reported += out_np
+            lines.append(f"  {kind:<15} {where:<34} {_hhmm(lab['start_ms'])}-{_hhmm(lab['end_ms'])}: {how}")
+            continue
         if hits:
             caught += 1
             first = min(hits, key=lambda i: i.first_notified_ms)
@@ -201,7 +215,9 @@ def incident_scorecard(
     out = {
         "scenarios": len(scen),
         "caught": caught,
-        "missed": len(scen) - caught,
+        "missed": len(scen) - caught - not_paged,
+        "not_paged_reported": reported,
+        "not_paged": not_paged,
         "incidents": n_inc,
         "true": len(true_ids),
         "false": len(false_ids),
@@ -218,7 +234,8 @@ def incident_scorecard(
     }
     lines.append(
         f"  {out['incidents']} notified incidents: {out['true']} match a scenario, {out['false']} do not "
-        f"(precision {out['precision']:.0%}); {caught} of {len(scen)} scenarios caught, {out['missed']} missed; "
+        f"(precision {out['precision']:.0%}); {caught} of {len(scen) - not_paged} fault scenarios caught, "
+        f"{out['missed']} missed ({reported} of {not_paged} crowds reported, not paged); "
         f"median delay to the first notification {out['median_delay_min']:.0f} min"
     )
     lines.append(
