@@ -21,6 +21,7 @@ import datetime as _dt
 
 import numpy as np
 
+from telcoanalytics.alerts.convert import metric_unit
 from telcoanalytics.alerts.manager import Alert, alerts_from_anomalies, fingerprint_of
 
 PAGED = ("fault", "silence")
@@ -100,11 +101,21 @@ def degradation_alerts(rows: np.ndarray, topology, metrics=DEGRADATION_METRICS, 
     ch["end_ms"] = np.where(worse, -1, ch["start_ms"])  # a shift back ends the degradation
     ch["classification"] = "degradation"
     out = alerts_from_anomalies(ch, topology, severity={"degradation": "major"})
-    for a, w in zip(out, worse.tolist()):
+    for a, w, r in zip(out, worse.tolist(), ch):
         a.labels["alertname"] = f"degradation_{a.labels.get('metric', '')}"
         a.fingerprint = fingerprint_of(a.labels)
-        if not w:
-            a.annotations["summary"] = f"resolved: {a.labels['alertname']} on element {a.labels.get('element', '?')}"
+        unit = metric_unit(str(r["metric"]))
+        u = f"{'' if unit == '%' else ' '}{unit}" if unit else ""
+        shift = f"{r['metric']} level {r['baseline']:.3g}{u} -> {r['value']:.3g}{u} (a confirmed shift)"
+        a.annotations = {
+            "summary": f"degradation on element {r['element_id']}: {shift}"
+            if w
+            else f"resolved: degradation on element {r['element_id']}: {shift}, back",
+            "description": f"confirmed level shift since {_hhmm(r['start_ms'])} UTC; the change statistic "
+            f"{r['peak_score']:.3g} is no z-score, so no band is given",
+            "value": f"{r['value']:.3g}{u}",
+            "expected": f"{r['baseline']:.3g}{u}",
+        }
     return out
 
 

@@ -144,7 +144,8 @@ def incident_scorecard(
     -------
     dict
         ``true``, ``false``, ``missed``, ``caught``, ``scenarios``, ``incidents``, ``precision``,
-        ``notifications_per_incident``, ``firing_notifications_per_incident``,
+        ``notifications_per_incident``, ``firing_notifications_per_incident``, ``pages_per_incident``
+        (opening + escalations), ``repeats``,
         ``median_delay_min``, ``false_per_day_per_10k``, ``lines`` (report section) and
         ``appendix`` (one explanation per false incident).
     """
@@ -211,6 +212,8 @@ def incident_scorecard(
     n_inc = len(notified)
     n_notes = sum(i.notifications for i in notified)
     n_firing_notes = sum(i.notifications - (i.notified_state == "resolved") for i in notified)
+    n_pages = sum(1 + i.escalations for i in notified)  # opening + escalations
+    n_repeats = sum(i.repeats for i in notified)
     days = span_ms / 86_400_000
     out = {
         "scenarios": len(scen),
@@ -224,6 +227,8 @@ def incident_scorecard(
         "precision": len(true_ids) / n_inc if n_inc else float("nan"),
         "notifications_per_incident": n_notes / n_inc if n_inc else float("nan"),
         "firing_notifications_per_incident": n_firing_notes / n_inc if n_inc else float("nan"),
+        "pages_per_incident": n_pages / n_inc if n_inc else float("nan"),
+        "repeats": n_repeats,
         "median_delay_min": float(np.median(delays)) if delays else float("nan"),
         "false_per_day_per_10k": len(false_ids) / days / (n_el / 10_000),
         "silent_incidents": len(incidents) - n_inc,
@@ -239,8 +244,8 @@ def incident_scorecard(
         f"median delay to the first notification {out['median_delay_min']:.0f} min"
     )
     lines.append(
-        f"  notifications per incident {out['notifications_per_incident']:.2f} "
-        f"({out['firing_notifications_per_incident']:.2f} opening/escalating/repeating, the rest resolutions); "
+        f"  notifications per incident {out['notifications_per_incident']:.2f}: pages (opening + escalations) "
+        f"{out['pages_per_incident']:.2f}, {n_repeats} repeats of still-firing incidents, the rest resolutions; "
         f"false incidents {out['false_per_day_per_10k']:.1f} per day per 10,000 elements "
         f"({n_el:,} elements, {days:.2f} days); {out['silent_incidents']} incidents never notified"
     )
