@@ -239,8 +239,8 @@ def incident_scorecard(
     }
     lines.append(
         f"  {out['incidents']} notified incidents: {out['true']} match a scenario, {out['false']} do not "
-        f"(precision {out['precision']:.0%}); {caught} of {len(scen) - not_paged} fault scenarios caught, "
-        f"{out['missed']} missed ({reported} of {not_paged} crowds reported, not paged); "
+        f"(precision {out['precision']:.0%}); {caught} of {len(scen) - not_paged} scenarios caught by an incident, "
+        f"{out['missed']} missed, {not_paged} crowds without one (not paged by design, {reported} reported); "
         f"median delay to the first notification {out['median_delay_min']:.0f} min"
     )
     lines.append(
