@@ -223,9 +223,7 @@ class Pipeline:
         if book is not None and book.path is not None:
             names += f", {book.path.name}"
         grouped = "grouped into incidents" if book is not None else "grouped by site"
-        lines = [
-            f"== alerts (deduplicated, {grouped}, inhibited along the topology; written to {names or 'no sink'})"
-        ]
+        lines = [f"== alerts (deduplicated, {grouped}, inhibited along the topology; written to {names or 'no sink'})"]
         return lines + ["  " + x for x in self.alerts.summary_lines(self.last_advance_ms)]
 
     # ---- topology changes while data flows -----------------------------------------------------
