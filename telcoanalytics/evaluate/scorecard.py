@@ -275,6 +275,8 @@ def false_incident_appendix(false_incidents, levels) -> list[str]:
             kind = lab.get("source", "?")
             why[(kind, what, lab.get("classification", ""))] += 1
             desc = a.annotations.get("summary", "")
+            if kind == "sla":  # the worst value while breached, not only the recovery
+                desc = a.annotations.get("description", desc)
             lines.append(f"      {kind} {what} [{lab.get('classification', '')}]: {desc}")
         if len(inc.members) > 4:
             lines.append(f"      ... {len(inc.members) - 4} more members")
