@@ -49,3 +49,11 @@ def test_harmful_change_opens_a_degradation_and_the_shift_back_resolves_it():
 def test_no_change_rows_no_degradation():
     assert degradation_alerts(rows((7, "latency_ms", "fault", 1, T0)), None) == []
     assert degradation_alerts(rows((7, "throughput_mbps", "change", 1, T0)), None, harmful={"throughput_mbps": 0}) == []
+
+
+def test_a_small_shift_is_reported_not_paged():
+    r = rows((7, "latency_ms", "change", 1, T0), (8, "latency_ms", "change", 1, T0))
+    r["value"], r["baseline"] = [14.0, 25.0], [10.0, 10.0]  # 1.4x and 2.5x the level before
+    assert [a.labels["element"] for a in degradation_alerts(r, None)] == ["8"]
+    r["baseline"] = [-1.0, 0.0]  # no positive level before: no ratio to judge
+    assert degradation_alerts(r, None) == []
