@@ -7,8 +7,9 @@ joins them: an alert becomes a member of a live incident when
 
 * it is on the same correlation node (by default a site: the element itself, another element of
   the site, or the site's own SLA / roll-up alerts), or
-* no incident lives on its site but an ancestor above the correlation level (a region) has a
-  firing incident: a region-wide collection gap collects the silence alerts of its elements;
+* no incident lives on its site but an alert on an ancestor above the correlation level (a
+  region) fires: its incident collects the alert (a region-wide collection gap collects the
+  silence alerts of its elements while the gap alert fires);
 
 otherwise it opens a new incident. An incident is live while a member fires and for ``hold_ms``
 after its last member resolved (a flapping cell stays one incident). Its root scope is the
@@ -75,6 +76,8 @@ class Incident:
     root_path: tuple
     members: dict = field(default_factory=dict)
     notifications: int = 0
+    escalations: int = 0
+    repeats: int = 0
     first_notified_ms: int = -1
     last_notified_ms: int = -1
     notified_state: str = ""  # state of the last notification ("" before the first)
@@ -152,6 +155,8 @@ class Incident:
             "endsAt": rfc3339_ms(end) if end >= 0 else "",
             "n_members": len(self.members),
             "notifications": self.notifications,
+            "escalations": self.escalations,
+            "repeats": self.repeats,
             "first_notified_ms": self.first_notified_ms,
             "opened_ms": self.opened_ms,
             "confirmed_ms": self.confirmed_ms,
@@ -320,9 +325,14 @@ class IncidentBook:
             self.pending_resolutions.append(inc)
         for k in range(min(len(path) - 1, self._corr_depth), 0, -1):
             for i in sorted(self._by_node.get(path[:k], ())):
-                if self._live[i].firing:
+                if self._root_firing(self._live[i]):
                     return self._live[i]
         return None
+
+    def _root_firing(self, inc: Incident) -> bool:
+        """Whether an alert on the incident's root scope itself (the region-wide cause) fires; its
+        members below do not keep collecting new alerts once that cause ended."""
+        return any(a.state == FIRING and self.scope_of(a)[1] == inc.root_path for a in inc.members.values())
 
     def incident(self, key_or_id: str) -> Incident | None:
         """The live incident with this group key or id."""
@@ -413,6 +423,8 @@ class IncidentBook:
                 "root_path": list(i.root_path),
                 "members": [a.to_dict() for a in i.members.values()],
                 "notifications": i.notifications,
+                "escalations": i.escalations,
+                "repeats": i.repeats,
                 "first_notified_ms": i.first_notified_ms,
                 "last_notified_ms": i.last_notified_ms,
                 "notified_state": i.notified_state,
@@ -528,6 +540,8 @@ def incident_notification(mgr, inc: Incident, kind: str, members, now: int) -> N
         alerts.append(c)
     n = Notification(inc.key, inc.group_labels(mgr.levels), tuple(alerts), now, now + mgr.valid_for_ms, mgr.receiver)
     inc.notifications += 1
+    inc.escalations += kind == "escalate"
+    inc.repeats += kind == "repeat"
     inc.last_notified_ms = now
     if inc.first_notified_ms < 0:
         inc.first_notified_ms = now

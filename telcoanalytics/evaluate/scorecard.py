@@ -70,6 +70,11 @@ def scenario_scorecard(
     return lines
 
 
+NOT_PAGED = ("crowd",)
+"""Scenarios that are no fault (a demand surge below capacity): reported by the detector, not paged;
+an incident on one still counts as true (it is on the scenario), none is not a miss."""
+
+
 def _scenario_scopes(day, lab, det) -> tuple[set, set, set]:
     """(element ids, site ids, region ids) a scenario acts on, as label strings."""
     topo = day.topology
@@ -139,7 +144,8 @@ def incident_scorecard(
     -------
     dict
         ``true``, ``false``, ``missed``, ``caught``, ``scenarios``, ``incidents``, ``precision``,
-        ``notifications_per_incident``, ``firing_notifications_per_incident``,
+        ``notifications_per_incident``, ``firing_notifications_per_incident``, ``pages_per_incident``
+        (opening + escalations), ``repeats``,
         ``median_delay_min``, ``false_per_day_per_10k``, ``lines`` (report section) and
         ``appendix`` (one explanation per false incident).
     """
@@ -154,7 +160,7 @@ def incident_scorecard(
     matched_by: dict[str, list] = {i.id: [] for i in notified}
     lines = ["== alert precision: incidents against the injected scenarios (ground truth of the synthetic day)"]
     delays = []
-    caught = 0
+    caught = not_paged = reported = 0
     for k, lab, scopes in scen:
         lo, hi = int(lab["start_ms"]) - grace_ms, int(lab["end_ms"]) + grace_ms
         hits = [i for i in notified if _matches(i, scopes, lo, hi, end_ms)]
@@ -162,6 +168,15 @@ def incident_scorecard(
             matched_by[i.id].append(k)
         kind = str(lab["scenario"])
         where = f"{lab['scope_level']} {lab['scope_id']}" + (f" {lab['metric']}" if lab["metric"] else "")
+        if not hits and kind in NOT_PAGED:
+            out_np = finding_delay_ms is not None and k in finding_delay_ms
+            how = "not paged by design" + (
+                f"; reported (first finding {finding_delay_ms[k] / 60_000:+.0f} min)" if out_np else "; NOT REPORTED"
+            )
+            not_paged += 1
+            reported += out_np
+            lines.append(f"  {kind:<15} {where:<34} {_hhmm(lab['start_ms'])}-{_hhmm(lab['end_ms'])}: {how}")
+            continue
         if hits:
             caught += 1
             first = min(hits, key=lambda i: i.first_notified_ms)
@@ -197,17 +212,23 @@ def incident_scorecard(
     n_inc = len(notified)
     n_notes = sum(i.notifications for i in notified)
     n_firing_notes = sum(i.notifications - (i.notified_state == "resolved") for i in notified)
+    n_pages = sum(1 + i.escalations for i in notified)  # opening + escalations
+    n_repeats = sum(i.repeats for i in notified)
     days = span_ms / 86_400_000
     out = {
         "scenarios": len(scen),
         "caught": caught,
-        "missed": len(scen) - caught,
+        "missed": len(scen) - caught - not_paged,
+        "not_paged_reported": reported,
+        "not_paged": not_paged,
         "incidents": n_inc,
         "true": len(true_ids),
         "false": len(false_ids),
         "precision": len(true_ids) / n_inc if n_inc else float("nan"),
         "notifications_per_incident": n_notes / n_inc if n_inc else float("nan"),
         "firing_notifications_per_incident": n_firing_notes / n_inc if n_inc else float("nan"),
+        "pages_per_incident": n_pages / n_inc if n_inc else float("nan"),
+        "repeats": n_repeats,
         "median_delay_min": float(np.median(delays)) if delays else float("nan"),
         "false_per_day_per_10k": len(false_ids) / days / (n_el / 10_000),
         "silent_incidents": len(incidents) - n_inc,
@@ -218,12 +239,13 @@ def incident_scorecard(
     }
     lines.append(
         f"  {out['incidents']} notified incidents: {out['true']} match a scenario, {out['false']} do not "
-        f"(precision {out['precision']:.0%}); {caught} of {len(scen)} scenarios caught, {out['missed']} missed; "
+        f"(precision {out['precision']:.0%}); {caught} of {len(scen) - not_paged} scenarios caught by an incident, "
+        f"{out['missed']} missed, {not_paged} crowds without one (not paged by design, {reported} reported); "
         f"median delay to the first notification {out['median_delay_min']:.0f} min"
     )
     lines.append(
-        f"  notifications per incident {out['notifications_per_incident']:.2f} "
-        f"({out['firing_notifications_per_incident']:.2f} opening/escalating/repeating, the rest resolutions); "
+        f"  notifications per incident {out['notifications_per_incident']:.2f}: pages (opening + escalations) "
+        f"{out['pages_per_incident']:.2f}, {n_repeats} repeats of still-firing incidents, the rest resolutions; "
         f"false incidents {out['false_per_day_per_10k']:.1f} per day per 10,000 elements "
         f"({n_el:,} elements, {days:.2f} days); {out['silent_incidents']} incidents never notified"
     )
@@ -253,6 +275,8 @@ def false_incident_appendix(false_incidents, levels) -> list[str]:
             kind = lab.get("source", "?")
             why[(kind, what, lab.get("classification", ""))] += 1
             desc = a.annotations.get("summary", "")
+            if kind == "sla":  # the worst value while breached, not only the recovery
+                desc = a.annotations.get("description", desc)
             lines.append(f"      {kind} {what} [{lab.get('classification', '')}]: {desc}")
         if len(inc.members) > 4:
             lines.append(f"      ... {len(inc.members) - 4} more members")

@@ -271,9 +271,11 @@ class Pipeline:
         if self.alerts is None:
             return []
         names = ", ".join(Path(s.path).name if hasattr(s, "path") else type(s).__name__ for s in self.alerts.sinks)
-        lines = [
-            f"== alerts (deduplicated, grouped by site, inhibited along the topology; written to {names or 'no sink'})"
-        ]
+        book = getattr(self.alerts, "incidents", None)
+        if book is not None and book.path is not None:
+            names += f", {book.path.name}"
+        grouped = "grouped into incidents" if book is not None else "grouped by site"
+        lines = [f"== alerts (deduplicated, {grouped}, inhibited along the topology; written to {names or 'no sink'})"]
         return lines + ["  " + x for x in self.alerts.summary_lines(self.last_advance_ms)]
 
     # ---- topology changes while data flows -----------------------------------------------------

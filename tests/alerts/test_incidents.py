@@ -307,3 +307,16 @@ def test_confirm_ms_zero_notifies_every_incident_and_bad_confirm_is_rejected(tmp
     assert [n.status for n in mgr.tick(T0)] == ["firing"]
     with pytest.raises(ValueError, match="confirm_ms"):
         IncidentBook(LEVELS, confirm_ms=-1)
+
+
+def test_region_incident_stops_collecting_when_its_own_alert_resolved():
+    """Members below the region that still fire do not keep the region-wide cause alive."""
+    book = IncidentBook(LEVELS)
+    gap = region_alert("1")
+    r = book.assign(gap, T0)
+    stuck = el("100", "10", name="degradation_latency_ms", sev="major")
+    assert book.assign(stuck, T0 + MIN) is r
+    gap.state, gap.ends_at_ms = "resolved", T0 + 30 * MIN
+    later = book.assign(el("200", "20"), T0 + 60 * MIN)
+    assert later is not r and r.firing  # r lives on (its member fires) but collects no more
+    assert book.assign(el("101", "10"), T0 + 61 * MIN) is not r  # a new alert starts afresh, even on its site

@@ -83,13 +83,18 @@ def test_default_rules_alerts_match_injected_scenarios():
 
     day = synth.generate(synth.SynthConfig(n_elements=2000, days=0.5, seed=7))
     n, precision, recall = score(replay(day), day)
-    # measured (seeds 7, 11, 3): 38, 35, 37 episodes, precision 0.95, 0.94, 0.89; recall 1.0 for
-    # congestion, degradation and reporting failures (the old defaults: ~250 episodes, precision 0.10)
+    # measured before the calibration of issue 16 (seeds 7, 11, 3): 38, 35, 37 episodes, precision
+    # 0.95, 0.94, 0.89; recall 1.0 for congestion, degradation and reporting failures (the defaults
+    # before: ~250 episodes, precision 0.10)
     assert 10 <= n <= 60, n
     assert precision >= 0.85, (precision, recall)
-    for k in ("congestion", "degradation"):
-        got, total = recall[k]
-        assert total >= 3 and got == total, (k, recall)
+    got, total = recall["congestion"]
+    assert total >= 3 and got == total, recall
+    # the latency lines are calibrated above the slowest healthy cells (normal busy hours breach
+    # none, see default_rules): a mild 3x drift of a fast cell stays below them; the anomaly
+    # detector judges it against the cell's own baseline (paged as a degradation by anomaly.policy)
+    got, total = recall["degradation"]
+    assert total >= 3 and got >= total // 2, recall
     got, total = recall["failure"]  # failures that keep reporting (errors, unavailable s)
     assert total >= 1 and got == total, recall
     # crowds are surges below capacity, not faults: no alert
