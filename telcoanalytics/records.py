@@ -85,6 +85,14 @@ ELEMENT_FIELD: dict[str, str] = {
     "qos": "element_id",
 }
 
+# Natural key of each source: two rows with equal keys are the same record (duplicates are quarantined).
+NATURAL_KEY: dict[str, tuple[str, ...]] = {
+    "cdr": ("record_id",),
+    "equip": ("element_id", "metric_id", "ts_ms"),
+    "flow": ("src_element_id", "dst_element_id", "ts_ms"),
+    "qos": ("element_id", "ts_ms"),
+}
+
 # ---- code tables -------------------------------------------------------------------------
 SERVICES: tuple[str, ...] = ("voice", "video", "sms", "data")
 SERVICE_CODE = {name: i for i, name in enumerate(SERVICES)}

@@ -3,6 +3,7 @@ validation into canonical structured arrays, deduplication and the quarantine of
 """
 
 from telcoanalytics.ingest.ingestor import (  # noqa: F401
+    DEDUP_HORIZON_MS,
     DEFAULT_DEDUP_HORIZON_MS,
     DEFAULT_TIME_RANGE_MS,
     DedupSet,
@@ -57,6 +58,7 @@ from telcoanalytics.ingest.schema import (  # noqa: F401
 __all__ = [
     "DEFAULT_TIME_RANGE_MS",
     "DEFAULT_DEDUP_HORIZON_MS",
+    "DEDUP_HORIZON_MS",
     "DedupSet",
     "IngestResult",
     "Ingestor",

@@ -25,9 +25,12 @@ of ``quarantine.REASONS``), and within a reason the first field in canonical ord
 10. ``negative_counter`` (negative bytes, packets, flows, ``error_count``, ``unavailable_s``),
 11. ``unknown_element`` (the routing element, ``records.ELEMENT_FIELD``, is not in the
     topology or ``known_element_ids``; flows' destination may be a link id and is not checked),
-12. ``duplicate_id`` (CDR ``record_id`` seen before in this batch or an earlier one; only rows
-    that passed every other check count as seen, so a corrupt first copy does not hide a valid
-    second one).
+12. ``duplicate_id`` (a row whose natural key, ``records.NATURAL_KEY``, was seen before in this
+    batch or an earlier one within the source's horizon, ``DEDUP_HORIZON_MS``: the CDR
+    ``record_id``; element, metric and time of equipment counters; source, destination and time
+    of flows; element and time of QoS probes. Multi-field keys are compared by a 64-bit hash
+    (a false match about once in 2**64 pairs). Only rows that passed every other check count
+    as seen, so a corrupt first copy does not hide a valid second one).
 13. ``time_in_future`` is not checked here: a pipeline decides it after ingest, against its robust
     event-time clock (``telcoanalytics.ingest.clock``), and moves such rows here with
     :meth:`Ingestor.reject_accepted`.
@@ -40,18 +43,59 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernels.dedup import EMPTY, hashmap_build, hashmap_lookup, hashset_contains, hashset_insert, hashset_rehash
+from kernels.dedup import (
+    EMPTY,
+    hashmap_build,
+    hashmap_lookup,
+    hashset_contains,
+    hashset_insert,
+    hashset_rehash,
+    natural_key_hash,
+)
 from kernels.validate import CDR_CHECK_FIELDS, cdr_first_failure
+from telcoanalytics.ingest.clock import EventClock
 from telcoanalytics.ingest.quarantine import REASON_CODE, REASONS, Quarantine
 from telcoanalytics.ingest.readers import DEFAULT_CHUNK_ROWS, RawChunk, iter_chunks
 from telcoanalytics.ingest.schema import REGISTRY, SchemaRegistry, SchemaVersion
-from telcoanalytics.records import DTYPES, ELEMENT_FIELD, METRICS, Q850_MAX, Q850_MIN, SERVICES, TIME_FIELD, empty
+from telcoanalytics.records import (
+    DTYPES,
+    ELEMENT_FIELD,
+    METRICS,
+    NATURAL_KEY,
+    Q850_MAX,
+    Q850_MIN,
+    SERVICES,
+    TIME_FIELD,
+    empty,
+)
 
 DEFAULT_TIME_RANGE_MS = (946_684_800_000, 4_102_444_800_000)
 """Sane event-time range: [2000-01-01, 2100-01-01) UTC in ms."""
 
 DEFAULT_DEDUP_HORIZON_MS = 24 * 3600 * 1000
-"""Duplicate record ids are remembered for at least this much event time (see DedupSet)."""
+"""Duplicate CDR record ids are remembered for at least this much event time (see DedupSet)."""
+
+DEDUP_HORIZON_MS = {
+    "cdr": DEFAULT_DEDUP_HORIZON_MS,
+    "equip": 2 * 3_600_000,
+    "flow": 2 * 3_600_000,
+    "qos": 2 * 3_600_000,
+}
+"""Default duplicate-detection horizon per source. Measurements (equipment, flows, QoS) are many
+rows per element and minute, so their keys are kept for 2 h of event time (a batch delivered
+again within that is caught; memory about 11-23 bytes per row of the last 2-4 h); record ids of
+calls are few enough to keep a day."""
+
+
+def _sample_times(t: np.ndarray, ok: np.ndarray | None) -> np.ndarray:
+    """The valid event times of a batch, thinned to at most ~2,048 in order (they drive the dedup
+    horizon through a robust clock, so a few rows dated far ahead cannot flush the key set)."""
+    if ok is not None:
+        t = t[ok]
+    if len(t) > 2048:
+        t = t[:: len(t) // 1024]
+    return t
+
 
 _BLOCK_ROWS = 32_768  # validation works on cache-sized row blocks of the structured array
 
@@ -391,11 +435,15 @@ class Ingestor:
         Schema versions to use; default the process-wide ``schema.REGISTRY``.
     quarantine : Quarantine, optional
         Where rejected rows go (shareable between Ingestors); default a new one.
-    dedup_horizon_ms : int or None
-        Event-time horizon of duplicate record-id detection (CDR only); None for the lifetime
-        of the Ingestor. See :class:`DedupSet`.
+    dedup_horizon_ms : int, None or "auto"
+        Event-time horizon of duplicate detection by natural key (``records.NATURAL_KEY``); None
+        remembers keys for the lifetime of the Ingestor; "auto" (default) takes
+        ``DEDUP_HORIZON_MS[source]`` (CDR 24 h, the others 2 h). See :class:`DedupSet`.
     allow_extra_columns : bool
         Ignore input columns that the schema version cannot map instead of raising.
+    dedup : bool
+        Detect duplicates (default True); False skips the check (and its cost, about 10 ns a row
+        plus the key set's memory) for inputs known to be free of them.
 
     Raises
     ------
@@ -407,11 +455,14 @@ class Ingestor:
     >>> from telcoanalytics.records import empty
     >>> qos = empty("qos", 3)
     >>> qos["ts_ms"] = 1_700_000_000_000
+    >>> qos["element_id"] = [1, 2, 3]
     >>> qos["loss_pct"] = [0.5, 150.0, 1.0]
     >>> ing = Ingestor("qos")
     >>> r = ing.ingest(qos)
     >>> r.n_read, r.n_accepted, r.by_reason
     (3, 2, {'out_of_domain': 1})
+    >>> ing.ingest(qos[:1]).by_reason  # the same probe again: element and time seen before
+    {'duplicate_id': 1}
     """
 
     def __init__(
@@ -423,8 +474,9 @@ class Ingestor:
         schema_version: int | None = None,
         registry: SchemaRegistry | None = None,
         quarantine: Quarantine | None = None,
-        dedup_horizon_ms: int | None = DEFAULT_DEDUP_HORIZON_MS,
+        dedup_horizon_ms: int | None | str = "auto",
         allow_extra_columns: bool = False,
+        dedup: bool = True,
     ):
         if source not in DTYPES:
             raise ValueError(f"unknown source {source!r}; known sources: {', '.join(DTYPES)}")
@@ -445,7 +497,11 @@ class Ingestor:
         self.schema_version = schema_version
         self.allow_extra_columns = bool(allow_extra_columns)
         self.quarantine = quarantine if quarantine is not None else Quarantine()
-        self.dedup = DedupSet(dedup_horizon_ms) if source == "cdr" else None
+        if isinstance(dedup_horizon_ms, str) and dedup_horizon_ms == "auto":
+            dedup_horizon_ms = DEDUP_HORIZON_MS[source]
+        self.dedup = DedupSet(dedup_horizon_ms) if dedup else None
+        self._dedup_clock = EventClock()
+        self._key_name = "+".join(NATURAL_KEY[source])
         self._known_ids = None if known_element_ids is None else np.unique(np.asarray(known_element_ids, np.int64))
         self._lookup: _ElementLookup | None = None
         self._lookup_version = None
@@ -637,11 +693,22 @@ class Ingestor:
                 rej.mark(_C["unknown_element"], efield, idx < 0, sl)
         if self.dedup is not None and n:
             ok = np.ones(n, dtype=bool) if rej.status is None else rej.status == 0
-            t = data[TIME_FIELD[self.source]]
-            t_max = int(np.max(t, where=ok, initial=np.iinfo(np.int64).min)) if rej.status is not None else int(t.max())
-            t_max = None if t_max == np.iinfo(np.int64).min else t_max
-            dup = self.dedup.check_insert(data["record_id"], ok, t_max)
-            rej.mark(_C["duplicate_id"], "record_id", dup)
+            now = self._dedup_clock.observe(
+                _sample_times(data[TIME_FIELD[self.source]], None if rej.status is None else ok)
+            )
+            t_ref = None if now == np.iinfo(np.int64).min else now
+            key_fields = NATURAL_KEY[self.source]
+            if len(key_fields) == 1:
+                keys = data[key_fields[0]]
+            else:
+                keys = np.empty(n, dtype=np.int64)
+                cols = [np.ascontiguousarray(data[f], dtype=np.int64) for f in key_fields]
+                if len(cols) == 2:
+                    cols.append(np.zeros(n, dtype=np.int64))
+                with np.errstate(over="ignore"):  # the hash wraps by design (plain-Python kernels)
+                    natural_key_hash(cols[0], cols[1], cols[2], keys)
+            dup = self.dedup.check_insert(keys, ok, t_ref)
+            rej.mark(_C["duplicate_id"], self._key_name, dup)
         # ---- split accepted / quarantined
         if rej.status is None:
             accepted = data
@@ -739,6 +806,7 @@ class Ingestor:
             "time_hi_ms": self.time_range_ms[1],
             "schema_version": -1 if self.schema_version is None else int(self.schema_version),
             "allow_extra_columns": int(self.allow_extra_columns),
+            "dedup": int(self.dedup is not None),
             "n_batches": self.n_batches,
             "n_read": self.n_read,
             "n_accepted": self.n_accepted,
@@ -765,13 +833,15 @@ class Ingestor:
             schema_version=None if sv < 0 else sv,
             registry=registry,
             allow_extra_columns=bool(int(d["allow_extra_columns"])),
+            dedup=bool(int(d.get("dedup", 1))),
         )
         ing.n_batches = int(d["n_batches"])
         ing.n_read = int(d["n_read"])
         ing.n_accepted = int(d["n_accepted"])
         ing._by_reason = np.asarray(d["by_reason"], dtype=np.int64).copy()
-        if ing.dedup is not None:
-            ing.dedup = DedupSet.from_state({k[6:]: v for k, v in d.items() if k.startswith("dedup_")})
+        dd = {k[6:]: v for k, v in d.items() if k.startswith("dedup_")}
+        if ing.dedup is not None and dd:
+            ing.dedup = DedupSet.from_state(dd)
         q = {k[11:]: v for k, v in d.items() if k.startswith("quarantine_")}
         if q:
             ing.quarantine = Quarantine.from_state(q)
