@@ -12,23 +12,13 @@ F_START, F_END, F_ANSWER, F_CAUSE, F_SERVICE, F_BYTES_UP, F_BYTES_DOWN = range(7
 CDR_CHECK_FIELDS = ("start_ms", "end_ms", "answer_ms", "cause", "service", "bytes_up", "bytes_down")
 
 
+# entries of the ``limits`` argument of cdr_first_failure
+L_LO_MS, L_HI_MS, L_CAUSE_LO, L_CAUSE_HI, L_N_SERVICES, L_MAX_CALL_MS, L_MAX_BYTES, L_NO_TIME = range(8)
+
+
 @kernel
 def cdr_first_failure(
-    start_ms,
-    end_ms,
-    answer_ms,
-    cause,
-    service,
-    bytes_up,
-    bytes_down,
-    lo_ms,
-    hi_ms,
-    cause_lo,
-    cause_hi,
-    n_services,
-    codes,
-    out_code,
-    out_field,
+    start_ms, end_ms, answer_ms, cause, service, bytes_up, bytes_down, limits, codes, out_code, out_field
 ):
     """First failing check of every CDR row.
 
@@ -36,9 +26,10 @@ def cdr_first_failure(
     ----------
     start_ms, end_ms, answer_ms : int64 (n,)
     cause : int16 (n,); service : uint8/int (n,); bytes_up, bytes_down : int64 (n,)
-    lo_ms, hi_ms : int, the accepted event-time range ``[lo_ms, hi_ms)``
-    cause_lo, cause_hi : int, the accepted Q.850 range (inclusive)
-    n_services : int, service codes ``0..n_services-1`` are known
+    limits : int64 (8,)
+        ``[lo_ms, hi_ms)`` accepted event times, ``cause_lo..cause_hi`` accepted Q.850 causes,
+        ``n_services`` known service codes, the longest call (ms), the most bytes per record,
+        and the answer time meaning "not answered" (see the ``L_*`` indices).
     codes : int64 (6,), reason codes for time out of range, end before start (or negative
         duration), answer outside the call, bad cause, out of domain, negative counter
     out_code : int8 (n,), 0 or the first failing reason code
@@ -49,6 +40,9 @@ def cdr_first_failure(
     int
         Number of rows that failed a check.
     """
+    lo_ms, hi_ms = limits[L_LO_MS], limits[L_HI_MS]
+    cause_lo, cause_hi, n_services = limits[L_CAUSE_LO], limits[L_CAUSE_HI], limits[L_N_SERVICES]
+    max_call, max_bytes, no_time = limits[L_MAX_CALL_MS], limits[L_MAX_BYTES], limits[L_NO_TIME]
     n_bad = 0
     for i in range(start_ms.shape[0]):
         s = start_ms[i]
@@ -68,6 +62,14 @@ def cdr_first_failure(
             c, f = codes[3], F_CAUSE
         elif service[i] < 0 or service[i] >= n_services:
             c, f = codes[4], F_SERVICE
+        elif e - s > max_call:
+            c, f = codes[4], F_END
+        elif a < 0 and a != no_time:
+            c, f = codes[4], F_ANSWER
+        elif bytes_up[i] > max_bytes:
+            c, f = codes[4], F_BYTES_UP
+        elif bytes_down[i] > max_bytes:
+            c, f = codes[4], F_BYTES_DOWN
         elif bytes_up[i] < 0:
             c, f = codes[5], F_BYTES_UP
         elif bytes_down[i] < 0:

@@ -20,8 +20,11 @@ of ``quarantine.REASONS``), and within a reason the first field in canonical ord
 6. ``end_before_start`` (``end_ms < start_ms``),
 7. ``answer_outside_call`` (``answer_ms >= 0`` and not within ``[start_ms, end_ms]``),
 8. ``bad_cause`` (cause outside 1..127),
-9. ``out_of_domain`` (service / metric code unknown; ``*_pct`` metric or ``loss_pct`` outside
-   0..100; negative latency, jitter or throughput; MOS outside 1..5),
+9. ``out_of_domain`` (a value outside the bounds of ``records.DOMAIN`` / ``records.METRIC_DOMAIN``:
+   unknown service or metric code, a call longer than 7 days, a negative answer time other
+   than -1 "not answered", latency or jitter outside 0..10 min, loss outside 0..100 %, MOS
+   outside 1..5, counters above their maximum, a negative element id, a metric value outside its
+   range),
 10. ``negative_counter`` (negative bytes, packets, flows, ``error_count``, ``unavailable_s``),
 11. ``unknown_element`` (the routing element, ``records.ELEMENT_FIELD``, is not in the
     topology or ``known_element_ids``; flows' destination may be a link id and is not checked),
@@ -58,10 +61,15 @@ from telcoanalytics.ingest.quarantine import REASON_CODE, REASONS, Quarantine
 from telcoanalytics.ingest.readers import DEFAULT_CHUNK_ROWS, RawChunk, iter_chunks
 from telcoanalytics.ingest.schema import REGISTRY, SchemaRegistry, SchemaVersion
 from telcoanalytics.records import (
+    COUNTER_METRICS,
+    DOMAIN,
     DTYPES,
     ELEMENT_FIELD,
+    MAX_BYTES,
+    METRIC_DOMAIN,
     METRICS,
     NATURAL_KEY,
+    NO_TIME_MS,
     Q850_MAX,
     Q850_MIN,
     SERVICES,
@@ -100,22 +108,18 @@ def _sample_times(t: np.ndarray, ok: np.ndarray | None) -> np.ndarray:
 _BLOCK_ROWS = 32_768  # validation works on cache-sized row blocks of the structured array
 
 _C = REASON_CODE
-# metric domain kinds, indexed by metric_id (the extra last entry catches unknown codes)
-_MK_FREE, _MK_PCT, _MK_NONNEG, _MK_COUNTER, _MK_UNKNOWN = 0, 1, 2, 3, 4
-_METRIC_KIND = np.array(
-    [
-        _MK_PCT
-        if m.endswith("_pct")
-        else _MK_NONNEG
-        if m.endswith("_mbps")
-        else _MK_COUNTER
-        if m in ("unavailable_s", "error_count")
-        else _MK_FREE
-        for m in METRICS
-    ]
-    + [_MK_UNKNOWN],
-    dtype=np.int8,
-)
+# value bounds per metric_id from records.METRIC_DOMAIN (the extra last entry catches unknown codes)
+_METRIC_LO = np.array([METRIC_DOMAIN[m][0] for m in METRICS] + [np.nan])
+_METRIC_HI = np.array([METRIC_DOMAIN[m][1] for m in METRICS] + [np.nan])
+_METRIC_COUNTER = np.array([m in COUNTER_METRICS for m in METRICS] + [False])
+_METRIC_UNKNOWN = len(METRICS)
+# element id fields checked for >= 0 when there is no topology (with one, membership decides)
+_ELEMENT_ID_FIELDS = {
+    "cdr": ("element_id",),
+    "equip": ("element_id",),
+    "flow": ("src_element_id", "dst_element_id"),
+    "qos": ("element_id",),
+}
 
 
 # ---- duplicate detection ------------------------------------------------------------------------
@@ -311,6 +315,17 @@ class _Rejects:
             self.names.append(name)
         return self.names.index(name)
 
+    def mark_before(self, code: int, name: str, mask: np.ndarray, sl: slice = slice(None)) -> None:
+        """Like :meth:`mark`, also over rows marked with a reason that comes later in check order."""
+        if not mask.any():
+            return
+        self._alloc()
+        st = self.status[sl]
+        m = mask & ((st == 0) | (st > code))
+        if m.any():
+            st[m] = code
+            self.field[sl][m] = self.name_index(name)
+
     def mark(self, code: int, name: str, mask: np.ndarray, sl: slice = slice(None)) -> None:
         if not mask.any():
             return
@@ -332,30 +347,34 @@ def _checks_equip(d, lo, hi, neg_duration):
     v = d["value"]
     yield _C["non_finite"], "value", ~np.isfinite(v)
     yield _C["time_out_of_range"], "ts_ms", _range_bad(d["ts_ms"], lo, hi)
-    kind = _METRIC_KIND[np.minimum(d["metric_id"].astype(np.uint32), np.uint32(len(METRICS)))]
-    yield _C["out_of_domain"], "metric_id", kind == _MK_UNKNOWN
-    neg = v < 0
-    yield _C["out_of_domain"], "value", ((kind == _MK_PCT) & (neg | (v > 100))) | ((kind == _MK_NONNEG) & neg)
-    yield _C["negative_counter"], "value", (kind == _MK_COUNTER) & neg
+    m = np.minimum(d["metric_id"].astype(np.uint32), np.uint32(_METRIC_UNKNOWN))
+    yield _C["out_of_domain"], "metric_id", m == _METRIC_UNKNOWN
+    counter = _METRIC_COUNTER[m]
+    neg = v < _METRIC_LO[m]
+    yield _C["out_of_domain"], "value", (neg & ~counter) | (v > _METRIC_HI[m])
+    yield _C["negative_counter"], "value", counter & (v < 0)
 
 
 def _checks_flow(d, lo, hi, neg_duration):
     yield _C["time_out_of_range"], "ts_ms", _range_bad(d["ts_ms"], lo, hi)
+    dom = DOMAIN["flow"]
+    for f in ("bytes", "packets", "flows"):
+        yield _C["out_of_domain"], f, d[f] > dom[f][1]
     for f in ("bytes", "packets", "flows"):
         yield _C["negative_counter"], f, d[f] < 0
 
 
 def _checks_qos(d, lo, hi, neg_duration):
     lat, jit, loss, mos = d["latency_ms"], d["jitter_ms"], d["loss_pct"], d["mos"]
+    dom = DOMAIN["qos"]
     yield _C["non_finite"], "latency_ms", ~np.isfinite(lat)
     yield _C["non_finite"], "jitter_ms", ~np.isfinite(jit)
     yield _C["non_finite"], "loss_pct", ~np.isfinite(loss)
     yield _C["non_finite"], "mos", np.isinf(mos)
     yield _C["time_out_of_range"], "ts_ms", _range_bad(d["ts_ms"], lo, hi)
-    yield _C["out_of_domain"], "latency_ms", lat < 0
-    yield _C["out_of_domain"], "jitter_ms", jit < 0
-    yield _C["out_of_domain"], "loss_pct", ~((loss >= 0) & (loss <= 100))
-    yield _C["out_of_domain"], "mos", (mos < 1) | (mos > 5)  # NaN compares False: allowed
+    for f, x in (("latency_ms", lat), ("jitter_ms", jit), ("loss_pct", loss)):
+        yield _C["out_of_domain"], f, (x < dom[f][0]) | (x > dom[f][1])
+    yield _C["out_of_domain"], "mos", (mos < dom["mos"][0]) | (mos > dom["mos"][1])  # NaN compares False: allowed
 
 
 _CHECKS = {
@@ -691,6 +710,9 @@ class Ingestor:
             if lookup is not None:
                 idx = lookup(d[efield], None if element_index is None else element_index[sl])
                 rej.mark(_C["unknown_element"], efield, idx < 0, sl)
+            else:  # no topology to check against: element ids must at least be non-negative
+                for f in _ELEMENT_ID_FIELDS[self.source]:
+                    rej.mark_before(_C["out_of_domain"], f, d[f] < 0, sl)
         if self.dedup is not None and n:
             ok = np.ones(n, dtype=bool) if rej.status is None else rej.status == 0
             now = self._dedup_clock.observe(
@@ -751,6 +773,10 @@ class Ingestor:
             ],
             dtype=np.int64,
         )
+        limits = np.array(
+            [lo, hi, Q850_MIN, Q850_MAX, len(SERVICES), DOMAIN["cdr"]["duration_ms"][1], MAX_BYTES, NO_TIME_MS],
+            dtype=np.int64,
+        )
         n_bad = cdr_first_failure(
             data["start_ms"],
             data["end_ms"],
@@ -759,11 +785,7 @@ class Ingestor:
             data["service"],
             data["bytes_up"],
             data["bytes_down"],
-            int(lo),
-            int(hi),
-            Q850_MIN,
-            Q850_MAX,
-            len(SERVICES),
+            limits,
             codes,
             code,
             fld,

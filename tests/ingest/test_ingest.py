@@ -217,25 +217,32 @@ CORRUPT = {
     "cdr": [
         ("start_ms", [0, -1, 5 * 10**12]),
         ("end_ms", [0, T0 - 10**6]),
-        ("answer_ms", [T0 + 10**8, T0 - 1, -7]),
+        ("answer_ms", [T0 + 10**8, T0 - 1, -7, -1]),
+        ("end_ms", [T0 + 8 * 86_400_000]),  # an eight-day call
         ("cause", [0, 128, -3, 55]),
         ("service", [-1, 4, 3]),
-        ("bytes_up", [-1]),
-        ("bytes_down", [-2]),
+        ("bytes_up", [-1, 10**16]),
+        ("bytes_down", [-2, 2**62]),
         ("element_id", [1, 1050]),
         ("record_id", [0, 1, 2]),
     ],
     "equip": [
         ("ts_ms", [0, 4 * 10**12]),
         ("metric_id", [-1, 6, 3, 4]),
-        ("value", [np.nan, -np.inf, -1.0, 101.0]),
+        ("value", [np.nan, -np.inf, -1.0, 101.0, 1e308, 200.0, -70.0, 1e13]),
         ("element_id", [7]),
     ],
-    "flow": [("ts_ms", [-5]), ("bytes", [-1]), ("packets", [-1]), ("flows", [-1]), ("src_element_id", [3])],
+    "flow": [
+        ("ts_ms", [-5]),
+        ("bytes", [-1, 10**16]),
+        ("packets", [-1, 10**14]),
+        ("flows", [-1, 10**11]),
+        ("src_element_id", [3]),
+    ],
     "qos": [
         ("ts_ms", [0]),
-        ("latency_ms", [np.nan, -1.0, np.inf]),
-        ("jitter_ms", [-0.5, np.nan]),
+        ("latency_ms", [np.nan, -1.0, np.inf, 1e308, 600_001.0]),
+        ("jitter_ms", [-0.5, np.nan, 1e308]),
         ("loss_pct", [-1.0, 100.01, np.nan]),
         ("mos", [np.inf, 0.5, 5.01, np.nan]),
         ("element_id", [2]),
@@ -251,7 +258,7 @@ CORRUPT = {
 )
 def test_conservation_and_reference(source, seed, n_bad, n_batches):
     rng = np.random.default_rng(seed)
-    ing = Ingestor(source, known_element_ids=ELEMENTS)
+    ing = Ingestor(source, known_element_ids=ELEMENTS, dedup_horizon_ms=None)  # the reference never forgets
     seen = set()
     tot_read = 0
     for _ in range(n_batches):
