@@ -5,6 +5,8 @@ caller passes the reason codes, so this module knows nothing of the quarantine's
 Times are int64 ms; a check is "bad" exactly when the NumPy expression in ``ingest`` is True.
 """
 
+import numpy as np
+
 from ._numba import kernel
 
 # field index written to ``out_field`` (the caller maps it to a name)
@@ -74,6 +76,56 @@ def cdr_first_failure(
             c, f = codes[5], F_BYTES_UP
         elif bytes_down[i] < 0:
             c, f = codes[5], F_BYTES_DOWN
+        out_code[i] = c
+        out_field[i] = f
+        if c != 0:
+            n_bad += 1
+    return n_bad
+
+
+# field index written by equip_first_failure
+E_VALUE, E_TS, E_METRIC = range(3)
+EQUIP_CHECK_FIELDS = ("value", "ts_ms", "metric_id")
+
+
+@kernel
+def equip_first_failure(ts_ms, metric_id, value, limits, value_lo, value_hi, is_counter, codes, out_code, out_field):
+    """First failing check of every equipment row (the order of ``telcoanalytics.ingest.ingestor``).
+
+    Parameters
+    ----------
+    ts_ms : int64 (n,); metric_id : int (n,); value : float64 (n,)
+    limits : int64 (2,), the accepted event-time range ``[lo_ms, hi_ms)``
+    value_lo, value_hi : float64 (m,), inclusive value range of each known metric code
+    is_counter : bool (m,), counters below zero are ``negative_counter`` (else ``out_of_domain``)
+    codes : int64 (4,), reason codes for non-finite, time out of range, out of domain, negative counter
+    out_code : int8 (n,), 0 or the first failing reason code
+    out_field : int8 (n,), index into ``EQUIP_CHECK_FIELDS``, -1 if none
+
+    Returns
+    -------
+    int
+        Number of rows that failed a check.
+    """
+    lo_ms, hi_ms = limits[0], limits[1]
+    m_known = value_lo.shape[0]
+    n_bad = 0
+    for i in range(ts_ms.shape[0]):
+        v = value[i]
+        t = ts_ms[i]
+        m = metric_id[i]
+        c = 0
+        f = -1
+        if not np.isfinite(v):
+            c, f = codes[0], E_VALUE
+        elif t < lo_ms or t >= hi_ms:
+            c, f = codes[1], E_TS
+        elif m < 0 or m >= m_known:
+            c, f = codes[2], E_METRIC
+        elif v > value_hi[m] or (v < value_lo[m] and not is_counter[m]):
+            c, f = codes[2], E_VALUE
+        elif v < 0 and is_counter[m]:
+            c, f = codes[3], E_VALUE
         out_code[i] = c
         out_field[i] = f
         if c != 0:
