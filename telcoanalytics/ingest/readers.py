@@ -179,7 +179,7 @@ def read_csv(
         for chunk in _read_csv_arrow(path, header, chunk_rows, delimiter, "utf8"):
             yield chunk
             offset = chunk.row_offset + chunk.n
-    except (ValueError, OSError) as e:  # pyarrow's errors are ValueErrors: invalid UTF-8, an overlong line
+    except (ValueError, OSError, _QuoteAcrossLines) as e:  # pyarrow's errors are ValueErrors: invalid UTF-8
         if isinstance(e, FileNotFoundError):
             raise
         # the rest of the file line by line: every damaged line is one quarantined row
@@ -221,6 +221,10 @@ def _read_header(path: Path, delimiter: str, encoding: str) -> list:
     if dup:
         raise ValueError(f"{path}: header repeats column(s) {dup}; column names must be unique")
     return header
+
+
+class _QuoteAcrossLines(Exception):
+    """pyarrow folded lines into one quoted value (an unclosed quote): read on line by line."""
 
 
 class _BadLine:
@@ -303,6 +307,7 @@ def _rows_to_chunk(rows: list, header: list, offset: int, delimiter: str) -> Raw
 def _read_csv_arrow(path: Path, header: list, chunk_rows: int, delimiter: str, encoding: str):
     """pyarrow's streaming CSV reader, all columns as strings, ragged rows put back in place."""
     pa, _ = _pyarrow()
+    import pyarrow.compute as pc
     import pyarrow.csv as pcsv
 
     bad: list[tuple[int, str]] = []
@@ -319,6 +324,11 @@ def _read_csv_arrow(path: Path, header: list, chunk_rows: int, delimiter: str, e
     with pa.input_stream(str(path), compression="detect") as stream:
         for batch in pcsv.open_csv(stream, ro, po, co):
             cols = dict(zip(header, batch.columns))
+            # pyarrow lets an unclosed quote swallow the following lines into one value: a line
+            # break inside a value means that happened (rows are lines here), so this batch and
+            # the rest of the file go through the line engine instead
+            if any(pc.any(pc.match_substring(c, "\n")).as_py() for c in cols.values()):
+                raise _QuoteAcrossLines()
             m, k = batch.num_rows, len(bad)
             bad_pos = np.zeros(0, dtype=np.int64)
             texts: list[str] = []
@@ -367,6 +377,8 @@ def _arrow_columns(batch) -> tuple[dict, dict]:
             arr = arr.combine_chunks()
         if pa.types.is_dictionary(arr.type):
             arr = arr.dictionary_decode()
+        if pa.types.is_decimal(arr.type):  # exact integers stay integers, others become float64
+            arr = arr.cast(pa.int64() if arr.type.scale <= 0 else pa.float64(), safe=False)
         if arr.null_count:
             missing[name] = arr.is_null().to_numpy(zero_copy_only=False)
         cols[name] = arr.to_numpy(zero_copy_only=False)

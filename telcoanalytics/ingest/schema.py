@@ -465,7 +465,12 @@ def _parse_vector(a: np.ndarray, kind: str, r: Rule):
         return (vals if kind == "i" else vals.astype(np.float64)), None
     if r.parse == "code" and k in "UOS":
         return _parse_codes(a, kind, r)
-    if k in "iub":
+    if k == "b":
+        raise SchemaError(
+            f"column {r.column!r} holds true/false values where a number is expected; convert it to "
+            "numbers (e.g. 0/1) or map it with a registered SchemaVersion"
+        )
+    if k in "iu":
         if kind == "f":
             return a.astype(np.float64) * r.scale if r.scale != 1 else a.astype(np.float64), None
         if r.scale == 1:

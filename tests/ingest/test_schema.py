@@ -208,8 +208,8 @@ def test_text_parsing_statuses():
     assert st.tolist() == [1]
     v, st = parse_column(np.array([3], dtype=np.uint64), "i", Rule("x", scale=2.0))
     assert v.tolist() == [6] and st is None
-    v, st = parse_column(np.array([True, False]), "f", Rule("x", scale=2.0))
-    assert v.tolist() == [2.0, 0.0]
+    with pytest.raises(SchemaError, match="'x' holds true/false"):  # ambiguous: rejected, not read as 1/0
+        parse_column(np.array([True, False]), "f", Rule("x", scale=2.0))
     v, st = parse_column(np.array([5, 2**70, 2.0, 1.5], dtype=object), "i", ri)
     assert st.tolist() == [0, 1, 0, 1]
     v, st = parse_column(np.array([5, 2.0, "3"], dtype=object), "f", Rule("x", scale=2.0))
