@@ -115,6 +115,18 @@ def test_ingest_numpy(benchmark, setup, source):
 
 
 @pytest.mark.parametrize("source", ["cdr", "equip"])
+def test_ingest_numpy_without_dedup(benchmark, setup, source):
+    """The same as test_ingest_numpy with duplicate detection switched off (``dedup=False``):
+    the cost of the natural-key check is the difference."""
+    topo, data, _ = setup
+    a = data[source]
+    if "dedup" not in Ingestor.__init__.__code__.co_varnames:  # pragma: no cover - older trees
+        pytest.skip("this Ingestor has no dedup switch")
+    benchmark.pedantic(lambda: Ingestor(source, topology=topo, dedup=False).ingest(a), rounds=3, iterations=1)
+    _rate(benchmark, len(a))
+
+
+@pytest.mark.parametrize("source", ["cdr", "equip"])
 def test_ingest_numpy_batches_100k(benchmark, setup, source):
     """The replay's path: one Ingestor fed many 100k-row batches (dedup state carried)."""
     topo, data, _ = setup

@@ -162,3 +162,36 @@ def hashmap_lookup(q, table_keys, table_vals, missing, out):
                 r = table_vals[s]
         out[i] = r
     return out
+
+
+# ---- natural keys ------------------------------------------------------------------------------
+_K1 = np.uint64(0x9E3779B97F4A7C15)
+_K2 = np.uint64(0xBF58476D1CE4E5B9)
+_K3 = np.uint64(0x94D049BB133111EB)
+
+
+@kernel
+def _fmix64(x):
+    """splitmix64's finaliser (a bijection of uint64)."""
+    x ^= x >> np.uint64(30)
+    x *= _K2
+    x ^= x >> np.uint64(27)
+    x *= _K3
+    x ^= x >> np.uint64(31)
+    return x
+
+
+@kernel
+def natural_key_hash(a, b, c, out):
+    """``out[i]`` = a 64-bit hash of ``(a[i], b[i], c[i])`` (int64 columns) as int64.
+
+    Each column goes through a bijective mixer before it is combined, so keys that differ in a
+    few bits of any column spread over all 64 bits; two distinct keys share a hash with
+    probability about ``2**-64``. uint64 arithmetic wraps by design: callers running this as
+    plain Python (``NUMBA_DISABLE_JIT=1``) wrap the call in ``np.errstate(over="ignore")``.
+    """
+    for i in range(a.shape[0]):
+        h = _fmix64(np.uint64(a[i]) + _K1)
+        h = _fmix64(h ^ (np.uint64(b[i]) * _K1 + _K2))
+        h = _fmix64(h ^ (np.uint64(c[i]) * _K1 + _K3))
+        out[i] = np.int64(h)

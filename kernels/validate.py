@@ -5,6 +5,8 @@ caller passes the reason codes, so this module knows nothing of the quarantine's
 Times are int64 ms; a check is "bad" exactly when the NumPy expression in ``ingest`` is True.
 """
 
+import numpy as np
+
 from ._numba import kernel
 
 # field index written to ``out_field`` (the caller maps it to a name)
@@ -12,23 +14,13 @@ F_START, F_END, F_ANSWER, F_CAUSE, F_SERVICE, F_BYTES_UP, F_BYTES_DOWN = range(7
 CDR_CHECK_FIELDS = ("start_ms", "end_ms", "answer_ms", "cause", "service", "bytes_up", "bytes_down")
 
 
+# entries of the ``limits`` argument of cdr_first_failure
+L_LO_MS, L_HI_MS, L_CAUSE_LO, L_CAUSE_HI, L_N_SERVICES, L_MAX_CALL_MS, L_MAX_BYTES, L_NO_TIME = range(8)
+
+
 @kernel
 def cdr_first_failure(
-    start_ms,
-    end_ms,
-    answer_ms,
-    cause,
-    service,
-    bytes_up,
-    bytes_down,
-    lo_ms,
-    hi_ms,
-    cause_lo,
-    cause_hi,
-    n_services,
-    codes,
-    out_code,
-    out_field,
+    start_ms, end_ms, answer_ms, cause, service, bytes_up, bytes_down, limits, codes, out_code, out_field
 ):
     """First failing check of every CDR row.
 
@@ -36,9 +28,10 @@ def cdr_first_failure(
     ----------
     start_ms, end_ms, answer_ms : int64 (n,)
     cause : int16 (n,); service : uint8/int (n,); bytes_up, bytes_down : int64 (n,)
-    lo_ms, hi_ms : int, the accepted event-time range ``[lo_ms, hi_ms)``
-    cause_lo, cause_hi : int, the accepted Q.850 range (inclusive)
-    n_services : int, service codes ``0..n_services-1`` are known
+    limits : int64 (8,)
+        ``[lo_ms, hi_ms)`` accepted event times, ``cause_lo..cause_hi`` accepted Q.850 causes,
+        ``n_services`` known service codes, the longest call (ms), the most bytes per record,
+        and the answer time meaning "not answered" (see the ``L_*`` indices).
     codes : int64 (6,), reason codes for time out of range, end before start (or negative
         duration), answer outside the call, bad cause, out of domain, negative counter
     out_code : int8 (n,), 0 or the first failing reason code
@@ -49,6 +42,9 @@ def cdr_first_failure(
     int
         Number of rows that failed a check.
     """
+    lo_ms, hi_ms = limits[L_LO_MS], limits[L_HI_MS]
+    cause_lo, cause_hi, n_services = limits[L_CAUSE_LO], limits[L_CAUSE_HI], limits[L_N_SERVICES]
+    max_call, max_bytes, no_time = limits[L_MAX_CALL_MS], limits[L_MAX_BYTES], limits[L_NO_TIME]
     n_bad = 0
     for i in range(start_ms.shape[0]):
         s = start_ms[i]
@@ -68,10 +64,68 @@ def cdr_first_failure(
             c, f = codes[3], F_CAUSE
         elif service[i] < 0 or service[i] >= n_services:
             c, f = codes[4], F_SERVICE
+        elif e - s > max_call:
+            c, f = codes[4], F_END
+        elif a < 0 and a != no_time:
+            c, f = codes[4], F_ANSWER
+        elif bytes_up[i] > max_bytes:
+            c, f = codes[4], F_BYTES_UP
+        elif bytes_down[i] > max_bytes:
+            c, f = codes[4], F_BYTES_DOWN
         elif bytes_up[i] < 0:
             c, f = codes[5], F_BYTES_UP
         elif bytes_down[i] < 0:
             c, f = codes[5], F_BYTES_DOWN
+        out_code[i] = c
+        out_field[i] = f
+        if c != 0:
+            n_bad += 1
+    return n_bad
+
+
+# field index written by equip_first_failure
+E_VALUE, E_TS, E_METRIC = range(3)
+EQUIP_CHECK_FIELDS = ("value", "ts_ms", "metric_id")
+
+
+@kernel
+def equip_first_failure(ts_ms, metric_id, value, limits, value_lo, value_hi, is_counter, codes, out_code, out_field):
+    """First failing check of every equipment row (the order of ``telcoanalytics.ingest.ingestor``).
+
+    Parameters
+    ----------
+    ts_ms : int64 (n,); metric_id : int (n,); value : float64 (n,)
+    limits : int64 (2,), the accepted event-time range ``[lo_ms, hi_ms)``
+    value_lo, value_hi : float64 (m,), inclusive value range of each known metric code
+    is_counter : bool (m,), counters below zero are ``negative_counter`` (else ``out_of_domain``)
+    codes : int64 (4,), reason codes for non-finite, time out of range, out of domain, negative counter
+    out_code : int8 (n,), 0 or the first failing reason code
+    out_field : int8 (n,), index into ``EQUIP_CHECK_FIELDS``, -1 if none
+
+    Returns
+    -------
+    int
+        Number of rows that failed a check.
+    """
+    lo_ms, hi_ms = limits[0], limits[1]
+    m_known = value_lo.shape[0]
+    n_bad = 0
+    for i in range(ts_ms.shape[0]):
+        v = value[i]
+        t = ts_ms[i]
+        m = metric_id[i]
+        c = 0
+        f = -1
+        if not np.isfinite(v):
+            c, f = codes[0], E_VALUE
+        elif t < lo_ms or t >= hi_ms:
+            c, f = codes[1], E_TS
+        elif m < 0 or m >= m_known:
+            c, f = codes[2], E_METRIC
+        elif v > value_hi[m] or (v < value_lo[m] and not is_counter[m]):
+            c, f = codes[2], E_VALUE
+        elif v < 0 and is_counter[m]:
+            c, f = codes[3], E_VALUE
         out_code[i] = c
         out_field[i] = f
         if c != 0:

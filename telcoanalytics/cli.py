@@ -104,6 +104,7 @@ def cmd_bench(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="telcoanalytics", description=__doc__.splitlines()[0])
+    ap.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
     sub = ap.add_subparsers(dest="command", required=True)
 
     def synth_args(p):
@@ -202,7 +203,37 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+class CliError(SystemExit):
+    """A clear command-line error: one line on stderr, exit status 2 (``str()`` is the message)."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _error_types() -> tuple:
+    types: list = [ValueError, OSError, ImportError, UnicodeError, KeyError, TypeError]
+    try:
+        import pyarrow as pa
+
+        types.append(pa.ArrowException)
+    except ImportError:  # pragma: no cover - pyarrow is installed in the test env
+        pass
+    return tuple(types)
+
+
+def _fail(message: str) -> CliError:
+    line = " ".join(str(message).split())  # one line, whatever the exception text held
+    print(f"telcoanalytics: error: {line}", file=sys.stderr, flush=True)
+    return CliError(line)
+
+
 def main(argv=None) -> int:
+    """Run the command line; clear errors print one line and exit with status 2 (``--debug``
+    shows the traceback instead)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = []
     if "--" in argv:  # everything after -- is for pytest (bench); options may come in any order before it
@@ -213,9 +244,20 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if extra:
         if args.command != "bench":
-            raise SystemExit(f"arguments after -- are only for 'bench' (pytest arguments), got {extra}")
+            raise _fail(f"arguments after -- are only for 'bench' (pytest arguments), got {extra}")
         args.pytest_args = extra
-    return args.func(args)
+    try:
+        return args.func(args)
+    except CliError:
+        raise
+    except SystemExit as e:  # the commands' own clear messages
+        if args.debug or not isinstance(e.code, str):
+            raise
+        raise _fail(e.code) from None
+    except _error_types() as e:
+        if args.debug:
+            raise
+        raise _fail(f"{type(e).__name__}: {e} (run with --debug for the traceback)") from None
 
 
 if __name__ == "__main__":  # pragma: no cover

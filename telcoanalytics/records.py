@@ -13,10 +13,50 @@ Sources
 
 Conventions
 -----------
-* ``NO_TIME_MS`` (-1) in ``answer_ms`` means the call was never answered. Real timestamps are
-  always inside the sane range checked at ingest (after 2000-01-01), so any negative is "none".
-* ``mos`` NaN means "not measured" (optional field); complaint ``lat``/``lon`` NaN: no location.
-* Ids of parties, subscribers and elements are int64 (hashed upstream where they are strings).
+* ``answer_ms``: ``NO_TIME_MS`` (-1) means the call was never answered. At ingest an empty cell,
+  a null or NaN (the usual ways exports leave the answer time out), or an absent column, also
+  read as "not answered" (-1). Any other negative value is quarantined as ``out_of_domain``; a
+  time before the start or after the end of the call as ``answer_outside_call``.
+* ``mos`` NaN means "not measured" (optional field); complaint ``lat``/``lon`` NaN: no location;
+  every other float field must be finite.
+* Ids of parties and subscribers are int64 (hashed upstream where they are strings, so any value).
+  Element ids must be in the topology when the Ingestor has one (``unknown_element`` otherwise),
+  and without one they (and flow destinations) must be non-negative (``out_of_domain``).
+
+Domain bounds
+-------------
+``DOMAIN`` below is the one table of the values ingest accepts; a value outside it is
+quarantined (``out_of_domain``, or ``negative_counter`` for a counter below zero, or
+``time_out_of_range`` for times, whose range is the Ingestor's ``time_range_ms``, default
+2000-01-01 .. 2100-01-01). Bounds are inclusive. The analyses downstream (windows, EW
+statistics, anomaly detectors, cubes) therefore never see a non-finite or absurd value.
+
+=============  =======================  ========================  ===============================
+source         field                    accepted                  why the bound
+=============  =======================  ========================  ===============================
+cdr            end_ms - start_ms        0 .. 7 days               longest plausible session
+cdr            answer_ms                -1, or start .. end       see above
+cdr            cause                    1 .. 127                  Q.850
+cdr            service                  0 .. 3                    ``SERVICES`` codes
+cdr            bytes_up, bytes_down     0 .. 1e15                 1 PB per record
+cdr            element_id               >= 0                      ids are non-negative
+equip          metric_id                0 .. 5                    ``METRICS`` codes
+equip          value                    ``METRIC_DOMAIN``         per metric, below
+equip          element_id               >= 0
+flow           bytes                    0 .. 1e15                 1 PB per interval
+flow           packets                  0 .. 1e13
+flow           flows                    0 .. 1e10
+flow           src/dst_element_id       >= 0
+qos            latency_ms, jitter_ms    0 .. 600,000              10 minutes
+qos            loss_pct                 0 .. 100                  percent
+qos            mos                      1 .. 5, or NaN            ITU-T P.800 scale
+qos            element_id               >= 0
+=============  =======================  ========================  ===============================
+
+``METRIC_DOMAIN`` (equipment values by metric): ``cpu_util_pct`` and ``prb_util_pct`` 0..100,
+``throughput_mbps`` 0..1e7 (10 Tbit/s), ``unavailable_s`` 0..86,400 (a day per interval),
+``error_count`` 0..1e12, ``temperature_c`` -60..150. Counters (``error_count``,
+``unavailable_s``, bytes, packets, flows) below zero are ``negative_counter``.
 """
 
 from __future__ import annotations
@@ -110,6 +150,61 @@ ELEMENT_FIELD: dict[str, str] = {
     "qos": "element_id",
     "complaint": "element_id",
 }
+
+# Natural key of each source: two rows with equal keys are the same record (duplicates are quarantined).
+NATURAL_KEY: dict[str, tuple[str, ...]] = {
+    "cdr": ("record_id",),
+    "equip": ("element_id", "metric_id", "ts_ms"),
+    "flow": ("src_element_id", "dst_element_id", "ts_ms"),
+    "qos": ("element_id", "ts_ms"),
+    "complaint": ("complaint_id",),
+}
+
+# ---- domain bounds (see the module docstring; ingest reads them from here) ----------------------
+MAX_CALL_MS = 7 * 86_400_000
+MAX_BYTES = 10**15
+MAX_PACKETS = 10**13
+MAX_FLOWS = 10**10
+MAX_DELAY_MS = 600_000.0
+DOMAIN: dict[str, dict[str, tuple[float, float]]] = {
+    "cdr": {
+        "duration_ms": (0, MAX_CALL_MS),
+        "cause": (1, 127),
+        "service": (0, 3),
+        "bytes_up": (0, MAX_BYTES),
+        "bytes_down": (0, MAX_BYTES),
+        "element_id": (0, np.iinfo(np.int64).max),
+    },
+    "equip": {"metric_id": (0, 5), "element_id": (0, np.iinfo(np.int64).max)},
+    "flow": {
+        "bytes": (0, MAX_BYTES),
+        "packets": (0, MAX_PACKETS),
+        "flows": (0, MAX_FLOWS),
+        "src_element_id": (0, np.iinfo(np.int64).max),
+        "dst_element_id": (0, np.iinfo(np.int64).max),
+    },
+    "qos": {
+        "latency_ms": (0.0, MAX_DELAY_MS),
+        "jitter_ms": (0.0, MAX_DELAY_MS),
+        "loss_pct": (0.0, 100.0),
+        "mos": (1.0, 5.0),
+        "element_id": (0, np.iinfo(np.int64).max),
+    },
+}
+"""source -> field -> inclusive (lo, hi) of accepted values (``duration_ms`` is end - start)."""
+
+METRIC_DOMAIN: dict[str, tuple[float, float]] = {
+    "cpu_util_pct": (0.0, 100.0),
+    "prb_util_pct": (0.0, 100.0),
+    "throughput_mbps": (0.0, 1e7),
+    "unavailable_s": (0.0, 86_400.0),
+    "error_count": (0.0, 1e12),
+    "temperature_c": (-60.0, 150.0),
+}
+"""Equipment metric -> inclusive (lo, hi) of its value."""
+
+COUNTER_METRICS = ("unavailable_s", "error_count")
+"""Equipment metrics that count: a value below zero is ``negative_counter``."""
 
 # ---- code tables -------------------------------------------------------------------------
 SERVICES: tuple[str, ...] = ("voice", "video", "sms", "data")

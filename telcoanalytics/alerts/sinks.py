@@ -26,6 +26,7 @@ A crash between a successful delivery and its acknowledgement resends that one n
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -51,9 +52,27 @@ __all__ = [
     "WebhookSink",
     "CallbackSink",
     "JsonlSink",
+    "redact_url",
 ]
 
 log = logging.getLogger(__name__)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its user info and every query-string value replaced by ``***`` (for logs).
+
+    >>> redact_url("https://ops:s3cret@am.example:9093/api/v2/alerts?token=abc&team=noc")
+    'https://***@am.example:9093/api/v2/alerts?token=***&team=***'
+    """
+    try:
+        p = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    netloc = p.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join((kv.split("=", 1)[0] + "=***") if "=" in kv else "***" for kv in p.query.split("&") if kv)
+    return urllib.parse.urlunsplit((p.scheme, netloc, p.path, query, ""))
 
 
 class SinkError(Exception):
@@ -509,6 +528,12 @@ class WebhookSink(QueuedSink):
         Socket timeout of one request (connect and read).
     headers : dict, optional
         Extra HTTP headers (e.g. Authorization).
+
+    Credentials: ``user:password@`` in the URL is sent as an HTTP Basic ``Authorization``
+    header (not as part of the host name); the URL's user info and query-string values (e.g.
+    ``?token=...``), and the values of ``Authorization`` / ``*token*`` / ``*key*`` headers, are
+    replaced by ``***`` in every log line, error message, dead letter and ``repr`` (``self.url``
+    is the redacted form).
     coalesce : int
         When notifications queue up (a backlog, or the spool draining after an outage), up to
         this many are sent in one POST, alerts in queue order (default 64; 1 = one POST per
@@ -534,17 +559,45 @@ class WebhookSink(QueuedSink):
         if int(coalesce) < 1:
             raise ValueError(f"coalesce must be >= 1 notifications per POST, got {coalesce}")
         self.max_batch = int(coalesce)
-        p = urllib.parse.urlsplit(url)
-        if p.scheme not in ("http", "https") or not p.netloc:
-            raise ValueError(f"webhook url {url!r} must be http(s)://host[:port][/path], e.g. http://127.0.0.1:9093")
+        try:
+            p = urllib.parse.urlsplit(url)
+            host_ok = p.scheme in ("http", "https") and bool(p.hostname)
+            p.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            host_ok = False
+        if not host_ok:
+            raise ValueError(
+                f"webhook url {redact_url(url)!r} must be http(s)://[user:password@]host[:port][/path], "
+                "e.g. http://127.0.0.1:9093"
+            )
         if p.path in ("", "/"):
             p = p._replace(path="/api/v2/alerts")
-        self.url = urllib.parse.urlunsplit(p)
+        secrets: list[str] = []
+        auth = None
+        if p.username is not None or p.password is not None:
+            user = urllib.parse.unquote(p.username or "")
+            password = urllib.parse.unquote(p.password or "")
+            auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            secrets += [x for x in (p.username, p.password, user, password) if x]
+            p = p._replace(netloc=p.netloc.rsplit("@", 1)[1])
+        for kv in p.query.split("&"):
+            if "=" in kv and kv.split("=", 1)[1]:
+                v = kv.split("=", 1)[1]
+                secrets += [v, urllib.parse.unquote_plus(v)]
+        self._endpoint = urllib.parse.urlunsplit(p)  # what is requested: no user info, query kept
+        self.url = redact_url(urllib.parse.urlunsplit(p))  # what is shown
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
         self.timeout_s = float(timeout_s)
         self.headers = {"Content-Type": "application/json", "User-Agent": "telcoanalytics-alerts"}
+        if auth is not None:
+            self.headers["Authorization"] = auth
         self.headers.update(headers or {})
+        for k, v in self.headers.items():
+            if k.lower() == "authorization" or "token" in k.lower() or "key" in k.lower():
+                secrets += [str(v)] + str(v).split()[1:]
+        # longest first, so a secret that contains another is replaced whole
+        self._secrets = sorted({x for x in secrets if len(x) >= 3}, key=len, reverse=True)
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         super().__init__(**kwargs)
 
@@ -567,19 +620,28 @@ class WebhookSink(QueuedSink):
             ]
         ).encode()
 
+    def _scrub(self, text: str) -> str:
+        """``text`` with every credential of this sink replaced by ``***``."""
+        for x in self._secrets:
+            text = text.replace(x, "***")
+        return text
+
+    def __repr__(self) -> str:
+        return f"WebhookSink({self.url!r})"
+
     def _deliver_batch(self, records: list[dict]) -> None:
         self.stats["posts"] += 1
-        req = urllib.request.Request(self.url, data=self.body(records), headers=self.headers, method="POST")
+        req = urllib.request.Request(self._endpoint, data=self.body(records), headers=self.headers, method="POST")
         try:
             with self._opener.open(req, timeout=self.timeout_s) as resp:
                 resp.read()
         except urllib.error.HTTPError as e:
-            msg = f"HTTP {e.code} from {self.url}: {e.read()[:200]!r}"
+            msg = self._scrub(f"HTTP {e.code} from {self.url}: {e.read()[:200]!r}")
             if e.code in (408, 429) or e.code >= 500:
                 raise SinkError(msg) from None
             raise PermanentSinkError(msg) from None
-        except (urllib.error.URLError, TimeoutError, OSError, HTTPException) as e:
-            raise SinkError(f"cannot reach {self.url}: {e}") from None
+        except (urllib.error.URLError, TimeoutError, OSError, HTTPException, ValueError) as e:
+            raise SinkError(self._scrub(f"cannot reach {self.url}: {e}")) from None
 
 
 class CallbackSink(QueuedSink):

@@ -2,7 +2,13 @@
 validation into canonical structured arrays, deduplication and the quarantine of rejected rows.
 """
 
+from telcoanalytics.ingest.clock import (  # noqa: F401
+    DEFAULT_FUTURE_HORIZON_MS,
+    DEFAULT_MAX_SKEW_MS,
+    EventClock,
+)
 from telcoanalytics.ingest.ingestor import (  # noqa: F401
+    DEDUP_HORIZON_MS,
     DEFAULT_DEDUP_HORIZON_MS,
     DEFAULT_TIME_RANGE_MS,
     DedupSet,
@@ -25,6 +31,7 @@ from telcoanalytics.ingest.quarantine import (  # noqa: F401
     NEGATIVE_DURATION,
     NON_FINITE,
     OUT_OF_DOMAIN,
+    TIME_IN_FUTURE,
     TIME_OUT_OF_RANGE,
     UNKNOWN_ELEMENT,
     UNPARSEABLE,
@@ -57,7 +64,12 @@ from telcoanalytics.ingest.schema import (  # noqa: F401
 __all__ = [
     "DEFAULT_TIME_RANGE_MS",
     "DEFAULT_DEDUP_HORIZON_MS",
+    "DEDUP_HORIZON_MS",
     "DedupSet",
+    "EventClock",
+    "DEFAULT_MAX_SKEW_MS",
+    "DEFAULT_FUTURE_HORIZON_MS",
+    "TIME_IN_FUTURE",
     "IngestResult",
     "Ingestor",
     "UNPARSEABLE",

@@ -20,17 +20,23 @@ of ``quarantine.REASONS``), and within a reason the first field in canonical ord
 6. ``end_before_start`` (``end_ms < start_ms``),
 7. ``answer_outside_call`` (``answer_ms >= 0`` and not within ``[start_ms, end_ms]``),
 8. ``bad_cause`` (cause outside 1..127),
-9. ``out_of_domain`` (service / metric / complaint category code unknown; ``*_pct`` metric or
-   ``loss_pct`` outside 0..100; negative latency, jitter or throughput; MOS outside 1..5;
-   complaint latitude / longitude outside +-90 / +-180 or only one of them given),
+9. ``out_of_domain`` (a value outside the bounds of ``records.DOMAIN`` / ``records.METRIC_DOMAIN``:
+   unknown service, metric or complaint category code, a call longer than 7 days, a negative
+   answer time other than -1 "not answered", latency or jitter outside 0..10 min, loss outside
+   0..100 %, MOS outside 1..5, counters above their maximum, a negative element id, a metric
+   value outside its range, complaint latitude / longitude outside +-90 / +-180 or only one of
+   them given),
 10. ``negative_counter`` (negative bytes, packets, flows, ``error_count``, ``unavailable_s``),
 11. ``unknown_element`` (the routing element, ``records.ELEMENT_FIELD``, is not in the
     topology or ``known_element_ids``; flows' destination may be a link id and is not checked;
     a complaint with a location but no cell, ``element_id = -1``, lands here unless
     ``analysis.locate_complaints`` resolved it first),
-12. ``duplicate_id`` (CDR ``record_id`` seen before in this batch or an earlier one; only rows
-    that passed every other check count as seen, so a corrupt first copy does not hide a valid
-    second one).
+12. ``duplicate_id`` (a row whose natural key, ``records.NATURAL_KEY``, was seen before in this
+    batch or an earlier one within the source's horizon, ``DEDUP_HORIZON_MS``: the CDR
+    ``record_id``; element, metric and time of equipment counters; source, destination and time
+    of flows; element and time of QoS probes. Multi-field keys are compared by a 64-bit hash
+    (a false match about once in 2**64 pairs). Only rows that passed every other check count
+    as seen, so a corrupt first copy does not hide a valid second one).
 13. ``time_in_future`` is not checked here: a pipeline decides it after ingest, against its robust
     event-time clock (``telcoanalytics.ingest.clock``), and moves such rows here with
     :meth:`Ingestor.reject_accepted`.
@@ -43,16 +49,31 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernels.dedup import EMPTY, hashmap_build, hashmap_lookup, hashset_contains, hashset_insert, hashset_rehash
-from kernels.validate import CDR_CHECK_FIELDS, cdr_first_failure
+from kernels.dedup import (
+    EMPTY,
+    hashmap_build,
+    hashmap_lookup,
+    hashset_contains,
+    hashset_insert,
+    hashset_rehash,
+    natural_key_hash,
+)
+from kernels.validate import CDR_CHECK_FIELDS, EQUIP_CHECK_FIELDS, cdr_first_failure, equip_first_failure
+from telcoanalytics.ingest.clock import EventClock
 from telcoanalytics.ingest.quarantine import REASON_CODE, REASONS, Quarantine
 from telcoanalytics.ingest.readers import DEFAULT_CHUNK_ROWS, RawChunk, iter_chunks
 from telcoanalytics.ingest.schema import REGISTRY, SchemaRegistry, SchemaVersion
 from telcoanalytics.records import (
     COMPLAINT_CATEGORIES,
+    COUNTER_METRICS,
+    DOMAIN,
     DTYPES,
     ELEMENT_FIELD,
+    MAX_BYTES,
+    METRIC_DOMAIN,
     METRICS,
+    NATURAL_KEY,
+    NO_TIME_MS,
     Q850_MAX,
     Q850_MIN,
     SERVICES,
@@ -64,27 +85,47 @@ DEFAULT_TIME_RANGE_MS = (946_684_800_000, 4_102_444_800_000)
 """Sane event-time range: [2000-01-01, 2100-01-01) UTC in ms."""
 
 DEFAULT_DEDUP_HORIZON_MS = 24 * 3600 * 1000
-"""Duplicate record ids are remembered for at least this much event time (see DedupSet)."""
+"""Duplicate CDR record ids are remembered for at least this much event time (see DedupSet)."""
+
+DEDUP_HORIZON_MS = {
+    "cdr": DEFAULT_DEDUP_HORIZON_MS,
+    "equip": 2 * 3_600_000,
+    "flow": 2 * 3_600_000,
+    "qos": 2 * 3_600_000,
+    "complaint": DEFAULT_DEDUP_HORIZON_MS,
+}
+"""Default duplicate-detection horizon per source. Measurements (equipment, flows, QoS) are many
+rows per element and minute, so their keys are kept for 2 h of event time (a batch delivered
+again within that is caught; memory about 11-23 bytes per row of the last 2-4 h); record ids of
+calls are few enough to keep a day."""
+
+
+def _sample_times(t: np.ndarray, ok: np.ndarray | None) -> np.ndarray:
+    """The valid event times of a batch, thinned to at most ~2,048 in order (they drive the dedup
+    horizon through a robust clock, so a few rows dated far ahead cannot flush the key set)."""
+    if ok is not None:
+        t = t[ok]
+    if len(t) > 2048:
+        t = t[:: len(t) // 1024]
+    return t
+
 
 _BLOCK_ROWS = 32_768  # validation works on cache-sized row blocks of the structured array
 
 _C = REASON_CODE
-# metric domain kinds, indexed by metric_id (the extra last entry catches unknown codes)
-_MK_FREE, _MK_PCT, _MK_NONNEG, _MK_COUNTER, _MK_UNKNOWN = 0, 1, 2, 3, 4
-_METRIC_KIND = np.array(
-    [
-        _MK_PCT
-        if m.endswith("_pct")
-        else _MK_NONNEG
-        if m.endswith("_mbps")
-        else _MK_COUNTER
-        if m in ("unavailable_s", "error_count")
-        else _MK_FREE
-        for m in METRICS
-    ]
-    + [_MK_UNKNOWN],
-    dtype=np.int8,
-)
+# value bounds per metric_id from records.METRIC_DOMAIN (the extra last entry catches unknown codes)
+_METRIC_LO = np.array([METRIC_DOMAIN[m][0] for m in METRICS] + [np.nan])
+_METRIC_HI = np.array([METRIC_DOMAIN[m][1] for m in METRICS] + [np.nan])
+_METRIC_COUNTER = np.array([m in COUNTER_METRICS for m in METRICS] + [False])
+_METRIC_UNKNOWN = len(METRICS)
+# element id fields checked for >= 0 when there is no topology (with one, membership decides)
+_ELEMENT_ID_FIELDS = {
+    "cdr": ("element_id",),
+    "equip": ("element_id",),
+    "flow": ("src_element_id", "dst_element_id"),
+    "qos": ("element_id",),
+    "complaint": (),  # -1 = no cell, the location names the place (analysis.locate_complaints resolves it)
+}
 
 
 # ---- duplicate detection ------------------------------------------------------------------------
@@ -280,6 +321,17 @@ class _Rejects:
             self.names.append(name)
         return self.names.index(name)
 
+    def mark_before(self, code: int, name: str, mask: np.ndarray, sl: slice = slice(None)) -> None:
+        """Like :meth:`mark`, also over rows marked with a reason that comes later in check order."""
+        if not mask.any():
+            return
+        self._alloc()
+        st = self.status[sl]
+        m = mask & ((st == 0) | (st > code))
+        if m.any():
+            st[m] = code
+            self.field[sl][m] = self.name_index(name)
+
     def mark(self, code: int, name: str, mask: np.ndarray, sl: slice = slice(None)) -> None:
         if not mask.any():
             return
@@ -301,30 +353,34 @@ def _checks_equip(d, lo, hi, neg_duration):
     v = d["value"]
     yield _C["non_finite"], "value", ~np.isfinite(v)
     yield _C["time_out_of_range"], "ts_ms", _range_bad(d["ts_ms"], lo, hi)
-    kind = _METRIC_KIND[np.minimum(d["metric_id"].astype(np.uint32), np.uint32(len(METRICS)))]
-    yield _C["out_of_domain"], "metric_id", kind == _MK_UNKNOWN
-    neg = v < 0
-    yield _C["out_of_domain"], "value", ((kind == _MK_PCT) & (neg | (v > 100))) | ((kind == _MK_NONNEG) & neg)
-    yield _C["negative_counter"], "value", (kind == _MK_COUNTER) & neg
+    m = np.minimum(d["metric_id"].astype(np.uint32), np.uint32(_METRIC_UNKNOWN))
+    yield _C["out_of_domain"], "metric_id", m == _METRIC_UNKNOWN
+    counter = _METRIC_COUNTER[m]
+    neg = v < _METRIC_LO[m]
+    yield _C["out_of_domain"], "value", (neg & ~counter) | (v > _METRIC_HI[m])
+    yield _C["negative_counter"], "value", counter & (v < 0)
 
 
 def _checks_flow(d, lo, hi, neg_duration):
     yield _C["time_out_of_range"], "ts_ms", _range_bad(d["ts_ms"], lo, hi)
+    dom = DOMAIN["flow"]
+    for f in ("bytes", "packets", "flows"):
+        yield _C["out_of_domain"], f, d[f] > dom[f][1]
     for f in ("bytes", "packets", "flows"):
         yield _C["negative_counter"], f, d[f] < 0
 
 
 def _checks_qos(d, lo, hi, neg_duration):
     lat, jit, loss, mos = d["latency_ms"], d["jitter_ms"], d["loss_pct"], d["mos"]
+    dom = DOMAIN["qos"]
     yield _C["non_finite"], "latency_ms", ~np.isfinite(lat)
     yield _C["non_finite"], "jitter_ms", ~np.isfinite(jit)
     yield _C["non_finite"], "loss_pct", ~np.isfinite(loss)
     yield _C["non_finite"], "mos", np.isinf(mos)
     yield _C["time_out_of_range"], "ts_ms", _range_bad(d["ts_ms"], lo, hi)
-    yield _C["out_of_domain"], "latency_ms", lat < 0
-    yield _C["out_of_domain"], "jitter_ms", jit < 0
-    yield _C["out_of_domain"], "loss_pct", ~((loss >= 0) & (loss <= 100))
-    yield _C["out_of_domain"], "mos", (mos < 1) | (mos > 5)  # NaN compares False: allowed
+    for f, x in (("latency_ms", lat), ("jitter_ms", jit), ("loss_pct", loss)):
+        yield _C["out_of_domain"], f, (x < dom[f][0]) | (x > dom[f][1])
+    yield _C["out_of_domain"], "mos", (mos < dom["mos"][0]) | (mos > dom["mos"][1])  # NaN compares False: allowed
 
 
 def _checks_complaint(d, lo, hi, neg_duration):
@@ -339,7 +395,7 @@ def _checks_complaint(d, lo, hi, neg_duration):
 
 _CHECKS = {
     "cdr": None,  # CDRs: one compiled pass, Ingestor._cdr_checks (kernels.validate)
-    "equip": _checks_equip,
+    "equip": None,  # one compiled pass, Ingestor._equip_checks (kernels.validate); _checks_equip documents it
     "flow": _checks_flow,
     "qos": _checks_qos,
     "complaint": _checks_complaint,
@@ -415,11 +471,15 @@ class Ingestor:
         Schema versions to use; default the process-wide ``schema.REGISTRY``.
     quarantine : Quarantine, optional
         Where rejected rows go (shareable between Ingestors); default a new one.
-    dedup_horizon_ms : int or None
-        Event-time horizon of duplicate record-id detection (CDR only); None for the lifetime
-        of the Ingestor. See :class:`DedupSet`.
+    dedup_horizon_ms : int, None or "auto"
+        Event-time horizon of duplicate detection by natural key (``records.NATURAL_KEY``); None
+        remembers keys for the lifetime of the Ingestor; "auto" (default) takes
+        ``DEDUP_HORIZON_MS[source]`` (CDR 24 h, the others 2 h). See :class:`DedupSet`.
     allow_extra_columns : bool
         Ignore input columns that the schema version cannot map instead of raising.
+    dedup : bool
+        Detect duplicates (default True); False skips the check (and its cost, about 10 ns a row
+        plus the key set's memory) for inputs known to be free of them.
 
     Raises
     ------
@@ -431,11 +491,14 @@ class Ingestor:
     >>> from telcoanalytics.records import empty
     >>> qos = empty("qos", 3)
     >>> qos["ts_ms"] = 1_700_000_000_000
+    >>> qos["element_id"] = [1, 2, 3]
     >>> qos["loss_pct"] = [0.5, 150.0, 1.0]
     >>> ing = Ingestor("qos")
     >>> r = ing.ingest(qos)
     >>> r.n_read, r.n_accepted, r.by_reason
     (3, 2, {'out_of_domain': 1})
+    >>> ing.ingest(qos[:1]).by_reason  # the same probe again: element and time seen before
+    {'duplicate_id': 1}
     """
 
     def __init__(
@@ -447,8 +510,9 @@ class Ingestor:
         schema_version: int | None = None,
         registry: SchemaRegistry | None = None,
         quarantine: Quarantine | None = None,
-        dedup_horizon_ms: int | None = DEFAULT_DEDUP_HORIZON_MS,
+        dedup_horizon_ms: int | None | str = "auto",
         allow_extra_columns: bool = False,
+        dedup: bool = True,
     ):
         if source not in DTYPES:
             raise ValueError(f"unknown source {source!r}; known sources: {', '.join(DTYPES)}")
@@ -469,7 +533,11 @@ class Ingestor:
         self.schema_version = schema_version
         self.allow_extra_columns = bool(allow_extra_columns)
         self.quarantine = quarantine if quarantine is not None else Quarantine()
-        self.dedup = DedupSet(dedup_horizon_ms) if source == "cdr" else None
+        if isinstance(dedup_horizon_ms, str) and dedup_horizon_ms == "auto":
+            dedup_horizon_ms = DEDUP_HORIZON_MS[source]
+        self.dedup = DedupSet(dedup_horizon_ms) if dedup else None
+        self._dedup_clock = EventClock()
+        self._key_name = "+".join(NATURAL_KEY[source])
         self._known_ids = None if known_element_ids is None else np.unique(np.asarray(known_element_ids, np.int64))
         self._lookup: _ElementLookup | None = None
         self._lookup_version = None
@@ -650,22 +718,38 @@ class Ingestor:
         element_index = np.empty(n, dtype=np.int64) if self.topology is not None else None
         if self.source == "cdr" and n:
             self._cdr_checks(data, lo, hi, neg_dur, rej)
+        elif self.source == "equip" and n:
+            self._equip_checks(data, lo, hi, rej)
         for start in range(0, n, _BLOCK_ROWS):
             sl = slice(start, min(n, start + _BLOCK_ROWS))
             d = data[sl]
-            if self.source != "cdr":
+            if checks is not None:
                 for code, name, mask in checks(d, lo, hi, neg_dur):
                     rej.mark(code, name, mask, sl)
             if lookup is not None:
                 idx = lookup(d[efield], None if element_index is None else element_index[sl])
                 rej.mark(_C["unknown_element"], efield, idx < 0, sl)
+            else:  # no topology to check against: element ids must at least be non-negative
+                for f in _ELEMENT_ID_FIELDS[self.source]:
+                    rej.mark_before(_C["out_of_domain"], f, d[f] < 0, sl)
         if self.dedup is not None and n:
             ok = np.ones(n, dtype=bool) if rej.status is None else rej.status == 0
-            t = data[TIME_FIELD[self.source]]
-            t_max = int(np.max(t, where=ok, initial=np.iinfo(np.int64).min)) if rej.status is not None else int(t.max())
-            t_max = None if t_max == np.iinfo(np.int64).min else t_max
-            dup = self.dedup.check_insert(data["record_id"], ok, t_max)
-            rej.mark(_C["duplicate_id"], "record_id", dup)
+            now = self._dedup_clock.observe(
+                _sample_times(data[TIME_FIELD[self.source]], None if rej.status is None else ok)
+            )
+            t_ref = None if now == np.iinfo(np.int64).min else now
+            key_fields = NATURAL_KEY[self.source]
+            if len(key_fields) == 1:
+                keys = data[key_fields[0]]
+            else:
+                keys = np.empty(n, dtype=np.int64)
+                cols = [np.ascontiguousarray(data[f], dtype=np.int64) for f in key_fields]
+                if len(cols) == 2:
+                    cols.append(np.zeros(n, dtype=np.int64))
+                with np.errstate(over="ignore"):  # the hash wraps by design (plain-Python kernels)
+                    natural_key_hash(cols[0], cols[1], cols[2], keys)
+            dup = self.dedup.check_insert(keys, ok, t_ref)
+            rej.mark(_C["duplicate_id"], self._key_name, dup)
         # ---- split accepted / quarantined
         if rej.status is None:
             accepted = data
@@ -708,6 +792,10 @@ class Ingestor:
             ],
             dtype=np.int64,
         )
+        limits = np.array(
+            [lo, hi, Q850_MIN, Q850_MAX, len(SERVICES), DOMAIN["cdr"]["duration_ms"][1], MAX_BYTES, NO_TIME_MS],
+            dtype=np.int64,
+        )
         n_bad = cdr_first_failure(
             data["start_ms"],
             data["end_ms"],
@@ -716,11 +804,7 @@ class Ingestor:
             data["service"],
             data["bytes_up"],
             data["bytes_down"],
-            int(lo),
-            int(hi),
-            Q850_MIN,
-            Q850_MAX,
-            len(SERVICES),
+            limits,
             codes,
             code,
             fld,
@@ -730,6 +814,35 @@ class Ingestor:
         rej._alloc()
         m = (code != 0) & (rej.status == 0)
         names = np.array([rej.name_index(f) for f in CDR_CHECK_FIELDS], dtype=np.int16)
+        rej.status[m] = code[m]
+        rej.field[m] = names[fld[m]]
+
+    @staticmethod
+    def _equip_checks(data, lo, hi, rej: _Rejects) -> None:
+        """The checks of ``_checks_equip`` in one compiled pass (same order, same result)."""
+        n = len(data)
+        code = np.empty(n, dtype=np.int8)
+        fld = np.empty(n, dtype=np.int8)
+        codes = np.array(
+            [_C["non_finite"], _C["time_out_of_range"], _C["out_of_domain"], _C["negative_counter"]], dtype=np.int64
+        )
+        n_bad = equip_first_failure(
+            data["ts_ms"],
+            data["metric_id"],
+            data["value"],
+            np.array([lo, hi], dtype=np.int64),
+            _METRIC_LO[:-1],
+            _METRIC_HI[:-1],
+            _METRIC_COUNTER[:-1],
+            codes,
+            code,
+            fld,
+        )
+        if n_bad == 0:
+            return
+        rej._alloc()
+        m = (code != 0) & (rej.status == 0)
+        names = np.array([rej.name_index(f) for f in EQUIP_CHECK_FIELDS], dtype=np.int16)
         rej.status[m] = code[m]
         rej.field[m] = names[fld[m]]
 
@@ -763,6 +876,7 @@ class Ingestor:
             "time_hi_ms": self.time_range_ms[1],
             "schema_version": -1 if self.schema_version is None else int(self.schema_version),
             "allow_extra_columns": int(self.allow_extra_columns),
+            "dedup": int(self.dedup is not None),
             "n_batches": self.n_batches,
             "n_read": self.n_read,
             "n_accepted": self.n_accepted,
@@ -789,13 +903,15 @@ class Ingestor:
             schema_version=None if sv < 0 else sv,
             registry=registry,
             allow_extra_columns=bool(int(d["allow_extra_columns"])),
+            dedup=bool(int(d.get("dedup", 1))),
         )
         ing.n_batches = int(d["n_batches"])
         ing.n_read = int(d["n_read"])
         ing.n_accepted = int(d["n_accepted"])
         ing._by_reason = np.asarray(d["by_reason"], dtype=np.int64).copy()
-        if ing.dedup is not None:
-            ing.dedup = DedupSet.from_state({k[6:]: v for k, v in d.items() if k.startswith("dedup_")})
+        dd = {k[6:]: v for k, v in d.items() if k.startswith("dedup_")}
+        if ing.dedup is not None and dd:
+            ing.dedup = DedupSet.from_state(dd)
         q = {k[11:]: v for k, v in d.items() if k.startswith("quarantine_")}
         if q:
             ing.quarantine = Quarantine.from_state(q)

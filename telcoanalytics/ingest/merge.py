@@ -195,7 +195,11 @@ class _File:
 
     def read(self) -> None:
         """Read one chunk: file clock and release key of every row, into the buffer."""
-        chunk = next(self.reader, None)
+        try:
+            chunk = next(self.reader, None)
+        except (ValueError, OSError) as e:  # pyarrow's errors and UnicodeDecodeError are ValueErrors too
+            msg = f"{self.path} (after data row {self.consumed}): {e}"
+            raise (OSError(msg) if isinstance(e, OSError) else ValueError(msg)) from e
         if chunk is None:
             self.done = True
             return

@@ -73,6 +73,24 @@ REASON_CODE: dict[str, int] = {r: i + 1 for i, r in enumerate(REASONS)}
 
 _TABLE_FIELDS = ("source", "batch", "row", "reason", "field", "original")
 
+MAX_VALUE_CHARS = 1024
+"""Each original value (and a ragged line's raw text) is kept up to this many characters; a
+longer one is cut and marked ``TRUNCATED_MARK`` plus the number of characters dropped, so the
+quarantine's memory and checkpoint size do not depend on what a bad row contained."""
+
+TRUNCATED_MARK = "...[truncated "
+
+
+def truncate(text: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters and marked when longer.
+
+    >>> truncate("x" * 1030)[-28:]
+    'xxx...[truncated 6 chars]'
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}{TRUNCATED_MARK}{len(text) - limit} chars]"
+
 
 def _text(v) -> str | None:
     """The original value as text: strings verbatim, numbers in Python's repr, None as null."""
@@ -90,6 +108,20 @@ def _text(v) -> str | None:
     if isinstance(v, np.datetime64):
         return str(v)
     return str(v)
+
+
+def _kept_values(v, keep: int) -> np.ndarray:
+    """The first ``keep`` values of a column as they will be kept: numbers as they are, text as
+    variable-length (object) strings truncated to ``MAX_VALUE_CHARS`` (never a fixed-width array
+    sized by its longest value)."""
+    if hasattr(v, "to_pylist") and not isinstance(v, np.ndarray):  # a pyarrow array
+        v = np.array(v.slice(0, keep).to_pylist(), dtype=object)
+    a = np.asarray(v)[:keep]
+    if a.dtype.kind in "iufbM":
+        return a.copy()
+    out = np.empty(len(a), dtype=object)
+    out[:] = [None if x is None else truncate(_text(x)) for x in a.tolist()]
+    return out
 
 
 class _Block:
@@ -202,8 +234,8 @@ class Quarantine:
                     int(batch),
                     rows[sl].copy(),
                     reasons[sl].copy(),
-                    fields[sl].copy(),
-                    {c: np.asarray(v)[sl] for c, v in columns.items()},
+                    np.array([truncate(str(f), 200) for f in fields[sl]], dtype=object),
+                    {truncate(str(c), 200): _kept_values(v, keep) for c, v in columns.items()},
                 )
             )
             self._n_kept += keep
@@ -264,7 +296,7 @@ class Quarantine:
             "row": np.array([r["row"] for r in recs], dtype=np.int64),
             "reason": np.array([r["reason"] for r in recs], dtype=str),
             "field": np.array([r["field"] for r in recs], dtype=str),
-            "original": np.array([json.dumps(r["original"], sort_keys=True) for r in recs], dtype=str),
+            "original": np.array([json.dumps(r["original"], sort_keys=True) for r in recs], dtype=object),
         }
 
     # ---- writing ----------------------------------------------------------------------------
@@ -301,7 +333,12 @@ class Quarantine:
     def to_state(self) -> dict:
         """Checkpoint as NumPy arrays and scalars (``from_state`` restores it)."""
         keys = sorted(self._counts)
-        st = {f"kept_{k}": v for k, v in self.table().items()}
+        t = self.table()
+        st = {f"kept_{k}": v for k, v in t.items() if k != "original"}
+        # the originals as one UTF-8 byte string and offsets: the size is that of the text kept
+        enc = [o.encode("utf-8") for o in t["original"].tolist()]
+        st["kept_original_bytes"] = np.frombuffer(b"".join(enc), dtype=np.uint8).copy()
+        st["kept_original_offsets"] = np.cumsum([0] + [len(e) for e in enc]).astype(np.int64)
         st.update(
             {
                 "count_source": np.array([k[0] for k in keys], dtype=str),
@@ -320,10 +357,16 @@ class Quarantine:
         q._counts = {(str(s), str(r)): int(n) for s, r, n in zip(d["count_source"], d["count_reason"], d["count_n"])}
         q.n_not_kept = int(d["n_not_kept"])
         src = np.asarray(d["kept_source"])
+        if "kept_original_bytes" in d:
+            raw = bytes(np.asarray(d["kept_original_bytes"], dtype=np.uint8))
+            off = np.asarray(d["kept_original_offsets"], dtype=np.int64)
+            originals = np.array([raw[off[i] : off[i + 1]].decode("utf-8") for i in range(len(off) - 1)], dtype=object)
+        else:  # checkpoints written before the originals were stored as bytes
+            originals = np.asarray(d["kept_original"], dtype=object)
         for s in dict.fromkeys(src.tolist()):
             for b in dict.fromkeys(np.asarray(d["kept_batch"])[src == s].tolist()):
                 m = (src == s) & (np.asarray(d["kept_batch"]) == b)
-                origs = [json.loads(o) for o in np.asarray(d["kept_original"])[m]]
+                origs = [json.loads(o) for o in originals[m]]
                 names = list(dict.fromkeys(c for o in origs for c in o))
                 cols = {c: np.array([o.get(c) for o in origs], dtype=object) for c in names}
                 q._blocks.append(

@@ -136,9 +136,20 @@ def read_csv(
         Field separator; default ``\t`` for ``.tsv`` and ``,`` otherwise.
     encoding : str
     engine : {"auto", "arrow", "python"}
-        ``arrow`` parses with pyarrow's CSV reader (about 10x faster; values must not contain
-        quoted line breaks), ``python`` with the standard library. ``auto``: arrow when
-        pyarrow is installed. Both give the same chunks' contents and row numbers.
+        ``arrow`` parses with pyarrow's CSV reader (about 10x faster), ``python`` line by line
+        with the standard library. ``auto``: arrow when pyarrow is installed and the encoding is
+        UTF-8. Both give the same chunks' contents and row numbers. When pyarrow meets a
+        damaged block (text that is not UTF-8, a line longer than its block), the rest of the
+        file is read by the line engine, from the first row not yet handed out.
+
+    Hostile files
+    -------------
+    A UTF-8 byte-order mark before the header is dropped. A row is a line: a quote never spans
+    lines, so an unclosed quote damages only its own line (quoted line breaks inside values are
+    not supported). A line that is not valid text in ``encoding``, that the CSV parser rejects,
+    or that is longer than ``MAX_LINE_BYTES`` (1 MiB) is one ``unparseable`` row, kept with a
+    description and its (truncated) text; reading goes on at the next line. Only a header that
+    cannot be read is an error for the whole file.
 
     Yields
     ------
@@ -157,40 +168,136 @@ def read_csv(
     path = Path(path)
     if delimiter is None:
         delimiter = "\t" if path.name.lower().removesuffix(".gz").endswith(".tsv") else ","
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", newline="", encoding=encoding) as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        header = next(reader, None)
-        if not header:
-            raise ValueError(f"{path}: empty CSV file; the first line must be a header naming the columns")
-        header = [h.strip() for h in header]
-        dup = sorted({h for h in header if header.count(h) > 1})
-        if dup:
-            raise ValueError(f"{path}: header repeats column(s) {dup}; column names must be unique")
-        if engine == "auto":
-            engine = "arrow" if _has_pyarrow() else "python"
-        if engine == "python":
-            offset = 0
-            while True:
-                rows = list(itertools.islice(reader, chunk_rows))
-                if not rows:
-                    return
-                chunk = _rows_to_chunk(rows, header, offset, delimiter)
-                chunk.origin = str(path)
-                yield chunk
-                offset += len(rows)
-    yield from _read_csv_arrow(path, header, chunk_rows, delimiter, encoding)
+    header = _read_header(path, delimiter, encoding)
+    if engine == "auto":
+        engine = "arrow" if _has_pyarrow() and encoding.lower().replace("-", "") in ("utf8", "utf8sig") else "python"
+    if engine == "python":
+        yield from _read_csv_lines(path, header, chunk_rows, delimiter, encoding, 0)
+        return
+    offset = 0
+    try:
+        for chunk in _read_csv_arrow(path, header, chunk_rows, delimiter, "utf8"):
+            yield chunk
+            offset = chunk.row_offset + chunk.n
+    except (ValueError, OSError, _QuoteAcrossLines) as e:  # pyarrow's errors are ValueErrors: invalid UTF-8
+        if isinstance(e, FileNotFoundError):
+            raise
+        # the rest of the file line by line: every damaged line is one quarantined row
+        yield from _read_csv_lines(path, header, chunk_rows, delimiter, encoding, offset)
+
+
+MAX_LINE_BYTES = 1 << 20
+"""A CSV line longer than this (1 MiB) is one ``unparseable`` row (its text cut to the quarantine's
+``MAX_VALUE_CHARS``); reading goes on at the next line, and memory stays bounded."""
+
+
+if csv.field_size_limit() < MAX_LINE_BYTES:  # a field may be as long as a line may be
+    csv.field_size_limit(MAX_LINE_BYTES)
+
+
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def _read_header(path: Path, delimiter: str, encoding: str) -> list:
+    with _open_binary(path) as f:
+        raw = f.readline(MAX_LINE_BYTES + 1)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]  # a UTF-8 byte-order mark is not part of the first column's name
+    if len(raw) > MAX_LINE_BYTES:
+        raise ValueError(f"{path}: the header line is longer than {MAX_LINE_BYTES} bytes; is this a CSV file?")
+    try:
+        text = raw.decode("utf-8-sig" if encoding.lower().replace("-", "") == "utf8" else encoding)
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path}: the header line is not valid {encoding} text (byte offset {e.start}); "
+            "save the file as UTF-8 or pass encoding=..."
+        ) from None
+    header = next(csv.reader([text.rstrip("\r\n")], delimiter=delimiter), None)
+    if not header or not any(h.strip() for h in header):
+        raise ValueError(f"{path}: empty CSV file; the first line must be a header naming the columns")
+    header = [h.strip() for h in header]
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise ValueError(f"{path}: header repeats column(s) {dup}; column names must be unique")
+    return header
+
+
+class _QuoteAcrossLines(Exception):
+    """pyarrow folded lines into one quoted value (an unclosed quote): read on line by line."""
+
+
+class _BadLine:
+    """A line that could not be read as fields: its text (for the quarantine)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+def _lines(path: Path, delimiter: str, encoding: str, start_row: int):
+    """Rows after the header, one per line (a quote never spans lines), from row ``start_row``:
+    a list of fields, or a :class:`_BadLine` for an overlong line, text that does not decode, or
+    a line the CSV parser rejects."""
+    from telcoanalytics.ingest.quarantine import truncate
+
+    with _open_binary(path) as f:
+        f.readline(MAX_LINE_BYTES + 1)
+        row = 0
+        while True:
+            raw = f.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            long = len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n")
+            if long:  # skip the rest of the line in bounded steps
+                head = raw[:4096]
+                while raw and not raw.endswith(b"\n"):
+                    raw = f.readline(MAX_LINE_BYTES + 1)
+            if row >= start_row:
+                if long:
+                    yield _BadLine(
+                        f"line longer than {MAX_LINE_BYTES} bytes: " + truncate(head.decode("utf-8", "replace"), 256)
+                    )
+                else:
+                    try:
+                        text = raw.decode(encoding).rstrip("\r\n")
+                    except UnicodeDecodeError as e:
+                        yield _BadLine(
+                            f"not valid {encoding} at byte {e.start} of the line: "
+                            + truncate(raw.decode("utf-8", "replace").rstrip("\r\n"))
+                        )
+                    else:
+                        try:
+                            yield next(csv.reader([text], delimiter=delimiter, strict=True), [])
+                        except csv.Error as e:
+                            yield _BadLine(f"{e}: {truncate(text)}")
+            row += 1
+
+
+def _read_csv_lines(path: Path, header: list, chunk_rows: int, delimiter: str, encoding: str, start_row: int):
+    it = _lines(path, delimiter, encoding, start_row)
+    offset = start_row
+    while True:
+        rows = list(itertools.islice(it, chunk_rows))
+        if not rows:
+            return
+        chunk = _rows_to_chunk(rows, header, offset, delimiter)
+        chunk.origin = str(path)
+        yield chunk
+        offset += len(rows)
 
 
 def _rows_to_chunk(rows: list, header: list, offset: int, delimiter: str) -> RawChunk:
     ncol = len(header)
-    bad = [i for i, r in enumerate(rows) if len(r) != ncol and r]
+    bad = [i for i, r in enumerate(rows) if isinstance(r, _BadLine) or (len(r) != ncol and r)]
     bad_text = []
     for i, r in enumerate(rows):
-        if not r:
+        if not isinstance(r, _BadLine) and not r:
             rows[i] = [""] * ncol  # blank line: a row of empty values
     for i in bad:  # the raw text is kept; the columns are left empty
-        bad_text.append(delimiter.join(rows[i]))
+        r = rows[i]
+        bad_text.append(r.text if isinstance(r, _BadLine) else delimiter.join(r))
         rows[i] = [""] * ncol
     cols = list(zip(*rows))
     columns = {h: np.array(c, dtype=str) for h, c in zip(header, cols)}
@@ -200,6 +307,7 @@ def _rows_to_chunk(rows: list, header: list, offset: int, delimiter: str) -> Raw
 def _read_csv_arrow(path: Path, header: list, chunk_rows: int, delimiter: str, encoding: str):
     """pyarrow's streaming CSV reader, all columns as strings, ragged rows put back in place."""
     pa, _ = _pyarrow()
+    import pyarrow.compute as pc
     import pyarrow.csv as pcsv
 
     bad: list[tuple[int, str]] = []
@@ -209,12 +317,18 @@ def _read_csv_arrow(path: Path, header: list, chunk_rows: int, delimiter: str, e
         return "skip"
 
     ro = pcsv.ReadOptions(use_threads=False, block_size=1 << 22, column_names=header, skip_rows=1, encoding=encoding)
+    # (a UTF-8 byte-order mark is on the header line, which skip_rows drops)
     po = pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid, ignore_empty_lines=False)
     co = pcsv.ConvertOptions(column_types={h: pa.string() for h in header}, strings_can_be_null=False)
     offset = 0  # row number (line - 2) of the next row
     with pa.input_stream(str(path), compression="detect") as stream:
         for batch in pcsv.open_csv(stream, ro, po, co):
             cols = dict(zip(header, batch.columns))
+            # pyarrow lets an unclosed quote swallow the following lines into one value: a line
+            # break inside a value means that happened (rows are lines here), so this batch and
+            # the rest of the file go through the line engine instead
+            if any(pc.any(pc.match_substring(c, "\n")).as_py() for c in cols.values()):
+                raise _QuoteAcrossLines()
             m, k = batch.num_rows, len(bad)
             bad_pos = np.zeros(0, dtype=np.int64)
             texts: list[str] = []
@@ -243,8 +357,15 @@ def _read_csv_arrow(path: Path, header: list, chunk_rows: int, delimiter: str, e
                     origin=str(path),
                 )
             offset += n
-    if bad:  # pragma: no cover - pyarrow reports invalid rows with the block that holds them
-        raise RuntimeError("pyarrow reported invalid CSV rows after the last block")
+    if bad:  # invalid rows of a last block that held nothing else: one chunk of them
+        pos = np.array([n - 2 - offset for n, _ in bad], dtype=np.int64)
+        k = int(pos.max()) + 1
+        if pos.min() < 0 or len(pos) != k:  # pragma: no cover - pyarrow contract
+            raise RuntimeError("pyarrow reported invalid CSV rows out of order after the last block")
+        empty_col = pa.array([""] * k, pa.string())
+        yield RawChunk(
+            {h: empty_col for h in header}, k, offset, bad_rows=pos, bad_text=[t for _, t in bad], origin=str(path)
+        )
 
 
 # ---- Parquet / Arrow ---------------------------------------------------------------------------
@@ -256,6 +377,8 @@ def _arrow_columns(batch) -> tuple[dict, dict]:
             arr = arr.combine_chunks()
         if pa.types.is_dictionary(arr.type):
             arr = arr.dictionary_decode()
+        if pa.types.is_decimal(arr.type):  # exact integers stay integers, others become float64
+            arr = arr.cast(pa.int64() if arr.type.scale <= 0 else pa.float64(), safe=False)
         if arr.null_count:
             missing[name] = arr.is_null().to_numpy(zero_copy_only=False)
         cols[name] = arr.to_numpy(zero_copy_only=False)

@@ -416,10 +416,43 @@ def _parse_arrow_text(a, kind: str, r: Rule):
             return pc.cast(a, pa.int64()).to_numpy(zero_copy_only=False), None
         x = pc.cast(a, pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None, None
+        return _parse_arrow_text_mixed(a, kind, r)
     if kind == "f":
         return (x * r.scale if r.scale != 1 else x), None
     return _float_to_int(x, r)
+
+
+_INT_TEXT = r"^-?[0-9]{1,18}$"
+_FLOAT_TEXT = r"^-?[0-9]{1,300}(\.[0-9]{0,300})?([eE][-+]?[0-9]{1,3})?$"
+
+
+def _parse_arrow_text_mixed(a, kind: str, r: Rule):
+    """A text column with some values Arrow cannot cast: the plain numbers by Arrow, the few
+    others value by value (``_parse_one``, the same result as the per-value path); (None, None)
+    when most values are not plain numbers."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    int_exact = kind == "i" and r.scale == 1
+    ok = pc.match_substring_regex(a, _INT_TEXT if int_exact else _FLOAT_TEXT).to_numpy(zero_copy_only=False)
+    bad = np.flatnonzero(~ok)
+    if len(bad) > max(16, len(a) // 20):
+        return None, None
+    clean = pc.if_else(pa.array(ok), a, pa.scalar("0"))
+    if int_exact:
+        vals = pc.cast(clean, pa.int64()).to_numpy(zero_copy_only=False).copy()
+        st = np.zeros(len(a), dtype=np.int8)
+    else:
+        x = pc.cast(clean, pa.float64()).to_numpy(zero_copy_only=False)
+        if kind == "f":
+            vals, st = (x * r.scale if r.scale != 1 else x.copy()), np.zeros(len(a), dtype=np.int8)
+        else:
+            vals, st = _float_to_int(x, r)
+            vals = vals.copy()
+            st = np.zeros(len(a), dtype=np.int8) if st is None else st
+    for i, v in zip(bad.tolist(), a.take(pa.array(bad, pa.int64())).to_pylist()):
+        vals[i], st[i] = _parse_one(v, kind, r)
+    return vals, (st if st.any() else None)
 
 
 def _parse_vector(a: np.ndarray, kind: str, r: Rule):
@@ -465,7 +498,12 @@ def _parse_vector(a: np.ndarray, kind: str, r: Rule):
         return (vals if kind == "i" else vals.astype(np.float64)), None
     if r.parse == "code" and k in "UOS":
         return _parse_codes(a, kind, r)
-    if k in "iub":
+    if k == "b":
+        raise SchemaError(
+            f"column {r.column!r} holds true/false values where a number is expected; convert it to "
+            "numbers (e.g. 0/1) or map it with a registered SchemaVersion"
+        )
+    if k in "iu":
         if kind == "f":
             return a.astype(np.float64) * r.scale if r.scale != 1 else a.astype(np.float64), None
         if r.scale == 1:

@@ -21,6 +21,7 @@ from telcoanalytics.alerts.sinks import (
     RetryPolicy,
     Spool,
     WebhookSink,
+    redact_url,
 )
 
 T0 = 1_790_000_000_000
@@ -507,3 +508,91 @@ def test_spool_delivers_everything_once_in_order(ops):
         assert final.flush() is True
         assert got == sent
         final.close()
+
+
+# ---- credentials ----------------------------------------------------------------------------
+SECRET_USER, SECRET_PASS, SECRET_TOKEN = "opsuser", "pa55-w0rd!xyz", "tok3n-5ecret-42"
+
+
+class EchoServer(AlertServer):
+    """Rejects (400) every POST, echoing the request line and the Authorization header."""
+
+    def start(self):
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.requests.append((self.path, dict(self.headers), None, 400))
+                msg = f"bad request {self.path} auth={self.headers.get('Authorization')}".encode()
+                self.send_response(400)
+                self.send_header("Content-Length", str(len(msg)))
+                self.end_headers()
+                self.wfile.write(msg)
+
+            def log_message(self, *args):
+                pass
+
+        self._srv = _Server(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        return self
+
+
+def _secret_url(port: int) -> str:
+    return f"http://{SECRET_USER}:{SECRET_PASS.replace('!', '%21')}@127.0.0.1:{port}/api/v2/alerts?token={SECRET_TOKEN}"
+
+
+def _assert_no_secret(text: str) -> None:
+    import base64
+
+    b64 = base64.b64encode(f"{SECRET_USER}:{SECRET_PASS}".encode()).decode()
+    for s in (SECRET_PASS, SECRET_PASS.replace("!", "%21"), SECRET_TOKEN, b64, SECRET_USER):
+        assert s not in text, s
+
+
+def test_user_info_becomes_basic_auth_and_is_sent_to_the_host(server):
+    import base64
+
+    sink = WebhookSink(_secret_url(server.port), background=False)
+    sink.submit([note(1)])
+    sink.pump()
+    path, headers, body, code = server.requests[0]
+    assert code == 200 and path == f"/api/v2/alerts?token={SECRET_TOKEN}"  # the token is still sent
+    assert headers["Authorization"] == "Basic " + base64.b64encode(f"{SECRET_USER}:{SECRET_PASS}".encode()).decode()
+    assert sink.url == f"http://127.0.0.1:{server.port}/api/v2/alerts?token=***"  # user info is in the header
+    _assert_no_secret(repr(sink) + sink.url)
+
+
+def test_secrets_appear_in_no_log_line_dead_letter_or_file(tmp_path, caplog):
+    import logging
+
+    srv = EchoServer().start()
+    down = AlertServer()  # nothing listens: transient failures, retried and logged
+    try:
+        caplog.set_level(logging.DEBUG)
+        dead = WebhookSink(_secret_url(srv.port), background=False, spool_dir=tmp_path / "a")
+        dead.submit([note(1)])
+        dead.pump()
+        assert dead.stats["dead_lettered"] == 1
+        retry = WebhookSink(
+            _secret_url(down.port), background=False, spool_dir=tmp_path / "b", retry=RetryPolicy(max_attempts=3)
+        )
+        retry.submit([note(2)])
+        retry.pump(max_attempts=3)
+        assert retry.stats["failures"] >= 1
+        texts = [caplog.text, dead.last_error, retry.last_error, repr(dead.dead_letters), repr(dict(dead.stats))]
+        texts += [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
+        assert "auth=***" in (tmp_path / "a" / "dead.jsonl").read_text()  # the echo was scrubbed, not lost
+        for t in texts:
+            _assert_no_secret(t)
+        with pytest.raises(ValueError, match=r"\*\*\*@") as e:
+            WebhookSink(f"ftp://{SECRET_USER}:{SECRET_PASS}@host/?token={SECRET_TOKEN}", background=False)
+        _assert_no_secret(str(e.value))
+    finally:
+        srv.stop()
+
+
+def test_redact_url():
+    assert redact_url("http://a:b@h:1/p?x=1&y") == "http://***@h:1/p?x=***&***"
+    assert redact_url("http://h/p") == "http://h/p"
+    assert redact_url("http://[::1") == "<unparseable url>"

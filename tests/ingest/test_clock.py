@@ -103,7 +103,9 @@ def _with_future_rows(day):
             extra["ts_ms"] = [Y2099, t + 86_400_000, t + 2 * 3_600_000]
             extra["element_id"] = rows["element_id"][1:4]  # three distinct elements: not duplicates
             yield "equip", np.concatenate([rows, extra])
-            yield "equip", extra[:1].copy()
+            alone = extra[:1].copy()
+            alone["element_id"] = rows["element_id"][5]  # not a duplicate of the 2099 row above
+            yield "equip", alone
         else:
             yield source, rows
 

@@ -186,19 +186,22 @@ def test_duplicates_within_and_across_batches(rng):
 
 def test_dedup_horizon_forgets_old_ids(rng):
     ing = Ingestor("cdr", dedup_horizon_ms=60_000)
-    a = valid("cdr", 1, rng)
+    a = valid("cdr", 8, rng)  # eight rows: enough to start the robust clock that drives the horizon
+    a["start_ms"] = a["end_ms"] = a["start_ms"][0]
+    a["answer_ms"] = NO_TIME_MS
     ing.ingest(a)
+    a = a[:1]
     b = a.copy()
     for shift in (30_000, 70_000):  # still remembered within one horizon and after one rotation
         b["start_ms"] = b["end_ms"] = a["start_ms"] + shift
         b["answer_ms"] = NO_TIME_MS
         assert ing.ingest(b).by_reason == {"duplicate_id": 1}
-    c = valid("cdr", 1, rng)
-    c["record_id"] = 77
+    c = valid("cdr", 8, rng)  # eight rows: enough to move the robust clock that drives the horizon
+    c["record_id"] = 77 + np.arange(8)
     c["start_ms"] = c["end_ms"] = a["start_ms"] + 10 * 60_000  # jumps two horizons: all forgotten
     c["answer_ms"] = NO_TIME_MS
     ing.ingest(c)
-    b["start_ms"] = b["end_ms"] = c["start_ms"]
+    b["start_ms"] = b["end_ms"] = c["start_ms"][0]
     assert ing.ingest(b).by_reason == {}
     lifetime = Ingestor("cdr", dedup_horizon_ms=None)
     lifetime.ingest(a)
@@ -214,25 +217,32 @@ CORRUPT = {
     "cdr": [
         ("start_ms", [0, -1, 5 * 10**12]),
         ("end_ms", [0, T0 - 10**6]),
-        ("answer_ms", [T0 + 10**8, T0 - 1, -7]),
+        ("answer_ms", [T0 + 10**8, T0 - 1, -7, -1]),
+        ("end_ms", [T0 + 8 * 86_400_000]),  # an eight-day call
         ("cause", [0, 128, -3, 55]),
         ("service", [-1, 4, 3]),
-        ("bytes_up", [-1]),
-        ("bytes_down", [-2]),
+        ("bytes_up", [-1, 10**16]),
+        ("bytes_down", [-2, 2**62]),
         ("element_id", [1, 1050]),
         ("record_id", [0, 1, 2]),
     ],
     "equip": [
         ("ts_ms", [0, 4 * 10**12]),
         ("metric_id", [-1, 6, 3, 4]),
-        ("value", [np.nan, -np.inf, -1.0, 101.0]),
+        ("value", [np.nan, -np.inf, -1.0, 101.0, 1e308, 200.0, -70.0, 1e13]),
         ("element_id", [7]),
     ],
-    "flow": [("ts_ms", [-5]), ("bytes", [-1]), ("packets", [-1]), ("flows", [-1]), ("src_element_id", [3])],
+    "flow": [
+        ("ts_ms", [-5]),
+        ("bytes", [-1, 10**16]),
+        ("packets", [-1, 10**14]),
+        ("flows", [-1, 10**11]),
+        ("src_element_id", [3]),
+    ],
     "qos": [
         ("ts_ms", [0]),
-        ("latency_ms", [np.nan, -1.0, np.inf]),
-        ("jitter_ms", [-0.5, np.nan]),
+        ("latency_ms", [np.nan, -1.0, np.inf, 1e308, 600_001.0]),
+        ("jitter_ms", [-0.5, np.nan, 1e308]),
         ("loss_pct", [-1.0, 100.01, np.nan]),
         ("mos", [np.inf, 0.5, 5.01, np.nan]),
         ("element_id", [2]),
@@ -248,7 +258,7 @@ CORRUPT = {
 )
 def test_conservation_and_reference(source, seed, n_bad, n_batches):
     rng = np.random.default_rng(seed)
-    ing = Ingestor(source, known_element_ids=ELEMENTS)
+    ing = Ingestor(source, known_element_ids=ELEMENTS, dedup_horizon_ms=None)  # the reference never forgets
     seen = set()
     tot_read = 0
     for _ in range(n_batches):
@@ -443,7 +453,7 @@ def test_large_parquet_file_in_bounded_chunks(tmp_path):
     bad = np.sort(rng.choice(len(a), 500, replace=False))
     a["value"][bad] = np.nan
     pq.write_table(pa.table({f: a[f] for f in a.dtype.names}), tmp_path / "big.parquet", row_group_size=250_000)
-    ing = Ingestor("equip", topology=topo())
+    ing = Ingestor("equip", topology=topo(), dedup=False)  # random rows repeat keys by chance
     sizes, total_acc = [], 0
     for r in ing.ingest_file(tmp_path / "big.parquet", chunk_rows=100_000):
         check_conservation(r)
@@ -501,7 +511,7 @@ def test_topology_element_index_and_changes(rng):
     tp = topo()
     a = valid("qos", 200, rng)
     a["element_id"][10] = 42
-    ing = Ingestor("qos", topology=tp)
+    ing = Ingestor("qos", topology=tp, dedup=False)  # the same rows are ingested twice below
     r = ing.ingest(a)
     assert r.by_reason == {"unknown_element": 1}
     np.testing.assert_array_equal(r.element_index, tp.index_of(r.accepted["element_id"]))
@@ -533,7 +543,7 @@ def test_state_round_trip(rng):
     assert back.quarantine.records() == ing.quarantine.records()
     r = back.ingest(a[50:])  # the restored dedup set remembers the ids
     assert r.by_reason == {"duplicate_id": 50}
-    plain = Ingestor.from_state(Ingestor("qos").to_state())
+    plain = Ingestor.from_state(Ingestor("qos", dedup=False).to_state())
     assert plain.dedup is None and plain.n_read == 0
     lean = ing.to_state(include_quarantine=False)
     assert not any(k.startswith("quarantine_") for k in lean)

@@ -106,3 +106,52 @@ def test_text_of_original_values():
     assert _text(b"ab") == "ab" and _text(np.int64(3)) == "3" and _text(True) == "True"
     assert _text(np.float64(np.inf)) == "inf" and _text(2.5) == "2.5"
     assert _text(np.datetime64(0, "ms")) == "1970-01-01T00:00:00.000" and _text([1]) == "[1]"
+
+
+# ---- bounded originals --------------------------------------------------------------------------
+def _checkpoint_bytes(q, tmp_path, name) -> int:
+    p = tmp_path / f"{name}.npz"
+    np.savez(p, **q.to_state())
+    return p.stat().st_size
+
+
+@pytest.mark.parametrize("engine", ["arrow", "python"])
+def test_checkpoint_size_does_not_depend_on_bad_row_content(tmp_path, engine):
+    from telcoanalytics.ingest.ingestor import Ingestor
+    from telcoanalytics.ingest.quarantine import MAX_VALUE_CHARS, TRUNCATED_MARK
+    from telcoanalytics.ingest.readers import read_csv
+
+    sizes = {}
+    for label, big in (("small", "x" * 10), ("huge", "y" * 1_000_000)):
+        lines = ["ts_ms,element_id,metric_id,value"]
+        lines += [f"1700000000000,{i},0,n/a" for i in range(1002)]  # 1,002 unparseable rows
+        lines.append(f"1700000000000,5,0,{big}")  # and one with a huge value
+        p = tmp_path / f"{label}.csv"
+        p.write_text("\n".join(lines) + "\n")
+        ing = Ingestor("equip")
+        for chunk in read_csv(p, chunk_rows=400, engine=engine):
+            ing.ingest_chunk(chunk)
+        q = ing.quarantine
+        assert len(q) == 1003 and q.counts() == {"unparseable": 1003}
+        last = q.records()[-1]["original"]["value"]
+        sizes[label] = _checkpoint_bytes(q, tmp_path, label)
+        if label == "huge":
+            assert len(last) < MAX_VALUE_CHARS + 40 and TRUNCATED_MARK in last and last.endswith(" chars]")
+            back = Quarantine.from_state(q.to_state())
+            assert back.records() == q.records()
+    assert sizes["huge"] - sizes["small"] < 2 * MAX_VALUE_CHARS  # one truncated value, not 1 MB per row
+    assert sizes["huge"] < 300_000
+
+
+def test_ragged_line_text_is_truncated_too(tmp_path):
+    from telcoanalytics.ingest.ingestor import Ingestor
+    from telcoanalytics.ingest.quarantine import TRUNCATED_MARK
+
+    p = tmp_path / "q.csv"
+    p.write_text("ts_ms,element_id,metric_id,value\n1,2\n" + ",".join(["9"] * 100_000) + "\n")
+    ing = Ingestor("equip")
+    for _, chunk in enumerate(__import__("telcoanalytics.ingest.readers", fromlist=["x"]).read_csv(p)):
+        ing.ingest_chunk(chunk)
+    recs = ing.quarantine.records()
+    assert [r["reason"] for r in recs] == ["unparseable", "unparseable"]
+    assert TRUNCATED_MARK in recs[1]["original"]["<line>"]

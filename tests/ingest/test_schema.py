@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from telcoanalytics.ingest.schema import (
     REGISTRY,
@@ -208,8 +210,8 @@ def test_text_parsing_statuses():
     assert st.tolist() == [1]
     v, st = parse_column(np.array([3], dtype=np.uint64), "i", Rule("x", scale=2.0))
     assert v.tolist() == [6] and st is None
-    v, st = parse_column(np.array([True, False]), "f", Rule("x", scale=2.0))
-    assert v.tolist() == [2.0, 0.0]
+    with pytest.raises(SchemaError, match="'x' holds true/false"):  # ambiguous: rejected, not read as 1/0
+        parse_column(np.array([True, False]), "f", Rule("x", scale=2.0))
     v, st = parse_column(np.array([5, 2**70, 2.0, 1.5], dtype=object), "i", ri)
     assert st.tolist() == [0, 1, 0, 1]
     v, st = parse_column(np.array([5, 2.0, "3"], dtype=object), "f", Rule("x", scale=2.0))
@@ -425,3 +427,27 @@ def test_arrow_text_columns():
     assert v.tolist() == [1500, 2000] and st is None
     v, st = parse_column(pa.array([T0_ISO, None]), "i", Rule("t", parse="iso"))  # not a number rule
     assert v[0] == T0_MS and st.tolist() == [0, 2]
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(-(10**15), 10**15).map(str),
+            st.floats(allow_nan=True, allow_infinity=True).map(repr),
+            st.sampled_from(["", " 7", "n/a", "1.0", "1e3", "-0", "#VALUE!", "1.2.3", "9" * 25, "0x10"]),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    st.sampled_from([("i", 1.0), ("i", 1000.0), ("f", 1.0), ("f", 0.001)]),
+)
+def test_arrow_text_with_a_few_bad_values_parses_as_the_per_value_path(values, kind_scale):
+    import pyarrow as pa
+
+    kind, scale = kind_scale
+    values = ["12"] * 40 + values  # mostly clean, as a real column with a few damaged cells
+    r = Rule("x", scale=scale)
+    got_v, got_s = parse_column(pa.array(values, pa.string()), kind, r)
+    ref_v, ref_s = parse_column(np.array(values, dtype=object), kind, r)
+    np.testing.assert_array_equal(got_s if got_s is not None else 0, ref_s if ref_s is not None else 0)
+    np.testing.assert_array_equal(got_v, ref_v)

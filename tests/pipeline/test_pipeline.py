@@ -288,6 +288,7 @@ def test_topology_change_while_data_flows(day):
     new_id = int(topo.ids["element"].max()) + 1
     rows = day.qos[:50].copy()
     rows["element_id"][:10] = new_id
+    rows["ts_ms"][:10] += np.arange(10)  # ten probes of the new element, not one repeated
     r = p.process("qos", rows)
     assert r.by_reason == {"unknown_element": 10}  # not in the topology yet
     before = p.routed.copy()
@@ -301,11 +302,13 @@ def test_topology_change_while_data_flows(day):
     t2, ch2 = t1.rehome_elements([e], [other_site])
     p.change_topology(t2, [ch1, ch2])
     np.testing.assert_array_equal(p.routed, before)  # nothing already counted is lost
+    rows["ts_ms"] += 60_000  # the next minute's probes (the same rows again would be duplicates)
     r = p.process("qos", rows)
     assert r.n_accepted == 50  # the new element is known now
     region_new = t2.element_to("region")[t2.index_of([e])[0]]
     rows2 = day.qos[:1].copy()
     rows2["element_id"] = e
+    rows2["ts_ms"] += 120_000
     before = p.routed.copy()
     p.process("qos", rows2)
     assert (p.routed - before)[SOURCES.index("qos"), region_new] == 1  # routed by the new structure

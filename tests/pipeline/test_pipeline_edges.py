@@ -75,6 +75,7 @@ def test_windows_component_grows_with_added_elements_and_reports_no_data(day):
     assert w.win.n_slots == n0 + 6  # 3 metrics per new element
     rows = day.qos[:3].copy()
     rows["element_id"] = 10**12 + 1
+    rows["ts_ms"] += np.arange(3) * 1000  # three probes (one element at one time would be duplicates)
     p.process("qos", rows)
     assert w.win.query(int(rows["ts_ms"].max()), 60_000)["count"][(t2.n_elements - 1) * 3 + 1] == 3
 

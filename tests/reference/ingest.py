@@ -22,7 +22,26 @@ ORDER = (
     "negative_counter",
     "unknown_element",
     "duplicate_id",
+    "time_in_future",
 )
+
+# the documented domain bounds (records module docstring), written out independently
+MAX_CALL_MS = 7 * 86_400_000
+MAX_BYTES, MAX_PACKETS, MAX_FLOWS = 10**15, 10**13, 10**10
+METRIC_RANGE = {
+    "cpu_util_pct": (0, 100),
+    "prb_util_pct": (0, 100),
+    "throughput_mbps": (0, 1e7),
+    "unavailable_s": (0, 86_400),
+    "error_count": (0, 1e12),
+    "temperature_c": (-60, 150),
+}
+KEY = {
+    "cdr": ("record_id",),
+    "equip": ("element_id", "metric_id", "ts_ms"),
+    "flow": ("src_element_id", "dst_element_id", "ts_ms"),
+    "qos": ("element_id", "ts_ms"),
+}
 
 
 def _row_problems(source, r, lo, hi, neg_duration):
@@ -46,6 +65,13 @@ def _row_problems(source, r, lo, hi, neg_duration):
             out.append(("bad_cause", "cause"))
         if not (0 <= r["service"] < len(SERVICES)):
             out.append(("out_of_domain", "service"))
+        if e - s > MAX_CALL_MS:
+            out.append(("out_of_domain", "end_ms"))
+        if a < 0 and a != -1:
+            out.append(("out_of_domain", "answer_ms"))
+        for f in ("bytes_up", "bytes_down"):
+            if r[f] > MAX_BYTES:
+                out.append(("out_of_domain", f))
         for f in ("bytes_up", "bytes_down"):
             if r[f] < 0:
                 out.append(("negative_counter", f))
@@ -56,17 +82,19 @@ def _row_problems(source, r, lo, hi, neg_duration):
         if t_bad(r["ts_ms"]):
             out.append(("time_out_of_range", "ts_ms"))
         name = METRICS[m] if 0 <= m < len(METRICS) else None
+        counter = name in ("unavailable_s", "error_count")
         if name is None:
             out.append(("out_of_domain", "metric_id"))
-        elif name.endswith("_pct") and not (0 <= v <= 100):
+        elif v > METRIC_RANGE[name][1] or (v < METRIC_RANGE[name][0] and not counter):
             out.append(("out_of_domain", "value"))
-        elif name.endswith("_mbps") and v < 0:
-            out.append(("out_of_domain", "value"))
-        if name in ("unavailable_s", "error_count") and v < 0:
+        if counter and v < 0:
             out.append(("negative_counter", "value"))
     elif source == "flow":
         if t_bad(r["ts_ms"]):
             out.append(("time_out_of_range", "ts_ms"))
+        for f, top in (("bytes", MAX_BYTES), ("packets", MAX_PACKETS), ("flows", MAX_FLOWS)):
+            if r[f] > top:
+                out.append(("out_of_domain", f))
         for f in ("bytes", "packets", "flows"):
             if r[f] < 0:
                 out.append(("negative_counter", f))
@@ -78,9 +106,9 @@ def _row_problems(source, r, lo, hi, neg_duration):
             out.append(("non_finite", "mos"))
         if t_bad(r["ts_ms"]):
             out.append(("time_out_of_range", "ts_ms"))
-        if r["latency_ms"] < 0:
+        if not (0 <= r["latency_ms"] <= 600_000):
             out.append(("out_of_domain", "latency_ms"))
-        if r["jitter_ms"] < 0:
+        if not (0 <= r["jitter_ms"] <= 600_000):
             out.append(("out_of_domain", "jitter_ms"))
         if not (0 <= r["loss_pct"] <= 100):
             out.append(("out_of_domain", "loss_pct"))
@@ -92,7 +120,8 @@ def _row_problems(source, r, lo, hi, neg_duration):
 def reference_reasons(source, arr, time_range_ms, known_ids=None, neg_duration=False, seen=None):
     """First reason (or None) for every row of a canonical array, row by row.
 
-    ``seen`` is a Python set of record ids accepted before (updated in place) for CDRs.
+    ``seen`` is a Python set of natural keys accepted before (updated in place). Without
+    ``known_ids`` element ids must be non-negative.
     """
     lo, hi = time_range_ms
     elem = {"cdr": "element_id", "equip": "element_id", "flow": "src_element_id", "qos": "element_id"}[source]
@@ -104,11 +133,16 @@ def reference_reasons(source, arr, time_range_ms, known_ids=None, neg_duration=F
         probs = _row_problems(source, r, lo, hi, neg_duration)
         if known is not None and r[elem] not in known:
             probs.append(("unknown_element", elem))
-        if not probs and source == "cdr":
-            if r["record_id"] in seen:
-                probs.append(("duplicate_id", "record_id"))
+        if known is None:
+            for f in ("element_id",) if source != "flow" else ("src_element_id", "dst_element_id"):
+                if r[f] < 0:
+                    probs.append(("out_of_domain", f))
+        if not probs:
+            key = tuple(r[f] for f in KEY[source])
+            if key in seen:
+                probs.append(("duplicate_id", "+".join(KEY[source])))
             else:
-                seen.add(r["record_id"])
+                seen.add(key)
         probs.sort(key=lambda p: ORDER.index(p[0]))  # stable: field order kept within a reason
         out.append(probs[0] if probs else None)
     return out
