@@ -50,9 +50,14 @@ class AnalysisComponent:
         self._flow_parts: list = []
         self._flows = np.zeros(0, dtype=FLOW_DTYPE)
         self.n = {"cdr": 0, "complaint": 0, "flow": 0}
+        from telcoanalytics.analysis.series import SeriesKeeper
+
+        self.series = SeriesKeeper(topology, bin_ms=self.interval_ms)
 
     # ---- contract --------------------------------------------------------------------------
     def update(self, batch: RoutedBatch) -> list:
+        if batch.source in ("equip", "qos", "complaint"):
+            self.series.add_batch(batch)
         if batch.source == "cdr":
             self.cubes.update(batch.rows, element_idx=batch.element_index)
         elif batch.source == "complaint":
@@ -76,6 +81,7 @@ class AnalysisComponent:
         """Cubes follow the change (cells keep their parents); flows are kept by element id."""
         self.cubes.set_topology(topology, changes)
         self.complaints.set_topology(topology, changes)
+        self.series.topology_changed(topology)
         if self.capacity_mbps is not None and topology.n_elements != len(self.capacity_mbps):
             ids = self.topology.ids[self.topology.element_level]
             new = np.zeros(topology.n_elements)
@@ -98,6 +104,7 @@ class AnalysisComponent:
             "flows": self._flows,
             "interval_ms": self.interval_ms,
             "n": np.array([self.n[k] for k in ("cdr", "complaint", "flow")]),
+            "series": self.series.to_state(),
         }
         if self.capacity_mbps is not None:
             d["capacity_mbps"] = self.capacity_mbps
@@ -119,6 +126,10 @@ class AnalysisComponent:
         )
         comp._flows = np.asarray(state["flows"]).astype(FLOW_DTYPE)
         comp.n = dict(zip(("cdr", "complaint", "flow"), (int(x) for x in state["n"])))
+        if "series" in state:
+            from telcoanalytics.analysis.series import SeriesKeeper
+
+            comp.series = SeriesKeeper.from_state(state["series"], topology)
         return comp
 
     # ---- what the report reads ---------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The replay's analysis section (this package's parts): the localisation of the worst incident,
-routing hot spots and opportunities, and complaints per region and category.
+"""The replay's analysis section: the localisation of the worst incident, routing hot spots and
+opportunities, top trends, a capacity forecast, complaints against KPIs, before/after around a
+change, and complaints per region and category.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _from_day(day):
     from telcoanalytics.records import ELEMENT_FIELD
 
     comp = AnalysisComponent(day.topology, day.config.pm_interval_ms, day.capacity_mbps)
-    for s in ("cdr", "flow", "complaint"):
+    for s in ("cdr", "flow", "complaint", "equip", "qos"):
         rows = day[s]
         if len(rows):
             idx = day.topology.index_of(rows[ELEMENT_FIELD[s]])
@@ -108,6 +109,10 @@ def analysis_report_lines(day_or_none, pipeline, k: int = 3) -> list[str]:
     else:
         rep = routing_efficiency(comp.flows, with_capacities(topo, cap), interval_ms=comp.interval_ms)
         lines += ["  " + x for x in rep.lines(k)]
+    # ---- statistics over the kept series (trend, forecast, complaint correlation, before/after)
+    from telcoanalytics.analysis.series import statistics_report_lines
+
+    lines += statistics_report_lines(comp.series, day_or_none, k)
     # ---- complaints
     if not comp.n["complaint"]:
         lines.append("  complaints: none received")

@@ -1,0 +1,255 @@
+"""Per-element KPI series on a regular grid, kept from the stream for the statistical analyses.
+
+:class:`SeriesKeeper` folds equipment metrics and QoS latency into per-element means per bin
+(5 minutes by default) and counts complaints per region and bin, keeping the last ``max_bins``
+bins (a week of 5-minute bins by default: bounded memory for months of running). The
+statistics of :mod:`telcoanalytics.analysis` (trend, forecast, correlation, before/after) read
+these series; :func:`statistics_report_lines` is the replay's section for them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from telcoanalytics.records import METRIC_CODE
+
+SERIES = ("prb_util_pct", "latency_ms")
+"""The series kept per element: equipment PRB utilisation and QoS latency."""
+
+
+class SeriesKeeper:
+    """Per-element mean per bin of :data:`SERIES`, and complaints per region and bin.
+
+    Parameters
+    ----------
+    topology : Topology
+    bin_ms : int
+        Bin width (default 5 minutes).
+    max_bins : int
+        Bins kept (default a week of 5-minute bins); older bins are dropped as newer arrive.
+
+    Examples
+    --------
+    >>> from telcoanalytics.topology import Topology
+    >>> topo = Topology.from_columns([10, 11], {"region": [1, 1], "site": [5, 6]})
+    >>> k = SeriesKeeper(topo, bin_ms=60_000)
+    >>> k.add("latency_ms", np.array([0, 30_000, 60_000]), np.array([0, 0, 1]), np.array([10.0, 20.0, 7.0]))
+    >>> times, x = k.series("latency_ms")
+    >>> times.tolist(), x.tolist()
+    ([0, 60000], [[15.0, nan], [nan, 7.0]])
+    """
+
+    def __init__(self, topology, bin_ms: int = 300_000, max_bins: int = 2016):
+        if int(bin_ms) <= 0 or int(max_bins) <= 0:
+            raise ValueError(f"bin_ms and max_bins must be positive, got {bin_ms!r}, {max_bins!r}")
+        self.topology = topology
+        self.bin_ms = int(bin_ms)
+        self.max_bins = int(max_bins)
+        self.first_bin = None  # absolute bin number of column 0
+        n = topology.n_elements
+        self.sums = {s: np.zeros((n, 0)) for s in SERIES}
+        self.counts = {s: np.zeros((n, 0), np.int32) for s in SERIES}
+        self.complaints = np.zeros((topology.n_nodes("region"), 0), np.int32)
+
+    # ---- folding ----------------------------------------------------------------------------
+    def _columns(self, b: np.ndarray) -> np.ndarray:
+        """Column of each absolute bin, growing (and dropping the oldest) as needed; -1: too old."""
+        if not len(b):
+            return b
+        if self.first_bin is None:
+            self.first_bin = int(b.min())
+        hi = int(b.max())
+        width = self.sums[SERIES[0]].shape[1]
+        need = hi - self.first_bin + 1
+        if need > width:
+            grow = need - width
+            for s in SERIES:
+                self.sums[s] = np.pad(self.sums[s], ((0, 0), (0, grow)))
+                self.counts[s] = np.pad(self.counts[s], ((0, 0), (0, grow)))
+            self.complaints = np.pad(self.complaints, ((0, 0), (0, grow)))
+        drop = self.sums[SERIES[0]].shape[1] - self.max_bins
+        if drop > 0:
+            for s in SERIES:
+                self.sums[s] = self.sums[s][:, drop:]
+                self.counts[s] = self.counts[s][:, drop:]
+            self.complaints = self.complaints[:, drop:]
+            self.first_bin += drop
+        col = b - self.first_bin
+        return np.where(col >= 0, col, -1)
+
+    def add(self, name: str, ts_ms, element_index, values) -> None:
+        """Fold values of series ``name`` (finite values only; they were validated at ingest)."""
+        ts_ms = np.asarray(ts_ms, np.int64)
+        col = self._columns(ts_ms // self.bin_ms)
+        ok = col >= 0
+        e, c, v = np.asarray(element_index)[ok], col[ok], np.asarray(values, np.float64)[ok]
+        np.add.at(self.sums[name], (e, c), v)
+        np.add.at(self.counts[name], (e, c), 1)
+
+    def add_batch(self, batch) -> None:
+        """Fold a pipeline's routed batch (equipment PRB utilisation, QoS latency, complaints)."""
+        rows, idx = batch.rows, batch.element_index
+        if batch.source == "equip":
+            m = rows["metric_id"] == METRIC_CODE["prb_util_pct"]
+            self.add("prb_util_pct", rows["ts_ms"][m], idx[m], rows["value"][m])
+        elif batch.source == "qos":
+            self.add("latency_ms", rows["ts_ms"], idx, rows["latency_ms"])
+        elif batch.source == "complaint":
+            col = self._columns(rows["ts_ms"] // self.bin_ms)
+            ok = (col >= 0) & (idx >= 0)
+            region = self.topology.element_to("region")[idx[ok]]
+            np.add.at(self.complaints, (region, col[ok]), 1)
+
+    def topology_changed(self, topology) -> None:
+        """Elements added get empty rows (dense indices of existing elements are stable)."""
+        grow = topology.n_elements - self.sums[SERIES[0]].shape[0]
+        if grow > 0:
+            for s in SERIES:
+                self.sums[s] = np.pad(self.sums[s], ((0, grow), (0, 0)))
+                self.counts[s] = np.pad(self.counts[s], ((0, grow), (0, 0)))
+        self.topology = topology
+
+    # ---- reading ----------------------------------------------------------------------------
+    def times(self) -> np.ndarray:
+        """Start of each kept bin (int64 ms)."""
+        if self.first_bin is None:
+            return np.zeros(0, np.int64)
+        return (self.first_bin + np.arange(self.sums[SERIES[0]].shape[1], dtype=np.int64)) * self.bin_ms
+
+    def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(times, values)``: per-element mean per bin, NaN where no value arrived."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x = self.sums[name] / self.counts[name]
+        return self.times(), x
+
+    def region_series(self, name: str) -> np.ndarray:
+        """Per-region mean per bin of series ``name`` (regions x bins, NaN where none)."""
+        region = self.topology.element_to("region")
+        n_r = self.topology.n_nodes("region")
+        s = np.zeros((n_r, self.sums[name].shape[1]))
+        c = np.zeros_like(s)
+        ok = region >= 0
+        np.add.at(s, region[ok], self.sums[name][ok])
+        np.add.at(c, region[ok], self.counts[name][ok])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return s / c
+
+    # ---- state ------------------------------------------------------------------------------
+    def to_state(self) -> dict:
+        return {
+            "bin_ms": self.bin_ms,
+            "max_bins": self.max_bins,
+            "first_bin": -1 if self.first_bin is None else self.first_bin,
+            **{f"sums_{s}": self.sums[s] for s in SERIES},
+            **{f"counts_{s}": self.counts[s] for s in SERIES},
+            "complaints": self.complaints,
+        }
+
+    @classmethod
+    def from_state(cls, d: dict, topology) -> SeriesKeeper:
+        k = cls(topology, int(d["bin_ms"]), int(d["max_bins"]))
+        k.first_bin = None if int(d["first_bin"]) < 0 else int(d["first_bin"])
+        for s in SERIES:
+            k.sums[s] = np.array(d[f"sums_{s}"], dtype=np.float64)
+            k.counts[s] = np.array(d[f"counts_{s}"], dtype=np.int32)
+        k.complaints = np.array(d["complaints"], dtype=np.int32)
+        return k
+
+
+def _hhmm(ms) -> str:
+    return str(np.datetime64(int(ms), "ms"))[5:16].replace("T", " ")
+
+
+def statistics_report_lines(keeper: SeriesKeeper, day=None, k: int = 3) -> list[str]:
+    """The replay's statistics: top trends, one capacity forecast, complaint correlations and a
+    before/after comparison around a recorded change (``day.changes`` of a synthetic day)."""
+    from telcoanalytics.analysis.correlate import lagged_correlation
+    from telcoanalytics.analysis.forecast import fit_holt_winters
+    from telcoanalytics.analysis.trend import trend
+
+    lines = []
+    times, prb = keeper.series("prb_util_pct")
+    if len(times) < 24:
+        return ["  statistics: fewer than 24 bins of series so far"]
+    eids = keeper.topology.ids[keeper.topology.element_level]
+    per_bin = 3_600_000 // keeper.bin_ms
+    # ---- trends (hourly means, so each point is one hour of the day)
+    n_h = len(times) // per_bin
+    hourly = np.nanmean(prb[:, : n_h * per_bin].reshape(len(prb), n_h, per_bin), axis=2) if n_h else prb[:, :0]
+    have = np.isfinite(hourly).sum(axis=1) >= 8
+    if have.any():
+        tr = trend(hourly[have], times[: n_h * per_bin : per_bin], correction="none")
+        ix = np.flatnonzero(have)
+        sig = np.flatnonzero(tr["p"] < 0.01)
+        order = sig[np.argsort(-np.abs(tr["slope"][sig]), kind="stable")][:k]
+        lines.append(
+            f"  trends in PRB utilisation (Mann-Kendall, Theil-Sen per hour; {len(sig)} of {have.sum()} elements "
+            f"with p < 0.01 over {n_h} h):"
+        )
+        for j in order:
+            lines.append(
+                f"    element {eids[ix[j]]}: {tr['slope'][j]:+.2f} %/h "
+                f"[{tr['slope_lo'][j]:+.2f}, {tr['slope_hi'][j]:+.2f}], p {tr['p'][j]:.1e}"
+            )
+    # ---- one capacity forecast: the busiest element, when does it reach 80 %?
+    recent = np.nanmean(prb[:, -per_bin:], axis=1)
+    if np.isfinite(recent).any():
+        e = int(np.nanargmax(recent))
+        y = prb[e]
+        season = 24 * per_bin if np.isfinite(y).sum() >= 2 * 24 * per_bin else 0
+        hw = fit_holt_winters(y, season or 1, times=times, seasonal=bool(season))
+        cr = hw.crossing(80.0, horizon=24 * per_bin)[0]
+        fc = hw.forecast(per_bin * 6)
+        lines.append(
+            f"  capacity: element {eids[e]} PRB utilisation {recent[e]:.1f} % in the last hour; Holt-Winters "
+            f"({'daily season' if season else 'damped trend, no season yet'}) forecast in 6 h "
+            f"{fc.mean[0, -1]:.1f} % [{fc.lower[0, -1]:.1f}, {fc.upper[0, -1]:.1f}]; P(reaches 80 % within 24 h) "
+            f"{cr['p_cross']:.2f}"
+            + (f", earliest {_hhmm(cr['t_earliest_ms'])} UTC" if cr["t_earliest_ms"] > 0 else "")
+        )
+    # ---- complaints against KPIs per region, by lag (hours)
+    if keeper.complaints.sum() > 0:
+        lat = keeper.region_series("latency_ms")
+        reg_prb = keeper.region_series("prb_util_pct")
+        r_worst = int(np.argmax(keeper.complaints.sum(axis=1)))
+        n_h = keeper.complaints.shape[1] // per_bin
+        target = keeper.complaints[r_worst, : n_h * per_bin].reshape(n_h, per_bin).sum(axis=1).astype(float)
+        cands = np.stack(
+            [
+                np.nanmean(x[r_worst, : n_h * per_bin].reshape(n_h, per_bin), axis=1)
+                for x in (lat, reg_prb)
+            ]
+        )
+        if n_h >= 8:
+            lc = lagged_correlation(target, cands, lags=range(0, 4), method="spearman")
+            best = lc.best()
+            rid = keeper.topology.ids["region"][r_worst]
+            lines.append(
+                f"  complaints in region {rid} ({int(target.sum())} over {n_h} h) against its KPIs "
+                "(Spearman, KPI leading by 0-3 h, Benjamini-Hochberg q):"
+            )
+            for b in best:
+                name = ("QoS latency", "PRB utilisation")[int(b["series"])]
+                lines.append(f"    {name}: r {b['r']:+.2f} at lag {int(b['lag'])} h, q {b['q']:.2g}")
+    # ---- before/after around a recorded change
+    changes = list(getattr(day, "changes", []) or [])
+    if changes:
+        from telcoanalytics.analysis.compare import difference_in_differences
+
+        ch = changes[0]
+        name = "latency_ms" if ch.kpi == "latency" else "prb_util_pct"
+        t, x = keeper.series(name)
+        up = keeper.topology.index_of(np.asarray(ch.element_ids, np.int64))
+        ctl = keeper.topology.index_of(np.asarray(ch.control_ids, np.int64))
+        up, ctl = up[up >= 0], ctl[ctl >= 0]
+        if len(up) and len(ctl) and t[0] < ch.at_ms < t[-1]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                y = np.log(np.nanmean(x[up], axis=0))
+                c = np.log(x[ctl])
+            res = difference_in_differences(y, c, t, int(ch.at_ms), bucket_ms=3_600_000, season_ms=86_400_000)[0]
+            lines.append(
+                f"  before/after the change at {_hhmm(ch.at_ms)} UTC ({len(up)} upgraded cells, {len(ctl)} controls, "
+                f"difference in differences of log {name}): effect {res['effect']:+.3f} "
+                f"[{res['lo']:+.3f}, {res['hi']:+.3f}] (injected {ch.log_effect:+.3f})"
+            )
+    return lines
