@@ -71,6 +71,23 @@ class AnalysisComponent:
         self.n[batch.source] += len(batch.rows)
         return []
 
+    def learn(self, day, until_ms: int) -> None:
+        """Fold a synthetic day's history (the clean rows that arrived before ``until_ms``) into the
+        kept KPI series, so trends, forecasts and before/after comparisons see the days before
+        the replay, as a deployment would read them from its history."""
+        from telcoanalytics.records import ELEMENT_FIELD
+        from telcoanalytics.synth.stream import ORIGIN_CLEAN
+
+        for source in ("equip", "qos", "complaint"):
+            if source not in getattr(day, "sources", ()):
+                continue
+            rows, arrival_ms, origin = day.raw(source)
+            keep = (origin == ORIGIN_CLEAN) & (arrival_ms < until_ms)
+            rows = rows[keep]
+            idx = self.topology.index_of(rows[ELEMENT_FIELD[source]])
+            ok = idx >= 0
+            self.series.add_batch(RoutedBatch(source, rows[ok], idx[ok], np.zeros(int(ok.sum()), np.int64)))
+
     def advance(self, watermark_ms: int) -> list:
         return []
 

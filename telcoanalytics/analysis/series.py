@@ -156,6 +156,14 @@ class SeriesKeeper:
         return k
 
 
+def _bin_mean(x: np.ndarray) -> np.ndarray:
+    """Mean over the last axis ignoring NaN; NaN where every value is NaN (no warning)."""
+    ok = np.isfinite(x)
+    n = ok.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, x, 0.0).sum(axis=-1) / np.where(n > 0, n, np.nan)
+
+
 def _hhmm(ms) -> str:
     return str(np.datetime64(int(ms), "ms"))[5:16].replace("T", " ")
 
@@ -175,10 +183,10 @@ def statistics_report_lines(keeper: SeriesKeeper, day=None, k: int = 3) -> list[
     per_bin = 3_600_000 // keeper.bin_ms
     # ---- trends (hourly means, so each point is one hour of the day)
     n_h = len(times) // per_bin
-    hourly = np.nanmean(prb[:, : n_h * per_bin].reshape(len(prb), n_h, per_bin), axis=2) if n_h else prb[:, :0]
+    hourly = _bin_mean(prb[:, : n_h * per_bin].reshape(len(prb), n_h, per_bin))
     have = np.isfinite(hourly).sum(axis=1) >= 8
     if have.any():
-        tr = trend(hourly[have], times[: n_h * per_bin : per_bin], correction="none")
+        tr = trend(hourly[have], times[: n_h * per_bin : per_bin])
         ix = np.flatnonzero(have)
         sig = np.flatnonzero(tr["p"] < 0.01)
         order = sig[np.argsort(-np.abs(tr["slope"][sig]), kind="stable")][:k]
@@ -192,7 +200,7 @@ def statistics_report_lines(keeper: SeriesKeeper, day=None, k: int = 3) -> list[
                 f"[{tr['slope_lo'][j]:+.2f}, {tr['slope_hi'][j]:+.2f}], p {tr['p'][j]:.1e}"
             )
     # ---- one capacity forecast: the busiest element, when does it reach 80 %?
-    recent = np.nanmean(prb[:, -per_bin:], axis=1)
+    recent = _bin_mean(prb[:, -per_bin:])
     if np.isfinite(recent).any():
         e = int(np.nanargmax(recent))
         y = prb[e]
@@ -204,8 +212,7 @@ def statistics_report_lines(keeper: SeriesKeeper, day=None, k: int = 3) -> list[
             f"  capacity: element {eids[e]} PRB utilisation {recent[e]:.1f} % in the last hour; Holt-Winters "
             f"({'daily season' if season else 'damped trend, no season yet'}) forecast in 6 h "
             f"{fc.mean[0, -1]:.1f} % [{fc.lower[0, -1]:.1f}, {fc.upper[0, -1]:.1f}]; P(reaches 80 % within 24 h) "
-            f"{cr['p_cross']:.2f}"
-            + (f", earliest {_hhmm(cr['t_earliest_ms'])} UTC" if cr["t_earliest_ms"] > 0 else "")
+            f"{cr['p_cross']:.2f}" + (f", earliest {_hhmm(cr['t_earliest_ms'])} UTC" if cr["t_earliest_ms"] > 0 else "")
         )
     # ---- complaints against KPIs per region, by lag (hours)
     if keeper.complaints.sum() > 0:
@@ -215,10 +222,7 @@ def statistics_report_lines(keeper: SeriesKeeper, day=None, k: int = 3) -> list[
         n_h = keeper.complaints.shape[1] // per_bin
         target = keeper.complaints[r_worst, : n_h * per_bin].reshape(n_h, per_bin).sum(axis=1).astype(float)
         cands = np.stack(
-            [
-                np.nanmean(x[r_worst, : n_h * per_bin].reshape(n_h, per_bin), axis=1)
-                for x in (lat, reg_prb)
-            ]
+            [np.nanmean(x[r_worst, : n_h * per_bin].reshape(n_h, per_bin), axis=1) for x in (lat, reg_prb)]
         )
         if n_h >= 8:
             lc = lagged_correlation(target, cands, lags=range(0, 4), method="spearman")
@@ -242,7 +246,9 @@ def statistics_report_lines(keeper: SeriesKeeper, day=None, k: int = 3) -> list[
         up = keeper.topology.index_of(np.asarray(ch.element_ids, np.int64))
         ctl = keeper.topology.index_of(np.asarray(ch.control_ids, np.int64))
         up, ctl = up[up >= 0], ctl[ctl >= 0]
-        if len(up) and len(ctl) and t[0] < ch.at_ms < t[-1]:
+        if not (len(t) and t[0] < ch.at_ms < t[-1]):
+            lines.append(f"  before/after: the recorded change at {_hhmm(ch.at_ms)} UTC is outside the kept series")
+        elif len(up) and len(ctl):
             with np.errstate(divide="ignore", invalid="ignore"):
                 y = np.log(np.nanmean(x[up], axis=0))
                 c = np.log(x[ctl])

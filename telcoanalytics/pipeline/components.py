@@ -31,7 +31,7 @@ COMPONENTS: dict = {}
 """name -> factory(topology, options) of the available components, in run order. ``options`` is a
 dict of the run's settings (``allowed_lateness_ms``) that a factory passes on where it applies."""
 
-ALL_NAMES = ("windows", "alerts", "sla", "anomaly", "cube")
+ALL_NAMES = ("windows", "alerts", "sla", "anomaly", "cube", "analysis")
 """What ``--components`` accepts: the components and ``alerts`` (the pipeline's alert manager)."""
 
 
@@ -618,3 +618,13 @@ def _spec_args(d: dict) -> dict:
 
 
 COMPONENTS["cube"] = lambda topology, options: CubeComponent(topology, specs=options.get("cubes"))
+
+
+# ---- analysis (localisation, routing, complaints, statistics over the kept series) --------------------------------
+def _analysis(topology, options):
+    from telcoanalytics.analysis.component import AnalysisComponent
+
+    return AnalysisComponent(topology, int(options.get("interval_ms", 300_000)), options.get("capacity_mbps"))
+
+
+COMPONENTS["analysis"] = _analysis

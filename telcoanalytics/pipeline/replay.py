@@ -47,6 +47,8 @@ DEFAULTS = {
     "route_level": "region",
     "components": None,
     "rehome_share": 0.01,
+    "complaints": 1.0,  # synthetic customer complaints following degradations (analysis section)
+    "n_changes": 1,  # a synthetic software upgrade of known effect (before/after in the analysis section)
     "checkpoint_every_min": DEFAULT_CHECKPOINT_EVERY_MIN,
     "checkpoints": True,
     "ingest": {},
@@ -66,12 +68,19 @@ class SyntheticSource(IteratorSource):
 
         s = settings
         cfg = SynthConfig(
-            n_elements=s["elements"], days=s["days"] + s["history_days"], seed=s["seed"], scale=s["scale"]
+            n_elements=s["elements"],
+            days=s["days"] + s["history_days"],
+            seed=s["seed"],
+            scale=s["scale"],
+            complaints=s["complaints"],
+            n_changes=s["n_changes"],
         )
         t0 = time.perf_counter()
         day = generate(cfg)
         self.day = day
-        self.topology = day.topology
+        from telcoanalytics.analysis.routing import with_capacities
+
+        self.topology = with_capacities(day.topology, day.capacity_mbps)  # for the routing analysis
         self.replay_from = day.start_ms + int(round(s["history_days"] * 86_400_000))
         self.head = (
             f"generated synthetic network: {cfg.n_elements_scaled:,} elements in "

@@ -1,0 +1,102 @@
+"""The KPI series kept for the statistics, and the replay's statistics section."""
+
+import numpy as np
+import pytest
+
+from telcoanalytics.analysis.series import SeriesKeeper, _bin_mean, statistics_report_lines
+from telcoanalytics.pipeline.contract import RoutedBatch
+from telcoanalytics.records import METRIC_CODE, empty
+from telcoanalytics.topology import Topology
+
+
+def _topo(n=6):
+    return Topology.from_columns(np.arange(n) + 10, {"region": np.arange(n) % 2 + 1, "site": np.arange(n) + 100})
+
+
+def test_means_per_bin_against_numpy(rng):
+    topo = _topo()
+    k = SeriesKeeper(topo, bin_ms=60_000)
+    t = rng.integers(0, 30 * 60_000, 5000)
+    e = rng.integers(0, 6, 5000)
+    v = rng.normal(50, 10, 5000)
+    k.add("latency_ms", t, e, v)
+    times, x = k.series("latency_ms")
+    assert times[0] == 0 and np.all(np.diff(times) == 60_000)
+    for j in (0, 3, 5):
+        for b in (0, 7, len(times) - 1):
+            m = (e == j) & (t // 60_000 == b)
+            want = v[m].mean() if m.any() else np.nan
+            np.testing.assert_allclose(x[j, b], want, rtol=1e-12)  # sums of a few hundred values
+    reg = k.region_series("latency_ms")
+    m = (topo.element_to("region")[e] == 1) & (t // 60_000 == 4)
+    np.testing.assert_allclose(reg[1, 4], v[m].mean(), rtol=1e-12)
+
+
+def test_bounded_to_max_bins_and_old_rows_ignored():
+    k = SeriesKeeper(_topo(), bin_ms=1000, max_bins=5)
+    k.add("prb_util_pct", np.arange(10) * 1000, np.zeros(10, int), np.arange(10.0))
+    times, x = k.series("prb_util_pct")
+    assert times.tolist() == [5000, 6000, 7000, 8000, 9000] and x[0].tolist() == [5, 6, 7, 8, 9]
+    k.add("prb_util_pct", np.array([1000]), np.array([0]), np.array([99.0]))  # older than the kept bins
+    assert k.series("prb_util_pct")[1][0].tolist() == [5, 6, 7, 8, 9]
+    with pytest.raises(ValueError, match="positive"):
+        SeriesKeeper(_topo(), bin_ms=0)
+
+
+def test_batches_topology_growth_and_state():
+    topo = _topo()
+    k = SeriesKeeper(topo, bin_ms=60_000)
+    assert k.times().size == 0
+    eq = empty("equip", 4)
+    eq["ts_ms"], eq["metric_id"], eq["value"] = [0, 0, 60_000, 60_000], METRIC_CODE["prb_util_pct"], [10, 20, 30, 40]
+    eq["metric_id"][3] = METRIC_CODE["cpu_util_pct"]
+    idx = np.array([0, 0, 1, 1])
+    k.add_batch(RoutedBatch("equip", eq, idx, idx))
+    q = empty("qos", 1)
+    q["ts_ms"], q["latency_ms"] = 0, 7.0
+    k.add_batch(RoutedBatch("qos", q, np.array([2]), np.array([0])))
+    c = empty("complaint", 3)
+    c["ts_ms"] = [0, 60_000, 60_000]
+    k.add_batch(RoutedBatch("complaint", c, np.array([0, 1, -1]), np.zeros(3, int)))
+    k.add_batch(RoutedBatch("flow", empty("flow", 1), np.array([0]), np.array([0])))  # not kept
+    x = k.series("prb_util_pct")[1]
+    assert x[0, 0] == 15 and x[1, 1] == 30 and np.isnan(x[1, 0])
+    assert k.series("latency_ms")[1][2, 0] == 7 and k.complaints.sum() == 2
+    t2, _ = topo.add_elements([99], [100])
+    k.topology_changed(t2)
+    assert k.sums["latency_ms"].shape[0] == 7
+    back = SeriesKeeper.from_state(k.to_state(), t2)
+    np.testing.assert_array_equal(back.series("prb_util_pct")[1], k.series("prb_util_pct")[1])
+    assert back.first_bin == k.first_bin and back.complaints.tolist() == k.complaints.tolist()
+    assert SeriesKeeper.from_state(SeriesKeeper(t2).to_state(), t2).first_bin is None
+
+
+def test_bin_mean_without_warnings():
+    x = np.array([[1.0, np.nan, 3.0], [np.nan, np.nan, np.nan]])
+    with np.errstate(all="raise"):
+        m = _bin_mean(x)
+    assert m[0] == 2 and np.isnan(m[1])
+
+
+@pytest.mark.slow  # fits Holt-Winters and trends over a few hundred series
+def test_statistics_section_on_a_synthetic_network():
+    from telcoanalytics.records import ELEMENT_FIELD
+    from telcoanalytics.synth.network import SynthConfig, generate
+
+    day = generate(SynthConfig(n_elements=300, days=2.0, seed=5, complaints=1.0, n_changes=1))
+    k = SeriesKeeper(day.topology)
+    assert statistics_report_lines(k, day) == ["  statistics: fewer than 24 bins of series so far"]
+    for s in ("equip", "qos", "complaint"):
+        rows = day[s]
+        idx = day.topology.index_of(rows[ELEMENT_FIELD[s]])
+        k.add_batch(RoutedBatch(s, rows, idx, np.zeros(len(rows), np.int64)))
+    text = "\n".join(statistics_report_lines(k, day))
+    assert "trends in PRB utilisation" in text and "capacity: element" in text and "Holt-Winters" in text
+    assert "complaints in region" in text and "Spearman" in text
+    ch = day.changes[0]
+    assert f"(injected {ch.log_effect:+.3f})" in text
+    effect = float(text.split("effect ")[1].split()[0])
+    lo, hi = (float(x) for x in text.split("effect ")[1].split("[")[1].split("]")[0].split(", "))
+    assert lo <= hi and abs(effect - ch.log_effect) < 0.1  # the known effect, within the noise of 300 cells
+    k.first_bin = k.first_bin + 10**9  # a change outside the kept series is said, not dropped silently
+    assert "outside the kept series" in "\n".join(statistics_report_lines(k, day))
