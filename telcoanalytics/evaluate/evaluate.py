@@ -38,9 +38,17 @@ EXPECTED = {
 }
 
 
+NETWORK_THRESHOLD = 4.5
+"""Score threshold of the network pipeline's detector (thousands of series watched at once, so a
+stricter tail than one series needs). Chosen among 3, 4.5 and 6 on the synthetic network of seed
+11 (2,000 elements, incident precision 25 / 88 / 88 %, every scenario caught at each); reported on
+other seeds."""
+
+
 def synth_detector_config() -> DetectorConfig:
-    """The product defaults for 5-minute PM data (``DetectorConfig.for_interval(300)``)."""
-    return DetectorConfig.for_interval(300)
+    """The network pipeline's defaults for 5-minute PM data: ``DetectorConfig.for_interval(300)``
+    with :data:`NETWORK_THRESHOLD`."""
+    return DetectorConfig.for_interval(300, threshold=NETWORK_THRESHOLD)
 
 
 def synth_events(day, topology) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

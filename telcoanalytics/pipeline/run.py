@@ -33,8 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_CHECKPOINT_EVERY_MIN = 60
-"""Event-time minutes between periodic checkpoints (a replayed day writes 24)."""
+DEFAULT_CHECKPOINT_EVERY_MIN = 360
+"""Event-time minutes between periodic checkpoints (a replayed day writes 4). A checkpoint holds
+all state (about 65 KiB per element with every component), so its cost grows with the network:
+a shorter interval loses less work to a crash and costs more while running."""
 
 _NO_DATA = np.iinfo(np.int64).min
 
