@@ -53,6 +53,7 @@ class AnalysisComponent:
         from telcoanalytics.analysis.series import SeriesKeeper
 
         self.series = SeriesKeeper(topology, bin_ms=self.interval_ms)
+        self.context_day = None  # a synthetic day's ground truth for the report (set by the replay; not state)
 
     # ---- contract --------------------------------------------------------------------------
     def update(self, batch: RoutedBatch) -> list:

@@ -508,6 +508,8 @@ def localize_cube(
         For bad spans, unknown dimensions or measures (from the cube).
     """
     window = _span(window, "window")
+    if isinstance(baseline, list) and not baseline:
+        raise ValueError("baseline is an empty list of spans; give at least one (start_ms, end_ms) to compare against")
     spans = [_span(b, "baseline") for b in baseline] if isinstance(baseline, list) else [_span(baseline, "baseline")]
     base_len = sum(b - a for a, b in spans)
     if len(spans) == 1:

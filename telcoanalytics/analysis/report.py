@@ -65,6 +65,8 @@ def analysis_report_lines(day_or_none, pipeline, k: int = 3) -> list[str]:
     from telcoanalytics.analysis.routing import routing_efficiency, with_capacities
 
     comp = find_component(pipeline)
+    if day_or_none is None and comp is not None:
+        day_or_none = comp.context_day  # the synthetic day the replay runs on, if any
     lines = ["== analysis (localisation, routing, complaints)"]
     if comp is None:
         if day_or_none is None:
@@ -76,6 +78,8 @@ def analysis_report_lines(day_or_none, pipeline, k: int = 3) -> list[str]:
     inc = worst_incident(cube) if comp.n["cdr"] else None
     if inc is None:
         lines.append("  localisation: no region-hour with a significant rise of the drop rate")
+    elif isinstance(inc["baseline"], list) and not inc["baseline"]:
+        lines.append("  localisation: no baseline hours before the worst region-hour yet")
     else:
         ((lv, node),) = inc["scope"].items()
         t0 = time.perf_counter()

@@ -353,6 +353,9 @@ def run_replay(settings: dict | None = None, resume=None, checkpoint=None, resto
         if not resuming and restore is not None:
             _say(f"restored state from {restore} ({pipe.n_batches:,} batches already processed)")
     use_quarantine(pipe, streaming_quarantine(logs["quarantine"], restored=pipe.quarantine))
+    for comp in pipe.components.values():  # the synthetic day's ground truth, for the analysis report
+        if hasattr(comp, "context_day"):
+            comp.context_day = src.day
     attach_finding_logs(pipe, out, settings, driver.get("outputs") if resuming else None, logs)
     if src.day is not None and src.replay_from > src.day.start_ms and driver is None:
         t0 = time.perf_counter()

@@ -100,3 +100,17 @@ def test_statistics_section_on_a_synthetic_network():
     assert lo <= hi and abs(effect - ch.log_effect) < 0.1  # the known effect, within the noise of 300 cells
     k.first_bin = k.first_bin + 10**9  # a change outside the kept series is said, not dropped silently
     assert "outside the kept series" in "\n".join(statistics_report_lines(k, day))
+
+
+def test_localize_refuses_an_empty_baseline_and_the_report_says_why(tmp_path):
+    from telcoanalytics import cli
+    from telcoanalytics.analysis.localize import localize_cube
+
+    with pytest.raises(ValueError, match="baseline is an empty list"):
+        localize_cube(None, scope={}, window=(0, 3_600_000), baseline=[])
+    d = tmp_path / "data"  # 45 minutes: the worst region-hour has no earlier hour to compare with
+    assert cli.main(["generate", "--elements", "100", "--days", "0.03", "--out", str(d)]) == 0
+    out = tmp_path / "o"
+    assert cli.main(["replay", "--input", str(d), "--out", str(out), "--no-checkpoints"]) == 0
+    text = (out / "report.txt").read_text()
+    assert "== analysis" in text
