@@ -663,6 +663,29 @@ class CallbackSink(QueuedSink):
         self.fn(Notification.from_dict(record))
 
 
+def jsonl_lines(notifications, mode: str = "alert") -> list[str]:
+    """The JSON lines of :class:`JsonlSink` for a list of notifications: one per alert (its labels,
+    annotations, RFC 3339 times, group key and notification time), or one per notification with
+    ``mode="notification"``."""
+    lines = []
+    for n in notifications:
+        if mode == "notification":
+            lines.append(json.dumps(n.to_dict(), sort_keys=True))
+            continue
+        for a in n.alerts:
+            d = a.to_dict()
+            v2 = a.to_v2(n.valid_until_ms)
+            d.update(
+                startsAt=v2["startsAt"],
+                endsAt=v2.get("endsAt", ""),
+                group_key=n.group_key,
+                notified_ms=int(n.t_ms),
+                notified_at=rfc3339_ms(n.t_ms),
+            )
+            lines.append(json.dumps(d, sort_keys=True))
+    return lines
+
+
 class JsonlSink:
     """Append notifications to a JSON lines file, synchronously.
 
@@ -698,22 +721,7 @@ class JsonlSink:
     def submit(self, notifications) -> None:
         if isinstance(notifications, Notification):
             notifications = [notifications]
-        lines = []
-        for n in notifications:
-            if self.mode == "notification":
-                lines.append(json.dumps(n.to_dict(), sort_keys=True))
-                continue
-            for a in n.alerts:
-                d = a.to_dict()
-                v2 = a.to_v2(n.valid_until_ms)
-                d.update(
-                    startsAt=v2["startsAt"],
-                    endsAt=v2.get("endsAt", ""),
-                    group_key=n.group_key,
-                    notified_ms=int(n.t_ms),
-                    notified_at=rfc3339_ms(n.t_ms),
-                )
-                lines.append(json.dumps(d, sort_keys=True))
+        lines = jsonl_lines(notifications, self.mode)
         if not lines:
             return
         self._fh.write("\n".join(lines) + "\n")

@@ -183,23 +183,12 @@ class JsonlAlertSink:
         return Counter(self.log.counters)
 
     def submit(self, notifications) -> None:
-        from telcoanalytics.alerts.manager import Notification, rfc3339_ms
+        from telcoanalytics.alerts.manager import Notification
+        from telcoanalytics.alerts.sinks import jsonl_lines
 
         if isinstance(notifications, Notification):
             notifications = [notifications]
-        lines = []
-        for n in notifications:
-            for a in n.alerts:
-                d = a.to_dict()
-                v2 = a.to_v2(n.valid_until_ms)
-                d.update(
-                    startsAt=v2["startsAt"],
-                    endsAt=v2.get("endsAt", ""),
-                    group_key=n.group_key,
-                    notified_ms=int(n.t_ms),
-                    notified_at=rfc3339_ms(n.t_ms),
-                )
-                lines.append(json.dumps(d, sort_keys=True))
+        lines = jsonl_lines(notifications)
         if not lines:
             return
         self.log.write_lines(lines)
