@@ -49,7 +49,7 @@ def run_point(elements: int, days: float, cubes: int = 2, rule_share: float = 1.
     import tempfile
 
     from telcoanalytics.alerts.sinks import JsonlSink
-    from telcoanalytics.cube.cube import CubeSpec, explore_spec
+    from telcoanalytics.cube import CubeSpec, explore_spec
     from telcoanalytics.pipeline.components import CubeComponent, SlaComponent, build_alert_manager, build_components
     from telcoanalytics.pipeline.pipeline import Pipeline
     from telcoanalytics.sla.sla import default_rules

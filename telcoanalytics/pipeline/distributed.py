@@ -403,7 +403,7 @@ class PartitionedComponents:
 
     def merged_cubes(self):
         """The partitions' cubes merged."""
-        from telcoanalytics.cube.cube import CubeSet
+        from telcoanalytics.cube import CubeSet
 
         out = None
         for st in self.states():

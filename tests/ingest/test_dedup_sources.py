@@ -113,7 +113,7 @@ def test_every_batch_delivered_twice_gives_the_same_findings(tmp_path):
 
     once, _ = _run(day, day.raw_batches(), tmp_path / "once")
     both, _ = _run(day, twice(), tmp_path / "twice")
-    for s in SOURCES:
+    for s in day.sources:
         c1, c2 = once.counts()[s], both.counts()[s]
         assert c2["read"] == 2 * c1["read"] and c2["accepted"] == c1["accepted"]
         q1, q2 = once.quarantine.counts(s), both.quarantine.counts(s)

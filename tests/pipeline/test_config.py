@@ -28,7 +28,9 @@ def test_example_settings_are_the_defaults():
     s = c.settings
     for k, v in DEFAULTS.items():
         if k not in ("component_options", "outputs"):
-            assert s[k] == v or (k == "components" and s[k] == ["windows", "alerts", "sla", "anomaly", "cube"]), k
+            assert s[k] == v or (
+                k == "components" and s[k] == ["windows", "alerts", "sla", "anomaly", "cube", "analysis"]
+            ), k
     assert s["outputs"] == {"rotate_mb": None, "keep": None}
     assert c.follow == {"dir": None, "poll_s": 1.0, "status_every_s": 10.0, "idle_exit_s": None}
 
