@@ -47,7 +47,8 @@ class AnalysisComponent:
         self.capacity_mbps = None if capacity_mbps is None else np.asarray(capacity_mbps, dtype=np.float64)
         self.cubes = _cubes or CubeSet({"localize": localize_spec()}, topology)
         self.complaints = _complaints or CubeSet({"complaints": complaint_cube_spec()}, topology, source="complaint")
-        self._flow_parts: list = []
+        self._flow_parts: list = []  # aggregated batches
+        self._flow_chunks: list = []  # aggregated groups of batches (merged when they pile up)
         self._flows = np.zeros(0, dtype=FLOW_DTYPE)
         self.n = {"cdr": 0, "complaint": 0, "flow": 0}
         from telcoanalytics.analysis.series import SeriesKeeper
@@ -65,8 +66,11 @@ class AnalysisComponent:
             self.complaints.update(batch.rows, element_idx=batch.element_index)
         elif batch.source == "flow":
             self._flow_parts.append(_aggregate(batch.rows, self.interval_ms))
-            if len(self._flow_parts) >= 64:
-                self._compact()
+            if len(self._flow_parts) >= 64:  # merge recent parts only: the stream's cost stays linear
+                self._flow_chunks.append(_aggregate(np.concatenate(self._flow_parts), self.interval_ms))
+                self._flow_parts = []
+                if len(self._flow_chunks) >= 64:
+                    self._flow_chunks = [_aggregate(np.concatenate(self._flow_chunks), self.interval_ms)]
         else:
             return []
         self.n[batch.source] += len(batch.rows)
@@ -158,9 +162,10 @@ class AnalysisComponent:
         return self._flows
 
     def _compact(self):
-        if self._flow_parts:
-            self._flows = _aggregate(np.concatenate([self._flows] + self._flow_parts), self.interval_ms)
-            self._flow_parts = []
+        if self._flow_parts or self._flow_chunks:
+            parts = [self._flows, *self._flow_chunks, *self._flow_parts]
+            self._flows = _aggregate(np.concatenate(parts), self.interval_ms)
+            self._flow_parts, self._flow_chunks = [], []
 
 
 def _aggregate(rows: np.ndarray, interval_ms: int) -> np.ndarray:

@@ -221,9 +221,7 @@ def statistics_report_lines(keeper: SeriesKeeper, day=None, k: int = 3) -> list[
         r_worst = int(np.argmax(keeper.complaints.sum(axis=1)))
         n_h = keeper.complaints.shape[1] // per_bin
         target = keeper.complaints[r_worst, : n_h * per_bin].reshape(n_h, per_bin).sum(axis=1).astype(float)
-        cands = np.stack(
-            [np.nanmean(x[r_worst, : n_h * per_bin].reshape(n_h, per_bin), axis=1) for x in (lat, reg_prb)]
-        )
+        cands = np.stack([_bin_mean(x[r_worst, : n_h * per_bin].reshape(n_h, per_bin)) for x in (lat, reg_prb)])
         if n_h >= 8:
             lc = lagged_correlation(target, cands, lags=range(0, 4), method="spearman")
             best = lc.best()
@@ -250,7 +248,7 @@ def statistics_report_lines(keeper: SeriesKeeper, day=None, k: int = 3) -> list[
             lines.append(f"  before/after: the recorded change at {_hhmm(ch.at_ms)} UTC is outside the kept series")
         elif len(up) and len(ctl):
             with np.errstate(divide="ignore", invalid="ignore"):
-                y = np.log(np.nanmean(x[up], axis=0))
+                y = np.log(_bin_mean(x[up].T))
                 c = np.log(x[ctl])
             res = difference_in_differences(y, c, t, int(ch.at_ms), bucket_ms=3_600_000, season_ms=86_400_000)[0]
             lines.append(
