@@ -411,6 +411,8 @@ def _parse_arrow_text(a, kind: str, r: Rule):
 
     if r.parse != "number" or a.null_count:
         return None, None
+    if pc.any(pc.match_substring(a, "x", ignore_case=True)).as_py():
+        return _parse_arrow_text_mixed(a, kind, r)  # Arrow reads "0x10" as hex; as text it is no number
     try:
         if kind == "i" and r.scale == 1:
             return pc.cast(a, pa.int64()).to_numpy(zero_copy_only=False), None
