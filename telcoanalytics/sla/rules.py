@@ -184,12 +184,7 @@ class SlaRule:
 
     @classmethod
     def from_dict(cls, d: dict, kpis: dict) -> SlaRule:
-        name = d.get("name")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"an SLA rule needs a non-empty 'name', got keys {sorted(d)}")
-        where = f"rule {name!r}"
-        d = _flatten_scope(d, where)
-        _check_keys(d, cls.KEYS, where)
+        name, where, d = _named(d, "an SLA rule", "rule", cls.KEYS)
         for req in ("kpi", "comparator", "threshold"):
             if req not in d:
                 raise ValueError(f"{where}: missing required field {req!r}")
@@ -300,12 +295,7 @@ class SloRule:
 
     @classmethod
     def from_dict(cls, d: dict, kpis: dict) -> SloRule:
-        name = d.get("name")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"an SLO needs a non-empty 'name', got keys {sorted(d)}")
-        where = f"slo {name!r}"
-        d = _flatten_scope(d, where)
-        _check_keys(d, cls.KEYS, where)
+        name, where, d = _named(d, "an SLO", "slo", cls.KEYS)
         for req in ("kpi", "objective"):
             if req not in d:
                 raise ValueError(f"{where}: missing required field {req!r}")
@@ -393,6 +383,18 @@ class SloRule:
                 for i, (s, f, lo, sh) in enumerate(self.windows)
             ],
         }
+
+
+def _named(d: dict, what: str, label: str, keys) -> tuple[str, str, dict]:
+    """``(name, where, d)`` of a rule or SLO dict: its non-empty name, how errors name it, and the
+    dict with its scope flattened and its keys checked against ``keys``."""
+    name = d.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what} needs a non-empty 'name', got keys {sorted(d)}")
+    where = f"{label} {name!r}"
+    d = _flatten_scope(d, where)
+    _check_keys(d, keys, where)
+    return name, where, d
 
 
 def _flatten_scope(d: dict, where: str) -> dict:
