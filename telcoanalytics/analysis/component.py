@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from telcoanalytics.pipeline.coalesce import DEFAULT_COALESCE_ROWS, BatchBuffer
 from telcoanalytics.pipeline.contract import RoutedBatch
 from telcoanalytics.records import FLOW_DTYPE
 
@@ -37,7 +38,15 @@ class AnalysisComponent:
         attribute (the synthetic day's ``capacity_mbps``).
     """
 
-    def __init__(self, topology, interval_ms: int = 300_000, capacity_mbps=None, _cubes=None, _complaints=None):
+    def __init__(
+        self,
+        topology,
+        interval_ms: int = 300_000,
+        capacity_mbps=None,
+        _cubes=None,
+        _complaints=None,
+        coalesce_rows: int = DEFAULT_COALESCE_ROWS,
+    ):
         from telcoanalytics.analysis.complaints import complaint_cube_spec
         from telcoanalytics.analysis.localize import localize_spec
         from telcoanalytics.cube import CubeSet
@@ -45,35 +54,58 @@ class AnalysisComponent:
         self.topology = topology
         self.interval_ms = int(interval_ms)
         self.capacity_mbps = None if capacity_mbps is None else np.asarray(capacity_mbps, dtype=np.float64)
-        self.cubes = _cubes or CubeSet({"localize": localize_spec()}, topology)
-        self.complaints = _complaints or CubeSet({"complaints": complaint_cube_spec()}, topology, source="complaint")
-        self._flow_parts: list = []  # aggregated batches
-        self._flow_chunks: list = []  # aggregated groups of batches (merged when they pile up)
+        self._cubes = _cubes or CubeSet({"localize": localize_spec()}, topology)
+        self._complaints = _complaints or CubeSet({"complaints": complaint_cube_spec()}, topology, source="complaint")
+        self._flow_parts: list = []  # aggregated groups of batches (merged when they pile up)
         self._flows = np.zeros(0, dtype=FLOW_DTYPE)
         self.n = {"cdr": 0, "complaint": 0, "flow": 0}
         from telcoanalytics.analysis.series import SeriesKeeper
 
-        self.series = SeriesKeeper(topology, bin_ms=self.interval_ms)
+        self._series = SeriesKeeper(topology, bin_ms=self.interval_ms)
+        self._buffer = BatchBuffer(coalesce_rows)  # batches not yet folded (see telcoanalytics.pipeline.coalesce)
         self.context_day = None  # a synthetic day's ground truth for the report (set by the replay; not state)
+
+    # ---- what is kept (every batch received so far folded in) ------------------------------------
+    @property
+    def cubes(self):
+        """The localisation cube set."""
+        self._fold()
+        return self._cubes
+
+    @property
+    def complaints(self):
+        """The complaint cube set."""
+        self._fold()
+        return self._complaints
+
+    @property
+    def series(self):
+        """The kept KPI series (:class:`~telcoanalytics.analysis.series.SeriesKeeper`)."""
+        self._fold()
+        return self._series
+
+    def _fold(self) -> None:
+        """Fold the buffered batches into the cubes, series and flows."""
+        for b in self._buffer.drain():
+            if b.source in ("equip", "qos", "complaint"):
+                self._series.add_batch(b)
+            if b.source == "cdr":
+                self._cubes.update(b.rows, element_idx=b.element_index)
+            elif b.source == "complaint":
+                self._complaints.update(b.rows, element_idx=b.element_index)
+            elif b.source == "flow":
+                self._flow_parts.append(_aggregate(b.rows, self.interval_ms))
+                if len(self._flow_parts) >= 64:  # merge recent parts only: the stream's cost stays linear
+                    self._flow_parts = [_aggregate(np.concatenate(self._flow_parts), self.interval_ms)]
 
     # ---- contract --------------------------------------------------------------------------
     def update(self, batch: RoutedBatch) -> list:
-        if batch.source in ("equip", "qos", "complaint"):
-            self.series.add_batch(batch)
-        if batch.source == "cdr":
-            self.cubes.update(batch.rows, element_idx=batch.element_index)
-        elif batch.source == "complaint":
-            self.complaints.update(batch.rows, element_idx=batch.element_index)
-        elif batch.source == "flow":
-            self._flow_parts.append(_aggregate(batch.rows, self.interval_ms))
-            if len(self._flow_parts) >= 64:  # merge recent parts only: the stream's cost stays linear
-                self._flow_chunks.append(_aggregate(np.concatenate(self._flow_parts), self.interval_ms))
-                self._flow_parts = []
-                if len(self._flow_chunks) >= 64:
-                    self._flow_chunks = [_aggregate(np.concatenate(self._flow_chunks), self.interval_ms)]
-        else:
+        if batch.source not in ("cdr", "complaint", "flow", "equip", "qos"):
             return []
-        self.n[batch.source] += len(batch.rows)
+        if batch.source in self.n:
+            self.n[batch.source] += len(batch.rows)
+        if self._buffer.add(batch):
+            self._fold()
         return []
 
     def learn(self, day, until_ms: int) -> None:
@@ -83,6 +115,7 @@ class AnalysisComponent:
         from telcoanalytics.records import ELEMENT_FIELD
         from telcoanalytics.synth.stream import ORIGIN_CLEAN
 
+        self._fold()
         for source in ("equip", "qos", "complaint"):
             if source not in getattr(day, "sources", ()):
                 continue
@@ -97,10 +130,12 @@ class AnalysisComponent:
         return []
 
     def finish(self, watermark_ms: int) -> list:
+        self._fold()
         return []
 
     def topology_changed(self, topology, changes) -> list:
         """Cubes follow the change (cells keep their parents); flows are kept by element id."""
+        self._fold()
         self.cubes.set_topology(topology, changes)
         self.complaints.set_topology(topology, changes)
         self.series.topology_changed(topology)
@@ -151,7 +186,7 @@ class AnalysisComponent:
         if "series" in state:
             from telcoanalytics.analysis.series import SeriesKeeper
 
-            comp.series = SeriesKeeper.from_state(state["series"], topology)
+            comp._series = SeriesKeeper.from_state(state["series"], topology)
         return comp
 
     # ---- what the report reads ---------------------------------------------------------------
@@ -162,22 +197,28 @@ class AnalysisComponent:
         return self._flows
 
     def _compact(self):
-        if self._flow_parts or self._flow_chunks:
-            parts = [self._flows, *self._flow_chunks, *self._flow_parts]
-            self._flows = _aggregate(np.concatenate(parts), self.interval_ms)
-            self._flow_parts, self._flow_chunks = [], []
+        self._fold()
+        if self._flow_parts:
+            self._flows = _aggregate(np.concatenate([self._flows, *self._flow_parts]), self.interval_ms)
+            self._flow_parts = []
 
 
 def _aggregate(rows: np.ndarray, interval_ms: int) -> np.ndarray:
-    """Sum bytes, packets and flows per (source, destination, interval start)."""
+    """Sum bytes, packets and flows per (source, destination, interval start), sorted by
+    (interval start, source, destination)."""
     if len(rows) == 0:
         return np.zeros(0, dtype=FLOW_DTYPE)
     b = rows["ts_ms"] // interval_ms * interval_ms
-    key = np.stack([b, rows["src_element_id"], rows["dst_element_id"]], axis=1)
-    uk, inv = np.unique(key, axis=0, return_inverse=True)
-    inv = inv.ravel()
-    out = np.zeros(len(uk), dtype=FLOW_DTYPE)
-    out["ts_ms"], out["src_element_id"], out["dst_element_id"] = uk[:, 0], uk[:, 1], uk[:, 2]
+    src, dst = rows["src_element_id"], rows["dst_element_id"]
+    order = np.lexsort((dst, src, b))  # stable: rows of one group keep their order
+    bs, ss, ds = b[order], src[order], dst[order]
+    start = np.ones(len(order), dtype=bool)
+    start[1:] = (bs[1:] != bs[:-1]) | (ss[1:] != ss[:-1]) | (ds[1:] != ds[:-1])
+    inv = np.empty(len(order), dtype=np.int64)
+    inv[order] = np.cumsum(start) - 1  # group of each row, in the rows' order
+    first = order[start]
+    out = np.zeros(len(first), dtype=FLOW_DTYPE)
+    out["ts_ms"], out["src_element_id"], out["dst_element_id"] = b[first], src[first], dst[first]
     for f in ("bytes", "packets", "flows"):
-        out[f] = np.bincount(inv, rows[f].astype(np.float64), len(uk)).round().astype(np.int64)
+        out[f] = np.bincount(inv, rows[f].astype(np.float64), len(first)).round().astype(np.int64)
     return out

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from telcoanalytics.pipeline.coalesce import DEFAULT_COALESCE_ROWS, BatchBuffer
 from telcoanalytics.pipeline.contract import RoutedBatch
 
 COMPONENTS: dict = {}
@@ -360,6 +361,7 @@ class AnomalyComponent(_Streamed, _Base):
         self.topology = topology
         self._rows = []
         self._pending = []
+        self._read_cache = None  # (log position, rows) of the last read-back
 
     @property
     def rows(self) -> list:
@@ -369,13 +371,13 @@ class AnomalyComponent(_Streamed, _Base):
             return self._rows
         from telcoanalytics.anomaly.detector import ANOMALY_DTYPE
 
-        lines = self._log.read_lines()
-        if not lines:
-            return []
-        names = ANOMALY_DTYPE.names
-        nan = float("nan")
-        recs = [json.loads(x) for x in lines]
-        return [np.array([tuple(nan if r[n] is None else r[n] for n in names) for r in recs], dtype=ANOMALY_DTYPE)]
+        key = (self._log.seq, self._log.state()["bytes"])
+        if self._read_cache is not None and self._read_cache[0] == key:
+            return self._read_cache[1]
+        rows = records_from_json_lines(self._log.read_lines(), ANOMALY_DTYPE)
+        out = [rows] if len(rows) else []
+        self._read_cache = (key, out)
+        return out
 
     def _held(self):
         return self._rows
@@ -384,11 +386,9 @@ class AnomalyComponent(_Streamed, _Base):
         self._rows = []
 
     def _write(self, parts):
-        names = parts[0].dtype.names
         lines = []
         for rows in parts:
-            for r in rows.tolist():
-                lines.append(json.dumps(dict(zip(names, (_plain(v) for v in r)))))
+            lines += json_lines_of_records(rows)
         self._log.write_lines(lines)
 
     def learn(self, day, until_ms: int) -> None:
@@ -528,6 +528,64 @@ def _plain(v):
     return v
 
 
+def _json_column(col: np.ndarray) -> list[str] | None:
+    """The JSON text of every value of one field (as ``json.dumps`` writes it, NaN as null); None
+    for a kind it does not handle."""
+    kind = col.dtype.kind
+    vals = col.tolist()
+    if kind in "iu":
+        return list(map(str, vals))
+    if kind == "b":
+        return ["true" if v else "false" for v in vals]
+    if kind == "f":
+        out = list(map(repr, vals))
+        bad = np.flatnonzero(~np.isfinite(col))
+        for i in bad.tolist():
+            v = vals[i]
+            out[i] = "null" if v != v else ("Infinity" if v > 0 else "-Infinity")
+        return out
+    if kind in "US":
+        memo: dict = {}
+        return [memo[v] if v in memo else memo.setdefault(v, json.dumps(_plain(v))) for v in vals]
+    return None
+
+
+def json_lines_of_records(rows: np.ndarray) -> list[str]:
+    """One JSON object per row of a structured array (field order kept, NaN as null, bytes as
+    text), exactly as ``json.dumps(dict(zip(names, row)))`` writes it, built column by column.
+
+    >>> a = np.array([(1, 0.5, "x"), (2, np.nan, "y")], dtype=[("k", "i8"), ("v", "f8"), ("s", "U4")])
+    >>> json_lines_of_records(a)
+    ['{"k": 1, "v": 0.5, "s": "x"}', '{"k": 2, "v": null, "s": "y"}']
+    """
+    names = rows.dtype.names
+    if not len(rows):
+        return []
+    cols = []
+    for n in names:
+        texts = _json_column(rows[n])
+        if texts is None:  # an unusual field type: the general path
+            return [json.dumps(dict(zip(names, (_plain(v) for v in r)))) for r in rows.tolist()]
+        cols.append(texts)
+    template = "{" + ", ".join(json.dumps(n).replace("%", "%%") + ": %s" for n in names) + "}"
+    return [template % t for t in zip(*cols)]
+
+
+def records_from_json_lines(lines: list[str], dtype: np.dtype) -> np.ndarray:
+    """The structured array of JSON lines written by :func:`json_lines_of_records` (null as NaN)."""
+    out = np.zeros(len(lines), dtype=dtype)
+    if not lines:
+        return out
+    recs = json.loads("[" + ",".join(lines) + "]")
+    nan = float("nan")
+    for n in dtype.names:
+        vals = [r[n] for r in recs]
+        if dtype[n].kind == "f":
+            vals = [nan if v is None else v for v in vals]
+        out[n] = vals
+    return out
+
+
 def _hhmm(t_ms) -> str:
     import datetime as _dt
 
@@ -543,10 +601,11 @@ class CubeComponent(_Base):
     site, equipment class, service, hour of day) and a subscriber cube (distinct subscribers and
     holding-time percentiles by region, service and hour)."""
 
-    def __init__(self, topology, _cubes=None, specs: dict | None = None):
+    def __init__(self, topology, _cubes=None, specs: dict | None = None, coalesce_rows: int = DEFAULT_COALESCE_ROWS):
         from telcoanalytics.cube import CubeSet, CubeSpec, explore_spec
 
         self.topology = topology
+        self._buffer = BatchBuffer(coalesce_rows)  # CDR batches not yet folded (see pipeline.coalesce)
         if _cubes is None:
             if specs is None:
                 specs = {
@@ -559,13 +618,24 @@ class CubeComponent(_Base):
             else:
                 specs = {k: v if isinstance(v, CubeSpec) else CubeSpec(**_spec_args(v)) for k, v in specs.items()}
             _cubes = CubeSet(specs, topology)
-        self.cubes = _cubes
+        self._cubes = _cubes
         self.n = 0
+
+    @property
+    def cubes(self):
+        """The cube set, with every batch received so far folded in."""
+        self._fold()
+        return self._cubes
+
+    def _fold(self) -> None:
+        for b in self._buffer.drain():
+            self._cubes.update(b.rows, element_idx=b.element_index)
 
     def update(self, batch: RoutedBatch) -> list:
         if batch.source == "cdr":
-            self.cubes.update(batch.rows, element_idx=batch.element_index)
             self.n += len(batch.rows)
+            if self._buffer.add(batch):
+                self._fold()
         return []
 
     def topology_changed(self, topology, changes) -> list:
@@ -608,6 +678,10 @@ class CubeComponent(_Base):
         comp.n = int(state["n"])
         return comp
 
+    def finish(self, watermark_ms: int) -> list:
+        self._fold()
+        return []
+
 
 def _spec_args(d: dict) -> dict:
     """CubeSpec arguments from a configuration table (cuboids as tuples)."""
@@ -617,14 +691,21 @@ def _spec_args(d: dict) -> dict:
     return d
 
 
-COMPONENTS["cube"] = lambda topology, options: CubeComponent(topology, specs=options.get("cubes"))
+COMPONENTS["cube"] = lambda topology, options: CubeComponent(
+    topology, specs=options.get("cubes"), coalesce_rows=options.get("coalesce_rows", DEFAULT_COALESCE_ROWS)
+)
 
 
 # ---- analysis (localisation, routing, complaints, statistics over the kept series) --------------------------------
 def _analysis(topology, options):
     from telcoanalytics.analysis.component import AnalysisComponent
 
-    return AnalysisComponent(topology, int(options.get("interval_ms", 300_000)), options.get("capacity_mbps"))
+    return AnalysisComponent(
+        topology,
+        int(options.get("interval_ms", 300_000)),
+        options.get("capacity_mbps"),
+        coalesce_rows=options.get("coalesce_rows", DEFAULT_COALESCE_ROWS),
+    )
 
 
 COMPONENTS["analysis"] = _analysis
