@@ -158,7 +158,7 @@ class AnalysisComponent:
         d = {
             "cubes": self.cubes.to_state(),
             "complaints": self.complaints.to_state(),
-            "flows": self._flows,
+            "flows": _flow_columns(self._flows, self.interval_ms),
             "interval_ms": self.interval_ms,
             "n": np.array([self.n[k] for k in ("cdr", "complaint", "flow")]),
             "series": self.series.to_state(),
@@ -181,7 +181,7 @@ class AnalysisComponent:
                 state["complaints"], topology=topology, dimensions={"category": category_dimension()}
             ),
         )
-        comp._flows = np.asarray(state["flows"]).astype(FLOW_DTYPE)
+        comp._flows = _flows_of(state["flows"], int(state["interval_ms"]))
         comp.n = dict(zip(("cdr", "complaint", "flow"), (int(x) for x in state["n"])))
         if "series" in state:
             from telcoanalytics.analysis.series import SeriesKeeper
@@ -201,6 +201,28 @@ class AnalysisComponent:
         if self._flow_parts:
             self._flows = _aggregate(np.concatenate([self._flows, *self._flow_parts]), self.interval_ms)
             self._flow_parts = []
+
+
+def _flow_columns(flows: np.ndarray, interval_ms: int) -> dict:
+    """The aggregated flows for a checkpoint, column by column, times as interval numbers from the
+    first (so the checkpoint narrows each column to the integer type its values need)."""
+    t0 = int(flows["ts_ms"].min()) if len(flows) else 0
+    out = {k: flows[k] for k in FLOW_DTYPE.names if k != "ts_ms"}
+    out["t0_ms"] = t0
+    out["interval"] = (flows["ts_ms"] - t0) // interval_ms
+    return out
+
+
+def _flows_of(state, interval_ms: int) -> np.ndarray:
+    """The flows of :func:`_flow_columns` (or of a checkpoint that stored the structured array)."""
+    if not isinstance(state, dict):
+        return np.asarray(state).astype(FLOW_DTYPE)
+    out = np.zeros(len(state["interval"]), dtype=FLOW_DTYPE)
+    for k in FLOW_DTYPE.names:
+        if k != "ts_ms":
+            out[k] = state[k]
+    out["ts_ms"] = int(state["t0_ms"]) + np.asarray(state["interval"], np.int64) * interval_ms
+    return out
 
 
 def _aggregate(rows: np.ndarray, interval_ms: int) -> np.ndarray:

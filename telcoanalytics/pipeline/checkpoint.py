@@ -18,7 +18,11 @@ still load: format 1 (before the component contract: components named, not class
 manager) and format 2 (no driver section).
 
 Layout: an uncompressed ``.npz`` whose entries are the flattened state dicts (nesting joined by
-``::``, JSON-able leaves as UTF-8 JSON bytes) plus ``__meta__`` (JSON).
+``::``, JSON-able leaves as UTF-8 JSON bytes) plus ``__meta__`` (JSON). Large numeric entries are
+stored compacted, losslessly (:func:`encode_entries`: mostly-zero arrays as their non-zero
+positions and values, integers in the narrowest integer type holding them, floats as float32 when
+every value is exactly a float32); ``__meta__["encoded"]`` says how, and reading restores the
+original arrays bit for bit (NaN payloads aside).
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-CHECKPOINT_FORMAT = 3
-"""Format written by this version; formats 1 and 2 still load."""
+CHECKPOINT_FORMAT = 4
+"""Format written by this version; formats 1 to 3 still load (format 4 added the lossless compaction
+of large numeric entries, :func:`encode_entries`)."""
 
 CHECKPOINT_KIND = "telcoanalytics.pipeline"
 """``meta["kind"]`` of every checkpoint written since format 3."""
@@ -137,12 +142,106 @@ def write_checkpoint(pipe, path, driver: dict | None = None) -> Path:
     Path
         ``path``.
     """
-    flat = pipeline_entries(pipe)
+    flat, encoded = encode_entries(pipeline_entries(pipe))
     meta = pipeline_meta(pipe)
+    meta["encoded"] = encoded
     if driver is not None:
         meta["driver"] = driver
     flat["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     return write_atomic(path, lambda f: np.savez(f, **flat))
+
+
+# ---- lossless compaction of large entries -------------------------------------------------------------
+ENCODE_MIN_BYTES = 1 << 16
+"""Entries smaller than this are stored as they are."""
+
+_SPARSE_MAX_SHARE = 0.4  # non-zero share below which an array is stored as positions and values
+
+
+def _narrow(a: np.ndarray) -> np.ndarray:
+    """``a`` in the narrowest type that holds every value exactly (integers: the smallest signed or
+    unsigned type of their range; float64: float32 when the round trip is exact)."""
+    if a.dtype.kind in "iu" and a.size:
+        lo, hi = int(a.min()), int(a.max())
+        for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32):
+            if np.dtype(t).itemsize >= a.dtype.itemsize:
+                break
+            info = np.iinfo(t)
+            if info.min <= lo and hi <= info.max:
+                return a.astype(t)
+    elif a.dtype == np.float64 and a.size:
+        with np.errstate(over="ignore", invalid="ignore"):
+            f = a.astype(np.float32)
+            same = np.array_equal(f.astype(np.float64), a, equal_nan=True)
+        if same and np.array_equal(np.signbit(f), np.signbit(a)):
+            return f
+    return a
+
+
+def encode_entries(flat: dict) -> tuple[dict, dict]:
+    """Compact large numeric entries losslessly for storage.
+
+    Returns
+    -------
+    entries : dict name -> ndarray
+        A mostly-zero entry (non-zero share below 40 %) becomes its values at the non-zero
+        positions (``name``) and the positions (``name@nz``); every stored array is narrowed
+        (:func:`_narrow`). Other entries are unchanged.
+    encoded : dict name -> {"dtype", "shape", "sparse"}
+        How to rebuild each changed entry (:func:`decode_entries`).
+
+    Examples
+    --------
+    >>> a = np.zeros((300, 100)); a[5, 7] = 2.5
+    >>> e, how = encode_entries({"x": a})
+    >>> sorted(e), e["x"].dtype.name, how["x"]["sparse"]
+    (['x', 'x@nz'], 'float32', True)
+    >>> np.array_equal(decode_entries(e, how)["x"], a)
+    True
+    """
+    out: dict = {}
+    encoded: dict = {}
+    for k, a in flat.items():
+        if (
+            not isinstance(a, np.ndarray)
+            or a.dtype.names is not None
+            or a.dtype.kind not in "iuf"
+            or a.nbytes < ENCODE_MIN_BYTES
+        ):
+            out[k] = a
+            continue
+        v = a.reshape(-1)
+        nz = np.flatnonzero((v != 0) | np.signbit(v)) if v.dtype.kind == "f" else np.flatnonzero(v)  # -0.0 kept
+        sparse = len(nz) < _SPARSE_MAX_SHARE * v.size
+        vals = _narrow(v[nz] if sparse else a)
+        if not sparse and vals.dtype == a.dtype:
+            out[k] = a
+            continue
+        out[k] = vals
+        if sparse:
+            out[k + "@nz"] = _narrow(nz.astype(np.int64))
+        encoded[k] = {"dtype": a.dtype.str, "shape": list(a.shape), "sparse": bool(sparse)}
+    return out, encoded
+
+
+def decode_entries(flat: dict, encoded: dict) -> dict:
+    """The original entries of :func:`encode_entries` (``flat`` is changed in place and returned).
+
+    Raises
+    ------
+    KeyError, ValueError
+        Entries missing or inconsistent with ``encoded`` (a damaged checkpoint).
+    """
+    for k, info in encoded.items():
+        dtype, shape = np.dtype(info["dtype"]), tuple(int(x) for x in info["shape"])
+        vals = flat[k]
+        if info["sparse"]:
+            full = np.zeros(int(np.prod(shape, dtype=np.int64)), dtype=dtype)
+            full[flat.pop(k + "@nz")] = vals
+            flat[k] = full.reshape(shape)
+        else:
+            flat[k] = vals.astype(dtype).reshape(shape)
+    return flat
 
 
 # ---- reading ------------------------------------------------------------------------------------------
@@ -205,6 +304,12 @@ def read_checkpoint(path) -> tuple[dict, dict]:
     if fmt < 1:
         raise CheckpointError(f"checkpoint {path} has format {fmt}, which never existed; {_FIX}")
     meta = _upgrade(meta, path)
+    try:
+        decode_entries(flat, meta.pop("encoded", None) or {})
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged (a compacted entry cannot be rebuilt: {_short(exc)}); {_FIX}"
+        ) from None
     return flat, meta
 
 
