@@ -18,25 +18,43 @@ from telcoanalytics.pipeline.components import ALL_NAMES
 # ---- commands -----------------------------------------------------------------------------------
 def replay_settings(args) -> dict:
     """The replay settings (:data:`telcoanalytics.pipeline.replay.DEFAULTS` keys) of parsed options,
-    on top of a ``--config`` file's when given (options given explicitly win)."""
+    on top of a ``--config`` file's when given: an option typed on the command line wins over the
+    file, even at its default value (``args.explicit``, set by :func:`main`, names the options typed;
+    without it, an option differing from the parser's default counts as typed)."""
     from telcoanalytics.pipeline.replay import DEFAULTS
 
     settings = dict(DEFAULTS)
-    if getattr(args, "config", None):
+    config = getattr(args, "config", None)
+    if config:
         from telcoanalytics.pipeline.config import ConfigError, load_config
 
         try:
-            settings = load_config(args.config).settings
+            settings = load_config(config).settings
         except ConfigError as exc:
             raise SystemExit(str(exc)) from None
+    explicit = getattr(args, "explicit", None)
     for k in DEFAULTS:
         v = getattr(args, k, None)
-        if v is not None and (not getattr(args, "config", None) or v != _PARSER_DEFAULTS.get(k)):
+        if v is None:
+            continue
+        typed = k in explicit if explicit is not None else v != _PARSER_DEFAULTS.get(k)
+        if not config or typed:
             settings[k] = v
     return settings
 
 
 _PARSER_DEFAULTS: dict = {}
+
+
+def explicit_options(argv) -> set[str]:
+    """The destinations of the options typed in ``argv`` (whatever their value): ``argv`` parsed
+    again with every default replaced by ``argparse.SUPPRESS``, so only typed options appear."""
+    parser = build_parser()
+    for sub in parser._subparsers._group_actions[0].choices.values():
+        for action in sub._actions:
+            action.default = argparse.SUPPRESS
+    ns, _ = parser.parse_known_args(argv)
+    return set(vars(ns))
 
 
 def cmd_replay(args) -> int:
@@ -179,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="minutes of event time between the periodic checkpoints in OUT/checkpoint.npz (default 60)",
     )
     p.add_argument("--no-checkpoints", action="store_true", help="no periodic checkpoints (no --resume then)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run the components partitioned by --route-level on a local Dask cluster of this many worker "
+        "processes (default 0: in this process; needs the [distributed] extra)",
+    )
     p.add_argument("--config", help="TOML configuration file of the whole pipeline (options given here win)")
     p.set_defaults(func=cmd_replay)
 
@@ -242,6 +267,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     _PARSER_DEFAULTS.update(vars(parser._subparsers._group_actions[0].choices["replay"].parse_args([])))
     args = parser.parse_args(argv)
+    args.explicit = explicit_options(argv)
     if extra:
         if args.command != "bench":
             raise _fail(f"arguments after -- are only for 'bench' (pytest arguments), got {extra}")

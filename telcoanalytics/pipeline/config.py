@@ -8,7 +8,7 @@ for a documented file with every section.
 
 Sections
 --------
-``[run]``          out, route_level, lateness_s, batch_s, components
+``[run]``          out, route_level, lateness_s, batch_s, components, workers
 ``[synthetic]``    elements, days, seed, scale, history_days, rehome_share (input when no ``[sources]``)
 ``[topology]``     file (.sqlite/.db/.csv/.json; default: found in ``sources.dir``)
 ``[sources]``      dir, chunk_rows; ``[sources.<cdr|equip|flow|qos>]`` schema_version, allow_extra_columns
@@ -57,6 +57,7 @@ SCHEMA = {
         "lateness_s": (int, _nonneg, "an integer number of seconds >= 0"),
         "batch_s": (int, _pos, "an integer number of seconds > 0"),
         "components": (list, None, "a list of windows, alerts, sla, anomaly, cube"),
+        "workers": (int, _nonneg, "an integer >= 0 (0: in this process; N: a local Dask cluster of N processes)"),
     },
     "synthetic": {
         "elements": (int, _pos, "an integer > 0"),
@@ -180,7 +181,7 @@ def load_config(path) -> Config:
                 continue
             _value(sec, k, v, SCHEMA[sec][k], err)
     run = doc.get("run", {})
-    for k in ("route_level", "lateness_s", "batch_s"):
+    for k in ("route_level", "lateness_s", "batch_s", "workers"):
         if k in run:
             s[k] = run[k]
     if "out" in run:  # relative to the working directory, as on the command line

@@ -161,6 +161,61 @@ def windows_by_partition(
 
 
 # ---- the pipeline itself, partitioned ---------------------------------------------------------------
+class HistoryView:
+    """What a component's ``learn(day, until_ms)`` reads of a synthetic day (``start_ms``,
+    ``sources``, ``raw(source)``), restricted to the rows of some elements and to the clean rows
+    that arrived before ``until_ms``: the history a partition learns from, small enough to ship to
+    its worker.
+
+    Parameters
+    ----------
+    day : SyntheticDay
+    until_ms : int
+    keep_element : callable, optional
+        ``keep_element(source, element_ids) -> bool mask`` of the rows to keep (default all).
+    """
+
+    def __init__(self, day, until_ms: int, keep_element=None):
+        from telcoanalytics.records import ELEMENT_FIELD
+        from telcoanalytics.synth.stream import ORIGIN_CLEAN
+
+        self.start_ms = int(day.start_ms)
+        self.sources = tuple(getattr(day, "sources", ()))
+        self._raw = {}
+        for source in self.sources:
+            rows, arrival_ms, origin = day.raw(source)
+            keep = (origin == ORIGIN_CLEAN) & (arrival_ms < until_ms)
+            if keep_element is not None:
+                keep &= keep_element(source, rows[ELEMENT_FIELD[source]])
+            self._raw[source] = (rows[keep], arrival_ms[keep], origin[keep])
+
+    @classmethod
+    def _of(cls, start_ms: int, sources: tuple, raw: dict) -> HistoryView:
+        v = cls.__new__(cls)
+        v.start_ms, v.sources, v._raw = start_ms, sources, raw
+        return v
+
+    def raw(self, source: str):
+        """``(rows, arrival_ms, origin)`` of ``source`` (empty for a source the day does not have)."""
+        return self._raw[source]
+
+    def split(self, topology: Topology, level: str, n_partitions: int) -> list[HistoryView]:
+        """One view per partition (route-level node ``% n_partitions``, as :class:`PartitionedComponents`
+        splits the stream; rows of unknown elements go nowhere)."""
+        from telcoanalytics.records import ELEMENT_FIELD
+
+        route = topology.route_map(level)
+        parts = [{} for _ in range(n_partitions)]
+        for source, (rows, arr, org) in self._raw.items():
+            idx = topology.index_of(rows[ELEMENT_FIELD[source]])
+            part = np.where(idx >= 0, route[np.maximum(idx, 0)], -2)
+            part = np.where(part == -1, 0, np.where(part >= 0, part % n_partitions, -1))
+            for k in range(n_partitions):
+                m = part == k
+                parts[k][source] = (rows[m], arr[m], org[m])
+        return [HistoryView._of(self.start_ms, self.sources, r) for r in parts]
+
+
 class PartitionWorker:
     """The analysis components of one partition (a set of route-level nodes); runs in this process
     or as a Dask actor on a worker process. Built from plain values so it pickles cheaply."""
@@ -186,6 +241,16 @@ class PartitionWorker:
             for name, comp in self.components.items():
                 out[name] += comp.finish(watermark_ms) if finish else comp.advance(watermark_ms)
         return out
+
+    def learn(self, history: HistoryView, until_ms: int) -> list[str]:
+        """Components with a ``learn`` method learn from the partition's history; returns their names."""
+        done = []
+        for name, comp in self.components.items():
+            fn = getattr(comp, "learn", None)
+            if fn is not None:
+                fn(history, until_ms)
+                done.append(name)
+        return done
 
     def topology_changed(self, batches: list, topology_state: dict, changes: list) -> dict:
         out = self.apply(batches)
@@ -357,6 +422,13 @@ class PartitionedComponents:
         c, self._carry = self._carry, []
         return c
 
+    def learn(self, day, until_ms: int) -> None:
+        """The history warm-up of an unpartitioned run, per partition: each partition's components
+        learn (``learn(day, until_ms)``) from the clean history rows of its own elements that arrived
+        before ``until_ms`` (shipped to its worker as a :class:`HistoryView`)."""
+        views = HistoryView(day, until_ms).split(self.topology, self.route_level, self.n_partitions)
+        self._call("learn", [(v, int(until_ms)) for v in views])
+
     def advance(self, watermark_ms: int) -> list:
         return self._carried() + self._merge(
             self._call("apply", [(b, int(watermark_ms)) for b in self._take_pending()])
@@ -378,6 +450,8 @@ class PartitionedComponents:
             f"({'on a Dask cluster' if self.client is not None else 'in this process'}); components "
             f"{', '.join(self.names)}"
         ]
+        for k, part in enumerate(self.partition_report_lines()):
+            lines += [f"-- partition {k} (nodes {k}, {k} + {self.n_partitions}, ... of {self.route_level})"] + part
         return lines
 
     def partition_report_lines(self) -> list[list[str]]:

@@ -54,6 +54,7 @@ DEFAULTS = {
     "ingest": {},
     "component_options": {},
     "outputs": {"rotate_mb": None, "keep": None},
+    "workers": 0,  # > 0: the components run partitioned by route_level on a local Dask cluster of this many processes
 }
 """Settings of a replay; equal to ``telcoanalytics replay``'s defaults."""
 
@@ -199,17 +200,30 @@ def _ingest_options(settings: dict) -> dict:
     return opts
 
 
-def build_pipeline(settings: dict, topology, alert_log, incident_log=None):
-    """A fresh pipeline from the settings (components with their options, alert manager, ingest options)."""
+def build_pipeline(settings: dict, topology, alert_log, incident_log=None, client=None):
+    """A fresh pipeline from the settings (components with their options, alert manager, ingest options).
+
+    With ``client`` (a ``dask.distributed.Client``; ``settings["workers"] > 0`` in a replay) the
+    components run partitioned by the route level on the cluster
+    (:class:`~telcoanalytics.pipeline.distributed.PartitionedComponents`, one partition per node):
+    ingest, routing, the tick schedule and the alert manager stay in this process.
+    """
     from telcoanalytics.alerts.manager import AlertManager
     from telcoanalytics.pipeline.components import build_components
     from telcoanalytics.pipeline.pipeline import Pipeline
 
     lateness_ms = int(settings["lateness_s"]) * 1000
     enabled = settings["components"]
-    components = build_components(
-        topology, enabled, allowed_lateness_ms=lateness_ms, options=settings.get("component_options") or {}
-    )
+    options = settings.get("component_options") or {}
+    if client is not None:
+        from telcoanalytics.pipeline.distributed import PartitionedComponents
+
+        part = PartitionedComponents(
+            topology, settings["route_level"], None, enabled, lateness_ms, options, client=client
+        )
+        components = {"partitions": part}
+    else:
+        components = build_components(topology, enabled, allowed_lateness_ms=lateness_ms, options=options)
     with_alerts = enabled is None or "alerts" in enabled
     alert_opts = (settings.get("component_options") or {}).get("alerts", {})
     alerts = None
@@ -278,6 +292,11 @@ def _rehome_hook(pipe, src, settings, driver):
 def run_replay(settings: dict | None = None, resume=None, checkpoint=None, restore=None, say=None, progress=None):
     """Run (or resume) a replay; returns the process exit code (0: conserved).
 
+    With ``settings["workers"] > 0`` a fresh run starts a local Dask cluster of that many worker
+    processes and runs the components partitioned by the route level on it (see
+    :func:`build_pipeline`); the findings and outputs equal the in-process run's. A resumed or
+    restored partitioned run continues with its partitions in this process.
+
     Parameters
     ----------
     settings : dict
@@ -294,6 +313,20 @@ def run_replay(settings: dict | None = None, resume=None, checkpoint=None, resto
     progress : Progress, optional
         Default: a progress bar on standard error when it is a terminal.
     """
+    workers = int((settings or {}).get("workers") or 0)
+    if workers <= 0 or resume is not None or restore is not None:
+        return _run_replay(settings, resume, checkpoint, restore, say, progress)
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(processes=True, n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        return _run_replay(settings, resume, checkpoint, restore, say, progress, client=client)
+
+
+def _run_replay(settings, resume, checkpoint, restore, say, progress, client=None):
+    """The replay itself (``client``: run the components partitioned on that Dask cluster)."""
     from telcoanalytics.pipeline.checkpoint import CheckpointError
     from telcoanalytics.pipeline.pipeline import Pipeline
     from telcoanalytics.pipeline.replay_report import replay_report
@@ -345,7 +378,12 @@ def run_replay(settings: dict | None = None, resume=None, checkpoint=None, resto
     src = (FileSource if settings["input"] else SyntheticSource)(settings, start=start or None, say=quiet)
     logs = _outputs(out, settings, driver.get("outputs") if resuming else None)
     if pipe is None:
-        pipe = build_pipeline(settings, src.topology, logs["alerts"], logs["incidents"])
+        pipe = build_pipeline(settings, src.topology, logs["alerts"], logs["incidents"], client=client)
+        if client is not None:
+            _say(
+                f"components partitioned by {settings['route_level']} on a local Dask cluster of "
+                f"{settings['workers']} worker processes"
+            )
     else:
         holder[0] = JsonlAlertSink(logs["alerts"])
         if pipe.alerts is not None and pipe.alerts.incidents is not None:

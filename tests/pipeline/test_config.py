@@ -139,3 +139,22 @@ def test_paths_are_relative_to_the_file(tmp_path):
     c = _cfg(tmp_path, "[sources]\ndir = 'd'\n[topology]\nfile = 'd/t.csv'\n[follow]\ndir = 'in'\n[run]\nout = 'o'")
     assert c.settings["input"] == str(tmp_path / "d") and c.settings["topology"] == str(tmp_path / "d" / "t.csv")
     assert c.follow["dir"] == str(tmp_path / "in") and c.settings["out"] == "o"
+
+
+def test_an_option_typed_at_its_default_overrides_the_file(tmp_path):
+    """--config FILE then --elements 10000 (the parser's default) typed: the command line wins;
+    options not typed keep the file's values."""
+    conf = tmp_path / "c.toml"
+    conf.write_text("[synthetic]\nelements = 500\nseed = 3\n[run]\nlateness_s = 120\n")
+    argv = ["replay", "--config", str(conf), "--elements", "10000", "--lateness-s", "900"]
+    args = cli.build_parser().parse_args(argv)
+    args.explicit = cli.explicit_options(argv)
+    assert {"elements", "lateness_s", "config"} <= args.explicit and "seed" not in args.explicit
+    s = cli.replay_settings(args)
+    assert s["elements"] == 10_000 and s["lateness_s"] == 900  # typed at their defaults: they win
+    assert s["seed"] == 3  # not typed: the file's value
+    argv = ["replay", "--config", str(conf)]
+    args = cli.build_parser().parse_args(argv)
+    args.explicit = cli.explicit_options(argv)
+    s = cli.replay_settings(args)
+    assert s["elements"] == 500 and s["lateness_s"] == 120 and s["seed"] == 3

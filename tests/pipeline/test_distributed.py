@@ -103,16 +103,23 @@ def net():
     return day, list(day.raw_batches())
 
 
-def _run(day, batches, client=None, single=False, n_partitions=None, split=None, tmp=None):
-    """Run a pipeline; returns (pipeline, findings as JSON, notifications as JSON)."""
+def _run(
+    day, batches, client=None, single=False, n_partitions=None, split=None, tmp=None, learn_until=None, names=NAMES
+):
+    """Run a pipeline (after the components' history warm-up up to ``learn_until``, as the replay
+    does); returns (pipeline, findings as JSON, notifications as JSON)."""
     import json
 
     sent = []
     mgr = AlertManager(day.topology, sinks=[CallbackSink(sent.append)])
     if single:
-        p = Pipeline(day.topology, components=build_components(day.topology, NAMES), alerts=mgr)
+        p = Pipeline(day.topology, components=build_components(day.topology, names), alerts=mgr)
     else:
-        p = partitioned_pipeline(day.topology, enabled=NAMES, client=client, alerts=mgr, n_partitions=n_partitions)
+        p = partitioned_pipeline(day.topology, enabled=names, client=client, alerts=mgr, n_partitions=n_partitions)
+    if learn_until is not None:
+        for comp in p.components.values():
+            if hasattr(comp, "learn"):
+                comp.learn(day, learn_until)
     found = []
     first = batches if split is None else batches[:split]
     p.feed(first)
@@ -176,18 +183,41 @@ def test_partition_files_and_errors(net, tmp_path):
         PartitionedComponents(day.topology, n_partitions=4)
 
 
+def _after(day, share):
+    """The batches arriving after ``share`` of the day (the replayed part) and that moment."""
+    until = day.start_ms + int(share * (day.end_ms - day.start_ms))
+    return [(s, r) for s, r, arr, _o in day.raw_batches(with_arrival=True) if arr[0] >= until], until
+
+
+@pytest.mark.slow  # full components: minutes as plain Python; the compiled pass runs it
+def test_partitions_learn_the_history_like_the_single_pipeline(net):
+    """The history warm-up per partition (each learns from its own elements' history) gives the
+    findings of the single pipeline's warm-up. (Without SLA: a stream starting mid-day anchors the
+    SLO burn windows per partition, a known difference of partitioned SLA monitoring.)"""
+    day, _ = net
+    names = ["windows", "anomaly", "cube", "alerts"]
+    batches, until = _after(day, 0.5)
+    a, fa, na = _run(day, batches, single=True, learn_until=until, names=names)
+    b, fb, nb = _run(day, batches, learn_until=until, names=names)
+    c, fc, nc = _run(day, batches, names=names)  # no warm-up: the learned history must make a difference
+    assert fb == fa and nb == na and b.findings_count == a.findings_count > 0
+    assert nc != na
+
+
 @pytest.mark.slow
 def test_pipeline_on_dask_worker_processes_is_identical(net):
-    """Two worker processes (each partition an actor with its own state) == the same run in-process."""
+    """Two worker processes (each partition an actor with its own state, warmed up with its own
+    history) == the same run in-process."""
     distributed = pytest.importorskip("distributed", reason="the [distributed] extra is part of [test]")
-    day, batches = net
+    day, _ = net
+    batches, until = _after(day, 0.4)
     batches = batches[: len(batches) * 2 // 3]
-    a, fa, na = _run(day, batches)
+    a, fa, na = _run(day, batches, learn_until=until)
     with (
         distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
         distributed.Client(cluster) as client,
     ):
-        b, fb, nb = _run(day, batches, client=client)
+        b, fb, nb = _run(day, batches, client=client, learn_until=until)
         wb = b.components["partitions"].merged_windows()
         cb = b.components["partitions"].merged_cubes()["explore"].query(["region", "service"])
         assert "on a Dask cluster" in b.components["partitions"].report_lines()[0]
@@ -195,3 +225,24 @@ def test_pipeline_on_dask_worker_processes_is_identical(net):
     wa = a.components["partitions"].merged_windows()
     np.testing.assert_array_equal(wb.cells, wa.cells)  # bitwise: same partitions, same merge order
     np.testing.assert_array_equal(cb, a.components["partitions"].merged_cubes()["explore"].query(["region", "service"]))
+
+
+@pytest.mark.slow
+def test_replay_workers_from_the_command_line(tmp_path, capsys):
+    """``replay --workers 2``: the components on a local cluster of two processes (two regions, one
+    partition each, warmed up with their history) write the alerts, incidents and quarantine of the
+    in-process replay."""
+    pytest.importorskip("distributed", reason="the [distributed] extra is part of [test]")
+    from telcoanalytics import cli
+
+    small = ["--elements", "1500", "--days", "0.03", "--history-days", "0.03", "--no-checkpoints"]
+    small += ["--components", "windows", "anomaly", "cube", "alerts"]  # no SLA: see the warm-up test
+    assert cli.main(["replay", *small, "--out", str(tmp_path / "a")]) == 0
+    assert cli.main(["replay", *small, "--workers", "2", "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "on a local Dask cluster of 2 worker processes" in out and "partitions: learned baselines" in out
+    report = (tmp_path / "b" / "report.txt").read_text()
+    assert "2 partitions (on a Dask cluster)" in report and "-- partition 1" in report
+    for name in ("alerts.jsonl", "incidents.jsonl", "quarantine.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert (tmp_path / "a" / "alerts.jsonl").stat().st_size > 0
