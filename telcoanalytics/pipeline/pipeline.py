@@ -259,8 +259,10 @@ class Pipeline:
         """End of input: components settle, the alert manager is drained at the last watermark."""
         wm = self.last_advance_ms if self.last_advance_ms is not None else self.watermark_ms
         found = []
-        for comp in self.components.values():
-            found += comp.finish(wm)
+        for name, comp in self.components.items():
+            tc = time.perf_counter()
+            found += comp.finish(wm)  # e.g. a coalescing component folds what it still buffers
+            self.seconds[name] += time.perf_counter() - tc
         self._deliver(found, wm)
         if self.alerts is not None and self.last_advance_ms is not None:
             self.alerts.close(self.last_advance_ms, drain=True)

@@ -129,3 +129,16 @@ def test_json_lines_round_trip():
     assert back["k"].tolist() == [1, 3] and np.isnan(back["v"][0]) and back["v"][1] == 0.25
     assert back["s"].tolist() == ["x", "z"] and back["ok"].tolist() == [True, False]
     assert len(records_from_json_lines([], DT)) == 0 and json_lines_of_records(a[:0]) == []
+
+
+def test_the_fold_at_finish_is_timed_with_its_component():
+    """What a coalescing component folds at the end of input counts in its seconds."""
+    day = generate(n_elements=60, days=0.02, seed=2)
+    comp = CubeComponent(day.topology)  # 2^17 rows: nothing folds before finish here
+    p = Pipeline(day.topology, components={"cube": comp})
+    p.feed(day.raw_batches())
+    before = p.seconds["cube"]
+    assert comp._buffer.n_rows > 0
+    p.advance(p.max_event_ms + 1)
+    p.finish()
+    assert comp._buffer.n_rows == 0 and p.seconds["cube"] > before
