@@ -1,4 +1,4 @@
-"""Open-addressing int64 hash set for duplicate detection (record ids).
+"""Open-addressing int64 hash sets for duplicate detection (record ids, natural keys per time bucket).
 
 The table is an int64 array whose length is a power of two; empty slots hold ``EMPTY``
 (``-2**63``). Because that value cannot be told apart from an empty slot, whether the key
@@ -134,6 +134,111 @@ def hashset_rehash(old_table, new_table):
         if k == EMPTY:
             continue
         new_table[probe(new_table, mask, k, hashset_slot(k, mask))] = k
+
+
+# ---- key sets per event-time bucket (natural keys that contain the event time) --------------------
+# A ring of ``R`` open-addressing tables (rows of a 2-D array), one per event-time bucket; bucket
+# ``b`` lives in row ``b & (R - 1)``. ``bmeta[r] = [bucket id (EMPTY: none), keys stored,
+# has_min_key]``. A batch's rows fall in a few recent buckets, so its probes hit small tables that
+# stay in cache instead of one table of every key of the horizon.
+M_BUCKET, M_COUNT, M_HAS_MIN = range(3)
+OUT_DUP, OUT_OUTSIDE = 1, 2
+
+
+@kernel
+def bucketset_insert(keys, t_ms, active, start, geometry, tables, bmeta, out):
+    """Check and insert the active rows ``start..`` into the bucket of their event time.
+
+    Parameters
+    ----------
+    keys, t_ms : int64 (n,)
+        Key and event time of each row.
+    active : bool (n,)
+    start : int
+        First row to look at (rows before it were done by an earlier call).
+    geometry : int64 (2,)
+        ``[bucket_ms, lo]``: bucket width and the lowest bucket held; rows in buckets outside
+        ``lo .. lo + R - 1`` get ``out = OUT_OUTSIDE`` and are left to the caller.
+    tables : int64 (R, cap), R and cap powers of two, updated in place
+    bmeta : int64 (R, 3), updated in place (see the module notes)
+    out : int8 (n,), set to ``OUT_DUP`` for a key already in its bucket (or earlier in the batch)
+
+    Returns
+    -------
+    int
+        ``n`` when every row was done; else the row at which a bucket reached the load factor
+        0.7 (the caller grows ``cap`` and calls again from there).
+    """
+    bucket_ms = geometry[0]
+    lo = geometry[1]
+    n_ring = tables.shape[0]
+    cap = tables.shape[1]
+    rmask = n_ring - 1
+    mask = cap - 1
+    limit = (7 * cap) // 10
+    for i in range(start, keys.shape[0]):
+        if not active[i]:
+            continue
+        b = t_ms[i] // bucket_ms
+        if b < lo or b - lo >= n_ring:
+            out[i] = OUT_OUTSIDE
+            continue
+        r = b & rmask
+        if bmeta[r, M_BUCKET] != b:  # the row held an expired bucket: reuse it
+            for j in range(cap):
+                tables[r, j] = EMPTY
+            bmeta[r, M_BUCKET] = b
+            bmeta[r, M_COUNT] = 0
+            bmeta[r, M_HAS_MIN] = 0
+        k = keys[i]
+        if k == EMPTY:
+            if bmeta[r, M_HAS_MIN] != 0:
+                out[i] = OUT_DUP
+            else:
+                bmeta[r, M_HAS_MIN] = 1
+                bmeta[r, M_COUNT] += 1
+            continue
+        s = hashset_slot(k, mask)
+        while True:
+            v = tables[r, s]
+            if v == k or v == EMPTY:
+                break
+            s = (s + 1) & mask
+        if v == k:
+            out[i] = OUT_DUP
+        else:
+            if bmeta[r, M_COUNT] >= limit:
+                return i
+            tables[r, s] = k
+            bmeta[r, M_COUNT] += 1
+    return keys.shape[0]
+
+
+@kernel
+def bucketset_move(old_tables, old_meta, lo, new_tables, new_meta):
+    """Re-insert every bucket of ``old`` with id ``>= lo`` into the empty ring ``new`` (any R and
+    cap, powers of two, large enough); ``new_tables`` all ``EMPTY``, ``new_meta[:, 0]`` ``EMPTY``.
+    Returns the number of buckets moved."""
+    rmask = new_tables.shape[0] - 1
+    mask = new_tables.shape[1] - 1
+    moved = 0
+    for r in range(old_tables.shape[0]):
+        b = old_meta[r, M_BUCKET]
+        if b == EMPTY or b < lo:
+            continue
+        nr = b & rmask
+        for c in range(3):
+            new_meta[nr, c] = old_meta[r, c]
+        for j in range(old_tables.shape[1]):
+            k = old_tables[r, j]
+            if k == EMPTY:
+                continue
+            s = hashset_slot(k, mask)
+            while new_tables[nr, s] != EMPTY:
+                s = (s + 1) & mask
+            new_tables[nr, s] = k
+        moved += 1
+    return moved
 
 
 @kernel

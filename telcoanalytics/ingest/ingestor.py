@@ -49,17 +49,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernels.dedup import (
-    EMPTY,
-    hashmap_build,
-    hashmap_lookup,
-    hashset_contains,
-    hashset_insert,
-    hashset_rehash,
-    natural_key_hash,
-)
+from kernels.dedup import EMPTY, hashmap_build, hashmap_lookup, natural_key_hash
 from kernels.validate import CDR_CHECK_FIELDS, EQUIP_CHECK_FIELDS, cdr_first_failure, equip_first_failure
 from telcoanalytics.ingest.clock import EventClock
+from telcoanalytics.ingest.dedup import DEFAULT_DEDUP_HORIZON_MS, DedupSet, TimeBucketKeySet
 from telcoanalytics.ingest.quarantine import REASON_CODE, REASONS, Quarantine
 from telcoanalytics.ingest.readers import DEFAULT_CHUNK_ROWS, RawChunk, iter_chunks
 from telcoanalytics.ingest.schema import REGISTRY, SchemaRegistry, SchemaVersion
@@ -84,9 +77,6 @@ from telcoanalytics.records import (
 DEFAULT_TIME_RANGE_MS = (946_684_800_000, 4_102_444_800_000)
 """Sane event-time range: [2000-01-01, 2100-01-01) UTC in ms."""
 
-DEFAULT_DEDUP_HORIZON_MS = 24 * 3600 * 1000
-"""Duplicate CDR record ids are remembered for at least this much event time (see DedupSet)."""
-
 DEDUP_HORIZON_MS = {
     "cdr": DEFAULT_DEDUP_HORIZON_MS,
     "equip": 2 * 3_600_000,
@@ -96,8 +86,20 @@ DEDUP_HORIZON_MS = {
 }
 """Default duplicate-detection horizon per source. Measurements (equipment, flows, QoS) are many
 rows per element and minute, so their keys are kept for 2 h of event time (a batch delivered
-again within that is caught; memory about 11-23 bytes per row of the last 2-4 h); record ids of
+again within that is caught; memory about 11-23 bytes per row of the last 4 h, in one table per
+5 min of event time: ``dedup.TimeBucketKeySet``); record ids of
 calls are few enough to keep a day."""
+
+
+_NO_CLOCK = int(np.iinfo(np.int64).min)
+
+
+def _key_set(source: str, horizon_ms):
+    """The duplicate-key set of ``source``: per event-time bucket when the natural key holds the
+    event time (and there is a horizon), else one table in two generations."""
+    if horizon_ms is not None and TIME_FIELD[source] in NATURAL_KEY[source]:
+        return TimeBucketKeySet(horizon_ms)
+    return DedupSet(horizon_ms)
 
 
 def _sample_times(t: np.ndarray, ok: np.ndarray | None) -> np.ndarray:
@@ -126,127 +128,6 @@ _ELEMENT_ID_FIELDS = {
     "qos": ("element_id",),
     "complaint": (),  # -1 = no cell, the location names the place (analysis.locate_complaints resolves it)
 }
-
-
-# ---- duplicate detection ------------------------------------------------------------------------
-class DedupSet:
-    """Set of int64 ids seen, with bounded memory through an event-time horizon.
-
-    Two generations of Numba open-addressing hash tables (``kernels.dedup``): new ids go into
-    the current one; a lookup checks both. When the largest event time seen passes the current
-    generation's start by ``horizon_ms``, the previous generation is forgotten and the current
-    becomes the previous. Tables grow (powers of two, load factor <= 0.7) as needed.
-
-    Parameters
-    ----------
-    horizon_ms : int or None
-        None remembers every id for the object's lifetime (memory grows with distinct ids).
-
-    Notes
-    -----
-    A duplicate is always detected when it arrives before the largest event time seen has
-    advanced ``horizon_ms`` past the time at which the first copy was inserted; ids are
-    certainly forgotten after ``2 * horizon_ms``. Memory is 8 bytes per slot, 11-23 bytes per
-    id seen in the last two horizons.
-    """
-
-    def __init__(self, horizon_ms: int | None = DEFAULT_DEDUP_HORIZON_MS, initial_capacity: int = 1 << 12):
-        if horizon_ms is not None and (not isinstance(horizon_ms, (int, np.integer)) or horizon_ms <= 0):
-            raise ValueError(f"dedup_horizon_ms must be a positive int (ms) or None, got {horizon_ms!r}")
-        self.horizon_ms = None if horizon_ms is None else int(horizon_ms)
-        cap = 1 << max(4, int(initial_capacity - 1).bit_length())
-        self.cur = np.full(cap, EMPTY, dtype=np.int64)
-        self.cur_meta = np.zeros(2, dtype=np.int64)
-        self.prev = np.full(16, EMPTY, dtype=np.int64)
-        self.prev_meta = np.zeros(2, dtype=np.int64)
-        self.cur_start_ms: int | None = None
-
-    def __len__(self) -> int:
-        return int(self.cur_meta[0] + self.prev_meta[0])
-
-    def _rotate(self, t_max: int) -> None:
-        if self.horizon_ms is None:
-            return
-        if self.cur_start_ms is None:
-            self.cur_start_ms = t_max
-            return
-        if t_max >= self.cur_start_ms + self.horizon_ms:
-            if t_max >= self.cur_start_ms + 2 * self.horizon_ms:
-                self.prev = np.full(16, EMPTY, dtype=np.int64)
-                self.prev_meta = np.zeros(2, dtype=np.int64)
-            else:
-                self.prev, self.prev_meta = self.cur, self.cur_meta
-            self.cur = np.full(max(16, len(self.prev) // 2), EMPTY, dtype=np.int64)
-            self.cur_meta = np.zeros(2, dtype=np.int64)
-            self.cur_start_ms = t_max
-
-    def _reserve(self, n_more: int) -> None:
-        need = int(self.cur_meta[0]) + n_more
-        if 10 * need > 7 * len(self.cur):  # keep the load factor <= 0.7
-            cap = 1 << ((10 * need) // 7).bit_length()
-            new = np.full(cap, EMPTY, dtype=np.int64)
-            hashset_rehash(self.cur, new)
-            self.cur = new
-
-    def check_insert(self, keys: np.ndarray, active: np.ndarray, t_max_ms: int | None = None) -> np.ndarray:
-        """Mark active keys already seen (before, or earlier in ``keys``), and remember the
-        first copies.
-
-        Parameters
-        ----------
-        keys : int64 array (n,)
-        active : bool array (n,)
-            Rows to check and insert.
-        t_max_ms : int, optional
-            Largest event time of the active rows (drives the horizon).
-
-        Returns
-        -------
-        bool array (n,)
-            True for active duplicates.
-        """
-        keys = np.ascontiguousarray(keys, dtype=np.int64)
-        active = np.ascontiguousarray(active, dtype=np.bool_)
-        dup = np.zeros(len(keys), dtype=np.bool_)
-        n_active = int(np.count_nonzero(active))
-        if n_active == 0:
-            return dup
-        if t_max_ms is not None:
-            self._rotate(int(t_max_ms))
-        if self.prev_meta[0]:
-            hashset_contains(keys, active, self.prev, self.prev_meta, dup)
-            active = active & ~dup
-        self._reserve(n_active)
-        hashset_insert(keys, active, self.cur, self.cur_meta, dup)
-        return dup
-
-    def to_state(self) -> dict:
-        return {
-            "horizon_ms": -1 if self.horizon_ms is None else self.horizon_ms,
-            "cur_start_ms": np.iinfo(np.int64).min if self.cur_start_ms is None else self.cur_start_ms,
-            "cur_keys": self.cur[self.cur != EMPTY],
-            "cur_meta": self.cur_meta.copy(),
-            "prev_keys": self.prev[self.prev != EMPTY],
-            "prev_meta": self.prev_meta.copy(),
-        }
-
-    @classmethod
-    def from_state(cls, d: dict) -> DedupSet:
-        h = int(d["horizon_ms"])
-        s = cls(None if h < 0 else h)
-        cs = int(d["cur_start_ms"])
-        s.cur_start_ms = None if cs == np.iinfo(np.int64).min else cs
-        for name in ("cur", "prev"):
-            keys = np.asarray(d[f"{name}_keys"], dtype=np.int64)
-            meta = np.asarray(d[f"{name}_meta"], dtype=np.int64).copy()
-            table = np.full(1 << max(4, (2 * len(keys)).bit_length()), EMPTY, dtype=np.int64)
-            m = np.zeros(2, dtype=np.int64)
-            hashset_insert(keys, np.ones(len(keys), dtype=np.bool_), table, m, np.zeros(len(keys), dtype=np.bool_))
-            m[1] = meta[1]
-            m[0] = len(keys) + meta[1]
-            setattr(s, name, table)
-            setattr(s, f"{name}_meta", m)
-        return s
 
 
 # ---- results --------------------------------------------------------------------------------
@@ -535,7 +416,7 @@ class Ingestor:
         self.quarantine = quarantine if quarantine is not None else Quarantine()
         if isinstance(dedup_horizon_ms, str) and dedup_horizon_ms == "auto":
             dedup_horizon_ms = DEDUP_HORIZON_MS[source]
-        self.dedup = DedupSet(dedup_horizon_ms) if dedup else None
+        self.dedup = _key_set(source, dedup_horizon_ms) if dedup else None
         self._dedup_clock = EventClock()
         self._key_name = "+".join(NATURAL_KEY[source])
         self._known_ids = None if known_element_ids is None else np.unique(np.asarray(known_element_ids, np.int64))
@@ -737,7 +618,7 @@ class Ingestor:
             now = self._dedup_clock.observe(
                 _sample_times(data[TIME_FIELD[self.source]], None if rej.status is None else ok)
             )
-            t_ref = None if now == np.iinfo(np.int64).min else now
+            t_ref = None if now == _NO_CLOCK else now
             key_fields = NATURAL_KEY[self.source]
             if len(key_fields) == 1:
                 keys = data[key_fields[0]]
@@ -748,7 +629,10 @@ class Ingestor:
                     cols.append(np.zeros(n, dtype=np.int64))
                 with np.errstate(over="ignore"):  # the hash wraps by design (plain-Python kernels)
                     natural_key_hash(cols[0], cols[1], cols[2], keys)
-            dup = self.dedup.check_insert(keys, ok, t_ref)
+            if isinstance(self.dedup, TimeBucketKeySet):
+                dup = self.dedup.check_insert(keys, data[TIME_FIELD[self.source]], ok, t_ref)
+            else:
+                dup = self.dedup.check_insert(keys, ok, t_ref)
             rej.mark(_C["duplicate_id"], self._key_name, dup)
         # ---- split accepted / quarantined
         if rej.status is None:
@@ -911,7 +795,12 @@ class Ingestor:
         ing._by_reason = np.asarray(d["by_reason"], dtype=np.int64).copy()
         dd = {k[6:]: v for k, v in d.items() if k.startswith("dedup_")}
         if ing.dedup is not None and dd:
-            ing.dedup = DedupSet.from_state(dd)
+            if "bucket_ms" in dd:
+                ing.dedup = TimeBucketKeySet.from_state(dd)
+            elif isinstance(ing.dedup, TimeBucketKeySet) and int(dd["horizon_ms"]) > 0:
+                ing.dedup.legacy = DedupSet.from_state(dd)  # a checkpoint of the one-table design
+            else:
+                ing.dedup = DedupSet.from_state(dd)
         q = {k[11:]: v for k, v in d.items() if k.startswith("quarantine_")}
         if q:
             ing.quarantine = Quarantine.from_state(q)
