@@ -50,7 +50,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kernels.dedup import EMPTY, hashmap_build, hashmap_lookup, natural_key_hash
-from kernels.validate import CDR_CHECK_FIELDS, EQUIP_CHECK_FIELDS, cdr_first_failure, equip_first_failure
+from kernels.validate import (
+    CDR_CHECK_FIELDS,
+    EQUIP_CHECK_FIELDS,
+    FLOW_CHECK_FIELDS,
+    QOS_CHECK_FIELDS,
+    cdr_first_failure,
+    equip_first_failure,
+    flow_first_failure,
+    mark_flagged,
+    mark_negative,
+    qos_first_failure,
+)
 from telcoanalytics.ingest.clock import EventClock
 from telcoanalytics.ingest.dedup import DEFAULT_DEDUP_HORIZON_MS, DedupSet, TimeBucketKeySet
 from telcoanalytics.ingest.quarantine import REASON_CODE, REASONS, Quarantine
@@ -111,8 +122,6 @@ def _sample_times(t: np.ndarray, ok: np.ndarray | None) -> np.ndarray:
         t = t[:: len(t) // 1024]
     return t
 
-
-_BLOCK_ROWS = 32_768  # validation works on cache-sized row blocks of the structured array
 
 _C = REASON_CODE
 # value bounds per metric_id from records.METRIC_DOMAIN (the extra last entry catches unknown codes)
@@ -181,90 +190,46 @@ class IngestResult:
         return self.row_numbers
 
 
-class _Rejects:
-    """First-reason bookkeeping: status code and failing field per row, allocated lazily."""
+class _Status:
+    """First-reason bookkeeping: reason code (0 = accepted) and failing field per row.
 
-    __slots__ = ("n", "status", "field", "names")
+    ``field`` indexes ``names``, whose first entries are the field names the source's compiled
+    check writes (``kernels.validate.*_CHECK_FIELDS``); others are appended as they occur.
+    """
 
-    def __init__(self, n: int):
-        self.n = n
-        self.status = None
-        self.field = None
-        self.names: list[str] = []
+    __slots__ = ("code", "field", "names")
 
-    def _alloc(self):
-        if self.status is None:
-            self.status = np.zeros(self.n, dtype=np.int8)
-            self.field = np.full(self.n, -1, dtype=np.int16)
+    def __init__(self, n: int, source: str):
+        self.code = np.zeros(n, dtype=np.int8)
+        self.field = np.full(n, -1, dtype=np.int8)
+        self.names: list[str] = list(_KERNEL_FIELDS[source])
 
     def name_index(self, name: str) -> int:
         if name not in self.names:
             self.names.append(name)
         return self.names.index(name)
 
-    def mark_before(self, code: int, name: str, mask: np.ndarray, sl: slice = slice(None)) -> None:
+    def mark_before(self, code: int, name: str, mask: np.ndarray) -> None:
         """Like :meth:`mark`, also over rows marked with a reason that comes later in check order."""
-        if not mask.any():
-            return
-        self._alloc()
-        st = self.status[sl]
-        m = mask & ((st == 0) | (st > code))
+        m = mask & ((self.code == 0) | (self.code > code))
         if m.any():
-            st[m] = code
-            self.field[sl][m] = self.name_index(name)
+            self.code[m] = code
+            self.field[m] = self.name_index(name)
 
-    def mark(self, code: int, name: str, mask: np.ndarray, sl: slice = slice(None)) -> None:
-        if not mask.any():
-            return
-        self._alloc()
-        st = self.status[sl]
-        m = mask & (st == 0)
+    def mark(self, code: int, name: str, mask: np.ndarray) -> None:
+        m = mask & (self.code == 0)
         if m.any():
-            st[m] = code
-            self.field[sl][m] = self.name_index(name)
+            self.code[m] = code
+            self.field[m] = self.name_index(name)
 
 
-# ---- per-source checks (yield in check order, on one block of the canonical array) -----------
+# ---- per-source checks: one compiled pass each (kernels.validate), complaints in NumPy ----------
 def _range_bad(x, lo, hi):
     """``(x < lo) | (x >= hi)`` in two passes: x - lo as unsigned is >= hi - lo exactly then."""
     return (x - np.int64(lo)).view(np.uint64) >= np.uint64(hi - lo)
 
 
-def _checks_equip(d, lo, hi, neg_duration):
-    v = d["value"]
-    yield _C["non_finite"], "value", ~np.isfinite(v)
-    yield _C["time_out_of_range"], "ts_ms", _range_bad(d["ts_ms"], lo, hi)
-    m = np.minimum(d["metric_id"].astype(np.uint32), np.uint32(_METRIC_UNKNOWN))
-    yield _C["out_of_domain"], "metric_id", m == _METRIC_UNKNOWN
-    counter = _METRIC_COUNTER[m]
-    neg = v < _METRIC_LO[m]
-    yield _C["out_of_domain"], "value", (neg & ~counter) | (v > _METRIC_HI[m])
-    yield _C["negative_counter"], "value", counter & (v < 0)
-
-
-def _checks_flow(d, lo, hi, neg_duration):
-    yield _C["time_out_of_range"], "ts_ms", _range_bad(d["ts_ms"], lo, hi)
-    dom = DOMAIN["flow"]
-    for f in ("bytes", "packets", "flows"):
-        yield _C["out_of_domain"], f, d[f] > dom[f][1]
-    for f in ("bytes", "packets", "flows"):
-        yield _C["negative_counter"], f, d[f] < 0
-
-
-def _checks_qos(d, lo, hi, neg_duration):
-    lat, jit, loss, mos = d["latency_ms"], d["jitter_ms"], d["loss_pct"], d["mos"]
-    dom = DOMAIN["qos"]
-    yield _C["non_finite"], "latency_ms", ~np.isfinite(lat)
-    yield _C["non_finite"], "jitter_ms", ~np.isfinite(jit)
-    yield _C["non_finite"], "loss_pct", ~np.isfinite(loss)
-    yield _C["non_finite"], "mos", np.isinf(mos)
-    yield _C["time_out_of_range"], "ts_ms", _range_bad(d["ts_ms"], lo, hi)
-    for f, x in (("latency_ms", lat), ("jitter_ms", jit), ("loss_pct", loss)):
-        yield _C["out_of_domain"], f, (x < dom[f][0]) | (x > dom[f][1])
-    yield _C["out_of_domain"], "mos", (mos < dom["mos"][0]) | (mos > dom["mos"][1])  # NaN compares False: allowed
-
-
-def _checks_complaint(d, lo, hi, neg_duration):
+def _checks_complaint(d, lo, hi):
     lat, lon = d["lat"], d["lon"]
     yield _C["non_finite"], "lat", np.isinf(lat)  # NaN: no location given
     yield _C["non_finite"], "lon", np.isinf(lon)
@@ -274,13 +239,79 @@ def _checks_complaint(d, lo, hi, neg_duration):
     yield _C["out_of_domain"], "lon", (lon < -180) | (lon > 180)
 
 
-_CHECKS = {
-    "cdr": None,  # CDRs: one compiled pass, Ingestor._cdr_checks (kernels.validate)
-    "equip": None,  # one compiled pass, Ingestor._equip_checks (kernels.validate); _checks_equip documents it
-    "flow": _checks_flow,
-    "qos": _checks_qos,
-    "complaint": _checks_complaint,
+_KERNEL_FIELDS = {
+    "cdr": CDR_CHECK_FIELDS,
+    "equip": EQUIP_CHECK_FIELDS,
+    "flow": FLOW_CHECK_FIELDS,
+    "qos": QOS_CHECK_FIELDS,
+    "complaint": (),
 }
+_CDR_CODES = {
+    neg: np.array(
+        [
+            _C["time_out_of_range"],
+            _C["negative_duration"] if neg else _C["end_before_start"],
+            _C["answer_outside_call"],
+            _C["bad_cause"],
+            _C["out_of_domain"],
+            _C["negative_counter"],
+        ],
+        dtype=np.int64,
+    )
+    for neg in (False, True)
+}
+_EQUIP_CODES = np.array(
+    [_C["non_finite"], _C["time_out_of_range"], _C["out_of_domain"], _C["negative_counter"]], dtype=np.int64
+)
+_FLOW_CODES = np.array([_C["time_out_of_range"], _C["out_of_domain"], _C["negative_counter"]], dtype=np.int64)
+_QOS_CODES = np.array([_C["non_finite"], _C["time_out_of_range"], _C["out_of_domain"]], dtype=np.int64)
+_QOS_BOUNDS = np.array([DOMAIN["qos"][f] for f in ("latency_ms", "jitter_ms", "loss_pct", "mos")], dtype=np.float64)
+
+
+def _row_checks(source: str, d: np.ndarray, lo: int, hi: int, neg_duration: bool, st: _Status) -> None:
+    """The checks of ``source`` in the documented order, on rows not rejected yet (``st.code == 0``)."""
+    if source == "cdr":
+        limits = np.array(
+            [lo, hi, Q850_MIN, Q850_MAX, len(SERVICES), DOMAIN["cdr"]["duration_ms"][1], MAX_BYTES, NO_TIME_MS],
+            dtype=np.int64,
+        )
+        cols = ("start_ms", "end_ms", "answer_ms", "cause", "service", "bytes_up", "bytes_down")
+        cdr_first_failure(*(d[c] for c in cols), limits, _CDR_CODES[neg_duration], st.code, st.field)
+    elif source == "equip":
+        limits = np.array([lo, hi], dtype=np.int64)
+        equip_first_failure(
+            d["ts_ms"],
+            d["metric_id"],
+            d["value"],
+            limits,
+            _METRIC_LO[:-1],
+            _METRIC_HI[:-1],
+            _METRIC_COUNTER[:-1],
+            _EQUIP_CODES,
+            st.code,
+            st.field,
+        )
+    elif source == "flow":
+        dom = DOMAIN["flow"]
+        limits = np.array([lo, hi, dom["bytes"][1], dom["packets"][1], dom["flows"][1]], dtype=np.int64)
+        flow_first_failure(d["ts_ms"], d["bytes"], d["packets"], d["flows"], limits, _FLOW_CODES, st.code, st.field)
+    elif source == "qos":
+        limits = np.array([lo, hi], dtype=np.int64)
+        qos_first_failure(
+            d["ts_ms"],
+            d["latency_ms"],
+            d["jitter_ms"],
+            d["loss_pct"],
+            d["mos"],
+            limits,
+            _QOS_BOUNDS,
+            _QOS_CODES,
+            st.code,
+            st.field,
+        )
+    else:
+        for code, name, mask in _checks_complaint(d, lo, hi):
+            st.mark(code, name, mask)
 
 
 class _ElementLookup:
@@ -580,157 +611,90 @@ class Ingestor:
             )
         sv = self._schema(chunk.names)
         data, pstatus, pfield, pnames = sv.to_canonical(chunk.columns, n, chunk.missing)
-        rej = _Rejects(n)
+        st = _Status(n, self.source)
         if len(chunk.bad_rows):
-            bad = np.zeros(n, dtype=bool)
-            bad[chunk.bad_rows] = True
-            rej.mark(_C["unparseable"], "<line>", bad)
+            st.code[chunk.bad_rows] = _C["unparseable"]
+            st.field[chunk.bad_rows] = st.name_index("<line>")
         if pstatus is not None:
-            rej._alloc()
-            m = (pstatus != 0) & (rej.status == 0)
-            names_idx = np.array([rej.name_index(c) for c in pnames], dtype=np.int16)
-            rej.status[m] = pstatus[m]
-            rej.field[m] = names_idx[pfield[m]]
-        lo, hi = self.time_range_ms
-        checks = _CHECKS[self.source]
-        neg_dur = self.source == "cdr" and sv.derived_from_duration("end_ms")
-        lookup = self._element_lookup()
-        efield = ELEMENT_FIELD[self.source]
-        element_index = np.empty(n, dtype=np.int64) if self.topology is not None else None
-        if self.source == "cdr" and n:
-            self._cdr_checks(data, lo, hi, neg_dur, rej)
-        elif self.source == "equip" and n:
-            self._equip_checks(data, lo, hi, rej)
-        for start in range(0, n, _BLOCK_ROWS):
-            sl = slice(start, min(n, start + _BLOCK_ROWS))
-            d = data[sl]
-            if checks is not None:
-                for code, name, mask in checks(d, lo, hi, neg_dur):
-                    rej.mark(code, name, mask, sl)
-            if lookup is not None:
-                idx = lookup(d[efield], None if element_index is None else element_index[sl])
-                rej.mark(_C["unknown_element"], efield, idx < 0, sl)
-            else:  # no topology to check against: element ids must at least be non-negative
-                for f in _ELEMENT_ID_FIELDS[self.source]:
-                    rej.mark_before(_C["out_of_domain"], f, d[f] < 0, sl)
-        if self.dedup is not None and n:
-            ok = np.ones(n, dtype=bool) if rej.status is None else rej.status == 0
-            now = self._dedup_clock.observe(
-                _sample_times(data[TIME_FIELD[self.source]], None if rej.status is None else ok)
-            )
-            t_ref = None if now == _NO_CLOCK else now
-            key_fields = NATURAL_KEY[self.source]
-            if len(key_fields) == 1:
-                keys = data[key_fields[0]]
-            else:
-                keys = np.empty(n, dtype=np.int64)
-                cols = [np.ascontiguousarray(data[f], dtype=np.int64) for f in key_fields]
-                if len(cols) == 2:
-                    cols.append(np.zeros(n, dtype=np.int64))
-                with np.errstate(over="ignore"):  # the hash wraps by design (plain-Python kernels)
-                    natural_key_hash(cols[0], cols[1], cols[2], keys)
-            if isinstance(self.dedup, TimeBucketKeySet):
-                dup = self.dedup.check_insert(keys, data[TIME_FIELD[self.source]], ok, t_ref)
-            else:
-                dup = self.dedup.check_insert(keys, ok, t_ref)
-            rej.mark(_C["duplicate_id"], self._key_name, dup)
+            m = (pstatus != 0) & (st.code == 0)
+            names_idx = np.array([st.name_index(c) for c in pnames], dtype=np.int8)
+            st.code[m] = pstatus[m]
+            st.field[m] = names_idx[pfield[m]]
+        element_index = None
+        if n:
+            lo, hi = self.time_range_ms
+            neg_dur = self.source == "cdr" and sv.derived_from_duration("end_ms")
+            _row_checks(self.source, data, lo, hi, neg_dur, st)
+            element_index = self._check_elements(data, st)
+            if self.dedup is not None:
+                self._check_duplicates(data, st)
+        elif self.topology is not None:
+            element_index = np.zeros(0, np.int64)
         # ---- split accepted / quarantined
-        if rej.status is None:
+        okm = None
+        if not st.code.any():
             accepted = data
-            counts = np.zeros(len(REASONS) + 1, dtype=np.int64)
+            n_q = 0
+            by = {}
         else:
-            okm = rej.status == 0
+            okm = st.code == 0
             # compact through an opaque-bytes view: ~3x faster than boolean-indexing the fields
             accepted = data.view(np.dtype((np.void, data.dtype.itemsize)))[okm].view(data.dtype)
             if element_index is not None:
                 element_index = element_index[okm]
-            counts = np.bincount(rej.status, minlength=len(REASONS) + 1).astype(np.int64)
+            counts = np.bincount(st.code, minlength=len(REASONS) + 1).astype(np.int64)
             counts[0] = 0
-            bad_idx = np.flatnonzero(~okm)
-            self._quarantine(chunk, batch, bad_idx, rej)
-        n_q = int(counts.sum())
+            self._quarantine(chunk, batch, np.flatnonzero(~okm), st)
+            n_q = int(counts.sum())
+            self._by_reason += counts
+            by = {REASONS[i - 1]: int(counts[i]) for i in np.flatnonzero(counts)}
         self.n_read += n
         self.n_accepted += n - n_q
-        self._by_reason += counts
-        by = {REASONS[i - 1]: int(counts[i]) for i in np.flatnonzero(counts)}
         res = IngestResult(
             self.source, accepted, n, n - n_q, n_q, by, sv.version, chunk.row_offset, element_index, None, chunk.origin
         )
-        res._rows_of = (chunk, None if rej.status is None else okm)  # row numbers computed on demand
+        res._rows_of = (chunk, okm)  # row numbers computed on demand
         return res
 
-    @staticmethod
-    def _cdr_checks(data, lo, hi, neg_dur, rej: _Rejects) -> None:
-        """The CDR checks of ``_checks_cdr`` in one compiled pass (same order, same result)."""
-        n = len(data)
-        code = np.empty(n, dtype=np.int8)
-        fld = np.empty(n, dtype=np.int8)
-        codes = np.array(
-            [
-                _C["time_out_of_range"],
-                _C["negative_duration"] if neg_dur else _C["end_before_start"],
-                _C["answer_outside_call"],
-                _C["bad_cause"],
-                _C["out_of_domain"],
-                _C["negative_counter"],
-            ],
-            dtype=np.int64,
-        )
-        limits = np.array(
-            [lo, hi, Q850_MIN, Q850_MAX, len(SERVICES), DOMAIN["cdr"]["duration_ms"][1], MAX_BYTES, NO_TIME_MS],
-            dtype=np.int64,
-        )
-        n_bad = cdr_first_failure(
-            data["start_ms"],
-            data["end_ms"],
-            data["answer_ms"],
-            data["cause"],
-            data["service"],
-            data["bytes_up"],
-            data["bytes_down"],
-            limits,
-            codes,
-            code,
-            fld,
-        )
-        if n_bad == 0:
-            return
-        rej._alloc()
-        m = (code != 0) & (rej.status == 0)
-        names = np.array([rej.name_index(f) for f in CDR_CHECK_FIELDS], dtype=np.int16)
-        rej.status[m] = code[m]
-        rej.field[m] = names[fld[m]]
+    def _check_elements(self, data: np.ndarray, st: _Status) -> np.ndarray | None:
+        """``unknown_element`` by the topology (or known ids), returning the dense element index;
+        without either, element ids must be non-negative (``out_of_domain``)."""
+        lookup = self._element_lookup()
+        efield = ELEMENT_FIELD[self.source]
+        if lookup is None:
+            for f in _ELEMENT_ID_FIELDS[self.source]:
+                st.mark_before(_C["out_of_domain"], f, data[f] < 0)
+            return None
+        out = np.empty(len(data), dtype=np.int64) if self.topology is not None else None
+        idx = lookup(data[efield], out)
+        mark_negative(idx, _C["unknown_element"], st.code, st.field, st.name_index(efield))
+        return out
 
-    @staticmethod
-    def _equip_checks(data, lo, hi, rej: _Rejects) -> None:
-        """The checks of ``_checks_equip`` in one compiled pass (same order, same result)."""
+    def _check_duplicates(self, data: np.ndarray, st: _Status) -> None:
+        """``duplicate_id`` by natural key, over the rows that passed every other check."""
         n = len(data)
-        code = np.empty(n, dtype=np.int8)
-        fld = np.empty(n, dtype=np.int8)
-        codes = np.array(
-            [_C["non_finite"], _C["time_out_of_range"], _C["out_of_domain"], _C["negative_counter"]], dtype=np.int64
-        )
-        n_bad = equip_first_failure(
-            data["ts_ms"],
-            data["metric_id"],
-            data["value"],
-            np.array([lo, hi], dtype=np.int64),
-            _METRIC_LO[:-1],
-            _METRIC_HI[:-1],
-            _METRIC_COUNTER[:-1],
-            codes,
-            code,
-            fld,
-        )
-        if n_bad == 0:
-            return
-        rej._alloc()
-        m = (code != 0) & (rej.status == 0)
-        names = np.array([rej.name_index(f) for f in EQUIP_CHECK_FIELDS], dtype=np.int16)
-        rej.status[m] = code[m]
-        rej.field[m] = names[fld[m]]
+        tcol = data[TIME_FIELD[self.source]]
+        any_bad = st.code.any()
+        ok = st.code == 0
+        now = self._dedup_clock.observe(_sample_times(tcol, ok if any_bad else None))
+        t_ref = None if now == _NO_CLOCK else now
+        key_fields = NATURAL_KEY[self.source]
+        if len(key_fields) == 1:
+            keys = data[key_fields[0]]
+        else:
+            keys = np.empty(n, dtype=np.int64)
+            cols = [data[f] if data.dtype[f] == np.int64 else data[f].astype(np.int64) for f in key_fields]
+            if len(cols) == 2:
+                cols.append(np.zeros(n, dtype=np.int64))
+            with np.errstate(over="ignore"):  # the hash wraps by design (plain-Python kernels)
+                natural_key_hash(cols[0], cols[1], cols[2], keys)
+        if isinstance(self.dedup, TimeBucketKeySet):
+            dup = self.dedup.check_insert(keys, tcol, ok, t_ref)
+        else:
+            dup = self.dedup.check_insert(keys, ok, t_ref)
+        mark_flagged(dup, _C["duplicate_id"], st.code, st.field, st.name_index(self._key_name))
 
-    def _quarantine(self, chunk: RawChunk, batch: int, bad_idx: np.ndarray, rej: _Rejects) -> None:
+    def _quarantine(self, chunk: RawChunk, batch: int, bad_idx: np.ndarray, st: _Status) -> None:
         cols = {name: _take(chunk.column(name), bad_idx) for name in chunk.names}
         if len(chunk.bad_rows):
             line = np.full(chunk.n, None, dtype=object)
@@ -742,9 +706,9 @@ class Ingestor:
                 c = cols[name].astype(object)
                 c[mm] = None
                 cols[name] = c
-        names = np.array(rej.names + ["?"], dtype=object)
+        names = np.array(st.names + ["?"], dtype=object)
         self.quarantine.add(
-            self.source, chunk.rows()[bad_idx], rej.status[bad_idx], names[rej.field[bad_idx]], cols, batch=batch
+            self.source, chunk.rows()[bad_idx], st.code[bad_idx], names[st.field[bad_idx]], cols, batch=batch
         )
 
     # ---- checkpoint ---------------------------------------------------------------------
