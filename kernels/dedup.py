@@ -156,9 +156,10 @@ def bucketset_insert(keys, t_ms, active, start, geometry, tables, bmeta, out):
     active : bool (n,)
     start : int
         First row to look at (rows before it were done by an earlier call).
-    geometry : int64 (2,)
-        ``[bucket_ms, lo]``: bucket width and the lowest bucket held; rows in buckets outside
-        ``lo .. lo + R - 1`` get ``out = OUT_OUTSIDE`` and are left to the caller.
+    geometry : int64 (3,)
+        ``[bucket_ms, lo, n_outside]``: bucket width and the lowest bucket held; rows in buckets
+        outside ``lo .. lo + R - 1`` get ``out = OUT_OUTSIDE``, are counted in ``n_outside`` and
+        are left to the caller.
     tables : int64 (R, cap), R and cap powers of two, updated in place
     bmeta : int64 (R, 3), updated in place (see the module notes)
     out : int8 (n,), set to ``OUT_DUP`` for a key already in its bucket (or earlier in the batch)
@@ -187,6 +188,7 @@ def bucketset_insert(keys, t_ms, active, start, geometry, tables, bmeta, out):
             b = t // bucket_ms
             if b < lo or b - lo >= n_ring:
                 out[i] = OUT_OUTSIDE
+                geometry[2] += 1
                 continue
             r = b & rmask
             if bmeta[r, M_BUCKET] != b:  # the row held an expired bucket: reuse it
@@ -307,3 +309,36 @@ def natural_key_hash(a, b, c, out):
         h = _fmix64(h ^ (np.uint64(b[i]) * _K1 + _K2))
         h = _fmix64(h ^ (np.uint64(c[i]) * _K1 + _K3))
         out[i] = np.int64(h)
+
+
+@kernel
+def recent_clock_observe(t_ms, ok, recent, state):
+    """Robust clock over the last valid event times: push the valid (``ok``) times of ``t_ms``, in
+    order, into the ring ``recent`` and move the clock to the ``state[3] + 1``-th largest time in
+    the ring when that is later.
+
+    ``state`` is int64 ``[n_held, head, clock, outliers]`` (clock ``EMPTY`` while unset). Only the
+    last ``len(recent)`` valid rows of the batch can matter, so the walk starts there. Returns
+    the clock.
+    """
+    w = recent.shape[0]
+    start = t_ms.shape[0]
+    need = w
+    while start > 0 and need > 0:
+        start -= 1
+        if ok[start]:
+            need -= 1
+    for i in range(start, t_ms.shape[0]):
+        if ok[i]:
+            recent[state[1]] = t_ms[i]
+            state[1] = (state[1] + 1) % w
+            if state[0] < w:
+                state[0] += 1
+    k = state[3] + 1
+    m = state[0]
+    if m >= k:
+        held = np.sort(recent[:m] if m < w else recent)
+        cand = held[m - k]
+        if state[2] == EMPTY or cand > state[2]:
+            state[2] = cand
+    return state[2]

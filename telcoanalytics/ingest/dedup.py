@@ -31,6 +31,7 @@ from kernels.dedup import (
     hashset_contains,
     hashset_insert,
     hashset_rehash,
+    recent_clock_observe,
 )
 
 DEFAULT_DEDUP_HORIZON_MS = 24 * 3600 * 1000
@@ -38,7 +39,7 @@ DEFAULT_DEDUP_HORIZON_MS = 24 * 3600 * 1000
 
 _NONE = int(np.iinfo(np.int64).min)
 
-__all__ = ["DEFAULT_DEDUP_HORIZON_MS", "DedupSet", "TimeBucketKeySet"]
+__all__ = ["DEFAULT_DEDUP_HORIZON_MS", "DedupClock", "DedupSet", "TimeBucketKeySet"]
 
 
 def _check_horizon(horizon_ms):
@@ -179,6 +180,37 @@ class DedupSet:
         return s
 
 
+class DedupClock:
+    """The event-time clock that moves the duplicate horizon: after each batch, the latest of its
+    previous value and the ``outliers + 1``-th largest of the last ``window`` valid event times
+    (so up to ``outliers`` rows dated ahead among them cannot move it; the rule of
+    ``telcoanalytics.ingest.clock.EventClock``, in one compiled call per batch).
+
+    Examples
+    --------
+    >>> c = DedupClock(window=4, outliers=1)
+    >>> c.observe(np.array([10, 20, 10**9, 30]), np.ones(4, bool))
+    30
+    """
+
+    def __init__(self, window: int = 64, outliers: int = 7):
+        if not 0 <= outliers < window:
+            raise ValueError(f"need 0 <= outliers < window, got outliers={outliers!r} window={window!r}")
+        self.recent = np.zeros(window, dtype=np.int64)
+        self.state = np.array([0, 0, EMPTY, outliers], dtype=np.int64)
+
+    @property
+    def now_ms(self) -> int | None:
+        """The clock (None before ``outliers + 1`` valid rows were seen)."""
+        c = int(self.state[2])
+        return None if c == EMPTY else c
+
+    def observe(self, t_ms: np.ndarray, ok: np.ndarray) -> int | None:
+        """Advance with one batch's event times (arrival order) where ``ok``; returns :attr:`now_ms`."""
+        c = int(recent_clock_observe(t_ms, ok, self.recent, self.state))
+        return None if c == EMPTY else c
+
+
 def _empty_ring(n_ring: int, cap: int) -> tuple[np.ndarray, np.ndarray]:
     meta = np.zeros((n_ring, 3), dtype=np.int64)
     meta[:, M_BUCKET] = EMPTY
@@ -266,13 +298,14 @@ class TimeBucketKeySet:
         bucketset_move(self.tables, self.meta, lo, tables, meta)
         self.tables, self.meta = tables, meta
 
-    def _insert(self, keys, t, active, out, lo: int) -> None:
-        geometry = np.array([self.bucket_ms, lo], dtype=np.int64)
+    def _insert(self, keys, t, active, out, lo: int) -> int:
+        """Check and insert into the ring; returns how many active rows fell outside it."""
+        geometry = np.array([self.bucket_ms, lo, 0], dtype=np.int64)
         start = 0
         while True:
             start = bucketset_insert(keys, t, active, start, geometry, self.tables, self.meta, out)
             if start >= len(keys):
-                return
+                return int(geometry[2])
             self._resize(self.tables.shape[0], 2 * self.tables.shape[1], lo)  # a bucket is full
 
     def check_insert(self, keys, t_ms, active, clock_ms: int | None = None) -> np.ndarray:
@@ -292,22 +325,24 @@ class TimeBucketKeySet:
         bool array (n,)
             True for active duplicates.
         """
-        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        keys = np.asarray(keys, dtype=np.int64)
         t = np.asarray(t_ms, dtype=np.int64)
-        active = np.ascontiguousarray(active, dtype=np.bool_)
+        active = np.asarray(active, dtype=np.bool_)
         n = len(keys)
         out = np.zeros(n, dtype=np.int8)
         if clock_ms is not None:
             self.clock_ms = int(clock_ms) if self.clock_ms is None else max(self.clock_ms, int(clock_ms))
         b_of = self.bucket_ms
-        if not active.any():
-            return out.view(np.bool_)
         lo = self.lo
         if self.clock_ms is not None:
             hi = (self.clock_ms + self.horizon_ms) // b_of
-        else:
+        elif active.any():
             hi = int(t[active].max()) // b_of
+        else:
+            return out.view(np.bool_)
         if lo is None:  # first rows: the ring starts at the oldest (within MAX_BUCKETS of the top)
+            if not active.any():
+                return out.view(np.bool_)
             lo = max(min(int(t[active].min()) // b_of, hi), hi - self.MAX_BUCKETS + 1)
         elif self.clock_ms is not None:
             lo = max(lo, (self.clock_ms - self.horizon_ms) // b_of)
@@ -317,10 +352,13 @@ class TimeBucketKeySet:
             self._resize(need, self.tables.shape[1], lo)
         if len(self._pend[0]):
             self._migrate(lo, hi)
-        self._insert(keys, t, active, out, lo)
+        n_outside = self._insert(keys, t, active, out, lo)
+        if n_outside == 0 and self.legacy is None:
+            self._advance(lo)
+            return out.view(np.bool_)  # 0 or OUT_DUP (1) only
         outside = out == OUT_OUTSIDE
         dup = out == OUT_DUP
-        if outside.any():
+        if n_outside:
             sd = self.side.check_insert(keys, outside, self.clock_ms)
             dup |= sd
             ahead = outside & ~sd & (t // b_of > hi)
@@ -358,7 +396,7 @@ class TimeBucketKeySet:
         self.lo = lo if self.lo is None else max(self.lo, lo)
         small = _pow2(self.span)
         if self.tables.shape[0] > small:
-            hi = int(self.meta[:, M_BUCKET].max())
+            hi = int(self.meta[:, M_BUCKET].max())  # only after a call that grew the ring
             if hi - self.lo + 1 <= small:
                 self._resize(small, self.tables.shape[1], self.lo)
 

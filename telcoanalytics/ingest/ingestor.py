@@ -62,8 +62,7 @@ from kernels.validate import (
     mark_negative,
     qos_first_failure,
 )
-from telcoanalytics.ingest.clock import EventClock
-from telcoanalytics.ingest.dedup import DEFAULT_DEDUP_HORIZON_MS, DedupSet, TimeBucketKeySet
+from telcoanalytics.ingest.dedup import DEFAULT_DEDUP_HORIZON_MS, DedupClock, DedupSet, TimeBucketKeySet
 from telcoanalytics.ingest.quarantine import REASON_CODE, REASONS, Quarantine
 from telcoanalytics.ingest.readers import DEFAULT_CHUNK_ROWS, RawChunk, iter_chunks
 from telcoanalytics.ingest.schema import REGISTRY, SchemaRegistry, SchemaVersion
@@ -102,25 +101,12 @@ again within that is caught; memory about 11-23 bytes per row of the last 4 h, i
 calls are few enough to keep a day."""
 
 
-_NO_CLOCK = int(np.iinfo(np.int64).min)
-
-
 def _key_set(source: str, horizon_ms):
     """The duplicate-key set of ``source``: per event-time bucket when the natural key holds the
     event time (and there is a horizon), else one table in two generations."""
     if horizon_ms is not None and TIME_FIELD[source] in NATURAL_KEY[source]:
         return TimeBucketKeySet(horizon_ms)
     return DedupSet(horizon_ms)
-
-
-def _sample_times(t: np.ndarray, ok: np.ndarray | None) -> np.ndarray:
-    """The valid event times of a batch, thinned to at most ~2,048 in order (they drive the dedup
-    horizon through a robust clock, so a few rows dated far ahead cannot flush the key set)."""
-    if ok is not None:
-        t = t[ok]
-    if len(t) > 2048:
-        t = t[:: len(t) // 1024]
-    return t
 
 
 _C = REASON_CODE
@@ -448,7 +434,7 @@ class Ingestor:
         if isinstance(dedup_horizon_ms, str) and dedup_horizon_ms == "auto":
             dedup_horizon_ms = DEDUP_HORIZON_MS[source]
         self.dedup = _key_set(source, dedup_horizon_ms) if dedup else None
-        self._dedup_clock = EventClock()
+        self._dedup_clock = DedupClock()
         self._key_name = "+".join(NATURAL_KEY[source])
         self._known_ids = None if known_element_ids is None else np.unique(np.asarray(known_element_ids, np.int64))
         self._lookup: _ElementLookup | None = None
@@ -489,6 +475,8 @@ class Ingestor:
         SchemaError
             If the columns match no known schema version (or not the declared one).
         """
+        if chunk_rows is None and isinstance(data, np.ndarray) and data.dtype.names and data.ndim == 1:
+            return self._ingest_chunk(RawChunk(data, len(data)))  # a structured array: one chunk, no copy
         results = [self._ingest_chunk(c) for c in iter_chunks(data, chunk_rows)]
         if len(results) == 1:
             return results[0]
@@ -674,10 +662,8 @@ class Ingestor:
         """``duplicate_id`` by natural key, over the rows that passed every other check."""
         n = len(data)
         tcol = data[TIME_FIELD[self.source]]
-        any_bad = st.code.any()
         ok = st.code == 0
-        now = self._dedup_clock.observe(_sample_times(tcol, ok if any_bad else None))
-        t_ref = None if now == _NO_CLOCK else now
+        t_ref = self._dedup_clock.observe(tcol, ok)  # a robust clock: rows far ahead do not move it
         key_fields = NATURAL_KEY[self.source]
         if len(key_fields) == 1:
             keys = data[key_fields[0]]
