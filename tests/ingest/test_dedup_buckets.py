@@ -134,3 +134,23 @@ def test_legacy_one_table_checkpoint_is_still_honoured():
     b["ts_ms"] += 10 * 3_600_000  # far later: the legacy keys are forgotten
     back.ingest(b)
     assert back.dedup.legacy is None
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    batches=st.lists(st.lists(st.tuples(st.integers(0, 10**6), st.booleans()), max_size=90), max_size=8),
+)
+def test_dedup_clock_follows_the_event_clock_rule(batches):
+    """The compiled clock of the duplicate horizon equals EventClock fed the same valid rows."""
+    from telcoanalytics.ingest.clock import EventClock
+    from telcoanalytics.ingest.dedup import DedupClock
+
+    ref, clock = EventClock(), DedupClock()
+    for rows in batches:
+        t = np.array([T0 + x for x, _ in rows], dtype=np.int64)
+        ok = np.array([v for _, v in rows], dtype=bool)
+        want = ref.observe(t[ok])
+        got = clock.observe(t, ok)
+        assert got == (None if want == np.iinfo(np.int64).min else want)
+    with pytest.raises(ValueError, match="outliers"):
+        DedupClock(window=4, outliers=4)
