@@ -63,7 +63,7 @@ from kernels.validate import (
     qos_first_failure,
 )
 from telcoanalytics.ingest.dedup import DEFAULT_DEDUP_HORIZON_MS, DedupClock, DedupSet, TimeBucketKeySet
-from telcoanalytics.ingest.quarantine import REASON_CODE, REASONS, Quarantine
+from telcoanalytics.ingest.quarantine import ORIGIN_COLUMN, REASON_CODE, REASONS, Quarantine
 from telcoanalytics.ingest.readers import DEFAULT_CHUNK_ROWS, RawChunk, iter_chunks
 from telcoanalytics.ingest.schema import REGISTRY, SchemaRegistry, SchemaVersion
 from telcoanalytics.records import (
@@ -531,6 +531,8 @@ class Ingestor:
         code = REASON_CODE[reason]
         bad = res.accepted[mask]
         cols = {name: bad[name] for name in bad.dtype.names}
+        if res.origin is not None:
+            cols[ORIGIN_COLUMN] = np.full(k, res.origin, dtype=object)
         self.quarantine.add(
             self.source,
             res.accepted_rows()[mask],
@@ -692,6 +694,8 @@ class Ingestor:
                 c = cols[name].astype(object)
                 c[mm] = None
                 cols[name] = c
+        if chunk.origin is not None:
+            cols[ORIGIN_COLUMN] = np.full(len(bad_idx), chunk.origin, dtype=object)
         names = np.array(st.names + ["?"], dtype=object)
         self.quarantine.add(
             self.source, chunk.rows()[bad_idx], st.code[bad_idx], names[st.field[bad_idx]], cols, batch=batch
