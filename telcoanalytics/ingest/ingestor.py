@@ -101,6 +101,10 @@ again within that is caught; memory about 11-23 bytes per row of the last 4 h, i
 calls are few enough to keep a day."""
 
 
+_NARROW_KEY_FIELDS = {f for s, fs in NATURAL_KEY.items() for f in fs if DTYPES[s][f] != np.int64}
+"""Natural-key fields stored narrower than int64 (widened before hashing)."""
+
+
 def _key_set(source: str, horizon_ms):
     """The duplicate-key set of ``source``: per event-time bucket when the natural key holds the
     event time (and there is a horizon), else one table in two generations."""
@@ -334,7 +338,8 @@ class _ElementLookup:
         if self.map_keys is None:
             out[...] = -1
             return out
-        return hashmap_lookup(np.ascontiguousarray(q, dtype=np.int64), self.map_keys, self.map_vals, -1, out)
+        q = q if q.dtype == np.int64 else q.astype(np.int64)  # a strided view is fine for the kernel
+        return hashmap_lookup(q, self.map_keys, self.map_vals, -1, out)
 
 
 def _take(col, idx: np.ndarray) -> np.ndarray:
@@ -671,7 +676,7 @@ class Ingestor:
             keys = data[key_fields[0]]
         else:
             keys = np.empty(n, dtype=np.int64)
-            cols = [data[f] if data.dtype[f] == np.int64 else data[f].astype(np.int64) for f in key_fields]
+            cols = [data[f] if f not in _NARROW_KEY_FIELDS else data[f].astype(np.int64) for f in key_fields]
             if len(cols) == 2:
                 cols.append(np.zeros(n, dtype=np.int64))
             with np.errstate(over="ignore"):  # the hash wraps by design (plain-Python kernels)
