@@ -381,8 +381,9 @@ class Ingestor:
     allow_extra_columns : bool
         Ignore input columns that the schema version cannot map instead of raising.
     dedup : bool
-        Detect duplicates (default True); False skips the check (and its cost, about 10 ns a row
-        plus the key set's memory) for inputs known to be free of them.
+        Detect duplicates (default True); False skips the check (its cost: a 64-bit hash and a
+        probe of a hash table per row, see ``bench_ingest``'s A/B, plus the key set's memory)
+        for inputs known to be free of them.
 
     Raises
     ------
