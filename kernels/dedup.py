@@ -305,10 +305,41 @@ def natural_key_hash(a, b, c, out):
     plain Python (``NUMBA_DISABLE_JIT=1``) wrap the call in ``np.errstate(over="ignore")``.
     """
     for i in range(a.shape[0]):
-        h = _fmix64(np.uint64(a[i]) + _K1)
-        h = _fmix64(h ^ (np.uint64(b[i]) * _K1 + _K2))
-        h = _fmix64(h ^ (np.uint64(c[i]) * _K1 + _K3))
-        out[i] = np.int64(h)
+        out[i] = _mix3(a[i], b[i], c[i])
+
+
+@kernel
+def _mix3(a, b, c):
+    """The hash of one key ``(a, b, c)`` (see :func:`natural_key_hash`)."""
+    h = _fmix64(np.uint64(a) + _K1)
+    h = _fmix64(h ^ (np.uint64(b) * _K1 + _K2))
+    h = _fmix64(h ^ (np.uint64(c) * _K1 + _K3))
+    return np.int64(h)
+
+
+@kernel
+def natural_keys_equip(rows, out):
+    """``out[i]`` = :func:`natural_key_hash` of ``(element_id, metric_id, ts_ms)`` of each row of a
+    ``records.EQUIP_DTYPE`` array (the structured array in one argument: one compiled call)."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        out[i] = _mix3(np.int64(r["element_id"]), np.int64(r["metric_id"]), np.int64(r["ts_ms"]))
+
+
+@kernel
+def natural_keys_flow(rows, out):
+    """Hash of ``(src_element_id, dst_element_id, ts_ms)`` of each ``records.FLOW_DTYPE`` row."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        out[i] = _mix3(np.int64(r["src_element_id"]), np.int64(r["dst_element_id"]), np.int64(r["ts_ms"]))
+
+
+@kernel
+def natural_keys_qos(rows, out):
+    """Hash of ``(element_id, ts_ms, 0)`` of each ``records.QOS_DTYPE`` row."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        out[i] = _mix3(np.int64(r["element_id"]), np.int64(r["ts_ms"]), np.int64(0))
 
 
 @kernel

@@ -19,15 +19,15 @@ L_LO_MS, L_HI_MS, L_CAUSE_LO, L_CAUSE_HI, L_N_SERVICES, L_MAX_CALL_MS, L_MAX_BYT
 
 
 @kernel
-def cdr_first_failure(
-    start_ms, end_ms, answer_ms, cause, service, bytes_up, bytes_down, limits, codes, out_code, out_field
-):
+def cdr_first_failure(rows, limits, codes, out_code, out_field):
     """First failing check of every CDR row.
 
     Parameters
     ----------
-    start_ms, end_ms, answer_ms : int64 (n,)
-    cause : int16 (n,); service : uint8/int (n,); bytes_up, bytes_down : int64 (n,)
+    rows : structured array (n,) with ``start_ms``, ``end_ms``, ``answer_ms`` (int64), ``cause``,
+        ``service`` (ints), ``bytes_up``, ``bytes_down`` (int64): ``records.CDR_DTYPE`` (one
+        argument, not one per field: a compiled call costs about as much per array argument as
+        the checks of a small batch)
     limits : int64 (8,)
         ``[lo_ms, hi_ms)`` accepted event times, ``cause_lo..cause_hi`` accepted Q.850 causes,
         ``n_services`` known service codes, the longest call (ms), the most bytes per record,
@@ -48,12 +48,13 @@ def cdr_first_failure(
     cause_lo, cause_hi, n_services = limits[L_CAUSE_LO], limits[L_CAUSE_HI], limits[L_N_SERVICES]
     max_call, max_bytes, no_time = limits[L_MAX_CALL_MS], limits[L_MAX_BYTES], limits[L_NO_TIME]
     n_bad = 0
-    for i in range(start_ms.shape[0]):
+    for i in range(rows.shape[0]):
         if out_code[i] != 0:
             continue
-        s = start_ms[i]
-        e = end_ms[i]
-        a = answer_ms[i]
+        row = rows[i]
+        s = row["start_ms"]
+        e = row["end_ms"]
+        a = row["answer_ms"]
         c = 0
         f = -1
         if s < lo_ms or s >= hi_ms:
@@ -64,21 +65,21 @@ def cdr_first_failure(
             c, f = codes[1], F_END
         elif a >= 0 and (a < s or a > e):
             c, f = codes[2], F_ANSWER
-        elif cause[i] < cause_lo or cause[i] > cause_hi:
+        elif row["cause"] < cause_lo or row["cause"] > cause_hi:
             c, f = codes[3], F_CAUSE
-        elif service[i] < 0 or service[i] >= n_services:
+        elif row["service"] < 0 or row["service"] >= n_services:
             c, f = codes[4], F_SERVICE
         elif e - s > max_call:
             c, f = codes[4], F_END
         elif a < 0 and a != no_time:
             c, f = codes[4], F_ANSWER
-        elif bytes_up[i] > max_bytes:
+        elif row["bytes_up"] > max_bytes:
             c, f = codes[4], F_BYTES_UP
-        elif bytes_down[i] > max_bytes:
+        elif row["bytes_down"] > max_bytes:
             c, f = codes[4], F_BYTES_DOWN
-        elif bytes_up[i] < 0:
+        elif row["bytes_up"] < 0:
             c, f = codes[5], F_BYTES_UP
-        elif bytes_down[i] < 0:
+        elif row["bytes_down"] < 0:
             c, f = codes[5], F_BYTES_DOWN
         if c != 0:
             out_code[i] = c
@@ -93,12 +94,12 @@ EQUIP_CHECK_FIELDS = ("value", "ts_ms", "metric_id")
 
 
 @kernel
-def equip_first_failure(ts_ms, metric_id, value, limits, value_lo, value_hi, is_counter, codes, out_code, out_field):
+def equip_first_failure(rows, limits, value_lo, value_hi, is_counter, codes, out_code, out_field):
     """First failing check of every equipment row (the order of ``telcoanalytics.ingest.ingestor``).
 
     Parameters
     ----------
-    ts_ms : int64 (n,); metric_id : int (n,); value : float64 (n,)
+    rows : structured array (n,) with ``ts_ms`` (int64), ``metric_id`` (int), ``value`` (float64)
     limits : int64 (2,), the accepted event-time range ``[lo_ms, hi_ms)``
     value_lo, value_hi : float64 (m,), inclusive value range of each known metric code
     is_counter : bool (m,), counters below zero are ``negative_counter`` (else ``out_of_domain``)
@@ -114,12 +115,13 @@ def equip_first_failure(ts_ms, metric_id, value, limits, value_lo, value_hi, is_
     lo_ms, hi_ms = limits[0], limits[1]
     m_known = value_lo.shape[0]
     n_bad = 0
-    for i in range(ts_ms.shape[0]):
+    for i in range(rows.shape[0]):
         if out_code[i] != 0:
             continue
-        v = value[i]
-        t = ts_ms[i]
-        m = metric_id[i]
+        row = rows[i]
+        v = row["value"]
+        t = row["ts_ms"]
+        m = row["metric_id"]
         c = 0
         f = -1
         if not np.isfinite(v):
@@ -145,14 +147,14 @@ FLOW_CHECK_FIELDS = ("ts_ms", "bytes", "packets", "flows")
 
 
 @kernel
-def flow_first_failure(ts_ms, n_bytes, packets, flows, limits, codes, out_code, out_field):
+def flow_first_failure(rows, limits, codes, out_code, out_field):
     """First failing check of every flow row: time out of range, then a counter above its maximum
     (bytes, packets, flows in that order: ``out_of_domain``), then one below zero
     (``negative_counter``).
 
     Parameters
     ----------
-    ts_ms, n_bytes, packets, flows : int64 (n,)
+    rows : structured array (n,) with int64 ``ts_ms``, ``bytes``, ``packets``, ``flows``
     limits : int64 (5,), ``[lo_ms, hi_ms, max_bytes, max_packets, max_flows]``
     codes : int64 (3,), reason codes for time out of range, out of domain, negative counter
     out_code, out_field : int8 (n,), updated in place as in :func:`cdr_first_failure` (field
@@ -165,11 +167,12 @@ def flow_first_failure(ts_ms, n_bytes, packets, flows, limits, codes, out_code, 
     """
     lo_ms, hi_ms = limits[0], limits[1]
     n_bad = 0
-    for i in range(ts_ms.shape[0]):
+    for i in range(rows.shape[0]):
         if out_code[i] != 0:
             continue
-        t = ts_ms[i]
-        b, p, w = n_bytes[i], packets[i], flows[i]
+        row = rows[i]
+        t = row["ts_ms"]
+        b, p, w = row["bytes"], row["packets"], row["flows"]
         c = 0
         f = -1
         if t < lo_ms or t >= hi_ms:
@@ -199,13 +202,14 @@ QOS_CHECK_FIELDS = ("ts_ms", "latency_ms", "jitter_ms", "loss_pct", "mos")
 
 
 @kernel
-def qos_first_failure(ts_ms, latency_ms, jitter_ms, loss_pct, mos, limits, bounds, codes, out_code, out_field):
+def qos_first_failure(rows, limits, bounds, codes, out_code, out_field):
     """First failing check of every QoS row: a non-finite latency, jitter or loss (an infinite
     MOS; NaN MOS means not measured), time out of range, then a value outside its bounds.
 
     Parameters
     ----------
-    ts_ms : int64 (n,); latency_ms, jitter_ms, loss_pct, mos : float64 (n,)
+    rows : structured array (n,) with ``ts_ms`` (int64), ``latency_ms``, ``jitter_ms``,
+        ``loss_pct``, ``mos`` (float64)
     limits : int64 (2,), the accepted event-time range ``[lo_ms, hi_ms)``
     bounds : float64 (4, 2), inclusive ``(lo, hi)`` of latency, jitter, loss and MOS
     codes : int64 (3,), reason codes for non-finite, time out of range, out of domain
@@ -219,11 +223,12 @@ def qos_first_failure(ts_ms, latency_ms, jitter_ms, loss_pct, mos, limits, bound
     """
     lo_ms, hi_ms = limits[0], limits[1]
     n_bad = 0
-    for i in range(ts_ms.shape[0]):
+    for i in range(rows.shape[0]):
         if out_code[i] != 0:
             continue
-        a, j, p, m = latency_ms[i], jitter_ms[i], loss_pct[i], mos[i]
-        t = ts_ms[i]
+        row = rows[i]
+        a, j, p, m = row["latency_ms"], row["jitter_ms"], row["loss_pct"], row["mos"]
+        t = row["ts_ms"]
         c = 0
         f = -1
         if not np.isfinite(a):

@@ -49,7 +49,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernels.dedup import EMPTY, hashmap_build, hashmap_lookup, natural_key_hash
+from kernels.dedup import (
+    EMPTY,
+    hashmap_build,
+    hashmap_lookup,
+    natural_key_hash,
+    natural_keys_equip,
+    natural_keys_flow,
+    natural_keys_qos,
+)
 from kernels.validate import (
     CDR_CHECK_FIELDS,
     EQUIP_CHECK_FIELDS,
@@ -100,6 +108,9 @@ again within that is caught; memory about 11-23 bytes per row of the last 4 h, i
 5 min of event time: ``dedup.TimeBucketKeySet``); record ids of
 calls are few enough to keep a day."""
 
+
+_ROW_KEYS = {"equip": natural_keys_equip, "flow": natural_keys_flow, "qos": natural_keys_qos}
+"""Natural-key hash kernels over a whole canonical array (equal to ``natural_key_hash`` of the fields)."""
 
 _NARROW_KEY_FIELDS = {f for s, fs in NATURAL_KEY.items() for f in fs if DTYPES[s][f] != np.int64}
 """Natural-key fields stored narrower than int64 (widened before hashing)."""
@@ -265,40 +276,18 @@ def _row_checks(source: str, d: np.ndarray, lo: int, hi: int, neg_duration: bool
             [lo, hi, Q850_MIN, Q850_MAX, len(SERVICES), DOMAIN["cdr"]["duration_ms"][1], MAX_BYTES, NO_TIME_MS],
             dtype=np.int64,
         )
-        cols = ("start_ms", "end_ms", "answer_ms", "cause", "service", "bytes_up", "bytes_down")
-        cdr_first_failure(*(d[c] for c in cols), limits, _CDR_CODES[neg_duration], st.code, st.field)
+        cdr_first_failure(d, limits, _CDR_CODES[neg_duration], st.code, st.field)
     elif source == "equip":
         limits = np.array([lo, hi], dtype=np.int64)
-        equip_first_failure(
-            d["ts_ms"],
-            d["metric_id"],
-            d["value"],
-            limits,
-            _METRIC_LO[:-1],
-            _METRIC_HI[:-1],
-            _METRIC_COUNTER[:-1],
-            _EQUIP_CODES,
-            st.code,
-            st.field,
-        )
+        lo_v, hi_v, counter = _METRIC_LO[:-1], _METRIC_HI[:-1], _METRIC_COUNTER[:-1]
+        equip_first_failure(d, limits, lo_v, hi_v, counter, _EQUIP_CODES, st.code, st.field)
     elif source == "flow":
         dom = DOMAIN["flow"]
         limits = np.array([lo, hi, dom["bytes"][1], dom["packets"][1], dom["flows"][1]], dtype=np.int64)
-        flow_first_failure(d["ts_ms"], d["bytes"], d["packets"], d["flows"], limits, _FLOW_CODES, st.code, st.field)
+        flow_first_failure(d, limits, _FLOW_CODES, st.code, st.field)
     elif source == "qos":
         limits = np.array([lo, hi], dtype=np.int64)
-        qos_first_failure(
-            d["ts_ms"],
-            d["latency_ms"],
-            d["jitter_ms"],
-            d["loss_pct"],
-            d["mos"],
-            limits,
-            _QOS_BOUNDS,
-            _QOS_CODES,
-            st.code,
-            st.field,
-        )
+        qos_first_failure(d, limits, _QOS_BOUNDS, _QOS_CODES, st.code, st.field)
     else:
         for code, name, mask in _checks_complaint(d, lo, hi):
             st.mark(code, name, mask)
@@ -677,11 +666,14 @@ class Ingestor:
             keys = data[key_fields[0]]
         else:
             keys = np.empty(n, dtype=np.int64)
-            cols = [data[f] if f not in _NARROW_KEY_FIELDS else data[f].astype(np.int64) for f in key_fields]
-            if len(cols) == 2:
-                cols.append(np.zeros(n, dtype=np.int64))
             with np.errstate(over="ignore"):  # the hash wraps by design (plain-Python kernels)
-                natural_key_hash(cols[0], cols[1], cols[2], keys)
+                if data.dtype == DTYPES[self.source] and self.source in _ROW_KEYS:
+                    _ROW_KEYS[self.source](data, keys)  # one compiled call over the records
+                else:
+                    cols = [data[f] if f not in _NARROW_KEY_FIELDS else data[f].astype(np.int64) for f in key_fields]
+                    if len(cols) == 2:
+                        cols.append(np.zeros(n, dtype=np.int64))
+                    natural_key_hash(cols[0], cols[1], cols[2], keys)
         if isinstance(self.dedup, TimeBucketKeySet):
             dup = self.dedup.check_insert(keys, tcol, ok, t_ref)
         else:

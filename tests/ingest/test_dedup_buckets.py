@@ -154,3 +154,22 @@ def test_dedup_clock_follows_the_event_clock_rule(batches):
         assert got == (None if want == np.iinfo(np.int64).min else want)
     with pytest.raises(ValueError, match="outliers"):
         DedupClock(window=4, outliers=4)
+
+
+@pytest.mark.parametrize("source", ["equip", "flow", "qos"])
+def test_row_key_kernels_equal_the_column_hash(source, rng):
+    """The per-record key kernels hash exactly what natural_key_hash does on the key columns
+    (keys in checkpoints stay valid)."""
+    from kernels.dedup import natural_key_hash
+    from telcoanalytics.ingest.ingestor import _ROW_KEYS
+    from telcoanalytics.records import NATURAL_KEY, empty
+
+    a = empty(source, 300)
+    for f in NATURAL_KEY[source]:
+        a[f] = rng.integers(-(2**31), 2**31, 300)
+    cols = [a[f].astype(np.int64) for f in NATURAL_KEY[source]] + [np.zeros(300, np.int64)]
+    want, got = np.empty(300, np.int64), np.empty(300, np.int64)
+    with np.errstate(over="ignore"):
+        natural_key_hash(cols[0], cols[1], cols[2], want)
+        _ROW_KEYS[source](a, got)
+    np.testing.assert_array_equal(got, want)
