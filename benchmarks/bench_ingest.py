@@ -11,6 +11,11 @@ data is seeded and valid except for a realistic 0.1% of corrupted rows (and, for
 duplicate record ids), so the quarantine path is exercised too. The JIT is warmed before
 timing; the cold start (compile into an empty cache) is measured in a fresh process.
 
+``test_dedup_cost_ab`` measures the duplicate check by natural key in one process: ``dedup=False``
+(the path before every source was checked), the default (key sets per event-time bucket) and
+the previous default (one table of every key), per source, whole array and 100k-row batches,
+best of ``BENCH_AB_ROUNDS``; run it with ``-s`` to see the table.
+
 ``extra_info`` of each benchmark holds ``events_per_s`` (from the fastest round). The Parquet
 ingest is compared with ``pyarrow.parquet.read_table`` of the same file: the ratio tells how
 much of the Parquet ingest time is pyarrow's own decoding.

@@ -36,7 +36,9 @@ of ``quarantine.REASONS``), and within a reason the first field in canonical ord
     ``record_id``; element, metric and time of equipment counters; source, destination and time
     of flows; element and time of QoS probes. Multi-field keys are compared by a 64-bit hash
     (a false match about once in 2**64 pairs). Only rows that passed every other check count
-    as seen, so a corrupt first copy does not hide a valid second one).
+    as seen, so a corrupt first copy does not hide a valid second one. Keys holding the event
+    time are kept per 5-min event-time bucket and always caught while the row's time is within
+    the horizon behind the robust clock: ``telcoanalytics.ingest.dedup``).
 13. ``time_in_future`` is not checked here: a pipeline decides it after ingest, against its robust
     event-time clock (``telcoanalytics.ingest.clock``), and moves such rows here with
     :meth:`Ingestor.reject_accepted`.
