@@ -180,25 +180,29 @@ def bucketset_insert(keys, t_ms, active, start, geometry, tables, bmeta, out):
     t_lo = 1
     t_hi = 0  # event times of the bucket of the previous row (rows come mostly in time order)
     r = 0
+    outside = False
     for i in range(start, keys.shape[0]):
         if not active[i]:
             continue
         t = t_ms[i]
         if t < t_lo or t >= t_hi:
             b = t // bucket_ms
-            if b < lo or b - lo >= n_ring:
-                out[i] = OUT_OUTSIDE
-                geometry[2] += 1
-                continue
-            r = b & rmask
-            if bmeta[r, M_BUCKET] != b:  # the row held an expired bucket: reuse it
-                for j in range(cap):
-                    tables[r, j] = EMPTY
-                bmeta[r, M_BUCKET] = b
-                bmeta[r, M_COUNT] = 0
-                bmeta[r, M_HAS_MIN] = 0
             t_lo = b * bucket_ms
             t_hi = t_lo + bucket_ms
+            outside = b < lo or b - lo >= n_ring
+            if not outside:
+                r = b & rmask
+                if bmeta[r, M_BUCKET] != b:  # a fresh row, or one that held an expired bucket: reuse it
+                    if bmeta[r, M_BUCKET] != EMPTY:
+                        for j in range(cap):
+                            tables[r, j] = EMPTY
+                    bmeta[r, M_BUCKET] = b
+                    bmeta[r, M_COUNT] = 0
+                    bmeta[r, M_HAS_MIN] = 0
+        if outside:
+            out[i] = OUT_OUTSIDE
+            geometry[2] += 1
+            continue
         k = keys[i]
         if k == EMPTY:
             if bmeta[r, M_HAS_MIN] != 0:

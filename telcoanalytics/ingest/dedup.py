@@ -250,10 +250,11 @@ class TimeBucketKeySet:
       time: their duplicates are caught when they arrive before the clock advanced
       ``horizon_ms`` (the guarantee of :class:`DedupSet`). A row dated ahead moves into its
       bucket when the clock comes within reach, so a later copy is caught there.
-    * Memory: the buckets of about ``2 * horizon_ms`` (all of one bucket size, the largest's
-      capacity at load <= 0.7), plus the rows outside the ring. One call spanning more (a
-      whole day in one array) holds every bucket of the call until it returns, at most
-      ``MAX_BUCKETS`` of them (older rows of such a call go to the ``DedupSet``).
+    * Memory: the buckets of about ``2 * horizon_ms`` (all of one size, the largest's capacity
+      at load <= 0.7), plus the rows outside the ring. The rows of one call spanning more (a
+      whole day in one array) that are older than the horizon behind the clock after it go to
+      the ``DedupSet`` (one table, as before the buckets); before the clock is set (the first
+      few rows) the ring starts at the oldest row, over at most ``MAX_BUCKETS`` buckets.
 
     Examples
     --------
@@ -340,16 +341,27 @@ class TimeBucketKeySet:
             hi = int(t[active].max()) // b_of
         else:
             return out.view(np.bool_)
-        if lo is None:  # first rows: the ring starts at the oldest (within MAX_BUCKETS of the top)
+        if self.clock_ms is not None:  # the ring spans the horizon behind the clock to the horizon ahead
+            lo = (
+                (self.clock_ms - self.horizon_ms) // b_of
+                if lo is None
+                else max(lo, (self.clock_ms - self.horizon_ms) // b_of)
+            )
+        elif lo is None:  # no clock yet (the first few rows): the ring starts at the oldest
             if not active.any():
                 return out.view(np.bool_)
             lo = max(min(int(t[active].min()) // b_of, hi), hi - self.MAX_BUCKETS + 1)
-        elif self.clock_ms is not None:
-            lo = max(lo, (self.clock_ms - self.horizon_ms) // b_of)
         lo = min(lo, hi)
         need = _pow2(hi - lo + 1)
-        if need > self.tables.shape[0]:
-            self._resize(need, self.tables.shape[1], lo)
+        cap = self.tables.shape[1]
+        if 10 * n > 7 * cap:  # a large call: size the tables once from its rows per bucket
+            ta = t[active]
+            ta = ta[(ta >= lo * b_of) & (ta < (hi + 1) * b_of)]
+            if len(ta):
+                span = int(ta.max()) // b_of - int(ta.min()) // b_of + 1
+                cap = max(cap, _pow2((10 * 2 * len(ta) // span) // 7 + 1))  # twice the mean load
+        if need > self.tables.shape[0] or cap > self.tables.shape[1]:
+            self._resize(max(need, self.tables.shape[0]), cap, lo)
         if len(self._pend[0]):
             self._migrate(lo, hi)
         n_outside = self._insert(keys, t, active, out, lo)
@@ -390,9 +402,12 @@ class TimeBucketKeySet:
         self._pend = (k[keep], t[keep], c[keep])
 
     def _advance(self, lo: int) -> None:
-        """Drop the buckets that end more than the horizon behind the clock; shrink the ring."""
+        """Drop the buckets that end more than the horizon behind the clock (and the side set's
+        old generation); shrink the ring."""
         if self.clock_ms is not None:
             lo = max(lo, (self.clock_ms - self.horizon_ms) // self.bucket_ms)
+            if len(self.side):
+                self.side._rotate(self.clock_ms)
         self.lo = lo if self.lo is None else max(self.lo, lo)
         small = _pow2(self.span)
         if self.tables.shape[0] > small:
