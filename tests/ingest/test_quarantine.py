@@ -199,3 +199,20 @@ def test_rows_from_several_files_name_their_file_and_row(tmp_path):
     r["ts_ms"], r["latency_ms"] = t0, np.inf
     assert mem.ingest(r).by_reason == {"non_finite": 1}
     assert "file" not in mem.quarantine.records()[0]
+
+
+def test_the_pipelines_streaming_quarantine_writes_the_file(tmp_path):
+    """The replay's quarantine.jsonl (a store that forwards the columns) names the file too."""
+    import json
+
+    from telcoanalytics.ingest import Ingestor
+    from telcoanalytics.pipeline.run import OutputLog, streaming_quarantine
+
+    p = tmp_path / "equip.csv"
+    p.write_text("ts_ms,element_id,metric_id,value\n1700000000000,1,0,x\n1700000000000,1,0,1\n")
+    log = OutputLog(tmp_path / "q.jsonl")
+    ing = Ingestor("equip", quarantine=streaming_quarantine(log))
+    list(ing.ingest_file(p))
+    log.sync()
+    (rec,) = [json.loads(x) for x in (tmp_path / "q.jsonl").read_text().splitlines()]
+    assert (rec["file"], rec["row"], rec["reason"]) == (str(p), 0, "unparseable")
