@@ -11,6 +11,11 @@ data is seeded and valid except for a realistic 0.1% of corrupted rows (and, for
 duplicate record ids), so the quarantine path is exercised too. The JIT is warmed before
 timing; the cold start (compile into an empty cache) is measured in a fresh process.
 
+``test_dedup_cost_ab`` measures the duplicate check by natural key in one process: ``dedup=False``
+(the path before every source was checked), the default (key sets per event-time bucket) and
+the previous default (one table of every key), per source, whole array and 100k-row batches,
+best of ``BENCH_AB_ROUNDS``; run it with ``-s`` to see the table.
+
 ``extra_info`` of each benchmark holds ``events_per_s`` (from the fastest round). The Parquet
 ingest is compared with ``pyarrow.parquet.read_table`` of the same file: the ratio tells how
 much of the Parquet ingest time is pyarrow's own decoding.
@@ -42,7 +47,10 @@ def _topology():
 
 
 def make(source: str, n: int, element_ids: np.ndarray, seed: int = 42) -> np.ndarray:
-    """Seeded canonical rows with 0.1% corrupted (and for CDRs 0.1% duplicated ids)."""
+    """Seeded canonical rows with 0.1% corrupted (and for CDRs 0.1% duplicated ids).
+
+    Measurements (equipment, flows, QoS) are distinct by natural key except for a few chance
+    repeats of (element, metric/destination, time) at the same millisecond."""
     rng = np.random.default_rng(seed)
     a = empty(source, n)
     t = T0 + np.sort(rng.integers(0, 86_400_000, n))
@@ -70,6 +78,22 @@ def make(source: str, n: int, element_ids: np.ndarray, seed: int = 42) -> np.nda
         a["metric_id"] = rng.integers(0, 6, n)
         a["value"] = rng.random(n) * 90
         a["value"][bad] = np.nan
+    elif source == "flow":
+        a["ts_ms"] = t
+        a["src_element_id"] = el
+        a["dst_element_id"] = element_ids[rng.integers(0, len(element_ids), n)]
+        a["bytes"] = rng.integers(0, 10**9, n)
+        a["packets"] = a["bytes"] // 1000
+        a["flows"] = rng.integers(1, 100, n)
+        a["bytes"][bad] = -1
+    elif source == "qos":
+        a["ts_ms"] = t
+        a["element_id"] = el
+        a["latency_ms"] = rng.gamma(4.0, 5.0, n)
+        a["jitter_ms"] = rng.gamma(2.0, 1.0, n)
+        a["loss_pct"] = rng.random(n)
+        a["mos"] = 4.2
+        a["latency_ms"][bad] = np.inf
     else:
         raise ValueError(source)
     return a
@@ -222,3 +246,75 @@ def test_ingest_csv(benchmark, setup, source):
 
     assert benchmark.pedantic(run, rounds=3, iterations=1) == N_CSV
     _rate(benchmark, N_CSV)
+
+
+# ---- duplicate check A/B: the cost of the natural-key check, in one process -------------------------
+AB_SOURCES = ("cdr", "equip", "flow", "qos")
+AB_ROUNDS = int(os.environ.get("BENCH_AB_ROUNDS", 5))
+
+
+def _previous_default(source, topo):
+    """The Ingestor as it was before the key sets per time bucket: one table of every key of the
+    horizon (``DedupSet``, two generations), for the A/B only."""
+    from telcoanalytics.ingest.dedup import DedupSet
+    from telcoanalytics.ingest.ingestor import DEDUP_HORIZON_MS
+
+    ing = Ingestor(source, topology=topo)
+    ing.dedup = DedupSet(DEDUP_HORIZON_MS[source])
+    return ing
+
+
+AB_MODES = {
+    "dedup=False": lambda s, topo: Ingestor(s, topology=topo, dedup=False),
+    "default (buckets)": lambda s, topo: Ingestor(s, topology=topo),
+    "previous default": _previous_default,
+}
+
+
+def test_dedup_cost_ab(benchmark, setup):
+    """``dedup=False`` (the path before duplicates were checked in every source) against the
+    default and the previous default (one table of every key), per source, whole array and in
+    100k-row batches, modes interleaved round by round; best of ``BENCH_AB_ROUNDS``. The table
+    goes to stdout (``-s``) and to ``extra_info``."""
+    import time
+
+    topo, data, _ = setup
+    for s in AB_SOURCES:  # flow and qos are only made here
+        if s not in data:
+            data[s] = make(s, N, topo.ids[topo.element_level])
+            Ingestor(s, topology=topo).ingest(data[s][:1000])
+    best = {}
+
+    def one(mode, s, step):
+        a = data[s]
+        ing = AB_MODES[mode](s, topo)
+        t0 = time.perf_counter()
+        for i in range(0, N, step):
+            ing.ingest(a[i : i + step])
+        return time.perf_counter() - t0, ing
+
+    def run():
+        for _ in range(AB_ROUNDS):
+            for s in AB_SOURCES:
+                for step in (N, 100_000):
+                    counts = set()
+                    for mode in AB_MODES:
+                        dt, ing = one(mode, s, step)
+                        key = (s, step, mode)
+                        best[key] = min(best.get(key, np.inf), dt)
+                        if mode != "dedup=False":
+                            counts.add((ing.n_accepted, ing.n_quarantined))
+                    assert len(counts) == 1, f"{s}: the two key sets disagree {counts}"
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    lines = [f"duplicate check A/B, {N:,} rows per source, best of {AB_ROUNDS} (M rows/s; ratio to dedup=False)"]
+    for s in AB_SOURCES:
+        for step in (N, 100_000):
+            base = best[(s, step, "dedup=False")]
+            cells = []
+            for mode in AB_MODES:
+                dt = best[(s, step, mode)]
+                benchmark.extra_info[f"{s}/{'whole' if step == N else '100k'}/{mode}_s"] = round(dt, 4)
+                cells.append(f"{mode} {N / dt / 1e6:6.2f} ({dt / base:4.2f}x)")
+            lines.append(f"  {s:6s} {'whole' if step == N else 'batches of 100k':16s} " + "  ".join(cells))
+    print("\n" + "\n".join(lines))

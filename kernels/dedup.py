@@ -1,4 +1,4 @@
-"""Open-addressing int64 hash set for duplicate detection (record ids).
+"""Open-addressing int64 hash sets for duplicate detection (record ids, natural keys per time bucket).
 
 The table is an int64 array whose length is a power of two; empty slots hold ``EMPTY``
 (``-2**63``). Because that value cannot be told apart from an empty slot, whether the key
@@ -136,6 +136,124 @@ def hashset_rehash(old_table, new_table):
         new_table[probe(new_table, mask, k, hashset_slot(k, mask))] = k
 
 
+# ---- key sets per event-time bucket (natural keys that contain the event time) --------------------
+# A ring of ``R`` open-addressing tables (rows of a 2-D array), one per event-time bucket; bucket
+# ``b`` lives in row ``b & (R - 1)``. ``bmeta[r] = [bucket id (EMPTY: none), keys stored,
+# has_min_key]``. A batch's rows fall in a few recent buckets, so its probes hit small tables that
+# stay in cache instead of one table of every key of the horizon.
+M_BUCKET, M_COUNT, M_HAS_MIN = range(3)
+OUT_DUP, OUT_OUTSIDE = 1, 2
+
+
+@kernel
+def bucketset_insert(keys, t_ms, active, start, geometry, tables, bmeta, out):
+    """Check and insert the active rows ``start..`` into the bucket of their event time.
+
+    Parameters
+    ----------
+    keys, t_ms : int64 (n,)
+        Key and event time of each row.
+    active : bool (n,)
+    start : int
+        First row to look at (rows before it were done by an earlier call).
+    geometry : int64 (3,)
+        ``[bucket_ms, lo, n_outside]``: bucket width and the lowest bucket held; rows in buckets
+        outside ``lo .. lo + R - 1`` get ``out = OUT_OUTSIDE``, are counted in ``n_outside`` and
+        are left to the caller.
+    tables : int64 (R, cap), R and cap powers of two, updated in place
+    bmeta : int64 (R, 3), updated in place (see the module notes)
+    out : int8 (n,), set to ``OUT_DUP`` for a key already in its bucket (or earlier in the batch)
+
+    Returns
+    -------
+    int
+        ``n`` when every row was done; else the row at which a bucket reached the load factor
+        0.7 (the caller grows ``cap`` and calls again from there).
+    """
+    bucket_ms = geometry[0]
+    lo = geometry[1]
+    n_ring = tables.shape[0]
+    cap = tables.shape[1]
+    rmask = n_ring - 1
+    mask = cap - 1
+    limit = (7 * cap) // 10
+    t_lo = 1
+    t_hi = 0  # event times of the bucket of the previous row (rows come mostly in time order)
+    r = 0
+    outside = False
+    for i in range(start, keys.shape[0]):
+        if not active[i]:
+            continue
+        t = t_ms[i]
+        if t < t_lo or t >= t_hi:
+            b = t // bucket_ms
+            t_lo = b * bucket_ms
+            t_hi = t_lo + bucket_ms
+            outside = b < lo or b - lo >= n_ring
+            if not outside:
+                r = b & rmask
+                if bmeta[r, M_BUCKET] != b:  # a fresh row, or one that held an expired bucket: reuse it
+                    if bmeta[r, M_BUCKET] != EMPTY:
+                        for j in range(cap):
+                            tables[r, j] = EMPTY
+                    bmeta[r, M_BUCKET] = b
+                    bmeta[r, M_COUNT] = 0
+                    bmeta[r, M_HAS_MIN] = 0
+        if outside:
+            out[i] = OUT_OUTSIDE
+            geometry[2] += 1
+            continue
+        k = keys[i]
+        if k == EMPTY:
+            if bmeta[r, M_HAS_MIN] != 0:
+                out[i] = OUT_DUP
+            else:
+                bmeta[r, M_HAS_MIN] = 1
+                bmeta[r, M_COUNT] += 1
+            continue
+        s = hashset_slot(k, mask)
+        while True:
+            v = tables[r, s]
+            if v == k or v == EMPTY:
+                break
+            s = (s + 1) & mask
+        if v == k:
+            out[i] = OUT_DUP
+        else:
+            if bmeta[r, M_COUNT] >= limit:
+                return i
+            tables[r, s] = k
+            bmeta[r, M_COUNT] += 1
+    return keys.shape[0]
+
+
+@kernel
+def bucketset_move(old_tables, old_meta, lo, new_tables, new_meta):
+    """Re-insert every bucket of ``old`` with id ``>= lo`` into the empty ring ``new`` (any R and
+    cap, powers of two, large enough); ``new_tables`` all ``EMPTY``, ``new_meta[:, 0]`` ``EMPTY``.
+    Returns the number of buckets moved."""
+    rmask = new_tables.shape[0] - 1
+    mask = new_tables.shape[1] - 1
+    moved = 0
+    for r in range(old_tables.shape[0]):
+        b = old_meta[r, M_BUCKET]
+        if b == EMPTY or b < lo:
+            continue
+        nr = b & rmask
+        for c in range(3):
+            new_meta[nr, c] = old_meta[r, c]
+        for j in range(old_tables.shape[1]):
+            k = old_tables[r, j]
+            if k == EMPTY:
+                continue
+            s = hashset_slot(k, mask)
+            while new_tables[nr, s] != EMPTY:
+                s = (s + 1) & mask
+            new_tables[nr, s] = k
+        moved += 1
+    return moved
+
+
 @kernel
 def hashmap_build(keys, values, table_keys, table_vals):
     """Fill an empty map (``table_keys`` all ``EMPTY``, capacity a power of two above
@@ -191,7 +309,71 @@ def natural_key_hash(a, b, c, out):
     plain Python (``NUMBA_DISABLE_JIT=1``) wrap the call in ``np.errstate(over="ignore")``.
     """
     for i in range(a.shape[0]):
-        h = _fmix64(np.uint64(a[i]) + _K1)
-        h = _fmix64(h ^ (np.uint64(b[i]) * _K1 + _K2))
-        h = _fmix64(h ^ (np.uint64(c[i]) * _K1 + _K3))
-        out[i] = np.int64(h)
+        out[i] = _mix3(a[i], b[i], c[i])
+
+
+@kernel
+def _mix3(a, b, c):
+    """The hash of one key ``(a, b, c)`` (see :func:`natural_key_hash`)."""
+    h = _fmix64(np.uint64(a) + _K1)
+    h = _fmix64(h ^ (np.uint64(b) * _K1 + _K2))
+    h = _fmix64(h ^ (np.uint64(c) * _K1 + _K3))
+    return np.int64(h)
+
+
+@kernel
+def natural_keys_equip(rows, out):
+    """``out[i]`` = :func:`natural_key_hash` of ``(element_id, metric_id, ts_ms)`` of each row of a
+    ``records.EQUIP_DTYPE`` array (the structured array in one argument: one compiled call)."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        out[i] = _mix3(np.int64(r["element_id"]), np.int64(r["metric_id"]), np.int64(r["ts_ms"]))
+
+
+@kernel
+def natural_keys_flow(rows, out):
+    """Hash of ``(src_element_id, dst_element_id, ts_ms)`` of each ``records.FLOW_DTYPE`` row."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        out[i] = _mix3(np.int64(r["src_element_id"]), np.int64(r["dst_element_id"]), np.int64(r["ts_ms"]))
+
+
+@kernel
+def natural_keys_qos(rows, out):
+    """Hash of ``(element_id, ts_ms, 0)`` of each ``records.QOS_DTYPE`` row."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        out[i] = _mix3(np.int64(r["element_id"]), np.int64(r["ts_ms"]), np.int64(0))
+
+
+@kernel
+def recent_clock_observe(t_ms, ok, recent, state):
+    """Robust clock over the last valid event times: push the valid (``ok``) times of ``t_ms``, in
+    order, into the ring ``recent`` and move the clock to the ``state[3] + 1``-th largest time in
+    the ring when that is later.
+
+    ``state`` is int64 ``[n_held, head, clock, outliers]`` (clock ``EMPTY`` while unset). Only the
+    last ``len(recent)`` valid rows of the batch can matter, so the walk starts there. Returns
+    the clock.
+    """
+    w = recent.shape[0]
+    start = t_ms.shape[0]
+    need = w
+    while start > 0 and need > 0:
+        start -= 1
+        if ok[start]:
+            need -= 1
+    for i in range(start, t_ms.shape[0]):
+        if ok[i]:
+            recent[state[1]] = t_ms[i]
+            state[1] = (state[1] + 1) % w
+            if state[0] < w:
+                state[0] += 1
+    k = state[3] + 1
+    m = state[0]
+    if m >= k:
+        held = np.sort(recent[:m] if m < w else recent)
+        cand = held[m - k]
+        if state[2] == EMPTY or cand > state[2]:
+            state[2] = cand
+    return state[2]

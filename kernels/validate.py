@@ -1,4 +1,4 @@
-"""Row validation of call detail records in one pass (first failing check per row).
+"""Row validation in one compiled pass per source (first failing check per row).
 
 The checks and their order are those of ``telcoanalytics.ingest.ingestor`` (its module docstring); the
 caller passes the reason codes, so this module knows nothing of the quarantine's numbering.
@@ -19,37 +19,42 @@ L_LO_MS, L_HI_MS, L_CAUSE_LO, L_CAUSE_HI, L_N_SERVICES, L_MAX_CALL_MS, L_MAX_BYT
 
 
 @kernel
-def cdr_first_failure(
-    start_ms, end_ms, answer_ms, cause, service, bytes_up, bytes_down, limits, codes, out_code, out_field
-):
+def cdr_first_failure(rows, limits, codes, out_code, out_field):
     """First failing check of every CDR row.
 
     Parameters
     ----------
-    start_ms, end_ms, answer_ms : int64 (n,)
-    cause : int16 (n,); service : uint8/int (n,); bytes_up, bytes_down : int64 (n,)
+    rows : structured array (n,) with ``start_ms``, ``end_ms``, ``answer_ms`` (int64), ``cause``,
+        ``service`` (ints), ``bytes_up``, ``bytes_down`` (int64): ``records.CDR_DTYPE`` (one
+        argument, not one per field: a compiled call costs about as much per array argument as
+        the checks of a small batch)
     limits : int64 (8,)
         ``[lo_ms, hi_ms)`` accepted event times, ``cause_lo..cause_hi`` accepted Q.850 causes,
         ``n_services`` known service codes, the longest call (ms), the most bytes per record,
         and the answer time meaning "not answered" (see the ``L_*`` indices).
     codes : int64 (6,), reason codes for time out of range, end before start (or negative
         duration), answer outside the call, bad cause, out of domain, negative counter
-    out_code : int8 (n,), 0 or the first failing reason code
-    out_field : int8 (n,), index into ``CDR_CHECK_FIELDS`` of the failing field, -1 if none
+    out_code : int8 (n,), updated in place
+        Rows already non-zero (failed an earlier check) are left as they are; the others get
+        0 or their first failing reason code.
+    out_field : int8 (n,), index into ``CDR_CHECK_FIELDS`` of the failing field (set with the code)
 
     Returns
     -------
     int
-        Number of rows that failed a check.
+        Number of rows that failed a check here.
     """
     lo_ms, hi_ms = limits[L_LO_MS], limits[L_HI_MS]
     cause_lo, cause_hi, n_services = limits[L_CAUSE_LO], limits[L_CAUSE_HI], limits[L_N_SERVICES]
     max_call, max_bytes, no_time = limits[L_MAX_CALL_MS], limits[L_MAX_BYTES], limits[L_NO_TIME]
     n_bad = 0
-    for i in range(start_ms.shape[0]):
-        s = start_ms[i]
-        e = end_ms[i]
-        a = answer_ms[i]
+    for i in range(rows.shape[0]):
+        if out_code[i] != 0:
+            continue
+        row = rows[i]
+        s = row["start_ms"]
+        e = row["end_ms"]
+        a = row["answer_ms"]
         c = 0
         f = -1
         if s < lo_ms or s >= hi_ms:
@@ -60,25 +65,25 @@ def cdr_first_failure(
             c, f = codes[1], F_END
         elif a >= 0 and (a < s or a > e):
             c, f = codes[2], F_ANSWER
-        elif cause[i] < cause_lo or cause[i] > cause_hi:
+        elif row["cause"] < cause_lo or row["cause"] > cause_hi:
             c, f = codes[3], F_CAUSE
-        elif service[i] < 0 or service[i] >= n_services:
+        elif row["service"] < 0 or row["service"] >= n_services:
             c, f = codes[4], F_SERVICE
         elif e - s > max_call:
             c, f = codes[4], F_END
         elif a < 0 and a != no_time:
             c, f = codes[4], F_ANSWER
-        elif bytes_up[i] > max_bytes:
+        elif row["bytes_up"] > max_bytes:
             c, f = codes[4], F_BYTES_UP
-        elif bytes_down[i] > max_bytes:
+        elif row["bytes_down"] > max_bytes:
             c, f = codes[4], F_BYTES_DOWN
-        elif bytes_up[i] < 0:
+        elif row["bytes_up"] < 0:
             c, f = codes[5], F_BYTES_UP
-        elif bytes_down[i] < 0:
+        elif row["bytes_down"] < 0:
             c, f = codes[5], F_BYTES_DOWN
-        out_code[i] = c
-        out_field[i] = f
         if c != 0:
+            out_code[i] = c
+            out_field[i] = f
             n_bad += 1
     return n_bad
 
@@ -89,31 +94,34 @@ EQUIP_CHECK_FIELDS = ("value", "ts_ms", "metric_id")
 
 
 @kernel
-def equip_first_failure(ts_ms, metric_id, value, limits, value_lo, value_hi, is_counter, codes, out_code, out_field):
+def equip_first_failure(rows, limits, value_lo, value_hi, is_counter, codes, out_code, out_field):
     """First failing check of every equipment row (the order of ``telcoanalytics.ingest.ingestor``).
 
     Parameters
     ----------
-    ts_ms : int64 (n,); metric_id : int (n,); value : float64 (n,)
+    rows : structured array (n,) with ``ts_ms`` (int64), ``metric_id`` (int), ``value`` (float64)
     limits : int64 (2,), the accepted event-time range ``[lo_ms, hi_ms)``
     value_lo, value_hi : float64 (m,), inclusive value range of each known metric code
     is_counter : bool (m,), counters below zero are ``negative_counter`` (else ``out_of_domain``)
     codes : int64 (4,), reason codes for non-finite, time out of range, out of domain, negative counter
-    out_code : int8 (n,), 0 or the first failing reason code
-    out_field : int8 (n,), index into ``EQUIP_CHECK_FIELDS``, -1 if none
+    out_code, out_field : int8 (n,), updated in place as in :func:`cdr_first_failure` (field
+        indices into ``EQUIP_CHECK_FIELDS``)
 
     Returns
     -------
     int
-        Number of rows that failed a check.
+        Number of rows that failed a check here.
     """
     lo_ms, hi_ms = limits[0], limits[1]
     m_known = value_lo.shape[0]
     n_bad = 0
-    for i in range(ts_ms.shape[0]):
-        v = value[i]
-        t = ts_ms[i]
-        m = metric_id[i]
+    for i in range(rows.shape[0]):
+        if out_code[i] != 0:
+            continue
+        row = rows[i]
+        v = row["value"]
+        t = row["ts_ms"]
+        m = row["metric_id"]
         c = 0
         f = -1
         if not np.isfinite(v):
@@ -126,8 +134,148 @@ def equip_first_failure(ts_ms, metric_id, value, limits, value_lo, value_hi, is_
             c, f = codes[2], E_VALUE
         elif v < 0 and is_counter[m]:
             c, f = codes[3], E_VALUE
-        out_code[i] = c
-        out_field[i] = f
         if c != 0:
+            out_code[i] = c
+            out_field[i] = f
             n_bad += 1
     return n_bad
+
+
+# field index written by flow_first_failure
+W_TS, W_BYTES, W_PACKETS, W_FLOWS = range(4)
+FLOW_CHECK_FIELDS = ("ts_ms", "bytes", "packets", "flows")
+
+
+@kernel
+def flow_first_failure(rows, limits, codes, out_code, out_field):
+    """First failing check of every flow row: time out of range, then a counter above its maximum
+    (bytes, packets, flows in that order: ``out_of_domain``), then one below zero
+    (``negative_counter``).
+
+    Parameters
+    ----------
+    rows : structured array (n,) with int64 ``ts_ms``, ``bytes``, ``packets``, ``flows``
+    limits : int64 (5,), ``[lo_ms, hi_ms, max_bytes, max_packets, max_flows]``
+    codes : int64 (3,), reason codes for time out of range, out of domain, negative counter
+    out_code, out_field : int8 (n,), updated in place as in :func:`cdr_first_failure` (field
+        indices into ``FLOW_CHECK_FIELDS``)
+
+    Returns
+    -------
+    int
+        Number of rows that failed a check here.
+    """
+    lo_ms, hi_ms = limits[0], limits[1]
+    n_bad = 0
+    for i in range(rows.shape[0]):
+        if out_code[i] != 0:
+            continue
+        row = rows[i]
+        t = row["ts_ms"]
+        b, p, w = row["bytes"], row["packets"], row["flows"]
+        c = 0
+        f = -1
+        if t < lo_ms or t >= hi_ms:
+            c, f = codes[0], W_TS
+        elif b > limits[2]:
+            c, f = codes[1], W_BYTES
+        elif p > limits[3]:
+            c, f = codes[1], W_PACKETS
+        elif w > limits[4]:
+            c, f = codes[1], W_FLOWS
+        elif b < 0:
+            c, f = codes[2], W_BYTES
+        elif p < 0:
+            c, f = codes[2], W_PACKETS
+        elif w < 0:
+            c, f = codes[2], W_FLOWS
+        if c != 0:
+            out_code[i] = c
+            out_field[i] = f
+            n_bad += 1
+    return n_bad
+
+
+# field index written by qos_first_failure
+Q_TS, Q_LATENCY, Q_JITTER, Q_LOSS, Q_MOS = range(5)
+QOS_CHECK_FIELDS = ("ts_ms", "latency_ms", "jitter_ms", "loss_pct", "mos")
+
+
+@kernel
+def qos_first_failure(rows, limits, bounds, codes, out_code, out_field):
+    """First failing check of every QoS row: a non-finite latency, jitter or loss (an infinite
+    MOS; NaN MOS means not measured), time out of range, then a value outside its bounds.
+
+    Parameters
+    ----------
+    rows : structured array (n,) with ``ts_ms`` (int64), ``latency_ms``, ``jitter_ms``,
+        ``loss_pct``, ``mos`` (float64)
+    limits : int64 (2,), the accepted event-time range ``[lo_ms, hi_ms)``
+    bounds : float64 (4, 2), inclusive ``(lo, hi)`` of latency, jitter, loss and MOS
+    codes : int64 (3,), reason codes for non-finite, time out of range, out of domain
+    out_code, out_field : int8 (n,), updated in place as in :func:`cdr_first_failure` (field
+        indices into ``QOS_CHECK_FIELDS``)
+
+    Returns
+    -------
+    int
+        Number of rows that failed a check here.
+    """
+    lo_ms, hi_ms = limits[0], limits[1]
+    n_bad = 0
+    for i in range(rows.shape[0]):
+        if out_code[i] != 0:
+            continue
+        row = rows[i]
+        a, j, p, m = row["latency_ms"], row["jitter_ms"], row["loss_pct"], row["mos"]
+        t = row["ts_ms"]
+        c = 0
+        f = -1
+        if not np.isfinite(a):
+            c, f = codes[0], Q_LATENCY
+        elif not np.isfinite(j):
+            c, f = codes[0], Q_JITTER
+        elif not np.isfinite(p):
+            c, f = codes[0], Q_LOSS
+        elif np.isinf(m):
+            c, f = codes[0], Q_MOS
+        elif t < lo_ms or t >= hi_ms:
+            c, f = codes[1], Q_TS
+        elif a < bounds[0, 0] or a > bounds[0, 1]:
+            c, f = codes[2], Q_LATENCY
+        elif j < bounds[1, 0] or j > bounds[1, 1]:
+            c, f = codes[2], Q_JITTER
+        elif p < bounds[2, 0] or p > bounds[2, 1]:
+            c, f = codes[2], Q_LOSS
+        elif m < bounds[3, 0] or m > bounds[3, 1]:  # NaN compares False: not measured is allowed
+            c, f = codes[2], Q_MOS
+        if c != 0:
+            out_code[i] = c
+            out_field[i] = f
+            n_bad += 1
+    return n_bad
+
+
+@kernel
+def mark_negative(x, code, out_code, out_field, field):
+    """Rows not failed yet (``out_code == 0``) whose ``x`` is negative get ``code`` and ``field``
+    (e.g. an element id the topology does not know: index -1). Returns how many."""
+    n = 0
+    for i in range(x.shape[0]):
+        if out_code[i] == 0 and x[i] < 0:
+            out_code[i] = code
+            out_field[i] = field
+            n += 1
+    return n
+
+
+@kernel
+def mark_flagged(flag, code, out_code, out_field, field):
+    """Rows not failed yet whose ``flag`` is set get ``code`` and ``field``. Returns how many."""
+    n = 0
+    for i in range(flag.shape[0]):
+        if out_code[i] == 0 and flag[i]:
+            out_code[i] = code
+            out_field[i] = field
+            n += 1
+    return n

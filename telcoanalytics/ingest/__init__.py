@@ -7,6 +7,7 @@ from telcoanalytics.ingest.clock import (  # noqa: F401
     DEFAULT_MAX_SKEW_MS,
     EventClock,
 )
+from telcoanalytics.ingest.dedup import DedupClock, TimeBucketKeySet  # noqa: F401
 from telcoanalytics.ingest.ingestor import (  # noqa: F401
     DEDUP_HORIZON_MS,
     DEFAULT_DEDUP_HORIZON_MS,
@@ -30,6 +31,7 @@ from telcoanalytics.ingest.quarantine import (  # noqa: F401
     NEGATIVE_COUNTER,
     NEGATIVE_DURATION,
     NON_FINITE,
+    ORIGIN_COLUMN,
     OUT_OF_DOMAIN,
     TIME_IN_FUTURE,
     TIME_OUT_OF_RANGE,
@@ -40,6 +42,7 @@ from telcoanalytics.ingest.quarantine import (  # noqa: F401
 from telcoanalytics.ingest.readers import (  # noqa: F401
     CSV_ENGINES,
     DEFAULT_CHUNK_ROWS,
+    MAX_RECORD_LINES,
     RawChunk,
     iter_chunks,
     read_arrow,
@@ -66,6 +69,8 @@ __all__ = [
     "DEFAULT_DEDUP_HORIZON_MS",
     "DEDUP_HORIZON_MS",
     "DedupSet",
+    "TimeBucketKeySet",
+    "DedupClock",
     "EventClock",
     "DEFAULT_MAX_SKEW_MS",
     "DEFAULT_FUTURE_HORIZON_MS",
@@ -85,6 +90,7 @@ __all__ = [
     "UNKNOWN_ELEMENT",
     "DUPLICATE_ID",
     "Quarantine",
+    "ORIGIN_COLUMN",
     "DEFAULT_BATCH_MS",
     "DEFAULT_MAX_DISORDER_MS",
     "MergedBatches",
@@ -92,6 +98,7 @@ __all__ = [
     "DEFAULT_CHUNK_ROWS",
     "RawChunk",
     "CSV_ENGINES",
+    "MAX_RECORD_LINES",
     "read_csv",
     "read_parquet",
     "read_arrow",

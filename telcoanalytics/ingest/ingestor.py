@@ -36,7 +36,9 @@ of ``quarantine.REASONS``), and within a reason the first field in canonical ord
     ``record_id``; element, metric and time of equipment counters; source, destination and time
     of flows; element and time of QoS probes. Multi-field keys are compared by a 64-bit hash
     (a false match about once in 2**64 pairs). Only rows that passed every other check count
-    as seen, so a corrupt first copy does not hide a valid second one).
+    as seen, so a corrupt first copy does not hide a valid second one. Keys holding the event
+    time are kept per 5-min event-time bucket and always caught while the row's time is within
+    the horizon behind the robust clock: ``telcoanalytics.ingest.dedup``).
 13. ``time_in_future`` is not checked here: a pipeline decides it after ingest, against its robust
     event-time clock (``telcoanalytics.ingest.clock``), and moves such rows here with
     :meth:`Ingestor.reject_accepted`.
@@ -53,14 +55,25 @@ from kernels.dedup import (
     EMPTY,
     hashmap_build,
     hashmap_lookup,
-    hashset_contains,
-    hashset_insert,
-    hashset_rehash,
     natural_key_hash,
+    natural_keys_equip,
+    natural_keys_flow,
+    natural_keys_qos,
 )
-from kernels.validate import CDR_CHECK_FIELDS, EQUIP_CHECK_FIELDS, cdr_first_failure, equip_first_failure
-from telcoanalytics.ingest.clock import EventClock
-from telcoanalytics.ingest.quarantine import REASON_CODE, REASONS, Quarantine
+from kernels.validate import (
+    CDR_CHECK_FIELDS,
+    EQUIP_CHECK_FIELDS,
+    FLOW_CHECK_FIELDS,
+    QOS_CHECK_FIELDS,
+    cdr_first_failure,
+    equip_first_failure,
+    flow_first_failure,
+    mark_flagged,
+    mark_negative,
+    qos_first_failure,
+)
+from telcoanalytics.ingest.dedup import DEFAULT_DEDUP_HORIZON_MS, DedupClock, DedupSet, TimeBucketKeySet
+from telcoanalytics.ingest.quarantine import ORIGIN_COLUMN, REASON_CODE, REASONS, Quarantine
 from telcoanalytics.ingest.readers import DEFAULT_CHUNK_ROWS, RawChunk, iter_chunks
 from telcoanalytics.ingest.schema import REGISTRY, SchemaRegistry, SchemaVersion
 from telcoanalytics.records import (
@@ -84,9 +97,6 @@ from telcoanalytics.records import (
 DEFAULT_TIME_RANGE_MS = (946_684_800_000, 4_102_444_800_000)
 """Sane event-time range: [2000-01-01, 2100-01-01) UTC in ms."""
 
-DEFAULT_DEDUP_HORIZON_MS = 24 * 3600 * 1000
-"""Duplicate CDR record ids are remembered for at least this much event time (see DedupSet)."""
-
 DEDUP_HORIZON_MS = {
     "cdr": DEFAULT_DEDUP_HORIZON_MS,
     "equip": 2 * 3_600_000,
@@ -96,21 +106,25 @@ DEDUP_HORIZON_MS = {
 }
 """Default duplicate-detection horizon per source. Measurements (equipment, flows, QoS) are many
 rows per element and minute, so their keys are kept for 2 h of event time (a batch delivered
-again within that is caught; memory about 11-23 bytes per row of the last 2-4 h); record ids of
+again within that is caught; memory about 11-23 bytes per row of the last 4 h, in one table per
+5 min of event time: ``dedup.TimeBucketKeySet``); record ids of
 calls are few enough to keep a day."""
 
 
-def _sample_times(t: np.ndarray, ok: np.ndarray | None) -> np.ndarray:
-    """The valid event times of a batch, thinned to at most ~2,048 in order (they drive the dedup
-    horizon through a robust clock, so a few rows dated far ahead cannot flush the key set)."""
-    if ok is not None:
-        t = t[ok]
-    if len(t) > 2048:
-        t = t[:: len(t) // 1024]
-    return t
+_ROW_KEYS = {"equip": natural_keys_equip, "flow": natural_keys_flow, "qos": natural_keys_qos}
+"""Natural-key hash kernels over a whole canonical array (equal to ``natural_key_hash`` of the fields)."""
+
+_NARROW_KEY_FIELDS = {f for s, fs in NATURAL_KEY.items() for f in fs if DTYPES[s][f] != np.int64}
+"""Natural-key fields stored narrower than int64 (widened before hashing)."""
 
 
-_BLOCK_ROWS = 32_768  # validation works on cache-sized row blocks of the structured array
+def _key_set(source: str, horizon_ms):
+    """The duplicate-key set of ``source``: per event-time bucket when the natural key holds the
+    event time (and there is a horizon), else one table in two generations."""
+    if horizon_ms is not None and TIME_FIELD[source] in NATURAL_KEY[source]:
+        return TimeBucketKeySet(horizon_ms)
+    return DedupSet(horizon_ms)
+
 
 _C = REASON_CODE
 # value bounds per metric_id from records.METRIC_DOMAIN (the extra last entry catches unknown codes)
@@ -126,127 +140,6 @@ _ELEMENT_ID_FIELDS = {
     "qos": ("element_id",),
     "complaint": (),  # -1 = no cell, the location names the place (analysis.locate_complaints resolves it)
 }
-
-
-# ---- duplicate detection ------------------------------------------------------------------------
-class DedupSet:
-    """Set of int64 ids seen, with bounded memory through an event-time horizon.
-
-    Two generations of Numba open-addressing hash tables (``kernels.dedup``): new ids go into
-    the current one; a lookup checks both. When the largest event time seen passes the current
-    generation's start by ``horizon_ms``, the previous generation is forgotten and the current
-    becomes the previous. Tables grow (powers of two, load factor <= 0.7) as needed.
-
-    Parameters
-    ----------
-    horizon_ms : int or None
-        None remembers every id for the object's lifetime (memory grows with distinct ids).
-
-    Notes
-    -----
-    A duplicate is always detected when it arrives before the largest event time seen has
-    advanced ``horizon_ms`` past the time at which the first copy was inserted; ids are
-    certainly forgotten after ``2 * horizon_ms``. Memory is 8 bytes per slot, 11-23 bytes per
-    id seen in the last two horizons.
-    """
-
-    def __init__(self, horizon_ms: int | None = DEFAULT_DEDUP_HORIZON_MS, initial_capacity: int = 1 << 12):
-        if horizon_ms is not None and (not isinstance(horizon_ms, (int, np.integer)) or horizon_ms <= 0):
-            raise ValueError(f"dedup_horizon_ms must be a positive int (ms) or None, got {horizon_ms!r}")
-        self.horizon_ms = None if horizon_ms is None else int(horizon_ms)
-        cap = 1 << max(4, int(initial_capacity - 1).bit_length())
-        self.cur = np.full(cap, EMPTY, dtype=np.int64)
-        self.cur_meta = np.zeros(2, dtype=np.int64)
-        self.prev = np.full(16, EMPTY, dtype=np.int64)
-        self.prev_meta = np.zeros(2, dtype=np.int64)
-        self.cur_start_ms: int | None = None
-
-    def __len__(self) -> int:
-        return int(self.cur_meta[0] + self.prev_meta[0])
-
-    def _rotate(self, t_max: int) -> None:
-        if self.horizon_ms is None:
-            return
-        if self.cur_start_ms is None:
-            self.cur_start_ms = t_max
-            return
-        if t_max >= self.cur_start_ms + self.horizon_ms:
-            if t_max >= self.cur_start_ms + 2 * self.horizon_ms:
-                self.prev = np.full(16, EMPTY, dtype=np.int64)
-                self.prev_meta = np.zeros(2, dtype=np.int64)
-            else:
-                self.prev, self.prev_meta = self.cur, self.cur_meta
-            self.cur = np.full(max(16, len(self.prev) // 2), EMPTY, dtype=np.int64)
-            self.cur_meta = np.zeros(2, dtype=np.int64)
-            self.cur_start_ms = t_max
-
-    def _reserve(self, n_more: int) -> None:
-        need = int(self.cur_meta[0]) + n_more
-        if 10 * need > 7 * len(self.cur):  # keep the load factor <= 0.7
-            cap = 1 << ((10 * need) // 7).bit_length()
-            new = np.full(cap, EMPTY, dtype=np.int64)
-            hashset_rehash(self.cur, new)
-            self.cur = new
-
-    def check_insert(self, keys: np.ndarray, active: np.ndarray, t_max_ms: int | None = None) -> np.ndarray:
-        """Mark active keys already seen (before, or earlier in ``keys``), and remember the
-        first copies.
-
-        Parameters
-        ----------
-        keys : int64 array (n,)
-        active : bool array (n,)
-            Rows to check and insert.
-        t_max_ms : int, optional
-            Largest event time of the active rows (drives the horizon).
-
-        Returns
-        -------
-        bool array (n,)
-            True for active duplicates.
-        """
-        keys = np.ascontiguousarray(keys, dtype=np.int64)
-        active = np.ascontiguousarray(active, dtype=np.bool_)
-        dup = np.zeros(len(keys), dtype=np.bool_)
-        n_active = int(np.count_nonzero(active))
-        if n_active == 0:
-            return dup
-        if t_max_ms is not None:
-            self._rotate(int(t_max_ms))
-        if self.prev_meta[0]:
-            hashset_contains(keys, active, self.prev, self.prev_meta, dup)
-            active = active & ~dup
-        self._reserve(n_active)
-        hashset_insert(keys, active, self.cur, self.cur_meta, dup)
-        return dup
-
-    def to_state(self) -> dict:
-        return {
-            "horizon_ms": -1 if self.horizon_ms is None else self.horizon_ms,
-            "cur_start_ms": np.iinfo(np.int64).min if self.cur_start_ms is None else self.cur_start_ms,
-            "cur_keys": self.cur[self.cur != EMPTY],
-            "cur_meta": self.cur_meta.copy(),
-            "prev_keys": self.prev[self.prev != EMPTY],
-            "prev_meta": self.prev_meta.copy(),
-        }
-
-    @classmethod
-    def from_state(cls, d: dict) -> DedupSet:
-        h = int(d["horizon_ms"])
-        s = cls(None if h < 0 else h)
-        cs = int(d["cur_start_ms"])
-        s.cur_start_ms = None if cs == np.iinfo(np.int64).min else cs
-        for name in ("cur", "prev"):
-            keys = np.asarray(d[f"{name}_keys"], dtype=np.int64)
-            meta = np.asarray(d[f"{name}_meta"], dtype=np.int64).copy()
-            table = np.full(1 << max(4, (2 * len(keys)).bit_length()), EMPTY, dtype=np.int64)
-            m = np.zeros(2, dtype=np.int64)
-            hashset_insert(keys, np.ones(len(keys), dtype=np.bool_), table, m, np.zeros(len(keys), dtype=np.bool_))
-            m[1] = meta[1]
-            m[0] = len(keys) + meta[1]
-            setattr(s, name, table)
-            setattr(s, f"{name}_meta", m)
-        return s
 
 
 # ---- results --------------------------------------------------------------------------------
@@ -300,90 +193,46 @@ class IngestResult:
         return self.row_numbers
 
 
-class _Rejects:
-    """First-reason bookkeeping: status code and failing field per row, allocated lazily."""
+class _Status:
+    """First-reason bookkeeping: reason code (0 = accepted) and failing field per row.
 
-    __slots__ = ("n", "status", "field", "names")
+    ``field`` indexes ``names``, whose first entries are the field names the source's compiled
+    check writes (``kernels.validate.*_CHECK_FIELDS``); others are appended as they occur.
+    """
 
-    def __init__(self, n: int):
-        self.n = n
-        self.status = None
-        self.field = None
-        self.names: list[str] = []
+    __slots__ = ("code", "field", "names")
 
-    def _alloc(self):
-        if self.status is None:
-            self.status = np.zeros(self.n, dtype=np.int8)
-            self.field = np.full(self.n, -1, dtype=np.int16)
+    def __init__(self, n: int, source: str):
+        self.code = np.zeros(n, dtype=np.int8)
+        self.field = np.full(n, -1, dtype=np.int8)
+        self.names: list[str] = list(_KERNEL_FIELDS[source])
 
     def name_index(self, name: str) -> int:
         if name not in self.names:
             self.names.append(name)
         return self.names.index(name)
 
-    def mark_before(self, code: int, name: str, mask: np.ndarray, sl: slice = slice(None)) -> None:
+    def mark_before(self, code: int, name: str, mask: np.ndarray) -> None:
         """Like :meth:`mark`, also over rows marked with a reason that comes later in check order."""
-        if not mask.any():
-            return
-        self._alloc()
-        st = self.status[sl]
-        m = mask & ((st == 0) | (st > code))
+        m = mask & ((self.code == 0) | (self.code > code))
         if m.any():
-            st[m] = code
-            self.field[sl][m] = self.name_index(name)
+            self.code[m] = code
+            self.field[m] = self.name_index(name)
 
-    def mark(self, code: int, name: str, mask: np.ndarray, sl: slice = slice(None)) -> None:
-        if not mask.any():
-            return
-        self._alloc()
-        st = self.status[sl]
-        m = mask & (st == 0)
+    def mark(self, code: int, name: str, mask: np.ndarray) -> None:
+        m = mask & (self.code == 0)
         if m.any():
-            st[m] = code
-            self.field[sl][m] = self.name_index(name)
+            self.code[m] = code
+            self.field[m] = self.name_index(name)
 
 
-# ---- per-source checks (yield in check order, on one block of the canonical array) -----------
+# ---- per-source checks: one compiled pass each (kernels.validate), complaints in NumPy ----------
 def _range_bad(x, lo, hi):
     """``(x < lo) | (x >= hi)`` in two passes: x - lo as unsigned is >= hi - lo exactly then."""
     return (x - np.int64(lo)).view(np.uint64) >= np.uint64(hi - lo)
 
 
-def _checks_equip(d, lo, hi, neg_duration):
-    v = d["value"]
-    yield _C["non_finite"], "value", ~np.isfinite(v)
-    yield _C["time_out_of_range"], "ts_ms", _range_bad(d["ts_ms"], lo, hi)
-    m = np.minimum(d["metric_id"].astype(np.uint32), np.uint32(_METRIC_UNKNOWN))
-    yield _C["out_of_domain"], "metric_id", m == _METRIC_UNKNOWN
-    counter = _METRIC_COUNTER[m]
-    neg = v < _METRIC_LO[m]
-    yield _C["out_of_domain"], "value", (neg & ~counter) | (v > _METRIC_HI[m])
-    yield _C["negative_counter"], "value", counter & (v < 0)
-
-
-def _checks_flow(d, lo, hi, neg_duration):
-    yield _C["time_out_of_range"], "ts_ms", _range_bad(d["ts_ms"], lo, hi)
-    dom = DOMAIN["flow"]
-    for f in ("bytes", "packets", "flows"):
-        yield _C["out_of_domain"], f, d[f] > dom[f][1]
-    for f in ("bytes", "packets", "flows"):
-        yield _C["negative_counter"], f, d[f] < 0
-
-
-def _checks_qos(d, lo, hi, neg_duration):
-    lat, jit, loss, mos = d["latency_ms"], d["jitter_ms"], d["loss_pct"], d["mos"]
-    dom = DOMAIN["qos"]
-    yield _C["non_finite"], "latency_ms", ~np.isfinite(lat)
-    yield _C["non_finite"], "jitter_ms", ~np.isfinite(jit)
-    yield _C["non_finite"], "loss_pct", ~np.isfinite(loss)
-    yield _C["non_finite"], "mos", np.isinf(mos)
-    yield _C["time_out_of_range"], "ts_ms", _range_bad(d["ts_ms"], lo, hi)
-    for f, x in (("latency_ms", lat), ("jitter_ms", jit), ("loss_pct", loss)):
-        yield _C["out_of_domain"], f, (x < dom[f][0]) | (x > dom[f][1])
-    yield _C["out_of_domain"], "mos", (mos < dom["mos"][0]) | (mos > dom["mos"][1])  # NaN compares False: allowed
-
-
-def _checks_complaint(d, lo, hi, neg_duration):
+def _checks_complaint(d, lo, hi):
     lat, lon = d["lat"], d["lon"]
     yield _C["non_finite"], "lat", np.isinf(lat)  # NaN: no location given
     yield _C["non_finite"], "lon", np.isinf(lon)
@@ -393,13 +242,57 @@ def _checks_complaint(d, lo, hi, neg_duration):
     yield _C["out_of_domain"], "lon", (lon < -180) | (lon > 180)
 
 
-_CHECKS = {
-    "cdr": None,  # CDRs: one compiled pass, Ingestor._cdr_checks (kernels.validate)
-    "equip": None,  # one compiled pass, Ingestor._equip_checks (kernels.validate); _checks_equip documents it
-    "flow": _checks_flow,
-    "qos": _checks_qos,
-    "complaint": _checks_complaint,
+_KERNEL_FIELDS = {
+    "cdr": CDR_CHECK_FIELDS,
+    "equip": EQUIP_CHECK_FIELDS,
+    "flow": FLOW_CHECK_FIELDS,
+    "qos": QOS_CHECK_FIELDS,
+    "complaint": (),
 }
+_CDR_CODES = {
+    neg: np.array(
+        [
+            _C["time_out_of_range"],
+            _C["negative_duration"] if neg else _C["end_before_start"],
+            _C["answer_outside_call"],
+            _C["bad_cause"],
+            _C["out_of_domain"],
+            _C["negative_counter"],
+        ],
+        dtype=np.int64,
+    )
+    for neg in (False, True)
+}
+_EQUIP_CODES = np.array(
+    [_C["non_finite"], _C["time_out_of_range"], _C["out_of_domain"], _C["negative_counter"]], dtype=np.int64
+)
+_FLOW_CODES = np.array([_C["time_out_of_range"], _C["out_of_domain"], _C["negative_counter"]], dtype=np.int64)
+_QOS_CODES = np.array([_C["non_finite"], _C["time_out_of_range"], _C["out_of_domain"]], dtype=np.int64)
+_QOS_BOUNDS = np.array([DOMAIN["qos"][f] for f in ("latency_ms", "jitter_ms", "loss_pct", "mos")], dtype=np.float64)
+
+
+def _row_checks(source: str, d: np.ndarray, lo: int, hi: int, neg_duration: bool, st: _Status) -> None:
+    """The checks of ``source`` in the documented order, on rows not rejected yet (``st.code == 0``)."""
+    if source == "cdr":
+        limits = np.array(
+            [lo, hi, Q850_MIN, Q850_MAX, len(SERVICES), DOMAIN["cdr"]["duration_ms"][1], MAX_BYTES, NO_TIME_MS],
+            dtype=np.int64,
+        )
+        cdr_first_failure(d, limits, _CDR_CODES[neg_duration], st.code, st.field)
+    elif source == "equip":
+        limits = np.array([lo, hi], dtype=np.int64)
+        lo_v, hi_v, counter = _METRIC_LO[:-1], _METRIC_HI[:-1], _METRIC_COUNTER[:-1]
+        equip_first_failure(d, limits, lo_v, hi_v, counter, _EQUIP_CODES, st.code, st.field)
+    elif source == "flow":
+        dom = DOMAIN["flow"]
+        limits = np.array([lo, hi, dom["bytes"][1], dom["packets"][1], dom["flows"][1]], dtype=np.int64)
+        flow_first_failure(d, limits, _FLOW_CODES, st.code, st.field)
+    elif source == "qos":
+        limits = np.array([lo, hi], dtype=np.int64)
+        qos_first_failure(d, limits, _QOS_BOUNDS, _QOS_CODES, st.code, st.field)
+    else:
+        for code, name, mask in _checks_complaint(d, lo, hi):
+            st.mark(code, name, mask)
 
 
 class _ElementLookup:
@@ -436,7 +329,8 @@ class _ElementLookup:
         if self.map_keys is None:
             out[...] = -1
             return out
-        return hashmap_lookup(np.ascontiguousarray(q, dtype=np.int64), self.map_keys, self.map_vals, -1, out)
+        q = q if q.dtype == np.int64 else q.astype(np.int64)  # a strided view is fine for the kernel
+        return hashmap_lookup(q, self.map_keys, self.map_vals, -1, out)
 
 
 def _take(col, idx: np.ndarray) -> np.ndarray:
@@ -478,8 +372,9 @@ class Ingestor:
     allow_extra_columns : bool
         Ignore input columns that the schema version cannot map instead of raising.
     dedup : bool
-        Detect duplicates (default True); False skips the check (and its cost, about 10 ns a row
-        plus the key set's memory) for inputs known to be free of them.
+        Detect duplicates (default True); False skips the check (its cost: a 64-bit hash and a
+        probe of a hash table per row, see ``bench_ingest``'s A/B, plus the key set's memory)
+        for inputs known to be free of them.
 
     Raises
     ------
@@ -535,8 +430,8 @@ class Ingestor:
         self.quarantine = quarantine if quarantine is not None else Quarantine()
         if isinstance(dedup_horizon_ms, str) and dedup_horizon_ms == "auto":
             dedup_horizon_ms = DEDUP_HORIZON_MS[source]
-        self.dedup = DedupSet(dedup_horizon_ms) if dedup else None
-        self._dedup_clock = EventClock()
+        self.dedup = _key_set(source, dedup_horizon_ms) if dedup else None
+        self._dedup_clock = DedupClock()
         self._key_name = "+".join(NATURAL_KEY[source])
         self._known_ids = None if known_element_ids is None else np.unique(np.asarray(known_element_ids, np.int64))
         self._lookup: _ElementLookup | None = None
@@ -577,6 +472,8 @@ class Ingestor:
         SchemaError
             If the columns match no known schema version (or not the declared one).
         """
+        if chunk_rows is None and isinstance(data, np.ndarray) and data.dtype.names and data.ndim == 1:
+            return self._ingest_chunk(RawChunk(data, len(data)))  # a structured array: one chunk, no copy
         results = [self._ingest_chunk(c) for c in iter_chunks(data, chunk_rows)]
         if len(results) == 1:
             return results[0]
@@ -631,6 +528,8 @@ class Ingestor:
         code = REASON_CODE[reason]
         bad = res.accepted[mask]
         cols = {name: bad[name] for name in bad.dtype.names}
+        if res.origin is not None:
+            cols[ORIGIN_COLUMN] = np.full(k, res.origin, dtype=object)
         self.quarantine.add(
             self.source,
             res.accepted_rows()[mask],
@@ -699,154 +598,91 @@ class Ingestor:
             )
         sv = self._schema(chunk.names)
         data, pstatus, pfield, pnames = sv.to_canonical(chunk.columns, n, chunk.missing)
-        rej = _Rejects(n)
+        st = _Status(n, self.source)
         if len(chunk.bad_rows):
-            bad = np.zeros(n, dtype=bool)
-            bad[chunk.bad_rows] = True
-            rej.mark(_C["unparseable"], "<line>", bad)
+            st.code[chunk.bad_rows] = _C["unparseable"]
+            st.field[chunk.bad_rows] = st.name_index("<line>")
         if pstatus is not None:
-            rej._alloc()
-            m = (pstatus != 0) & (rej.status == 0)
-            names_idx = np.array([rej.name_index(c) for c in pnames], dtype=np.int16)
-            rej.status[m] = pstatus[m]
-            rej.field[m] = names_idx[pfield[m]]
-        lo, hi = self.time_range_ms
-        checks = _CHECKS[self.source]
-        neg_dur = self.source == "cdr" and sv.derived_from_duration("end_ms")
-        lookup = self._element_lookup()
-        efield = ELEMENT_FIELD[self.source]
-        element_index = np.empty(n, dtype=np.int64) if self.topology is not None else None
-        if self.source == "cdr" and n:
-            self._cdr_checks(data, lo, hi, neg_dur, rej)
-        elif self.source == "equip" and n:
-            self._equip_checks(data, lo, hi, rej)
-        for start in range(0, n, _BLOCK_ROWS):
-            sl = slice(start, min(n, start + _BLOCK_ROWS))
-            d = data[sl]
-            if checks is not None:
-                for code, name, mask in checks(d, lo, hi, neg_dur):
-                    rej.mark(code, name, mask, sl)
-            if lookup is not None:
-                idx = lookup(d[efield], None if element_index is None else element_index[sl])
-                rej.mark(_C["unknown_element"], efield, idx < 0, sl)
-            else:  # no topology to check against: element ids must at least be non-negative
-                for f in _ELEMENT_ID_FIELDS[self.source]:
-                    rej.mark_before(_C["out_of_domain"], f, d[f] < 0, sl)
-        if self.dedup is not None and n:
-            ok = np.ones(n, dtype=bool) if rej.status is None else rej.status == 0
-            now = self._dedup_clock.observe(
-                _sample_times(data[TIME_FIELD[self.source]], None if rej.status is None else ok)
-            )
-            t_ref = None if now == np.iinfo(np.int64).min else now
-            key_fields = NATURAL_KEY[self.source]
-            if len(key_fields) == 1:
-                keys = data[key_fields[0]]
-            else:
-                keys = np.empty(n, dtype=np.int64)
-                cols = [np.ascontiguousarray(data[f], dtype=np.int64) for f in key_fields]
-                if len(cols) == 2:
-                    cols.append(np.zeros(n, dtype=np.int64))
-                with np.errstate(over="ignore"):  # the hash wraps by design (plain-Python kernels)
-                    natural_key_hash(cols[0], cols[1], cols[2], keys)
-            dup = self.dedup.check_insert(keys, ok, t_ref)
-            rej.mark(_C["duplicate_id"], self._key_name, dup)
+            m = (pstatus != 0) & (st.code == 0)
+            names_idx = np.array([st.name_index(c) for c in pnames], dtype=np.int8)
+            st.code[m] = pstatus[m]
+            st.field[m] = names_idx[pfield[m]]
+        element_index = None
+        if n:
+            lo, hi = self.time_range_ms
+            neg_dur = self.source == "cdr" and sv.derived_from_duration("end_ms")
+            _row_checks(self.source, data, lo, hi, neg_dur, st)
+            element_index = self._check_elements(data, st)
+            if self.dedup is not None:
+                self._check_duplicates(data, st)
+        elif self.topology is not None:
+            element_index = np.zeros(0, np.int64)
         # ---- split accepted / quarantined
-        if rej.status is None:
+        okm = None
+        if not st.code.any():
             accepted = data
-            counts = np.zeros(len(REASONS) + 1, dtype=np.int64)
+            n_q = 0
+            by = {}
         else:
-            okm = rej.status == 0
+            okm = st.code == 0
             # compact through an opaque-bytes view: ~3x faster than boolean-indexing the fields
             accepted = data.view(np.dtype((np.void, data.dtype.itemsize)))[okm].view(data.dtype)
             if element_index is not None:
                 element_index = element_index[okm]
-            counts = np.bincount(rej.status, minlength=len(REASONS) + 1).astype(np.int64)
+            counts = np.bincount(st.code, minlength=len(REASONS) + 1).astype(np.int64)
             counts[0] = 0
-            bad_idx = np.flatnonzero(~okm)
-            self._quarantine(chunk, batch, bad_idx, rej)
-        n_q = int(counts.sum())
+            self._quarantine(chunk, batch, np.flatnonzero(~okm), st)
+            n_q = int(counts.sum())
+            self._by_reason += counts
+            by = {REASONS[i - 1]: int(counts[i]) for i in np.flatnonzero(counts)}
         self.n_read += n
         self.n_accepted += n - n_q
-        self._by_reason += counts
-        by = {REASONS[i - 1]: int(counts[i]) for i in np.flatnonzero(counts)}
         res = IngestResult(
             self.source, accepted, n, n - n_q, n_q, by, sv.version, chunk.row_offset, element_index, None, chunk.origin
         )
-        res._rows_of = (chunk, None if rej.status is None else okm)  # row numbers computed on demand
+        res._rows_of = (chunk, okm)  # row numbers computed on demand
         return res
 
-    @staticmethod
-    def _cdr_checks(data, lo, hi, neg_dur, rej: _Rejects) -> None:
-        """The CDR checks of ``_checks_cdr`` in one compiled pass (same order, same result)."""
-        n = len(data)
-        code = np.empty(n, dtype=np.int8)
-        fld = np.empty(n, dtype=np.int8)
-        codes = np.array(
-            [
-                _C["time_out_of_range"],
-                _C["negative_duration"] if neg_dur else _C["end_before_start"],
-                _C["answer_outside_call"],
-                _C["bad_cause"],
-                _C["out_of_domain"],
-                _C["negative_counter"],
-            ],
-            dtype=np.int64,
-        )
-        limits = np.array(
-            [lo, hi, Q850_MIN, Q850_MAX, len(SERVICES), DOMAIN["cdr"]["duration_ms"][1], MAX_BYTES, NO_TIME_MS],
-            dtype=np.int64,
-        )
-        n_bad = cdr_first_failure(
-            data["start_ms"],
-            data["end_ms"],
-            data["answer_ms"],
-            data["cause"],
-            data["service"],
-            data["bytes_up"],
-            data["bytes_down"],
-            limits,
-            codes,
-            code,
-            fld,
-        )
-        if n_bad == 0:
-            return
-        rej._alloc()
-        m = (code != 0) & (rej.status == 0)
-        names = np.array([rej.name_index(f) for f in CDR_CHECK_FIELDS], dtype=np.int16)
-        rej.status[m] = code[m]
-        rej.field[m] = names[fld[m]]
+    def _check_elements(self, data: np.ndarray, st: _Status) -> np.ndarray | None:
+        """``unknown_element`` by the topology (or known ids), returning the dense element index;
+        without either, element ids must be non-negative (``out_of_domain``)."""
+        lookup = self._element_lookup()
+        efield = ELEMENT_FIELD[self.source]
+        if lookup is None:
+            for f in _ELEMENT_ID_FIELDS[self.source]:
+                st.mark_before(_C["out_of_domain"], f, data[f] < 0)
+            return None
+        out = np.empty(len(data), dtype=np.int64) if self.topology is not None else None
+        idx = lookup(data[efield], out)
+        mark_negative(idx, _C["unknown_element"], st.code, st.field, st.name_index(efield))
+        return out
 
-    @staticmethod
-    def _equip_checks(data, lo, hi, rej: _Rejects) -> None:
-        """The checks of ``_checks_equip`` in one compiled pass (same order, same result)."""
+    def _check_duplicates(self, data: np.ndarray, st: _Status) -> None:
+        """``duplicate_id`` by natural key, over the rows that passed every other check."""
         n = len(data)
-        code = np.empty(n, dtype=np.int8)
-        fld = np.empty(n, dtype=np.int8)
-        codes = np.array(
-            [_C["non_finite"], _C["time_out_of_range"], _C["out_of_domain"], _C["negative_counter"]], dtype=np.int64
-        )
-        n_bad = equip_first_failure(
-            data["ts_ms"],
-            data["metric_id"],
-            data["value"],
-            np.array([lo, hi], dtype=np.int64),
-            _METRIC_LO[:-1],
-            _METRIC_HI[:-1],
-            _METRIC_COUNTER[:-1],
-            codes,
-            code,
-            fld,
-        )
-        if n_bad == 0:
-            return
-        rej._alloc()
-        m = (code != 0) & (rej.status == 0)
-        names = np.array([rej.name_index(f) for f in EQUIP_CHECK_FIELDS], dtype=np.int16)
-        rej.status[m] = code[m]
-        rej.field[m] = names[fld[m]]
+        tcol = data[TIME_FIELD[self.source]]
+        ok = st.code == 0
+        t_ref = self._dedup_clock.observe(tcol, ok)  # a robust clock: rows far ahead do not move it
+        key_fields = NATURAL_KEY[self.source]
+        if len(key_fields) == 1:
+            keys = data[key_fields[0]]
+        else:
+            keys = np.empty(n, dtype=np.int64)
+            with np.errstate(over="ignore"):  # the hash wraps by design (plain-Python kernels)
+                if data.dtype == DTYPES[self.source] and self.source in _ROW_KEYS:
+                    _ROW_KEYS[self.source](data, keys)  # one compiled call over the records
+                else:
+                    cols = [data[f] if f not in _NARROW_KEY_FIELDS else data[f].astype(np.int64) for f in key_fields]
+                    if len(cols) == 2:
+                        cols.append(np.zeros(n, dtype=np.int64))
+                    natural_key_hash(cols[0], cols[1], cols[2], keys)
+        if isinstance(self.dedup, TimeBucketKeySet):
+            dup = self.dedup.check_insert(keys, tcol, ok, t_ref)
+        else:
+            dup = self.dedup.check_insert(keys, ok, t_ref)
+        mark_flagged(dup, _C["duplicate_id"], st.code, st.field, st.name_index(self._key_name))
 
-    def _quarantine(self, chunk: RawChunk, batch: int, bad_idx: np.ndarray, rej: _Rejects) -> None:
+    def _quarantine(self, chunk: RawChunk, batch: int, bad_idx: np.ndarray, st: _Status) -> None:
         cols = {name: _take(chunk.column(name), bad_idx) for name in chunk.names}
         if len(chunk.bad_rows):
             line = np.full(chunk.n, None, dtype=object)
@@ -858,9 +694,11 @@ class Ingestor:
                 c = cols[name].astype(object)
                 c[mm] = None
                 cols[name] = c
-        names = np.array(rej.names + ["?"], dtype=object)
+        if chunk.origin is not None:
+            cols[ORIGIN_COLUMN] = np.full(len(bad_idx), chunk.origin, dtype=object)
+        names = np.array(st.names + ["?"], dtype=object)
         self.quarantine.add(
-            self.source, chunk.rows()[bad_idx], rej.status[bad_idx], names[rej.field[bad_idx]], cols, batch=batch
+            self.source, chunk.rows()[bad_idx], st.code[bad_idx], names[st.field[bad_idx]], cols, batch=batch
         )
 
     # ---- checkpoint ---------------------------------------------------------------------
@@ -911,7 +749,12 @@ class Ingestor:
         ing._by_reason = np.asarray(d["by_reason"], dtype=np.int64).copy()
         dd = {k[6:]: v for k, v in d.items() if k.startswith("dedup_")}
         if ing.dedup is not None and dd:
-            ing.dedup = DedupSet.from_state(dd)
+            if "bucket_ms" in dd:
+                ing.dedup = TimeBucketKeySet.from_state(dd)
+            elif isinstance(ing.dedup, TimeBucketKeySet) and int(dd["horizon_ms"]) > 0:
+                ing.dedup.legacy = DedupSet.from_state(dd)  # a checkpoint of the one-table design
+            else:
+                ing.dedup = DedupSet.from_state(dd)
         q = {k[11:]: v for k, v in d.items() if k.startswith("quarantine_")}
         if q:
             ing.quarantine = Quarantine.from_state(q)

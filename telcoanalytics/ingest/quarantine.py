@@ -71,7 +71,7 @@ REASONS: tuple[str, ...] = (
 
 REASON_CODE: dict[str, int] = {r: i + 1 for i, r in enumerate(REASONS)}
 
-_TABLE_FIELDS = ("source", "batch", "row", "reason", "field", "original")
+_TABLE_FIELDS = ("source", "batch", "file", "row", "reason", "field", "original")
 
 MAX_VALUE_CHARS = 1024
 """Each original value (and a ragged line's raw text) is kept up to this many characters; a
@@ -79,6 +79,12 @@ longer one is cut and marked ``TRUNCATED_MARK`` plus the number of characters dr
 quarantine's memory and checkpoint size do not depend on what a bad row contained."""
 
 TRUNCATED_MARK = "...[truncated "
+
+ORIGIN_COLUMN = "<file>"
+"""A column of this name in :meth:`Quarantine.add`'s ``columns`` holds the file each row came
+from (one value per row, or None): it is kept as the record's ``file`` (next to ``row``, the
+row within that file), not among the original values. ``Ingestor`` fills it whenever its input
+is a file, so with several files feeding one source every quarantined row names its file."""
 
 
 def truncate(text: str, limit: int = MAX_VALUE_CHARS) -> str:
@@ -127,15 +133,16 @@ def _kept_values(v, keep: int) -> np.ndarray:
 class _Block:
     """Rejected rows of one ingest chunk, kept columnar until they are asked for."""
 
-    __slots__ = ("source", "batch", "rows", "reasons", "fields", "columns")
+    __slots__ = ("source", "batch", "rows", "reasons", "fields", "columns", "files")
 
-    def __init__(self, source, batch, rows, reasons, fields, columns):
+    def __init__(self, source, batch, rows, reasons, fields, columns, files=None):
         self.source = source
         self.batch = batch
         self.rows = rows  # int64 (k,)
         self.reasons = reasons  # int8 codes (k,)
         self.fields = fields  # object array of str (k,)
         self.columns = columns  # dict name -> array (k,) of original values
+        self.files = files  # object array (k,) of the file of each row (None: not from a file)
 
     def __len__(self):
         return len(self.rows)
@@ -198,7 +205,8 @@ class Quarantine:
         fields : array (k,) of str
             The input column or canonical field that failed.
         columns : dict name -> array (k,)
-            Original values of the rejected rows, one array per input column.
+            Original values of the rejected rows, one array per input column; an entry
+            ``ORIGIN_COLUMN`` gives the file of each row instead (the record's ``file``).
         batch : int
             Number of the ingest call / chunk the rows came from.
 
@@ -210,7 +218,11 @@ class Quarantine:
         rows = np.asarray(rows, dtype=np.int64)
         reasons = np.asarray(reasons, dtype=np.int8)
         fields = np.asarray(fields, dtype=object)
+        columns = dict(columns)
+        files = columns.pop(ORIGIN_COLUMN, None)
         k = len(rows)
+        if files is not None and len(files) != k:
+            raise ValueError(f"columns[{ORIGIN_COLUMN!r}] must hold one file per row ({k}), got {len(files)}")
         if len(reasons) != k or len(fields) != k or any(len(v) != k for v in columns.values()):
             raise ValueError(f"rows, reasons, fields and every column must have the same length ({k})")
         if k == 0:
@@ -236,6 +248,7 @@ class Quarantine:
                     reasons[sl].copy(),
                     np.array([truncate(str(f), 200) for f in fields[sl]], dtype=object),
                     {truncate(str(c), 200): _kept_values(v, keep) for c, v in columns.items()},
+                    None if files is None else _kept_values(files, keep),
                 )
             )
             self._n_kept += keep
@@ -263,8 +276,9 @@ class Quarantine:
         return {s: self.counts(s) for s in sorted({s for s, _ in self._counts})}
 
     def records(self, source: str | None = None, reason: str | None = None) -> list[dict]:
-        """Kept rejected rows as dicts ``{source, batch, row, reason, field, original}``;
-        ``original`` maps each input column to its value as text (None where absent)."""
+        """Kept rejected rows as dicts ``{source, batch, row, reason, field, original}``, and
+        ``file`` (the input file; ``row`` is then the data row within it) for rows read from a
+        file; ``original`` maps each input column to its value as text (None where absent)."""
         if reason is not None and reason not in REASON_CODE:
             raise ValueError(f"unknown reason {reason!r}; known reasons: {', '.join(REASONS)}")
         out = []
@@ -275,24 +289,21 @@ class Quarantine:
             for i in range(len(b)):
                 r = REASONS[b.reasons[i] - 1]
                 if reason is None or r == reason:
-                    out.append(
-                        {
-                            "source": b.source,
-                            "batch": b.batch,
-                            "row": int(b.rows[i]),
-                            "reason": r,
-                            "field": str(b.fields[i]),
-                            "original": origs[i],
-                        }
-                    )
+                    rec = {"source": b.source, "batch": b.batch}
+                    if b.files is not None and b.files[i] is not None:
+                        rec["file"] = str(b.files[i])
+                    rec.update(row=int(b.rows[i]), reason=r, field=str(b.fields[i]), original=origs[i])
+                    out.append(rec)
         return out
 
     def table(self) -> dict[str, np.ndarray]:
-        """Kept rows as columns: source, batch, row, reason, field (str) and original (JSON text)."""
+        """Kept rows as columns: source, batch, file ("" when not from a file), row, reason, field
+        (str) and original (JSON text)."""
         recs = self.records()
         return {
             "source": np.array([r["source"] for r in recs], dtype=str),
             "batch": np.array([r["batch"] for r in recs], dtype=np.int64),
+            "file": np.array([r.get("file", "") for r in recs], dtype=object),
             "row": np.array([r["row"] for r in recs], dtype=np.int64),
             "reason": np.array([r["reason"] for r in recs], dtype=str),
             "field": np.array([r["field"] for r in recs], dtype=str),
@@ -334,7 +345,11 @@ class Quarantine:
         """Checkpoint as NumPy arrays and scalars (``from_state`` restores it)."""
         keys = sorted(self._counts)
         t = self.table()
-        st = {f"kept_{k}": v for k, v in t.items() if k != "original"}
+        st = {f"kept_{k}": v for k, v in t.items() if k not in ("original", "file")}
+        # the file of each row as an index into the distinct names (a path per row would dominate the size)
+        names, idx = np.unique(np.array(t["file"].tolist() or [""], dtype=str), return_inverse=True)
+        st["kept_file_names"] = names
+        st["kept_file_index"] = idx.astype(np.int32)[: len(t["file"])]
         # the originals as one UTF-8 byte string and offsets: the size is that of the text kept
         enc = [o.encode("utf-8") for o in t["original"].tolist()]
         st["kept_original_bytes"] = np.frombuffer(b"".join(enc), dtype=np.uint8).copy()
@@ -369,6 +384,10 @@ class Quarantine:
                 origs = [json.loads(o) for o in originals[m]]
                 names = list(dict.fromkeys(c for o in origs for c in o))
                 cols = {c: np.array([o.get(c) for o in origs], dtype=object) for c in names}
+                files = None
+                if "kept_file_names" in d:  # checkpoints before files were named have none
+                    f = np.asarray(d["kept_file_names"])[np.asarray(d["kept_file_index"])[m]]
+                    files = np.array([x if x else None for x in f.tolist()], dtype=object) if any(f) else None
                 q._blocks.append(
                     _Block(
                         s,
@@ -377,6 +396,7 @@ class Quarantine:
                         np.array([REASON_CODE[r] for r in np.asarray(d["kept_reason"])[m]], np.int8),
                         np.asarray(d["kept_field"])[m].astype(object),
                         cols,
+                        files,
                     )
                 )
                 q._n_kept += int(m.sum())
@@ -399,6 +419,7 @@ class Quarantine:
                         b.reasons[:keep],
                         b.fields[:keep],
                         {c: v[:keep] for c, v in b.columns.items()},
+                        None if b.files is None else b.files[:keep],
                     )
                 )
                 self._n_kept += keep

@@ -22,6 +22,7 @@ import csv
 import gzip
 import io
 import itertools
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,10 +122,11 @@ def read_csv(
 ) -> Iterator[RawChunk]:
     """Read a CSV file (header row first) in chunks of at most ``chunk_rows`` rows.
 
-    Every line after the header is one row: ``row`` numbers in the quarantine are the 0-based
-    line after the header (line number - 2). A blank line is a row of empty values (so it is
-    quarantined as ``missing_value``, not silently skipped). Rows with the wrong number of
-    fields are listed in ``bad_rows`` with their raw text (quarantined as ``unparseable``).
+    Every record after the header is one row: ``row`` numbers in the quarantine are the 0-based
+    record after the header (line number - 2 until a quoted value spans lines, see below). A
+    blank line is a row of empty values (so it is quarantined as ``missing_value``, not silently
+    skipped). Rows with the wrong number of fields are listed in ``bad_rows`` with their raw
+    text (quarantined as ``unparseable``).
 
     Parameters
     ----------
@@ -144,12 +146,16 @@ def read_csv(
 
     Hostile files
     -------------
-    A UTF-8 byte-order mark before the header is dropped. A row is a line: a quote never spans
-    lines, so an unclosed quote damages only its own line (quoted line breaks inside values are
-    not supported). A line that is not valid text in ``encoding``, that the CSV parser rejects,
-    or that is longer than ``MAX_LINE_BYTES`` (1 MiB) is one ``unparseable`` row, kept with a
-    description and its (truncated) text; reading goes on at the next line. Only a header that
-    cannot be read is an error for the whole file.
+    A UTF-8 byte-order mark before the header is dropped. A row is a line, except that a quoted
+    value may hold line breaks (RFC 4180): a line ending inside a quote is joined with the next
+    lines when, within ``MAX_RECORD_LINES`` lines and ``MAX_LINE_BYTES``, the quote closes and
+    the record has the header's number of fields; such a record is one row. Otherwise the quote
+    is unclosed: that line alone is one ``unparseable`` row and reading goes on at the next
+    line, so an unclosed quote damages only its own line. (From the first value with a line
+    break on, the file is read by the line engine.) A line that is not valid text in
+    ``encoding``, that the CSV parser rejects, or that is longer than ``MAX_LINE_BYTES`` (1 MiB)
+    is one ``unparseable`` row, kept with a description and its (truncated) text; reading goes
+    on at the next line. Only a header that cannot be read is an error for the whole file.
 
     Yields
     ------
@@ -189,6 +195,10 @@ def read_csv(
 MAX_LINE_BYTES = 1 << 20
 """A CSV line longer than this (1 MiB) is one ``unparseable`` row (its text cut to the quarantine's
 ``MAX_VALUE_CHARS``); reading goes on at the next line, and memory stays bounded."""
+
+MAX_RECORD_LINES = 64
+"""A quoted CSV value may hold line breaks, within a record of at most this many lines (and
+``MAX_LINE_BYTES``); a quote still open after that is unclosed (see :func:`read_csv`)."""
 
 
 if csv.field_size_limit() < MAX_LINE_BYTES:  # a field may be as long as a line may be
@@ -236,47 +246,109 @@ class _BadLine:
         self.text = text
 
 
-def _lines(path: Path, delimiter: str, encoding: str, start_row: int):
-    """Rows after the header, one per line (a quote never spans lines), from row ``start_row``:
-    a list of fields, or a :class:`_BadLine` for an overlong line, text that does not decode, or
-    a line the CSV parser rejects."""
+def _physical_lines(f):
+    """Raw lines of a binary file: ``(bytes, None)``, or ``(None, head)`` for a line longer than
+    ``MAX_LINE_BYTES`` (skipped to its end in bounded steps; ``head`` is its first 4 KiB)."""
+    while True:
+        raw = f.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            head = raw[:4096]
+            while raw and not raw.endswith(b"\n"):
+                raw = f.readline(MAX_LINE_BYTES + 1)
+            yield None, head
+        else:
+            yield raw, None
+
+
+def _join_quoted(text: str, more, back: deque, delimiter: str, encoding: str, ncol: int):
+    """A line whose quote is still open at its end: join the following lines (at most
+    ``MAX_RECORD_LINES`` in all and ``MAX_LINE_BYTES``) until the quote closes. Returns the
+    record's fields when the joined text parses to ``ncol`` fields; else None, with the lines
+    read put back in ``back`` (the first line alone is then the row)."""
+    taken = []
+    parts = [text]
+    size = len(text)
+    open_quote = True
+    while open_quote and len(taken) < MAX_RECORD_LINES - 1 and size <= MAX_LINE_BYTES:
+        item = more()
+        if item is None:
+            break
+        taken.append(item)
+        raw = item[0]
+        if raw is None:
+            break
+        try:
+            line = raw.decode(encoding).rstrip("\r\n")
+        except UnicodeDecodeError:
+            break
+        parts.append(line)
+        size += len(line) + 1
+        open_quote = (sum(p.count('"') for p in parts) % 2) == 1
+    if not open_quote and size <= MAX_LINE_BYTES:
+        try:
+            fields = next(csv.reader(io.StringIO("\n".join(parts)), delimiter=delimiter, strict=True), [])
+        except csv.Error:
+            fields = []
+        if len(fields) == ncol:
+            return fields
+    back.extendleft(reversed(taken))
+    return None
+
+
+def _lines(path: Path, delimiter: str, encoding: str, start_row: int, ncol: int):
+    """Rows after the header from row ``start_row``: a list of fields, or a :class:`_BadLine` for
+    an overlong line, text that does not decode, or a line the CSV parser rejects.
+
+    A row is a line, except that a quoted value may hold line breaks: a line that ends inside a
+    quote is joined with the following ones (at most ``MAX_RECORD_LINES`` lines and
+    ``MAX_LINE_BYTES``) when that gives a record of ``ncol`` fields; otherwise the quote is
+    unclosed, the line alone is the (bad) row and reading goes on at the next line."""
     from telcoanalytics.ingest.quarantine import truncate
 
     with _open_binary(path) as f:
         f.readline(MAX_LINE_BYTES + 1)
+        phys = _physical_lines(f)
+        back: deque = deque()
+
+        def more():
+            return back.popleft() if back else next(phys, None)
+
         row = 0
         while True:
-            raw = f.readline(MAX_LINE_BYTES + 1)
-            if not raw:
+            item = more()
+            if item is None:
                 return
-            long = len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n")
-            if long:  # skip the rest of the line in bounded steps
-                head = raw[:4096]
-                while raw and not raw.endswith(b"\n"):
-                    raw = f.readline(MAX_LINE_BYTES + 1)
-            if row >= start_row:
-                if long:
-                    yield _BadLine(
-                        f"line longer than {MAX_LINE_BYTES} bytes: " + truncate(head.decode("utf-8", "replace"), 256)
+            raw, head = item
+            if raw is None:
+                rec = _BadLine(
+                    f"line longer than {MAX_LINE_BYTES} bytes: " + truncate(head.decode("utf-8", "replace"), 256)
+                )
+            else:
+                try:
+                    text = raw.decode(encoding).rstrip("\r\n")
+                except UnicodeDecodeError as e:
+                    rec = _BadLine(
+                        f"not valid {encoding} at byte {e.start} of the line: "
+                        + truncate(raw.decode("utf-8", "replace").rstrip("\r\n"))
                     )
                 else:
-                    try:
-                        text = raw.decode(encoding).rstrip("\r\n")
-                    except UnicodeDecodeError as e:
-                        yield _BadLine(
-                            f"not valid {encoding} at byte {e.start} of the line: "
-                            + truncate(raw.decode("utf-8", "replace").rstrip("\r\n"))
-                        )
-                    else:
+                    rec = None
+                    if text.count('"') % 2 == 1:
+                        rec = _join_quoted(text, more, back, delimiter, encoding, ncol)
+                    if rec is None:
                         try:
-                            yield next(csv.reader([text], delimiter=delimiter, strict=True), [])
+                            rec = next(csv.reader([text], delimiter=delimiter, strict=True), [])
                         except csv.Error as e:
-                            yield _BadLine(f"{e}: {truncate(text)}")
+                            rec = _BadLine(f"{e}: {truncate(text)}")
+            if row >= start_row:
+                yield rec
             row += 1
 
 
 def _read_csv_lines(path: Path, header: list, chunk_rows: int, delimiter: str, encoding: str, start_row: int):
-    it = _lines(path, delimiter, encoding, start_row)
+    it = _lines(path, delimiter, encoding, start_row, len(header))
     offset = start_row
     while True:
         rows = list(itertools.islice(it, chunk_rows))
@@ -324,9 +396,9 @@ def _read_csv_arrow(path: Path, header: list, chunk_rows: int, delimiter: str, e
     with pa.input_stream(str(path), compression="detect") as stream:
         for batch in pcsv.open_csv(stream, ro, po, co):
             cols = dict(zip(header, batch.columns))
-            # pyarrow lets an unclosed quote swallow the following lines into one value: a line
-            # break inside a value means that happened (rows are lines here), so this batch and
-            # the rest of the file go through the line engine instead
+            # a line break inside a value: a quoted multi-line value, or an unclosed quote that
+            # pyarrow let swallow the following lines; the line engine tells them apart, so this
+            # batch and the rest of the file go through it
             if any(pc.any(pc.match_substring(c, "\n")).as_py() for c in cols.values()):
                 raise _QuoteAcrossLines()
             m, k = batch.num_rows, len(bad)

@@ -169,3 +169,36 @@ def test_mutated_csv_bytes_conserve_rows(tmp_path_factory, edits, engine):
     n_lines = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
     assert ing.n_read == n_lines  # one row per line: nothing folded, nothing dropped
     assert ing.n_read == ing.n_accepted + ing.n_quarantined
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_quoted_line_breaks_make_one_record_and_unclosed_quotes_stay_on_their_line(tmp_path, engine):
+    """A quoted value over several lines (RFC 4180) is one row; row numbers count records; a quote
+    that does not close within the limits damages only its own line."""
+    from telcoanalytics.ingest.readers import MAX_RECORD_LINES
+
+    p = tmp_path / "notes.csv"
+    head = b"ts_ms,element_id,metric_id,value,note\n"
+    body = [f"{T0 + 60_000 * i},{1 + i},0,{i}.5,plain\n".encode() for i in range(30)]
+    body[5] = f'{T0 + 300_000},6,0,5.5,"first line\nsecond, with a comma\nthird ""quoted"""\n'.encode()
+    body[9] = f'{T0 + 540_000},10,0,x,"bad value\nspanning two lines"\n'.encode()  # unparseable, one row
+    body[12] = f'{T0 + 720_000},13,0,12.5,"never closed\n'.encode()
+    body[20] = f'{T0 + 1_200_000},21,0,20.5,"closes too late\n'.encode() + b"filler\n" * MAX_RECORD_LINES + b'"\n'
+    p.write_bytes(head + b"".join(body))
+    ing = Ingestor("equip", allow_extra_columns=True)
+    rows = []
+    for chunk in read_csv(p, chunk_rows=7, engine=engine):
+        r = ing.ingest_chunk(chunk)
+        rows += r.accepted_rows().tolist()
+    assert ing.n_read == ing.n_accepted + ing.n_quarantined
+    recs = {r["row"]: r for r in ing.quarantine.records()}
+    # row 5 spans 3 lines and is accepted; the records after it keep their record numbers
+    assert 5 in rows and ing.n_accepted == 30 - 3
+    assert recs[9]["reason"] == "unparseable" and recs[9]["field"] == "value"
+    # the unclosed quote: its line alone is bad, the next line (record 13) is read normally
+    assert recs[12]["reason"] == "unparseable" and 13 in rows
+    # a quote that closes only after MAX_RECORD_LINES lines: its line is bad, every filler line a row
+    assert recs[20]["reason"] == "unparseable"
+    fillers = [r for r in recs.values() if r["original"].get("<line>") == "filler"]
+    assert len(fillers) == MAX_RECORD_LINES and all(r["reason"] == "unparseable" for r in fillers)
+    assert ing.n_read == 30 + MAX_RECORD_LINES + 1

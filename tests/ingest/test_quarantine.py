@@ -155,3 +155,64 @@ def test_ragged_line_text_is_truncated_too(tmp_path):
     recs = ing.quarantine.records()
     assert [r["reason"] for r in recs] == ["unparseable", "unparseable"]
     assert TRUNCATED_MARK in recs[1]["original"]["<line>"]
+
+
+def test_rows_from_several_files_name_their_file_and_row(tmp_path):
+    """Two files feed one source through the event-time merge: each quarantined row names its
+    file and its data row within that file, in records, the table, Parquet and a checkpoint."""
+    import json
+
+    from telcoanalytics.ingest import Ingestor, merged_batches
+    from telcoanalytics.ingest.quarantine import ORIGIN_COLUMN
+
+    t0 = 1_700_000_000_000
+    a, b = tmp_path / "equip_a.csv", tmp_path / "equip_b.csv"
+    head = "ts_ms,element_id,metric_id,value\n"
+    a.write_text(head + "".join(f"{t0 + 1000 * i},1,0,{'x' if i == 3 else i}\n" for i in range(10)))
+    b.write_text(head + "".join(f"{t0 + 1000 * i + 500},2,0,{'nan' if i == 7 else i}\n" for i in range(10)))
+    ing = Ingestor("equip")
+    for _, chunk in merged_batches({"equip": [b, a]}, chunk_rows=4):
+        ing.ingest_chunk(chunk)
+    recs = sorted(ing.quarantine.records(), key=lambda r: r["file"])
+    assert [(r["file"], r["row"], r["reason"]) for r in recs] == [
+        (str(a), 3, "unparseable"),
+        (str(b), 7, "non_finite"),
+    ]
+    assert ORIGIN_COLUMN not in recs[0]["original"]
+    assert sorted(ing.quarantine.table()["file"].tolist()) == [str(a), str(b)]
+    back = Quarantine.from_state(ing.quarantine.to_state())
+    assert sorted(r["file"] for r in back.records()) == [str(a), str(b)]
+    ing.quarantine.write_parquet(tmp_path / "q.parquet")
+    import pyarrow.parquet as pq
+
+    assert sorted(pq.read_table(tmp_path / "q.parquet")["file"].to_pylist()) == [str(a), str(b)]
+    # rows not read from a file carry no file; a store that only passes the columns on keeps it
+    q = Quarantine()
+    q.merge(ing.quarantine)
+    assert json.dumps(q.records(), sort_keys=True) == json.dumps(ing.quarantine.records(), sort_keys=True)
+    with pytest.raises(ValueError, match="one file per row"):
+        q.add("equip", [1, 2], [1, 1], ["x", "x"], {ORIGIN_COLUMN: np.array(["f"], dtype=object)})
+    mem = Ingestor("qos")
+    from telcoanalytics.records import empty
+
+    r = empty("qos", 1)
+    r["ts_ms"], r["latency_ms"] = t0, np.inf
+    assert mem.ingest(r).by_reason == {"non_finite": 1}
+    assert "file" not in mem.quarantine.records()[0]
+
+
+def test_the_pipelines_streaming_quarantine_writes_the_file(tmp_path):
+    """The replay's quarantine.jsonl (a store that forwards the columns) names the file too."""
+    import json
+
+    from telcoanalytics.ingest import Ingestor
+    from telcoanalytics.pipeline.run import OutputLog, streaming_quarantine
+
+    p = tmp_path / "equip.csv"
+    p.write_text("ts_ms,element_id,metric_id,value\n1700000000000,1,0,x\n1700000000000,1,0,1\n")
+    log = OutputLog(tmp_path / "q.jsonl")
+    ing = Ingestor("equip", quarantine=streaming_quarantine(log))
+    list(ing.ingest_file(p))
+    log.sync()
+    (rec,) = [json.loads(x) for x in (tmp_path / "q.jsonl").read_text().splitlines()]
+    assert (rec["file"], rec["row"], rec["reason"]) == (str(p), 0, "unparseable")

@@ -1,0 +1,462 @@
+"""Duplicate detection by natural key with bounded memory: the key sets behind ``Ingestor``.
+
+Two structures, chosen per source by whether its natural key (``records.NATURAL_KEY``) contains
+the event time:
+
+* :class:`TimeBucketKeySet` (equipment counters, flows, QoS probes: the key holds the event
+  time, so a duplicate has the same event time as its first copy). Keys are kept in one small
+  hash table per event-time bucket (default ``horizon / 24``: 5 min for the 2 h horizon), and a
+  row is checked against its own bucket only. The rows of a batch fall in a few recent buckets,
+  so their probes hit tables that stay in the CPU caches; buckets older than the horizon behind
+  the robust clock are dropped whole.
+* :class:`DedupSet` (CDR record ids, complaint ticket ids: the key says nothing of the time).
+  Two generations of one hash table on an event-time horizon.
+
+Guarantees (tested against a plain Python set): a key is never reported as a duplicate unless
+it was inserted before; see each class for when a duplicate is always caught.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels.dedup import (
+    EMPTY,
+    M_BUCKET,
+    M_COUNT,
+    OUT_DUP,
+    OUT_OUTSIDE,
+    bucketset_insert,
+    bucketset_move,
+    hashset_contains,
+    hashset_insert,
+    hashset_rehash,
+    recent_clock_observe,
+)
+
+DEFAULT_DEDUP_HORIZON_MS = 24 * 3600 * 1000
+"""Duplicate CDR record ids are remembered for at least this much event time (see DedupSet)."""
+
+_NONE = int(np.iinfo(np.int64).min)
+
+__all__ = ["DEFAULT_DEDUP_HORIZON_MS", "DedupClock", "DedupSet", "TimeBucketKeySet"]
+
+
+def _check_horizon(horizon_ms):
+    if horizon_ms is not None and (
+        not isinstance(horizon_ms, (int, np.integer)) or isinstance(horizon_ms, bool) or horizon_ms <= 0
+    ):
+        raise ValueError(f"dedup_horizon_ms must be a positive int (ms) or None, got {horizon_ms!r}")
+
+
+class DedupSet:
+    """Set of int64 ids seen, with bounded memory through an event-time horizon.
+
+    Two generations of Numba open-addressing hash tables (``kernels.dedup``): new ids go into
+    the current one; a lookup checks both. When the largest event time seen passes the current
+    generation's start by ``horizon_ms``, the previous generation is forgotten and the current
+    becomes the previous. Tables grow (powers of two, load factor <= 0.7) as needed.
+
+    Parameters
+    ----------
+    horizon_ms : int or None
+        None remembers every id for the object's lifetime (memory grows with distinct ids).
+
+    Notes
+    -----
+    A duplicate is always detected when it arrives before the largest event time seen has
+    advanced ``horizon_ms`` past the time at which the first copy was inserted; ids are
+    certainly forgotten after ``2 * horizon_ms``. Memory is 8 bytes per slot, 11-23 bytes per
+    id seen in the last two horizons.
+    """
+
+    def __init__(self, horizon_ms: int | None = DEFAULT_DEDUP_HORIZON_MS, initial_capacity: int = 1 << 12):
+        _check_horizon(horizon_ms)
+        self.horizon_ms = None if horizon_ms is None else int(horizon_ms)
+        cap = 1 << max(4, int(initial_capacity - 1).bit_length())
+        self.cur = np.full(cap, EMPTY, dtype=np.int64)
+        self.cur_meta = np.zeros(2, dtype=np.int64)
+        self.prev = np.full(16, EMPTY, dtype=np.int64)
+        self.prev_meta = np.zeros(2, dtype=np.int64)
+        self.cur_start_ms: int | None = None
+
+    def __len__(self) -> int:
+        return int(self.cur_meta[0] + self.prev_meta[0])
+
+    def _rotate(self, t_max: int) -> None:
+        if self.horizon_ms is None:
+            return
+        if self.cur_start_ms is None:
+            self.cur_start_ms = t_max
+            return
+        if t_max >= self.cur_start_ms + self.horizon_ms:
+            if t_max >= self.cur_start_ms + 2 * self.horizon_ms:
+                self.prev = np.full(16, EMPTY, dtype=np.int64)
+                self.prev_meta = np.zeros(2, dtype=np.int64)
+            else:
+                self.prev, self.prev_meta = self.cur, self.cur_meta
+            self.cur = np.full(max(16, len(self.prev) // 2), EMPTY, dtype=np.int64)
+            self.cur_meta = np.zeros(2, dtype=np.int64)
+            self.cur_start_ms = t_max
+
+    def _reserve(self, n_more: int) -> None:
+        need = int(self.cur_meta[0]) + n_more
+        if 10 * need > 7 * len(self.cur):  # keep the load factor <= 0.7
+            cap = 1 << ((10 * need) // 7).bit_length()
+            new = np.full(cap, EMPTY, dtype=np.int64)
+            hashset_rehash(self.cur, new)
+            self.cur = new
+
+    def check_insert(self, keys: np.ndarray, active: np.ndarray, t_max_ms: int | None = None) -> np.ndarray:
+        """Mark active keys already seen (before, or earlier in ``keys``), and remember the
+        first copies.
+
+        Parameters
+        ----------
+        keys : int64 array (n,)
+        active : bool array (n,)
+            Rows to check and insert.
+        t_max_ms : int, optional
+            Largest event time of the active rows (drives the horizon).
+
+        Returns
+        -------
+        bool array (n,)
+            True for active duplicates.
+        """
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        active = np.ascontiguousarray(active, dtype=np.bool_)
+        dup = np.zeros(len(keys), dtype=np.bool_)
+        n_active = int(np.count_nonzero(active))
+        if n_active == 0:
+            return dup
+        if t_max_ms is not None:
+            self._rotate(int(t_max_ms))
+        if self.prev_meta[0]:
+            hashset_contains(keys, active, self.prev, self.prev_meta, dup)
+            active = active & ~dup
+        self._reserve(n_active)
+        hashset_insert(keys, active, self.cur, self.cur_meta, dup)
+        return dup
+
+    def contains(self, keys: np.ndarray, active: np.ndarray, t_max_ms: int | None = None) -> np.ndarray:
+        """Mark the active keys held, without inserting (``t_max_ms`` moves the horizon first)."""
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        active = np.ascontiguousarray(active, dtype=np.bool_)
+        found = np.zeros(len(keys), dtype=np.bool_)
+        if t_max_ms is not None:
+            self._rotate(int(t_max_ms))
+        for table, meta in ((self.prev, self.prev_meta), (self.cur, self.cur_meta)):
+            if meta[0]:
+                hashset_contains(keys, active, table, meta, found)
+        return found
+
+    def to_state(self) -> dict:
+        return {
+            "horizon_ms": -1 if self.horizon_ms is None else self.horizon_ms,
+            "cur_start_ms": np.iinfo(np.int64).min if self.cur_start_ms is None else self.cur_start_ms,
+            "cur_keys": self.cur[self.cur != EMPTY],
+            "cur_meta": self.cur_meta.copy(),
+            "prev_keys": self.prev[self.prev != EMPTY],
+            "prev_meta": self.prev_meta.copy(),
+        }
+
+    @classmethod
+    def from_state(cls, d: dict) -> DedupSet:
+        h = int(d["horizon_ms"])
+        s = cls(None if h < 0 else h)
+        cs = int(d["cur_start_ms"])
+        s.cur_start_ms = None if cs == np.iinfo(np.int64).min else cs
+        for name in ("cur", "prev"):
+            keys = np.asarray(d[f"{name}_keys"], dtype=np.int64)
+            meta = np.asarray(d[f"{name}_meta"], dtype=np.int64).copy()
+            table = np.full(1 << max(4, (2 * len(keys)).bit_length()), EMPTY, dtype=np.int64)
+            m = np.zeros(2, dtype=np.int64)
+            hashset_insert(keys, np.ones(len(keys), dtype=np.bool_), table, m, np.zeros(len(keys), dtype=np.bool_))
+            m[1] = meta[1]
+            m[0] = len(keys) + meta[1]
+            setattr(s, name, table)
+            setattr(s, f"{name}_meta", m)
+        return s
+
+
+class DedupClock:
+    """The event-time clock that moves the duplicate horizon: after each batch, the latest of its
+    previous value and the ``outliers + 1``-th largest of the last ``window`` valid event times
+    (so up to ``outliers`` rows dated ahead among them cannot move it; the rule of
+    ``telcoanalytics.ingest.clock.EventClock``, in one compiled call per batch).
+
+    Examples
+    --------
+    >>> c = DedupClock(window=4, outliers=1)
+    >>> c.observe(np.array([10, 20, 10**9, 30]), np.ones(4, bool))
+    30
+    """
+
+    def __init__(self, window: int = 64, outliers: int = 7):
+        if not 0 <= outliers < window:
+            raise ValueError(f"need 0 <= outliers < window, got outliers={outliers!r} window={window!r}")
+        self.recent = np.zeros(window, dtype=np.int64)
+        self.state = np.array([0, 0, EMPTY, outliers], dtype=np.int64)
+
+    @property
+    def now_ms(self) -> int | None:
+        """The clock (None before ``outliers + 1`` valid rows were seen)."""
+        c = int(self.state[2])
+        return None if c == EMPTY else c
+
+    def observe(self, t_ms: np.ndarray, ok: np.ndarray) -> int | None:
+        """Advance with one batch's event times (arrival order) where ``ok``; returns :attr:`now_ms`."""
+        c = int(recent_clock_observe(t_ms, ok, self.recent, self.state))
+        return None if c == EMPTY else c
+
+
+def _empty_ring(n_ring: int, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    meta = np.zeros((n_ring, 3), dtype=np.int64)
+    meta[:, M_BUCKET] = EMPTY
+    return np.full((n_ring, cap), EMPTY, dtype=np.int64), meta
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n - 1).bit_length())
+
+
+class TimeBucketKeySet:
+    """Keys that contain their row's event time, kept in one hash table per event-time bucket.
+
+    A row's key is looked up (and inserted) in the table of its own bucket,
+    ``t_ms // bucket_ms``: a duplicate has the first copy's event time, so it meets it there.
+    The tables are the rows of one 2-D array used as a ring over bucket numbers; a batch's
+    rows fall in a few recent buckets, so the probes stay in the CPU caches.
+
+    Parameters
+    ----------
+    horizon_ms : int
+        Keys are kept while their event time is at most this far behind the clock.
+    bucket_ms : int, optional
+        Bucket width; default ``horizon_ms // 24`` (5 min for a 2 h horizon), at least 1 ms.
+
+    Notes
+    -----
+    The *clock* is what the caller passes (``Ingestor`` passes its robust event-time clock,
+    which a few rows dated far ahead do not move). After each call the buckets that end more
+    than ``horizon_ms`` behind the clock are dropped; the ring spans from there to
+    ``horizon_ms`` ahead of the clock.
+
+    * A duplicate whose event time is at most ``horizon_ms`` behind the clock is always caught
+      (its bucket is still held), whatever the time between the copies.
+    * Rows outside the ring when they arrive (older than that, or more than ``horizon_ms``
+      ahead of the clock) go to a small :class:`DedupSet` with the same horizon, in arrival
+      time: their duplicates are caught when they arrive before the clock advanced
+      ``horizon_ms`` (the guarantee of :class:`DedupSet`). A row dated ahead moves into its
+      bucket when the clock comes within reach, so a later copy is caught there.
+    * Memory: the buckets of about ``2 * horizon_ms`` (all of one size, the largest's capacity
+      at load <= 0.7), plus the rows outside the ring. The rows of one call spanning more (a
+      whole day in one array) that are older than the horizon behind the clock after it go to
+      the ``DedupSet`` (one table, as before the buckets); before the clock is set (the first
+      few rows) the ring starts at the oldest row, over at most ``MAX_BUCKETS`` buckets.
+
+    Examples
+    --------
+    >>> s = TimeBucketKeySet(horizon_ms=3_600_000)
+    >>> t = np.array([0, 60_000, 60_000]) + 1_700_000_000_000
+    >>> s.check_insert(np.array([7, 8, 8]), t, np.ones(3, bool), clock_ms=int(t[-1])).tolist()
+    [False, False, True]
+    """
+
+    MAX_BUCKETS = 1 << 11
+    """Most buckets one call may hold (the ring's largest size)."""
+
+    def __init__(self, horizon_ms: int, bucket_ms: int | None = None):
+        _check_horizon(horizon_ms)
+        if horizon_ms is None:
+            raise ValueError("TimeBucketKeySet needs a horizon_ms; use DedupSet(None) to remember keys forever")
+        self.horizon_ms = int(horizon_ms)
+        self.bucket_ms = int(bucket_ms) if bucket_ms is not None else max(1, self.horizon_ms // 24)
+        if self.bucket_ms < 1:
+            raise ValueError(f"bucket_ms must be a positive int (ms), got {bucket_ms!r}")
+        self.span = 2 * (-(-self.horizon_ms // self.bucket_ms)) + 3  # buckets of the ring in steady state
+        self.lo: int | None = None  # lowest bucket held
+        self.clock_ms: int | None = None
+        self.tables, self.meta = _empty_ring(_pow2(self.span), 16)
+        self.side = DedupSet(self.horizon_ms, initial_capacity=16)
+        self.legacy: DedupSet | None = None  # keys of a checkpoint from the one-table design
+        self._pend = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))  # key, t, clock
+
+    def __len__(self) -> int:
+        live = self.meta[:, M_BUCKET] >= (self.lo if self.lo is not None else _NONE + 1)
+        n = int(self.meta[live, M_COUNT].sum()) + len(self.side)
+        return n + (len(self.legacy) if self.legacy is not None else 0)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the tables (bytes)."""
+        return self.tables.nbytes + self.meta.nbytes + self.side.cur.nbytes + self.side.prev.nbytes
+
+    # ---- ring geometry -------------------------------------------------------------------
+    def _resize(self, n_ring: int, cap: int, lo: int) -> None:
+        tables, meta = _empty_ring(n_ring, cap)
+        bucketset_move(self.tables, self.meta, lo, tables, meta)
+        self.tables, self.meta = tables, meta
+
+    def _insert(self, keys, t, active, out, lo: int) -> int:
+        """Check and insert into the ring; returns how many active rows fell outside it."""
+        geometry = np.array([self.bucket_ms, lo, 0], dtype=np.int64)
+        start = 0
+        while True:
+            start = bucketset_insert(keys, t, active, start, geometry, self.tables, self.meta, out)
+            if start >= len(keys):
+                return int(geometry[2])
+            self._resize(self.tables.shape[0], 2 * self.tables.shape[1], lo)  # a bucket is full
+
+    def check_insert(self, keys, t_ms, active, clock_ms: int | None = None) -> np.ndarray:
+        """Mark active keys already seen (before, or earlier in ``keys``); remember the first copies.
+
+        Parameters
+        ----------
+        keys, t_ms : int64 array (n,)
+            Key and event time of each row.
+        active : bool array (n,)
+            Rows to check and insert.
+        clock_ms : int, optional
+            The event-time clock after this batch (drives the horizon); None before it is set.
+
+        Returns
+        -------
+        bool array (n,)
+            True for active duplicates.
+        """
+        keys = np.asarray(keys, dtype=np.int64)
+        t = np.asarray(t_ms, dtype=np.int64)
+        active = np.asarray(active, dtype=np.bool_)
+        n = len(keys)
+        out = np.zeros(n, dtype=np.int8)
+        if clock_ms is not None:
+            self.clock_ms = int(clock_ms) if self.clock_ms is None else max(self.clock_ms, int(clock_ms))
+        b_of = self.bucket_ms
+        lo = self.lo
+        if self.clock_ms is not None:
+            hi = (self.clock_ms + self.horizon_ms) // b_of
+        elif active.any():
+            hi = int(t[active].max()) // b_of
+        else:
+            return out.view(np.bool_)
+        if self.clock_ms is not None:  # the ring spans the horizon behind the clock to the horizon ahead
+            lo = (
+                (self.clock_ms - self.horizon_ms) // b_of
+                if lo is None
+                else max(lo, (self.clock_ms - self.horizon_ms) // b_of)
+            )
+        elif lo is None:  # no clock yet (the first few rows): the ring starts at the oldest
+            if not active.any():
+                return out.view(np.bool_)
+            lo = max(min(int(t[active].min()) // b_of, hi), hi - self.MAX_BUCKETS + 1)
+        lo = min(lo, hi)
+        need = _pow2(hi - lo + 1)
+        cap = self.tables.shape[1]
+        if 10 * n > 7 * cap:  # a large call: size the tables once from its rows per bucket
+            ta = t[active]
+            ta = ta[(ta >= lo * b_of) & (ta < (hi + 1) * b_of)]
+            if len(ta):
+                span = int(ta.max()) // b_of - int(ta.min()) // b_of + 1
+                cap = max(cap, _pow2((10 * 2 * len(ta) // span) // 7 + 1))  # twice the mean load
+        if need > self.tables.shape[0] or cap > self.tables.shape[1]:
+            self._resize(max(need, self.tables.shape[0]), cap, lo)
+        if len(self._pend[0]):
+            self._migrate(lo, hi)
+        n_outside = self._insert(keys, t, active, out, lo)
+        if n_outside == 0 and self.legacy is None:
+            self._advance(lo)
+            return out.view(np.bool_)  # 0 or OUT_DUP (1) only
+        outside = out == OUT_OUTSIDE
+        dup = out == OUT_DUP
+        if n_outside:
+            sd = self.side.check_insert(keys, outside, self.clock_ms)
+            dup |= sd
+            ahead = outside & ~sd & (t // b_of > hi)
+            if ahead.any():
+                k, tt, c = self._pend
+                at = self.clock_ms if self.clock_ms is not None else _NONE
+                self._pend = (
+                    np.concatenate([k, keys[ahead]]),
+                    np.concatenate([tt, t[ahead]]),
+                    np.concatenate([c, np.full(int(ahead.sum()), at, np.int64)]),
+                )
+        if self.legacy is not None:
+            dup |= self.legacy.contains(keys, active & ~dup, self.clock_ms)
+            if len(self.legacy) == 0:
+                self.legacy = None
+        self._advance(lo)
+        return dup
+
+    def _migrate(self, lo: int, hi: int) -> None:
+        """Rows that arrived dated ahead of the ring and are now within it: into their buckets."""
+        k, t, c = self._pend
+        b = t // self.bucket_ms
+        now = (b >= lo) & (b <= hi)
+        if now.any():
+            self._insert(k[now], t[now], np.ones(int(now.sum()), np.bool_), np.zeros(int(now.sum()), np.int8), lo)
+        keep = ~now
+        if self.clock_ms is not None:
+            keep &= c >= self.clock_ms - self.horizon_ms  # the side set forgets them too
+        self._pend = (k[keep], t[keep], c[keep])
+
+    def _advance(self, lo: int) -> None:
+        """Drop the buckets that end more than the horizon behind the clock (and the side set's
+        old generation); shrink the ring."""
+        if self.clock_ms is not None:
+            lo = max(lo, (self.clock_ms - self.horizon_ms) // self.bucket_ms)
+            if len(self.side):
+                self.side._rotate(self.clock_ms)
+        self.lo = lo if self.lo is None else max(self.lo, lo)
+        small = _pow2(self.span)
+        if self.tables.shape[0] > small:
+            hi = int(self.meta[:, M_BUCKET].max())  # only after a call that grew the ring
+            if hi - self.lo + 1 <= small:
+                self._resize(small, self.tables.shape[1], self.lo)
+
+    # ---- state ---------------------------------------------------------------------------
+    def to_state(self) -> dict:
+        """The keys held, per bucket, and the side set (for checkpoints)."""
+        lo = self.lo if self.lo is not None else _NONE
+        live = np.flatnonzero(self.meta[:, M_BUCKET] >= (lo if self.lo is not None else _NONE + 1))
+        rows = self.tables[live]
+        st = {
+            "kind": "time_buckets",
+            "horizon_ms": self.horizon_ms,
+            "bucket_ms": self.bucket_ms,
+            "lo": lo,
+            "clock_ms": _NONE if self.clock_ms is None else self.clock_ms,
+            "bucket_meta": self.meta[live].copy(),
+            "bucket_n": (rows != EMPTY).sum(axis=1).astype(np.int64),
+            "bucket_keys": rows[rows != EMPTY],
+            "pending_keys": self._pend[0],
+            "pending_t": self._pend[1],
+            "pending_clock": self._pend[2],
+        }
+        st.update({f"side_{k}": v for k, v in self.side.to_state().items()})
+        return st
+
+    @classmethod
+    def from_state(cls, d: dict) -> TimeBucketKeySet:
+        """Rebuild from :meth:`to_state`."""
+        s = cls(int(d["horizon_ms"]), int(d["bucket_ms"]))
+        lo, clock = int(d["lo"]), int(d["clock_ms"])
+        s.lo = None if lo == _NONE else lo
+        s.clock_ms = None if clock == _NONE else clock
+        meta = np.asarray(d["bucket_meta"], np.int64).reshape(-1, 3)
+        counts = np.asarray(d["bucket_n"], np.int64)
+        keys = np.asarray(d["bucket_keys"], np.int64)
+        most = int(counts.max()) if len(counts) else 0
+        cap = max(16, _pow2((10 * most) // 7 + 2))
+        n_ring = _pow2(max(s.span, int(meta[:, M_BUCKET].max() - meta[:, M_BUCKET].min() + 1) if len(meta) else 1))
+        s.tables, s.meta = _empty_ring(n_ring, cap)
+        ends = np.cumsum(counts)
+        for j in range(len(meta)):  # one packed table row per bucket, then moved into place
+            row = np.full((1, cap), EMPTY, np.int64)
+            ks = keys[ends[j] - counts[j] : ends[j]]
+            hashset_insert(ks, np.ones(len(ks), np.bool_), row[0], np.zeros(2, np.int64), np.zeros(len(ks), np.bool_))
+            bucketset_move(row, meta[j : j + 1], _NONE + 1, s.tables, s.meta)
+        s._pend = tuple(np.asarray(d[f"pending_{x}"], np.int64) for x in ("keys", "t", "clock"))
+        s.side = DedupSet.from_state({k[5:]: v for k, v in d.items() if k.startswith("side_")})
+        return s
