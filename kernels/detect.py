@@ -114,8 +114,17 @@ FLAG_WARM = 4
 FLAG_INVALID = 8
 FLAG_LEARNED = 16
 FLAG_BACKWARDS = 32
+FLAG_RECUR = 64
 
 SQRT_HALF_PI = 1.2533141373155003
+DAY_MS = 86_400_000
+
+# ---- seasonal bucket fields (last axis of seas_d; seas_w has the first two) -------------------
+S_OFF = 0  # offset of the bucket
+S_EVID = 1  # cycles of evidence
+S_MEM = 2  # residual of the last anomalous point at this phase (recurrence memory, day profile only)
+S_MEMDAY = 3  # its day number (t // DAY_MS); minus 0.5 once confirmed as recurrent
+N_SEAS_D = 4
 
 
 class Batch(NamedTuple):
@@ -157,6 +166,8 @@ class Params(NamedTuple):
     adapt_ms: int
     recovery_ms: int
     refire_ms: int  # a new episode within this time of the last close must beat its peak
+    season_snr: float  # 1: a bucket's weight is earned by its offset's evidence e o^2 / sigma^2; 0: by e alone
+    recur_tol: float  # an alarm within this relative distance of yesterday's at the phase is season (0: off)
     sp: np.ndarray  # (n_slots, N_SP) per-slot settings
 
 
@@ -169,7 +180,8 @@ class State(NamedTuple):
     sx: np.ndarray  # float64 (n_slots, N_COLD) cold
     open_dir: np.ndarray  # int8 (n_slots,)
     run: np.ndarray  # int16 (n_slots,)
-    seas_d: np.ndarray  # float64 (n_day, n_slots, 2): day-profile offset, cycles of evidence
+    seas_d: np.ndarray  # float64 (n_day, n_slots, 4): day-profile offset, cycles of evidence, recurrence memory
+    # (residual of the phase's last anomalous point, and its day number; see ``S_MEM``)
     seas_w: np.ndarray  # float64 (n_week, n_slots, 2): week-profile offset, cycles of evidence
     g: np.ndarray  # float64 (N_GLOBAL,)
 
@@ -200,6 +212,20 @@ def detect_init(st, k_init):
         for f in range(st.shape[1]):
             st[s, f] = 0.0
         st[s, F_THR] = k_init
+
+
+@kernel
+def _learn_bucket(prof, k, s, inc, a_season, v, mean):
+    """Fold one point into seasonal bucket ``k`` of slot ``s``: ``inc`` cycles of evidence; the
+    offset is a running (then EW) mean of ``v`` if ``mean``, else it moves by ``a * v``."""
+    e = prof[k, s, S_EVID] + inc
+    if e > 0.0:
+        a = inc / e if e * a_season < 1.0 else a_season * inc
+        if mean:
+            prof[k, s, S_OFF] += a * (v - prof[k, s, S_OFF])
+        else:
+            prof[k, s, S_OFF] += a * v
+        prof[k, s, S_EVID] = e
 
 
 @kernel
@@ -345,6 +371,8 @@ def detect_batch(b, p, S, o):
     gain = g[G_GAIN]
     use_season = p.bucket_ms > 0 and (p.n_day > 0 or p.n_week > 0)
     use_mult = thr_mult.shape[0] > 0
+    snr = p.season_snr > 0.0
+    use_recur = use_season and p.recur_tol > 0.0 and n_day > 0
     n_scored = 0
     n_alarms = 0
     n_invalid = 0
@@ -403,15 +431,33 @@ def detect_batch(b, p, S, o):
         sc = 0.0
         if use_season:
             sd = 0.0
+            ks2 = 0.0
+            if snr:
+                # evidence of an offset o after e cycles: e o^2 / sigma^2 (a large, steady offset is
+                # earned in one cycle, noise-sized ones stay shrunk)
+                sg = max(SQRT_HALF_PI * st[s, F_SCALE], sp[s, P_FLOOR] + p.floor_rel * abs(st[s, F_LEVEL]))
+                ks2 = k_season * sg * sg
             if n_day > 0:
-                e = seas_d[pd, s, 1]
+                e = seas_d[pd, s, S_EVID]
                 if e > 0.0:
-                    sd = seas_d[pd, s, 0]
-                    sc = sd * e / (e + k_season)
+                    sd = seas_d[pd, s, S_OFF]
+                    if snr:
+                        ev = e * sd * sd
+                        if ev > 0.0:
+                            sc = sd * ev / (ev + ks2)
+                    else:
+                        sc = sd * e / (e + k_season)
             if n_week > 0:
-                e = seas_w[pw, s, 1]
+                e = seas_w[pw, s, S_EVID]
                 if e > 0.0:
-                    sc += (seas_w[pw, s, 0] - sd) * e / (e + k_season)
+                    # with snr the week bucket holds its difference from the day's offset already
+                    dw = seas_w[pw, s, S_OFF] - (0.0 if snr else sd)
+                    if snr:
+                        ev = e * dw * dw
+                        if ev > 0.0:
+                            sc += dw * ev / (ev + ks2)
+                    else:
+                        sc += dw * e / (e + k_season)
         mult = thr_mult[i] if use_mult else 1.0
         thr_eff = p.score_thr * sp[s, P_SCALE] * mult * gain
         nobs = nobs_arr[s]
@@ -461,6 +507,20 @@ def detect_batch(b, p, S, o):
                         st[s, f] = 0.0
             else:
                 sx[s, X_PREVT] = 0.0
+        recur = False
+        if alarm and use_recur and (flags & FLAG_BACKWARDS) == 0:
+            # learning from recurrence: an excursion like yesterday's at the same phase is season
+            today = float(t // DAY_MS)
+            m = seas_d[pd, s, S_MEM]
+            age = today - seas_d[pd, s, S_MEMDAY]
+            if age > 0.0 and age <= 1.5 and m * r > 0.0 and abs(r - m) <= p.recur_tol * abs(m):
+                recur = True
+                alarm = False
+                flags |= FLAG_RECUR
+                seas_d[pd, s, S_MEMDAY] = today - 0.5
+            else:
+                seas_d[pd, s, S_MEMDAY] = today
+            seas_d[pd, s, S_MEM] = r
         if warm:
             flags |= FLAG_WARM
         if p.budget_p < 1.0 and warm:
@@ -470,9 +530,9 @@ def detect_batch(b, p, S, o):
                 gain -= p.eta_gain * gain * p.budget_p
             gain = min(max(gain, 1.0), p.gain_max)
         learn = (not warm) or (not alarm and not in_ep and run[s] == 0)
-        if (flags & FLAG_BACKWARDS) != 0:
+        if (flags & FLAG_BACKWARDS) != 0 or recur:
             learn = False
-        if warm and not in_ep and (flags & FLAG_BACKWARDS) == 0:
+        if warm and not in_ep and not recur and (flags & FLAG_BACKWARDS) == 0:
             # tail quantile: every point outside episodes (exceedances must raise it)
             kq = kq * p.k_up if score > p.log_inv_p else kq * p.k_dn
             st[s, F_THR] = min(max(kq, p.k_min), p.k_max)
@@ -481,6 +541,14 @@ def detect_batch(b, p, S, o):
             # the scale by at most huber_c sigmas, so a spiky series learns its spread
             asc = p.a_scale if nobs > inv_asc else 1.0 / nobs
             st[s, F_SCALE] = scale + asc * (p.huber_c * sigma - scale)
+        if recur:
+            # the seasonal buckets (not the level, not the scale) learn the recurring excursion
+            v = sc + r if snr else r
+            if n_day > 0:
+                _learn_bucket(seas_d, pd, s, inc, a_season, v, snr)
+            d_raw = seas_d[pd, s, S_OFF] if (snr and n_day > 0) else 0.0
+            if n_week > 0:
+                _learn_bucket(seas_w, pw, s, inc, a_season, v - d_raw, snr)
         if learn:
             flags |= FLAG_LEARNED
             rc = r
@@ -490,20 +558,16 @@ def detect_batch(b, p, S, o):
             al = p.a_level if nobs + 1.0 > inv_al else 1.0 / (nobs + 1.0)
             level = max(level + al * rc, lower)
             if use_season:
-                # each bucket moves towards its own offset plus the residual the level left
+                # each bucket moves towards the deviation from the level seen at its phase (the
+                # seasonal offset used plus the residual the level left)
                 rs = (1.0 - al) * rc
+                v = sc + rs if snr else rs
                 if n_day > 0:
-                    e = seas_d[pd, s, 1] + inc
-                    if e > 0.0:
-                        a = inc / e if e * a_season < 1.0 else a_season * inc
-                        seas_d[pd, s, 0] += a * rs
-                        seas_d[pd, s, 1] = e
+                    _learn_bucket(seas_d, pd, s, inc, a_season, v, snr)
+                # the week bucket learns its difference from the day's updated offset
+                d_raw = seas_d[pd, s, S_OFF] if (snr and n_day > 0) else 0.0
                 if n_week > 0:
-                    e = seas_w[pw, s, 1] + inc
-                    if e > 0.0:
-                        a = inc / e if e * a_season < 1.0 else a_season * inc
-                        seas_w[pw, s, 0] += a * rs
-                        seas_w[pw, s, 1] = e
+                    _learn_bucket(seas_w, pw, s, inc, a_season, v - d_raw, snr)
             asc = p.a_scale if nobs > inv_asc else 1.0 / nobs
             ar = abs(r)
             if warm and ar > p.huber_c * sigma:
@@ -512,7 +576,7 @@ def detect_batch(b, p, S, o):
             st[s, F_LEVEL] = level
             if nobs < N_MAX:
                 nobs_arr[s] = nobs + 1
-        if warm and not in_ep and not alarm and (flags & FLAG_BACKWARDS) == 0:
+        if warm and not in_ep and not alarm and not recur and (flags & FLAG_BACKWARDS) == 0:
             # CUSUM as selects (signs are close to random on normal data: branches mispredict)
             zk = min(max(z, -p.cusum_clip), p.cusum_clip)
             cup = st[s, F_CUP] + zk - p.cusum_k

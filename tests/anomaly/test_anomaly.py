@@ -42,6 +42,8 @@ def _ref_kw(cfg: DetectorConfig, det: AnomalyDetector) -> dict:
         cusum_clip=cfg.cusum_clip,
         close_after=cfg.close_after,
         refire_ms=int(cfg.refire_s * 1000),
+        season_snr=cfg.season_snr,
+        recur_tol=cfg.recur_tol,
     )
 
 
@@ -63,11 +65,17 @@ def _series(rng, n_slots, n_steps, step_ms, spikes=True):
         dict(season="auto", bucket_s=1800.0),
         dict(season="day", refire_s=0.0, close_after=2),
         dict(season="none", cusum_h=4.0, threshold=3.0),
+        dict(season="auto", bucket_s=1800.0, season_snr=False, recur_tol=0.0),
+        dict(season="auto", bucket_s=900.0, recur_tol=0.3, daily=True),
     ],
 )
 def test_matches_reference(rng, kw):
+    kw = dict(kw)
+    daily = kw.pop("daily", False)
     cfg = DetectorConfig(interval_s=300, warmup=10, adapt_s=0, **kw)
     t, s, x = _series(rng, 3, 900, PM)
+    if daily:  # a sharp excursion at 09:00-10:00 every day: learnt from recurrence
+        x[(t % DAY >= 9 * HOUR) & (t % DAY < 10 * HOUR)] += 60.0
     x[5] = np.nan
     det = AnomalyDetector(3, cfg)
     rows = det.update(t, s, x)
@@ -83,6 +91,11 @@ def test_matches_reference(rng, kw):
     assert [kinds[k] for k, _, _ in ref_rows] == rows["classification"].tolist()
     assert alarm.sum() > 0 and len(rows) > 0
     assert np.isnan(last.z[5]) and det.n_invalid == 1
+    if daily:  # the recurrence path ran, and the later days of the excursion no longer alarm
+        rec = (last.flags & K.FLAG_RECUR) != 0
+        assert rec.any()
+        late = (s != 1) & (t >= 2 * DAY) & (t % DAY >= 9 * HOUR) & (t % DAY < 10 * HOUR)  # slot 1 shifts
+        assert alarm[late].mean() < 0.05
 
 
 def test_zscore_kernel_matches_reference(rng):
@@ -416,6 +429,33 @@ def test_grow_checkpoint_and_metadata(rng):
     del old["seas_d"]
     with pytest.raises(ValueError, match="predates"):
         AnomalyDetector.from_state(old)
+
+
+@pytest.mark.parametrize("snr", [True, False])
+def test_baseline_at_is_the_baseline_the_next_point_gets(rng, snr):
+    t, s, x = _series(rng, 2, 2 * 7 * 288 + 50, PM, spikes=False)  # two weeks: both profiles earned
+    det = AnomalyDetector(2, DetectorConfig.for_interval(300, season_snr=snr))
+    det.update(t, s, x)
+    tn = int(t[-1]) + PM
+    want = det.baseline_at(tn)
+    det.update(np.array([tn, tn]), np.array([0, 1]), np.array([50.0, 50.0]))
+    np.testing.assert_allclose(det.last.baseline, want, rtol=1e-12)
+    assert np.abs(want - det.state.st[:, K.F_LEVEL]).max() > 0.5  # the season takes part
+
+
+def test_checkpoint_before_the_recurrence_memory_loads(rng):
+    t, s, x = _series(rng, 2, 9 * 288, PM, spikes=False)
+    det = AnomalyDetector(2, DetectorConfig.for_interval(300))
+    det.update(t, s, x)
+    old = det.to_state()
+    n_day = old["seas_d"].shape[0]
+    old["seas_w"] = old["seas_w"].copy()
+    old["seas_w"][:, :, 0] += old["seas_d"][np.arange(old["seas_w"].shape[0]) % n_day, :, 0]  # absolute week
+    old["seas_d"] = old["seas_d"][:, :, :2].copy()
+    back = AnomalyDetector.from_state(old)
+    assert back.state.seas_d.shape == det.state.seas_d.shape and not back.state.seas_d[:, :, 2:].any()
+    np.testing.assert_allclose(back.state.seas_w, det.state.seas_w, atol=1e-9)
+    np.testing.assert_array_equal(back.baseline_at(int(t[-1]) + PM), det.baseline_at(int(t[-1]) + PM))
 
 
 def test_empty_batch():
