@@ -450,8 +450,7 @@ def detect_batch(b, p, S, o):
             if n_week > 0:
                 e = seas_w[pw, s, S_EVID]
                 if e > 0.0:
-                    # with snr the week bucket holds its difference from the day's offset already
-                    dw = seas_w[pw, s, S_OFF] - (0.0 if snr else sd)
+                    dw = seas_w[pw, s, S_OFF] - sd
                     if snr:
                         ev = e * dw * dw
                         if ev > 0.0:
@@ -544,11 +543,11 @@ def detect_batch(b, p, S, o):
         if recur:
             # the seasonal buckets (not the level, not the scale) learn the recurring excursion
             v = sc + r if snr else r
+            week_ok = not snr or n_day == 0 or seas_d[pd, s, S_EVID] >= 1.0
             if n_day > 0:
                 _learn_bucket(seas_d, pd, s, inc, a_season, v, snr)
-            d_raw = seas_d[pd, s, S_OFF] if (snr and n_day > 0) else 0.0
-            if n_week > 0:
-                _learn_bucket(seas_w, pw, s, inc, a_season, v - d_raw, snr)
+            if n_week > 0 and week_ok:
+                _learn_bucket(seas_w, pw, s, inc, a_season, v, snr)
         if learn:
             flags |= FLAG_LEARNED
             rc = r
@@ -562,12 +561,13 @@ def detect_batch(b, p, S, o):
                 # seasonal offset used plus the residual the level left)
                 rs = (1.0 - al) * rc
                 v = sc + rs if snr else rs
+                # the week bucket learns only once its day bucket has a full cycle (a first day
+                # seen while the level still chased the season would bias that hour for a week)
+                week_ok = not snr or n_day == 0 or seas_d[pd, s, S_EVID] >= 1.0
                 if n_day > 0:
                     _learn_bucket(seas_d, pd, s, inc, a_season, v, snr)
-                # the week bucket learns its difference from the day's updated offset
-                d_raw = seas_d[pd, s, S_OFF] if (snr and n_day > 0) else 0.0
-                if n_week > 0:
-                    _learn_bucket(seas_w, pw, s, inc, a_season, v - d_raw, snr)
+                if n_week > 0 and week_ok:
+                    _learn_bucket(seas_w, pw, s, inc, a_season, v, snr)
             asc = p.a_scale if nobs > inv_asc else 1.0 / nobs
             ar = abs(r)
             if warm and ar > p.huber_c * sigma:

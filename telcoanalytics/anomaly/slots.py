@@ -290,7 +290,7 @@ class AnomalyDetector:
             sc = np.where(ed > 0, sd * weight(sd, ed), 0.0)
             if p.n_week:
                 ew = S.seas_w[q % p.n_week, :, _k.S_EVID]
-                dw = S.seas_w[q % p.n_week, :, _k.S_OFF] - (0.0 if c.season_snr else sd)
+                dw = S.seas_w[q % p.n_week, :, _k.S_OFF] - sd
                 sc = sc + np.where(ew > 0, dw * weight(dw, ew), 0.0)
             level += sc
         return np.maximum(level, self.sp[:, _k.P_LOWER])
@@ -334,12 +334,7 @@ class AnomalyDetector:
         det = cls(d["st"].shape[0], DetectorConfig(**d["config"]), d["slot_element_id"], d["slot_metric"])
         d = dict(d)
         if d["seas_d"].ndim == 3 and d["seas_d"].shape[2] == 2:
-            # format before the recurrence memory: add it empty; with the evidence-weighted season
-            # the week bucket holds its difference from the day's offset
-            n_day = d["seas_d"].shape[0]
-            if det.config.season_snr and d["seas_w"].shape[0] and n_day:
-                d["seas_w"] = d["seas_w"].copy()
-                d["seas_w"][:, :, 0] -= d["seas_d"][np.arange(d["seas_w"].shape[0]) % n_day, :, 0]
+            # format before the recurrence memory: add it, empty
             d["seas_d"] = np.concatenate([d["seas_d"], np.zeros(d["seas_d"].shape[:2] + (2,))], axis=2)
         det.state = _k.State(*(np.array(d[f], dtype=a.dtype) for f, a in zip(_k.State._fields, det.state)))
         det.sp = np.array(d["sp"], dtype=np.float64)

@@ -102,7 +102,7 @@ def reference_detect(
                 sc = off * weight(off, e)
             if kw is not None:
                 off, e = st.week.get(kw, (0.0, 0.0))
-                dw = off if season_snr else off - sd  # with season_snr the week holds its difference
+                dw = off - sd
                 if e > 0:
                     sc += dw * weight(dw, e)
         if st.n == 0:
@@ -167,17 +167,17 @@ def reference_detect(
 
 
 def _ref_learn(st, kd, kw, inc, a_season, v, mean):
-    """Seasonal buckets: running (then EW) mean of the deviation ``v`` from the level, the week's of
-    its difference from the day's updated offset (``mean``), or both moved by ``a * v`` (the
-    count-weighted rule)."""
+    """Seasonal buckets: running (then EW) mean of the deviation ``v`` from the level (``mean``; the
+    week's only once the day's bucket had a full cycle before this point), or moved by ``a * v``
+    (the count-weighted rule)."""
+    day_evidence = st.day.get(kd, (0.0, 0.0))[1] if kd is not None else math.inf
     for prof, key in ((st.day, kd), (st.week, kw)):
-        if key is None:
+        if key is None or (mean and prof is st.week and day_evidence < 1.0):
             continue
-        target = v - st.day.get(kd, (0.0, 0.0))[0] if (mean and prof is st.week) else v
         off, e = prof.get(key, (0.0, 0.0))
         if e + inc > 0:
             a = inc / (e + inc) if (e + inc) * a_season < 1 else a_season * inc
-            prof[key] = (off + a * (target - off) if mean else off + a * target, e + inc)
+            prof[key] = (off + a * (v - off) if mean else off + a * v, e + inc)
 
 
 def _ref_episode(st, rows, i, t, zi, sco, al_now, confirm, close_after, refire_ms):
