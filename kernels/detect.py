@@ -4,7 +4,8 @@ tail score, CUSUM change detection, episodes that do not teach the baseline, sil
 One call processes a batch of events ``(ts_ms, slot, value)`` in the order given (normally event
 time order). Each event is scored against the slot's state BEFORE the event and only then, if it is
 normal, folded into the state: a point never takes part in its own baseline, and points that alarm
-or fall inside an open episode never move the baseline, the scale or the seasonal profile.
+or fall inside an open episode never move the baseline or the scale; the seasonal profile learns
+from them only when they recur (below).
 
 Arguments are grouped in four NamedTuples: :class:`Batch` (the events), :class:`Params` (scalars
 and per-slot settings), :class:`State` (per-slot and global state, updated in place) and
@@ -12,8 +13,10 @@ and per-slot settings), :class:`State` (per-slot and global state, updated in pl
 
 Model (per slot)::
 
-    season_t   = w_d * D[hour of day] + w_w * (W[hour of week] - D[hour of day])
-                 w_d = e_d / (e_d + k), w_w = e_w / (e_w + k)  (e = cycles of evidence in the bucket)
+    season_t   = w(D, e_d) * D[bucket of day] + w(W - D, e_w) * (W[bucket of week] - D[bucket of day])
+                 w(o, e) = e o^2 / (e o^2 + k sigma0^2)     (season_snr; e = cycles of evidence)
+                 w(o, e) = e / (e + k)                      (season_snr off: the rule before)
+                 sigma0 = max(1.2533 * scale, floor_abs + floor_rel * |level|)
     baseline_t = max(level + season_t, lower)
     r_t        = x_t - baseline_t
     sigma_t    = max(1.2533 * scale, floor_abs + floor_rel * |baseline_t|)
@@ -31,11 +34,22 @@ Learning (only from normal points: warm-up, or not alarming and no episode open)
 
     rc         = clip(r, -huber_c sigma, huber_c sigma)
     level     += a_level * rc                     (running mean while count < 1 / a_level)
-    D, W      += a * (1 - a_level) * rc            a = inc / e while e < 1 / a_season, else a_season * inc
+    v          = season_t + (1 - a_level) * rc    (the deviation from the level seen at this phase)
+    D, W      += a * (v - D), a * (v - W)          a = inc / e while e < 1 / a_season, else a_season * inc
+                 (W only once D's bucket had a full cycle; season_snr off: D, W += a * (1 - a_level) * rc)
     e_d, e_w  += inc = min(t - t_prev, bucket) / bucket   (a full bucket visit adds one cycle)
     scale     += a_scale * (min(|r|, huber_c sigma) - scale)
     C+ = max(0, C+ + min(z, c_clip) - k), C- = max(0, C- - max(z, -c_clip) - k)
     C+ > h or C- > h  ->  change: level += sign * (C / n_run + k) * sigma, CUSUM reset
+
+Learning from recurrence (``recur_tol > 0``): each day bucket remembers the residual of its last
+alarm point and its day. An alarm point whose residual has the same sign as, and lies within
+``recur_tol * |m|`` of, the remembered ``m`` of the previous day (or of a point already found
+recurrent today) is season, not anomaly: it does not alarm, the level, scale, tail quantile and
+CUSUM ignore it, and D and W learn it with ``v = season_t + r`` (unclipped). A sharp pattern that
+repeats daily (a square wave, a nightly batch job) alarms on its first day only; a one-off fault
+does not recur and teaches nothing; a fault repeated at the same time the next day is taken as
+season.
 
 Episodes: an episode opens after ``confirm`` consecutive alarm points and closes after
 ``close_after`` normal ones. Within ``refire_ms`` of a close, a new episode of the slot is
@@ -431,32 +445,37 @@ def detect_batch(b, p, S, o):
         sc = 0.0
         if use_season:
             sd = 0.0
-            ks2 = 0.0
             if snr:
                 # evidence of an offset o after e cycles: e o^2 / sigma^2 (a large, steady offset is
-                # earned in one cycle, noise-sized ones stay shrunk)
+                # earned in one cycle, noise-sized ones stay shrunk); both weights over one division
                 sg = max(SQRT_HALF_PI * st[s, F_SCALE], sp[s, P_FLOOR] + p.floor_rel * abs(st[s, F_LEVEL]))
                 ks2 = k_season * sg * sg
-            if n_day > 0:
-                e = seas_d[pd, s, S_EVID]
-                if e > 0.0:
+                evd = 0.0
+                evw = 0.0
+                dw = 0.0
+                if n_day > 0:
                     sd = seas_d[pd, s, S_OFF]
-                    if snr:
-                        ev = e * sd * sd
-                        if ev > 0.0:
-                            sc = sd * ev / (ev + ks2)
-                    else:
-                        sc = sd * e / (e + k_season)
-            if n_week > 0:
-                e = seas_w[pw, s, S_EVID]
-                if e > 0.0:
+                    evd = seas_d[pd, s, S_EVID] * sd * sd
+                if n_week > 0:
                     dw = seas_w[pw, s, S_OFF] - sd
-                    if snr:
-                        ev = e * dw * dw
-                        if ev > 0.0:
-                            sc += dw * ev / (ev + ks2)
-                    else:
-                        sc += dw * e / (e + k_season)
+                    evw = seas_w[pw, s, S_EVID] * dw * dw
+                ad = evd + ks2
+                aw = evw + ks2
+                den = ad * aw
+                if den > 0.0:
+                    sc = (sd * evd * aw + dw * evw * ad) / den
+                else:  # no spread yet (ks2 = 0): an offset with evidence counts in full
+                    sc = (sd if evd > 0.0 else 0.0) + (dw if evw > 0.0 else 0.0)
+            else:
+                if n_day > 0:
+                    e = seas_d[pd, s, S_EVID]
+                    if e > 0.0:
+                        sd = seas_d[pd, s, S_OFF]
+                        sc = sd * e / (e + k_season)
+                if n_week > 0:
+                    e = seas_w[pw, s, S_EVID]
+                    if e > 0.0:
+                        sc += (seas_w[pw, s, S_OFF] - sd) * e / (e + k_season)
         mult = thr_mult[i] if use_mult else 1.0
         thr_eff = p.score_thr * sp[s, P_SCALE] * mult * gain
         nobs = nobs_arr[s]

@@ -221,6 +221,53 @@ def test_points_inside_an_episode_do_not_move_the_baseline():
     np.testing.assert_allclose(det.last.baseline[f], lvl_before.state.st[0, K.F_LEVEL], rtol=1e-12)
 
 
+def _square_days(rng, days, hi=80.0, lo=20.0):
+    n = days * 288
+    t = np.arange(n, dtype=np.int64) * PM
+    ph = t % DAY
+    x = np.where((ph >= 9 * HOUR) & (ph < 18 * HOUR), hi, lo) + rng.standard_normal(n)
+    return t, x
+
+
+def _opened(rows):
+    return rows[(rows["end_ms"] < 0) & (rows["classification"] == "fault")]
+
+
+@pytest.mark.parametrize("recur_tol", [0.5, 0.0])
+def test_a_sharp_daily_pattern_alarms_on_its_first_day_only(rng, recur_tol):
+    """A square wave (20 -> 80 at 09:00, back at 18:00) inside 15-minute buckets: learning from
+    recurrence turns it into season after one repeat; a dip on day 7 is still found at once."""
+    t, x = _square_days(rng, 8)
+    dip = (t >= 7 * DAY + 11 * HOUR) & (t < 7 * DAY + 12 * HOUR)
+    x[dip] -= 40.0
+    det = AnomalyDetector(1, DetectorConfig.for_interval(300, recur_tol=recur_tol))
+    rows = _opened(det.update(t, np.zeros(len(t), np.int64), x))
+    days = rows["start_ms"] // DAY
+    assert (days == 0).any()  # the first day is new
+    later = rows[(days >= 2) & ~((rows["start_ms"] >= 7 * DAY + 11 * HOUR) & (rows["start_ms"] < 7 * DAY + 12 * HOUR))]
+    if recur_tol:
+        assert len(later) == 0, later[["start_ms", "peak_score"]]
+        assert ((det.last.flags & K.FLAG_RECUR) != 0).any()
+        hit = rows[rows["start_ms"] == 7 * DAY + 11 * HOUR]
+        assert len(hit) == 1 and hit["direction"][0] == -1  # found on its first point
+    alarms_later = ((det.last.flags & K.FLAG_ALARM) != 0) & (t >= 2 * DAY) & ~dip
+    if recur_tol:
+        assert alarms_later.sum() <= 3
+    else:  # without it the pattern never becomes season: it alarms every day (re-fires unreported)
+        assert alarms_later.sum() > 100
+
+
+def test_a_fault_that_does_not_recur_the_next_day_teaches_nothing(rng):
+    """The same fault two days apart (not yesterday) alarms both times; nothing is learnt."""
+    t, x, _ = _fault_series(rng, 7, 3 * DAY + 10 * HOUR, HOUR, 30.0)
+    again = (t >= 5 * DAY + 10 * HOUR) & (t < 5 * DAY + 11 * HOUR)
+    x[again] += 30.0
+    det = AnomalyDetector(1, DetectorConfig.for_interval(300))
+    rows = _opened(det.update(t, np.zeros(len(t), np.int64), x))
+    assert {3 * DAY + 10 * HOUR, 5 * DAY + 10 * HOUR} <= set(rows["start_ms"].tolist())
+    assert not ((det.last.flags & K.FLAG_RECUR) != 0).any()
+
+
 def test_three_hour_fault_no_false_alarm_a_week_later():
     rng = np.random.default_rng(6)
     t, x, f = _fault_series(rng, 22, 8 * DAY + 10 * HOUR, 3 * HOUR, 25.0)
