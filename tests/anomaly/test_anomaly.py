@@ -490,6 +490,17 @@ def test_baseline_at_is_the_baseline_the_next_point_gets(rng, snr):
     assert np.abs(want - det.state.st[:, K.F_LEVEL]).max() > 0.5  # the season takes part
 
 
+def test_an_offset_with_evidence_counts_in_full_before_there_is_any_spread():
+    """No spread yet (scale 0, floor 0 at level 0): the evidence weight of an earned offset is 1,
+    so the first observation's level is the value minus the whole offset."""
+    det = AnomalyDetector(1, DetectorConfig(interval_s=300, floor_abs=0.0, floor_rel=1e-3))
+    det.state.seas_d[0, 0, K.S_OFF] = 5.0
+    det.state.seas_d[0, 0, K.S_EVID] = 2.0
+    assert det.baseline_at(0)[0] == 5.0
+    det.update(np.array([0]), np.array([0]), np.array([7.0]))
+    assert det.state.st[0, K.F_LEVEL] == 2.0
+
+
 def test_checkpoint_before_the_recurrence_memory_loads(rng):
     t, s, x = _series(rng, 2, 9 * 288, PM, spikes=False)
     det = AnomalyDetector(2, DetectorConfig.for_interval(300))
@@ -527,6 +538,7 @@ def test_empty_batch():
         (dict(adapt_s=-1.0), "adapt_s"),
         (dict(threshold=float("nan")), "finite"),
         (dict(bucket_s=0.0), "bucket_s"),
+        (dict(recur_tol=-0.1), "recur_tol"),
     ],
 )
 def test_config_errors(kw, match):
