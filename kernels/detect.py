@@ -133,12 +133,12 @@ FLAG_RECUR = 64
 SQRT_HALF_PI = 1.2533141373155003
 DAY_MS = 86_400_000
 
-# ---- seasonal bucket fields (last axis of seas_d; seas_w has the first two) -------------------
+# ---- seasonal bucket fields (last axis of seas_d and seas_w) ---------------------------------
 S_OFF = 0  # offset of the bucket
 S_EVID = 1  # cycles of evidence
-S_MEM = 2  # residual of the last anomalous point at this phase (recurrence memory, day profile only)
-S_MEMDAY = 3  # its day number (t // DAY_MS); minus 0.5 once confirmed as recurrent
-N_SEAS_D = 4
+# ---- recurrence memory per day bucket (last axis of seas_m; touched only by alarm points) -----
+M_RESID = 0  # residual of the last anomalous point at this phase
+M_DAY = 1  # its day number (t // DAY_MS); minus 0.5 once confirmed as recurrent
 
 
 class Batch(NamedTuple):
@@ -194,10 +194,10 @@ class State(NamedTuple):
     sx: np.ndarray  # float64 (n_slots, N_COLD) cold
     open_dir: np.ndarray  # int8 (n_slots,)
     run: np.ndarray  # int16 (n_slots,)
-    seas_d: np.ndarray  # float64 (n_day, n_slots, 4): day-profile offset, cycles of evidence, recurrence memory
-    # (residual of the phase's last anomalous point, and its day number; see ``S_MEM``)
+    seas_d: np.ndarray  # float64 (n_day, n_slots, 2): day-profile offset, cycles of evidence
     seas_w: np.ndarray  # float64 (n_week, n_slots, 2): week-profile offset, cycles of evidence
     g: np.ndarray  # float64 (N_GLOBAL,)
+    seas_m: np.ndarray  # float64 (n_day, n_slots, 2): recurrence memory (``M_RESID``, ``M_DAY``)
 
 
 class Out(NamedTuple):
@@ -529,16 +529,17 @@ def detect_batch(b, p, S, o):
         if alarm and use_recur and (flags & FLAG_BACKWARDS) == 0:
             # learning from recurrence: an excursion like yesterday's at the same phase is season
             today = float(t // DAY_MS)
-            m = seas_d[pd, s, S_MEM]
-            age = today - seas_d[pd, s, S_MEMDAY]
+            seas_m = S.seas_m
+            m = seas_m[pd, s, M_RESID]
+            age = today - seas_m[pd, s, M_DAY]
             if age > 0.0 and age <= 1.5 and m * r > 0.0 and abs(r - m) <= p.recur_tol * abs(m):
                 recur = True
                 alarm = False
                 flags |= FLAG_RECUR
-                seas_d[pd, s, S_MEMDAY] = today - 0.5
+                seas_m[pd, s, M_DAY] = today - 0.5
             else:
-                seas_d[pd, s, S_MEMDAY] = today
-            seas_d[pd, s, S_MEM] = r
+                seas_m[pd, s, M_DAY] = today
+            seas_m[pd, s, M_RESID] = r
         if warm:
             flags |= FLAG_WARM
         if p.budget_p < 1.0 and warm:

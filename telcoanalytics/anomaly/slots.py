@@ -82,9 +82,10 @@ class AnomalyDetector:
             np.zeros((n, _k.N_COLD)),
             np.zeros(n, dtype=np.int8),
             np.zeros(n, dtype=np.int16),
-            np.zeros((self.n_day, n, _k.N_SEAS_D)),
+            np.zeros((self.n_day, n, 2)),
             np.zeros((self.n_week, n, 2)),
             np.zeros(_k.N_GLOBAL),
+            np.zeros((self.n_day, n, 2)),
         )
         _k.detect_init(self.state.st, -np.log10(self.config.tail_p) / self.config.q_min)
         self.state.g[_k.G_GAIN] = 1.0
@@ -332,10 +333,8 @@ class AnomalyDetector:
         )
         _check("seas_d" in d, "checkpoint predates the earned-season detector; rebuild it from history")
         det = cls(d["st"].shape[0], DetectorConfig(**d["config"]), d["slot_element_id"], d["slot_metric"])
-        d = dict(d)
-        if d["seas_d"].ndim == 3 and d["seas_d"].shape[2] == 2:
-            # format before the recurrence memory: add it, empty
-            d["seas_d"] = np.concatenate([d["seas_d"], np.zeros(d["seas_d"].shape[:2] + (2,))], axis=2)
+        if "seas_m" not in d:  # a checkpoint from before the recurrence memory: start it empty
+            d = dict(d, seas_m=np.zeros_like(d["seas_d"]))
         det.state = _k.State(*(np.array(d[f], dtype=a.dtype) for f, a in zip(_k.State._fields, det.state)))
         det.sp = np.array(d["sp"], dtype=np.float64)
         det.n_invalid = int(d["n_invalid"])
