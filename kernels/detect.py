@@ -243,6 +243,28 @@ def _learn_bucket(prof, k, s, inc, a_season, v, mean):
 
 
 @kernel
+def _recurrence(p, S, s, pd, pw, t, r, sc, inc, snr):
+    """Learning from recurrence, for an alarm point of slot ``s`` in day bucket ``pd``: an excursion
+    like yesterday's at the same phase is season. Updates the memory; if it recurs, the seasonal
+    buckets (not the level, not the scale) learn it and True is returned (the point does not alarm).
+    Kept out of :func:`detect_batch`'s loop (it runs on alarm points only)."""
+    today = float(t // DAY_MS)
+    seas_m = S.seas_m
+    m = seas_m[pd, s, M_RESID]
+    age = today - seas_m[pd, s, M_DAY]
+    recur = age > 0.0 and age <= 1.5 and m * r > 0.0 and abs(r - m) <= p.recur_tol * abs(m)
+    seas_m[pd, s, M_DAY] = today - 0.5 if recur else today
+    seas_m[pd, s, M_RESID] = r
+    if recur:
+        v = sc + r if snr else r
+        week_ok = not snr or S.seas_d[pd, s, S_EVID] >= 1.0
+        _learn_bucket(S.seas_d, pd, s, inc, p.a_season, v, snr)
+        if p.n_week > 0 and week_ok:
+            _learn_bucket(S.seas_w, pw, s, inc, p.a_season, v, snr)
+    return recur
+
+
+@kernel
 def _emit(o, n_rows, i, kind, start, end, peak, d, base, thr, x):
     o.ep_idx[n_rows] = i
     o.ep_kind[n_rows] = kind
@@ -527,19 +549,10 @@ def detect_batch(b, p, S, o):
                 sx[s, X_PREVT] = 0.0
         recur = False
         if alarm and use_recur and (flags & FLAG_BACKWARDS) == 0:
-            # learning from recurrence: an excursion like yesterday's at the same phase is season
-            today = float(t // DAY_MS)
-            seas_m = S.seas_m
-            m = seas_m[pd, s, M_RESID]
-            age = today - seas_m[pd, s, M_DAY]
-            if age > 0.0 and age <= 1.5 and m * r > 0.0 and abs(r - m) <= p.recur_tol * abs(m):
-                recur = True
+            recur = _recurrence(p, S, s, pd, pw, t, r, sc, inc, snr)
+            if recur:
                 alarm = False
                 flags |= FLAG_RECUR
-                seas_m[pd, s, M_DAY] = today - 0.5
-            else:
-                seas_m[pd, s, M_DAY] = today
-            seas_m[pd, s, M_RESID] = r
         if warm:
             flags |= FLAG_WARM
         if p.budget_p < 1.0 and warm:
@@ -560,14 +573,6 @@ def detect_batch(b, p, S, o):
             # the scale by at most huber_c sigmas, so a spiky series learns its spread
             asc = p.a_scale if nobs > inv_asc else 1.0 / nobs
             st[s, F_SCALE] = scale + asc * (p.huber_c * sigma - scale)
-        if recur:
-            # the seasonal buckets (not the level, not the scale) learn the recurring excursion
-            v = sc + r if snr else r
-            week_ok = not snr or n_day == 0 or seas_d[pd, s, S_EVID] >= 1.0
-            if n_day > 0:
-                _learn_bucket(seas_d, pd, s, inc, a_season, v, snr)
-            if n_week > 0 and week_ok:
-                _learn_bucket(seas_w, pw, s, inc, a_season, v, snr)
         if learn:
             flags |= FLAG_LEARNED
             rc = r
