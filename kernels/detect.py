@@ -4,7 +4,8 @@ tail score, CUSUM change detection, episodes that do not teach the baseline, sil
 One call processes a batch of events ``(ts_ms, slot, value)`` in the order given (normally event
 time order). Each event is scored against the slot's state BEFORE the event and only then, if it is
 normal, folded into the state: a point never takes part in its own baseline, and points that alarm
-or fall inside an open episode never move the baseline, the scale or the seasonal profile.
+or fall inside an open episode never move the baseline or the scale; the seasonal profile learns
+from them only when they recur (below).
 
 Arguments are grouped in four NamedTuples: :class:`Batch` (the events), :class:`Params` (scalars
 and per-slot settings), :class:`State` (per-slot and global state, updated in place) and
@@ -12,8 +13,10 @@ and per-slot settings), :class:`State` (per-slot and global state, updated in pl
 
 Model (per slot)::
 
-    season_t   = w_d * D[hour of day] + w_w * (W[hour of week] - D[hour of day])
-                 w_d = e_d / (e_d + k), w_w = e_w / (e_w + k)  (e = cycles of evidence in the bucket)
+    season_t   = w(D, e_d) * D[bucket of day] + w(W - D, e_w) * (W[bucket of week] - D[bucket of day])
+                 w(o, e) = e o^2 / (e o^2 + k sigma0^2)     (season_snr; e = cycles of evidence)
+                 w(o, e) = e / (e + k)                      (season_snr off: the rule before)
+                 sigma0 = max(1.2533 * scale, floor_abs + floor_rel * |level|)
     baseline_t = max(level + season_t, lower)
     r_t        = x_t - baseline_t
     sigma_t    = max(1.2533 * scale, floor_abs + floor_rel * |baseline_t|)
@@ -31,11 +34,22 @@ Learning (only from normal points: warm-up, or not alarming and no episode open)
 
     rc         = clip(r, -huber_c sigma, huber_c sigma)
     level     += a_level * rc                     (running mean while count < 1 / a_level)
-    D, W      += a * (1 - a_level) * rc            a = inc / e while e < 1 / a_season, else a_season * inc
+    v          = season_t + (1 - a_level) * rc    (the deviation from the level seen at this phase)
+    D, W      += a * (v - D), a * (v - W)          a = inc / e while e < 1 / a_season, else a_season * inc
+                 (W only once D's bucket had a full cycle; season_snr off: D, W += a * (1 - a_level) * rc)
     e_d, e_w  += inc = min(t - t_prev, bucket) / bucket   (a full bucket visit adds one cycle)
     scale     += a_scale * (min(|r|, huber_c sigma) - scale)
     C+ = max(0, C+ + min(z, c_clip) - k), C- = max(0, C- - max(z, -c_clip) - k)
     C+ > h or C- > h  ->  change: level += sign * (C / n_run + k) * sigma, CUSUM reset
+
+Learning from recurrence (``recur_tol > 0``): each day bucket remembers the residual of its last
+alarm point and its day. An alarm point whose residual has the same sign as, and lies within
+``recur_tol * |m|`` of, the remembered ``m`` of the previous day (or of a point already found
+recurrent today) is season, not anomaly: it does not alarm, the level, scale, tail quantile and
+CUSUM ignore it, and D and W learn it with ``v = season_t + r`` (unclipped). A sharp pattern that
+repeats daily (a square wave, a nightly batch job) alarms on its first day only; a one-off fault
+does not recur and teaches nothing; a fault repeated at the same time the next day is taken as
+season.
 
 Episodes: an episode opens after ``confirm`` consecutive alarm points and closes after
 ``close_after`` normal ones. Within ``refire_ms`` of a close, a new episode of the slot is
@@ -114,8 +128,17 @@ FLAG_WARM = 4
 FLAG_INVALID = 8
 FLAG_LEARNED = 16
 FLAG_BACKWARDS = 32
+FLAG_RECUR = 64
 
 SQRT_HALF_PI = 1.2533141373155003
+DAY_MS = 86_400_000
+
+# ---- seasonal bucket fields (last axis of seas_d and seas_w) ---------------------------------
+S_OFF = 0  # offset of the bucket
+S_EVID = 1  # cycles of evidence
+# ---- recurrence memory per day bucket (last axis of seas_m; touched only by alarm points) -----
+M_RESID = 0  # residual of the last anomalous point at this phase
+M_DAY = 1  # its day number (t // DAY_MS); minus 0.5 once confirmed as recurrent
 
 
 class Batch(NamedTuple):
@@ -157,6 +180,8 @@ class Params(NamedTuple):
     adapt_ms: int
     recovery_ms: int
     refire_ms: int  # a new episode within this time of the last close must beat its peak
+    season_snr: float  # 1: a bucket's weight is earned by its offset's evidence e o^2 / sigma^2; 0: by e alone
+    recur_tol: float  # an alarm within this relative distance of yesterday's at the phase is season (0: off)
     sp: np.ndarray  # (n_slots, N_SP) per-slot settings
 
 
@@ -172,6 +197,7 @@ class State(NamedTuple):
     seas_d: np.ndarray  # float64 (n_day, n_slots, 2): day-profile offset, cycles of evidence
     seas_w: np.ndarray  # float64 (n_week, n_slots, 2): week-profile offset, cycles of evidence
     g: np.ndarray  # float64 (N_GLOBAL,)
+    seas_m: np.ndarray  # float64 (n_day, n_slots, 2): recurrence memory (``M_RESID``, ``M_DAY``)
 
 
 class Out(NamedTuple):
@@ -200,6 +226,42 @@ def detect_init(st, k_init):
         for f in range(st.shape[1]):
             st[s, f] = 0.0
         st[s, F_THR] = k_init
+
+
+@kernel
+def _learn_bucket(prof, k, s, inc, a_season, v, mean):
+    """Fold one point into seasonal bucket ``k`` of slot ``s``: ``inc`` cycles of evidence; the
+    offset is a running (then EW) mean of ``v`` if ``mean``, else it moves by ``a * v``."""
+    e = prof[k, s, S_EVID] + inc
+    if e > 0.0:
+        a = inc / e if e * a_season < 1.0 else a_season * inc
+        if mean:
+            prof[k, s, S_OFF] += a * (v - prof[k, s, S_OFF])
+        else:
+            prof[k, s, S_OFF] += a * v
+        prof[k, s, S_EVID] = e
+
+
+@kernel
+def _recurrence(p, S, s, pd, pw, t, r, sc, inc, snr):
+    """Learning from recurrence, for an alarm point of slot ``s`` in day bucket ``pd``: an excursion
+    like yesterday's at the same phase is season. Updates the memory; if it recurs, the seasonal
+    buckets (not the level, not the scale) learn it and True is returned (the point does not alarm).
+    Kept out of :func:`detect_batch`'s loop (it runs on alarm points only)."""
+    today = float(t // DAY_MS)
+    seas_m = S.seas_m
+    m = seas_m[pd, s, M_RESID]
+    age = today - seas_m[pd, s, M_DAY]
+    recur = age > 0.0 and age <= 1.5 and m * r > 0.0 and abs(r - m) <= p.recur_tol * abs(m)
+    seas_m[pd, s, M_DAY] = today - 0.5 if recur else today
+    seas_m[pd, s, M_RESID] = r
+    if recur:
+        v = sc + r if snr else r
+        week_ok = not snr or S.seas_d[pd, s, S_EVID] >= 1.0
+        _learn_bucket(S.seas_d, pd, s, inc, p.a_season, v, snr)
+        if p.n_week > 0 and week_ok:
+            _learn_bucket(S.seas_w, pw, s, inc, p.a_season, v, snr)
+    return recur
 
 
 @kernel
@@ -345,6 +407,8 @@ def detect_batch(b, p, S, o):
     gain = g[G_GAIN]
     use_season = p.bucket_ms > 0 and (p.n_day > 0 or p.n_week > 0)
     use_mult = thr_mult.shape[0] > 0
+    snr = p.season_snr > 0.0
+    use_recur = use_season and p.recur_tol > 0.0 and n_day > 0
     n_scored = 0
     n_alarms = 0
     n_invalid = 0
@@ -403,15 +467,37 @@ def detect_batch(b, p, S, o):
         sc = 0.0
         if use_season:
             sd = 0.0
-            if n_day > 0:
-                e = seas_d[pd, s, 1]
-                if e > 0.0:
-                    sd = seas_d[pd, s, 0]
-                    sc = sd * e / (e + k_season)
-            if n_week > 0:
-                e = seas_w[pw, s, 1]
-                if e > 0.0:
-                    sc += (seas_w[pw, s, 0] - sd) * e / (e + k_season)
+            if snr:
+                # evidence of an offset o after e cycles: e o^2 / sigma^2 (a large, steady offset is
+                # earned in one cycle, noise-sized ones stay shrunk); both weights over one division
+                sg = max(SQRT_HALF_PI * st[s, F_SCALE], sp[s, P_FLOOR] + p.floor_rel * abs(st[s, F_LEVEL]))
+                ks2 = k_season * sg * sg
+                evd = 0.0
+                evw = 0.0
+                dw = 0.0
+                if n_day > 0:
+                    sd = seas_d[pd, s, S_OFF]
+                    evd = seas_d[pd, s, S_EVID] * sd * sd
+                if n_week > 0:
+                    dw = seas_w[pw, s, S_OFF] - sd
+                    evw = seas_w[pw, s, S_EVID] * dw * dw
+                ad = evd + ks2
+                aw = evw + ks2
+                den = ad * aw
+                if den > 0.0:
+                    sc = (sd * evd * aw + dw * evw * ad) / den
+                else:  # no spread yet (ks2 = 0): an offset with evidence counts in full
+                    sc = (sd if evd > 0.0 else 0.0) + (dw if evw > 0.0 else 0.0)
+            else:
+                if n_day > 0:
+                    e = seas_d[pd, s, S_EVID]
+                    if e > 0.0:
+                        sd = seas_d[pd, s, S_OFF]
+                        sc = sd * e / (e + k_season)
+                if n_week > 0:
+                    e = seas_w[pw, s, S_EVID]
+                    if e > 0.0:
+                        sc += (seas_w[pw, s, S_OFF] - sd) * e / (e + k_season)
         mult = thr_mult[i] if use_mult else 1.0
         thr_eff = p.score_thr * sp[s, P_SCALE] * mult * gain
         nobs = nobs_arr[s]
@@ -461,6 +547,12 @@ def detect_batch(b, p, S, o):
                         st[s, f] = 0.0
             else:
                 sx[s, X_PREVT] = 0.0
+        recur = False
+        if alarm and use_recur and (flags & FLAG_BACKWARDS) == 0:
+            recur = _recurrence(p, S, s, pd, pw, t, r, sc, inc, snr)
+            if recur:
+                alarm = False
+                flags |= FLAG_RECUR
         if warm:
             flags |= FLAG_WARM
         if p.budget_p < 1.0 and warm:
@@ -470,9 +562,9 @@ def detect_batch(b, p, S, o):
                 gain -= p.eta_gain * gain * p.budget_p
             gain = min(max(gain, 1.0), p.gain_max)
         learn = (not warm) or (not alarm and not in_ep and run[s] == 0)
-        if (flags & FLAG_BACKWARDS) != 0:
+        if (flags & FLAG_BACKWARDS) != 0 or recur:
             learn = False
-        if warm and not in_ep and (flags & FLAG_BACKWARDS) == 0:
+        if warm and not in_ep and not recur and (flags & FLAG_BACKWARDS) == 0:
             # tail quantile: every point outside episodes (exceedances must raise it)
             kq = kq * p.k_up if score > p.log_inv_p else kq * p.k_dn
             st[s, F_THR] = min(max(kq, p.k_min), p.k_max)
@@ -490,20 +582,17 @@ def detect_batch(b, p, S, o):
             al = p.a_level if nobs + 1.0 > inv_al else 1.0 / (nobs + 1.0)
             level = max(level + al * rc, lower)
             if use_season:
-                # each bucket moves towards its own offset plus the residual the level left
+                # each bucket moves towards the deviation from the level seen at its phase (the
+                # seasonal offset used plus the residual the level left)
                 rs = (1.0 - al) * rc
+                v = sc + rs if snr else rs
+                # the week bucket learns only once its day bucket has a full cycle (a first day
+                # seen while the level still chased the season would bias that hour for a week)
+                week_ok = not snr or n_day == 0 or seas_d[pd, s, S_EVID] >= 1.0
                 if n_day > 0:
-                    e = seas_d[pd, s, 1] + inc
-                    if e > 0.0:
-                        a = inc / e if e * a_season < 1.0 else a_season * inc
-                        seas_d[pd, s, 0] += a * rs
-                        seas_d[pd, s, 1] = e
-                if n_week > 0:
-                    e = seas_w[pw, s, 1] + inc
-                    if e > 0.0:
-                        a = inc / e if e * a_season < 1.0 else a_season * inc
-                        seas_w[pw, s, 0] += a * rs
-                        seas_w[pw, s, 1] = e
+                    _learn_bucket(seas_d, pd, s, inc, a_season, v, snr)
+                if n_week > 0 and week_ok:
+                    _learn_bucket(seas_w, pw, s, inc, a_season, v, snr)
             asc = p.a_scale if nobs > inv_asc else 1.0 / nobs
             ar = abs(r)
             if warm and ar > p.huber_c * sigma:
@@ -512,7 +601,7 @@ def detect_batch(b, p, S, o):
             st[s, F_LEVEL] = level
             if nobs < N_MAX:
                 nobs_arr[s] = nobs + 1
-        if warm and not in_ep and not alarm and (flags & FLAG_BACKWARDS) == 0:
+        if warm and not in_ep and not alarm and not recur and (flags & FLAG_BACKWARDS) == 0:
             # CUSUM as selects (signs are close to random on normal data: branches mispredict)
             zk = min(max(z, -p.cusum_clip), p.cusum_clip)
             cup = st[s, F_CUP] + zk - p.cusum_k

@@ -143,6 +143,17 @@ class DetectorConfig:
     refire_s : float
         Within this time after an episode of a slot closed, a new one is reported only if its peak
         score beats the closed one's (0: report every episode).
+    season_snr : bool
+        True: a seasonal bucket's weight is earned by the evidence of its offset ``o`` after ``e``
+        cycles, ``e o^2 / (e o^2 + season_prior sigma^2)`` (a large steady offset counts after one
+        cycle, a noise-sized one stays shrunk), buckets hold running means of the deviation from the
+        level and the week bucket its difference from the day's. False: the weight is
+        ``e / (e + season_prior)`` (the rule before; kept for comparison).
+    recur_tol : float
+        Learning from recurrence: an alarm point whose residual has the sign of, and lies within
+        ``recur_tol`` (relative) of, the last anomalous residual at the same phase of the day on the
+        previous day is season, not anomaly: it does not alarm and teaches the seasonal buckets
+        (not the level or the scale). 0 disables it.
     """
 
     interval_s: float = 300.0
@@ -170,6 +181,8 @@ class DetectorConfig:
     adapt_s: float = 12 * 3600.0
     recovery_s: float = 7 * 86400.0
     refire_s: float = 86400.0
+    season_snr: bool = True
+    recur_tol: float = 0.5
 
     def __post_init__(self):
         _check(self.season in ("auto", "day", "none"), f"season must be 'auto', 'day' or 'none', got {self.season!r}")
@@ -193,6 +206,7 @@ class DetectorConfig:
         _check(self.gain_max >= 1, f"gain_max must be >= 1, got {self.gain_max}")
         _check(self.cusum_k >= 0, f"cusum_k must be >= 0, got {self.cusum_k}")
         _check(self.q_max > self.q_min, f"q_max must exceed the Gaussian quantile {self.q_min:.3f}, got {self.q_max}")
+        _check(self.recur_tol >= 0, f"recur_tol must be >= 0 (0 disables it), got {self.recur_tol}")
         for name in ("warmup", "close_after"):
             v = getattr(self, name)
             _check(v >= 1 and int(v) == v, f"{name} must be an integer >= 1, got {v}")
@@ -264,6 +278,8 @@ class DetectorConfig:
             int(round(self.adapt_s * 1000)),
             int(round(self.recovery_s * 1000)),
             int(round(self.refire_s * 1000)),
+            1.0 if self.season_snr else 0.0,
+            float(self.recur_tol),
             sp,
         )
 

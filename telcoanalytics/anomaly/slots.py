@@ -85,6 +85,7 @@ class AnomalyDetector:
             np.zeros((self.n_day, n, 2)),
             np.zeros((self.n_week, n, 2)),
             np.zeros(_k.N_GLOBAL),
+            np.zeros((self.n_day, n, 2)),
         )
         _k.detect_init(self.state.st, -np.log10(self.config.tail_p) / self.config.q_min)
         self.state.g[_k.G_GAIN] = 1.0
@@ -274,12 +275,25 @@ class AnomalyDetector:
         if p.bucket_ms:
             q = int(ts_ms) // p.bucket_ms
             k = c.season_prior
-            ed = S.seas_d[q % p.n_day, :, 1]
-            sd = np.where(ed > 0, S.seas_d[q % p.n_day, :, 0], 0.0)
-            level += sd * ed / (ed + k)
+            sig = np.maximum(
+                _k.SQRT_HALF_PI * S.st[:, _k.F_SCALE], self.sp[:, _k.P_FLOOR] + c.floor_rel * np.abs(level)
+            )
+
+            def weight(o, e):
+                if not c.season_snr:
+                    return e / (e + k)
+                ev = e * o * o
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    return np.where(ev > 0, ev / (ev + k * sig * sig), 0.0)
+
+            ed = S.seas_d[q % p.n_day, :, _k.S_EVID]
+            sd = np.where(ed > 0, S.seas_d[q % p.n_day, :, _k.S_OFF], 0.0)
+            sc = np.where(ed > 0, sd * weight(sd, ed), 0.0)
             if p.n_week:
-                ew = S.seas_w[q % p.n_week, :, 1]
-                level += np.where(ew > 0, S.seas_w[q % p.n_week, :, 0] - sd, 0.0) * ew / (ew + k)
+                ew = S.seas_w[q % p.n_week, :, _k.S_EVID]
+                dw = S.seas_w[q % p.n_week, :, _k.S_OFF] - sd
+                sc = sc + np.where(ew > 0, dw * weight(dw, ew), 0.0)
+            level += sc
         return np.maximum(level, self.sp[:, _k.P_LOWER])
 
     def grow(self, n_slots: int):
@@ -319,6 +333,8 @@ class AnomalyDetector:
         )
         _check("seas_d" in d, "checkpoint predates the earned-season detector; rebuild it from history")
         det = cls(d["st"].shape[0], DetectorConfig(**d["config"]), d["slot_element_id"], d["slot_metric"])
+        if "seas_m" not in d:  # a checkpoint from before the recurrence memory: start it empty
+            d = dict(d, seas_m=np.zeros_like(d["seas_d"]))
         det.state = _k.State(*(np.array(d[f], dtype=a.dtype) for f, a in zip(_k.State._fields, det.state)))
         det.sp = np.array(d["sp"], dtype=np.float64)
         det.n_invalid = int(d["n_invalid"])

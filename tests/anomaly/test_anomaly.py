@@ -42,6 +42,8 @@ def _ref_kw(cfg: DetectorConfig, det: AnomalyDetector) -> dict:
         cusum_clip=cfg.cusum_clip,
         close_after=cfg.close_after,
         refire_ms=int(cfg.refire_s * 1000),
+        season_snr=cfg.season_snr,
+        recur_tol=cfg.recur_tol,
     )
 
 
@@ -63,11 +65,17 @@ def _series(rng, n_slots, n_steps, step_ms, spikes=True):
         dict(season="auto", bucket_s=1800.0),
         dict(season="day", refire_s=0.0, close_after=2),
         dict(season="none", cusum_h=4.0, threshold=3.0),
+        dict(season="auto", bucket_s=1800.0, season_snr=False, recur_tol=0.0),
+        dict(season="auto", bucket_s=900.0, recur_tol=0.3, daily=True),
     ],
 )
 def test_matches_reference(rng, kw):
+    kw = dict(kw)
+    daily = kw.pop("daily", False)
     cfg = DetectorConfig(interval_s=300, warmup=10, adapt_s=0, **kw)
     t, s, x = _series(rng, 3, 900, PM)
+    if daily:  # a sharp excursion at 09:00-10:00 every day: learnt from recurrence
+        x[(t % DAY >= 9 * HOUR) & (t % DAY < 10 * HOUR)] += 60.0
     x[5] = np.nan
     det = AnomalyDetector(3, cfg)
     rows = det.update(t, s, x)
@@ -83,6 +91,11 @@ def test_matches_reference(rng, kw):
     assert [kinds[k] for k, _, _ in ref_rows] == rows["classification"].tolist()
     assert alarm.sum() > 0 and len(rows) > 0
     assert np.isnan(last.z[5]) and det.n_invalid == 1
+    if daily:  # the recurrence path ran, and the later days of the excursion no longer alarm
+        rec = (last.flags & K.FLAG_RECUR) != 0
+        assert rec.any()
+        late = (s != 1) & (t >= 2 * DAY) & (t % DAY >= 9 * HOUR) & (t % DAY < 10 * HOUR)  # slot 1 shifts
+        assert alarm[late].mean() < 0.05
 
 
 def test_zscore_kernel_matches_reference(rng):
@@ -206,6 +219,53 @@ def test_points_inside_an_episode_do_not_move_the_baseline():
     lvl_before.update(t[t < 2 * DAY], np.zeros(int((t < 2 * DAY).sum()), np.int64), x[t < 2 * DAY])
     # the baseline during the fault is the level left before it
     np.testing.assert_allclose(det.last.baseline[f], lvl_before.state.st[0, K.F_LEVEL], rtol=1e-12)
+
+
+def _square_days(rng, days, hi=80.0, lo=20.0):
+    n = days * 288
+    t = np.arange(n, dtype=np.int64) * PM
+    ph = t % DAY
+    x = np.where((ph >= 9 * HOUR) & (ph < 18 * HOUR), hi, lo) + rng.standard_normal(n)
+    return t, x
+
+
+def _opened(rows):
+    return rows[(rows["end_ms"] < 0) & (rows["classification"] == "fault")]
+
+
+@pytest.mark.parametrize("recur_tol", [0.5, 0.0])
+def test_a_sharp_daily_pattern_alarms_on_its_first_day_only(rng, recur_tol):
+    """A square wave (20 -> 80 at 09:00, back at 18:00) inside 15-minute buckets: learning from
+    recurrence turns it into season after one repeat; a dip on day 7 is still found at once."""
+    t, x = _square_days(rng, 8)
+    dip = (t >= 7 * DAY + 11 * HOUR) & (t < 7 * DAY + 12 * HOUR)
+    x[dip] -= 40.0
+    det = AnomalyDetector(1, DetectorConfig.for_interval(300, recur_tol=recur_tol))
+    rows = _opened(det.update(t, np.zeros(len(t), np.int64), x))
+    days = rows["start_ms"] // DAY
+    assert (days == 0).any()  # the first day is new
+    later = rows[(days >= 2) & ~((rows["start_ms"] >= 7 * DAY + 11 * HOUR) & (rows["start_ms"] < 7 * DAY + 12 * HOUR))]
+    if recur_tol:
+        assert len(later) == 0, later[["start_ms", "peak_score"]]
+        assert ((det.last.flags & K.FLAG_RECUR) != 0).any()
+        hit = rows[rows["start_ms"] == 7 * DAY + 11 * HOUR]
+        assert len(hit) == 1 and hit["direction"][0] == -1  # found on its first point
+    alarms_later = ((det.last.flags & K.FLAG_ALARM) != 0) & (t >= 2 * DAY) & ~dip
+    if recur_tol:
+        assert alarms_later.sum() <= 3
+    else:  # without it the pattern never becomes season: it alarms every day (re-fires unreported)
+        assert alarms_later.sum() > 100
+
+
+def test_a_fault_that_does_not_recur_the_next_day_teaches_nothing(rng):
+    """The same fault two days apart (not yesterday) alarms both times; nothing is learnt."""
+    t, x, _ = _fault_series(rng, 7, 3 * DAY + 10 * HOUR, HOUR, 30.0)
+    again = (t >= 5 * DAY + 10 * HOUR) & (t < 5 * DAY + 11 * HOUR)
+    x[again] += 30.0
+    det = AnomalyDetector(1, DetectorConfig.for_interval(300))
+    rows = _opened(det.update(t, np.zeros(len(t), np.int64), x))
+    assert {3 * DAY + 10 * HOUR, 5 * DAY + 10 * HOUR} <= set(rows["start_ms"].tolist())
+    assert not ((det.last.flags & K.FLAG_RECUR) != 0).any()
 
 
 def test_three_hour_fault_no_false_alarm_a_week_later():
@@ -418,6 +478,42 @@ def test_grow_checkpoint_and_metadata(rng):
         AnomalyDetector.from_state(old)
 
 
+@pytest.mark.parametrize("snr", [True, False])
+def test_baseline_at_is_the_baseline_the_next_point_gets(rng, snr):
+    t, s, x = _series(rng, 2, 2 * 7 * 288 + 50, PM, spikes=False)  # two weeks: both profiles earned
+    det = AnomalyDetector(2, DetectorConfig.for_interval(300, season_snr=snr))
+    det.update(t, s, x)
+    tn = int(t[-1]) + PM
+    want = det.baseline_at(tn)
+    det.update(np.array([tn, tn]), np.array([0, 1]), np.array([50.0, 50.0]))
+    np.testing.assert_allclose(det.last.baseline, want, rtol=1e-12)
+    assert np.abs(want - det.state.st[:, K.F_LEVEL]).max() > 0.5  # the season takes part
+
+
+def test_an_offset_with_evidence_counts_in_full_before_there_is_any_spread():
+    """No spread yet (scale 0, floor 0 at level 0): the evidence weight of an earned offset is 1,
+    so the first observation's level is the value minus the whole offset."""
+    det = AnomalyDetector(1, DetectorConfig(interval_s=300, floor_abs=0.0, floor_rel=1e-3))
+    det.state.seas_d[0, 0, K.S_OFF] = 5.0
+    det.state.seas_d[0, 0, K.S_EVID] = 2.0
+    assert det.baseline_at(0)[0] == 5.0
+    det.update(np.array([0]), np.array([0]), np.array([7.0]))
+    assert det.state.st[0, K.F_LEVEL] == 2.0
+
+
+def test_checkpoint_before_the_recurrence_memory_loads(rng):
+    t, s, x = _series(rng, 2, 9 * 288, PM, spikes=True)
+    det = AnomalyDetector(2, DetectorConfig.for_interval(300))
+    det.update(t, s, x)
+    old = det.to_state()
+    assert det.state.seas_m.any()  # the spikes left memories
+    del old["seas_m"]
+    back = AnomalyDetector.from_state(old)
+    assert back.state.seas_m.shape == det.state.seas_m.shape and not back.state.seas_m.any()
+    np.testing.assert_allclose(back.state.seas_w, det.state.seas_w, atol=1e-9)
+    np.testing.assert_array_equal(back.baseline_at(int(t[-1]) + PM), det.baseline_at(int(t[-1]) + PM))
+
+
 def test_empty_batch():
     det = AnomalyDetector(2)
     assert len(det.update(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))) == 0
@@ -443,6 +539,7 @@ def test_empty_batch():
         (dict(adapt_s=-1.0), "adapt_s"),
         (dict(threshold=float("nan")), "finite"),
         (dict(bucket_s=0.0), "bucket_s"),
+        (dict(recur_tol=-0.1), "recur_tol"),
     ],
 )
 def test_config_errors(kw, match):

@@ -20,6 +20,7 @@ class RefSlot:
         self.nup = self.ndn = 0
         self.day = {}  # bucket -> [offset, cycles of evidence]
         self.week = {}
+        self.mem = {}  # day bucket -> (residual of its last anomalous point, day number of it)
         self.open_dir = 0
         self.run = 0
         self.ep = {}
@@ -57,10 +58,13 @@ def reference_detect(
     confirm=1,
     refire_ms=0,
     thr_mult=None,
+    season_snr=True,
+    recur_tol=0.5,
 ):
     """Per-event z, score, baseline, alarm and change flags and the episode rows (kind, event
     index, start) of the model in ``kernels/detect.py``'s docstring (no budget gain, no adaptation
     of long episodes)."""
+    day_ms = 86_400_000
     L = -math.log10(tail_p)
     slots = [RefSlot(L / q_min) for _ in range(n_slots)]
     n = len(ts_ms)
@@ -81,17 +85,26 @@ def reference_detect(
         st.last_t = t
         sd, sc = 0.0, 0.0
         kd = kw = None
+        sig_s = max(math.sqrt(math.pi / 2) * st.scale, floor_abs + floor_rel * abs(st.level))
+
+        def weight(o, e, sig_s=sig_s):
+            if not season_snr:
+                return e / (e + k_season)
+            ev = e * o * o  # evidence of the offset: cycles x (offset / sigma)^2
+            return ev / (ev + k_season * sig_s**2) if ev > 0 else 0.0
+
         if bucket_ms:
             q = t // bucket_ms
             kd, kw = q % n_day, (q % n_week if n_week else None)
             off, e = st.day.get(kd, (0.0, 0.0))
             if e > 0:
                 sd = off
-                sc = off * e / (e + k_season)
+                sc = off * weight(off, e)
             if kw is not None:
                 off, e = st.week.get(kw, (0.0, 0.0))
+                dw = off - sd
                 if e > 0:
-                    sc += (off - sd) * e / (e + k_season)
+                    sc += dw * weight(dw, e)
         if st.n == 0:
             st.level = max(x - sc, lower)
             st.n = 1
@@ -104,30 +117,35 @@ def reference_detect(
         sco = abs(zi) * st.k
         warm = st.n >= warmup
         al_now = warm and sco > threshold * mult
+        recur = False
+        if al_now and recur_tol > 0 and bucket_ms:
+            # same phase, yesterday: an excursion of the same sign within recur_tol of it is season
+            m, md = st.mem.get(kd, (0.0, 0.0))
+            age = t // day_ms - md
+            recur = 0 < age <= 1.5 and m * r > 0 and abs(r - m) <= recur_tol * abs(m)
+            st.mem[kd] = (r, t // day_ms - (0.5 if recur else 0.0))
+            al_now = al_now and not recur
         z[i], score[i], base[i], alarm[i] = zi, sco, b, al_now
         in_ep = st.open_dir != 0
-        if warm and not in_ep:  # tail quantile, on a log scale, bounded
+        if recur:  # only the seasonal buckets learn it, with the full residual
+            _ref_learn(st, kd, kw, inc, a_season, sc + r if season_snr else r, season_snr)
+        if warm and not in_ep and not recur:  # tail quantile, on a log scale, bounded
             st.k *= math.exp(-eta * (1 - tail_p)) if sco > L else math.exp(eta * tail_p)
             st.k = min(max(st.k, L / q_max), L / q_min)
         if al_now and not in_ep:
             a_sc = max(1.0 / st.n, a_scale)
             st.scale += a_sc * (huber_c * sigma - st.scale)
-        if (not warm) or (not al_now and not in_ep and st.run == 0):
+        if (not warm) or (not al_now and not recur and not in_ep and st.run == 0):
             rc = max(-huber_c * sigma, min(huber_c * sigma, r)) if warm else r
             al = max(1.0 / (st.n + 1), a_level)
             st.level = max(st.level + al * rc, lower)
-            for prof, key in ((st.day, kd), (st.week, kw)):
-                if key is None:
-                    continue
-                off, e = prof.get(key, (0.0, 0.0))
-                if e + inc > 0:
-                    a = inc / (e + inc) if (e + inc) * a_season < 1 else a_season * inc
-                    prof[key] = (off + a * (1 - al) * rc, e + inc)
+            rs = (1 - al) * rc
+            _ref_learn(st, kd, kw, inc, a_season, sc + rs if season_snr else rs, season_snr)
             a_sc = max(1.0 / st.n, a_scale)
             ar = min(abs(r), huber_c * sigma) if warm else abs(r)
             st.scale += a_sc * (ar - st.scale)
             st.n += 1
-        if warm and not in_ep and not al_now:
+        if warm and not in_ep and not al_now and not recur:
             zk = max(-cusum_clip, min(cusum_clip, zi))
             st.cup = st.cup + zk - cusum_k
             st.cup, st.nup = (st.cup, st.nup + 1) if st.cup > 0 else (0.0, 0)
@@ -146,6 +164,20 @@ def reference_detect(
         if warm and (al_now or st.open_dir or st.run):
             _ref_episode(st, rows, i, t, zi, sco, al_now, confirm, close_after, refire_ms)
     return z, score, base, alarm, change, rows
+
+
+def _ref_learn(st, kd, kw, inc, a_season, v, mean):
+    """Seasonal buckets: running (then EW) mean of the deviation ``v`` from the level (``mean``; the
+    week's only once the day's bucket had a full cycle before this point), or moved by ``a * v``
+    (the count-weighted rule)."""
+    day_evidence = st.day.get(kd, (0.0, 0.0))[1] if kd is not None else math.inf
+    for prof, key in ((st.day, kd), (st.week, kw)):
+        if key is None or (mean and prof is st.week and day_evidence < 1.0):
+            continue
+        off, e = prof.get(key, (0.0, 0.0))
+        if e + inc > 0:
+            a = inc / (e + inc) if (e + inc) * a_season < 1 else a_season * inc
+            prof[key] = (off + a * (v - off) if mean else off + a * v, e + inc)
 
 
 def _ref_episode(st, rows, i, t, zi, sco, al_now, confirm, close_after, refire_ms):
