@@ -428,6 +428,28 @@ def sla_rule_step(
     return n_ev
 
 
+@kernel
+def sla_settled(codes, values, worse_sign, state, count, worst):
+    """Whether one more :func:`sla_rule_step` of every node with the same ``codes`` and ``values``
+    would change nothing (no transition, count or worst value): the lifecycle is at a fixed point
+    of those conditions, so any number of further identical ticks leaves it as it is."""
+    for i in range(codes.shape[0]):
+        c = codes[i]
+        if c == COND_INSUFFICIENT:
+            continue
+        st = state[i]
+        if st == ST_INACTIVE:
+            if c == COND_BREACH:
+                return False
+        elif st == ST_PENDING:
+            return False  # a breach counts toward firing, anything else cancels
+        elif c == COND_CLEAR:
+            return False  # counts toward resolving
+        elif count[i] != 0 or (c == COND_BREACH and worse_sign * (values[i] - worst[i]) > 0.0):
+            return False
+    return True
+
+
 _GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed int64 (Fibonacci hashing)
 
 

@@ -62,6 +62,7 @@ from telcoanalytics.kpi import (
     kpi_registry,
 )
 from telcoanalytics.sla.late import _LateData
+from telcoanalytics.sla.quiet import _QuietTicks
 from telcoanalytics.sla.lifecycle import (
     _burn_codes,
     _burn_of,
@@ -84,7 +85,7 @@ from telcoanalytics.sla.topology_change import _TopologyChanges
 from telcoanalytics.topology.model import Topology
 
 
-class SlaMonitor(_TopologyChanges, _LateData):
+class SlaMonitor(_TopologyChanges, _LateData, _QuietTicks):
     """Evaluate SLA rules and SLOs for every node of their scope, incrementally per batch.
 
     Parameters
@@ -594,12 +595,20 @@ class SlaMonitor(_TopologyChanges, _LateData):
                 continue
             out.append(self._event(ev, node, kind, start, value, worst, tick, note))
 
-    def _evaluate_tick(self, tick: int) -> list[SlaEvent]:
+    def _evaluate_tick(self, tick: int, cached: list | None = None) -> list[SlaEvent]:
+        """One tick of every lifecycle; ``cached``: each lifecycle's (codes, values) of an earlier
+        tick whose inputs equal this one's (a quiet stretch, :mod:`telcoanalytics.sla.quiet`)."""
         out: list[SlaEvent] = []
         L = self.reeval_minutes
-        self.store.slide_running(tick)  # every rule window of a ring moved in one pass
-        for ev in self.evals:
-            codes, values = self._codes(ev, tick)
+        if cached is None:
+            self.store.slide_running(tick)  # every rule window of a ring moved in one pass
+            self._tick_conditions = []
+        for i, ev in enumerate(self.evals):
+            if cached is None:
+                codes, values = self._codes(ev, tick)
+                self._tick_conditions.append((codes, values))
+            else:
+                codes, values = cached[i]
             n = len(codes)
             if L:
                 pos = tick % L
@@ -607,21 +616,26 @@ class SlaMonitor(_TopologyChanges, _LateData):
                 if old_tick >= self.first_tick:
                     self._step(ev, ev.committed, self._buffers(n)[0][:n], ev.codes[pos], ev.values[pos], old_tick)
                 if pos == 0 and ev.fired:
-                    for node in list(ev.fired):
-                        keep = {
-                            st: t
-                            for st, t in ev.fired[node].items()
-                            if t > old_tick or (ev.state.state[node] != K.ST_INACTIVE and st == ev.state.start[node])
-                        }
-                        if keep:
-                            ev.fired[node] = keep
-                        else:
-                            del ev.fired[node]
+                    self._forget_fired(ev, old_tick)
                 ev.codes[pos] = codes
                 ev.values[pos] = values
             raw = self._step(ev, ev.state, self._buffers(n)[0][:n], codes, values, tick)
             self._emit(ev, raw, tick, out)
         return out
+
+    @staticmethod
+    def _forget_fired(ev: _Eval, old_tick: int):
+        """Drop firing records older than the re-evaluation horizon (except the open episode's)."""
+        for node in list(ev.fired):
+            keep = {
+                st: t
+                for st, t in ev.fired[node].items()
+                if t > old_tick or (ev.state.state[node] != K.ST_INACTIVE and st == ev.state.start[node])
+            }
+            if keep:
+                ev.fired[node] = keep
+            else:
+                del ev.fired[node]
 
     def advance(self, watermark_ms: int) -> list[SlaEvent]:
         """Evaluate every minute boundary up to ``watermark_ms`` (re-evaluating late data first).
@@ -642,10 +656,16 @@ class SlaMonitor(_TopologyChanges, _LateData):
             self.first_tick = self.last_tick + 1
         self._memo.clear()
         out = self._reevaluate() if max(self._dirty_hi.values()) >= 0 else []
-        for tick in range(self.last_tick + 1, wm_tick + 1):
+        tick = self.last_tick + 1
+        while tick <= wm_tick:
             self._memo.clear()
             out += self._evaluate_tick(tick)
             self.last_tick = tick
+            end = self._quiet_until(tick, wm_tick)
+            if end > tick:  # inputs as at ``tick`` up to ``end``: no KPI evaluation, a jump once settled
+                self._memo.clear()
+                out += self._coast(tick, end)
+            tick = self.last_tick + 1
         self._memo.clear()
         return out
 
