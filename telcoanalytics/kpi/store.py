@@ -460,6 +460,7 @@ class CounterStore(_WindowReads, _RunningAggregates):
 
     _STATE_ARRAYS = ("cdr", "elem", "hist", "hour", "slot_minute", "slot_hour", "rejected")
     _STATE_SCALARS = ("head_minute", "first_minute", "watermark_ms", "version")
+    _RINGS = ("cdr", "elem", "hist", "hour")
 
     def to_state(self) -> dict:
         """Checkpoint: numpy arrays and plain scalars/strings only."""
@@ -477,7 +478,10 @@ class CounterStore(_WindowReads, _RunningAggregates):
             }
         )
         for a in self._STATE_ARRAYS:
-            d[a] = getattr(self, a).copy()
+            if a in self._RINGS:  # mostly zero (sparse traffic, PM every 5 min, hours not yet seen)
+                d.update({f"{a}.{k}": v for k, v in _sparse(getattr(self, a)).items()})
+            else:
+                d[a] = getattr(self, a).copy()
         for a in self._STATE_SCALARS:
             d[a] = int(getattr(self, a))
         return d
@@ -498,7 +502,8 @@ class CounterStore(_WindowReads, _RunningAggregates):
             _alloc=False,
         )
         for a in cls._STATE_ARRAYS:
-            setattr(st, a, np.array(d[a]))
+            dense = a not in cls._RINGS or a in d  # rings: sparse since format 3, dense before
+            setattr(st, a, np.array(d[a]) if dense else _dense({k: d[f"{a}.{k}"] for k in ("shape", "at", "value")}))
         for a in cls._STATE_SCALARS:
             setattr(st, a, int(d[a]))
         return st
@@ -508,3 +513,22 @@ def _int_at_least(name, v, lo):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
     return int(v)
+
+
+def _sparse(ring: np.ndarray) -> dict:
+    """A float32 counter ring as its non-zero cells: shape, flat positions (uint32 when they fit), values."""
+    flat = ring.reshape(-1)
+    at = np.flatnonzero(flat)
+    return {
+        "shape": np.array(ring.shape, np.int64),
+        "at": at.astype(np.uint32) if flat.size <= 2**32 else at,
+        "value": flat[at],
+    }
+
+
+def _dense(d: dict) -> np.ndarray:
+    """The ring :func:`_sparse` encoded."""
+    shape = tuple(int(x) for x in np.asarray(d["shape"]))
+    out = np.zeros(int(np.prod(shape)), np.float32)
+    out[np.asarray(d["at"], np.int64)] = np.asarray(d["value"], np.float32)
+    return out.reshape(shape)
