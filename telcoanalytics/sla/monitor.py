@@ -62,7 +62,6 @@ from telcoanalytics.kpi import (
     kpi_registry,
 )
 from telcoanalytics.sla.late import _LateData
-from telcoanalytics.sla.quiet import _QuietTicks
 from telcoanalytics.sla.lifecycle import (
     _burn_codes,
     _burn_of,
@@ -71,6 +70,7 @@ from telcoanalytics.sla.lifecycle import (
     _fmt_min,
     _LifeState,
 )
+from telcoanalytics.sla.quiet import _QuietTicks
 from telcoanalytics.sla.rules import (
     COMPARATORS,
     EVENT_STATES,

@@ -119,7 +119,7 @@ def test_gap_cost_does_not_follow_its_length():
             mon = SlaMonitor(topo6(), r)
             calls = []
             codes = mon._codes
-            mon._codes = lambda ev, tick: calls.append(tick) or codes(ev, tick)
+            mon._codes = lambda ev, tick, calls=calls, codes=codes: calls.append(tick) or codes(ev, tick)
             run(mon, gap_h)
             counts[rules, gap_h] = len(calls) // len(mon.evals)  # evaluated ticks
     n_data = 240  # minutes with data, each evaluated
