@@ -147,6 +147,8 @@ class CounterStore(_WindowReads, _RunningAggregates):
             self.watermark_ms = -1
             self.rejected = np.zeros(K.N_REASONS, np.int64)
             self.version = 0
+            for used in self._slot_used.values():
+                used[:] = False  # fresh rings: every slot known empty
 
     def _build_index(self):
         """Hash table element id -> dense index (faster than a binary search per row)."""
@@ -243,11 +245,10 @@ class CounterStore(_WindowReads, _RunningAggregates):
                 self._running_evict(s, int(self.slot_minute[s]))
             if self.slot_minute[s] >= 0 and self.hour_columns:
                 self._flush(self, s, int(self.slot_minute[s]))
-            self.cdr[s] = 0
-            self.elem[s] = 0
-            self.hist[s] = 0
-            for used in self._slot_used.values():
-                used[s] = False
+            for g, used in self._slot_used.items():
+                if used[s]:  # a slot known empty is not written (nor its pages touched)
+                    self._ring(g)[s] = 0
+                    used[s] = False
             self.slot_minute[s] = mi if mi >= self.first_minute else -1
         self.head_minute = new_head
 
@@ -506,6 +507,9 @@ class CounterStore(_WindowReads, _RunningAggregates):
             setattr(st, a, np.array(d[a]) if dense else _dense({k: d[f"{a}.{k}"] for k in ("shape", "at", "value")}))
         for a in cls._STATE_SCALARS:
             setattr(st, a, int(d[a]))
+        for g in st._slot_used:  # slots known empty (running sums and ring advances skip them)
+            ring = st._ring(g)
+            st._slot_used[g] = ring.reshape(ring.shape[0], -1).any(axis=1)
         return st
 
 
