@@ -428,6 +428,77 @@ def sla_rule_step(
     return n_ev
 
 
+class LifeBank(NamedTuple):
+    """Lifecycles of several rules laid end to end: rule ``r`` owns entries ``ptr[r]:ptr[r + 1]``."""
+
+    state: np.ndarray  # int8
+    count: np.ndarray  # int64
+    start_ms: np.ndarray  # int64
+    worst: np.ndarray  # float64
+
+
+class LifeParams(NamedTuple):
+    """Per rule of a :class:`LifeBank`: its entries and lifecycle parameters."""
+
+    ptr: np.ndarray  # int64 (n_rules + 1,)
+    for_ticks: np.ndarray  # int64
+    clear_for_ticks: np.ndarray  # int64
+    worse_sign: np.ndarray  # float64
+
+
+class LifeEvents(NamedTuple):
+    """Transitions written by :func:`sla_tick_step` (capacity: the bank's length)."""
+
+    rule: np.ndarray  # int64
+    node: np.ndarray  # int64: index within the rule
+    kind: np.ndarray  # int8
+    start_ms: np.ndarray  # int64
+    value: np.ndarray  # float64
+    worst: np.ndarray  # float64
+
+
+@kernel
+def sla_tick_step(bank, params, codes, values, t_ms, out):
+    """:func:`sla_rule_step` of every node of every rule of a :class:`LifeBank` in one call (one tick).
+
+    ``codes`` / ``values`` are laid out like the bank; events come rule by rule, node by node (the
+    order of one :func:`sla_rule_step` per rule), with node indices within their rule. Callers
+    pass plain tuples laid out as :class:`LifeBank`, :class:`LifeParams` and :class:`LifeEvents`.
+    Returns the event count.
+    """
+    state, count, start_ms, worst = bank
+    ptr, for_ticks, clear_for_ticks, worse_sign = params
+    ev_rule, ev_node, ev_kind, ev_start, ev_value, ev_worst = out
+    n_max = 0
+    for r in range(ptr.shape[0] - 1):
+        n_max = max(n_max, ptr[r + 1] - ptr[r])
+    nodes = np.arange(n_max)
+    n_ev = 0
+    for r in range(ptr.shape[0] - 1):
+        o, m = ptr[r], ptr[r + 1]
+        k = sla_rule_step(
+            nodes[: m - o],
+            codes[o:m],
+            values[o:m],
+            t_ms,
+            for_ticks[r],
+            clear_for_ticks[r],
+            worse_sign[r],
+            state[o:m],
+            count[o:m],
+            start_ms[o:m],
+            worst[o:m],
+            ev_node[n_ev:],
+            ev_kind[n_ev:],
+            ev_start[n_ev:],
+            ev_value[n_ev:],
+            ev_worst[n_ev:],
+        )
+        ev_rule[n_ev : n_ev + k] = r
+        n_ev += k
+    return n_ev
+
+
 @kernel
 def sla_settled(codes, values, worse_sign, state, count, worst):
     """Whether one more :func:`sla_rule_step` of every node with the same ``codes`` and ``values``

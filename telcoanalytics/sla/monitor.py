@@ -63,6 +63,7 @@ from telcoanalytics.kpi import (
 )
 from telcoanalytics.sla.late import _LateData
 from telcoanalytics.sla.lifecycle import (
+    _Bank,
     _burn_codes,
     _burn_of,
     _burn_of_counts,
@@ -179,6 +180,7 @@ class SlaMonitor(_TopologyChanges, _LateData, _QuietTicks):
         self.n_late_rows = 0
         self._memo: dict = {}  # shared KPI evaluations within one tick / re-evaluation
         self._scratch = (np.zeros(0, np.int64),) * 6  # see _buffers
+        self._bank = None  # lifecycles of all evals end to end (built at the first tick)
         self._dirty = {src: np.zeros(topology.n_elements, bool) for src in ("cdr", "equip", "qos")}
         self._dirty_lo = {src: np.iinfo(np.int64).max for src in self._dirty}
         self._dirty_hi = {src: -1 for src in self._dirty}
@@ -597,30 +599,48 @@ class SlaMonitor(_TopologyChanges, _LateData, _QuietTicks):
 
     def _evaluate_tick(self, tick: int, cached: list | None = None) -> list[SlaEvent]:
         """One tick of every lifecycle; ``cached``: each lifecycle's (codes, values) of an earlier
-        tick whose inputs equal this one's (a quiet stretch, :mod:`telcoanalytics.sla.quiet`)."""
+        tick whose inputs equal this one's (a quiet stretch, :mod:`telcoanalytics.sla.quiet`).
+
+        The conditions of all lifecycles are laid end to end in the bank (:class:`_Bank`), and
+        one kernel call steps them all (:func:`kernels.kpi.sla_tick_step`; first the committed
+        copies over the conditions leaving the ring, then the lifecycles): Python only for the
+        transitions."""
         out: list[SlaEvent] = []
         L = self.reeval_minutes
+        bank = self._bank
+        if bank is None or not bank.intact(self.evals):
+            bank = self._bank = _Bank(self.evals, max(L, 1))
         if cached is None:
             self.store.slide_running(tick)  # every rule window of a ring moved in one pass
-            self._tick_conditions = []
-        for i, ev in enumerate(self.evals):
-            if cached is None:
-                codes, values = self._codes(ev, tick)
-                self._tick_conditions.append((codes, values))
-            else:
-                codes, values = cached[i]
-            n = len(codes)
-            if L:
-                pos = tick % L
-                old_tick = tick - L
-                if old_tick >= self.first_tick:
-                    self._step(ev, ev.committed, self._buffers(n)[0][:n], ev.codes[pos], ev.values[pos], old_tick)
-                if pos == 0 and ev.fired:
-                    self._forget_fired(ev, old_tick)
-                ev.codes[pos] = codes
-                ev.values[pos] = values
-            raw = self._step(ev, ev.state, self._buffers(n)[0][:n], codes, values, tick)
-            self._emit(ev, raw, tick, out)
+            cached = self._tick_conditions = [self._codes(ev, tick) for ev in self.evals]
+        for (codes, values), o, m in zip(cached, bank.ptr[:-1], bank.ptr[1:]):
+            bank.cur_codes[o:m] = codes
+            bank.cur_values[o:m] = values
+        if L:
+            pos = tick % L
+            old_tick = tick - L
+            if old_tick >= self.first_tick:  # transitions of the committed copies are not emitted
+                K.sla_tick_step(
+                    bank.tuple("committed"),
+                    bank.params,
+                    bank.codes[pos],
+                    bank.values[pos],
+                    old_tick * MINUTE_MS,
+                    bank.out,
+                )
+            if pos == 0:
+                for ev in self.evals:
+                    if ev.fired:
+                        self._forget_fired(ev, old_tick)
+            bank.codes[pos] = bank.cur_codes
+            bank.values[pos] = bank.cur_values
+        k = K.sla_tick_step(
+            bank.tuple("state"), bank.params, bank.cur_codes, bank.cur_values, tick * MINUTE_MS, bank.out
+        )
+        if k:
+            rule, node, kind, start, value, worst = (a[:k].tolist() for a in bank.out)
+            for j in range(k):
+                self._emit(self.evals[rule[j]], [(node[j], kind[j], start[j], value[j], worst[j])], tick, out)
         return out
 
     @staticmethod

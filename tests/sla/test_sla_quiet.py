@@ -147,3 +147,36 @@ def test_settled_is_a_fixed_point_of_the_step():
         unchanged = k == 0 and np.array_equal(s2, state) and np.array_equal(c2, count)
         unchanged &= np.array_equal(w2, worst, equal_nan=True)
         assert settled == unchanged, (codes, values, state, count, worst)
+
+
+def test_tick_step_equals_one_rule_step_per_rule():
+    """The bank kernel (all rules in one call, float32 ring values included) against
+    ``sla_rule_step`` rule by rule: same states, counts, starts, worst values and events."""
+    rng = np.random.default_rng(8)
+    sizes = [3, 0, 5, 2]
+    ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    n = int(ptr[-1])
+    params = (ptr, np.array([0, 1, 2, 3]), np.array([1, 0, 2, 1]), np.array([1.0, -1.0, 1.0, -1.0]))
+    bank = (np.zeros(n, np.int8), np.zeros(n, np.int64), np.full(n, -1, np.int64), np.full(n, np.nan))
+    ref = tuple(a.copy() for a in bank)
+    out = (np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int8), np.zeros(n, np.int64))
+    out += (np.zeros(n), np.zeros(n))
+    for tick in range(60):
+        codes = rng.integers(0, 4, n).astype(np.int8)
+        values = rng.normal(size=n).astype(np.float32 if tick % 2 else np.float64)
+        k = K.sla_tick_step(bank, params, codes, values, tick * MIN, out)
+        got = [tuple(a[j].item() for a in out) for j in range(k)]
+        want = []
+        for r in range(len(sizes)):
+            o, m = ptr[r], ptr[r + 1]
+            buf = [np.empty(m - o, np.int64), np.empty(m - o, np.int8), np.empty(m - o, np.int64)]
+            buf += [np.empty(m - o), np.empty(m - o)]
+            life = [a[o:m] for a in ref]
+            kr = K.sla_rule_step(
+                np.arange(m - o), codes[o:m], values[o:m].astype(np.float64), tick * MIN,
+                params[1][r], params[2][r], params[3][r], *life, *buf,
+            )  # fmt: skip
+            want += [(r, *(a[j].item() for a in buf)) for j in range(kr)]
+        assert got == want
+        for a, b in zip(bank, ref):
+            np.testing.assert_array_equal(a, b)
