@@ -588,7 +588,7 @@ def kpi_running_shift(ring, add_slots, sub_slots, cols, out):
 
 
 @kernel
-def kpi_running_shift_many(ring, add_slot, sub_slots, col_ptr, cols, outs):
+def kpi_running_shift_many(ring, row_used, add_slot, sub_slots, col_ptr, cols, outs):
     """:func:`kpi_running_shift` of several running sums of one ring moved by one minute at once.
 
     Aggregate ``i`` sums ring columns ``cols[col_ptr[i]:col_ptr[i + 1]]`` into ``outs[i]``; the
@@ -596,12 +596,17 @@ def kpi_running_shift_many(ring, add_slot, sub_slots, col_ptr, cols, outs):
     ``sub_slots[i]`` (-1: none). Per cell the same arithmetic as :func:`kpi_running_shift` with
     one slot in and one out (``acc = 0 + in - out``, ``out += acc``), but the entering minute's
     row of each element is read once for all aggregates (sliding windows of several lengths).
+    Only the elements whose entering or leaving row may hold counts (``row_used[slot, e]``) are
+    touched: the others would add ``+0.0``, which changes no sum.
     """
     n = ring.shape[1]
     for e in range(n):
+        a_used = add_slot >= 0 and row_used[add_slot, e]
         for i in range(len(outs)):
             out = outs[i]
             s = sub_slots[i]
+            if not (a_used or (s >= 0 and row_used[s, e])):
+                continue
             j0 = col_ptr[i]
             for j in range(j0, col_ptr[i + 1]):
                 c = cols[j]

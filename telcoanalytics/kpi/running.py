@@ -163,6 +163,7 @@ class _RunningAggregates:
             np.cumsum([len(r.cols) for r in todo], out=col_ptr[1:])
             K.kpi_running_shift_many(
                 self._ring(grp),
+                self._row_used[grp],
                 add,
                 np.array(subs, np.int64),
                 col_ptr,

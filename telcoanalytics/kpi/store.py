@@ -135,6 +135,8 @@ class CounterStore(_WindowReads, _RunningAggregates):
         # per minute slot and ring: may hold non-zero counters (False only for slots known empty, so
         # running aggregates skip reading them; PM / probe rings are empty 4 minutes in 5)
         self._slot_used = {g: np.ones(self.minute_ring, bool) for g in ("cdr", "elem", "hist")}
+        # per minute slot and element: may hold non-zero counters (running sums move only those rows)
+        self._row_used = {g: np.ones((self.minute_ring, n), bool) for g in ("cdr", "elem", "hist")}
         if _alloc:
             self.cdr = np.zeros((m, n, self.n_services * K.N_CDR), np.float32)
             self.elem = np.zeros((m, n, K.N_ELEM), np.float32)
@@ -149,6 +151,8 @@ class CounterStore(_WindowReads, _RunningAggregates):
             self.version = 0
             for used in self._slot_used.values():
                 used[:] = False  # fresh rings: every slot known empty
+            for used in self._row_used.values():
+                used[:] = False
 
     def _build_index(self):
         """Hash table element id -> dense index (faster than a binary search per row)."""
@@ -211,6 +215,10 @@ class CounterStore(_WindowReads, _RunningAggregates):
                 new = np.zeros((old.shape[0], n_new, old.shape[2]), old.dtype)
                 new[:, o2n[keep]] = old[:, keep]
                 setattr(self, a, new)
+            for g, used in self._row_used.items():
+                new = np.zeros((used.shape[0], n_new), bool)
+                new[:, o2n[keep]] = used[:, keep]
+                self._row_used[g] = new
             for r in self._running.values():
                 r.out = np.zeros((n_new,) + r.out.shape[1:], r.out.dtype)
                 r.lo = r.hi = None  # rebuilt from the rings at the next use
@@ -249,6 +257,7 @@ class CounterStore(_WindowReads, _RunningAggregates):
                 if used[s]:  # a slot known empty is not written (nor its pages touched)
                     self._ring(g)[s] = 0
                     used[s] = False
+                    self._row_used[g][s] = False
             self.slot_minute[s] = mi if mi >= self.first_minute else -1
         self.head_minute = new_head
 
@@ -381,6 +390,7 @@ class CounterStore(_WindowReads, _RunningAggregates):
             )
         for g in self._SOURCE_GROUPS[source]:
             self._slot_used[g][slot[ok]] = True
+            self._row_used[g][slot[ok], elem[ok]] = True
         if late is not None:
             self._running_apply(late)
         counts = np.bincount(reason, minlength=K.N_REASONS)
@@ -457,6 +467,8 @@ class CounterStore(_WindowReads, _RunningAggregates):
             r.lo = r.hi = None  # recomputed from the rings at the next use
         for used in self._slot_used.values():
             used[:] = True
+        for used in self._row_used.values():
+            used[:] = True
         return self
 
     _STATE_ARRAYS = ("cdr", "elem", "hist", "hour", "slot_minute", "slot_hour", "rejected")
@@ -509,7 +521,8 @@ class CounterStore(_WindowReads, _RunningAggregates):
             setattr(st, a, int(d[a]))
         for g in st._slot_used:  # slots known empty (running sums and ring advances skip them)
             ring = st._ring(g)
-            st._slot_used[g] = ring.reshape(ring.shape[0], -1).any(axis=1)
+            st._row_used[g] = ring.any(axis=2)
+            st._slot_used[g] = st._row_used[g].any(axis=1)
         return st
 
 
