@@ -75,7 +75,7 @@ class _LifeState:
 class _Bank:
     """The lifecycles (state and committed copy) and recent-conditions rings of all evaluated rules
     laid end to end, so one kernel call per tick steps them all
-    (:func:`kernels.kpi.sla_tick_step`). Each :class:`_Eval` keeps views into the bank; whatever
+    (:func:`kernels.sla.sla_tick_step`). Each :class:`_Eval` keeps views into the bank; whatever
     rebinds an eval's arrays (a restore, a topology change) is noticed by :meth:`intact` and the
     bank rebuilt from the evals' current arrays."""
 

@@ -8,7 +8,7 @@ then read the same way until the next hour boundary (and not at all once the lon
 has passed its last held hour). Over such a stretch the condition codes and values of every
 lifecycle are those of its first tick, so the monitor steps the lifecycles with them (no KPI
 evaluation) until every lifecycle, its committed copy and its ring of recent codes are at a fixed
-point of those conditions (:func:`kernels.kpi.sla_settled`), then jumps to the stretch's end. The
+point of those conditions (:func:`kernels.sla.sla_settled`), then jumps to the stretch's end. The
 events, states and rings are exactly those of the minute-by-minute path; a gap of days costs one
 evaluation per hour boundary while the hour windows still hold data, and a fixed amount after.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels import kpi as K
+from kernels import sla as SK
 from telcoanalytics.sla.rules import SlaEvent
 
 
@@ -66,7 +66,7 @@ class _QuietTicks:
         L = self.reeval_minutes
         for ev, (codes, values) in zip(self.evals, cached):
             v = np.ascontiguousarray(values, dtype=np.float64)
-            if not K.sla_settled(codes, v, ev.sign, ev.state.state, ev.state.count, ev.state.worst):
+            if not SK.sla_settled(codes, v, ev.sign, ev.state.state, ev.state.count, ev.state.worst):
                 return False
             if not L:
                 continue
@@ -76,7 +76,7 @@ class _QuietTicks:
             ):
                 return False  # the committed copy still has other ticks' conditions to step
             vc = v32.astype(np.float64)
-            if not K.sla_settled(codes, vc, ev.sign, ev.committed.state, ev.committed.count, ev.committed.worst):
+            if not SK.sla_settled(codes, vc, ev.sign, ev.committed.state, ev.committed.count, ev.committed.worst):
                 return False
         return True
 

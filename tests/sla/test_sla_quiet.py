@@ -4,7 +4,7 @@ exactly the minute-by-minute path's events and state, at a cost that does not fo
 import numpy as np
 import pytest
 
-from kernels import kpi as K
+from kernels import sla as SK
 from telcoanalytics.records import METRICS, empty
 from telcoanalytics.sla.sla import SlaMonitor
 from tests.kpi.test_kpi import MIN, T0, topo6
@@ -140,10 +140,10 @@ def test_settled_is_a_fixed_point_of_the_step():
         count = rng.integers(0, 2, n).astype(np.int64)
         worst = rng.choice([1.0, 2.0], n)
         start = np.zeros(n, np.int64)
-        settled = K.sla_settled(codes, values, 1.0, state, count, worst)
+        settled = SK.sla_settled(codes, values, 1.0, state, count, worst)
         s2, c2, w2 = state.copy(), count.copy(), worst.copy()
         buf = [np.empty(n, np.int64), np.empty(n, np.int8), np.empty(n, np.int64), np.empty(n), np.empty(n)]
-        k = K.sla_rule_step(np.arange(n), codes, values, 0, 2, 2, 1.0, s2, c2, start, w2, *buf)
+        k = SK.sla_rule_step(np.arange(n), codes, values, 0, 2, 2, 1.0, s2, c2, start, w2, *buf)
         unchanged = k == 0 and np.array_equal(s2, state) and np.array_equal(c2, count)
         unchanged &= np.array_equal(w2, worst, equal_nan=True)
         assert settled == unchanged, (codes, values, state, count, worst)
@@ -164,7 +164,7 @@ def test_tick_step_equals_one_rule_step_per_rule():
     for tick in range(60):
         codes = rng.integers(0, 4, n).astype(np.int8)
         values = rng.normal(size=n).astype(np.float32 if tick % 2 else np.float64)
-        k = K.sla_tick_step(bank, params, codes, values, tick * MIN, out)
+        k = SK.sla_tick_step(bank, params, codes, values, tick * MIN, out)
         got = [tuple(a[j].item() for a in out) for j in range(k)]
         want = []
         for r in range(len(sizes)):
@@ -172,7 +172,7 @@ def test_tick_step_equals_one_rule_step_per_rule():
             buf = [np.empty(m - o, np.int64), np.empty(m - o, np.int8), np.empty(m - o, np.int64)]
             buf += [np.empty(m - o), np.empty(m - o)]
             life = [a[o:m] for a in ref]
-            kr = K.sla_rule_step(
+            kr = SK.sla_rule_step(
                 np.arange(m - o), codes[o:m], values[o:m].astype(np.float64), tick * MIN,
                 params[1][r], params[2][r], params[3][r], *life, *buf,
             )  # fmt: skip
