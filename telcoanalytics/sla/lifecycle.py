@@ -96,7 +96,7 @@ class _Bank:
         for which, bank in (("state", self.live), ("committed", self.committed)):
             for a in self.FIELDS:
                 parts = [getattr(getattr(ev, which), a) for ev in evals]
-                bank[a] = np.concatenate(parts) if parts else np.zeros(0, parts_dtype(a))
+                bank[a] = np.concatenate(parts) if parts else np.zeros(0, _parts_dtype(a))
                 for ev, o, m in zip(evals, self.ptr[:-1], self.ptr[1:]):
                     setattr(getattr(ev, which), a, bank[a][o:m])
         self.codes = np.concatenate([ev.codes for ev in evals], axis=1) if evals else np.zeros((L, 0), np.int8)
@@ -129,12 +129,12 @@ class _Bank:
                 return False
         return True
 
-    def tuple(self, which: str) -> tuple:
+    def arrays(self, which: str) -> tuple:
         b = self.live if which == "state" else self.committed
         return tuple(b[a] for a in self.FIELDS)
 
 
-def parts_dtype(a: str):
+def _parts_dtype(a: str):
     return {"state": np.int8, "count": np.int64, "start": np.int64, "worst": np.float64}[a]
 
 

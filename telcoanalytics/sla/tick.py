@@ -136,7 +136,7 @@ class _Ticks:
             old_tick = tick - L
             if old_tick >= self.first_tick:  # transitions of the committed copies are not emitted
                 SK.sla_tick_step(
-                    bank.tuple("committed"),
+                    bank.arrays("committed"),
                     bank.params,
                     bank.codes[pos],
                     bank.values[pos],
@@ -150,7 +150,7 @@ class _Ticks:
             bank.codes[pos] = bank.cur_codes
             bank.values[pos] = bank.cur_values
         k = SK.sla_tick_step(
-            bank.tuple("state"), bank.params, bank.cur_codes, bank.cur_values, tick * MINUTE_MS, bank.out
+            bank.arrays("state"), bank.params, bank.cur_codes, bank.cur_values, tick * MINUTE_MS, bank.out
         )
         if k:
             rule, node, kind, start, value, worst = (a[:k].tolist() for a in bank.out)
