@@ -1,4 +1,5 @@
-"""KPI kernels: raw canonical records -> per-minute counters; window sums; roll-up; SLA steps.
+"""KPI kernels: raw canonical records -> per-minute counters; window sums; roll-up (SLA lifecycles:
+:mod:`kernels.sla`).
 
 Counter layout
 --------------
@@ -342,92 +343,6 @@ def kpi_hist_quantile_rows(counts, rows, q, lo_ms, bins_per_octave, out):
         out[r] = _hist_quantile_row(counts, r, q, lo_ms, bins_per_octave, top)
 
 
-@kernel
-def sla_rule_step(
-    nodes,
-    codes,
-    values,
-    t_ms,
-    for_ticks,
-    clear_for_ticks,
-    worse_sign,
-    state,
-    count,
-    start_ms,
-    worst,
-    ev_node,
-    ev_kind,
-    ev_start,
-    ev_value,
-    ev_worst,
-):
-    """Advance the violation lifecycle of ``nodes`` by one evaluation tick.
-
-    ``codes[node]`` is COND_*: breach starts/extends a violation (pending until more than
-    ``for_ticks`` consecutive breaching ticks, then firing); clear ticks resolve a firing
-    violation after more than ``clear_for_ticks`` of them; a non-breaching tick cancels a
-    pending one (EV_CANCELLED); band ticks
-    (between threshold and clear threshold) reset the clear count; insufficient ticks change
-    nothing. ``worse_sign`` is +1 when larger values are worse, -1 when smaller are.
-    Writes one event per transition into the ``ev_*`` arrays and returns the count.
-    """
-    n_ev = 0
-    for k in range(nodes.shape[0]):
-        i = nodes[k]
-        c = codes[i]
-        v = values[i]
-        st = state[i]
-        kind = 0
-        if c == COND_INSUFFICIENT:
-            continue
-        if st == ST_INACTIVE:
-            if c == COND_BREACH:
-                start_ms[i] = t_ms
-                worst[i] = v
-                count[i] = 1
-                if count[i] > for_ticks:
-                    state[i] = ST_FIRING
-                    count[i] = 0
-                    kind = EV_FIRING
-                else:
-                    state[i] = ST_PENDING
-                    kind = EV_PENDING
-        elif st == ST_PENDING:
-            if c == COND_BREACH:
-                count[i] += 1
-                if worse_sign * (v - worst[i]) > 0.0:
-                    worst[i] = v
-                if count[i] > for_ticks:
-                    state[i] = ST_FIRING
-                    count[i] = 0
-                    kind = EV_FIRING
-            else:
-                state[i] = ST_INACTIVE
-                count[i] = 0
-                kind = EV_CANCELLED
-        else:
-            if c == COND_BREACH:
-                count[i] = 0
-                if worse_sign * (v - worst[i]) > 0.0:
-                    worst[i] = v
-            elif c == COND_BAND:
-                count[i] = 0
-            else:
-                count[i] += 1
-                if count[i] > clear_for_ticks:
-                    state[i] = ST_INACTIVE
-                    count[i] = 0
-                    kind = EV_RESOLVED
-        if kind != 0:
-            ev_node[n_ev] = i
-            ev_kind[n_ev] = kind
-            ev_start[n_ev] = start_ms[i]
-            ev_value[n_ev] = v
-            ev_worst[n_ev] = worst[i]
-            n_ev += 1
-    return n_ev
-
-
 _GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed int64 (Fibonacci hashing)
 
 
@@ -495,7 +410,7 @@ def kpi_running_shift(ring, add_slots, sub_slots, cols, out):
 
 
 @kernel
-def kpi_running_shift_many(ring, add_slot, sub_slots, col_ptr, cols, outs):
+def kpi_running_shift_many(ring, row_used, add_slot, sub_slots, col_ptr, cols, outs):
     """:func:`kpi_running_shift` of several running sums of one ring moved by one minute at once.
 
     Aggregate ``i`` sums ring columns ``cols[col_ptr[i]:col_ptr[i + 1]]`` into ``outs[i]``; the
@@ -503,12 +418,17 @@ def kpi_running_shift_many(ring, add_slot, sub_slots, col_ptr, cols, outs):
     ``sub_slots[i]`` (-1: none). Per cell the same arithmetic as :func:`kpi_running_shift` with
     one slot in and one out (``acc = 0 + in - out``, ``out += acc``), but the entering minute's
     row of each element is read once for all aggregates (sliding windows of several lengths).
+    Only the elements whose entering or leaving row may hold counts (``row_used[slot, e]``) are
+    touched: the others would add ``+0.0``, which changes no sum.
     """
     n = ring.shape[1]
     for e in range(n):
+        a_used = add_slot >= 0 and row_used[add_slot, e]
         for i in range(len(outs)):
             out = outs[i]
             s = sub_slots[i]
+            if not (a_used or (s >= 0 and row_used[s, e])):
+                continue
             j0 = col_ptr[i]
             for j in range(j0, col_ptr[i + 1]):
                 c = cols[j]
@@ -573,37 +493,6 @@ def kpi_status(value, samples, min_samples, n_act, n_exp, gap_fraction, n_el, st
             s = 3
         status[i] = s
         out_value[i] = v if s == 0 else np.nan
-
-
-@kernel
-def _compare(v, cmp_code, thr):
-    if cmp_code == 0:
-        return v < thr
-    if cmp_code == 1:
-        return v <= thr
-    if cmp_code == 2:
-        return v > thr
-    return v >= thr
-
-
-@kernel
-def sla_threshold_codes(
-    value, samples, status, min_samples, clear_min_samples, cmp_code, threshold, clear_threshold, codes
-):
-    """COND_* per node of a threshold rule: breach (ok, ``min_samples``, past the threshold),
-    clear (ok, ``clear_min_samples``, healthy side of the clear threshold), band (ok and enough
-    samples to fire but neither), else insufficient. ``cmp_code`` indexes ("<", "<=", ">", ">=")."""
-    for i in range(value.shape[0]):
-        ok = status[i] == 0
-        strong = ok and samples[i] >= min_samples
-        if strong and _compare(value[i], cmp_code, threshold):
-            codes[i] = COND_BREACH
-        elif ok and samples[i] >= clear_min_samples and not _compare(value[i], cmp_code, clear_threshold):
-            codes[i] = COND_CLEAR
-        elif strong:
-            codes[i] = COND_BAND
-        else:
-            codes[i] = COND_INSUFFICIENT
 
 
 # ---- window series for re-evaluation (one pass per counter set, all ticks at once) -----------

@@ -72,6 +72,7 @@ class KpiCalculator(_SpanEvaluation):
         self._all_rows = np.arange(store.topology.n_elements, dtype=np.int64)
         self._sizes: dict = {}
         self._plans: dict = {}  # fused ratio path: ring columns and positions per KPI / window
+        self._seg_cache: dict = {}  # (level, mask id) -> (topology, mask, seg, n_el)
         self._span: tuple | None = None  # (t_from, t_to) of a re-evaluation (see begin_series)
         self._span_cache: dict = {}
         self._span_keys: dict = {}
@@ -387,6 +388,26 @@ class KpiCalculator(_SpanEvaluation):
             return full
         return KpiResult(value, samples, status)
 
+    def _segments(self, level: str, element_mask):
+        """Node of each element in scope (-1 outside) and elements per node, for a level and a scope
+        mask; kept per (topology, level, mask) as masks live as long as their rules."""
+        topo = self.store.topology
+        key = (level, None if element_mask is None else id(element_mask))
+        hit = self._seg_cache.get(key)
+        if hit is not None and hit[0] is topo and hit[1] is element_mask:
+            return hit[2], hit[3]
+        if level == topo.element_level:
+            seg = self._all_rows if element_mask is None else np.where(element_mask, self._all_rows, -1)
+        else:
+            seg = topo.element_to(level).copy()
+            if element_mask is not None:
+                seg[~element_mask] = -1
+        n_el = self._node_sizes(level, seg, topo.n_nodes(level), element_mask is None)
+        if len(self._seg_cache) > 64:
+            self._seg_cache.clear()
+        self._seg_cache[key] = (topo, element_mask, seg, n_el)  # the mask kept alive: its id stays unique
+        return seg, n_el
+
     def _ratio_all(
         self, kd: KpiDef, level: str, end_minute: int, window_min: int, svc: str, element_mask, min_samples
     ) -> KpiResult:
@@ -421,13 +442,7 @@ class KpiCalculator(_SpanEvaluation):
         if run_ref is not run:  # positions of the columns in this aggregate (fixed while it lives)
             js = np.array([run.colpos[int(c)] for c in ring_cols], np.int64)
             self._plans[key] = plan[:5] + (run, js)
-        if level == topo.element_level:
-            seg = self._all_rows if element_mask is None else np.where(element_mask, self._all_rows, -1)
-        else:
-            seg = topo.element_to(level).copy()
-            if element_mask is not None:
-                seg[~element_mask] = -1
-        n_el = self._node_sizes(level, seg, n_nodes, element_mask is None)
+        seg, n_el = self._segments(level, element_mask)
         if kd.source in self.gap_sources:
             active, expected = self.activity(kd.source, end_minute, window_min, None)
             extra = np.ascontiguousarray(np.column_stack([active, expected]))

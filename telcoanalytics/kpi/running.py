@@ -31,12 +31,13 @@ class _Running:
     minutes in which the sum of ``cols`` is > 0. Derived state only (never checkpointed).
     """
 
-    __slots__ = ("group", "kind", "cols", "colpos", "lo", "hi", "out")
+    __slots__ = ("group", "kind", "cols", "colpos", "lo", "hi", "out", "known")
 
     def __init__(self, group: str, kind: str, cols, n: int):
         self.group, self.kind = group, kind
         self.cols = np.ascontiguousarray(cols, dtype=np.int64)
         self.colpos = {int(c): j for j, c in enumerate(self.cols)}
+        self.known: set = set()  # column lists (as bytes) found among ``cols``
         self.lo = self.hi = None
         self.out = np.zeros((n, len(self.cols))) if kind == "sum" else np.zeros(n, np.int64)
 
@@ -100,6 +101,13 @@ class _RunningAggregates:
             treated as read-only by the caller.
         """
         r = self._running.get(key)
+        if r is not None and r.lo == lo and r.hi == hi and lo < hi and r.group == group and r.kind == kind:
+            ck = np.asarray(cols, np.int64).tobytes()
+            if ck in r.known:
+                return r  # already in place with these columns (the common case: one check per tick)
+            if all(int(c) in r.colpos for c in cols):
+                r.known.add(ck)
+                return r
         cols = [int(c) for c in cols]
         if (
             r is not None
@@ -155,6 +163,7 @@ class _RunningAggregates:
             np.cumsum([len(r.cols) for r in todo], out=col_ptr[1:])
             K.kpi_running_shift_many(
                 self._ring(grp),
+                self._row_used[grp],
                 add,
                 np.array(subs, np.int64),
                 col_ptr,

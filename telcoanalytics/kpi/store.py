@@ -135,6 +135,8 @@ class CounterStore(_WindowReads, _RunningAggregates):
         # per minute slot and ring: may hold non-zero counters (False only for slots known empty, so
         # running aggregates skip reading them; PM / probe rings are empty 4 minutes in 5)
         self._slot_used = {g: np.ones(self.minute_ring, bool) for g in ("cdr", "elem", "hist")}
+        # per minute slot and element: may hold non-zero counters (running sums move only those rows)
+        self._row_used = {g: np.ones((self.minute_ring, n), bool) for g in ("cdr", "elem", "hist")}
         if _alloc:
             self.cdr = np.zeros((m, n, self.n_services * K.N_CDR), np.float32)
             self.elem = np.zeros((m, n, K.N_ELEM), np.float32)
@@ -147,6 +149,10 @@ class CounterStore(_WindowReads, _RunningAggregates):
             self.watermark_ms = -1
             self.rejected = np.zeros(K.N_REASONS, np.int64)
             self.version = 0
+            for used in self._slot_used.values():
+                used[:] = False  # fresh rings: every slot known empty
+            for used in self._row_used.values():
+                used[:] = False
 
     def _build_index(self):
         """Hash table element id -> dense index (faster than a binary search per row)."""
@@ -209,6 +215,10 @@ class CounterStore(_WindowReads, _RunningAggregates):
                 new = np.zeros((old.shape[0], n_new, old.shape[2]), old.dtype)
                 new[:, o2n[keep]] = old[:, keep]
                 setattr(self, a, new)
+            for g, used in self._row_used.items():
+                new = np.zeros((used.shape[0], n_new), bool)
+                new[:, o2n[keep]] = used[:, keep]
+                self._row_used[g] = new
             for r in self._running.values():
                 r.out = np.zeros((n_new,) + r.out.shape[1:], r.out.dtype)
                 r.lo = r.hi = None  # rebuilt from the rings at the next use
@@ -243,11 +253,11 @@ class CounterStore(_WindowReads, _RunningAggregates):
                 self._running_evict(s, int(self.slot_minute[s]))
             if self.slot_minute[s] >= 0 and self.hour_columns:
                 self._flush(self, s, int(self.slot_minute[s]))
-            self.cdr[s] = 0
-            self.elem[s] = 0
-            self.hist[s] = 0
-            for used in self._slot_used.values():
-                used[s] = False
+            for g, used in self._slot_used.items():
+                if used[s]:  # a slot known empty is not written (nor its pages touched)
+                    self._ring(g)[s] = 0
+                    used[s] = False
+                    self._row_used[g][s] = False
             self.slot_minute[s] = mi if mi >= self.first_minute else -1
         self.head_minute = new_head
 
@@ -380,6 +390,7 @@ class CounterStore(_WindowReads, _RunningAggregates):
             )
         for g in self._SOURCE_GROUPS[source]:
             self._slot_used[g][slot[ok]] = True
+            self._row_used[g][slot[ok], elem[ok]] = True
         if late is not None:
             self._running_apply(late)
         counts = np.bincount(reason, minlength=K.N_REASONS)
@@ -456,10 +467,13 @@ class CounterStore(_WindowReads, _RunningAggregates):
             r.lo = r.hi = None  # recomputed from the rings at the next use
         for used in self._slot_used.values():
             used[:] = True
+        for used in self._row_used.values():
+            used[:] = True
         return self
 
     _STATE_ARRAYS = ("cdr", "elem", "hist", "hour", "slot_minute", "slot_hour", "rejected")
     _STATE_SCALARS = ("head_minute", "first_minute", "watermark_ms", "version")
+    _RINGS = ("cdr", "elem", "hist", "hour")
 
     def to_state(self) -> dict:
         """Checkpoint: numpy arrays and plain scalars/strings only."""
@@ -477,7 +491,10 @@ class CounterStore(_WindowReads, _RunningAggregates):
             }
         )
         for a in self._STATE_ARRAYS:
-            d[a] = getattr(self, a).copy()
+            if a in self._RINGS:  # mostly zero (sparse traffic, PM every 5 min, hours not yet seen)
+                d.update({f"{a}.{k}": v for k, v in _sparse(getattr(self, a)).items()})
+            else:
+                d[a] = getattr(self, a).copy()
         for a in self._STATE_SCALARS:
             d[a] = int(getattr(self, a))
         return d
@@ -498,9 +515,14 @@ class CounterStore(_WindowReads, _RunningAggregates):
             _alloc=False,
         )
         for a in cls._STATE_ARRAYS:
-            setattr(st, a, np.array(d[a]))
+            dense = a not in cls._RINGS or a in d  # rings: sparse since format 3, dense before
+            setattr(st, a, np.array(d[a]) if dense else _dense({k: d[f"{a}.{k}"] for k in ("shape", "at", "value")}))
         for a in cls._STATE_SCALARS:
             setattr(st, a, int(d[a]))
+        for g in st._slot_used:  # slots known empty (running sums and ring advances skip them)
+            ring = st._ring(g)
+            st._row_used[g] = ring.any(axis=2)
+            st._slot_used[g] = st._row_used[g].any(axis=1)
         return st
 
 
@@ -508,3 +530,22 @@ def _int_at_least(name, v, lo):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
     return int(v)
+
+
+def _sparse(ring: np.ndarray) -> dict:
+    """A float32 counter ring as its non-zero cells: shape, flat positions (uint32 when they fit), values."""
+    flat = ring.reshape(-1)
+    at = np.flatnonzero(flat)
+    return {
+        "shape": np.array(ring.shape, np.int64),
+        "at": at.astype(np.uint32) if flat.size <= 2**32 else at,
+        "value": flat[at],
+    }
+
+
+def _dense(d: dict) -> np.ndarray:
+    """The ring :func:`_sparse` encoded."""
+    shape = tuple(int(x) for x in np.asarray(d["shape"]))
+    out = np.zeros(int(np.prod(shape)), np.float32)
+    out[np.asarray(d["at"], np.int64)] = np.asarray(d["value"], np.float32)
+    return out.reshape(shape)

@@ -72,6 +72,72 @@ class _LifeState:
             getattr(self, a)[nodes] = getattr(other, a)[nodes]
 
 
+class _Bank:
+    """The lifecycles (state and committed copy) and recent-conditions rings of all evaluated rules
+    laid end to end, so one kernel call per tick steps them all
+    (:func:`kernels.sla.sla_tick_step`). Each :class:`_Eval` keeps views into the bank; whatever
+    rebinds an eval's arrays (a restore, a topology change) is noticed by :meth:`intact` and the
+    bank rebuilt from the evals' current arrays."""
+
+    FIELDS = ("state", "count", "start", "worst")
+
+    def __init__(self, evals: list, L: int):
+        n = [len(ev.state.state) for ev in evals]
+        self.ptr = np.zeros(len(evals) + 1, np.int64)
+        np.cumsum(n, out=self.ptr[1:])
+        N = int(self.ptr[-1])
+        self.params = (
+            self.ptr,
+            np.array([ev.for_min for ev in evals], np.int64),
+            np.array([ev.clear_for_min for ev in evals], np.int64),
+            np.array([ev.sign for ev in evals], np.float64),
+        )
+        self.live, self.committed = {}, {}
+        for which, bank in (("state", self.live), ("committed", self.committed)):
+            for a in self.FIELDS:
+                parts = [getattr(getattr(ev, which), a) for ev in evals]
+                bank[a] = np.concatenate(parts) if parts else np.zeros(0, _parts_dtype(a))
+                for ev, o, m in zip(evals, self.ptr[:-1], self.ptr[1:]):
+                    setattr(getattr(ev, which), a, bank[a][o:m])
+        self.codes = np.concatenate([ev.codes for ev in evals], axis=1) if evals else np.zeros((L, 0), np.int8)
+        self.values = np.concatenate([ev.values for ev in evals], axis=1) if evals else np.zeros((L, 0), np.float32)
+        for ev, o, m in zip(evals, self.ptr[:-1], self.ptr[1:]):
+            ev.codes, ev.values = self.codes[:, o:m], self.values[:, o:m]
+        self.cur_codes = np.zeros(N, np.int8)
+        self.cur_values = np.zeros(N)
+        self.out = (
+            np.zeros(N, np.int64),
+            np.zeros(N, np.int64),
+            np.zeros(N, np.int8),
+            np.zeros(N, np.int64),
+            np.zeros(N),
+            np.zeros(N),
+        )
+
+    def intact(self, evals: list) -> bool:
+        """Whether every eval still works on views of this bank (nothing rebound, resized or added)."""
+        if len(evals) != len(self.ptr) - 1:
+            return False
+        for ev, o, m in zip(evals, self.ptr[:-1], self.ptr[1:]):
+            for which, bank in (("state", self.live), ("committed", self.committed)):
+                ls = getattr(ev, which)
+                for a in self.FIELDS:
+                    x = getattr(ls, a)
+                    if x.base is not bank[a] or len(x) != m - o:
+                        return False
+            if ev.codes.base is not self.codes or ev.values.base is not self.values or ev.codes.shape[1] != m - o:
+                return False
+        return True
+
+    def arrays(self, which: str) -> tuple:
+        b = self.live if which == "state" else self.committed
+        return tuple(b[a] for a in self.FIELDS)
+
+
+def _parts_dtype(a: str):
+    return {"state": np.int8, "count": np.int64, "start": np.int64, "worst": np.float64}[a]
+
+
 def _burn_of(good_share, samples, status, min_samples: float, objective: float, factor: float):
     """(burn, ok, quiet) of a window from its good share, samples and KPI status.
 

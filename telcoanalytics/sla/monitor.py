@@ -52,6 +52,7 @@ import json
 import numpy as np
 
 from kernels import kpi as K
+from kernels import sla as SK
 from telcoanalytics.kpi import (
     COUNTERS,
     MINUTE_MS,
@@ -68,11 +69,10 @@ from telcoanalytics.sla.lifecycle import (
     _burn_of_counts,
     _Eval,
     _fmt_min,
-    _LifeState,
 )
+from telcoanalytics.sla.quiet import _QuietTicks
 from telcoanalytics.sla.rules import (
     COMPARATORS,
-    EVENT_STATES,
     SlaEvent,
     SlaRule,
     SloRule,
@@ -80,11 +80,12 @@ from telcoanalytics.sla.rules import (
     default_rules,
     load_rules,
 )
+from telcoanalytics.sla.tick import _Ticks
 from telcoanalytics.sla.topology_change import _TopologyChanges
 from telcoanalytics.topology.model import Topology
 
 
-class SlaMonitor(_TopologyChanges, _LateData):
+class SlaMonitor(_Ticks, _TopologyChanges, _LateData, _QuietTicks):
     """Evaluate SLA rules and SLOs for every node of their scope, incrementally per batch.
 
     Parameters
@@ -178,6 +179,7 @@ class SlaMonitor(_TopologyChanges, _LateData):
         self.n_late_rows = 0
         self._memo: dict = {}  # shared KPI evaluations within one tick / re-evaluation
         self._scratch = (np.zeros(0, np.int64),) * 6  # see _buffers
+        self._bank = None  # lifecycles of all evals end to end (built at the first tick)
         self._dirty = {src: np.zeros(topology.n_elements, bool) for src in ("cdr", "equip", "qos")}
         self._dirty_lo = {src: np.iinfo(np.int64).max for src in self._dirty}
         self._dirty_hi = {src: -1 for src in self._dirty}
@@ -299,7 +301,7 @@ class SlaMonitor(_TopologyChanges, _LateData):
                 ev, ev.kpi, tick, ev.window_min, min(ev.min_samples, ev.clear_min_samples)
             )
             codes = np.empty(n, np.int8)
-            K.sla_threshold_codes(
+            SK.sla_threshold_codes(
                 np.ascontiguousarray(v, dtype=np.float64),
                 np.ascontiguousarray(samples, dtype=np.float64),
                 np.ascontiguousarray(status, dtype=np.int8),
@@ -335,7 +337,7 @@ class SlaMonitor(_TopologyChanges, _LateData):
                 ev, ev.kpi, t_from, t_to, ev.window_min, rows, min(ev.min_samples, ev.clear_min_samples), nodes
             )
             c = np.empty(n_t * n, np.int8)
-            K.sla_threshold_codes(
+            SK.sla_threshold_codes(
                 np.ascontiguousarray(v, dtype=np.float64).ravel(),
                 np.ascontiguousarray(samples, dtype=np.float64).ravel(),
                 np.ascontiguousarray(status, dtype=np.int8).ravel(),
@@ -498,131 +500,6 @@ class SlaMonitor(_TopologyChanges, _LateData):
         K.kpi_segment_sum(np.ascontiguousarray(np.column_stack([num, den])), seg, agg)
         return agg
 
-    def _buffers(self, n: int) -> tuple:
-        """Scratch arrays of at least ``n`` entries: node indices ``0..`` and the event outputs of
-        :func:`kernels.kpi.sla_rule_step` (reused every tick instead of allocated per lifecycle)."""
-        if len(self._scratch[0]) < n:
-            m = max(n, 2 * len(self._scratch[0]))
-            self._scratch = (
-                np.arange(m, dtype=np.int64),
-                np.empty(m, np.int64),
-                np.empty(m, np.int8),
-                np.empty(m, np.int64),
-                np.empty(m),
-                np.empty(m),
-            )
-        return self._scratch
-
-    def _step(self, ev: _Eval, ls: _LifeState, nodes, codes, values, tick):
-        # whole scratch buffers (at most one event per node is written): no slices per call
-        _, ev_node, ev_kind, ev_start, ev_value, ev_worst = self._buffers(len(nodes))
-        k = K.sla_rule_step(
-            nodes,
-            codes,
-            np.ascontiguousarray(values, dtype=np.float64),
-            tick * MINUTE_MS,
-            ev.for_min,
-            ev.clear_for_min,
-            ev.sign,
-            ls.state,
-            ls.count,
-            ls.start,
-            ls.worst,
-            ev_node,
-            ev_kind,
-            ev_start,
-            ev_value,
-            ev_worst,
-        )
-        if k == 0:
-            return []
-        return [
-            (int(ev_node[i]), int(ev_kind[i]), int(ev_start[i]), float(ev_value[i]), float(ev_worst[i]))
-            for i in range(k)
-        ]
-
-    def _event(self, ev: _Eval, node, kind, start, value, worst, tick, note="") -> SlaEvent:
-        t = tick * MINUTE_MS
-        state = EVENT_STATES[kind]
-        sid = int(self.topology.ids[ev.level][node])
-        if ev.kind == "burn":
-            desc = (
-                f"{ev.kpi} error budget burning at {value:.3g}x (>= {ev.threshold:g}x over "
-                f"{_fmt_min(ev.burn[2])} and {_fmt_min(ev.burn[3])}) on {ev.level} {sid}"
-            )
-        else:
-            desc = (
-                f"{ev.kpi} {value:.4g} {ev.comparator} {ev.threshold:g} over {_fmt_min(ev.window_min)} "
-                f"on {ev.level} {sid}"
-            )
-        if state == "resolved" and ev.kind == "threshold":
-            desc = (
-                f"{ev.kpi} {value:.4g} back on the healthy side of {ev.clear_threshold:g} over "
-                f"{_fmt_min(ev.window_min)} on {ev.level} {sid}, worst was {worst:.4g}"
-            )
-        elif state == "resolved":
-            desc = f"{ev.kpi} error budget burn back below {ev.threshold:g}x on {ev.level} {sid}"
-        if kind == K.EV_CANCELLED:
-            note = note or "pending violation ended before firing"
-        summary = f"{state}: {desc}" + (f" ({note})" if note else "")
-        return SlaEvent(
-            ev.name,
-            ev.kpi,
-            ev.severity,
-            state,
-            ev.level,
-            sid,
-            ev.service,
-            t,
-            start,
-            t if state == "resolved" else -1,
-            value,
-            ev.threshold,
-            worst,
-            summary,
-            ev.window_min,
-            ev.comparator,
-            "x" if ev.kind == "burn" else self.kpis[ev.kpi].unit,
-            ev.kind,
-        )
-
-    def _emit(self, ev: _Eval, raw, tick, out: list, note=""):
-        for node, kind, start, value, worst in raw:
-            if kind == K.EV_FIRING:
-                ev.fired.setdefault(node, {})[start] = tick
-            if kind == K.EV_CANCELLED and not self.emit_cancelled:
-                continue
-            out.append(self._event(ev, node, kind, start, value, worst, tick, note))
-
-    def _evaluate_tick(self, tick: int) -> list[SlaEvent]:
-        out: list[SlaEvent] = []
-        L = self.reeval_minutes
-        self.store.slide_running(tick)  # every rule window of a ring moved in one pass
-        for ev in self.evals:
-            codes, values = self._codes(ev, tick)
-            n = len(codes)
-            if L:
-                pos = tick % L
-                old_tick = tick - L
-                if old_tick >= self.first_tick:
-                    self._step(ev, ev.committed, self._buffers(n)[0][:n], ev.codes[pos], ev.values[pos], old_tick)
-                if pos == 0 and ev.fired:
-                    for node in list(ev.fired):
-                        keep = {
-                            st: t
-                            for st, t in ev.fired[node].items()
-                            if t > old_tick or (ev.state.state[node] != K.ST_INACTIVE and st == ev.state.start[node])
-                        }
-                        if keep:
-                            ev.fired[node] = keep
-                        else:
-                            del ev.fired[node]
-                ev.codes[pos] = codes
-                ev.values[pos] = values
-            raw = self._step(ev, ev.state, self._buffers(n)[0][:n], codes, values, tick)
-            self._emit(ev, raw, tick, out)
-        return out
-
     def advance(self, watermark_ms: int) -> list[SlaEvent]:
         """Evaluate every minute boundary up to ``watermark_ms`` (re-evaluating late data first).
 
@@ -642,10 +519,16 @@ class SlaMonitor(_TopologyChanges, _LateData):
             self.first_tick = self.last_tick + 1
         self._memo.clear()
         out = self._reevaluate() if max(self._dirty_hi.values()) >= 0 else []
-        for tick in range(self.last_tick + 1, wm_tick + 1):
+        tick = self.last_tick + 1
+        while tick <= wm_tick:
             self._memo.clear()
             out += self._evaluate_tick(tick)
             self.last_tick = tick
+            end = self._quiet_until(tick, wm_tick)
+            if end > tick:  # inputs as at ``tick`` up to ``end``: no KPI evaluation, a jump once settled
+                self._memo.clear()
+                out += self._coast(tick, end)
+            tick = self.last_tick + 1
         self._memo.clear()
         return out
 

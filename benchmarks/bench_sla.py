@@ -1,0 +1,50 @@
+"""SLA monitor: the cost of a collection gap (issue 12), quiet-stretch path against the
+minute-by-minute path in the same process.
+
+Run: ``.venv/bin/python -m pytest benchmarks/bench_sla.py --benchmark-only -q``
+(``BENCH_SLA_N`` elements, default 300; ``BENCH_SLA_GAP_H`` gap hours, default 24).
+
+A synthetic network (default rules, its 3 hours of arrival-order data) is fed, then one advance
+crosses a gap without data. ``test_gap_quiet`` is the monitor as it runs; ``test_gap_per_minute``
+the same with every minute evaluated (the path before the quiet stretches), as the peer. Both
+start from the same checkpointed state and must give the same events.
+"""
+
+import os
+
+import pytest
+
+from telcoanalytics.sla.sla import SlaMonitor
+
+N = int(os.environ.get("BENCH_SLA_N", 300))
+GAP_H = int(os.environ.get("BENCH_SLA_GAP_H", 24))
+
+
+@pytest.fixture(scope="module")
+def fed_state():
+    import telcoanalytics.synth.network as synth
+
+    day = synth.generate(synth.SynthConfig(n_elements=N, days=0.125, seed=3))
+    mon = SlaMonitor(day.topology)
+    for src, rows, arr, _ in day.raw_batches(60_000, with_arrival=True):
+        mon.update(src, rows)
+        mon.advance(int(arr.max()) - 600_000)
+    return mon.to_state(), (mon.last_tick + 1) * 60_000 + GAP_H * 3_600_000
+
+
+def _gap(state, until_ms, per_minute):
+    mon = SlaMonitor.from_state(state)
+    if per_minute:
+        mon._quiet_until = lambda tick, wm_tick: tick
+    return [e.to_dict() for e in mon.advance(until_ms)]
+
+
+def test_gap_quiet(benchmark, fed_state):
+    state, until = fed_state
+    got = benchmark(_gap, state, until, False)
+    assert got == _gap(state, until, True)
+
+
+def test_gap_per_minute(benchmark, fed_state):
+    state, until = fed_state
+    benchmark(_gap, state, until, True)
