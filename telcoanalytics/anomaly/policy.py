@@ -327,15 +327,34 @@ class PagingPolicy:
             at once, without waiting ``persist_ms``.
         """
         data = int(now_ms if data_ms is None else data_ms)
+        return paged_alerts(self.select(rows, data, slot_time, last_alarm), topology, int(now_ms))
+
+    def select(self, rows: np.ndarray, data_ms: int, slot_time=None, last_alarm=None) -> np.ndarray:
+        """The rows to page now (what :meth:`page` turns into alerts): faults that persisted or are
+        corroborated (held ones included), their later rows, and the other rows except the
+        load-driven quality shifts. For callers with their own alert format."""
         rows = np.asarray(rows, dtype=ANOMALY_DTYPE)
-        self._remember_load(rows, data)
+        self._remember_load(rows, int(data_ms))
         faults = rows[rows["classification"] == "fault"]
         other = rows[rows["classification"] != "fault"]
         self._reclassified(other)
-        out_rows = [self._faults(faults, data, slot_time, last_alarm)]
+        out_rows = [self._faults(faults, int(data_ms), slot_time, last_alarm)]
         keep = self._not_load_driven(other)
-        out = paged_alerts(np.concatenate(out_rows + [other[keep]]), topology, int(now_ms))
-        return out
+        return np.concatenate(out_rows + [other[keep]])
+
+    @classmethod
+    def for_interval(cls, interval_s: float, **kw) -> PagingPolicy:
+        """The policy for data every ``interval_s`` seconds: persistence three intervals (the
+        detector's ``close_after``), e.g. 15 minutes for 5-minute PM data, 30 s for 10-s telemetry.
+
+        Examples
+        --------
+        >>> PagingPolicy.for_interval(10).persist_ms, PagingPolicy.for_interval(300).persist_ms == PERSIST_MS
+        (30000, True)
+        """
+        if not interval_s > 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        return cls(persist_ms=int(round(3 * interval_s * 1000)), **kw)
 
     # ---- faults -------------------------------------------------------------------------------
     def _reclassified(self, rows: np.ndarray) -> None:

@@ -245,3 +245,13 @@ def test_every_paged_fault_persisted_or_was_corroborated_and_nothing_is_paged_tw
                 open_eps.pop(k, None)
         if persist == 0:
             assert pol.counts["transient"] == 0 and not len(pol._held)
+
+
+def test_for_interval_scales_persistence_and_select_returns_the_rows_page_alerts():
+    assert PagingPolicy.for_interval(10).persist_ms == 30_000 and PagingPolicy.for_interval(300).persist_ms == 900_000
+    with pytest.raises(ValueError, match="interval_s"):
+        PagingPolicy.for_interval(0)
+    pol = PagingPolicy.for_interval(10)
+    assert len(pol.select(ep(7, "loss_pct", T0), T0)) == 0
+    got = pol.select(ep(7, "loss_pct", T0)[:0], T0 + 31_000)
+    assert got["element_id"].tolist() == [7] and got.dtype == ANOMALY_DTYPE
