@@ -338,8 +338,10 @@ class AnomalyComponent(_Streamed, _Base):
     Events are scored as they arrive (time-sorted within each batch); silence is checked at
     every advance against the pipeline's watermark (which already trails by the allowed lateness,
     so late-but-allowed reports do not look like silence). The paging policy is
-    :mod:`telcoanalytics.anomaly.policy`: faults and silences per element, collection gaps once
-    per region; crowd/surge, change and benign findings are reported here, not paged.
+    :class:`telcoanalytics.anomaly.policy.PagingPolicy` (checkpointed with the component): faults
+    per element once they persist or another metric family corroborates them, silences at once,
+    collection gaps once per region, degradations unless the element's own load explains them;
+    crowd/surge, change and benign findings are reported here, not paged.
     """
 
     LOG_NAME = "anomalies"
