@@ -77,6 +77,7 @@ class Incident:
     members: dict = field(default_factory=dict)
     notifications: int = 0
     escalations: int = 0
+    spreads: int = 0  # pages for a new element joining after the first notification
     repeats: int = 0
     first_notified_ms: int = -1
     last_notified_ms: int = -1
@@ -85,6 +86,8 @@ class Incident:
     opened_ms: int = -1  # event time (manager's now) the incident opened
     confirmed_ms: int = -1  # when it became notifiable (see IncidentBook.confirmed)
     closed: bool = False
+    notified_elements: set = field(default_factory=set)  # elements of members notified firing so far
+    pages_ms: list = field(default_factory=list)  # times of the pages (opening, escalations, spreads)
 
     @property
     def key(self) -> str:
@@ -156,6 +159,8 @@ class Incident:
             "n_members": len(self.members),
             "notifications": self.notifications,
             "escalations": self.escalations,
+            "spreads": self.spreads,
+            "pages_ms": list(self.pages_ms),
             "repeats": self.repeats,
             "first_notified_ms": self.first_notified_ms,
             "opened_ms": self.opened_ms,
@@ -424,6 +429,9 @@ class IncidentBook:
                 "members": [a.to_dict() for a in i.members.values()],
                 "notifications": i.notifications,
                 "escalations": i.escalations,
+                "spreads": i.spreads,
+                "notified_elements": sorted(i.notified_elements),
+                "pages_ms": list(i.pages_ms),
                 "repeats": i.repeats,
                 "first_notified_ms": i.first_notified_ms,
                 "last_notified_ms": i.last_notified_ms,
@@ -459,8 +467,11 @@ class IncidentBook:
 
         def mk(s: dict, closed: bool) -> Incident:
             members = {a.fingerprint: a for a in map(Alert.from_dict, s["members"])}
-            fields = {k: v for k, v in s.items() if k not in ("members", "root_path")}
-            return Incident(root_path=tuple(s["root_path"]), members=members, closed=closed, **fields)
+            fields = {k: v for k, v in s.items() if k not in ("members", "root_path", "notified_elements")}
+            seen = set(s.get("notified_elements", ()))
+            return Incident(
+                root_path=tuple(s["root_path"]), members=members, closed=closed, notified_elements=seen, **fields
+            )
 
         book.closed = [mk(s, True) for s in d["closed"]]
         book.pending_resolutions = [i for i in book.closed if i.id in set(d["pending"])]
@@ -487,7 +498,10 @@ def flush_incident(mgr, g, now: int) -> Notification | None:
     """The flush of an incident group of an :class:`~telcoanalytics.alerts.manager.AlertManager`.
 
     Notifies when the incident has an unmuted firing member, is confirmed and was not notified as
-    firing yet, when its severity rose above the last notified one, or after the repeat interval.
+    firing yet, when its severity rose above the last notified one, when a firing member is on an
+    element none of its earlier notifications named (a new element joined the site's incident:
+    "spread"; not for region-wide incidents, whose root collects the elements of a collection
+    gap), or after the repeat interval.
     The resolution goes out when the incident closes (:meth:`IncidentBook.expire`). Resolved
     members leave the group as in :meth:`AlertManager._flush`.
     """
@@ -512,12 +526,15 @@ def flush_incident(mgr, g, now: int) -> Notification | None:
             kind = "open"
         elif severity_rank(sev) < severity_rank(inc.notified_severity):
             kind = "escalate"
+        elif _new_elements(mgr.incidents, inc, loud):
+            kind = "spread"
         elif now - inc.last_notified_ms >= mgr.repeat_interval_ms:
             kind = "repeat"
     n = None
     if kind:
         n = incident_notification(mgr, inc, kind, firing, now)
         inc.notified_severity = sev
+        inc.notified_elements |= {a.labels["element"] for a in firing if a.labels.get("element")}
         st["alerts_notified_firing"] += len(firing)
         g.last_notify_ms = now
         g.notified_firing = {a.fingerprint for a in firing}
@@ -526,6 +543,14 @@ def flush_incident(mgr, g, now: int) -> Notification | None:
     if now < due < g.next_flush_ms and mgr._groups.get(g.key) is g:  # flush when it confirms by lasting
         mgr._reschedule(g, due)
     return n
+
+
+def _new_elements(book: IncidentBook, inc: Incident, loud) -> bool:
+    """Whether a firing member of ``inc`` is on an element its notifications have not named yet
+    (never for an incident rooted above the correlation level: a region-wide cause)."""
+    if len(inc.root_path) < book._corr_depth + 1:
+        return False
+    return any(a.labels.get("element") and a.labels["element"] not in inc.notified_elements for a in loud)
 
 
 def incident_notification(mgr, inc: Incident, kind: str, members, now: int) -> Notification:
@@ -541,6 +566,9 @@ def incident_notification(mgr, inc: Incident, kind: str, members, now: int) -> N
     n = Notification(inc.key, inc.group_labels(mgr.levels), tuple(alerts), now, now + mgr.valid_for_ms, mgr.receiver)
     inc.notifications += 1
     inc.escalations += kind == "escalate"
+    inc.spreads += kind == "spread"
+    if kind in ("open", "escalate", "spread"):
+        inc.pages_ms.append(int(now))
     inc.repeats += kind == "repeat"
     inc.last_notified_ms = now
     if inc.first_notified_ms < 0:

@@ -100,8 +100,13 @@ def state_alerts(router: str, rows: list[dict], key: str, field: str, up: str, a
     return out
 
 
-def rate_alerts(routers: dict, config=None) -> list:
-    """(t_ms, Alert) of anomaly episodes on the interface rates of all routers (one detector)."""
+def rate_alerts(routers: dict, config=None, paging: bool = True) -> list:
+    """(t_ms, Alert) of anomaly episodes on the interface rates of all routers (one detector).
+
+    With ``paging`` (the default) the episodes pass the product's paging policy as the pipeline
+    does (:meth:`~telcoanalytics.anomaly.policy.PagingPolicy.for_interval` of 10 s, replayed on a
+    10-s clock): a fault is alerted once it stayed open 30 s or the other direction of its
+    interface faults too; ``paging=False`` alerts every episode as it opens (the raw findings)."""
     from telcoanalytics.anomaly.detector import AnomalyDetector, DetectorConfig
 
     slots: dict[tuple, int] = {}
@@ -122,8 +127,12 @@ def rate_alerts(routers: dict, config=None) -> list:
     det = AnomalyDetector(len(slots), config or DetectorConfig.for_interval(10))
     rows = det.update(np.asarray(ts, np.int64)[order], np.asarray(sl, np.int64)[order], np.asarray(val)[order])
     name = {v: k for k, v in slots.items()}
+    rows = rows[rows["classification"] != "change"]
+    timed = [(int(r["start_ms"]) if r["end_ms"] < 0 else int(r["end_ms"]), r) for r in rows]
+    if paging:
+        timed = _paged_rows(rows, name)
     out = []
-    for row in rows[rows["classification"] != "change"]:
+    for t_row, row in timed:
         router, itf, f = name[int(row["slot"])]
         metric = f.replace("-", "_") + "_kbps"
         lab = _labels(router, itf, f"anomaly_{metric}", "fault", "critical", source="anomaly", metric=metric)
@@ -132,15 +141,41 @@ def rate_alerts(routers: dict, config=None) -> list:
             row["threshold"], row["direction"], int(row["start_ms"]), {},
         )  # fmt: skip
         if row["end_ms"] < 0:
-            out.append((int(row["start_ms"]), Alert(lab, ann, starts_at_ms=int(row["start_ms"]))))
+            out.append((t_row, Alert(lab, ann, starts_at_ms=int(row["start_ms"]))))
         else:
             end = int(row["end_ms"])
-            out.append((end, Alert(lab, ann, int(row["start_ms"]), end, "resolved")))
+            out.append((t_row, Alert(lab, ann, int(row["start_ms"]), end, "resolved")))
     return out
 
 
-def scenario_alerts(scenario_dir, config=None) -> list:
-    """All (t_ms, Alert) of one scenario folder, in time order."""
+def _paged_rows(rows: np.ndarray, name: dict, tick_ms: int = 10_000) -> list:
+    """(t_ms, row) of the rows the paging policy lets through, replayed on a ``tick_ms`` clock: a
+    row reaches the policy at its emission time ``t_ms``; input and output of one interface are
+    one element (two metrics of their own family, which corroborate each other)."""
+    from telcoanalytics.anomaly.policy import PagingPolicy
+
+    if not len(rows):
+        return []
+    rows = rows[np.argsort(rows["t_ms"], kind="stable")].copy()
+    iface: dict = {}
+    for i, r in enumerate(rows):
+        router, itf, f = name[int(r["slot"])]
+        rows["element_id"][i] = iface.setdefault((router, itf), len(iface))
+        rows["metric"][i] = f
+    pol = PagingPolicy.for_interval(tick_ms / 1000)
+    out, k = [], 0
+    t = int(rows["t_ms"][0])
+    end = int(rows["t_ms"][-1]) + pol.persist_ms + tick_ms
+    while t <= end:
+        j = int(np.searchsorted(rows["t_ms"], t, side="right"))
+        out += [(t, r) for r in pol.select(rows[k:j], t)]
+        k = j
+        t += tick_ms
+    return out
+
+
+def scenario_alerts(scenario_dir, config=None, paging: bool = True) -> list:
+    """All (t_ms, Alert) of one scenario folder, in time order (``paging``: see :func:`rate_alerts`)."""
     scenario_dir = Path(scenario_dir)
     alerts, rates = [], {}
     for rdir in sorted(p for p in scenario_dir.iterdir() if p.is_dir()):
@@ -153,7 +188,7 @@ def scenario_alerts(scenario_dir, config=None) -> list:
             alerts += state_alerts(router, rows, "interface-name", "state", "bfd-mgmt-session-state-up", "bfd_down")
         if (rdir / f"{RATE}.csv.gz").exists():
             rates[router] = read_table(rdir / f"{RATE}.csv.gz")
-    alerts += rate_alerts(rates, config)
+    alerts += rate_alerts(rates, config, paging)
     return sorted(alerts, key=lambda x: x[0])
 
 
@@ -202,9 +237,12 @@ def score_alarms(scenario_dir, alarms: list, scorer: Path) -> dict:
     return json.loads(res.stdout)
 
 
-def evaluate_scenario(scenario_dir, scorer, *, confirm_ms: int = 0) -> dict:
-    """Raw alerts and notified incidents of one scenario, each scored with the data's scorer."""
-    alerts = scenario_alerts(scenario_dir)
+def evaluate_scenario(scenario_dir, scorer, *, confirm_ms: int = 0, paging: bool = True) -> dict:
+    """Raw alerts and notified incidents of one scenario, each scored with the data's scorer
+    (``paging``: rate anomalies pass the paging policy, see :func:`rate_alerts`). An incident's
+    alarms are its first notification (on its root scope) and each later page (an escalation or
+    a new interface joining: on the router)."""
+    alerts = scenario_alerts(scenario_dir, paging=paging)
     raw = [(t, *_series(a.labels)) for t, a in alerts if a.state == "firing"]
     book, _ = run_incidents(alerts, confirm_ms=confirm_ms)
     incs = [i for i in book.all() if i.notifications]
@@ -213,6 +251,8 @@ def evaluate_scenario(scenario_dir, scorer, *, confirm_ms: int = 0) -> dict:
         dev = i.root_path[1] if len(i.root_path) > 1 else ""
         itf = i.root_path[2].split(" ", 1)[1] if len(i.root_path) > 2 else ""
         inc_alarms.append((i.first_notified_ms, dev, itf))
+        # later pages (a new interface joined the router's incident) are alarms on the router
+        inc_alarms += [(t, dev, "") for t in i.pages_ms[1:]]
     return {
         "scenario": Path(scenario_dir).name,
         "alerts": len(raw),

@@ -106,6 +106,22 @@ def _matches(inc, scopes, lo: int, hi: int, end_ms: int) -> bool:
     return False
 
 
+def _paged_for(inc, scopes, lo: int, notify_lag_ms: int) -> int:
+    """When ``inc`` paged for a scenario: its first page (opening, escalation, new element) once the
+    scenario's own first member had started (an incident notified earlier for something else on
+    the site pages again when the scenario's element joins); its first notification otherwise."""
+    elems, sites, _ = scopes
+    own = [
+        a.starts_at_ms
+        for a in inc.members.values()
+        if a.starts_at_ms >= lo and (a.labels.get("element") in elems or a.labels.get("site") in sites)
+    ]
+    if not own:
+        return inc.first_notified_ms
+    after = [t for t in getattr(inc, "pages_ms", ()) if t + notify_lag_ms >= min(own)]
+    return min(after) if after else inc.first_notified_ms
+
+
 def incident_scorecard(
     day,
     replay_from: int,
@@ -179,8 +195,9 @@ def incident_scorecard(
             continue
         if hits:
             caught += 1
-            first = min(hits, key=lambda i: i.first_notified_ms)
-            d_min = (first.first_notified_ms + notify_lag_ms - int(lab["start_ms"])) / 60_000
+            paged = {i.id: _paged_for(i, scopes, lo, notify_lag_ms) for i in hits}
+            first = min(hits, key=lambda i: paged[i.id])
+            d_min = (paged[first.id] + notify_lag_ms - int(lab["start_ms"])) / 60_000
             delays.append(d_min)
             how = f"{', '.join(i.id for i in hits)} notified at {d_min:+.0f} min ({first.severity})"
         else:
@@ -212,7 +229,7 @@ def incident_scorecard(
     n_inc = len(notified)
     n_notes = sum(i.notifications for i in notified)
     n_firing_notes = sum(i.notifications - (i.notified_state == "resolved") for i in notified)
-    n_pages = sum(1 + i.escalations for i in notified)  # opening + escalations
+    n_pages = sum(1 + i.escalations + getattr(i, "spreads", 0) for i in notified)  # opening, escalations, spreads
     n_repeats = sum(i.repeats for i in notified)
     days = span_ms / 86_400_000
     out = {
@@ -244,7 +261,7 @@ def incident_scorecard(
         f"median delay to the first notification {out['median_delay_min']:.0f} min"
     )
     lines.append(
-        f"  notifications per incident {out['notifications_per_incident']:.2f}: pages (opening + escalations) "
+        f"  notifications per incident {out['notifications_per_incident']:.2f}: pages (opening, escalations, new elements) "
         f"{out['pages_per_incident']:.2f}, {n_repeats} repeats of still-firing incidents, the rest resolutions; "
         f"false incidents {out['false_per_day_per_10k']:.1f} per day per 10,000 elements "
         f"({n_el:,} elements, {days:.2f} days); {out['silent_incidents']} incidents never notified"

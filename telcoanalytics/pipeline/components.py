@@ -339,8 +339,10 @@ class AnomalyComponent(_Streamed, _Base):
     Events are scored as they arrive (time-sorted within each batch); silence is checked at
     every advance against the pipeline's watermark (which already trails by the allowed lateness,
     so late-but-allowed reports do not look like silence). The paging policy is
-    :mod:`telcoanalytics.anomaly.policy`: faults and silences per element, collection gaps once
-    per region; crowd/surge, change and benign findings are reported here, not paged.
+    :class:`telcoanalytics.anomaly.policy.PagingPolicy` (checkpointed with the component): faults
+    per element once they persist or another metric family corroborates them, silences at once,
+    collection gaps once per region, degradations unless the element's own load explains them;
+    crowd/surge, change and benign findings are reported here, not paged.
     """
 
     LOG_NAME = "anomalies"
@@ -357,11 +359,15 @@ class AnomalyComponent(_Streamed, _Base):
         if _net is None:
             cfg = dataclasses.replace(synth_detector_config(), **(detector or {}))
             _net = NetworkAnomalyDetector(topology, SYNTH_METRICS, cfg, silence_metrics=METRICS)
+        from telcoanalytics.anomaly.policy import PagingPolicy
+
         self.net = _net
         self.topology = topology
         self._rows = []
         self._pending = []
         self._read_cache = None  # (log position, rows) of the last read-back
+        self.policy = PagingPolicy()  # what of the findings pages (state: held faults, recent load)
+        self.data_ms = -(2**62)  # newest event time scored (the paging policy's clock)
 
     @property
     def rows(self) -> list:
@@ -424,6 +430,8 @@ class AnomalyComponent(_Streamed, _Base):
             return []
         ts, e, m, v = self._events(batch.source, batch.rows, batch.element_index)
         o = np.argsort(ts, kind="stable")  # causal scoring: in event-time order within the batch
+        if len(ts):
+            self.data_ms = max(self.data_ms, int(ts[o[-1]]))
         with warnings.catch_warnings():  # late rows across batches are normal here: counted, reported
             warnings.filterwarnings("ignore", message=".*older than their slot's previous event")
             found = self.net.update(ts[o], e[o], m[o], v[o])
@@ -432,21 +440,31 @@ class AnomalyComponent(_Streamed, _Base):
         return []
 
     def advance(self, watermark_ms: int) -> list:
-        from telcoanalytics.anomaly.policy import paged_alerts, relabel_benign
+        from kernels import detect as _kd
+        from telcoanalytics.anomaly.detector import ANOMALY_DTYPE
+        from telcoanalytics.anomaly.policy import relabel_benign
 
         s = self.net.check_silence(int(watermark_ms))
         if len(s):
             self._pending.append(s)
-        if not self._pending:
-            return []
-        found = np.concatenate(self._pending)
+        found = np.concatenate(self._pending) if self._pending else np.zeros(0, ANOMALY_DTYPE)
         self._pending = []
-        relabel_benign(found)
-        if self._log is not None:
-            self._write([found])
-        else:
-            self._rows.append(found)
-        return paged_alerts(found, self.topology, int(watermark_ms))
+        if len(found):
+            relabel_benign(found)
+            if self._log is not None:
+                self._write([found])
+            else:
+                self._rows.append(found)
+        data_ms = max(self.data_ms, int(watermark_ms))
+        st = self.net.detector.state  # per slot: newest event time scored, latest alarm point of the episode
+        return self.policy.page(
+            found,
+            self.topology,
+            int(watermark_ms),
+            data_ms=data_ms,
+            slot_time=st.last_t.__getitem__,
+            last_alarm=lambda slots: st.sx[slots, _kd.X_LASTA],
+        )
 
     def report_lines(self):
         from telcoanalytics.anomaly.detector import ANOMALY_DTYPE
@@ -463,6 +481,7 @@ class AnomalyComponent(_Streamed, _Base):
         if not len(opened):
             return lines + ["  none"]
         by = Counter(opened["classification"].tolist())
+        lines.append(self.policy.report_line())
         lines.append(
             "  episodes opened by classification: "
             + ", ".join(f"{k}={v}" for k, v in sorted(by.items()))
@@ -506,7 +525,13 @@ class AnomalyComponent(_Streamed, _Base):
 
         rows = np.concatenate(self._rows) if self._rows else np.zeros(0, ANOMALY_DTYPE)
         pending = np.concatenate(self._pending) if self._pending else np.zeros(0, ANOMALY_DTYPE)
-        return {"net": self.net.to_state(), "rows": rows, "pending": pending}
+        return {
+            "net": self.net.to_state(),
+            "rows": rows,
+            "pending": pending,
+            "policy": self.policy.to_state(),
+            "data_ms": self.data_ms,
+        }
 
     @classmethod
     def from_state(cls, state: dict, topology) -> AnomalyComponent:
@@ -516,6 +541,11 @@ class AnomalyComponent(_Streamed, _Base):
         comp._rows = [state["rows"]] if len(state["rows"]) else []
         pending = state.get("pending")  # found by updates, not yet settled by an advance
         comp._pending = [pending] if pending is not None and len(pending) else []
+        if "policy" in state:  # checkpoints before the stateful paging policy start it afresh
+            from telcoanalytics.anomaly.policy import PagingPolicy
+
+            comp.policy = PagingPolicy.from_state(state["policy"])
+            comp.data_ms = int(state["data_ms"])
         return comp
 
 

@@ -520,8 +520,9 @@ def default_rules(topology: Topology | None = None) -> list:
       glitch from a failure, but persistence does: a 20-minute window holds one glitch for exactly
       20 ticks, so ``for: 25m`` never fires on a single glitch, while a failure keeps the window
       breaching (all four intervals of a window clean has probability 0.4**4).
-    * Packet loss: most healthy elements stay below ~0.1 % over 15 minutes, but a few reach
-      0.45-0.67 % for 10 minutes in the busy hours (13-14 h); 0.8 % clears them. A failing
+    * Packet loss: healthy elements stay below ~0.1 % over 15 minutes (before the generator kept
+      undisturbed load below the congestion onset, a few busy cells reached 0.45-0.67 % in the
+      busy hours, which 0.8 % cleared; the threshold was kept). A failing
       element (also a switch, which reports no unavailable seconds) adds 1-4 points, congestion
       adds some too.
     * Latency p95: healthy cells of one technology differ about 4x, so one absolute line either
@@ -533,17 +534,20 @@ def default_rules(topology: Topology | None = None) -> list:
     2,000 elements x 1 day, busy hours included, each rule's KPI over its window sampled every
     5 minutes on every node with the rule's min_samples). "Held" is the highest level one node
     held for the rule's ``for`` (what can fire it), max over calibration seeds 101 and 102; the
-    threshold is the held edge x ~1.1, rounded onto the healthy side of the next p95 bin:
+    threshold is the held edge x ~1.1, rounded onto the healthy side of the next p95 bin. The
+    thresholds were set with the generator's earlier natural load cap (0.93); "held edge" is
+    re-measured with the cap at the congestion onset (0.85, ``synth.scenarios.NATURAL_LOAD_CAP``),
+    the earlier value in brackets where it moved; the thresholds were kept:
 
     =========================  ===========  ===========  ======================================
     rule                       held edge    threshold    note
     =========================  ===========  ===========  ======================================
-    element_latency_p95_5g     59.7 ms      66 ms        was 36 ms: 4-5 healthy cells above it
-    element_latency_p95_4g     155.8 ms     170 ms       was 100 ms; healthy p99 of cells 78 ms
+    element_latency_p95_5g     47.4 (59.7)  66 ms        was 36 ms: 4-5 healthy cells above it
+    element_latency_p95_4g     119 (156)    170 ms       was 100 ms; healthy p99 of cells 78 ms
     element_latency_p95_3g     238.9 ms     300 ms       unchanged (next bin 291 ms)
     element_latency_p95_2g     500.3 ms     800 ms       unchanged
     element_latency_p95_ip     4.9 ms       10 ms        unchanged
-    element_packet_loss        0.66 %       0.8 %        was 0.5 %
+    element_packet_loss        0.10 (0.66)  0.8 %        was 0.5 %
     cell_blocking              4.8 %        5 %          1 of 21 calls: the next is 9.5 %
     cell_call_setup_success    95.2 %       90 %         unchanged
     cell_call_drop             3.8 %        5 %          unchanged
@@ -552,7 +556,10 @@ def default_rules(topology: Topology | None = None) -> list:
     =========================  ===========  ===========  ======================================
 
     Held-out normal days (seeds 103, 104) fire none of these rules (see the closing note of
-    issue 16; ``tests/sla/test_sla_calibration.py`` checks a smaller normal day).
+    issue 16; re-checked with the cap at the onset; ``tests/sla/test_sla_calibration.py`` checks a
+    smaller normal day). Two chance glitches on one element within a window do fire
+    ``element_availability`` (3 times on seed 102 over 3 days at 2,000 elements; ``for: 50m``
+    would fire none but misses failures whose 60 % glitch rate leaves one clean window).
     * SLO: the 1x ticket (3 d / 6 h) needs 500 attempts per window; with 50, a site with 50 calls
       reaches a 2 % error ratio with a single failed setup (probability ~30 % at a 0.7 % base),
       which fired ~140 tickets on 2,000 elements in 12 h. The page pairs keep 50.

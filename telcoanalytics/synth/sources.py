@@ -20,7 +20,7 @@ from telcoanalytics.records import (
     SERVICES,
     TECHNOLOGIES,
 )
-from telcoanalytics.synth.scenarios import Effects
+from telcoanalytics.synth.scenarios import CONGESTION_ONSET, Effects
 from telcoanalytics.synth.topology import CORE, MACRO, PGW, SMALL, SWITCH, SynthTopology
 
 # Metrics each equipment class reports (METRICS names), by EQUIPMENT_CLASSES code.
@@ -193,7 +193,7 @@ def qos_rows(topo, times_ms, x, eff: Effects, rng: np.random.Generator) -> np.nd
     u = np.minimum(x, 0.985)
     lat = base[None, :] * (1.0 + 0.15 * u / (1.0 - u)) * eff.lat_mult * rng.lognormal(0.0, 0.08, u.shape)
     jit = 0.12 * lat * rng.lognormal(0.0, 0.3, u.shape)
-    loss = 0.02 * rng.lognormal(0.0, 0.5, u.shape) + 100.0 * np.maximum(u - 0.85, 0.0) ** 2 + eff.loss_add
+    loss = 0.02 * rng.lognormal(0.0, 0.5, u.shape) + 100.0 * np.maximum(u - CONGESTION_ONSET, 0.0) ** 2 + eff.loss_add
     loss = np.clip(loss, 0.0, 100.0)
     d = lat + 2.0 * jit + 10.0  # one-way mouth-to-ear delay
     i_d = 0.024 * d + 0.11 * (d - 177.3) * (d > 177.3)

@@ -106,3 +106,23 @@ def test_bfd_break_on_real_telemetry_is_one_notified_incident(cisco_dir):
     assert r["incidents"] < r["alerts"]  # alerts sharing a router became one incident
     bfd = [i for i in r["book"].all() if any(a.labels["alertname"] == "bfd_down" for a in i.members.values())]
     assert bfd and bfd[0].root_path[1] == "leaf7"
+
+
+def test_a_scenario_joining_an_earlier_incident_is_timed_by_its_own_page(day):
+    """An incident notified for something else on the site before the scenario began counts for
+    the scenario from the page its own member caused (a spread), not from its first notification."""
+    from telcoanalytics.evaluate.scorecard import _paged_for
+
+    lab = next(x for x in day.labels if x["end_ms"] > x["start_ms"] and x["element_id"] > 0)
+    s = int(lab["start_ms"])
+    early = _incident("I1", day, int(lab["element_id"]), s - 60 * MIN, -1)
+    own = next(iter(early.members.values())).copy()
+    own.labels["alertname"] = "anomaly_error_count"
+    own.fingerprint, own.starts_at_ms = "own", s + 5 * MIN
+    early.members["own"] = own
+    early.pages_ms = [s - 58 * MIN, s + 7 * MIN]
+    scopes = ({str(int(lab["element_id"]))}, set(), set())
+    assert _paged_for(early, scopes, s - 15 * MIN, 0) == s + 7 * MIN
+    early.pages_ms = [s - 58 * MIN]  # no page after the scenario's member joined: its first one
+    assert _paged_for(early, scopes, s - 15 * MIN, 0) == early.first_notified_ms
+    assert _paged_for(early, (set(), set(), {"1"}), s - 15 * MIN, 0) == early.first_notified_ms

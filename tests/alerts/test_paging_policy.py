@@ -57,3 +57,201 @@ def test_a_small_shift_is_reported_not_paged():
     assert [a.labels["element"] for a in degradation_alerts(r, None)] == ["8"]
     r["baseline"] = [-1.0, 0.0]  # no positive level before: no ratio to judge
     assert degradation_alerts(r, None) == []
+
+
+# ---- the stateful policy: persistence, corroboration, load-driven shifts ------------------------------
+import pytest  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from telcoanalytics.anomaly.policy import PagingPolicy  # noqa: E402
+
+
+def ep(eid, metric, start, end=-1, t=None, cls="fault", d=1, value=30.0, baseline=10.0, slot=None):
+    """One episode row: open (end -1) or closed, emitted at ``t`` (default: start, or end + 15 min)."""
+    r = np.zeros(1, dtype=ANOMALY_DTYPE)
+    r["slot"] = eid * 10 + len(metric) if slot is None else slot
+    r["element_id"], r["metric"], r["classification"], r["direction"] = eid, metric, cls, d
+    r["start_ms"], r["end_ms"], r["value"], r["baseline"] = start, end, value, baseline
+    r["peak_score"], r["threshold"], r["scope_level"], r["scope_id"] = 6.0, 4.5, "element", eid
+    r["t_ms"] = t if t is not None else (start if end < 0 else end + 15 * MIN)
+    return r
+
+
+def names(alerts):
+    return sorted((a.labels["alertname"], a.labels["element"], a.state) for a in alerts)
+
+
+def test_a_lone_blip_closes_before_it_persists_and_is_not_paged():
+    pol = PagingPolicy()
+    assert pol.page(ep(7, "loss_pct", T0), None, T0, data_ms=T0) == []
+    assert pol.page(np.zeros(0, ANOMALY_DTYPE), None, T0, data_ms=T0 + 10 * MIN) == []
+    assert pol.page(ep(7, "loss_pct", T0, end=T0), None, T0, data_ms=T0 + 15 * MIN) == []
+    assert pol.counts["transient"] == 1 and pol.counts["held"] == 1 and not len(pol._held)
+    assert "1 closed first" in pol.report_line()
+
+
+def test_a_fault_that_stays_open_pages_once_it_persisted_and_its_close_resolves_it():
+    pol = PagingPolicy(persist_ms=15 * MIN)
+    assert pol.page(ep(7, "loss_pct", T0), None, T0, data_ms=T0 + 15 * MIN) == []  # not longer than 15 min yet
+    out = pol.page(np.zeros(0, ANOMALY_DTYPE), None, T0, data_ms=T0 + 16 * MIN)
+    assert names(out) == [("anomaly_loss_pct", "7", "firing")] and pol.counts["paged_persisted"] == 1
+    assert pol.page(np.zeros(0, ANOMALY_DTYPE), None, T0, data_ms=T0 + 30 * MIN) == []  # paged once
+    close = pol.page(ep(7, "loss_pct", T0, end=T0 + 40 * MIN), None, T0, data_ms=T0 + 55 * MIN)
+    assert names(close) == [("anomaly_loss_pct", "7", "resolved")] and not pol._paged
+    # an episode opened and closed between two calls, long enough: paged (as resolved)
+    both = np.concatenate([ep(8, "loss_pct", T0), ep(8, "loss_pct", T0, end=T0 + 20 * MIN)])
+    assert names(pol.page(both, None, T0, data_ms=T0 + 40 * MIN)) == [("anomaly_loss_pct", "8", "resolved")]
+
+
+def test_the_slot_clock_and_a_second_alarm_point_decide_persistence():
+    pol = PagingPolicy(persist_ms=15 * MIN)
+    r = ep(7, "loss_pct", T0, slot=3)
+    # the newest event overall is past the persistence time, but this slot's data is not
+    assert pol.page(r, None, T0, data_ms=T0 + 30 * MIN, slot_time=lambda s: np.full(len(s), T0 + 10 * MIN)) == []
+    out = pol.page(r[:0], None, T0, data_ms=T0 + 30 * MIN, slot_time=lambda s: np.full(len(s), T0 + 16 * MIN))
+    assert names(out) == [("anomaly_loss_pct", "7", "firing")]
+    pol2 = PagingPolicy(persist_ms=15 * MIN)
+    lone = lambda s: np.full(len(s), T0)  # noqa: E731 - the episode's only alarm point is its start
+    assert pol2.page(r, None, T0, data_ms=T0 + 5 * MIN, slot_time=lambda s: s * 0 + T0 + 5 * MIN, last_alarm=lone) == []
+    second = lambda s: np.full(len(s), T0 + 5 * MIN)  # noqa: E731
+    out = pol2.page(r[:0], None, T0, data_ms=T0 + 5 * MIN, slot_time=lambda s: s * 0 + T0 + 5 * MIN, last_alarm=second)
+    assert names(out) == [("anomaly_loss_pct", "7", "firing")]
+
+
+def test_faults_of_two_families_on_one_element_corroborate_each_other_one_family_does_not():
+    pol = PagingPolicy()
+    busy = np.concatenate([ep(7, "latency_ms", T0), ep(7, "loss_pct", T0)])  # both service quality
+    assert pol.page(busy, None, T0, data_ms=T0) == []
+    failing = np.concatenate([ep(8, "error_count", T0), ep(8, "loss_pct", T0 + 5 * MIN)])
+    out = pol.page(failing, None, T0, data_ms=T0 + 5 * MIN)
+    assert names(out) == [("anomaly_error_count", "8", "firing"), ("anomaly_loss_pct", "8", "firing")]
+    assert pol.counts["paged_corroborated"] == 2
+    # a later fault of the same element joins the paged one's family set: paged at once
+    assert names(pol.page(ep(8, "latency_ms", T0 + 10 * MIN), None, T0, data_ms=T0 + 10 * MIN)) == [
+        ("anomaly_latency_ms", "8", "firing")
+    ]
+    # faults on two different elements corroborate nothing
+    other = np.concatenate([ep(9, "error_count", T0), ep(10, "loss_pct", T0)])
+    assert pol.page(other, None, T0, data_ms=T0 + 10 * MIN) == []
+    assert PagingPolicy(corroborate=False).page(failing, None, T0, data_ms=T0 + 5 * MIN) == []
+
+
+def test_a_quality_shift_that_the_elements_load_explains_is_not_a_degradation():
+    pol = PagingPolicy()
+    load = ep(7, "prb_util_pct", T0 + 5 * MIN, end=T0 + 20 * MIN, cls="change", value=72.0, baseline=45.0)
+    assert pol.page(load, None, T0, data_ms=T0 + 20 * MIN) == []
+    lat = ep(7, "latency_ms", T0, end=T0 + 35 * MIN, t=T0 + 35 * MIN, cls="change", value=19.0, baseline=11.0)
+    assert pol.page(lat, None, T0, data_ms=T0 + 35 * MIN) == [] and pol.counts["load_driven"] == 1
+    # the same shift on an element whose load stayed low, or whose load rose long before: a degradation
+    quiet = ep(8, "prb_util_pct", T0 + 5 * MIN, end=T0 + 20 * MIN, cls="change", value=24.0, baseline=20.0)
+    early = ep(9, "prb_util_pct", T0 - 3 * 3_600_000, end=T0 - 2 * 3_600_000, cls="change", value=80.0)
+    pol.page(np.concatenate([quiet, early]), None, T0, data_ms=T0 + 20 * MIN)
+    lat8 = ep(8, "latency_ms", T0, end=T0 + 35 * MIN, t=T0 + 35 * MIN, cls="change", value=19.0, baseline=11.0)
+    lat9 = ep(9, "latency_ms", T0, end=T0 + 35 * MIN, t=T0 + 35 * MIN, cls="change", value=19.0, baseline=11.0)
+    got = pol.page(np.concatenate([lat8, lat9]), None, T0, data_ms=T0 + 35 * MIN)
+    assert names(got) == [("degradation_latency_ms", "8", "firing"), ("degradation_latency_ms", "9", "firing")]
+    off = PagingPolicy(load_level=float("inf"))
+    off.page(load, None, T0, data_ms=T0 + 20 * MIN)
+    assert names(off.page(lat, None, T0, data_ms=T0 + 35 * MIN)) == [("degradation_latency_ms", "7", "firing")]
+
+
+def test_a_held_fault_reclassified_by_the_detector_is_forgotten_and_silences_page_at_once():
+    pol = PagingPolicy()
+    pol.page(ep(7, "prb_util_pct", T0), None, T0, data_ms=T0)
+    pol.page(ep(7, "prb_util_pct", T0, cls="crowd"), None, T0, data_ms=T0 + 5 * MIN)
+    assert pol.counts["reclassified"] == 1 and not len(pol._held)
+    assert pol.page(np.zeros(0, ANOMALY_DTYPE), None, T0, data_ms=T0 + 60 * MIN) == []
+    silence = ep(8, "", T0, cls="silence")
+    assert [a.labels["classification"] for a in pol.page(silence, None, T0, data_ms=T0)] == ["silence"]
+
+
+def test_policy_state_round_trip_continues_like_the_uninterrupted_policy():
+    import json
+
+    def script():
+        return [
+            (ep(7, "loss_pct", T0), T0),
+            (ep(8, "error_count", T0), T0 + 5 * MIN),
+            (ep(9, "prb_util_pct", T0, end=T0 + 10 * MIN, cls="change", value=80.0), T0 + 10 * MIN),
+            (np.zeros(0, ANOMALY_DTYPE), T0 + 20 * MIN),
+            (ep(9, "latency_ms", T0, end=T0 + 25 * MIN, t=T0 + 25 * MIN, cls="change"), T0 + 25 * MIN),
+            (ep(8, "error_count", T0, end=T0 + 30 * MIN), T0 + 45 * MIN),
+        ]
+
+    a = PagingPolicy()
+    want = [names(a.page(r, None, T0, data_ms=d)) for r, d in script()]
+    b = PagingPolicy()
+    got = []
+    for k, (r, d) in enumerate(script()):
+        if k == 3:
+            s = b.to_state()
+            s = {k2: (v if isinstance(v, np.ndarray) else json.loads(json.dumps(v))) for k2, v in s.items()}
+            b = PagingPolicy.from_state(s)
+        got.append(names(b.page(r, None, T0, data_ms=d)))
+    assert got == want and b.counts == a.counts
+    with pytest.raises(ValueError, match="persist_ms"):
+        PagingPolicy(persist_ms=-1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 2),
+            st.sampled_from(["loss_pct", "latency_ms", "error_count"]),
+            st.integers(0, 12),
+            st.integers(0, 8),
+        ),  # fmt: skip
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_every_paged_fault_persisted_or_was_corroborated_and_nothing_is_paged_twice(eps):
+    """Random fault episodes (element, metric, start and length in 5-min points) fed in data-time
+    order: a fault is paged at most once while open, only once it stayed open longer than the
+    persistence time or another family's fault was open on its element; with persistence 0 and
+    no corroboration every fault is paged (the stateless policy)."""
+    P = 5 * MIN
+    seen = set()
+    events = []
+    for e, m, s, n in eps:
+        if (e, m, s) in seen:
+            continue
+        seen.add((e, m, s))
+        start, end = T0 + s * P, T0 + (s + n) * P
+        events.append((start, ep(e, m, start)))
+        events.append((end + 3 * P, ep(e, m, start, end=end)))
+    events.sort(key=lambda x: x[0])
+    for persist in (15 * MIN, 0):
+        pol = PagingPolicy(persist_ms=persist, corroborate=persist > 0)
+        fam = {"loss_pct": "quality", "latency_ms": "quality", "error_count": "errors"}
+        open_eps: dict = {}
+        firing = set()
+        for t, r in events:
+            k = (int(r["element_id"][0]), str(r["metric"][0]), int(r["start_ms"][0]))
+            if r["end_ms"][0] < 0:
+                open_eps[k] = t
+            for a in pol.page(r, None, t, data_ms=t):
+                ak = (int(a.labels["element"]), a.labels["metric"], a.starts_at_ms)
+                if a.state == "firing":
+                    assert ak not in firing
+                    firing.add(ak)
+                    corroborated = any(o[0] == ak[0] and fam[o[1]] != fam[ak[1]] for o in open_eps if o != ak)
+                    assert t - ak[2] > persist or corroborated or persist == 0
+                else:
+                    firing.discard(ak)
+            if r["end_ms"][0] >= 0:
+                open_eps.pop(k, None)
+        if persist == 0:
+            assert pol.counts["transient"] == 0 and not len(pol._held)
+
+
+def test_for_interval_scales_persistence_and_select_returns_the_rows_page_alerts():
+    assert PagingPolicy.for_interval(10).persist_ms == 30_000 and PagingPolicy.for_interval(300).persist_ms == 900_000
+    with pytest.raises(ValueError, match="interval_s"):
+        PagingPolicy.for_interval(0)
+    pol = PagingPolicy.for_interval(10)
+    assert len(pol.select(ep(7, "loss_pct", T0), T0)) == 0
+    got = pol.select(ep(7, "loss_pct", T0)[:0], T0 + 31_000)
+    assert got["element_id"].tolist() == [7] and got.dtype == ANOMALY_DTYPE
