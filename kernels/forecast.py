@@ -264,6 +264,168 @@ def hw_fit_rows(Y, m, bounds, fit_horizon, max_iter, par_out, state_out, stats_o
 
 
 @kernel
+def _lanes_sse(Yt, act, m, init, par, work, sse, lt):
+    """One pass of the one-step recursion for ``C = par.shape[1] // act.shape[0]`` candidates of
+    each active series of a block, the lanes innermost so the compiler runs them as SIMD.
+
+    ``Yt`` (n_points, B): the block, series innermost; ``act`` (A,): its active columns;
+    ``init`` (2 + m, B); ``par`` (4, C A): lane ``c A + a`` is candidate ``c`` of series
+    ``act[a]``. Written: ``sse`` (C A,), ``lt`` (2, C A) the final level and trend, ``work``
+    (>= m C A) the final seasonal ring (phase ``j`` of lane ``k`` at ``work[j C A + k]``).
+    A missing point (NaN) gives a zero error: the state moves with the forecast, adds no error.
+    """
+    n = Yt.shape[0]
+    n_act = act.shape[0]
+    n_lanes = par.shape[1]
+    n_cand = n_lanes // n_act
+    lev = np.empty(n_lanes)
+    tr = np.empty(n_lanes)
+    acc = np.zeros(n_lanes)
+    alpha = par[0].copy()
+    beta = par[1].copy()
+    gamma = par[2].copy()
+    phi = par[3].copy()
+    ybuf = np.empty(n_lanes)
+    yact = np.empty(n_act)
+    for c in range(n_cand):
+        for a in range(n_act):
+            k = c * n_act + a
+            lev[k] = init[0, act[a]]
+            tr[k] = init[1, act[a]]
+            for j in range(m):
+                work[j * n_lanes + k] = init[2 + j, act[a]]
+    zero = acc[0]
+    j = 0
+    for i in range(n):
+        for a in range(n_act):
+            yact[a] = Yt[i, act[a]]
+        for c in range(n_cand):
+            ybuf[c * n_act : (c + 1) * n_act] = yact
+        srow = work[j * n_lanes : (j + 1) * n_lanes]
+        for k in range(n_lanes):
+            yi = ybuf[k]
+            f = lev[k] + phi[k] * tr[k]
+            d = yi - f - srow[k]
+            e = d if yi == yi else zero
+            acc[k] += e * e
+            lev[k] = f + alpha[k] * e
+            tr[k] = phi[k] * tr[k] + beta[k] * e
+            srow[k] += gamma[k] * e
+        j += 1
+        if j == m:
+            j = 0
+    sse[:n_lanes] = acc
+    lt[0, :n_lanes] = lev
+    lt[1, :n_lanes] = tr
+
+
+@kernel
+def _fit_block(Y, m, bounds, max_iter, tol, n_grid, par_out, state_out, stats_out):
+    """The compass search of ``_fit_one`` (same grid, steps and tie-breaking) run in lockstep
+    for the rows of ``Y`` (a block of B series): each pass evaluates 8 candidates of every
+    series that has not converged, as ``8 x active`` SIMD lanes; a series stops when its step
+    falls below ``tol``. A last pass at the optimum gives the one-step SSE and final state."""
+    n_rows, n = Y.shape
+    Yt = np.empty((n, n_rows))
+    for r in range(n_rows):
+        for i in range(n):
+            Yt[i, r] = Y[r, i]
+    init = np.empty((2 + m, n_rows))
+    tmp = np.empty(2 + m)
+    for r in range(n_rows):
+        hw_init(Y[r], m, tmp)
+        init[:, r] = tmp
+    max_lanes = _LANES * n_rows
+    z = np.empty((N_PARAMS, max_lanes))
+    par = np.empty((N_PARAMS, max_lanes))
+    sse = np.empty(max_lanes)
+    lt = np.empty((2, max_lanes))
+    work = np.empty(m * max_lanes)
+    best = np.full(n_rows, np.inf)
+    best_z = np.full((N_PARAMS, n_rows), 0.5)
+    step = np.full(n_rows, 0.15)
+    act = np.arange(n_rows)
+    grid0 = (0.25, 0.55, 0.85) if n_grid == 3 else (0.55, 0.55, 0.55)
+    n_eval = 0
+    for g in range(n_grid):  # coarse start: alpha x (rb, rg, phi) corners
+        n_eval += _LANES * n_rows
+        for p in range(_LANES):
+            for a in range(n_rows):
+                k = p * n_rows + a
+                z[0, k] = grid0[g]
+                z[1, k] = 0.15 if p & 1 == 0 else 0.5
+                z[2, k] = 0.15 if p & 2 == 0 else 0.5
+                z[3, k] = 0.3 if p & 4 == 0 else 0.85
+        _params_from_cube(z, bounds, par)
+        _lanes_sse(Yt, act, m, init, par, work, sse, lt)
+        for p in range(_LANES):
+            for a in range(n_rows):
+                if sse[p * n_rows + a] < best[a]:
+                    best[a] = sse[p * n_rows + a]
+                    best_z[:, a] = z[:, p * n_rows + a]
+    for _ in range(max_iter):
+        n_act = act.shape[0]
+        if n_act == 0:
+            break
+        n_lanes = _LANES * n_act
+        n_eval += n_lanes
+        for p in range(_LANES):
+            d = p // 2
+            for a in range(n_act):
+                k = p * n_act + a
+                r = act[a]
+                z[:, k] = best_z[:, r]
+                z[d, k] = min(max(best_z[d, r] + (step[r] if p % 2 == 0 else -step[r]), 0.0), 1.0)
+        _params_from_cube(z[:, :n_lanes], bounds, par[:, :n_lanes])
+        _lanes_sse(Yt, act, m, init, par[:, :n_lanes], work, sse, lt)
+        keep = np.ones(n_act, dtype=np.bool_)
+        for a in range(n_act):
+            r = act[a]
+            arg = -1
+            for p in range(_LANES):
+                if sse[p * n_act + a] < best[r]:
+                    best[r] = sse[p * n_act + a]
+                    arg = p
+            if arg >= 0:
+                best_z[:, r] = z[:, arg * n_act + a]
+            else:
+                step[r] *= 0.5
+                keep[a] = step[r] >= tol
+        act = act[keep]
+    act = np.arange(n_rows)
+    _params_from_cube(best_z, bounds, par[:, :n_rows])
+    _lanes_sse(Yt, act, m, init, par[:, :n_rows], work, sse, lt)
+    for r in range(n_rows):
+        par_out[r] = par[:, r]
+        state_out[r, 0] = lt[0, r]
+        state_out[r, 1] = lt[1, r]
+        for j in range(m):
+            state_out[r, 2 + j] = work[j * n_rows + r]
+        n_valid = 0
+        for v in Y[r]:
+            if np.isfinite(v):
+                n_valid += 1
+        stats_out[r, 0] = sse[r]
+        stats_out[r, 1] = n_valid
+        stats_out[r, 2] = sse[r] / max(n_valid - N_PARAMS, 1)
+    return n_eval + n_rows
+
+
+@kernel_rows
+def hw_fit_blocks(Y, m, bounds, max_iter, tol, n_grid, block, par_out, state_out, stats_out):
+    """Fit Holt-Winters (one-step errors) per row of ``Y``, ``block`` series at a time in
+    lockstep (see ``_fit_block``); same outputs as ``hw_fit_rows``. ``tol``: the compass step
+    below which a series stops (``_fit_one`` uses 0.004)."""
+    n_eval = 0
+    for r0 in range(0, Y.shape[0], block):
+        r1 = min(r0 + block, Y.shape[0])
+        n_eval += _fit_block(
+            Y[r0:r1], m, bounds, max_iter, tol, n_grid, par_out[r0:r1], state_out[r0:r1], stats_out[r0:r1]
+        )
+    return n_eval
+
+
+@kernel
 def hw_forecast_rows(par, state, n_obs, m, mean_out, sd_out):
     """Point forecasts and their standard deviations for horizons 1..H per row.
 

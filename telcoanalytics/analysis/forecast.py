@@ -5,6 +5,8 @@ The model is ETS(A,Ad,A) -- additive error, additive damped trend, additive seas
 fitted per series by ``kernels.forecast`` (see its docstring for the equations and the search).
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,8 +143,38 @@ class HoltWinters:
 
 DEFAULT_BOUNDS = np.array([[1e-4, 0.9999], [0.0, 0.9999], [0.0, 0.9999], [0.8, 0.98]])
 
+SEARCH_TOL = 0.02
+"""Compass step (in the unit cube of the parameters) below which a series' search stops. 0.004
+(the first version) gives the same forecasts to within 0.2 % of MASE on the benchmark series for
+about 1.4-2x the likelihood evaluations (``benchmarks/bench_analysis.py``)."""
+SEARCH_GRID = 1  # alpha levels of the coarse start (x 8 corners; 3 changed no MASE in the third decimal)
+SEARCH_BLOCK = 32  # series searched in lockstep: 8 x 32 SIMD lanes whose state fits the L1/L2 caches
 
-def fit_holt_winters(values, season_length, *, times=None, damped=True, seasonal=True, fit_horizon=1, max_iter=30):
+
+def _run_in_threads(fn, n, align, threads):
+    """``fn(a, b)`` over row ranges covering ``0..n`` (multiples of ``align``), one per thread.
+
+    The kernels release the GIL, so the ranges run in parallel; ``threads=None`` uses every
+    core the process may run on.
+    """
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = check_positive_int(threads, "threads")
+    per = -(-n // threads)
+    per = -(-per // align) * align
+    ranges = [(a, min(a + per, n)) for a in range(0, n, max(per, 1))]
+    if len(ranges) <= 1:
+        for a, b in ranges:
+            fn(a, b)
+        return
+    with ThreadPoolExecutor(len(ranges)) as pool:
+        for f in [pool.submit(fn, a, b) for a, b in ranges]:
+            f.result()
+
+
+def fit_holt_winters(
+    values, season_length, *, times=None, damped=True, seasonal=True, fit_horizon=1, max_iter=30, threads=None
+):
     """Fit Holt-Winters (additive damped trend, additive seasonality) to each series.
 
     Parameters
@@ -166,6 +198,9 @@ def fit_holt_winters(values, season_length, *, times=None, damped=True, seasonal
         points. The intervals still use the one-step error variance.
     max_iter : int
         Compass-search iterations per series.
+    threads : int, optional
+        Threads over blocks of series (the kernels release the GIL); default: the cores this
+        process may use.
 
     Returns
     -------
@@ -211,7 +246,22 @@ def fit_holt_winters(values, season_length, *, times=None, damped=True, seasonal
     par = np.empty((n, K.N_PARAMS))
     state = np.empty((n, 2 + m))
     stats = np.empty((n, K.STATS_COLS))
-    K.hw_fit_rows(y, m, bounds, fit_horizon, max_iter, par, state, stats)
+    if fit_horizon == 1:
+        _run_in_threads(
+            lambda a, b: K.hw_fit_blocks(
+                y[a:b], m, bounds, max_iter, SEARCH_TOL, SEARCH_GRID, SEARCH_BLOCK, par[a:b], state[a:b], stats[a:b]
+            ),
+            n,
+            SEARCH_BLOCK,
+            threads,
+        )
+    else:
+        _run_in_threads(
+            lambda a, b: K.hw_fit_rows(y[a:b], m, bounds, fit_horizon, max_iter, par[a:b], state[a:b], stats[a:b]),
+            n,
+            1,
+            threads,
+        )
     params = np.zeros(n, dtype=PARAM_DTYPE)
     for i, f in enumerate(PARAM_DTYPE.names):
         params[f] = par[:, i]
