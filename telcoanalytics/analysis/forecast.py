@@ -5,15 +5,19 @@ The model is ETS(A,Ad,A) -- additive error, additive damped trend, additive seas
 fitted per series by ``kernels.forecast`` (see its docstring for the equations and the search).
 """
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
 
 from kernels import forecast as K
-from telcoanalytics.analysis._common import as_series_matrix, as_time_ms, check_level, check_positive_int
+from telcoanalytics.analysis._common import (
+    as_series_matrix,
+    as_time_ms,
+    check_level,
+    check_positive_int,
+    run_in_threads,
+)
 
 PARAM_DTYPE = np.dtype([("alpha", np.float64), ("beta", np.float64), ("gamma", np.float64), ("phi", np.float64)])
 """Smoothing parameters per series (state-space form: ``b_t = phi b_{t-1} + beta e_t``)."""
@@ -151,27 +155,6 @@ SEARCH_GRID = 1  # alpha levels of the coarse start (x 8 corners; 3 changed no M
 SEARCH_BLOCK = 32  # series searched in lockstep: 8 x 32 SIMD lanes whose state fits the L1/L2 caches
 
 
-def _run_in_threads(fn, n, align, threads):
-    """``fn(a, b)`` over row ranges covering ``0..n`` (multiples of ``align``), one per thread.
-
-    The kernels release the GIL, so the ranges run in parallel; ``threads=None`` uses every
-    core the process may run on.
-    """
-    if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = check_positive_int(threads, "threads")
-    per = -(-n // threads)
-    per = -(-per // align) * align
-    ranges = [(a, min(a + per, n)) for a in range(0, n, max(per, 1))]
-    if len(ranges) <= 1:
-        for a, b in ranges:
-            fn(a, b)
-        return
-    with ThreadPoolExecutor(len(ranges)) as pool:
-        for f in [pool.submit(fn, a, b) for a, b in ranges]:
-            f.result()
-
-
 def fit_holt_winters(
     values, season_length, *, times=None, damped=True, seasonal=True, fit_horizon=1, max_iter=30, threads=None
 ):
@@ -247,7 +230,7 @@ def fit_holt_winters(
     state = np.empty((n, 2 + m))
     stats = np.empty((n, K.STATS_COLS))
     if fit_horizon == 1:
-        _run_in_threads(
+        run_in_threads(
             lambda a, b: K.hw_fit_blocks(
                 y[a:b], m, bounds, max_iter, SEARCH_TOL, SEARCH_GRID, SEARCH_BLOCK, par[a:b], state[a:b], stats[a:b]
             ),
@@ -256,7 +239,7 @@ def fit_holt_winters(
             threads,
         )
     else:
-        _run_in_threads(
+        run_in_threads(
             lambda a, b: K.hw_fit_rows(y[a:b], m, bounds, fit_horizon, max_iter, par[a:b], state[a:b], stats[a:b]),
             n,
             1,

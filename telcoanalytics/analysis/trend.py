@@ -11,7 +11,14 @@ import numpy as np
 from scipy import special
 
 from kernels import trend as K
-from telcoanalytics.analysis._common import MS_PER_HOUR, as_series_matrix, as_time_ms, check_level, check_positive_int
+from telcoanalytics.analysis._common import (
+    MS_PER_HOUR,
+    as_series_matrix,
+    as_time_ms,
+    check_level,
+    check_positive_int,
+    run_in_threads,
+)
 
 TREND_DTYPE = np.dtype(
     [
@@ -33,6 +40,9 @@ TREND_DTYPE = np.dtype(
 
 CORRECTIONS = ("hamed_rao", "yue_wang", None)
 
+DEFAULT_MAX_PAIRS = 16_384
+"""Pairs sampled for the Theil-Sen slope of a series with more pairs (see :func:`trend`)."""
+
 
 def trend(
     values,
@@ -45,7 +55,9 @@ def trend(
     confidence=0.95,
     per_ms=MS_PER_HOUR,
     ci=True,
+    max_pairs=DEFAULT_MAX_PAIRS,
     sample_factor=8,
+    threads=None,
 ):
     """Mann-Kendall trend test and Theil-Sen slope per series.
 
@@ -80,8 +92,26 @@ def trend(
         the slope is per point.
     ci : bool
         Compute the slope interval (two more order statistics; False leaves NaN).
+    max_pairs : int or None
+        A series with more than this many pairs (``n (n - 1) / 2``: with the default, a
+        series of more than 181 points) gets a *sampled* Theil-Sen slope and interval: the order statistics at the same quantiles
+        among ``max_pairs`` pairs drawn uniformly at random (a fixed seed: repeatable). By the
+        Dvoretzky-Kiefer-Wolfowitz inequality (Massart 1990) each of the three returned slopes
+        lies, with probability at least ``1 - 2 exp(-2 max_pairs eps^2)``, between the exact
+        order statistics at its quantile ``+- eps``: with the default, within +- 1.5 % of the
+        pairs with probability 99.8 % (a typical error is 0.3 %, about a tenth of the 95 %
+        interval's half-width for 2,016 points). None (or 0) computes the exact order
+        statistics (as ``scipy.stats.theilslopes``) in ``O(n log n)`` expected time per rank,
+        about 10x slower for 2,016 points. The sampled slope is the default because the exact
+        one dominates the time over thousands of long series while the sampling error stays well
+        inside the slope's own confidence interval; ``S``, its variance, ``z``, ``p`` and
+        ``direction`` are always exact.
     sample_factor : int
-        Pairs sampled per point to bracket a slope rank; changes speed only, never the result.
+        Pairs sampled per point to bracket a slope rank of the exact method; changes speed
+        only, never the result.
+    threads : int, optional
+        Threads over blocks of series (the kernels release the GIL); default: the cores this
+        process may use.
 
     Returns
     -------
@@ -96,9 +126,9 @@ def trend(
     -----
     ``S = sum_{i<j} sign(y_j - y_i)`` is counted by a merge sort in ``O(n log n)``; its
     variance subtracts ``sum t (t - 1) (2t + 5) / 18`` over groups of ties. ``z = (S - sign S)
-    / sqrt(var S)``. The slope is the exact median of all pairwise slopes and its interval uses
-    the ranks of Sen (1968), as ``scipy.stats.theilslopes``; ranks are selected without
-    forming the ``n (n - 1) / 2`` slopes. Hamed-Rao multiplies var S by
+    / sqrt(var S)``. The slope is the median of the pairwise slopes and its interval uses
+    the ranks of Sen (1968), as ``scipy.stats.theilslopes``: exact (``max_pairs=None``, ranks
+    selected without forming the ``n (n - 1) / 2`` slopes) or sampled (see ``max_pairs``). Hamed-Rao multiplies var S by
     ``1 + 2 / (n (n-1) (n-2)) sum_k (n-k)(n-k-1)(n-k-2) rho_k`` over the significant rank
     autocorrelations ``rho_k`` (the factor is floored at 0.1 where ``pymannkendall`` would
     return a NaN); Yue-Wang by ``1 + 2 sum_k (1 - k/n) rho_k``.
@@ -115,6 +145,7 @@ def trend(
     alpha = check_level(alpha, "alpha")
     confidence = check_level(confidence, "confidence")
     sample_factor = check_positive_int(sample_factor, "sample_factor")
+    max_pairs = 0 if max_pairs is None or max_pairs == 0 else check_positive_int(max_pairs, "max_pairs", minimum=2)
     per = check_positive_int(per_ms, "per_ms") if given else 1
     if correction == "auto":
         correction = None if period is not None else "hamed_rao"
@@ -133,9 +164,16 @@ def trend(
         period = check_positive_int(period, "period", minimum=2)
         if period > y.shape[1] // 2:
             raise ValueError(f"period={period} needs at least two cycles; the series have {y.shape[1]} points")
-        K.seasonal_trend_rows(y, t, period, z_ci, bool(ci), raw)
+        run_in_threads(
+            lambda a, b: K.seasonal_trend_rows(y[a:b], t, period, z_ci, bool(ci), raw[a:b]), y.shape[0], 1, threads
+        )
     else:
-        K.trend_rows(y, t, z_ci, sample_factor, bool(ci), raw)
+        run_in_threads(
+            lambda a, b: K.trend_rows(y[a:b], t, z_ci, sample_factor, bool(ci), max_pairs, raw[a:b]),
+            y.shape[0],
+            1,
+            threads,
+        )
     factor = np.ones(y.shape[0])
     if correction is not None:
         factor = _variance_factor(y, t, raw[:, 4], correction, lag, alpha)
