@@ -320,11 +320,12 @@ def _lanes_sse(Yt, act, m, init, par, work, sse, lt):
 
 
 @kernel
-def _fit_block(Y, m, bounds, max_iter, tol, n_grid, par_out, state_out, stats_out):
+def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
     """The compass search of ``_fit_one`` (same grid, steps and tie-breaking) run in lockstep
     for the rows of ``Y`` (a block of B series): each pass evaluates 8 candidates of every
     series that has not converged, as ``8 x active`` SIMD lanes; a series stops when its step
     falls below ``tol``. A last pass at the optimum gives the one-step SSE and final state."""
+    max_iter, tol, n_grid, min_gain = search[0], search[1], search[2], search[3]
     n_rows, n = Y.shape
     Yt = np.empty((n, n_rows))
     for r in range(n_rows):
@@ -383,7 +384,7 @@ def _fit_block(Y, m, bounds, max_iter, tol, n_grid, par_out, state_out, stats_ou
             r = act[a]
             arg = -1
             for p in range(_LANES):
-                if sse[p * n_act + a] < best[r]:
+                if sse[p * n_act + a] < best[r] * (1.0 - min_gain):
                     best[r] = sse[p * n_act + a]
                     arg = p
             if arg >= 0:
@@ -412,16 +413,18 @@ def _fit_block(Y, m, bounds, max_iter, tol, n_grid, par_out, state_out, stats_ou
 
 
 @kernel_rows
-def hw_fit_blocks(Y, m, bounds, max_iter, tol, n_grid, block, par_out, state_out, stats_out):
+def hw_fit_blocks(Y, m, bounds, search, par_out, state_out, stats_out):
     """Fit Holt-Winters (one-step errors) per row of ``Y``, ``block`` series at a time in
-    lockstep (see ``_fit_block``); same outputs as ``hw_fit_rows``. ``tol``: the compass step
-    below which a series stops (``_fit_one`` uses 0.004)."""
+    lockstep (see ``_fit_block``); same outputs as ``hw_fit_rows``; returns the number of
+    candidate evaluations. ``search`` = (max_iter, tol, n_grid, min_gain, block): compass
+    iterations, the step below which a series stops (``_fit_one``: 0.004), alpha levels of the
+    grid start (1 or 3), the relative SSE gain a move must make (``_fit_one``: 0), series per
+    block."""
+    block = search[4]
     n_eval = 0
     for r0 in range(0, Y.shape[0], block):
         r1 = min(r0 + block, Y.shape[0])
-        n_eval += _fit_block(
-            Y[r0:r1], m, bounds, max_iter, tol, n_grid, par_out[r0:r1], state_out[r0:r1], stats_out[r0:r1]
-        )
+        n_eval += _fit_block(Y[r0:r1], m, bounds, search, par_out[r0:r1], state_out[r0:r1], stats_out[r0:r1])
     return n_eval
 
 

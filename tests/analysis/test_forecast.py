@@ -234,7 +234,7 @@ def test_lockstep_search_matches_the_per_series_search_and_the_plain_recursion(r
     outs = []
     for block in (1, 2, 8):
         par, state, st = np.empty((5, 4)), np.empty((5, 2 + m)), np.empty((5, 3))
-        n_eval = K.hw_fit_blocks(y, m, DEFAULT_BOUNDS, 30, 0.004, 3, block, par, state, st)
+        n_eval = K.hw_fit_blocks(y, m, DEFAULT_BOUNDS, (30, 0.004, 3, 0.0, block), par, state, st)
         outs.append((par, state, st))
         assert n_eval >= 5 * (3 * 8 + 1)
     ref_par, ref_state, ref_st = np.empty((5, 4)), np.empty((5, 2 + m)), np.empty((5, 3))
