@@ -12,6 +12,12 @@ searched in a unit cube (``beta = alpha rb``, ``gamma = (1 - alpha) rg``, square
 coordinates so that small smoothing weights get fine resolution): a coarse grid, then a compass
 search whose 8 trial points (one step each way per parameter) are evaluated together, as 8
 lanes of one pass over the series. A missing point (NaN) propagates the state with the forecast and adds no error.
+
+Two drivers run that search. ``hw_fit_blocks`` (the default path, one-step errors) runs it in
+lockstep for a block of series: each pass evaluates the 8 trial points of every series still
+searching as ``8 x active`` lanes with the series innermost, so the recursion runs as SIMD
+across series and candidates, and a converged series leaves the lanes. ``hw_fit_rows`` runs it
+per series (``_fit_one``) and also fits the multi-step criterion.
 """
 
 import numpy as np

@@ -9,7 +9,11 @@ The Mann-Kendall score is the count of concordant minus discordant pairs, found 
 order statistics of all ``n (n - 1) / 2`` pairwise slopes, selected without forming them: a
 deterministic sample of pairs brackets the wanted rank, the number of slopes below each end of
 the bracket is an inversion count of ``y - s t`` (``O(n log n)``), and only the slopes inside
-the bracket are enumerated (Dillencourt, Mount & Netanyahu 1992; Matousek 1991).
+the bracket are enumerated (Dillencourt, Mount & Netanyahu 1992; Matousek 1991). For long
+series the default is a sampled Theil-Sen instead: the same order statistics among a fixed
+number of uniformly drawn pairs (``_sampled_slopes``; the error bound is in
+``telcoanalytics.analysis.trend.trend``). Order statistics of a materialised array (seasonal
+slopes, the sample) come from a branch-free histogram selection (``_bracket_sorted``).
 """
 
 import numpy as np

@@ -202,8 +202,11 @@ def _finish(raw, factor, alpha):
     return out
 
 
+_DIRECT_LAGS = 32  # up to this many lags the autocovariances are direct products, above by FFT
+
+
 def _variance_factor(y, t, slope, correction, lag, alpha, chunk=1024):
-    """``n / n*`` per row from the autocorrelation of the detrended series (FFT, in chunks)."""
+    """``n / n*`` per row from the autocorrelation of the detrended series (in chunks)."""
     n = np.isfinite(y).sum(axis=1)
     n_max = int(n.max())
     use_ranks = correction == "hamed_rao"
@@ -216,8 +219,13 @@ def _variance_factor(y, t, slope, correction, lag, alpha, chunk=1024):
         b = min(a + chunk, y.shape[0])
         d = np.empty((b - a, n_max))
         K.detrended_rows(y[a:b], t, slope[a:b], use_ranks, d)
-        spec = np.fft.rfft(d, nfft, axis=1)
-        acov = np.fft.irfft(spec.real**2 + spec.imag**2, nfft, axis=1)[:, : max_k + 1]
+        if max_k <= _DIRECT_LAGS:  # a few lags (the defaults): direct products beat two FFTs
+            acov = np.empty((b - a, max_k + 1))
+            for lag_k in range(max_k + 1):
+                acov[:, lag_k] = np.einsum("ij,ij->i", d[:, : n_max - lag_k], d[:, lag_k:])
+        else:
+            spec = np.fft.rfft(d, nfft, axis=1)
+            acov = np.fft.irfft(spec.real**2 + spec.imag**2, nfft, axis=1)[:, : max_k + 1]
         with np.errstate(invalid="ignore", divide="ignore"):
             rho = acov[:, 1:] / acov[:, :1]
         nn = np.maximum(n[a:b, None], 1).astype(np.float64)  # an empty row: no lag in range
