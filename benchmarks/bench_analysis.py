@@ -48,10 +48,13 @@ import numpy as np
 import pytest
 from scipy.signal import lfilter
 
+from kernels import forecast as HW
 from telcoanalytics.analysis import fit_holt_winters, mase, top_correlated_pairs, trend
+from telcoanalytics.analysis.forecast import DEFAULT_BOUNDS
 
 N_SERIES = int(os.environ.get("BENCH_SERIES", 20_000))
 N_SF = int(os.environ.get("BENCH_SF_SERIES", 200))
+N_AB = int(os.environ.get("BENCH_AB_SERIES", 2000))
 TOPK_COUNTS = [int(c) for c in os.environ.get("BENCH_TOPK_COUNTS", "1000,2500,5000,10000,20000").split(",")]
 N_POINTS = 2016
 
@@ -129,14 +132,24 @@ def test_trend_and_forecast_5min(benchmark):
     _, t_plain, c_plain = _timed_cpu(lambda: trend(train))
     fc_h, t_fit_h = _timed(lambda: fit_holt_winters(train, season, fit_horizon=horizon).forecast(horizon))
     score_h = mase(train, test, fc_h.mean, season)
+    # old versus new in this process, one thread, on a subset: the first version's per-series
+    # search (stop step 0.004, three grid levels) against the lockstep block search
+    sub = train[:N_AB]
+    shapes = [(sub.shape[0], 4), (sub.shape[0], 2 + season), (sub.shape[0], 3)]
+    _, t_old, c_old = _timed_cpu(
+        lambda: HW.hw_fit_rows(sub, season, DEFAULT_BOUNDS, 1, 30, *[np.empty(x) for x in shapes])
+    )
+    _, t_new, c_new = _timed_cpu(lambda: fit_holt_winters(sub, season, threads=1))
     print(
         f"\n5-min, {N_SERIES} series x {N_POINTS} (wall / CPU of all threads): seasonal trend {t_trend:.2f} / "
         f"{c_trend:.2f} s, Holt-Winters fit + forecast {t_fit:.2f} / {c_fit:.2f} s, total {t_trend + t_fit:.2f} / "
         f"{c_trend + c_fit:.2f} s; MASE (next day) mean {score.mean():.3f} median {np.median(score):.3f}; "
         f"trends found {(tr['direction'] != 0).mean():.1%}\n"
         f"  default trend (Hamed-Rao, sampled Theil-Sen with interval): {t_plain:.2f} / {c_plain:.2f} s\n"
-        f"  fitted to day-ahead errors (fit_horizon={horizon}, per-series search): fit + forecast {t_fit_h:.2f} s, "
-        f"MASE mean {score_h.mean():.3f} median {np.median(score_h):.3f}"
+        f"  fitted to day-ahead errors (fit_horizon={horizon}): fit + forecast {t_fit_h:.2f} s, "
+        f"MASE mean {score_h.mean():.3f} median {np.median(score_h):.3f}\n"
+        f"  A/B on {sub.shape[0]} series, one thread: first version's per-series search {t_old:.2f} / {c_old:.2f} s, "
+        f"lockstep search {t_new:.2f} / {c_new:.2f} s (wall / CPU)"
     )
 
 

@@ -13,11 +13,12 @@ coordinates so that small smoothing weights get fine resolution): a coarse grid,
 search whose 8 trial points (one step each way per parameter) are evaluated together, as 8
 lanes of one pass over the series. A missing point (NaN) propagates the state with the forecast and adds no error.
 
-Two drivers run that search. ``hw_fit_blocks`` (the default path, one-step errors) runs it in
+Two drivers run that search. ``hw_fit_blocks`` (the path of ``fit_holt_winters``) runs it in
 lockstep for a block of series: each pass evaluates the 8 trial points of every series still
 searching as ``8 x active`` lanes with the series innermost, so the recursion runs as SIMD
 across series and candidates, and a converged series leaves the lanes. ``hw_fit_rows`` runs it
-per series (``_fit_one``) and also fits the multi-step criterion.
+per series (``_fit_one``): the first version, kept as the cross-check of the tests and the
+benchmarks' old-versus-new comparison.
 """
 
 import numpy as np
@@ -270,9 +271,11 @@ def hw_fit_rows(Y, m, bounds, fit_horizon, max_iter, par_out, state_out, stats_o
 
 
 @kernel
-def _lanes_sse(Yt, act, m, init, par, work, sse, lt):
-    """One pass of the one-step recursion for ``C = par.shape[1] // act.shape[0]`` candidates of
-    each active series of a block, the lanes innermost so the compiler runs them as SIMD.
+def _lanes_sse(Yt, act, m, init, par, horizon, work, sse, lt):
+    """One pass of the recursion for ``C = par.shape[1] // act.shape[0]`` candidates of each
+    active series of a block, the lanes innermost so the compiler runs them as SIMD; the SSE of
+    the one-step errors (``horizon <= 1``) or of the 1..H-step errors from every H-th point
+    (``horizon = H``, as ``hw_sse``).
 
     ``Yt`` (n_points, B): the block, series innermost; ``act`` (A,): its active columns;
     ``init`` (2 + m, B); ``par`` (4, C A): lane ``c A + a`` is candidate ``c`` of series
@@ -301,8 +304,29 @@ def _lanes_sse(Yt, act, m, init, par, work, sse, lt):
             for j in range(m):
                 work[j * n_lanes + k] = init[2 + j, act[a]]
     zero = acc[0]
+    multi = horizon > 1
+    one_step = 0.0 if multi else 1.0
+    phi_h = np.empty(n_lanes)
+    phi_pow = np.empty(n_lanes)
     j = 0
     for i in range(n):
+        if multi and i % horizon == 0:
+            phi_h[:] = 0.0
+            phi_pow[:] = 1.0
+            for h in range(min(horizon, n - i)):
+                for a in range(n_act):
+                    yact[a] = Yt[i + h, act[a]]
+                for c in range(n_cand):
+                    ybuf[c * n_act : (c + 1) * n_act] = yact
+                jh = (i + h) % m
+                srow_h = work[jh * n_lanes : (jh + 1) * n_lanes]
+                for k in range(n_lanes):
+                    phi_pow[k] *= phi[k]
+                    phi_h[k] += phi_pow[k]
+                    yh = ybuf[k]
+                    dh = yh - lev[k] - phi_h[k] * tr[k] - srow_h[k]
+                    eh = dh if yh == yh else zero
+                    acc[k] += eh * eh
         for a in range(n_act):
             yact[a] = Yt[i, act[a]]
         for c in range(n_cand):
@@ -313,7 +337,7 @@ def _lanes_sse(Yt, act, m, init, par, work, sse, lt):
             f = lev[k] + phi[k] * tr[k]
             d = yi - f - srow[k]
             e = d if yi == yi else zero
-            acc[k] += e * e
+            acc[k] += one_step * e * e
             lev[k] = f + alpha[k] * e
             tr[k] = phi[k] * tr[k] + beta[k] * e
             srow[k] += gamma[k] * e
@@ -331,7 +355,7 @@ def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
     for the rows of ``Y`` (a block of B series): each pass evaluates 8 candidates of every
     series that has not converged, as ``8 x active`` SIMD lanes; a series stops when its step
     falls below ``tol``. A last pass at the optimum gives the one-step SSE and final state."""
-    max_iter, tol, n_grid, min_gain = search[0], search[1], search[2], search[3]
+    max_iter, tol, n_grid, min_gain, horizon = search[0], search[1], search[2], search[3], search[5]
     n_rows, n = Y.shape
     Yt = np.empty((n, n_rows))
     for r in range(n_rows):
@@ -364,7 +388,7 @@ def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
                 z[2, k] = 0.15 if p & 2 == 0 else 0.5
                 z[3, k] = 0.3 if p & 4 == 0 else 0.85
         _params_from_cube(z, bounds, par)
-        _lanes_sse(Yt, act, m, init, par, work, sse, lt)
+        _lanes_sse(Yt, act, m, init, par, horizon, work, sse, lt)
         for p in range(_LANES):
             for a in range(n_rows):
                 if sse[p * n_rows + a] < best[a]:
@@ -384,7 +408,7 @@ def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
                 z[:, k] = best_z[:, r]
                 z[d, k] = min(max(best_z[d, r] + (step[r] if p % 2 == 0 else -step[r]), 0.0), 1.0)
         _params_from_cube(z[:, :n_lanes], bounds, par[:, :n_lanes])
-        _lanes_sse(Yt, act, m, init, par[:, :n_lanes], work, sse, lt)
+        _lanes_sse(Yt, act, m, init, par[:, :n_lanes], horizon, work, sse, lt)
         keep = np.ones(n_act, dtype=np.bool_)
         for a in range(n_act):
             r = act[a]
@@ -401,7 +425,7 @@ def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
         act = act[keep]
     act = np.arange(n_rows)
     _params_from_cube(best_z, bounds, par[:, :n_rows])
-    _lanes_sse(Yt, act, m, init, par[:, :n_rows], work, sse, lt)
+    _lanes_sse(Yt, act, m, init, par[:, :n_rows], 1, work, sse, lt)  # one-step: sigma^2
     for r in range(n_rows):
         par_out[r] = par[:, r]
         state_out[r, 0] = lt[0, r]
@@ -420,12 +444,12 @@ def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
 
 @kernel_rows
 def hw_fit_blocks(Y, m, bounds, search, par_out, state_out, stats_out):
-    """Fit Holt-Winters (one-step errors) per row of ``Y``, ``block`` series at a time in
+    """Fit Holt-Winters per row of ``Y``, ``block`` series at a time in
     lockstep (see ``_fit_block``); same outputs as ``hw_fit_rows``; returns the number of
-    candidate evaluations. ``search`` = (max_iter, tol, n_grid, min_gain, block): compass
-    iterations, the step below which a series stops (``_fit_one``: 0.004), alpha levels of the
-    grid start (1 or 3), the relative SSE gain a move must make (``_fit_one``: 0), series per
-    block."""
+    candidate evaluations. ``search`` = (max_iter, tol, n_grid, min_gain, block, horizon):
+    compass iterations, the step below which a series stops (``_fit_one``: 0.004), alpha levels
+    of the grid start (1 or 3), the relative SSE gain a move must make (``_fit_one``: 0), series
+    per block, the fit horizon (1: one-step errors; H: see ``hw_sse``)."""
     block = search[4]
     n_eval = 0
     for r0 in range(0, Y.shape[0], block):

@@ -233,28 +233,20 @@ def fit_holt_winters(
     par = np.empty((n, K.N_PARAMS))
     state = np.empty((n, 2 + m))
     stats = np.empty((n, K.STATS_COLS))
-    if fit_horizon == 1:
-        run_in_threads(
-            lambda a, b: K.hw_fit_blocks(
-                y[a:b],
-                m,
-                bounds,
-                (max_iter, SEARCH_TOL, SEARCH_GRID, SEARCH_MIN_GAIN, SEARCH_BLOCK),
-                par[a:b],
-                state[a:b],
-                stats[a:b],
-            ),
-            n,
-            SEARCH_BLOCK,
-            threads,
-        )
-    else:
-        run_in_threads(
-            lambda a, b: K.hw_fit_rows(y[a:b], m, bounds, fit_horizon, max_iter, par[a:b], state[a:b], stats[a:b]),
-            n,
-            1,
-            threads,
-        )
+    run_in_threads(
+        lambda a, b: K.hw_fit_blocks(
+            y[a:b],
+            m,
+            bounds,
+            (max_iter, SEARCH_TOL, SEARCH_GRID, SEARCH_MIN_GAIN, SEARCH_BLOCK, fit_horizon),
+            par[a:b],
+            state[a:b],
+            stats[a:b],
+        ),
+        n,
+        SEARCH_BLOCK,
+        threads,
+    )
     params = np.zeros(n, dtype=PARAM_DTYPE)
     for i, f in enumerate(PARAM_DTYPE.names):
         params[f] = par[:, i]

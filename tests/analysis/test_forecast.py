@@ -232,18 +232,22 @@ def test_lockstep_search_matches_the_per_series_search_and_the_plain_recursion(r
     from telcoanalytics.analysis.forecast import DEFAULT_BOUNDS
 
     outs = []
-    for block in (1, 2, 8):
+    for block, horizon in ((1, 1), (2, 1), (8, 1), (3, 4)):
         par, state, st = np.empty((5, 4)), np.empty((5, 2 + m)), np.empty((5, 3))
-        n_eval = K.hw_fit_blocks(y, m, DEFAULT_BOUNDS, (30, 0.004, 3, 0.0, block), par, state, st)
-        outs.append((par, state, st))
+        n_eval = K.hw_fit_blocks(y, m, DEFAULT_BOUNDS, (30, 0.004, 3, 0.0, block, horizon), par, state, st)
+        outs.append((horizon, par, state, st))
         assert n_eval >= 5 * (3 * 8 + 1)
-    ref_par, ref_state, ref_st = np.empty((5, 4)), np.empty((5, 2 + m)), np.empty((5, 3))
-    K.hw_fit_rows(y, m, DEFAULT_BOUNDS, 1, 30, ref_par, ref_state, ref_st)
-    for par, state, st in outs:
+    refs = {}
+    for horizon in (1, 4):
+        ref_par, ref_state, ref_st = np.empty((5, 4)), np.empty((5, 2 + m)), np.empty((5, 3))
+        K.hw_fit_rows(y, m, DEFAULT_BOUNDS, horizon, 30, ref_par, ref_state, ref_st)
+        refs[horizon] = ref_par, ref_state, ref_st
+    for horizon, par, state, st in outs:
+        ref_par, ref_state, ref_st = refs[horizon]
         np.testing.assert_allclose(par, ref_par, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(st, ref_st, rtol=1e-9)
         np.testing.assert_allclose(state, ref_state, rtol=1e-9, atol=1e-9)
-    par, state, st = outs[-1]
+    _, par, state, st = outs[-2]
     init = np.empty(2 + m)
     for r in range(5):
         K.hw_init(y[r], m, init)
