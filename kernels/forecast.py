@@ -12,6 +12,13 @@ searched in a unit cube (``beta = alpha rb``, ``gamma = (1 - alpha) rg``, square
 coordinates so that small smoothing weights get fine resolution): a coarse grid, then a compass
 search whose 8 trial points (one step each way per parameter) are evaluated together, as 8
 lanes of one pass over the series. A missing point (NaN) propagates the state with the forecast and adds no error.
+
+Two drivers run that search. ``hw_fit_blocks`` (the path of ``fit_holt_winters``) runs it in
+lockstep for a block of series: each pass evaluates the 8 trial points of every series still
+searching as ``8 x active`` lanes with the series innermost, so the recursion runs as SIMD
+across series and candidates, and a converged series leaves the lanes. ``hw_fit_rows`` runs it
+per series (``_fit_one``): the first version, kept as the cross-check of the tests and the
+benchmarks' old-versus-new comparison.
 """
 
 import numpy as np
@@ -261,6 +268,194 @@ def hw_fit_rows(Y, m, bounds, fit_horizon, max_iter, par_out, state_out, stats_o
         stats_out[r, 0] = sse
         stats_out[r, 1] = n_valid
         stats_out[r, 2] = sse / max(n_valid - N_PARAMS, 1)
+
+
+@kernel
+def _lanes_sse(Yt, act, m, init, par, horizon, work, sse, lt):
+    """One pass of the recursion for ``C = par.shape[1] // act.shape[0]`` candidates of each
+    active series of a block, the lanes innermost so the compiler runs them as SIMD; the SSE of
+    the one-step errors (``horizon <= 1``) or of the 1..H-step errors from every H-th point
+    (``horizon = H``, as ``hw_sse``).
+
+    ``Yt`` (n_points, B): the block, series innermost; ``act`` (A,): its active columns;
+    ``init`` (2 + m, B); ``par`` (4, C A): lane ``c A + a`` is candidate ``c`` of series
+    ``act[a]``. Written: ``sse`` (C A,), ``lt`` (2, C A) the final level and trend, ``work``
+    (>= m C A) the final seasonal ring (phase ``j`` of lane ``k`` at ``work[j C A + k]``).
+    A missing point (NaN) gives a zero error: the state moves with the forecast, adds no error.
+    """
+    n = Yt.shape[0]
+    n_act = act.shape[0]
+    n_lanes = par.shape[1]
+    n_cand = n_lanes // n_act
+    lev = np.empty(n_lanes)
+    tr = np.empty(n_lanes)
+    acc = np.zeros(n_lanes)
+    alpha = par[0].copy()
+    beta = par[1].copy()
+    gamma = par[2].copy()
+    phi = par[3].copy()
+    ybuf = np.empty(n_lanes)
+    yact = np.empty(n_act)
+    for c in range(n_cand):
+        for a in range(n_act):
+            k = c * n_act + a
+            lev[k] = init[0, act[a]]
+            tr[k] = init[1, act[a]]
+            for j in range(m):
+                work[j * n_lanes + k] = init[2 + j, act[a]]
+    zero = acc[0]
+    multi = horizon > 1
+    one_step = 0.0 if multi else 1.0
+    phi_h = np.empty(n_lanes)
+    phi_pow = np.empty(n_lanes)
+    j = 0
+    for i in range(n):
+        if multi and i % horizon == 0:
+            phi_h[:] = 0.0
+            phi_pow[:] = 1.0
+            for h in range(min(horizon, n - i)):
+                for a in range(n_act):
+                    yact[a] = Yt[i + h, act[a]]
+                for c in range(n_cand):
+                    ybuf[c * n_act : (c + 1) * n_act] = yact
+                jh = (i + h) % m
+                srow_h = work[jh * n_lanes : (jh + 1) * n_lanes]
+                for k in range(n_lanes):
+                    phi_pow[k] *= phi[k]
+                    phi_h[k] += phi_pow[k]
+                    yh = ybuf[k]
+                    dh = yh - lev[k] - phi_h[k] * tr[k] - srow_h[k]
+                    eh = dh if yh == yh else zero
+                    acc[k] += eh * eh
+        for a in range(n_act):
+            yact[a] = Yt[i, act[a]]
+        for c in range(n_cand):
+            ybuf[c * n_act : (c + 1) * n_act] = yact
+        srow = work[j * n_lanes : (j + 1) * n_lanes]
+        for k in range(n_lanes):
+            yi = ybuf[k]
+            f = lev[k] + phi[k] * tr[k]
+            d = yi - f - srow[k]
+            e = d if yi == yi else zero
+            acc[k] += one_step * e * e
+            lev[k] = f + alpha[k] * e
+            tr[k] = phi[k] * tr[k] + beta[k] * e
+            srow[k] += gamma[k] * e
+        j += 1
+        if j == m:
+            j = 0
+    sse[:n_lanes] = acc
+    lt[0, :n_lanes] = lev
+    lt[1, :n_lanes] = tr
+
+
+@kernel
+def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
+    """The compass search of ``_fit_one`` (same grid, steps and tie-breaking) run in lockstep
+    for the rows of ``Y`` (a block of B series): each pass evaluates 8 candidates of every
+    series that has not converged, as ``8 x active`` SIMD lanes; a series stops when its step
+    falls below ``tol``. A last pass at the optimum gives the one-step SSE and final state."""
+    max_iter, tol, n_grid, min_gain, horizon = search[0], search[1], search[2], search[3], search[5]
+    n_rows, n = Y.shape
+    Yt = np.empty((n, n_rows))
+    for r in range(n_rows):
+        for i in range(n):
+            Yt[i, r] = Y[r, i]
+    init = np.empty((2 + m, n_rows))
+    tmp = np.empty(2 + m)
+    for r in range(n_rows):
+        hw_init(Y[r], m, tmp)
+        init[:, r] = tmp
+    max_lanes = _LANES * n_rows
+    z = np.empty((N_PARAMS, max_lanes))
+    par = np.empty((N_PARAMS, max_lanes))
+    sse = np.empty(max_lanes)
+    lt = np.empty((2, max_lanes))
+    work = np.empty(m * max_lanes)
+    best = np.full(n_rows, np.inf)
+    best_z = np.full((N_PARAMS, n_rows), 0.5)
+    step = np.full(n_rows, 0.15)
+    act = np.arange(n_rows)
+    grid0 = (0.25, 0.55, 0.85) if n_grid == 3 else (0.55, 0.55, 0.55)
+    n_eval = 0
+    for g in range(n_grid):  # coarse start: alpha x (rb, rg, phi) corners
+        n_eval += _LANES * n_rows
+        for p in range(_LANES):
+            for a in range(n_rows):
+                k = p * n_rows + a
+                z[0, k] = grid0[g]
+                z[1, k] = 0.15 if p & 1 == 0 else 0.5
+                z[2, k] = 0.15 if p & 2 == 0 else 0.5
+                z[3, k] = 0.3 if p & 4 == 0 else 0.85
+        _params_from_cube(z, bounds, par)
+        _lanes_sse(Yt, act, m, init, par, horizon, work, sse, lt)
+        for p in range(_LANES):
+            for a in range(n_rows):
+                if sse[p * n_rows + a] < best[a]:
+                    best[a] = sse[p * n_rows + a]
+                    best_z[:, a] = z[:, p * n_rows + a]
+    for _ in range(max_iter):
+        n_act = act.shape[0]
+        if n_act == 0:
+            break
+        n_lanes = _LANES * n_act
+        n_eval += n_lanes
+        for p in range(_LANES):
+            d = p // 2
+            for a in range(n_act):
+                k = p * n_act + a
+                r = act[a]
+                z[:, k] = best_z[:, r]
+                z[d, k] = min(max(best_z[d, r] + (step[r] if p % 2 == 0 else -step[r]), 0.0), 1.0)
+        _params_from_cube(z[:, :n_lanes], bounds, par[:, :n_lanes])
+        _lanes_sse(Yt, act, m, init, par[:, :n_lanes], horizon, work, sse, lt)
+        keep = np.ones(n_act, dtype=np.bool_)
+        for a in range(n_act):
+            r = act[a]
+            arg = -1
+            for p in range(_LANES):
+                if sse[p * n_act + a] < best[r] * (1.0 - min_gain):
+                    best[r] = sse[p * n_act + a]
+                    arg = p
+            if arg >= 0:
+                best_z[:, r] = z[:, arg * n_act + a]
+            else:
+                step[r] *= 0.5
+                keep[a] = step[r] >= tol
+        act = act[keep]
+    act = np.arange(n_rows)
+    _params_from_cube(best_z, bounds, par[:, :n_rows])
+    _lanes_sse(Yt, act, m, init, par[:, :n_rows], 1, work, sse, lt)  # one-step: sigma^2
+    for r in range(n_rows):
+        par_out[r] = par[:, r]
+        state_out[r, 0] = lt[0, r]
+        state_out[r, 1] = lt[1, r]
+        for j in range(m):
+            state_out[r, 2 + j] = work[j * n_rows + r]
+        n_valid = 0
+        for v in Y[r]:
+            if np.isfinite(v):
+                n_valid += 1
+        stats_out[r, 0] = sse[r]
+        stats_out[r, 1] = n_valid
+        stats_out[r, 2] = sse[r] / max(n_valid - N_PARAMS, 1)
+    return n_eval + n_rows
+
+
+@kernel_rows
+def hw_fit_blocks(Y, m, bounds, search, par_out, state_out, stats_out):
+    """Fit Holt-Winters per row of ``Y``, ``block`` series at a time in
+    lockstep (see ``_fit_block``); same outputs as ``hw_fit_rows``; returns the number of
+    candidate evaluations. ``search`` = (max_iter, tol, n_grid, min_gain, block, horizon):
+    compass iterations, the step below which a series stops (``_fit_one``: 0.004), alpha levels
+    of the grid start (1 or 3), the relative SSE gain a move must make (``_fit_one``: 0), series
+    per block, the fit horizon (1: one-step errors; H: see ``hw_sse``)."""
+    block = search[4]
+    n_eval = 0
+    for r0 in range(0, Y.shape[0], block):
+        r1 = min(r0 + block, Y.shape[0])
+        n_eval += _fit_block(Y[r0:r1], m, bounds, search, par_out[r0:r1], state_out[r0:r1], stats_out[r0:r1])
+    return n_eval
 
 
 @kernel

@@ -9,7 +9,11 @@ The Mann-Kendall score is the count of concordant minus discordant pairs, found 
 order statistics of all ``n (n - 1) / 2`` pairwise slopes, selected without forming them: a
 deterministic sample of pairs brackets the wanted rank, the number of slopes below each end of
 the bracket is an inversion count of ``y - s t`` (``O(n log n)``), and only the slopes inside
-the bracket are enumerated (Dillencourt, Mount & Netanyahu 1992; Matousek 1991).
+the bracket are enumerated (Dillencourt, Mount & Netanyahu 1992; Matousek 1991). For long
+series the default is a sampled Theil-Sen instead: the same order statistics among a fixed
+number of uniformly drawn pairs (``_sampled_slopes``; the error bound is in
+``telcoanalytics.analysis.trend.trend``). Order statistics of a materialised array (seasonal
+slopes, the sample) come from a branch-free histogram selection (``_bracket_sorted``).
 """
 
 import numpy as np
@@ -47,15 +51,14 @@ def _merge_count(a, tmp, strict):
             i = lo
             j = mid
             k = lo
-            while i < mid and j < hi:
-                right_first = a[i] > a[j] if strict else a[i] >= a[j]
-                if right_first:
-                    tmp[k] = a[j]
-                    inv += mid - i
-                    j += 1
-                else:
-                    tmp[k] = a[i]
-                    i += 1
+            while i < mid and j < hi:  # branch-free merge: the CPU cannot predict the comparisons
+                ai = a[i]
+                aj = a[j]
+                right_first = (ai > aj) if strict else (ai >= aj)
+                tmp[k] = aj if right_first else ai
+                inv += (mid - i) if right_first else 0
+                j += right_first
+                i += 1 - int(right_first)
                 k += 1
             while i < mid:
                 tmp[k] = a[i]
@@ -142,6 +145,90 @@ def _select(a, lo, hi, r):
             lo = i
         else:
             return
+
+
+@kernel
+def _bracket_sorted(a, n, k_lo, k_hi):
+    """The values of ranks ``k_lo..k_hi`` (0-based) of ``a[:n]``, sorted: returns ``(vals,
+    offset)`` with the value of rank ``k`` at ``vals[k - offset]``.
+
+    A strided sample of 256 values gives a window that holds the wanted ranks with a wide
+    margin (Floyd & Rivest 1975); branch-free passes count the values below the window and bin
+    those inside into 256 equal bins, the window shrinks to the bins holding the wanted ranks,
+    and once it holds few values they are copied out and sorted. Each pass counts and classifies
+    with the same comparisons, so the offset is exact whatever the rounding of the bin edges;
+    a window that misses the ranks is widened to the whole range, and if the last window still
+    misses, the whole array is sorted. Faster than quickselect on data whose comparisons the CPU cannot
+    predict.
+    """
+    if n <= 1024:
+        return np.sort(a[:n]), 0
+    n_s = 256
+    samp = np.empty(n_s)
+    for i in range(n_s):
+        samp[i] = a[(i * n) // n_s]
+    samp.sort()
+    q_lo = k_lo / n
+    q_hi = (k_hi + 1.0) / n
+    i_lo = int(q_lo * n_s - 4.0 * np.sqrt(n_s * max(q_lo * (1.0 - q_lo), 0.01)) - 2.0)
+    i_hi = int(q_hi * n_s + 4.0 * np.sqrt(n_s * max(q_hi * (1.0 - q_hi), 0.01)) + 2.0)
+    lo = samp[max(i_lo, 0)]
+    hi = samp[min(i_hi, n_s - 1)]
+    n_bins = 256
+    counts = np.empty(n_bins, dtype=np.int64)
+    want = max(4 * (k_hi - k_lo + 1), 512)
+    for _ in range(6):
+        counts[:] = 0
+        below = 0
+        scale = n_bins / (hi - lo) if hi > lo else 0.0
+        for i in range(n):
+            v = a[i]
+            below += v < lo
+            inside = (v >= lo) & (v <= hi)
+            x = min(max((v - lo) * scale, 0.0), n_bins - 1.0)
+            # outside values add 0 to a bin that varies, so no chain of increments of one counter
+            counts[int(x) if inside else i & (n_bins - 1)] += inside
+        n_in = 0
+        for k in range(n_bins):
+            n_in += counts[k]
+        if not (below <= k_lo and k_hi < below + n_in):  # the window missed: the whole range
+            lo = np.min(a[:n])
+            hi = np.max(a[:n])
+            continue
+        if n_in <= want or not hi > lo:
+            break
+        c = below
+        b_lo = 0
+        b_hi = n_bins - 1
+        for k in range(n_bins):
+            if c + counts[k] <= k_lo:
+                b_lo = k + 1
+            if c + counts[k] > k_hi:
+                b_hi = k
+                break
+            c += counts[k]
+        new_lo = lo + b_lo / scale if b_lo > 0 else lo
+        new_hi = lo + (b_hi + 1) / scale if b_hi < n_bins - 1 else hi
+        lo = max(lo, np.nextafter(new_lo, -np.inf))  # one ulp wider: the next pass recounts
+        hi = min(hi, np.nextafter(new_hi, np.inf))
+    buf = np.empty(n)
+    below = 0
+    n_in = 0
+    for i in range(n):
+        v = a[i]
+        below += v < lo
+        buf[n_in] = v
+        n_in += (v >= lo) & (v <= hi)
+    if below <= k_lo and k_hi < below + n_in:
+        return np.sort(buf[:n_in]), below
+    return np.sort(a[:n]), 0
+
+
+@kernel
+def _median_sorted(v):
+    """Median of a sorted 1-D array."""
+    m = v.shape[0]
+    return 0.5 * (v[(m - 1) // 2] + v[m // 2])
 
 
 @kernel
@@ -272,6 +359,39 @@ def slope_ranks(t, y, k_lo, k_hi, sample_factor):
     return out[r_lo], out[r_hi]
 
 
+_LCG_MUL = 6364136223846793005
+_LCG_ADD = 1442695040888963407
+_MASK62 = (1 << 62) - 1
+SAMPLE_SEED = 0x2545F4914F6CDD1D & _MASK62
+"""Seed of the pair sample of the sampled Theil-Sen (the same pairs for every series of a length)."""
+
+
+@kernel
+def _sampled_slopes(t, y, seed, out):
+    """Slopes of ``out.shape[0]`` pairs ``i < j`` drawn uniformly with replacement (a 64-bit
+    linear congruential generator, its top bits; reduced to 62 bits so plain Python, where the
+    kernels run without JIT, gives the same numbers as compiled int64 arithmetic)."""
+    n = y.shape[0]
+    x = seed
+    for k in range(out.shape[0]):
+        i = 0
+        j = 0
+        while i == j:
+            x = (x * _LCG_MUL + _LCG_ADD) & _MASK62
+            i = ((x >> 30) * n) >> 32  # top 32 bits scaled to 0..n-1 (no division)
+            x = (x * _LCG_MUL + _LCG_ADD) & _MASK62
+            j = ((x >> 30) * n) >> 32
+        if i > j:
+            i, j = j, i
+        out[k] = (y[j] - y[i]) / (t[j] - t[i])
+
+
+@kernel
+def _sample_rank(k, n_pairs, n_sample):
+    """The rank in a sample of ``n_sample`` that estimates rank ``k`` of ``n_pairs``."""
+    return min(int(k * (n_sample - 1.0) / (n_pairs - 1.0) + 0.5), n_sample - 1)
+
+
 @kernel
 def _ci_ranks(n_pairs, var_s, z_ci):
     """Ranks of the slope confidence bounds (Sen 1968, eq. 2.6; as ``scipy.stats.theilslopes``)."""
@@ -294,8 +414,10 @@ def _median_of(v):
 
 
 @kernel
-def _trend_one(t, y, z_ci, sample_factor, want_ci, row):
-    """Mann-Kendall and Theil-Sen of one compressed series into ``row`` (see ``TREND_COLS``)."""
+def _trend_one(t, y, z_ci, sample_factor, want_ci, max_pairs, row):
+    """Mann-Kendall and Theil-Sen of one compressed series into ``row`` (see ``TREND_COLS``).
+    With ``max_pairs > 0`` and more pairs than that, the slope and its bounds are order
+    statistics of ``max_pairs`` sampled pairs (``_sampled_slopes``); otherwise exact."""
     n = y.shape[0]
     row[0] = n
     if n < 3:
@@ -308,19 +430,33 @@ def _trend_one(t, y, z_ci, sample_factor, want_ci, row):
     row[2] = var_s
     row[3] = n_pairs
     h = n_pairs // 2
-    a, b = slope_ranks(t, y, h - 1 + n_pairs % 2, h, sample_factor)
-    row[4] = 0.5 * (a + b)
+    h0 = h - 1 + n_pairs % 2
     row[5] = np.nan
     row[6] = np.nan
-    if want_ci:
-        r_lo, r_hi = _ci_ranks(n_pairs, var_s, z_ci)
-        row[5] = slope_ranks(t, y, r_lo, r_lo, sample_factor)[0]
-        row[6] = slope_ranks(t, y, r_hi, r_hi, sample_factor)[0]
-    row[7] = _median_of(y) - _median_of(t) * row[4]
+    r_lo, r_hi = _ci_ranks(n_pairs, var_s, z_ci)
+    if 0 < max_pairs < n_pairs:
+        sample = np.empty(max_pairs)
+        _sampled_slopes(t, y, SAMPLE_SEED, sample)
+        s0 = _sample_rank(h0, n_pairs, max_pairs)
+        s1 = _sample_rank(h, n_pairs, max_pairs)
+        s_lo = _sample_rank(r_lo, n_pairs, max_pairs) if want_ci else s0
+        s_hi = _sample_rank(r_hi, n_pairs, max_pairs) if want_ci else s1
+        vals, off = _bracket_sorted(sample, max_pairs, s_lo, s_hi)
+        row[4] = 0.5 * (vals[s0 - off] + vals[s1 - off])
+        if want_ci:
+            row[5] = vals[s_lo - off]
+            row[6] = vals[s_hi - off]
+    else:
+        a, b = slope_ranks(t, y, h0, h, sample_factor)
+        row[4] = 0.5 * (a + b)
+        if want_ci:
+            row[5] = slope_ranks(t, y, r_lo, r_lo, sample_factor)[0]
+            row[6] = slope_ranks(t, y, r_hi, r_hi, sample_factor)[0]
+    row[7] = _median_of(y) - _median_sorted(t) * row[4]
 
 
 @kernel_rows
-def trend_rows(Y, t, z_ci, sample_factor, want_ci, out):
+def trend_rows(Y, t, z_ci, sample_factor, want_ci, max_pairs, out):
     """Mann-Kendall score (with ties) and Theil-Sen slope with its confidence bounds per row.
 
     Parameters
@@ -330,35 +466,33 @@ def trend_rows(Y, t, z_ci, sample_factor, want_ci, out):
     z_ci : float, the normal quantile of the slope interval (1.96 for 95 %)
     sample_factor : int, pairs sampled per point to bracket a slope rank (speed only)
     want_ci : bool
+    max_pairs : int, 0 for the exact slope; else the pairs sampled when a series has more
     out : float64 (n_series, TREND_COLS), written
     """
     for r in range(Y.shape[0]):
         valid = np.isfinite(Y[r])
-        _trend_one(t[valid], Y[r][valid], z_ci, sample_factor, want_ci, out[r])
+        _trend_one(t[valid], Y[r][valid], z_ci, sample_factor, want_ci, max_pairs, out[r])
 
 
 @kernel
 def _mk_small(v, nv, work):
-    """Mann-Kendall ``(S, var S)`` of ``v[:nv]`` by direct pair counting (short seasons)."""
-    s = 0.0
-    for a in range(nv - 1):
-        for b in range(a + 1, nv):
-            if v[b] > v[a]:
-                s += 1.0
-            elif v[b] < v[a]:
-                s -= 1.0
-    w = work[:nv]
-    w[:] = v[:nv]
-    for a in range(1, nv):  # insertion sort: seasons hold a few points each
-        x = w[a]
-        b = a - 1
-        while b >= 0 and w[b] > x:
-            w[b + 1] = w[b]
-            b -= 1
-        w[b + 1] = x
-    _, tie_var = _tie_sums(w)
+    """Mann-Kendall ``(S, var S)`` of ``v[:nv]`` by direct pair counting (short seasons),
+    branch-free: ``S`` adds ``[v_b > v_a] - [v_b < v_a]`` over pairs; a value tied with
+    ``e - 1`` others adds ``(e - 1)(2e + 5)`` to the tie term, which sums ``t (t - 1)(2t + 5)``
+    over groups of ``t`` ties. ``work`` is unused (kept for the callers' buffers)."""
+    s = 0
+    tie_var = 0
+    for a in range(nv):
+        va = v[a]
+        eq = 0
+        for b in range(nv):
+            vb = v[b]
+            eq += vb == va
+            if b > a:
+                s += int(vb > va) - int(vb < va)
+        tie_var += (eq - 1) * (2 * eq + 5)
     n_f = float(nv)
-    return s, (n_f * (n_f - 1.0) * (2.0 * n_f + 5.0) - tie_var) / 18.0
+    return float(s), (n_f * (n_f - 1.0) * (2.0 * n_f + 5.0) - tie_var) / 18.0
 
 
 @kernel
@@ -409,16 +543,20 @@ def _seasonal_one(t, y, period, z_ci, want_ci, row):
     if pairs_tot == 0:
         return
     h = pairs_tot // 2
-    _select(slopes, 0, pairs_tot, h)
-    row[4] = slopes[h] if pairs_tot % 2 == 1 else 0.5 * (slopes[h] + np.max(slopes[:h]))
+    h0 = h - 1 + pairs_tot % 2
+    k_lo = h0
+    k_hi = h
+    r_lo, r_hi = _ci_ranks(pairs_tot, var_tot, z_ci)
     if want_ci:
-        r_lo, r_hi = _ci_ranks(pairs_tot, var_tot, z_ci)
-        _select(slopes, 0, pairs_tot, r_lo)
-        _select(slopes, r_lo, pairs_tot, r_hi)
-        row[5] = slopes[r_lo]
-        row[6] = slopes[r_hi]
+        k_lo = min(k_lo, r_lo)
+        k_hi = max(k_hi, r_hi)
+    vals, off = _bracket_sorted(slopes, pairs_tot, k_lo, k_hi)
+    row[4] = 0.5 * (vals[h0 - off] + vals[h - off])
+    if want_ci:
+        row[5] = vals[r_lo - off]
+        row[6] = vals[r_hi - off]
     valid = np.isfinite(y)
-    row[7] = _median_of(y[valid]) - _median_of(t[valid]) * row[4]
+    row[7] = _median_of(y[valid]) - _median_sorted(t[valid]) * row[4]
 
 
 @kernel_rows

@@ -1,5 +1,8 @@
 """Input checks shared by the analysis modules: series matrices, time axes, levels."""
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 MS_PER_HOUR = 3_600_000
@@ -61,3 +64,24 @@ def check_positive_int(value, name, minimum=1):
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
     return int(value)
+
+
+def run_in_threads(fn, n, align, threads):
+    """``fn(a, b)`` over row ranges covering ``0..n`` (multiples of ``align``), one per thread.
+
+    The kernels release the GIL, so the ranges run in parallel; ``threads=None`` uses every
+    core the process may run on.
+    """
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = check_positive_int(threads, "threads")
+    per = -(-n // threads)
+    per = -(-per // align) * align
+    ranges = [(a, min(a + per, n)) for a in range(0, n, max(per, 1))]
+    if len(ranges) <= 1:
+        for a, b in ranges:
+            fn(a, b)
+        return
+    with ThreadPoolExecutor(len(ranges)) as pool:
+        for f in [pool.submit(fn, a, b) for a, b in ranges]:
+            f.result()

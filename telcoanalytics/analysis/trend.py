@@ -11,7 +11,14 @@ import numpy as np
 from scipy import special
 
 from kernels import trend as K
-from telcoanalytics.analysis._common import MS_PER_HOUR, as_series_matrix, as_time_ms, check_level, check_positive_int
+from telcoanalytics.analysis._common import (
+    MS_PER_HOUR,
+    as_series_matrix,
+    as_time_ms,
+    check_level,
+    check_positive_int,
+    run_in_threads,
+)
 
 TREND_DTYPE = np.dtype(
     [
@@ -33,6 +40,9 @@ TREND_DTYPE = np.dtype(
 
 CORRECTIONS = ("hamed_rao", "yue_wang", None)
 
+DEFAULT_MAX_PAIRS = 16_384
+"""Pairs sampled for the Theil-Sen slope of a series with more pairs (see :func:`trend`)."""
+
 
 def trend(
     values,
@@ -45,7 +55,9 @@ def trend(
     confidence=0.95,
     per_ms=MS_PER_HOUR,
     ci=True,
+    max_pairs=DEFAULT_MAX_PAIRS,
     sample_factor=8,
+    threads=None,
 ):
     """Mann-Kendall trend test and Theil-Sen slope per series.
 
@@ -80,8 +92,28 @@ def trend(
         the slope is per point.
     ci : bool
         Compute the slope interval (two more order statistics; False leaves NaN).
+    max_pairs : int or None
+        A series with more than this many pairs (``n (n - 1) / 2``: with the default, a
+        series of more than 181 points) gets a *sampled* Theil-Sen slope and interval: the order statistics at the same quantiles
+        among ``max_pairs`` pairs drawn uniformly at random (a fixed seed: repeatable). By the
+        Dvoretzky-Kiefer-Wolfowitz inequality (Massart 1990) each of the three returned slopes
+        lies, with probability at least ``1 - 2 exp(-2 max_pairs eps^2)``, between the exact
+        order statistics at its quantile ``+- eps``: with the default, within +- 1.5 % of the
+        pairs with probability 99.8 %. For 2,016 points the 95 % interval spans +- 1.5 % of the
+        pairs around the median, so the bound is about its half-width and the typical error
+        (0.3 % of the pairs, measured) about a fifth of it; for shorter series the interval is
+        wider in rank terms and the error relatively smaller. None (or 0) computes the exact
+        order statistics (as ``scipy.stats.theilslopes``) in ``O(n log n)`` expected time per
+        rank, about 9x slower for 2,016 points. The sampled slope is the default because the
+        exact one dominates the time over thousands of long series while the sampling error
+        stays inside the slope's own confidence interval; ``S``, its variance, ``z``, ``p`` and
+        ``direction`` are always exact. Use None where the slope must equal another tool's.
     sample_factor : int
-        Pairs sampled per point to bracket a slope rank; changes speed only, never the result.
+        Pairs sampled per point to bracket a slope rank of the exact method; changes speed
+        only, never the result.
+    threads : int, optional
+        Threads over blocks of series (the kernels release the GIL); default: the cores this
+        process may use.
 
     Returns
     -------
@@ -96,9 +128,9 @@ def trend(
     -----
     ``S = sum_{i<j} sign(y_j - y_i)`` is counted by a merge sort in ``O(n log n)``; its
     variance subtracts ``sum t (t - 1) (2t + 5) / 18`` over groups of ties. ``z = (S - sign S)
-    / sqrt(var S)``. The slope is the exact median of all pairwise slopes and its interval uses
-    the ranks of Sen (1968), as ``scipy.stats.theilslopes``; ranks are selected without
-    forming the ``n (n - 1) / 2`` slopes. Hamed-Rao multiplies var S by
+    / sqrt(var S)``. The slope is the median of the pairwise slopes and its interval uses
+    the ranks of Sen (1968), as ``scipy.stats.theilslopes``: exact (``max_pairs=None``, ranks
+    selected without forming the ``n (n - 1) / 2`` slopes) or sampled (see ``max_pairs``). Hamed-Rao multiplies var S by
     ``1 + 2 / (n (n-1) (n-2)) sum_k (n-k)(n-k-1)(n-k-2) rho_k`` over the significant rank
     autocorrelations ``rho_k`` (the factor is floored at 0.1 where ``pymannkendall`` would
     return a NaN); Yue-Wang by ``1 + 2 sum_k (1 - k/n) rho_k``.
@@ -115,6 +147,7 @@ def trend(
     alpha = check_level(alpha, "alpha")
     confidence = check_level(confidence, "confidence")
     sample_factor = check_positive_int(sample_factor, "sample_factor")
+    max_pairs = 0 if max_pairs is None or max_pairs == 0 else check_positive_int(max_pairs, "max_pairs", minimum=2)
     per = check_positive_int(per_ms, "per_ms") if given else 1
     if correction == "auto":
         correction = None if period is not None else "hamed_rao"
@@ -133,9 +166,16 @@ def trend(
         period = check_positive_int(period, "period", minimum=2)
         if period > y.shape[1] // 2:
             raise ValueError(f"period={period} needs at least two cycles; the series have {y.shape[1]} points")
-        K.seasonal_trend_rows(y, t, period, z_ci, bool(ci), raw)
+        run_in_threads(
+            lambda a, b: K.seasonal_trend_rows(y[a:b], t, period, z_ci, bool(ci), raw[a:b]), y.shape[0], 1, threads
+        )
     else:
-        K.trend_rows(y, t, z_ci, sample_factor, bool(ci), raw)
+        run_in_threads(
+            lambda a, b: K.trend_rows(y[a:b], t, z_ci, sample_factor, bool(ci), max_pairs, raw[a:b]),
+            y.shape[0],
+            1,
+            threads,
+        )
     factor = np.ones(y.shape[0])
     if correction is not None:
         factor = _variance_factor(y, t, raw[:, 4], correction, lag, alpha)
@@ -164,8 +204,11 @@ def _finish(raw, factor, alpha):
     return out
 
 
+_DIRECT_LAGS = 32  # up to this many lags the autocovariances are direct products, above by FFT
+
+
 def _variance_factor(y, t, slope, correction, lag, alpha, chunk=1024):
-    """``n / n*`` per row from the autocorrelation of the detrended series (FFT, in chunks)."""
+    """``n / n*`` per row from the autocorrelation of the detrended series (in chunks)."""
     n = np.isfinite(y).sum(axis=1)
     n_max = int(n.max())
     use_ranks = correction == "hamed_rao"
@@ -178,8 +221,13 @@ def _variance_factor(y, t, slope, correction, lag, alpha, chunk=1024):
         b = min(a + chunk, y.shape[0])
         d = np.empty((b - a, n_max))
         K.detrended_rows(y[a:b], t, slope[a:b], use_ranks, d)
-        spec = np.fft.rfft(d, nfft, axis=1)
-        acov = np.fft.irfft(spec.real**2 + spec.imag**2, nfft, axis=1)[:, : max_k + 1]
+        if max_k <= _DIRECT_LAGS:  # a few lags (the defaults): direct products beat two FFTs
+            acov = np.empty((b - a, max_k + 1))
+            for lag_k in range(max_k + 1):
+                acov[:, lag_k] = np.einsum("ij,ij->i", d[:, : n_max - lag_k], d[:, lag_k:])
+        else:
+            spec = np.fft.rfft(d, nfft, axis=1)
+            acov = np.fft.irfft(spec.real**2 + spec.imag**2, nfft, axis=1)[:, : max_k + 1]
         with np.errstate(invalid="ignore", divide="ignore"):
             rho = acov[:, 1:] / acov[:, :1]
         nn = np.maximum(n[a:b, None], 1).astype(np.float64)  # an empty row: no lag in range

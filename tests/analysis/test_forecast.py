@@ -218,3 +218,52 @@ def test_mase_against_statsmodels_on_held_back_data():
     theirs = mase(y[:, :n], y[:, n:], np.array(ref), m)
     assert ours.mean() <= 1.05 * theirs.mean(), (ours.mean(), theirs.mean())
     assert stats.wilcoxon(ours - theirs).pvalue > 0.01 or ours.mean() < theirs.mean()
+
+
+def test_lockstep_search_matches_the_per_series_search_and_the_plain_recursion(rng):
+    """The block search (the default path) takes the same steps as the per-series search when
+    given its stop step, whatever the block size (series converge at different passes, are
+    dropped from the lanes); its final state and SSE are those of the plain recursion at the
+    chosen parameters, missing points included."""
+    m, n = 6, 6 * 12
+    y = np.array([simulate_ets(rng, n, m, a, 0.02, 0.1, 0.9, 1.0) for a in (0.1, 0.3, 0.6, 0.2, 0.45)])
+    y[1, [4, 5, 30]] = np.nan
+    y[3, :m] = np.nan
+    from telcoanalytics.analysis.forecast import DEFAULT_BOUNDS
+
+    outs = []
+    for block, horizon in ((1, 1), (2, 1), (8, 1), (3, 4)):
+        par, state, st = np.empty((5, 4)), np.empty((5, 2 + m)), np.empty((5, 3))
+        n_eval = K.hw_fit_blocks(y, m, DEFAULT_BOUNDS, (30, 0.004, 3, 0.0, block, horizon), par, state, st)
+        outs.append((horizon, par, state, st))
+        assert n_eval >= 5 * (3 * 8 + 1)
+    refs = {}
+    for horizon in (1, 4):
+        ref_par, ref_state, ref_st = np.empty((5, 4)), np.empty((5, 2 + m)), np.empty((5, 3))
+        K.hw_fit_rows(y, m, DEFAULT_BOUNDS, horizon, 30, ref_par, ref_state, ref_st)
+        refs[horizon] = ref_par, ref_state, ref_st
+    for horizon, par, state, st in outs:
+        ref_par, ref_state, ref_st = refs[horizon]
+        np.testing.assert_allclose(par, ref_par, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(st, ref_st, rtol=1e-9)
+        np.testing.assert_allclose(state, ref_state, rtol=1e-9, atol=1e-9)
+    _, par, state, st = outs[-2]
+    init = np.empty(2 + m)
+    for r in range(5):
+        K.hw_init(y[r], m, init)
+        sse, level, slope, season = ets_aada_sse(y[r], m, *par[r], init[0], init[1], init[2:])
+        np.testing.assert_allclose(st[r, 0], sse, rtol=1e-12)
+        np.testing.assert_allclose(state[r], [level, slope, *season], rtol=1e-12, atol=1e-12)
+        assert st[r, 1] == np.isfinite(y[r]).sum()
+
+
+def test_threads_give_the_same_fit(rng):
+    y = np.array([simulate_ets(rng, 24 * 6, 24, 0.3, 0.02, 0.1, 0.9, 1.0) for _ in range(70)])
+    one = fit_holt_winters(y, 24, threads=1)
+    two = fit_holt_winters(y, 24, threads=2)
+    np.testing.assert_array_equal(one.state, two.state)
+    np.testing.assert_array_equal(one.params, two.params)
+    multi = fit_holt_winters(y[:3], 24, fit_horizon=2, threads=2)  # per-series search, converging
+    assert np.isfinite(multi.sigma2).all()
+    with pytest.raises(ValueError, match="threads"):
+        fit_holt_winters(y, 24, threads=0)

@@ -54,7 +54,7 @@ def test_against_scipy_theilslopes_and_kendalltau(rng):
     for n, ties in [(40, False), (300, False), (300, True)]:
         y = _series(rng, n, slope=0.01, ties=ties)
         t = np.arange(n, dtype=np.float64) * 3.0
-        r = trend(y, t.astype(np.int64), correction=None, per_ms=1)[0]
+        r = trend(y, t.astype(np.int64), correction=None, per_ms=1, max_pairs=None)[0]
         ref = stats.theilslopes(y, t, alpha=0.95)
         np.testing.assert_allclose(
             [r["slope"], r["slope_lo"], r["slope_hi"]], [ref.slope, ref.low_slope, ref.high_slope], rtol=RTOL
@@ -172,6 +172,8 @@ def test_slope_ranks_when_the_sample_misses():
         (dict(values=[1.0, 2.0, 3.0], lag="some"), "lag"),
         (dict(values=[1.0, 2.0, 3.0], period=2), "two cycles"),
         (dict(values=[1.0, 2.0, 3.0, 4.0], period=True), "period"),
+        (dict(values=[1.0, 2.0, 3.0], max_pairs=1), "max_pairs"),
+        (dict(values=[1.0, 2.0, 3.0], threads=0), "threads"),
     ],
 )
 def test_errors_name_the_argument(kwargs, match):
@@ -226,10 +228,84 @@ def test_known_slope_found_and_inside_interval_at_nominal_rate():
 def test_long_series_exact_against_scipy():
     rng = np.random.default_rng(5)
     y = _series(rng, 2016, slope=0.001, ar=0.3, ties=True)
-    r = trend(y, correction="hamed_rao", lag="all")[0]
+    r = trend(y, correction="hamed_rao", lag="all", max_pairs=None)[0]
     ref = stats.theilslopes(y)
     np.testing.assert_allclose(
         [r["slope"], r["slope_lo"], r["slope_hi"]], [ref.slope, ref.low_slope, ref.high_slope], rtol=RTOL
     )
     hr = pmk.hamed_rao_modification_test(y)
     np.testing.assert_allclose([r["s"], r["var_s"]], [hr.s, hr.var_s], rtol=1e-9)
+
+
+def _all_pair_slopes(t, y):
+    i, j = np.triu_indices(y.size, 1)
+    return np.sort((y[j] - y[i]) / (t[j] - t[i]))
+
+
+def test_sampled_slopes_within_the_stated_rank_bound(rng):
+    """Default (sampled) Theil-Sen on 2,016 points: each returned slope lies between the exact
+    order statistics (all 2 million pairs, NumPy) at its quantile +- 1.5 % (the documented DKW
+    bound, 99.8 % per series); the typical error is far smaller; S and p equal the exact ones."""
+    n = 2016
+    y = np.vstack([_series(rng, n, slope=0.002, ar=0.3), _series(rng, n, ties=True)])
+    t = np.arange(n, dtype=np.float64)
+    sampled = trend(y, correction=None, threads=2)
+    exact = trend(y, correction=None, max_pairs=None)
+    for name in ("s", "var_s", "p"):
+        np.testing.assert_array_equal(sampled[name], exact[name])
+    n_pairs = n * (n - 1) // 2
+    r_lo, r_hi = K._ci_ranks(n_pairs, exact["var_s"][0], 1.959963984540054)
+    for r in range(2):
+        slopes = _all_pair_slopes(t, y[r])
+        for col, q in (("slope", 0.5), ("slope_lo", r_lo / n_pairs), ("slope_hi", r_hi / n_pairs)):
+            lo = slopes[int(max(q - 0.015, 0) * n_pairs)]
+            hi = slopes[min(int((q + 0.015) * n_pairs), n_pairs - 1)]
+            assert lo <= sampled[col][r] <= hi, (r, col)
+        below = np.searchsorted(slopes, sampled["slope"][r], "left") / n_pairs
+        upto = np.searchsorted(slopes, sampled["slope"][r], "right") / n_pairs
+        assert below - 0.01 < 0.5 < upto + 0.01, (below, upto)  # 0.3 % typical: 3 standard deviations
+
+
+@pytest.mark.slow
+def test_sampled_interval_covers_at_nominal_rate():
+    """400 series of 400 points (79,800 pairs, so sampled): the known slope is inside the sampled
+    95 % interval at the nominal rate (99.9 % binomial band)."""
+    rng = np.random.default_rng(12)
+    y = 0.01 * np.arange(400) + rng.normal(size=(400, 400))
+    r = trend(y, correction=None)
+    inside = ((r["slope_lo"] <= 0.01) & (0.01 <= r["slope_hi"])).mean()
+    lo, hi = stats.binom.ppf([0.0005, 0.9995], 400, 0.95) / 400
+    assert lo <= inside <= hi, inside
+
+
+@given(
+    st.integers(1025, 6000),
+    st.sampled_from(["normal", "cauchy", "ties", "clustered"]),
+    st.floats(0.0, 1.0),
+    st.integers(0, 400),
+    st.integers(0, 2**31),
+)
+def test_bracket_sorted_matches_a_full_sort(n, kind, q, span, seed):
+    rng = np.random.default_rng(seed)
+    a = {
+        "normal": lambda: rng.normal(size=n),
+        "cauchy": lambda: rng.standard_cauchy(size=n),
+        "ties": lambda: rng.integers(0, 5, size=n).astype(np.float64),
+        "clustered": lambda: np.where(rng.uniform(size=n) < 0.9, 1.0 + 1e-9 * rng.normal(size=n), rng.normal(size=n)),
+    }[kind]()
+    k_lo = int(q * (n - 1))
+    k_hi = min(k_lo + span, n - 1)
+    vals, off = K._bracket_sorted(a, n, k_lo, k_hi)
+    np.testing.assert_array_equal(vals[k_lo - off : k_hi - off + 1], np.sort(a)[k_lo : k_hi + 1])
+
+
+def test_bracket_sorted_when_the_sample_misses():
+    # the strided sample sees only the large values: its window misses, the whole range is used
+    n = 4096
+    a = np.zeros(n)
+    a[(np.arange(256) * n) // 256] = 1e6 + np.arange(256.0)
+    vals, off = K._bracket_sorted(a, n, 100, 110)
+    np.testing.assert_array_equal(vals[100 - off : 111 - off], 0.0)
+    # ranks beyond the data: no window can hold them; the whole array comes back sorted
+    vals, off = K._bracket_sorted(a, n, n, n)
+    assert off == 0 and vals.size == n and (np.diff(vals) >= 0).all()
