@@ -21,33 +21,7 @@ Timings are wall time on a shared 2-core machine (other sessions running tests) 
 printed, the CPU time of all this process's threads, the figure to compare across loads; peers
 run in the same process, one after the other.
 
-Measured 2026-12-07, second session (2 vCPUs shared, load average 4-12; wall times inflated
-1.5-4x over CPU; BENCH_SF_SERIES=100). The 5-minute series use seed 5; the search settings were
-chosen on seed 1 and the tests' statsmodels series:
-
-- 5-minute, 20,000 x 2,016, season 288 (wall / CPU): seasonal trend 4.3 / 2.8 s, Holt-Winters
-  fit + forecast of the next day 9.6 / 5.4 s, total 13.9 / 8.1 s (first session, load 8-12:
-  15.2-17.3 s + 42.6-53.7 s wall); MASE mean 0.871 (on 2,000 of them, below, the same as the
-  first version's). ``fit_horizon=288``: 40.7 s wall (113 s with the per-series search in the
-  run before), MASE 0.771. The default trend (Hamed-Rao, sampled Theil-Sen with its interval):
-  32.7 / 11.7 s. Target 2 s in all: missed, about 4x in CPU time (2 cores).
-- Same process, one thread, 2,000 of those series: the first version's per-series search
-  (stop step 0.004, three grid levels) 1.53 s CPU, the lockstep search 0.56 s (2.7x; 64 instead
-  of 144 likelihood evaluations per series). Old and new trees run back to back on 2,000 series
-  (CPU): seasonal trend 0.44-0.53 -> 0.25-0.26 s, default trend 9.5-9.8 -> 1.2-1.6 s, Holt-Winters
-  1.31-1.42 -> 0.50-0.52 s, MASE 0.8699 -> 0.8698.
-- hourly, 20,000 x 2,016, season 24: ours 9.8 s wall (0.49 ms/series); statsforecast
-  AutoETS(AAdA), n_jobs=1, 439 ms/series (146 min for 20,000 by extrapolation); on the
-  100-series subset ours 0.068 s against 43.9 s. MASE on the held-back day, KPI-like: ours 0.867
-  (one-step fit, the default) / 0.714 (``fit_horizon=24``) vs statsforecast 0.724;
-  ETS-generated: ours 0.733 vs 0.769; our 95 % interval covered 93.5 % of held-back points.
-  With one-step fitting (the criterion of statsforecast and statsmodels) our MASE on the
-  AR(1)-noise KPI series is worse than statsforecast's; with ``fit_horizon=24`` it is better.
-- top-100 pairs over lags 0..2 (both directions), 2,016 points (first session, unchanged code):
-  1,000 / 2,500 / 5,000 / 10,000 / 20,000 series in 2.4 / 9.8 / 41.7 / 133 / 432 s; log-log
-  growth exponent 1.76.
-- cold start (fresh process, empty Numba cache, all analysis kernels): 134 s wall / 49 s CPU;
-  the first version's tree right after it, 102 s / 43 s (the new kernels add about 6 s CPU).
+Figures measured with it are in the README's "Measured" table and the closing notes.
 """
 
 import os
