@@ -100,6 +100,7 @@ X_CLOSEP = 13  # peak score of that episode
 X_SILENT = 14  # 1 while the open episode is a suppressed re-fire (no rows)
 N_COLD = 15
 RUN_MAX = 30000  # alarm runs are counted up to here (int16 state)
+NEAR_SLOTS = np.uint64(64)  # a slot ahead within this distance above the current one is not prefetched
 
 # ---- per-slot settings (sp array columns) ----------------------------------------------------
 P_FLOOR = 0  # absolute sigma floor
@@ -422,8 +423,14 @@ def detect_batch(b, p, S, o):
     b_lo = 1
     b_hi = 0
     for i in range(n):
+        s = np.uint64(slot[i])
         if i + PREFETCH_AHEAD < n:
             s_ahead = np.uint64(slot[i + PREFETCH_AHEAD])
+        else:
+            s_ahead = s
+        # prefetch only a jump: rows near the current one (collector order, slots ascending) are
+        # in cache or on the hardware prefetcher's stream already, and the hints cost instructions
+        if s_ahead - s > NEAR_SLOTS:  # unsigned: also true for a slot behind the current one
             prefetch_row(st, s_ahead)
             prefetch_row(nobs_arr, s_ahead)
             prefetch_row(last_t, s_ahead)
@@ -435,7 +442,6 @@ def detect_batch(b, p, S, o):
                     prefetch_at(seas_d, pd, s_ahead)
                 if n_week > 0:
                     prefetch_at(seas_w, pw, s_ahead)
-        s = np.uint64(slot[i])
         x = value[i]
         t = ts_ms[i]
         if not np.isfinite(x):
