@@ -100,6 +100,7 @@ X_CLOSEP = 13  # peak score of that episode
 X_SILENT = 14  # 1 while the open episode is a suppressed re-fire (no rows)
 N_COLD = 15
 RUN_MAX = 30000  # alarm runs are counted up to here (int16 state)
+RECIP_MAX = 2048  # longest warm-up (observations) whose 1 / n steps come from a table (16 KB)
 NEAR_SLOTS = np.uint64(64)  # a slot ahead within this distance above the current one is not prefetched
 
 # ---- per-slot settings (sp array columns) ----------------------------------------------------
@@ -272,6 +273,24 @@ def _recurrence(p, S, s, pd, pw, t, r, sc, inc, snr):
 
 
 @kernel
+def _recip_table(n_max, n_events):
+    """``1 / k`` for ``k = 0 .. min(n_max, RECIP_MAX, n_events / 4) + 1`` (0 at ``k = 0``), as
+    ``1.0 / k`` computes it (a small batch gets a small table: it pays one division per entry)."""
+    n = int(min(max(n_max, 0.0), RECIP_MAX, n_events // 4)) + 2
+    recip = np.empty(n)
+    recip[0] = 0.0
+    for k in range(1, n):
+        recip[k] = 1.0 / k
+    return recip
+
+
+@kernel
+def _recip(recip, k):
+    """``1.0 / k`` for an observation count ``k >= 1``, from the table when it is there."""
+    return recip[k] if k < recip.shape[0] else 1.0 / k
+
+
+@kernel
 def _emit(o, n_rows, i, kind, start, end, peak, d, base, thr, x):
     o.ep_idx[n_rows] = i
     o.ep_kind[n_rows] = kind
@@ -423,6 +442,9 @@ def detect_batch(b, p, S, o):
     inv_al = 1.0 / p.a_level
     inv_asc = 1.0 / p.a_scale
     inv_bucket = 1.0 / p.bucket_ms if use_season else 1.0
+    # running means in warm-up step by 1 / n: a table of those (the same IEEE quotients) keeps two
+    # divisions per event out of the loop
+    recip = _recip_table(max(inv_al, inv_asc), n)
     # bucket indices are recomputed only when the event time leaves the previous event's bucket
     pd = np.uint64(0)
     pw = np.uint64(0)
@@ -585,7 +607,7 @@ def detect_batch(b, p, S, o):
         if alarm and not in_ep and (flags & FLAG_BACKWARDS) == 0:
             # bounded robust update: an isolated alarm point (not inside an open episode) moves
             # the scale by at most huber_c sigmas, so a spiky series learns its spread
-            asc = p.a_scale if nobs > inv_asc else 1.0 / nobs
+            asc = p.a_scale if nobs > inv_asc else _recip(recip, nobs)
             st[s, F_SCALE] = scale + asc * (p.huber_c * sigma - scale)
         if learn:
             flags |= FLAG_LEARNED
@@ -593,7 +615,7 @@ def detect_batch(b, p, S, o):
             if warm:
                 cap = p.huber_c * sigma
                 rc = min(max(r, -cap), cap)
-            al = p.a_level if nobs + 1.0 > inv_al else 1.0 / (nobs + 1.0)
+            al = p.a_level if nobs + 1.0 > inv_al else _recip(recip, nobs + 1)
             level = max(level + al * rc, lower)
             if use_season:
                 # each bucket moves towards the deviation from the level seen at its phase (the
@@ -607,7 +629,7 @@ def detect_batch(b, p, S, o):
                     seas_d[pd, s, S_OFF], seas_d[pd, s, S_EVID] = _bucket_step(sd, ed, inc, a_season, v, snr)
                 if n_week > 0 and week_ok:
                     seas_w[pw, s, S_OFF], seas_w[pw, s, S_EVID] = _bucket_step(ow, ew, inc, a_season, v, snr)
-            asc = p.a_scale if nobs > inv_asc else 1.0 / nobs
+            asc = p.a_scale if nobs > inv_asc else _recip(recip, nobs)
             ar = abs(r)
             if warm and ar > p.huber_c * sigma:
                 ar = p.huber_c * sigma
