@@ -458,7 +458,7 @@ def detect_batch(b, p, S, o):
             s_ahead = s
         # prefetch only a jump: rows near the current one (collector order, slots ascending) are
         # in cache or on the hardware prefetcher's stream already, and the hints cost instructions
-        if s_ahead - s > NEAR_SLOTS:  # unsigned: also true for a slot behind the current one
+        if s_ahead > s + NEAR_SLOTS or s_ahead < s:
             prefetch_row(st, s_ahead)
             prefetch_row(nobs_arr, s_ahead)
             prefetch_row(last_t, s_ahead)

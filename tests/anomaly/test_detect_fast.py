@@ -44,3 +44,12 @@ def test_prefetch_pattern_changes_no_result():
     perm = _scores(lambda rng, n: np.arange(n, dtype=np.int64)[::-1].copy())
     assert np.any(asc[..., 3].astype(int) & K.FLAG_ALARM)
     np.testing.assert_array_equal(asc, perm)
+
+
+def test_no_time_no_seasonal_evidence():
+    # evidence is the sum of min(dt / bucket, 1) over a slot's steps: events at the slot's first
+    # time add none, so the buckets keep no evidence and no offset
+    det = AnomalyDetector(2, DetectorConfig.for_interval(300))
+    det.update(np.zeros(6, dtype=np.int64), np.array([0, 0, 0, 1, 1, 1]), np.array([1.0, 5.0, 2.0, 3.0, 3.0, 9.0]))
+    assert np.all(det.state.seas_d == 0.0) and np.all(det.state.seas_w == 0.0)
+    assert np.all(det.last.flags & K.FLAG_LEARNED)  # they were learned (warm-up), by the level only
