@@ -560,7 +560,6 @@ def detect_batch(b, p, S, o):
         warm = nobs >= p.warmup
         alarm = warm and score > thr_eff
         in_ep = open_dir[s] != 0
-        in_run = run[s] != 0  # open_dir and run change only in _episode, at the end
         if alarm and sx[s, X_PREVT] > 0.0:
             # recovery after an accepted long deviation: normal against the remembered level?
             if t - np.int64(sx[s, X_PREVT]) <= p.recovery_ms:
@@ -598,7 +597,7 @@ def detect_batch(b, p, S, o):
             else:
                 gain -= p.eta_gain * gain * p.budget_p
             gain = min(max(gain, 1.0), p.gain_max)
-        learn = (not warm) or (not alarm and not in_ep and not in_run)
+        learn = (not warm) or (not alarm and not in_ep and run[s] == 0)
         if (flags & FLAG_BACKWARDS) != 0 or recur:
             learn = False
         if warm and not in_ep and not recur and (flags & FLAG_BACKWARDS) == 0:
@@ -658,7 +657,7 @@ def detect_batch(b, p, S, o):
             if cup > p.cusum_h or cdn > p.cusum_h:
                 n_rows = _cusum_change(p, S, o, s, sigma, i, t, x, baseline, n_rows)
                 flags |= FLAG_CHANGE
-        if warm and (flags & FLAG_BACKWARDS) == 0 and (alarm or in_ep or in_run):
+        if warm and (flags & FLAG_BACKWARDS) == 0 and (alarm or open_dir[s] != 0 or run[s] != 0):
             n_rows = _episode(p, S, o, s, i, t, x, z, score, baseline, thr_eff, alarm, n_rows)
         if alarm:
             flags |= FLAG_ALARM
