@@ -15,6 +15,7 @@ import os
 
 os.environ.setdefault("POLARS_MAX_THREADS", "1")  # before polars is imported anywhere
 
+import dataclasses  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -57,8 +58,8 @@ def data(request):
     return ts, slot.astype(np.int64), value, cuts, request.param
 
 
-def _fresh():
-    det = AnomalyDetector(N_SLOTS, DetectorConfig.for_interval(300))  # day and week profiles
+def _fresh(**rules):
+    det = AnomalyDetector(N_SLOTS, dataclasses.replace(DetectorConfig.for_interval(300), **rules))  # day, week
     det.state.seas_d[:] = 0.0  # touch the pages outside the timing
     det.state.seas_w[:] = 0.0
     return det
@@ -88,6 +89,17 @@ def test_bench_ours_seasonal_threshold(benchmark, data):
     _ours(AnomalyDetector(N_SLOTS), ts[small], slot[small], value[small], np.array([0, small.stop]))  # JIT
     benchmark.pedantic(_ours, setup=lambda: ((_fresh(), ts, slot, value, cuts), {}), rounds=5, iterations=1)
     _report(benchmark, len(ts), f"ours (earned season + calibrated score + CUSUM + episodes), {order}")
+
+
+def test_bench_ours_rules_before(benchmark, data):
+    """The same detector with the rules before the season earned by evidence and learning from
+    recurrence (``season_snr=False, recur_tol=0``): the throughput those rules must keep."""
+    ts, slot, value, cuts, order = data
+    rules = {"season_snr": False, "recur_tol": 0.0}
+    small = slice(0, min(len(ts), 1000))
+    _ours(_fresh(**rules), ts[small], slot[small], value[small], np.array([0, small.stop]))  # JIT
+    benchmark.pedantic(_ours, setup=lambda: ((_fresh(**rules), ts, slot, value, cuts), {}), rounds=5, iterations=1)
+    _report(benchmark, len(ts), f"ours, rules before (season_snr=False, recur_tol=0), {order}")
 
 
 def test_bench_numba_minimal_zscore(benchmark, data):

@@ -100,6 +100,8 @@ X_CLOSEP = 13  # peak score of that episode
 X_SILENT = 14  # 1 while the open episode is a suppressed re-fire (no rows)
 N_COLD = 15
 RUN_MAX = 30000  # alarm runs are counted up to here (int16 state)
+RECIP_MAX = 2048  # longest warm-up (observations) whose 1 / n steps come from a table (16 KB)
+NEAR_SLOTS = np.uint64(64)  # a slot ahead within this distance above the current one is not prefetched
 
 # ---- per-slot settings (sp array columns) ----------------------------------------------------
 P_FLOOR = 0  # absolute sigma floor
@@ -229,17 +231,23 @@ def detect_init(st, k_init):
 
 
 @kernel
-def _learn_bucket(prof, k, s, inc, a_season, v, mean):
-    """Fold one point into seasonal bucket ``k`` of slot ``s``: ``inc`` cycles of evidence; the
-    offset is a running (then EW) mean of ``v`` if ``mean``, else it moves by ``a * v``."""
-    e = prof[k, s, S_EVID] + inc
+def _bucket_step(off, evid, inc, a_season, v, mean):
+    """A seasonal bucket (offset ``off`` after ``evid`` cycles) after one point adding ``inc`` cycles
+    of evidence: the offset is a running (then EW) mean of ``v`` if ``mean``, else it moves by
+    ``a * v``. Returns the new ``(off, evid)`` (unchanged without evidence)."""
+    e = evid + inc
     if e > 0.0:
         a = inc / e if e * a_season < 1.0 else a_season * inc
         if mean:
-            prof[k, s, S_OFF] += a * (v - prof[k, s, S_OFF])
-        else:
-            prof[k, s, S_OFF] += a * v
-        prof[k, s, S_EVID] = e
+            return off + a * (v - off), e
+        return off + a * v, e
+    return off, evid
+
+
+@kernel
+def _learn_bucket(prof, k, s, inc, a_season, v, mean):
+    """Fold one point into seasonal bucket ``k`` of slot ``s`` (see :func:`_bucket_step`)."""
+    prof[k, s, S_OFF], prof[k, s, S_EVID] = _bucket_step(prof[k, s, S_OFF], prof[k, s, S_EVID], inc, a_season, v, mean)
 
 
 @kernel
@@ -262,6 +270,24 @@ def _recurrence(p, S, s, pd, pw, t, r, sc, inc, snr):
         if p.n_week > 0 and week_ok:
             _learn_bucket(S.seas_w, pw, s, inc, p.a_season, v, snr)
     return recur
+
+
+@kernel
+def _recip_table(n_max, n_events):
+    """``1 / k`` for ``k = 0 .. min(n_max, RECIP_MAX, n_events / 4) + 1`` (0 at ``k = 0``), as
+    ``1.0 / k`` computes it (a small batch gets a small table: it pays one division per entry)."""
+    n = int(min(max(n_max, 0.0), RECIP_MAX, n_events // 4)) + 2
+    recip = np.empty(n)
+    recip[0] = 0.0
+    for k in range(1, n):
+        recip[k] = 1.0 / k
+    return recip
+
+
+@kernel
+def _recip(recip, k):
+    """``1.0 / k`` for an observation count ``k >= 1``, from the table when it is there."""
+    return recip[k] if k < recip.shape[0] else 1.0 / k
 
 
 @kernel
@@ -416,14 +442,23 @@ def detect_batch(b, p, S, o):
     inv_al = 1.0 / p.a_level
     inv_asc = 1.0 / p.a_scale
     inv_bucket = 1.0 / p.bucket_ms if use_season else 1.0
+    # running means in warm-up step by 1 / n: a table of those (the same IEEE quotients) keeps two
+    # divisions per event out of the loop
+    recip = _recip_table(max(inv_al, inv_asc), n)
     # bucket indices are recomputed only when the event time leaves the previous event's bucket
     pd = np.uint64(0)
     pw = np.uint64(0)
     b_lo = 1
     b_hi = 0
     for i in range(n):
+        s = np.uint64(slot[i])
         if i + PREFETCH_AHEAD < n:
             s_ahead = np.uint64(slot[i + PREFETCH_AHEAD])
+        else:
+            s_ahead = s
+        # prefetch only a jump: rows near the current one (collector order, slots ascending) are
+        # in cache or on the hardware prefetcher's stream already, and the hints cost instructions
+        if s_ahead > s + NEAR_SLOTS or s_ahead < s:
             prefetch_row(st, s_ahead)
             prefetch_row(nobs_arr, s_ahead)
             prefetch_row(last_t, s_ahead)
@@ -435,7 +470,6 @@ def detect_batch(b, p, S, o):
                     prefetch_at(seas_d, pd, s_ahead)
                 if n_week > 0:
                     prefetch_at(seas_w, pw, s_ahead)
-        s = np.uint64(slot[i])
         x = value[i]
         t = ts_ms[i]
         if not np.isfinite(x):
@@ -464,23 +498,30 @@ def detect_batch(b, p, S, o):
             b_lo = q_b * p.bucket_ms
             b_hi = b_lo + p.bucket_ms
         # seasonal offset: day profile shrunk towards 0, week profile shrunk towards the day's
+        # the slot's state and its two buckets are read once here (the learning below reuses them)
+        level = st[s, F_LEVEL]
+        scale = st[s, F_SCALE]
+        floor = sp[s, P_FLOOR]
+        sd = 0.0  # day bucket: offset, cycles of evidence
+        ed = 0.0
+        ow = 0.0  # week bucket
+        ew = 0.0
         sc = 0.0
         if use_season:
-            sd = 0.0
+            if n_day > 0:
+                sd = seas_d[pd, s, S_OFF]
+                ed = seas_d[pd, s, S_EVID]
+            if n_week > 0:
+                ow = seas_w[pw, s, S_OFF]
+                ew = seas_w[pw, s, S_EVID]
             if snr:
                 # evidence of an offset o after e cycles: e o^2 / sigma^2 (a large, steady offset is
                 # earned in one cycle, noise-sized ones stay shrunk); both weights over one division
-                sg = max(SQRT_HALF_PI * st[s, F_SCALE], sp[s, P_FLOOR] + p.floor_rel * abs(st[s, F_LEVEL]))
+                sg = max(SQRT_HALF_PI * scale, floor + p.floor_rel * abs(level))
                 ks2 = k_season * sg * sg
-                evd = 0.0
-                evw = 0.0
-                dw = 0.0
-                if n_day > 0:
-                    sd = seas_d[pd, s, S_OFF]
-                    evd = seas_d[pd, s, S_EVID] * sd * sd
-                if n_week > 0:
-                    dw = seas_w[pw, s, S_OFF] - sd
-                    evw = seas_w[pw, s, S_EVID] * dw * dw
+                evd = ed * sd * sd
+                dw = ow - sd if n_week > 0 else 0.0
+                evw = ew * dw * dw
                 ad = evd + ks2
                 aw = evw + ks2
                 den = ad * aw
@@ -489,15 +530,12 @@ def detect_batch(b, p, S, o):
                 else:  # no spread yet (ks2 = 0): an offset with evidence counts in full
                     sc = (sd if evd > 0.0 else 0.0) + (dw if evw > 0.0 else 0.0)
             else:
-                if n_day > 0:
-                    e = seas_d[pd, s, S_EVID]
-                    if e > 0.0:
-                        sd = seas_d[pd, s, S_OFF]
-                        sc = sd * e / (e + k_season)
-                if n_week > 0:
-                    e = seas_w[pw, s, S_EVID]
-                    if e > 0.0:
-                        sc += (seas_w[pw, s, S_OFF] - sd) * e / (e + k_season)
+                sdd = 0.0  # the day offset that counts (none without evidence)
+                if ed > 0.0:
+                    sdd = sd
+                    sc = sd * ed / (ed + k_season)
+                if ew > 0.0:
+                    sc += (ow - sdd) * ew / (ew + k_season)
         mult = thr_mult[i] if use_mult else 1.0
         thr_eff = p.score_thr * sp[s, P_SCALE] * mult * gain
         nobs = nobs_arr[s]
@@ -512,11 +550,9 @@ def detect_batch(b, p, S, o):
             o.thr[i] = thr_eff
             o.flags[i] = flags | FLAG_LEARNED
             continue
-        level = st[s, F_LEVEL]
-        scale = st[s, F_SCALE]
         baseline = max(level + sc, lower)
         r = x - baseline
-        sigma = max(SQRT_HALF_PI * scale, sp[s, P_FLOOR] + p.floor_rel * abs(baseline))
+        sigma = max(SQRT_HALF_PI * scale, floor + p.floor_rel * abs(baseline))
         z = r / sigma
         az = abs(z)
         kq = st[s, F_THR]
@@ -528,7 +564,7 @@ def detect_batch(b, p, S, o):
             # recovery after an accepted long deviation: normal against the remembered level?
             if t - np.int64(sx[s, X_PREVT]) <= p.recovery_ms:
                 prev_b = max(sx[s, X_PREVL] + sc, lower)
-                prev_sig = max(SQRT_HALF_PI * scale, sp[s, P_FLOOR] + p.floor_rel * abs(prev_b))
+                prev_sig = max(SQRT_HALF_PI * scale, floor + p.floor_rel * abs(prev_b))
                 if abs(x - prev_b) / prev_sig * kq <= thr_eff:
                     n_rows = _emit(o, n_rows, i, KIND_CHANGE, np.int64(sx[s, X_PREVT]), t, score,
                                    1 if z > 0 else -1, baseline, thr_eff, x)  # fmt: skip
@@ -571,7 +607,7 @@ def detect_batch(b, p, S, o):
         if alarm and not in_ep and (flags & FLAG_BACKWARDS) == 0:
             # bounded robust update: an isolated alarm point (not inside an open episode) moves
             # the scale by at most huber_c sigmas, so a spiky series learns its spread
-            asc = p.a_scale if nobs > inv_asc else 1.0 / nobs
+            asc = p.a_scale if nobs > inv_asc else _recip(recip, nobs)
             st[s, F_SCALE] = scale + asc * (p.huber_c * sigma - scale)
         if learn:
             flags |= FLAG_LEARNED
@@ -579,7 +615,7 @@ def detect_batch(b, p, S, o):
             if warm:
                 cap = p.huber_c * sigma
                 rc = min(max(r, -cap), cap)
-            al = p.a_level if nobs + 1.0 > inv_al else 1.0 / (nobs + 1.0)
+            al = p.a_level if nobs + 1.0 > inv_al else _recip(recip, nobs + 1)
             level = max(level + al * rc, lower)
             if use_season:
                 # each bucket moves towards the deviation from the level seen at its phase (the
@@ -588,12 +624,12 @@ def detect_batch(b, p, S, o):
                 v = sc + rs if snr else rs
                 # the week bucket learns only once its day bucket has a full cycle (a first day
                 # seen while the level still chased the season would bias that hour for a week)
-                week_ok = not snr or n_day == 0 or seas_d[pd, s, S_EVID] >= 1.0
+                week_ok = not snr or n_day == 0 or ed >= 1.0
                 if n_day > 0:
-                    _learn_bucket(seas_d, pd, s, inc, a_season, v, snr)
+                    seas_d[pd, s, S_OFF], seas_d[pd, s, S_EVID] = _bucket_step(sd, ed, inc, a_season, v, snr)
                 if n_week > 0 and week_ok:
-                    _learn_bucket(seas_w, pw, s, inc, a_season, v, snr)
-            asc = p.a_scale if nobs > inv_asc else 1.0 / nobs
+                    seas_w[pw, s, S_OFF], seas_w[pw, s, S_EVID] = _bucket_step(ow, ew, inc, a_season, v, snr)
+            asc = p.a_scale if nobs > inv_asc else _recip(recip, nobs)
             ar = abs(r)
             if warm and ar > p.huber_c * sigma:
                 ar = p.huber_c * sigma

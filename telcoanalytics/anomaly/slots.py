@@ -179,7 +179,8 @@ class AnomalyDetector:
             len(slot) == n and len(value) == n,
             f"ts_ms, slot and value must have one length, got {n}, {len(slot)}, {len(value)}",
         )
-        if n and (slot.min() < 0 or slot.max() >= self.n_slots):
+        # one pass: a negative slot is a huge unsigned one
+        if n and slot.view(np.uint64).max() >= self.n_slots:
             bad = int(np.flatnonzero((slot < 0) | (slot >= self.n_slots))[0])
             raise ValueError(
                 f"slot[{bad}] = {slot[bad]} is outside 0..{self.n_slots - 1}; "
@@ -210,8 +211,10 @@ class AnomalyDetector:
         rows = np.zeros(m, dtype=ANOMALY_DTYPE)
         if m:
             _k.fill_episode_rows(rows, batch, self.slot_element_id, out)
-            rows["metric"] = self.slot_metric[slot[out.ep_idx[:m]]]
-            rows["classification"] = np.where(out.ep_kind[:m] == _k.KIND_CHANGE, "change", "fault")
+            rows["metric"] = np.take(self.slot_metric, np.take(slot, out.ep_idx[:m]))
+            cls = rows["classification"]  # a view: filled in place (no temporary string arrays)
+            cls[...] = "fault"
+            cls[out.ep_kind[:m] == _k.KIND_CHANGE] = "change"
             rows["scope_level"] = "element"
         return rows
 
