@@ -46,10 +46,42 @@ class SeriesKeeper:
         self.bin_ms = int(bin_ms)
         self.max_bins = int(max_bins)
         self.first_bin = None  # absolute bin number of column 0
+        self.n_compactions = 0  # times the buffers were reallocated (amortised: see _resize)
         n = topology.n_elements
-        self.sums = {s: np.zeros((n, 0)) for s in SERIES}
-        self.counts = {s: np.zeros((n, 0), np.int32) for s in SERIES}
-        self.complaints = np.zeros((topology.n_nodes("region"), 0), np.int32)
+        # backing buffers with spare columns: the kept bins are the view [:, off:off + width], the
+        # spare columns right of it stay zero, so a new bin re-slices instead of copying the history
+        self._buf = {("sums", s): np.zeros((n, 0)) for s in SERIES}
+        self._buf.update({("counts", s): np.zeros((n, 0), np.int32) for s in SERIES})
+        self._buf[("complaints",)] = np.zeros((topology.n_nodes("region"), 0), np.int32)
+        self._off = 0
+        self._width = 0
+        self._views()
+
+    def _views(self) -> None:
+        """Point ``sums``, ``counts`` and ``complaints`` at the kept columns of the buffers."""
+        cols = slice(self._off, self._off + self._width)
+        self.sums = {s: self._buf[("sums", s)][:, cols] for s in SERIES}
+        self.counts = {s: self._buf[("counts", s)][:, cols] for s in SERIES}
+        self.complaints = self._buf[("complaints",)][:, cols]
+
+    def _resize(self, need: int, drop: int) -> None:
+        """Keep logical columns ``[drop, need)`` (relative to ``first_bin``): drop the oldest ones and
+        open new zero columns, reallocating only when the spare columns run out (then with a slack
+        of an eighth of ``max_bins``, at least 64 columns: amortised O(1) copies per new bin)."""
+        off, width = self._off + drop, need - drop
+        cap = next(iter(self._buf.values())).shape[1]
+        if off + width > cap:
+            keep = max(0, self._off + self._width - off)  # kept columns that hold data
+            cap = width + max(64, self.max_bins // 8)
+            for key, old in self._buf.items():
+                buf = np.zeros((old.shape[0], cap), old.dtype)
+                buf[:, :keep] = old[:, off : off + keep]
+                self._buf[key] = buf
+            off = 0
+            self.n_compactions += 1
+        self._off, self._width = off, width
+        self.first_bin += drop
+        self._views()
 
     # ---- folding ----------------------------------------------------------------------------
     def _columns(self, b: np.ndarray) -> np.ndarray:
@@ -58,22 +90,9 @@ class SeriesKeeper:
             return b
         if self.first_bin is None:
             self.first_bin = int(b.min())
-        hi = int(b.max())
-        width = self.sums[SERIES[0]].shape[1]
-        need = hi - self.first_bin + 1
-        if need > width:
-            grow = need - width
-            for s in SERIES:
-                self.sums[s] = np.pad(self.sums[s], ((0, 0), (0, grow)))
-                self.counts[s] = np.pad(self.counts[s], ((0, 0), (0, grow)))
-            self.complaints = np.pad(self.complaints, ((0, 0), (0, grow)))
-        drop = self.sums[SERIES[0]].shape[1] - self.max_bins
-        if drop > 0:
-            for s in SERIES:
-                self.sums[s] = self.sums[s][:, drop:]
-                self.counts[s] = self.counts[s][:, drop:]
-            self.complaints = self.complaints[:, drop:]
-            self.first_bin += drop
+        need = int(b.max()) - self.first_bin + 1
+        if need > self._width:
+            self._resize(need, max(need - self.max_bins, 0))
         col = b - self.first_bin
         return np.where(col >= 0, col, -1)
 
@@ -104,9 +123,9 @@ class SeriesKeeper:
         """Elements added get empty rows (dense indices of existing elements are stable)."""
         grow = topology.n_elements - self.sums[SERIES[0]].shape[0]
         if grow > 0:
-            for s in SERIES:
-                self.sums[s] = np.pad(self.sums[s], ((0, grow), (0, 0)))
-                self.counts[s] = np.pad(self.counts[s], ((0, grow), (0, 0)))
+            for key in [k for k in self._buf if k[0] != "complaints"]:
+                self._buf[key] = np.pad(self._buf[key], ((0, grow), (0, 0)))
+            self._views()
         self.topology = topology
 
     # ---- reading ----------------------------------------------------------------------------
@@ -150,9 +169,11 @@ class SeriesKeeper:
         k = cls(topology, int(d["bin_ms"]), int(d["max_bins"]))
         k.first_bin = None if int(d["first_bin"]) < 0 else int(d["first_bin"])
         for s in SERIES:
-            k.sums[s] = np.array(d[f"sums_{s}"], dtype=np.float64)
-            k.counts[s] = np.array(d[f"counts_{s}"], dtype=np.int32)
-        k.complaints = np.array(d["complaints"], dtype=np.int32)
+            k._buf[("sums", s)] = np.array(d[f"sums_{s}"], dtype=np.float64)
+            k._buf[("counts", s)] = np.array(d[f"counts_{s}"], dtype=np.int32)
+        k._buf[("complaints",)] = np.array(d["complaints"], dtype=np.int32)
+        k._width = k._buf[("sums", SERIES[0])].shape[1]
+        k._views()
         return k
 
 

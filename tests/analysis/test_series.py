@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from telcoanalytics.analysis.series import SeriesKeeper, _bin_mean, statistics_report_lines
 from telcoanalytics.pipeline.contract import RoutedBatch
@@ -30,6 +32,56 @@ def test_means_per_bin_against_numpy(rng):
     reg = k.region_series("latency_ms")
     m = (topo.element_to("region")[e] == 1) & (t // 60_000 == 4)
     np.testing.assert_allclose(reg[1, 4], v[m].mean(), rtol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.integers(-3, 40), st.integers(1, 6)), min_size=1, max_size=40),
+    max_bins=st.integers(1, 90),
+    seed=st.integers(0, 2**31),
+)
+def test_a_long_stream_keeps_exactly_the_last_bins_of_a_dense_reference(steps, max_bins, seed):
+    """Bins arrive one batch at a time (forward jumps, gaps longer than ``max_bins``, rows a little
+    late); the kept series equal a dense matrix over all bins cut to the last ``max_bins``."""
+    rng = np.random.default_rng(seed)
+    k = SeriesKeeper(_topo(3), bin_ms=1000, max_bins=max_bins)
+    t_all, e_all, v_all = [], [], []
+    hi = 0
+    for jump, n in steps:
+        hi = max(hi + jump, 0)
+        t = (hi - rng.integers(0, 3, n)).clip(0) * 1000 + rng.integers(0, 1000, n)
+        e, v = rng.integers(0, 3, n), rng.integers(0, 100, n).astype(float)  # exact sums
+        k.add("latency_ms", t, e, v)
+        t_all.append(t), e_all.append(e), v_all.append(v)
+    times, x = k.series("latency_ms")
+    t, e, v = (np.concatenate(a) for a in (t_all, e_all, v_all))
+    b0, b1 = int(t_all[0].min() // 1000), int(times[-1] // 1000)  # the first batch sets the first bin
+    assert len(times) == min(max_bins, b1 - b0 + 1) and np.all(np.diff(times) == 1000)
+    first = b1 - len(times) + 1
+    # a row counts if its bin was still kept when it arrived; replay the arrival order to know
+    keep, seen_hi = [], -1
+    for part in t_all:
+        b = part // 1000
+        seen_hi = max(seen_hi, int(b.max()))
+        lo = max(b0, seen_hi - max_bins + 1)
+        keep.append(b >= lo)
+    keep = np.concatenate(keep) & (t // 1000 >= first)
+    s = np.zeros((3, len(times)))
+    c = np.zeros((3, len(times)))
+    np.add.at(s, (e[keep], t[keep] // 1000 - first), v[keep])
+    np.add.at(c, (e[keep], t[keep] // 1000 - first), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.testing.assert_array_equal(x, s / c)
+
+
+def test_new_bins_reallocate_rarely():
+    """A bin at a time for 20 windows of ``max_bins``: the buffers are reallocated about once per
+    slack (an eighth of ``max_bins``, at least 64 columns), not once per bin."""
+    k = SeriesKeeper(_topo(), bin_ms=1000, max_bins=256)
+    for b in range(20 * 256):
+        k.add("prb_util_pct", np.array([b * 1000]), np.array([b % 6]), np.array([1.0]))
+    assert k.series("prb_util_pct")[1].shape == (6, 256)
+    assert k.n_compactions <= 20 * 256 // 64 + 2
 
 
 def test_bounded_to_max_bins_and_old_rows_ignored():
