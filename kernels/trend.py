@@ -19,6 +19,7 @@ slopes, the sample) come from a branch-free histogram selection (``_bracket_sort
 import numpy as np
 
 from kernels._numba import kernel, kernel_exact
+from kernels.stats import _average_ranks  # ranks with ties averaged (its tie term unused here)
 
 kernel_rows = kernel
 """Decorator of the per-row drivers. Serial like every kernel of the package (``parallel=True``
@@ -566,22 +567,6 @@ def seasonal_trend_rows(Y, t, period, z_ci, want_ci, out):
     within-season pairwise slopes. Same ``out`` layout as ``trend_rows``."""
     for r in range(Y.shape[0]):
         _seasonal_one(t, Y[r], period, z_ci, want_ci, out[r])
-
-
-@kernel
-def _average_ranks(v, out):
-    """Ranks 1..n of ``v`` with ties given their average rank (``scipy.stats.rankdata``)."""
-    n = v.shape[0]
-    order = np.argsort(v, kind="mergesort")
-    i = 0
-    while i < n:
-        j = i + 1
-        while j < n and v[order[j]] == v[order[i]]:
-            j += 1
-        rank = 0.5 * (i + j - 1) + 1.0
-        for k in range(i, j):
-            out[order[k]] = rank
-        i = j
 
 
 @kernel_rows_exact

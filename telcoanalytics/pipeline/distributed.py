@@ -13,6 +13,7 @@ Dask is an optional extra: ``pip install telcoanalytics[distributed]``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -492,8 +493,6 @@ class PartitionedComponents:
             "config": self.config,
         }
         if self.checkpoint_dir is not None:
-            from pathlib import Path
-
             d = Path(self.checkpoint_dir)
             d.mkdir(parents=True, exist_ok=True)
             paths = [str(d / f"partition-{k}.npz") for k in range(self.n_partitions)]
@@ -533,7 +532,7 @@ class PartitionedComponents:
             cfg["allowed_lateness_ms"],
             cfg["options"],
             client=client,
-            checkpoint_dir=None if "files" not in state else str(__import__("pathlib").Path(state["files"][0]).parent),
+            checkpoint_dir=None if "files" not in state else str(Path(state["files"][0]).parent),
             _states=states,
         )
 

@@ -14,6 +14,7 @@ From Python, :func:`run_stream` does the same over any iterator of ``(source, da
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -233,7 +234,7 @@ def run_follow(config, out=None, say=print) -> int:
         checkpoint_path=ck if s["checkpoints"] else None,
         checkpoint_every_min=s["checkpoint_every_min"],
         outputs=logs,
-        progress=Progress(stream=__import__("sys").stdout, mode="lines", every_s=f["status_every_s"], show_lag=True),
+        progress=Progress(stream=sys.stdout, mode="lines", every_s=f["status_every_s"], show_lag=True),
     )
     for log in logs.values():
         log.close()
