@@ -79,7 +79,8 @@ E_LOSS_SUM = 17
 E_LOSS_N = 18
 E_MOS_SUM = 19
 E_MOS_N = 20
-N_ELEM = 21
+E_OUTAGE_REPORTS = 21  # equipment: availability reports with unavailable time (appended after the QoS columns)
+N_ELEM = 22
 
 # METRICS codes (records.METRICS order; asserted equal by the Python layer)
 M_CPU = 0
@@ -152,7 +153,8 @@ def kpi_extract_cdr(elem, slot, start_ms, answer_ms, end_ms, service, cause, cau
 def kpi_extract_equip(elem, slot, metric_id, value, pm_interval_s, reason, ring):
     """Add equipment-metric rows to the element ring.
 
-    ``unavailable_s`` is clipped to ``[0, pm_interval_s]`` and adds one reporting period;
+    ``unavailable_s`` is clipped to ``[0, pm_interval_s]`` and adds one reporting period (and one
+    outage report when it is above 0);
     negative values of count/utilisation metrics and NaN/inf values set ``R_BAD_VALUE``
     (temperature may be negative).
     """
@@ -174,6 +176,7 @@ def kpi_extract_equip(elem, slot, metric_id, value, pm_interval_s, reason, ring)
             contrib[E_PERIOD_S] = pm_interval_s
             contrib[E_UP_S] = pm_interval_s - u
             contrib[E_UNAVAILABLE_S] = u
+            contrib[E_OUTAGE_REPORTS] = 1.0 if u > 0.0 else 0.0
         elif m == M_CPU:
             contrib[E_CPU_SUM] = v
             contrib[E_CPU_N] = 1.0
@@ -247,7 +250,7 @@ def kpi_extract_qos(elem, slot, latency_ms, jitter_ms, loss_pct, mos, lo_ms, bin
         contrib[E_QOS_ROWS] = 1.0
         e = elem[i]
         s = slot[i]
-        for c in range(E_QOS_ROWS, N_ELEM):
+        for c in range(E_QOS_ROWS, E_MOS_N + 1):
             ring[s, e, c] += contrib[c]
         if contrib[E_LAT_N] > 0.0:
             hist_ring[s, e, kpi_hist_bin(la, lo_ms, bins_per_octave, n_bins)] += 1.0

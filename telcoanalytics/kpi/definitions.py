@@ -73,6 +73,7 @@ ELEM_COUNTERS: tuple[str, ...] = (
     "loss_n",
     "mos_sum",
     "mos_n",
+    "outage_reports",
 )
 assert len(CDR_COUNTERS) == K.N_CDR and len(ELEM_COUNTERS) == K.N_ELEM
 
@@ -91,7 +92,7 @@ COUNTERS: dict[str, Counter] = {}
 for _i, _n in enumerate(CDR_COUNTERS):
     COUNTERS[_n] = Counter(_n, "cdr", _i, "cdr")
 for _i, _n in enumerate(ELEM_COUNTERS):
-    COUNTERS[_n] = Counter(_n, "elem", _i, "equip" if _i < K.E_QOS_ROWS else "qos")
+    COUNTERS[_n] = Counter(_n, "elem", _i, "equip" if _i < K.E_QOS_ROWS or _i == K.E_OUTAGE_REPORTS else "qos")
 
 ACTIVITY_COUNTER = {"cdr": "attempts", "equip": "equip_rows", "qos": "qos_rows"}
 """Row counter per source: a minute with none of these is a minute without data."""
@@ -348,6 +349,17 @@ BUILTIN_KPIS: dict[str, KpiDef] = {
             samples="avail_reports",
             unit="%",
             description="(period - unavailable time) / period",
+        ),
+        KpiDef(
+            "outage_interval_pct",
+            ("outage_reports",),
+            ("avail_reports",),
+            "ratio",
+            100.0,
+            samples="avail_reports",
+            unit="%",
+            description="reporting intervals with any unavailable time, per reporting interval (counts "
+            "outages, not their length: a failing element's repeated glitches, not one chance outage)",
         ),
         KpiDef("cpu_util_pct", ("cpu_util_sum",), ("cpu_util_n",), "ratio", 1.0, unit="%"),
         KpiDef(

@@ -519,6 +519,9 @@ class CounterStore(_WindowReads, _RunningAggregates):
             setattr(st, a, np.array(d[a]) if dense else _dense({k: d[f"{a}.{k}"] for k in ("shape", "at", "value")}))
         for a in cls._STATE_SCALARS:
             setattr(st, a, int(d[a]))
+        if st.elem.shape[2] < K.N_ELEM:  # written before counters were appended (outage_reports): zeros
+            pad = np.zeros(st.elem.shape[:2] + (K.N_ELEM - st.elem.shape[2],), st.elem.dtype)
+            st.elem = np.concatenate([st.elem, pad], axis=2)
         for g in st._slot_used:  # slots known empty (running sums and ring advances skip them)
             ring = st._ring(g)
             st._row_used[g] = ring.any(axis=2)
