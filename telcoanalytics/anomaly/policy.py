@@ -25,11 +25,23 @@ advances): on top of the rules above it pages a detector fault only when an oper
   time (a failing cell steps up errors, unavailability and loss together; a congested cell its
   utilisation, latency and loss);
 
-and it does not page a latency / loss / jitter level shift that the element's own load explains
+except for the families of :data:`CORROBORATED_ONLY` (availability): a lone ``unavailable_s`` fault
+pages only when another family corroborates it. Outages are rare events on a zero baseline: a
+healthy element has one in 0.05 % of its 5-minute intervals (the synthetic generator's model), so
+two in consecutive intervals -- two alarm points of one episode, "persisted" -- happen by chance
+about 288 p^2 ~ 7e-5 times per element and day (0.7 a day on 10,000 elements, the false incidents
+of seed 21). Counting outages over a longer window separates chance from a failing element; that is
+the SLA rule ``element_availability`` (3 of the last 6 intervals, ~0.007 chance firings a day on
+10,000 elements), so without the SLA component set ``corroborated_only=()``.
+
+It does not page a latency / loss / jitter level shift that the element's own load explains
 (an upward utilisation shift to at least ``load_level`` % starting within ``load_window_ms``
 before the quality shift: a busy hour or a crowd on a busy cell, no degradation; a degradation
 on a busy cell whose load rose in the last two hours is therefore not paged as one, it may still
-reach an operator through an SLA latency breach). Faults that
+reach an operator through an SLA latency breach). The detector may confirm the utilisation shift
+after the quality shift (a cell climbing towards its busy-hour peak: latency confirmed at 14:30, the
+utilisation rise that began at 13:50 confirmed at 14:35, the default day's last false incident), so
+a quality shift is decided ``load_defer_ms`` of data after its confirmation. Faults that
 closed before they persisted and load-driven shifts are counted (:attr:`PagingPolicy.counts`) and
 stay in the detector's findings (``anomalies.jsonl``, the report); only the page is withheld.
 """
@@ -78,6 +90,11 @@ METRIC_FAMILY = {
 of one family move together on a healthy element: a busy cell's latency and loss rise at once).
 Metrics not listed are a family of their own."""
 
+CORROBORATED_ONLY = ("availability",)
+"""Metric families whose lone faults are not paged however long they persist: only with another
+family's fault on the same element (see the module docstring; the SLA availability rule pages
+repeated outages)."""
+
 PERSIST_MS = 15 * 60_000
 """A lone fault is paged once its episode stayed open longer than this much of the detector's data
 (three 5-minute points: the detector closes an episode after ``close_after = 3`` normal points, so
@@ -89,6 +106,15 @@ LOAD_METRICS = ("prb_util_pct", "cpu_util_pct")
 LOAD_LEVEL = 50.0
 """Utilisation (percent) from which queueing makes latency and loss climb with load: a quality shift
 coinciding with an upward utilisation shift to at least this level is load, not a degradation."""
+
+LOAD_DEFER_MS = 20 * 60_000
+"""A service-quality shift waits this much of the detector's data after its confirmation before it
+is paged as a degradation, so that a utilisation shift confirmed a little later can still explain
+it. On development seeds 11, 21, 13 and 17 the utilisation shifts that began before a quality
+shift's confirmation were confirmed 5, 20, 20, 35 and 180 minutes after it (each of those elements
+also had an earlier one); no injected degradation had a utilisation shift within an hour after
+its confirmation. It delays degradation pages (confirmed 35-90 minutes into a 2-6 h drift) by 20
+minutes."""
 
 LOAD_WINDOW_MS = 2 * 3_600_000
 """A utilisation shift explains a quality shift when it starts at most this long before it (or
@@ -248,6 +274,10 @@ class PagingPolicy:
         A fault pages once its episode stayed open longer than this much data time (0: at once).
     corroborate : bool
         Page faults of two metric families open on one element at once, without waiting.
+    corroborated_only : tuple of str
+        Families whose faults page only when corroborated (default :data:`CORROBORATED_ONLY`;
+        ``()`` when no SLA availability rule runs beside the detector); ignored when
+        ``corroborate`` is False (every fault then pages on persistence alone).
     families : dict, optional
         Metric -> family (default :data:`METRIC_FAMILY`).
     load_level : float
@@ -255,6 +285,9 @@ class PagingPolicy:
         turns the check off.
     load_window_ms : int
         How long before a quality shift's start a utilisation shift may start to explain it.
+    load_defer_ms : int
+        How much data after its confirmation a quality shift waits for a utilisation shift to be
+        confirmed (:data:`LOAD_DEFER_MS`; 0: decided at once).
     load_metrics : tuple of str
         The utilisation metrics.
 
@@ -276,22 +309,30 @@ class PagingPolicy:
         *,
         persist_ms: int = PERSIST_MS,
         corroborate: bool = True,
+        corroborated_only: tuple = CORROBORATED_ONLY,
         families: dict | None = None,
         load_level: float = LOAD_LEVEL,
         load_window_ms: int = LOAD_WINDOW_MS,
+        load_defer_ms: int = LOAD_DEFER_MS,
         load_metrics: tuple = LOAD_METRICS,
     ):
-        if int(persist_ms) < 0 or int(load_window_ms) < 0:
-            raise ValueError(f"persist_ms and load_window_ms must be >= 0, got {persist_ms} and {load_window_ms}")
+        if int(persist_ms) < 0 or int(load_window_ms) < 0 or int(load_defer_ms) < 0:
+            raise ValueError(
+                f"persist_ms, load_window_ms and load_defer_ms must be >= 0, got {persist_ms}, {load_window_ms} "
+                f"and {load_defer_ms}"
+            )
         self.persist_ms = int(persist_ms)
         self.corroborate = bool(corroborate)
+        self.corroborated_only = tuple(str(f) for f in corroborated_only)
         self.families = dict(METRIC_FAMILY if families is None else families)
         self.load_level = float(load_level)
         self.load_window_ms = int(load_window_ms)
+        self.load_defer_ms = int(load_defer_ms)
         self.load_metrics = tuple(load_metrics)
         self._held = np.zeros(0, ANOMALY_DTYPE)  # open faults not paged yet (their opening rows)
         self._paged: set = set()  # (element, metric, start) of faults paged and still open
         self._load = np.zeros(0, ANOMALY_DTYPE)  # recent upward utilisation shifts
+        self._quality = np.zeros(0, ANOMALY_DTYPE)  # quality changes waiting load_defer_ms (arrival order)
         self.counts: Counter = Counter()
 
     def _family(self, metric: str) -> str:
@@ -339,13 +380,15 @@ class PagingPolicy:
         other = rows[rows["classification"] != "fault"]
         self._reclassified(other)
         out_rows = [self._faults(faults, int(data_ms), slot_time, last_alarm)]
+        other = self._deferred(other, int(data_ms))
         keep = self._not_load_driven(other)
         return np.concatenate(out_rows + [other[keep]])
 
     @classmethod
     def for_interval(cls, interval_s: float, **kw) -> PagingPolicy:
         """The policy for data every ``interval_s`` seconds: persistence three intervals (the
-        detector's ``close_after``), e.g. 15 minutes for 5-minute PM data, 30 s for 10-s telemetry.
+        detector's ``close_after``), e.g. 15 minutes for 5-minute PM data, 30 s for 10-s telemetry;
+        quality shifts wait four intervals for a utilisation shift (:data:`LOAD_DEFER_MS` at 5 min).
 
         Examples
         --------
@@ -354,6 +397,7 @@ class PagingPolicy:
         """
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        kw.setdefault("load_defer_ms", int(round(4 * interval_s * 1000)))
         return cls(persist_ms=int(round(3 * interval_s * 1000)), **kw)
 
     # ---- faults -------------------------------------------------------------------------------
@@ -387,7 +431,9 @@ class PagingPolicy:
                 continue
             if held >= 0:
                 self._held = np.delete(self._held, held)
-            if int(r["t_ms"]) - int(r["start_ms"]) > self.persist_ms:  # persisted, opened and closed in one go
+            if self.corroborate and self._family(str(r["metric"])) in self.corroborated_only:
+                self.counts["uncorroborated"] += 1  # closed before another family joined it
+            elif int(r["t_ms"]) - int(r["start_ms"]) > self.persist_ms:  # persisted, opened and closed in one go
                 self.counts["paged_persisted"] += 1
                 out.append(r)
             else:
@@ -410,9 +456,11 @@ class PagingPolicy:
         go = (seen - h["start_ms"]) > self.persist_ms
         if last_alarm is not None:
             go |= np.asarray(last_alarm(h["slot"])) > h["start_ms"]
+        fam = np.array([self._family(str(m)) for m in h["metric"]], dtype=object)
+        if self.corroborate and self.corroborated_only:
+            go &= ~np.isin(fam, self.corroborated_only)
         why = np.where(go, "paged_persisted", "").astype(object)
         if self.corroborate:
-            fam = np.array([self._family(str(m)) for m in h["metric"]], dtype=object)
             paged_fam: dict = {}
             for e, m, _ in self._paged:
                 paged_fam.setdefault(e, set()).add(self._family(m))
@@ -430,6 +478,19 @@ class PagingPolicy:
         return out
 
     # ---- degradations -------------------------------------------------------------------------
+    def _deferred(self, rows: np.ndarray, data: int) -> np.ndarray:
+        """``rows`` without the quality changes (queued), plus the queued ones whose ``load_defer_ms``
+        of data has passed (in arrival order: a shift back never overtakes its shift)."""
+        if self.load_defer_ms <= 0:
+            return rows
+        q = (rows["classification"] == "change") & np.isin(rows["metric"], list(DEGRADATION_METRICS))
+        if q.any():
+            self._quality = np.concatenate([self._quality, rows[q]])
+        due = np.cumprod(self._quality["t_ms"] + self.load_defer_ms <= data).astype(bool)
+        out = self._quality[due]
+        self._quality = self._quality[~due]
+        return np.concatenate([rows[~q], out]) if len(out) else rows[~q]
+
     def _remember_load(self, rows: np.ndarray, data: int) -> None:
         up = rows[np.isin(rows["metric"], self.load_metrics) & (rows["direction"] > 0)]
         up = up[np.isin(up["classification"], ("change", "fault", "crowd", "surge"))]
@@ -463,6 +524,7 @@ class PagingPolicy:
             f"  paging policy: {c['held']} faults held until they persist (> {self.persist_ms / 60_000:.0f} min) or "
             f"another metric family corroborates them; paged {c['paged_persisted']} persisted, "
             f"{c['paged_corroborated']} corroborated; {c['transient']} closed first (not paged); "
+            f"{c['uncorroborated']} {'/'.join(self.corroborated_only) or '-'} faults closed alone (not paged); "
             f"{c['load_driven']} latency/loss shifts explained by the element's own load (not paged)"
         )
 
@@ -470,14 +532,17 @@ class PagingPolicy:
         return {
             "held": self._held.copy(),
             "load": self._load.copy(),
+            "quality": self._quality.copy(),
             "paged": [list(k) for k in sorted(self._paged)],
             "counts": dict(self.counts),
             "settings": {
                 "persist_ms": self.persist_ms,
                 "corroborate": self.corroborate,
+                "corroborated_only": list(self.corroborated_only),
                 "families": self.families,
                 "load_level": self.load_level,
                 "load_window_ms": self.load_window_ms,
+                "load_defer_ms": self.load_defer_ms,
                 "load_metrics": list(self.load_metrics),
             },
         }
@@ -486,9 +551,12 @@ class PagingPolicy:
     def from_state(cls, d: dict) -> PagingPolicy:
         st = dict(d["settings"])
         st["load_metrics"] = tuple(st["load_metrics"])
+        st["corroborated_only"] = tuple(st.get("corroborated_only", CORROBORATED_ONLY))  # not in older checkpoints
         pol = cls(**st)
         pol._held = np.asarray(d["held"], dtype=ANOMALY_DTYPE)
         pol._load = np.asarray(d["load"], dtype=ANOMALY_DTYPE)
+        if "quality" in d:  # checkpoints written before the deferral hold none
+            pol._quality = np.asarray(d["quality"], dtype=ANOMALY_DTYPE)
         pol._paged = {(int(e), str(m), int(t)) for e, m, t in d["paged"]}
         pol.counts = Counter(d["counts"])
         return pol

@@ -138,7 +138,7 @@ def test_faults_of_two_families_on_one_element_corroborate_each_other_one_family
 
 
 def test_a_quality_shift_that_the_elements_load_explains_is_not_a_degradation():
-    pol = PagingPolicy()
+    pol = PagingPolicy(load_defer_ms=0)  # decided at confirmation (the deferral: next test)
     load = ep(7, "prb_util_pct", T0 + 5 * MIN, end=T0 + 20 * MIN, cls="change", value=72.0, baseline=45.0)
     assert pol.page(load, None, T0, data_ms=T0 + 20 * MIN) == []
     lat = ep(7, "latency_ms", T0, end=T0 + 35 * MIN, t=T0 + 35 * MIN, cls="change", value=19.0, baseline=11.0)
@@ -151,7 +151,7 @@ def test_a_quality_shift_that_the_elements_load_explains_is_not_a_degradation():
     lat9 = ep(9, "latency_ms", T0, end=T0 + 35 * MIN, t=T0 + 35 * MIN, cls="change", value=19.0, baseline=11.0)
     got = pol.page(np.concatenate([lat8, lat9]), None, T0, data_ms=T0 + 35 * MIN)
     assert names(got) == [("degradation_latency_ms", "8", "firing"), ("degradation_latency_ms", "9", "firing")]
-    off = PagingPolicy(load_level=float("inf"))
+    off = PagingPolicy(load_level=float("inf"), load_defer_ms=0)
     off.page(load, None, T0, data_ms=T0 + 20 * MIN)
     assert names(off.page(lat, None, T0, data_ms=T0 + 35 * MIN)) == [("degradation_latency_ms", "7", "firing")]
 
@@ -255,3 +255,78 @@ def test_for_interval_scales_persistence_and_select_returns_the_rows_page_alerts
     assert len(pol.select(ep(7, "loss_pct", T0), T0)) == 0
     got = pol.select(ep(7, "loss_pct", T0)[:0], T0 + 31_000)
     assert got["element_id"].tolist() == [7] and got.dtype == ANOMALY_DTYPE
+
+
+def test_a_lone_availability_fault_is_not_paged_however_long_only_with_another_family():
+    """Two chance outages in consecutive intervals make one unavailable_s episode with a second alarm
+    point that stays open past the persistence time: not paged alone (the SLA availability rule
+    counts outages); with the element's error counter faulting too, both page at once."""
+    pol = PagingPolicy()
+    two = lambda s: np.full(len(s), T0 + 5 * MIN)  # noqa: E731 - a second alarm point
+    clock = lambda s: np.full(len(s), T0 + 20 * MIN)  # noqa: E731 - past persist_ms
+    out = pol.page(ep(7, "unavailable_s", T0), None, T0, data_ms=T0 + 20 * MIN, slot_time=clock, last_alarm=two)
+    assert out == [] and len(pol._held) == 1
+    closed = ep(7, "unavailable_s", T0, end=T0 + 5 * MIN, t=T0 + 25 * MIN)
+    assert pol.page(closed, None, T0, data_ms=T0 + 25 * MIN) == [] and not len(pol._held)
+    # opened and closed between two calls: not paged either (a loss fault of that length would be)
+    both = np.concatenate([ep(8, "unavailable_s", T0), ep(8, "unavailable_s", T0, end=T0 + 10 * MIN)])
+    assert pol.page(both, None, T0, data_ms=T0 + 40 * MIN) == []
+    assert pol.counts["uncorroborated"] == 2 and "2 availability faults closed alone" in pol.report_line()
+    failing = np.concatenate([ep(9, "unavailable_s", T0), ep(9, "error_count", T0 + 5 * MIN)])
+    got = pol.page(failing, None, T0, data_ms=T0 + 5 * MIN)
+    assert names(got) == [("anomaly_error_count", "9", "firing"), ("anomaly_unavailable_s", "9", "firing")]
+    # the stateless settings page it as any other fault
+    assert len(PagingPolicy(corroborated_only=()).page(both, None, T0, data_ms=T0 + 40 * MIN)) == 1
+    assert len(PagingPolicy(persist_ms=0, corroborate=False).page(ep(8, "unavailable_s", T0), None, T0, T0 + MIN)) == 1
+
+
+def test_policy_state_keeps_corroborated_only_and_older_states_restore_with_the_default():
+    pol = PagingPolicy(corroborated_only=("availability", "temperature"))
+    s = pol.to_state()
+    assert PagingPolicy.from_state(s).corroborated_only == ("availability", "temperature")
+    del s["settings"]["corroborated_only"]  # a checkpoint written before the setting existed
+    assert PagingPolicy.from_state(s).corroborated_only == ("availability",)
+
+
+def test_a_quality_shift_waits_for_a_utilisation_shift_confirmed_after_it():
+    """The default day's last false incident: latency confirmed at 14:30, the utilisation rise that
+    began at 13:50 confirmed at 14:35. Decided at confirmation it pages; deferred 20 min it does not;
+    a degradation with no load pages 20 minutes of data after its confirmation, its shift back after it."""
+    H = 60 * MIN
+    lat = ep(
+        7, "latency_ms", T0 + 10 * MIN, end=T0 + 30 * MIN, t=T0 + 30 * MIN, cls="change", value=87.7, baseline=51.9
+    )
+    prb = ep(
+        7, "prb_util_pct", T0 - 10 * MIN, end=T0 + 35 * MIN, t=T0 + 35 * MIN, cls="change", value=81.7, baseline=72.6
+    )
+    at_once = PagingPolicy(load_defer_ms=0)
+    assert names(at_once.page(lat, None, T0, data_ms=T0 + 30 * MIN)) == [("degradation_latency_ms", "7", "firing")]
+    pol = PagingPolicy()
+    assert pol.page(lat, None, T0, data_ms=T0 + 30 * MIN) == [] and len(pol._quality) == 1
+    assert pol.page(prb, None, T0, data_ms=T0 + 35 * MIN) == []
+    assert pol.page(lat[:0], None, T0, data_ms=T0 + 50 * MIN) == [] and pol.counts["load_driven"] == 1
+    assert not len(pol._quality)
+    # an injected degradation: no utilisation shift; paged once 20 minutes of data passed
+    deg = ep(8, "latency_ms", T0 + H, end=T0 + 2 * H, t=T0 + 2 * H, cls="change", value=40.0, baseline=10.0)
+    back = ep(8, "latency_ms", T0 + 4 * H, end=T0 + 4 * H, t=T0 + 4 * H, cls="change", value=10.0, baseline=40.0, d=-1)
+    assert pol.page(deg, None, T0, data_ms=T0 + 2 * H + 19 * MIN) == []
+    # the shift back arrives in the same call as the release: it follows its shift
+    got = pol.page(back, None, T0, data_ms=T0 + 4 * H + 20 * MIN)
+    assert [(a.labels["alertname"], a.state) for a in got] == [
+        ("degradation_latency_ms", "firing"),
+        ("degradation_latency_ms", "resolved"),
+    ]
+    s = PagingPolicy().to_state()
+    assert (
+        PagingPolicy.from_state(s).load_defer_ms == 20 * MIN and PagingPolicy.for_interval(10).load_defer_ms == 40_000
+    )
+    held = PagingPolicy()
+    held.page(deg, None, T0, data_ms=T0 + 2 * H)
+    s = held.to_state()
+    back_from = PagingPolicy.from_state(s)
+    assert len(back_from._quality) == 1
+    assert names(back_from.page(deg[:0], None, T0, data_ms=T0 + 3 * H)) == [("degradation_latency_ms", "8", "firing")]
+    del s["quality"]  # a checkpoint written before the deferral
+    assert not len(PagingPolicy.from_state(s)._quality)
+    with pytest.raises(ValueError, match="load_defer_ms"):
+        PagingPolicy(load_defer_ms=-1)
