@@ -41,7 +41,9 @@ on a busy cell whose load rose in the last two hours is therefore not paged as o
 reach an operator through an SLA latency breach). The detector may confirm the utilisation shift
 after the quality shift (a cell climbing towards its busy-hour peak: latency confirmed at 14:30, the
 utilisation rise that began at 13:50 confirmed at 14:35, the default day's last false incident), so
-a quality shift is decided ``load_defer_ms`` of data after its confirmation. Faults that
+on a busy element (a utilisation shift to at least ``load_level`` confirmed in the last
+``busy_ms``) a quality shift is decided ``load_defer_ms`` of data after its confirmation; elsewhere
+at once. Faults that
 closed before they persisted and load-driven shifts are counted (:attr:`PagingPolicy.counts`) and
 stay in the detector's findings (``anomalies.jsonl``, the report); only the page is withheld.
 """
@@ -113,8 +115,15 @@ is paged as a degradation, so that a utilisation shift confirmed a little later 
 it. On development seeds 11, 21, 13 and 17 the utilisation shifts that began before a quality
 shift's confirmation were confirmed 5, 20, 20, 35 and 180 minutes after it (each of those elements
 also had an earlier one); no injected degradation had a utilisation shift within an hour after
-its confirmation. It delays degradation pages (confirmed 35-90 minutes into a 2-6 h drift) by 20
-minutes."""
+its confirmation. Only quality shifts on busy elements wait (:data:`BUSY_MS`): waiting on every
+element delayed each degradation page by 20 minutes and seed 21's median delay from 33 to 43 min."""
+
+BUSY_MS = 6 * 3_600_000
+"""An element is busy when a utilisation shift to at least :data:`LOAD_LEVEL` was confirmed on it in
+this much time before a quality shift's confirmation. On development seeds 11, 21, 13 and 17 all 7
+quality shifts of 1.6x or more on elements without a scenario were on busy elements (their load
+shifts confirmed 0.2-4 h before), and 1 of the 9 injected degradations (4.5 h after its cell's
+busy-hour rise, which does not explain it: it is paged, 20 minutes later)."""
 
 LOAD_WINDOW_MS = 2 * 3_600_000
 """A utilisation shift explains a quality shift when it starts at most this long before it (or
@@ -286,8 +295,10 @@ class PagingPolicy:
     load_window_ms : int
         How long before a quality shift's start a utilisation shift may start to explain it.
     load_defer_ms : int
-        How much data after its confirmation a quality shift waits for a utilisation shift to be
-        confirmed (:data:`LOAD_DEFER_MS`; 0: decided at once).
+        How much data after its confirmation a quality shift on a busy element waits for a
+        utilisation shift to be confirmed (:data:`LOAD_DEFER_MS`; 0: decided at once).
+    busy_ms : int
+        How recent a utilisation shift to ``load_level`` makes an element busy (:data:`BUSY_MS`).
     load_metrics : tuple of str
         The utilisation metrics.
 
@@ -314,12 +325,13 @@ class PagingPolicy:
         load_level: float = LOAD_LEVEL,
         load_window_ms: int = LOAD_WINDOW_MS,
         load_defer_ms: int = LOAD_DEFER_MS,
+        busy_ms: int = BUSY_MS,
         load_metrics: tuple = LOAD_METRICS,
     ):
-        if int(persist_ms) < 0 or int(load_window_ms) < 0 or int(load_defer_ms) < 0:
+        if min(int(persist_ms), int(load_window_ms), int(load_defer_ms), int(busy_ms)) < 0:
             raise ValueError(
-                f"persist_ms, load_window_ms and load_defer_ms must be >= 0, got {persist_ms}, {load_window_ms} "
-                f"and {load_defer_ms}"
+                f"persist_ms, load_window_ms, load_defer_ms and busy_ms must be >= 0, got {persist_ms}, "
+                f"{load_window_ms}, {load_defer_ms} and {busy_ms}"
             )
         self.persist_ms = int(persist_ms)
         self.corroborate = bool(corroborate)
@@ -328,6 +340,7 @@ class PagingPolicy:
         self.load_level = float(load_level)
         self.load_window_ms = int(load_window_ms)
         self.load_defer_ms = int(load_defer_ms)
+        self.busy_ms = int(busy_ms)
         self.load_metrics = tuple(load_metrics)
         self._held = np.zeros(0, ANOMALY_DTYPE)  # open faults not paged yet (their opening rows)
         self._paged: set = set()  # (element, metric, start) of faults paged and still open
@@ -479,13 +492,24 @@ class PagingPolicy:
 
     # ---- degradations -------------------------------------------------------------------------
     def _deferred(self, rows: np.ndarray, data: int) -> np.ndarray:
-        """``rows`` without the quality changes (queued), plus the queued ones whose ``load_defer_ms``
-        of data has passed (in arrival order: a shift back never overtakes its shift)."""
+        """``rows`` without the quality changes on busy elements (queued), plus the queued ones whose
+        ``load_defer_ms`` of data has passed; a change of an element and metric with one queued is
+        queued behind it (a shift back never overtakes its shift)."""
         if self.load_defer_ms <= 0:
             return rows
         q = (rows["classification"] == "change") & np.isin(rows["metric"], list(DEGRADATION_METRICS))
         if q.any():
-            self._quality = np.concatenate([self._quality, rows[q]])
+            ld = self._load[self._load["value"] >= self.load_level]
+            for i in np.flatnonzero(q):
+                r = rows[i]
+                e, t = r["element_id"], r["t_ms"]
+                busy = (ld["element_id"] == e) & (ld["t_ms"] >= t - self.busy_ms) & (ld["t_ms"] <= t)
+                behind = (self._quality["element_id"] == e) & (self._quality["metric"] == r["metric"])
+                if busy.any() or behind.any():
+                    self._quality = np.concatenate([self._quality, rows[i : i + 1]])
+                    self.counts["deferred"] += 1
+                else:
+                    q[i] = False
         due = np.cumprod(self._quality["t_ms"] + self.load_defer_ms <= data).astype(bool)
         out = self._quality[due]
         self._quality = self._quality[~due]
@@ -494,7 +518,7 @@ class PagingPolicy:
     def _remember_load(self, rows: np.ndarray, data: int) -> None:
         up = rows[np.isin(rows["metric"], self.load_metrics) & (rows["direction"] > 0)]
         up = up[np.isin(up["classification"], ("change", "fault", "crowd", "surge"))]
-        keep = self._load[self._load["t_ms"] >= data - 6 * 3_600_000 - self.load_window_ms]
+        keep = self._load[self._load["t_ms"] >= data - max(6 * 3_600_000 + self.load_window_ms, self.busy_ms)]
         self._load = np.concatenate([keep, up]) if len(up) else keep
 
     def _not_load_driven(self, rows: np.ndarray) -> np.ndarray:
@@ -525,7 +549,8 @@ class PagingPolicy:
             f"another metric family corroborates them; paged {c['paged_persisted']} persisted, "
             f"{c['paged_corroborated']} corroborated; {c['transient']} closed first (not paged); "
             f"{c['uncorroborated']} {'/'.join(self.corroborated_only) or '-'} faults closed alone (not paged); "
-            f"{c['load_driven']} latency/loss shifts explained by the element's own load (not paged)"
+            f"{c['load_driven']} latency/loss shifts explained by the element's own load (not paged; "
+            f"{c['deferred']} on busy elements waited {self.load_defer_ms / 60_000:.0f} min for a load shift)"
         )
 
     def to_state(self) -> dict:
@@ -543,6 +568,7 @@ class PagingPolicy:
                 "load_level": self.load_level,
                 "load_window_ms": self.load_window_ms,
                 "load_defer_ms": self.load_defer_ms,
+                "busy_ms": self.busy_ms,
                 "load_metrics": list(self.load_metrics),
             },
         }

@@ -288,11 +288,14 @@ def test_policy_state_keeps_corroborated_only_and_older_states_restore_with_the_
     assert PagingPolicy.from_state(s).corroborated_only == ("availability",)
 
 
-def test_a_quality_shift_waits_for_a_utilisation_shift_confirmed_after_it():
-    """The default day's last false incident: latency confirmed at 14:30, the utilisation rise that
-    began at 13:50 confirmed at 14:35. Decided at confirmation it pages; deferred 20 min it does not;
-    a degradation with no load pages 20 minutes of data after its confirmation, its shift back after it."""
+def test_a_quality_shift_on_a_busy_element_waits_for_a_utilisation_shift_confirmed_after_it():
+    """The default day's last false incident: a cell at 71 % since its morning rise (confirmed 3 h
+    before, outside the 2-h window), latency confirmed at 14:30, the utilisation rise that began at
+    13:50 confirmed at 14:35. Decided at confirmation it pages; on a busy element it waits 20 min
+    and does not. A degradation on an element that is not busy pages at once; one on a busy element
+    with no new load shift 20 minutes of data later, its shift back after it."""
     H = 60 * MIN
+    morning = ep(7, "prb_util_pct", T0 - 4 * H, end=T0 - 3 * H, t=T0 - 3 * H, cls="change", value=71.0, baseline=50.0)
     lat = ep(
         7, "latency_ms", T0 + 10 * MIN, end=T0 + 30 * MIN, t=T0 + 30 * MIN, cls="change", value=87.7, baseline=51.9
     )
@@ -300,18 +303,29 @@ def test_a_quality_shift_waits_for_a_utilisation_shift_confirmed_after_it():
         7, "prb_util_pct", T0 - 10 * MIN, end=T0 + 35 * MIN, t=T0 + 35 * MIN, cls="change", value=81.7, baseline=72.6
     )
     at_once = PagingPolicy(load_defer_ms=0)
+    at_once.page(morning, None, T0, data_ms=T0 - 3 * H)
     assert names(at_once.page(lat, None, T0, data_ms=T0 + 30 * MIN)) == [("degradation_latency_ms", "7", "firing")]
     pol = PagingPolicy()
+    pol.page(morning, None, T0, data_ms=T0 - 3 * H)
     assert pol.page(lat, None, T0, data_ms=T0 + 30 * MIN) == [] and len(pol._quality) == 1
     assert pol.page(prb, None, T0, data_ms=T0 + 35 * MIN) == []
     assert pol.page(lat[:0], None, T0, data_ms=T0 + 50 * MIN) == [] and pol.counts["load_driven"] == 1
-    assert not len(pol._quality)
-    # an injected degradation: no utilisation shift; paged once 20 minutes of data passed
-    deg = ep(8, "latency_ms", T0 + H, end=T0 + 2 * H, t=T0 + 2 * H, cls="change", value=40.0, baseline=10.0)
-    back = ep(8, "latency_ms", T0 + 4 * H, end=T0 + 4 * H, t=T0 + 4 * H, cls="change", value=10.0, baseline=40.0, d=-1)
-    assert pol.page(deg, None, T0, data_ms=T0 + 2 * H + 19 * MIN) == []
-    # the shift back arrives in the same call as the release: it follows its shift
-    got = pol.page(back, None, T0, data_ms=T0 + 4 * H + 20 * MIN)
+    assert (
+        not len(pol._quality)
+        and pol.counts["deferred"] == 1
+        and "1 on busy elements waited 20 min" in pol.report_line()
+    )
+    # an injected degradation on a quiet element: paged at its confirmation
+    quiet = ep(9, "latency_ms", T0 + H, end=T0 + 2 * H, t=T0 + 2 * H, cls="change", value=40.0, baseline=10.0)
+    assert names(pol.page(quiet, None, T0, data_ms=T0 + 2 * H)) == [("degradation_latency_ms", "9", "firing")]
+    # on a busy element with no new load shift: paged once 20 minutes of data passed
+    busy = ep(8, "prb_util_pct", T0 - H, end=T0, t=T0, cls="change", value=75.0, baseline=40.0)
+    deg = ep(8, "latency_ms", T0 + 3 * H, end=T0 + 4 * H, t=T0 + 4 * H, cls="change", value=40.0, baseline=10.0)
+    back = ep(8, "latency_ms", T0 + 6 * H, end=T0 + 6 * H, t=T0 + 6 * H, cls="change", value=10.0, baseline=40.0, d=-1)
+    pol.page(busy, None, T0, data_ms=T0)
+    assert pol.page(deg, None, T0, data_ms=T0 + 4 * H + 19 * MIN) == []
+    # the shift back arrives in the same call as the release (and queues behind it): it follows its shift
+    got = pol.page(back, None, T0, data_ms=T0 + 6 * H + 20 * MIN)
     assert [(a.labels["alertname"], a.state) for a in got] == [
         ("degradation_latency_ms", "firing"),
         ("degradation_latency_ms", "resolved"),
@@ -321,11 +335,12 @@ def test_a_quality_shift_waits_for_a_utilisation_shift_confirmed_after_it():
         PagingPolicy.from_state(s).load_defer_ms == 20 * MIN and PagingPolicy.for_interval(10).load_defer_ms == 40_000
     )
     held = PagingPolicy()
-    held.page(deg, None, T0, data_ms=T0 + 2 * H)
+    held.page(busy, None, T0, data_ms=T0)
+    held.page(deg, None, T0, data_ms=T0 + 4 * H)
     s = held.to_state()
     back_from = PagingPolicy.from_state(s)
-    assert len(back_from._quality) == 1
-    assert names(back_from.page(deg[:0], None, T0, data_ms=T0 + 3 * H)) == [("degradation_latency_ms", "8", "firing")]
+    assert len(back_from._quality) == 1 and back_from.busy_ms == 6 * H
+    assert names(back_from.page(deg[:0], None, T0, data_ms=T0 + 5 * H)) == [("degradation_latency_ms", "8", "firing")]
     del s["quality"]  # a checkpoint written before the deferral
     assert not len(PagingPolicy.from_state(s)._quality)
     with pytest.raises(ValueError, match="load_defer_ms"):
