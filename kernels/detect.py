@@ -51,10 +51,18 @@ repeats daily (a square wave, a nightly batch job) alarms on its first day only;
 does not recur and teaches nothing; a fault repeated at the same time the next day is taken as
 season.
 
+Late events (older than the slot's latest event, ``FLAG_BACKWARDS``) are scored; one at most
+``late_ms`` late is also learned as above (level, scale, buckets, tail quantile, CUSUM) but adds
+no evidence, cannot teach by recurrence and takes no part in episodes; an older one is not learned.
+The same rows replayed merged by event time and in arrival order (a few late) then fold the same
+points into the accumulators (CUSUM sums do not depend on the order of their terms), so a
+borderline change is found the same way in both.
+
 Episodes: an episode opens after ``confirm`` consecutive alarm points and closes after
 ``close_after`` normal ones. Within ``refire_ms`` of a close, a new episode of the slot is
 reported only if its peak beats the closed one's (a weaker re-fire is tracked silently, as part of
-the same trouble). While it is open the baseline is frozen and the episode's mean
+the same trouble; the window runs from the last reported close, so a chain of weaker re-fires does not
+extend it). While it is open the baseline is frozen and the episode's mean
 residual is tracked; if it stays open for ``adapt_ms`` the new regime is accepted (level moved by
 that mean, a "change" row, the episode closed) and the old level is remembered for ``recovery_ms``:
 a later point that is normal against the old level restores it (a "change" row back) instead of
@@ -184,6 +192,7 @@ class Params(NamedTuple):
     refire_ms: int  # a new episode within this time of the last close must beat its peak
     season_snr: float  # 1: a bucket's weight is earned by its offset's evidence e o^2 / sigma^2; 0: by e alone
     recur_tol: float  # an alarm within this relative distance of yesterday's at the phase is season (0: off)
+    late_ms: int  # an event at most this much older than its slot's latest is learned (no evidence, no episode)
     sp: np.ndarray  # (n_slots, N_SP) per-slot settings
 
 
@@ -369,9 +378,9 @@ def _episode(p, S, o, s, i, t, x, z, score, baseline, thr_eff, alarm, n_rows):
                         od, sx[s, X_PEAKB], sx[s, X_PEAKT], sx[s, X_PEAKV],
                     )  # fmt: skip
                     sx[s, X_CLOSEP] = sx[s, X_PEAK]
+                    sx[s, X_CLOSET] = t
                 else:
                     sx[s, X_CLOSEP] = max(sx[s, X_CLOSEP], sx[s, X_PEAK])
-                sx[s, X_CLOSET] = t
                 sx[s, X_SILENT] = 0.0
                 S.open_dir[s] = 0
                 sx[s, X_QUIET] = 0.0
@@ -483,10 +492,12 @@ def detect_batch(b, p, S, o):
         flags = 0
         lt = last_t[s]
         inc = 0.0
+        stale = False
         if lt >= 0:
             if t < lt:
                 flags |= FLAG_BACKWARDS
                 n_back += 1
+                stale = lt - t > p.late_ms
             elif use_season:
                 inc = min(float(t - lt) * inv_bucket, 1.0)
         if t > lt:
@@ -598,13 +609,13 @@ def detect_batch(b, p, S, o):
                 gain -= p.eta_gain * gain * p.budget_p
             gain = min(max(gain, 1.0), p.gain_max)
         learn = (not warm) or (not alarm and not in_ep and run[s] == 0)
-        if (flags & FLAG_BACKWARDS) != 0 or recur:
+        if stale or recur:
             learn = False
-        if warm and not in_ep and not recur and (flags & FLAG_BACKWARDS) == 0:
+        if warm and not in_ep and not recur and not stale:
             # tail quantile: every point outside episodes (exceedances must raise it)
             kq = kq * p.k_up if score > p.log_inv_p else kq * p.k_dn
             st[s, F_THR] = min(max(kq, p.k_min), p.k_max)
-        if alarm and not in_ep and (flags & FLAG_BACKWARDS) == 0:
+        if alarm and not in_ep and not stale:
             # bounded robust update: an isolated alarm point (not inside an open episode) moves
             # the scale by at most huber_c sigmas, so a spiky series learns its spread
             asc = p.a_scale if nobs > inv_asc else _recip(recip, nobs)
@@ -637,7 +648,7 @@ def detect_batch(b, p, S, o):
             st[s, F_LEVEL] = level
             if nobs < N_MAX:
                 nobs_arr[s] = nobs + 1
-        if warm and not in_ep and not alarm and not recur and (flags & FLAG_BACKWARDS) == 0:
+        if warm and not in_ep and not alarm and not recur and not stale:
             # CUSUM as selects (signs are close to random on normal data: branches mispredict)
             zk = min(max(z, -p.cusum_clip), p.cusum_clip)
             cup = st[s, F_CUP] + zk - p.cusum_k

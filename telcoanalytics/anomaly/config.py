@@ -159,6 +159,10 @@ class DetectorConfig:
         ``recur_tol`` (relative) of, the last anomalous residual at the same phase of the day on the
         previous day is season, not anomaly: it does not alarm and teaches the seasonal buckets
         (not the level or the scale). 0 disables it.
+    learn_late_s : float
+        An event at most this much older than its slot's latest event is learned (it adds no
+        seasonal evidence and takes no part in episodes); an older one is scored only. Replaying
+        the same rows merged by event time and in arrival order then learns the same points.
     """
 
     interval_s: float = 300.0
@@ -188,6 +192,7 @@ class DetectorConfig:
     refire_s: float = 86400.0
     season_snr: bool = False
     recur_tol: float = 0.5
+    learn_late_s: float = 900.0
 
     def __post_init__(self):
         _check(self.season in ("auto", "day", "none"), f"season must be 'auto', 'day' or 'none', got {self.season!r}")
@@ -212,6 +217,7 @@ class DetectorConfig:
         _check(self.cusum_k >= 0, f"cusum_k must be >= 0, got {self.cusum_k}")
         _check(self.q_max > self.q_min, f"q_max must exceed the Gaussian quantile {self.q_min:.3f}, got {self.q_max}")
         _check(self.recur_tol >= 0, f"recur_tol must be >= 0 (0 disables it), got {self.recur_tol}")
+        _check(self.learn_late_s >= 0, f"learn_late_s must be >= 0 (0: late events are not learned), got {self.learn_late_s}")
         for name in ("warmup", "close_after"):
             v = getattr(self, name)
             _check(v >= 1 and int(v) == v, f"{name} must be an integer >= 1, got {v}")
@@ -285,6 +291,7 @@ class DetectorConfig:
             int(round(self.refire_s * 1000)),
             1.0 if self.season_snr else 0.0,
             float(self.recur_tol),
+            int(round(self.learn_late_s * 1000)),
             sp,
         )
 

@@ -202,9 +202,9 @@ def _ref_episode(st, rows, i, t, zi, sco, al_now, confirm, close_after, refire_m
                 if not ep["silent"]:
                     rows.append(("close", i, ep["start"]))
                     st.close_peak = ep["peak"]
+                    st.close_t = t  # the window runs from the last REPORTED close only
                 else:
                     st.close_peak = max(st.close_peak, ep["peak"])
-                st.close_t = t
                 st.open_dir = 0
 
 
