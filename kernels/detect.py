@@ -61,8 +61,8 @@ borderline change is found the same way in both.
 Episodes: an episode opens after ``confirm`` consecutive alarm points and closes after
 ``close_after`` normal ones. Within ``refire_ms`` of a close, a new episode of the slot is
 reported only if its peak beats the closed one's (a weaker re-fire is tracked silently, as part of
-the same trouble; the window runs from the last reported close, so a chain of weaker re-fires does not
-extend it). While it is open the baseline is frozen and the episode's mean
+the same trouble, and its close extends the window); a silent re-fire whose peak grows past the
+closed one's is reported from that point (an open row with the episode's start). While it is open the baseline is frozen and the episode's mean
 residual is tracked; if it stays open for ``adapt_ms`` the new regime is accepted (level moved by
 that mean, a "change" row, the episode closed) and the old level is remembered for ``recovery_ms``:
 a later point that is normal against the old level restores it (a "change" row back) instead of
@@ -365,6 +365,13 @@ def _episode(p, S, o, s, i, t, x, z, score, baseline, thr_eff, alarm, n_rows):
                     o, n_rows, i, KIND_OPEN, np.int64(sx[s, X_START]), -1, sx[s, X_PEAK], od,
                     sx[s, X_PEAKB], sx[s, X_PEAKT], sx[s, X_PEAKV],
                 )  # fmt: skip
+        elif od != 0 and sx[s, X_SILENT] != 0.0 and sx[s, X_PEAK] > sx[s, X_CLOSEP]:
+            # a silent re-fire that grows stronger than the reported episode is reported from here
+            sx[s, X_SILENT] = 0.0
+            n_rows = _emit(
+                o, n_rows, i, KIND_OPEN, np.int64(sx[s, X_START]), -1, sx[s, X_PEAK], od,
+                sx[s, X_PEAKB], sx[s, X_PEAKT], sx[s, X_PEAKV],
+            )  # fmt: skip
     else:
         if S.run[s] != 0:
             S.run[s] = 0
@@ -378,9 +385,9 @@ def _episode(p, S, o, s, i, t, x, z, score, baseline, thr_eff, alarm, n_rows):
                         od, sx[s, X_PEAKB], sx[s, X_PEAKT], sx[s, X_PEAKV],
                     )  # fmt: skip
                     sx[s, X_CLOSEP] = sx[s, X_PEAK]
-                    sx[s, X_CLOSET] = t
                 else:
                     sx[s, X_CLOSEP] = max(sx[s, X_CLOSEP], sx[s, X_PEAK])
+                sx[s, X_CLOSET] = t
                 sx[s, X_SILENT] = 0.0
                 S.open_dir[s] = 0
                 sx[s, X_QUIET] = 0.0

@@ -217,7 +217,10 @@ class DetectorConfig:
         _check(self.cusum_k >= 0, f"cusum_k must be >= 0, got {self.cusum_k}")
         _check(self.q_max > self.q_min, f"q_max must exceed the Gaussian quantile {self.q_min:.3f}, got {self.q_max}")
         _check(self.recur_tol >= 0, f"recur_tol must be >= 0 (0 disables it), got {self.recur_tol}")
-        _check(self.learn_late_s >= 0, f"learn_late_s must be >= 0 (0: late events are not learned), got {self.learn_late_s}")
+        _check(
+            self.learn_late_s >= 0,
+            f"learn_late_s must be >= 0 (0: late events are not learned), got {self.learn_late_s}",
+        )
         for name in ("warmup", "close_after"):
             v = getattr(self, name)
             _check(v >= 1 and int(v) == v, f"{name} must be an integer >= 1, got {v}")
