@@ -353,21 +353,19 @@ def _episode(p, S, o, s, i, t, x, z, score, baseline, thr_eff, alarm, n_rows):
             S.run[s] = rn
         sx[s, X_LASTA] = t
         sx[s, X_QUIET] = 0.0
+        report = False
         if od == 0 and rn >= p.sp[s, P_CONFIRM]:
             od = np.int8(sx[s, X_DIR])
             S.open_dir[s] = od
             # re-fire suppression: soon after an episode closed, only a stronger one is reported
             silent = sx[s, X_CLOSET] > 0.0 and t - np.int64(sx[s, X_CLOSET]) < p.refire_ms
-            silent = silent and sx[s, X_PEAK] <= sx[s, X_CLOSEP]
-            sx[s, X_SILENT] = 1.0 if silent else 0.0
-            if not silent:
-                n_rows = _emit(
-                    o, n_rows, i, KIND_OPEN, np.int64(sx[s, X_START]), -1, sx[s, X_PEAK], od,
-                    sx[s, X_PEAKB], sx[s, X_PEAKT], sx[s, X_PEAKV],
-                )  # fmt: skip
+            report = not (silent and sx[s, X_PEAK] <= sx[s, X_CLOSEP])
+            sx[s, X_SILENT] = 0.0 if report else 1.0
         elif od != 0 and sx[s, X_SILENT] != 0.0 and sx[s, X_PEAK] > sx[s, X_CLOSEP]:
             # a silent re-fire that grows stronger than the reported episode is reported from here
             sx[s, X_SILENT] = 0.0
+            report = True
+        if report:
             n_rows = _emit(
                 o, n_rows, i, KIND_OPEN, np.int64(sx[s, X_START]), -1, sx[s, X_PEAK], od,
                 sx[s, X_PEAKB], sx[s, X_PEAKT], sx[s, X_PEAKV],
