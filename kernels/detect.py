@@ -139,6 +139,7 @@ FLAG_INVALID = 8
 FLAG_LEARNED = 16
 FLAG_BACKWARDS = 32
 FLAG_RECUR = 64
+_LATE = 256  # internal (never written): a late event that is learned (reported as FLAG_BACKWARDS)
 
 SQRT_HALF_PI = 1.2533141373155003
 DAY_MS = 86_400_000
@@ -497,12 +498,11 @@ def detect_batch(b, p, S, o):
         flags = 0
         lt = last_t[s]
         inc = 0.0
-        stale = False
         if lt >= 0:
             if t < lt:
-                flags |= FLAG_BACKWARDS
+                # late: learned within late_ms (marked _LATE until the flags are written), else not
+                flags |= FLAG_BACKWARDS if lt - t > p.late_ms else _LATE
                 n_back += 1
-                stale = lt - t > p.late_ms
             elif use_season:
                 inc = min(float(t - lt) * inv_bucket, 1.0)
         if t > lt:
@@ -600,7 +600,7 @@ def detect_batch(b, p, S, o):
             else:
                 sx[s, X_PREVT] = 0.0
         recur = False
-        if alarm and use_recur and (flags & FLAG_BACKWARDS) == 0:
+        if alarm and use_recur and (flags & (FLAG_BACKWARDS | _LATE)) == 0:
             recur = _recurrence(p, S, s, pd, pw, t, r, sc, inc, snr)
             if recur:
                 alarm = False
@@ -614,13 +614,13 @@ def detect_batch(b, p, S, o):
                 gain -= p.eta_gain * gain * p.budget_p
             gain = min(max(gain, 1.0), p.gain_max)
         learn = (not warm) or (not alarm and not in_ep and run[s] == 0)
-        if stale or recur:
+        if (flags & FLAG_BACKWARDS) != 0 or recur:
             learn = False
-        if warm and not in_ep and not recur and not stale:
+        if warm and not in_ep and not recur and (flags & FLAG_BACKWARDS) == 0:
             # tail quantile: every point outside episodes (exceedances must raise it)
             kq = kq * p.k_up if score > p.log_inv_p else kq * p.k_dn
             st[s, F_THR] = min(max(kq, p.k_min), p.k_max)
-        if alarm and not in_ep and not stale:
+        if alarm and not in_ep and (flags & FLAG_BACKWARDS) == 0:
             # bounded robust update: an isolated alarm point (not inside an open episode) moves
             # the scale by at most huber_c sigmas, so a spiky series learns its spread
             asc = p.a_scale if nobs > inv_asc else _recip(recip, nobs)
@@ -653,7 +653,7 @@ def detect_batch(b, p, S, o):
             st[s, F_LEVEL] = level
             if nobs < N_MAX:
                 nobs_arr[s] = nobs + 1
-        if warm and not in_ep and not alarm and not recur and not stale:
+        if warm and not in_ep and not alarm and not recur and (flags & FLAG_BACKWARDS) == 0:
             # CUSUM as selects (signs are close to random on normal data: branches mispredict)
             zk = min(max(z, -p.cusum_clip), p.cusum_clip)
             cup = st[s, F_CUP] + zk - p.cusum_k
@@ -673,11 +673,13 @@ def detect_batch(b, p, S, o):
             if cup > p.cusum_h or cdn > p.cusum_h:
                 n_rows = _cusum_change(p, S, o, s, sigma, i, t, x, baseline, n_rows)
                 flags |= FLAG_CHANGE
-        if warm and (flags & FLAG_BACKWARDS) == 0 and (alarm or open_dir[s] != 0 or run[s] != 0):
+        if warm and (flags & (FLAG_BACKWARDS | _LATE)) == 0 and (alarm or open_dir[s] != 0 or run[s] != 0):
             n_rows = _episode(p, S, o, s, i, t, x, z, score, baseline, thr_eff, alarm, n_rows)
         if alarm:
             flags |= FLAG_ALARM
             n_alarms += 1
+        if flags & _LATE:
+            flags = (flags ^ _LATE) | FLAG_BACKWARDS
         o.z[i] = z
         o.score[i] = score
         o.base[i] = baseline
