@@ -63,8 +63,9 @@ Episodes: an episode opens after ``confirm`` consecutive alarm points and closes
 reported only if its peak beats the closed one's (a weaker re-fire is tracked silently, as part of
 the same trouble, and its close extends the window); a silent re-fire whose peak grows past the
 closed one's is reported from that point (an open row with the episode's start). While an
-episode is open the baseline is frozen and the episode's mean residual is tracked; if it stays open for ``adapt_ms`` the new regime is accepted (level moved by
-that mean, a "change" row, the episode closed) and the old level is remembered for ``recovery_ms``:
+episode is open the baseline is frozen and the episode's mean residual is tracked; if it stays
+open for ``adapt_ms`` the new regime is accepted (level moved by that mean, a "change" row, the
+episode closed) and the old level is remembered for ``recovery_ms``:
 a later point that is normal against the old level restores it (a "change" row back) instead of
 opening a new episode.
 
