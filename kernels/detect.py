@@ -51,12 +51,21 @@ repeats daily (a square wave, a nightly batch job) alarms on its first day only;
 does not recur and teaches nothing; a fault repeated at the same time the next day is taken as
 season.
 
+Late events (older than the slot's latest event, ``FLAG_BACKWARDS``) are scored; one at most
+``late_ms`` late is also learned as above (level, scale, buckets, tail quantile, CUSUM) but adds
+no evidence, cannot teach by recurrence and takes no part in episodes; an older one is not learned.
+The same rows replayed merged by event time and in arrival order (a few late) then fold the same
+points into the accumulators (CUSUM sums do not depend on the order of their terms), so a
+borderline change is found the same way in both.
+
 Episodes: an episode opens after ``confirm`` consecutive alarm points and closes after
 ``close_after`` normal ones. Within ``refire_ms`` of a close, a new episode of the slot is
 reported only if its peak beats the closed one's (a weaker re-fire is tracked silently, as part of
-the same trouble). While it is open the baseline is frozen and the episode's mean
-residual is tracked; if it stays open for ``adapt_ms`` the new regime is accepted (level moved by
-that mean, a "change" row, the episode closed) and the old level is remembered for ``recovery_ms``:
+the same trouble, and its close extends the window); a silent re-fire whose peak grows past the
+closed one's is reported from that point (an open row with the episode's start). While an
+episode is open the baseline is frozen and the episode's mean residual is tracked; if it stays
+open for ``adapt_ms`` the new regime is accepted (level moved by that mean, a "change" row, the
+episode closed) and the old level is remembered for ``recovery_ms``:
 a later point that is normal against the old level restores it (a "change" row back) instead of
 opening a new episode.
 
@@ -131,6 +140,7 @@ FLAG_INVALID = 8
 FLAG_LEARNED = 16
 FLAG_BACKWARDS = 32
 FLAG_RECUR = 64
+_LATE = 256  # internal (never written): a late event that is learned (reported as FLAG_BACKWARDS)
 
 SQRT_HALF_PI = 1.2533141373155003
 DAY_MS = 86_400_000
@@ -184,6 +194,7 @@ class Params(NamedTuple):
     refire_ms: int  # a new episode within this time of the last close must beat its peak
     season_snr: float  # 1: a bucket's weight is earned by its offset's evidence e o^2 / sigma^2; 0: by e alone
     recur_tol: float  # an alarm within this relative distance of yesterday's at the phase is season (0: off)
+    late_ms: int  # an event at most this much older than its slot's latest is learned (no evidence, no episode)
     sp: np.ndarray  # (n_slots, N_SP) per-slot settings
 
 
@@ -344,18 +355,23 @@ def _episode(p, S, o, s, i, t, x, z, score, baseline, thr_eff, alarm, n_rows):
             S.run[s] = rn
         sx[s, X_LASTA] = t
         sx[s, X_QUIET] = 0.0
+        report = False
         if od == 0 and rn >= p.sp[s, P_CONFIRM]:
             od = np.int8(sx[s, X_DIR])
             S.open_dir[s] = od
             # re-fire suppression: soon after an episode closed, only a stronger one is reported
             silent = sx[s, X_CLOSET] > 0.0 and t - np.int64(sx[s, X_CLOSET]) < p.refire_ms
-            silent = silent and sx[s, X_PEAK] <= sx[s, X_CLOSEP]
-            sx[s, X_SILENT] = 1.0 if silent else 0.0
-            if not silent:
-                n_rows = _emit(
-                    o, n_rows, i, KIND_OPEN, np.int64(sx[s, X_START]), -1, sx[s, X_PEAK], od,
-                    sx[s, X_PEAKB], sx[s, X_PEAKT], sx[s, X_PEAKV],
-                )  # fmt: skip
+            report = not (silent and sx[s, X_PEAK] <= sx[s, X_CLOSEP])
+            sx[s, X_SILENT] = 0.0 if report else 1.0
+        elif od != 0 and sx[s, X_SILENT] != 0.0 and sx[s, X_PEAK] > sx[s, X_CLOSEP]:
+            # a silent re-fire that grows stronger than the reported episode is reported from here
+            sx[s, X_SILENT] = 0.0
+            report = True
+        if report:
+            n_rows = _emit(
+                o, n_rows, i, KIND_OPEN, np.int64(sx[s, X_START]), -1, sx[s, X_PEAK], od,
+                sx[s, X_PEAKB], sx[s, X_PEAKT], sx[s, X_PEAKV],
+            )  # fmt: skip
     else:
         if S.run[s] != 0:
             S.run[s] = 0
@@ -485,7 +501,8 @@ def detect_batch(b, p, S, o):
         inc = 0.0
         if lt >= 0:
             if t < lt:
-                flags |= FLAG_BACKWARDS
+                # late: learned within late_ms (marked _LATE until the flags are written), else not
+                flags |= FLAG_BACKWARDS if lt - t > p.late_ms else _LATE
                 n_back += 1
             elif use_season:
                 inc = min(float(t - lt) * inv_bucket, 1.0)
@@ -584,7 +601,7 @@ def detect_batch(b, p, S, o):
             else:
                 sx[s, X_PREVT] = 0.0
         recur = False
-        if alarm and use_recur and (flags & FLAG_BACKWARDS) == 0:
+        if alarm and use_recur and (flags & (FLAG_BACKWARDS | _LATE)) == 0:
             recur = _recurrence(p, S, s, pd, pw, t, r, sc, inc, snr)
             if recur:
                 alarm = False
@@ -657,11 +674,13 @@ def detect_batch(b, p, S, o):
             if cup > p.cusum_h or cdn > p.cusum_h:
                 n_rows = _cusum_change(p, S, o, s, sigma, i, t, x, baseline, n_rows)
                 flags |= FLAG_CHANGE
-        if warm and (flags & FLAG_BACKWARDS) == 0 and (alarm or open_dir[s] != 0 or run[s] != 0):
+        if warm and (flags & (FLAG_BACKWARDS | _LATE)) == 0 and (alarm or open_dir[s] != 0 or run[s] != 0):
             n_rows = _episode(p, S, o, s, i, t, x, z, score, baseline, thr_eff, alarm, n_rows)
         if alarm:
             flags |= FLAG_ALARM
             n_alarms += 1
+        if flags & _LATE:
+            flags = (flags ^ _LATE) | FLAG_BACKWARDS
         o.z[i] = z
         o.score[i] = score
         o.base[i] = baseline

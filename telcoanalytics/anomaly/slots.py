@@ -150,8 +150,9 @@ class AnomalyDetector:
         ----------
         ts_ms : int64 ms UTC or datetime64 array (n,)
             Event times; processed in the given order, normally sorted by time. Events older than
-            their slot's previous event are scored but not learned, and counted in ``n_backwards``
-            (a warning names the batch's count).
+            their slot's previous event are scored, learned only when at most
+            ``DetectorConfig.learn_late_s`` late, and counted in ``n_backwards`` (a warning names the
+            batch's count).
         slot : int64 array (n,)
             Dense slot per event, ``0 <= slot < n_slots``.
         value : float array (n,)
@@ -202,8 +203,8 @@ class AnomalyDetector:
         if back:
             self.n_backwards += back
             warnings.warn(
-                f"{back} event(s) of this batch are older than their slot's previous event: scored, not "
-                f"learned ({self.n_backwards} so far; sort each batch by time)",
+                f"{back} event(s) of this batch are older than their slot's previous event: scored, and "
+                f"learned only within {self.config.learn_late_s:g} s ({self.n_backwards} so far; sort each batch by time)",
                 UserWarning,
                 stacklevel=2,
             )

@@ -362,6 +362,27 @@ def test_refire_suppression_reports_only_stronger_repeats():
     assert ((rows0["end_ms"] < 0) & (rows0["classification"] == "fault")).sum() == 4
 
 
+def test_a_silent_refire_that_grows_stronger_is_reported():
+    # a spike (peak score P), then within the hour a run that starts weaker (silent) and climbs past
+    # P: reported at the point that beats P, with the run's start; a weaker run stays silent
+    n = 600
+    t = np.arange(n, dtype=np.int64) * MIN
+    x = 10.0 + 0.1 * np.sin(np.arange(n))
+    x[200] = 60.0
+    x[230:236] = [30.0, 40.0, 50.0, 70.0, 90.0, 90.0]
+    x[260:263] = [30.0, 40.0, 30.0]
+    cfg = DetectorConfig.for_interval(60, season="none", refire_s=3600.0, cusum_h=1e9)
+    det = AnomalyDetector(1, cfg)
+    rows = det.update(t, np.zeros(n, np.int64), x)
+    op = rows[(rows["end_ms"] < 0) & (rows["classification"] == "fault")]
+    sc = det.last.score
+    beat = 230 + int(np.argmax(sc[230:236] > sc[200]))
+    assert 233 <= beat <= 234  # the climbing run passes the first spike's peak on its way up
+    assert (op["start_ms"] // MIN).tolist() == [200, 230]
+    assert (op["t_ms"] // MIN).tolist() == [200, beat]
+    assert op["peak_score"][1] == pytest.approx(sc[beat])
+
+
 def test_confirm_requires_consecutive_alarm_points():
     n = 200
     t = np.arange(n, dtype=np.int64) * MIN
@@ -428,13 +449,47 @@ def test_for_interval_bounds():
 
 
 # ---- input handling ------------------------------------------------------------------------
+def test_late_events_are_learned_within_the_horizon_like_sorted_ones(rng):
+    # the same points in arrival order (every 50th one step late) and merged by event time: the
+    # late ones are learned too, so both orders fold the same points (counts and CUSUM terms)
+    n = 3000
+    t = np.arange(n, dtype=np.int64) * PM
+    x = 20.0 + rng.standard_normal(n)
+    x[1500:] += 2.0  # a shift, found as a change
+    order = np.arange(n)
+    late = np.arange(100, n - 1, 50)
+    order[late], order[late + 1] = late + 1, late
+    cfg = DetectorConfig.for_interval(300, season="none")
+    sorted_det, arrival = AnomalyDetector(1, cfg), AnomalyDetector(1, cfg)
+    rows_s = sorted_det.update(t, np.zeros(n, np.int64), x)
+    with pytest.warns(UserWarning, match=f"{len(late)} event"):
+        rows_a = arrival.update(t[order], np.zeros(n, np.int64), x[order])
+    fl = arrival.last.flags
+    back = (fl & K.FLAG_BACKWARDS) != 0
+    # learned unless they alarm or fall inside an open episode (as in the sorted replay)
+    assert back.sum() == len(late) and np.mean((fl[back] & K.FLAG_LEARNED) != 0) >= 0.9
+    assert abs(int(sorted_det.state.nobs[0]) - int(arrival.state.nobs[0])) <= 2  # an alarm point may differ
+    found = lambda r: sorted(zip(r["classification"].tolist(), r["start_ms"].tolist()))  # noqa: E731
+    assert any(c == "change" for c, _ in found(rows_s)) and found(rows_s) == found(rows_a)
+    # beyond the horizon a late event is scored only
+    old = AnomalyDetector(1, DetectorConfig.for_interval(300, season="none", learn_late_s=60))
+    with pytest.warns(UserWarning, match="1 event"):
+        old.update(np.array([0, PM, 2 * PM, PM // 2], np.int64), np.zeros(4, np.int64), [1.0, 1.1, 0.9, 1.0])
+    assert old.state.nobs[0] == 3 and not old.last.flags[3] & K.FLAG_LEARNED
+
+
 def test_datetime64_and_backwards_timestamps():
     t = np.array(["2024-01-01T00:00", "2024-01-01T00:01", "2024-01-01T00:00:30"], dtype="datetime64[s]")
     det = AnomalyDetector(1, DetectorConfig.for_interval(60))
     with pytest.warns(UserWarning, match="1 event"):
         det.update(t, np.zeros(3, np.int64), [1.0, 2.0, 3.0])
     assert det.n_backwards == 1
-    assert det.last.flags[2] & K.FLAG_BACKWARDS and not det.last.flags[2] & K.FLAG_LEARNED
+    # 30 s late: within learn_late_s (15 min), scored and learned
+    assert det.last.flags[2] & K.FLAG_BACKWARDS and det.last.flags[2] & K.FLAG_LEARNED
+    det0 = AnomalyDetector(1, DetectorConfig.for_interval(60, learn_late_s=0))
+    with pytest.warns(UserWarning, match="1 event"):
+        det0.update(t, np.zeros(3, np.int64), [1.0, 2.0, 3.0])
+    assert det0.last.flags[2] & K.FLAG_BACKWARDS and not det0.last.flags[2] & K.FLAG_LEARNED
     assert to_ms(t)[0] == 1704067200000
     with pytest.raises(ValueError, match="datetime64"):
         to_ms(np.array(["2024-01-01"]))
@@ -544,6 +599,7 @@ def test_empty_batch():
         (dict(threshold=float("nan")), "finite"),
         (dict(bucket_s=0.0), "bucket_s"),
         (dict(recur_tol=-0.1), "recur_tol"),
+        (dict(learn_late_s=-1.0), "learn_late_s"),
     ],
 )
 def test_config_errors(kw, match):

@@ -194,6 +194,9 @@ def _ref_episode(st, rows, i, t, zi, sco, al_now, confirm, close_after, refire_m
             ep["silent"] = recent and ep["peak"] <= st.close_peak
             if not ep["silent"]:
                 rows.append(("open", i, ep["start"]))
+        elif st.open_dir != 0 and ep["silent"] and ep["peak"] > st.close_peak:
+            ep["silent"] = False  # grew stronger than the reported one: reported from here
+            rows.append(("open", i, ep["start"]))
     else:
         st.run = 0
         if st.open_dir:
