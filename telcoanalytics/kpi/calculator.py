@@ -72,6 +72,7 @@ class KpiCalculator(_SpanEvaluation):
         self._all_rows = np.arange(store.topology.n_elements, dtype=np.int64)
         self._sizes: dict = {}
         self._plans: dict = {}  # fused ratio path: ring columns and positions per KPI / window
+        self._act_spec: dict = {}  # source -> (ring group, columns) of its activity counter
         self._seg_cache: dict = {}  # (level, mask id) -> (topology, mask, seg, n_el)
         self._span: tuple | None = None  # (t_from, t_to) of a re-evaluation (see begin_series)
         self._span_cache: dict = {}
@@ -416,11 +417,11 @@ class KpiCalculator(_SpanEvaluation):
         (running aggregates: read before the store changes, never write), and the factor turning
         the latter into expected minutes (as :meth:`activity`)."""
         st = self.store
-        grp = kd.group
-        names = self._names(kd)
         key = ("ratio_plan", kd.name, svc, window_min)
         plan = self._plans.get(key)
         if plan is None:
+            grp = kd.group
+            names = self._names(kd)
             cols = [st.columns(c, svc if grp == "cdr" else "") for c in names]
             ptr = np.zeros(len(names) + 1, np.int64)
             np.cumsum([len(c) for c in cols], out=ptr[1:])
@@ -433,14 +434,16 @@ class KpiCalculator(_SpanEvaluation):
                 pos[kd.samples_counter],
                 None,
                 None,
+                grp,
+                kd.source if kd.source in self.gap_sources else None,
             )
-        ring_cols, ptr, num_k, den_k, samp_k, run_ref, js = plan
+        ring_cols, ptr, num_k, den_k, samp_k, run_ref, js, grp, gap_source = plan
         run = st.running(("win", grp, window_min), grp, "sum", ring_cols, end_minute - window_min, end_minute)
         if run_ref is not run:  # positions of the columns in this aggregate (fixed while it lives)
             js = np.array([run.colpos[int(c)] for c in ring_cols], np.int64)
-            self._plans[key] = plan[:5] + (run, js)
+            self._plans[key] = plan[:5] + (run, js) + plan[7:]
         seg, n_el = self._segments(level, element_mask)
-        act = self.activity_parts(kd.source, end_minute, window_min) if kd.source in self.gap_sources else None
+        act = None if gap_source is None else self.activity_parts(gap_source, end_minute, window_min)
         return (ptr, js, num_k, den_k, samp_k), run.out, seg, n_el, act
 
     def activity_parts(self, source: str, end_minute: int, window_min: int):
@@ -448,8 +451,13 @@ class KpiCalculator(_SpanEvaluation):
         ring before it (running aggregates: read before the store changes, never write), and the
         factor turning the latter into expected active minutes (0 with too little history)."""
         st = self.store
-        grp = COUNTERS[ACTIVITY_COUNTER[source]].group
-        act_cols = st.columns(ACTIVITY_COUNTER[source])
+        spec = self._act_spec.get(source)
+        if spec is None:
+            spec = self._act_spec[source] = (
+                COUNTERS[ACTIVITY_COUNTER[source]].group,
+                st.columns(ACTIVITY_COUNTER[source]),
+            )
+        grp, act_cols = spec
         active = st.running(("act", source, window_min), grp, "act", act_cols, end_minute - window_min, end_minute)
         hist_active = st.running(
             ("acthist", source, window_min),
