@@ -1,8 +1,13 @@
 """SLA monitor: the cost of a collection gap (issue 12), quiet-stretch path against the
-minute-by-minute path in the same process.
+minute-by-minute path in the same process; and the cost of an hour of minute ticks on data (issue
+14), fused conditions (one kernel call per rule and tick) against the step-by-step path.
 
 Run: ``.venv/bin/python -m pytest benchmarks/bench_sla.py --benchmark-only -q``
 (``BENCH_SLA_N`` elements, default 300; ``BENCH_SLA_GAP_H`` gap hours, default 24).
+
+``test_hour_fused`` / ``test_hour_step_by_step``: the monitor restored after 2 hours of a synthetic
+day (default rules, arrival order), then fed the third hour batch by batch with an advance after
+each (late rows included, so re-evaluation runs too); the same events either way.
 
 A synthetic network (default rules, its 3 hours of arrival-order data) is fed, then one advance
 crosses a gap without data. ``test_gap_quiet`` is the monitor as it runs; ``test_gap_per_minute``
@@ -48,3 +53,49 @@ def test_gap_quiet(benchmark, fed_state):
 def test_gap_per_minute(benchmark, fed_state):
     state, until = fed_state
     benchmark(_gap, state, until, True)
+
+
+@pytest.fixture(scope="module")
+def hour_feed():
+    import telcoanalytics.synth.network as synth
+
+    day = synth.generate(synth.SynthConfig(n_elements=N, days=0.125, seed=5))
+    batches = [
+        (src, rows, int(arr.max()) - 600_000) for src, rows, arr, _ in day.raw_batches(60_000, with_arrival=True)
+    ]
+    cut = 2 * len(batches) // 3
+    mon = SlaMonitor(day.topology)
+    for src, rows, wm in batches[:cut]:
+        mon.update(src, rows)
+        mon.advance(wm)
+    return mon.to_state(), batches[cut:]
+
+
+def _restored(state, fused):
+    mon = SlaMonitor.from_state(state)
+    mon.fused_conditions = fused
+    return mon
+
+
+def _hour(mon, batches):
+    out = []
+    for src, rows, wm in batches:
+        mon.update(src, rows)
+        out += mon.advance(wm)
+    return [e.to_dict() for e in out]
+
+
+def _bench_hour(benchmark, hour_feed, fused):
+    state, batches = hour_feed
+    # the restore is not timed: each round starts from the same state
+    return benchmark.pedantic(_hour, setup=lambda: ((_restored(state, fused), batches), {}), rounds=5, warmup_rounds=1)
+
+
+def test_hour_fused(benchmark, hour_feed):
+    got = _bench_hour(benchmark, hour_feed, True)
+    state, batches = hour_feed
+    assert got == _hour(_restored(state, False), batches)
+
+
+def test_hour_step_by_step(benchmark, hour_feed):
+    _bench_hour(benchmark, hour_feed, False)

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._numba import kernel
+from ._numba import kernel, kernel_exact
 from .kpi import (
     COND_BAND,
     COND_BREACH,
@@ -20,6 +20,7 @@ from .kpi import (
     ST_FIRING,
     ST_INACTIVE,
     ST_PENDING,
+    kpi_ratio_nodes,
 )
 
 
@@ -214,6 +215,20 @@ def _compare(v, cmp_code, thr):
 
 
 @kernel
+def _threshold_code(v, s, st, min_samples, clear_min_samples, cmp_code, threshold, clear_threshold):
+    """COND_* of one node of a threshold rule from its value, samples and KPI status."""
+    ok = st == 0
+    strong = ok and s >= min_samples
+    if strong and _compare(v, cmp_code, threshold):
+        return COND_BREACH
+    if ok and s >= clear_min_samples and not _compare(v, cmp_code, clear_threshold):
+        return COND_CLEAR
+    if strong:
+        return COND_BAND
+    return COND_INSUFFICIENT
+
+
+@kernel
 def sla_threshold_codes(
     value, samples, status, min_samples, clear_min_samples, cmp_code, threshold, clear_threshold, codes
 ):
@@ -221,13 +236,112 @@ def sla_threshold_codes(
     clear (ok, ``clear_min_samples``, healthy side of the clear threshold), band (ok and enough
     samples to fire but neither), else insufficient. ``cmp_code`` indexes ("<", "<=", ">", ">=")."""
     for i in range(value.shape[0]):
-        ok = status[i] == 0
-        strong = ok and samples[i] >= min_samples
-        if strong and _compare(value[i], cmp_code, threshold):
+        codes[i] = _threshold_code(
+            value[i], samples[i], status[i], min_samples, clear_min_samples, cmp_code, threshold, clear_threshold
+        )
+
+
+@kernel
+def sla_masked_threshold(value, samples, status, post, thr, codes, values):
+    """:func:`sla_threshold_codes` of a KPI evaluation shared by several rules, with the rule's scope
+    mask applied first (``post``: bool per node, empty for none; nodes outside it are "no scope",
+    NaN with no samples), writing the codes and the masked values (``values``) in one pass.
+    ``thr``: (min_samples, clear_min_samples, cmp_code, threshold, clear_threshold)."""
+    min_samples, clear_min_samples, cmp_code, threshold, clear_threshold = thr
+    has_post = post.shape[0] > 0
+    for i in range(value.shape[0]):
+        v, s, st = value[i], samples[i], status[i]
+        if has_post and not post[i]:
+            v, s, st = np.nan, 0.0, 3  # STATUS_NO_SCOPE
+        codes[i] = _threshold_code(v, s, st, min_samples, clear_min_samples, cmp_code, threshold, clear_threshold)
+        values[i] = v
+
+
+@kernel_exact
+def _ratio_side(out, plan, params, x, act, seg, n_el, post):
+    """:func:`kernels.kpi.kpi_ratio_nodes` into ``out`` (agg, value, samples, status, extra) with
+    the activity columns built from ``act`` and the scope mask ``post`` applied after it."""
+    agg, value, samples, status, extra = out[:5]
+    active, hist_active, factor = act
+    if extra.shape[1] == 2:
+        for r in range(extra.shape[0]):
+            extra[r, 0] = float(active[r])
+            extra[r, 1] = float(hist_active[r]) * factor
+    agg[:, :] = 0.0
+    kpi_ratio_nodes((agg, value, samples, status), plan, params, x, extra, seg, n_el)
+    if post.shape[0] > 0:
+        for i in range(value.shape[0]):
+            if not post[i]:
+                value[i] = np.nan
+                samples[i] = 0.0
+                status[i] = 3  # STATUS_NO_SCOPE
+
+
+@kernel_exact
+def sla_ratio_threshold(out, plan, params, x, act, seg, n_el, post, thr, codes, values):
+    """Condition codes and values of a threshold rule over a ratio KPI at one tick, in one call:
+    :func:`kernels.kpi.kpi_ratio_nodes` over the running window sums ``x``, the scope mask of an
+    element-level rule applied after it, then :func:`sla_threshold_codes`; the same arithmetic as
+    those steps one after another (so bit-identical to them).
+
+    Parameters
+    ----------
+    out : tuple (agg, value, samples, status, extra)
+        Scratch: ``agg`` float64 (n_nodes, n_k + n_extra) (zeroed here), per-node ``value``,
+        ``samples``, ``status`` (int8), and ``extra`` float64 (n_elements, 0 or 2).
+    plan, params : RatioPlan, StatusParams
+        As for :func:`kernels.kpi.kpi_ratio_nodes`.
+    x : float64 (n_elements, n_cols)
+        Running window sums.
+    act : tuple (active, hist_active, factor)
+        When ``extra`` has two columns: active minutes per element in the window and before it
+        (int64), and the factor turning the latter into expected minutes (0: too little history).
+    seg, n_el : int64 (n_elements,), float64 (n_nodes,)
+        Node of each element (``< 0``: outside the scope) and elements per node.
+    post : bool (n_nodes,) or empty
+        Scope mask applied after the evaluation (element-level rules sharing one unfiltered
+        evaluation): nodes outside it are "no scope" with no samples.
+    thr : tuple (min_samples, clear_min_samples, cmp_code, threshold, clear_threshold)
+        As for :func:`sla_threshold_codes`.
+    codes : int8 (n_nodes,), values : float64 (n_nodes,)
+        Written: COND_* per node and the KPI value (NaN unless ok).
+    """
+    _ratio_side(out, plan, params, x, act, seg, n_el, post)
+    sla_masked_threshold(out[1], out[2], out[3], post[:0], thr, codes, values)
+
+
+@kernel_exact
+def sla_burn_window(out, plan, params, x, act, seg, n_el, post, burn_params):
+    """Burn rate of one window of an SLO window pair per node (ratio KPI over running window sums,
+    as :func:`_ratio_side`), into ``out[5:8]`` (burn, ok, quiet): ``burn = (1 - value / scale) /
+    (1 - objective)`` where the node's status is ok and it has ``min_samples`` (else NaN), ``quiet``
+    where the status is "insufficient" or the burn is below ``factor`` (``telcoanalytics.sla.
+    lifecycle._burn_of``, element for element). ``burn_params``: (scale, objective, factor,
+    min_samples)."""
+    _ratio_side(out, plan, params, x, act, seg, n_el, post)
+    value, samples, status, burn, ok, quiet = out[1], out[2], out[3], out[5], out[6], out[7]
+    scale, objective, factor, min_samples = burn_params
+    den = 1.0 - objective
+    for i in range(value.shape[0]):
+        has = status[i] == 0
+        b = (1.0 - value[i] / scale) / den if has else np.nan
+        quiet[i] = status[i] == 1 or (has and not b >= factor)
+        ok[i] = has and samples[i] >= min_samples
+        burn[i] = b if ok[i] else np.nan
+
+
+@kernel_exact
+def sla_burn_pair_codes(burn_l, ok_l, burn_s, ok_s, quiet_s, factor, codes, values):
+    """Condition codes of a burn-rate window pair (``telcoanalytics.sla.lifecycle._burn_codes``):
+    breach while both windows have enough samples and burn at ``factor`` or more; clear when
+    both have samples and do not, or the short window is quiet; insufficient otherwise. Values:
+    the long window's burn (NaN without enough samples)."""
+    for i in range(codes.shape[0]):
+        both = ok_l[i] and ok_s[i]
+        if both and burn_l[i] >= factor and burn_s[i] >= factor:
             codes[i] = COND_BREACH
-        elif ok and samples[i] >= clear_min_samples and not _compare(value[i], cmp_code, clear_threshold):
+        elif quiet_s[i] or both:
             codes[i] = COND_CLEAR
-        elif strong:
-            codes[i] = COND_BAND
         else:
             codes[i] = COND_INSUFFICIENT
+        values[i] = burn_l[i] if ok_l[i] else np.nan

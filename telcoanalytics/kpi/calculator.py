@@ -72,6 +72,7 @@ class KpiCalculator(_SpanEvaluation):
         self._all_rows = np.arange(store.topology.n_elements, dtype=np.int64)
         self._sizes: dict = {}
         self._plans: dict = {}  # fused ratio path: ring columns and positions per KPI / window
+        self._act_spec: dict = {}  # source -> (ring group, columns) of its activity counter
         self._seg_cache: dict = {}  # (level, mask id) -> (topology, mask, seg, n_el)
         self._span: tuple | None = None  # (t_from, t_to) of a re-evaluation (see begin_series)
         self._span_cache: dict = {}
@@ -408,22 +409,19 @@ class KpiCalculator(_SpanEvaluation):
         self._seg_cache[key] = (topo, element_mask, seg, n_el)  # the mask kept alive: its id stays unique
         return seg, n_el
 
-    def _ratio_all(
-        self, kd: KpiDef, level: str, end_minute: int, window_min: int, svc: str, element_mask, min_samples
-    ) -> KpiResult:
-        """:meth:`compute` of a ratio KPI over all elements in one kernel call
-        (:func:`kernels.kpi.kpi_ratio_nodes`: per-service columns of the running window sums
-        added, rolled up, value and status), the same additions in the same order as the
-        step-by-step path (:meth:`counter_sums`, :meth:`_rollup`, :meth:`_value`, ``kpi_status``),
-        so bit-identical to it, without its per-counter arrays and calls."""
+    def ratio_inputs(self, kd: KpiDef, level: str, end_minute: int, window_min: int, svc: str, element_mask):
+        """Inputs of :func:`kernels.kpi.kpi_ratio_nodes` for a ratio KPI over all elements at
+        ``end_minute``: the plan (columns and counters), the running window sums, segments, elements
+        per node, and the activity parts ``(active, hist_active, factor)`` (``None`` when the
+        source has no collection gaps): active minutes per element in the window and before it
+        (running aggregates: read before the store changes, never write), and the factor turning
+        the latter into expected minutes (as :meth:`activity`)."""
         st = self.store
-        topo = st.topology
-        n_nodes = topo.n_nodes(level)
-        grp = kd.group
-        names = self._names(kd)
         key = ("ratio_plan", kd.name, svc, window_min)
         plan = self._plans.get(key)
         if plan is None:
+            grp = kd.group
+            names = self._names(kd)
             cols = [st.columns(c, svc if grp == "cdr" else "") for c in names]
             ptr = np.zeros(len(names) + 1, np.int64)
             np.cumsum([len(c) for c in cols], out=ptr[1:])
@@ -436,26 +434,65 @@ class KpiCalculator(_SpanEvaluation):
                 pos[kd.samples_counter],
                 None,
                 None,
+                grp,
+                kd.source if kd.source in self.gap_sources else None,
             )
-        ring_cols, ptr, num_k, den_k, samp_k, run_ref, js = plan
+        ring_cols, ptr, num_k, den_k, samp_k, run_ref, js, grp, gap_source = plan
         run = st.running(("win", grp, window_min), grp, "sum", ring_cols, end_minute - window_min, end_minute)
         if run_ref is not run:  # positions of the columns in this aggregate (fixed while it lives)
             js = np.array([run.colpos[int(c)] for c in ring_cols], np.int64)
-            self._plans[key] = plan[:5] + (run, js)
+            self._plans[key] = plan[:5] + (run, js) + plan[7:]
         seg, n_el = self._segments(level, element_mask)
-        if kd.source in self.gap_sources:
+        act = None if gap_source is None else self.activity_parts(gap_source, end_minute, window_min)
+        return (ptr, js, num_k, den_k, samp_k), run.out, seg, n_el, act
+
+    def activity_parts(self, source: str, end_minute: int, window_min: int):
+        """Active minutes per element (all elements) in the window ``[end - window, end)`` and in the
+        ring before it (running aggregates: read before the store changes, never write), and the
+        factor turning the latter into expected active minutes (0 with too little history)."""
+        st = self.store
+        spec = self._act_spec.get(source)
+        if spec is None:
+            spec = self._act_spec[source] = (
+                COUNTERS[ACTIVITY_COUNTER[source]].group,
+                st.columns(ACTIVITY_COUNTER[source]),
+            )
+        grp, act_cols = spec
+        active = st.running(("act", source, window_min), grp, "act", act_cols, end_minute - window_min, end_minute)
+        hist_active = st.running(
+            ("acthist", source, window_min),
+            grp,
+            "act",
+            act_cols,
+            max(end_minute - st.minute_ring, 0),
+            end_minute - window_min,
+        )
+        n_h = len(st.history_slots(end_minute, window_min))
+        return active.out, hist_active.out, (window_min / n_h if n_h >= window_min else 0.0)
+
+    def _ratio_all(
+        self, kd: KpiDef, level: str, end_minute: int, window_min: int, svc: str, element_mask, min_samples
+    ) -> KpiResult:
+        """:meth:`compute` of a ratio KPI over all elements in one kernel call
+        (:func:`kernels.kpi.kpi_ratio_nodes`: per-service columns of the running window sums
+        added, rolled up, value and status), the same additions in the same order as the
+        step-by-step path (:meth:`counter_sums`, :meth:`_rollup`, :meth:`_value`, ``kpi_status``),
+        so bit-identical to it, without its per-counter arrays and calls."""
+        n_nodes = self.store.topology.n_nodes(level)
+        plan, x, seg, n_el, act = self.ratio_inputs(kd, level, end_minute, window_min, svc, element_mask)
+        if act is not None:
             active, expected = self.activity(kd.source, end_minute, window_min, None)
             extra = np.ascontiguousarray(np.column_stack([active, expected]))
         else:
             extra = np.zeros((len(seg), 0))
-        agg = np.zeros((n_nodes, len(names) + extra.shape[1]))
+        agg = np.zeros((n_nodes, len(plan[0]) - 1 + extra.shape[1]))
         value, samples, status = np.empty(n_nodes), np.empty(n_nodes), np.empty(n_nodes, np.int8)
         ms = kd.min_samples if min_samples is None else float(min_samples)
         K.kpi_ratio_nodes(
             (agg, value, samples, status),  # NodeResult (plain tuples: Numba's fast dispatch path)
-            (ptr, js, num_k, den_k, samp_k),  # RatioPlan
+            plan,  # RatioPlan
             (float(kd.scale), float(ms), self.gap_fraction),  # StatusParams
-            run.out,
+            x,
             extra,
             seg,
             n_el,

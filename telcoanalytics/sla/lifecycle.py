@@ -49,6 +49,7 @@ class _Eval:
         self.mask = None
         self.clear_min_samples = min_samples
         self.fired: dict = {}  # node -> {start_ms: tick} of firing events emitted recently
+        self.fused = None  # scratch of the fused conditions (telcoanalytics.sla.fused), built at first use
 
     @property
     def reach_min(self) -> int:
@@ -105,6 +106,7 @@ class _Bank:
             ev.codes, ev.values = self.codes[:, o:m], self.values[:, o:m]
         self.cur_codes = np.zeros(N, np.int8)
         self.cur_values = np.zeros(N)
+        self.views = _views(evals)  # the arrays handed to the evals, checked by identity in intact()
         self.out = (
             np.zeros(N, np.int64),
             np.zeros(N, np.int64),
@@ -115,23 +117,35 @@ class _Bank:
         )
 
     def intact(self, evals: list) -> bool:
-        """Whether every eval still works on views of this bank (nothing rebound, resized or added)."""
+        """Whether every eval still works on the views of this bank it was given (nothing rebound,
+        resized or added): one identity check per array (a view handed out here is never resized)."""
         if len(evals) != len(self.ptr) - 1:
             return False
-        for ev, o, m in zip(evals, self.ptr[:-1], self.ptr[1:]):
-            for which, bank in (("state", self.live), ("committed", self.committed)):
-                ls = getattr(ev, which)
-                for a in self.FIELDS:
-                    x = getattr(ls, a)
-                    if x.base is not bank[a] or len(x) != m - o:
-                        return False
-            if ev.codes.base is not self.codes or ev.values.base is not self.values or ev.codes.shape[1] != m - o:
-                return False
-        return True
+        return all(x is y for x, y in zip(_views(evals), self.views, strict=True))
 
     def arrays(self, which: str) -> tuple:
         b = self.live if which == "state" else self.committed
         return tuple(b[a] for a in self.FIELDS)
+
+
+def _views(evals: list) -> list:
+    """Every lifecycle and ring array the evals work on, in a fixed order."""
+    return [
+        x
+        for ev in evals
+        for x in (
+            ev.state.state,
+            ev.state.count,
+            ev.state.start,
+            ev.state.worst,
+            ev.committed.state,
+            ev.committed.count,
+            ev.committed.start,
+            ev.committed.worst,
+            ev.codes,
+            ev.values,
+        )
+    ]
 
 
 def _parts_dtype(a: str):

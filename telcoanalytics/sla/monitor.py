@@ -62,6 +62,7 @@ from telcoanalytics.kpi import (
     KpiDef,
     kpi_registry,
 )
+from telcoanalytics.sla.fused import _FusedConditions
 from telcoanalytics.sla.late import _LateData
 from telcoanalytics.sla.lifecycle import (
     _burn_codes,
@@ -85,7 +86,7 @@ from telcoanalytics.sla.topology_change import _TopologyChanges
 from telcoanalytics.topology.model import Topology
 
 
-class SlaMonitor(_Ticks, _TopologyChanges, _LateData, _QuietTicks):
+class SlaMonitor(_Ticks, _FusedConditions, _TopologyChanges, _LateData, _QuietTicks):
     """Evaluate SLA rules and SLOs for every node of their scope, incrementally per batch.
 
     Parameters
@@ -440,6 +441,17 @@ class SlaMonitor(_Ticks, _TopologyChanges, _LateData, _QuietTicks):
         nodes (each node is one element), so such rules share one unfiltered evaluation and apply
         their filter after it (e.g. the per-technology latency rules).
         """
+        res, share = self._compute_shared(ev, kpi, tick, window_min, min_samples)
+        v, samples, status = res.value, res.samples, res.status
+        if share:
+            m = ev.mask
+            v, samples = np.where(m, v, np.nan), np.where(m, samples, 0.0)
+            status = np.where(m, status, STATUS_NO_SCOPE).astype(np.int8)
+        return v, samples, status
+
+    def _compute_shared(self, ev: _Eval, kpi, tick: int, window_min: int, min_samples: float):
+        """The memoised ``calc.compute`` behind :meth:`_compute` and whether ``ev``'s scope mask
+        is still to be applied to it (an element-level rule sharing the unfiltered evaluation)."""
         share = ev.mask is not None and ev.level == self.topology.element_level
         mask = None if share else ev.mask
         key = (
@@ -454,12 +466,7 @@ class SlaMonitor(_Ticks, _TopologyChanges, _LateData, _QuietTicks):
         res = self._memo_get(
             key, lambda: self.calc.compute(kpi, ev.level, tick, window_min, ev.service, mask, None, min_samples), mask
         )
-        v, samples, status = res.value, res.samples, res.status
-        if share:
-            m = ev.mask
-            v, samples = np.where(m, v, np.nan), np.where(m, samples, 0.0)
-            status = np.where(m, status, STATUS_NO_SCOPE).astype(np.int8)
-        return v, samples, status
+        return res, share
 
     def _burn(self, ev: _Eval, tick: int, window_min: int, objective: float, factor: float):
         """Burn rate per node over ``window_min`` ending at ``tick``, whether it has enough samples,

@@ -127,10 +127,17 @@ class _Ticks:
             bank = self._bank = _Bank(self.evals, max(L, 1))
         if cached is None:
             self.store.slide_running(tick)  # every rule window of a ring moved in one pass
-            cached = self._tick_conditions = [self._codes(ev, tick) for ev in self.evals]
-        for (codes, values), o, m in zip(cached, bank.ptr[:-1], bank.ptr[1:]):
-            bank.cur_codes[o:m] = codes
-            bank.cur_values[o:m] = values
+            cached = self._tick_conditions = []  # views of the bank: read before the next tick only
+            for ev, o, m in zip(self.evals, bank.ptr[:-1], bank.ptr[1:]):
+                codes, values = bank.cur_codes[o:m], bank.cur_values[o:m]
+                if not (self.fused_conditions and self._fused_codes(ev, tick, codes, values)):
+                    c, v = self._codes(ev, tick)
+                    codes[:], values[:] = c, v
+                cached.append((codes, values))
+        else:
+            for (codes, values), o, m in zip(cached, bank.ptr[:-1], bank.ptr[1:]):
+                bank.cur_codes[o:m] = codes
+                bank.cur_values[o:m] = values
         if L:
             pos = tick % L
             old_tick = tick - L

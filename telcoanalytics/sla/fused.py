@@ -1,0 +1,120 @@
+"""Fused conditions of the SLA monitor (a mixin of ``SlaMonitor``): the condition codes and values of a
+threshold rule at a tick written straight into the lifecycle bank by one kernel call. A rule over a
+ratio KPI is evaluated whole in that call (:func:`kernels.sla.sla_ratio_threshold`: roll-up of the
+running window sums, value, status, scope mask, codes); any other threshold rule takes its KPI
+evaluation as before (shared between rules over the same KPI and window, e.g. the per-technology
+latency rules) and one call applies its scope mask and writes its codes
+(:func:`kernels.sla.sla_masked_threshold`). The arithmetic is that of the step-by-step path
+(``KpiCalculator.compute``, the mask, then ``sla_threshold_codes``), so codes and values are
+bit-identical to it; what goes is the Python between the steps (memo keys, result objects, masks
+applied with ``np.where``, copies)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import kpi as K
+from kernels import sla as SK
+from telcoanalytics.sla.lifecycle import _Eval
+from telcoanalytics.sla.rules import COMPARATORS
+
+_NO_ACT = (np.zeros(0, np.int64), np.zeros(0, np.int64), 0.0)
+_NO_POST = np.zeros(0, bool)
+
+
+class _FusedConditions:
+    """Threshold rules: the conditions of a tick in one kernel call per rule."""
+
+    #: False: every rule takes the step-by-step path (kept for A/B measurements and equality tests)
+    fused_conditions = True
+
+    def _fused_codes(self, ev: _Eval, tick: int, codes: np.ndarray, values: np.ndarray) -> bool:
+        """Write the condition codes and values of ``ev`` at ``tick`` into ``codes`` / ``values``
+        (its slices of the bank); False (nothing written) when ``ev`` must take
+        :meth:`SlaMonitor._codes` (a burn-rate pair over a KPI that is not a ratio)."""
+        kd = self.kpis[ev.kpi]
+        if ev.kind != "threshold":
+            return kd.kind == "ratio" and self._fused_burn(ev, kd, tick, codes, values)
+        if not self._live(tick, ev.window_min):
+            codes[:] = K.COND_INSUFFICIENT
+            values[:] = np.nan
+            return True
+        share = ev.mask is not None and ev.level == self.topology.element_level
+        post = ev.mask if share else _NO_POST
+        ms = min(ev.min_samples, ev.clear_min_samples)
+        if ev.fused is None:
+            thr = (
+                float(ev.min_samples),
+                float(ev.clear_min_samples),
+                COMPARATORS.index(ev.comparator),
+                float(ev.threshold),
+                float(ev.clear_threshold),
+            )
+            ev.fused = {"thr": thr}
+        if kd.kind != "ratio":
+            res, _ = self._compute_shared(ev, ev.kpi, tick, ev.window_min, ms)
+            SK.sla_masked_threshold(
+                np.ascontiguousarray(res.value, dtype=np.float64),
+                np.ascontiguousarray(res.samples, dtype=np.float64),
+                np.ascontiguousarray(res.status, dtype=np.int8),
+                post,
+                ev.fused["thr"],
+                codes,
+                values,
+            )
+            return True
+        args = self._ratio_args(ev, kd, tick, ev.window_min, ms, 5)
+        SK.sla_ratio_threshold(*args, post, ev.fused["thr"], codes, values)
+        return True
+
+    def _ratio_args(self, ev: _Eval, kd, tick: int, window_min: int, min_samples: float, n_out: int) -> tuple:
+        """(scratch, plan, status params, running sums, activity, segments, elements per node) of
+        ``ev``'s ratio KPI over ``window_min`` ending at ``tick``; the scratch (``n_out`` arrays:
+        the node results, then burn / ok / quiet for a burn window) is kept per eval and window."""
+        calc = self.calc
+        share = ev.mask is not None and ev.level == self.topology.element_level
+        svc = calc._check_args(kd, window_min, ev.service)
+        plan, x, seg, n_el, act = calc.ratio_inputs(kd, ev.level, tick, window_min, svc, None if share else ev.mask)
+        n_nodes, n_x = len(n_el), 0 if act is None else 2
+        shape = (n_nodes, len(plan[0]) - 1 + n_x, len(seg), n_x, n_out)
+        scratch = ev.fused.get(window_min)
+        if scratch is None or scratch[0] != shape:
+            arrays = (
+                np.zeros(shape[:2]),
+                np.empty(n_nodes),
+                np.empty(n_nodes),
+                np.empty(n_nodes, np.int8),
+                np.zeros((len(seg), n_x)),
+                np.empty(n_nodes),
+                np.empty(n_nodes, bool),
+                np.empty(n_nodes, bool),
+            )[:n_out]
+            scratch = ev.fused[window_min] = (shape, arrays)
+        params = (float(kd.scale), float(min_samples), calc.gap_fraction)
+        return scratch[1], plan, params, x, _NO_ACT if act is None else act, seg, n_el
+
+    def _fused_burn(self, ev: _Eval, kd, tick: int, codes: np.ndarray, values: np.ndarray) -> bool:
+        """A burn-rate window pair over a ratio KPI: each window that fits the minute ring in one
+        call (:func:`kernels.sla.sla_burn_window`), a longer one from the hour ring as before
+        (:meth:`SlaMonitor._burn`), the pair's codes in one more (:func:`kernels.sla.sla_burn_pair_codes`)."""
+        objective, factor, lo, sh = ev.burn
+        if tick - self.store.first_minute < sh:
+            # until the data spans the short window, the long window is no longer than it
+            codes[:] = K.COND_INSUFFICIENT
+            values[:] = np.nan
+            return True
+        if ev.fused is None:
+            ev.fused = {}
+        share = ev.mask is not None and ev.level == self.topology.element_level
+        post = ev.mask if share else _NO_POST
+        sides = []
+        for w in (lo, sh):
+            if w + self.reeval_minutes + 1 > self.store.minute_ring:
+                sides.append(self._burn(ev, tick, w, objective, factor))
+                continue
+            args = self._ratio_args(ev, kd, tick, w, min(ev.min_samples, 1.0), 8)
+            SK.sla_burn_window(*args, post, (float(kd.scale), float(objective), float(factor), float(ev.min_samples)))
+            sides.append(args[0][5:8])
+        (burn_l, ok_l, _), (burn_s, ok_s, quiet_s) = sides
+        SK.sla_burn_pair_codes(burn_l, ok_l, burn_s, ok_s, quiet_s, float(factor), codes, values)
+        return True
