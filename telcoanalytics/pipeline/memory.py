@@ -86,7 +86,7 @@ def commit_pages(*roots, min_bytes: int = _MIN_BYTES) -> int:
         stack.extend((c, depth + 1) for c in children)
     total = 0
     for a in owners.values():
-        b = a.reshape(-1).view(np.uint8)
-        b[::PAGE_BYTES] = b[::PAGE_BYTES]
+        b = a.reshape(-1).view(np.uint8)[::PAGE_BYTES]
+        b |= np.uint8(0)  # an in-place ufunc writes every element (an assignment of a view to itself is skipped)
         total += a.nbytes
     return total
