@@ -16,7 +16,10 @@ late / duplicate / corrupted rows), plus:
 
 The pipeline is the replay's (every component and the alert manager) with the bounded-state
 outputs: quarantine, SLA events, anomaly rows and alerts stream to append-only files, and a
-checkpoint is written every 60 event-time minutes. After each day the table shows resident
+checkpoint is written every ``checkpoint_every_min`` event-time minutes (default the runner's,
+:data:`~telcoanalytics.pipeline.run.DEFAULT_CHECKPOINT_EVERY_MIN`: 360, four a day; a
+checkpoint holds week-long state at its full size from the first day, about 180 KiB per element,
+so hourly checkpoints cost more than the rest of the pipeline on a slow disk). After each day the table shows resident
 memory (``VmRSS``), the checkpoint's size and the output files' size; with ``--attribute`` also
 the checkpoint's size per component and its largest entries, and the day's seconds per component
 (to find what grows).
@@ -113,14 +116,26 @@ def _day_batches(day, d: int, topo_region):
 
 
 def soak(
-    n_elements: int = 1500, days: int = 7, seed: int = 7, out=None, say=print, attribute: bool = False
+    n_elements: int = 1500,
+    days: int = 7,
+    seed: int = 7,
+    out=None,
+    say=print,
+    attribute: bool = False,
+    checkpoint_every_min: float | None = None,
 ) -> list[dict]:
     """Run the soak; returns one dict per day (rows, seconds, rss_mib, peak_mib, checkpoint_mib,
     outputs_mib; with ``attribute`` also ``checkpoint_entries``, bytes per entry, and
     ``step_seconds``, the day's seconds per pipeline step)."""
     from telcoanalytics.pipeline.replay import DEFAULTS, _outputs, attach_finding_logs, build_pipeline
     from telcoanalytics.pipeline.replay_report import rehome_plan
-    from telcoanalytics.pipeline.run import IteratorSource, Runner, streaming_quarantine, use_quarantine
+    from telcoanalytics.pipeline.run import (
+        DEFAULT_CHECKPOINT_EVERY_MIN,
+        IteratorSource,
+        Runner,
+        streaming_quarantine,
+        use_quarantine,
+    )
     from telcoanalytics.synth.network import SynthConfig, generate
 
     out = Path(out or tempfile.mkdtemp(prefix="soak_"))
@@ -129,7 +144,10 @@ def soak(
     settings = dict(DEFAULTS, out=str(out))
     pipe = runner = None
     rows = []
-    say(f"soak: {n_elements:,} elements, {days} days, outputs and checkpoints in {out}/")
+    every = DEFAULT_CHECKPOINT_EVERY_MIN if checkpoint_every_min is None else checkpoint_every_min
+    say(
+        f"soak: {n_elements:,} elements, {days} days, a checkpoint every {every:g} min, outputs and checkpoints in {out}/"
+    )
     say("  day       rows  seconds  rows/s   RSS MiB  peak MiB  checkpoint MiB  outputs MiB")
     for d in range(days):
         t0 = time.perf_counter()
@@ -139,7 +157,7 @@ def soak(
             pipe = build_pipeline(settings, day.topology, logs["alerts"])
             use_quarantine(pipe, streaming_quarantine(logs["quarantine"], restored=pipe.quarantine))
             attach_finding_logs(pipe, out, settings, None, logs)
-            runner = Runner(pipe, checkpoint_path=out / "checkpoint.npz", checkpoint_every_min=60, outputs=logs)
+            runner = Runner(pipe, checkpoint_path=out / "checkpoint.npz", checkpoint_every_min=every, outputs=logs)
         if d == 4:  # a topology change at noon
             moved, new_site = rehome_plan(day, 0.01, seed=seed)
             at = day.start_ms + DAY_MS // 2
@@ -201,6 +219,7 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", help="folder for outputs and checkpoints (default: a temporary folder)")
     ap.add_argument("--attribute", action="store_true", help="per day: checkpoint size per component, seconds per step")
+    ap.add_argument("--checkpoint-every-min", type=float, help="event-time minutes between checkpoints (default 360)")
     a = ap.parse_args()
-    soak(a.elements, a.days, a.seed, a.out, attribute=a.attribute)
+    soak(a.elements, a.days, a.seed, a.out, attribute=a.attribute, checkpoint_every_min=a.checkpoint_every_min)
     sys.exit(0)
