@@ -243,7 +243,7 @@ class AnalysisComponent:
             drop = int(np.searchsorted(self._flows["ts_ms"], oldest))
             if drop:
                 self.n_flows_expired += drop
-                self._flows = self._flows[drop:].copy()
+                self._flows = self._flows[drop:]  # a view: the next merge's concatenation copies it anyway
 
 
 def _flow_columns(flows: np.ndarray, interval_ms: int) -> dict:
