@@ -16,8 +16,13 @@ late / duplicate / corrupted rows), plus:
 
 The pipeline is the replay's (every component and the alert manager) with the bounded-state
 outputs: quarantine, SLA events, anomaly rows and alerts stream to append-only files, and a
-checkpoint is written every 60 event-time minutes. After each day the table shows resident
-memory (``VmRSS``), the checkpoint's size and the output files' size.
+checkpoint is written every ``checkpoint_every_min`` event-time minutes (default the runner's,
+:data:`~telcoanalytics.pipeline.run.DEFAULT_CHECKPOINT_EVERY_MIN`: 360, four a day; a
+checkpoint holds week-long state at its full size from the first day, about 180 KiB per element,
+so hourly checkpoints cost more than the rest of the pipeline on a slow disk). After each day the table shows resident
+memory (``VmRSS``), the checkpoint's size and the output files' size; with ``--attribute`` also
+the checkpoint's size per component and its largest entries, and the day's seconds per component
+(to find what grows).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import os
 import sys
 import tempfile
 import time
+import zipfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +60,31 @@ def rss_mib() -> tuple[float, float]:
             elif line.startswith("VmHWM:"):
                 peak = int(line.split()[1]) / 1024
     return cur, peak
+
+
+def checkpoint_sizes(path) -> Counter:
+    """Stored bytes per checkpoint entry (compacted entries and their positions counted together)."""
+    out: Counter = Counter()
+    with zipfile.ZipFile(path) as z:
+        for zi in z.infolist():
+            name = zi.filename.removesuffix(".npy").removesuffix("@nz")
+            out[name] += zi.compress_size
+    return out
+
+
+def attribution_lines(sizes: Counter, seconds: dict, top: int = 6) -> list[str]:
+    """Checkpoint MiB per component (and per other part), the ``top`` largest entries, and the
+    day's seconds per pipeline step."""
+    by_part: Counter = Counter()
+    for k, v in sizes.items():
+        by_part[k.split("::")[0]] += v
+    parts = ", ".join(f"{k} {v / 2**20:.1f}" for k, v in by_part.most_common() if v >= 2**18)
+    lines = [f"      checkpoint MiB by part: {parts}"]
+    lines.append(
+        "      largest entries: " + ", ".join(f"{k} {v / 2**20:.1f}" for k, v in sizes.most_common(top) if v >= 2**18)
+    )
+    lines.append("      seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items() if v >= 0.05))
+    return lines
 
 
 def _day_batches(day, d: int, topo_region):
@@ -83,11 +115,27 @@ def _day_batches(day, d: int, topo_region):
     yield from held
 
 
-def soak(n_elements: int = 1500, days: int = 7, seed: int = 7, out=None, say=print) -> list[dict]:
-    """Run the soak; returns one dict per day (rows, seconds, rss_mib, peak_mib, checkpoint_mib, outputs_mib)."""
+def soak(
+    n_elements: int = 1500,
+    days: int = 7,
+    seed: int = 7,
+    out=None,
+    say=print,
+    attribute: bool = False,
+    checkpoint_every_min: float | None = None,
+) -> list[dict]:
+    """Run the soak; returns one dict per day (rows, seconds, rss_mib, peak_mib, checkpoint_mib,
+    outputs_mib; with ``attribute`` also ``checkpoint_entries``, bytes per entry, and
+    ``step_seconds``, the day's seconds per pipeline step)."""
     from telcoanalytics.pipeline.replay import DEFAULTS, _outputs, attach_finding_logs, build_pipeline
     from telcoanalytics.pipeline.replay_report import rehome_plan
-    from telcoanalytics.pipeline.run import IteratorSource, Runner, streaming_quarantine, use_quarantine
+    from telcoanalytics.pipeline.run import (
+        DEFAULT_CHECKPOINT_EVERY_MIN,
+        IteratorSource,
+        Runner,
+        streaming_quarantine,
+        use_quarantine,
+    )
     from telcoanalytics.synth.network import SynthConfig, generate
 
     out = Path(out or tempfile.mkdtemp(prefix="soak_"))
@@ -96,7 +144,10 @@ def soak(n_elements: int = 1500, days: int = 7, seed: int = 7, out=None, say=pri
     settings = dict(DEFAULTS, out=str(out))
     pipe = runner = None
     rows = []
-    say(f"soak: {n_elements:,} elements, {days} days, outputs and checkpoints in {out}/")
+    every = DEFAULT_CHECKPOINT_EVERY_MIN if checkpoint_every_min is None else checkpoint_every_min
+    say(
+        f"soak: {n_elements:,} elements, {days} days, a checkpoint every {every:g} min, outputs and checkpoints in {out}/"
+    )
     say("  day       rows  seconds  rows/s   RSS MiB  peak MiB  checkpoint MiB  outputs MiB")
     for d in range(days):
         t0 = time.perf_counter()
@@ -106,7 +157,7 @@ def soak(n_elements: int = 1500, days: int = 7, seed: int = 7, out=None, say=pri
             pipe = build_pipeline(settings, day.topology, logs["alerts"])
             use_quarantine(pipe, streaming_quarantine(logs["quarantine"], restored=pipe.quarantine))
             attach_finding_logs(pipe, out, settings, None, logs)
-            runner = Runner(pipe, checkpoint_path=out / "checkpoint.npz", checkpoint_every_min=60, outputs=logs)
+            runner = Runner(pipe, checkpoint_path=out / "checkpoint.npz", checkpoint_every_min=every, outputs=logs)
         if d == 4:  # a topology change at noon
             moved, new_site = rehome_plan(day, 0.01, seed=seed)
             at = day.start_ms + DAY_MS // 2
@@ -121,6 +172,7 @@ def soak(n_elements: int = 1500, days: int = 7, seed: int = 7, out=None, say=pri
 
             runner.hooks = [hook]
         n0 = runner.driver["n_in"]
+        sec0 = dict(pipe.seconds, checkpoints=runner.checkpoint_s)
         runner.run(IteratorSource(_day_batches(day, d, None)))
         n = runner.driver["n_in"] - n0
         del day
@@ -133,6 +185,12 @@ def soak(n_elements: int = 1500, days: int = 7, seed: int = 7, out=None, say=pri
             dict(day=d + 1, rows=n, seconds=secs, rss_mib=cur, peak_mib=peak, checkpoint_mib=ck, outputs_mib=outs)
         )
         say(f"  {d + 1:3d} {n:10,d} {secs:8.1f} {n / secs / 1e6:6.2f}M {cur:9.0f} {peak:9.0f} {ck:15.1f} {outs:12.1f}")
+        if attribute and (out / "checkpoint.npz").exists():
+            sizes = checkpoint_sizes(out / "checkpoint.npz")
+            steps = {k: v - sec0.get(k, 0.0) for k, v in dict(pipe.seconds, checkpoints=runner.checkpoint_s).items()}
+            rows[-1].update(checkpoint_entries=dict(sizes), step_seconds=steps)
+            for line in attribution_lines(sizes, steps):
+                say(line)
     pipe.advance(pipe.max_event_ms + 1)
     pipe.finish()
     if len(rows) > 2:
@@ -160,6 +218,8 @@ if __name__ == "__main__":
     ap.add_argument("--days", type=int, default=7)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", help="folder for outputs and checkpoints (default: a temporary folder)")
+    ap.add_argument("--attribute", action="store_true", help="per day: checkpoint size per component, seconds per step")
+    ap.add_argument("--checkpoint-every-min", type=float, help="event-time minutes between checkpoints (default 360)")
     a = ap.parse_args()
-    soak(a.elements, a.days, a.seed, a.out)
+    soak(a.elements, a.days, a.seed, a.out, attribute=a.attribute, checkpoint_every_min=a.checkpoint_every_min)
     sys.exit(0)

@@ -7,7 +7,12 @@ stream it keeps
   and dropped by element x service x cause group x hour) from the CDRs,
 * the complaint cube (:func:`~telcoanalytics.analysis.complaints.complaint_cube_spec`) from the
   complaints,
-* the flows aggregated per (source element, destination, interval), for routing efficiency.
+* the flows aggregated per (source element, destination, interval), for routing efficiency,
+* the KPI series of :class:`~telcoanalytics.analysis.series.SeriesKeeper` (a week of 5-minute bins).
+
+The cubes and the flows keep the last ``retention_ms`` of event time (default
+:data:`DEFAULT_RETENTION_MS`, two days), the series a week: the component's memory and its
+checkpoint stop growing after the first days of a run that lasts months.
 
 It raises no alerts; :func:`telcoanalytics.analysis.report.analysis_report_lines` reads it (and
 ``report_lines`` calls that). Register it with the pipeline's components, e.g.
@@ -22,7 +27,11 @@ from telcoanalytics.pipeline.coalesce import DEFAULT_COALESCE_ROWS, BatchBuffer
 from telcoanalytics.pipeline.contract import RoutedBatch
 from telcoanalytics.records import FLOW_DTYPE
 
-__all__ = ["AnalysisComponent"]
+__all__ = ["AnalysisComponent", "DEFAULT_RETENTION_MS"]
+
+DEFAULT_RETENTION_MS = 2 * 86_400_000
+"""Event time the localisation and complaint cubes and the aggregated flows keep (two days: the
+worst incident of the last day is still compared with the day before)."""
 
 
 class AnalysisComponent:
@@ -36,6 +45,9 @@ class AnalysisComponent:
     capacity_mbps : float array (n_elements,), optional
         Element capacities for routing efficiency when the topology has no ``capacity_mbps``
         attribute (the synthetic day's ``capacity_mbps``).
+    retention_ms : int or None
+        Event time the cubes and the flows keep, relative to the latest event (hours of the cubes,
+        intervals of the flows); None keeps everything (memory then grows with the run).
     """
 
     def __init__(
@@ -46,16 +58,27 @@ class AnalysisComponent:
         _cubes=None,
         _complaints=None,
         coalesce_rows: int = DEFAULT_COALESCE_ROWS,
+        retention_ms: int | None = DEFAULT_RETENTION_MS,
     ):
         from telcoanalytics.analysis.complaints import complaint_cube_spec
         from telcoanalytics.analysis.localize import localize_spec
         from telcoanalytics.cube import CubeSet
 
+        if retention_ms is not None and (int(retention_ms) != retention_ms or retention_ms < int(interval_ms)):
+            raise ValueError(
+                f"retention_ms must be None or a whole number of ms of at least one interval ({interval_ms}), "
+                f"got {retention_ms!r}"
+            )
         self.topology = topology
         self.interval_ms = int(interval_ms)
+        self.retention_ms = None if retention_ms is None else int(retention_ms)
         self.capacity_mbps = None if capacity_mbps is None else np.asarray(capacity_mbps, dtype=np.float64)
-        self._cubes = _cubes or CubeSet({"localize": localize_spec()}, topology)
-        self._complaints = _complaints or CubeSet({"complaints": complaint_cube_spec()}, topology, source="complaint")
+        keep = {} if retention_ms is None else {"retention_ms": max(int(retention_ms), 3_600_000)}
+        self._cubes = _cubes or CubeSet({"localize": localize_spec(**keep)}, topology)
+        self._complaints = _complaints or CubeSet(
+            {"complaints": complaint_cube_spec(**keep)}, topology, source="complaint"
+        )
+        self.n_flows_expired = 0  # aggregated flow rows dropped by the retention
         self._flow_parts: list = []  # aggregated groups of batches (merged when they pile up)
         self._flows = np.zeros(0, dtype=FLOW_DTYPE)
         self.n = {"cdr": 0, "complaint": 0, "flow": 0}
@@ -95,8 +118,8 @@ class AnalysisComponent:
                 self._complaints.update(b.rows, element_idx=b.element_index)
             elif b.source == "flow":
                 self._flow_parts.append(_aggregate(b.rows, self.interval_ms))
-                if len(self._flow_parts) >= 64:  # merge recent parts only: the stream's cost stays linear
-                    self._flow_parts = [_aggregate(np.concatenate(self._flow_parts), self.interval_ms)]
+                if len(self._flow_parts) >= 64:
+                    self._merge_flows()
 
     # ---- contract --------------------------------------------------------------------------
     def update(self, batch: RoutedBatch) -> list:
@@ -162,6 +185,8 @@ class AnalysisComponent:
             "interval_ms": self.interval_ms,
             "n": np.array([self.n[k] for k in ("cdr", "complaint", "flow")]),
             "series": self.series.to_state(),
+            "retention_ms": -1 if self.retention_ms is None else self.retention_ms,
+            "n_flows_expired": self.n_flows_expired,
         }
         if self.capacity_mbps is not None:
             d["capacity_mbps"] = self.capacity_mbps
@@ -180,7 +205,9 @@ class AnalysisComponent:
             _complaints=CubeSet.from_state(
                 state["complaints"], topology=topology, dimensions={"category": category_dimension()}
             ),
+            retention_ms=None if int(state.get("retention_ms", -1)) < 0 else int(state["retention_ms"]),
         )
+        comp.n_flows_expired = int(state.get("n_flows_expired", 0))
         comp._flows = _flows_of(state["flows"], int(state["interval_ms"]))
         comp.n = dict(zip(("cdr", "complaint", "flow"), (int(x) for x in state["n"])))
         if "series" in state:
@@ -198,9 +225,25 @@ class AnalysisComponent:
 
     def _compact(self):
         self._fold()
-        if self._flow_parts:
-            self._flows = _aggregate(np.concatenate([self._flows, *self._flow_parts]), self.interval_ms)
-            self._flow_parts = []
+        self._merge_flows()
+
+    def _merge_flows(self) -> None:
+        """Merge the aggregated parts into the kept flows, re-aggregating only the kept rows from the
+        parts' earliest interval on (the flows are sorted by interval), then drop the intervals
+        beyond the retention."""
+        if not self._flow_parts:
+            return
+        new = np.concatenate(self._flow_parts)
+        self._flow_parts = []
+        cut = int(np.searchsorted(self._flows["ts_ms"], new["ts_ms"].min())) if len(new) else len(self._flows)
+        tail = _aggregate(np.concatenate([self._flows[cut:], new]), self.interval_ms)
+        self._flows = np.concatenate([self._flows[:cut], tail])
+        if self.retention_ms is not None and len(self._flows):
+            oldest = int(self._flows["ts_ms"][-1]) - self.retention_ms + self.interval_ms
+            drop = int(np.searchsorted(self._flows["ts_ms"], oldest))
+            if drop:
+                self.n_flows_expired += drop
+                self._flows = self._flows[drop:]  # a view: the next merge's concatenation copies it anyway
 
 
 def _flow_columns(flows: np.ndarray, interval_ms: int) -> dict:
@@ -230,17 +273,34 @@ def _aggregate(rows: np.ndarray, interval_ms: int) -> np.ndarray:
     (interval start, source, destination)."""
     if len(rows) == 0:
         return np.zeros(0, dtype=FLOW_DTYPE)
-    b = rows["ts_ms"] // interval_ms * interval_ms
+    b = rows["ts_ms"] // interval_ms
     src, dst = rows["src_element_id"], rows["dst_element_id"]
-    order = np.lexsort((dst, src, b))  # stable: rows of one group keep their order
-    bs, ss, ds = b[order], src[order], dst[order]
-    start = np.ones(len(order), dtype=bool)
-    start[1:] = (bs[1:] != bs[:-1]) | (ss[1:] != ss[:-1]) | (ds[1:] != ds[:-1])
+    key = _group_key(b, src, dst)
+    if key is None:  # id ranges too wide for one 64-bit key: sort by the three columns
+        order = np.lexsort((dst, src, b))
+        bs, ss, ds = b[order], src[order], dst[order]
+        start = np.ones(len(order), dtype=bool)
+        start[1:] = (bs[1:] != bs[:-1]) | (ss[1:] != ss[:-1]) | (ds[1:] != ds[:-1])
+    else:
+        order = np.argsort(key)
+        ks = key[order]
+        start = np.ones(len(order), dtype=bool)
+        start[1:] = ks[1:] != ks[:-1]
     inv = np.empty(len(order), dtype=np.int64)
     inv[order] = np.cumsum(start) - 1  # group of each row, in the rows' order
     first = order[start]
     out = np.zeros(len(first), dtype=FLOW_DTYPE)
-    out["ts_ms"], out["src_element_id"], out["dst_element_id"] = b[first], src[first], dst[first]
+    out["ts_ms"], out["src_element_id"], out["dst_element_id"] = b[first] * interval_ms, src[first], dst[first]
     for f in ("bytes", "packets", "flows"):
         out[f] = np.bincount(inv, rows[f].astype(np.float64), len(first)).round().astype(np.int64)
     return out
+
+
+def _group_key(b, src, dst):
+    """One int64 per row ordered as (``b``, ``src``, ``dst``) (offsets from each column's minimum in
+    mixed radix), or None when the three ranges do not fit in 63 bits."""
+    los = [int(x.min()) for x in (b, src, dst)]
+    spans = [int(x.max()) - lo + 1 for x, lo in zip((b, src, dst), los)]
+    if spans[0] * spans[1] * spans[2] >= 2**63:
+        return None
+    return ((b - los[0]) * spans[1] + (src - los[1])) * spans[2] + (dst - los[2])

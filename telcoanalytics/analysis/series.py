@@ -46,16 +46,24 @@ class SeriesKeeper:
         self.bin_ms = int(bin_ms)
         self.max_bins = int(max_bins)
         self.first_bin = None  # absolute bin number of column 0
-        self.n_compactions = 0  # times the buffers were reallocated (amortised: see _resize)
+        self.n_compactions = 0  # times the kept columns were moved to the buffers' start (see _resize)
         n = topology.n_elements
-        # backing buffers with spare columns: the kept bins are the view [:, off:off + width], the
-        # spare columns right of it stay zero, so a new bin re-slices instead of copying the history
+        # backing buffers of a fixed width (max_bins plus a slack, allocated and committed at the first
+        # bin: memory does not grow while the week fills): the kept bins are the view
+        # [:, off:off + width], the spare columns right of it stay zero, so a new bin re-slices
+        # instead of copying the history
         self._buf = {("sums", s): np.zeros((n, 0)) for s in SERIES}
         self._buf.update({("counts", s): np.zeros((n, 0), np.int32) for s in SERIES})
         self._buf[("complaints",)] = np.zeros((topology.n_nodes("region"), 0), np.int32)
         self._off = 0
         self._width = 0
         self._views()
+
+    @property
+    def capacity(self) -> int:
+        """Columns of the backing buffers once allocated: ``max_bins`` plus a slack of an eighth of
+        it (at least 64 columns)."""
+        return self.max_bins + max(64, self.max_bins // 8)
 
     def _views(self) -> None:
         """Point ``sums``, ``counts`` and ``complaints`` at the kept columns of the buffers."""
@@ -66,17 +74,21 @@ class SeriesKeeper:
 
     def _resize(self, need: int, drop: int) -> None:
         """Keep logical columns ``[drop, need)`` (relative to ``first_bin``): drop the oldest ones and
-        open new zero columns, reallocating only when the spare columns run out (then with a slack
-        of an eighth of ``max_bins``, at least 64 columns: amortised O(1) copies per new bin)."""
+        open new zero columns; when the spare columns run out, the kept ones move to the start of
+        the buffers (in place: at most once per slack of new bins, amortised O(1) per bin)."""
         off, width = self._off + drop, need - drop
+        keep = max(0, self._off + self._width - off)  # kept columns that hold data
         cap = next(iter(self._buf.values())).shape[1]
-        if off + width > cap:
-            keep = max(0, self._off + self._width - off)  # kept columns that hold data
-            cap = width + max(64, self.max_bins // 8)
+        if cap < self.capacity:  # the first bin (or an older checkpoint's state): fixed-size buffers
             for key, old in self._buf.items():
-                buf = np.zeros((old.shape[0], cap), old.dtype)
+                buf = _committed_zeros((old.shape[0], self.capacity), old.dtype)
                 buf[:, :keep] = old[:, off : off + keep]
                 self._buf[key] = buf
+            off = 0
+        elif off + width > cap:
+            for buf in self._buf.values():
+                buf[:, :keep] = buf[:, off : off + keep]
+                buf[:, keep:] = 0
             off = 0
             self.n_compactions += 1
         self._off, self._width = off, width
@@ -102,8 +114,7 @@ class SeriesKeeper:
         col = self._columns(ts_ms // self.bin_ms)
         ok = col >= 0
         e, c, v = np.asarray(element_index)[ok], col[ok], np.asarray(values, np.float64)[ok]
-        np.add.at(self.sums[name], (e, c), v)
-        np.add.at(self.counts[name], (e, c), 1)
+        _fold_cells(self.sums[name], self.counts[name], e, c, v)
 
     def add_batch(self, batch) -> None:
         """Fold a pipeline's routed batch (equipment PRB utilisation, QoS latency, complaints)."""
@@ -117,7 +128,7 @@ class SeriesKeeper:
             col = self._columns(rows["ts_ms"] // self.bin_ms)
             ok = (col >= 0) & (idx >= 0)
             region = self.topology.element_to("region")[idx[ok]]
-            np.add.at(self.complaints, (region, col[ok]), 1)
+            _fold_cells(None, self.complaints, region, col[ok], None)
 
     def topology_changed(self, topology) -> None:
         """Elements added get empty rows (dense indices of existing elements are stable)."""
@@ -155,26 +166,65 @@ class SeriesKeeper:
 
     # ---- state ------------------------------------------------------------------------------
     def to_state(self) -> dict:
+        """The state at a fixed size: the whole backing buffers (``max_bins`` plus the slack
+        columns, see :attr:`capacity`) with the kept columns' offset and width, so a checkpoint
+        does not grow while the week of bins fills (the buffers are not copied)."""
         return {
             "bin_ms": self.bin_ms,
             "max_bins": self.max_bins,
             "first_bin": -1 if self.first_bin is None else self.first_bin,
-            **{f"sums_{s}": self.sums[s] for s in SERIES},
-            **{f"counts_{s}": self.counts[s] for s in SERIES},
-            "complaints": self.complaints,
+            "off": self._off,
+            "width": self._width,
+            **{f"sums_{s}": self._buf[("sums", s)] for s in SERIES},
+            **{f"counts_{s}": self._buf[("counts", s)] for s in SERIES},
+            "complaints": self._buf[("complaints",)],
         }
 
     @classmethod
     def from_state(cls, d: dict, topology) -> SeriesKeeper:
+        """Restore :meth:`to_state` (also the kept columns alone, as checkpoints before the fixed-size
+        buffers stored them)."""
         k = cls(topology, int(d["bin_ms"]), int(d["max_bins"]))
         k.first_bin = None if int(d["first_bin"]) < 0 else int(d["first_bin"])
         for s in SERIES:
             k._buf[("sums", s)] = np.array(d[f"sums_{s}"], dtype=np.float64)
             k._buf[("counts", s)] = np.array(d[f"counts_{s}"], dtype=np.int32)
         k._buf[("complaints",)] = np.array(d["complaints"], dtype=np.int32)
-        k._width = k._buf[("sums", SERIES[0])].shape[1]
+        k._off = int(d.get("off", 0))
+        k._width = int(d["width"]) if "width" in d else k._buf[("sums", SERIES[0])].shape[1]
         k._views()
         return k
+
+
+def _committed_zeros(shape, dtype) -> np.ndarray:
+    """A zero array whose pages are written now (``np.zeros`` of a large array maps pages lazily: the
+    resident memory would then grow as bins fill, for a week)."""
+    a = np.empty(shape, dtype)
+    a.fill(0)
+    return a
+
+
+def _fold_cells(sums, counts, rows, cols, values) -> None:
+    """``sums[r, c] += v`` and ``counts[r, c] += 1`` for every (row, column, value), by one
+    ``bincount`` over the cells of the columns the batch touches, or over the distinct cells it
+    touches when those columns hold many more cells than the batch has rows (``sums`` None:
+    counts only)."""
+    if not len(cols):
+        return
+    lo, hi = int(cols.min()), int(cols.max())
+    span = hi - lo + 1
+    n = counts.shape[0]
+    key = np.asarray(rows, np.int64) * span + (cols - lo)
+    if n * span <= max(1 << 20, 8 * len(key)):
+        counts[:, lo : hi + 1] += np.bincount(key, minlength=n * span).reshape(n, span).astype(counts.dtype)
+        if sums is not None:
+            sums[:, lo : hi + 1] += np.bincount(key, values, minlength=n * span).reshape(n, span)
+        return
+    cells, inv = np.unique(key, return_inverse=True)  # distinct cells: the fancy-indexed adds do not collide
+    r, c = cells // span, cells % span + lo
+    counts[r, c] += np.bincount(inv, minlength=len(cells)).astype(counts.dtype)
+    if sums is not None:
+        sums[r, c] += np.bincount(inv, values, minlength=len(cells))
 
 
 def _bin_mean(x: np.ndarray) -> np.ndarray:

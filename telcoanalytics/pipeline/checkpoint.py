@@ -22,7 +22,11 @@ Layout: an uncompressed ``.npz`` whose entries are the flattened state dicts (ne
 stored compacted, losslessly (:func:`encode_entries`: mostly-zero arrays as their non-zero
 positions and values, integers in the narrowest integer type holding them, floats as float32 when
 every value is exactly a float32); ``__meta__["encoded"]`` says how, and reading restores the
-original arrays bit for bit (NaN payloads aside).
+original arrays bit for bit (NaN payloads aside). State whose size is fixed by design and that
+fills over days (the detector's hour-of-day and hour-of-week profiles, the analysis component's
+week of KPI series: :data:`FIXED_SIZE_ENTRIES`) is stored as it is in memory, at its full size,
+so a checkpoint's size does not grow while that state fills (a sparse copy would grow for a
+week, then jump to the dense size).
 """
 
 from __future__ import annotations
@@ -157,6 +161,19 @@ ENCODE_MIN_BYTES = 1 << 16
 
 _SPARSE_MAX_SHARE = 0.4  # non-zero share below which an array is stored as positions and values
 
+FIXED_SIZE_ENTRIES = (
+    "::detector::seas_d",
+    "::detector::seas_w",
+    "::series::sums_",
+    "::series::counts_",
+    "::series::complaints",
+)
+"""Entry-name parts of state whose size is fixed by design but which fills over hours or days (the
+detector's hour-of-day and hour-of-week profiles; the analysis series' week of bins). The detector's
+recurrence memory ``seas_m`` is not among them: only alarm points write it, so it stays sparse.
+:func:`encode_entries` stores these as they are (not sparse, not narrowed), so the checkpoint has
+the same size on day 1 and on day 100; the other entries' compaction depends on their values."""
+
 
 def _narrow(a: np.ndarray) -> np.ndarray:
     """``a`` in the narrowest type that holds every value exactly (integers: the smallest signed or
@@ -186,7 +203,8 @@ def encode_entries(flat: dict) -> tuple[dict, dict]:
     entries : dict name -> ndarray
         A mostly-zero entry (non-zero share below 40 %) becomes its values at the non-zero
         positions (``name``) and the positions (``name@nz``); every stored array is narrowed
-        (:func:`_narrow`). Other entries are unchanged.
+        (:func:`_narrow`). Other entries, and those named in :data:`FIXED_SIZE_ENTRIES`, are
+        unchanged.
     encoded : dict name -> {"dtype", "shape", "sparse"}
         How to rebuild each changed entry (:func:`decode_entries`).
 
@@ -207,6 +225,7 @@ def encode_entries(flat: dict) -> tuple[dict, dict]:
             or a.dtype.names is not None
             or a.dtype.kind not in "iuf"
             or a.nbytes < ENCODE_MIN_BYTES
+            or any(part in k for part in FIXED_SIZE_ENTRIES)
         ):
             out[k] = a
             continue

@@ -728,6 +728,7 @@ COMPONENTS["cube"] = lambda topology, options: CubeComponent(
 
 # ---- analysis (localisation, routing, complaints, statistics over the kept series) --------------------------------
 def _analysis(topology, options):
+    from telcoanalytics.analysis.component import DEFAULT_RETENTION_MS as DEFAULT_ANALYSIS_RETENTION_MS
     from telcoanalytics.analysis.component import AnalysisComponent
 
     return AnalysisComponent(
@@ -735,6 +736,7 @@ def _analysis(topology, options):
         int(options.get("interval_ms", 300_000)),
         options.get("capacity_mbps"),
         coalesce_rows=options.get("coalesce_rows", DEFAULT_COALESCE_ROWS),
+        retention_ms=options.get("retention_ms", DEFAULT_ANALYSIS_RETENTION_MS),
     )
 
 

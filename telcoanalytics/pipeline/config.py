@@ -91,6 +91,7 @@ SCHEMA = {
         "repeat_interval_s": (_NUM, _pos, "seconds > 0"),
         "resolved_retention_s": (_NUM, _nonneg, "seconds >= 0"),
     },
+    "analysis": {"retention_h": (_NUM, _pos, "hours > 0 of event time the analysis cubes and flows keep (default 48)")},
     "outputs": {"rotate_mb": (_NUM, _pos, "megabytes > 0"), "keep": (int, _pos, "an integer >= 1")},
     "checkpoints": {"enabled": (bool, None, "true or false"), "every_min": (_NUM, _pos, "event-time minutes > 0")},
     "follow": {
@@ -222,6 +223,7 @@ def load_config(path) -> Config:
     _cubes(doc.get("cubes", {}), opts, err)
     _sla(doc.get("sla", {}), doc.get("kpis", {}), opts, err, rel)
     _alerts(doc.get("alerts", {}), opts, err)
+    _analysis(doc.get("analysis", {}), opts, err)
     follow = {"dir": None, "poll_s": 1.0, "status_every_s": 10.0, "idle_exit_s": None}
     follow.update(doc.get("follow", {}))
     if follow["dir"] is not None:
@@ -302,6 +304,14 @@ def _cubes(t, opts, err):
             err(f"cubes.{name}", f"is not a valid cube: {exc}")
         specs[name] = spec
     opts["cube"] = {"cubes": specs}
+
+
+def _analysis(t, opts, err):
+    _check_keys("analysis", t, SCHEMA["analysis"], err)
+    if "retention_h" in t:
+        h = _value("analysis", "retention_h", t["retention_h"], SCHEMA["analysis"]["retention_h"], err)
+        if isinstance(h, _NUM) and not isinstance(h, bool) and h > 0:
+            opts["analysis"] = {"retention_ms": max(300_000, int(round(h * 3_600_000)))}
 
 
 def _sla(t, kpis, opts, err, rel):

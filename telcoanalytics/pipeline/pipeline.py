@@ -130,6 +130,16 @@ class Pipeline:
         self.seconds = {"ingest": 0.0, "route": 0.0, **{name: 0.0 for name in self.components}}
         if alerts is not None:
             self.seconds["alerts"] = 0.0
+        self.commit_memory()
+
+    def commit_memory(self) -> int:
+        """Make the state's large arrays resident now (:func:`~telcoanalytics.pipeline.memory.commit_pages`):
+        state of a size fixed by design then does not make resident memory grow while it fills
+        (called after construction, a restore and a topology change). Returns the bytes touched."""
+        from telcoanalytics.pipeline.memory import commit_pages
+
+        self.committed_bytes = commit_pages(self.components, self.ingestors, self.alerts)
+        return self.committed_bytes
 
     # ---- feeding ------------------------------------------------------------------------------
     @property
@@ -329,6 +339,7 @@ class Pipeline:
             self.alerts.set_topology(target)
         now = self.last_advance_ms if self.last_advance_ms is not None else self.watermark_ms
         self._deliver(found, now)
+        self.commit_memory()
         return changes
 
     # ---- accounting ---------------------------------------------------------------------------

@@ -44,3 +44,71 @@ def test_policy_and_warm_up_edges(day):
     assert relabel_benign(empty_rows) == 0
     with pytest.raises(ValueError, match="step_ms must be positive"):
         warm_up(None, [], [], [], [], 0, 1, step_ms=0)
+
+
+def _pandas_flows(flows, interval_ms, keep_from_ms=None):
+    """Independent reference: pandas group-by of the raw flow rows."""
+    import pandas as pd
+
+    df = pd.DataFrame({k: flows[k] for k in ("ts_ms", "src_element_id", "dst_element_id", "bytes", "packets", "flows")})
+    df["ts_ms"] = df["ts_ms"] // interval_ms * interval_ms
+    g = df.groupby(["ts_ms", "src_element_id", "dst_element_id"], sort=True).sum().reset_index()
+    if keep_from_ms is not None:
+        g = g[g["ts_ms"] >= keep_from_ms]
+    return g
+
+
+def test_flows_keep_the_retention_and_equal_a_pandas_group_by(day):
+    """Flows over 3 shifted copies of the day, 1 day of retention: the kept flows are pandas'
+    group-by of the rows of the last day; the dropped rows are counted; the state round-trips."""
+    one = day.flow
+    span = 86_400_000
+    parts = []
+    for d in range(3):
+        p = one.copy()
+        p["ts_ms"] += d * span
+        parts.append(p)
+    flows = np.concatenate(parts)
+    comp = AnalysisComponent(day.topology, retention_ms=span)
+    idx = day.topology.index_of(flows[ELEMENT_FIELD["flow"]])
+    for part in np.array_split(np.arange(len(flows)), 400):
+        comp.update(RoutedBatch("flow", flows[part], idx[part], np.zeros(len(part), np.int64)))
+    kept = comp.flows
+    last = int(flows["ts_ms"].max()) // comp.interval_ms * comp.interval_ms
+    ref = _pandas_flows(flows, comp.interval_ms, keep_from_ms=last - span + comp.interval_ms)
+    for k in ref.columns:
+        np.testing.assert_array_equal(kept[k], ref[k].to_numpy())
+    assert comp.n_flows_expired == len(_pandas_flows(flows, comp.interval_ms)) - len(ref) > 0
+    back = AnalysisComponent.from_state(comp.to_state(), day.topology)
+    assert back.retention_ms == span and back.n_flows_expired == comp.n_flows_expired
+    np.testing.assert_array_equal(back.flows, kept)
+    everything = AnalysisComponent(day.topology, retention_ms=None)
+    everything.update(RoutedBatch("flow", flows, idx, np.zeros(len(flows), np.int64)))
+    assert len(everything.flows) == len(_pandas_flows(flows, comp.interval_ms))
+    with pytest.raises(ValueError, match="retention_ms"):
+        AnalysisComponent(day.topology, retention_ms=1000)
+
+
+def test_flow_groups_with_ids_too_wide_for_one_key_equal_pandas():
+    from telcoanalytics.records import FLOW_DTYPE
+
+    rng = np.random.default_rng(3)
+    rows = np.zeros(5000, dtype=FLOW_DTYPE)
+    rows["ts_ms"] = rng.integers(0, 10, 5000) * 300_000 + rng.integers(0, 300_000, 5000)
+    rows["src_element_id"] = rng.choice([1, 2**40, 2**41 + 5], 5000)
+    rows["dst_element_id"] = rng.choice([-(2**40), 7, 2**40], 5000)  # ranges: 10 x 2^41 x 2^41 > 2^63
+    rows["bytes"], rows["packets"], rows["flows"] = rng.integers(0, 10**6, (3, 5000))
+    got = _aggregate(rows, 300_000)
+    ref = _pandas_flows(rows, 300_000)
+    for k in ref.columns:
+        np.testing.assert_array_equal(got[k], ref[k].to_numpy())
+
+
+def test_cubes_keep_the_retention(day):
+    comp = AnalysisComponent(day.topology, retention_ms=3_600_000)
+    cdr = day.cdr
+    idx = day.topology.index_of(cdr[ELEMENT_FIELD["cdr"]])
+    comp.update(RoutedBatch("cdr", cdr, idx, np.zeros(len(cdr), np.int64)))
+    hours = comp.cubes["localize"].query(("hour",), measures=["count"])
+    assert len(hours) == 1  # the latest hour only
+    assert comp.cubes["localize"].n_expired > 0

@@ -166,3 +166,43 @@ def test_localize_refuses_an_empty_baseline_and_the_report_says_why(tmp_path):
     assert cli.main(["replay", "--input", str(d), "--out", str(out), "--no-checkpoints"]) == 0
     text = (out / "report.txt").read_text()
     assert "== analysis" in text
+
+
+def test_state_has_a_fixed_size_from_the_first_bin_and_old_states_load():
+    """The buffers are allocated once, at the first bin (max_bins plus the slack), and the state keeps
+    that size while the kept bins fill and slide; a state of the kept columns alone (checkpoints
+    before the fixed-size buffers) loads and continues like the keeper that wrote it."""
+    topo = _topo()
+    k = SeriesKeeper(topo, bin_ms=1000, max_bins=100)
+    shapes = set()
+    for b in range(0, 700, 3):
+        k.add("latency_ms", np.array([b * 1000, b * 1000 + 5]), np.array([b % 6, 0]), np.array([1.0, 2.0]))
+        st = k.to_state()
+        shapes.add(tuple(st[f"sums_{s}"].shape for s in ("prb_util_pct", "latency_ms")) + (st["complaints"].shape,))
+    assert shapes == {((6, k.capacity), (6, k.capacity), (2, k.capacity))}
+    old = dict(k.to_state(), **{f"sums_{s}": k.sums[s] for s in ("prb_util_pct", "latency_ms")})
+    old.update({f"counts_{s}": k.counts[s] for s in ("prb_util_pct", "latency_ms")}, complaints=k.complaints)
+    del old["off"], old["width"]
+    back = SeriesKeeper.from_state(old, topo)
+    for keeper in (k, back):
+        keeper.add("latency_ms", np.array([800_000, 640_000]), np.array([1, 2]), np.array([4.0, 8.0]))
+    np.testing.assert_array_equal(back.series("latency_ms")[1], k.series("latency_ms")[1])
+    np.testing.assert_array_equal(back.times(), k.times())
+    assert back.to_state()["sums_latency_ms"].shape == (6, k.capacity)
+
+
+def test_a_batch_spanning_many_bins_folds_its_distinct_cells(rng):
+    """Rows spread over the whole kept week (more cells than rows: the distinct-cell path) fold as
+    np.add.at does."""
+    n_el = 600
+    topo = Topology.from_columns(np.arange(n_el) + 10, {"region": np.arange(n_el) // 300 + 1, "site": np.arange(n_el)})
+    k = SeriesKeeper(topo, bin_ms=1000, max_bins=2016)
+    t = rng.integers(0, 2016, 3000) * 1000
+    t[0], t[1] = 0, 2015 * 1000
+    e, v = rng.integers(0, n_el, 3000), rng.normal(5, 1, 3000)
+    k.add("prb_util_pct", t, e, v)
+    s, c = np.zeros((n_el, 2016)), np.zeros((n_el, 2016))
+    np.add.at(s, (e, t // 1000), v)
+    np.add.at(c, (e, t // 1000), 1)
+    np.testing.assert_array_equal(k.counts["prb_util_pct"], c)
+    np.testing.assert_allclose(k.sums["prb_util_pct"], s, rtol=1e-14)

@@ -93,6 +93,15 @@ schema_version = 1
     json.dumps(c.settings)  # travels in checkpoints
 
 
+def test_analysis_retention_reaches_the_component(tmp_path):
+    c = _cfg(tmp_path, "[run]\ncomponents = ['analysis']\n[analysis]\nretention_h = 24")
+    topo = generate(n_elements=30, n_regions=1, days=0.01, seed=1).topology
+    p = build_pipeline(c.settings, topo, OutputLog(tmp_path / "a.jsonl"))
+    assert p.components["analysis"].retention_ms == 86_400_000
+    assert p.components["analysis"].cubes["localize"].spec.retention_ms == 86_400_000
+    assert load_config(EXAMPLE).settings["component_options"]["analysis"] == {"retention_ms": 2 * 86_400_000}
+
+
 @pytest.mark.parametrize(
     "text, match",
     [
@@ -114,6 +123,8 @@ schema_version = 1
         ("[windows]\nresolutions = [[60, 60]]", r"windows.resolutions must span at least 24 h"),
         ("[windows]\nhalf_lives_s = [60.0]", r"windows.half_lives_s is \[60.0\]; it must be a list of at least two"),
         ("[outputs]\nkeep = 0", r"outputs.keep is 0; it must be an integer >= 1"),
+        ("[analysis]\nretention_h = 0", r"analysis.retention_h is 0; it must be hours > 0"),
+        ("[analysis]\nretention = 3", r"analysis.retention is not a known key; did you mean 'retention_h'\?"),
         ("[checkpoints]\nevery_min = 0", r"checkpoints.every_min is 0; it must be event-time minutes > 0"),
         ("[run]\nout = \n[x]", r"is not valid TOML \(.*line 2.*fix the syntax"),
         ("run = 3", r"\[run\] must be a table"),
