@@ -21,9 +21,32 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.dedup import (
+    D_CODE,
+    D_FIELD,
+    D_HORIZON,
+    D_NEED,
+    D_SIZE,
+    D_START,
+    D_STEP,
     EMPTY,
+    G_BUCKET_MS,
+    G_CLOCK,
+    G_CODE,
+    G_FIELD,
+    G_HI,
+    G_HORIZON,
+    G_LO,
+    G_N_OUT,
+    G_NEED,
+    G_SIZE,
+    G_STEP,
     M_BUCKET,
     M_COUNT,
+    MAX_RING_BUCKETS,
+    NEED_CAP,
+    NEED_EMPTY,
+    NEED_RING,
+    NEED_ROTATE,
     OUT_DUP,
     OUT_OUTSIDE,
     bucketset_insert,
@@ -79,6 +102,7 @@ class DedupSet:
         self.prev = np.full(16, EMPTY, dtype=np.int64)
         self.prev_meta = np.zeros(2, dtype=np.int64)
         self.cur_start_ms: int | None = None
+        self._ds = np.zeros(D_SIZE, dtype=np.int64)  # bookkeeping of the compiled path
 
     def __len__(self) -> int:
         return int(self.cur_meta[0] + self.prev_meta[0])
@@ -139,6 +163,35 @@ class DedupSet:
         hashset_insert(keys, active, self.cur, self.cur_meta, dup)
         return dup
 
+    def check_rows(self, rows, kernel, clock: DedupClock, mark: tuple, out_code, out_field) -> None:
+        """The duplicate check of one batch of records in one compiled call: the same decisions
+        as :meth:`check_insert` with the clock of ``clock`` after the batch (``kernel``: the
+        source's ``kernels.dedup.idset_dedup_*``; ``mark``, ``out_code``, ``out_field`` as in
+        :meth:`TimeBucketKeySet.check_rows`)."""
+        ds = self._ds
+        ds[D_HORIZON] = -1 if self.horizon_ms is None else self.horizon_ms
+        ds[D_START] = EMPTY if self.cur_start_ms is None else self.cur_start_ms
+        ds[D_CODE], ds[D_FIELD] = mark
+        ds[D_STEP] = 0
+        n = len(rows)
+        start = 0
+        while True:
+            start = kernel(
+                rows, start, clock.a, ds, self.cur, self.cur_meta, self.prev, self.prev_meta, out_code, out_field
+            )
+            if start >= n:
+                break
+            need = int(ds[D_NEED])
+            if need == NEED_EMPTY:
+                break
+            if need == NEED_ROTATE:
+                self._rotate(int(clock.a[2]))
+                ds[D_START] = self.cur_start_ms
+            else:  # NEED_GROW: room for every row left
+                self._reserve(n - start)
+        if ds[D_START] != EMPTY:
+            self.cur_start_ms = int(ds[D_START])
+
     def contains(self, keys: np.ndarray, active: np.ndarray, t_max_ms: int | None = None) -> np.ndarray:
         """Mark the active keys held, without inserting (``t_max_ms`` moves the horizon first)."""
         keys = np.ascontiguousarray(keys, dtype=np.int64)
@@ -196,18 +249,19 @@ class DedupClock:
     def __init__(self, window: int = 64, outliers: int = 7):
         if not 0 <= outliers < window:
             raise ValueError(f"need 0 <= outliers < window, got outliers={outliers!r} window={window!r}")
-        self.recent = np.zeros(window, dtype=np.int64)
-        self.state = np.array([0, 0, EMPTY, outliers], dtype=np.int64)
+        self.a = np.zeros(4 + window, dtype=np.int64)  # [n_held, head, clock, outliers, recent times]
+        self.a[2] = EMPTY
+        self.a[3] = outliers
 
     @property
     def now_ms(self) -> int | None:
         """The clock (None before ``outliers + 1`` valid rows were seen)."""
-        c = int(self.state[2])
+        c = int(self.a[2])
         return None if c == EMPTY else c
 
     def observe(self, t_ms: np.ndarray, ok: np.ndarray) -> int | None:
         """Advance with one batch's event times (arrival order) where ``ok``; returns :attr:`now_ms`."""
-        c = int(recent_clock_observe(t_ms, ok, self.recent, self.state))
+        c = int(recent_clock_observe(t_ms, ok, self.a))
         return None if c == EMPTY else c
 
 
@@ -264,7 +318,7 @@ class TimeBucketKeySet:
     [False, False, True]
     """
 
-    MAX_BUCKETS = 1 << 11
+    MAX_BUCKETS = MAX_RING_BUCKETS
     """Most buckets one call may hold (the ring's largest size)."""
 
     def __init__(self, horizon_ms: int, bucket_ms: int | None = None):
@@ -276,12 +330,32 @@ class TimeBucketKeySet:
         if self.bucket_ms < 1:
             raise ValueError(f"bucket_ms must be a positive int (ms), got {bucket_ms!r}")
         self.span = 2 * (-(-self.horizon_ms // self.bucket_ms)) + 3  # buckets of the ring in steady state
-        self.lo: int | None = None  # lowest bucket held
-        self.clock_ms: int | None = None
+        self.geo = np.zeros(G_SIZE, dtype=np.int64)  # geometry shared with the compiled path
+        self.geo[[G_BUCKET_MS, G_HORIZON, G_LO, G_CLOCK]] = [self.bucket_ms, self.horizon_ms, EMPTY, EMPTY]
         self.tables, self.meta = _empty_ring(_pow2(self.span), 16)
         self.side = DedupSet(self.horizon_ms, initial_capacity=16)
         self.legacy: DedupSet | None = None  # keys of a checkpoint from the one-table design
         self._pend = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))  # key, t, clock
+
+    @property
+    def lo(self) -> int | None:
+        """Lowest bucket held (None before the first row)."""
+        v = int(self.geo[G_LO])
+        return None if v == EMPTY else v
+
+    @lo.setter
+    def lo(self, v: int | None) -> None:
+        self.geo[G_LO] = EMPTY if v is None else v
+
+    @property
+    def clock_ms(self) -> int | None:
+        """The event-time clock that drives the horizon (None before it is set)."""
+        v = int(self.geo[G_CLOCK])
+        return None if v == EMPTY else v
+
+    @clock_ms.setter
+    def clock_ms(self, v: int | None) -> None:
+        self.geo[G_CLOCK] = EMPTY if v is None else v
 
     def __len__(self) -> int:
         live = self.meta[:, M_BUCKET] >= (self.lo if self.lo is not None else _NONE + 1)
@@ -389,6 +463,77 @@ class TimeBucketKeySet:
         self._advance(lo)
         return dup
 
+    def check_rows(self, rows, kernel, clock: DedupClock, mark: tuple, out_code, out_field, keys_of) -> bool:
+        """The duplicate check of one batch of records in one compiled call (clock, natural key,
+        bucket probe and insert, mark), the same decisions as :meth:`check_insert` with the
+        clock of ``clock`` after the batch.
+
+        Parameters
+        ----------
+        rows : structured array (n,) of the source's canonical dtype
+        kernel : the source's ``kernels.dedup.ring_dedup_*``
+        clock : DedupClock, moved by the batch's rows not rejected yet
+        mark : (code, field), what a duplicate gets in ``out_code`` / ``out_field``
+        out_code, out_field : int8 (n,), the rows' first failure so far (0: none), updated in place
+        keys_of : callable, the natural keys of some rows (for the rare rows outside the ring)
+
+        Returns
+        -------
+        bool
+            False (nothing done) when rows wait ahead of the ring or a legacy table is held:
+            the caller uses :meth:`check_insert`.
+        """
+        if self.legacy is not None or len(self._pend[0]):
+            return False
+        g = self.geo
+        g[G_STEP] = 0
+        g[G_N_OUT] = 0
+        g[G_CODE], g[G_FIELD] = mark
+        n = len(rows)
+        if 10 * n > 7 * self.tables.shape[1] and n > 1:  # a large call: size the tables once from its rows
+            t = rows["ts_ms"]
+            span = max(1, (int(t.max()) - int(t.min())) // self.bucket_ms + 1)
+            cap = _pow2((10 * 2 * n // span) // 7 + 1)  # twice the mean load
+            if cap > self.tables.shape[1]:
+                self._resize(self.tables.shape[0], cap, self.lo if self.lo is not None else _NONE + 1)
+        flag = np.zeros(n, dtype=np.int8)
+        start = 0
+        while True:
+            start = kernel(rows, start, clock.a, g, self.tables, self.meta, out_code, out_field, flag)
+            if start >= n:
+                break
+            need = int(g[G_NEED])
+            if need == NEED_EMPTY:
+                return True
+            lo = int(g[G_LO])
+            if need == NEED_RING:
+                self._resize(max(_pow2(int(g[G_HI]) - lo + 1), self.tables.shape[0]), self.tables.shape[1], lo)
+            elif need == NEED_CAP:
+                self._resize(self.tables.shape[0], 2 * self.tables.shape[1], lo)
+        if g[G_N_OUT]:
+            self._outside(rows, flag == OUT_OUTSIDE, int(g[G_HI]), mark, out_code, out_field, keys_of)
+        self._advance(int(g[G_LO]))
+        return True
+
+    def _outside(self, rows, outside, hi: int, mark: tuple, out_code, out_field, keys_of) -> None:
+        """Rows of :meth:`check_rows` outside the ring: the side set (and rows ahead wait)."""
+        idx = np.flatnonzero(outside)
+        keys = keys_of(rows[idx])
+        t = rows["ts_ms"][idx]
+        sd = self.side.check_insert(keys, np.ones(len(idx), np.bool_), self.clock_ms)
+        out_code[idx[sd]] = mark[0]
+        out_field[idx[sd]] = mark[1]
+        ahead = ~sd & (t // self.bucket_ms > hi)
+        if ahead.any():
+            k, tt, c = self._pend
+            at = self.clock_ms if self.clock_ms is not None else _NONE
+            n_a = int(ahead.sum())
+            self._pend = (
+                np.concatenate([k, keys[ahead]]),
+                np.concatenate([tt, t[ahead]]),
+                np.concatenate([c, np.full(n_a, at, np.int64)]),
+            )
+
     def _migrate(self, lo: int, hi: int) -> None:
         """Rows that arrived dated ahead of the ring and are now within it: into their buckets."""
         k, t, c = self._pend
@@ -404,16 +549,18 @@ class TimeBucketKeySet:
     def _advance(self, lo: int) -> None:
         """Drop the buckets that end more than the horizon behind the clock (and the side set's
         old generation); shrink the ring."""
-        if self.clock_ms is not None:
-            lo = max(lo, (self.clock_ms - self.horizon_ms) // self.bucket_ms)
-            if len(self.side):
-                self.side._rotate(self.clock_ms)
-        self.lo = lo if self.lo is None else max(self.lo, lo)
+        g = self.geo
+        c = int(g[G_CLOCK])
+        if c != EMPTY:
+            lo = max(lo, (c - self.horizon_ms) // self.bucket_ms)
+            if self.side.cur_meta[0] or self.side.prev_meta[0]:
+                self.side._rotate(c)
+        g[G_LO] = lo if g[G_LO] == EMPTY else max(int(g[G_LO]), lo)
         small = _pow2(self.span)
         if self.tables.shape[0] > small:
             hi = int(self.meta[:, M_BUCKET].max())  # only after a call that grew the ring
-            if hi - self.lo + 1 <= small:
-                self._resize(small, self.tables.shape[1], self.lo)
+            if hi - int(g[G_LO]) + 1 <= small:
+                self._resize(small, self.tables.shape[1], int(g[G_LO]))
 
     # ---- state ---------------------------------------------------------------------------
     def to_state(self) -> dict:
