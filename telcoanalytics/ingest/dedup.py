@@ -176,9 +176,8 @@ class DedupSet:
         n = len(rows)
         start = 0
         while True:
-            start = kernel(
-                rows, start, clock.a, ds, self.cur, self.cur_meta, self.prev, self.prev_meta, out_code, out_field
-            )
+            args = (clock.a, ds, self.cur, self.cur_meta, self.prev, self.prev_meta, out_code, out_field)
+            start = int(kernel(rows, start, *args))
             if start >= n:
                 break
             need = int(ds[D_NEED])
@@ -499,7 +498,7 @@ class TimeBucketKeySet:
         flag = np.zeros(n, dtype=np.int8)
         start = 0
         while True:
-            start = kernel(rows, start, clock.a, g, self.tables, self.meta, out_code, out_field, flag)
+            start = int(kernel(rows, start, clock.a, g, self.tables, self.meta, out_code, out_field, flag))
             if start >= n:
                 break
             need = int(g[G_NEED])
