@@ -200,10 +200,9 @@ def bucketset_insert(keys, t_ms, active, start, geometry, tables, bmeta, out):
             outside = b < lo or b - lo >= n_ring
             if not outside:
                 r = b & rmask
-                if bmeta[r, M_BUCKET] != b:  # a fresh row, or one that held an expired bucket: reuse it
-                    if bmeta[r, M_BUCKET] != EMPTY:
-                        for j in range(cap):
-                            tables[r, j] = EMPTY
+                if bmeta[r, M_BUCKET] != b:  # a fresh row, or one that held an expired bucket: clear it
+                    for j in range(cap):
+                        tables[r, j] = EMPTY
                     bmeta[r, M_BUCKET] = b
                     bmeta[r, M_COUNT] = 0
                     bmeta[r, M_HAS_MIN] = 0
@@ -238,7 +237,8 @@ def bucketset_insert(keys, t_ms, active, start, geometry, tables, bmeta, out):
 @kernel
 def bucketset_move(old_tables, old_meta, lo, new_tables, new_meta):
     """Re-insert every bucket of ``old`` with id ``>= lo`` into the empty ring ``new`` (any R and
-    cap, powers of two, large enough); ``new_tables`` all ``EMPTY``, ``new_meta[:, 0]`` ``EMPTY``.
+    cap, powers of two, large enough); ``new_meta[:, 0]`` ``EMPTY`` (a row of ``new_tables`` is
+    cleared when it takes a bucket: rows no bucket holds may be uninitialised).
     Returns the number of buckets moved."""
     rmask = new_tables.shape[0] - 1
     mask = new_tables.shape[1] - 1
@@ -250,6 +250,8 @@ def bucketset_move(old_tables, old_meta, lo, new_tables, new_meta):
         nr = b & rmask
         for c in range(3):
             new_meta[nr, c] = old_meta[r, c]
+        for j in range(new_tables.shape[1]):
+            new_tables[nr, j] = EMPTY
         for j in range(old_tables.shape[1]):
             k = old_tables[r, j]
             if k == EMPTY:
@@ -359,7 +361,11 @@ def natural_keys_qos(rows, out):
 # is the robust clock of ``recent_clock_observe`` in one array: ``[n_held, head, clock, outliers]``
 # followed by the ring of recent valid times.
 G_BUCKET_MS, G_HORIZON, G_LO, G_CLOCK, G_N_OUT, G_NEED, G_STEP, G_CODE, G_FIELD, G_HI = range(10)
-G_SIZE = 10
+G_RLO, G_EXTEND, G_KEEP = range(10, 13)
+"""The ring's lowest bucket (``<= G_LO``: buckets ``G_RLO .. G_LO - 1`` are behind the horizon but
+kept until the clock reaches ``G_KEEP``: the older rows of a call spanning more than the horizon),
+and whether this call may create buckets there."""
+G_SIZE = 13
 NEED_NONE, NEED_RING, NEED_CAP, NEED_EMPTY = range(4)
 MAX_RING_BUCKETS = 1 << 11
 """Most buckets one call may hold (the ring's largest size)."""
@@ -429,7 +435,11 @@ def _geometry(geo, n_ring, t_min, t_max):
     lo = min(lo, hi)
     geo[G_LO] = lo
     geo[G_HI] = hi
-    if hi - lo + 1 > n_ring:
+    rlo = geo[G_RLO]
+    if rlo == EMPTY or rlo > lo or (geo[G_KEEP] == EMPTY and (geo[G_EXTEND] & 1) == 0):
+        rlo = lo  # nothing kept behind the horizon
+    geo[G_RLO] = rlo
+    if hi - rlo + 1 > n_ring:
         geo[G_NEED] = NEED_RING
         return False
     return True
@@ -446,6 +456,9 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
     its bucket is full (``geo[G_NEED] = NEED_CAP``)."""
     b_ms = geo[G_BUCKET_MS]
     lo = geo[G_LO]
+    rlo = geo[G_RLO]
+    extend = (geo[G_EXTEND] & 1) != 0
+    touched = False
     code = geo[G_CODE]
     fld = geo[G_FIELD]
     n_ring = tables.shape[0]
@@ -465,13 +478,17 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
             b = t // b_ms
             t_lo = b * b_ms
             t_hi = t_lo + b_ms
-            outside = b < lo or b - lo >= n_ring
+            # buckets lo.. in the ring; rlo..lo-1 kept from a large call (new ones only in such a call)
+            outside = b < rlo or b - rlo >= n_ring
             if not outside:
                 r = b & rmask
-                if bmeta[r, M_BUCKET] != b:  # a fresh row, or one that held an expired bucket: reuse it
-                    if bmeta[r, M_BUCKET] != EMPTY:
-                        for j in range(cap):
-                            tables[r, j] = EMPTY
+                if b < lo and bmeta[r, M_BUCKET] != b and not extend:
+                    outside = True
+                elif b < lo:
+                    touched = True
+                if not outside and bmeta[r, M_BUCKET] != b:  # a fresh row, or one with an expired bucket: clear it
+                    for j in range(cap):
+                        tables[r, j] = EMPTY
                     bmeta[r, M_BUCKET] = b
                     bmeta[r, M_COUNT] = 0
                     bmeta[r, M_HAS_MIN] = 0
@@ -500,11 +517,15 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
         elif bmeta[r, M_COUNT] >= limit:
             geo[G_NEED] = NEED_CAP
             geo[G_N_OUT] += n_out
+            if touched:
+                geo[G_EXTEND] |= 2
             return i
         else:
             tables[r, s] = k
             bmeta[r, M_COUNT] += 1
     geo[G_N_OUT] += n_out
+    if touched:  # rows went to buckets behind the horizon: the caller keeps them a horizon longer
+        geo[G_EXTEND] |= 2
     return -1
 
 
@@ -550,6 +571,24 @@ def _ring_begin(times, out_code, clock, geo, n_ring):
 
 
 @kernel
+def _ring_end(geo):
+    """After the last row of a batch: the horizon moves with the clock (``G_LO``), buckets kept
+    behind it get a horizon of clock more when this call put rows there, and are released once
+    the clock passes ``G_KEEP``; the next batch starts with the clock step."""
+    c = geo[G_CLOCK]
+    if c != EMPTY:
+        geo[G_LO] = max(geo[G_LO], (c - geo[G_HORIZON]) // geo[G_BUCKET_MS])
+        if geo[G_EXTEND] != 0:
+            keep = c + geo[G_HORIZON]
+            geo[G_KEEP] = keep if geo[G_KEEP] == EMPTY else max(geo[G_KEEP], keep)
+    geo[G_EXTEND] = 0
+    if geo[G_KEEP] == EMPTY or (c != EMPTY and c >= geo[G_KEEP]):
+        geo[G_RLO] = geo[G_LO]
+        geo[G_KEEP] = EMPTY
+    geo[G_STEP] = 0
+
+
+@kernel
 def ring_dedup_equip(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag):
     """Duplicate check of a batch of ``records.EQUIP_DTYPE`` rows in one compiled pass.
 
@@ -578,8 +617,12 @@ def ring_dedup_equip(rows, start, clock, geo, tables, bmeta, out_code, out_field
         ``geo[G_NEED]`` asks (grow the ring or the tables; ``NEED_EMPTY``: no active row).
     """
     geo[G_NEED] = NEED_NONE
-    if start == 0 and not _ring_begin(rows["ts_ms"], out_code, clock, geo, tables.shape[0]):
-        return 0
+    if start == 0:
+        geo[G_N_OUT] = 0
+        if not _ring_begin(rows["ts_ms"], out_code, clock, geo, tables.shape[0]):
+            if geo[G_NEED] == NEED_EMPTY:
+                geo[G_STEP] = 0
+            return 0
     n = rows.shape[0]
     keys = np.empty(CHUNK, dtype=np.int64)
     times = np.empty(CHUNK, dtype=np.int64)
@@ -599,6 +642,7 @@ def ring_dedup_equip(rows, start, clock, geo, tables, bmeta, out_code, out_field
         stop = _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag)
         if stop >= 0:
             return stop
+    _ring_end(geo)
     return n
 
 
@@ -606,8 +650,12 @@ def ring_dedup_equip(rows, start, clock, geo, tables, bmeta, out_code, out_field
 def ring_dedup_flow(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag):
     """:func:`ring_dedup_equip` for ``records.FLOW_DTYPE`` (key: source, destination, time)."""
     geo[G_NEED] = NEED_NONE
-    if start == 0 and not _ring_begin(rows["ts_ms"], out_code, clock, geo, tables.shape[0]):
-        return 0
+    if start == 0:
+        geo[G_N_OUT] = 0
+        if not _ring_begin(rows["ts_ms"], out_code, clock, geo, tables.shape[0]):
+            if geo[G_NEED] == NEED_EMPTY:
+                geo[G_STEP] = 0
+            return 0
     n = rows.shape[0]
     keys = np.empty(CHUNK, dtype=np.int64)
     times = np.empty(CHUNK, dtype=np.int64)
@@ -627,6 +675,7 @@ def ring_dedup_flow(rows, start, clock, geo, tables, bmeta, out_code, out_field,
         stop = _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag)
         if stop >= 0:
             return stop
+    _ring_end(geo)
     return n
 
 
@@ -634,8 +683,12 @@ def ring_dedup_flow(rows, start, clock, geo, tables, bmeta, out_code, out_field,
 def ring_dedup_qos(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag):
     """:func:`ring_dedup_equip` for ``records.QOS_DTYPE`` (key: element, time)."""
     geo[G_NEED] = NEED_NONE
-    if start == 0 and not _ring_begin(rows["ts_ms"], out_code, clock, geo, tables.shape[0]):
-        return 0
+    if start == 0:
+        geo[G_N_OUT] = 0
+        if not _ring_begin(rows["ts_ms"], out_code, clock, geo, tables.shape[0]):
+            if geo[G_NEED] == NEED_EMPTY:
+                geo[G_STEP] = 0
+            return 0
     n = rows.shape[0]
     keys = np.empty(CHUNK, dtype=np.int64)
     times = np.empty(CHUNK, dtype=np.int64)
@@ -655,6 +708,7 @@ def ring_dedup_qos(rows, start, clock, geo, tables, bmeta, out_code, out_field, 
         stop = _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag)
         if stop >= 0:
             return stop
+    _ring_end(geo)
     return n
 
 

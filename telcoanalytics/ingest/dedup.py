@@ -32,12 +32,15 @@ from kernels.dedup import (
     G_BUCKET_MS,
     G_CLOCK,
     G_CODE,
+    G_EXTEND,
     G_FIELD,
     G_HI,
     G_HORIZON,
+    G_KEEP,
     G_LO,
     G_N_OUT,
     G_NEED,
+    G_RLO,
     G_SIZE,
     G_STEP,
     M_BUCKET,
@@ -267,7 +270,7 @@ class DedupClock:
 def _empty_ring(n_ring: int, cap: int) -> tuple[np.ndarray, np.ndarray]:
     meta = np.zeros((n_ring, 3), dtype=np.int64)
     meta[:, M_BUCKET] = EMPTY
-    return np.full((n_ring, cap), EMPTY, dtype=np.int64), meta
+    return np.empty((n_ring, cap), dtype=np.int64), meta  # a row is cleared when it takes a bucket
 
 
 def _pow2(n: int) -> int:
@@ -329,8 +332,11 @@ class TimeBucketKeySet:
         if self.bucket_ms < 1:
             raise ValueError(f"bucket_ms must be a positive int (ms), got {bucket_ms!r}")
         self.span = 2 * (-(-self.horizon_ms // self.bucket_ms)) + 3  # buckets of the ring in steady state
+        self._small = _pow2(self.span)
         self.geo = np.zeros(G_SIZE, dtype=np.int64)  # geometry shared with the compiled path
-        self.geo[[G_BUCKET_MS, G_HORIZON, G_LO, G_CLOCK]] = [self.bucket_ms, self.horizon_ms, EMPTY, EMPTY]
+        self.geo[[G_BUCKET_MS, G_HORIZON, G_LO, G_CLOCK, G_RLO, G_KEEP]] = [self.bucket_ms, self.horizon_ms] + [
+            EMPTY
+        ] * 4
         self.tables, self.meta = _empty_ring(_pow2(self.span), 16)
         self.side = DedupSet(self.horizon_ms, initial_capacity=16)
         self.legacy: DedupSet | None = None  # keys of a checkpoint from the one-table design
@@ -356,8 +362,13 @@ class TimeBucketKeySet:
     def clock_ms(self, v: int | None) -> None:
         self.geo[G_CLOCK] = EMPTY if v is None else v
 
+    def _lowest(self) -> int:
+        """The lowest bucket id held (buckets kept behind the horizon included)."""
+        lo = int(self.geo[G_RLO]) if self.geo[G_RLO] != EMPTY else int(self.geo[G_LO])
+        return lo if lo != EMPTY else _NONE + 1
+
     def __len__(self) -> int:
-        live = self.meta[:, M_BUCKET] >= (self.lo if self.lo is not None else _NONE + 1)
+        live = self.meta[:, M_BUCKET] >= self._lowest()
         n = int(self.meta[live, M_COUNT].sum()) + len(self.side)
         return n + (len(self.legacy) if self.legacy is not None else 0)
 
@@ -485,16 +496,10 @@ class TimeBucketKeySet:
         if self.legacy is not None or len(self._pend[0]):
             return False
         g = self.geo
-        g[G_STEP] = 0
-        g[G_N_OUT] = 0
         g[G_CODE], g[G_FIELD] = mark
         n = len(rows)
-        if 10 * n > 7 * self.tables.shape[1] and n > 1:  # a large call: size the tables once from its rows
-            t = rows["ts_ms"]
-            span = max(1, (int(t.max()) - int(t.min())) // self.bucket_ms + 1)
-            cap = _pow2((10 * 2 * n // span) // 7 + 1)  # twice the mean load
-            if cap > self.tables.shape[1]:
-                self._resize(self.tables.shape[0], cap, self.lo if self.lo is not None else _NONE + 1)
+        if n >= self.LARGE_CALL and 10 * n > 7 * self.tables.shape[1]:
+            self._prepare_large(rows, clock, out_code)
         flag = np.zeros(n, dtype=np.int8)
         start = 0
         while True:
@@ -504,15 +509,57 @@ class TimeBucketKeySet:
             need = int(g[G_NEED])
             if need == NEED_EMPTY:
                 return True
-            lo = int(g[G_LO])
+            rlo = int(g[G_RLO])
             if need == NEED_RING:
-                self._resize(max(_pow2(int(g[G_HI]) - lo + 1), self.tables.shape[0]), self.tables.shape[1], lo)
+                self._resize(max(_pow2(int(g[G_HI]) - rlo + 1), self.tables.shape[0]), self.tables.shape[1], rlo)
             elif need == NEED_CAP:
-                self._resize(self.tables.shape[0], 2 * self.tables.shape[1], lo)
+                self._resize(self.tables.shape[0], 2 * self.tables.shape[1], rlo)
         if g[G_N_OUT]:
             self._outside(rows, flag == OUT_OUTSIDE, int(g[G_HI]), mark, out_code, out_field, keys_of)
-        self._advance(int(g[G_LO]))
+        # the kernel moved the horizon (kernels.dedup._ring_end); the side set and the ring's size follow
+        if (self.side.cur_meta[0] or self.side.prev_meta[0]) and g[G_CLOCK] != EMPTY:
+            self.side._rotate(int(g[G_CLOCK]))
+        if self.tables.shape[0] > self._small:
+            self._advance(int(g[G_LO]))
         return True
+
+    LARGE_CALL = 1 << 14
+    """Calls of at least this many rows whose first and last rows are more than the horizon apart
+    hold all their rows in the ring (see :meth:`_prepare_large`)."""
+
+    def _prepare_large(self, rows, clock: DedupClock, out_code) -> None:
+        """A large call: the clock first, then a ring that spans the call's rows (not only the
+        horizon behind the clock: rows older than that would otherwise go one by one to the side
+        set), its tables sized once from the rows per bucket. The buckets behind the horizon are
+        kept until the clock has moved a horizon on (the guarantee of the side set)."""
+        g = self.geo
+        t = rows["ts_ms"]
+        ok = out_code == 0
+        c = clock.observe(t, ok)  # the batch's clock, once (the kernel does not move it again)
+        g[G_STEP] = 1
+        if c is not None and (g[G_CLOCK] == EMPTY or c > g[G_CLOCK]):
+            g[G_CLOCK] = c
+        ta = t[ok]
+        if not len(ta):
+            return
+        b_ms, h = self.bucket_ms, self.horizon_ms
+        c = self.clock_ms if self.clock_ms is not None else int(ta.max())
+        hi = (c + h) // b_ms
+        lo = (c - h) // b_ms if self.lo is None else max(self.lo, (c - h) // b_ms)
+        first = max(int(ta.min()) // b_ms, hi - self.MAX_BUCKETS + 1)
+        rlo = lo if g[G_RLO] == EMPTY else min(int(g[G_RLO]), lo)
+        if abs(int(ta[-1]) - int(ta[0])) > h and first < rlo:
+            rlo = first
+            g[G_RLO] = rlo
+            g[G_EXTEND] = 1
+        # rows per bucket (exact for rows in time order; a full bucket grows the tables anyway)
+        edges = np.arange(max(rlo, int(ta[0]) // b_ms), hi + 2, dtype=np.int64) * b_ms
+        per = np.diff(np.searchsorted(ta, edges)) if len(edges) > 1 else np.zeros(1, np.int64)
+        most = max(int(per.max()), len(ta) // max(1, len(edges) - 1))
+        cap = max(self.tables.shape[1], _pow2((10 * most) // 7 + 2))
+        n_ring = max(self.tables.shape[0], _pow2(hi - min(rlo, lo) + 1))
+        if cap > self.tables.shape[1] or n_ring > self.tables.shape[0]:
+            self._resize(n_ring, cap, min(rlo, lo))
 
     def _outside(self, rows, outside, hi: int, mark: tuple, out_code, out_field, keys_of) -> None:
         """Rows of :meth:`check_rows` outside the ring: the side set (and rows ahead wait)."""
@@ -555,17 +602,20 @@ class TimeBucketKeySet:
             if self.side.cur_meta[0] or self.side.prev_meta[0]:
                 self.side._rotate(c)
         g[G_LO] = lo if g[G_LO] == EMPTY else max(int(g[G_LO]), lo)
-        small = _pow2(self.span)
+        if g[G_KEEP] == EMPTY or (c != EMPTY and c >= g[G_KEEP]):  # nothing kept behind the horizon
+            g[G_RLO] = g[G_LO]
+            g[G_KEEP] = EMPTY
+        small = self._small
         if self.tables.shape[0] > small:
             hi = int(self.meta[:, M_BUCKET].max())  # only after a call that grew the ring
-            if hi - int(g[G_LO]) + 1 <= small:
-                self._resize(small, self.tables.shape[1], int(g[G_LO]))
+            if hi - int(g[G_RLO]) + 1 <= small:
+                self._resize(small, self.tables.shape[1], int(g[G_RLO]))
 
     # ---- state ---------------------------------------------------------------------------
     def to_state(self) -> dict:
         """The keys held, per bucket, and the side set (for checkpoints)."""
         lo = self.lo if self.lo is not None else _NONE
-        live = np.flatnonzero(self.meta[:, M_BUCKET] >= (lo if self.lo is not None else _NONE + 1))
+        live = np.flatnonzero(self.meta[:, M_BUCKET] >= self._lowest())
         rows = self.tables[live]
         st = {
             "kind": "time_buckets",
@@ -579,6 +629,8 @@ class TimeBucketKeySet:
             "pending_keys": self._pend[0],
             "pending_t": self._pend[1],
             "pending_clock": self._pend[2],
+            "kept_lo": int(self.geo[G_RLO]),
+            "kept_until": int(self.geo[G_KEEP]),
         }
         st.update({f"side_{k}": v for k, v in self.side.to_state().items()})
         return st
@@ -604,5 +656,7 @@ class TimeBucketKeySet:
             hashset_insert(ks, np.ones(len(ks), np.bool_), row[0], np.zeros(2, np.int64), np.zeros(len(ks), np.bool_))
             bucketset_move(row, meta[j : j + 1], _NONE + 1, s.tables, s.meta)
         s._pend = tuple(np.asarray(d[f"pending_{x}"], np.int64) for x in ("keys", "t", "clock"))
+        s.geo[G_RLO] = int(d.get("kept_lo", s.geo[G_LO]))  # (checkpoints before kept buckets: none)
+        s.geo[G_KEEP] = int(d.get("kept_until", EMPTY))
         s.side = DedupSet.from_state({k[5:]: v for k, v in d.items() if k.startswith("side_")})
         return s

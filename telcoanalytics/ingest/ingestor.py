@@ -46,7 +46,6 @@ of ``quarantine.REASONS``), and within a reason the first field in canonical ord
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -129,10 +128,8 @@ _NARROW_KEY_FIELDS = {f for s, fs in NATURAL_KEY.items() for f in fs if DTYPES[s
 """Natural-key fields stored narrower than int64 (widened before hashing)."""
 
 
-def _wrap():
-    """Context of a call into hash kernels: wrapping uint64 arithmetic is by design, which plain
-    Python (``NUMBA_DISABLE_JIT=1``) would warn about; compiled, nothing to do (no cost)."""
-    return np.errstate(over="ignore") if numba.config.DISABLE_JIT else contextlib.nullcontext()
+_NOJIT = numba.config.DISABLE_JIT
+"""Kernels run as plain Python (``NUMBA_DISABLE_JIT=1``): their wrapping uint64 hash would warn."""
 
 
 def _key_set(source: str, horizon_ms):
@@ -682,10 +679,14 @@ class Ingestor:
         mark = (_C["duplicate_id"], st.name_index(self._key_name))
         if self.fused_dedup and data.dtype == DTYPES[self.source]:  # one compiled call
             if isinstance(self.dedup, TimeBucketKeySet):
-                with _wrap():  # the hash wraps by design (plain-Python kernels)
-                    args = (self._dedup_clock, mark, st.code, st.field, self._row_keys)
-                    if self.dedup.check_rows(data, _RING_DEDUP[self.source], *args):
-                        return
+                args = (data, _RING_DEDUP[self.source], self._dedup_clock, mark, st.code, st.field, self._row_keys)
+                if _NOJIT:
+                    with np.errstate(over="ignore"):  # the hash wraps by design (plain-Python kernels)
+                        done = self.dedup.check_rows(*args)
+                else:
+                    done = self.dedup.check_rows(*args)
+                if done:
+                    return
             elif self.source in _ID_DEDUP:
                 self.dedup.check_rows(data, _ID_DEDUP[self.source], self._dedup_clock, mark, st.code, st.field)
                 return

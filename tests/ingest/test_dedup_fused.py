@@ -96,3 +96,33 @@ def _corrupt(source: str, x) -> bool:
     if source == "flow":
         return int(x["bytes"]) < 0
     return bool(np.isinf(x["latency_ms"]))
+
+
+def test_a_day_in_one_call_is_held_in_the_ring_and_decides_as_the_steps(rng):
+    """A whole day in one array (with copies of its early rows at the end): the one-call path holds
+    the day's rows in buckets (not the side set), catches every duplicate of the call like the
+    separate steps and a set, still catches the early rows a horizon of clock later, then frees them."""
+    from kernels.dedup import G_LO, G_RLO
+
+    n = 40_000
+    a = rows("equip", n)
+    a["ts_ms"] = np.sort(T0 + rng.integers(0, 86_400_000, n) // 1000 * 1000)
+    a["element_id"] = 1000 + rng.integers(0, 300, n)
+    copies = a[rng.integers(0, n // 4, 500)]  # early rows again, 12-18 h later in the call
+    a = np.concatenate([a[: 3 * n // 4], copies, a[3 * n // 4 :]])
+    fused, steps = Ingestor("equip"), Ingestor("equip")
+    steps.fused_dedup = False
+    r1, r2 = fused.ingest(a), steps.ingest(a.copy())
+    keys = a["element_id"] * 10**14 + a["ts_ms"]
+    assert r1.by_reason == r2.by_reason == {"duplicate_id": len(a) - len(np.unique(keys))}
+    assert r1.accepted.tobytes() == r2.accepted.tobytes()
+    d = fused.dedup
+    assert d.geo[G_RLO] < d.geo[G_LO] and len(d.side) == 0  # the day's buckets are kept, not moved aside
+    assert len(d) == len(np.unique(keys))
+    early = r1.accepted[:100]  # sent again soon after: caught by both (kept buckets / side set)
+    assert fused.ingest(early).by_reason == steps.ingest(early.copy()).by_reason == {"duplicate_id": 100}
+    later = r1.accepted[-20:].copy()
+    later["ts_ms"] += 3 * H  # the clock moves three horizons on: the day is forgotten, memory shrinks
+    fused.ingest(later)
+    assert d.geo[G_RLO] == d.geo[G_LO] and d.tables.shape[0] <= 64 and len(d) <= 20
+    assert fused.ingest(early).n_accepted == 100
