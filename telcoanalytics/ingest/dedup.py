@@ -21,6 +21,19 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.dedup import (
+    EMPTY,
+    M_BUCKET,
+    M_COUNT,
+    OUT_DUP,
+    OUT_OUTSIDE,
+    bucketset_insert,
+    bucketset_move,
+    hashset_contains,
+    hashset_insert,
+    hashset_rehash,
+    recent_clock_observe,
+)
+from kernels.dedup_batch import (
     D_CODE,
     D_FIELD,
     D_HORIZON,
@@ -28,7 +41,6 @@ from kernels.dedup import (
     D_SIZE,
     D_START,
     D_STEP,
-    EMPTY,
     G_BUCKET_MS,
     G_CLOCK,
     G_CODE,
@@ -43,21 +55,11 @@ from kernels.dedup import (
     G_RLO,
     G_SIZE,
     G_STEP,
-    M_BUCKET,
-    M_COUNT,
     MAX_RING_BUCKETS,
     NEED_CAP,
     NEED_EMPTY,
     NEED_RING,
     NEED_ROTATE,
-    OUT_DUP,
-    OUT_OUTSIDE,
-    bucketset_insert,
-    bucketset_move,
-    hashset_contains,
-    hashset_insert,
-    hashset_rehash,
-    recent_clock_observe,
 )
 
 DEFAULT_DEDUP_HORIZON_MS = 24 * 3600 * 1000
@@ -307,10 +309,16 @@ class TimeBucketKeySet:
       ``horizon_ms`` (the guarantee of :class:`DedupSet`). A row dated ahead moves into its
       bucket when the clock comes within reach, so a later copy is caught there.
     * Memory: the buckets of about ``2 * horizon_ms`` (all of one size, the largest's capacity
-      at load <= 0.7), plus the rows outside the ring. The rows of one call spanning more (a
-      whole day in one array) that are older than the horizon behind the clock after it go to
-      the ``DedupSet`` (one table, as before the buckets); before the clock is set (the first
-      few rows) the ring starts at the oldest row, over at most ``MAX_BUCKETS`` buckets.
+      at load <= 0.7), plus the rows outside the ring. A call of at least ``LARGE_CALL`` rows
+      whose first and last rows are more than the horizon apart (a whole day in one array)
+      holds all its rows in the ring, over at most ``MAX_BUCKETS`` buckets (its older rows
+      would otherwise go one by one to the side set, a table far beyond the CPU caches): the
+      buckets behind the horizon are kept until the clock has moved a horizon on (the side
+      set's guarantee), then dropped and the ring shrinks. Before the clock is set (the first
+      few rows) the ring starts at the oldest row.
+    * :meth:`check_rows` (what ``Ingestor`` uses) does a batch in one compiled call: clock,
+      natural key, bucket probe and insert, duplicate mark; :meth:`check_insert` takes key
+      arrays and decides the same.
 
     Examples
     --------

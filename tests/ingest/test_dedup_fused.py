@@ -102,7 +102,7 @@ def test_a_day_in_one_call_is_held_in_the_ring_and_decides_as_the_steps(rng):
     """A whole day in one array (with copies of its early rows at the end): the one-call path holds
     the day's rows in buckets (not the side set), catches every duplicate of the call like the
     separate steps and a set, still catches the early rows a horizon of clock later, then frees them."""
-    from kernels.dedup import G_LO, G_RLO
+    from kernels.dedup_batch import G_LO, G_RLO
 
     n = 40_000
     a = rows("equip", n)
