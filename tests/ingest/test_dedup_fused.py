@@ -126,3 +126,82 @@ def test_a_day_in_one_call_is_held_in_the_ring_and_decides_as_the_steps(rng):
     fused.ingest(later)
     assert d.geo[G_RLO] == d.geo[G_LO] and d.tables.shape[0] <= 64 and len(d) <= 20
     assert fused.ingest(early).n_accepted == 100
+
+
+def _same(fused: Ingestor, steps: Ingestor, a: np.ndarray) -> dict:
+    r1, r2 = fused.ingest(a), steps.ingest(a.copy())
+    assert r1.by_reason == r2.by_reason
+    assert r1.accepted.tobytes() == r2.accepted.tobytes()
+    return r1.by_reason
+
+
+def _pair(source: str) -> tuple[Ingestor, Ingestor]:
+    fused, steps = Ingestor(source), Ingestor(source)
+    steps.fused_dedup = False
+    return fused, steps
+
+
+def test_edge_paths_decide_as_the_separate_steps():
+    """Before the clock, a batch with no valid row, a bucket that fills, a ring that must grow, the
+    empty-slot key, a day with a gap then late rows into kept and missing buckets: the same decisions."""
+    fused, steps = _pair("equip")
+    a = rows("equip", 5)
+    a["ts_ms"] = T0 + np.arange(5) * 90 * 60_000  # 6 h over five rows before the clock: the ring grows
+    assert _same(fused, steps, a) == {}
+    bad = rows("equip", 3)
+    bad["value"] = np.nan  # no valid row (and still no clock)
+    assert _same(fused, steps, bad) == {"non_finite": 3}
+    full = rows("equip", 400)  # 400 keys in one bucket: its table grows
+    full["ts_ms"] = T0 + 6 * 3_600_000 + 60_000
+    full["element_id"] = 1000 + np.arange(400)
+    assert _same(fused, steps, np.concatenate([full, full[:50]])) == {"duplicate_id": 50}
+
+    fused, steps = _pair("qos")
+    day = rows("qos", 30_000)
+    t = T0 + np.sort(np.random.default_rng(3).integers(0, 86_400_000, 30_000))
+    t = t[(t < T0 + 5 * 3_600_000) | (t >= T0 + 10 * 3_600_000)]  # no rows from 05:00 to 10:00
+    day = day[: len(t)]
+    day["ts_ms"] = t // 1000 * 1000
+    day["element_id"] = 1000 + np.arange(len(t)) % 97
+    _same(fused, steps, day)
+    late = rows("qos", 40)  # late rows: in kept buckets (copies and new) and in the gap (no bucket)
+    late["ts_ms"] = np.r_[day["ts_ms"][:10], day["ts_ms"][:10] + 1, np.full(20, T0 + 7 * 3_600_000)]
+    late["element_id"] = np.r_[day["element_id"][:10], day["element_id"][:10], 1000 + np.arange(20)]
+    assert _same(fused, steps, late) == {"duplicate_id": 10}
+    assert _same(fused, steps, late) == {"duplicate_id": 40}
+
+    fused, steps = _pair("cdr")
+    c = rows("cdr", 6)
+    c["record_id"] = [np.iinfo(np.int64).min, 5, 6, 7, 8, 9]  # the empty-slot value as an id
+    assert _same(fused, steps, c) == {}
+    assert _same(fused, steps, c[:2]) == {"duplicate_id": 2}
+    for day_n in (1, 2, 3):  # the generations turn over: an id of the day before is still caught
+        d = rows("cdr", 20, t0=T0 + day_n * 86_400_000)
+        d["record_id"] = 100 * day_n + np.arange(20)
+        assert _same(fused, steps, d) == {}
+        prev = d.copy()
+        prev["record_id"] -= 100
+        prev["start_ms"] += 3_600_000
+        prev["end_ms"] += 3_600_000
+        assert _same(fused, steps, prev) == {"duplicate_id": 20 if day_n > 1 else 5}  # day 0 held ids 5..9
+
+
+def test_no_valid_row_before_the_clock_and_the_empty_slot_key():
+    for source, field, value in (("flow", "bytes", -1), ("qos", "latency_ms", np.inf)):
+        fused, steps = _pair(source)
+        bad = rows(source, 3)
+        bad[field] = value
+        assert sum(_same(fused, steps, bad).values()) == 3
+    # the key equal to the empty-slot marker (a natural-key hash could be it) is kept by a flag
+    from kernels.dedup import EMPTY
+    from kernels.dedup_batch import G_BUCKET_MS, G_CODE, G_FIELD, G_HORIZON, G_KEEP, G_LO, G_RLO, G_SIZE, _ring_chunk
+
+    geo = np.zeros(G_SIZE, np.int64)
+    geo[[G_BUCKET_MS, G_HORIZON, G_LO, G_RLO, G_KEEP, G_CODE, G_FIELD]] = [300_000, H, 0, 0, EMPTY, 12, 3]
+    tables = np.empty((4, 16), np.int64)
+    meta = np.zeros((4, 3), np.int64)
+    meta[:, 0] = EMPTY
+    keys = np.array([EMPTY, 5, EMPTY], np.int64)
+    code, fld, flag = np.zeros(3, np.int8), np.zeros(3, np.int8), np.zeros(3, np.int8)
+    assert _ring_chunk(keys, np.array([0, 1, 2]), np.arange(3), 3, geo, tables, meta, code, fld, flag) == -1
+    assert code.tolist() == [0, 0, 12] and fld.tolist() == [0, 0, 3] and meta[0, 1] == 2
