@@ -315,7 +315,9 @@ class TimeBucketKeySet:
       would otherwise go one by one to the side set, a table far beyond the CPU caches): the
       buckets behind the horizon are kept until the clock has moved a horizon on (the side
       set's guarantee), then dropped and the ring shrinks. Before the clock is set (the first
-      few rows) the ring starts at the oldest row.
+      few rows) the ring starts at the oldest row. Known gap (in both paths): a row that went to
+      the side set before the clock was set, because it was older than the first rows' ring, is
+      missed when the ring later moves down over its bucket (a duplicate of it is accepted).
     * :meth:`check_rows` (what ``Ingestor`` uses) does a batch in one compiled call: clock,
       natural key, bucket probe and insert, duplicate mark; :meth:`check_insert` takes key
       arrays and decides the same.
