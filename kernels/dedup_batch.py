@@ -245,13 +245,14 @@ def ring_dedup_equip(rows, start, clock, geo, tables, bmeta, out_code, out_field
                 geo[G_STEP] = 0
             return 0
     n = rows.shape[0]
-    keys = np.empty(CHUNK, dtype=np.int64)
-    times = np.empty(CHUNK, dtype=np.int64)
-    rows_i = np.empty(CHUNK, dtype=np.int64)
+    size = min(CHUNK, max(1, n - start))
+    keys = np.empty(size, dtype=np.int64)
+    times = np.empty(size, dtype=np.int64)
+    rows_i = np.empty(size, dtype=np.int64)
     i = start
     while i < n:
         m = 0
-        while i < n and m < CHUNK:
+        while i < n and m < size:
             if out_code[i] == 0:
                 r = rows[i]
                 t = np.int64(r["ts_ms"])
@@ -278,13 +279,14 @@ def ring_dedup_flow(rows, start, clock, geo, tables, bmeta, out_code, out_field,
                 geo[G_STEP] = 0
             return 0
     n = rows.shape[0]
-    keys = np.empty(CHUNK, dtype=np.int64)
-    times = np.empty(CHUNK, dtype=np.int64)
-    rows_i = np.empty(CHUNK, dtype=np.int64)
+    size = min(CHUNK, max(1, n - start))
+    keys = np.empty(size, dtype=np.int64)
+    times = np.empty(size, dtype=np.int64)
+    rows_i = np.empty(size, dtype=np.int64)
     i = start
     while i < n:
         m = 0
-        while i < n and m < CHUNK:
+        while i < n and m < size:
             if out_code[i] == 0:
                 r = rows[i]
                 t = np.int64(r["ts_ms"])
@@ -311,13 +313,14 @@ def ring_dedup_qos(rows, start, clock, geo, tables, bmeta, out_code, out_field, 
                 geo[G_STEP] = 0
             return 0
     n = rows.shape[0]
-    keys = np.empty(CHUNK, dtype=np.int64)
-    times = np.empty(CHUNK, dtype=np.int64)
-    rows_i = np.empty(CHUNK, dtype=np.int64)
+    size = min(CHUNK, max(1, n - start))
+    keys = np.empty(size, dtype=np.int64)
+    times = np.empty(size, dtype=np.int64)
+    rows_i = np.empty(size, dtype=np.int64)
     i = start
     while i < n:
         m = 0
-        while i < n and m < CHUNK:
+        while i < n and m < size:
             if out_code[i] == 0:
                 r = rows[i]
                 t = np.int64(r["ts_ms"])
@@ -338,6 +341,8 @@ def ring_dedup_qos(rows, start, clock, geo, tables, bmeta, out_code, out_field, 
 # need, step]``; the tables are those of ``telcoanalytics.ingest.dedup.DedupSet``.
 D_HORIZON, D_START, D_CODE, D_FIELD, D_NEED, D_STEP = range(6)
 D_SIZE = 6
+ID_CHUNK = 2048
+"""Rows buffered per probe pass of the id sets (their tables are large: prefetched ahead)."""
 NEED_ROTATE, NEED_GROW = 4, 5
 
 
@@ -363,18 +368,21 @@ def _idset_begin(times, out_code, clock, ds):
 
 
 @kernel
-def _idset_chunk(keys, rows_i, m, ds, cur, cur_meta, prev, prev_meta, out_code, out_field):
-    """Mark the buffered keys found in ``prev`` or already in ``cur`` (or earlier in the batch) as
-    duplicates; insert the others into ``cur``. Returns -1 when done, else the row number of the
-    first row not done because ``cur`` reached the load factor 0.7 (``ds[D_NEED] = NEED_GROW``)."""
+def _idset_chunk(buf, rows_i, m, ds, cur, cur_meta, prev, prev_meta, out_code, out_field):
+    """Mark the buffered keys (``buf[0]``; their home slots in ``cur`` and ``prev`` in ``buf[1]``
+    and ``buf[2]``, prefetched ahead) found in ``prev`` or already in ``cur`` (or earlier in the
+    batch) as duplicates; insert the others into ``cur``. Returns -1 when done, else the row number of the first row not done because ``cur``
+    reached the load factor 0.7 (``ds[D_NEED] = NEED_GROW``)."""
     cmask = cur.shape[0] - 1
     pmask = prev.shape[0] - 1
     has_prev = prev_meta[0] != 0
     limit = (7 * cur.shape[0]) // 10
     for q in range(m):
         if q + PREFETCH_AHEAD < m:
-            prefetch(cur, hashset_slot(keys[q + PREFETCH_AHEAD], cmask))
-        k = keys[q]
+            prefetch(cur, buf[1, q + PREFETCH_AHEAD])
+            if has_prev:
+                prefetch(prev, buf[2, q + PREFETCH_AHEAD])
+        k = buf[0, q]
         i = rows_i[q]
         if k == EMPTY:
             if (has_prev and prev_meta[1] != 0) or cur_meta[1] != 0:
@@ -384,11 +392,11 @@ def _idset_chunk(keys, rows_i, m, ds, cur, cur_meta, prev, prev_meta, out_code, 
                 cur_meta[1] = 1
                 cur_meta[0] += 1
             continue
-        if has_prev and prev[probe(prev, pmask, k, hashset_slot(k, pmask))] == k:
+        if has_prev and prev[probe(prev, pmask, k, buf[2, q])] == k:
             out_code[i] = ds[D_CODE]
             out_field[i] = ds[D_FIELD]
             continue
-        s = probe(cur, cmask, k, hashset_slot(k, cmask))
+        s = probe(cur, cmask, k, buf[1, q])
         if cur[s] == k:
             out_code[i] = ds[D_CODE]
             out_field[i] = ds[D_FIELD]
@@ -412,18 +420,26 @@ def idset_dedup_cdr(rows, start, clock, ds, cur, cur_meta, prev, prev_meta, out_
     if start == 0 and not _idset_begin(rows["start_ms"], out_code, clock, ds):
         return 0
     n = rows.shape[0]
-    keys = np.empty(CHUNK, dtype=np.int64)
-    rows_i = np.empty(CHUNK, dtype=np.int64)
+    cmask = cur.shape[0] - 1
+    pmask = prev.shape[0] - 1
+    has_prev = prev_meta[0] != 0
+    size = min(ID_CHUNK, max(1, n - start))
+    buf = np.empty((3, size), dtype=np.int64)  # keys, home slots in cur and in prev
+    rows_i = np.empty(size, dtype=np.int64)
     i = start
     while i < n:
         m = 0
-        while i < n and m < CHUNK:
+        while i < n and m < size:
             if out_code[i] == 0:
-                keys[m] = rows[i]["record_id"]
+                k = rows[i]["record_id"]
+                buf[0, m] = k
+                buf[1, m] = hashset_slot(k, cmask)
+                if has_prev:
+                    buf[2, m] = hashset_slot(k, pmask)
                 rows_i[m] = i
                 m += 1
             i += 1
-        stop = _idset_chunk(keys, rows_i, m, ds, cur, cur_meta, prev, prev_meta, out_code, out_field)
+        stop = _idset_chunk(buf, rows_i, m, ds, cur, cur_meta, prev, prev_meta, out_code, out_field)
         if stop >= 0:
             return stop
     return n
@@ -436,18 +452,26 @@ def idset_dedup_complaint(rows, start, clock, ds, cur, cur_meta, prev, prev_meta
     if start == 0 and not _idset_begin(rows["ts_ms"], out_code, clock, ds):
         return 0
     n = rows.shape[0]
-    keys = np.empty(CHUNK, dtype=np.int64)
-    rows_i = np.empty(CHUNK, dtype=np.int64)
+    cmask = cur.shape[0] - 1
+    pmask = prev.shape[0] - 1
+    has_prev = prev_meta[0] != 0
+    size = min(ID_CHUNK, max(1, n - start))
+    buf = np.empty((3, size), dtype=np.int64)  # keys, home slots in cur and in prev
+    rows_i = np.empty(size, dtype=np.int64)
     i = start
     while i < n:
         m = 0
-        while i < n and m < CHUNK:
+        while i < n and m < size:
             if out_code[i] == 0:
-                keys[m] = rows[i]["complaint_id"]
+                k = rows[i]["complaint_id"]
+                buf[0, m] = k
+                buf[1, m] = hashset_slot(k, cmask)
+                if has_prev:
+                    buf[2, m] = hashset_slot(k, pmask)
                 rows_i[m] = i
                 m += 1
             i += 1
-        stop = _idset_chunk(keys, rows_i, m, ds, cur, cur_meta, prev, prev_meta, out_code, out_field)
+        stop = _idset_chunk(buf, rows_i, m, ds, cur, cur_meta, prev, prev_meta, out_code, out_field)
         if stop >= 0:
             return stop
     return n
