@@ -11,10 +11,12 @@ data is seeded and valid except for a realistic 0.1% of corrupted rows (and, for
 duplicate record ids), so the quarantine path is exercised too. The JIT is warmed before
 timing; the cold start (compile into an empty cache) is measured in a fresh process.
 
-``test_dedup_cost_ab`` measures the duplicate check by natural key in one process: ``dedup=False``
-(the path before every source was checked), the default (key sets per event-time bucket) and
-the previous default (one table of every key), per source, whole array and 100k-row batches,
-best of ``BENCH_AB_ROUNDS``; run it with ``-s`` to see the table.
+``test_dedup_cost_ab`` measures the duplicate check by natural key in one process (CPU time):
+``dedup=False`` (the path before every source was checked), the default (one compiled call per
+batch into key sets per event-time bucket), the separate-step check it replaced and the one-table
+set before that, per source, whole array and 100k-row batches, best of ``BENCH_AB_ROUNDS``;
+``test_dedup_cost_ab_replay_batches`` does the same on the replay's own batches (``BENCH_AB_ELEMENTS``
+elements). Run them with ``-s`` to see the tables.
 
 ``extra_info`` of each benchmark holds ``events_per_s`` (from the fastest round). The Parquet
 ingest is compared with ``pyarrow.parquet.read_table`` of the same file: the ratio tells how
@@ -251,70 +253,115 @@ def test_ingest_csv(benchmark, setup, source):
 # ---- duplicate check A/B: the cost of the natural-key check, in one process -------------------------
 AB_SOURCES = ("cdr", "equip", "flow", "qos")
 AB_ROUNDS = int(os.environ.get("BENCH_AB_ROUNDS", 5))
+AB_ELEMENTS = int(os.environ.get("BENCH_AB_ELEMENTS", 2000))
 
 
-def _previous_default(source, topo):
-    """The Ingestor as it was before the key sets per time bucket: one table of every key of the
-    horizon (``DedupSet``, two generations), for the A/B only."""
+def _separate_steps(source, topo):
+    """The default before the one compiled call per batch: clock, key array and key set in separate
+    steps (``Ingestor.fused_dedup = False``; same decisions), for the A/B only."""
+    ing = Ingestor(source, topology=topo)
+    ing.fused_dedup = False
+    return ing
+
+
+def _one_table(source, topo):
+    """The default before the key sets per time bucket: one table of every key of the horizon
+    (``DedupSet``, two generations), for the A/B only."""
     from telcoanalytics.ingest.dedup import DedupSet
     from telcoanalytics.ingest.ingestor import DEDUP_HORIZON_MS
 
     ing = Ingestor(source, topology=topo)
     ing.dedup = DedupSet(DEDUP_HORIZON_MS[source])
+    ing.fused_dedup = False
     return ing
 
 
 AB_MODES = {
     "dedup=False": lambda s, topo: Ingestor(s, topology=topo, dedup=False),
-    "default (buckets)": lambda s, topo: Ingestor(s, topology=topo),
-    "previous default": _previous_default,
+    "default (one call)": lambda s, topo: Ingestor(s, topology=topo),
+    "separate steps": _separate_steps,
+    "one table": _one_table,
 }
+
+
+def _ab(workloads: dict, topo, rounds: int) -> dict:
+    """Best CPU time (``time.process_time``) of each mode on each workload (a list of batches of one
+    source), modes interleaved round by round; the modes must agree on the counts."""
+    import time
+
+    best = {}
+    for _ in range(rounds):
+        for w, (source, batches) in workloads.items():
+            counts = set()
+            for mode, make_ing in AB_MODES.items():
+                ing = make_ing(source, topo)
+                t0 = time.process_time()
+                for b in batches:
+                    ing.ingest(b)
+                dt = time.process_time() - t0
+                best[(w, mode)] = min(best.get((w, mode), np.inf), dt)
+                if mode != "dedup=False":
+                    counts.add((ing.n_accepted, ing.n_quarantined))
+            assert len(counts) == 1, f"{w}: the duplicate checks disagree {counts}"
+    return best
+
+
+def _ab_table(title: str, workloads: dict, best: dict, rows_of, benchmark) -> None:
+    lines = [title]
+    for w in workloads:
+        base = best[(w, "dedup=False")]
+        cells = []
+        for mode in AB_MODES:
+            dt = best[(w, mode)]
+            benchmark.extra_info[f"{w}/{mode}_cpu_s"] = round(dt, 4)
+            cells.append(f"{mode} {rows_of(w) / dt / 1e6:6.2f} ({dt / base:4.2f}x)")
+        lines.append(f"  {w:28s} " + "  ".join(cells))
+    print("\n" + "\n".join(lines))
 
 
 def test_dedup_cost_ab(benchmark, setup):
     """``dedup=False`` (the path before duplicates were checked in every source) against the
-    default and the previous default (one table of every key), per source, whole array and in
-    100k-row batches, modes interleaved round by round; best of ``BENCH_AB_ROUNDS``. The table
-    goes to stdout (``-s``) and to ``extra_info``."""
-    import time
-
+    default (one compiled call per batch), the separate-step check it replaced and the one-table
+    key set before that, per source, whole array and in 100k-row batches; CPU time, modes
+    interleaved, best of ``BENCH_AB_ROUNDS``. The table goes to stdout (``-s``) and ``extra_info``."""
     topo, data, _ = setup
     for s in AB_SOURCES:  # flow and qos are only made here
         if s not in data:
             data[s] = make(s, N, topo.ids[topo.element_level])
             Ingestor(s, topology=topo).ingest(data[s][:1000])
-    best = {}
-
-    def one(mode, s, step):
-        a = data[s]
-        ing = AB_MODES[mode](s, topo)
-        t0 = time.perf_counter()
-        for i in range(0, N, step):
-            ing.ingest(a[i : i + step])
-        return time.perf_counter() - t0, ing
-
-    def run():
-        for _ in range(AB_ROUNDS):
-            for s in AB_SOURCES:
-                for step in (N, 100_000):
-                    counts = set()
-                    for mode in AB_MODES:
-                        dt, ing = one(mode, s, step)
-                        key = (s, step, mode)
-                        best[key] = min(best.get(key, np.inf), dt)
-                        if mode != "dedup=False":
-                            counts.add((ing.n_accepted, ing.n_quarantined))
-                    assert len(counts) == 1, f"{s}: the two key sets disagree {counts}"
-
-    benchmark.pedantic(run, rounds=1, iterations=1)
-    lines = [f"duplicate check A/B, {N:,} rows per source, best of {AB_ROUNDS} (M rows/s; ratio to dedup=False)"]
+    workloads = {}
     for s in AB_SOURCES:
-        for step in (N, 100_000):
-            base = best[(s, step, "dedup=False")]
-            cells = []
-            for mode in AB_MODES:
-                dt = best[(s, step, mode)]
-                benchmark.extra_info[f"{s}/{'whole' if step == N else '100k'}/{mode}_s"] = round(dt, 4)
-                cells.append(f"{mode} {N / dt / 1e6:6.2f} ({dt / base:4.2f}x)")
-            lines.append(f"  {s:6s} {'whole' if step == N else 'batches of 100k':16s} " + "  ".join(cells))
-    print("\n" + "\n".join(lines))
+        workloads[f"{s} whole"] = (s, [data[s]])
+        workloads[f"{s} batches of 100k"] = (s, [data[s][i : i + 100_000] for i in range(0, N, 100_000)])
+    best = benchmark.pedantic(lambda: _ab(workloads, topo, AB_ROUNDS), rounds=1, iterations=1)
+    title = f"duplicate check A/B, {N:,} rows per source, CPU, best of {AB_ROUNDS} (M rows/s; ratio to dedup=False)"
+    _ab_table(title, workloads, best, lambda w: N, benchmark)
+
+
+def test_dedup_cost_ab_replay_batches(benchmark):
+    """The same A/B on the batches the replay hands the pipeline (``telcoanalytics replay``'s
+    synthetic day at ``BENCH_AB_ELEMENTS`` elements, default 2,000: many small batches and one
+    large one per source every 5 min), as generated (0.05 % corrupted rows, a few duplicate CDRs)
+    and clean (only the rows the default accepts, so every mode does the same quarantine work)."""
+    from telcoanalytics.pipeline.replay import DEFAULTS, SyntheticSource
+
+    settings = dict(DEFAULTS, elements=AB_ELEMENTS)
+    src = SyntheticSource(settings, say=lambda *a: None)
+    topo = src.topology
+    raw: dict = {}
+    for s, b in src:
+        raw.setdefault(s, []).append(np.array(b))
+    clean = {}
+    for s, bl in raw.items():
+        ing = Ingestor(s, topology=topo)
+        clean[s] = [ing.ingest(b).accepted.copy() for b in bl]
+    workloads = {f"{s} as generated": (s, raw[s]) for s in raw}
+    workloads.update({f"{s} clean": (s, clean[s]) for s in clean})
+    n_rows = {w: sum(len(b) for b in bl) for w, (_, bl) in workloads.items()}
+    best = benchmark.pedantic(lambda: _ab(workloads, topo, AB_ROUNDS), rounds=1, iterations=1)
+    n_b = sum(len(bl) for bl in raw.values())
+    title = (
+        f"duplicate check A/B on the replay's {n_b:,} batches ({AB_ELEMENTS:,} elements), CPU, best of "
+        f"{AB_ROUNDS} (M rows/s; ratio to dedup=False)"
+    )
+    _ab_table(title, workloads, best, n_rows.get, benchmark)

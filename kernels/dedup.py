@@ -146,6 +146,14 @@ OUT_DUP, OUT_OUTSIDE = 1, 2
 
 
 @kernel
+def bucket_slot(key, mask):
+    """Home slot of ``key`` in a bucket table of ``mask + 1`` slots. The keys of the bucket sets are
+    natural-key hashes (:func:`natural_key_hash`, all 64 bits mixed), so folding the high half
+    onto the low one spreads them; cheaper than :func:`hashset_slot` (ids that are not hashes)."""
+    return (key ^ (key >> 32)) & mask
+
+
+@kernel
 def bucketset_insert(keys, t_ms, active, start, geometry, tables, bmeta, out):
     """Check and insert the active rows ``start..`` into the bucket of their event time.
 
@@ -192,10 +200,9 @@ def bucketset_insert(keys, t_ms, active, start, geometry, tables, bmeta, out):
             outside = b < lo or b - lo >= n_ring
             if not outside:
                 r = b & rmask
-                if bmeta[r, M_BUCKET] != b:  # a fresh row, or one that held an expired bucket: reuse it
-                    if bmeta[r, M_BUCKET] != EMPTY:
-                        for j in range(cap):
-                            tables[r, j] = EMPTY
+                if bmeta[r, M_BUCKET] != b:  # a fresh row, or one that held an expired bucket: clear it
+                    for j in range(cap):
+                        tables[r, j] = EMPTY
                     bmeta[r, M_BUCKET] = b
                     bmeta[r, M_COUNT] = 0
                     bmeta[r, M_HAS_MIN] = 0
@@ -211,7 +218,7 @@ def bucketset_insert(keys, t_ms, active, start, geometry, tables, bmeta, out):
                 bmeta[r, M_HAS_MIN] = 1
                 bmeta[r, M_COUNT] += 1
             continue
-        s = hashset_slot(k, mask)
+        s = bucket_slot(k, mask)
         while True:
             v = tables[r, s]
             if v == k or v == EMPTY:
@@ -230,7 +237,8 @@ def bucketset_insert(keys, t_ms, active, start, geometry, tables, bmeta, out):
 @kernel
 def bucketset_move(old_tables, old_meta, lo, new_tables, new_meta):
     """Re-insert every bucket of ``old`` with id ``>= lo`` into the empty ring ``new`` (any R and
-    cap, powers of two, large enough); ``new_tables`` all ``EMPTY``, ``new_meta[:, 0]`` ``EMPTY``.
+    cap, powers of two, large enough); ``new_meta[:, 0]`` ``EMPTY`` (a row of ``new_tables`` is
+    cleared when it takes a bucket: rows no bucket holds may be uninitialised).
     Returns the number of buckets moved."""
     rmask = new_tables.shape[0] - 1
     mask = new_tables.shape[1] - 1
@@ -242,11 +250,13 @@ def bucketset_move(old_tables, old_meta, lo, new_tables, new_meta):
         nr = b & rmask
         for c in range(3):
             new_meta[nr, c] = old_meta[r, c]
+        for j in range(new_tables.shape[1]):
+            new_tables[nr, j] = EMPTY
         for j in range(old_tables.shape[1]):
             k = old_tables[r, j]
             if k == EMPTY:
                 continue
-            s = hashset_slot(k, mask)
+            s = bucket_slot(k, mask)
             while new_tables[nr, s] != EMPTY:
                 s = (s + 1) & mask
             new_tables[nr, s] = k
@@ -346,34 +356,47 @@ def natural_keys_qos(rows, out):
         out[i] = _mix3(np.int64(r["element_id"]), np.int64(r["ts_ms"]), np.int64(0))
 
 
+# ---- the robust clock of the duplicate horizon ------------------------------------------------------
 @kernel
-def recent_clock_observe(t_ms, ok, recent, state):
-    """Robust clock over the last valid event times: push the valid (``ok``) times of ``t_ms``, in
-    order, into the ring ``recent`` and move the clock to the ``state[3] + 1``-th largest time in
-    the ring when that is later.
+def _clock_push(t, clock):
+    """Push one valid event time into the clock's ring of recent times."""
+    w = clock.shape[0] - 4
+    clock[4 + clock[1]] = t
+    clock[1] = (clock[1] + 1) % w
+    if clock[0] < w:
+        clock[0] += 1
 
-    ``state`` is int64 ``[n_held, head, clock, outliers]`` (clock ``EMPTY`` while unset). Only the
-    last ``len(recent)`` valid rows of the batch can matter, so the walk starts there. Returns
-    the clock.
+
+@kernel
+def _clock_settle(clock):
+    """Move the clock to the ``outliers + 1``-th largest recent time when that is later."""
+    k = clock[3] + 1
+    m = clock[0]
+    if m >= k:
+        held = np.sort(clock[4 : 4 + m])
+        cand = held[m - k]
+        if clock[2] == EMPTY or cand > clock[2]:
+            clock[2] = cand
+
+
+@kernel
+def recent_clock_observe(t_ms, ok, clock):
+    """Robust clock over the last valid event times: push the valid (``ok``) times of ``t_ms``, in
+    order, into the ring of recent times and move the clock to the ``outliers + 1``-th largest time
+    in the ring when that is later.
+
+    ``clock`` is int64 ``[n_held, head, clock, outliers, recent times...]`` (clock ``EMPTY`` while
+    unset). Only the last ``len(clock) - 4`` valid rows of the batch can matter, so the walk starts
+    there. Returns the clock.
     """
-    w = recent.shape[0]
     start = t_ms.shape[0]
-    need = w
+    need = clock.shape[0] - 4
     while start > 0 and need > 0:
         start -= 1
         if ok[start]:
             need -= 1
     for i in range(start, t_ms.shape[0]):
         if ok[i]:
-            recent[state[1]] = t_ms[i]
-            state[1] = (state[1] + 1) % w
-            if state[0] < w:
-                state[0] += 1
-    k = state[3] + 1
-    m = state[0]
-    if m >= k:
-        held = np.sort(recent[:m] if m < w else recent)
-        cand = held[m - k]
-        if state[2] == EMPTY or cand > state[2]:
-            state[2] = cand
-    return state[2]
+            _clock_push(t_ms[i], clock)
+    _clock_settle(clock)
+    return clock[2]

@@ -33,6 +33,34 @@ from kernels.dedup import (
     hashset_rehash,
     recent_clock_observe,
 )
+from kernels.dedup_batch import (
+    D_CODE,
+    D_FIELD,
+    D_HORIZON,
+    D_NEED,
+    D_SIZE,
+    D_START,
+    D_STEP,
+    G_BUCKET_MS,
+    G_CLOCK,
+    G_CODE,
+    G_EXTEND,
+    G_FIELD,
+    G_HI,
+    G_HORIZON,
+    G_KEEP,
+    G_LO,
+    G_N_OUT,
+    G_NEED,
+    G_RLO,
+    G_SIZE,
+    G_STEP,
+    MAX_RING_BUCKETS,
+    NEED_CAP,
+    NEED_EMPTY,
+    NEED_RING,
+    NEED_ROTATE,
+)
 
 DEFAULT_DEDUP_HORIZON_MS = 24 * 3600 * 1000
 """Duplicate CDR record ids are remembered for at least this much event time (see DedupSet)."""
@@ -79,6 +107,7 @@ class DedupSet:
         self.prev = np.full(16, EMPTY, dtype=np.int64)
         self.prev_meta = np.zeros(2, dtype=np.int64)
         self.cur_start_ms: int | None = None
+        self._ds = np.zeros(D_SIZE, dtype=np.int64)  # bookkeeping of the compiled path
 
     def __len__(self) -> int:
         return int(self.cur_meta[0] + self.prev_meta[0])
@@ -139,6 +168,34 @@ class DedupSet:
         hashset_insert(keys, active, self.cur, self.cur_meta, dup)
         return dup
 
+    def check_rows(self, rows, kernel, clock: DedupClock, mark: tuple, out_code, out_field) -> None:
+        """The duplicate check of one batch of records in one compiled call: the same decisions
+        as :meth:`check_insert` with the clock of ``clock`` after the batch (``kernel``: the
+        source's ``kernels.dedup.idset_dedup_*``; ``mark``, ``out_code``, ``out_field`` as in
+        :meth:`TimeBucketKeySet.check_rows`)."""
+        ds = self._ds
+        ds[D_HORIZON] = -1 if self.horizon_ms is None else self.horizon_ms
+        ds[D_START] = EMPTY if self.cur_start_ms is None else self.cur_start_ms
+        ds[D_CODE], ds[D_FIELD] = mark
+        ds[D_STEP] = 0
+        n = len(rows)
+        start = 0
+        while True:
+            args = (clock.a, ds, self.cur, self.cur_meta, self.prev, self.prev_meta, out_code, out_field)
+            start = int(kernel(rows, start, *args))
+            if start >= n:
+                break
+            need = int(ds[D_NEED])
+            if need == NEED_EMPTY:
+                break
+            if need == NEED_ROTATE:
+                self._rotate(int(clock.a[2]))
+                ds[D_START] = self.cur_start_ms
+            else:  # NEED_GROW: room for every row left
+                self._reserve(n - start)
+        if ds[D_START] != EMPTY:
+            self.cur_start_ms = int(ds[D_START])
+
     def contains(self, keys: np.ndarray, active: np.ndarray, t_max_ms: int | None = None) -> np.ndarray:
         """Mark the active keys held, without inserting (``t_max_ms`` moves the horizon first)."""
         keys = np.ascontiguousarray(keys, dtype=np.int64)
@@ -196,25 +253,26 @@ class DedupClock:
     def __init__(self, window: int = 64, outliers: int = 7):
         if not 0 <= outliers < window:
             raise ValueError(f"need 0 <= outliers < window, got outliers={outliers!r} window={window!r}")
-        self.recent = np.zeros(window, dtype=np.int64)
-        self.state = np.array([0, 0, EMPTY, outliers], dtype=np.int64)
+        self.a = np.zeros(4 + window, dtype=np.int64)  # [n_held, head, clock, outliers, recent times]
+        self.a[2] = EMPTY
+        self.a[3] = outliers
 
     @property
     def now_ms(self) -> int | None:
         """The clock (None before ``outliers + 1`` valid rows were seen)."""
-        c = int(self.state[2])
+        c = int(self.a[2])
         return None if c == EMPTY else c
 
     def observe(self, t_ms: np.ndarray, ok: np.ndarray) -> int | None:
         """Advance with one batch's event times (arrival order) where ``ok``; returns :attr:`now_ms`."""
-        c = int(recent_clock_observe(t_ms, ok, self.recent, self.state))
+        c = int(recent_clock_observe(t_ms, ok, self.a))
         return None if c == EMPTY else c
 
 
 def _empty_ring(n_ring: int, cap: int) -> tuple[np.ndarray, np.ndarray]:
     meta = np.zeros((n_ring, 3), dtype=np.int64)
     meta[:, M_BUCKET] = EMPTY
-    return np.full((n_ring, cap), EMPTY, dtype=np.int64), meta
+    return np.empty((n_ring, cap), dtype=np.int64), meta  # a row is cleared when it takes a bucket
 
 
 def _pow2(n: int) -> int:
@@ -251,10 +309,18 @@ class TimeBucketKeySet:
       ``horizon_ms`` (the guarantee of :class:`DedupSet`). A row dated ahead moves into its
       bucket when the clock comes within reach, so a later copy is caught there.
     * Memory: the buckets of about ``2 * horizon_ms`` (all of one size, the largest's capacity
-      at load <= 0.7), plus the rows outside the ring. The rows of one call spanning more (a
-      whole day in one array) that are older than the horizon behind the clock after it go to
-      the ``DedupSet`` (one table, as before the buckets); before the clock is set (the first
-      few rows) the ring starts at the oldest row, over at most ``MAX_BUCKETS`` buckets.
+      at load <= 0.7), plus the rows outside the ring. A call of at least ``LARGE_CALL`` rows
+      whose first and last rows are more than the horizon apart (a whole day in one array)
+      holds all its rows in the ring, over at most ``MAX_BUCKETS`` buckets (its older rows
+      would otherwise go one by one to the side set, a table far beyond the CPU caches): the
+      buckets behind the horizon are kept until the clock has moved a horizon on (the side
+      set's guarantee), then dropped and the ring shrinks. Before the clock is set (the first
+      few rows) the ring starts at the oldest row. Known gap (in both paths): a row that went to
+      the side set before the clock was set, because it was older than the first rows' ring, is
+      missed when the ring later moves down over its bucket (a duplicate of it is accepted).
+    * :meth:`check_rows` (what ``Ingestor`` uses) does a batch in one compiled call: clock,
+      natural key, bucket probe and insert, duplicate mark; :meth:`check_insert` takes key
+      arrays and decides the same.
 
     Examples
     --------
@@ -264,7 +330,7 @@ class TimeBucketKeySet:
     [False, False, True]
     """
 
-    MAX_BUCKETS = 1 << 11
+    MAX_BUCKETS = MAX_RING_BUCKETS
     """Most buckets one call may hold (the ring's largest size)."""
 
     def __init__(self, horizon_ms: int, bucket_ms: int | None = None):
@@ -276,15 +342,43 @@ class TimeBucketKeySet:
         if self.bucket_ms < 1:
             raise ValueError(f"bucket_ms must be a positive int (ms), got {bucket_ms!r}")
         self.span = 2 * (-(-self.horizon_ms // self.bucket_ms)) + 3  # buckets of the ring in steady state
-        self.lo: int | None = None  # lowest bucket held
-        self.clock_ms: int | None = None
+        self._small = _pow2(self.span)
+        self.geo = np.zeros(G_SIZE, dtype=np.int64)  # geometry shared with the compiled path
+        self.geo[[G_BUCKET_MS, G_HORIZON, G_LO, G_CLOCK, G_RLO, G_KEEP]] = [self.bucket_ms, self.horizon_ms] + [
+            EMPTY
+        ] * 4
         self.tables, self.meta = _empty_ring(_pow2(self.span), 16)
         self.side = DedupSet(self.horizon_ms, initial_capacity=16)
         self.legacy: DedupSet | None = None  # keys of a checkpoint from the one-table design
         self._pend = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))  # key, t, clock
 
+    @property
+    def lo(self) -> int | None:
+        """Lowest bucket held (None before the first row)."""
+        v = int(self.geo[G_LO])
+        return None if v == EMPTY else v
+
+    @lo.setter
+    def lo(self, v: int | None) -> None:
+        self.geo[G_LO] = EMPTY if v is None else v
+
+    @property
+    def clock_ms(self) -> int | None:
+        """The event-time clock that drives the horizon (None before it is set)."""
+        v = int(self.geo[G_CLOCK])
+        return None if v == EMPTY else v
+
+    @clock_ms.setter
+    def clock_ms(self, v: int | None) -> None:
+        self.geo[G_CLOCK] = EMPTY if v is None else v
+
+    def _lowest(self) -> int:
+        """The lowest bucket id held (buckets kept behind the horizon included)."""
+        lo = int(self.geo[G_RLO]) if self.geo[G_RLO] != EMPTY else int(self.geo[G_LO])
+        return lo if lo != EMPTY else _NONE + 1
+
     def __len__(self) -> int:
-        live = self.meta[:, M_BUCKET] >= (self.lo if self.lo is not None else _NONE + 1)
+        live = self.meta[:, M_BUCKET] >= self._lowest()
         n = int(self.meta[live, M_COUNT].sum()) + len(self.side)
         return n + (len(self.legacy) if self.legacy is not None else 0)
 
@@ -389,6 +483,113 @@ class TimeBucketKeySet:
         self._advance(lo)
         return dup
 
+    def check_rows(self, rows, kernel, clock: DedupClock, mark: tuple, out_code, out_field, keys_of) -> bool:
+        """The duplicate check of one batch of records in one compiled call (clock, natural key,
+        bucket probe and insert, mark), the same decisions as :meth:`check_insert` with the
+        clock of ``clock`` after the batch.
+
+        Parameters
+        ----------
+        rows : structured array (n,) of the source's canonical dtype
+        kernel : the source's ``kernels.dedup.ring_dedup_*``
+        clock : DedupClock, moved by the batch's rows not rejected yet
+        mark : (code, field), what a duplicate gets in ``out_code`` / ``out_field``
+        out_code, out_field : int8 (n,), the rows' first failure so far (0: none), updated in place
+        keys_of : callable, the natural keys of some rows (for the rare rows outside the ring)
+
+        Returns
+        -------
+        bool
+            False (nothing done) when rows wait ahead of the ring or a legacy table is held:
+            the caller uses :meth:`check_insert`.
+        """
+        if self.legacy is not None or len(self._pend[0]):
+            return False
+        g = self.geo
+        g[G_CODE], g[G_FIELD] = mark
+        n = len(rows)
+        if n >= self.LARGE_CALL and 10 * n > 7 * self.tables.shape[1]:
+            self._prepare_large(rows, clock, out_code)
+        flag = np.zeros(n, dtype=np.int8)
+        start = 0
+        while True:
+            start = int(kernel(rows, start, clock.a, g, self.tables, self.meta, out_code, out_field, flag))
+            if start >= n:
+                break
+            need = int(g[G_NEED])
+            if need == NEED_EMPTY:
+                return True
+            rlo = int(g[G_RLO])
+            if need == NEED_RING:
+                self._resize(max(_pow2(int(g[G_HI]) - rlo + 1), self.tables.shape[0]), self.tables.shape[1], rlo)
+            elif need == NEED_CAP:
+                self._resize(self.tables.shape[0], 2 * self.tables.shape[1], rlo)
+        if g[G_N_OUT]:
+            self._outside(rows, flag == OUT_OUTSIDE, int(g[G_HI]), mark, out_code, out_field, keys_of)
+        # the kernel moved the horizon (kernels.dedup._ring_end); the side set and the ring's size follow
+        if (self.side.cur_meta[0] or self.side.prev_meta[0]) and g[G_CLOCK] != EMPTY:
+            self.side._rotate(int(g[G_CLOCK]))
+        if self.tables.shape[0] > self._small:
+            self._advance(int(g[G_LO]))
+        return True
+
+    LARGE_CALL = 1 << 14
+    """Calls of at least this many rows whose first and last rows are more than the horizon apart
+    hold all their rows in the ring (see :meth:`_prepare_large`)."""
+
+    def _prepare_large(self, rows, clock: DedupClock, out_code) -> None:
+        """A large call: the clock first, then a ring that spans the call's rows (not only the
+        horizon behind the clock: rows older than that would otherwise go one by one to the side
+        set), its tables sized once from the rows per bucket. The buckets behind the horizon are
+        kept until the clock has moved a horizon on (the guarantee of the side set)."""
+        g = self.geo
+        t = rows["ts_ms"]
+        ok = out_code == 0
+        c = clock.observe(t, ok)  # the batch's clock, once (the kernel does not move it again)
+        g[G_STEP] = 1
+        if c is not None and (g[G_CLOCK] == EMPTY or c > g[G_CLOCK]):
+            g[G_CLOCK] = c
+        ta = t[ok]
+        if not len(ta):
+            return
+        b_ms, h = self.bucket_ms, self.horizon_ms
+        c = self.clock_ms if self.clock_ms is not None else int(ta.max())
+        hi = (c + h) // b_ms
+        lo = (c - h) // b_ms if self.lo is None else max(self.lo, (c - h) // b_ms)
+        first = max(int(ta.min()) // b_ms, hi - self.MAX_BUCKETS + 1)
+        rlo = lo if g[G_RLO] == EMPTY else min(int(g[G_RLO]), lo)
+        if abs(int(ta[-1]) - int(ta[0])) > h and first < rlo:
+            rlo = first
+            g[G_RLO] = rlo
+            g[G_EXTEND] = 1
+        # rows per bucket (exact for rows in time order; a full bucket grows the tables anyway)
+        edges = np.arange(max(rlo, int(ta[0]) // b_ms), hi + 2, dtype=np.int64) * b_ms
+        per = np.diff(np.searchsorted(ta, edges)) if len(edges) > 1 else np.zeros(1, np.int64)
+        most = max(int(per.max()), len(ta) // max(1, len(edges) - 1))
+        cap = max(self.tables.shape[1], _pow2((10 * most) // 7 + 2))
+        n_ring = max(self.tables.shape[0], _pow2(hi - min(rlo, lo) + 1))
+        if cap > self.tables.shape[1] or n_ring > self.tables.shape[0]:
+            self._resize(n_ring, cap, min(rlo, lo))
+
+    def _outside(self, rows, outside, hi: int, mark: tuple, out_code, out_field, keys_of) -> None:
+        """Rows of :meth:`check_rows` outside the ring: the side set (and rows ahead wait)."""
+        idx = np.flatnonzero(outside)
+        keys = keys_of(rows[idx])
+        t = rows["ts_ms"][idx]
+        sd = self.side.check_insert(keys, np.ones(len(idx), np.bool_), self.clock_ms)
+        out_code[idx[sd]] = mark[0]
+        out_field[idx[sd]] = mark[1]
+        ahead = ~sd & (t // self.bucket_ms > hi)
+        if ahead.any():
+            k, tt, c = self._pend
+            at = self.clock_ms if self.clock_ms is not None else _NONE
+            n_a = int(ahead.sum())
+            self._pend = (
+                np.concatenate([k, keys[ahead]]),
+                np.concatenate([tt, t[ahead]]),
+                np.concatenate([c, np.full(n_a, at, np.int64)]),
+            )
+
     def _migrate(self, lo: int, hi: int) -> None:
         """Rows that arrived dated ahead of the ring and are now within it: into their buckets."""
         k, t, c = self._pend
@@ -404,22 +605,27 @@ class TimeBucketKeySet:
     def _advance(self, lo: int) -> None:
         """Drop the buckets that end more than the horizon behind the clock (and the side set's
         old generation); shrink the ring."""
-        if self.clock_ms is not None:
-            lo = max(lo, (self.clock_ms - self.horizon_ms) // self.bucket_ms)
-            if len(self.side):
-                self.side._rotate(self.clock_ms)
-        self.lo = lo if self.lo is None else max(self.lo, lo)
-        small = _pow2(self.span)
+        g = self.geo
+        c = int(g[G_CLOCK])
+        if c != EMPTY:
+            lo = max(lo, (c - self.horizon_ms) // self.bucket_ms)
+            if self.side.cur_meta[0] or self.side.prev_meta[0]:
+                self.side._rotate(c)
+        g[G_LO] = lo if g[G_LO] == EMPTY else max(int(g[G_LO]), lo)
+        if g[G_KEEP] == EMPTY or (c != EMPTY and c >= g[G_KEEP]):  # nothing kept behind the horizon
+            g[G_RLO] = g[G_LO]
+            g[G_KEEP] = EMPTY
+        small = self._small
         if self.tables.shape[0] > small:
             hi = int(self.meta[:, M_BUCKET].max())  # only after a call that grew the ring
-            if hi - self.lo + 1 <= small:
-                self._resize(small, self.tables.shape[1], self.lo)
+            if hi - int(g[G_RLO]) + 1 <= small:
+                self._resize(small, self.tables.shape[1], int(g[G_RLO]))
 
     # ---- state ---------------------------------------------------------------------------
     def to_state(self) -> dict:
         """The keys held, per bucket, and the side set (for checkpoints)."""
         lo = self.lo if self.lo is not None else _NONE
-        live = np.flatnonzero(self.meta[:, M_BUCKET] >= (lo if self.lo is not None else _NONE + 1))
+        live = np.flatnonzero(self.meta[:, M_BUCKET] >= self._lowest())
         rows = self.tables[live]
         st = {
             "kind": "time_buckets",
@@ -433,6 +639,8 @@ class TimeBucketKeySet:
             "pending_keys": self._pend[0],
             "pending_t": self._pend[1],
             "pending_clock": self._pend[2],
+            "kept_lo": int(self.geo[G_RLO]),
+            "kept_until": int(self.geo[G_KEEP]),
         }
         st.update({f"side_{k}": v for k, v in self.side.to_state().items()})
         return st
@@ -458,5 +666,7 @@ class TimeBucketKeySet:
             hashset_insert(ks, np.ones(len(ks), np.bool_), row[0], np.zeros(2, np.int64), np.zeros(len(ks), np.bool_))
             bucketset_move(row, meta[j : j + 1], _NONE + 1, s.tables, s.meta)
         s._pend = tuple(np.asarray(d[f"pending_{x}"], np.int64) for x in ("keys", "t", "clock"))
+        s.geo[G_RLO] = int(d.get("kept_lo", s.geo[G_LO]))  # (checkpoints before kept buckets: none)
+        s.geo[G_KEEP] = int(d.get("kept_until", EMPTY))
         s.side = DedupSet.from_state({k[5:]: v for k, v in d.items() if k.startswith("side_")})
         return s

@@ -49,6 +49,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from kernels.dedup import (
@@ -59,6 +60,13 @@ from kernels.dedup import (
     natural_keys_equip,
     natural_keys_flow,
     natural_keys_qos,
+)
+from kernels.dedup_batch import (
+    idset_dedup_cdr,
+    idset_dedup_complaint,
+    ring_dedup_equip,
+    ring_dedup_flow,
+    ring_dedup_qos,
 )
 from kernels.validate import (
     CDR_CHECK_FIELDS,
@@ -114,8 +122,16 @@ calls are few enough to keep a day."""
 _ROW_KEYS = {"equip": natural_keys_equip, "flow": natural_keys_flow, "qos": natural_keys_qos}
 """Natural-key hash kernels over a whole canonical array (equal to ``natural_key_hash`` of the fields)."""
 
+_RING_DEDUP = {"equip": ring_dedup_equip, "flow": ring_dedup_flow, "qos": ring_dedup_qos}
+_ID_DEDUP = {"cdr": idset_dedup_cdr, "complaint": idset_dedup_complaint}
+"""One compiled call per batch: clock, natural key, bucket probe/insert and duplicate mark (canonical rows)."""
+
 _NARROW_KEY_FIELDS = {f for s, fs in NATURAL_KEY.items() for f in fs if DTYPES[s][f] != np.int64}
 """Natural-key fields stored narrower than int64 (widened before hashing)."""
+
+
+_NOJIT = numba.config.DISABLE_JIT
+"""Kernels run as plain Python (``NUMBA_DISABLE_JIT=1``): their wrapping uint64 hash would warn."""
 
 
 def _key_set(source: str, horizon_ms):
@@ -372,9 +388,9 @@ class Ingestor:
     allow_extra_columns : bool
         Ignore input columns that the schema version cannot map instead of raising.
     dedup : bool
-        Detect duplicates (default True); False skips the check (its cost: a 64-bit hash and a
-        probe of a hash table per row, see ``bench_ingest``'s A/B, plus the key set's memory)
-        for inputs known to be free of them.
+        Detect duplicates (default True); False skips the check (its cost: one compiled call per
+        batch, a 64-bit hash and a probe of a small hash table per row, see ``bench_ingest``'s
+        A/B, plus the key set's memory) for inputs known to be free of them.
 
     Raises
     ------
@@ -432,6 +448,9 @@ class Ingestor:
             dedup_horizon_ms = DEDUP_HORIZON_MS[source]
         self.dedup = _key_set(source, dedup_horizon_ms) if dedup else None
         self._dedup_clock = DedupClock()
+        self.fused_dedup = True
+        """False: the duplicate check in separate steps (clock, key array, key set), the path before
+        the one compiled call per batch; same decisions (kept for ``bench_ingest``'s A/B)."""
         self._key_name = "+".join(NATURAL_KEY[source])
         self._known_ids = None if known_element_ids is None else np.unique(np.asarray(known_element_ids, np.int64))
         self._lookup: _ElementLookup | None = None
@@ -659,6 +678,20 @@ class Ingestor:
 
     def _check_duplicates(self, data: np.ndarray, st: _Status) -> None:
         """``duplicate_id`` by natural key, over the rows that passed every other check."""
+        mark = (_C["duplicate_id"], st.name_index(self._key_name))
+        if self.fused_dedup and data.dtype == DTYPES[self.source]:  # one compiled call
+            if isinstance(self.dedup, TimeBucketKeySet):
+                args = (data, _RING_DEDUP[self.source], self._dedup_clock, mark, st.code, st.field, self._row_keys)
+                if _NOJIT:
+                    with np.errstate(over="ignore"):  # the hash wraps by design (plain-Python kernels)
+                        done = self.dedup.check_rows(*args)
+                else:
+                    done = self.dedup.check_rows(*args)
+                if done:
+                    return
+            elif self.source in _ID_DEDUP:
+                self.dedup.check_rows(data, _ID_DEDUP[self.source], self._dedup_clock, mark, st.code, st.field)
+                return
         n = len(data)
         tcol = data[TIME_FIELD[self.source]]
         ok = st.code == 0
@@ -680,7 +713,14 @@ class Ingestor:
             dup = self.dedup.check_insert(keys, tcol, ok, t_ref)
         else:
             dup = self.dedup.check_insert(keys, ok, t_ref)
-        mark_flagged(dup, _C["duplicate_id"], st.code, st.field, st.name_index(self._key_name))
+        mark_flagged(dup, mark[0], st.code, st.field, mark[1])
+
+    def _row_keys(self, rows: np.ndarray) -> np.ndarray:
+        """Natural keys of canonical records (the rows of a batch outside the bucket ring)."""
+        keys = np.empty(len(rows), dtype=np.int64)
+        with np.errstate(over="ignore"):
+            _ROW_KEYS[self.source](rows, keys)
+        return keys
 
     def _quarantine(self, chunk: RawChunk, batch: int, bad_idx: np.ndarray, st: _Status) -> None:
         cols = {name: _take(chunk.column(name), bad_idx) for name in chunk.names}

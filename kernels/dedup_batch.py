@@ -1,0 +1,477 @@
+"""The duplicate check of one batch in one compiled call per source (``telcoanalytics.ingest.dedup``'s
+``check_rows``): the robust clock, the natural key, the probe and insert into the key set, the
+duplicate mark, with no key array and no mask arrays (a key is hashed into a 256-row buffer that
+stays in the L1 cache just before its probe). The key sets are those of ``kernels.dedup``.
+"""
+
+import numpy as np
+
+from ._numba import kernel, prefetch
+from .dedup import (
+    EMPTY,
+    M_BUCKET,
+    M_COUNT,
+    M_HAS_MIN,
+    OUT_OUTSIDE,
+    PREFETCH_AHEAD,
+    _clock_push,
+    _clock_settle,
+    _mix3,
+    bucket_slot,
+    hashset_slot,
+    probe,
+)
+
+# ---- one compiled call per batch: clock, natural key, bucket probe and insert, duplicate mark ------
+# ``geo`` (int64) of a bucket set: the set's geometry and this call's bookkeeping. ``clock`` (int64)
+# is the robust clock of ``recent_clock_observe`` in one array: ``[n_held, head, clock, outliers]``
+# followed by the ring of recent valid times.
+G_BUCKET_MS, G_HORIZON, G_LO, G_CLOCK, G_N_OUT, G_NEED, G_STEP, G_CODE, G_FIELD, G_HI = range(10)
+G_RLO, G_EXTEND, G_KEEP = range(10, 13)
+"""The ring's lowest bucket (``<= G_LO``: buckets ``G_RLO .. G_LO - 1`` are behind the horizon but
+kept until the clock reaches ``G_KEEP``: the older rows of a call spanning more than the horizon),
+and whether this call may create buckets there."""
+G_SIZE = 13
+NEED_NONE, NEED_RING, NEED_CAP, NEED_EMPTY = range(4)
+MAX_RING_BUCKETS = 1 << 11
+"""Most buckets one call may hold (the ring's largest size)."""
+
+
+@kernel
+def _geometry(geo, n_ring, t_min, t_max):
+    """This call's ring ``lo .. hi`` (``geo[G_LO]``, ``geo[G_HI]``) from the clock (or, before it is
+    set, from the active rows' times ``t_min .. t_max``); False when the ring is too small for it
+    (``geo[G_NEED] = NEED_RING``, the caller grows it and calls again)."""
+    b_ms = geo[G_BUCKET_MS]
+    h = geo[G_HORIZON]
+    c = geo[G_CLOCK]
+    lo = geo[G_LO]
+    if c != EMPTY:
+        hi = (c + h) // b_ms
+        lo = (c - h) // b_ms if lo == EMPTY else max(lo, (c - h) // b_ms)
+    else:
+        hi = t_max // b_ms
+        if lo == EMPTY:
+            lo = max(min(t_min // b_ms, hi), hi - MAX_RING_BUCKETS + 1)
+    lo = min(lo, hi)
+    geo[G_LO] = lo
+    geo[G_HI] = hi
+    rlo = geo[G_RLO]
+    if rlo == EMPTY or rlo > lo or (geo[G_KEEP] == EMPTY and (geo[G_EXTEND] & 1) == 0):
+        rlo = lo  # nothing kept behind the horizon
+    geo[G_RLO] = rlo
+    if hi - rlo + 1 > n_ring:
+        geo[G_NEED] = NEED_RING
+        return False
+    return True
+
+
+CHUNK = 256
+"""Rows whose keys are hashed into a small buffer (cache-resident) before their probes."""
+
+
+@kernel
+def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag):
+    """Check and insert the first ``m`` buffered rows (key, time, row number) into the buckets of
+    their event times. Returns -1 when done, else the row number of the first row not done because
+    its bucket is full (``geo[G_NEED] = NEED_CAP``)."""
+    b_ms = geo[G_BUCKET_MS]
+    lo = geo[G_LO]
+    rlo = geo[G_RLO]
+    extend = (geo[G_EXTEND] & 1) != 0
+    touched = False
+    code = geo[G_CODE]
+    fld = geo[G_FIELD]
+    n_ring = tables.shape[0]
+    rmask = n_ring - 1
+    cap = tables.shape[1]
+    mask = cap - 1
+    limit = (7 * cap) // 10
+    t_lo = 1
+    t_hi = 0  # event times of the bucket of the previous row (rows come mostly in time order)
+    r = 0
+    outside = False
+    n_out = 0
+    for q in range(m):
+        t = times[q]
+        i = rows_i[q]
+        if t < t_lo or t >= t_hi:
+            b = t // b_ms
+            t_lo = b * b_ms
+            t_hi = t_lo + b_ms
+            # buckets lo.. in the ring; rlo..lo-1 kept from a large call (new ones only in such a call)
+            outside = b < rlo or b - rlo >= n_ring
+            if not outside:
+                r = b & rmask
+                if b < lo and bmeta[r, M_BUCKET] != b and not extend:
+                    outside = True
+                elif b < lo:
+                    touched = True
+                if not outside and bmeta[r, M_BUCKET] != b:  # a fresh row, or one with an expired bucket: clear it
+                    for j in range(cap):
+                        tables[r, j] = EMPTY
+                    bmeta[r, M_BUCKET] = b
+                    bmeta[r, M_COUNT] = 0
+                    bmeta[r, M_HAS_MIN] = 0
+        if outside:
+            out_flag[i] = OUT_OUTSIDE
+            n_out += 1
+            continue
+        k = keys[q]
+        if k == EMPTY:
+            if bmeta[r, M_HAS_MIN] != 0:
+                out_code[i] = code
+                out_field[i] = fld
+            else:
+                bmeta[r, M_HAS_MIN] = 1
+                bmeta[r, M_COUNT] += 1
+            continue
+        s = bucket_slot(k, mask)
+        while True:
+            v = tables[r, s]
+            if v == k or v == EMPTY:
+                break
+            s = (s + 1) & mask
+        if v == k:
+            out_code[i] = code
+            out_field[i] = fld
+        elif bmeta[r, M_COUNT] >= limit:
+            geo[G_NEED] = NEED_CAP
+            geo[G_N_OUT] += n_out
+            if touched:
+                geo[G_EXTEND] |= 2
+            return i
+        else:
+            tables[r, s] = k
+            bmeta[r, M_COUNT] += 1
+    geo[G_N_OUT] += n_out
+    if touched:  # rows went to buckets behind the horizon: the caller keeps them a horizon longer
+        geo[G_EXTEND] |= 2
+    return -1
+
+
+@kernel
+def _clock_batch(times, out_code, clock):
+    """The robust clock moved by the rows not rejected yet (``out_code == 0``; the rule of
+    :func:`recent_clock_observe`). Returns whether the batch has such a row."""
+    n = times.shape[0]
+    start = n
+    need = clock.shape[0] - 4
+    while start > 0 and need > 0:
+        start -= 1
+        if out_code[start] == 0:
+            need -= 1
+    for i in range(start, n):
+        if out_code[i] == 0:
+            _clock_push(times[i], clock)
+    _clock_settle(clock)
+    return need < clock.shape[0] - 4
+
+
+@kernel
+def _ring_begin(times, out_code, clock, geo, n_ring):
+    """First step of a batch: the clock (once per batch, ``geo[G_STEP] == 0``) and the ring's
+    geometry. Returns False when the caller must act first (``geo[G_NEED]``)."""
+    n = times.shape[0]
+    if geo[G_STEP] == 0:
+        geo[G_STEP] = 1
+        _clock_batch(times, out_code, clock)
+        if clock[2] != EMPTY and (geo[G_CLOCK] == EMPTY or clock[2] > geo[G_CLOCK]):
+            geo[G_CLOCK] = clock[2]
+    t_min = np.iinfo(np.int64).max
+    t_max = np.iinfo(np.int64).min
+    if geo[G_CLOCK] == EMPTY:  # no clock yet (the first few rows): the ring starts at the oldest
+        for i in range(n):
+            if out_code[i] == 0:
+                t_min = min(t_min, times[i])
+                t_max = max(t_max, times[i])
+        if t_min > t_max:
+            geo[G_NEED] = NEED_EMPTY
+            return False
+    return _geometry(geo, n_ring, t_min, t_max)
+
+
+@kernel
+def _ring_end(geo):
+    """After the last row of a batch: the horizon moves with the clock (``G_LO``), buckets kept
+    behind it get a horizon of clock more when this call put rows there, and are released once
+    the clock passes ``G_KEEP``; the next batch starts with the clock step."""
+    c = geo[G_CLOCK]
+    if c != EMPTY:
+        geo[G_LO] = max(geo[G_LO], (c - geo[G_HORIZON]) // geo[G_BUCKET_MS])
+        if geo[G_EXTEND] != 0:
+            keep = c + geo[G_HORIZON]
+            geo[G_KEEP] = keep if geo[G_KEEP] == EMPTY else max(geo[G_KEEP], keep)
+    geo[G_EXTEND] = 0
+    if geo[G_KEEP] == EMPTY or (c != EMPTY and c >= geo[G_KEEP]):
+        geo[G_RLO] = geo[G_LO]
+        geo[G_KEEP] = EMPTY
+    geo[G_STEP] = 0
+
+
+@kernel
+def ring_dedup_equip(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag):
+    """Duplicate check of a batch of ``records.EQUIP_DTYPE`` rows in one compiled pass.
+
+    Every row not rejected yet (``out_code == 0``) moves the robust clock (see
+    :func:`recent_clock_observe`), then has its natural key hashed (:func:`natural_keys_equip`) and
+    checked against, and inserted into, the hash table of its event-time bucket; duplicates get
+    ``out_code = geo[G_CODE]``, ``out_field = geo[G_FIELD]``. No key array is built.
+
+    Parameters
+    ----------
+    rows : structured array (n,)
+    start : int
+        First row to do (0, or the row returned by the previous call of the same batch).
+    clock : int64 (4 + w,), the robust clock, updated in place
+    geo : int64 (G_SIZE,), geometry and bookkeeping (the ``G_*`` indices), updated in place;
+        ``geo[G_STEP]`` is 0 at the start of a batch
+    tables, bmeta : the ring of bucket tables (see :func:`bucketset_insert`), updated in place
+    out_code, out_field : int8 (n,), the rows' first failure so far, updated in place
+    out_flag : int8 (n,), zeros; rows outside the ring get ``OUT_OUTSIDE`` (left to the caller,
+        counted in ``geo[G_N_OUT]``)
+
+    Returns
+    -------
+    int
+        ``n`` when the batch is done; else where to resume after the caller did what
+        ``geo[G_NEED]`` asks (grow the ring or the tables; ``NEED_EMPTY``: no active row).
+    """
+    geo[G_NEED] = NEED_NONE
+    if start == 0:
+        geo[G_N_OUT] = 0
+        if not _ring_begin(rows["ts_ms"], out_code, clock, geo, tables.shape[0]):
+            if geo[G_NEED] == NEED_EMPTY:
+                geo[G_STEP] = 0
+            return 0
+    n = rows.shape[0]
+    size = min(CHUNK, max(1, n - start))
+    keys = np.empty(size, dtype=np.int64)
+    times = np.empty(size, dtype=np.int64)
+    rows_i = np.empty(size, dtype=np.int64)
+    i = start
+    while i < n:
+        m = 0
+        while i < n and m < size:
+            if out_code[i] == 0:
+                r = rows[i]
+                t = np.int64(r["ts_ms"])
+                keys[m] = _mix3(np.int64(r["element_id"]), np.int64(r["metric_id"]), t)
+                times[m] = t
+                rows_i[m] = i
+                m += 1
+            i += 1
+        stop = _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag)
+        if stop >= 0:
+            return stop
+    _ring_end(geo)
+    return n
+
+
+@kernel
+def ring_dedup_flow(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag):
+    """:func:`ring_dedup_equip` for ``records.FLOW_DTYPE`` (key: source, destination, time)."""
+    geo[G_NEED] = NEED_NONE
+    if start == 0:
+        geo[G_N_OUT] = 0
+        if not _ring_begin(rows["ts_ms"], out_code, clock, geo, tables.shape[0]):
+            if geo[G_NEED] == NEED_EMPTY:
+                geo[G_STEP] = 0
+            return 0
+    n = rows.shape[0]
+    size = min(CHUNK, max(1, n - start))
+    keys = np.empty(size, dtype=np.int64)
+    times = np.empty(size, dtype=np.int64)
+    rows_i = np.empty(size, dtype=np.int64)
+    i = start
+    while i < n:
+        m = 0
+        while i < n and m < size:
+            if out_code[i] == 0:
+                r = rows[i]
+                t = np.int64(r["ts_ms"])
+                keys[m] = _mix3(np.int64(r["src_element_id"]), np.int64(r["dst_element_id"]), t)
+                times[m] = t
+                rows_i[m] = i
+                m += 1
+            i += 1
+        stop = _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag)
+        if stop >= 0:
+            return stop
+    _ring_end(geo)
+    return n
+
+
+@kernel
+def ring_dedup_qos(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag):
+    """:func:`ring_dedup_equip` for ``records.QOS_DTYPE`` (key: element, time)."""
+    geo[G_NEED] = NEED_NONE
+    if start == 0:
+        geo[G_N_OUT] = 0
+        if not _ring_begin(rows["ts_ms"], out_code, clock, geo, tables.shape[0]):
+            if geo[G_NEED] == NEED_EMPTY:
+                geo[G_STEP] = 0
+            return 0
+    n = rows.shape[0]
+    size = min(CHUNK, max(1, n - start))
+    keys = np.empty(size, dtype=np.int64)
+    times = np.empty(size, dtype=np.int64)
+    rows_i = np.empty(size, dtype=np.int64)
+    i = start
+    while i < n:
+        m = 0
+        while i < n and m < size:
+            if out_code[i] == 0:
+                r = rows[i]
+                t = np.int64(r["ts_ms"])
+                keys[m] = _mix3(np.int64(r["element_id"]), t, np.int64(0))
+                times[m] = t
+                rows_i[m] = i
+                m += 1
+            i += 1
+        stop = _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag)
+        if stop >= 0:
+            return stop
+    _ring_end(geo)
+    return n
+
+
+# ---- one compiled call per batch for ids (CDR record ids, complaint ticket ids): DedupSet ------------
+# ``ds`` (int64): ``[horizon_ms (-1: none), current generation's start (EMPTY: unset), code, field,
+# need, step]``; the tables are those of ``telcoanalytics.ingest.dedup.DedupSet``.
+D_HORIZON, D_START, D_CODE, D_FIELD, D_NEED, D_STEP = range(6)
+D_SIZE = 6
+ID_CHUNK = 2048
+"""Rows buffered per probe pass of the id sets (their tables are large: prefetched ahead)."""
+NEED_ROTATE, NEED_GROW = 4, 5
+
+
+@kernel
+def _idset_begin(times, out_code, clock, ds):
+    """Clock (once per batch) and the generation check of :func:`idset_dedup_cdr`; False when the
+    caller must act first (``ds[D_NEED]``: rotate the generations, or no active row)."""
+    if ds[D_STEP] != 0:
+        return True
+    ds[D_STEP] = 1
+    if not _clock_batch(times, out_code, clock):
+        ds[D_NEED] = NEED_EMPTY
+        return False
+    c = clock[2]
+    if c == EMPTY or ds[D_HORIZON] < 0:
+        return True
+    if ds[D_START] == EMPTY:
+        ds[D_START] = c
+    elif c >= ds[D_START] + ds[D_HORIZON]:
+        ds[D_NEED] = NEED_ROTATE
+        return False
+    return True
+
+
+@kernel
+def _idset_chunk(buf, rows_i, m, ds, cur, cur_meta, prev, prev_meta, out_code, out_field):
+    """Mark the buffered keys (``buf[0]``; their home slots in ``cur`` and ``prev`` in ``buf[1]``
+    and ``buf[2]``, prefetched ahead) found in ``prev`` or already in ``cur`` (or earlier in the
+    batch) as duplicates; insert the others into ``cur``. Returns -1 when done, else the row number of the first row not done because ``cur``
+    reached the load factor 0.7 (``ds[D_NEED] = NEED_GROW``)."""
+    cmask = cur.shape[0] - 1
+    pmask = prev.shape[0] - 1
+    has_prev = prev_meta[0] != 0
+    limit = (7 * cur.shape[0]) // 10
+    for q in range(m):
+        if q + PREFETCH_AHEAD < m:
+            prefetch(cur, buf[1, q + PREFETCH_AHEAD])
+            if has_prev:
+                prefetch(prev, buf[2, q + PREFETCH_AHEAD])
+        k = buf[0, q]
+        i = rows_i[q]
+        if k == EMPTY:
+            if (has_prev and prev_meta[1] != 0) or cur_meta[1] != 0:
+                out_code[i] = ds[D_CODE]
+                out_field[i] = ds[D_FIELD]
+            else:
+                cur_meta[1] = 1
+                cur_meta[0] += 1
+            continue
+        if has_prev and prev[probe(prev, pmask, k, buf[2, q])] == k:
+            out_code[i] = ds[D_CODE]
+            out_field[i] = ds[D_FIELD]
+            continue
+        s = probe(cur, cmask, k, buf[1, q])
+        if cur[s] == k:
+            out_code[i] = ds[D_CODE]
+            out_field[i] = ds[D_FIELD]
+        elif cur_meta[0] >= limit:
+            ds[D_NEED] = NEED_GROW
+            return i
+        else:
+            cur[s] = k
+            cur_meta[0] += 1
+    return -1
+
+
+@kernel
+def idset_dedup_cdr(rows, start, clock, ds, cur, cur_meta, prev, prev_meta, out_code, out_field):
+    """Duplicate ``record_id`` check of a batch of ``records.CDR_DTYPE`` rows in one compiled call:
+    the robust clock (``start_ms``), the generation check, then a lookup in the previous generation
+    and an insert into the current one per row not rejected yet (``out_code == 0``), duplicates
+    marked ``out_code = ds[D_CODE]``, ``out_field = ds[D_FIELD]``. Returns ``n`` when done, else
+    where to resume once the caller did what ``ds[D_NEED]`` asks (see ``DedupSet.check_rows``)."""
+    ds[D_NEED] = NEED_NONE
+    if start == 0 and not _idset_begin(rows["start_ms"], out_code, clock, ds):
+        return 0
+    n = rows.shape[0]
+    cmask = cur.shape[0] - 1
+    pmask = prev.shape[0] - 1
+    has_prev = prev_meta[0] != 0
+    size = min(ID_CHUNK, max(1, n - start))
+    buf = np.empty((3, size), dtype=np.int64)  # keys, home slots in cur and in prev
+    rows_i = np.empty(size, dtype=np.int64)
+    i = start
+    while i < n:
+        m = 0
+        while i < n and m < size:
+            if out_code[i] == 0:
+                k = rows[i]["record_id"]
+                buf[0, m] = k
+                buf[1, m] = hashset_slot(k, cmask)
+                if has_prev:
+                    buf[2, m] = hashset_slot(k, pmask)
+                rows_i[m] = i
+                m += 1
+            i += 1
+        stop = _idset_chunk(buf, rows_i, m, ds, cur, cur_meta, prev, prev_meta, out_code, out_field)
+        if stop >= 0:
+            return stop
+    return n
+
+
+@kernel
+def idset_dedup_complaint(rows, start, clock, ds, cur, cur_meta, prev, prev_meta, out_code, out_field):
+    """:func:`idset_dedup_cdr` for ``records.COMPLAINT_DTYPE`` (``complaint_id``, time ``ts_ms``)."""
+    ds[D_NEED] = NEED_NONE
+    if start == 0 and not _idset_begin(rows["ts_ms"], out_code, clock, ds):
+        return 0
+    n = rows.shape[0]
+    cmask = cur.shape[0] - 1
+    pmask = prev.shape[0] - 1
+    has_prev = prev_meta[0] != 0
+    size = min(ID_CHUNK, max(1, n - start))
+    buf = np.empty((3, size), dtype=np.int64)  # keys, home slots in cur and in prev
+    rows_i = np.empty(size, dtype=np.int64)
+    i = start
+    while i < n:
+        m = 0
+        while i < n and m < size:
+            if out_code[i] == 0:
+                k = rows[i]["complaint_id"]
+                buf[0, m] = k
+                buf[1, m] = hashset_slot(k, cmask)
+                if has_prev:
+                    buf[2, m] = hashset_slot(k, pmask)
+                rows_i[m] = i
+                m += 1
+            i += 1
+        stop = _idset_chunk(buf, rows_i, m, ds, cur, cur_meta, prev, prev_meta, out_code, out_field)
+        if stop >= 0:
+            return stop
+    return n
