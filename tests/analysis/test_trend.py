@@ -94,8 +94,15 @@ def test_seasonal_against_pymannkendall(rng):
 
 
 def test_seasonal_long_seasons_and_empty_rows(rng):
-    # more than 64 points per season takes the merge-sort path; an all-NaN row gives NaN
+    # more than 64 points per season: whole cycles by the phase-vectorised path; with a missing
+    # point, the merge-sort path per phase; an all-NaN row gives NaN
     y = np.vstack([_series(rng, 140, slope=0.01), np.full(140, np.nan)])
+    y_gap = y[0].copy()
+    y_gap[17] = np.nan
+    ref_gap = pmk.seasonal_test(y_gap, period=2)
+    np.testing.assert_allclose(
+        trend(y_gap, period=2)[["s", "var_s"]].tolist()[0], [ref_gap.s, ref_gap.var_s], rtol=RTOL
+    )
     r = trend(y, period=2, ci=False)
     for correction in ("hamed_rao", "yue_wang"):
         rc = trend(y, correction=correction)
