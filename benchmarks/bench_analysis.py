@@ -38,7 +38,14 @@ from scipy.signal import lfilter
 
 from kernels import forecast as HW
 from telcoanalytics.analysis import fit_holt_winters, mase, top_correlated_pairs, trend
-from telcoanalytics.analysis.forecast import DEFAULT_BOUNDS, SEARCH_BLOCK, SEARCH_GRID, SEARCH_MIN_GAIN, SEARCH_TOL
+from telcoanalytics.analysis.forecast import (
+    DEFAULT_BOUNDS,
+    SEARCH_BLOCK,
+    SEARCH_GRID,
+    SEARCH_MIN_GAIN,
+    SEARCH_TOL,
+    search_dtype,
+)
 
 N_SERIES = int(os.environ.get("BENCH_SERIES", 20_000))
 N_SF = int(os.environ.get("BENCH_SF_SERIES", 200))
@@ -134,7 +141,9 @@ def test_trend_and_forecast_5min(benchmark):
     for bits in (64, 32):  # the lockstep search's recursion in float64 and float32 (the default)
         out = [np.empty(x) for x in shapes]
         _, _, ab[bits] = _timed_cpu(
-            lambda out=out, bits=bits: HW.hw_fit_blocks(sub, season, DEFAULT_BOUNDS, (*search, bits), *out)
+            lambda out=out, bits=bits: HW.hw_fit_blocks(
+                sub, season, DEFAULT_BOUNDS, (*search, search_dtype(bits)), *out
+            )
         )
         ab[bits] = ab[bits], out[2][:, 0].sum()
     print(

@@ -440,8 +440,8 @@ def _search_block(Yt, init, m, bounds, search, best_z):
 @kernel
 def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
     """Fit the rows of ``Y`` (a block of B series): the lockstep search (``_search_block``) in
-    float32 (``search[6] == 32``) or float64, then one float64 pass at the optimum for the
-    one-step SSE and the final state.
+    the dtype of ``search[6]`` (float32 or float64), then one float64 pass at the optimum for
+    the one-step SSE and the final state.
 
     The float32 search runs on each series minus its initial level (the model is equivariant
     to a shift: errors, trend and seasonals do not change), so the rounding is relative to the
@@ -458,17 +458,17 @@ def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
         hw_init(Y[r], m, tmp)
         init[:, r] = tmp
     best_z = np.full((N_PARAMS, n_rows), 0.5)
-    if search[6] == 32:
-        Yt32 = np.empty((n, n_rows), np.float32)
-        for i in range(n):
-            for r in range(n_rows):
-                Yt32[i, r] = Yt[i, r] - init[0, r]
-        init32 = np.empty((2 + m, n_rows), np.float32)
-        init32[:, :] = init
-        init32[0, :] = 0.0
-        n_eval = _search_block(Yt32, init32, m, bounds, search, best_z)
-    else:
-        n_eval = _search_block(Yt, init, m, bounds, search, best_z)
+    proto = search[6]  # a 0-length array of the search's dtype: one compiled search per width used
+    shift = proto.itemsize == 4
+    Ys = np.empty((n, n_rows), proto.dtype)
+    for i in range(n):
+        for r in range(n_rows):
+            Ys[i, r] = Yt[i, r] - (init[0, r] if shift else 0.0)
+    inits = np.empty((2 + m, n_rows), proto.dtype)
+    inits[:, :] = init
+    if shift:
+        inits[0, :] = 0.0
+    n_eval = _search_block(Ys, inits, m, bounds, search, best_z)
     act = np.arange(n_rows)
     par = np.empty((N_PARAMS, n_rows))
     sse = np.empty(n_rows)
@@ -496,11 +496,12 @@ def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
 def hw_fit_blocks(Y, m, bounds, search, par_out, state_out, stats_out):
     """Fit Holt-Winters per row of ``Y``, ``block`` series at a time in
     lockstep (see ``_fit_block``); same outputs as ``hw_fit_rows``; returns the number of
-    candidate evaluations. ``search`` = (max_iter, tol, n_grid, min_gain, block, horizon, bits):
+    candidate evaluations. ``search`` = (max_iter, tol, n_grid, min_gain, block, horizon, proto):
     compass iterations, the step below which a series stops (``_fit_one``: 0.004), alpha levels
     of the grid start (1 or 3), the relative SSE gain a move must make (``_fit_one``: 0), series
-    per block, the fit horizon (1: one-step errors; H: see ``hw_sse``), the float width of the
-    search (32 or 64; the final pass is always float64)."""
+    per block, the fit horizon (1: one-step errors; H: see ``hw_sse``), a 0-length float32 or
+    float64 array whose dtype is the search's (the final pass is always float64; only the
+    width used is compiled)."""
     block = search[4]
     n_eval = 0
     for r0 in range(0, Y.shape[0], block):

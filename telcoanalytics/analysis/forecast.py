@@ -163,6 +163,11 @@ SEARCH_BITS = 32
 """Float width of the search's recursion (the final pass at the optimum is float64)."""
 
 
+def search_dtype(bits):
+    """The 0-length array that selects the search's float width in ``kernels.forecast.hw_fit_blocks``."""
+    return np.empty(0, np.float32 if bits == 32 else np.float64)
+
+
 def fit_holt_winters(
     values, season_length, *, times=None, damped=True, seasonal=True, fit_horizon=1, max_iter=30, threads=None
 ):
@@ -247,7 +252,7 @@ def fit_holt_winters(
             y[a:b],
             m,
             bounds,
-            (max_iter, SEARCH_TOL, SEARCH_GRID, SEARCH_MIN_GAIN, SEARCH_BLOCK, fit_horizon, SEARCH_BITS),
+            (max_iter, SEARCH_TOL, SEARCH_GRID, SEARCH_MIN_GAIN, SEARCH_BLOCK, fit_horizon, search_dtype(SEARCH_BITS)),
             par[a:b],
             state[a:b],
             stats[a:b],
