@@ -3,7 +3,8 @@ correlations and how they grow with the series count; cold start.
 
 Run: ``.venv/bin/python -m pytest benchmarks/bench_analysis.py --benchmark-only -q -s``
 (``BENCH_SERIES`` changes the 20,000; ``BENCH_SF_SERIES`` the statsforecast subset, 200;
-``BENCH_TOPK_COUNTS`` the counts of the growth table, "1000,2500,5000,10000,20000").
+``BENCH_TOPK_COUNTS`` the counts of the growth table, "2000,5000,10000,20000"; ``BENCH_TOPK_EXACT`` the
+largest count also run with the full screen, 5,000).
 
 Data: seeded synthetic KPIs (a daily profile of random amplitude and phase, a random linear
 trend, AR(1) noise), 2,016 points per series plus one held-back day.
@@ -37,12 +38,20 @@ from scipy.signal import lfilter
 
 from kernels import forecast as HW
 from telcoanalytics.analysis import fit_holt_winters, mase, top_correlated_pairs, trend
-from telcoanalytics.analysis.forecast import DEFAULT_BOUNDS
+from telcoanalytics.analysis.forecast import (
+    DEFAULT_BOUNDS,
+    SEARCH_BLOCK,
+    SEARCH_GRID,
+    SEARCH_MIN_GAIN,
+    SEARCH_TOL,
+    search_dtype,
+)
 
 N_SERIES = int(os.environ.get("BENCH_SERIES", 20_000))
 N_SF = int(os.environ.get("BENCH_SF_SERIES", 200))
 N_AB = int(os.environ.get("BENCH_AB_SERIES", 2000))
-TOPK_COUNTS = [int(c) for c in os.environ.get("BENCH_TOPK_COUNTS", "1000,2500,5000,10000,20000").split(",")]
+TOPK_COUNTS = [int(c) for c in os.environ.get("BENCH_TOPK_COUNTS", "2000,5000,10000,20000").split(",")]
+TOPK_EXACT = int(os.environ.get("BENCH_TOPK_EXACT", 5000))
 N_POINTS = 2016
 
 
@@ -127,6 +136,16 @@ def test_trend_and_forecast_5min(benchmark):
         lambda: HW.hw_fit_rows(sub, season, DEFAULT_BOUNDS, 1, 30, *[np.empty(x) for x in shapes])
     )
     _, t_new, c_new = _timed_cpu(lambda: fit_holt_winters(sub, season, threads=1))
+    search = (30, SEARCH_TOL, SEARCH_GRID, SEARCH_MIN_GAIN, SEARCH_BLOCK, 1)
+    ab = {}
+    for bits in (64, 32):  # the lockstep search's recursion in float64 and float32 (the default)
+        out = [np.empty(x) for x in shapes]
+        _, _, ab[bits] = _timed_cpu(
+            lambda out=out, bits=bits: HW.hw_fit_blocks(
+                sub, season, DEFAULT_BOUNDS, (*search, search_dtype(bits)), *out
+            )
+        )
+        ab[bits] = ab[bits], out[2][:, 0].sum()
     print(
         f"\n5-min, {N_SERIES} series x {N_POINTS} (wall / CPU of all threads): seasonal trend {t_trend:.2f} / "
         f"{c_trend:.2f} s, Holt-Winters fit + forecast {t_fit:.2f} / {c_fit:.2f} s, total {t_trend + t_fit:.2f} / "
@@ -136,7 +155,9 @@ def test_trend_and_forecast_5min(benchmark):
         f"  fitted to day-ahead errors (fit_horizon={horizon}): fit + forecast {t_fit_h:.2f} s, "
         f"MASE mean {score_h.mean():.3f} median {np.median(score_h):.3f}\n"
         f"  A/B on {sub.shape[0]} series, one thread: first version's per-series search {t_old:.2f} / {c_old:.2f} s, "
-        f"lockstep search {t_new:.2f} / {c_new:.2f} s (wall / CPU)"
+        f"lockstep search {t_new:.2f} / {c_new:.2f} s (wall / CPU)\n"
+        f"  same search, recursion in float64 {ab[64][0]:.2f} s CPU vs float32 {ab[32][0]:.2f} s CPU; "
+        f"one-step SSE at the optima {ab[64][1]:.6g} vs {ab[32][1]:.6g}"
     )
 
 
@@ -215,23 +236,48 @@ def test_forecast_hourly_vs_statsforecast(benchmark):
 
 
 def test_topk_lagged_growth(benchmark):
-    """Top 100 pairs among N series of 2,016 points over lags 0..2 (both directions)."""
+    """Top 100 pairs among N series of 2,016 points over lags 0..2 (both directions): the default
+    (pairs pruned by Fourier-sketch bounds) for every count, the full screen (``prune=False``)
+    up to ``BENCH_TOPK_EXACT`` series (default 5,000) with the recall of its top 100."""
+    from telcoanalytics.analysis import correlate
+
     y = make_series(max(TOPK_COUNTS), N_POINTS, 288, seed=3).astype(np.float64)
     top_correlated_pairs(y[:50], k=5, max_lag=2)
+    top_correlated_pairs(y[:50], k=5, max_lag=2, prune=False)
     rows = []
+
+    def pair_lags(n):
+        return n * (n - 1) / 2 + 2 * n * (n - 1)
 
     def run():
         for n in TOPK_COUNTS:
-            _, sec = _timed(lambda n=n: top_correlated_pairs(y[:n], k=100, max_lag=2))
-            rows.append((n, sec))
+            top, sec, cpu = _timed_cpu(lambda n=n: top_correlated_pairs(y[:n], k=100, max_lag=2))
+            x = y[:n]
+            windows = [(0, correlate._standardise(x), None)] + [
+                (lag, correlate._standardise(x[:, : N_POINTS - lag]), correlate._standardise(x[:, lag:]))
+                for lag in (1, 2)
+            ]
+            windows[0] = (0, windows[0][1], windows[0][1])
+            _, scored = correlate._pruned_screen(windows, 200, True, 1024, 64)
+            row = [n, sec, cpu, scored / pair_lags(n), None, None, None]
+            if n <= TOPK_EXACT:
+                full, row[4], row[5] = _timed_cpu(
+                    lambda n=n: top_correlated_pairs(y[:n], k=100, max_lag=2, prune=False)
+                )
+                key = {tuple(p) for p in full[["i", "j", "lag"]].tolist()}
+                row[6] = len(key & {tuple(p) for p in top[["i", "j", "lag"]].tolist()}) / len(key)
+            rows.append(row)
 
     benchmark.pedantic(run, rounds=1, iterations=1)
-    print("\ntop-100 pairs, lags 0..2, 2,016 points:")
-    for n, sec in rows:
-        print(f"  {n:>6} series: {sec:7.2f} s  ({sec / (n * n) * 1e9:.1f} ns per pair, 5 lag directions)")
+    print("\ntop-100 pairs, lags 0..2 (5 lag directions), 2,016 points (wall / CPU of all threads):")
+    for n, sec, cpu, frac, sec_f, cpu_f, recall in rows:
+        line = f"  {n:>6} series: pruned {sec:7.2f} / {cpu:7.2f} s, {frac:.3%} of pair-lags scored exactly"
+        if sec_f is not None:
+            line += f"; full screen {sec_f:7.2f} / {cpu_f:7.2f} s; recall of its top 100: {recall:.3f}"
+        print(line)
     if len(rows) > 1:
-        slope = np.polyfit(np.log([r[0] for r in rows]), np.log([r[1] for r in rows]), 1)[0]
-        print(f"  growth exponent (log time / log count): {slope:.2f}")
+        slope = np.polyfit(np.log([r[0] for r in rows]), np.log([r[2] for r in rows]), 1)[0]
+        print(f"  growth exponent of the pruned CPU time (log time / log count): {slope:.2f}")
 
 
 def test_cold_start(benchmark):

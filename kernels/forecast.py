@@ -19,6 +19,13 @@ searching as ``8 x active`` lanes with the series innermost, so the recursion ru
 across series and candidates, and a converged series leaves the lanes. ``hw_fit_rows`` runs it
 per series (``_fit_one``): the first version, kept as the cross-check of the tests and the
 benchmarks' old-versus-new comparison.
+
+The lockstep search runs its recursion in float32 (each series shifted by its initial level;
+squared errors summed in float32 over at most 256 steps, then in float64) and the last pass at
+the optimum in float64, so the state, SSE and sigma^2 returned are float64 (see ``_fit_block``).
+The lane arrays are rows of one local 2-D array: with separate arrays the compiler kept the
+lane loop scalar (too many possible overlaps to check at run time); with one array it is SIMD,
+8 float32 lanes per AVX2 instruction.
 """
 
 import numpy as np
@@ -30,6 +37,8 @@ kernel_rows = kernel  # serial, as every kernel of the package (see kernels/tren
 N_PARAMS = 4  # alpha, beta, gamma, phi
 STATS_COLS = 3  # sse, valid points, sigma^2
 _LANES = 8
+_ALPHA, _BETA, _GAMMA, _PHI, _LEV, _TR, _PART, _Y, _PHI_H, _PHI_POW = range(10)  # rows of the lanes' array
+_ROWS = 10
 INIT_CYCLES = 10  # cycles averaged for the initial seasonals (more: less noise, less adaptivity)
 
 
@@ -287,93 +296,93 @@ def _lanes_sse(Yt, act, m, init, par, horizon, work, sse, lt):
     n_act = act.shape[0]
     n_lanes = par.shape[1]
     n_cand = n_lanes // n_act
-    lev = np.empty(n_lanes)
-    tr = np.empty(n_lanes)
+    # Every lane array is a row of one local array ``S`` (dtype of ``par``: float32 in the
+    # search, float64 in the last pass), seasonal ring included: with one base pointer the
+    # compiler proves the rows independent and runs the lane loops as SIMD (separate arrays
+    # need more run-time overlap checks than it emits, and it kept them scalar).
+    S = np.empty((_ROWS + m, n_lanes), par.dtype)
+    S[_ALPHA] = par[0]
+    S[_BETA] = par[1]
+    S[_GAMMA] = par[2]
+    S[_PHI] = par[3]
+    S[_PART] = 0.0
     acc = np.zeros(n_lanes)
-    alpha = par[0].copy()
-    beta = par[1].copy()
-    gamma = par[2].copy()
-    phi = par[3].copy()
-    ybuf = np.empty(n_lanes)
-    yact = np.empty(n_act)
-    for c in range(n_cand):
-        for a in range(n_act):
-            k = c * n_act + a
-            lev[k] = init[0, act[a]]
-            tr[k] = init[1, act[a]]
-            for j in range(m):
-                work[j * n_lanes + k] = init[2 + j, act[a]]
-    zero = acc[0]
+    yact = np.empty(n_act, par.dtype)
+    for j in range(2 + m):  # rows of the initial states: _LEV, _TR, then the seasonal ring
+        row = _LEV + j if j < 2 else _ROWS + j - 2
+        for c in range(n_cand):
+            for a in range(n_act):
+                S[row, c * n_act + a] = init[j, act[a]]
+    zero = S[_PART, 0]
     multi = horizon > 1
-    one_step = 0.0 if multi else 1.0
-    phi_h = np.empty(n_lanes)
-    phi_pow = np.empty(n_lanes)
+    one_step = np.float32(0.0 if multi else 1.0)  # exact in either width
     j = 0
     for i in range(n):
         if multi and i % horizon == 0:
-            phi_h[:] = 0.0
-            phi_pow[:] = 1.0
+            S[_PHI_H] = 0.0
+            S[_PHI_POW] = 1.0
             for h in range(min(horizon, n - i)):
                 for a in range(n_act):
                     yact[a] = Yt[i + h, act[a]]
-                for c in range(n_cand):
-                    ybuf[c * n_act : (c + 1) * n_act] = yact
-                jh = (i + h) % m
-                srow_h = work[jh * n_lanes : (jh + 1) * n_lanes]
+                for c in range(n_cand):  # element loops: a slice copy per candidate costs more
+                    for a in range(n_act):
+                        S[_Y, c * n_act + a] = yact[a]
+                jh = _ROWS + (i + h) % m
                 for k in range(n_lanes):
-                    phi_pow[k] *= phi[k]
-                    phi_h[k] += phi_pow[k]
-                    yh = ybuf[k]
-                    dh = yh - lev[k] - phi_h[k] * tr[k] - srow_h[k]
+                    S[_PHI_POW, k] *= S[_PHI, k]
+                    S[_PHI_H, k] += S[_PHI_POW, k]
+                    yh = S[_Y, k]
+                    dh = yh - S[_LEV, k] - S[_PHI_H, k] * S[_TR, k] - S[jh, k]
                     eh = dh if yh == yh else zero
-                    acc[k] += eh * eh
+                    S[_PART, k] += eh * eh
         for a in range(n_act):
             yact[a] = Yt[i, act[a]]
         for c in range(n_cand):
-            ybuf[c * n_act : (c + 1) * n_act] = yact
-        srow = work[j * n_lanes : (j + 1) * n_lanes]
+            for a in range(n_act):
+                S[_Y, c * n_act + a] = yact[a]
+        js = _ROWS + j
         for k in range(n_lanes):
-            yi = ybuf[k]
-            f = lev[k] + phi[k] * tr[k]
-            d = yi - f - srow[k]
+            yi = S[_Y, k]
+            f = S[_LEV, k] + S[_PHI, k] * S[_TR, k]
+            d = yi - f - S[js, k]
             e = d if yi == yi else zero
-            acc[k] += one_step * e * e
-            lev[k] = f + alpha[k] * e
-            tr[k] = phi[k] * tr[k] + beta[k] * e
-            srow[k] += gamma[k] * e
+            S[_PART, k] += one_step * e * e
+            S[_LEV, k] = f + S[_ALPHA, k] * e
+            S[_TR, k] = S[_PHI, k] * S[_TR, k] + S[_BETA, k] * e
+            S[js, k] += S[_GAMMA, k] * e
         j += 1
         if j == m:
             j = 0
+        if i & 255 == 255:
+            for k in range(n_lanes):
+                acc[k] += S[_PART, k]
+                S[_PART, k] = zero
+    for k in range(n_lanes):
+        acc[k] += S[_PART, k]
     sse[:n_lanes] = acc
-    lt[0, :n_lanes] = lev
-    lt[1, :n_lanes] = tr
+    lt[0, :n_lanes] = S[_LEV]
+    lt[1, :n_lanes] = S[_TR]
+    for j in range(m):
+        work[j * n_lanes : (j + 1) * n_lanes] = S[_ROWS + j]
 
 
 @kernel
-def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
+def _search_block(Yt, init, m, bounds, search, best_z):
     """The compass search of ``_fit_one`` (same grid, steps and tie-breaking) run in lockstep
-    for the rows of ``Y`` (a block of B series): each pass evaluates 8 candidates of every
-    series that has not converged, as ``8 x active`` SIMD lanes; a series stops when its step
-    falls below ``tol``. A last pass at the optimum gives the one-step SSE and final state."""
+    for the columns of ``Yt`` (n_points, B), the recursion in the dtype of ``Yt``: each pass
+    evaluates 8 candidates of every series that has not converged, as ``8 x active`` SIMD
+    lanes; a series stops when its step falls below ``tol``. Writes ``best_z`` (4, B), the
+    optimum in the unit cube; returns the number of candidate evaluations."""
     max_iter, tol, n_grid, min_gain, horizon = search[0], search[1], search[2], search[3], search[5]
-    n_rows, n = Y.shape
-    Yt = np.empty((n, n_rows))
-    for r in range(n_rows):
-        for i in range(n):
-            Yt[i, r] = Y[r, i]
-    init = np.empty((2 + m, n_rows))
-    tmp = np.empty(2 + m)
-    for r in range(n_rows):
-        hw_init(Y[r], m, tmp)
-        init[:, r] = tmp
+    n_rows = Yt.shape[1]
     max_lanes = _LANES * n_rows
     z = np.empty((N_PARAMS, max_lanes))
     par = np.empty((N_PARAMS, max_lanes))
+    par_t = np.empty((N_PARAMS, max_lanes), Yt.dtype)
     sse = np.empty(max_lanes)
-    lt = np.empty((2, max_lanes))
-    work = np.empty(m * max_lanes)
+    lt = np.empty((2, max_lanes), Yt.dtype)
+    work = np.empty(m * max_lanes, Yt.dtype)
     best = np.full(n_rows, np.inf)
-    best_z = np.full((N_PARAMS, n_rows), 0.5)
     step = np.full(n_rows, 0.15)
     act = np.arange(n_rows)
     grid0 = (0.25, 0.55, 0.85) if n_grid == 3 else (0.55, 0.55, 0.55)
@@ -388,7 +397,8 @@ def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
                 z[2, k] = 0.15 if p & 2 == 0 else 0.5
                 z[3, k] = 0.3 if p & 4 == 0 else 0.85
         _params_from_cube(z, bounds, par)
-        _lanes_sse(Yt, act, m, init, par, horizon, work, sse, lt)
+        par_t[:, :] = par
+        _lanes_sse(Yt, act, m, init, par_t, horizon, work, sse, lt)
         for p in range(_LANES):
             for a in range(n_rows):
                 if sse[p * n_rows + a] < best[a]:
@@ -408,7 +418,8 @@ def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
                 z[:, k] = best_z[:, r]
                 z[d, k] = min(max(best_z[d, r] + (step[r] if p % 2 == 0 else -step[r]), 0.0), 1.0)
         _params_from_cube(z[:, :n_lanes], bounds, par[:, :n_lanes])
-        _lanes_sse(Yt, act, m, init, par[:, :n_lanes], horizon, work, sse, lt)
+        par_t[:, :n_lanes] = par[:, :n_lanes]
+        _lanes_sse(Yt, act, m, init, par_t[:, :n_lanes], horizon, work, sse, lt)
         keep = np.ones(n_act, dtype=np.bool_)
         for a in range(n_act):
             r = act[a]
@@ -423,9 +434,48 @@ def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
                 step[r] *= 0.5
                 keep[a] = step[r] >= tol
         act = act[keep]
+    return n_eval
+
+
+@kernel
+def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
+    """Fit the rows of ``Y`` (a block of B series): the lockstep search (``_search_block``) in
+    the dtype of ``search[6]`` (float32 or float64), then one float64 pass at the optimum for
+    the one-step SSE and the final state.
+
+    The float32 search runs on each series minus its initial level (the model is equivariant
+    to a shift: errors, trend and seasonals do not change), so the rounding is relative to the
+    series' variation, not its magnitude; squared errors are summed in float32 over at most 256
+    steps, then in float64."""
+    n_rows, n = Y.shape
+    Yt = np.empty((n, n_rows))
+    for r in range(n_rows):
+        for i in range(n):
+            Yt[i, r] = Y[r, i]
+    init = np.empty((2 + m, n_rows))
+    tmp = np.empty(2 + m)
+    for r in range(n_rows):
+        hw_init(Y[r], m, tmp)
+        init[:, r] = tmp
+    best_z = np.full((N_PARAMS, n_rows), 0.5)
+    proto = search[6]  # a 0-length array of the search's dtype: one compiled search per width used
+    shift = proto.itemsize == 4
+    Ys = np.empty((n, n_rows), proto.dtype)
+    for i in range(n):
+        for r in range(n_rows):
+            Ys[i, r] = Yt[i, r] - (init[0, r] if shift else 0.0)
+    inits = np.empty((2 + m, n_rows), proto.dtype)
+    inits[:, :] = init
+    if shift:
+        inits[0, :] = 0.0
+    n_eval = _search_block(Ys, inits, m, bounds, search, best_z)
     act = np.arange(n_rows)
-    _params_from_cube(best_z, bounds, par[:, :n_rows])
-    _lanes_sse(Yt, act, m, init, par[:, :n_rows], 1, work, sse, lt)  # one-step: sigma^2
+    par = np.empty((N_PARAMS, n_rows))
+    sse = np.empty(n_rows)
+    lt = np.empty((2, n_rows))
+    work = np.empty(m * n_rows)
+    _params_from_cube(best_z, bounds, par)
+    _lanes_sse(Yt, act, m, init, par, 1, work, sse, lt)  # one-step: sigma^2
     for r in range(n_rows):
         par_out[r] = par[:, r]
         state_out[r, 0] = lt[0, r]
@@ -446,10 +496,12 @@ def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
 def hw_fit_blocks(Y, m, bounds, search, par_out, state_out, stats_out):
     """Fit Holt-Winters per row of ``Y``, ``block`` series at a time in
     lockstep (see ``_fit_block``); same outputs as ``hw_fit_rows``; returns the number of
-    candidate evaluations. ``search`` = (max_iter, tol, n_grid, min_gain, block, horizon):
+    candidate evaluations. ``search`` = (max_iter, tol, n_grid, min_gain, block, horizon, proto):
     compass iterations, the step below which a series stops (``_fit_one``: 0.004), alpha levels
     of the grid start (1 or 3), the relative SSE gain a move must make (``_fit_one``: 0), series
-    per block, the fit horizon (1: one-step errors; H: see ``hw_sse``)."""
+    per block, the fit horizon (1: one-step errors; H: see ``hw_sse``), a 0-length float32 or
+    float64 array whose dtype is the search's (the final pass is always float64; only the
+    width used is compiled)."""
     block = search[4]
     n_eval = 0
     for r0 in range(0, Y.shape[0], block):

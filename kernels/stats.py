@@ -173,3 +173,60 @@ def mann_whitney_rows(Y, side, out):
         out[r, 1] = tie_term
         out[r, 2] = n1
         out[r, 3] = n2
+
+
+@kernel
+def _valid_pair(i, j, lag0):
+    """Lag 0 counts each unordered pair once (``j > i``); other lags every ordered pair ``i != j``."""
+    return j > i if lag0 else j != i
+
+
+@kernel_rows
+def sketch_best(C, row0, col0, lag0, absolute, best_j):
+    """Per row ``r`` of the block ``C`` (series ``row0 + r`` against series ``col0 + c``), the
+    series of the highest (absolute) sketch score among valid pairs into ``best_j[r]`` (-1 if
+    none)."""
+    for r in range(C.shape[0]):
+        i = row0 + r
+        best = -np.inf
+        arg = -1
+        for j in range(col0, col0 + C.shape[1]):
+            v = abs(C[r, j - col0]) if absolute else C[r, j - col0]
+            if v > best and _valid_pair(i, j, lag0):
+                best = v
+                arg = j
+        best_j[r] = arg
+
+
+@kernel_rows
+def sketch_candidates(C, row0, col0, res_rows, res_cols, lag0, absolute, theta, out_i, out_j):
+    """Pairs of the block (series ``row0 + r`` against ``col0 + c``) whose correlation can reach
+    ``theta``: ``score(C) + res_i res_j >= theta`` (``score`` = ``|C|`` or ``C``; ``res_cols``
+    indexed by series), valid pairs only, into ``out_i``, ``out_j``; returns how many, or -1
+    when they do not fit (the caller then scores the whole block)."""
+    cap = out_i.shape[0]
+    c = 0
+    for r in range(C.shape[0]):
+        i = row0 + r
+        ri = res_rows[r]
+        for j in range(col0, col0 + C.shape[1]):
+            v = abs(C[r, j - col0]) if absolute else C[r, j - col0]
+            if v + ri * res_cols[j] >= theta and _valid_pair(i, j, lag0):
+                if c == cap:
+                    return -1
+                out_i[c] = i
+                out_j[c] = j
+                c += 1
+    return c
+
+
+@kernel_rows
+def pair_dots(A, B, first, second, out):
+    """``out[p] = <A[first[p]], B[second[p]]>`` in float32 (rows of standardised windows)."""
+    for p in range(first.shape[0]):
+        a = A[first[p]]
+        b = B[second[p]]
+        s = np.float32(0.0)
+        for t in range(a.shape[0]):
+            s += a[t] * b[t]
+        out[p] = s

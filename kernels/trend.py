@@ -13,7 +13,7 @@ the bracket are enumerated (Dillencourt, Mount & Netanyahu 1992; Matousek 1991).
 series the default is a sampled Theil-Sen instead: the same order statistics among a fixed
 number of uniformly drawn pairs (``_sampled_slopes``; the error bound is in
 ``telcoanalytics.analysis.trend.trend``). Order statistics of a materialised array (seasonal
-slopes, the sample) come from a branch-free histogram selection (``_bracket_sorted``).
+slopes, the sample, medians) come from a sampled window and binning (``_order_stats``).
 """
 
 import numpy as np
@@ -149,80 +149,72 @@ def _select(a, lo, hi, r):
 
 
 @kernel
-def _bracket_sorted(a, n, k_lo, k_hi):
-    """The values of ranks ``k_lo..k_hi`` (0-based) of ``a[:n]``, sorted: returns ``(vals,
-    offset)`` with the value of rank ``k`` at ``vals[k - offset]``.
+def _order_stats(a, n, ranks, out):
+    """The values of the 0-based ``ranks`` (int64 array) of ``a[:n]`` into ``out`` (``a`` unchanged).
 
-    A strided sample of 256 values gives a window that holds the wanted ranks with a wide
-    margin (Floyd & Rivest 1975); branch-free passes count the values below the window and bin
-    those inside into 256 equal bins, the window shrinks to the bins holding the wanted ranks,
-    and once it holds few values they are copied out and sorted. Each pass counts and classifies
-    with the same comparisons, so the offset is exact whatever the rounding of the bin edges;
-    a window that misses the ranks is widened to the whole range, and if the last window still
-    misses, the whole array is sorted. Faster than quickselect on data whose comparisons the CPU cannot
-    predict.
+    Above 1,024 values a strided sample of 256 gives a window that holds the wanted ranks with
+    a margin of three binomial standard deviations (Floyd & Rivest 1975); one branch-free pass
+    counts the values below it and copies those inside. The copies are binned by value into
+    about four per bin (the bin index is monotone in the value, so bins are ordered) and each
+    wanted rank is selected among the few values of its bin. A window that misses the ranks
+    (an unlucky sample) falls back to the whole array, so the result is always exact.
     """
-    if n <= 1024:
-        return np.sort(a[:n]), 0
-    n_s = 256
-    samp = np.empty(n_s)
-    for i in range(n_s):
-        samp[i] = a[(i * n) // n_s]
-    samp.sort()
-    q_lo = k_lo / n
-    q_hi = (k_hi + 1.0) / n
-    i_lo = int(q_lo * n_s - 4.0 * np.sqrt(n_s * max(q_lo * (1.0 - q_lo), 0.01)) - 2.0)
-    i_hi = int(q_hi * n_s + 4.0 * np.sqrt(n_s * max(q_hi * (1.0 - q_hi), 0.01)) + 2.0)
-    lo = samp[max(i_lo, 0)]
-    hi = samp[min(i_hi, n_s - 1)]
-    n_bins = 256
-    counts = np.empty(n_bins, dtype=np.int64)
-    want = max(4 * (k_hi - k_lo + 1), 512)
-    for _ in range(6):
-        counts[:] = 0
+    buf = np.empty(n)
+    m = 0
+    off = 0
+    hit = False
+    lo = 0.0
+    hi = 0.0
+    if n > 1024:
+        n_s = 256
+        samp = np.empty(n_s)
+        for i in range(n_s):
+            samp[i] = a[(i * n) // n_s]
+        samp.sort()
+        k_min = ranks.min()
+        k_max = ranks.max()
+        q_lo = k_min / n
+        q_hi = (k_max + 1.0) / n
+        i_lo = int(q_lo * n_s - 3.0 * np.sqrt(n_s * max(q_lo * (1.0 - q_lo), 0.01)) - 2.0)
+        i_hi = int(q_hi * n_s + 3.0 * np.sqrt(n_s * max(q_hi * (1.0 - q_hi), 0.01)) + 2.0)
+        lo = samp[max(i_lo, 0)]
+        hi = samp[min(i_hi, n_s - 1)]
         below = 0
-        scale = n_bins / (hi - lo) if hi > lo else 0.0
         for i in range(n):
             v = a[i]
             below += v < lo
-            inside = (v >= lo) & (v <= hi)
-            x = min(max((v - lo) * scale, 0.0), n_bins - 1.0)
-            # outside values add 0 to a bin that varies, so no chain of increments of one counter
-            counts[int(x) if inside else i & (n_bins - 1)] += inside
-        n_in = 0
-        for k in range(n_bins):
-            n_in += counts[k]
-        if not (below <= k_lo and k_hi < below + n_in):  # the window missed: the whole range
-            lo = np.min(a[:n])
-            hi = np.max(a[:n])
-            continue
-        if n_in <= want or not hi > lo:
-            break
-        c = below
-        b_lo = 0
-        b_hi = n_bins - 1
-        for k in range(n_bins):
-            if c + counts[k] <= k_lo:
-                b_lo = k + 1
-            if c + counts[k] > k_hi:
-                b_hi = k
-                break
-            c += counts[k]
-        new_lo = lo + b_lo / scale if b_lo > 0 else lo
-        new_hi = lo + (b_hi + 1) / scale if b_hi < n_bins - 1 else hi
-        lo = max(lo, np.nextafter(new_lo, -np.inf))  # one ulp wider: the next pass recounts
-        hi = min(hi, np.nextafter(new_hi, np.inf))
-    buf = np.empty(n)
-    below = 0
-    n_in = 0
-    for i in range(n):
-        v = a[i]
-        below += v < lo
-        buf[n_in] = v
-        n_in += (v >= lo) & (v <= hi)
-    if below <= k_lo and k_hi < below + n_in:
-        return np.sort(buf[:n_in]), below
-    return np.sort(a[:n]), 0
+            buf[m] = v
+            m += (v >= lo) & (v <= hi)
+        hit = below <= k_min and k_max < below + m
+        off = below
+    if not hit:
+        buf[:n] = a[:n]
+        m = n
+        off = 0
+        lo = np.min(buf[:m])
+        hi = np.max(buf[:m])
+    n_bins = min(max(m >> 2, 1), 4096)
+    scale = n_bins / (hi - lo) if hi > lo else 0.0
+    top = n_bins - 1.0
+    bins = np.empty(m, dtype=np.int32)
+    start = np.zeros(n_bins + 1, dtype=np.int64)
+    for i in range(m):
+        k = int(min((buf[i] - lo) * scale, top))
+        bins[i] = k
+        start[k + 1] += 1
+    for k in range(n_bins):
+        start[k + 1] += start[k]
+    tmp = np.empty(m)
+    for q in range(ranks.shape[0]):
+        r = ranks[q] - off
+        k = np.searchsorted(start, r, side="right") - 1
+        c = 0
+        for i in range(m):
+            tmp[c] = buf[i]
+            c += bins[i] == k
+        r_in = r - start[k]
+        _select(tmp, 0, c, r_in)
+        out[q] = tmp[r_in]
 
 
 @kernel
@@ -404,14 +396,12 @@ def _ci_ranks(n_pairs, var_s, z_ci):
 
 @kernel
 def _median_of(v):
-    """Median of a 1-D finite array (copied)."""
-    w = v.copy()
-    m = w.shape[0]
-    h = m // 2
-    _select(w, 0, m, h)
-    if m % 2 == 1:
-        return w[h]
-    return 0.5 * (w[h] + np.max(w[:h]))
+    """Median of a 1-D finite array (``v`` unchanged)."""
+    m = v.shape[0]
+    ranks = np.array([(m - 1) // 2, m // 2])
+    vals = np.empty(2)
+    _order_stats(v, m, ranks, vals)
+    return 0.5 * (vals[0] + vals[1])
 
 
 @kernel
@@ -442,11 +432,12 @@ def _trend_one(t, y, z_ci, sample_factor, want_ci, max_pairs, row):
         s1 = _sample_rank(h, n_pairs, max_pairs)
         s_lo = _sample_rank(r_lo, n_pairs, max_pairs) if want_ci else s0
         s_hi = _sample_rank(r_hi, n_pairs, max_pairs) if want_ci else s1
-        vals, off = _bracket_sorted(sample, max_pairs, s_lo, s_hi)
-        row[4] = 0.5 * (vals[s0 - off] + vals[s1 - off])
+        vals = np.empty(4)
+        _order_stats(sample, max_pairs, np.array([s_lo, s0, s1, s_hi]), vals)
+        row[4] = 0.5 * (vals[1] + vals[2])
         if want_ci:
-            row[5] = vals[s_lo - off]
-            row[6] = vals[s_hi - off]
+            row[5] = vals[0]
+            row[6] = vals[3]
     else:
         a, b = slope_ranks(t, y, h0, h, sample_factor)
         row[4] = 0.5 * (a + b)
@@ -497,9 +488,82 @@ def _mk_small(v, nv, work):
 
 
 @kernel
+def _seasonal_whole(t, y, period, slopes):
+    """Seasonal ``(S, var S)`` of a series of whole cycles with no missing point, the slopes of
+    all within-phase pairs into ``slopes``: each pair of cycles is compared at every phase in
+    one contiguous (SIMD) loop. Ties as ``_mk_small``: a value tied with ``E`` others of its
+    phase adds ``E (2E + 7)`` to the tie term."""
+    n_cyc = y.shape[0] // period
+    s = np.zeros(period)
+    eq = np.zeros((n_cyc, period))
+    c = 0
+    for a in range(n_cyc - 1):
+        ya = y[a * period : (a + 1) * period]
+        ta = t[a * period : (a + 1) * period]
+        for b in range(a + 1, n_cyc):
+            yb = y[b * period : (b + 1) * period]
+            tb = t[b * period : (b + 1) * period]
+            eqa = eq[a]
+            eqb = eq[b]
+            for j in range(period):
+                d = yb[j] - ya[j]
+                s[j] += (1.0 if d > 0.0 else 0.0) - (1.0 if d < 0.0 else 0.0)
+                tie = 1.0 if d == 0.0 else 0.0
+                eqa[j] += tie
+                eqb[j] += tie
+                slopes[c + j] = d / (tb[j] - ta[j])
+            c += period
+    tie_var = 0.0
+    for a in range(n_cyc):
+        for j in range(period):
+            tie_var += eq[a, j] * (2.0 * eq[a, j] + 7.0)
+    n_f = float(n_cyc)
+    return s.sum(), (period * n_f * (n_f - 1.0) * (2.0 * n_f + 5.0) - tie_var) / 18.0
+
+
+@kernel
 def _seasonal_one(t, y, period, z_ci, want_ci, row):
     """Seasonal Mann-Kendall (Hirsch & Slack 1984) and seasonal Sen slope of one series."""
     n_cycles = (y.shape[0] + period - 1) // period
+    n_finite = 0
+    for i in range(y.shape[0]):
+        n_finite += np.isfinite(y[i])
+    if n_finite == y.shape[0] and y.shape[0] % period == 0:  # whole cycles, nothing missing
+        n_tot = n_finite
+        pairs_tot = period * (n_cycles * (n_cycles - 1) // 2)
+        slopes = np.empty(pairs_tot)
+        s_tot, var_tot = _seasonal_whole(t, y, period, slopes)
+    else:
+        s_tot, var_tot, n_tot, pairs_tot, slopes = _seasonal_gaps(t, y, period, n_cycles)
+    row[0] = n_tot
+    row[1] = s_tot
+    row[2] = var_tot
+    row[3] = pairs_tot
+    row[4:] = np.nan
+    if pairs_tot == 0:
+        return
+    h = pairs_tot // 2
+    h0 = h - 1 + pairs_tot % 2
+    r_lo, r_hi = _ci_ranks(pairs_tot, var_tot, z_ci)
+    if not want_ci:
+        r_lo, r_hi = h0, h
+    vals = np.empty(4)
+    _order_stats(slopes, pairs_tot, np.array([r_lo, h0, h, r_hi]), vals)
+    row[4] = 0.5 * (vals[1] + vals[2])
+    if want_ci:
+        row[5] = vals[0]
+        row[6] = vals[3]
+    if n_tot == y.shape[0]:
+        row[7] = _median_of(y) - _median_sorted(t) * row[4]
+    else:
+        valid = np.isfinite(y)
+        row[7] = _median_of(y[valid]) - _median_sorted(t[valid]) * row[4]
+
+
+@kernel
+def _seasonal_gaps(t, y, period, n_cycles):
+    """``(S, var S, n, pairs, slopes)`` of a series with missing points or a partial cycle,
+    phase by phase (``_mk_small``, or the merge count above 64 points per phase)."""
     vy = np.empty(n_cycles)
     vt = np.empty(n_cycles)
     work = np.empty(n_cycles)
@@ -536,28 +600,7 @@ def _seasonal_one(t, y, period, z_ci, want_ci, row):
             for b in range(a + 1, nj):
                 slopes[c] = (vy[b] - vy[a]) / (vt[b] - vt[a])
                 c += 1
-    row[0] = n_tot
-    row[1] = s_tot
-    row[2] = var_tot
-    row[3] = pairs_tot
-    row[4:] = np.nan
-    if pairs_tot == 0:
-        return
-    h = pairs_tot // 2
-    h0 = h - 1 + pairs_tot % 2
-    k_lo = h0
-    k_hi = h
-    r_lo, r_hi = _ci_ranks(pairs_tot, var_tot, z_ci)
-    if want_ci:
-        k_lo = min(k_lo, r_lo)
-        k_hi = max(k_hi, r_hi)
-    vals, off = _bracket_sorted(slopes, pairs_tot, k_lo, k_hi)
-    row[4] = 0.5 * (vals[h0 - off] + vals[h - off])
-    if want_ci:
-        row[5] = vals[r_lo - off]
-        row[6] = vals[r_hi - off]
-    valid = np.isfinite(y)
-    row[7] = _median_of(y[valid]) - _median_sorted(t[valid]) * row[4]
+    return s_tot, var_tot, n_tot, pairs_tot, slopes
 
 
 @kernel_rows

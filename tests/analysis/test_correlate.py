@@ -117,3 +117,57 @@ def test_top_pairs_with_missing_values_and_constant_rows(rng):
 def test_errors_name_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def _kpi_like(rng, n_series, n_points, period):
+    t = np.arange(n_points)
+    phase = rng.uniform(0, 2 * np.pi, (n_series, 1))
+    amp = rng.uniform(0.5, 5, (n_series, 1))
+    return amp * np.sin(2 * np.pi * t / period + phase) + rng.normal(size=(n_series, n_points))
+
+
+@pytest.mark.parametrize("absolute", [True, False])
+@pytest.mark.parametrize("max_lag", [0, 2])
+def test_pruned_top_pairs_equal_the_full_screen(rng, absolute, max_lag, monkeypatch):
+    """The sketch bounds prune pairs but never one the full screen keeps: the same pairs and r,
+    with missing values, a constant row and a copy at a lag; a tiny candidate cap forces some
+    blocks to be scored whole."""
+    x = _kpi_like(rng, 120, 300, 24)
+    x[7, 2:] = x[15, :-2] + 0.1 * rng.normal(size=298)
+    x[20] = -x[30] + 0.2 * rng.normal(size=300)
+    x[40, [3, 50]] = np.nan
+    x[41] = 2.0
+    full = top_correlated_pairs(x, k=15, max_lag=max_lag, absolute=absolute, prune=False, block=32)
+    pruned = top_correlated_pairs(x, k=15, max_lag=max_lag, absolute=absolute, block=32, sketch_dims=8)
+    np.testing.assert_array_equal(pruned, full)
+    from telcoanalytics.analysis import correlate
+
+    monkeypatch.setattr(correlate, "CANDIDATE_CAP", 50)
+    capped = top_correlated_pairs(x, k=15, max_lag=max_lag, absolute=absolute, block=32, sketch_dims=8)
+    np.testing.assert_array_equal(capped, full)
+
+
+def test_sketch_bound_holds(rng):
+    """``|<x, y> - <u, v>| <= e_x e_y`` for unit rows, against full inner products (NumPy)."""
+    from telcoanalytics.analysis.correlate import _sketch, _standardise
+
+    x = np.vstack([_kpi_like(rng, 30, 200, 20), rng.normal(size=(30, 200)), np.ones((1, 200))])
+    z = _standardise(x)
+    exact = z.astype(np.float64) @ z.T.astype(np.float64)
+    for (u, e), n_f in zip(_sketch(z, [np.array([10]), np.arange(1, 40)]), (1, 39), strict=True):
+        assert u.shape == (x.shape[0], 2 * n_f)
+        approx = u.astype(np.float64) @ u.T.astype(np.float64)
+        assert (np.abs(exact - approx) <= np.outer(e, e) + 1e-5).all()
+    assert e[-1] == 0.0  # a constant row: nothing to miss, prunes every pair it is in
+
+
+def test_pruning_scores_few_pairs_of_periodic_series(rng):
+    """On strongly periodic series most pairs are never scored (and the result is unchanged)."""
+    from telcoanalytics.analysis.correlate import _pruned_screen, _standardise
+
+    x = 5 * _kpi_like(rng, 400, 288, 48)
+    z = _standardise(x)
+    top, n_scored = _pruned_screen([(0, z, z)], 20, True, 128, 16)
+    assert n_scored < 0.05 * 400 * 399 / 2
+    full = top_correlated_pairs(x, k=10, prune=False)
+    np.testing.assert_array_equal(top_correlated_pairs(x, k=10, sketch_dims=16), full)

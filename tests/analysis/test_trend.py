@@ -94,8 +94,15 @@ def test_seasonal_against_pymannkendall(rng):
 
 
 def test_seasonal_long_seasons_and_empty_rows(rng):
-    # more than 64 points per season takes the merge-sort path; an all-NaN row gives NaN
+    # more than 64 points per season: whole cycles by the phase-vectorised path; with a missing
+    # point, the merge-sort path per phase; an all-NaN row gives NaN
     y = np.vstack([_series(rng, 140, slope=0.01), np.full(140, np.nan)])
+    y_gap = y[0].copy()
+    y_gap[17] = np.nan
+    ref_gap = pmk.seasonal_test(y_gap, period=2)
+    np.testing.assert_allclose(
+        trend(y_gap, period=2)[["s", "var_s"]].tolist()[0], [ref_gap.s, ref_gap.var_s], rtol=RTOL
+    )
     r = trend(y, period=2, ci=False)
     for correction in ("hamed_rao", "yue_wang"):
         rc = trend(y, correction=correction)
@@ -279,13 +286,12 @@ def test_sampled_interval_covers_at_nominal_rate():
 
 
 @given(
-    st.integers(1025, 6000),
+    st.integers(1, 6000),
     st.sampled_from(["normal", "cauchy", "ties", "clustered"]),
-    st.floats(0.0, 1.0),
-    st.integers(0, 400),
+    st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4),
     st.integers(0, 2**31),
 )
-def test_bracket_sorted_matches_a_full_sort(n, kind, q, span, seed):
+def test_order_stats_match_a_full_sort(n, kind, qs, seed):
     rng = np.random.default_rng(seed)
     a = {
         "normal": lambda: rng.normal(size=n),
@@ -293,19 +299,34 @@ def test_bracket_sorted_matches_a_full_sort(n, kind, q, span, seed):
         "ties": lambda: rng.integers(0, 5, size=n).astype(np.float64),
         "clustered": lambda: np.where(rng.uniform(size=n) < 0.9, 1.0 + 1e-9 * rng.normal(size=n), rng.normal(size=n)),
     }[kind]()
-    k_lo = int(q * (n - 1))
-    k_hi = min(k_lo + span, n - 1)
-    vals, off = K._bracket_sorted(a, n, k_lo, k_hi)
-    np.testing.assert_array_equal(vals[k_lo - off : k_hi - off + 1], np.sort(a)[k_lo : k_hi + 1])
+    ranks = np.array([int(q * (n - 1)) for q in qs], dtype=np.int64)  # any order, repeats allowed
+    before = a.copy()
+    out = np.empty(ranks.size)
+    K._order_stats(a, n, ranks, out)
+    np.testing.assert_array_equal(out, np.sort(a)[ranks])
+    np.testing.assert_array_equal(a, before)
 
 
-def test_bracket_sorted_when_the_sample_misses():
+def test_order_stats_when_the_sample_misses():
     # the strided sample sees only the large values: its window misses, the whole range is used
     n = 4096
     a = np.zeros(n)
     a[(np.arange(256) * n) // 256] = 1e6 + np.arange(256.0)
-    vals, off = K._bracket_sorted(a, n, 100, 110)
-    np.testing.assert_array_equal(vals[100 - off : 111 - off], 0.0)
-    # ranks beyond the data: no window can hold them; the whole array comes back sorted
-    vals, off = K._bracket_sorted(a, n, n, n)
-    assert off == 0 and vals.size == n and (np.diff(vals) >= 0).all()
+    out = np.empty(3)
+    K._order_stats(a, n, np.array([100, 110, n - 1]), out)
+    np.testing.assert_array_equal(out, [0.0, 0.0, 1e6 + 255.0])
+
+
+def test_seasonal_whole_cycles_match_the_gap_path(rng):
+    """The whole-cycle path (no missing point) against the phase-by-phase path and pymannkendall,
+    with ties within phases."""
+    period = 24
+    y = np.round(_series(rng, period * 7, slope=0.01) + np.tile(np.sin(np.arange(period)), 7), 1)
+    r = trend(y, period=period)[0]
+    y_gap = np.append(y, np.nan)  # one missing point: the phase-by-phase path, same pairs
+    r_gap = trend(y_gap, period=period)[0]
+    for f in ("s", "var_s", "slope", "slope_lo", "slope_hi", "intercept"):
+        assert r[f] == pytest.approx(r_gap[f], rel=1e-12), f
+    ref = pmk.seasonal_test(y, period=period)
+    np.testing.assert_allclose([r["s"], r["var_s"]], [ref.s, ref.var_s], rtol=RTOL)
+    np.testing.assert_allclose(r["slope"] * period, pmk.seasonal_sens_slope(y, period=period).slope, rtol=RTOL)
