@@ -167,9 +167,11 @@ FIXED_SIZE_ENTRIES = (
     "::series::sums_",
     "::series::counts_",
     "::series::complaints",
+    "::store.hour",
 )
 """Entry-name parts of state whose size is fixed by design but which fills over hours or days (the
-detector's hour-of-day and hour-of-week profiles; the analysis series' week of bins). The detector's
+detector's hour-of-day and hour-of-week profiles; the analysis series' week of bins; the SLA counter
+store's hour ring, which fills for its SLO period, :class:`~telcoanalytics.kpi.store.CounterStore`). The detector's
 recurrence memory ``seas_m`` is not among them: only alarm points write it, so it stays sparse.
 :func:`encode_entries` stores these as they are (not sparse, not narrowed), so the checkpoint has
 the same size on day 1 and on day 100; the other entries' compaction depends on their values."""
