@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from telcoanalytics.pipeline.memory import release_free_memory
+
 CHECKPOINT_FORMAT = 4
 """Format written by this version; formats 1 to 3 still load (format 4 added the lossless compaction
 of large numeric entries, :func:`encode_entries`)."""
@@ -153,7 +155,10 @@ def write_checkpoint(pipe, path, driver: dict | None = None) -> Path:
     if driver is not None:
         meta["driver"] = driver
     flat["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    return write_atomic(path, lambda f: np.savez(f, **flat))
+    out = write_atomic(path, lambda f: np.savez(f, **flat))
+    flat.clear()  # drop the encoded copies
+    release_free_memory()  # the state's copies, freed, do not stay resident
+    return out
 
 
 # ---- lossless compaction of large entries -------------------------------------------------------------
