@@ -278,13 +278,12 @@ def encode_entries(flat: dict, consume: bool = False) -> tuple[dict, dict]:
 def _encode_fixed(k: str, a: np.ndarray, axis: int, out: dict, encoded: dict) -> None:
     """A fixed-size entry without the slots (indices along ``axis``) that hold only zeros, its
     integers narrowed (:data:`FIXED_SIZE_ENTRIES`); unchanged when neither applies."""
-    if a.ndim <= axis:
+    if a.ndim <= axis or a.size == 0:
         out[k] = a
         return
-    others = tuple(i for i in range(a.ndim) if i != axis)
-    keep = np.any(a != 0, axis=others)  # NaN counts as a value
-    if a.dtype.kind == "f":
-        keep |= np.any(np.signbit(a), axis=others)  # and so does -0.0
+    bits = np.ascontiguousarray(a).view(f"u{a.dtype.itemsize}")  # on the bits, -0.0 and NaN are values
+    held = np.moveaxis(bits, axis, -1) != 0
+    keep = np.logical_or.reduce(held.reshape(-1, a.shape[axis]), axis=0)  # over whole rows of slots
     vals = a if keep.all() else np.compress(keep, a, axis=axis)
     if a.dtype.kind in "iu":
         vals = _narrow(vals)
