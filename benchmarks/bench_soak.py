@@ -18,7 +18,7 @@ The pipeline is the replay's (every component and the alert manager) with the bo
 outputs: quarantine, SLA events, anomaly rows and alerts stream to append-only files, and a
 checkpoint is written every ``checkpoint_every_min`` event-time minutes (default the runner's,
 :data:`~telcoanalytics.pipeline.run.DEFAULT_CHECKPOINT_EVERY_MIN`: 360, four a day; a
-checkpoint holds week-long state at its full size from the first day, about 180 KiB per element,
+checkpoint holds week-long state at its full size from the first day, about 160 KiB per element,
 so hourly checkpoints cost more than the rest of the pipeline on a slow disk). After each day the table shows resident
 memory (``VmRSS``), the checkpoint's size and the output files' size; with ``--attribute`` also
 the checkpoint's size per component and its largest entries, the day's seconds per component and
