@@ -18,11 +18,11 @@ The pipeline is the replay's (every component and the alert manager) with the bo
 outputs: quarantine, SLA events, anomaly rows and alerts stream to append-only files, and a
 checkpoint is written every ``checkpoint_every_min`` event-time minutes (default the runner's,
 :data:`~telcoanalytics.pipeline.run.DEFAULT_CHECKPOINT_EVERY_MIN`: 360, four a day; a
-checkpoint holds week-long state at its full size from the first day, about 180 KiB per element,
+checkpoint holds week-long state at its full size from the first day, about 160 KiB per element,
 so hourly checkpoints cost more than the rest of the pipeline on a slow disk). After each day the table shows resident
 memory (``VmRSS``), the checkpoint's size and the output files' size; with ``--attribute`` also
-the checkpoint's size per component and its largest entries, and the day's seconds per component
-(to find what grows).
+the checkpoint's size per component and its largest entries, the day's seconds per component and
+the NumPy memory each part holds (to find what grows: live arrays, or resident memory beyond them).
 """
 
 from __future__ import annotations
@@ -69,6 +69,43 @@ def checkpoint_sizes(path) -> Counter:
         for zi in z.infolist():
             name = zi.filename.removesuffix(".npy").removesuffix("@nz")
             out[name] += zi.compress_size
+    return out
+
+
+def state_mib(pipe) -> Counter:
+    """MiB of NumPy memory reachable from each part of ``pipe`` (components, ingestors, quarantine,
+    alert manager; each allocation counted once, in the first part that reaches it), to tell live
+    state that grows from resident memory that does not (allocator arenas, fragmentation)."""
+    seen: set[int] = set()
+    owners: set[int] = set()
+    out: Counter = Counter()
+    parts = [(f"comp.{k}", v) for k, v in pipe.components.items()]
+    parts += [(f"ingest.{k}", v) for k, v in pipe.ingestors.items()]
+    parts += [("quarantine", pipe.quarantine), ("alerts", pipe.alerts)]
+    for name, root in parts:
+        stack = [(root, 0)]
+        while stack:
+            obj, depth = stack.pop()
+            if id(obj) in seen or depth > 10 or isinstance(obj, (str, bytes, int, float, bool, type, np.generic)):
+                continue
+            seen.add(id(obj))
+            if isinstance(obj, np.ndarray):
+                own = obj
+                while isinstance(own.base, np.ndarray):
+                    own = own.base
+                if id(own) not in owners:
+                    owners.add(id(own))
+                    out[name] += own.nbytes / 2**20
+                continue
+            if isinstance(obj, dict):
+                children = list(obj.values())
+            elif isinstance(obj, (list, tuple, set)):
+                children = list(obj)
+            elif hasattr(obj, "__dict__") and not callable(obj):
+                children = list(vars(obj).values())
+            else:
+                continue
+            stack.extend((c, depth + 1) for c in children)
     return out
 
 
@@ -188,9 +225,14 @@ def soak(
         if attribute and (out / "checkpoint.npz").exists():
             sizes = checkpoint_sizes(out / "checkpoint.npz")
             steps = {k: v - sec0.get(k, 0.0) for k, v in dict(pipe.seconds, checkpoints=runner.checkpoint_s).items()}
-            rows[-1].update(checkpoint_entries=dict(sizes), step_seconds=steps)
+            held = state_mib(pipe)
+            rows[-1].update(checkpoint_entries=dict(sizes), step_seconds=steps, state_mib=dict(held))
             for line in attribution_lines(sizes, steps):
                 say(line)
+            say(
+                f"      arrays held MiB: total {sum(held.values()):.1f}; "
+                + ", ".join(f"{k} {v:.1f}" for k, v in held.most_common() if v >= 0.25)
+            )
     pipe.advance(pipe.max_event_ms + 1)
     pipe.finish()
     if len(rows) > 2:

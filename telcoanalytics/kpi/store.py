@@ -474,6 +474,11 @@ class CounterStore(_WindowReads, _RunningAggregates):
     _STATE_ARRAYS = ("cdr", "elem", "hist", "hour", "slot_minute", "slot_hour", "rejected")
     _STATE_SCALARS = ("head_minute", "first_minute", "watermark_ms", "version")
     _RINGS = ("cdr", "elem", "hist", "hour")
+    _SPARSE_RINGS = ("cdr", "elem", "hist")
+    """Rings stored as their non-zero cells: the minute rings, full after ``minute_ring`` minutes, so
+    their stored size follows the traffic, not the run's age. The hour ring is stored at its full
+    size: it fills for ``hour_ring`` hours (30 days for a 30-day SLO period), so a sparse copy
+    would grow for a month (``"::store.hour"`` is among the checkpoint's fixed-size entries)."""
 
     def to_state(self) -> dict:
         """Checkpoint: numpy arrays and plain scalars/strings only."""
@@ -491,7 +496,7 @@ class CounterStore(_WindowReads, _RunningAggregates):
             }
         )
         for a in self._STATE_ARRAYS:
-            if a in self._RINGS:  # mostly zero (sparse traffic, PM every 5 min, hours not yet seen)
+            if a in self._SPARSE_RINGS:  # mostly zero (sparse traffic, PM every 5 min)
                 d.update({f"{a}.{k}": v for k, v in _sparse(getattr(self, a)).items()})
             else:
                 d[a] = getattr(self, a).copy()
@@ -515,7 +520,7 @@ class CounterStore(_WindowReads, _RunningAggregates):
             _alloc=False,
         )
         for a in cls._STATE_ARRAYS:
-            dense = a not in cls._RINGS or a in d  # rings: sparse since format 3, dense before
+            dense = a not in cls._RINGS or a in d  # minute rings sparse since format 3; hour ring sparse in format 4
             setattr(st, a, np.array(d[a]) if dense else _dense({k: d[f"{a}.{k}"] for k in ("shape", "at", "value")}))
         for a in cls._STATE_SCALARS:
             setattr(st, a, int(d[a]))

@@ -24,9 +24,10 @@ positions and values, integers in the narrowest integer type holding them, float
 every value is exactly a float32); ``__meta__["encoded"]`` says how, and reading restores the
 original arrays bit for bit (NaN payloads aside). State whose size is fixed by design and that
 fills over days (the detector's hour-of-day and hour-of-week profiles, the analysis component's
-week of KPI series: :data:`FIXED_SIZE_ENTRIES`) is stored as it is in memory, at its full size,
-so a checkpoint's size does not grow while that state fills (a sparse copy would grow for a
-week, then jump to the dense size).
+week of KPI series, the SLA store's hour ring: :data:`FIXED_SIZE_ENTRIES`) is stored at its full
+size, so a checkpoint's size does not grow while that state fills (a sparse copy would grow for a
+week, then jump to the dense size); only its slots that never held a value are left out, and its
+integers narrowed.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from telcoanalytics.pipeline.memory import release_free_memory
 
 CHECKPOINT_FORMAT = 4
 """Format written by this version; formats 1 to 3 still load (format 4 added the lossless compaction
@@ -146,13 +149,16 @@ def write_checkpoint(pipe, path, driver: dict | None = None) -> Path:
     Path
         ``path``.
     """
-    flat, encoded = encode_entries(pipeline_entries(pipe))
+    flat, encoded = encode_entries(pipeline_entries(pipe), consume=True)
     meta = pipeline_meta(pipe)
     meta["encoded"] = encoded
     if driver is not None:
         meta["driver"] = driver
     flat["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    return write_atomic(path, lambda f: np.savez(f, **flat))
+    out = write_atomic(path, lambda f: np.savez(f, **flat))
+    flat.clear()  # drop the encoded copies
+    release_free_memory()  # the state's copies, freed, do not stay resident
+    return out
 
 
 # ---- lossless compaction of large entries -------------------------------------------------------------
@@ -161,18 +167,32 @@ ENCODE_MIN_BYTES = 1 << 16
 
 _SPARSE_MAX_SHARE = 0.4  # non-zero share below which an array is stored as positions and values
 
-FIXED_SIZE_ENTRIES = (
-    "::detector::seas_d",
-    "::detector::seas_w",
-    "::series::sums_",
-    "::series::counts_",
-    "::series::complaints",
-)
+FIXED_SIZE_ENTRIES = {
+    "::detector::seas_d": 1,
+    "::detector::seas_w": 1,
+    "::series::sums_": 0,
+    "::series::counts_": 0,
+    "::series::complaints": 0,
+    "::store.hour": 1,
+}
 """Entry-name parts of state whose size is fixed by design but which fills over hours or days (the
-detector's hour-of-day and hour-of-week profiles; the analysis series' week of bins). The detector's
-recurrence memory ``seas_m`` is not among them: only alarm points write it, so it stays sparse.
-:func:`encode_entries` stores these as they are (not sparse, not narrowed), so the checkpoint has
-the same size on day 1 and on day 100; the other entries' compaction depends on their values."""
+detector's hour-of-day and hour-of-week profiles; the analysis series' week of bins; the SLA counter
+store's hour ring, which fills for its SLO period, :class:`~telcoanalytics.kpi.store.CounterStore`),
+each with its *slot axis* (slots, elements or regions). The detector's recurrence memory ``seas_m``
+is not among them: only alarm points write it, so it stays sparse. :func:`encode_entries` stores
+these at their full size along every other axis (not sparse, floats not narrowed), so the
+checkpoint has about the same size on day 1 and on day 100; it leaves out the slots that have held
+only zeros so far (a metric an element class never reports: its slots stay empty for good) and
+stores integers (counts per bin) in the narrowest type of their range. Such an entry grows only
+when a slot empty so far gets its first value, or when a count outgrows its type."""
+
+
+def _fixed_axis(name: str) -> int | None:
+    """Slot axis of a fixed-size entry (:data:`FIXED_SIZE_ENTRIES`), None for other entries."""
+    for part, axis in FIXED_SIZE_ENTRIES.items():
+        if part in name:
+            return axis
+    return None
 
 
 def _narrow(a: np.ndarray) -> np.ndarray:
@@ -195,17 +215,25 @@ def _narrow(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def encode_entries(flat: dict) -> tuple[dict, dict]:
+def encode_entries(flat: dict, consume: bool = False) -> tuple[dict, dict]:
     """Compact large numeric entries losslessly for storage.
+
+    Parameters
+    ----------
+    flat : dict name -> ndarray
+    consume : bool
+        Remove each entry from ``flat`` once encoded, so a copy made for the checkpoint is freed
+        before the next one is encoded (lower peak memory while writing).
 
     Returns
     -------
     entries : dict name -> ndarray
         A mostly-zero entry (non-zero share below 40 %) becomes its values at the non-zero
         positions (``name``) and the positions (``name@nz``); every stored array is narrowed
-        (:func:`_narrow`). Other entries, and those named in :data:`FIXED_SIZE_ENTRIES`, are
-        unchanged.
-    encoded : dict name -> {"dtype", "shape", "sparse"}
+        (:func:`_narrow`). An entry named in :data:`FIXED_SIZE_ENTRIES` keeps its full size but
+        for the slots that hold only zeros (``name`` and the slots kept, ``name@slots``, bits),
+        its integers narrowed. Other entries are unchanged.
+    encoded : dict name -> {"dtype", "shape", "sparse"[, "slot_axis"]}
         How to rebuild each changed entry (:func:`decode_entries`).
 
     Examples
@@ -219,15 +247,19 @@ def encode_entries(flat: dict) -> tuple[dict, dict]:
     """
     out: dict = {}
     encoded: dict = {}
-    for k, a in flat.items():
+    for k in list(flat):
+        a = flat.pop(k) if consume else flat[k]
         if (
             not isinstance(a, np.ndarray)
             or a.dtype.names is not None
             or a.dtype.kind not in "iuf"
             or a.nbytes < ENCODE_MIN_BYTES
-            or any(part in k for part in FIXED_SIZE_ENTRIES)
         ):
             out[k] = a
+            continue
+        axis = _fixed_axis(k)
+        if axis is not None:
+            _encode_fixed(k, a, axis, out, encoded)
             continue
         v = a.reshape(-1)
         nz = np.flatnonzero((v != 0) | np.signbit(v)) if v.dtype.kind == "f" else np.flatnonzero(v)  # -0.0 kept
@@ -243,6 +275,40 @@ def encode_entries(flat: dict) -> tuple[dict, dict]:
     return out, encoded
 
 
+def _encode_fixed(k: str, a: np.ndarray, axis: int, out: dict, encoded: dict) -> None:
+    """A fixed-size entry without the slots (indices along ``axis``) that hold only zeros, its
+    integers narrowed (:data:`FIXED_SIZE_ENTRIES`); unchanged when neither applies."""
+    if a.ndim <= axis or a.size == 0:
+        out[k] = a
+        return
+    bits = np.ascontiguousarray(a).view(f"u{a.dtype.itemsize}")  # on the bits, -0.0 and NaN are values
+    held = np.moveaxis(bits, axis, -1) != 0
+    keep = np.logical_or.reduce(held.reshape(-1, a.shape[axis]), axis=0)  # over whole rows of slots
+    vals = a if keep.all() else np.compress(keep, a, axis=axis)
+    if a.dtype.kind in "iu":
+        vals = _narrow(vals)
+    if vals is a:
+        out[k] = a
+        return
+    out[k] = vals
+    out[k + "@slots"] = np.packbits(keep)
+    encoded[k] = {"dtype": a.dtype.str, "shape": list(a.shape), "sparse": False, "slot_axis": axis}
+
+
+def _decode_fixed(flat: dict, k: str, dtype, shape: tuple, axis: int) -> np.ndarray:
+    keep = np.unpackbits(flat.pop(k + "@slots"), count=shape[axis]).astype(bool)
+    vals = flat[k]
+    if keep.all():
+        return vals.astype(dtype).reshape(shape)
+    kept = list(shape)
+    kept[axis] = int(keep.sum())
+    full = np.zeros(shape, dtype=dtype)
+    idx = [slice(None)] * len(shape)
+    idx[axis] = np.flatnonzero(keep)
+    full[tuple(idx)] = vals.reshape(kept)
+    return full
+
+
 def decode_entries(flat: dict, encoded: dict) -> dict:
     """The original entries of :func:`encode_entries` (``flat`` is changed in place and returned).
 
@@ -254,7 +320,9 @@ def decode_entries(flat: dict, encoded: dict) -> dict:
     for k, info in encoded.items():
         dtype, shape = np.dtype(info["dtype"]), tuple(int(x) for x in info["shape"])
         vals = flat[k]
-        if info["sparse"]:
+        if "slot_axis" in info:
+            flat[k] = _decode_fixed(flat, k, dtype, shape, int(info["slot_axis"]))
+        elif info["sparse"]:
             full = np.zeros(int(np.prod(shape, dtype=np.int64)), dtype=dtype)
             full[flat.pop(k + "@nz")] = vals
             flat[k] = full.reshape(shape)

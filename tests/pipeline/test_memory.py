@@ -63,15 +63,20 @@ def test_read_only_and_mapped_memory_left_alone(tmp_path):
     assert commit_pages(np.zeros(1 << 18), min_bytes=1) == 8 << 18
 
 
-def test_fixed_size_entries_are_stored_as_they_are():
+def test_fixed_size_entries_are_stored_at_full_size_per_slot_held():
     a = np.zeros((168, 1000, 2))
     a[3, 5, 0] = 1.5
     flat = {"comp.anomaly::net::detector::seas_w": a, "comp.x::other": a}
     enc, how = ck.encode_entries(flat)
-    assert enc["comp.anomaly::net::detector::seas_w"] is a  # dense, float64: the size does not depend on fill
+    w = enc["comp.anomaly::net::detector::seas_w"]
+    assert w.dtype == np.float64 and w.shape == (168, 1, 2)  # the whole week of the one slot held, float64
+    a[100:, 5, 1] = 3.25  # the slot's week fills: the stored size does not change
+    assert ck.encode_entries(dict(flat))[0]["comp.anomaly::net::detector::seas_w"].nbytes == w.nbytes
     assert "comp.x::other" in how and how["comp.x::other"]["sparse"]  # other entries are compacted
     back = ck.decode_entries(enc, how)
+    a[100:, 5, 1] = 0
     np.testing.assert_array_equal(back["comp.x::other"], a)
+    np.testing.assert_array_equal(back["comp.anomaly::net::detector::seas_w"], a)
 
 
 def test_a_fresh_pipeline_commits_its_state_and_a_topology_change_recommits():
@@ -88,3 +93,16 @@ def test_a_fresh_pipeline_commits_its_state_and_a_topology_change_recommits():
     target, ch = topo.add_elements([10_000, 10_001], [100, 101])
     pipe.change_topology(target, [ch])
     assert pipe.committed_bytes > 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc_trim and /proc")
+def test_release_free_memory_hands_freed_heap_pages_back():
+    from telcoanalytics.pipeline.memory import release_free_memory
+
+    chunks = [np.ones(8192) for _ in range(2400)]  # 64 KiB each (below the mmap threshold): heap memory
+    pin = np.ones(8192)  # keeps the top of the heap in use, so free() alone cannot shrink it
+    del chunks
+    before = _rss_bytes()
+    assert release_free_memory()
+    assert before - _rss_bytes() > 80 << 20  # of the ~150 MiB freed, most is no longer resident
+    assert pin.sum() == 8192

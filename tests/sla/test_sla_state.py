@@ -1,5 +1,5 @@
-"""The SLA monitor's checkpoint: counter rings as their non-zero cells (dense rings of older
-checkpoints still load), restored monitors continue exactly."""
+"""The SLA monitor's checkpoint: minute rings as their non-zero cells, the hour ring at its full
+size (dense and sparse rings of older checkpoints still load), restored monitors continue exactly."""
 
 import io
 
@@ -33,20 +33,27 @@ def test_rings_checkpoint_as_non_zero_cells_and_dense_ones_still_load():
     st = mon.store
     d = st.to_state()
     assert "cdr" not in d and d["cdr.value"].dtype == np.float32 and d["cdr.at"].dtype == np.uint32
-    for a in ("cdr", "elem", "hist", "hour"):
+    for a in ("cdr", "elem", "hist"):
         ring = getattr(st, a)
         assert len(d[f"{a}.at"]) == np.count_nonzero(ring) < ring.size
+    assert "hour.at" not in d and d["hour"].shape == st.hour.shape  # the hour ring at its full size
     back = CounterStore.from_state(d)
     old = dict(d)  # the dense format of earlier checkpoints
-    for a in ("cdr", "elem", "hist", "hour"):
+    sparse_hour = dict(d)  # format 4 before the hour ring was stored at its full size
+    del sparse_hour["hour"]
+    at = np.flatnonzero(st.hour)
+    sparse_hour.update({"hour.shape": np.array(st.hour.shape), "hour.at": at.astype(np.uint32)})
+    sparse_hour["hour.value"] = st.hour.reshape(-1)[at]
+    for a in ("cdr", "elem", "hist"):
         for k in ("shape", "at", "value"):
             del old[f"{a}.{k}"]
         old[a] = getattr(st, a).copy()
     dense = CounterStore.from_state(old)
+    was_sparse = CounterStore.from_state(sparse_hour)
     for a in ("cdr", "elem", "hist", "hour", "slot_minute", "slot_hour"):
-        np.testing.assert_array_equal(getattr(back, a), getattr(st, a))
-        np.testing.assert_array_equal(getattr(dense, a), getattr(st, a))
-        assert getattr(back, a).dtype == getattr(st, a).dtype
+        for got in (back, dense, was_sparse):
+            np.testing.assert_array_equal(getattr(got, a), getattr(st, a))
+            assert getattr(got, a).dtype == getattr(st, a).dtype
     assert npz_bytes(d) < npz_bytes(old) / 2
 
 
