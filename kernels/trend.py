@@ -300,8 +300,10 @@ def slope_ranks(t, y, k_lo, k_hi, sample_factor):
     slopes of the finite 1-D ``y`` at strictly increasing times ``t``.
 
     A sample of ``sample_factor * n`` pairs brackets the ranks; inversion counts locate the
-    bracket ends exactly and only the slopes inside it are formed. Falls back to a wider
-    bracket (never a wrong answer) when the sample misses.
+    bracket ends and only the slopes inside it are formed. Falls back to a wider bracket when the
+    sample misses. The counts compare ``y - s t`` in floating point, so slopes that differ from a
+    bracket end by less than about ``eps (max|y| + |s| max t) / min dt`` may be ranked on either
+    side of it: the result is then off by at most that much (exact otherwise).
     """
     n = y.shape[0]
     n_pairs = n * (n - 1) // 2

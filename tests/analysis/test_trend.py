@@ -142,7 +142,12 @@ def test_slope_ranks_match_sorted_pair_slopes(values, q, sample_factor):
     k = int(q * (slopes.size - 1))
     k2 = min(k + 1, slopes.size - 1)
     a, b = K.slope_ranks(t, y, k, k2, sample_factor)
-    assert (a, b) == (slopes[k], slopes[k2])
+    # exact up to the rounding of the bracket counts on y - s t (documented in slope_ranks): pairs
+    # whose slopes differ by less than that from a bracket end may be ranked on either side of it
+    tol = 8 * np.finfo(float).eps * (np.abs(y).max() + np.abs(slopes).max() * t[-1]) / np.diff(t).min()
+    assert abs(a - slopes[k]) <= tol and abs(b - slopes[k2]) <= tol
+    if tol < np.diff(np.unique(slopes)).min(initial=np.inf) / 2:  # ranks apart by more than rounding: exact
+        assert (a, b) == (slopes[k], slopes[k2])
     s_ref = sum(np.sign(y[i + 1 :] - y[i]).sum() for i in range(n - 1))
     assert K._mk_compressed(y.copy(), np.empty(n))[0] == s_ref
 
