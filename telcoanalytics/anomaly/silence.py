@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import detect as _k
+from kernels import silence as _ks
 from telcoanalytics.anomaly.config import _as_1d, _check
 
 
@@ -74,14 +75,7 @@ class SilenceMonitor:
             )
         order = np.argsort(ts_ms, kind="stable")
         if self._watching:  # the first report after each watched silence, in any arrival order
-            since = self.back_from[elem]
-            w = (since >= 0) & (ts_ms > since)
-            if w.any():
-                u, inv = np.unique(elem[w], return_inverse=True)
-                first = np.full(len(u), np.iinfo(np.int64).max, dtype=np.int64)
-                np.minimum.at(first, inv, ts_ms[w])
-                cur = self.back_ts[u]
-                self.back_ts[u] = np.where(cur < 0, first, np.minimum(cur, first))
+            _ks.resume_update(ts_ms, elem, self.back_from, self.back_ts)
         _k.arrivals_update(ts_ms[order], elem[order], self.gap_alpha, self.last_ts, self.gap_ms, self.n_reports)
 
     def expected_by(self) -> np.ndarray:
