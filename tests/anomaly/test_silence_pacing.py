@@ -107,3 +107,57 @@ def test_resume_time_is_the_first_report_after_the_silence():
     assert m.resume_ms([0]).tolist() == [350_000]
     m.grow(3)
     assert m.resume_ms([2]).tolist() == [-1]
+
+
+def _net(topo):
+    return NetworkAnomalyDetector(topo, METRICS2, CFG, classify=ClassifyConfig(gap_min_elements=5, gap_fraction=0.5))
+
+
+@pytest.mark.filterwarnings("ignore:.*older than their slot")
+def test_an_element_back_during_the_gap_and_silent_again_closes_its_first_silence():
+    topo = _topo()
+    t, e, m, x = _grid(topo, 45, np.random.default_rng(2))
+    reg = np.flatnonzero(topo.element_to("region") == 1)
+    gone = np.isin(e, reg) & (t >= 25 * PM) & (t < 30 * PM) & ~((e == reg[0]) & (t == 27 * PM))
+    data = tuple(a[~gone] for a in (t, e, m, x, t + DELAY))
+    rows, _ = _paced(topo, data, _checks(PM // 2 + DELAY, PM))
+    mine = rows[rows["element_id"] == topo.ids["element"][reg[0]]]
+    spells = sorted(zip(mine["start_ms"].tolist(), mine["end_ms"].tolist()))
+    assert spells == [(24 * PM, -1), (24 * PM, 27 * PM), (27 * PM, -1), (27 * PM, 30 * PM)]
+    assert set(mine["classification"]) == {"collection_gap"}
+    rows_b, _ = _paced(topo, data, _checks(11_000, 45_000))
+    assert _key(rows_b) == _key(rows)
+
+
+def test_a_gap_outgrown_by_new_elements_hands_its_silent_elements_over_as_failures():
+    topo = _topo()
+    net = _net(topo)
+    t, e, m, x = _grid(topo, 36, np.random.default_rng(3))
+    reg = np.flatnonzero(topo.element_to("region") == 1)
+    quiet = np.isin(e, reg) & (t >= 25 * PM)
+    for k in range(30):
+        keep = (t == k * PM) & ~quiet
+        net.update(t[keep], e[keep], m[keep], x[keep])
+        net.check_silence(k * PM + PM // 2)
+    assert (net._silence_cls[reg] == "collection_gap").all()
+    new_ids = np.arange(900, 914)  # fourteen new cells in the region: 12 of 26 is no longer half
+    topo2, _ = topo.add_elements(new_ids, np.repeat([20, 21], 7))
+    net.set_topology(topo2)
+    new = topo2.index_of(new_ids)
+    out = []
+    for k in range(30, 36):
+        keep = (t == k * PM) & ~quiet
+        ee, mm = np.repeat(new, 2), np.tile([0, 1], len(new))
+        tt = np.full(len(ee), k * PM)
+        net.update(
+            *(
+                np.concatenate(p)
+                for p in ((t[keep], tt), (e[keep], ee), (m[keep], mm), (x[keep], np.where(mm == 0, 40.0, 2.0)))
+            )
+        )
+        out.append(net.check_silence(k * PM + PM // 2))
+    rows = np.concatenate(out)
+    handed = rows[rows["end_ms"] < 0]
+    # no element came back: the gap's end is its last start, each must have reported a PM + slack later
+    assert sorted(handed["element_id"].tolist()) == sorted(topo.ids["element"][reg].tolist())
+    assert set(handed["classification"]) == {"silence"} and set(handed["start_ms"]) == {24 * PM}
