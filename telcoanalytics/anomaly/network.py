@@ -500,13 +500,56 @@ class NetworkAnomalyDetector:
         when at least ``gap_min_elements`` and ``gap_fraction`` of a region's tracked elements are
         silent together they are ``"collection_gap"`` rows (scope region) instead, and elements whose
         parent element is silent are ``"inhibited"``. Elements that report again produce closing
-        rows (``end_ms`` = their last report before the silence ends, i.e. the resume time).
-        A flagged element is re-issued (same ``start_ms``, new ``t_ms``) when its explanation
-        changes: its region becomes a collection gap, or it stays silent after the gap ended.
+        rows whose ``end_ms`` is the resume time: the event time of their first report after the
+        silence, whatever order the reports arrive in and whenever the checks run.
+
+        A collection gap is closed as a whole: its elements' closing rows are held until the
+        region's gap is over (fewer silent elements than the gap needs) and none of its elements
+        is still pending, then all come in one call (the region's gap alert resolves once, at
+        the last resume). The gap ends at the event time its silent count fell below the
+        threshold, computed from the elements' resume times; an element not back by that time
+        plus its own expected gap and slack is a failure the gap hid: it is re-issued as a
+        ``"silence"`` (same ``start_ms``, new ``t_ms``). A flagged ``"silence"`` is likewise
+        re-issued as ``"collection_gap"`` when its region turns out to be a gap. So the rows, but
+        for ``t_ms`` and the running ``value`` / ``peak_score`` of open rows, do not depend on how
+        often this is called, as long as calls are closer than the silences they should see.
         """
-        newly, resumed = self.silence.check(now_ms)
+        now = int(now_ms)
         mon = self.silence
-        cc = self.classify_config
+        cur = self._silence_class()
+        was_member = (cur == "collection_gap") & ~mon.silent  # back, held until their gap closes
+        prev = mon.back_ts.copy(), self._silence_start.copy(), mon.flag_gap_ms.copy()
+        newly, resumed = mon.check(now)
+        region, rids, gap_region = self._gap_state()
+        # a held gap element silent again: its earlier silence closes now, at its resume time
+        again = newly[was_member[newly]]
+        deadline = self._gap_deadlines(region, gap_region)
+        hidden = mon.silent & (cur == "collection_gap") & (deadline >= 0) & (now > deadline)
+        reissue = np.flatnonzero((mon.silent & gap_region[region] & (cur == "silence")) | hidden)
+        flagged = np.union1d(newly, reissue).astype(np.int64)
+        opened = self._silence_open_rows(flagged, region, rids, gap_region, now)
+        self._silence_cls[flagged] = opened["classification"]
+        member = self._silence_cls == "collection_gap"
+        pending = np.bincount(region[member & mon.silent], minlength=len(rids)) > 0
+        back = member & ~mon.silent
+        done = back & ~gap_region[region] & ~pending[region]
+        closing = np.union1d(resumed[~member[resumed]], np.flatnonzero(done)).astype(np.int64)
+        closed = self._silence_close_rows(closing, mon.back_ts[closing], self._silence_start[closing])
+        if len(again):
+            old = self._silence_close_rows(again, *(p[again] for p in prev[:2]), "collection_gap", prev[2][again])
+            closed = np.concatenate([old, closed])
+        rows = np.concatenate([opened, closed])
+        rows["direction"] = -1
+        rows["metric"] = ""
+        rows["t_ms"] = now
+        self._silence_start[flagged] = mon.silent_since[flagged]
+        self._silence_cls[closing] = ""
+        mon.release(closing)
+        return rows
+
+    def _gap_state(self):
+        """(dense region of each element, region ids, whether each region is a collection gap now)."""
+        mon, cc = self.silence, self.classify_config
         if self._has_level(cc.gap_level):
             region = self._level_index(cc.gap_level)
             rids = self._level_ids(cc.gap_level)
@@ -514,61 +557,79 @@ class NetworkAnomalyDetector:
             region = np.arange(self.topology.n_elements)
             rids = np.full(self.topology.n_elements, -1, dtype=np.int64)
         tracked = mon.n_reports >= mon.min_reports
-        n_reg = len(rids)
-        silent_cnt = np.bincount(region[mon.silent], minlength=n_reg)
-        tracked_cnt = np.bincount(region[tracked], minlength=n_reg)
-        gap_region = (
-            (silent_cnt >= cc.gap_min_elements)
-            & (silent_cnt >= cc.gap_fraction * np.maximum(tracked_cnt, 1))
-            & self._has_level(cc.gap_level)
-        )
+        silent_cnt = np.bincount(region[mon.silent], minlength=len(rids))
+        self._tracked_cnt = np.bincount(region[tracked], minlength=len(rids))
+        return region, rids, self._is_gap(silent_cnt, self._tracked_cnt) & self._has_level(cc.gap_level)
+
+    def _is_gap(self, silent_cnt, tracked_cnt) -> np.ndarray:
+        cc = self.classify_config
+        return (silent_cnt >= cc.gap_min_elements) & (silent_cnt >= cc.gap_fraction * np.maximum(tracked_cnt, 1))
+
+    def _gap_deadlines(self, region: np.ndarray, gap_region: np.ndarray) -> np.ndarray:
+        """Per element (-1: none): for a still-silent element of a collection gap that is over, the
+        time by which it had to report again (the gap's end plus its own expected gap and slack).
+
+        The gap's end is the resume time at which the count of its elements still silent fell below
+        the gap threshold (elements not back yet count as silent throughout), a function of the
+        data alone."""
+        mon = self.silence
+        member = self._silence_cls == "collection_gap"
+        out = np.full(len(member), -1, dtype=np.int64)
+        for r in np.unique(region[member & mon.silent & ~gap_region[region]]):
+            mem = member & (region == r)
+            still = mem & mon.silent
+            back = np.sort(mon.back_ts[mem & ~mon.silent])
+            left = still.sum() + len(back) - np.arange(1, len(back) + 1)  # silent after each resume
+            below = np.flatnonzero(~self._is_gap(left, self._tracked_cnt[r]))
+            end = int(back[below[0]]) if len(below) else (int(back[-1]) if len(back) else -1)
+            if end < 0:  # the gap shrank by growth of the region alone: no resume time to go by
+                end = int(mon.silent_since[still].max())
+            due = end + np.ceil(mon.gap_factor * mon.gap_ms[still]).astype(np.int64) + mon.slack_ms
+            out[still] = due
+        return out
+
+    def _silence_open_rows(self, flagged, region, rids, gap_region, now: int) -> np.ndarray:
+        mon, cc = self.silence, self.classify_config
         eids = self.topology.ids[self.topology.element_level]
-        # re-issue flagged elements whose explanation changed: a region that now turns out to be
-        # a collection gap, or an element still silent after its region's gap ended (a failure
-        # hidden by the gap)
-        cur = self._silence_class()
-        reissue = np.flatnonzero(
-            mon.silent & ((gap_region[region] & (cur == "silence")) | (~gap_region[region] & (cur == "collection_gap")))
-        )
-        flagged = np.union1d(newly, reissue).astype(np.int64)
-        rows = np.zeros(len(flagged) + len(resumed), dtype=ANOMALY_DTYPE)
-        k = len(flagged)
+        rows = np.zeros(len(flagged), dtype=ANOMALY_DTYPE)
         cls = np.where(gap_region[region[flagged]], "collection_gap", "silence").astype("U16")
         par = self.parent_element[flagged]
         inhib = (cls == "silence") & (par >= 0)
         inhib[inhib] = mon.silent[par[inhib]]
         cls[inhib] = "inhibited"
-        rows["slot"][:k] = flagged * self.n_metrics
-        rows["element_id"][:k] = eids[flagged]
-        rows["start_ms"][:k] = mon.silent_since[flagged]
-        rows["end_ms"][:k] = -1
-        rows["peak_score"][:k] = (int(now_ms) - mon.last_ts[flagged]) / np.maximum(mon.gap_ms[flagged], 1.0)
-        rows["classification"][:k] = cls
-        rows["baseline"][:k] = mon.gap_ms[flagged]
-        rows["threshold"][:k] = mon.gap_factor * mon.gap_ms[flagged] + mon.slack_ms
-        rows["value"][:k] = int(now_ms) - mon.last_ts[flagged]
+        rows["slot"] = flagged * self.n_metrics
+        rows["element_id"] = eids[flagged]
+        rows["start_ms"] = mon.silent_since[flagged]
+        rows["end_ms"] = -1
+        gap_ms = mon.flag_gap_ms[flagged]  # expected gap when flagged (a re-issue keeps it)
+        rows["peak_score"] = (now - mon.last_ts[flagged]) / np.maximum(gap_ms, 1.0)
+        rows["classification"] = cls
+        rows["baseline"] = gap_ms
+        rows["threshold"] = mon.gap_factor * gap_ms + mon.slack_ms
+        rows["value"] = now - mon.last_ts[flagged]
         gap = cls == "collection_gap"
-        rows["scope_level"][:k] = np.where(gap, str(cc.gap_level), "element")
-        rows["scope_id"][:k] = np.where(gap, rids[region[flagged]], eids[flagged])
-        self._silence_cls[flagged] = cls
-        rr = rows[k:]
-        rr["slot"] = resumed * self.n_metrics
-        rr["element_id"] = eids[resumed]
-        rr["start_ms"] = self._silence_start[resumed]
-        rr["end_ms"] = mon.last_ts[resumed]
-        rr["classification"] = self._silence_cls[resumed]
-        rr["baseline"] = mon.gap_ms[resumed]
-        rr["threshold"] = mon.gap_factor * mon.gap_ms[resumed] + mon.slack_ms
-        rr["value"] = mon.last_ts[resumed] - self._silence_start[resumed]
-        rr["peak_score"] = rr["value"] / np.maximum(mon.gap_ms[resumed], 1.0)
-        rr["scope_level"] = "element"
-        rr["scope_id"] = eids[resumed]
-        rows["direction"] = -1
-        rows["metric"] = ""
-        rows["t_ms"] = int(now_ms)
-        self._silence_start[flagged] = mon.silent_since[flagged]
-        self._silence_cls[resumed] = ""
+        rows["scope_level"] = np.where(gap, str(cc.gap_level), "element")
+        rows["scope_id"] = np.where(gap, rids[region[flagged]], eids[flagged])
         return rows
+
+    def _silence_close_rows(self, elems, end_ms, start_ms, cls=None, gap_ms=None) -> np.ndarray:
+        mon = self.silence
+        eids = self.topology.ids[self.topology.element_level]
+        rr = np.zeros(len(elems), dtype=ANOMALY_DTYPE)
+        rr["slot"] = elems * self.n_metrics
+        rr["element_id"] = eids[elems]
+        rr["start_ms"] = start_ms
+        rr["end_ms"] = np.where(end_ms >= 0, end_ms, mon.last_ts[elems])  # no watched report: the latest
+        rr["classification"] = self._silence_cls[elems] if cls is None else cls
+        if gap_ms is None:  # as when flagged: not the gap the silence itself inflated
+            gap_ms = mon.flag_gap_ms[elems]
+        rr["baseline"] = gap_ms
+        rr["threshold"] = mon.gap_factor * gap_ms + mon.slack_ms
+        rr["value"] = rr["end_ms"] - rr["start_ms"]
+        rr["peak_score"] = rr["value"] / np.maximum(gap_ms, 1.0)
+        rr["scope_level"] = "element"
+        rr["scope_id"] = eids[elems]
+        return rr
 
     def set_topology(self, topology: Topology, parent_element=None):
         """Follow a new topology version (from ``Topology.add_elements`` / ``retire_elements`` /

@@ -235,7 +235,11 @@ def degradation_alerts(
 
 def region_gap_alerts(rows: np.ndarray, topology, now_ms: int) -> list[Alert]:
     """One alert per region for the collection gaps among ``rows`` (its collector stopped), firing
-    while any of its gap episodes is open, else resolved at the last end."""
+    while any of its gap episodes is open, else resolved at the last end.
+
+    :meth:`NetworkAnomalyDetector.check_silence` holds a gap's closing rows until the region's gap
+    is over and emits them in one call, so a region resolves once, at its last element's resume
+    time, however the checks were paced."""
     gaps = rows[rows["classification"] == "collection_gap"]
     if not len(gaps):
         return []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import detect as _k
+from kernels import silence as _ks
 from telcoanalytics.anomaly.config import _as_1d, _check
 
 
@@ -56,6 +57,11 @@ class SilenceMonitor:
         self.gap_ms = np.zeros(self.n_elements)
         self.n_reports = np.zeros(self.n_elements, dtype=np.int64)
         self.silent_since = np.full(self.n_elements, -1, dtype=np.int64)  # -1: not flagged
+        self._watching = False
+        # first report after a silence (event time), watched from the flag until release()
+        self.back_from = np.full(self.n_elements, -1, dtype=np.int64)  # -1: not watched
+        self.back_ts = np.full(self.n_elements, -1, dtype=np.int64)  # -1: none seen yet
+        self.flag_gap_ms = np.zeros(self.n_elements)  # the expected gap when the silence was flagged
 
     def observe(self, ts_ms, elem):
         """Record reports of dense elements ``elem`` at ``ts_ms`` (any order within the batch)."""
@@ -68,6 +74,8 @@ class SilenceMonitor:
                 f"monitor has {self.n_elements} elements; call grow()"
             )
         order = np.argsort(ts_ms, kind="stable")
+        if self._watching:  # the first report after each watched silence, in any arrival order
+            _ks.resume_update(ts_ms, elem, self.back_from, self.back_ts)
         _k.arrivals_update(ts_ms[order], elem[order], self.gap_alpha, self.last_ts, self.gap_ms, self.n_reports)
 
     def expected_by(self) -> np.ndarray:
@@ -87,8 +95,33 @@ class SilenceMonitor:
         newly = np.flatnonzero(silent & (self.silent_since < 0))
         resumed = np.flatnonzero(~silent & (self.silent_since >= 0))
         self.silent_since[newly] = self.last_ts[newly]
+        self.back_from[newly] = self.last_ts[newly]
+        self.back_ts[newly] = -1
+        self.flag_gap_ms[newly] = self.gap_ms[newly]
         self.silent_since[resumed] = -1
+        self._watching = bool((self.back_from >= 0).any())
         return newly.astype(np.int64), resumed.astype(np.int64)
+
+    def resume_ms(self, elem) -> np.ndarray:
+        """Event time of the first report after each element's latest silence (the resume time,
+        whatever order the reports arrived in and whenever the checks ran); -1 if none yet.
+
+        Examples
+        --------
+        >>> m = SilenceMonitor(1, min_reports=2)
+        >>> m.observe([0, 60_000], [0, 0])
+        >>> m.check(300_000)[0].tolist()  # silent: next report was due by 180 s
+        [0]
+        >>> m.observe([400_000, 350_000], [0, 0])  # back, the later report arrives first
+        >>> m.check(410_000)[1].tolist(), m.resume_ms([0]).tolist()
+        ([0], [350000])
+        """
+        return self.back_ts[_as_1d("elem", elem, np.int64)]
+
+    def release(self, elem) -> None:
+        """Stop watching for the first report after the silence of ``elem`` (its silence was closed)."""
+        self.back_from[_as_1d("elem", elem, np.int64)] = -1
+        self._watching = bool((self.back_from >= 0).any())
 
     @property
     def silent(self) -> np.ndarray:
@@ -103,6 +136,9 @@ class SilenceMonitor:
         self.gap_ms = np.concatenate([self.gap_ms, np.zeros(k)])
         self.n_reports = np.concatenate([self.n_reports, np.zeros(k, dtype=np.int64)])
         self.silent_since = np.concatenate([self.silent_since, np.full(k, -1, dtype=np.int64)])
+        self.back_from = np.concatenate([self.back_from, np.full(k, -1, dtype=np.int64)])
+        self.back_ts = np.concatenate([self.back_ts, np.full(k, -1, dtype=np.int64)])
+        self.flag_gap_ms = np.concatenate([self.flag_gap_ms, np.zeros(k)])
         self.n_elements = n_elements
 
     def to_state(self) -> dict:
@@ -117,6 +153,9 @@ class SilenceMonitor:
             "gap_ms": self.gap_ms.copy(),
             "n_reports": self.n_reports.copy(),
             "silent_since": self.silent_since.copy(),
+            "back_from": self.back_from.copy(),
+            "back_ts": self.back_ts.copy(),
+            "flag_gap_ms": self.flag_gap_ms.copy(),
         }
 
     @classmethod
@@ -128,4 +167,9 @@ class SilenceMonitor:
         m.gap_ms = np.array(d["gap_ms"], dtype=np.float64)
         m.n_reports = np.array(d["n_reports"], dtype=np.int64)
         m.silent_since = np.array(d["silent_since"], dtype=np.int64)
+        # checkpoints written before resume times were tracked: watch the silences still open
+        m.back_from = np.array(d.get("back_from", m.silent_since), dtype=np.int64)
+        m.back_ts = np.array(d.get("back_ts", np.full(len(m.last_ts), -1)), dtype=np.int64)
+        m.flag_gap_ms = np.array(d.get("flag_gap_ms", m.gap_ms), dtype=np.float64)
+        m._watching = bool((m.back_from >= 0).any())
         return m
