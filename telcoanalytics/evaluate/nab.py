@@ -190,7 +190,7 @@ def nab_lofo(corpus: NabCorpus, grid=THRESHOLD_GRID, refire_grid=REFIRE_GRID) ->
     for p in _FIXED:
         raw, null, perf = (sum(f["parts"][p][k] for f in folds) for k in range(3))
         pooled[p] = 100.0 * (raw - null) / (perf - null)
-    return {"folds": folds, "mean": mean, "pooled": pooled, "grid": combos}
+    return {"folds": folds, "mean": mean, "pooled": pooled, "grid": combos, "overrides": dict(corpus.overrides)}
 
 
 def choose_threshold(corpus: NabCorpus, grid=THRESHOLD_GRID, profile: str = "standard") -> float:
@@ -209,7 +209,11 @@ def choose_defaults(corpus: NabCorpus, grid=THRESHOLD_GRID, refire_grid=REFIRE_G
 
 
 def lofo_table(res: dict) -> str:
-    lines = ["NAB leave-one-folder-out (threshold chosen on the other folders, product defaults otherwise)"]
+    fixed = ", ".join(f"{k}={v}" for k, v in res.get("overrides", {}).items())
+    lines = [
+        "NAB leave-one-folder-out (threshold chosen on the other folders, product defaults otherwise"
+        + (f"; fixed for every file: {fixed})" if fixed else ")")
+    ]
     for f in res["folds"]:
         lines.append(
             f"  {f['folder']:<24}{f['files']:>3} files  "

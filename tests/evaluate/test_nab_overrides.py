@@ -46,3 +46,11 @@ def test_corpus_overrides_reach_the_detector(nab_dir):
     assert not np.array_equal(flat._cache[(FILE, 3.5, None)], plain._cache[(FILE, 3.5, None)])
     r = flat.score([FILE], 3.5, 86400.0)["profiles"]["standard"]
     assert np.isfinite(r["score"])
+
+
+def test_lofo_table_names_the_fixed_settings():
+    fold = {"folder": "f", "files": 1, "threshold": {"standard": (3.5, 86400.0)}, "score": {"standard": 50.0}}
+    fold["parts"] = {"standard": (1.0, -1.0, 3.0)}
+    res = {"folds": [fold], "mean": {"standard": 50.0}, "pooled": {"standard": 50.0}}
+    assert "fixed for every file" not in evn.lofo_table(res)
+    assert "fixed for every file: season_snr=True)" in evn.lofo_table(dict(res, overrides={"season_snr": True}))
