@@ -276,6 +276,13 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="what", required=True)
     a = sub.add_parser("nab", help="NAB leave-one-folder-out")
     a.add_argument("--data", default=str(SHARED / "data" / "nab"))
+    a.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="detector setting for every file (DetectorConfig field, e.g. season_snr=true); repeatable",
+    )
     t = sub.add_parser("telemetry", help="router telemetry with the 10-s defaults and no history")
     t.add_argument("--data", default=str(SHARED / "data" / "cisco"))
     t.add_argument("--threshold", type=float, default=None)
@@ -288,9 +295,9 @@ def main(argv=None) -> int:
     b.add_argument("--seed", type=int, default=7)
     args = ap.parse_args(argv)
     if args.what == "nab":
-        from telcoanalytics.evaluate.nab import NabCorpus, lofo_table, nab_lofo
+        from telcoanalytics.evaluate.nab import NabCorpus, lofo_table, nab_lofo, parse_overrides
 
-        print(lofo_table(nab_lofo(NabCorpus(args.data, SHARED))))
+        print(lofo_table(nab_lofo(NabCorpus(args.data, SHARED, parse_overrides(args.set)))))
     elif args.what == "telemetry":
         from telcoanalytics.evaluate.telemetry import evaluate_telemetry, telemetry_table
 

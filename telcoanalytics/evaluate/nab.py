@@ -13,7 +13,7 @@ import csv
 import importlib.util
 import os
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -81,10 +81,54 @@ def detections(ts_ms, values, threshold: float | None = None, **overrides) -> np
     return out
 
 
-class NabCorpus:
-    """The NAB files in memory, scored with the shared scorer without writing result files."""
+def parse_overrides(items) -> dict:
+    """Detector settings from ``NAME=VALUE`` strings (the command line's ``--set``), typed as the
+    :class:`DetectorConfig` field they name.
 
-    def __init__(self, data_dir, shared):
+    >>> parse_overrides(["season_snr=true", "recur_tol=0.3"])
+    {'season_snr': True, 'recur_tol': 0.3}
+    """
+    kinds = {f.name: f.type for f in fields(DetectorConfig)}
+    out: dict = {}
+    for item in items or ():
+        name, sep, text = str(item).partition("=")
+        name, text = name.strip(), text.strip()
+        if not sep or name not in kinds:
+            raise ValueError(
+                f"detector setting {item!r}: expected NAME=VALUE with NAME one of {', '.join(sorted(kinds))}"
+            )
+        kind = str(kinds[name])
+        if kind == "bool":
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"detector setting {name}: {text!r} is not a boolean (use true or false)")
+            out[name] = text.lower() in ("true", "1")
+        elif kind == "str":
+            out[name] = text
+        else:
+            try:
+                out[name] = int(text) if kind == "int" else float(text)
+            except ValueError as e:
+                raise ValueError(f"detector setting {name}: {text!r} is not a {kind}") from e
+    return out
+
+
+class NabCorpus:
+    """The NAB files in memory, scored with the shared scorer without writing result files.
+
+    ``overrides`` (a dict of :class:`DetectorConfig` fields) apply to every file's defaults, so a
+    detector variant is judged by the same leave-one-folder-out as the defaults (e.g.
+    ``{"season_snr": True}``); the threshold and re-fire window stay the ones being chosen.
+    """
+
+    def __init__(self, data_dir, shared, overrides: dict | None = None):
+        self.overrides = dict(overrides or {})
+        allowed = {f.name for f in fields(DetectorConfig)} - {"threshold", "refire_s"}
+        bad = sorted(set(self.overrides) - allowed)
+        if bad:
+            raise ValueError(
+                f"overrides {bad} are not DetectorConfig fields the corpus may fix (threshold and refire_s are "
+                "chosen by nab_lofo; pass them to score())"
+            )
         self.ns = load_nab_scorer(shared=shared)
         data_dir = Path(data_dir)
         self.windows = self.ns.load_windows(str(data_dir / "windows.json"))
@@ -104,7 +148,7 @@ class NabCorpus:
             key = (name, threshold, refire_s)
             if key not in self._cache:
                 _, ts, vals = self.data[name]
-                kw = {} if refire_s is None else {"refire_s": refire_s}
+                kw = dict(self.overrides) if refire_s is None else dict(self.overrides, refire_s=refire_s)
                 self._cache[key] = detections(ts, vals, threshold, **kw)
             out.append(self.ns.prepare_file(name, self.data[name][0], self._cache[key], self.windows[name], wid))
             wid += len(self.windows[name])
@@ -146,7 +190,7 @@ def nab_lofo(corpus: NabCorpus, grid=THRESHOLD_GRID, refire_grid=REFIRE_GRID) ->
     for p in _FIXED:
         raw, null, perf = (sum(f["parts"][p][k] for f in folds) for k in range(3))
         pooled[p] = 100.0 * (raw - null) / (perf - null)
-    return {"folds": folds, "mean": mean, "pooled": pooled, "grid": combos}
+    return {"folds": folds, "mean": mean, "pooled": pooled, "grid": combos, "overrides": dict(corpus.overrides)}
 
 
 def choose_threshold(corpus: NabCorpus, grid=THRESHOLD_GRID, profile: str = "standard") -> float:
@@ -165,7 +209,11 @@ def choose_defaults(corpus: NabCorpus, grid=THRESHOLD_GRID, refire_grid=REFIRE_G
 
 
 def lofo_table(res: dict) -> str:
-    lines = ["NAB leave-one-folder-out (threshold chosen on the other folders, product defaults otherwise)"]
+    fixed = ", ".join(f"{k}={v}" for k, v in res.get("overrides", {}).items())
+    lines = [
+        "NAB leave-one-folder-out (threshold chosen on the other folders, product defaults otherwise"
+        + (f"; fixed for every file: {fixed})" if fixed else ")")
+    ]
     for f in res["folds"]:
         lines.append(
             f"  {f['folder']:<24}{f['files']:>3} files  "
