@@ -7,7 +7,7 @@ import pytest
 import telcoanalytics.evaluate.evaluate as ev
 from telcoanalytics.evaluate import nab as evn
 
-FILE = "artificialWithAnomaly/art_daily_jumpsup.csv"  # daily season: "none" changes the detections
+FILE = "artificialWithAnomaly/art_daily_jumpsup.csv"  # daily season: the seasonal weight changes the detections
 
 
 def test_parse_overrides_types_and_errors():
@@ -36,12 +36,15 @@ def test_corpus_rejects_chosen_or_unknown_settings(tmp_path):
 
 @pytest.mark.slow
 def test_corpus_overrides_reach_the_detector(nab_dir):
+    from telcoanalytics.anomaly import DetectorConfig
+
+    other = {"season_snr": not DetectorConfig().season_snr}  # the other seasonal weight than the default
     plain = evn.NabCorpus(nab_dir, ev.SHARED)
-    flat = evn.NabCorpus(nab_dir, ev.SHARED, {"season": "none"})
+    flat = evn.NabCorpus(nab_dir, ev.SHARED, other)
     _, ts, vals = flat.data[FILE]
     flat.file_rows([FILE], 3.5)
     plain.file_rows([FILE], 3.5)
-    ref = evn.detections(ts, vals, 3.5, season="none")
+    ref = evn.detections(ts, vals, 3.5, **other)
     assert flat._cache[(FILE, 3.5, None)].tolist() == ref.tolist()
     assert not np.array_equal(flat._cache[(FILE, 3.5, None)], plain._cache[(FILE, 3.5, None)])
     r = flat.score([FILE], 3.5, 86400.0)["profiles"]["standard"]
