@@ -140,7 +140,10 @@ def read_csv(
     engine : {"auto", "arrow", "python"}
         ``arrow`` parses with pyarrow's CSV reader (about 10x faster), ``python`` line by line
         with the standard library. ``auto``: arrow when pyarrow is installed and the encoding is
-        UTF-8. Both give the same chunks' contents and row numbers. When pyarrow meets a
+        UTF-8. Both give the same chunks' contents and row numbers, except in a file with a lone
+        carriage return (one not followed by a line feed): pyarrow ends a line there, the line
+        engine keeps it in the value (either way every row is counted: read == accepted +
+        quarantined). When pyarrow meets a
         damaged block (text that is not UTF-8, a line longer than its block), the rest of the
         file is read by the line engine, from the first row not yet handed out.
 
@@ -223,7 +226,10 @@ def _read_header(path: Path, delimiter: str, encoding: str) -> list:
             f"{path}: the header line is not valid {encoding} text (byte offset {e.start}); "
             "save the file as UTF-8 or pass encoding=..."
         ) from None
-    header = next(csv.reader([text.rstrip("\r\n")], delimiter=delimiter), None)
+    try:
+        header = next(csv.reader([text.rstrip("\r\n")], delimiter=delimiter), None)
+    except csv.Error as e:  # e.g. a carriage return inside the header line
+        raise ValueError(f"{path}: the header line is not valid CSV ({e}); fix the file's first line") from None
     if not header or not any(h.strip() for h in header):
         raise ValueError(f"{path}: empty CSV file; the first line must be a header naming the columns")
     header = [h.strip() for h in header]
@@ -376,6 +382,12 @@ def _rows_to_chunk(rows: list, header: list, offset: int, delimiter: str) -> Raw
     return RawChunk(columns, len(rows), offset, bad_rows=np.array(bad, dtype=np.int64), bad_text=bad_text)
 
 
+def _spans_lines(bad: list) -> bool:
+    """Whether an invalid row pyarrow reported holds a line break (an unclosed quote that ran on
+    over the following lines: the line engine must tell those lines apart)."""
+    return any("\n" in text for _, text in bad)
+
+
 def _read_csv_arrow(path: Path, header: list, chunk_rows: int, delimiter: str, encoding: str):
     """pyarrow's streaming CSV reader, all columns as strings, ragged rows put back in place."""
     pa, _ = _pyarrow()
@@ -399,7 +411,7 @@ def _read_csv_arrow(path: Path, header: list, chunk_rows: int, delimiter: str, e
             # a line break inside a value: a quoted multi-line value, or an unclosed quote that
             # pyarrow let swallow the following lines; the line engine tells them apart, so this
             # batch and the rest of the file go through it
-            if any(pc.any(pc.match_substring(c, "\n")).as_py() for c in cols.values()):
+            if any(pc.any(pc.match_substring(c, "\n")).as_py() for c in cols.values()) or _spans_lines(bad):
                 raise _QuoteAcrossLines()
             m, k = batch.num_rows, len(bad)
             bad_pos = np.zeros(0, dtype=np.int64)
@@ -429,6 +441,8 @@ def _read_csv_arrow(path: Path, header: list, chunk_rows: int, delimiter: str, e
                     origin=str(path),
                 )
             offset += n
+    if _spans_lines(bad):  # an unclosed quote that pyarrow let swallow the rest of the file
+        raise _QuoteAcrossLines()
     if bad:  # invalid rows of a last block that held nothing else: one chunk of them
         pos = np.array([n - 2 - offset for n, _ in bad], dtype=np.int64)
         k = int(pos.max()) + 1

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telcoanalytics.ingest.ingestor import Ingestor
-from telcoanalytics.ingest.readers import MAX_LINE_BYTES, read_csv
+from telcoanalytics.ingest.readers import MAX_LINE_BYTES, MAX_RECORD_LINES, read_csv
 from telcoanalytics.ingest.schema import SchemaError
 
 # pyarrow cannot hand a ragged line that is not UTF-8 to the invalid-row handler (it reports that
@@ -167,7 +167,14 @@ def test_mutated_csv_bytes_conserve_rows(tmp_path_factory, edits, engine):
         return
     body = bytes(data).split(b"\n", 1)[1] if b"\n" in data else b""
     n_lines = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
-    assert ing.n_read == n_lines  # one row per line: nothing folded, nothing dropped
+    # a quoted value may join up to MAX_RECORD_LINES lines into one record (RFC 4180), and pyarrow
+    # also ends a line at a lone carriage return where the line engine (which also reads on from a
+    # damaged block) keeps it in the value (both documented in read_csv)
+    lone_cr = b"\r" in body.replace(b"\r\n", b"")
+    hi = len(body.splitlines()) if engine == "arrow" and lone_cr else n_lines
+    assert n_lines - (MAX_RECORD_LINES - 1) * body.count(b'"') <= ing.n_read <= hi
+    if b'"' not in body and not lone_cr:
+        assert ing.n_read == n_lines  # one row per line: nothing folded, nothing dropped
     assert ing.n_read == ing.n_accepted + ing.n_quarantined
 
 
@@ -175,7 +182,6 @@ def test_mutated_csv_bytes_conserve_rows(tmp_path_factory, edits, engine):
 def test_quoted_line_breaks_make_one_record_and_unclosed_quotes_stay_on_their_line(tmp_path, engine):
     """A quoted value over several lines (RFC 4180) is one row; row numbers count records; a quote
     that does not close within the limits damages only its own line."""
-    from telcoanalytics.ingest.readers import MAX_RECORD_LINES
 
     p = tmp_path / "notes.csv"
     head = b"ts_ms,element_id,metric_id,value,note\n"
