@@ -14,9 +14,15 @@ CISCO_DIR = SHARED / "data" / "cisco"
 NO_JIT = os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0")
 
 # The first call of a kernel compiles it, so no per-example deadline; example counts are kept
-# moderate so the whole suite (run twice, once without JIT) stays within CI's budget.
+# moderate so the whole suite (run twice, once without JIT) stays within CI's budget. The test
+# command draws the same examples on every machine (derandomize), so CI runs what was run before
+# a change lands; HYPOTHESIS_EXPLORE=1 draws new random examples (to hunt for new failures).
 settings.register_profile(
-    "ci", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+    "ci",
+    deadline=None,
+    max_examples=40,
+    derandomize=os.environ.get("HYPOTHESIS_EXPLORE", "0") in ("", "0"),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile("ci")
 
