@@ -182,34 +182,26 @@ class KpiCalculator(_SpanEvaluation):
         if rows is None and key in self._cache:
             return self._cache[key]
         st = self.store
-        grp = COUNTERS[ACTIVITY_COUNTER[source]].group
-        act_cols = st.columns(ACTIVITY_COUNTER[source])
-        hslots = st.history_slots(end_minute, window_min)
+        factor = self._expected_factor(end_minute, window_min)
         if rows is None:
-            active = st.running(
-                ("act", source, window_min), grp, "act", act_cols, end_minute - window_min, end_minute
-            ).out.copy()
-            hist_active = st.running(
-                ("acthist", source, window_min),
-                grp,
-                "act",
-                act_cols,
-                max(end_minute - st.minute_ring, 0),
-                end_minute - window_min,
-            ).out.copy()
+            active, hist_active, factor = self.activity_parts(source, end_minute, window_min)
         elif self._in_span(end_minute, rows):
             a, h = self._span_activity_series(source, window_min, rows)
             active, hist_active = a[end_minute - self._span[0]], h[end_minute - self._span[0]]
         else:
+            grp = COUNTERS[ACTIVITY_COUNTER[source]].group
             active = np.zeros(len(rows), np.int64)
             hist_active = np.zeros(len(rows), np.int64)
             K.kpi_window_activity(
-                st.ring_of(grp), rows, act_cols, st.window_slots(end_minute, window_min), hslots, active, hist_active
+                st.ring_of(grp),
+                rows,
+                st.columns(ACTIVITY_COUNTER[source]),
+                st.window_slots(end_minute, window_min),
+                st.history_slots(end_minute, window_min),
+                active,
+                hist_active,
             )
-        if len(hslots) >= window_min:
-            expected = hist_active * (window_min / len(hslots))
-        else:
-            expected = np.zeros(len(active))
+        expected = hist_active * factor if factor > 0 else np.zeros(len(active))
         res = (active.astype(np.float64), expected)
         if rows is None:
             self._cache[key] = res
@@ -467,8 +459,7 @@ class KpiCalculator(_SpanEvaluation):
             max(end_minute - st.minute_ring, 0),
             end_minute - window_min,
         )
-        n_h = len(st.history_slots(end_minute, window_min))
-        return active.out, hist_active.out, (window_min / n_h if n_h >= window_min else 0.0)
+        return active.out, hist_active.out, self._expected_factor(end_minute, window_min)
 
     def _ratio_all(
         self, kd: KpiDef, level: str, end_minute: int, window_min: int, svc: str, element_mask, min_samples
