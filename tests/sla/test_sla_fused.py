@@ -105,3 +105,63 @@ def test_a_monitor_gives_the_same_events_and_state_fused_or_not(late):
             np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
         else:
             assert sa[k] == sb[k], k
+
+
+def test_a_threshold_rule_whose_inputs_did_not_change_keeps_its_conditions(monkeypatch):
+    """Reusing the last conditions of a ratio rule whose running sums, activity and factor did not
+    change gives, at every tick, the conditions of a monitor that evaluates every rule every tick,
+    also with late rows (calls and equipment) landing in windows already evaluated; and it is taken
+    (equipment every other minute leaves the equipment rules' inputs unchanged at some ticks)."""
+    from kernels import sla as SK
+
+    calls = {"n": 0}
+    kernel = SK.sla_ratio_threshold
+
+    def counted(*a):
+        calls["n"] += 1
+        return kernel(*a)
+
+    monkeypatch.setattr(SK, "sla_ratio_threshold", counted)
+    a = SlaMonitor(topo6(), FUSED_RULES, minute_ring=40, reeval_minutes=10)
+    b = SlaMonitor(topo6(), FUSED_RULES, minute_ring=40, reeval_minutes=10)
+    b.reuse_unchanged = False
+    ids = topo6().ids["element"]
+    ga, gb = _feed(a, 60, 5, True), _feed(b, 60, 5, True)
+    n_calls, n_events, n_codes = {"a": 0, "b": 0}, 0, set()
+    for i in range(60):
+        c0 = calls["n"]
+        ea = next(ga)
+        c1 = calls["n"]
+        eb = next(gb)
+        n_calls["a"] += c1 - c0
+        n_calls["b"] += calls["n"] - c1
+        assert [e.to_dict() for e in ea] == [e.to_dict() for e in eb]
+        n_events += len(ea)
+        if a._bank is None:  # no tick evaluated yet
+            continue
+        np.testing.assert_array_equal(a._bank.cur_codes, b._bank.cur_codes, err_msg=f"tick {a.last_tick}")
+        np.testing.assert_array_equal(a._bank.cur_values, b._bank.cur_values, err_msg=f"tick {a.last_tick}")
+        n_codes |= set(np.unique(a._bank.cur_codes).tolist())
+        if i > 15 and i % 7 == 0:  # an outage reported late for a minute inside the windows
+            eq = empty("equip", 2)
+            eq["ts_ms"] = T0 + (i - 3) * MIN
+            eq["element_id"] = ids[:2]
+            eq["metric_id"] = 3
+            eq["value"] = 30.0
+            for m in (a, b):
+                m.update("equip", eq.copy())
+        if i in (33, 36):  # calls reported late into the quiet stretch (no call minute enters or leaves)
+            c = random_cdr(np.random.default_rng(i), 40, ids, 1)
+            c["start_ms"] += (i - 1) * MIN
+            c["answer_ms"] = np.where(c["answer_ms"] >= 0, c["start_ms"] + 1000, -1)
+            c["end_ms"] = c["start_ms"] + 30_000
+            for m in (a, b):
+                m.update("cdr", c.copy())
+    assert n_events > 0 and n_codes >= {0, 1, 2} and a.n_late_rows > 0
+    assert 0 < n_calls["a"] < n_calls["b"]  # some evaluations were reused
+    sa, sb = a.to_state(), b.to_state()
+    for k in sa:
+        if isinstance(sa[k], np.ndarray):
+            np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
+        else:
+            assert sa[k] == sb[k], k
