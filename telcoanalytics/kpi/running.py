@@ -31,7 +31,7 @@ class _Running:
     minutes in which the sum of ``cols`` is > 0. Derived state only (never checkpointed).
     """
 
-    __slots__ = ("group", "kind", "cols", "colpos", "lo", "hi", "out", "known", "version")
+    __slots__ = ("group", "kind", "cols", "colpos", "lo", "hi", "out", "known")
 
     def __init__(self, group: str, kind: str, cols, n: int):
         self.group, self.kind = group, kind
@@ -40,7 +40,6 @@ class _Running:
         self.known: set = set()  # column lists (as bytes) found among ``cols``
         self.lo = self.hi = None
         self.out = np.zeros((n, len(self.cols))) if kind == "sum" else np.zeros(n, np.int64)
-        self.version = 0  # bumped at every write to ``out`` (an unchanged version: unchanged sums)
 
 
 class _RunningAggregates:
@@ -70,7 +69,6 @@ class _RunningAggregates:
         if len(add_slots) == 0 and len(sub_slots) == 0:
             return
         ring = self._ring(r.group)
-        r.version += 1
         if r.kind == "sum":
             K.kpi_running_shift(ring, add_slots, sub_slots, r.cols, r.out)
         else:
@@ -127,7 +125,6 @@ class _RunningAggregates:
             r = self._running[key] = _Running(group, kind, allc, self.topology.n_elements)
         if r.lo is None or lo < r.lo or hi < r.hi or lo >= r.hi or (lo - r.lo) + (hi - r.hi) >= hi - lo:
             r.out[...] = 0
-            r.version += 1
             self._shift(r, self._present(group, lo, hi), np.zeros(0, np.int64))
         else:
             self._shift(r, self._present(group, r.hi, hi), self._present(group, r.lo, lo))
@@ -158,7 +155,6 @@ class _RunningAggregates:
                 r.lo, r.hi = r.lo + 1, r.hi + 1
                 n_moved += 1
                 if add >= 0 or sub >= 0:
-                    r.version += 1
                     todo.append(r)
                     subs.append(sub)
             if not todo:
@@ -234,7 +230,6 @@ class _RunningAggregates:
                 m = (cm >= r.lo) & (cm < r.hi)
                 if not m.any():
                     continue
-                r.version += 1
                 if r.kind == "sum":
                     if delta is None:
                         delta = after.astype(np.float64) - before.astype(np.float64)

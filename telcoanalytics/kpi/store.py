@@ -221,7 +221,6 @@ class CounterStore(_WindowReads, _RunningAggregates):
                 self._row_used[g] = new
             for r in self._running.values():
                 r.out = np.zeros((n_new,) + r.out.shape[1:], r.out.dtype)
-                r.version += 1
                 r.lo = r.hi = None  # rebuilt from the rings at the next use
         self.topology = topology
         self._build_index()
@@ -289,7 +288,6 @@ class CounterStore(_WindowReads, _RunningAggregates):
             ring = src.cdr if grp == "cdr" else src.elem
             self.hour[hs, :, j] += ring[s][:, cols].sum(axis=1)
         for r in hour_runs:
-            r.version += 1
             r.out += (self.hour[hs].astype(np.float64) - before)[:, r.cols]
 
     def set_watermark(self, watermark_ms: int):

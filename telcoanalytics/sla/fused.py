@@ -27,9 +27,6 @@ class _FusedConditions:
 
     #: False: every rule takes the step-by-step path (kept for A/B measurements and equality tests)
     fused_conditions = True
-    #: False: a threshold rule over a ratio KPI is evaluated at every tick even when nothing it reads
-    #: changed (kept for A/B measurements and equality tests)
-    reuse_unchanged = True
 
     def _fused_codes(self, ev: _Eval, tick: int, codes: np.ndarray, values: np.ndarray) -> bool:
         """Write the condition codes and values of ``ev`` at ``tick`` into ``codes`` / ``values``
@@ -41,8 +38,6 @@ class _FusedConditions:
         if not self._live(tick, ev.window_min):
             codes[:] = K.COND_INSUFFICIENT
             values[:] = np.nan
-            if ev.fused is not None:
-                ev.fused.pop("inputs", None)  # the bank no longer holds the last evaluation
             return True
         share = ev.mask is not None and ev.level == self.topology.element_level
         post = ev.mask if share else _NO_POST
@@ -69,37 +64,8 @@ class _FusedConditions:
             )
             return True
         args = self._ratio_args(ev, kd, tick, ev.window_min, ms, 5)
-        inputs = self._ratio_inputs_key(kd, ev.window_min, args, post, codes, values)
-        held = ev.fused.get("inputs")
-        if self.reuse_unchanged and held is not None and held[0] == inputs[0] and held[1][0] is self._bank:
-            return True  # inputs unchanged since the last evaluation, whose result ``codes`` still holds
         SK.sla_ratio_threshold(*args, post, ev.fused["thr"], codes, values)
-        ev.fused["inputs"] = inputs
         return True
-
-    def _ratio_inputs_key(self, kd, window_min: int, args: tuple, post, codes, values) -> tuple:
-        """What the ratio kernel of a rule reads, as (key, objects kept alive so their ids stay
-        unique): the identity and write count of each running aggregate (window sums, activity in
-        and before the window), the expected-minutes factor, and the segments, node sizes and
-        scope mask by identity; and where it writes (the addresses of ``codes`` and ``values``,
-        within the bank kept alive). Equal keys: equal kernel inputs written to the same place,
-        which nothing else writes between ticks, so the codes and values there are already
-        those the kernel would write."""
-        st = self.store
-        runs = [st._running[("win", kd.group, window_min)]]
-        gap = kd.source if kd.source in self.calc.gap_sources else None
-        if gap is not None:
-            runs += [st._running[("act", gap, window_min)], st._running[("acthist", gap, window_min)]]
-        _, _, _, _, act, seg, n_el = args
-        key = tuple((id(r), r.version) for r in runs) + (
-            float(act[2]),
-            id(seg),
-            id(n_el),
-            id(post),
-            codes.__array_interface__["data"][0],
-            values.__array_interface__["data"][0],
-        )
-        return key, (self._bank, runs, seg, n_el, post)
 
     def _ratio_args(self, ev: _Eval, kd, tick: int, window_min: int, min_samples: float, n_out: int) -> tuple:
         """(scratch, plan, status params, running sums, activity, segments, elements per node) of
