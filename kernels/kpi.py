@@ -301,6 +301,18 @@ def kpi_segment_sum(x, seg, out):
             out[g, j] += x[r, j]
 
 
+@kernel_exact
+def kpi_add_hour_sum(x, j, hours, minutes, mpos):
+    """``x[:, j] += hours[:, 0] + minutes[:, mpos[0]] + minutes[:, mpos[1]] + ...`` per element, the
+    inner sum added left to right (the whole-hour part of a long window plus its minutes still in
+    the minute ring, as ``CounterStore.hour_sums`` over all elements; exact kernel)."""
+    for e in range(x.shape[0]):
+        s = hours[e, 0]
+        for k in range(mpos.shape[0]):
+            s += minutes[e, mpos[k]]
+        x[e, j] += s
+
+
 @kernel
 def _hist_quantile_row(counts, r, q, lo_ms, bins_per_octave, top):
     n_bins = counts.shape[1]

@@ -345,3 +345,20 @@ def sla_burn_pair_codes(burn_l, ok_l, burn_s, ok_s, quiet_s, factor, codes, valu
         else:
             codes[i] = COND_INSUFFICIENT
         values[i] = burn_l[i] if ok_l[i] else np.nan
+
+
+@kernel_exact
+def sla_burn_of_counts(agg, min_samples, objective, factor, burn, ok, quiet):
+    """Burn rate of a window per node from its (good, total) counts ``agg`` (``telcoanalytics.sla.
+    lifecycle._burn_of_counts``, element for element): ``(1 - good / total) / (1 - objective)``
+    where ``total > 0``; ``ok`` where ``total >= max(min_samples, 1e-300)`` (else the burn is NaN);
+    ``quiet`` where there is no event or the burn is below ``factor``."""
+    den = 1.0 - objective
+    need = max(min_samples, 1e-300)
+    for i in range(agg.shape[0]):
+        good, total = agg[i, 0], agg[i, 1]
+        has = total > 0
+        b = (1.0 - good / total) / den if has else np.nan
+        quiet[i] = not has or not b >= factor
+        ok[i] = total >= need
+        burn[i] = b if ok[i] else np.nan

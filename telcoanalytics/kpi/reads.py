@@ -77,6 +77,20 @@ class _WindowReads:
         K.kpi_window_sum(self.ring_of(grp), rows, mslots, cols, np.zeros(len(cols), np.int64), out)
         return out[:, 0]
 
+    def hour_sum_parts(self, col: int, end_minute: int, n_hours: int) -> tuple:
+        """The running aggregates behind :meth:`hour_sums` over all elements: (whole hours, minutes
+        still in the minute ring, positions of the column's minute-ring columns in the latter);
+        ``hours[:, 0] + minutes[:, pos[0]] + ...`` (left to right) is ``hour_sums(col, end_minute,
+        n_hours)``. Read before the store changes, never write."""
+        last_h = (end_minute - 1) // 60
+        first_min = (last_h - n_hours + 1) * 60
+        grp, cols = self._hour_spec[col]
+        m_lo = max(first_min, end_minute - self.minute_ring)
+        h = self.running(("hour", col, n_hours), "hour", "sum", [col], last_h - n_hours + 1, last_h + 1)
+        mkey = ("win", grp, self.minute_ring) if m_lo == end_minute - self.minute_ring else ("hsum", grp, n_hours)
+        m = self.running(mkey, grp, "sum", cols, m_lo, end_minute)
+        return h.out, m.out, np.array([m.colpos[int(c)] for c in cols], np.int64)
+
     # ---- window series (late-data re-evaluation) -----------------------------------------
     def _series_plan(self, group: str, lo, hi):
         """Slots and signs moving window ``[lo[k], hi[k])`` to ``[lo[k+1], hi[k+1])`` (see

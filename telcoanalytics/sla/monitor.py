@@ -476,7 +476,10 @@ class SlaMonitor(_Ticks, _FusedConditions, _TopologyChanges, _LateData, _QuietTi
             v, n, status = self._compute(ev, kd, tick, window_min, min(ev.min_samples, 1.0))
             return _burn_of(v / kd.scale, n, status, ev.min_samples, objective, factor)
         agg = self._hour_agg(ev, kd, tick, window_min, None)
-        return _burn_of_counts(agg[:, 0], agg[:, 1], ev.min_samples, objective, factor)
+        n = len(agg)
+        burn, ok, quiet = np.empty(n), np.empty(n, bool), np.empty(n, bool)
+        SK.sla_burn_of_counts(agg, float(ev.min_samples), float(objective), float(factor), burn, ok, quiet)
+        return burn, ok, quiet
 
     def _hour_agg(self, ev: _Eval, kd: KpiDef, tick: int, window_min: int, rows) -> np.ndarray:
         """:meth:`_hour_window`, shared between lifecycles within a tick / re-evaluation."""
@@ -495,6 +498,8 @@ class SlaMonitor(_Ticks, _FusedConditions, _TopologyChanges, _LateData, _QuietTi
     def _hour_window(self, ev: _Eval, kd: KpiDef, tick: int, window_min: int, rows) -> np.ndarray:
         """(good, total) per node of ``ev.level`` over a window longer than the minute ring."""
         st = self.store
+        if rows is None:
+            return self._hour_window_all(ev, kd, tick, window_min)
         r = self.calc._all_rows if rows is None else rows
         seg = self.topology.element_to(ev.level)[r].copy()
         if ev.mask is not None:
@@ -505,6 +510,22 @@ class SlaMonitor(_Ticks, _FusedConditions, _TopologyChanges, _LateData, _QuietTi
         den = sum(self.calc.hour_sums(st.hour_column(c, svc(c)), tick, n_h, rows) for c in kd.denominator)
         agg = np.zeros((self.topology.n_nodes(ev.level), 2))
         K.kpi_segment_sum(np.ascontiguousarray(np.column_stack([num, den])), seg, agg)
+        return agg
+
+    def _hour_window_all(self, ev: _Eval, kd: KpiDef, tick: int, window_min: int) -> np.ndarray:
+        """:meth:`_hour_window` over all elements: each counter's hour sum added into its column
+        straight from the running aggregates (:func:`kernels.kpi.kpi_add_hour_sum`, the additions
+        of ``hour_sums`` and of summing the counters, in their order), then the roll-up."""
+        st = self.store
+        n_h = -(-window_min // 60)
+        x = np.zeros((self.topology.n_elements, 2))
+        for j, names in enumerate((kd.numerator, kd.denominator)):
+            for c in names:
+                col = st.hour_column(c, ev.service if COUNTERS[c].group == "cdr" else "")
+                K.kpi_add_hour_sum(x, j, *st.hour_sum_parts(col, tick, n_h))
+        seg, _ = self.calc._segments(ev.level, ev.mask)
+        agg = np.zeros((self.topology.n_nodes(ev.level), 2))
+        K.kpi_segment_sum(x, seg, agg)
         return agg
 
     def advance(self, watermark_ms: int) -> list[SlaEvent]:
