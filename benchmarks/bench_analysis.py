@@ -28,6 +28,7 @@ Figures measured with it are in the README's "Measured" table and the closing no
 """
 
 import contextlib
+import glob
 import os
 import subprocess
 import sys
@@ -302,6 +303,59 @@ def test_forecast_hourly_vs_statsforecast(benchmark):
             f"ours {m[3]:.3f} vs statsmodels {m[4]:.3f}; coverage {m[5]:.1%}"
         )
     print(f"  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+NAB_CLOUDWATCH = os.environ.get("BENCH_NAB_DIR", "/work/shared/data/nab/realAWSCloudwatch")
+
+
+def _nab_windows(folder, season, n_train):
+    """Rolling windows of real 5-minute series: ``n_train`` points on a regular axis (NaN where a
+    sample is missing; at most 10 % missing) and the next ``season`` points (none missing),
+    origins one season apart."""
+    from telcoanalytics.evaluate.nab import read_nab_csv
+
+    step = 300_000
+    trains, tests = [], []
+    for path in sorted(glob.glob(os.path.join(folder, "*.csv"))):
+        _, ts, values = read_nab_csv(path)
+        slot = (ts - ts[0]) // step
+        y = np.full(int(slot.max()) + 1, np.nan)
+        y[slot] = values  # a later duplicate of a slot wins
+        for o in range(n_train, y.size - season + 1, season):
+            tr, te = y[o - n_train : o], y[o : o + season]
+            if np.isfinite(tr).mean() >= 0.9 and np.isfinite(te).all():
+                trains.append(tr)
+                tests.append(te)
+    return np.array(trains), np.array(tests)
+
+
+def test_forecast_real_nab(benchmark):
+    """Real series, held out from every choice: NAB's realAWSCloudwatch folder (CPU, disk,
+    network, request counts at 5 minutes), a week of training and the next day forecast from
+    rolling origins a day apart; ours (default, one-step, day-ahead ``fit_horizon=288``) and
+    statsmodels (gaps interpolated; first ``BENCH_SM_SERIES`` windows). statsforecast has no
+    ETS for a season of 288."""
+    if not os.path.isdir(NAB_CLOUDWATCH):
+        pytest.skip(f"no NAB data at {NAB_CLOUDWATCH}")
+    season = 288
+    train, test = _nab_windows(NAB_CLOUDWATCH, season, N_POINTS)
+    fc = benchmark.pedantic(lambda: fit_holt_winters(train, season).forecast(season), rounds=1, iterations=1)
+    fits = {"default": fc}
+    for horizon in (1, season):
+        fits[f"fit_horizon={horizon}"] = fit_holt_winters(train, season, fit_horizon=horizon).forecast(season)
+    scores = {k: mase(train, test, f.mean, season) for k, f in fits.items()}
+    filled = np.array([np.interp(np.arange(r.size), np.flatnonzero(np.isfinite(r)), r[np.isfinite(r)]) for r in train])
+    sm = _statsmodels(filled[:N_SM], season, season)
+    s_sm = mase(train[:N_SM], test[:N_SM], sm, season)
+    print(f"\nNAB realAWSCloudwatch, {train.shape[0]} day-ahead windows (a week of 5-min training): MASE mean (median)")
+    for k, v in scores.items():
+        cover = ((test >= fits[k].lower) & (test <= fits[k].upper)).mean()
+        print(
+            f"  {k:17s} {v.mean():.3f} ({np.median(v):.3f}); on the statsmodels windows {v[:N_SM].mean():.3f} "
+            f"({np.median(v[:N_SM]):.3f}), better than statsmodels on {(v[:N_SM] < s_sm).mean():.0%}; "
+            f"95 % coverage {cover:.1%}"
+        )
+    print(f"  statsmodels       on its {s_sm.size} windows {s_sm.mean():.3f} ({np.median(s_sm):.3f})")
 
 
 def test_topk_lagged_growth(benchmark):
