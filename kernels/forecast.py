@@ -291,6 +291,12 @@ def _lanes_sse(Yt, act, m, init, par, horizon, work, sse, lt):
     ``act[a]``. Written: ``sse`` (C A,), ``lt`` (2, C A) the final level and trend, ``work``
     (>= m C A) the final seasonal ring (phase ``j`` of lane ``k`` at ``work[j C A + k]``).
     A missing point (NaN) gives a zero error: the state moves with the forecast, adds no error.
+
+    With ``1 < H <= m`` the multi-step errors are accumulated in the one pass: the forecast
+    ``l_o + (phi + ... + phi^h) b_o + s`` from the origin ``o`` is carried forward as a running
+    sum (``phi^h b_o`` added each step), and the seasonal it needs for the time ``o + h`` is the
+    ring's entry at that time before its update, last changed at ``o + h - m <= o``. With
+    ``H > m`` each origin runs its ``H`` steps ahead separately (about one more pass).
     """
     n = Yt.shape[0]
     n_act = act.shape[0]
@@ -315,10 +321,16 @@ def _lanes_sse(Yt, act, m, init, par, horizon, work, sse, lt):
                 S[row, c * n_act + a] = init[j, act[a]]
     zero = S[_PART, 0]
     multi = horizon > 1
+    # H <= m: one pass (see the docstring); rows _PHI_H and _PHI_POW then hold the forecast
+    # from the origin and the damped trend still to add to it
+    merged = multi and horizon <= m
     one_step = np.float32(0.0 if multi else 1.0)  # exact in either width
     j = 0
     for i in range(n):
-        if multi and i % horizon == 0:
+        if merged and i % horizon == 0:
+            S[_PHI_H] = S[_LEV]
+            S[_PHI_POW] = S[_TR]
+        elif multi and not merged and i % horizon == 0:
             S[_PHI_H] = 0.0
             S[_PHI_POW] = 1.0
             for h in range(min(horizon, n - i)):
@@ -341,15 +353,30 @@ def _lanes_sse(Yt, act, m, init, par, horizon, work, sse, lt):
             for a in range(n_act):
                 S[_Y, c * n_act + a] = yact[a]
         js = _ROWS + j
-        for k in range(n_lanes):
-            yi = S[_Y, k]
-            f = S[_LEV, k] + S[_PHI, k] * S[_TR, k]
-            d = yi - f - S[js, k]
-            e = d if yi == yi else zero
-            S[_PART, k] += one_step * e * e
-            S[_LEV, k] = f + S[_ALPHA, k] * e
-            S[_TR, k] = S[_PHI, k] * S[_TR, k] + S[_BETA, k] * e
-            S[js, k] += S[_GAMMA, k] * e
+        if merged:
+            for k in range(n_lanes):
+                yi = S[_Y, k]
+                S[_PHI_POW, k] *= S[_PHI, k]
+                S[_PHI_H, k] += S[_PHI_POW, k]
+                dh = yi - S[_PHI_H, k] - S[js, k]
+                eh = dh if yi == yi else zero
+                S[_PART, k] += eh * eh
+                f = S[_LEV, k] + S[_PHI, k] * S[_TR, k]
+                d = yi - f - S[js, k]
+                e = d if yi == yi else zero
+                S[_LEV, k] = f + S[_ALPHA, k] * e
+                S[_TR, k] = S[_PHI, k] * S[_TR, k] + S[_BETA, k] * e
+                S[js, k] += S[_GAMMA, k] * e
+        else:
+            for k in range(n_lanes):
+                yi = S[_Y, k]
+                f = S[_LEV, k] + S[_PHI, k] * S[_TR, k]
+                d = yi - f - S[js, k]
+                e = d if yi == yi else zero
+                S[_PART, k] += one_step * e * e
+                S[_LEV, k] = f + S[_ALPHA, k] * e
+                S[_TR, k] = S[_PHI, k] * S[_TR, k] + S[_BETA, k] * e
+                S[js, k] += S[_GAMMA, k] * e
         j += 1
         if j == m:
             j = 0
@@ -385,7 +412,12 @@ def _search_block(Yt, init, m, bounds, search, best_z):
     best = np.full(n_rows, np.inf)
     step = np.full(n_rows, 0.15)
     act = np.arange(n_rows)
-    grid0 = (0.25, 0.55, 0.85) if n_grid == 3 else (0.55, 0.55, 0.55)
+    if n_grid == 3:
+        grid0 = (0.25, 0.55, 0.85)
+    elif n_grid == 2:
+        grid0 = (0.1, 0.55, 0.55)
+    else:
+        grid0 = (0.55, 0.55, 0.55)
     n_eval = 0
     for g in range(n_grid):  # coarse start: alpha x (rb, rg, phi) corners
         n_eval += _LANES * n_rows
@@ -498,10 +530,11 @@ def hw_fit_blocks(Y, m, bounds, search, par_out, state_out, stats_out):
     lockstep (see ``_fit_block``); same outputs as ``hw_fit_rows``; returns the number of
     candidate evaluations. ``search`` = (max_iter, tol, n_grid, min_gain, block, horizon, proto):
     compass iterations, the step below which a series stops (``_fit_one``: 0.004), alpha levels
-    of the grid start (1 or 3), the relative SSE gain a move must make (``_fit_one``: 0), series
-    per block, the fit horizon (1: one-step errors; H: see ``hw_sse``), a 0-length float32 or
-    float64 array whose dtype is the search's (the final pass is always float64; only the
-    width used is compiled)."""
+    of the grid start (1: the cube coordinate of alpha at 0.55; 2: at 0.1 and 0.55; 3: at 0.25,
+    0.55 and 0.85, as ``_fit_one``), the relative SSE gain a move must make (``_fit_one``: 0),
+    series per block, the fit horizon (1: one-step errors; H: see ``hw_sse``), a 0-length
+    float32 or float64 array whose dtype is the search's (the final pass is always float64; only
+    the width used is compiled)."""
     block = search[4]
     n_eval = 0
     for r0 in range(0, Y.shape[0], block):

@@ -53,11 +53,56 @@ def test_fit_horizon_prefers_smoother_levels_on_transient_noise():
     for i in range(1, n + m):
         noise[:, i] = 0.7 * noise[:, i - 1] + e[:, i]
     y = 20 + 3 * np.sin(2 * np.pi * np.arange(n + m) / m) + noise
-    one = fit_holt_winters(y[:, :n], m, max_iter=10)
+    one = fit_holt_winters(y[:, :n], m, fit_horizon=1, max_iter=10)
     multi = fit_holt_winters(y[:, :n], m, fit_horizon=m, max_iter=10)
+    default = fit_holt_winters(y[:, :n], m, max_iter=10)  # fit_horizon = m // 6 = 2
     assert np.median(multi.params["alpha"]) < np.median(one.params["alpha"])
-    score = [mase(y[:, :n], y[:, n:], f.forecast(m).mean, m).mean() for f in (one, multi)]
-    assert score[1] < score[0], score
+    assert np.median(default.params["alpha"]) < np.median(one.params["alpha"])
+    score = [mase(y[:, :n], y[:, n:], f.forecast(m).mean, m).mean() for f in (one, multi, default)]
+    assert score[1] < score[0] and score[2] < score[0], score
+
+
+def test_default_fit_horizon_is_a_sixth_of_the_season(rng):
+    y = np.array([simulate_ets(rng, 24 * 5, 24, 0.3, 0.02, 0.1, 0.9, 1.0) for _ in range(3)])
+    for m, seasonal, horizon in ((24, True, 4), (12, True, 2), (5, True, 1), (24, False, 1)):
+        default = fit_holt_winters(y, m, seasonal=seasonal, max_iter=5)
+        explicit = fit_holt_winters(y, m, seasonal=seasonal, fit_horizon=horizon, max_iter=5)
+        np.testing.assert_array_equal(default.params, explicit.params)
+        np.testing.assert_array_equal(default.state, explicit.state)
+        if horizon > 1:  # and the criterion is not the one-step one
+            one = fit_holt_winters(y, m, seasonal=seasonal, fit_horizon=1, max_iter=5)
+            assert not np.array_equal(default.params, one.params)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_block_multistep_criterion_matches_the_plain_reference(rng, dtype):
+    """The lockstep lanes' multi-step SSE -- one pass for H <= m, origins run ahead for H > m --
+    against the plain reference, missing points and a cut-short last origin included; the final
+    state is the one-step recursion's whatever the criterion."""
+    m, n = 6, 6 * 7 + 5
+    y = np.array([simulate_ets(rng, n, m, a, 0.02, 0.1, 0.9, 1.0) for a in (0.1, 0.3, 0.6)])
+    y[0, [3, 4, 20]] = np.nan
+    y[2, n - 2] = np.nan
+    init = np.empty((2 + m, 3))
+    for r in range(3):
+        K.hw_init(y[r], m, init[:, r])
+    par = np.array([[0.3, 0.05, 0.6, 0.2], [0.05, 0.0, 0.1, 0.02], [0.2, 0.5, 0.0, 0.1], [0.9, 0.98, 0.8, 0.85]])
+    act = np.array([0, 2])  # series 1 inactive: lanes are (candidate, active series) pairs
+    lanes = np.repeat(par, 2, axis=1).astype(dtype)  # lane c * 2 + a
+    rtol = 1e-12 if dtype == np.float64 else 2e-4
+    for horizon in (1, 2, m, m + 3, n + 4):
+        sse = np.empty(8)
+        lt = np.empty((2, 8), dtype)
+        work = np.empty(m * 8, dtype)
+        K._lanes_sse(y.T.astype(dtype), act, m, init.astype(dtype), lanes, horizon, work, sse, lt)
+        for c in range(4):
+            for a, r in enumerate(act):
+                args = (y[r], m, *par[:, c], init[0, r], init[1, r], init[2:, r])
+                one = ets_aada_sse(*args)
+                ref = one[0] if horizon == 1 else ets_aada_multistep_sse(*args, horizon)
+                np.testing.assert_allclose(sse[c * 2 + a], ref, rtol=rtol)
+                np.testing.assert_allclose(lt[:, c * 2 + a], one[1:3], rtol=rtol, atol=rtol)
+                np.testing.assert_allclose(work[c * 2 + a :: 8], one[3], rtol=rtol, atol=rtol)
 
 
 def test_initial_states(rng):
