@@ -230,20 +230,27 @@ class AnalysisComponent:
     def _merge_flows(self) -> None:
         """Merge the aggregated parts into the kept flows, re-aggregating only the kept rows from the
         parts' earliest interval on (the flows are sorted by interval), then drop the intervals
-        beyond the retention."""
+        beyond the retention.
+
+        The intervals beyond the retention are cut before the one concatenation, so the kept flows
+        own an array of exactly their size (a view of the longer concatenation would keep the
+        dropped rows' memory until the next merge: the largest part of the analysis component's
+        memory growth after its second day)."""
         if not self._flow_parts:
             return
         new = np.concatenate(self._flow_parts)
         self._flow_parts = []
-        cut = int(np.searchsorted(self._flows["ts_ms"], new["ts_ms"].min())) if len(new) else len(self._flows)
-        tail = _aggregate(np.concatenate([self._flows[cut:], new]), self.interval_ms)
-        self._flows = np.concatenate([self._flows[:cut], tail])
-        if self.retention_ms is not None and len(self._flows):
-            oldest = int(self._flows["ts_ms"][-1]) - self.retention_ms + self.interval_ms
-            drop = int(np.searchsorted(self._flows["ts_ms"], oldest))
-            if drop:
-                self.n_flows_expired += drop
-                self._flows = self._flows[drop:]  # a view: the next merge's concatenation copies it anyway
+        old = self._flows
+        cut = int(np.searchsorted(old["ts_ms"], new["ts_ms"].min())) if len(new) else len(old)
+        tail = _aggregate(np.concatenate([old[cut:], new]), self.interval_ms)
+        lo = lo_tail = 0
+        if self.retention_ms is not None and len(old) + len(tail):
+            last = int(tail["ts_ms"][-1]) if len(tail) else int(old["ts_ms"][-1])
+            oldest = last - self.retention_ms + self.interval_ms
+            lo = min(int(np.searchsorted(old["ts_ms"], oldest)), cut)
+            lo_tail = int(np.searchsorted(tail["ts_ms"], oldest))
+            self.n_flows_expired += lo + lo_tail
+        self._flows = np.concatenate([old[lo:cut], tail[lo_tail:]])
 
 
 def _flow_columns(flows: np.ndarray, interval_ms: int) -> dict:

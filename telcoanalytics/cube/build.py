@@ -315,10 +315,18 @@ class _CubeBuild:
         # without sketches are small, so allocate ahead (growing a large table batch by batch
         # costs more than its copies, bench_cube.py::test_build_with_element_dimension)
         need = tcb.table.n_cells + min(b.n, max(0, tcb.n_possible - tcb.table.n_cells))
-        if not self.hash_names and not self.q_names:
-            need = max(need, min(tcb.n_possible, 4 * need, self.spec.cell_budget))
-        if need > tcb.table.cap:
-            tcb.table.reserve(need)
+        if self._t_dim is not None and not self.hash_names and not self.q_names:
+            # with a retention the cells stop growing once the window is full: size the table for
+            # the full window when it must grow (not 4x ahead, then doubled: a table that grows
+            # while the window fills would double days into a run)
+            if need > tcb.table.cap:
+                ahead = min(tcb.n_possible, self.spec.cell_budget, self._window_cells(tcb, need))
+                tcb.table.reserve(max(need, ahead), exact=True)
+        else:
+            if not self.hash_names and not self.q_names:
+                need = max(need, min(tcb.n_possible, 4 * need, self.spec.cell_budget))
+            if need > tcb.table.cap:
+                tcb.table.reserve(need)
         for g in plan.groups:
             g.table.clear()
             g.table.reserve(min(b.n, g.table.keyspace))
@@ -382,6 +390,21 @@ class _CubeBuild:
             self._apply_retention(cutoff)
         self.version += 1
         self._deltas = {}
+
+    def _window_cells(self, cb: _Cuboid, need: int) -> int:
+        """Cells to allocate for cuboid ``cb`` of a cube with a retention when it must hold ``need``
+        (its cells plus the batch's events): a quarter more than a full window (the retention's
+        time buckets plus the one a batch may open before the oldest is dropped) of buckets as
+        full as the fullest held one, or than the cells held, whichever is more, plus the batch;
+        so the table grows to its full size in the window's first buckets and seldom after, by a
+        quarter at least when it does."""
+        n = cb.table.n_cells
+        window = 0
+        if n:
+            j = cb.keys.dims.index(self._t_dim)
+            t = (cb.table.cell_key[:n] // cb.keys.strides[j]) % cb.keys.radix[j]
+            window = int(np.bincount(t - t.min()).max()) * (self._retention_buckets + 1)
+        return -(-5 * (max(n, window) + need - n) // 4)
 
     def _apply_retention(self, cutoff: int):
         for cb in self.cuboids:

@@ -110,14 +110,17 @@ class CellTable:
             return self.cap
         return min(self.cap, self.tab_keys.shape[0] // 2)
 
-    def reserve(self, n_total: int):
-        """Make room for ``n_total`` cells without growing inside a kernel."""
+    def reserve(self, n_total: int, exact: bool = False):
+        """Make room for ``n_total`` cells without growing inside a kernel (at least doubling the
+        cells and the hash table when they grow; ``exact``: cells for ``n_total`` and the smallest
+        hash table holding them, for a caller that sized ``n_total`` itself)."""
         if self.dense:
             n_total = min(n_total, self.keyspace)
         if n_total > self.cap:
-            self._alloc_cells(max(n_total, 2 * self.cap))
+            self._alloc_cells(n_total if exact else max(n_total, 2 * self.cap))
         if not self.dense and 2 * n_total > self.tab_keys.shape[0]:
-            self._alloc_table(_pow2_at_least(max(2 * n_total, 2 * self.tab_keys.shape[0])))
+            grow = 2 * n_total if exact else max(2 * n_total, 2 * self.tab_keys.shape[0])
+            self._alloc_table(_pow2_at_least(grow))
             cube_reindex(self.cell_key, self.n_cells, self.dense, self.index, self.tab_keys, self.tab_cell)
 
     def _grow(self):

@@ -186,6 +186,13 @@ only zeros so far (a metric an element class never reports: its slots stay empty
 stores integers (counts per bin) in the narrowest type of their range. Such an entry grows only
 when a slot empty so far gets its first value, or when a count outgrows its type."""
 
+SLOT_COMPANIONS = {"::detector::seas_w": "::detector::seas_d"}
+"""Fixed-size entries that keep the slots their companion entry (same name, this part replaced)
+holds too: the detector's week profile learns a slot only once its day profile has seen a full
+day, so its slots get their first values during the second and third days of a run while the day
+profile's are held from the first; stored with the day profile's slots, the week profile (the
+largest entry) has its full size from the first checkpoint instead of growing for days."""
+
 
 def _fixed_axis(name: str) -> int | None:
     """Slot axis of a fixed-size entry (:data:`FIXED_SIZE_ENTRIES`), None for other entries."""
@@ -247,6 +254,12 @@ def encode_entries(flat: dict, consume: bool = False) -> tuple[dict, dict]:
     """
     out: dict = {}
     encoded: dict = {}
+    also: dict = {}  # name -> slots a companion entry holds (SLOT_COMPANIONS), found before it is consumed
+    for k in flat:
+        for part, companion in SLOT_COMPANIONS.items():
+            c = flat.get(k.replace(part, companion)) if part in k else None
+            if isinstance(c, np.ndarray) and c.dtype.kind in "iuf" and c.ndim > _fixed_axis(k):
+                also[k] = _held_slots(c, _fixed_axis(k))
     for k in list(flat):
         a = flat.pop(k) if consume else flat[k]
         if (
@@ -259,7 +272,7 @@ def encode_entries(flat: dict, consume: bool = False) -> tuple[dict, dict]:
             continue
         axis = _fixed_axis(k)
         if axis is not None:
-            _encode_fixed(k, a, axis, out, encoded)
+            _encode_fixed(k, a, axis, out, encoded, also.get(k))
             continue
         v = a.reshape(-1)
         nz = np.flatnonzero((v != 0) | np.signbit(v)) if v.dtype.kind == "f" else np.flatnonzero(v)  # -0.0 kept
@@ -275,15 +288,23 @@ def encode_entries(flat: dict, consume: bool = False) -> tuple[dict, dict]:
     return out, encoded
 
 
-def _encode_fixed(k: str, a: np.ndarray, axis: int, out: dict, encoded: dict) -> None:
-    """A fixed-size entry without the slots (indices along ``axis``) that hold only zeros, its
-    integers narrowed (:data:`FIXED_SIZE_ENTRIES`); unchanged when neither applies."""
+def _held_slots(a: np.ndarray, axis: int) -> np.ndarray:
+    """Bool per slot (index along ``axis``) of ``a``: does it hold anything but zeros?"""
+    bits = np.ascontiguousarray(a).view(f"u{a.dtype.itemsize}")  # on the bits, -0.0 and NaN are values
+    held = np.moveaxis(bits, axis, -1) != 0
+    return np.logical_or.reduce(held.reshape(-1, a.shape[axis]), axis=0)  # over whole rows of slots
+
+
+def _encode_fixed(k: str, a: np.ndarray, axis: int, out: dict, encoded: dict, also=None) -> None:
+    """A fixed-size entry without the slots (indices along ``axis``) that hold only zeros (and are not
+    in ``also``, the slots a companion entry holds), its integers narrowed
+    (:data:`FIXED_SIZE_ENTRIES`); unchanged when neither applies."""
     if a.ndim <= axis or a.size == 0:
         out[k] = a
         return
-    bits = np.ascontiguousarray(a).view(f"u{a.dtype.itemsize}")  # on the bits, -0.0 and NaN are values
-    held = np.moveaxis(bits, axis, -1) != 0
-    keep = np.logical_or.reduce(held.reshape(-1, a.shape[axis]), axis=0)  # over whole rows of slots
+    keep = _held_slots(a, axis)
+    if also is not None and len(also) == len(keep):
+        keep |= also
     vals = a if keep.all() else np.compress(keep, a, axis=axis)
     if a.dtype.kind in "iu":
         vals = _narrow(vals)

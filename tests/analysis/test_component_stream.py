@@ -79,9 +79,14 @@ def test_flows_keep_the_retention_and_equal_a_pandas_group_by(day):
     for k in ref.columns:
         np.testing.assert_array_equal(kept[k], ref[k].to_numpy())
     assert comp.n_flows_expired == len(_pandas_flows(flows, comp.interval_ms)) - len(ref) > 0
+    assert kept.base is None  # the kept flows own their memory: no view keeping the dropped rows
     back = AnalysisComponent.from_state(comp.to_state(), day.topology)
     assert back.retention_ms == span and back.n_flows_expired == comp.n_flows_expired
     np.testing.assert_array_equal(back.flows, kept)
+    empty = RoutedBatch("flow", flows[:0], idx[:0], np.zeros(0, np.int64))
+    comp.update(empty)  # an empty batch merged alone: nothing dropped, nothing added
+    np.testing.assert_array_equal(comp.flows, kept)
+    assert comp.n_flows_expired == back.n_flows_expired
     everything = AnalysisComponent(day.topology, retention_ms=None)
     everything.update(RoutedBatch("flow", flows, idx, np.zeros(len(flows), np.int64)))
     assert len(everything.flows) == len(_pandas_flows(flows, comp.interval_ms))

@@ -87,3 +87,29 @@ def test_consumed_input_is_emptied_and_results_equal(axis):
     src = {"x::store.hour" if axis else "x::series::sums_a": a}
     enc2, how2 = ck.encode_entries(src, consume=True)
     assert not src and how1 == how2 and enc1.keys() == enc2.keys()
+
+
+@pytest.mark.parametrize("consume", [False, True])
+def test_week_profile_keeps_the_day_profiles_slots_so_its_size_is_fixed_from_day_one(consume):
+    day_prof = "comp.anomaly::net::detector::seas_d"
+    rng = np.random.default_rng(4)
+    d = np.zeros((24, 50, 2))
+    d[:, [1, 3, 5, 40]] = rng.random((24, 4, 2))  # the day profile holds 4 slots from the first day
+    w = np.zeros((168, 50, 2))
+    w[7, 1] = 0.5  # the week profile has learned one of them so far
+    sizes = []
+    for filled in ([], [3], [3, 5, 40]):  # its slots fill over the next days
+        w[9, filled] = 1.25
+        flat = {PROFILE: w.copy(), day_prof: d.copy()}  # the week profile comes first: found anyway
+        enc, how = ck.encode_entries(flat, consume=consume)
+        assert not flat if consume else len(flat) == 2
+        sizes.append(enc[PROFILE].nbytes)
+        assert int(np.unpackbits(enc[PROFILE + "@slots"]).sum()) == 4
+        back = ck.decode_entries(dict(enc), json.loads(json.dumps(how)))
+        np.testing.assert_array_equal(back[PROFILE], w)
+        np.testing.assert_array_equal(back[day_prof], d)
+    assert sizes == [168 * 4 * 2 * 8] * 3  # stored at the day profile's slots from the start
+    alone, _ = ck.encode_entries({PROFILE: w.copy()})  # without its companion: its own slots
+    assert alone[PROFILE].nbytes == 168 * 4 * 2 * 8
+    odd, _ = ck.encode_entries({PROFILE: w.copy(), day_prof: np.ones((24, 60, 2))})  # another slot count: ignored
+    assert odd[PROFILE].nbytes == 168 * 4 * 2 * 8
