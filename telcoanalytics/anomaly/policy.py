@@ -35,7 +35,7 @@ the SLA rule ``element_availability`` (3 of the last 6 intervals, ~0.007 chance 
 10,000 elements), so without the SLA component set ``corroborated_only=()``.
 
 The load family (utilisation, throughput) is corroborated-only too, with one exception: a lone
-utilisation fault (:data:`LOAD_METRICS`) whose value reached ``load_page_level`` % (default
+utilisation fault (:data:`LOAD_METRICS`) whose episode reached ``load_page_level`` % (default
 :data:`LOAD_PAGE_LEVEL`) pages as any fault: a congestion building up, before its quality faults
 follow. Below that level a cell has headroom: more load than usual with no quality or
 availability impact is nothing an operator acts on (the lone utilisation faults at 20-32 % of the
@@ -102,10 +102,12 @@ of one family move together on a healthy element: a busy cell's latency and loss
 Metrics not listed are a family of their own."""
 
 LOAD_PAGE_LEVEL = 40.0
-"""A lone utilisation fault pages (on persistence) from this utilisation (%), below it only when
-another family corroborates it. On development seeds 11, 21, 13 and 17 the congestions' utilisation
-faults opened at 52-100 % and the lone ones without a scenario (false incidents) at 20-32 %; 40 is
-between the two."""
+"""A lone utilisation fault pages (on persistence) once its episode's peak reached this utilisation
+(%), below it only when another family corroborates it. On development seeds 11, 21, 13 and 17 the
+congestions' utilisation faults opened at 52-100 % (and climbed to 100 %), the lone ones without a
+scenario (false incidents) peaked at 20-32 %; 40 is between the two. Judged on the opening value
+alone, a congestion on a quiet cell whose fault opens early in its ramp waits for its quality faults
+(:meth:`PagingPolicy.page` ``peak_value``)."""
 
 CORROBORATED_ONLY = ("availability", "load")
 """Metric families whose lone faults are not paged however long they persist: only with another
@@ -382,7 +384,14 @@ class PagingPolicy:
         return int(r["element_id"]), str(r["metric"]), int(r["start_ms"])
 
     def page(
-        self, rows: np.ndarray, topology, now_ms: int, data_ms: int | None = None, slot_time=None, last_alarm=None
+        self,
+        rows: np.ndarray,
+        topology,
+        now_ms: int,
+        data_ms: int | None = None,
+        slot_time=None,
+        last_alarm=None,
+        peak_value=None,
     ) -> list[Alert]:
         """Alerts to page now.
 
@@ -405,11 +414,16 @@ class PagingPolicy:
             ``last_alarm(slots)`` -> time of the latest alarm point of each slot's open episode;
             a held fault whose episode has a second alarm point (later than its start) persists
             at once, without waiting ``persist_ms``.
+        peak_value : callable, optional
+            ``peak_value(slots)`` -> value at the peak of each slot's open episode; a held
+            utilisation fault reaches ``load_page_level`` when its peak does (default: the value
+            of its opening row). A congestion's fault opens early in the ramp (at 29 % on a
+            cell of 15 %) and climbs to 100 %.
         """
         data = int(now_ms if data_ms is None else data_ms)
-        return paged_alerts(self.select(rows, data, slot_time, last_alarm), topology, int(now_ms))
+        return paged_alerts(self.select(rows, data, slot_time, last_alarm, peak_value), topology, int(now_ms))
 
-    def select(self, rows: np.ndarray, data_ms: int, slot_time=None, last_alarm=None) -> np.ndarray:
+    def select(self, rows: np.ndarray, data_ms: int, slot_time=None, last_alarm=None, peak_value=None) -> np.ndarray:
         """The rows to page now (what :meth:`page` turns into alerts): faults that persisted or are
         corroborated (held ones included), their later rows, and the other rows except the
         load-driven quality shifts. For callers with their own alert format."""
@@ -418,7 +432,7 @@ class PagingPolicy:
         faults = rows[rows["classification"] == "fault"]
         other = rows[rows["classification"] != "fault"]
         self._reclassified(other)
-        out_rows = [self._faults(faults, int(data_ms), slot_time, last_alarm)]
+        out_rows = [self._faults(faults, int(data_ms), slot_time, last_alarm, peak_value)]
         other = self._deferred(other, int(data_ms))
         keep = self._not_load_driven(other)
         return np.concatenate(out_rows + [other[keep]])
@@ -452,7 +466,7 @@ class PagingPolicy:
             self.counts["reclassified"] += int(gone.sum())
             self._held = self._held[~gone]
 
-    def _faults(self, faults: np.ndarray, data: int, slot_time=None, last_alarm=None) -> np.ndarray:
+    def _faults(self, faults: np.ndarray, data: int, slot_time=None, last_alarm=None, peak_value=None) -> np.ndarray:
         """Rows of faults to page now: re-issues and closes of paged ones, held ones that persisted
         or are corroborated, closes of held ones that had persisted by their close."""
         out = []
@@ -479,22 +493,24 @@ class PagingPolicy:
                 out.append(r)
             else:
                 self.counts["transient"] += 1
-        out += self._release(data, slot_time, last_alarm)
+        out += self._release(data, slot_time, last_alarm, peak_value)
         return np.array(out, dtype=ANOMALY_DTYPE) if out else np.zeros(0, ANOMALY_DTYPE)
 
-    def _needs_corroboration(self, r) -> bool:
+    def _needs_corroboration(self, r, value: float | None = None) -> bool:
         """Whether fault row ``r`` pages only with another family's fault: its family is
-        corroborated-only, unless it is a utilisation fault at ``load_page_level`` or above."""
+        corroborated-only, unless it is a utilisation fault whose ``value`` (default the row's) is
+        at ``load_page_level`` or above."""
         if not self.corroborate or self._family(str(r["metric"])) not in self.corroborated_only:
             return False
-        return not (str(r["metric"]) in self.load_metrics and float(r["value"]) >= self.load_page_level)
+        v = float(r["value"]) if value is None else float(value)
+        return not (str(r["metric"]) in self.load_metrics and v >= self.load_page_level)
 
     def _held_index(self, k: tuple) -> int:
         h = self._held
         m = np.flatnonzero((h["element_id"] == k[0]) & (h["metric"] == k[1]) & (h["start_ms"] == k[2]))
         return int(m[0]) if len(m) else -1
 
-    def _release(self, data: int, slot_time=None, last_alarm=None) -> list:
+    def _release(self, data: int, slot_time=None, last_alarm=None, peak_value=None) -> list:
         """Held faults that persisted, or that another family's open fault on their element
         corroborates (held or paged)."""
         h = self._held
@@ -505,7 +521,8 @@ class PagingPolicy:
         if last_alarm is not None:
             go |= np.asarray(last_alarm(h["slot"])) > h["start_ms"]
         fam = np.array([self._family(str(m)) for m in h["metric"]], dtype=object)
-        go &= ~np.array([self._needs_corroboration(r) for r in h], dtype=bool)
+        peak = h["value"] if peak_value is None else np.fmax(h["value"], np.asarray(peak_value(h["slot"]), float))
+        go &= ~np.array([self._needs_corroboration(r, v) for r, v in zip(h, peak.tolist())], dtype=bool)
         why = np.where(go, "paged_persisted", "").astype(object)
         if self.corroborate:
             paged_fam: dict = {}

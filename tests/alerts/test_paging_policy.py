@@ -496,3 +496,30 @@ def test_a_corroborated_only_fault_never_pages_alone(eps):
             assert others or level_ok
         if r["end_ms"][0] >= 0:
             open_eps.pop(k, None)
+
+
+def test_a_held_utilisation_fault_pages_once_its_episode_peak_reaches_the_page_level():
+    """A congestion on a quiet cell (15 %): its utilisation fault opens early in the ramp at 28.6 %
+    and climbs. Judged on the opening row it waits for the cell's quality faults; with the episode's
+    peak value from the detector it pages once the peak reached 40 % and it persisted. A lone fault
+    whose peak stays at 32 % is never paged alone."""
+    clock = {"peak": 28.6}
+    peak = lambda s: np.full(len(s), clock["peak"])  # noqa: E731 - the detector's value at the episode's peak
+    ramp = ep(7, "prb_util_pct", T0, value=28.6, baseline=14.9)
+    pol = PagingPolicy()
+    assert pol.page(ramp, None, T0, data_ms=T0 + 20 * MIN, peak_value=peak) == []  # persisted, peak 28.6
+    clock["peak"] = 39.9
+    assert pol.page(ramp[:0], None, T0, data_ms=T0 + 25 * MIN, peak_value=peak) == []
+    clock["peak"] = 46.0
+    assert names(pol.page(ramp[:0], None, T0, data_ms=T0 + 30 * MIN, peak_value=peak)) == [
+        ("anomaly_prb_util_pct", "7", "firing")
+    ]
+    assert pol.counts["paged_persisted"] == 1
+    # a peak that is no number (a slot without an open episode) leaves the row's own value
+    nan = lambda s: np.full(len(s), np.nan)  # noqa: E731
+    high = ep(8, "prb_util_pct", T0, value=55.0)
+    assert len(PagingPolicy().page(high, None, T0, data_ms=T0 + 20 * MIN, peak_value=nan)) == 1
+    lone = PagingPolicy()
+    clock["peak"] = 32.0
+    assert lone.page(ep(9, "prb_util_pct", T0, value=22.0), None, T0, data_ms=T0 + 60 * MIN, peak_value=peak) == []
+    assert len(lone._held) == 1
