@@ -140,7 +140,7 @@ BUSY_MS = 6 * 3_600_000
 """An element is busy when the utilisation level of its latest utilisation finding (the level after
 a shift, up or down) confirmed in this much time before a quality shift's confirmation is at least
 :data:`LOAD_LEVEL`. On development seeds 11, 21, 13 and 17 all 6 quality shifts of 1.6x or more on
-elements without a scenario were on busy elements (their latest level 70-87 %); the one injected
+elements without a scenario were on busy elements (their latest level 57-87 %); the one injected
 degradation on a cell that had been busy came after its load fell back to 35 % (not busy: paged at
 its confirmation; counting any rise to 50 % in the 6 hours, as before, delayed it 20 minutes)."""
 
