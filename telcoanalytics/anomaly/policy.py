@@ -550,11 +550,13 @@ class PagingPolicy:
             return rows
         q = (rows["classification"] == "change") & np.isin(rows["metric"], list(DEGRADATION_METRICS))
         if q.any():
-            for i in np.flatnonzero(q):
+            qi = np.flatnonzero(q)
+            near = self._load[np.isin(self._load["element_id"], rows["element_id"][qi])]  # their elements only
+            for i in qi:
                 r = rows[i]
                 e, t = r["element_id"], r["t_ms"]
                 behind = (self._quality["element_id"] == e) & (self._quality["metric"] == r["metric"])
-                if self._busy(int(e), int(t)) or behind.any():
+                if self._busy(int(e), int(t), near) or behind.any():
                     self._quality = np.concatenate([self._quality, rows[i : i + 1]])
                     self.counts["deferred"] += 1
                 else:
@@ -564,12 +566,11 @@ class PagingPolicy:
         self._quality = self._quality[~due]
         return np.concatenate([rows[~q], out]) if len(out) else rows[~q]
 
-    def _busy(self, element: int, t: int) -> bool:
+    def _busy(self, element: int, t: int, ld: np.ndarray) -> bool:
         """Whether ``element`` is busy at ``t``: the utilisation level its latest finding confirmed
         in the ``busy_ms`` before ``t`` (the level after a shift, up or down; per utilisation metric)
         is at least ``load_level``. A cell whose load fell back below that level after its busy
-        hour is not busy any more."""
-        ld = self._load
+        hour is not busy any more. ``ld``: the remembered findings (at least the element's)."""
         m = (ld["element_id"] == element) & (ld["t_ms"] >= t - self.busy_ms) & (ld["t_ms"] <= t)
         for metric in np.unique(ld["metric"][m]):
             own = ld[m & (ld["metric"] == metric)]
@@ -583,7 +584,8 @@ class PagingPolicy:
         of either direction tells whether an element is busy (:meth:`_busy`)."""
         new = rows[np.isin(rows["metric"], self.load_metrics) & (rows["direction"] != 0)]
         new = new[np.isin(new["classification"], ("change", "fault", "crowd", "surge", "benign"))]
-        keep = self._load[self._load["t_ms"] >= data - max(6 * 3_600_000 + self.load_window_ms, self.busy_ms)]
+        old = self._load["t_ms"] < data - max(6 * 3_600_000 + self.load_window_ms, self.busy_ms)
+        keep = self._load[~old] if old.any() else self._load  # copy the (large) records only to drop some
         self._load = np.concatenate([keep, new]) if len(new) else keep
 
     def _not_load_driven(self, rows: np.ndarray) -> np.ndarray:
@@ -596,6 +598,7 @@ class PagingPolicy:
             & (rows["direction"] == np.array([HARMFUL_DIRECTION.get(str(m), 1) for m in rows["metric"]], dtype=np.int8))
         ) if len(rows) else np.zeros(0, np.int64)  # fmt: skip
         ld = self._load[(self._load["value"] >= self.load_level) & (self._load["direction"] > 0)]
+        ld = ld[np.isin(ld["element_id"], rows["element_id"][cand])]  # the candidates' elements only
         for i in cand:
             r = rows[i]
             near = (ld["element_id"] == r["element_id"]) & (ld["start_ms"] >= r["start_ms"] - self.load_window_ms)
