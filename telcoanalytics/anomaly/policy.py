@@ -311,8 +311,9 @@ class PagingPolicy:
         ``()`` when no SLA availability rule runs beside the detector); ignored when
         ``corroborate`` is False (every fault then pages on persistence alone).
     load_page_level : float
-        A lone fault of a utilisation metric whose value is at least this (%) pages on
-        persistence even when its family is corroborated-only (``inf``: never alone).
+        A lone fault of a utilisation metric whose episode peaked at this (%) or above pages on
+        persistence even when its family is corroborated-only (``inf``: never alone; the peak is
+        the ``peak_value`` of :meth:`page`, else the row's value).
     families : dict, optional
         Metric -> family (default :data:`METRIC_FAMILY`).
     load_level : float
