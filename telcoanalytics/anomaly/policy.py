@@ -34,16 +34,25 @@ of seed 21). Counting outages over a longer window separates chance from a faili
 the SLA rule ``element_availability`` (3 of the last 6 intervals, ~0.007 chance firings a day on
 10,000 elements), so without the SLA component set ``corroborated_only=()``.
 
+The load family (utilisation, throughput) is corroborated-only too, with one exception: a lone
+utilisation fault (:data:`LOAD_METRICS`) whose episode reached ``load_page_level`` % (default
+:data:`LOAD_PAGE_LEVEL`) pages as any fault: a congestion building up, before its quality faults
+follow. Below that level a cell has headroom: more load than usual with no quality or
+availability impact is nothing an operator acts on (the lone utilisation faults at 20-32 % of the
+scorecards' false incidents); counted ``uncorroborated_load``, reported, kept in
+``anomalies.jsonl``.
+
 It does not page a latency / loss / jitter level shift that the element's own load explains
 (an upward utilisation shift to at least ``load_level`` % starting within ``load_window_ms``
 before the quality shift: a busy hour or a crowd on a busy cell, no degradation; a degradation
 on a busy cell whose load rose in the last two hours is therefore not paged as one, it may still
 reach an operator through an SLA latency breach). The detector may confirm the utilisation shift
-after the quality shift (a cell climbing towards its busy-hour peak: latency confirmed at 14:30, the
-utilisation rise that began at 13:50 confirmed at 14:35, the default day's last false incident), so
-on a busy element (a utilisation shift to at least ``load_level`` confirmed in the last
-``busy_ms``) a quality shift is decided ``load_defer_ms`` of data after its confirmation; elsewhere
-at once. Faults that
+after the quality shift (a cell climbing towards its busy-hour peak: the default day's latency
+shift of 13:45 at 72 % utilisation was confirmed at 14:30, the utilisation rise that began at 13:40
+confirmed at 15:00), so on a busy element (its latest utilisation level confirmed in the last
+``busy_ms`` is at least ``load_level``: up there latency follows every load swing) a quality shift
+is decided ``load_defer_ms`` of data after its confirmation; elsewhere (a quiet cell, or one whose
+load fell back after its busy hour) at once. Faults that
 closed before they persisted and load-driven shifts are counted (:attr:`PagingPolicy.counts`) and
 stay in the detector's findings (``anomalies.jsonl``, the report); only the page is withheld.
 """
@@ -92,10 +101,18 @@ METRIC_FAMILY = {
 of one family move together on a healthy element: a busy cell's latency and loss rise at once).
 Metrics not listed are a family of their own."""
 
-CORROBORATED_ONLY = ("availability",)
+LOAD_PAGE_LEVEL = 40.0
+"""A lone utilisation fault pages (on persistence) once its episode's peak reached this utilisation
+(%), below it only when another family corroborates it. On development seeds 11, 21, 13 and 17 the
+congestions' utilisation faults opened at 52-100 % (and climbed to 100 %), the lone ones without a
+scenario (false incidents) peaked at 20-32 %; 40 is between the two. Judged on the opening value
+alone, a congestion on a quiet cell whose fault opens early in its ramp waits for its quality faults
+(:meth:`PagingPolicy.page` ``peak_value``)."""
+
+CORROBORATED_ONLY = ("availability", "load")
 """Metric families whose lone faults are not paged however long they persist: only with another
 family's fault on the same element (see the module docstring; the SLA availability rule pages
-repeated outages)."""
+repeated outages; a lone load fault pages only when its utilisation reached ``load_page_level``)."""
 
 PERSIST_MS = 15 * 60_000
 """A lone fault is paged once its episode stayed open longer than this much of the detector's data
@@ -109,21 +126,23 @@ LOAD_LEVEL = 50.0
 """Utilisation (percent) from which queueing makes latency and loss climb with load: a quality shift
 coinciding with an upward utilisation shift to at least this level is load, not a degradation."""
 
-LOAD_DEFER_MS = 20 * 60_000
-"""A service-quality shift waits this much of the detector's data after its confirmation before it
-is paged as a degradation, so that a utilisation shift confirmed a little later can still explain
-it. On development seeds 11, 21, 13 and 17 the utilisation shifts that began before a quality
-shift's confirmation were confirmed 5, 20, 20, 35 and 180 minutes after it (each of those elements
-also had an earlier one); no injected degradation had a utilisation shift within an hour after
-its confirmation. Only quality shifts on busy elements wait (:data:`BUSY_MS`): waiting on every
-element delayed each degradation page by 20 minutes and seed 21's median delay from 33 to 43 min."""
+LOAD_DEFER_MS = 40 * 60_000
+"""A service-quality shift on a busy element waits this much of the detector's data after its
+confirmation before it is paged as a degradation, so that a utilisation shift confirmed later can
+still explain it. The utilisation shifts that began before a quality shift's confirmation were
+confirmed 10, 20 and 180 minutes after it on development seeds 11, 21, 13 and 17 (35 in an earlier
+run; each of those elements also had an earlier one) and 30 minutes after it on the default day
+(its last false incident, paged at 20 minutes); 40 minutes covers all but the 3-hour one. No injected
+degradation of those seeds is on an element busy at its confirmation (:data:`BUSY_MS`), so the wait
+costs them nothing; waiting on every element delayed each degradation page by the wait."""
 
 BUSY_MS = 6 * 3_600_000
-"""An element is busy when a utilisation shift to at least :data:`LOAD_LEVEL` was confirmed on it in
-this much time before a quality shift's confirmation. On development seeds 11, 21, 13 and 17 all 7
-quality shifts of 1.6x or more on elements without a scenario were on busy elements (their load
-shifts confirmed 0.2-4 h before), and 1 of the 9 injected degradations (4.5 h after its cell's
-busy-hour rise, which does not explain it: it is paged, 20 minutes later)."""
+"""An element is busy when the utilisation level of its latest utilisation finding (the level after
+a shift, up or down) confirmed in this much time before a quality shift's confirmation is at least
+:data:`LOAD_LEVEL`. On development seeds 11, 21, 13 and 17 all 6 quality shifts of 1.6x or more on
+elements without a scenario were on busy elements (their latest level 57-87 %); the one injected
+degradation on a cell that had been busy came after its load fell back to 35 % (not busy: paged at
+its confirmation; counting any rise to 50 % in the 6 hours, as before, delayed it 20 minutes)."""
 
 LOAD_WINDOW_MS = 2 * 3_600_000
 """A utilisation shift explains a quality shift when it starts at most this long before it (or
@@ -291,6 +310,10 @@ class PagingPolicy:
         Families whose faults page only when corroborated (default :data:`CORROBORATED_ONLY`;
         ``()`` when no SLA availability rule runs beside the detector); ignored when
         ``corroborate`` is False (every fault then pages on persistence alone).
+    load_page_level : float
+        A lone fault of a utilisation metric whose episode peaked at this (%) or above pages on
+        persistence even when its family is corroborated-only (``inf``: never alone; the peak is
+        the ``peak_value`` of :meth:`page`, else the row's value).
     families : dict, optional
         Metric -> family (default :data:`METRIC_FAMILY`).
     load_level : float
@@ -327,6 +350,7 @@ class PagingPolicy:
         corroborated_only: tuple = CORROBORATED_ONLY,
         families: dict | None = None,
         load_level: float = LOAD_LEVEL,
+        load_page_level: float = LOAD_PAGE_LEVEL,
         load_window_ms: int = LOAD_WINDOW_MS,
         load_defer_ms: int = LOAD_DEFER_MS,
         busy_ms: int = BUSY_MS,
@@ -342,13 +366,14 @@ class PagingPolicy:
         self.corroborated_only = tuple(str(f) for f in corroborated_only)
         self.families = dict(METRIC_FAMILY if families is None else families)
         self.load_level = float(load_level)
+        self.load_page_level = float(load_page_level)
         self.load_window_ms = int(load_window_ms)
         self.load_defer_ms = int(load_defer_ms)
         self.busy_ms = int(busy_ms)
         self.load_metrics = tuple(load_metrics)
         self._held = np.zeros(0, ANOMALY_DTYPE)  # open faults not paged yet (their opening rows)
         self._paged: set = set()  # (element, metric, start) of faults paged and still open
-        self._load = np.zeros(0, ANOMALY_DTYPE)  # recent upward utilisation shifts
+        self._load = np.zeros(0, ANOMALY_DTYPE)  # recent utilisation findings (shifts up and down)
         self._quality = np.zeros(0, ANOMALY_DTYPE)  # quality changes waiting load_defer_ms (arrival order)
         self.counts: Counter = Counter()
 
@@ -360,7 +385,14 @@ class PagingPolicy:
         return int(r["element_id"]), str(r["metric"]), int(r["start_ms"])
 
     def page(
-        self, rows: np.ndarray, topology, now_ms: int, data_ms: int | None = None, slot_time=None, last_alarm=None
+        self,
+        rows: np.ndarray,
+        topology,
+        now_ms: int,
+        data_ms: int | None = None,
+        slot_time=None,
+        last_alarm=None,
+        peak_value=None,
     ) -> list[Alert]:
         """Alerts to page now.
 
@@ -383,11 +415,16 @@ class PagingPolicy:
             ``last_alarm(slots)`` -> time of the latest alarm point of each slot's open episode;
             a held fault whose episode has a second alarm point (later than its start) persists
             at once, without waiting ``persist_ms``.
+        peak_value : callable, optional
+            ``peak_value(slots)`` -> value at the peak of each slot's open episode; a held
+            utilisation fault reaches ``load_page_level`` when its peak does (default: the value
+            of its opening row). A congestion's fault opens early in the ramp (at 29 % on a
+            cell of 15 %) and climbs to 100 %.
         """
         data = int(now_ms if data_ms is None else data_ms)
-        return paged_alerts(self.select(rows, data, slot_time, last_alarm), topology, int(now_ms))
+        return paged_alerts(self.select(rows, data, slot_time, last_alarm, peak_value), topology, int(now_ms))
 
-    def select(self, rows: np.ndarray, data_ms: int, slot_time=None, last_alarm=None) -> np.ndarray:
+    def select(self, rows: np.ndarray, data_ms: int, slot_time=None, last_alarm=None, peak_value=None) -> np.ndarray:
         """The rows to page now (what :meth:`page` turns into alerts): faults that persisted or are
         corroborated (held ones included), their later rows, and the other rows except the
         load-driven quality shifts. For callers with their own alert format."""
@@ -396,7 +433,7 @@ class PagingPolicy:
         faults = rows[rows["classification"] == "fault"]
         other = rows[rows["classification"] != "fault"]
         self._reclassified(other)
-        out_rows = [self._faults(faults, int(data_ms), slot_time, last_alarm)]
+        out_rows = [self._faults(faults, int(data_ms), slot_time, last_alarm, peak_value)]
         other = self._deferred(other, int(data_ms))
         keep = self._not_load_driven(other)
         return np.concatenate(out_rows + [other[keep]])
@@ -405,7 +442,8 @@ class PagingPolicy:
     def for_interval(cls, interval_s: float, **kw) -> PagingPolicy:
         """The policy for data every ``interval_s`` seconds: persistence three intervals (the
         detector's ``close_after``), e.g. 15 minutes for 5-minute PM data, 30 s for 10-s telemetry;
-        quality shifts wait four intervals for a utilisation shift (:data:`LOAD_DEFER_MS` at 5 min).
+        quality shifts on busy elements wait eight intervals for a utilisation shift
+        (:data:`LOAD_DEFER_MS` at 5 min).
 
         Examples
         --------
@@ -414,7 +452,7 @@ class PagingPolicy:
         """
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
-        kw.setdefault("load_defer_ms", int(round(4 * interval_s * 1000)))
+        kw.setdefault("load_defer_ms", int(round(8 * interval_s * 1000)))
         return cls(persist_ms=int(round(3 * interval_s * 1000)), **kw)
 
     # ---- faults -------------------------------------------------------------------------------
@@ -429,7 +467,7 @@ class PagingPolicy:
             self.counts["reclassified"] += int(gone.sum())
             self._held = self._held[~gone]
 
-    def _faults(self, faults: np.ndarray, data: int, slot_time=None, last_alarm=None) -> np.ndarray:
+    def _faults(self, faults: np.ndarray, data: int, slot_time=None, last_alarm=None, peak_value=None) -> np.ndarray:
         """Rows of faults to page now: re-issues and closes of paged ones, held ones that persisted
         or are corroborated, closes of held ones that had persisted by their close."""
         out = []
@@ -448,22 +486,32 @@ class PagingPolicy:
                 continue
             if held >= 0:
                 self._held = np.delete(self._held, held)
-            if self.corroborate and self._family(str(r["metric"])) in self.corroborated_only:
+            if self._needs_corroboration(r):
                 self.counts["uncorroborated"] += 1  # closed before another family joined it
+                self.counts[f"uncorroborated_{self._family(str(r['metric']))}"] += 1
             elif int(r["t_ms"]) - int(r["start_ms"]) > self.persist_ms:  # persisted, opened and closed in one go
                 self.counts["paged_persisted"] += 1
                 out.append(r)
             else:
                 self.counts["transient"] += 1
-        out += self._release(data, slot_time, last_alarm)
+        out += self._release(data, slot_time, last_alarm, peak_value)
         return np.array(out, dtype=ANOMALY_DTYPE) if out else np.zeros(0, ANOMALY_DTYPE)
+
+    def _needs_corroboration(self, r, value: float | None = None) -> bool:
+        """Whether fault row ``r`` pages only with another family's fault: its family is
+        corroborated-only, unless it is a utilisation fault whose ``value`` (default the row's) is
+        at ``load_page_level`` or above."""
+        if not self.corroborate or self._family(str(r["metric"])) not in self.corroborated_only:
+            return False
+        v = float(r["value"]) if value is None else float(value)
+        return not (str(r["metric"]) in self.load_metrics and v >= self.load_page_level)
 
     def _held_index(self, k: tuple) -> int:
         h = self._held
         m = np.flatnonzero((h["element_id"] == k[0]) & (h["metric"] == k[1]) & (h["start_ms"] == k[2]))
         return int(m[0]) if len(m) else -1
 
-    def _release(self, data: int, slot_time=None, last_alarm=None) -> list:
+    def _release(self, data: int, slot_time=None, last_alarm=None, peak_value=None) -> list:
         """Held faults that persisted, or that another family's open fault on their element
         corroborates (held or paged)."""
         h = self._held
@@ -474,8 +522,8 @@ class PagingPolicy:
         if last_alarm is not None:
             go |= np.asarray(last_alarm(h["slot"])) > h["start_ms"]
         fam = np.array([self._family(str(m)) for m in h["metric"]], dtype=object)
-        if self.corroborate and self.corroborated_only:
-            go &= ~np.isin(fam, self.corroborated_only)
+        peak = h["value"] if peak_value is None else np.fmax(h["value"], np.asarray(peak_value(h["slot"]), float))
+        go &= ~np.array([self._needs_corroboration(r, v) for r, v in zip(h, peak.tolist())], dtype=bool)
         why = np.where(go, "paged_persisted", "").astype(object)
         if self.corroborate:
             paged_fam: dict = {}
@@ -503,13 +551,13 @@ class PagingPolicy:
             return rows
         q = (rows["classification"] == "change") & np.isin(rows["metric"], list(DEGRADATION_METRICS))
         if q.any():
-            ld = self._load[self._load["value"] >= self.load_level]
-            for i in np.flatnonzero(q):
+            qi = np.flatnonzero(q)
+            near = self._load[np.isin(self._load["element_id"], rows["element_id"][qi])]  # their elements only
+            for i in qi:
                 r = rows[i]
                 e, t = r["element_id"], r["t_ms"]
-                busy = (ld["element_id"] == e) & (ld["t_ms"] >= t - self.busy_ms) & (ld["t_ms"] <= t)
                 behind = (self._quality["element_id"] == e) & (self._quality["metric"] == r["metric"])
-                if busy.any() or behind.any():
+                if self._busy(int(e), int(t), near) or behind.any():
                     self._quality = np.concatenate([self._quality, rows[i : i + 1]])
                     self.counts["deferred"] += 1
                 else:
@@ -519,11 +567,27 @@ class PagingPolicy:
         self._quality = self._quality[~due]
         return np.concatenate([rows[~q], out]) if len(out) else rows[~q]
 
+    def _busy(self, element: int, t: int, ld: np.ndarray) -> bool:
+        """Whether ``element`` is busy at ``t``: the utilisation level its latest finding confirmed
+        in the ``busy_ms`` before ``t`` (the level after a shift, up or down; per utilisation metric)
+        is at least ``load_level``. A cell whose load fell back below that level after its busy
+        hour is not busy any more. ``ld``: the remembered findings (at least the element's)."""
+        m = (ld["element_id"] == element) & (ld["t_ms"] >= t - self.busy_ms) & (ld["t_ms"] <= t)
+        for metric in np.unique(ld["metric"][m]):
+            own = ld[m & (ld["metric"] == metric)]
+            latest = own[np.flatnonzero(own["t_ms"] == own["t_ms"].max())[-1]]  # last confirmed, arrival order
+            if latest["value"] >= self.load_level:
+                return True
+        return False
+
     def _remember_load(self, rows: np.ndarray, data: int) -> None:
-        up = rows[np.isin(rows["metric"], self.load_metrics) & (rows["direction"] > 0)]
-        up = up[np.isin(up["classification"], ("change", "fault", "crowd", "surge"))]
-        keep = self._load[self._load["t_ms"] >= data - max(6 * 3_600_000 + self.load_window_ms, self.busy_ms)]
-        self._load = np.concatenate([keep, up]) if len(up) else keep
+        """Keep the recent utilisation findings: upward ones explain quality shifts, the latest one
+        of either direction tells whether an element is busy (:meth:`_busy`)."""
+        new = rows[np.isin(rows["metric"], self.load_metrics) & (rows["direction"] != 0)]
+        new = new[np.isin(new["classification"], ("change", "fault", "crowd", "surge", "benign"))]
+        old = self._load["t_ms"] < data - max(6 * 3_600_000 + self.load_window_ms, self.busy_ms)
+        keep = self._load[~old] if old.any() else self._load  # copy the (large) records only to drop some
+        self._load = np.concatenate([keep, new]) if len(new) else keep
 
     def _not_load_driven(self, rows: np.ndarray) -> np.ndarray:
         """Mask of ``rows`` to keep: drops the harmful quality shifts that an upward utilisation
@@ -534,7 +598,8 @@ class PagingPolicy:
             & np.isin(rows["metric"], list(DEGRADATION_METRICS))
             & (rows["direction"] == np.array([HARMFUL_DIRECTION.get(str(m), 1) for m in rows["metric"]], dtype=np.int8))
         ) if len(rows) else np.zeros(0, np.int64)  # fmt: skip
-        ld = self._load[self._load["value"] >= self.load_level]
+        ld = self._load[(self._load["value"] >= self.load_level) & (self._load["direction"] > 0)]
+        ld = ld[np.isin(ld["element_id"], rows["element_id"][cand])]  # the candidates' elements only
         for i in cand:
             r = rows[i]
             near = (ld["element_id"] == r["element_id"]) & (ld["start_ms"] >= r["start_ms"] - self.load_window_ms)
@@ -552,7 +617,14 @@ class PagingPolicy:
             f"  paging policy: {c['held']} faults held until they persist (> {self.persist_ms / 60_000:.0f} min) or "
             f"another metric family corroborates them; paged {c['paged_persisted']} persisted, "
             f"{c['paged_corroborated']} corroborated; {c['transient']} closed first (not paged); "
-            f"{c['uncorroborated']} {'/'.join(self.corroborated_only) or '-'} faults closed alone (not paged); "
+            f"faults closed alone, with no other family's fault on their element (not paged): "
+            + (", ".join(f"{c[f'uncorroborated_{f}']} {f}" for f in self.corroborated_only) or "-")
+            + (
+                f" (load: utilisation below {self.load_page_level:g}%, throughput: no quality or availability impact)"
+                if "load" in self.corroborated_only
+                else ""
+            )
+            + "; "
             f"{c['load_driven']} latency/loss shifts explained by the element's own load (not paged; "
             f"{c['deferred']} on busy elements waited {self.load_defer_ms / 60_000:.0f} min for a load shift)"
         )
@@ -570,6 +642,7 @@ class PagingPolicy:
                 "corroborated_only": list(self.corroborated_only),
                 "families": self.families,
                 "load_level": self.load_level,
+                "load_page_level": self.load_page_level,
                 "load_window_ms": self.load_window_ms,
                 "load_defer_ms": self.load_defer_ms,
                 "busy_ms": self.busy_ms,

@@ -464,6 +464,7 @@ class AnomalyComponent(_Streamed, _Base):
             data_ms=data_ms,
             slot_time=st.last_t.__getitem__,
             last_alarm=lambda slots: st.sx[slots, _kd.X_LASTA],
+            peak_value=lambda slots: st.sx[slots, _kd.X_PEAKV],
         )
 
     def report_lines(self):

@@ -271,7 +271,8 @@ def test_a_lone_availability_fault_is_not_paged_however_long_only_with_another_f
     # opened and closed between two calls: not paged either (a loss fault of that length would be)
     both = np.concatenate([ep(8, "unavailable_s", T0), ep(8, "unavailable_s", T0, end=T0 + 10 * MIN)])
     assert pol.page(both, None, T0, data_ms=T0 + 40 * MIN) == []
-    assert pol.counts["uncorroborated"] == 2 and "2 availability faults closed alone" in pol.report_line()
+    assert pol.counts["uncorroborated"] == 2 and pol.counts["uncorroborated_availability"] == 2
+    assert "(not paged): 2 availability, 0 load" in pol.report_line()
     failing = np.concatenate([ep(9, "unavailable_s", T0), ep(9, "error_count", T0 + 5 * MIN)])
     got = pol.page(failing, None, T0, data_ms=T0 + 5 * MIN)
     assert names(got) == [("anomaly_error_count", "9", "firing"), ("anomaly_unavailable_s", "9", "firing")]
@@ -285,54 +286,58 @@ def test_policy_state_keeps_corroborated_only_and_older_states_restore_with_the_
     s = pol.to_state()
     assert PagingPolicy.from_state(s).corroborated_only == ("availability", "temperature")
     del s["settings"]["corroborated_only"]  # a checkpoint written before the setting existed
-    assert PagingPolicy.from_state(s).corroborated_only == ("availability",)
+    assert PagingPolicy.from_state(s).corroborated_only == ("availability", "load")
+    assert PagingPolicy(load_page_level=60.0).to_state()["settings"]["load_page_level"] == 60.0
+    del s["settings"]["load_page_level"]  # nor this one
+    assert PagingPolicy.from_state(s).load_page_level == 40.0
 
 
 def test_a_quality_shift_on_a_busy_element_waits_for_a_utilisation_shift_confirmed_after_it():
-    """The default day's last false incident: a cell at 71 % since its morning rise (confirmed 3 h
-    before, outside the 2-h window), latency confirmed at 14:30, the utilisation rise that began at
-    13:50 confirmed at 14:35. Decided at confirmation it pages; on a busy element it waits 20 min
-    and does not. A degradation on an element that is not busy pages at once; one on a busy element
-    with no new load shift 20 minutes of data later, its shift back after it."""
+    """The default day's last false incident: a cell at 75 % since its morning rise (confirmed 3 h
+    before, outside the 2-h window), latency from 13:45 confirmed at 14:30 (1.67x), the utilisation
+    rise 72 -> 83 % that began at 13:40 confirmed at 15:00, 30 minutes later. Waiting 20 minutes it
+    pages; waiting the default 40 it does not. A degradation on an element that is not busy pages at
+    once; one on a busy element with no new load shift 40 minutes of data later, its shift back
+    after it."""
     H = 60 * MIN
-    morning = ep(7, "prb_util_pct", T0 - 4 * H, end=T0 - 3 * H, t=T0 - 3 * H, cls="change", value=71.0, baseline=50.0)
+    morning = ep(7, "prb_util_pct", T0 - 4 * H, end=T0 - 3 * H, t=T0 - 3 * H, cls="change", value=75.3, baseline=56.6)
     lat = ep(
-        7, "latency_ms", T0 + 10 * MIN, end=T0 + 30 * MIN, t=T0 + 30 * MIN, cls="change", value=87.7, baseline=51.9
+        7, "latency_ms", T0 + 5 * MIN, end=T0 + 50 * MIN, t=T0 + 50 * MIN, cls="change", value=87.65, baseline=52.57
     )
-    prb = ep(
-        7, "prb_util_pct", T0 - 10 * MIN, end=T0 + 35 * MIN, t=T0 + 35 * MIN, cls="change", value=81.7, baseline=72.6
-    )
-    at_once = PagingPolicy(load_defer_ms=0)
-    at_once.page(morning, None, T0, data_ms=T0 - 3 * H)
-    assert names(at_once.page(lat, None, T0, data_ms=T0 + 30 * MIN)) == [("degradation_latency_ms", "7", "firing")]
+    prb = ep(7, "prb_util_pct", T0, end=T0 + 80 * MIN, t=T0 + 80 * MIN, cls="change", value=83.2, baseline=71.6)
+    short = PagingPolicy(load_defer_ms=20 * MIN)
+    short.page(morning, None, T0, data_ms=T0 - 3 * H)
+    assert short.page(lat, None, T0, data_ms=T0 + 50 * MIN) == []
+    assert names(short.page(lat[:0], None, T0, data_ms=T0 + 70 * MIN)) == [("degradation_latency_ms", "7", "firing")]
     pol = PagingPolicy()
     pol.page(morning, None, T0, data_ms=T0 - 3 * H)
-    assert pol.page(lat, None, T0, data_ms=T0 + 30 * MIN) == [] and len(pol._quality) == 1
-    assert pol.page(prb, None, T0, data_ms=T0 + 35 * MIN) == []
-    assert pol.page(lat[:0], None, T0, data_ms=T0 + 50 * MIN) == [] and pol.counts["load_driven"] == 1
+    assert pol.page(lat, None, T0, data_ms=T0 + 50 * MIN) == [] and len(pol._quality) == 1
+    assert pol.page(lat[:0], None, T0, data_ms=T0 + 70 * MIN) == []  # 20 minutes: still waiting
+    assert pol.page(prb, None, T0, data_ms=T0 + 80 * MIN) == []
+    assert pol.page(lat[:0], None, T0, data_ms=T0 + 90 * MIN) == [] and pol.counts["load_driven"] == 1
     assert (
         not len(pol._quality)
         and pol.counts["deferred"] == 1
-        and "1 on busy elements waited 20 min" in pol.report_line()
+        and "1 on busy elements waited 40 min" in pol.report_line()
     )
     # an injected degradation on a quiet element: paged at its confirmation
     quiet = ep(9, "latency_ms", T0 + H, end=T0 + 2 * H, t=T0 + 2 * H, cls="change", value=40.0, baseline=10.0)
     assert names(pol.page(quiet, None, T0, data_ms=T0 + 2 * H)) == [("degradation_latency_ms", "9", "firing")]
-    # on a busy element with no new load shift: paged once 20 minutes of data passed
+    # on a busy element with no new load shift: paged once 40 minutes of data passed
     busy = ep(8, "prb_util_pct", T0 - H, end=T0, t=T0, cls="change", value=75.0, baseline=40.0)
     deg = ep(8, "latency_ms", T0 + 3 * H, end=T0 + 4 * H, t=T0 + 4 * H, cls="change", value=40.0, baseline=10.0)
     back = ep(8, "latency_ms", T0 + 6 * H, end=T0 + 6 * H, t=T0 + 6 * H, cls="change", value=10.0, baseline=40.0, d=-1)
     pol.page(busy, None, T0, data_ms=T0)
-    assert pol.page(deg, None, T0, data_ms=T0 + 4 * H + 19 * MIN) == []
+    assert pol.page(deg, None, T0, data_ms=T0 + 4 * H + 39 * MIN) == []
     # the shift back arrives in the same call as the release (and queues behind it): it follows its shift
-    got = pol.page(back, None, T0, data_ms=T0 + 6 * H + 20 * MIN)
+    got = pol.page(back, None, T0, data_ms=T0 + 6 * H + 40 * MIN)
     assert [(a.labels["alertname"], a.state) for a in got] == [
         ("degradation_latency_ms", "firing"),
         ("degradation_latency_ms", "resolved"),
     ]
     s = PagingPolicy().to_state()
     assert (
-        PagingPolicy.from_state(s).load_defer_ms == 20 * MIN and PagingPolicy.for_interval(10).load_defer_ms == 40_000
+        PagingPolicy.from_state(s).load_defer_ms == 40 * MIN and PagingPolicy.for_interval(10).load_defer_ms == 80_000
     )
     held = PagingPolicy()
     held.page(busy, None, T0, data_ms=T0)
@@ -345,3 +350,176 @@ def test_a_quality_shift_on_a_busy_element_waits_for_a_utilisation_shift_confirm
     assert not len(PagingPolicy.from_state(s)._quality)
     with pytest.raises(ValueError, match="load_defer_ms"):
         PagingPolicy(load_defer_ms=-1)
+
+
+def test_busy_is_the_latest_utilisation_level_a_cell_whose_load_fell_back_is_not_busy():
+    """Development seed 21's injected degradation: its cell rose to 72 % at 14:20, fell back to 35 %
+    (confirmed 18:05), the loss shift confirmed at 18:45: not busy, paged at once. A cell that fell
+    from 88 to 60 % is still busy (it waits), and that downward shift explains nothing: paged after
+    the wait. A rise older than busy_ms does not count."""
+    H = 60 * MIN
+    pol = PagingPolicy()
+    load = np.concatenate(
+        [
+            ep(7, "prb_util_pct", T0 - 5 * H, end=T0 - 4 * H, t=T0 - 4 * H, cls="change", value=72.0, baseline=62.0),
+            ep(7, "prb_util_pct", T0 - 3 * H, end=T0 - H, t=T0 - H, cls="change", value=35.0, baseline=57.0, d=-1),
+            ep(8, "prb_util_pct", T0 - 5 * H, end=T0 - 4 * H, t=T0 - 4 * H, cls="change", value=88.0, baseline=50.0),
+            ep(8, "prb_util_pct", T0 - 90 * MIN, end=T0 - H, t=T0 - H, cls="change", value=60.0, baseline=88.0, d=-1),
+            ep(9, "prb_util_pct", T0 - 8 * H, end=T0 - 7 * H, t=T0 - 7 * H, cls="change", value=80.0, baseline=40.0),
+        ]
+    )
+    pol.page(load, None, T0, data_ms=T0 - H)
+    quality = np.concatenate(
+        [ep(e, "loss_pct", T0 - 30 * MIN, end=T0, t=T0, cls="change", value=0.16, baseline=0.05) for e in (7, 8, 9)]
+    )
+    assert names(pol.page(quality, None, T0, data_ms=T0)) == [
+        ("degradation_loss_pct", "7", "firing"),
+        ("degradation_loss_pct", "9", "firing"),
+    ]
+    assert pol.counts["deferred"] == 1 and pol.counts["load_driven"] == 0
+    assert names(pol.page(quality[:0], None, T0, data_ms=T0 + 40 * MIN)) == [("degradation_loss_pct", "8", "firing")]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 30),
+            st.integers(0, 100),
+            st.sampled_from([1, -1]),
+            st.sampled_from(["prb_util_pct", "cpu_util_pct"]),
+        ),
+        min_size=0,
+        max_size=6,
+    ),
+    st.integers(0, 30),
+)
+def test_a_quality_shift_waits_exactly_when_a_plain_reference_calls_the_element_busy(loads, at):
+    """Random utilisation shifts (confirmation time in 15-min steps, level, direction, metric) of one
+    element, then a quality shift confirmed at step ``at``: it waits iff, for some utilisation metric,
+    the latest shift confirmed in the 6 hours up to it (the last given among equal times) is at 50 %
+    or more. Reference: a plain loop over the shifts."""
+    step = 15 * MIN
+    pol = PagingPolicy()
+    t_q = T0 + at * step
+    latest: dict = {}
+    for ti, level, d, metric in sorted(loads, key=lambda x: x[0]):
+        t = T0 + ti * step
+        row = ep(5, metric, t - 10 * MIN, end=t, t=t, cls="change", value=float(level), d=d, baseline=float(level))
+        pol.page(row, None, T0, data_ms=t)
+        if t_q - 6 * 3_600_000 <= t <= t_q:
+            latest[metric] = level
+    busy_ref = any(v >= 50 for v in latest.values())
+    q = ep(5, "jitter_ms", t_q - 3 * 3_600_000, end=t_q, t=t_q, cls="change", value=9.0, baseline=1.0)
+    pol.page(q, None, T0, data_ms=max(t_q, T0 + max([x[0] for x in loads], default=0) * step))
+    assert pol.counts["deferred"] == int(busy_ref)
+
+
+def test_a_lone_utilisation_fault_pages_only_from_the_page_level_or_with_another_family():
+    """Seed 11's false incident: a lone prb_util_pct fault at 31.5 % (expected 19 %) with a second
+    alarm point, closed 20 minutes later: not paged, counted as a lone load fault. A congestion's
+    fault opening at 64 % pages as before (on persistence); below the level it pages once the cell's
+    latency faults too; a lone throughput fault never pages alone."""
+    two = lambda s: np.full(len(s), T0 + 5 * MIN)  # noqa: E731 - a second alarm point
+    pol = PagingPolicy()
+    low = ep(7, "prb_util_pct", T0, value=31.5, baseline=18.9)
+    assert pol.page(low, None, T0, data_ms=T0 + 20 * MIN, last_alarm=two) == [] and len(pol._held) == 1
+    assert pol.page(ep(7, "prb_util_pct", T0, end=T0 + 20 * MIN, value=30.2), None, T0, data_ms=T0 + 35 * MIN) == []
+    assert pol.counts["uncorroborated_load"] == 1 and not len(pol._held)
+    assert "0 availability, 1 load (load: utilisation below 40%" in pol.report_line()
+    high = ep(8, "prb_util_pct", T0, value=63.9, baseline=36.3)
+    assert pol.page(high, None, T0, data_ms=T0 + 10 * MIN) == []  # neither persisted nor corroborated yet
+    assert names(pol.page(high[:0], None, T0, data_ms=T0 + 16 * MIN)) == [("anomaly_prb_util_pct", "8", "firing")]
+    # below the level, corroborated by the cell's latency fault: both page at once
+    pol.page(ep(9, "cpu_util_pct", T0, value=35.0), None, T0, data_ms=T0 + 20 * MIN, last_alarm=two)
+    got = pol.page(ep(9, "latency_ms", T0 + 20 * MIN), None, T0, data_ms=T0 + 20 * MIN)
+    assert names(got) == [("anomaly_cpu_util_pct", "9", "firing"), ("anomaly_latency_ms", "9", "firing")]
+    thr = ep(10, "throughput_mbps", T0, value=500.0, baseline=10.0)
+    assert pol.page(thr, None, T0, data_ms=T0 + 60 * MIN, last_alarm=two) == []
+    # opened and closed between two calls, long enough to have persisted: by its level, as above
+    both = np.concatenate([ep(11, "prb_util_pct", T0, value=30.0), ep(11, "prb_util_pct", T0, end=T0 + 30 * MIN)])
+    assert PagingPolicy().page(both, None, T0, data_ms=T0 + 60 * MIN) == []
+    both["value"] = [45.0, 45.0]
+    assert names(PagingPolicy().page(both, None, T0, data_ms=T0 + 60 * MIN)) == [
+        ("anomaly_prb_util_pct", "11", "resolved")
+    ]
+    # never alone with an infinite level; always on persistence when load is not corroborated-only
+    never = PagingPolicy(load_page_level=float("inf"))
+    assert never.page(high, None, T0, data_ms=T0 + 60 * MIN, last_alarm=two) == []
+    old = PagingPolicy(corroborated_only=("availability",))
+    assert len(old.page(low, None, T0, data_ms=T0 + 20 * MIN, last_alarm=two)) == 1
+    assert "0 availability faults" not in old.report_line() and "(not paged): 0 availability;" in old.report_line()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 2),
+            st.sampled_from(["prb_util_pct", "throughput_mbps", "unavailable_s", "loss_pct"]),
+            st.integers(0, 12),
+            st.integers(0, 8),
+            st.sampled_from([20.0, 39.9, 40.0, 75.0]),
+        ),
+        min_size=1,
+        max_size=10,
+    )
+)
+def test_a_corroborated_only_fault_never_pages_alone(eps):
+    """Random episodes (element, metric, start and length in 5-min points, value): a paged
+    availability or load fault either had another family's fault open on its element when it paged
+    (a plain reference keeps the open episodes) or is a utilisation fault at 40 % or more that
+    stayed open past the persistence time."""
+    P = 5 * MIN
+    fam = {"prb_util_pct": "load", "throughput_mbps": "load", "unavailable_s": "availability", "loss_pct": "quality"}
+    events, seen = [], set()
+    for e, m, s, n, v in eps:
+        if (e, m, s) in seen:
+            continue
+        seen.add((e, m, s))
+        start, end = T0 + s * P, T0 + (s + n) * P
+        events.append((start, ep(e, m, start, value=v)))
+        events.append((end + 3 * P, ep(e, m, start, end=end, value=v)))
+    events.sort(key=lambda x: x[0])
+    pol = PagingPolicy()
+    open_eps: dict = {}
+    for t, r in events:
+        k = (int(r["element_id"][0]), str(r["metric"][0]), int(r["start_ms"][0]))
+        if r["end_ms"][0] < 0:
+            open_eps[k] = float(r["value"][0])
+        for a in pol.page(r, None, t, data_ms=t):
+            ak = (int(a.labels["element"]), a.labels["metric"], a.starts_at_ms)
+            if a.state != "firing" or fam[ak[1]] == "quality":
+                continue
+            others = any(o[0] == ak[0] and fam[o[1]] != fam[ak[1]] for o in open_eps if o != ak)
+            level_ok = ak[1] == "prb_util_pct" and open_eps[ak] >= 40.0 and t - ak[2] > pol.persist_ms
+            assert others or level_ok
+        if r["end_ms"][0] >= 0:
+            open_eps.pop(k, None)
+
+
+def test_a_held_utilisation_fault_pages_once_its_episode_peak_reaches_the_page_level():
+    """A congestion on a quiet cell (15 %): its utilisation fault opens early in the ramp at 28.6 %
+    and climbs. Judged on the opening row it waits for the cell's quality faults; with the episode's
+    peak value from the detector it pages once the peak reached 40 % and it persisted. A lone fault
+    whose peak stays at 32 % is never paged alone."""
+    clock = {"peak": 28.6}
+    peak = lambda s: np.full(len(s), clock["peak"])  # noqa: E731 - the detector's value at the episode's peak
+    ramp = ep(7, "prb_util_pct", T0, value=28.6, baseline=14.9)
+    pol = PagingPolicy()
+    assert pol.page(ramp, None, T0, data_ms=T0 + 20 * MIN, peak_value=peak) == []  # persisted, peak 28.6
+    clock["peak"] = 39.9
+    assert pol.page(ramp[:0], None, T0, data_ms=T0 + 25 * MIN, peak_value=peak) == []
+    clock["peak"] = 46.0
+    assert names(pol.page(ramp[:0], None, T0, data_ms=T0 + 30 * MIN, peak_value=peak)) == [
+        ("anomaly_prb_util_pct", "7", "firing")
+    ]
+    assert pol.counts["paged_persisted"] == 1
+    # a peak that is no number (a slot without an open episode) leaves the row's own value
+    nan = lambda s: np.full(len(s), np.nan)  # noqa: E731
+    high = ep(8, "prb_util_pct", T0, value=55.0)
+    assert len(PagingPolicy().page(high, None, T0, data_ms=T0 + 20 * MIN, peak_value=nan)) == 1
+    lone = PagingPolicy()
+    clock["peak"] = 32.0
+    assert lone.page(ep(9, "prb_util_pct", T0, value=22.0), None, T0, data_ms=T0 + 60 * MIN, peak_value=peak) == []
+    assert len(lone._held) == 1
