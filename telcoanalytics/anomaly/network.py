@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kernels import anomaly_events as _ke
 from kernels import classify as _kc
 from kernels import detect as _k
 from telcoanalytics.anomaly.config import (
@@ -373,35 +374,45 @@ class NetworkAnomalyDetector:
             len(elem) == n and len(metric_id) == n,
             f"ts_ms, elem and metric_id must have one length, got {n}, {len(elem)}, {len(metric_id)}",
         )
-        n_el = self.topology.n_elements
-        if n and (elem.min() < 0 or elem.max() >= n_el):
-            bad = int(np.flatnonzero((elem < 0) | (elem >= n_el))[0])
-            raise ValueError(
-                f"elem[{bad}] = {elem[bad]} is not a dense element index (0..{n_el - 1}); "
-                "map ids with topology.index_of() and quarantine the -1s"
-            )
-        if n and (metric_id.min() < 0 or metric_id.max() >= self.n_metrics):
-            bad = int(np.flatnonzero((metric_id < 0) | (metric_id >= self.n_metrics))[0])
-            raise ValueError(
-                f"metric_id[{bad}] = {metric_id[bad]} is outside 0..{self.n_metrics - 1} (metrics {self.metrics})"
-            )
-        alive = self.silence_metric[metric_id]
-        self.silence.observe(ts_ms[alive], elem[alive])
+        value = _as_1d("value", value, np.float64)
+        _check(len(value) == n, f"ts_ms, slot and value must have one length, got {n}, {n}, {len(value)}")
+        slot, scored = np.empty(n, dtype=np.int64), np.empty(n)
+        log_pos, log_arg = np.empty(n, dtype=np.int64), np.empty(n)
+        bad_e, bad_m, n_log, n_alive = _ke.prepare_events(
+            elem, metric_id, value, self.topology.n_elements, self.n_metrics, self.log_offset,
+            self.silence_metric, slot, scored, log_pos, log_arg,
+        )  # fmt: skip
+        if bad_e >= 0 or bad_m >= 0:
+            self._check_indices(elem, metric_id)
+        if n_alive == n:
+            self.silence._observe(ts_ms, elem)
+        elif n_alive:
+            alive = self.silence_metric[metric_id]
+            self.silence._observe(ts_ms[alive], elem[alive])
         mult = self.threshold_multiplier(ts_ms, elem) if self.calendar else None
-        value = np.asarray(value, dtype=np.float64)
-        off = self.log_offset[metric_id]
-        logm = ~np.isnan(off)
-        if np.any(logm):
-            value = value.copy()
-            value[logm] = np.log(np.maximum(value[logm], 0.0) + off[logm])
-        slot = elem * self.n_metrics + metric_id
-        rows = self.detector.update(ts_ms, slot, value, mult)
+        if n_log:  # NumPy's logarithm, as for any caller's values
+            scored[log_pos[:n_log]] = np.log(log_arg[:n_log])
+        rows = self.detector._score(ts_ms, slot, scored, mult)
         if len(rows):
             off_r = self.log_offset[rows["slot"] % self.n_metrics]
             lr = ~np.isnan(off_r)
             rows["value"][lr] = np.exp(rows["value"][lr]) - off_r[lr]
             rows["baseline"][lr] = np.exp(rows["baseline"][lr]) - off_r[lr]
         return self._classify(rows, slot)
+
+    def _check_indices(self, elem: np.ndarray, metric_id: np.ndarray) -> None:
+        """Raise the error naming the first out-of-range element index, else the first metric index."""
+        n_el = self.topology.n_elements
+        if len(elem) and (elem.min() < 0 or elem.max() >= n_el):
+            bad = int(np.flatnonzero((elem < 0) | (elem >= n_el))[0])
+            raise ValueError(
+                f"elem[{bad}] = {elem[bad]} is not a dense element index (0..{n_el - 1}); "
+                "map ids with topology.index_of() and quarantine the -1s"
+            )
+        bad = int(np.flatnonzero((metric_id < 0) | (metric_id >= self.n_metrics))[0])
+        raise ValueError(
+            f"metric_id[{bad}] = {metric_id[bad]} is outside 0..{self.n_metrics - 1} (metrics {self.metrics})"
+        )
 
     def update_equip(self, equip: np.ndarray) -> np.ndarray:
         """:meth:`update` from an ``EQUIP_DTYPE`` array with external element ids.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels import anomaly_events as _ke
 from kernels import detect as _k
 from kernels import silence as _ks
 from telcoanalytics.anomaly.config import _as_1d, _check
@@ -73,10 +74,16 @@ class SilenceMonitor:
                 f"elem contains {int(elem[(elem < 0) | (elem >= self.n_elements)][0])} but the "
                 f"monitor has {self.n_elements} elements; call grow()"
             )
-        order = np.argsort(ts_ms, kind="stable")
+        self._observe(ts_ms, elem)
+
+    def _observe(self, ts_ms: np.ndarray, elem: np.ndarray) -> None:
+        """:meth:`observe` of checked inputs (contiguous int64 arrays of one length, elements in range)."""
         if self._watching:  # the first report after each watched silence, in any arrival order
             _ks.resume_update(ts_ms, elem, self.back_from, self.back_ts)
-        _k.arrivals_update(ts_ms[order], elem[order], self.gap_alpha, self.last_ts, self.gap_ms, self.n_reports)
+        if not _ke.is_sorted(ts_ms):  # arrivals in time order (a stable sort keeps ties as given)
+            order = np.argsort(ts_ms, kind="stable")
+            ts_ms, elem = ts_ms[order], elem[order]
+        _k.arrivals_update(ts_ms, elem, self.gap_alpha, self.last_ts, self.gap_ms, self.n_reports)
 
     def expected_by(self) -> np.ndarray:
         """Time by which each element's next report is due (int64 ms; -1 if not yet trusted)."""

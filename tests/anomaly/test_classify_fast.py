@@ -16,7 +16,7 @@ FAULT, INHIBITED, CHANGE = (CLASSIFICATIONS.index(c) for c in ("fault", "inhibit
 def reference_classify(rows, nm, open_dir, nobs, events, shared_z, levels, parent, silent_since, slot_class):
     """One row at a time, one element at a time, lists and dicts only.
 
-    rows: (slot, direction, is_episode, closing); events: (slot, warm, z); levels: (node of each
+    rows: (slot, direction (+1 / -1; 0 is never shared), is_episode, closing); events: (slot, warm, z); levels: (node of each
     element, min elements, min share, class code). Returns ([(code, level, node)], new slot_class).
     """
     n_el = len(parent)
@@ -34,7 +34,7 @@ def reference_classify(rows, nm, open_dir, nobs, events, shared_z, levels, paren
                 members = [x for x in range(n_el) if node_of[x] == node_of[e]]
                 same = sum(1 for x in members if dev[x * nm + m] == d)
                 reporting = sum(1 for x in members if nobs[x * nm + m] > 0)
-                if same >= min_n and same / max(reporting, 1) >= frac:
+                if d != 0 and same >= min_n and same / max(reporting, 1) >= frac:
                     code, lvl, node = lcode, li, node_of[e]
             p = parent[e]
             if code == FAULT and p >= 0:
@@ -79,7 +79,7 @@ def test_kernel_matches_reference(seed, n_el, nm, n_levels, n_rows, n_events):
     silent_since = np.where(rng.random(n_el) < 0.2, 1000, -1).astype(np.int64)
     slot_class = rng.choice(np.array([-1, -1, FAULT, 2, 3, INHIBITED], dtype=np.int8), n_slots)
     slot = rng.integers(0, n_slots, n_rows)
-    direction = rng.choice(np.array([-1, 1], dtype=np.int8), n_rows)
+    direction = rng.choice(np.array([-1, 1, 1, -1, 0], dtype=np.int8), n_rows)  # 0: no direction
     is_ep = rng.random(n_rows) < 0.8
     closing = rng.random(n_rows) < 0.4
     levels = [(node[i].tolist(), lmin[i], lfrac[i], int(lcode[i])) for i in range(n_levels)]
@@ -163,3 +163,17 @@ def test_shared_z_is_inclusive_and_needs_a_warm_point():
     assert classify(2.0, 4) == (CLASSIFICATIONS.index("crowd"), 0, 0)
     assert classify(1.999, 4) == (FAULT, -1, -1)
     assert classify(2.0, 0) == (FAULT, -1, -1)
+
+
+def test_without_a_gap_level_silent_elements_are_single_silences(rng):
+    """No gap level: six elements silent together are six silences, never a collection gap; the
+    open episode's direction is visible per slot."""
+    topo = _crowd_topology()
+    cc = ClassifyConfig(gap_level=None, gap_min_elements=2)
+    net = NetworkAnomalyDetector(topo, ("cpu_util_pct",), DetectorConfig(season="none", warmup=5), cc)
+    _steps(net, 6, 30, rng)
+    rows = _steps(net, 6, 1, rng, bump=[4], t0=30 * 300_000)
+    assert net.detector.open_direction.tolist() == [0, 0, 0, 0, 1, 0] and len(rows) == 1
+    silent = net.check_silence(31 * 300_000 + 120_000)
+    assert len(silent) == 6 and set(silent["classification"]) == {"silence"}
+    assert set(silent["scope_level"]) == {"element"}
