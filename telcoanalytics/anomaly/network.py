@@ -512,7 +512,7 @@ class NetworkAnomalyDetector:
         now = int(now_ms)
         mon = self.silence
         cur = self._silence_class()
-        held = bool(cur.view(np.uint32)[:: cur.itemsize // 4].any())  # any open silence (non-empty class)
+        held = self._any_held(cur)
         if held:
             was_member = (cur == "collection_gap") & ~mon.silent  # back, held until their gap closes
             prev = mon.back_ts.copy(), self._silence_start.copy(), mon.flag_gap_ms.copy()
@@ -543,8 +543,18 @@ class NetworkAnomalyDetector:
         rows["t_ms"] = now
         self._silence_start[flagged] = mon.silent_since[flagged]
         self._silence_cls[closing] = ""
+        self._held = None  # the classes changed
         mon.release(closing)
         return rows
+
+    def _any_held(self, cur: np.ndarray) -> bool:
+        """Whether any element has an open silence (a non-empty class in ``cur``, the silence
+        classes); remembered for this array until :meth:`check_silence` changes it."""
+        held = getattr(self, "_held", None)
+        if held is None or held[0] is not cur:
+            held = (cur, bool(cur.view(np.uint32)[:: cur.itemsize // 4].any()))  # first character
+            self._held = held
+        return held[1]
 
     def _gap_state(self):
         """(dense region of each element, region ids, whether each region is a collection gap now)."""

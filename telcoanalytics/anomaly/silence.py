@@ -97,17 +97,13 @@ class SilenceMonitor:
         -------
         (newly_silent, resumed) : int64 arrays of dense element indices
         """
-        due = self.expected_by()
-        silent = (due >= 0) & (int(now_ms) > due)
-        newly = np.flatnonzero(silent & (self.silent_since < 0))
-        resumed = np.flatnonzero(~silent & (self.silent_since >= 0))
-        self.silent_since[newly] = self.last_ts[newly]
-        self.back_from[newly] = self.last_ts[newly]
-        self.back_ts[newly] = -1
-        self.flag_gap_ms[newly] = self.gap_ms[newly]
-        self.silent_since[resumed] = -1
-        self._watching = bool((self.back_from >= 0).any())
-        return newly.astype(np.int64), resumed.astype(np.int64)
+        newly, resumed = np.empty(self.n_elements, dtype=np.int64), np.empty(self.n_elements, dtype=np.int64)
+        n_new, n_res, watching = _ks.check_due(
+            int(now_ms), self.gap_factor, self.slack_ms, self.min_reports, self.last_ts, self.gap_ms,
+            self.n_reports, self.silent_since, self.back_from, self.back_ts, self.flag_gap_ms, newly, resumed,
+        )  # fmt: skip
+        self._watching = bool(watching)
+        return newly[:n_new], resumed[:n_res]
 
     def resume_ms(self, elem) -> np.ndarray:
         """Event time of the first report after each element's latest silence (the resume time,

@@ -156,3 +156,31 @@ def test_only_the_silence_metrics_count_as_reports():
     for f in ("last_ts", "gap_ms", "n_reports"):
         np.testing.assert_array_equal(getattr(net.silence, f), getattr(ref, f))
     assert net.silence.last_ts.tolist() == [0, 300_000]
+
+
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 20), now=st.integers(0, 2_000_000))
+def test_check_due_matches_numpy(seed, n, now):
+    """The compiled silence check against the formula in NumPy, on random monitor states."""
+    from kernels.silence import check_due
+
+    rng = np.random.default_rng(seed)
+    last = rng.choice(np.array([-1, 0, 300_000, 900_000, 1_200_000]), n).astype(np.int64)
+    gap = rng.choice(np.array([0.0, 59_999.5, 300_000.0, 412_345.25]), n)
+    n_rep = rng.integers(0, 5, n).astype(np.int64)
+    since = rng.choice(np.array([-1, -1, 0, 600_000]), n).astype(np.int64)
+    back_from = rng.choice(np.array([-1, 5, 700_000]), n).astype(np.int64)
+    back_ts, flag_gap = rng.integers(-1, 9, n).astype(np.int64), rng.random(n)
+    due = last + np.ceil(1.5 * gap).astype(np.int64) + 60_000
+    silent = (n_rep >= 3) & (due >= 0) & (now > due)
+    new_w, res_w = np.flatnonzero(silent & (since < 0)), np.flatnonzero(~silent & (since >= 0))
+    want = [a.copy() for a in (since, back_from, back_ts, flag_gap)]
+    want[0][new_w], want[1][new_w], want[2][new_w], want[3][new_w] = last[new_w], last[new_w], -1, gap[new_w]
+    want[0][res_w] = -1
+    newly, resumed = np.empty(n, np.int64), np.empty(n, np.int64)
+    k_new, k_res, watching = check_due(
+        now, 1.5, 60_000, 3, last, gap, n_rep, since, back_from, back_ts, flag_gap, newly, resumed
+    )
+    assert newly[:k_new].tolist() == new_w.tolist() and resumed[:k_res].tolist() == res_w.tolist()
+    for got, exp in zip((since, back_from, back_ts, flag_gap), want):
+        np.testing.assert_array_equal(got, exp)
+    assert watching == bool((want[1] >= 0).any())
