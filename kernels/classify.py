@@ -19,8 +19,8 @@ FLAG_WARM = 4  # kernels.detect.FLAG_WARM: the event's slot was warm when it was
 @kernel
 def classify_episodes(
     slot, direction, is_ep, closing, nm, open_dir, nobs, batch_slot, flags, z, shared_z,
-    level_node, level_n_nodes, level_min, level_frac, level_code, parent, silent_since, slot_class,
-    out_code, out_level, out_node,
+    level_node, level_members, level_starts, level_n_nodes, level_min, level_frac, level_code,
+    parent, silent_since, slot_class, out_code, out_level, out_node,
 ):  # fmt: skip
     """Classify episode rows and record the class of each slot's open episode.
 
@@ -42,6 +42,9 @@ def classify_episodes(
     level_node : int64 (n_levels, n_elements)
         Dense node of each element at each grouping level, in order of precedence (a later level
         that matches wins).
+    level_members, level_starts : int64 (n_levels, n_elements) / (n_levels, max nodes + 1)
+        The elements of node ``k`` of level ``lv`` are
+        ``level_members[lv, level_starts[lv, k]:level_starts[lv, k + 1]]``.
     level_n_nodes : int64 (n_levels,); level_min, level_frac : float64 (n_levels,)
         Nodes per level; a row of direction d is shared at a level when at least ``level_min``
         elements of its node deviate in direction d on its metric, and at least ``level_frac`` of
@@ -58,50 +61,58 @@ def classify_episodes(
     out_code, out_level, out_node : int8 / int8 / int64 arrays (n_rows,)
         Written: class code of each row; level index of its scope (-1: the element) and dense
         node at that level.
+
+    Notes
+    -----
+    Only the (node, metric) pairs of the rows are counted, each once per call: the cost follows
+    the rows and the size of their nodes, not the network.
     """
     n_rows = slot.shape[0]
-    n_slots = open_dir.shape[0]
     n_levels = level_node.shape[0]
     # deviating now: an open episode, else a warm point of this batch beyond shared_z sigmas
-    dev = open_dir.copy()
+    near = np.zeros(open_dir.shape[0], dtype=np.int8)
     for i in range(batch_slot.shape[0]):
         zi = z[i]
         if (flags[i] & FLAG_WARM) != 0 and not np.isnan(zi) and abs(zi) >= shared_z:
-            s = batch_slot[i]
-            if open_dir[s] == 0:
-                dev[s] = 1 if zi > 0 else -1
+            near[batch_slot[i]] = 1 if zi > 0 else -1
     for j in range(n_rows):
         out_code[j] = FAULT if is_ep[j] else CHANGE
         out_level[j] = -1
         out_node[j] = -1
     for lv in range(n_levels):
         node = level_node[lv]
+        members = level_members[lv]
+        starts = level_starts[lv]
         k = level_n_nodes[lv] * nm
-        tot = np.zeros(k)
-        pos = np.zeros(k)
-        neg = np.zeros(k)
-        for e in range(n_slots // nm):
-            base = node[e] * nm
-            for m in range(nm):
-                s = e * nm + m
-                if nobs[s] > 0:
-                    tot[base + m] += 1.0
-                if dev[s] > 0:
-                    pos[base + m] += 1.0
-                elif dev[s] < 0:
-                    neg[base + m] += 1.0
+        done = np.zeros(k, dtype=np.bool_)
+        tot = np.empty(k)
+        pos = np.empty(k)
+        neg = np.empty(k)
         for j in range(n_rows):
-            if not is_ep[j]:
-                continue
-            nd = node[slot[j] // nm]
-            g = nd * nm + slot[j] % nm
             d = direction[j]
-            if d == 1:
-                c = pos[g]
-            elif d == -1:
-                c = neg[g]
-            else:
+            if not is_ep[j] or d == 0:
                 continue
+            m = slot[j] % nm
+            nd = node[slot[j] // nm]
+            g = nd * nm + m
+            if not done[g]:
+                t = 0.0
+                up = 0.0
+                down = 0.0
+                for q in range(starts[nd], starts[nd + 1]):
+                    s = members[q] * nm + m
+                    if nobs[s] > 0:
+                        t += 1.0
+                    dv = open_dir[s] if open_dir[s] != 0 else near[s]
+                    if dv > 0:
+                        up += 1.0
+                    elif dv < 0:
+                        down += 1.0
+                tot[g] = t
+                pos[g] = up
+                neg[g] = down
+                done[g] = True
+            c = pos[g] if d > 0 else neg[g]
             if c >= level_min[lv] and c / max(tot[g], 1.0) >= level_frac[lv]:
                 out_code[j] = level_code[lv]
                 out_level[j] = lv
@@ -113,11 +124,11 @@ def classify_episodes(
             continue
         p = parent[slot[j] // nm]
         if p >= 0 and out_code[j] == FAULT:
-            down = silent_since[p] >= 0
+            down_ = silent_since[p] >= 0
             for m in range(nm):
                 if slot_class[p * nm + m] == FAULT:
-                    down = True
-            if down:
+                    down_ = True
+            if down_:
                 out_code[j] = INHIBITED
         if closing[j] and slot_class[slot[j]] >= 0:
             out_code[j] = slot_class[slot[j]]

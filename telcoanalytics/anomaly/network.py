@@ -448,14 +448,21 @@ class NetworkAnomalyDetector:
         cached = getattr(self, "_levels_cache", None)
         if cached is None or cached[0][0] is not self.topology or cached[0][1] != key[1]:
             n_el = self.topology.n_elements
+            n_nodes = np.array([len(self._level_ids(lv)) for lv, *_ in spec], dtype=np.int64)
             node = np.zeros((len(spec), n_el), dtype=np.int64)
+            members = np.zeros((len(spec), n_el), dtype=np.int64)
+            starts = np.zeros((len(spec), int(n_nodes.max(initial=0)) + 1), dtype=np.int64)
             for i, (level, *_) in enumerate(spec):
                 node[i] = self._level_index(level)
+                members[i] = np.argsort(node[i], kind="stable")  # the elements of each node, together
+                starts[i, 1 : n_nodes[i] + 1] = np.cumsum(np.bincount(node[i], minlength=n_nodes[i]))
             cached = (
                 key,
                 [lv for lv, *_ in spec],
                 node,
-                np.array([len(self._level_ids(lv)) for lv, *_ in spec], dtype=np.int64),
+                members,
+                starts,
+                n_nodes,
                 np.array([m for _, m, _, _ in spec], dtype=np.float64),
                 np.array([f for _, _, f, _ in spec], dtype=np.float64),
                 np.array([CLASSIFICATIONS.index(n) for *_, n in spec], dtype=np.int8),
@@ -469,7 +476,7 @@ class NetworkAnomalyDetector:
         if len(rows) == 0:
             return rows
         det, last = self.detector, self.detector.last
-        levels, node, n_nodes, min_n, frac, lv_code = self._shared_levels()
+        levels, node, members, starts, n_nodes, min_n, frac, lv_code = self._shared_levels()
         m = len(rows)
         code = np.empty(m, dtype=np.int8)
         lvl = np.empty(m, dtype=np.int8)
@@ -477,7 +484,7 @@ class NetworkAnomalyDetector:
         _kc.classify_episodes(
             rows["slot"], rows["direction"], rows["classification"] != "change", rows["end_ms"] >= 0,
             self.n_metrics, det.state.open_dir, det.state.nobs, batch_slot, last.flags, last.z,
-            float(self.classify_config.shared_z), node, n_nodes, min_n, frac, lv_code,
+            float(self.classify_config.shared_z), node, members, starts, n_nodes, min_n, frac, lv_code,
             self.parent_element, self.silence.silent_since, self.slot_class, code, lvl, nd,
         )  # fmt: skip
         rows["classification"] = _CLASS_NAMES[code]

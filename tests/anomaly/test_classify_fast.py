@@ -53,6 +53,18 @@ def reference_classify(rows, nm, open_dir, nobs, events, shared_z, levels, paren
     return out, after
 
 
+def _groups(node, n_nodes):
+    """The elements of each node listed together (any order within a node), and where each starts."""
+    n_levels, n_el = node.shape
+    members = np.zeros((n_levels, n_el), np.int64)
+    starts = np.zeros((n_levels, int(max(n_nodes, default=0)) + 1), np.int64)
+    for lv in range(n_levels):
+        lists = [[x for x in range(n_el) if node[lv, x] == k][::-1] for k in range(n_nodes[lv])]
+        members[lv] = [x for group in lists for x in group]
+        starts[lv, 1 : n_nodes[lv] + 1] = np.cumsum([len(g) for g in lists])
+    return members, starts
+
+
 @given(
     seed=st.integers(0, 2**32 - 1),
     n_el=st.integers(1, 12),
@@ -91,9 +103,10 @@ def test_kernel_matches_reference(seed, n_el, nm, n_levels, n_rows, n_events):
     code = np.empty(n_rows, np.int8)
     lvl = np.empty(n_rows, np.int8)
     nd = np.empty(n_rows, np.int64)
+    members, starts = _groups(node, n_nodes)
     classify_episodes(
-        slot, direction, is_ep, closing, nm, open_dir, nobs, ev_slot, flags, z, shared_z,
-        node, n_nodes.astype(np.int64), lmin, lfrac, lcode, parent, silent_since, slot_class, code, lvl, nd,
+        slot, direction, is_ep, closing, nm, open_dir, nobs, ev_slot, flags, z, shared_z, node, members, starts,
+        n_nodes.astype(np.int64), lmin, lfrac, lcode, parent, silent_since, slot_class, code, lvl, nd,
     )  # fmt: skip
     assert list(zip(code.tolist(), lvl.tolist(), nd.tolist())) == want
     assert slot_class.tolist() == want_class
@@ -155,7 +168,8 @@ def test_shared_z_is_inclusive_and_needs_a_warm_point():
         classify_episodes(
             np.array([0]), np.array([1], np.int8), np.array([True]), np.array([False]), 1,
             np.array([1, 0], np.int8), np.array([5, 5], np.int32), np.array([0, 1]), np.array([4, flag], np.int8),
-            np.array([3.0, z]), 2.0, np.zeros((1, 2), np.int64), np.array([1]), np.array([2.0]), np.array([1.0]),
+            np.array([3.0, z]), 2.0, np.zeros((1, 2), np.int64), np.array([[0, 1]]), np.array([[0, 2]]),
+            np.array([1]), np.array([2.0]), np.array([1.0]),
             np.array([2], np.int8), np.array([-1, -1]), np.array([-1, -1]), np.array([-1, -1], np.int8), code, lvl, nd,
         )  # fmt: skip
         return int(code[0]), int(lvl[0]), int(nd[0])
