@@ -526,6 +526,7 @@ class NetworkAnomalyDetector:
         newly, resumed = mon.check(now)
         if not held and not len(newly) and not len(resumed) and not mon.silent.any():
             return np.zeros(0, dtype=ANOMALY_DTYPE)  # nothing silent, nothing held: nothing to report
+        self._held = None  # the classes may change below
         region, rids, gap_region = self._gap_state()
         # a held gap element silent again: its earlier silence closes now, at its resume time
         again = newly[was_member[newly]] if held else newly[:0]
@@ -550,7 +551,6 @@ class NetworkAnomalyDetector:
         rows["t_ms"] = now
         self._silence_start[flagged] = mon.silent_since[flagged]
         self._silence_cls[closing] = ""
-        self._held = None  # the classes changed
         mon.release(closing)
         return rows
 

@@ -432,7 +432,8 @@ class AnomalyComponent(_Streamed, _Base):
 
         rows = batch.rows
         ts = rows["ts_ms"]
-        o = np.argsort(ts, kind="stable")  # causal scoring: in event-time order within the batch
+        # causal scoring: in event-time order within the batch (ties as they came)
+        o = np.arange(len(ts)) if _ke.is_sorted(ts) else np.argsort(ts, kind="stable")
         n = len(o) * (1 if batch.source == "equip" else 2)
         out = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n)
         if batch.source == "equip":
