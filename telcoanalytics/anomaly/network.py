@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kernels import anomaly_events as _ke
+from kernels import classify as _kc
 from kernels import detect as _k
 from telcoanalytics.anomaly.config import (
     ANOMALY_DTYPE,
@@ -27,6 +29,7 @@ from telcoanalytics.topology.model import Topology
 
 _PARENT_CLASSES = ("aggregation_switch", "core_router", "packet_gateway")
 _CHILD_CLASSES = ("macro_cell", "small_cell")
+_CLASS_NAMES = np.array(CLASSIFICATIONS, dtype="U16")
 
 
 @dataclass
@@ -371,35 +374,45 @@ class NetworkAnomalyDetector:
             len(elem) == n and len(metric_id) == n,
             f"ts_ms, elem and metric_id must have one length, got {n}, {len(elem)}, {len(metric_id)}",
         )
-        n_el = self.topology.n_elements
-        if n and (elem.min() < 0 or elem.max() >= n_el):
-            bad = int(np.flatnonzero((elem < 0) | (elem >= n_el))[0])
-            raise ValueError(
-                f"elem[{bad}] = {elem[bad]} is not a dense element index (0..{n_el - 1}); "
-                "map ids with topology.index_of() and quarantine the -1s"
-            )
-        if n and (metric_id.min() < 0 or metric_id.max() >= self.n_metrics):
-            bad = int(np.flatnonzero((metric_id < 0) | (metric_id >= self.n_metrics))[0])
-            raise ValueError(
-                f"metric_id[{bad}] = {metric_id[bad]} is outside 0..{self.n_metrics - 1} (metrics {self.metrics})"
-            )
-        alive = self.silence_metric[metric_id]
-        self.silence.observe(ts_ms[alive], elem[alive])
+        value = _as_1d("value", value, np.float64)
+        _check(len(value) == n, f"ts_ms, slot and value must have one length, got {n}, {n}, {len(value)}")
+        slot, scored = np.empty(n, dtype=np.int64), np.empty(n)
+        log_pos, log_arg = np.empty(n, dtype=np.int64), np.empty(n)
+        bad_e, bad_m, n_log, n_alive = _ke.prepare_events(
+            elem, metric_id, value, self.topology.n_elements, self.n_metrics, self.log_offset,
+            self.silence_metric, slot, scored, log_pos, log_arg,
+        )  # fmt: skip
+        if bad_e >= 0 or bad_m >= 0:
+            self._check_indices(elem, metric_id)
+        if n_alive == n:
+            self.silence._observe(ts_ms, elem)
+        elif n_alive:
+            alive = self.silence_metric[metric_id]
+            self.silence._observe(ts_ms[alive], elem[alive])
         mult = self.threshold_multiplier(ts_ms, elem) if self.calendar else None
-        value = np.asarray(value, dtype=np.float64)
-        off = self.log_offset[metric_id]
-        logm = ~np.isnan(off)
-        if np.any(logm):
-            value = value.copy()
-            value[logm] = np.log(np.maximum(value[logm], 0.0) + off[logm])
-        slot = elem * self.n_metrics + metric_id
-        rows = self.detector.update(ts_ms, slot, value, mult)
+        if n_log:  # NumPy's logarithm, as for any caller's values
+            scored[log_pos[:n_log]] = np.log(log_arg[:n_log])
+        rows = self.detector._score(ts_ms, slot, scored, mult)
         if len(rows):
             off_r = self.log_offset[rows["slot"] % self.n_metrics]
             lr = ~np.isnan(off_r)
             rows["value"][lr] = np.exp(rows["value"][lr]) - off_r[lr]
             rows["baseline"][lr] = np.exp(rows["baseline"][lr]) - off_r[lr]
         return self._classify(rows, slot)
+
+    def _check_indices(self, elem: np.ndarray, metric_id: np.ndarray) -> None:
+        """Raise the error naming the first out-of-range element index, else the first metric index."""
+        n_el = self.topology.n_elements
+        if len(elem) and (elem.min() < 0 or elem.max() >= n_el):
+            bad = int(np.flatnonzero((elem < 0) | (elem >= n_el))[0])
+            raise ValueError(
+                f"elem[{bad}] = {elem[bad]} is not a dense element index (0..{n_el - 1}); "
+                "map ids with topology.index_of() and quarantine the -1s"
+            )
+        bad = int(np.flatnonzero((metric_id < 0) | (metric_id >= self.n_metrics))[0])
+        raise ValueError(
+            f"metric_id[{bad}] = {metric_id[bad]} is outside 0..{self.n_metrics - 1} (metrics {self.metrics})"
+        )
 
     def update_equip(self, equip: np.ndarray) -> np.ndarray:
         """:meth:`update` from an ``EQUIP_DTYPE`` array with external element ids.
@@ -418,79 +431,68 @@ class NetworkAnomalyDetector:
         self.n_unknown += int(np.count_nonzero(~ok))
         return self.update(equip["ts_ms"][ok], elem[ok], mid[ok], equip["value"][ok])
 
+    def _shared_levels(self) -> tuple:
+        """The crowd and surge grouping levels the topology has, in order of precedence (a
+        region-wide surge is the wider explanation and wins over a site's crowd), as the arrays of
+        :func:`kernels.classify.classify_episodes`; cached per topology and settings."""
+        cc = self.classify_config
+        spec = [
+            (level, min_n, frac, name)
+            for level, min_n, frac, name in (
+                (cc.crowd_level, cc.crowd_min_elements, cc.crowd_fraction, "crowd"),
+                (cc.surge_level, cc.surge_min_elements, cc.surge_fraction, "surge"),
+            )
+            if self._has_level(level)
+        ]
+        key = (self.topology, tuple(spec))
+        cached = getattr(self, "_levels_cache", None)
+        if cached is None or cached[0][0] is not self.topology or cached[0][1] != key[1]:
+            n_el = self.topology.n_elements
+            n_nodes = np.array([len(self._level_ids(lv)) for lv, *_ in spec], dtype=np.int64)
+            node = np.zeros((len(spec), n_el), dtype=np.int64)
+            members = np.zeros((len(spec), n_el), dtype=np.int64)
+            starts = np.zeros((len(spec), int(n_nodes.max(initial=0)) + 1), dtype=np.int64)
+            for i, (level, *_) in enumerate(spec):
+                node[i] = self._level_index(level)
+                members[i] = np.argsort(node[i], kind="stable")  # the elements of each node, together
+                starts[i, 1 : n_nodes[i] + 1] = np.cumsum(np.bincount(node[i], minlength=n_nodes[i]))
+            cached = (
+                key,
+                [lv for lv, *_ in spec],
+                node,
+                members,
+                starts,
+                n_nodes,
+                np.array([m for _, m, _, _ in spec], dtype=np.float64),
+                np.array([f for _, _, f, _ in spec], dtype=np.float64),
+                np.array([CLASSIFICATIONS.index(n) for *_, n in spec], dtype=np.int8),
+            )
+            self._levels_cache = cached
+        return cached[1:]
+
     def _classify(self, rows: np.ndarray, batch_slot: np.ndarray) -> np.ndarray:
+        """Classify a batch's episode rows in place (crowd / surge along the grouping levels,
+        parent inhibition, the class an episode opened with) and track each slot's open class."""
         if len(rows) == 0:
             return rows
-        cc = self.classify_config
-        det = self.detector
-        n_el = self.topology.n_elements
-        nm = self.n_metrics
-        # deviating now: an open episode, or a warm point of this batch beyond shared_z sigmas
-        dev_dir = det.open_direction.astype(np.int64)
-        last = det.last
-        near = ((last.flags & _k.FLAG_WARM) != 0) & (np.abs(np.nan_to_num(last.z)) >= cc.shared_z)
-        dev_dir[batch_slot[near]] = np.where(
-            dev_dir[batch_slot[near]] != 0, dev_dir[batch_slot[near]], np.sign(last.z[near]).astype(np.int64)
-        )
-        open_dir = dev_dir.reshape(n_el, nm)
-        active = (det.n_obs > 0).reshape(n_el, nm)
-        elem = rows["slot"] // nm
-        met = rows["slot"] % nm
-        d = rows["direction"].astype(np.int64)
-        is_ep = rows["classification"] != "change"
-        out_cls = np.where(is_ep, "fault", "change").astype("U16")
-        scope_level = np.full(len(rows), "element", dtype="U8")
-        scope_id = rows["element_id"].copy()
-        closing = rows["end_ms"] >= 0
-        # episodes closing keep the class they opened with
-        prev = self.slot_class[rows["slot"]]
-        # site first, then region: a region-wide surge is the wider explanation and wins
-        for level, min_n, frac, name in (
-            (cc.crowd_level, cc.crowd_min_elements, cc.crowd_fraction, "crowd"),
-            (cc.surge_level, cc.surge_min_elements, cc.surge_fraction, "surge"),
-        ):
-            if not self._has_level(level):
-                continue
-            node = self._level_index(level)
-            n_nodes = len(self._level_ids(level))
-            # per (node, metric) sums as one bincount over flat (node * nm + metric) keys
-            gidx = (node[:, None] * nm + np.arange(nm)[None, :]).ravel()
-            tot = np.bincount(gidx, weights=active.ravel().astype(np.float64), minlength=n_nodes * nm).reshape(
-                n_nodes, nm
-            )
-            for sign in (1, -1):
-                # same-direction open deviations per (node, metric)
-                cnt = np.bincount(
-                    gidx, weights=(open_dir == sign).ravel().astype(np.float64), minlength=n_nodes * nm
-                ).reshape(n_nodes, nm)
-                nd = node[elem]
-                c = cnt[nd, met]
-                share = c / np.maximum(tot[nd, met], 1.0)
-                hit = is_ep & (d == sign) & (c >= min_n) & (share >= frac)
-                out_cls[hit] = name
-                scope_level[hit] = level
-                scope_id[hit] = self._level_ids(level)[nd[hit]]
-        # a parent's failure (open fault or silence) inhibits its children
-        par = self.parent_element[elem]
-        has_par = par >= 0
-        par_down = np.zeros(len(rows), dtype=bool)
-        if np.any(has_par):
-            pslots = par[has_par][:, None] * nm + np.arange(nm)[None, :]
-            pcls = self.slot_class[pslots]
-            par_fault = np.any(pcls == CLASSIFICATIONS.index("fault"), axis=1)
-            par_down[has_par] = par_fault | self.silence.silent[par[has_par]]
-        out_cls[is_ep & par_down & (out_cls == "fault")] = "inhibited"
-        # closing rows report the class given at opening
-        known = closing & is_ep & (prev >= 0)
-        if np.any(known):
-            out_cls[known] = np.array(CLASSIFICATIONS)[prev[known]]
-        code = np.array([CLASSIFICATIONS.index(c) for c in out_cls], dtype=np.int8)
-        opening = is_ep & ~closing
-        self.slot_class[rows["slot"][opening]] = code[opening]
-        self.slot_class[rows["slot"][closing & is_ep]] = -1
-        rows["classification"] = out_cls
-        rows["scope_level"] = scope_level
-        rows["scope_id"] = scope_id
+        det, last = self.detector, self.detector.last
+        levels, node, members, starts, n_nodes, min_n, frac, lv_code = self._shared_levels()
+        m = len(rows)
+        code = np.empty(m, dtype=np.int8)
+        lvl = np.empty(m, dtype=np.int8)
+        nd = np.empty(m, dtype=np.int64)
+        _kc.classify_episodes(
+            rows["slot"], rows["direction"], rows["classification"] != "change", rows["end_ms"] >= 0,
+            self.n_metrics, det.state.open_dir, det.state.nobs, batch_slot, last.flags, last.z,
+            float(self.classify_config.shared_z), node, members, starts, n_nodes, min_n, frac, lv_code,
+            self.parent_element, self.silence.silent_since, self.slot_class, code, lvl, nd,
+        )  # fmt: skip
+        rows["classification"] = _CLASS_NAMES[code]
+        rows["scope_level"] = np.array(["element", *levels], dtype=rows.dtype["scope_level"])[lvl + 1]
+        for i, level in enumerate(levels):
+            at = lvl == i
+            if at.any():
+                rows["scope_id"][at] = self._level_ids(level)[nd[at]]
         return rows
 
     def check_silence(self, now_ms: int) -> np.ndarray:
@@ -517,12 +519,17 @@ class NetworkAnomalyDetector:
         now = int(now_ms)
         mon = self.silence
         cur = self._silence_class()
-        was_member = (cur == "collection_gap") & ~mon.silent  # back, held until their gap closes
-        prev = mon.back_ts.copy(), self._silence_start.copy(), mon.flag_gap_ms.copy()
+        held = self._any_held(cur)
+        if held:
+            was_member = (cur == "collection_gap") & ~mon.silent  # back, held until their gap closes
+            prev = mon.back_ts.copy(), self._silence_start.copy(), mon.flag_gap_ms.copy()
         newly, resumed = mon.check(now)
+        if not held and not len(newly) and not len(resumed) and not mon.silent.any():
+            return np.zeros(0, dtype=ANOMALY_DTYPE)  # nothing silent, nothing held: nothing to report
+        self._held = None  # the classes may change below
         region, rids, gap_region = self._gap_state()
         # a held gap element silent again: its earlier silence closes now, at its resume time
-        again = newly[was_member[newly]]
+        again = newly[was_member[newly]] if held else newly[:0]
         deadline = self._gap_deadlines(region, gap_region)
         hidden = mon.silent & (cur == "collection_gap") & (deadline >= 0) & (now > deadline)
         reissue = np.flatnonzero((mon.silent & gap_region[region] & (cur == "silence")) | hidden)
@@ -546,6 +553,15 @@ class NetworkAnomalyDetector:
         self._silence_cls[closing] = ""
         mon.release(closing)
         return rows
+
+    def _any_held(self, cur: np.ndarray) -> bool:
+        """Whether any element has an open silence (a non-empty class in ``cur``, the silence
+        classes); remembered for this array until :meth:`check_silence` changes it."""
+        held = getattr(self, "_held", None)
+        if held is None or held[0] is not cur:
+            held = (cur, bool(cur.view(np.uint32)[:: cur.itemsize // 4].any()))  # first character
+            self._held = held
+        return held[1]
 
     def _gap_state(self):
         """(dense region of each element, region ids, whether each region is a collection gap now)."""

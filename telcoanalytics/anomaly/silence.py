@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels import anomaly_events as _ke
 from kernels import detect as _k
 from kernels import silence as _ks
 from telcoanalytics.anomaly.config import _as_1d, _check
@@ -73,10 +74,16 @@ class SilenceMonitor:
                 f"elem contains {int(elem[(elem < 0) | (elem >= self.n_elements)][0])} but the "
                 f"monitor has {self.n_elements} elements; call grow()"
             )
-        order = np.argsort(ts_ms, kind="stable")
+        self._observe(ts_ms, elem)
+
+    def _observe(self, ts_ms: np.ndarray, elem: np.ndarray) -> None:
+        """:meth:`observe` of checked inputs (contiguous int64 arrays of one length, elements in range)."""
         if self._watching:  # the first report after each watched silence, in any arrival order
             _ks.resume_update(ts_ms, elem, self.back_from, self.back_ts)
-        _k.arrivals_update(ts_ms[order], elem[order], self.gap_alpha, self.last_ts, self.gap_ms, self.n_reports)
+        if not _ke.is_sorted(ts_ms):  # arrivals in time order (a stable sort keeps ties as given)
+            order = np.argsort(ts_ms, kind="stable")
+            ts_ms, elem = ts_ms[order], elem[order]
+        _k.arrivals_update(ts_ms, elem, self.gap_alpha, self.last_ts, self.gap_ms, self.n_reports)
 
     def expected_by(self) -> np.ndarray:
         """Time by which each element's next report is due (int64 ms; -1 if not yet trusted)."""
@@ -90,17 +97,13 @@ class SilenceMonitor:
         -------
         (newly_silent, resumed) : int64 arrays of dense element indices
         """
-        due = self.expected_by()
-        silent = (due >= 0) & (int(now_ms) > due)
-        newly = np.flatnonzero(silent & (self.silent_since < 0))
-        resumed = np.flatnonzero(~silent & (self.silent_since >= 0))
-        self.silent_since[newly] = self.last_ts[newly]
-        self.back_from[newly] = self.last_ts[newly]
-        self.back_ts[newly] = -1
-        self.flag_gap_ms[newly] = self.gap_ms[newly]
-        self.silent_since[resumed] = -1
-        self._watching = bool((self.back_from >= 0).any())
-        return newly.astype(np.int64), resumed.astype(np.int64)
+        newly, resumed = np.empty(self.n_elements, dtype=np.int64), np.empty(self.n_elements, dtype=np.int64)
+        n_new, n_res, watching = _ks.check_due(
+            int(now_ms), self.gap_factor, self.slack_ms, self.min_reports, self.last_ts, self.gap_ms,
+            self.n_reports, self.silent_since, self.back_from, self.back_ts, self.flag_gap_ms, newly, resumed,
+        )  # fmt: skip
+        self._watching = bool(watching)
+        return newly[:n_new], resumed[:n_res]
 
     def resume_ms(self, elem) -> np.ndarray:
         """Event time of the first report after each element's latest silence (the resume time,

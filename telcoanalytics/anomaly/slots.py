@@ -64,6 +64,10 @@ class AnomalyDetector:
     (True, 'fault')
     """
 
+    warn_late = True
+    """Warn when a batch holds events older than their slot's previous event (a caller that counts
+    them in ``n_backwards`` and reports them, like the replay's anomaly component, turns it off)."""
+
     def __init__(self, n_slots: int, config: DetectorConfig | None = None, slot_element_id=None, slot_metric=None):
         _check(int(n_slots) == n_slots and n_slots >= 0, f"n_slots must be a non-negative integer, got {n_slots!r}")
         self.n_slots = int(n_slots)
@@ -187,12 +191,19 @@ class AnomalyDetector:
                 f"slot[{bad}] = {slot[bad]} is outside 0..{self.n_slots - 1}; "
                 f"create the detector with more slots or call grow()"
             )
-        if thr_mult is None:
-            thr_mult = _NO_MULT
-        else:
+        if thr_mult is not None:
             thr_mult = _as_1d("thr_mult", thr_mult, np.float64)
             _check(len(thr_mult) == n, f"thr_mult has {len(thr_mult)} entries for {n} events")
             _check(bool(np.all(thr_mult > 0)), "thr_mult must be > 0 everywhere (1 = unchanged)")
+        return self._score(ts_ms, slot, value, thr_mult, stacklevel=3)
+
+    def _score(self, ts_ms: np.ndarray, slot: np.ndarray, value: np.ndarray, thr_mult=None, stacklevel=2) -> np.ndarray:
+        """:meth:`update` of checked inputs: contiguous int64 times and slots in range, float64
+        values, the same length (``thr_mult`` None or a checked float64 array); the late-event
+        warning names the frame ``stacklevel`` up."""
+        n = len(ts_ms)
+        if thr_mult is None:
+            thr_mult = _NO_MULT
         g = self.state.g
         n_bad, n_back = g[_k.G_INVALID], g[_k.G_BACKWARDS]
         batch = _k.Batch(ts_ms, slot, value, thr_mult)
@@ -200,13 +211,13 @@ class AnomalyDetector:
         m = _k.detect_batch(batch, self._params(), self.state, out)
         self.n_invalid += int(g[_k.G_INVALID] - n_bad)
         back = int(g[_k.G_BACKWARDS] - n_back)
-        if back:
-            self.n_backwards += back
+        self.n_backwards += back
+        if back and self.warn_late:
             warnings.warn(
                 f"{back} event(s) of this batch are older than their slot's previous event: scored, and "
                 f"learned only within {self.config.learn_late_s:g} s ({self.n_backwards} so far; sort each batch by time)",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=stacklevel,
             )
         self.last = BatchScores(out.z, out.score, out.base, out.thr, out.flags)
         rows = np.zeros(m, dtype=ANOMALY_DTYPE)

@@ -19,7 +19,6 @@ Their findings travel as alerts through :meth:`Pipeline.advance` to the pipeline
 from __future__ import annotations
 
 import json
-import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -362,6 +361,7 @@ class AnomalyComponent(_Streamed, _Base):
         from telcoanalytics.anomaly.policy import PagingPolicy
 
         self.net = _net
+        self.net.detector.warn_late = False  # late rows across batches are normal here: counted, reported
         self.topology = topology
         self._rows = []
         self._pending = []
@@ -426,15 +426,24 @@ class AnomalyComponent(_Streamed, _Base):
         )
 
     def update(self, batch: RoutedBatch) -> list:
-        if batch.source not in ("equip", "qos"):
+        if batch.source not in ("equip", "qos") or not len(batch.rows):
             return []
-        ts, e, m, v = self._events(batch.source, batch.rows, batch.element_index)
-        o = np.argsort(ts, kind="stable")  # causal scoring: in event-time order within the batch
-        if len(ts):
-            self.data_ms = max(self.data_ms, int(ts[o[-1]]))
-        with warnings.catch_warnings():  # late rows across batches are normal here: counted, reported
-            warnings.filterwarnings("ignore", message=".*older than their slot's previous event")
-            found = self.net.update(ts[o], e[o], m[o], v[o])
+        from kernels import anomaly_events as _ke
+
+        rows = batch.rows
+        ts = rows["ts_ms"]
+        # causal scoring: in event-time order within the batch (ties as they came)
+        o = np.arange(len(ts)) if _ke.is_sorted(ts) else np.argsort(ts, kind="stable")
+        n = len(o) * (1 if batch.source == "equip" else 2)
+        out = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n)
+        if batch.source == "equip":
+            _ke.gather_events(o, ts, batch.element_index, rows["metric_id"], rows["value"], *out)
+        else:  # latency and loss of each row (the order of a stable sort of all latencies, then all losses)
+            _ke.pair_events(
+                o, ts, batch.element_index, rows["latency_ms"], rows["loss_pct"], self.n_eq, self.n_eq + 1, *out
+            )
+        self.data_ms = max(self.data_ms, int(out[0][-1]))
+        found = self.net.update(*out)  # late rows across batches are normal here: counted, reported
         if len(found):
             self._pending.append(found)
         return []

@@ -1,0 +1,112 @@
+"""Event preparation for the network anomaly detector: a batch's rows as time-ordered
+``(ts, element, metric, value)`` events, and their slots and scored values, in single passes."""
+
+import numpy as np
+
+from kernels._numba import kernel
+
+
+@kernel
+def gather_events(order, ts, elem, metric, value, out_ts, out_elem, out_metric, out_value):
+    """Events ``order[k]`` of the columns into position ``k`` of the outputs (metric as int64)."""
+    for k in range(order.shape[0]):
+        i = order[k]
+        out_ts[k] = ts[i]
+        out_elem[k] = elem[i]
+        out_metric[k] = metric[i]
+        out_value[k] = value[i]
+
+
+@kernel
+def pair_events(order, ts, elem, first, second, m_first, m_second, out_ts, out_elem, out_metric, out_value):
+    """Two values per row (metrics ``m_first``, ``m_second``) as events in the order a stable sort
+    by time of all first values followed by all second values gives: ``order`` is the rows'
+    stable time order; each run of rows at one time yields its first values, then its second
+    values. Outputs hold ``2 * len(order)`` events."""
+    n = order.shape[0]
+    k = 0
+    a = 0
+    while a < n:
+        t = ts[order[a]]
+        b = a + 1
+        while b < n and ts[order[b]] == t:
+            b += 1
+        for j in range(a, b):
+            i = order[j]
+            out_ts[k] = t
+            out_elem[k] = elem[i]
+            out_metric[k] = m_first
+            out_value[k] = first[i]
+            k += 1
+        for j in range(a, b):
+            i = order[j]
+            out_ts[k] = t
+            out_elem[k] = elem[i]
+            out_metric[k] = m_second
+            out_value[k] = second[i]
+            k += 1
+        a = b
+
+
+@kernel
+def is_sorted(ts):
+    """Whether ``ts`` is non-decreasing."""
+    for i in range(1, ts.shape[0]):
+        if ts[i] < ts[i - 1]:
+            return False
+    return True
+
+
+@kernel
+def prepare_events(
+    elem, metric, value, n_elements, n_metrics, log_offset, alive_metric, slot, scored, log_pos, log_arg
+):
+    """Check the events' element and metric indices, and compute their slots and scored values.
+
+    Parameters
+    ----------
+    elem, metric : int64 arrays (n,)
+        Dense element index and metric index of each event.
+    value : float64 (n,)
+    n_elements, n_metrics : int
+    log_offset : float64 (n_metrics,)
+        Metrics scored as ``log(max(x, 0) + c)`` have ``c`` here, the others NaN.
+    alive_metric : bool (n_metrics,)
+        Metrics whose reports count as the element being alive.
+    slot, scored : int64 / float64 arrays (n,)
+        Written: ``elem * n_metrics + metric`` and the value (log-transformed events get their
+        argument ``max(x, 0) + c`` here and their position in ``log_pos``; the caller takes the
+        logarithm, so that it is NumPy's).
+    log_pos, log_arg : int64 / float64 arrays (n,)
+        Written: positions and arguments of the log-transformed events (the first ``n_log``).
+
+    Returns
+    -------
+    (bad_elem, bad_metric, n_log, n_alive) : int
+        First event index whose element or metric is out of range (-1: none; when either is found
+        the outputs are incomplete), log-transformed events, events of alive metrics.
+    """
+    n_log = 0
+    n_alive = 0
+    for i in range(elem.shape[0]):
+        e = elem[i]
+        m = metric[i]
+        if e < 0 or e >= n_elements:
+            return i, -1, n_log, n_alive
+        if m < 0 or m >= n_metrics:
+            return -1, i, n_log, n_alive
+        slot[i] = e * n_metrics + m
+        if alive_metric[m]:
+            n_alive += 1
+        c = log_offset[m]
+        x = value[i]
+        if np.isnan(c):
+            scored[i] = x
+        else:
+            if not x >= 0.0 and not np.isnan(x):  # np.maximum(x, 0): NaN stays NaN
+                x = 0.0
+            scored[i] = x + c
+            log_pos[n_log] = i
+            log_arg[n_log] = x + c
+            n_log += 1
+    return -1, -1, n_log, n_alive
