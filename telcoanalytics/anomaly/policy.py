@@ -374,6 +374,7 @@ class PagingPolicy:
         self._held = np.zeros(0, ANOMALY_DTYPE)  # open faults not paged yet (their opening rows)
         self._paged: set = set()  # (element, metric, start) of faults paged and still open
         self._load = np.zeros(0, ANOMALY_DTYPE)  # recent utilisation findings (shifts up and down)
+        self._load_t = np.zeros(0, np.int64)  # their times, apart (expiry reads them on every call)
         self._quality = np.zeros(0, ANOMALY_DTYPE)  # quality changes waiting load_defer_ms (arrival order)
         self.counts: Counter = Counter()
 
@@ -585,9 +586,12 @@ class PagingPolicy:
         of either direction tells whether an element is busy (:meth:`_busy`)."""
         new = rows[np.isin(rows["metric"], self.load_metrics) & (rows["direction"] != 0)]
         new = new[np.isin(new["classification"], ("change", "fault", "crowd", "surge", "benign"))]
-        old = self._load["t_ms"] < data - max(6 * 3_600_000 + self.load_window_ms, self.busy_ms)
-        keep = self._load[~old] if old.any() else self._load  # copy the (large) records only to drop some
-        self._load = np.concatenate([keep, new]) if len(new) else keep
+        old = self._load_t < data - max(6 * 3_600_000 + self.load_window_ms, self.busy_ms)
+        if old.any():  # copy the (large) records only to drop some
+            self._load, self._load_t = self._load[~old], self._load_t[~old]
+        if len(new):
+            self._load = np.concatenate([self._load, new])
+            self._load_t = np.concatenate([self._load_t, new["t_ms"].astype(np.int64)])
 
     def _not_load_driven(self, rows: np.ndarray) -> np.ndarray:
         """Mask of ``rows`` to keep: drops the harmful quality shifts that an upward utilisation
@@ -598,6 +602,8 @@ class PagingPolicy:
             & np.isin(rows["metric"], list(DEGRADATION_METRICS))
             & (rows["direction"] == np.array([HARMFUL_DIRECTION.get(str(m), 1) for m in rows["metric"]], dtype=np.int8))
         ) if len(rows) else np.zeros(0, np.int64)  # fmt: skip
+        if not len(cand):
+            return keep
         ld = self._load[(self._load["value"] >= self.load_level) & (self._load["direction"] > 0)]
         ld = ld[np.isin(ld["element_id"], rows["element_id"][cand])]  # the candidates' elements only
         for i in cand:
@@ -658,6 +664,7 @@ class PagingPolicy:
         pol = cls(**st)
         pol._held = np.asarray(d["held"], dtype=ANOMALY_DTYPE)
         pol._load = np.asarray(d["load"], dtype=ANOMALY_DTYPE)
+        pol._load_t = pol._load["t_ms"].astype(np.int64)
         if "quality" in d:  # checkpoints written before the deferral hold none
             pol._quality = np.asarray(d["quality"], dtype=ANOMALY_DTYPE)
         pol._paged = {(int(e), str(m), int(t)) for e, m, t in d["paged"]}
