@@ -13,6 +13,8 @@ from telcoanalytics.kpi import (
 from telcoanalytics.sla.lifecycle import _Eval, _LifeState
 from telcoanalytics.sla.rules import SlaEvent
 
+_INT64_MAX = int(np.iinfo(np.int64).max)
+
 
 class _LateData:
     """Re-evaluation of windows that late rows touched."""
@@ -26,7 +28,7 @@ class _LateData:
         }
         for src in self._dirty:
             self._dirty[src][:] = False
-            self._dirty_lo[src], self._dirty_hi[src] = np.iinfo(np.int64).max, -1
+            self._dirty_lo[src], self._dirty_hi[src] = _INT64_MAX, -1
         if not L:
             return out
         base = max(T - L + 1, self.first_tick)
@@ -47,14 +49,30 @@ class _LateData:
         return out
 
     def _rule_counters(self) -> dict:
-        """Ring group -> (counter, service) pairs the rules read (prefix sums of re-evaluation)."""
+        """Ring group -> (counter, service) pairs the rules read (prefix sums of re-evaluation),
+        kept until the lifecycles, the hour columns or the gap sources change."""
+        key = (
+            tuple(map(id, self.evals)),
+            tuple(self.store.hour_columns),
+            tuple(sorted(self.calc.gap_sources)),
+        )
+        hit = getattr(self, "_rule_counters_memo", None)
+        if hit is None or hit[0] != key:
+            hit = self._rule_counters_memo = (key, self._rule_counters_of_evals(), list(self.evals))
+        return hit[1]
+
+    def _rule_counters_of_evals(self) -> dict:
         out: dict = {}
         for ev in self.evals:
             kd = self.kpis[ev.kpi]
             if kd.source in self.calc.gap_sources:  # activity (collection gaps) from the prefix too
                 act = ACTIVITY_COUNTER[kd.source]
                 out.setdefault(COUNTERS[act].group, {})[(act, "")] = None
-            if kd.kind == "quantile":
+            if kd.kind == "quantile":  # the histogram has its own series; its sample count from the prefix
+                c = kd.samples_counter
+                out.setdefault(COUNTERS[c].group, {})[
+                    (c, (ev.service or kd.service) if COUNTERS[c].group == "cdr" else "")
+                ] = None
                 continue
             names = (
                 ["latency_sum", "latency_n", "jitter_sum", "jitter_n", "loss_sum", "loss_n"]
