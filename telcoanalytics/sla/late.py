@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import kpi as K
+from kernels import sla as SK
 from telcoanalytics.kpi import (
     ACTIVITY_COUNTER,
     COUNTERS,
+    MINUTE_MS,
 )
 from telcoanalytics.sla.lifecycle import _Eval, _LifeState
 from telcoanalytics.sla.rules import SlaEvent
@@ -135,14 +137,45 @@ class _LateData:
             if not changed:
                 continue
             tmp = ev.committed.copy()
-            raw_by_node: dict = {}
-            for tick in range(base, T + 1):
-                pos = tick % L
-                for r in self._step(ev, tmp, nodes, ev.codes[pos], ev.values[pos], tick):
-                    raw_by_node.setdefault(r[0], []).append((r, tick))
-            self._reconcile(ev, nodes, tmp, raw_by_node, T, out)
+            self._reconcile(ev, nodes, tmp, self._replay(ev, tmp, nodes, base, T, L), T, out)
             ev.state.take(tmp, nodes)
         return out
+
+    def _replay(self, ev: _Eval, tmp: _LifeState, nodes, base: int, T: int, L: int) -> dict:
+        """Step ``tmp`` (the lifecycles of ``nodes``) through the ticks ``base..T`` from the ring's
+        conditions in one kernel call (:func:`kernels.sla.sla_rule_steps`): node -> [(raw event,
+        tick)] in tick order, what one :meth:`_step` per tick gives."""
+        n_t = T - base + 1
+        m = n_t * len(nodes)
+        ev_tick, ev_node, ev_start = np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.int64)
+        ev_kind, ev_value, ev_worst = np.empty(m, np.int8), np.empty(m), np.empty(m)
+        pos = np.arange(base, T + 1, dtype=np.int64) % L
+        k = SK.sla_rule_steps(
+            nodes,
+            ev.codes,
+            ev.values,  # float32: each value read widens exactly, as the per-tick step's float64 copy
+            pos,
+            base * MINUTE_MS,
+            MINUTE_MS,
+            ev.for_min,
+            ev.clear_for_min,
+            ev.sign,
+            tmp.state,
+            tmp.count,
+            tmp.start,
+            tmp.worst,
+            ev_tick,
+            ev_node,
+            ev_kind,
+            ev_start,
+            ev_value,
+            ev_worst,
+        )
+        raw_by_node: dict = {}
+        for i in range(k):
+            r = (int(ev_node[i]), int(ev_kind[i]), int(ev_start[i]), float(ev_value[i]), float(ev_worst[i]))
+            raw_by_node.setdefault(r[0], []).append((r, base + int(ev_tick[i])))
+        return raw_by_node
 
     def _reconcile(self, ev: _Eval, nodes, tmp: _LifeState, raw_by_node: dict, T: int, out: list):
         """Emit what moves each replayed node from its emitted state to its corrected state.

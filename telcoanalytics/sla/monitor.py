@@ -179,7 +179,6 @@ class SlaMonitor(_Ticks, _FusedConditions, _TopologyChanges, _LateData, _QuietTi
         self.first_tick = -1
         self.n_late_rows = 0
         self._memo: dict = {}  # shared KPI evaluations within one tick / re-evaluation
-        self._scratch = (np.zeros(0, np.int64),) * 6  # see _buffers
         self._bank = None  # lifecycles of all evals end to end (built at the first tick)
         self._dirty = {src: np.zeros(topology.n_elements, bool) for src in ("cdr", "equip", "qos")}
         self._dirty_lo = {src: np.iinfo(np.int64).max for src in self._dirty}

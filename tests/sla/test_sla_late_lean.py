@@ -70,3 +70,57 @@ def test_span_quantiles_and_gaps_equal_the_per_tick_compute(seed, rows, w, n_tic
         np.testing.assert_array_equal(span.value[k], want.value)
         np.testing.assert_array_equal(span.samples[k], want.samples)
         np.testing.assert_array_equal(span.status[k], want.status)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 8),
+    L=st.integers(1, 12),
+    for_ticks=st.integers(0, 3),
+    clear_for_ticks=st.integers(0, 3),
+    sign=st.sampled_from([1.0, -1.0]),
+    f32=st.booleans(),
+)
+def test_rule_steps_equal_one_rule_step_per_tick(seed, n, L, for_ticks, clear_for_ticks, sign, f32):
+    """The late-data replay's multi-tick kernel gives the lifecycles and events (with their ticks)
+    of one ``sla_rule_step`` per tick, from a ring of conditions in any order of positions."""
+    from kernels import sla as SK
+
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 4, (L, n)).astype(np.int8)
+    values = rng.normal(50, 20, (L, n)).astype(np.float32 if f32 else np.float64)
+    pos = (np.arange(L) + rng.integers(0, L)) % L
+    nodes = np.sort(rng.choice(n, rng.integers(1, n + 1), replace=False)).astype(np.int64)
+    state0 = rng.integers(0, 3, n).astype(np.int8)
+    count0 = rng.integers(0, 3, n).astype(np.int64)
+    start0 = rng.integers(0, 10, n).astype(np.int64) * 60_000
+    worst0 = rng.normal(50, 20, n)
+    t0, step = 1_000 * 60_000, 60_000
+
+    a = [x.copy() for x in (state0, count0, start0, worst0)]
+    m = L * len(nodes)
+    bufs = [np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.int8), np.empty(m, np.int64)]
+    bufs += [np.empty(m), np.empty(m)]
+    k = SK.sla_rule_steps(nodes, codes, values, pos, t0, step, for_ticks, clear_for_ticks, sign, *a, *bufs)
+    got = [tuple(b[i].item() for b in bufs) for i in range(k)]
+
+    b = [x.copy() for x in (state0, count0, start0, worst0)]
+    want = []
+    one = [np.empty(n, np.int64), np.empty(n, np.int8), np.empty(n, np.int64), np.empty(n), np.empty(n)]
+    for j, p in enumerate(pos):
+        c = SK.sla_rule_step(
+            nodes,
+            codes[p],
+            np.ascontiguousarray(values[p], dtype=np.float64),
+            t0 + j * step,
+            for_ticks,
+            clear_for_ticks,
+            sign,
+            *b,
+            *one,
+        )
+        want += [(j,) + tuple(x[i].item() for x in one) for i in range(c)]
+    assert got == want
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
