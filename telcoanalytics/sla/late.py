@@ -136,25 +136,35 @@ class _LateData:
             ev.values[at] = values_t
             if not changed:
                 continue
-            tmp = ev.committed.copy()
+            # the corrected lifecycles of the touched nodes only: entry j holds node nodes[j]
+            tmp = _LifeState(0)
+            c = ev.committed
+            tmp.state, tmp.count, tmp.start, tmp.worst = c.state[nodes], c.count[nodes], c.start[nodes], c.worst[nodes]
             self._reconcile(ev, nodes, tmp, self._replay(ev, tmp, nodes, base, T, L), T, out)
-            ev.state.take(tmp, nodes)
+            st = ev.state
+            st.state[nodes], st.count[nodes], st.start[nodes], st.worst[nodes] = (
+                tmp.state,
+                tmp.count,
+                tmp.start,
+                tmp.worst,
+            )
         return out
 
     def _replay(self, ev: _Eval, tmp: _LifeState, nodes, base: int, T: int, L: int) -> dict:
-        """Step ``tmp`` (the lifecycles of ``nodes``) through the ticks ``base..T`` from the ring's
-        conditions in one kernel call (:func:`kernels.sla.sla_rule_steps`): node -> [(raw event,
-        tick)] in tick order, what one :meth:`_step` per tick gives."""
-        n_t = T - base + 1
-        m = n_t * len(nodes)
+        """Step ``tmp`` (the lifecycles of ``nodes``, entry j for node nodes[j]) through the ticks
+        ``base..T`` from the ring's conditions of those nodes in one kernel call
+        (:func:`kernels.sla.sla_rule_steps`): node -> [(raw event, tick)] in tick order, what one
+        ``sla_rule_step`` per tick over the whole lifecycle arrays gives."""
+        n_t, n = T - base + 1, len(nodes)
+        m = n_t * n
         ev_tick, ev_node, ev_start = np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.int64)
         ev_kind, ev_value, ev_worst = np.empty(m, np.int8), np.empty(m), np.empty(m)
-        pos = np.arange(base, T + 1, dtype=np.int64) % L
+        at = np.ix_(np.arange(base, T + 1, dtype=np.int64) % L, nodes)
         k = SK.sla_rule_steps(
-            nodes,
-            ev.codes,
-            ev.values,  # float32: each value read widens exactly, as the per-tick step's float64 copy
-            pos,
+            np.arange(n, dtype=np.int64),
+            ev.codes[at],
+            ev.values[at],  # float32: each value read widens exactly, as the per-tick step's float64 copy
+            np.arange(n_t, dtype=np.int64),
             base * MINUTE_MS,
             MINUTE_MS,
             ev.for_min,
@@ -173,7 +183,7 @@ class _LateData:
         )
         raw_by_node: dict = {}
         for i in range(k):
-            r = (int(ev_node[i]), int(ev_kind[i]), int(ev_start[i]), float(ev_value[i]), float(ev_worst[i]))
+            r = (int(nodes[ev_node[i]]), int(ev_kind[i]), int(ev_start[i]), float(ev_value[i]), float(ev_worst[i]))
             raw_by_node.setdefault(r[0], []).append((r, base + int(ev_tick[i])))
         return raw_by_node
 
@@ -185,26 +195,28 @@ class _LateData:
         horizon (resolved and re-fired) is treated as one continuous violation (no flapping).
         """
         note = "after late data"
-        o, n = ev.state.state[nodes], tmp.state[nodes]
-        same_open = nodes[(o == n) & (o != K.ST_INACTIVE)]
+        # tmp holds the corrected lifecycles of ``nodes`` (entry j for node nodes[j], sorted)
+        o, n = ev.state.state[nodes], tmp.state
+        j_open = np.flatnonzero((o == n) & (o != K.ST_INACTIVE))
+        same_open = nodes[j_open]
         # open in both runs: the episode keeps its start and the worst value seen by either run
-        tmp.start[same_open] = ev.state.start[same_open]
-        worse = ev.sign * (ev.state.worst[same_open] - tmp.worst[same_open]) > 0
-        tmp.worst[same_open[worse]] = ev.state.worst[same_open[worse]]
+        tmp.start[j_open] = ev.state.start[same_open]
+        worse = ev.sign * (ev.state.worst[same_open] - tmp.worst[j_open]) > 0
+        tmp.worst[j_open[worse]] = ev.state.worst[same_open[worse]]
         quiet = (o == n) & (o == K.ST_INACTIVE)
         busy = nodes[~quiet & (o != n)]
         if raw_by_node:
             q = nodes[quiet]
             busy = np.union1d(busy, q[np.isin(q, np.fromiter(raw_by_node, np.int64, len(raw_by_node)))])
-        for node in busy.tolist():
-            old, new = int(ev.state.state[node]), int(tmp.state[node])
+        for node, j in zip(busy.tolist(), np.searchsorted(nodes, busy).tolist()):
+            old, new = int(ev.state.state[node]), int(tmp.state[j])
             evs = raw_by_node.get(node, [])
             if old == K.ST_FIRING and new == K.ST_PENDING:
                 # late rows only delay a violation that is still open: it stays firing with its
                 # start (retracting it and firing again a few ticks later would be a flap)
-                tmp.state[node], tmp.count[node], tmp.start[node] = K.ST_FIRING, 0, ev.state.start[node]
-                if not ev.sign * (tmp.worst[node] - ev.state.worst[node]) > 0:
-                    tmp.worst[node] = ev.state.worst[node]
+                tmp.state[j], tmp.count[j], tmp.start[j] = K.ST_FIRING, 0, ev.state.start[node]
+                if not ev.sign * (tmp.worst[j] - ev.state.worst[node]) > 0:
+                    tmp.worst[j] = ev.state.worst[node]
                 continue
             if old == new == K.ST_INACTIVE:
                 # whole episodes inside the horizon that only the corrected data shows
@@ -243,7 +255,7 @@ class _LateData:
                     note,
                 )
             if new != K.ST_INACTIVE:
-                start = int(tmp.start[node])
+                start = int(tmp.start[j])
                 for r, t in evs:
                     if (
                         r[2] == start
