@@ -225,11 +225,23 @@ class _SpanEvaluation:
 
     def _span_expected_factors(self, window_min: int) -> np.ndarray:
         """Inside a span: :meth:`_expected_factor` at every tick of the span (cached; the store does
-        not change inside a span)."""
+        not change inside a span), from one cumulative count of the minutes the ring holds: the
+        history of tick ``t`` is minutes ``[t - minute_ring, t - window_min)``."""
         key = ("expected", window_min)
         hit = self._span_cache.get(key)
         if hit is None:
-            hit = self._span_cache[key] = np.array([self._expected_factor(t, window_min) for t in self._span_ticks()])
+            st = self.store
+            t0, t1 = self._span
+            lo = t0 - st.minute_ring
+            mins = np.arange(lo, t1 - min(window_min, st.minute_ring), dtype=np.int64)
+            held = (st.slot_minute[mins % st.minute_ring] == mins) & (mins >= 0)
+            cum = np.zeros(len(mins) + 1, np.int64)
+            np.cumsum(held, out=cum[1:])
+            a = np.arange(t0, t1 + 1, dtype=np.int64) - st.minute_ring - lo
+            n_h = cum[np.maximum(a + st.minute_ring - window_min, a)] - cum[a]
+            # window_min / n_h as in _expected_factor (exact integers, one correctly rounded division)
+            hit = np.where(n_h >= window_min, window_min / np.maximum(n_h, 1), 0.0)
+            self._span_cache[key] = hit
         return hit
 
     def _span_nodes(self, level: str, r: np.ndarray, element_mask, end_minute: int, rows):

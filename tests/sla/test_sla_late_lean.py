@@ -124,3 +124,23 @@ def test_rule_steps_equal_one_rule_step_per_tick(seed, n, L, for_ticks, clear_fo
     assert got == want
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), minutes=st.integers(1, 70), n_ticks=st.integers(1, 20), back=st.integers(0, 40))
+def test_span_expected_factors_equal_expected_factor_per_tick(seed, minutes, n_ticks, back):
+    """All ticks' expected-minutes factors of a span (one cumulative count) equal
+    ``_expected_factor`` tick by tick, for every window up to past the ring, also before the data
+    spans the history."""
+    store, _ = filled_store(seed % 1000, minutes=minutes)
+    calc = KpiCalculator(store)
+    t_to = store.head_minute + 1 - back
+    t_from = t_to - n_ticks + 1
+    calc.begin_series(t_from, t_to)
+    try:
+        for w in range(1, store.minute_ring + 3):
+            got = calc._span_expected_factors(w)
+            want = [calc._expected_factor(t, w) for t in range(t_from, t_to + 1)]
+            np.testing.assert_array_equal(got, np.array(want))
+    finally:
+        calc.end_series()
