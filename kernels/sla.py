@@ -110,6 +110,59 @@ def sla_rule_step(
     return n_ev
 
 
+@kernel
+def sla_rule_steps(
+    nodes,
+    codes,
+    values,
+    pos,
+    t0_ms,
+    step_ms,
+    for_ticks,
+    clear_for_ticks,
+    worse_sign,
+    state,
+    count,
+    start_ms,
+    worst,
+    ev_tick,
+    ev_node,
+    ev_kind,
+    ev_start,
+    ev_value,
+    ev_worst,
+):
+    """:func:`sla_rule_step` at ``len(pos)`` consecutive ticks: tick ``k`` at ``t0_ms + k *
+    step_ms`` with the conditions of row ``pos[k]`` of ``codes`` (int8) and ``values`` (float32 or
+    float64; a float32 value widens exactly), ``(rows, n_nodes)``. Events in tick order (``ev_tick[i]`` the tick's index ``k``); the ``ev_*``
+    arrays hold at least ``len(pos) * len(nodes)`` entries. Returns the count."""
+    n_ev = 0
+    for k in range(pos.shape[0]):
+        p = pos[k]
+        m = sla_rule_step(
+            nodes,
+            codes[p],
+            values[p],
+            t0_ms + k * step_ms,
+            for_ticks,
+            clear_for_ticks,
+            worse_sign,
+            state,
+            count,
+            start_ms,
+            worst,
+            ev_node[n_ev:],
+            ev_kind[n_ev:],
+            ev_start[n_ev:],
+            ev_value[n_ev:],
+            ev_worst[n_ev:],
+        )
+        for j in range(n_ev, n_ev + m):
+            ev_tick[j] = k
+        n_ev += m
+    return n_ev
+
+
 class LifeBank(NamedTuple):
     """Lifecycles of several rules laid end to end: rule ``r`` owns entries ``ptr[r]:ptr[r + 1]``."""
 

@@ -223,6 +223,27 @@ class _SpanEvaluation:
             hit = self._span_cache[skey] = (a, h, rows)
         return hit[0], hit[1]
 
+    def _span_expected_factors(self, window_min: int) -> np.ndarray:
+        """Inside a span: :meth:`_expected_factor` at every tick of the span (cached; the store does
+        not change inside a span), from one cumulative count of the minutes the ring holds: the
+        history of tick ``t`` is minutes ``[t - minute_ring, t - window_min)``."""
+        key = ("expected", window_min)
+        hit = self._span_cache.get(key)
+        if hit is None:
+            st = self.store
+            t0, t1 = self._span
+            lo = t0 - st.minute_ring
+            mins = np.arange(lo, t1 - min(window_min, st.minute_ring), dtype=np.int64)
+            held = (st.slot_minute[mins % st.minute_ring] == mins) & (mins >= 0)
+            cum = np.zeros(len(mins) + 1, np.int64)
+            np.cumsum(held, out=cum[1:])
+            a = np.arange(t0, t1 + 1, dtype=np.int64) - st.minute_ring - lo
+            n_h = cum[np.maximum(a + st.minute_ring - window_min, a)] - cum[a]
+            # window_min / n_h as in _expected_factor (exact integers, one correctly rounded division)
+            hit = np.where(n_h >= window_min, window_min / np.maximum(n_h, 1), 0.0)
+            self._span_cache[key] = hit
+        return hit
+
     def _span_nodes(self, level: str, r: np.ndarray, element_mask, end_minute: int, rows):
         """Roll-up map of a row subset: (segment per row over the touched nodes, -1 outside the
         mask; the touched nodes' dense indices), cached inside a re-evaluation span."""
@@ -312,11 +333,7 @@ class _SpanEvaluation:
         if gap:
             a, h = self._span_activity_series(kd.source, window_min, rows)
             active = a[k0 : k0 + n_t].astype(np.float64)
-            expected = np.zeros(active.shape)
-            for k in range(n_t):
-                f = self._expected_factor(t_from + k, window_min)
-                if f:
-                    expected[k] = h[k0 + k] * f
+            expected = h[k0 : k0 + n_t] * self._span_expected_factors(window_min)[k0 : k0 + n_t, None]
             vecs += [active, expected]
         # one roll-up for every tick: column block j * n_t + k holds vector j at tick k
         x = np.ascontiguousarray(np.concatenate([v.T for v in vecs], axis=1))
@@ -330,12 +347,17 @@ class _SpanEvaluation:
         n_el = self._node_sizes(level, seg, n_nodes, False)
         if kd.kind == "quantile":
             hs = self._span_hist_series(window_min, rows)
-            value = np.full((n_t, n_nodes), np.nan)
+            n_b = hs.shape[2]
             lo_ms, bpo = self.store.hist_lo_ms, float(self.store.hist_bins_per_octave)
-            for k in range(n_t):
-                hn = np.zeros((n_nodes, hs.shape[2]))
-                K.kpi_segment_sum(hs[k0 + k], seg, hn)
-                K.kpi_hist_quantile(hn, kd.q, lo_ms, bpo, value[k])
+            # every tick's histograms rolled up and read in one call each: row r holds its bins of
+            # tick k at columns k * n_b..; each node's sums add the rows in the same order per tick
+            x = np.ascontiguousarray(hs[k0 : k0 + n_t].transpose(1, 0, 2)).reshape(len(r), n_t * n_b)
+            hn = np.zeros((n_nodes, n_t * n_b))
+            K.kpi_segment_sum(x, seg, hn)
+            hn = np.ascontiguousarray(hn.reshape(n_nodes, n_t, n_b).transpose(1, 0, 2)).reshape(n_t * n_nodes, n_b)
+            value = np.empty(n_t * n_nodes)
+            K.kpi_hist_quantile(hn, kd.q, lo_ms, bpo, value)
+            value = value.reshape(n_t, n_nodes)
         else:
             value = self._value(kd, A, window_min, (n_t, n_nodes))
         samples = A[kd.samples_counter]

@@ -6,12 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import kpi as K
+from kernels import sla as SK
 from telcoanalytics.kpi import (
     ACTIVITY_COUNTER,
     COUNTERS,
+    MINUTE_MS,
 )
 from telcoanalytics.sla.lifecycle import _Eval, _LifeState
 from telcoanalytics.sla.rules import SlaEvent
+
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 class _LateData:
@@ -26,7 +30,7 @@ class _LateData:
         }
         for src in self._dirty:
             self._dirty[src][:] = False
-            self._dirty_lo[src], self._dirty_hi[src] = np.iinfo(np.int64).max, -1
+            self._dirty_lo[src], self._dirty_hi[src] = _INT64_MAX, -1
         if not L:
             return out
         base = max(T - L + 1, self.first_tick)
@@ -47,14 +51,30 @@ class _LateData:
         return out
 
     def _rule_counters(self) -> dict:
-        """Ring group -> (counter, service) pairs the rules read (prefix sums of re-evaluation)."""
+        """Ring group -> (counter, service) pairs the rules read (prefix sums of re-evaluation),
+        kept until the lifecycles, the hour columns or the gap sources change."""
+        key = (
+            tuple(map(id, self.evals)),
+            tuple(self.store.hour_columns),
+            tuple(sorted(self.calc.gap_sources)),
+        )
+        hit = getattr(self, "_rule_counters_memo", None)
+        if hit is None or hit[0] != key:
+            hit = self._rule_counters_memo = (key, self._rule_counters_of_evals(), list(self.evals))
+        return hit[1]
+
+    def _rule_counters_of_evals(self) -> dict:
         out: dict = {}
         for ev in self.evals:
             kd = self.kpis[ev.kpi]
             if kd.source in self.calc.gap_sources:  # activity (collection gaps) from the prefix too
                 act = ACTIVITY_COUNTER[kd.source]
                 out.setdefault(COUNTERS[act].group, {})[(act, "")] = None
-            if kd.kind == "quantile":
+            if kd.kind == "quantile":  # the histogram has its own series; its sample count from the prefix
+                c = kd.samples_counter
+                out.setdefault(COUNTERS[c].group, {})[
+                    (c, (ev.service or kd.service) if COUNTERS[c].group == "cdr" else "")
+                ] = None
                 continue
             names = (
                 ["latency_sum", "latency_n", "jitter_sum", "jitter_n", "loss_sum", "loss_n"]
@@ -116,15 +136,56 @@ class _LateData:
             ev.values[at] = values_t
             if not changed:
                 continue
-            tmp = ev.committed.copy()
-            raw_by_node: dict = {}
-            for tick in range(base, T + 1):
-                pos = tick % L
-                for r in self._step(ev, tmp, nodes, ev.codes[pos], ev.values[pos], tick):
-                    raw_by_node.setdefault(r[0], []).append((r, tick))
-            self._reconcile(ev, nodes, tmp, raw_by_node, T, out)
-            ev.state.take(tmp, nodes)
+            # the corrected lifecycles of the touched nodes only: entry j holds node nodes[j]
+            tmp = _LifeState(0)
+            c = ev.committed
+            tmp.state, tmp.count, tmp.start, tmp.worst = c.state[nodes], c.count[nodes], c.start[nodes], c.worst[nodes]
+            self._reconcile(ev, nodes, tmp, self._replay(ev, tmp, nodes, base, T, L), T, out)
+            st = ev.state
+            st.state[nodes], st.count[nodes], st.start[nodes], st.worst[nodes] = (
+                tmp.state,
+                tmp.count,
+                tmp.start,
+                tmp.worst,
+            )
         return out
+
+    def _replay(self, ev: _Eval, tmp: _LifeState, nodes, base: int, T: int, L: int) -> dict:
+        """Step ``tmp`` (the lifecycles of ``nodes``, entry j for node nodes[j]) through the ticks
+        ``base..T`` from the ring's conditions of those nodes in one kernel call
+        (:func:`kernels.sla.sla_rule_steps`): node -> [(raw event, tick)] in tick order, what one
+        ``sla_rule_step`` per tick over the whole lifecycle arrays gives."""
+        n_t, n = T - base + 1, len(nodes)
+        m = n_t * n
+        ev_tick, ev_node, ev_start = np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.int64)
+        ev_kind, ev_value, ev_worst = np.empty(m, np.int8), np.empty(m), np.empty(m)
+        at = np.ix_(np.arange(base, T + 1, dtype=np.int64) % L, nodes)
+        k = SK.sla_rule_steps(
+            np.arange(n, dtype=np.int64),
+            ev.codes[at],
+            ev.values[at],  # float32: each value read widens exactly, as the per-tick step's float64 copy
+            np.arange(n_t, dtype=np.int64),
+            base * MINUTE_MS,
+            MINUTE_MS,
+            ev.for_min,
+            ev.clear_for_min,
+            ev.sign,
+            tmp.state,
+            tmp.count,
+            tmp.start,
+            tmp.worst,
+            ev_tick,
+            ev_node,
+            ev_kind,
+            ev_start,
+            ev_value,
+            ev_worst,
+        )
+        raw_by_node: dict = {}
+        for i in range(k):
+            r = (int(nodes[ev_node[i]]), int(ev_kind[i]), int(ev_start[i]), float(ev_value[i]), float(ev_worst[i]))
+            raw_by_node.setdefault(r[0], []).append((r, base + int(ev_tick[i])))
+        return raw_by_node
 
     def _reconcile(self, ev: _Eval, nodes, tmp: _LifeState, raw_by_node: dict, T: int, out: list):
         """Emit what moves each replayed node from its emitted state to its corrected state.
@@ -134,26 +195,28 @@ class _LateData:
         horizon (resolved and re-fired) is treated as one continuous violation (no flapping).
         """
         note = "after late data"
-        o, n = ev.state.state[nodes], tmp.state[nodes]
-        same_open = nodes[(o == n) & (o != K.ST_INACTIVE)]
+        # tmp holds the corrected lifecycles of ``nodes`` (entry j for node nodes[j], sorted)
+        o, n = ev.state.state[nodes], tmp.state
+        j_open = np.flatnonzero((o == n) & (o != K.ST_INACTIVE))
+        same_open = nodes[j_open]
         # open in both runs: the episode keeps its start and the worst value seen by either run
-        tmp.start[same_open] = ev.state.start[same_open]
-        worse = ev.sign * (ev.state.worst[same_open] - tmp.worst[same_open]) > 0
-        tmp.worst[same_open[worse]] = ev.state.worst[same_open[worse]]
+        tmp.start[j_open] = ev.state.start[same_open]
+        worse = ev.sign * (ev.state.worst[same_open] - tmp.worst[j_open]) > 0
+        tmp.worst[j_open[worse]] = ev.state.worst[same_open[worse]]
         quiet = (o == n) & (o == K.ST_INACTIVE)
         busy = nodes[~quiet & (o != n)]
         if raw_by_node:
             q = nodes[quiet]
             busy = np.union1d(busy, q[np.isin(q, np.fromiter(raw_by_node, np.int64, len(raw_by_node)))])
-        for node in busy.tolist():
-            old, new = int(ev.state.state[node]), int(tmp.state[node])
+        for node, j in zip(busy.tolist(), np.searchsorted(nodes, busy).tolist()):
+            old, new = int(ev.state.state[node]), int(tmp.state[j])
             evs = raw_by_node.get(node, [])
             if old == K.ST_FIRING and new == K.ST_PENDING:
                 # late rows only delay a violation that is still open: it stays firing with its
                 # start (retracting it and firing again a few ticks later would be a flap)
-                tmp.state[node], tmp.count[node], tmp.start[node] = K.ST_FIRING, 0, ev.state.start[node]
-                if not ev.sign * (tmp.worst[node] - ev.state.worst[node]) > 0:
-                    tmp.worst[node] = ev.state.worst[node]
+                tmp.state[j], tmp.count[j], tmp.start[j] = K.ST_FIRING, 0, ev.state.start[node]
+                if not ev.sign * (tmp.worst[j] - ev.state.worst[node]) > 0:
+                    tmp.worst[j] = ev.state.worst[node]
                 continue
             if old == new == K.ST_INACTIVE:
                 # whole episodes inside the horizon that only the corrected data shows
@@ -192,7 +255,7 @@ class _LateData:
                     note,
                 )
             if new != K.ST_INACTIVE:
-                start = int(tmp.start[node])
+                start = int(tmp.start[j])
                 for r, t in evs:
                     if (
                         r[2] == start

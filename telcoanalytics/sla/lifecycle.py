@@ -63,15 +63,6 @@ class _LifeState:
         self.start = np.full(n, -1, np.int64)
         self.worst = np.full(n, np.nan)
 
-    def copy(self) -> _LifeState:
-        c = _LifeState(0)
-        c.state, c.count, c.start, c.worst = self.state.copy(), self.count.copy(), self.start.copy(), self.worst.copy()
-        return c
-
-    def take(self, other: _LifeState, nodes):
-        for a in ("state", "count", "start", "worst"):
-            getattr(self, a)[nodes] = getattr(other, a)[nodes]
-
 
 class _Bank:
     """The lifecycles (state and committed copy) and recent-conditions rings of all evaluated rules

@@ -179,7 +179,6 @@ class SlaMonitor(_Ticks, _FusedConditions, _TopologyChanges, _LateData, _QuietTi
         self.first_tick = -1
         self.n_late_rows = 0
         self._memo: dict = {}  # shared KPI evaluations within one tick / re-evaluation
-        self._scratch = (np.zeros(0, np.int64),) * 6  # see _buffers
         self._bank = None  # lifecycles of all evals end to end (built at the first tick)
         self._dirty = {src: np.zeros(topology.n_elements, bool) for src in ("cdr", "equip", "qos")}
         self._dirty_lo = {src: np.iinfo(np.int64).max for src in self._dirty}
@@ -331,8 +330,8 @@ class SlaMonitor(_Ticks, _FusedConditions, _TopologyChanges, _LateData, _QuietTi
         codes = np.zeros((n_t, n), np.int8)
         values = np.full((n_t, n), np.nan)
         if ev.kind == "threshold":
-            live = [self._live(t, ev.window_min) for t in range(t_from, t_to + 1)]
-            if not any(live):
+            live = self._live_span(t_from, t_to, ev.window_min)
+            if not live.any():
                 return codes, values
             v, samples, status = self._compute_span(
                 ev, ev.kpi, t_from, t_to, ev.window_min, rows, min(ev.min_samples, ev.clear_min_samples), nodes
@@ -349,7 +348,6 @@ class SlaMonitor(_Ticks, _FusedConditions, _TopologyChanges, _LateData, _QuietTi
                 float(ev.clear_threshold),
                 c,
             )
-            live = np.array(live)
             codes[live] = c.reshape(n_t, n)[live]
             values[live] = v[live]
             return codes, values
@@ -425,6 +423,14 @@ class SlaMonitor(_Ticks, _FusedConditions, _TopologyChanges, _LateData, _QuietTi
         hit = self._memo.get(key)
         if hit is None:
             hit = self._memo[key] = len(self.store.window_slots(tick, window_min)) > 0
+        return hit
+
+    def _live_span(self, t_from: int, t_to: int, window_min: int) -> np.ndarray:
+        """:meth:`_live` at every tick ``t_from..t_to`` (bool array, shared within a re-evaluation)."""
+        key = ("live_span", t_from, t_to, window_min)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = np.array([self._live(t, window_min) for t in range(t_from, t_to + 1)])
         return hit
 
     def _memo_get(self, key, make, *keep):

@@ -4,60 +4,15 @@ bank (:class:`~telcoanalytics.sla.lifecycle._Bank`), and the events of their tra
 
 from __future__ import annotations
 
-import numpy as np
-
 from kernels import kpi as K
 from kernels import sla as SK
 from telcoanalytics.kpi import MINUTE_MS
-from telcoanalytics.sla.lifecycle import _Bank, _Eval, _fmt_min, _LifeState
+from telcoanalytics.sla.lifecycle import _Bank, _Eval, _fmt_min
 from telcoanalytics.sla.rules import EVENT_STATES, SlaEvent
 
 
 class _Ticks:
     """Per-tick evaluation and lifecycle steps."""
-
-    def _buffers(self, n: int) -> tuple:
-        """Scratch arrays of at least ``n`` entries: node indices ``0..`` and the event outputs of
-        :func:`kernels.sla.sla_rule_step` (reused every tick instead of allocated per lifecycle)."""
-        if len(self._scratch[0]) < n:
-            m = max(n, 2 * len(self._scratch[0]))
-            self._scratch = (
-                np.arange(m, dtype=np.int64),
-                np.empty(m, np.int64),
-                np.empty(m, np.int8),
-                np.empty(m, np.int64),
-                np.empty(m),
-                np.empty(m),
-            )
-        return self._scratch
-
-    def _step(self, ev: _Eval, ls: _LifeState, nodes, codes, values, tick):
-        # whole scratch buffers (at most one event per node is written): no slices per call
-        _, ev_node, ev_kind, ev_start, ev_value, ev_worst = self._buffers(len(nodes))
-        k = SK.sla_rule_step(
-            nodes,
-            codes,
-            np.ascontiguousarray(values, dtype=np.float64),
-            tick * MINUTE_MS,
-            ev.for_min,
-            ev.clear_for_min,
-            ev.sign,
-            ls.state,
-            ls.count,
-            ls.start,
-            ls.worst,
-            ev_node,
-            ev_kind,
-            ev_start,
-            ev_value,
-            ev_worst,
-        )
-        if k == 0:
-            return []
-        return [
-            (int(ev_node[i]), int(ev_kind[i]), int(ev_start[i]), float(ev_value[i]), float(ev_worst[i]))
-            for i in range(k)
-        ]
 
     def _event(self, ev: _Eval, node, kind, start, value, worst, tick, note="") -> SlaEvent:
         t = tick * MINUTE_MS
