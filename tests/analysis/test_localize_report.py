@@ -128,3 +128,32 @@ def test_topology_change_keeps_the_component(day):
     assert len(comp.capacity_mbps) == day.topology.n_elements + 1
     assert comp.capacity_mbps[-1] == 0 and comp.capacity_mbps[0] == day.capacity_mbps[0]
     assert comp.topology is new
+
+
+def test_worst_incident_extends_forward_over_adjacent_hours():
+    """The worst hour (2) is extended over the following hours of its node that also score (3 and
+    4, each far above the node's rate in its other hours); hour 5 is back to normal. Scores by a
+    plain leave-one-out Poisson likelihood ratio."""
+    h = 3_600_000
+    dropped = np.array([5, 5, 200, 150, 120, 5, 5, 5], float)
+    answered = np.full(8, 1000.0)
+    res = np.zeros(16, dtype=[("region", "i8"), ("hour", "i8"), ("sum:dropped", "f8"), ("sum:answered", "f8")])
+    res["region"] = np.repeat([1, 2], 8)
+    res["hour"] = np.tile(np.arange(8) * h, 2)
+    res["sum:dropped"] = np.concatenate([dropped, np.full(8, 5.0)])  # region 2: flat, no incident
+    res["sum:answered"] = np.tile(answered, 2)
+    cube = SimpleNamespace(query=lambda dims, measures: res, all_dims={"hour": SimpleNamespace(label_scale=h)})
+
+    def llr(k):
+        e = answered[k] * (dropped.sum() - dropped[k]) / (answered.sum() - answered[k])
+        n = dropped[k]
+        return n * np.log(n / e) - (n - e) if n > e else 0.0
+
+    scores = [llr(k) for k in range(8)]
+    assert int(np.argmax(scores)) == 2 and min(scores[3], scores[4]) >= 4.5 and scores[5] < 4.5
+    inc = worst_incident(cube)
+    assert inc["scope"] == {"region": 1}
+    assert inc["window"] == (2 * h, 5 * h)
+    assert inc["baseline"] == [(0, 2 * h), (5 * h, 8 * h)]
+    assert inc["score"] == pytest.approx(sum(scores[2:5]), rel=1e-9)
+    assert inc["actual"] == 470.0
