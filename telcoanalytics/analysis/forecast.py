@@ -78,18 +78,32 @@ class HoltWinters:
         steps = np.arange(1, horizon + 1, dtype=np.int64)
         return steps if self.t_last_ms is None else self.t_last_ms + steps * self.step_ms
 
+    def prediction_sigma2(self):
+        """Variance of a new one-step error, per series: Akaike's final prediction error
+        ``sse / n (n + p) / (n - p)`` with ``n`` the valid points and ``p`` the estimated
+        quantities -- the 4 smoothing parameters and the initial level, trend and ``m - 1``
+        seasonals (as R's ``ets`` counts them). ``sigma2`` (``sse / (n - 4)``) is measured on
+        the points the initial states were estimated from, and the forecast carries their
+        estimation error: with a week of 5-minute data (``m = 288``) the seasonal states are
+        about 290 of the 2,016 points' degrees of freedom, and intervals from ``sigma2`` are
+        too narrow at every horizon. With many seasons the correction is small (``p << n``)."""
+        n = self.n_valid.astype(np.float64)
+        p = float(K.N_PARAMS + 2 + self.season_length - 1)
+        return self.sse / np.maximum(n, 1.0) * (n + p) / np.maximum(n - p, 1.0)
+
     def forecast(self, horizon, level=0.95):
         """Forecasts for ``horizon`` steps with a central prediction interval at ``level``.
 
         The interval is ``mean +- z sd`` with the analytic variance of ETS(A,Ad,A) (Hyndman et
-        al. 2008, ch. 6), Gaussian errors of variance ``sigma2``.
+        al. 2008, ch. 6), Gaussian errors of variance :meth:`prediction_sigma2` (the one-step
+        variance corrected for the estimated parameters and initial states).
         """
         horizon = check_positive_int(horizon, "horizon")
         level = check_level(level, "level")
         n = self.params.shape[0]
         mean = np.empty((n, horizon))
         sd = np.empty((n, horizon))
-        sd[:, 0] = self.sigma2
+        sd[:, 0] = self.prediction_sigma2()
         K.hw_forecast_rows(self._par(), self.state, self.n_obs, self.season_length, mean, sd)
         z = special.ndtri(0.5 + level / 2.0)
         return Forecast(mean, sd, mean - z * sd, mean + z * sd, self._times(horizon), level)
@@ -122,7 +136,7 @@ class HoltWinters:
         if not np.isfinite(thr).all():
             raise ValueError("threshold must be finite")
         first = np.empty((n, n_paths), dtype=np.int64)
-        sigma = np.sqrt(self.sigma2)
+        sigma = np.sqrt(self.prediction_sigma2())
         K.hw_first_crossing(self._par(), self.state, sigma, self.n_obs, self.season_length, thr, horizon, seed, first)
         out = np.zeros(n, dtype=CROSSING_DTYPE)
         crossed = np.where(first > 0, first, horizon + 1)
@@ -197,8 +211,8 @@ def fit_holt_winters(
         (AR(1) around a daily profile) the one-step fit chooses alpha near 0.5, follows the
         short-lived noise and forecasts the next day worse than a smooth level; errors a few
         hours ahead are not fooled by it, and on series that do follow the model the choice
-        costs little. The intervals still use the one-step error variance and the fitted
-        parameters.
+        costs little. The intervals use the fitted parameters and the one-step error variance
+        (see :meth:`HoltWinters.prediction_sigma2`).
     max_iter : int
         Compass-search iterations per series.
     threads : int, optional
