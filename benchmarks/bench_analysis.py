@@ -172,12 +172,15 @@ def test_trend_and_forecast_5min(benchmark):
     )
     _, t_new, c_new = _timed_cpu(lambda: fit_holt_winters(sub, season, fit_horizon=1, threads=1))
     search = (30, SEARCH_TOL, SEARCH_GRID, SEARCH_MIN_GAIN, SEARCH_BLOCK, season // FIT_HORIZON_DIVISOR)
+    hgrid = forecast_module._calibration_horizons(season)
+    calib = (forecast_module.CALIBRATION_STEP, hgrid)
+    calib_out = np.empty((sub.shape[0], hgrid.size)), np.empty((sub.shape[0], hgrid.size), dtype=np.int64)
     ab = {}
     for bits in (64, 32):  # the lockstep search's recursion in float64 and float32 (the default)
         out = [np.empty(x) for x in shapes]
         _, _, ab[bits] = _timed_cpu(
             lambda out=out, bits=bits: HW.hw_fit_blocks(
-                sub, season, DEFAULT_BOUNDS, (*search, search_dtype(bits)), *out
+                sub, season, DEFAULT_BOUNDS, (*search, search_dtype(bits)), calib, *out, *calib_out
             )
         )
         ab[bits] = ab[bits], out[2][:, 0].sum()

@@ -216,9 +216,11 @@ def test_interval_coverage_on_generated_series():
         fc = fit.forecast(h, level=level)
         inside = ((y[:, n:] >= fc.lower) & (y[:, n:] <= fc.upper)).mean()
         assert lo <= inside <= level + 3.3 * np.sqrt(level * (1 - level) / n_series), (level, inside)
-    # the analytic s.d. agrees with the spread of simulated paths from the fitted state
+    # the analytic s.d. (without the in-sample horizon scaling) agrees with the spread of
+    # simulated paths from the fitted state
     sims = np.array([_path_from_fit(fit, 0, h, np.random.default_rng(s)) for s in range(4000)])
-    np.testing.assert_allclose(sims.std(axis=0)[[0, 11, 23]], fit.forecast(h).sd[0, [0, 11, 23]], rtol=0.06)
+    analytic = fit.forecast(h).sd[0] / np.sqrt(fit.horizon_scale[0, :h])
+    np.testing.assert_allclose(sims.std(axis=0)[[0, 11, 23]], analytic[[0, 11, 23]], rtol=0.06)
 
 
 @pytest.mark.slow
@@ -308,9 +310,16 @@ def test_lockstep_search_matches_the_per_series_search_and_the_plain_recursion(r
     outs = []
     for block, horizon in ((1, 1), (2, 1), (8, 1), (3, 4)):
         par, state, st = np.empty((5, 4)), np.empty((5, 2 + m)), np.empty((5, 3))
-        n_eval = K.hw_fit_blocks(y, m, DEFAULT_BOUNDS, (30, 0.004, 3, 0.0, block, horizon, np.empty(0)), par, state, st)
+        hm, hc = np.empty((5, m)), np.empty((5, m), dtype=np.int64)
+        search = (30, 0.004, 3, 0.0, block, horizon, np.empty(0))
+        n_eval = K.hw_fit_blocks(y, m, DEFAULT_BOUNDS, search, (7, np.arange(1, m + 1)), par, state, st, hm, hc)
         outs.append((horizon, par, state, st))
         assert n_eval >= 5 * (3 * 8 + 1)
+        # the calibration errors of the final pass: those of the per-series kernel
+        ref_hm, ref_hc = np.empty((5, m)), np.empty((5, m), dtype=np.int64)
+        K.hw_horizon_mse(y, m, par, 7, np.arange(1, m + 1), ref_hm, ref_hc)
+        np.testing.assert_array_equal(hc, ref_hc)
+        np.testing.assert_allclose(hm, ref_hm, rtol=1e-9)
     refs = {}
     for horizon in (1, 4):
         ref_par, ref_state, ref_st = np.empty((5, 4)), np.empty((5, 2 + m)), np.empty((5, 3))
@@ -358,7 +367,9 @@ def test_float32_search_finds_the_float64_optimum(rng):
         fits = {}
         for bits in (32, 64):
             out = np.empty((40, 4)), np.empty((40, 2 + m)), np.empty((40, 3))
-            K.hw_fit_blocks(y, m, DEFAULT_BOUNDS, (30, 0.02, 1, 1e-5, 16, horizon, search_dtype(bits)), *out)
+            calib = np.empty((40, 1)), np.empty((40, 1), dtype=np.int64)
+            search = (30, 0.02, 1, 1e-5, 16, horizon, search_dtype(bits))
+            K.hw_fit_blocks(y, m, DEFAULT_BOUNDS, search, (12, np.ones(1, dtype=np.int64)), *out, *calib)
             fits[bits] = out
         (p32, s32, st32), (p64, s64, st64) = fits[32], fits[64]
         np.testing.assert_allclose(st32[:, 0], st64[:, 0], rtol=1e-6)
