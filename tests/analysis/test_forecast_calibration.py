@@ -2,10 +2,12 @@
 reference, the scale and its use in the forecast, against the analytic variance."""
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kernels import forecast as K
 from telcoanalytics.analysis import PARAM_DTYPE, fit_holt_winters
-from telcoanalytics.analysis.forecast import CALIBRATION_STEP
+from telcoanalytics.analysis.forecast import CALIBRATION_STEP, _calibration_horizons
 from tests.analysis.reference import simulate_ets
 
 
@@ -91,3 +93,31 @@ def test_forecast_sd_is_the_analytic_sd_times_the_horizon_scale(rng):
     np.testing.assert_allclose(s48[:, 46], (s48[:, 45] + s48[:, 47]) / 2, rtol=1e-12)
     non_seasonal = fit_holt_winters(y[:3], m, seasonal=False, max_iter=5)
     assert non_seasonal.horizon_scale.shape == (3, 1) and np.all(non_seasonal.horizon_scale == 1.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    m=st.sampled_from([2, 5, 30, 60]),
+    cycles=st.integers(2, 4),
+    missing=st.floats(0.0, 0.5),
+    level=st.sampled_from([0.5, 0.8, 0.95]),
+)
+def test_intervals_are_finite_ordered_and_the_scale_interpolates(seed, m, cycles, missing, level):
+    """Whatever the series (short, gappy, constant pieces): finite positive scales, ordered
+    intervals of positive width where the errors are not all zero, and between two horizons of
+    the grid the scale stays between theirs."""
+    rng = np.random.default_rng(seed)
+    n = m * cycles + int(rng.integers(0, m))
+    y = np.array([simulate_ets(rng, n, m, a, 0.02, 0.1, 0.9, 1.0) for a in (0.1, 0.5, 0.9)])
+    y[rng.uniform(size=y.shape) < missing] = np.nan
+    fit = fit_holt_winters(y, m, max_iter=3)
+    scale = fit.horizon_scale
+    assert scale.shape == (3, m) and np.isfinite(scale).all() and (scale > 0).all()
+    grid = _calibration_horizons(m)
+    for a, b in zip(grid[:-1], grid[1:], strict=True):
+        lo = np.minimum(scale[:, a - 1], scale[:, b - 1])[:, None] * (1 - 1e-12)
+        hi = np.maximum(scale[:, a - 1], scale[:, b - 1])[:, None] * (1 + 1e-12)
+        assert ((scale[:, a - 1 : b] >= lo) & (scale[:, a - 1 : b] <= hi)).all()
+    fc = fit.forecast(m + 3, level=level)
+    assert np.isfinite(fc.sd).all() and (fc.lower <= fc.mean).all() and (fc.mean <= fc.upper).all()
