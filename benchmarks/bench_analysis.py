@@ -99,6 +99,37 @@ def make_ets_series(n_series, n_points, season, seed):
     return out
 
 
+def _coverage_by_horizon(fit, fc, test):
+    """Coverage of the 80 % and 95 % intervals at horizons 1, m/6, m/2 and m: the default
+    widths, and the previous ones (the in-sample one-step variance ``sigma2``, no horizon scale)
+    rebuilt from them (same point forecasts)."""
+    from scipy import special
+
+    m = fit.season_length
+    hs = [1, max(1, m // 6), max(1, m // 2), m]
+    k = min(fc.sd.shape[1], fit.horizon_scale.shape[1])
+    scale = np.concatenate(
+        [fit.horizon_scale[:, :k], np.repeat(fit.horizon_scale[:, k - 1 : k], fc.sd.shape[1] - k, 1)], 1
+    )
+    old_sd = fc.sd / np.sqrt(scale) * np.sqrt(fit.sigma2 / fit.prediction_sigma2())[:, None]
+    err = np.abs(test - fc.mean)
+    parts = []
+    for level in (0.8, 0.95):
+        z = special.ndtri(0.5 + level / 2)
+        new = [(err[:, h - 1] <= z * fc.sd[:, h - 1]).mean() for h in hs]
+        old = [(err[:, h - 1] <= z * old_sd[:, h - 1]).mean() for h in hs]
+        parts.append(
+            f"{level:.0%} at h={','.join(map(str, hs))}: "
+            + " ".join(f"{o:.3f}->{n:.3f}" for o, n in zip(old, new, strict=True))
+        )
+    return "; ".join(parts)
+
+
+def _fit_and_forecast(train, season, horizon):
+    fit = fit_holt_winters(train, season)
+    return fit, fit.forecast(horizon)
+
+
 def _timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -161,6 +192,8 @@ def test_trend_and_forecast_5min(benchmark):
         _, *t = _timed_cpu(lambda: fit_holt_winters(train, season).forecast(horizon))
         after.append(t)
     score_b = mase(train, test, fc_b.mean, season)
+    fit5 = fit_holt_winters(train, season)
+    cover5 = _coverage_by_horizon(fit5, fit5.forecast(horizon), test)
     fc_h, t_fit_h = _timed(lambda: fit_holt_winters(train, season, fit_horizon=horizon).forecast(horizon))
     score_h = mase(train, test, fc_h.mean, season)
     # old versus new in this process, one thread, on a subset: the first version's per-series
@@ -172,12 +205,15 @@ def test_trend_and_forecast_5min(benchmark):
     )
     _, t_new, c_new = _timed_cpu(lambda: fit_holt_winters(sub, season, fit_horizon=1, threads=1))
     search = (30, SEARCH_TOL, SEARCH_GRID, SEARCH_MIN_GAIN, SEARCH_BLOCK, season // FIT_HORIZON_DIVISOR)
+    hgrid = forecast_module._calibration_horizons(season)
+    calib = (forecast_module.CALIBRATION_STEP, hgrid)
+    calib_out = np.empty((sub.shape[0], hgrid.size)), np.empty((sub.shape[0], hgrid.size), dtype=np.int64)
     ab = {}
     for bits in (64, 32):  # the lockstep search's recursion in float64 and float32 (the default)
         out = [np.empty(x) for x in shapes]
         _, _, ab[bits] = _timed_cpu(
             lambda out=out, bits=bits: HW.hw_fit_blocks(
-                sub, season, DEFAULT_BOUNDS, (*search, search_dtype(bits)), *out
+                sub, season, DEFAULT_BOUNDS, (*search, search_dtype(bits)), calib, *out, *calib_out
             )
         )
         ab[bits] = ab[bits], out[2][:, 0].sum()
@@ -197,6 +233,7 @@ def test_trend_and_forecast_5min(benchmark):
         f"{t_old:.2f} / {c_old:.2f} s, lockstep search {t_new:.2f} / {c_new:.2f} s (wall / CPU)\n"
         f"  default search, recursion in float64 {ab[64][0]:.2f} s CPU vs float32 {ab[32][0]:.2f} s CPU; "
         f"one-step SSE at the optima {ab[64][1]:.6g} vs {ab[32][1]:.6g}\n"
+        f"  interval coverage, previous widths -> default: {cover5}\n"
         f"  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
     )
 
@@ -282,7 +319,7 @@ def test_forecast_hourly_vs_statsforecast(benchmark):
         for seed in HELD_OUT_SEEDS:
             y = gen(N_SF, N_POINTS + horizon, season, seed)
             tr, te = np.ascontiguousarray(y[:, :N_POINTS]), y[:, N_POINTS:]
-            fc, t_ours = _timed(lambda tr=tr: fit_holt_winters(tr, season).forecast(horizon))
+            (fit, fc), t_ours = _timed(lambda tr=tr: _fit_and_forecast(tr, season, horizon))
             fc1 = fit_holt_winters(tr, season, fit_horizon=1).forecast(horizon)
             sf, t_sf = _timed(lambda tr=tr: _statsforecast(tr, horizon, season))
             sm, t_sm = _timed(lambda tr=tr: _statsmodels(tr[:N_SM], horizon, season))
@@ -294,7 +331,8 @@ def test_forecast_hourly_vs_statsforecast(benchmark):
                 f"  {kind:8s} seed {seed}: "
                 + ", ".join(f"{x.mean():.3f} ({np.median(x):.3f})" for x in s)
                 + f"; {s[0][:N_SM].mean():.3f} vs {s_sm.mean():.3f}; {cover:.1%}; ours {t_ours:.3f} s, "
-                f"statsforecast {t_sf:.2f} s ({t_sf / N_SF * 1e3:.0f} ms/series), statsmodels {t_sm:.1f} s"
+                f"statsforecast {t_sf:.2f} s ({t_sf / N_SF * 1e3:.0f} ms/series), statsmodels {t_sm:.1f} s\n"
+                f"    interval coverage, previous widths -> default: {_coverage_by_horizon(fit, fc, te)}"
             )
     for kind, rows in pooled.items():
         m = np.mean(rows, axis=0)

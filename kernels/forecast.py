@@ -470,7 +470,86 @@ def _search_block(Yt, init, m, bounds, search, best_z):
 
 
 @kernel
-def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
+def _final_pass(Yt, m, init, par, step, hgrid, sse, lt, work, hmse, hcnt):
+    """The one-step pass at the chosen parameters for every column of ``Yt`` (n_points, B),
+    float64, the series as SIMD lanes (the one-step path of ``_lanes_sse``, same operations),
+    and in the same pass the in-sample errors of the ``hgrid[q]``-step forecasts from every
+    ``step``-th point (as ``hw_horizon_mse``, the per-series reference). Written: ``sse`` (B,),
+    ``lt`` (2, B), ``work`` (m B) as ``_lanes_sse``; ``hmse`` (B, Q) the mean squared errors,
+    ``hcnt`` (B, Q) how many (0: the mean is 0)."""
+    n, n_lanes = Yt.shape
+    n_h = hgrid.shape[0]
+    S = np.empty((_ROWS + m, n_lanes))
+    S[_ALPHA] = par[0]
+    S[_BETA] = par[1]
+    S[_GAMMA] = par[2]
+    S[_PHI] = par[3]
+    S[_LEV] = init[0]
+    S[_TR] = init[1]
+    for j in range(m):
+        S[_ROWS + j] = init[2 + j]
+    S[_PART] = 0.0
+    acc = np.zeros(n_lanes)
+    phi_h = np.empty((n_h, n_lanes))
+    for k in range(n_lanes):
+        total = 0.0
+        pw = 1.0
+        h = 0
+        for q in range(n_h):
+            while h < hgrid[q]:
+                pw *= S[_PHI, k]
+                total += pw
+                h += 1
+            phi_h[q, k] = total
+    em = np.zeros((n_h, n_lanes))
+    ec = np.zeros((n_h, n_lanes))
+    j = 0
+    for i in range(n):
+        if i > 0 and i % step == 0:
+            for q in range(n_h):
+                t = i + hgrid[q] - 1
+                if t < n:
+                    jq = j + hgrid[q] - 1
+                    if jq >= m:
+                        jq -= m
+                    jq += _ROWS
+                    for k in range(n_lanes):
+                        yt = Yt[t, k]
+                        d = yt - S[_LEV, k] - phi_h[q, k] * S[_TR, k] - S[jq, k]
+                        em[q, k] += d * d if yt == yt else 0.0
+                        ec[q, k] += 1.0 if yt == yt else 0.0
+        js = _ROWS + j
+        for k in range(n_lanes):
+            yi = Yt[i, k]
+            f = S[_LEV, k] + S[_PHI, k] * S[_TR, k]
+            d = yi - f - S[js, k]
+            e = d if yi == yi else 0.0
+            S[_PART, k] += e * e
+            S[_LEV, k] = f + S[_ALPHA, k] * e
+            S[_TR, k] = S[_PHI, k] * S[_TR, k] + S[_BETA, k] * e
+            S[js, k] += S[_GAMMA, k] * e
+        j += 1
+        if j == m:
+            j = 0
+        if i & 255 == 255:
+            for k in range(n_lanes):
+                acc[k] += S[_PART, k]
+                S[_PART, k] = 0.0
+    for k in range(n_lanes):
+        acc[k] += S[_PART, k]
+    sse[:n_lanes] = acc
+    lt[0, :n_lanes] = S[_LEV]
+    lt[1, :n_lanes] = S[_TR]
+    for j in range(m):
+        work[j * n_lanes : (j + 1) * n_lanes] = S[_ROWS + j]
+    for k in range(n_lanes):
+        for q in range(n_h):
+            hcnt[k, q] = np.int64(ec[q, k])
+            hmse[k, q] = em[q, k] / ec[q, k] if ec[q, k] > 0 else 0.0
+
+
+@kernel
+def _fit_block(Y, m, bounds, search, calib, par_out, state_out, stats_out, hmse_out, hcnt_out):
     """Fit the rows of ``Y`` (a block of B series): the lockstep search (``_search_block``) in
     the dtype of ``search[6]`` (float32 or float64), then one float64 pass at the optimum for
     the one-step SSE and the final state.
@@ -501,13 +580,13 @@ def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
     if shift:
         inits[0, :] = 0.0
     n_eval = _search_block(Ys, inits, m, bounds, search, best_z)
-    act = np.arange(n_rows)
     par = np.empty((N_PARAMS, n_rows))
     sse = np.empty(n_rows)
     lt = np.empty((2, n_rows))
     work = np.empty(m * n_rows)
     _params_from_cube(best_z, bounds, par)
-    _lanes_sse(Yt, act, m, init, par, 1, work, sse, lt)  # one-step: sigma^2
+    # one-step: sigma^2; and the in-sample h-step errors of the interval calibration
+    _final_pass(Yt, m, init, par, calib[0], calib[1], sse, lt, work, hmse_out, hcnt_out)
     for r in range(n_rows):
         par_out[r] = par[:, r]
         state_out[r, 0] = lt[0, r]
@@ -525,9 +604,10 @@ def _fit_block(Y, m, bounds, search, par_out, state_out, stats_out):
 
 
 @kernel_rows
-def hw_fit_blocks(Y, m, bounds, search, par_out, state_out, stats_out):
+def hw_fit_blocks(Y, m, bounds, search, calib, par_out, state_out, stats_out, hmse_out, hcnt_out):
     """Fit Holt-Winters per row of ``Y``, ``block`` series at a time in
-    lockstep (see ``_fit_block``); same outputs as ``hw_fit_rows``; returns the number of
+    lockstep (see ``_fit_block``); same outputs as ``hw_fit_rows``, and ``hmse_out``,
+    ``hcnt_out`` (n_series, Q) as ``hw_horizon_mse`` with ``calib = (step, hgrid)``; returns the number of
     candidate evaluations. ``search`` = (max_iter, tol, n_grid, min_gain, block, horizon, proto):
     compass iterations, the step below which a series stops (``_fit_one``: 0.004), alpha levels
     of the grid start (1: the cube coordinate of alpha at 0.55; 2: at 0.1 and 0.55; 3: at 0.25,
@@ -539,7 +619,18 @@ def hw_fit_blocks(Y, m, bounds, search, par_out, state_out, stats_out):
     n_eval = 0
     for r0 in range(0, Y.shape[0], block):
         r1 = min(r0 + block, Y.shape[0])
-        n_eval += _fit_block(Y[r0:r1], m, bounds, search, par_out[r0:r1], state_out[r0:r1], stats_out[r0:r1])
+        n_eval += _fit_block(
+            Y[r0:r1],
+            m,
+            bounds,
+            search,
+            calib,
+            par_out[r0:r1],
+            state_out[r0:r1],
+            stats_out[r0:r1],
+            hmse_out[r0:r1],
+            hcnt_out[r0:r1],
+        )
     return n_eval
 
 
@@ -600,3 +691,69 @@ def hw_first_crossing(par, state, sigma, n_obs, m, threshold, horizon, seed, fir
                 lev = f + alpha * e
                 tr = phi * tr + beta * e
                 seas[ph] += gamma * e
+
+
+@kernel_rows
+def hw_horizon_mse(Y, m, par, step, hgrid, mse_out, count_out):
+    """In-sample mean squared errors of the ``hgrid[k]``-step forecasts (``1 <= hgrid[k] <= m``
+    when ``m > 1``) made from every ``step``-th point (origins ``step, 2 step, ...``), per row of
+    ``Y`` at the parameters ``par`` (n_series, 4), from ``hw_init``'s initial states.
+
+    The forecast from origin ``o`` (the state after ``o`` points) for time ``o + h - 1`` is
+    ``l_o + (phi + ... + phi^h) b_o + s``, ``s`` the ring's entry for that time's phase, last
+    changed at ``o + h - 1 - m < o``. A missing target adds no error; a missing point moves the
+    state with the forecast. Written: ``mse_out`` (n_series, K), ``count_out`` (n_series, K)
+    the errors behind each mean (0: the mean is 0)."""
+    n_series, n = Y.shape
+    n_h = hgrid.shape[0]
+    init = np.empty(2 + m)
+    seas = np.empty(m)
+    phi_h = np.empty(n_h)
+    for r in range(n_series):
+        y = Y[r]
+        alpha = par[r, 0]
+        beta = par[r, 1]
+        gamma = par[r, 2]
+        phi = par[r, 3]
+        for k in range(n_h):
+            acc = 0.0
+            pw = 1.0
+            for _ in range(hgrid[k]):
+                pw *= phi
+                acc += pw
+            phi_h[k] = acc
+        hw_init(y, m, init)
+        lev = init[0]
+        tr = init[1]
+        for j in range(m):
+            seas[j] = init[2 + j]
+        mse_out[r, :] = 0.0
+        count_out[r, :] = 0
+        j = 0
+        for i in range(n):
+            if i > 0 and i % step == 0:
+                for k in range(n_h):
+                    t = i + hgrid[k] - 1
+                    if t < n and np.isfinite(y[t]):
+                        js = j + hgrid[k] - 1
+                        if js >= m:
+                            js -= m
+                        e = y[t] - lev - phi_h[k] * tr - seas[js]
+                        mse_out[r, k] += e * e
+                        count_out[r, k] += 1
+            yi = y[i]
+            f = lev + phi * tr
+            if np.isfinite(yi):
+                e = yi - f - seas[j]
+                lev = f + alpha * e
+                tr = phi * tr + beta * e
+                seas[j] += gamma * e
+            else:
+                lev = f
+                tr = phi * tr
+            j += 1
+            if j == m:
+                j = 0
+        for k in range(n_h):
+            if count_out[r, k] > 0:
+                mse_out[r, k] /= count_out[r, k]

@@ -58,7 +58,9 @@ class HoltWinters:
 
     Attributes: ``params`` (``PARAM_DTYPE``, n_series), ``state`` (n_series, 2 + m: level,
     trend, seasonal ring by absolute phase), ``sigma2`` and ``sse`` (n_series,), ``n_valid``,
-    ``season_length``, ``n_obs`` (points in the fit), ``t_last_ms`` and ``step_ms`` (or None).
+    ``season_length``, ``n_obs`` (points in the fit), ``t_last_ms`` and ``step_ms`` (or None),
+    ``horizon_scale`` (n_series, H): the variance factor of the h-step intervals (see
+    :meth:`forecast`).
     """
 
     params: np.ndarray
@@ -70,6 +72,7 @@ class HoltWinters:
     n_obs: int
     t_last_ms: int | None
     step_ms: int | None
+    horizon_scale: np.ndarray
 
     def _par(self):
         return np.ascontiguousarray(np.stack([self.params[f] for f in PARAM_DTYPE.names], axis=1))
@@ -78,19 +81,42 @@ class HoltWinters:
         steps = np.arange(1, horizon + 1, dtype=np.int64)
         return steps if self.t_last_ms is None else self.t_last_ms + steps * self.step_ms
 
+    def prediction_sigma2(self):
+        """Variance of a new one-step error, per series: Akaike's final prediction error
+        ``sse / n (n + p) / (n - p)`` with ``n`` the valid points and ``p`` the estimated
+        quantities -- the 4 smoothing parameters and the initial level, trend and ``m - 1``
+        seasonals (as R's ``ets`` counts them). ``sigma2`` (``sse / (n - 4)``) is measured on
+        the points the initial states were estimated from, and the forecast carries their
+        estimation error: with a week of 5-minute data (``m = 288``) the seasonal states are
+        about 290 of the 2,016 points' degrees of freedom, and intervals from ``sigma2`` are
+        too narrow at every horizon. With many seasons the correction is small (``p << n``)."""
+        n = self.n_valid.astype(np.float64)
+        p = float(K.N_PARAMS + 2 + self.season_length - 1)
+        return self.sse / np.maximum(n, 1.0) * (n + p) / np.maximum(n - p, 1.0)
+
     def forecast(self, horizon, level=0.95):
         """Forecasts for ``horizon`` steps with a central prediction interval at ``level``.
 
         The interval is ``mean +- z sd`` with the analytic variance of ETS(A,Ad,A) (Hyndman et
-        al. 2008, ch. 6), Gaussian errors of variance ``sigma2``.
+        al. 2008, ch. 6), Gaussian errors of variance :meth:`prediction_sigma2` (the one-step
+        variance corrected for the estimated parameters and initial states), times
+        ``horizon_scale[:, h - 1]``: per series, how much faster the in-sample h-step squared
+        errors grow with ``h`` than that variance (``(mse_h / mse_1) / (var_h / var_1)``, at
+        ``CALIBRATION_HORIZONS`` horizons up to one season ahead, from origins every
+        ``CALIBRATION_STEP`` points; linear in ``h`` between them, the last factor beyond). Where the model is wrong -- noise
+        that is not the model's, a trend that does not hold -- the analytic variance alone
+        misjudges the long horizons.
         """
         horizon = check_positive_int(horizon, "horizon")
         level = check_level(level, "level")
         n = self.params.shape[0]
         mean = np.empty((n, horizon))
         sd = np.empty((n, horizon))
-        sd[:, 0] = self.sigma2
+        sd[:, 0] = self.prediction_sigma2()
         K.hw_forecast_rows(self._par(), self.state, self.n_obs, self.season_length, mean, sd)
+        k = min(horizon, self.horizon_scale.shape[1])
+        sd[:, :k] *= np.sqrt(self.horizon_scale[:, :k])
+        sd[:, k:] *= np.sqrt(self.horizon_scale[:, k - 1 : k])
         z = special.ndtri(0.5 + level / 2.0)
         return Forecast(mean, sd, mean - z * sd, mean + z * sd, self._times(horizon), level)
 
@@ -122,7 +148,7 @@ class HoltWinters:
         if not np.isfinite(thr).all():
             raise ValueError("threshold must be finite")
         first = np.empty((n, n_paths), dtype=np.int64)
-        sigma = np.sqrt(self.sigma2)
+        sigma = np.sqrt(self.prediction_sigma2())
         K.hw_first_crossing(self._par(), self.state, sigma, self.n_obs, self.season_length, thr, horizon, seed, first)
         out = np.zeros(n, dtype=CROSSING_DTYPE)
         crossed = np.where(first > 0, first, horizon + 1)
@@ -162,6 +188,11 @@ FIT_HORIZON_DIVISOR = 6
 """The default ``fit_horizon`` is ``season_length // FIT_HORIZON_DIVISOR`` (at least 1): the
 errors up to a sixth of a season ahead (4 hours of hourly or 5-minute data with a daily season)."""
 SEARCH_BLOCK = 32  # series searched in lockstep (8 x 32 SIMD lanes; the fastest of 4-64 when timed)
+CALIBRATION_HORIZONS = 24
+CALIBRATION_STEP = 12
+"""The in-sample h-step errors behind ``horizon_scale``: at horizon 1 and ``CALIBRATION_HORIZONS``
+horizons evenly spread up to one season (all of them when the season is shorter), from
+origins every ``CALIBRATION_STEP`` points -- about two forecasts per point of the series."""
 SEARCH_BITS = 32
 """Float width of the search's recursion (the final pass at the optimum is float64)."""
 
@@ -197,8 +228,8 @@ def fit_holt_winters(
         (AR(1) around a daily profile) the one-step fit chooses alpha near 0.5, follows the
         short-lived noise and forecasts the next day worse than a smooth level; errors a few
         hours ahead are not fooled by it, and on series that do follow the model the choice
-        costs little. The intervals still use the one-step error variance and the fitted
-        parameters.
+        costs little. The intervals use the fitted parameters and the one-step error variance
+        (see :meth:`HoltWinters.prediction_sigma2`).
     max_iter : int
         Compass-search iterations per series.
     threads : int, optional
@@ -251,15 +282,23 @@ def fit_holt_winters(
     par = np.empty((n, K.N_PARAMS))
     state = np.empty((n, 2 + m))
     stats = np.empty((n, K.STATS_COLS))
+    hgrid = _calibration_horizons(m)
+    h_mse = np.empty((n, hgrid.size))
+    h_count = np.empty((n, hgrid.size), dtype=np.int64)
+    search = (max_iter, SEARCH_TOL, SEARCH_GRID, SEARCH_MIN_GAIN, SEARCH_BLOCK, fit_horizon, search_dtype(SEARCH_BITS))
+
     run_in_threads(
         lambda a, b: K.hw_fit_blocks(
             y[a:b],
             m,
             bounds,
-            (max_iter, SEARCH_TOL, SEARCH_GRID, SEARCH_MIN_GAIN, SEARCH_BLOCK, fit_horizon, search_dtype(SEARCH_BITS)),
+            search,
+            (CALIBRATION_STEP, hgrid),
             par[a:b],
             state[a:b],
             stats[a:b],
+            h_mse[a:b],
+            h_count[a:b],
         ),
         n,
         SEARCH_BLOCK,
@@ -269,6 +308,7 @@ def fit_holt_winters(
     for i, f in enumerate(PARAM_DTYPE.names):
         params[f] = par[:, i]
     return HoltWinters(
+        horizon_scale=_horizon_scale(par, state, m, y.shape[1], hgrid, h_mse, h_count),
         params=params,
         state=state,
         sigma2=stats[:, 2],
@@ -279,6 +319,34 @@ def fit_holt_winters(
         t_last_ms=int(t_ms[-1]) if given else None,
         step_ms=step_ms,
     )
+
+
+def _calibration_horizons(m):
+    """Horizon 1 and up to ``CALIBRATION_HORIZONS`` horizons evenly spread up to ``m`` (beyond a
+    season the ring would need the projected seasonals); just 1 without a season."""
+    if m == 1:
+        return np.ones(1, dtype=np.int64)
+    k = min(m, CALIBRATION_HORIZONS)
+    return np.unique(np.concatenate([[1], np.rint(np.arange(1, k + 1) * m / k)])).astype(np.int64)
+
+
+def _horizon_scale(par, state, m, n_obs, hgrid, h_mse, h_count):
+    """``(mse_h / mse_1) / (var_h / var_1)`` per series at the horizons ``hgrid`` (the first is
+    1), linear in ``h`` between them, for ``h = 1 .. hgrid[-1]``; 1 where a mean is missing or
+    zero."""
+    unit = np.empty((par.shape[0], int(hgrid[-1])))
+    unit_sd = np.ones_like(unit)  # sigma^2 = 1: the analytic variance factors var_h / var_1
+    K.hw_forecast_rows(par, state, n_obs, m, unit, unit_sd)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = h_mse / h_mse[:, :1] / unit_sd[:, hgrid - 1] ** 2
+    ok = (h_count > 0) & (h_count[:, :1] > 0) & (h_mse[:, :1] > 0) & np.isfinite(scale) & (scale > 0)
+    scale = np.where(ok, scale, 1.0)
+    h = np.arange(1, int(hgrid[-1]) + 1)
+    hi = np.clip(np.searchsorted(hgrid, h), 1, max(hgrid.size - 1, 1)) if hgrid.size > 1 else np.zeros_like(h)
+    lo = np.maximum(hi - 1, 0)
+    span = np.maximum(hgrid[hi] - hgrid[lo], 1)
+    w = (h - hgrid[lo]) / span
+    return scale[:, lo] * (1.0 - w) + scale[:, hi] * w
 
 
 def mase(train, actual, predicted, season_length=1):
