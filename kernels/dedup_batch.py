@@ -210,17 +210,21 @@ def _ring_end(geo):
 
 
 @kernel
-def ring_dedup_equip(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag):
-    """Duplicate check of a batch of ``records.EQUIP_DTYPE`` rows in one compiled pass.
+def ring_dedup(a, b, t, start, clock, geo, tables, bmeta, out_code, out_field, out_flag):
+    """Duplicate check of a batch in one compiled pass, for every source whose natural key holds
+    the event time: the key of row ``i`` is ``_mix3(a[i], b[i], t[i])`` or, when ``b`` is None (a
+    two-column key), ``_mix3(a[i], t[i], 0)`` (:func:`natural_keys_equip`, ``_flow``, ``_qos``).
 
     Every row not rejected yet (``out_code == 0``) moves the robust clock (see
-    :func:`recent_clock_observe`), then has its natural key hashed (:func:`natural_keys_equip`) and
-    checked against, and inserted into, the hash table of its event-time bucket; duplicates get
+    :func:`recent_clock_observe`), then has its natural key hashed and checked against, and
+    inserted into, the hash table of its event-time bucket; duplicates get
     ``out_code = geo[G_CODE]``, ``out_field = geo[G_FIELD]``. No key array is built.
 
     Parameters
     ----------
-    rows : structured array (n,)
+    a, b : integer arrays (n,), the key's columns (views of the structured batch's fields); ``b``
+        None for a key of one column and the time
+    t : integer array (n,), the event times (``ts_ms``)
     start : int
         First row to do (0, or the row returned by the previous call of the same batch).
     clock : int64 (4 + w,), the robust clock, updated in place
@@ -240,11 +244,11 @@ def ring_dedup_equip(rows, start, clock, geo, tables, bmeta, out_code, out_field
     geo[G_NEED] = NEED_NONE
     if start == 0:
         geo[G_N_OUT] = 0
-        if not _ring_begin(rows["ts_ms"], out_code, clock, geo, tables.shape[0]):
+        if not _ring_begin(t, out_code, clock, geo, tables.shape[0]):
             if geo[G_NEED] == NEED_EMPTY:
                 geo[G_STEP] = 0
             return 0
-    n = rows.shape[0]
+    n = t.shape[0]
     size = min(CHUNK, max(1, n - start))
     keys = np.empty(size, dtype=np.int64)
     times = np.empty(size, dtype=np.int64)
@@ -254,10 +258,12 @@ def ring_dedup_equip(rows, start, clock, geo, tables, bmeta, out_code, out_field
         m = 0
         while i < n and m < size:
             if out_code[i] == 0:
-                r = rows[i]
-                t = np.int64(r["ts_ms"])
-                keys[m] = _mix3(np.int64(r["element_id"]), np.int64(r["metric_id"]), t)
-                times[m] = t
+                ti = np.int64(t[i])
+                if b is None:
+                    keys[m] = _mix3(np.int64(a[i]), ti, np.int64(0))
+                else:
+                    keys[m] = _mix3(np.int64(a[i]), np.int64(b[i]), ti)
+                times[m] = ti
                 rows_i[m] = i
                 m += 1
             i += 1
@@ -268,72 +274,31 @@ def ring_dedup_equip(rows, start, clock, geo, tables, bmeta, out_code, out_field
     return n
 
 
-@kernel
-def ring_dedup_flow(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag):
-    """:func:`ring_dedup_equip` for ``records.FLOW_DTYPE`` (key: source, destination, time)."""
-    geo[G_NEED] = NEED_NONE
-    if start == 0:
-        geo[G_N_OUT] = 0
-        if not _ring_begin(rows["ts_ms"], out_code, clock, geo, tables.shape[0]):
-            if geo[G_NEED] == NEED_EMPTY:
-                geo[G_STEP] = 0
-            return 0
-    n = rows.shape[0]
-    size = min(CHUNK, max(1, n - start))
-    keys = np.empty(size, dtype=np.int64)
-    times = np.empty(size, dtype=np.int64)
-    rows_i = np.empty(size, dtype=np.int64)
-    i = start
-    while i < n:
-        m = 0
-        while i < n and m < size:
-            if out_code[i] == 0:
-                r = rows[i]
-                t = np.int64(r["ts_ms"])
-                keys[m] = _mix3(np.int64(r["src_element_id"]), np.int64(r["dst_element_id"]), t)
-                times[m] = t
-                rows_i[m] = i
-                m += 1
-            i += 1
-        stop = _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag)
-        if stop >= 0:
-            return stop
-    _ring_end(geo)
-    return n
+class RingKey:
+    """A source's natural key for :func:`ring_dedup`: the fields of its two key columns (the second
+    None for a key of one column and the time). Called like a kernel, ``key(rows, start, clock,
+    geo, tables, bmeta, out_code, out_field, out_flag)``, it passes :func:`ring_dedup` the views of
+    those fields of the structured batch ``rows``."""
+
+    def __init__(self, a: str, b: str | None, t: str = "ts_ms"):
+        self.fields = (a, b, t)
+
+    def columns(self, rows) -> tuple:
+        """The key's columns of ``rows``: views, no copy."""
+        a, b, t = self.fields
+        return rows[a], (None if b is None else rows[b]), rows[t]
+
+    def __call__(self, rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag):
+        a, b, t = self.columns(rows)
+        return ring_dedup(a, b, t, start, clock, geo, tables, bmeta, out_code, out_field, out_flag)
 
 
-@kernel
-def ring_dedup_qos(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag):
-    """:func:`ring_dedup_equip` for ``records.QOS_DTYPE`` (key: element, time)."""
-    geo[G_NEED] = NEED_NONE
-    if start == 0:
-        geo[G_N_OUT] = 0
-        if not _ring_begin(rows["ts_ms"], out_code, clock, geo, tables.shape[0]):
-            if geo[G_NEED] == NEED_EMPTY:
-                geo[G_STEP] = 0
-            return 0
-    n = rows.shape[0]
-    size = min(CHUNK, max(1, n - start))
-    keys = np.empty(size, dtype=np.int64)
-    times = np.empty(size, dtype=np.int64)
-    rows_i = np.empty(size, dtype=np.int64)
-    i = start
-    while i < n:
-        m = 0
-        while i < n and m < size:
-            if out_code[i] == 0:
-                r = rows[i]
-                t = np.int64(r["ts_ms"])
-                keys[m] = _mix3(np.int64(r["element_id"]), t, np.int64(0))
-                times[m] = t
-                rows_i[m] = i
-                m += 1
-            i += 1
-        stop = _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag)
-        if stop >= 0:
-            return stop
-    _ring_end(geo)
-    return n
+ring_dedup_equip = RingKey("element_id", "metric_id")
+"""The duplicate check of a batch of ``records.EQUIP_DTYPE`` rows (key: element, metric, time)."""
+ring_dedup_flow = RingKey("src_element_id", "dst_element_id")
+"""The same for ``records.FLOW_DTYPE`` rows (key: source, destination, time)."""
+ring_dedup_qos = RingKey("element_id", None)
+"""The same for ``records.QOS_DTYPE`` rows (key: element, time)."""
 
 
 # ---- one compiled call per batch for ids (CDR record ids, complaint ticket ids): DedupSet ------------
