@@ -154,6 +154,41 @@ def bucket_slot(key, mask):
 
 
 @kernel
+def bucket_take(tables, bmeta, r, b):
+    """Make ring row ``r`` hold bucket ``b``: a fresh row, or one that held an expired bucket, is
+    cleared first."""
+    if bmeta[r, M_BUCKET] != b:
+        for j in range(tables.shape[1]):
+            tables[r, j] = EMPTY
+        bmeta[r, M_BUCKET] = b
+        bmeta[r, M_COUNT] = 0
+        bmeta[r, M_HAS_MIN] = 0
+
+
+@kernel
+def bucket_find(tables, r, k, mask):
+    """Linear probing for key ``k`` (not ``EMPTY``) in ring row ``r``: the first slot holding ``k``
+    or ``EMPTY``."""
+    s = bucket_slot(k, mask)
+    while True:
+        v = tables[r, s]
+        if v == k or v == EMPTY:
+            return s
+        s = (s + 1) & mask
+
+
+@kernel
+def bucket_seen_min(bmeta, r):
+    """Whether the key ``EMPTY`` (kept by a flag, not in a slot) is already in the bucket of ring row
+    ``r``; if not, it is recorded there now."""
+    if bmeta[r, M_HAS_MIN] != 0:
+        return True
+    bmeta[r, M_HAS_MIN] = 1
+    bmeta[r, M_COUNT] += 1
+    return False
+
+
+@kernel
 def bucketset_insert(keys, t_ms, active, start, geometry, tables, bmeta, out):
     """Check and insert the active rows ``start..`` into the bucket of their event time.
 
@@ -200,31 +235,18 @@ def bucketset_insert(keys, t_ms, active, start, geometry, tables, bmeta, out):
             outside = b < lo or b - lo >= n_ring
             if not outside:
                 r = b & rmask
-                if bmeta[r, M_BUCKET] != b:  # a fresh row, or one that held an expired bucket: clear it
-                    for j in range(cap):
-                        tables[r, j] = EMPTY
-                    bmeta[r, M_BUCKET] = b
-                    bmeta[r, M_COUNT] = 0
-                    bmeta[r, M_HAS_MIN] = 0
+                bucket_take(tables, bmeta, r, b)
         if outside:
             out[i] = OUT_OUTSIDE
             geometry[2] += 1
             continue
         k = keys[i]
         if k == EMPTY:
-            if bmeta[r, M_HAS_MIN] != 0:
+            if bucket_seen_min(bmeta, r):
                 out[i] = OUT_DUP
-            else:
-                bmeta[r, M_HAS_MIN] = 1
-                bmeta[r, M_COUNT] += 1
             continue
-        s = bucket_slot(k, mask)
-        while True:
-            v = tables[r, s]
-            if v == k or v == EMPTY:
-                break
-            s = (s + 1) & mask
-        if v == k:
+        s = bucket_find(tables, r, k, mask)
+        if tables[r, s] == k:
             out[i] = OUT_DUP
         else:
             if bmeta[r, M_COUNT] >= limit:

@@ -11,13 +11,14 @@ from .dedup import (
     EMPTY,
     M_BUCKET,
     M_COUNT,
-    M_HAS_MIN,
     OUT_OUTSIDE,
     PREFETCH_AHEAD,
     _clock_push,
     _clock_settle,
     _mix3,
-    bucket_slot,
+    bucket_find,
+    bucket_seen_min,
+    bucket_take,
     hashset_slot,
     probe,
 )
@@ -107,32 +108,20 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
                     outside = True
                 elif b < lo:
                     touched = True
-                if not outside and bmeta[r, M_BUCKET] != b:  # a fresh row, or one with an expired bucket: clear it
-                    for j in range(cap):
-                        tables[r, j] = EMPTY
-                    bmeta[r, M_BUCKET] = b
-                    bmeta[r, M_COUNT] = 0
-                    bmeta[r, M_HAS_MIN] = 0
+                if not outside:
+                    bucket_take(tables, bmeta, r, b)
         if outside:
             out_flag[i] = OUT_OUTSIDE
             n_out += 1
             continue
         k = keys[q]
         if k == EMPTY:
-            if bmeta[r, M_HAS_MIN] != 0:
+            if bucket_seen_min(bmeta, r):
                 out_code[i] = code
                 out_field[i] = fld
-            else:
-                bmeta[r, M_HAS_MIN] = 1
-                bmeta[r, M_COUNT] += 1
             continue
-        s = bucket_slot(k, mask)
-        while True:
-            v = tables[r, s]
-            if v == k or v == EMPTY:
-                break
-            s = (s + 1) & mask
-        if v == k:
+        s = bucket_find(tables, r, k, mask)
+        if tables[r, s] == k:
             out_code[i] = code
             out_field[i] = fld
         elif bmeta[r, M_COUNT] >= limit:
