@@ -12,9 +12,11 @@ below ``2**63`` (31-bit multipliers on 32-bit halves), so the same code runs com
 plain Python under ``NUMBA_DISABLE_JIT=1`` without integer-overflow warnings.
 """
 
+import numba
 import numpy as np
+from numba.extending import overload
 
-from ._numba import kernel, prefetch
+from ._numba import SAFE_FASTMATH, kernel, prefetch
 
 EMPTY = np.iinfo(np.int64).min
 PREFETCH_AHEAD = 16
@@ -154,41 +156,6 @@ def bucket_slot(key, mask):
 
 
 @kernel
-def bucket_take(tables, bmeta, r, b):
-    """Make ring row ``r`` hold bucket ``b``: a fresh row, or one that held an expired bucket, is
-    cleared first."""
-    if bmeta[r, M_BUCKET] != b:
-        for j in range(tables.shape[1]):
-            tables[r, j] = EMPTY
-        bmeta[r, M_BUCKET] = b
-        bmeta[r, M_COUNT] = 0
-        bmeta[r, M_HAS_MIN] = 0
-
-
-@kernel
-def bucket_find(tables, r, k, mask):
-    """Linear probing for key ``k`` (not ``EMPTY``) in ring row ``r``: the first slot holding ``k``
-    or ``EMPTY``."""
-    s = bucket_slot(k, mask)
-    while True:
-        v = tables[r, s]
-        if v == k or v == EMPTY:
-            return s
-        s = (s + 1) & mask
-
-
-@kernel
-def bucket_seen_min(bmeta, r):
-    """Whether the key ``EMPTY`` (kept by a flag, not in a slot) is already in the bucket of ring row
-    ``r``; if not, it is recorded there now."""
-    if bmeta[r, M_HAS_MIN] != 0:
-        return True
-    bmeta[r, M_HAS_MIN] = 1
-    bmeta[r, M_COUNT] += 1
-    return False
-
-
-@kernel
 def bucketset_insert(keys, t_ms, active, start, geometry, tables, bmeta, out):
     """Check and insert the active rows ``start..`` into the bucket of their event time.
 
@@ -235,18 +202,31 @@ def bucketset_insert(keys, t_ms, active, start, geometry, tables, bmeta, out):
             outside = b < lo or b - lo >= n_ring
             if not outside:
                 r = b & rmask
-                bucket_take(tables, bmeta, r, b)
+                if bmeta[r, M_BUCKET] != b:  # a fresh row, or one that held an expired bucket: clear it
+                    for j in range(cap):
+                        tables[r, j] = EMPTY
+                    bmeta[r, M_BUCKET] = b
+                    bmeta[r, M_COUNT] = 0
+                    bmeta[r, M_HAS_MIN] = 0
         if outside:
             out[i] = OUT_OUTSIDE
             geometry[2] += 1
             continue
         k = keys[i]
         if k == EMPTY:
-            if bucket_seen_min(bmeta, r):
+            if bmeta[r, M_HAS_MIN] != 0:
                 out[i] = OUT_DUP
+            else:
+                bmeta[r, M_HAS_MIN] = 1
+                bmeta[r, M_COUNT] += 1
             continue
-        s = bucket_find(tables, r, k, mask)
-        if tables[r, s] == k:
+        s = bucket_slot(k, mask)
+        while True:
+            v = tables[r, s]
+            if v == k or v == EMPTY:
+                break
+            s = (s + 1) & mask
+        if v == k:
             out[i] = OUT_DUP
         else:
             if bmeta[r, M_COUNT] >= limit:
@@ -354,28 +334,58 @@ def _mix3(a, b, c):
 
 
 @kernel
-def natural_keys_equip(rows, out):
-    """``out[i]`` = :func:`natural_key_hash` of ``(element_id, metric_id, ts_ms)`` of each row of a
-    ``records.EQUIP_DTYPE`` array (the structured array in one argument: one compiled call)."""
-    for i in range(rows.shape[0]):
-        r = rows[i]
-        out[i] = _mix3(np.int64(r["element_id"]), np.int64(r["metric_id"]), np.int64(r["ts_ms"]))
+def _key_equip(r):
+    """Natural key of a ``records.EQUIP_DTYPE`` row: ``(element_id, metric_id, ts_ms)``."""
+    return _mix3(np.int64(r["element_id"]), np.int64(r["metric_id"]), np.int64(r["ts_ms"]))
 
 
 @kernel
-def natural_keys_flow(rows, out):
-    """Hash of ``(src_element_id, dst_element_id, ts_ms)`` of each ``records.FLOW_DTYPE`` row."""
-    for i in range(rows.shape[0]):
-        r = rows[i]
-        out[i] = _mix3(np.int64(r["src_element_id"]), np.int64(r["dst_element_id"]), np.int64(r["ts_ms"]))
+def _key_flow(r):
+    """Natural key of a ``records.FLOW_DTYPE`` row: ``(src_element_id, dst_element_id, ts_ms)``."""
+    return _mix3(np.int64(r["src_element_id"]), np.int64(r["dst_element_id"]), np.int64(r["ts_ms"]))
 
 
 @kernel
-def natural_keys_qos(rows, out):
-    """Hash of ``(element_id, ts_ms, 0)`` of each ``records.QOS_DTYPE`` row."""
+def _key_qos(r):
+    """Natural key of a ``records.QOS_DTYPE`` row: ``(element_id, ts_ms, 0)``."""
+    return _mix3(np.int64(r["element_id"]), np.int64(r["ts_ms"]), np.int64(0))
+
+
+def _key_of(names):
+    """The natural-key function of the records whose fields are ``names``."""
+    if "metric_id" in names:
+        return _key_equip
+    if "src_element_id" in names:
+        return _key_flow
+    if "element_id" in names and "ts_ms" in names:
+        return _key_qos
+    raise TypeError(f"no natural key by event time for records with fields {sorted(names)}")
+
+
+def row_key(r):
+    """The :func:`natural_key_hash` of one canonical record of equipment counters, flows or QoS
+    probes, chosen by its fields (compiled: once per record type, at compile time)."""
+    return _key_of(r.dtype.names)(r)
+
+
+if not numba.config.DISABLE_JIT:  # pragma: no cover  (typing only runs compiled; pass 1 runs without JIT)
+
+    @overload(row_key, jit_options={"fastmath": SAFE_FASTMATH})
+    def _row_key_typed(r):
+        key = _key_of(r.fields)
+        return lambda r: key(r)
+
+
+@kernel
+def natural_keys(rows, out):
+    """``out[i]`` = :func:`row_key` of each row of a ``records.EQUIP_DTYPE``, ``FLOW_DTYPE`` or
+    ``QOS_DTYPE`` array (the structured array in one argument: one compiled call)."""
     for i in range(rows.shape[0]):
-        r = rows[i]
-        out[i] = _mix3(np.int64(r["element_id"]), np.int64(r["ts_ms"]), np.int64(0))
+        out[i] = row_key(rows[i])
+
+
+natural_keys_equip = natural_keys_flow = natural_keys_qos = natural_keys
+"""(The names by source: one kernel serves the three.)"""
 
 
 # ---- the robust clock of the duplicate horizon ------------------------------------------------------

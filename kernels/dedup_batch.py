@@ -11,16 +11,15 @@ from .dedup import (
     EMPTY,
     M_BUCKET,
     M_COUNT,
+    M_HAS_MIN,
     OUT_OUTSIDE,
     PREFETCH_AHEAD,
     _clock_push,
     _clock_settle,
-    _mix3,
-    bucket_find,
-    bucket_seen_min,
-    bucket_take,
+    bucket_slot,
     hashset_slot,
     probe,
+    row_key,
 )
 
 # ---- one compiled call per batch: clock, natural key, bucket probe and insert, duplicate mark ------
@@ -108,20 +107,32 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
                     outside = True
                 elif b < lo:
                     touched = True
-                if not outside:
-                    bucket_take(tables, bmeta, r, b)
+                if not outside and bmeta[r, M_BUCKET] != b:  # a fresh row, or one with an expired bucket: clear it
+                    for j in range(cap):
+                        tables[r, j] = EMPTY
+                    bmeta[r, M_BUCKET] = b
+                    bmeta[r, M_COUNT] = 0
+                    bmeta[r, M_HAS_MIN] = 0
         if outside:
             out_flag[i] = OUT_OUTSIDE
             n_out += 1
             continue
         k = keys[q]
         if k == EMPTY:
-            if bucket_seen_min(bmeta, r):
+            if bmeta[r, M_HAS_MIN] != 0:
                 out_code[i] = code
                 out_field[i] = fld
+            else:
+                bmeta[r, M_HAS_MIN] = 1
+                bmeta[r, M_COUNT] += 1
             continue
-        s = bucket_find(tables, r, k, mask)
-        if tables[r, s] == k:
+        s = bucket_slot(k, mask)
+        while True:
+            v = tables[r, s]
+            if v == k or v == EMPTY:
+                break
+            s = (s + 1) & mask
+        if v == k:
             out_code[i] = code
             out_field[i] = fld
         elif bmeta[r, M_COUNT] >= limit:
@@ -199,10 +210,10 @@ def _ring_end(geo):
 
 
 @kernel
-def ring_dedup(a, b, t, start, clock, geo, tables, bmeta, out_code, out_field, out_flag):
-    """Duplicate check of a batch in one compiled pass, for every source whose natural key holds
-    the event time: the key of row ``i`` is ``_mix3(a[i], b[i], t[i])`` or, when ``b`` is None (a
-    two-column key), ``_mix3(a[i], t[i], 0)`` (:func:`natural_keys_equip`, ``_flow``, ``_qos``).
+def ring_dedup(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag):
+    """Duplicate check of a batch of ``records.EQUIP_DTYPE``, ``FLOW_DTYPE`` or ``QOS_DTYPE`` rows
+    (the sources whose natural key holds the event time; the key: :func:`row_key`, chosen by the
+    record type when the kernel is compiled) in one compiled pass.
 
     Every row not rejected yet (``out_code == 0``) moves the robust clock (see
     :func:`recent_clock_observe`), then has its natural key hashed and checked against, and
@@ -211,9 +222,7 @@ def ring_dedup(a, b, t, start, clock, geo, tables, bmeta, out_code, out_field, o
 
     Parameters
     ----------
-    a, b : integer arrays (n,), the key's columns (views of the structured batch's fields); ``b``
-        None for a key of one column and the time
-    t : integer array (n,), the event times (``ts_ms``)
+    rows : structured array (n,)
     start : int
         First row to do (0, or the row returned by the previous call of the same batch).
     clock : int64 (4 + w,), the robust clock, updated in place
@@ -233,11 +242,11 @@ def ring_dedup(a, b, t, start, clock, geo, tables, bmeta, out_code, out_field, o
     geo[G_NEED] = NEED_NONE
     if start == 0:
         geo[G_N_OUT] = 0
-        if not _ring_begin(t, out_code, clock, geo, tables.shape[0]):
+        if not _ring_begin(rows["ts_ms"], out_code, clock, geo, tables.shape[0]):
             if geo[G_NEED] == NEED_EMPTY:
                 geo[G_STEP] = 0
             return 0
-    n = t.shape[0]
+    n = rows.shape[0]
     size = min(CHUNK, max(1, n - start))
     keys = np.empty(size, dtype=np.int64)
     times = np.empty(size, dtype=np.int64)
@@ -247,12 +256,9 @@ def ring_dedup(a, b, t, start, clock, geo, tables, bmeta, out_code, out_field, o
         m = 0
         while i < n and m < size:
             if out_code[i] == 0:
-                ti = np.int64(t[i])
-                if b is None:
-                    keys[m] = _mix3(np.int64(a[i]), ti, np.int64(0))
-                else:
-                    keys[m] = _mix3(np.int64(a[i]), np.int64(b[i]), ti)
-                times[m] = ti
+                r = rows[i]
+                keys[m] = row_key(r)
+                times[m] = r["ts_ms"]
                 rows_i[m] = i
                 m += 1
             i += 1
@@ -263,31 +269,8 @@ def ring_dedup(a, b, t, start, clock, geo, tables, bmeta, out_code, out_field, o
     return n
 
 
-class RingKey:
-    """A source's natural key for :func:`ring_dedup`: the fields of its two key columns (the second
-    None for a key of one column and the time). Called like a kernel, ``key(rows, start, clock,
-    geo, tables, bmeta, out_code, out_field, out_flag)``, it passes :func:`ring_dedup` the views of
-    those fields of the structured batch ``rows``."""
-
-    def __init__(self, a: str, b: str | None, t: str = "ts_ms"):
-        self.fields = (a, b, t)
-
-    def columns(self, rows) -> tuple:
-        """The key's columns of ``rows``: views, no copy."""
-        a, b, t = self.fields
-        return rows[a], (None if b is None else rows[b]), rows[t]
-
-    def __call__(self, rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag):
-        a, b, t = self.columns(rows)
-        return ring_dedup(a, b, t, start, clock, geo, tables, bmeta, out_code, out_field, out_flag)
-
-
-ring_dedup_equip = RingKey("element_id", "metric_id")
-"""The duplicate check of a batch of ``records.EQUIP_DTYPE`` rows (key: element, metric, time)."""
-ring_dedup_flow = RingKey("src_element_id", "dst_element_id")
-"""The same for ``records.FLOW_DTYPE`` rows (key: source, destination, time)."""
-ring_dedup_qos = RingKey("element_id", None)
-"""The same for ``records.QOS_DTYPE`` rows (key: element, time)."""
+ring_dedup_equip = ring_dedup_flow = ring_dedup_qos = ring_dedup
+"""(The names by source: one kernel serves the three.)"""
 
 
 # ---- one compiled call per batch for ids (CDR record ids, complaint ticket ids): DedupSet ------------

@@ -60,8 +60,6 @@ from kernels.dedup_batch import (
     NEED_EMPTY,
     NEED_RING,
     NEED_ROTATE,
-    RingKey,
-    ring_dedup,
 )
 
 DEFAULT_DEDUP_HORIZON_MS = 24 * 3600 * 1000
@@ -485,7 +483,7 @@ class TimeBucketKeySet:
         self._advance(lo)
         return dup
 
-    def check_rows(self, rows, key: RingKey, clock: DedupClock, mark: tuple, out_code, out_field, keys_of) -> bool:
+    def check_rows(self, rows, kernel, clock: DedupClock, mark: tuple, out_code, out_field, keys_of) -> bool:
         """The duplicate check of one batch of records in one compiled call (clock, natural key,
         bucket probe and insert, mark), the same decisions as :meth:`check_insert` with the
         clock of ``clock`` after the batch.
@@ -493,7 +491,7 @@ class TimeBucketKeySet:
         Parameters
         ----------
         rows : structured array (n,) of the source's canonical dtype
-        key : RingKey, the source's natural key (``kernels.dedup_batch.ring_dedup_*``)
+        kernel : the ring kernel (``kernels.dedup_batch.ring_dedup``, one for every source)
         clock : DedupClock, moved by the batch's rows not rejected yet
         mark : (code, field), what a duplicate gets in ``out_code`` / ``out_field``
         out_code, out_field : int8 (n,), the rows' first failure so far (0: none), updated in place
@@ -513,10 +511,9 @@ class TimeBucketKeySet:
         if n >= self.LARGE_CALL and 10 * n > 7 * self.tables.shape[1]:
             self._prepare_large(rows, clock, out_code)
         flag = np.zeros(n, dtype=np.int8)
-        a, b, t = key.columns(rows)
         start = 0
         while True:
-            start = int(ring_dedup(a, b, t, start, clock.a, g, self.tables, self.meta, out_code, out_field, flag))
+            start = int(kernel(rows, start, clock.a, g, self.tables, self.meta, out_code, out_field, flag))
             if start >= n:
                 break
             need = int(g[G_NEED])
