@@ -376,6 +376,41 @@ if not numba.config.DISABLE_JIT:  # pragma: no cover  (typing only runs compiled
         return lambda r: key(r)
 
 
+_ID_KEYS = (("record_id", "start_ms"), ("complaint_id", "ts_ms"))
+"""The sources whose natural key is an id: (id field, event-time field)."""
+
+
+def _id_fields(names):
+    """The (id, event time) fields of the records whose fields are ``names``."""
+    for key, t in _ID_KEYS:
+        if key in names:
+            return key, t
+    raise TypeError(f"no id key for records with fields {sorted(names)}")
+
+
+def row_id(r):
+    """The id of one CDR (``record_id``) or complaint (``complaint_id``), chosen by the fields."""
+    return r[_id_fields(r.dtype.names)[0]]
+
+
+def id_times(rows):
+    """The event times of CDRs (``start_ms``) or complaints (``ts_ms``): a view."""
+    return rows[_id_fields(rows.dtype.names)[1]]
+
+
+if not numba.config.DISABLE_JIT:  # pragma: no cover  (typing only runs compiled; pass 1 runs without JIT)
+
+    @overload(row_id)
+    def _row_id_typed(r):
+        key = _id_fields(r.fields)[0]
+        return lambda r: r[key]
+
+    @overload(id_times)
+    def _id_times_typed(rows):
+        t = _id_fields(rows.dtype.fields)[1]
+        return lambda rows: rows[t]
+
+
 @kernel
 def natural_keys(rows, out):
     """``out[i]`` = :func:`row_key` of each row of a ``records.EQUIP_DTYPE``, ``FLOW_DTYPE`` or

@@ -18,7 +18,9 @@ from .dedup import (
     _clock_settle,
     bucket_slot,
     hashset_slot,
+    id_times,
     probe,
+    row_id,
     row_key,
 )
 
@@ -285,7 +287,7 @@ NEED_ROTATE, NEED_GROW = 4, 5
 
 @kernel
 def _idset_begin(times, out_code, clock, ds):
-    """Clock (once per batch) and the generation check of :func:`idset_dedup_cdr`; False when the
+    """Clock (once per batch) and the generation check of :func:`idset_dedup`; False when the
     caller must act first (``ds[D_NEED]``: rotate the generations, or no active row)."""
     if ds[D_STEP] != 0:
         return True
@@ -347,14 +349,16 @@ def _idset_chunk(buf, rows_i, m, ds, cur, cur_meta, prev, prev_meta, out_code, o
 
 
 @kernel
-def idset_dedup_cdr(rows, start, clock, ds, cur, cur_meta, prev, prev_meta, out_code, out_field):
-    """Duplicate ``record_id`` check of a batch of ``records.CDR_DTYPE`` rows in one compiled call:
-    the robust clock (``start_ms``), the generation check, then a lookup in the previous generation
+def idset_dedup(rows, start, clock, ds, cur, cur_meta, prev, prev_meta, out_code, out_field):
+    """Duplicate id check of a batch of ``records.CDR_DTYPE`` (``record_id``, time ``start_ms``) or
+    ``COMPLAINT_DTYPE`` rows (``complaint_id``, time ``ts_ms``; :func:`row_id`, :func:`id_times`,
+    chosen by the record type when the kernel is compiled) in one compiled call: the robust clock,
+    the generation check, then a lookup in the previous generation
     and an insert into the current one per row not rejected yet (``out_code == 0``), duplicates
     marked ``out_code = ds[D_CODE]``, ``out_field = ds[D_FIELD]``. Returns ``n`` when done, else
     where to resume once the caller did what ``ds[D_NEED]`` asks (see ``DedupSet.check_rows``)."""
     ds[D_NEED] = NEED_NONE
-    if start == 0 and not _idset_begin(rows["start_ms"], out_code, clock, ds):
+    if start == 0 and not _idset_begin(id_times(rows), out_code, clock, ds):
         return 0
     n = rows.shape[0]
     cmask = cur.shape[0] - 1
@@ -368,7 +372,7 @@ def idset_dedup_cdr(rows, start, clock, ds, cur, cur_meta, prev, prev_meta, out_
         m = 0
         while i < n and m < size:
             if out_code[i] == 0:
-                k = rows[i]["record_id"]
+                k = row_id(rows[i])
                 buf[0, m] = k
                 buf[1, m] = hashset_slot(k, cmask)
                 if has_prev:
@@ -382,33 +386,5 @@ def idset_dedup_cdr(rows, start, clock, ds, cur, cur_meta, prev, prev_meta, out_
     return n
 
 
-@kernel
-def idset_dedup_complaint(rows, start, clock, ds, cur, cur_meta, prev, prev_meta, out_code, out_field):
-    """:func:`idset_dedup_cdr` for ``records.COMPLAINT_DTYPE`` (``complaint_id``, time ``ts_ms``)."""
-    ds[D_NEED] = NEED_NONE
-    if start == 0 and not _idset_begin(rows["ts_ms"], out_code, clock, ds):
-        return 0
-    n = rows.shape[0]
-    cmask = cur.shape[0] - 1
-    pmask = prev.shape[0] - 1
-    has_prev = prev_meta[0] != 0
-    size = min(ID_CHUNK, max(1, n - start))
-    buf = np.empty((3, size), dtype=np.int64)  # keys, home slots in cur and in prev
-    rows_i = np.empty(size, dtype=np.int64)
-    i = start
-    while i < n:
-        m = 0
-        while i < n and m < size:
-            if out_code[i] == 0:
-                k = rows[i]["complaint_id"]
-                buf[0, m] = k
-                buf[1, m] = hashset_slot(k, cmask)
-                if has_prev:
-                    buf[2, m] = hashset_slot(k, pmask)
-                rows_i[m] = i
-                m += 1
-            i += 1
-        stop = _idset_chunk(buf, rows_i, m, ds, cur, cur_meta, prev, prev_meta, out_code, out_field)
-        if stop >= 0:
-            return stop
-    return n
+idset_dedup_cdr = idset_dedup_complaint = idset_dedup
+"""(The names by source: one kernel serves the two.)"""

@@ -56,3 +56,34 @@ def test_a_record_type_without_a_key_by_time_is_refused():
     cdr = empty("cdr", 2)
     with pytest.raises(Exception, match="no natural key by event time"):
         natural_keys(cdr, np.empty(2, np.int64))
+
+
+@pytest.mark.parametrize("source", ["cdr", "complaint"])
+def test_one_id_kernel_marks_what_a_python_set_marks(source):
+    from kernels.dedup import id_times, row_id
+    from kernels.dedup_batch import idset_dedup, idset_dedup_cdr, idset_dedup_complaint
+
+    assert idset_dedup_cdr is idset_dedup_complaint is idset_dedup
+    key, tf = {"cdr": ("record_id", "start_ms"), "complaint": ("complaint_id", "ts_ms")}[source]
+    rng = np.random.default_rng(5)
+    a = empty(source, 400)
+    a[key] = rng.integers(0, 150, len(a))
+    assert row_id(a[7]) == a[key][7] and np.array_equal(id_times(a), a[tf])
+    ing = Ingestor(source)
+    ids = a[key]
+    dup = len(ids) - len(set(ids.tolist()))
+    codes = np.zeros(len(a), np.int8)
+    fields = np.zeros(len(a), np.int8)
+    ing.dedup.check_rows(a, idset_dedup, ing._dedup_clock, (9, 2), codes, fields)
+    first = {}
+    for i, k in enumerate(ids.tolist()):
+        first.setdefault(k, i)
+    want = np.array([first[k] != i for i, k in enumerate(ids.tolist())])
+    assert dup > 0 and np.array_equal(codes == 9, want) and np.all(fields[want] == 2)
+
+
+def test_a_record_type_without_an_id_key_is_refused():
+    from kernels.dedup import row_id
+
+    with pytest.raises(Exception, match="no id key"):
+        row_id(empty("equip", 1)[0])
