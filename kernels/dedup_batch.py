@@ -1,7 +1,12 @@
-"""The duplicate check of one batch in one compiled call per source (``telcoanalytics.ingest.dedup``'s
+"""The duplicate check of one batch in one compiled call (``telcoanalytics.ingest.dedup``'s
 ``check_rows``): the robust clock, the natural key, the probe and insert into the key set, the
 duplicate mark, with no key array and no mask arrays (a key is hashed into a 256-row buffer that
 stays in the L1 cache just before its probe). The key sets are those of ``kernels.dedup``.
+
+Two kernels serve the five sources: :func:`ring_dedup` (equipment counters, flows, QoS probes:
+key sets per event-time bucket) and :func:`idset_dedup` (CDRs, complaints: ids in two
+generations). Each is compiled once per record type; the key's fields are chosen then
+(``kernels.dedup.row_key``, ``row_id``, ``id_times``), so no per-source copy and no per-call cost.
 """
 
 import numpy as np
