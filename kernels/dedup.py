@@ -12,9 +12,11 @@ below ``2**63`` (31-bit multipliers on 32-bit halves), so the same code runs com
 plain Python under ``NUMBA_DISABLE_JIT=1`` without integer-overflow warnings.
 """
 
+import numba
 import numpy as np
+from numba.extending import overload
 
-from ._numba import kernel, prefetch
+from ._numba import SAFE_FASTMATH, kernel, prefetch
 
 EMPTY = np.iinfo(np.int64).min
 PREFETCH_AHEAD = 16
@@ -332,28 +334,93 @@ def _mix3(a, b, c):
 
 
 @kernel
-def natural_keys_equip(rows, out):
-    """``out[i]`` = :func:`natural_key_hash` of ``(element_id, metric_id, ts_ms)`` of each row of a
-    ``records.EQUIP_DTYPE`` array (the structured array in one argument: one compiled call)."""
-    for i in range(rows.shape[0]):
-        r = rows[i]
-        out[i] = _mix3(np.int64(r["element_id"]), np.int64(r["metric_id"]), np.int64(r["ts_ms"]))
+def _key_equip(r):
+    """Natural key of a ``records.EQUIP_DTYPE`` row: ``(element_id, metric_id, ts_ms)``."""
+    return _mix3(np.int64(r["element_id"]), np.int64(r["metric_id"]), np.int64(r["ts_ms"]))
 
 
 @kernel
-def natural_keys_flow(rows, out):
-    """Hash of ``(src_element_id, dst_element_id, ts_ms)`` of each ``records.FLOW_DTYPE`` row."""
-    for i in range(rows.shape[0]):
-        r = rows[i]
-        out[i] = _mix3(np.int64(r["src_element_id"]), np.int64(r["dst_element_id"]), np.int64(r["ts_ms"]))
+def _key_flow(r):
+    """Natural key of a ``records.FLOW_DTYPE`` row: ``(src_element_id, dst_element_id, ts_ms)``."""
+    return _mix3(np.int64(r["src_element_id"]), np.int64(r["dst_element_id"]), np.int64(r["ts_ms"]))
 
 
 @kernel
-def natural_keys_qos(rows, out):
-    """Hash of ``(element_id, ts_ms, 0)`` of each ``records.QOS_DTYPE`` row."""
+def _key_qos(r):
+    """Natural key of a ``records.QOS_DTYPE`` row: ``(element_id, ts_ms, 0)``."""
+    return _mix3(np.int64(r["element_id"]), np.int64(r["ts_ms"]), np.int64(0))
+
+
+def _key_of(names):
+    """The natural-key function of the records whose fields are ``names``."""
+    if "metric_id" in names:
+        return _key_equip
+    if "src_element_id" in names:
+        return _key_flow
+    if "element_id" in names and "ts_ms" in names:
+        return _key_qos
+    raise TypeError(f"no natural key by event time for records with fields {sorted(names)}")
+
+
+def row_key(r):
+    """The :func:`natural_key_hash` of one canonical record of equipment counters, flows or QoS
+    probes, chosen by its fields (compiled: once per record type, at compile time)."""
+    return _key_of(r.dtype.names)(r)
+
+
+if not numba.config.DISABLE_JIT:  # pragma: no cover  (typing only runs compiled; pass 1 runs without JIT)
+
+    @overload(row_key, jit_options={"fastmath": SAFE_FASTMATH})
+    def _row_key_typed(r):
+        key = _key_of(r.fields)
+        return lambda r: key(r)
+
+
+_ID_KEYS = (("record_id", "start_ms"), ("complaint_id", "ts_ms"))
+"""The sources whose natural key is an id: (id field, event-time field)."""
+
+
+def _id_fields(names):
+    """The (id, event time) fields of the records whose fields are ``names``."""
+    for key, t in _ID_KEYS:
+        if key in names:
+            return key, t
+    raise TypeError(f"no id key for records with fields {sorted(names)}")
+
+
+def row_id(r):
+    """The id of one CDR (``record_id``) or complaint (``complaint_id``), chosen by the fields."""
+    return r[_id_fields(r.dtype.names)[0]]
+
+
+def id_times(rows):
+    """The event times of CDRs (``start_ms``) or complaints (``ts_ms``): a view."""
+    return rows[_id_fields(rows.dtype.names)[1]]
+
+
+if not numba.config.DISABLE_JIT:  # pragma: no cover  (typing only runs compiled; pass 1 runs without JIT)
+
+    @overload(row_id)
+    def _row_id_typed(r):
+        key = _id_fields(r.fields)[0]
+        return lambda r: r[key]
+
+    @overload(id_times)
+    def _id_times_typed(rows):
+        t = _id_fields(rows.dtype.fields)[1]
+        return lambda rows: rows[t]
+
+
+@kernel
+def natural_keys(rows, out):
+    """``out[i]`` = :func:`row_key` of each row of a ``records.EQUIP_DTYPE``, ``FLOW_DTYPE`` or
+    ``QOS_DTYPE`` array (the structured array in one argument: one compiled call)."""
     for i in range(rows.shape[0]):
-        r = rows[i]
-        out[i] = _mix3(np.int64(r["element_id"]), np.int64(r["ts_ms"]), np.int64(0))
+        out[i] = row_key(rows[i])
+
+
+natural_keys_equip = natural_keys_flow = natural_keys_qos = natural_keys
+"""(The names by source: one kernel serves the three.)"""
 
 
 # ---- the robust clock of the duplicate horizon ------------------------------------------------------

@@ -1,7 +1,12 @@
-"""The duplicate check of one batch in one compiled call per source (``telcoanalytics.ingest.dedup``'s
+"""The duplicate check of one batch in one compiled call (``telcoanalytics.ingest.dedup``'s
 ``check_rows``): the robust clock, the natural key, the probe and insert into the key set, the
 duplicate mark, with no key array and no mask arrays (a key is hashed into a 256-row buffer that
 stays in the L1 cache just before its probe). The key sets are those of ``kernels.dedup``.
+
+Two kernels serve the five sources: :func:`ring_dedup` (equipment counters, flows, QoS probes:
+key sets per event-time bucket) and :func:`idset_dedup` (CDRs, complaints: ids in two
+generations). Each is compiled once per record type; the key's fields are chosen then
+(``kernels.dedup.row_key``, ``row_id``, ``id_times``), so no per-source copy and no per-call cost.
 """
 
 import numpy as np
@@ -16,10 +21,12 @@ from .dedup import (
     PREFETCH_AHEAD,
     _clock_push,
     _clock_settle,
-    _mix3,
     bucket_slot,
     hashset_slot,
+    id_times,
     probe,
+    row_id,
+    row_key,
 )
 
 # ---- one compiled call per batch: clock, natural key, bucket probe and insert, duplicate mark ------
@@ -210,12 +217,14 @@ def _ring_end(geo):
 
 
 @kernel
-def ring_dedup_equip(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag):
-    """Duplicate check of a batch of ``records.EQUIP_DTYPE`` rows in one compiled pass.
+def ring_dedup(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag):
+    """Duplicate check of a batch of ``records.EQUIP_DTYPE``, ``FLOW_DTYPE`` or ``QOS_DTYPE`` rows
+    (the sources whose natural key holds the event time; the key: :func:`row_key`, chosen by the
+    record type when the kernel is compiled) in one compiled pass.
 
     Every row not rejected yet (``out_code == 0``) moves the robust clock (see
-    :func:`recent_clock_observe`), then has its natural key hashed (:func:`natural_keys_equip`) and
-    checked against, and inserted into, the hash table of its event-time bucket; duplicates get
+    :func:`recent_clock_observe`), then has its natural key hashed and checked against, and
+    inserted into, the hash table of its event-time bucket; duplicates get
     ``out_code = geo[G_CODE]``, ``out_field = geo[G_FIELD]``. No key array is built.
 
     Parameters
@@ -255,9 +264,8 @@ def ring_dedup_equip(rows, start, clock, geo, tables, bmeta, out_code, out_field
         while i < n and m < size:
             if out_code[i] == 0:
                 r = rows[i]
-                t = np.int64(r["ts_ms"])
-                keys[m] = _mix3(np.int64(r["element_id"]), np.int64(r["metric_id"]), t)
-                times[m] = t
+                keys[m] = row_key(r)
+                times[m] = r["ts_ms"]
                 rows_i[m] = i
                 m += 1
             i += 1
@@ -268,72 +276,8 @@ def ring_dedup_equip(rows, start, clock, geo, tables, bmeta, out_code, out_field
     return n
 
 
-@kernel
-def ring_dedup_flow(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag):
-    """:func:`ring_dedup_equip` for ``records.FLOW_DTYPE`` (key: source, destination, time)."""
-    geo[G_NEED] = NEED_NONE
-    if start == 0:
-        geo[G_N_OUT] = 0
-        if not _ring_begin(rows["ts_ms"], out_code, clock, geo, tables.shape[0]):
-            if geo[G_NEED] == NEED_EMPTY:
-                geo[G_STEP] = 0
-            return 0
-    n = rows.shape[0]
-    size = min(CHUNK, max(1, n - start))
-    keys = np.empty(size, dtype=np.int64)
-    times = np.empty(size, dtype=np.int64)
-    rows_i = np.empty(size, dtype=np.int64)
-    i = start
-    while i < n:
-        m = 0
-        while i < n and m < size:
-            if out_code[i] == 0:
-                r = rows[i]
-                t = np.int64(r["ts_ms"])
-                keys[m] = _mix3(np.int64(r["src_element_id"]), np.int64(r["dst_element_id"]), t)
-                times[m] = t
-                rows_i[m] = i
-                m += 1
-            i += 1
-        stop = _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag)
-        if stop >= 0:
-            return stop
-    _ring_end(geo)
-    return n
-
-
-@kernel
-def ring_dedup_qos(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag):
-    """:func:`ring_dedup_equip` for ``records.QOS_DTYPE`` (key: element, time)."""
-    geo[G_NEED] = NEED_NONE
-    if start == 0:
-        geo[G_N_OUT] = 0
-        if not _ring_begin(rows["ts_ms"], out_code, clock, geo, tables.shape[0]):
-            if geo[G_NEED] == NEED_EMPTY:
-                geo[G_STEP] = 0
-            return 0
-    n = rows.shape[0]
-    size = min(CHUNK, max(1, n - start))
-    keys = np.empty(size, dtype=np.int64)
-    times = np.empty(size, dtype=np.int64)
-    rows_i = np.empty(size, dtype=np.int64)
-    i = start
-    while i < n:
-        m = 0
-        while i < n and m < size:
-            if out_code[i] == 0:
-                r = rows[i]
-                t = np.int64(r["ts_ms"])
-                keys[m] = _mix3(np.int64(r["element_id"]), t, np.int64(0))
-                times[m] = t
-                rows_i[m] = i
-                m += 1
-            i += 1
-        stop = _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag)
-        if stop >= 0:
-            return stop
-    _ring_end(geo)
-    return n
+ring_dedup_equip = ring_dedup_flow = ring_dedup_qos = ring_dedup
+"""(The names by source: one kernel serves the three.)"""
 
 
 # ---- one compiled call per batch for ids (CDR record ids, complaint ticket ids): DedupSet ------------
@@ -348,7 +292,7 @@ NEED_ROTATE, NEED_GROW = 4, 5
 
 @kernel
 def _idset_begin(times, out_code, clock, ds):
-    """Clock (once per batch) and the generation check of :func:`idset_dedup_cdr`; False when the
+    """Clock (once per batch) and the generation check of :func:`idset_dedup`; False when the
     caller must act first (``ds[D_NEED]``: rotate the generations, or no active row)."""
     if ds[D_STEP] != 0:
         return True
@@ -410,14 +354,16 @@ def _idset_chunk(buf, rows_i, m, ds, cur, cur_meta, prev, prev_meta, out_code, o
 
 
 @kernel
-def idset_dedup_cdr(rows, start, clock, ds, cur, cur_meta, prev, prev_meta, out_code, out_field):
-    """Duplicate ``record_id`` check of a batch of ``records.CDR_DTYPE`` rows in one compiled call:
-    the robust clock (``start_ms``), the generation check, then a lookup in the previous generation
+def idset_dedup(rows, start, clock, ds, cur, cur_meta, prev, prev_meta, out_code, out_field):
+    """Duplicate id check of a batch of ``records.CDR_DTYPE`` (``record_id``, time ``start_ms``) or
+    ``COMPLAINT_DTYPE`` rows (``complaint_id``, time ``ts_ms``; :func:`row_id`, :func:`id_times`,
+    chosen by the record type when the kernel is compiled) in one compiled call: the robust clock,
+    the generation check, then a lookup in the previous generation
     and an insert into the current one per row not rejected yet (``out_code == 0``), duplicates
     marked ``out_code = ds[D_CODE]``, ``out_field = ds[D_FIELD]``. Returns ``n`` when done, else
     where to resume once the caller did what ``ds[D_NEED]`` asks (see ``DedupSet.check_rows``)."""
     ds[D_NEED] = NEED_NONE
-    if start == 0 and not _idset_begin(rows["start_ms"], out_code, clock, ds):
+    if start == 0 and not _idset_begin(id_times(rows), out_code, clock, ds):
         return 0
     n = rows.shape[0]
     cmask = cur.shape[0] - 1
@@ -431,7 +377,7 @@ def idset_dedup_cdr(rows, start, clock, ds, cur, cur_meta, prev, prev_meta, out_
         m = 0
         while i < n and m < size:
             if out_code[i] == 0:
-                k = rows[i]["record_id"]
+                k = row_id(rows[i])
                 buf[0, m] = k
                 buf[1, m] = hashset_slot(k, cmask)
                 if has_prev:
@@ -445,33 +391,5 @@ def idset_dedup_cdr(rows, start, clock, ds, cur, cur_meta, prev, prev_meta, out_
     return n
 
 
-@kernel
-def idset_dedup_complaint(rows, start, clock, ds, cur, cur_meta, prev, prev_meta, out_code, out_field):
-    """:func:`idset_dedup_cdr` for ``records.COMPLAINT_DTYPE`` (``complaint_id``, time ``ts_ms``)."""
-    ds[D_NEED] = NEED_NONE
-    if start == 0 and not _idset_begin(rows["ts_ms"], out_code, clock, ds):
-        return 0
-    n = rows.shape[0]
-    cmask = cur.shape[0] - 1
-    pmask = prev.shape[0] - 1
-    has_prev = prev_meta[0] != 0
-    size = min(ID_CHUNK, max(1, n - start))
-    buf = np.empty((3, size), dtype=np.int64)  # keys, home slots in cur and in prev
-    rows_i = np.empty(size, dtype=np.int64)
-    i = start
-    while i < n:
-        m = 0
-        while i < n and m < size:
-            if out_code[i] == 0:
-                k = rows[i]["complaint_id"]
-                buf[0, m] = k
-                buf[1, m] = hashset_slot(k, cmask)
-                if has_prev:
-                    buf[2, m] = hashset_slot(k, pmask)
-                rows_i[m] = i
-                m += 1
-            i += 1
-        stop = _idset_chunk(buf, rows_i, m, ds, cur, cur_meta, prev, prev_meta, out_code, out_field)
-        if stop >= 0:
-            return stop
-    return n
+idset_dedup_cdr = idset_dedup_complaint = idset_dedup
+"""(The names by source: one kernel serves the two.)"""

@@ -491,7 +491,7 @@ class TimeBucketKeySet:
         Parameters
         ----------
         rows : structured array (n,) of the source's canonical dtype
-        kernel : the source's ``kernels.dedup.ring_dedup_*``
+        kernel : the ring kernel (``kernels.dedup_batch.ring_dedup``, one for every source)
         clock : DedupClock, moved by the batch's rows not rejected yet
         mark : (code, field), what a duplicate gets in ``out_code`` / ``out_field``
         out_code, out_field : int8 (n,), the rows' first failure so far (0: none), updated in place
