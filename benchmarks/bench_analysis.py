@@ -200,6 +200,8 @@ def test_trend_and_forecast_5min(benchmark):
     # search (stop step 0.004, three grid levels) against the lockstep block search, both one-step
     sub = train[:N_AB]
     shapes = [(sub.shape[0], 4), (sub.shape[0], 2 + season), (sub.shape[0], 3)]
+    few = [(2, 4), (2, 2 + season), (2, 3)]
+    HW.hw_fit_rows(sub[:2], season, DEFAULT_BOUNDS, 1, 30, *[np.empty(x) for x in few])  # compile outside the timing
     _, t_old, c_old = _timed_cpu(
         lambda: HW.hw_fit_rows(sub, season, DEFAULT_BOUNDS, 1, 30, *[np.empty(x) for x in shapes])
     )
@@ -210,6 +212,16 @@ def test_trend_and_forecast_5min(benchmark):
     calib_out = np.empty((sub.shape[0], hgrid.size)), np.empty((sub.shape[0], hgrid.size), dtype=np.int64)
     ab = {}
     for bits in (64, 32):  # the lockstep search's recursion in float64 and float32 (the default)
+        few_calib = np.empty((2, hgrid.size)), np.empty((2, hgrid.size), dtype=np.int64)
+        HW.hw_fit_blocks(  # compile this width outside the timing
+            sub[:2],
+            season,
+            DEFAULT_BOUNDS,
+            (*search, search_dtype(bits)),
+            calib,
+            *[np.empty(x) for x in few],
+            *few_calib,
+        )
         out = [np.empty(x) for x in shapes]
         _, _, ab[bits] = _timed_cpu(
             lambda out=out, bits=bits: HW.hw_fit_blocks(
