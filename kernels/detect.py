@@ -58,6 +58,14 @@ The same rows replayed merged by event time and in arrival order (a few late) th
 points into the accumulators (CUSUM sums do not depend on the order of their terms), so a
 borderline change is found the same way in both.
 
+Score gate (``gate_g > 0``): each slot tracks the exponentially weighted mean ``m`` and variance
+``v`` of its own capped scores ``y = min(score, gate_cap)`` (every scored point, factor
+``gate_a`` per observation; ``m`` and ``v`` start at the null score's ``1 / ln 10`` and its
+square). A point stands out when ``(y - m) / max(sqrt(v), 0.1) > gate_g``, ``m`` and ``v`` taken
+before the point. An episode is reported only from an alarm point that stands out: one whose
+points never do stays silent (like a suppressed re-fire below). A series whose scores are often
+high (a noisy or regime-switching one) then needs a larger deviation to page than a quiet one.
+
 Episodes: an episode opens after ``confirm`` consecutive alarm points and closes after
 ``close_after`` normal ones. Within ``refire_ms`` of a close, a new episode of the slot is
 reported only if its peak beats the closed one's (a weaker re-fire is tracked silently, as part of
@@ -106,11 +114,17 @@ X_PREVL = 10  # level before the last adaptation (recovery target)
 X_PREVT = 11  # ts of the last adaptation (0: none remembered)
 X_CLOSET = 12  # ts when the slot's last episode closed (0: none)
 X_CLOSEP = 13  # peak score of that episode
-X_SILENT = 14  # 1 while the open episode is a suppressed re-fire (no rows)
+X_SILENT = 14  # while the open episode has no rows: 1 a suppressed re-fire, 2 waiting for the gate
 N_COLD = 15
 RUN_MAX = 30000  # alarm runs are counted up to here (int16 state)
 RECIP_MAX = 2048  # longest warm-up (observations) whose 1 / n steps come from a table (16 KB)
 NEAR_SLOTS = np.uint64(64)  # a slot ahead within this distance above the current one is not prefetched
+
+# ---- score gate state (gate array columns) --------------------------------------------------
+GT_MEAN = 0  # EW mean of the capped score
+GT_VAR = 1  # EW variance of the capped score
+GATE_SD_MIN = 0.1  # lower bound of the gate's score spread (a constant series would divide by ~0)
+GATE_M0 = 0.4342944819032518  # 1 / ln 10: mean (and sd) of the score of a null point
 
 # ---- per-slot settings (sp array columns) ----------------------------------------------------
 P_FLOOR = 0  # absolute sigma floor
@@ -195,6 +209,9 @@ class Params(NamedTuple):
     season_snr: float  # 1: a bucket's weight is earned by its offset's evidence e o^2 / sigma^2; 0: by e alone
     recur_tol: float  # an alarm within this relative distance of yesterday's at the phase is season (0: off)
     late_ms: int  # an event at most this much older than its slot's latest is learned (no evidence, no episode)
+    gate_g: float  # an episode is reported only from a point whose capped score stands out by this (0: off)
+    gate_a: float  # EW factor per observation of the gate's mean and variance
+    gate_cap: float  # scores are capped here before they enter the gate
     sp: np.ndarray  # (n_slots, N_SP) per-slot settings
 
 
@@ -211,6 +228,7 @@ class State(NamedTuple):
     seas_w: np.ndarray  # float64 (n_week, n_slots, 2): week-profile offset, cycles of evidence
     g: np.ndarray  # float64 (N_GLOBAL,)
     seas_m: np.ndarray  # float64 (n_day, n_slots, 2): recurrence memory (``M_RESID``, ``M_DAY``)
+    gate: np.ndarray  # float64 (n_slots, 2): score gate mean and variance (``GT_MEAN``, ``GT_VAR``)
 
 
 class Out(NamedTuple):
@@ -333,8 +351,9 @@ def _cusum_change(p, S, o, s, sigma, i, t, x, baseline, n_rows):
 
 
 @kernel
-def _episode(p, S, o, s, i, t, x, z, score, baseline, thr_eff, alarm, n_rows):
-    """Episode bookkeeping of one scored point (open, extend, close, adapt to a long one)."""
+def _episode(p, S, o, s, i, t, x, z, score, baseline, thr_eff, alarm, gate_ok, n_rows):
+    """Episode bookkeeping of one scored point (open, extend, close, adapt to a long one);
+    ``gate_ok``: the point stands out from the slot's recent scores (always True without a gate)."""
     sx = S.sx
     od = S.open_dir[s]
     if alarm:
@@ -361,12 +380,15 @@ def _episode(p, S, o, s, i, t, x, z, score, baseline, thr_eff, alarm, n_rows):
             S.open_dir[s] = od
             # re-fire suppression: soon after an episode closed, only a stronger one is reported
             silent = sx[s, X_CLOSET] > 0.0 and t - np.int64(sx[s, X_CLOSET]) < p.refire_ms
-            report = not (silent and sx[s, X_PEAK] <= sx[s, X_CLOSEP])
-            sx[s, X_SILENT] = 0.0 if report else 1.0
-        elif od != 0 and sx[s, X_SILENT] != 0.0 and sx[s, X_PEAK] > sx[s, X_CLOSEP]:
-            # a silent re-fire that grows stronger than the reported episode is reported from here
-            sx[s, X_SILENT] = 0.0
-            report = True
+            fire = not (silent and sx[s, X_PEAK] <= sx[s, X_CLOSEP])
+            report = fire and gate_ok
+            sx[s, X_SILENT] = 0.0 if report else (2.0 if fire else 1.0)
+        elif od != 0 and sx[s, X_SILENT] != 0.0:
+            # a silent re-fire that grows stronger than the reported episode is reported from here,
+            # an episode waiting for the gate from its first point that stands out
+            if sx[s, X_SILENT] == 2.0 or sx[s, X_PEAK] > sx[s, X_CLOSEP]:
+                report = gate_ok
+                sx[s, X_SILENT] = 0.0 if report else 2.0
         if report:
             n_rows = _emit(
                 o, n_rows, i, KIND_OPEN, np.int64(sx[s, X_START]), -1, sx[s, X_PEAK], od,
@@ -451,6 +473,9 @@ def detect_batch(b, p, S, o):
     use_mult = thr_mult.shape[0] > 0
     snr = p.season_snr > 0.0
     use_recur = use_season and p.recur_tol > 0.0 and n_day > 0
+    gate = S.gate
+    use_gate = p.gate_g > 0.0
+    gate_g2 = p.gate_g * p.gate_g
     n_scored = 0
     n_alarms = 0
     n_invalid = 0
@@ -481,6 +506,8 @@ def detect_batch(b, p, S, o):
             prefetch_row(sp, s_ahead)
             prefetch_row(open_dir, s_ahead)
             prefetch_row(run, s_ahead)
+            if use_gate:
+                prefetch_row(gate, s_ahead)
             if use_season:
                 if n_day > 0:
                     prefetch_at(seas_d, pd, s_ahead)
@@ -674,8 +701,22 @@ def detect_batch(b, p, S, o):
             if cup > p.cusum_h or cdn > p.cusum_h:
                 n_rows = _cusum_change(p, S, o, s, sigma, i, t, x, baseline, n_rows)
                 flags |= FLAG_CHANGE
+        gm = 0.0
+        gv = 0.0
+        if use_gate:
+            # score gate: the slot's EW mean and variance of its capped scores, read before this point
+            gm = gate[s, GT_MEAN]
+            gv = gate[s, GT_VAR]
+            gy = min(score, p.gate_cap)
+            gm1 = gm + p.gate_a * (gy - gm)
+            gate[s, GT_MEAN] = gm1
+            gate[s, GT_VAR] = gv + p.gate_a * ((gy - gm1) * (gy - gm1) - gv)
         if warm and (flags & (FLAG_BACKWARDS | _LATE)) == 0 and (alarm or open_dir[s] != 0 or run[s] != 0):
-            n_rows = _episode(p, S, o, s, i, t, x, z, score, baseline, thr_eff, alarm, n_rows)
+            gate_ok = True
+            if use_gate and alarm:
+                gd = min(score, p.gate_cap) - gm
+                gate_ok = gd > 0.0 and gd * gd > gate_g2 * max(gv, GATE_SD_MIN * GATE_SD_MIN)
+            n_rows = _episode(p, S, o, s, i, t, x, z, score, baseline, thr_eff, alarm, gate_ok, n_rows)
         if alarm:
             flags |= FLAG_ALARM
             n_alarms += 1

@@ -163,6 +163,21 @@ class DetectorConfig:
         An event at most this much older than its slot's latest event is learned (it adds no
         seasonal evidence and takes no part in episodes); an older one is scored only. Replaying
         the same rows merged by event time and in arrival order then learns the same points.
+    gate_g : float
+        Score gate: an episode is reported only from an alarm point whose capped score stands out
+        from the slot's own recent scores, ``(min(score, gate_cap) - m) / max(s, 0.1) > gate_g``,
+        with ``m`` and ``s`` the exponentially weighted mean and standard deviation of the slot's
+        earlier capped scores (half-life ``gate_halflife_s``). An episode none of whose points
+        stands out is tracked silently (it closes, and counts for the re-fire rule, like a
+        suppressed re-fire). A quiet series pages at the threshold ``S``; one whose scores are
+        often high (noisy, regime-switching) needs a deviation that is rare for it. 0 disables it.
+        Chosen with ``threshold`` and ``refire_s`` by ``python -m telcoanalytics.evaluate nab``.
+    gate_halflife_s : float
+        Half-life of the gate's mean and standard deviation (time; per observation it scales with
+        ``interval_s`` like the other half-lives).
+    gate_cap : float
+        Scores are capped here before they enter the gate (one huge score neither dominates the
+        spread nor blinds the gate for long).
     """
 
     interval_s: float = 300.0
@@ -193,6 +208,9 @@ class DetectorConfig:
     season_snr: bool = True
     recur_tol: float = 0.5
     learn_late_s: float = 900.0
+    gate_g: float = 0.0
+    gate_halflife_s: float = 86400.0
+    gate_cap: float = 50.0
 
     def __post_init__(self):
         _check(self.season in ("auto", "day", "none"), f"season must be 'auto', 'day' or 'none', got {self.season!r}")
@@ -203,7 +221,16 @@ class DetectorConfig:
         _check(0.001 <= self.interval_s <= 86400, f"interval_s must be in [0.001, 86400] s, got {self.interval_s}")
         _check(self.bucket_s > 0 and self.season_prior > 0, "bucket_s and season_prior must be > 0")
         _check(0 < self.season_alpha <= 1, f"season_alpha must be in (0, 1], got {self.season_alpha}")
-        for name in ("level_halflife_s", "scale_halflife_s", "huber_c", "threshold", "cusum_h", "cusum_clip"):
+        for name in (
+            "level_halflife_s",
+            "scale_halflife_s",
+            "huber_c",
+            "threshold",
+            "cusum_h",
+            "cusum_clip",
+            "gate_halflife_s",
+            "gate_cap",
+        ):
             _check(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
         _check(
             self.floor_abs >= 0 and self.floor_rel >= 0 and self.floor_abs + self.floor_rel > 0,
@@ -216,6 +243,7 @@ class DetectorConfig:
         _check(self.gain_max >= 1, f"gain_max must be >= 1, got {self.gain_max}")
         _check(self.cusum_k >= 0, f"cusum_k must be >= 0, got {self.cusum_k}")
         _check(self.q_max > self.q_min, f"q_max must exceed the Gaussian quantile {self.q_min:.3f}, got {self.q_max}")
+        _check(self.gate_g >= 0, f"gate_g must be >= 0 (0 disables the score gate), got {self.gate_g}")
         _check(self.recur_tol >= 0, f"recur_tol must be >= 0 (0 disables it), got {self.recur_tol}")
         _check(
             self.learn_late_s >= 0,
@@ -259,6 +287,10 @@ class DetectorConfig:
     def scale_alpha(self) -> float:
         return _alpha(self.interval_s, self.scale_halflife_s)
 
+    @property
+    def gate_alpha(self) -> float:
+        return _alpha(self.interval_s, self.gate_halflife_s)
+
     def params(self, sp: np.ndarray) -> _k.Params:
         """Kernel parameters with the per-slot settings ``sp`` (n_slots, ``N_SP``)."""
         bucket_ms = int(round(self.bucket_s * 1000)) if self.season != "none" else 0
@@ -295,6 +327,9 @@ class DetectorConfig:
             1.0 if self.season_snr else 0.0,
             float(self.recur_tol),
             int(round(self.learn_late_s * 1000)),
+            float(self.gate_g),
+            float(self.gate_alpha),
+            float(self.gate_cap),
             sp,
         )
 

@@ -90,7 +90,10 @@ class AnomalyDetector:
             np.zeros((self.n_week, n, 2)),
             np.zeros(_k.N_GLOBAL),
             np.zeros((self.n_day, n, 2)),
+            np.empty((n, 2)),
         )
+        self.state.gate[:, _k.GT_MEAN] = _k.GATE_M0  # the score of a null point: mean and sd 1 / ln 10
+        self.state.gate[:, _k.GT_VAR] = _k.GATE_M0 * _k.GATE_M0
         _k.detect_init(self.state.st, -np.log10(self.config.tail_p) / self.config.q_min)
         self.state.g[_k.G_GAIN] = 1.0
         self.sp = np.zeros((n, _k.N_SP))
@@ -350,6 +353,8 @@ class AnomalyDetector:
         det = cls(d["st"].shape[0], DetectorConfig(**d["config"]), d["slot_element_id"], d["slot_metric"])
         if "seas_m" not in d:  # a checkpoint from before the recurrence memory: start it empty
             d = dict(d, seas_m=np.zeros_like(d["seas_d"]))
+        if "gate" not in d:  # a checkpoint from before the score gate: the gate starts afresh
+            d = dict(d, gate=det.state.gate)
         det.state = _k.State(*(np.array(d[f], dtype=a.dtype) for f, a in zip(_k.State._fields, det.state)))
         det.sp = np.array(d["sp"], dtype=np.float64)
         det.n_invalid = int(d["n_invalid"])

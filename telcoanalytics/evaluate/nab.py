@@ -3,8 +3,9 @@ with the same defaults as the pipeline (``DetectorConfig.for_interval`` of each 
 
 A detection is an episode opening (what the product reports); the NAB results file holds 1.0 at
 those rows and 0 elsewhere, scored at the fixed threshold 0.5 by the shared scorer
-(``shared/tools/nab_score.py``, imported, not copied). The one free choice, the score threshold
-``S``, is chosen by leave-one-folder-out (:func:`nab_lofo`): on three folders, scored on the fourth.
+(``shared/tools/nab_score.py``, imported, not copied). The free choices, the score threshold
+``S``, the re-fire window and the score gate (``gate_g``, ``gate_halflife_s``), are chosen together
+by leave-one-folder-out (:func:`nab_lofo`): on three folders, scored on the fourth.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ THRESHOLD_GRID = (2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0)
 REFIRE_GRID = (4 * 3600.0, 86400.0)
 """Re-fire suppression windows (s) among which :func:`nab_lofo` chooses (the other default it
 selects on the training folders)."""
+GATE_GRID = ((0.0, 86400.0),) + tuple((g, hl * 86400.0) for hl in (0.5, 1.0, 2.0, 3.0) for g in (2.0, 3.0, 4.0))
+"""Score gates ``(gate_g, gate_halflife_s)`` among which :func:`nab_lofo` chooses (``gate_g = 0``:
+no gate); the grid of the offline study ``scripts/nab_gate_study.py``."""
 _FIXED = {"standard": 0.5, "reward_low_FP_rate": 0.5, "reward_low_FN_rate": 0.5}
 
 
@@ -122,11 +126,11 @@ class NabCorpus:
 
     def __init__(self, data_dir, shared, overrides: dict | None = None):
         self.overrides = dict(overrides or {})
-        allowed = {f.name for f in fields(DetectorConfig)} - {"threshold", "refire_s"}
+        allowed = {f.name for f in fields(DetectorConfig)} - set(CHOSEN)
         bad = sorted(set(self.overrides) - allowed)
         if bad:
             raise ValueError(
-                f"overrides {bad} are not DetectorConfig fields the corpus may fix (threshold and refire_s are "
+                f"overrides {bad} are not DetectorConfig fields the corpus may fix ({', '.join(CHOSEN)} are "
                 "chosen by nab_lofo; pass them to score())"
             )
         self.ns = load_nab_scorer(shared=shared)
@@ -142,42 +146,50 @@ class NabCorpus:
     def folders(self) -> list[str]:
         return sorted({os.path.dirname(n) for n in self.names})
 
-    def file_rows(self, names, threshold: float, refire_s: float | None = None) -> list:
+    def file_rows(self, names, threshold: float, *chosen) -> list:
         out, wid = [], 0
         for name in names:
-            key = (name, threshold, refire_s)
+            key = (name, threshold, *chosen)
             if key not in self._cache:
                 _, ts, vals = self.data[name]
-                kw = dict(self.overrides) if refire_s is None else dict(self.overrides, refire_s=refire_s)
+                kw = dict(self.overrides)
+                kw.update({k: float(v) for k, v in zip(CHOSEN[1:], chosen) if v is not None})
                 self._cache[key] = detections(ts, vals, threshold, **kw)
             out.append(self.ns.prepare_file(name, self.data[name][0], self._cache[key], self.windows[name], wid))
             wid += len(self.windows[name])
         return out
 
-    def score(self, names, threshold: float, refire_s: float | None = None) -> dict:
+    def score(self, names, threshold: float, *chosen) -> dict:
         """NAB result (``score_corpus`` dict) of ``names`` at the detector threshold ``threshold``
-        (and re-fire window ``refire_s``; None: the product default)."""
+        and, in the order of :data:`CHOSEN`, the re-fire window, gate and gate half-life that
+        follow it (missing or None: the product default)."""
         names = list(names)
         return self.ns.score_corpus(
-            self.file_rows(names, threshold, refire_s), sum(len(self.windows[n]) for n in names), dict(_FIXED)
+            self.file_rows(names, threshold, *chosen), sum(len(self.windows[n]) for n in names), dict(_FIXED)
         )
 
 
-def _grid(grid, refire_grid) -> list:
-    return [(s, r) for r in refire_grid for s in grid]
+CHOSEN = ("threshold", "refire_s", "gate_g", "gate_halflife_s")
+"""The settings :func:`nab_lofo` chooses on the training folders, in the order of a grid entry."""
 
 
-def nab_lofo(corpus: NabCorpus, grid=THRESHOLD_GRID, refire_grid=REFIRE_GRID) -> dict:
-    """Leave-one-folder-out: per profile, the (threshold, re-fire window) with the best raw score
-    on the other folders scores the held-out folder. Returns per-fold, mean and pooled scores."""
+def _grid(grid, refire_grid, gate_grid=((None, None),)) -> list:
+    return [(s, r, *g) for g in gate_grid for r in refire_grid for s in grid]
+
+
+def nab_lofo(corpus: NabCorpus, grid=THRESHOLD_GRID, refire_grid=REFIRE_GRID, gate_grid=GATE_GRID) -> dict:
+    """Leave-one-folder-out: per profile, the (threshold, re-fire window, gate, gate half-life)
+    with the best raw score on the other folders scores the held-out folder. Returns per-fold,
+    mean and pooled scores and the number of settings compared (``len(grid)``)."""
     folds = []
-    combos = _grid(grid, refire_grid)
+    combos = _grid(grid, refire_grid, gate_grid)
     for held in corpus.folders():
         train = [n for n in corpus.names if os.path.dirname(n) != held]
         test = [n for n in corpus.names if os.path.dirname(n) == held]
         chosen, scores, parts = {}, {}, {}
+        train_res = [corpus.score(train, *c)["profiles"] for c in combos]
         for prof in _FIXED:
-            raws = [corpus.score(train, *c)["profiles"][prof]["raw"] for c in combos]
+            raws = [r[prof]["raw"] for r in train_res]
             chosen[prof] = combos[int(np.argmax(raws))]
             v = corpus.score(test, *chosen[prof])["profiles"][prof]
             scores[prof] = v["score"]
@@ -200,10 +212,10 @@ def choose_threshold(corpus: NabCorpus, grid=THRESHOLD_GRID, profile: str = "sta
     return float(grid[int(np.argmax(raws))])
 
 
-def choose_defaults(corpus: NabCorpus, grid=THRESHOLD_GRID, refire_grid=REFIRE_GRID) -> tuple:
-    """The (threshold, re-fire window) with the best raw standard score on all files: how the
-    product defaults were chosen (their held-out estimate is :func:`nab_lofo`)."""
-    combos = _grid(grid, refire_grid)
+def choose_defaults(corpus: NabCorpus, grid=THRESHOLD_GRID, refire_grid=REFIRE_GRID, gate_grid=GATE_GRID) -> tuple:
+    """The (threshold, re-fire window, gate, gate half-life) with the best raw standard score on
+    all files: how the product defaults were chosen (their held-out estimate is :func:`nab_lofo`)."""
+    combos = _grid(grid, refire_grid, gate_grid)
     raws = [corpus.score(corpus.names, *c)["profiles"]["standard"]["raw"] for c in combos]
     return combos[int(np.argmax(raws))]
 
@@ -211,7 +223,9 @@ def choose_defaults(corpus: NabCorpus, grid=THRESHOLD_GRID, refire_grid=REFIRE_G
 def lofo_table(res: dict) -> str:
     fixed = ", ".join(f"{k}={v}" for k, v in res.get("overrides", {}).items())
     lines = [
-        "NAB leave-one-folder-out (threshold chosen on the other folders, product defaults otherwise"
+        "NAB leave-one-folder-out ("
+        + (f"{len(res['grid'])} settings of " if "grid" in res else "")
+        + "threshold, re-fire window and score gate chosen on the other folders, product defaults otherwise"
         + (f"; fixed for every file: {fixed})" if fixed else ")")
     ]
     for f in res["folds"]:
@@ -219,10 +233,17 @@ def lofo_table(res: dict) -> str:
             f"  {f['folder']:<24}{f['files']:>3} files  "
             + "  ".join(
                 f"{p}: {f['score'][p]:6.1f} (raw {f['parts'][p][0]:.2f}, S={f['threshold'][p][0]:g}, "
-                f"refire {f['threshold'][p][1] / 3600:g} h)"
+                f"refire {f['threshold'][p][1] / 3600:g} h{_gate_text(f['threshold'][p])})"
                 for p in f["score"]
             )
         )
     lines.append("  mean of scorable folds: " + ", ".join(f"{p} {v:.1f}" for p, v in res["mean"].items()))
     lines.append("  pooled over all folds:  " + ", ".join(f"{p} {v:.1f}" for p, v in res["pooled"].items()))
     return "\n".join(lines)
+
+
+def _gate_text(combo) -> str:
+    g = combo[2] if len(combo) > 2 else None
+    if g is None:
+        return ""
+    return ", no gate" if g == 0 else f", gate {g:g} hl {combo[3] / 86400:g} d"

@@ -27,7 +27,7 @@ def test_parse_overrides_types_and_errors():
 
 
 def test_corpus_rejects_chosen_or_unknown_settings(tmp_path):
-    for bad in ({"threshold": 3.0}, {"refire_s": 60.0}, {"nope": 1}):
+    for bad in ({"threshold": 3.0}, {"refire_s": 60.0}, {"gate_g": 3.0}, {"gate_halflife_s": 1.0}, {"nope": 1}):
         with pytest.raises(ValueError, match="chosen by nab_lofo"):
             evn.NabCorpus(tmp_path, tmp_path, bad)
     with pytest.raises(ValueError, match="detector setting"):  # before any file is read
@@ -45,8 +45,8 @@ def test_corpus_overrides_reach_the_detector(nab_dir):
     flat.file_rows([FILE], 3.5)
     plain.file_rows([FILE], 3.5)
     ref = evn.detections(ts, vals, 3.5, **other)
-    assert flat._cache[(FILE, 3.5, None)].tolist() == ref.tolist()
-    assert not np.array_equal(flat._cache[(FILE, 3.5, None)], plain._cache[(FILE, 3.5, None)])
+    assert flat._cache[(FILE, 3.5)].tolist() == ref.tolist()
+    assert not np.array_equal(flat._cache[(FILE, 3.5)], plain._cache[(FILE, 3.5)])
     r = flat.score([FILE], 3.5, 86400.0)["profiles"]["standard"]
     assert np.isfinite(r["score"])
 
