@@ -1,6 +1,11 @@
 """Study (not a product path): score post-processing of the product detector judged by NAB
 leave-one-folder-out, emulated offline on the detector's own episodes and per-event scores.
 
+The gate studied here is now the detector's own (``DetectorConfig.gate_g``, ``gate_halflife_s``,
+``gate_cap``; ``kernels.detect``), and ``python -m telcoanalytics.evaluate nab`` chooses it with the
+threshold and re-fire window on the training folders of each fold. This script stays as the offline
+emulation (the raw runs switch the product gate off) for trying other post-processing rules.
+
 The detector runs once per file and threshold with re-fire suppression off (``refire_s=0``; the
 suppression never changes what is learned, so the episodes are the same), then the product's re-fire
 rule is replayed in Python: an episode opening within ``refire_s`` of the last close is reported only
@@ -39,7 +44,9 @@ def kernel_runs(corpus: nab.NabCorpus, thresholds) -> dict:
     for name in corpus.names:
         _, ts, vals = corpus.data[name]
         for s in thresholds:
-            cfg = DetectorConfig.for_interval(nab.series_interval_s(ts), season_snr=True, threshold=s, refire_s=0.0)
+            cfg = DetectorConfig.for_interval(
+                nab.series_interval_s(ts), season_snr=True, threshold=s, refire_s=0.0, gate_g=0.0
+            )
             det = AnomalyDetector(1, cfg)
             rows = det.update(ts, np.zeros(len(ts), dtype=np.int64), vals)
             sc = np.where(np.isfinite(det.last.score), det.last.score, 0.0)

@@ -171,7 +171,10 @@ class DetectorConfig:
         stands out is tracked silently (it closes, and counts for the re-fire rule, like a
         suppressed re-fire). A quiet series pages at the threshold ``S``; one whose scores are
         often high (noisy, regime-switching) needs a deviation that is rare for it. 0 disables it.
-        Chosen with ``threshold`` and ``refire_s`` by ``python -m telcoanalytics.evaluate nab``.
+        The gate never changes scores, baselines or what is learned: only which episodes page.
+        Default 3 with a one-day half-life: the setting that ``python -m telcoanalytics.evaluate nab``
+        chooses (with ``threshold`` and ``refire_s``) on the training folders of every fold, checked
+        on the router telemetry and the synthetic network before it became the default.
     gate_halflife_s : float
         Half-life of the gate's mean and standard deviation (time; per observation it scales with
         ``interval_s`` like the other half-lives).
@@ -208,7 +211,7 @@ class DetectorConfig:
     season_snr: bool = True
     recur_tol: float = 0.5
     learn_late_s: float = 900.0
-    gate_g: float = 0.0
+    gate_g: float = 3.0
     gate_halflife_s: float = 86400.0
     gate_cap: float = 50.0
 

@@ -74,7 +74,8 @@ def _series(rng, n_slots, n_steps, step_ms, spikes=True):
 def test_matches_reference(rng, kw):
     kw = dict(kw)
     daily = kw.pop("daily", False)
-    cfg = DetectorConfig(interval_s=300, warmup=10, adapt_s=0, **kw)
+    # the reference has no score gate (tests/anomaly/test_score_gate.py checks it on top of this one)
+    cfg = DetectorConfig(interval_s=300, warmup=10, adapt_s=0, gate_g=0.0, **kw)
     t, s, x = _series(rng, 3, 900, PM)
     if daily:  # a sharp excursion at 09:00-10:00 every day: learnt from recurrence
         x[(t % DAY >= 9 * HOUR) & (t % DAY < 10 * HOUR)] += 60.0
@@ -512,7 +513,7 @@ def test_outputs_kept_by_caller_are_not_overwritten(rng):
 
 def test_grow_checkpoint_and_metadata(rng):
     t, s, x = _series(rng, 2, 200, PM)
-    cfg = DetectorConfig.for_interval(300, refire_s=0)
+    cfg = DetectorConfig.for_interval(300, refire_s=0, gate_g=0.0)  # every episode reported: rows to compare
     det = AnomalyDetector(2, cfg, slot_element_id=[7, 8], slot_metric=["a" * 64, "b"])
     det.update(t, s, x)
     det.grow(3)
