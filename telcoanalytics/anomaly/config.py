@@ -142,7 +142,8 @@ class DetectorConfig:
         How long the level before such an adaptation is remembered: a return to it is a recovery.
     refire_s : float
         Within this time after an episode of a slot closed, a new one is reported only if its peak
-        score beats the closed one's (0: report every episode).
+        score beats the closed one's (0: report every episode). Default 4 h: the window every NAB
+        leave-one-folder-out fold chose on its training folders (``evaluate nab``).
     season_snr : bool
         True: a seasonal bucket's weight is earned by the evidence of its offset ``o`` after ``e``
         cycles, ``e o^2 / (e o^2 + season_prior sigma^2)`` (a large steady offset counts after one
@@ -207,7 +208,7 @@ class DetectorConfig:
     close_after: int = 3
     adapt_s: float = 12 * 3600.0
     recovery_s: float = 7 * 86400.0
-    refire_s: float = 86400.0
+    refire_s: float = 14400.0
     season_snr: bool = True
     recur_tol: float = 0.5
     learn_late_s: float = 900.0
