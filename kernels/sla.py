@@ -415,3 +415,102 @@ def sla_burn_of_counts(agg, min_samples, objective, factor, burn, ok, quiet):
         quiet[i] = not has or not b >= factor
         ok[i] = total >= need
         burn[i] = b if ok[i] else np.nan
+
+
+@kernel_exact
+def sla_late_ratio_span(pre, span, plan, params, sel, post, live, thr, codes, values):
+    """Condition codes and values of a threshold rule over a ratio KPI for a few rows at the ticks of
+    a late-data re-evaluation, in one call: each window sum as one difference of the span's
+    cumulative per-minute sums, active minutes from the minutes whose row count grew, the roll-up
+    to the touched nodes, value, status, scope mask and codes. The same operations in the same
+    order as ``KpiCalculator.compute_span`` over the span's prefix sums followed by the mask and
+    :func:`sla_threshold_codes` (``SlaMonitor._codes_span``), so bit-identical to it.
+
+    Parameters
+    ----------
+    pre : tuple (P, pos, keys, act_key, lo)
+        ``P`` float64 (n_keys, n_minutes + 1, n_base): the span's prefix sums (``P[j, i]`` key ``j``'s
+        sum over minutes ``lo .. lo + i - 1``); ``pos`` int64: each row's column of ``P``; ``keys``
+        int64: the key of each counter the KPI reads; ``act_key``: the key of the source's row
+        counter (its collection gaps), -1 for none.
+    span : tuple (t_from, window_min, minute_ring, factors, seg, n_el)
+        First tick, the rule's window, the ring length, the expected-minutes factor of each tick,
+        int64 node of each row (dense over the touched nodes, ``< 0``: outside the scope) and
+        float64 elements per touched node.
+    plan : tuple (num_k, den_k, samp_k)
+        Positions in ``keys`` of the numerator and denominator counters and of the samples counter.
+    params : tuple (scale, min_samples, gap_fraction)
+    sel : int64 (n_out,)
+        Touched node of each output column, ``< 0``: not touched (no scope).
+    post : bool (n_out,) or empty
+        Scope mask applied after the evaluation (element-level rules with a filter).
+    live : bool (n_ticks,)
+        Ticks whose window the ring holds; the others are insufficient (value NaN).
+    thr : tuple (min_samples, clear_min_samples, cmp_code, threshold, clear_threshold)
+    codes, values : int8, float64 (n_ticks, n_out)
+        Written.
+    """
+    P, pos, keys, act_key, lo = pre
+    t_from, window_min, ring, factors, seg, n_el = span
+    num_k, den_k, samp_k = plan
+    scale, min_samples, gap_fraction = params
+    t_min, t_clr, cmp_code, threshold, clear_threshold = thr
+    n_t, n_out = codes.shape
+    n_nodes = n_el.shape[0]
+    n_k = keys.shape[0]
+    n_p = P.shape[1]
+    gap = act_key >= 0
+    agg = np.zeros((n_t, n_nodes, n_k + 2))
+    cum = np.zeros(n_p, np.int64)
+    for r in range(pos.shape[0]):
+        g = seg[r]
+        if g < 0:
+            continue
+        p = pos[r]
+        if gap:  # minutes with rows (one difference of the prefix, exact for counts), cumulated
+            for i in range(n_p - 1):
+                cum[i + 1] = cum[i] + (1 if P[act_key, i + 1, p] - P[act_key, i, p] > 0.0 else 0)
+        for k in range(n_t):
+            t = t_from + k
+            a = max(t, lo) - lo
+            b = max(t - window_min, lo) - lo
+            for j in range(n_k):
+                agg[k, g, j] += P[keys[j], a, p] - P[keys[j], b, p]
+            if gap:
+                c = max(max(t - ring, 0), lo) - lo
+                agg[k, g, n_k] += float(cum[a] - cum[b])
+                agg[k, g, n_k + 1] += float(cum[b] - cum[c]) * factors[k]
+    has_post = post.shape[0] > 0
+    for k in range(n_t):
+        if not live[k]:
+            for q in range(n_out):
+                codes[k, q] = COND_INSUFFICIENT
+                values[k, q] = np.nan
+            continue
+        for q in range(n_out):
+            i = sel[q]
+            if i < 0 or (has_post and not post[q]):
+                v, s, st = np.nan, 0.0, 3  # STATUS_NO_SCOPE
+            else:
+                num = 0.0
+                for m in range(num_k.shape[0]):
+                    num += agg[k, i, num_k[m]]
+                den = 0.0
+                for m in range(den_k.shape[0]):
+                    den += agg[k, i, den_k[m]]
+                v = scale * num / (den if den != 0.0 else 1.0) if den != 0.0 else np.nan
+                s = agg[k, i, samp_k]
+                n_act = agg[k, i, n_k] if gap else 0.0
+                n_exp = agg[k, i, n_k + 1] if gap else 0.0
+                # kernels.kpi.kpi_status
+                st = 0
+                if s < min_samples or not np.isfinite(v) or s <= 0.0:
+                    st = 1
+                if n_exp > 0.0 and n_act < gap_fraction * n_exp:
+                    st = 2
+                if n_el[i] == 0.0:
+                    st = 3
+                if st != 0:
+                    v = np.nan
+            codes[k, q] = _threshold_code(v, s, st, t_min, t_clr, cmp_code, threshold, clear_threshold)
+            values[k, q] = v

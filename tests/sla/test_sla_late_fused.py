@@ -1,0 +1,208 @@
+"""Fused late-data path (``_LateData._late_ratio_codes``, :func:`kernels.sla.sla_late_ratio_span`): a
+threshold rule over a ratio KPI re-evaluated for a few rows in one kernel call gives, bit for bit,
+the codes and values of the step-by-step span path (``SlaMonitor._codes_span``) and of the per-tick
+evaluation, and a monitor fed late calls, QoS and equipment rows gives the same events and state
+with it or without it."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from telcoanalytics.records import empty
+from telcoanalytics.sla import late as LT
+from telcoanalytics.sla.sla import SlaMonitor
+from tests.kpi.test_kpi import MIN, T0, random_cdr, topo6
+
+from .test_sla_fused import FUSED_RULES
+
+# ratio threshold rules of every shape the fused path takes: element / site / region level, a scope
+# filter applied after the evaluation (element level) or in the roll-up, several numerator and
+# denominator counters, collection-gap sources (equipment, QoS), a service filter, hysteresis
+LATE_RULES = FUSED_RULES + [
+    {"name": "css_region", "kpi": "call_setup_success_pct", "level": "region", "comparator": "<",
+     "threshold": 97.0, "clear_threshold": 98.0, "window": "6m", "min_samples": 3, "clear_min_samples": 1},
+    {"name": "avail_site_f", "kpi": "availability_pct", "level": "site", "comparator": "<", "threshold": 99.0,
+     "window": "9m", "filter": {"equipment_class": [0, 1]}},
+    {"name": "loss_el_f", "kpi": "loss_pct", "comparator": ">", "threshold": 0.3, "window": "4m",
+     "filter": {"equipment_class": [0]}, "min_samples": 2},
+    {"name": "blk_voice", "kpi": "blocking_pct", "service": "voice", "comparator": ">=", "threshold": 10.0,
+     "window": "5m", "min_samples": 1},
+]  # fmt: skip
+
+
+def _feed(mon, minutes, seed):
+    """Calls, QoS and equipment rows every minute, some of each arriving a few minutes late."""
+    rng = np.random.default_rng(seed)
+    ids = topo6().ids["element"]
+    for t in range(minutes):
+        late = t > 12
+
+        def back(n, late=late):
+            return rng.integers(0, 7, n) * (rng.random(n) < 0.25) * MIN if late else 0
+
+        c = random_cdr(rng, 30, ids, 1)
+        c["start_ms"] += t * MIN - back(len(c))
+        c["answer_ms"] = np.where(c["answer_ms"] >= 0, c["start_ms"] + 1000, -1)
+        c["end_ms"] = c["start_ms"] + 30_000
+        if not 30 <= t < 36:
+            mon.update("cdr", c)
+        q = empty("qos", 6)
+        q["ts_ms"] = T0 + t * MIN - back(6)
+        q["element_id"] = ids
+        q["latency_ms"] = rng.lognormal(3.5, 0.5, 6)
+        q["loss_pct"] = rng.uniform(0, 1.2, 6) * (rng.random(6) < 0.5)
+        keep = rng.random(6) < 0.8  # gaps: some elements miss minutes
+        mon.update("qos", q[keep])
+        eq = empty("equip", 6)
+        eq["ts_ms"] = T0 + t * MIN - back(6)
+        eq["element_id"] = ids
+        eq["metric_id"] = 3
+        eq["value"] = rng.uniform(0, 20, 6) * (rng.random(6) < 0.3)
+        mon.update("equip", eq[rng.random(6) < 0.7])
+        yield mon.advance(T0 + t * MIN)
+
+
+def _ratio_thresholds(mon):
+    return [ev for ev in mon.evals if ev.kind == "threshold" and mon.kpis[ev.kpi].kind == "ratio"]
+
+
+def test_a_monitor_gives_the_same_events_and_state_with_the_fused_late_path(monkeypatch):
+    used = {"fused": 0, "other": 0}
+    fused = LT._LateData._late_ratio_codes
+
+    def counted(self, *a):
+        out = fused(self, *a)
+        used["fused" if out is not None else "other"] += 1
+        return out
+
+    monkeypatch.setattr(LT._LateData, "_late_ratio_codes", counted)
+    a = SlaMonitor(topo6(), LATE_RULES, minute_ring=40, reeval_minutes=10)
+    b = SlaMonitor(topo6(), LATE_RULES, minute_ring=40, reeval_minutes=10)
+    b.fused_late = False
+    n_events = 0
+    for ea, eb in zip(_feed(a, 70, 5), _feed(b, 70, 5), strict=True):
+        assert [e.to_dict() for e in ea] == [e.to_dict() for e in eb]
+        n_events += len(ea)
+    assert n_events > 0 and a.n_late_rows > 0
+    assert used["fused"] > 50 and used["other"] > 0  # quantile / burn lifecycles take _codes_span
+    sa, sb = a.to_state(), b.to_state()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        if isinstance(sa[k], np.ndarray):
+            np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
+        else:
+            assert sa[k] == sb[k], k
+
+
+_MON = {}
+
+
+def _fed_monitor():
+    if "mon" not in _MON:
+        mon = SlaMonitor(topo6(), LATE_RULES, minute_ring=40, reeval_minutes=10)
+        for _ in _feed(mon, 45, 11):
+            pass
+        _MON["mon"] = mon
+    return _MON["mon"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.lists(st.integers(0, 5), min_size=1, max_size=6, unique=True),
+    n_ticks=st.integers(1, 10),
+    back=st.integers(0, 3),
+    extra_node=st.booleans(),
+    hints=st.booleans(),
+)
+def test_fused_span_codes_equal_codes_span_and_per_tick_codes(rows, n_ticks, back, extra_node, hints):
+    """Any rows, span and nodes (also nodes no row touches: no scope): the fused codes and values equal
+    ``_codes_span``; for nodes whose rows are all given, also the per-tick ``_codes`` (no span)."""
+    mon = _fed_monitor()
+    T = mon.last_tick - back
+    t_from = T - n_ticks + 1
+    r = np.array(sorted(rows), np.int64)
+    union = np.arange(6, dtype=np.int64) if hints else r
+    mon.calc.begin_series(t_from - 2, T, mon._rule_counters(), {"cdr": union, "elem": union})
+    try:
+        for ev in _ratio_thresholds(mon):
+            e2l = mon.topology.element_to(ev.level)
+            nodes = np.unique(e2l[r])
+            if extra_node:
+                nodes = np.arange(mon.topology.n_nodes(ev.level), dtype=np.int64)
+            mon._memo.clear()
+            want_c, want_v = mon._codes_span(ev, t_from, T, r, nodes)
+            got = mon._late_ratio_codes(ev, t_from, T, r, nodes)
+            assert got is not None, ev.name
+            np.testing.assert_array_equal(got[0], want_c, err_msg=ev.name)
+            np.testing.assert_array_equal(got[1], want_v, err_msg=ev.name)
+            full = np.array([np.isin(np.flatnonzero(e2l == n), r).all() for n in nodes])
+            for k, t in enumerate(range(t_from, T + 1)):
+                mon._memo.clear()
+                c, v = mon._codes(ev, t)
+                np.testing.assert_array_equal(got[0][k][full], c[nodes][full], err_msg=f"{ev.name} {t}")
+                np.testing.assert_array_equal(got[1][k][full], v[nodes][full], err_msg=f"{ev.name} {t}")
+    finally:
+        mon.calc.end_series()
+        mon._memo.clear()
+
+
+def test_fused_span_codes_cover_breach_clear_band_and_insufficient():
+    mon = _fed_monitor()
+    T = mon.last_tick
+    r = np.arange(6, dtype=np.int64)
+    mon.calc.begin_series(T - 9, T, mon._rule_counters(), {"cdr": r, "elem": r})
+    seen = set()
+    try:
+        for ev in _ratio_thresholds(mon):
+            nodes = np.arange(mon.topology.n_nodes(ev.level), dtype=np.int64)
+            seen |= set(np.unique(mon._late_ratio_codes(ev, T - 9, T, r, nodes)[0]).tolist())
+    finally:
+        mon.calc.end_series()
+    assert seen == {0, 1, 2, 3}
+
+
+def test_fused_span_codes_decline_what_they_do_not_cover():
+    """Burn-rate pairs, quantile KPIs and a span without the rules' prefix sums take ``_codes_span``."""
+    mon = _fed_monitor()
+    T = mon.last_tick
+    r = np.array([1, 4], np.int64)
+    nodes = np.array([1, 4], np.int64)
+    others = [ev for ev in mon.evals if ev not in _ratio_thresholds(mon)]
+    assert {ev.kind for ev in others} == {"threshold", "burn"}
+    mon.calc.begin_series(T - 3, T, mon._rule_counters(), {"cdr": r, "elem": r})
+    try:
+        for ev in others:
+            assert mon._late_ratio_codes(ev, T - 3, T, r, nodes) is None, ev.name
+    finally:
+        mon.calc.end_series()
+    mon.calc.begin_series(T - 3, T)  # no prefix sums
+    try:
+        for ev in _ratio_thresholds(mon):
+            assert mon._late_ratio_codes(ev, T - 3, T, r, nodes) is None, ev.name
+    finally:
+        mon.calc.end_series()
+
+
+@pytest.mark.parametrize("level", ["element", "site"])
+def test_fused_span_codes_before_the_ring_holds_the_window(level):
+    """Ticks whose window the ring does not hold are insufficient (NaN), as in ``_codes_span``."""
+    mon = SlaMonitor(topo6(), LATE_RULES, minute_ring=40, reeval_minutes=10)
+    for _ in _feed(mon, 3, 2):
+        pass
+    r = np.arange(6, dtype=np.int64)
+    t0 = mon.store.first_minute - 2
+    mon.calc.begin_series(t0, t0 + 4, mon._rule_counters(), {"cdr": r, "elem": r})
+    try:
+        for ev in _ratio_thresholds(mon):
+            if ev.level != level:
+                continue
+            nodes = np.arange(mon.topology.n_nodes(ev.level), dtype=np.int64)
+            mon._memo.clear()
+            want = mon._codes_span(ev, t0, t0 + 4, r, nodes)
+            got = mon._late_ratio_codes(ev, t0, t0 + 4, r, nodes)
+            np.testing.assert_array_equal(got[0], want[0], err_msg=ev.name)
+            np.testing.assert_array_equal(got[1], want[1], err_msg=ev.name)
+            assert (got[0][0] == 0).all() and np.isnan(got[1][0]).all()
+    finally:
+        mon.calc.end_series()
