@@ -514,3 +514,110 @@ def sla_late_ratio_span(pre, span, plan, params, sel, post, live, thr, codes, va
                     v = np.nan
             codes[k, q] = _threshold_code(v, s, st, t_min, t_clr, cmp_code, threshold, clear_threshold)
             values[k, q] = v
+
+
+@kernel
+def _step_one(c, v, t_ms, for_ticks, clear_for_ticks, worse_sign, st, count, start_ms, worst):
+    """:func:`sla_rule_step` of one entry (state ``st``, ``count``, ``start_ms``, ``worst``) with
+    condition ``c`` and value ``v``: (event kind (0: none), state, count, start_ms, worst) after it."""
+    kind = 0
+    if c == COND_INSUFFICIENT:
+        return kind, st, count, start_ms, worst
+    if st == ST_INACTIVE:
+        if c == COND_BREACH:
+            start_ms = t_ms
+            worst = v
+            count = 1
+            if count > for_ticks:
+                st = ST_FIRING
+                count = 0
+                kind = EV_FIRING
+            else:
+                st = ST_PENDING
+                kind = EV_PENDING
+    elif st == ST_PENDING:
+        if c == COND_BREACH:
+            count += 1
+            if worse_sign * (v - worst) > 0.0:
+                worst = v
+            if count > for_ticks:
+                st = ST_FIRING
+                count = 0
+                kind = EV_FIRING
+        else:
+            st = ST_INACTIVE
+            count = 0
+            kind = EV_CANCELLED
+    else:
+        if c == COND_BREACH:
+            count = 0
+            if worse_sign * (v - worst) > 0.0:
+                worst = v
+        elif c == COND_BAND:
+            count = 0
+        else:
+            count += 1
+            if count > clear_for_ticks:
+                st = ST_INACTIVE
+                count = 0
+                kind = EV_RESOLVED
+    return kind, st, count, start_ms, worst
+
+
+@kernel
+def sla_tick_step_ring(bank, committed, params, ring, pos, cur, t_ms, old_t_ms, step_old, out):
+    """One tick of every lifecycle of a :class:`LifeBank` with its committed copy and ring of recent
+    conditions, in one pass over the entries: with ``step_old`` the committed copy steps over
+    the conditions leaving the ring (row ``pos``, tick ``old_t_ms``; its transitions are not
+    reported), the tick's conditions ``cur`` take their place in the ring (values rounded to
+    float32), then the lifecycle steps over them. Per entry the arithmetic of :func:`sla_tick_step`
+    on the committed copy, the ring row assignment and :func:`sla_tick_step` on the lifecycles, so
+    the same lifecycles, ring and events (rule by rule, node by node).
+
+    ``ring``: (codes int8 (L, n), values float32 (L, n)); ``cur``: (codes int8 (n,), values float64
+    (n,)); the others as for :func:`sla_tick_step`. Returns the event count.
+    """
+    state, count, start_ms, worst = bank
+    c_state, c_count, c_start, c_worst = committed
+    ptr, for_ticks, clear_for_ticks, worse_sign = params
+    ring_codes, ring_values = ring
+    cur_codes, cur_values = cur
+    ev_rule, ev_node, ev_kind, ev_start, ev_value, ev_worst = out
+    old = step_old
+    n_ev = 0
+    for r in range(ptr.shape[0] - 1):
+        f, cf, sg = for_ticks[r], clear_for_ticks[r], worse_sign[r]
+        for i in range(ptr[r], ptr[r + 1]):
+            if old:
+                oc = ring_codes[pos, i]
+                if oc != COND_INSUFFICIENT and (oc == COND_BREACH or c_state[i] != ST_INACTIVE):
+                    _, c_state[i], c_count[i], c_start[i], c_worst[i] = _step_one(
+                        oc,
+                        float(ring_values[pos, i]),
+                        old_t_ms,
+                        f,
+                        cf,
+                        sg,
+                        c_state[i],
+                        c_count[i],
+                        c_start[i],
+                        c_worst[i],
+                    )
+            c = cur_codes[i]
+            v = cur_values[i]
+            ring_codes[pos, i] = c
+            ring_values[pos, i] = np.float32(v)
+            if c == COND_INSUFFICIENT or (c != COND_BREACH and state[i] == ST_INACTIVE):
+                continue  # no change (the common case: a healthy node)
+            kind, state[i], count[i], start_ms[i], worst[i] = _step_one(
+                c, v, t_ms, f, cf, sg, state[i], count[i], start_ms[i], worst[i]
+            )
+            if kind != 0:
+                ev_rule[n_ev] = r
+                ev_node[n_ev] = i - ptr[r]
+                ev_kind[n_ev] = kind
+                ev_start[n_ev] = start_ms[i]
+                ev_value[n_ev] = v
+                ev_worst[n_ev] = worst[i]
+                n_ev += 1
+    return n_ev
