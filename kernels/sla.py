@@ -20,6 +20,7 @@ from .kpi import (
     ST_FIRING,
     ST_INACTIVE,
     ST_PENDING,
+    kpi_hist_quantile,
     kpi_ratio_nodes,
 )
 
@@ -418,6 +419,77 @@ def sla_burn_of_counts(agg, min_samples, objective, factor, burn, ok, quiet):
 
 
 @kernel_exact
+def _late_sums(pre, span, n_t, n_nodes):
+    """Per tick and touched node of a late-data span: the rolled-up window sums of the counters
+    ``keys`` (one difference of the span's prefix sums each), then active and expected minutes
+    (``agg[k, node, n_keys:]``), added row by row in row order (``kpi_segment_sum``)."""
+    P, pos, keys, act_key, lo = pre
+    t_from, window_min, ring, factors, seg, n_el = span
+    n_k = keys.shape[0]
+    n_p = P.shape[1]
+    gap = act_key >= 0
+    agg = np.zeros((n_t, n_nodes, n_k + 2))
+    cum = np.zeros(n_p, np.int64)
+    for r in range(pos.shape[0]):
+        g = seg[r]
+        if g < 0:
+            continue
+        p = pos[r]
+        if gap:  # minutes with rows (one difference of the prefix, exact for counts), cumulated
+            for i in range(n_p - 1):
+                cum[i + 1] = cum[i] + (1 if P[act_key, i + 1, p] - P[act_key, i, p] > 0.0 else 0)
+        for k in range(n_t):
+            t = t_from + k
+            a = max(t, lo) - lo
+            b = max(t - window_min, lo) - lo
+            for j in range(n_k):
+                agg[k, g, j] += P[keys[j], a, p] - P[keys[j], b, p]
+            if gap:
+                c = max(max(t - ring, 0), lo) - lo
+                agg[k, g, n_k] += float(cum[a] - cum[b])
+                agg[k, g, n_k + 1] += float(cum[b] - cum[c]) * factors[k]
+    return agg
+
+
+@kernel_exact
+def _late_codes(agg, val, samp_k, gap, n_el, params, sel, post, live, thr, codes, values):
+    """Status (``kernels.kpi.kpi_status``), scope and condition codes of a late-data span from the
+    rolled-up sums ``agg`` (samples in column ``samp_k``, active / expected minutes in the last two)
+    and the values ``val`` (n_ticks, n_touched_nodes), for the output nodes ``sel``."""
+    _, min_samples, gap_fraction = params
+    t_min, t_clr, cmp_code, threshold, clear_threshold = thr
+    n_t, n_out = codes.shape
+    n_k = agg.shape[2] - 2
+    has_post = post.shape[0] > 0
+    for k in range(n_t):
+        if not live[k]:
+            for q in range(n_out):
+                codes[k, q] = COND_INSUFFICIENT
+                values[k, q] = np.nan
+            continue
+        for q in range(n_out):
+            i = sel[q]
+            if i < 0 or (has_post and not post[q]):
+                v, s, st = np.nan, 0.0, 3  # STATUS_NO_SCOPE
+            else:
+                v = val[k, i]
+                s = agg[k, i, samp_k]
+                n_act = agg[k, i, n_k] if gap else 0.0
+                n_exp = agg[k, i, n_k + 1] if gap else 0.0
+                st = 0
+                if s < min_samples or not np.isfinite(v) or s <= 0.0:
+                    st = 1
+                if n_exp > 0.0 and n_act < gap_fraction * n_exp:
+                    st = 2
+                if n_el[i] == 0.0:
+                    st = 3
+                if st != 0:
+                    v = np.nan
+            codes[k, q] = _threshold_code(v, s, st, t_min, t_clr, cmp_code, threshold, clear_threshold)
+            values[k, q] = v
+
+
+@kernel_exact
 def sla_late_ratio_span(pre, span, plan, params, sel, post, live, thr, codes, values):
     """Condition codes and values of a threshold rule over a ratio KPI for a few rows at the ticks of
     a late-data re-evaluation, in one call: each window sum as one difference of the span's
@@ -450,70 +522,51 @@ def sla_late_ratio_span(pre, span, plan, params, sel, post, live, thr, codes, va
     codes, values : int8, float64 (n_ticks, n_out)
         Written.
     """
-    P, pos, keys, act_key, lo = pre
-    t_from, window_min, ring, factors, seg, n_el = span
     num_k, den_k, samp_k = plan
-    scale, min_samples, gap_fraction = params
-    t_min, t_clr, cmp_code, threshold, clear_threshold = thr
-    n_t, n_out = codes.shape
+    scale = params[0]
+    n_t = codes.shape[0]
+    n_el = span[5]
     n_nodes = n_el.shape[0]
-    n_k = keys.shape[0]
-    n_p = P.shape[1]
-    gap = act_key >= 0
-    agg = np.zeros((n_t, n_nodes, n_k + 2))
-    cum = np.zeros(n_p, np.int64)
-    for r in range(pos.shape[0]):
-        g = seg[r]
-        if g < 0:
-            continue
-        p = pos[r]
-        if gap:  # minutes with rows (one difference of the prefix, exact for counts), cumulated
-            for i in range(n_p - 1):
-                cum[i + 1] = cum[i] + (1 if P[act_key, i + 1, p] - P[act_key, i, p] > 0.0 else 0)
-        for k in range(n_t):
-            t = t_from + k
-            a = max(t, lo) - lo
-            b = max(t - window_min, lo) - lo
-            for j in range(n_k):
-                agg[k, g, j] += P[keys[j], a, p] - P[keys[j], b, p]
-            if gap:
-                c = max(max(t - ring, 0), lo) - lo
-                agg[k, g, n_k] += float(cum[a] - cum[b])
-                agg[k, g, n_k + 1] += float(cum[b] - cum[c]) * factors[k]
-    has_post = post.shape[0] > 0
+    agg = _late_sums(pre, span, n_t, n_nodes)
+    val = np.empty((n_t, n_nodes))
     for k in range(n_t):
-        if not live[k]:
-            for q in range(n_out):
-                codes[k, q] = COND_INSUFFICIENT
-                values[k, q] = np.nan
-            continue
-        for q in range(n_out):
-            i = sel[q]
-            if i < 0 or (has_post and not post[q]):
-                v, s, st = np.nan, 0.0, 3  # STATUS_NO_SCOPE
-            else:
-                num = 0.0
-                for m in range(num_k.shape[0]):
-                    num += agg[k, i, num_k[m]]
-                den = 0.0
-                for m in range(den_k.shape[0]):
-                    den += agg[k, i, den_k[m]]
-                v = scale * num / (den if den != 0.0 else 1.0) if den != 0.0 else np.nan
-                s = agg[k, i, samp_k]
-                n_act = agg[k, i, n_k] if gap else 0.0
-                n_exp = agg[k, i, n_k + 1] if gap else 0.0
-                # kernels.kpi.kpi_status
-                st = 0
-                if s < min_samples or not np.isfinite(v) or s <= 0.0:
-                    st = 1
-                if n_exp > 0.0 and n_act < gap_fraction * n_exp:
-                    st = 2
-                if n_el[i] == 0.0:
-                    st = 3
-                if st != 0:
-                    v = np.nan
-            codes[k, q] = _threshold_code(v, s, st, t_min, t_clr, cmp_code, threshold, clear_threshold)
-            values[k, q] = v
+        for i in range(n_nodes):
+            num = 0.0
+            for m in range(num_k.shape[0]):
+                num += agg[k, i, num_k[m]]
+            den = 0.0
+            for m in range(den_k.shape[0]):
+                den += agg[k, i, den_k[m]]
+            val[k, i] = scale * num / (den if den != 0.0 else 1.0) if den != 0.0 else np.nan
+    _late_codes(agg, val, samp_k, pre[3] >= 0, n_el, params, sel, post, live, thr, codes, values)
+
+
+@kernel_exact
+def sla_late_quantile_span(pre, span, hist, params, sel, post, live, thr, codes, values):
+    """:func:`sla_late_ratio_span` of a threshold rule over a quantile KPI (latency percentiles):
+    each tick's window histograms of the rows (``hist[0]``, ``(span ticks, rows, bins)`` from
+    ``KpiCalculator._span_hist_series``, tick ``k`` at ``hist[1] + k``) rolled up to the touched
+    nodes in row order and read by :func:`kernels.kpi.kpi_hist_quantile` (``hist[2:]``: q, lowest
+    bucket edge, buckets per octave); samples (``pre[2]`` holds the samples counter alone) and
+    collection gaps from the span's prefix sums; as ``KpiCalculator.compute_span``, bit for bit."""
+    hs, k0, q, lo_ms, bpo = hist
+    n_t = codes.shape[0]
+    seg, n_el = span[4], span[5]
+    n_nodes = n_el.shape[0]
+    agg = _late_sums(pre, span, n_t, n_nodes)
+    n_b = hs.shape[2]
+    hn = np.zeros((n_nodes, n_b))
+    val = np.empty((n_t, n_nodes))
+    for k in range(n_t):
+        hn[:, :] = 0.0
+        for r in range(seg.shape[0]):
+            g = seg[r]
+            if g < 0:
+                continue
+            for j in range(n_b):
+                hn[g, j] += hs[k0 + k, r, j]
+        kpi_hist_quantile(hn, q, lo_ms, bpo, val[k])
+    _late_codes(agg, val, 0, pre[3] >= 0, n_el, params, sel, post, live, thr, codes, values)
 
 
 @kernel

@@ -157,12 +157,13 @@ class _LateData:
         return out
 
     def _late_ratio_codes(self, ev: _Eval, t_from: int, t_to: int, rows, nodes):
-        """:meth:`SlaMonitor._codes_span` of a threshold rule over a ratio KPI in one kernel call
-        (:func:`kernels.sla.sla_late_ratio_span`) from the span's prefix sums: the same values, without
-        the per-step arrays and calls; None (nothing done) for other lifecycles, or when the span's
-        prefix does not hold the rule's counters."""
+        """:meth:`SlaMonitor._codes_span` of a threshold rule over a ratio or quantile KPI in one kernel
+        call (:func:`kernels.sla.sla_late_ratio_span`, :func:`kernels.sla.sla_late_quantile_span`) from
+        the span's prefix sums (and its window histograms): the same values, without the per-step
+        arrays and calls; None (nothing done) for other lifecycles, or when the span's prefix does
+        not hold the rule's counters."""
         kd = self.kpis[ev.kpi]
-        if ev.kind != "threshold" or kd.kind != "ratio":
+        if ev.kind != "threshold" or kd.kind not in ("ratio", "quantile"):
             return None
         calc = self.calc
         names = calc._names(kd)
@@ -190,14 +191,9 @@ class _LateData:
         codes = np.empty((n_t, len(nodes)), np.int8)
         values = np.empty((n_t, len(nodes)))
         ms = min(ev.min_samples, ev.clear_min_samples)
-        SK.sla_late_ratio_span(
-            (P, pos, np.array([keypos[(c, svc)] for c in names], np.int64), keypos[(act, "")] if gap else -1, lo),
-            (t_from, ev.window_min, self.store.minute_ring, factors, seg, n_el),
-            (
-                np.array([names.index(c) for c in kd.numerator], np.int64),
-                np.array([names.index(c) for c in kd.denominator], np.int64),
-                names.index(kd.samples_counter),
-            ),
+        pre = (P, pos, np.array([keypos[(c, svc)] for c in names], np.int64), keypos[(act, "")] if gap else -1, lo)
+        span = (t_from, ev.window_min, self.store.minute_ring, factors, seg, n_el)
+        tail = (
             (float(kd.scale), float(ms), calc.gap_fraction),
             sel.astype(np.int64),
             ev.mask[nodes] if share else _NO_POST,
@@ -212,6 +208,17 @@ class _LateData:
             codes,
             values,
         )
+        if kd.kind == "quantile":
+            st = self.store
+            hist = (calc._span_hist_series(ev.window_min, rows), k0, float(kd.q), st.hist_lo_ms)
+            SK.sla_late_quantile_span(pre, span, hist + (float(st.hist_bins_per_octave),), *tail)
+            return codes, values
+        plan = (
+            np.array([names.index(c) for c in kd.numerator], np.int64),
+            np.array([names.index(c) for c in kd.denominator], np.int64),
+            names.index(kd.samples_counter),
+        )
+        SK.sla_late_ratio_span(pre, span, plan, *tail)
         return codes, values
 
     def _replay(self, ev: _Eval, tmp: _LifeState, nodes, base: int, T: int, L: int) -> dict:

@@ -1,5 +1,5 @@
-"""Fused late-data path (``_LateData._late_ratio_codes``, :func:`kernels.sla.sla_late_ratio_span`): a
-threshold rule over a ratio KPI re-evaluated for a few rows in one kernel call gives, bit for bit,
+"""Fused late-data path (``_LateData._late_ratio_codes``, :func:`kernels.sla.sla_late_ratio_span`,
+:func:`kernels.sla.sla_late_quantile_span`): a threshold rule over a ratio or quantile KPI re-evaluated for a few rows in one kernel call gives, bit for bit,
 the codes and values of the step-by-step span path (``SlaMonitor._codes_span``) and of the per-tick
 evaluation, and a monitor fed late calls, QoS and equipment rows gives the same events and state
 with it or without it."""
@@ -28,6 +28,10 @@ LATE_RULES = FUSED_RULES + [
      "filter": {"equipment_class": [0]}, "min_samples": 2},
     {"name": "blk_voice", "kpi": "blocking_pct", "service": "voice", "comparator": ">=", "threshold": 10.0,
      "window": "5m", "min_samples": 1},
+    {"name": "lat_el_f", "kpi": "latency_p95_ms", "comparator": ">", "threshold": 45.0, "clear_threshold": 35.0,
+     "window": "5m", "filter": {"equipment_class": [0, 2]}, "min_samples": 2},
+    {"name": "lat_site", "kpi": "latency_p99_ms", "level": "site", "comparator": ">", "threshold": 50.0,
+     "window": "7m"},
 ]  # fmt: skip
 
 
@@ -64,7 +68,8 @@ def _feed(mon, minutes, seed):
 
 
 def _ratio_thresholds(mon):
-    return [ev for ev in mon.evals if ev.kind == "threshold" and mon.kpis[ev.kpi].kind == "ratio"]
+    """The lifecycles the fused path takes: threshold rules over ratio and quantile KPIs."""
+    return [ev for ev in mon.evals if ev.kind == "threshold" and mon.kpis[ev.kpi].kind in ("ratio", "quantile")]
 
 
 def test_a_monitor_gives_the_same_events_and_state_with_the_fused_late_path(monkeypatch):
@@ -85,7 +90,7 @@ def test_a_monitor_gives_the_same_events_and_state_with_the_fused_late_path(monk
         assert [e.to_dict() for e in ea] == [e.to_dict() for e in eb]
         n_events += len(ea)
     assert n_events > 0 and a.n_late_rows > 0
-    assert used["fused"] > 50 and used["other"] > 0  # quantile / burn lifecycles take _codes_span
+    assert used["fused"] > 50 and used["other"] > 0  # burn / per-time / E-model lifecycles take _codes_span
     sa, sb = a.to_state(), b.to_state()
     assert sa.keys() == sb.keys()
     for k in sa:
@@ -163,7 +168,8 @@ def test_fused_span_codes_cover_breach_clear_band_and_insufficient():
 
 
 def test_fused_span_codes_decline_what_they_do_not_cover():
-    """Burn-rate pairs, quantile KPIs and a span without the rules' prefix sums take ``_codes_span``."""
+    """Burn-rate pairs, per-time and E-model KPIs and a span without the rules' prefix sums take
+    ``_codes_span``."""
     mon = _fed_monitor()
     T = mon.last_tick
     r = np.array([1, 4], np.int64)
