@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kernels import kpi as K
 from telcoanalytics.records import empty
 from telcoanalytics.sla import late as LT
 from telcoanalytics.sla.sla import SlaMonitor
@@ -212,3 +213,158 @@ def test_fused_span_codes_before_the_ring_holds_the_window(level):
             assert (got[0][0] == 0).all() and np.isnan(got[1][0]).all()
     finally:
         mon.calc.end_series()
+
+
+# ---- the kernels against plain Python references -------------------------------------------
+def _ref_codes(v, s, st, thr):
+    t_min, t_clr, cmp_code, threshold, clear_threshold = thr
+    cmp = [lambda a, b: a < b, lambda a, b: a <= b, lambda a, b: a > b, lambda a, b: a >= b][cmp_code]
+    ok = st == 0
+    if ok and s >= t_min and cmp(v, threshold):
+        return K.COND_BREACH
+    if ok and s >= t_clr and not cmp(v, clear_threshold):
+        return K.COND_CLEAR
+    if ok and s >= t_min:
+        return K.COND_BAND
+    return K.COND_INSUFFICIENT
+
+
+def _ref_span(rng_inputs, value_of):
+    """Plain Python: rolled-up window sums (prefix differences, row order), active / expected minutes,
+    ``value_of(k, node, sums)``, status, scope and codes of every tick and output node."""
+    P, pos, keys, act_key, lo, t_from, w, ring, factors, seg, n_el, params, sel, post, live, thr = rng_inputs
+    _, min_samples, gap_fraction = params
+    n_t, n_nodes = len(live), len(n_el)
+    codes, values = np.zeros((n_t, len(sel)), np.int8), np.full((n_t, len(sel)), np.nan)
+    for k in range(n_t):
+        t = t_from + k
+        sums = [[0.0] * (len(keys) + 2) for _ in range(n_nodes)]
+        for r, p in enumerate(pos):
+            g = seg[r]
+            if g < 0:
+                continue
+            at = lambda m, j, p=p: P[j, max(m, lo) - lo, p]  # noqa: E731
+            for j, key in enumerate(keys):
+                sums[g][j] += at(t, key) - at(t - w, key)
+            if act_key >= 0:
+                col = P[act_key, :, p]
+                active_before = lambda m, col=col: sum(  # noqa: E731
+                    1 for i in range(max(m, lo) - lo) if col[i + 1] - col[i] > 0
+                )
+                sums[g][-2] += float(active_before(t) - active_before(t - w))
+                sums[g][-1] += float(active_before(t - w) - active_before(max(t - ring, 0))) * factors[k]
+        if not live[k]:
+            continue
+        for q, i in enumerate(sel):
+            if i < 0 or (len(post) and not post[q]):
+                v, s, st_ = np.nan, 0.0, 3
+            else:
+                v, s = value_of(k, i, sums[i]), sums[i][0 if value_of.samples is None else value_of.samples]
+                st_ = 1 if (s < min_samples or not np.isfinite(v) or s <= 0) else 0
+                if act_key >= 0 and sums[i][-1] > 0 and sums[i][-2] < gap_fraction * sums[i][-1]:
+                    st_ = 2
+                st_ = 3 if n_el[i] == 0 else st_
+                v = v if st_ == 0 else np.nan
+            codes[k, q], values[k, q] = _ref_codes(v, s, st_, thr), v
+    return codes, values
+
+
+def _random_span(seed, n_keys, gap, n_rows, n_nodes, n_t):
+    rng = np.random.default_rng(seed)
+    n_min, n_base = 30, n_rows + 2
+    lo, t_from, w, ring = 1000, 1000 + rng.integers(0, 25), int(rng.integers(1, 12)), 20
+    step = rng.integers(0, 4, (n_keys + 1, n_min, n_base)) * (rng.random((n_keys + 1, n_min, n_base)) < 0.6)
+    P = np.zeros((n_keys + 1, n_min + 1, n_base))
+    P[:, 1:] = np.cumsum(step, axis=1)
+    pos = rng.choice(n_base, n_rows, replace=False).astype(np.int64)
+    keys = rng.permutation(n_keys).astype(np.int64)
+    seg = rng.integers(-1, n_nodes, n_rows).astype(np.int64)
+    n_el = np.bincount(seg[seg >= 0], minlength=n_nodes).astype(np.float64)
+    n_el[rng.random(n_nodes) < 0.1] = 0.0  # a node out of scope
+    factors = rng.choice([0.0, 0.5, 1.25], n_t)
+    sel = rng.integers(-1, n_nodes, rng.integers(1, n_nodes + 2)).astype(np.int64)
+    post = rng.random(len(sel)) < 0.8 if rng.random() < 0.5 else np.zeros(0, bool)
+    live = rng.random(n_t) < 0.85
+    thr = (float(rng.integers(0, 4)), float(rng.integers(0, 3)), int(rng.integers(0, 4)), 40.0, 30.0)
+    params = (100.0, float(rng.integers(0, 4)), 0.5)
+    act_key = n_keys if gap else -1
+    return (P, pos, keys, act_key, lo, t_from, w, ring, factors, seg, n_el, params, sel, post, live, thr)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_keys=st.integers(2, 4),
+    gap=st.booleans(),
+    n_rows=st.integers(1, 6),
+    n_nodes=st.integers(1, 4),
+    n_t=st.integers(1, 6),
+)
+def test_late_ratio_span_kernel_equals_a_plain_reference(seed, n_keys, gap, n_rows, n_nodes, n_t):
+    from kernels import sla as SK
+
+    x = _random_span(seed, n_keys, gap, n_rows, n_nodes, n_t)
+    P, pos, keys, act_key, lo, t_from, w, ring, factors, seg, n_el, params, sel, post, live, thr = x
+    num_k, den_k, samp_k = np.array([0], np.int64), np.arange(1, n_keys, dtype=np.int64), n_keys - 1
+
+    def value_of(k, i, s):
+        num, den = 0.0 + s[0], sum(s[j] for j in den_k)
+        return params[0] * num / den if den != 0 else np.nan
+
+    value_of.samples = samp_k
+    codes, values = np.empty((n_t, len(sel)), np.int8), np.empty((n_t, len(sel)))
+    SK.sla_late_ratio_span(
+        (P, pos, keys, act_key, lo),
+        (t_from, w, ring, factors, seg, n_el),
+        (num_k, den_k, samp_k),
+        params,
+        sel,
+        post,
+        live,
+        thr,
+        codes,
+        values,
+    )
+    want_c, want_v = _ref_span(x, value_of)
+    np.testing.assert_array_equal(codes, want_c)
+    np.testing.assert_array_equal(values, want_v)  # the same additions, in the same order
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), gap=st.booleans(), n_rows=st.integers(1, 6), n_t=st.integers(1, 5))
+def test_late_quantile_span_kernel_equals_a_plain_reference(seed, gap, n_rows, n_t):
+    from kernels import sla as SK
+
+    x = _random_span(seed, 1, gap, n_rows, 3, n_t)
+    P, pos, keys, act_key, lo, t_from, w, ring, factors, seg, n_el, params, sel, post, live, thr = x
+    rng = np.random.default_rng(seed + 1)
+    n_b, k0 = 8, int(rng.integers(0, 3))
+    hs = rng.integers(0, 5, (k0 + n_t + 1, n_rows, n_b)).astype(np.float64) * (rng.random((1, n_rows, 1)) < 0.8)
+
+    def value_of(k, i, s):
+        h = np.zeros((1, n_b))
+        for r in range(n_rows):
+            if seg[r] == i:
+                h[0] += hs[k0 + k, r]
+        out = np.empty(1)
+        K.kpi_hist_quantile(h, 0.95, 1.0, 3.0, out)  # the bucket reading (tested in tests/kpi)
+        return out[0]
+
+    value_of.samples = None
+    codes, values = np.empty((n_t, len(sel)), np.int8), np.empty((n_t, len(sel)))
+    thr = (thr[0], thr[1], thr[2], 3.0, 2.0)
+    SK.sla_late_quantile_span(
+        (P, pos, keys, act_key, lo),
+        (t_from, w, ring, factors, seg, n_el),
+        (hs, k0, 0.95, 1.0, 3.0),
+        params,
+        sel,
+        post,
+        live,
+        thr,
+        codes,
+        values,
+    )
+    want_c, want_v = _ref_span(x[:-1] + (thr,), value_of)
+    np.testing.assert_array_equal(codes, want_c)
+    np.testing.assert_array_equal(values, want_v)

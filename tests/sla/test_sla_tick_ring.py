@@ -136,3 +136,27 @@ def test_a_monitor_gives_the_same_events_and_state_in_one_pass_or_three_steps():
             np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
         else:
             assert sa[k] == sb[k], k
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    c=st.integers(0, 3),
+    v=st.floats(-100, 100) | st.just(float("nan")),
+    state=st.integers(0, 2),
+    count=st.integers(0, 4),
+    worst=st.floats(-100, 100) | st.just(float("nan")),
+    for_ticks=st.integers(0, 3),
+    clear_for_ticks=st.integers(0, 3),
+    sign=st.sampled_from([1.0, -1.0]),
+)
+def test_step_one_equals_rule_step_of_one_node(c, v, state, count, worst, for_ticks, clear_for_ticks, sign):
+    arrays = [np.array([state], np.int8), np.array([count], np.int64), np.array([7], np.int64), np.array([worst])]
+    out = [np.empty(1, np.int64), np.empty(1, np.int8), np.empty(1, np.int64), np.empty(1), np.empty(1)]
+    n = SK.sla_rule_step(
+        np.zeros(1, np.int64), np.array([c], np.int8), np.array([v]), 60_000, for_ticks, clear_for_ticks, sign,
+        *arrays, *out,
+    )  # fmt: skip
+    kind, st_, cnt, start, w = SK._step_one(c, v, 60_000, for_ticks, clear_for_ticks, sign, state, count, 7, worst)
+    assert kind == (int(out[1][0]) if n else 0)
+    assert (st_, cnt, start) == (arrays[0][0], arrays[1][0], arrays[2][0])
+    np.testing.assert_array_equal(w, arrays[3][0])
