@@ -368,3 +368,17 @@ def test_late_quantile_span_kernel_equals_a_plain_reference(seed, gap, n_rows, n
     want_c, want_v = _ref_span(x[:-1] + (thr,), value_of)
     np.testing.assert_array_equal(codes, want_c)
     np.testing.assert_array_equal(values, want_v)
+
+
+def test_fused_span_codes_decline_counters_of_two_rings(monkeypatch):
+    """A KPI whose counters (or row counter) lie in two ring groups has no single prefix: declined."""
+    mon = _fed_monitor()
+    T = mon.last_tick
+    r = np.array([0, 3], np.int64)
+    ev = next(e for e in _ratio_thresholds(mon) if mon.kpis[e.kpi].source == "qos")
+    monkeypatch.setitem(LT.ACTIVITY_COUNTER, "qos", "attempts")  # a call counter (the "cdr" ring)
+    mon.calc.begin_series(T - 3, T, mon._rule_counters(), {"cdr": r, "elem": r})
+    try:
+        assert mon._late_ratio_codes(ev, T - 3, T, r, r) is None
+    finally:
+        mon.calc.end_series()
