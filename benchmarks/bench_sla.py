@@ -8,6 +8,8 @@ Run: ``.venv/bin/python -m pytest benchmarks/bench_sla.py --benchmark-only -q``
 ``test_hour_fused`` / ``test_hour_step_by_step``: the monitor restored after 2 hours of a synthetic
 day (default rules, arrival order), then fed the third hour batch by batch with an advance after
 each (late rows included, so re-evaluation runs too); the same events either way.
+``test_hour_fused_late_data_and_ticks_stepwise``: the same without the fused late-data kernels and
+the one-pass lifecycle step (``fused_late = ring_step = False``).
 
 A synthetic network (default rules, its 3 hours of arrival-order data) is fed, then one advance
 crosses a gap without data. ``test_gap_quiet`` is the monitor as it runs; ``test_gap_per_minute``
@@ -71,9 +73,10 @@ def hour_feed():
     return mon.to_state(), batches[cut:]
 
 
-def _restored(state, fused):
+def _restored(state, fused, late_and_ring=True):
     mon = SlaMonitor.from_state(state)
     mon.fused_conditions = fused
+    mon.fused_late = mon.ring_step = late_and_ring
     return mon
 
 
@@ -85,16 +88,25 @@ def _hour(mon, batches):
     return [e.to_dict() for e in out]
 
 
-def _bench_hour(benchmark, hour_feed, fused):
+def _bench_hour(benchmark, hour_feed, fused, late_and_ring=True):
     state, batches = hour_feed
     # the restore is not timed: each round starts from the same state
-    return benchmark.pedantic(_hour, setup=lambda: ((_restored(state, fused), batches), {}), rounds=5, warmup_rounds=1)
+    return benchmark.pedantic(
+        _hour, setup=lambda: ((_restored(state, fused, late_and_ring), batches), {}), rounds=5, warmup_rounds=1
+    )
 
 
 def test_hour_fused(benchmark, hour_feed):
     got = _bench_hour(benchmark, hour_feed, True)
     state, batches = hour_feed
     assert got == _hour(_restored(state, False), batches)
+    assert got == _hour(_restored(state, True, False), batches)
+
+
+def test_hour_fused_late_data_and_ticks_stepwise(benchmark, hour_feed):
+    """The peer of ``test_hour_fused`` before the fused late-data path (one kernel call per ratio or
+    quantile threshold rule) and the one-pass lifecycle step: ``fused_late = ring_step = False``."""
+    _bench_hour(benchmark, hour_feed, True, False)
 
 
 def test_hour_step_by_step(benchmark, hour_feed):

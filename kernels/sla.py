@@ -20,6 +20,7 @@ from .kpi import (
     ST_FIRING,
     ST_INACTIVE,
     ST_PENDING,
+    kpi_hist_quantile,
     kpi_ratio_nodes,
 )
 
@@ -415,3 +416,261 @@ def sla_burn_of_counts(agg, min_samples, objective, factor, burn, ok, quiet):
         quiet[i] = not has or not b >= factor
         ok[i] = total >= need
         burn[i] = b if ok[i] else np.nan
+
+
+@kernel_exact
+def _late_sums(pre, span, n_t, n_nodes):
+    """Per tick and touched node of a late-data span: the rolled-up window sums of the counters
+    ``keys`` (one difference of the span's prefix sums each), then active and expected minutes
+    (``agg[k, node, n_keys:]``), added row by row in row order (``kpi_segment_sum``)."""
+    P, pos, keys, act_key, lo = pre
+    t_from, window_min, ring, factors, seg, n_el = span
+    n_k = keys.shape[0]
+    n_p = P.shape[1]
+    gap = act_key >= 0
+    agg = np.zeros((n_t, n_nodes, n_k + 2))
+    cum = np.zeros(n_p, np.int64)
+    for r in range(pos.shape[0]):
+        g = seg[r]
+        if g < 0:
+            continue
+        p = pos[r]
+        if gap:  # minutes with rows (one difference of the prefix, exact for counts), cumulated
+            for i in range(n_p - 1):
+                cum[i + 1] = cum[i] + (1 if P[act_key, i + 1, p] - P[act_key, i, p] > 0.0 else 0)
+        for k in range(n_t):
+            t = t_from + k
+            a = max(t, lo) - lo
+            b = max(t - window_min, lo) - lo
+            for j in range(n_k):
+                agg[k, g, j] += P[keys[j], a, p] - P[keys[j], b, p]
+            if gap:
+                c = max(max(t - ring, 0), lo) - lo
+                agg[k, g, n_k] += float(cum[a] - cum[b])
+                agg[k, g, n_k + 1] += float(cum[b] - cum[c]) * factors[k]
+    return agg
+
+
+@kernel_exact
+def _late_codes(agg, val, samp_k, gap, n_el, params, sel, post, live, thr, codes, values):
+    """Status (``kernels.kpi.kpi_status``), scope and condition codes of a late-data span from the
+    rolled-up sums ``agg`` (samples in column ``samp_k``, active / expected minutes in the last two)
+    and the values ``val`` (n_ticks, n_touched_nodes), for the output nodes ``sel``."""
+    _, min_samples, gap_fraction = params
+    t_min, t_clr, cmp_code, threshold, clear_threshold = thr
+    n_t, n_out = codes.shape
+    n_k = agg.shape[2] - 2
+    has_post = post.shape[0] > 0
+    for k in range(n_t):
+        if not live[k]:
+            for q in range(n_out):
+                codes[k, q] = COND_INSUFFICIENT
+                values[k, q] = np.nan
+            continue
+        for q in range(n_out):
+            i = sel[q]
+            if i < 0 or (has_post and not post[q]):
+                v, s, st = np.nan, 0.0, 3  # STATUS_NO_SCOPE
+            else:
+                v = val[k, i]
+                s = agg[k, i, samp_k]
+                n_act = agg[k, i, n_k] if gap else 0.0
+                n_exp = agg[k, i, n_k + 1] if gap else 0.0
+                st = 0
+                if s < min_samples or not np.isfinite(v) or s <= 0.0:
+                    st = 1
+                if n_exp > 0.0 and n_act < gap_fraction * n_exp:
+                    st = 2
+                if n_el[i] == 0.0:
+                    st = 3
+                if st != 0:
+                    v = np.nan
+            codes[k, q] = _threshold_code(v, s, st, t_min, t_clr, cmp_code, threshold, clear_threshold)
+            values[k, q] = v
+
+
+@kernel_exact
+def sla_late_ratio_span(pre, span, plan, params, sel, post, live, thr, codes, values):
+    """Condition codes and values of a threshold rule over a ratio KPI for a few rows at the ticks of
+    a late-data re-evaluation, in one call: each window sum as one difference of the span's
+    cumulative per-minute sums, active minutes from the minutes whose row count grew, the roll-up
+    to the touched nodes, value, status, scope mask and codes. The same operations in the same
+    order as ``KpiCalculator.compute_span`` over the span's prefix sums followed by the mask and
+    :func:`sla_threshold_codes` (``SlaMonitor._codes_span``), so bit-identical to it.
+
+    Parameters
+    ----------
+    pre : tuple (P, pos, keys, act_key, lo)
+        ``P`` float64 (n_keys, n_minutes + 1, n_base): the span's prefix sums (``P[j, i]`` key ``j``'s
+        sum over minutes ``lo .. lo + i - 1``); ``pos`` int64: each row's column of ``P``; ``keys``
+        int64: the key of each counter the KPI reads; ``act_key``: the key of the source's row
+        counter (its collection gaps), -1 for none.
+    span : tuple (t_from, window_min, minute_ring, factors, seg, n_el)
+        First tick, the rule's window, the ring length, the expected-minutes factor of each tick,
+        int64 node of each row (dense over the touched nodes, ``< 0``: outside the scope) and
+        float64 elements per touched node.
+    plan : tuple (num_k, den_k, samp_k)
+        Positions in ``keys`` of the numerator and denominator counters and of the samples counter.
+    params : tuple (scale, min_samples, gap_fraction)
+    sel : int64 (n_out,)
+        Touched node of each output column, ``< 0``: not touched (no scope).
+    post : bool (n_out,) or empty
+        Scope mask applied after the evaluation (element-level rules with a filter).
+    live : bool (n_ticks,)
+        Ticks whose window the ring holds; the others are insufficient (value NaN).
+    thr : tuple (min_samples, clear_min_samples, cmp_code, threshold, clear_threshold)
+    codes, values : int8, float64 (n_ticks, n_out)
+        Written.
+    """
+    num_k, den_k, samp_k = plan
+    scale = params[0]
+    n_t = codes.shape[0]
+    n_el = span[5]
+    n_nodes = n_el.shape[0]
+    agg = _late_sums(pre, span, n_t, n_nodes)
+    val = np.empty((n_t, n_nodes))
+    for k in range(n_t):
+        for i in range(n_nodes):
+            num = 0.0
+            for m in range(num_k.shape[0]):
+                num += agg[k, i, num_k[m]]
+            den = 0.0
+            for m in range(den_k.shape[0]):
+                den += agg[k, i, den_k[m]]
+            val[k, i] = scale * num / (den if den != 0.0 else 1.0) if den != 0.0 else np.nan
+    _late_codes(agg, val, samp_k, pre[3] >= 0, n_el, params, sel, post, live, thr, codes, values)
+
+
+@kernel_exact
+def sla_late_quantile_span(pre, span, hist, params, sel, post, live, thr, codes, values):
+    """:func:`sla_late_ratio_span` of a threshold rule over a quantile KPI (latency percentiles):
+    each tick's window histograms of the rows (``hist[0]``, ``(span ticks, rows, bins)`` from
+    ``KpiCalculator._span_hist_series``, tick ``k`` at ``hist[1] + k``) rolled up to the touched
+    nodes in row order and read by :func:`kernels.kpi.kpi_hist_quantile` (``hist[2:]``: q, lowest
+    bucket edge, buckets per octave); samples (``pre[2]`` holds the samples counter alone) and
+    collection gaps from the span's prefix sums; as ``KpiCalculator.compute_span``, bit for bit."""
+    hs, k0, q, lo_ms, bpo = hist
+    n_t = codes.shape[0]
+    seg, n_el = span[4], span[5]
+    n_nodes = n_el.shape[0]
+    agg = _late_sums(pre, span, n_t, n_nodes)
+    n_b = hs.shape[2]
+    hn = np.zeros((n_nodes, n_b))
+    val = np.empty((n_t, n_nodes))
+    for k in range(n_t):
+        hn[:, :] = 0.0
+        for r in range(seg.shape[0]):
+            g = seg[r]
+            if g < 0:
+                continue
+            for j in range(n_b):
+                hn[g, j] += hs[k0 + k, r, j]
+        kpi_hist_quantile(hn, q, lo_ms, bpo, val[k])
+    _late_codes(agg, val, 0, pre[3] >= 0, n_el, params, sel, post, live, thr, codes, values)
+
+
+@kernel
+def _step_one(c, v, t_ms, for_ticks, clear_for_ticks, worse_sign, st, count, start_ms, worst):
+    """:func:`sla_rule_step` of one entry (state ``st``, ``count``, ``start_ms``, ``worst``) with
+    condition ``c`` and value ``v``: (event kind (0: none), state, count, start_ms, worst) after it."""
+    kind = 0
+    if c == COND_INSUFFICIENT:
+        return kind, st, count, start_ms, worst
+    if st == ST_INACTIVE:
+        if c == COND_BREACH:
+            start_ms = t_ms
+            worst = v
+            count = 1
+            if count > for_ticks:
+                st = ST_FIRING
+                count = 0
+                kind = EV_FIRING
+            else:
+                st = ST_PENDING
+                kind = EV_PENDING
+    elif st == ST_PENDING:
+        if c == COND_BREACH:
+            count += 1
+            if worse_sign * (v - worst) > 0.0:
+                worst = v
+            if count > for_ticks:
+                st = ST_FIRING
+                count = 0
+                kind = EV_FIRING
+        else:
+            st = ST_INACTIVE
+            count = 0
+            kind = EV_CANCELLED
+    else:
+        if c == COND_BREACH:
+            count = 0
+            if worse_sign * (v - worst) > 0.0:
+                worst = v
+        elif c == COND_BAND:
+            count = 0
+        else:
+            count += 1
+            if count > clear_for_ticks:
+                st = ST_INACTIVE
+                count = 0
+                kind = EV_RESOLVED
+    return kind, st, count, start_ms, worst
+
+
+@kernel
+def sla_tick_step_ring(bank, committed, params, ring, pos, cur, t_ms, old_t_ms, step_old, out):
+    """One tick of every lifecycle of a :class:`LifeBank` with its committed copy and ring of recent
+    conditions, in one pass over the entries: with ``step_old`` the committed copy steps over
+    the conditions leaving the ring (row ``pos``, tick ``old_t_ms``; its transitions are not
+    reported), the tick's conditions ``cur`` take their place in the ring (values rounded to
+    float32), then the lifecycle steps over them. Per entry the arithmetic of :func:`sla_tick_step`
+    on the committed copy, the ring row assignment and :func:`sla_tick_step` on the lifecycles, so
+    the same lifecycles, ring and events (rule by rule, node by node).
+
+    ``ring``: (codes int8 (L, n), values float32 (L, n)); ``cur``: (codes int8 (n,), values float64
+    (n,)); the others as for :func:`sla_tick_step`. Returns the event count.
+    """
+    state, count, start_ms, worst = bank
+    c_state, c_count, c_start, c_worst = committed
+    ptr, for_ticks, clear_for_ticks, worse_sign = params
+    ring_codes, ring_values = ring
+    cur_codes, cur_values = cur
+    ev_rule, ev_node, ev_kind, ev_start, ev_value, ev_worst = out
+    old = step_old
+    n_ev = 0
+    for r in range(ptr.shape[0] - 1):
+        f, cf, sg = for_ticks[r], clear_for_ticks[r], worse_sign[r]
+        for i in range(ptr[r], ptr[r + 1]):
+            if old:
+                oc = ring_codes[pos, i]
+                if oc != COND_INSUFFICIENT and (oc == COND_BREACH or c_state[i] != ST_INACTIVE):
+                    _, c_state[i], c_count[i], c_start[i], c_worst[i] = _step_one(
+                        oc,
+                        float(ring_values[pos, i]),
+                        old_t_ms,
+                        f,
+                        cf,
+                        sg,
+                        c_state[i],
+                        c_count[i],
+                        c_start[i],
+                        c_worst[i],
+                    )
+            c = cur_codes[i]
+            v = cur_values[i]
+            ring_codes[pos, i] = c
+            ring_values[pos, i] = np.float32(v)
+            if c == COND_INSUFFICIENT or (c != COND_BREACH and state[i] == ST_INACTIVE):
+                continue  # no change (the common case: a healthy node)
+            kind, state[i], count[i], start_ms[i], worst[i] = _step_one(
+                c, v, t_ms, f, cf, sg, state[i], count[i], start_ms[i], worst[i]
+            )
+            if kind != 0:
+                ev_rule[n_ev] = r
+                ev_node[n_ev] = i - ptr[r]
+                ev_kind[n_ev] = kind
+                ev_start[n_ev] = start_ms[i]
+                ev_value[n_ev] = v
+                ev_worst[n_ev] = worst[i]
+                n_ev += 1
+    return n_ev

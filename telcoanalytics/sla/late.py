@@ -13,13 +13,18 @@ from telcoanalytics.kpi import (
     MINUTE_MS,
 )
 from telcoanalytics.sla.lifecycle import _Eval, _LifeState
-from telcoanalytics.sla.rules import SlaEvent
+from telcoanalytics.sla.rules import COMPARATORS, SlaEvent
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
+_NO_FACTORS = np.zeros(0)
+_NO_POST = np.zeros(0, bool)
 
 
 class _LateData:
     """Re-evaluation of windows that late rows touched."""
+
+    #: False: every lifecycle takes ``_codes_span`` (kept for A/B measurements and equality tests)
+    fused_late = True
 
     def _reevaluate(self) -> list[SlaEvent]:
         out: list[SlaEvent] = []
@@ -128,7 +133,8 @@ class _LateData:
 
     def _reevaluate_span(self, out, plan, base, T, L):
         for ev, nodes, rows, t_from, t_to in plan:
-            codes_t, values_t = self._codes_span(ev, t_from, t_to, rows, nodes)
+            fast = self._late_ratio_codes(ev, t_from, t_to, rows, nodes) if self.fused_late else None
+            codes_t, values_t = fast if fast is not None else self._codes_span(ev, t_from, t_to, rows, nodes)
             # the span lies within the last L ticks, so its ring positions are distinct
             at = np.ix_(np.arange(t_from, t_to + 1) % L, nodes)
             changed = bool(np.any(ev.codes[at] != codes_t))
@@ -149,6 +155,71 @@ class _LateData:
                 tmp.worst,
             )
         return out
+
+    def _late_ratio_codes(self, ev: _Eval, t_from: int, t_to: int, rows, nodes):
+        """:meth:`SlaMonitor._codes_span` of a threshold rule over a ratio or quantile KPI in one kernel
+        call (:func:`kernels.sla.sla_late_ratio_span`, :func:`kernels.sla.sla_late_quantile_span`) from
+        the span's prefix sums (and its window histograms): the same values, without the per-step
+        arrays and calls; None (nothing done) for other lifecycles, or when the span's prefix does
+        not hold the rule's counters."""
+        kd = self.kpis[ev.kpi]
+        if ev.kind != "threshold" or kd.kind not in ("ratio", "quantile"):
+            return None
+        calc = self.calc
+        names = calc._names(kd)
+        grp = COUNTERS[names[0]].group
+        gap = kd.source in calc.gap_sources
+        act = ACTIVITY_COUNTER[kd.source] if gap else None
+        if any(COUNTERS[c].group != grp for c in names) or (gap and COUNTERS[act].group != grp):
+            return None
+        svc = calc._check_args(kd, ev.window_min, ev.service) if grp == "cdr" else ""
+        at = calc._prefix_for(grp, names + ([act] if gap and svc == "" else []), svc, rows)
+        if at is None or (gap and svc != "" and calc._prefix_for(grp, [act], "", rows) is None):
+            return None
+        (P, keypos, lo, base), ppos, _ = at
+        n_t = t_to - t_from + 1
+        live = self._live_span(t_from, t_to, ev.window_min)
+        share = ev.mask is not None and ev.level == self.topology.element_level
+        r = np.ascontiguousarray(rows, dtype=np.int64)
+        seg, node_ids = calc._span_nodes(ev.level, r, None if share else ev.mask, t_from, rows)
+        n_el = calc._node_sizes(ev.level, seg, len(node_ids), False)
+        j = np.minimum(np.searchsorted(node_ids, nodes), max(len(node_ids) - 1, 0))
+        sel = np.where(node_ids[j] == nodes, j, -1) if len(node_ids) else np.full(len(nodes), -1)
+        k0 = t_from - calc._span[0]
+        factors = calc._span_expected_factors(ev.window_min)[k0 : k0 + n_t] if gap else _NO_FACTORS
+        pos = np.arange(len(base), dtype=np.int64) if ppos is None else ppos
+        codes = np.empty((n_t, len(nodes)), np.int8)
+        values = np.empty((n_t, len(nodes)))
+        ms = min(ev.min_samples, ev.clear_min_samples)
+        pre = (P, pos, np.array([keypos[(c, svc)] for c in names], np.int64), keypos[(act, "")] if gap else -1, lo)
+        span = (t_from, ev.window_min, self.store.minute_ring, factors, seg, n_el)
+        tail = (
+            (float(kd.scale), float(ms), calc.gap_fraction),
+            sel.astype(np.int64),
+            ev.mask[nodes] if share else _NO_POST,
+            live,
+            (
+                float(ev.min_samples),
+                float(ev.clear_min_samples),
+                COMPARATORS.index(ev.comparator),
+                float(ev.threshold),
+                float(ev.clear_threshold),
+            ),
+            codes,
+            values,
+        )
+        if kd.kind == "quantile":
+            st = self.store
+            hist = (calc._span_hist_series(ev.window_min, rows), k0, float(kd.q), st.hist_lo_ms)
+            SK.sla_late_quantile_span(pre, span, hist + (float(st.hist_bins_per_octave),), *tail)
+            return codes, values
+        plan = (
+            np.array([names.index(c) for c in kd.numerator], np.int64),
+            np.array([names.index(c) for c in kd.denominator], np.int64),
+            names.index(kd.samples_counter),
+        )
+        SK.sla_late_ratio_span(pre, span, plan, *tail)
+        return codes, values
 
     def _replay(self, ev: _Eval, tmp: _LifeState, nodes, base: int, T: int, L: int) -> dict:
         """Step ``tmp`` (the lifecycles of ``nodes``, entry j for node nodes[j]) through the ticks

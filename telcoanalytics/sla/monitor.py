@@ -22,7 +22,9 @@ older than the re-evaluation horizon still corrects the counters but no longer t
 The windows of all re-evaluated ticks come from one gather per ring group: cumulative per-minute
 sums of the counters the rules read, over the union of the touched rows
 (:meth:`~telcoanalytics.kpi.KpiCalculator.begin_series`), so each window of each tick is one
-difference instead of a fresh sum over the ring.
+difference instead of a fresh sum over the ring. A threshold rule over a ratio or quantile KPI is
+re-evaluated for its touched nodes in one kernel call from those sums (:mod:`telcoanalytics.sla.late`,
+``fused_late``); other lifecycles through ``compute_span``.
 
 Topology changes
 ----------------

@@ -14,6 +14,10 @@ from telcoanalytics.sla.rules import EVENT_STATES, SlaEvent
 class _Ticks:
     """Per-tick evaluation and lifecycle steps."""
 
+    #: False: the committed copies, the ring and the lifecycles in three steps (kept for A/B
+    #: measurements and equality tests)
+    ring_step = True
+
     def _event(self, ev: _Eval, node, kind, start, value, worst, tick, note="") -> SlaEvent:
         t = tick * MINUTE_MS
         state = EVENT_STATES[kind]
@@ -72,9 +76,10 @@ class _Ticks:
         tick whose inputs equal this one's (a quiet stretch, :mod:`telcoanalytics.sla.quiet`).
 
         The conditions of all lifecycles are laid end to end in the bank (:class:`_Bank`), and
-        one kernel call steps them all (:func:`kernels.sla.sla_tick_step`; first the committed
-        copies over the conditions leaving the ring, then the lifecycles): Python only for the
-        transitions."""
+        one kernel call steps them all in one pass over the entries
+        (:func:`kernels.sla.sla_tick_step_ring`: per entry the committed copy over the conditions
+        leaving the ring, this tick's conditions into the ring, the lifecycle over them): Python
+        only for the transitions."""
         out: list[SlaEvent] = []
         L = self.reeval_minutes
         bank = self._bank
@@ -93,32 +98,55 @@ class _Ticks:
             for (codes, values), o, m in zip(cached, bank.ptr[:-1], bank.ptr[1:]):
                 bank.cur_codes[o:m] = codes
                 bank.cur_values[o:m] = values
-        if L:
+        if L and not self.ring_step:
+            self._step_in_three(tick, L)
+        if L and self.ring_step:
             pos = tick % L
             old_tick = tick - L
-            if old_tick >= self.first_tick:  # transitions of the committed copies are not emitted
-                SK.sla_tick_step(
-                    bank.arrays("committed"),
-                    bank.params,
-                    bank.codes[pos],
-                    bank.values[pos],
-                    old_tick * MINUTE_MS,
-                    bank.out,
-                )
-            if pos == 0:
+            if pos == 0:  # reads the lifecycles before this tick's step
                 for ev in self.evals:
                     if ev.fired:
                         self._forget_fired(ev, old_tick)
-            bank.codes[pos] = bank.cur_codes
-            bank.values[pos] = bank.cur_values
-        k = SK.sla_tick_step(
-            bank.arrays("state"), bank.params, bank.cur_codes, bank.cur_values, tick * MINUTE_MS, bank.out
-        )
+            # one pass: the committed copies over the conditions leaving the ring (their transitions
+            # are not emitted), this tick's conditions into the ring, the lifecycles over them
+            k = SK.sla_tick_step_ring(
+                bank.arrays("state"),
+                bank.arrays("committed"),
+                bank.params,
+                (bank.codes, bank.values),
+                pos,
+                (bank.cur_codes, bank.cur_values),
+                tick * MINUTE_MS,
+                old_tick * MINUTE_MS,
+                old_tick >= self.first_tick,
+                bank.out,
+            )
+        else:
+            k = SK.sla_tick_step(
+                bank.arrays("state"), bank.params, bank.cur_codes, bank.cur_values, tick * MINUTE_MS, bank.out
+            )
         if k:
             rule, node, kind, start, value, worst = (a[:k].tolist() for a in bank.out)
             for j in range(k):
                 self._emit(self.evals[rule[j]], [(node[j], kind[j], start[j], value[j], worst[j])], tick, out)
         return out
+
+    def _step_in_three(self, tick: int, L: int):
+        """The committed copies' step, the ring row assignment, as three steps (``ring_step`` False):
+        what :func:`kernels.sla.sla_tick_step_ring` does in one pass."""
+        bank = self._bank
+        pos = tick % L
+        old_tick = tick - L
+        if old_tick >= self.first_tick:  # transitions of the committed copies are not emitted
+            SK.sla_tick_step(
+                bank.arrays("committed"), bank.params, bank.codes[pos], bank.values[pos], old_tick * MINUTE_MS, bank.out
+            )
+        if pos == 0:
+            for ev in self.evals:
+                if ev.fired:
+                    self._forget_fired(ev, old_tick)
+        bank.codes[pos] = bank.cur_codes
+        bank.values[pos] = bank.cur_values
 
     @staticmethod
     def _forget_fired(ev: _Eval, old_tick: int):
