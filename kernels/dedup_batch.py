@@ -24,9 +24,9 @@ from .dedup import (
     bucket_slot,
     hashset_slot,
     id_times,
+    natural_keys,
     probe,
     row_id,
-    row_key,
 )
 
 # ---- one compiled call per batch: clock, natural key, bucket probe and insert, duplicate mark ------
@@ -73,7 +73,7 @@ def _geometry(geo, n_ring, t_min, t_max):
     return True
 
 
-CHUNK = 256
+CHUNK = 4096
 """Rows whose keys are hashed into a small buffer (cache-resident) before their probes."""
 
 
@@ -97,12 +97,17 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
     t_lo = 1
     t_hi = 0  # event times of the bucket of the previous row (rows come mostly in time order)
     r = 0
-    outside = False
+    outside = True
+    count = 0  # keys in bucket row r, kept in a register while its rows come (bmeta[r] written back)
     n_out = 0
     for q in range(m):
-        t = times[q]
         i = rows_i[q]
+        if out_code[i] != 0:  # rejected by an earlier check (or a duplicate marked before)
+            continue
+        t = times[q]
         if t < t_lo or t >= t_hi:
+            if not outside:
+                bmeta[r, M_COUNT] = count
             b = t // b_ms
             t_lo = b * b_ms
             t_hi = t_lo + b_ms
@@ -120,6 +125,7 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
                     bmeta[r, M_BUCKET] = b
                     bmeta[r, M_COUNT] = 0
                     bmeta[r, M_HAS_MIN] = 0
+                count = bmeta[r, M_COUNT]
         if outside:
             out_flag[i] = OUT_OUTSIDE
             n_out += 1
@@ -131,7 +137,7 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
                 out_field[i] = fld
             else:
                 bmeta[r, M_HAS_MIN] = 1
-                bmeta[r, M_COUNT] += 1
+                count += 1
             continue
         s = bucket_slot(k, mask)
         while True:
@@ -142,7 +148,8 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
         if v == k:
             out_code[i] = code
             out_field[i] = fld
-        elif bmeta[r, M_COUNT] >= limit:
+        elif count >= limit:
+            bmeta[r, M_COUNT] = count
             geo[G_NEED] = NEED_CAP
             geo[G_N_OUT] += n_out
             if touched:
@@ -150,7 +157,9 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
             return i
         else:
             tables[r, s] = k
-            bmeta[r, M_COUNT] += 1
+            count += 1
+    if not outside:
+        bmeta[r, M_COUNT] = count
     geo[G_N_OUT] += n_out
     if touched:  # rows went to buckets behind the horizon: the caller keeps them a horizon longer
         geo[G_EXTEND] |= 2
@@ -258,20 +267,21 @@ def ring_dedup(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_
     keys = np.empty(size, dtype=np.int64)
     times = np.empty(size, dtype=np.int64)
     rows_i = np.empty(size, dtype=np.int64)
+    tcol = rows["ts_ms"]
     i = start
     while i < n:
-        m = 0
-        while i < n and m < size:
-            if out_code[i] == 0:
-                r = rows[i]
-                keys[m] = row_key(r)
-                times[m] = r["ts_ms"]
-                rows_i[m] = i
-                m += 1
-            i += 1
+        m = min(size, n - i)
+        # every row of the block hashed in one plain loop (vectorised: ~4x cheaper than hashing only
+        # the rows not rejected yet, whose test and packing keep the loop scalar); the probe loop
+        # skips the rejected ones
+        natural_keys(rows[i : i + m], keys[:m])
+        for q in range(m):
+            times[q] = tcol[i + q]
+            rows_i[q] = i + q
         stop = _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag)
         if stop >= 0:
             return stop
+        i += m
     _ring_end(geo)
     return n
 

@@ -76,6 +76,7 @@ from kernels.validate import (
     cdr_first_failure,
     equip_first_failure,
     flow_first_failure,
+    lookup_mark_unknown,
     mark_flagged,
     mark_negative,
     qos_first_failure,
@@ -328,6 +329,7 @@ class _ElementLookup:
             # dense ids: table over [min, max] with a -1 sentinel at each end; ``take(mode="clip")``
             # sends every id outside the range (also after int64 wrap-around) to a sentinel
             self.shift = np.int64(int(ids.min()) - 1)
+            self.id_range = (int(ids.min()), int(ids.max()))
             self.lut = np.full(int(ids.max()) - int(ids.min()) + 3, -1, dtype=np.int64)
             self.lut[ids - self.shift] = index
         elif len(ids):
@@ -648,9 +650,9 @@ class Ingestor:
             accepted = data.view(np.dtype((np.void, data.dtype.itemsize)))[okm].view(data.dtype)
             if element_index is not None:
                 element_index = element_index[okm]
-            counts = np.bincount(st.code, minlength=len(REASONS) + 1).astype(np.int64)
-            counts[0] = 0
-            self._quarantine(chunk, batch, np.flatnonzero(~okm), st)
+            bad_idx = np.flatnonzero(st.code)
+            counts = np.bincount(st.code[bad_idx], minlength=len(REASONS) + 1).astype(np.int64)  # [0] is 0
+            self._quarantine(chunk, batch, bad_idx, st)
             n_q = int(counts.sum())
             self._by_reason += counts
             by = {REASONS[i - 1]: int(counts[i]) for i in np.flatnonzero(counts)}
@@ -671,10 +673,13 @@ class Ingestor:
             for f in _ELEMENT_ID_FIELDS[self.source]:
                 st.mark_before(_C["out_of_domain"], f, data[f] < 0)
             return None
-        out = np.empty(len(data), dtype=np.int64) if self.topology is not None else None
-        idx = lookup(data[efield], out)
-        mark_negative(idx, _C["unknown_element"], st.code, st.field, st.name_index(efield))
-        return out
+        out = np.empty(len(data), dtype=np.int64)
+        code, fi = _C["unknown_element"], st.name_index(efield)
+        if lookup.lut is not None:  # dense ids: table lookup and mark in one compiled pass
+            lookup_mark_unknown(data[efield], lookup.lut, *lookup.id_range, out, code, st.code, st.field, fi)
+        else:
+            mark_negative(lookup(data[efield], out), code, st.code, st.field, fi)
+        return out if self.topology is not None else None
 
     def _check_duplicates(self, data: np.ndarray, st: _Status) -> None:
         """``duplicate_id`` by natural key, over the rows that passed every other check."""
@@ -738,7 +743,7 @@ class Ingestor:
             cols[ORIGIN_COLUMN] = np.full(len(bad_idx), chunk.origin, dtype=object)
         names = np.array(st.names + ["?"], dtype=object)
         self.quarantine.add(
-            self.source, chunk.rows()[bad_idx], st.code[bad_idx], names[st.field[bad_idx]], cols, batch=batch
+            self.source, chunk.rows_at(bad_idx), st.code[bad_idx], names[st.field[bad_idx]], cols, batch=batch
         )
 
     # ---- checkpoint ---------------------------------------------------------------------
