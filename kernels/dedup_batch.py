@@ -13,6 +13,7 @@ import numpy as np
 
 from ._numba import kernel, prefetch
 from .dedup import (
+    BUCKET_SLACK,
     EMPTY,
     M_BUCKET,
     M_COUNT,
@@ -93,7 +94,7 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
     rmask = n_ring - 1
     cap = tables.shape[1]
     mask = cap - 1
-    limit = (7 * cap) // 10
+    limit = (7 * (cap // BUCKET_SLACK)) // 10
     t_lo = 1
     t_hi = 0  # event times of the bucket of the previous row (rows come mostly in time order)
     r = 0
@@ -182,6 +183,86 @@ def _clock_batch(times, out_code, clock):
             _clock_push(times[i], clock)
     _clock_settle(clock)
     return need < clock.shape[0] - 4
+
+
+MAX_COUNTED_BUCKETS = 1 << 16
+"""Most buckets :func:`large_call_stats` counts rows in (a call spanning more goes to the caller's
+NumPy path)."""
+
+
+@kernel
+def large_call_stats(times, out_code, b_ms, out):
+    """The event times of the rows not rejected yet (``out_code == 0``):
+    ``out = [count, min, max, first, last, in_order]`` (``in_order`` 1 when no time is below the
+    one before it and the rows span at most ``MAX_COUNTED_BUCKETS`` buckets), and, when in order,
+    the rows per bucket ``t // b_ms`` from the first row's bucket to the last one's (returned).
+    For ``TimeBucketKeySet._prepare_large``: no mask, no copy of the times, one pass for rows in
+    order (a second one, plain, when they are not), one division per bucket change."""
+    n = times.shape[0]
+    a = 0
+    while a < n and out_code[a] != 0:
+        a += 1
+    z = n - 1
+    while z > a and out_code[z] != 0:
+        z -= 1
+    in_order = 1
+    size = 1
+    if a < n:
+        b_first = times[a] // b_ms
+        b_last = times[z] // b_ms
+        if b_last < b_first or b_last - b_first >= MAX_COUNTED_BUCKETS:
+            in_order = 0
+        else:
+            size = b_last - b_first + 1
+    else:
+        b_first = 0
+    counts = np.zeros(size, dtype=np.int64)
+    n_ok = 0
+    last = times[a] if a < n else 0
+    hi_t = np.iinfo(np.int64).min  # end of the bucket of the previous row
+    j = 0
+    run = 0  # rows of bucket j not added to counts yet (a register, not a store per row)
+    if in_order != 0:
+        for i in range(a, n):
+            if out_code[i] != 0:
+                continue
+            t = times[i]
+            if t < last:
+                in_order = 0
+                break
+            last = t
+            n_ok += 1
+            if t >= hi_t:
+                counts[j] += run
+                run = 0
+                j = t // b_ms - b_first
+                hi_t = (j + b_first + 1) * b_ms
+                if j >= size:  # (in order, so past the last row's bucket: cannot happen)
+                    in_order = 0
+                    break
+            run += 1
+    if in_order != 0:
+        counts[j] += run
+        t_min = times[a] if a < n else np.iinfo(np.int64).max
+        t_max = last if a < n else np.iinfo(np.int64).min
+    else:  # out of order: count, min, max and last in a plain pass
+        n_ok = 0
+        t_min = np.iinfo(np.int64).max
+        t_max = np.iinfo(np.int64).min
+        for i in range(a, n):
+            if out_code[i] == 0:
+                t = times[i]
+                t_min = min(t_min, t)
+                t_max = max(t_max, t)
+                last = t
+                n_ok += 1
+    out[0] = n_ok
+    out[1] = t_min
+    out[2] = t_max
+    out[3] = times[a] if a < n else 0
+    out[4] = last
+    out[5] = in_order
+    return counts
 
 
 @kernel

@@ -115,7 +115,7 @@ DEDUP_HORIZON_MS = {
 }
 """Default duplicate-detection horizon per source. Measurements (equipment, flows, QoS) are many
 rows per element and minute, so their keys are kept for 2 h of event time (a batch delivered
-again within that is caught; memory about 11-23 bytes per row of the last 4 h, in one table per
+again within that is caught; memory about 23-46 bytes per row of the last 4 h, in one table per
 5 min of event time: ``dedup.TimeBucketKeySet``); record ids of
 calls are few enough to keep a day."""
 
