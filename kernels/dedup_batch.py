@@ -74,15 +74,16 @@ def _geometry(geo, n_ring, t_min, t_max):
     return True
 
 
-CHUNK = 4096
+CHUNK = 256
 """Rows whose keys are hashed into a small buffer (cache-resident) before their probes."""
 
 
 @kernel
-def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag):
+def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag, i0=0):
     """Check and insert the first ``m`` buffered rows (key, time, row number) into the buckets of
-    their event times. Returns -1 when done, else the row number of the first row not done because
-    its bucket is full (``geo[G_NEED] = NEED_CAP``)."""
+    their event times; ``rows_i`` None: the rows ``i0 .. i0 + m - 1`` (``times`` their times).
+    Returns -1 when done, else the row number of the first row not done because its bucket is
+    full (``geo[G_NEED] = NEED_CAP``)."""
     b_ms = geo[G_BUCKET_MS]
     lo = geo[G_LO]
     rlo = geo[G_RLO]
@@ -102,7 +103,10 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
     count = 0  # keys in bucket row r, kept in a register while its rows come (bmeta[r] written back)
     n_out = 0
     for q in range(m):
-        i = rows_i[q]
+        if rows_i is None:  # (decided when compiled)
+            i = i0 + q
+        else:
+            i = rows_i[q]
         if out_code[i] != 0:  # rejected by an earlier check (or a duplicate marked before)
             continue
         t = times[q]
@@ -346,20 +350,15 @@ def ring_dedup(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_
     n = rows.shape[0]
     size = min(CHUNK, max(1, n - start))
     keys = np.empty(size, dtype=np.int64)
-    times = np.empty(size, dtype=np.int64)
-    rows_i = np.empty(size, dtype=np.int64)
     tcol = rows["ts_ms"]
     i = start
     while i < n:
         m = min(size, n - i)
-        # every row of the block hashed in one plain loop (vectorised: ~4x cheaper than hashing only
-        # the rows not rejected yet, whose test and packing keep the loop scalar); the probe loop
-        # skips the rejected ones
+        # every row of the block hashed in one plain loop (~4x cheaper than hashing only the rows
+        # not rejected yet, whose test and packing keep the loop slow); the probe loop skips the
+        # rejected ones
         natural_keys(rows[i : i + m], keys[:m])
-        for q in range(m):
-            times[q] = tcol[i + q]
-            rows_i[q] = i + q
-        stop = _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag)
+        stop = _ring_chunk(keys, tcol[i : i + m], None, m, geo, tables, bmeta, out_code, out_field, out_flag, i)
         if stop >= 0:
             return stop
         i += m

@@ -332,6 +332,8 @@ class _ElementLookup:
             self.id_range = (int(ids.min()), int(ids.max()))
             self.lut = np.full(int(ids.max()) - int(ids.min()) + 3, -1, dtype=np.int64)
             self.lut[ids - self.shift] = index
+            # the same table in int32 for the compiled lookup when the indices fit (half the cache lines)
+            self.lut_small = self.lut.astype(np.int32) if len(ids) < 2**31 - 1 else self.lut
         elif len(ids):
             ok = ids != EMPTY  # the hash map's empty marker; no topology uses int64 min as an id
             cap = 1 << max(4, (2 * len(ids)).bit_length())
@@ -650,7 +652,7 @@ class Ingestor:
             accepted = data.view(np.dtype((np.void, data.dtype.itemsize)))[okm].view(data.dtype)
             if element_index is not None:
                 element_index = element_index[okm]
-            bad_idx = np.flatnonzero(st.code)
+            bad_idx = np.flatnonzero(~okm)  # (on the bool mask: ~10x faster than on the int8 codes)
             counts = np.bincount(st.code[bad_idx], minlength=len(REASONS) + 1).astype(np.int64)  # [0] is 0
             self._quarantine(chunk, batch, bad_idx, st)
             n_q = int(counts.sum())
@@ -676,7 +678,7 @@ class Ingestor:
         out = np.empty(len(data), dtype=np.int64)
         code, fi = _C["unknown_element"], st.name_index(efield)
         if lookup.lut is not None:  # dense ids: table lookup and mark in one compiled pass
-            lookup_mark_unknown(data[efield], lookup.lut, *lookup.id_range, out, code, st.code, st.field, fi)
+            lookup_mark_unknown(data[efield], lookup.lut_small, *lookup.id_range, out, code, st.code, st.field, fi)
         else:
             mark_negative(lookup(data[efield], out), code, st.code, st.field, fi)
         return out if self.topology is not None else None
