@@ -239,11 +239,8 @@ def large_call_stats(times, out_code, b_ms, out):
             if t >= hi_t:
                 counts[j] += run
                 run = 0
-                j = t // b_ms - b_first
+                j = t // b_ms - b_first  # < size: in order, so at most the last row's bucket
                 hi_t = (j + b_first + 1) * b_ms
-                if j >= size:  # (in order, so past the last row's bucket: cannot happen)
-                    in_order = 0
-                    break
             run += 1
     if in_order != 0:
         counts[j] += run

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from kernels.dedup import BUCKET_SLACK, EMPTY, M_BUCKET, bucketset_insert
 from kernels.dedup_batch import MAX_COUNTED_BUCKETS, large_call_stats
 from kernels.validate import lookup_mark_unknown
+from telcoanalytics.ingest.ingestor import Ingestor
 from telcoanalytics.ingest.readers import RawChunk
 
 T0 = 1_700_000_000_000
@@ -112,3 +113,50 @@ def test_bucket_tables_grow_when_the_load_07_rule_says():
         geometry = np.array([10, 0, 0], np.int64)
         stop = bucketset_insert(keys, t, np.ones(len(keys), np.bool_), 0, geometry, tables, meta, out)
         assert stop == (7 * nominal) // 10 and not out.any()
+
+
+_CORRUPT = {"equip": ("value", np.nan), "flow": ("bytes", -1), "qos": ("latency_ms", np.inf)}
+
+
+def _same(fused, steps, a):
+    r1, r2 = fused.ingest(a), steps.ingest(a.copy())
+    assert r1.by_reason == r2.by_reason and r1.accepted.tobytes() == r2.accepted.tobytes()
+    return r1.by_reason
+
+
+def test_large_calls_rejected_ahead_and_out_of_order_decide_as_the_separate_steps():
+    """Calls large enough for the one-pass sizing (``_prepare_large``): every row rejected; the
+    valid rows all hours ahead of the clock (no bucket of the ring to count); a day out of time
+    order (the NumPy fallback), then delivered again."""
+    from telcoanalytics.ingest.dedup import TimeBucketKeySet
+    from tests.ingest.test_dedup_sources import rows
+
+    n = TimeBucketKeySet.LARGE_CALL + 4000
+    for source, (field, bad) in _CORRUPT.items():
+        fused, steps = Ingestor(source), Ingestor(source)
+        steps.fused_dedup = False
+        _same(fused, steps, rows(source, 100))  # the robust clock is set from here on
+        a = rows(source, n, T0 + 3_600_000)
+        a[field] = bad
+        assert sum(_same(fused, steps, a).values()) == n
+        a = rows(source, n, T0 + 5 * 3_600_000)
+        a[field][3:] = bad
+        assert sum(_same(fused, steps, a).values()) == n - 3
+        again = a[:3].copy()
+        assert _same(fused, steps, again) == {"duplicate_id": 3}
+        day = rows(source, 3 * n, T0 + 6 * 3_600_000)
+        day = day[np.random.default_rng(5).permutation(len(day))]
+        first = _same(fused, steps, day)
+        assert "duplicate_id" not in first
+        assert _same(fused, steps, day)["duplicate_id"] > 0
+
+
+def test_dense_element_lookup_call_matches_a_dict():
+    """``_ElementLookup``'s table path called directly (the sparse-id path is tested elsewhere)."""
+    from telcoanalytics.ingest.ingestor import _ElementLookup
+
+    ids = np.array([5, 9, 12, 40], dtype=np.int64)
+    lk = _ElementLookup(ids, np.array([3, 2, 1, 0], dtype=np.int64))
+    assert lk.lut is not None
+    q = np.array([5, 6, 40, 4, 41, 12, -(2**63), 2**63 - 1], dtype=np.int64)
+    np.testing.assert_array_equal(lk(q), [3, -1, 0, -1, -1, 1, -1, -1])
