@@ -1,16 +1,17 @@
-"""Clean-ingest rate of two source trees, back to back (CPU time): this tree against another.
+"""Clean-ingest rate of source trees, back to back (CPU time): this tree against others.
 
-Run (the other tree a ``git worktree`` of an older commit; same venv)::
+Run (the other trees ``git worktree``s of older commits; same venv)::
 
-    .venv/bin/python benchmarks/ab_ingest_trees.py /work/wt/ee40f71_ingest --rounds 10 --n 2000000
+    .venv/bin/python benchmarks/ab_ingest_trees.py /work/wt/ee40f71_ingest /work/wt/main_base --rounds 10
 
 The data are ``bench_ingest.make``'s (seeded, 0.1 % corrupted rows) for each source, written once
 to ``.npy`` files. One worker process per tree loads them and warms the JIT; then, round by round,
-each (source, mode) is timed once in one tree and right after in the other (the order alternating
-from round to round), so a busy machine slows both alike. A run is
+each (source, mode) is timed once in each tree, one right after the other (the order rotating
+from round to round), so a busy machine slows all alike. A run is
 ``Ingestor(source, topology=...)`` on the whole array or on 100k-row batches (one Ingestor, state
 carried), timed with ``time.process_time``. The table gives each tree's best rate over the rounds,
-the median of the per-round ratios (other / this time), and the load average at start and end.
+its ratio to this tree's (best over best, and the median of the per-round ratios; above 1: this
+tree is faster), and the load average at start and end.
 """
 
 import argparse
@@ -64,7 +65,7 @@ for line in sys.stdin:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("other", help="the other source tree (e.g. a worktree of ee40f71)")
+    p.add_argument("others", nargs="+", help="the other source trees (e.g. a worktree of ee40f71)")
     p.add_argument("--n", type=int, default=2_000_000)
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--batch", type=int, default=100_000)
@@ -75,7 +76,8 @@ def main() -> None:
 
     topo = _topology()
     eids = topo.ids[topo.element_level]
-    trees = {"this": str(REPO), "other": str(Path(args.other).resolve())}
+    trees = {"this": str(REPO)}
+    trees.update({Path(o).name: str(Path(o).resolve()) for o in args.others})
     times: dict = {}
     counts: dict = {}
     load0 = os.getloadavg()
@@ -94,7 +96,8 @@ def main() -> None:
             assert w.stdout.readline().strip() == "ready"
         try:
             for r in range(args.rounds):
-                order = list(trees) if r % 2 == 0 else list(trees)[::-1]
+                names = list(trees)
+                order = names[r % len(names) :] + names[: r % len(names)]
                 for s in args.sources.split(","):
                     for mode in ("whole", "batches"):
                         for name in order:
@@ -112,12 +115,16 @@ def main() -> None:
     load1 = os.getloadavg()
     print(f"\n{args.rounds} rounds, {args.n:,} rows, CPU (M rows/s, best); load {load0} -> {load1}")
     for k in counts:
-        a, b = np.array(times[("this", k)]), np.array(times[("other", k)])
-        same = "same counts" if counts[k]["this"] == counts[k]["other"] else f"counts {counts[k]}"
-        print(
-            f"  {k:16s} this {args.n / a.min() / 1e6:6.1f}  other {args.n / b.min() / 1e6:6.1f}  "
-            f"best/best {b.min() / a.min():5.3f}  median pair {np.median(b / a):5.3f}  ({same})"
-        )
+        a = np.array(times[("this", k)])
+        cells = [f"this {args.n / a.min() / 1e6:6.1f}"]
+        for name in list(trees)[1:]:
+            b = np.array(times[(name, k)])
+            cells.append(
+                f"{name} {args.n / b.min() / 1e6:6.1f} (best/best {b.min() / a.min():5.3f}, "
+                f"median pair {np.median(b / a):5.3f})"
+            )
+        same = "same counts" if len(set(counts[k].values())) == 1 else f"counts {counts[k]}"
+        print(f"  {k:16s} " + "  ".join(cells) + f"  ({same})")
 
 
 if __name__ == "__main__":
