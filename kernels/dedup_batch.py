@@ -13,6 +13,7 @@ import numpy as np
 
 from ._numba import kernel, prefetch
 from .dedup import (
+    BUCKET_SLACK,
     EMPTY,
     M_BUCKET,
     M_COUNT,
@@ -24,9 +25,9 @@ from .dedup import (
     bucket_slot,
     hashset_slot,
     id_times,
+    natural_keys,
     probe,
     row_id,
-    row_key,
 )
 
 # ---- one compiled call per batch: clock, natural key, bucket probe and insert, duplicate mark ------
@@ -78,10 +79,11 @@ CHUNK = 256
 
 
 @kernel
-def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag):
+def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag, i0=0):
     """Check and insert the first ``m`` buffered rows (key, time, row number) into the buckets of
-    their event times. Returns -1 when done, else the row number of the first row not done because
-    its bucket is full (``geo[G_NEED] = NEED_CAP``)."""
+    their event times; ``rows_i`` None: the rows ``i0 .. i0 + m - 1`` (``times`` their times).
+    Returns -1 when done, else the row number of the first row not done because its bucket is
+    full (``geo[G_NEED] = NEED_CAP``)."""
     b_ms = geo[G_BUCKET_MS]
     lo = geo[G_LO]
     rlo = geo[G_RLO]
@@ -93,16 +95,24 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
     rmask = n_ring - 1
     cap = tables.shape[1]
     mask = cap - 1
-    limit = (7 * cap) // 10
+    limit = (7 * (cap // BUCKET_SLACK)) // 10
     t_lo = 1
     t_hi = 0  # event times of the bucket of the previous row (rows come mostly in time order)
     r = 0
-    outside = False
+    outside = True
+    count = 0  # keys in bucket row r, kept in a register while its rows come (bmeta[r] written back)
     n_out = 0
     for q in range(m):
+        if rows_i is None:  # (decided when compiled)
+            i = i0 + q
+        else:
+            i = rows_i[q]
+        if out_code[i] != 0:  # rejected by an earlier check (or a duplicate marked before)
+            continue
         t = times[q]
-        i = rows_i[q]
         if t < t_lo or t >= t_hi:
+            if not outside:
+                bmeta[r, M_COUNT] = count
             b = t // b_ms
             t_lo = b * b_ms
             t_hi = t_lo + b_ms
@@ -120,6 +130,7 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
                     bmeta[r, M_BUCKET] = b
                     bmeta[r, M_COUNT] = 0
                     bmeta[r, M_HAS_MIN] = 0
+                count = bmeta[r, M_COUNT]
         if outside:
             out_flag[i] = OUT_OUTSIDE
             n_out += 1
@@ -131,7 +142,7 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
                 out_field[i] = fld
             else:
                 bmeta[r, M_HAS_MIN] = 1
-                bmeta[r, M_COUNT] += 1
+                count += 1
             continue
         s = bucket_slot(k, mask)
         while True:
@@ -142,7 +153,8 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
         if v == k:
             out_code[i] = code
             out_field[i] = fld
-        elif bmeta[r, M_COUNT] >= limit:
+        elif count >= limit:
+            bmeta[r, M_COUNT] = count
             geo[G_NEED] = NEED_CAP
             geo[G_N_OUT] += n_out
             if touched:
@@ -150,7 +162,9 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
             return i
         else:
             tables[r, s] = k
-            bmeta[r, M_COUNT] += 1
+            count += 1
+    if not outside:
+        bmeta[r, M_COUNT] = count
     geo[G_N_OUT] += n_out
     if touched:  # rows went to buckets behind the horizon: the caller keeps them a horizon longer
         geo[G_EXTEND] |= 2
@@ -173,6 +187,83 @@ def _clock_batch(times, out_code, clock):
             _clock_push(times[i], clock)
     _clock_settle(clock)
     return need < clock.shape[0] - 4
+
+
+MAX_COUNTED_BUCKETS = 1 << 16
+"""Most buckets :func:`large_call_stats` counts rows in (a call spanning more goes to the caller's
+NumPy path)."""
+
+
+@kernel
+def large_call_stats(times, out_code, b_ms, out):
+    """The event times of the rows not rejected yet (``out_code == 0``):
+    ``out = [count, min, max, first, last, in_order]`` (``in_order`` 1 when no time is below the
+    one before it and the rows span at most ``MAX_COUNTED_BUCKETS`` buckets), and, when in order,
+    the rows per bucket ``t // b_ms`` from the first row's bucket to the last one's (returned).
+    For ``TimeBucketKeySet._prepare_large``: no mask, no copy of the times, one pass for rows in
+    order (a second one, plain, when they are not), one division per bucket change."""
+    n = times.shape[0]
+    a = 0
+    while a < n and out_code[a] != 0:
+        a += 1
+    z = n - 1
+    while z > a and out_code[z] != 0:
+        z -= 1
+    in_order = 1
+    size = 1
+    if a < n:
+        b_first = times[a] // b_ms
+        b_last = times[z] // b_ms
+        if b_last < b_first or b_last - b_first >= MAX_COUNTED_BUCKETS:
+            in_order = 0
+        else:
+            size = b_last - b_first + 1
+    else:
+        b_first = 0
+    counts = np.zeros(size, dtype=np.int64)
+    n_ok = 0
+    last = times[a] if a < n else 0
+    hi_t = np.iinfo(np.int64).min  # end of the bucket of the previous row
+    j = 0
+    run = 0  # rows of bucket j not added to counts yet (a register, not a store per row)
+    if in_order != 0:
+        for i in range(a, n):
+            if out_code[i] != 0:
+                continue
+            t = times[i]
+            if t < last:
+                in_order = 0
+                break
+            last = t
+            n_ok += 1
+            if t >= hi_t:
+                counts[j] += run
+                run = 0
+                j = t // b_ms - b_first  # < size: in order, so at most the last row's bucket
+                hi_t = (j + b_first + 1) * b_ms
+            run += 1
+    if in_order != 0:
+        counts[j] += run
+        t_min = times[a] if a < n else np.iinfo(np.int64).max
+        t_max = last if a < n else np.iinfo(np.int64).min
+    else:  # out of order: count, min, max and last in a plain pass
+        n_ok = 0
+        t_min = np.iinfo(np.int64).max
+        t_max = np.iinfo(np.int64).min
+        for i in range(a, n):
+            if out_code[i] == 0:
+                t = times[i]
+                t_min = min(t_min, t)
+                t_max = max(t_max, t)
+                last = t
+                n_ok += 1
+    out[0] = n_ok
+    out[1] = t_min
+    out[2] = t_max
+    out[3] = times[a] if a < n else 0
+    out[4] = last
+    out[5] = in_order
+    return counts
 
 
 @kernel
@@ -256,22 +347,18 @@ def ring_dedup(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_
     n = rows.shape[0]
     size = min(CHUNK, max(1, n - start))
     keys = np.empty(size, dtype=np.int64)
-    times = np.empty(size, dtype=np.int64)
-    rows_i = np.empty(size, dtype=np.int64)
+    tcol = rows["ts_ms"]
     i = start
     while i < n:
-        m = 0
-        while i < n and m < size:
-            if out_code[i] == 0:
-                r = rows[i]
-                keys[m] = row_key(r)
-                times[m] = r["ts_ms"]
-                rows_i[m] = i
-                m += 1
-            i += 1
-        stop = _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag)
+        m = min(size, n - i)
+        # every row of the block hashed in one plain loop (~4x cheaper than hashing only the rows
+        # not rejected yet, whose test and packing keep the loop slow); the probe loop skips the
+        # rejected ones
+        natural_keys(rows[i : i + m], keys[:m])
+        stop = _ring_chunk(keys, tcol[i : i + m], None, m, geo, tables, bmeta, out_code, out_field, out_flag, i)
         if stop >= 0:
             return stop
+        i += m
     _ring_end(geo)
     return n
 

@@ -279,3 +279,27 @@ def mark_flagged(flag, code, out_code, out_field, field):
             out_field[i] = field
             n += 1
     return n
+
+
+@kernel
+def lookup_mark_unknown(q, lut, id_lo, id_hi, out, code, out_code, out_field, field):
+    """The dense index of each element id and the ``unknown_element`` mark in one pass (what
+    ``np.take(lut, q - shift, mode="clip")`` followed by :func:`mark_negative` do in two).
+
+    ``out[i]`` = ``lut[q[i] - id_lo + 1]`` for an id in ``id_lo .. id_hi`` (the table of
+    ``telcoanalytics.ingest.ingestor._ElementLookup``: index, or -1 for an id not known), else -1;
+    rows not failed yet (``out_code == 0``) whose index is -1 get ``code`` and ``field``.
+    Returns how many rows were marked.
+    """
+    n_bad = 0
+    for i in range(q.shape[0]):
+        v = q[i]
+        idx = -1
+        if v >= id_lo and v <= id_hi:
+            idx = lut[v - id_lo + 1]
+        out[i] = idx
+        if idx < 0 and out_code[i] == 0:
+            out_code[i] = code
+            out_field[i] = field
+            n_bad += 1
+    return n_bad

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.dedup import (
+    BUCKET_SLACK,
     EMPTY,
     M_BUCKET,
     M_COUNT,
@@ -60,6 +61,8 @@ from kernels.dedup_batch import (
     NEED_EMPTY,
     NEED_RING,
     NEED_ROTATE,
+    _clock_batch,
+    large_call_stats,
 )
 
 DEFAULT_DEDUP_HORIZON_MS = 24 * 3600 * 1000
@@ -309,7 +312,8 @@ class TimeBucketKeySet:
       ``horizon_ms`` (the guarantee of :class:`DedupSet`). A row dated ahead moves into its
       bucket when the clock comes within reach, so a later copy is caught there.
     * Memory: the buckets of about ``2 * horizon_ms`` (all of one size, the largest's capacity
-      at load <= 0.7), plus the rows outside the ring. A call of at least ``LARGE_CALL`` rows
+      at load <= 0.35: ``kernels.dedup.BUCKET_SLACK`` times the slots of load 0.7, for cheaper
+      probes), plus the rows outside the ring. A call of at least ``LARGE_CALL`` rows
       whose first and last rows are more than the horizon apart (a whole day in one array)
       holds all its rows in the ring, over at most ``MAX_BUCKETS`` buckets (its older rows
       would otherwise go one by one to the side set, a table far beyond the CPU caches): the
@@ -347,7 +351,7 @@ class TimeBucketKeySet:
         self.geo[[G_BUCKET_MS, G_HORIZON, G_LO, G_CLOCK, G_RLO, G_KEEP]] = [self.bucket_ms, self.horizon_ms] + [
             EMPTY
         ] * 4
-        self.tables, self.meta = _empty_ring(_pow2(self.span), 16)
+        self.tables, self.meta = _empty_ring(_pow2(self.span), 16 * BUCKET_SLACK)
         self.side = DedupSet(self.horizon_ms, initial_capacity=16)
         self.legacy: DedupSet | None = None  # keys of a checkpoint from the one-table design
         self._pend = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))  # key, t, clock
@@ -448,12 +452,12 @@ class TimeBucketKeySet:
         lo = min(lo, hi)
         need = _pow2(hi - lo + 1)
         cap = self.tables.shape[1]
-        if 10 * n > 7 * cap:  # a large call: size the tables once from its rows per bucket
+        if 10 * n > 7 * (cap // BUCKET_SLACK):  # a large call: size the tables once from its rows per bucket
             ta = t[active]
             ta = ta[(ta >= lo * b_of) & (ta < (hi + 1) * b_of)]
             if len(ta):
                 span = int(ta.max()) // b_of - int(ta.min()) // b_of + 1
-                cap = max(cap, _pow2((10 * 2 * len(ta) // span) // 7 + 1))  # twice the mean load
+                cap = max(cap, BUCKET_SLACK * _pow2((10 * 2 * len(ta) // span) // 7 + 1))  # twice the mean load
         if need > self.tables.shape[0] or cap > self.tables.shape[1]:
             self._resize(max(need, self.tables.shape[0]), cap, lo)
         if len(self._pend[0]):
@@ -508,7 +512,7 @@ class TimeBucketKeySet:
         g = self.geo
         g[G_CODE], g[G_FIELD] = mark
         n = len(rows)
-        if n >= self.LARGE_CALL and 10 * n > 7 * self.tables.shape[1]:
+        if n >= self.LARGE_CALL and 10 * n > 7 * (self.tables.shape[1] // BUCKET_SLACK):
             self._prepare_large(rows, clock, out_code)
         flag = np.zeros(n, dtype=np.int8)
         start = 0
@@ -544,29 +548,38 @@ class TimeBucketKeySet:
         kept until the clock has moved a horizon on (the guarantee of the side set)."""
         g = self.geo
         t = rows["ts_ms"]
-        ok = out_code == 0
-        c = clock.observe(t, ok)  # the batch's clock, once (the kernel does not move it again)
+        _clock_batch(t, out_code, clock.a)  # the batch's clock, once (the kernel does not move it again)
+        c = clock.now_ms
         g[G_STEP] = 1
         if c is not None and (g[G_CLOCK] == EMPTY or c > g[G_CLOCK]):
             g[G_CLOCK] = c
-        ta = t[ok]
-        if not len(ta):
+        st = np.empty(6, np.int64)
+        counts = large_call_stats(t, out_code, self.bucket_ms, st)  # the valid rows' times, one compiled pass
+        n_ok, t_min, t_max, t_first, t_last, in_order = (int(x) for x in st)
+        if not n_ok:
             return
         b_ms, h = self.bucket_ms, self.horizon_ms
-        c = self.clock_ms if self.clock_ms is not None else int(ta.max())
+        c = self.clock_ms if self.clock_ms is not None else t_max
         hi = (c + h) // b_ms
         lo = (c - h) // b_ms if self.lo is None else max(self.lo, (c - h) // b_ms)
-        first = max(int(ta.min()) // b_ms, hi - self.MAX_BUCKETS + 1)
+        first = max(t_min // b_ms, hi - self.MAX_BUCKETS + 1)
         rlo = lo if g[G_RLO] == EMPTY else min(int(g[G_RLO]), lo)
-        if abs(int(ta[-1]) - int(ta[0])) > h and first < rlo:
+        if abs(t_last - t_first) > h and first < rlo:
             rlo = first
             g[G_RLO] = rlo
             g[G_EXTEND] = 1
-        # rows per bucket (exact for rows in time order; a full bucket grows the tables anyway)
-        edges = np.arange(max(rlo, int(ta[0]) // b_ms), hi + 2, dtype=np.int64) * b_ms
-        per = np.diff(np.searchsorted(ta, edges)) if len(edges) > 1 else np.zeros(1, np.int64)
-        most = max(int(per.max()), len(ta) // max(1, len(edges) - 1))
-        cap = max(self.tables.shape[1], _pow2((10 * most) // 7 + 2))
+        # rows per bucket b0 .. hi (exact for rows in time order; a full bucket grows the tables anyway)
+        b0 = max(rlo, t_first // b_ms)
+        n_edges = max(0, hi + 2 - b0)
+        if n_edges <= 1:
+            per = np.zeros(1, np.int64)
+        elif in_order:  # the counts from the first row's bucket, cut to b0 .. hi (0 beyond)
+            bf = t_first // b_ms
+            per = np.append(counts[max(0, b0 - bf) : max(0, hi + 1 - bf)], 0)
+        else:  # searchsorted on the times as they are (what it gives for rows out of order)
+            per = np.diff(np.searchsorted(t[out_code == 0], np.arange(b0, hi + 2, dtype=np.int64) * b_ms))
+        most = max(int(per.max()), n_ok // max(1, n_edges - 1))
+        cap = max(self.tables.shape[1], BUCKET_SLACK * _pow2((10 * most) // 7 + 2))
         n_ring = max(self.tables.shape[0], _pow2(hi - min(rlo, lo) + 1))
         if cap > self.tables.shape[1] or n_ring > self.tables.shape[0]:
             self._resize(n_ring, cap, min(rlo, lo))
@@ -656,7 +669,7 @@ class TimeBucketKeySet:
         counts = np.asarray(d["bucket_n"], np.int64)
         keys = np.asarray(d["bucket_keys"], np.int64)
         most = int(counts.max()) if len(counts) else 0
-        cap = max(16, _pow2((10 * most) // 7 + 2))
+        cap = BUCKET_SLACK * max(16, _pow2((10 * most) // 7 + 2))
         n_ring = _pow2(max(s.span, int(meta[:, M_BUCKET].max() - meta[:, M_BUCKET].min() + 1) if len(meta) else 1))
         s.tables, s.meta = _empty_ring(n_ring, cap)
         ends = np.cumsum(counts)

@@ -76,6 +76,7 @@ from kernels.validate import (
     cdr_first_failure,
     equip_first_failure,
     flow_first_failure,
+    lookup_mark_unknown,
     mark_flagged,
     mark_negative,
     qos_first_failure,
@@ -114,7 +115,7 @@ DEDUP_HORIZON_MS = {
 }
 """Default duplicate-detection horizon per source. Measurements (equipment, flows, QoS) are many
 rows per element and minute, so their keys are kept for 2 h of event time (a batch delivered
-again within that is caught; memory about 11-23 bytes per row of the last 4 h, in one table per
+again within that is caught; memory about 23-46 bytes per row of the last 4 h, in one table per
 5 min of event time: ``dedup.TimeBucketKeySet``); record ids of
 calls are few enough to keep a day."""
 
@@ -328,8 +329,11 @@ class _ElementLookup:
             # dense ids: table over [min, max] with a -1 sentinel at each end; ``take(mode="clip")``
             # sends every id outside the range (also after int64 wrap-around) to a sentinel
             self.shift = np.int64(int(ids.min()) - 1)
+            self.id_range = (int(ids.min()), int(ids.max()))
             self.lut = np.full(int(ids.max()) - int(ids.min()) + 3, -1, dtype=np.int64)
             self.lut[ids - self.shift] = index
+            # the same table in int32 for the compiled lookup when the indices fit (half the cache lines)
+            self.lut_small = self.lut.astype(np.int32) if len(ids) < 2**31 - 1 else self.lut
         elif len(ids):
             ok = ids != EMPTY  # the hash map's empty marker; no topology uses int64 min as an id
             cap = 1 << max(4, (2 * len(ids)).bit_length())
@@ -648,9 +652,9 @@ class Ingestor:
             accepted = data.view(np.dtype((np.void, data.dtype.itemsize)))[okm].view(data.dtype)
             if element_index is not None:
                 element_index = element_index[okm]
-            counts = np.bincount(st.code, minlength=len(REASONS) + 1).astype(np.int64)
-            counts[0] = 0
-            self._quarantine(chunk, batch, np.flatnonzero(~okm), st)
+            bad_idx = np.flatnonzero(~okm)  # (on the bool mask: ~10x faster than on the int8 codes)
+            counts = np.bincount(st.code[bad_idx], minlength=len(REASONS) + 1).astype(np.int64)  # [0] is 0
+            self._quarantine(chunk, batch, bad_idx, st)
             n_q = int(counts.sum())
             self._by_reason += counts
             by = {REASONS[i - 1]: int(counts[i]) for i in np.flatnonzero(counts)}
@@ -671,10 +675,13 @@ class Ingestor:
             for f in _ELEMENT_ID_FIELDS[self.source]:
                 st.mark_before(_C["out_of_domain"], f, data[f] < 0)
             return None
-        out = np.empty(len(data), dtype=np.int64) if self.topology is not None else None
-        idx = lookup(data[efield], out)
-        mark_negative(idx, _C["unknown_element"], st.code, st.field, st.name_index(efield))
-        return out
+        out = np.empty(len(data), dtype=np.int64)
+        code, fi = _C["unknown_element"], st.name_index(efield)
+        if lookup.lut is not None:  # dense ids: table lookup and mark in one compiled pass
+            lookup_mark_unknown(data[efield], lookup.lut_small, *lookup.id_range, out, code, st.code, st.field, fi)
+        else:
+            mark_negative(lookup(data[efield], out), code, st.code, st.field, fi)
+        return out if self.topology is not None else None
 
     def _check_duplicates(self, data: np.ndarray, st: _Status) -> None:
         """``duplicate_id`` by natural key, over the rows that passed every other check."""
@@ -738,7 +745,7 @@ class Ingestor:
             cols[ORIGIN_COLUMN] = np.full(len(bad_idx), chunk.origin, dtype=object)
         names = np.array(st.names + ["?"], dtype=object)
         self.quarantine.add(
-            self.source, chunk.rows()[bad_idx], st.code[bad_idx], names[st.field[bad_idx]], cols, batch=batch
+            self.source, chunk.rows_at(bad_idx), st.code[bad_idx], names[st.field[bad_idx]], cols, batch=batch
         )
 
     # ---- checkpoint ---------------------------------------------------------------------

@@ -85,6 +85,13 @@ class RawChunk:
             return self.row_numbers
         return np.arange(self.row_offset, self.row_offset + self.n, dtype=np.int64)
 
+    def rows_at(self, idx: np.ndarray) -> np.ndarray:
+        """Row numbers in the input of the local rows ``idx`` (``rows()[idx]``, without building
+        the numbers of every row)."""
+        if self.row_numbers is not None:
+            return self.row_numbers[idx]
+        return self.row_offset + np.asarray(idx, dtype=np.int64)
+
     @property
     def names(self) -> tuple[str, ...]:
         if isinstance(self.columns, np.ndarray):
