@@ -161,3 +161,93 @@ def add_cells(sums, counts, rows, bins, part_sum, part_cnt, n, first_bin, with_s
         counts[rows[j], c] += part_cnt[j]
         if with_sums:
             sums[rows[j], c] += part_sum[j]
+
+
+@kernel_exact
+def factorize_pairs(slots, key_a, key_b, n_used, a, b, codes, start):
+    """``codes[i]``: the entry of the pair ``(a[i], b[i])``, entries numbered in first-seen order
+    (the distinct pairs land in ``key_a``, ``key_b``). Returns ``(stop, n_used)`` as
+    :func:`stage_cells`."""
+    mask = slots.shape[0] - 1
+    limit = min(slots.shape[0] // 2, key_a.shape[0])
+    for i in range(start, a.shape[0]):
+        h = pair_slot(a[i], b[i], mask)
+        while True:
+            j = slots[h]
+            if j < 0:
+                if n_used >= limit:
+                    return i, n_used
+                j = n_used
+                slots[h] = j
+                key_a[j] = a[i]
+                key_b[j] = b[i]
+                n_used += 1
+                break
+            if key_a[j] == a[i] and key_b[j] == b[i]:
+                break
+            h = (h + 1) & mask
+        codes[i] = j
+    return a.shape[0], n_used
+
+
+def factorize(a, b):
+    """``(codes, key_a, key_b)``: each row's pair ``(a[i], b[i])`` numbered in first-seen order, and
+    the distinct pairs in that order (as ``np.unique`` of the pairs with ``return_inverse``, but
+    in one pass and unsorted)."""
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    codes = np.empty(len(a), np.int64)
+    size = 1 << 10
+    key_a, key_b, slots = np.zeros(size // 2, np.int64), np.zeros(size // 2, np.int64), empty_slots(size)
+    start = n = 0
+    while True:
+        start, n = factorize_pairs(slots, key_a, key_b, n, a, b, codes, start)
+        if start == len(a):
+            return codes, key_a[:n].copy(), key_b[:n].copy()
+        size *= 2
+        key_a = np.concatenate([key_a[:n], np.zeros(size // 2 - n, np.int64)])
+        key_b = np.concatenate([key_b[:n], np.zeros(size // 2 - n, np.int64)])
+        slots = empty_slots(size)
+        rehash_pairs(slots, key_a, key_b, n)
+
+
+@kernel_exact
+def sum_rows_by_group(x, group, out):
+    """``out[group[i]] += x[i]`` row by row, in row order (rows with a negative group skipped):
+    ``np.add.at(out, group, x)`` for 2-D ``x``, without its per-element cost."""
+    for i in range(x.shape[0]):
+        g = group[i]
+        if g < 0:
+            continue
+        for c in range(x.shape[1]):
+            out[g, c] += x[i, c]
+
+
+@kernel_exact
+def ring_groups(present, ring_rows, link_order):
+    """How many (interval, link) groups ring rows ``ring_rows`` hold among links ``link_order``."""
+    n = 0
+    for r in ring_rows:
+        for k in link_order:
+            if present[r, k]:
+                n += 1
+    return n
+
+
+@kernel_exact
+def ring_to_rows(present, ring_bytes, ring_packets, ring_flows, ring_rows, starts, link_order, link_src, link_dst, out):
+    """The held groups as flow rows ``out`` (columns ts_ms, src, dst, bytes, packets, flows), ring
+    row by ring row (row ``ring_rows[i]`` is the interval starting at ``starts[i]``), links in
+    ``link_order``."""
+    j = 0
+    for i in range(ring_rows.shape[0]):
+        r = ring_rows[i]
+        for k in link_order:
+            if present[r, k]:
+                out[j, 0] = starts[i]
+                out[j, 1] = link_src[k]
+                out[j, 2] = link_dst[k]
+                out[j, 3] = ring_bytes[r, k]
+                out[j, 4] = ring_packets[r, k]
+                out[j, 5] = ring_flows[r, k]
+                j += 1

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.fold import empty_slots, flows_into_ring, rehash_pairs
+from kernels.fold import empty_slots, flows_into_ring, rehash_pairs, ring_groups, ring_to_rows
 from telcoanalytics.pipeline.coalesce import DEFAULT_COALESCE_ROWS, BatchBuffer
 from telcoanalytics.pipeline.contract import RoutedBatch
 from telcoanalytics.records import FLOW_DTYPE
@@ -329,14 +329,12 @@ class _FlowRing:
         r = b % self.w
         n = self.n_links
         order = np.lexsort((self.link_dst[:n], self.link_src[:n]))  # links by (source, destination)
-        ti, li = np.nonzero(self.present[r][:, order])
-        rr, kk = r[ti], order[li]
-        out = np.zeros(len(ti), dtype=FLOW_DTYPE)
-        out["ts_ms"] = b[ti] * self.interval_ms
-        out["src_element_id"], out["dst_element_id"] = self.link_src[kk], self.link_dst[kk]
-        out["bytes"], out["packets"], out["flows"] = (
-            x[rr, kk] for x in (self.ring_bytes, self.ring_packets, self.ring_flows)
-        )
+        m = ring_groups(self.present, r, order)
+        out = np.empty(m, dtype=FLOW_DTYPE)
+        ring_to_rows(
+            self.present, self.ring_bytes, self.ring_packets, self.ring_flows, r, b * self.interval_ms, order,
+            self.link_src, self.link_dst, out.view(np.int64).reshape(m, 6),  # FLOW_DTYPE: six int64 fields
+        )  # fmt: skip
         return out
 
 

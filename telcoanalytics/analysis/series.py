@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.fold import add_cells, empty_slots, rehash_pairs, stage_cells
+from kernels.fold import add_cells, empty_slots, rehash_pairs, stage_cells, sum_rows_by_group
 from telcoanalytics.records import METRIC_CODE
 
 SERIES = ("prb_util_pct", "latency_ms")
@@ -205,9 +205,8 @@ class SeriesKeeper:
         n_r = self.topology.n_nodes("region")
         s = np.zeros((n_r, self.sums[name].shape[1]))
         c = np.zeros_like(s)
-        ok = region >= 0
-        np.add.at(s, region[ok], self.sums[name][ok])
-        np.add.at(c, region[ok], self.counts[name][ok])
+        sum_rows_by_group(self.sums[name], region, s)  # element by element, as np.add.at (bit-identical)
+        sum_rows_by_group(self.counts[name], region, c)
         with np.errstate(invalid="ignore", divide="ignore"):
             return s / c
 
