@@ -170,7 +170,7 @@ class AnalysisComponent:
         """Fold a synthetic day's history (the clean rows that arrived before ``until_ms``) into the
         kept KPI series, so trends, forecasts and before/after comparisons see the days before
         the replay, as a deployment would read them from its history."""
-        from telcoanalytics.records import ELEMENT_FIELD
+        from telcoanalytics.records import ELEMENT_FIELD, METRIC_CODE
         from telcoanalytics.synth.stream import ORIGIN_CLEAN
 
         self._fold()
@@ -179,6 +179,8 @@ class AnalysisComponent:
                 continue
             rows, arrival_ms, origin = day.raw(source)
             keep = (origin == ORIGIN_CLEAN) & (arrival_ms < until_ms)
+            if source == "equip":  # the one metric kept: select it before copying rows
+                keep &= rows["metric_id"] == METRIC_CODE["prb_util_pct"]
             rows = rows[keep]
             idx = self.topology.index_of(rows[ELEMENT_FIELD[source]])
             ok = idx >= 0
