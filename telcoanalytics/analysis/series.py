@@ -141,12 +141,7 @@ class SeriesKeeper:
             self._order.setdefault("complaints", None)
             b = rows["ts_ms"] // self.bin_ms
             ok = idx >= 0
-            region = self.topology.element_to("region")[idx[ok]]
-            if (region < 0).any():
-                raise ValueError(
-                    f"complaints of element index {idx[ok][region < 0][0]} have no region in the topology; "
-                    "every element must belong to a region"
-                )
+            region = self.topology.element_to("region")[idx[ok]]  # every element has a region
             self._stage("complaints", b, region, None, b_ok=b[ok])
 
     def _stage(self, name, b, rows, values, b_ok=None) -> None:
