@@ -100,9 +100,8 @@ class SeriesKeeper:
 
     # ---- folding ----------------------------------------------------------------------------
     def _columns(self, b: np.ndarray) -> np.ndarray:
-        """Column of each absolute bin, growing (and dropping the oldest) as needed; -1: too old."""
-        if not len(b):
-            return b
+        """Column of each absolute bin (``b`` not empty), growing (and dropping the oldest) as needed;
+        -1: too old."""
         if self.first_bin is None:
             self.first_bin = int(b.min())
         need = int(b.max()) - self.first_bin + 1

@@ -144,6 +144,15 @@ def test_staged_sources_move_the_columns_in_the_order_first_staged():
         np.testing.assert_array_equal(staged.times(), one_by_one.times())
         for name in ("prb_util_pct", "latency_ms"):
             np.testing.assert_array_equal(staged.series(name)[1], one_by_one.series(name)[1])
+    k = SeriesKeeper(topo)  # equipment batches without PRB rows move nothing, before or after a fold
+    k.stage_batch(_batch("equip", other, [0, 0]))
+    k.flush()
+    assert k.first_bin is None and len(k.times()) == 0
+    k.stage_batch(_batch("equip", eq, [1, 1]))
+    k.flush()
+    k.stage_batch(_batch("equip", other, [0, 0]))
+    k.flush()
+    assert k.times().tolist() == [2 * IV, 3 * IV] and k.counts["prb_util_pct"].sum() == 2
     with pytest.raises(ValueError, match="unknown series 'nope'"):
         SeriesKeeper(topo).add("nope", [0], [0], [1.0])
 
@@ -257,6 +266,10 @@ def test_component_flows_without_retention_merge_parts(rng):
     back = AnalysisComponent.from_state(comp.to_state(), topo)
     np.testing.assert_array_equal(back.flows, comp.flows)
     assert comp.n_flows_expired == 0
+    assert comp.update(_batch("other", rows[:3], idx[:3])) == []  # a source it does not read
+    old_format = comp.to_state()
+    old_format["flows"] = comp.flows  # checkpoints that stored the structured array
+    np.testing.assert_array_equal(AnalysisComponent.from_state(old_format, topo).flows, comp.flows)
 
 
 # ---- routing over a span ------------------------------------------------------------------------
