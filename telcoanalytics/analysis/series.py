@@ -100,8 +100,9 @@ class SeriesKeeper:
 
     # ---- folding ----------------------------------------------------------------------------
     def _columns(self, b: np.ndarray) -> np.ndarray:
-        """Column of each absolute bin (``b`` not empty), growing (and dropping the oldest) as needed;
-        -1: too old."""
+        """Column of each absolute bin, growing (and dropping the oldest) as needed; -1: too old."""
+        if not len(b):
+            return b
         if self.first_bin is None:
             self.first_bin = int(b.min())
         need = int(b.max()) - self.first_bin + 1
@@ -111,18 +112,29 @@ class SeriesKeeper:
         return np.where(col >= 0, col, -1)
 
     def add(self, name: str, ts_ms, element_index, values) -> None:
-        """Fold values of series ``name`` (finite values only; they were validated at ingest)."""
+        """Fold values of series ``name`` (finite values only; they were validated at ingest): one
+        bincount over the cells of the call (a large one-off batch, such as a day of history)."""
         if name not in SERIES:
             raise ValueError(f"unknown series {name!r}; the kept series are {', '.join(SERIES)}")
-        self._stage(name, np.asarray(ts_ms, np.int64) // self.bin_ms, element_index, values)
-        self.flush()
-        self._staged = {}  # a one-off table (it may be large): not kept
+        ts_ms = np.asarray(ts_ms, np.int64)
+        col = self._columns(ts_ms // self.bin_ms)
+        ok = col >= 0
+        e, c, v = np.asarray(element_index)[ok], col[ok], np.asarray(values, np.float64)[ok]
+        _fold_cells(self.sums[name], self.counts[name], e, c, v)
 
     def add_batch(self, batch) -> None:
         """Fold a pipeline's routed batch (equipment PRB utilisation, QoS latency, complaints)."""
-        self.stage_batch(batch)
-        self.flush()
-        self._staged = {}  # a one-off table (e.g. a day of history): not kept
+        rows, idx = batch.rows, batch.element_index
+        if batch.source == "equip":
+            m = rows["metric_id"] == METRIC_CODE["prb_util_pct"]
+            self.add("prb_util_pct", rows["ts_ms"][m], idx[m], rows["value"][m])
+        elif batch.source == "qos":
+            self.add("latency_ms", rows["ts_ms"], idx, rows["latency_ms"])
+        elif batch.source == "complaint":
+            col = self._columns(rows["ts_ms"] // self.bin_ms)
+            ok = (col >= 0) & (idx >= 0)
+            region = self.topology.element_to("region")[idx[ok]]
+            _fold_cells(None, self.complaints, region, col[ok], None)
 
     def stage_batch(self, batch) -> None:
         """Stage a routed batch: its rows are summed per cell now and added to the series at the next
@@ -288,6 +300,29 @@ class _Staged:
 
 _NO_VALUES = np.zeros(0)
 _NO_SUMS = np.zeros((0, 0))
+
+
+def _fold_cells(sums, counts, rows, cols, values) -> None:
+    """``sums[r, c] += v`` and ``counts[r, c] += 1`` for every (row, column, value), by one
+    ``bincount`` over the cells of the columns the batch touches, or over the distinct cells it
+    touches when those columns hold many more cells than the batch has rows (``sums`` None:
+    counts only)."""
+    if not len(cols):
+        return
+    lo, hi = int(cols.min()), int(cols.max())
+    span = hi - lo + 1
+    n = counts.shape[0]
+    key = np.asarray(rows, np.int64) * span + (cols - lo)
+    if n * span <= max(1 << 20, 8 * len(key)):
+        counts[:, lo : hi + 1] += np.bincount(key, minlength=n * span).reshape(n, span).astype(counts.dtype)
+        if sums is not None:
+            sums[:, lo : hi + 1] += np.bincount(key, values, minlength=n * span).reshape(n, span)
+        return
+    cells, inv = np.unique(key, return_inverse=True)  # distinct cells: the fancy-indexed adds do not collide
+    r, c = cells // span, cells % span + lo
+    counts[r, c] += np.bincount(inv, minlength=len(cells)).astype(counts.dtype)
+    if sums is not None:
+        sums[r, c] += np.bincount(inv, values, minlength=len(cells))
 
 
 def _bin_mean(x: np.ndarray) -> np.ndarray:
