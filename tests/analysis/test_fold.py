@@ -148,6 +148,8 @@ def test_staged_sources_move_the_columns_in_the_order_first_staged():
     k.stage_batch(_batch("equip", other, [0, 0]))
     k.flush()
     assert k.first_bin is None and len(k.times()) == 0
+    k.add_batch(_batch("equip", other, [0, 0]))  # the one-off fold alike
+    assert k.first_bin is None
     k.stage_batch(_batch("equip", eq, [1, 1]))
     k.flush()
     k.stage_batch(_batch("equip", other, [0, 0]))
