@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.fold import empty_slots, flows_into_ring, rehash_pairs, ring_groups, ring_to_rows
 from telcoanalytics.pipeline.coalesce import DEFAULT_COALESCE_ROWS, BatchBuffer
 from telcoanalytics.pipeline.contract import RoutedBatch
 from telcoanalytics.records import FLOW_DTYPE
@@ -78,14 +79,18 @@ class AnalysisComponent:
         self._complaints = _complaints or CubeSet(
             {"complaints": complaint_cube_spec(**keep)}, topology, source="complaint"
         )
-        self.n_flows_expired = 0  # aggregated flow rows dropped by the retention
-        self._flow_parts: list = []  # aggregated groups of batches (merged when they pile up)
-        self._flows = np.zeros(0, dtype=FLOW_DTYPE)
+        self._flow_store = (
+            _FlowParts(self.interval_ms)
+            if retention_ms is None
+            else _FlowRing(self.interval_ms, self.retention_ms, topology.n_elements)
+        )
         self.n = {"cdr": 0, "complaint": 0, "flow": 0}
         from telcoanalytics.analysis.series import SeriesKeeper
 
         self._series = SeriesKeeper(topology, bin_ms=self.interval_ms)
-        self._buffer = BatchBuffer(coalesce_rows)  # batches not yet folded (see telcoanalytics.pipeline.coalesce)
+        self._buffer = BatchBuffer(coalesce_rows)  # CDR and complaint batches not yet in the cubes
+        self._coalesce_rows = int(coalesce_rows)
+        self._n_pending = 0  # rows of every source since the last fold
         self.context_day = None  # a synthetic day's ground truth for the report (set by the replay; not state)
 
     # ---- what is kept (every batch received so far folded in) ------------------------------------
@@ -107,35 +112,65 @@ class AnalysisComponent:
         self._fold()
         return self._series
 
+    @property
+    def n_flows_expired(self) -> int:
+        """Aggregated flow rows (source, destination and interval) dropped by the retention."""
+        return self._flow_store.n_expired
+
+    @n_flows_expired.setter
+    def n_flows_expired(self, value: int) -> None:
+        self._flow_store.n_expired = int(value)
+
     def _fold(self) -> None:
-        """Fold the buffered batches into the cubes, series and flows."""
+        """Fold everything received so far: the staged series sums into the kept series, the
+        buffered CDRs and complaints into the cubes."""
+        self._fold_series()
+        self._fold_cubes()
+
+    def _fold_series(self) -> None:
+        self._series.flush()
+        self._flow_store.fold()
+        self._n_pending = 0
+
+    def _fold_cubes(self) -> None:
         for b in self._buffer.drain():
-            if b.source in ("equip", "qos", "complaint"):
-                self._series.add_batch(b)
             if b.source == "cdr":
                 self._cubes.update(b.rows, element_idx=b.element_index)
-            elif b.source == "complaint":
+            else:
                 self._complaints.update(b.rows, element_idx=b.element_index)
-            elif b.source == "flow":
-                self._flow_parts.append(_aggregate(b.rows, self.interval_ms))
-                if len(self._flow_parts) >= 64:
-                    self._merge_flows()
 
     # ---- contract --------------------------------------------------------------------------
     def update(self, batch: RoutedBatch) -> list:
-        if batch.source not in ("cdr", "complaint", "flow", "equip", "qos"):
+        """Take one routed batch: flows into their store and series rows into per-cell sums at once,
+        CDRs and complaints buffered for the cubes.
+
+        The cubes take the buffered rows once ``coalesce_rows`` of them piled up (their measures
+        are counts and sketches: the same whatever the batches); the series add their staged sums
+        every ``coalesce_rows`` rows of all sources (floating-point sums: the same grouping as one
+        fold of every source at that interval)."""
+        source = batch.source
+        if source not in ("cdr", "complaint", "flow", "equip", "qos"):
             return []
-        if batch.source in self.n:
-            self.n[batch.source] += len(batch.rows)
-        if self._buffer.add(batch):
-            self._fold()
+        if source in self.n:
+            self.n[source] += len(batch.rows)
+        if len(batch.rows):
+            if source in ("equip", "qos", "complaint"):
+                self._series.stage_batch(batch)
+            if source in ("cdr", "complaint"):
+                if self._buffer.add(batch):
+                    self._fold_cubes()
+            elif source == "flow":
+                self._flow_store.add(batch.rows)
+            self._n_pending += len(batch.rows)
+        if self._n_pending >= self._coalesce_rows:
+            self._fold_series()
         return []
 
     def learn(self, day, until_ms: int) -> None:
         """Fold a synthetic day's history (the clean rows that arrived before ``until_ms``) into the
         kept KPI series, so trends, forecasts and before/after comparisons see the days before
         the replay, as a deployment would read them from its history."""
-        from telcoanalytics.records import ELEMENT_FIELD
+        from telcoanalytics.records import ELEMENT_FIELD, METRIC_CODE
         from telcoanalytics.synth.stream import ORIGIN_CLEAN
 
         self._fold()
@@ -144,6 +179,8 @@ class AnalysisComponent:
                 continue
             rows, arrival_ms, origin = day.raw(source)
             keep = (origin == ORIGIN_CLEAN) & (arrival_ms < until_ms)
+            if source == "equip":  # the one metric kept: select it before copying rows
+                keep &= rows["metric_id"] == METRIC_CODE["prb_util_pct"]
             rows = rows[keep]
             idx = self.topology.index_of(rows[ELEMENT_FIELD[source]])
             ok = idx >= 0
@@ -177,11 +214,10 @@ class AnalysisComponent:
         return analysis_report_lines(None, self)
 
     def to_state(self) -> dict:
-        self._compact()
         d = {
             "cubes": self.cubes.to_state(),
             "complaints": self.complaints.to_state(),
-            "flows": _flow_columns(self._flows, self.interval_ms),
+            "flows": _flow_columns(self.flows, self.interval_ms),
             "interval_ms": self.interval_ms,
             "n": np.array([self.n[k] for k in ("cdr", "complaint", "flow")]),
             "series": self.series.to_state(),
@@ -207,8 +243,8 @@ class AnalysisComponent:
             ),
             retention_ms=None if int(state.get("retention_ms", -1)) < 0 else int(state["retention_ms"]),
         )
+        comp._flow_store.load(_flows_of(state["flows"], int(state["interval_ms"])))
         comp.n_flows_expired = int(state.get("n_flows_expired", 0))
-        comp._flows = _flows_of(state["flows"], int(state["interval_ms"]))
         comp.n = dict(zip(("cdr", "complaint", "flow"), (int(x) for x in state["n"])))
         if "series" in state:
             from telcoanalytics.analysis.series import SeriesKeeper
@@ -219,38 +255,129 @@ class AnalysisComponent:
     # ---- what the report reads ---------------------------------------------------------------
     @property
     def flows(self) -> np.ndarray:
-        """The aggregated flows (one row per source, destination and interval)."""
-        self._compact()
+        """The aggregated flows (one row per source, destination and interval, sorted by interval,
+        source and destination; a new array at each read)."""
+        self._fold()
+        return self._flow_store.rows()
+
+
+class _FlowRing:
+    """Flows summed per link (source, destination) and interval over the last ``retention_ms``
+    (``kernels.fold.flows_into_ring``): a ring of ``retention_ms // interval_ms`` intervals by the
+    links, numbered as first seen. Each row costs the same whatever the retention holds, and the
+    memory is fixed by the links; the sums are integers, so the order rows arrive in does not
+    matter.
+
+    The kept intervals are those from the latest one back over the retention (``ts_ms >= latest -
+    retention_ms + interval_ms``); rows of older intervals are dropped and counted, per group
+    when their interval leaves the ring, per row when they arrive after it left."""
+
+    def __init__(self, interval_ms: int, retention_ms: int, n_links_hint: int = 0):
+        self.interval_ms = int(interval_ms)
+        self.w = max(1, int(retention_ms) // self.interval_ms)
+        self.state = np.zeros(3, np.int64)  # latest interval, groups dropped, 1 once a row came
+        self.n_links = 0
+        self._alloc(max(64, int(n_links_hint) + int(n_links_hint) // 4))
+
+    def _alloc(self, cap: int) -> None:
+        """Room for ``cap`` links (the links known so far copied)."""
+        n = self.n_links
+        old = getattr(self, "link_src", None)
+        size = 1 << max(6, int(2 * cap - 1).bit_length())
+        self.slots = empty_slots(size)
+        src, dst = np.zeros(cap, np.int64), np.zeros(cap, np.int64)
+        ring = [np.zeros((self.w, cap), np.int64) for _ in range(3)] + [np.zeros((self.w, cap), np.uint8)]
+        if old is not None:
+            src[:n], dst[:n] = self.link_src[:n], self.link_dst[:n]
+            for new, prev in zip(ring, (self.ring_bytes, self.ring_packets, self.ring_flows, self.present)):
+                new[:, :n] = prev[:, :n]
+        self.link_src, self.link_dst = src, dst
+        self.ring_bytes, self.ring_packets, self.ring_flows, self.present = ring
+        rehash_pairs(self.slots, src, dst, n)
+
+    @property
+    def n_expired(self) -> int:
+        return int(self.state[1])
+
+    @n_expired.setter
+    def n_expired(self, value: int) -> None:
+        self.state[1] = value
+
+    def add(self, rows: np.ndarray) -> None:
+        start, n = 0, len(rows)
+        cols = [rows[k] for k in FLOW_DTYPE.names]
+        while True:
+            start, self.n_links = flows_into_ring(
+                self.slots, self.link_src, self.link_dst, self.n_links, self.ring_bytes, self.ring_packets,
+                self.ring_flows, self.present, self.state, *cols, self.interval_ms, start,
+            )  # fmt: skip
+            if start == n:
+                return
+            cap = len(self.link_src)
+            self._alloc(cap + max(cap // 4, 64))
+
+    def load(self, flows: np.ndarray) -> None:
+        """Add the aggregated flows of a checkpoint (sorted by interval)."""
+        self.add(flows)
+
+    def fold(self) -> None:
+        pass
+
+    def rows(self) -> np.ndarray:
+        if not self.state[2]:
+            return np.zeros(0, dtype=FLOW_DTYPE)
+        last = int(self.state[0])
+        b = np.arange(last - self.w + 1, last + 1, dtype=np.int64)
+        r = b % self.w
+        n = self.n_links
+        order = np.lexsort((self.link_dst[:n], self.link_src[:n]))  # links by (source, destination)
+        m = ring_groups(self.present, r, order)
+        out = np.empty(m, dtype=FLOW_DTYPE)
+        ring_to_rows(
+            self.present, self.ring_bytes, self.ring_packets, self.ring_flows, r, b * self.interval_ms, order,
+            self.link_src, self.link_dst, out.view(np.int64).reshape(m, 6),  # FLOW_DTYPE: six int64 fields
+        )  # fmt: skip
+        return out
+
+
+class _FlowParts:
+    """Flows summed per (source, destination, interval) with no retention (memory grows with the
+    run): each fold's rows aggregated into a part, parts merged into the kept flows when they pile
+    up, re-aggregating only the kept rows from the parts' earliest interval on."""
+
+    def __init__(self, interval_ms: int):
+        self.interval_ms = int(interval_ms)
+        self.n_expired = 0
+        self._raw: list = []  # flow rows since the last fold
+        self._parts: list = []  # aggregated folds (merged when they pile up)
+        self._flows = np.zeros(0, dtype=FLOW_DTYPE)
+
+    def add(self, rows: np.ndarray) -> None:
+        self._raw.append(rows)
+
+    def load(self, flows: np.ndarray) -> None:
+        self._flows = flows
+
+    def fold(self) -> None:
+        if self._raw:
+            self._parts.append(_aggregate(np.concatenate(self._raw), self.interval_ms))
+            self._raw = []
+            if len(self._parts) >= 64:
+                self._merge()
+
+    def rows(self) -> np.ndarray:
+        self.fold()
+        self._merge()
         return self._flows
 
-    def _compact(self):
-        self._fold()
-        self._merge_flows()
-
-    def _merge_flows(self) -> None:
-        """Merge the aggregated parts into the kept flows, re-aggregating only the kept rows from the
-        parts' earliest interval on (the flows are sorted by interval), then drop the intervals
-        beyond the retention.
-
-        The intervals beyond the retention are cut before the one concatenation, so the kept flows
-        own an array of exactly their size (a view of the longer concatenation would keep the
-        dropped rows' memory until the next merge: the largest part of the analysis component's
-        memory growth after its second day)."""
-        if not self._flow_parts:
+    def _merge(self) -> None:
+        if not self._parts:
             return
-        new = np.concatenate(self._flow_parts)
-        self._flow_parts = []
+        new = np.concatenate(self._parts)
+        self._parts = []
         old = self._flows
         cut = int(np.searchsorted(old["ts_ms"], new["ts_ms"].min())) if len(new) else len(old)
-        tail = _aggregate(np.concatenate([old[cut:], new]), self.interval_ms)
-        lo = lo_tail = 0
-        if self.retention_ms is not None and len(old) + len(tail):
-            last = int(tail["ts_ms"][-1]) if len(tail) else int(old["ts_ms"][-1])
-            oldest = last - self.retention_ms + self.interval_ms
-            lo = min(int(np.searchsorted(old["ts_ms"], oldest)), cut)
-            lo_tail = int(np.searchsorted(tail["ts_ms"], oldest))
-            self.n_flows_expired += lo + lo_tail
-        self._flows = np.concatenate([old[lo:cut], tail[lo_tail:]])
+        self._flows = np.concatenate([old[:cut], _aggregate(np.concatenate([old[cut:], new]), self.interval_ms)])
 
 
 def _flow_columns(flows: np.ndarray, interval_ms: int) -> dict:

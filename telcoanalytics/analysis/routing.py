@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from kernels.fold import factorize
 from telcoanalytics.records import EQUIPMENT_CLASSES, FLOW_DTYPE
 
 __all__ = ["Opportunity", "RoutingReport", "routing_efficiency", "with_capacities", "PERCENTILES"]
@@ -184,25 +185,32 @@ def routing_efficiency(
     lo = int(t.min()) // iv * iv if start_ms is None and len(t) else int(start_ms or 0)
     hi = (int(t.max()) // iv + 1) * iv if end_ms is None and len(t) else int(end_ms or lo + iv)
     n_t = max(1, -(-(hi - lo) // iv))
-    src = topology.index_of(flows["src_element_id"])
-    if (src < 0).any():
-        bad = flows["src_element_id"][src < 0][0]
+    # ---- links: (source, destination id) pairs, numbered in (source index, destination id) order
+    code, u_src_id, u_dst_id = factorize(flows["src_element_id"], flows["dst_element_id"])  # one pass
+    u_src = topology.index_of(u_src_id)
+    if (u_src < 0).any():
+        bad = flows["src_element_id"][(u_src < 0)[code]][0]
         raise ValueError(f"flow source element {bad} is not in the topology; ingest the flows with this topology first")
-    dst = topology.index_of(flows["dst_element_id"])
     b = (t - lo) // iv
     ok = (b >= 0) & (b < n_t)
-    src, dst, b, byt = src[ok], dst[ok], b[ok], flows["bytes"][ok].astype(np.float64)
+    if ok.all():
+        byt = flows["bytes"].astype(np.float64)
+    else:
+        code, b, byt = code[ok], b[ok], flows["bytes"][ok].astype(np.float64)
     mbps = byt * 8.0 / (iv / 1000.0) / 1e6
     region = topology.element_to("region") if "region" in topology.levels else np.zeros(topology.n_elements, int)
     region_ids = topology.ids["region"] if "region" in topology.levels else np.array([0])
     cap = np.asarray(topology.attributes["capacity_mbps"], dtype=np.float64)
     up_cap = np.asarray(topology.attributes.get("uplink_capacity_mbps", cap), dtype=np.float64)
-    # ---- links: (src, dst id) pairs
-    dst_id = flows["dst_element_id"][ok]
-    d_uniq, d_code = np.unique(dst_id, return_inverse=True)
-    pkey, link = np.unique(src * len(d_uniq) + d_code.ravel(), return_inverse=True)
-    link = link.ravel()
-    pair = np.stack([pkey // max(len(d_uniq), 1), d_uniq[pkey % max(len(d_uniq), 1)]], axis=1)
+    used = np.zeros(len(u_src), dtype=bool)
+    used[code] = True
+    kept = np.flatnonzero(used)  # pairs with rows in the span
+    kept = kept[np.lexsort((u_dst_id[kept], u_src[kept]))]
+    rank = np.full(len(u_src), -1, dtype=np.int64)
+    rank[kept] = np.arange(len(kept))
+    link = rank[code]
+    src, dst = u_src[code], topology.index_of(u_dst_id)[code]
+    pair = np.stack([u_src[kept], u_dst_id[kept]], axis=1)
     n_l = len(pair)
     thr = np.bincount(link * n_t + b, mbps, n_l * n_t).reshape(n_l, n_t)
     lcap = up_cap[pair[:, 0]] if n_l else np.zeros(0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.fold import add_cells, empty_slots, rehash_pairs, stage_cells, sum_rows_by_group
 from telcoanalytics.records import METRIC_CODE
 
 SERIES = ("prb_util_pct", "latency_ms")
@@ -58,6 +59,8 @@ class SeriesKeeper:
         self._off = 0
         self._width = 0
         self._views()
+        self._staged: dict = {}  # series -> _Staged: rows staged since the last flush
+        self._order: dict = {}  # series in the order first staged since the last flush (dict as ordered set)
 
     @property
     def capacity(self) -> int:
@@ -109,7 +112,10 @@ class SeriesKeeper:
         return np.where(col >= 0, col, -1)
 
     def add(self, name: str, ts_ms, element_index, values) -> None:
-        """Fold values of series ``name`` (finite values only; they were validated at ingest)."""
+        """Fold values of series ``name`` (finite values only; they were validated at ingest): one
+        bincount over the cells of the call (a large one-off batch, such as a day of history)."""
+        if name not in SERIES:
+            raise ValueError(f"unknown series {name!r}; the kept series are {', '.join(SERIES)}")
         ts_ms = np.asarray(ts_ms, np.int64)
         col = self._columns(ts_ms // self.bin_ms)
         ok = col >= 0
@@ -129,6 +135,53 @@ class SeriesKeeper:
             ok = (col >= 0) & (idx >= 0)
             region = self.topology.element_to("region")[idx[ok]]
             _fold_cells(None, self.complaints, region, col[ok], None)
+
+    def stage_batch(self, batch) -> None:
+        """Stage a routed batch: its rows are summed per cell now and added to the series at the next
+        :meth:`flush` (every staged batch of a series between two flushes adds one partial sum per
+        cell, as one :meth:`add_batch` of their concatenation would)."""
+        rows, idx = batch.rows, batch.element_index
+        if batch.source == "equip":
+            self._order.setdefault("prb_util_pct", None)
+            m = rows["metric_id"] == METRIC_CODE["prb_util_pct"]
+            self._stage("prb_util_pct", rows["ts_ms"][m] // self.bin_ms, idx[m], rows["value"][m])
+        elif batch.source == "qos":
+            self._order.setdefault("latency_ms", None)
+            self._stage("latency_ms", rows["ts_ms"] // self.bin_ms, idx, rows["latency_ms"])
+        elif batch.source == "complaint":
+            self._order.setdefault("complaints", None)
+            b = rows["ts_ms"] // self.bin_ms
+            ok = idx >= 0
+            region = self.topology.element_to("region")[idx[ok]]  # every element has a region
+            self._stage("complaints", b, region, None, b_ok=b[ok])
+
+    def _stage(self, name, b, rows, values, b_ok=None) -> None:
+        """Partial sums per (row, absolute bin) of ``name`` (bins ``b``; ``b_ok`` the bins of the
+        ``rows``, when some of ``b`` have no row: they still move the columns)."""
+        if not len(b):
+            return
+        self._order.setdefault(name, None)
+        st = self._staged.get(name)
+        if st is None:
+            st = self._staged[name] = _Staged()  # kept between flushes, at the size the largest needed
+        st.add(np.asarray(rows, np.int64), b if b_ok is None else b_ok, values)
+        st.bmin = min(st.bmin, int(b.min()))
+        st.bmax = max(st.bmax, int(b.max()))
+
+    def flush(self) -> None:
+        """Add the staged partial sums to the kept series (series in the order first staged, so the
+        columns grow and drop as they would have, batch by batch)."""
+        for name in self._order:
+            st = self._staged.get(name)
+            if st is None or st.bmin > st.bmax:
+                continue
+            self._columns(np.array([st.bmin, st.bmax], np.int64))
+            if name == "complaints":
+                add_cells(_NO_SUMS, self.complaints, *st.entries(), self.first_bin, False)
+            else:
+                add_cells(self.sums[name], self.counts[name], *st.entries(), self.first_bin, True)
+            st.clear()
+        self._order = {}
 
     def topology_changed(self, topology) -> None:
         """Elements added get empty rows (dense indices of existing elements are stable)."""
@@ -158,9 +211,8 @@ class SeriesKeeper:
         n_r = self.topology.n_nodes("region")
         s = np.zeros((n_r, self.sums[name].shape[1]))
         c = np.zeros_like(s)
-        ok = region >= 0
-        np.add.at(s, region[ok], self.sums[name][ok])
-        np.add.at(c, region[ok], self.counts[name][ok])
+        sum_rows_by_group(self.sums[name], region, s)  # element by element, as np.add.at (bit-identical)
+        sum_rows_by_group(self.counts[name], region, c)
         with np.errstate(invalid="ignore", divide="ignore"):
             return s / c
 
@@ -202,6 +254,52 @@ def _committed_zeros(shape, dtype) -> np.ndarray:
     a = np.empty(shape, dtype)
     a.fill(0)
     return a
+
+
+class _Staged:
+    """Partial sums and counts per (row, absolute bin) of the rows staged since the last flush, in an
+    open-addressing table (``kernels.fold.stage_cells``) that doubles when half full."""
+
+    def __init__(self, n: int = 1 << 12):
+        self.n = 0
+        self.slots = empty_slots(n)
+        self.key_a = np.zeros(n // 2, np.int64)
+        self.key_b = np.zeros(n // 2, np.int64)
+        self.part_sum = np.zeros(n // 2)
+        self.part_cnt = np.zeros(n // 2, np.int64)
+        self.clear()
+
+    def clear(self) -> None:
+        if self.n:
+            self.slots.fill(-1)
+        self.n = 0
+        self.bmin, self.bmax = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+
+    def entries(self) -> tuple:
+        """``(rows, bins, partial sums, counts, n)``: the entries (their first ``n``)."""
+        return self.key_a, self.key_b, self.part_sum, self.part_cnt, self.n
+
+    def add(self, a, b, v) -> None:
+        v = _NO_VALUES if v is None else np.asarray(v, np.float64)
+        start = 0
+        while True:
+            start, self.n = stage_cells(
+                self.slots, self.key_a, self.key_b, self.part_sum, self.part_cnt, self.n, a, b, v, start
+            )
+            if start == len(a):
+                return
+            size = 2 * len(self.slots)
+            for name in ("key_a", "key_b", "part_sum", "part_cnt"):
+                old = getattr(self, name)
+                new = np.zeros(size // 2, old.dtype)
+                new[: self.n] = old[: self.n]
+                setattr(self, name, new)
+            self.slots = empty_slots(size)
+            rehash_pairs(self.slots, self.key_a, self.key_b, self.n)
+
+
+_NO_VALUES = np.zeros(0)
+_NO_SUMS = np.zeros((0, 0))
 
 
 def _fold_cells(sums, counts, rows, cols, values) -> None:
