@@ -175,16 +175,39 @@ def relabel_benign(rows: np.ndarray, harmful: dict | None = None) -> int:
     table = HARMFUL_DIRECTION if harmful is None else harmful
     if not len(rows):
         return 0
-    direction = np.array([table.get(str(m), 1) for m in rows["metric"]], dtype=np.int64)
-    harmless = (rows["classification"] == "fault") & (direction != 0) & (rows["direction"] == -direction)
+    fault = rows["classification"] == "fault"
+    if not fault.any():
+        return 0
+    direction = _harmful_direction(rows["metric"], table)
+    harmless = fault & (direction != 0) & (rows["direction"] == -direction)
     rows["classification"][harmless] = "benign"
     return int(harmless.sum())
+
+
+def _among(values: np.ndarray, names) -> np.ndarray:
+    """``np.isin(values, names)`` for a few names: one comparison per name."""
+    out = np.zeros(len(values), dtype=bool)
+    for name in np.asarray(list(names)).tolist():
+        out |= values == name
+    return out
+
+
+def _harmful_direction(metric: np.ndarray, table: dict) -> np.ndarray:
+    """``table.get(m, 1)`` for each metric name of ``metric`` (int64), one comparison per entry."""
+    out = np.ones(len(metric), dtype=np.int64)
+    for name, d in table.items():
+        if isinstance(name, str) and d != 1:
+            out[metric == name] = d
+    return out
 
 
 def paged_alerts(rows: np.ndarray, topology, now_ms: int) -> list[Alert]:
     """Alerts for the paged findings of ``rows``: faults and silences per element, degradations,
     then collection gaps once per region."""
-    out = alerts_from_anomalies(rows[np.isin(rows["classification"], PAGED)], topology)
+    if not len(rows):
+        return []
+    paged = np.isin(rows["classification"], PAGED)
+    out = alerts_from_anomalies(rows[paged], topology) if paged.any() else []
     return out + degradation_alerts(rows, topology) + region_gap_alerts(rows, topology, now_ms)
 
 
@@ -293,6 +316,112 @@ def region_gap_alerts(rows: np.ndarray, topology, now_ms: int) -> list[Alert]:
     return out
 
 
+class LoadMemory:
+    """Remembered utilisation findings in arrival order: their records (what a checkpoint holds)
+    and, apart, the columns the checks read (element, time, start, value, direction).
+
+    Buffers grow by doubling; an expired finding is only marked, and the marked ones are dropped
+    in one copy once they are at least half of the buffer. Remembering and forgetting a finding
+    so costs a constant amount of work on average, however many are remembered (concatenating
+    and filtering the records on every call copied all of them).
+
+    Examples
+    --------
+    >>> r = np.zeros(3, ANOMALY_DTYPE)
+    >>> r["element_id"], r["t_ms"] = [4, 5, 6], [10, 30, 20]
+    >>> mem = LoadMemory()
+    >>> mem.add(r)
+    >>> mem.expire(25)  # forget the findings confirmed before 25
+    >>> mem.records()["element_id"].tolist(), len(mem)
+    ([5], 1)
+    """
+
+    _COLUMNS = (("element_id", np.int64), ("t_ms", np.int64), ("start_ms", np.int64), ("value", np.float64))
+
+    def __init__(self, rows: np.ndarray | None = None):
+        self.n = 0  # buffer rows in use (live and expired)
+        self.live = 0
+        self.t_min = np.iinfo(np.int64).max  # no live finding is older (a bound, exact after expire)
+        self._rec = np.zeros(0, ANOMALY_DTYPE)
+        self._alive = np.zeros(0, bool)
+        self._col = {f: np.zeros(0, dt) for f, dt in self._COLUMNS}
+        self._dir = np.zeros(0, np.int8)
+        if rows is not None and len(rows):
+            self.add(np.asarray(rows, dtype=ANOMALY_DTYPE))
+
+    def __len__(self) -> int:
+        return self.live
+
+    def _grow(self, need: int) -> None:
+        cap = max(64, len(self._rec))
+        while cap < need:
+            cap *= 2
+        if cap == len(self._rec):
+            return
+        n = self.n
+
+        def bigger(a):
+            b = np.zeros(cap, a.dtype)
+            b[:n] = a[:n]
+            return b
+
+        self._rec, self._alive, self._dir = bigger(self._rec), bigger(self._alive), bigger(self._dir)
+        self._col = {f: bigger(a) for f, a in self._col.items()}
+
+    def add(self, rows: np.ndarray) -> None:
+        """Remember ``rows`` (ANOMALY_DTYPE), after those remembered."""
+        k = len(rows)
+        if not k:
+            return
+        self._grow(self.n + k)
+        a, b = self.n, self.n + k
+        self._rec[a:b] = rows
+        self._alive[a:b] = True
+        for f, col in self._col.items():
+            col[a:b] = rows[f]
+        self._dir[a:b] = rows["direction"]
+        self.n, self.live = b, self.live + k
+        self.t_min = min(self.t_min, int(self._col["t_ms"][a:b].min()))
+
+    def expire(self, cut: int) -> None:
+        """Forget the findings confirmed before ``cut`` (``t_ms < cut``)."""
+        if not self.live or self.t_min >= cut:
+            return
+        n = self.n
+        t, alive = self._col["t_ms"][:n], self._alive[:n]
+        alive &= t >= cut
+        self.live = int(np.count_nonzero(alive))
+        self.t_min = int(t[alive].min()) if self.live else np.iinfo(np.int64).max
+        if 2 * self.live <= n:  # compact: the live ones to the front, in order
+            keep = np.flatnonzero(alive)
+            for a in (self._rec, self._dir, *self._col.values()):
+                a[: self.live] = a[keep]
+            self._alive[: self.live] = True
+            self._alive[self.live : n] = False
+            self.n = self.live
+
+    def where(self, elements: np.ndarray | None = None) -> np.ndarray:
+        """Buffer positions (ascending: arrival order) of the live findings on ``elements`` (all
+        when None)."""
+        n = self.n
+        m = self._alive[:n].copy()
+        if elements is not None:
+            m &= np.isin(self._col["element_id"][:n], elements)
+        return np.flatnonzero(m)
+
+    def column(self, name: str, at: np.ndarray) -> np.ndarray:
+        """Column ``name`` (element_id, t_ms, start_ms, value, direction, metric) at positions ``at``."""
+        if name == "direction":
+            return self._dir[at]
+        if name == "metric":
+            return self._rec["metric"][at]
+        return self._col[name][at]
+
+    def records(self) -> np.ndarray:
+        """The live findings' records (a copy), in arrival order."""
+        return self._rec[: self.n][self._alive[: self.n]]
+
+
 class PagingPolicy:
     """The paging policy with memory: what of the detector's findings pages an operator.
 
@@ -373,10 +502,14 @@ class PagingPolicy:
         self.load_metrics = tuple(load_metrics)
         self._held = np.zeros(0, ANOMALY_DTYPE)  # open faults not paged yet (their opening rows)
         self._paged: set = set()  # (element, metric, start) of faults paged and still open
-        self._load = np.zeros(0, ANOMALY_DTYPE)  # recent utilisation findings (shifts up and down)
-        self._load_t = np.zeros(0, np.int64)  # their times, apart (expiry reads them on every call)
+        self._mem = LoadMemory()  # recent utilisation findings (shifts up and down)
         self._quality = np.zeros(0, ANOMALY_DTYPE)  # quality changes waiting load_defer_ms (arrival order)
         self.counts: Counter = Counter()
+
+    @property
+    def _load(self) -> np.ndarray:
+        """The remembered utilisation findings (a copy), in arrival order."""
+        return self._mem.records()
 
     def _family(self, metric: str) -> str:
         return self.families.get(metric, metric)
@@ -430,14 +563,18 @@ class PagingPolicy:
         corroborated (held ones included), their later rows, and the other rows except the
         load-driven quality shifts. For callers with their own alert format."""
         rows = np.asarray(rows, dtype=ANOMALY_DTYPE)
-        self._remember_load(rows, int(data_ms))
-        faults = rows[rows["classification"] == "fault"]
-        other = rows[rows["classification"] != "fault"]
+        data = int(data_ms)
+        self._remember_load(rows, data)
+        if len(rows):
+            fault = rows["classification"] == "fault"
+            faults, other = rows[fault], rows[~fault]
+        else:
+            faults = other = rows
         self._reclassified(other)
-        out_rows = [self._faults(faults, int(data_ms), slot_time, last_alarm, peak_value)]
-        other = self._deferred(other, int(data_ms))
+        paged = self._faults(faults, data, slot_time, last_alarm, peak_value)
+        other = self._deferred(other, data)
         keep = self._not_load_driven(other)
-        return np.concatenate(out_rows + [other[keep]])
+        return np.concatenate([paged, other[keep]])
 
     @classmethod
     def for_interval(cls, interval_s: float, **kw) -> PagingPolicy:
@@ -462,8 +599,10 @@ class PagingPolicy:
         inhibited child) are no longer faults: forget them."""
         if not len(self._held) or not len(rows):
             return
-        keys = {self._key(r) for r in rows}
-        gone = np.array([self._key(r) in keys for r in self._held], dtype=bool)
+        e, m, s = rows["element_id"], rows["metric"], rows["start_ms"]
+        gone = np.array(
+            [((e == h["element_id"]) & (m == h["metric"]) & (s == h["start_ms"])).any() for h in self._held]
+        )
         if gone.any():
             self.counts["reclassified"] += int(gone.sum())
             self._held = self._held[~gone]
@@ -550,10 +689,12 @@ class PagingPolicy:
         queued behind it (a shift back never overtakes its shift)."""
         if self.load_defer_ms <= 0:
             return rows
-        q = (rows["classification"] == "change") & np.isin(rows["metric"], list(DEGRADATION_METRICS))
+        q = (rows["classification"] == "change") & _among(rows["metric"], DEGRADATION_METRICS)
+        if not len(self._quality) and not q.any():
+            return rows
         if q.any():
             qi = np.flatnonzero(q)
-            near = self._load[np.isin(self._load["element_id"], rows["element_id"][qi])]  # their elements only
+            near = self._mem.where(rows["element_id"][qi])  # their elements' findings only
             for i in qi:
                 r = rows[i]
                 e, t = r["element_id"], r["t_ms"]
@@ -568,48 +709,54 @@ class PagingPolicy:
         self._quality = self._quality[~due]
         return np.concatenate([rows[~q], out]) if len(out) else rows[~q]
 
-    def _busy(self, element: int, t: int, ld: np.ndarray) -> bool:
+    def _busy(self, element: int, t: int, near: np.ndarray) -> bool:
         """Whether ``element`` is busy at ``t``: the utilisation level its latest finding confirmed
         in the ``busy_ms`` before ``t`` (the level after a shift, up or down; per utilisation metric)
         is at least ``load_level``. A cell whose load fell back below that level after its busy
-        hour is not busy any more. ``ld``: the remembered findings (at least the element's)."""
-        m = (ld["element_id"] == element) & (ld["t_ms"] >= t - self.busy_ms) & (ld["t_ms"] <= t)
-        for metric in np.unique(ld["metric"][m]):
-            own = ld[m & (ld["metric"] == metric)]
-            latest = own[np.flatnonzero(own["t_ms"] == own["t_ms"].max())[-1]]  # last confirmed, arrival order
-            if latest["value"] >= self.load_level:
+        hour is not busy any more. ``near``: positions of remembered findings (at least the
+        element's; :meth:`LoadMemory.where`), in arrival order."""
+        mem = self._mem
+        lt = mem.column("t_ms", near)
+        m = (mem.column("element_id", near) == element) & (lt >= t - self.busy_ms) & (lt <= t)
+        if not m.any():
+            return False
+        at, lt = near[m], lt[m]
+        metric, value = mem.column("metric", at), mem.column("value", at)
+        for name in np.unique(metric):
+            own = np.flatnonzero(metric == name)
+            latest = own[np.flatnonzero(lt[own] == lt[own].max())[-1]]  # last confirmed, arrival order
+            if value[latest] >= self.load_level:
                 return True
         return False
 
     def _remember_load(self, rows: np.ndarray, data: int) -> None:
         """Keep the recent utilisation findings: upward ones explain quality shifts, the latest one
         of either direction tells whether an element is busy (:meth:`_busy`)."""
-        new = rows[np.isin(rows["metric"], self.load_metrics) & (rows["direction"] != 0)]
-        new = new[np.isin(new["classification"], ("change", "fault", "crowd", "surge", "benign"))]
-        old = self._load_t < data - max(6 * 3_600_000 + self.load_window_ms, self.busy_ms)
-        if old.any():  # copy the (large) records only to drop some
-            self._load, self._load_t = self._load[~old], self._load_t[~old]
-        if len(new):
-            self._load = np.concatenate([self._load, new])
-            self._load_t = np.concatenate([self._load_t, new["t_ms"].astype(np.int64)])
+        self._mem.expire(data - max(6 * 3_600_000 + self.load_window_ms, self.busy_ms))
+        if len(rows):
+            new = rows[_among(rows["metric"], self.load_metrics) & (rows["direction"] != 0)]
+            self._mem.add(new[_among(new["classification"], ("change", "fault", "crowd", "surge", "benign"))])
 
     def _not_load_driven(self, rows: np.ndarray) -> np.ndarray:
         """Mask of ``rows`` to keep: drops the harmful quality shifts that an upward utilisation
         shift of the same element to at least ``load_level`` explains (counted ``load_driven``)."""
         keep = np.ones(len(rows), bool)
-        cand = np.flatnonzero(
-            (rows["classification"] == "change")
-            & np.isin(rows["metric"], list(DEGRADATION_METRICS))
-            & (rows["direction"] == np.array([HARMFUL_DIRECTION.get(str(m), 1) for m in rows["metric"]], dtype=np.int8))
-        ) if len(rows) else np.zeros(0, np.int64)  # fmt: skip
+        if not len(rows):
+            return keep
+        q = (rows["classification"] == "change") & _among(rows["metric"], DEGRADATION_METRICS)
+        if not q.any():
+            return keep
+        cand = np.flatnonzero(q & (rows["direction"] == _harmful_direction(rows["metric"], HARMFUL_DIRECTION)))
         if not len(cand):
             return keep
-        ld = self._load[(self._load["value"] >= self.load_level) & (self._load["direction"] > 0)]
-        ld = ld[np.isin(ld["element_id"], rows["element_id"][cand])]  # the candidates' elements only
+        mem = self._mem
+        at = mem.where(rows["element_id"][cand])  # the candidates' elements only
+        at = at[(mem.column("value", at) >= self.load_level) & (mem.column("direction", at) > 0)]
+        ld_e, ld_start = mem.column("element_id", at), mem.column("start_ms", at)
         for i in cand:
             r = rows[i]
-            near = (ld["element_id"] == r["element_id"]) & (ld["start_ms"] >= r["start_ms"] - self.load_window_ms)
-            near &= ld["start_ms"] <= max(int(r["t_ms"]), int(r["start_ms"]))
+            near = (ld_e == r["element_id"]) & (ld_start >= r["start_ms"] - self.load_window_ms)
+            near &= ld_start <= max(int(r["t_ms"]), int(r["start_ms"]))
             if near.any():
                 keep[i] = False
                 self.counts["load_driven"] += 1
@@ -638,7 +785,7 @@ class PagingPolicy:
     def to_state(self) -> dict:
         return {
             "held": self._held.copy(),
-            "load": self._load.copy(),
+            "load": self._mem.records(),
             "quality": self._quality.copy(),
             "paged": [list(k) for k in sorted(self._paged)],
             "counts": dict(self.counts),
@@ -663,8 +810,7 @@ class PagingPolicy:
         st["corroborated_only"] = tuple(st.get("corroborated_only", CORROBORATED_ONLY))  # not in older checkpoints
         pol = cls(**st)
         pol._held = np.asarray(d["held"], dtype=ANOMALY_DTYPE)
-        pol._load = np.asarray(d["load"], dtype=ANOMALY_DTYPE)
-        pol._load_t = pol._load["t_ms"].astype(np.int64)
+        pol._mem = LoadMemory(np.asarray(d["load"], dtype=ANOMALY_DTYPE))
         if "quality" in d:  # checkpoints written before the deferral hold none
             pol._quality = np.asarray(d["quality"], dtype=ANOMALY_DTYPE)
         pol._paged = {(int(e), str(m), int(t)) for e, m, t in d["paged"]}
