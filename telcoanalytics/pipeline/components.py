@@ -456,7 +456,10 @@ class AnomalyComponent(_Streamed, _Base):
         s = self.net.check_silence(int(watermark_ms))
         if len(s):
             self._pending.append(s)
-        found = np.concatenate(self._pending) if self._pending else np.zeros(0, ANOMALY_DTYPE)
+        if len(self._pending) > 1:
+            found = np.concatenate(self._pending)
+        else:  # one part: a copy (concatenating structured rows promotes their dtype field by field)
+            found = self._pending[0].copy() if self._pending else np.zeros(0, ANOMALY_DTYPE)
         self._pending = []
         if len(found):
             relabel_benign(found)

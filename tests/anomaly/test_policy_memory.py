@@ -12,7 +12,9 @@ from telcoanalytics.anomaly.policy import (
     LoadMemory,
     PagingPolicy,
     _among,
+    _codes,
     _harmful_direction,
+    region_gap_alerts,
     relabel_benign,
 )
 
@@ -148,3 +150,36 @@ def test_a_quality_shift_in_the_harmless_direction_is_never_load_driven():
     down["start_ms"], down["t_ms"], down["end_ms"] = T0 + 5 * MIN, T0 + 10 * MIN, T0 + 10 * MIN
     assert pol.select(down, T0 + 10 * MIN).tobytes() == down.tobytes()
     assert pol.counts["load_driven"] == 0
+
+
+name_text = st.text(alphabet=st.sampled_from("ab_\x00é"), max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(name_text, max_size=30), st.lists(name_text, max_size=5), st.integers(3, 6), st.booleans())
+def test_name_codes_give_the_first_equal_name_as_numpy_compares_strings(values, names, width, strided):
+    """The compiled byte comparison (``_codes``, ``kernels.anomaly_events.name_codes``) against
+    ``==`` on the NumPy strings, one name at a time: trailing NULs, embedded NULs, names longer
+    than the field (equal to nothing), repeated names (the first wins), non-ASCII characters, and
+    rows that are a strided view."""
+    dt = np.dtype([("a", "i1"), ("s", f"U{width}"), ("b", "i8")])
+    base = np.zeros(2 * len(values), dt)
+    rows = base[::2] if strided else base[: len(values)]
+    rows["s"] = values
+    want = np.full(len(rows), -1)
+    for j in range(len(names) - 1, -1, -1):
+        want[rows["s"] == names[j]] = j
+    assert _codes(rows, "s", tuple(names)).tolist() == want.tolist()
+    assert _codes(rows, "a", tuple(names)).tolist() == [-1] * len(rows)  # no string field: nothing equal
+    plain = np.zeros(len(values), [("s", "O")])  # object strings: compared one name at a time
+    plain["s"] = [str(v) for v in values]
+    want_o = np.full(len(values), -1)
+    for j in range(len(names) - 1, -1, -1):
+        want_o[plain["s"] == names[j]] = j
+    assert _codes(plain, "s", tuple(names)).tolist() == want_o.tolist()
+
+
+def test_region_gap_alerts_of_rows_without_a_gap_are_none():
+    r = finding_rows([(3, T0, 50.0, 1, 0)], 0)
+    r["classification"] = "silence"
+    assert region_gap_alerts(r, None, T0) == []
