@@ -683,12 +683,17 @@ class PagingPolicy:
             cell of 15 %) and climbs to 100 %.
         """
         data = int(now_ms if data_ms is None else data_ms)
-        return paged_alerts(self.select(rows, data, slot_time, last_alarm, peak_value), topology, int(now_ms))
+        selected = self._select(rows, data, slot_time, last_alarm, peak_value, copy=False)
+        return paged_alerts(selected, topology, int(now_ms))
 
     def select(self, rows: np.ndarray, data_ms: int, slot_time=None, last_alarm=None, peak_value=None) -> np.ndarray:
         """The rows to page now (what :meth:`page` turns into alerts): faults that persisted or are
         corroborated (held ones included), their later rows, and the other rows except the
         load-driven quality shifts. For callers with their own alert format."""
+        return self._select(rows, data_ms, slot_time, last_alarm, peak_value)
+
+    def _select(self, rows, data_ms: int, slot_time=None, last_alarm=None, peak_value=None, copy=True) -> np.ndarray:
+        """:meth:`select`; ``copy=False`` may return ``rows`` itself when all of it is selected."""
         rows = np.asarray(rows, dtype=ANOMALY_DTYPE)
         data = int(data_ms)
         faults, other, quality = self._remember_load(rows, data)
@@ -696,7 +701,11 @@ class PagingPolicy:
         paged = self._faults(faults, data, slot_time, last_alarm, peak_value)
         other, quality = self._deferred(other, quality, data)
         keep = self._not_load_driven(other, quality)
-        return np.concatenate([paged, other[keep]]) if len(paged) else other[keep]
+        if len(paged):
+            return np.concatenate([paged, other if keep is None else other[keep]])
+        if keep is None:
+            return other.copy() if copy else other
+        return other[keep]
 
     @classmethod
     def for_interval(cls, interval_s: float, **kw) -> PagingPolicy:
@@ -880,13 +889,13 @@ class PagingPolicy:
     def _not_load_driven(self, rows: np.ndarray, quality: np.ndarray) -> np.ndarray:
         """Mask of ``rows`` to keep: drops the harmful quality shifts (``quality``: the quality
         changes among ``rows``) that an upward utilisation shift of the same element to at least
-        ``load_level`` explains (counted ``load_driven``)."""
-        keep = np.ones(len(rows), bool)
+        ``load_level`` explains (counted ``load_driven``); None: all of them."""
         if not quality.any():
-            return keep
+            return None
         cand = np.flatnonzero(quality & (rows["direction"] == _harmful_direction(rows["metric"], HARMFUL_DIRECTION)))
         if not len(cand):
-            return keep
+            return None
+        keep = np.ones(len(rows), bool)
         mem = self._mem
         at = mem.where(rows["element_id"][cand])  # the candidates' elements only
         at = at[(mem.column("value", at) >= self.load_level) & (mem.column("direction", at) > 0)]
