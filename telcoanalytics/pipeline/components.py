@@ -443,7 +443,8 @@ class AnomalyComponent(_Streamed, _Base):
                 o, ts, batch.element_index, rows["latency_ms"], rows["loss_pct"], self.n_eq, self.n_eq + 1, *out
             )
         self.data_ms = max(self.data_ms, int(out[0][-1]))
-        found = self.net.update(*out)  # late rows across batches are normal here: counted, reported
+        # checked, time-ordered events (late rows across batches are normal here: counted, reported)
+        found = self.net._update_events(*out, ts_sorted=True)
         if len(found):
             self._pending.append(found)
         return []
