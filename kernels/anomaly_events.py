@@ -110,3 +110,40 @@ def prepare_events(
             log_arg[n_log] = x + c
             n_log += 1
     return -1, -1, n_log, n_alive
+
+
+@kernel
+def name_codes(chars, names, out):
+    """Which of ``names`` each fixed-width string equals: the index of the first equal one, else -1.
+
+    Parameters
+    ----------
+    chars : uint8 (n, w)
+        The bytes of a fixed-width NumPy string column, one row per string (a ``U`` field of a
+        structured array viewed as bytes).
+    names : uint8 (k, w)
+        The names in the same encoding and width, zero-padded.
+    out : int64 (n,)
+        Written: the codes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> col = np.array(["loss", "lat", "loss", ""], dtype="U4")
+    >>> out = np.empty(4, np.int64)
+    >>> name_codes(col.view(np.uint8).reshape(4, 16), np.array(["lat", "loss"], "U4").view(np.uint8).reshape(2, 16), out)
+    >>> out.tolist()
+    [1, 0, 1, -1]
+    """
+    n, w = chars.shape
+    k = names.shape[0]
+    for i in range(n):
+        code = -1
+        for j in range(k):
+            c = 0
+            while c < w and chars[i, c] == names[j, c]:
+                c += 1
+            if c == w:
+                code = j
+                break
+        out[i] = code

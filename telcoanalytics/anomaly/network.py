@@ -376,6 +376,13 @@ class NetworkAnomalyDetector:
         )
         value = _as_1d("value", value, np.float64)
         _check(len(value) == n, f"ts_ms, slot and value must have one length, got {n}, {n}, {len(value)}")
+        return self._update_events(ts_ms, elem, metric_id, value)
+
+    def _update_events(self, ts_ms, elem, metric_id, value, ts_sorted: bool = False) -> np.ndarray:
+        """:meth:`update` of checked inputs: contiguous int64 ``ts_ms``, ``elem``, ``metric_id`` and
+        float64 ``value`` of one length (indices are still range-checked); ``ts_sorted``: the
+        caller has put ``ts_ms`` in non-decreasing order."""
+        n = len(ts_ms)
         slot, scored = np.empty(n, dtype=np.int64), np.empty(n)
         log_pos, log_arg = np.empty(n, dtype=np.int64), np.empty(n)
         bad_e, bad_m, n_log, n_alive = _ke.prepare_events(
@@ -385,10 +392,10 @@ class NetworkAnomalyDetector:
         if bad_e >= 0 or bad_m >= 0:
             self._check_indices(elem, metric_id)
         if n_alive == n:
-            self.silence._observe(ts_ms, elem)
+            self.silence._observe(ts_ms, elem, ts_sorted)
         elif n_alive:
             alive = self.silence_metric[metric_id]
-            self.silence._observe(ts_ms[alive], elem[alive])
+            self.silence._observe(ts_ms[alive], elem[alive], ts_sorted)
         mult = self.threshold_multiplier(ts_ms, elem) if self.calendar else None
         if n_log:  # NumPy's logarithm, as for any caller's values
             scored[log_pos[:n_log]] = np.log(log_arg[:n_log])

@@ -60,6 +60,7 @@ stay in the detector's findings (``anomalies.jsonl``, the report); only the page
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from collections import Counter
 
 import numpy as np
@@ -175,17 +176,119 @@ def relabel_benign(rows: np.ndarray, harmful: dict | None = None) -> int:
     table = HARMFUL_DIRECTION if harmful is None else harmful
     if not len(rows):
         return 0
-    direction = np.array([table.get(str(m), 1) for m in rows["metric"]], dtype=np.int64)
-    harmless = (rows["classification"] == "fault") & (direction != 0) & (rows["direction"] == -direction)
+    fault = _codes(rows, "classification", ("fault",)) == 0
+    if not fault.any():
+        return 0
+    direction = _harmful_direction(rows["metric"], table)
+    harmless = fault & (direction != 0) & (rows["direction"] == -direction)
     rows["classification"][harmless] = "benign"
     return int(harmless.sum())
+
+
+def _among(values: np.ndarray, names) -> np.ndarray:
+    """``np.isin(values, names)`` for a few names: one comparison per name."""
+    names = _names(names) if isinstance(names, tuple) else np.asarray(list(names)).tolist()
+    if not names:
+        return np.zeros(len(values), dtype=bool)
+    out = values == names[0]
+    for name in names[1:]:
+        out |= values == name
+    return out
+
+
+def _codes(rows: np.ndarray, field: str, names: tuple) -> np.ndarray:
+    """Index of the first of ``names`` that each row's string ``field`` equals (as ``==`` compares
+    NumPy strings), else -1: one compiled pass over the field's bytes for all names, where each
+    ``==`` is a pass of its own (over a 465-byte stride).
+
+    Examples
+    --------
+    >>> r = np.zeros(3, ANOMALY_DTYPE)
+    >>> r["metric"] = ["loss_pct", "latency_ms", "mos"]
+    >>> _codes(r, "metric", ("latency_ms", "loss_pct", "latency_ms")).tolist()
+    [1, 0, -1]
+    """
+    dt = rows.dtype[field]
+    out = np.full(len(rows), -1, dtype=np.int64)
+    if not len(rows) or not names:
+        return out
+    if dt.kind != "U" or not all(isinstance(n, str) for n in names):  # no byte table: compare
+        col = rows[field]
+        for j in range(len(names) - 1, -1, -1):  # the first equal name wins
+            out[col == names[j]] = j
+        return out
+    from kernels.anomaly_events import name_codes
+
+    table, index = _name_table(tuple(names), dt.str)
+    r = rows if rows.flags.c_contiguous else np.ascontiguousarray(rows)
+    off = r.dtype.fields[field][1]
+    chars = r.view(np.uint8).reshape(len(r), r.dtype.itemsize)[:, off : off + dt.itemsize]
+    name_codes(chars, table, out)
+    return index[out]
+
+
+@functools.lru_cache(maxsize=64)
+def _name_table(names: tuple, dtype: str) -> tuple:
+    """(zero-padded bytes of the names that fit ``dtype``, their indices in ``names`` followed by
+    -1): a longer name equals no string of that width."""
+    width = np.dtype(dtype).itemsize // 4
+    fit = [j for j, n in enumerate(names) if len(n.rstrip("\x00")) <= width]  # trailing NULs are padding
+    table = np.array([names[j] for j in fit], dtype=dtype).view(np.uint8).reshape(len(fit), 4 * width)
+    return np.ascontiguousarray(table), np.array(fit + [-1], dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=64)
+def _names(names: tuple) -> list:
+    """The names as ``np.isin`` compares them (converted to one NumPy array)."""
+    return np.asarray(list(names)).tolist()
+
+
+def _quality_changes(rows: np.ndarray) -> np.ndarray:
+    """Which ``rows`` are changes of a service-quality metric (:data:`DEGRADATION_METRICS`)."""
+    change = rows["classification"] == "change"
+    return change & _among(rows["metric"], DEGRADATION_METRICS) if change.any() else change
+
+
+_LOAD_CLASSES = ("fault", "change", "crowd", "surge", "benign")
+"""Classifications of the utilisation findings the policy remembers (fault and change first)."""
+
+
+@functools.lru_cache(maxsize=16)
+def _metric_tables(load_metrics: tuple) -> tuple:
+    """(metric names, whether each is a utilisation metric, whether a service-quality one; both
+    with a False for -1, no name) for :func:`_codes`."""
+    load = _names(load_metrics)
+    names = tuple(dict.fromkeys(load + list(DEGRADATION_METRICS)))
+    is_load = np.array([n in load for n in names] + [False])
+    is_quality = np.array([n in DEGRADATION_METRICS for n in names] + [False])
+    return names, is_load, is_quality
+
+
+def _harmful_direction(metric: np.ndarray, table: dict) -> np.ndarray:
+    """``table.get(m, 1)`` for each metric name of ``metric`` (int64), one comparison per entry."""
+    out = np.ones(len(metric), dtype=np.int64)
+    for name, d in table.items():
+        if isinstance(name, str) and d != 1:
+            out[metric == name] = d
+    return out
 
 
 def paged_alerts(rows: np.ndarray, topology, now_ms: int) -> list[Alert]:
     """Alerts for the paged findings of ``rows``: faults and silences per element, degradations,
     then collection gaps once per region."""
-    out = alerts_from_anomalies(rows[np.isin(rows["classification"], PAGED)], topology)
-    return out + degradation_alerts(rows, topology) + region_gap_alerts(rows, topology, now_ms)
+    if not len(rows):
+        return []
+    paged_names = _names(tuple(PAGED))
+    names = tuple(dict.fromkeys(paged_names + ["change", "collection_gap"]))
+    cls = _codes(rows, "classification", names)
+    paged = np.array([n in paged_names for n in names] + [False])[cls]
+    out = alerts_from_anomalies(rows[paged], topology) if paged.any() else []
+    change = cls == names.index("change")  # degradation_alerts takes the changes of DEGRADATION_METRICS
+    if change.any():
+        change &= _codes(rows, "metric", tuple(DEGRADATION_METRICS)) >= 0
+        out = out + degradation_alerts(rows[change], topology)
+    gap = cls == names.index("collection_gap")
+    return out + region_gap_alerts(rows[gap], topology, now_ms) if gap.any() else out
 
 
 def degradation_alerts(
@@ -216,7 +319,8 @@ def degradation_alerts(
     [('firing', 'degradation_latency_ms', -1), ('resolved', 'degradation_latency_ms', 60000)]
     """
     table = HARMFUL_DIRECTION if harmful is None else harmful
-    ch = rows[(rows["classification"] == "change") & np.isin(rows["metric"], list(metrics))]
+    change = rows["classification"] == "change"
+    ch = rows[change & _among(rows["metric"], metrics)] if change.any() else rows[:0]
     if not len(ch):
         return []
     bad = np.array([table.get(str(m), 1) for m in ch["metric"]], dtype=np.int64)
@@ -291,6 +395,158 @@ def region_gap_alerts(rows: np.ndarray, topology, now_ms: int) -> list[Alert]:
                 )
             )
     return out
+
+
+class LoadMemory:
+    """Remembered utilisation findings in arrival order: their records (what a checkpoint holds)
+    and, apart, the columns the checks read (element, time, start, value, direction, metric).
+
+    The column buffers grow by doubling and the records are kept as the arrays they came in; an
+    expired finding is only marked, and the marked ones are dropped in one copy once they are at
+    least half of the buffer. Remembering and forgetting a finding so costs a constant amount of
+    work on average, however many are remembered (concatenating and filtering the records on
+    every call copied all of them).
+
+    Examples
+    --------
+    >>> r = np.zeros(3, ANOMALY_DTYPE)
+    >>> r["element_id"], r["t_ms"] = [4, 5, 6], [10, 30, 20]
+    >>> mem = LoadMemory()
+    >>> mem.add(r)
+    >>> mem.expire(25)  # forget the findings confirmed before 25
+    >>> mem.records()["element_id"].tolist(), len(mem)
+    ([5], 1)
+    """
+
+    _COLUMNS = (
+        ("element_id", np.int64),
+        ("t_ms", np.int64),
+        ("start_ms", np.int64),
+        ("value", np.float64),
+        ("direction", np.int8),
+        ("metric_code", np.int64),
+    )
+    _NONE = np.iinfo(np.int64).max
+
+    def __init__(self, rows: np.ndarray | None = None):
+        self.n = 0  # buffer rows in use (live and expired)
+        self.live = 0
+        self.t_min = self._NONE  # no live finding is older (the oldest live one's time)
+        self._parts: list = []  # the records of each add(), in buffer order (rows 0..n-1 together)
+        self._chunk = np.zeros(0, np.int64)  # first buffer row of each part
+        self._chunk_min = np.zeros(0, np.int64)  # the oldest live time among them (_NONE: none)
+        self._alive = np.zeros(0, bool)
+        self._col = {f: np.zeros(0, dt) for f, dt in self._COLUMNS}
+        self._codes: dict = {}  # metric name -> code
+        self._names = np.zeros(0, ANOMALY_DTYPE["metric"])  # code -> metric name
+        if rows is not None and len(rows):
+            self.add(rows)
+
+    def __len__(self) -> int:
+        return self.live
+
+    def _grow(self, need: int) -> None:
+        cap = len(self._alive)
+        if need <= cap:
+            return
+        cap = max(64, cap)
+        while cap < need:
+            cap *= 2
+        n = self.n
+
+        def bigger(a):
+            b = np.zeros(cap, a.dtype)
+            b[:n] = a[:n]
+            return b
+
+        self._alive = bigger(self._alive)
+        self._col = {f: bigger(a) for f, a in self._col.items()}
+
+    def _metric_codes(self, metric: np.ndarray) -> np.ndarray:
+        code = np.full(len(metric), -1, dtype=np.int64)
+        for name, c in self._codes.items():
+            code[metric == name] = c
+        if (code < 0).any():
+            for name in np.unique(metric[code < 0]).tolist():
+                self._codes[name] = c = len(self._codes)
+                code[metric == name] = c
+            self._names = np.array(list(self._codes), dtype=ANOMALY_DTYPE["metric"])
+        return code
+
+    def add(self, rows: np.ndarray) -> None:
+        """Remember ``rows`` (ANOMALY_DTYPE; copied), after those remembered."""
+        k = len(rows)
+        if not k:
+            return
+        rows = np.array(rows, dtype=ANOMALY_DTYPE)
+        self._grow(self.n + k)
+        a, b = self.n, self.n + k
+        self._parts.append(rows)
+        self._alive[a:b] = True
+        col = self._col
+        for f in ("element_id", "t_ms", "start_ms", "value", "direction"):
+            col[f][a:b] = rows[f]
+        col["metric_code"][a:b] = self._metric_codes(rows["metric"])
+        self.n, self.live = b, self.live + k
+        oldest = int(col["t_ms"][a:b].min())
+        self._chunk, self._chunk_min = np.append(self._chunk, a), np.append(self._chunk_min, oldest)
+        self.t_min = min(self.t_min, oldest)
+
+    def expire(self, cut: int) -> None:
+        """Forget the findings confirmed before ``cut`` (``t_ms < cut``)."""
+        if self.t_min >= cut:  # also when none is remembered
+            return
+        n = self.n
+        t, alive = self._col["t_ms"], self._alive
+        end = np.append(self._chunk[1:], n)
+        for c in np.flatnonzero(self._chunk_min < cut).tolist():  # only the chunks holding expired ones
+            a, b = int(self._chunk[c]), int(end[c])
+            seg = alive[a:b]
+            before = int(np.count_nonzero(seg))
+            seg &= t[a:b] >= cut
+            after = int(np.count_nonzero(seg))
+            self.live -= before - after
+            self._chunk_min[c] = t[a:b][seg].min() if after else self._NONE
+        self.t_min = int(self._chunk_min.min())
+        if 2 * self.live <= n:  # compact: the live ones to the front, in order
+            keep = np.flatnonzero(alive[:n])
+            for a in self._col.values():
+                a[: self.live] = a[keep]
+            parts, chunk, pos = [], [], 0
+            for p, a, b in zip(self._parts, self._chunk.tolist(), end.tolist()):
+                m = alive[a:b]
+                k = int(np.count_nonzero(m))
+                if k:  # a part with expired findings is copied without them, a fully live one kept
+                    parts.append(p if k == b - a else p[m])
+                    chunk.append(pos)
+                    pos += k
+            held = self._chunk_min != self._NONE
+            self._parts, self._chunk, self._chunk_min = parts, np.array(chunk, np.int64), self._chunk_min[held]
+            self._alive[: self.live] = True
+            self._alive[self.live : n] = False
+            self.n = self.live
+
+    def where(self, elements: np.ndarray | None = None) -> np.ndarray:
+        """Buffer positions (ascending: arrival order) of the live findings on ``elements`` (all
+        when None)."""
+        n = self.n
+        m = self._alive[:n].copy()
+        if elements is not None:
+            m &= np.isin(self._col["element_id"][:n], elements)
+        return np.flatnonzero(m)
+
+    def column(self, name: str, at: np.ndarray) -> np.ndarray:
+        """Column ``name`` at positions ``at``: ``element_id``, ``t_ms``, ``start_ms``, ``value``,
+        ``direction``, ``metric`` (the name) or ``metric_code`` (equal names, equal codes)."""
+        if name == "metric":
+            return self._names[self._col["metric_code"][at]]
+        return self._col[name][at]
+
+    def records(self) -> np.ndarray:
+        """The live findings' records (a copy), in arrival order."""
+        if not self._parts:
+            return np.zeros(0, ANOMALY_DTYPE)
+        return np.concatenate(self._parts)[self._alive[: self.n]]
 
 
 class PagingPolicy:
@@ -373,10 +629,14 @@ class PagingPolicy:
         self.load_metrics = tuple(load_metrics)
         self._held = np.zeros(0, ANOMALY_DTYPE)  # open faults not paged yet (their opening rows)
         self._paged: set = set()  # (element, metric, start) of faults paged and still open
-        self._load = np.zeros(0, ANOMALY_DTYPE)  # recent utilisation findings (shifts up and down)
-        self._load_t = np.zeros(0, np.int64)  # their times, apart (expiry reads them on every call)
+        self._mem = LoadMemory()  # recent utilisation findings (shifts up and down)
         self._quality = np.zeros(0, ANOMALY_DTYPE)  # quality changes waiting load_defer_ms (arrival order)
         self.counts: Counter = Counter()
+
+    @property
+    def _load(self) -> np.ndarray:
+        """The remembered utilisation findings (a copy), in arrival order."""
+        return self._mem.records()
 
     def _family(self, metric: str) -> str:
         return self.families.get(metric, metric)
@@ -423,21 +683,29 @@ class PagingPolicy:
             cell of 15 %) and climbs to 100 %.
         """
         data = int(now_ms if data_ms is None else data_ms)
-        return paged_alerts(self.select(rows, data, slot_time, last_alarm, peak_value), topology, int(now_ms))
+        selected = self._select(rows, data, slot_time, last_alarm, peak_value, copy=False)
+        return paged_alerts(selected, topology, int(now_ms))
 
     def select(self, rows: np.ndarray, data_ms: int, slot_time=None, last_alarm=None, peak_value=None) -> np.ndarray:
         """The rows to page now (what :meth:`page` turns into alerts): faults that persisted or are
         corroborated (held ones included), their later rows, and the other rows except the
         load-driven quality shifts. For callers with their own alert format."""
+        return self._select(rows, data_ms, slot_time, last_alarm, peak_value)
+
+    def _select(self, rows, data_ms: int, slot_time=None, last_alarm=None, peak_value=None, copy=True) -> np.ndarray:
+        """:meth:`select`; ``copy=False`` may return ``rows`` itself when all of it is selected."""
         rows = np.asarray(rows, dtype=ANOMALY_DTYPE)
-        self._remember_load(rows, int(data_ms))
-        faults = rows[rows["classification"] == "fault"]
-        other = rows[rows["classification"] != "fault"]
+        data = int(data_ms)
+        faults, other, quality = self._remember_load(rows, data)
         self._reclassified(other)
-        out_rows = [self._faults(faults, int(data_ms), slot_time, last_alarm, peak_value)]
-        other = self._deferred(other, int(data_ms))
-        keep = self._not_load_driven(other)
-        return np.concatenate(out_rows + [other[keep]])
+        paged = self._faults(faults, data, slot_time, last_alarm, peak_value)
+        other, quality = self._deferred(other, quality, data)
+        keep = self._not_load_driven(other, quality)
+        if len(paged):
+            return np.concatenate([paged, other if keep is None else other[keep]])
+        if keep is None:
+            return other.copy() if copy else other
+        return other[keep]
 
     @classmethod
     def for_interval(cls, interval_s: float, **kw) -> PagingPolicy:
@@ -462,8 +730,10 @@ class PagingPolicy:
         inhibited child) are no longer faults: forget them."""
         if not len(self._held) or not len(rows):
             return
-        keys = {self._key(r) for r in rows}
-        gone = np.array([self._key(r) in keys for r in self._held], dtype=bool)
+        e, m, s = rows["element_id"], rows["metric"], rows["start_ms"]
+        gone = np.array(
+            [((e == h["element_id"]) & (m == h["metric"]) & (s == h["start_ms"])).any() for h in self._held]
+        )
         if gone.any():
             self.counts["reclassified"] += int(gone.sum())
             self._held = self._held[~gone]
@@ -544,72 +814,96 @@ class PagingPolicy:
         return out
 
     # ---- degradations -------------------------------------------------------------------------
-    def _deferred(self, rows: np.ndarray, data: int) -> np.ndarray:
+    def _deferred(self, rows: np.ndarray, quality: np.ndarray, data: int) -> tuple:
         """``rows`` without the quality changes on busy elements (queued), plus the queued ones whose
         ``load_defer_ms`` of data has passed; a change of an element and metric with one queued is
-        queued behind it (a shift back never overtakes its shift)."""
-        if self.load_defer_ms <= 0:
-            return rows
-        q = (rows["classification"] == "change") & np.isin(rows["metric"], list(DEGRADATION_METRICS))
+        queued behind it (a shift back never overtakes its shift). ``quality``: which of ``rows``
+        are quality changes (:func:`_quality_changes`); returned with the rows."""
+        if self.load_defer_ms <= 0 or (not len(self._quality) and not quality.any()):
+            return rows, quality
+        q = quality.copy()
         if q.any():
             qi = np.flatnonzero(q)
-            near = self._load[np.isin(self._load["element_id"], rows["element_id"][qi])]  # their elements only
-            for i in qi:
+            near = self._mem.where(rows["element_id"][qi])  # their elements' findings only
+            queued = set(zip(self._quality["element_id"].tolist(), self._quality["metric"].tolist()))
+            new = []
+            for i in qi.tolist():
                 r = rows[i]
-                e, t = r["element_id"], r["t_ms"]
-                behind = (self._quality["element_id"] == e) & (self._quality["metric"] == r["metric"])
-                if self._busy(int(e), int(t), near) or behind.any():
-                    self._quality = np.concatenate([self._quality, rows[i : i + 1]])
-                    self.counts["deferred"] += 1
+                e, m = int(r["element_id"]), str(r["metric"])
+                if self._busy(e, int(r["t_ms"]), near) or (e, m) in queued:
+                    new.append(i)
+                    queued.add((e, m))
                 else:
                     q[i] = False
+            if new:
+                self._quality = np.concatenate([self._quality, rows[new]])
+                self.counts["deferred"] += len(new)
         due = np.cumprod(self._quality["t_ms"] + self.load_defer_ms <= data).astype(bool)
+        if not due.any():
+            return (rows[~q], quality[~q]) if q.any() else (rows, quality)
         out = self._quality[due]
         self._quality = self._quality[~due]
-        return np.concatenate([rows[~q], out]) if len(out) else rows[~q]
+        return np.concatenate([rows[~q], out]), np.concatenate([quality[~q], _quality_changes(out)])
 
-    def _busy(self, element: int, t: int, ld: np.ndarray) -> bool:
+    def _busy(self, element: int, t: int, near: np.ndarray) -> bool:
         """Whether ``element`` is busy at ``t``: the utilisation level its latest finding confirmed
         in the ``busy_ms`` before ``t`` (the level after a shift, up or down; per utilisation metric)
         is at least ``load_level``. A cell whose load fell back below that level after its busy
-        hour is not busy any more. ``ld``: the remembered findings (at least the element's)."""
-        m = (ld["element_id"] == element) & (ld["t_ms"] >= t - self.busy_ms) & (ld["t_ms"] <= t)
-        for metric in np.unique(ld["metric"][m]):
-            own = ld[m & (ld["metric"] == metric)]
-            latest = own[np.flatnonzero(own["t_ms"] == own["t_ms"].max())[-1]]  # last confirmed, arrival order
-            if latest["value"] >= self.load_level:
+        hour is not busy any more. ``near``: positions of remembered findings (at least the
+        element's; :meth:`LoadMemory.where`), in arrival order."""
+        mem = self._mem
+        lt = mem.column("t_ms", near)
+        m = (mem.column("element_id", near) == element) & (lt >= t - self.busy_ms) & (lt <= t)
+        if not m.any():
+            return False
+        at, lt = near[m], lt[m]
+        metric, value = mem.column("metric_code", at), mem.column("value", at)
+        for code in np.unique(metric):
+            own = np.flatnonzero(metric == code)
+            latest = own[np.flatnonzero(lt[own] == lt[own].max())[-1]]  # last confirmed, arrival order
+            if value[latest] >= self.load_level:
                 return True
         return False
 
-    def _remember_load(self, rows: np.ndarray, data: int) -> None:
+    def _remember_load(self, rows: np.ndarray, data: int) -> tuple:
         """Keep the recent utilisation findings: upward ones explain quality shifts, the latest one
-        of either direction tells whether an element is busy (:meth:`_busy`)."""
-        new = rows[np.isin(rows["metric"], self.load_metrics) & (rows["direction"] != 0)]
-        new = new[np.isin(new["classification"], ("change", "fault", "crowd", "surge", "benign"))]
-        old = self._load_t < data - max(6 * 3_600_000 + self.load_window_ms, self.busy_ms)
-        if old.any():  # copy the (large) records only to drop some
-            self._load, self._load_t = self._load[~old], self._load_t[~old]
-        if len(new):
-            self._load = np.concatenate([self._load, new])
-            self._load_t = np.concatenate([self._load_t, new["t_ms"].astype(np.int64)])
+        of either direction tells whether an element is busy (:meth:`_busy`). Returns ``rows``
+        split into (faults, the others, which of the others are quality changes), each
+        classification and metric compared once."""
+        self._mem.expire(data - max(6 * 3_600_000 + self.load_window_ms, self.busy_ms))
+        if not len(rows):
+            return rows, rows, np.zeros(0, bool)
+        names, is_load, is_quality = _metric_tables(tuple(self.load_metrics))
+        metric = _codes(rows, "metric", names)
+        cls = _codes(rows, "classification", _LOAD_CLASSES)  # 0: fault, 1: change
+        load = is_load[metric]
+        if load.any():
+            load &= (rows["direction"] != 0) & (cls >= 0)
+            self._mem.add(rows[load])
+        fault = cls == 0
+        quality = (cls == 1) & is_quality[metric]
+        if not fault.any():
+            return rows[:0], rows, quality
+        return rows[fault], rows[~fault], quality[~fault]
 
-    def _not_load_driven(self, rows: np.ndarray) -> np.ndarray:
-        """Mask of ``rows`` to keep: drops the harmful quality shifts that an upward utilisation
-        shift of the same element to at least ``load_level`` explains (counted ``load_driven``)."""
-        keep = np.ones(len(rows), bool)
-        cand = np.flatnonzero(
-            (rows["classification"] == "change")
-            & np.isin(rows["metric"], list(DEGRADATION_METRICS))
-            & (rows["direction"] == np.array([HARMFUL_DIRECTION.get(str(m), 1) for m in rows["metric"]], dtype=np.int8))
-        ) if len(rows) else np.zeros(0, np.int64)  # fmt: skip
+    def _not_load_driven(self, rows: np.ndarray, quality: np.ndarray) -> np.ndarray:
+        """Mask of ``rows`` to keep: drops the harmful quality shifts (``quality``: the quality
+        changes among ``rows``) that an upward utilisation shift of the same element to at least
+        ``load_level`` explains (counted ``load_driven``); None: all of them."""
+        if not quality.any():
+            return None
+        cand = np.flatnonzero(quality & (rows["direction"] == _harmful_direction(rows["metric"], HARMFUL_DIRECTION)))
         if not len(cand):
-            return keep
-        ld = self._load[(self._load["value"] >= self.load_level) & (self._load["direction"] > 0)]
-        ld = ld[np.isin(ld["element_id"], rows["element_id"][cand])]  # the candidates' elements only
+            return None
+        keep = np.ones(len(rows), bool)
+        mem = self._mem
+        at = mem.where(rows["element_id"][cand])  # the candidates' elements only
+        at = at[(mem.column("value", at) >= self.load_level) & (mem.column("direction", at) > 0)]
+        ld_e, ld_start = mem.column("element_id", at), mem.column("start_ms", at)
         for i in cand:
             r = rows[i]
-            near = (ld["element_id"] == r["element_id"]) & (ld["start_ms"] >= r["start_ms"] - self.load_window_ms)
-            near &= ld["start_ms"] <= max(int(r["t_ms"]), int(r["start_ms"]))
+            near = (ld_e == r["element_id"]) & (ld_start >= r["start_ms"] - self.load_window_ms)
+            near &= ld_start <= max(int(r["t_ms"]), int(r["start_ms"]))
             if near.any():
                 keep[i] = False
                 self.counts["load_driven"] += 1
@@ -638,7 +932,7 @@ class PagingPolicy:
     def to_state(self) -> dict:
         return {
             "held": self._held.copy(),
-            "load": self._load.copy(),
+            "load": self._mem.records(),
             "quality": self._quality.copy(),
             "paged": [list(k) for k in sorted(self._paged)],
             "counts": dict(self.counts),
@@ -663,8 +957,7 @@ class PagingPolicy:
         st["corroborated_only"] = tuple(st.get("corroborated_only", CORROBORATED_ONLY))  # not in older checkpoints
         pol = cls(**st)
         pol._held = np.asarray(d["held"], dtype=ANOMALY_DTYPE)
-        pol._load = np.asarray(d["load"], dtype=ANOMALY_DTYPE)
-        pol._load_t = pol._load["t_ms"].astype(np.int64)
+        pol._mem = LoadMemory(np.asarray(d["load"], dtype=ANOMALY_DTYPE))
         if "quality" in d:  # checkpoints written before the deferral hold none
             pol._quality = np.asarray(d["quality"], dtype=ANOMALY_DTYPE)
         pol._paged = {(int(e), str(m), int(t)) for e, m, t in d["paged"]}

@@ -76,11 +76,12 @@ class SilenceMonitor:
             )
         self._observe(ts_ms, elem)
 
-    def _observe(self, ts_ms: np.ndarray, elem: np.ndarray) -> None:
-        """:meth:`observe` of checked inputs (contiguous int64 arrays of one length, elements in range)."""
+    def _observe(self, ts_ms: np.ndarray, elem: np.ndarray, ts_sorted: bool = False) -> None:
+        """:meth:`observe` of checked inputs (contiguous int64 arrays of one length, elements in
+        range; ``ts_sorted``: ``ts_ms`` is known to be non-decreasing)."""
         if self._watching:  # the first report after each watched silence, in any arrival order
             _ks.resume_update(ts_ms, elem, self.back_from, self.back_ts)
-        if not _ke.is_sorted(ts_ms):  # arrivals in time order (a stable sort keeps ties as given)
+        if not ts_sorted and not _ke.is_sorted(ts_ms):  # arrivals in time order (a stable sort keeps ties as given)
             order = np.argsort(ts_ms, kind="stable")
             ts_ms, elem = ts_ms[order], elem[order]
         _k.arrivals_update(ts_ms, elem, self.gap_alpha, self.last_ts, self.gap_ms, self.n_reports)

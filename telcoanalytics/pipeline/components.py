@@ -443,7 +443,8 @@ class AnomalyComponent(_Streamed, _Base):
                 o, ts, batch.element_index, rows["latency_ms"], rows["loss_pct"], self.n_eq, self.n_eq + 1, *out
             )
         self.data_ms = max(self.data_ms, int(out[0][-1]))
-        found = self.net.update(*out)  # late rows across batches are normal here: counted, reported
+        # checked, time-ordered events (late rows across batches are normal here: counted, reported)
+        found = self.net._update_events(*out, ts_sorted=True)
         if len(found):
             self._pending.append(found)
         return []
@@ -456,7 +457,10 @@ class AnomalyComponent(_Streamed, _Base):
         s = self.net.check_silence(int(watermark_ms))
         if len(s):
             self._pending.append(s)
-        found = np.concatenate(self._pending) if self._pending else np.zeros(0, ANOMALY_DTYPE)
+        if len(self._pending) > 1:
+            found = np.concatenate(self._pending)
+        else:  # one part: a copy (concatenating structured rows promotes their dtype field by field)
+            found = self._pending[0].copy() if self._pending else np.zeros(0, ANOMALY_DTYPE)
         self._pending = []
         if len(found):
             relabel_benign(found)
