@@ -373,16 +373,24 @@ class Runner:
         self.progress = progress or Progress(mode="off")
         self.hooks = list(hooks)
         self.stop_requested = False
-        self.checkpoint_s = 0.0
+        self.checkpoint_s = 0.0  # seconds the run waited for checkpoints (snapshots, writes in the foreground)
+        self.checkpoint_write_s = 0.0  # seconds the background writers took (overlapped with processing)
+        self._pending = None  # the checkpoint being written in the background (PendingCheckpoint)
 
     def request_stop(self, *_args) -> None:
         """Stop after the current batch (a signal handler: ``signal.signal(SIGTERM, r.request_stop)``)."""
         self.stop_requested = True
 
     def run(self, source) -> bool:
-        """Feed every batch of ``source``; returns True when it was exhausted, False when stopped."""
+        """Feed every batch of ``source``; returns True when it was exhausted, False when stopped.
+
+        Periodic checkpoints are written by a background thread from a snapshot of the state
+        (:func:`~telcoanalytics.pipeline.checkpoint.start_checkpoint`) while the batches after them
+        are processed; one at a time, and every one durable when ``run`` returns.
+        """
         pipe = self.pipe
         t0 = time.perf_counter()
+        exhausted = False
         try:
             for name, data in source:
                 for h in self.hooks:
@@ -395,22 +403,36 @@ class Runner:
                         self.driver["next_checkpoint_ms"] = wm - wm % self.every_ms + self.every_ms
                     elif wm >= nxt:
                         self.driver["proc_s"] += time.perf_counter() - t0
+                        self.checkpoint(source.position(), background=True)
                         t0 = time.perf_counter()
-                        self.checkpoint(source.position())
                         self.driver["next_checkpoint_ms"] = wm - wm % self.every_ms + self.every_ms
                 self.progress.update(self.driver["n_in"], pipe.max_event_ms)
                 if self.stop_requested:
-                    return False
-            return True
+                    break
+            else:
+                exhausted = True
+        except BaseException as exc:
+            err = self._wait_pending(raise_error=False)
+            if err is not None:  # both failed: the run's error goes on, naming the checkpoint's
+                exc.add_note(f"a background checkpoint write failed too: {type(err).__name__}: {err}")
+            raise
         finally:
             self.driver["proc_s"] += time.perf_counter() - t0
             self.driver["position"] = source.position()
             self.progress.update(self.driver["n_in"], pipe.max_event_ms, force=True)
             self.progress.close()
+        self.wait_checkpoint()
+        return exhausted
 
-    def checkpoint(self, position, path=None, **extra) -> Path:
-        """Sync the outputs, then write the pipeline and the driver section (position, output lengths)."""
+    def checkpoint(self, position, path=None, background: bool = False, **extra) -> Path:
+        """Sync the outputs, then write the pipeline and the driver section (position, output lengths).
+
+        With ``background`` (a :class:`~telcoanalytics.pipeline.Pipeline`), the state is snapshot
+        and written by a background thread (:meth:`wait_checkpoint` waits for it); otherwise the
+        file is written before this returns. A write still running is waited for first.
+        """
         tc = time.perf_counter()
+        self._wait_pending()
         for log in self.outputs.values():
             log.sync()
         self.driver["position"] = position
@@ -418,9 +440,47 @@ class Runner:
         self.driver["seconds"] = dict(self.pipe.seconds)
         self.driver["n_checkpoints"] += 1
         self.driver.update(extra)
-        out = self.pipe.checkpoint(path or self.checkpoint_path, driver=self.driver)
+        target = Path(path or self.checkpoint_path)
+        if background and _writes_in_background(self.pipe):
+            from telcoanalytics.pipeline.checkpoint import start_checkpoint
+
+            self._pending = start_checkpoint(self.pipe, target, driver=self.driver)
+            out = target
+        else:
+            out = self.pipe.checkpoint(target, driver=self.driver)
         self.checkpoint_s += time.perf_counter() - tc
         return out
+
+    def wait_checkpoint(self) -> Path | None:
+        """Wait for the checkpoint a background thread is writing (if any); returns its path, or
+        raises its error (a full disk ...)."""
+        tw = time.perf_counter()
+        try:
+            return self._wait_pending()
+        finally:
+            self.checkpoint_s += time.perf_counter() - tw
+
+    def _wait_pending(self, raise_error: bool = True):
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        try:
+            out = pending.wait()
+        except BaseException as exc:
+            if raise_error:
+                raise
+            return exc
+        finally:
+            self.checkpoint_write_s += pending.seconds
+        return out if raise_error else None
+
+
+def _writes_in_background(pipe) -> bool:
+    """Can ``pipe``'s checkpoint be written from a snapshot by a background thread? (A plain
+    :class:`~telcoanalytics.pipeline.Pipeline`; others, a Dask-partitioned one, write their own.)"""
+    from telcoanalytics.pipeline.pipeline import Pipeline
+
+    return isinstance(pipe, Pipeline) and type(pipe).checkpoint is Pipeline.checkpoint
 
 
 def stop_on_signals(runner: Runner, signals=(signal.SIGTERM, signal.SIGINT)) -> dict:
