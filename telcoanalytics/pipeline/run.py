@@ -381,12 +381,14 @@ class Runner:
         """Stop after the current batch (a signal handler: ``signal.signal(SIGTERM, r.request_stop)``)."""
         self.stop_requested = True
 
-    def run(self, source) -> bool:
+    def run(self, source, wait: bool = True) -> bool:
         """Feed every batch of ``source``; returns True when it was exhausted, False when stopped.
 
         Periodic checkpoints are written by a background thread from a snapshot of the state
         (:func:`~telcoanalytics.pipeline.checkpoint.start_checkpoint`) while the batches after them
-        are processed; one at a time, and every one durable when ``run`` returns.
+        are processed, one at a time. With ``wait`` (default) every one is durable when ``run``
+        returns; without, the last may still be being written (the next :meth:`checkpoint`, or
+        :meth:`wait_checkpoint`, waits for it).
         """
         pipe = self.pipe
         t0 = time.perf_counter()
@@ -421,7 +423,8 @@ class Runner:
             self.driver["position"] = source.position()
             self.progress.update(self.driver["n_in"], pipe.max_event_ms, force=True)
             self.progress.close()
-        self.wait_checkpoint()
+        if wait:
+            self.wait_checkpoint()
         return exhausted
 
     def checkpoint(self, position, path=None, background: bool = False, **extra) -> Path:

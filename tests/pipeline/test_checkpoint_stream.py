@@ -297,3 +297,30 @@ def test_runner_stopped_returns_false_after_its_write(day, tmp_path):
     r.hooks.append(lambda name, data: r.request_stop() if r.driver["n_checkpoints"] else None)
     assert r.run(IteratorSource(day.raw_batches())) is False
     assert r._pending is None and (tmp_path / "ck.npz").exists()
+
+
+def test_runner_without_wait_leaves_the_last_write_to_the_next_checkpoint(day, tmp_path, monkeypatch):
+    r = _runner(day, tmp_path)
+    assert r.run(IteratorSource(day.raw_batches()), wait=False) is True
+    assert r._pending is not None  # not waited for
+    assert r.wait_checkpoint() == tmp_path / "ck.npz" and r._pending is None
+    assert r.wait_checkpoint() is None  # nothing pending
+    n = r.driver["n_checkpoints"]
+    assert Pipeline.restore(tmp_path / "ck.npz").checkpoint_driver["n_checkpoints"] == n
+    # one write at a time: a foreground checkpoint waits for the background one still running
+    gate, order = threading.Event(), []
+    real = ck._write_entries
+
+    def held(path, flat, meta_json):
+        if json.loads(meta_json)["driver"]["n_checkpoints"] == n + 1:
+            assert gate.wait(60)
+        order.append(json.loads(meta_json)["driver"]["n_checkpoints"])
+        return real(path, flat, meta_json)
+
+    monkeypatch.setattr(ck, "_write_entries", held)
+    r.checkpoint(r.driver["position"], background=True)
+    assert not r._pending.done()
+    threading.Timer(0.3, gate.set).start()
+    r.checkpoint(r.driver["position"], finished=True)
+    assert order == [n + 1, n + 2] and r._pending is None
+    assert Pipeline.restore(tmp_path / "ck.npz").checkpoint_driver["n_checkpoints"] == n + 2
