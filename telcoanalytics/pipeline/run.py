@@ -14,7 +14,10 @@ holding the pipeline's whole state and a *driver* section: the source position, 
 of every output file (:class:`OutputLog`), the run's settings and counters. Output files are
 ``fsync``-ed before the checkpoint that records their lengths, so a resumed run truncates each
 file back to exactly what the checkpoint saw and appends from there: nothing is lost or
-written twice, and the files end equal to an uninterrupted run's.
+written twice, and the files end equal to an uninterrupted run's. The runner takes a snapshot of
+the state and a background thread writes it while the next batches are processed (one write at a
+time); a crash during the write leaves the previous checkpoint, whose lengths the files are cut
+back to.
 
 Output files are append-only JSON lines with optional size rotation (``name.1``, ``name.2``, ...
 oldest first) and retention (the newest ``keep`` rotated files are kept), so findings stream to
