@@ -91,6 +91,39 @@ def test_compacted_entry_equals_compress_and_npy_bytes(a, data):
     assert buf.getvalue() == want.getvalue()
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    hnp.arrays(
+        st.sampled_from(["f8", "f4", "i8", "u1", "?", "U5", "S3", "c16", "M8[ms]", ">i4"]),
+        hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=40),
+    ),
+    st.integers(1, 64),
+)
+def test_plain_arrays_are_written_byte_for_byte_as_np_save_writes_them(a, block):
+    small, ck._WRITE_BLOCK_BYTES = ck._WRITE_BLOCK_BYTES, block
+    try:
+        got = io.BytesIO()
+        assert ck._write_plain_npy(got, a)
+    finally:
+        ck._WRITE_BLOCK_BYTES = small
+    want = io.BytesIO()
+    np.save(want, a, allow_pickle=False)
+    assert got.getvalue() == want.getvalue()
+
+
+def test_other_arrays_are_left_to_numpy():
+    structured = np.zeros(3, dtype=[("a", "i4"), ("b", "U3")])
+    for a in (np.arange(12.0).reshape(3, 4)[:, ::2], np.asfortranarray(np.ones((3, 4))), structured):
+        assert not ck._write_plain_npy(io.BytesIO(), a)
+    with zipfile.ZipFile(io.BytesIO(), "w") as z:
+        ck._write_member(z, "s", structured)
+        ck._write_member(z, "t", np.arange(12.0).reshape(3, 4)[:, ::2])
+        with z.open("s.npy") as f:
+            np.testing.assert_array_equal(np.lib.format.read_array(f), structured)
+        with z.open("t.npy") as f:
+            np.testing.assert_array_equal(np.lib.format.read_array(f), np.arange(12.0).reshape(3, 4)[:, ::2])
+
+
 def test_float32_narrowing_checks_every_value_after_the_sample():
     a = np.full(100_000, 0.5)
     a[1] = 0.1  # not exactly a float32, and not in the strided sample
