@@ -10,11 +10,11 @@ Writing is atomic and durable: the archive goes to a temporary file in the same 
 ``fsync``-ed, renamed over the target and the folder is ``fsync``-ed, so after a crash (even a
 power loss) the path holds either the previous checkpoint or the new one, never a mix; a failed
 write removes its temporary file. Entries are encoded and streamed into the archive one at a time
-(:func:`write_checkpoint`), so the encoded copies of the whole state never exist at once. A
-periodic checkpoint of a run (:class:`~telcoanalytics.pipeline.run.Runner`) is written by a
-background thread (:func:`start_checkpoint`) from a snapshot (:func:`snapshot_entries`: the
-state's own copies, plus copies of what the live state still holds), while the pipeline processes
-the next batches; the snapshot's memory (about the state's size) is held until it is written.
+(:func:`write_checkpoint`), so the encoded copies of the whole state never exist at once.
+:func:`start_checkpoint` writes one from a snapshot (:func:`snapshot_entries`: the state's own
+copies, plus copies of what the live state still holds) in a background thread while the pipeline
+goes on (``Runner(background=True)``); the snapshot's memory, about the state's size, is held
+until it is written.
 
 Reading refuses, with one :class:`CheckpointError` naming the file, what is wrong and what to do:
 a missing file, a damaged one (truncated, bad CRC, missing entries), a foreign one (not written

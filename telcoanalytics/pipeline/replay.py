@@ -428,7 +428,7 @@ def _run_replay(settings, resume, checkpoint, restore, say, progress, client=Non
         progress=progress if progress is not None else Progress(mode="bar"),
         hooks=hooks,
     )
-    runner.run(src, wait=False)  # the last periodic checkpoint's write overlaps the end and the report
+    runner.run(src)
     t0 = time.perf_counter()
     pipe.advance(pipe.max_event_ms + 1)  # end of input: everything is final
     pipe.finish()
@@ -437,7 +437,6 @@ def _run_replay(settings, resume, checkpoint, restore, say, progress, client=Non
     from telcoanalytics.pipeline.checkpoint import write_atomic
 
     write_atomic(out / "report.txt", lambda f: f.write(("\n".join(lines) + "\n").encode()))
-    runner.wait_checkpoint()
     if settings["checkpoints"]:
         runner.checkpoint(src.position(), finished=True)
     if checkpoint:

@@ -14,10 +14,11 @@ holding the pipeline's whole state and a *driver* section: the source position, 
 of every output file (:class:`OutputLog`), the run's settings and counters. Output files are
 ``fsync``-ed before the checkpoint that records their lengths, so a resumed run truncates each
 file back to exactly what the checkpoint saw and appends from there: nothing is lost or
-written twice, and the files end equal to an uninterrupted run's. The runner takes a snapshot of
-the state and a background thread writes it while the next batches are processed (one write at a
-time); a crash during the write leaves the previous checkpoint, whose lengths the files are cut
-back to.
+written twice, and the files end equal to an uninterrupted run's. With ``background=True`` the
+runner takes a snapshot of the state and a background thread writes it while the next batches
+are processed (one write at a time; a crash during the write leaves the previous checkpoint,
+whose lengths the files are cut back to). It is off by default: on a machine without a spare
+core the writer thread slows the processing by more than the wait it saves.
 
 Output files are append-only JSON lines with optional size rotation (``name.1``, ``name.2``, ...
 oldest first) and retention (the newest ``keep`` rotated files are kept), so findings stream to
@@ -336,6 +337,10 @@ class Runner:
     progress : Progress, optional
     hooks : list of callables ``(source, data) -> None``
         Called before each batch (e.g. a topology change at a given event time).
+    background : bool
+        Write the periodic checkpoints from a snapshot in a background thread, overlapped with
+        the processing of the next batches (default False: written before processing goes on).
+        The snapshot holds about the state's size in memory until it is written.
 
     Examples
     --------
@@ -358,6 +363,7 @@ class Runner:
         driver: dict | None = None,
         progress: Progress | None = None,
         hooks=(),
+        background: bool = False,
     ):
         if not checkpoint_every_min > 0:
             raise ValueError(f"checkpoint_every_min must be > 0 (event-time minutes), got {checkpoint_every_min!r}")
@@ -379,6 +385,7 @@ class Runner:
         self.checkpoint_s = 0.0  # seconds the run waited for checkpoints (snapshots, writes in the foreground)
         self.checkpoint_write_s = 0.0  # seconds the background writers took (overlapped with processing)
         self._pending = None  # the checkpoint being written in the background (PendingCheckpoint)
+        self.background = bool(background)
 
     def request_stop(self, *_args) -> None:
         """Stop after the current batch (a signal handler: ``signal.signal(SIGTERM, r.request_stop)``)."""
@@ -387,11 +394,11 @@ class Runner:
     def run(self, source, wait: bool = True) -> bool:
         """Feed every batch of ``source``; returns True when it was exhausted, False when stopped.
 
-        Periodic checkpoints are written by a background thread from a snapshot of the state
-        (:func:`~telcoanalytics.pipeline.checkpoint.start_checkpoint`) while the batches after them
-        are processed, one at a time. With ``wait`` (default) every one is durable when ``run``
-        returns; without, the last may still be being written (the next :meth:`checkpoint`, or
-        :meth:`wait_checkpoint`, waits for it).
+        With ``background``, periodic checkpoints are written by a background thread from a
+        snapshot of the state (:func:`~telcoanalytics.pipeline.checkpoint.start_checkpoint`) while
+        the batches after them are processed, one at a time. With ``wait`` (default) every one is
+        durable when ``run`` returns; without, the last may still be being written (the next
+        :meth:`checkpoint`, or :meth:`wait_checkpoint`, waits for it).
         """
         pipe = self.pipe
         t0 = time.perf_counter()
@@ -408,7 +415,7 @@ class Runner:
                         self.driver["next_checkpoint_ms"] = wm - wm % self.every_ms + self.every_ms
                     elif wm >= nxt:
                         self.driver["proc_s"] += time.perf_counter() - t0
-                        self.checkpoint(source.position(), background=True)
+                        self.checkpoint(source.position(), background=self.background)
                         t0 = time.perf_counter()
                         self.driver["next_checkpoint_ms"] = wm - wm % self.every_ms + self.every_ms
                 self.progress.update(self.driver["n_in"], pipe.max_event_ms)

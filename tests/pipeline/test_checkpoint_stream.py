@@ -267,13 +267,24 @@ def test_background_write_error_is_raised_by_wait_and_leaves_no_file(day, tmp_pa
 
 
 # ---- the runner ----------------------------------------------------------------------------------------
-def _runner(day, tmp_path, **kw):
+def _runner(day, tmp_path, background=True, **kw):
     return Runner(
         Pipeline(day.topology, allowed_lateness_ms=60_000),
         checkpoint_path=tmp_path / "ck.npz",
         checkpoint_every_min=2,
+        background=background,
         **kw,
     )
+
+
+def test_runner_writes_in_the_foreground_by_default(day, tmp_path, monkeypatch):
+    monkeypatch.setattr(ck, "start_checkpoint", lambda *a, **k: pytest.fail("no background write by default"))
+    r = Runner(
+        Pipeline(day.topology, allowed_lateness_ms=60_000), checkpoint_path=tmp_path / "ck.npz", checkpoint_every_min=2
+    )
+    assert r.run(IteratorSource(day.raw_batches()), wait=False) is True
+    assert r.driver["n_checkpoints"] >= 2 and r._pending is None
+    assert Pipeline.restore(tmp_path / "ck.npz").checkpoint_driver["n_checkpoints"] == r.driver["n_checkpoints"]
 
 
 def test_runner_writes_periodic_checkpoints_in_the_background(day, tmp_path, monkeypatch):
