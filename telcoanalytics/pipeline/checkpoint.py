@@ -9,7 +9,12 @@ settings); see :mod:`telcoanalytics.pipeline.run`.
 Writing is atomic and durable: the archive goes to a temporary file in the same folder, is
 ``fsync``-ed, renamed over the target and the folder is ``fsync``-ed, so after a crash (even a
 power loss) the path holds either the previous checkpoint or the new one, never a mix; a failed
-write removes its temporary file.
+write removes its temporary file. Entries are encoded and streamed into the archive one at a time
+(:func:`write_checkpoint`), so the encoded copies of the whole state never exist at once.
+:func:`start_checkpoint` writes one from a snapshot (:func:`snapshot_entries`: the state's own
+copies, plus copies of what the live state still holds) in a background thread while the pipeline
+goes on (``Runner(background=True)``); the snapshot's memory, about the state's size, is held
+until it is written.
 
 Reading refuses, with one :class:`CheckpointError` naming the file, what is wrong and what to do:
 a missing file, a damaged one (truncated, bad CRC, missing entries), a foreign one (not written
@@ -32,8 +37,10 @@ integers narrowed.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
 import zipfile
 from pathlib import Path
 
@@ -144,21 +151,156 @@ def pipeline_entries(pipe) -> dict[str, np.ndarray]:
 def write_checkpoint(pipe, path, driver: dict | None = None) -> Path:
     """Write ``pipe``'s whole state (and the JSON-able ``driver`` section) to ``path`` atomically.
 
+    Each entry is encoded (:func:`encode_entries`) and streamed into its archive member in turn,
+    then freed, so the encoded copies of the whole state never exist at once.
+
     Returns
     -------
     Path
         ``path``.
     """
-    flat, encoded = encode_entries(pipeline_entries(pipe), consume=True)
+    flat = pipeline_entries(pipe)
+    _write_entries(path, flat, _meta_json(pipe, driver))
+    return Path(path)
+
+
+def _meta_json(pipe, driver) -> str:
+    """``__meta__`` without ``encoded``, as JSON text (made at the moment of the snapshot: the
+    driver dict may change afterwards)."""
     meta = pipeline_meta(pipe)
-    meta["encoded"] = encoded
     if driver is not None:
         meta["driver"] = driver
-    flat["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    out = write_atomic(path, lambda f: np.savez(f, **flat))
-    flat.clear()  # drop the encoded copies
-    release_free_memory()  # the state's copies, freed, do not stay resident
-    return out
+    return json.dumps(meta)
+
+
+def _write_entries(path, flat: dict, meta_json: str) -> Path:
+    """Encode and stream every entry of ``flat`` (consumed) into a new ``.npz`` at ``path``
+    (:func:`write_atomic`), ``__meta__`` last, then hand the freed memory back."""
+    encoded: dict = {}
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, entry in _encode_iter(flat, encoded, consume=True, lazy=True):
+                _write_member(zf, name, entry)
+                del entry
+            meta = json.loads(meta_json)
+            meta["encoded"] = encoded
+            _write_member(zf, "__meta__", np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+
+    try:
+        return write_atomic(path, write)
+    finally:
+        flat.clear()  # on failure too: the state's copies go
+        release_free_memory()  # the state's copies, freed, do not stay resident
+
+
+def _write_member(zf: zipfile.ZipFile, name: str, entry) -> None:
+    """One ``name.npy`` member, as ``np.savez`` writes it; a :class:`_Compacted` entry is written
+    block by block (never materialised whole)."""
+    with zf.open(name + ".npy", "w", force_zip64=True) as m:
+        if isinstance(entry, _Compacted):
+            entry.write_npy(m)
+        elif not _write_plain_npy(m, np.asanyarray(entry)):
+            np.lib.format.write_array(m, np.asanyarray(entry), allow_pickle=False)
+
+
+_WRITE_BLOCK_BYTES = 1 << 24
+
+
+def _write_plain_npy(m, a: np.ndarray) -> bool:
+    """Write a C-contiguous array of a plain type (no fields, no objects) as ``np.save`` does, its
+    data straight from its memory in blocks (``write_array`` copies each block to ``bytes`` first,
+    holding the GIL); False, nothing written, for other arrays."""
+    plain = a.dtype.names is None and not a.dtype.hasobject and a.dtype.itemsize > 0
+    if not (plain and a.flags.c_contiguous and type(a) is np.ndarray):
+        return False
+    head = io.BytesIO()
+    try:  # the header np.save writes: format 1.0 when it fits
+        np.lib.format.write_array_header_1_0(head, np.lib.format.header_data_from_array_1_0(a))
+    except ValueError:  # pragma: no cover - a header over 64 KiB: left to write_array
+        return False
+    m.write(head.getvalue())
+    raw = a.reshape(-1).view(np.uint8)
+    for i in range(0, raw.size, _WRITE_BLOCK_BYTES):
+        m.write(raw[i : i + _WRITE_BLOCK_BYTES])
+    return True
+
+
+class PendingCheckpoint:
+    """A checkpoint being written by a background thread (:func:`start_checkpoint`).
+
+    :meth:`wait` blocks until the file is durable and re-raises the writer's error, if any.
+    """
+
+    def __init__(self, path, flat: dict, meta_json: str):
+        import threading
+
+        self.path = Path(path)
+        self.error: BaseException | None = None
+        self.seconds = 0.0  # wall seconds the writer took
+        self._thread = threading.Thread(
+            target=self._run, args=(flat, meta_json), name=f"checkpoint {self.path.name}", daemon=False
+        )
+        self._thread.start()
+
+    def _run(self, flat, meta_json):
+        import time
+
+        t0 = time.perf_counter()
+        try:
+            _write_entries(self.path, flat, meta_json)
+        except BaseException as exc:  # handed to the caller by wait()
+            self.error = exc
+        finally:
+            self.seconds = time.perf_counter() - t0
+
+    def done(self) -> bool:
+        """Has the writer finished (written the file, or failed)?"""
+        return not self._thread.is_alive()
+
+    def wait(self) -> Path:
+        """Block until the checkpoint is written; returns its path, or raises the writer's error."""
+        self._thread.join()
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+        return self.path
+
+
+def snapshot_entries(pipe) -> dict[str, np.ndarray]:
+    """:func:`pipeline_entries` made independent of the live state: an entry that another object
+    still holds (an array a ``to_state`` returned without copying, or a view of one) is copied;
+    the copies ``to_state`` made already are not copied again. The pipeline may go on processing
+    while the snapshot is written."""
+    flat = pipeline_entries(pipe)
+    private = _private_refcount()
+    for k in flat:
+        a = flat[k]
+        if not (a.base is None and private is not None and sys.getrefcount(flat[k]) <= private + 1):
+            flat[k] = np.array(a, copy=True, order="K")  # +1: the local name ``a``
+        del a
+    return flat
+
+
+def _private_refcount() -> int | None:
+    """``sys.getrefcount(flat[k])`` of an array held by the dict ``flat`` alone (measured, not
+    assumed: it differs between Python versions); None without ``sys.getrefcount``."""
+    if not hasattr(sys, "getrefcount"):  # pragma: no cover - not CPython
+        return None
+    probe = {"x": np.empty(1)}
+    return sys.getrefcount(probe["x"])
+
+
+def start_checkpoint(pipe, path, driver: dict | None = None) -> PendingCheckpoint:
+    """Take a consistent snapshot of ``pipe``'s state (:func:`snapshot_entries`) and write it to
+    ``path`` in a background thread, as :func:`write_checkpoint` does (atomically and durably):
+    the caller may feed the pipeline on meanwhile. Only one write to a path at a time: wait for the
+    previous :class:`PendingCheckpoint` first.
+
+    The snapshot (the state's arrays, about the checkpoint's size) is held until it is written.
+    """
+    meta_json = _meta_json(pipe, driver)
+    return PendingCheckpoint(path, snapshot_entries(pipe), meta_json)
 
 
 # ---- lossless compaction of large entries -------------------------------------------------------------
@@ -205,20 +347,48 @@ def _fixed_axis(name: str) -> int | None:
 def _narrow(a: np.ndarray) -> np.ndarray:
     """``a`` in the narrowest type that holds every value exactly (integers: the smallest signed or
     unsigned type of their range; float64: float32 when the round trip is exact)."""
-    if a.dtype.kind in "iu" and a.size:
-        lo, hi = int(a.min()), int(a.max())
-        for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32):
-            if np.dtype(t).itemsize >= a.dtype.itemsize:
-                break
-            info = np.iinfo(t)
-            if info.min <= lo and hi <= info.max:
-                return a.astype(t)
-    elif a.dtype == np.float64 and a.size:
-        with np.errstate(over="ignore", invalid="ignore"):
-            f = a.astype(np.float32)
-            same = np.array_equal(f.astype(np.float64), a, equal_nan=True)
-        if same and np.array_equal(np.signbit(f), np.signbit(a)):
-            return f
+    t = _narrow_int_type(a)
+    if t is not None:
+        return a.astype(t)
+    if a.dtype == np.float64 and a.size:
+        step = max(1, a.size // 4096)
+        if not _f32_exact(a.reshape(-1)[::step]):  # a quick no on a sample spares the full check
+            return a
+        if _f32_exact(a):
+            return a.astype(np.float32)
+    return a
+
+
+def _narrow_int_type(a: np.ndarray, lo=None, hi=None):
+    """The narrowest integer type holding ``a``'s range ([lo, hi] when given); None when ``a`` is
+    not an integer array, is empty, or no narrower type holds it."""
+    if a.dtype.kind not in "iu" or not a.size:
+        return None
+    lo, hi = (int(a.min()), int(a.max())) if lo is None else (lo, hi)
+    for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32):
+        if np.dtype(t).itemsize >= a.dtype.itemsize:
+            break
+        info = np.iinfo(t)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(t)
+    return None
+
+
+def _f32_exact(a: np.ndarray) -> bool:
+    """Does every float64 of ``a`` survive a round trip through float32 (NaN as NaN, sign of zero kept)?"""
+    with np.errstate(over="ignore", invalid="ignore"):
+        f = a.astype(np.float32)
+        same = np.array_equal(f.astype(np.float64), a, equal_nan=True)
+    return bool(same and np.array_equal(np.signbit(f), np.signbit(a)))
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    """``a`` with a non-zero element exactly where it holds a value: floats as their bits (so -0.0
+    and NaN count as values, +0.0 does not), other types as they are."""
+    if a.dtype.kind == "f":
+        if a.dtype.itemsize in (2, 4, 8):
+            return a.view(f"u{a.dtype.itemsize}")
+        return (a != 0) | np.signbit(a)  # pragma: no cover - long double
     return a
 
 
@@ -252,8 +422,15 @@ def encode_entries(flat: dict, consume: bool = False) -> tuple[dict, dict]:
     >>> np.array_equal(decode_entries(e, how)["x"], a)
     True
     """
-    out: dict = {}
     encoded: dict = {}
+    out = dict(_encode_iter(flat, encoded, consume=consume, lazy=False))
+    return out, encoded
+
+
+def _encode_iter(flat: dict, encoded: dict, consume: bool, lazy: bool):
+    """Yield ``(name, stored array)`` for each entry of ``flat`` in turn (see :func:`encode_entries`),
+    filling ``encoded``; with ``lazy``, a fixed-size entry without some slots is yielded as a
+    :class:`_Compacted` (written block by block, never materialised)."""
     also: dict = {}  # name -> slots a companion entry holds (SLOT_COMPANIONS), found before it is consumed
     for k in flat:
         for part, companion in SLOT_COMPANIONS.items():
@@ -268,52 +445,111 @@ def encode_entries(flat: dict, consume: bool = False) -> tuple[dict, dict]:
             or a.dtype.kind not in "iuf"
             or a.nbytes < ENCODE_MIN_BYTES
         ):
-            out[k] = a
+            yield k, a
             continue
         axis = _fixed_axis(k)
         if axis is not None:
-            _encode_fixed(k, a, axis, out, encoded, also.get(k))
+            yield from _encode_fixed(k, a, axis, encoded, also.get(k), lazy)
             continue
-        v = a.reshape(-1)
-        nz = np.flatnonzero((v != 0) | np.signbit(v)) if v.dtype.kind == "f" else np.flatnonzero(v)  # -0.0 kept
-        sparse = len(nz) < _SPARSE_MAX_SHARE * v.size
-        vals = _narrow(v[nz] if sparse else a)
-        if not sparse and vals.dtype == a.dtype:
-            out[k] = a
-            continue
-        out[k] = vals
+        bits = _bits(a.reshape(-1))
+        sparse = np.count_nonzero(bits) < _SPARSE_MAX_SHARE * a.size  # counted first: no index array when dense
         if sparse:
-            out[k + "@nz"] = _narrow(nz.astype(np.int64))
+            nz = np.flatnonzero(bits)
+            vals = _narrow(a.reshape(-1)[nz])
+        else:
+            vals = _narrow(a)
+            if vals.dtype == a.dtype:
+                yield k, a
+                continue
+        del bits
         encoded[k] = {"dtype": a.dtype.str, "shape": list(a.shape), "sparse": bool(sparse)}
-    return out, encoded
+        yield k, vals
+        if sparse:
+            yield k + "@nz", _narrow(nz.astype(np.int64))
+
+
+_BLOCK_ELEMENTS = 1 << 22  # elements per block when scanning or writing a large entry piecewise
+
+
+def _blocks(n: int, row_elements: int):
+    """Slices of ``n`` rows, each of about :data:`_BLOCK_ELEMENTS` elements."""
+    step = max(1, _BLOCK_ELEMENTS // max(1, row_elements))
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
 
 def _held_slots(a: np.ndarray, axis: int) -> np.ndarray:
-    """Bool per slot (index along ``axis``) of ``a``: does it hold anything but zeros?"""
-    bits = np.ascontiguousarray(a).view(f"u{a.dtype.itemsize}")  # on the bits, -0.0 and NaN are values
-    held = np.moveaxis(bits, axis, -1) != 0
-    return np.logical_or.reduce(held.reshape(-1, a.shape[axis]), axis=0)  # over whole rows of slots
+    """Bool per slot (index along ``axis``) of ``a``: does it hold anything but zeros? The bits are
+    OR-ed over the axes before the slot axis first (whole rows together: one pass at memory speed,
+    no full-size temporary), then over the axes after it."""
+    n = a.shape[axis]
+    if a.size == 0:
+        return np.zeros(n, dtype=bool)
+    r = _bits(a)  # on the bits, -0.0 and NaN are values
+    if axis > 0:
+        r = np.bitwise_or.reduce(r.reshape((-1,) + a.shape[axis:]), axis=0)
+    return np.bitwise_or.reduce(r.reshape(n, -1), axis=1) != 0
 
 
-def _encode_fixed(k: str, a: np.ndarray, axis: int, out: dict, encoded: dict, also=None) -> None:
+class _Compacted:
+    """A fixed-size entry without its empty slots, in type ``dtype``: the array
+    ``np.compress(keep, a, axis).astype(dtype)``, produced block by block along axis 0."""
+
+    def __init__(self, a: np.ndarray, keep: np.ndarray, axis: int, dtype):
+        self.a, self.keep, self.axis, self.dtype = a, keep, axis, np.dtype(dtype)
+        self.kept = np.flatnonzero(keep)
+        shape = list(a.shape)
+        shape[axis] = int(keep.sum())
+        self.shape = tuple(shape)
+
+    def pieces(self):
+        a, keep, axis = self.a, self.keep, self.axis
+        every = bool(keep.all())
+        for blk in _blocks(a.shape[0], a.size // max(1, a.shape[0])):
+            part = a[blk]
+            if not every:
+                part = part[keep[blk]] if axis == 0 else np.take(part, self.kept, axis=axis)
+            yield np.ascontiguousarray(part, dtype=self.dtype)
+
+    def materialize(self) -> np.ndarray:
+        out = np.empty(self.shape, dtype=self.dtype)
+        i = 0
+        for p in self.pieces():
+            out[i : i + p.shape[0]] = p
+            i += p.shape[0]
+        return out
+
+    def write_npy(self, m) -> None:
+        """The ``.npy`` bytes of :meth:`materialize` (the same header ``np.save`` writes)."""
+        fmt = np.lib.format
+        fmt.write_array_header_1_0(
+            m, {"descr": fmt.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+        )
+        for p in self.pieces():
+            m.write(p.reshape(-1).view(np.uint8))
+
+
+def _encode_fixed(k: str, a: np.ndarray, axis: int, encoded: dict, also=None, lazy: bool = False):
     """A fixed-size entry without the slots (indices along ``axis``) that hold only zeros (and are not
     in ``also``, the slots a companion entry holds), its integers narrowed
-    (:data:`FIXED_SIZE_ENTRIES`); unchanged when neither applies."""
+    (:data:`FIXED_SIZE_ENTRIES`); unchanged when neither applies. Yields ``(name, array)``."""
     if a.ndim <= axis or a.size == 0:
-        out[k] = a
+        yield k, a
         return
     keep = _held_slots(a, axis)
     if also is not None and len(also) == len(keep):
         keep |= also
-    vals = a if keep.all() else np.compress(keep, a, axis=axis)
-    if a.dtype.kind in "iu":
-        vals = _narrow(vals)
-    if vals is a:
-        out[k] = a
+    dtype = a.dtype
+    if a.dtype.kind in "iu" and keep.any():
+        # the kept values' range with 0 added (the left-out slots' value) picks the same type as the kept
+        # values' range alone: every candidate type holds 0
+        dtype = _narrow_int_type(a) or a.dtype
+    if keep.all() and dtype == a.dtype:
+        yield k, a
         return
-    out[k] = vals
-    out[k + "@slots"] = np.packbits(keep)
+    vals = _Compacted(a, keep, axis, dtype)
     encoded[k] = {"dtype": a.dtype.str, "shape": list(a.shape), "sparse": False, "slot_axis": axis}
+    yield k, (vals if lazy else vals.materialize())
+    yield k + "@slots", np.packbits(keep)
 
 
 def _decode_fixed(flat: dict, k: str, dtype, shape: tuple, axis: int) -> np.ndarray:

@@ -14,7 +14,11 @@ holding the pipeline's whole state and a *driver* section: the source position, 
 of every output file (:class:`OutputLog`), the run's settings and counters. Output files are
 ``fsync``-ed before the checkpoint that records their lengths, so a resumed run truncates each
 file back to exactly what the checkpoint saw and appends from there: nothing is lost or
-written twice, and the files end equal to an uninterrupted run's.
+written twice, and the files end equal to an uninterrupted run's. With ``background=True`` the
+runner takes a snapshot of the state and a background thread writes it while the next batches
+are processed (one write at a time; a crash during the write leaves the previous checkpoint,
+whose lengths the files are cut back to). It is off by default: on a machine without a spare
+core the writer thread slows the processing by more than the wait it saves.
 
 Output files are append-only JSON lines with optional size rotation (``name.1``, ``name.2``, ...
 oldest first) and retention (the newest ``keep`` rotated files are kept), so findings stream to
@@ -333,6 +337,10 @@ class Runner:
     progress : Progress, optional
     hooks : list of callables ``(source, data) -> None``
         Called before each batch (e.g. a topology change at a given event time).
+    background : bool
+        Write the periodic checkpoints from a snapshot in a background thread, overlapped with
+        the processing of the next batches (default False: written before processing goes on).
+        The snapshot holds about the state's size in memory until it is written.
 
     Examples
     --------
@@ -355,6 +363,7 @@ class Runner:
         driver: dict | None = None,
         progress: Progress | None = None,
         hooks=(),
+        background: bool = False,
     ):
         if not checkpoint_every_min > 0:
             raise ValueError(f"checkpoint_every_min must be > 0 (event-time minutes), got {checkpoint_every_min!r}")
@@ -373,16 +382,27 @@ class Runner:
         self.progress = progress or Progress(mode="off")
         self.hooks = list(hooks)
         self.stop_requested = False
-        self.checkpoint_s = 0.0
+        self.checkpoint_s = 0.0  # seconds the run waited for checkpoints (snapshots, writes in the foreground)
+        self.checkpoint_write_s = 0.0  # seconds the background writers took (overlapped with processing)
+        self._pending = None  # the checkpoint being written in the background (PendingCheckpoint)
+        self.background = bool(background)
 
     def request_stop(self, *_args) -> None:
         """Stop after the current batch (a signal handler: ``signal.signal(SIGTERM, r.request_stop)``)."""
         self.stop_requested = True
 
-    def run(self, source) -> bool:
-        """Feed every batch of ``source``; returns True when it was exhausted, False when stopped."""
+    def run(self, source, wait: bool = True) -> bool:
+        """Feed every batch of ``source``; returns True when it was exhausted, False when stopped.
+
+        With ``background``, periodic checkpoints are written by a background thread from a
+        snapshot of the state (:func:`~telcoanalytics.pipeline.checkpoint.start_checkpoint`) while
+        the batches after them are processed, one at a time. With ``wait`` (default) every one is
+        durable when ``run`` returns; without, the last may still be being written (the next
+        :meth:`checkpoint`, or :meth:`wait_checkpoint`, waits for it).
+        """
         pipe = self.pipe
         t0 = time.perf_counter()
+        exhausted = False
         try:
             for name, data in source:
                 for h in self.hooks:
@@ -395,22 +415,37 @@ class Runner:
                         self.driver["next_checkpoint_ms"] = wm - wm % self.every_ms + self.every_ms
                     elif wm >= nxt:
                         self.driver["proc_s"] += time.perf_counter() - t0
+                        self.checkpoint(source.position(), background=self.background)
                         t0 = time.perf_counter()
-                        self.checkpoint(source.position())
                         self.driver["next_checkpoint_ms"] = wm - wm % self.every_ms + self.every_ms
                 self.progress.update(self.driver["n_in"], pipe.max_event_ms)
                 if self.stop_requested:
-                    return False
-            return True
+                    break
+            else:
+                exhausted = True
+        except BaseException as exc:
+            err = self._wait_pending(raise_error=False)
+            if err is not None:  # both failed: the run's error goes on, naming the checkpoint's
+                exc.add_note(f"a background checkpoint write failed too: {type(err).__name__}: {err}")
+            raise
         finally:
             self.driver["proc_s"] += time.perf_counter() - t0
             self.driver["position"] = source.position()
             self.progress.update(self.driver["n_in"], pipe.max_event_ms, force=True)
             self.progress.close()
+        if wait:
+            self.wait_checkpoint()
+        return exhausted
 
-    def checkpoint(self, position, path=None, **extra) -> Path:
-        """Sync the outputs, then write the pipeline and the driver section (position, output lengths)."""
+    def checkpoint(self, position, path=None, background: bool = False, **extra) -> Path:
+        """Sync the outputs, then write the pipeline and the driver section (position, output lengths).
+
+        With ``background`` (a :class:`~telcoanalytics.pipeline.Pipeline`), the state is snapshot
+        and written by a background thread (:meth:`wait_checkpoint` waits for it); otherwise the
+        file is written before this returns. A write still running is waited for first.
+        """
         tc = time.perf_counter()
+        self._wait_pending()
         for log in self.outputs.values():
             log.sync()
         self.driver["position"] = position
@@ -418,9 +453,47 @@ class Runner:
         self.driver["seconds"] = dict(self.pipe.seconds)
         self.driver["n_checkpoints"] += 1
         self.driver.update(extra)
-        out = self.pipe.checkpoint(path or self.checkpoint_path, driver=self.driver)
+        target = Path(path or self.checkpoint_path)
+        if background and _writes_in_background(self.pipe):
+            from telcoanalytics.pipeline.checkpoint import start_checkpoint
+
+            self._pending = start_checkpoint(self.pipe, target, driver=self.driver)
+            out = target
+        else:
+            out = self.pipe.checkpoint(target, driver=self.driver)
         self.checkpoint_s += time.perf_counter() - tc
         return out
+
+    def wait_checkpoint(self) -> Path | None:
+        """Wait for the checkpoint a background thread is writing (if any); returns its path, or
+        raises its error (a full disk ...)."""
+        tw = time.perf_counter()
+        try:
+            return self._wait_pending()
+        finally:
+            self.checkpoint_s += time.perf_counter() - tw
+
+    def _wait_pending(self, raise_error: bool = True):
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        try:
+            out = pending.wait()
+        except BaseException as exc:
+            if raise_error:
+                raise
+            return exc
+        finally:
+            self.checkpoint_write_s += pending.seconds
+        return out if raise_error else None
+
+
+def _writes_in_background(pipe) -> bool:
+    """Can ``pipe``'s checkpoint be written from a snapshot by a background thread? (A plain
+    :class:`~telcoanalytics.pipeline.Pipeline`; others, a Dask-partitioned one, write their own.)"""
+    from telcoanalytics.pipeline.pipeline import Pipeline
+
+    return isinstance(pipe, Pipeline) and type(pipe).checkpoint is Pipeline.checkpoint
 
 
 def stop_on_signals(runner: Runner, signals=(signal.SIGTERM, signal.SIGINT)) -> dict:
