@@ -695,3 +695,348 @@ def kpi_ratio_nodes(out, plan, params, x, extra, seg, n_el):
         s = 3 if n_el[i] == 0.0 else s
         status[i] = s
         value[i] = v if s == 0 else np.nan
+
+
+# ---- one-pass batch add (minute slot, element, counters, histogram, running sums together) ----
+MINUTE_MS = 60_000
+
+
+@kernel
+def kpi_add_scan(t, elem, check_future, future_ms, minute, reason):
+    """First pass of an add: each row's minute (``t // MINUTE_MS``, floored), ``R_UNKNOWN_ELEMENT``
+    where ``elem < 0``, ``R_FUTURE`` where ``check_future`` and ``t > future_ms``. Returns the
+    number of rows still accepted and the lowest and highest of their minutes (0, 0 when none)."""
+    n_ok = 0
+    lo = 0
+    hi = 0
+    for i in range(t.shape[0]):
+        m = t[i] // MINUTE_MS
+        minute[i] = m
+        if elem[i] < 0:
+            reason[i] = R_UNKNOWN_ELEMENT
+        elif check_future and t[i] > future_ms:
+            reason[i] = R_FUTURE
+        else:
+            if n_ok == 0 or m < lo:
+                lo = m
+            if n_ok == 0 or m > hi:
+                hi = m
+            n_ok += 1
+    return n_ok, lo, hi
+
+
+@kernel
+def _add_slot(m, lo, lo_slot, n_slots):
+    """Slot of minute ``m`` given the slot of minute ``lo <= m`` (no division for the usual rows)."""
+    d = m - lo
+    if d < n_slots:
+        s = lo_slot + d
+        return s - n_slots if s >= n_slots else s
+    return m % n_slots
+
+
+@kernel
+def _run_cover(runs):
+    """The smallest interval of minutes holding every running interval of ``runs`` (empty: none)."""
+    run_lo, run_hi = runs[0], runs[1]
+    lo = 0
+    hi = 0
+    for k in range(run_lo.shape[0]):
+        if k == 0 or run_lo[k] < lo:
+            lo = run_lo[k]
+        if k == 0 or run_hi[k] > hi:
+            hi = run_hi[k]
+    return lo, hi
+
+
+@kernel
+def _add_row(ring, s, e, m, tc, tv, nt, dv, runs):
+    """Add increments ``tv[:nt]`` to columns ``tc[:nt]`` of cell row ``ring[s, e]`` (float32 cells,
+    float64 increments, rounded as ``+=`` rounds them), then each cell's change (new - old, exact
+    in float64) to every running sum of ``runs`` whose interval holds minute ``m`` and whose
+    columns include the cell's (``runs``: intervals, ring column -> position maps, outputs)."""
+    run_lo, run_hi, colmap, outs = runs
+    for q in range(nt):
+        c = tc[q]
+        old = ring[s, e, c]
+        ring[s, e, c] = old + tv[q]
+        dv[q] = float(ring[s, e, c]) - float(old)  # float64 also without JIT
+    for k in range(run_lo.shape[0]):
+        if run_lo[k] <= m and m < run_hi[k]:
+            out = outs[k]
+            for q in range(nt):
+                j = colmap[k, tc[q]]
+                if j >= 0:
+                    out[e, j] += dv[q]
+
+
+@kernel
+def kpi_add_cdr(elem, minute, route, used, fields, cause_class, reason, ring, runs, acc):
+    """Second pass of a CDR add, one pass over the rows: routing (``R_TOO_LATE`` at or before
+    minute ``route[0]``; the slot from ``route[1:]`` = lowest minute and its slot; the slot's minute
+    and the "may hold counts" marks ``used`` = (slot minutes, slot mask, slot x element mask) set),
+    the checks and counters of :func:`kpi_extract_cdr` (same arithmetic, same row order), the
+    running sums of the minutes already inside a window (:func:`_add_row`), and each accepted
+    row's element and minute into ``acc`` (a pair of arrays). ``fields``: start, answer and end
+    ms, service, cause. Returns the accepted count."""
+    start_ms, answer_ms, end_ms, service, cause = fields
+    late_bound, lo, lo_slot = route
+    slot_minute, slot_used, row_used = used
+    n_slots = slot_minute.shape[0]
+    n_services = ring.shape[2] // N_CDR
+    tc = np.zeros(N_CDR, np.int64)
+    tv = np.zeros(N_CDR)
+    dv = np.zeros(N_CDR)
+    cover_lo, cover_hi = _run_cover(runs)
+    n = 0
+    for i in range(elem.shape[0]):
+        if reason[i] != R_OK:
+            continue
+        m = minute[i]
+        if m <= late_bound:
+            reason[i] = R_TOO_LATE
+            continue
+        s = _add_slot(m, lo, lo_slot, n_slots)
+        e = elem[i]
+        slot_minute[s] = m
+        slot_used[s] = True
+        row_used[s, e] = True
+        sv = service[i]
+        if sv < 0 or sv >= n_services:
+            reason[i] = R_BAD_SERVICE
+            continue
+        ca = cause[i]
+        if ca < 1 or ca >= cause_class.shape[0]:
+            reason[i] = R_BAD_CAUSE
+            continue
+        st = start_ms[i]
+        an = answer_ms[i]
+        en = end_ms[i]
+        answered = an >= 0
+        if en < st or (answered and (an < st or en < an)):
+            reason[i] = R_BAD_TIME
+            continue
+        cls = cause_class[ca]
+        ok_cause = cls == CLS_NORMAL or cls == CLS_USER
+        base = sv * N_CDR
+        # the non-zero counters of kpi_extract_cdr (adding 0 changes no cell and no sum)
+        tc[0] = base + C_ATTEMPTS
+        tv[0] = 1.0
+        nt = 1
+        if answered or ok_cause:
+            tc[nt] = base + C_SETUP_OK
+            tv[nt] = 1.0
+            nt += 1
+        if answered:
+            tc[nt] = base + C_ANSWERED
+            tv[nt] = 1.0
+            nt += 1
+            if not ok_cause:
+                tc[nt] = base + C_DROPS
+                tv[nt] = 1.0
+                nt += 1
+        if cls == CLS_CONGESTION:
+            tc[nt] = base + C_BLOCKED
+            tv[nt] = 1.0
+            nt += 1
+        elif cls == CLS_FAILURE:
+            tc[nt] = base + C_FAILURES
+            tv[nt] = 1.0
+            nt += 1
+        elif cls == CLS_NORMAL:
+            tc[nt] = base + C_NORMAL
+            tv[nt] = 1.0
+            nt += 1
+        elif cls == CLS_USER:
+            tc[nt] = base + C_USER
+            tv[nt] = 1.0
+            nt += 1
+        if answered:
+            h = (en - an) / 1000.0
+            if h != 0.0:
+                tc[nt] = base + C_HOLD_S
+                tv[nt] = h
+                nt += 1
+        if cover_lo <= m and m < cover_hi:
+            _add_row(ring, s, e, m, tc, tv, nt, dv, runs)
+        else:  # outside every running interval: the cells only
+            for q in range(nt):
+                ring[s, e, tc[q]] += tv[q]
+        acc[0][n] = e
+        acc[1][n] = m
+        n += 1
+    return n
+
+
+@kernel
+def kpi_add_equip(elem, minute, route, used, fields, pm_interval_s, reason, ring, runs, acc):
+    """Second pass of an equipment add (as :func:`kpi_add_cdr`, with the checks and counters of
+    :func:`kpi_extract_equip`); ``fields``: metric id, value. Returns the accepted count."""
+    metric_id, value = fields
+    late_bound, lo, lo_slot = route
+    slot_minute, slot_used, row_used = used
+    n_slots = slot_minute.shape[0]
+    tc = np.zeros(N_ELEM, np.int64)
+    tv = np.zeros(N_ELEM)
+    dv = np.zeros(N_ELEM)
+    cover_lo, cover_hi = _run_cover(runs)
+    n = 0
+    for i in range(elem.shape[0]):
+        if reason[i] != R_OK:
+            continue
+        m = minute[i]
+        if m <= late_bound:
+            reason[i] = R_TOO_LATE
+            continue
+        s = _add_slot(m, lo, lo_slot, n_slots)
+        e = elem[i]
+        slot_minute[s] = m
+        slot_used[s] = True
+        row_used[s, e] = True
+        m_id = metric_id[i]
+        v = value[i]
+        if not math.isfinite(v) or m_id < 0 or m_id > M_TEMPERATURE or (v < 0.0 and m_id != M_TEMPERATURE):
+            reason[i] = R_BAD_VALUE
+            continue
+        # the non-zero counters of kpi_extract_equip, in column order
+        tc[0] = E_EQUIP_ROWS
+        tv[0] = 1.0
+        nt = 1
+        if m_id == M_UNAVAILABLE:
+            u = min(v, pm_interval_s)
+            tc[1] = E_AVAIL_REPORTS
+            tv[1] = 1.0
+            nt = 2
+            if pm_interval_s != 0.0:
+                tc[nt] = E_PERIOD_S
+                tv[nt] = pm_interval_s
+                nt += 1
+            if pm_interval_s - u != 0.0:
+                tc[nt] = E_UP_S
+                tv[nt] = pm_interval_s - u
+                nt += 1
+            if u != 0.0:
+                tc[nt] = E_UNAVAILABLE_S
+                tv[nt] = u
+                nt += 1
+            if u > 0.0:
+                tc[nt] = E_OUTAGE_REPORTS
+                tv[nt] = 1.0
+                nt += 1
+        elif m_id == M_CPU or m_id == M_PRB or m_id == M_THROUGHPUT:
+            c = E_CPU_SUM if m_id == M_CPU else (E_PRB_SUM if m_id == M_PRB else E_THR_SUM)
+            if v != 0.0:
+                tc[nt] = c
+                tv[nt] = v
+                nt += 1
+            tc[nt] = c + 1
+            tv[nt] = 1.0
+            nt += 1
+        elif m_id == M_ERRORS and v != 0.0:
+            tc[nt] = E_ERRORS
+            tv[nt] = v
+            nt += 1
+        if cover_lo <= m and m < cover_hi:
+            _add_row(ring, s, e, m, tc, tv, nt, dv, runs)
+        else:  # outside every running interval: the cells only
+            for q in range(nt):
+                ring[s, e, tc[q]] += tv[q]
+        acc[0][n] = e
+        acc[1][n] = m
+        n += 1
+    return n
+
+
+@kernel
+def kpi_add_qos(elem, minute, route, used, fields, hist_params, reason, ring, hist_ring, runs, acc):
+    """Second pass of a QoS add (as :func:`kpi_add_cdr`, with the checks and counters of
+    :func:`kpi_extract_qos`, histogram bin included); ``used``: the element ring's marks then the
+    histogram ring's; ``fields``: latency, jitter, loss, MOS; ``hist_params``: (lo_ms, bins per
+    octave); ``runs``: the element ring's running sums, then the histogram ring's. Returns the
+    accepted count."""
+    latency_ms, jitter_ms, loss_pct, mos = fields
+    lo_ms, bins_per_octave = hist_params
+    late_bound, lo, lo_slot = route
+    (slot_minute, slot_used, row_used), (hist_slot_used, hist_row_used) = used
+    runs_e, runs_h = runs
+    n_slots = slot_minute.shape[0]
+    n_bins = hist_ring.shape[2]
+    tc = np.zeros(N_ELEM, np.int64)
+    tv = np.zeros(N_ELEM)
+    dv = np.zeros(N_ELEM)
+    cover_lo, cover_hi = _run_cover(runs_e)
+    hcover_lo, hcover_hi = _run_cover(runs_h)
+    n = 0
+    for i in range(elem.shape[0]):
+        if reason[i] != R_OK:
+            continue
+        m = minute[i]
+        if m <= late_bound:
+            reason[i] = R_TOO_LATE
+            continue
+        s = _add_slot(m, lo, lo_slot, n_slots)
+        e = elem[i]
+        slot_minute[s] = m
+        slot_used[s] = True
+        row_used[s, e] = True
+        hist_slot_used[s] = True
+        hist_row_used[s, e] = True
+        la = latency_ms[i]
+        ji = jitter_ms[i]
+        lo_p = loss_pct[i]
+        mo = mos[i]
+        # the non-zero counters of kpi_extract_qos, in column order (E_QOS_ROWS first)
+        nt = 1
+        ok_la = math.isfinite(la) and la >= 0.0
+        if ok_la:
+            if la != 0.0:
+                tc[nt] = E_LAT_SUM
+                tv[nt] = la
+                nt += 1
+            tc[nt] = E_LAT_N
+            tv[nt] = 1.0
+            nt += 1
+        if math.isfinite(ji) and ji >= 0.0:
+            if ji != 0.0:
+                tc[nt] = E_JIT_SUM
+                tv[nt] = ji
+                nt += 1
+            tc[nt] = E_JIT_N
+            tv[nt] = 1.0
+            nt += 1
+        if math.isfinite(lo_p) and lo_p >= 0.0 and lo_p <= 100.0:
+            if lo_p != 0.0:
+                tc[nt] = E_LOSS_SUM
+                tv[nt] = lo_p
+                nt += 1
+            tc[nt] = E_LOSS_N
+            tv[nt] = 1.0
+            nt += 1
+        if math.isfinite(mo) and mo >= 1.0 and mo <= 5.0:
+            tc[nt] = E_MOS_SUM
+            tv[nt] = mo
+            nt += 1
+            tc[nt] = E_MOS_N
+            tv[nt] = 1.0
+            nt += 1
+        if nt == 1:
+            reason[i] = R_BAD_VALUE
+            continue
+        tc[0] = E_QOS_ROWS
+        tv[0] = 1.0
+        if cover_lo <= m and m < cover_hi:
+            _add_row(ring, s, e, m, tc, tv, nt, dv, runs_e)
+        else:
+            for q in range(nt):
+                ring[s, e, tc[q]] += tv[q]
+        if ok_la:
+            b = kpi_hist_bin(la, lo_ms, bins_per_octave, n_bins)
+            if hcover_lo <= m and m < hcover_hi:
+                tc[0] = b
+                _add_row(hist_ring, s, e, m, tc, tv, 1, dv, runs_h)
+            else:
+                hist_ring[s, e, b] += 1.0
+        acc[0][n] = e
+        acc[1][n] = m
+        n += 1
+    return n
