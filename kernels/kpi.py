@@ -107,95 +107,6 @@ EV_CANCELLED = 4  # a pending violation that ended before firing
 
 
 @kernel
-def kpi_extract_cdr(elem, slot, start_ms, answer_ms, end_ms, service, cause, cause_class, n_services, reason, ring):
-    """Add CDR rows to the per-minute CDR ring.
-
-    Rows with ``reason != 0`` are skipped; bad service, cause or times set ``reason``.
-    """
-    contrib = np.zeros(N_CDR)
-    for i in range(elem.shape[0]):
-        if reason[i] != R_OK:
-            continue
-        sv = service[i]
-        if sv < 0 or sv >= n_services:
-            reason[i] = R_BAD_SERVICE
-            continue
-        ca = cause[i]
-        if ca < 1 or ca >= cause_class.shape[0]:
-            reason[i] = R_BAD_CAUSE
-            continue
-        st = start_ms[i]
-        an = answer_ms[i]
-        en = end_ms[i]
-        answered = an >= 0
-        if en < st or (answered and (an < st or en < an)):
-            reason[i] = R_BAD_TIME
-            continue
-        cls = cause_class[ca]
-        ok_cause = cls == CLS_NORMAL or cls == CLS_USER
-        contrib[C_ATTEMPTS] = 1.0
-        contrib[C_SETUP_OK] = 1.0 if (answered or ok_cause) else 0.0
-        contrib[C_ANSWERED] = 1.0 if answered else 0.0
-        contrib[C_DROPS] = 1.0 if (answered and not ok_cause) else 0.0
-        contrib[C_BLOCKED] = 1.0 if cls == CLS_CONGESTION else 0.0
-        contrib[C_FAILURES] = 1.0 if cls == CLS_FAILURE else 0.0
-        contrib[C_NORMAL] = 1.0 if cls == CLS_NORMAL else 0.0
-        contrib[C_USER] = 1.0 if cls == CLS_USER else 0.0
-        contrib[C_HOLD_S] = (en - an) / 1000.0 if answered else 0.0
-        e = elem[i]
-        s = slot[i]
-        base = sv * N_CDR
-        for c in range(N_CDR):
-            ring[s, e, base + c] += contrib[c]
-
-
-@kernel
-def kpi_extract_equip(elem, slot, metric_id, value, pm_interval_s, reason, ring):
-    """Add equipment-metric rows to the element ring.
-
-    ``unavailable_s`` is clipped to ``[0, pm_interval_s]`` and adds one reporting period (and one
-    outage report when it is above 0);
-    negative values of count/utilisation metrics and NaN/inf values set ``R_BAD_VALUE``
-    (temperature may be negative).
-    """
-    contrib = np.zeros(N_ELEM)
-    for i in range(elem.shape[0]):
-        if reason[i] != R_OK:
-            continue
-        m = metric_id[i]
-        v = value[i]
-        if not math.isfinite(v) or m < 0 or m > M_TEMPERATURE or (v < 0.0 and m != M_TEMPERATURE):
-            reason[i] = R_BAD_VALUE
-            continue
-        for c in range(N_ELEM):
-            contrib[c] = 0.0
-        contrib[E_EQUIP_ROWS] = 1.0
-        if m == M_UNAVAILABLE:
-            u = min(v, pm_interval_s)
-            contrib[E_AVAIL_REPORTS] = 1.0
-            contrib[E_PERIOD_S] = pm_interval_s
-            contrib[E_UP_S] = pm_interval_s - u
-            contrib[E_UNAVAILABLE_S] = u
-            contrib[E_OUTAGE_REPORTS] = 1.0 if u > 0.0 else 0.0
-        elif m == M_CPU:
-            contrib[E_CPU_SUM] = v
-            contrib[E_CPU_N] = 1.0
-        elif m == M_PRB:
-            contrib[E_PRB_SUM] = v
-            contrib[E_PRB_N] = 1.0
-        elif m == M_THROUGHPUT:
-            contrib[E_THR_SUM] = v
-            contrib[E_THR_N] = 1.0
-        elif m == M_ERRORS:
-            contrib[E_ERRORS] = v
-        e = elem[i]
-        s = slot[i]
-        for c in range(N_ELEM):
-            if contrib[c] != 0.0:
-                ring[s, e, c] += contrib[c]
-
-
-@kernel
 def kpi_hist_bin(x, lo_ms, bins_per_octave, n_bins):
     """Log-bucket index of one latency: 0 below ``lo_ms``, ``n_bins-1`` at or above the top.
 
@@ -207,53 +118,6 @@ def kpi_hist_bin(x, lo_ms, bins_per_octave, n_bins):
     if b > n_bins - 1:
         b = n_bins - 1
     return b
-
-
-@kernel
-def kpi_extract_qos(elem, slot, latency_ms, jitter_ms, loss_pct, mos, lo_ms, bins_per_octave, reason, ring, hist_ring):
-    """Add QoS probe rows to the element ring and the latency histogram ring.
-
-    Each measure counts only when finite and in range (latency/jitter >= 0, loss in 0..100,
-    MOS in 1..5); a row with no usable measure gets ``R_BAD_VALUE``.
-    """
-    n_bins = hist_ring.shape[2]
-    contrib = np.zeros(N_ELEM)
-    for i in range(elem.shape[0]):
-        if reason[i] != R_OK:
-            continue
-        for c in range(N_ELEM):
-            contrib[c] = 0.0
-        la = latency_ms[i]
-        ji = jitter_ms[i]
-        lo = loss_pct[i]
-        mo = mos[i]
-        used = 0
-        if math.isfinite(la) and la >= 0.0:
-            contrib[E_LAT_SUM] = la
-            contrib[E_LAT_N] = 1.0
-            used += 1
-        if math.isfinite(ji) and ji >= 0.0:
-            contrib[E_JIT_SUM] = ji
-            contrib[E_JIT_N] = 1.0
-            used += 1
-        if math.isfinite(lo) and lo >= 0.0 and lo <= 100.0:
-            contrib[E_LOSS_SUM] = lo
-            contrib[E_LOSS_N] = 1.0
-            used += 1
-        if math.isfinite(mo) and mo >= 1.0 and mo <= 5.0:
-            contrib[E_MOS_SUM] = mo
-            contrib[E_MOS_N] = 1.0
-            used += 1
-        if used == 0:
-            reason[i] = R_BAD_VALUE
-            continue
-        contrib[E_QOS_ROWS] = 1.0
-        e = elem[i]
-        s = slot[i]
-        for c in range(E_QOS_ROWS, E_MOS_N + 1):
-            ring[s, e, c] += contrib[c]
-        if contrib[E_LAT_N] > 0.0:
-            hist_ring[s, e, kpi_hist_bin(la, lo_ms, bins_per_octave, n_bins)] += 1.0
 
 
 @kernel
@@ -483,16 +347,6 @@ def kpi_running_activity(ring, add_slots, sub_slots, act_cols, out):
         out[e] += d
 
 
-@kernel
-def kpi_scatter_rows(out, idx, vals):
-    """``out[idx[i], :] += vals[i, :]`` (repeated indices accumulate)."""
-    for i in range(idx.shape[0]):
-        r = idx[i]
-        for j in range(vals.shape[1]):
-            out[r, j] += vals[i, j]
-
-
-# ---- fused per-node status and rule conditions ---------------------------------------------
 @kernel
 def kpi_status(value, samples, min_samples, n_act, n_exp, gap_fraction, n_el, status, out_value):
     """Status per node (ok 0 / insufficient 1 / collection gap 2 / no scope 3, later ones win)
@@ -775,8 +629,9 @@ def kpi_add_cdr(elem, minute, route, used, fields, cause_class, reason, ring, ru
     """Second pass of a CDR add, one pass over the rows: routing (``R_TOO_LATE`` at or before
     minute ``route[0]``; the slot from ``route[1:]`` = lowest minute and its slot; the slot's minute
     and the "may hold counts" marks ``used`` = (slot minutes, slot mask, slot x element mask) set),
-    the checks and counters of :func:`kpi_extract_cdr` (same arithmetic, same row order), the
-    running sums of the minutes already inside a window (:func:`_add_row`), and each accepted
+    the checks and counters of a call record (bad service, cause or times set ``reason``; per
+    service: attempts, setup ok, answered, drops, blocked, failures, normal, user, holding
+    seconds of answered calls), the running sums of the minutes already inside a window (:func:`_add_row`), and each accepted
     row's element and minute into ``acc`` (a pair of arrays). ``fields``: start, answer and end
     ms, service, cause. Returns the accepted count."""
     start_ms, answer_ms, end_ms, service, cause = fields
@@ -819,7 +674,7 @@ def kpi_add_cdr(elem, minute, route, used, fields, cause_class, reason, ring, ru
         cls = cause_class[ca]
         ok_cause = cls == CLS_NORMAL or cls == CLS_USER
         base = sv * N_CDR
-        # the non-zero counters of kpi_extract_cdr (adding 0 changes no cell and no sum)
+        # the non-zero counters (adding 0 changes no cell and no sum)
         tc[0] = base + C_ATTEMPTS
         tv[0] = 1.0
         nt = 1
@@ -870,8 +725,12 @@ def kpi_add_cdr(elem, minute, route, used, fields, cause_class, reason, ring, ru
 
 @kernel
 def kpi_add_equip(elem, minute, route, used, fields, pm_interval_s, reason, ring, runs, acc):
-    """Second pass of an equipment add (as :func:`kpi_add_cdr`, with the checks and counters of
-    :func:`kpi_extract_equip`); ``fields``: metric id, value. Returns the accepted count."""
+    """Second pass of an equipment add (as :func:`kpi_add_cdr`); ``fields``: metric id, value.
+
+    ``unavailable_s`` is clipped to ``[0, pm_interval_s]`` and adds one reporting period (and one
+    outage report when it is above 0); negative values of count/utilisation metrics and NaN/inf
+    values set ``R_BAD_VALUE`` (temperature may be negative; only its row is counted). Returns the
+    accepted count."""
     metric_id, value = fields
     late_bound, lo, lo_slot = route
     slot_minute, slot_used, row_used = used
@@ -898,7 +757,7 @@ def kpi_add_equip(elem, minute, route, used, fields, pm_interval_s, reason, ring
         if not math.isfinite(v) or m_id < 0 or m_id > M_TEMPERATURE or (v < 0.0 and m_id != M_TEMPERATURE):
             reason[i] = R_BAD_VALUE
             continue
-        # the non-zero counters of kpi_extract_equip, in column order
+        # the non-zero counters, in column order
         tc[0] = E_EQUIP_ROWS
         tv[0] = 1.0
         nt = 1
@@ -949,8 +808,10 @@ def kpi_add_equip(elem, minute, route, used, fields, pm_interval_s, reason, ring
 
 @kernel
 def kpi_add_qos(elem, minute, route, used, fields, hist_params, reason, ring, hist_ring, runs, acc):
-    """Second pass of a QoS add (as :func:`kpi_add_cdr`, with the checks and counters of
-    :func:`kpi_extract_qos`, histogram bin included); ``used``: the element ring's marks then the
+    """Second pass of a QoS add (as :func:`kpi_add_cdr`). Each measure counts only when finite and
+    in range (latency/jitter >= 0, loss in 0..100, MOS in 1..5), a finite latency also in its
+    histogram bucket (:func:`kpi_hist_bin`); a row with no usable measure gets ``R_BAD_VALUE``.
+    ``used``: the element ring's marks then the
     histogram ring's; ``fields``: latency, jitter, loss, MOS; ``hist_params``: (lo_ms, bins per
     octave); ``runs``: the element ring's running sums, then the histogram ring's. Returns the
     accepted count."""
@@ -985,7 +846,7 @@ def kpi_add_qos(elem, minute, route, used, fields, hist_params, reason, ring, hi
         ji = jitter_ms[i]
         lo_p = loss_pct[i]
         mo = mos[i]
-        # the non-zero counters of kpi_extract_qos, in column order (E_QOS_ROWS first)
+        # the non-zero counters, in column order (E_QOS_ROWS first)
         nt = 1
         ok_la = math.isfinite(la) and la >= 0.0
         if ok_la:
