@@ -603,7 +603,7 @@ def _run_cover(runs):
     return lo, hi
 
 
-@kernel
+@kernel_exact
 def _add_row(ring, s, e, m, tc, tv, nt, dv, runs):
     """Add increments ``tv[:nt]`` to columns ``tc[:nt]`` of cell row ``ring[s, e]`` (float32 cells,
     float64 increments, rounded as ``+=`` rounds them), then each cell's change (new - old, exact
@@ -614,7 +614,9 @@ def _add_row(ring, s, e, m, tc, tv, nt, dv, runs):
         c = tc[q]
         old = ring[s, e, c]
         ring[s, e, c] = old + tv[q]
-        dv[q] = float(ring[s, e, c]) - float(old)  # float64 also without JIT
+        # "+ 0.0": LLVM narrows fpext(a) - fpext(b) to a float32 subtraction, which rounds the change
+        # (tests/kpi/test_add_kernels.py); a sum with 0.0 is not an fpext, so the subtraction stays float64
+        dv[q] = (float(ring[s, e, c]) + 0.0) - (float(old) + 0.0)
     for k in range(run_lo.shape[0]):
         if run_lo[k] <= m and m < run_hi[k]:
             out = outs[k]

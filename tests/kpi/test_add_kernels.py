@@ -94,9 +94,9 @@ def _rows(draw, source, n):
             rows.append((s, ans, end, draw(ints(-1, 4)), draw(st.sampled_from([0, 16, 17, 34, 41, 31, 200]))))
         return rows
     if source == "equip":
-        vals = st.sampled_from([0.0, 1.5, 30.0, 400.0, -2.0, np.nan, np.inf])
+        vals = st.sampled_from([0.0, 1.5, 30.0, 400.0, 0.1, 61.234, -2.0, np.nan, np.inf])  # 0.1, 61.234: not float32
         return [(draw(ints(-1, 6)), draw(vals)) for _ in range(n)]
-    v = st.sampled_from([0.0, -0.0, 0.5, 3.0, 40.0, 1e6, -1.0, np.nan])
+    v = st.sampled_from([0.0, -0.0, 0.5, 3.0, 40.0, 1e6, 0.38350029786427814, 4.1, -1.0, np.nan])
     return [tuple(draw(v) for _ in range(4)) for _ in range(n)]
 
 
@@ -137,7 +137,11 @@ def test_add_kernels_match_python_reference(b, seed):
     n = len(rows)
     n_services, pm, n_bins = 3, 300.0, 14
     width = {"cdr": n_services * K.N_CDR, "equip": K.N_ELEM, "qos": K.N_ELEM}[source]
-    ring = rng.integers(0, 3, (N_SLOTS, N_EL, width)).astype(np.float32)
+    # cells with a fractional part: a change like 2.0950441 - 0.92438143 is not a float32
+    frac = np.float32(0.92438143)
+    ring = (rng.integers(0, 3, (N_SLOTS, N_EL, width)) + frac * rng.integers(0, 2, (N_SLOTS, N_EL, width))).astype(
+        np.float32
+    )
     hist = rng.integers(0, 3, (N_SLOTS, N_EL, n_bins)).astype(np.float32)
     ring0, hist0 = ring.copy(), hist.copy()
     slot_minute = np.full(N_SLOTS, -1, np.int64)
