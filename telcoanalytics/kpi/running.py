@@ -187,11 +187,31 @@ class _RunningAggregates:
         return s if self.slot_minute[s] == unit and self._slot_used[group][s] else -1
 
     def _running_evict(self, s: int, minute: int):
-        """Minute ``minute`` (slot ``s``) leaves the minute ring: take it out of the aggregates."""
+        """Minute ``minute`` (slot ``s``) leaves the minute ring: take it out of the aggregates (the
+        sums of one ring in one :func:`kernels.kpi.kpi_running_shift_many` call, which reads only
+        the rows that may hold counts)."""
         sub = np.array([s], np.int64)
+        sums: dict = {}
         for r in self._running.values():
             if r.group != "hour" and r.lo is not None and r.lo <= minute < r.hi:
-                self._shift(r, np.zeros(0, np.int64), sub)
+                if r.kind == "sum":
+                    sums.setdefault(r.group, []).append(r)
+                else:
+                    self._shift(r, np.zeros(0, np.int64), sub)
+        for g, runs in sums.items():
+            if not self._slot_used[g][s]:
+                continue  # a slot known empty subtracts nothing
+            col_ptr = np.zeros(len(runs) + 1, np.int64)
+            np.cumsum([len(r.cols) for r in runs], out=col_ptr[1:])
+            K.kpi_running_shift_many(
+                self._ring(g),
+                self._row_used[g],
+                -1,
+                np.full(len(runs), s, np.int64),
+                col_ptr,
+                np.concatenate([r.cols for r in runs]),
+                tuple(r.out for r in runs),
+            )
 
     def _running_evict_hour(self, hs: int, hour: int):
         sub = np.array([hs], np.int64)

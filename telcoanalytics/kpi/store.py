@@ -338,6 +338,7 @@ class CounterStore(_WindowReads, _RunningAggregates):
         n_ok, lo, hi = K.kpi_add_scan(
             t, elem, self.watermark_ms >= 0, self.watermark_ms + self.max_ahead_ms, minute, reason
         )
+        n_ok, lo, hi = int(n_ok), int(lo), int(hi)  # numpy integers without JIT
         if n_ok:
             if self.head_minute < 0:
                 self.first_minute = lo
