@@ -107,95 +107,6 @@ EV_CANCELLED = 4  # a pending violation that ended before firing
 
 
 @kernel
-def kpi_extract_cdr(elem, slot, start_ms, answer_ms, end_ms, service, cause, cause_class, n_services, reason, ring):
-    """Add CDR rows to the per-minute CDR ring.
-
-    Rows with ``reason != 0`` are skipped; bad service, cause or times set ``reason``.
-    """
-    contrib = np.zeros(N_CDR)
-    for i in range(elem.shape[0]):
-        if reason[i] != R_OK:
-            continue
-        sv = service[i]
-        if sv < 0 or sv >= n_services:
-            reason[i] = R_BAD_SERVICE
-            continue
-        ca = cause[i]
-        if ca < 1 or ca >= cause_class.shape[0]:
-            reason[i] = R_BAD_CAUSE
-            continue
-        st = start_ms[i]
-        an = answer_ms[i]
-        en = end_ms[i]
-        answered = an >= 0
-        if en < st or (answered and (an < st or en < an)):
-            reason[i] = R_BAD_TIME
-            continue
-        cls = cause_class[ca]
-        ok_cause = cls == CLS_NORMAL or cls == CLS_USER
-        contrib[C_ATTEMPTS] = 1.0
-        contrib[C_SETUP_OK] = 1.0 if (answered or ok_cause) else 0.0
-        contrib[C_ANSWERED] = 1.0 if answered else 0.0
-        contrib[C_DROPS] = 1.0 if (answered and not ok_cause) else 0.0
-        contrib[C_BLOCKED] = 1.0 if cls == CLS_CONGESTION else 0.0
-        contrib[C_FAILURES] = 1.0 if cls == CLS_FAILURE else 0.0
-        contrib[C_NORMAL] = 1.0 if cls == CLS_NORMAL else 0.0
-        contrib[C_USER] = 1.0 if cls == CLS_USER else 0.0
-        contrib[C_HOLD_S] = (en - an) / 1000.0 if answered else 0.0
-        e = elem[i]
-        s = slot[i]
-        base = sv * N_CDR
-        for c in range(N_CDR):
-            ring[s, e, base + c] += contrib[c]
-
-
-@kernel
-def kpi_extract_equip(elem, slot, metric_id, value, pm_interval_s, reason, ring):
-    """Add equipment-metric rows to the element ring.
-
-    ``unavailable_s`` is clipped to ``[0, pm_interval_s]`` and adds one reporting period (and one
-    outage report when it is above 0);
-    negative values of count/utilisation metrics and NaN/inf values set ``R_BAD_VALUE``
-    (temperature may be negative).
-    """
-    contrib = np.zeros(N_ELEM)
-    for i in range(elem.shape[0]):
-        if reason[i] != R_OK:
-            continue
-        m = metric_id[i]
-        v = value[i]
-        if not math.isfinite(v) or m < 0 or m > M_TEMPERATURE or (v < 0.0 and m != M_TEMPERATURE):
-            reason[i] = R_BAD_VALUE
-            continue
-        for c in range(N_ELEM):
-            contrib[c] = 0.0
-        contrib[E_EQUIP_ROWS] = 1.0
-        if m == M_UNAVAILABLE:
-            u = min(v, pm_interval_s)
-            contrib[E_AVAIL_REPORTS] = 1.0
-            contrib[E_PERIOD_S] = pm_interval_s
-            contrib[E_UP_S] = pm_interval_s - u
-            contrib[E_UNAVAILABLE_S] = u
-            contrib[E_OUTAGE_REPORTS] = 1.0 if u > 0.0 else 0.0
-        elif m == M_CPU:
-            contrib[E_CPU_SUM] = v
-            contrib[E_CPU_N] = 1.0
-        elif m == M_PRB:
-            contrib[E_PRB_SUM] = v
-            contrib[E_PRB_N] = 1.0
-        elif m == M_THROUGHPUT:
-            contrib[E_THR_SUM] = v
-            contrib[E_THR_N] = 1.0
-        elif m == M_ERRORS:
-            contrib[E_ERRORS] = v
-        e = elem[i]
-        s = slot[i]
-        for c in range(N_ELEM):
-            if contrib[c] != 0.0:
-                ring[s, e, c] += contrib[c]
-
-
-@kernel
 def kpi_hist_bin(x, lo_ms, bins_per_octave, n_bins):
     """Log-bucket index of one latency: 0 below ``lo_ms``, ``n_bins-1`` at or above the top.
 
@@ -207,53 +118,6 @@ def kpi_hist_bin(x, lo_ms, bins_per_octave, n_bins):
     if b > n_bins - 1:
         b = n_bins - 1
     return b
-
-
-@kernel
-def kpi_extract_qos(elem, slot, latency_ms, jitter_ms, loss_pct, mos, lo_ms, bins_per_octave, reason, ring, hist_ring):
-    """Add QoS probe rows to the element ring and the latency histogram ring.
-
-    Each measure counts only when finite and in range (latency/jitter >= 0, loss in 0..100,
-    MOS in 1..5); a row with no usable measure gets ``R_BAD_VALUE``.
-    """
-    n_bins = hist_ring.shape[2]
-    contrib = np.zeros(N_ELEM)
-    for i in range(elem.shape[0]):
-        if reason[i] != R_OK:
-            continue
-        for c in range(N_ELEM):
-            contrib[c] = 0.0
-        la = latency_ms[i]
-        ji = jitter_ms[i]
-        lo = loss_pct[i]
-        mo = mos[i]
-        used = 0
-        if math.isfinite(la) and la >= 0.0:
-            contrib[E_LAT_SUM] = la
-            contrib[E_LAT_N] = 1.0
-            used += 1
-        if math.isfinite(ji) and ji >= 0.0:
-            contrib[E_JIT_SUM] = ji
-            contrib[E_JIT_N] = 1.0
-            used += 1
-        if math.isfinite(lo) and lo >= 0.0 and lo <= 100.0:
-            contrib[E_LOSS_SUM] = lo
-            contrib[E_LOSS_N] = 1.0
-            used += 1
-        if math.isfinite(mo) and mo >= 1.0 and mo <= 5.0:
-            contrib[E_MOS_SUM] = mo
-            contrib[E_MOS_N] = 1.0
-            used += 1
-        if used == 0:
-            reason[i] = R_BAD_VALUE
-            continue
-        contrib[E_QOS_ROWS] = 1.0
-        e = elem[i]
-        s = slot[i]
-        for c in range(E_QOS_ROWS, E_MOS_N + 1):
-            ring[s, e, c] += contrib[c]
-        if contrib[E_LAT_N] > 0.0:
-            hist_ring[s, e, kpi_hist_bin(la, lo_ms, bins_per_octave, n_bins)] += 1.0
 
 
 @kernel
@@ -484,16 +348,6 @@ def kpi_running_activity(ring, add_slots, sub_slots, act_cols, out):
 
 
 @kernel
-def kpi_scatter_rows(out, idx, vals):
-    """``out[idx[i], :] += vals[i, :]`` (repeated indices accumulate)."""
-    for i in range(idx.shape[0]):
-        r = idx[i]
-        for j in range(vals.shape[1]):
-            out[r, j] += vals[i, j]
-
-
-# ---- fused per-node status and rule conditions ---------------------------------------------
-@kernel
 def kpi_status(value, samples, min_samples, n_act, n_exp, gap_fraction, n_el, status, out_value):
     """Status per node (ok 0 / insufficient 1 / collection gap 2 / no scope 3, later ones win)
     and the value kept only where ok (NaN elsewhere)."""
@@ -695,3 +549,357 @@ def kpi_ratio_nodes(out, plan, params, x, extra, seg, n_el):
         s = 3 if n_el[i] == 0.0 else s
         status[i] = s
         value[i] = v if s == 0 else np.nan
+
+
+# ---- one-pass batch add (minute slot, element, counters, histogram, running sums together) ----
+MINUTE_MS = 60_000
+
+
+@kernel
+def kpi_add_scan(t, elem, check_future, future_ms, minute, reason):
+    """First pass of an add: each row's minute (``t // MINUTE_MS``, floored), ``R_UNKNOWN_ELEMENT``
+    where ``elem < 0``, ``R_FUTURE`` where ``check_future`` and ``t > future_ms``. Returns the
+    number of rows still accepted and the lowest and highest of their minutes (0, 0 when none)."""
+    n_ok = 0
+    lo = 0
+    hi = 0
+    for i in range(t.shape[0]):
+        m = t[i] // MINUTE_MS
+        minute[i] = m
+        if elem[i] < 0:
+            reason[i] = R_UNKNOWN_ELEMENT
+        elif check_future and t[i] > future_ms:
+            reason[i] = R_FUTURE
+        else:
+            if n_ok == 0 or m < lo:
+                lo = m
+            if n_ok == 0 or m > hi:
+                hi = m
+            n_ok += 1
+    return n_ok, lo, hi
+
+
+@kernel
+def _add_slot(m, lo, lo_slot, n_slots):
+    """Slot of minute ``m`` given the slot of minute ``lo <= m`` (no division for the usual rows)."""
+    d = m - lo
+    if d < n_slots:
+        s = lo_slot + d
+        return s - n_slots if s >= n_slots else s
+    return m % n_slots
+
+
+@kernel
+def _run_cover(runs):
+    """The smallest interval of minutes holding every running interval of ``runs`` (empty: none)."""
+    run_lo, run_hi = runs[0], runs[1]
+    lo = 0
+    hi = 0
+    for k in range(run_lo.shape[0]):
+        if k == 0 or run_lo[k] < lo:
+            lo = run_lo[k]
+        if k == 0 or run_hi[k] > hi:
+            hi = run_hi[k]
+    return lo, hi
+
+
+@kernel_exact
+def _add_row(ring, s, e, m, tc, tv, nt, dv, runs):
+    """Add increments ``tv[:nt]`` to columns ``tc[:nt]`` of cell row ``ring[s, e]`` (float32 cells,
+    float64 increments, rounded as ``+=`` rounds them), then each cell's change (new - old, exact
+    in float64) to every running sum of ``runs`` whose interval holds minute ``m`` and whose
+    columns include the cell's (``runs``: intervals, ring column -> position maps, outputs)."""
+    run_lo, run_hi, colmap, outs = runs
+    for q in range(nt):
+        c = tc[q]
+        old = ring[s, e, c]
+        ring[s, e, c] = old + tv[q]
+        # "+ 0.0": LLVM narrows fpext(a) - fpext(b) to a float32 subtraction, which rounds the change
+        # (tests/kpi/test_add_kernels.py); a sum with 0.0 is not an fpext, so the subtraction stays float64
+        dv[q] = (float(ring[s, e, c]) + 0.0) - (float(old) + 0.0)
+    for k in range(run_lo.shape[0]):
+        if run_lo[k] <= m and m < run_hi[k]:
+            out = outs[k]
+            for q in range(nt):
+                j = colmap[k, tc[q]]
+                if j >= 0:
+                    out[e, j] += dv[q]
+
+
+@kernel
+def kpi_add_cdr(elem, minute, route, used, fields, cause_class, reason, ring, runs, acc):
+    """Second pass of a CDR add, one pass over the rows: routing (``R_TOO_LATE`` at or before
+    minute ``route[0]``; the slot from ``route[1:]`` = lowest minute and its slot; the slot's minute
+    and the "may hold counts" marks ``used`` = (slot minutes, slot mask, slot x element mask) set),
+    the checks and counters of a call record (bad service, cause or times set ``reason``; per
+    service: attempts, setup ok, answered, drops, blocked, failures, normal, user, holding
+    seconds of answered calls), the running sums of the minutes already inside a window (:func:`_add_row`), and each accepted
+    row's element and minute into ``acc`` (a pair of arrays). ``fields``: start, answer and end
+    ms, service, cause. Returns the accepted count."""
+    start_ms, answer_ms, end_ms, service, cause = fields
+    late_bound, lo, lo_slot = route
+    slot_minute, slot_used, row_used = used
+    n_slots = slot_minute.shape[0]
+    n_services = ring.shape[2] // N_CDR
+    tc = np.zeros(N_CDR, np.int64)
+    tv = np.zeros(N_CDR)
+    dv = np.zeros(N_CDR)
+    cover_lo, cover_hi = _run_cover(runs)
+    n = 0
+    for i in range(elem.shape[0]):
+        if reason[i] != R_OK:
+            continue
+        m = minute[i]
+        if m <= late_bound:
+            reason[i] = R_TOO_LATE
+            continue
+        s = _add_slot(m, lo, lo_slot, n_slots)
+        e = elem[i]
+        slot_minute[s] = m
+        slot_used[s] = True
+        row_used[s, e] = True
+        sv = service[i]
+        if sv < 0 or sv >= n_services:
+            reason[i] = R_BAD_SERVICE
+            continue
+        ca = cause[i]
+        if ca < 1 or ca >= cause_class.shape[0]:
+            reason[i] = R_BAD_CAUSE
+            continue
+        st = start_ms[i]
+        an = answer_ms[i]
+        en = end_ms[i]
+        answered = an >= 0
+        if en < st or (answered and (an < st or en < an)):
+            reason[i] = R_BAD_TIME
+            continue
+        cls = cause_class[ca]
+        ok_cause = cls == CLS_NORMAL or cls == CLS_USER
+        base = sv * N_CDR
+        # the non-zero counters (adding 0 changes no cell and no sum)
+        tc[0] = base + C_ATTEMPTS
+        tv[0] = 1.0
+        nt = 1
+        if answered or ok_cause:
+            tc[nt] = base + C_SETUP_OK
+            tv[nt] = 1.0
+            nt += 1
+        if answered:
+            tc[nt] = base + C_ANSWERED
+            tv[nt] = 1.0
+            nt += 1
+            if not ok_cause:
+                tc[nt] = base + C_DROPS
+                tv[nt] = 1.0
+                nt += 1
+        if cls == CLS_CONGESTION:
+            tc[nt] = base + C_BLOCKED
+            tv[nt] = 1.0
+            nt += 1
+        elif cls == CLS_FAILURE:
+            tc[nt] = base + C_FAILURES
+            tv[nt] = 1.0
+            nt += 1
+        elif cls == CLS_NORMAL:
+            tc[nt] = base + C_NORMAL
+            tv[nt] = 1.0
+            nt += 1
+        elif cls == CLS_USER:
+            tc[nt] = base + C_USER
+            tv[nt] = 1.0
+            nt += 1
+        if answered:
+            h = (en - an) / 1000.0
+            if h != 0.0:
+                tc[nt] = base + C_HOLD_S
+                tv[nt] = h
+                nt += 1
+        if cover_lo <= m and m < cover_hi:
+            _add_row(ring, s, e, m, tc, tv, nt, dv, runs)
+        else:  # outside every running interval: the cells only
+            for q in range(nt):
+                ring[s, e, tc[q]] += tv[q]
+        acc[0][n] = e
+        acc[1][n] = m
+        n += 1
+    return n
+
+
+@kernel
+def kpi_add_equip(elem, minute, route, used, fields, pm_interval_s, reason, ring, runs, acc):
+    """Second pass of an equipment add (as :func:`kpi_add_cdr`); ``fields``: metric id, value.
+
+    ``unavailable_s`` is clipped to ``[0, pm_interval_s]`` and adds one reporting period (and one
+    outage report when it is above 0); negative values of count/utilisation metrics and NaN/inf
+    values set ``R_BAD_VALUE`` (temperature may be negative; only its row is counted). Returns the
+    accepted count."""
+    metric_id, value = fields
+    late_bound, lo, lo_slot = route
+    slot_minute, slot_used, row_used = used
+    n_slots = slot_minute.shape[0]
+    tc = np.zeros(N_ELEM, np.int64)
+    tv = np.zeros(N_ELEM)
+    dv = np.zeros(N_ELEM)
+    cover_lo, cover_hi = _run_cover(runs)
+    n = 0
+    for i in range(elem.shape[0]):
+        if reason[i] != R_OK:
+            continue
+        m = minute[i]
+        if m <= late_bound:
+            reason[i] = R_TOO_LATE
+            continue
+        s = _add_slot(m, lo, lo_slot, n_slots)
+        e = elem[i]
+        slot_minute[s] = m
+        slot_used[s] = True
+        row_used[s, e] = True
+        m_id = metric_id[i]
+        v = value[i]
+        if not math.isfinite(v) or m_id < 0 or m_id > M_TEMPERATURE or (v < 0.0 and m_id != M_TEMPERATURE):
+            reason[i] = R_BAD_VALUE
+            continue
+        # the non-zero counters, in column order
+        tc[0] = E_EQUIP_ROWS
+        tv[0] = 1.0
+        nt = 1
+        if m_id == M_UNAVAILABLE:
+            u = min(v, pm_interval_s)
+            tc[1] = E_AVAIL_REPORTS
+            tv[1] = 1.0
+            nt = 2
+            if pm_interval_s != 0.0:
+                tc[nt] = E_PERIOD_S
+                tv[nt] = pm_interval_s
+                nt += 1
+            if pm_interval_s - u != 0.0:
+                tc[nt] = E_UP_S
+                tv[nt] = pm_interval_s - u
+                nt += 1
+            if u != 0.0:
+                tc[nt] = E_UNAVAILABLE_S
+                tv[nt] = u
+                nt += 1
+            if u > 0.0:
+                tc[nt] = E_OUTAGE_REPORTS
+                tv[nt] = 1.0
+                nt += 1
+        elif m_id == M_CPU or m_id == M_PRB or m_id == M_THROUGHPUT:
+            c = E_CPU_SUM if m_id == M_CPU else (E_PRB_SUM if m_id == M_PRB else E_THR_SUM)
+            if v != 0.0:
+                tc[nt] = c
+                tv[nt] = v
+                nt += 1
+            tc[nt] = c + 1
+            tv[nt] = 1.0
+            nt += 1
+        elif m_id == M_ERRORS and v != 0.0:
+            tc[nt] = E_ERRORS
+            tv[nt] = v
+            nt += 1
+        if cover_lo <= m and m < cover_hi:
+            _add_row(ring, s, e, m, tc, tv, nt, dv, runs)
+        else:  # outside every running interval: the cells only
+            for q in range(nt):
+                ring[s, e, tc[q]] += tv[q]
+        acc[0][n] = e
+        acc[1][n] = m
+        n += 1
+    return n
+
+
+@kernel
+def kpi_add_qos(elem, minute, route, used, fields, hist_params, reason, ring, hist_ring, runs, acc):
+    """Second pass of a QoS add (as :func:`kpi_add_cdr`). Each measure counts only when finite and
+    in range (latency/jitter >= 0, loss in 0..100, MOS in 1..5), a finite latency also in its
+    histogram bucket (:func:`kpi_hist_bin`); a row with no usable measure gets ``R_BAD_VALUE``.
+    ``used``: the element ring's marks then the
+    histogram ring's; ``fields``: latency, jitter, loss, MOS; ``hist_params``: (lo_ms, bins per
+    octave); ``runs``: the element ring's running sums, then the histogram ring's. Returns the
+    accepted count."""
+    latency_ms, jitter_ms, loss_pct, mos = fields
+    lo_ms, bins_per_octave = hist_params
+    late_bound, lo, lo_slot = route
+    (slot_minute, slot_used, row_used), (hist_slot_used, hist_row_used) = used
+    runs_e, runs_h = runs
+    n_slots = slot_minute.shape[0]
+    n_bins = hist_ring.shape[2]
+    tc = np.zeros(N_ELEM, np.int64)
+    tv = np.zeros(N_ELEM)
+    dv = np.zeros(N_ELEM)
+    cover_lo, cover_hi = _run_cover(runs_e)
+    hcover_lo, hcover_hi = _run_cover(runs_h)
+    n = 0
+    for i in range(elem.shape[0]):
+        if reason[i] != R_OK:
+            continue
+        m = minute[i]
+        if m <= late_bound:
+            reason[i] = R_TOO_LATE
+            continue
+        s = _add_slot(m, lo, lo_slot, n_slots)
+        e = elem[i]
+        slot_minute[s] = m
+        slot_used[s] = True
+        row_used[s, e] = True
+        hist_slot_used[s] = True
+        hist_row_used[s, e] = True
+        la = latency_ms[i]
+        ji = jitter_ms[i]
+        lo_p = loss_pct[i]
+        mo = mos[i]
+        # the non-zero counters, in column order (E_QOS_ROWS first)
+        nt = 1
+        ok_la = math.isfinite(la) and la >= 0.0
+        if ok_la:
+            if la != 0.0:
+                tc[nt] = E_LAT_SUM
+                tv[nt] = la
+                nt += 1
+            tc[nt] = E_LAT_N
+            tv[nt] = 1.0
+            nt += 1
+        if math.isfinite(ji) and ji >= 0.0:
+            if ji != 0.0:
+                tc[nt] = E_JIT_SUM
+                tv[nt] = ji
+                nt += 1
+            tc[nt] = E_JIT_N
+            tv[nt] = 1.0
+            nt += 1
+        if math.isfinite(lo_p) and lo_p >= 0.0 and lo_p <= 100.0:
+            if lo_p != 0.0:
+                tc[nt] = E_LOSS_SUM
+                tv[nt] = lo_p
+                nt += 1
+            tc[nt] = E_LOSS_N
+            tv[nt] = 1.0
+            nt += 1
+        if math.isfinite(mo) and mo >= 1.0 and mo <= 5.0:
+            tc[nt] = E_MOS_SUM
+            tv[nt] = mo
+            nt += 1
+            tc[nt] = E_MOS_N
+            tv[nt] = 1.0
+            nt += 1
+        if nt == 1:
+            reason[i] = R_BAD_VALUE
+            continue
+        tc[0] = E_QOS_ROWS
+        tv[0] = 1.0
+        if cover_lo <= m and m < cover_hi:
+            _add_row(ring, s, e, m, tc, tv, nt, dv, runs_e)
+        else:
+            for q in range(nt):
+                ring[s, e, tc[q]] += tv[q]
+        if ok_la:
+            b = kpi_hist_bin(la, lo_ms, bins_per_octave, n_bins)
+            if hcover_lo <= m and m < hcover_hi:
+                tc[0] = b
+                _add_row(hist_ring, s, e, m, tc, tv, 1, dv, runs_h)
+            else:
+                hist_ring[s, e, b] += 1.0
+        acc[0][n] = e
+        acc[1][n] = m
+        n += 1
+    return n

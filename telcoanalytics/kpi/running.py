@@ -21,6 +21,9 @@ import numpy as np
 
 from kernels import kpi as K
 
+_NO_UNITS = np.zeros(0, np.int64)
+_NO_OUT = np.zeros((0, 0))
+
 
 # ---- running window aggregates -------------------------------------------------------------
 class _Running:
@@ -184,11 +187,31 @@ class _RunningAggregates:
         return s if self.slot_minute[s] == unit and self._slot_used[group][s] else -1
 
     def _running_evict(self, s: int, minute: int):
-        """Minute ``minute`` (slot ``s``) leaves the minute ring: take it out of the aggregates."""
+        """Minute ``minute`` (slot ``s``) leaves the minute ring: take it out of the aggregates (the
+        sums of one ring in one :func:`kernels.kpi.kpi_running_shift_many` call, which reads only
+        the rows that may hold counts)."""
         sub = np.array([s], np.int64)
+        sums: dict = {}
         for r in self._running.values():
             if r.group != "hour" and r.lo is not None and r.lo <= minute < r.hi:
-                self._shift(r, np.zeros(0, np.int64), sub)
+                if r.kind == "sum":
+                    sums.setdefault(r.group, []).append(r)
+                else:
+                    self._shift(r, np.zeros(0, np.int64), sub)
+        for g, runs in sums.items():
+            if not self._slot_used[g][s]:
+                continue  # a slot known empty subtracts nothing
+            col_ptr = np.zeros(len(runs) + 1, np.int64)
+            np.cumsum([len(r.cols) for r in runs], out=col_ptr[1:])
+            K.kpi_running_shift_many(
+                self._ring(g),
+                self._row_used[g],
+                -1,
+                np.full(len(runs), s, np.int64),
+                col_ptr,
+                np.concatenate([r.cols for r in runs]),
+                tuple(r.out for r in runs),
+            )
 
     def _running_evict_hour(self, hs: int, hour: int):
         sub = np.array([hs], np.int64)
@@ -198,48 +221,59 @@ class _RunningAggregates:
 
     _SOURCE_GROUPS = {"cdr": ("cdr",), "equip": ("elem",), "qos": ("elem", "hist")}
 
-    def _running_snapshot(self, source, ok, elem, slot, minute):
-        """Before a batch is extracted: the ring cells its rows for minutes inside a running
-        interval will touch, with their current values (None when there are none)."""
-        runs = [r for r in self._running.values() if r.group in self._SOURCE_GROUPS[source] and r.lo is not None]
+    def _running_args(self, group: str):
+        """The running sums of ``group`` that rows added to the ring must move, as the add kernels
+        take them (:func:`kernels.kpi.kpi_add_cdr`): their intervals, the position of each ring
+        column among their columns (-1: not summed), their outputs."""
+        runs = [r for r in self._running.values() if r.group == group and r.kind == "sum" and r.lo is not None]
+        width = self._ring(group).shape[2]
+        if not runs:
+            return (_NO_UNITS, _NO_UNITS, np.full((0, width), -1, np.int64), (_NO_OUT,))
+        colmap = np.full((len(runs), width), -1, np.int64)
+        for k, r in enumerate(runs):
+            colmap[k, r.cols] = np.arange(len(r.cols))
+        return (
+            np.array([r.lo for r in runs], np.int64),
+            np.array([r.hi for r in runs], np.int64),
+            colmap,
+            tuple(r.out for r in runs),
+        )
+
+    def _running_snapshot_act(self, source, reason, elem, minute, late_bound):
+        """Before a batch's second pass: the ring cells its accepted rows for minutes inside a
+        running activity count will touch, with their current values (None when there are none;
+        running sums move inside the add kernels)."""
+        runs = [
+            r
+            for r in self._running.values()
+            if r.kind == "act" and r.lo is not None and r.group in self._SOURCE_GROUPS[source]
+        ]
         if not runs:
             return None
         lo, hi = min(r.lo for r in runs), max(r.hi for r in runs)
-        sel = ok & (minute >= lo) & (minute < hi)
+        sel = (reason == 0) & (minute > late_bound) & (minute >= lo) & (minute < hi)
         if not sel.any():
             return None
         n = self.topology.n_elements
-        key = np.unique(slot[sel] * n + elem[sel])
+        self.slot_minute[minute[sel] % self.minute_ring] = minute[sel]  # as the add kernel sets them
+        key = np.unique((minute[sel] % self.minute_ring) * n + elem[sel])
         cs, ce = key // n, key % n
         cm = self.slot_minute[cs]
         old = {g: self._ring(g)[cs, ce].copy() for g in self._SOURCE_GROUPS[source]}
         return runs, cs, ce, cm, old
 
     def _running_apply(self, late):
-        """After the batch: add the change of each touched cell to the aggregates covering it.
-
-        The change is ``new - old`` of the float32 cell (exact in float64), so an aggregate
-        stays equal to a fresh sum over the ring."""
+        """After the batch: add the change of each touched cell's activity to the counts covering it."""
         runs, cs, ce, cm, old = late
         for g, before in old.items():
             after = self._ring(g)[cs, ce]
-            delta = None
             for r in runs:
                 if r.group != g:
                     continue
                 m = (cm >= r.lo) & (cm < r.hi)
                 if not m.any():
                     continue
-                if r.kind == "sum":
-                    if delta is None:
-                        delta = after.astype(np.float64) - before.astype(np.float64)
-                    K.kpi_scatter_rows(
-                        r.out.reshape(len(r.out), -1),
-                        np.ascontiguousarray(ce[m]),
-                        np.ascontiguousarray(delta[m][:, r.cols]),
-                    )
-                else:
-                    d = (after[m][:, r.cols].sum(axis=1) > 0).astype(np.int64) - (
-                        before[m][:, r.cols].sum(axis=1) > 0
-                    ).astype(np.int64)
-                    np.add.at(r.out, ce[m], d)
+                d = (after[m][:, r.cols].sum(axis=1) > 0).astype(np.int64) - (
+                    before[m][:, r.cols].sum(axis=1) > 0
+                ).astype(np.int64)
+                np.add.at(r.out, ce[m], d)

@@ -32,7 +32,6 @@ from kernels import kpi as K
 from telcoanalytics.kpi.definitions import (
     COUNTERS,
     HOUR_MS,
-    MINUTE_MS,
     REJECT_NAMES,
     cause_class_table,
     topology_from_state,
@@ -326,21 +325,21 @@ class CounterStore(_WindowReads, _RunningAggregates):
             return AddResult(0, {"ignored": len(batch)} if source == "flow" and len(batch) else {})
         if batch.dtype != DTYPES[source]:
             batch = batch.astype(DTYPES[source])  # one cast; canonical batches pass as views
-        t = np.ascontiguousarray(batch[TIME_FIELD[source]], dtype=np.int64)
-        minute = t // MINUTE_MS
         if element_index is None:
             elem = self.index_of(batch[ELEMENT_FIELD[source]])
         else:
             elem = np.ascontiguousarray(element_index, dtype=np.int64)
             if elem.shape != (len(batch),):
                 raise ValueError(f"element_index has shape {elem.shape}, the batch {len(batch)} rows")
+        # pass 1: minutes, unknown elements, rows too far ahead; the accepted rows' minute range
+        t = batch[TIME_FIELD[source]]
+        minute = np.empty(len(batch), np.int64)
         reason = np.zeros(len(batch), np.int8)
-        reason[elem < 0] = K.R_UNKNOWN_ELEMENT
-        if self.watermark_ms >= 0:
-            reason[(reason == 0) & (t > self.watermark_ms + self.max_ahead_ms)] = K.R_FUTURE
-        ok = reason == 0
-        if ok.any():
-            lo, hi = int(minute[ok].min()), int(minute[ok].max())
+        n_ok, lo, hi = K.kpi_add_scan(
+            t, elem, self.watermark_ms >= 0, self.watermark_ms + self.max_ahead_ms, minute, reason
+        )
+        n_ok, lo, hi = int(n_ok), int(lo), int(hi)  # numpy integers without JIT
+        if n_ok:
             if self.head_minute < 0:
                 self.first_minute = lo
                 self.head_minute = lo - 1
@@ -348,59 +347,38 @@ class CounterStore(_WindowReads, _RunningAggregates):
                 self.first_minute = max(lo, self.head_minute - self.minute_ring + 1)
             if hi > self.head_minute:
                 self._advance_minutes(hi)
-            reason[ok & (minute <= self.head_minute - self.minute_ring)] = K.R_TOO_LATE
-        ok = reason == 0
-        all_ok = bool(ok.all())
-        elem_c = elem if all_ok else np.where(ok, elem, 0)
-        slot = minute % self.minute_ring
-        if not all_ok:
-            slot[~ok] = 0
-        if ok.any():
-            self.slot_minute[slot[ok]] = minute[ok]
-        late = self._running_snapshot(source, ok, elem_c, slot, minute)
-        if source == "cdr":
-            K.kpi_extract_cdr(
-                elem_c,
-                slot,
-                t,
-                batch["answer_ms"],
-                batch["end_ms"],
-                batch["service"],
-                batch["cause"],
-                self._cause_class,
-                self.n_services,
-                reason,
-                self.cdr,
-            )
+        late_bound = self.head_minute - self.minute_ring
+        act = self._running_snapshot_act(source, reason, elem, minute, late_bound) if n_ok else None
+        # pass 2: slot, checks, counters, histogram bin and running sums of each row together
+        acc = (np.empty(n_ok, np.int64), np.empty(n_ok, np.int64))
+        route = (late_bound, lo, lo % self.minute_ring)
+        g0 = self._SOURCE_GROUPS[source][0]
+        used = (self.slot_minute, self._slot_used[g0], self._row_used[g0])
+        if not n_ok:
+            n = 0
+        elif source == "cdr":
+            fields = (batch["start_ms"], batch["answer_ms"], batch["end_ms"], batch["service"], batch["cause"])
+            runs = self._running_args("cdr")
+            n = K.kpi_add_cdr(elem, minute, route, used, fields, self._cause_class, reason, self.cdr, runs, acc)
         elif source == "equip":
-            K.kpi_extract_equip(elem_c, slot, batch["metric_id"], batch["value"], self.pm_interval_s, reason, self.elem)
+            fields = (batch["metric_id"], batch["value"])
+            runs = self._running_args("elem")
+            n = K.kpi_add_equip(elem, minute, route, used, fields, self.pm_interval_s, reason, self.elem, runs, acc)
         else:
-            K.kpi_extract_qos(
-                elem_c,
-                slot,
-                batch["latency_ms"],
-                batch["jitter_ms"],
-                batch["loss_pct"],
-                batch["mos"],
-                self.hist_lo_ms,
-                float(self.hist_bins_per_octave),
-                reason,
-                self.elem,
-                self.hist,
-            )
-        for g in self._SOURCE_GROUPS[source]:
-            self._slot_used[g][slot[ok]] = True
-            self._row_used[g][slot[ok], elem[ok]] = True
-        if late is not None:
-            self._running_apply(late)
+            fields = (batch["latency_ms"], batch["jitter_ms"], batch["loss_pct"], batch["mos"])
+            hp = (self.hist_lo_ms, float(self.hist_bins_per_octave))
+            runs = (self._running_args("elem"), self._running_args("hist"))
+            used = (used, (self._slot_used["hist"], self._row_used["hist"]))
+            n = K.kpi_add_qos(elem, minute, route, used, fields, hp, reason, self.elem, self.hist, runs, acc)
+        if act is not None:
+            self._running_apply(act)
         counts = np.bincount(reason, minlength=K.N_REASONS)
         self.rejected += counts
         self.rejected[0] = 0
-        ok = reason == 0
-        if ok.any():
+        if n:
             self.version += 1
         rej = {REJECT_NAMES[i]: int(counts[i]) for i in range(1, K.N_REASONS) if counts[i]}
-        return AddResult(int(counts[0]), rej, elem[ok], minute[ok])
+        return AddResult(int(n), rej, acc[0][:n], acc[1][:n])
 
     # ---- merge / checkpoint --------------------------------------------------------------
     def merge(self, other: CounterStore) -> CounterStore:
