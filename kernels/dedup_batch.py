@@ -22,6 +22,7 @@ from .dedup import (
     PREFETCH_AHEAD,
     _clock_push,
     _clock_settle,
+    _mix3,
     bucket_slot,
     hashset_slot,
     id_times,
@@ -506,9 +507,10 @@ G_SIZE_FAST = 14
 
 
 @kernel
-def _flush_row(tables, logs, nlog, dirty, r):
+def _flush_row(tables, bmeta, logs, nlog, dirty, r):
     """Bucket row ``r``'s table made whole: cleared when a new bucket took it, its log's keys
-    inserted (distinct, none in the table: each was accepted as new)."""
+    (logged as the three natural-key parts, hashed here) inserted: distinct, none in the table
+    (each was accepted as new); the empty-slot key sets the bucket's flag."""
     cap = tables.shape[1]
     if dirty[r] != 0:
         for j in range(cap):
@@ -516,7 +518,10 @@ def _flush_row(tables, logs, nlog, dirty, r):
         dirty[r] = 0
     mask = cap - 1
     for j in range(nlog[r]):
-        k = logs[r, j]
+        k = _mix3(logs[r, j, 0], logs[r, j, 1], logs[r, j, 2])
+        if k == EMPTY:
+            bmeta[r, M_HAS_MIN] = 1
+            continue
         s = bucket_slot(k, mask)
         while tables[r, s] != EMPTY:
             s = (s + 1) & mask
@@ -531,7 +536,7 @@ def flush_logs(tables, bmeta, logs, nlog, dirty):
     done = 0
     for r in range(tables.shape[0]):
         if bmeta[r, M_BUCKET] != EMPTY and (dirty[r] != 0 or nlog[r] != 0):
-            _flush_row(tables, logs, nlog, dirty, r)
+            _flush_row(tables, bmeta, logs, nlog, dirty, r)
             done += 1
         elif bmeta[r, M_BUCKET] == EMPTY:
             nlog[r] = 0
@@ -540,18 +545,20 @@ def flush_logs(tables, bmeta, logs, nlog, dirty):
 
 
 @kernel
-def _ring_chunk_fast(
-    keys, times, m, geo, tables, bmeta, out_code, out_field, out_flag, i0, eidx, mcol, last, logs, nlog, dirty
+def _ring_rows_fast(
+    times, start, n, geo, tables, bmeta, out_code, out_field, out_flag, eidx, mcol, ca, cb, cc, last, logs, nlog, dirty
 ):
-    """:func:`_ring_chunk` (rows ``i0 .. i0 + m - 1``) with the per-key fast path: a row of
+    """:func:`_ring_chunk` over rows ``start .. n - 1`` with the per-key fast path: a row of
     element index ``eidx[i] >= 0`` (metric ``mcol[i]`` when ``mcol`` is not empty) newer than
     its element's ``last`` (or at that time in a metric not set there) and above
-    ``geo[G_FLOOR]`` is accepted into its bucket's log without a probe. The same decisions and the same ``NEED_CAP`` stops (the count covers the
-    log)."""
+    ``geo[G_FLOOR]`` is accepted into its bucket's log without a probe and without hashing its
+    key (the parts ``ca[i], cb[i], cc[i]`` are logged; ``cc`` empty: 0). The other rows hash
+    their key (:func:`kernels.dedup._mix3`, as ``natural_keys``) and probe. The same decisions
+    and the same ``NEED_CAP`` stops (the count covers the log)."""
     b_ms = geo[G_BUCKET_MS]
     lo = geo[G_LO]
     rlo = geo[G_RLO]
-    floor = geo[G_FLOOR]
+    floor = max(geo[G_FLOOR], -1)
     extend = (geo[G_EXTEND] & 1) != 0
     touched = False
     code = geo[G_CODE]
@@ -562,8 +569,8 @@ def _ring_chunk_fast(
     mask = cap - 1
     limit = (7 * (cap // BUCKET_SLACK)) // 10
     n_slots = last.shape[0]
-    floor = max(floor, -1)
     has_m = mcol.shape[0] != 0
+    has_c = cc.shape[0] != 0
     t_lo = 1
     t_hi = 0
     r = 0
@@ -571,11 +578,10 @@ def _ring_chunk_fast(
     count = 0
     nl = 0  # log length of bucket row r, in a register (nlog[r] written back)
     n_out = 0
-    for q in range(m):
-        i = i0 + q
+    for i in range(start, n):
         if out_code[i] != 0:
             continue
-        t = times[q]
+        t = times[i]
         if t < t_lo or t >= t_hi:
             if not outside:
                 bmeta[r, M_COUNT] = count
@@ -602,15 +608,6 @@ def _ring_chunk_fast(
             out_flag[i] = OUT_OUTSIDE
             n_out += 1
             continue
-        k = keys[q]
-        if k == EMPTY:
-            if bmeta[r, M_HAS_MIN] != 0:
-                out_code[i] = code
-                out_field[i] = fld
-            else:
-                bmeta[r, M_HAS_MIN] = 1
-                count += 1
-            continue
         e = eidx[i]
         bit = 0  # the row's metric bit; 0: no per-key state for the row (it probes)
         pv = 0  # the element's packed state (see the notes above)
@@ -629,40 +626,54 @@ def _ring_chunk_fast(
                         if touched:
                             geo[G_EXTEND] |= 2
                         return i
-                    logs[r, nl] = k
+                    logs[r, nl, 0] = np.int64(ca[i])
+                    logs[r, nl, 1] = np.int64(cb[i])
+                    logs[r, nl, 2] = np.int64(cc[i]) if has_c else 0
                     nl += 1
                     count += 1
                     last[e] = (t << PACK_SHIFT) | bit if t > (pv >> PACK_SHIFT) else pv | bit
                     continue
-        if nl != 0 or dirty[r] != 0:
-            nlog[r] = nl
-            _flush_row(tables, logs, nlog, dirty, r)
-            nl = 0
-        s = bucket_slot(k, mask)
-        while True:
-            v = tables[r, s]
-            if v == k or v == EMPTY:
-                break
-            s = (s + 1) & mask
-        if v == k:
-            out_code[i] = code
-            out_field[i] = fld
-        elif count >= limit:
-            bmeta[r, M_COUNT] = count
-            nlog[r] = nl
-            geo[G_NEED] = NEED_CAP
-            geo[G_N_OUT] += n_out
-            if touched:
-                geo[G_EXTEND] |= 2
-            return i
+        k = _mix3(np.int64(ca[i]), np.int64(cb[i]), np.int64(cc[i]) if has_c else np.int64(0))
+        new = False
+        if k == EMPTY:
+            if bmeta[r, M_HAS_MIN] != 0:
+                out_code[i] = code
+                out_field[i] = fld
+            else:
+                bmeta[r, M_HAS_MIN] = 1
+                count += 1
+                new = True
         else:
-            tables[r, s] = k
-            count += 1
-            if bit != 0:  # the element's newest time (and the metrics there) follow the key
-                if t > (pv >> PACK_SHIFT):
-                    last[e] = (t << PACK_SHIFT) | bit
-                elif t == (pv >> PACK_SHIFT):
-                    last[e] = pv | bit
+            if nl != 0 or dirty[r] != 0:
+                nlog[r] = nl
+                _flush_row(tables, bmeta, logs, nlog, dirty, r)
+                nl = 0
+            s = bucket_slot(k, mask)
+            while True:
+                v = tables[r, s]
+                if v == k or v == EMPTY:
+                    break
+                s = (s + 1) & mask
+            if v == k:
+                out_code[i] = code
+                out_field[i] = fld
+            elif count >= limit:
+                bmeta[r, M_COUNT] = count
+                nlog[r] = nl
+                geo[G_NEED] = NEED_CAP
+                geo[G_N_OUT] += n_out
+                if touched:
+                    geo[G_EXTEND] |= 2
+                return i
+            else:
+                tables[r, s] = k
+                count += 1
+                new = True
+        if new and bit != 0:  # the element's newest time (and the metrics there) follow the key
+            if t > (pv >> PACK_SHIFT):
+                last[e] = (t << PACK_SHIFT) | bit
+            elif t == (pv >> PACK_SHIFT):
+                last[e] = pv | bit
     if not outside:
         bmeta[r, M_COUNT] = count
         nlog[r] = nl
@@ -674,12 +685,30 @@ def _ring_chunk_fast(
 
 @kernel
 def ring_dedup_fast(
-    rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag, eidx, mcol, last, logs, nlog, dirty
+    rows,
+    start,
+    clock,
+    geo,
+    tables,
+    bmeta,
+    out_code,
+    out_field,
+    out_flag,
+    eidx,
+    mcol,
+    ca,
+    cb,
+    cc,
+    last,
+    logs,
+    nlog,
+    dirty,
 ):
-    """:func:`ring_dedup` with the per-key fast path (see :func:`_ring_chunk_fast`): ``eidx`` the
+    """:func:`ring_dedup` with the per-key fast path (see :func:`_ring_rows_fast`): ``eidx`` the
     rows' dense element index (-1: none), ``mcol`` the metric column of equipment counters (empty
-    for the other sources), ``last`` the packed newest time and metrics per element, ``logs``/``nlog``/``dirty`` the buckets' logs; ``geo`` of ``G_SIZE_FAST``. The same
-    decisions as :func:`ring_dedup`."""
+    for the other sources), ``ca, cb, cc`` the natural key's parts (``cc`` empty: 0), ``last``
+    the packed newest time and metrics per element, ``logs``/``nlog``/``dirty`` the buckets'
+    logs; ``geo`` of ``G_SIZE_FAST``. The same decisions as :func:`ring_dedup`."""
     geo[G_NEED] = NEED_NONE
     if start == 0:
         geo[G_N_OUT] = 0
@@ -688,19 +717,9 @@ def ring_dedup_fast(
                 geo[G_STEP] = 0
             return 0
     n = rows.shape[0]
-    size = min(CHUNK, max(1, n - start))
-    keys = np.empty(size, dtype=np.int64)
-    tcol = rows["ts_ms"]
-    i = start
-    while i < n:
-        m = min(size, n - i)
-        natural_keys(rows[i : i + m], keys[:m])
-        stop = _ring_chunk_fast(
-            keys, tcol[i : i + m], m, geo, tables, bmeta, out_code, out_field, out_flag, i,
-            eidx, mcol, last, logs, nlog, dirty,
-        )  # fmt: skip
-        if stop >= 0:
-            return stop
-        i += m
+    args = (eidx, mcol, ca, cb, cc, last, logs, nlog, dirty)
+    stop = _ring_rows_fast(rows["ts_ms"], start, n, geo, tables, bmeta, out_code, out_field, out_flag, *args)
+    if stop >= 0:
+        return stop
     _ring_end(geo)
     return n

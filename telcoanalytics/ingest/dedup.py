@@ -78,6 +78,14 @@ _NONE = int(np.iinfo(np.int64).min)
 __all__ = ["DEFAULT_DEDUP_HORIZON_MS", "DedupClock", "DedupSet", "TimeBucketKeySet"]
 
 
+_KEY_PARTS = {
+    "metric_id": ("element_id", "metric_id", "ts_ms"),
+    "src_element_id": ("src_element_id", "dst_element_id", "ts_ms"),
+    "element_id": ("element_id", "ts_ms"),
+}
+"""The parts of the natural key hash (``kernels.dedup.row_key``) by a field of the record type."""
+
+
 def _check_horizon(horizon_ms):
     if horizon_ms is not None and (
         not isinstance(horizon_ms, (int, np.integer)) or isinstance(horizon_ms, bool) or horizon_ms <= 0
@@ -285,9 +293,9 @@ def _empty_ring(n_ring: int, cap: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _empty_logs(n_ring: int, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The buckets' logs of the fast path (keys accepted without a probe, not in the table yet):
-    keys, lengths, and whether the table row still holds an old bucket's keys."""
+    natural-key parts (hashed when moved into the table), lengths, and whether the table row still holds an old bucket's keys."""
     limit = max(1, (7 * (cap // BUCKET_SLACK)) // 10)
-    return np.empty((n_ring, limit), np.int64), np.zeros(n_ring, np.int64), np.zeros(n_ring, np.int8)
+    return np.empty((n_ring, limit, 3), np.int64), np.zeros(n_ring, np.int64), np.zeros(n_ring, np.int8)
 
 
 def _pow2(n: int) -> int:
@@ -411,7 +419,8 @@ class TimeBucketKeySet:
     def _flush(self) -> None:
         """Every bucket's table made whole (the fast path's logs moved in): before anything but
         the fast kernel reads or writes the tables."""
-        flush_logs(self.tables, self.meta, self.logs, self.nlog, self.dirty)
+        with np.errstate(over="ignore"):  # the hash wraps by design (plain-Python kernels)
+            flush_logs(self.tables, self.meta, self.logs, self.nlog, self.dirty)
 
     def _resize(self, n_ring: int, cap: int, lo: int) -> None:
         self._flush()
@@ -572,11 +581,15 @@ class TimeBucketKeySet:
         start = 0
         use_fast = element_index is not None and kernel is ring_dedup
         if use_fast:
-            mcol = rows["metric_id"] if "metric_id" in rows.dtype.names else np.zeros(0, np.int32)
+            names = rows.dtype.names
+            mcol = rows["metric_id"] if "metric_id" in names else np.zeros(0, np.int32)
+            parts = [rows[f] for f in _KEY_PARTS[next(p for p in _KEY_PARTS if p in names)]]
+            if len(parts) == 2:
+                parts.append(np.zeros(0, np.int64))
             self._fast_state(int(fast[0]), fast[1])
         while True:
             if use_fast:
-                args = (element_index, mcol, self.fast_last, self.logs, self.nlog, self.dirty)
+                args = (element_index, mcol, *parts, self.fast_last, self.logs, self.nlog, self.dirty)
                 start = int(
                     ring_dedup_fast(rows, start, clock.a, g, self.tables, self.meta, out_code, out_field, flag, *args)
                 )
