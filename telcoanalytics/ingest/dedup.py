@@ -412,8 +412,10 @@ class TimeBucketKeySet:
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the tables (bytes)."""
-        return self.tables.nbytes + self.meta.nbytes + self.side.cur.nbytes + self.side.prev.nbytes
+        """Memory held by the tables, the fast path's logs and per-element state (bytes; the logs
+        and a table row no probe needed are allocated, not written)."""
+        fast = self.logs.nbytes + self.nlog.nbytes + self.dirty.nbytes + self.fast_last.nbytes
+        return self.tables.nbytes + self.meta.nbytes + self.side.cur.nbytes + self.side.prev.nbytes + fast
 
     # ---- ring geometry -------------------------------------------------------------------
     def _flush(self) -> None:

@@ -253,3 +253,89 @@ def test_key_set_direct_calls_mixed_with_the_separate_steps(rng):
     assert not call(a[50:], eidx[50:], 2).any()
     assert (call(a, eidx, 2) == 9).all()
     assert len(s) == 60
+
+
+def test_a_day_in_one_call_with_the_element_index_decides_as_the_steps(rng):
+    """A whole day in one array (copies of early rows at the end) and a batch with no valid row
+    before the clock: with the element index, buckets behind the horizon kept for the call, the
+    same decisions as the separate steps and a set."""
+    n = 30_000
+    ids = 1000 + np.arange(300)
+    topo = _topology(ids)
+    fast, steps = Ingestor("equip", topology=topo), Ingestor("equip", topology=topo)
+    steps.fused_dedup = False
+    bad = rows("equip", 3)
+    bad["value"] = np.nan
+    assert fast.ingest(bad).by_reason == steps.ingest(bad.copy()).by_reason == {"non_finite": 3}
+    a = rows("equip", n)
+    a["ts_ms"] = np.sort(T0 + rng.integers(0, 86_400_000, n) // 1000 * 1000)
+    a["element_id"] = ids[rng.integers(0, len(ids), n)]
+    a["metric_id"] = rng.integers(0, 6, n)
+    a = np.concatenate([a, a[rng.integers(0, n // 4, 300)]])  # early rows again, at the end
+    r1, r2 = fast.ingest(a), steps.ingest(a.copy())
+    assert r1.by_reason == r2.by_reason
+    assert r1.accepted.tobytes() == r2.accepted.tobytes()
+    keys = {(int(x["element_id"]), int(x["metric_id"]), int(x["ts_ms"])) for x in a}
+    assert r1.n_accepted == len(keys)
+
+
+_U = (1 << 64) - 1
+_K1, _K2, _K3 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+
+
+def _unfmix(x: int) -> int:
+    """The inverse of splitmix64's finaliser (``kernels.dedup._fmix64``), on Python ints."""
+    x ^= (x >> 31) ^ (x >> 62)
+    x = (x * pow(_K3, -1, 1 << 64)) & _U
+    x ^= (x >> 27) ^ (x >> 54)
+    x = (x * pow(_K2, -1, 1 << 64)) & _U
+    x ^= (x >> 30) ^ (x >> 60)
+    return x
+
+
+def test_a_key_hashing_to_the_empty_slot_marker_through_the_fast_path():
+    """A QoS probe whose natural key hashes to the empty-slot value (an element id solved for
+    it): accepted through the bucket's log, held by the bucket's flag when the log moves into the
+    table, and its copies are duplicates; as the separate steps decide."""
+    from kernels.dedup import natural_key_hash
+
+    t = T0 + 7_000
+    h2 = _unfmix(1 << 63) ^ _K3  # _mix3(a, t, 0) == 2**63 (EMPTY as int64)
+    h1 = _unfmix(h2) ^ ((t * _K1 + _K2) & _U)
+    a_id = (_unfmix(h1) - _K1) & _U
+    a_id = a_id - (1 << 64) if a_id >= 1 << 63 else a_id
+    out = np.empty(1, np.int64)
+    with np.errstate(over="ignore"):
+        natural_key_hash(np.array([a_id]), np.array([t]), np.zeros(1, np.int64), out)
+    assert out[0] == EMPTY
+    ids = np.array([a_id, 1000, 1001], np.int64)
+    topo = _topology(ids)
+    fast, steps = Ingestor("qos", topology=topo), Ingestor("qos", topology=topo)
+    steps.fused_dedup = False
+    a = rows("qos", 12)
+    a["element_id"] = [1000, 1001] * 6
+    a["ts_ms"] = T0 + np.arange(12) * 1000
+    b = rows("qos", 4)
+    b["element_id"] = [a_id, 1000, a_id, a_id]
+    b["ts_ms"] = [t, T0, t, t + 1000]  # the marker key in order, a late row (the log moves), copies
+    for part in (a, b, b[:1], b[2:]):
+        r1, r2 = fast.ingest(part), steps.ingest(part.copy())
+        assert r1.by_reason == r2.by_reason
+        assert r1.accepted.tobytes() == r2.accepted.tobytes()
+    assert fast.n_accepted == steps.n_accepted == 14
+
+
+def test_large_call_stats_rows_past_the_last_rows_bucket():
+    """Rows in order up to hours past the last row's bucket, then back (the last row earlier than
+    the middle ones, not than the first): counted as out of order, against NumPy (the in-order
+    pass wrote past its per-bucket counts here before)."""
+    from kernels.dedup_batch import large_call_stats
+
+    b = 300_000
+    t = np.array([0, 10, 5 * b, 9 * b + 7, 2 * b, b + 1], np.int64) + T0
+    code = np.zeros(len(t), np.int8)
+    code[1] = 3  # a rejected row is skipped
+    out = np.empty(6, np.int64)
+    large_call_stats(t, code, b, out)
+    ok = t[code == 0]
+    assert out.tolist() == [len(ok), ok.min(), ok.max(), ok[0], ok[-1], 0]
