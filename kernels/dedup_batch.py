@@ -22,6 +22,7 @@ from .dedup import (
     PREFETCH_AHEAD,
     _clock_push,
     _clock_settle,
+    _mix3,
     bucket_slot,
     hashset_slot,
     id_times,
@@ -239,7 +240,10 @@ def large_call_stats(times, out_code, b_ms, out):
             if t >= hi_t:
                 counts[j] += run
                 run = 0
-                j = t // b_ms - b_first  # < size: in order, so at most the last row's bucket
+                j = t // b_ms - b_first
+                if j >= size:  # past the last row's bucket: a later row goes back (out of order)
+                    in_order = 0
+                    break
                 hi_t = (j + b_first + 1) * b_ms
             run += 1
     if in_order != 0:
@@ -480,3 +484,245 @@ def idset_dedup(rows, start, clock, ds, cur, cur_meta, prev, prev_meta, out_code
 
 idset_dedup_cdr = idset_dedup_complaint = idset_dedup
 """(The names by source: one kernel serves the two.)"""
+
+
+# ---- per-key recent-time fast path -------------------------------------------------------------
+# A row newer than every key of its element (the routing element: the source element for flows)
+# that the ring's tables hold, or at the element's newest time in a metric not held there, cannot
+# be a duplicate of any of them: it is accepted without a probe. Its key is appended to its
+# bucket's log (``logs[r, :nlog[r]]``) instead of the table; a bucket's key set is its table and
+# its log (disjoint). A row that must probe first moves the log into the table (``_flush_row``); a
+# table row taken by a new bucket is cleared only then (``dirty[r]``), so the buckets of rows in
+# time order are never cleared nor probed.
+# ``last[e]`` (one int64 per element, so the state of 20,000 elements stays in L2):
+# ``(t << PACK_SHIFT) | metric bits``, the newest event time of the keys the kernel put in the
+# tables for element ``e`` and the metrics (equipment counters; bit 0 for the other sources) of
+# those at that time. ``geo[G_FLOOR]``: at least the event time of every key put in the tables
+# another way (the separate-step path, rows moved in from ahead of the ring, a checkpoint, keys of
+# an older element index); rows not above it probe.
+PACK_SHIFT = 8
+N_PACK_BITS = 8
+"""Metric ids 0..7 have a bit (``records.METRICS`` has 6); another id probes."""
+T_PACK_MAX = 1 << 54
+"""Event times packed with the metric bits (ms; ingest's range ends at 2100, ~2**42)."""
+G_FLOOR = 13
+G_SIZE_FAST = 14
+
+
+@kernel
+def _flush_row(tables, bmeta, logs, nlog, dirty, r):
+    """Bucket row ``r``'s table made whole: cleared when a new bucket took it, its log's keys
+    (logged as the three natural-key parts, hashed here) inserted: distinct, none in the table
+    (each was accepted as new); the empty-slot key sets the bucket's flag."""
+    cap = tables.shape[1]
+    if dirty[r] != 0:
+        for j in range(cap):
+            tables[r, j] = EMPTY
+        dirty[r] = 0
+    mask = cap - 1
+    for j in range(nlog[r]):
+        k = _mix3(logs[r, j, 0], logs[r, j, 1], logs[r, j, 2])
+        if k == EMPTY:
+            bmeta[r, M_HAS_MIN] = 1
+            continue
+        s = bucket_slot(k, mask)
+        while tables[r, s] != EMPTY:
+            s = (s + 1) & mask
+        tables[r, s] = k
+    nlog[r] = 0
+
+
+@kernel
+def flush_logs(tables, bmeta, logs, nlog, dirty):
+    """Every bucket row's table made whole (before anything but the fast kernel reads or writes
+    the tables). Returns the number of rows flushed."""
+    done = 0
+    for r in range(tables.shape[0]):
+        if bmeta[r, M_BUCKET] != EMPTY and (dirty[r] != 0 or nlog[r] != 0):
+            _flush_row(tables, bmeta, logs, nlog, dirty, r)
+            done += 1
+        elif bmeta[r, M_BUCKET] == EMPTY:
+            nlog[r] = 0
+            dirty[r] = 0
+    return done
+
+
+@kernel
+def _ring_rows_fast(
+    times, start, n, geo, tables, bmeta, out_code, out_field, out_flag, eidx, mcol, ca, cb, cc, last, logs, nlog, dirty
+):
+    """:func:`_ring_chunk` over rows ``start .. n - 1`` with the per-key fast path: a row of
+    element index ``eidx[i] >= 0`` (metric ``mcol[i]`` when ``mcol`` is not empty) newer than
+    its element's ``last`` (or at that time in a metric not set there) and above
+    ``geo[G_FLOOR]`` is accepted into its bucket's log without a probe and without hashing its
+    key (the parts ``ca[i], cb[i], cc[i]`` are logged; ``cc`` empty: 0). The other rows hash
+    their key (:func:`kernels.dedup._mix3`, as ``natural_keys``) and probe. The same decisions
+    and the same ``NEED_CAP`` stops (the count covers the log)."""
+    b_ms = geo[G_BUCKET_MS]
+    lo = geo[G_LO]
+    rlo = geo[G_RLO]
+    floor = max(geo[G_FLOOR], -1)
+    extend = (geo[G_EXTEND] & 1) != 0
+    touched = False
+    code = geo[G_CODE]
+    fld = geo[G_FIELD]
+    n_ring = tables.shape[0]
+    rmask = n_ring - 1
+    cap = tables.shape[1]
+    mask = cap - 1
+    limit = (7 * (cap // BUCKET_SLACK)) // 10
+    n_slots = last.shape[0]
+    has_m = mcol.shape[0] != 0
+    has_c = cc.shape[0] != 0
+    t_lo = 1
+    t_hi = 0
+    r = 0
+    outside = True
+    count = 0
+    nl = 0  # log length of bucket row r, in a register (nlog[r] written back)
+    n_out = 0
+    for i in range(start, n):
+        if out_code[i] != 0:
+            continue
+        t = times[i]
+        if t < t_lo or t >= t_hi:
+            if not outside:
+                bmeta[r, M_COUNT] = count
+                nlog[r] = nl
+            b = t // b_ms
+            t_lo = b * b_ms
+            t_hi = t_lo + b_ms
+            outside = b < rlo or b - rlo >= n_ring
+            if not outside:
+                r = b & rmask
+                if b < lo and bmeta[r, M_BUCKET] != b and not extend:
+                    outside = True
+                elif b < lo:
+                    touched = True
+                if not outside and bmeta[r, M_BUCKET] != b:  # a new bucket takes the row: cleared when probed
+                    dirty[r] = 1
+                    nlog[r] = 0
+                    bmeta[r, M_BUCKET] = b
+                    bmeta[r, M_COUNT] = 0
+                    bmeta[r, M_HAS_MIN] = 0
+                count = bmeta[r, M_COUNT]
+                nl = nlog[r]
+        if outside:
+            out_flag[i] = OUT_OUTSIDE
+            n_out += 1
+            continue
+        e = eidx[i]
+        bit = 0  # the row's metric bit; 0: no per-key state for the row (it probes)
+        pv = 0  # the element's packed state (see the notes above)
+        if e >= 0 and e < n_slots and t >= 0 and t < T_PACK_MAX:
+            mm = np.int64(mcol[i]) if has_m else 0
+            if mm >= 0 and mm < N_PACK_BITS:
+                bit = np.int64(1) << mm
+                pv = last[e]
+                if t > floor and (t > (pv >> PACK_SHIFT) or (t == (pv >> PACK_SHIFT) and (pv & bit) == 0)):
+                    # newer than every key of its element held, or at the newest time in another metric: new
+                    if count >= limit:
+                        bmeta[r, M_COUNT] = count
+                        nlog[r] = nl
+                        geo[G_NEED] = NEED_CAP
+                        geo[G_N_OUT] += n_out
+                        if touched:
+                            geo[G_EXTEND] |= 2
+                        return i
+                    logs[r, nl, 0] = np.int64(ca[i])
+                    logs[r, nl, 1] = np.int64(cb[i])
+                    logs[r, nl, 2] = np.int64(cc[i]) if has_c else 0
+                    nl += 1
+                    count += 1
+                    last[e] = (t << PACK_SHIFT) | bit if t > (pv >> PACK_SHIFT) else pv | bit
+                    continue
+        k = _mix3(np.int64(ca[i]), np.int64(cb[i]), np.int64(cc[i]) if has_c else np.int64(0))
+        new = False
+        if k == EMPTY:
+            if bmeta[r, M_HAS_MIN] != 0:
+                out_code[i] = code
+                out_field[i] = fld
+            else:
+                bmeta[r, M_HAS_MIN] = 1
+                count += 1
+                new = True
+        else:
+            if nl != 0 or dirty[r] != 0:
+                nlog[r] = nl
+                _flush_row(tables, bmeta, logs, nlog, dirty, r)
+                nl = 0
+            s = bucket_slot(k, mask)
+            while True:
+                v = tables[r, s]
+                if v == k or v == EMPTY:
+                    break
+                s = (s + 1) & mask
+            if v == k:
+                out_code[i] = code
+                out_field[i] = fld
+            elif count >= limit:
+                bmeta[r, M_COUNT] = count
+                nlog[r] = nl
+                geo[G_NEED] = NEED_CAP
+                geo[G_N_OUT] += n_out
+                if touched:
+                    geo[G_EXTEND] |= 2
+                return i
+            else:
+                tables[r, s] = k
+                count += 1
+                new = True
+        if new and bit != 0:  # the element's newest time (and the metrics there) follow the key
+            if t > (pv >> PACK_SHIFT):
+                last[e] = (t << PACK_SHIFT) | bit
+            elif t == (pv >> PACK_SHIFT):
+                last[e] = pv | bit
+    if not outside:
+        bmeta[r, M_COUNT] = count
+        nlog[r] = nl
+    geo[G_N_OUT] += n_out
+    if touched:
+        geo[G_EXTEND] |= 2
+    return -1
+
+
+@kernel
+def ring_dedup_fast(
+    rows,
+    start,
+    clock,
+    geo,
+    tables,
+    bmeta,
+    out_code,
+    out_field,
+    out_flag,
+    eidx,
+    mcol,
+    ca,
+    cb,
+    cc,
+    last,
+    logs,
+    nlog,
+    dirty,
+):
+    """:func:`ring_dedup` with the per-key fast path (see :func:`_ring_rows_fast`): ``eidx`` the
+    rows' dense element index (-1: none), ``mcol`` the metric column of equipment counters (empty
+    for the other sources), ``ca, cb, cc`` the natural key's parts (``cc`` empty: 0), ``last``
+    the packed newest time and metrics per element, ``logs``/``nlog``/``dirty`` the buckets'
+    logs; ``geo`` of ``G_SIZE_FAST``. The same decisions as :func:`ring_dedup`."""
+    geo[G_NEED] = NEED_NONE
+    if start == 0:
+        geo[G_N_OUT] = 0
+        if not _ring_begin(rows["ts_ms"], out_code, clock, geo, tables.shape[0]):
+            if geo[G_NEED] == NEED_EMPTY:
+                geo[G_STEP] = 0
+            return 0
+    n = rows.shape[0]
+    args = (eidx, mcol, ca, cb, cc, last, logs, nlog, dirty)
+    stop = _ring_rows_fast(rows["ts_ms"], start, n, geo, tables, bmeta, out_code, out_field, out_flag, *args)
+    if stop >= 0:
+        return stop
+    _ring_end(geo)
+    return n
