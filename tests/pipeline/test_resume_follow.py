@@ -123,14 +123,18 @@ def test_run_command_stops_on_sigterm_and_restarts_where_it_stopped(data, tmp_pa
     assert proc.returncode == 0, err
     assert "stopped on request" in out and "lag" in out and "rows | event time" in out
     p = Pipeline.restore(ck)
-    assert sum(c["read"] for c in p.counts().values()) == want  # the final checkpoint holds everything
-    assert p.checkpoint_driver["position"]["qos"]["done"] == "qos_1.csv"
+    n_first = sum(c["read"] for c in p.counts().values())  # the final checkpoint holds what was read:
+    assert 0 < n_first <= want  # everything unless the machine was too slow to take all four files in 3 s
+    if n_first == want:
+        assert p.checkpoint_driver["position"]["qos"]["done"] == "qos_1.csv"
     # a new file, then a restart (the service runs the same command again): only the new rows
     shutil.copy(data / "qos.csv", tmp_path / "in" / "qos_2.csv")
     cfg = _config(tmp_path, data, "idle_exit_s = 1.5")
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "resuming from" in r.stdout and "from 1 files this run" in r.stdout
+    assert "resuming from" in r.stdout
+    if n_first == want:
+        assert "from 1 files this run" in r.stdout
     q = Pipeline.restore(ck)
     assert sum(c["read"] for c in q.counts().values()) == want + _lines(data / "qos.csv")
     quarantined = sum(c["quarantined"] for c in q.counts().values())
