@@ -16,7 +16,7 @@ import numpy as np
 from kernels import kpi as K
 from kernels import sla as SK
 from telcoanalytics.sla.lifecycle import _Eval
-from telcoanalytics.sla.rules import COMPARATORS
+from telcoanalytics.sla.rules import threshold_params
 
 _NO_ACT = (np.zeros(0, np.int64), np.zeros(0, np.int64), 0.0)
 _NO_POST = np.zeros(0, bool)
@@ -43,13 +43,7 @@ class _FusedConditions:
         post = ev.mask if share else _NO_POST
         ms = min(ev.min_samples, ev.clear_min_samples)
         if ev.fused is None:
-            thr = (
-                float(ev.min_samples),
-                float(ev.clear_min_samples),
-                COMPARATORS.index(ev.comparator),
-                float(ev.threshold),
-                float(ev.clear_threshold),
-            )
+            thr = threshold_params(ev)
             ev.fused = {"thr": thr}
         if kd.kind != "ratio":
             res, _ = self._compute_shared(ev, ev.kpi, tick, ev.window_min, ms)

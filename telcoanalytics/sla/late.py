@@ -13,7 +13,7 @@ from telcoanalytics.kpi import (
     MINUTE_MS,
 )
 from telcoanalytics.sla.lifecycle import _Eval, _LifeState
-from telcoanalytics.sla.rules import COMPARATORS, SlaEvent
+from telcoanalytics.sla.rules import SlaEvent, threshold_params
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
 _NO_FACTORS = np.zeros(0)
@@ -198,13 +198,7 @@ class _LateData:
             sel.astype(np.int64),
             ev.mask[nodes] if share else _NO_POST,
             live,
-            (
-                float(ev.min_samples),
-                float(ev.clear_min_samples),
-                COMPARATORS.index(ev.comparator),
-                float(ev.threshold),
-                float(ev.clear_threshold),
-            ),
+            threshold_params(ev),
             codes,
             values,
         )

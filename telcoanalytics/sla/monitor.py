@@ -75,13 +75,13 @@ from telcoanalytics.sla.lifecycle import (
 )
 from telcoanalytics.sla.quiet import _QuietTicks
 from telcoanalytics.sla.rules import (
-    COMPARATORS,
     SlaEvent,
     SlaRule,
     SloRule,
     _minutes,
     default_rules,
     load_rules,
+    threshold_params,
 )
 from telcoanalytics.sla.tick import _Ticks
 from telcoanalytics.sla.topology_change import _TopologyChanges
@@ -307,11 +307,7 @@ class SlaMonitor(_Ticks, _FusedConditions, _TopologyChanges, _LateData, _QuietTi
                 np.ascontiguousarray(v, dtype=np.float64),
                 np.ascontiguousarray(samples, dtype=np.float64),
                 np.ascontiguousarray(status, dtype=np.int8),
-                float(ev.min_samples),
-                float(ev.clear_min_samples),
-                COMPARATORS.index(ev.comparator),
-                float(ev.threshold),
-                float(ev.clear_threshold),
+                *threshold_params(ev),
                 codes,
             )
             return codes, v
@@ -343,11 +339,7 @@ class SlaMonitor(_Ticks, _FusedConditions, _TopologyChanges, _LateData, _QuietTi
                 np.ascontiguousarray(v, dtype=np.float64).ravel(),
                 np.ascontiguousarray(samples, dtype=np.float64).ravel(),
                 np.ascontiguousarray(status, dtype=np.int8).ravel(),
-                float(ev.min_samples),
-                float(ev.clear_min_samples),
-                COMPARATORS.index(ev.comparator),
-                float(ev.threshold),
-                float(ev.clear_threshold),
+                *threshold_params(ev),
                 c,
             )
             codes[live] = c.reshape(n_t, n)[live]

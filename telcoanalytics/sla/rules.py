@@ -22,6 +22,20 @@ from telcoanalytics.topology.model import Topology
 
 SEVERITIES = ("page", "ticket", "critical", "major", "minor", "warning")
 COMPARATORS = ("<", "<=", ">", ">=")
+
+
+def threshold_params(ev) -> tuple:
+    """A threshold rule's scalars in the order the SLA kernels take them: minimum samples to fire
+    and to clear, comparator index, threshold and clear threshold."""
+    return (
+        float(ev.min_samples),
+        float(ev.clear_min_samples),
+        COMPARATORS.index(ev.comparator),
+        float(ev.threshold),
+        float(ev.clear_threshold),
+    )
+
+
 EVENT_STATES = {K.EV_PENDING: "pending", K.EV_FIRING: "firing", K.EV_RESOLVED: "resolved", K.EV_CANCELLED: "resolved"}
 
 SRE_BURN_WINDOWS = (
