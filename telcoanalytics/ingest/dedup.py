@@ -47,7 +47,6 @@ from kernels.dedup_batch import (
     G_CODE,
     G_EXTEND,
     G_FIELD,
-    G_FLOOR,
     G_HI,
     G_HORIZON,
     G_KEEP,
@@ -55,7 +54,7 @@ from kernels.dedup_batch import (
     G_N_OUT,
     G_NEED,
     G_RLO,
-    G_SIZE_FAST,
+    G_SIZE,
     G_STEP,
     MAX_RING_BUCKETS,
     NEED_CAP,
@@ -63,10 +62,7 @@ from kernels.dedup_batch import (
     NEED_RING,
     NEED_ROTATE,
     _clock_batch,
-    flush_logs,
     large_call_stats,
-    ring_dedup,
-    ring_dedup_fast,
 )
 
 DEFAULT_DEDUP_HORIZON_MS = 24 * 3600 * 1000
@@ -74,16 +70,7 @@ DEFAULT_DEDUP_HORIZON_MS = 24 * 3600 * 1000
 
 _NONE = int(np.iinfo(np.int64).min)
 
-
 __all__ = ["DEFAULT_DEDUP_HORIZON_MS", "DedupClock", "DedupSet", "TimeBucketKeySet"]
-
-
-_KEY_PARTS = {
-    "metric_id": ("element_id", "metric_id", "ts_ms"),
-    "src_element_id": ("src_element_id", "dst_element_id", "ts_ms"),
-    "element_id": ("element_id", "ts_ms"),
-}
-"""The parts of the natural key hash (``kernels.dedup.row_key``) by a field of the record type."""
 
 
 def _check_horizon(horizon_ms):
@@ -291,13 +278,6 @@ def _empty_ring(n_ring: int, cap: int) -> tuple[np.ndarray, np.ndarray]:
     return np.empty((n_ring, cap), dtype=np.int64), meta  # a row is cleared when it takes a bucket
 
 
-def _empty_logs(n_ring: int, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The buckets' logs of the fast path (keys accepted without a probe, not in the table yet):
-    natural-key parts (hashed when moved into the table), lengths, and whether the table row still holds an old bucket's keys."""
-    limit = max(1, (7 * (cap // BUCKET_SLACK)) // 10)
-    return np.empty((n_ring, limit, 3), np.int64), np.zeros(n_ring, np.int64), np.zeros(n_ring, np.int8)
-
-
 def _pow2(n: int) -> int:
     return 1 << max(0, int(n - 1).bit_length())
 
@@ -367,15 +347,11 @@ class TimeBucketKeySet:
             raise ValueError(f"bucket_ms must be a positive int (ms), got {bucket_ms!r}")
         self.span = 2 * (-(-self.horizon_ms // self.bucket_ms)) + 3  # buckets of the ring in steady state
         self._small = _pow2(self.span)
-        self.geo = np.zeros(G_SIZE_FAST, dtype=np.int64)  # geometry shared with the compiled path
-        self.geo[[G_BUCKET_MS, G_HORIZON, G_LO, G_CLOCK, G_RLO, G_KEEP, G_FLOOR]] = [
-            self.bucket_ms,
-            self.horizon_ms,
-        ] + [EMPTY] * 5
+        self.geo = np.zeros(G_SIZE, dtype=np.int64)  # geometry shared with the compiled path
+        self.geo[[G_BUCKET_MS, G_HORIZON, G_LO, G_CLOCK, G_RLO, G_KEEP]] = [self.bucket_ms, self.horizon_ms] + [
+            EMPTY
+        ] * 4
         self.tables, self.meta = _empty_ring(_pow2(self.span), 16 * BUCKET_SLACK)
-        self.logs, self.nlog, self.dirty = _empty_logs(*self.tables.shape)
-        self.fast_last = np.zeros(0, np.int64)  # newest time and metrics per element (kernels.dedup_batch)
-        self._fast_token = None  # the element index the slots follow
         self.side = DedupSet(self.horizon_ms, initial_capacity=16)
         self.legacy: DedupSet | None = None  # keys of a checkpoint from the one-table design
         self._pend = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))  # key, t, clock
@@ -412,49 +388,17 @@ class TimeBucketKeySet:
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the tables, the fast path's logs and per-element state (bytes; the logs
-        and a table row no probe needed are allocated, not written)."""
-        fast = self.logs.nbytes + self.nlog.nbytes + self.dirty.nbytes + self.fast_last.nbytes
-        return self.tables.nbytes + self.meta.nbytes + self.side.cur.nbytes + self.side.prev.nbytes + fast
+        """Memory held by the tables (bytes)."""
+        return self.tables.nbytes + self.meta.nbytes + self.side.cur.nbytes + self.side.prev.nbytes
 
     # ---- ring geometry -------------------------------------------------------------------
-    def _flush(self) -> None:
-        """Every bucket's table made whole (the fast path's logs moved in): before anything but
-        the fast kernel reads or writes the tables."""
-        with np.errstate(over="ignore"):  # the hash wraps by design (plain-Python kernels)
-            flush_logs(self.tables, self.meta, self.logs, self.nlog, self.dirty)
-
     def _resize(self, n_ring: int, cap: int, lo: int) -> None:
-        self._flush()
         tables, meta = _empty_ring(n_ring, cap)
         bucketset_move(self.tables, self.meta, lo, tables, meta)
         self.tables, self.meta = tables, meta
-        self.logs, self.nlog, self.dirty = _empty_logs(n_ring, cap)
-
-    def _raise_floor(self, t_max: int) -> None:
-        """Keys up to ``t_max`` went into the tables another way than the fast kernel: rows up
-        to it probe."""
-        if self.geo[G_FLOOR] == EMPTY or t_max > self.geo[G_FLOOR]:
-            self.geo[G_FLOOR] = t_max
-
-    def _fast_state(self, n_slots: int, token) -> None:
-        """The per-key state for an element index (``token``: its identity; a new one, or more
-        slots, starts over with every slot unknown and the floor at the end of the newest bucket
-        held, so rows up to there probe)."""
-        if token is not None and token == self._fast_token and n_slots <= len(self.fast_last):
-            return
-        held = self.meta[:, M_BUCKET]
-        held = held[held != EMPTY]
-        if len(held):
-            self._raise_floor((int(held.max()) + 1) * self.bucket_ms - 1)
-        self.fast_last = np.full(max(1, n_slots), EMPTY, np.int64)
-        self._fast_token = token
 
     def _insert(self, keys, t, active, out, lo: int) -> int:
         """Check and insert into the ring; returns how many active rows fell outside it."""
-        self._flush()
-        if active.any():
-            self._raise_floor(int(t[active].max()))
         geometry = np.array([self.bucket_ms, lo, 0], dtype=np.int64)
         start = 0
         while True:
@@ -543,9 +487,7 @@ class TimeBucketKeySet:
         self._advance(lo)
         return dup
 
-    def check_rows(
-        self, rows, kernel, clock: DedupClock, mark: tuple, out_code, out_field, keys_of, element_index=None, fast=None
-    ) -> bool:
+    def check_rows(self, rows, kernel, clock: DedupClock, mark: tuple, out_code, out_field, keys_of) -> bool:
         """The duplicate check of one batch of records in one compiled call (clock, natural key,
         bucket probe and insert, mark), the same decisions as :meth:`check_insert` with the
         clock of ``clock`` after the batch.
@@ -558,13 +500,6 @@ class TimeBucketKeySet:
         mark : (code, field), what a duplicate gets in ``out_code`` / ``out_field``
         out_code, out_field : int8 (n,), the rows' first failure so far (0: none), updated in place
         keys_of : callable, the natural keys of some rows (for the rare rows outside the ring)
-        element_index : int64 (n,), optional
-            The rows' dense element index (-1: none; the source element for flows): with it
-            (and ``kernel`` the ring kernel) a row newer than every key of its element (and
-            metric) held is accepted without a probe (``kernels.dedup_batch.ring_dedup_fast``;
-            the same decisions).
-        fast : (n_elements, token), with ``element_index``: how many elements the index has and
-            its identity (a new one starts the per-key state over).
 
         Returns
         -------
@@ -581,24 +516,8 @@ class TimeBucketKeySet:
             self._prepare_large(rows, clock, out_code)
         flag = np.zeros(n, dtype=np.int8)
         start = 0
-        use_fast = element_index is not None and kernel is ring_dedup
-        if use_fast:
-            names = rows.dtype.names
-            mcol = rows["metric_id"] if "metric_id" in names else np.zeros(0, np.int32)
-            parts = [rows[f] for f in _KEY_PARTS[next(p for p in _KEY_PARTS if p in names)]]
-            if len(parts) == 2:
-                parts.append(np.zeros(0, np.int64))
-            self._fast_state(int(fast[0]), fast[1])
         while True:
-            if use_fast:
-                args = (element_index, mcol, *parts, self.fast_last, self.logs, self.nlog, self.dirty)
-                start = int(
-                    ring_dedup_fast(rows, start, clock.a, g, self.tables, self.meta, out_code, out_field, flag, *args)
-                )
-            else:  # keys in without the per-key state: rows up to the newest bucket held probe
-                self._flush()
-                start = int(kernel(rows, start, clock.a, g, self.tables, self.meta, out_code, out_field, flag))
-                self._fast_token = None
+            start = int(kernel(rows, start, clock.a, g, self.tables, self.meta, out_code, out_field, flag))
             if start >= n:
                 break
             need = int(g[G_NEED])
@@ -717,10 +636,7 @@ class TimeBucketKeySet:
 
     # ---- state ---------------------------------------------------------------------------
     def to_state(self) -> dict:
-        """The keys held, per bucket, and the side set (for checkpoints). The fast path's
-        per-key state is not kept: a restored set starts it over (every slot unknown, rows up to
-        the end of the newest bucket held probe), which decides the same."""
-        self._flush()
+        """The keys held, per bucket, and the side set (for checkpoints)."""
         lo = self.lo if self.lo is not None else _NONE
         live = np.flatnonzero(self.meta[:, M_BUCKET] >= self._lowest())
         rows = self.tables[live]
@@ -762,7 +678,6 @@ class TimeBucketKeySet:
             ks = keys[ends[j] - counts[j] : ends[j]]
             hashset_insert(ks, np.ones(len(ks), np.bool_), row[0], np.zeros(2, np.int64), np.zeros(len(ks), np.bool_))
             bucketset_move(row, meta[j : j + 1], _NONE + 1, s.tables, s.meta)
-        s.logs, s.nlog, s.dirty = _empty_logs(*s.tables.shape)
         s._pend = tuple(np.asarray(d[f"pending_{x}"], np.int64) for x in ("keys", "t", "clock"))
         s.geo[G_RLO] = int(d.get("kept_lo", s.geo[G_LO]))  # (checkpoints before kept buckets: none)
         s.geo[G_KEEP] = int(d.get("kept_until", EMPTY))

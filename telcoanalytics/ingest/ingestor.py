@@ -46,7 +46,6 @@ of ``quarantine.REASONS``), and within a reason the first field in canonical ord
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -354,10 +353,6 @@ class _ElementLookup:
         return hashmap_lookup(q, self.map_keys, self.map_vals, -1, out)
 
 
-_LOOKUP_TOKENS = itertools.count()
-"""Identities of element indexes (the duplicate check's per-key state follows one)."""
-
-
 def _take(col, idx: np.ndarray) -> np.ndarray:
     """Rows ``idx`` of a raw column (NumPy or Arrow) as a NumPy array."""
     if isinstance(col, np.ndarray) or not hasattr(col, "take"):
@@ -464,7 +459,6 @@ class Ingestor:
         self._known_ids = None if known_element_ids is None else np.unique(np.asarray(known_element_ids, np.int64))
         self._lookup: _ElementLookup | None = None
         self._lookup_version = None
-        self._dedup_index = None  # (element index of the batch's rows, elements, identity of the index)
         self._schema_cache: dict[tuple, SchemaVersion] = {}
         self.n_batches = 0
         self.n_read = 0
@@ -601,13 +595,11 @@ class Ingestor:
             if self._lookup is None or self._lookup_version != key:
                 ids = topo.ids[topo.element_level]
                 self._lookup = _ElementLookup(ids, np.arange(len(ids), dtype=np.int64))
-                self._lookup.token = next(_LOOKUP_TOKENS)
                 self._lookup_version = key
             return self._lookup
         if self._known_ids is not None:
             if self._lookup is None:
                 self._lookup = _ElementLookup(self._known_ids, np.arange(len(self._known_ids), dtype=np.int64))
-                self._lookup.token = next(_LOOKUP_TOKENS)
             return self._lookup
         return None
 
@@ -677,7 +669,6 @@ class Ingestor:
     def _check_elements(self, data: np.ndarray, st: _Status) -> np.ndarray | None:
         """``unknown_element`` by the topology (or known ids), returning the dense element index;
         without either, element ids must be non-negative (``out_of_domain``)."""
-        self._dedup_index = None
         lookup = self._element_lookup()
         efield = ELEMENT_FIELD[self.source]
         if lookup is None:
@@ -685,7 +676,6 @@ class Ingestor:
                 st.mark_before(_C["out_of_domain"], f, data[f] < 0)
             return None
         out = np.empty(len(data), dtype=np.int64)
-        self._dedup_index = (out, lookup.n, lookup.token)  # the fast path of the duplicate check (this batch)
         code, fi = _C["unknown_element"], st.name_index(efield)
         if lookup.lut is not None:  # dense ids: table lookup and mark in one compiled pass
             lookup_mark_unknown(data[efield], lookup.lut_small, *lookup.id_range, out, code, st.code, st.field, fi)
@@ -699,9 +689,6 @@ class Ingestor:
         if self.fused_dedup and data.dtype == DTYPES[self.source]:  # one compiled call
             if isinstance(self.dedup, TimeBucketKeySet):
                 args = (data, _RING_DEDUP[self.source], self._dedup_clock, mark, st.code, st.field, self._row_keys)
-                ix = self._dedup_index
-                if ix is not None and len(ix[0]) == len(data):  # the rows' element index: the per-key fast path
-                    args += (ix[0], ix[1:])
                 if _NOJIT:
                     with np.errstate(over="ignore"):  # the hash wraps by design (plain-Python kernels)
                         done = self.dedup.check_rows(*args)
