@@ -239,7 +239,10 @@ def large_call_stats(times, out_code, b_ms, out):
             if t >= hi_t:
                 counts[j] += run
                 run = 0
-                j = t // b_ms - b_first  # < size: in order, so at most the last row's bucket
+                j = t // b_ms - b_first
+                if j >= size:  # past the last row's bucket: a later row goes back (out of order)
+                    in_order = 0
+                    break
                 hi_t = (j + b_first + 1) * b_ms
             run += 1
     if in_order != 0:

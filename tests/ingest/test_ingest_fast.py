@@ -160,3 +160,19 @@ def test_dense_element_lookup_call_matches_a_dict():
     assert lk.lut is not None
     q = np.array([5, 6, 40, 4, 41, 12, -(2**63), 2**63 - 1], dtype=np.int64)
     np.testing.assert_array_equal(lk(q), [3, -1, 0, -1, -1, 1, -1, -1])
+
+
+def test_large_call_stats_rows_past_the_last_rows_bucket():
+    """Rows in order up to hours past the last row's bucket, then back (the last row earlier than
+    the middle ones, not than the first): counted as out of order, against NumPy (the in-order
+    pass wrote past its per-bucket counts here before)."""
+    from kernels.dedup_batch import large_call_stats
+
+    b = 300_000
+    t = np.array([0, 10, 5 * b, 9 * b + 7, 2 * b, b + 1], np.int64) + T0
+    code = np.zeros(len(t), np.int8)
+    code[1] = 3  # a rejected row is skipped
+    out = np.empty(6, np.int64)
+    large_call_stats(t, code, b, out)
+    ok = t[code == 0]
+    assert out.tolist() == [len(ok), ok.min(), ok.max(), ok[0], ok[-1], 0]
