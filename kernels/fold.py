@@ -30,6 +30,28 @@ def pair_slot(a, b, mask):
 
 
 @kernel_exact
+def pair_lookup(slots, key_a, key_b, n_used, limit, a, b):
+    """Entry of the pair ``(a, b)`` in the table, inserted as entry ``n_used`` if new (probing
+    from :func:`pair_slot`, linear). Returns ``(j, n_used)``; ``j`` is -1 (nothing inserted) when
+    the pair is new and ``n_used`` has reached ``limit``. A new entry is one where the returned
+    ``n_used`` grew."""
+    mask = slots.shape[0] - 1
+    h = pair_slot(a, b, mask)
+    while True:
+        j = slots[h]
+        if j < 0:
+            if n_used >= limit:
+                return -1, n_used
+            slots[h] = n_used
+            key_a[n_used] = a
+            key_b[n_used] = b
+            return n_used, n_used + 1
+        if key_a[j] == a and key_b[j] == b:
+            return j, n_used
+        h = (h + 1) & mask
+
+
+@kernel_exact
 def stage_cells(slots, key_a, key_b, part_sum, part_cnt, n_used, a, b, v, start):
     """Add rows ``start..`` (cell ``(a[i], b[i])``, value ``v[i]``; ``v`` empty: counts only) to the
     table's partial sums and counts.
@@ -37,27 +59,16 @@ def stage_cells(slots, key_a, key_b, part_sum, part_cnt, n_used, a, b, v, start)
     Returns ``(stop, n_used)``: the first row not added (``len(a)`` when all were) and the entries
     in use. It stops before a new cell would fill more than half of ``slots`` or the entry arrays.
     """
-    mask = slots.shape[0] - 1
     limit = min(slots.shape[0] // 2, key_a.shape[0])
     has_v = v.shape[0] > 0
     for i in range(start, a.shape[0]):
-        h = pair_slot(a[i], b[i], mask)
-        while True:
-            j = slots[h]
-            if j < 0:
-                if n_used >= limit:
-                    return i, n_used
-                j = n_used
-                slots[h] = j
-                key_a[j] = a[i]
-                key_b[j] = b[i]
-                part_sum[j] = 0.0
-                part_cnt[j] = 0
-                n_used += 1
-                break
-            if key_a[j] == a[i] and key_b[j] == b[i]:
-                break
-            h = (h + 1) & mask
+        j, n_new = pair_lookup(slots, key_a, key_b, n_used, limit, a[i], b[i])
+        if j < 0:
+            return i, n_used
+        if n_new > n_used:
+            part_sum[j] = 0.0
+            part_cnt[j] = 0
+            n_used = n_new
         if has_v:
             part_sum[j] += v[i]
         part_cnt[j] += 1
@@ -94,25 +105,13 @@ def flows_into_ring(
     known. It stops before a new link would fill more than half of ``slots`` or exceed the ring's
     columns.
     """
-    mask = slots.shape[0] - 1
     limit = min(slots.shape[0] // 2, ring_bytes.shape[1], link_src.shape[0])
     w = ring_bytes.shape[0]
     for i in range(start, ts.shape[0]):
-        h = pair_slot(src[i], dst[i], mask)
-        while True:
-            k = slots[h]
-            if k < 0:
-                if n_links >= limit:
-                    return i, n_links
-                k = n_links
-                slots[h] = k
-                link_src[k] = src[i]
-                link_dst[k] = dst[i]
-                n_links += 1
-                break
-            if link_src[k] == src[i] and link_dst[k] == dst[i]:
-                break
-            h = (h + 1) & mask
+        k, n_new = pair_lookup(slots, link_src, link_dst, n_links, limit, src[i], dst[i])
+        if k < 0:
+            return i, n_links
+        n_links = n_new
         b = ts[i] // interval_ms
         if state[2] == 0:
             state[0] = b
@@ -168,24 +167,11 @@ def factorize_pairs(slots, key_a, key_b, n_used, a, b, codes, start):
     """``codes[i]``: the entry of the pair ``(a[i], b[i])``, entries numbered in first-seen order
     (the distinct pairs land in ``key_a``, ``key_b``). Returns ``(stop, n_used)`` as
     :func:`stage_cells`."""
-    mask = slots.shape[0] - 1
     limit = min(slots.shape[0] // 2, key_a.shape[0])
     for i in range(start, a.shape[0]):
-        h = pair_slot(a[i], b[i], mask)
-        while True:
-            j = slots[h]
-            if j < 0:
-                if n_used >= limit:
-                    return i, n_used
-                j = n_used
-                slots[h] = j
-                key_a[j] = a[i]
-                key_b[j] = b[i]
-                n_used += 1
-                break
-            if key_a[j] == a[i] and key_b[j] == b[i]:
-                break
-            h = (h + 1) & mask
+        j, n_used = pair_lookup(slots, key_a, key_b, n_used, limit, a[i], b[i])
+        if j < 0:
+            return i, n_used
         codes[i] = j
     return a.shape[0], n_used
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels.fold import factorize, sum_rows_by_group
+from kernels.fold import empty_slots, factorize, pair_lookup, sum_rows_by_group
 from telcoanalytics.analysis.component import AnalysisComponent, _FlowRing
 from telcoanalytics.analysis.routing import routing_efficiency, with_capacities
 from telcoanalytics.analysis.series import SeriesKeeper
@@ -45,6 +45,26 @@ def test_factorize_numbers_pairs_in_first_seen_order_as_np_unique_groups_them(pa
     uniq, first = np.unique(np.stack([a, b], axis=1), axis=0, return_index=True)
     assert len(ua) == len(uniq)
     np.testing.assert_array_equal(np.sort(first), [int(np.flatnonzero(codes == j)[0]) for j in range(len(ua))])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(-(2**62), 2**62), st.integers(-3, 3)), max_size=60), st.integers(0, 40))
+def test_pair_lookup_numbers_new_pairs_in_order_finds_known_ones_and_stops_at_the_limit(pairs, limit):
+    slots = empty_slots(128)
+    key_a, key_b = np.zeros(64, np.int64), np.zeros(64, np.int64)
+    ref, n = {}, 0
+    for a, b in pairs:
+        j, n_new = pair_lookup(slots, key_a, key_b, n, limit, a, b)
+        if (a, b) in ref:
+            assert (j, n_new) == (ref[(a, b)], n)
+        elif len(ref) >= limit:
+            assert (j, n_new) == (-1, n)  # full: nothing inserted
+        else:
+            assert (j, n_new) == (n, n + 1)
+            ref[(a, b)] = j
+            n = n_new
+    assert [(int(x), int(y)) for x, y in zip(key_a[:n], key_b[:n])] == list(ref)
+    assert int((slots >= 0).sum()) == n
 
 
 @settings(max_examples=40, deadline=None)
