@@ -46,15 +46,6 @@ __all__ = ["Incident", "IncidentBook", "flush_incident", "severity_rank"]
 
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
-OPEN_WAIT_MS = 0
-"""An incident's opening notification waits this long for more alerts (Alertmanager's
-``group_wait``, 30 s, for incidents). A pipeline hands the alert manager all findings of one
-advance in one ingest and ticks it after that ingest, so they make one notification without a
-wait; the paging policy already held the faults that need to persist. With the 30 s wait every
-incident was notified one tick (one minute of event time) after its first alert; without it, on
-development seeds 11, 21, 13 and 17 (2,000 elements), a minute sooner with no more notifications
-per incident (measured together with ``REPORT_LAG_MS`` and ``STRONG_RATIO``)."""
-
 
 def severity_rank(sev: str) -> int:
     """Rank of a severity, 0 for the most severe ("page"); unknown severities rank last.
@@ -205,10 +196,6 @@ class IncidentBook:
         for several points after a blip) and delayed anomaly-first incidents by 10 minutes.
     conclusive : sequence of str
         Classifications that confirm an incident at once (besides any non-anomaly member).
-    open_wait_ms : int
-        How long after its first alert an incident not yet notified as firing waits for more
-        before its opening notification (the manager's ``group_wait`` for incidents; default
-        :data:`OPEN_WAIT_MS`, 0: in the tick that follows the alert).
 
     Raises
     ------
@@ -226,8 +213,7 @@ class IncidentBook:
 
     def __init__(self, levels, *, correlation_level: str | None = None, hold_ms: int = 1_800_000, path=None,
                  keep_closed: int = 10_000, confirm_ms: int = 0,
-                 conclusive=("silence", "collection_gap", "down", "outage", "failure"), log=None,
-                 open_wait_ms: int = OPEN_WAIT_MS):  # fmt: skip
+                 conclusive=("silence", "collection_gap", "down", "outage", "failure"), log=None):  # fmt: skip
         self.levels = tuple(levels)
         if not self.levels:
             raise ValueError("IncidentBook needs the topology levels, e.g. ('region', 'site', 'element')")
@@ -238,9 +224,6 @@ class IncidentBook:
             raise ValueError(f"hold_ms must be >= 0, got {hold_ms}")
         if int(confirm_ms) < 0:
             raise ValueError(f"confirm_ms must be >= 0, got {confirm_ms}")
-        if int(open_wait_ms) < 0:
-            raise ValueError(f"open_wait_ms must be >= 0, got {open_wait_ms}")
-        self.open_wait_ms = int(open_wait_ms)
         self.confirm_ms = int(confirm_ms)
         self.conclusive = frozenset(conclusive)
         self.correlation_level = corr
@@ -465,7 +448,6 @@ class IncidentBook:
             "path": str(self.path) if self.path is not None else None,
             "keep_closed": self.keep_closed,
             "confirm_ms": self.confirm_ms,
-            "open_wait_ms": self.open_wait_ms,
             "conclusive": sorted(self.conclusive),
             "pending": [i.id for i in self.pending_resolutions],
             "seq": self._seq,
@@ -476,11 +458,9 @@ class IncidentBook:
 
     @classmethod
     def from_state(cls, d: dict) -> IncidentBook:
-        """Restore a book saved by :meth:`to_state` (the JSONL file is appended to, not emptied; a
-        checkpoint without ``open_wait_ms`` waited the manager's default group wait, 30 s)."""
+        """Restore a book saved by :meth:`to_state` (the JSONL file is appended to, not emptied)."""
         book = cls(d["levels"], correlation_level=d["correlation_level"], hold_ms=d["hold_ms"],
-                   keep_closed=d["keep_closed"], confirm_ms=d["confirm_ms"], conclusive=d["conclusive"],
-                   open_wait_ms=d.get("open_wait_ms", 30_000))  # fmt: skip
+                   keep_closed=d["keep_closed"], confirm_ms=d["confirm_ms"], conclusive=d["conclusive"])  # fmt: skip
         book.path = Path(d["path"]) if d["path"] else None
         book._seq = int(d["seq"])
         book.seconds = float(d["seconds"])

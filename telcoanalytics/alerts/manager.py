@@ -115,8 +115,7 @@ class AlertManager:
         Labels forming the group key: by default one group per (region, site, alertname), so
         a site's 40 cells with the same alert make one notification.
     group_wait_ms : int
-        Delay before a new group's first notification, collecting its other alerts (grouped by
-        incident: the book's ``open_wait_ms`` instead).
+        Delay before a new group's first notification, collecting its other alerts.
     group_interval_ms : int
         Minimum delay between notifications of a group about changes (new or resolved alerts).
     repeat_interval_ms : int
@@ -334,14 +333,13 @@ class AlertManager:
                     key, gl = inc.key, inc.group_labels(self.levels)
                 self._group_of[fp] = key
                 g = self._groups.get(key)
-                wait = self.group_wait_ms if self.incidents is None else self.incidents.open_wait_ms
                 if g is None:
-                    g = self._groups[key] = _Group(key, gl, next_flush_ms=now + wait)
+                    g = self._groups[key] = _Group(key, gl, next_flush_ms=now + self.group_wait_ms)
                     heapq.heappush(self._heap, (g.next_flush_ms, key))
                 g.labels = gl
                 g.fps.add(fp)
                 if self.incidents is not None and inc.notified_state != FIRING:
-                    self._reschedule(g, now + wait)  # it may be confirmed now: no delay
+                    self._reschedule(g, now + self.group_wait_ms)  # it may be confirmed now: no delay
                 continue
             if a.updated_ms < cur.updated_ms:
                 st["stale"] += 1

@@ -373,34 +373,3 @@ def test_spread_state_survives_a_checkpoint():
     for s in old["live"]:  # a checkpoint written before these fields existed still loads
         del s["notified_elements"], s["pages_ms"], s["spreads"]
     assert IncidentBook.from_state(old).live[0].notified_elements == set()
-
-
-def test_an_incident_opens_in_the_tick_after_its_first_alert_or_after_open_wait(tmp_path):
-    """Default open_wait_ms 0: the tick that follows the ingest notifies (the manager's group wait,
-    30 s here, is for groups without incidents); with a wait, the first tick at or after it does, with
-    every alert that came in the meantime in that one notification; later members do not reopen it."""
-    from telcoanalytics.alerts.incidents import OPEN_WAIT_MS
-
-    assert OPEN_WAIT_MS == 0
-    for wait, ticks in ((0, [T0]), (45_000, [T0 + 60_000])):
-        sent = []
-        book = IncidentBook(LEVELS, open_wait_ms=wait)
-        mgr = AlertManager(None, sinks=[CallbackSink(sent.append)], incidents=book, group_wait_ms=30_000)
-        mgr.ingest([el("100", "10")], T0)
-        got = []
-        for t in range(T0, T0 + 7 * MIN, 30_000):
-            if t == T0 + 30_000:
-                mgr.ingest([el("101", "10", name="anomaly_loss_pct")], t)
-            got += [(t, len(n.alerts)) for n in mgr.tick(t)]
-        opened = [t for t, _ in got]
-        assert opened[:1] == ticks, wait
-        if wait:  # both alerts in the one opening notification
-            assert got == [(T0 + 60_000, 2)]
-        else:  # opened with the first; the second, a new element of the site, pages as a spread
-            assert got == [(T0, 1), (T0 + 5 * MIN, 2)] and book.live[0].spreads == 1  # at the group interval
-    with pytest.raises(ValueError, match="open_wait_ms"):
-        IncidentBook(LEVELS, open_wait_ms=-1)
-    s = IncidentBook(LEVELS, open_wait_ms=45_000).to_state()
-    assert IncidentBook.from_state(s).open_wait_ms == 45_000
-    del s["open_wait_ms"]  # a checkpoint written before the setting: it waited the 30 s group wait
-    assert IncidentBook.from_state(s).open_wait_ms == 30_000
