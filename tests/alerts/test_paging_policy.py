@@ -577,3 +577,10 @@ def test_what_pages_at_the_first_point_equals_a_plain_reference(metric, score, t
     want = strong and alone_ok
     got = PagingPolicy().page(r, None, T0, data_ms=T0)
     assert bool(got) == want
+
+
+def test_for_interval_pages_strong_faults_at_once_only_for_intervals_of_five_minutes_or_more():
+    strong = ep(7, "loss_pct", T0, score=20.0)
+    assert PagingPolicy.for_interval(10).page(strong, None, T0, data_ms=T0) == []  # held: 30 s persistence
+    assert len(PagingPolicy.for_interval(300).page(strong, None, T0, data_ms=T0)) == 1
+    assert len(PagingPolicy.for_interval(10, strong_ratio=2.0).page(strong, None, T0, data_ms=T0)) == 1
