@@ -67,13 +67,13 @@ from hypothesis import strategies as st  # noqa: E402
 from telcoanalytics.anomaly.policy import PagingPolicy  # noqa: E402
 
 
-def ep(eid, metric, start, end=-1, t=None, cls="fault", d=1, value=30.0, baseline=10.0, slot=None):
+def ep(eid, metric, start, end=-1, t=None, cls="fault", d=1, value=30.0, baseline=10.0, slot=None, score=5.0):
     """One episode row: open (end -1) or closed, emitted at ``t`` (default: start, or end + 15 min)."""
     r = np.zeros(1, dtype=ANOMALY_DTYPE)
     r["slot"] = eid * 10 + len(metric) if slot is None else slot
     r["element_id"], r["metric"], r["classification"], r["direction"] = eid, metric, cls, d
     r["start_ms"], r["end_ms"], r["value"], r["baseline"] = start, end, value, baseline
-    r["peak_score"], r["threshold"], r["scope_level"], r["scope_id"] = 6.0, 4.5, "element", eid
+    r["peak_score"], r["threshold"], r["scope_level"], r["scope_id"] = score, 4.5, "element", eid
     r["t_ms"] = t if t is not None else (start if end < 0 else end + 15 * MIN)
     return r
 
@@ -417,9 +417,10 @@ def test_a_quality_shift_waits_exactly_when_a_plain_reference_calls_the_element_
 
 def test_a_lone_utilisation_fault_pages_only_from_the_page_level_or_with_another_family():
     """Seed 11's false incident: a lone prb_util_pct fault at 31.5 % (expected 19 %) with a second
-    alarm point, closed 20 minutes later: not paged, counted as a lone load fault. A congestion's
-    fault opening at 64 % pages as before (on persistence); below the level it pages once the cell's
-    latency faults too; a lone throughput fault never pages alone."""
+    alarm point, closed 20 minutes later: not paged, counted as a lone load fault. A fault opening at
+    45 % pages on persistence, seed 11's congestion opening at 64 % (from LOAD_NOW_LEVEL) at once;
+    below the page level it pages once the cell's latency faults too; a lone throughput fault never
+    pages alone."""
     two = lambda s: np.full(len(s), T0 + 5 * MIN)  # noqa: E731 - a second alarm point
     pol = PagingPolicy()
     low = ep(7, "prb_util_pct", T0, value=31.5, baseline=18.9)
@@ -427,9 +428,12 @@ def test_a_lone_utilisation_fault_pages_only_from_the_page_level_or_with_another
     assert pol.page(ep(7, "prb_util_pct", T0, end=T0 + 20 * MIN, value=30.2), None, T0, data_ms=T0 + 35 * MIN) == []
     assert pol.counts["uncorroborated_load"] == 1 and not len(pol._held)
     assert "0 availability, 1 load (load: utilisation below 40%" in pol.report_line()
-    high = ep(8, "prb_util_pct", T0, value=63.9, baseline=36.3)
+    high = ep(8, "prb_util_pct", T0, value=45.0, baseline=30.0)
     assert pol.page(high, None, T0, data_ms=T0 + 10 * MIN) == []  # neither persisted nor corroborated yet
     assert names(pol.page(high[:0], None, T0, data_ms=T0 + 16 * MIN)) == [("anomaly_prb_util_pct", "8", "firing")]
+    full = ep(12, "prb_util_pct", T0, value=63.9, baseline=36.3)
+    assert names(pol.page(full, None, T0, data_ms=T0)) == [("anomaly_prb_util_pct", "12", "firing")]
+    assert PagingPolicy(load_now_level=np.inf).page(full, None, T0, data_ms=T0) == []
     # below the level, corroborated by the cell's latency fault: both page at once
     pol.page(ep(9, "cpu_util_pct", T0, value=35.0), None, T0, data_ms=T0 + 20 * MIN, last_alarm=two)
     got = pol.page(ep(9, "latency_ms", T0 + 20 * MIN), None, T0, data_ms=T0 + 20 * MIN)
@@ -493,6 +497,7 @@ def test_a_corroborated_only_fault_never_pages_alone(eps):
                 continue
             others = any(o[0] == ak[0] and fam[o[1]] != fam[ak[1]] for o in open_eps if o != ak)
             level_ok = ak[1] == "prb_util_pct" and open_eps[ak] >= 40.0 and t - ak[2] > pol.persist_ms
+            level_ok |= ak[1] == "prb_util_pct" and open_eps[ak] >= 60.0  # filling up: at once
             assert others or level_ok
         if r["end_ms"][0] >= 0:
             open_eps.pop(k, None)
@@ -523,3 +528,59 @@ def test_a_held_utilisation_fault_pages_once_its_episode_peak_reaches_the_page_l
     clock["peak"] = 32.0
     assert lone.page(ep(9, "prb_util_pct", T0, value=22.0), None, T0, data_ms=T0 + 60 * MIN, peak_value=peak) == []
     assert len(lone._held) == 1
+
+
+# ---- strong faults page at their first point -------------------------------------------------------
+def test_a_fault_scoring_well_above_its_threshold_pages_at_its_first_point():
+    from telcoanalytics.anomaly.policy import STRONG_RATIO
+
+    pol = PagingPolicy()
+    edge = STRONG_RATIO * 4.5  # the helper's threshold
+    out = pol.page(ep(7, "loss_pct", T0, score=edge), None, T0, data_ms=T0)
+    assert names(out) == [("anomaly_loss_pct", "7", "firing")] and pol.counts["paged_strong"] == 1
+    assert pol.page(ep(8, "loss_pct", T0, score=edge * 0.999), None, T0, data_ms=T0) == []  # held: persistence
+    assert "1 at once" in pol.report_line()
+    # corroborated-only families still wait: a lone unavailability fault, a utilisation fault below the page level
+    assert pol.page(ep(9, "unavailable_s", T0, score=30.0), None, T0, data_ms=T0) == []
+    assert pol.page(ep(10, "prb_util_pct", T0, score=30.0, value=30.0), None, T0, data_ms=T0) == []
+    busy = pol.page(ep(11, "prb_util_pct", T0, score=30.0, value=95.0), None, T0, data_ms=T0)
+    assert names(busy) == [("anomaly_prb_util_pct", "11", "firing")]
+    no_thr = ep(12, "loss_pct", T0, score=30.0)
+    no_thr["threshold"] = 0.0  # no threshold to compare with: persistence
+    assert pol.page(no_thr, None, T0, data_ms=T0) == []
+    assert PagingPolicy(strong_ratio=np.inf).page(ep(7, "loss_pct", T0, score=1e9), None, T0, data_ms=T0) == []
+    with pytest.raises(ValueError, match="strong_ratio"):
+        PagingPolicy(strong_ratio=0)
+    s = PagingPolicy(strong_ratio=2.0).to_state()
+    assert PagingPolicy.from_state(s).strong_ratio == 2.0
+    del s["settings"]["strong_ratio"]  # a checkpoint written before the setting
+    assert PagingPolicy.from_state(s).strong_ratio == STRONG_RATIO
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.sampled_from(["loss_pct", "latency_ms", "error_count", "unavailable_s", "prb_util_pct", "throughput_mbps"]),
+    st.floats(0.0, 20.0),
+    st.floats(0.0, 8.0),
+    st.one_of(st.floats(0.0, 100.0), st.sampled_from([39.9, 40.0, 59.9, 60.0])),
+)
+def test_what_pages_at_the_first_point_equals_a_plain_reference(metric, score, threshold, value):
+    """Plain reference: at its first point (no second alarm, not persisted, nothing else open on the
+    element) a fault pages iff it needs no corroboration (availability and load families;
+    utilisation from 40 % is exempt) and its score is at least 1.33x a positive threshold or it is
+    a utilisation fault at 60 % or more."""
+    r = ep(7, metric, T0, score=score, value=value)
+    r["threshold"] = threshold
+    family = {"unavailable_s": "availability", "prb_util_pct": "load", "throughput_mbps": "load"}.get(metric)
+    alone_ok = family is None or (metric == "prb_util_pct" and value >= 40.0)
+    strong = (threshold > 0 and score >= 1.33 * threshold) or (metric == "prb_util_pct" and value >= 60.0)
+    want = strong and alone_ok
+    got = PagingPolicy().page(r, None, T0, data_ms=T0)
+    assert bool(got) == want
+
+
+def test_for_interval_pages_strong_faults_at_once_only_for_intervals_of_five_minutes_or_more():
+    strong = ep(7, "loss_pct", T0, score=20.0)
+    assert PagingPolicy.for_interval(10).page(strong, None, T0, data_ms=T0) == []  # held: 30 s persistence
+    assert len(PagingPolicy.for_interval(300).page(strong, None, T0, data_ms=T0)) == 1
+    assert len(PagingPolicy.for_interval(10, strong_ratio=2.0).page(strong, None, T0, data_ms=T0)) == 1
