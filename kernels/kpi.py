@@ -288,6 +288,11 @@ def kpi_running_shift(ring, add_slots, sub_slots, cols, out):
             out[e, j] += acc
 
 
+#: :func:`kpi_running_shift_many` passes over every element of an aggregate once the rows with
+#: counts in its entering and leaving minutes reach ``1 / DENSE_SHIFT_DIV`` of the elements
+DENSE_SHIFT_DIV = 8
+
+
 @kernel
 def kpi_running_shift_many(ring, row_used, add_slot, sub_slots, col_ptr, cols, outs):
     """:func:`kpi_running_shift` of several running sums of one ring moved by one minute at once.
@@ -295,26 +300,56 @@ def kpi_running_shift_many(ring, row_used, add_slot, sub_slots, col_ptr, cols, o
     Aggregate ``i`` sums ring columns ``cols[col_ptr[i]:col_ptr[i + 1]]`` into ``outs[i]``; the
     minute entering every window is ``add_slot`` (-1: none), the one leaving window ``i`` is
     ``sub_slots[i]`` (-1: none). Per cell the same arithmetic as :func:`kpi_running_shift` with
-    one slot in and one out (``acc = 0 + in - out``, ``out += acc``), but the entering minute's
-    row of each element is read once for all aggregates (sliding windows of several lengths).
-    Only the elements whose entering or leaving row may hold counts (``row_used[slot, e]``) are
-    touched: the others would add ``+0.0``, which changes no sum.
+    one slot in and one out (``acc = 0 + in - out``, ``out += acc``).
+
+    Per aggregate, one of two passes, by the share of elements whose entering or leaving row may
+    hold counts (``row_used[slot, e]``): when few do (fewer than ``n / DENSE_SHIFT_DIV`` rows
+    counted in the two), only those elements are touched; otherwise every element, in one
+    sequential pass without per-element tests (scattered reads of a few rows of a large ring cost
+    more than reading all rows in order). Both give the same sums: a row known empty holds zeros,
+    so an element without counts in either row adds ``(0.0 + 0.0) - 0.0 = +0.0``, which changes
+    no sum (a running sum is never ``-0.0``: it starts at ``+0.0`` and only ``+0.0`` or non-zero
+    changes are added).
     """
     n = ring.shape[1]
-    for e in range(n):
-        a_used = add_slot >= 0 and row_used[add_slot, e]
-        for i in range(len(outs)):
-            out = outs[i]
-            s = sub_slots[i]
-            if not (a_used or (s >= 0 and row_used[s, e])):
-                continue
-            j0 = col_ptr[i]
+    n_add = np.count_nonzero(row_used[add_slot]) if add_slot >= 0 else 0
+    dense = np.zeros(len(outs), np.bool_)
+    for i in range(len(outs)):
+        s = sub_slots[i]
+        n_sub = np.count_nonzero(row_used[s]) if s >= 0 else 0
+        dense[i] = (n_add + n_sub) * DENSE_SHIFT_DIV >= n
+    for i in range(len(outs)):  # dense aggregates: every element, in order
+        if not dense[i]:
+            continue
+        out = outs[i]
+        s = sub_slots[i]
+        j0 = col_ptr[i]
+        for e in range(n):
             for j in range(j0, col_ptr[i + 1]):
                 c = cols[j]
                 acc = 0.0
                 if add_slot >= 0:
                     acc += float(ring[add_slot, e, c])
                 if s >= 0:
+                    acc -= float(ring[s, e, c])
+                out[e, j - j0] += acc
+    for e in range(n):  # the others: the elements with counts, the entering row read once for all
+        a_used = add_slot >= 0 and row_used[add_slot, e]
+        for i in range(len(outs)):
+            if dense[i]:
+                continue
+            out = outs[i]
+            s = sub_slots[i]
+            s_used = s >= 0 and row_used[s, e]
+            if not (a_used or s_used):
+                continue
+            j0 = col_ptr[i]
+            for j in range(j0, col_ptr[i + 1]):
+                c = cols[j]
+                acc = 0.0
+                if a_used:  # a row known empty adds +0.0 (not read): the same acc
+                    acc += float(ring[add_slot, e, c])
+                if s_used:
                     acc -= float(ring[s, e, c])
                 out[e, j - j0] += acc
 
