@@ -383,6 +383,44 @@ def kpi_running_activity(ring, add_slots, sub_slots, act_cols, out):
 
 
 @kernel
+def kpi_act_cells(elem, minute, reason, late_bound, lo, hi, minute_ring, n_elements):
+    """The ring cells (slot, element, minute) that the accepted rows (``reason == 0``) of a batch
+    for minutes in ``(late_bound, ...)`` and ``[lo, hi)`` will write, each once (sorted by slot,
+    then element): the cells whose activity a batch may change inside running activity counts."""
+    keys = np.empty(elem.shape[0], np.int64)
+    k = 0
+    for i in range(elem.shape[0]):
+        m = minute[i]
+        if reason[i] == 0 and m > late_bound and m >= lo and m < hi:
+            keys[k] = (m % minute_ring) * n_elements + elem[i]
+            k += 1
+    keys = np.unique(keys[:k])
+    cs = keys // n_elements
+    ce = keys - cs * n_elements
+    cm = np.empty(keys.shape[0], np.int64)
+    for i in range(elem.shape[0]):  # each cell's minute (one per cell: the ring holds one per slot)
+        m = minute[i]
+        if reason[i] == 0 and m > late_bound and m >= lo and m < hi:
+            key = (m % minute_ring) * n_elements + elem[i]
+            cm[np.searchsorted(keys, key)] = m
+    return cs, ce, cm
+
+
+@kernel
+def kpi_act_count(ring, cs, ce, cm, run_lo, run_hi, col_ptr, cols, sign, outs):
+    """``outs[k][ce[i]] += sign * minute_active(ring, cs[i], ce[i], cols_k)`` for every cell ``i``
+    whose minute ``cm[i]`` lies in running activity count ``k``'s interval ``[run_lo[k], run_hi[k])``
+    (``cols_k = cols[col_ptr[k]:col_ptr[k + 1]]``): called with -1 before a batch writes the cells
+    and +1 after, it adds each cell's change of activity to the counts covering it."""
+    for k in range(run_lo.shape[0]):
+        out = outs[k]
+        act_cols = cols[col_ptr[k] : col_ptr[k + 1]]
+        for i in range(cs.shape[0]):
+            if run_lo[k] <= cm[i] and cm[i] < run_hi[k]:
+                out[ce[i]] += sign * minute_active(ring, cs[i], ce[i], act_cols)
+
+
+@kernel
 def kpi_status(value, samples, min_samples, n_act, n_exp, gap_fraction, n_el, status, out_value):
     """Status per node (ok 0 / insufficient 1 / collection gap 2 / no scope 3, later ones win)
     and the value kept only where ok (NaN elsewhere)."""

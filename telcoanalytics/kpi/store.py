@@ -348,7 +348,7 @@ class CounterStore(_WindowReads, _RunningAggregates):
             if hi > self.head_minute:
                 self._advance_minutes(hi)
         late_bound = self.head_minute - self.minute_ring
-        act = self._running_snapshot_act(source, reason, elem, minute, late_bound) if n_ok else None
+        act = self._running_snapshot_act(source, reason, elem, minute, late_bound, lo, hi) if n_ok else None
         # pass 2: slot, checks, counters, histogram bin and running sums of each row together
         acc = (np.empty(n_ok, np.int64), np.empty(n_ok, np.int64))
         route = (late_bound, lo, lo % self.minute_ring)
