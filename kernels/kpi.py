@@ -382,6 +382,48 @@ def kpi_running_activity(ring, add_slots, sub_slots, act_cols, out):
         out[e] += d
 
 
+@kernel_exact
+def kpi_flush_hour(cdr, elem, s, used, spec, hour, hs, runs):
+    """Minute slot ``s`` of the minute rings into hour slot ``hs``: hour column ``j`` of each element
+    ``+=`` the float32 sum of its ring columns, added left to right (``ring[s][:, cols].sum(axis=1)``
+    for fewer than 8 columns, then the float32 ``+=``), and each cell's change (new - old, float64)
+    to the running hour sums of ``runs`` whose columns include ``j``.
+
+    ``used``: (cdr rows, elem rows) of slot ``s`` that may hold counts (the others are zeros, whose
+    sum changes no cell: the hour ring is never ``-0.0``); ``spec``: (group per hour column, 0 cdr
+    / 1 elem; column pointers; ring columns); ``runs``: (hour column -> position map per sum, with
+    ``-1`` for a column it does not hold; outputs).
+    """
+    used_cdr, used_elem = used
+    grp, ptr, cols = spec
+    colmap, outs = runs
+    for e in range(hour.shape[1]):
+        uc = used_cdr[e]
+        ue = used_elem[e]
+        if not (uc or ue):
+            continue
+        for j in range(grp.shape[0]):
+            if grp[j] == 0:
+                if not uc:
+                    continue
+                ring = cdr
+            else:
+                if not ue:
+                    continue
+                ring = elem
+            v = ring[s, e, cols[ptr[j]]]
+            for q in range(ptr[j] + 1, ptr[j + 1]):
+                v = v + ring[s, e, cols[q]]
+            old = hour[hs, e, j]
+            hour[hs, e, j] = old + v
+            # "+ 0.0": keeps the subtraction in float64 (see _add_row)
+            d = (float(hour[hs, e, j]) + 0.0) - (float(old) + 0.0)
+            for k in range(colmap.shape[0]):
+                p = colmap[k, j]
+                if p >= 0:
+                    outs[k][e, p] += d
+
+
 @kernel
 def kpi_act_cells(elem, minute, reason, late_bound, lo, hi, minute_ring, n_elements):
     """The ring cells (slot, element, minute) that the accepted rows (``reason == 0``) of a batch
