@@ -50,3 +50,35 @@ def test_act_cells_and_count_equal_reference(seed, n_rows, n_runs):
             if run_lo[k] <= mi < run_hi[k]:
                 exp[k][e_] += int(ring[s_, e_, c].sum() > 0) - int(before[s_, e_, c].sum() > 0)
         np.testing.assert_array_equal(outs[k], exp[k])
+
+
+def test_batch_straddling_the_counts_without_a_row_inside_them():
+    """Rows older than the ring and after the running activity counts' intervals (none inside): the
+    counts are not moved, and they still equal fresh counts after the batch."""
+    from telcoanalytics.kpi import CounterStore, KpiCalculator
+    from telcoanalytics.records import empty
+    from tests.kpi.test_kpi import MIN, T0, topo6
+
+    def equip(minutes, element=10):
+        eq = empty("equip", len(minutes))
+        eq["ts_ms"] = [T0 + m * MIN for m in minutes]
+        eq["element_id"] = element
+        eq["metric_id"] = 3
+        eq["value"] = 1.0
+        return eq
+
+    store = CounterStore(topo6(), minute_ring=12)
+    store.add("equip", equip(range(0, 20)))
+    store.set_watermark(T0 + 20 * MIN)
+    calc = KpiCalculator(store)
+    end = T0 // MIN + 15
+    active, hist, _ = calc.activity_parts("equip", end, 5)  # counts over minutes [10, 15) and before
+    before = active.copy(), hist.copy()
+    store.add("equip", equip([6, 17], element=11))  # too old for the ring (head 19), and after 15
+    active, hist, _ = calc.activity_parts("equip", end, 5)
+    np.testing.assert_array_equal(active, before[0])
+    fresh = KpiCalculator(CounterStore.from_state(store.to_state())).activity_parts("equip", end, 5)
+    np.testing.assert_array_equal(active, fresh[0])
+    np.testing.assert_array_equal(hist, fresh[1])
+    np.testing.assert_array_equal(hist, before[1])
+    assert hist[0] == 2 and active[0] == 5 and hist[1] == 0  # the ring holds minutes 8-19
