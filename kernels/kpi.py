@@ -288,6 +288,11 @@ def kpi_running_shift(ring, add_slots, sub_slots, cols, out):
             out[e, j] += acc
 
 
+#: :func:`kpi_running_shift_many` passes over every element of an aggregate once the rows with
+#: counts in its entering and leaving minutes reach ``1 / DENSE_SHIFT_DIV`` of the elements
+DENSE_SHIFT_DIV = 8
+
+
 @kernel
 def kpi_running_shift_many(ring, row_used, add_slot, sub_slots, col_ptr, cols, outs):
     """:func:`kpi_running_shift` of several running sums of one ring moved by one minute at once.
@@ -295,26 +300,56 @@ def kpi_running_shift_many(ring, row_used, add_slot, sub_slots, col_ptr, cols, o
     Aggregate ``i`` sums ring columns ``cols[col_ptr[i]:col_ptr[i + 1]]`` into ``outs[i]``; the
     minute entering every window is ``add_slot`` (-1: none), the one leaving window ``i`` is
     ``sub_slots[i]`` (-1: none). Per cell the same arithmetic as :func:`kpi_running_shift` with
-    one slot in and one out (``acc = 0 + in - out``, ``out += acc``), but the entering minute's
-    row of each element is read once for all aggregates (sliding windows of several lengths).
-    Only the elements whose entering or leaving row may hold counts (``row_used[slot, e]``) are
-    touched: the others would add ``+0.0``, which changes no sum.
+    one slot in and one out (``acc = 0 + in - out``, ``out += acc``).
+
+    Per aggregate, one of two passes, by the share of elements whose entering or leaving row may
+    hold counts (``row_used[slot, e]``): when few do (fewer than ``n / DENSE_SHIFT_DIV`` rows
+    counted in the two), only those elements are touched; otherwise every element, in one
+    sequential pass without per-element tests (scattered reads of a few rows of a large ring cost
+    more than reading all rows in order). Both give the same sums: a row known empty holds zeros,
+    so an element without counts in either row adds ``(0.0 + 0.0) - 0.0 = +0.0``, which changes
+    no sum (a running sum is never ``-0.0``: it starts at ``+0.0`` and only ``+0.0`` or non-zero
+    changes are added).
     """
     n = ring.shape[1]
-    for e in range(n):
-        a_used = add_slot >= 0 and row_used[add_slot, e]
-        for i in range(len(outs)):
-            out = outs[i]
-            s = sub_slots[i]
-            if not (a_used or (s >= 0 and row_used[s, e])):
-                continue
-            j0 = col_ptr[i]
+    n_add = np.count_nonzero(row_used[add_slot]) if add_slot >= 0 else 0
+    dense = np.zeros(len(outs), np.bool_)
+    for i in range(len(outs)):
+        s = sub_slots[i]
+        n_sub = np.count_nonzero(row_used[s]) if s >= 0 else 0
+        dense[i] = (n_add + n_sub) * DENSE_SHIFT_DIV >= n
+    for i in range(len(outs)):  # dense aggregates: every element, in order
+        if not dense[i]:
+            continue
+        out = outs[i]
+        s = sub_slots[i]
+        j0 = col_ptr[i]
+        for e in range(n):
             for j in range(j0, col_ptr[i + 1]):
                 c = cols[j]
                 acc = 0.0
                 if add_slot >= 0:
                     acc += float(ring[add_slot, e, c])
                 if s >= 0:
+                    acc -= float(ring[s, e, c])
+                out[e, j - j0] += acc
+    for e in range(n):  # the others: the elements with counts, the entering row read once for all
+        a_used = add_slot >= 0 and row_used[add_slot, e]
+        for i in range(len(outs)):
+            if dense[i]:
+                continue
+            out = outs[i]
+            s = sub_slots[i]
+            s_used = s >= 0 and row_used[s, e]
+            if not (a_used or s_used):
+                continue
+            j0 = col_ptr[i]
+            for j in range(j0, col_ptr[i + 1]):
+                c = cols[j]
+                acc = 0.0
+                if a_used:  # a row known empty adds +0.0 (not read): the same acc
+                    acc += float(ring[add_slot, e, c])
+                if s_used:
                     acc -= float(ring[s, e, c])
                 out[e, j - j0] += acc
 
@@ -345,6 +380,86 @@ def kpi_running_activity(ring, add_slots, sub_slots, act_cols, out):
         for k in range(sub_slots.shape[0]):
             d -= minute_active(ring, sub_slots[k], e, act_cols)
         out[e] += d
+
+
+@kernel_exact
+def kpi_flush_hour(cdr, elem, s, used, spec, hour, hs, runs):
+    """Minute slot ``s`` of the minute rings into hour slot ``hs``: hour column ``j`` of each element
+    ``+=`` the float32 sum of its ring columns, added left to right (``ring[s][:, cols].sum(axis=1)``
+    for fewer than 8 columns, then the float32 ``+=``), and each cell's change (new - old, float64)
+    to the running hour sums of ``runs`` whose columns include ``j``.
+
+    ``used``: (cdr rows, elem rows) of slot ``s`` that may hold counts (the others are zeros, whose
+    sum changes no cell: the hour ring is never ``-0.0``); ``spec``: (group per hour column, 0 cdr
+    / 1 elem; column pointers; ring columns); ``runs``: (hour column -> position map per sum, with
+    ``-1`` for a column it does not hold; outputs).
+    """
+    used_cdr, used_elem = used
+    grp, ptr, cols = spec
+    colmap, outs = runs
+    for e in range(hour.shape[1]):
+        uc = used_cdr[e]
+        ue = used_elem[e]
+        if not (uc or ue):
+            continue
+        for j in range(grp.shape[0]):
+            if grp[j] == 0:
+                if not uc:
+                    continue
+                ring = cdr
+            else:
+                if not ue:
+                    continue
+                ring = elem
+            v = ring[s, e, cols[ptr[j]]]
+            for q in range(ptr[j] + 1, ptr[j + 1]):
+                v = v + ring[s, e, cols[q]]
+            old = hour[hs, e, j]
+            hour[hs, e, j] = old + v
+            # "+ 0.0": keeps the subtraction in float64 (see _add_row)
+            d = (float(hour[hs, e, j]) + 0.0) - (float(old) + 0.0)
+            for k in range(colmap.shape[0]):
+                p = colmap[k, j]
+                if p >= 0:
+                    outs[k][e, p] += d
+
+
+@kernel
+def kpi_act_cells(elem, minute, reason, late_bound, lo, hi, minute_ring, n_elements):
+    """The ring cells (slot, element, minute) that the accepted rows (``reason == 0``) of a batch
+    for minutes in ``(late_bound, ...)`` and ``[lo, hi)`` will write, each once (sorted by slot,
+    then element): the cells whose activity a batch may change inside running activity counts."""
+    keys = np.empty(elem.shape[0], np.int64)
+    k = 0
+    for i in range(elem.shape[0]):
+        m = minute[i]
+        if reason[i] == 0 and m > late_bound and m >= lo and m < hi:
+            keys[k] = (m % minute_ring) * n_elements + elem[i]
+            k += 1
+    keys = np.unique(keys[:k])
+    cs = keys // n_elements
+    ce = keys - cs * n_elements
+    cm = np.empty(keys.shape[0], np.int64)
+    for i in range(elem.shape[0]):  # each cell's minute (one per cell: the ring holds one per slot)
+        m = minute[i]
+        if reason[i] == 0 and m > late_bound and m >= lo and m < hi:
+            key = (m % minute_ring) * n_elements + elem[i]
+            cm[np.searchsorted(keys, key)] = m
+    return cs, ce, cm
+
+
+@kernel
+def kpi_act_count(ring, cs, ce, cm, run_lo, run_hi, col_ptr, cols, sign, outs):
+    """``outs[k][ce[i]] += sign * minute_active(ring, cs[i], ce[i], cols_k)`` for every cell ``i``
+    whose minute ``cm[i]`` lies in running activity count ``k``'s interval ``[run_lo[k], run_hi[k])``
+    (``cols_k = cols[col_ptr[k]:col_ptr[k + 1]]``): called with -1 before a batch writes the cells
+    and +1 after, it adds each cell's change of activity to the counts covering it."""
+    for k in range(run_lo.shape[0]):
+        out = outs[k]
+        act_cols = cols[col_ptr[k] : col_ptr[k + 1]]
+        for i in range(cs.shape[0]):
+            if run_lo[k] <= cm[i] and cm[i] < run_hi[k]:
+                out[ce[i]] += sign * minute_active(ring, cs[i], ce[i], act_cols)
 
 
 @kernel

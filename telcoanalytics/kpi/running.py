@@ -239,10 +239,11 @@ class _RunningAggregates:
             tuple(r.out for r in runs),
         )
 
-    def _running_snapshot_act(self, source, reason, elem, minute, late_bound):
+    def _running_snapshot_act(self, source, reason, elem, minute, late_bound, rows_lo=None, rows_hi=None):
         """Before a batch's second pass: the ring cells its accepted rows for minutes inside a
         running activity count will touch, with their current values (None when there are none;
-        running sums move inside the add kernels)."""
+        running sums move inside the add kernels). ``rows_lo``, ``rows_hi``: the lowest and highest
+        minute of the accepted rows when known (a batch wholly outside every count is not scanned)."""
         runs = [
             r
             for r in self._running.values()
@@ -251,29 +252,35 @@ class _RunningAggregates:
         if not runs:
             return None
         lo, hi = min(r.lo for r in runs), max(r.hi for r in runs)
-        sel = (reason == 0) & (minute > late_bound) & (minute >= lo) & (minute < hi)
-        if not sel.any():
+        if rows_lo is not None and (rows_lo >= hi or rows_hi < lo or rows_hi <= late_bound):
+            return None  # the usual batch: rows for minutes not yet evaluated
+        cs, ce, cm = K.kpi_act_cells(
+            elem, minute, reason, late_bound, lo, hi, self.minute_ring, self.topology.n_elements
+        )
+        if len(cs) == 0:
             return None
-        n = self.topology.n_elements
-        self.slot_minute[minute[sel] % self.minute_ring] = minute[sel]  # as the add kernel sets them
-        key = np.unique((minute[sel] % self.minute_ring) * n + elem[sel])
-        cs, ce = key // n, key % n
-        cm = self.slot_minute[cs]
-        old = {g: self._ring(g)[cs, ce].copy() for g in self._SOURCE_GROUPS[source]}
-        return runs, cs, ce, cm, old
+        self.slot_minute[cs] = cm  # as the add kernel sets them
+        groups = {}
+        for r in runs:
+            groups.setdefault(r.group, []).append(r)
+        late = []
+        for g, rs in groups.items():
+            col_ptr = np.zeros(len(rs) + 1, np.int64)
+            np.cumsum([len(r.cols) for r in rs], out=col_ptr[1:])
+            args = (
+                np.array([r.lo for r in rs], np.int64),
+                np.array([r.hi for r in rs], np.int64),
+                col_ptr,
+                np.concatenate([r.cols for r in rs]),
+            )
+            outs = tuple(r.out for r in rs)
+            K.kpi_act_count(self._ring(g), cs, ce, cm, *args, -1, outs)  # the activity before the batch out
+            late.append((g, args, outs))
+        return late, cs, ce, cm
 
     def _running_apply(self, late):
-        """After the batch: add the change of each touched cell's activity to the counts covering it."""
-        runs, cs, ce, cm, old = late
-        for g, before in old.items():
-            after = self._ring(g)[cs, ce]
-            for r in runs:
-                if r.group != g:
-                    continue
-                m = (cm >= r.lo) & (cm < r.hi)
-                if not m.any():
-                    continue
-                d = (after[m][:, r.cols].sum(axis=1) > 0).astype(np.int64) - (
-                    before[m][:, r.cols].sum(axis=1) > 0
-                ).astype(np.int64)
-                np.add.at(r.out, ce[m], d)
+        """After the batch: the touched cells' activity after it into the counts covering them (the
+        one before it was taken out by :meth:`_running_snapshot_act`)."""
+        groups, cs, ce, cm = late
+        for g, args, outs in groups:
+            K.kpi_act_count(self._ring(g), cs, ce, cm, *args, 1, outs)

@@ -226,6 +226,7 @@ class CounterStore(_WindowReads, _RunningAggregates):
         self.version += 1
 
     def _hour_cols(self):
+        self._hour_kernel = None  # the spec as kpi_flush_hour takes it (False: numpy path), built at first use
         self._hour_spec = []  # per hour column: (ring group, ring columns summed)
         for c, svc in self.hour_columns:
             self._hour_spec.append((COUNTERS[c].group, self.columns(c, svc)))
@@ -282,6 +283,26 @@ class CounterStore(_WindowReads, _RunningAggregates):
         hour_runs = [
             r for r in self._running.values() if r.group == "hour" and r.lo is not None and r.lo <= minute // 60 < r.hi
         ]
+        if self._hour_kernel is None:
+            spec = self._hour_spec
+            ptr = np.zeros(len(spec) + 1, np.int64)
+            np.cumsum([len(c) for _, c in spec], out=ptr[1:])
+            grp = np.array([0 if g == "cdr" else 1 for g, _ in spec], np.int64)
+            cols = np.concatenate([np.asarray(c, np.int64) for _, c in spec]) if spec else np.zeros(0, np.int64)
+            # sums of fewer than 8 columns: numpy adds them left to right, as the kernel does
+            ok = all(g in ("cdr", "elem") and 0 < len(c) < 8 for g, c in spec)
+            self._hour_kernel = (grp, ptr, cols) if ok else False
+        if self._hour_kernel:
+            if hour_runs:
+                colmap = np.full((len(hour_runs), len(self._hour_spec)), -1, np.int64)
+                for k, r in enumerate(hour_runs):
+                    colmap[k, r.cols] = np.arange(len(r.cols))
+                runs = (colmap, tuple(r.out for r in hour_runs))
+            else:
+                runs = (np.full((0, len(self._hour_spec)), -1, np.int64), (np.zeros((0, 0)),))
+            used = (src._row_used["cdr"][s], src._row_used["elem"][s])
+            K.kpi_flush_hour(src.cdr, src.elem, s, used, self._hour_kernel, self.hour, hs, runs)
+            return
         before = self.hour[hs].astype(np.float64) if hour_runs else None
         for j, (grp, cols) in enumerate(self._hour_spec):
             ring = src.cdr if grp == "cdr" else src.elem
@@ -348,7 +369,7 @@ class CounterStore(_WindowReads, _RunningAggregates):
             if hi > self.head_minute:
                 self._advance_minutes(hi)
         late_bound = self.head_minute - self.minute_ring
-        act = self._running_snapshot_act(source, reason, elem, minute, late_bound) if n_ok else None
+        act = self._running_snapshot_act(source, reason, elem, minute, late_bound, lo, hi) if n_ok else None
         # pass 2: slot, checks, counters, histogram bin and running sums of each row together
         acc = (np.empty(n_ok, np.int64), np.empty(n_ok, np.int64))
         route = (late_bound, lo, lo % self.minute_ring)
