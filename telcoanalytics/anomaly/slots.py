@@ -17,6 +17,43 @@ _EP_DTYPES = (np.int64, np.int8, np.int64, np.int64, np.float64, np.int8, np.flo
 """Episode row buffers: index, kind, start, end, peak, direction, baseline, threshold, value."""
 
 
+_REC = 16
+"""Doubles per slot in the packed record (128 bytes, two cache lines): hot state ``st`` (8),
+score gate (2), per-slot settings ``sp`` (4), latest event time (int64), then the observation
+count (int32), alarm run (int16) and open direction (int8) in the last eight bytes."""
+_PACKED = ("st", "gate", "nobs", "last_t", "run", "open_dir")
+"""State fields that are views into the packed record (with ``sp``)."""
+
+
+def _new_state(n: int, n_day: int, n_week: int) -> tuple:
+    """Zeroed detector state of ``n`` slots and the per-slot settings array.
+
+    Every field the kernel reads for each event (the hot state, the gate, the settings, the event
+    time, count, run and direction) is a strided view into one 128-byte record per slot, aligned to
+    a cache line, so an event touches two adjacent lines of slot state instead of one or two lines
+    in each of seven arrays. The views are ordinary NumPy arrays (``to_state`` copies them out in
+    the same shapes and dtypes as separate arrays, so checkpoints keep their format)."""
+    buf = np.zeros(n * _REC + 8)
+    off = (-buf.ctypes.data % 64) // 8  # numpy aligns to 16 bytes at least: start on a 64-byte line
+    rec = buf[off : off + n * _REC].reshape(n, _REC)
+    tail = rec[:, 15:16].view(np.uint8)
+    state = _k.State(
+        rec[:, 0 : _k.N_FIELDS],
+        tail[:, 0:4].view(np.int32)[:, 0],
+        rec[:, 14:15].view(np.int64)[:, 0],
+        np.zeros((n, _k.N_COLD)),
+        tail[:, 6:7].view(np.int8)[:, 0],
+        tail[:, 4:6].view(np.int16)[:, 0],
+        np.zeros((n_day, n, 2)),
+        np.zeros((n_week, n, 2)),
+        np.zeros(_k.N_GLOBAL),
+        np.zeros((n_day, n, 2)),
+        rec[:, 8:10],
+    )
+    state.last_t[:] = -1
+    return state, rec[:, 10 : 10 + _k.N_SP]
+
+
 def _refcounts(pool: tuple) -> list:
     """``sys.getrefcount`` of each buffer of ``pool`` (compared only with a count taken through
     this same function when the buffers were new, never with a constant)."""
@@ -79,24 +116,11 @@ class AnomalyDetector:
         probe = self.config.params(np.zeros((0, _k.N_SP)))
         self.n_day, self.n_week = probe.n_day, probe.n_week
         n = self.n_slots
-        self.state = _k.State(
-            np.zeros((n, _k.N_FIELDS)),
-            np.zeros(n, dtype=np.int32),
-            np.full(n, -1, dtype=np.int64),
-            np.zeros((n, _k.N_COLD)),
-            np.zeros(n, dtype=np.int8),
-            np.zeros(n, dtype=np.int16),
-            np.zeros((self.n_day, n, 2)),
-            np.zeros((self.n_week, n, 2)),
-            np.zeros(_k.N_GLOBAL),
-            np.zeros((self.n_day, n, 2)),
-            np.empty((n, 2)),
-        )
+        self.state, self.sp = _new_state(n, self.n_day, self.n_week)
         self.state.gate[:, _k.GT_MEAN] = _k.GATE_M0  # the score of a null point: mean and sd 1 / ln 10
         self.state.gate[:, _k.GT_VAR] = _k.GATE_M0 * _k.GATE_M0
         _k.detect_init(self.state.st, -np.log10(self.config.tail_p) / self.config.q_min)
         self.state.g[_k.G_GAIN] = 1.0
-        self.sp = np.zeros((n, _k.N_SP))
         self.sp[:, _k.P_FLOOR] = self.config.floor_abs
         self.sp[:, _k.P_CONFIRM] = 1.0
         self.sp[:, _k.P_LOWER] = -np.inf
@@ -317,17 +341,19 @@ class AnomalyDetector:
     def grow(self, n_slots: int):
         """Add empty slots (new elements) without losing the existing state."""
         _check(n_slots >= self.n_slots, f"grow() cannot shrink from {self.n_slots} to {n_slots} slots")
-        k = n_slots - self.n_slots
-        new = AnomalyDetector(k, self.config)
-        self.state = _k.State(
-            *[
-                a if f == "g" else np.concatenate([a, b], axis=1 if f.startswith("seas") else 0)
-                for f, a, b in zip(_k.State._fields, self.state, new.state)
-            ]
-        )
-        self.sp = np.concatenate([self.sp, new.sp])
-        self.slot_element_id = np.concatenate([self.slot_element_id, new.slot_element_id])
-        self.slot_metric = np.concatenate([self.slot_metric, new.slot_metric])
+        new = AnomalyDetector(n_slots, self.config)
+        n = self.n_slots
+        for f, a, b in zip(_k.State._fields, self.state, new.state):
+            if f == "g":
+                b[:] = a
+            elif f.startswith("seas"):
+                b[:, :n] = a
+            else:
+                b[:n] = a
+        new.sp[:n] = self.sp
+        self.state, self.sp = new.state, new.sp
+        self.slot_element_id = np.concatenate([self.slot_element_id, new.slot_element_id[n:]])
+        self.slot_metric = np.concatenate([self.slot_metric, new.slot_metric[n:]])
         self.n_slots = n_slots
 
     def to_state(self) -> dict:
@@ -355,8 +381,17 @@ class AnomalyDetector:
             d = dict(d, seas_m=np.zeros_like(d["seas_d"]))
         if "gate" not in d:  # a checkpoint from before the score gate: the gate starts afresh
             d = dict(d, gate=det.state.gate)
-        det.state = _k.State(*(np.array(d[f], dtype=a.dtype) for f, a in zip(_k.State._fields, det.state)))
-        det.sp = np.array(d["sp"], dtype=np.float64)
+        for f, a in zip(_k.State._fields, det.state):
+            _check(
+                np.shape(d[f]) == a.shape,
+                f"checkpoint field {f!r} has shape {np.shape(d[f])}, expected {a.shape} for this config and slot count",
+            )
+            a[...] = d[f]  # into the packed record (same shapes and dtypes as the separate arrays)
+        _check(
+            np.shape(d["sp"]) == det.sp.shape,
+            f"checkpoint field 'sp' has shape {np.shape(d['sp'])}, expected {det.sp.shape}",
+        )
+        det.sp[...] = d["sp"]
         det.n_invalid = int(d["n_invalid"])
         det.n_backwards = int(d["n_backwards"])
         return det
