@@ -269,20 +269,33 @@ def iter_source(clean: np.ndarray, st: SourceStream, edges: np.ndarray, with_ori
     ci = np.searchsorted(st.clean_arrival_sorted, edges, side="left")
     ei = np.searchsorted(st.extra_arrival, edges, side="left")
     for k in range(len(edges) - 1):
-        c0, c1, e0, e1 = ci[k], ci[k + 1], ei[k], ei[k + 1]
+        c0, c1, e0, e1 = int(ci[k]), int(ci[k + 1]), int(ei[k]), int(ei[k + 1])
         if c1 == c0 and e1 == e0:
             continue
-        rows = clean[st.clean_order[c0:c1]]
+        rows = _merged_rows(clean, st, c0, c1, e0, e1)
+        if not with_origin:
+            yield k, rows
+            continue
         if e1 > e0:
-            # merge the few extra rows into the clean run; ties: clean first (a stable merge)
-            pos = np.searchsorted(st.clean_arrival_sorted[c0:c1], st.extra_arrival[e0:e1], side="right")
-            rows = np.insert(rows, pos, st.extra[e0:e1])
-            arr = np.insert(st.clean_arrival_sorted[c0:c1], pos, st.extra_arrival[e0:e1])
-            org = np.insert(np.zeros(c1 - c0, np.int8), pos, st.extra_origin[e0:e1])
+            # the extra rows merged into the clean run; ties: clean first (a stable merge)
+            pos = _extra_positions(st, c0, c1, e0, e1)
+            is_extra = np.zeros(len(rows), bool)
+            is_extra[pos] = True
+            arr = np.empty(len(rows), np.int64)
+            arr[pos] = st.extra_arrival[e0:e1]
+            arr[~is_extra] = st.clean_arrival_sorted[c0:c1]
+            org = np.zeros(len(rows), np.int8)
+            org[pos] = st.extra_origin[e0:e1]
         else:
             arr = st.clean_arrival_sorted[c0:c1]
             org = np.zeros(c1 - c0, np.int8)
-        yield (k, rows, arr, org) if with_origin else (k, rows)
+        yield k, rows, arr, org
+
+
+def _extra_positions(st: SourceStream, c0: int, c1: int, e0: int, e1: int) -> np.ndarray:
+    """Where the extra rows ``[e0, e1)`` land among the clean rows ``[c0, c1)`` merged by arrival
+    (ties: clean first): clean rows arriving at or before each, plus the extras before it."""
+    return np.searchsorted(st.clean_arrival_sorted[c0:c1], st.extra_arrival[e0:e1], side="right") + np.arange(e1 - e0)
 
 
 def _merged_rows(clean: np.ndarray, st: SourceStream, c0: int, c1: int, e0: int, e1: int) -> np.ndarray:
@@ -291,10 +304,8 @@ def _merged_rows(clean: np.ndarray, st: SourceStream, c0: int, c1: int, e0: int,
     order = st.clean_order[c0:c1]
     if e1 == e0:
         return np.take(clean, order)  # (several times faster than clean[order] on structured rows)
-    ne = e1 - e0
-    # final position of each extra row: clean rows arriving at or before it, plus the extras before it
-    pos = np.searchsorted(st.clean_arrival_sorted[c0:c1], st.extra_arrival[e0:e1], side="right") + np.arange(ne)
-    out = np.empty(len(order) + ne, dtype=clean.dtype)
+    pos = _extra_positions(st, c0, c1, e0, e1)
+    out = np.empty(len(order) + e1 - e0, dtype=clean.dtype)
     out[pos] = st.extra[e0:e1]
     # clean rows fill the runs between the extras
     starts = np.concatenate(([0], pos + 1))
