@@ -21,6 +21,23 @@ DEFAULT_COALESCE_ROWS = 1 << 17
 faster at 2,000 elements, at the cost of larger per-fold scratch tables); 0 folds every batch at once."""
 
 
+def concat_rows(parts: list) -> np.ndarray:
+    """``np.concatenate`` of arrays of one structured dtype, copied as opaque records (a structured
+    concatenation copies field by field, several times slower per row).
+
+    Examples
+    --------
+    >>> a = np.array([(1, 2.0)], dtype=[("t", "i8"), ("v", "f4")])
+    >>> concat_rows([a, a[:0], a]).tolist()
+    [(1, 2.0), (1, 2.0)]
+    """
+    dtype = parts[0].dtype
+    if dtype.names is None or dtype.hasobject or any(p.dtype != dtype for p in parts):
+        return np.concatenate(parts)
+    void = np.dtype((np.void, dtype.itemsize))
+    return np.concatenate([p.view(void) for p in parts]).view(dtype)
+
+
 class BatchBuffer:
     """Routed batches held per source until :meth:`drain`.
 
@@ -69,7 +86,7 @@ class BatchBuffer:
             out.append(
                 RoutedBatch(
                     source,
-                    np.concatenate([p.rows for p in parts]),
+                    concat_rows([p.rows for p in parts]),
                     np.concatenate([p.element_index for p in parts]),
                     np.concatenate([p.partition for p in parts]),
                 )

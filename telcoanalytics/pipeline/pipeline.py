@@ -43,6 +43,8 @@ from telcoanalytics.pipeline.contract import RoutedBatch, check_component
 from telcoanalytics.records import SOURCES, TIME_FIELD
 from telcoanalytics.topology.model import Topology
 
+_NO_DATA = int(np.iinfo(np.int64).min)  # the clock before any data
+
 
 class Pipeline:
     """Stateful ingest-and-route pipeline with pluggable analysis components.
@@ -155,9 +157,10 @@ class Pipeline:
     @property
     def watermark_ms(self) -> int:
         """The robust clock minus the allowed lateness (int64 min before any data)."""
-        if self.max_event_ms == np.iinfo(np.int64).min:
-            return self.max_event_ms
-        return int(self.max_event_ms - self.allowed_lateness_ms)
+        now = self.clock.now_ms
+        if now == _NO_DATA:
+            return now
+        return int(now - self.allowed_lateness_ms)
 
     def process(self, source: str, data):
         """Ingest one batch of ``source`` (any reader input or a ``RawChunk``), route it, feed the
@@ -173,17 +176,23 @@ class Pipeline:
         if res.n_accepted == 0:
             return res
         # robust clock: rows far ahead are quarantined, rows somewhat ahead wait (time_in_future)
+        clock = self.clock
         t = res.accepted[TIME_FIELD[source]]
-        self.clock.observe(t)
-        now, hold, reject = self.clock.classify(t)
-        if reject.any():
-            res = ing.reject_accepted(res, reject, "time_in_future", TIME_FIELD[source])
-            self.clock.n_rejected += int(reject.sum())
-            now, hold = now[~reject], hold[~reject]
-            if res.n_accepted == 0:
-                return res
+        clock.observe(t)
+        hold = None  # every row in time (the common case: no masks to build)
+        if clock.now_ms != _NO_DATA and int(t.max()) - clock.now_ms > clock.max_skew_ms:
+            now, hold, reject = clock.classify(t)
+            if reject.any():
+                res = ing.reject_accepted(res, reject, "time_in_future", TIME_FIELD[source])
+                clock.n_rejected += int(reject.sum())
+                now, hold = now[~reject], hold[~reject]
+                if res.n_accepted == 0:
+                    return res
+            if not hold.any():
+                hold = None
         idx = res.element_index
-        node = self.topology.route_map(self.route_level)[idx]  # -1: retired element (kept, not routed)
+        route = self.topology.route_map(self.route_level)
+        node = route[idx]  # -1: retired element (kept, not routed)
         counts = np.bincount(node + 1, minlength=self.routed.shape[1] + 1)
         si = SOURCES.index(source)
         self.routed[si] += counts[1:]
@@ -191,12 +200,11 @@ class Pipeline:
         t2 = time.perf_counter()
         self.seconds["route"] += t2 - t1
         rows = res.accepted
-        if hold.any():
-            self.clock.hold(source, rows[hold], idx[hold], res.accepted[TIME_FIELD[source]][hold])
+        if hold is not None:
+            clock.hold(source, rows[hold], idx[hold], res.accepted[TIME_FIELD[source]][hold])
             rows, idx, node = rows[now], idx[now], node[now]
         self._update(source, rows, idx, node)
-        route = self.topology.route_map(self.route_level)
-        for src, r, ix in self.clock.due():  # rows that waited ahead of the clock: their time has come
+        for src, r, ix in clock.due():  # rows that waited ahead of the clock: their time has come
             self._update(src, r, ix, route[ix])
         return res
 
@@ -221,11 +229,10 @@ class Pipeline:
         the stream is over.
         """
         n = 0
-        no_data = np.iinfo(np.int64).min
         for source, data in batches:
             n += self.process(source, data).n_read
             wm = self.watermark_ms
-            if wm == no_data:
+            if wm == _NO_DATA:
                 continue
             if self.next_tick_ms is None:
                 self.next_tick_ms = wm - wm % tick_ms + tick_ms

@@ -91,14 +91,23 @@ class SyntheticSource(IteratorSource):
             f"{len(day.labels)} injected scenarios"
         )
         say(f"{self.head} ({time.perf_counter() - t0:.1f} s)")
-        replay_from = self.replay_from
+        from telcoanalytics.synth.stream import arrival_batches
 
-        def gen():
-            for source, rows, arrival_ms, _origin in day.raw_batches(batch_ms=s["batch_s"] * 1000, with_arrival=True):
-                if len(arrival_ms) and arrival_ms[0] >= replay_from:
-                    yield source, rows
+        # the day's raw batches whose first row arrives at or after replay_from (the history before
+        # it and the batches before `start` are skipped without being built)
+        super().__init__(None, start)
+        self.batches = arrival_batches(
+            {name: getattr(day, name) for name in day.sources},
+            day._streams,
+            s["batch_s"] * 1000,
+            from_ms=self.replay_from,
+            start=self.start,
+        )
 
-        super().__init__(gen(), start)
+    def __iter__(self):
+        for k, b in enumerate(self.batches, start=self.start):
+            self.n = k + 1
+            yield b
 
 
 def find_input_files(directory) -> dict:

@@ -269,20 +269,100 @@ def iter_source(clean: np.ndarray, st: SourceStream, edges: np.ndarray, with_ori
     ci = np.searchsorted(st.clean_arrival_sorted, edges, side="left")
     ei = np.searchsorted(st.extra_arrival, edges, side="left")
     for k in range(len(edges) - 1):
-        c0, c1, e0, e1 = ci[k], ci[k + 1], ei[k], ei[k + 1]
+        c0, c1, e0, e1 = int(ci[k]), int(ci[k + 1]), int(ei[k]), int(ei[k + 1])
         if c1 == c0 and e1 == e0:
             continue
-        rows = clean[st.clean_order[c0:c1]]
+        rows = _merged_rows(clean, st, c0, c1, e0, e1)
+        if not with_origin:
+            yield k, rows
+            continue
         if e1 > e0:
-            # merge the few extra rows into the clean run; ties: clean first (a stable merge)
-            pos = np.searchsorted(st.clean_arrival_sorted[c0:c1], st.extra_arrival[e0:e1], side="right")
-            rows = np.insert(rows, pos, st.extra[e0:e1])
-            arr = np.insert(st.clean_arrival_sorted[c0:c1], pos, st.extra_arrival[e0:e1])
-            org = np.insert(np.zeros(c1 - c0, np.int8), pos, st.extra_origin[e0:e1])
+            # the extra rows merged into the clean run; ties: clean first (a stable merge)
+            pos = _extra_positions(st, c0, c1, e0, e1)
+            is_extra = np.zeros(len(rows), bool)
+            is_extra[pos] = True
+            arr = np.empty(len(rows), np.int64)
+            arr[pos] = st.extra_arrival[e0:e1]
+            arr[~is_extra] = st.clean_arrival_sorted[c0:c1]
+            org = np.zeros(len(rows), np.int8)
+            org[pos] = st.extra_origin[e0:e1]
         else:
             arr = st.clean_arrival_sorted[c0:c1]
             org = np.zeros(c1 - c0, np.int8)
-        yield (k, rows, arr, org) if with_origin else (k, rows)
+        yield k, rows, arr, org
+
+
+def _extra_positions(st: SourceStream, c0: int, c1: int, e0: int, e1: int) -> np.ndarray:
+    """Where the extra rows ``[e0, e1)`` land among the clean rows ``[c0, c1)`` merged by arrival
+    (ties: clean first): clean rows arriving at or before each, plus the extras before it."""
+    return np.searchsorted(st.clean_arrival_sorted[c0:c1], st.extra_arrival[e0:e1], side="right") + np.arange(e1 - e0)
+
+
+def _merged_rows(clean: np.ndarray, st: SourceStream, c0: int, c1: int, e0: int, e1: int) -> np.ndarray:
+    """Clean rows ``[c0, c1)`` of the arrival order with the extra rows ``[e0, e1)`` merged in (ties:
+    clean first), built in one output array (what ``np.insert`` gives, without its copies)."""
+    order = st.clean_order[c0:c1]
+    if e1 == e0:
+        return np.take(clean, order)  # (several times faster than clean[order] on structured rows)
+    pos = _extra_positions(st, c0, c1, e0, e1)
+    out = np.empty(len(order) + e1 - e0, dtype=clean.dtype)
+    out[pos] = st.extra[e0:e1]
+    # clean rows fill the runs between the extras
+    starts = np.concatenate(([0], pos + 1))
+    ends = np.concatenate((pos, [len(out)]))
+    taken = 0
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        if b > a:
+            np.take(clean, order[taken : taken + b - a], out=out[a:b])
+            taken += b - a
+    return out
+
+
+def arrival_batches(arrays: dict, streams: dict, batch_ms: int, from_ms: int | None = None, start: int = 0):
+    """Yield ``(source, rows)`` in arrival order: exactly :meth:`SynthDay.raw_batches`'s batches
+    (one per non-empty source and arrival window of ``batch_ms``, windows in order, sources in
+    ``SOURCES`` order within a window), without those whose first row arrives before ``from_ms``
+    and without the first ``start`` of the rest; the batches left out are not built.
+
+    ``arrays`` maps each generated source to its clean rows, ``streams`` to its
+    :class:`SourceStream` (both of a :class:`~telcoanalytics.synth.network.SynthDay`).
+
+    Raises
+    ------
+    ValueError
+        If ``batch_ms`` is not a positive integer.
+    """
+    if int(batch_ms) != batch_ms or batch_ms < 1:
+        raise ValueError(f"batch_ms must be a positive integer of milliseconds, got {batch_ms!r}")
+    if int(start) != start or start < 0:
+        raise ValueError(f"start must be a non-negative number of batches, got {start!r}")
+    names = [s for s in SOURCES if s in streams]
+    edges = arrival_edges(streams, int(batch_ms))
+    win_parts, src_parts = [], []
+    bounds = []
+    for j, s in enumerate(names):
+        st = streams[s]
+        ci = np.searchsorted(st.clean_arrival_sorted, edges, side="left")
+        ei = np.searchsorted(st.extra_arrival, edges, side="left")
+        has_c, has_e = ci[1:] > ci[:-1], ei[1:] > ei[:-1]
+        keep = has_c | has_e
+        if from_ms is not None:
+            # first arrival of each window's merged rows (ties: clean first, so the minimum)
+            big = np.iinfo(np.int64).max
+            fc = np.where(has_c, st.clean_arrival_sorted[np.minimum(ci[:-1], len(st.clean_arrival_sorted) - 1)], big)
+            fe = np.where(has_e, st.extra_arrival[np.minimum(ei[:-1], len(st.extra_arrival) - 1)], big)
+            keep &= np.minimum(fc, fe) >= from_ms
+        k = np.flatnonzero(keep)
+        win_parts.append(k)
+        src_parts.append(np.full(len(k), j))
+        bounds.append((ci, ei))
+    win = np.concatenate(win_parts)
+    src = np.concatenate(src_parts)
+    o = np.lexsort((src, win))[int(start) :]
+    for k, j in zip(win[o].tolist(), src[o].tolist(), strict=True):
+        s = names[j]
+        ci, ei = bounds[j]
+        yield s, _merged_rows(arrays[s], streams[s], ci[k], ci[k + 1], ei[k], ei[k + 1])
 
 
 def arrival_edges(streams: dict, batch_ms: int) -> np.ndarray:
