@@ -75,11 +75,14 @@ from kernels.validate import (
     FLOW_CHECK_FIELDS,
     QOS_CHECK_FIELDS,
     cdr_first_failure,
+    equip_check_route,
     equip_first_failure,
+    flow_check_route,
     flow_first_failure,
     lookup_mark_unknown,
     mark_flagged,
     mark_negative,
+    qos_check_route,
     qos_first_failure,
 )
 from telcoanalytics.ingest.dedup import DEFAULT_DEDUP_HORIZON_MS, DedupClock, DedupSet, TimeBucketKeySet
@@ -311,6 +314,21 @@ def _row_checks(source: str, d: np.ndarray, lo: int, hi: int, neg_duration: bool
     else:
         for code, name, mask in _checks_complaint(d, lo, hi):
             st.mark(code, name, mask)
+
+
+def _route_limits(source: str, lo: int, hi: int) -> tuple:
+    """The check arguments of ``source``'s ``kernels.validate.*_check_route`` before ``out_code``."""
+    limits = np.array([lo, hi], dtype=np.int64)
+    if source == "equip":
+        return limits, _METRIC_LO[:-1], _METRIC_HI[:-1], _METRIC_COUNTER[:-1], _EQUIP_CODES
+    if source == "flow":
+        dom = DOMAIN["flow"]
+        return np.array([lo, hi, dom["bytes"][1], dom["packets"][1], dom["flows"][1]], dtype=np.int64), _FLOW_CODES
+    return limits, _QOS_BOUNDS, _QOS_CODES
+
+
+_ROUTE_CHECKS = {"equip": equip_check_route, "flow": flow_check_route, "qos": qos_check_route}
+"""The row checks and the element lookup in one compiled pass (``_route_limits`` gives their arguments)."""
 
 
 class _ElementLookup:
@@ -636,8 +654,7 @@ class Ingestor:
         if n:
             lo, hi = self.time_range_ms
             neg_dur = self.source == "cdr" and sv.derived_from_duration("end_ms")
-            _row_checks(self.source, data, lo, hi, neg_dur, st)
-            element_index = self._check_elements(data, st)
+            element_index = self._checks_and_elements(data, lo, hi, neg_dur, st)
             if self.dedup is not None:
                 gathered = self._check_duplicates(data, st, element_index)
         elif self.topology is not None:
@@ -673,6 +690,21 @@ class Ingestor:
         )
         res._rows_of = (chunk, okm)  # row numbers computed on demand
         return res
+
+    def _checks_and_elements(self, data: np.ndarray, lo: int, hi: int, neg_dur: bool, st: _Status):
+        """The row checks, then ``unknown_element`` (returns the dense element index or None): one
+        compiled pass for equipment, flows and QoS with a table of dense ids (each row read once),
+        else the two steps."""
+        route = _ROUTE_CHECKS.get(self.source)
+        lookup = self._element_lookup() if route is not None else None
+        if lookup is None or lookup.lut is None or data.dtype != DTYPES[self.source]:
+            _row_checks(self.source, data, lo, hi, neg_dur, st)
+            return self._check_elements(data, st)
+        out = np.empty(len(data), dtype=np.int64)
+        r = np.array([*lookup.id_range, _C["unknown_element"], st.name_index(ELEMENT_FIELD[self.source])], np.int64)
+        limits = _route_limits(self.source, lo, hi)
+        route(data, *limits, st.code, st.field, lookup.lut_small, r, out)
+        return out if self.topology is not None else None
 
     def _check_elements(self, data: np.ndarray, st: _Status) -> np.ndarray | None:
         """``unknown_element`` by the topology (or known ids), returning the dense element index;

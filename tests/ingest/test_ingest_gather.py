@@ -214,3 +214,49 @@ def test_steady_batches_skip_the_pass_and_decide_the_same(monkeypatch, source, b
     assert got_by.get("duplicate_id", 0) > 1000
     if batch >= TimeBucketKeySet.LARGE_CALL:
         assert calls["skipped"] > 0
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    source=st.sampled_from(["equip", "flow", "qos"]),
+    n=st.integers(1, 300),
+    seed=st.integers(0, 2**16),
+)
+def test_checks_and_lookup_in_one_pass_mark_as_the_two_steps(source, n, seed):
+    """``kernels.validate.*_check_route`` against the row checks followed by the lookup, and the
+    element index against a dict of the topology's ids."""
+    from kernels import validate as V
+    from telcoanalytics.ingest import ingestor as I
+
+    rng = np.random.default_rng(seed)
+    a = _rows(source, n, seed)
+    ef = "src_element_id" if source == "flow" else "element_id"
+    pick = rng.random(n)
+    a[ef][pick < 0.1] = 1  # below the ids
+    a[ef][(pick >= 0.1) & (pick < 0.2)] = IDS[-1] + 100  # above
+    a[ef][(pick >= 0.2) & (pick < 0.3)] = IDS[0] + 1  # inside the range, not an id
+    bad = rng.random(n) < 0.2
+    if source == "equip":
+        a["value"][bad] = rng.choice([np.nan, -1.0, 1e12], int(bad.sum()))
+        a["metric_id"][rng.random(n) < 0.05] = 99
+    elif source == "flow":
+        a["bytes"][bad] = rng.choice([-1, 2**62], int(bad.sum()))
+    else:
+        a["latency_ms"][bad] = rng.choice([np.inf, -3.0, 1e9], int(bad.sum()))
+    a["ts_ms"][rng.random(n) < 0.05] = 5
+    pre = rng.random(n) < 0.1  # rows rejected before (parse failures)
+    lookup = I._ElementLookup(IDS, np.arange(len(IDS), dtype=np.int64))
+    lo, hi = I.DEFAULT_TIME_RANGE_MS
+    args = I._route_limits(source, lo, hi)
+    want_code = np.where(pre, 1, 0).astype(np.int8)
+    want_field = np.full(n, -1, np.int8)
+    got_code, got_field = want_code.copy(), want_field.copy()
+    I._row_checks(source, a, lo, hi, False, type("S", (), {"code": want_code, "field": want_field})())
+    want_idx = np.empty(n, np.int64)
+    V.lookup_mark_unknown(a[ef], lookup.lut_small, *lookup.id_range, want_idx, 42, want_code, want_field, 17)
+    got_idx = np.empty(n, np.int64)
+    route = np.array([*lookup.id_range, 42, 17], np.int64)
+    I._ROUTE_CHECKS[source](a, *args, got_code, got_field, lookup.lut_small, route, got_idx)
+    assert np.array_equal(got_code, want_code) and np.array_equal(got_field, want_field)
+    pos = {int(x): k for k, x in enumerate(IDS)}
+    assert [pos.get(int(x), -1) for x in a[ef]] == got_idx.tolist()
