@@ -65,9 +65,6 @@ from kernels.dedup_batch import (
     idset_dedup_cdr,
     idset_dedup_complaint,
     ring_dedup_compact,
-    ring_dedup_equip,
-    ring_dedup_flow,
-    ring_dedup_qos,
 )
 from kernels.validate import (
     CDR_CHECK_FIELDS,
@@ -127,9 +124,9 @@ calls are few enough to keep a day."""
 _ROW_KEYS = {"equip": natural_keys_equip, "flow": natural_keys_flow, "qos": natural_keys_qos}
 """Natural-key hash kernels over a whole canonical array (equal to ``natural_key_hash`` of the fields)."""
 
-_RING_DEDUP = {"equip": ring_dedup_equip, "flow": ring_dedup_flow, "qos": ring_dedup_qos}
 _ID_DEDUP = {"cdr": idset_dedup_cdr, "complaint": idset_dedup_complaint}
-"""One compiled call per batch: clock, natural key, bucket probe/insert and duplicate mark (canonical rows)."""
+"""One compiled call per batch for ids: clock, key, probe/insert and duplicate mark (the sources with
+a natural key by event time use ``kernels.dedup_batch.ring_dedup_compact``)."""
 
 _NARROW_KEY_FIELDS = {f for s, fs in NATURAL_KEY.items() for f in fs if DTYPES[s][f] != np.int64}
 """Natural-key fields stored narrower than int64 (widened before hashing)."""
