@@ -416,49 +416,91 @@ if not numba.config.DISABLE_JIT:  # pragma: no cover  (typing only runs compiled
         return lambda rows: rows[t]
 
 
-@kernel
-def _keys_equip(rows, out):
-    """:func:`natural_keys` of equipment counters (through the records: 28-byte rows)."""
-    for i in range(rows.shape[0]):
-        out[i] = _key_equip(rows[i])
+KEY_BLOCK = 256
+"""Rows whose key fields are gathered into contiguous buffers before they are hashed: the hash
+loop over contiguous int64 (written through a view of the output) then vectorises, about 1.8x
+cheaper for flows and QoS probes than hashing from the strided fields of the records."""
 
 
 @kernel
-def _keys_flow(rows, out):
-    """:func:`natural_keys` of flows, from the key fields as strided columns (through the 48-byte
-    records the loop compiles about 2.5x slower)."""
+def _block_equip(rows, i0, k, buf, o):
+    """Keys of equipment counters ``i0 .. i0 + k - 1`` into ``o`` (``k <= KEY_BLOCK``; ``buf``
+    int64 (3, KEY_BLOCK) scratch)."""
+    e, m, t = rows["element_id"], rows["metric_id"], rows["ts_ms"]
+    a, b, c = buf[0], buf[1], buf[2]
+    for q in range(k):
+        a[q] = e[i0 + q]
+        b[q] = m[i0 + q]
+        c[q] = t[i0 + q]
+    for q in range(k):
+        o[q] = _mix3(a[q], b[q], c[q])
+
+
+@kernel
+def _block_flow(rows, i0, k, buf, o):
+    """Keys of flows ``i0 .. i0 + k - 1`` into ``o`` (see :func:`_block_equip`)."""
     s, d, t = rows["src_element_id"], rows["dst_element_id"], rows["ts_ms"]
-    for i in range(rows.shape[0]):
-        out[i] = _mix3(np.int64(s[i]), np.int64(d[i]), np.int64(t[i]))
+    a, b, c = buf[0], buf[1], buf[2]
+    for q in range(k):
+        a[q] = s[i0 + q]
+        b[q] = d[i0 + q]
+        c[q] = t[i0 + q]
+    for q in range(k):
+        o[q] = _mix3(a[q], b[q], c[q])
 
 
 @kernel
-def _keys_qos(rows, out):
-    """:func:`natural_keys` of QoS probes, from the key fields as strided columns (see
-    :func:`_keys_flow`)."""
+def _block_qos(rows, i0, k, buf, o):
+    """Keys of QoS probes ``i0 .. i0 + k - 1`` into ``o`` (see :func:`_block_equip`)."""
     e, t = rows["element_id"], rows["ts_ms"]
-    for i in range(rows.shape[0]):
-        out[i] = _mix3(np.int64(e[i]), np.int64(t[i]), np.int64(0))
+    a, c = buf[0], buf[2]
+    for q in range(k):
+        a[q] = e[i0 + q]
+        c[q] = t[i0 + q]
+    for q in range(k):
+        o[q] = _mix3(a[q], c[q], np.int64(0))
 
 
-def _keys_of(names):
-    """The :func:`natural_keys` kernel of the records whose fields are ``names``."""
-    return {_key_equip: _keys_equip, _key_flow: _keys_flow, _key_qos: _keys_qos}[_key_of(names)]
+def _block_of(names):
+    """The :func:`natural_keys_block` kernel of the records whose fields are ``names``."""
+    return {_key_equip: _block_equip, _key_flow: _block_flow, _key_qos: _block_qos}[_key_of(names)]
+
+
+def natural_keys_block(rows, i0, k, buf, out):
+    """``out[q]`` = :func:`row_key` of ``rows[i0 + q]`` for ``q < k <= KEY_BLOCK`` (``buf``: int64
+    (3, KEY_BLOCK) scratch, allocated once by the caller); the kernel is chosen by the record type."""
+    _block_of(rows.dtype.names)(rows, i0, k, buf, out)
+
+
+@kernel
+def _keys_blocks(rows, out):
+    """:func:`natural_keys` block by block."""
+    buf = np.empty((3, KEY_BLOCK), np.int64)
+    n = rows.shape[0]
+    for i0 in range(0, n, KEY_BLOCK):
+        k = min(KEY_BLOCK, n - i0)
+        natural_keys_block(rows, i0, k, buf, out[i0 : i0 + k])
 
 
 def natural_keys(rows, out):
     """``out[i]`` = :func:`row_key` of each row of a ``records.EQUIP_DTYPE``, ``FLOW_DTYPE`` or
     ``QOS_DTYPE`` array (the structured array in one argument: one compiled call; the kernel is
     chosen by the record type, at compile time when called from a kernel)."""
-    _keys_of(rows.dtype.names)(rows, out)
+    _block_of(rows.dtype.names)  # (TypeError for records without such a key)
+    _keys_blocks(rows, out)
 
 
 if not numba.config.DISABLE_JIT:  # pragma: no cover  (typing only runs compiled; pass 1 runs without JIT)
 
+    @overload(natural_keys_block, jit_options={"fastmath": SAFE_FASTMATH})
+    def _natural_keys_block_typed(rows, i0, k, buf, out):
+        block = _block_of(rows.dtype.fields)
+        return lambda rows, i0, k, buf, out: block(rows, i0, k, buf, out)
+
     @overload(natural_keys, jit_options={"fastmath": SAFE_FASTMATH})
     def _natural_keys_typed(rows, out):
-        keys = _keys_of(rows.dtype.fields)
-        return lambda rows, out: keys(rows, out)
+        _block_of(rows.dtype.fields)
+        return lambda rows, out: _keys_blocks(rows, out)
 
 
 natural_keys_equip = natural_keys_flow = natural_keys_qos = natural_keys

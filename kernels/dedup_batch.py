@@ -15,6 +15,7 @@ from ._numba import kernel, prefetch
 from .dedup import (
     BUCKET_SLACK,
     EMPTY,
+    KEY_BLOCK,
     M_BUCKET,
     M_COUNT,
     M_HAS_MIN,
@@ -25,7 +26,7 @@ from .dedup import (
     bucket_slot,
     hashset_slot,
     id_times,
-    natural_keys,
+    natural_keys_block,
     probe,
     row_id,
 )
@@ -39,7 +40,9 @@ G_RLO, G_EXTEND, G_KEEP = range(10, 13)
 """The ring's lowest bucket (``<= G_LO``: buckets ``G_RLO .. G_LO - 1`` are behind the horizon but
 kept until the clock reaches ``G_KEEP``: the older rows of a call spanning more than the horizon),
 and whether this call may create buckets there."""
-G_SIZE = 13
+G_ACC = 13
+"""Accepted rows copied so far by :func:`ring_dedup_compact` (-1: no row rejected yet, none copied)."""
+G_SIZE = 14
 NEED_NONE, NEED_RING, NEED_CAP, NEED_EMPTY = range(4)
 MAX_RING_BUCKETS = 1 << 11
 """Most buckets one call may hold (the ring's largest size)."""
@@ -74,17 +77,56 @@ def _geometry(geo, n_ring, t_min, t_max):
     return True
 
 
-CHUNK = 256
+@kernel
+def _acc_start(rows, i, eidx, acc, acc_eidx):
+    """Row ``i`` is the batch's first rejected row: the rows before it, all kept, are copied to
+    ``acc`` (and their element indices to ``acc_eidx``). Returns the rows copied."""
+    for p in range(i):
+        acc[p] = rows[p]
+    if eidx is not None:
+        for p in range(i):
+            acc_eidx[p] = eidx[p]
+    return i
+
+
+@kernel
+def _acc_keep(rows, i, j, eidx, acc, acc_eidx):
+    """Row ``i`` is kept: copied to ``acc[j]`` (its element index to ``acc_eidx[j]``); returns ``j + 1``."""
+    acc[j] = rows[i]
+    if eidx is not None:
+        acc_eidx[j] = eidx[i]
+    return j + 1
+
+
+CHUNK = KEY_BLOCK
 """Rows whose keys are hashed into a small buffer (cache-resident) before their probes."""
 
 
 @kernel
-def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field, out_flag, i0=0):
+def _ring_chunk(
+    keys,
+    times,
+    rows_i,
+    m,
+    geo,
+    tables,
+    bmeta,
+    out_code,
+    out_field,
+    out_flag,
+    i0=0,
+    rows=None,
+    eidx=None,
+    acc=None,
+    acc_eidx=None,
+):
     """Check and insert the first ``m`` buffered rows (key, time, row number) into the buckets of
     their event times; ``rows_i`` None: the rows ``i0 .. i0 + m - 1`` (``times`` their times).
     Returns -1 when done, else the row number of the first row not done because its bucket is
-    full (``geo[G_NEED] = NEED_CAP``)."""
+    full (``geo[G_NEED] = NEED_CAP``). ``acc`` not None: the rows kept so far are copied there as
+    they are decided (see :func:`ring_dedup_compact`)."""
     b_ms = geo[G_BUCKET_MS]
+    n_acc = geo[G_ACC]
     lo = geo[G_LO]
     rlo = geo[G_RLO]
     extend = (geo[G_EXTEND] & 1) != 0
@@ -108,6 +150,8 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
         else:
             i = rows_i[q]
         if out_code[i] != 0:  # rejected by an earlier check (or a duplicate marked before)
+            if acc is not None and n_acc < 0:
+                n_acc = _acc_start(rows, i, eidx, acc, acc_eidx)
             continue
         t = times[q]
         if t < t_lo or t >= t_hi:
@@ -134,15 +178,21 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
         if outside:
             out_flag[i] = OUT_OUTSIDE
             n_out += 1
+            if acc is not None and n_acc >= 0:  # kept for now (the caller's side set decides it)
+                n_acc = _acc_keep(rows, i, n_acc, eidx, acc, acc_eidx)
             continue
         k = keys[q]
         if k == EMPTY:
             if bmeta[r, M_HAS_MIN] != 0:
                 out_code[i] = code
                 out_field[i] = fld
+                if acc is not None and n_acc < 0:
+                    n_acc = _acc_start(rows, i, eidx, acc, acc_eidx)
             else:
                 bmeta[r, M_HAS_MIN] = 1
                 count += 1
+                if acc is not None and n_acc >= 0:
+                    n_acc = _acc_keep(rows, i, n_acc, eidx, acc, acc_eidx)
             continue
         s = bucket_slot(k, mask)
         while True:
@@ -153,16 +203,24 @@ def _ring_chunk(keys, times, rows_i, m, geo, tables, bmeta, out_code, out_field,
         if v == k:
             out_code[i] = code
             out_field[i] = fld
+            if acc is not None and n_acc < 0:
+                n_acc = _acc_start(rows, i, eidx, acc, acc_eidx)
         elif count >= limit:
             bmeta[r, M_COUNT] = count
             geo[G_NEED] = NEED_CAP
             geo[G_N_OUT] += n_out
             if touched:
                 geo[G_EXTEND] |= 2
+            if acc is not None:
+                geo[G_ACC] = n_acc
             return i
         else:
             tables[r, s] = k
             count += 1
+            if acc is not None and n_acc >= 0:
+                n_acc = _acc_keep(rows, i, n_acc, eidx, acc, acc_eidx)
+    if acc is not None:
+        geo[G_ACC] = n_acc
     if not outside:
         bmeta[r, M_COUNT] = count
     geo[G_N_OUT] += n_out
@@ -187,6 +245,25 @@ def _clock_batch(times, out_code, clock):
             _clock_push(times[i], clock)
     _clock_settle(clock)
     return need < clock.shape[0] - 4
+
+
+@kernel
+def valid_ends(times, out_code, out):
+    """The event times of the first and the last row not rejected yet (``out_code == 0``) into
+    ``out[0]``, ``out[1]``; False when there is none. (Walks in from both ends: no pass over the
+    rows.)"""
+    n = times.shape[0]
+    a = 0
+    while a < n and out_code[a] != 0:
+        a += 1
+    if a == n:
+        return False
+    z = n - 1
+    while out_code[z] != 0:
+        z -= 1
+    out[0] = times[a]
+    out[1] = times[z]
+    return True
 
 
 MAX_COUNTED_BUCKETS = 1 << 16
@@ -340,9 +417,31 @@ def ring_dedup(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_
         ``n`` when the batch is done; else where to resume after the caller did what
         ``geo[G_NEED]`` asks (grow the ring or the tables; ``NEED_EMPTY``: no active row).
     """
+    return _ring_dedup(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag, None, None, None)
+
+
+@kernel
+def ring_dedup_compact(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag, eidx, acc, acc_eidx):
+    """:func:`ring_dedup` that also gathers the batch's kept rows as it decides them, while they
+    are in the L1 cache (instead of a later pass over the batch that reads every row again).
+
+    ``acc`` (n,) of the rows' record type receives the rows whose ``out_code`` is 0 after the
+    check, in order, and ``acc_eidx`` (n,) their ``eidx`` (the rows' element indices; both None:
+    no indices). Nothing is copied until the batch's first rejected row: ``geo[G_ACC]`` is then
+    the number of rows copied, or -1 when every row was kept (the batch itself is the result).
+    Rows outside the ring (``out_flag``) are copied as kept: when ``geo[G_N_OUT]`` is not 0 the
+    caller's side set may reject some of them, and ``acc`` is then not the answer.
+    """
+    return _ring_dedup(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag, eidx, acc, acc_eidx)
+
+
+@kernel
+def _ring_dedup(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_flag, eidx, acc, acc_eidx):
+    """The body of :func:`ring_dedup` and :func:`ring_dedup_compact`."""
     geo[G_NEED] = NEED_NONE
     if start == 0:
         geo[G_N_OUT] = 0
+        geo[G_ACC] = -1
         if not _ring_begin(rows["ts_ms"], out_code, clock, geo, tables.shape[0]):
             if geo[G_NEED] == NEED_EMPTY:
                 geo[G_STEP] = 0
@@ -350,6 +449,7 @@ def ring_dedup(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_
     n = rows.shape[0]
     size = min(CHUNK, max(1, n - start))
     keys = np.empty(size, dtype=np.int64)
+    buf = np.empty((3, KEY_BLOCK), dtype=np.int64)
     tcol = rows["ts_ms"]
     i = start
     while i < n:
@@ -357,8 +457,24 @@ def ring_dedup(rows, start, clock, geo, tables, bmeta, out_code, out_field, out_
         # every row of the block hashed in one plain loop (~4x cheaper than hashing only the rows
         # not rejected yet, whose test and packing keep the loop slow); the probe loop skips the
         # rejected ones
-        natural_keys(rows[i : i + m], keys[:m])
-        stop = _ring_chunk(keys, tcol[i : i + m], None, m, geo, tables, bmeta, out_code, out_field, out_flag, i)
+        natural_keys_block(rows, i, m, buf, keys[:m])
+        stop = _ring_chunk(
+            keys,
+            tcol[i : i + m],
+            None,
+            m,
+            geo,
+            tables,
+            bmeta,
+            out_code,
+            out_field,
+            out_flag,
+            i,
+            rows,
+            eidx,
+            acc,
+            acc_eidx,
+        )
         if stop >= 0:
             return stop
         i += m

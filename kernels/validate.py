@@ -303,3 +303,139 @@ def lookup_mark_unknown(q, lut, id_lo, id_hi, out, code, out_code, out_field, fi
             out_field[i] = field
             n_bad += 1
     return n_bad
+
+
+# ---- the row checks and the element lookup in one pass (each row read once) -----------------------
+@kernel
+def equip_check_route(rows, limits, value_lo, value_hi, is_counter, codes, out_code, out_field, lut, route, out_index):
+    """:func:`equip_first_failure` then :func:`lookup_mark_unknown` of ``element_id``, in one pass:
+    ``out_index[i]`` the dense index of the row's element (``lut`` and ``route = [id_lo, id_hi,
+    code, field]`` as in :func:`lookup_mark_unknown`; -1 for an id not known), and a row that
+    passes every check but whose index is -1 gets ``code`` and ``field``. The same marks as the
+    two calls one after the other. (The checks are written out here: a helper per row called
+    from both kernels compiles about 9x slower.)"""
+    lo_ms, hi_ms = limits[0], limits[1]
+    m_known = value_lo.shape[0]
+    id_lo, id_hi = route[0], route[1]
+    n_bad = 0
+    for i in range(rows.shape[0]):
+        row = rows[i]
+        e = row["element_id"]
+        idx = -1
+        if e >= id_lo and e <= id_hi:
+            idx = lut[e - id_lo + 1]
+        out_index[i] = idx
+        if out_code[i] != 0:
+            continue
+        v = row["value"]
+        t = row["ts_ms"]
+        m = row["metric_id"]
+        c = 0
+        f = -1
+        if not np.isfinite(v):
+            c, f = codes[0], E_VALUE
+        elif t < lo_ms or t >= hi_ms:
+            c, f = codes[1], E_TS
+        elif m < 0 or m >= m_known:
+            c, f = codes[2], E_METRIC
+        elif v > value_hi[m] or (v < value_lo[m] and not is_counter[m]):
+            c, f = codes[2], E_VALUE
+        elif v < 0 and is_counter[m]:
+            c, f = codes[3], E_VALUE
+        elif idx < 0:
+            c, f = route[2], route[3]
+        if c != 0:
+            out_code[i] = c
+            out_field[i] = f
+            n_bad += 1
+    return n_bad
+
+
+@kernel
+def flow_check_route(rows, limits, codes, out_code, out_field, lut, route, out_index):
+    """:func:`flow_first_failure` then the lookup of ``src_element_id``, in one pass (see
+    :func:`equip_check_route`)."""
+    lo_ms, hi_ms = limits[0], limits[1]
+    id_lo, id_hi = route[0], route[1]
+    n_bad = 0
+    for i in range(rows.shape[0]):
+        row = rows[i]
+        e = row["src_element_id"]
+        idx = -1
+        if e >= id_lo and e <= id_hi:
+            idx = lut[e - id_lo + 1]
+        out_index[i] = idx
+        if out_code[i] != 0:
+            continue
+        t = row["ts_ms"]
+        b, p, w = row["bytes"], row["packets"], row["flows"]
+        c = 0
+        f = -1
+        if t < lo_ms or t >= hi_ms:
+            c, f = codes[0], W_TS
+        elif b > limits[2]:
+            c, f = codes[1], W_BYTES
+        elif p > limits[3]:
+            c, f = codes[1], W_PACKETS
+        elif w > limits[4]:
+            c, f = codes[1], W_FLOWS
+        elif b < 0:
+            c, f = codes[2], W_BYTES
+        elif p < 0:
+            c, f = codes[2], W_PACKETS
+        elif w < 0:
+            c, f = codes[2], W_FLOWS
+        elif idx < 0:
+            c, f = route[2], route[3]
+        if c != 0:
+            out_code[i] = c
+            out_field[i] = f
+            n_bad += 1
+    return n_bad
+
+
+@kernel
+def qos_check_route(rows, limits, bounds, codes, out_code, out_field, lut, route, out_index):
+    """:func:`qos_first_failure` then the lookup of ``element_id``, in one pass (see
+    :func:`equip_check_route`)."""
+    lo_ms, hi_ms = limits[0], limits[1]
+    id_lo, id_hi = route[0], route[1]
+    n_bad = 0
+    for i in range(rows.shape[0]):
+        row = rows[i]
+        e = row["element_id"]
+        idx = -1
+        if e >= id_lo and e <= id_hi:
+            idx = lut[e - id_lo + 1]
+        out_index[i] = idx
+        if out_code[i] != 0:
+            continue
+        a, j, p, m = row["latency_ms"], row["jitter_ms"], row["loss_pct"], row["mos"]
+        t = row["ts_ms"]
+        c = 0
+        f = -1
+        if not np.isfinite(a):
+            c, f = codes[0], Q_LATENCY
+        elif not np.isfinite(j):
+            c, f = codes[0], Q_JITTER
+        elif not np.isfinite(p):
+            c, f = codes[0], Q_LOSS
+        elif np.isinf(m):
+            c, f = codes[0], Q_MOS
+        elif t < lo_ms or t >= hi_ms:
+            c, f = codes[1], Q_TS
+        elif a < bounds[0, 0] or a > bounds[0, 1]:
+            c, f = codes[2], Q_LATENCY
+        elif j < bounds[1, 0] or j > bounds[1, 1]:
+            c, f = codes[2], Q_JITTER
+        elif p < bounds[2, 0] or p > bounds[2, 1]:
+            c, f = codes[2], Q_LOSS
+        elif m < bounds[3, 0] or m > bounds[3, 1]:  # NaN compares False: not measured is allowed
+            c, f = codes[2], Q_MOS
+        elif idx < 0:
+            c, f = route[2], route[3]
+        if c != 0:
+            out_code[i] = c
+            out_field[i] = f
+            n_bad += 1
+    return n_bad

@@ -42,6 +42,7 @@ from kernels.dedup_batch import (
     D_SIZE,
     D_START,
     D_STEP,
+    G_ACC,
     G_BUCKET_MS,
     G_CLOCK,
     G_CODE,
@@ -63,6 +64,7 @@ from kernels.dedup_batch import (
     NEED_ROTATE,
     _clock_batch,
     large_call_stats,
+    valid_ends,
 )
 
 DEFAULT_DEDUP_HORIZON_MS = 24 * 3600 * 1000
@@ -355,6 +357,7 @@ class TimeBucketKeySet:
         self.side = DedupSet(self.horizon_ms, initial_capacity=16)
         self.legacy: DedupSet | None = None  # keys of a checkpoint from the one-table design
         self._pend = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))  # key, t, clock
+        self.kept: int | None = None  # rows gathered by the last check_rows(compact=...) (see there)
 
     @property
     def lo(self) -> int | None:
@@ -487,7 +490,9 @@ class TimeBucketKeySet:
         self._advance(lo)
         return dup
 
-    def check_rows(self, rows, kernel, clock: DedupClock, mark: tuple, out_code, out_field, keys_of) -> bool:
+    def check_rows(
+        self, rows, kernel, clock: DedupClock, mark: tuple, out_code, out_field, keys_of, compact=None
+    ) -> bool:
         """The duplicate check of one batch of records in one compiled call (clock, natural key,
         bucket probe and insert, mark), the same decisions as :meth:`check_insert` with the
         clock of ``clock`` after the batch.
@@ -500,6 +505,11 @@ class TimeBucketKeySet:
         mark : (code, field), what a duplicate gets in ``out_code`` / ``out_field``
         out_code, out_field : int8 (n,), the rows' first failure so far (0: none), updated in place
         keys_of : callable, the natural keys of some rows (for the rare rows outside the ring)
+        compact : (eidx, acc, acc_eidx), optional
+            Gather the kept rows as they are decided (``kernels.dedup_batch.ring_dedup_compact``,
+            ``kernel`` must be it): afterwards :attr:`kept` is the number of rows of ``acc``
+            (and ``acc_eidx``) that are the kept rows, -1 when every row was kept, or None when
+            ``acc`` is not the answer (no row to check, or rows outside the ring).
 
         Returns
         -------
@@ -507,8 +517,10 @@ class TimeBucketKeySet:
             False (nothing done) when rows wait ahead of the ring or a legacy table is held:
             the caller uses :meth:`check_insert`.
         """
+        self.kept = None
         if self.legacy is not None or len(self._pend[0]):
             return False
+        extra = () if compact is None else tuple(compact)
         g = self.geo
         g[G_CODE], g[G_FIELD] = mark
         n = len(rows)
@@ -517,7 +529,7 @@ class TimeBucketKeySet:
         flag = np.zeros(n, dtype=np.int8)
         start = 0
         while True:
-            start = int(kernel(rows, start, clock.a, g, self.tables, self.meta, out_code, out_field, flag))
+            start = int(kernel(rows, start, clock.a, g, self.tables, self.meta, out_code, out_field, flag, *extra))
             if start >= n:
                 break
             need = int(g[G_NEED])
@@ -530,6 +542,8 @@ class TimeBucketKeySet:
                 self._resize(self.tables.shape[0], 2 * self.tables.shape[1], rlo)
         if g[G_N_OUT]:
             self._outside(rows, flag == OUT_OUTSIDE, int(g[G_HI]), mark, out_code, out_field, keys_of)
+        elif compact is not None:
+            self.kept = int(g[G_ACC])
         # the kernel moved the horizon (kernels.dedup._ring_end); the side set and the ring's size follow
         if (self.side.cur_meta[0] or self.side.prev_meta[0]) and g[G_CLOCK] != EMPTY:
             self.side._rotate(int(g[G_CLOCK]))
@@ -554,6 +568,10 @@ class TimeBucketKeySet:
         if c is not None and (g[G_CLOCK] == EMPTY or c > g[G_CLOCK]):
             g[G_CLOCK] = c
         st = np.empty(6, np.int64)
+        if not valid_ends(t, out_code, st):
+            return  # no row left to check
+        if self._sized_for(n=len(t), t_first=int(st[0]), t_last=int(st[1])):
+            return  # nothing to extend, tables and ring large enough: no pass over the times
         counts = large_call_stats(t, out_code, self.bucket_ms, st)  # the valid rows' times, one compiled pass
         n_ok, t_min, t_max, t_first, t_last, in_order = (int(x) for x in st)
         if not n_ok:
@@ -583,6 +601,25 @@ class TimeBucketKeySet:
         n_ring = max(self.tables.shape[0], _pow2(hi - min(rlo, lo) + 1))
         if cap > self.tables.shape[1] or n_ring > self.tables.shape[0]:
             self._resize(n_ring, cap, min(rlo, lo))
+
+    def _sized_for(self, n: int, t_first: int, t_last: int) -> bool:
+        """Whether a large call whose first and last valid rows have times ``t_first`` and
+        ``t_last`` can skip :meth:`_prepare_large`'s pass over its times: they are at most the
+        horizon apart (so the ring is not extended behind it: the pass would decide nothing), the
+        ring spans the horizon each side of the clock and the tables hold 1.25 times the call's
+        mean rows per bucket (a batch of a steady feed after the first; a fuller bucket grows
+        its table in the kernel, as for any call)."""
+        g = self.geo
+        b_ms, h = self.bucket_ms, self.horizon_ms
+        c = int(g[G_CLOCK])
+        if c == EMPTY or abs(t_last - t_first) > h:
+            return False
+        lo = (c - h) // b_ms if g[G_LO] == EMPTY else max(int(g[G_LO]), (c - h) // b_ms)
+        rlo = lo if g[G_RLO] == EMPTY else min(int(g[G_RLO]), lo)
+        if _pow2((c + h) // b_ms - rlo + 1) > self.tables.shape[0]:
+            return False
+        mean = n // (abs(t_last // b_ms - t_first // b_ms) + 1)
+        return 10 * (mean + mean // 4) <= 7 * (self.tables.shape[1] // BUCKET_SLACK)
 
     def _outside(self, rows, outside, hi: int, mark: tuple, out_code, out_field, keys_of) -> None:
         """Rows of :meth:`check_rows` outside the ring: the side set (and rows ahead wait)."""

@@ -64,9 +64,7 @@ from kernels.dedup import (
 from kernels.dedup_batch import (
     idset_dedup_cdr,
     idset_dedup_complaint,
-    ring_dedup_equip,
-    ring_dedup_flow,
-    ring_dedup_qos,
+    ring_dedup_compact,
 )
 from kernels.validate import (
     CDR_CHECK_FIELDS,
@@ -74,11 +72,14 @@ from kernels.validate import (
     FLOW_CHECK_FIELDS,
     QOS_CHECK_FIELDS,
     cdr_first_failure,
+    equip_check_route,
     equip_first_failure,
+    flow_check_route,
     flow_first_failure,
     lookup_mark_unknown,
     mark_flagged,
     mark_negative,
+    qos_check_route,
     qos_first_failure,
 )
 from telcoanalytics.ingest.dedup import DEFAULT_DEDUP_HORIZON_MS, DedupClock, DedupSet, TimeBucketKeySet
@@ -123,9 +124,9 @@ calls are few enough to keep a day."""
 _ROW_KEYS = {"equip": natural_keys_equip, "flow": natural_keys_flow, "qos": natural_keys_qos}
 """Natural-key hash kernels over a whole canonical array (equal to ``natural_key_hash`` of the fields)."""
 
-_RING_DEDUP = {"equip": ring_dedup_equip, "flow": ring_dedup_flow, "qos": ring_dedup_qos}
 _ID_DEDUP = {"cdr": idset_dedup_cdr, "complaint": idset_dedup_complaint}
-"""One compiled call per batch: clock, natural key, bucket probe/insert and duplicate mark (canonical rows)."""
+"""One compiled call per batch for ids: clock, key, probe/insert and duplicate mark (the sources with
+a natural key by event time use ``kernels.dedup_batch.ring_dedup_compact``)."""
 
 _NARROW_KEY_FIELDS = {f for s, fs in NATURAL_KEY.items() for f in fs if DTYPES[s][f] != np.int64}
 """Natural-key fields stored narrower than int64 (widened before hashing)."""
@@ -310,6 +311,21 @@ def _row_checks(source: str, d: np.ndarray, lo: int, hi: int, neg_duration: bool
     else:
         for code, name, mask in _checks_complaint(d, lo, hi):
             st.mark(code, name, mask)
+
+
+def _route_limits(source: str, lo: int, hi: int) -> tuple:
+    """The check arguments of ``source``'s ``kernels.validate.*_check_route`` before ``out_code``."""
+    limits = np.array([lo, hi], dtype=np.int64)
+    if source == "equip":
+        return limits, _METRIC_LO[:-1], _METRIC_HI[:-1], _METRIC_COUNTER[:-1], _EQUIP_CODES
+    if source == "flow":
+        dom = DOMAIN["flow"]
+        return np.array([lo, hi, dom["bytes"][1], dom["packets"][1], dom["flows"][1]], dtype=np.int64), _FLOW_CODES
+    return limits, _QOS_BOUNDS, _QOS_CODES
+
+
+_ROUTE_CHECKS = {"equip": equip_check_route, "flow": flow_check_route, "qos": qos_check_route}
+"""The row checks and the element lookup in one compiled pass (``_route_limits`` gives their arguments)."""
 
 
 class _ElementLookup:
@@ -631,27 +647,33 @@ class Ingestor:
             st.code[m] = pstatus[m]
             st.field[m] = names_idx[pfield[m]]
         element_index = None
+        gathered = None
         if n:
             lo, hi = self.time_range_ms
             neg_dur = self.source == "cdr" and sv.derived_from_duration("end_ms")
-            _row_checks(self.source, data, lo, hi, neg_dur, st)
-            element_index = self._check_elements(data, st)
+            element_index = self._checks_and_elements(data, lo, hi, neg_dur, st)
             if self.dedup is not None:
-                self._check_duplicates(data, st)
+                gathered = self._check_duplicates(data, st, element_index)
         elif self.topology is not None:
             element_index = np.zeros(0, np.int64)
         # ---- split accepted / quarantined
         okm = None
-        if not st.code.any():
+        if gathered is not None and gathered[2] < 0 or gathered is None and not st.code.any():
             accepted = data
             n_q = 0
             by = {}
         else:
             okm = st.code == 0
-            # compact through an opaque-bytes view: ~3x faster than boolean-indexing the fields
-            accepted = data.view(np.dtype((np.void, data.dtype.itemsize)))[okm].view(data.dtype)
-            if element_index is not None:
-                element_index = element_index[okm]
+            if gathered is not None:  # the kept rows, gathered by the duplicate check as it went
+                acc, acc_eidx, kept = gathered
+                accepted = acc[:kept] if 2 * kept >= n else acc[:kept].copy()
+                if element_index is not None:
+                    element_index = acc_eidx[:kept] if 2 * kept >= n else acc_eidx[:kept].copy()
+            else:
+                # compact through an opaque-bytes view: ~3x faster than boolean-indexing the fields
+                accepted = data.view(np.dtype((np.void, data.dtype.itemsize)))[okm].view(data.dtype)
+                if element_index is not None:
+                    element_index = element_index[okm]
             bad_idx = np.flatnonzero(~okm)  # (on the bool mask: ~10x faster than on the int8 codes)
             counts = np.bincount(st.code[bad_idx], minlength=len(REASONS) + 1).astype(np.int64)  # [0] is 0
             self._quarantine(chunk, batch, bad_idx, st)
@@ -665,6 +687,21 @@ class Ingestor:
         )
         res._rows_of = (chunk, okm)  # row numbers computed on demand
         return res
+
+    def _checks_and_elements(self, data: np.ndarray, lo: int, hi: int, neg_dur: bool, st: _Status):
+        """The row checks, then ``unknown_element`` (returns the dense element index or None): one
+        compiled pass for equipment, flows and QoS with a table of dense ids (each row read once),
+        else the two steps."""
+        route = _ROUTE_CHECKS.get(self.source)
+        lookup = self._element_lookup() if route is not None else None
+        if lookup is None or lookup.lut is None or data.dtype != DTYPES[self.source]:
+            _row_checks(self.source, data, lo, hi, neg_dur, st)
+            return self._check_elements(data, st)
+        out = np.empty(len(data), dtype=np.int64)
+        r = np.array([*lookup.id_range, _C["unknown_element"], st.name_index(ELEMENT_FIELD[self.source])], np.int64)
+        limits = _route_limits(self.source, lo, hi)
+        route(data, *limits, st.code, st.field, lookup.lut_small, r, out)
+        return out if self.topology is not None else None
 
     def _check_elements(self, data: np.ndarray, st: _Status) -> np.ndarray | None:
         """``unknown_element`` by the topology (or known ids), returning the dense element index;
@@ -683,22 +720,31 @@ class Ingestor:
             mark_negative(lookup(data[efield], out), code, st.code, st.field, fi)
         return out if self.topology is not None else None
 
-    def _check_duplicates(self, data: np.ndarray, st: _Status) -> None:
-        """``duplicate_id`` by natural key, over the rows that passed every other check."""
+    def _check_duplicates(self, data: np.ndarray, st: _Status, element_index: np.ndarray | None = None):
+        """``duplicate_id`` by natural key, over the rows that passed every other check.
+
+        Returns ``(acc, acc_eidx, kept)`` when the check gathered the kept rows as it went (the
+        key sets per event-time bucket: ``acc[:kept]`` are the accepted rows and ``acc_eidx[:kept]``
+        their element indices; ``kept`` -1: every row was kept), else None."""
         mark = (_C["duplicate_id"], st.name_index(self._key_name))
         if self.fused_dedup and data.dtype == DTYPES[self.source]:  # one compiled call
             if isinstance(self.dedup, TimeBucketKeySet):
-                args = (data, _RING_DEDUP[self.source], self._dedup_clock, mark, st.code, st.field, self._row_keys)
+                n = len(data)
+                acc = np.empty(n, data.dtype)  # (pages untouched unless a row is rejected)
+                acc_eidx = None if element_index is None else np.empty(n, np.int64)
+                compact = (element_index, acc, acc_eidx)
+                args = (data, ring_dedup_compact, self._dedup_clock, mark, st.code, st.field, self._row_keys, compact)
                 if _NOJIT:
                     with np.errstate(over="ignore"):  # the hash wraps by design (plain-Python kernels)
                         done = self.dedup.check_rows(*args)
                 else:
                     done = self.dedup.check_rows(*args)
                 if done:
-                    return
+                    kept = self.dedup.kept
+                    return None if kept is None else (acc, acc_eidx, kept)
             elif self.source in _ID_DEDUP:
                 self.dedup.check_rows(data, _ID_DEDUP[self.source], self._dedup_clock, mark, st.code, st.field)
-                return
+                return None
         n = len(data)
         tcol = data[TIME_FIELD[self.source]]
         ok = st.code == 0
@@ -721,6 +767,7 @@ class Ingestor:
         else:
             dup = self.dedup.check_insert(keys, ok, t_ref)
         mark_flagged(dup, mark[0], st.code, st.field, mark[1])
+        return None
 
     def _row_keys(self, rows: np.ndarray) -> np.ndarray:
         """Natural keys of canonical records (the rows of a batch outside the bucket ring)."""
