@@ -51,14 +51,11 @@ def check_due(
     flag_gap_ms,
     newly,
     resumed,
-    early,
 ):
     """Flag the elements whose next report is overdue at ``now_ms``, clear those that reported again.
 
     An element with at least ``min_reports`` reports is silent when ``now_ms`` is past
-    ``last_ts + ceil(gap_factor * gap_ms) + slack_ms``, or when ``early`` (bool per element) says
-    so; a flagged element stays silent until it reports again (``last_ts`` past
-    ``silent_since``) and ``now_ms`` is not past its due time. Newly silent ones (``silent_since < 0``)
+    ``last_ts + ceil(gap_factor * gap_ms) + slack_ms``. Newly silent ones (``silent_since < 0``)
     get ``silent_since = back_from = last_ts``, ``back_ts = -1`` and ``flag_gap_ms = gap_ms``;
     flagged ones no longer silent get ``silent_since = -1``. Their indices go to ``newly`` and
     ``resumed`` (ascending).
@@ -72,12 +69,10 @@ def check_due(
     n_res = 0
     watching = False
     for e in range(last_ts.shape[0]):
-        silent = early[e]
+        silent = False
         if n_reports[e] >= min_reports:
             due = last_ts[e] + np.int64(np.ceil(gap_factor * gap_ms[e])) + slack_ms
-            silent = silent or (due >= 0 and now_ms > due)
-        if silent_since[e] >= 0 and last_ts[e] <= silent_since[e]:
-            silent = True  # flagged, no report since
+            silent = due >= 0 and now_ms > due
         if silent:
             if silent_since[e] < 0:
                 silent_since[e] = last_ts[e]

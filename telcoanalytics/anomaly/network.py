@@ -393,10 +393,9 @@ class NetworkAnomalyDetector:
             self._check_indices(elem, metric_id)
         if n_alive == n:
             self.silence._observe(ts_ms, elem, ts_sorted)
-        else:  # the other metrics' reports confirm a silence sooner (SilenceMonitor.early)
+        elif n_alive:
             alive = self.silence_metric[metric_id]
             self.silence._observe(ts_ms[alive], elem[alive], ts_sorted)
-            self.silence._observe_other(ts_ms[~alive], elem[~alive], ts_sorted)
         mult = self.threshold_multiplier(ts_ms, elem) if self.calendar else None
         if n_log:  # NumPy's logarithm, as for any caller's values
             scored[log_pos[:n_log]] = np.log(log_arg[:n_log])
@@ -542,8 +541,7 @@ class NetworkAnomalyDetector:
         hidden = mon.silent & (cur == "collection_gap") & (deadline >= 0) & (now > deadline)
         reissue = np.flatnonzero((mon.silent & gap_region[region] & (cur == "silence")) | hidden)
         flagged = np.union1d(newly, reissue).astype(np.int64)
-        at = np.where(mon.last_early[flagged], mon.clock(now), now)  # flagged early: on the reports' clock
-        opened = self._silence_open_rows(flagged, region, rids, gap_region, at)
+        opened = self._silence_open_rows(flagged, region, rids, gap_region, now)
         self._silence_cls[flagged] = opened["classification"]
         member = self._silence_cls == "collection_gap"
         pending = np.bincount(region[member & mon.silent], minlength=len(rids)) > 0

@@ -9,11 +9,6 @@ from kernels import detect as _k
 from kernels import silence as _ks
 from telcoanalytics.anomaly.config import _as_1d, _check
 
-QUANTILE = 0.9
-"""The reports' own clock is the time most tracked elements have reported up to: this quantile of
-their latest report times (not the newest report: one element with a clock running ahead would
-make every other one look overdue; not the oldest: the silent ones)."""
-
 
 class SilenceMonitor:
     """Per-element reporting intervals and silence detection.
@@ -30,10 +25,6 @@ class SilenceMonitor:
         Reports needed before an element's gap is trusted.
     gap_alpha : float
         EW factor of the mean gap between distinct report times.
-    confirm_other : bool
-        Flag a silence one report interval sooner, on the reports' own clock, when the element
-        stopped its other reports too (:meth:`observe_other`, e.g. its QoS probes), see
-        :meth:`early`.
 
     Notes
     -----
@@ -49,7 +40,6 @@ class SilenceMonitor:
         slack_ms: int = 60_000,
         min_reports: int = 3,
         gap_alpha: float = 0.1,
-        confirm_other: bool = True,
     ):
         _check(
             int(n_elements) == n_elements and n_elements >= 0,
@@ -64,12 +54,6 @@ class SilenceMonitor:
         self.slack_ms = int(slack_ms)
         self.min_reports = int(min_reports)
         self.gap_alpha = float(gap_alpha)
-        self.confirm_other = bool(confirm_other)
-        # the element's other reports (observe_other): latest time, mean gap, distinct times
-        self.other_ts = np.full(self.n_elements, -1, dtype=np.int64)
-        self.other_gap_ms = np.zeros(self.n_elements)
-        self.n_other = np.zeros(self.n_elements, dtype=np.int64)
-        self.last_early = np.zeros(self.n_elements, dtype=bool)
         self.last_ts = np.full(self.n_elements, -1, dtype=np.int64)
         self.gap_ms = np.zeros(self.n_elements)
         self.n_reports = np.zeros(self.n_elements, dtype=np.int64)
@@ -102,76 +86,6 @@ class SilenceMonitor:
             ts_ms, elem = ts_ms[order], elem[order]
         _k.arrivals_update(ts_ms, elem, self.gap_alpha, self.last_ts, self.gap_ms, self.n_reports)
 
-    def observe_other(self, ts_ms, elem) -> None:
-        """Record reports of dense elements ``elem`` at ``ts_ms`` that are not watched for silence
-        themselves (another source of the element, e.g. its QoS probes): they confirm a silence
-        sooner (:meth:`early`)."""
-        ts_ms = _as_1d("ts_ms", ts_ms, np.int64)
-        elem = _as_1d("elem", elem, np.int64)
-        _check(len(ts_ms) == len(elem), f"ts_ms and elem differ in length: {len(ts_ms)} vs {len(elem)}")
-        if len(elem) and (elem.min() < 0 or elem.max() >= self.n_elements):
-            raise ValueError(
-                f"elem contains {int(elem[(elem < 0) | (elem >= self.n_elements)][0])} but the "
-                f"monitor has {self.n_elements} elements; call grow()"
-            )
-        self._observe_other(ts_ms, elem)
-
-    def _observe_other(self, ts_ms: np.ndarray, elem: np.ndarray, ts_sorted: bool = False) -> None:
-        """:meth:`observe_other` of checked inputs."""
-        if not ts_sorted and not _ke.is_sorted(ts_ms):
-            order = np.argsort(ts_ms, kind="stable")
-            ts_ms, elem = ts_ms[order], elem[order]
-        _k.arrivals_update(ts_ms, elem, self.gap_alpha, self.other_ts, self.other_gap_ms, self.n_other)
-
-    def _reports_clock(self, last_ts: np.ndarray, tracked: np.ndarray) -> int:
-        """The time most ``tracked`` elements reported up to (:data:`QUANTILE`); -1: none tracked."""
-        t = last_ts[tracked]
-        if not len(t):
-            return -1
-        k = int(QUANTILE * (len(t) - 1))
-        return int(np.partition(t, k)[k])
-
-    def clock(self, now_ms: int) -> int:
-        """The later of ``now_ms`` and the reports' own clock (the time most tracked elements
-        reported up to): the time a silence flagged by :meth:`early` is stamped with, as a
-        pipeline's watermark trails the newest event by the allowed lateness.
-
-        Examples
-        --------
-        >>> m = SilenceMonitor(10, min_reports=2)
-        >>> m.observe(np.repeat([0, 300_000, 600_000], 10), np.tile(np.arange(10), 3))
-        >>> m.clock(0), m.clock(900_000)
-        (600000, 900000)
-        """
-        return max(int(now_ms), self._reports_clock(self.last_ts, self.n_reports >= self.min_reports))
-
-    def early(self) -> np.ndarray:
-        """Elements silent on the reports' own clock: most tracked elements have reported past
-        this one's due time (``last_ts + ceil(gap_factor * gap_ms) + slack_ms``), and likewise on
-        its other reports (:meth:`observe_other`, with their own gap). A pipeline judges silence on
-        its watermark, which trails the newest event by the allowed lateness (15 min in the
-        replay); a cell that stopped everything is flagged this way once most elements' next
-        report came in. A PM file delivered late (0.5 % of them, up to 15 min) leaves the
-        element's other reports coming: no early silence. Simulated on the arrival streams of
-        development seeds 11, 21, 13 and 17 (2,000 elements, one day each): the equipment clock
-        alone flagged 8-11 elements per day without a failure or collection gap (its late files);
-        with the other reports (QoS) confirming, none, and each silent failure 15 minutes of report
-        time sooner; in the replays of those seeds the silent failures' first notifications came
-        5 minutes sooner (18 -> 13 min after the failure). A collection gap (equipment missing,
-        QoS coming) is never early. All False without ``confirm_other`` or other reports.
-        """
-        out = np.zeros(self.n_elements, dtype=bool)
-        if not self.confirm_other:
-            return out
-        tracked = (self.n_reports >= self.min_reports) & (self.n_other >= self.min_reports)
-        if not tracked.any():
-            return out
-        out = tracked.copy()
-        for last, gap in ((self.last_ts, self.gap_ms), (self.other_ts, self.other_gap_ms)):
-            clock = self._reports_clock(last, tracked)  # over all tracked elements
-            out &= clock > last + np.ceil(self.gap_factor * gap).astype(np.int64) + self.slack_ms
-        return out
-
     def expected_by(self) -> np.ndarray:
         """Time by which each element's next report is due (int64 ms; -1 if not yet trusted)."""
         due = self.last_ts + np.ceil(self.gap_factor * self.gap_ms).astype(np.int64) + self.slack_ms
@@ -185,11 +99,9 @@ class SilenceMonitor:
         (newly_silent, resumed) : int64 arrays of dense element indices
         """
         newly, resumed = np.empty(self.n_elements, dtype=np.int64), np.empty(self.n_elements, dtype=np.int64)
-        self.last_early = self.early()  # which elements this check calls silent early
         n_new, n_res, watching = _ks.check_due(
             int(now_ms), self.gap_factor, self.slack_ms, self.min_reports, self.last_ts, self.gap_ms,
             self.n_reports, self.silent_since, self.back_from, self.back_ts, self.flag_gap_ms, newly, resumed,
-            self.last_early,
         )  # fmt: skip
         self._watching = bool(watching)
         return newly[:n_new], resumed[:n_res]
@@ -231,10 +143,6 @@ class SilenceMonitor:
         self.back_from = np.concatenate([self.back_from, np.full(k, -1, dtype=np.int64)])
         self.back_ts = np.concatenate([self.back_ts, np.full(k, -1, dtype=np.int64)])
         self.flag_gap_ms = np.concatenate([self.flag_gap_ms, np.zeros(k)])
-        self.other_ts = np.concatenate([self.other_ts, np.full(k, -1, dtype=np.int64)])
-        self.other_gap_ms = np.concatenate([self.other_gap_ms, np.zeros(k)])
-        self.n_other = np.concatenate([self.n_other, np.zeros(k, dtype=np.int64)])
-        self.last_early = np.concatenate([self.last_early, np.zeros(k, dtype=bool)])
         self.n_elements = n_elements
 
     def to_state(self) -> dict:
@@ -252,10 +160,6 @@ class SilenceMonitor:
             "back_from": self.back_from.copy(),
             "back_ts": self.back_ts.copy(),
             "flag_gap_ms": self.flag_gap_ms.copy(),
-            "confirm_other": self.confirm_other,
-            "other_ts": self.other_ts.copy(),
-            "other_gap_ms": self.other_gap_ms.copy(),
-            "n_other": self.n_other.copy(),
         }
 
     @classmethod
@@ -272,9 +176,4 @@ class SilenceMonitor:
         m.back_ts = np.array(d.get("back_ts", np.full(len(m.last_ts), -1)), dtype=np.int64)
         m.flag_gap_ms = np.array(d.get("flag_gap_ms", m.gap_ms), dtype=np.float64)
         m._watching = bool((m.back_from >= 0).any())
-        m.confirm_other = bool(d.get("confirm_other", True))
-        if "other_ts" in d:  # checkpoints before the other reports were tracked: none seen yet
-            m.other_ts = np.array(d["other_ts"], dtype=np.int64)
-            m.other_gap_ms = np.array(d["other_gap_ms"], dtype=np.float64)
-            m.n_other = np.array(d["n_other"], dtype=np.int64)
         return m

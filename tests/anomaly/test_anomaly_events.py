@@ -170,17 +170,15 @@ def test_check_due_matches_numpy(seed, n, now):
     since = rng.choice(np.array([-1, -1, 0, 600_000]), n).astype(np.int64)
     back_from = rng.choice(np.array([-1, 5, 700_000]), n).astype(np.int64)
     back_ts, flag_gap = rng.integers(-1, 9, n).astype(np.int64), rng.random(n)
-    early = rng.random(n) < 0.2  # silent on the reports' own clock (SilenceMonitor.early)
     due = last + np.ceil(1.5 * gap).astype(np.int64) + 60_000
-    silent = ((n_rep >= 3) & (due >= 0) & (now > due)) | early
-    silent |= (since >= 0) & (last <= since)  # flagged and no report since: still silent
+    silent = (n_rep >= 3) & (due >= 0) & (now > due)
     new_w, res_w = np.flatnonzero(silent & (since < 0)), np.flatnonzero(~silent & (since >= 0))
     want = [a.copy() for a in (since, back_from, back_ts, flag_gap)]
     want[0][new_w], want[1][new_w], want[2][new_w], want[3][new_w] = last[new_w], last[new_w], -1, gap[new_w]
     want[0][res_w] = -1
     newly, resumed = np.empty(n, np.int64), np.empty(n, np.int64)
     k_new, k_res, watching = check_due(
-        now, 1.5, 60_000, 3, last, gap, n_rep, since, back_from, back_ts, flag_gap, newly, resumed, early
+        now, 1.5, 60_000, 3, last, gap, n_rep, since, back_from, back_ts, flag_gap, newly, resumed
     )
     assert newly[:k_new].tolist() == new_w.tolist() and resumed[:k_res].tolist() == res_w.tolist()
     for got, exp in zip((since, back_from, back_ts, flag_gap), want):
