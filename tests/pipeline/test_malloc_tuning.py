@@ -103,3 +103,9 @@ def test_public_name_and_command_line_applies_it_before_the_pipeline_imports():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == (
         "False"
     )
+
+
+def test_this_process_c_library(monkeypatch):
+    for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_THRESHOLD_"):
+        monkeypatch.delenv(k, raising=False)
+    assert tune_malloc() is GLIBC
