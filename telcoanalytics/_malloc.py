@@ -26,7 +26,8 @@ def tune_malloc(libc=None) -> bool:
     256 MiB steps (address space; pages become resident only when written). Freed memory is reused
     by the next batch; :func:`release_free_memory` still returns it explicitly. Values are never
     touched. Call it once, first thing: the ``telcoanalytics`` command does so before it imports the
-    pipeline; a library user's program should call it before importing ``telcoanalytics.pipeline``
+    pipeline; a library user's program should call ``telcoanalytics.tune_malloc()`` before importing
+    ``telcoanalytics.pipeline``
     (applied later, it still removes most of the system time but not all of the page faults).
 
     Nothing is changed where the C library is not glibc, or when any of those ``MALLOC_*``

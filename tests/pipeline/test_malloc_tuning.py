@@ -95,9 +95,10 @@ def test_refused_setting_reports_false(monkeypatch):
 
 
 def test_public_name_and_command_line_applies_it_before_the_pipeline_imports():
+    import telcoanalytics
     from telcoanalytics.pipeline import memory
 
-    assert memory.tune_malloc is tune_malloc
+    assert memory.tune_malloc is tune_malloc and telcoanalytics.tune_malloc is tune_malloc
     # the command line module itself does not load the pipeline (main() tunes malloc first)
     code = "import sys, telcoanalytics.cli; print('telcoanalytics.pipeline.components' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == (
