@@ -12,8 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from telcoanalytics.pipeline.components import ALL_NAMES
-
 
 # ---- commands -----------------------------------------------------------------------------------
 def replay_settings(args) -> dict:
@@ -121,6 +119,8 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from telcoanalytics.pipeline.components import ALL_NAMES  # here, not at import: main() tunes malloc first
+
     ap = argparse.ArgumentParser(prog="telcoanalytics", description=__doc__.splitlines()[0])
     ap.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -259,6 +259,9 @@ def _fail(message: str) -> CliError:
 def main(argv=None) -> int:
     """Run the command line; clear errors print one line and exit with status 2 (``--debug``
     shows the traceback instead)."""
+    from telcoanalytics._malloc import tune_malloc
+
+    tune_malloc()  # first, before the pipeline's imports: freed arrays stay in the heap for the next batch
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = []
     if "--" in argv:  # everything after -- is for pytest (bench); options may come in any order before it

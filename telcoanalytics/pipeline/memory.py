@@ -9,7 +9,8 @@ components, ingestors and alert manager hold (the byte's own value: nothing chan
 memory a run needs is resident, and visible, from its first minute. :class:`Pipeline` calls it
 after construction, after a restore and after a topology change (which may grow the states).
 :func:`release_free_memory` hands the heap memory freed after a checkpoint (its copies of the state,
-hundreds of MB at 10,000 elements) back to the system.
+hundreds of MB at 10,000 elements) back to the system. :func:`tune_malloc` keeps glibc from
+handing freed memory back after every batch (the ``telcoanalytics`` command calls it at start).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import mmap
 
 import numpy as np
 
-__all__ = ["commit_pages", "release_free_memory", "PAGE_BYTES"]
+from telcoanalytics._malloc import tune_malloc
+
+__all__ = ["commit_pages", "release_free_memory", "tune_malloc", "PAGE_BYTES"]
 
 PAGE_BYTES = mmap.PAGESIZE
 """Memory page size of this machine (bytes)."""
