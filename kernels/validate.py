@@ -88,172 +88,19 @@ def cdr_first_failure(rows, limits, codes, out_code, out_field):
     return n_bad
 
 
-# field index written by equip_first_failure
+# field index written by equip_check_route
 E_VALUE, E_TS, E_METRIC = range(3)
 EQUIP_CHECK_FIELDS = ("value", "ts_ms", "metric_id")
 
 
-@kernel
-def equip_first_failure(rows, limits, value_lo, value_hi, is_counter, codes, out_code, out_field):
-    """First failing check of every equipment row (the order of ``telcoanalytics.ingest.ingestor``).
-
-    Parameters
-    ----------
-    rows : structured array (n,) with ``ts_ms`` (int64), ``metric_id`` (int), ``value`` (float64)
-    limits : int64 (2,), the accepted event-time range ``[lo_ms, hi_ms)``
-    value_lo, value_hi : float64 (m,), inclusive value range of each known metric code
-    is_counter : bool (m,), counters below zero are ``negative_counter`` (else ``out_of_domain``)
-    codes : int64 (4,), reason codes for non-finite, time out of range, out of domain, negative counter
-    out_code, out_field : int8 (n,), updated in place as in :func:`cdr_first_failure` (field
-        indices into ``EQUIP_CHECK_FIELDS``)
-
-    Returns
-    -------
-    int
-        Number of rows that failed a check here.
-    """
-    lo_ms, hi_ms = limits[0], limits[1]
-    m_known = value_lo.shape[0]
-    n_bad = 0
-    for i in range(rows.shape[0]):
-        if out_code[i] != 0:
-            continue
-        row = rows[i]
-        v = row["value"]
-        t = row["ts_ms"]
-        m = row["metric_id"]
-        c = 0
-        f = -1
-        if not np.isfinite(v):
-            c, f = codes[0], E_VALUE
-        elif t < lo_ms or t >= hi_ms:
-            c, f = codes[1], E_TS
-        elif m < 0 or m >= m_known:
-            c, f = codes[2], E_METRIC
-        elif v > value_hi[m] or (v < value_lo[m] and not is_counter[m]):
-            c, f = codes[2], E_VALUE
-        elif v < 0 and is_counter[m]:
-            c, f = codes[3], E_VALUE
-        if c != 0:
-            out_code[i] = c
-            out_field[i] = f
-            n_bad += 1
-    return n_bad
-
-
-# field index written by flow_first_failure
+# field index written by flow_check_route
 W_TS, W_BYTES, W_PACKETS, W_FLOWS = range(4)
 FLOW_CHECK_FIELDS = ("ts_ms", "bytes", "packets", "flows")
 
 
-@kernel
-def flow_first_failure(rows, limits, codes, out_code, out_field):
-    """First failing check of every flow row: time out of range, then a counter above its maximum
-    (bytes, packets, flows in that order: ``out_of_domain``), then one below zero
-    (``negative_counter``).
-
-    Parameters
-    ----------
-    rows : structured array (n,) with int64 ``ts_ms``, ``bytes``, ``packets``, ``flows``
-    limits : int64 (5,), ``[lo_ms, hi_ms, max_bytes, max_packets, max_flows]``
-    codes : int64 (3,), reason codes for time out of range, out of domain, negative counter
-    out_code, out_field : int8 (n,), updated in place as in :func:`cdr_first_failure` (field
-        indices into ``FLOW_CHECK_FIELDS``)
-
-    Returns
-    -------
-    int
-        Number of rows that failed a check here.
-    """
-    lo_ms, hi_ms = limits[0], limits[1]
-    n_bad = 0
-    for i in range(rows.shape[0]):
-        if out_code[i] != 0:
-            continue
-        row = rows[i]
-        t = row["ts_ms"]
-        b, p, w = row["bytes"], row["packets"], row["flows"]
-        c = 0
-        f = -1
-        if t < lo_ms or t >= hi_ms:
-            c, f = codes[0], W_TS
-        elif b > limits[2]:
-            c, f = codes[1], W_BYTES
-        elif p > limits[3]:
-            c, f = codes[1], W_PACKETS
-        elif w > limits[4]:
-            c, f = codes[1], W_FLOWS
-        elif b < 0:
-            c, f = codes[2], W_BYTES
-        elif p < 0:
-            c, f = codes[2], W_PACKETS
-        elif w < 0:
-            c, f = codes[2], W_FLOWS
-        if c != 0:
-            out_code[i] = c
-            out_field[i] = f
-            n_bad += 1
-    return n_bad
-
-
-# field index written by qos_first_failure
+# field index written by qos_check_route
 Q_TS, Q_LATENCY, Q_JITTER, Q_LOSS, Q_MOS = range(5)
 QOS_CHECK_FIELDS = ("ts_ms", "latency_ms", "jitter_ms", "loss_pct", "mos")
-
-
-@kernel
-def qos_first_failure(rows, limits, bounds, codes, out_code, out_field):
-    """First failing check of every QoS row: a non-finite latency, jitter or loss (an infinite
-    MOS; NaN MOS means not measured), time out of range, then a value outside its bounds.
-
-    Parameters
-    ----------
-    rows : structured array (n,) with ``ts_ms`` (int64), ``latency_ms``, ``jitter_ms``,
-        ``loss_pct``, ``mos`` (float64)
-    limits : int64 (2,), the accepted event-time range ``[lo_ms, hi_ms)``
-    bounds : float64 (4, 2), inclusive ``(lo, hi)`` of latency, jitter, loss and MOS
-    codes : int64 (3,), reason codes for non-finite, time out of range, out of domain
-    out_code, out_field : int8 (n,), updated in place as in :func:`cdr_first_failure` (field
-        indices into ``QOS_CHECK_FIELDS``)
-
-    Returns
-    -------
-    int
-        Number of rows that failed a check here.
-    """
-    lo_ms, hi_ms = limits[0], limits[1]
-    n_bad = 0
-    for i in range(rows.shape[0]):
-        if out_code[i] != 0:
-            continue
-        row = rows[i]
-        a, j, p, m = row["latency_ms"], row["jitter_ms"], row["loss_pct"], row["mos"]
-        t = row["ts_ms"]
-        c = 0
-        f = -1
-        if not np.isfinite(a):
-            c, f = codes[0], Q_LATENCY
-        elif not np.isfinite(j):
-            c, f = codes[0], Q_JITTER
-        elif not np.isfinite(p):
-            c, f = codes[0], Q_LOSS
-        elif np.isinf(m):
-            c, f = codes[0], Q_MOS
-        elif t < lo_ms or t >= hi_ms:
-            c, f = codes[1], Q_TS
-        elif a < bounds[0, 0] or a > bounds[0, 1]:
-            c, f = codes[2], Q_LATENCY
-        elif j < bounds[1, 0] or j > bounds[1, 1]:
-            c, f = codes[2], Q_JITTER
-        elif p < bounds[2, 0] or p > bounds[2, 1]:
-            c, f = codes[2], Q_LOSS
-        elif m < bounds[3, 0] or m > bounds[3, 1]:  # NaN compares False: not measured is allowed
-            c, f = codes[2], Q_MOS
-        if c != 0:
-            out_code[i] = c
-            out_field[i] = f
-            n_bad += 1
-    return n_bad
 
 
 @kernel
@@ -308,12 +155,30 @@ def lookup_mark_unknown(q, lut, id_lo, id_hi, out, code, out_code, out_field, fi
 # ---- the row checks and the element lookup in one pass (each row read once) -----------------------
 @kernel
 def equip_check_route(rows, limits, value_lo, value_hi, is_counter, codes, out_code, out_field, lut, route, out_index):
-    """:func:`equip_first_failure` then :func:`lookup_mark_unknown` of ``element_id``, in one pass:
+    """The row checks below then :func:`lookup_mark_unknown` of ``element_id``, in one pass:
     ``out_index[i]`` the dense index of the row's element (``lut`` and ``route = [id_lo, id_hi,
     code, field]`` as in :func:`lookup_mark_unknown`; -1 for an id not known), and a row that
     passes every check but whose index is -1 gets ``code`` and ``field``. The same marks as the
     two calls one after the other. (The checks are written out here: a helper per row called
-    from both kernels compiles about 9x slower.)"""
+    from both kernels compiles about 9x slower.)
+
+    The row checks mark the first failing check of every equipment row (the order of ``telcoanalytics.ingest.ingestor``).
+
+    Parameters
+    ----------
+    rows : structured array (n,) with ``ts_ms`` (int64), ``metric_id`` (int), ``value`` (float64)
+    limits : int64 (2,), the accepted event-time range ``[lo_ms, hi_ms)``
+    value_lo, value_hi : float64 (m,), inclusive value range of each known metric code
+    is_counter : bool (m,), counters below zero are ``negative_counter`` (else ``out_of_domain``)
+    codes : int64 (4,), reason codes for non-finite, time out of range, out of domain, negative counter
+    out_code, out_field : int8 (n,), updated in place as in :func:`cdr_first_failure` (field
+        indices into ``EQUIP_CHECK_FIELDS``)
+
+    Returns
+    -------
+    int
+        Number of rows that failed a check here.
+    """
     lo_ms, hi_ms = limits[0], limits[1]
     m_known = value_lo.shape[0]
     id_lo, id_hi = route[0], route[1]
@@ -353,8 +218,26 @@ def equip_check_route(rows, limits, value_lo, value_hi, is_counter, codes, out_c
 
 @kernel
 def flow_check_route(rows, limits, codes, out_code, out_field, lut, route, out_index):
-    """:func:`flow_first_failure` then the lookup of ``src_element_id``, in one pass (see
-    :func:`equip_check_route`)."""
+    """The row checks below then the lookup of ``src_element_id``, in one pass (see
+    :func:`equip_check_route`).
+
+    The row checks mark the first failing check of every flow row: time out of range, then a counter above its maximum
+    (bytes, packets, flows in that order: ``out_of_domain``), then one below zero
+    (``negative_counter``).
+
+    Parameters
+    ----------
+    rows : structured array (n,) with int64 ``ts_ms``, ``bytes``, ``packets``, ``flows``
+    limits : int64 (5,), ``[lo_ms, hi_ms, max_bytes, max_packets, max_flows]``
+    codes : int64 (3,), reason codes for time out of range, out of domain, negative counter
+    out_code, out_field : int8 (n,), updated in place as in :func:`cdr_first_failure` (field
+        indices into ``FLOW_CHECK_FIELDS``)
+
+    Returns
+    -------
+    int
+        Number of rows that failed a check here.
+    """
     lo_ms, hi_ms = limits[0], limits[1]
     id_lo, id_hi = route[0], route[1]
     n_bad = 0
@@ -396,8 +279,27 @@ def flow_check_route(rows, limits, codes, out_code, out_field, lut, route, out_i
 
 @kernel
 def qos_check_route(rows, limits, bounds, codes, out_code, out_field, lut, route, out_index):
-    """:func:`qos_first_failure` then the lookup of ``element_id``, in one pass (see
-    :func:`equip_check_route`)."""
+    """The row checks below then the lookup of ``element_id``, in one pass (see
+    :func:`equip_check_route`).
+
+    The row checks mark the first failing check of every QoS row: a non-finite latency, jitter or loss (an infinite
+    MOS; NaN MOS means not measured), time out of range, then a value outside its bounds.
+
+    Parameters
+    ----------
+    rows : structured array (n,) with ``ts_ms`` (int64), ``latency_ms``, ``jitter_ms``,
+        ``loss_pct``, ``mos`` (float64)
+    limits : int64 (2,), the accepted event-time range ``[lo_ms, hi_ms)``
+    bounds : float64 (4, 2), inclusive ``(lo, hi)`` of latency, jitter, loss and MOS
+    codes : int64 (3,), reason codes for non-finite, time out of range, out of domain
+    out_code, out_field : int8 (n,), updated in place as in :func:`cdr_first_failure` (field
+        indices into ``QOS_CHECK_FIELDS``)
+
+    Returns
+    -------
+    int
+        Number of rows that failed a check here.
+    """
     lo_ms, hi_ms = limits[0], limits[1]
     id_lo, id_hi = route[0], route[1]
     n_bad = 0

@@ -73,14 +73,11 @@ from kernels.validate import (
     QOS_CHECK_FIELDS,
     cdr_first_failure,
     equip_check_route,
-    equip_first_failure,
     flow_check_route,
-    flow_first_failure,
     lookup_mark_unknown,
     mark_flagged,
     mark_negative,
     qos_check_route,
-    qos_first_failure,
 )
 from telcoanalytics.ingest.dedup import DEFAULT_DEDUP_HORIZON_MS, DedupClock, DedupSet, TimeBucketKeySet
 from telcoanalytics.ingest.quarantine import ORIGIN_COLUMN, REASON_CODE, REASONS, Quarantine
@@ -297,17 +294,9 @@ def _row_checks(source: str, d: np.ndarray, lo: int, hi: int, neg_duration: bool
             dtype=np.int64,
         )
         cdr_first_failure(d, limits, _CDR_CODES[neg_duration], st.code, st.field)
-    elif source == "equip":
-        limits = np.array([lo, hi], dtype=np.int64)
-        lo_v, hi_v, counter = _METRIC_LO[:-1], _METRIC_HI[:-1], _METRIC_COUNTER[:-1]
-        equip_first_failure(d, limits, lo_v, hi_v, counter, _EQUIP_CODES, st.code, st.field)
-    elif source == "flow":
-        dom = DOMAIN["flow"]
-        limits = np.array([lo, hi, dom["bytes"][1], dom["packets"][1], dom["flows"][1]], dtype=np.int64)
-        flow_first_failure(d, limits, _FLOW_CODES, st.code, st.field)
-    elif source == "qos":
-        limits = np.array([lo, hi], dtype=np.int64)
-        qos_first_failure(d, limits, _QOS_BOUNDS, _QOS_CODES, st.code, st.field)
+    elif source in _ROUTE_CHECKS:  # the fused kernel with a lookup that knows no id and marks nothing
+        scratch = np.empty(len(d), dtype=np.int64)
+        _ROUTE_CHECKS[source](d, *_route_limits(source, lo, hi), st.code, st.field, _NO_LUT, _NO_ROUTE, scratch)
     else:
         for code, name, mask in _checks_complaint(d, lo, hi):
             st.mark(code, name, mask)
@@ -326,6 +315,11 @@ def _route_limits(source: str, lo: int, hi: int) -> tuple:
 
 _ROUTE_CHECKS = {"equip": equip_check_route, "flow": flow_check_route, "qos": qos_check_route}
 """The row checks and the element lookup in one compiled pass (``_route_limits`` gives their arguments)."""
+
+_NO_LUT = np.full(1, -1, dtype=np.int32)
+_NO_ROUTE = np.array([1, 0, 0, -1], dtype=np.int64)
+"""A ``route`` for ``_ROUTE_CHECKS`` without element lookup: an empty id range (every row's index
+-1) and failure code 0 for it (no row marked), so only the row checks decide."""
 
 
 class _ElementLookup:
