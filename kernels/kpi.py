@@ -355,6 +355,46 @@ def kpi_running_shift_many(ring, row_used, add_slot, sub_slots, col_ptr, cols, o
 
 
 @kernel_exact
+def kpi_running_shift_planes(planes, add_slot, sub_slots, col_ptr, cols, outs_t):
+    """:func:`kpi_running_shift_many` over a ring stored as column planes, every element.
+
+    ``planes[slot, column, element]`` is the physical layout of a counter ring (the logical
+    ``ring[slot, element, column]`` is ``planes.transpose(0, 2, 1)``); ``outs_t[i]`` is running
+    sum ``i`` stored column by column (``(n_cols_i, n_elements)`` C-contiguous: the transpose of
+    a Fortran-ordered ``(n_elements, n_cols_i)`` sum). Sum ``i`` gets, per element and column
+    ``j``, ``outs_t[i][j, e] += (0.0 + planes[add_slot, cols[col_ptr[i] + j], e]) -
+    planes[sub_slots[i], cols[...], e]`` (a slot ``-1`` drops its term): the arithmetic of
+    :func:`kpi_running_shift_many`. Each column is two contiguous float32 vectors in and one
+    float64 vector in and out, so the pass reads only the columns the sums hold (not whole cell
+    rows) and vectorises; an element without counts in either slot adds ``+0.0`` (no change: a
+    running sum is never ``-0.0``). Exact kernel (no reassociation).
+    """
+    n = planes.shape[2]
+    for i in range(len(outs_t)):
+        out = outs_t[i]
+        s = sub_slots[i]
+        if add_slot < 0 and s < 0:
+            continue
+        j0 = col_ptr[i]
+        for j in range(j0, col_ptr[i + 1]):
+            o = out[j - j0]
+            c = cols[j]
+            if add_slot >= 0 and s >= 0:
+                a = planes[add_slot, c]
+                u = planes[s, c]
+                for e in range(n):
+                    o[e] += (0.0 + float(a[e])) - float(u[e])  # float64 also without JIT (NEP 50)
+            elif add_slot >= 0:
+                a = planes[add_slot, c]
+                for e in range(n):
+                    o[e] += 0.0 + float(a[e])
+            else:
+                u = planes[s, c]
+                for e in range(n):
+                    o[e] += 0.0 - float(u[e])
+
+
+@kernel_exact
 def kpi_sum_columns(x, js, out):
     """``out[r] = x[r, js[0]] + x[r, js[1]] + ...`` added left to right (float64; exact kernel, no
     reassociation, so it equals adding the columns one after another with numpy). Reads each row
@@ -723,8 +763,10 @@ def _add_row(ring, s, e, m, tc, tv, nt, dv, runs):
     """Add increments ``tv[:nt]`` to columns ``tc[:nt]`` of cell row ``ring[s, e]`` (float32 cells,
     float64 increments, rounded as ``+=`` rounds them), then each cell's change (new - old, exact
     in float64) to every running sum of ``runs`` whose interval holds minute ``m`` and whose
-    columns include the cell's (``runs``: intervals, ring column -> position maps, outputs)."""
-    run_lo, run_hi, colmap, outs = runs
+    columns include the cell's (``runs``: intervals, ring column -> position maps, outputs
+    transposed: ``outs_t[k][j, e]`` is column ``j`` of element ``e``, so sums stored column by
+    column and row by row are passed alike, as ``out.T``)."""
+    run_lo, run_hi, colmap, outs_t = runs
     for q in range(nt):
         c = tc[q]
         old = ring[s, e, c]
@@ -734,11 +776,11 @@ def _add_row(ring, s, e, m, tc, tv, nt, dv, runs):
         dv[q] = (float(ring[s, e, c]) + 0.0) - (float(old) + 0.0)
     for k in range(run_lo.shape[0]):
         if run_lo[k] <= m and m < run_hi[k]:
-            out = outs[k]
+            out_t = outs_t[k]
             for q in range(nt):
                 j = colmap[k, tc[q]]
                 if j >= 0:
-                    out[e, j] += dv[q]
+                    out_t[j, e] += dv[q]
 
 
 @kernel

@@ -21,6 +21,9 @@ import numpy as np
 
 from kernels import kpi as K
 
+#: rings whose sliding sums move in :func:`kernels.kpi.kpi_running_shift_planes` (column-ordered sums)
+PLANE_GROUPS = ("cdr", "elem")
+
 _NO_UNITS = np.zeros(0, np.int64)
 _NO_OUT = np.zeros((0, 0))
 
@@ -42,7 +45,13 @@ class _Running:
         self.colpos = {int(c): j for j, c in enumerate(self.cols)}
         self.known: set = set()  # column lists (as bytes) found among ``cols``
         self.lo = self.hi = None
-        self.out = np.zeros((n, len(self.cols))) if kind == "sum" else np.zeros(n, np.int64)
+        if kind == "sum":
+            # column by column (Fortran order) for the rings stored as column planes: a tick's shift
+            # and a ratio's roll-up read each column as one contiguous vector; latency histograms
+            # (read a whole row per element) and hour sums row by row
+            self.out = np.zeros((n, len(self.cols)), order="F" if group in PLANE_GROUPS else "C")
+        else:
+            self.out = np.zeros(n, np.int64)
 
 
 class _RunningAggregates:
@@ -50,7 +59,8 @@ class _RunningAggregates:
     intervals of its rings, kept equal to a fresh sum as minutes enter, leave and receive late rows."""
 
     def _ring(self, group: str) -> np.ndarray:
-        return {"cdr": self.cdr, "elem": self.elem, "hist": self.hist, "hour": self.hour}[group]
+        """Ring ``group`` as ``[slot, element, column]`` (a view of the column planes of a minute ring)."""
+        return self.hour if group == "hour" else self._planes[group].transpose(0, 2, 1)
 
     def _present(self, group: str, lo: int, hi: int) -> np.ndarray:
         """Slots of the minutes (hours for "hour") in ``[lo, hi)`` that the ring holds."""
@@ -137,8 +147,7 @@ class _RunningAggregates:
     def slide_running(self, end_minute: int) -> int:
         """Move every sliding window sum (keys ``("win", group, w)``, interval ``[end - w, end)``)
         that ends one minute before ``end_minute`` to end at ``end_minute``: one kernel call per
-        ring for all window lengths (:func:`kernels.kpi.kpi_running_shift_many`, the entering
-        minute read once) instead of one per window when :meth:`running` asks for them. Each sum
+        ring for all window lengths (:meth:`_shift_many`) instead of one per window when :meth:`running` asks for them. Each sum
         gets exactly the shift :meth:`running` would apply, so :meth:`running` then finds it in
         place. Returns the number of sums moved."""
         jobs: dict = {}
@@ -162,18 +171,24 @@ class _RunningAggregates:
                     subs.append(sub)
             if not todo:
                 continue
-            col_ptr = np.zeros(len(todo) + 1, np.int64)
-            np.cumsum([len(r.cols) for r in todo], out=col_ptr[1:])
-            K.kpi_running_shift_many(
-                self._ring(grp),
-                self._row_used[grp],
-                add,
-                np.array(subs, np.int64),
-                col_ptr,
-                np.concatenate([r.cols for r in todo]),
-                tuple(r.out for r in todo),
-            )
+            self._shift_many(grp, add, np.array(subs, np.int64), todo)
         return n_moved
+
+    def _shift_many(self, group: str, add_slot: int, sub_slots: np.ndarray, runs: list):
+        """Move running sums ``runs`` of ring ``group`` by one minute in one kernel call: minute slot
+        ``add_slot`` in (-1: none), ``sub_slots[i]`` out of sum ``i`` (-1: none). Rings stored as
+        column planes read the sums' columns as vectors (:func:`kernels.kpi.kpi_running_shift_planes`);
+        the histogram ring (whole rows per element) the rows that may hold counts
+        (:func:`kernels.kpi.kpi_running_shift_many`). The same per-cell arithmetic either way."""
+        col_ptr = np.zeros(len(runs) + 1, np.int64)
+        np.cumsum([len(r.cols) for r in runs], out=col_ptr[1:])
+        cols = np.concatenate([r.cols for r in runs])
+        if group in PLANE_GROUPS:
+            outs_t = tuple(r.out.T for r in runs)
+            K.kpi_running_shift_planes(self._planes[group], add_slot, sub_slots, col_ptr, cols, outs_t)
+        else:
+            outs = tuple(r.out for r in runs)
+            K.kpi_running_shift_many(self._ring(group), self._row_used[group], add_slot, sub_slots, col_ptr, cols, outs)
 
     def _unit_slot(self, group: str, unit: int) -> int:
         """Slot of minute ``unit`` (hour for "hour") when the ring holds it and it may hold data
@@ -188,8 +203,7 @@ class _RunningAggregates:
 
     def _running_evict(self, s: int, minute: int):
         """Minute ``minute`` (slot ``s``) leaves the minute ring: take it out of the aggregates (the
-        sums of one ring in one :func:`kernels.kpi.kpi_running_shift_many` call, which reads only
-        the rows that may hold counts)."""
+        sums of one ring in one :meth:`_shift_many` call)."""
         sub = np.array([s], np.int64)
         sums: dict = {}
         for r in self._running.values():
@@ -201,17 +215,7 @@ class _RunningAggregates:
         for g, runs in sums.items():
             if not self._slot_used[g][s]:
                 continue  # a slot known empty subtracts nothing
-            col_ptr = np.zeros(len(runs) + 1, np.int64)
-            np.cumsum([len(r.cols) for r in runs], out=col_ptr[1:])
-            K.kpi_running_shift_many(
-                self._ring(g),
-                self._row_used[g],
-                -1,
-                np.full(len(runs), s, np.int64),
-                col_ptr,
-                np.concatenate([r.cols for r in runs]),
-                tuple(r.out for r in runs),
-            )
+            self._shift_many(g, -1, np.full(len(runs), s, np.int64), runs)
 
     def _running_evict_hour(self, hs: int, hour: int):
         sub = np.array([hs], np.int64)
@@ -224,7 +228,8 @@ class _RunningAggregates:
     def _running_args(self, group: str):
         """The running sums of ``group`` that rows added to the ring must move, as the add kernels
         take them (:func:`kernels.kpi.kpi_add_cdr`): their intervals, the position of each ring
-        column among their columns (-1: not summed), their outputs."""
+        column among their columns (-1: not summed), their outputs transposed (``out.T``: one
+        array type per ring whether a sum is stored by column or by row, or has one column)."""
         runs = [r for r in self._running.values() if r.group == group and r.kind == "sum" and r.lo is not None]
         width = self._ring(group).shape[2]
         if not runs:
@@ -236,7 +241,7 @@ class _RunningAggregates:
             np.array([r.lo for r in runs], np.int64),
             np.array([r.hi for r in runs], np.int64),
             colmap,
-            tuple(r.out for r in runs),
+            tuple(r.out.T for r in runs),
         )
 
     def _running_snapshot_act(self, source, reason, elem, minute, late_bound, rows_lo=None, rows_hi=None):

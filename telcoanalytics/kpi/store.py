@@ -12,9 +12,14 @@ Memory
 With ``n`` elements, ``M`` minutes in the ring, ``S`` services, ``B`` latency buckets, ``H`` hours
 and ``J`` hour columns, all float32::
 
-    n * M * (S * 9 + 21 + B) * 4  +  n * H * J * 4   bytes
+    n * M * (S * 9 + 22 + B) * 4  +  n * H * J * 4   bytes
 
-laid out slot-major (``[minute_slot, element, column]``).
+The minute rings are read as ``ring[minute_slot, element, column]`` (``store.cdr``, ``store.elem``,
+``store.hist``) and stored as column planes, ``[minute_slot, column, element]`` (the attributes are
+transposed views): a sliding window sum reads just the columns it holds, one contiguous vector per
+column and minute, instead of every cell row of the entering and leaving minute; a batch's rows
+(sorted by time, then element or metric) write each column in element order. Checkpoints hold
+the ``[minute_slot, element, column]`` order, as before. The hour ring is ``[hour_slot, element, j]``.
 
 For 20,000 elements, M = 90, S = 4, B = 35 and a 30-day ring for one SLO (H = 721, J = 2):
 20,000 * 90 * 92 * 4 = 662 MB plus 115 MB. :meth:`CounterStore.memory_bytes` reports it.
@@ -136,10 +141,13 @@ class CounterStore(_WindowReads, _RunningAggregates):
         self._slot_used = {g: np.ones(self.minute_ring, bool) for g in ("cdr", "elem", "hist")}
         # per minute slot and element: may hold non-zero counters (running sums move only those rows)
         self._row_used = {g: np.ones((self.minute_ring, n), bool) for g in ("cdr", "elem", "hist")}
+        self._planes: dict = {}  # minute rings, stored [minute_slot, column, element] (see _MinutePlanes)
         if _alloc:
-            self.cdr = np.zeros((m, n, self.n_services * K.N_CDR), np.float32)
-            self.elem = np.zeros((m, n, K.N_ELEM), np.float32)
-            self.hist = np.zeros((m, n, self.n_bins), np.float32)
+            self._planes = {
+                "cdr": np.zeros((m, self.n_services * K.N_CDR, n), np.float32),
+                "elem": np.zeros((m, K.N_ELEM, n), np.float32),
+                "hist": np.zeros((m, self.n_bins, n), np.float32),
+            }
             self.hour = np.zeros((self.hour_ring, n, len(self.hour_columns)), np.float32)
             self.slot_minute = np.full(m, -1, np.int64)
             self.slot_hour = np.full(self.hour_ring, -1, np.int64)
@@ -152,6 +160,17 @@ class CounterStore(_WindowReads, _RunningAggregates):
                 used[:] = False  # fresh rings: every slot known empty
             for used in self._row_used.values():
                 used[:] = False
+
+    # the minute rings as [minute_slot, element, column] views of their column planes
+    cdr = property(
+        lambda self: self._planes["cdr"].transpose(0, 2, 1), doc="CDR counters, [minute_slot, element, column]."
+    )
+    elem = property(
+        lambda self: self._planes["elem"].transpose(0, 2, 1), doc="Element counters, [minute_slot, element, column]."
+    )
+    hist = property(
+        lambda self: self._planes["hist"].transpose(0, 2, 1), doc="Latency histograms, [minute_slot, element, bucket]."
+    )
 
     def _build_index(self):
         """Hash table element id -> dense index (faster than a binary search per row)."""
@@ -209,17 +228,19 @@ class CounterStore(_WindowReads, _RunningAggregates):
         identity = n_new == n_old and np.array_equal(o2n, np.arange(n_old))
         if not identity:
             keep = np.flatnonzero(o2n >= 0)
-            for a in ("cdr", "elem", "hist", "hour"):
-                old = getattr(self, a)
-                new = np.zeros((old.shape[0], n_new, old.shape[2]), old.dtype)
-                new[:, o2n[keep]] = old[:, keep]
-                setattr(self, a, new)
+            for a, old in self._planes.items():
+                new = np.zeros(old.shape[:2] + (n_new,), old.dtype)
+                new[:, :, o2n[keep]] = old[:, :, keep]
+                self._planes[a] = new
+            new = np.zeros((self.hour.shape[0], n_new, self.hour.shape[2]), self.hour.dtype)
+            new[:, o2n[keep]] = self.hour[:, keep]
+            self.hour = new
             for g, used in self._row_used.items():
                 new = np.zeros((used.shape[0], n_new), bool)
                 new[:, o2n[keep]] = used[:, keep]
                 self._row_used[g] = new
             for r in self._running.values():
-                r.out = np.zeros((n_new,) + r.out.shape[1:], r.out.dtype)
+                r.out = np.zeros((n_new,) + r.out.shape[1:], r.out.dtype, order="F" if r.out.ndim == 2 else "C")
                 r.lo = r.hi = None  # rebuilt from the rings at the next use
         self.topology = topology
         self._build_index()
@@ -255,7 +276,7 @@ class CounterStore(_WindowReads, _RunningAggregates):
                 self._flush(self, s, int(self.slot_minute[s]))
             for g, used in self._slot_used.items():
                 if used[s]:  # a slot known empty is not written (nor its pages touched)
-                    self._ring(g)[s] = 0
+                    self._planes[g][s] = 0
                     used[s] = False
                     self._row_used[g][s] = False
             self.slot_minute[s] = mi if mi >= self.first_minute else -1
@@ -496,7 +517,7 @@ class CounterStore(_WindowReads, _RunningAggregates):
         )
         for a in self._STATE_ARRAYS:
             if a in self._SPARSE_RINGS:  # mostly zero (sparse traffic, PM every 5 min)
-                d.update({f"{a}.{k}": v for k, v in _sparse(getattr(self, a)).items()})
+                d.update({f"{a}.{k}": v for k, v in _sparse_planes(self._planes[a]).items()})
             else:
                 d[a] = getattr(self, a).copy()
         for a in self._STATE_SCALARS:
@@ -518,17 +539,24 @@ class CounterStore(_WindowReads, _RunningAggregates):
             int(d["max_ahead_ms"]),
             _alloc=False,
         )
+        width = {"cdr": st.n_services * K.N_CDR, "elem": K.N_ELEM, "hist": st.n_bins}
         for a in cls._STATE_ARRAYS:
             dense = a not in cls._RINGS or a in d  # minute rings sparse since format 3; hour ring sparse in format 4
-            setattr(st, a, np.array(d[a]) if dense else _dense({k: d[f"{a}.{k}"] for k in ("shape", "at", "value")}))
+            if a in st._SPARSE_RINGS:
+                # [minute_slot, element, column] in the checkpoint -> column planes; counters appended
+                # since it was written (elem: outage_reports) start at zero
+                if dense:
+                    st._planes[a] = _planes_of_dense(np.asarray(d[a], np.float32), width[a])
+                else:
+                    st._planes[a] = _planes_of_sparse({k: d[f"{a}.{k}"] for k in ("shape", "at", "value")}, width[a])
+            else:
+                setattr(
+                    st, a, np.array(d[a]) if dense else _dense({k: d[f"{a}.{k}"] for k in ("shape", "at", "value")})
+                )
         for a in cls._STATE_SCALARS:
             setattr(st, a, int(d[a]))
-        if st.elem.shape[2] < K.N_ELEM:  # written before counters were appended (outage_reports): zeros
-            pad = np.zeros(st.elem.shape[:2] + (K.N_ELEM - st.elem.shape[2],), st.elem.dtype)
-            st.elem = np.concatenate([st.elem, pad], axis=2)
-        for g in st._slot_used:  # slots known empty (running sums and ring advances skip them)
-            ring = st._ring(g)
-            st._row_used[g] = ring.any(axis=2)
+        for g, planes in st._planes.items():  # slots known empty (running sums and ring advances skip them)
+            st._row_used[g] = planes.any(axis=1)
             st._slot_used[g] = st._row_used[g].any(axis=1)
         return st
 
@@ -548,6 +576,49 @@ def _sparse(ring: np.ndarray) -> dict:
         "at": at.astype(np.uint32) if flat.size <= 2**32 else at,
         "value": flat[at],
     }
+
+
+def _sparse_planes(planes: np.ndarray) -> dict:
+    """:func:`_sparse` of the ``[minute_slot, element, column]`` ring stored as ``planes``
+    (``[minute_slot, column, element]``): the same arrays, one slot at a time (no copy of the whole ring)."""
+    m, w, n = planes.shape
+    size = m * n * w
+    at, value = [], []
+    for s in range(m):
+        flat = planes[s].T.reshape(-1)  # slot s in [element, column] order (a copy of one slot)
+        nz = np.flatnonzero(flat)
+        at.append(nz + s * n * w)
+        value.append(flat[nz])
+    at = np.concatenate(at)
+    return {
+        "shape": np.array((m, n, w), np.int64),
+        "at": at.astype(np.uint32) if size <= 2**32 else at,
+        "value": np.concatenate(value).astype(np.float32, copy=False),
+    }
+
+
+def _planes_of_sparse(d: dict, width: int) -> np.ndarray:
+    """Column planes ``[minute_slot, column, element]`` (``width`` columns, the ones the
+    checkpoint lacks zero) of the ring :func:`_sparse` encoded."""
+    m, n, w = (int(x) for x in np.asarray(d["shape"]))
+    if w > width:
+        raise ValueError(f"a counter ring with {w} columns cannot be restored into {width}")
+    at = np.asarray(d["at"], np.int64)
+    s, rest = np.divmod(at, n * w)
+    e, c = np.divmod(rest, w)
+    planes = np.zeros((m, width, n), np.float32)
+    planes[s, c, e] = np.asarray(d["value"], np.float32)
+    return planes
+
+
+def _planes_of_dense(ring: np.ndarray, width: int) -> np.ndarray:
+    """Column planes of a dense ``[minute_slot, element, column]`` ring (checkpoint formats 1-2)."""
+    m, n, w = ring.shape
+    if w > width:
+        raise ValueError(f"a counter ring with {w} columns cannot be restored into {width}")
+    planes = np.zeros((m, width, n), np.float32)
+    planes[:, :w] = ring.transpose(0, 2, 1)
+    return planes
 
 
 def _dense(d: dict) -> np.ndarray:

@@ -121,7 +121,7 @@ def _runs(runs, width, rng):
     for k in range(len(runs)):
         cols = rng.choice(width, rng.integers(1, width + 1), replace=False)
         colmap[k, cols] = np.arange(len(cols))
-        outs.append(np.zeros((N_EL, len(cols))))
+        outs.append(np.zeros((len(cols), N_EL)))  # transposed, as the store passes them (out.T)
     return (lo, hi, colmap, tuple(outs) if outs else (np.zeros((0, 0)),)), cols_of(colmap)
 
 
@@ -230,7 +230,7 @@ def test_add_kernels_match_python_reference(b, seed):
             for s in range(N_SLOTS):
                 if rr[0][k] <= ref_minute[s] < rr[1][k]:
                     want += after[s][:, rc[k]].astype(np.float64) - before[s][:, rc[k]].astype(np.float64)
-            np.testing.assert_array_equal(rr[3][k], want)
+            np.testing.assert_array_equal(rr[3][k].T, want)
 
 
 def test_kernel_minute_is_the_store_minute():
