@@ -3,11 +3,13 @@
 
 Counter layout
 --------------
-Every counter ring is a 3-D array ``ring[minute_slot, element, column]`` (float32; window sums
-are accumulated in float64). The minute slot is ``absolute_minute % n_minutes``: slots are aligned
-to wall-clock minutes, so two rings with the same configuration merge by slot-wise addition. Slot-major layout keeps
-the current minute of every element contiguous (a few MB), so extraction does not miss the TLB
-on every row and window sums stream through memory.
+Every counter ring is read as a 3-D array ``ring[minute_slot, element, column]`` (float32; window
+sums are accumulated in float64). The minute slot is ``absolute_minute % n_minutes``: slots are
+aligned to wall-clock minutes, so two rings with the same configuration merge by slot-wise
+addition. The minute rings are stored as column planes ``planes[minute_slot, column, element]``
+(the kernels that index ``ring[s, e, c]`` take the transposed view): one minute of every element
+stays contiguous (a few MB), a sliding window sum reads each of its columns as one contiguous
+vector (:func:`kpi_running_shift_planes`), and a batch's rows write each column in element order.
 
 * CDR ring: ``n_services * N_CDR`` columns, column ``service * N_CDR + C_*``.
 * Element ring (equipment + QoS): ``N_ELEM`` columns ``E_*``.
