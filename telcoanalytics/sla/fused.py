@@ -61,6 +61,18 @@ class _FusedConditions:
         SK.sla_ratio_threshold(*args, post, ev.fused["thr"], codes, values)
         return True
 
+    def _fused_rows(self, ev: _Eval, tick: int, rows: np.ndarray, codes: np.ndarray, values: np.ndarray):
+        """The codes and values of an element-level threshold rule over a ratio KPI at ``tick`` for
+        the elements ``rows`` only (:func:`kernels.sla.sla_ratio_threshold_rows`); the other
+        entries keep what they hold (the previous tick's, unchanged inputs: :mod:`telcoanalytics.sla.changed`)."""
+        kd = self.kpis[ev.kpi]
+        ms = min(ev.min_samples, ev.clear_min_samples)
+        if ev.fused is None:
+            ev.fused = {"thr": threshold_params(ev)}
+        post = ev.mask if ev.mask is not None else _NO_POST
+        _, plan, params, x, act, seg, n_el = self._ratio_args(ev, kd, tick, ev.window_min, ms, 5)
+        SK.sla_ratio_threshold_rows(rows, plan, params, x, act, seg, n_el, post, ev.fused["thr"], codes, values)
+
     def _ratio_args(self, ev: _Eval, kd, tick: int, window_min: int, min_samples: float, n_out: int) -> tuple:
         """(scratch, plan, status params, running sums, activity, segments, elements per node) of
         ``ev``'s ratio KPI over ``window_min`` ending at ``tick``; the scratch (``n_out`` arrays:
