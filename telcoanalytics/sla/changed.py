@@ -88,7 +88,7 @@ class _ChangedInputs:
             gap = kd.source in self.calc.gap_sources
             if gap:
                 groups.add(COUNTERS[ACTIVITY_COUNTER[kd.source]].group)
-            rows = kd.kind == "ratio" and ev.level == self.topology.element_level
+            rows = kd.kind in ("ratio", "quantile") and ev.level == self.topology.element_level
             ev.chg = (kd.source, tuple(sorted(groups)), gap, rows)
         return ev.chg
 

@@ -93,7 +93,10 @@ class _Ticks:
             for ev, o, m, kept in zip(self.evals, bank.ptr[:-1], bank.ptr[1:], carried):
                 codes, values = bank.cur_codes[o:m], bank.cur_values[o:m]
                 if kept is not True and kept is not False:  # the elements whose inputs changed
-                    self._fused_rows(ev, tick, kept, codes, values)
+                    if self.kpis[ev.kpi].kind == "quantile":
+                        self._quantile_rows(ev, tick, kept, codes, values)
+                    else:
+                        self._fused_rows(ev, tick, kept, codes, values)
                 elif not kept and not (self.fused_conditions and self._fused_codes(ev, tick, codes, values)):
                     c, v = self._codes(ev, tick)
                     codes[:], values[:] = c, v
