@@ -759,3 +759,29 @@ def sla_gap_flags(active, hist_active, factor, gap_fraction, out):
     for r in range(active.shape[0]):
         e = float(hist_active[r]) * factor
         out[r] = e > 0.0 and float(active[r]) < gap_fraction * e
+
+
+@kernel_exact
+def sla_changed_rows(marks, act, gap_fraction, saved_gap, gap_now, out):
+    """Elements whose inputs of a rule may have changed since the previous tick: those marked in
+    any of ``marks`` (bool per element: late rows, data in the entering or leaving minute), and,
+    when ``act = (active, hist_active, factor)`` holds arrays, those whose collection-gap flag
+    (:func:`sla_gap_flags`, written to ``gap_now``) differs from ``saved_gap``. Writes their
+    indices, ascending, to ``out`` and returns how many."""
+    active, hist_active, factor = act
+    n_el = out.shape[0]
+    ch = np.zeros(n_el, np.uint8)
+    for m in marks:  # mark by mark: straight passes over the elements
+        for r in range(n_el):
+            ch[r] |= m[r]
+    if active.shape[0] > 0:
+        for r in range(n_el):
+            e = float(hist_active[r]) * factor
+            g = (e > 0.0) & (float(active[r]) < gap_fraction * e)
+            gap_now[r] = g
+            ch[r] |= g != saved_gap[r]
+    n = 0
+    for r in range(n_el):
+        out[n] = r
+        n += int(ch[r])
+    return n

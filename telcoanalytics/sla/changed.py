@@ -33,6 +33,9 @@ from kernels import sla as SK
 from telcoanalytics.kpi import ACTIVITY_COUNTER, COUNTERS
 from telcoanalytics.sla.lifecycle import _Eval
 
+_NO_ACT = (np.zeros(0, np.int64), np.zeros(0, np.int64), 0.0)
+_NO_GAP = np.zeros(0, bool)
+
 
 class _Activity:
     """Activity inputs of the rules over one source and window (compared for equality)."""
@@ -101,26 +104,32 @@ class _ChangedInputs:
         return s if st.slot_minute[s] == minute else -1
 
     def _chg_elements(self, src: str, groups, w: int, gap: bool):
-        """Elements whose inputs of a rule over ``src``, ``groups`` and window ``w`` may have changed
-        since the previous tick (bool mask), or None when the window's entering or leaving minute
-        is not held by the ring (evaluate all): late rows, data in the entering or leaving minute,
-        a changed collection-gap flag."""
+        """Elements (int64, ascending) whose inputs of a rule over ``src``, ``groups`` and window
+        ``w`` may have changed since the previous tick, or None when the window's entering or
+        leaving minute is not held by the ring (evaluate all): late rows, data in the entering or
+        leaving minute, a changed collection-gap flag (:func:`kernels.sla.sla_changed_rows`)."""
         st = self.store
         t = self._chg_now
-        out = self._chg_rows[src].copy()
+        marks = [self._chg_rows[src]]
         for minute in (t - 1, t - 1 - w):
             s = self._held_slot(minute)
             if s < 0:
                 return None
-            for g in groups:
-                if st._slot_used[g][s]:
-                    out |= st._row_used[g][s]
+            marks += [st._row_used[g][s] for g in groups if st._slot_used[g][s]]
+        n = len(marks[0])
+        act, saved_gap, gap_now = _NO_ACT, _NO_GAP, _NO_GAP
         if gap:
-            saved = self._chg_act.get((src, w, True))
+            key = (src, w, True)
+            saved = self._chg_act.get(key)
             if saved is None:
                 return None
-            out |= np.not_equal(self._chg_activity((src, w, True)).gap, saved.gap)
-        return out
+            act = self.calc.activity_parts(src, t, w)
+            saved_gap, gap_now = saved.gap, np.empty(n, bool)
+        out = np.empty(n, np.int64)
+        k = SK.sla_changed_rows(tuple(marks), act, self.calc.gap_fraction, saved_gap, gap_now, out)
+        if gap:
+            self._chg_cur[key] = _Activity(None, None, None, gap_now)
+        return out[:k]
 
     def _carried(self, tick: int) -> list:
         """Per eval: True (keeps the conditions of ``tick - 1``), False (evaluated), or the elements
@@ -145,8 +154,7 @@ class _ChangedInputs:
                 key = ("rows", src, groups, w, gap)
                 hit = memo.get(key)
                 if hit is None:
-                    m = self._chg_elements(src, groups, w, gap)
-                    hit = memo[key] = (None if m is None else np.flatnonzero(m).astype(np.int64),)
+                    hit = memo[key] = (self._chg_elements(src, groups, w, gap),)
                 rows = hit[0]
                 out.append(False if rows is None else (True if len(rows) == 0 else rows))
                 continue

@@ -272,3 +272,24 @@ def test_gap_flags_equal_numpy(seed, n, factor):
     SK.sla_gap_flags(active, hist, factor, 0.5, out)
     expected = hist * factor
     np.testing.assert_array_equal(out, (expected > 0) & (active < 0.5 * expected))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(0, 30), n_marks=st.integers(1, 4), gap=st.booleans())
+def test_changed_rows_equal_numpy(seed, n, n_marks, gap):
+    rng = np.random.default_rng(seed)
+    marks = tuple(rng.random(n) < 0.15 for _ in range(n_marks))
+    want = np.logical_or.reduce(marks)
+    saved, now = np.zeros(0, bool), np.zeros(0, bool)
+    act = (np.zeros(0, np.int64), np.zeros(0, np.int64), 0.0)
+    if gap:
+        act = (rng.integers(0, 10, n), rng.integers(0, 40, n), 0.25)
+        saved, now = rng.random(n) < 0.3, np.empty(n, bool)
+        flags = np.empty(n, bool)
+        SK.sla_gap_flags(*act, 0.5, flags)
+        want = want | (flags != saved)
+    out = np.full(n, -1, np.int64)
+    k = SK.sla_changed_rows(marks, act, 0.5, saved, now, out)
+    np.testing.assert_array_equal(out[:k], np.flatnonzero(want))
+    if gap:
+        np.testing.assert_array_equal(now, flags)
