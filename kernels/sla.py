@@ -674,3 +674,114 @@ def sla_tick_step_ring(bank, committed, params, ring, pos, cur, t_ms, old_t_ms, 
                 ev_worst[n_ev] = worst[i]
                 n_ev += 1
     return n_ev
+
+
+@kernel_exact
+def sla_ratio_threshold_rows(rows, plan, params, x, act, seg, n_el, post, thr, codes, values):
+    """:func:`sla_ratio_threshold` of an element-level rule (node ``r`` is element ``r``) for the
+    elements ``rows`` only: their codes and values written, every other entry left as it is. Per
+    element the operations of :func:`kernels.kpi.kpi_ratio_nodes` on its node in the same order
+    (each counter's columns left to right added to a zero node sum, the active and expected minutes
+    likewise, numerator and denominator, value, status), the scope mask, then the threshold code:
+    bit-identical to the whole-rule call at those entries.
+
+    ``seg`` / ``n_el``: node of each element (the element itself, ``< 0`` outside the scope) and
+    elements per node; the other arguments as for :func:`sla_ratio_threshold` (``act``'s arrays
+    are read when ``act[0]`` is not empty)."""
+    col_ptr, cols, num_k, den_k, samp_k = plan
+    scale, min_samples, gap_fraction = params
+    active, hist_active, factor = act
+    gap = active.shape[0] > 0
+    n_k = col_ptr.shape[0] - 1
+    n_r = rows.shape[0]
+    agg = np.zeros((n_k + 2, n_r))
+    # counter by counter over the rows (independent rows pipeline), as kpi_ratio_nodes
+    for k in range(n_k):
+        j0 = col_ptr[k]
+        m = col_ptr[k + 1] - j0
+        c0 = cols[j0]
+        a = agg[k]
+        if m == 1:
+            for q in range(n_r):
+                r = rows[q]
+                if seg[r] >= 0:
+                    a[q] += x[r, c0]
+        else:
+            for q in range(n_r):
+                r = rows[q]
+                if seg[r] >= 0:
+                    acc = x[r, c0]
+                    for j in range(j0 + 1, j0 + m):
+                        acc += x[r, cols[j]]
+                    a[q] += acc
+    if gap:
+        for q in range(n_r):
+            r = rows[q]
+            if seg[r] >= 0:
+                agg[n_k, q] += float(active[r])
+                agg[n_k + 1, q] += float(hist_active[r]) * factor
+    has_post = post.shape[0] > 0
+    single = num_k.shape[0] == 1 and den_k.shape[0] == 1
+    a0, b0 = num_k[0], den_k[0]
+    for q in range(n_r):
+        r = rows[q]
+        if single:
+            num = 0.0 + agg[a0, q]
+            den = 0.0 + agg[b0, q]
+        else:
+            num = 0.0
+            for k in range(num_k.shape[0]):
+                num += agg[num_k[k], q]
+            den = 0.0
+            for k in range(den_k.shape[0]):
+                den += agg[den_k[k], q]
+        has = den != 0.0
+        v = scale * num / (den if has else 1.0)
+        sm = agg[samp_k, q]
+        bad = (sm < min_samples) | (not has) | (not np.isfinite(v)) | (sm <= 0.0)
+        s = 1 if bad else 0
+        if gap:
+            e = agg[n_k + 1, q]
+            s = 2 if ((e > 0.0) & (agg[n_k, q] < gap_fraction * e)) else s
+        s = 3 if n_el[r] == 0.0 else s
+        v = v if s == 0 else np.nan
+        if has_post and not post[r]:
+            v, sm, s = np.nan, 0.0, 3  # STATUS_NO_SCOPE
+        codes[r] = _threshold_code(v, sm, s, thr[0], thr[1], thr[2], thr[3], thr[4])
+        values[r] = v
+
+
+@kernel_exact
+def sla_gap_flags(active, hist_active, factor, gap_fraction, out):
+    """Collection-gap flag per element of an element-level rule (:func:`kernels.kpi.kpi_ratio_nodes`,
+    :func:`kernels.kpi.kpi_status`): expected minutes ``e = hist_active * factor``, a gap where
+    ``e > 0`` and ``active < gap_fraction * e``."""
+    for r in range(active.shape[0]):
+        e = float(hist_active[r]) * factor
+        out[r] = e > 0.0 and float(active[r]) < gap_fraction * e
+
+
+@kernel_exact
+def sla_changed_rows(marks, act, gap_fraction, saved_gap, gap_now, out):
+    """Elements whose inputs of a rule may have changed since the previous tick: those marked in
+    any of ``marks`` (bool per element: late rows, data in the entering or leaving minute), and,
+    when ``act = (active, hist_active, factor)`` holds arrays, those whose collection-gap flag
+    (:func:`sla_gap_flags`, written to ``gap_now``) differs from ``saved_gap``. Writes their
+    indices, ascending, to ``out`` and returns how many."""
+    active, hist_active, factor = act
+    n_el = out.shape[0]
+    ch = np.zeros(n_el, np.uint8)
+    for m in marks:  # mark by mark: straight passes over the elements
+        for r in range(n_el):
+            ch[r] |= m[r]
+    if active.shape[0] > 0:
+        for r in range(n_el):
+            e = float(hist_active[r]) * factor
+            g = (e > 0.0) & (float(active[r]) < gap_fraction * e)
+            gap_now[r] = g
+            ch[r] |= g != saved_gap[r]
+    n = 0
+    for r in range(n_el):
+        out[n] = r
+        n += int(ch[r])
+    return n

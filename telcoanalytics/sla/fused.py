@@ -61,6 +61,59 @@ class _FusedConditions:
         SK.sla_ratio_threshold(*args, post, ev.fused["thr"], codes, values)
         return True
 
+    def _fused_rows(self, ev: _Eval, tick: int, rows: np.ndarray, codes: np.ndarray, values: np.ndarray):
+        """The codes and values of an element-level threshold rule over a ratio KPI at ``tick`` for
+        the elements ``rows`` only (:func:`kernels.sla.sla_ratio_threshold_rows`); the other
+        entries keep what they hold (the previous tick's, unchanged inputs: :mod:`telcoanalytics.sla.changed`)."""
+        kd = self.kpis[ev.kpi]
+        ms = min(ev.min_samples, ev.clear_min_samples)
+        if ev.fused is None:
+            ev.fused = {"thr": threshold_params(ev)}
+        post = ev.mask if ev.mask is not None else _NO_POST
+        _, plan, params, x, act, seg, n_el = self._ratio_args(ev, kd, tick, ev.window_min, ms, 5)
+        SK.sla_ratio_threshold_rows(rows, plan, params, x, act, seg, n_el, post, ev.fused["thr"], codes, values)
+
+    def _quantile_rows(self, ev: _Eval, tick: int, rows: np.ndarray, codes: np.ndarray, values: np.ndarray):
+        """The codes and values of an element-level threshold rule over a quantile KPI at ``tick``
+        for the elements ``rows`` only; the other entries keep what they hold. The KPI evaluation
+        of those elements (shared between rules over the same KPI and window, e.g. the latency
+        rules per technology) runs the kernels of ``KpiCalculator.compute`` over all elements
+        (``kpi_hist_quantile_rows``, ``kpi_status``) on the rows' own inputs, then the rule's
+        scope mask and codes (:func:`kernels.sla.sla_masked_threshold`): bit-identical entries."""
+        kd = self.kpis[ev.kpi]
+        ms = float(min(ev.min_samples, ev.clear_min_samples))
+        key = ("qrows", kd.name, tick, ev.window_min, ev.service, ms, id(rows))
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = (self._quantile_rows_eval(kd, ev, tick, rows, ms), rows)
+        v, samples, status = hit[0]
+        if ev.fused is None:
+            ev.fused = {"thr": threshold_params(ev)}
+        post = ev.mask[rows] if ev.mask is not None else _NO_POST
+        c, x = np.empty(len(rows), np.int8), np.empty(len(rows))
+        SK.sla_masked_threshold(v, samples, status, post, ev.fused["thr"], c, x)
+        codes[rows], values[rows] = c, x
+
+    def _quantile_rows_eval(self, kd, ev: _Eval, tick: int, rows: np.ndarray, ms: float) -> tuple:
+        """(value, samples, status) of the elements ``rows`` as ``KpiCalculator.compute`` of a quantile
+        KPI at the element level over all elements gives them (unmasked: the scope mask follows)."""
+        calc, st = self.calc, self.store
+        w = ev.window_min
+        svc = calc._check_args(kd, w, ev.service)
+        samples = calc.counter_sums([kd.samples_counter], svc, tick, w)[kd.samples_counter][rows]
+        h = calc.hist_sums(tick, w, None, copy=False)
+        full = np.full(len(h), np.nan)
+        K.kpi_hist_quantile_rows(h, rows, kd.q, st.hist_lo_ms, float(st.hist_bins_per_octave), full)
+        value = full[rows]
+        if kd.source in calc.gap_sources:
+            active, expected = calc.activity(kd.source, tick, w, None)
+            n_act, n_exp = active[rows], expected[rows]
+        else:
+            n_act = n_exp = np.zeros(len(rows))
+        status, out_value = np.empty(len(rows), np.int8), np.empty(len(rows))
+        K.kpi_status(value, samples, ms, n_act, n_exp, calc.gap_fraction, np.ones(len(rows)), status, out_value)
+        return out_value, samples, status
+
     def _ratio_args(self, ev: _Eval, kd, tick: int, window_min: int, min_samples: float, n_out: int) -> tuple:
         """(scratch, plan, status params, running sums, activity, segments, elements per node) of
         ``ev``'s ratio KPI over ``window_min`` ending at ``tick``; the scratch (``n_out`` arrays:

@@ -50,6 +50,7 @@ class _Eval:
         self.clear_min_samples = min_samples
         self.fired: dict = {}  # node -> {start_ms: tick} of firing events emitted recently
         self.fused = None  # scratch of the fused conditions (telcoanalytics.sla.fused), built at first use
+        self.chg = None  # what its conditions read (telcoanalytics.sla.changed), built at first use
 
     @property
     def reach_min(self) -> int:

@@ -64,6 +64,7 @@ from telcoanalytics.kpi import (
     KpiDef,
     kpi_registry,
 )
+from telcoanalytics.sla.changed import _ChangedInputs
 from telcoanalytics.sla.fused import _FusedConditions
 from telcoanalytics.sla.late import _LateData
 from telcoanalytics.sla.lifecycle import (
@@ -88,7 +89,7 @@ from telcoanalytics.sla.topology_change import _TopologyChanges
 from telcoanalytics.topology.model import Topology
 
 
-class SlaMonitor(_Ticks, _FusedConditions, _TopologyChanges, _LateData, _QuietTicks):
+class SlaMonitor(_Ticks, _FusedConditions, _ChangedInputs, _TopologyChanges, _LateData, _QuietTicks):
     """Evaluate SLA rules and SLOs for every node of their scope, incrementally per batch.
 
     Parameters
@@ -185,6 +186,7 @@ class SlaMonitor(_Ticks, _FusedConditions, _TopologyChanges, _LateData, _QuietTi
         self._dirty = {src: np.zeros(topology.n_elements, bool) for src in ("cdr", "equip", "qos")}
         self._dirty_lo = {src: np.iinfo(np.int64).max for src in self._dirty}
         self._dirty_hi = {src: -1 for src in self._dirty}
+        self._chg_reset()
 
     # ---- setup -----------------------------------------------------------------------------
     def _check_level(self, r):
@@ -285,6 +287,7 @@ class SlaMonitor(_Ticks, _FusedConditions, _TopologyChanges, _LateData, _QuietTi
             n_late = int(late.sum())
             if n_late:
                 self.n_late_rows += n_late
+                self._chg_late_rows(source, res.elem[late])  # sums inside windows changed: evaluated afresh
                 self._dirty[source][res.elem[late]] = True
                 self._dirty_lo[source] = min(self._dirty_lo[source], int(res.minute[late].min()))
                 self._dirty_hi[source] = max(self._dirty_hi[source], int(res.minute[late].max()))
@@ -581,6 +584,7 @@ class SlaMonitor(_Ticks, _FusedConditions, _TopologyChanges, _LateData, _QuietTi
         n = max(0, wm_tick - self.last_tick)
         self.last_tick = max(self.last_tick, wm_tick)
         self.first_tick = self.last_tick + 1
+        self._chg_reset()
         for src in self._dirty:
             self._dirty[src][:] = False
             self._dirty_lo[src], self._dirty_hi[src] = np.iinfo(np.int64).max, -1

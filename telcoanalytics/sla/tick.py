@@ -85,15 +85,23 @@ class _Ticks:
         bank = self._bank
         if bank is None or not bank.intact(self.evals):
             bank = self._bank = _Bank(self.evals, max(L, 1))
+            self._chg_reset()  # the new bank holds no conditions yet
         if cached is None:
             self.store.slide_running(tick)  # every rule window of a ring moved in one pass
             cached = self._tick_conditions = []  # views of the bank: read before the next tick only
-            for ev, o, m in zip(self.evals, bank.ptr[:-1], bank.ptr[1:]):
+            carried = self._carried(tick)  # rules whose inputs did not change keep their conditions
+            for ev, o, m, kept in zip(self.evals, bank.ptr[:-1], bank.ptr[1:], carried):
                 codes, values = bank.cur_codes[o:m], bank.cur_values[o:m]
-                if not (self.fused_conditions and self._fused_codes(ev, tick, codes, values)):
+                if kept is not True and kept is not False:  # the elements whose inputs changed
+                    if self.kpis[ev.kpi].kind == "quantile":
+                        self._quantile_rows(ev, tick, kept, codes, values)
+                    else:
+                        self._fused_rows(ev, tick, kept, codes, values)
+                elif not kept and not (self.fused_conditions and self._fused_codes(ev, tick, codes, values)):
                     c, v = self._codes(ev, tick)
                     codes[:], values[:] = c, v
                 cached.append((codes, values))
+            self._chg_done(tick)
         else:
             for (codes, values), o, m in zip(cached, bank.ptr[:-1], bank.ptr[1:]):
                 bank.cur_codes[o:m] = codes

@@ -82,6 +82,7 @@ class _TopologyChanges:
             raise
         out: list[SlaEvent] = []
         t_close = self.last_tick
+        self._chg_reset()  # scopes, masks and segments change: every rule evaluated afresh
         for ev in self.evals:
             o2n = maps[ev.level]
             mask = self._mask(ev.filter)
