@@ -324,11 +324,15 @@ def _ratio_side(out, plan, params, x, act, seg, n_el, post):
     agg[:, :] = 0.0
     kpi_ratio_nodes((agg, value, samples, status), plan, params, x, extra, seg, n_el)
     if post.shape[0] > 0:
+        # selects, not a conditional block: the block (three conditional stores after the inlined
+        # kpi_ratio_nodes) is miscompiled by numba 0.68 / llvmlite 0.50 - the statuses of nodes
+        # inside the mask came back 0 instead of insufficient / collection gap (found by the
+        # seventh session's SLA helper; tests/sla/test_sla_changed.py checks it compiled)
         for i in range(value.shape[0]):
-            if not post[i]:
-                value[i] = np.nan
-                samples[i] = 0.0
-                status[i] = 3  # STATUS_NO_SCOPE
+            p = post[i]
+            value[i] = value[i] if p else np.nan
+            samples[i] = samples[i] if p else 0.0
+            status[i] = status[i] if p else np.int8(3)  # STATUS_NO_SCOPE
 
 
 @kernel_exact
