@@ -224,13 +224,15 @@ def build_pipeline(settings: dict, topology, alert_log, incident_log=None, clien
     lateness_ms = int(settings["lateness_s"]) * 1000
     enabled = settings["components"]
     options = settings.get("component_options") or {}
+    cls = Pipeline
     if client is not None:
-        from telcoanalytics.pipeline.distributed import PartitionedComponents
+        from telcoanalytics.pipeline.distributed import PartitionedComponents, PartitionedPipeline
 
         part = PartitionedComponents(
             topology, settings["route_level"], None, enabled, lateness_ms, options, client=client
         )
         components = {"partitions": part}
+        cls = PartitionedPipeline
     else:
         components = build_components(topology, enabled, allowed_lateness_ms=lateness_ms, options=options)
     with_alerts = enabled is None or "alerts" in enabled
@@ -241,7 +243,7 @@ def build_pipeline(settings: dict, topology, alert_log, incident_log=None, clien
 
         book = IncidentBook(topology.levels, log=incident_log)
         alerts = AlertManager(topology, sinks=[JsonlAlertSink(alert_log)], incidents=book, **alert_opts)
-    return Pipeline(
+    return cls(
         topology,
         route_level=settings["route_level"],
         allowed_lateness_ms=lateness_ms,
