@@ -855,6 +855,44 @@ class PartitionedPipeline(Pipeline):
         return out
 
 
+WORKER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 2**31 - 1,
+    "distributed.nanny.pre-spawn-environ.MALLOC_TOP_PAD_": 256 << 20,
+    "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 32 << 20,
+}
+"""Dask settings of :func:`local_client`'s worker processes: no statistical profiler (a thread
+sampling every worker's stacks every 10 ms), and the malloc settings of
+:func:`telcoanalytics.tune_malloc` instead of Dask's aggressive trimming (freed batch arrays stay in
+the heap for the next batch instead of being faulted in again)."""
+
+
+def local_client(n_workers: int):
+    """A context manager: a local Dask cluster of ``n_workers`` single-threaded worker processes
+    (with :data:`WORKER_CONFIG`) and a client of it (``with local_client(2) as client: ...``).
+
+    Raises
+    ------
+    ImportError
+        Dask is not installed (``pip install 'telcoanalytics[distributed]'``).
+    """
+    import contextlib
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    @contextlib.contextmanager
+    def cm():
+        with dask.config.set(WORKER_CONFIG):
+            cluster = LocalCluster(
+                processes=True, n_workers=int(n_workers), threads_per_worker=1, dashboard_address=None
+            )
+        with cluster, Client(cluster) as client:
+            yield client
+
+    return cm()
+
+
 def partitioned_pipeline(
     topology: Topology,
     route_level: str = "region",

@@ -328,16 +328,15 @@ def run_replay(settings: dict | None = None, resume=None, checkpoint=None, resto
     if workers <= 0 or resume is not None or restore is not None:
         return _run_replay(settings, resume, checkpoint, restore, say, progress)
     try:
-        from distributed import Client, LocalCluster
+        from telcoanalytics.pipeline.distributed import local_client
+
+        cluster = local_client(workers)
     except ImportError as exc:  # pragma: no cover - dask is installed in the test environment
         raise ImportError(
             f"--workers {workers} needs Dask: pip install 'telcoanalytics[distributed]' (or run without --workers)"
         ) from exc
 
-    with (
-        LocalCluster(processes=True, n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
+    with cluster as client:
         return _run_replay(settings, resume, checkpoint, restore, say, progress, client=client)
 
 
