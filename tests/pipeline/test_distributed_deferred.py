@@ -214,3 +214,29 @@ def test_deferred_on_a_cluster_equals_the_single_pipeline(net, tmp_path):
         assert len(files) == 3  # one generation: the older one went once the checkpoint was durable
     assert b.counts() == a.counts() and fb == fa and nb == na
     assert c.counts() == a.counts() and fc == fa and nc == na
+
+
+@pytest.mark.parametrize("n_partitions", [1, 3])
+def test_topology_change_mid_stream_equals_the_single_pipeline(small, n_partitions):
+    """Elements re-homed while data flows: the partitions follow (their pending rows first) and the
+    merged cube equals the one-process pipeline's."""
+    from telcoanalytics.pipeline.replay_report import rehome_plan
+
+    day, batches = small
+    names = ["windows", "cube"]
+    p = partitioned_pipeline(day.topology, enabled=names, n_partitions=n_partitions)
+    q = Pipeline(day.topology, components=build_components(day.topology, names))
+    moved, new_site = rehome_plan(day, 0.2, seed=1)
+    assert len(moved)
+    target, change = day.topology.rehome_elements(moved, new_site)
+    half = len(batches) // 2
+    for x in (p, q):
+        x.feed(batches[:half])
+        x.change_topology(target, [change])
+        x.feed(batches[half:])
+        x.advance(x.max_event_ms + 1)
+        x.finish()
+    assert p.topology.version == q.topology.version == 1
+    cq = q.components["cube"].cubes["explore"].query(["site", "equipment_class", "hour_of_day"])
+    cp = p.components["partitions"].merged_cubes()["explore"].query(["site", "equipment_class", "hour_of_day"])
+    np.testing.assert_array_equal(cp, cq)
