@@ -36,7 +36,12 @@ def run_once(elements: int, workers: int, seed: int, out: Path, extra=(), tree=N
     env = dict(os.environ)
     if tree:  # another source tree of telcoanalytics (e.g. the code before a change), first on the path
         env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [env.get("PYTHONPATH")])])
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # run from the output folder: ``python -m`` puts the working directory first on the path, which
+    # would shadow --tree with the source tree the benchmark was started from
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    cmd[cmd.index("--out") + 1] = str(out)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=out)
     _pid, status, ru = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     stdout, stderr = proc.stdout.read(), proc.stderr.read()
