@@ -12,11 +12,13 @@ Dask is an optional extra: ``pip install telcoanalytics[distributed]``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from telcoanalytics.pipeline.pipeline import Pipeline
 from telcoanalytics.topology.model import Topology
 
 
@@ -218,8 +220,8 @@ class HistoryView:
 
 
 class PartitionWorker:
-    """The analysis components of one partition (a set of route-level nodes); runs in this process
-    or as a Dask actor on a worker process. Built from plain values so it pickles cheaply."""
+    """The analysis components of one partition (a set of route-level nodes). Built from plain
+    values so it pickles cheaply; a :class:`PartitionGroup` holds the partitions of one process."""
 
     def __init__(self, topology_state: dict, enabled, allowed_lateness_ms: int, options: dict, state=None):
         from telcoanalytics.pipeline.components import build_components
@@ -231,7 +233,7 @@ class PartitionWorker:
         else:
             self.components = {name: load_class(cls).from_state(st, topo) for name, (cls, st) in state.items()}
 
-    def apply(self, batches: list, watermark_ms=None, finish: bool = False) -> dict:
+    def apply(self, batches, watermark_ms=None, finish: bool = False) -> dict:
         """Feed ``batches`` (RoutedBatch), then advance (and finish) at ``watermark_ms``; returns
         ``{component: findings}`` (update findings first)."""
         out = {name: [] for name in self.components}
@@ -268,10 +270,11 @@ class PartitionWorker:
         return found, {name: (class_path(c), c.to_state()) for name, c in self.components.items()}
 
     def write_checkpoint(self, path: str, batches: list = ()) -> tuple[dict, str]:
-        """Apply pending batches, then write this partition's own checkpoint (atomic) on its worker."""
+        """Apply pending batches, then write this partition's own checkpoint (atomic; large entries
+        compacted losslessly as in the pipeline's checkpoint) where it runs."""
         import json
 
-        from telcoanalytics.pipeline.checkpoint import _flatten, write_atomic
+        from telcoanalytics.pipeline.checkpoint import _flatten, _write_entries
 
         found, state = self.to_state(batches)
         flat: dict = {}
@@ -279,24 +282,84 @@ class PartitionWorker:
         for name, (cls, st) in state.items():
             classes[name] = cls
             _flatten(f"comp.{name}", st, flat)
-        flat["__meta__"] = np.frombuffer(json.dumps({"classes": classes}).encode(), dtype=np.uint8)
-        write_atomic(path, lambda f: np.savez(f, **flat))
+        del state
+        _write_entries(path, flat, json.dumps({"classes": classes}))
         return found, path
 
     def report_lines(self) -> list[str]:
         return [x for comp in self.components.values() for x in comp.report_lines()]
 
 
+class PartitionGroup:
+    """The partitions one process runs, each its own :class:`PartitionWorker`: a Dask actor on a
+    worker process (one per worker, so each round trip serves all of that worker's partitions),
+    or, without a cluster, all partitions in this process.
+
+    Parameters
+    ----------
+    topology_state, enabled, allowed_lateness_ms, options
+        As :class:`PartitionWorker`.
+    states : dict partition -> state or None
+        The partitions of this group (None: fresh components).
+    """
+
+    def __init__(self, topology_state: dict, enabled, allowed_lateness_ms: int, options: dict, states: dict):
+        self.parts = {
+            int(k): PartitionWorker(topology_state, enabled, allowed_lateness_ms, options, st)
+            for k, st in states.items()
+        }
+
+    def run(self, steps: list) -> list[dict]:
+        """Run ``steps`` in order, each ``(watermark_ms, finish, {partition: [RoutedBatch, ...]})``:
+        every partition of the group feeds its batches, then advances (or finishes) at the
+        watermark, exactly as one advance of the pipeline. Returns per step
+        ``{partition: {component: findings}}`` (components without findings left out)."""
+        out = []
+        for wm, finish, batches in steps:
+            found = {}
+            for k, w in self.parts.items():
+                r = w.apply(batches.get(k, ()), wm, finish)
+                found[k] = {name: f for name, f in r.items() if f}
+            out.append(found)
+        return out
+
+    def call(self, method: str, args: dict) -> dict:
+        """``{partition: getattr(worker, method)(*args[partition])}`` for the partitions in ``args``."""
+        return {k: getattr(self.parts[k], method)(*a) for k, a in args.items()}
+
+
+def balance(sizes, n_groups: int) -> list[list[int]]:
+    """Assign partitions of the given sizes to ``n_groups`` groups, largest first to the least
+    loaded group (ties to the lower index); each group's partitions in increasing order.
+
+    Examples
+    --------
+    >>> balance([5, 1, 4, 3], 2)
+    [[0, 1], [2, 3]]
+    """
+    if n_groups < 1:
+        raise ValueError(f"n_groups must be >= 1, got {n_groups!r}")
+    load = [0] * n_groups
+    groups: list[list[int]] = [[] for _ in range(n_groups)]
+    for k in sorted(range(len(sizes)), key=lambda i: (-int(sizes[i]), i)):
+        g = min(range(n_groups), key=lambda j: (load[j], j))
+        groups[g].append(k)
+        load[g] += int(sizes[k])
+    return [sorted(g) for g in groups if g]
+
+
 def _read_partition_checkpoint(path: str) -> dict:
     import json
 
-    from telcoanalytics.pipeline.checkpoint import CheckpointError, _unflatten
+    from telcoanalytics.pipeline.checkpoint import CheckpointError, _unflatten, decode_entries
 
     try:
         with np.load(path, allow_pickle=False) as z:
             flat = {k: z[k] for k in z.files}
-        classes = json.loads(bytes(flat.pop("__meta__")).decode())["classes"]
-    except (OSError, ValueError, KeyError) as exc:
+        meta = json.loads(bytes(flat.pop("__meta__")).decode())
+        classes = meta["classes"]
+        decode_entries(flat, meta.get("encoded") or {})
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise CheckpointError(
             f"partition checkpoint {path} is missing or damaged ({type(exc).__name__}: {exc}); resume from an "
             "older checkpoint or start afresh"
@@ -304,17 +367,29 @@ def _read_partition_checkpoint(path: str) -> dict:
     return {name: (cls, _unflatten(f"comp.{name}", flat)) for name, cls in classes.items()}
 
 
+_PART_FILE = "partition-{k}-{token}.npz"  # a generation's partition files (PartitionedComponents.parts_dir)
+
+
 class PartitionedComponents:
     """One pipeline component that runs the real components partitioned by the pipeline's route
     level: each partition (route-level nodes ``node % n_partitions``) has its own component
-    states, on a Dask worker process (an actor) or, without a client, in this process.
+    states, on a Dask worker process or, without a client, in this process.
 
-    Use it as the only component of a :class:`~telcoanalytics.pipeline.Pipeline`: ingest,
-    validation, quarantine, routing, the tick schedule and the alert manager stay in the driving
-    process; each partition's rows are buffered and shipped once per advance (one round trip per
-    partition and tick), and the partitions work in parallel. Findings come back per component
-    and are merged in component order, partition by partition, so a run is identical whatever the
-    number of workers, and identical with and without Dask (bitwise).
+    Use it as the only component of a :class:`~telcoanalytics.pipeline.Pipeline` (best a
+    :class:`PartitionedPipeline`, see :func:`partitioned_pipeline`): ingest, validation,
+    quarantine, routing, the tick schedule and the alert manager stay in the driving process;
+    each partition's rows are buffered and shipped with the advance they precede. On a cluster
+    the partitions are spread over the workers (balanced by their elements), one actor
+    (:class:`PartitionGroup`) per worker, so one round trip serves all partitions of a worker.
+    Findings come back per component and are merged in component order, partition by partition,
+    so a run is identical whatever the number of workers, and identical with and without Dask
+    (bitwise).
+
+    The work can be shipped as *steps* (:meth:`defer`: the rows so far and an advance at a
+    watermark), several per round trip (:meth:`submit`), while the caller goes on ingesting;
+    :meth:`settle` waits for them and :meth:`collect` hands each step's findings back in order.
+    The component contract's methods (``advance``, ``finish``, ...) run any deferred steps first,
+    then their own, and return at once.
 
     Parameters
     ----------
@@ -326,11 +401,13 @@ class PartitionedComponents:
     enabled, allowed_lateness_ms, options
         As :func:`telcoanalytics.pipeline.components.build_components`.
     client : dask.distributed.Client, optional
-        Run each partition as an actor on the cluster; None: in this process.
+        Run the partitions on the cluster's workers; None: in this process.
     checkpoint_dir : path, optional
         Each partition writes its own checkpoint file there (on its worker, in parallel) when the
-        pipeline checkpoints; the pipeline's checkpoint then holds only their names. None: the
-        partitions' states are gathered into the pipeline's checkpoint.
+        pipeline checkpoints (``partition-<k>.npz``, replaced each time); the pipeline's checkpoint
+        then holds only their names. None: the partitions' states are gathered into the
+        pipeline's checkpoint (a :class:`PartitionedPipeline` on a cluster has its partitions write
+        a new generation of files next to each checkpoint instead, see :attr:`parts_dir`).
 
     Notes
     -----
@@ -360,6 +437,12 @@ class PartitionedComponents:
         self.route_level = route_level
         self.client = client
         self.checkpoint_dir = checkpoint_dir
+        self.parts_dir = None
+        """A folder where :meth:`to_state` writes a new generation of partition files
+        (``partition-<k>-<token>.npz``) at each checkpoint, never overwriting the files the last
+        checkpoint refers to (set by :class:`PartitionedPipeline` for each checkpoint, and by a
+        restore from such files)."""
+        self._generations: dict[str, list[str]] = {}  # parts_dir -> the files of its last generation
         self.config = {
             "enabled": None if enabled is None else list(enabled),
             "allowed_lateness_ms": int(allowed_lateness_ms),
@@ -367,15 +450,26 @@ class PartitionedComponents:
         }
         ts = topology.to_state()
         states = _states or [None] * self.n_partitions
-        args = [
-            (ts, self.config["enabled"], self.config["allowed_lateness_ms"], self.config["options"], st)
-            for st in states
-        ]
+        common = (ts, self.config["enabled"], self.config["allowed_lateness_ms"], self.config["options"])
         if client is None:
-            self.workers = [PartitionWorker(*a) for a in args]
+            self.assignment = [list(range(self.n_partitions))]
+            self.groups = [PartitionGroup(*common, dict(enumerate(states)))]
         else:
-            futures = [client.submit(PartitionWorker, *a, actor=True, pure=False) for a in args]
-            self.workers = [f.result() for f in futures]
+            workers = sorted(client.scheduler_info()["workers"])
+            self.assignment = balance(self.partition_sizes(), min(len(workers), self.n_partitions))
+            futures = [
+                client.submit(
+                    PartitionGroup,
+                    *common,
+                    {k: states[k] for k in ks},
+                    actor=True,
+                    pure=False,
+                    workers=[w],
+                    allow_other_workers=False,
+                )
+                for w, ks in zip(workers, self.assignment)
+            ]
+            self.groups = [f.result() for f in futures]
         self.pending: list[list] = [[] for _ in range(self.n_partitions)]
         if _states is not None:
             self.names = list(_states[0])
@@ -384,11 +478,28 @@ class PartitionedComponents:
 
             self.names = [n for n in COMPONENTS if enabled is None or n in enabled]
         self._carry: list = []  # findings of pending rows applied outside an advance (none for the built-ins)
+        self._steps: list = []  # deferred steps not shipped yet: (watermark_ms, finish, {partition: batches})
+        self._inflight = None  # (calls per group, watermarks of their steps)
+        self._ready: list = []  # (watermark_ms, findings) of settled steps, not collected yet
+
+    def partition_sizes(self) -> np.ndarray:
+        """Elements of each partition (retired ones in partition 0)."""
+        route = self.topology.route_map(self.route_level)
+        part = np.where(route < 0, 0, route % self.n_partitions)
+        return np.bincount(part, minlength=self.n_partitions)
 
     # ---- calls on every partition, in parallel ------------------------------------------------------
     def _call(self, method: str, per_partition_args) -> list:
-        calls = [getattr(w, method)(*a) for w, a in zip(self.workers, per_partition_args)]
-        return [c.result() for c in calls] if self.client is not None else calls
+        """``method`` on every partition (deferred steps run first); results in partition order."""
+        self.flush()
+        calls = [
+            g.call(method, {k: tuple(per_partition_args[k]) for k in ks}) for g, ks in zip(self.groups, self.assignment)
+        ]
+        out = [None] * self.n_partitions
+        for r in calls if self.client is None else [c.result() for c in calls]:
+            for k, v in r.items():
+                out[k] = v
+        return out
 
     def _merge(self, results: list[dict]) -> list:
         found = []
@@ -401,14 +512,77 @@ class PartitionedComponents:
         p, self.pending = self.pending, [[] for _ in range(self.n_partitions)]
         return p
 
+    # ---- deferred steps ---------------------------------------------------------------------------------
+    @property
+    def n_steps(self) -> int:
+        """Deferred steps not shipped yet."""
+        return len(self._steps)
+
+    def defer(self, watermark_ms: int, finish: bool = False) -> None:
+        """One step: the rows buffered so far, then an advance (or the finish) at ``watermark_ms``;
+        it runs at the next :meth:`submit`."""
+        batches = {k: b for k, b in enumerate(self._take_pending()) if b}
+        self._steps.append((int(watermark_ms), bool(finish), batches))
+
+    def submit(self) -> None:
+        """Ship the deferred steps, all in one call per worker (after settling the call in flight:
+        one call at a time per worker keeps them in order). In this process they run now."""
+        if self._inflight is not None:
+            self.settle()
+        if not self._steps:
+            return
+        steps, self._steps = self._steps, []
+        calls = [
+            g.run([(wm, fin, {k: b[k] for k in ks if k in b}) for wm, fin, b in steps])
+            for g, ks in zip(self.groups, self.assignment)
+        ]
+        self._inflight = (calls, [wm for wm, _f, _b in steps])
+        if self.client is None:
+            self.settle()
+
+    def busy(self) -> bool:
+        """Is a call still running on some worker?"""
+        if self._inflight is None:
+            return False
+        return self.client is not None and not all(c.done() for c in self._inflight[0])
+
+    def settle(self) -> None:
+        """Wait for the call in flight; its steps' findings join the ready ones (:meth:`collect`)."""
+        if self._inflight is None:
+            return
+        calls, wms = self._inflight
+        self._inflight = None
+        results = calls if self.client is None else [c.result() for c in calls]
+        for i, wm in enumerate(wms):
+            per_part = {}
+            for r in results:
+                per_part.update(r[i])
+            self._ready.append((wm, self._merge([per_part[k] for k in sorted(per_part)])))
+
+    def flush(self) -> None:
+        """Run every deferred step and wait for it."""
+        if self._steps:
+            self.submit()
+        self.settle()
+
+    def collect(self) -> list[tuple[int, list]]:
+        """``(watermark_ms, findings)`` of every settled step not collected yet, in order."""
+        r, self._ready = self._ready, []
+        return r
+
+    def _run_now(self, watermark_ms: int, finish: bool = False) -> list:
+        self.defer(watermark_ms, finish)
+        self.flush()
+        return self._carried() + [f for _wm, found in self.collect() for f in found]
+
     # ---- the component contract ---------------------------------------------------------------------------
     def update(self, batch) -> list:
         from telcoanalytics.pipeline.contract import RoutedBatch
 
-        part = np.where(batch.partition < 0, 0, batch.partition % self.n_partitions)
         if self.n_partitions == 1:
             self.pending[0].append(batch)
             return []
+        part = np.where(batch.partition < 0, 0, batch.partition % self.n_partitions)
         order = np.argsort(part, kind="stable")
         bounds = np.searchsorted(part[order], np.arange(self.n_partitions + 1))
         for k in range(self.n_partitions):
@@ -431,24 +605,24 @@ class PartitionedComponents:
         self._call("learn", [(v, int(until_ms)) for v in views])
 
     def advance(self, watermark_ms: int) -> list:
-        return self._carried() + self._merge(
-            self._call("apply", [(b, int(watermark_ms)) for b in self._take_pending()])
-        )
+        """Deferred steps, then the rows since and an advance at ``watermark_ms``; their findings."""
+        return self._run_now(watermark_ms)
 
     def finish(self, watermark_ms: int) -> list:
-        found = self._merge(self._call("apply", [(b, int(watermark_ms), True) for b in self._take_pending()]))
-        return self._carried() + found
+        return self._run_now(watermark_ms, finish=True)
 
     def topology_changed(self, topology, changes) -> list:
+        self.flush()
+        ready = [f for _wm, found in self.collect() for f in found]
         ts = topology.to_state()
         found = self._merge(self._call("topology_changed", [(b, ts, changes) for b in self._take_pending()]))
         self.topology = topology
-        return self._carried() + found
+        return self._carried() + ready + found
 
     def report_lines(self) -> list[str]:
+        where = "on a Dask cluster" if self.client is not None else "in this process"
         lines = [
-            f"== partitioned by {self.route_level}: {self.n_partitions} partitions "
-            f"({'on a Dask cluster' if self.client is not None else 'in this process'}); components "
+            f"== partitioned by {self.route_level}: {self.n_partitions} partitions ({where}); components "
             f"{', '.join(self.names)}"
         ]
         for k, part in enumerate(self.partition_report_lines()):
@@ -462,6 +636,7 @@ class PartitionedComponents:
     def states(self) -> list[dict]:
         """Each partition's ``{component: (class path, state)}``; pending rows are applied first
         (their findings, if any, are returned by the next advance)."""
+        self.flush()
         res = self._call("to_state", [(b,) for b in self._take_pending()])
         self._carry += self._merge([found for found, _st in res])
         return [st for _found, st in res]
@@ -492,19 +667,41 @@ class PartitionedComponents:
             "n_partitions": self.n_partitions,
             "config": self.config,
         }
-        if self.checkpoint_dir is not None:
-            d = Path(self.checkpoint_dir)
-            d.mkdir(parents=True, exist_ok=True)
-            paths = [str(d / f"partition-{k}.npz") for k in range(self.n_partitions)]
+        if self.parts_dir is not None or self.checkpoint_dir is not None:
+            self.flush()
+            if self.parts_dir is not None:
+                d = Path(self.parts_dir).resolve()
+                d.mkdir(parents=True, exist_ok=True)
+                token = f"{time.time_ns():x}"
+                paths = [str(d / _PART_FILE.format(k=k, token=token)) for k in range(self.n_partitions)]
+            else:
+                d = Path(self.checkpoint_dir)
+                d.mkdir(parents=True, exist_ok=True)
+                paths = [str(d / f"partition-{k}.npz") for k in range(self.n_partitions)]
             res = self._call("write_checkpoint", [(p, b) for p, b in zip(paths, self._take_pending())])
             self._carry += self._merge([found for found, _p in res])
-            return {**head, "files": paths}
+            if self.parts_dir is not None:
+                self._new_generation(str(d), paths)
+            return {**head, "files": paths, **({"generations": True} if self.parts_dir is not None else {})}
         return {
             **head,
             "partitions": {
                 str(k): {n: {"cls": c, "state": s} for n, (c, s) in st.items()} for k, st in enumerate(self.states())
             },
         }
+
+    def _new_generation(self, folder: str, paths: list[str]) -> None:
+        """Files of ``folder`` but those of the previous generation and ``paths`` are removed (a
+        checkpoint refers to the previous generation until the one being written lands)."""
+        keep = set(paths) | set(self._generations.get(folder, []))
+        self._generations[folder] = list(paths)
+        _remove_partition_files(folder, keep)
+
+    def checkpoint_done(self) -> None:
+        """The checkpoint that refers to the newest generation of partition files is durable: the
+        older generations in its folder are removed."""
+        for folder, paths in self._generations.items():
+            _remove_partition_files(folder, set(paths))
 
     @classmethod
     def from_state(cls, state: dict, topology, client=None) -> PartitionedComponents:
@@ -524,7 +721,9 @@ class PartitionedComponents:
             parts = state["partitions"]
             states = [{name: (v["cls"], v["state"]) for name, v in parts[str(k)].items()} for k in range(n)]
         cfg = state["config"]
-        return cls(
+        generations = bool(state.get("generations"))
+        folder = None if "files" not in state else str(Path(state["files"][0]).parent)
+        out = cls(
             topology,
             state["route_level"],
             n,
@@ -532,9 +731,166 @@ class PartitionedComponents:
             cfg["allowed_lateness_ms"],
             cfg["options"],
             client=client,
-            checkpoint_dir=None if "files" not in state else str(Path(state["files"][0]).parent),
+            checkpoint_dir=None if generations else folder,
             _states=states,
         )
+        if generations:  # later checkpoints write new generations next to these files
+            out.parts_dir = folder
+            out._generations[folder] = list(state["files"])
+        return out
+
+
+def _remove_partition_files(folder: str, keep: set) -> None:
+    for p in Path(folder).glob(_PART_FILE.format(k="*", token="*")):
+        if str(p) not in keep:
+            p.unlink(missing_ok=True)
+
+
+class PartitionedPipeline(Pipeline):
+    """A :class:`~telcoanalytics.pipeline.Pipeline` whose one component is a
+    :class:`PartitionedComponents` (see :func:`partitioned_pipeline`). On a Dask cluster,
+    :meth:`feed` does not wait for the partitions at each minute: each tick becomes a deferred
+    step, the steps are shipped several at a time (one call per worker), and the driver ingests
+    the next minutes while the workers run them. The findings of each step reach the alert
+    manager in order, at that step's watermark, exactly as one advance at a time would deliver
+    them, so the alerts, incidents and counts are identical; they arrive later in wall time
+    (at most :attr:`max_steps` minutes of event time behind the ingest, or at once when the
+    input comes slower than :attr:`live_gap_s` per tick, as in real time).
+
+    Everything that needs the pipeline settled runs the shipped steps first and delivers their
+    findings (:meth:`drain`): a direct :meth:`advance`, :meth:`finish`, :meth:`change_topology`,
+    :meth:`checkpoint`. A driver that records its outputs' lengths before a checkpoint (the
+    :class:`~telcoanalytics.pipeline.run.Runner`) calls :meth:`drain` first.
+
+    On a cluster the partitions write their own checkpoint files, in parallel on their workers,
+    into ``<checkpoint>.parts/`` next to each checkpoint: a new generation of files each time
+    (the previous generation stays until the checkpoint referring to the new one is durable).
+    """
+
+    min_steps = 10
+    """Steps (minutes) gathered before a call when the workers are idle."""
+    max_steps = 60
+    """Steps at which the driver waits for the workers' call in flight (bounds the rows held)."""
+    live_gap_s = 1.0
+    """A tick that comes this many wall seconds after the previous one is run at once (real time)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        parts = [c for c in self.components.values() if isinstance(c, PartitionedComponents)]
+        if len(parts) != 1 or len(self.components) != 1:
+            raise ValueError(
+                "a PartitionedPipeline has exactly one component, a PartitionedComponents "
+                f"(got {', '.join(f'{n}: {type(c).__name__}' for n, c in self.components.items()) or 'none'})"
+            )
+        self.partitions = parts[0]
+        self.partitions_name = next(iter(self.components))
+        self._deferring = False
+        self._last_tick_wall: float | None = None
+
+    def feed(self, batches, tick_ms: int = 60_000) -> int:
+        """:meth:`Pipeline.feed`, with the partitions' ticks deferred and shipped in batches on a cluster."""
+        if self.partitions.client is None:
+            return super().feed(batches, tick_ms)
+        self._deferring = True
+        try:
+            return super().feed(batches, tick_ms)
+        finally:
+            self._deferring = False
+
+    def advance(self, watermark_ms: int | None = None) -> list:
+        if not self._deferring:
+            self.drain()
+            return super().advance(watermark_ms)
+        wm = self.watermark_ms if watermark_ms is None else int(watermark_ms)
+        tc = time.perf_counter()
+        part = self.partitions
+        part.defer(wm)
+        self.last_advance_ms = wm
+        live = self._last_tick_wall is not None and tc - self._last_tick_wall >= self.live_gap_s
+        if live:
+            part.flush()
+        elif part.busy():
+            if part.n_steps >= self.max_steps:
+                part.settle()
+                part.submit()
+        elif part.n_steps >= self.min_steps:
+            part.submit()  # settles the finished call first
+        self.seconds[self.partitions_name] += time.perf_counter() - tc
+        self._deliver_ready()
+        self._last_tick_wall = time.perf_counter()
+        return []
+
+    def _deliver_ready(self) -> None:
+        for wm, found in self.partitions.collect():
+            self._deliver(found, wm, tick=True)
+
+    def drain(self) -> None:
+        """Run every deferred step and deliver its findings (in order, each at its watermark)."""
+        tc = time.perf_counter()
+        self.partitions.flush()
+        self.seconds[self.partitions_name] += time.perf_counter() - tc
+        self._deliver_ready()
+
+    def finish(self) -> list:
+        self.drain()
+        return super().finish()
+
+    def change_topology(self, target, changes=None) -> list:
+        self.drain()
+        return super().change_topology(target, changes)
+
+    def checkpoint(self, path, driver: dict | None = None) -> Path:
+        self.drain()
+        part = self.partitions
+        if part.client is None or part.checkpoint_dir is not None:
+            return super().checkpoint(path, driver)
+        path = Path(path)
+        previous = part.parts_dir
+        part.parts_dir = str(path.parent / f"{path.name}.parts")
+        try:
+            out = super().checkpoint(path, driver)
+            part.checkpoint_done()
+        finally:
+            part.parts_dir = previous
+        return out
+
+
+WORKER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 2**31 - 1,
+    "distributed.nanny.pre-spawn-environ.MALLOC_TOP_PAD_": 256 << 20,
+    "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 32 << 20,
+}
+"""Dask settings of :func:`local_client`'s worker processes: no statistical profiler (a thread
+sampling every worker's stacks every 10 ms), and the malloc settings of
+:func:`telcoanalytics.tune_malloc` instead of Dask's aggressive trimming (freed batch arrays stay in
+the heap for the next batch instead of being faulted in again)."""
+
+
+def local_client(n_workers: int):
+    """A context manager: a local Dask cluster of ``n_workers`` single-threaded worker processes
+    (with :data:`WORKER_CONFIG`) and a client of it (``with local_client(2) as client: ...``).
+
+    Raises
+    ------
+    ImportError
+        Dask is not installed (``pip install 'telcoanalytics[distributed]'``).
+    """
+    import contextlib
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    @contextlib.contextmanager
+    def cm():
+        with dask.config.set(WORKER_CONFIG):
+            cluster = LocalCluster(
+                processes=True, n_workers=int(n_workers), threads_per_worker=1, dashboard_address=None
+            )
+        with cluster, Client(cluster) as client:
+            yield client
+
+    return cm()
 
 
 def partitioned_pipeline(
@@ -547,9 +903,10 @@ def partitioned_pipeline(
     client=None,
     alerts=None,
     checkpoint_dir=None,
-):
-    """A :class:`~telcoanalytics.pipeline.Pipeline` whose analysis runs partitioned by
-    ``route_level`` (see :class:`PartitionedComponents`); ``alerts`` is its alert manager.
+    ingest_options: dict | None = None,
+) -> PartitionedPipeline:
+    """A :class:`PartitionedPipeline` whose analysis runs partitioned by ``route_level`` (see
+    :class:`PartitionedComponents`); ``alerts`` is its alert manager.
 
     Examples
     --------
@@ -560,15 +917,14 @@ def partitioned_pipeline(
     >>> p.components["partitions"].n_partitions, p.conserved()
     (2, True)
     """
-    from telcoanalytics.pipeline.pipeline import Pipeline
-
     part = PartitionedComponents(
         topology, route_level, n_partitions, enabled, allowed_lateness_ms, options, client, checkpoint_dir
     )
-    return Pipeline(
+    return PartitionedPipeline(
         topology,
         route_level=route_level,
         allowed_lateness_ms=allowed_lateness_ms,
         components={"partitions": part},
         alerts=alerts,
+        ingest_options=ingest_options,
     )

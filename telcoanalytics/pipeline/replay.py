@@ -224,13 +224,15 @@ def build_pipeline(settings: dict, topology, alert_log, incident_log=None, clien
     lateness_ms = int(settings["lateness_s"]) * 1000
     enabled = settings["components"]
     options = settings.get("component_options") or {}
+    cls = Pipeline
     if client is not None:
-        from telcoanalytics.pipeline.distributed import PartitionedComponents
+        from telcoanalytics.pipeline.distributed import PartitionedComponents, PartitionedPipeline
 
         part = PartitionedComponents(
             topology, settings["route_level"], None, enabled, lateness_ms, options, client=client
         )
         components = {"partitions": part}
+        cls = PartitionedPipeline
     else:
         components = build_components(topology, enabled, allowed_lateness_ms=lateness_ms, options=options)
     with_alerts = enabled is None or "alerts" in enabled
@@ -241,7 +243,7 @@ def build_pipeline(settings: dict, topology, alert_log, incident_log=None, clien
 
         book = IncidentBook(topology.levels, log=incident_log)
         alerts = AlertManager(topology, sinks=[JsonlAlertSink(alert_log)], incidents=book, **alert_opts)
-    return Pipeline(
+    return cls(
         topology,
         route_level=settings["route_level"],
         allowed_lateness_ms=lateness_ms,
@@ -326,16 +328,15 @@ def run_replay(settings: dict | None = None, resume=None, checkpoint=None, resto
     if workers <= 0 or resume is not None or restore is not None:
         return _run_replay(settings, resume, checkpoint, restore, say, progress)
     try:
-        from distributed import Client, LocalCluster
+        from telcoanalytics.pipeline.distributed import local_client
+
+        cluster = local_client(workers)
     except ImportError as exc:  # pragma: no cover - dask is installed in the test environment
         raise ImportError(
             f"--workers {workers} needs Dask: pip install 'telcoanalytics[distributed]' (or run without --workers)"
         ) from exc
 
-    with (
-        LocalCluster(processes=True, n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
+    with cluster as client:
         return _run_replay(settings, resume, checkpoint, restore, say, progress, client=client)
 
 

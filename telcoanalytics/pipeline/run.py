@@ -446,6 +446,8 @@ class Runner:
         """
         tc = time.perf_counter()
         self._wait_pending()
+        if hasattr(self.pipe, "drain"):  # deferred findings delivered before the outputs' lengths are taken
+            self.pipe.drain()
         for log in self.outputs.values():
             log.sync()
         self.driver["position"] = position
