@@ -29,6 +29,8 @@ from telcoanalytics.pipeline.contract import (  # noqa: F401
 )
 from telcoanalytics.pipeline.distributed import (  # noqa: F401
     PartitionedComponents,
+    PartitionedPipeline,
+    local_client,
     map_merge,
     partitioned_pipeline,
     split_by_level,
@@ -69,6 +71,8 @@ __all__ = [
     "map_merge",
     "PartitionedComponents",
     "partitioned_pipeline",
+    "PartitionedPipeline",
+    "local_client",
     "windows_by_partition",
     "CHECKPOINT_FORMAT",
     "CheckpointError",
