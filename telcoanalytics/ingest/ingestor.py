@@ -238,7 +238,6 @@ class _Status:
             self.field[m] = self.name_index(name)
 
 
-
 # ---- per-source checks: the row checks and the element lookup in one compiled pass each ----------
 _KERNEL_FIELDS = {
     "cdr": CDR_CHECK_FIELDS,
