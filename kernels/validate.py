@@ -488,3 +488,50 @@ def complaint_check_route(rows, limits, n_categories, codes, out_code, out_field
             out_field[i] = f
             n_bad += 1
     return n_bad
+
+
+# ---- after the checks: the pipeline's event-time clock and the routing counts, in one pass ---------
+@kernel
+def clock_route(t, recent, k, idx, route, node, counts, out_recent):
+    """One pass over an accepted batch for the pipeline (``telcoanalytics.ingest.clock.EventClock``
+    and the routing counts of ``telcoanalytics.pipeline.pipeline.Pipeline``).
+
+    Parameters
+    ----------
+    t : int64 (n,), event times of the batch (arrival order)
+    recent : int64 (m,), the clock's last event times (oldest first)
+    k : int, the clock candidate is the ``k``-th largest of the window (``outliers + 1``)
+    idx : int64 (n,), dense element index of each row
+    route : int64, node of each element at the route level (-1: retired)
+    node : int64 (n,), written: ``route[idx]``
+    counts : int64 (n_nodes + 1,), ``counts[node + 1] += 1`` for every row
+    out_recent : int64 (w,), written: the last ``w`` of ``recent`` then ``t`` (``w`` is the
+        caller's ``min(window, m + n)``)
+
+    Returns
+    -------
+    (int, int)
+        The ``k``-th largest of ``out_recent`` (int64 min when it holds fewer than ``k``) and the
+        largest of ``t`` (int64 min for an empty batch).
+    """
+    n = t.shape[0]
+    w = out_recent.shape[0]
+    from_t = min(n, w)
+    from_recent = w - from_t
+    m = recent.shape[0]
+    for j in range(from_recent):
+        out_recent[j] = recent[m - from_recent + j]
+    for j in range(from_t):
+        out_recent[from_recent + j] = t[n - from_t + j]
+    none = np.iinfo(np.int64).min
+    cand = none
+    if w >= k:
+        cand = np.sort(out_recent)[w - k]
+    t_max = none
+    for i in range(n):
+        if t[i] > t_max:
+            t_max = t[i]
+        nd = route[idx[i]]
+        node[i] = nd
+        counts[nd + 1] += 1
+    return cand, t_max
