@@ -221,7 +221,8 @@ class _Status:
 
     def __init__(self, n: int, source: str):
         self.code = np.zeros(n, dtype=np.int8)
-        self.field = np.full(n, -1, dtype=np.int8)
+        self.field = np.empty(n, dtype=np.int8)
+        self.field.fill(-1)  # (np.full: the same, through a Python-level wrapper)
         self.names: list[str] = list(_KERNEL_FIELDS[source])
 
     def name_index(self, name: str) -> int:
@@ -748,7 +749,8 @@ class Ingestor:
         compiled pass with an element table (flat or paged; each row read once), else the two
         steps (hash map, known ids without a table, no topology, a non-canonical dtype)."""
         lookup = self._element_lookup()
-        if lookup is None or lookup.table is None or data.dtype != DTYPES[self.source]:
+        canonical = DTYPES[self.source]
+        if lookup is None or lookup.table is None or (data.dtype is not canonical and data.dtype != canonical):
             _row_checks(self.source, data, lo, hi, neg_dur, st)
             return self._check_elements(data, st)
         key = (lo, hi, neg_dur)
