@@ -119,9 +119,7 @@ def _text(v) -> str | None:
 def _texts(values: list) -> list:
     """``_text`` of every value of a column's ``tolist()``, with the usual column kinds (all ints,
     all floats) converted without the type tests per value."""
-    if not values:
-        return values
-    kind = type(values[0])
+    kind = type(values[0]) if values else None
     if kind is int and all(type(x) is int for x in values):
         return [str(x) for x in values]
     if kind is float and all(type(x) is float for x in values):

@@ -230,3 +230,17 @@ def test_paged_ids_decide_as_dense_ids(source, seed):
     assert got.by_reason == want.by_reason
     assert got.element_index.tolist() == want.element_index.tolist()
     assert got.accepted_rows().tolist() == want.accepted_rows().tolist()
+
+
+def test_complaint_rows_failed_before_keep_their_reason():
+    """Rows already failed (a parse failure) keep their code and field; their index is still looked up."""
+    ids = np.array([7, 9], dtype=np.int64)
+    lk = _ElementLookup(ids, np.arange(2))
+    a = empty("complaint", 3)
+    a["ts_ms"], a["element_id"], a["lat"], a["lon"] = 5, [7, 9, 8], np.nan, np.nan  # time out of range
+    code = np.array([2, 0, 0], np.int8)
+    field = np.array([3, -1, -1], np.int8)
+    out = np.empty(3, np.int64)
+    n = V.complaint_check_route(a, *I._route_limits("complaint", LO, HI), code, field, lk.table, lk.route(11, 6), out)
+    assert n == 2 and code.tolist() == [2, 4, 4] and field.tolist() == [3, V.K_TS, V.K_TS]
+    assert out.tolist() == [0, 1, -1]
