@@ -3,6 +3,23 @@
 The checks and their order are those of ``telcoanalytics.ingest.ingestor`` (its module docstring); the
 caller passes the reason codes, so this module knows nothing of the quarantine's numbering.
 Times are int64 ms; a check is "bad" exactly when the NumPy expression in ``ingest`` is True.
+
+Element lookup
+--------------
+The ``*_check_route`` kernels find each row's dense element index
+in an int32 table ``lut`` described by ``route`` (``[id_lo, id_hi, code, field]``, optionally
+followed by ``[shift, n_dir]``):
+
+* four entries, a flat table: ``lut[id - id_lo + 1]`` for an id in ``id_lo .. id_hi`` (ids that
+  fill most of their range);
+* six entries, a paged table (ids in a few dense runs far apart, e.g. a region prefix before a
+  sequence number): ``lut[:n_dir]`` maps page ``(id - id_lo) >> shift`` to a page number ``p``
+  (-1: no id there) and the page's entries follow at ``lut[n_dir + (p << shift) + ((id - id_lo) &
+  (2**shift - 1))]``.
+
+Either way an entry is the dense index, -1 for an id not known. (:func:`lookup_mark_unknown`
+takes the flat table only.) Without a topology the caller passes ``_NO_ROUTE``-like arguments: an
+empty id range, every index -1, code 0 (nothing marked).
 """
 
 import numpy as np
@@ -14,13 +31,15 @@ F_START, F_END, F_ANSWER, F_CAUSE, F_SERVICE, F_BYTES_UP, F_BYTES_DOWN = range(7
 CDR_CHECK_FIELDS = ("start_ms", "end_ms", "answer_ms", "cause", "service", "bytes_up", "bytes_down")
 
 
-# entries of the ``limits`` argument of cdr_first_failure
+# entries of the ``limits`` argument of cdr_check_route
 L_LO_MS, L_HI_MS, L_CAUSE_LO, L_CAUSE_HI, L_N_SERVICES, L_MAX_CALL_MS, L_MAX_BYTES, L_NO_TIME = range(8)
 
 
 @kernel
-def cdr_first_failure(rows, limits, codes, out_code, out_field):
-    """First failing check of every CDR row.
+def cdr_check_route(rows, limits, codes, out_code, out_field, lut, route, out_index):
+    """First failing check of every CDR row, then the lookup of ``element_id`` in one pass (see
+    :func:`equip_check_route`: ``out_index`` gets every row's dense element index, -1 for an id
+    not known, and a row that passes every check with index -1 gets ``route[2]`` and ``route[3]``).
 
     Parameters
     ----------
@@ -38,6 +57,7 @@ def cdr_first_failure(rows, limits, codes, out_code, out_field):
         Rows already non-zero (failed an earlier check) are left as they are; the others get
         0 or their first failing reason code.
     out_field : int8 (n,), index into ``CDR_CHECK_FIELDS`` of the failing field (set with the code)
+    lut, route : the element table (module docstring), out_index : int64 (n,), written
 
     Returns
     -------
@@ -47,11 +67,27 @@ def cdr_first_failure(rows, limits, codes, out_code, out_field):
     lo_ms, hi_ms = limits[L_LO_MS], limits[L_HI_MS]
     cause_lo, cause_hi, n_services = limits[L_CAUSE_LO], limits[L_CAUSE_HI], limits[L_N_SERVICES]
     max_call, max_bytes, no_time = limits[L_MAX_CALL_MS], limits[L_MAX_BYTES], limits[L_NO_TIME]
+    id_lo, id_hi = route[0], route[1]
+    paged = route.shape[0] > 4
+    shift = route[4] if paged else 0
+    n_dir = route[5] if paged else 0
+    pmask = (np.int64(1) << shift) - 1
     n_bad = 0
     for i in range(rows.shape[0]):
+        row = rows[i]
+        e = row["element_id"]
+        idx = -1
+        if e >= id_lo and e <= id_hi:
+            if paged:
+                d = e - id_lo
+                pg = lut[d >> shift]
+                if pg >= 0:
+                    idx = lut[n_dir + (np.int64(pg) << shift) + (d & pmask)]
+            else:
+                idx = lut[e - id_lo + 1]
+        out_index[i] = idx
         if out_code[i] != 0:
             continue
-        row = rows[i]
         s = row["start_ms"]
         e = row["end_ms"]
         a = row["answer_ms"]
@@ -81,6 +117,8 @@ def cdr_first_failure(rows, limits, codes, out_code, out_field):
             c, f = codes[5], F_BYTES_UP
         elif row["bytes_down"] < 0:
             c, f = codes[5], F_BYTES_DOWN
+        elif idx < 0:
+            c, f = route[2], route[3]
         if c != 0:
             out_code[i] = c
             out_field[i] = f
@@ -96,6 +134,11 @@ EQUIP_CHECK_FIELDS = ("value", "ts_ms", "metric_id")
 # field index written by flow_check_route
 W_TS, W_BYTES, W_PACKETS, W_FLOWS = range(4)
 FLOW_CHECK_FIELDS = ("ts_ms", "bytes", "packets", "flows")
+
+
+# field index written by complaint_check_route
+K_LAT, K_LON, K_TS, K_CATEGORY = range(4)
+COMPLAINT_CHECK_FIELDS = ("lat", "lon", "ts_ms", "category")
 
 
 # field index written by qos_check_route
@@ -182,13 +225,23 @@ def equip_check_route(rows, limits, value_lo, value_hi, is_counter, codes, out_c
     lo_ms, hi_ms = limits[0], limits[1]
     m_known = value_lo.shape[0]
     id_lo, id_hi = route[0], route[1]
+    paged = route.shape[0] > 4
+    shift = route[4] if paged else 0
+    n_dir = route[5] if paged else 0
+    pmask = (np.int64(1) << shift) - 1
     n_bad = 0
     for i in range(rows.shape[0]):
         row = rows[i]
         e = row["element_id"]
         idx = -1
         if e >= id_lo and e <= id_hi:
-            idx = lut[e - id_lo + 1]
+            if paged:
+                d = e - id_lo
+                pg = lut[d >> shift]
+                if pg >= 0:
+                    idx = lut[n_dir + (np.int64(pg) << shift) + (d & pmask)]
+            else:
+                idx = lut[e - id_lo + 1]
         out_index[i] = idx
         if out_code[i] != 0:
             continue
@@ -240,13 +293,23 @@ def flow_check_route(rows, limits, codes, out_code, out_field, lut, route, out_i
     """
     lo_ms, hi_ms = limits[0], limits[1]
     id_lo, id_hi = route[0], route[1]
+    paged = route.shape[0] > 4
+    shift = route[4] if paged else 0
+    n_dir = route[5] if paged else 0
+    pmask = (np.int64(1) << shift) - 1
     n_bad = 0
     for i in range(rows.shape[0]):
         row = rows[i]
         e = row["src_element_id"]
         idx = -1
         if e >= id_lo and e <= id_hi:
-            idx = lut[e - id_lo + 1]
+            if paged:
+                d = e - id_lo
+                pg = lut[d >> shift]
+                if pg >= 0:
+                    idx = lut[n_dir + (np.int64(pg) << shift) + (d & pmask)]
+            else:
+                idx = lut[e - id_lo + 1]
         out_index[i] = idx
         if out_code[i] != 0:
             continue
@@ -302,13 +365,23 @@ def qos_check_route(rows, limits, bounds, codes, out_code, out_field, lut, route
     """
     lo_ms, hi_ms = limits[0], limits[1]
     id_lo, id_hi = route[0], route[1]
+    paged = route.shape[0] > 4
+    shift = route[4] if paged else 0
+    n_dir = route[5] if paged else 0
+    pmask = (np.int64(1) << shift) - 1
     n_bad = 0
     for i in range(rows.shape[0]):
         row = rows[i]
         e = row["element_id"]
         idx = -1
         if e >= id_lo and e <= id_hi:
-            idx = lut[e - id_lo + 1]
+            if paged:
+                d = e - id_lo
+                pg = lut[d >> shift]
+                if pg >= 0:
+                    idx = lut[n_dir + (np.int64(pg) << shift) + (d & pmask)]
+            else:
+                idx = lut[e - id_lo + 1]
         out_index[i] = idx
         if out_code[i] != 0:
             continue
@@ -341,3 +414,124 @@ def qos_check_route(rows, limits, bounds, codes, out_code, out_field, lut, route
             out_field[i] = f
             n_bad += 1
     return n_bad
+
+
+@kernel
+def complaint_check_route(rows, limits, n_categories, codes, out_code, out_field, lut, route, out_index):
+    """The row checks below then the lookup of ``element_id``, in one pass (see
+    :func:`equip_check_route`; a complaint without a cell, ``element_id = -1``, has index -1).
+
+    The row checks mark the first failing check of every complaint row: an infinite latitude or
+    longitude (NaN: no location given), time out of range, a category code outside
+    ``0 .. n_categories - 1``, a latitude outside +-90 or only one of latitude and longitude
+    given, a longitude outside +-180.
+
+    Parameters
+    ----------
+    rows : structured array (n,) with ``ts_ms`` (int64), ``element_id`` (int64), ``lat``, ``lon``
+        (float64), ``category`` (int)
+    limits : int64 (2,), the accepted event-time range ``[lo_ms, hi_ms)``
+    n_categories : int, known category codes
+    codes : int64 (3,), reason codes for non-finite, time out of range, out of domain
+    out_code, out_field : int8 (n,), updated in place as in :func:`cdr_check_route` (field
+        indices into ``COMPLAINT_CHECK_FIELDS``)
+    lut, route : the element table (module docstring), out_index : int64 (n,), written
+
+    Returns
+    -------
+    int
+        Number of rows that failed a check here.
+    """
+    lo_ms, hi_ms = limits[0], limits[1]
+    id_lo, id_hi = route[0], route[1]
+    paged = route.shape[0] > 4
+    shift = route[4] if paged else 0
+    n_dir = route[5] if paged else 0
+    pmask = (np.int64(1) << shift) - 1
+    n_bad = 0
+    for i in range(rows.shape[0]):
+        row = rows[i]
+        e = row["element_id"]
+        idx = -1
+        if e >= id_lo and e <= id_hi:
+            if paged:
+                d = e - id_lo
+                pg = lut[d >> shift]
+                if pg >= 0:
+                    idx = lut[n_dir + (np.int64(pg) << shift) + (d & pmask)]
+            else:
+                idx = lut[e - id_lo + 1]
+        out_index[i] = idx
+        if out_code[i] != 0:
+            continue
+        la, lo = row["lat"], row["lon"]
+        t = row["ts_ms"]
+        k = row["category"]
+        c = 0
+        f = -1
+        if np.isinf(la):
+            c, f = codes[0], K_LAT
+        elif np.isinf(lo):
+            c, f = codes[0], K_LON
+        elif t < lo_ms or t >= hi_ms:
+            c, f = codes[1], K_TS
+        elif k < 0 or k >= n_categories:
+            c, f = codes[2], K_CATEGORY
+        elif la < -90.0 or la > 90.0 or np.isnan(la) != np.isnan(lo):
+            c, f = codes[2], K_LAT
+        elif lo < -180.0 or lo > 180.0:
+            c, f = codes[2], K_LON
+        elif idx < 0:
+            c, f = route[2], route[3]
+        if c != 0:
+            out_code[i] = c
+            out_field[i] = f
+            n_bad += 1
+    return n_bad
+
+
+# ---- after the checks: the pipeline's event-time clock and the routing counts, in one pass ---------
+@kernel
+def clock_route(t, recent, k, idx, route, node, counts, out_recent):
+    """One pass over an accepted batch for the pipeline (``telcoanalytics.ingest.clock.EventClock``
+    and the routing counts of ``telcoanalytics.pipeline.pipeline.Pipeline``).
+
+    Parameters
+    ----------
+    t : int64 (n,), event times of the batch (arrival order)
+    recent : int64 (m,), the clock's last event times (oldest first)
+    k : int, the clock candidate is the ``k``-th largest of the window (``outliers + 1``)
+    idx : int64 (n,), dense element index of each row
+    route : int64, node of each element at the route level (-1: retired)
+    node : int64 (n,), written: ``route[idx]``
+    counts : int64 (n_nodes + 1,), ``counts[node + 1] += 1`` for every row
+    out_recent : int64 (w,), written: the last ``w`` of ``recent`` then ``t`` (``w`` is the
+        caller's ``min(window, m + n)``)
+
+    Returns
+    -------
+    (int, int)
+        The ``k``-th largest of ``out_recent`` (int64 min when it holds fewer than ``k``) and the
+        largest of ``t`` (int64 min for an empty batch).
+    """
+    n = t.shape[0]
+    w = out_recent.shape[0]
+    from_t = min(n, w)
+    from_recent = w - from_t
+    m = recent.shape[0]
+    for j in range(from_recent):
+        out_recent[j] = recent[m - from_recent + j]
+    for j in range(from_t):
+        out_recent[from_recent + j] = t[n - from_t + j]
+    none = np.iinfo(np.int64).min
+    cand = none
+    if w >= k:
+        cand = np.sort(out_recent)[w - k]
+    t_max = none
+    for i in range(n):
+        if t[i] > t_max:
+            t_max = t[i]
+        nd = route[idx[i]]
+        node[i] = nd
+        counts[nd + 1] += 1
+    return cand, t_max

@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.validate import clock_route
+
 DEFAULT_MAX_SKEW_MS = 300_000
 """Rows more than this far ahead of the clock wait in the ``time_in_future`` side output (5 min)."""
 
@@ -109,6 +111,20 @@ class EventClock:
             cand = int(np.partition(w, len(w) - k)[len(w) - k])
             self.now_ms = max(self.now_ms, cand)
         return self.now_ms
+
+    def observe_route(self, t: np.ndarray, idx: np.ndarray, route: np.ndarray, counts: np.ndarray):
+        """:meth:`observe` one batch and, in the same pass over it, route its rows: returns ``(node,
+        t_max)``, ``node = route[idx]`` for every row and the largest event time; ``counts[node + 1]``
+        is incremented for every row (``kernels.validate.clock_route``)."""
+        t = np.asarray(t, dtype=np.int64)
+        if not len(t):
+            return np.zeros(0, np.int64), _NONE
+        node = np.empty(len(t), dtype=np.int64)
+        recent = np.empty(min(self.window, len(self._recent) + len(t)), dtype=np.int64)
+        cand, t_max = clock_route(t, self._recent, self.outliers + 1, idx, route, node, counts, recent)
+        self._recent = recent
+        self.now_ms = max(self.now_ms, int(cand))
+        return node, int(t_max)
 
     def classify(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Masks ``(now, hold, reject)`` of event times against the clock: in time, waiting, too far ahead."""

@@ -68,10 +68,12 @@ from kernels.dedup_batch import (
 )
 from kernels.validate import (
     CDR_CHECK_FIELDS,
+    COMPLAINT_CHECK_FIELDS,
     EQUIP_CHECK_FIELDS,
     FLOW_CHECK_FIELDS,
     QOS_CHECK_FIELDS,
-    cdr_first_failure,
+    cdr_check_route,
+    complaint_check_route,
     equip_check_route,
     flow_check_route,
     lookup_mark_unknown,
@@ -219,7 +221,8 @@ class _Status:
 
     def __init__(self, n: int, source: str):
         self.code = np.zeros(n, dtype=np.int8)
-        self.field = np.full(n, -1, dtype=np.int8)
+        self.field = np.empty(n, dtype=np.int8)
+        self.field.fill(-1)  # (np.full: the same, through a Python-level wrapper)
         self.names: list[str] = list(_KERNEL_FIELDS[source])
 
     def name_index(self, name: str) -> int:
@@ -228,41 +231,21 @@ class _Status:
         return self.names.index(name)
 
     def mark_before(self, code: int, name: str, mask: np.ndarray) -> None:
-        """Like :meth:`mark`, also over rows marked with a reason that comes later in check order."""
+        """Rows of ``mask`` not failed yet, or failed with a reason that comes later in check order,
+        get ``code`` and the field ``name``."""
         m = mask & ((self.code == 0) | (self.code > code))
         if m.any():
             self.code[m] = code
             self.field[m] = self.name_index(name)
 
-    def mark(self, code: int, name: str, mask: np.ndarray) -> None:
-        m = mask & (self.code == 0)
-        if m.any():
-            self.code[m] = code
-            self.field[m] = self.name_index(name)
 
-
-# ---- per-source checks: one compiled pass each (kernels.validate), complaints in NumPy ----------
-def _range_bad(x, lo, hi):
-    """``(x < lo) | (x >= hi)`` in two passes: x - lo as unsigned is >= hi - lo exactly then."""
-    return (x - np.int64(lo)).view(np.uint64) >= np.uint64(hi - lo)
-
-
-def _checks_complaint(d, lo, hi):
-    lat, lon = d["lat"], d["lon"]
-    yield _C["non_finite"], "lat", np.isinf(lat)  # NaN: no location given
-    yield _C["non_finite"], "lon", np.isinf(lon)
-    yield _C["time_out_of_range"], "ts_ms", _range_bad(d["ts_ms"], lo, hi)
-    yield _C["out_of_domain"], "category", d["category"].astype(np.uint16) >= len(COMPLAINT_CATEGORIES)
-    yield _C["out_of_domain"], "lat", (lat < -90) | (lat > 90) | (np.isnan(lat) != np.isnan(lon))
-    yield _C["out_of_domain"], "lon", (lon < -180) | (lon > 180)
-
-
+# ---- per-source checks: the row checks and the element lookup in one compiled pass each ----------
 _KERNEL_FIELDS = {
     "cdr": CDR_CHECK_FIELDS,
     "equip": EQUIP_CHECK_FIELDS,
     "flow": FLOW_CHECK_FIELDS,
     "qos": QOS_CHECK_FIELDS,
-    "complaint": (),
+    "complaint": COMPLAINT_CHECK_FIELDS,
 }
 _CDR_CODES = {
     neg: np.array(
@@ -287,33 +270,41 @@ _QOS_BOUNDS = np.array([DOMAIN["qos"][f] for f in ("latency_ms", "jitter_ms", "l
 
 
 def _row_checks(source: str, d: np.ndarray, lo: int, hi: int, neg_duration: bool, st: _Status) -> None:
-    """The checks of ``source`` in the documented order, on rows not rejected yet (``st.code == 0``)."""
+    """The checks of ``source`` in the documented order, on rows not rejected yet (``st.code == 0``):
+    the fused kernel with a lookup that knows no id and marks nothing."""
+    scratch = np.empty(len(d), dtype=np.int64)
+    _ROUTE_CHECKS[source](
+        d, *_route_limits(source, lo, hi, neg_duration), st.code, st.field, _NO_LUT, _NO_ROUTE, scratch
+    )
+
+
+def _route_limits(source: str, lo: int, hi: int, neg_duration: bool = False) -> tuple:
+    """The check arguments of ``source``'s ``kernels.validate.*_check_route`` before ``out_code``
+    (``neg_duration``: a CDR's ``end_ms`` came from a duration column)."""
+    limits = np.array([lo, hi], dtype=np.int64)
     if source == "cdr":
         limits = np.array(
             [lo, hi, Q850_MIN, Q850_MAX, len(SERVICES), DOMAIN["cdr"]["duration_ms"][1], MAX_BYTES, NO_TIME_MS],
             dtype=np.int64,
         )
-        cdr_first_failure(d, limits, _CDR_CODES[neg_duration], st.code, st.field)
-    elif source in _ROUTE_CHECKS:  # the fused kernel with a lookup that knows no id and marks nothing
-        scratch = np.empty(len(d), dtype=np.int64)
-        _ROUTE_CHECKS[source](d, *_route_limits(source, lo, hi), st.code, st.field, _NO_LUT, _NO_ROUTE, scratch)
-    else:
-        for code, name, mask in _checks_complaint(d, lo, hi):
-            st.mark(code, name, mask)
-
-
-def _route_limits(source: str, lo: int, hi: int) -> tuple:
-    """The check arguments of ``source``'s ``kernels.validate.*_check_route`` before ``out_code``."""
-    limits = np.array([lo, hi], dtype=np.int64)
+        return limits, _CDR_CODES[bool(neg_duration)]
     if source == "equip":
         return limits, _METRIC_LO[:-1], _METRIC_HI[:-1], _METRIC_COUNTER[:-1], _EQUIP_CODES
     if source == "flow":
         dom = DOMAIN["flow"]
         return np.array([lo, hi, dom["bytes"][1], dom["packets"][1], dom["flows"][1]], dtype=np.int64), _FLOW_CODES
+    if source == "complaint":
+        return limits, len(COMPLAINT_CATEGORIES), _QOS_CODES
     return limits, _QOS_BOUNDS, _QOS_CODES
 
 
-_ROUTE_CHECKS = {"equip": equip_check_route, "flow": flow_check_route, "qos": qos_check_route}
+_ROUTE_CHECKS = {
+    "cdr": cdr_check_route,
+    "equip": equip_check_route,
+    "flow": flow_check_route,
+    "qos": qos_check_route,
+    "complaint": complaint_check_route,
+}
 """The row checks and the element lookup in one compiled pass (``_route_limits`` gives their arguments)."""
 
 _NO_LUT = np.full(1, -1, dtype=np.int32)
@@ -323,11 +314,18 @@ _NO_ROUTE = np.array([1, 0, 0, -1], dtype=np.int64)
 
 
 class _ElementLookup:
-    """Element id -> dense index (-1 if unknown): a table when ids are dense, else a hash map.
+    """Element id -> dense index (-1 if unknown): a table when ids fill most of their range, a
+    paged table when they come in a few dense runs far apart, else a hash map.
 
-    Dense ids (range below ``max(8 n, 2**20)``) index a table directly; sparse ids (e.g. ids
-    with a class prefix) go through an open-addressing hash map at load <= 0.5, which stays in
-    cache for tens of thousands of elements (a binary search costs ~log2(n) dependent misses).
+    Dense ids (range below ``max(8 n, 2**20)``) index a table directly. Ids in runs far apart (a
+    region or class prefix before a sequence number: the synthetic network's ids) go through a
+    paged table: a directory of pages of ``2**shift`` ids, only the pages holding ids stored
+    (``kernels.validate``, module docstring), taken when it holds at most ``max(16 n, 2**21)``
+    entries. Other sparse ids go through an open-addressing hash map at load <= 0.5, which stays
+    in cache for tens of thousands of elements (a binary search costs ~log2(n) dependent misses).
+
+    ``table`` and ``geometry`` are what the compiled checks take (``lut`` and the ``route``
+    entries around the code and field), None for the hash map.
     """
 
     def __init__(self, ids: np.ndarray, index: np.ndarray):
@@ -335,32 +333,95 @@ class _ElementLookup:
         self.n = len(ids)
         self.lut = None
         self.map_keys = None
-        if len(ids) and int(ids.max()) - int(ids.min()) < max(8 * len(ids), 1 << 20):
+        self.table = None
+        self.geometry = None
+        self.paged = None
+        if not len(ids):
+            return
+        lo_id, hi_id = int(ids.min()), int(ids.max())
+        if hi_id - lo_id < max(8 * len(ids), 1 << 20):
             # dense ids: table over [min, max] with a -1 sentinel at each end; ``take(mode="clip")``
             # sends every id outside the range (also after int64 wrap-around) to a sentinel
-            self.shift = np.int64(int(ids.min()) - 1)
-            self.id_range = (int(ids.min()), int(ids.max()))
-            self.lut = np.full(int(ids.max()) - int(ids.min()) + 3, -1, dtype=np.int64)
+            self.shift = np.int64(lo_id - 1)
+            self.id_range = (lo_id, hi_id)
+            self.lut = np.full(hi_id - lo_id + 3, -1, dtype=np.int64)
             self.lut[ids - self.shift] = index
             # the same table in int32 for the compiled lookup when the indices fit (half the cache lines)
             self.lut_small = self.lut.astype(np.int32) if len(ids) < 2**31 - 1 else self.lut
-        elif len(ids):
-            ok = ids != EMPTY  # the hash map's empty marker; no topology uses int64 min as an id
-            cap = 1 << max(4, (2 * len(ids)).bit_length())
-            self.map_keys = np.full(cap, EMPTY, dtype=np.int64)
-            self.map_vals = np.full(cap, -1, dtype=np.int64)
-            hashmap_build(ids[ok], np.asarray(index, dtype=np.int64)[ok], self.map_keys, self.map_vals)
+            self.table, self.geometry = self.lut_small, (lo_id, hi_id)
+            return
+        paged = _paged_table(ids, np.asarray(index, dtype=np.int64), lo_id, hi_id)
+        if paged is not None:
+            self.table, shift, n_dir = paged
+            self.id_range = (lo_id, hi_id)
+            self.paged = (shift, n_dir)
+            self.geometry = (lo_id, hi_id, shift, n_dir)
+            return
+        ok = ids != EMPTY  # the hash map's empty marker; no topology uses int64 min as an id
+        cap = 1 << max(4, (2 * len(ids)).bit_length())
+        self.map_keys = np.full(cap, EMPTY, dtype=np.int64)
+        self.map_vals = np.full(cap, -1, dtype=np.int64)
+        hashmap_build(ids[ok], np.asarray(index, dtype=np.int64)[ok], self.map_keys, self.map_vals)
+
+    def route(self, code: int, field: int) -> np.ndarray | None:
+        """The ``route`` argument of the compiled checks (None for the hash map)."""
+        if self.geometry is None:
+            return None
+        g = self.geometry
+        return np.array([g[0], g[1], code, field, *g[2:]], dtype=np.int64)
 
     def __call__(self, q: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if self.lut is not None:
             return np.take(self.lut, q - self.shift, mode="clip", out=out)
         if out is None:
             out = np.empty(len(q), dtype=np.int64)
+        if self.paged is not None:
+            lo_id, hi_id = self.id_range
+            shift, n_dir = self.paged
+            q = np.asarray(q, dtype=np.int64)
+            ok = (q >= lo_id) & (q <= hi_id)
+            d = np.where(ok, q - np.int64(lo_id), 0)  # (rows outside the range: 0, whatever q - lo_id wrapped to)
+            pg = self.table[d >> shift].astype(np.int64)
+            ok &= pg >= 0
+            at = n_dir + (np.maximum(pg, 0) << shift) + (d & ((1 << shift) - 1))
+            out[...] = np.where(ok, self.table[np.where(ok, at, 0)], -1)
+            return out
         if self.map_keys is None:
             out[...] = -1
             return out
         q = q if q.dtype == np.int64 else q.astype(np.int64)  # a strided view is fine for the kernel
         return hashmap_lookup(q, self.map_keys, self.map_vals, -1, out)
+
+
+def _paged_table(ids: np.ndarray, index: np.ndarray, lo_id: int, hi_id: int):
+    """``(table, shift, n_dir)`` of the smallest paged table for ``ids`` (pages of 2**6 .. 2**20
+    ids) when it has at most ``max(16 n, 2**21)`` entries and a directory of at most 2**22, else
+    None (see ``kernels.validate``)."""
+    n = len(ids)
+    if hi_id - lo_id >= 1 << 62 or n >= 2**31 - 1:
+        return None
+    d = ids - np.int64(lo_id)
+    base = np.unique(d >> 6)
+    budget = max(16 * n, 1 << 21)
+    best = None
+    for shift in range(6, 21):
+        n_dir = ((hi_id - lo_id) >> shift) + 1
+        if n_dir > 1 << 22:
+            continue
+        k = shift - 6
+        n_pages = 1 + int(np.count_nonzero(np.diff(base >> k))) if k else len(base)
+        size = n_dir + (n_pages << shift)
+        if size <= budget and (best is None or size < best[0]):
+            best = (size, shift, n_dir)
+    if best is None:
+        return None
+    _, shift, n_dir = best
+    pages = np.unique(d >> shift)
+    table = np.full(n_dir + (len(pages) << shift), -1, dtype=np.int32)
+    table[pages] = np.arange(len(pages), dtype=np.int32)
+    page_no = np.searchsorted(pages, d >> shift).astype(np.int64)
+    table[n_dir + (page_no << shift) + (d & ((1 << shift) - 1))] = index
+    return table, shift, n_dir
 
 
 def _take(col, idx: np.ndarray) -> np.ndarray:
@@ -469,6 +530,7 @@ class Ingestor:
         self._known_ids = None if known_element_ids is None else np.unique(np.asarray(known_element_ids, np.int64))
         self._lookup: _ElementLookup | None = None
         self._lookup_version = None
+        self._route_args: dict = {}  # (lo, hi, neg_duration) -> (lookup, check limits, route)
         self._schema_cache: dict[tuple, SchemaVersion] = {}
         self.n_batches = 0
         self.n_read = 0
@@ -684,17 +746,22 @@ class Ingestor:
 
     def _checks_and_elements(self, data: np.ndarray, lo: int, hi: int, neg_dur: bool, st: _Status):
         """The row checks, then ``unknown_element`` (returns the dense element index or None): one
-        compiled pass for equipment, flows and QoS with a table of dense ids (each row read once),
-        else the two steps."""
-        route = _ROUTE_CHECKS.get(self.source)
-        lookup = self._element_lookup() if route is not None else None
-        if lookup is None or lookup.lut is None or data.dtype != DTYPES[self.source]:
+        compiled pass with an element table (flat or paged; each row read once), else the two
+        steps (hash map, known ids without a table, no topology, a non-canonical dtype)."""
+        lookup = self._element_lookup()
+        canonical = DTYPES[self.source]
+        if lookup is None or lookup.table is None or (data.dtype is not canonical and data.dtype != canonical):
             _row_checks(self.source, data, lo, hi, neg_dur, st)
             return self._check_elements(data, st)
+        key = (lo, hi, neg_dur)
+        args = self._route_args.get(key)
+        if args is None or args[0] is not lookup:
+            args = (lookup, _route_limits(self.source, lo, hi, neg_dur), lookup.route(_C["unknown_element"], -1))
+            self._route_args[key] = args
+        route = args[2]
+        route[3] = st.name_index(ELEMENT_FIELD[self.source])  # (its place among the names depends on the batch)
         out = np.empty(len(data), dtype=np.int64)
-        r = np.array([*lookup.id_range, _C["unknown_element"], st.name_index(ELEMENT_FIELD[self.source])], np.int64)
-        limits = _route_limits(self.source, lo, hi)
-        route(data, *limits, st.code, st.field, lookup.lut_small, r, out)
+        _ROUTE_CHECKS[self.source](data, *args[1], st.code, st.field, lookup.table, route, out)
         return out if self.topology is not None else None
 
     def _check_elements(self, data: np.ndarray, st: _Status) -> np.ndarray | None:

@@ -116,6 +116,17 @@ def _text(v) -> str | None:
     return str(v)
 
 
+def _texts(values: list) -> list:
+    """``_text`` of every value of a column's ``tolist()``, with the usual column kinds (all ints,
+    all floats) converted without the type tests per value."""
+    kind = type(values[0]) if values else None
+    if kind is int and all(type(x) is int for x in values):
+        return [str(x) for x in values]
+    if kind is float and all(type(x) is float for x in values):
+        return [repr(x) if math.isfinite(x) else str(x) for x in values]
+    return [_text(x) for x in values]
+
+
 def _kept_values(v, keep: int) -> np.ndarray:
     """The first ``keep`` values of a column as they will be kept: numbers as they are, text as
     variable-length (object) strings truncated to ``MAX_VALUE_CHARS`` (never a fixed-width array
@@ -149,10 +160,13 @@ class _Block:
 
     def originals(self) -> list[dict]:
         names = list(self.columns)
+        if not names:
+            return [{} for _ in range(len(self.rows))]
         cols = [
-            self.columns[c].tolist() if hasattr(self.columns[c], "tolist") else list(self.columns[c]) for c in names
+            _texts(self.columns[c].tolist() if hasattr(self.columns[c], "tolist") else list(self.columns[c]))
+            for c in names
         ]
-        return [{c: _text(col[i]) for c, col in zip(names, cols)} for i in range(len(self.rows))]
+        return [dict(zip(names, vals)) for vals in zip(*cols)]
 
 
 class Quarantine:
@@ -227,15 +241,16 @@ class Quarantine:
             raise ValueError(f"rows, reasons, fields and every column must have the same length ({k})")
         if k == 0:
             return
-        if reasons.min() < 1 or reasons.max() > len(REASONS):
+        binc = np.bincount(reasons.view(np.uint8), minlength=256)  # (negative codes land at 128 and up)
+        if binc[0] or binc[len(REASONS) + 1 :].any():
             raise ValueError(
                 f"reason codes must be in 1..{len(REASONS)} (see REASONS), got "
                 f"{sorted(set(reasons.tolist()) - set(range(1, len(REASONS) + 1)))}"
             )
-        binc = np.bincount(reasons, minlength=len(REASONS) + 1)
-        for code in np.flatnonzero(binc):
+        counts = self._counts
+        for code in np.flatnonzero(binc[: len(REASONS) + 1]).tolist():
             key = (source, REASONS[code - 1])
-            self._counts[key] = self._counts.get(key, 0) + int(binc[code])
+            counts[key] = counts.get(key, 0) + int(binc[code])
         keep = k if self.max_kept is None else max(0, min(k, self.max_kept - self._n_kept))
         self.n_not_kept += k - keep
         if keep:
@@ -286,13 +301,14 @@ class Quarantine:
             if source is not None and b.source != source:
                 continue
             origs = b.originals()
-            for i in range(len(b)):
-                r = REASONS[b.reasons[i] - 1]
+            files = [None] * len(b) if b.files is None else b.files.tolist()
+            for i, (code, row, fld, f) in enumerate(zip(b.reasons.tolist(), b.rows.tolist(), b.fields.tolist(), files)):
+                r = REASONS[code - 1]
                 if reason is None or r == reason:
                     rec = {"source": b.source, "batch": b.batch}
-                    if b.files is not None and b.files[i] is not None:
-                        rec["file"] = str(b.files[i])
-                    rec.update(row=int(b.rows[i]), reason=r, field=str(b.fields[i]), original=origs[i])
+                    if f is not None:
+                        rec["file"] = str(f)
+                    rec.update(row=row, reason=r, field=str(fld), original=origs[i])
                     out.append(rec)
         return out
 

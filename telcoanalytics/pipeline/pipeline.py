@@ -175,12 +175,16 @@ class Pipeline:
         self.n_batches += 1
         if res.n_accepted == 0:
             return res
-        # robust clock: rows far ahead are quarantined, rows somewhat ahead wait (time_in_future)
+        # robust clock: rows far ahead are quarantined, rows somewhat ahead wait (time_in_future);
+        # the clock's pass over the times also routes the rows (node -1: retired element, kept, not routed)
         clock = self.clock
         t = res.accepted[TIME_FIELD[source]]
-        clock.observe(t)
+        idx = res.element_index
+        route = self.topology.route_map(self.route_level)
+        counts = np.zeros(self.routed.shape[1] + 1, dtype=np.int64)
+        node, t_max = clock.observe_route(t, idx, route, counts)
         hold = None  # every row in time (the common case: no masks to build)
-        if clock.now_ms != _NO_DATA and int(t.max()) - clock.now_ms > clock.max_skew_ms:
+        if clock.now_ms != _NO_DATA and t_max - clock.now_ms > clock.max_skew_ms:
             now, hold, reject = clock.classify(t)
             if reject.any():
                 res = ing.reject_accepted(res, reject, "time_in_future", TIME_FIELD[source])
@@ -188,12 +192,11 @@ class Pipeline:
                 now, hold = now[~reject], hold[~reject]
                 if res.n_accepted == 0:
                     return res
+                idx = res.element_index
+                node = node[~reject]
+                counts = np.bincount(node + 1, minlength=self.routed.shape[1] + 1)
             if not hold.any():
                 hold = None
-        idx = res.element_index
-        route = self.topology.route_map(self.route_level)
-        node = route[idx]  # -1: retired element (kept, not routed)
-        counts = np.bincount(node + 1, minlength=self.routed.shape[1] + 1)
         si = SOURCES.index(source)
         self.routed[si] += counts[1:]
         self.unrouted[si] += counts[0]

@@ -15,6 +15,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 from telcoanalytics.pipeline.run import (
     DEFAULT_CHECKPOINT_EVERY_MIN,
     IteratorSource,
@@ -94,20 +96,42 @@ class SyntheticSource(IteratorSource):
         from telcoanalytics.synth.stream import arrival_batches
 
         # the day's raw batches whose first row arrives at or after replay_from (the history before
-        # it and the batches before `start` are skipped without being built)
+        # it and the batches before `start` are skipped without being built). The rows are gathered
+        # as opaque records (a structured gather copies field by field, about twice the time) and
+        # handed on with their dtype again: the same bytes.
         super().__init__(None, start)
+        arrays, streams, self._dtypes = _opaque_sources(day)
         self.batches = arrival_batches(
-            {name: getattr(day, name) for name in day.sources},
-            day._streams,
+            arrays,
+            streams,
             s["batch_s"] * 1000,
             from_ms=self.replay_from,
             start=self.start,
         )
 
     def __iter__(self):
-        for k, b in enumerate(self.batches, start=self.start):
+        dtypes = self._dtypes
+        for k, (source, rows) in enumerate(self.batches, start=self.start):
             self.n = k + 1
-            yield b
+            yield source, rows if source not in dtypes else rows.view(dtypes[source])
+
+
+def _opaque_sources(day) -> tuple[dict, dict, dict]:
+    """The day's clean rows and its streams' extra rows viewed as opaque records of the same size
+    (``np.void``), for :func:`~telcoanalytics.synth.stream.arrival_batches`; returns ``(arrays,
+    streams, dtypes)``, ``dtypes`` giving the structured dtype of each source viewed so (a source
+    whose arrays cannot be viewed, not contiguous, stays as it is)."""
+    from dataclasses import replace
+
+    arrays, streams, dtypes = {}, {}, {}
+    for name in day.sources:
+        a, st = getattr(day, name), day._streams[name]
+        if a.dtype.names and a.dtype == st.extra.dtype and a.flags.c_contiguous and st.extra.flags.c_contiguous:
+            void = np.dtype((np.void, a.dtype.itemsize))
+            dtypes[name] = a.dtype
+            a, st = a.view(void), replace(st, extra=st.extra.view(void))
+        arrays[name], streams[name] = a, st
+    return arrays, streams, dtypes
 
 
 def find_input_files(directory) -> dict:
