@@ -138,6 +138,17 @@ def replay_report(pipe, src, runner, say, out, t_start: float) -> int:
     say()
     secs = ", ".join(f"{k} {v:.1f} s" for k, v in pipe.seconds.items())
     n_ck = runner.driver["n_checkpoints"]
-    ck = f"; {n_ck} checkpoints ({runner.checkpoint_s:.1f} s in this process)" if n_ck else ""
+    ck = ""
+    if n_ck:
+        ck = f"; {n_ck} checkpoints ({runner.checkpoint_s:.1f} s in this process"
+        if runner.checkpoint_write_s:
+            ck += f", written in {runner.checkpoint_write_s:.1f} s by "
+            if runner.checkpoint_writer_mib:
+                ck += f"forked writers, each up to {runner.checkpoint_writer_mib:,.0f} MiB of memory of its own"
+            else:
+                ck += "a background thread"
+        if runner.fork_fallback:
+            ck += f"; written in the foreground: {runner.fork_fallback}"
+        ck += ")"
     say(f"== time: {secs}; total {time.perf_counter() - t_start:.1f} s{ck}")
     return 0 if ok else 1

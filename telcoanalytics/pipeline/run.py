@@ -42,6 +42,13 @@ DEFAULT_CHECKPOINT_EVERY_MIN = 360
 all state (about 65 KiB per element with every component), so its cost grows with the network:
 a shorter interval loses less work to a crash and costs more while running."""
 
+CHECKPOINT_WRITER = "fork"
+"""How ``telcoanalytics replay`` and ``telcoanalytics run`` write their periodic checkpoints
+(:class:`Runner`'s ``background``): "fork", a forked process writes the state as it was at the
+checkpoint while the run goes on (where :func:`~telcoanalytics.pipeline.checkpoint.fork_unavailable`
+says it cannot, in the foreground); False, in the foreground; "thread", a background thread from
+a snapshot."""
+
 _NO_DATA = np.iinfo(np.int64).min
 
 
@@ -384,8 +391,12 @@ class Runner:
         self.stop_requested = False
         self.checkpoint_s = 0.0  # seconds the run waited for checkpoints (snapshots, writes in the foreground)
         self.checkpoint_write_s = 0.0  # seconds the background writers took (overlapped with processing)
-        self._pending = None  # the checkpoint being written in the background (PendingCheckpoint)
-        self.background = bool(background)
+        self.checkpoint_writer_mib = 0.0  # largest private memory a forked writer reported (MiB)
+        self._pending = None  # the checkpoint being written in the background (Pending/ForkedCheckpoint)
+        if background not in (False, True, "thread", "fork"):
+            raise ValueError(f"background must be False, True / 'thread' or 'fork', got {background!r}")
+        self.background = background
+        self.fork_fallback: str | None = None  # why the last "fork" checkpoint was written in the foreground
 
     def request_stop(self, *_args) -> None:
         """Stop after the current batch (a signal handler: ``signal.signal(SIGTERM, r.request_stop)``)."""
@@ -456,7 +467,13 @@ class Runner:
         self.driver["n_checkpoints"] += 1
         self.driver.update(extra)
         target = Path(path or self.checkpoint_path)
-        if background and _writes_in_background(self.pipe):
+        mode = self._mode(background)
+        if mode == "fork":
+            from telcoanalytics.pipeline.checkpoint import fork_checkpoint
+
+            self._pending = fork_checkpoint(self.pipe, target, driver=self.driver)
+            out = target
+        elif mode == "thread":
             from telcoanalytics.pipeline.checkpoint import start_checkpoint
 
             self._pending = start_checkpoint(self.pipe, target, driver=self.driver)
@@ -465,6 +482,19 @@ class Runner:
             out = self.pipe.checkpoint(target, driver=self.driver)
         self.checkpoint_s += time.perf_counter() - tc
         return out
+
+    def _mode(self, background) -> str:
+        """How this checkpoint is written: "fork", "thread" or "foreground" (a fork where it is
+        unavailable, or a pipeline that writes its own checkpoint, falls back to the foreground;
+        the reason is kept in ``fork_fallback``)."""
+        if not background or not _writes_in_background(self.pipe):
+            return "foreground"
+        if background == "fork":
+            from telcoanalytics.pipeline.checkpoint import fork_unavailable
+
+            self.fork_fallback = fork_unavailable()
+            return "foreground" if self.fork_fallback else "fork"
+        return "thread"
 
     def wait_checkpoint(self) -> Path | None:
         """Wait for the checkpoint a background thread is writing (if any); returns its path, or
@@ -487,6 +517,9 @@ class Runner:
             return exc
         finally:
             self.checkpoint_write_s += pending.seconds
+            mib = getattr(pending, "report", {}).get("private_mib")
+            if mib is not None and not mib <= self.checkpoint_writer_mib:  # NaN: unknown
+                self.checkpoint_writer_mib = mib
         return out if raise_error else None
 
 
