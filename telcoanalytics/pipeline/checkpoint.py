@@ -40,6 +40,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import sys
 import zipfile
 from pathlib import Path
@@ -372,20 +373,23 @@ def _forked_write(pipe, path, meta_json: str) -> dict:
     }
 
 
-def _child_setup(parent_pid: int) -> None:
+def _child_setup(parent_pid: int) -> None:  # pragma: no cover - runs in the forked writer (tests check its effects)
     """In the forked writer: die with the run (SIGKILL when the parent dies; it may have died
     before the request took effect), leave the run's signals to the run, collect no garbage (a
     collected file object would flush the run's buffered bytes a second time)."""
     import gc
-    import signal
 
     gc.disable()
-    if _prctl()(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:  # pragma: no cover - cannot fail on Linux
+    if _prctl()(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
         raise OSError("prctl(PR_SET_PDEATHSIG) failed: the writer could outlive the run")
-    if os.getppid() != parent_pid:  # pragma: no cover - the run died between the fork and the prctl
+    if os.getppid() != parent_pid:  # the run died between the fork and the prctl
         os._exit(3)
-    for s in (signal.SIGINT, signal.SIGTERM):  # the run decides when to stop; the writer finishes or dies with it
+    for s in _STOP_SIGNALS:  # the run decides when to stop; the writer finishes or dies with it
         signal.signal(s, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked over the fork; ignored from here
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class ForkedCheckpoint:
@@ -411,12 +415,17 @@ class ForkedCheckpoint:
                 pass
         parent = os.getpid()
         r, w = os.pipe()
+        # a stop signal arriving over the fork waits: the run handles it after, the writer ignores it
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
             pid = _fork()
         except BaseException:
             os.close(r)
             os.close(w)
             raise
+        finally:
+            if os.getpid() == parent:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if pid == 0:  # pragma: no cover - the forked writer (its lines run in the child; tests call _forked_write)
             code = 1
             try:
@@ -495,8 +504,6 @@ def _pickled_error(exc: BaseException) -> bytes:
 
 
 def _exit_description(status: int) -> str:
-    import signal
-
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:
