@@ -14,7 +14,12 @@ write removes its temporary file. Entries are encoded and streamed into the arch
 :func:`start_checkpoint` writes one from a snapshot (:func:`snapshot_entries`: the state's own
 copies, plus copies of what the live state still holds) in a background thread while the pipeline
 goes on (``Runner(background=True)``); the snapshot's memory, about the state's size, is held
-until it is written.
+until it is written. :func:`fork_checkpoint` has a forked process write it instead
+(``Runner(background="fork")``, the replay's writer): the child sees the state as it was at the
+fork, copy-on-write, so the run neither waits nor copies; the kernel copies the pages the run
+changes while the child lives. The child dies with the run (Linux ``PR_SET_PDEATHSIG``), so a
+killed run never leaves a writer behind to rename a checkpoint under a resumed run; its error or
+death reaches the run when it is collected (:class:`ForkedCheckpoint`).
 
 Reading refuses, with one :class:`CheckpointError` naming the file, what is wrong and what to do:
 a missing file, a damaged one (truncated, bad CRC, missing entries), a foreign one (not written

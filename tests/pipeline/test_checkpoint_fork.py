@@ -170,6 +170,14 @@ def test_a_failed_fork_leaves_no_descriptor(day, tmp_path, monkeypatch):
     assert len(os.listdir("/proc/self/fd")) == n_fds
 
 
+def test_pickled_error_round_trip_or_nothing():
+    import pickle
+
+    err = pickle.loads(ck._pickled_error(OSError(28, "No space left on device", "/x")))
+    assert isinstance(err, OSError) and err.errno == 28 and err.filename == "/x"
+    assert ck._pickled_error(ValueError(lambda: 1)) == b""  # a lambda does not pickle
+
+
 # ---- when a fork is safe ------------------------------------------------------------------------------------
 def test_fork_unavailable_names_the_reason(monkeypatch):
     assert ck.fork_unavailable() is None
