@@ -47,15 +47,16 @@ def one_run(mode, elements: int, out: Path, extra: dict) -> dict:
     from telcoanalytics.pipeline import run as run_module
     from telcoanalytics.pipeline.replay import run_replay
 
-    to_state = {"s": 0.0}
+    to_state = {"s": 0.0, "cpu": 0.0}
     real = ck.pipeline_entries
 
     def timed(pipe):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         try:
             return real(pipe)
         finally:
             to_state["s"] += time.perf_counter() - t
+            to_state["cpu"] += time.process_time() - c
 
     ck.pipeline_entries = timed
     run_module.CHECKPOINT_WRITER = False if mode == "none" else mode
@@ -83,8 +84,10 @@ def one_run(mode, elements: int, out: Path, extra: dict) -> dict:
         "n_ck": int(m.group(1)) if m else 0,
         "wait_s": float(m.group(2)) if m else 0.0,
         "to_state_s": to_state["s"],
+        "to_state_cpu_s": to_state["cpu"],
         "hwm_mib": _hwm_mib(),
         "line": line,
+        "writer_mib": float(w.group(1).replace(",", "")) if (w := re.search(r"up to ([\d,]+) MiB", line)) else 0.0,
     }
 
 
@@ -146,8 +149,8 @@ def main(argv=None) -> int:
                 print(
                     f"{mode:>10} round {r}: wall {res['wall_s']:6.1f} s, user {res['user_s']:6.1f} s, "
                     f"sys {res['sys_s']:5.1f} s, minflt {res['minflt']:>9,}, writers' cpu {res['child_cpu_s']:5.1f} s, "
-                    f"{res['n_ck']} checkpoints waited {res['wait_s']:5.1f} s (to_state here {res['to_state_s']:4.1f} s), "
-                    f"peak {res['hwm_mib']:,.0f} MiB, load {res['load']:.1f}",
+                    f"{res['n_ck']} checkpoints waited {res['wait_s']:5.1f} s (to_state here {res['to_state_s']:4.1f} s, cpu {res['to_state_cpu_s']:4.1f} s), "
+                    f"peak {res['hwm_mib']:,.0f} MiB (+ writer {res['writer_mib']:,.0f} MiB), load {res['load']:.1f}",
                     flush=True,
                 )
         modes = list(outs)
