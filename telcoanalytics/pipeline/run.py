@@ -480,10 +480,14 @@ class Runner:
         target = Path(path or self.checkpoint_path)
         mode = self._mode(background)
         if mode == "fork":
-            from telcoanalytics.pipeline.checkpoint import fork_checkpoint
+            from telcoanalytics.pipeline import checkpoint as ck
 
-            self._pending = fork_checkpoint(self.pipe, target, driver=self.driver)
-            out = target
+            try:
+                self._pending = ck.fork_checkpoint(self.pipe, target, driver=self.driver)
+                out = target
+            except OSError as exc:  # no process to spare (EAGAIN, ENOMEM): today's foreground write
+                self.fork_fallback = f"the fork failed ({exc})"
+                out = self.pipe.checkpoint(target, driver=self.driver)
         elif mode == "thread":
             from telcoanalytics.pipeline.checkpoint import start_checkpoint
 

@@ -251,6 +251,18 @@ def test_runner_falls_back_to_the_foreground_with_another_thread(day, tmp_path, 
     assert Pipeline.restore(tmp_path / "ck.npz").checkpoint_driver["n_checkpoints"] == r.driver["n_checkpoints"]
 
 
+def test_runner_writes_in_the_foreground_when_the_fork_fails(day, tmp_path, monkeypatch):
+    def no_fork():
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(ck, "_fork", no_fork)
+    r = _runner(day, tmp_path)
+    assert r.run(IteratorSource(day.raw_batches())) is True
+    assert r.fork_fallback == "the fork failed ([Errno 12] Cannot allocate memory)"
+    assert r.driver["n_checkpoints"] >= 2 and r.checkpoint_write_s == 0 and r._pending is None
+    assert Pipeline.restore(tmp_path / "ck.npz").checkpoint_driver["n_checkpoints"] == r.driver["n_checkpoints"]
+
+
 def test_runner_raises_a_failed_forked_write(day, tmp_path, monkeypatch):
     def fail(path, flat, meta_json):
         raise OSError(28, "No space left on device")
