@@ -14,7 +14,12 @@ write removes its temporary file. Entries are encoded and streamed into the arch
 :func:`start_checkpoint` writes one from a snapshot (:func:`snapshot_entries`: the state's own
 copies, plus copies of what the live state still holds) in a background thread while the pipeline
 goes on (``Runner(background=True)``); the snapshot's memory, about the state's size, is held
-until it is written.
+until it is written. :func:`fork_checkpoint` has a forked process write it instead
+(``Runner(background="fork")``, the replay's writer): the child sees the state as it was at the
+fork, copy-on-write, so the run neither waits nor copies; the kernel copies the pages the run
+changes while the child lives. The child dies with the run (Linux ``PR_SET_PDEATHSIG``), so a
+killed run never leaves a writer behind to rename a checkpoint under a resumed run; its error or
+death reaches the run when it is collected (:class:`ForkedCheckpoint`).
 
 Reading refuses, with one :class:`CheckpointError` naming the file, what is wrong and what to do:
 a missing file, a damaged one (truncated, bad CRC, missing entries), a foreign one (not written
@@ -40,6 +45,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import sys
 import zipfile
 from pathlib import Path
@@ -301,6 +307,242 @@ def start_checkpoint(pipe, path, driver: dict | None = None) -> PendingCheckpoin
     """
     meta_json = _meta_json(pipe, driver)
     return PendingCheckpoint(path, snapshot_entries(pipe), meta_json)
+
+
+# ---- a forked writer (copy-on-write snapshot) ------------------------------------------------------
+_PR_SET_PDEATHSIG = 1
+
+
+def _prctl():
+    """libc's ``prctl`` (Linux), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        f = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # pragma: no cover - a Linux without a C library prctl
+        return None
+    return f
+
+
+def fork_unavailable() -> str | None:
+    """Why a checkpoint cannot be written by a forked process here, or None when it can.
+
+    A fork needs ``os.fork``, Linux's ``prctl(PR_SET_PDEATHSIG)`` (so the writer dies with the run:
+    an orphan must never finish a checkpoint under a resumed run) and a process running no other
+    Python thread (a thread holding a lock at the fork, or a thread the writer needs, would not
+    exist in the child: a background writer thread, Dask's event loop, ...).
+    """
+    import threading
+
+    if not hasattr(os, "fork"):
+        return "this platform has no os.fork"
+    if _prctl() is None:
+        return "the writer cannot be tied to the run's life here (no Linux prctl)"
+    if threading.current_thread() is not threading.main_thread():
+        return "the checkpoint is not taken from the main thread"
+    others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+    if others:
+        return f"other threads run in this process ({', '.join(sorted(others)[:3])})"
+    return None
+
+
+class CheckpointWriterError(OSError):
+    """A forked checkpoint writer died before it reported (killed by a signal: the out-of-memory
+    killer, an operator): the previous checkpoint is intact."""
+
+
+def _private_mib() -> float:
+    """Private (unshared) resident memory of this process in MiB (Linux ``smaps_rollup``): in a
+    forked writer, the pages the run changed since the fork plus what the writer allocated."""
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            kib = sum(int(line.split()[1]) for line in f if line.startswith(("Private_Clean:", "Private_Dirty:")))
+    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
+        return float("nan")
+    return kib / 1024
+
+
+def _forked_write(pipe, path, meta_json: str) -> dict:
+    """The forked writer's work (also callable in-process): the pipeline's state as it was at the
+    fork, written as :func:`write_checkpoint` does; returns the figures it reports."""
+    import time
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    flat = pipeline_entries(pipe)
+    copies = _private_mib()  # the state's copies made by to_state all exist now: about the writer's peak
+    _write_entries(path, flat, meta_json)
+    return {
+        "seconds": time.perf_counter() - t0,
+        "cpu_s": time.process_time() - c0,
+        "private_mib": max(copies, _private_mib()),
+    }
+
+
+def _child_setup(parent_pid: int) -> None:  # pragma: no cover - runs in the forked writer (tests check its effects)
+    """In the forked writer: die with the run (SIGKILL when the parent dies; it may have died
+    before the request took effect), leave the run's signals to the run, collect no garbage (a
+    collected file object would flush the run's buffered bytes a second time)."""
+    import gc
+
+    gc.disable()
+    if _prctl()(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+        raise OSError("prctl(PR_SET_PDEATHSIG) failed: the writer could outlive the run")
+    if os.getppid() != parent_pid:  # the run died between the fork and the prctl
+        os._exit(3)
+    for s in _STOP_SIGNALS:  # the run decides when to stop; the writer finishes or dies with it
+        signal.signal(s, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked over the fork; ignored from here
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class ForkedCheckpoint:
+    """A checkpoint written by a forked process from the state as it was at the fork
+    (:func:`fork_checkpoint`); the interface of :class:`PendingCheckpoint`.
+
+    :meth:`wait` collects the writer (its report comes through a pipe, its exit status from
+    ``waitpid``) and raises its error: the writer's own exception when it could be sent (a full
+    disk: the ``OSError`` a foreground write raises), else :class:`CheckpointWriterError`.
+    """
+
+    def __init__(self, pipe, path, meta_json: str):
+        import pickle
+
+        self.path = Path(path)
+        self.error: BaseException | None = None
+        self.seconds = 0.0  # wall seconds the writer took (from its report)
+        self.report: dict = {}
+        for stream in (sys.stdout, sys.stderr):  # the child must not write the run's buffered output again
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):  # pragma: no cover - closed or odd streams
+                pass
+        parent = os.getpid()
+        r, w = os.pipe()
+        # a stop signal arriving over the fork waits: the run handles it after, the writer ignores it
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            pid = _fork()
+        except BaseException:
+            os.close(r)
+            os.close(w)
+            raise
+        finally:
+            if os.getpid() == parent:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        if pid == 0:  # pragma: no cover - the forked writer (its lines run in the child; tests call _forked_write)
+            code = 1
+            try:
+                os.close(r)
+                try:
+                    _child_setup(parent)
+                    msg = pickle.dumps(("ok", _forked_write(pipe, self.path, meta_json)))
+                    code = 0
+                except BaseException as exc:
+                    msg = pickle.dumps(("error", _pickled_error(exc), f"{type(exc).__name__}: {exc}"))
+                view = memoryview(msg)
+                while view:
+                    view = view[os.write(w, view) :]
+            finally:
+                os._exit(code)
+        os.close(w)
+        self.pid = pid
+        self._r = r
+        self._status: int | None = None
+
+    def done(self) -> bool:
+        """Has the writer finished (written the file, or failed)?"""
+        if self._status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid == 0:
+                return False
+            self._status = status
+        return True
+
+    def wait(self) -> Path:
+        """Block until the writer has ended; returns the path, or raises the writer's error (once)."""
+        import pickle
+
+        if self._r is not None:
+            chunks = []
+            while chunk := os.read(self._r, 1 << 16):  # until the writer's end closes the pipe
+                chunks.append(chunk)
+            os.close(self._r)
+            self._r = None
+            if self._status is None:
+                self._status = os.waitpid(self.pid, 0)[1]
+            self._collect(b"".join(chunks), pickle)
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+        return self.path
+
+    def _collect(self, msg: bytes, pickle) -> None:
+        kind, body, *text = pickle.loads(msg) if msg else (None, None)
+        if kind == "ok":
+            self.report = body
+            self.seconds = body["seconds"]
+            return
+        if kind == "error":
+            try:
+                self.error = pickle.loads(body)
+            except Exception:  # the writer's exception cannot be rebuilt here: its text, then
+                self.error = CheckpointWriterError(f"the checkpoint writer failed writing {self.path}: {text[0]}")
+        else:
+            self.error = CheckpointWriterError(
+                f"the checkpoint writer (forked process {self.pid}) ended without a report "
+                f"({_exit_description(self._status)}) before finishing {self.path}; the previous checkpoint "
+                "there is intact; check the memory (out-of-memory killer) and the disk, then resume or retry"
+            )
+        self.path.with_name(f".{self.path.name}.{self.pid}.tmp").unlink(missing_ok=True)
+
+
+def _pickled_error(exc: BaseException) -> bytes:
+    """``exc`` pickled (sent by a forked writer to the run), or b"" when it cannot be."""
+    import pickle
+
+    try:
+        return pickle.dumps(exc)
+    except Exception:
+        return b""
+
+
+def _exit_description(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:  # pragma: no cover - a signal without a name
+            name = str(sig)
+        return f"killed by signal {name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def _fork() -> int:
+    """``os.fork()`` without Python 3.12's warning about native threads (OpenBLAS's pool: fork-safe;
+    Python threads are ruled out by :func:`fork_unavailable`)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return os.fork()
+
+
+def fork_checkpoint(pipe, path, driver: dict | None = None) -> ForkedCheckpoint:
+    """Write ``pipe``'s checkpoint (as :func:`write_checkpoint` does: atomically and durably) from
+    a forked process that sees the state, copy-on-write, as it was at this moment; the caller goes
+    on at once (no copy of the state is made in this process) and collects the writer with
+    ``wait()`` before the next checkpoint. Check :func:`fork_unavailable` first.
+
+    The writer dies with the calling process (``PR_SET_PDEATHSIG``), never runs ``atexit``
+    handlers or flushes the caller's files, and ignores SIGINT / SIGTERM (the caller decides when
+    to stop). Pages the caller writes while the writer lives are copied by the kernel: up to the
+    state's size in memory, and page faults, until ``wait()``.
+    """
+    return ForkedCheckpoint(pipe, path, _meta_json(pipe, driver))
 
 
 # ---- lossless compaction of large entries -------------------------------------------------------------

@@ -151,6 +151,7 @@ def run_stream(pipe, batches, checkpoint_path=None, checkpoint_every_min=None, o
     >>> r.driver["n_in"] > 0
     True
     """
+    from telcoanalytics.pipeline import run as run_module
     from telcoanalytics.pipeline.run import DEFAULT_CHECKPOINT_EVERY_MIN, restore_signals
 
     src = batches if hasattr(batches, "position") else IteratorSource(batches)
@@ -161,6 +162,7 @@ def run_stream(pipe, batches, checkpoint_path=None, checkpoint_every_min=None, o
         outputs=outputs,
         driver=pipe.checkpoint_driver,
         progress=progress or Progress(mode="lines", every_s=10.0, show_lag=True),
+        background=run_module.CHECKPOINT_WRITER,
     )
     if hasattr(src, "should_stop"):
         src.should_stop = lambda: runner.stop_requested

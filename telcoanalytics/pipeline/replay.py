@@ -366,6 +366,7 @@ def run_replay(settings: dict | None = None, resume=None, checkpoint=None, resto
 
 def _run_replay(settings, resume, checkpoint, restore, say, progress, client=None):
     """The replay itself (``client``: run the components partitioned on that Dask cluster)."""
+    from telcoanalytics.pipeline import run as run_module
     from telcoanalytics.pipeline.checkpoint import CheckpointError
     from telcoanalytics.pipeline.pipeline import Pipeline
     from telcoanalytics.pipeline.replay_report import replay_report
@@ -461,6 +462,7 @@ def _run_replay(settings, resume, checkpoint, restore, say, progress, client=Non
         driver=run_driver,
         progress=progress if progress is not None else Progress(mode="bar"),
         hooks=hooks,
+        background=run_module.CHECKPOINT_WRITER,
     )
     runner.run(src)
     t0 = time.perf_counter()

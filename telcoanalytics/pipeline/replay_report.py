@@ -137,7 +137,41 @@ def replay_report(pipe, src, runner, say, out, t_start: float) -> int:
             )
     say()
     secs = ", ".join(f"{k} {v:.1f} s" for k, v in pipe.seconds.items())
-    n_ck = runner.driver["n_checkpoints"]
-    ck = f"; {n_ck} checkpoints ({runner.checkpoint_s:.1f} s in this process)" if n_ck else ""
+    ck = checkpoint_note(runner)
     say(f"== time: {secs}; total {time.perf_counter() - t_start:.1f} s{ck}")
     return 0 if ok else 1
+
+
+def checkpoint_note(runner) -> str:
+    """The time line's checkpoint part: how many, the seconds the run waited for them, and who
+    wrote them (forked writers with their largest private memory, a background thread), or why a
+    fork was not possible; "" without checkpoints.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as NS
+    >>> checkpoint_note(NS(driver={"n_checkpoints": 4}, checkpoint_s=1.25, checkpoint_write_s=20.0,
+    ...                    checkpoint_writer_mib=2048.4, fork_fallback=None))
+    '; 4 checkpoints (1.2 s in this process, written in 20.0 s by forked writers, each up to 2,048 MiB of memory of its own)'
+    >>> checkpoint_note(NS(driver={"n_checkpoints": 1}, checkpoint_s=3.0, checkpoint_write_s=0.0,
+    ...                    checkpoint_writer_mib=0.0, fork_fallback="other threads run in this process (x)"))
+    '; 1 checkpoints (3.0 s in this process; written in the foreground: other threads run in this process (x))'
+    >>> checkpoint_note(NS(driver={"n_checkpoints": 2}, checkpoint_s=0.5, checkpoint_write_s=4.0,
+    ...                    checkpoint_writer_mib=0.0, fork_fallback=None))
+    '; 2 checkpoints (0.5 s in this process, written in 4.0 s by a background thread)'
+    >>> checkpoint_note(NS(driver={"n_checkpoints": 0}))
+    ''
+    """
+    n_ck = runner.driver["n_checkpoints"]
+    if not n_ck:
+        return ""
+    ck = f"; {n_ck} checkpoints ({runner.checkpoint_s:.1f} s in this process"
+    if runner.checkpoint_write_s:
+        ck += f", written in {runner.checkpoint_write_s:.1f} s by "
+        if runner.checkpoint_writer_mib:
+            ck += f"forked writers, each up to {runner.checkpoint_writer_mib:,.0f} MiB of memory of its own"
+        else:
+            ck += "a background thread"
+    if runner.fork_fallback:
+        ck += f"; written in the foreground: {runner.fork_fallback}"
+    return ck + ")"

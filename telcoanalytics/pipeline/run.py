@@ -14,11 +14,14 @@ holding the pipeline's whole state and a *driver* section: the source position, 
 of every output file (:class:`OutputLog`), the run's settings and counters. Output files are
 ``fsync``-ed before the checkpoint that records their lengths, so a resumed run truncates each
 file back to exactly what the checkpoint saw and appends from there: nothing is lost or
-written twice, and the files end equal to an uninterrupted run's. With ``background=True`` the
-runner takes a snapshot of the state and a background thread writes it while the next batches
-are processed (one write at a time; a crash during the write leaves the previous checkpoint,
-whose lengths the files are cut back to). It is off by default: on a machine without a spare
-core the writer thread slows the processing by more than the wait it saves.
+written twice, and the files end equal to an uninterrupted run's. With ``background="fork"``
+(the replay's and the real-time runner's writer, :data:`CHECKPOINT_WRITER`) the runner forks and
+goes on at once: the child writes the state as it was at the fork, copy-on-write, without
+copying it in the run (see :func:`~telcoanalytics.pipeline.checkpoint.fork_checkpoint`). With
+``background=True`` the runner takes a snapshot of the state and a background thread writes it
+while the next batches are processed. Either way one write at a time; a crash during the write
+leaves the previous checkpoint, whose lengths the files are cut back to. The thread is off by
+default: on a machine without a spare core it slows the processing by more than the wait it saves.
 
 Output files are append-only JSON lines with optional size rotation (``name.1``, ``name.2``, ...
 oldest first) and retention (the newest ``keep`` rotated files are kept), so findings stream to
@@ -41,6 +44,13 @@ DEFAULT_CHECKPOINT_EVERY_MIN = 360
 """Event-time minutes between periodic checkpoints (a replayed day writes 4). A checkpoint holds
 all state (about 65 KiB per element with every component), so its cost grows with the network:
 a shorter interval loses less work to a crash and costs more while running."""
+
+CHECKPOINT_WRITER = "fork"
+"""How ``telcoanalytics replay`` and ``telcoanalytics run`` write their periodic checkpoints
+(:class:`Runner`'s ``background``): "fork", a forked process writes the state as it was at the
+checkpoint while the run goes on (where :func:`~telcoanalytics.pipeline.checkpoint.fork_unavailable`
+says it cannot, in the foreground); False, in the foreground; "thread", a background thread from
+a snapshot."""
 
 _NO_DATA = np.iinfo(np.int64).min
 
@@ -337,10 +347,16 @@ class Runner:
     progress : Progress, optional
     hooks : list of callables ``(source, data) -> None``
         Called before each batch (e.g. a topology change at a given event time).
-    background : bool
-        Write the periodic checkpoints from a snapshot in a background thread, overlapped with
-        the processing of the next batches (default False: written before processing goes on).
-        The snapshot holds about the state's size in memory until it is written.
+    background : False, True / "thread", or "fork"
+        How periodic checkpoints are written. False (default): before processing goes on.
+        True or "thread": from a snapshot in a background thread, overlapped with the processing
+        of the next batches; the snapshot holds about the state's size in memory until written.
+        "fork": by a forked process from the state as it was at the fork, overlapped too; the
+        pages the run changes meanwhile are copied by the kernel (at most the state's size) and
+        the writer dies with the run; where a fork is not safe
+        (:func:`~telcoanalytics.pipeline.checkpoint.fork_unavailable`: another Python thread
+        running, no Linux ``prctl``, no ``os.fork``) the checkpoint is written in the foreground
+        and ``fork_fallback`` says why.
 
     Examples
     --------
@@ -384,8 +400,12 @@ class Runner:
         self.stop_requested = False
         self.checkpoint_s = 0.0  # seconds the run waited for checkpoints (snapshots, writes in the foreground)
         self.checkpoint_write_s = 0.0  # seconds the background writers took (overlapped with processing)
-        self._pending = None  # the checkpoint being written in the background (PendingCheckpoint)
-        self.background = bool(background)
+        self.checkpoint_writer_mib = 0.0  # largest private memory a forked writer reported (MiB)
+        self._pending = None  # the checkpoint being written in the background (Pending/ForkedCheckpoint)
+        if background not in (False, True, "thread", "fork"):
+            raise ValueError(f"background must be False, True / 'thread' or 'fork', got {background!r}")
+        self.background = background
+        self.fork_fallback: str | None = None  # why the last "fork" checkpoint was written in the foreground
 
     def request_stop(self, *_args) -> None:
         """Stop after the current batch (a signal handler: ``signal.signal(SIGTERM, r.request_stop)``)."""
@@ -394,9 +414,10 @@ class Runner:
     def run(self, source, wait: bool = True) -> bool:
         """Feed every batch of ``source``; returns True when it was exhausted, False when stopped.
 
-        With ``background``, periodic checkpoints are written by a background thread from a
-        snapshot of the state (:func:`~telcoanalytics.pipeline.checkpoint.start_checkpoint`) while
-        the batches after them are processed, one at a time. With ``wait`` (default) every one is
+        With ``background``, periodic checkpoints are written by a forked process or a background
+        thread (:func:`~telcoanalytics.pipeline.checkpoint.fork_checkpoint`,
+        :func:`~telcoanalytics.pipeline.checkpoint.start_checkpoint`) while the batches after them
+        are processed, one at a time. With ``wait`` (default) every one is
         durable when ``run`` returns; without, the last may still be being written (the next
         :meth:`checkpoint`, or :meth:`wait_checkpoint`, waits for it).
         """
@@ -440,9 +461,10 @@ class Runner:
     def checkpoint(self, position, path=None, background: bool = False, **extra) -> Path:
         """Sync the outputs, then write the pipeline and the driver section (position, output lengths).
 
-        With ``background`` (a :class:`~telcoanalytics.pipeline.Pipeline`), the state is snapshot
-        and written by a background thread (:meth:`wait_checkpoint` waits for it); otherwise the
-        file is written before this returns. A write still running is waited for first.
+        With ``background`` (a :class:`~telcoanalytics.pipeline.Pipeline`; "fork" or True / "thread",
+        as the constructor's), the state is written by a forked process or from a snapshot by a
+        background thread (:meth:`wait_checkpoint` waits for it); otherwise the file is written
+        before this returns. A write still running is waited for first.
         """
         tc = time.perf_counter()
         self._wait_pending()
@@ -456,7 +478,17 @@ class Runner:
         self.driver["n_checkpoints"] += 1
         self.driver.update(extra)
         target = Path(path or self.checkpoint_path)
-        if background and _writes_in_background(self.pipe):
+        mode = self._mode(background)
+        if mode == "fork":
+            from telcoanalytics.pipeline import checkpoint as ck
+
+            try:
+                self._pending = ck.fork_checkpoint(self.pipe, target, driver=self.driver)
+                out = target
+            except OSError as exc:  # no process to spare (EAGAIN, ENOMEM): today's foreground write
+                self.fork_fallback = f"the fork failed ({exc})"
+                out = self.pipe.checkpoint(target, driver=self.driver)
+        elif mode == "thread":
             from telcoanalytics.pipeline.checkpoint import start_checkpoint
 
             self._pending = start_checkpoint(self.pipe, target, driver=self.driver)
@@ -466,9 +498,22 @@ class Runner:
         self.checkpoint_s += time.perf_counter() - tc
         return out
 
+    def _mode(self, background) -> str:
+        """How this checkpoint is written: "fork", "thread" or "foreground" (a fork where it is
+        unavailable, or a pipeline that writes its own checkpoint, falls back to the foreground;
+        the reason is kept in ``fork_fallback``)."""
+        if not background or not _writes_in_background(self.pipe):
+            return "foreground"
+        if background == "fork":
+            from telcoanalytics.pipeline.checkpoint import fork_unavailable
+
+            self.fork_fallback = fork_unavailable()
+            return "foreground" if self.fork_fallback else "fork"
+        return "thread"
+
     def wait_checkpoint(self) -> Path | None:
-        """Wait for the checkpoint a background thread is writing (if any); returns its path, or
-        raises its error (a full disk ...)."""
+        """Wait for the checkpoint a forked process or a background thread is writing (if any);
+        returns its path, or raises its error (a full disk ...)."""
         tw = time.perf_counter()
         try:
             return self._wait_pending()
@@ -487,6 +532,9 @@ class Runner:
             return exc
         finally:
             self.checkpoint_write_s += pending.seconds
+            mib = getattr(pending, "report", {}).get("private_mib")
+            if mib is not None and not mib <= self.checkpoint_writer_mib:  # NaN: unknown
+                self.checkpoint_writer_mib = mib
         return out if raise_error else None
 
 
