@@ -81,7 +81,7 @@ def test_anomaly_rows_and_a_strided_view():
 
 @pytest.mark.parametrize(
     "text",
-    ["é", "a\tb", 'q"', "back\\", "\x7f~"],
+    ["é", "Ω", "a\tb", 'q"', "back\\", "\x7f~"],
 )
 def test_strings_outside_printable_ascii_are_left_to_the_general_path(text):
     """JSON escapes control characters, quotes, backslashes and (ensure_ascii) non-ASCII; DEL it
