@@ -2,7 +2,7 @@
 checkpoints) with the anomaly component's calls and their parts timed in wall and CPU time, and the
 garbage collector's passes that ran inside those calls.
 
-    python benchmarks/bench_anomaly_replay_profile.py [ELEMENTS] [SEED]
+    python benchmarks/bench_anomaly_replay_profile.py [ELEMENTS] [SEED]   # PROFILE_OUT=DIR keeps the outputs
 
 Prints, for the anomaly component: the pipeline's own figure (``seconds['anomaly']``, wall), the
 wall and CPU time of its update / advance / finish calls, and inside them: event building, the
@@ -94,7 +94,9 @@ def main(n_elements=2000, seed=7):
 
     RR.replay_report = report
     t0c = time.process_time()
-    with tempfile.TemporaryDirectory() as out:
+    keep = os.environ.get("PROFILE_OUT")  # keep the replay's outputs in this folder
+    with tempfile.TemporaryDirectory() as tmp:
+        out = keep or tmp
         R.run_replay(
             {"elements": n_elements, "seed": seed, "checkpoints": False, "out": out}, say=lambda m: None, progress=None
         )
