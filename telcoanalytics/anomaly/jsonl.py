@@ -21,6 +21,8 @@ _KINDS = {"i": _ke.JSON_INT, "u": _ke.JSON_INT, "b": _ke.JSON_BOOL, "f": _ke.JSO
 def _layout(dtype: np.dtype) -> tuple | None:
     """(kind, offset, width, column, prefix bytes, prefix starts, int fields, float fields) of a
     structured dtype, or None when a field is of a type the kernel does not format."""
+    if not dtype.names:
+        return None  # no fields: "{}" per row, left to the general path
     kinds, offs, widths, cols, ints, floats = [], [], [], [], [], []
     for name in dtype.names:
         ft, off = dtype.fields[name][:2]
@@ -46,7 +48,7 @@ def json_text_of_records(rows: np.ndarray) -> str | None:
     """The JSON lines of a structured array's rows, newline-separated (no newline after the last;
     ``""`` for no rows): exactly ``"\\n".join(json.dumps(dict(zip(names, r))) for r in
     rows.tolist())`` with NaN as ``null``. None when a field is of a type this path does not
-    format (sub-arrays, bytes, unsigned 64-bit, objects, ...) or a string needs JSON escaping
+    format (sub-arrays, bytes, unsigned 64-bit, objects, no fields, ...) or a string needs JSON escaping
     (control characters, quotes, backslashes, non-ASCII): format those rows another way.
 
     Examples

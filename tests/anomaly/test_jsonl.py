@@ -108,6 +108,7 @@ def test_embedded_nul_is_refused_and_trailing_nuls_dropped():
         [("k", "i8", (2,))],  # a sub-array
         [("k", "M8[ms]")],
         [("k", ">U4")],
+        [],  # no fields
     ],
 )
 def test_unsupported_fields_are_left_to_the_general_path(dtype):
