@@ -1,11 +1,13 @@
 """Benchmark: the replay's anomaly component alone (event building, detector, classification,
-silence checks, paging policy, episode rows) on the calls a replay makes.
+silence checks, paging policy, episode rows streamed to ``anomalies.jsonl``) on the calls a replay
+makes.
 
 A replay of the synthetic day (``BENCH_ELEMENTS`` elements, default 2,000, seed 7, one day of
 history) runs once with the anomaly component only, recording every call the pipeline makes to it
 (routed equipment and QoS batches, the per-minute advances, the topology change) and its state
 after learning the history; the timed rounds replay those calls on a fresh component restored
-from that state, so only the component's own work is timed. The events per second count each
+from that state and streaming its findings to a file as in the replay, so only the component's
+own work is timed. The events per second count each
 equipment row once and each QoS row twice (latency and loss).
 
 Run: ``.venv/bin/python -m pytest benchmarks/bench_anomaly_component.py --benchmark-only -q -s
@@ -24,6 +26,7 @@ import pytest
 from telcoanalytics.pipeline import components as C
 from telcoanalytics.pipeline.contract import RoutedBatch
 from telcoanalytics.pipeline.replay import run_replay
+from telcoanalytics.pipeline.run import OutputLog
 
 N_ELEMENTS = int(os.environ.get("BENCH_ELEMENTS", 2_000))
 
@@ -78,17 +81,19 @@ def _replay(comp, calls, seconds):
     return pages
 
 
-def test_bench_anomaly_component(benchmark, recorded):
+def test_bench_anomaly_component(benchmark, recorded, tmp_path_factory):
     state, topology, calls = recorded
     n_events = sum(len(b.rows) * (1 if b.source == "equip" else 2) for k, b in calls if k == "u")
     _replay(C.AnomalyComponent.from_state(state, topology), calls[:200], {"u": 0, "a": 0, "t": 0})  # JIT
     seconds = {"u": 0.0, "a": 0.0, "t": 0.0}
-    benchmark.pedantic(
-        _replay,
-        setup=lambda: ((C.AnomalyComponent.from_state(state, topology), calls, seconds), {}),
-        rounds=3,
-        iterations=1,
-    )
+    log_dir = tmp_path_factory.mktemp("anomaly_log")
+
+    def fresh():  # findings streamed to anomalies.jsonl, as the replay's component does
+        comp = C.AnomalyComponent.from_state(state, topology)
+        comp.attach_log(OutputLog(log_dir / "anomalies.jsonl"))
+        return (comp, calls, seconds), {}
+
+    benchmark.pedantic(_replay, setup=fresh, rounds=3, iterations=1)
     st = benchmark.stats.stats
     benchmark.extra_info.update(events=n_events, events_per_s=n_events / st.median)
     r = st.rounds

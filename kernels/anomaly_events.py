@@ -147,3 +147,139 @@ def name_codes(chars, names, out):
                 code = j
                 break
         out[i] = code
+
+
+# field kinds of json_text
+JSON_INT = 0
+JSON_FLOAT = 1
+JSON_STR = 2
+JSON_BOOL = 3
+
+
+@kernel
+def json_text(raw, kind, off, width, col, ints, ftext, n_float, prefix, pstart, out):
+    """The JSON lines of structured rows (one object per row, ``\\n`` between rows, none after the
+    last), as ``json.dumps(dict(zip(names, row.tolist())))`` writes them, into ``out``.
+
+    Parameters
+    ----------
+    raw : uint8 (n, itemsize)
+        The rows' bytes (a C-contiguous structured array viewed as bytes); read for strings.
+    kind, off, width, col : int64 arrays (n_fields,)
+        Per field: its kind (``JSON_INT``, ``JSON_FLOAT``, ``JSON_STR`` (``U``, UTF-32 code units)
+        or ``JSON_BOOL``), its byte offset in a row, its width in characters (strings) and its
+        index among the fields of its kind (int and bool fields: the row of ``ints``; floats: the
+        column of ``ftext``).
+    ints : int64 (n_ints, n)
+        The int and bool fields' values.
+    ftext : uint8
+        The ASCII ``repr`` of every float value, column by column, joined by ``,``
+        (``nan``, ``inf``, ``-inf`` are written ``null``, ``Infinity``, ``-Infinity``).
+    n_float : int
+        Float fields.
+    prefix, pstart : uint8 / int64 (n_fields + 1,)
+        The text before each field's value (``{"name": `` for the first, ``, "name": `` for the
+        others) is ``prefix[pstart[f]:pstart[f + 1]]``.
+    out : uint8
+        Written: the text; large enough (see :func:`telcoanalytics.anomaly.jsonl.json_text_of_records`).
+
+    Returns
+    -------
+    int
+        Bytes written, or -1 when a string holds a character JSON escapes (control characters,
+        ``"``, ``\\``, non-ASCII): the caller then formats the rows another way.
+    """
+    n = raw.shape[0]
+    n_fields = kind.shape[0]
+    # start of each float's text in ftext (token t = column * n + row)
+    fpos = np.empty(n_float * n + 1, dtype=np.int64)
+    fpos[0] = 0
+    k = 0
+    for i in range(ftext.shape[0]):
+        if ftext[i] == 44:  # ","
+            k += 1
+            fpos[k] = i + 1
+    fpos[n_float * n] = ftext.shape[0] + 1
+    digits = np.empty(20, dtype=np.uint8)
+    o = 0
+    for r in range(n):
+        if r > 0:
+            out[o] = 10
+            o += 1
+        for f in range(n_fields):
+            for b in range(pstart[f], pstart[f + 1]):
+                out[o] = prefix[b]
+                o += 1
+            kd = kind[f]
+            if kd == JSON_INT:
+                v = ints[col[f], r]
+                if v < 0:
+                    out[o] = 45  # "-"
+                    o += 1
+                nd = 0
+                while True:  # digits of |v|, last first (a negative v is never negated: int64 min)
+                    if v >= 0:
+                        d = v % 10
+                        v = v // 10
+                    else:
+                        d = -(v % -10)
+                        v = (v + d) // 10
+                    digits[nd] = 48 + d
+                    nd += 1
+                    if v == 0:
+                        break
+                for q in range(nd - 1, -1, -1):
+                    out[o] = digits[q]
+                    o += 1
+            elif kd == JSON_BOOL:
+                if ints[col[f], r] != 0:
+                    for c in (116, 114, 117, 101):  # true
+                        out[o] = c
+                        o += 1
+                else:
+                    for c in (102, 97, 108, 115, 101):  # false
+                        out[o] = c
+                        o += 1
+            elif kd == JSON_FLOAT:
+                t = col[f] * n + r
+                s, e = fpos[t], fpos[t + 1] - 1
+                neg = ftext[s] == 45
+                first = ftext[s + 1] if neg and e - s > 1 else ftext[s]
+                if first == 110:  # nan
+                    for c in (110, 117, 108, 108):  # null
+                        out[o] = c
+                        o += 1
+                elif first == 105:  # inf, -inf
+                    if neg:
+                        out[o] = 45
+                        o += 1
+                    for c in (73, 110, 102, 105, 110, 105, 116, 121):  # Infinity
+                        out[o] = c
+                        o += 1
+                else:
+                    for b in range(s, e):
+                        out[o] = ftext[b]
+                        o += 1
+            else:  # a U string: its characters up to the last non-NUL one, plain ASCII only
+                a = off[f]
+                m = width[f]
+                while m > 0:  # numpy drops trailing NULs
+                    z = a + 4 * m - 4
+                    if (raw[r, z] | raw[r, z + 1] | raw[r, z + 2] | raw[r, z + 3]) != 0:
+                        break
+                    m -= 1
+                out[o] = 34
+                o += 1
+                for c in range(m):
+                    ch = raw[r, a + 4 * c]
+                    if (raw[r, a + 4 * c + 1] | raw[r, a + 4 * c + 2] | raw[r, a + 4 * c + 3]) != 0:
+                        return -1
+                    if ch < 32 or ch > 126 or ch == 34 or ch == 92:
+                        return -1
+                    out[o] = ch
+                    o += 1
+                out[o] = 34
+                o += 1
+        out[o] = 125  # "}"
+        o += 1
+    return o

@@ -392,10 +392,15 @@ class AnomalyComponent(_Streamed, _Base):
         self._rows = []
 
     def _write(self, parts):
-        lines = []
+        from telcoanalytics.anomaly.jsonl import json_text_of_records
+
+        texts = []  # each part's lines, newline-joined (compiled; the general path for what it leaves)
         for rows in parts:
-            lines += json_lines_of_records(rows)
-        self._log.write_lines(lines)
+            text = json_text_of_records(rows) if len(rows) else ""
+            text = "\n".join(json_lines_of_records(rows)) if text is None else text
+            if text:
+                texts.append(text)
+        self._log.write_lines(texts)
 
     def learn(self, day, until_ms: int) -> None:
         """Learn baselines and thresholds from a synthetic day's history: the clean equipment and
