@@ -171,10 +171,8 @@ class WindowsComponent(_Base):
             return []
         ts, slot, val = self._ts[:m], self._slot[:m], self._val[:m]
         w = self.win
-        if w.dedup or lo < 0 or hi >= w.n_slots:  # not the component's own windows: the checked path
-            st = w.update(ts, slot, val)
-            self.n_side += int(np.count_nonzero(st.status == 1))
-            return []
+        if w.dedup or lo < 0 or hi >= w.n_slots:  # not windows this component builds: the public
+            w.update(ts, slot, val)  # update raises its error (record ids missing / a slot out of range)
         late = int(w.counters[N_LATE])
         w._fold(ts, slot, val, ts, self._status[:m])
         self.n_side += int(w.counters[N_LATE]) - late  # the events the kernel marked late

@@ -2,6 +2,7 @@
 component's fast path against the public ``SlidingWindows.update`` fed by NumPy selections."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -122,6 +123,16 @@ def test_component_slot_out_of_range_takes_the_checked_path():
         assert "outside 0..2" in str(exc)
     else:  # pragma: no cover
         raise AssertionError("expected the slot range error")
+
+
+def test_component_refuses_windows_with_record_ids():
+    day = generate(n_elements=20, days=0.02, seed=1)
+    comp = WindowsComponent(day.topology)
+    comp.win = SlidingWindows(60, WindowsComponent.RESOLUTIONS, 0, dedup=True)
+    rows = np.zeros(1, dtype=DTYPES["qos"])
+    with pytest.raises(ValueError, match="pass record_id"):
+        comp.update(RoutedBatch("qos", rows, np.array([0]), np.zeros(1, np.int64)))
+    assert comp.win.n_accepted == 0
 
 
 def test_component_ignores_other_sources_and_empty_batches():
