@@ -76,6 +76,42 @@ def stage_cells(slots, key_a, key_b, part_sum, part_cnt, n_used, a, b, v, start)
 
 
 @kernel_exact
+def stage_rows(slots, key_a, key_b, part_sum, part_cnt, n_used, ts_ms, elem, v, codes, code, bin_ms, start, bounds):
+    """:func:`stage_cells` of a batch's rows selected and binned in the same pass: every row
+    whose ``codes`` entry equals ``code`` (every row when ``codes`` is empty) adds ``v[i]`` (as
+    float64) to cell ``(elem[i], ts_ms[i] // bin_ms)``; ``bounds`` (int64 (2,)) takes the smallest
+    and largest bin of the rows added (min / max with what it holds).
+
+    Returns ``(stop, n_used)`` as :func:`stage_cells` (rows are resumed from ``stop`` after the
+    caller grew the table).
+    """
+    limit = min(slots.shape[0] // 2, key_a.shape[0])
+    every = codes.shape[0] == 0
+    lo = bounds[0]
+    hi = bounds[1]
+    for i in range(start, ts_ms.shape[0]):
+        if not (every or codes[i] == code):
+            continue
+        b = ts_ms[i] // bin_ms
+        j, n_new = pair_lookup(slots, key_a, key_b, n_used, limit, elem[i], b)
+        if j < 0:
+            bounds[0] = lo
+            bounds[1] = hi
+            return i, n_used
+        if n_new > n_used:
+            part_sum[j] = 0.0
+            part_cnt[j] = 0
+            n_used = n_new
+        part_sum[j] += np.float64(v[i])
+        part_cnt[j] += 1
+        lo = min(lo, b)
+        hi = max(hi, b)
+    bounds[0] = lo
+    bounds[1] = hi
+    return ts_ms.shape[0], n_used
+
+
+@kernel_exact
 def _clear_interval(ring_bytes, ring_packets, ring_flows, present, r, n_links):
     """Empty ring row ``r``; returns how many (link, interval) groups it held."""
     dropped = 0

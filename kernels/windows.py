@@ -52,6 +52,7 @@ ACCEPTED, LATE, DUPLICATE, INVALID = 0, 1, 2, 3
 
 NO_TIME = np.iinfo(np.int64).min
 """Empty-slot marker in the dedup time table, and the clock value before any event."""
+_I64_MAX = np.iinfo(np.int64).max
 
 # indices of the int64 ``clock`` array
 CLOCK_MAX_TS, CLOCK_DEDUP_FILL = 0, 1
@@ -515,3 +516,53 @@ def dedup_insert(keys, ts, dedup_keys, dedup_ts, clock, status):
         clock[CLOCK_DEDUP_FILL] += 1
         n_new += 1
     return n_new
+
+
+@kernel_exact
+def select_answered_calls(start_ms, answer_ms, end_ms, element_index, n_per, k, ts_out, slot_out, value_out):
+    """The answered calls of a CDR batch as window events, in one pass: for every row with
+    ``answer_ms >= 0`` (in order), ``ts_out = start_ms``, ``slot_out = element_index * n_per + k``,
+    ``value_out = (end_ms - answer_ms) / 1000`` (the holding time in seconds).
+
+    The inputs may be strided field views of the records; the outputs need room for every row.
+    Returns ``(n, lo, hi)``: the events written and the smallest and largest slot among them
+    (``lo > hi`` when none).
+    """
+    n = 0
+    lo = _I64_MAX
+    hi = NO_TIME
+    for i in range(start_ms.shape[0]):
+        a = answer_ms[i]
+        if a >= 0:
+            s = element_index[i] * n_per + k
+            ts_out[n] = start_ms[i]
+            slot_out[n] = s
+            value_out[n] = np.float64(end_ms[i] - a) / 1000.0
+            lo = min(lo, s)
+            hi = max(hi, s)
+            n += 1
+    return n, lo, hi
+
+
+@kernel_exact
+def select_events(ts_ms, values, codes, code, element_index, n_per, k, ts_out, slot_out, value_out):
+    """Rows of a batch as window events, in one pass: every row whose ``codes`` entry equals
+    ``code`` (every row when ``codes`` is empty), in order, gives ``ts_out = ts_ms``,
+    ``slot_out = element_index * n_per + k`` and ``value_out = values`` (as float64).
+
+    Returns ``(n, lo, hi)`` as :func:`select_answered_calls`.
+    """
+    n = 0
+    lo = _I64_MAX
+    hi = NO_TIME
+    every = codes.shape[0] == 0
+    for i in range(ts_ms.shape[0]):
+        if every or codes[i] == code:
+            s = element_index[i] * n_per + k
+            ts_out[n] = ts_ms[i]
+            slot_out[n] = s
+            value_out[n] = np.float64(values[i])
+            lo = min(lo, s)
+            hi = max(hi, s)
+            n += 1
+    return n, lo, hi

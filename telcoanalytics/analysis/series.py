@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.fold import add_cells, empty_slots, rehash_pairs, stage_cells, sum_rows_by_group
+from kernels.fold import add_cells, empty_slots, rehash_pairs, stage_cells, stage_rows, sum_rows_by_group
 from telcoanalytics.records import METRIC_CODE
 
 SERIES = ("prb_util_pct", "latency_ms")
@@ -143,11 +143,10 @@ class SeriesKeeper:
         rows, idx = batch.rows, batch.element_index
         if batch.source == "equip":
             self._order.setdefault("prb_util_pct", None)
-            m = rows["metric_id"] == METRIC_CODE["prb_util_pct"]
-            self._stage("prb_util_pct", rows["ts_ms"][m] // self.bin_ms, idx[m], rows["value"][m])
+            self._stage_rows("prb_util_pct", rows["ts_ms"], idx, rows["value"], rows["metric_id"], _PRB_UTIL)
         elif batch.source == "qos":
             self._order.setdefault("latency_ms", None)
-            self._stage("latency_ms", rows["ts_ms"] // self.bin_ms, idx, rows["latency_ms"])
+            self._stage_rows("latency_ms", rows["ts_ms"], idx, rows["latency_ms"], _EVERY_ROW, 0)
         elif batch.source == "complaint":
             self._order.setdefault("complaints", None)
             b = rows["ts_ms"] // self.bin_ms
@@ -167,6 +166,16 @@ class SeriesKeeper:
         st.add(np.asarray(rows, np.int64), b if b_ok is None else b_ok, values)
         st.bmin = min(st.bmin, int(b.min()))
         st.bmax = max(st.bmax, int(b.max()))
+
+    def _stage_rows(self, name, ts_ms, elem, values, codes, code) -> None:
+        """:meth:`_stage` of the rows whose ``codes`` equal ``code`` (every row: ``codes`` empty),
+        selected and binned in the staging pass (``kernels.fold.stage_rows``)."""
+        if not len(ts_ms):
+            return
+        st = self._staged.get(name)
+        if st is None:
+            st = self._staged[name] = _Staged()
+        st.add_rows(ts_ms, elem, values, codes, code, self.bin_ms)
 
     def flush(self) -> None:
         """Add the staged partial sums to the kept series (series in the order first staged, so the
@@ -288,17 +297,38 @@ class _Staged:
             )
             if start == len(a):
                 return
-            size = 2 * len(self.slots)
-            for name in ("key_a", "key_b", "part_sum", "part_cnt"):
-                old = getattr(self, name)
-                new = np.zeros(size // 2, old.dtype)
-                new[: self.n] = old[: self.n]
-                setattr(self, name, new)
-            self.slots = empty_slots(size)
-            rehash_pairs(self.slots, self.key_a, self.key_b, self.n)
+            self._grow()
+
+    def add_rows(self, ts_ms, elem, v, codes, code, bin_ms) -> None:
+        """Stage the rows whose ``codes`` equal ``code`` (``codes`` empty: every row) at cells
+        ``(elem, ts_ms // bin_ms)`` in one pass; the staged bin range widens to theirs."""
+        bounds = np.array([self.bmin, self.bmax], np.int64)
+        start = 0
+        while True:
+            start, self.n = stage_rows(
+                self.slots, self.key_a, self.key_b, self.part_sum, self.part_cnt, self.n,
+                ts_ms, elem, v, codes, code, bin_ms, start, bounds,
+            )  # fmt: skip
+            if start == len(ts_ms):
+                break
+            self._grow()
+        self.bmin, self.bmax = int(bounds[0]), int(bounds[1])
+
+    def _grow(self) -> None:
+        """Double the table (the entries so far kept and rehashed)."""
+        size = 2 * len(self.slots)
+        for name in ("key_a", "key_b", "part_sum", "part_cnt"):
+            old = getattr(self, name)
+            new = np.zeros(size // 2, old.dtype)
+            new[: self.n] = old[: self.n]
+            setattr(self, name, new)
+        self.slots = empty_slots(size)
+        rehash_pairs(self.slots, self.key_a, self.key_b, self.n)
 
 
 _NO_VALUES = np.zeros(0)
+_EVERY_ROW = np.zeros(0, np.int32)  # stage_rows: no selection by code
+_PRB_UTIL = METRIC_CODE["prb_util_pct"]
 _NO_SUMS = np.zeros((0, 0))
 
 

@@ -112,6 +112,9 @@ class _Streamed:
 
 
 # ---- windows -------------------------------------------------------------------------------------
+_NO_CODES = np.zeros(0, np.int32)  # select_events: every row
+
+
 class WindowsComponent(_Base):
     """Per-element sliding windows of three replay metrics, with continuous EW decay.
 
@@ -137,23 +140,42 @@ class WindowsComponent(_Base):
         )
         self.n_side = 0  # events behind the windows' watermark (side output), counted, not folded in
         self._throughput = METRIC_CODE["throughput_mbps"]
+        self._ts = self._slot = self._val = self._status = np.empty(0)  # per-batch buffers (grown as needed)
 
     def update(self, batch: RoutedBatch) -> list:
+        """The batch's events selected, their slots and values computed, in one compiled pass per
+        batch (``kernels.windows.select_answered_calls`` / ``select_events``) into buffers kept
+        between batches, then folded into the windows."""
+        from kernels.windows import N_LATE, select_answered_calls, select_events
+
         source, rows, element_index = batch.source, batch.rows, batch.element_index
-        if source == "cdr":
-            ok = rows["answer_ms"] >= 0
-            ts, e, v = rows["start_ms"][ok], element_index[ok], (rows["end_ms"][ok] - rows["answer_ms"][ok]) / 1000.0
-            k = 0
-        elif source == "qos":
-            ts, e, v, k = rows["ts_ms"], element_index, rows["latency_ms"], 1
-        elif source == "equip":
-            ok = rows["metric_id"] == self._throughput
-            ts, e, v, k = rows["ts_ms"][ok], element_index[ok], rows["value"][ok], 2
-        else:
+        n = len(rows)
+        if source not in ("cdr", "qos", "equip") or not n:
             return []
-        if len(ts):
-            st = self.win.update(ts, e * 3 + k, v)
-            self.n_side += int(np.count_nonzero(st.status == 1))
+        if len(self._ts) < n:
+            cap = max(n, 2 * len(self._ts))
+            self._ts, self._slot = np.empty(cap, np.int64), np.empty(cap, np.int64)
+            self._val, self._status = np.empty(cap), np.empty(cap, np.int8)
+        out = (self._ts, self._slot, self._val)
+        if source == "cdr":
+            m, lo, hi = select_answered_calls(
+                rows["start_ms"], rows["answer_ms"], rows["end_ms"], element_index, 3, 0, *out
+            )
+        elif source == "qos":
+            m, lo, hi = select_events(rows["ts_ms"], rows["latency_ms"], _NO_CODES, 0, element_index, 3, 1, *out)
+        else:
+            m, lo, hi = select_events(
+                rows["ts_ms"], rows["value"], rows["metric_id"], self._throughput, element_index, 3, 2, *out
+            )
+        if not m:
+            return []
+        ts, slot, val = self._ts[:m], self._slot[:m], self._val[:m]
+        w = self.win
+        if w.dedup or lo < 0 or hi >= w.n_slots:  # not windows this component builds: the public
+            w.update(ts, slot, val)  # update raises its error (record ids missing / a slot out of range)
+        late = int(w.counters[N_LATE])
+        w._fold(ts, slot, val, ts, self._status[:m])
+        self.n_side += int(w.counters[N_LATE]) - late  # the events the kernel marked late
         return []
 
     def topology_changed(self, topology, changes) -> list:

@@ -226,10 +226,18 @@ def streaming_quarantine(log: OutputLog, restored=None):
 
     class StreamingQuarantine(Quarantine):
         def add(self, source, rows, reasons, fields, columns, batch=0):
-            one = Quarantine()
-            one.add(source, rows, reasons, fields, columns, batch)  # validates; the records to write
-            super().add(source, rows, reasons, fields, columns, batch)  # counts only (max_kept=0)
-            self.log.write_lines([json.dumps(r) for r in one.records()])
+            # one add (validated, counted, the rows' block built), its records written, the block
+            # dropped: the counts of a store that keeps nothing (max_kept=0)
+            held, n_held = self._blocks, self._n_kept
+            self._blocks, self.max_kept = [], None
+            try:
+                super().add(source, rows, reasons, fields, columns, batch)
+                lines = [json.dumps(r) for r in self.records()]
+            finally:
+                self._blocks, self.max_kept = held, 0
+            self.n_not_kept += self._n_kept - n_held
+            self._n_kept = n_held
+            self.log.write_lines(lines)
 
     q = StreamingQuarantine(max_kept=0)
     q.log = log

@@ -220,6 +220,14 @@ class SlidingWindows:
                 )
             rid = ts
         status = np.empty(n, dtype=np.int8)
+        self._fold(ts, sl, val, rid, status)
+        return BatchStatus(status)
+
+    def _fold(self, ts, sl, val, rid, status) -> int:
+        """The kernel call of :meth:`update` on checked arrays (contiguous int64 times and slots
+        in range, float64 values, ``rid`` the record ids or any int64 array of the same length
+        without dedup); ``status`` (int8, same length) receives the outcomes. Returns the
+        accepted events."""
         ew_state = self.ew.state if self.ew is not None else np.zeros((1, 1))
         coef = self.ew.coef if self.ew is not None else np.zeros(0)
         table = self.ew.table if self.ew is not None else np.zeros((3, 1, 0))
@@ -238,7 +246,7 @@ class SlidingWindows:
         n_ok = _kw.window_update(state, params, (ts, sl, val, rid), status)
         if self.ew is not None:
             self.ew.n_events += int(n_ok)
-        return BatchStatus(status)
+        return n_ok
 
     def _reserve_dedup(self, n: int) -> None:
         """Keep the record-id table at load <= 1/2 after a batch of ``n``: forget ids behind the
