@@ -141,6 +141,19 @@ def _kept_values(v, keep: int) -> np.ndarray:
     return out
 
 
+def _field_names(fields: np.ndarray) -> np.ndarray:
+    """The failing-field names of rejected rows as kept (text of at most 200 characters, each
+    ``truncate(str(f), 200)``): a copy of the array when its few distinct values are such text
+    already (an ingest's field names), without a conversion per row."""
+    try:
+        distinct = set(fields.tolist())
+    except TypeError:  # an unhashable value
+        distinct = None
+    if distinct is not None and all(type(f) is str and len(f) <= 200 for f in distinct):
+        return fields.astype(object)
+    return np.array([truncate(str(f), 200) for f in fields], dtype=object)
+
+
 class _Block:
     """Rejected rows of one ingest chunk, kept columnar until they are asked for."""
 
@@ -261,7 +274,7 @@ class Quarantine:
                     int(batch),
                     rows[sl].copy(),
                     reasons[sl].copy(),
-                    np.array([truncate(str(f), 200) for f in fields[sl]], dtype=object),
+                    _field_names(fields[sl]),
                     {truncate(str(c), 200): _kept_values(v, keep) for c, v in columns.items()},
                     None if files is None else _kept_values(files, keep),
                 )
