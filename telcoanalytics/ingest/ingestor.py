@@ -840,6 +840,19 @@ class Ingestor:
         return keys
 
     def _quarantine(self, chunk: RawChunk, batch: int, bad_idx: np.ndarray, st: _Status) -> None:
+        raw = chunk.columns
+        if (
+            isinstance(raw, np.ndarray)
+            and raw.dtype.names
+            and chunk.origin is None
+            and not len(chunk.bad_rows)
+            and not chunk.missing
+        ):  # records (e.g. canonical arrays): the rejected ones in one gather, their fields the columns
+            names = np.array(st.names + ["?"], dtype=object)
+            self.quarantine.add(
+                self.source, chunk.rows_at(bad_idx), st.code[bad_idx], names[st.field[bad_idx]], raw[bad_idx], batch
+            )
+            return
         cols = {name: _take(chunk.column(name), bad_idx) for name in chunk.names}
         if len(chunk.bad_rows):
             line = np.full(chunk.n, None, dtype=object)
