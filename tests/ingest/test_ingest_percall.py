@@ -132,3 +132,37 @@ def test_ingest_quarantines_records_from_arrays_and_dicts_alike():
     assert ia.quarantine.records() == idict.quarantine.records()
     assert ra.accepted_rows().tolist() == [i for i in range(40) if i not in (3, 17, 20, 30)]
     assert rd.accepted_rows().tolist() == ra.accepted_rows().tolist()
+
+
+def test_id_set_grows_four_times_while_small(monkeypatch):
+    """Below EAGER_GROWTH_SLOTS a generation's table grows at least 4x (never beyond that size
+    by this rule), and the decisions equal those of plain doubling and of a Python set."""
+    from telcoanalytics.ingest.dedup import DedupSet
+
+    rng = np.random.default_rng(11)
+    keys = rng.integers(0, 3000, 6000).astype(np.int64)
+    eager = DedupSet(None, initial_capacity=16)
+    sizes = []
+    dups = []
+    for i in range(0, len(keys), 250):
+        dups.append(eager.check_insert(keys[i : i + 250], np.ones(250, bool)))
+        if not sizes or sizes[-1] != len(eager.cur):
+            sizes.append(len(eager.cur))
+    assert sizes[0] == 512 and len(sizes) >= 3  # (the first batch needs 512 slots at load <= 0.7)
+    assert all(b == 4 * a for a, b in zip(sizes, sizes[1:]))
+    seen, ref = set(), []
+    for k in keys.tolist():
+        ref.append(k in seen)
+        seen.add(k)
+    assert np.concatenate(dups).tolist() == ref
+    monkeypatch.setattr(DedupSet, "EAGER_GROWTH_SLOTS", 0)
+    plain = DedupSet(None, initial_capacity=16)
+    got = [plain.check_insert(keys[i : i + 250], np.ones(250, bool)) for i in range(0, len(keys), 250)]
+    assert np.concatenate(got).tolist() == ref
+    assert len(plain.cur) <= len(eager.cur)
+    monkeypatch.setattr(DedupSet, "EAGER_GROWTH_SLOTS", 64)
+    capped = DedupSet(None, initial_capacity=16)
+    capped.check_insert(np.arange(40, dtype=np.int64), np.ones(40, bool))  # needs 64 slots: 16 -> 64
+    assert len(capped.cur) == 64
+    capped.check_insert(np.arange(40, 60, dtype=np.int64), np.ones(20, bool))  # past the cap: doubling
+    assert len(capped.cur) == 128
