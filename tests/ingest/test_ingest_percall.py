@@ -74,6 +74,8 @@ def test_quarantine_of_records_equals_columns():
     for k, v in ref.table().items():
         assert a.table()[k].tolist() == v.tolist()
     assert a.records()[2]["original"]["latency_ms"] == "inf"
+    assert Quarantine.from_state(a.to_state()).records() == ref.records()  # the checkpoint as before
+    assert Quarantine().merge(a).records() == ref.records()
 
 
 def test_quarantine_of_records_with_text_fields():
