@@ -490,6 +490,44 @@ def complaint_check_route(rows, limits, n_categories, codes, out_code, out_field
     return n_bad
 
 
+# ---- the rejected rows of a batch ------------------------------------------------------------------
+@kernel
+def rejected_rows(code, counts):
+    """Indices (ascending, int64) of the rows whose first-failure ``code`` (int8, C-contiguous,
+    codes ``0 .. len(counts) - 1``) is not 0, with ``counts[c]`` += the rows of each code: what
+    ``np.flatnonzero(code != 0)`` and ``np.bincount`` give, in two passes that skip eight
+    accepted rows (zero codes) at a time, without the mask arrays."""
+    n = code.shape[0]
+    m = n - n % 8
+    words = code[:m].view(np.uint64)
+    k = 0
+    for j in range(words.shape[0]):
+        if words[j] != 0:
+            for i in range(8 * j, 8 * j + 8):
+                if code[i] != 0:
+                    k += 1
+    for i in range(m, n):
+        if code[i] != 0:
+            k += 1
+    out = np.empty(k, dtype=np.int64)
+    k = 0
+    for j in range(words.shape[0]):
+        if words[j] != 0:
+            for i in range(8 * j, 8 * j + 8):
+                c = code[i]
+                if c != 0:
+                    out[k] = i
+                    counts[c] += 1
+                    k += 1
+    for i in range(m, n):
+        c = code[i]
+        if c != 0:
+            out[k] = i
+            counts[c] += 1
+            k += 1
+    return out
+
+
 # ---- after the checks: the pipeline's event-time clock and the routing counts, in one pass ---------
 @kernel
 def clock_route(t, recent, k, idx, route, node, counts, out_recent):

@@ -133,10 +133,17 @@ class DedupSet:
             self.cur_meta = np.zeros(2, dtype=np.int64)
             self.cur_start_ms = t_max
 
+    EAGER_GROWTH_SLOTS = 1 << 20
+    """A table smaller than this grows to at least 4 times its slots (up to this size), not 2: a
+    generation filling from the small initial table (a day of record ids) is rebuilt half as
+    often (each step a new table and a rehash of every key), for at most 8 MiB of slack."""
+
     def _reserve(self, n_more: int) -> None:
         need = int(self.cur_meta[0]) + n_more
         if 10 * need > 7 * len(self.cur):  # keep the load factor <= 0.7
             cap = 1 << ((10 * need) // 7).bit_length()
+            if len(self.cur) < self.EAGER_GROWTH_SLOTS:
+                cap = max(cap, min(4 * len(self.cur), self.EAGER_GROWTH_SLOTS))
             new = np.full(cap, EMPTY, dtype=np.int64)
             hashset_rehash(self.cur, new)
             self.cur = new

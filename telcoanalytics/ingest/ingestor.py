@@ -80,6 +80,7 @@ from kernels.validate import (
     mark_flagged,
     mark_negative,
     qos_check_route,
+    rejected_rows,
 )
 from telcoanalytics.ingest.dedup import DEFAULT_DEDUP_HORIZON_MS, DedupClock, DedupSet, TimeBucketKeySet
 from telcoanalytics.ingest.quarantine import ORIGIN_COLUMN, REASON_CODE, REASONS, Quarantine
@@ -203,8 +204,8 @@ class IngestResult:
         if self.row_numbers is None:
             of = getattr(self, "_rows_of", None)
             if of is not None:
-                chunk, okm = of
-                self.row_numbers = chunk.rows() if okm is None else chunk.rows()[okm]
+                chunk, code = of  # (the rows' first-failure codes, or None: every row accepted)
+                self.row_numbers = chunk.rows() if code is None else chunk.rows()[code == 0]
             else:
                 self.row_numbers = np.arange(self.row_offset, self.row_offset + self.n_accepted, dtype=np.int64)
         return self.row_numbers
@@ -713,13 +714,13 @@ class Ingestor:
         elif self.topology is not None:
             element_index = np.zeros(0, np.int64)
         # ---- split accepted / quarantined
-        okm = None
+        code_of = None
         if gathered is not None and gathered[2] < 0 or gathered is None and not st.code.any():
             accepted = data
             n_q = 0
             by = {}
         else:
-            okm = st.code == 0
+            code_of = st.code
             if gathered is not None:  # the kept rows, gathered by the duplicate check as it went
                 acc, acc_eidx, kept = gathered
                 accepted = acc[:kept] if 2 * kept >= n else acc[:kept].copy()
@@ -727,11 +728,12 @@ class Ingestor:
                     element_index = acc_eidx[:kept] if 2 * kept >= n else acc_eidx[:kept].copy()
             else:
                 # compact through an opaque-bytes view: ~3x faster than boolean-indexing the fields
-                accepted = data.view(np.dtype((np.void, data.dtype.itemsize)))[okm].view(data.dtype)
+                ok = st.code == 0
+                accepted = data.view(np.dtype((np.void, data.dtype.itemsize)))[ok].view(data.dtype)
                 if element_index is not None:
-                    element_index = element_index[okm]
-            bad_idx = np.flatnonzero(~okm)  # (on the bool mask: ~10x faster than on the int8 codes)
-            counts = np.bincount(st.code[bad_idx], minlength=len(REASONS) + 1).astype(np.int64)  # [0] is 0
+                    element_index = element_index[ok]
+            counts = np.zeros(len(REASONS) + 1, dtype=np.int64)  # per reason code ([0] stays 0)
+            bad_idx = rejected_rows(st.code, counts)  # (and counts: no mask arrays)
             self._quarantine(chunk, batch, bad_idx, st)
             n_q = int(counts.sum())
             self._by_reason += counts
@@ -741,7 +743,7 @@ class Ingestor:
         res = IngestResult(
             self.source, accepted, n, n - n_q, n_q, by, sv.version, chunk.row_offset, element_index, None, chunk.origin
         )
-        res._rows_of = (chunk, okm)  # row numbers computed on demand
+        res._rows_of = (chunk, code_of)  # row numbers computed on demand
         return res
 
     def _checks_and_elements(self, data: np.ndarray, lo: int, hi: int, neg_dur: bool, st: _Status):
@@ -838,6 +840,19 @@ class Ingestor:
         return keys
 
     def _quarantine(self, chunk: RawChunk, batch: int, bad_idx: np.ndarray, st: _Status) -> None:
+        raw = chunk.columns
+        if (
+            isinstance(raw, np.ndarray)
+            and raw.dtype.names
+            and chunk.origin is None
+            and not len(chunk.bad_rows)
+            and not chunk.missing
+        ):  # records (e.g. canonical arrays): the rejected ones in one gather, their fields the columns
+            names = np.array(st.names + ["?"], dtype=object)
+            self.quarantine.add(
+                self.source, chunk.rows_at(bad_idx), st.code[bad_idx], names[st.field[bad_idx]], raw[bad_idx], batch
+            )
+            return
         cols = {name: _take(chunk.column(name), bad_idx) for name in chunk.names}
         if len(chunk.bad_rows):
             line = np.full(chunk.n, None, dtype=object)

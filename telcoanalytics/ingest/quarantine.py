@@ -141,6 +141,38 @@ def _kept_values(v, keep: int) -> np.ndarray:
     return out
 
 
+def _field_names(fields: np.ndarray) -> np.ndarray:
+    """The failing-field names of rejected rows as kept (text of at most 200 characters, each
+    ``truncate(str(f), 200)``): a copy of the array when its few distinct values are such text
+    already (an ingest's field names), without a conversion per row."""
+    try:
+        distinct = set(fields.tolist())
+    except TypeError:  # an unhashable value
+        distinct = None
+    if distinct is not None and all(type(f) is str and len(f) <= 200 for f in distinct):
+        return fields.astype(object)
+    return np.array([truncate(str(f), 200) for f in fields], dtype=object)
+
+
+_RECORD_NAMES: dict = {}
+"""dtype -> ((field, kept name) of each field, whether every field is a number): see ``_kept_records``."""
+
+
+def _kept_records(records: np.ndarray, keep: int) -> dict:
+    """The first ``keep`` rows of a structured array as kept columns (as ``_kept_values`` keeps
+    each field): one copy of the rows when every field is a number, the columns views of it."""
+    spec = _RECORD_NAMES.get(records.dtype)
+    if spec is None:
+        dt = records.dtype
+        spec = (tuple((f, truncate(str(f), 200)) for f in dt.names), all(dt[f].kind in "iufbM" for f in dt.names))
+        _RECORD_NAMES[dt] = spec
+    names, numeric = spec
+    if numeric:
+        kept = records[:keep].copy()
+        return {name: kept[f] for f, name in names}
+    return {name: _kept_values(records[f], keep) for f, name in names}
+
+
 class _Block:
     """Rejected rows of one ingest chunk, kept columnar until they are asked for."""
 
@@ -218,9 +250,10 @@ class Quarantine:
             Reason codes (``REASON_CODE``), each in 1..len(REASONS).
         fields : array (k,) of str
             The input column or canonical field that failed.
-        columns : dict name -> array (k,)
-            Original values of the rejected rows, one array per input column; an entry
-            ``ORIGIN_COLUMN`` gives the file of each row instead (the record's ``file``).
+        columns : dict name -> array (k,), or a structured array (k,)
+            Original values of the rejected rows, one array per input column (or the rejected
+            records, a column per field); an entry ``ORIGIN_COLUMN`` of the dict gives the file of
+            each row instead (the record's ``file``).
         batch : int
             Number of the ingest call / chunk the rows came from.
 
@@ -232,12 +265,22 @@ class Quarantine:
         rows = np.asarray(rows, dtype=np.int64)
         reasons = np.asarray(reasons, dtype=np.int8)
         fields = np.asarray(fields, dtype=object)
+        records = None
+        if isinstance(columns, np.ndarray):
+            if columns.dtype.names is None or columns.ndim != 1:
+                raise ValueError("columns must be a dict of arrays or a 1-D structured array")
+            records, columns = columns, {}
         columns = dict(columns)
         files = columns.pop(ORIGIN_COLUMN, None)
         k = len(rows)
         if files is not None and len(files) != k:
             raise ValueError(f"columns[{ORIGIN_COLUMN!r}] must hold one file per row ({k}), got {len(files)}")
-        if len(reasons) != k or len(fields) != k or any(len(v) != k for v in columns.values()):
+        if (
+            len(reasons) != k
+            or len(fields) != k
+            or (records is not None and len(records) != k)
+            or any(len(v) != k for v in columns.values())
+        ):
             raise ValueError(f"rows, reasons, fields and every column must have the same length ({k})")
         if k == 0:
             return
@@ -261,8 +304,10 @@ class Quarantine:
                     int(batch),
                     rows[sl].copy(),
                     reasons[sl].copy(),
-                    np.array([truncate(str(f), 200) for f in fields[sl]], dtype=object),
-                    {truncate(str(c), 200): _kept_values(v, keep) for c, v in columns.items()},
+                    _field_names(fields[sl]),
+                    _kept_records(records, keep)
+                    if records is not None
+                    else {truncate(str(c), 200): _kept_values(v, keep) for c, v in columns.items()},
                     None if files is None else _kept_values(files, keep),
                 )
             )
