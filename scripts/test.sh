@@ -33,7 +33,11 @@ else
   (time "${PASS1[@]}") >"$LOG1" 2>&1 &
   P1=$!
   # on an interrupt, stop pass 1 too (its pytest is the only child of the background subshell)
-  trap 'kill -0 "$P1" 2>/dev/null && pkill -TERM -P "$P1"; rm -f "$LOG1"' EXIT
+  stop_pass1() {
+    if kill -0 "$P1" 2>/dev/null; then pkill -TERM -P "$P1" || true; fi
+    rm -f "$LOG1"
+  }
+  trap stop_pass1 EXIT
   trap 'exit 130' INT TERM
   echo "== pass 2/2: compiled kernels, full suite (pass 1 runs alongside; its output follows)"
   time "${PASS2[@]}" || rc2=$?
