@@ -12,6 +12,8 @@ Dask is an optional extra: ``pip install telcoanalytics[distributed]``.
 
 from __future__ import annotations
 
+import heapq
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -219,6 +221,83 @@ class HistoryView:
         return [HistoryView._of(self.start_ms, self.sources, r) for r in parts]
 
 
+class _Capture:
+    """Stands in for an :class:`~telcoanalytics.pipeline.run.OutputLog` on a worker: keeps the
+    finding lines a component writes until the driver takes them (:meth:`take`)."""
+
+    seq = 0
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def write_lines(self, lines) -> None:
+        self.lines.extend(lines)
+
+    def take(self) -> list[str]:
+        out, self.lines = self.lines, []
+        return out
+
+    def read_lines(self) -> list[str]:
+        return list(self.lines)
+
+    def state(self) -> dict:
+        return {"bytes": sum(len(x) + 1 for x in self.lines)}
+
+
+def _anomaly_update_keys(comp, found, seq: int, pos, batch) -> list[tuple]:
+    """Merge keys of the anomaly rows one update found: ``(0, seq, t_ms, kind, position)``, where
+    ``position`` is the row of the driver's whole batch whose event raised it and ``kind`` orders
+    a QoS row's latency event before its loss event, as the in-process component scores them (a
+    stable sort of the batch by time, latencies then losses)."""
+    n = len(found)
+    if pos is None or not len(batch.rows):
+        return [(0, seq, 0, 0, -1)] * n
+    nm = comp.net.n_metrics
+    slot = found["slot"].astype(np.int64)
+    t = found["t_ms"].astype(np.int64)
+    fe, fm = slot // nm, slot % nm
+    ts = batch.rows["ts_ms"].astype(np.int64)
+    t0 = int(ts.min())
+    ev = (batch.element_index.astype(np.int64) << 32) | (ts - t0)
+    order = np.argsort(ev, kind="stable")
+    q = (fe << 32) | np.clip(t - t0, 0, (1 << 32) - 1)
+    at = np.minimum(np.searchsorted(ev[order], q), len(ev) - 1)
+    hit = (ev[order][at] == q) & (t >= t0)
+    gpos = np.where(hit, np.asarray(pos, dtype=np.int64)[order[at]], -1)
+    kind = (fm == comp.n_eq + 1).astype(np.int64) if batch.source == "qos" else np.zeros(n, np.int64)
+    return list(zip([0] * n, [seq] * n, t.tolist(), kind.tolist(), gpos.tolist()))
+
+
+def _sla_key(comp, ev: dict, prev_tick, topology) -> tuple:
+    """Merge key of an SLA event (a JSON dict): re-evaluated ticks (at or before ``prev_tick``, the
+    last tick before the advance) first, rule by rule, then new ticks tick by tick, rule by rule;
+    within a rule by node."""
+    names = getattr(comp, "_rule_order", None)
+    if names is None:
+        names = comp._rule_order = {r.name: i for i, r in enumerate(comp.mon.rules)}
+    r = names.get(ev.get("rule"), len(names))
+    lvl = ev.get("scope_level")
+    try:
+        node = int(topology.index_of(np.array([ev["scope_id"]]), None if lvl == topology.element_level else lvl)[0])
+    except (KeyError, ValueError, TypeError):
+        node = -1
+    tick = int(ev.get("t_ms", 0)) // 60_000
+    if prev_tick is None:
+        return (2, r, node, tick)
+    if tick <= prev_tick:
+        return (0, r, node, tick)
+    return (1, tick, r, node)
+
+
+def merge_keyed_lines(per_partition: list[list]) -> list[str]:
+    """The lines of several partitions (each a list of ``(key, line)`` in the order the partition
+    wrote them) interleaved by key, each partition's own order kept (ties: lower partition first)."""
+    its = [[(k, j, i, x) for i, (k, x) in enumerate(lst)] for j, lst in enumerate(per_partition) if lst]
+    if len(its) == 1:
+        return [x for _k, _j, _i, x in its[0]]
+    return [x for _k, _j, _i, x in heapq.merge(*its, key=lambda e: e[:2])]
+
+
 class PartitionWorker:
     """The analysis components of one partition (a set of route-level nodes). Built from plain
     values so it pickles cheaply; a :class:`PartitionGroup` holds the partitions of one process."""
@@ -232,17 +311,105 @@ class PartitionWorker:
             self.components = build_components(topo, enabled, allowed_lateness_ms=allowed_lateness_ms, options=options)
         else:
             self.components = {name: load_class(cls).from_state(st, topo) for name, (cls, st) in state.items()}
+        self.topology = topo
+        self._captures: dict = {}  # component -> (log name, _Capture) of the streamed components
+        self._tags: dict = {}  # anomaly-like component -> merge keys of its pending update rows
+        self._lines: dict = {}  # log name -> [(key, line)] not handed back yet
 
     def apply(self, batches, watermark_ms=None, finish: bool = False) -> dict:
-        """Feed ``batches`` (RoutedBatch), then advance (and finish) at ``watermark_ms``; returns
-        ``{component: findings}`` (update findings first)."""
+        """Feed ``batches`` (RoutedBatch, or ``(seq, positions, RoutedBatch)`` as
+        :class:`PartitionedComponents` ships them), then advance (and finish) at ``watermark_ms``;
+        returns ``{component: findings}`` (update findings first), and under ``"__lines__"`` the
+        finding lines the streamed components wrote (see :meth:`capture_logs`) with their merge keys."""
         out = {name: [] for name in self.components}
         for b in batches:
+            seq, pos, b = b if len(b) == 3 else (-1, None, b)
             for name, comp in self.components.items():
+                tags = self._tags.get(name)
+                n0 = len(comp._pending) if tags is not None else 0
                 out[name] += comp.update(b)
+                if tags is not None and len(comp._pending) > n0:
+                    tags.append(_anomaly_update_keys(comp, comp._pending[-1], seq, pos, b))
         if watermark_ms is not None:
             for name, comp in self.components.items():
+                before = self._before_advance(name, comp)
                 out[name] += comp.finish(watermark_ms) if finish else comp.advance(watermark_ms)
+                self._keyed(name, comp, before)
+        lines = self._take_lines()
+        if lines:
+            out["__lines__"] = lines
+        return out
+
+    # ---- findings streamed back to the driver ---------------------------------------------------------
+    def log_names(self) -> dict:
+        """``{component: LOG_NAME}`` of the components that can stream their findings."""
+        return {
+            name: comp.LOG_NAME
+            for name, comp in self.components.items()
+            if getattr(comp, "LOG_NAME", None) is not None and hasattr(comp, "attach_log")
+        }
+
+    def capture_logs(self) -> dict:
+        """The streamed components write their findings to a buffer that each call hands back to
+        the driver (under ``"__lines__"``), which merges the partitions' lines into one file in the
+        in-process run's order; returns the lines of findings held so far (keyed first)."""
+        for name, log_name in self.log_names().items():
+            comp = self.components[name]
+            self._captures[name] = (log_name, _Capture())
+            from telcoanalytics.pipeline.components import AnomalyComponent
+
+            if isinstance(comp, AnomalyComponent):
+                self._tags[name] = []
+            comp.attach_log(self._captures[name][1])
+            cap = self._captures[name][1]
+            self._lines.setdefault(log_name, []).extend(((-1,), x) for x in cap.take())
+        return self._take_lines()
+
+    def _before_advance(self, name: str, comp):
+        if name not in self._captures:
+            return None
+        if name in self._tags:  # the update rows' keys, then the silence rows'
+            pend = self._tags[name]
+            n_untagged = sum(len(p) for p in comp._pending) - sum(len(k) for k in pend)
+            keys = [(-1,)] * max(n_untagged, 0)
+            for k in pend:
+                keys += k
+            return keys
+        return getattr(getattr(comp, "mon", None), "last_tick", None)
+
+    def _keyed(self, name: str, comp, before) -> None:
+        """The lines ``comp`` wrote in this call, each with its merge key: the position its finding
+        has in the in-process run (see :func:`merge_keyed_lines`)."""
+        if name not in self._captures:
+            return
+        log_name, cap = self._captures[name]
+        if name in self._tags and not comp._pending:  # the pending update rows were settled
+            self._tags[name] = []
+        lines = cap.take()
+        if not lines:
+            return
+        if name in self._tags:
+            keys = before[: len(lines)]
+            for x in lines[len(keys) :]:  # silence rows, after the updates' rows: opened, then closed, by element
+                r = json.loads(x)
+                e = int(self.topology.index_of(np.array([r["element_id"]]))[0])
+                keys.append((2, int(r["end_ms"] >= 0), e))
+        elif before is not None and hasattr(comp, "mon"):
+            keys = [_sla_key(comp, json.loads(x), before, self.topology) for x in lines]
+        else:
+            keys = [(0,)] * len(lines)
+        self._lines.setdefault(log_name, []).extend(zip(keys, lines))
+
+    def _take_lines(self) -> dict:
+        for name, (log_name, cap) in self._captures.items():  # written outside an advance (topology change)
+            rest = cap.take()
+            if rest:
+                comp = self.components[name]
+                keys = [
+                    _sla_key(comp, json.loads(x), None, self.topology) if hasattr(comp, "mon") else (3,) for x in rest
+                ]
+                self._lines.setdefault(log_name, []).extend(zip(keys, rest))
+        out, self._lines = self._lines, {}
         return out
 
     def learn(self, history: HistoryView, until_ms: int) -> list[str]:
@@ -260,6 +427,10 @@ class PartitionWorker:
         topo = Topology.from_state(topology_state)
         for name, comp in self.components.items():
             out[name] += comp.topology_changed(topo, changes)
+        self.topology = topo
+        lines = self._take_lines()
+        for log_name, x in lines.items():
+            out.setdefault("__lines__", {}).setdefault(log_name, []).extend(x)
         return out
 
     def to_state(self, batches: list = ()) -> tuple[dict, dict]:
@@ -481,6 +652,8 @@ class PartitionedComponents:
         self._steps: list = []  # deferred steps not shipped yet: (watermark_ms, finish, {partition: batches})
         self._inflight = None  # (calls per group, watermarks of their steps)
         self._ready: list = []  # (watermark_ms, findings) of settled steps, not collected yet
+        self.logs: dict = {}  # log name -> OutputLog the partitions' findings stream to (attach_logs)
+        self._seq = 0  # batches received (their order within a step, for the merge of finding lines)
 
     def partition_sizes(self) -> np.ndarray:
         """Elements of each partition (retired ones in partition 0)."""
@@ -511,6 +684,31 @@ class PartitionedComponents:
     def _take_pending(self) -> list[list]:
         p, self.pending = self.pending, [[] for _ in range(self.n_partitions)]
         return p
+
+    # ---- findings streamed to the driver's logs ---------------------------------------------------------
+    def log_names(self) -> list[str]:
+        """The finding logs of the partitions' streamed components (``sla_events``, ``anomalies``),
+        in component order."""
+        names = self._call("log_names", [()] * self.n_partitions)
+        return list(dict.fromkeys(v for d in names for v in d.values()))
+
+    def attach_logs(self, logs: dict) -> None:
+        """Stream the partitions' findings to ``logs`` (log name -> OutputLog, see :meth:`log_names`)
+        in this process: each partition's streamed components hand their finding lines back with
+        every call, and the lines of a step are merged into the order the in-process components
+        write them (so ``sla_events.jsonl`` and ``anomalies.jsonl`` equal an in-process run's); the
+        partitions keep none."""
+        self.logs = dict(logs)
+        self._write_lines(self._call("capture_logs", [()] * self.n_partitions))
+
+    def _write_lines(self, per_partition: list[dict]) -> None:
+        names = list(dict.fromkeys(n for d in per_partition for n in d))
+        for name in names:
+            lines = merge_keyed_lines([d.get(name, []) for d in per_partition])
+            if lines:
+                if name not in self.logs:
+                    raise RuntimeError(f"partitions wrote {name} lines but no {name} log is attached")
+                self.logs[name].write_lines(lines)
 
     # ---- deferred steps ---------------------------------------------------------------------------------
     @property
@@ -557,7 +755,9 @@ class PartitionedComponents:
             per_part = {}
             for r in results:
                 per_part.update(r[i])
-            self._ready.append((wm, self._merge([per_part[k] for k in sorted(per_part)])))
+            ordered = [per_part[k] for k in sorted(per_part)]
+            self._write_lines([r.get("__lines__", {}) for r in ordered])
+            self._ready.append((wm, self._merge(ordered)))
 
     def flush(self) -> None:
         """Run every deferred step and wait for it."""
@@ -579,17 +779,23 @@ class PartitionedComponents:
     def update(self, batch) -> list:
         from telcoanalytics.pipeline.contract import RoutedBatch
 
+        self._seq += 1
         if self.n_partitions == 1:
-            self.pending[0].append(batch)
+            self.pending[0].append((self._seq, None, batch))
             return []
         part = np.where(batch.partition < 0, 0, batch.partition % self.n_partitions)
         order = np.argsort(part, kind="stable")
         bounds = np.searchsorted(part[order], np.arange(self.n_partitions + 1))
+        keyed = batch.source in ("equip", "qos")  # anomaly rows are merged by their rows' positions
         for k in range(self.n_partitions):
             sel = order[bounds[k] : bounds[k + 1]]
             if len(sel):
                 self.pending[k].append(
-                    RoutedBatch(batch.source, batch.rows[sel], batch.element_index[sel], batch.partition[sel])
+                    (
+                        self._seq,
+                        sel.astype(np.int32) if keyed else None,
+                        RoutedBatch(batch.source, batch.rows[sel], batch.element_index[sel], batch.partition[sel]),
+                    )
                 )
         return []
 
@@ -615,7 +821,9 @@ class PartitionedComponents:
         self.flush()
         ready = [f for _wm, found in self.collect() for f in found]
         ts = topology.to_state()
-        found = self._merge(self._call("topology_changed", [(b, ts, changes) for b in self._take_pending()]))
+        res = self._call("topology_changed", [(b, ts, changes) for b in self._take_pending()])
+        self._write_lines([r.get("__lines__", {}) for r in res])
+        found = self._merge(res)
         self.topology = topology
         return self._carried() + ready + found
 
@@ -638,6 +846,7 @@ class PartitionedComponents:
         (their findings, if any, are returned by the next advance)."""
         self.flush()
         res = self._call("to_state", [(b,) for b in self._take_pending()])
+        self._write_lines([found.get("__lines__", {}) for found, _st in res])
         self._carry += self._merge([found for found, _st in res])
         return [st for _found, st in res]
 
@@ -679,6 +888,7 @@ class PartitionedComponents:
                 d.mkdir(parents=True, exist_ok=True)
                 paths = [str(d / f"partition-{k}.npz") for k in range(self.n_partitions)]
             res = self._call("write_checkpoint", [(p, b) for p, b in zip(paths, self._take_pending())])
+            self._write_lines([found.get("__lines__", {}) for found, _p in res])
             self._carry += self._merge([found for found, _p in res])
             if self.parts_dir is not None:
                 self._new_generation(str(d), paths)

@@ -218,6 +218,11 @@ def attach_finding_logs(pipe, out: Path, settings: dict, state: dict | None, log
     """Components that can stream their findings (``attach_log``) write them to ``OUT/<LOG_NAME>.jsonl``
     instead of keeping them in memory and checkpoints; the logs join ``logs``."""
     for comp in pipe.components.values():
+        if hasattr(comp, "attach_logs"):  # the partitions of a --workers run: their logs, merged here
+            names = comp.log_names()
+            logs.update(_outputs(out, settings, state, names))
+            comp.attach_logs({n: logs[n] for n in names})
+            continue
         name = getattr(comp, "LOG_NAME", None)
         if name is not None and hasattr(comp, "attach_log"):
             logs.update(_outputs(out, settings, state, (name,)))
