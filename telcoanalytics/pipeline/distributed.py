@@ -803,12 +803,13 @@ class PartitionedComponents:
         c, self._carry = self._carry, []
         return c
 
-    def learn(self, day, until_ms: int) -> None:
+    def learn(self, day, until_ms: int) -> list[str]:
         """The history warm-up of an unpartitioned run, per partition: each partition's components
         learn (``learn(day, until_ms)``) from the clean history rows of its own elements that arrived
-        before ``until_ms`` (shipped to its worker as a :class:`HistoryView`)."""
+        before ``until_ms`` (shipped to its worker as a :class:`HistoryView`); returns the names of
+        the components that learned."""
         views = HistoryView(day, until_ms).split(self.topology, self.route_level, self.n_partitions)
-        self._call("learn", [(v, int(until_ms)) for v in views])
+        return list(self._call("learn", [(v, int(until_ms)) for v in views])[0])
 
     def advance(self, watermark_ms: int) -> list:
         """Deferred steps, then the rows since and an advance at ``watermark_ms``; their findings."""
@@ -1049,6 +1050,21 @@ class PartitionedPipeline(Pipeline):
         self.drain()
         return super().change_topology(target, changes)
 
+    @property
+    def component_names(self) -> list[str]:
+        """The partitioned components' names (in run order)."""
+        return list(self.partitions.names)
+
+    def report_view(self, context_day=None):
+        """The pipeline as its report reads it: the partitions' components merged into one of each
+        (:func:`merged_components`; their findings read back from the attached logs), so the
+        report and the scorecard equal the in-process run's. Gathers every partition's state."""
+        part = self.partitions
+        comps = merged_components(part.states(), self.topology, part.logs, context_day)
+        where = f"{len(part.groups)} workers" if part.client is not None else "in this process"
+        seconds = {(f"partitions ({where})" if k == self.partitions_name else k): v for k, v in self.seconds.items()}
+        return _ReportView(self, comps, seconds)
+
     def checkpoint(self, path, driver: dict | None = None) -> Path:
         self.drain()
         part = self.partitions
@@ -1063,6 +1079,123 @@ class PartitionedPipeline(Pipeline):
         finally:
             part.parts_dir = previous
         return out
+
+
+# ---- the partitions' components merged, for a report equal to the in-process run's ---------------------------------
+def merged_components(states: list[dict], topology, logs: dict | None = None, context_day=None) -> dict:
+    """One component per name, merged from the partitions' states (``{name: (class path, state)}``
+    each, :meth:`PartitionedComponents.states`): what one unpartitioned pipeline would hold, for
+    its report and scorecard. Each partition holds the state of its own elements (the others'
+    untouched), so the merges are exact: windows and cubes by their ``merge``, SLA and anomaly
+    findings read back from ``logs`` (the driver's merged finding logs), counters summed, the
+    analysis' cubes merged, flows and series put together. A component of another class is left out.
+    """
+    from telcoanalytics.analysis.component import AnalysisComponent
+    from telcoanalytics.pipeline.components import AnomalyComponent, CubeComponent, SlaComponent, WindowsComponent
+    from telcoanalytics.pipeline.contract import load_class
+
+    logs = logs or {}
+    out = {}
+    for name in states[0]:
+        cls = load_class(states[0][name][0])
+        sts = [st[name][1] for st in states]
+        if cls is WindowsComponent:
+            from telcoanalytics.windows.sliding import SlidingWindows
+
+            w = None
+            for st in sts:
+                x = SlidingWindows.from_state(st["win"])
+                w = x if w is None else w.merge(x)
+            comp = WindowsComponent(topology, _win=w)
+            comp.n_side = sum(int(st["n_side"]) for st in sts)
+        elif cls is CubeComponent:
+            from telcoanalytics.cube import CubeSet
+
+            c = None
+            for st in sts:
+                x = CubeSet.from_state(st["cubes"])
+                c = x if c is None else c.merge(x)
+            comp = CubeComponent(topology, _cubes=c)
+            comp.n = sum(int(st["n"]) for st in sts)
+        elif cls is SlaComponent:
+            comp = SlaComponent.from_state(sts[0], topology)
+            comp._events = [_sla_event(e) for st in sts for e in st["events"]]  # held ones (not streamed)
+        elif cls is AnomalyComponent:
+            comp = AnomalyComponent.from_state(sts[0], topology)
+            det = comp.net.detector
+            det.n_backwards = sum(int(_find(st["net"], "n_backwards")) for st in sts)
+            from collections import Counter
+
+            counts = Counter()
+            for st in sts:
+                counts.update(dict(st["policy"]["counts"]))
+            comp.policy.counts = counts
+            comp._rows = [r for st in sts for r in ([st["rows"]] if len(st["rows"]) else [])]
+        elif cls is AnalysisComponent:
+            comp = _merged_analysis(sts, topology)
+            comp.context_day = context_day
+        else:
+            continue
+        log_name = getattr(comp, "LOG_NAME", None)
+        if log_name in logs:
+            comp._clear_held()
+            comp._log = logs[log_name]
+        out[name] = comp
+    return out
+
+
+def _sla_event(d: dict):
+    from telcoanalytics.sla.sla import SlaEvent
+
+    return SlaEvent(**d)
+
+
+def _find(d: dict, key: str):
+    """``d[key]``, or the first value of ``key`` in the dicts nested in ``d``."""
+    if key in d:
+        return d[key]
+    for v in d.values():
+        if isinstance(v, dict):
+            try:
+                return _find(v, key)
+            except KeyError:
+                pass
+    raise KeyError(key)
+
+
+def _merged_analysis(sts: list[dict], topology):
+    from telcoanalytics.analysis.component import AnalysisComponent, _flow_columns, _flows_of
+    from telcoanalytics.analysis.series import SERIES
+
+    iv = int(sts[0]["interval_ms"])
+    flows = np.concatenate([_flows_of(st["flows"], iv) for st in sts])
+    flows = flows[np.argsort(flows["ts_ms"], kind="stable")]
+    first = dict(sts[0], flows=_flow_columns(flows, iv), n_flows_expired=sum(int(st["n_flows_expired"]) for st in sts))
+    first["n"] = np.sum([np.asarray(st["n"]) for st in sts], axis=0)
+    ser = [st["series"] for st in sts]
+    same = all(int(x[k]) == int(ser[0][k]) for x in ser for k in ("bin_ms", "max_bins", "first_bin", "off", "width"))
+    if same:
+        keys = [f"sums_{s}" for s in SERIES] + [f"counts_{s}" for s in SERIES] + ["complaints"]
+        first["series"] = dict(ser[0], **{k: np.sum([np.asarray(x[k]) for x in ser], axis=0) for k in keys})
+    comp = AnalysisComponent.from_state(first, topology)
+    for st in sts[1:]:
+        other = AnalysisComponent.from_state(dict(st, flows=_flow_columns(flows[:0], iv)), topology)
+        comp._cubes = comp._cubes.merge(other._cubes)
+        comp._complaints = comp._complaints.merge(other._complaints)
+    return comp
+
+
+class _ReportView:
+    """A pipeline seen through its merged components (``components``); everything else is the
+    pipeline's."""
+
+    def __init__(self, pipe, components: dict, seconds: dict):
+        self._pipe = pipe
+        self.components = components
+        self.seconds = seconds
+
+    def __getattr__(self, name):
+        return getattr(self._pipe, name)
 
 
 WORKER_CONFIG = {

@@ -317,7 +317,10 @@ def _rehome_hook(pipe, src, settings, driver):
         except ValueError as exc:  # a component cannot follow: nothing changed, say so
             driver["notes"].append(f"== topology change at {hhmm(at_ms)} not applied: {exc}")
             return
-        followed = [*pipe.components, *(["alerts"] if pipe.alerts is not None else [])]
+        followed = [
+            *getattr(pipe, "component_names", pipe.components),
+            *(["alerts"] if pipe.alerts is not None else []),
+        ]
         driver["notes"].append(
             f"== topology change while data flowed: at {hhmm(at_ms)} {len(moved):,} elements were "
             f"re-homed to other sites of their region (version {v0} -> {pipe.topology.version}, "
@@ -423,11 +426,6 @@ def _run_replay(settings, resume, checkpoint, restore, say, progress, client=Non
     logs = _outputs(out, settings, driver.get("outputs") if resuming else None)
     if pipe is None:
         pipe = build_pipeline(settings, src.topology, logs["alerts"], logs["incidents"], client=client)
-        if client is not None:
-            _say(
-                f"components partitioned by {settings['route_level']} on a local Dask cluster of "
-                f"{settings['workers']} worker processes"
-            )
     else:
         holder[0] = JsonlAlertSink(logs["alerts"])
         if pipe.alerts is not None and pipe.alerts.incidents is not None:
@@ -444,8 +442,11 @@ def _run_replay(settings, resume, checkpoint, restore, say, progress, client=Non
         for name, comp in pipe.components.items():
             learn = getattr(comp, "learn", None)
             if learn is not None:
-                learn(src.day, src.replay_from)
-                _say(f"{name}: learned baselines from the history before the replay ({time.perf_counter() - t0:.1f} s)")
+                done = learn(src.day, src.replay_from)  # the partitions of a --workers run: the names that learned
+                for n in done if isinstance(done, list) else [name]:
+                    _say(
+                        f"{n}: learned baselines from the history before the replay ({time.perf_counter() - t0:.1f} s)"
+                    )
     run_driver = dict(driver or {}) if resuming else {}
     if not resuming and start is not None:  # --restore of a replay's checkpoint: the input continues
         run_driver["n_in"] = driver.get("n_in", 0)
@@ -472,7 +473,8 @@ def _run_replay(settings, resume, checkpoint, restore, say, progress, client=Non
     pipe.advance(pipe.max_event_ms + 1)  # end of input: everything is final
     pipe.finish()
     runner.driver["proc_s"] += time.perf_counter() - t0
-    rc = replay_report(pipe, src, runner, _say, out, t_start)
+    view = pipe.report_view(src.day) if hasattr(pipe, "report_view") else pipe  # --workers: components merged
+    rc = replay_report(view, src, runner, _say, out, t_start)
     from telcoanalytics.pipeline.checkpoint import write_atomic
 
     write_atomic(out / "report.txt", lambda f: f.write(("\n".join(lines) + "\n").encode()))
