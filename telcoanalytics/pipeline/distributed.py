@@ -307,6 +307,8 @@ class PartitionWorker:
         from telcoanalytics.pipeline.contract import load_class
 
         topo = Topology.from_state(topology_state)
+        if isinstance(state, str):  # a partition checkpoint file, read where the partition runs
+            state = _read_partition_checkpoint(state)
         if state is None:
             self.components = build_components(topo, enabled, allowed_lateness_ms=allowed_lateness_ms, options=options)
         else:
@@ -459,6 +461,9 @@ class PartitionWorker:
 
     def report_lines(self) -> list[str]:
         return [x for comp in self.components.values() for x in comp.report_lines()]
+
+    def component_names(self) -> list[str]:
+        return list(self.components)
 
 
 class PartitionGroup:
@@ -642,7 +647,9 @@ class PartitionedComponents:
             ]
             self.groups = [f.result() for f in futures]
         self.pending: list[list] = [[] for _ in range(self.n_partitions)]
-        if _states is not None:
+        if _states is not None and isinstance(_states[0], str):  # files read by the partitions: ask them
+            self.names = None
+        elif _states is not None:
             self.names = list(_states[0])
         else:
             from telcoanalytics.pipeline.components import COMPONENTS
@@ -654,6 +661,8 @@ class PartitionedComponents:
         self._ready: list = []  # (watermark_ms, findings) of settled steps, not collected yet
         self.logs: dict = {}  # log name -> OutputLog the partitions' findings stream to (attach_logs)
         self._seq = 0  # batches received (their order within a step, for the merge of finding lines)
+        if self.names is None:
+            self.names = list(self._call("component_names", [()] * self.n_partitions)[0])
 
     def partition_sizes(self) -> np.ndarray:
         """Elements of each partition (retired ones in partition 0)."""
@@ -926,8 +935,8 @@ class PartitionedComponents:
             except (ImportError, ValueError):
                 client = None
         n = int(state["n_partitions"])
-        if "files" in state:
-            states = [_read_partition_checkpoint(p) for p in state["files"]]
+        if "files" in state:  # each partition reads its own file where it runs (not shipped from here)
+            states = [str(p) for p in state["files"]]
         else:
             parts = state["partitions"]
             states = [{name: (v["cls"], v["state"]) for name, v in parts[str(k)].items()} for k in range(n)]
@@ -955,6 +964,8 @@ def _remove_partition_files(folder: str, keep: set) -> None:
     for p in Path(folder).glob(_PART_FILE.format(k="*", token="*")):
         if str(p) not in keep:
             p.unlink(missing_ok=True)
+    for p in Path(folder).glob("." + _PART_FILE.format(k="*", token="*") + ".*.tmp"):  # a write killed midway
+        p.unlink(missing_ok=True)
 
 
 class PartitionedPipeline(Pipeline):

@@ -337,8 +337,9 @@ def run_replay(settings: dict | None = None, resume=None, checkpoint=None, resto
 
     With ``settings["workers"] > 0`` a fresh run starts a local Dask cluster of that many worker
     processes and runs the components partitioned by the route level on it (see
-    :func:`build_pipeline`); the findings and outputs equal the in-process run's. A resumed or
-    restored partitioned run continues with its partitions in this process.
+    :func:`build_pipeline`); the findings and outputs equal the in-process run's. A resumed
+    partitioned run continues on a cluster of as many workers (a restored one too, given
+    ``workers``).
 
     Parameters
     ----------
@@ -357,7 +358,11 @@ def run_replay(settings: dict | None = None, resume=None, checkpoint=None, resto
         Default: a progress bar on standard error when it is a terminal.
     """
     workers = int((settings or {}).get("workers") or 0)
-    if workers <= 0 or resume is not None or restore is not None:
+    if resume is not None or restore is not None:  # on workers when the checkpoint's run was partitioned
+        ck = Path(resume) / CHECKPOINT_NAME if resume is not None else Path(restore)
+        was = int((checkpoint_settings(ck) or {}).get("workers") or 0)
+        workers = was if resume is not None else (workers if was > 0 else 0)
+    if workers <= 0:
         return _run_replay(settings, resume, checkpoint, restore, say, progress)
     try:
         from telcoanalytics.pipeline.distributed import local_client
@@ -370,6 +375,19 @@ def run_replay(settings: dict | None = None, resume=None, checkpoint=None, resto
 
     with cluster as client:
         return _run_replay(settings, resume, checkpoint, restore, say, progress, client=client)
+
+
+def checkpoint_settings(path) -> dict | None:
+    """The replay settings stored in a checkpoint's driver section (read without loading its state);
+    None when there are none or the file cannot be read (restoring it then says what is wrong)."""
+    import json
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["__meta__"]).decode())
+        return dict(meta["driver"]["settings"])
+    except Exception:  # any unreadable file: the restore that follows reports it
+        return None
 
 
 def _run_replay(settings, resume, checkpoint, restore, say, progress, client=None):
@@ -396,7 +414,10 @@ def _run_replay(settings, resume, checkpoint, restore, say, progress, client=Non
             )
         try:
             holder = [None]
-            pipe = Pipeline.restore(ck_path, alert_sinks=[_LateSink(holder)])
+            cls = Pipeline
+            if client is not None:  # a partitioned run: its partitions restored on the cluster's workers
+                from telcoanalytics.pipeline.distributed import PartitionedPipeline as cls
+            pipe = cls.restore(ck_path, alert_sinks=[_LateSink(holder)])
         except CheckpointError as exc:
             raise SystemExit(str(exc)) from None
         driver = pipe.checkpoint_driver

@@ -1,0 +1,161 @@
+"""``replay --workers N`` writes every output of the in-process replay: the partitions' finding
+lines merged into the in-process order, the report and scorecard from the merged components, and a
+run killed with SIGKILL resumes on workers to the same files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from telcoanalytics.pipeline.distributed import _Capture, _sla_key, merge_keyed_lines
+
+
+# ---- the merge of the partitions' lines -----------------------------------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 3)), max_size=60), st.integers(1, 4), st.randoms())
+def test_merge_keyed_lines_restores_the_global_order(keys, n_parts, rnd):
+    """Lines of one sequence sorted by key (ties in sequence order), dealt to partitions: the merge
+    gives the sorted sequence back when equal keys sit in one partition (as a slot's rows do)."""
+    order = sorted(range(len(keys)), key=lambda i: keys[i])  # reference: a stable sort
+    owner = {k: rnd.randrange(n_parts) for k in set(keys)}  # one partition per key
+    parts = [[] for _ in range(n_parts)]
+    for i in order:
+        parts[owner[keys[i]]].append((keys[i], f"line {i}"))
+    assert merge_keyed_lines(parts) == [f"line {i}" for i in order]
+
+
+def test_merge_keyed_lines_ties_and_own_order():
+    """Equal keys in two partitions: the lower partition first; a partition's own order is kept
+    even where its keys decrease."""
+    a = [((1,), "a1"), ((0,), "a0")]
+    b = [((1,), "b1")]
+    assert merge_keyed_lines([a, b]) == ["a1", "a0", "b1"]
+    assert merge_keyed_lines([[], b]) == ["b1"]
+    assert merge_keyed_lines([[], []]) == []
+
+
+def test_capture_hands_back_what_was_written():
+    c = _Capture()
+    c.write_lines(["x", "yy"])
+    assert c.read_lines() == ["x", "yy"] and c.state() == {"bytes": 5}
+    assert c.take() == ["x", "yy"] and c.take() == []
+
+
+def test_sla_key_reevaluations_then_ticks():
+    """Re-evaluated ticks (at or before the last tick) come first, rule by rule; new ticks tick by
+    tick, then rule, then node; a topology change's events after both."""
+    from types import SimpleNamespace
+
+    from telcoanalytics.synth.network import generate
+
+    topo = generate(n_elements=60, n_regions=2, days=0.01, seed=1).topology
+    comp = SimpleNamespace(mon=SimpleNamespace(rules=[SimpleNamespace(name="r0"), SimpleNamespace(name="r1")]))
+    ids = topo.ids[topo.element_level]
+
+    def ev(rule, minute, e):
+        return {"rule": rule, "t_ms": minute * 60_000, "scope_level": "element", "scope_id": int(ids[e])}
+
+    events = [ev("r1", 12, 3), ev("r0", 12, 5), ev("r0", 11, 2), ev("r1", 9, 0), ev("r0", 8, 4), ev("r0", 8, 1)]
+    keys = [_sla_key(comp, e, 10, topo) for e in events]
+    got = [events[i] for i in sorted(range(len(events)), key=keys.__getitem__)]
+    want = [ev("r0", 8, 1), ev("r0", 8, 4), ev("r1", 9, 0), ev("r0", 11, 2), ev("r0", 12, 5), ev("r1", 12, 3)]
+    assert got == want
+    assert _sla_key(comp, ev("r0", 1, 0), None, topo)[0] == 2 > keys[0][0]
+    region = {"rule": "zz", "t_ms": 0, "scope_level": "region", "scope_id": int(topo.ids["region"][1])}
+    assert _sla_key(comp, region, None, topo) == (2, 2, 1, 0)  # unknown rule after the known ones
+    assert _sla_key(comp, {"rule": "r0", "t_ms": 0}, None, topo)[2] == -1  # no scope
+
+
+# ---- the replay's files -------------------------------------------------------------------------------------
+SMALL = ["--elements", "2000", "--seed", "11", "--days", "0.1", "--history-days", "0.2"]
+
+
+def _masked_report(path) -> list[str]:
+    """The report without what depends on timing or on the state's memory layout: seconds, ms,
+    rows/s, the time line and the cubes' memory."""
+    text = path.read_text()
+    text = re.sub(r"\d[\d,]*\.\d+ s\b", "T s", text)
+    text = re.sub(r"\b\d+ ms\b", "T ms", text)
+    text = re.sub(r"[\d.]+ M rows/s", "R M rows/s", text)
+    text = re.sub(r"(call records; )[\d.]+ MiB", r"\1M MiB", text)
+    return [x for x in text.splitlines() if not x.startswith("== time:")]
+
+
+def _assert_same_outputs(a, b):
+    names = sorted(p.name for p in a.iterdir() if p.is_file() and p.name != "checkpoint.npz")
+    assert names == sorted(p.name for p in b.iterdir() if p.is_file() and p.name != "checkpoint.npz")
+    assert {"sla_events.jsonl", "anomalies.jsonl", "scorecard.json", "report.txt"} <= set(names)
+    for name in names:
+        if name.endswith(".jsonl"):
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    sa, sb = (json.loads((d / "scorecard.json").read_text()) for d in (a, b))
+    sa.pop("seconds_incidents"), sb.pop("seconds_incidents")
+    assert sa == sb
+    ra, rb = _masked_report(a / "report.txt"), _masked_report(b / "report.txt")
+    assert ra == rb
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory):
+    from telcoanalytics import cli
+
+    out = tmp_path_factory.mktemp("in_process")
+    assert cli.main(["replay", *SMALL, "--out", str(out)]) == 0
+    assert (out / "anomalies.jsonl").stat().st_size > 0 and (out / "sla_events.jsonl").stat().st_size > 0
+    return out
+
+
+@pytest.mark.slow
+def test_replay_workers_writes_the_in_process_outputs(in_process, tmp_path):
+    pytest.importorskip("distributed", reason="the [distributed] extra is part of [test]")
+    from telcoanalytics import cli
+
+    assert cli.main(["replay", *SMALL, "--workers", "2", "--out", str(tmp_path)]) == 0
+    _assert_same_outputs(in_process, tmp_path)
+    assert "partitions (2 workers)" in (tmp_path / "report.txt").read_text()
+
+
+@pytest.mark.slow
+def test_replay_workers_killed_resumes_on_workers(in_process, tmp_path):
+    """SIGKILL (the driver and its workers) once a checkpoint is there, then ``--resume``: the
+    resumed run restores its partitions on a new cluster and ends with the in-process files."""
+    pytest.importorskip("distributed", reason="the [distributed] extra is part of [test]")
+    from telcoanalytics import cli
+
+    cmd = [sys.executable, "-m", "telcoanalytics.cli", "replay", *SMALL, "--workers", "2"]
+    cmd += ["--checkpoint-every-min", "15", "--out", str(tmp_path)]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not (tmp_path / "checkpoint.npz").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (tmp_path / "report.txt").exists()
+    assert cli.main(["replay", "--resume", str(tmp_path)]) == 0
+    _assert_same_outputs(in_process, tmp_path)
+    parts = list((tmp_path / "checkpoint.npz.parts").iterdir())
+    assert len(parts) == 2 and not [p for p in parts if p.name.endswith(".tmp")]
+
+
+def test_checkpoint_settings_reads_the_driver_section(tmp_path):
+    from telcoanalytics.pipeline.replay import checkpoint_settings
+
+    meta = {"driver": {"settings": {"workers": 3}}}
+    np.savez(tmp_path / "c.npz", __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+    assert checkpoint_settings(tmp_path / "c.npz") == {"workers": 3}
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    assert checkpoint_settings(tmp_path / "bad.npz") is None
+    assert checkpoint_settings(tmp_path / "missing.npz") is None
