@@ -480,9 +480,34 @@ class PartitionGroup:
     """
 
     def __init__(self, topology_state: dict, enabled, allowed_lateness_ms: int, options: dict, states: dict):
+        c0 = time.process_time()
+        self.cpu_start_s = c0  # the process' CPU before this group: interpreter, Dask, the worker's start
         self.parts = {
             int(k): PartitionWorker(topology_state, enabled, allowed_lateness_ms, options, st)
             for k, st in states.items()
+        }
+        self.cpu_build_s = time.process_time() - c0  # imports of the components, states restored
+        self.cpu_calls_s = 0.0  # CPU in run / call (the components' work, JIT cache loads on first calls)
+        self.n_calls = 0
+
+    def cpu(self) -> dict:
+        """Where this worker process' CPU went (seconds of ``time.process_time``, all its threads):
+        before the group was built, building it, in its calls, and the rest (Dask's own work:
+        messages, (de)serialisation, the event loop), with its page faults and resident memory."""
+        import resource
+
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        total = time.process_time()
+        return {
+            "process_s": total,
+            "before_s": self.cpu_start_s,
+            "build_s": self.cpu_build_s,
+            "calls_s": self.cpu_calls_s,
+            "other_s": total - self.cpu_start_s - self.cpu_build_s - self.cpu_calls_s,
+            "n_calls": self.n_calls,
+            "minflt": ru.ru_minflt,
+            "majflt": ru.ru_majflt,
+            "max_rss_mib": ru.ru_maxrss / 1024,
         }
 
     def run(self, steps: list) -> list[dict]:
@@ -490,6 +515,7 @@ class PartitionGroup:
         every partition of the group feeds its batches, then advances (or finishes) at the
         watermark, exactly as one advance of the pipeline. Returns per step
         ``{partition: {component: findings}}`` (components without findings left out)."""
+        c0 = time.process_time()
         out = []
         for wm, finish, batches in steps:
             found = {}
@@ -497,11 +523,17 @@ class PartitionGroup:
                 r = w.apply(batches.get(k, ()), wm, finish)
                 found[k] = {name: f for name, f in r.items() if f}
             out.append(found)
+        self.cpu_calls_s += time.process_time() - c0
+        self.n_calls += 1
         return out
 
     def call(self, method: str, args: dict) -> dict:
         """``{partition: getattr(worker, method)(*args[partition])}`` for the partitions in ``args``."""
-        return {k: getattr(self.parts[k], method)(*a) for k, a in args.items()}
+        c0 = time.process_time()
+        out = {k: getattr(self.parts[k], method)(*a) for k, a in args.items()}
+        self.cpu_calls_s += time.process_time() - c0
+        self.n_calls += 1
+        return out
 
 
 def balance(sizes, n_groups: int) -> list[list[int]]:
@@ -847,6 +879,12 @@ class PartitionedComponents:
             lines += [f"-- partition {k} (nodes {k}, {k} + {self.n_partitions}, ... of {self.route_level})"] + part
         return lines
 
+    def worker_cpu(self) -> list[dict]:
+        """Each group's (worker process') CPU account (:meth:`PartitionGroup.cpu`)."""
+        self.flush()
+        calls = [g.cpu() for g in self.groups]
+        return calls if self.client is None else [c.result() for c in calls]
+
     def partition_report_lines(self) -> list[list[str]]:
         """Each partition's own component report."""
         return self._call("report_lines", [()] * self.n_partitions)
@@ -1071,8 +1109,21 @@ class PartitionedPipeline(Pipeline):
         (:func:`merged_components`; their findings read back from the attached logs), so the
         report and the scorecard equal the in-process run's. Gathers every partition's state."""
         part = self.partitions
+        cpu = part.worker_cpu() if part.client is not None else None  # before the states are gathered
         comps = merged_components(part.states(), self.topology, part.logs, context_day)
-        where = f"{len(part.groups)} workers" if part.client is not None else "in this process"
+        where = "in this process"
+        if cpu is not None:
+            where = (
+                f"{len(cpu)} workers, their CPU "
+                + " + ".join(f"{c['process_s']:.1f}" for c in cpu)
+                + " s: in calls "
+                + " + ".join(f"{c['calls_s']:.1f}" for c in cpu)
+                + " s, start "
+                + " + ".join(f"{c['before_s'] + c['build_s']:.1f}" for c in cpu)
+                + " s, Dask "
+                + " + ".join(f"{c['other_s']:.1f}" for c in cpu)
+                + " s"
+            )
         seconds = {(f"partitions ({where})" if k == self.partitions_name else k): v for k, v in self.seconds.items()}
         return _ReportView(self, comps, seconds)
 
