@@ -1150,7 +1150,8 @@ def merged_components(states: list[dict], topology, logs: dict | None = None, co
     its report and scorecard. Each partition holds the state of its own elements (the others'
     untouched), so the merges are exact: windows and cubes by their ``merge``, SLA and anomaly
     findings read back from ``logs`` (the driver's merged finding logs), counters summed, the
-    analysis' cubes merged, flows and series put together. A component of another class is left out.
+    analysis' cubes merged, flows and series put together. A component of another class reports
+    partition by partition.
     """
     from telcoanalytics.analysis.component import AnalysisComponent
     from telcoanalytics.pipeline.components import AnomalyComponent, CubeComponent, SlaComponent, WindowsComponent
@@ -1196,8 +1197,8 @@ def merged_components(states: list[dict], topology, logs: dict | None = None, co
         elif cls is AnalysisComponent:
             comp = _merged_analysis(sts, topology)
             comp.context_day = context_day
-        else:
-            continue
+        else:  # a component this module cannot merge: its partitions' own reports, one after another
+            comp = _PartitionReports([cls.from_state(st, topology) for st in sts])
         log_name = getattr(comp, "LOG_NAME", None)
         if log_name in logs:
             comp._clear_held()
@@ -1235,16 +1236,35 @@ def _merged_analysis(sts: list[dict], topology):
     first = dict(sts[0], flows=_flow_columns(flows, iv), n_flows_expired=sum(int(st["n_flows_expired"]) for st in sts))
     first["n"] = np.sum([np.asarray(st["n"]) for st in sts], axis=0)
     ser = [st["series"] for st in sts]
-    same = all(int(x[k]) == int(ser[0][k]) for x in ser for k in ("bin_ms", "max_bins", "first_bin", "off", "width"))
-    if same:
-        keys = [f"sums_{s}" for s in SERIES] + [f"counts_{s}" for s in SERIES] + ["complaints"]
-        first["series"] = dict(ser[0], **{k: np.sum([np.asarray(x[k]) for x in ser], axis=0) for k in keys})
+    layout = ("bin_ms", "max_bins", "first_bin", "off", "width")
+    differ = [k for k in layout if any(int(x[k]) != int(ser[0][k]) for x in ser)]
+    if differ:
+        raise ValueError(
+            f"the partitions' analysis series are laid out differently ({', '.join(differ)}: "
+            f"{[[int(x[k]) for k in differ] for x in ser]}), so they cannot be added; report the partitions "
+            "one by one (PartitionedComponents.partition_report_lines)"
+        )
+    keys = [f"sums_{s}" for s in SERIES] + [f"counts_{s}" for s in SERIES] + ["complaints"]
+    first["series"] = dict(ser[0], **{k: np.sum([np.asarray(x[k]) for x in ser], axis=0) for k in keys})
     comp = AnalysisComponent.from_state(first, topology)
     for st in sts[1:]:
         other = AnalysisComponent.from_state(dict(st, flows=_flow_columns(flows[:0], iv)), topology)
         comp._cubes = comp._cubes.merge(other._cubes)
         comp._complaints = comp._complaints.merge(other._complaints)
     return comp
+
+
+class _PartitionReports:
+    """Stands in for a component that cannot be merged: each partition's report in turn."""
+
+    def __init__(self, parts: list):
+        self.parts = parts
+
+    def report_lines(self) -> list[str]:
+        out = []
+        for k, comp in enumerate(self.parts):
+            out += [f"-- partition {k}"] + comp.report_lines()
+        return out
 
 
 class _ReportView:

@@ -159,3 +159,98 @@ def test_checkpoint_settings_reads_the_driver_section(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     assert checkpoint_settings(tmp_path / "bad.npz") is None
     assert checkpoint_settings(tmp_path / "missing.npz") is None
+
+
+# ---- merged components against one pipeline, in this process ---------------------------------------------------
+class _MemLog:
+    """An in-memory finding log (what the components read and write of an OutputLog)."""
+
+    seq = 0
+
+    def __init__(self):
+        self.lines = []
+
+    def write_lines(self, lines):
+        self.lines.extend(lines)
+
+    def read_lines(self):
+        return list(self.lines)
+
+    def state(self):
+        return {"bytes": sum(len(x) + 1 for x in self.lines)}
+
+
+@pytest.fixture(scope="module")
+def small_day():
+    from telcoanalytics.synth.network import generate
+
+    day = generate(n_elements=120, n_regions=3, days=0.08, seed=5)
+    return day, list(day.raw_batches())
+
+
+def _feed(p, batches):
+    p.feed(batches)
+    p.advance(p.max_event_ms + 1)
+    p.finish()
+
+
+def test_merged_components_report_as_one_pipeline(small_day):
+    """Three partitions in this process, their finding lines merged into logs and their components
+    merged: the same log lines and report sections as one pipeline (the cubes' memory aside)."""
+    from telcoanalytics.pipeline import Pipeline
+    from telcoanalytics.pipeline.components import build_components
+    from telcoanalytics.pipeline.distributed import merged_components, partitioned_pipeline
+
+    day, batches = small_day
+    names = ["windows", "sla", "anomaly", "cube", "analysis"]
+    a = Pipeline(day.topology, components=build_components(day.topology, names))
+    logs_a = {"sla_events": _MemLog(), "anomalies": _MemLog()}
+    a.components["sla"].attach_log(logs_a["sla_events"])
+    a.components["anomaly"].attach_log(logs_a["anomalies"])
+    _feed(a, batches)
+    b = partitioned_pipeline(day.topology, enabled=names, n_partitions=3)
+    part = b.components["partitions"]
+    assert part.log_names() == ["sla_events", "anomalies"]
+    logs_b = {"sla_events": _MemLog(), "anomalies": _MemLog()}
+    part.attach_logs(logs_b)
+    _feed(b, batches)
+    assert logs_b["anomalies"].lines == logs_a["anomalies"].lines and logs_a["anomalies"].lines
+    assert logs_b["sla_events"].lines == logs_a["sla_events"].lines
+    merged = merged_components(part.states(), b.topology, logs_b)
+    assert list(merged) == names
+    for name in names:
+        ra, rb = a.components[name].report_lines(), merged[name].report_lines()
+        if name == "cube":  # a merged cube is laid out afresh: its memory differs
+            ra, rb = ra[1:], rb[1:]
+        ra, rb = ([re.sub(r"\b\d+ ms\b", "T ms", x) for x in r] for r in (ra, rb))  # timings
+        assert rb == ra, name
+    view = b.report_view()
+    assert view.components.keys() == merged.keys() and "partitions (in this process)" in view.seconds
+    assert view.counts() == b.counts() and b.component_names == names
+
+
+def test_merged_components_unmergeable(small_day, monkeypatch):
+    """A component class it cannot merge reports partition by partition; analysis series laid out
+    differently are refused with the keys that differ."""
+    from telcoanalytics.pipeline.components import WindowsComponent
+    from telcoanalytics.pipeline.distributed import _merged_analysis, merged_components, partitioned_pipeline
+
+    day, batches = small_day
+    b = partitioned_pipeline(day.topology, enabled=["windows", "analysis"], n_partitions=2)
+    _feed(b, batches)
+    states = b.components["partitions"].states()
+
+    class Odd(WindowsComponent):
+        pass
+
+    odd = [{"windows": (f"{__name__}:Odd", st["windows"][1])} for st in states]
+    import telcoanalytics.pipeline.contract as contract
+
+    real = contract.load_class
+    monkeypatch.setattr(contract, "load_class", lambda path: Odd if path.endswith(":Odd") else real(path))
+    lines = merged_components(odd, b.topology)["windows"].report_lines()
+    assert lines[0] == "-- partition 0" and "-- partition 1" in lines
+    sts = [st["analysis"][1] for st in states]
+    sts[1] = dict(sts[1], series=dict(sts[1]["series"], first_bin=int(sts[1]["series"]["first_bin"]) + 1))
+    with pytest.raises(ValueError, match="first_bin"):
+        _merged_analysis(sts, b.topology)
