@@ -314,6 +314,7 @@ class PartitionWorker:
         else:
             self.components = {name: load_class(cls).from_state(st, topo) for name, (cls, st) in state.items()}
         self.topology = topo
+        self.cpu_s = dict.fromkeys(self.components, 0.0)  # CPU of each component's update / advance calls
         self._captures: dict = {}  # component -> (log name, _Capture) of the streamed components
         self._tags: dict = {}  # anomaly-like component -> merge keys of its pending update rows
         self._lines: dict = {}  # log name -> [(key, line)] not handed back yet
@@ -324,18 +325,24 @@ class PartitionWorker:
         returns ``{component: findings}`` (update findings first), and under ``"__lines__"`` the
         finding lines the streamed components wrote (see :meth:`capture_logs`) with their merge keys."""
         out = {name: [] for name in self.components}
+        cpu = self.cpu_s
+        clock = time.process_time
         for b in batches:
             seq, pos, b = b if len(b) == 3 else (-1, None, b)
             for name, comp in self.components.items():
                 tags = self._tags.get(name)
                 n0 = len(comp._pending) if tags is not None else 0
+                c0 = clock()
                 out[name] += comp.update(b)
+                cpu[name] += clock() - c0
                 if tags is not None and len(comp._pending) > n0:
                     tags.append(_anomaly_update_keys(comp, comp._pending[-1], seq, pos, b))
         if watermark_ms is not None:
             for name, comp in self.components.items():
                 before = self._before_advance(name, comp)
+                c0 = clock()
                 out[name] += comp.finish(watermark_ms) if finish else comp.advance(watermark_ms)
+                cpu[name] += clock() - c0
                 self._keyed(name, comp, before)
         lines = self._take_lines()
         if lines:
@@ -505,6 +512,10 @@ class PartitionGroup:
             "calls_s": self.cpu_calls_s,
             "other_s": total - self.cpu_start_s - self.cpu_build_s - self.cpu_calls_s,
             "n_calls": self.n_calls,
+            "components_s": {
+                name: sum(w.cpu_s.get(name, 0.0) for w in self.parts.values())
+                for name in next(iter(self.parts.values())).cpu_s
+            },
             "minflt": ru.ru_minflt,
             "majflt": ru.ru_majflt,
             "max_rss_mib": ru.ru_maxrss / 1024,
@@ -1113,11 +1124,14 @@ class PartitionedPipeline(Pipeline):
         comps = merged_components(part.states(), self.topology, part.logs, context_day)
         where = "in this process"
         if cpu is not None:
+            comp_s = {n: sum(c["components_s"].get(n, 0.0) for c in cpu) for n in cpu[0]["components_s"]}
             where = (
                 f"{len(cpu)} workers, their CPU "
                 + " + ".join(f"{c['process_s']:.1f}" for c in cpu)
-                + " s: in calls "
-                + " + ".join(f"{c['calls_s']:.1f}" for c in cpu)
+                + " s: components "
+                + ", ".join(f"{n} {v:.1f}" for n, v in comp_s.items())
+                + " s; other calls (learning, states, merge keys) "
+                + " + ".join(f"{c['calls_s'] - sum(c['components_s'].values()):.1f}" for c in cpu)
                 + " s, start "
                 + " + ".join(f"{c['before_s'] + c['build_s']:.1f}" for c in cpu)
                 + " s, Dask "
