@@ -242,7 +242,7 @@ def test_replay_workers_from_the_command_line(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "anomaly: learned baselines" in out
     report = (tmp_path / "b" / "report.txt").read_text()
-    assert "partitions (2 workers)" in report and "== windowed statistics" in report  # merged components
+    assert "partitions (2 workers, their CPU" in report and "== windowed statistics" in report  # merged components
     for name in ("alerts.jsonl", "incidents.jsonl", "quarantine.jsonl"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert (tmp_path / "a" / "alerts.jsonl").stat().st_size > 0

@@ -122,7 +122,7 @@ def test_replay_workers_writes_the_in_process_outputs(in_process, tmp_path):
 
     assert cli.main(["replay", *SMALL, "--workers", "2", "--out", str(tmp_path)]) == 0
     _assert_same_outputs(in_process, tmp_path)
-    assert "partitions (2 workers)" in (tmp_path / "report.txt").read_text()
+    assert "partitions (2 workers, their CPU" in (tmp_path / "report.txt").read_text()
 
 
 @pytest.mark.slow
