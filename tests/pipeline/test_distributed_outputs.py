@@ -188,7 +188,11 @@ def small_day():
     return day, list(day.raw_batches())
 
 
-def _feed(p, batches):
+def _feed(p, batches, day=None):
+    if day is not None:  # warm up from the first 40 minutes, as the replay does from its history
+        for comp in p.components.values():
+            if hasattr(comp, "learn"):
+                comp.learn(day, day.start_ms + 2_400_000)
     p.feed(batches)
     p.advance(p.max_event_ms + 1)
     p.finish()
@@ -207,14 +211,16 @@ def test_merged_components_report_as_one_pipeline(small_day):
     logs_a = {"sla_events": _MemLog(), "anomalies": _MemLog()}
     a.components["sla"].attach_log(logs_a["sla_events"])
     a.components["anomaly"].attach_log(logs_a["anomalies"])
-    _feed(a, batches)
+    _feed(a, batches, day)
     b = partitioned_pipeline(day.topology, enabled=names, n_partitions=3)
     part = b.components["partitions"]
     assert part.log_names() == ["sla_events", "anomalies"]
     logs_b = {"sla_events": _MemLog(), "anomalies": _MemLog()}
     part.attach_logs(logs_b)
-    _feed(b, batches)
-    assert logs_b["anomalies"].lines == logs_a["anomalies"].lines and logs_a["anomalies"].lines
+    _feed(b, batches, day)
+    rows = [json.loads(x) for x in logs_a["anomalies"].lines]
+    assert any(r["metric"] for r in rows) and any(not r["metric"] for r in rows)  # scored and silence rows
+    assert logs_b["anomalies"].lines == logs_a["anomalies"].lines
     assert logs_b["sla_events"].lines == logs_a["sla_events"].lines
     merged = merged_components(part.states(), b.topology, logs_b)
     assert list(merged) == names
@@ -254,3 +260,53 @@ def test_merged_components_unmergeable(small_day, monkeypatch):
     sts[1] = dict(sts[1], series=dict(sts[1]["series"], first_bin=int(sts[1]["series"]["first_bin"]) + 1))
     with pytest.raises(ValueError, match="first_bin"):
         _merged_analysis(sts, b.topology)
+
+
+def test_anomaly_update_keys_against_a_reference():
+    """Each found row's key names the driver-batch row of its event; QoS losses after latencies;
+    rows without a matching event, or a batch without positions, get position -1."""
+    from types import SimpleNamespace
+
+    from telcoanalytics.pipeline.contract import RoutedBatch
+    from telcoanalytics.pipeline.distributed import _anomaly_update_keys
+
+    rng = np.random.default_rng(3)
+    n = 40
+    rows = np.zeros(n, dtype=[("ts_ms", "i8"), ("latency_ms", "f8")])
+    rows["ts_ms"] = 1_000_000 + 60_000 * rng.integers(0, 4, n)
+    elem = rng.permutation(200)[:n]  # distinct elements: (element, time) names one row
+    pos = rng.permutation(1000)[:n].astype(np.int32)
+    batch = RoutedBatch("qos", rows, elem, np.zeros(n, np.int64))
+    comp = SimpleNamespace(net=SimpleNamespace(n_metrics=10), n_eq=8)
+    pick = rng.integers(0, n, 25)
+    metric = np.where(rng.random(25) < 0.5, 8, 9)
+    found = np.zeros(27, dtype=[("slot", "i8"), ("t_ms", "i8")])
+    found["slot"][:25] = elem[pick] * 10 + metric
+    found["t_ms"][:25] = rows["ts_ms"][pick]
+    found["slot"][25:] = [elem[0] * 10 + 8, 999 * 10 + 8]  # no event at that time / element
+    found["t_ms"][25:] = [rows["ts_ms"][0] + 1, rows["ts_ms"][0]]
+    keys = _anomaly_update_keys(comp, found, 7, pos, batch)
+    want = [(0, 7, int(rows["ts_ms"][i]), int(m == 9), int(pos[i])) for i, m in zip(pick, metric)]
+    want += [(0, 7, int(found["t_ms"][25]), 0, -1), (0, 7, int(found["t_ms"][26]), 0, -1)]
+    assert keys == want
+    assert _anomaly_update_keys(comp, found[:2], 7, None, batch) == [(0, 7, 0, 0, -1)] * 2
+    eq = RoutedBatch("equip", rows, elem, np.zeros(n, np.int64))
+    assert [k[3] for k in _anomaly_update_keys(comp, found[:25], 1, pos, eq)] == [0] * 25  # equip: no kind
+
+
+def test_merge_helpers_edges(small_day):
+    """Nested lookups, lines with no log to go to (refused), and held (not streamed) SLA events."""
+    from telcoanalytics.pipeline.distributed import _find, merged_components, partitioned_pipeline
+
+    assert _find({"a": {"c": {}}, "d": {"b": 2}}, "b") == 2
+    with pytest.raises(KeyError):
+        _find({"a": {"c": {}}}, "b")
+    day, batches = small_day
+    b = partitioned_pipeline(day.topology, enabled=["sla"], n_partitions=2)
+    part = b.components["partitions"]
+    with pytest.raises(RuntimeError, match="no sla_events log"):
+        part._write_lines([{"sla_events": [((0,), "x")]}])
+    _feed(b, batches, day)
+    merged = merged_components(part.states(), b.topology)  # no logs: the partitions' held events
+    held = [e for st in part.states() for e in st["sla"][1]["events"]]
+    assert held and [e.to_dict() for e in merged["sla"].events] == held
