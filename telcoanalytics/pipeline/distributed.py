@@ -449,6 +449,10 @@ class PartitionWorker:
         found = self.apply(list(batches))
         return found, {name: (class_path(c), c.to_state()) for name, c in self.components.items()}
 
+    def to_state_light(self, batches: list = ()) -> tuple[dict, dict]:
+        """Pending batches applied first (their findings returned), then :meth:`report_state`."""
+        return self.apply(list(batches)), self.report_state()
+
     def write_checkpoint(self, path: str, batches: list = ()) -> tuple[dict, str]:
         """Apply pending batches, then write this partition's own checkpoint (atomic; large entries
         compacted losslessly as in the pipeline's checkpoint) where it runs."""
@@ -471,6 +475,29 @@ class PartitionWorker:
 
     def component_names(self) -> list[str]:
         return list(self.components)
+
+    def report_state(self) -> dict:
+        """``{component: (class path, state)}`` of what the merged report reads: the full state of
+        the windows, cubes and analysis; of the SLA monitor and the anomaly detector only their
+        report's figures (rule count, counter memory; slots, late events, paging counts) and held
+        findings, not their per-slot state (about half the partition's state)."""
+        from telcoanalytics.pipeline.components import AnomalyComponent, SlaComponent
+        from telcoanalytics.pipeline.contract import class_path
+
+        out = {}
+        for name, comp in self.components.items():
+            if type(comp) is SlaComponent:
+                light = {"n_rules": len(comp.mon.rules), "memory_bytes": int(comp.mon.store.memory_bytes())}
+                st = {"light": light, "events": [e.to_dict() for e in comp._events]}
+            elif type(comp) is AnomalyComponent:
+                det = comp.net.detector
+                light = {"n_slots": int(det.n_obs.size), "n_backwards": int(getattr(det, "n_backwards", 0))}
+                rows = np.concatenate(comp._rows) if comp._rows else None
+                st = {"light": light, "rows": rows, "policy": comp.policy.to_state()}
+            else:
+                st = comp.to_state()
+            out[name] = (class_path(comp), st)
+        return out
 
 
 class PartitionGroup:
@@ -890,6 +917,14 @@ class PartitionedComponents:
             lines += [f"-- partition {k} (nodes {k}, {k} + {self.n_partitions}, ... of {self.route_level})"] + part
         return lines
 
+    def report_states(self) -> list[dict]:
+        """Each partition's :meth:`PartitionWorker.report_state` (pending rows applied first)."""
+        self.flush()
+        res = self._call("to_state_light", [(b,) for b in self._take_pending()])
+        self._write_lines([found.get("__lines__", {}) for found, _st in res])
+        self._carry += self._merge([found for found, _st in res])
+        return [st for _found, st in res]
+
     def worker_cpu(self) -> list[dict]:
         """Each group's (worker process') CPU account (:meth:`PartitionGroup.cpu`)."""
         self.flush()
@@ -1121,7 +1156,7 @@ class PartitionedPipeline(Pipeline):
         report and the scorecard equal the in-process run's. Gathers every partition's state."""
         part = self.partitions
         cpu = part.worker_cpu() if part.client is not None else None  # before the states are gathered
-        comps = merged_components(part.states(), self.topology, part.logs, context_day)
+        comps = merged_components(part.report_states(), self.topology, part.logs, context_day)
         where = "in this process"
         if cpu is not None:
             comp_s = {n: sum(c["components_s"].get(n, 0.0) for c in cpu) for n in cpu[0]["components_s"]}
@@ -1194,9 +1229,38 @@ def merged_components(states: list[dict], topology, logs: dict | None = None, co
                 c = x if c is None else c.merge(x)
             comp = CubeComponent(topology, _cubes=c)
             comp.n = sum(int(st["n"]) for st in sts)
+        elif cls is SlaComponent and "light" in sts[0]:
+            from types import SimpleNamespace
+
+            comp = SlaComponent.__new__(SlaComponent)
+            mem = sts[0]["light"]["memory_bytes"]  # each partition's store covers every element
+            store = SimpleNamespace(memory_bytes=lambda mem=mem: mem)
+            comp.mon = SimpleNamespace(rules=[None] * sts[0]["light"]["n_rules"], store=store)
+            comp.topology = topology
+            comp._events = [_sla_event(e) for st in sts for e in st["events"]]
         elif cls is SlaComponent:
             comp = SlaComponent.from_state(sts[0], topology)
             comp._events = [_sla_event(e) for st in sts for e in st["events"]]  # held ones (not streamed)
+        elif cls is AnomalyComponent and "light" in sts[0]:
+            from types import SimpleNamespace
+
+            from telcoanalytics.anomaly.policy import PagingPolicy
+
+            comp = AnomalyComponent.__new__(AnomalyComponent)
+            det = SimpleNamespace(
+                n_obs=SimpleNamespace(size=sts[0]["light"]["n_slots"]),  # every partition has every slot
+                n_backwards=sum(st["light"]["n_backwards"] for st in sts),
+            )
+            comp.net = SimpleNamespace(detector=det)
+            comp.topology, comp._pending, comp._read_cache = topology, [], None
+            comp.policy = PagingPolicy.from_state(sts[0]["policy"])
+            from collections import Counter
+
+            counts = Counter()
+            for st in sts:
+                counts.update(dict(st["policy"]["counts"]))
+            comp.policy.counts = counts
+            comp._rows = [st["rows"] for st in sts if st["rows"] is not None and len(st["rows"])]
         elif cls is AnomalyComponent:
             comp = AnomalyComponent.from_state(sts[0], topology)
             det = comp.net.detector

@@ -230,8 +230,13 @@ def test_merged_components_report_as_one_pipeline(small_day):
             ra, rb = ra[1:], rb[1:]
         ra, rb = ([re.sub(r"\b\d+ ms\b", "T ms", x) for x in r] for r in (ra, rb))  # timings
         assert rb == ra, name
+    light = merged_components(part.report_states(), b.topology, logs_b)  # what report_view reads
+    for name in names:
+        la, lb = ([re.sub(r"\b\d+ ms\b", "T ms", x) for x in c[name].report_lines()] for c in (light, merged))
+        assert la == lb, name
     view = b.report_view()
     assert view.components.keys() == merged.keys() and "partitions (in this process)" in view.seconds
+    assert [r["slot"] for r in view.components["anomaly"].rows[0]] == [r["slot"] for r in merged["anomaly"].rows[0]]
     assert view.counts() == b.counts() and b.component_names == names
 
 
@@ -310,3 +315,6 @@ def test_merge_helpers_edges(small_day):
     merged = merged_components(part.states(), b.topology)  # no logs: the partitions' held events
     held = [e for st in part.states() for e in st["sla"][1]["events"]]
     assert held and [e.to_dict() for e in merged["sla"].events] == held
+    light = merged_components(part.report_states(), b.topology)
+    assert [e.to_dict() for e in light["sla"].events] == held
+    assert light["sla"].report_lines() == merged["sla"].report_lines()
