@@ -12,6 +12,8 @@ Dask is an optional extra: ``pip install telcoanalytics[distributed]``.
 
 from __future__ import annotations
 
+import heapq
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -219,6 +221,83 @@ class HistoryView:
         return [HistoryView._of(self.start_ms, self.sources, r) for r in parts]
 
 
+class _Capture:
+    """Stands in for an :class:`~telcoanalytics.pipeline.run.OutputLog` on a worker: keeps the
+    finding lines a component writes until the driver takes them (:meth:`take`)."""
+
+    seq = 0
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def write_lines(self, lines) -> None:
+        self.lines.extend(lines)
+
+    def take(self) -> list[str]:
+        out, self.lines = self.lines, []
+        return out
+
+    def read_lines(self) -> list[str]:
+        return list(self.lines)
+
+    def state(self) -> dict:
+        return {"bytes": sum(len(x) + 1 for x in self.lines)}
+
+
+def _anomaly_update_keys(comp, found, seq: int, pos, batch) -> list[tuple]:
+    """Merge keys of the anomaly rows one update found: ``(0, seq, t_ms, kind, position)``, where
+    ``position`` is the row of the driver's whole batch whose event raised it and ``kind`` orders
+    a QoS row's latency event before its loss event, as the in-process component scores them (a
+    stable sort of the batch by time, latencies then losses)."""
+    n = len(found)
+    if pos is None or not len(batch.rows):
+        return [(0, seq, 0, 0, -1)] * n
+    nm = comp.net.n_metrics
+    slot = found["slot"].astype(np.int64)
+    t = found["t_ms"].astype(np.int64)
+    fe, fm = slot // nm, slot % nm
+    ts = batch.rows["ts_ms"].astype(np.int64)
+    t0 = int(ts.min())
+    ev = (batch.element_index.astype(np.int64) << 32) | (ts - t0)
+    order = np.argsort(ev, kind="stable")
+    q = (fe << 32) | np.clip(t - t0, 0, (1 << 32) - 1)
+    at = np.minimum(np.searchsorted(ev[order], q), len(ev) - 1)
+    hit = (ev[order][at] == q) & (t >= t0)
+    gpos = np.where(hit, np.asarray(pos, dtype=np.int64)[order[at]], -1)
+    kind = (fm == comp.n_eq + 1).astype(np.int64) if batch.source == "qos" else np.zeros(n, np.int64)
+    return list(zip([0] * n, [seq] * n, t.tolist(), kind.tolist(), gpos.tolist()))
+
+
+def _sla_key(comp, ev: dict, prev_tick, topology) -> tuple:
+    """Merge key of an SLA event (a JSON dict): re-evaluated ticks (at or before ``prev_tick``, the
+    last tick before the advance) first, rule by rule, then new ticks tick by tick, rule by rule;
+    within a rule by node."""
+    names = getattr(comp, "_rule_order", None)
+    if names is None:
+        names = comp._rule_order = {r.name: i for i, r in enumerate(comp.mon.rules)}
+    r = names.get(ev.get("rule"), len(names))
+    lvl = ev.get("scope_level")
+    try:
+        node = int(topology.index_of(np.array([ev["scope_id"]]), None if lvl == topology.element_level else lvl)[0])
+    except (KeyError, ValueError, TypeError):
+        node = -1
+    tick = int(ev.get("t_ms", 0)) // 60_000
+    if prev_tick is None:
+        return (2, r, node, tick)
+    if tick <= prev_tick:
+        return (0, r, node, tick)
+    return (1, tick, r, node)
+
+
+def merge_keyed_lines(per_partition: list[list]) -> list[str]:
+    """The lines of several partitions (each a list of ``(key, line)`` in the order the partition
+    wrote them) interleaved by key, each partition's own order kept (ties: lower partition first)."""
+    its = [[(k, j, i, x) for i, (k, x) in enumerate(lst)] for j, lst in enumerate(per_partition) if lst]
+    if len(its) == 1:
+        return [x for _k, _j, _i, x in its[0]]
+    return [x for _k, _j, _i, x in heapq.merge(*its, key=lambda e: e[:2])]
+
+
 class PartitionWorker:
     """The analysis components of one partition (a set of route-level nodes). Built from plain
     values so it pickles cheaply; a :class:`PartitionGroup` holds the partitions of one process."""
@@ -228,21 +307,118 @@ class PartitionWorker:
         from telcoanalytics.pipeline.contract import load_class
 
         topo = Topology.from_state(topology_state)
+        if isinstance(state, str):  # a partition checkpoint file, read where the partition runs
+            state = _read_partition_checkpoint(state)
         if state is None:
             self.components = build_components(topo, enabled, allowed_lateness_ms=allowed_lateness_ms, options=options)
         else:
             self.components = {name: load_class(cls).from_state(st, topo) for name, (cls, st) in state.items()}
+        self.topology = topo
+        self.cpu_s = dict.fromkeys(self.components, 0.0)  # CPU of each component's update / advance calls
+        self._captures: dict = {}  # component -> (log name, _Capture) of the streamed components
+        self._tags: dict = {}  # anomaly-like component -> merge keys of its pending update rows
+        self._lines: dict = {}  # log name -> [(key, line)] not handed back yet
 
     def apply(self, batches, watermark_ms=None, finish: bool = False) -> dict:
-        """Feed ``batches`` (RoutedBatch), then advance (and finish) at ``watermark_ms``; returns
-        ``{component: findings}`` (update findings first)."""
+        """Feed ``batches`` (RoutedBatch, or ``(seq, positions, RoutedBatch)`` as
+        :class:`PartitionedComponents` ships them), then advance (and finish) at ``watermark_ms``;
+        returns ``{component: findings}`` (update findings first), and under ``"__lines__"`` the
+        finding lines the streamed components wrote (see :meth:`capture_logs`) with their merge keys."""
         out = {name: [] for name in self.components}
+        cpu = self.cpu_s
+        clock = time.process_time
         for b in batches:
+            seq, pos, b = b if len(b) == 3 else (-1, None, b)
             for name, comp in self.components.items():
+                tags = self._tags.get(name)
+                n0 = len(comp._pending) if tags is not None else 0
+                c0 = clock()
                 out[name] += comp.update(b)
+                cpu[name] += clock() - c0
+                if tags is not None and len(comp._pending) > n0:
+                    tags.append(_anomaly_update_keys(comp, comp._pending[-1], seq, pos, b))
         if watermark_ms is not None:
             for name, comp in self.components.items():
+                before = self._before_advance(name, comp)
+                c0 = clock()
                 out[name] += comp.finish(watermark_ms) if finish else comp.advance(watermark_ms)
+                cpu[name] += clock() - c0
+                self._keyed(name, comp, before)
+        lines = self._take_lines()
+        if lines:
+            out["__lines__"] = lines
+        return out
+
+    # ---- findings streamed back to the driver ---------------------------------------------------------
+    def log_names(self) -> dict:
+        """``{component: LOG_NAME}`` of the components that can stream their findings."""
+        return {
+            name: comp.LOG_NAME
+            for name, comp in self.components.items()
+            if getattr(comp, "LOG_NAME", None) is not None and hasattr(comp, "attach_log")
+        }
+
+    def capture_logs(self) -> dict:
+        """The streamed components write their findings to a buffer that each call hands back to
+        the driver (under ``"__lines__"``), which merges the partitions' lines into one file in the
+        in-process run's order; returns the lines of findings held so far (keyed first)."""
+        for name, log_name in self.log_names().items():
+            comp = self.components[name]
+            self._captures[name] = (log_name, _Capture())
+            from telcoanalytics.pipeline.components import AnomalyComponent
+
+            if isinstance(comp, AnomalyComponent):
+                self._tags[name] = []
+            comp.attach_log(self._captures[name][1])
+            cap = self._captures[name][1]
+            self._lines.setdefault(log_name, []).extend(((-1,), x) for x in cap.take())
+        return self._take_lines()
+
+    def _before_advance(self, name: str, comp):
+        if name not in self._captures:
+            return None
+        if name in self._tags:  # the update rows' keys, then the silence rows'
+            pend = self._tags[name]
+            n_untagged = sum(len(p) for p in comp._pending) - sum(len(k) for k in pend)
+            keys = [(-1,)] * max(n_untagged, 0)
+            for k in pend:
+                keys += k
+            return keys
+        return getattr(getattr(comp, "mon", None), "last_tick", None)
+
+    def _keyed(self, name: str, comp, before) -> None:
+        """The lines ``comp`` wrote in this call, each with its merge key: the position its finding
+        has in the in-process run (see :func:`merge_keyed_lines`)."""
+        if name not in self._captures:
+            return
+        log_name, cap = self._captures[name]
+        if name in self._tags and not comp._pending:  # the pending update rows were settled
+            self._tags[name] = []
+        lines = cap.take()
+        if not lines:
+            return
+        if name in self._tags:
+            keys = before[: len(lines)]
+            for x in lines[len(keys) :]:  # silence rows, after the updates' rows: opened, then closed, by element
+                r = json.loads(x)
+                e = int(self.topology.index_of(np.array([r["element_id"]]))[0])
+                keys.append((2, int(r["end_ms"] >= 0), e))
+        elif before is not None and hasattr(comp, "mon"):
+            keys = [_sla_key(comp, json.loads(x), before, self.topology) for x in lines]
+        else:
+            keys = [(0,)] * len(lines)
+        self._lines.setdefault(log_name, []).extend(zip(keys, lines))
+
+    def _take_lines(self) -> dict:
+        for name, (log_name, cap) in self._captures.items():  # written outside an advance (topology change)
+            rest = cap.take()
+            if rest:
+                comp = self.components[name]
+                keys = [
+                    _sla_key(comp, json.loads(x), None, self.topology) if hasattr(comp, "mon") else (3,) for x in rest
+                ]
+                self._lines.setdefault(log_name, []).extend(zip(keys, rest))
+        out, self._lines = self._lines, {}
         return out
 
     def learn(self, history: HistoryView, until_ms: int) -> list[str]:
@@ -260,6 +436,10 @@ class PartitionWorker:
         topo = Topology.from_state(topology_state)
         for name, comp in self.components.items():
             out[name] += comp.topology_changed(topo, changes)
+        self.topology = topo
+        lines = self._take_lines()
+        for log_name, x in lines.items():
+            out.setdefault("__lines__", {}).setdefault(log_name, []).extend(x)
         return out
 
     def to_state(self, batches: list = ()) -> tuple[dict, dict]:
@@ -268,6 +448,10 @@ class PartitionWorker:
 
         found = self.apply(list(batches))
         return found, {name: (class_path(c), c.to_state()) for name, c in self.components.items()}
+
+    def to_state_light(self, batches: list = ()) -> tuple[dict, dict]:
+        """Pending batches applied first (their findings returned), then :meth:`report_state`."""
+        return self.apply(list(batches)), self.report_state()
 
     def write_checkpoint(self, path: str, batches: list = ()) -> tuple[dict, str]:
         """Apply pending batches, then write this partition's own checkpoint (atomic; large entries
@@ -289,6 +473,32 @@ class PartitionWorker:
     def report_lines(self) -> list[str]:
         return [x for comp in self.components.values() for x in comp.report_lines()]
 
+    def component_names(self) -> list[str]:
+        return list(self.components)
+
+    def report_state(self) -> dict:
+        """``{component: (class path, state)}`` of what the merged report reads: the full state of
+        the windows, cubes and analysis; of the SLA monitor and the anomaly detector only their
+        report's figures (rule count, counter memory; slots, late events, paging counts) and held
+        findings, not their per-slot state (about half the partition's state)."""
+        from telcoanalytics.pipeline.components import AnomalyComponent, SlaComponent
+        from telcoanalytics.pipeline.contract import class_path
+
+        out = {}
+        for name, comp in self.components.items():
+            if type(comp) is SlaComponent:
+                light = {"n_rules": len(comp.mon.rules), "memory_bytes": int(comp.mon.store.memory_bytes())}
+                st = {"light": light, "events": [e.to_dict() for e in comp._events]}
+            elif type(comp) is AnomalyComponent:
+                det = comp.net.detector
+                light = {"n_slots": int(det.n_obs.size), "n_backwards": int(getattr(det, "n_backwards", 0))}
+                rows = np.concatenate(comp._rows) if comp._rows else None
+                st = {"light": light, "rows": rows, "policy": comp.policy.to_state()}
+            else:
+                st = comp.to_state()
+            out[name] = (class_path(comp), st)
+        return out
+
 
 class PartitionGroup:
     """The partitions one process runs, each its own :class:`PartitionWorker`: a Dask actor on a
@@ -304,9 +514,38 @@ class PartitionGroup:
     """
 
     def __init__(self, topology_state: dict, enabled, allowed_lateness_ms: int, options: dict, states: dict):
+        c0 = time.process_time()
+        self.cpu_start_s = c0  # the process' CPU before this group: interpreter, Dask, the worker's start
         self.parts = {
             int(k): PartitionWorker(topology_state, enabled, allowed_lateness_ms, options, st)
             for k, st in states.items()
+        }
+        self.cpu_build_s = time.process_time() - c0  # imports of the components, states restored
+        self.cpu_calls_s = 0.0  # CPU in run / call (the components' work, JIT cache loads on first calls)
+        self.n_calls = 0
+
+    def cpu(self) -> dict:
+        """Where this worker process' CPU went (seconds of ``time.process_time``, all its threads):
+        before the group was built, building it, in its calls, and the rest (Dask's own work:
+        messages, (de)serialisation, the event loop), with its page faults and resident memory."""
+        import resource
+
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        total = time.process_time()
+        return {
+            "process_s": total,
+            "before_s": self.cpu_start_s,
+            "build_s": self.cpu_build_s,
+            "calls_s": self.cpu_calls_s,
+            "other_s": total - self.cpu_start_s - self.cpu_build_s - self.cpu_calls_s,
+            "n_calls": self.n_calls,
+            "components_s": {
+                name: sum(w.cpu_s.get(name, 0.0) for w in self.parts.values())
+                for name in next(iter(self.parts.values())).cpu_s
+            },
+            "minflt": ru.ru_minflt,
+            "majflt": ru.ru_majflt,
+            "max_rss_mib": ru.ru_maxrss / 1024,
         }
 
     def run(self, steps: list) -> list[dict]:
@@ -314,6 +553,7 @@ class PartitionGroup:
         every partition of the group feeds its batches, then advances (or finishes) at the
         watermark, exactly as one advance of the pipeline. Returns per step
         ``{partition: {component: findings}}`` (components without findings left out)."""
+        c0 = time.process_time()
         out = []
         for wm, finish, batches in steps:
             found = {}
@@ -321,11 +561,17 @@ class PartitionGroup:
                 r = w.apply(batches.get(k, ()), wm, finish)
                 found[k] = {name: f for name, f in r.items() if f}
             out.append(found)
+        self.cpu_calls_s += time.process_time() - c0
+        self.n_calls += 1
         return out
 
     def call(self, method: str, args: dict) -> dict:
         """``{partition: getattr(worker, method)(*args[partition])}`` for the partitions in ``args``."""
-        return {k: getattr(self.parts[k], method)(*a) for k, a in args.items()}
+        c0 = time.process_time()
+        out = {k: getattr(self.parts[k], method)(*a) for k, a in args.items()}
+        self.cpu_calls_s += time.process_time() - c0
+        self.n_calls += 1
+        return out
 
 
 def balance(sizes, n_groups: int) -> list[list[int]]:
@@ -471,7 +717,9 @@ class PartitionedComponents:
             ]
             self.groups = [f.result() for f in futures]
         self.pending: list[list] = [[] for _ in range(self.n_partitions)]
-        if _states is not None:
+        if _states is not None and isinstance(_states[0], str):  # files read by the partitions: ask them
+            self.names = None
+        elif _states is not None:
             self.names = list(_states[0])
         else:
             from telcoanalytics.pipeline.components import COMPONENTS
@@ -481,6 +729,10 @@ class PartitionedComponents:
         self._steps: list = []  # deferred steps not shipped yet: (watermark_ms, finish, {partition: batches})
         self._inflight = None  # (calls per group, watermarks of their steps)
         self._ready: list = []  # (watermark_ms, findings) of settled steps, not collected yet
+        self.logs: dict = {}  # log name -> OutputLog the partitions' findings stream to (attach_logs)
+        self._seq = 0  # batches received (their order within a step, for the merge of finding lines)
+        if self.names is None:
+            self.names = list(self._call("component_names", [()] * self.n_partitions)[0])
 
     def partition_sizes(self) -> np.ndarray:
         """Elements of each partition (retired ones in partition 0)."""
@@ -511,6 +763,31 @@ class PartitionedComponents:
     def _take_pending(self) -> list[list]:
         p, self.pending = self.pending, [[] for _ in range(self.n_partitions)]
         return p
+
+    # ---- findings streamed to the driver's logs ---------------------------------------------------------
+    def log_names(self) -> list[str]:
+        """The finding logs of the partitions' streamed components (``sla_events``, ``anomalies``),
+        in component order."""
+        names = self._call("log_names", [()] * self.n_partitions)
+        return list(dict.fromkeys(v for d in names for v in d.values()))
+
+    def attach_logs(self, logs: dict) -> None:
+        """Stream the partitions' findings to ``logs`` (log name -> OutputLog, see :meth:`log_names`)
+        in this process: each partition's streamed components hand their finding lines back with
+        every call, and the lines of a step are merged into the order the in-process components
+        write them (so ``sla_events.jsonl`` and ``anomalies.jsonl`` equal an in-process run's); the
+        partitions keep none."""
+        self.logs = dict(logs)
+        self._write_lines(self._call("capture_logs", [()] * self.n_partitions))
+
+    def _write_lines(self, per_partition: list[dict]) -> None:
+        names = list(dict.fromkeys(n for d in per_partition for n in d))
+        for name in names:
+            lines = merge_keyed_lines([d.get(name, []) for d in per_partition])
+            if lines:
+                if name not in self.logs:
+                    raise RuntimeError(f"partitions wrote {name} lines but no {name} log is attached")
+                self.logs[name].write_lines(lines)
 
     # ---- deferred steps ---------------------------------------------------------------------------------
     @property
@@ -557,7 +834,9 @@ class PartitionedComponents:
             per_part = {}
             for r in results:
                 per_part.update(r[i])
-            self._ready.append((wm, self._merge([per_part[k] for k in sorted(per_part)])))
+            ordered = [per_part[k] for k in sorted(per_part)]
+            self._write_lines([r.get("__lines__", {}) for r in ordered])
+            self._ready.append((wm, self._merge(ordered)))
 
     def flush(self) -> None:
         """Run every deferred step and wait for it."""
@@ -579,17 +858,23 @@ class PartitionedComponents:
     def update(self, batch) -> list:
         from telcoanalytics.pipeline.contract import RoutedBatch
 
+        self._seq += 1
         if self.n_partitions == 1:
-            self.pending[0].append(batch)
+            self.pending[0].append((self._seq, None, batch))
             return []
         part = np.where(batch.partition < 0, 0, batch.partition % self.n_partitions)
         order = np.argsort(part, kind="stable")
         bounds = np.searchsorted(part[order], np.arange(self.n_partitions + 1))
+        keyed = batch.source in ("equip", "qos")  # anomaly rows are merged by their rows' positions
         for k in range(self.n_partitions):
             sel = order[bounds[k] : bounds[k + 1]]
             if len(sel):
                 self.pending[k].append(
-                    RoutedBatch(batch.source, batch.rows[sel], batch.element_index[sel], batch.partition[sel])
+                    (
+                        self._seq,
+                        sel.astype(np.int32) if keyed else None,
+                        RoutedBatch(batch.source, batch.rows[sel], batch.element_index[sel], batch.partition[sel]),
+                    )
                 )
         return []
 
@@ -597,12 +882,13 @@ class PartitionedComponents:
         c, self._carry = self._carry, []
         return c
 
-    def learn(self, day, until_ms: int) -> None:
+    def learn(self, day, until_ms: int) -> list[str]:
         """The history warm-up of an unpartitioned run, per partition: each partition's components
         learn (``learn(day, until_ms)``) from the clean history rows of its own elements that arrived
-        before ``until_ms`` (shipped to its worker as a :class:`HistoryView`)."""
+        before ``until_ms`` (shipped to its worker as a :class:`HistoryView`); returns the names of
+        the components that learned."""
         views = HistoryView(day, until_ms).split(self.topology, self.route_level, self.n_partitions)
-        self._call("learn", [(v, int(until_ms)) for v in views])
+        return list(self._call("learn", [(v, int(until_ms)) for v in views])[0])
 
     def advance(self, watermark_ms: int) -> list:
         """Deferred steps, then the rows since and an advance at ``watermark_ms``; their findings."""
@@ -615,7 +901,9 @@ class PartitionedComponents:
         self.flush()
         ready = [f for _wm, found in self.collect() for f in found]
         ts = topology.to_state()
-        found = self._merge(self._call("topology_changed", [(b, ts, changes) for b in self._take_pending()]))
+        res = self._call("topology_changed", [(b, ts, changes) for b in self._take_pending()])
+        self._write_lines([r.get("__lines__", {}) for r in res])
+        found = self._merge(res)
         self.topology = topology
         return self._carried() + ready + found
 
@@ -629,6 +917,20 @@ class PartitionedComponents:
             lines += [f"-- partition {k} (nodes {k}, {k} + {self.n_partitions}, ... of {self.route_level})"] + part
         return lines
 
+    def report_states(self) -> list[dict]:
+        """Each partition's :meth:`PartitionWorker.report_state` (pending rows applied first)."""
+        self.flush()
+        res = self._call("to_state_light", [(b,) for b in self._take_pending()])
+        self._write_lines([found.get("__lines__", {}) for found, _st in res])
+        self._carry += self._merge([found for found, _st in res])
+        return [st for _found, st in res]
+
+    def worker_cpu(self) -> list[dict]:
+        """Each group's (worker process') CPU account (:meth:`PartitionGroup.cpu`)."""
+        self.flush()
+        calls = [g.cpu() for g in self.groups]
+        return calls if self.client is None else [c.result() for c in calls]
+
     def partition_report_lines(self) -> list[list[str]]:
         """Each partition's own component report."""
         return self._call("report_lines", [()] * self.n_partitions)
@@ -638,6 +940,7 @@ class PartitionedComponents:
         (their findings, if any, are returned by the next advance)."""
         self.flush()
         res = self._call("to_state", [(b,) for b in self._take_pending()])
+        self._write_lines([found.get("__lines__", {}) for found, _st in res])
         self._carry += self._merge([found for found, _st in res])
         return [st for _found, st in res]
 
@@ -679,6 +982,7 @@ class PartitionedComponents:
                 d.mkdir(parents=True, exist_ok=True)
                 paths = [str(d / f"partition-{k}.npz") for k in range(self.n_partitions)]
             res = self._call("write_checkpoint", [(p, b) for p, b in zip(paths, self._take_pending())])
+            self._write_lines([found.get("__lines__", {}) for found, _p in res])
             self._carry += self._merge([found for found, _p in res])
             if self.parts_dir is not None:
                 self._new_generation(str(d), paths)
@@ -715,8 +1019,8 @@ class PartitionedComponents:
             except (ImportError, ValueError):
                 client = None
         n = int(state["n_partitions"])
-        if "files" in state:
-            states = [_read_partition_checkpoint(p) for p in state["files"]]
+        if "files" in state:  # each partition reads its own file where it runs (not shipped from here)
+            states = [str(p) for p in state["files"]]
         else:
             parts = state["partitions"]
             states = [{name: (v["cls"], v["state"]) for name, v in parts[str(k)].items()} for k in range(n)]
@@ -744,6 +1048,8 @@ def _remove_partition_files(folder: str, keep: set) -> None:
     for p in Path(folder).glob(_PART_FILE.format(k="*", token="*")):
         if str(p) not in keep:
             p.unlink(missing_ok=True)
+    for p in Path(folder).glob("." + _PART_FILE.format(k="*", token="*") + ".*.tmp"):  # a write killed midway
+        p.unlink(missing_ok=True)
 
 
 class PartitionedPipeline(Pipeline):
@@ -839,6 +1145,37 @@ class PartitionedPipeline(Pipeline):
         self.drain()
         return super().change_topology(target, changes)
 
+    @property
+    def component_names(self) -> list[str]:
+        """The partitioned components' names (in run order)."""
+        return list(self.partitions.names)
+
+    def report_view(self, context_day=None):
+        """The pipeline as its report reads it: the partitions' components merged into one of each
+        (:func:`merged_components`; their findings read back from the attached logs), so the
+        report and the scorecard equal the in-process run's. Gathers every partition's state."""
+        part = self.partitions
+        cpu = part.worker_cpu() if part.client is not None else None  # before the states are gathered
+        comps = merged_components(part.report_states(), self.topology, part.logs, context_day)
+        where = "in this process"
+        if cpu is not None:
+            comp_s = {n: sum(c["components_s"].get(n, 0.0) for c in cpu) for n in cpu[0]["components_s"]}
+            where = (
+                f"{len(cpu)} workers, their CPU "
+                + " + ".join(f"{c['process_s']:.1f}" for c in cpu)
+                + " s: components "
+                + ", ".join(f"{n} {v:.1f}" for n, v in comp_s.items())
+                + " s; other calls (learning, states, merge keys) "
+                + " + ".join(f"{c['calls_s'] - sum(c['components_s'].values()):.1f}" for c in cpu)
+                + " s, start "
+                + " + ".join(f"{c['before_s'] + c['build_s']:.1f}" for c in cpu)
+                + " s, Dask "
+                + " + ".join(f"{c['other_s']:.1f}" for c in cpu)
+                + " s"
+            )
+        seconds = {(f"partitions ({where})" if k == self.partitions_name else k): v for k, v in self.seconds.items()}
+        return _ReportView(self, comps, seconds)
+
     def checkpoint(self, path, driver: dict | None = None) -> Path:
         self.drain()
         part = self.partitions
@@ -853,6 +1190,172 @@ class PartitionedPipeline(Pipeline):
         finally:
             part.parts_dir = previous
         return out
+
+
+# ---- the partitions' components merged, for a report equal to the in-process run's ---------------------------------
+def merged_components(states: list[dict], topology, logs: dict | None = None, context_day=None) -> dict:
+    """One component per name, merged from the partitions' states (``{name: (class path, state)}``
+    each, :meth:`PartitionedComponents.states`): what one unpartitioned pipeline would hold, for
+    its report and scorecard. Each partition holds the state of its own elements (the others'
+    untouched), so the merges are exact: windows and cubes by their ``merge``, SLA and anomaly
+    findings read back from ``logs`` (the driver's merged finding logs), counters summed, the
+    analysis' cubes merged, flows and series put together. A component of another class reports
+    partition by partition.
+    """
+    from telcoanalytics.analysis.component import AnalysisComponent
+    from telcoanalytics.pipeline.components import AnomalyComponent, CubeComponent, SlaComponent, WindowsComponent
+    from telcoanalytics.pipeline.contract import load_class
+
+    logs = logs or {}
+    out = {}
+    for name in states[0]:
+        cls = load_class(states[0][name][0])
+        sts = [st[name][1] for st in states]
+        if cls is WindowsComponent:
+            from telcoanalytics.windows.sliding import SlidingWindows
+
+            w = None
+            for st in sts:
+                x = SlidingWindows.from_state(st["win"])
+                w = x if w is None else w.merge(x)
+            comp = WindowsComponent(topology, _win=w)
+            comp.n_side = sum(int(st["n_side"]) for st in sts)
+        elif cls is CubeComponent:
+            from telcoanalytics.cube import CubeSet
+
+            c = None
+            for st in sts:
+                x = CubeSet.from_state(st["cubes"])
+                c = x if c is None else c.merge(x)
+            comp = CubeComponent(topology, _cubes=c)
+            comp.n = sum(int(st["n"]) for st in sts)
+        elif cls is SlaComponent and "light" in sts[0]:
+            from types import SimpleNamespace
+
+            comp = SlaComponent.__new__(SlaComponent)
+            mem = sts[0]["light"]["memory_bytes"]  # each partition's store covers every element
+            store = SimpleNamespace(memory_bytes=lambda mem=mem: mem)
+            comp.mon = SimpleNamespace(rules=[None] * sts[0]["light"]["n_rules"], store=store)
+            comp.topology = topology
+            comp._events = [_sla_event(e) for st in sts for e in st["events"]]
+        elif cls is SlaComponent:
+            comp = SlaComponent.from_state(sts[0], topology)
+            comp._events = [_sla_event(e) for st in sts for e in st["events"]]  # held ones (not streamed)
+        elif cls is AnomalyComponent and "light" in sts[0]:
+            from types import SimpleNamespace
+
+            from telcoanalytics.anomaly.policy import PagingPolicy
+
+            comp = AnomalyComponent.__new__(AnomalyComponent)
+            det = SimpleNamespace(
+                n_obs=SimpleNamespace(size=sts[0]["light"]["n_slots"]),  # every partition has every slot
+                n_backwards=sum(st["light"]["n_backwards"] for st in sts),
+            )
+            comp.net = SimpleNamespace(detector=det)
+            comp.topology, comp._pending, comp._read_cache = topology, [], None
+            comp.policy = PagingPolicy.from_state(sts[0]["policy"])
+            from collections import Counter
+
+            counts = Counter()
+            for st in sts:
+                counts.update(dict(st["policy"]["counts"]))
+            comp.policy.counts = counts
+            comp._rows = [st["rows"] for st in sts if st["rows"] is not None and len(st["rows"])]
+        elif cls is AnomalyComponent:
+            comp = AnomalyComponent.from_state(sts[0], topology)
+            det = comp.net.detector
+            det.n_backwards = sum(int(_find(st["net"], "n_backwards")) for st in sts)
+            from collections import Counter
+
+            counts = Counter()
+            for st in sts:
+                counts.update(dict(st["policy"]["counts"]))
+            comp.policy.counts = counts
+            comp._rows = [r for st in sts for r in ([st["rows"]] if len(st["rows"]) else [])]
+        elif cls is AnalysisComponent:
+            comp = _merged_analysis(sts, topology)
+            comp.context_day = context_day
+        else:  # a component this module cannot merge: its partitions' own reports, one after another
+            comp = _PartitionReports([cls.from_state(st, topology) for st in sts])
+        log_name = getattr(comp, "LOG_NAME", None)
+        if log_name in logs:
+            comp._clear_held()
+            comp._log = logs[log_name]
+        out[name] = comp
+    return out
+
+
+def _sla_event(d: dict):
+    from telcoanalytics.sla.sla import SlaEvent
+
+    return SlaEvent(**d)
+
+
+def _find(d: dict, key: str):
+    """``d[key]``, or the first value of ``key`` in the dicts nested in ``d``."""
+    if key in d:
+        return d[key]
+    for v in d.values():
+        if isinstance(v, dict):
+            try:
+                return _find(v, key)
+            except KeyError:
+                pass
+    raise KeyError(key)
+
+
+def _merged_analysis(sts: list[dict], topology):
+    from telcoanalytics.analysis.component import AnalysisComponent, _flow_columns, _flows_of
+    from telcoanalytics.analysis.series import SERIES
+
+    iv = int(sts[0]["interval_ms"])
+    flows = np.concatenate([_flows_of(st["flows"], iv) for st in sts])
+    flows = flows[np.argsort(flows["ts_ms"], kind="stable")]
+    first = dict(sts[0], flows=_flow_columns(flows, iv), n_flows_expired=sum(int(st["n_flows_expired"]) for st in sts))
+    first["n"] = np.sum([np.asarray(st["n"]) for st in sts], axis=0)
+    ser = [st["series"] for st in sts]
+    layout = ("bin_ms", "max_bins", "first_bin", "off", "width")
+    differ = [k for k in layout if any(int(x[k]) != int(ser[0][k]) for x in ser)]
+    if differ:
+        raise ValueError(
+            f"the partitions' analysis series are laid out differently ({', '.join(differ)}: "
+            f"{[[int(x[k]) for k in differ] for x in ser]}), so they cannot be added; report the partitions "
+            "one by one (PartitionedComponents.partition_report_lines)"
+        )
+    keys = [f"sums_{s}" for s in SERIES] + [f"counts_{s}" for s in SERIES] + ["complaints"]
+    first["series"] = dict(ser[0], **{k: np.sum([np.asarray(x[k]) for x in ser], axis=0) for k in keys})
+    comp = AnalysisComponent.from_state(first, topology)
+    for st in sts[1:]:
+        other = AnalysisComponent.from_state(dict(st, flows=_flow_columns(flows[:0], iv)), topology)
+        comp._cubes = comp._cubes.merge(other._cubes)
+        comp._complaints = comp._complaints.merge(other._complaints)
+    return comp
+
+
+class _PartitionReports:
+    """Stands in for a component that cannot be merged: each partition's report in turn."""
+
+    def __init__(self, parts: list):
+        self.parts = parts
+
+    def report_lines(self) -> list[str]:
+        out = []
+        for k, comp in enumerate(self.parts):
+            out += [f"-- partition {k}"] + comp.report_lines()
+        return out
+
+
+class _ReportView:
+    """A pipeline seen through its merged components (``components``); everything else is the
+    pipeline's."""
+
+    def __init__(self, pipe, components: dict, seconds: dict):
+        self._pipe = pipe
+        self.components = components
+        self.seconds = seconds
+
+    def __getattr__(self, name):
+        return getattr(self._pipe, name)
 
 
 WORKER_CONFIG = {

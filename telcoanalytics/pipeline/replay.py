@@ -218,6 +218,11 @@ def attach_finding_logs(pipe, out: Path, settings: dict, state: dict | None, log
     """Components that can stream their findings (``attach_log``) write them to ``OUT/<LOG_NAME>.jsonl``
     instead of keeping them in memory and checkpoints; the logs join ``logs``."""
     for comp in pipe.components.values():
+        if hasattr(comp, "attach_logs"):  # the partitions of a --workers run: their logs, merged here
+            names = comp.log_names()
+            logs.update(_outputs(out, settings, state, names))
+            comp.attach_logs({n: logs[n] for n in names})
+            continue
         name = getattr(comp, "LOG_NAME", None)
         if name is not None and hasattr(comp, "attach_log"):
             logs.update(_outputs(out, settings, state, (name,)))
@@ -312,7 +317,10 @@ def _rehome_hook(pipe, src, settings, driver):
         except ValueError as exc:  # a component cannot follow: nothing changed, say so
             driver["notes"].append(f"== topology change at {hhmm(at_ms)} not applied: {exc}")
             return
-        followed = [*pipe.components, *(["alerts"] if pipe.alerts is not None else [])]
+        followed = [
+            *getattr(pipe, "component_names", pipe.components),
+            *(["alerts"] if pipe.alerts is not None else []),
+        ]
         driver["notes"].append(
             f"== topology change while data flowed: at {hhmm(at_ms)} {len(moved):,} elements were "
             f"re-homed to other sites of their region (version {v0} -> {pipe.topology.version}, "
@@ -329,8 +337,9 @@ def run_replay(settings: dict | None = None, resume=None, checkpoint=None, resto
 
     With ``settings["workers"] > 0`` a fresh run starts a local Dask cluster of that many worker
     processes and runs the components partitioned by the route level on it (see
-    :func:`build_pipeline`); the findings and outputs equal the in-process run's. A resumed or
-    restored partitioned run continues with its partitions in this process.
+    :func:`build_pipeline`); the findings and outputs equal the in-process run's. A resumed
+    partitioned run continues on a cluster of as many workers (a restored one too, given
+    ``workers``).
 
     Parameters
     ----------
@@ -349,7 +358,11 @@ def run_replay(settings: dict | None = None, resume=None, checkpoint=None, resto
         Default: a progress bar on standard error when it is a terminal.
     """
     workers = int((settings or {}).get("workers") or 0)
-    if workers <= 0 or resume is not None or restore is not None:
+    if resume is not None or restore is not None:  # on workers when the checkpoint's run was partitioned
+        ck = Path(resume) / CHECKPOINT_NAME if resume is not None else Path(restore)
+        was = int((checkpoint_settings(ck) or {}).get("workers") or 0)
+        workers = was if resume is not None else (workers if was > 0 else 0)
+    if workers <= 0:
         return _run_replay(settings, resume, checkpoint, restore, say, progress)
     try:
         from telcoanalytics.pipeline.distributed import local_client
@@ -362,6 +375,19 @@ def run_replay(settings: dict | None = None, resume=None, checkpoint=None, resto
 
     with cluster as client:
         return _run_replay(settings, resume, checkpoint, restore, say, progress, client=client)
+
+
+def checkpoint_settings(path) -> dict | None:
+    """The replay settings stored in a checkpoint's driver section (read without loading its state);
+    None when there are none or the file cannot be read (restoring it then says what is wrong)."""
+    import json
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["__meta__"]).decode())
+        return dict(meta["driver"]["settings"])
+    except Exception:  # any unreadable file: the restore that follows reports it
+        return None
 
 
 def _run_replay(settings, resume, checkpoint, restore, say, progress, client=None):
@@ -389,7 +415,10 @@ def _run_replay(settings, resume, checkpoint, restore, say, progress, client=Non
             )
         try:
             holder = [None]
-            pipe = Pipeline.restore(ck_path, alert_sinks=[_LateSink(holder)])
+            cls = Pipeline
+            if client is not None:  # a partitioned run: its partitions restored on the cluster's workers
+                from telcoanalytics.pipeline.distributed import PartitionedPipeline as cls
+            pipe = cls.restore(ck_path, alert_sinks=[_LateSink(holder)])
         except CheckpointError as exc:
             raise SystemExit(str(exc)) from None
         driver = pipe.checkpoint_driver
@@ -419,11 +448,6 @@ def _run_replay(settings, resume, checkpoint, restore, say, progress, client=Non
     logs = _outputs(out, settings, driver.get("outputs") if resuming else None)
     if pipe is None:
         pipe = build_pipeline(settings, src.topology, logs["alerts"], logs["incidents"], client=client)
-        if client is not None:
-            _say(
-                f"components partitioned by {settings['route_level']} on a local Dask cluster of "
-                f"{settings['workers']} worker processes"
-            )
     else:
         holder[0] = JsonlAlertSink(logs["alerts"])
         if pipe.alerts is not None and pipe.alerts.incidents is not None:
@@ -440,8 +464,11 @@ def _run_replay(settings, resume, checkpoint, restore, say, progress, client=Non
         for name, comp in pipe.components.items():
             learn = getattr(comp, "learn", None)
             if learn is not None:
-                learn(src.day, src.replay_from)
-                _say(f"{name}: learned baselines from the history before the replay ({time.perf_counter() - t0:.1f} s)")
+                done = learn(src.day, src.replay_from)  # the partitions of a --workers run: the names that learned
+                for n in done if isinstance(done, list) else [name]:
+                    _say(
+                        f"{n}: learned baselines from the history before the replay ({time.perf_counter() - t0:.1f} s)"
+                    )
     run_driver = dict(driver or {}) if resuming else {}
     if not resuming and start is not None:  # --restore of a replay's checkpoint: the input continues
         run_driver["n_in"] = driver.get("n_in", 0)
@@ -469,7 +496,8 @@ def _run_replay(settings, resume, checkpoint, restore, say, progress, client=Non
     pipe.advance(pipe.max_event_ms + 1)  # end of input: everything is final
     pipe.finish()
     runner.driver["proc_s"] += time.perf_counter() - t0
-    rc = replay_report(pipe, src, runner, _say, out, t_start)
+    view = pipe.report_view(src.day) if hasattr(pipe, "report_view") else pipe  # --workers: components merged
+    rc = replay_report(view, src, runner, _say, out, t_start)
     from telcoanalytics.pipeline.checkpoint import write_atomic
 
     write_atomic(out / "report.txt", lambda f: f.write(("\n".join(lines) + "\n").encode()))

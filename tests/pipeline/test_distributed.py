@@ -240,9 +240,9 @@ def test_replay_workers_from_the_command_line(tmp_path, capsys):
     assert cli.main(["replay", *small, "--out", str(tmp_path / "a")]) == 0
     assert cli.main(["replay", *small, "--workers", "2", "--out", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
-    assert "on a local Dask cluster of 2 worker processes" in out and "partitions: learned baselines" in out
+    assert "anomaly: learned baselines" in out
     report = (tmp_path / "b" / "report.txt").read_text()
-    assert "2 partitions (on a Dask cluster)" in report and "-- partition 1" in report
+    assert "partitions (2 workers, their CPU" in report and "== windowed statistics" in report  # merged components
     for name in ("alerts.jsonl", "incidents.jsonl", "quarantine.jsonl"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert (tmp_path / "a" / "alerts.jsonl").stat().st_size > 0
