@@ -231,7 +231,9 @@ class _Capture:
         self.lines: list[str] = []
 
     def write_lines(self, lines) -> None:
-        self.lines.extend(lines)
+        # an item may hold several newline-joined lines (the anomaly log writes one text per part)
+        for x in lines:
+            self.lines.extend(x.split("\n") if "\n" in x else (x,))
 
     def take(self) -> list[str]:
         out, self.lines = self.lines, []

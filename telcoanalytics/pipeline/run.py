@@ -134,7 +134,7 @@ class OutputLog:
             f.truncate(n_bytes)
 
     def write_lines(self, lines) -> None:
-        """Append lines (without their newline)."""
+        """Append lines (without their newline; an item may hold several newline-joined lines)."""
         if not lines:
             return
         self._fh.write(("\n".join(lines) + "\n").encode())

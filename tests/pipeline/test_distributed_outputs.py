@@ -170,8 +170,8 @@ class _MemLog:
     def __init__(self):
         self.lines = []
 
-    def write_lines(self, lines):
-        self.lines.extend(lines)
+    def write_lines(self, lines):  # as an OutputLog's file: an item may hold several newline-joined lines
+        self.lines.extend("\n".join(lines).split("\n") if lines else [])
 
     def read_lines(self):
         return list(self.lines)
