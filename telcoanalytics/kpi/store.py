@@ -43,7 +43,7 @@ from telcoanalytics.kpi.definitions import (
     topology_to_state,
 )
 from telcoanalytics.kpi.reads import _WindowReads
-from telcoanalytics.kpi.running import _RunningAggregates
+from telcoanalytics.kpi.running import PLANE_GROUPS, _RunningAggregates
 from telcoanalytics.records import (
     SERVICE_CODE,
     SERVICES,
@@ -240,7 +240,10 @@ class CounterStore(_WindowReads, _RunningAggregates):
                 new[:, o2n[keep]] = used[:, keep]
                 self._row_used[g] = new
             for r in self._running.values():
-                r.out = np.zeros((n_new,) + r.out.shape[1:], r.out.dtype, order="F" if r.out.ndim == 2 else "C")
+                # the order a fresh one has (_Running): column planes' sums by column, the others by row;
+                # a restored store builds them fresh, and the kernels reading them are specialised per layout
+                order = "F" if r.out.ndim == 2 and r.group in PLANE_GROUPS else "C"
+                r.out = np.zeros((n_new,) + r.out.shape[1:], r.out.dtype, order=order)
                 r.lo = r.hi = None  # rebuilt from the rings at the next use
         self.topology = topology
         self._build_index()
