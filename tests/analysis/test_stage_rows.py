@@ -69,3 +69,41 @@ def test_stage_rows_stops_at_a_full_table_and_resumes():
     stop, n = stage_rows(slots, ka, kb, ps, pc, n, ts, elem, v, np.zeros(0, np.int32), 0, 10, stop, bounds)
     assert (stop, n) == (6, 6) and bounds.tolist() == [0, 5]
     assert kb[:6].tolist() == list(range(6)) and ps[:6].tolist() == v.tolist()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 300), st.integers(1, 40), st.booleans(), st.integers(0, 2**31))
+def test_staged_add_sums_cells_and_grows_as_a_python_fold(n, n_keys, with_values, seed):
+    """``_Staged.add`` (``kernels.fold.stage_cells``, the complaints' path; with values too) from a
+    table of 8 slots, so it fills and doubles: per cell, the values added in row order and the
+    counts, against a plain Python dict."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, n_keys, n), rng.integers(-5, 5, n)
+    v = rng.normal(size=n) if with_values else None
+    cells = {}
+    for i in range(n):
+        s, c = cells.get((int(a[i]), int(b[i])), (0.0, 0))
+        cells[(int(a[i]), int(b[i]))] = (s + (float(v[i]) if with_values else 0.0), c + 1)
+    staged = _Staged(8)
+    staged.add(a.astype(np.int64), b.astype(np.int64), v)
+    key_a, key_b, part_sum, part_cnt, m = staged.entries()
+    assert m == len(cells)
+    got = {(int(key_a[j]), int(key_b[j])): (float(part_sum[j]), int(part_cnt[j])) for j in range(m)}
+    if not with_values:
+        got = {k: (0.0, c) for k, (_s, c) in got.items()}
+    assert got == cells
+
+
+def test_empty_batches_stage_nothing():
+    """Batches with no rows (equipment, QoS, complaints) leave a series keeper without bins."""
+    from telcoanalytics.analysis.series import SeriesKeeper
+    from telcoanalytics.pipeline.contract import RoutedBatch
+    from telcoanalytics.records import empty
+    from telcoanalytics.topology import Topology
+
+    topo = Topology.from_columns(np.arange(4) + 10, {"region": np.arange(4) % 2 + 1, "site": np.arange(4) + 100})
+    k = SeriesKeeper(topo)
+    for source in ("equip", "qos", "complaint"):
+        k.stage_batch(RoutedBatch(source, empty(source), np.zeros(0, np.int64), np.zeros(0, np.int64)))
+    k.flush()
+    assert k.first_bin is None and len(k.times()) == 0
