@@ -1194,6 +1194,15 @@ class PartitionedPipeline(Pipeline):
         return out
 
 
+def _merged_states(cls, states: list):
+    """``cls.from_state`` of each partition's state, merged in partition order by ``cls.merge``."""
+    out = None
+    for st in states:
+        x = cls.from_state(st)
+        out = x if out is None else out.merge(x)
+    return out
+
+
 # ---- the partitions' components merged, for a report equal to the in-process run's ---------------------------------
 def merged_components(states: list[dict], topology, logs: dict | None = None, context_day=None) -> dict:
     """One component per name, merged from the partitions' states (``{name: (class path, state)}``
@@ -1216,20 +1225,12 @@ def merged_components(states: list[dict], topology, logs: dict | None = None, co
         if cls is WindowsComponent:
             from telcoanalytics.windows.sliding import SlidingWindows
 
-            w = None
-            for st in sts:
-                x = SlidingWindows.from_state(st["win"])
-                w = x if w is None else w.merge(x)
-            comp = WindowsComponent(topology, _win=w)
+            comp = WindowsComponent(topology, _win=_merged_states(SlidingWindows, [st["win"] for st in sts]))
             comp.n_side = sum(int(st["n_side"]) for st in sts)
         elif cls is CubeComponent:
             from telcoanalytics.cube import CubeSet
 
-            c = None
-            for st in sts:
-                x = CubeSet.from_state(st["cubes"])
-                c = x if c is None else c.merge(x)
-            comp = CubeComponent(topology, _cubes=c)
+            comp = CubeComponent(topology, _cubes=_merged_states(CubeSet, [st["cubes"] for st in sts]))
             comp.n = sum(int(st["n"]) for st in sts)
         elif cls is SlaComponent and "light" in sts[0]:
             from types import SimpleNamespace
