@@ -171,20 +171,21 @@ class AnalysisComponent:
         kept KPI series, so trends, forecasts and before/after comparisons see the days before
         the replay, as a deployment would read them from its history."""
         from telcoanalytics.records import ELEMENT_FIELD, METRIC_CODE
-        from telcoanalytics.synth.stream import ORIGIN_CLEAN
 
         self._fold()
         for source in ("equip", "qos", "complaint"):
             if source not in getattr(day, "sources", ()):
                 continue
-            rows, arrival_ms, origin = day.raw(source)
-            keep = (origin == ORIGIN_CLEAN) & (arrival_ms < until_ms)
-            if source == "equip":  # the one metric kept: select it before copying rows
-                keep &= rows["metric_id"] == METRIC_CODE["prb_util_pct"]
-            rows = rows[keep]
-            idx = self.topology.index_of(rows[ELEMENT_FIELD[source]])
+            code = METRIC_CODE["prb_util_pct"] if source == "equip" else None  # the one metric kept
+            fields = ("ts_ms", ELEMENT_FIELD[source]) + {"equip": ("value",), "qos": ("latency_ms",)}.get(source, ())
+            cols = _clean_history(day, source, until_ms, fields, code)
+            idx = self.topology.index_of(cols[1])
             ok = idx >= 0
-            self.series.add_batch(RoutedBatch(source, rows[ok], idx[ok], np.zeros(int(ok.sum()), np.int64)))
+            ts, e = cols[0][ok], idx[ok]
+            if source == "complaint":
+                self.series.add_complaints(ts, e)
+            else:
+                self.series.add("prb_util_pct" if source == "equip" else "latency_ms", ts, e, cols[2][ok])
 
     def advance(self, watermark_ms: int) -> list:
         return []
@@ -378,6 +379,31 @@ class _FlowParts:
         old = self._flows
         cut = int(np.searchsorted(old["ts_ms"], new["ts_ms"].min())) if len(new) else len(old)
         self._flows = np.concatenate([old[:cut], _aggregate(np.concatenate([old[cut:], new]), self.interval_ms)])
+
+
+def _clean_history(day, source: str, until_ms: int, fields: tuple, code) -> list:
+    """Columns ``fields`` of ``day``'s clean ``source`` rows that arrived before ``until_ms``, in
+    arrival order (those whose ``metric_id`` is ``code`` only, unless ``code`` is None).
+
+    A synthetic day's stream holds its clean rows' arrival order apart from the duplicates and
+    corrupted rows: those rows are the first entries of that order, gathered column by column
+    (what selecting them from ``day.raw(source)`` gives, without building the whole stream). Other
+    histories (a partition's view) are selected from their ``raw``."""
+    from telcoanalytics.synth.stream import ORIGIN_CLEAN
+
+    st = getattr(day, "_streams", {}).get(source)
+    if st is not None:
+        clean = day[source]
+        o = st.clean_order[: int(np.searchsorted(st.clean_arrival_sorted, until_ms, side="left"))]
+        if code is not None:
+            o = o[clean["metric_id"][o] == code]
+        return [clean[f][o] for f in fields]
+    rows, arrival_ms, origin = day.raw(source)
+    keep = (origin == ORIGIN_CLEAN) & (arrival_ms < until_ms)
+    if code is not None:
+        keep &= rows["metric_id"] == code
+    rows = rows[keep]
+    return [rows[f] for f in fields]
 
 
 def _flow_columns(flows: np.ndarray, interval_ms: int) -> dict:

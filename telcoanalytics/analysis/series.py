@@ -131,10 +131,16 @@ class SeriesKeeper:
         elif batch.source == "qos":
             self.add("latency_ms", rows["ts_ms"], idx, rows["latency_ms"])
         elif batch.source == "complaint":
-            col = self._columns(rows["ts_ms"] // self.bin_ms)
-            ok = (col >= 0) & (idx >= 0)
-            region = self.topology.element_to("region")[idx[ok]]
-            _fold_cells(None, self.complaints, region, col[ok], None)
+            self.add_complaints(rows["ts_ms"], idx)
+
+    def add_complaints(self, ts_ms, element_index) -> None:
+        """Count complaints (times, dense element index; -1: unknown element, its bin still moves the
+        columns) per region and bin."""
+        col = self._columns(np.asarray(ts_ms, np.int64) // self.bin_ms)
+        idx = np.asarray(element_index)
+        ok = (col >= 0) & (idx >= 0)
+        region = self.topology.element_to("region")[idx[ok]]
+        _fold_cells(None, self.complaints, region, col[ok], None)
 
     def stage_batch(self, batch) -> None:
         """Stage a routed batch: its rows are summed per cell now and added to the series at the next

@@ -117,3 +117,37 @@ def test_cubes_keep_the_retention(day):
     hours = comp.cubes["localize"].query(("hour",), measures=["count"])
     assert len(hours) == 1  # the latest hour only
     assert comp.cubes["localize"].n_expired > 0
+
+
+class _RawOnly:
+    """A history that offers only ``raw`` (as a partition's view does): the selection from the whole
+    arrival stream."""
+
+    def __init__(self, day):
+        self.sources, self.raw, self._day = day.sources, day.raw, day
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_history_from_the_clean_order_equals_the_selection_from_the_raw_stream(seed):
+    """learn gathers a synthetic day's clean rows by its stream's arrival order: the kept series
+    equal bit for bit those of the rows selected from ``day.raw`` (clean origin, arrived before
+    the cut) and folded by add_batch, for a cut inside the day, with complaints."""
+    from telcoanalytics.synth.stream import ORIGIN_CLEAN
+
+    day = generate(SynthConfig(n_elements=150, days=0.5, seed=seed, complaints=2.0))
+    until = day.start_ms + 5 * 3_600_000 + 12_345
+    fast, via_raw = AnalysisComponent(day.topology), AnalysisComponent(day.topology)
+    fast.learn(day, until)
+    via_raw.learn(_RawOnly(day), until)
+    ref = AnalysisComponent(day.topology)  # plain selection, one add_batch per source
+    for source in ("equip", "qos", "complaint"):
+        rows, arrival, origin = day.raw(source)
+        rows = rows[(origin == ORIGIN_CLEAN) & (arrival < until)]
+        idx = day.topology.index_of(rows[ELEMENT_FIELD[source]])
+        ref.series.add_batch(RoutedBatch(source, rows[idx >= 0], idx[idx >= 0], np.zeros(int((idx >= 0).sum()))))
+    assert ref.series.complaints.sum() > 0
+    for comp in (fast, via_raw):
+        a, b = comp.series.to_state(), ref.series.to_state()
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]), err_msg=k)
