@@ -286,6 +286,7 @@ def cube_accumulate_fast(ix, cells, keys, v, has_v, start, limit):
 POS_TAG_SHIFT = 40  # positional count words: count | epoch << 40
 POS_CNT_MASK = (1 << POS_TAG_SHIFT) - 1
 POS_AHEAD = 16  # events between a prefetch and its use
+HASH_AHEAD = 16  # events between the prefetch of a hashed key's home slot and its probe
 
 
 @kernel
@@ -478,7 +479,16 @@ def cube_accumulate(ix, cells, params, batch, start, limit):
     if dense and nf <= 1 and nh == 0 and nq == 0 and not m0:
         # the common case has its own small kernel (LLVM optimises its loop better)
         return cube_accumulate_fast(ix, cells, keys, v0, nf == 1, start, limit)
+    tmask = tab_keys.shape[0] - 1
     for i in range(start, n):
+        if not dense and i + HASH_AHEAD < n:
+            # the home slot of the event HASH_AHEAD on: a large hashed table misses the cache at
+            # every probe, the prefetch overlaps those misses (no result changes)
+            ka = keys[i + HASH_AHEAD]
+            if ka >= 0:
+                sa = cube_hash_slot(ka, tmask)
+                prefetch_row(tab_keys, sa)
+                prefetch_row(tab_cell, sa)
         key = keys[i]
         if key < 0:
             n_rej += 1
