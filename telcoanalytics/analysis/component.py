@@ -179,7 +179,7 @@ class AnalysisComponent:
             code = METRIC_CODE["prb_util_pct"] if source == "equip" else None  # the one metric kept
             fields = ("ts_ms", ELEMENT_FIELD[source]) + {"equip": ("value",), "qos": ("latency_ms",)}.get(source, ())
             cols = _clean_history(day, source, until_ms, fields, code)
-            idx = self.topology.index_of(cols[1])
+            idx = _element_index(self.topology, cols[1])
             ok = idx >= 0
             ts, e = cols[0][ok], idx[ok]
             if source == "complaint":
@@ -397,13 +397,24 @@ def _clean_history(day, source: str, until_ms: int, fields: tuple, code) -> list
         o = st.clean_order[: int(np.searchsorted(st.clean_arrival_sorted, until_ms, side="left"))]
         if code is not None:
             o = o[clean["metric_id"][o] == code]
-        return [clean[f][o] for f in fields]
+        rows = np.take(clean, o)  # whole records in one gather (a field at a time misses the cache per field)
+        return [rows[f] for f in fields]
     rows, arrival_ms, origin = day.raw(source)
     keep = (origin == ORIGIN_CLEAN) & (arrival_ms < until_ms)
     if code is not None:
         keep &= rows["metric_id"] == code
     rows = rows[keep]
     return [rows[f] for f in fields]
+
+
+def _element_index(topology, ids: np.ndarray) -> np.ndarray:
+    """``topology.index_of(ids)`` (dense element index, -1 unknown) through the ingest's element
+    lookup (a direct or paged table, or a hash map) instead of a binary search per id: millions
+    of history rows."""
+    from telcoanalytics.ingest.ingestor import _ElementLookup
+
+    eids = topology.ids[topology.element_level]
+    return _ElementLookup(eids, np.arange(len(eids), dtype=np.int64))(np.asarray(ids, np.int64))
 
 
 def _flow_columns(flows: np.ndarray, interval_ms: int) -> dict:

@@ -151,3 +151,20 @@ def test_history_from_the_clean_order_equals_the_selection_from_the_raw_stream(s
         assert a.keys() == b.keys()
         for k in a:
             np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]), err_msg=k)
+
+
+def test_element_index_equals_the_topology_lookup(day):
+    """The history's element lookup gives topology.index_of's answer: known ids (also retired
+    ones), unknown ids inside and outside the id range, negative and huge ids."""
+    from telcoanalytics.analysis.component import _element_index
+
+    topo = day.topology
+    eids = topo.ids[topo.element_level]
+    retired = topo.retire_elements(eids[:3])[0]
+    rng = np.random.default_rng(0)
+    q = np.concatenate(
+        [eids[rng.integers(0, len(eids), 500)], eids + 1, eids - 1, [-5, 0, 2**62, eids.max() + 10**9]]
+    ).astype(np.int64)
+    for t in (topo, retired):
+        np.testing.assert_array_equal(_element_index(t, q), t.index_of(q))
+    assert (_element_index(topo, q) >= 0).sum() >= 500 and (_element_index(topo, q) < 0).any()
