@@ -97,6 +97,7 @@ def _monitors(**kw):
     a = SlaMonitor(topo(), RULES, minute_ring=40, reeval_minutes=10, **kw)
     b = SlaMonitor(topo(), RULES, minute_ring=40, reeval_minutes=10, **kw)
     b.changed_only = False
+    b.grouped_late = False  # late data through the per-lifecycle path too
     return a, b
 
 
