@@ -804,15 +804,34 @@ def _step_one(c, v, t_ms, for_ticks, clear_for_ticks, worse_sign, st, count, sta
     return kind, st, count, start_ms, worst
 
 
+_STEP_BLOCK = 512  # entries scanned per block before stepping any of them
+
+
+@kernel
+def _moves(codes, state):
+    """Whether a lifecycle step with ``codes`` moves any entry of ``state``: a breach, or a condition
+    other than insufficient while not inactive (branch-free over a block's views: vectorised)."""
+    moves = np.uint8(0)
+    for i in range(codes.shape[0]):
+        c = codes[i]
+        moves |= np.uint8(c == COND_BREACH) | (np.uint8(c != COND_INSUFFICIENT) & np.uint8(state[i] != ST_INACTIVE))
+    return moves != 0
+
+
 @kernel
 def sla_tick_step_ring(bank, committed, params, ring, pos, cur, t_ms, old_t_ms, step_old, out):
     """One tick of every lifecycle of a :class:`LifeBank` with its committed copy and ring of recent
-    conditions, in one pass over the entries: with ``step_old`` the committed copy steps over
-    the conditions leaving the ring (row ``pos``, tick ``old_t_ms``; its transitions are not
-    reported), the tick's conditions ``cur`` take their place in the ring (values rounded to
-    float32), then the lifecycle steps over them. Per entry the arithmetic of :func:`sla_tick_step`
-    on the committed copy, the ring row assignment and :func:`sla_tick_step` on the lifecycles, so
-    the same lifecycles, ring and events (rule by rule, node by node).
+    conditions: with ``step_old`` the committed copy steps over the conditions leaving the ring
+    (row ``pos``, tick ``old_t_ms``; its transitions are not reported), the tick's conditions
+    ``cur`` take their place in the ring (values rounded to float32), then the lifecycle steps over
+    them. Per entry the arithmetic of :func:`sla_tick_step` on the committed copy, the ring row
+    assignment and :func:`sla_tick_step` on the lifecycles, so the same lifecycles, ring and events
+    (rule by rule, node by node).
+
+    Three passes over the entries, each a straight scan: an entry whose condition is insufficient,
+    or not a breach while it is inactive, does not move (the common case: a healthy node), so
+    blocks of ``_STEP_BLOCK`` entries are first scanned for one that moves (a vectorised
+    reduction) and only such blocks are stepped entry by entry; the ring row is a plain copy.
 
     ``ring``: (codes int8 (L, n), values float32 (L, n)); ``cur``: (codes int8 (n,), values float64
     (n,)); the others as for :func:`sla_tick_step`. Returns the event count.
@@ -823,43 +842,46 @@ def sla_tick_step_ring(bank, committed, params, ring, pos, cur, t_ms, old_t_ms, 
     ring_codes, ring_values = ring
     cur_codes, cur_values = cur
     ev_rule, ev_node, ev_kind, ev_start, ev_value, ev_worst = out
-    old = step_old
+    rc, rv = ring_codes[pos], ring_values[pos]
+    if step_old:  # the committed copies over the conditions leaving the ring (before it is written)
+        for r in range(ptr.shape[0] - 1):
+            f, cf, sg = for_ticks[r], clear_for_ticks[r], worse_sign[r]
+            for b0 in range(ptr[r], ptr[r + 1], _STEP_BLOCK):
+                b1 = min(b0 + _STEP_BLOCK, ptr[r + 1])
+                if not _moves(rc[b0:b1], c_state[b0:b1]):
+                    continue
+                for i in range(b0, b1):
+                    oc = rc[i]
+                    if oc != COND_INSUFFICIENT and (oc == COND_BREACH or c_state[i] != ST_INACTIVE):
+                        _, c_state[i], c_count[i], c_start[i], c_worst[i] = _step_one(
+                            oc, float(rv[i]), old_t_ms, f, cf, sg, c_state[i], c_count[i], c_start[i], c_worst[i]
+                        )
+    for i in range(cur_codes.shape[0]):  # this tick's conditions into the ring
+        rc[i] = cur_codes[i]
+        rv[i] = np.float32(cur_values[i])
     n_ev = 0
     for r in range(ptr.shape[0] - 1):
         f, cf, sg = for_ticks[r], clear_for_ticks[r], worse_sign[r]
-        for i in range(ptr[r], ptr[r + 1]):
-            if old:
-                oc = ring_codes[pos, i]
-                if oc != COND_INSUFFICIENT and (oc == COND_BREACH or c_state[i] != ST_INACTIVE):
-                    _, c_state[i], c_count[i], c_start[i], c_worst[i] = _step_one(
-                        oc,
-                        float(ring_values[pos, i]),
-                        old_t_ms,
-                        f,
-                        cf,
-                        sg,
-                        c_state[i],
-                        c_count[i],
-                        c_start[i],
-                        c_worst[i],
-                    )
-            c = cur_codes[i]
-            v = cur_values[i]
-            ring_codes[pos, i] = c
-            ring_values[pos, i] = np.float32(v)
-            if c == COND_INSUFFICIENT or (c != COND_BREACH and state[i] == ST_INACTIVE):
-                continue  # no change (the common case: a healthy node)
-            kind, state[i], count[i], start_ms[i], worst[i] = _step_one(
-                c, v, t_ms, f, cf, sg, state[i], count[i], start_ms[i], worst[i]
-            )
-            if kind != 0:
-                ev_rule[n_ev] = r
-                ev_node[n_ev] = i - ptr[r]
-                ev_kind[n_ev] = kind
-                ev_start[n_ev] = start_ms[i]
-                ev_value[n_ev] = v
-                ev_worst[n_ev] = worst[i]
-                n_ev += 1
+        for b0 in range(ptr[r], ptr[r + 1], _STEP_BLOCK):
+            b1 = min(b0 + _STEP_BLOCK, ptr[r + 1])
+            if not _moves(cur_codes[b0:b1], state[b0:b1]):
+                continue
+            for i in range(b0, b1):
+                c = cur_codes[i]
+                if c == COND_INSUFFICIENT or (c != COND_BREACH and state[i] == ST_INACTIVE):
+                    continue  # no change
+                v = cur_values[i]
+                kind, state[i], count[i], start_ms[i], worst[i] = _step_one(
+                    c, v, t_ms, f, cf, sg, state[i], count[i], start_ms[i], worst[i]
+                )
+                if kind != 0:
+                    ev_rule[n_ev] = r
+                    ev_node[n_ev] = i - ptr[r]
+                    ev_kind[n_ev] = kind
+                    ev_start[n_ev] = start_ms[i]
+                    ev_value[n_ev] = v
+                    ev_worst[n_ev] = worst[i]
+                    n_ev += 1
     return n_ev
 
 
