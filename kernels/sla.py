@@ -21,7 +21,9 @@ from .kpi import (
     ST_INACTIVE,
     ST_PENDING,
     kpi_hist_quantile,
+    kpi_hist_quantile_rows,
     kpi_ratio_nodes,
+    kpi_status,
 )
 
 
@@ -958,6 +960,58 @@ def sla_ratio_threshold_rows(rows, plan, params, x, act, seg, n_el, post, thr, c
             v, sm, s = np.nan, 0.0, 3  # STATUS_NO_SCOPE
         codes[r] = _threshold_code(v, sm, s, thr[0], thr[1], thr[2], thr[3], thr[4])
         values[r] = v
+
+
+@kernel_exact
+def sla_quantile_rows_group(rows, hist, samples, act, params, rules, cur):
+    """Element-level threshold rules over one quantile KPI and window (e.g. the latency rules per
+    technology) at one tick for the elements ``rows`` only, in one call: the KPI of those elements
+    as ``KpiCalculator.compute`` gives it over all elements (:func:`kernels.kpi.kpi_hist_quantile_rows`
+    on the window histograms, :func:`kernels.kpi.kpi_status` on the rows' samples, active and
+    expected minutes), then per rule its scope mask and codes (:func:`sla_masked_threshold`),
+    written into the bank's current conditions at the rule's offset; other entries are left as
+    they are. Bit-identical to ``_FusedConditions._quantile_rows`` rule by rule.
+
+    ``hist``: (window histograms of every element (n, buckets), q, lowest bucket edge, buckets per
+    octave); ``samples`` float64 (n,): the samples counter's window sums; ``act``: (active, expected)
+    float64 (n,) each, or empty arrays for a source without collection gaps; ``params``:
+    (min_samples, gap_fraction); ``rules``: (offsets int64 (n_rules,) of the rules in the bank,
+    has_mask bool (n_rules,), masks bool (n_rules, n) (rows of rules without a filter unread),
+    thresholds float64 (n_rules, 4): min samples, clear min samples, threshold, clear threshold,
+    comparator codes int64 (n_rules,)); ``cur``: (codes int8, values float64) of the bank."""
+    h, q, lo_ms, bpo = hist
+    active, expected = act
+    min_samples, gap_fraction = params
+    offsets, has_mask, masks, thr_f, cmp = rules
+    cur_codes, cur_values = cur
+    n_r = rows.shape[0]
+    full = np.empty(h.shape[0])
+    kpi_hist_quantile_rows(h, rows, q, lo_ms, bpo, full)
+    value = np.empty(n_r)
+    smp = np.empty(n_r)
+    n_act = np.zeros(n_r)
+    n_exp = np.zeros(n_r)
+    gap = active.shape[0] > 0
+    for i in range(n_r):
+        r = rows[i]
+        value[i] = full[r]
+        smp[i] = samples[r]
+        if gap:
+            n_act[i] = active[r]
+            n_exp[i] = expected[r]
+    status = np.empty(n_r, np.int8)
+    out_value = np.empty(n_r)
+    kpi_status(value, smp, min_samples, n_act, n_exp, gap_fraction, np.ones(n_r), status, out_value)
+    for j in range(offsets.shape[0]):
+        o = offsets[j]
+        masked = has_mask[j]
+        for i in range(n_r):
+            r = rows[i]
+            v, sm, st = out_value[i], smp[i], status[i]
+            if masked and not masks[j, r]:
+                v, sm, st = np.nan, 0.0, 3  # STATUS_NO_SCOPE
+            cur_codes[o + r] = _threshold_code(v, sm, st, thr_f[j, 0], thr_f[j, 1], cmp[j], thr_f[j, 2], thr_f[j, 3])
+            cur_values[o + r] = v
 
 
 @kernel_exact
