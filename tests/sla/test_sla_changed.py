@@ -347,3 +347,16 @@ def test_quantile_rows_group_equals_the_rule_by_rule_kernels(seed, n, n_rules, g
         want_c[offsets[j] + rows], want_v[offsets[j] + rows] = c, x
     np.testing.assert_array_equal(codes, want_c)
     np.testing.assert_array_equal(values, want_v)
+
+
+def test_quantile_rules_of_a_source_without_collection_gaps_are_grouped_exactly():
+    """QoS not treated as a gap source: the grouped quantile rows read no activity, and still equal
+    the evaluate-everything monitor's conditions tick by tick."""
+    a, b = _monitors()
+    for m in (a, b):
+        m.calc.gap_sources = ("equip",)
+    for ea, eb in zip(_feed(a, 60, 12), _feed(b, 60, 12), strict=True):
+        assert [e.to_dict() for e in ea] == [e.to_dict() for e in eb]
+        np.testing.assert_array_equal(_conditions(a)[0], _conditions(b)[0])
+        np.testing.assert_array_equal(_conditions(a)[1], _conditions(b)[1])
+    _same_state(a, b)
