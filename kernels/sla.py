@@ -21,7 +21,9 @@ from .kpi import (
     ST_INACTIVE,
     ST_PENDING,
     kpi_hist_quantile,
+    kpi_hist_quantile_rows,
     kpi_ratio_nodes,
+    kpi_status,
 )
 
 
@@ -546,6 +548,189 @@ def sla_late_ratio_span(pre, span, plan, params, sel, post, live, thr, codes, va
 
 
 @kernel_exact
+def sla_late_span_ticks(slot_minute, t_from, n_t, window_min, minute_ring, live, factors):
+    """Per tick ``t_from + k`` of a late-data span: whether the minute ring holds a minute of the
+    window ``[t - window_min, t)`` (``live``, as ``CounterStore.window_slots``) and the factor
+    turning active minutes before the window into expected ones (``factors``: ``window_min /
+    n_h`` where the ring holds ``n_h >= window_min`` minutes ``>= 0`` of ``[t - minute_ring, t -
+    window_min)``, else 0; as ``KpiCalculator._span_expected_factors``)."""
+    for k in range(n_t):
+        t = t_from + k
+        held = False
+        for m in range(t - window_min, t):
+            if slot_minute[m % minute_ring] == m:
+                held = True
+                break
+        live[k] = held
+        n_h = 0
+        for m in range(t - minute_ring, t - window_min):
+            if m >= 0 and slot_minute[m % minute_ring] == m:
+                n_h += 1
+        factors[k] = window_min / max(n_h, 1) if n_h >= window_min else 0.0
+
+
+@kernel_exact
+def _late_group_codes(agg, val, samp_k, gap, live, rules, ring, changed):
+    """Codes and values of each rule of a late-data group (rules over one evaluation: the same KPI,
+    window and rows, each over its own nodes) by :func:`_late_codes`, written into the lifecycle
+    bank's ring of recent conditions at their ticks' rows; ``changed[i]``: whether rule ``i``'s
+    codes there differed from what the ring held."""
+    gap_fraction, ms, thr_f, cmp, node_ptr, sel, col, ring_pos = rules
+    ring_codes, ring_values = ring
+    n_t = val.shape[0]
+    n_el = np.ones(val.shape[1])
+    no_post = np.zeros(0, np.bool_)
+    for i in range(ms.shape[0]):
+        a, b = node_ptr[i], node_ptr[i + 1]
+        codes = np.empty((n_t, b - a), np.int8)
+        values = np.empty((n_t, b - a))
+        thr = (thr_f[i, 0], thr_f[i, 1], cmp[i], thr_f[i, 2], thr_f[i, 3])
+        _late_codes(
+            agg, val, samp_k, gap, n_el, (0.0, ms[i], gap_fraction), sel[a:b], no_post, live, thr, codes, values
+        )
+        ch = False
+        for k in range(n_t):
+            p = ring_pos[k]
+            for q in range(b - a):
+                c = col[a + q]
+                ch |= ring_codes[p, c] != codes[k, q]
+                ring_codes[p, c] = codes[k, q]
+                ring_values[p, c] = np.float32(values[k, q])
+        changed[i] = ch
+
+
+@kernel_exact
+def sla_late_prefix(ring, used, slot_minute, rows, key_ptr, key_cols, lo, hi):
+    """Cumulative per-minute sums of the counters ``key_ptr`` / ``key_cols`` (key ``j``'s ring columns
+    ``key_cols[key_ptr[j]:key_ptr[j + 1]]``, added in that order) of ``rows`` over the minutes
+    ``[lo, hi)`` the ring holds: ``(n_keys, hi - lo + 1, n_rows)`` float64, what
+    :func:`kernels.kpi.kpi_prefix_gather` gives (``CounterStore.prefix_sums``) bit for bit. Cells
+    of a row and minute known empty (``used[slot, element]`` False: every counter 0) are not read:
+    adding zeros to a running sum that starts at +0 leaves it as it is."""
+    minute_ring = slot_minute.shape[0]
+    n_k = key_ptr.shape[0] - 1
+    n_r = rows.shape[0]
+    out = np.empty((n_k, hi - lo + 1, n_r))
+    for r in range(n_r):
+        e = rows[r]
+        for j in range(n_k):
+            out[j, 0, r] = 0.0
+        for k in range(hi - lo):
+            m = lo + k
+            s = m % minute_ring
+            if m >= 0 and slot_minute[s] == m and used[s, e]:
+                for j in range(n_k):
+                    acc = out[j, k, r]
+                    for c in range(key_ptr[j], key_ptr[j + 1]):
+                        acc += float(ring[s, e, key_cols[c]])  # float64 also without JIT
+                    out[j, k + 1, r] = acc
+            else:
+                for j in range(n_k):
+                    out[j, k + 1, r] = out[j, k, r]
+    return out
+
+
+@kernel_exact
+def sla_late_ratio_group(pre, span, plan, scale, rules, ring, changed):
+    """Late-data re-evaluation of element-level threshold rules over one ratio KPI, window and set
+    of touched rows (each row its own node), in one call: the span's prefix sums of the touched
+    rows (:func:`sla_late_prefix`), the window sums of every tick from them (:func:`_late_sums`,
+    with the ticks' liveness and expected-minutes factors from the ring's minutes,
+    :func:`sla_late_span_ticks`), the values, then per rule its status, codes and values at its
+    nodes written into the bank's ring (:func:`_late_group_codes`). Per rule the operations of
+    :func:`sla_late_ratio_span` (so bit-identical to it) and the ring assignment of
+    ``_LateData._reevaluate_span``.
+
+    ``pre``: (minute ring [slot, element, column], used [slot, element], rows (touched elements,
+    ascending), key_ptr, key_cols, act_key (the key of the source's row counter, -1 for none),
+    lo (first minute of the prefix)); ``span``: (slot_minute, t_from, n_ticks, window_min, last
+    tick + 1); ``plan``: (num_k, den_k, samp_k) positions among the keys; ``rules``: (gap_fraction,
+    min_samples (n_rules,), thresholds float64 (n_rules, 4): min samples, clear min samples,
+    threshold, clear threshold; comparator codes int64 (n_rules,), node_ptr (n_rules + 1,), sel
+    (each rule's nodes as positions among the touched rows), col (their bank columns), ring_pos
+    (ring row of each tick)); ``ring``: (codes int8 (L, n), values float32 (L, n)) of the bank;
+    ``changed`` bool (n_rules,) written."""
+    num_k, den_k, samp_k = plan
+    agg, live, n_t, n_r = _late_group_sums(pre, span)
+    val = np.empty((n_t, n_r))
+    for k in range(n_t):
+        for i in range(n_r):
+            num = 0.0
+            for m in range(num_k.shape[0]):
+                num += agg[k, i, num_k[m]]
+            den = 0.0
+            for m in range(den_k.shape[0]):
+                den += agg[k, i, den_k[m]]
+            val[k, i] = scale * num / (den if den != 0.0 else 1.0) if den != 0.0 else np.nan
+    _late_group_codes(agg, val, samp_k, pre[5] >= 0, live, rules, ring, changed)
+
+
+@kernel_exact
+def _late_group_sums(pre, span):
+    """(window sums per tick and touched row as :func:`_late_sums`, liveness per tick, ticks, rows)
+    of a late-data group (see :func:`sla_late_ratio_group`)."""
+    mring, used, rows, key_ptr, key_cols, act_key, lo = pre
+    slot_minute, t_from, n_t, window_min, hi = span
+    minute_ring = slot_minute.shape[0]
+    live = np.empty(n_t, np.bool_)
+    factors = np.empty(n_t)
+    sla_late_span_ticks(slot_minute, t_from, n_t, window_min, minute_ring, live, factors)
+    P = sla_late_prefix(mring, used, slot_minute, rows, key_ptr, key_cols, lo, hi)
+    n_r = rows.shape[0]
+    n_k = key_ptr.shape[0] - 1
+    keys = np.arange(n_k)
+    if act_key >= 0:
+        keys = keys[:-1]  # the row counter is the last key, read for the activity only
+    seg = np.arange(n_r)
+    agg = _late_sums(
+        (P, seg, keys, act_key, lo), (t_from, window_min, minute_ring, factors, seg, np.ones(n_r)), n_t, n_r
+    )
+    return agg, live, n_t, n_r
+
+
+@kernel_exact
+def sla_late_quantile_group(pre, span, hist, rules, ring, changed):
+    """:func:`sla_late_ratio_group` of rules over one quantile KPI (latency percentiles): each tick's
+    window histogram of each touched row summed from the ring's minutes (``hist``: (histogram ring
+    [slot, element, bucket], used [slot, element], q, lowest bucket edge, buckets per octave);
+    whole counts, so any order of additions gives the moving-window sums of
+    ``KpiCalculator._span_hist_series``; each minute with data read once), read by
+    :func:`kernels.kpi.kpi_hist_quantile`; samples (the first key, the samples counter) and
+    collection gaps from the prefix sums; per rule the operations of :func:`sla_late_quantile_span`."""
+    hring, hused, q, lo_ms, bpo = hist
+    rows = pre[2]
+    slot_minute, t_from, _, window_min, _ = span
+    minute_ring = slot_minute.shape[0]
+    agg, live, n_t, n_r = _late_group_sums(pre, span)
+    n_b = hring.shape[2]
+    m0 = max(t_from - window_min, 0)
+    n_m = max(t_from + n_t - m0, 0)
+    buf = np.zeros((n_r, n_m, n_b))
+    has = np.zeros((n_r, n_m), np.bool_)
+    for i in range(n_r):
+        e = rows[i]
+        for u in range(n_m):
+            m = m0 + u
+            s = m % minute_ring
+            if slot_minute[s] == m and hused[s, e]:
+                has[i, u] = True
+                for j in range(n_b):
+                    buf[i, u, j] = float(hring[s, e, j])
+    hn = np.zeros((n_r, n_b))
+    val = np.empty((n_t, n_r))
+    for k in range(n_t):
+        t = t_from + k
+        hn[:, :] = 0.0
+        for i in range(n_r):
+            for u in range(max(t - window_min, 0) - m0, t - m0):
+                if has[i, u]:
+                    for j in range(n_b):
+                        hn[i, j] += buf[i, u, j]
+        kpi_hist_quantile(hn, q, lo_ms, bpo, val[k])
+    _late_group_codes(agg, val, 0, pre[5] >= 0, live, rules, ring, changed)
+
+
+@kernel_exact
 def sla_late_quantile_span(pre, span, hist, params, sel, post, live, thr, codes, values):
     """:func:`sla_late_ratio_span` of a threshold rule over a quantile KPI (latency percentiles):
     each tick's window histograms of the rows (``hist[0]``, ``(span ticks, rows, bins)`` from
@@ -621,15 +806,34 @@ def _step_one(c, v, t_ms, for_ticks, clear_for_ticks, worse_sign, st, count, sta
     return kind, st, count, start_ms, worst
 
 
+_STEP_BLOCK = 512  # entries scanned per block before stepping any of them
+
+
+@kernel
+def _moves(codes, state):
+    """Whether a lifecycle step with ``codes`` moves any entry of ``state``: a breach, or a condition
+    other than insufficient while not inactive (branch-free over a block's views: vectorised)."""
+    moves = np.uint8(0)
+    for i in range(codes.shape[0]):
+        c = codes[i]
+        moves |= np.uint8(c == COND_BREACH) | (np.uint8(c != COND_INSUFFICIENT) & np.uint8(state[i] != ST_INACTIVE))
+    return moves != 0
+
+
 @kernel
 def sla_tick_step_ring(bank, committed, params, ring, pos, cur, t_ms, old_t_ms, step_old, out):
     """One tick of every lifecycle of a :class:`LifeBank` with its committed copy and ring of recent
-    conditions, in one pass over the entries: with ``step_old`` the committed copy steps over
-    the conditions leaving the ring (row ``pos``, tick ``old_t_ms``; its transitions are not
-    reported), the tick's conditions ``cur`` take their place in the ring (values rounded to
-    float32), then the lifecycle steps over them. Per entry the arithmetic of :func:`sla_tick_step`
-    on the committed copy, the ring row assignment and :func:`sla_tick_step` on the lifecycles, so
-    the same lifecycles, ring and events (rule by rule, node by node).
+    conditions: with ``step_old`` the committed copy steps over the conditions leaving the ring
+    (row ``pos``, tick ``old_t_ms``; its transitions are not reported), the tick's conditions
+    ``cur`` take their place in the ring (values rounded to float32), then the lifecycle steps over
+    them. Per entry the arithmetic of :func:`sla_tick_step` on the committed copy, the ring row
+    assignment and :func:`sla_tick_step` on the lifecycles, so the same lifecycles, ring and events
+    (rule by rule, node by node).
+
+    Three passes over the entries, each a straight scan: an entry whose condition is insufficient,
+    or not a breach while it is inactive, does not move (the common case: a healthy node), so
+    blocks of ``_STEP_BLOCK`` entries are first scanned for one that moves (a vectorised
+    reduction) and only such blocks are stepped entry by entry; the ring row is a plain copy.
 
     ``ring``: (codes int8 (L, n), values float32 (L, n)); ``cur``: (codes int8 (n,), values float64
     (n,)); the others as for :func:`sla_tick_step`. Returns the event count.
@@ -640,43 +844,46 @@ def sla_tick_step_ring(bank, committed, params, ring, pos, cur, t_ms, old_t_ms, 
     ring_codes, ring_values = ring
     cur_codes, cur_values = cur
     ev_rule, ev_node, ev_kind, ev_start, ev_value, ev_worst = out
-    old = step_old
+    rc, rv = ring_codes[pos], ring_values[pos]
+    if step_old:  # the committed copies over the conditions leaving the ring (before it is written)
+        for r in range(ptr.shape[0] - 1):
+            f, cf, sg = for_ticks[r], clear_for_ticks[r], worse_sign[r]
+            for b0 in range(ptr[r], ptr[r + 1], _STEP_BLOCK):
+                b1 = min(b0 + _STEP_BLOCK, ptr[r + 1])
+                if not _moves(rc[b0:b1], c_state[b0:b1]):
+                    continue
+                for i in range(b0, b1):
+                    oc = rc[i]
+                    if oc != COND_INSUFFICIENT and (oc == COND_BREACH or c_state[i] != ST_INACTIVE):
+                        _, c_state[i], c_count[i], c_start[i], c_worst[i] = _step_one(
+                            oc, float(rv[i]), old_t_ms, f, cf, sg, c_state[i], c_count[i], c_start[i], c_worst[i]
+                        )
+    for i in range(cur_codes.shape[0]):  # this tick's conditions into the ring
+        rc[i] = cur_codes[i]
+        rv[i] = np.float32(cur_values[i])
     n_ev = 0
     for r in range(ptr.shape[0] - 1):
         f, cf, sg = for_ticks[r], clear_for_ticks[r], worse_sign[r]
-        for i in range(ptr[r], ptr[r + 1]):
-            if old:
-                oc = ring_codes[pos, i]
-                if oc != COND_INSUFFICIENT and (oc == COND_BREACH or c_state[i] != ST_INACTIVE):
-                    _, c_state[i], c_count[i], c_start[i], c_worst[i] = _step_one(
-                        oc,
-                        float(ring_values[pos, i]),
-                        old_t_ms,
-                        f,
-                        cf,
-                        sg,
-                        c_state[i],
-                        c_count[i],
-                        c_start[i],
-                        c_worst[i],
-                    )
-            c = cur_codes[i]
-            v = cur_values[i]
-            ring_codes[pos, i] = c
-            ring_values[pos, i] = np.float32(v)
-            if c == COND_INSUFFICIENT or (c != COND_BREACH and state[i] == ST_INACTIVE):
-                continue  # no change (the common case: a healthy node)
-            kind, state[i], count[i], start_ms[i], worst[i] = _step_one(
-                c, v, t_ms, f, cf, sg, state[i], count[i], start_ms[i], worst[i]
-            )
-            if kind != 0:
-                ev_rule[n_ev] = r
-                ev_node[n_ev] = i - ptr[r]
-                ev_kind[n_ev] = kind
-                ev_start[n_ev] = start_ms[i]
-                ev_value[n_ev] = v
-                ev_worst[n_ev] = worst[i]
-                n_ev += 1
+        for b0 in range(ptr[r], ptr[r + 1], _STEP_BLOCK):
+            b1 = min(b0 + _STEP_BLOCK, ptr[r + 1])
+            if not _moves(cur_codes[b0:b1], state[b0:b1]):
+                continue
+            for i in range(b0, b1):
+                c = cur_codes[i]
+                if c == COND_INSUFFICIENT or (c != COND_BREACH and state[i] == ST_INACTIVE):
+                    continue  # no change
+                v = cur_values[i]
+                kind, state[i], count[i], start_ms[i], worst[i] = _step_one(
+                    c, v, t_ms, f, cf, sg, state[i], count[i], start_ms[i], worst[i]
+                )
+                if kind != 0:
+                    ev_rule[n_ev] = r
+                    ev_node[n_ev] = i - ptr[r]
+                    ev_kind[n_ev] = kind
+                    ev_start[n_ev] = start_ms[i]
+                    ev_value[n_ev] = v
+                    ev_worst[n_ev] = worst[i]
+                    n_ev += 1
     return n_ev
 
 
@@ -753,6 +960,58 @@ def sla_ratio_threshold_rows(rows, plan, params, x, act, seg, n_el, post, thr, c
             v, sm, s = np.nan, 0.0, 3  # STATUS_NO_SCOPE
         codes[r] = _threshold_code(v, sm, s, thr[0], thr[1], thr[2], thr[3], thr[4])
         values[r] = v
+
+
+@kernel_exact
+def sla_quantile_rows_group(rows, hist, samples, act, params, rules, cur):
+    """Element-level threshold rules over one quantile KPI and window (e.g. the latency rules per
+    technology) at one tick for the elements ``rows`` only, in one call: the KPI of those elements
+    as ``KpiCalculator.compute`` gives it over all elements (:func:`kernels.kpi.kpi_hist_quantile_rows`
+    on the window histograms, :func:`kernels.kpi.kpi_status` on the rows' samples, active and
+    expected minutes), then per rule its scope mask and codes (:func:`sla_masked_threshold`),
+    written into the bank's current conditions at the rule's offset; other entries are left as
+    they are. Bit-identical to ``_FusedConditions._quantile_rows`` rule by rule.
+
+    ``hist``: (window histograms of every element (n, buckets), q, lowest bucket edge, buckets per
+    octave); ``samples`` float64 (n,): the samples counter's window sums; ``act``: (active, expected)
+    float64 (n,) each, or empty arrays for a source without collection gaps; ``params``:
+    (min_samples, gap_fraction); ``rules``: (offsets int64 (n_rules,) of the rules in the bank,
+    has_mask bool (n_rules,), masks bool (n_rules, n) (rows of rules without a filter unread),
+    thresholds float64 (n_rules, 4): min samples, clear min samples, threshold, clear threshold,
+    comparator codes int64 (n_rules,)); ``cur``: (codes int8, values float64) of the bank."""
+    h, q, lo_ms, bpo = hist
+    active, expected = act
+    min_samples, gap_fraction = params
+    offsets, has_mask, masks, thr_f, cmp = rules
+    cur_codes, cur_values = cur
+    n_r = rows.shape[0]
+    full = np.empty(h.shape[0])
+    kpi_hist_quantile_rows(h, rows, q, lo_ms, bpo, full)
+    value = np.empty(n_r)
+    smp = np.empty(n_r)
+    n_act = np.zeros(n_r)
+    n_exp = np.zeros(n_r)
+    gap = active.shape[0] > 0
+    for i in range(n_r):
+        r = rows[i]
+        value[i] = full[r]
+        smp[i] = samples[r]
+        if gap:
+            n_act[i] = active[r]
+            n_exp[i] = expected[r]
+    status = np.empty(n_r, np.int8)
+    out_value = np.empty(n_r)
+    kpi_status(value, smp, min_samples, n_act, n_exp, gap_fraction, np.ones(n_r), status, out_value)
+    for j in range(offsets.shape[0]):
+        o = offsets[j]
+        masked = has_mask[j]
+        for i in range(n_r):
+            r = rows[i]
+            v, sm, st = out_value[i], smp[i], status[i]
+            if masked and not masks[j, r]:
+                v, sm, st = np.nan, 0.0, 3  # STATUS_NO_SCOPE
+            cur_codes[o + r] = _threshold_code(v, sm, st, thr_f[j, 0], thr_f[j, 1], cmp[j], thr_f[j, 2], thr_f[j, 3])
+            cur_values[o + r] = v
 
 
 @kernel_exact

@@ -20,6 +20,7 @@ from telcoanalytics.sla.rules import threshold_params
 
 _NO_ACT = (np.zeros(0, np.int64), np.zeros(0, np.int64), 0.0)
 _NO_POST = np.zeros(0, bool)
+_NO_F = np.zeros(0)
 
 
 class _FusedConditions:
@@ -27,6 +28,9 @@ class _FusedConditions:
 
     #: False: every rule takes the step-by-step path (kept for A/B measurements and equality tests)
     fused_conditions = True
+    #: False: element-level quantile rules sharing an evaluation write their changed rows one rule
+    #: at a time (``_quantile_rows``) instead of one kernel call per group (kept for A/B and tests)
+    grouped_rows = True
 
     def _fused_codes(self, ev: _Eval, tick: int, codes: np.ndarray, values: np.ndarray) -> bool:
         """Write the condition codes and values of ``ev`` at ``tick`` into ``codes`` / ``values``
@@ -82,6 +86,9 @@ class _FusedConditions:
         scope mask and codes (:func:`kernels.sla.sla_masked_threshold`): bit-identical entries."""
         kd = self.kpis[ev.kpi]
         ms = float(min(ev.min_samples, ev.clear_min_samples))
+        if self.grouped_rows and self._bank is not None:
+            self._quantile_rows_group(ev, kd, tick, rows, ms)
+            return
         key = ("qrows", kd.name, tick, ev.window_min, ev.service, ms, id(rows))
         hit = self._memo.get(key)
         if hit is None:
@@ -93,6 +100,60 @@ class _FusedConditions:
         c, x = np.empty(len(rows), np.int8), np.empty(len(rows))
         SK.sla_masked_threshold(v, samples, status, post, ev.fused["thr"], c, x)
         codes[rows], values[rows] = c, x
+
+    def _quantile_rows_group(self, ev: _Eval, kd, tick: int, rows: np.ndarray, ms: float):
+        """:meth:`_quantile_rows` of every eval of this tick sharing ``ev``'s evaluation (the same
+        KPI, window, service, minimum samples and changed rows: e.g. the latency rules per
+        technology) in one kernel call (:func:`kernels.sla.sla_quantile_rows_group`), written into
+        the bank's current conditions; the others of the group then find it done."""
+        key = ("qgroup", kd.name, ev.window_min, ev.service, ms, id(rows))
+        if key in self._memo:
+            return
+        sig = (kd.name, ev.window_min, ev.service, ms)
+        idx = tuple(
+            j
+            for j, (e, k) in enumerate(zip(self.evals, self._tick_kept))
+            if k is rows and (e.kpi, e.window_min, e.service, float(min(e.min_samples, e.clear_min_samples))) == sig
+        )
+        bank = self._bank
+        evs = [self.evals[j] for j in idx]
+        skey = (idx, tuple(id(e.mask) for e in evs))
+        memo = getattr(self, "_qgroup_memo", None)
+        if memo is None or memo[0] is not bank:
+            memo = self._qgroup_memo = (bank, {})
+        rules = memo[1].get(skey)
+        if rules is None:
+            n = self.topology.n_elements
+            thr = [threshold_params(e) for e in evs]
+            rules = memo[1][skey] = (
+                (
+                    np.array([bank.ptr[j] for j in idx], np.int64),
+                    np.array([e.mask is not None for e in evs]),
+                    np.stack([e.mask if e.mask is not None else np.zeros(n, bool) for e in evs]),
+                    np.array([(t[0], t[1], t[3], t[4]) for t in thr], np.float64),
+                    np.array([t[2] for t in thr], np.int64),
+                ),
+                evs,  # kept alive: their masks' ids stay unique
+            )
+        calc, st = self.calc, self.store
+        w = ev.window_min
+        svc = calc._check_args(kd, w, ev.service)
+        samples = calc.counter_sums([kd.samples_counter], svc, tick, w)[kd.samples_counter]
+        h = calc.hist_sums(tick, w, None, copy=False)
+        if kd.source in calc.gap_sources:
+            active, expected = calc.activity(kd.source, tick, w, None)
+        else:
+            active = expected = _NO_F
+        SK.sla_quantile_rows_group(
+            rows,
+            (h, float(kd.q), st.hist_lo_ms, float(st.hist_bins_per_octave)),
+            np.ascontiguousarray(samples, dtype=np.float64),
+            (np.ascontiguousarray(active, dtype=np.float64), np.ascontiguousarray(expected, dtype=np.float64)),
+            (ms, calc.gap_fraction),
+            rules[0],
+            (bank.cur_codes, bank.cur_values),
+        )
+        self._memo[key] = (True, rows)  # rows kept alive: its id stays unique within the tick
 
     def _quantile_rows_eval(self, kd, ev: _Eval, tick: int, rows: np.ndarray, ms: float) -> tuple:
         """(value, samples, status) of the elements ``rows`` as ``KpiCalculator.compute`` of a quantile

@@ -25,6 +25,9 @@ class _LateData:
 
     #: False: every lifecycle takes ``_codes_span`` (kept for A/B measurements and equality tests)
     fused_late = True
+    #: False: no grouped kernel calls (``_late_groups``), each lifecycle through ``_late_ratio_codes``
+    #: (kept for A/B measurements and equality tests)
+    grouped_late = True
 
     def _reevaluate(self) -> list[SlaEvent]:
         out: list[SlaEvent] = []
@@ -46,14 +49,132 @@ class _LateData:
         for ev, _nodes, rows, _t_from, _t_to in plan:
             g = "cdr" if self.kpis[ev.kpi].source == "cdr" else "elem"
             union.setdefault(g, []).append(rows)
-        self.calc.begin_series(
-            base, T, self._rule_counters(), {g: np.unique(np.concatenate(v)) for g, v in union.items()}
-        )
+        union = {g: np.unique(np.concatenate(v)) for g, v in union.items()}
+        grouped = self.grouped_late and self.fused_late
+        done = self._late_groups(plan, union.get("elem"), base, T, L) if grouped else {}
+        if len(done) == len(plan):  # every lifecycle's codes are in the ring: no span evaluation
+            self._reevaluate_span(out, plan, base, T, L, done)
+            return out
+        self.calc.begin_series(base, T, self._rule_counters(), union)
         try:
-            self._reevaluate_span(out, plan, base, T, L)
+            self._reevaluate_span(out, plan, base, T, L, done)
         finally:
             self.calc.end_series()
         return out
+
+    def _late_spec(self, ev: _Eval):
+        """What the grouped late path needs of ``ev`` (kept on it), or False when ``ev`` is not an
+        element-level threshold rule over a ratio or quantile KPI whose counters (and collection-gap
+        row counter) are all in the element ring."""
+        if ev.late is None:
+            kd = self.kpis[ev.kpi]
+            calc, st = self.calc, self.store
+            names = calc._names(kd)
+            gap = kd.source in calc.gap_sources
+            keys = names + ([ACTIVITY_COUNTER[kd.source]] if gap else [])
+            ev.late = False
+            if (
+                ev.kind == "threshold"
+                and kd.kind in ("ratio", "quantile")
+                and ev.level == self.topology.element_level
+                and kd.source != "cdr"
+                and all(COUNTERS[c].group == "elem" for c in keys)
+            ):
+                cols = [st.columns(c) for c in keys]
+                key_ptr = np.zeros(len(keys) + 1, np.int64)
+                np.cumsum([len(c) for c in cols], out=key_ptr[1:])
+                t_min, t_clr, cmp, thr, clr = threshold_params(ev)
+                ev.late = {
+                    "group": (kd.name, ev.window_min, kd.source),
+                    "keys": (key_ptr, np.concatenate(cols).astype(np.int64), len(keys) - 1 if gap else -1),
+                    "plan": (
+                        np.array([names.index(c) for c in kd.numerator], np.int64),
+                        np.array([names.index(c) for c in kd.denominator], np.int64),
+                        names.index(kd.samples_counter),
+                    ),
+                    "rule": (float(min(ev.min_samples, ev.clear_min_samples)), (t_min, t_clr, thr, clr), cmp),
+                }
+        return ev.late
+
+    def _late_groups(self, plan, rows_elem, base: int, T: int, L: int) -> dict:
+        """Re-evaluate the plan's element-level threshold rules over ratio and quantile KPIs of the
+        element ring in one kernel call per group of rules sharing an evaluation (KPI, window,
+        source: e.g. the latency rules per technology), the codes and values written into the
+        bank's ring (:func:`kernels.sla.sla_late_ratio_group`, :func:`kernels.sla.sla_late_quantile_group`):
+        what :meth:`_late_ratio_codes` and the ring assignment of :meth:`_reevaluate_span` give, bit
+        for bit. Returns plan index -> whether the lifecycle's codes changed (the lifecycles done).
+
+        Declines (nothing done) without an intact bank (before the first tick, after a restore or
+        a topology change) and when the span's prefix would exceed the calculator's budget (the
+        span path then evaluates step by step, as it would)."""
+        bank = self._bank
+        if rows_elem is None or bank is None or not bank.intact(self.evals):
+            return {}
+        st, calc = self.store, self.calc
+        lo = base - st.minute_ring
+        n_keys_span = len(self._rule_counters().get("elem", ()))
+        if (T - lo + 1) * len(rows_elem) * n_keys_span * 8 > calc.prefix_budget_bytes:
+            return {}
+        groups: dict = {}
+        for i, p in enumerate(plan):
+            spec = self._late_spec(p[0])
+            if spec:
+                groups.setdefault(spec["group"], []).append(i)
+        ring = (bank.codes, bank.values)
+        done: dict = {}
+        used = st._row_used["elem"]
+        for (kpi, w, _src), idx in groups.items():
+            _, _, rows, t_from, t_to = plan[idx[0]]  # one source and window: the same rows and ticks
+            kd = self.kpis[kpi]
+            spec = plan[idx[0]][0].late
+            pre = (st.elem, used, rows, *spec["keys"], lo)
+            span = (st.slot_minute, t_from, t_to - t_from + 1, w, T)
+            rules = self._late_rules(plan, idx, rows, bank, t_from, t_to, L)
+            changed = np.zeros(len(idx), bool)
+            if kd.kind == "quantile":
+                hist = (st.hist, st._row_used["hist"], float(kd.q), st.hist_lo_ms, float(st.hist_bins_per_octave))
+                SK.sla_late_quantile_group(pre, span, hist, rules, ring, changed)
+            else:
+                SK.sla_late_ratio_group(pre, span, spec["plan"], float(kd.scale), rules, ring, changed)
+            done.update(zip(idx, changed.tolist()))
+        return done
+
+    def _late_rules(self, plan, idx, rows, bank, t_from: int, t_to: int, L: int) -> tuple:
+        """The ``rules`` argument of the group kernels for the plan entries ``idx``."""
+        evs = [plan[i][0] for i in idx]
+        key = tuple(map(id, evs))
+        memo = getattr(self, "_late_rules_memo", None)
+        if memo is None or memo[0] is not bank:
+            memo = self._late_rules_memo = (bank, {}, {id(ev): j for j, ev in enumerate(self.evals)})
+        static = memo[1].get(key)
+        if static is None:
+            specs = [ev.late["rule"] for ev in evs]
+            static = memo[1][key] = (
+                np.array([r[0] for r in specs]),
+                np.array([r[1] for r in specs], np.float64).reshape(len(specs), 4),
+                np.array([r[2] for r in specs], np.int64),
+                [int(bank.ptr[memo[2][id(ev)]]) for ev in evs],
+                evs,  # kept alive: their ids stay unique
+            )
+        ms, thr, cmp, offsets, _ = static
+        sel, col, node_ptr = [], [], np.zeros(len(idx) + 1, np.int64)
+        for j, i in enumerate(idx):
+            nodes = plan[i][1]
+            sel.append(
+                np.arange(len(rows)) if nodes is rows or len(nodes) == len(rows) else np.searchsorted(rows, nodes)
+            )
+            col.append(nodes + offsets[j])
+            node_ptr[j + 1] = node_ptr[j] + len(nodes)
+        return (
+            self.calc.gap_fraction,
+            ms,
+            thr,
+            cmp,
+            node_ptr,
+            np.concatenate(sel).astype(np.int64),
+            np.concatenate(col).astype(np.int64),
+            np.arange(t_from, t_to + 1, dtype=np.int64) % L,
+        )
 
     def _rule_counters(self) -> dict:
         """Ring group -> (counter, service) pairs the rules read (prefix sums of re-evaluation),
@@ -131,15 +252,17 @@ class _LateData:
             plan.append((ev, nodes, rows, t_from, t_to))
         return plan
 
-    def _reevaluate_span(self, out, plan, base, T, L):
-        for ev, nodes, rows, t_from, t_to in plan:
-            fast = self._late_ratio_codes(ev, t_from, t_to, rows, nodes) if self.fused_late else None
-            codes_t, values_t = fast if fast is not None else self._codes_span(ev, t_from, t_to, rows, nodes)
-            # the span lies within the last L ticks, so its ring positions are distinct
-            at = np.ix_(np.arange(t_from, t_to + 1) % L, nodes)
-            changed = bool(np.any(ev.codes[at] != codes_t))
-            ev.codes[at] = codes_t
-            ev.values[at] = values_t
+    def _reevaluate_span(self, out, plan, base, T, L, done=None):
+        for i, (ev, nodes, rows, t_from, t_to) in enumerate(plan):
+            changed = done.get(i) if done else None
+            if changed is None:
+                fast = self._late_ratio_codes(ev, t_from, t_to, rows, nodes) if self.fused_late else None
+                codes_t, values_t = fast if fast is not None else self._codes_span(ev, t_from, t_to, rows, nodes)
+                # the span lies within the last L ticks, so its ring positions are distinct
+                at = np.ix_(np.arange(t_from, t_to + 1) % L, nodes)
+                changed = bool(np.any(ev.codes[at] != codes_t))
+                ev.codes[at] = codes_t
+                ev.values[at] = values_t
             if not changed:
                 continue
             # the corrected lifecycles of the touched nodes only: entry j holds node nodes[j]

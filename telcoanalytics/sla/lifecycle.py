@@ -51,6 +51,7 @@ class _Eval:
         self.fired: dict = {}  # node -> {start_ms: tick} of firing events emitted recently
         self.fused = None  # scratch of the fused conditions (telcoanalytics.sla.fused), built at first use
         self.chg = None  # what its conditions read (telcoanalytics.sla.changed), built at first use
+        self.late = None  # its late-data group spec (telcoanalytics.sla.late), built at first use
 
     @property
     def reach_min(self) -> int:

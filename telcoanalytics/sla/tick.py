@@ -89,7 +89,7 @@ class _Ticks:
         if cached is None:
             self.store.slide_running(tick)  # every rule window of a ring moved in one pass
             cached = self._tick_conditions = []  # views of the bank: read before the next tick only
-            carried = self._carried(tick)  # rules whose inputs did not change keep their conditions
+            carried = self._tick_kept = self._carried(tick)  # rules whose inputs did not change keep theirs
             for ev, o, m, kept in zip(self.evals, bank.ptr[:-1], bank.ptr[1:], carried):
                 codes, values = bank.cur_codes[o:m], bank.cur_values[o:m]
                 if kept is not True and kept is not False:  # the elements whose inputs changed

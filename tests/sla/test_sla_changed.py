@@ -97,6 +97,7 @@ def _monitors(**kw):
     a = SlaMonitor(topo(), RULES, minute_ring=40, reeval_minutes=10, **kw)
     b = SlaMonitor(topo(), RULES, minute_ring=40, reeval_minutes=10, **kw)
     b.changed_only = False
+    b.grouped_late = False  # late data through the per-lifecycle path too
     return a, b
 
 
@@ -121,8 +122,9 @@ def _count_carried(mon):
 
 
 def test_a_monitor_evaluating_changed_inputs_only_equals_one_evaluating_everything():
-    for seed, late in ((3, True), (4, False)):
+    for seed, late, grouped in ((3, True, True), (4, False, False)):
         a, b = _monitors()
+        a.grouped_rows = grouped  # quantile rules sharing an evaluation in one call, or rule by rule
         seen = _count_carried(a)
         n_events = 0
         for ea, eb in zip(_feed(a, 90, seed, late), _feed(b, 90, seed, late), strict=True):
@@ -289,3 +291,72 @@ def test_changed_rows_equal_numpy(seed, n, n_marks, gap):
     np.testing.assert_array_equal(out[:k], np.flatnonzero(want))
     if gap:
         np.testing.assert_array_equal(now, flags)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    n=st.integers(1, 30),
+    n_rules=st.integers(1, 4),
+    gap=st.booleans(),
+    ms=st.sampled_from([0.0, 1.0, 3.0]),
+)
+def test_quantile_rows_group_equals_the_rule_by_rule_kernels(seed, n, n_rules, gap, ms):
+    """One call for the changed rows of several quantile rules (scope masks, thresholds) equals, per
+    rule, the quantile of the rows' histograms, their status and the masked threshold codes (the
+    kernels ``_quantile_rows`` calls one after another); other entries are left as they are."""
+    from kernels import kpi as K
+
+    rng = np.random.default_rng(seed)
+    n_b = 7
+    h = rng.integers(0, 4, (n, n_b)).astype(np.float64) * (rng.random((n, 1)) < 0.8)
+    samples = h.sum(axis=1) + rng.integers(0, 2, n)
+    active = rng.integers(0, 6, n).astype(np.float64) if gap else np.zeros(0)
+    expected = rng.choice([0.0, 2.0, 5.5], n) if gap else np.zeros(0)
+    rows = np.flatnonzero(rng.random(n) < 0.6).astype(np.int64)
+    masks = rng.random((n_rules, n)) < 0.6
+    has_mask = rng.random(n_rules) < 0.6
+    thr = [
+        (float(rng.integers(0, 4)), float(rng.integers(0, 3)), int(rng.integers(0, 4)), 3.0, 2.0)
+        for _ in range(n_rules)
+    ]
+    offsets = np.arange(n_rules, dtype=np.int64) * (n + 2) + 1
+    N = n_rules * (n + 2) + 1
+    codes, values = np.full(N, 99, np.int8), np.full(N, -1.0)
+    rules = (
+        offsets,
+        has_mask,
+        masks,
+        np.array([(a, b, c, d) for a, b, _, c, d in thr]),
+        np.array([t[2] for t in thr], np.int64),
+    )
+    SK.sla_quantile_rows_group(rows, (h, 0.9, 1.0, 2.0), samples, (active, expected), (ms, 0.5), rules, (codes, values))
+    # rule by rule: the quantile of all rows, the rows' status, the masked threshold codes
+    full = np.full(n, np.nan)
+    K.kpi_hist_quantile(h, 0.9, 1.0, 2.0, full)
+    m = len(rows)
+    n_act = active[rows] if gap else np.zeros(m)
+    n_exp = expected[rows] if gap else np.zeros(m)
+    status, v = np.empty(m, np.int8), np.empty(m)
+    K.kpi_status(full[rows], samples[rows], ms, n_act, n_exp, 0.5, np.ones(m), status, v)
+    want_c, want_v = np.full(N, 99, np.int8), np.full(N, -1.0)
+    for j in range(n_rules):
+        c, x = np.empty(m, np.int8), np.empty(m)
+        post = masks[j][rows] if has_mask[j] else np.zeros(0, bool)
+        SK.sla_masked_threshold(v, samples[rows].astype(np.float64), status, post, thr[j], c, x)
+        want_c[offsets[j] + rows], want_v[offsets[j] + rows] = c, x
+    np.testing.assert_array_equal(codes, want_c)
+    np.testing.assert_array_equal(values, want_v)
+
+
+def test_quantile_rules_of_a_source_without_collection_gaps_are_grouped_exactly():
+    """QoS not treated as a gap source: the grouped quantile rows read no activity, and still equal
+    the evaluate-everything monitor's conditions tick by tick."""
+    a, b = _monitors()
+    for m in (a, b):
+        m.calc.gap_sources = ("equip",)
+    for ea, eb in zip(_feed(a, 60, 12), _feed(b, 60, 12), strict=True):
+        assert [e.to_dict() for e in ea] == [e.to_dict() for e in eb]
+        np.testing.assert_array_equal(_conditions(a)[0], _conditions(b)[0])
+        np.testing.assert_array_equal(_conditions(a)[1], _conditions(b)[1])
+    _same_state(a, b)

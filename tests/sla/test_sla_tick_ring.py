@@ -160,3 +160,60 @@ def test_step_one_equals_rule_step_of_one_node(c, v, state, count, worst, for_ti
     assert kind == (int(out[1][0]) if n else 0)
     assert (st_, cnt, start) == (arrays[0][0], arrays[1][0], arrays[2][0])
     np.testing.assert_array_equal(w, arrays[3][0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    sizes=st.lists(st.integers(0, 1400), min_size=1, max_size=4),
+    L=st.integers(1, 4),
+    step_old=st.booleans(),
+    busy=st.sampled_from([0.0, 0.001, 0.01]),
+)
+def test_tick_step_ring_skips_blocks_that_do_not_move_exactly(seed, sizes, L, step_old, busy):
+    """Rules longer than a scanned block (512 entries), mostly healthy (inactive, clear or insufficient)
+    with a few entries that move anywhere (block edges included): the steps one after another."""
+    rng = np.random.default_rng(seed)
+    n = sum(sizes)
+    ptr = np.zeros(len(sizes) + 1, np.int64)
+    np.cumsum(sizes, out=ptr[1:])
+    params = (
+        ptr,
+        np.full(len(sizes), 1, np.int64),
+        np.full(len(sizes), 2, np.int64),
+        rng.choice([1.0, -1.0], len(sizes)),
+    )
+
+    def sparse_bank():
+        b = _bank(rng, n)
+        b[0][rng.random(n) >= busy * 5] = K.ST_INACTIVE
+        edge = np.array([i for i in (0, 511, 512, 1023, 1024, n - 1) if 0 <= i < n], np.int64)
+        b[0][edge[rng.random(len(edge)) < 0.3]] = K.ST_FIRING
+        return b
+
+    def sparse_codes(shape):
+        c = rng.choice(np.array([K.COND_INSUFFICIENT, K.COND_CLEAR], np.int8), shape)
+        c[rng.random(shape) < busy] = K.COND_BREACH
+        return c
+
+    live, committed = sparse_bank(), sparse_bank()
+    ring = (sparse_codes((L, n)), rng.normal(50, 20, (L, n)).astype(np.float32))
+    a = ([x.copy() for x in live], [x.copy() for x in committed], [x.copy() for x in ring])
+    b = ([x.copy() for x in live], [x.copy() for x in committed], [x.copy() for x in ring])
+    out_a = tuple(np.zeros(n, d) for d in (np.int64, np.int64, np.int8, np.int64, np.float64, np.float64))
+    out_b = tuple(np.zeros(n, d) for d in (np.int64, np.int64, np.int8, np.int64, np.float64, np.float64))
+    for k in range(4):
+        codes, values = sparse_codes(n), rng.normal(50, 20, n)
+        pos, t, old_t = k % L, (100 + k) * 60_000, (100 + k - L) * 60_000
+        ka = SK.sla_tick_step_ring(
+            tuple(a[0]), tuple(a[1]), params, tuple(a[2]), pos, (codes, values), t, old_t, step_old, out_a
+        )
+        if step_old:
+            SK.sla_tick_step(tuple(b[1]), params, b[2][0][pos], b[2][1][pos], old_t, out_b)
+        b[2][0][pos], b[2][1][pos] = codes, values
+        kb = SK.sla_tick_step(tuple(b[0]), params, codes, values, t, out_b)
+        assert ka == kb
+        for x, y in zip(out_a, out_b):
+            np.testing.assert_array_equal(x[:ka], y[:kb])
+        for x, y in zip(a[0] + a[1] + a[2], b[0] + b[1] + b[2]):
+            np.testing.assert_array_equal(x, y)
