@@ -292,15 +292,17 @@ def flow_check_route(rows, limits, codes, out_code, out_field, lut, route, out_i
         Number of rows that failed a check here.
     """
     lo_ms, hi_ms = limits[0], limits[1]
+    max_b, max_p, max_w = limits[2], limits[3], limits[4]
     id_lo, id_hi = route[0], route[1]
     paged = route.shape[0] > 4
     shift = route[4] if paged else 0
     n_dir = route[5] if paged else 0
     pmask = (np.int64(1) << shift) - 1
     n_bad = 0
+    ts, src = rows["ts_ms"], rows["src_element_id"]
+    col_b, col_p, col_w = rows["bytes"], rows["packets"], rows["flows"]
     for i in range(rows.shape[0]):
-        row = rows[i]
-        e = row["src_element_id"]
+        e = src[i]
         idx = -1
         if e >= id_lo and e <= id_hi:
             if paged:
@@ -311,19 +313,33 @@ def flow_check_route(rows, limits, codes, out_code, out_field, lut, route, out_i
             else:
                 idx = lut[e - id_lo + 1]
         out_index[i] = idx
+        t = ts[i]
+        b, p, w = col_b[i], col_p[i], col_w[i]
+        # one test, without branches, for the common row that passes every check (bitwise or: no
+        # short-circuit jumps); only a failing row walks the checks in order
+        if not (
+            (t < lo_ms)
+            | (t >= hi_ms)
+            | (b > max_b)
+            | (p > max_p)
+            | (w > max_w)
+            | (b < 0)
+            | (p < 0)
+            | (w < 0)
+            | (idx < 0)
+        ):
+            continue
         if out_code[i] != 0:
             continue
-        t = row["ts_ms"]
-        b, p, w = row["bytes"], row["packets"], row["flows"]
         c = 0
         f = -1
         if t < lo_ms or t >= hi_ms:
             c, f = codes[0], W_TS
-        elif b > limits[2]:
+        elif b > max_b:
             c, f = codes[1], W_BYTES
-        elif p > limits[3]:
+        elif p > max_p:
             c, f = codes[1], W_PACKETS
-        elif w > limits[4]:
+        elif w > max_w:
             c, f = codes[1], W_FLOWS
         elif b < 0:
             c, f = codes[2], W_BYTES

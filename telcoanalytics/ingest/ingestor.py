@@ -849,8 +849,14 @@ class Ingestor:
             and not chunk.missing
         ):  # records (e.g. canonical arrays): the rejected ones in one gather, their fields the columns
             names = np.array(st.names + ["?"], dtype=object)
+            # gathered as opaque records of the same bytes (a structured gather goes field by field:
+            # ~30x slower for 100 flow rows)
+            if raw.dtype.hasobject:  # (object fields cannot be viewed as bytes)
+                bad = raw[bad_idx]
+            else:
+                bad = raw.view(np.dtype((np.void, raw.dtype.itemsize)))[bad_idx].view(raw.dtype)
             self.quarantine.add(
-                self.source, chunk.rows_at(bad_idx), st.code[bad_idx], names[st.field[bad_idx]], raw[bad_idx], batch
+                self.source, chunk.rows_at(bad_idx), st.code[bad_idx], names[st.field[bad_idx]], bad, batch
             )
             return
         cols = {name: _take(chunk.column(name), bad_idx) for name in chunk.names}

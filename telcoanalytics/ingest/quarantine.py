@@ -158,9 +158,10 @@ _RECORD_NAMES: dict = {}
 """dtype -> ((field, kept name) of each field, whether every field is a number): see ``_kept_records``."""
 
 
-def _kept_records(records: np.ndarray, keep: int) -> dict:
-    """The first ``keep`` rows of a structured array as kept columns (as ``_kept_values`` keeps
-    each field): one copy of the rows when every field is a number, the columns views of it."""
+def _kept_records(records: np.ndarray, keep: int):
+    """The first ``keep`` rows of a structured array as they will be kept (as ``_kept_values`` keeps
+    each field): ``(rows, None)`` with one copy of the rows when every field is a number (the block
+    reads its columns from it), else ``(None, columns)``."""
     spec = _RECORD_NAMES.get(records.dtype)
     if spec is None:
         dt = records.dtype
@@ -168,29 +169,51 @@ def _kept_records(records: np.ndarray, keep: int) -> dict:
         _RECORD_NAMES[dt] = spec
     names, numeric = spec
     if numeric:
-        kept = records[:keep].copy()
-        return {name: kept[f] for f, name in names}
-    return {name: _kept_values(records[f], keep) for f, name in names}
+        part = records[:keep]
+        if part.flags.c_contiguous:  # copied as opaque bytes (a structured copy goes field by field)
+            return part.view(np.dtype((np.void, part.dtype.itemsize))).copy().view(part.dtype), None
+        return part.copy(), None
+    return None, {name: _kept_values(records[f], keep) for f, name in names}
 
 
 class _Block:
-    """Rejected rows of one ingest chunk, kept columnar until they are asked for."""
+    """Rejected rows of one ingest chunk, kept columnar until they are asked for (the rows of a
+    structured array of numbers are kept as that array: its columns are views made when asked)."""
 
-    __slots__ = ("source", "batch", "rows", "reasons", "fields", "columns", "files")
+    __slots__ = ("source", "batch", "rows", "reasons", "fields", "_columns", "files", "records")
 
-    def __init__(self, source, batch, rows, reasons, fields, columns, files=None):
+    def __init__(self, source, batch, rows, reasons, fields, columns, files=None, records=None):
         self.source = source
         self.batch = batch
         self.rows = rows  # int64 (k,)
         self.reasons = reasons  # int8 codes (k,)
         self.fields = fields  # object array of str (k,)
-        self.columns = columns  # dict name -> array (k,) of original values
+        self._columns = columns  # dict name -> array (k,) of original values (None: from ``records``)
         self.files = files  # object array (k,) of the file of each row (None: not from a file)
+        self.records = records  # structured array (k,) of numbers, or None
+
+    @property
+    def columns(self) -> dict:
+        """name -> array (k,) of the original values."""
+        if self._columns is None:
+            names = _RECORD_NAMES[self.records.dtype][0]
+            self._columns = {name: self.records[f] for f, name in names}
+        return self._columns
 
     def __len__(self):
         return len(self.rows)
 
     def originals(self) -> list[dict]:
+        recs = self.records
+        if recs is not None and self._columns is None:
+            names = [name for _, name in _RECORD_NAMES[recs.dtype][0]]
+            kinds = [recs.dtype[i].kind for i in range(len(names))]
+            if all(k in "iuf" for k in kinds):  # one tolist of the rows, each field written as _texts does
+                cols = [
+                    [str(x) for x in col] if k != "f" else [repr(x) if math.isfinite(x) else str(x) for x in col]
+                    for k, col in zip(kinds, zip(*recs.tolist()))
+                ]
+                return [dict(zip(names, vals)) for vals in zip(*cols)]
         names = list(self.columns)
         if not names:
             return [{} for _ in range(len(self.rows))]
@@ -298,6 +321,11 @@ class Quarantine:
         self.n_not_kept += k - keep
         if keep:
             sl = slice(0, keep)
+            kept_records = None
+            if records is not None:
+                kept_records, kept_columns = _kept_records(records, keep)
+            else:
+                kept_columns = {truncate(str(c), 200): _kept_values(v, keep) for c, v in columns.items()}
             self._blocks.append(
                 _Block(
                     source,
@@ -305,10 +333,9 @@ class Quarantine:
                     rows[sl].copy(),
                     reasons[sl].copy(),
                     _field_names(fields[sl]),
-                    _kept_records(records, keep)
-                    if records is not None
-                    else {truncate(str(c), 200): _kept_values(v, keep) for c, v in columns.items()},
+                    kept_columns,
                     None if files is None else _kept_values(files, keep),
+                    kept_records,
                 )
             )
             self._n_kept += keep
