@@ -57,6 +57,72 @@ def is_sorted(ts):
     return True
 
 
+_I64_MIN = -(2**63)
+
+
+@kernel
+def step_order(ts, index, use_index, start_ms, step_ms, until_ms, n_steps, order, starts):
+    """Events grouped by warm-up step, in their order within each step (a stable counting sort).
+
+    Parameters
+    ----------
+    ts : int64 array
+        Event times (any layout).
+    index : int64 array
+        With ``use_index``, event ``k`` is ``ts[index[k]]``; else event ``k`` is ``ts[k]``.
+    use_index : bool
+    start_ms, step_ms, until_ms, n_steps : int
+        Step ``b < n_steps`` holds the times below ``min(start_ms + (b + 1) * step_ms, until_ms)``
+        not in an earlier step (so the first also holds everything before ``start_ms``); step
+        ``n_steps`` holds the times at or after ``until_ms``. ``n_steps`` is the number of steps
+        ``range(start_ms + step_ms, until_ms + step_ms, step_ms)`` has (0 when ``until_ms <=
+        start_ms``: then every event is in step 0), ``step_ms > 0``.
+    order : int64 (n,)
+        Written: the events (``index[k]`` with ``use_index``, else ``k``) step by step.
+    starts : int64 (n_steps + 2,)
+        Written: step ``b``'s events are ``order[starts[b]:starts[b + 1]]``.
+    """
+    n = index.shape[0] if use_index else ts.shape[0]
+    for b in range(n_steps + 2):
+        starts[b] = 0
+    # the step of the previous event is reused while times stay in its span (times come nearly
+    # sorted: one division per step instead of one per event)
+    for rep in range(2):
+        lo = np.int64(1)
+        hi = np.int64(0)
+        top = False  # the span [lo, +inf)
+        b = 0
+        for k in range(n):
+            i = index[k] if use_index else k
+            t = ts[i]
+            if not (t >= lo and (top or t < hi)):
+                top = False
+                if t >= until_ms:
+                    b = n_steps
+                    lo = until_ms
+                    top = True
+                elif t < start_ms:
+                    b = 0
+                    lo = _I64_MIN
+                    hi = start_ms
+                else:
+                    b = (t - start_ms) // step_ms
+                    lo = start_ms + b * step_ms
+                    hi = until_ms if b == n_steps - 1 else lo + step_ms
+            if rep == 0:
+                starts[b + 1] += 1
+            else:
+                order[starts[b]] = i
+                starts[b] += 1
+        if rep == 0:
+            for b2 in range(n_steps + 1):  # each step's first position (the second pass moves them on)
+                starts[b2 + 1] += starts[b2]
+    # after the second pass starts[b] is step b's end: back to starts
+    for b in range(n_steps + 1, 0, -1):
+        starts[b] = starts[b - 1]
+    starts[0] = 0
+
+
 @kernel
 def prepare_events(
     elem, metric, value, n_elements, n_metrics, log_offset, alive_metric, slot, scored, log_pos, log_arg

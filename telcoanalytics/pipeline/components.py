@@ -428,17 +428,54 @@ class AnomalyComponent(_Streamed, _Base):
         """Learn baselines and thresholds from a synthetic day's history: the clean equipment and
         QoS rows that *arrived* before ``until_ms`` (as a deployment restores them from yesterday's
         checkpoint). Rows arriving later are the replay's, so nothing is learned twice; findings of
-        the history are dropped."""
-        from telcoanalytics.anomaly.warmup import warm_up
-        from telcoanalytics.synth.stream import ORIGIN_CLEAN
+        the history are dropped.
+
+        The events are those of :meth:`_events` over each source's rows in arrival order,
+        equipment first, fed by :func:`~telcoanalytics.anomaly.warmup.warm_up`; they are gathered
+        an hour at a time, so no copy of the whole history is made."""
+        from telcoanalytics.anomaly.warmup import warm_up_parts
+
+        index_of = self.topology.index_of
+        n_eq = self.n_eq
+
+        def equip(rows):
+            ts, el, mid, val = rows["ts_ms"], rows["element_id"], rows["metric_id"], rows["value"]
+            return lambda p: [(ts[p], index_of(el[p]), mid[p].astype(np.int64), val[p])]
+
+        def qos(rows):
+            ts, el, lat, loss = rows["ts_ms"], rows["element_id"], rows["latency_ms"], rows["loss_pct"]
+
+            def gather(p):
+                t, e = ts[p], index_of(el[p])
+                return [
+                    (t, e, np.full(len(p), n_eq, dtype=np.int64), lat[p]),
+                    (t, e, np.full(len(p), n_eq + 1, dtype=np.int64), loss[p]),
+                ]
+
+            return gather
 
         parts = []
-        for source in ("equip", "qos"):
-            rows, arrival_ms, origin = day.raw(source)
-            keep = (origin == ORIGIN_CLEAN) & (arrival_ms < until_ms)
-            parts.append(self._events(source, rows[keep], self.topology.index_of(rows[keep]["element_id"])))
-        ts, e, m, v = (np.concatenate([p[k] for p in parts]) for k in range(4))
-        warm_up(self.net, ts, e, m, v, day.start_ms, until_ms)
+        for source, make in (("equip", equip), ("qos", qos)):
+            rows, index = self._history(day, source, until_ms)
+            parts.append((rows["ts_ms"], index, make(rows)))
+        warm_up_parts(self.net, parts, day.start_ms, until_ms)
+
+    @staticmethod
+    def _history(day, source: str, until_ms: int):
+        """``(rows, index)``: the clean rows of ``source`` that arrived before ``until_ms`` are
+        ``rows[index]``, in arrival order (what ``day.raw(source)`` gives, less what arrived
+        later and the duplicates and corrupted rows). Of a generated
+        :class:`~telcoanalytics.synth.network.SynthDay` they are read from its clean rows and
+        arrival order without building the arrival stream."""
+        from telcoanalytics.synth.network import SynthDay
+        from telcoanalytics.synth.stream import ORIGIN_CLEAN
+
+        st = day._streams.get(source) if isinstance(day, SynthDay) else None
+        if st is not None:
+            k = int(np.searchsorted(st.clean_arrival_sorted, until_ms, side="left"))
+            return day[source], st.clean_order[:k]
+        rows, arrival_ms, origin = day.raw(source)
+        return rows, np.flatnonzero((origin == ORIGIN_CLEAN) & (arrival_ms < until_ms))
 
     def _events(self, source, rows, element_index):
         """(ts_ms, element, metric, value) of equipment metrics and QoS latency/loss rows."""
