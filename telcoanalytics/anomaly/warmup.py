@@ -15,8 +15,6 @@ import numpy as np
 
 from kernels import anomaly_events as _ke
 
-_NO_INDEX = np.empty(0, dtype=np.int64)
-
 
 def warm_up(net, ts_ms, elem, metric, value, start_ms: int, until_ms: int, step_ms: int = 3_600_000) -> int:
     """Feed ``(ts_ms, elem, metric, value)`` into ``net`` step by step up to ``until_ms`` (events at or
@@ -81,18 +79,27 @@ def warm_up_parts(net, parts, start_ms: int, until_ms: int, step_ms: int = 3_600
     """
     _check_step(step_ms)
     start_ms, until_ms, step_ms = int(start_ms), int(until_ms), int(step_ms)
-    ends = [min(t, until_ms) for t in range(start_ms + step_ms, until_ms + step_ms, step_ms)]
+    ends = np.array([min(t, until_ms) for t in range(start_ms + step_ms, until_ms + step_ms, step_ms)], dtype=np.int64)
     n_steps = len(ends)
     grouped = []
     for ts, index, gather in parts:
-        n = len(ts) if index is None else len(index)
-        order, starts = np.empty(n, dtype=np.int64), np.empty(n_steps + 2, dtype=np.int64)
-        idx = _NO_INDEX if index is None else np.ascontiguousarray(index, dtype=np.int64)
-        _ke.step_order(ts, idx, index is not None, start_ms, step_ms, until_ms, n_steps, order, starts)
-        grouped.append((order, starts, gather))
+        if index is None:  # the events are the times themselves
+            keys, bounds = ts, ends
+        else:
+            index = np.asarray(index, dtype=np.int64)
+            if _ke.is_sorted(ts):  # rows in time order: a row's step follows from its position
+                keys, bounds = index, np.searchsorted(ts, ends, side="left").astype(np.int64)
+            else:
+                keys, bounds = ts[index], ends
+        order, starts = np.empty(len(keys), dtype=np.int64), np.empty(n_steps + 2, dtype=np.int64)
+        _ke.step_order(keys, bounds, order, starts)
+        grouped.append((order, starts, gather, index))
     n_fed = 0
     for b in range(n_steps + 1):
-        cols = [ev for order, starts, gather in grouped for ev in gather(order[starts[b] : starts[b + 1]])]
+        cols = []
+        for order, starts, gather, index in grouped:
+            at = order[starts[b] : starts[b + 1]]
+            cols += gather(at if index is None else index[at])
         if len(cols) == 1:
             ts, e, m, v = cols[0]
         else:
@@ -104,7 +111,7 @@ def warm_up_parts(net, parts, start_ms: int, until_ms: int, step_ms: int = 3_600
         net.update(ts, e, m, v)
         n_fed += len(ts)
         if b < n_steps:
-            net.check_silence(ends[b])
+            net.check_silence(int(ends[b]))
     return n_fed
 
 

@@ -433,32 +433,50 @@ class AnomalyComponent(_Streamed, _Base):
         The events are those of :meth:`_events` over each source's rows in arrival order,
         equipment first, fed by :func:`~telcoanalytics.anomaly.warmup.warm_up`; they are gathered
         an hour at a time, so no copy of the whole history is made."""
+        history = {source: self._history(day, source, until_ms) for source in ("equip", "qos")}
+        self._learn_rows(history, day.start_ms, until_ms)
+
+    def _learn_rows(self, history: dict, start_ms: int, until_ms: int) -> None:
+        """:meth:`learn` of ``history``: source -> ``(rows, index)`` as :meth:`_history` gives them.
+
+        Each hour's rows become events in one compiled pass (element ids looked up in a table
+        of ``topology.index_of`` over the topology's ids: the same dense indices, -1 unknown)."""
+        from kernels import anomaly_events as _ke
         from telcoanalytics.anomaly.warmup import warm_up_parts
 
-        index_of = self.topology.index_of
+        topo = self.topology
+        ids = np.asarray(topo.ids[topo.element_level], dtype=np.int64)
+        size = 1 << int(max(4 * len(ids), 16) - 1).bit_length()  # a power of two, load <= 1/4
+        keys, vals = np.zeros(size, dtype=np.int64), np.full(size, -1, dtype=np.int64)
+        _ke.id_table(ids, topo.index_of(ids), keys, vals)
         n_eq = self.n_eq
 
         def equip(rows):
-            ts, el, mid, val = rows["ts_ms"], rows["element_id"], rows["metric_id"], rows["value"]
-            return lambda p: [(ts[p], index_of(el[p]), mid[p].astype(np.int64), val[p])]
-
-        def qos(rows):
-            ts, el, lat, loss = rows["ts_ms"], rows["element_id"], rows["latency_ms"], rows["loss_pct"]
+            cols = rows["ts_ms"], rows["element_id"], rows["metric_id"], rows["value"]
 
             def gather(p):
-                t, e = ts[p], index_of(el[p])
-                return [
-                    (t, e, np.full(len(p), n_eq, dtype=np.int64), lat[p]),
-                    (t, e, np.full(len(p), n_eq + 1, dtype=np.int64), loss[p]),
-                ]
+                n = len(p)
+                out = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n)
+                _ke.gather_rows(p, *cols, keys, vals, *out)
+                return [out]
 
             return gather
 
-        parts = []
-        for source, make in (("equip", equip), ("qos", qos)):
-            rows, index = self._history(day, source, until_ms)
-            parts.append((rows["ts_ms"], index, make(rows)))
-        warm_up_parts(self.net, parts, day.start_ms, until_ms)
+        def qos(rows):
+            cols = rows["ts_ms"], rows["element_id"], rows["latency_ms"], rows["loss_pct"]
+
+            def gather(p):  # latency of every row, then loss: the two groups of _events
+                n = 2 * len(p)
+                out = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n)
+                _ke.gather_pairs(p, *cols, n_eq, n_eq + 1, keys, vals, *out)
+                return [out]
+
+            return gather
+
+        parts = [
+            (history[s][0]["ts_ms"], history[s][1], make(history[s][0])) for s, make in (("equip", equip), ("qos", qos))
+        ]
+        warm_up_parts(self.net, parts, start_ms, until_ms)
 
     @staticmethod
     def _history(day, source: str, until_ms: int):

@@ -73,32 +73,83 @@ def _events(seed, n, start, until, step):
     return ts, rng.integers(0, 5, n), rng.integers(0, 3, n), rng.normal(size=n)
 
 
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 60), span=spans)
-def test_step_order_is_a_stable_grouping_by_step(seed, n, span):
-    k0, quarters, step = span
-    start = 1_700_000_000_000 + k0 * step
-    until = start + quarters * step // 4
-    ts, *_ = _events(seed, n, start, until, step)
-    ends = np.array([min(t, until) for t in range(start + step, until + step, step)], dtype=np.int64)
-    want_step = np.searchsorted(ends, ts, side="right")  # steps whose end is at or before the time
-    rng = np.random.default_rng(seed + 1)
-    for index in (None, rng.permutation(n)[: n // 2].astype(np.int64)):
-        events = np.arange(n) if index is None else index
-        order, starts = np.empty(len(events), np.int64), np.empty(len(ends) + 2, np.int64)
-        idx = np.empty(0, np.int64) if index is None else index
-        K.step_order(ts, idx, index is not None, start, step, until, len(ends), order, starts)
-        want = events[np.argsort(want_step[events], kind="stable")]
-        np.testing.assert_array_equal(order, want)
-        counts = np.bincount(want_step[events], minlength=len(ends) + 1)
-        np.testing.assert_array_equal(starts, np.concatenate([[0], np.cumsum(counts)]))
+@given(
+    keys=st.lists(st.integers(-50, 50), max_size=60),
+    bounds=st.lists(st.integers(-40, 40), max_size=6),
+)
+def test_step_order_is_a_stable_grouping_by_step(keys, bounds):
+    keys = np.array(keys, dtype=np.int64)
+    keys[: len(keys) // 2] = np.sort(keys[: len(keys) // 2])  # a sorted run, as times mostly come
+    bounds = np.sort(np.array(bounds, dtype=np.int64))  # repeats allowed
+    want_step = np.searchsorted(bounds, keys, side="right")  # bounds at or below each key
+    order, starts = np.empty(len(keys), np.int64), np.empty(len(bounds) + 2, np.int64)
+    K.step_order(keys, bounds, order, starts)
+    np.testing.assert_array_equal(order, np.argsort(want_step, kind="stable"))
+    counts = np.bincount(want_step, minlength=len(bounds) + 1)
+    np.testing.assert_array_equal(starts, np.concatenate([[0], np.cumsum(counts)]))
 
 
 def test_step_order_reads_fields_of_rows():
-    rows = np.zeros(6, dtype=[("x", "i1"), ("ts_ms", "i8")])
+    rows = np.zeros(6, dtype=[("x", "i1"), ("ts_ms", "i8")])  # unaligned, strided
     rows["ts_ms"] = [5, 1, 9, 0, 4, 12]
-    order, starts = np.empty(4, np.int64), np.empty(4, np.int64)
-    K.step_order(rows["ts_ms"], np.array([5, 0, 3, 2]), True, 0, 5, 10, 2, order, starts)
-    assert order.tolist() == [3, 0, 2, 5] and starts.tolist() == [0, 1, 3, 4]
+    order, starts = np.empty(6, np.int64), np.empty(4, np.int64)
+    K.step_order(rows["ts_ms"], np.array([5, 10]), order, starts)
+    assert order.tolist() == [1, 3, 4, 0, 2, 5] and starts.tolist() == [0, 3, 5, 6]
+
+
+def _table(ids, dense):
+    size = 1 << int(max(4 * len(ids), 16) - 1).bit_length()
+    keys, vals = np.zeros(size, np.int64), np.full(size, -1, np.int64)
+    K.id_table(np.asarray(ids, np.int64), np.asarray(dense, np.int64), keys, vals)
+    return keys, vals
+
+
+@given(
+    ids=st.lists(st.integers(-(2**62), 2**62) | st.integers(0, 40), max_size=30),
+    probe=st.lists(st.integers(0, 40), max_size=40),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_gathered_rows_are_the_numpy_events(ids, probe, seed):
+    """gather_rows / gather_pairs against NumPy: the rows' columns, the element through a table
+    of ids (a dict of the first value of each id, unknown and dense -1 ids as -1)."""
+    rng = np.random.default_rng(seed)
+    dense = rng.integers(-1, 5, len(ids))
+    keys, vals = _table(ids, dense)
+    lut = {}
+    for i, d in zip(ids, dense):
+        if d >= 0:
+            lut.setdefault(i, int(d))
+    n = len(probe) + 3
+    pool = np.array(list(ids) + [0, 17, -5], dtype=np.int64)
+    rows = np.zeros(n, dtype=[("ts_ms", "i8"), ("element_id", "i8"), ("metric_id", "i4"), ("value", "f8"), ("b", "f8")])
+    rows["ts_ms"] = rng.integers(0, 9, n)
+    rows["element_id"] = np.concatenate([pool[rng.integers(0, len(pool), len(probe))], [17, 17, 3]])
+    rows["metric_id"] = rng.integers(0, 6, n)
+    rows["value"], rows["b"] = rng.normal(size=n), rng.normal(size=n)
+    p = rng.integers(0, n, len(probe)).astype(np.int64)
+    p[: len(p) // 2] = np.sort(p[: len(p) // 2])  # runs of one row's element
+    want_e = np.array([lut.get(int(x), -1) for x in rows["element_id"][p]], dtype=np.int64)
+    out = np.empty(len(p), np.int64), np.empty(len(p), np.int64), np.empty(len(p), np.int64), np.empty(len(p))
+    cols = rows["ts_ms"], rows["element_id"], rows["metric_id"], rows["value"]
+    K.gather_rows(p, *cols, keys, vals, *out)
+    for got, want in zip(out, (rows["ts_ms"][p], want_e, rows["metric_id"][p].astype(np.int64), rows["value"][p])):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    out = (
+        np.empty(2 * len(p), np.int64),
+        np.empty(2 * len(p), np.int64),
+        np.empty(2 * len(p), np.int64),
+        np.empty(2 * len(p)),
+    )
+    K.gather_pairs(p, rows["ts_ms"], rows["element_id"], rows["value"], rows["b"], 6, 7, keys, vals, *out)
+    want = (
+        np.tile(rows["ts_ms"][p], 2),
+        np.tile(want_e, 2),
+        np.repeat(np.array([6, 7], np.int64), len(p)),
+        np.concatenate([rows["value"][p], rows["b"][p]]),
+    )
+    for got, w in zip(out, want):
+        np.testing.assert_array_equal(got, w)
 
 
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 60), span=spans)
