@@ -58,6 +58,135 @@ def is_sorted(ts):
 
 
 @kernel
+def step_order(keys, bounds, order, starts):
+    """Events grouped by step, in their order within each step (a stable counting sort).
+
+    Parameters
+    ----------
+    keys : int64 array (n,), any layout
+        Event ``k``'s key (an event time, or a position in rows sorted by time).
+    bounds : int64 array (m,), non-decreasing
+        Event ``k`` is in step ``b`` = the number of bounds at or below ``keys[k]`` (0..m).
+    order : int64 (n,)
+        Written: the events ``k`` step by step.
+    starts : int64 (m + 2,)
+        Written: step ``b``'s events are ``order[starts[b]:starts[b + 1]]``.
+    """
+    n = keys.shape[0]
+    m = bounds.shape[0]
+    for b in range(m + 2):
+        starts[b] = 0
+    # the step of the previous event is reused while keys stay in its span (keys come nearly
+    # sorted: a binary search per step change, not per event)
+    for rep in range(2):
+        b = -1
+        lo = np.int64(0)
+        hi = np.int64(0)
+        for k in range(n):
+            x = keys[k]
+            if b < 0 or (b > 0 and x < lo) or (b < m and x >= hi):
+                # b = number of bounds <= x
+                a = 0
+                z = m
+                while a < z:
+                    c = (a + z) >> 1
+                    if bounds[c] <= x:
+                        a = c + 1
+                    else:
+                        z = c
+                b = a
+                if b > 0:
+                    lo = bounds[b - 1]
+                if b < m:
+                    hi = bounds[b]
+            if rep == 0:
+                starts[b + 1] += 1
+            else:
+                order[starts[b]] = k
+                starts[b] += 1
+        if rep == 0:
+            for b2 in range(m + 1):  # each step's first position (the second pass moves them on)
+                starts[b2 + 1] += starts[b2]
+    # after the second pass starts[b] is step b's end: back to starts
+    for b in range(m + 1, 0, -1):
+        starts[b] = starts[b - 1]
+    starts[0] = 0
+
+
+@kernel
+def _slot_of(key, mask):
+    return (key ^ (key >> 16) ^ (key >> 32)) & mask
+
+
+@kernel
+def id_table(ids, dense, keys, vals):
+    """Fill an open-addressing table of ``ids -> dense`` (``vals`` all -1 on entry, its length a
+    power of two above ``len(ids)``; an id given twice keeps its first value; ids with dense -1
+    are left out, so they look up as unknown, -1)."""
+    mask = vals.shape[0] - 1
+    for j in range(ids.shape[0]):
+        if dense[j] < 0:
+            continue
+        x = ids[j]
+        h = _slot_of(x, mask)
+        while vals[h] >= 0 and keys[h] != x:
+            h = (h + 1) & mask
+        if vals[h] < 0:
+            keys[h] = x
+            vals[h] = dense[j]
+
+
+@kernel
+def _look_up(x, keys, vals, mask):
+    h = _slot_of(x, mask)
+    while vals[h] >= 0:
+        if keys[h] == x:
+            return vals[h]
+        h = (h + 1) & mask
+    return -1
+
+
+@kernel
+def gather_rows(p, ts, el, metric, value, keys, vals, out_ts, out_elem, out_metric, out_value):
+    """Events of rows ``p`` (one per row): time, dense element (``el`` looked up in the
+    :func:`id_table` ``keys``/``vals``, -1 if unknown), metric as int64 and value."""
+    mask = vals.shape[0] - 1
+    prev = np.int64(0)
+    e = _look_up(prev, keys, vals, mask)
+    for k in range(p.shape[0]):
+        i = p[k]
+        x = np.int64(el[i])
+        if x != prev:  # a row's metrics come together: one look-up per run of an element
+            e = _look_up(x, keys, vals, mask)
+            prev = x
+        out_ts[k] = ts[i]
+        out_elem[k] = e
+        out_metric[k] = metric[i]
+        out_value[k] = value[i]
+
+
+@kernel
+def gather_pairs(p, ts, el, first, second, m_first, m_second, keys, vals, out_ts, out_elem, out_metric, out_value):
+    """Two events of each of rows ``p``: the first values of all rows (metric ``m_first``), then the
+    second values (``m_second``); elements looked up as in :func:`gather_rows`. Outputs hold
+    ``2 * len(p)`` events."""
+    mask = vals.shape[0] - 1
+    n = p.shape[0]
+    for k in range(n):
+        i = p[k]
+        t = ts[i]
+        e = _look_up(np.int64(el[i]), keys, vals, mask)
+        out_ts[k] = t
+        out_ts[n + k] = t
+        out_elem[k] = e
+        out_elem[n + k] = e
+        out_metric[k] = m_first
+        out_metric[n + k] = m_second
+        out_value[k] = first[i]
+        out_value[n + k] = second[i]
+
+
+@kernel
 def prepare_events(
     elem, metric, value, n_elements, n_metrics, log_offset, alive_metric, slot, scored, log_pos, log_arg
 ):

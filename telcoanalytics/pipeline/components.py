@@ -428,17 +428,72 @@ class AnomalyComponent(_Streamed, _Base):
         """Learn baselines and thresholds from a synthetic day's history: the clean equipment and
         QoS rows that *arrived* before ``until_ms`` (as a deployment restores them from yesterday's
         checkpoint). Rows arriving later are the replay's, so nothing is learned twice; findings of
-        the history are dropped."""
-        from telcoanalytics.anomaly.warmup import warm_up
+        the history are dropped.
+
+        The events are those of :meth:`_events` over each source's rows in arrival order,
+        equipment first, fed by :func:`~telcoanalytics.anomaly.warmup.warm_up`; they are gathered
+        an hour at a time, so no copy of the whole history is made."""
+        history = {source: self._history(day, source, until_ms) for source in ("equip", "qos")}
+        self._learn_rows(history, day.start_ms, until_ms)
+
+    def _learn_rows(self, history: dict, start_ms: int, until_ms: int) -> None:
+        """:meth:`learn` of ``history``: source -> ``(rows, index)`` as :meth:`_history` gives them.
+
+        Each hour's rows become events in one compiled pass (element ids looked up in a table
+        of ``topology.index_of`` over the topology's ids: the same dense indices, -1 unknown)."""
+        from kernels import anomaly_events as _ke
+        from telcoanalytics.anomaly.warmup import warm_up_parts
+
+        topo = self.topology
+        ids = np.asarray(topo.ids[topo.element_level], dtype=np.int64)
+        size = 1 << int(max(4 * len(ids), 16) - 1).bit_length()  # a power of two, load <= 1/4
+        keys, vals = np.zeros(size, dtype=np.int64), np.full(size, -1, dtype=np.int64)
+        _ke.id_table(ids, topo.index_of(ids), keys, vals)
+        n_eq = self.n_eq
+
+        def equip(rows):
+            cols = rows["ts_ms"], rows["element_id"], rows["metric_id"], rows["value"]
+
+            def gather(p):
+                n = len(p)
+                out = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n)
+                _ke.gather_rows(p, *cols, keys, vals, *out)
+                return [out]
+
+            return gather
+
+        def qos(rows):
+            cols = rows["ts_ms"], rows["element_id"], rows["latency_ms"], rows["loss_pct"]
+
+            def gather(p):  # latency of every row, then loss: the two groups of _events
+                n = 2 * len(p)
+                out = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n)
+                _ke.gather_pairs(p, *cols, n_eq, n_eq + 1, keys, vals, *out)
+                return [out]
+
+            return gather
+
+        parts = [
+            (history[s][0]["ts_ms"], history[s][1], make(history[s][0])) for s, make in (("equip", equip), ("qos", qos))
+        ]
+        warm_up_parts(self.net, parts, start_ms, until_ms)
+
+    @staticmethod
+    def _history(day, source: str, until_ms: int):
+        """``(rows, index)``: the clean rows of ``source`` that arrived before ``until_ms`` are
+        ``rows[index]``, in arrival order (what ``day.raw(source)`` gives, less what arrived
+        later and the duplicates and corrupted rows). Of a generated
+        :class:`~telcoanalytics.synth.network.SynthDay` they are read from its clean rows and
+        arrival order without building the arrival stream."""
+        from telcoanalytics.synth.network import SynthDay
         from telcoanalytics.synth.stream import ORIGIN_CLEAN
 
-        parts = []
-        for source in ("equip", "qos"):
-            rows, arrival_ms, origin = day.raw(source)
-            keep = (origin == ORIGIN_CLEAN) & (arrival_ms < until_ms)
-            parts.append(self._events(source, rows[keep], self.topology.index_of(rows[keep]["element_id"])))
-        ts, e, m, v = (np.concatenate([p[k] for p in parts]) for k in range(4))
-        warm_up(self.net, ts, e, m, v, day.start_ms, until_ms)
+        st = day._streams.get(source) if isinstance(day, SynthDay) else None
+        if st is not None:
+            k = int(np.searchsorted(st.clean_arrival_sorted, until_ms, side="left"))
+            return day[source], st.clean_order[:k]
+        rows, arrival_ms, origin = day.raw(source)
+        return rows, np.flatnonzero((origin == ORIGIN_CLEAN) & (arrival_ms < until_ms))
 
     def _events(self, source, rows, element_index):
         """(ts_ms, element, metric, value) of equipment metrics and QoS latency/loss rows."""
