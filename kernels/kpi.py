@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._numba import kernel, kernel_exact
+from ._numba import kernel, kernel_exact, prefetch_at
 
 # ---- row reason codes ----------------------------------------------------------------------
 R_OK = 0
@@ -785,6 +785,23 @@ def _add_row(ring, s, e, m, tc, tv, nt, dv, runs):
                     out_t[j, e] += dv[q]
 
 
+#: rows ahead whose ring cells the add kernels prefetch (the cells of a minute's rows are scattered
+#: over the column planes of a slot: a few cache misses per row once the rule evaluation between two
+#: batches has pushed the slot out of the cache)
+ADD_PREFETCH_AHEAD = 8
+
+
+@kernel
+def _ahead_slot(minute, reason, j, late_bound, lo, lo_slot, n_slots):
+    """Slot of row ``j``'s minute for a prefetch, -1 when the row is rejected or too late (no write)."""
+    if reason[j] != R_OK:
+        return -1
+    m = minute[j]
+    if m <= late_bound:
+        return -1
+    return _add_slot(m, lo, lo_slot, n_slots)
+
+
 @kernel
 def kpi_add_cdr(elem, minute, route, used, fields, cause_class, reason, ring, runs, acc):
     """Second pass of a CDR add, one pass over the rows: routing (``R_TOO_LATE`` at or before
@@ -804,8 +821,23 @@ def kpi_add_cdr(elem, minute, route, used, fields, cause_class, reason, ring, ru
     tv = np.zeros(N_CDR)
     dv = np.zeros(N_CDR)
     cover_lo, cover_hi = _run_cover(runs)
+    n_rows = elem.shape[0]
     n = 0
-    for i in range(elem.shape[0]):
+    for i in range(n_rows):
+        j = i + ADD_PREFETCH_AHEAD
+        if j < n_rows:  # the cells most rows write (attempt, setup, answer, normal clearing, holding time)
+            sj = _ahead_slot(minute, reason, j, late_bound, lo, lo_slot, n_slots)
+            svj = service[j]
+            if sj >= 0 and svj >= 0 and svj < n_services:
+                ej = elem[j]
+                rs = ring[sj]
+                bj = svj * N_CDR
+                prefetch_at(rs, ej, bj + C_ATTEMPTS)
+                prefetch_at(rs, ej, bj + C_SETUP_OK)
+                prefetch_at(rs, ej, bj + C_ANSWERED)
+                prefetch_at(rs, ej, bj + C_NORMAL)
+                prefetch_at(rs, ej, bj + C_HOLD_S)
+                prefetch_at(row_used, sj, ej)
         if reason[i] != R_OK:
             continue
         m = minute[i]
@@ -900,8 +932,30 @@ def kpi_add_equip(elem, minute, route, used, fields, pm_interval_s, reason, ring
     tv = np.zeros(N_ELEM)
     dv = np.zeros(N_ELEM)
     cover_lo, cover_hi = _run_cover(runs)
+    n_rows = elem.shape[0]
     n = 0
-    for i in range(elem.shape[0]):
+    for i in range(n_rows):
+        j = i + ADD_PREFETCH_AHEAD
+        if j < n_rows:  # the row count and the metric's first two cells
+            sj = _ahead_slot(minute, reason, j, late_bound, lo, lo_slot, n_slots)
+            mj = metric_id[j]
+            if sj >= 0 and mj >= 0 and mj <= M_TEMPERATURE:
+                ej = elem[j]
+                rs = ring[sj]
+                prefetch_at(rs, ej, E_EQUIP_ROWS)
+                if mj == M_UNAVAILABLE:
+                    prefetch_at(rs, ej, E_AVAIL_REPORTS)
+                    prefetch_at(rs, ej, E_PERIOD_S)
+                    prefetch_at(rs, ej, E_UP_S)
+                elif mj != M_TEMPERATURE:
+                    cj = (
+                        E_CPU_SUM
+                        if mj == M_CPU
+                        else (E_PRB_SUM if mj == M_PRB else (E_THR_SUM if mj == M_THROUGHPUT else E_ERRORS))
+                    )
+                    prefetch_at(rs, ej, cj)
+                    prefetch_at(rs, ej, cj + 1)
+                prefetch_at(row_used, sj, ej)
         if reason[i] != R_OK:
             continue
         m = minute[i]
@@ -988,8 +1042,22 @@ def kpi_add_qos(elem, minute, route, used, fields, hist_params, reason, ring, hi
     dv = np.zeros(N_ELEM)
     cover_lo, cover_hi = _run_cover(runs_e)
     hcover_lo, hcover_hi = _run_cover(runs_h)
+    n_rows = elem.shape[0]
     n = 0
-    for i in range(elem.shape[0]):
+    for i in range(n_rows):
+        j = i + ADD_PREFETCH_AHEAD
+        if j < n_rows:  # the measure cells (one per column plane), the latency bucket, the row marks
+            sj = _ahead_slot(minute, reason, j, late_bound, lo, lo_slot, n_slots)
+            if sj >= 0:
+                ej = elem[j]
+                rs = ring[sj]
+                for c in range(E_QOS_ROWS, E_MOS_N + 1):
+                    prefetch_at(rs, ej, c)
+                la_j = latency_ms[j]
+                if math.isfinite(la_j) and la_j >= 0.0:
+                    prefetch_at(hist_ring[sj], ej, kpi_hist_bin(la_j, lo_ms, bins_per_octave, n_bins))
+                prefetch_at(row_used, sj, ej)
+                prefetch_at(hist_row_used, sj, ej)
         if reason[i] != R_OK:
             continue
         m = minute[i]

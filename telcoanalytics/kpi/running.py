@@ -141,8 +141,26 @@ class _RunningAggregates:
             self._shift(r, self._present(group, lo, hi), np.zeros(0, np.int64))
         else:
             self._shift(r, self._present(group, r.hi, hi), self._present(group, r.lo, lo))
+        if r.lo is None:
+            self._runs_changed()  # a new sum, or one set up again: the add kernels' lists change
         r.lo, r.hi = lo, hi
         return r
+
+    def _runs_changed(self):
+        """The set of running aggregates placed in the rings, or an output array, changed: the lists
+        :meth:`_runs_of` and :meth:`_running_args` keep are built again at their next use."""
+        self._runs_cache = {}
+
+    def _runs_of(self, group: str, kind: str) -> list:
+        """The running aggregates of ``group`` and ``kind`` placed in the ring (``lo`` set), in
+        creation order (kept until :meth:`_runs_changed`: a batch add asks for them every call)."""
+        key = (group, kind)
+        runs = self._runs_cache.get(key)
+        if runs is None:
+            runs = self._runs_cache[key] = [
+                r for r in self._running.values() if r.group == group and r.kind == kind and r.lo is not None
+            ]
+        return runs
 
     def slide_running(self, end_minute: int) -> int:
         """Move every sliding window sum (keys ``("win", group, w)``, interval ``[end - w, end)``)
@@ -230,18 +248,24 @@ class _RunningAggregates:
         take them (:func:`kernels.kpi.kpi_add_cdr`): their intervals, the position of each ring
         column among their columns (-1: not summed), their outputs transposed (``out.T``: one
         array type per ring whether a sum is stored by column or by row, or has one column)."""
-        runs = [r for r in self._running.values() if r.group == group and r.kind == "sum" and r.lo is not None]
-        width = self._ring(group).shape[2]
+        runs = self._runs_of(group, "sum")
+        fixed = self._runs_cache.get(("args", group))
+        if fixed is None:  # column maps and transposed outputs: the same until the sums change
+            width = self._ring(group).shape[2]
+            if not runs:
+                fixed = (np.full((0, width), -1, np.int64), (_NO_OUT,))
+            else:
+                colmap = np.full((len(runs), width), -1, np.int64)
+                for k, r in enumerate(runs):
+                    colmap[k, r.cols] = np.arange(len(r.cols))
+                fixed = (colmap, tuple(r.out.T for r in runs))
+            self._runs_cache[("args", group)] = fixed
         if not runs:
-            return (_NO_UNITS, _NO_UNITS, np.full((0, width), -1, np.int64), (_NO_OUT,))
-        colmap = np.full((len(runs), width), -1, np.int64)
-        for k, r in enumerate(runs):
-            colmap[k, r.cols] = np.arange(len(r.cols))
+            return (_NO_UNITS, _NO_UNITS, *fixed)
         return (
             np.array([r.lo for r in runs], np.int64),
             np.array([r.hi for r in runs], np.int64),
-            colmap,
-            tuple(r.out.T for r in runs),
+            *fixed,
         )
 
     def _running_snapshot_act(self, source, reason, elem, minute, late_bound, rows_lo=None, rows_hi=None):
@@ -249,11 +273,13 @@ class _RunningAggregates:
         running activity count will touch, with their current values (None when there are none;
         running sums move inside the add kernels). ``rows_lo``, ``rows_hi``: the lowest and highest
         minute of the accepted rows when known (a batch wholly outside every count is not scanned)."""
-        runs = [
-            r
-            for r in self._running.values()
-            if r.kind == "act" and r.lo is not None and r.group in self._SOURCE_GROUPS[source]
-        ]
+        runs = self._runs_cache.get(("act", source))
+        if runs is None:
+            runs = self._runs_cache[("act", source)] = [
+                r
+                for r in self._running.values()
+                if r.kind == "act" and r.lo is not None and r.group in self._SOURCE_GROUPS[source]
+            ]
         if not runs:
             return None
         lo, hi = min(r.lo for r in runs), max(r.hi for r in runs)
@@ -265,20 +291,20 @@ class _RunningAggregates:
         if len(cs) == 0:
             return None
         self.slot_minute[cs] = cm  # as the add kernel sets them
-        groups = {}
-        for r in runs:
-            groups.setdefault(r.group, []).append(r)
+        groups = self._runs_cache.get(("actgroups", source))
+        if groups is None:  # per ring: its counts, column pointers and columns, outputs
+            by_group = {}
+            for r in runs:
+                by_group.setdefault(r.group, []).append(r)
+            groups = []
+            for g, rs in by_group.items():
+                col_ptr = np.zeros(len(rs) + 1, np.int64)
+                np.cumsum([len(r.cols) for r in rs], out=col_ptr[1:])
+                groups.append((g, rs, col_ptr, np.concatenate([r.cols for r in rs]), tuple(r.out for r in rs)))
+            self._runs_cache[("actgroups", source)] = groups
         late = []
-        for g, rs in groups.items():
-            col_ptr = np.zeros(len(rs) + 1, np.int64)
-            np.cumsum([len(r.cols) for r in rs], out=col_ptr[1:])
-            args = (
-                np.array([r.lo for r in rs], np.int64),
-                np.array([r.hi for r in rs], np.int64),
-                col_ptr,
-                np.concatenate([r.cols for r in rs]),
-            )
-            outs = tuple(r.out for r in rs)
+        for g, rs, col_ptr, cols, outs in groups:
+            args = (np.array([r.lo for r in rs], np.int64), np.array([r.hi for r in rs], np.int64), col_ptr, cols)
             K.kpi_act_count(self._ring(g), cs, ce, cm, *args, -1, outs)  # the activity before the batch out
             late.append((g, args, outs))
         return late, cs, ce, cm

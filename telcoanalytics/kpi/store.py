@@ -45,8 +45,11 @@ from telcoanalytics.kpi.definitions import (
 from telcoanalytics.kpi.reads import _WindowReads
 from telcoanalytics.kpi.running import PLANE_GROUPS, _RunningAggregates
 from telcoanalytics.records import (
+    DTYPES,
+    ELEMENT_FIELD,
     SERVICE_CODE,
     SERVICES,
+    TIME_FIELD,
 )
 from telcoanalytics.topology.model import Topology
 
@@ -136,6 +139,7 @@ class CounterStore(_WindowReads, _RunningAggregates):
         self._hour_cols()
         self._build_index()
         self._running: dict = {}  # key -> _Running (derived state, rebuilt after a restore)
+        self._runs_cache: dict = {}  # lists of the running aggregates the add path uses (_runs_of)
         # per minute slot and ring: may hold non-zero counters (False only for slots known empty, so
         # running aggregates skip reading them; PM / probe rings are empty 4 minutes in 5)
         self._slot_used = {g: np.ones(self.minute_ring, bool) for g in ("cdr", "elem", "hist")}
@@ -245,6 +249,7 @@ class CounterStore(_WindowReads, _RunningAggregates):
                 order = "F" if r.out.ndim == 2 and r.group in PLANE_GROUPS else "C"
                 r.out = np.zeros((n_new,) + r.out.shape[1:], r.out.dtype, order=order)
                 r.lo = r.hi = None  # rebuilt from the rings at the next use
+            self._runs_changed()
         self.topology = topology
         self._build_index()
         self.version += 1
@@ -356,8 +361,6 @@ class CounterStore(_WindowReads, _RunningAggregates):
         ValueError
             If ``source`` is unknown or ``batch`` lacks the canonical fields.
         """
-        from telcoanalytics.records import DTYPES, ELEMENT_FIELD, TIME_FIELD
-
         if source not in DTYPES:
             raise ValueError(f"source {source!r} is unknown; expected one of {', '.join(DTYPES)}")
         batch = np.asarray(batch)
@@ -417,12 +420,14 @@ class CounterStore(_WindowReads, _RunningAggregates):
             n = K.kpi_add_qos(elem, minute, route, used, fields, hp, reason, self.elem, self.hist, runs, acc)
         if act is not None:
             self._running_apply(act)
-        counts = np.bincount(reason, minlength=K.N_REASONS)
-        self.rejected += counts
-        self.rejected[0] = 0
+        rej = {}
+        if n < len(batch):  # rows rejected: their reasons counted (the usual batch has none)
+            counts = np.bincount(reason, minlength=K.N_REASONS)
+            self.rejected += counts
+            self.rejected[0] = 0
+            rej = {REJECT_NAMES[i]: int(counts[i]) for i in range(1, K.N_REASONS) if counts[i]}
         if n:
             self.version += 1
-        rej = {REJECT_NAMES[i]: int(counts[i]) for i in range(1, K.N_REASONS) if counts[i]}
         return AddResult(int(n), rej, acc[0][:n], acc[1][:n])
 
     # ---- merge / checkpoint --------------------------------------------------------------
@@ -488,6 +493,7 @@ class CounterStore(_WindowReads, _RunningAggregates):
         self.version += 1
         for r in self._running.values():
             r.lo = r.hi = None  # recomputed from the rings at the next use
+        self._runs_changed()
         for used in self._slot_used.values():
             used[:] = True
         for used in self._row_used.values():
