@@ -20,6 +20,7 @@ from telcoanalytics.records import (
     SERVICES,
     TECHNOLOGIES,
 )
+from telcoanalytics.synth._kernels import equip_table, stable_argsort
 from telcoanalytics.synth.scenarios import CONGESTION_ONSET, Effects
 from telcoanalytics.synth.topology import CORE, MACRO, PGW, SMALL, SWITCH, SynthTopology
 
@@ -161,14 +162,10 @@ def equip_rows(
         has[np.ix_(cls == c, [METRIC_CODE[m] for m in names])] = True
     slow = np.array([m in SLOW_METRICS for m in METRICS])
     on_env = (np.arange(n_t) % env_every) == 0
-    mask = has[None, :, :] & (eff.present & ~eff.gap)[:, :, None] & (~slow[None, None, :] | on_env[:, None, None])
-    out = np.empty(int(mask.sum()), dtype=EQUIP_DTYPE)
-    shape = mask.shape
-    out["ts_ms"] = np.broadcast_to(times_ms[:, None, None], shape)[mask]
-    out["element_id"] = np.broadcast_to(topo.table["element_id"][None, :, None], shape)[mask]
-    out["metric_id"] = np.broadcast_to(np.arange(len(METRICS), dtype=np.int32)[None, None, :], shape)[mask]
-    out["value"] = np.moveaxis(grids, 0, 2)[mask]
-    return out
+    # rows in (interval, element, metric) order
+    return equip_table(
+        times_ms, topo.table["element_id"], has, eff.present & ~eff.gap, slow, on_env, grids, EQUIP_DTYPE
+    )
 
 
 def qos_rows(topo, times_ms, x, eff: Effects, rng: np.random.Generator) -> np.ndarray:
@@ -276,7 +273,7 @@ def cdr_rows(
     flat = np.repeat(np.arange(n_t * n_e), counts)
     start = times_ms[flat // n_e] + rng.integers(0, dt_ms, n)
     # sort by start time first, so every per-call attribute is drawn in output order
-    order = np.argsort(start, kind="stable")
+    order = stable_argsort(start)
     start, flat = start[order], flat[order]
     del order
     _k, e = flat // n_e, flat % n_e
