@@ -188,15 +188,54 @@ def qos_rows(topo, times_ms, x, eff: Effects, rng: np.random.Generator) -> np.nd
         base[cls == c] = v
     base = base * rng.lognormal(0.0, 0.25, n_e)
     u = np.minimum(x, 0.985)
-    lat = base[None, :] * (1.0 + 0.15 * u / (1.0 - u)) * eff.lat_mult * rng.lognormal(0.0, 0.08, u.shape)
-    jit = 0.12 * lat * rng.lognormal(0.0, 0.3, u.shape)
-    loss = 0.02 * rng.lognormal(0.0, 0.5, u.shape) + 100.0 * np.maximum(u - CONGESTION_ONSET, 0.0) ** 2 + eff.loss_add
-    loss = np.clip(loss, 0.0, 100.0)
-    d = lat + 2.0 * jit + 10.0  # one-way mouth-to-ear delay
-    i_d = 0.024 * d + 0.11 * (d - 177.3) * (d > 177.3)
-    i_e = 95.0 * loss / (loss + 4.3)
-    r = np.clip(93.2 - i_d - i_e, 0.0, 100.0)
-    mos = np.clip(1.0 + 0.035 * r + 7e-6 * r * (r - 60.0) * (100.0 - r), 1.0, 4.5)
+    # The grids below are computed in place, operation by operation as the formulas read (each
+    # rewrite swaps only the operands of one + or *, which is exact): fewer large temporaries.
+    # lat = base * (1 + 0.15 u / (1 - u)) * lat_mult * lognormal
+    lat = np.multiply(0.15, u)
+    tmp = np.subtract(1.0, u)
+    np.divide(lat, tmp, out=lat)
+    np.add(lat, 1.0, out=lat)
+    np.multiply(lat, base[None, :], out=lat)
+    np.multiply(lat, eff.lat_mult, out=lat)
+    np.multiply(lat, rng.lognormal(0.0, 0.08, u.shape), out=lat)
+    # jit = 0.12 lat lognormal
+    jit = np.multiply(0.12, lat)
+    np.multiply(jit, rng.lognormal(0.0, 0.3, u.shape), out=jit)
+    # loss = clip(0.02 lognormal + 100 max(u - onset, 0)^2 + loss_add, 0, 100)
+    loss = rng.lognormal(0.0, 0.5, u.shape)
+    np.multiply(loss, 0.02, out=loss)
+    np.subtract(u, CONGESTION_ONSET, out=tmp)
+    np.maximum(tmp, 0.0, out=tmp)
+    np.multiply(tmp, tmp, out=tmp)  # ** 2
+    np.multiply(tmp, 100.0, out=tmp)
+    np.add(loss, tmp, out=loss)
+    np.add(loss, eff.loss_add, out=loss)
+    np.clip(loss, 0.0, 100.0, out=loss)
+    # one-way mouth-to-ear delay d = lat + 2 jit + 10, its impairment i_d = 0.024 d + 0.11 (d - 177.3) [d > 177.3]
+    d = np.multiply(2.0, jit)
+    np.add(lat, d, out=d)
+    np.add(d, 10.0, out=d)
+    np.subtract(d, 177.3, out=tmp)
+    np.multiply(tmp, 0.11, out=tmp)
+    np.multiply(tmp, d > 177.3, out=tmp)
+    i_d = np.multiply(d, 0.024, out=d)
+    np.add(i_d, tmp, out=i_d)
+    # i_e = 95 loss / (loss + 4.3); r = clip(93.2 - i_d - i_e, 0, 100)
+    i_e = np.multiply(95.0, loss)
+    np.add(loss, 4.3, out=tmp)
+    np.divide(i_e, tmp, out=i_e)
+    r = np.subtract(93.2, i_d, out=i_d)
+    np.subtract(r, i_e, out=r)
+    np.clip(r, 0.0, 100.0, out=r)
+    # mos = clip(1 + 0.035 r + 7e-6 r (r - 60) (100 - r), 1, 4.5), rounded, cells only
+    mos = np.multiply(0.035, r, out=i_e)
+    np.add(mos, 1.0, out=mos)
+    np.multiply(7e-6, r, out=tmp)
+    np.multiply(tmp, r - 60.0, out=tmp)
+    np.multiply(tmp, np.subtract(100.0, r, out=r), out=tmp)
+    np.add(mos, tmp, out=mos)
+    np.clip(mos, 1.0, 4.5, out=mos)
+    del tmp, r
     mos = np.where(is_cell[None, :], np.round(mos, 3), np.nan)
     mask = eff.present
     out = np.empty(int(mask.sum()), dtype=QOS_DTYPE)
