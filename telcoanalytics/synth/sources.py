@@ -140,23 +140,57 @@ def equip_rows(
     is_cell = topo.is_cell
     u = np.minimum(x, 1.0)
     grids = np.empty((len(METRICS), n_t, n_e), dtype=np.float64)
-    # control channels keep a live cell's PRB use above ~2%; noise is mostly relative
-    prb = 0.02 + 0.98 * u * (1.0 + rng.normal(0, 0.03, u.shape)) + rng.normal(0, 0.003, u.shape)
-    grids[METRIC_CODE["prb_util_pct"]] = 100.0 * np.clip(prb, 0.0, 1.0)
-    grids[METRIC_CODE["cpu_util_pct"]] = np.clip(8.0 + 55.0 * u + rng.normal(0, 2.0, u.shape), 0.0, 100.0)
-    grids[METRIC_CODE["throughput_mbps"]] = np.maximum(thr * (1.0 + rng.normal(0, 0.02, u.shape)), 0.0)
+    # Each plane is computed in place, operation by operation as its formula reads (a rewrite
+    # swaps only the operands of one + or *, which is exact): no large temporaries beyond the draws.
+    # control channels keep a live cell's PRB use above ~2%; noise is mostly relative:
+    # prb = 100 clip(0.02 + 0.98 u (1 + N(0, 0.03)) + N(0, 0.003), 0, 1)
+    g = grids[METRIC_CODE["prb_util_pct"]]
+    np.multiply(0.98, u, out=g)
+    noise = rng.normal(0, 0.03, u.shape)
+    np.add(noise, 1.0, out=noise)
+    np.multiply(g, noise, out=g)
+    np.add(g, 0.02, out=g)
+    np.add(g, rng.normal(0, 0.003, u.shape), out=g)
+    np.clip(g, 0.0, 1.0, out=g)
+    np.multiply(g, 100.0, out=g)
+    # cpu = clip(8 + 55 u + N(0, 2), 0, 100)
+    g = grids[METRIC_CODE["cpu_util_pct"]]
+    np.multiply(55.0, u, out=g)
+    np.add(g, 8.0, out=g)
+    np.add(g, rng.normal(0, 2.0, u.shape), out=g)
+    np.clip(g, 0.0, 100.0, out=g)
+    # throughput = max(thr (1 + N(0, 0.02)), 0)
+    g = grids[METRIC_CODE["throughput_mbps"]]
+    noise = rng.normal(0, 0.02, u.shape)
+    np.add(noise, 1.0, out=noise)
+    np.multiply(thr, noise, out=g)
+    np.maximum(g, 0.0, out=g)
+    del noise
     p_un = 0.0005 + eff.unavail_p
     hit = rng.random(u.shape) < p_un
     secs = np.where(eff.unavail_p > 0, rng.uniform(5.0, 120.0, u.shape), rng.uniform(1.0, interval_s, u.shape))
-    grids[METRIC_CODE["unavailable_s"]] = np.where(hit, np.round(secs), 0.0)
+    g = grids[METRIC_CODE["unavailable_s"]]
+    g[...] = 0.0
+    np.copyto(g, np.round(secs, out=secs), where=hit)
+    del p_un, hit, secs
     err_base = rng.lognormal(np.log(2.0), 0.6, n_e)
-    grids[METRIC_CODE["error_count"]] = rng.poisson(err_base[None, :] * (0.3 + u) * eff.err_mult)
+    lam = np.add(u, 0.3)  # err_base (0.3 + u) err_mult
+    np.multiply(lam, err_base[None, :], out=lam)
+    np.multiply(lam, eff.err_mult, out=lam)
+    grids[METRIC_CODE["error_count"]] = rng.poisson(lam)
+    del lam
     hour = (times_ms / 3_600_000.0) % 24.0
     ambient = region_temp_c[topo.region][None, :] + 4.0 * np.cos((hour[:, None] - 15.0) * np.pi / 12.0)
     offset = np.where(is_cell, 12.0, 22.0) + rng.normal(0, 2.0, n_e)
-    grids[METRIC_CODE["temperature_c"]] = np.round(
-        ambient + offset[None, :] + 12.0 * u + rng.normal(0, 0.4, u.shape), 1
-    )
+    # temperature = round(ambient + offset + 12 u + N(0, 0.4), 1)
+    g = grids[METRIC_CODE["temperature_c"]]
+    np.add(ambient, offset[None, :], out=g)
+    del ambient
+    t12 = np.multiply(12.0, u)
+    np.add(g, t12, out=g)
+    del t12
+    np.add(g, rng.normal(0, 0.4, u.shape), out=g)
+    np.round(g, 1, out=g)
     has = np.zeros((n_e, len(METRICS)), bool)
     for c, names in CLASS_METRICS.items():
         has[np.ix_(cls == c, [METRIC_CODE[m] for m in names])] = True
