@@ -663,12 +663,14 @@ def records_from_json_lines(lines: list[str], dtype: np.dtype) -> np.ndarray:
 
 
 _ARROW_KINDS = {"i": "int64", "u": "uint64", "f": "float64", "U": "string", "b": "bool_"}
+_ARROW_CHUNK = 16_384  # lines per pyarrow read
 
 
 def _records_from_json_lines_arrow(lines: list[str], dtype: np.dtype, out: np.ndarray) -> bool:
-    """Fill ``out`` from ``lines`` with pyarrow's JSON reader; False (``out`` untouched) when
-    pyarrow is missing, a field has another type, the text is not what the reader takes, or a
-    field other than a float is null or missing (the :mod:`json` path then decides)."""
+    """Fill ``out`` from ``lines`` with pyarrow's JSON reader, ``_ARROW_CHUNK`` lines at a time
+    (small transient buffers); False when pyarrow is missing, a field has another type, the text
+    is not what the reader takes, or a field other than a float is null or missing (the
+    :mod:`json` path then decides; ``out`` may then hold part of the records)."""
     if any(dtype[n].kind not in _ARROW_KINDS or dtype[n].shape for n in dtype.names):
         return False
     try:
@@ -680,25 +682,29 @@ def _records_from_json_lines_arrow(lines: list[str], dtype: np.dtype, out: np.nd
         return False
     schema = pa.schema([pa.field(n, getattr(pa, _ARROW_KINDS[dtype[n].kind])()) for n in dtype.names])
     opts = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-    try:
-        table = pj.read_json(io.BytesIO(("\n".join(lines) + "\n").encode()), parse_options=opts)
-    except (pa.ArrowInvalid, UnicodeEncodeError):
-        return False
-    if table.num_rows != len(lines):
-        return False
-    cols = {}
-    for n in dtype.names:
-        col = table.column(n).combine_chunks()
-        kind = dtype[n].kind
-        if col.null_count and kind != "f":
+    for lo in range(0, len(lines), _ARROW_CHUNK):
+        part = lines[lo : lo + _ARROW_CHUNK]
+        try:
+            table = pj.read_json(io.BytesIO(("\n".join(part) + "\n").encode()), parse_options=opts)
+        except (pa.ArrowInvalid, UnicodeEncodeError):
             return False
-        if kind == "U":  # few distinct texts: convert each once
-            enc = col.dictionary_encode()
-            cols[n] = np.array(enc.dictionary.to_pylist(), dtype=dtype[n])[enc.indices.to_numpy()]
-        else:
-            cols[n] = col.to_numpy(zero_copy_only=False)  # null floats become NaN
-    for n, v in cols.items():
-        out[n] = v
+        if table.num_rows != len(part):
+            return False
+        cols = {}
+        for n in dtype.names:
+            col = table.column(n).combine_chunks()
+            kind = dtype[n].kind
+            if col.null_count and kind != "f":
+                return False
+            if kind == "U":  # few distinct texts: convert each once
+                enc = col.dictionary_encode()
+                cols[n] = np.array(enc.dictionary.to_pylist(), dtype=dtype[n])[enc.indices.to_numpy()]
+            else:
+                cols[n] = col.to_numpy(zero_copy_only=False)  # null floats become NaN
+        for n, v in cols.items():
+            out[n][lo : lo + len(part)] = v
+    del table, cols
+    pa.default_memory_pool().release_unused()  # the reader's buffers back to the system
     return True
 
 

@@ -41,7 +41,12 @@ def test_arrow_reader_equals_json(rows):
     a = np.array(rows, dtype=DT)
     lines = json_lines_of_records(a)
     out = np.zeros(len(lines), DT)
-    assert components._records_from_json_lines_arrow(lines, DT, out)
+    chunk = components._ARROW_CHUNK
+    try:
+        components._ARROW_CHUNK = 7  # several reads
+        assert components._records_from_json_lines_arrow(lines, DT, out)
+    finally:
+        components._ARROW_CHUNK = chunk
     ref = _reference(lines, DT)
     assert out.tobytes() == ref.tobytes()
     assert records_from_json_lines(lines, DT).tobytes() == ref.tobytes()
