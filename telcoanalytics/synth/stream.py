@@ -204,7 +204,6 @@ def build_streams(arrays: dict, cfg, id_salt: int, rng: np.random.Generator):
             base = a["ts_ms"]
             delay, cat = _delays(n, cfg, rng)
         else:
-            base = a["ts_ms"] + cfg.pm_interval_ms
             if source == "equip" and n:
                 # one delay per PM file (element, interval): sort the files, then expand to rows
                 ts = a["ts_ms"]
@@ -217,6 +216,7 @@ def build_streams(arrays: dict, cfg, id_salt: int, rng: np.random.Generator):
                 arrival = _GroupArrival(first, g_arr)
                 cat = (c, size)
             else:
+                base = a["ts_ms"] + cfg.pm_interval_ms
                 delay, cat = _delays(n, cfg, rng)
         if source != "equip" or not n:
             arrival = base + delay
