@@ -698,9 +698,14 @@ def json_lines_of_records(rows: np.ndarray) -> list[str]:
 
 
 def records_from_json_lines(lines: list[str], dtype: np.dtype) -> np.ndarray:
-    """The structured array of JSON lines written by :func:`json_lines_of_records` (null as NaN)."""
+    """The structured array of JSON lines written by :func:`json_lines_of_records` (null as NaN).
+
+    Parsed by pyarrow's JSON reader when it is installed and the fields are numbers, booleans and
+    text (the same values: numbers are read correctly rounded either way), else by :mod:`json`."""
     out = np.zeros(len(lines), dtype=dtype)
     if not lines:
+        return out
+    if _records_from_json_lines_arrow(lines, dtype, out):
         return out
     recs = json.loads("[" + ",".join(lines) + "]")
     nan = float("nan")
@@ -710,6 +715,52 @@ def records_from_json_lines(lines: list[str], dtype: np.dtype) -> np.ndarray:
             vals = [nan if v is None else v for v in vals]
         out[n] = vals
     return out
+
+
+_ARROW_KINDS = {"i": "int64", "u": "uint64", "f": "float64", "U": "string", "b": "bool_"}
+_ARROW_CHUNK = 16_384  # lines per pyarrow read
+
+
+def _records_from_json_lines_arrow(lines: list[str], dtype: np.dtype, out: np.ndarray) -> bool:
+    """Fill ``out`` from ``lines`` with pyarrow's JSON reader, ``_ARROW_CHUNK`` lines at a time
+    (small transient buffers); False when pyarrow is missing, a field has another type, the text
+    is not what the reader takes, or a field other than a float is null or missing (the
+    :mod:`json` path then decides; ``out`` may then hold part of the records)."""
+    if any(dtype[n].kind not in _ARROW_KINDS or dtype[n].shape for n in dtype.names):
+        return False
+    try:
+        import io
+
+        import pyarrow as pa
+        import pyarrow.json as pj
+    except ImportError:  # pragma: no cover - pyarrow is installed in the test environment
+        return False
+    schema = pa.schema([pa.field(n, getattr(pa, _ARROW_KINDS[dtype[n].kind])()) for n in dtype.names])
+    opts = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    for lo in range(0, len(lines), _ARROW_CHUNK):
+        part = lines[lo : lo + _ARROW_CHUNK]
+        try:
+            table = pj.read_json(io.BytesIO(("\n".join(part) + "\n").encode()), parse_options=opts)
+        except (pa.ArrowInvalid, UnicodeEncodeError):
+            return False
+        if table.num_rows != len(part):
+            return False
+        cols = {}
+        for n in dtype.names:
+            col = table.column(n).combine_chunks()
+            kind = dtype[n].kind
+            if col.null_count and kind != "f":
+                return False
+            if kind == "U":  # few distinct texts: convert each once
+                enc = col.dictionary_encode()
+                cols[n] = np.array(enc.dictionary.to_pylist(), dtype=dtype[n])[enc.indices.to_numpy()]
+            else:
+                cols[n] = col.to_numpy(zero_copy_only=False)  # null floats become NaN
+        for n, v in cols.items():
+            out[n][lo : lo + len(part)] = v
+    del table, cols
+    pa.default_memory_pool().release_unused()  # the reader's buffers back to the system
+    return True
 
 
 def _hhmm(t_ms) -> str:

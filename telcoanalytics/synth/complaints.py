@@ -123,15 +123,14 @@ def complaint_rows(
         el.append(cells[ci])
         cat_code.append(np.full(len(ti), COMPLAINT_CATEGORY_CODE[cat]))
     # from the calls: drops and network failures
-    idx = topo.table["element_id"]
-    order = np.argsort(idx)
-    pos = order[np.clip(np.searchsorted(idx[order], cdr["element_id"]), 0, len(idx) - 1)]
     network = ~np.isin(cdr["cause"], CAUSE_NORMAL + CAUSE_USER)
     answered = cdr["answer_ms"] >= 0
     p = np.where(answered & network, P_DROP_COMPLAINT, np.where(network, P_FAIL_COMPLAINT, 0.0))
     hit = np.flatnonzero(rng.random(len(cdr)) < np.minimum(1.0, scale * p))
     ts.append(cdr["end_ms"][hit] + _lag(rng, len(hit)))
-    el.append(pos[hit])
+    idx = topo.table["element_id"]  # the dense element of each call that complains
+    order = np.argsort(idx)
+    el.append(order[np.clip(np.searchsorted(idx[order], cdr["element_id"][hit]), 0, len(idx) - 1)])
     cat_code.append(np.full(len(hit), COMPLAINT_CATEGORY_CODE["dropped_calls"]))
     t_all = np.concatenate(ts)
     e_all = np.concatenate(el)

@@ -20,6 +20,7 @@ from telcoanalytics.records import (
     SERVICES,
     TECHNOLOGIES,
 )
+from telcoanalytics.synth._kernels import equip_table, stable_argsort
 from telcoanalytics.synth.scenarios import CONGESTION_ONSET, Effects
 from telcoanalytics.synth.topology import CORE, MACRO, PGW, SMALL, SWITCH, SynthTopology
 
@@ -139,36 +140,66 @@ def equip_rows(
     is_cell = topo.is_cell
     u = np.minimum(x, 1.0)
     grids = np.empty((len(METRICS), n_t, n_e), dtype=np.float64)
-    # control channels keep a live cell's PRB use above ~2%; noise is mostly relative
-    prb = 0.02 + 0.98 * u * (1.0 + rng.normal(0, 0.03, u.shape)) + rng.normal(0, 0.003, u.shape)
-    grids[METRIC_CODE["prb_util_pct"]] = 100.0 * np.clip(prb, 0.0, 1.0)
-    grids[METRIC_CODE["cpu_util_pct"]] = np.clip(8.0 + 55.0 * u + rng.normal(0, 2.0, u.shape), 0.0, 100.0)
-    grids[METRIC_CODE["throughput_mbps"]] = np.maximum(thr * (1.0 + rng.normal(0, 0.02, u.shape)), 0.0)
+    # Each plane is computed in place, operation by operation as its formula reads (a rewrite
+    # swaps only the operands of one + or *, which is exact): no large temporaries beyond the draws.
+    # control channels keep a live cell's PRB use above ~2%; noise is mostly relative:
+    # prb = 100 clip(0.02 + 0.98 u (1 + N(0, 0.03)) + N(0, 0.003), 0, 1)
+    g = grids[METRIC_CODE["prb_util_pct"]]
+    np.multiply(0.98, u, out=g)
+    noise = rng.normal(0, 0.03, u.shape)
+    np.add(noise, 1.0, out=noise)
+    np.multiply(g, noise, out=g)
+    np.add(g, 0.02, out=g)
+    np.add(g, rng.normal(0, 0.003, u.shape), out=g)
+    np.clip(g, 0.0, 1.0, out=g)
+    np.multiply(g, 100.0, out=g)
+    # cpu = clip(8 + 55 u + N(0, 2), 0, 100)
+    g = grids[METRIC_CODE["cpu_util_pct"]]
+    np.multiply(55.0, u, out=g)
+    np.add(g, 8.0, out=g)
+    np.add(g, rng.normal(0, 2.0, u.shape), out=g)
+    np.clip(g, 0.0, 100.0, out=g)
+    # throughput = max(thr (1 + N(0, 0.02)), 0)
+    g = grids[METRIC_CODE["throughput_mbps"]]
+    noise = rng.normal(0, 0.02, u.shape)
+    np.add(noise, 1.0, out=noise)
+    np.multiply(thr, noise, out=g)
+    np.maximum(g, 0.0, out=g)
+    del noise
     p_un = 0.0005 + eff.unavail_p
     hit = rng.random(u.shape) < p_un
     secs = np.where(eff.unavail_p > 0, rng.uniform(5.0, 120.0, u.shape), rng.uniform(1.0, interval_s, u.shape))
-    grids[METRIC_CODE["unavailable_s"]] = np.where(hit, np.round(secs), 0.0)
+    g = grids[METRIC_CODE["unavailable_s"]]
+    g[...] = 0.0
+    np.copyto(g, np.round(secs, out=secs), where=hit)
+    del p_un, hit, secs
     err_base = rng.lognormal(np.log(2.0), 0.6, n_e)
-    grids[METRIC_CODE["error_count"]] = rng.poisson(err_base[None, :] * (0.3 + u) * eff.err_mult)
+    lam = np.add(u, 0.3)  # err_base (0.3 + u) err_mult
+    np.multiply(lam, err_base[None, :], out=lam)
+    np.multiply(lam, eff.err_mult, out=lam)
+    grids[METRIC_CODE["error_count"]] = rng.poisson(lam)
+    del lam
     hour = (times_ms / 3_600_000.0) % 24.0
     ambient = region_temp_c[topo.region][None, :] + 4.0 * np.cos((hour[:, None] - 15.0) * np.pi / 12.0)
     offset = np.where(is_cell, 12.0, 22.0) + rng.normal(0, 2.0, n_e)
-    grids[METRIC_CODE["temperature_c"]] = np.round(
-        ambient + offset[None, :] + 12.0 * u + rng.normal(0, 0.4, u.shape), 1
-    )
+    # temperature = round(ambient + offset + 12 u + N(0, 0.4), 1)
+    g = grids[METRIC_CODE["temperature_c"]]
+    np.add(ambient, offset[None, :], out=g)
+    del ambient
+    t12 = np.multiply(12.0, u)
+    np.add(g, t12, out=g)
+    del t12
+    np.add(g, rng.normal(0, 0.4, u.shape), out=g)
+    np.round(g, 1, out=g)
     has = np.zeros((n_e, len(METRICS)), bool)
     for c, names in CLASS_METRICS.items():
         has[np.ix_(cls == c, [METRIC_CODE[m] for m in names])] = True
     slow = np.array([m in SLOW_METRICS for m in METRICS])
     on_env = (np.arange(n_t) % env_every) == 0
-    mask = has[None, :, :] & (eff.present & ~eff.gap)[:, :, None] & (~slow[None, None, :] | on_env[:, None, None])
-    out = np.empty(int(mask.sum()), dtype=EQUIP_DTYPE)
-    shape = mask.shape
-    out["ts_ms"] = np.broadcast_to(times_ms[:, None, None], shape)[mask]
-    out["element_id"] = np.broadcast_to(topo.table["element_id"][None, :, None], shape)[mask]
-    out["metric_id"] = np.broadcast_to(np.arange(len(METRICS), dtype=np.int32)[None, None, :], shape)[mask]
-    out["value"] = np.moveaxis(grids, 0, 2)[mask]
-    return out
+    # rows in (interval, element, metric) order
+    return equip_table(
+        times_ms, topo.table["element_id"], has, eff.present & ~eff.gap, slow, on_env, grids, EQUIP_DTYPE
+    )
 
 
 def qos_rows(topo, times_ms, x, eff: Effects, rng: np.random.Generator) -> np.ndarray:
@@ -191,15 +222,54 @@ def qos_rows(topo, times_ms, x, eff: Effects, rng: np.random.Generator) -> np.nd
         base[cls == c] = v
     base = base * rng.lognormal(0.0, 0.25, n_e)
     u = np.minimum(x, 0.985)
-    lat = base[None, :] * (1.0 + 0.15 * u / (1.0 - u)) * eff.lat_mult * rng.lognormal(0.0, 0.08, u.shape)
-    jit = 0.12 * lat * rng.lognormal(0.0, 0.3, u.shape)
-    loss = 0.02 * rng.lognormal(0.0, 0.5, u.shape) + 100.0 * np.maximum(u - CONGESTION_ONSET, 0.0) ** 2 + eff.loss_add
-    loss = np.clip(loss, 0.0, 100.0)
-    d = lat + 2.0 * jit + 10.0  # one-way mouth-to-ear delay
-    i_d = 0.024 * d + 0.11 * (d - 177.3) * (d > 177.3)
-    i_e = 95.0 * loss / (loss + 4.3)
-    r = np.clip(93.2 - i_d - i_e, 0.0, 100.0)
-    mos = np.clip(1.0 + 0.035 * r + 7e-6 * r * (r - 60.0) * (100.0 - r), 1.0, 4.5)
+    # The grids below are computed in place, operation by operation as the formulas read (each
+    # rewrite swaps only the operands of one + or *, which is exact): fewer large temporaries.
+    # lat = base * (1 + 0.15 u / (1 - u)) * lat_mult * lognormal
+    lat = np.multiply(0.15, u)
+    tmp = np.subtract(1.0, u)
+    np.divide(lat, tmp, out=lat)
+    np.add(lat, 1.0, out=lat)
+    np.multiply(lat, base[None, :], out=lat)
+    np.multiply(lat, eff.lat_mult, out=lat)
+    np.multiply(lat, rng.lognormal(0.0, 0.08, u.shape), out=lat)
+    # jit = 0.12 lat lognormal
+    jit = np.multiply(0.12, lat)
+    np.multiply(jit, rng.lognormal(0.0, 0.3, u.shape), out=jit)
+    # loss = clip(0.02 lognormal + 100 max(u - onset, 0)^2 + loss_add, 0, 100)
+    loss = rng.lognormal(0.0, 0.5, u.shape)
+    np.multiply(loss, 0.02, out=loss)
+    np.subtract(u, CONGESTION_ONSET, out=tmp)
+    np.maximum(tmp, 0.0, out=tmp)
+    np.multiply(tmp, tmp, out=tmp)  # ** 2
+    np.multiply(tmp, 100.0, out=tmp)
+    np.add(loss, tmp, out=loss)
+    np.add(loss, eff.loss_add, out=loss)
+    np.clip(loss, 0.0, 100.0, out=loss)
+    # one-way mouth-to-ear delay d = lat + 2 jit + 10, its impairment i_d = 0.024 d + 0.11 (d - 177.3) [d > 177.3]
+    d = np.multiply(2.0, jit)
+    np.add(lat, d, out=d)
+    np.add(d, 10.0, out=d)
+    np.subtract(d, 177.3, out=tmp)
+    np.multiply(tmp, 0.11, out=tmp)
+    np.multiply(tmp, d > 177.3, out=tmp)
+    i_d = np.multiply(d, 0.024, out=d)
+    np.add(i_d, tmp, out=i_d)
+    # i_e = 95 loss / (loss + 4.3); r = clip(93.2 - i_d - i_e, 0, 100)
+    i_e = np.multiply(95.0, loss)
+    np.add(loss, 4.3, out=tmp)
+    np.divide(i_e, tmp, out=i_e)
+    r = np.subtract(93.2, i_d, out=i_d)
+    np.subtract(r, i_e, out=r)
+    np.clip(r, 0.0, 100.0, out=r)
+    # mos = clip(1 + 0.035 r + 7e-6 r (r - 60) (100 - r), 1, 4.5), rounded, cells only
+    mos = np.multiply(0.035, r, out=i_e)
+    np.add(mos, 1.0, out=mos)
+    np.multiply(7e-6, r, out=tmp)
+    np.multiply(tmp, r - 60.0, out=tmp)
+    np.multiply(tmp, np.subtract(100.0, r, out=r), out=tmp)
+    np.add(mos, tmp, out=mos)
+    np.clip(mos, 1.0, 4.5, out=mos)
+    del tmp, r
     mos = np.where(is_cell[None, :], np.round(mos, 3), np.nan)
     mask = eff.present
     out = np.empty(int(mask.sum()), dtype=QOS_DTYPE)
@@ -276,7 +346,7 @@ def cdr_rows(
     flat = np.repeat(np.arange(n_t * n_e), counts)
     start = times_ms[flat // n_e] + rng.integers(0, dt_ms, n)
     # sort by start time first, so every per-call attribute is drawn in output order
-    order = np.argsort(start, kind="stable")
+    order = stable_argsort(start)
     start, flat = start[order], flat[order]
     del order
     _k, e = flat // n_e, flat % n_e

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from telcoanalytics.records import DTYPES, ELEMENT_FIELD, METRIC_CODE, NO_TIME_MS, SOURCES, TIME_FIELD
+from telcoanalytics.synth._kernels import expand_groups, group_starts, nth_true, stable_argsort
 from telcoanalytics.synth.sources import mix63
 
 # Corruption kinds are named after the quarantine reason a validator should give them
@@ -90,13 +91,14 @@ def _delays(n: int, cfg, rng: np.random.Generator):
 
 
 def _corrupt_pool(source: str, a: np.ndarray, kind: str):
-    """Rows of ``a`` a corruption of ``kind`` may copy (None: any row)."""
+    """Rows of ``a`` a corruption of ``kind`` may copy, as a boolean mask (None: any row)."""
     if source == "equip" and kind == "negative_counter":
-        pool = np.flatnonzero(np.isin(a["metric_id"], [METRIC_CODE["error_count"], METRIC_CODE["unavailable_s"]]))
-        return pool if len(pool) else None
+        m = a["metric_id"]
+        pool = (m == METRIC_CODE["error_count"]) | (m == METRIC_CODE["unavailable_s"])
+        return pool if pool.any() else None
     if source == "cdr" and kind == "answer_outside_call":
-        pool = np.flatnonzero(a["answer_ms"] != NO_TIME_MS)
-        return pool if len(pool) else None
+        pool = a["answer_ms"] != NO_TIME_MS
+        return pool if pool.any() else None
     return None
 
 
@@ -160,6 +162,17 @@ def _corrupt(source: str, rows: np.ndarray, kinds: list, rng) -> None:
             rows[ef][i] = UNKNOWN_ELEMENT_BASE + i
 
 
+class _GroupArrival:
+    """Arrival times of rows that arrive in groups: ``arrival[idx]`` is the arrival of the group
+    holding each row (groups start at the ascending ``first``; ``g_arr`` per group)."""
+
+    def __init__(self, first: np.ndarray, g_arr: np.ndarray):
+        self.first, self.g_arr = first, g_arr
+
+    def __getitem__(self, idx):
+        return self.g_arr[np.searchsorted(self.first, idx, side="right") - 1]
+
+
 def build_streams(arrays: dict, cfg, id_salt: int, rng: np.random.Generator):
     """Arrival times, duplicates and corrupted rows for every source.
 
@@ -191,25 +204,23 @@ def build_streams(arrays: dict, cfg, id_salt: int, rng: np.random.Generator):
             base = a["ts_ms"]
             delay, cat = _delays(n, cfg, rng)
         else:
-            base = a["ts_ms"] + cfg.pm_interval_ms
             if source == "equip" and n:
                 # one delay per PM file (element, interval): sort the files, then expand to rows
-                ts, el = a["ts_ms"], a["element_id"]
-                first = np.flatnonzero(np.concatenate([[True], (ts[1:] != ts[:-1]) | (el[1:] != el[:-1])]))
+                ts = a["ts_ms"]
+                first = group_starts(ts, a["element_id"])
                 size = np.diff(np.append(first, n))
                 d, c = _delays(len(first), cfg, rng)
                 g_arr = ts[first] + cfg.pm_interval_ms + d
-                g_ord = np.argsort(g_arr, kind="stable")
-                sz = size[g_ord]
-                order = np.repeat(first[g_ord] - (np.cumsum(sz) - sz), sz) + np.arange(n)
-                arrival_sorted = np.repeat(g_arr[g_ord], sz)
-                arrival = np.repeat(g_arr, size)
-                cat = np.repeat(c, size)
+                order, arrival_sorted = expand_groups(first, size, stable_argsort(g_arr), g_arr, n)
+                # a row's arrival is its file's (looked up for the few rows copied below)
+                arrival = _GroupArrival(first, g_arr)
+                cat = (c, size)
             else:
+                base = a["ts_ms"] + cfg.pm_interval_ms
                 delay, cat = _delays(n, cfg, rng)
         if source != "equip" or not n:
             arrival = base + delay
-            order = np.argsort(arrival, kind="stable")
+            order = stable_argsort(arrival)
             arrival_sorted = arrival[order]
         extras, ext_arr, ext_org = [], [], []
         n_dup = 0
@@ -231,7 +242,7 @@ def build_streams(arrays: dict, cfg, id_salt: int, rng: np.random.Generator):
                 idx[sel] = (
                     rng.integers(0, n, int(sel.sum()))
                     if pool is None
-                    else pool[rng.integers(0, len(pool), int(sel.sum()))]
+                    else nth_true(pool, rng.integers(0, np.count_nonzero(pool), int(sel.sum())))
                 )
             o = np.argsort(idx, kind="stable")
             idx, kind_of = idx[o], kind_of[o]
@@ -253,7 +264,10 @@ def build_streams(arrays: dict, cfg, id_salt: int, rng: np.random.Generator):
         stats["n_arrived"][source] = int(n + len(extra))
         stats["n_duplicates"][source] = int(n_dup)
         stats["n_corrupted"][source] = {k: int(kind_counts[CORRUPT_KINDS.index(k)]) for k in SOURCE_CORRUPTIONS[source]}
-        counts = np.bincount(cat, minlength=4)
+        if isinstance(cat, tuple):  # a category per group of rows: (category, rows)
+            counts = np.bincount(cat[0], weights=cat[1], minlength=4).astype(np.int64)
+        else:
+            counts = np.bincount(cat, minlength=4)
         stats["n_on_time"][source] = int(counts[0])
         stats["n_out_of_order"][source] = int(counts[1])
         stats["n_late"][source] = int(counts[2] + counts[3])
