@@ -496,6 +496,24 @@ def _late_codes(agg, val, samp_k, gap, n_el, params, sel, post, live, thr, codes
 
 
 @kernel_exact
+def _late_ratio_values(agg, num_k, den_k, scale):
+    """``scale * sum(agg[k, i, num_k]) / sum(agg[k, i, den_k])`` per tick ``k`` and row ``i`` of
+    window sums ``agg`` (ticks, rows, keys); NaN where the denominator is 0."""
+    n_t, n_r = agg.shape[0], agg.shape[1]
+    val = np.empty((n_t, n_r))
+    for k in range(n_t):
+        for i in range(n_r):
+            num = 0.0
+            for m in range(num_k.shape[0]):
+                num += agg[k, i, num_k[m]]
+            den = 0.0
+            for m in range(den_k.shape[0]):
+                den += agg[k, i, den_k[m]]
+            val[k, i] = scale * num / (den if den != 0.0 else 1.0) if den != 0.0 else np.nan
+    return val
+
+
+@kernel_exact
 def sla_late_ratio_span(pre, span, plan, params, sel, post, live, thr, codes, values):
     """Condition codes and values of a threshold rule over a ratio KPI for a few rows at the ticks of
     a late-data re-evaluation, in one call: each window sum as one difference of the span's
@@ -534,16 +552,7 @@ def sla_late_ratio_span(pre, span, plan, params, sel, post, live, thr, codes, va
     n_el = span[5]
     n_nodes = n_el.shape[0]
     agg = _late_sums(pre, span, n_t, n_nodes)
-    val = np.empty((n_t, n_nodes))
-    for k in range(n_t):
-        for i in range(n_nodes):
-            num = 0.0
-            for m in range(num_k.shape[0]):
-                num += agg[k, i, num_k[m]]
-            den = 0.0
-            for m in range(den_k.shape[0]):
-                den += agg[k, i, den_k[m]]
-            val[k, i] = scale * num / (den if den != 0.0 else 1.0) if den != 0.0 else np.nan
+    val = _late_ratio_values(agg, num_k, den_k, scale)
     _late_codes(agg, val, samp_k, pre[3] >= 0, n_el, params, sel, post, live, thr, codes, values)
 
 
@@ -652,16 +661,7 @@ def sla_late_ratio_group(pre, span, plan, scale, rules, ring, changed):
     ``changed`` bool (n_rules,) written."""
     num_k, den_k, samp_k = plan
     agg, live, n_t, n_r = _late_group_sums(pre, span)
-    val = np.empty((n_t, n_r))
-    for k in range(n_t):
-        for i in range(n_r):
-            num = 0.0
-            for m in range(num_k.shape[0]):
-                num += agg[k, i, num_k[m]]
-            den = 0.0
-            for m in range(den_k.shape[0]):
-                den += agg[k, i, den_k[m]]
-            val[k, i] = scale * num / (den if den != 0.0 else 1.0) if den != 0.0 else np.nan
+    val = _late_ratio_values(agg, num_k, den_k, scale)
     _late_group_codes(agg, val, samp_k, pre[5] >= 0, live, rules, ring, changed)
 
 
